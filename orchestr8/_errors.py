@@ -1,0 +1,172 @@
+"""The one error tree of orchestr8: every error the runtime raises on purpose is an `Orchestr8Error`.
+
+The tree, with the builtin each leaf also inherits where one fits::
+
+    Orchestr8Error
+    ├── ActorError                       actors and supervisors
+    │   ├── ActorStoppedError            the actor is stopped (or stopped before answering)
+    │   ├── MailboxFullError             a `fail` mailbox is full
+    │   ├── AskTimeoutError              (TimeoutError) no answer within the ask timeout
+    │   └── SupervisorGaveUpError        restart intensity exceeded; `__cause__` is the last crash
+    ├── WorkflowError                    workflow documents
+    │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
+    │   └── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
+    ├── AgentError                       agents
+    │   ├── UnknownAgentError            (LookupError) no agent with that id
+    │   └── AgentConfigurationError      (ValueError) an agent's config is unusable
+    ├── ExecutionError                   executions
+    │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
+    │   └── ExecutionStateError          the execution is in the wrong state for the request
+    ├── JournalError                     the journal could not be read or written
+    └── ResilienceError                  the resilience pipeline
+        ├── RetryableError               an agent says: this attempt may be tried again
+        ├── NonRetryableError            an agent says: never try this again
+        ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
+        ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
+        ├── CircuitOpenError             the circuit breaker rejected the call
+        ├── BulkheadFullError            the bulkhead had no free slot in time
+        └── RateLimitedError             the rate limiter had no token in time
+
+Cancellation (`trio.Cancelled`) is never part of this tree: it is never caught as an error,
+retried or wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+class Orchestr8Error(Exception):
+    """Base of every error orchestr8 raises on purpose, so callers can catch them all at once."""
+
+
+class ActorError(Orchestr8Error):
+    """Base of the errors raised by actors, refs and supervisors."""
+
+
+class ActorStoppedError(ActorError):
+    """The actor is stopped, or stopped before it answered, so the message cannot be handled."""
+
+
+class MailboxFullError(ActorError):
+    """The actor's mailbox is full and its overflow policy is `fail`, so the message was refused."""
+
+
+class AskTimeoutError(ActorError, TimeoutError):
+    """The actor did not answer an `ask` within its timeout; the handler was cancelled."""
+
+
+class SupervisorGaveUpError(ActorError):
+    """Children crashed more often than the restart intensity allows; `__cause__` is the last crash."""
+
+
+class WorkflowError(Orchestr8Error):
+    """Base of the errors about workflow documents."""
+
+
+@attrs.frozen
+class Problem:
+    """One problem found in a document, located by its JSON path (e.g. `$.steps[1].id`)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        """Render as `path: message`, the form every view prints."""
+        return f"{self.path}: {self.message}"
+
+
+class WorkflowValidationError(WorkflowError, ValueError):
+    """A workflow document is invalid; `problems` lists every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        count = len(self.problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{head}invalid workflow ({count} {noun}):\n{lines}")
+
+
+class InputValidationError(WorkflowError, ValueError):
+    """The inputs of an execution do not fit the workflow's `inputs` schema."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"invalid inputs:\n{lines}")
+
+
+class AgentError(Orchestr8Error):
+    """Base of the errors about finding and configuring agents."""
+
+
+class UnknownAgentError(AgentError, LookupError):
+    """No agent is registered under the requested id."""
+
+
+class AgentConfigurationError(AgentError, ValueError):
+    """An agent's configuration (or its environment, such as a missing API key) is unusable."""
+
+
+class ExecutionError(Orchestr8Error):
+    """Base of the errors about executions as a whole."""
+
+
+class ExecutionNotFoundError(ExecutionError, LookupError):
+    """No execution with the requested id exists in the journal."""
+
+
+class ExecutionStateError(ExecutionError):
+    """The execution is in the wrong state for the request (e.g. resuming a succeeded run)."""
+
+
+class JournalError(Orchestr8Error):
+    """The journal could not be opened, read or written."""
+
+
+class ResilienceError(Orchestr8Error):
+    """Base of the errors raised by, or meant for, the resilience pipeline."""
+
+
+class RetryableError(ResilienceError):
+    """Raised by an agent for a failure worth retrying; `retry_after` is a lower bound on the delay."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NonRetryableError(ResilienceError):
+    """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
+
+
+class AttemptTimeoutError(ResilienceError, TimeoutError):
+    """One attempt ran longer than the policy's `timeout`; counts as a failure for retry and breaker."""
+
+
+class DeadlineExceededError(ResilienceError, TimeoutError):
+    """All attempts of a call together ran past the policy's total `deadline`."""
+
+
+class CircuitOpenError(ResilienceError):
+    """The circuit breaker rejected the call; `retry_after` is the wait until a probe is admitted."""
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BulkheadFullError(ResilienceError):
+    """The bulkhead had no free slot within `max_wait`, so the call was not made."""
+
+
+class RateLimitedError(ResilienceError):
+    """The rate limiter had no token within `max_wait`; `retry_after` is the wait until one is due."""
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
