@@ -1,4 +1,4 @@
-"""The one error tree of orchestr8: every error the runtime raises on purpose is an `Orchestr8Error`.
+"""The error tree of orchestr8: every error the runtime raises on purpose is an `Orchestr8Error`.
 
 The tree, with the builtin each leaf also inherits where one fits::
 
@@ -10,7 +10,8 @@ The tree, with the builtin each leaf also inherits where one fits::
     │   └── SupervisorGaveUpError        restart intensity exceeded; `__cause__` is the last crash
     ├── WorkflowError                    workflow documents
     │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
-    │   └── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
+    │   ├── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
+    │   └── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
     │   └── AgentConfigurationError      (ValueError) an agent's config is unusable
@@ -59,7 +60,7 @@ class AskTimeoutError(ActorError, TimeoutError):
 
 
 class SupervisorGaveUpError(ActorError):
-    """Children crashed more often than the restart intensity allows; `__cause__` is the last crash."""
+    """Children crashed more often than the restart intensity allows; caused by the last crash."""
 
 
 class WorkflowError(Orchestr8Error):
@@ -100,6 +101,14 @@ class InputValidationError(WorkflowError, ValueError):
         super().__init__(f"invalid inputs:\n{lines}")
 
 
+class ReferenceResolutionError(WorkflowError, LookupError):
+    """A `${...}` reference found no value at run time (missing key, bad index, not a container)."""
+
+    def __init__(self, message: str, *, reference: str = "") -> None:
+        super().__init__(message)
+        self.reference = reference
+
+
 class AgentError(Orchestr8Error):
     """Base of the errors about finding and configuring agents."""
 
@@ -133,7 +142,7 @@ class ResilienceError(Orchestr8Error):
 
 
 class RetryableError(ResilienceError):
-    """Raised by an agent for a failure worth retrying; `retry_after` is a lower bound on the delay."""
+    """Raised by an agent for a failure worth retrying; `retry_after` is the least next delay."""
 
     def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -145,7 +154,7 @@ class NonRetryableError(ResilienceError):
 
 
 class AttemptTimeoutError(ResilienceError, TimeoutError):
-    """One attempt ran longer than the policy's `timeout`; counts as a failure for retry and breaker."""
+    """One attempt ran past the policy's `timeout`; a failure for both retry and breaker."""
 
 
 class DeadlineExceededError(ResilienceError, TimeoutError):
@@ -153,7 +162,7 @@ class DeadlineExceededError(ResilienceError, TimeoutError):
 
 
 class CircuitOpenError(ResilienceError):
-    """The circuit breaker rejected the call; `retry_after` is the wait until a probe is admitted."""
+    """The circuit breaker rejected the call; `retry_after` is the wait until it admits a probe."""
 
     def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
         super().__init__(message)
@@ -165,7 +174,7 @@ class BulkheadFullError(ResilienceError):
 
 
 class RateLimitedError(ResilienceError):
-    """The rate limiter had no token within `max_wait`; `retry_after` is the wait until one is due."""
+    """The rate limiter had no token within `max_wait`; `retry_after` is the wait for one."""
 
     def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
         super().__init__(message)

@@ -1,0 +1,579 @@
+"""Supervisors: OTP-style restart strategies and intensity on top of trio's structured concurrency.
+
+A supervisor is a nursery plus one *manager* task. Each child actor runs as one task per
+incarnation; when an incarnation ends it reports to the manager, which decides, one exit at a
+time, whether to restart it (and which siblings) or to give up. No child outlives its supervisor:
+leaving `open_supervisor` stops every child in reverse start order, each within its grace period.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ._actor import (
+    Actor,
+    ActorEvent,
+    ActorRef,
+    Overflow,
+    Restart,
+    _Cell,
+    run_messages,
+)
+from ._bus import EventBus
+from ._errors import ActorError, ActorStoppedError, SupervisorGaveUpError
+
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+_RESTARTS = ("permanent", "transient", "temporary")
+_OVERFLOWS = ("block", "fail", "drop")
+
+
+class ActorNameTakenError(ActorError, ValueError):
+    """A supervisor already has a child of that name; names address children, so they are unique."""
+
+
+@attrs.frozen
+class RestartBackoff:
+    """Delay before the n-th restart within the intensity window: min * multiplier^(n-1), capped."""
+
+    min_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, restart_number: int, source: random.Random) -> float:
+        """The delay before restart number `restart_number` (1-based), with ± `jitter` spread."""
+        exponent = max(restart_number - 1, 0)
+        if self.multiplier > 1 and exponent > 0:
+            ceiling = math.log(max(self.max_delay / max(self.min_delay, 1e-9), 1.0))
+            if exponent * math.log(self.multiplier) >= ceiling:
+                base = self.max_delay
+            else:
+                base = min(self.max_delay, self.min_delay * self.multiplier**exponent)
+        else:
+            base = min(self.max_delay, self.min_delay)
+        spread = base * self.jitter
+        return max(0.0, base + source.uniform(-spread, spread))
+
+
+@attrs.frozen
+class SupervisorStatistics:
+    """A snapshot of a supervisor: its children in start order and its restart history."""
+
+    name: str
+    strategy: Strategy
+    children: tuple[str, ...]
+    restarts: int
+    recent_restarts: int
+    closing: bool
+
+
+@attrs.frozen
+class _Exit:
+    cell: _Cell
+    incarnation: int
+    error: Exception | None
+
+
+class Supervisor:
+    """Runs child actors in its nursery, restarts them by strategy, and stops them all on exit.
+
+    Get one from `open_supervisor` (or `Supervisor.spawn_supervisor` for a nested tree).
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        name: str,
+        strategy: Strategy,
+        max_restarts: int,
+        within: float,
+        shutdown_grace: float,
+        restart_backoff: RestartBackoff | None,
+        bus: EventBus,
+        random_source: random.Random | None = None,
+    ) -> None:
+        """Set up the bookkeeping; `open_supervisor` starts the manager and owns the nursery."""
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be 0 or more, got {max_restarts}")
+        if within <= 0:
+            raise ValueError(f"within must be greater than 0, got {within}")
+        if shutdown_grace < 0:
+            raise ValueError(f"shutdown_grace must be 0 or more, got {shutdown_grace}")
+        self.name = name
+        self.strategy: Strategy = strategy
+        self.max_restarts = max_restarts
+        self.within = within
+        self.shutdown_grace = shutdown_grace
+        self.restart_backoff = restart_backoff
+        self.bus = bus
+        self._random = random_source or random.Random()
+        self._nursery = nursery
+        self._cells: dict[str, _Cell] = {}
+        self._restart_times: collections.deque[float] = collections.deque()
+        self._restarts = 0
+        self._unpublished = 0
+        self._closing = False
+        self._nested: dict[str, Supervisor] = {}
+        # One exit report per incarnation, and each child has at most one incarnation running, so
+        # this channel holds at most as many reports as there are children: bounded by the tree.
+        self._exit_send, self._exit_receive = trio.open_memory_channel[_Exit](math.inf)
+
+    # -- public surface ---------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor],
+        *,
+        name: str,
+        restart: Restart = "transient",
+        mailbox_size: int = 64,
+        overflow: Overflow = "block",
+    ) -> ActorRef:
+        """Start a child actor and return its ref once `on_start` has finished.
+
+        `factory` is called again on every restart, so each incarnation starts with fresh state.
+        An error in the factory or `on_start` is raised here and does not crash the supervisor.
+
+        Raises:
+            ActorNameTakenError: a child of that name exists.
+            ActorStoppedError: the supervisor is stopping.
+            ValueError: a bad `restart`, `overflow` or `mailbox_size`.
+        """
+        self._check_spawn(name, restart, overflow, mailbox_size)
+        send, receive = trio.open_memory_channel[Any](mailbox_size)
+        cell = _Cell(
+            name=name, factory=factory, restart=restart, overflow=overflow,
+            mailbox_size=mailbox_size, supervisor=self, send=send, receive=receive,
+            grace=self.shutdown_grace,
+        )
+        return await self._start_cell(cell, self._run_actor)
+
+    async def spawn_supervisor(
+        self,
+        setup: Callable[[Supervisor], Awaitable[None]] | None = None,
+        *,
+        name: str,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within: float = 5.0,
+        shutdown_grace: float = 5.0,
+        restart_backoff: RestartBackoff | None = None,
+        restart: Restart = "permanent",
+    ) -> ActorRef:
+        """Start a nested supervisor as a child; `setup` spawns its children on every (re)start.
+
+        The nested supervisor giving up is a crash of this child, handled by this supervisor's
+        strategy. Its ref stops it; `Supervisor.child_supervisor(name)` reaches the current one.
+        """
+        self._check_spawn(name, restart, "block", 1)
+        send, receive = trio.open_memory_channel[Any](1)
+
+        def refuse() -> Actor:
+            raise ActorError(f"{name!r} is a supervisor, not an actor")
+
+        cell = _Cell(
+            name=name, factory=refuse, restart=restart, overflow="fail", mailbox_size=1,
+            supervisor=self, send=send, receive=receive, grace=None,
+        )
+        options = {
+            "strategy": strategy, "max_restarts": max_restarts, "within": within,
+            "shutdown_grace": shutdown_grace, "restart_backoff": restart_backoff,
+        }
+
+        async def run_nested(cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
+            await self._run_nested(cell, setup, options, task_status)
+
+        return await self._start_cell(cell, run_nested)
+
+    def child_supervisor(self, name: str) -> Supervisor:
+        """The current incarnation of the nested supervisor `name` (it changes on restarts)."""
+        nested = self._nested.get(name)
+        if nested is None:
+            raise LookupError(f"supervisor {self.name!r} has no running nested supervisor {name!r}")
+        return nested
+
+    def get(self, name: str) -> ActorRef:
+        """The ref of the child called `name`."""
+        try:
+            return self._cells[name].ref
+        except KeyError:
+            raise LookupError(f"supervisor {self.name!r} has no child {name!r}") from None
+
+    @property
+    def children(self) -> tuple[str, ...]:
+        """Names of the live children, in start order."""
+        return tuple(self._cells)
+
+    def statistics(self) -> SupervisorStatistics:
+        """A snapshot of the children and the restart history."""
+        now = trio.current_time()
+        recent = sum(1 for at in self._restart_times if now - at < self.within)
+        return SupervisorStatistics(
+            name=self.name, strategy=self.strategy, children=self.children,
+            restarts=self._restarts, recent_restarts=recent, closing=self._closing,
+        )
+
+    async def stop(self) -> None:
+        """Stop every child in reverse start order and refuse new ones; idempotent."""
+        self._closing = True
+        for cell in reversed(list(self._cells.values())):
+            await self.stop_child(cell)
+        self._exit_send.close()
+
+    async def stop_child(self, cell: _Cell) -> None:
+        """Stop one child: close its mailbox, wait out its grace, then cancel it if still busy."""
+        if cell.state == "stopped":
+            return
+        if not cell.stop_requested:
+            cell.stop_requested = True
+            cell.state = "stopping"
+            if cell.grace is not None:
+                cell.stop_deadline = trio.current_time() + cell.grace
+            cell.close_mailbox(self.bus)
+        while not cell.done.is_set():
+            with trio.move_on_at(cell.stop_deadline):
+                await cell.done.wait()
+            if not cell.done.is_set():
+                cell.scope.cancel()
+                await cell.done.wait()
+        await self._finish(cell)
+
+    def count_unpublished(self) -> None:
+        """Note an event that could not be published because a lossless subscriber was full."""
+        self._unpublished += 1
+
+    # -- children ---------------------------------------------------------------------------
+
+    def _check_spawn(self, name: str, restart: str, overflow: str, mailbox_size: int) -> None:
+        if self._closing:
+            raise ActorStoppedError(f"supervisor {self.name!r} is stopping")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._cells:
+            raise ActorNameTakenError(f"supervisor {self.name!r} already has a child {name!r}")
+        if restart not in _RESTARTS:
+            raise ValueError(f"restart must be one of {', '.join(_RESTARTS)}, got {restart!r}")
+        if overflow not in _OVERFLOWS:
+            raise ValueError(f"overflow must be one of {', '.join(_OVERFLOWS)}, got {overflow!r}")
+        if mailbox_size < 1:
+            raise ValueError(f"mailbox_size must be at least 1, got {mailbox_size}")
+
+    async def _start_cell(
+        self, cell: _Cell, runner: Callable[[_Cell, trio.TaskStatus[None]], Awaitable[None]]
+    ) -> ActorRef:
+        cell.ref = ActorRef(cell)
+        cell.runner = runner
+        self._cells[cell.name] = cell
+        try:
+            await self._nursery.start(runner, cell)
+        except BaseException:
+            self._cells.pop(cell.name, None)
+            cell.close_mailbox(self.bus)
+            cell.state = "stopped"
+            raise
+        return cell.ref
+
+    async def _run_actor(
+        self,
+        cell: _Cell,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One incarnation of an actor: build, start, handle messages, clean up, report the exit."""
+        scope, done, cause = cell.scope, cell.done, cell.restart_cause
+        cell.incarnation += 1
+        incarnation = cell.incarnation
+        cell.task = trio.lowlevel.current_task()
+        try:
+            inbox = cell.receive.clone()
+        except trio.ClosedResourceError:
+            cell.task = None
+            done.set()
+            task_status.started()
+            return
+        try:
+            actor = cell.factory()
+            actor.ref = cell.ref
+        except BaseException:
+            inbox.close()
+            cell.task = None
+            done.set()
+            raise
+        started = False
+        error: Exception | None = None
+        cell.inbox = inbox
+        try:
+            with scope:
+                if cause is not None:
+                    await actor.on_restart(cause)
+                await actor.on_start()
+                started = True
+                if not cell.stop_requested:
+                    cell.state = "running"
+                task_status.started()
+                event = "actor.restarted" if cause is not None else "actor.started"
+                await self._publish(event, cell)
+                await run_messages(actor, cell, inbox)
+        except Exception as crash:
+            if not started:
+                raise
+            error = crash
+        finally:
+            inbox.close()
+            if started:
+                await self._clean_up(actor, cell)
+            cell.task = None
+            done.set()
+        if not started:
+            # Stopped while starting: report started so `spawn` returns the (stopped) ref.
+            task_status.started()
+        self._report(_Exit(cell, incarnation, error))
+
+    async def _clean_up(self, actor: Actor, cell: _Cell) -> None:
+        """Run `on_stop` shielded until the stop's grace deadline (a fresh grace after a crash)."""
+        if cell.stop_requested:
+            deadline = cell.stop_deadline
+        else:
+            deadline = trio.current_time() + (cell.grace if cell.grace is not None else 0.0)
+        with trio.CancelScope(shield=True, deadline=deadline):
+            try:
+                await actor.on_stop()
+            except Exception as stop_error:
+                await self._publish("actor.stop_failed", cell, stop_error)
+
+    async def _run_nested(
+        self,
+        cell: _Cell,
+        setup: Callable[[Supervisor], Awaitable[None]] | None,
+        options: dict[str, Any],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """One incarnation of a nested supervisor: open it, run `setup`, serve until stopped."""
+        done = cell.done
+        cell.incarnation += 1
+        incarnation = cell.incarnation
+        cell.task = trio.lowlevel.current_task()
+        error: Exception | None = None
+        started = False
+        try:
+            inbox = cell.receive.clone()
+            cell.inbox = inbox
+            with cell.scope:
+                async with open_supervisor(
+                    name=f"{self.name}/{cell.name}", bus=self.bus, **options
+                ) as nested:
+                    self._nested[cell.name] = nested
+                    if setup is not None:
+                        await setup(nested)
+                    if not cell.stop_requested:
+                        cell.state = "running"
+                    started = True
+                    task_status.started()
+                    await self._publish("actor.started", cell)
+                    with suppress(trio.ClosedResourceError, trio.EndOfChannel):
+                        await inbox.receive()
+        except trio.ClosedResourceError:
+            if started:
+                raise
+        except Exception as crash:
+            if not started:
+                raise
+            error = crash
+        finally:
+            if self._nested.get(cell.name) is not None:
+                del self._nested[cell.name]
+            cell.task = None
+            done.set()
+            if not started:
+                task_status.started()
+        self._report(_Exit(cell, incarnation, error))
+
+    def _report(self, exit_report: _Exit) -> None:
+        with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._exit_send.send_nowait(exit_report)
+
+    async def _finish(self, cell: _Cell) -> None:
+        """Mark a child stopped for good, forget it, and say so on the bus (once)."""
+        if cell.state == "stopped":
+            return
+        cell.state = "stopped"
+        cell.close_mailbox(self.bus)
+        if self._cells.get(cell.name) is cell:
+            del self._cells[cell.name]
+        await self._publish("actor.stopped", cell)
+
+    async def _publish(
+        self, event_type: str, cell: _Cell | None, error: BaseException | None = None
+    ) -> None:
+        if self.bus.has_subscribers:
+            name = cell.name if cell is not None else self.name
+            await self.bus.publish(
+                ActorEvent(event_type, name, self.name, trio.current_time(), error=error)
+            )
+
+    # -- the manager ------------------------------------------------------------------------
+
+    async def manage(self) -> None:
+        """Handle child exits one at a time until the supervisor stops; raises when it gives up."""
+        async with self._exit_receive:
+            async for exit_report in self._exit_receive:
+                await self._handle_exit(exit_report)
+
+    async def _handle_exit(self, exit_report: _Exit) -> None:
+        cell, error = exit_report.cell, exit_report.error
+        if exit_report.incarnation != cell.incarnation or cell.state in ("restarting", "stopped"):
+            return
+        if cell.stop_requested or self._closing:
+            return
+        if error is not None:
+            await self._publish("actor.crashed", cell, error)
+        if cell.restart == "temporary" or (error is None and cell.restart == "transient"):
+            await self._finish(cell)
+            return
+        cause: BaseException = error if error is not None else ActorStoppedError(
+            f"actor {cell.name!r} stopped itself"
+        )
+        await self._count_restart(cell, cause)
+        group = self._restart_group(cell)
+        for member in reversed(group):
+            if member is not cell:
+                await self._terminate_for_restart(member)
+        for member in group:
+            if member is not cell and member.restart == "temporary":
+                await self._finish(member)
+            else:
+                await self._restart(member, cause)
+
+    def _restart_group(self, cell: _Cell) -> list[_Cell]:
+        cells = list(self._cells.values())
+        if self.strategy == "one_for_all":
+            return cells
+        if self.strategy == "rest_for_one":
+            return cells[cells.index(cell):]
+        return [cell]
+
+    async def _count_restart(self, cell: _Cell, cause: BaseException) -> None:
+        """Record one restart, or give up when the window already holds `max_restarts`."""
+        now = trio.current_time()
+        times = self._restart_times
+        while times and now - times[0] >= self.within:
+            times.popleft()
+        if len(times) >= self.max_restarts:
+            await self._give_up(cell, cause)
+        times.append(now)
+        self._restarts += 1
+
+    async def _give_up(self, cell: _Cell, cause: BaseException) -> None:
+        await self.stop()
+        await self._publish("supervisor.gave_up", None, cause)
+        raise SupervisorGaveUpError(
+            f"supervisor {self.name!r} gave up: more than {self.max_restarts} restarts within "
+            f"{self.within} s; the last crash was in {cell.name!r}: {cause!r}"
+        ) from cause
+
+    async def _terminate_for_restart(self, cell: _Cell) -> None:
+        """End a sibling's incarnation for a group restart, keeping its mailbox and ref."""
+        if cell.state != "running" or cell.task is None:
+            return
+        cell.state = "restarting"
+        if cell.inbox is not None:
+            cell.inbox.close()
+        deadline = trio.current_time() + (cell.grace if cell.grace is not None else math.inf)
+        with trio.move_on_at(deadline):
+            await cell.done.wait()
+        if not cell.done.is_set():
+            cell.scope.cancel()
+            await cell.done.wait()
+
+    async def _restart(self, cell: _Cell, cause: BaseException) -> None:
+        """Start a fresh incarnation of `cell` (after the backoff), counting failed starts."""
+        while not (cell.stop_requested or self._closing):
+            cell.state = "restarting"
+            cell.restarts += 1
+            cell.done = trio.Event()
+            if self.restart_backoff is not None:
+                delay = self.restart_backoff.delay(len(self._restart_times), self._random)
+                cell.scope = trio.CancelScope(deadline=trio.current_time() + delay)
+                with cell.scope:
+                    await trio.sleep_forever()
+                if cell.stop_requested or self._closing:
+                    break
+            cell.scope = trio.CancelScope()
+            cell.restart_cause = cause
+            assert cell.runner is not None
+            try:
+                await self._nursery.start(cell.runner, cell)
+            except Exception as start_error:
+                await self._publish("actor.crashed", cell, start_error)
+                cause = start_error
+                await self._count_restart(cell, cause)
+                continue
+            return
+        cell.done.set()
+
+
+@asynccontextmanager
+async def open_supervisor(
+    strategy: Strategy = "one_for_one",
+    max_restarts: int = 3,
+    within: float = 5.0,
+    shutdown_grace: float = 5.0,
+    restart_backoff: RestartBackoff | None = None,
+    *,
+    name: str = "supervisor",
+    bus: EventBus | None = None,
+    random_source: random.Random | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Open a supervisor whose children live exactly as long as the block.
+
+    Leaving the block stops the children in reverse start order, each within `shutdown_grace`
+    seconds (shielded, so an outer cancellation still stops them properly). If children crash
+    more than `max_restarts` times within any `within`-second window, every child is stopped and
+    `SupervisorGaveUpError` is raised from the block, its `__cause__` the last crash.
+    """
+    async with _unwrap_single_error(), trio.open_nursery() as nursery:
+        supervisor = Supervisor(
+            nursery, name=name, strategy=strategy, max_restarts=max_restarts, within=within,
+            shutdown_grace=shutdown_grace, restart_backoff=restart_backoff,
+            bus=bus if bus is not None else EventBus(), random_source=random_source,
+        )
+        nursery.start_soon(supervisor.manage, name=f"{name}:manager")
+        try:
+            yield supervisor
+        finally:
+            with trio.CancelScope(shield=True):
+                await supervisor.stop()
+
+
+@asynccontextmanager
+async def _unwrap_single_error() -> AsyncIterator[None]:
+    """Raise a lone error from the supervisor's nursery as itself, not inside an ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from leaves[0].__cause__
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found.extend(_leaves(error))
+        else:
+            found.append(error)
+    return found
