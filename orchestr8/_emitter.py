@@ -1,0 +1,83 @@
+"""The emitter: numbers an execution's events, writes them to the journal first, then to the bus.
+
+The journal gets every event, in `seq` order, before any view does: a later event is never durable
+before an earlier one, and a view never shows what the journal could lose. Synchronous callers
+(pipeline callbacks, agents' progress) cannot wait for a full journal queue, so their events wait
+in a small outbox, ahead of everything emitted after them; the next asynchronous `emit` drains it.
+The outbox holds at most the events of one step's pipeline between two awaits, so it stays small.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import suppress
+from typing import Any
+
+import trio
+
+from ._bus import EventBus
+from ._events import Event, EventFactory
+from ._journal import Journal
+
+
+class Emitter:
+    """Stamps, journals and publishes the events of one execution, in order."""
+
+    def __init__(self, factory: EventFactory, journal: Journal, bus: EventBus) -> None:
+        """Emit through `factory` (numbering), into `journal` (truth) and onto `bus` (views)."""
+        self._factory = factory
+        self._journal = journal
+        self._bus = bus
+        self._outbox: deque[Event] = deque()
+
+    @property
+    def execution_id(self) -> str:
+        """The execution whose events this emitter writes."""
+        return self._factory.execution_id
+
+    async def emit(
+        self,
+        type: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Record one event, waiting while the journal's queue is full; returns the event."""
+        while self._outbox:
+            await self._journal.append(self._outbox[0])
+            self._publish(self._outbox.popleft())
+        event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
+        try:
+            self._journal.append_nowait(event)
+        except trio.WouldBlock:
+            await self._journal.append(event)
+        self._publish(event)
+        return event
+
+    def emit_nowait(
+        self,
+        type: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Record one event without waiting; it queues in the outbox if the journal is full."""
+        event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
+        if not self._outbox:
+            try:
+                self._journal.append_nowait(event)
+            except trio.WouldBlock:
+                self._outbox.append(event)
+            else:
+                self._publish(event)
+        else:
+            self._outbox.append(event)
+        return event
+
+    def _publish(self, event: Event) -> None:
+        if self._bus.has_subscribers:
+            # Only a lossless subscriber can refuse; the journal already has the event.
+            with suppress(trio.WouldBlock):
+                self._bus.publish_nowait(event)

@@ -1,0 +1,536 @@
+"""The engine: one execution of a workflow, scheduled step by step onto supervised step actors.
+
+An execution is an actor subtree. Its scheduler opens a supervisor for the execution and spawns
+one temporary *step actor* per running step, the moment the step is ready (all its dependencies
+finished) and a concurrency slot is free: no lock-step rounds. A step actor renders nothing and
+decides nothing; it runs its agent through the resilience pipeline, records the step's events and
+reports the outcome to the scheduler, which alone decides what runs next, what is skipped and how
+the execution ends.
+
+Ending early comes in three kinds, all recorded in the journal:
+
+- a user cancel is cooperative first (agents see `context.cancel_requested`), then forced when
+  the grace period runs out, and ends in `execution.cancelled`;
+- the execution's `timeout` forces the running steps at once and fails the execution;
+- with `fail_fast`, the first step that fails for good forces the running steps at once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import random
+from collections import deque
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from ._actor import Actor
+from ._agent_registry import AgentRegistry
+from ._agents import AgentContext
+from ._breaker import BreakerState, BreakerTransition, CircuitBreakerRegistry
+from ._bus import EventBus
+from ._emitter import Emitter
+from ._errors import CircuitOpenError, Orchestr8Error
+from ._events import EventType, ExecutionStatus, StepStatus, describe_error
+from ._limits import Bulkhead, RateLimiter
+from ._pipeline import Rejection, call_with_policy
+from ._policy import Policy
+from ._supervisor import open_supervisor
+from ._workflow import Step, Workflow
+
+_current_step: contextvars.ContextVar[tuple[Emitter, str, int] | None] = contextvars.ContextVar(
+    "orchestr8_current_step", default=None
+)
+
+_BREAKER_EVENTS: Mapping[BreakerState, str] = {
+    BreakerState.OPEN: EventType.BREAKER_OPENED,
+    BreakerState.FORCED_OPEN: EventType.BREAKER_OPENED,
+    BreakerState.HALF_OPEN: EventType.BREAKER_HALF_OPENED,
+    BreakerState.CLOSED: EventType.BREAKER_CLOSED,
+}
+
+
+class ExecutionTimeoutError(Orchestr8Error, TimeoutError):
+    """The execution ran past its `timeout`; the running steps were cancelled."""
+
+
+class OutputNotSerialisableError(Orchestr8Error, TypeError):
+    """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
+
+
+@attrs.frozen
+class StepResult:
+    """How one step ended: status, attempts made, output (if it succeeded) or error."""
+
+    status: StepStatus
+    attempts: int = 0
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class ExecutionResult:
+    """How an execution ended: its status, output or error, and every step's result."""
+
+    execution_id: str
+    status: ExecutionStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: Mapping[str, StepResult] = attrs.field(factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the execution succeeded."""
+        return self.status is ExecutionStatus.SUCCEEDED
+
+
+@attrs.define
+class SharedResilience:
+    """The resilience state a runtime shares across executions: breakers, bulkheads, limiters.
+
+    Keyed by the policy's `key` or else the agent id; the first policy seen for a key wins.
+    Breaker transitions are recorded as events of the execution whose call caused them.
+    """
+
+    breakers: CircuitBreakerRegistry = attrs.Factory(CircuitBreakerRegistry)
+    bulkheads: dict[str, Bulkhead] = attrs.Factory(dict)
+    rate_limiters: dict[str, RateLimiter] = attrs.Factory(dict)
+
+    def __attrs_post_init__(self) -> None:
+        """Route breaker transitions to the execution whose call caused them."""
+        self.breakers.add_listener(_record_transition)
+
+    def layers(
+        self, key: str, policy: Policy
+    ) -> tuple[Any, Bulkhead | None, RateLimiter | None]:
+        """The breaker, bulkhead and rate limiter for `key`, created from `policy` if new."""
+        breaker = None
+        if policy.circuit_breaker is not None:
+            breaker = self.breakers.get(key, policy.circuit_breaker)
+        bulkhead = None
+        if policy.bulkhead is not None:
+            bulkhead = self.bulkheads.get(key)
+            if bulkhead is None:
+                bulkhead = self.bulkheads[key] = Bulkhead.from_policy(policy.bulkhead, name=key)
+        rate_limiter = None
+        if policy.rate_limit is not None:
+            rate_limiter = self.rate_limiters.get(key)
+            if rate_limiter is None:
+                rate_limiter = RateLimiter.from_policy(policy.rate_limit, name=key)
+                self.rate_limiters[key] = rate_limiter
+        return breaker, bulkhead, rate_limiter
+
+
+def _record_transition(transition: BreakerTransition) -> None:
+    current = _current_step.get()
+    event_type = _BREAKER_EVENTS.get(transition.new)
+    if current is None or event_type is None:
+        return
+    emitter, step_id, attempt = current
+    data: dict[str, Any] = {
+        "key": transition.name, "from": str(transition.old), "to": str(transition.new),
+        "reason": transition.reason,
+    }
+    if transition.retry_after is not None:
+        data["retry_after"] = transition.retry_after
+    emitter.emit_nowait(event_type, step_id=step_id, attempt=attempt, data=data)
+
+
+@attrs.define(eq=False)
+class _StepListener:
+    """Turns the pipeline's callbacks into the step's journal events."""
+
+    emitter: Emitter
+    step_id: str
+    attempts: int = 0
+
+    def attempt_started(self, attempt: int) -> None:
+        self.attempts = attempt
+        _current_step.set((self.emitter, self.step_id, attempt))
+        self.emitter.emit_nowait(EventType.ATTEMPT_STARTED, step_id=self.step_id, attempt=attempt)
+
+    def attempt_failed(self, attempt: int, error: Exception) -> None:
+        self.emitter.emit_nowait(
+            EventType.ATTEMPT_FAILED, step_id=self.step_id, attempt=attempt,
+            data={"error": describe_error(error)},
+        )
+
+    def retry_scheduled(self, attempt: int, delay: float) -> None:
+        self.emitter.emit_nowait(
+            EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
+            data={"delay": delay, "next_attempt": attempt + 1},
+        )
+        _current_step.set((self.emitter, self.step_id, attempt + 1))
+
+    def rejected(self, attempt: int, error: Rejection) -> None:
+        self.attempts = attempt
+        event_type = (
+            EventType.BREAKER_REJECTED if isinstance(error, CircuitOpenError)
+            else EventType.ATTEMPT_REJECTED
+        )
+        self.emitter.emit_nowait(
+            event_type, step_id=self.step_id, attempt=attempt,
+            data={"error": describe_error(error), "retry_after": getattr(error, "retry_after", 0)},
+        )
+
+
+@attrs.frozen
+class _Finished:
+    step_id: str
+    result: StepResult
+
+
+class _StepActor(Actor):
+    """Runs one step: its agent under the step's policy; reports the result and stops itself."""
+
+    def __init__(self, execution: ExecutionRun, step: Step) -> None:
+        self._execution = execution
+        self._step = step
+
+    async def receive(self, message: Any) -> None:
+        execution, step = self._execution, self._step
+        result: StepResult | None = None
+        try:
+            result = await execution.run_step(step, message)
+        finally:
+            # A forced stop cancels the step mid-run: the scheduler must still hear of it.
+            execution.report(
+                _Finished(step.id, result or StepResult(StepStatus.CANCELLED))
+            )
+        await self.ref.stop()
+
+
+class ExecutionRun:
+    """One execution of a workflow: the scheduler, its step actors and its events."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        emitter: Emitter,
+        registry: AgentRegistry,
+        resilience: SharedResilience,
+        bus: EventBus,
+        cancel_grace: float = 5.0,
+        timeout: float | None = None,
+        completed: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+        random_source: random.Random | None = None,
+    ) -> None:
+        """Prepare an execution; `completed` holds the outputs of steps reused by a resume."""
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self.inputs = inputs
+        self._emitter = emitter
+        self._registry = registry
+        self._resilience = resilience
+        self._bus = bus
+        self._grace = cancel_grace
+        self._timeout = timeout
+        self._resumed = resumed
+        self._random = random_source
+        self._outputs: dict[str, Any] = dict(completed or {})
+        self._results: dict[str, StepResult] = {
+            step_id: StepResult(StepStatus.SUCCEEDED, output=output)
+            for step_id, output in self._outputs.items()
+        }
+        self._cancel_event = trio.Event()
+        self._cancel_reason = ""
+        self._report_send, self._report_receive = trio.open_memory_channel[_Finished | None](
+            len(workflow.steps) + 1
+        )
+        self._running: dict[str, Any] = {}
+        self._done = trio.Event()
+        self.result: ExecutionResult | None = None
+
+    # -- control ------------------------------------------------------------------------------
+
+    def cancel(self, reason: str = "cancelled by request") -> bool:
+        """Ask the execution to stop: cooperative first, forced after the grace period.
+
+        Returns False when the execution had already finished or was already being cancelled.
+        """
+        if self._done.is_set() or self._cancel_event.is_set():
+            return False
+        self._cancel_reason = reason
+        self._cancel_event.set()
+        self._report_send.send_nowait(None)
+        return True
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether a cancel was requested."""
+        return self._cancel_event.is_set()
+
+    async def wait(self) -> ExecutionResult:
+        """Wait until the execution has finished, and return its result."""
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    def report(self, finished: _Finished) -> None:
+        """Called by a step actor with its outcome (never blocks: one slot per step)."""
+        self._report_send.send_nowait(finished)
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    async def run(self) -> ExecutionResult:
+        """Run the execution to its end and return the result; every ending is journaled."""
+        try:
+            start = EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
+            await self._emitter.emit(start, data=self._start_data())
+            deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
+            async with open_supervisor(
+                name=f"execution:{self.execution_id}", shutdown_grace=self._grace, bus=self._bus
+            ) as supervisor:
+                ending = await self._schedule(supervisor, deadline)
+            self.result = await self._finish(ending)
+        finally:
+            self._done.set()
+        return self.result
+
+    def _start_data(self) -> dict[str, Any]:
+        if self._resumed:
+            return {"reused_steps": sorted(self._outputs)}
+        return {"workflow": self.workflow.name, "inputs": dict(self.inputs)}
+
+    async def _schedule(self, supervisor: Any, deadline: float) -> str:
+        """Start steps as they become ready until all finished; return how the run ended."""
+        workflow = self.workflow
+        waiting = {
+            step_id: sum(1 for dependency in dependencies if dependency not in self._results)
+            for step_id, dependencies in workflow.dependencies.items()
+            if step_id not in self._results
+        }
+        ready = deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0)
+        limit = workflow.max_concurrency or math.inf
+        ending = "completed"
+        with trio.move_on_at(deadline) as timeout_scope:
+            while True:
+                while ready and len(self._running) < limit and ending == "completed":
+                    await self._start(supervisor, ready.popleft())
+                if not self._running:
+                    break
+                finished = await self._report_receive.receive()
+                if finished is None:
+                    ending = "cancelled"
+                    break
+                self._running.pop(finished.step_id, None)
+                result = finished.result
+                self._results[finished.step_id] = result
+                ok = result.status is StepStatus.SUCCEEDED
+                step = workflow.steps_by_id[finished.step_id]
+                if ok or step.on_error == "continue":
+                    self._outputs[finished.step_id] = result.output if ok else None
+                    for dependent in workflow.dependents[finished.step_id]:
+                        if dependent in waiting:
+                            waiting[dependent] -= 1
+                            if waiting[dependent] == 0:
+                                ready.append(dependent)
+                elif result.status is StepStatus.FAILED:
+                    await self._skip_dependents(finished.step_id, waiting)
+                    if workflow.fail_fast:
+                        ending = "failed"
+                        break
+        if timeout_scope.cancelled_caught:
+            ending = "timed_out"
+        if ending == "cancelled":
+            await self._wind_down(cooperative=True)
+        elif ending in ("failed", "timed_out"):
+            await self._wind_down(cooperative=False)
+        await self._close_pending(ending)
+        return ending
+
+    async def _start(self, supervisor: Any, step_id: str) -> None:
+        step = self.workflow.steps_by_id[step_id]
+        try:
+            rendered = step.input.render(self.inputs, self._outputs)
+        except Orchestr8Error as error:
+            await self._emitter.emit(
+                EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id}
+            )
+            failure = StepResult(StepStatus.FAILED, error=describe_error(error))
+            await self._emitter.emit(
+                EventType.STEP_FAILED, step_id=step_id, data={"error": failure.error}
+            )
+            self.report(_Finished(step_id, failure))
+            self._running[step_id] = None
+            return
+        ref = await supervisor.spawn(
+            partial(_StepActor, self, step), name=step_id, restart="temporary", mailbox_size=1
+        )
+        self._running[step_id] = ref
+        ref.tell_nowait(rendered)
+
+    async def run_step(self, step: Step, rendered_input: Any) -> StepResult:
+        """Run one step's agent under its policy, journaling every attempt; never raises errors."""
+        emitter, step_id = self._emitter, step.id
+        await emitter.emit(EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id})
+        listener = _StepListener(emitter, step_id)
+        _current_step.set((emitter, step_id, 1))
+        try:
+            agent = self._registry.create(step.agent.id, step.agent.config)
+            policy = self.workflow.policy_for(step_id)
+            breaker, bulkhead, rate_limiter = self._resilience.layers(
+                policy.key or step.agent.id, policy
+            )
+            contexts = partial(
+                AgentContext,
+                execution_id=self.execution_id,
+                step_id=step_id,
+                workflow_name=self.workflow.name,
+                agent_id=step.agent.id,
+                progress_callback=self._on_progress,
+                cancel_event=self._cancel_event,
+            )
+
+            async def attempt(number: int) -> Any:
+                return await agent.run(rendered_input, contexts(attempt=number))
+
+            output = await call_with_policy(
+                attempt, policy, breaker=breaker, bulkhead=bulkhead, rate_limiter=rate_limiter,
+                listener=listener, random=self._random,
+            )
+            _check_json(output)
+        except Exception as error:
+            result = StepResult(
+                StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
+            )
+            await emitter.emit(
+                EventType.STEP_FAILED, step_id=step_id, attempt=listener.attempts or None,
+                data={"error": result.error},
+            )
+            return result
+        finally:
+            _current_step.set(None)
+        await emitter.emit(
+            EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
+            data={"output": output},
+        )
+        return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+
+    def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
+        self._emitter.emit_nowait(
+            EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
+            data=dict(data),
+        )
+
+    async def _skip_dependents(self, failed: str, waiting: dict[str, int]) -> None:
+        """Skip every step that (transitively) depends on `failed`; they can never run."""
+        stack = list(self.workflow.dependents[failed])
+        while stack:
+            step_id = stack.pop()
+            if step_id in self._results or step_id not in waiting:
+                continue
+            del waiting[step_id]
+            self._results[step_id] = StepResult(StepStatus.SKIPPED)
+            await self._emitter.emit(
+                EventType.STEP_SKIPPED, step_id=step_id,
+                data={"reason": f"a dependency failed: {failed}"},
+            )
+            stack.extend(self.workflow.dependents[step_id])
+
+    async def _wind_down(self, *, cooperative: bool) -> None:
+        """End the running steps: within the grace if cooperative, at once otherwise."""
+        deadline = trio.current_time() + (self._grace if cooperative else 0.0)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_at(deadline):
+                await self._collect_running()
+            for ref in self._running.values():
+                if ref is not None:
+                    ref.cancel()
+            await self._collect_running()
+
+    async def _collect_running(self) -> None:
+        while self._running:
+            finished = await self._report_receive.receive()
+            if finished is None:
+                continue
+            self._running.pop(finished.step_id, None)
+            self._results[finished.step_id] = finished.result
+            if finished.result.status is StepStatus.SUCCEEDED:
+                self._outputs[finished.step_id] = finished.result.output
+
+    async def _close_pending(self, ending: str) -> None:
+        """Record how each step that did not run to its end finished: cancelled or skipped."""
+        for step_id in self.workflow.order:
+            result = self._results.get(step_id)
+            if result is not None and result.status is not StepStatus.CANCELLED:
+                continue
+            if result is None:
+                status = StepStatus.SKIPPED if ending == "completed" else StepStatus.CANCELLED
+                self._results[step_id] = StepResult(status)
+            else:
+                status = StepStatus.CANCELLED
+            if status is StepStatus.SKIPPED:
+                await self._emitter.emit(
+                    EventType.STEP_SKIPPED, step_id=step_id, data={"reason": "not reached"}
+                )
+            else:
+                await self._emitter.emit(
+                    EventType.STEP_CANCELLED, step_id=step_id, data={"reason": ending}
+                )
+
+    async def _finish(self, ending: str) -> ExecutionResult:
+        """Decide and journal the execution's ending from its steps' results."""
+        emitter = self._emitter
+        steps = {step_id: self._results[step_id] for step_id in self.workflow.order}
+        if ending == "cancelled":
+            error = {"type": "Cancelled", "message": self._cancel_reason}
+            await emitter.emit(EventType.EXECUTION_CANCELLED, data={"reason": self._cancel_reason})
+            return self._result(ExecutionStatus.CANCELLED, None, error, steps)
+        if ending == "timed_out":
+            timeout_error = ExecutionTimeoutError(
+                f"the execution ran past its timeout of {self._timeout} s"
+            )
+            error = describe_error(timeout_error)
+            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        failed = [
+            step_id for step_id, result in steps.items()
+            if result.status is StepStatus.FAILED
+            and self.workflow.steps_by_id[step_id].on_error == "fail"
+        ]
+        if failed:
+            first = steps[failed[0]].error or {}
+            error = {**first, "step_id": failed[0]}
+            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        try:
+            output = self._render_output()
+        except Orchestr8Error as render_error:
+            error = describe_error(render_error)
+            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        await emitter.emit(EventType.EXECUTION_SUCCEEDED, data={"output": output})
+        return self._result(ExecutionStatus.SUCCEEDED, output, None, steps)
+
+    def _render_output(self) -> Any:
+        if self.workflow.output is None:
+            return dict(self._outputs)
+        return self.workflow.output.render(self.inputs, self._outputs)
+
+    def _result(
+        self,
+        status: ExecutionStatus,
+        output: Any,
+        error: dict[str, Any] | None,
+        steps: dict[str, StepResult],
+    ) -> ExecutionResult:
+        return ExecutionResult(self.execution_id, status, output, error, steps)
+
+
+def _check_json(value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise OutputNotSerialisableError(
+            f"the agent returned a value that is not JSON: {error}"
+        ) from None

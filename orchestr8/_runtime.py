@@ -1,0 +1,344 @@
+"""The runtime: where executions live, for the CLI, the service and programs that embed orchestr8.
+
+`open_runtime` owns a journal, an event bus, the agent registry, the resilience state shared by all
+executions (circuit breakers, bulkheads, rate limiters) and a nursery in which every execution
+runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
+flushes the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._agent_registry import AgentRegistry
+from ._agents import AgentFactory, AgentFunction
+from ._bus import EventBus
+from ._codec import load_workflow, validate_inputs, workflow_to_json
+from ._emitter import Emitter
+from ._engine import ExecutionResult, ExecutionRun, SharedResilience, StepResult
+from ._errors import (
+    AgentError,
+    ExecutionNotFoundError,
+    ExecutionStateError,
+    Problem,
+    WorkflowValidationError,
+)
+from ._events import EventFactory, ExecutionStatus, StepStatus, replay
+from ._journal import ExecutionRecord, Journal, open_journal
+from ._workflow import Workflow
+
+WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
+"""What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
+
+
+class ExecutionHandle:
+    """A running (or finished) execution: wait for it, cancel it, read its status."""
+
+    def __init__(
+        self, execution_id: str, run: ExecutionRun | None, result: ExecutionResult | None = None
+    ) -> None:
+        """Wrap a live run, or a result read back from the journal; get handles from the runtime."""
+        self.execution_id = execution_id
+        self._run = run
+        self._result = result
+
+    @property
+    def result(self) -> ExecutionResult | None:
+        """The result once the execution has finished, else None."""
+        if self._result is None and self._run is not None:
+            self._result = self._run.result
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        """Whether the execution has finished."""
+        return self.result is not None
+
+    async def wait(self) -> ExecutionResult:
+        """Wait for the execution to finish and return its result."""
+        if self._result is not None:
+            await trio.lowlevel.checkpoint()
+            return self._result
+        assert self._run is not None
+        self._result = await self._run.wait()
+        return self._result
+
+    def cancel(self, reason: str = "cancelled by request") -> bool:
+        """Cancel the execution: cooperative first, forced after the grace period.
+
+        Returns False if it had already finished or was already being cancelled.
+        """
+        if self._run is None:
+            return False
+        return self._run.cancel(reason)
+
+
+class Runtime:
+    """Starts, resumes, cancels and reads executions; get one from `open_runtime`."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        journal: Journal,
+        *,
+        registry: AgentRegistry,
+        bus: EventBus,
+        cancel_grace: float,
+        random_source: random.Random | None,
+    ) -> None:
+        """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
+        self.journal = journal
+        self.bus = bus
+        self.registry = registry
+        self.resilience = SharedResilience()
+        self.cancel_grace = cancel_grace
+        self._nursery = nursery
+        self._random = random_source
+        self._live: dict[str, ExecutionHandle] = {}
+
+    def load(self, workflow: WorkflowLike) -> Workflow:
+        """Load a workflow and check its agents exist and accept their config.
+
+        Raises:
+            WorkflowValidationError: with every problem found.
+        """
+        loaded = workflow if isinstance(workflow, Workflow) else load_workflow(
+            workflow, agent_exists=self.registry.exists
+        )
+        problems: list[Problem] = []
+        for index, step in enumerate(loaded.steps):
+            try:
+                self.registry.create(step.agent.id, step.agent.config)
+            except AgentError as error:
+                problems.append(Problem(f"$.steps[{index}].agent", str(error)))
+        if problems:
+            source = None if isinstance(workflow, Workflow | Mapping) else os.fspath(workflow)
+            if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
+                source = None
+            raise WorkflowValidationError(problems, source=source)
+        return loaded
+
+    async def start(
+        self,
+        workflow: WorkflowLike,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+        execution_timeout: float | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ExecutionHandle:
+        """Validate, record and start an execution; returns once it is running.
+
+        `execution_timeout` (seconds) overrides the workflow's own `timeout`. With an
+        `idempotency_key` seen before, returns the execution started then instead of another.
+
+        Raises:
+            WorkflowValidationError: the workflow is invalid.
+            InputValidationError: the inputs do not fit the workflow's `inputs` schema.
+        """
+        if idempotency_key is not None:
+            existing = await self.journal.find_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return await self._handle_for(existing)
+        loaded = self.load(workflow)
+        checked_inputs = validate_inputs(loaded, inputs)
+        record = ExecutionRecord(
+            execution_id=execution_id or uuid.uuid4().hex,
+            workflow_name=loaded.name,
+            workflow=workflow_to_json(loaded),
+            inputs=checked_inputs,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+        )
+        await self.journal.create_execution(record)
+        emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
+        run = self._execution(
+            record.execution_id, loaded, checked_inputs, emitter, execution_timeout
+        )
+        return await self._launch(run)
+
+    async def resume(
+        self, execution_id: str, *, execution_timeout: float | None = None
+    ) -> ExecutionHandle:
+        """Continue an execution that died, failed or was cancelled, reusing succeeded steps.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+            ExecutionStateError: it succeeded already, or it is running in this runtime.
+        """
+        record = await self.journal.get_execution(execution_id)
+        if execution_id in self._live:
+            raise ExecutionStateError(f"execution {execution_id} is running; it cannot be resumed")
+        events = await self.journal.events(execution_id)
+        state = replay(events)
+        if state.status is ExecutionStatus.SUCCEEDED:
+            raise ExecutionStateError(
+                f"execution {execution_id} already succeeded; there is nothing to resume"
+            )
+        loaded = self.load(record.workflow)
+        completed = {
+            step_id: step.output
+            for step_id, step in state.steps.items()
+            if step.status is StepStatus.SUCCEEDED and step_id in loaded.steps_by_id
+        }
+        factory = EventFactory(
+            execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
+        )
+        emitter = Emitter(factory, self.journal, self.bus)
+        run = self._execution(
+            execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed
+        )
+        return await self._launch(run)
+
+    def get(self, execution_id: str) -> ExecutionHandle:
+        """The handle of an execution running (or just finished) in this runtime.
+
+        Raises:
+            ExecutionNotFoundError: it is not live here; read finished ones with `result`.
+        """
+        try:
+            return self._live[execution_id]
+        except KeyError:
+            raise ExecutionNotFoundError(f"no live execution {execution_id!r}") from None
+
+    async def result(self, execution_id: str) -> ExecutionResult:
+        """Read an execution's result (or its state so far) back from the journal.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+        """
+        record = await self.journal.get_execution(execution_id)
+        state = replay(await self.journal.events(execution_id))
+        steps = {
+            step_id: StepResult(
+                step.status, attempts=step.attempts, output=step.output, error=step.error
+            )
+            for step_id, step in state.steps.items()
+        }
+        return ExecutionResult(
+            record.execution_id, state.status, state.output, state.error, steps
+        )
+
+    def cancel_all(self, reason: str) -> None:
+        """Ask every live execution to stop (cooperatively, then by force after the grace)."""
+        for handle in list(self._live.values()):
+            handle.cancel(reason)
+
+    async def wait_all(self) -> None:
+        """Wait until no execution runs in this runtime."""
+        while self._live:
+            await next(iter(self._live.values())).wait()
+
+    async def _handle_for(self, record: ExecutionRecord) -> ExecutionHandle:
+        live = self._live.get(record.execution_id)
+        if live is not None:
+            return live
+        result = await self.result(record.execution_id)
+        finished = result if result.status.is_terminal else None
+        return ExecutionHandle(record.execution_id, None, finished)
+
+    def _execution(
+        self,
+        execution_id: str,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        emitter: Emitter,
+        timeout: float | None,
+        *,
+        completed: Mapping[str, Any] | None = None,
+    ) -> ExecutionRun:
+        return ExecutionRun(
+            execution_id=execution_id,
+            workflow=workflow,
+            inputs=inputs,
+            emitter=emitter,
+            registry=self.registry,
+            resilience=self.resilience,
+            bus=self.bus,
+            cancel_grace=self.cancel_grace,
+            timeout=timeout if timeout is not None else workflow.timeout,
+            completed=completed,
+            resumed=completed is not None,
+            random_source=self._random,
+        )
+
+    async def _launch(self, run: ExecutionRun) -> ExecutionHandle:
+        handle = ExecutionHandle(run.execution_id, run)
+        self._live[run.execution_id] = handle
+        await self._nursery.start(self._supervise, run)
+        return handle
+
+    async def _supervise(
+        self, run: ExecutionRun, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        try:
+            await run.run()
+        finally:
+            self._live.pop(run.execution_id, None)
+
+
+@asynccontextmanager
+async def open_runtime(
+    *,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    agents: Mapping[str, AgentFactory | AgentFunction] | None = None,
+    bus: EventBus | None = None,
+    cancel_grace: float = 5.0,
+    random_source: random.Random | None = None,
+) -> AsyncIterator[Runtime]:
+    """Open a runtime whose executions live exactly as long as the block.
+
+    Args:
+        journal: an open `Journal`, a SQLite file path, or None for an in-memory journal.
+        agents: agents of the embedding program by id; they shadow the built-ins.
+        bus: the event bus to publish on (views subscribe to it); a new one by default.
+        cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
+        random_source: the source of retry jitter; seed one for repeatable runs.
+    """
+    async with AsyncExitStack() as stack:
+        if not isinstance(journal, Journal):
+            journal = await stack.enter_async_context(
+                open_journal(None if journal is None else Path(journal))
+            )
+        async with trio.open_nursery() as nursery:
+            runtime = Runtime(
+                nursery, journal, registry=AgentRegistry(agents),
+                bus=bus if bus is not None else EventBus(),
+                cancel_grace=cancel_grace, random_source=random_source,
+            )
+            try:
+                yield runtime
+            finally:
+                with trio.CancelScope(shield=True):
+                    runtime.cancel_all("the runtime is shutting down")
+                    await runtime.wait_all()
+                    await journal.flush()
+
+
+async def run_workflow(
+    workflow: WorkflowLike,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    agents: Mapping[str, AgentFactory | AgentFunction] | None = None,
+    execution_timeout: float | None = None,
+) -> ExecutionResult:
+    """Run one workflow to its end in a runtime of its own and return the result.
+
+    Raises:
+        WorkflowValidationError: the workflow is invalid.
+        InputValidationError: the inputs do not fit the workflow's `inputs` schema.
+    """
+    async with open_runtime(journal=journal, agents=agents) as runtime:
+        handle = await runtime.start(workflow, inputs, execution_timeout=execution_timeout)
+        return await handle.wait()
