@@ -1,0 +1,176 @@
+"""Engine benchmarks: per-step overhead, a wide fan-out, and CLI start-up, each beside a baseline.
+
+Prints JSON lines. Every figure is measured beside a raw-trio (or bare-Python) baseline in the same
+run, so the numbers say what orchestr8 adds rather than how fast this machine is.
+
+    python benchmarks/engine.py            # everything
+    python benchmarks/engine.py --quick    # smaller sizes, for a smoke run
+
+Each case runs in a fresh subprocess, so peak RSS belongs to that case alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sequential_workflow(steps: int) -> dict[str, Any]:
+    return {
+        "schema_version": "1.0",
+        "name": f"sequential-{steps}",
+        "strategy": "sequential",
+        "defaults": {"policy": {"circuit_breaker": None}},
+        "steps": [{"id": f"s{i}", "agent": "echo", "input": i} for i in range(steps)],
+    }
+
+
+def fan_out_workflow(steps: int) -> dict[str, Any]:
+    return {
+        "schema_version": "1.0",
+        "name": f"fan-out-{steps}",
+        "strategy": "parallel",
+        "defaults": {"policy": {"circuit_breaker": None}},
+        "steps": [{"id": f"s{i}", "agent": "echo", "input": i} for i in range(steps)],
+    }
+
+
+async def _echo(value: Any) -> Any:
+    await trio.lowlevel.checkpoint()
+    return value
+
+
+async def baseline_sequential(steps: int) -> float:
+    """Raw trio: one task spawned and joined per step, in order; returns seconds."""
+    started = time.perf_counter()
+    for index in range(steps):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_echo, index)
+    return time.perf_counter() - started
+
+
+async def orchestr8_run(workflow: dict[str, Any], journal: str | None) -> float:
+    """Run the workflow in a fresh runtime; returns seconds for start-to-result (load excluded)."""
+    from orchestr8 import ExecutionStatus, open_runtime
+
+    async with open_runtime(journal=journal) as runtime:
+        loaded = runtime.load(workflow)
+        started = time.perf_counter()
+        handle = await runtime.start(loaded)
+        result = await handle.wait()
+        elapsed = time.perf_counter() - started
+        await runtime.journal.flush()
+        flushed = time.perf_counter() - started
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    return flushed if journal else elapsed
+
+
+async def baseline_fan_out(steps: int) -> float:
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for index in range(steps):
+            nursery.start_soon(_echo, index)
+    return time.perf_counter() - started
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
+    """Run one case in this process and return its figures."""
+    if case == "sequential_memory" or case == "sequential_sqlite":
+        workflow = sequential_workflow(size)
+        runs, baselines = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as directory:
+                journal = None if case == "sequential_memory" else f"{directory}/journal.db"
+                runs.append(trio.run(orchestr8_run, workflow, journal))
+            baselines.append(trio.run(baseline_sequential, size))
+        per_step = statistics.median(runs) / size * 1e6
+        baseline = statistics.median(baselines) / size * 1e6
+        return {
+            "bench": case, "steps": size, "per_step_us": round(per_step, 1),
+            "baseline_per_step_us": round(baseline, 1),
+            "added_per_step_us": round(per_step - baseline, 1),
+            "target_per_step_us": 50 if case == "sequential_memory" else 150,
+        }
+    if case == "fan_out":
+        baseline_rss_before = peak_rss_mb()
+        baseline = trio.run(baseline_fan_out, size)
+        wall = trio.run(orchestr8_run, fan_out_workflow(size), None)
+        return {
+            "bench": "fan_out", "steps": size, "wall_s": round(wall, 3),
+            "baseline_wall_s": round(baseline, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "interpreter_rss_mb": round(baseline_rss_before, 1),
+            "target_wall_s": 2.0, "target_rss_mb": 300,
+        }
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def startup(repeats: int) -> dict[str, Any]:
+    """Time `orchestr8 run examples/hello.json` beside `python -c pass` and `import trio`."""
+
+    def timed(command: list[str]) -> float:
+        samples = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as directory:
+                started = time.perf_counter()
+                subprocess.run(
+                    command, check=True, capture_output=True, cwd=directory,
+                    env={"ORCHESTR8_JOURNAL": f"{directory}/journal.db", "PATH": ""},
+                )
+                samples.append(time.perf_counter() - started)
+        return statistics.median(samples)
+
+    orchestr8_bin = str(Path(sys.executable).with_name("orchestr8"))
+    run = timed([orchestr8_bin, "run", str(ROOT / "examples" / "hello.json")])
+    bare = timed([sys.executable, "-c", "pass"])
+    with_trio = timed([sys.executable, "-c", "import trio"])
+    return {
+        "bench": "cli_run_hello", "wall_s": round(run, 3), "baseline_python_s": round(bare, 3),
+        "baseline_import_trio_s": round(with_trio, 3), "target_wall_s": 0.5,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.case:
+        print(json.dumps(run_case(arguments.case, arguments.size, arguments.repeats)))
+        return
+    sequential = 200 if arguments.quick else 1000
+    fan_out = 1000 if arguments.quick else 10_000
+    repeats = 1 if arguments.quick else 3
+    for case, size in (
+        ("sequential_memory", sequential),
+        ("sequential_sqlite", sequential),
+        ("fan_out", fan_out),
+    ):
+        completed = subprocess.run(
+            [sys.executable, __file__, "--case", case, "--size", str(size),
+             "--repeats", str(repeats)],
+            check=True, capture_output=True, text=True,
+        )
+        print(completed.stdout.strip(), flush=True)
+    print(json.dumps(startup(3 if arguments.quick else 7)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The workflow examples in `examples/` run, and do what their descriptions promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from orchestr8 import ExecutionStatus, open_runtime, run_workflow
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+async def test_hello_greets_the_default_name() -> None:
+    """hello.json greets 'world' when no name is given."""
+    result = await run_workflow(EXAMPLES / "hello.json")
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == {"message": "Hello, world!"}
+
+
+async def test_hello_greets_the_given_name() -> None:
+    """hello.json uses the `name` input."""
+    result = await run_workflow(EXAMPLES / "hello.json", {"name": "trio"})
+    assert result.output == {"message": "Hello, trio!"}
+
+
+async def test_fan_out_runs_the_lookups_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """fan_out.json takes as long as its slowest lookup, and the summary waits for all three."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(EXAMPLES / "fan_out.json")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.output == {"topic": "trio", "sources": ["docs", "issues", "forum"]}
+    started = {e.step_id: e.elapsed for e in events if e.type == "step.started"}
+    assert started["summary"] == pytest.approx(0.3, abs=1e-6)
+    assert max(started[s] for s in ("docs", "issues", "forum")) == pytest.approx(0.0, abs=1e-6)
+
+
+async def test_diamond_fast_branch_never_waits_for_the_slow_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """diamond.json finishes its fast branch at once while the slow one sleeps."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(EXAMPLES / "diamond.json")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.output == {"report": "first=3 last=2 of 3"}
+    finished = {e.step_id: e.elapsed for e in events if e.type == "step.succeeded"}
+    assert finished["fast_branch"] == pytest.approx(0.0, abs=1e-6)
+    assert finished["join"] == pytest.approx(0.2, abs=1e-6)
+
+
+async def test_retry_demo_succeeds_on_the_third_attempt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """retry.json fails twice, waits 0.2 s then 0.4 s, and succeeds on attempt 3."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(EXAMPLES / "retry.json")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.output == {"delivered": "important"}
+    assert result.steps["flaky"].attempts == 3
+    delays = [e.data["delay"] for e in events if e.type == "retry.scheduled"]
+    assert delays == [0.2, 0.4]
+
+
+def test_embed_program_runs() -> None:
+    """examples/embed.py runs its own agent inside a runtime and prints the result."""
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / "embed.py")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "succeeded: structured concurrency is nice has 4 words" in completed.stdout
+    assert "execution.succeeded" in completed.stdout
