@@ -34,7 +34,8 @@ retried or wrapped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import attrs
 
@@ -179,3 +180,29 @@ class RateLimitedError(ResilienceError):
     def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+@asynccontextmanager
+async def unwrap_single_error() -> AsyncIterator[None]:
+    """Re-raise a lone error escaping a nursery as itself rather than inside an ExceptionGroup.
+
+    orchestr8's context managers (`open_supervisor`, `open_runtime`) own nurseries; a caller whose
+    block raises `ValueError` should get a `ValueError`, not a group. Several errors stay a group.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from leaves[0].__cause__
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found.extend(_leaves(error))
+        else:
+            found.append(error)
+    return found

@@ -1,0 +1,449 @@
+"""The JSON boundary of workflows: reading documents, one strict converter, inputs validation.
+
+Loading goes in stages, each reporting every problem it finds: read the file (at most
+`MAX_DOCUMENT_BYTES`), decode UTF-8 and parse JSON; check that the document holds only JSON values;
+check the schema version; validate against the generated JSON Schema and, on the same pass, run the
+graph and reference checks; only then structure the AST with a converter that never coerces.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import functools
+import json
+import math
+import os
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import referencing.exceptions
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from jsonschema import Draft202012Validator
+
+from ._errors import InputValidationError, Problem, WorkflowValidationError
+from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
+from ._schema import schema_problems, show_value, sort_problems
+from ._workflow import (
+    SCHEMA_VERSION,
+    STEP_ID_PATTERN,
+    AgentSpec,
+    Inherit,
+    StepOutline,
+    Workflow,
+    analyse_graph,
+    workflow_schema,
+)
+
+#: The largest workflow file or text accepted; bigger ones are refused before they are read.
+MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
+
+#: The deepest nesting of objects and arrays accepted in a document or in execution inputs.
+MAX_DEPTH: Final = 64
+
+WorkflowSource = str | os.PathLike[str] | Mapping[str, Any]
+
+_PATTERN_NAMES: Final = {
+    STEP_ID_PATTERN: "a valid step id (a letter or '_', then letters, digits, '_' or '-')"
+}
+
+
+def load_workflow(
+    source: WorkflowSource, *, agent_exists: Callable[[str], bool] | None = None
+) -> Workflow:
+    """Load and validate a workflow from a path, JSON text (starting with `{` or `[`) or a dict.
+
+    Args:
+        source: a path (str or path-like), JSON text, or an already parsed document.
+        agent_exists: tells whether an agent id is known; without it agents are not checked.
+
+    Raises:
+        WorkflowValidationError: with every problem found, each as `JSON path: message`.
+    """
+    label: str | None = None
+    if isinstance(source, Mapping):
+        document: Any = source if isinstance(source, dict) else dict(source)
+    elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        document = _parse_text(source, None)
+    else:
+        label = os.fspath(source)
+        document = _parse_text(_read_file(Path(label), label), label)
+    return parse_workflow(document, agent_exists=agent_exists, source=label)
+
+
+def parse_workflow(
+    document: Any,
+    *,
+    agent_exists: Callable[[str], bool] | None = None,
+    source: str | None = None,
+) -> Workflow:
+    """Validate a parsed JSON document and build its `Workflow`.
+
+    Raises:
+        WorkflowValidationError: with every problem found; `source` names the file in messages.
+    """
+    workflow, problems = _parse(document, agent_exists)
+    if workflow is None:
+        raise WorkflowValidationError(problems, source=source)
+    return workflow
+
+
+def validate_workflow_document(
+    document: Any, *, agent_exists: Callable[[str], bool] | None = None
+) -> tuple[Problem, ...]:
+    """Return every problem of a parsed JSON document (empty when it is a valid workflow)."""
+    return _parse(document, agent_exists)[1]
+
+
+def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
+    """Serialise a workflow back to its JSON document, leaving out fields at their defaults."""
+    document: dict[str, Any] = copy.deepcopy(converter.unstructure(workflow))
+    return {name: document[name] for name in attrs.fields_dict(Workflow) if name in document}
+
+
+def _read_file(path: Path, label: str) -> str:
+    def fail(message: str) -> WorkflowValidationError:
+        return WorkflowValidationError([Problem("$", message)], source=label)
+
+    try:
+        with path.open("rb") as file:
+            # A regular file's size is known up front; other files are read up to the limit.
+            if os.fstat(file.fileno()).st_size > MAX_DOCUMENT_BYTES:
+                data = b""
+                too_large = True
+            else:
+                data = file.read(MAX_DOCUMENT_BYTES + 1)
+                too_large = len(data) > MAX_DOCUMENT_BYTES
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except IsADirectoryError:
+        raise fail("this is a directory, not a workflow file") from None
+    except PermissionError:
+        raise fail("permission denied") from None
+    except OSError as error:
+        raise fail(f"cannot read the file: {error.strerror or error}") from None
+    except ValueError:
+        raise fail("not a usable file path") from None
+    if too_large:
+        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+        raise fail(f"the file is larger than the {limit} MiB limit for workflow documents")
+    if b"\x00" in data:
+        raise fail("this is a binary file (it contains NUL bytes), not JSON text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        byte = data[error.start]
+        raise fail(f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start})") from None
+
+
+class _DuplicateKeyRecorder:
+    """Builds JSON objects and remembers which of them repeated a key (JSON keeps the last)."""
+
+    def __init__(self) -> None:
+        self.duplicates: dict[int, list[str]] = {}
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            counts = collections.Counter(key for key, _ in pairs)
+            self.duplicates[id(result)] = [key for key, count in counts.items() if count > 1]
+        return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _parse_text(text: str, label: str | None) -> Any:
+    def fail(message: str) -> WorkflowValidationError:
+        return WorkflowValidationError([Problem("$", message)], source=label)
+
+    if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+        raise fail(f"the document is larger than the {limit} MiB limit for workflow documents")
+    if not text.strip():
+        raise fail("the document is empty")
+    recorder = _DuplicateKeyRecorder()
+    try:
+        document = json.loads(text, object_pairs_hook=recorder, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise fail(
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    except RecursionError:
+        raise fail(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise fail(str(error)) from None
+    problems = json_value_problems(document, duplicates=recorder.duplicates)
+    if problems:
+        raise WorkflowValidationError(sort_problems(problems), source=label)
+    return document
+
+
+def json_value_problems(
+    value: Any, path: str = "$", *, duplicates: Mapping[int, list[str]] | None = None
+) -> list[Problem]:
+    """Find what JSON cannot hold: other types, non-string keys, NaN or infinity, deep nesting."""
+    problems: list[Problem] = []
+    pending = [(value, path, 0)]
+    while pending:
+        item, where, depth = pending.pop()
+        if isinstance(item, dict):
+            for repeated in (duplicates or {}).get(id(item), ()):
+                problems.append(Problem(where, f"duplicate key '{repeated}'"))
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                problems.append(Problem(where, f"nested deeper than {MAX_DEPTH} levels"))
+                continue
+            children: Any = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                if isinstance(item, dict) and not isinstance(key, str):
+                    problems.append(Problem(where, f"object keys must be strings, got {key!r}"))
+                else:
+                    pending.append((child, append_path(where, key), depth + 1))
+        elif isinstance(item, Mapping | tuple):
+            kind = type(item).__name__
+            problems.append(Problem(where, f"not a JSON value: a {kind} (use a dict or a list)"))
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(Problem(where, f"numbers must be finite, got {item!r}"))
+        elif item is not None and not isinstance(item, str | int | float):
+            problems.append(Problem(where, f"not a JSON value: a {type(item).__name__}"))
+    return problems
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    """The validator of workflow documents, built once from the generated schema."""
+    return Draft202012Validator(workflow_schema())
+
+
+def _parse(
+    document: Any, agent_exists: Callable[[str], bool] | None
+) -> tuple[Workflow | None, tuple[Problem, ...]]:
+    problems = json_value_problems(document)
+    if problems:
+        return None, tuple(sort_problems(problems))
+    version = document.get("schema_version") if isinstance(document, Mapping) else None
+    if isinstance(version, str) and version != SCHEMA_VERSION:
+        message = (
+            f"unsupported schema version '{version}' (this orchestr8 reads '{SCHEMA_VERSION}')"
+        )
+        return None, (Problem("$.schema_version", message),)
+    problems += schema_problems(_validator().iter_errors(document), pattern_names=_PATTERN_NAMES)
+    if isinstance(document, Mapping):
+        problems += _document_checks(document, agent_exists)
+    if problems:
+        return None, tuple(sort_problems(problems))
+    fields = {key: value for key, value in document.items() if key != "$schema"}
+    try:
+        return converter.structure(fields, Workflow), ()
+    except WorkflowValidationError as error:
+        return None, tuple(sort_problems(error.problems))
+    except cattrs.BaseValidationError as error:
+        return None, tuple(sort_problems(_structuring_problems(error)))
+
+
+def _structuring_problems(error: cattrs.BaseValidationError) -> list[Problem]:
+    """Problems from a failed structuring: those the AST raised as they are, others located."""
+    found: list[Problem] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif isinstance(current, WorkflowValidationError):
+            found.extend(current.problems)
+
+    def describe(exception: BaseException, _: Any) -> str:
+        return "" if isinstance(exception, WorkflowValidationError) else str(exception)
+
+    for message in cattrs.transform_error(error, format_exception=describe):
+        text, _, path = message.rpartition(" @ ")
+        if text:
+            found.append(Problem(path, text))
+    return found
+
+
+def _document_checks(
+    document: Mapping[str, Any], agent_exists: Callable[[str], bool] | None
+) -> list[Problem]:
+    """Run the graph, reference and agent checks on a document that may have other errors."""
+    problems: list[Problem] = []
+    steps = document.get("steps")
+    outlines: list[StepOutline] = []
+    for index, step in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(step, Mapping):
+            continue
+        step_id = step.get("id")
+        depends_on = step.get("depends_on")
+        outlines.append(
+            StepOutline(
+                index=index,
+                step_id=step_id if isinstance(step_id, str) else None,
+                depends_on=tuple(
+                    need if isinstance(need, str) else None
+                    for need in (depends_on if isinstance(depends_on, list) else ())
+                ),
+                references=_references(step.get("input"), f"$.steps[{index}].input", problems),
+            )
+        )
+        agent = step.get("agent")
+        agent_path = f"$.steps[{index}].agent"
+        if isinstance(agent, Mapping):
+            agent, agent_path = agent.get("id"), agent_path + ".id"
+        if (
+            agent_exists is not None
+            and isinstance(agent, str)
+            and agent
+            and not agent_exists(agent)
+        ):
+            problems.append(Problem(agent_path, f"unknown agent '{agent}'"))
+    strategy = document.get("strategy", "dag")
+    graph = analyse_graph(
+        outlines,
+        strategy=strategy if isinstance(strategy, str) else "dag",
+        inputs_schema=document.get("inputs", {"type": "object"}),
+        output_references=_references(document.get("output"), "$.output", problems),
+    )
+    return problems + list(graph.problems)
+
+
+def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[str, Any], ...]:
+    located, malformed = scan_template(value, path=path)
+    problems.extend(malformed)
+    return located
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {json_type_name(value)}")
+    return value
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {json_type_name(value)}")
+    return value
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {show_value(value)}")
+    return value
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {json_type_name(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"numbers must be finite, got {value!r}")
+    return float(value)
+
+
+def _structure_tuple(value: Any, kind: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"expected an array, got {json_type_name(value)}")
+    (item_type, _) = typing.get_args(kind)
+    return tuple(converter.structure(item, item_type) for item in value)
+
+
+def _is_tuple(kind: Any) -> bool:
+    origin: Any = typing.get_origin(kind)
+    return origin is tuple
+
+
+def _structure_object(value: Any, _: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {json_type_name(value)}")
+    return dict(value)
+
+
+def _has_inherit(kind: Any) -> bool:
+    return Inherit in typing.get_args(kind)
+
+
+def _structure_inherit_union(value: Any, kind: Any) -> Any:
+    """Structure a present policy field: the marker stands for absence, so it is never read."""
+    rest = tuple(member for member in typing.get_args(kind) if member is not Inherit)
+    target: Any = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
+    return converter.structure(value, target)
+
+
+def _makeconverter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _structure_object)
+    converter.register_structure_hook_func(_is_tuple, _structure_tuple)
+    converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
+    converter.register_structure_hook(Template, lambda value, _: compile_template(value))
+    converter.register_unstructure_hook(Template, lambda template: template.source)
+    structure_agent = make_dict_structure_fn(AgentSpec, converter)
+    unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
+    converter.register_structure_hook(
+        AgentSpec,
+        lambda value, kind: (
+            AgentSpec(id=value) if isinstance(value, str) else structure_agent(value, kind)
+        ),
+    )
+    converter.register_unstructure_hook(
+        AgentSpec,
+        lambda agent: agent.id if agent == AgentSpec(id=agent.id) else unstructure_agent(agent),
+    )
+    converter.register_unstructure_hook(
+        Workflow,
+        make_dict_unstructure_fn(
+            Workflow,
+            converter,
+            _cattrs_omit_if_default=True,
+            schema_version=override(omit_if_default=False),
+        ),
+    )
+    return converter
+
+
+converter: Final = _makeconverter()
+
+
+def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check execution inputs against the workflow's `inputs` schema and fill in defaults.
+
+    Defaults of top-level `properties` are applied first (deep copies), then the whole is validated.
+
+    Returns:
+        A new dict: the inputs with defaults applied.
+
+    Raises:
+        InputValidationError: with every problem, paths under `$.inputs`.
+    """
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, Mapping):
+        problem = Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}")
+        raise InputValidationError([problem])
+    values = dict(inputs)
+    properties = workflow.inputs.get("properties")
+    if isinstance(properties, Mapping):
+        for name, declared in properties.items():
+            if name not in values and isinstance(declared, Mapping) and "default" in declared:
+                values[name] = copy.deepcopy(declared["default"])
+    problems = json_value_problems(values, "$.inputs")
+    if not problems:
+        validator = Draft202012Validator(
+            workflow.inputs, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        try:
+            problems = schema_problems(validator.iter_errors(values), prefix="$.inputs")
+        except referencing.exceptions.Unresolvable as error:
+            problems = [Problem("$.inputs", f"the inputs schema has an unresolvable $ref: {error}")]
+    if problems:
+        raise InputValidationError(sort_problems(problems))
+    return values
