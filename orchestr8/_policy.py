@@ -7,11 +7,16 @@ waits 60 s, then admits 3 concurrent probes.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from random import Random
+from typing import Any, Literal
 
 import attrs
 
 Jitter = Literal["full", "equal", "none"]
+
+#: The random source of jittered delays when the caller passes none (tests pass a seeded one).
+_DEFAULT_RANDOM = Random()
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -25,7 +30,7 @@ def _not_negative(instance: object, attribute: attrs.Attribute[float], value: fl
 
 
 def _optional_positive(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
 ) -> None:
     if value is not None and not value > 0:
         raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
@@ -48,6 +53,43 @@ class RetryPolicy:
         default="full", validator=attrs.validators.in_(("full", "equal", "none"))
     )
 
+    def backoff_delay(self, attempt: int) -> float:
+        """The delay before the retry that follows attempt `attempt` (1-based), before jitter.
+
+        It is `min(max_delay, initial_delay * multiplier ** (attempt - 1))`, computed without
+        overflow however large `attempt` is: a power too large for a float is simply capped.
+        """
+        if attempt < 1:
+            raise ValueError(f"attempt must be at least 1, got {attempt!r}")
+        if self.initial_delay == 0:
+            return 0.0
+        try:
+            growth = self.multiplier ** (attempt - 1)
+        except OverflowError:
+            # Only reached for huge exponents, where the true power is 0, 1 or beyond any delay.
+            if self.multiplier > 1:
+                growth = math.inf
+            elif self.multiplier == 1:
+                growth = 1.0
+            else:
+                growth = 0.0
+        return min(self.max_delay, self.initial_delay * growth)
+
+    def compute_delay(self, attempt: int, random: Random | None = None) -> float:
+        """The jittered delay after attempt `attempt`; pass a seeded `random` for repeatable tests.
+
+        With `d = backoff_delay(attempt)`: `full` draws from U(0, d), `equal` is d/2 + U(0, d/2),
+        `none` is d. Both bounds are inclusive.
+        """
+        delay = self.backoff_delay(attempt)
+        if self.jitter == "none":
+            return delay
+        source = _DEFAULT_RANDOM if random is None else random
+        if self.jitter == "full":
+            return source.uniform(0.0, delay)
+        half = delay / 2
+        return half + source.uniform(0.0, half)
+
 
 @attrs.frozen
 class CircuitBreakerPolicy:
@@ -60,7 +102,7 @@ class CircuitBreakerPolicy:
 
 @attrs.frozen
 class BulkheadPolicy:
-    """At most `max_concurrent` calls at once; a caller waits up to `max_wait` seconds for a slot."""
+    """At most `max_concurrent` calls at once; a caller waits up to `max_wait` s for a slot."""
 
     max_concurrent: int = attrs.field(validator=_at_least_one)
     max_wait: float = attrs.field(default=0.0, validator=_not_negative)
@@ -68,7 +110,7 @@ class BulkheadPolicy:
 
 @attrs.frozen
 class RateLimitPolicy:
-    """A token bucket: `rate` tokens per second, at most `burst` stored, waiting up to `max_wait`."""
+    """A token bucket: `rate` tokens a second, at most `burst` stored, waiting up to `max_wait`."""
 
     rate: float = attrs.field(validator=_positive)
     burst: int = attrs.field(validator=_at_least_one)
