@@ -1,0 +1,434 @@
+"""What the command line shows: live progress on stderr, results, and the tables of `inspect`.
+
+Only `_cli` imports this module, and only inside commands, so its imports do not slow down
+`orchestr8 --help`. Progress is written as one line per step transition; when the stream is a
+terminal the lines are coloured and a status line at the bottom is redrawn while steps run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+import trio
+
+from ._engine import ExecutionResult
+from ._events import Event, EventType, ExecutionStatus, StepStatus, replay
+from ._journal import ExecutionRecord
+
+_COLORS: Mapping[str, str] = {
+    "red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",
+}
+_STATUS_COLORS: Mapping[str, str] = {
+    "succeeded": "green", "failed": "red", "cancelled": "yellow", "retrying": "yellow",
+    "running": "blue", "skipped": "dim", "pending": "dim",
+}
+_REDRAW_INTERVAL = 0.1
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Whether to colour `stream`: a terminal, `NO_COLOR` unset and `TERM` not `dumb`."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def paint(text: str, color: str | None, enabled: bool) -> str:
+    """Wrap `text` in the ANSI colour `color` when `enabled`."""
+    if not enabled or color is None:
+        return text
+    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Render seconds for people: `0.42s`, `12.3s`, `4m05s`, `2h03m`; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def describe(error: Any) -> str:
+    """Render an error object `{type, message, step_id?}` as one line."""
+    if not isinstance(error, Mapping):
+        return "" if error is None else str(error)
+    text = ": ".join(str(error[key]) for key in ("type", "message") if error.get(key))
+    if error.get("step_id"):
+        text += f" (step {error['step_id']})"
+    return text
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut `text` to one line of at most `width` characters, marking the cut with `...`."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def dump_json(value: Any) -> str:
+    """Pretty JSON as the CLI prints documents: 2-space indent, non-ASCII kept."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class ProgressView:
+    """Writes the progress of one execution, from its events, to a stream (normally stderr)."""
+
+    def __init__(
+        self, stream: TextIO, step_ids: Sequence[str], *, live: bool | None = None
+    ) -> None:
+        """Show progress on `stream`; `live` (default: the stream is a terminal) adds colour."""
+        self._stream = stream
+        self._live = wants_color(stream) if live is None else live
+        self._width = max((len(step_id) for step_id in step_ids), default=4)
+        self._status: dict[str, str] = dict.fromkeys(step_ids, "pending")
+        self._attempts: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+        self._last_error: dict[str, str] = {}
+        self._first_elapsed: float | None = None
+        self._last_seq = 0
+        self._status_shown = False
+        self._status_text = ""
+        self._clock_start = trio.current_time()
+
+    def note(self, message: str, color: str | None = None) -> None:
+        """Write one line that is not about an event (the execution id, an interrupt)."""
+        self._write(paint(message, color, self._live))
+
+    async def follow(self, events: trio.MemoryReceiveChannel[Any], execution_id: str) -> None:
+        """Show the events of `execution_id` as they arrive, until the channel closes."""
+        while True:
+            try:
+                if self._live:
+                    with trio.move_on_after(_REDRAW_INTERVAL):
+                        self.show(await events.receive(), execution_id)
+                    self._draw_status()
+                else:
+                    self.show(await events.receive(), execution_id)
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+
+    def drain(self, events: trio.MemoryReceiveChannel[Any], execution_id: str) -> None:
+        """Show the events already delivered but not yet shown, then clear the status line."""
+        while True:
+            try:
+                self.show(events.receive_nowait(), execution_id)
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        self._clear_status()
+
+    def show(self, event: object, execution_id: str) -> None:
+        """Show one bus event if it is an event of `execution_id`; ignore anything else."""
+        if not isinstance(event, Event) or event.execution_id != execution_id:
+            return
+        if self._last_seq and event.seq > self._last_seq + 1:
+            missed = event.seq - self._last_seq - 1
+            self.note(f"({missed} events not shown: the display fell behind)", "dim")
+        self._last_seq = max(self._last_seq, event.seq)
+        if self._first_elapsed is None:
+            self._first_elapsed = event.elapsed
+        if event.step_id is not None:
+            self._show_step_event(event, event.step_id)
+        else:
+            self._show_execution_event(event)
+
+    def _show_step_event(self, event: Event, step_id: str) -> None:
+        kind, data = event.type, event.data
+        if event.attempt is not None:
+            self._attempts[step_id] = max(self._attempts.get(step_id, 0), event.attempt)
+        attempts = self._attempts.get(step_id, 0)
+        line: str | None = None
+        color: str | None = None
+        if kind == EventType.STEP_STARTED:
+            self._started[step_id] = event.elapsed
+            self._status[step_id] = "running"
+            line = f"started (agent {data.get('agent', '?')})"
+        elif kind in (
+            EventType.ATTEMPT_FAILED, EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED
+        ):
+            self._last_error[step_id] = describe(data.get("error"))
+        elif kind == EventType.RETRY_SCHEDULED:
+            self._status[step_id] = "retrying"
+            reason = self._last_error.pop(step_id, "")
+            delay = float(data.get("delay", 0.0))
+            line = f"attempt {event.attempt} failed: {reason}; retrying in {delay:.2f}s"
+            color = "yellow"
+        elif kind == EventType.ATTEMPT_STARTED:
+            self._status[step_id] = "running"
+        elif kind in (EventType.BREAKER_OPENED, EventType.BREAKER_HALF_OPENED,
+                      EventType.BREAKER_CLOSED):
+            line = f"circuit breaker {data.get('key', '')!r} is now {data.get('to', '?')}"
+            color = "yellow"
+        elif kind == EventType.STEP_SUCCEEDED:
+            took = format_duration(self._took(step_id, event))
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            line, color = f"succeeded in {took}{tries}", "green"
+            self._status[step_id] = "succeeded"
+        elif kind == EventType.STEP_FAILED:
+            took = format_duration(self._took(step_id, event))
+            tries = f"{attempts} attempt{'s' if attempts != 1 else ''}, "
+            line = f"failed ({tries}{took}): {describe(data.get('error'))}"
+            color = "red"
+            self._status[step_id] = "failed"
+        elif kind in (EventType.STEP_SKIPPED, EventType.STEP_CANCELLED):
+            status = "skipped" if kind == EventType.STEP_SKIPPED else "cancelled"
+            why = data.get("reason")
+            line = f"{status} ({why})" if why and why != status else status
+            color = _STATUS_COLORS[status]
+            self._status[step_id] = status
+        if line is not None:
+            self._event_line(event, step_id, line, color)
+
+    def _show_execution_event(self, event: Event) -> None:
+        took = format_duration(event.elapsed - (self._first_elapsed or 0.0))
+        if event.type == EventType.EXECUTION_SUCCEEDED:
+            self._event_line(event, "", f"execution succeeded in {took}", "green")
+        elif event.type == EventType.EXECUTION_FAILED:
+            error = describe(event.data.get("error"))
+            self._event_line(event, "", f"execution failed after {took}: {error}", "red")
+        elif event.type == EventType.EXECUTION_CANCELLED:
+            reason = event.data.get("reason") or "cancelled"
+            self._event_line(event, "", f"execution cancelled after {took}: {reason}", "yellow")
+
+    def _took(self, step_id: str, event: Event) -> float | None:
+        started = self._started.pop(step_id, None)
+        return None if started is None else event.elapsed - started
+
+    def _event_line(self, event: Event, step_id: str, message: str, color: str | None) -> None:
+        stamp = paint(f"{event.elapsed:8.2f}s", "dim", self._live)
+        name = paint(step_id.ljust(self._width), "bold", self._live)
+        self._write(f"{stamp}  {name}  {paint(message, color, self._live)}")
+
+    def _write(self, line: str) -> None:
+        self._clear_status()
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def _draw_status(self) -> None:
+        running = [
+            step_id + (f" (attempt {self._attempts[step_id]})"
+                       if self._attempts.get(step_id, 0) > 1 else "")
+            for step_id, status in self._status.items() if status in ("running", "retrying")
+        ]
+        finished = sum(
+            status not in ("pending", "running", "retrying") for status in self._status.values()
+        )
+        clock = f"{trio.current_time() - self._clock_start:.1f}s"
+        done = f"{finished}/{len(self._status)} done"
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        text = shorten(f"running: {', '.join(running) or '-'} | {done} | {clock}", width)
+        if self._status_shown and text == self._status_text:
+            return
+        self._stream.write("\r\x1b[K" + paint(text, "dim", True))
+        self._stream.flush()
+        self._status_shown = True
+        self._status_text = text
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self._stream.write("\r\x1b[K")
+            self._status_shown = False
+
+
+def result_document(result: ExecutionResult) -> dict[str, Any]:
+    """The `--json` document of a finished run: id, status, output, error and every step."""
+    return {
+        "execution_id": result.execution_id,
+        "status": str(result.status),
+        "output": result.output,
+        "error": result.error,
+        "steps": {
+            step_id: {
+                "status": str(step.status),
+                "attempts": step.attempts,
+                "output": step.output,
+                "error": step.error,
+            }
+            for step_id, step in result.steps.items()
+        },
+    }
+
+
+def render_result(result: ExecutionResult, *, color: bool) -> str:
+    """The human form of a finished run: its status, then the output or the error."""
+    status = str(result.status)
+    lines = [f"status: {paint(status, _STATUS_COLORS.get(status), color)}"]
+    if result.status is ExecutionStatus.SUCCEEDED:
+        lines.append("output: " + dump_json(result.output))
+    else:
+        lines.append(f"error: {describe(result.error)}")
+        failed = [
+            f"  {step_id}: {describe(step.error)}"
+            for step_id, step in result.steps.items()
+            if step.status is StepStatus.FAILED
+        ]
+        if len(failed) > 1:
+            lines += ["failed steps:", *failed]
+    return "\n".join(lines)
+
+
+Cell = str | tuple[str, str | None]
+"""A table cell: plain text, or (text, colour name)."""
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, color: bool) -> str:
+    """Align `rows` under `headers` in columns two spaces apart; the last column is not padded."""
+    table = [[(cell, None) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in table:
+        for index, (text, _) in enumerate(row):
+            widths[index] = max(widths[index], len(text))
+    last = len(headers) - 1
+
+    def line(cells: Sequence[tuple[str, str | None]]) -> str:
+        parts = [
+            paint(text if index == last else text.ljust(widths[index]), style, color)
+            for index, (text, style) in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    heading = line([(header, "bold") for header in headers])
+    return "\n".join([heading, *(line(row) for row in table)])
+
+
+def _parse_time(timestamp: str | None) -> datetime.datetime | None:
+    if not timestamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _wall_duration(started_at: str | None, finished_at: str | None) -> float | None:
+    started, finished = _parse_time(started_at), _parse_time(finished_at)
+    if started is None or finished is None:
+        return None
+    return max(0.0, (finished - started).total_seconds())
+
+
+def local_time(timestamp: str | None) -> str:
+    """Render a UTC ISO-8601 timestamp in local time to the second, or `-`."""
+    moment = _parse_time(timestamp)
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
+    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration."""
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(record.status),
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration": _wall_duration(record.started_at, record.finished_at),
+    }
+
+
+def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool) -> str:
+    """The table of `inspect` without an id: newest first, one execution per row."""
+    rows: list[list[Cell]] = [
+        [
+            summary["execution_id"],
+            summary["workflow"],
+            (summary["status"], _STATUS_COLORS.get(summary["status"])),
+            local_time(summary["started_at"] or summary["created_at"]),
+            format_duration(summary["duration"]),
+        ]
+        for summary in summaries
+    ]
+    headers = ["ID", "WORKFLOW", "STATUS", "STARTED", "DURATION"]
+    return render_table(headers, rows, color=color)
+
+
+def execution_detail(record: ExecutionRecord, events: Sequence[Event]) -> dict[str, Any]:
+    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events."""
+    state = replay(events)
+    declared = [
+        step["id"] for step in record.workflow.get("steps", ())
+        if isinstance(step, Mapping) and isinstance(step.get("id"), str)
+    ]
+    steps: dict[str, Any] = {}
+    for step_id in [*declared, *(s for s in state.steps if s not in declared)]:
+        step = state.steps.get(step_id)
+        if step is None:
+            steps[step_id] = {"status": "pending", "attempts": 0, "duration": None,
+                              "output": None, "error": None}
+            continue
+        duration = None
+        if step.started is not None and step.finished is not None:
+            duration = step.finished - step.started
+        steps[step_id] = {"status": str(step.status), "attempts": step.attempts,
+                          "duration": duration, "output": step.output, "error": step.error}
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(state.status),
+        "created_at": record.created_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration": _wall_duration(state.started_at, state.finished_at),
+        "inputs": record.inputs,
+        "output": state.output,
+        "error": state.error,
+        "steps": steps,
+        "events": [event.to_json() for event in events],
+    }
+
+
+def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
+    """The human form of `inspect ID`: a header, the steps table and the events table."""
+    status = detail["status"]
+    fields: list[tuple[str, str]] = [
+        ("execution", detail["execution_id"]),
+        ("workflow", detail["workflow"]),
+        ("status", paint(status, _STATUS_COLORS.get(status), color)),
+        ("started", local_time(detail["started_at"] or detail["created_at"])),
+        ("finished", local_time(detail["finished_at"])),
+        ("duration", format_duration(detail["duration"])),
+        ("inputs", shorten(json.dumps(detail["inputs"], ensure_ascii=False), 100)),
+    ]
+    if detail["error"] is not None:
+        fields.append(("error", describe(detail["error"])))
+    if status == ExecutionStatus.SUCCEEDED:
+        fields.append(("output", shorten(json.dumps(detail["output"], ensure_ascii=False), 100)))
+    header = "\n".join(f"{name:<10} {value}" for name, value in fields)
+    step_rows: list[list[Cell]] = [
+        [
+            step_id,
+            (step["status"], _STATUS_COLORS.get(step["status"])),
+            str(step["attempts"]),
+            format_duration(step["duration"]),
+            shorten(describe(step["error"]), 80),
+        ]
+        for step_id, step in detail["steps"].items()
+    ]
+    steps = render_table(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows,
+                         color=color)
+    event_rows: list[list[Cell]] = [
+        [
+            str(event["seq"]),
+            f"{event['elapsed']:.3f}",
+            event["type"],
+            event.get("step_id", ""),
+            str(event.get("attempt", "")),
+            shorten(json.dumps(event["data"], ensure_ascii=False), 70) if event["data"] else "",
+        ]
+        for event in detail["events"]
+    ]
+    event_headers = ["SEQ", "ELAPSED", "TYPE", "STEP", "ATTEMPT", "DATA"]
+    events = render_table(event_headers, event_rows, color=color)
+    return f"{header}\n\n{steps}\n\n{events}"
