@@ -27,17 +27,10 @@ from jsonschema import Draft202012Validator
 
 from ._errors import InputValidationError, Problem, WorkflowValidationError
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
+from ._policy_spec import Inherit
 from ._schema import schema_problems, show_value, sort_problems
-from ._workflow import (
-    SCHEMA_VERSION,
-    STEP_ID_PATTERN,
-    AgentSpec,
-    Inherit,
-    StepOutline,
-    Workflow,
-    analyse_graph,
-    workflow_schema,
-)
+from ._workflow import SCHEMA_VERSION, STEP_ID_PATTERN, AgentSpec, Workflow, workflow_schema
+from ._workflow_graph import StepOutline, analyse_graph
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024

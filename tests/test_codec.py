@@ -24,17 +24,14 @@ from orchestr8._codec import (
     workflow_to_json,
 )
 from orchestr8._errors import InputValidationError, WorkflowValidationError
-from orchestr8._workflow import (
-    AgentSpec,
+from orchestr8._policy_spec import (
     BulkheadSpec,
     CircuitBreakerSpec,
     PolicySpec,
     RateLimitSpec,
     RetrySpec,
-    Step,
-    Workflow,
-    WorkflowDefaults,
 )
+from orchestr8._workflow import AgentSpec, Step, Workflow, WorkflowDefaults
 
 GOLDEN = Path(__file__).parent / "golden"
 KNOWN_AGENTS = frozenset({"echo", "sleep", "fail", "python", "llm"})

@@ -15,20 +15,17 @@ from orchestr8._policy import (
     RateLimitPolicy,
     RetryPolicy,
 )
-from orchestr8._workflow import (
+from orchestr8._policy_spec import (
     INHERIT,
-    AgentSpec,
     BulkheadSpec,
     CircuitBreakerSpec,
     PolicySpec,
     RateLimitSpec,
     RetrySpec,
-    Step,
-    Workflow,
-    WorkflowDefaults,
     overlay_policy,
     resolve_policy,
 )
+from orchestr8._workflow import AgentSpec, Step, Workflow, WorkflowDefaults
 
 
 def workflow(*steps: Step, **fields: Any) -> Workflow:
