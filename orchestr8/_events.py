@@ -1,0 +1,361 @@
+"""Execution events: the envelope, the type and status vocabularies, and the reducer over them.
+
+Everything that happens to an execution is an `Event`. The journal stores them, views show them, and
+`replay` folds them into an `ExecutionState`, so `inspect`, the REST API and `resume` all read one
+truth. The envelope on the wire (see `docs/events.md`)::
+
+    {"execution_id", "seq", "ts", "elapsed", "type", "step_id"?, "attempt"?, "data"}
+
+`step_id` and `attempt` are left out of the JSON form when they are None.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+
+class EventType(enum.StrEnum):
+    """Every event type the runtime emits; types are only ever added, never renamed."""
+
+    EXECUTION_STARTED = "execution.started"
+    STEP_STARTED = "step.started"
+    ATTEMPT_STARTED = "attempt.started"
+    ATTEMPT_FAILED = "attempt.failed"
+    RETRY_SCHEDULED = "retry.scheduled"
+    ATTEMPT_REJECTED = "attempt.rejected"
+    STEP_PROGRESS = "step.progress"
+    STEP_SUCCEEDED = "step.succeeded"
+    STEP_FAILED = "step.failed"
+    STEP_SKIPPED = "step.skipped"
+    STEP_CANCELLED = "step.cancelled"
+    BREAKER_OPENED = "breaker.opened"
+    BREAKER_HALF_OPENED = "breaker.half_opened"
+    BREAKER_CLOSED = "breaker.closed"
+    BREAKER_REJECTED = "breaker.rejected"
+    EXECUTION_SUCCEEDED = "execution.succeeded"
+    EXECUTION_FAILED = "execution.failed"
+    EXECUTION_CANCELLED = "execution.cancelled"
+    EXECUTION_RESUMED = "execution.resumed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this type ends an execution (until a possible `execution.resumed`)."""
+        return self in TERMINAL_EVENT_TYPES
+
+
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
+    {EventType.EXECUTION_SUCCEEDED, EventType.EXECUTION_FAILED, EventType.EXECUTION_CANCELLED}
+)
+"""The event types after which an execution is finished: live views close after one of them."""
+
+
+class ExecutionStatus(enum.StrEnum):
+    """Where an execution stands: `pending → running → succeeded | failed | cancelled`."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the execution has finished (a crashed run stays `running` until resumed)."""
+        return self in _FINISHED_STATUSES
+
+
+_FINISHED_STATUSES = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+
+class StepStatus(enum.StrEnum):
+    """Where one step of an execution stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+def utc_timestamp(moment: datetime.datetime | None = None) -> str:
+    """Format a moment (default: now) as UTC ISO-8601 with milliseconds and `Z`, as events carry."""
+    if moment is None:
+        moment = datetime.datetime.now(datetime.UTC)
+    text = moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+def describe_error(error: BaseException) -> dict[str, Any]:
+    """Describe an exception as the `{type, message}` object that error-carrying events hold."""
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+_KNOWN_TYPES: Mapping[str, EventType] = {member.value: member for member in EventType}
+
+
+def _known_type(name: str) -> str:
+    """Return the `EventType` member named `name` when there is one, so reprs read the same."""
+    return _KNOWN_TYPES.get(name, name)
+
+
+@attrs.frozen
+class Event:
+    """One thing that happened to an execution, numbered gap-free from 1 by `seq`.
+
+    `ts` is wall-clock UTC (for people); `elapsed` is seconds since the execution started, on the
+    trio clock (for durations and MockClock tests). `data` must be JSON-serialisable.
+    """
+
+    execution_id: str
+    seq: int
+    ts: str
+    elapsed: float
+    type: str = attrs.field(converter=_known_type)
+    step_id: str | None = None
+    attempt: int | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this event finishes its execution."""
+        return self.type in TERMINAL_EVENT_TYPES
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form of the envelope, leaving out `step_id` and `attempt` when None."""
+        document: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "elapsed": self.elapsed,
+            "type": str(self.type),
+        }
+        if self.step_id is not None:
+            document["step_id"] = self.step_id
+        if self.attempt is not None:
+            document["attempt"] = self.attempt
+        document["data"] = self.data
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Event:
+        """Build an event from its JSON form; unknown keys are ignored for forward compatibility.
+
+        Raises:
+            ValueError: a required key is missing or a value has the wrong type.
+        """
+        if not isinstance(document, Mapping):
+            raise ValueError(f"an event must be a JSON object, got {type(document).__name__}")
+        return cls(
+            execution_id=_read(document, "execution_id", str),
+            seq=_read(document, "seq", int),
+            ts=_read(document, "ts", str),
+            elapsed=float(_read(document, "elapsed", float)),
+            type=_read(document, "type", str),
+            step_id=_read(document, "step_id", str, optional=True),
+            attempt=_read(document, "attempt", int, optional=True),
+            data=dict(_read(document, "data", dict)),
+        )
+
+
+def _read(document: Mapping[str, Any], key: str, kind: type, *, optional: bool = False) -> Any:
+    """Return `document[key]` after checking its JSON type (bools are not numbers here)."""
+    value = document.get(key)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"event: missing required key {key!r}")
+    accepted: tuple[type, ...] = (int, float) if kind is float else (kind,)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise ValueError(f"event: {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+@attrs.define
+class EventFactory:
+    """Stamps the events of one execution with gap-free `seq`, wall-clock `ts` and trio `elapsed`.
+
+    For a resumed execution pass `next_seq` (last seq + 1) and `elapsed_offset` (the last recorded
+    `elapsed`), so numbering and elapsed time carry on where the journal left off.
+    """
+
+    execution_id: str
+    next_seq: int = 1
+    elapsed_offset: float = 0.0
+    started: float = attrs.field(factory=trio.current_time)
+
+    def create(
+        self,
+        type: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Return the next event of this execution, taking the next `seq`."""
+        event = Event(
+            execution_id=self.execution_id,
+            seq=self.next_seq,
+            ts=utc_timestamp(),
+            elapsed=self.elapsed_offset + (trio.current_time() - self.started),
+            type=type,
+            step_id=step_id,
+            attempt=attempt,
+            data={} if data is None else data,
+        )
+        self.next_seq += 1
+        return event
+
+
+@attrs.frozen
+class StepState:
+    """What the events say about one step: status, attempts made, output or error, and when."""
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    output: Any = None
+    error: Any = None
+    started: float | None = None
+    finished: float | None = None
+
+
+@attrs.frozen
+class ExecutionState:
+    """What the events say about an execution; `replay` builds it, `inspect` and `resume` read it.
+
+    `started_at`/`finished_at` are wall-clock timestamps, `started`/`finished`/`elapsed` trio-clock
+    seconds; `last_seq` is the highest seq seen (0 for no events); `steps` keeps first-seen order.
+    """
+
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    output: Any = None
+    error: Any = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    elapsed: float = 0.0
+    last_seq: int = 0
+    steps: Mapping[str, StepState] = attrs.field(factory=dict)
+
+
+_STEP_ENDINGS: Mapping[str, StepStatus] = {
+    EventType.STEP_SUCCEEDED: StepStatus.SUCCEEDED,
+    EventType.STEP_FAILED: StepStatus.FAILED,
+    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
+    EventType.STEP_CANCELLED: StepStatus.CANCELLED,
+}
+_STEP_EVENT_TYPES = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.ATTEMPT_STARTED,
+        EventType.ATTEMPT_FAILED,
+        EventType.ATTEMPT_REJECTED,
+        EventType.BREAKER_REJECTED,
+        EventType.RETRY_SCHEDULED,
+        *_STEP_ENDINGS,
+    }
+)
+_EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
+    EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+}
+
+
+def replay(events: Iterable[Event]) -> ExecutionState:
+    """Fold the events of one execution, in seq order, into its state; unknown types are ignored.
+
+    `execution.resumed` sets the execution back to running and every step without a
+    `step.succeeded` back to pending, while succeeded steps keep their recorded output.
+
+    Raises:
+        ValueError: the events belong to more than one execution.
+    """
+    state = ExecutionState()
+    steps: dict[str, StepState] = {}
+    execution_id: str | None = None
+    for event in events:
+        if execution_id is None:
+            execution_id = event.execution_id
+        elif event.execution_id != execution_id:
+            raise ValueError(
+                f"replay needs the events of one execution, got {execution_id!r} "
+                f"and {event.execution_id!r}"
+            )
+        state = attrs.evolve(state, last_seq=max(state.last_seq, event.seq), elapsed=event.elapsed)
+        if event.type == EventType.EXECUTION_RESUMED:
+            steps = {
+                step_id: step if step.status is StepStatus.SUCCEEDED else StepState()
+                for step_id, step in steps.items()
+            }
+        if event.type.startswith("execution."):
+            state = _reduce_execution(state, event)
+        elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
+            steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
+    return attrs.evolve(state, steps=steps)
+
+
+def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
+    """Apply one execution-level event; the journal's executions row follows the same rules."""
+    if event.type in (EventType.EXECUTION_STARTED, EventType.EXECUTION_RESUMED):
+        return attrs.evolve(
+            state,
+            status=ExecutionStatus.RUNNING,
+            started_at=state.started_at if state.started_at is not None else event.ts,
+            started=state.started if state.started is not None else event.elapsed,
+            finished_at=None,
+            finished=None,
+            output=None,
+            error=None,
+        )
+    ending = _EXECUTION_ENDINGS.get(event.type)
+    if ending is None:
+        return state
+    return attrs.evolve(
+        state,
+        status=ending,
+        finished_at=event.ts,
+        finished=event.elapsed,
+        output=event.data.get("output") if ending is ExecutionStatus.SUCCEEDED else None,
+        error=None if ending is ExecutionStatus.SUCCEEDED else event.data.get("error"),
+    )
+
+
+def _reduce_step(step: StepState, event: Event) -> StepState:
+    """Apply one step-level event to the state of its step."""
+    if event.type == EventType.STEP_STARTED:
+        return StepState(status=StepStatus.RUNNING, attempts=step.attempts, started=event.elapsed)
+    if event.type == EventType.ATTEMPT_STARTED:
+        attempts = event.attempt if event.attempt is not None else step.attempts + 1
+        started = step.started if step.started is not None else event.elapsed
+        return attrs.evolve(
+            step, status=StepStatus.RUNNING, attempts=max(step.attempts, attempts), started=started
+        )
+    if event.type == EventType.ATTEMPT_FAILED:
+        return attrs.evolve(step, error=event.data.get("error"))
+    if event.type in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
+        # A refused call still uses up its attempt number.
+        attempts = max(step.attempts, event.attempt or 0)
+        return attrs.evolve(step, attempts=attempts, error=event.data.get("error"))
+    if event.type == EventType.RETRY_SCHEDULED:
+        return attrs.evolve(step, status=StepStatus.RETRYING)
+    ending = _STEP_ENDINGS.get(event.type)
+    if ending is None:
+        return step
+    return attrs.evolve(
+        step,
+        status=ending,
+        output=event.data.get("output") if ending is StepStatus.SUCCEEDED else None,
+        error=event.data.get("error") if ending is StepStatus.FAILED else None,
+        finished=event.elapsed,
+    )

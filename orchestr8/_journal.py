@@ -1,0 +1,448 @@
+"""The durable journal: the source of truth for executions and their events.
+
+Appends go through a bounded trio memory channel to one writer task, which drains everything queued
+and commits it as one batch (group commit), so events become durable strictly in append order.
+`SQLiteJournal` (`_journal_sqlite`) keeps a file and works on threads; `MemoryJournal`
+(`_journal_memory`) runs the same store on an in-memory database, inline. Open either with
+`open_journal`.
+
+An event the journal refuses (its `seq` is not the next one of its execution, its execution does not
+exist, its data is not JSON) or a failed write puts the journal in a failed state: that event and
+everything appended after it is not written, and `append`, `flush` and closing raise `JournalError`.
+Readers keep working, so what was written stays inspectable.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import trio
+
+from ._errors import ExecutionNotFoundError, JournalError, unwrap_single_error
+from ._events import Event, ExecutionStatus, utc_timestamp
+
+if TYPE_CHECKING:
+    from ._journal_sqlite import Store
+
+_Result = TypeVar("_Result")
+
+
+@attrs.frozen
+class ExecutionRecord:
+    """One execution as the journal holds it: what was run, with which inputs, and how it ended.
+
+    `workflow` is the workflow JSON document, kept so `resume` can rebuild it. `status`,
+    `started_at`, `finished_at`, `output` and `error` follow the execution's events.
+    """
+
+    execution_id: str
+    workflow_name: str
+    workflow: dict[str, Any]
+    inputs: dict[str, Any] = attrs.field(factory=dict)
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    created_at: str = attrs.field(factory=utc_timestamp)
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    output: Any = None
+    error: Any = None
+
+
+@attrs.frozen
+class ExecutionPage:
+    """One page of executions, newest first; pass `next_cursor` as `before` for the next page."""
+
+    items: tuple[ExecutionRecord, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class JournalStatistics:
+    """Counters of one open journal, so tests and benchmarks can see group commit at work."""
+
+    events_written: int
+    batches_committed: int
+    items_queued: int
+    queue_size: int
+    failed: bool
+
+
+@attrs.define(eq=False)
+class CreateRequest:
+    """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`."""
+
+    record: ExecutionRecord
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: ExecutionRecord | None = None
+    error: JournalError | None = None
+
+
+@attrs.define(eq=False)
+class FlushMarker:
+    """A queued `flush`; the writer sets `done` once everything queued before it is committed."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+WorkItem = Event | CreateRequest | FlushMarker
+"""What travels on the writer's queue, in append order."""
+
+
+@attrs.define
+class BatchOutcome:
+    """What writing one batch did: events written, transactions committed, creates, failure."""
+
+    events_written: int = 0
+    committed: int = 0
+    created: list[tuple[CreateRequest, ExecutionRecord | JournalError]] = attrs.Factory(list)
+    failure: JournalError | None = None
+
+
+def default_journal_path() -> Path:
+    """Return `$ORCHESTR8_JOURNAL` or `./.orchestr8/journal.db`, creating its directory.
+
+    Raises:
+        JournalError: the directory cannot be created.
+    """
+    configured = os.environ.get("ORCHESTR8_JOURNAL")
+    path = Path(configured).expanduser() if configured else Path.cwd() / ".orchestr8" / "journal.db"
+    if str(path) != ":memory:":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise JournalError(
+                f"cannot create the journal directory {path.parent}: {error.strerror or error}"
+            ) from None
+    return path
+
+
+@asynccontextmanager
+async def open_journal(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    queue_size: int = 1024,
+    close_timeout: float = 5.0,
+) -> AsyncIterator[Journal]:
+    """Open a journal (None or ":memory:" for memory, else a SQLite file) and run its writer.
+
+    Leaving the block flushes every appended event, even while the surrounding scope is being
+    cancelled (shielded, for at most `close_timeout` seconds), then closes the storage.
+
+    Raises:
+        JournalError: the file cannot be opened or is not a journal, or the journal failed.
+    """
+    if queue_size < 1:
+        raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+    journal: Journal
+    # Imported here because both implementations build on this module.
+    if path is None or os.fspath(path) == ":memory:":
+        from ._journal_memory import MemoryJournal
+
+        journal = MemoryJournal(queue_size=queue_size, close_timeout=close_timeout)
+    else:
+        from ._journal_sqlite import SQLiteJournal
+
+        journal = await SQLiteJournal.open(
+            Path(path), queue_size=queue_size, close_timeout=close_timeout
+        )
+    # The nursery only holds the writer, which never raises: unwrap the body's error from its group.
+    async with unwrap_single_error(), trio.open_nursery() as nursery:
+        await nursery.start(journal._run_writer)
+        try:
+            yield journal
+        finally:
+            await journal._close()
+        journal._raise_if_failed()
+
+
+class Journal(abc.ABC):
+    """The journal interface shared by `SQLiteJournal` and `MemoryJournal`; see the module doc."""
+
+    def __init__(self, *, queue_size: int, close_timeout: float) -> None:
+        self._send, self._receive = trio.open_memory_channel[WorkItem](queue_size)
+        self._queue_size = queue_size
+        self._close_timeout = close_timeout
+        self._failure: JournalError | None = None
+        self._closed = False
+        self._events_written = 0
+        self._batches_committed = 0
+        self._writer_scope: trio.CancelScope | None = None
+        self._writer_done = trio.Event()
+        self._events_in_flight = 0
+
+    @property
+    @abc.abstractmethod
+    def path(self) -> Path | None:
+        """The SQLite file behind this journal, or None for memory."""
+
+    async def create_execution(self, record: ExecutionRecord) -> ExecutionRecord:
+        """Record a new execution durably, before any of its events, and return it as stored.
+
+        When `record.idempotency_key` is already recorded, nothing is written and the execution
+        recorded under that key is returned instead: compare `execution_id` to tell.
+
+        Raises:
+            JournalError: an execution with that id exists, or the journal failed or is closed.
+        """
+        request = CreateRequest(record)
+        await self._enqueue(request)
+        await request.done.wait()
+        if request.error is not None:
+            raise JournalError(str(request.error)) from request.error
+        assert request.result is not None
+        return request.result
+
+    async def append(self, event: Event) -> None:
+        """Queue an event for writing, waiting while the queue is full (backpressure, never loss).
+
+        Raises:
+            JournalError: the journal failed or is closed.
+        """
+        await self._enqueue(event)
+
+    def append_nowait(self, event: Event) -> None:
+        """Queue an event for writing without waiting, for synchronous callers.
+
+        Raises:
+            trio.WouldBlock: the queue is full.
+            JournalError: the journal failed or is closed.
+        """
+        self._raise_if_unusable()
+        try:
+            self._send.send_nowait(event)
+        except trio.ClosedResourceError:
+            raise JournalError("the journal is closed") from None
+
+    async def flush(self) -> None:
+        """Return once everything appended before this call is committed.
+
+        Raises:
+            JournalError: the journal failed (some of it was not written) or is closed.
+        """
+        marker = FlushMarker()
+        await self._enqueue(marker)
+        await marker.done.wait()
+        self._raise_if_failed()
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        """Return the recorded execution.
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        record = await self._query(lambda storage: storage.load_execution(execution_id))
+        if record is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        return record
+
+    async def find_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """Return the execution created with this idempotency key, or None."""
+        return await self._query(lambda storage: storage.load_by_idempotency_key(key))
+
+    async def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> ExecutionPage:
+        """Return a page of executions, newest first, optionally only those with `status`.
+
+        Pages are ordered by (`created_at`, `execution_id`) so the cursor stays valid while new
+        executions are recorded.
+
+        Raises:
+            ValueError: `limit` is below 1 or `before` is not a cursor from a previous page.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        position = None if before is None else _decode_cursor(before)
+        wanted = None if status is None else str(ExecutionStatus(status))
+        rows = await self._query(lambda storage: storage.load_page(wanted, position, limit + 1))
+        items = tuple(rows[:limit])
+        more = len(rows) > limit
+        cursor = _encode_cursor(items[-1].created_at, items[-1].execution_id) if more else None
+        return ExecutionPage(items=items, next_cursor=cursor)
+
+    async def events(
+        self, execution_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Return the execution's events with `seq > after`, in seq order, at most `limit` of them.
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        found = await self._query(lambda storage: storage.load_events(execution_id, after, limit))
+        if found is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        return found
+
+    async def last_seq(self, execution_id: str) -> int:
+        """Return the highest committed seq of the execution (0 when it has no events yet).
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        seq = await self._query(lambda storage: storage.load_last_seq(execution_id))
+        if seq is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        return seq
+
+    def statistics(self) -> JournalStatistics:
+        """Return the journal's counters: events written, batches committed, queue use."""
+        return JournalStatistics(
+            events_written=self._events_written,
+            batches_committed=self._batches_committed,
+            items_queued=self._send.statistics().current_buffer_used,
+            queue_size=self._queue_size,
+            failed=self._failure is not None,
+        )
+
+    @abc.abstractmethod
+    async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
+        """Write one batch in one transaction (the writer task calls this, one batch at a time)."""
+
+    @abc.abstractmethod
+    async def _read(self, query: Callable[[Store], _Result]) -> _Result:
+        """Run a read-only query against committed state."""
+
+    @abc.abstractmethod
+    async def _close_storage(self) -> None:
+        """Release the storage once the writer has finished."""
+
+    async def _query(self, query: Callable[[Store], _Result]) -> _Result:
+        """Run a read-only query, refusing once the journal is closed."""
+        if self._closed:
+            raise JournalError("the journal is closed")
+        try:
+            return await self._read(query)
+        except sqlite3.Error as error:
+            raise JournalError(f"reading the journal failed: {error}") from error
+
+    async def _enqueue(self, item: WorkItem) -> None:
+        """Put one item on the writer's queue, translating a closed queue to `JournalError`."""
+        self._raise_if_unusable()
+        try:
+            await self._send.send(item)
+        except trio.ClosedResourceError:
+            raise JournalError("the journal is closed") from None
+
+    def _raise_if_unusable(self) -> None:
+        """Refuse new work once the journal is closed or has failed."""
+        if self._closed:
+            raise JournalError("the journal is closed")
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        """Raise a fresh `JournalError` chained to the failure, if the journal has failed."""
+        if self._failure is not None:
+            raise JournalError(f"the journal failed: {self._failure}") from self._failure
+
+    async def _run_writer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write queued items in batches until the queue is closed and drained.
+
+        Shielded, so cancelling the surrounding scope does not lose queued events; closing sets a
+        deadline on this scope so a stuck write cannot hold the caller forever.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            self._writer_scope = scope
+            task_status.started()
+            try:
+                async for item in self._receive:
+                    batch = [item]
+                    while True:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await self._write_batch(batch)
+            finally:
+                self._writer_done.set()
+
+    async def _write_batch(self, batch: list[WorkItem]) -> None:
+        """Commit one drained batch, then wake the callers waiting on its requests and markers."""
+        try:
+            work = [item for item in batch if isinstance(item, (Event, CreateRequest))]
+            if work and self._failure is None:
+                self._events_in_flight = sum(isinstance(item, Event) for item in work)
+                outcome = await self._write(work)
+                self._events_in_flight = 0
+                self._events_written += outcome.events_written
+                self._batches_committed += outcome.committed
+                for request, result in outcome.created:
+                    if isinstance(result, JournalError):
+                        request.error = result
+                    else:
+                        request.result = result
+                if outcome.failure is not None:
+                    self._failure = outcome.failure
+        finally:
+            self._settle(batch)
+
+    def _settle(self, items: list[WorkItem]) -> None:
+        """Wake everyone waiting on these items; requests left without a result get an error."""
+        for item in items:
+            if isinstance(item, CreateRequest):
+                if item.result is None and item.error is None:
+                    item.error = self._failure or JournalError(
+                        "the journal closed before the execution was recorded"
+                    )
+                item.done.set()
+            elif isinstance(item, FlushMarker):
+                item.done.set()
+
+    async def _close(self) -> None:
+        """Stop taking appends, let the writer finish (shielded, bounded), then close storage."""
+        self._closed = True
+        self._send.close()
+        with trio.CancelScope(shield=True):
+            if self._writer_scope is not None:
+                self._writer_scope.deadline = trio.current_time() + self._close_timeout
+                await self._writer_done.wait()
+            left = []
+            while True:
+                try:
+                    left.append(self._receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            unwritten = self._events_in_flight + sum(isinstance(item, Event) for item in left)
+            if self._writer_scope is not None and self._writer_scope.cancelled_caught:
+                self._failure = self._failure or JournalError(
+                    f"closing the journal took longer than {self._close_timeout} s; "
+                    f"{unwritten} events were not written"
+                )
+            self._settle(left)
+            self._receive.close()
+            await self._close_storage()
+
+
+def _encode_cursor(created_at: str, execution_id: str) -> str:
+    """Pack a page position into an opaque, URL-safe cursor."""
+    packed = json.dumps([created_at, execution_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    """Unpack a cursor made by `_encode_cursor`, refusing anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise ValueError(f"not a cursor from a previous page: {cursor!r}") from None
+    if not isinstance(created_at, str) or not isinstance(execution_id, str):
+        raise ValueError(f"not a cursor from a previous page: {cursor!r}")
+    return created_at, execution_id

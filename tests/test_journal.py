@@ -1,0 +1,584 @@
+"""Specifications of the journal, run against both the SQLite and the memory implementation."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._journal import (
+    ExecutionRecord,
+    Journal,
+    JournalStatistics,
+    default_journal_path,
+    open_journal,
+)
+from orchestr8._journal_memory import MemoryJournal
+from orchestr8._journal_sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal
+
+ROOT = Path(__file__).resolve().parents[1]
+TS = "2025-01-01T00:00:00.000Z"
+
+Opener = Callable[..., AbstractAsyncContextManager[Journal]]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Open journals of one kind: a SQLite file in tmp_path, or memory."""
+    path = tmp_path / "journal.db" if request.param == "sqlite" else None
+
+    def open_one(**options: Any) -> AbstractAsyncContextManager[Journal]:
+        return open_journal(path, **options)
+
+    return open_one
+
+
+def record(execution_id: str = "run-1", **fields: Any) -> ExecutionRecord:
+    fields.setdefault("workflow", {"schema_version": "1.0", "name": "wf", "steps": []})
+    return ExecutionRecord(execution_id=execution_id, workflow_name="wf", **fields)
+
+
+def event(
+    seq: int,
+    type: str = EventType.STEP_PROGRESS,
+    execution_id: str = "run-1",
+    **data: Any,
+) -> Event:
+    return Event(execution_id, seq, TS, seq / 10, type, "step", 1, data)
+
+
+async def test_events_round_trip(opener: Opener) -> None:
+    """Events come back exactly as appended, None step_id/attempt and nested data included."""
+    appended = [
+        Event("run-1", 1, TS, 0.0, EventType.EXECUTION_STARTED, data={"inputs": {"q": "ü"}}),
+        Event("run-1", 2, TS, 0.25, "step.started", "search", None, {"agent": "echo"}),
+        Event("run-1", 3, TS, 0.5, "attempt.failed", "search", 1, {"error": {"type": "E"}}),
+        Event("run-1", 4, TS, 1.0, "vendor.custom", None, 2, {"x": [1, 2.5, None, True, "☃"]}),
+    ]
+    async with opener() as journal:
+        await journal.create_execution(record(inputs={"q": "ü"}, correlation_id="c-1"))
+        for one in appended:
+            await journal.append(one)
+        await journal.flush()
+        assert await journal.events("run-1") == appended
+        stored = await journal.get_execution("run-1")
+    assert stored.workflow == record().workflow
+    assert (stored.inputs, stored.correlation_id) == ({"q": "ü"}, "c-1")
+
+
+async def test_events_are_ordered_and_gap_free_per_execution(opener: Opener) -> None:
+    """Interleaved appends of two executions read back 1..n in order for each."""
+    async with opener() as journal:
+        await journal.create_execution(record("a"))
+        await journal.create_execution(record("b"))
+        for seq in range(1, 301):
+            await journal.append(event(seq, execution_id="a"))
+            if seq % 3 == 0:
+                await journal.append(event(seq // 3, execution_id="b"))
+        await journal.flush()
+        assert [one.seq for one in await journal.events("a")] == list(range(1, 301))
+        assert [one.seq for one in await journal.events("b")] == list(range(1, 101))
+        assert (await journal.last_seq("a"), await journal.last_seq("b")) == (300, 100)
+
+
+@pytest.mark.parametrize(
+    ("seqs", "message"),
+    [
+        ([1, 2, 2], "seq 2 is already written (last seq 2)"),
+        ([1, 2, 4], "seq must be gap-free, expected 3"),
+        ([2], "seq must be gap-free, expected 1"),
+    ],
+)
+async def test_out_of_order_seq_fails_the_journal(
+    opener: Opener, seqs: list[int], message: str
+) -> None:
+    """A duplicate or gapped seq is refused loudly; what came before it stays written."""
+
+    async def append_and_check() -> None:
+        async with opener() as journal:
+            await journal.create_execution(record())
+            for seq in seqs:
+                journal.append_nowait(event(seq))
+            with pytest.raises(JournalError, match=re.escape(message)):
+                await journal.flush()
+            assert journal.statistics().failed
+            with pytest.raises(JournalError, match="the journal failed"):
+                await journal.append(event(len(seqs) + 1))
+            assert [one.seq for one in await journal.events("run-1")] == seqs[:-1]
+
+    with pytest.raises(JournalError, match="the journal failed"):
+        await append_and_check()
+
+
+async def test_events_of_unknown_executions_and_non_json_data_are_refused(opener: Opener) -> None:
+    """An event without its execution, or with data JSON cannot hold, fails the journal."""
+
+    async def append(execution_id: str, **data: Any) -> None:
+        async with opener() as journal:
+            if execution_id != "ghost":
+                await journal.create_execution(record(execution_id))
+            await journal.append(event(1, execution_id=execution_id, **data))
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await append("ghost")
+    with pytest.raises(JournalError, match="data is not JSON"):
+        await append("other", value=float("nan"))
+
+
+async def test_group_commit_writes_many_events_in_few_transactions(opener: Opener) -> None:
+    """Thousands of appends become a handful of batches, every event written once."""
+    async with opener(queue_size=4096) as journal:
+        await journal.create_execution(record())
+        before = journal.statistics()
+        for seq in range(1, 3001):
+            journal.append_nowait(event(seq))
+        await journal.flush()
+        after = journal.statistics()
+    assert isinstance(after, JournalStatistics)
+    assert after.events_written == 3000
+    assert after.batches_committed - before.batches_committed <= 2
+
+
+async def test_awaited_appends_are_batched_too(tmp_path: Path) -> None:
+    """Awaited appends one at a time still commit far fewer SQLite batches than events."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await journal.create_execution(record())
+        for seq in range(1, 2001):
+            await journal.append(event(seq))
+        await journal.flush()
+        statistics = journal.statistics()
+    assert statistics.events_written == 2000
+    assert statistics.batches_committed <= 2000 // 4
+
+
+async def test_append_nowait_raises_would_block_when_the_queue_is_full(opener: Opener) -> None:
+    """A full queue refuses append_nowait with trio.WouldBlock instead of dropping the event."""
+    async with opener(queue_size=2) as journal:
+        await journal.create_execution(record())
+        accepted = 0
+        for seq in range(1, 10):
+            try:
+                journal.append_nowait(event(seq))
+            except trio.WouldBlock:
+                break
+            accepted += 1
+        # The idle writer may already hold one item in hand: the queue itself holds two.
+        assert accepted in (2, 3)
+        assert journal.statistics().items_queued == 2
+        await journal.append(event(accepted + 1))
+        await journal.flush()
+        assert await journal.last_seq("run-1") == accepted + 1
+
+
+async def test_flush_makes_everything_appended_before_it_visible(opener: Opener) -> None:
+    """After flush, readers see every event appended before the call."""
+    async with opener() as journal:
+        await journal.flush()
+        await journal.create_execution(record())
+        for seq in range(1, 101):
+            journal.append_nowait(event(seq))
+        await journal.flush()
+        assert await journal.last_seq("run-1") == 100
+        assert len(await journal.events("run-1")) == 100
+
+
+async def test_a_second_connection_sees_flushed_events(tmp_path: Path) -> None:
+    """Flushed events are committed to the file: another journal on it reads them."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as writer, open_journal(path) as reader:
+        await writer.create_execution(record())
+        for seq in range(1, 51):
+            await writer.append(event(seq))
+        await writer.flush()
+        assert await reader.last_seq("run-1") == 50
+
+
+async def test_readers_only_see_whole_committed_prefixes(tmp_path: Path) -> None:
+    """While the writer commits batches, every read returns a gap-free prefix."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await journal.create_execution(record())
+        done = trio.Event()
+
+        async def produce() -> None:
+            for seq in range(1, 5001):
+                await journal.append(event(seq))
+            await journal.flush()
+            done.set()
+
+        reads = 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            while not done.is_set() or reads == 0:
+                seen = [one.seq for one in await journal.events("run-1")]
+                assert seen == list(range(1, len(seen) + 1))
+                reads += 1
+        assert len(await journal.events("run-1")) == 5000
+
+
+async def test_closing_flushes_even_while_cancelled(tmp_path: Path) -> None:
+    """Leaving the block under cancellation still commits everything appended."""
+    path = tmp_path / "journal.db"
+    with trio.CancelScope() as scope:
+        async with open_journal(path) as journal:
+            await journal.create_execution(record())
+            for seq in range(1, 1001):
+                journal.append_nowait(event(seq))
+            scope.cancel()
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    async with open_journal(path) as journal:
+        assert await journal.last_seq("run-1") == 1000
+
+
+async def test_closing_gives_up_on_a_stuck_writer_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write that never finishes delays closing by at most close_timeout, then fails loudly."""
+
+    async def stuck(self: MemoryJournal, items: list[Any]) -> Any:
+        await trio.sleep_forever()
+
+    async def append_then_close() -> None:
+        async with open_journal(None, close_timeout=0.2) as journal:
+            monkeypatch.setattr(MemoryJournal, "_write", stuck)
+            journal.append_nowait(event(1))
+            journal.append_nowait(event(2))
+
+    started = trio.current_time()
+    with trio.fail_after(5), pytest.raises(JournalError, match=r"longer than 0\.2 s; 2 events"):
+        await append_then_close()
+    assert trio.current_time() - started < 2
+
+
+async def test_a_closed_journal_refuses_work(opener: Opener) -> None:
+    """Appending, flushing or reading after the block raises JournalError."""
+    async with opener() as journal:
+        await journal.create_execution(record())
+    with pytest.raises(JournalError, match="closed"):
+        await journal.append(event(1))
+    with pytest.raises(JournalError, match="closed"):
+        journal.append_nowait(event(1))
+    with pytest.raises(JournalError, match="closed"):
+        await journal.flush()
+    with pytest.raises(JournalError, match="closed"):
+        await journal.events("run-1")
+
+
+_KILLED_WRITER = """
+import sys, trio
+from orchestr8._events import Event
+from orchestr8._journal import ExecutionRecord, open_journal
+
+async def main(path):
+    async with open_journal(path) as journal:
+        await journal.create_execution(ExecutionRecord("run-1", "wf", {}))
+        seq = 0
+        while True:
+            for _ in range(200):
+                seq += 1
+                data = {"n": seq}
+                await journal.append(Event("run-1", seq, "ts", seq, "step.progress", "s", 1, data))
+            if seq == 2000:
+                await journal.flush()
+                print(seq, flush=True)
+
+trio.run(main, sys.argv[1])
+"""
+
+
+async def test_a_killed_writer_leaves_a_consistent_prefix(tmp_path: Path) -> None:
+    """SIGKILL during appends: reopening finds 1..n gap-free, including everything flushed."""
+    path = tmp_path / "journal.db"
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, cwd=ROOT
+    )
+    assert process.stdout is not None
+    line = b""
+    with trio.fail_after(15):
+        while not line.endswith(b"\n"):
+            chunk = await process.stdout.receive_some()
+            assert chunk, "the writer exited before flushing"
+            line += chunk
+        await trio.sleep(0.2)
+        process.kill()
+        await process.wait()
+    await process.stdout.aclose()
+    assert process.returncode == -9
+    flushed = int(line)
+    async with open_journal(path) as journal:
+        events = await journal.events("run-1")
+    assert [one.seq for one in events] == list(range(1, len(events) + 1))
+    assert [one.data["n"] for one in events] == [one.seq for one in events]
+    assert len(events) > flushed
+
+
+async def test_execution_rows_follow_status_events(opener: Opener) -> None:
+    """Start, failure and resume update the executions row in the same batch as the events."""
+    async with opener() as journal:
+        created = await journal.create_execution(record())
+        assert created.status is ExecutionStatus.PENDING
+        await journal.append(
+            Event("run-1", 1, "2025-01-01T00:00:01.000Z", 0.0, "execution.started")
+        )
+        await journal.flush()
+        running = await journal.get_execution("run-1")
+        assert (running.status, running.started_at) == ("running", "2025-01-01T00:00:01.000Z")
+        failure = {"type": "Boom", "message": "no"}
+        await journal.append(
+            Event("run-1", 2, TS, 1.0, "execution.failed", data={"error": failure})
+        )
+        await journal.flush()
+        failed = await journal.get_execution("run-1")
+        assert (failed.status, failed.error, failed.finished_at) == ("failed", failure, TS)
+        await journal.append(
+            Event("run-1", 3, "2025-01-01T00:00:09.000Z", 2.0, "execution.resumed")
+        )
+        await journal.append(Event("run-1", 4, TS, 3.0, "execution.succeeded", data={"output": 7}))
+        await journal.flush()
+        done = await journal.get_execution("run-1")
+    assert (done.status, done.output, done.error) == ("succeeded", 7, None)
+    assert done.started_at == "2025-01-01T00:00:01.000Z"
+
+
+async def test_unknown_executions_raise_not_found(opener: Opener) -> None:
+    """Readers asked about an unknown execution raise ExecutionNotFoundError."""
+    async with opener() as journal:
+        await journal.create_execution(record())
+        assert await journal.last_seq("run-1") == 0
+        assert await journal.events("run-1") == []
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("ghost")
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.events("ghost")
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.last_seq("ghost")
+
+
+async def test_events_after_and_limit_slice_the_stream(opener: Opener) -> None:
+    """events(after=, limit=) returns the next `limit` events following seq `after`."""
+    async with opener() as journal:
+        await journal.create_execution(record())
+        for seq in range(1, 11):
+            await journal.append(event(seq))
+        await journal.flush()
+        assert [one.seq for one in await journal.events("run-1", after=4, limit=3)] == [5, 6, 7]
+        assert [one.seq for one in await journal.events("run-1", after=8)] == [9, 10]
+        assert await journal.events("run-1", after=10) == []
+
+
+async def test_listing_pages_newest_first_and_stays_stable(opener: Opener) -> None:
+    """Pages run newest first by (created_at, id); a new execution does not shift later pages."""
+    async with opener() as journal:
+        for index in range(7):
+            stamp = f"2025-01-01T00:00:0{index // 2}.000Z"
+            await journal.create_execution(record(f"run-{index}", created_at=stamp))
+        await journal.append(Event("run-3", 1, TS, 0.0, "execution.started"))
+        await journal.flush()
+        first = await journal.list_executions(limit=3)
+        assert [one.execution_id for one in first.items] == ["run-6", "run-5", "run-4"]
+        await journal.create_execution(record("run-new", created_at="2025-01-01T00:00:09.000Z"))
+        seen = [one.execution_id for one in first.items]
+        cursor = first.next_cursor
+        while cursor is not None:
+            page = await journal.list_executions(limit=3, before=cursor)
+            seen += [one.execution_id for one in page.items]
+            cursor = page.next_cursor
+        assert seen == [f"run-{index}" for index in reversed(range(7))]
+        running = await journal.list_executions(status="running")
+        assert [one.execution_id for one in running.items] == ["run-3"]
+        assert running.next_cursor is None
+        with pytest.raises(ValueError, match="cursor"):
+            await journal.list_executions(before="nonsense")
+        with pytest.raises(ValueError, match="limit"):
+            await journal.list_executions(limit=0)
+
+
+async def test_idempotency_key_finds_and_deduplicates(opener: Opener) -> None:
+    """A second create with a known idempotency key returns the first execution, writing nothing."""
+    async with opener() as journal:
+        first = await journal.create_execution(record("run-1", idempotency_key="key-1"))
+        again = await journal.create_execution(record("run-2", idempotency_key="key-1"))
+        assert again == first
+        assert await journal.find_by_idempotency_key("key-1") == first
+        assert await journal.find_by_idempotency_key("key-2") is None
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("run-2")
+
+
+async def test_a_duplicate_execution_id_is_refused_without_failing(opener: Opener) -> None:
+    """Creating an existing id raises JournalError for that call; the journal keeps working."""
+    async with opener() as journal:
+        await journal.create_execution(record())
+        with pytest.raises(JournalError, match="already in the journal"):
+            await journal.create_execution(record())
+        await journal.append(event(1))
+        await journal.flush()
+        assert not journal.statistics().failed
+
+
+async def test_a_directory_is_not_a_journal(tmp_path: Path) -> None:
+    """Opening a directory raises JournalError naming it."""
+    with pytest.raises(JournalError, match=f"{tmp_path} is a directory"):
+        async with open_journal(tmp_path):
+            pass
+
+
+async def test_an_uncreatable_directory_is_reported(tmp_path: Path) -> None:
+    """A path below a regular file raises JournalError naming the directory."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(JournalError, match=f"cannot create the journal directory {blocker}"):
+        async with open_journal(blocker / "journal.db"):
+            pass
+
+
+async def test_a_file_that_is_not_sqlite_is_reported(tmp_path: Path) -> None:
+    """A non-database file raises JournalError saying so, and is left untouched."""
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, this is not SQLite" * 100)
+    with pytest.raises(JournalError, match=f"{path} is not a SQLite database"):
+        async with open_journal(path):
+            pass
+    assert path.read_text().startswith("hello")
+
+
+async def test_other_sqlite_databases_and_newer_schemas_are_refused(tmp_path: Path) -> None:
+    """Another application's SQLite database, or a newer journal schema, raises JournalError."""
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE customers (name)")
+    with pytest.raises(JournalError, match="not an orchestr8 journal"):
+        async with open_journal(foreign):
+            pass
+    versioned = tmp_path / "versioned.db"
+    with sqlite3.connect(versioned) as connection:
+        connection.execute("PRAGMA user_version = 3")
+    with pytest.raises(JournalError, match="not an orchestr8 journal"):
+        async with open_journal(versioned):
+            pass
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as connection:
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(JournalError, match="schema version 99"):
+        async with open_journal(newer):
+            pass
+
+
+async def test_the_file_layout_is_versioned_wal(tmp_path: Path) -> None:
+    """The file is in WAL mode, at the current user_version, with events keyed by (id, seq)."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        assert isinstance(journal, SQLiteJournal)
+        assert journal.path == path
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert connection.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        keys = connection.execute("SELECT name, pk FROM pragma_table_info('events')").fetchall()
+        assert {name for name, position in keys if position} == {"execution_id", "seq"}
+    finally:
+        connection.close()
+
+
+async def test_memory_is_chosen_by_none_or_the_memory_name() -> None:
+    """None and ":memory:" open a MemoryJournal without a path."""
+    for path in (None, ":memory:"):
+        async with open_journal(path) as journal:
+            assert isinstance(journal, MemoryJournal)
+            assert journal.path is None
+
+
+def test_default_path_honours_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$ORCHESTR8_JOURNAL wins; otherwise ./.orchestr8/journal.db, its directory created."""
+    monkeypatch.setenv("ORCHESTR8_JOURNAL", str(tmp_path / "custom" / "j.db"))
+    assert default_journal_path() == tmp_path / "custom" / "j.db"
+    assert (tmp_path / "custom").is_dir()
+    monkeypatch.delenv("ORCHESTR8_JOURNAL")
+    monkeypatch.chdir(tmp_path)
+    assert default_journal_path() == tmp_path / ".orchestr8" / "journal.db"
+    assert (tmp_path / ".orchestr8").is_dir()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+event_fields = st.tuples(
+    st.sampled_from([*EventType, "vendor.custom"]),
+    st.none() | st.sampled_from(["a", "b", "c"]),
+    st.none() | st.integers(1, 4),
+    st.floats(0, 1e6),
+    st.dictionaries(
+        st.sampled_from(["output", "error", "reason"]) | st.text(max_size=4),
+        json_values,
+        max_size=3,
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def shared_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One journal file for every example: creating a file costs far more than reopening it."""
+    return tmp_path_factory.mktemp("property") / "journal.db"
+
+
+_execution_numbers = itertools.count()
+
+
+async def _write_and_read(
+    path: Path | None, execution_id: str, fields: list[tuple[Any, ...]]
+) -> tuple[list[Event], list[Event], ExecutionRecord]:
+    appended = [
+        Event(execution_id, seq, TS, elapsed, kind, step_id, attempt, data)
+        for seq, (kind, step_id, attempt, elapsed, data) in enumerate(fields, start=1)
+    ]
+    async with open_journal(path) as journal:
+        await journal.create_execution(record(execution_id, created_at=TS))
+        for one in appended:
+            await journal.append(one)
+        await journal.flush()
+        return (
+            appended,
+            await journal.events(execution_id),
+            await journal.get_execution(execution_id),
+        )
+
+
+@given(fields=st.lists(event_fields, max_size=25))
+async def test_both_journals_read_back_what_was_appended(
+    shared_path: Path, fields: list[tuple[Any, ...]]
+) -> None:
+    """Random sequences read back identically from both journals and replay to the same state."""
+    execution_id = f"run-{next(_execution_numbers)}"
+    appended, from_file, row = await _write_and_read(shared_path, execution_id, fields)
+    _, from_memory, memory_row = await _write_and_read(None, execution_id, fields)
+    assert from_file == from_memory == appended
+    state = replay(appended)
+    assert replay(from_file) == replay(from_memory) == state
+    assert row == memory_row
+    assert (row.status, row.output, row.error) == (state.status, state.output, state.error)
+    assert (row.started_at, row.finished_at) == (state.started_at, state.finished_at)
