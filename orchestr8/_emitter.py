@@ -5,6 +5,11 @@ before an earlier one, and a view never shows what the journal could lose. Synch
 (pipeline callbacks, agents' progress) cannot wait for a full journal queue, so their events wait
 in a small outbox, ahead of everything emitted after them; the next asynchronous `emit` drains it.
 The outbox holds at most the events of one step's pipeline between two awaits, so it stays small.
+
+Many step actors share one emitter. An event that cannot be queued at once joins the outbox before
+its emitter waits, and one task at a time drains the outbox, so under backpressure events still
+reach the journal exactly once and in `seq` order; an emitter cancelled while waiting leaves its
+event in the outbox for the next `emit` or `flush` (its `seq` is taken, so it must be written).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Emitter:
         self._journal = journal
         self._bus = bus
         self._outbox: deque[Event] = deque()
+        self._draining = trio.Lock()
 
     @property
     def execution_id(self) -> str:
@@ -44,15 +50,9 @@ class Emitter:
         data: dict[str, Any] | None = None,
     ) -> Event:
         """Record one event, waiting while the journal's queue is full; returns the event."""
-        while self._outbox:
-            await self._journal.append(self._outbox[0])
-            self._publish(self._outbox.popleft())
-        event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
-        try:
-            self._journal.append_nowait(event)
-        except trio.WouldBlock:
-            await self._journal.append(event)
-        self._publish(event)
+        event = self.emit_nowait(type, step_id=step_id, attempt=attempt, data=data)
+        if self._outbox:
+            await self._drain()
         return event
 
     def emit_nowait(
@@ -75,6 +75,23 @@ class Emitter:
         else:
             self._outbox.append(event)
         return event
+
+    async def flush(self) -> None:
+        """Return once every event emitted so far is committed to the journal.
+
+        Raises:
+            JournalError: the journal failed or is closed.
+        """
+        await self._drain()
+        await self._journal.flush()
+
+    async def _drain(self) -> None:
+        """Write the outbox to the journal in order; one task at a time, so none goes twice."""
+        async with self._draining:
+            while self._outbox:
+                # Popped only once queued: a cancelled wait leaves the event first in line.
+                await self._journal.append(self._outbox[0])
+                self._publish(self._outbox.popleft())
 
     def _publish(self, event: Event) -> None:
         if self._bus.has_subscribers:

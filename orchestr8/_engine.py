@@ -191,6 +191,7 @@ class _StepActor(Actor):
     def __init__(self, execution: ExecutionRun, step: Step) -> None:
         self._execution = execution
         self._step = step
+        self._reported = False
 
     async def receive(self, message: Any) -> None:
         execution, step = self._execution, self._step
@@ -199,10 +200,18 @@ class _StepActor(Actor):
             result = await execution.run_step(step, message)
         finally:
             # A forced stop cancels the step mid-run: the scheduler must still hear of it.
-            execution.report(
-                _Finished(step.id, result or StepResult(StepStatus.CANCELLED))
-            )
+            self._report(result or StepResult(StepStatus.CANCELLED))
         await self.ref.stop()
+
+    async def on_stop(self) -> None:
+        # Stopped before its input was handled (a forced stop drops the queued message): the
+        # scheduler waits for exactly one report per started step, so it must still get one.
+        self._report(StepResult(StepStatus.CANCELLED))
+
+    def _report(self, result: StepResult) -> None:
+        if not self._reported:
+            self._reported = True
+            self._execution.report(_Finished(self._step.id, result))
 
 
 class ExecutionRun:
@@ -247,6 +256,8 @@ class ExecutionRun:
             len(workflow.steps) + 1
         )
         self._running: dict[str, Any] = {}
+        self._waiting: dict[str, int] = {}
+        self._listeners: dict[str, _StepListener] = {}
         self._done = trio.Event()
         self.result: ExecutionResult | None = None
 
@@ -291,7 +302,10 @@ class ExecutionRun:
                 name=f"execution:{self.execution_id}", shutdown_grace=self._grace, bus=self._bus
             ) as supervisor:
                 ending = await self._schedule(supervisor, deadline)
-            self.result = await self._finish(ending)
+            result = await self._finish(ending)
+            # Finished means durable: whoever waits for the result can read it in the journal.
+            await self._emitter.flush()
+            self.result = result
         finally:
             self._done.set()
         return self.result
@@ -304,7 +318,7 @@ class ExecutionRun:
     async def _schedule(self, supervisor: Any, deadline: float) -> str:
         """Start steps as they become ready until all finished; return how the run ended."""
         workflow = self.workflow
-        waiting = {
+        waiting = self._waiting = {
             step_id: sum(1 for dependency in dependencies if dependency not in self._results)
             for step_id, dependencies in workflow.dependencies.items()
             if step_id not in self._results
@@ -314,6 +328,10 @@ class ExecutionRun:
         ending = "completed"
         with trio.move_on_at(deadline) as timeout_scope:
             while True:
+                if self._cancel_event.is_set():
+                    # Nothing starts after a cancel request, even one made before the run began.
+                    ending = "cancelled"
+                    break
                 while ready and len(self._running) < limit and ending == "completed":
                     await self._start(supervisor, ready.popleft())
                 if not self._running:
@@ -342,9 +360,10 @@ class ExecutionRun:
         if timeout_scope.cancelled_caught:
             ending = "timed_out"
         if ending == "cancelled":
-            await self._wind_down(cooperative=True)
+            # The grace never stretches the execution past its own timeout.
+            await self._wind_down(min(trio.current_time() + self._grace, deadline))
         elif ending in ("failed", "timed_out"):
-            await self._wind_down(cooperative=False)
+            await self._wind_down(trio.current_time())
         await self._close_pending(ending)
         return ending
 
@@ -371,9 +390,12 @@ class ExecutionRun:
 
     async def run_step(self, step: Step, rendered_input: Any) -> StepResult:
         """Run one step's agent under its policy, journaling every attempt; never raises errors."""
+        if self._cancel_event.is_set():
+            # Cancelled before it began (a step spawned as the cancel came): it never starts.
+            return StepResult(StepStatus.CANCELLED)
         emitter, step_id = self._emitter, step.id
         await emitter.emit(EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id})
-        listener = _StepListener(emitter, step_id)
+        listener = self._listeners[step_id] = _StepListener(emitter, step_id)
         _current_step.set((emitter, step_id, 1))
         try:
             agent = self._registry.create(step.agent.id, step.agent.config)
@@ -394,11 +416,12 @@ class ExecutionRun:
             async def attempt(number: int) -> Any:
                 return await agent.run(rendered_input, contexts(attempt=number))
 
-            output = await call_with_policy(
-                attempt, policy, breaker=breaker, bulkhead=bulkhead, rate_limiter=rate_limiter,
-                listener=listener, random=self._random,
+            output = _as_json(
+                await call_with_policy(
+                    attempt, policy, breaker=breaker, bulkhead=bulkhead,
+                    rate_limiter=rate_limiter, listener=listener, random=self._random,
+                )
             )
-            _check_json(output)
         except Exception as error:
             result = StepResult(
                 StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
@@ -437,9 +460,8 @@ class ExecutionRun:
             )
             stack.extend(self.workflow.dependents[step_id])
 
-    async def _wind_down(self, *, cooperative: bool) -> None:
-        """End the running steps: within the grace if cooperative, at once otherwise."""
-        deadline = trio.current_time() + (self._grace if cooperative else 0.0)
+    async def _wind_down(self, deadline: float) -> None:
+        """End the running steps: let them finish until `deadline`, then cancel what still runs."""
         with trio.CancelScope(shield=True):
             with trio.move_on_at(deadline):
                 await self._collect_running()
@@ -457,6 +479,12 @@ class ExecutionRun:
             self._results[finished.step_id] = finished.result
             if finished.result.status is StepStatus.SUCCEEDED:
                 self._outputs[finished.step_id] = finished.result.output
+            elif (
+                finished.result.status is StepStatus.FAILED
+                and self.workflow.steps_by_id[finished.step_id].on_error == "fail"
+            ):
+                # A failure that lands while winding down still skips its dependents.
+                await self._skip_dependents(finished.step_id, self._waiting)
 
     async def _close_pending(self, ending: str) -> None:
         """Record how each step that did not run to its end finished: cancelled or skipped."""
@@ -469,6 +497,10 @@ class ExecutionRun:
                 self._results[step_id] = StepResult(status)
             else:
                 status = StepStatus.CANCELLED
+                # Cut short mid-run: keep the attempts it made, as the journal shows them.
+                listener = self._listeners.get(step_id)
+                if listener is not None:
+                    self._results[step_id] = attrs.evolve(result, attempts=listener.attempts)
             if status is StepStatus.SKIPPED:
                 await self._emitter.emit(
                     EventType.STEP_SKIPPED, step_id=step_id, data={"reason": "not reached"}
@@ -484,7 +516,10 @@ class ExecutionRun:
         steps = {step_id: self._results[step_id] for step_id in self.workflow.order}
         if ending == "cancelled":
             error = {"type": "Cancelled", "message": self._cancel_reason}
-            await emitter.emit(EventType.EXECUTION_CANCELLED, data={"reason": self._cancel_reason})
+            # The error too, so the journal replays to the very result returned here.
+            await emitter.emit(
+                EventType.EXECUTION_CANCELLED, data={"reason": self._cancel_reason, "error": error}
+            )
             return self._result(ExecutionStatus.CANCELLED, None, error, steps)
         if ending == "timed_out":
             timeout_error = ExecutionTimeoutError(
@@ -514,7 +549,12 @@ class ExecutionRun:
 
     def _render_output(self) -> Any:
         if self.workflow.output is None:
-            return dict(self._outputs)
+            # In document order, not completion order, so the same workflow gives the same JSON.
+            return {
+                step_id: self._outputs[step_id]
+                for step_id in self.workflow.order
+                if step_id in self._outputs
+            }
         return self.workflow.output.render(self.inputs, self._outputs)
 
     def _result(
@@ -527,9 +567,10 @@ class ExecutionRun:
         return ExecutionResult(self.execution_id, status, output, error, steps)
 
 
-def _check_json(value: Any) -> None:
+def _as_json(value: Any) -> Any:
+    """`value` as the journal will record it (tuples become lists, keys strings), or raise."""
     try:
-        json.dumps(value, allow_nan=False)
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as error:
         raise OutputNotSerialisableError(
             f"the agent returned a value that is not JSON: {error}"

@@ -30,6 +30,7 @@ from ._errors import (
     ExecutionStateError,
     Problem,
     WorkflowValidationError,
+    unwrap_single_error,
 )
 from ._events import EventFactory, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord, Journal, open_journal
@@ -282,7 +283,10 @@ class Runtime:
     ) -> None:
         task_status.started()
         try:
-            await run.run()
+            # Shielded: a cancellation from outside the runtime must not cut the run short
+            # unrecorded; leaving `open_runtime` cancels it through `cancel_all`, within the grace.
+            with trio.CancelScope(shield=True):
+                await run.run()
         finally:
             self._live.pop(run.execution_id, None)
 
@@ -305,7 +309,7 @@ async def open_runtime(
         cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
         random_source: the source of retry jitter; seed one for repeatable runs.
     """
-    async with AsyncExitStack() as stack:
+    async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(
                 open_journal(None if journal is None else Path(journal))
