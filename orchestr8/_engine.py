@@ -185,23 +185,33 @@ class _Finished:
     result: StepResult
 
 
+@attrs.define(eq=False)
+class _Slot:
+    """A step actor as the scheduler sees it: its ref and the step it was last given, if any."""
+
+    ref: Any = None
+    step: Step | None = None
+
+
 class _StepActor(Actor):
-    """Runs one step: its agent under the step's policy; reports the result and stops itself."""
+    """Runs steps one at a time: each step's agent under its policy; reports every outcome.
 
-    def __init__(self, execution: ExecutionRun, step: Step) -> None:
+    The scheduler keeps idle step actors and hands a ready step to one of them (spawning another
+    only when all are busy), so a step costs one message and one report, not a spawn and a stop.
+    """
+
+    def __init__(self, execution: ExecutionRun, slot: _Slot) -> None:
         self._execution = execution
-        self._step = step
-        self._reported = False
+        self._slot = slot
 
-    async def receive(self, message: Any) -> None:
-        execution, step = self._execution, self._step
+    async def receive(self, message: tuple[Step, Any]) -> None:
+        step, rendered_input = message
         result: StepResult | None = None
         try:
-            result = await execution.run_step(step, message)
+            result = await self._execution.run_step(step, rendered_input)
         finally:
             # A forced stop cancels the step mid-run: the scheduler must still hear of it.
             self._report(result or StepResult(StepStatus.CANCELLED))
-        await self.ref.stop()
 
     async def on_stop(self) -> None:
         # Stopped before its input was handled (a forced stop drops the queued message): the
@@ -209,9 +219,10 @@ class _StepActor(Actor):
         self._report(StepResult(StepStatus.CANCELLED))
 
     def _report(self, result: StepResult) -> None:
-        if not self._reported:
-            self._reported = True
-            self._execution.report(_Finished(self._step.id, result))
+        step = self._slot.step
+        if step is not None:
+            self._slot.step = None
+            self._execution.report(_Finished(step.id, result))
 
 
 class ExecutionRun:
@@ -255,7 +266,9 @@ class ExecutionRun:
         self._report_send, self._report_receive = trio.open_memory_channel[_Finished | None](
             len(workflow.steps) + 1
         )
-        self._running: dict[str, Any] = {}
+        self._running: dict[str, _Slot | None] = {}
+        self._slots: list[_Slot] = []
+        self._idle: list[_Slot] = []
         self._waiting: dict[str, int] = {}
         self._listeners: dict[str, _StepListener] = {}
         self._done = trio.Event()
@@ -340,7 +353,9 @@ class ExecutionRun:
                 if finished is None:
                     ending = "cancelled"
                     break
-                self._running.pop(finished.step_id, None)
+                slot = self._running.pop(finished.step_id, None)
+                if slot is not None:
+                    self._idle.append(slot)
                 result = finished.result
                 self._results[finished.step_id] = result
                 ok = result.status is StepStatus.SUCCEEDED
@@ -382,11 +397,18 @@ class ExecutionRun:
             self.report(_Finished(step_id, failure))
             self._running[step_id] = None
             return
-        ref = await supervisor.spawn(
-            partial(_StepActor, self, step), name=step_id, restart="temporary", mailbox_size=1
-        )
-        self._running[step_id] = ref
-        ref.tell_nowait(rendered)
+        if self._idle:
+            slot = self._idle.pop()
+        else:
+            slot = _Slot()
+            slot.ref = await supervisor.spawn(
+                partial(_StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
+                restart="temporary", mailbox_size=1,
+            )
+            self._slots.append(slot)
+        slot.step = step
+        self._running[step_id] = slot
+        slot.ref.tell_nowait((step, rendered))
 
     async def run_step(self, step: Step, rendered_input: Any) -> StepResult:
         """Run one step's agent under its policy, journaling every attempt; never raises errors."""
@@ -465,9 +487,9 @@ class ExecutionRun:
         with trio.CancelScope(shield=True):
             with trio.move_on_at(deadline):
                 await self._collect_running()
-            for ref in self._running.values():
-                if ref is not None:
-                    ref.cancel()
+            for slot in self._running.values():
+                if slot is not None:
+                    slot.ref.cancel()
             await self._collect_running()
 
     async def _collect_running(self) -> None:

@@ -76,3 +76,21 @@ def test_embed_program_runs() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "succeeded: structured concurrency is nice has 4 words" in completed.stdout
     assert "execution.succeeded" in completed.stdout
+
+
+async def test_circuit_breaker_opens_and_the_open_circuit_is_not_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """circuit_breaker.json: two failures open the breaker; attempt 3 is rejected, not sent."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(EXAMPLES / "circuit_breaker.json")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "CircuitOpenError"
+    assert result.steps["independent"].output == "other branches still finish"
+    kinds = [(e.type, e.attempt) for e in events if e.step_id == "call_api"]
+    assert ("breaker.opened", 2) in kinds
+    assert ("breaker.rejected", 3) in kinds
+    assert [a for t, a in kinds if t == "attempt.started"] == [1, 2]
