@@ -30,6 +30,7 @@ __all__ = [
     "AgentFactory",
     "AgentFunction",
     "ProgressCallback",
+    "UsageCallback",
 ]
 
 _LOGGER_NAME = "orchestr8.agents"
@@ -124,6 +125,9 @@ class AgentContext:
     cancel_event: trio.Event | None = None
     """Set by the engine when a user cancels the execution; `None` means cancel is never asked."""
 
+    usage_callback: UsageCallback | None = None
+    """Called synchronously with ``(context, usage)`` by `record_usage`; must not block."""
+
     @functools.cached_property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose records carry the context's ids as attributes, made on first use."""
@@ -148,6 +152,19 @@ class AgentContext:
         if callback is not None:
             callback(self, dict(data))
 
+    def record_usage(self, **counts: int) -> None:
+        """Record resources this attempt consumed, e.g. `input_tokens=…, output_tokens=…`.
+
+        The engine journals each record as a `step.usage` event and adds the counts to the step's
+        and the execution's totals, so a run's token bill is in its result and its journal.
+        """
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"usage {name!r} must be a whole number >= 0, got {value!r}")
+        callback = self.usage_callback
+        if callback is not None:
+            callback(self, dict(counts))
+
     @property
     def cancel_requested(self) -> bool:
         """Whether a user asked to cancel the execution, so the agent should wind down."""
@@ -168,6 +185,7 @@ class AgentContext:
 
 
 ProgressCallback: TypeAlias = Callable[[AgentContext, Mapping[str, Any]], None]
+UsageCallback: TypeAlias = Callable[[AgentContext, Mapping[str, int]], None]
 """What the engine hands a context to publish progress: called as ``callback(context, data)``."""
 
 AgentFunction: TypeAlias = Callable[..., Awaitable[Any]]

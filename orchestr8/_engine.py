@@ -71,6 +71,7 @@ class StepResult:
     attempts: int = 0
     output: Any = None
     error: dict[str, Any] | None = None
+    usage: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -82,6 +83,8 @@ class ExecutionResult:
     output: Any = None
     error: dict[str, Any] | None = None
     steps: Mapping[str, StepResult] = attrs.field(factory=dict)
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+    """Resource counts agents recorded (e.g. `input_tokens`), summed over every attempt."""
 
     @property
     def succeeded(self) -> bool:
@@ -242,6 +245,8 @@ class ExecutionRun:
         timeout: float | None = None,
         completed: Mapping[str, Any] | None = None,
         resumed: bool = False,
+        usage: Mapping[str, int] | None = None,
+        step_usage: Mapping[str, Mapping[str, int]] | None = None,
         random_source: random.Random | None = None,
     ) -> None:
         """Prepare an execution; `completed` holds the outputs of steps reused by a resume."""
@@ -271,6 +276,11 @@ class ExecutionRun:
         self._idle: list[_Slot] = []
         self._waiting: dict[str, int] = {}
         self._listeners: dict[str, _StepListener] = {}
+        self._usage: dict[str, int] = dict(usage or {})
+        self._step_usage: dict[str, dict[str, int]] = {
+            step_id: dict(counts) for step_id, counts in (step_usage or {}).items()
+            if step_id in self._outputs
+        }
         self._done = trio.Event()
         self.result: ExecutionResult | None = None
 
@@ -432,6 +442,7 @@ class ExecutionRun:
                 workflow_name=self.workflow.name,
                 agent_id=step.agent.id,
                 progress_callback=self._on_progress,
+                usage_callback=self._on_usage,
                 cancel_event=self._cancel_event,
             )
 
@@ -460,6 +471,16 @@ class ExecutionRun:
             data={"output": output},
         )
         return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+
+    def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
+        step_usage = self._step_usage.setdefault(context.step_id, {})
+        for name, value in counts.items():
+            step_usage[name] = step_usage.get(name, 0) + value
+            self._usage[name] = self._usage.get(name, 0) + value
+        self._emitter.emit_nowait(
+            EventType.STEP_USAGE, step_id=context.step_id, attempt=context.attempt,
+            data=dict(counts),
+        )
 
     def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
         self._emitter.emit_nowait(
@@ -540,7 +561,8 @@ class ExecutionRun:
             error = {"type": "Cancelled", "message": self._cancel_reason}
             # The error too, so the journal replays to the very result returned here.
             await emitter.emit(
-                EventType.EXECUTION_CANCELLED, data={"reason": self._cancel_reason, "error": error}
+                EventType.EXECUTION_CANCELLED,
+                data=self._with_usage({"reason": self._cancel_reason, "error": error}),
             )
             return self._result(ExecutionStatus.CANCELLED, None, error, steps)
         if ending == "timed_out":
@@ -548,7 +570,7 @@ class ExecutionRun:
                 f"the execution ran past its timeout of {self._timeout} s"
             )
             error = describe_error(timeout_error)
-            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         failed = [
             step_id for step_id, result in steps.items()
@@ -558,15 +580,17 @@ class ExecutionRun:
         if failed:
             first = steps[failed[0]].error or {}
             error = {**first, "step_id": failed[0]}
-            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         try:
             output = self._render_output()
         except Orchestr8Error as render_error:
             error = describe_error(render_error)
-            await emitter.emit(EventType.EXECUTION_FAILED, data={"error": error})
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
-        await emitter.emit(EventType.EXECUTION_SUCCEEDED, data={"output": output})
+        await emitter.emit(
+            EventType.EXECUTION_SUCCEEDED, data=self._with_usage({"output": output})
+        )
         return self._result(ExecutionStatus.SUCCEEDED, output, None, steps)
 
     def _render_output(self) -> Any:
@@ -586,7 +610,20 @@ class ExecutionRun:
         error: dict[str, Any] | None,
         steps: dict[str, StepResult],
     ) -> ExecutionResult:
-        return ExecutionResult(self.execution_id, status, output, error, steps)
+        if self._step_usage:
+            steps = {
+                step_id: attrs.evolve(result, usage=self._step_usage[step_id])
+                if step_id in self._step_usage else result
+                for step_id, result in steps.items()
+            }
+        return ExecutionResult(
+            self.execution_id, status, output, error, steps, usage=dict(self._usage)
+        )
+
+    def _with_usage(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self._usage:
+            data["usage"] = dict(self._usage)
+        return data
 
 
 def _as_json(value: Any) -> Any:

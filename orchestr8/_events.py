@@ -30,6 +30,7 @@ class EventType(enum.StrEnum):
     RETRY_SCHEDULED = "retry.scheduled"
     ATTEMPT_REJECTED = "attempt.rejected"
     STEP_PROGRESS = "step.progress"
+    STEP_USAGE = "step.usage"
     STEP_SUCCEEDED = "step.succeeded"
     STEP_FAILED = "step.failed"
     STEP_SKIPPED = "step.skipped"
@@ -226,6 +227,7 @@ class StepState:
     error: Any = None
     started: float | None = None
     finished: float | None = None
+    usage: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -246,6 +248,8 @@ class ExecutionState:
     elapsed: float = 0.0
     last_seq: int = 0
     steps: Mapping[str, StepState] = attrs.field(factory=dict)
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+    """Every `step.usage` count of the execution summed, across resumes."""
 
 
 _STEP_ENDINGS: Mapping[str, StepStatus] = {
@@ -262,6 +266,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.ATTEMPT_REJECTED,
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
+        EventType.STEP_USAGE,
         *_STEP_ENDINGS,
     }
 )
@@ -283,6 +288,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
     """
     state = ExecutionState()
     steps: dict[str, StepState] = {}
+    usage: dict[str, int] = {}
     execution_id: str | None = None
     for event in events:
         if execution_id is None:
@@ -302,7 +308,17 @@ def replay(events: Iterable[Event]) -> ExecutionState:
             state = _reduce_execution(state, event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
-    return attrs.evolve(state, steps=steps)
+            if event.type == EventType.STEP_USAGE:
+                _add_counts(usage, event.data)
+    return attrs.evolve(state, steps=steps, usage=usage)
+
+
+def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:
+    """Add the whole-number counts of `counts` into `totals`, ignoring anything else."""
+    for name, value in counts.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            totals[name] = totals.get(name, 0) + value
+    return totals
 
 
 def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
@@ -334,7 +350,12 @@ def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
 def _reduce_step(step: StepState, event: Event) -> StepState:
     """Apply one step-level event to the state of its step."""
     if event.type == EventType.STEP_STARTED:
-        return StepState(status=StepStatus.RUNNING, attempts=step.attempts, started=event.elapsed)
+        return StepState(
+            status=StepStatus.RUNNING, attempts=step.attempts, started=event.elapsed,
+            usage=step.usage,
+        )
+    if event.type == EventType.STEP_USAGE:
+        return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
     if event.type == EventType.ATTEMPT_STARTED:
         attempts = event.attempt if event.attempt is not None else step.attempts + 1
         started = step.started if step.started is not None else event.elapsed

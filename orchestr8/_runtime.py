@@ -32,7 +32,7 @@ from ._errors import (
     WorkflowValidationError,
     unwrap_single_error,
 )
-from ._events import EventFactory, ExecutionStatus, StepStatus, replay
+from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord, Journal, open_journal
 from ._workflow import Workflow
 
@@ -196,7 +196,8 @@ class Runtime:
         )
         emitter = Emitter(factory, self.journal, self.bus)
         run = self._execution(
-            execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed
+            execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed,
+            state=state,
         )
         return await self._launch(run)
 
@@ -221,12 +222,14 @@ class Runtime:
         state = replay(await self.journal.events(execution_id))
         steps = {
             step_id: StepResult(
-                step.status, attempts=step.attempts, output=step.output, error=step.error
+                step.status, attempts=step.attempts, output=step.output, error=step.error,
+                usage=step.usage,
             )
             for step_id, step in state.steps.items()
         }
         return ExecutionResult(
-            record.execution_id, state.status, state.output, state.error, steps
+            record.execution_id, state.status, state.output, state.error, steps,
+            usage=state.usage,
         )
 
     def cancel_all(self, reason: str) -> None:
@@ -256,6 +259,7 @@ class Runtime:
         timeout: float | None,
         *,
         completed: Mapping[str, Any] | None = None,
+        state: ExecutionState | None = None,
     ) -> ExecutionRun:
         return ExecutionRun(
             execution_id=execution_id,
@@ -270,6 +274,10 @@ class Runtime:
             completed=completed,
             resumed=completed is not None,
             random_source=self._random,
+            usage=state.usage if state is not None else None,
+            step_usage={
+                step_id: step.usage for step_id, step in state.steps.items()
+            } if state is not None else None,
         )
 
     async def _launch(self, run: ExecutionRun) -> ExecutionHandle:

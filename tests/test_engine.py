@@ -18,7 +18,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestr8._agents import AgentContext
+from orchestr8._agents import Agent, AgentContext
 from orchestr8._codec import load_workflow
 from orchestr8._engine import ExecutionResult
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
@@ -1097,3 +1097,40 @@ def test_property_checks_can_fail() -> None:
     ]
     with pytest.raises(AssertionError):
         check_schedule(case, result, tampered)
+
+
+class _Metered(Agent):
+    """Records token usage the way the LLM agent does, then echoes its input."""
+
+    async def run(self, input: Any, context: AgentContext) -> Any:
+        context.record_usage(input_tokens=10, output_tokens=3)
+        if input == "twice":
+            context.record_usage(input_tokens=1, output_tokens=1)
+        return input
+
+
+async def test_recorded_usage_is_journaled_and_totalled() -> None:
+    """Usage an agent records becomes `step.usage` events and step and execution totals."""
+    workflow = {
+        "schema_version": "1.0",
+        "name": "metered",
+        "steps": [
+            {"id": "a", "agent": "metered", "input": "once"},
+            {"id": "b", "agent": "metered", "input": "twice"},
+        ],
+    }
+    async with open_runtime(agents={"metered": _Metered}) as runtime:
+        handle = await runtime.start(workflow)
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+        replayed = await runtime.result(handle.execution_id)
+    assert result.usage == {"input_tokens": 21, "output_tokens": 7}
+    assert result.steps["a"].usage == {"input_tokens": 10, "output_tokens": 3}
+    assert result.steps["b"].usage == {"input_tokens": 11, "output_tokens": 4}
+    usage_events = [e for e in events if e.type == "step.usage"]
+    assert [(e.step_id, e.attempt, e.data) for e in usage_events if e.step_id == "a"] == [
+        ("a", 1, {"input_tokens": 10, "output_tokens": 3})
+    ]
+    assert events[-1].data["usage"] == {"input_tokens": 21, "output_tokens": 7}
+    assert replayed.usage == result.usage
+    assert replayed.steps["b"].usage == result.steps["b"].usage

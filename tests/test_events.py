@@ -47,6 +47,7 @@ DESIGN_TYPES = {
     "execution.resumed",
     "step.progress",
     "attempt.rejected",
+    "step.usage",
 }
 
 
@@ -72,7 +73,7 @@ class Script:
 
 
 def test_event_types_cover_the_design_exactly() -> None:
-    """Every type of DESIGN 3.3 (plus the two extensions) has a constant, and nothing else does."""
+    """Every type of DESIGN 3.3 (plus the extensions) has a constant, and nothing else does."""
     assert {member.value for member in EventType} == DESIGN_TYPES
 
 
