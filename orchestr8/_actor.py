@@ -282,6 +282,22 @@ class ActorRef:
             return
         await cell.supervisor.stop_child(cell)
 
+    def cancel(self) -> None:
+        """Stop the actor at once, without grace: its handler is cancelled now; does not wait.
+
+        For callers that already gave cooperative notice (the engine cancelling the steps of an
+        execution together); queued asks fail and queued tells become dead letters, as with `stop`.
+        """
+        cell = self._cell
+        if cell.state == "stopped":
+            return
+        if not cell.stop_requested:
+            cell.stop_requested = True
+            cell.state = "stopping"
+            cell.close_mailbox(cell.supervisor.bus)
+        cell.stop_deadline = trio.current_time()
+        cell.scope.cancel()
+
     def statistics(self) -> ActorStatistics:
         """A snapshot of the actor's state, mailbox fill and counters."""
         cell = self._cell

@@ -95,7 +95,9 @@ class EventBus:
     async def publish(self, event: object) -> None:
         """Deliver `event` to every subscriber, waiting only while a lossless subscriber is full."""
         self._published += 1
-        for subscription in self._subscriptions:
+        # A snapshot: while this waits for a lossless subscriber, others may come and go, and
+        # removing one from the live list would make this loop skip the next subscriber.
+        for subscription in tuple(self._subscriptions):
             if subscription.lossless:
                 try:
                     subscription.send.send_nowait(event)

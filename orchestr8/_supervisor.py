@@ -127,6 +127,7 @@ class Supervisor:
         self._unpublished = 0
         self._closing = False
         self._nested: dict[str, Supervisor] = {}
+        self._block_scope = trio.CancelScope()
         # One exit report per incarnation, and each child has at most one incarnation running, so
         # this channel holds at most as many reports as there are children: bounded by the tree.
         self._exit_send, self._exit_receive = trio.open_memory_channel[_Exit](math.inf)
@@ -238,11 +239,15 @@ class Supervisor:
         if cell.state == "stopped":
             return
         if not cell.stop_requested:
+            between_incarnations = cell.state == "restarting" and cell.task is None
             cell.stop_requested = True
             cell.state = "stopping"
             if cell.grace is not None:
                 cell.stop_deadline = trio.current_time() + cell.grace
             cell.close_mailbox(self.bus)
+            if between_incarnations:
+                # Waiting out a restart backoff: nothing runs that a grace period could let finish.
+                cell.scope.cancel()
         while not cell.done.is_set():
             with trio.move_on_at(cell.stop_deadline):
                 await cell.done.wait()
@@ -396,8 +401,10 @@ class Supervisor:
                 del self._nested[cell.name]
             cell.task = None
             done.set()
-            if not started:
-                task_status.started()
+        if not started:
+            # Stopped while starting. Only here, not in `finally`: an error in `setup` must reach
+            # `spawn_supervisor` (or the restart loop) through `nursery.start`, not the nursery.
+            task_status.started()
         self._report(_Exit(cell, incarnation, error))
 
     def _report(self, exit_report: _Exit) -> None:
@@ -427,15 +434,22 @@ class Supervisor:
 
     async def manage(self) -> None:
         """Handle child exits one at a time until the supervisor stops; raises when it gives up."""
-        async with self._exit_receive:
+        # A plain close, not `async with`: `aclose()` is a checkpoint, where a cancellation of the
+        # nursery would replace (and so lose) the SupervisorGaveUpError on its way out.
+        try:
             async for exit_report in self._exit_receive:
                 await self._handle_exit(exit_report)
+        finally:
+            self._exit_receive.close()
 
     async def _handle_exit(self, exit_report: _Exit) -> None:
         cell, error = exit_report.cell, exit_report.error
         if exit_report.incarnation != cell.incarnation or cell.state in ("restarting", "stopped"):
             return
-        if cell.stop_requested or self._closing:
+        if cell.stop_requested:
+            await self._finish(cell)
+            return
+        if self._closing:
             return
         if error is not None:
             await self._publish("actor.crashed", cell, error)
@@ -476,6 +490,9 @@ class Supervisor:
         self._restarts += 1
 
     async def _give_up(self, cell: _Cell, cause: BaseException) -> None:
+        # Cancel the block first, so that code in it awaiting a child (an ask, a blocked tell)
+        # sees the give-up, not the ActorStoppedError of the teardown joining it in a group.
+        self._block_scope.cancel()
         await self.stop()
         await self._publish("supervisor.gave_up", None, cause)
         raise SupervisorGaveUpError(
@@ -551,7 +568,8 @@ async def open_supervisor(
         )
         nursery.start_soon(supervisor.manage, name=f"{name}:manager")
         try:
-            yield supervisor
+            with supervisor._block_scope:
+                yield supervisor
         finally:
             with trio.CancelScope(shield=True):
                 await supervisor.stop()

@@ -1,0 +1,61 @@
+"""The public API: `orchestr8.__all__` is sorted, complete and exactly what the package shows."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import orchestr8
+
+
+def test_all_is_sorted_and_unique() -> None:
+    """`__all__` is sorted and lists every name once."""
+    assert list(orchestr8.__all__) == sorted(set(orchestr8.__all__))
+
+
+def test_every_public_name_resolves() -> None:
+    """Every name in `__all__` can be imported from `orchestr8`."""
+    for name in orchestr8.__all__:
+        assert getattr(orchestr8, name) is not None, name
+
+
+def test_dir_matches_all() -> None:
+    """`dir(orchestr8)` lists exactly the public names."""
+    assert sorted(dir(orchestr8)) == sorted(orchestr8.__all__)
+
+
+def test_public_names_are_defined_in_private_modules() -> None:
+    """Public names live in private `_modules`; none is a private name itself."""
+    for name in orchestr8.__all__:
+        assert not name.startswith("_") or name == "__version__", name
+        value = getattr(orchestr8, name)
+        module = getattr(value, "__module__", None)
+        if module is not None and name != "__version__":
+            assert module.startswith("orchestr8._"), (name, module)
+
+
+def test_actor_runtime_is_public() -> None:
+    """The actor runtime's user-facing names are exported from the package."""
+    runtime = {
+        "Actor", "ActorError", "ActorEvent", "ActorNameTakenError", "ActorRef", "ActorStatistics",
+        "ActorStoppedError", "AskTimeoutError", "BusStatistics", "EventBus", "MailboxFullError",
+        "Orchestr8Error", "RestartBackoff", "SubscriberStatistics", "Supervisor",
+        "SupervisorGaveUpError", "SupervisorStatistics", "open_supervisor",
+    }
+    assert runtime <= set(orchestr8.__all__)
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    """Asking the package for a name it does not export raises AttributeError."""
+    with pytest.raises(AttributeError, match="no_such_name"):
+        orchestr8.no_such_name  # noqa: B018
+
+
+def test_from_import_star_gives_all() -> None:
+    """`from orchestr8 import *` binds exactly the names in `__all__`."""
+    namespace: dict[str, object] = {}
+    exec("from orchestr8 import *", namespace)
+    namespace.pop("__builtins__")
+    assert sorted(namespace) == sorted(orchestr8.__all__)
+    assert importlib.import_module("orchestr8") is orchestr8
