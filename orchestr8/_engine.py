@@ -447,7 +447,10 @@ class ExecutionRun:
             )
 
             async def attempt(number: int) -> Any:
-                return await agent.run(rendered_input, contexts(attempt=number))
+                # The pipeline runs each attempt under a scope whose deadline is the earlier of
+                # the attempt timeout and the step's total deadline: tell the agent.
+                context = contexts(attempt=number, deadline=trio.current_effective_deadline())
+                return await agent.run(rendered_input, context)
 
             output = _as_json(
                 await call_with_policy(

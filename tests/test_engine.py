@@ -1134,3 +1134,22 @@ async def test_recorded_usage_is_journaled_and_totalled() -> None:
     assert events[-1].data["usage"] == {"input_tokens": 21, "output_tokens": 7}
     assert replayed.usage == result.usage
     assert replayed.steps["b"].usage == result.steps["b"].usage
+
+
+class _DeadlineReporter(Agent):
+    """Returns the deadline its context carries, relative to the start of the attempt."""
+
+    async def run(self, input: Any, context: AgentContext) -> Any:
+        return context.deadline - trio.current_time()
+
+
+async def test_agents_see_their_attempt_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    """`context.deadline` is the attempt's deadline: the policy timeout from the attempt start."""
+    workflow = {
+        "schema_version": "1.0",
+        "name": "deadline",
+        "steps": [{"id": "a", "agent": "deadline", "policy": {"timeout": 7.5}}],
+    }
+    async with open_runtime(agents={"deadline": _DeadlineReporter}) as runtime:
+        result = await (await runtime.start(workflow)).wait()
+    assert result.steps["a"].output == pytest.approx(7.5)
