@@ -2,12 +2,14 @@
 
 Prints one JSON object per line. For each batch size B the journal is fed B events, with awaited
 `append` calls or with `append_nowait` (the emitter's path), then one `flush`, until all events are
-written. The baseline writes the same rows, JSON-encoded the same way, with one `BEGIN IMMEDIATE;
-executemany; COMMIT` per B rows on one connection in WAL mode with `synchronous=NORMAL`, the
-journal's own settings. `stream` appends everything and flushes once, so the writer picks its own
-batch sizes (group commit; its baseline uses 1000 rows per transaction). Figures are wall-clock
-medians over the rounds; `ratio` is the journal's time per event over the baseline's (1.0 is
-parity), and `transactions` counts the journal's committed batches.
+written (B = 3 is about one engine step's events). The baseline writes the same rows, JSON-encoded
+the same way, with one `BEGIN IMMEDIATE; executemany; COMMIT` per B rows on one connection in WAL
+mode with `synchronous=NORMAL`, the journal's own settings. `stream` appends everything and flushes
+once, so the writer picks its own batch sizes (group commit; its baseline uses 1000 rows per
+transaction). Figures are wall-clock medians over the rounds; `us_per_event` is the journal's time
+per event in microseconds, `ratio` is its time per event over the baseline's (1.0 is parity), and
+`transactions` counts the journal's committed batches. The `memory` rows measure `MemoryJournal`
+(pure Python, no SQLite) against the same file baseline: what the journal machinery itself costs.
 
     python benchmarks/journal.py            # full size, about half a minute on 2 cores
     python benchmarks/journal.py --quick    # small sizes, a smoke run of a few seconds
@@ -119,6 +121,7 @@ def main() -> None:
     scale = 10 if options.quick else 1
     plans: list[tuple[int | None, int]] = [
         (1, 2_000 // scale),
+        (3, 6_000 // scale),
         (10, 10_000 // scale),
         (100, 50_000 // scale),
         (1000, 100_000 // scale),
@@ -131,7 +134,8 @@ def main() -> None:
             base_batch = batch or 1000
             base = functools.partial(measure_baseline, directory, events, base_batch)
             base_seconds, _ = median_of(options.rounds, base)
-            for storage, nowait in (("sqlite", False), ("sqlite", True), ("memory", False)):
+            runs = (("sqlite", False), ("sqlite", True), ("memory", False), ("memory", True))
+            for storage, nowait in runs:
                 where = directory if storage == "sqlite" else None
                 measure = functools.partial(measure_journal, where, events, batch, nowait)
                 seconds, transactions = median_of(options.rounds, measure)
@@ -143,6 +147,7 @@ def main() -> None:
                     "events": count,
                     "seconds": round(seconds, 4),
                     "events_per_second": round(count / seconds),
+                    "us_per_event": round(seconds / count * 1e6, 2),
                     "transactions": transactions,
                     "baseline": "sqlite3_executemany",
                     "baseline_batch": base_batch,

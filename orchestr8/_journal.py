@@ -3,8 +3,8 @@
 Appends go through a bounded trio memory channel to one writer task, which drains everything queued
 and commits it as one batch (group commit), so events become durable strictly in append order.
 `SQLiteJournal` (`_journal_sqlite`) keeps a file and works on threads; `MemoryJournal`
-(`_journal_memory`) runs the same store on an in-memory database, inline. Open either with
-`open_journal`.
+(`_journal_memory`) keeps pure-Python rows that obey the same rules (`_journal_rules`), inline on
+the trio thread. Open either with `open_journal`.
 
 An event the journal refuses (its `seq` is not the next one of its execution, its execution does not
 exist, its data is not JSON) or a failed write puts the journal in a failed state: that event and

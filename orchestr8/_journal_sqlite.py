@@ -8,7 +8,6 @@ in `docs/events.md`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +17,19 @@ import attrs
 import trio
 
 from ._errors import JournalError
-from ._events import Event, EventType, ExecutionStatus
+from ._events import Event
 from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal
+from ._journal_rules import (
+    EXECUTION_FIELDS,
+    STATUS_EVENT_TYPES,
+    decode_event,
+    decode_execution,
+    encode_event,
+    encode_execution,
+    execution_update,
+    not_json,
+    refusal,
+)
 
 _Result = TypeVar("_Result")
 
@@ -67,12 +77,7 @@ APPLICATION_ID = 0x6F72386A
 _IDENTITY = "SELECT * FROM pragma_application_id, pragma_user_version"
 _ANY_TABLE = "SELECT 1 FROM sqlite_master LIMIT 1"
 
-_EXECUTION_FIELDS = [field.name for field in attrs.fields(ExecutionRecord)]
-_EXECUTION_COLUMNS = ", ".join(_EXECUTION_FIELDS)
-_JSON_COLUMNS = [
-    _EXECUTION_FIELDS.index(name) for name in ("workflow", "inputs", "output", "error")
-]
-_STATUS_COLUMN = _EXECUTION_FIELDS.index("status")
+_EXECUTION_COLUMNS = ", ".join(EXECUTION_FIELDS)
 _EVENT_COLUMNS = "execution_id, seq, ts, elapsed, type, step_id, attempt, data"
 _LAST_SEQ = (
     "SELECT EXISTS (SELECT 1 FROM executions WHERE execution_id = ?1),"
@@ -82,80 +87,6 @@ _UPDATE_EXECUTION = (
     "UPDATE executions SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
     " output = ?, error = ? WHERE execution_id = ?"
 )
-
-
-_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-_STATUS_EVENT_TYPES = frozenset(
-    {
-        EventType.EXECUTION_STARTED,
-        EventType.EXECUTION_RESUMED,
-        EventType.EXECUTION_SUCCEEDED,
-        EventType.EXECUTION_FAILED,
-        EventType.EXECUTION_CANCELLED,
-    }
-)
-
-
-def _to_json(value: Any) -> str | None:
-    """Encode strict JSON (no NaN) compactly, keeping None as SQL NULL."""
-    return None if value is None else _ENCODER.encode(value)
-
-
-def _from_json(text: str | None) -> Any:
-    """Decode JSON text, reading SQL NULL as None."""
-    return None if text is None else json.loads(text)
-
-
-def _encode_execution(record: ExecutionRecord) -> tuple[Any, ...]:
-    """Turn a record into its `executions` row (the columns follow the record's fields)."""
-    values = list(attrs.astuple(record, recurse=False))
-    for index in _JSON_COLUMNS:
-        values[index] = _to_json(values[index])
-    values[_STATUS_COLUMN] = str(values[_STATUS_COLUMN])
-    return tuple(values)
-
-
-def _decode_execution(row: Sequence[Any]) -> ExecutionRecord:
-    """Turn an `executions` row back into a record."""
-    values = list(row)
-    for index in _JSON_COLUMNS:
-        values[index] = _from_json(values[index])
-    values[_STATUS_COLUMN] = ExecutionStatus(values[_STATUS_COLUMN])
-    return ExecutionRecord(*values)
-
-
-def _encode_event(event: Event) -> tuple[Any, ...]:
-    """Turn an event into its `events` row."""
-    if not isinstance(event.data, dict):
-        raise TypeError(f"data must be a JSON object, not {type(event.data).__name__}")
-    data = _ENCODER.encode(event.data)
-    return (
-        event.execution_id,
-        event.seq,
-        event.ts,
-        float(event.elapsed),
-        str(event.type),
-        event.step_id,
-        event.attempt,
-        data,
-    )
-
-
-def _decode_event(row: Sequence[Any]) -> Event:
-    """Turn an `events` row back into an event."""
-    return Event(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
-
-
-def _execution_update(event: Event) -> tuple[Any, ...]:
-    """Return the `_UPDATE_EXECUTION` parameters for a status event (the rules `replay` follows)."""
-    if event.type in (EventType.EXECUTION_STARTED, EventType.EXECUTION_RESUMED):
-        return ("running", event.ts, None, None, None, event.execution_id)
-    if event.type == EventType.EXECUTION_SUCCEEDED:
-        output = _to_json(event.data.get("output"))
-        return ("succeeded", None, event.ts, output, None, event.execution_id)
-    status = event.type.removeprefix("execution.")
-    error = _to_json(event.data.get("error"))
-    return (status, None, event.ts, None, error, event.execution_id)
 
 
 def _last_seq(connection: sqlite3.Connection, execution_id: str) -> int | None:
@@ -239,7 +170,7 @@ class Store:
         row = self._reader.execute(
             f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
         ).fetchone()
-        return None if row is None else _decode_execution(row)
+        return None if row is None else decode_execution(row)
 
     def load_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
         """Return the execution created with this idempotency key, or None."""
@@ -261,7 +192,7 @@ class Store:
         rows = self._reader.execute(query, parameters).fetchall()
         if not rows and _last_seq(self._reader, execution_id) is None:
             return None
-        return [_decode_event(row) for row in rows]
+        return [decode_event(row) for row in rows]
 
     def load_page(
         self, status: str | None, before: tuple[str, str] | None, limit: int
@@ -281,7 +212,7 @@ class Store:
             " ORDER BY created_at DESC, execution_id DESC LIMIT ?",
             [*parameters, limit],
         ).fetchall()
-        return [_decode_execution(row) for row in rows]
+        return [decode_execution(row) for row in rows]
 
     def write_batch(self, items: Sequence[Event | CreateRequest]) -> BatchOutcome:
         """Check and write one batch in one transaction, stopping at the first refused event.
@@ -336,16 +267,16 @@ class Store:
         if self._last_written_seq(batch, record.execution_id) is not None:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         try:
-            row = _encode_execution(record)
+            row = encode_execution(record)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} is not JSON: {error}")
         self._writer.execute(
             f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
-            f" VALUES ({', '.join('?' * len(_EXECUTION_FIELDS))})",
+            f" VALUES ({', '.join('?' * len(EXECUTION_FIELDS))})",
             row,
         )
         batch.seqs[record.execution_id] = 0
-        stored = _decode_execution(row)
+        stored = decode_execution(row)
         if key is not None:
             batch.keys[key] = stored
         return stored
@@ -354,15 +285,15 @@ class Store:
         """Take one event into the batch, or say why the journal refuses it (the hot path)."""
         last = self._last_written_seq(batch, event.execution_id)
         if last is None or event.seq != last + 1:
-            return _refusal(event, last)
+            return refusal(event, last)
         try:
-            row = _encode_event(event)
+            row = encode_event(event)
         except (TypeError, ValueError) as error:
-            return JournalError(f"{_describe(event)}: data is not JSON: {error}")
+            return not_json(event, error)
         batch.rows.append(row)
         batch.seqs[event.execution_id] = event.seq
-        if event.type in _STATUS_EVENT_TYPES:
-            self._writer.execute(_UPDATE_EXECUTION, _execution_update(event))
+        if event.type in STATUS_EVENT_TYPES:
+            self._writer.execute(_UPDATE_EXECUTION, execution_update(event))
             if event.is_terminal:
                 batch.finished.add(event.execution_id)
             else:
@@ -370,28 +301,12 @@ class Store:
         return None
 
 
-def _describe(event: Event) -> str:
-    """Name an event in an error message."""
-    return f"event seq {event.seq} ({event.type}) of execution {event.execution_id!r}"
-
-
-def _refusal(event: Event, last: int | None) -> JournalError:
-    """Say why an event's seq does not follow its execution's last seq."""
-    if last is None:
-        return JournalError(f"{_describe(event)}: no such execution (record it first)")
-    if event.seq <= last:
-        return JournalError(
-            f"{_describe(event)}: seq {event.seq} is already written (last seq {last})"
-        )
-    return JournalError(f"{_describe(event)}: seq must be gap-free, expected {last + 1}")
-
-
 def _by_idempotency_key(connection: sqlite3.Connection, key: str) -> ExecutionRecord | None:
     """Return the execution created with this idempotency key, or None."""
     row = connection.execute(
         f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
     ).fetchone()
-    return None if row is None else _decode_execution(row)
+    return None if row is None else decode_execution(row)
 
 
 def _connect(path: Path | str, opened: list[sqlite3.Connection]) -> sqlite3.Connection:

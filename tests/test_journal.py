@@ -14,20 +14,22 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from orchestr8._errors import ExecutionNotFoundError, JournalError
 from orchestr8._events import Event, EventType, ExecutionStatus, replay
 from orchestr8._journal import (
+    BatchOutcome,
+    CreateRequest,
     ExecutionRecord,
     Journal,
     JournalStatistics,
     default_journal_path,
     open_journal,
 )
-from orchestr8._journal_memory import MemoryJournal
-from orchestr8._journal_sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal
+from orchestr8._journal_memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
+from orchestr8._journal_sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = "2025-01-01T00:00:00.000Z"
@@ -582,3 +584,176 @@ async def test_both_journals_read_back_what_was_appended(
     assert row == memory_row
     assert (row.status, row.output, row.error) == (state.status, state.output, state.error)
     assert (row.started_at, row.finished_at) == (state.started_at, state.finished_at)
+
+
+async def test_readers_and_appenders_never_share_mutable_data(opener: Opener) -> None:
+    """Changing an appended event's data, or anything read back, leaves the journal unchanged."""
+    async with opener() as journal:
+        created = await journal.create_execution(record(inputs={"q": [1]}))
+        created.inputs["q"].append(2)
+        created.workflow["name"] = "changed"
+        appended = Event("run-1", 1, TS, 0.0, "step.progress", "s", 1, {"items": [1]})
+        await journal.append(appended)
+        await journal.flush()
+        appended.data["items"].append(2)
+        first = await journal.events("run-1")
+        first[0].data["items"].append(3)
+        stored = await journal.get_execution("run-1")
+        stored.inputs["q"].append(3)
+        assert (await journal.events("run-1"))[0].data == {"items": [1]}
+        again = await journal.get_execution("run-1")
+        assert (again.inputs, again.workflow) == ({"q": [1]}, record().workflow)
+
+
+async def test_the_memory_store_knows_the_sqlite_not_null_columns(tmp_path: Path) -> None:
+    """The fields the memory store refuses as None are the NOT NULL columns of `executions`."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path):
+        pass
+    connection = sqlite3.connect(path)
+    try:
+        columns = connection.execute(
+            "SELECT name FROM pragma_table_info('executions') WHERE \"notnull\" ORDER BY cid"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert tuple(name for (name,) in columns) == REQUIRED_FIELDS
+
+
+_IDS = ["a", "b", "é", "\U0001d11e"]
+_STAMPS = ["2025-01-01T00:00:00.000Z", "2025-01-01T00:00:01.000Z", "2025-01-01T00:00:0\xe9"]
+_BAD_RECORDS = {
+    "nan": {"inputs": {"x": float("nan")}},
+    "no-inputs": {"inputs": None},
+    "no-workflow": {"workflow": None},
+    "no-name": {"workflow_name": None},
+}
+_DATA: list[Any] = [
+    {},
+    {"output": {"v": [1, "ü"]}},
+    {"error": {"type": "E", "message": "no"}},
+    {1: "an int key"},
+    {"x": float("nan")},
+    {"x": {1, 2}},
+    ["not", "an", "object"],
+]
+_STATUS_TYPES = [
+    "execution.started",
+    "execution.resumed",
+    "execution.succeeded",
+    "execution.failed",
+    "execution.cancelled",
+]
+create_operations = st.tuples(
+    st.just("create"),
+    st.sampled_from(_IDS),
+    st.sampled_from([None, None, "k1", "k2"]),
+    st.sampled_from(_STAMPS),
+    st.sampled_from(["ok", "ok", "ok", *_BAD_RECORDS]),
+)
+event_operations = st.tuples(
+    st.just("event"),
+    st.sampled_from([*_IDS[:2], *_IDS, "ghost"]),
+    st.sampled_from([1] * 8 + [0, 2]),
+    st.sampled_from([*_STATUS_TYPES, "step.progress", "step.progress"]),
+    st.sampled_from([0, 0, 1, 1, 2, 2, *range(len(_DATA))]),
+    st.sampled_from([TS] * 7 + [None]),
+)
+
+
+def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list[Any]:
+    """Build one batch: creates as asked, events numbered from the store's last seq + delta."""
+    items: list[Any] = []
+    numbered: dict[str, int] = {}
+    for operation in operations:
+        if operation[0] == "create":
+            _, execution_id, key, stamp, kind = operation
+            fields = {
+                "execution_id": execution_id,
+                "workflow_name": "wf",
+                "workflow": record().workflow,
+                "idempotency_key": key,
+                "created_at": stamp,
+                **_BAD_RECORDS.get(kind, {}),
+            }
+            items.append(CreateRequest(ExecutionRecord(**fields)))
+        else:
+            _, execution_id, delta, kind, data, ts = operation
+            last = numbered.get(execution_id, memory.load_last_seq(execution_id) or 0)
+            numbered[execution_id] = last + delta
+            items.append(Event(execution_id, last + delta, ts, 0.5, kind, "s", 1, _DATA[data]))
+    return items
+
+
+def _outcome_view(outcome: BatchOutcome) -> tuple[Any, ...]:
+    created = [
+        (request, str(result) if isinstance(result, JournalError) else result)
+        for request, result in outcome.created
+    ]
+    failure = None if outcome.failure is None else str(outcome.failure)
+    return outcome.events_written, outcome.committed, failure, created
+
+
+def _snapshot(store: Any) -> list[Any]:
+    """Everything the readers can see, through every read method."""
+    seen: list[Any] = []
+    for execution_id in [*_IDS, "ghost"]:
+        seen.append(store.load_execution(execution_id))
+        seen.append(store.load_last_seq(execution_id))
+        seen.append(store.load_events(execution_id, 0, None))
+        seen.append(store.load_events(execution_id, 1, 2))
+    seen += [store.load_by_idempotency_key(key) for key in ("k1", "k2", "k3")]
+    for status in (None, *ExecutionStatus):
+        for before in (None, (_STAMPS[1], "b"), (_STAMPS[0], "\xe9")):
+            for limit in (1, 10):
+                seen.append(store.load_page(status, before, limit))
+    return seen
+
+
+def _create(execution_id: str, key: str | None = None, kind: str = "ok") -> tuple[Any, ...]:
+    return ("create", execution_id, key, _STAMPS[1], kind)
+
+
+def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS) -> tuple[Any, ...]:
+    return ("event", execution_id, 1, kind, data, ts)
+
+
+@settings(max_examples=200)
+@example(  # A key created earlier in the batch returns the execution as it was created.
+    batches=[[_create("c", "k1"), _append("c", "execution.started"), _create("d", "k1")]]
+)
+@example(  # The first start is kept; a resume clears the end; a refused row undoes the batch.
+    batches=[
+        [_append("a", "execution.started"), _append("a", "execution.failed", data=2)],
+        [_append("a", "execution.resumed"), _append("a", "execution.succeeded", data=1)],
+        [_append("b", "execution.started"), _create("c", "k2"), _append("b", "x", ts=None)],
+    ]
+)
+@example(  # SQLite refuses a NULL ts only at the batch's end: a bad record after it speaks first.
+    batches=[[_append("a", "x", ts=None), _append("a", "x"), _create("c", kind="no-inputs")]]
+)
+@given(
+    batches=st.lists(
+        st.lists(create_operations | event_operations | event_operations, max_size=8), max_size=6
+    )
+)
+def test_the_memory_store_behaves_like_the_sqlite_store(
+    batches: list[list[tuple[Any, ...]]],
+) -> None:
+    """The same batches give the same outcomes, errors and reads from both stores.
+
+    Batches mix good and refused events (gaps, duplicates, unknown executions, non-JSON data),
+    status events, idempotency keys, duplicate ids, and rows SQLite's constraints refuse, which roll
+    the whole batch back. Ids and stamps outside ASCII check that both page in the same order.
+    """
+    sqlite_store = Store.open_memory()
+    memory = MemoryStore()
+    opening = [("create", execution_id, None, _STAMPS[0], "ok") for execution_id in _IDS[:2]]
+    try:
+        for operations in [opening, *batches]:
+            items = _store_items(memory, operations)
+            expected = _outcome_view(sqlite_store.write_batch(items))
+            assert _outcome_view(memory.write_batch(items)) == expected
+            assert _snapshot(memory) == _snapshot(sqlite_store)
+    finally:
+        sqlite_store.close()
