@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -91,9 +92,22 @@ class StepStatus(enum.StrEnum):
 def utc_timestamp(moment: datetime.datetime | None = None) -> str:
     """Format a moment (default: now) as UTC ISO-8601 with milliseconds and `Z`, as events carry."""
     if moment is None:
-        moment = datetime.datetime.now(datetime.UTC)
+        return _now_timestamp()
     text = moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
     return text.removesuffix("+00:00") + "Z"
+
+
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def _now_timestamp() -> str:
+    """`utc_timestamp()` for now, formatting the date and time once per second (every event)."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    if second != _second_prefix[0]:
+        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_prefix[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def describe_error(error: BaseException) -> dict[str, Any]:
