@@ -90,7 +90,10 @@ def peak_rss_mb() -> float:
 
 
 def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
-    """Run one case in this process and return its figures."""
+    """Run one case in this process and return its figures, tuned as `orchestr8 run` is."""
+    from orchestr8._runtime import tune_garbage_collection
+
+    tune_garbage_collection()
     if case == "sequential_memory" or case == "sequential_sqlite":
         workflow = sequential_workflow(size)
         runs, baselines = [], []

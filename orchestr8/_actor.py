@@ -144,6 +144,7 @@ class _Cell:
     stop_requested: bool = False
     stop_deadline: float = math.inf
     restart_cause: BaseException | None = None
+    start_errors_crash: bool = False
     runner: Callable[[_Cell, trio.TaskStatus[None]], Awaitable[None]] | None = None
     self_stopped: bool = False
     messages_handled: int = 0

@@ -411,7 +411,7 @@ class ExecutionRun:
             slot = self._idle.pop()
         else:
             slot = _Slot()
-            slot.ref = await supervisor.spawn(
+            slot.ref = supervisor.spawn_nowait(
                 partial(_StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
                 restart="temporary", mailbox_size=1,
             )

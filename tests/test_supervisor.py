@@ -779,3 +779,68 @@ async def test_giving_up_is_an_event() -> None:
             await supervise(body, max_restarts=0, bus=bus, name="root")
         gave_up = [event for event in drain(events) if event.type == "supervisor.gave_up"]
     assert [(event.name, event.error) for event in gave_up] == [("root", error)]
+
+
+class SlowStarter(Actor):
+    """Takes a second to start, then echoes; remembers what it saw."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    async def on_start(self) -> None:
+        await trio.sleep(1)
+        self.log.append(("started", trio.current_time()))
+
+    async def receive(self, message: Any) -> Any:
+        self.log.append(("got", message, trio.current_time()))
+        return message
+
+
+async def test_spawn_nowait_returns_at_once_and_messages_wait_for_the_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """spawn_nowait returns before on_start; messages sent meanwhile are handled after it."""
+    log: list[Any] = []
+    async with open_supervisor() as supervisor:
+        ref = supervisor.spawn_nowait(lambda: SlowStarter(log), name="slow")
+        assert trio.current_time() == 0
+        ref.tell_nowait("early")
+        assert await ref.ask("question") == "question"
+    assert log == [("started", 1.0), ("got", "early", 1.0), ("got", "question", 1.0)]
+
+
+class FailsToStart(Actor):
+    """An actor whose on_start always fails."""
+
+    async def on_start(self) -> None:
+        raise Boom("no start")
+
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_spawn_nowait_turns_an_on_start_error_into_a_crash() -> None:
+    """With spawn_nowait, an on_start error is a crash: a temporary actor ends, on the bus."""
+    bus = EventBus()
+    async with bus.subscribe(buffer=100) as events, open_supervisor(bus=bus) as supervisor:
+        supervisor.spawn_nowait(FailsToStart, name="doomed", restart="temporary")
+        seen: list[tuple[str, str]] = []
+        async for event in events:
+            seen.append((event.type, event.name))
+            if event.type == "actor.stopped":
+                break
+        assert supervisor.children == ()
+    assert seen == [("actor.crashed", "doomed"), ("actor.stopped", "doomed")]
+
+
+async def test_spawn_nowait_on_start_errors_count_towards_giving_up() -> None:
+    """A transient actor that never starts is restarted until the intensity limit, then gives up."""
+
+    async def never_starting() -> None:
+        async with open_supervisor(max_restarts=2) as supervisor:
+            supervisor.spawn_nowait(FailsToStart, name="doomed")
+            await trio.sleep_forever()
+
+    with pytest.raises(SupervisorGaveUpError) as raised:
+        await never_starting()
+    assert isinstance(raised.value.__cause__, Boom)
