@@ -1,0 +1,472 @@
+"""`FakeAnthropic`: a scripted stand-in for the Anthropic Messages API, so LLM tests run offline.
+
+A test scripts the replies in the order the calls will come (`reply_text`, `reply_json`,
+`reply_tool_use`, `reply_error`, ...). Each `POST /v1/messages` takes the next one, answered as
+the real API would: a JSON message, or, when the request asks to stream, the real server-sent
+event sequence (`message_start`, `ping`, `content_block_start`, `content_block_delta` with
+`text_delta` / `input_json_delta`, `content_block_stop`, `message_delta` with the usage and
+stop reason, `message_stop`). Errors have the API's JSON shape and headers (`retry-after`,
+`request-id`). Every request is recorded without its credentials.
+
+A request the script does not cover (no reply left, another endpoint) gets a 400 error whose
+message names it, and is remembered: `assert_all_used()`, which also checks that every scripted
+reply was used, fails the test, and leaving ``with fake:`` calls it.
+
+Plug it in-process through `transport` (an `httpx2.MockTransport`), `make_client()` and
+`use_fake_anthropic(fake)`, or as a real loopback server with ``async with fake.serve() as
+base_url:`` for subprocesses (``ANTHROPIC_BASE_URL``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import httpx2
+import trio
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+__all__ = [
+    "FAKE_API_KEY",
+    "FAKE_BASE_URL",
+    "AnthropicRequest",
+    "FakeAnthropic",
+    "use_fake_anthropic",
+]
+
+FAKE_BASE_URL = "http://fake-anthropic.invalid"
+"""The base URL of clients made by `FakeAnthropic.make_client` (never resolved: no network)."""
+
+FAKE_API_KEY = "sk-ant-fake-test-key"
+"""The API key clients made by `FakeAnthropic.make_client` send."""
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+_MESSAGES_PATH = "/v1/messages"
+
+_Chunks = list[tuple[float, bytes]]
+_Scope = Mapping[str, Any]
+_Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+_Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+@attrs.frozen
+class AnthropicRequest:
+    """A request the fake received; `headers` are lower-case and never hold credentials."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    json: Any
+    """The parsed JSON body (None when the body is empty or not JSON)."""
+    has_credentials: bool
+    """Whether the request carried an API key (`x-api-key` or `Authorization`)."""
+
+    @property
+    def stream(self) -> bool:
+        """Whether the request asked for a streamed reply."""
+        return isinstance(self.json, Mapping) and self.json.get("stream") is True
+
+    def describe(self) -> str:
+        """A short description for failure messages: method, path, model and last message."""
+        text = f"{self.method} {self.path}"
+        body = self.json if isinstance(self.json, Mapping) else {}
+        if "model" in body:
+            text += f" (model {body['model']!r}"
+            messages = body.get("messages")
+            if isinstance(messages, list) and messages:
+                content = json.dumps(messages[-1].get("content"), ensure_ascii=False)
+                text += f", last message {content[:80]}"
+            text += ")"
+        return text
+
+
+@attrs.frozen
+class _Reply:
+    """One scripted answer: a message (JSON or streamed), an HTTP error, or a stream error."""
+
+    label: str
+    status: int = 200
+    message: Mapping[str, Any] | None = None
+    error: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    chunk_size: int = 10
+    delay: float = 0.0
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    chunks: _Chunks
+
+
+def _sse(event: Mapping[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)] or [""]
+
+
+def _stream_events(message: Mapping[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+    """The event sequence the real API streams for `message`."""
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
+             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
+    for index, block in enumerate(message["content"]):
+        first: dict[str, Any]
+        if block["type"] == "text":
+            first = {"type": "text", "text": ""}
+            deltas = [
+                {"type": "text_delta", "text": piece}
+                for piece in _pieces(block["text"], chunk_size)
+            ]
+        elif block["type"] == "tool_use":
+            first = {**block, "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": piece}
+                for piece in _pieces(json.dumps(block["input"]), chunk_size)
+            ]
+        else:
+            first, deltas = dict(block), []
+        events.append({"type": "content_block_start", "index": index, "content_block": first})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
+    if message.get("stop_reason") is not None:
+        events.append({
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        })
+        events.append({"type": "message_stop"})
+    return events
+
+
+class _DelayedStream(httpx2.AsyncByteStream):
+    """A response body whose chunks arrive after their delays (trio clock)."""
+
+    def __init__(self, chunks: _Chunks) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for delay, chunk in self._chunks:
+            if delay > 0:
+                await trio.sleep(delay)
+            yield chunk
+
+
+class FakeAnthropic:
+    """A scripted fake of the Anthropic Messages API; see the module docstring for the tour."""
+
+    def __init__(self, *, chunk_size: int = 10, delay: float = 0.0) -> None:
+        """Stream text in deltas of `chunk_size` characters, `delay` seconds apart by default."""
+        if chunk_size < 1 or not (math.isfinite(delay) and delay >= 0):
+            raise ValueError("chunk_size must be >= 1 and delay a finite number >= 0")
+        self.chunk_size = chunk_size
+        self.delay = delay
+        self.requests: list[AnthropicRequest] = []
+        """Every request received, in order."""
+        self.unexpected: list[str] = []
+        """A description of every request the script did not cover."""
+        self._replies: deque[_Reply] = deque()
+        self._ids = itertools.count(1)
+        self._tool_ids = itertools.count(1)
+
+    # -- scripting ------------------------------------------------------------------------------
+
+    def reply_message(
+        self,
+        content: Sequence[Mapping[str, Any]],
+        *,
+        stop_reason: str = "end_turn",
+        input_tokens: int = 10,
+        output_tokens: int | None = None,
+        model: str | None = None,
+        chunk_size: int | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Script a reply with these content blocks (`model` defaults to the request's).
+
+        `output_tokens` defaults to a quarter of the characters in the content, at least 1.
+        """
+        blocks = [dict(block) for block in content]
+        if output_tokens is None:
+            output_tokens = max(1, len(json.dumps(blocks)) // 4)
+        message = {
+            "type": "message", "role": "assistant", "model": model, "content": blocks,
+            "stop_reason": stop_reason, "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+        kinds = ", ".join(block.get("type", "?") for block in blocks) or "empty"
+        self._replies.append(_Reply(
+            f"message ({kinds})", message=message, chunk_size=chunk_size or self.chunk_size,
+            delay=self.delay if delay is None else delay,
+        ))
+
+    def reply_text(self, text: str, **options: Any) -> None:
+        """Script a plain text reply; `options` are those of `reply_message`."""
+        self.reply_message([{"type": "text", "text": text}], **options)
+
+    def reply_json(self, value: Any, *, fenced: bool = False, **options: Any) -> None:
+        """Script a reply whose text is `value` as JSON, in a ```json fence if `fenced`."""
+        text = json.dumps(value, indent=2)
+        self.reply_text(f"```json\n{text}\n```" if fenced else text, **options)
+
+    def reply_tool_use(
+        self, name: str, input: Mapping[str, Any], *, id: str | None = None,
+        text: str | None = None, **options: Any,
+    ) -> None:
+        """Script a reply asking for one tool (after `text`, if given), stop reason `tool_use`."""
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        tool_id = id or f"toolu_fake_{next(self._tool_ids):04d}"
+        blocks.append({"type": "tool_use", "id": tool_id, "name": name, "input": dict(input)})
+        options.setdefault("stop_reason", "tool_use")
+        self.reply_message(blocks, **options)
+
+    def reply_error(
+        self, status: int, error_type: str, message: str, *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Script an HTTP error with the API's body ``{"type": "error", "error": {...}}``."""
+        self._replies.append(_Reply(
+            f"error {status} {error_type}", status=status,
+            error={"type": error_type, "message": message}, headers=dict(headers or {}),
+        ))
+
+    def reply_rate_limited(self, retry_after: float | None = 1.0) -> None:
+        """Script a 429 `rate_limit_error`, with a `retry-after` header unless None."""
+        headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+        self.reply_error(429, "rate_limit_error", "Number of request tokens has exceeded your "
+                         "per-minute rate limit", headers=headers)
+
+    def reply_overloaded(self) -> None:
+        """Script a 529 `overloaded_error`."""
+        self.reply_error(529, "overloaded_error", "Overloaded")
+
+    def reply_server_error(self) -> None:
+        """Script a 500 `api_error`."""
+        self.reply_error(500, "api_error", "Internal server error")
+
+    def reply_bad_request(self, message: str = "messages: field required") -> None:
+        """Script a 400 `invalid_request_error` with `message`."""
+        self.reply_error(400, "invalid_request_error", message)
+
+    def reply_unauthorized(self) -> None:
+        """Script a 401 `authentication_error`."""
+        self.reply_error(401, "authentication_error", "invalid x-api-key")
+
+    def reply_stream_error(
+        self, error_type: str = "overloaded_error", message: str = "Overloaded", *,
+        text: str = "",
+    ) -> None:
+        """Script a stream that sends `text`, then an `error` event (a 529 if not streamed)."""
+        self.reply_message([{"type": "text", "text": text}] if text else [])
+        reply = self._replies.pop()
+        assert reply.message is not None
+        self._replies.append(attrs.evolve(
+            reply, label=f"stream error {error_type}", status=529,
+            message={**reply.message, "stop_reason": None},
+            error={"type": error_type, "message": message},
+        ))
+
+    # -- checking -------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """How many scripted replies no request has taken yet."""
+        return len(self._replies)
+
+    def assert_all_used(self) -> None:
+        """Fail unless every request was scripted and every scripted reply was used.
+
+        Raises:
+            AssertionError: naming each unexpected request and each unused reply.
+        """
+        problems = [f"unexpected request {text}" for text in self.unexpected]
+        problems += [f"scripted reply never requested: {reply.label}" for reply in self._replies]
+        if problems:
+            raise AssertionError("FakeAnthropic: " + "; ".join(problems))
+
+    def __enter__(self) -> FakeAnthropic:
+        """Use the fake for a block; leaving it normally calls `assert_all_used`."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Check the script was followed, unless the block already failed."""
+        if exc_type is None:
+            self.assert_all_used()
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def _respond(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Response:
+        """Record one request and build the answer the script holds for it."""
+        lowered = {key.lower(): value for key, value in headers.items()}
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        request = AnthropicRequest(
+            method=method.upper(), path=path,
+            headers={k: v for k, v in lowered.items() if k not in _CREDENTIAL_HEADERS},
+            json=parsed, has_credentials=bool(_CREDENTIAL_HEADERS & lowered.keys()),
+        )
+        self.requests.append(request)
+        number = len(self.requests)
+        if request.method != "POST" or path != _MESSAGES_PATH:
+            problem = f"only POST {_MESSAGES_PATH} is scripted"
+        elif not self._replies:
+            problem = "no scripted reply is left"
+        else:
+            return self._answer(self._replies.popleft(), request)
+        text = f"#{number} {request.describe()}: {problem}"
+        self.unexpected.append(text)
+        return self._error(400, {"type": "invalid_request_error",
+                                 "message": f"FakeAnthropic: unexpected request {text}"}, {})
+
+    def _error(
+        self, status: int, error: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> _Response:
+        request_id = f"req_fake_{next(self._ids):04d}"
+        body = json.dumps({"type": "error", "error": dict(error), "request_id": request_id})
+        return _Response(status, {"content-type": "application/json", "request-id": request_id,
+                                  **headers}, [(0.0, body.encode())])
+
+    def _answer(self, reply: _Reply, request: AnthropicRequest) -> _Response:
+        if reply.message is None or (reply.error is not None and not request.stream):
+            assert reply.error is not None
+            return self._error(reply.status, reply.error, reply.headers)
+        body = request.json if isinstance(request.json, Mapping) else {}
+        message = {"id": f"msg_fake_{next(self._ids):04d}", **reply.message}
+        if message["model"] is None:
+            message["model"] = body.get("model", "claude-fake")
+        headers = {"request-id": f"req_fake_{next(self._ids):04d}", **reply.headers}
+        if not request.stream:
+            return _Response(200, {"content-type": "application/json", **headers},
+                             [(0.0, json.dumps(message).encode())])
+        events = _stream_events(message, reply.chunk_size)
+        if reply.error is not None:
+            events.append({"type": "error", "error": dict(reply.error)})
+        chunks = [(reply.delay if i else 0.0, _sse(event)) for i, event in enumerate(events)]
+        return _Response(200, {"content-type": "text/event-stream", "cache-control": "no-cache",
+                               **headers}, chunks)
+
+    # -- in process -----------------------------------------------------------------------------
+
+    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._respond(
+            request.method, request.url.path, dict(request.headers), await request.aread()
+        )
+        return httpx2.Response(
+            response.status, headers=dict(response.headers),
+            stream=_DelayedStream(response.chunks),
+        )
+
+    @property
+    def transport(self) -> httpx2.MockTransport:
+        """An `httpx2` transport answering from the script, for an `httpx2.AsyncClient`."""
+        return httpx2.MockTransport(self._handle)
+
+    def make_client(self, **options: Any) -> AsyncAnthropic:
+        """Build an `anthropic.AsyncAnthropic` talking to this fake in process, never retrying.
+
+        `options` override the defaults (``api_key=FAKE_API_KEY``, ``base_url=FAKE_BASE_URL``,
+        ``max_retries=0``, ``timeout=60.0``).
+        """
+        import anthropic
+
+        settings: dict[str, Any] = {"api_key": FAKE_API_KEY, "base_url": FAKE_BASE_URL,
+                                    "max_retries": 0, "timeout": 60.0, **options}
+        return anthropic.AsyncAnthropic(
+            http_client=httpx2.AsyncClient(transport=self.transport), **settings
+        )
+
+    # -- over the network -----------------------------------------------------------------------
+
+    async def _asgi(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                if event["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif event["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        response = self._respond(scope["method"], scope["path"], headers, body)
+        await send({
+            "type": "http.response.start", "status": response.status,
+            "headers": [(key.encode(), value.encode()) for key, value in response.headers.items()],
+        })
+        for delay, chunk in response.chunks:
+            if delay > 0:
+                await trio.sleep(delay)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1") -> AsyncIterator[str]:
+        """Serve the fake over HTTP on a free port of `host`; yield its base URL.
+
+        Subprocesses reach it with ``ANTHROPIC_BASE_URL=<base URL>`` (and any API key). Do not
+        combine it with a `MockClock` that autojumps: waiting for the network looks idle to it.
+        """
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind = [f"{host}:0"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("orchestr8.testing.fake_anthropic")
+        config.graceful_timeout = 1.0
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            urls: list[str] = await nursery.start(
+                partial(serve, self._asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            )
+            try:
+                yield urls[0]
+            finally:
+                stop.set()
+
+
+@contextmanager
+def use_fake_anthropic(fake: FakeAnthropic) -> Iterator[FakeAnthropic]:
+    """Make `llm` agents that create their client inside this block talk to `fake` in process.
+
+    It sets the `actors.llm.use_anthropic_client` hook (a context variable, inherited by tasks
+    started inside the block) to `fake.make_client`; no API key is needed meanwhile.
+    """
+    # Imported here: orchestr8 itself never depends on the bundled actors package.
+    from actors.llm import use_anthropic_client
+
+    with use_anthropic_client(fake.make_client):
+        yield fake
