@@ -251,6 +251,13 @@ async def inspect(
 
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
+    # Registered here rather than at import, so that importing this module stays minimal.
+    from actors.research._command import agent_group
+
+    from ._scaffold import create_group, init_command, tests_command
+
+    for command in (init_command, create_group, tests_command, agent_group):
+        cli.add_command(command)
     try:
         code = cli(_anyio_backend="trio", standalone_mode=False)
     except click.ClickException as error:
@@ -403,7 +410,9 @@ async def _drive(
     import trio
 
     from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
-    from ._runtime import open_runtime
+    from ._runtime import open_runtime, tune_garbage_collection
+
+    tune_garbage_collection()
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
