@@ -1,0 +1,247 @@
+"""Redaction: keep secrets out of logs, events, the journal, REST responses and error messages.
+
+Two kinds of secret are recognised (the rules, with examples, are in `docs/observability.md`):
+
+- **Secret keys.** In a JSON-like structure, the value under a key that *looks like a secret*
+  becomes ``"***"``. A key looks like a secret when, lower-cased and with ``_``, ``-``, ``.`` and
+  spaces removed, it is equal to or *ends with* one of the patterns: ``api_key``, ``token``,
+  ``password``, ``passwd``, ``secret``, ``authorization``, ``private_key``, ``cookie`` (which
+  covers ``apiKey``, ``X-Api-Key``, ``access_token``, ``client_secret``, ``Proxy-Authorization``),
+  plus any configured key. ``max_tokens``, ``input_tokens`` and ``tokens_used`` end in *tokens*,
+  not *token*, so LLM usage data is kept; ``key`` and ``idempotency_key`` are kept too.
+- **Known values.** Every registered secret value (the service API key, ``ANTHROPIC_API_KEY``, any
+  environment variable whose name looks like a secret key) is replaced by ``***`` wherever it
+  occurs inside a string.
+
+`Redactor.redact` applies both to data and never mutates its argument: parts that need no change
+are shared with the input, so a structure with nothing to redact is returned as is, without a
+copy (the hot path: every event). `Redactor.redact_text` is for free text (log lines, error
+messages): known values, plus ``key=value`` / ``key: value`` pairs whose key looks like a secret,
+e.g. ``Authorization: Bearer abc`` becomes ``Authorization: Bearer ***``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from itertools import islice
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_SECRET_KEYS",
+    "REDACTED",
+    "Redactor",
+    "default_redactor",
+    "redact",
+    "redact_text",
+    "register_secret",
+    "set_default_redactor",
+]
+
+REDACTED: Final = "***"
+"""What a secret is replaced by."""
+
+DEFAULT_SECRET_KEYS: Final = (
+    "api_key", "apikey", "api-key", "x-api-key", "token", "access_token", "password", "passwd",
+    "secret", "client_secret", "authorization", "private_key", "cookie",
+)
+"""The key patterns every redactor knows; a key equal to or ending with one is a secret key."""
+
+REDACT_KEYS_VARIABLE: Final = "ORCHESTR8_REDACT_KEYS"
+"""The environment variable holding extra secret key patterns, comma-separated."""
+
+MIN_ENVIRONMENT_SECRET: Final = 8
+"""Environment values shorter than this are not registered: they would mangle ordinary text."""
+
+MIN_SECRET: Final = 4
+"""Explicitly registered values shorter than this are refused, for the same reason."""
+
+_SEPARATORS = str.maketrans("", "", "_-. ")
+_KEY_CACHE_LIMIT = 4096
+# The value after a secret key in free text: a quoted string, or a run up to a delimiter, after
+# an optional auth scheme (so `Authorization: Bearer abc` keeps `Bearer` and loses `abc`).
+_TEXT_VALUE = (
+    r"""(?P<sep>["']?\s*[:=]\s*(?:(?:bearer|basic|token)\s+)?)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s"',;&)}\]]+)"""
+)
+
+
+def _normalise(key: str) -> str:
+    return key.lower().translate(_SEPARATORS)
+
+
+def _key_regex(pattern: str) -> str:
+    """A free-text regex for one key pattern: separators may be `_`, `-`, `.` or absent."""
+    parts = [re.escape(part) for part in re.split(r"[-_. ]+", pattern.strip()) if part]
+    return r"[-_. ]?".join(parts)
+
+
+class Redactor:
+    """Replaces secrets (by key and by known value) in JSON-like data and in free text."""
+
+    def __init__(self, extra_keys: Iterable[str] = (), secret_values: Iterable[str] = ()) -> None:
+        """Know the default key patterns plus `extra_keys`, and the values in `secret_values`."""
+        keys = [*DEFAULT_SECRET_KEYS, *(key for key in extra_keys if key.strip())]
+        self._keys: tuple[str, ...] = tuple(dict.fromkeys(keys))
+        self._suffixes = tuple({_normalise(key) for key in self._keys if _normalise(key)})
+        alternatives = sorted({_key_regex(key) for key in self._keys}, key=len, reverse=True)
+        self._text_pattern = re.compile(
+            rf"(?P<key>{'|'.join(alternatives)}){_TEXT_VALUE}", re.IGNORECASE
+        )
+        self._key_cache: dict[str, bool] = {}
+        self._values: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+        for value in secret_values:
+            self.add_secret(value)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Redactor:
+        """A redactor configured from the environment (default `os.environ`).
+
+        Extra key patterns come from `ORCHESTR8_REDACT_KEYS` (comma-separated). The value of every
+        variable whose name looks like a secret key (`ANTHROPIC_API_KEY`, `CONTEXT7_API_KEY`,
+        `ORCHESTR8_API_KEY`, `GITHUB_TOKEN`, ...) is registered when it has at least 8 characters.
+        """
+        environ = os.environ if environ is None else environ
+        extra = [key.strip() for key in environ.get(REDACT_KEYS_VARIABLE, "").split(",")]
+        redactor = cls(extra_keys=[key for key in extra if key])
+        for name, value in environ.items():
+            if len(value.strip()) >= MIN_ENVIRONMENT_SECRET and redactor.is_secret_key(name):
+                redactor.add_secret(value)
+        return redactor
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """The key patterns this redactor knows, defaults first."""
+        return self._keys
+
+    def is_secret_key(self, key: str) -> bool:
+        """Whether the value under `key` is a secret: `key`, normalised, ends with a pattern."""
+        known = self._key_cache.get(key)
+        if known is None:
+            known = _normalise(key).endswith(self._suffixes)
+            if len(self._key_cache) >= _KEY_CACHE_LIMIT:
+                self._key_cache.clear()
+            self._key_cache[key] = known
+        return known
+
+    def add_secret(self, value: str) -> bool:
+        """Register a secret value to replace wherever it occurs; False if it is too short."""
+        value = value.strip()
+        if len(value) < MIN_SECRET:
+            return False
+        with self._lock:
+            if value not in self._values:
+                # Longest first, so a secret that contains another is replaced whole.
+                self._values = tuple(sorted({*self._values, value}, key=len, reverse=True))
+        return True
+
+    def redact(self, value: Any) -> Any:
+        """Return `value` with secrets replaced; unchanged parts are shared, the input untouched."""
+        return self._walk(value, self._values)
+
+    def redact_text(self, text: str) -> str:
+        """Return free text with known values and `key=value` secrets replaced by `***`."""
+        if self._values:
+            text = self._replace_values(text, self._values)
+        if ":" not in text and "=" not in text:
+            return text
+        return self._text_pattern.sub(_replace_match, text)
+
+    @staticmethod
+    def _replace_values(text: str, values: tuple[str, ...]) -> str:
+        for secret in values:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def _walk(self, value: Any, values: tuple[str, ...]) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._replace_values(value, values) if values else value
+        if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
+            return self._walk_mapping(value, values)
+        if kind is list or kind is tuple:
+            out: list[Any] | None = None
+            for index, item in enumerate(value):
+                new = self._walk(item, values)
+                if out is None:
+                    if new is item:
+                        continue
+                    out = list(value[:index])
+                out.append(new)
+            if out is None:
+                return value
+            return out if kind is list else tuple(out)
+        return value
+
+    def _walk_mapping(self, value: Mapping[Any, Any], values: tuple[str, ...]) -> Any:
+        out: dict[Any, Any] | None = None
+        for index, (key, item) in enumerate(value.items()):
+            new_key = key
+            if type(key) is str:
+                if self.is_secret_key(key) and item is not None and item != "":
+                    new = REDACTED
+                else:
+                    new = self._walk(item, values)
+                if values:
+                    new_key = self._replace_values(key, values)
+            else:
+                new = self._walk(item, values)
+            if out is None:
+                if new is item and new_key is key:
+                    continue
+                out = dict(islice(value.items(), index))
+            out[new_key] = new
+        return value if out is None else out
+
+
+def _replace_match(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
+
+
+_default: Redactor | None = None
+_default_lock = threading.Lock()
+
+
+def default_redactor() -> Redactor:
+    """The process-wide redactor, built from the environment on first use."""
+    redactor = _default
+    if redactor is None:
+        with _default_lock:
+            redactor = _default
+            if redactor is None:
+                redactor = Redactor.from_environment()
+                _set(redactor)
+    return redactor
+
+
+def _set(redactor: Redactor | None) -> Redactor | None:
+    global _default
+    previous, _default = _default, redactor
+    return previous
+
+
+def set_default_redactor(redactor: Redactor | None) -> Redactor | None:
+    """Replace the process-wide redactor (None: rebuild from the environment); return the old."""
+    with _default_lock:
+        return _set(redactor)
+
+
+def register_secret(value: str) -> bool:
+    """Register a secret value (e.g. the service API key) with the process-wide redactor."""
+    return default_redactor().add_secret(value)
+
+
+def redact(value: Any) -> Any:
+    """Redact JSON-like data with the process-wide redactor (see `Redactor.redact`)."""
+    return default_redactor().redact(value)
+
+
+def redact_text(text: str) -> str:
+    """Redact free text with the process-wide redactor (see `Redactor.redact_text`)."""
+    return default_redactor().redact_text(text)

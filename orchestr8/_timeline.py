@@ -1,0 +1,271 @@
+"""The timeline of `orchestr8 inspect ID --timeline`: each step's attempts on a time axis.
+
+A pure function of the journal's events. One row per step, in the order the steps first appear;
+each attempt is a bar, each retry wait a dotted run, each rejection a `!`; the step's final status
+ends the row. Parallel steps overlap on the axis. The axis is the events' `elapsed` (trio-clock
+seconds since the execution started), which carries on across resumes, so a resumed execution is
+one chart; attempts cut short by the crash show as interrupted. Without colour the chart is plain
+ASCII::
+
+    step     0s         0.5s       1s          1.5s     total 1.80s
+             |----------|----------|-----------|------
+    fetch    ============                               succeeded 0.50s
+    parse               xxxxxxxx..........============  succeeded 1.30s (2 attempts)
+    publish             xxxxxxxxxxxxxxxxxxxxxxxxxx      failed 1.10s
+
+    = attempt  x failed attempt  . retry wait
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from ._events import Event, EventType, StepState, replay
+
+__all__ = ["render_timeline"]
+
+# Kinds of cell, drawn in this order (later kinds win a shared cell).
+_WAIT, _OK, _FAILED, _RUNNING, _INTERRUPTED, _REJECTED = (
+    "wait", "ok", "failed", "running", "interrupted", "rejected"
+)
+_ASCII: Mapping[str, str] = {
+    _OK: "=", _FAILED: "x", _RUNNING: ">", _INTERRUPTED: "~", _WAIT: ".", _REJECTED: "!",
+}
+_UNICODE: Mapping[str, str] = {
+    _OK: "█", _FAILED: "▒", _RUNNING: "█", _INTERRUPTED: "░", _WAIT: "·", _REJECTED: "!",
+}
+_LEGEND: Mapping[str, str] = {
+    _OK: "attempt", _FAILED: "failed attempt", _RUNNING: "running", _INTERRUPTED: "interrupted",
+    _WAIT: "retry wait", _REJECTED: "rejected",
+}
+_ANSI: Mapping[str, str] = {
+    _OK: "32", _FAILED: "31", _RUNNING: "34", _INTERRUPTED: "33", _WAIT: "2", _REJECTED: "1;31",
+    "succeeded": "32", "failed": "31", "cancelled": "33", "retrying": "33", "running": "34",
+    "skipped": "2", "pending": "2", "axis": "2", "bold": "1",
+}
+_MIN_BAR = 10
+_MAX_NAME = 30
+_MIN_SPAN = 0.01
+
+
+@attrs.define
+class _Row:
+    """What one step's events draw: bars and waits (kind, start, end) and rejection times."""
+
+    step_id: str
+    segments: list[tuple[str, float, float]] = attrs.Factory(list)
+    marks: list[float] = attrs.Factory(list)
+    attempt_start: float | None = None
+    wait: tuple[float, float] | None = None
+
+    def close_attempt(self, kind: str, at: float) -> None:
+        if self.attempt_start is not None:
+            self.segments.append((kind, self.attempt_start, at))
+            self.attempt_start = None
+
+    def close_wait(self, at: float, *, ended: bool = False) -> None:
+        """End the open wait at `at` if the next attempt came (`ended`), else by `at` at most."""
+        if self.wait is not None:
+            start, planned = self.wait
+            self.segments.append((_WAIT, start, max(start, at if ended else min(at, planned))))
+            self.wait = None
+
+
+def _collect(events: Sequence[Event]) -> tuple[dict[str, _Row], list[float], float, float]:
+    """Fold the events into rows; return them, the resume times and the time range."""
+    rows: dict[str, _Row] = {}
+    resumes: list[float] = []
+    first, last = events[0].elapsed, events[0].elapsed
+    for event in events:
+        at = event.elapsed
+        kind = event.type
+        if kind == EventType.EXECUTION_RESUMED:
+            for row in rows.values():
+                row.close_attempt(_INTERRUPTED, last)
+                row.close_wait(last)
+            resumes.append(at)
+        first, last = min(first, at), max(last, at)
+        if event.step_id is None:
+            continue
+        row = rows.setdefault(event.step_id, _Row(event.step_id))
+        if kind == EventType.ATTEMPT_STARTED:
+            row.close_wait(at, ended=True)
+            row.close_attempt(_INTERRUPTED, at)
+            row.attempt_start = at
+        elif kind == EventType.ATTEMPT_FAILED:
+            row.close_attempt(_FAILED, at)
+        elif kind == EventType.RETRY_SCHEDULED:
+            row.close_attempt(_FAILED, at)
+            delay = event.data.get("delay", 0.0)
+            row.wait = (at, at + (float(delay) if isinstance(delay, int | float) else 0.0))
+        elif kind in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
+            row.close_wait(at, ended=True)
+            row.marks.append(at)
+        elif kind == EventType.STEP_SUCCEEDED:
+            row.close_attempt(_OK, at)
+        elif kind == EventType.STEP_FAILED:
+            row.close_attempt(_FAILED, at)
+            row.close_wait(at)
+        elif kind in (EventType.STEP_CANCELLED, EventType.STEP_SKIPPED):
+            row.close_attempt(_INTERRUPTED, at)
+            row.close_wait(at)
+    for row in rows.values():
+        row.close_attempt(_RUNNING, last)
+        row.close_wait(last)
+    return rows, resumes, first, last
+
+
+def _nice_step(span: float, columns: int, label_width: int) -> float:
+    """The smallest 1-2-5 tick step whose labels, `label_width` wide, do not collide."""
+    wanted = span * (label_width + 2) / max(columns, 1)
+    exponent = math.floor(math.log10(wanted)) if wanted > 0 else 0
+    for magnitude in (10.0**exponent, 10.0 ** (exponent + 1)):
+        for factor in (1, 2, 5):
+            if factor * magnitude >= wanted:
+                return factor * magnitude
+    return 10.0 ** (exponent + 1)  # pragma: no cover - the loop always returns
+
+
+def _tick_label(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    text = f"{value:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "s"
+
+
+def _axis(first: float, span: float, width: int) -> tuple[str, list[int]]:
+    """The label line and the tick columns of a `width`-column axis from `first` over `span`."""
+    widest = len(_tick_label(first + span, span / 10)) + 1
+    step = _nice_step(span, width, widest)
+    labels = [" "] * width
+    ticks: list[int] = []
+    free = 0
+    value = math.ceil(first / step - 1e-9) * step
+    while value <= first + span + 1e-9:
+        column = min(width - 1, int((value - first) / span * width))
+        text = _tick_label(value, step)
+        if column >= free and column + len(text) <= width:
+            labels[column:column + len(text)] = text
+            ticks.append(column)
+            free = column + len(text) + 1
+        value += step
+    return "".join(labels), ticks
+
+
+def _paint(text: str, code: str | None, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color and code and text.strip() else text
+
+
+def _cells(row: _Row, first: float, span: float, width: int) -> list[str | None]:
+    """The kind of every column of a row's bar (None: empty)."""
+    cells: list[str | None] = [None] * width
+
+    def column(at: float) -> int:
+        return max(0, min(width - 1, int((at - first) / span * width)))
+
+    ordered = sorted(row.segments, key=lambda segment: (segment[0] != _WAIT, segment[1]))
+    for kind, start, end in ordered:
+        begin = column(start)
+        stop = max(begin, min(width - 1, math.ceil((end - first) / span * width - 1e-9) - 1))
+        for index in range(begin, stop + 1):
+            cells[index] = kind
+    for at in row.marks:
+        cells[column(at)] = _REJECTED
+    return cells
+
+
+def _draw(cells: Sequence[str | None], color: bool) -> str:
+    glyphs = _UNICODE if color else _ASCII
+    parts: list[str] = []
+    index = 0
+    while index < len(cells):
+        kind = cells[index]
+        end = index
+        while end < len(cells) and cells[end] == kind:
+            end += 1
+        run = " " * (end - index) if kind is None else glyphs[kind] * (end - index)
+        parts.append(_paint(run, None if kind is None else _ANSI[kind], color))
+        index = end
+    return "".join(parts)
+
+
+def _status_text(state: StepState | None) -> str:
+    if state is None:
+        return "pending"
+    text = str(state.status)
+    if state.started is not None and state.finished is not None:
+        text += f" {_seconds(state.finished - state.started)}"
+    if state.attempts > 1:
+        text += f" ({state.attempts} attempts)"
+    return text
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s" if value < 100 else f"{value:.0f}s"
+
+
+def _fit(name: str, width: int, color: bool) -> str:
+    """Pad `name` to `width`, or cut its middle: long ids often differ only at the end."""
+    if len(name) <= width:
+        return name.ljust(width)
+    head = (width - 1) // 2
+    return name[:head] + ("…" if color else "~") + name[len(name) - (width - 1 - head):]
+
+
+def render_timeline(events: Sequence[Event], *, width: int = 100, color: bool = False) -> str:
+    """Draw the steps of one execution on a time axis, `width` columns wide (Gantt-style).
+
+    Rows follow the order in which steps first appear in the events. With `color` the bars are
+    coloured Unicode blocks; without it the chart is plain ASCII. A legend explains the glyphs
+    drawn, and a resumed execution's resume times are listed under the chart.
+
+    Raises:
+        ValueError: the events belong to more than one execution.
+    """
+    ordered = sorted(events, key=lambda event: event.seq)
+    if not ordered:
+        return "(no events)"
+    rows, resumes, first, last = _collect(ordered)
+    state = replay(ordered)
+    span = max(last - first, _MIN_SPAN)
+    names = list(rows)
+    statuses = [_status_text(state.steps.get(name)) for name in names]
+    name_width = max(4, min(_MAX_NAME, max(width // 4, 4),
+                            max((len(name) for name in names), default=4)))
+    total = f"total {_seconds(last - first)}"
+    status_width = max([len(total), *(len(text) for text in statuses)])
+    bar_width = max(_MIN_BAR, width - name_width - status_width - 4)
+    labels, ticks = _axis(first, span, bar_width)
+    rule = ["-"] * bar_width
+    for tick in ticks:
+        rule[tick] = "|"
+    lines = [
+        f"{'step'.ljust(name_width)}  {labels}  {_paint(total, _ANSI['axis'], color)}".rstrip(),
+        f"{' ' * name_width}  {_paint(''.join(rule), _ANSI['axis'], color)}".rstrip(),
+    ]
+    seen: set[str] = set()
+    for name, status in zip(names, statuses, strict=True):
+        cells = _cells(rows[name], first, span, bar_width)
+        seen.update(kind for kind in cells if kind is not None)
+        label = _paint(_fit(name, name_width, color), _ANSI["bold"], color)
+        code = _ANSI.get(status.split(" ", 1)[0])
+        lines.append(f"{label}  {_draw(cells, color)}  {_paint(status, code, color)}".rstrip())
+    lines.extend(_footer(seen, resumes, color))
+    return "\n".join(lines)
+
+
+def _footer(seen: Iterable[str], resumes: Sequence[float], color: bool) -> list[str]:
+    glyphs = _UNICODE if color else _ASCII
+    shown = [kind for kind in _LEGEND if kind in set(seen)]
+    lines = []
+    if shown:
+        legend = "  ".join(
+            f"{_paint(glyphs[kind], _ANSI[kind], color)} {_LEGEND[kind]}" for kind in shown
+        )
+        lines.append("")
+        lines.append(legend)
+    lines.extend(f"resumed at {_seconds(at)}" for at in resumes)
+    return lines
+

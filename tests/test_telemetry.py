@@ -1,0 +1,435 @@
+"""Tests of `orchestr8._telemetry`: spans, parentage across trio tasks, errors, metrics, setup."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from orchestr8 import AgentContext, run_workflow
+from orchestr8._breaker import BreakerState, BreakerTransition
+from orchestr8._logging import current_log_context, log_context
+from orchestr8._redaction import Redactor, set_default_redactor
+from orchestr8._telemetry import (
+    BREAKER_STATE,
+    EXECUTIONS_IN_FLIGHT,
+    STEP_DURATION,
+    STEP_FAILED,
+    STEP_RETRIES,
+    STEP_SUCCEEDED,
+    EngineMetrics,
+    attempt_span,
+    configure_from_environment,
+    engine_metrics,
+    execution_span,
+    meter,
+    record_breaker_transition,
+    record_error,
+    record_execution_result,
+    retry_span,
+    tracer,
+    tracing_enabled,
+    use_providers,
+)
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+@attrs.define
+class Otel:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def finished(self) -> list[ReadableSpan]:
+        return list(self.spans.get_finished_spans())
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.finished() if span.name == name]
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        found: list[Any] = []
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    use_providers(tracer_provider, meter_provider)
+    try:
+        yield Otel(exporter, reader)
+    finally:
+        use_providers(None, None)
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
+@pytest.fixture
+def redactor() -> Iterator[Redactor]:
+    redactor = Redactor(secret_values=[SECRET])
+    previous = set_default_redactor(redactor)
+    try:
+        yield redactor
+    finally:
+        set_default_redactor(previous)
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+# -- without an SDK ---------------------------------------------------------------------------
+
+
+def test_nothing_records_without_a_provider() -> None:
+    assert not tracing_enabled()
+    with execution_span("wf", "e1") as span:
+        assert not span.is_recording()
+        assert current_log_context() == {
+            "workflow_name": "wf", "execution_id": "e1", "correlation_id": "e1",
+        }
+        with attempt_span("s", "echo", 2) as inner:
+            assert not inner.is_recording()
+            assert current_log_context()["attempt"] == 2
+        record_breaker_transition(None, BreakerTransition("k", BreakerState.CLOSED,
+                                                          BreakerState.OPEN, 1.0, "x"))
+    assert current_log_context() == {}
+    assert tracer() is not None
+    assert meter() is not None
+
+
+def test_importing_orchestr8_does_not_import_opentelemetry() -> None:
+    code = (
+        "import sys, orchestr8, orchestr8._telemetry, orchestr8._logging, "
+        "orchestr8._redaction, orchestr8._timeline\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- spans -------------------------------------------------------------------------------------
+
+
+async def test_attempts_in_child_tasks_are_children_of_the_execution(otel: Otel) -> None:
+    async def step(step_id: str, attempts: int) -> None:
+        for number in range(1, attempts + 1):
+            with attempt_span(step_id, "echo", number):
+                await trio.lowlevel.checkpoint()
+
+    with execution_span("research", "e1", "req-7") as root:
+        assert root.is_recording()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(step, "a", 1)
+            nursery.start_soon(step, "b", 2)
+    [execution] = otel.named("orchestrator.execute")
+    attempts = otel.named("agent.run")
+    assert len(attempts) == 3
+    assert execution.parent is None
+    assert execution.attributes == {
+        "workflow.name": "research", "execution.id": "e1", "correlation.id": "req-7",
+    }
+    for span in attempts:
+        assert parent_id(span) == execution.context.span_id
+        assert span.context.trace_id == execution.context.trace_id
+        assert span.attributes is not None
+        assert span.attributes["workflow.name"] == "research"
+        assert span.attributes["execution.id"] == "e1"
+        assert span.attributes["correlation.id"] == "req-7"
+        assert span.attributes["agent.id"] == "echo"
+        assert span.attributes["attempt.outcome"] == "succeeded"
+    assert sorted((s.attributes["step.id"], s.attributes["attempt"]) for s in attempts  # type: ignore[index]
+                  ) == [("a", 1), ("b", 1), ("b", 2)]
+
+
+async def test_context_flows_through_the_engine_into_agents(otel: Otel) -> None:
+    async def traced(input: Any, context: AgentContext) -> Any:
+        with attempt_span(context.step_id, context.agent_id, context.attempt,
+                          deadline=context.deadline):
+            assert trace.get_current_span().is_recording()
+            return input
+
+    workflow = {
+        "schema_version": "1.0", "name": "flow", "strategy": "parallel",
+        "steps": [{"id": "one", "agent": "traced", "input": 1},
+                  {"id": "two", "agent": "traced", "input": 2}],
+    }
+    with execution_span("flow", "outer"):
+        result = await run_workflow(workflow, agents={"traced": traced})
+    assert result.succeeded
+    [execution] = otel.named("orchestrator.execute")
+    attempts = otel.named("agent.run")
+    assert {span.attributes["step.id"] for span in attempts} == {"one", "two"}  # type: ignore[index]
+    assert all(parent_id(span) == execution.context.span_id for span in attempts)
+
+
+async def test_a_failed_attempt_records_the_redacted_error(otel: Otel, redactor: Redactor) -> None:
+    with (
+        execution_span("wf", "e1"),
+        pytest.raises(ValueError, match="bad key"),
+        attempt_span("s", "llm", 1),
+    ):
+        raise ValueError(f"bad key {SECRET}")
+    [span] = otel.named("agent.run")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError: bad key ***"
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "ValueError"
+    assert span.attributes["attempt.outcome"] == "failed"
+    [event] = span.events
+    assert event.name == "exception"
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "ValueError"
+    assert event.attributes["exception.message"] == "bad key ***"
+    assert SECRET not in str(event.attributes["exception.stacktrace"])
+    assert "ValueError: bad key ***" in str(event.attributes["exception.stacktrace"])
+
+
+async def test_a_deadline_is_a_timeout_and_a_cancel_is_not(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    deadline = trio.current_time() + 1.0
+    with trio.move_on_at(deadline):
+        with attempt_span("slow", "sleep", 1, deadline=deadline):
+            await trio.sleep(5)
+    with (
+        trio.CancelScope() as scope,
+        attempt_span("slow", "sleep", 2, deadline=trio.current_time() + 10),
+    ):
+        scope.cancel()
+        await trio.sleep(5)
+    timed_out, cancelled = otel.named("agent.run")
+    assert timed_out.attributes is not None
+    assert cancelled.attributes is not None
+    assert timed_out.attributes["attempt.outcome"] == "timed_out"
+    assert timed_out.status.status_code is StatusCode.ERROR
+    assert timed_out.attributes["error.type"] == "timeout"
+    assert cancelled.attributes["attempt.outcome"] == "cancelled"
+    assert cancelled.status.status_code is StatusCode.UNSET
+    assert [event.name for event in cancelled.events] == ["cancelled"]
+
+
+async def test_retry_span_takes_the_step_ids_from_the_log_context(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    with (
+        execution_span("wf", "e1"),
+        log_context(step_id="fetch", agent_id="http"),
+        retry_span(2.5, attempt=1),
+    ):
+        await trio.sleep(2.5)
+    [execution] = otel.named("orchestrator.execute")
+    [retry] = otel.named("resilience.retry")
+    assert parent_id(retry) == execution.context.span_id
+    assert retry.attributes == {
+        "workflow.name": "wf", "execution.id": "e1", "correlation.id": "e1",
+        "step.id": "fetch", "agent.id": "http", "attempt": 1,
+        "retry.delay": 2.5, "retry.next_attempt": 2,
+    }
+    assert retry.end_time is not None
+    assert retry.start_time is not None
+
+
+def test_an_explicit_parent_wins(otel: Otel) -> None:
+    with execution_span("wf", "e1") as root:
+        pass
+    with attempt_span("s", "a", 1, parent=root):
+        pass
+    [execution] = otel.named("orchestrator.execute")
+    [attempt] = otel.named("agent.run")
+    assert parent_id(attempt) == execution.context.span_id
+
+
+def test_breaker_transitions_are_span_events(otel: Otel) -> None:
+    opened = BreakerTransition("llm", BreakerState.CLOSED, BreakerState.OPEN, 3.0,
+                               "failure_threshold", retry_after=60.0)
+    half = BreakerTransition("llm", BreakerState.OPEN, BreakerState.HALF_OPEN, 63.0,
+                             "reset_timeout")
+    with execution_span("wf", "e1") as root:
+        record_breaker_transition(None, opened)
+    record_breaker_transition(root, half)  # ended: ignored by the SDK
+    with execution_span("wf", "e2") as second:
+        pass
+    record_breaker_transition(second, half)
+    first = otel.named("orchestrator.execute")[0]
+    [event] = first.events
+    assert event.name == "breaker.opened"
+    assert event.attributes == {
+        "breaker.key": "llm", "breaker.from": "closed", "breaker.to": "open",
+        "breaker.reason": "failure_threshold", "breaker.retry_after": 60.0,
+    }
+
+
+def test_execution_result(otel: Otel, redactor: Redactor) -> None:
+    with execution_span("wf", "ok", resumed=True) as span:
+        record_execution_result(span, "succeeded")
+    with execution_span("wf", "bad") as span:
+        record_execution_result(
+            span, "failed", {"type": "AgentError", "message": f"token {SECRET}", "step_id": "s"}
+        )
+    ok, bad = otel.named("orchestrator.execute")
+    assert ok.attributes is not None
+    assert bad.attributes is not None
+    assert ok.attributes["execution.status"] == "succeeded"
+    assert ok.attributes["execution.resumed"] is True
+    assert ok.status.status_code is StatusCode.UNSET
+    assert bad.attributes["execution.status"] == "failed"
+    assert bad.status.description == "AgentError: token ***"
+
+
+def test_record_error_on_a_non_recording_span_is_harmless() -> None:
+    record_error(trace.INVALID_SPAN, ValueError("x"))
+    record_execution_result(trace.INVALID_SPAN, "failed", ValueError("x"))
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def test_engine_metrics(otel: Otel) -> None:
+    metrics = engine_metrics()
+    assert engine_metrics() is metrics
+    metrics.execution_started("wf")
+    metrics.execution_started("wf")
+    metrics.execution_finished("wf")
+    metrics.step_finished("wf", "a", "echo", "succeeded", 0.25)
+    metrics.step_finished("wf", "a", "echo", "succeeded", 0.75)
+    metrics.step_finished("wf", "b", "llm", "failed", 2.0)
+    metrics.step_finished("wf", "c", "llm", "cancelled", 0.5)
+    metrics.retry_scheduled("wf", "b", "llm")
+    metrics.retry_scheduled("wf", "b", "llm")
+    metrics.breaker_transition(
+        BreakerTransition("llm", BreakerState.CLOSED, BreakerState.OPEN, 1.0, "failure_threshold")
+    )
+    metrics.breaker_transition(
+        BreakerTransition("http", BreakerState.OPEN, BreakerState.HALF_OPEN, 1.0, "reset_timeout")
+    )
+    labels_a = {"workflow.name": "wf", "step.id": "a", "agent.id": "echo"}
+    labels_b = {"workflow.name": "wf", "step.id": "b", "agent.id": "llm"}
+    [in_flight] = otel.points(EXECUTIONS_IN_FLIGHT)
+    assert (dict(in_flight.attributes), in_flight.value) == ({"workflow.name": "wf"}, 1)
+    [succeeded] = otel.points(STEP_SUCCEEDED)
+    assert (dict(succeeded.attributes), succeeded.value) == (labels_a, 2)
+    [failed] = otel.points(STEP_FAILED)
+    assert (dict(failed.attributes), failed.value) == (labels_b, 1)
+    [retries] = otel.points(STEP_RETRIES)
+    assert (dict(retries.attributes), retries.value) == (labels_b, 2)
+    durations = {
+        (point.attributes["step.id"], point.attributes["step.status"]): (point.count, point.sum)
+        for point in otel.points(STEP_DURATION)
+    }
+    assert durations == {
+        ("a", "succeeded"): (2, 1000.0), ("b", "failed"): (1, 2000.0),
+        ("c", "cancelled"): (1, 500.0),
+    }
+    breakers = {
+        point.attributes["breaker.key"]: point.value for point in otel.points(BREAKER_STATE)
+    }
+    assert breakers == {"llm": 2, "http": 1}
+
+
+def test_metrics_are_no_ops_without_a_provider() -> None:
+    metrics = EngineMetrics(meter())
+    metrics.execution_started("wf")
+    metrics.step_finished("wf", "a", "echo", "succeeded", 0.1)
+    metrics.retry_scheduled("wf", "a", "echo")
+    metrics.execution_finished("wf")
+
+
+# -- configure_from_environment ----------------------------------------------------------------
+
+
+def test_no_exporter_without_otel_variables() -> None:
+    setup = configure_from_environment({"PATH": "/bin"})
+    assert not setup.exporting
+    assert setup.problems == ()
+    assert configure_from_environment({"OTEL_SDK_DISABLED": "true",
+                                       "OTEL_TRACES_EXPORTER": "console"}).problems == ()
+    assert not configure_from_environment({"OTEL_TRACES_EXPORTER": "none",
+                                           "OTEL_METRICS_EXPORTER": "none",
+                                           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}).exporting
+
+
+def test_a_missing_otlp_exporter_is_reported_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="orchestr8.telemetry"):
+        setup = configure_from_environment(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}
+        )
+    assert not setup.exporting
+    assert len(setup.problems) == 2
+    assert all("pip install 'orchestr8[otel]'" in problem for problem in setup.problems)
+    assert "opentelemetry-exporter-otlp-proto-http" in setup.problems[0]
+    assert len(caplog.records) == 2
+    assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+
+
+def test_unsupported_exporters_and_protocols_are_reported() -> None:
+    setup = configure_from_environment({"OTEL_TRACES_EXPORTER": "zipkin"})
+    assert setup.problems == (
+        "traces: exporter 'zipkin' is not supported: use one of otlp, console",
+    )
+    setup = configure_from_environment(
+        {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    )
+    assert setup.problems == (
+        "metrics: OTLP protocol 'http/json' is not supported: use http/protobuf or grpc",
+    )
+
+
+def test_console_exporter_end_to_end() -> None:
+    code = """
+import trio
+from orchestr8._telemetry import (
+    attempt_span, configure_from_environment, execution_span, shutdown_telemetry, engine_metrics)
+setup = configure_from_environment()
+print(setup.traces, setup.metrics, setup.problems)
+async def main():
+    with execution_span("wf", "e1"):
+        with attempt_span("s", "echo", 1):
+            await trio.sleep(0)
+    engine_metrics().step_finished("wf", "s", "echo", "succeeded", 0.01)
+trio.run(main)
+shutdown_telemetry()
+"""
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console",
+           "OTEL_SERVICE_NAME": "demo"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True, timeout=60)
+    assert out.stdout.strip() == "('console',) ('console',) ()"
+    decoder = json.JSONDecoder()
+    documents, text = [], out.stderr
+    while text.strip():
+        document, end = decoder.raw_decode(text.lstrip())
+        documents.append(document)
+        text = text.lstrip()[end:]
+    names = [document.get("name") for document in documents]
+    assert "orchestrator.execute" in names
+    assert "agent.run" in names
+    [span] = [document for document in documents if document.get("name") == "agent.run"]
+    assert span["resource"]["attributes"]["service.name"] == "demo"
+    assert "orchestr8.step.duration" in out.stderr
