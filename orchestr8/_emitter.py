@@ -23,6 +23,7 @@ import trio
 from ._bus import EventBus
 from ._events import Event, EventFactory
 from ._journal import Journal
+from ._redaction import redact
 
 
 class Emitter:
@@ -63,7 +64,13 @@ class Emitter:
         attempt: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> Event:
-        """Record one event without waiting; it queues in the outbox if the journal is full."""
+        """Record one event without waiting; it queues in the outbox if the journal is full.
+
+        Secret-looking values in `data` are redacted first (`_redaction`): no view and no journal
+        row ever holds them.
+        """
+        if data:
+            data = redact(data)
         event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
         if not self._outbox:
             try:

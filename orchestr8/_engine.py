@@ -38,9 +38,17 @@ from ._emitter import Emitter
 from ._errors import CircuitOpenError, Orchestr8Error
 from ._events import EventType, ExecutionStatus, StepStatus, describe_error
 from ._limits import Bulkhead, RateLimiter
+from ._logging import log_context
+from ._metrics import engine_metrics
 from ._pipeline import Rejection, call_with_policy
 from ._policy import Policy
 from ._supervisor import open_supervisor
+from ._telemetry import (
+    attempt_span,
+    execution_span,
+    record_breaker_transition,
+    record_execution_result,
+)
 from ._workflow import Step, Workflow
 
 _current_step: contextvars.ContextVar[tuple[Emitter, str, int] | None] = contextvars.ContextVar(
@@ -140,8 +148,15 @@ def _record_transition(transition: BreakerTransition) -> None:
         "reason": transition.reason,
     }
     if transition.retry_after is not None:
-        data["retry_after"] = transition.retry_after
+        data["retry_after"] = _finite(transition.retry_after)
     emitter.emit_nowait(event_type, step_id=step_id, attempt=attempt, data=data)
+    record_breaker_transition(None, transition)
+    engine_metrics().breaker_transition(transition)
+
+
+def _finite(seconds: float) -> float | None:
+    """A wait as JSON can carry it: None for "until someone closes it" (a forced-open breaker)."""
+    return None if math.isinf(seconds) else seconds
 
 
 @attrs.define(eq=False)
@@ -150,6 +165,8 @@ class _StepListener:
 
     emitter: Emitter
     step_id: str
+    workflow_name: str = ""
+    agent_id: str = ""
     attempts: int = 0
 
     def attempt_started(self, attempt: int) -> None:
@@ -164,6 +181,7 @@ class _StepListener:
         )
 
     def retry_scheduled(self, attempt: int, delay: float) -> None:
+        engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
         self.emitter.emit_nowait(
             EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
             data={"delay": delay, "next_attempt": attempt + 1},
@@ -178,7 +196,10 @@ class _StepListener:
         )
         self.emitter.emit_nowait(
             event_type, step_id=self.step_id, attempt=attempt,
-            data={"error": describe_error(error), "retry_after": getattr(error, "retry_after", 0)},
+            data={
+                "error": describe_error(error),
+                "retry_after": _finite(getattr(error, "retry_after", 0.0)),
+            },
         )
 
 
@@ -245,12 +266,14 @@ class ExecutionRun:
         timeout: float | None = None,
         completed: Mapping[str, Any] | None = None,
         resumed: bool = False,
+        correlation_id: str | None = None,
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         random_source: random.Random | None = None,
     ) -> None:
         """Prepare an execution; `completed` holds the outputs of steps reused by a resume."""
         self.execution_id = execution_id
+        self.correlation_id = correlation_id or execution_id
         self.workflow = workflow
         self.inputs = inputs
         self._emitter = emitter
@@ -317,26 +340,42 @@ class ExecutionRun:
 
     async def run(self) -> ExecutionResult:
         """Run the execution to its end and return the result; every ending is journaled."""
+        metrics = engine_metrics()
+        metrics.execution_started(self.workflow.name)
         try:
-            start = EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
-            await self._emitter.emit(start, data=self._start_data())
-            deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
-            async with open_supervisor(
-                name=f"execution:{self.execution_id}", shutdown_grace=self._grace, bus=self._bus
-            ) as supervisor:
-                ending = await self._schedule(supervisor, deadline)
-            result = await self._finish(ending)
-            # Finished means durable: whoever waits for the result can read it in the journal.
-            await self._emitter.flush()
-            self.result = result
+            # The span encloses the supervisor, so every step actor's task inherits it.
+            with execution_span(
+                self.workflow.name, self.execution_id, self.correlation_id, resumed=self._resumed
+            ) as span:
+                start = (
+                    EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
+                )
+                await self._emitter.emit(start, data=self._start_data())
+                deadline = (
+                    math.inf if self._timeout is None else trio.current_time() + self._timeout
+                )
+                async with open_supervisor(
+                    name=f"execution:{self.execution_id}", shutdown_grace=self._grace,
+                    bus=self._bus,
+                ) as supervisor:
+                    ending = await self._schedule(supervisor, deadline)
+                result = await self._finish(ending)
+                record_execution_result(span, result.status, result.error)
+                # Finished means durable: whoever waits for the result can read it in the journal.
+                await self._emitter.flush()
+                self.result = result
         finally:
+            metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
-            return {"reused_steps": sorted(self._outputs)}
-        return {"workflow": self.workflow.name, "inputs": dict(self.inputs)}
+            return {"reused_steps": sorted(self._outputs), "correlation_id": self.correlation_id}
+        return {
+            "workflow": self.workflow.name, "inputs": dict(self.inputs),
+            "correlation_id": self.correlation_id,
+        }
 
     async def _schedule(self, supervisor: Any, deadline: float) -> str:
         """Start steps as they become ready until all finished; return how the run ended."""
@@ -427,7 +466,10 @@ class ExecutionRun:
             return StepResult(StepStatus.CANCELLED)
         emitter, step_id = self._emitter, step.id
         await emitter.emit(EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id})
-        listener = self._listeners[step_id] = _StepListener(emitter, step_id)
+        listener = self._listeners[step_id] = _StepListener(
+            emitter, step_id, self.workflow.name, step.agent.id
+        )
+        started = trio.current_time()
         _current_step.set((emitter, step_id, 1))
         try:
             agent = self._registry.create(step.agent.id, step.agent.config)
@@ -449,15 +491,18 @@ class ExecutionRun:
             async def attempt(number: int) -> Any:
                 # The pipeline runs each attempt under a scope whose deadline is the earlier of
                 # the attempt timeout and the step's total deadline: tell the agent.
-                context = contexts(attempt=number, deadline=trio.current_effective_deadline())
-                return await agent.run(rendered_input, context)
+                deadline = trio.current_effective_deadline()
+                context = contexts(attempt=number, deadline=deadline)
+                with attempt_span(step_id, step.agent.id, number, deadline=deadline):
+                    return await agent.run(rendered_input, context)
 
-            output = _as_json(
-                await call_with_policy(
-                    attempt, policy, breaker=breaker, bulkhead=bulkhead,
-                    rate_limiter=rate_limiter, listener=listener, random=self._random,
+            with log_context(step_id=step_id, agent_id=step.agent.id):
+                output = _as_json(
+                    await call_with_policy(
+                        attempt, policy, breaker=breaker, bulkhead=bulkhead,
+                        rate_limiter=rate_limiter, listener=listener, random=self._random,
+                    )
                 )
-            )
         except Exception as error:
             result = StepResult(
                 StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
@@ -466,6 +511,7 @@ class ExecutionRun:
                 EventType.STEP_FAILED, step_id=step_id, attempt=listener.attempts or None,
                 data={"error": result.error},
             )
+            self._step_metrics(step, result.status, started)
             return result
         finally:
             _current_step.set(None)
@@ -473,7 +519,13 @@ class ExecutionRun:
             EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
             data={"output": output},
         )
+        self._step_metrics(step, StepStatus.SUCCEEDED, started)
         return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+
+    def _step_metrics(self, step: Step, status: StepStatus, started: float) -> None:
+        engine_metrics().step_finished(
+            self.workflow.name, step.id, step.agent.id, status, trio.current_time() - started
+        )
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
         step_usage = self._step_usage.setdefault(context.step_id, {})

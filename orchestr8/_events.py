@@ -111,8 +111,13 @@ def _now_timestamp() -> str:
 
 
 def describe_error(error: BaseException) -> dict[str, Any]:
-    """Describe an exception as the `{type, message}` object that error-carrying events hold."""
-    return {"type": type(error).__name__, "message": str(error)}
+    """Describe an exception as the `{type, message}` object that error-carrying events hold.
+
+    The message is redacted: error messages are where secrets leak most often.
+    """
+    from ._redaction import redact_text
+
+    return {"type": type(error).__name__, "message": redact_text(str(error))}
 
 
 _KNOWN_TYPES: Mapping[str, EventType] = {member.value: member for member in EventType}

@@ -34,6 +34,7 @@ from ._errors import (
 from ._limits import Bulkhead, RateLimiter
 from ._policy import Policy
 from ._retry import RetryPredicate, backoff_fits, is_retryable, may_retry, retry_delay
+from ._telemetry import retry_span
 
 T = TypeVar("T")
 
@@ -117,7 +118,8 @@ async def call_with_policy(
                 raise
         if listener is not None:
             listener.retry_scheduled(attempt, delay)
-        await trio.sleep(delay)
+        with retry_span(delay, attempt=attempt):
+            await trio.sleep(delay)
 
 
 async def _attempt(

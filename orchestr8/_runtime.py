@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord, Journal, open_journal
+from ._redaction import redact
 from ._workflow import Workflow
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
@@ -156,15 +157,18 @@ class Runtime:
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
             workflow_name=loaded.name,
-            workflow=workflow_to_json(loaded),
-            inputs=checked_inputs,
+            # Secret-looking values never reach the journal; resume reads these copies, so secrets
+            # belong in the environment, not in workflow config or inputs.
+            workflow=redact(workflow_to_json(loaded)),
+            inputs=redact(checked_inputs),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
         await self.journal.create_execution(record)
         emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
         run = self._execution(
-            record.execution_id, loaded, checked_inputs, emitter, execution_timeout
+            record.execution_id, loaded, checked_inputs, emitter, execution_timeout,
+            correlation_id=record.correlation_id,
         )
         return await self._launch(run)
 
@@ -198,7 +202,7 @@ class Runtime:
         emitter = Emitter(factory, self.journal, self.bus)
         run = self._execution(
             execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed,
-            state=state,
+            state=state, correlation_id=record.correlation_id,
         )
         return await self._launch(run)
 
@@ -261,6 +265,7 @@ class Runtime:
         *,
         completed: Mapping[str, Any] | None = None,
         state: ExecutionState | None = None,
+        correlation_id: str | None = None,
     ) -> ExecutionRun:
         return ExecutionRun(
             execution_id=execution_id,
@@ -274,6 +279,7 @@ class Runtime:
             timeout=timeout if timeout is not None else workflow.timeout,
             completed=completed,
             resumed=completed is not None,
+            correlation_id=correlation_id,
             random_source=self._random,
             usage=state.usage if state is not None else None,
             step_usage={

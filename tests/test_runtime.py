@@ -412,7 +412,7 @@ async def test_resume_after_a_failure_reruns_only_the_unfinished_steps_across_ru
     marker = events[len(before)]
     assert marker.type == EventType.EXECUTION_RESUMED
     assert marker.seq == before[-1].seq + 1
-    assert marker.data == {"reused_steps": ["prepare"]}
+    assert marker.data["reused_steps"] == ["prepare"]
     assert marker.elapsed >= before[-1].elapsed
     rerun = {e.step_id for e in events[len(before):] if e.type == EventType.STEP_STARTED}
     assert rerun == {"call_service", "report"}
@@ -445,7 +445,7 @@ async def test_resume_after_a_cancel_reruns_the_cancelled_steps(
     assert result.output == {"first": {"input": 1, "call": 1}, "slow": None,
                              "last": {"input": 2, "call": 1}}
     resumed_at = of_type(events, EventType.EXECUTION_RESUMED)[0]
-    assert resumed_at.data == {"reused_steps": ["first"]}
+    assert resumed_at.data["reused_steps"] == ["first"]
     succeeded = of_type(events, EventType.STEP_SUCCEEDED, "slow")
     assert [e.elapsed - resumed_at.elapsed for e in succeeded] == [10.0]
     assert_replays_to(result, events)
