@@ -201,15 +201,18 @@ def schema() -> int:
               help="List at most N executions.  [default: 20]")
 @click.option("--status", type=click.Choice(_STATUSES), default=None,
               help="List only executions with this status.")
+@click.option("--timeline", is_flag=True,
+              help="With ID: draw each step's attempts and retry waits on a time axis.")
 @journal_option
 async def inspect(
     execution_id: str | None, as_json: bool, limit: int | None, status: str | None,
-    journal: str | None,
+    timeline: bool, journal: str | None,
 ) -> int:
     """List executions, or show one in detail.
 
     Without ID, lists the most recent executions, newest first. With ID (or a unique prefix),
-    shows the execution, its steps and its events.
+    shows the execution, its steps and its events; with --timeline, a Gantt-style chart of where
+    the time went.
     """
 
     async def action() -> int:
@@ -225,6 +228,8 @@ async def inspect(
 
         if execution_id is not None and (limit is not None or status is not None):
             raise CommandError("--limit and --status apply to the list, not to one execution")
+        if timeline and (execution_id is None or as_json):
+            raise CommandError("--timeline needs an execution ID and draws text, not --json")
         path = _journal_path(journal, must_exist=execution_id is not None)
         color = wants_color(sys.stdout)
         if execution_id is None and not path.exists():
@@ -242,11 +247,62 @@ async def inspect(
                     click.echo("no executions" + (f" with status {status}" if status else ""))
                 return EXIT_OK
             record = await find_execution(store, execution_id)
-            detail = execution_detail(record, await store.events(record.execution_id))
+            events = await store.events(record.execution_id)
+        if timeline:
+            import shutil
+
+            from ._timeline import render_timeline
+
+            width = shutil.get_terminal_size((100, 24)).columns
+            click.echo(render_timeline(events, width=width, color=color))
+            return EXIT_OK
+        detail = execution_detail(record, events)
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
         return EXIT_OK
 
     return await _guard(action)
+
+
+def _configure_logging(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Set up logging as soon as either option is parsed; the last call has both values."""
+    from ._logging import configure_logging
+
+    settings = ctx.find_root().meta.setdefault("orchestr8.logging", {})
+    if value is not None:
+        settings[param.name] = value
+    try:
+        configure_logging(settings.get("log_format"), settings.get("log_level"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+def _logging_options() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--log-format"], type=click.Choice(["text", "json"], case_sensitive=False),
+            default=None, expose_value=False, callback=_configure_logging, metavar="text|json",
+            help="Log lines as text or as JSON objects, on stderr.  [env: ORCHESTR8_LOG_FORMAT]",
+        ),
+        click.Option(
+            ["--log-level"], default=None, expose_value=False, callback=_configure_logging,
+            metavar="LEVEL",
+            help="debug, info, warning (default), error or critical.  [env: ORCHESTR8_LOG_LEVEL]",
+        ),
+    ]
+
+
+def _add_logging_options(command: click.Command) -> None:
+    """Give the group and every command `--log-format` and `--log-level`.
+
+    `orchestr8 test` is left out: its arguments belong to pytest, which has its own `--log-level`
+    (use `orchestr8 --log-level … test` there).
+    """
+    if command.name == "test" or any(p.name == "log_format" for p in command.params):
+        return
+    command.params.extend(_logging_options())
+    if isinstance(command, click.Group):
+        for child in command.commands.values():
+            _add_logging_options(child)
 
 
 def main() -> None:
@@ -258,6 +314,7 @@ def main() -> None:
 
     for command in (init_command, create_group, tests_command, agent_group):
         cli.add_command(command)
+    _add_logging_options(cli)
     try:
         code = cli(_anyio_backend="trio", standalone_mode=False)
     except click.ClickException as error:
@@ -405,14 +462,27 @@ async def _drive(
     begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code."""
+    from ._runtime import tune_garbage_collection
+    from ._telemetry_export import configure_from_environment, shutdown_telemetry
+
+    tune_garbage_collection()
+    configure_from_environment()
+    try:
+        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json)
+    finally:
+        shutdown_telemetry()
+
+
+async def _drive_runtime(
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+) -> int:
+    """The body of `_drive`: the runtime, the progress view and the signal handling."""
     import signal
 
     import trio
 
     from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
-    from ._runtime import open_runtime, tune_garbage_collection
-
-    tune_garbage_collection()
+    from ._runtime import open_runtime
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import math
 import random
 from collections import deque
@@ -50,6 +51,8 @@ from ._telemetry import (
     record_execution_result,
 )
 from ._workflow import Step, Workflow
+
+_logger = logging.getLogger("orchestr8.engine")
 
 _current_step: contextvars.ContextVar[tuple[Emitter, str, int] | None] = contextvars.ContextVar(
     "orchestr8_current_step", default=None
@@ -182,6 +185,9 @@ class _StepListener:
 
     def retry_scheduled(self, attempt: int, delay: float) -> None:
         engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
+        _logger.info(
+            "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
+        )
         self.emitter.emit_nowait(
             EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
             data={"delay": delay, "next_attempt": attempt + 1},
@@ -351,6 +357,10 @@ class ExecutionRun:
                     EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
                 )
                 await self._emitter.emit(start, data=self._start_data())
+                _logger.info(
+                    "execution %s of workflow %r %s", self.execution_id, self.workflow.name,
+                    "resumed" if self._resumed else "started",
+                )
                 deadline = (
                     math.inf if self._timeout is None else trio.current_time() + self._timeout
                 )
@@ -361,6 +371,12 @@ class ExecutionRun:
                     ending = await self._schedule(supervisor, deadline)
                 result = await self._finish(ending)
                 record_execution_result(span, result.status, result.error)
+                _logger.log(
+                    logging.INFO if result.succeeded else logging.WARNING,
+                    "execution %s %s%s", self.execution_id, result.status,
+                    f": {result.error.get('type')}: {result.error.get('message')}"
+                    if result.error else "",
+                )
                 # Finished means durable: whoever waits for the result can read it in the journal.
                 await self._emitter.flush()
                 self.result = result
@@ -511,6 +527,12 @@ class ExecutionRun:
                 EventType.STEP_FAILED, step_id=step_id, attempt=listener.attempts or None,
                 data={"error": result.error},
             )
+            with log_context(step_id=step_id, agent_id=step.agent.id):
+                _logger.warning(
+                    "step %s failed after %d attempt(s): %s: %s", step_id, listener.attempts,
+                    result.error["type"] if result.error else "",
+                    result.error["message"] if result.error else "",
+                )
             self._step_metrics(step, result.status, started)
             return result
         finally:

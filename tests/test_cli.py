@@ -504,3 +504,59 @@ async def test_progress_view_writes_one_line_per_transition() -> None:
 def test_render_table_aligns_columns() -> None:
     text = render_table(["A", "BBB"], [["xxxx", ("ok", "green")], ["y", "z"]], color=False)
     assert text.splitlines() == ["A     BBB", "xxxx  ok", "y     z"]
+
+
+# -- logging and the timeline ---------------------------------------------------------------------
+
+
+def test_run_writes_json_log_lines_with_the_execution_ids(tmp_path: Path) -> None:
+    """`--log-format json --log-level info` puts one JSON object per log line on stderr."""
+    workflow = write_workflow(tmp_path / "flaky.json", [
+        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,
+         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}}},
+    ])
+    done = call("run", str(workflow), "--journal", str(tmp_path / "j.db"), "--json",
+                "--log-format", "json", "--log-level", "info", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    execution_id = json.loads(done.stdout)["execution_id"]
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    retry = next(record for record in records if "retrying" in record["message"])
+    assert retry["level"] == "INFO"
+    assert retry["logger"] == "orchestr8.engine"
+    assert retry["execution_id"] == execution_id
+    assert retry["correlation_id"] == execution_id
+    assert retry["step_id"] == "flaky"
+    assert set(retry) >= {"time", "level", "message", "logger"}
+
+
+def test_log_settings_come_from_the_environment_and_bad_ones_exit_1(tmp_path: Path) -> None:
+    """ORCHESTR8_LOG_LEVEL / ORCHESTR8_LOG_FORMAT apply; an unknown value is exit 1, named."""
+    workflow = write_workflow(tmp_path / "ok.json", [{"id": "a", "agent": "echo", "input": 1}])
+    done = call("run", str(workflow), "--journal", str(tmp_path / "j.db"), cwd=tmp_path,
+                env={"ORCHESTR8_LOG_LEVEL": "info"})
+    assert done.code == 0
+    assert "INFO     orchestr8.engine: execution" in done.stderr
+    bad = call("schema", cwd=tmp_path, env={"ORCHESTR8_LOG_FORMAT": "xml"})
+    assert bad.code == 1
+    assert "unknown log format 'xml'" in bad.stderr
+
+
+def test_inspect_timeline_draws_attempts_and_retry_waits(tmp_path: Path) -> None:
+    """`inspect ID --timeline` draws each step's attempts and waits on one time axis."""
+    workflow = write_workflow(tmp_path / "flaky.json", [
+        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,
+         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05, "jitter": "none"}}},
+        {"id": "after", "agent": "echo", "input": 2, "depends_on": ["flaky"]},
+    ])
+    journal = str(tmp_path / "j.db")
+    ran = call("run", str(workflow), "--journal", journal, "--json", cwd=tmp_path)
+    execution_id = json.loads(ran.stdout)["execution_id"]
+    done = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "x" in rows["flaky"]
+    assert "." in rows["flaky"]
+    assert "succeeded" in rows["flaky"]
+    assert "succeeded" in rows["after"]
+    refused = call("inspect", "--timeline", "--journal", journal, cwd=tmp_path)
+    assert refused.code == 1
