@@ -43,6 +43,7 @@ from ._logging import log_context
 from ._metrics import engine_metrics
 from ._pipeline import Rejection, call_with_policy
 from ._policy import Policy
+from ._redaction import redact
 from ._supervisor import open_supervisor
 from ._telemetry import (
     attempt_span,
@@ -687,14 +688,16 @@ class ExecutionRun:
         error: dict[str, Any] | None,
         steps: dict[str, StepResult],
     ) -> ExecutionResult:
-        if self._step_usage:
-            steps = {
-                step_id: attrs.evolve(result, usage=self._step_usage[step_id])
-                if step_id in self._step_usage else result
-                for step_id, result in steps.items()
-            }
+        # What leaves the engine is redacted exactly as the journal is, so the result equals its
+        # replay; dependents got the real outputs (kept in memory only) while the run lasted.
+        steps = {
+            step_id: attrs.evolve(
+                result, output=redact(result.output), usage=self._step_usage.get(step_id, {})
+            )
+            for step_id, result in steps.items()
+        }
         return ExecutionResult(
-            self.execution_id, status, output, error, steps, usage=dict(self._usage)
+            self.execution_id, status, redact(output), error, steps, usage=dict(self._usage)
         )
 
     def _with_usage(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -237,6 +237,29 @@ def register_secret(value: str) -> bool:
     return default_redactor().add_secret(value)
 
 
+def register_secrets_in(value: Any) -> int:
+    """Register, as secret values, every string under a secret-looking key in JSON-like `value`.
+
+    The runtime calls it on each workflow's agent configs and inputs, so that a config's
+    `api_key` is also redacted where an agent echoes it in free text (an error message, a log
+    line), not only where it sits under its key. Returns how many values were newly registered.
+    """
+    redactor = default_redactor()
+    added = 0
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Mapping):
+            for key, item in current.items():
+                if isinstance(item, str) and isinstance(key, str) and redactor.is_secret_key(key):
+                    added += redactor.add_secret(item)
+                elif isinstance(item, Mapping | list | tuple):
+                    stack.append(item)
+        elif isinstance(current, list | tuple):
+            stack.extend(item for item in current if isinstance(item, Mapping | list | tuple))
+    return added
+
+
 def redact(value: Any) -> Any:
     """Redact JSON-like data with the process-wide redactor (see `Redactor.redact`)."""
     return default_redactor().redact(value)

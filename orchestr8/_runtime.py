@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord, Journal, open_journal
-from ._redaction import redact
+from ._redaction import redact, register_secrets_in
 from ._workflow import Workflow
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
@@ -117,6 +117,8 @@ class Runtime:
             workflow, agent_exists=self.registry.exists
         )
         problems: list[Problem] = []
+        for step in loaded.steps:
+            register_secrets_in(step.agent.config)
         for index, step in enumerate(loaded.steps):
             try:
                 self.registry.create(step.agent.id, step.agent.config)
@@ -154,6 +156,7 @@ class Runtime:
                 return await self._handle_for(existing)
         loaded = self.load(workflow)
         checked_inputs = validate_inputs(loaded, inputs)
+        register_secrets_in(checked_inputs)
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
             workflow_name=loaded.name,
