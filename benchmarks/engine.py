@@ -7,6 +7,8 @@ run, so the numbers say what orchestr8 adds rather than how fast this machine is
     python benchmarks/engine.py --quick    # smaller sizes, for a smoke run
 
 Each case runs in a fresh subprocess, so peak RSS belongs to that case alone.
+`sequential_memory_traced` runs the same workflow with the OpenTelemetry SDK recording every span
+and metric (a no-op exporter) beside the untraced run.
 """
 
 from __future__ import annotations
@@ -110,6 +112,42 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
             "added_per_step_us": round(per_step - baseline, 1),
             "target_per_step_us": 50 if case == "sequential_memory" else 150,
         }
+    if case == "sequential_memory_traced":
+        # Tracing on: the OpenTelemetry SDK records every span (a no-op exporter behind a simple
+        # processor) and every metric (an in-memory reader), beside the same run untraced.
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        from orchestr8._telemetry import use_providers
+
+        class NoOpExporter(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(NoOpExporter()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        workflow = sequential_workflow(size)
+        traced, untraced = [], []
+        for _ in range(repeats):
+            use_providers(None, None)
+            untraced.append(trio.run(orchestr8_run, workflow, None))
+            use_providers(tracer_provider, meter_provider)
+            traced.append(trio.run(orchestr8_run, workflow, None))
+        use_providers(None, None)
+        on = statistics.median(traced) / size * 1e6
+        off = statistics.median(untraced) / size * 1e6
+        return {
+            "bench": case, "steps": size, "traced_per_step_us": round(on, 1),
+            "untraced_per_step_us": round(off, 1), "ratio": round(on / off, 2),
+            "target_ratio": 2.0,
+        }
     if case == "fan_out":
         baseline_rss_before = peak_rss_mb()
         baseline = trio.run(baseline_fan_out, size)
@@ -164,6 +202,7 @@ def main() -> None:
     for case, size in (
         ("sequential_memory", sequential),
         ("sequential_sqlite", sequential),
+        ("sequential_memory_traced", sequential),
         ("fan_out", fan_out),
     ):
         completed = subprocess.run(
