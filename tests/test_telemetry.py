@@ -440,3 +440,59 @@ shutdown_telemetry()
     [span] = [document for document in documents if document.get("name") == "agent.run"]
     assert span["resource"]["attributes"]["service.name"] == "demo"
     assert "orchestr8.step.duration" in out.stderr
+
+
+# -- the engine, end to end -------------------------------------------------------------------
+
+
+async def test_engine_run_with_failures_and_retries_traces_and_counts_them(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Parallel steps, retries and a failure: span tree, retry spans, counters and histogram."""
+    workflow = {
+        "schema_version": "1.0", "name": "known", "fail_fast": False,
+        "steps": [
+            {"id": "flaky", "agent": {"id": "fail", "config": {"times": 2}}, "input": 1,
+             "policy": {"retry": {"max_attempts": 3, "initial_delay": 1.0, "jitter": "none"}}},
+            {"id": "broken", "agent": "fail", "input": 2,
+             "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.5, "jitter": "none"}}},
+            {"id": "fine", "agent": "echo", "input": 3},
+        ],
+    }
+    result = await run_workflow(workflow)
+    assert result.status == "failed"
+    [execution] = otel.named("orchestrator.execute")
+    assert execution.attributes is not None
+    assert execution.attributes["execution.status"] == "failed"
+    assert execution.status.status_code is StatusCode.ERROR
+    attempts = otel.named("agent.run")
+    by_step: dict[str, list[ReadableSpan]] = {}
+    for span in attempts:
+        assert span.attributes is not None
+        by_step.setdefault(str(span.attributes["step.id"]), []).append(span)
+    assert {step: len(spans) for step, spans in by_step.items()} == {
+        "flaky": 3, "broken": 2, "fine": 1,
+    }
+    assert all(parent_id(span) == execution.context.span_id for span in attempts)
+    outcomes = sorted(
+        str(span.attributes["attempt.outcome"]) for span in by_step["flaky"]  # type: ignore[index]
+    )
+    assert outcomes == ["failed", "failed", "succeeded"]
+    retries = otel.named("resilience.retry")
+    assert sorted(
+        (span.attributes["step.id"], span.attributes["retry.delay"])  # type: ignore[index]
+        for span in retries
+    ) == [("broken", 0.5), ("flaky", 1.0), ("flaky", 2.0)]
+    assert all(parent_id(span) == execution.context.span_id for span in retries)
+    labels = {"workflow.name": "known"}
+    succeeded = {p.attributes["step.id"]: p.value for p in otel.points(STEP_SUCCEEDED)}
+    failed = {p.attributes["step.id"]: p.value for p in otel.points(STEP_FAILED)}
+    retried = {p.attributes["step.id"]: p.value for p in otel.points(STEP_RETRIES)}
+    assert succeeded == {"flaky": 1, "fine": 1}
+    assert failed == {"broken": 1}
+    assert retried == {"flaky": 2, "broken": 1}
+    durations = {p.attributes["step.id"]: p for p in otel.points(STEP_DURATION)}
+    assert durations["flaky"].sum == pytest.approx(3000.0)
+    assert durations["broken"].sum == pytest.approx(500.0)
+    in_flight = [p for p in otel.points(EXECUTIONS_IN_FLIGHT) if p.attributes == labels]
+    assert [p.value for p in in_flight] == [0]
