@@ -311,8 +311,9 @@ def main() -> None:
     from actors.research._command import agent_group
 
     from ._scaffold import create_group, init_command, tests_command
+    from ._serve import serve_command
 
-    for command in (init_command, create_group, tests_command, agent_group):
+    for command in (serve_command, init_command, create_group, tests_command, agent_group):
         cli.add_command(command)
     _add_logging_options(cli)
     try:

@@ -1,0 +1,366 @@
+"""The JSON documents of the REST API: reading request bodies and queries, writing responses.
+
+Request bodies are read strictly, like workflow files: UTF-8 JSON only, no NaN or infinity, no
+duplicate keys, no lone surrogates (which no journal can store). Problems found in a body are
+reported with JSON paths into the body (`$.workflow.steps[0].id`), with the messages `orchestr8
+validate` prints. Errors leave as RFC 9457 problems (`application/problem+json`).
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import quote
+
+import attrs
+from quart import Response, g, has_websocket_context, request, websocket
+from werkzeug.datastructures import MultiDict
+from werkzeug.http import HTTP_STATUS_CODES
+
+from ._codec import json_value_problems
+from ._errors import Problem
+from ._events import ExecutionState, StepState
+from ._expressions import append_path, json_type_name
+from ._journal import ExecutionRecord
+from ._schema import sort_problems
+
+PROBLEM_JSON: Final = "application/problem+json"
+
+PROBLEM_TYPES: Final[Mapping[str, str]] = {
+    "invalid-json": "Request body is not valid JSON",
+    "invalid-request": "Request body does not fit the operation",
+    "invalid-workflow": "Invalid workflow",
+    "invalid-inputs": "Invalid inputs",
+    "invalid-parameter": "Invalid query parameter",
+    "invalid-header": "Invalid header",
+    "unsupported-media-type": "Unsupported media type",
+    "idempotency-key-reused": "Idempotency-Key reused with a different request",
+    "execution-not-found": "Execution not found",
+    "execution-finished": "Execution already finished",
+    "execution-not-running": "Execution not running in this server",
+    "unauthorized": "Unauthorized",
+    "journal-unavailable": "Journal unavailable",
+    "shutting-down": "Server shutting down",
+}
+"""Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
+
+_EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+_INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+
+
+class ProblemError(Exception):
+    """Raised by a route to answer with a problem document instead of its normal response."""
+
+    def __init__(
+        self, status: int, kind: str, detail: str, *, errors: Sequence[Problem] | None = None
+    ) -> None:
+        """Describe the problem: HTTP status, a `PROBLEM_TYPES` name, a sentence, the errors."""
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.errors = None if errors is None else tuple(errors)
+
+    @classmethod
+    def from_problems(
+        cls, kind: str, problems: Sequence[Problem], *, prefix: str = "$"
+    ) -> ProblemError:
+        """A 422 listing `problems`, their paths re-rooted from `$` to `prefix`."""
+        moved = [Problem(prefix + problem.path[1:], problem.message) for problem in problems]
+        count = len(moved)
+        detail = f"{count} problem{'s' if count != 1 else ''} found; see errors"
+        return cls(422, kind, detail, errors=moved)
+
+    @classmethod
+    def parameter(cls, name: str, message: str) -> ProblemError:
+        """A 400 about one query parameter; its path is the parameter's name."""
+        return cls(400, "invalid-parameter", f"{name}: {message}", errors=[Problem(name, message)])
+
+    def response(self, instance: str) -> Response:
+        """Render as an `application/problem+json` response."""
+        errors = None
+        if self.errors is not None:
+            errors = [{"path": error.path, "message": error.message} for error in self.errors]
+        return problem_response(self.status, self.kind, self.detail, errors=errors,
+                                instance=instance)
+
+
+def json_response(
+    document: Any, status: int = 200, *, headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
+    """Encode a JSON document as a response (UTF-8, compact, no NaN)."""
+    try:
+        body = json.dumps(document, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be UTF-8; escaped, it stays valid JSON.
+        body = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("ascii")
+    return Response(body, status=status, headers=dict(headers or {}), content_type=content_type)
+
+
+def problem_response(
+    status: int, kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None, instance: str | None = None,
+) -> Response:
+    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`."""
+    known = kind in PROBLEM_TYPES
+    document: dict[str, Any] = {
+        "type": f"urn:orchestr8:problem:{kind}" if known else "about:blank",
+        "title": PROBLEM_TYPES[kind] if known else HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": instance if instance is not None else current_path(),
+    }
+    if errors is not None:
+        document["errors"] = errors
+    return json_response(document, status, headers=headers, content_type=PROBLEM_JSON)
+
+
+def current_path() -> str:
+    """The path of the request or WebSocket being handled."""
+    return websocket.path if has_websocket_context() else request.path
+
+
+async def read_json_body() -> Any:
+    """Read the request body as strict JSON.
+
+    Raises:
+        ProblemError: 415 not JSON by content type, 400 not valid JSON, 422 duplicate keys or
+            nesting deeper than the workflow limit. The size limit raises 413 while reading.
+    """
+    mimetype = request.mimetype
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if not (mimetype == "application/json" or mimetype.endswith("+json")) or charset != "utf-8":
+        shown = request.headers.get("Content-Type") or "none"
+        raise ProblemError(415, "unsupported-media-type",
+                           f"send the body as application/json (UTF-8); got {shown}")
+    data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    g.body_read = True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProblemError(400, "invalid-json",
+                           f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+                           f"{error.start})") from None
+    recorder = _DuplicateKeys()
+    try:
+        document = json.loads(text, object_pairs_hook=recorder, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
+                           f"{error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise ProblemError(400, "invalid-json", "invalid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise ProblemError(400, "invalid-json", f"invalid JSON: {error}") from None
+    surrogate = _lone_surrogate(document)
+    if surrogate is not None:
+        raise ProblemError(400, "invalid-json", f"invalid JSON at {surrogate}: a string holds "
+                           "an unpaired surrogate escape, which is not Unicode text")
+    problems = _value_problems(document, recorder.duplicates)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return document
+
+
+class _DuplicateKeys:
+    """Builds JSON objects and remembers which of them repeated a key (JSON keeps the last)."""
+
+    def __init__(self) -> None:
+        self.duplicates: dict[int, list[str]] = {}
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            counts = collections.Counter(key for key, _ in pairs)
+            self.duplicates[id(result)] = [key for key, count in counts.items() if count > 1]
+        return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _lone_surrogate(document: Any) -> str | None:
+    """The JSON path of the first key or string holding a lone surrogate, or None."""
+    pending: list[tuple[Any, str]] = [(document, "$")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if not _is_text(key):
+                    return path
+                pending.append((child, append_path(path, key)))
+        elif isinstance(value, list):
+            pending.extend((child, f"{path}[{index}]") for index, child in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _value_problems(document: Any, duplicates: Mapping[int, list[str]]) -> list[Problem]:
+    """Duplicate keys and too deep nesting, each part measured the way `validate` measures it."""
+    if not isinstance(document, dict):
+        return []
+    problems = [
+        Problem("$", f"duplicate key '{key}'") for key in duplicates.get(id(document), ())
+    ]
+    for key, value in document.items():
+        problems += json_value_problems(value, append_path("$", key), duplicates=duplicates)
+    return problems
+
+
+@attrs.frozen
+class ExecuteRequest:
+    """The body of `POST /workflows/execute`, its shape checked (not yet the workflow itself)."""
+
+    workflow: dict[str, Any]
+    inputs: dict[str, Any] | None = None
+    timeout: float | None = None
+    correlation_id: str | None = None
+
+
+def parse_execute_request(document: Any) -> ExecuteRequest:
+    """Check the shape of an execute request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    if not isinstance(document, dict):
+        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
+        raise ProblemError.from_problems("invalid-request", [problem])
+    problems: list[Problem] = []
+    for key in document:
+        if key not in _EXECUTE_KEYS:
+            close = difflib.get_close_matches(key, _EXECUTE_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    workflow = document.get("workflow")
+    if "workflow" not in document:
+        problems.append(Problem("$", "missing required key 'workflow'"))
+    elif not isinstance(workflow, dict):
+        got = json_type_name(workflow)
+        problems.append(Problem("$.workflow", f"expected an object, got {got}"))
+    inputs = document.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
+    timeout = document.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float)
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
+        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
+                                f"{json.dumps(timeout)[:40]}"))
+    correlation_id = document.get("correlation_id")
+    if correlation_id is not None and not (
+        isinstance(correlation_id, str) and 1 <= len(correlation_id) <= 200
+    ):
+        problems.append(Problem("$.correlation_id", "expected a string of 1 to 200 characters"))
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    assert isinstance(workflow, dict)
+    return ExecuteRequest(workflow, inputs, None if timeout is None else float(timeout),
+                          correlation_id)
+
+
+def query_int(
+    name: str, *, default: int, low: int, high: int, args: MultiDict[str, str] | None = None
+) -> int:
+    """Read an integer query parameter between `low` and `high`.
+
+    Raises:
+        ProblemError: 400 when it is not such an integer.
+    """
+    raw = (request.args if args is None else args).get(name)
+    if raw is None:
+        return default
+    if _INTEGER.fullmatch(raw.strip()) is None:
+        raise ProblemError.parameter(name, f"expected an integer, got {raw[:40]!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ProblemError.parameter(name, f"expected an integer from {low} to {high}, "
+                                     f"got {value}")
+    return value
+
+
+def execution_links(execution_id: str) -> dict[str, str]:
+    """The paths of an execution's resources."""
+    base = f"/executions/{quote(execution_id, safe='')}"
+    return {"self": base, "journal": f"{base}/journal", "events": f"{base}/events",
+            "cancel": f"{base}/cancel"}
+
+
+def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
+    """One item of `GET /executions`: id, workflow name, status and times."""
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(record.status),
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "correlation_id": record.correlation_id,
+        "links": {"self": execution_links(record.execution_id)["self"]},
+    }
+
+
+def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[str, Any]:
+    """`GET /executions/{id}`: the execution as its events tell it, with every declared step."""
+    declared = [
+        step["id"] for step in record.workflow.get("steps", ())
+        if isinstance(step, Mapping) and isinstance(step.get("id"), str)
+    ]
+    steps = {
+        step_id: _step_document(state.steps.get(step_id, StepState()))
+        for step_id in [*declared, *(step_id for step_id in state.steps if step_id not in declared)]
+    }
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(state.status),
+        "created_at": record.created_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration": _duration(state.started, state.finished),
+        "correlation_id": record.correlation_id,
+        "idempotency_key": record.idempotency_key,
+        "inputs": record.inputs,
+        "output": state.output,
+        "error": state.error,
+        "last_seq": state.last_seq,
+        "steps": steps,
+        "links": execution_links(record.execution_id),
+    }
+
+
+def _step_document(step: StepState) -> dict[str, Any]:
+    return {
+        "status": str(step.status),
+        "attempts": step.attempts,
+        "duration": _duration(step.started, step.finished),
+        "output": step.output,
+        "error": step.error,
+    }
+
+
+def _duration(started: float | None, finished: float | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return max(0.0, finished - started)
+

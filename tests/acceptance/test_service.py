@@ -1,0 +1,261 @@
+"""End to end: a real `orchestr8 serve` process, driven with httpx and trio-websocket.
+
+Each server listens on a free loopback port (`--port 0`; the URL is read from its output) with its
+own journal, and is stopped with SIGTERM as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+import pytest
+import trio
+import trio_websocket
+
+KEY = "acceptance-key-7f3a9c"
+STEPS = {
+    "schema_version": "1.0",
+    "name": "three-naps",
+    "strategy": "sequential",
+    "steps": [{"id": f"nap{index}", "agent": "sleep", "input": {"seconds": 0.15}}
+              for index in range(3)],
+    "output": {"last": "${steps.nap2.output}"},
+}
+LONG = {"schema_version": "1.0", "name": "long",
+        "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 60}}]}
+
+
+@attrs.define
+class Server:
+    """A running `orchestr8 serve` process, its URL and what it printed."""
+
+    process: trio.Process
+    url: str = ""
+    stdout: bytearray = attrs.Factory(bytearray)
+    stderr: bytearray = attrs.Factory(bytearray)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+    async def stop(self) -> int:
+        """SIGTERM, then wait for the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            return await self.process.wait()
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")}
+    return {**env, "NO_COLOR": "1", **extra}
+
+
+@asynccontextmanager
+async def orchestr8_serve(
+    journal: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
+    """Start `orchestr8 serve --port 0` on `journal`; yield it once it prints its URL."""
+    command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0", "--journal",
+               str(journal), "--cancel-grace", "0.5", *args]
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or environment()
+    )
+    server = Server(process)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain, process.stderr, server.stderr)
+        try:
+            with trio.fail_after(20):
+                assert process.stdout is not None
+                while b"\n" not in server.stdout:
+                    chunk = await process.stdout.receive_some()
+                    assert chunk, f"serve exited: {server.stderr.decode()}"
+                    server.stdout += chunk
+            line = server.stdout.decode().splitlines()[0]
+            assert line.startswith("orchestr8 serving on http://127.0.0.1:"), line
+            server.url = line.rsplit(" ", 1)[1]
+            nursery.start_soon(drain, process.stdout, server.stdout)
+            yield server
+        except BaseException:
+            # Shown by pytest with the failure: what the server said.
+            sys.stderr.write(f"server stderr:\n{server.stderr.decode()}\n")
+            raise
+        finally:
+            if process.returncode is None:
+                await server.stop()
+            nursery.cancel_scope.cancel()
+
+
+async def drain(stream: Any, into: bytearray) -> None:
+    while chunk := await stream.receive_some():
+        into += chunk
+
+
+@asynccontextmanager
+async def event_socket(
+    url: str, *, headers: Sequence[tuple[str, str]] = ()
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """A WebSocket client whose TCP stream is always closed at the end.
+
+    trio-websocket 0.12 leaves it open when the server closes first or refuses the handshake.
+    """
+    parts = urlsplit(url)
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80)
+    try:
+        async with stream, trio.open_nursery() as nursery:
+            socket = await trio_websocket.wrap_client_stream(
+                nursery, stream, parts.netloc, resource,
+                extra_headers=[(name.encode(), value.encode()) for name, value in headers],
+            )
+            try:
+                yield socket
+            finally:
+                await socket.aclose()
+    except BaseExceptionGroup as group:
+        refused, _ = group.split(trio_websocket.HandshakeError)
+        if refused is None:
+            raise
+        while isinstance(refused, BaseExceptionGroup):
+            refused = refused.exceptions[0]
+        raise refused from None
+
+
+async def receive_until_closed(
+    socket: trio_websocket.WebSocketConnection,
+) -> tuple[list[dict[str, Any]], trio_websocket.CloseReason]:
+    events = []
+    with trio.fail_after(15):
+        while True:
+            try:
+                events.append(json.loads(await socket.get_message()))
+            except trio_websocket.ConnectionClosed as closed:
+                return events, closed.reason
+
+
+async def execute(http: httpx.AsyncClient, workflow: dict[str, Any], **headers: str) -> str:
+    response = await http.post("/workflows/execute", json={"workflow": workflow},
+                               headers=headers)
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+async def test_execute_follow_live_events_to_succeeded_then_replay_after_a_seq(
+    tmp_path: Path,
+) -> None:
+    """Execute, follow the live events in order to `execution.succeeded` (1000), replay after 3."""
+    async with (
+        orchestr8_serve(tmp_path / "journal.db") as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        execution_id = await execute(http, STEPS)
+        events_url = f"{server.ws_url}/executions/{execution_id}/events"
+        async with event_socket(events_url) as socket:
+            events, reason = await receive_until_closed(socket)
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        assert (events[-1]["type"], reason.code) == ("execution.succeeded", 1000)
+        detail = (await http.get(f"/executions/{execution_id}")).json()
+        assert detail["status"] == "succeeded"
+        assert [step["status"] for step in detail["steps"].values()] == ["succeeded"] * 3
+        async with event_socket(f"{events_url}?after=3") as socket:
+            replayed, reason = await receive_until_closed(socket)
+        assert replayed == events[3:]
+        assert reason.code == 1000
+
+
+async def test_cancel_a_long_run_and_the_socket_shows_execution_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Cancelling a running execution answers 202; its socket gets `execution.cancelled`."""
+    async with (
+        orchestr8_serve(tmp_path / "journal.db") as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        execution_id = await execute(http, LONG)
+        async with event_socket(f"{server.ws_url}/executions/{execution_id}/events") as socket:
+            assert json.loads(await socket.get_message())["type"] == "execution.started"
+            cancel = await http.post(f"/executions/{execution_id}/cancel")
+            assert cancel.status_code == 202
+            events, reason = await receive_until_closed(socket)
+        assert (events[-1]["type"], reason.code) == ("execution.cancelled", 1000)
+        again = await http.post(f"/executions/{execution_id}/cancel")
+        assert again.status_code == 409
+        assert again.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_a_restarted_server_on_the_same_journal_shows_earlier_executions(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM cancels running executions and exits 0; a new server on the journal shows all."""
+    journal = tmp_path / "journal.db"
+    async with orchestr8_serve(journal) as first:
+        async with httpx.AsyncClient(base_url=first.url) as http:
+            done = await execute(http, STEPS)
+            running = await execute(http, LONG)
+            async with event_socket(f"{first.ws_url}/executions/{done}/events") as socket:
+                await receive_until_closed(socket)
+        assert await first.stop() == 0
+    assert "stopped" in first.stderr.decode()
+    async with (
+        orchestr8_serve(journal) as second,
+        httpx.AsyncClient(base_url=second.url) as http,
+    ):
+        assert (await http.get(f"/executions/{done}")).json()["status"] == "succeeded"
+        assert (await http.get(f"/executions/{running}")).json()["status"] == "cancelled"
+        listed = (await http.get("/executions")).json()["items"]
+        assert [item["execution_id"] for item in listed] == [running, done]
+        async with event_socket(f"{second.ws_url}/executions/{done}/events") as socket:
+            events, reason = await receive_until_closed(socket)
+        assert (events[-1]["type"], reason.code) == ("execution.succeeded", 1000)
+
+
+async def test_listening_beyond_loopback_without_a_key_exits_4(tmp_path: Path) -> None:
+    """`serve --host 0.0.0.0` without an API key refuses to start: exit code 4, clear message."""
+    done = await trio.run_process(
+        [sys.executable, "-m", "orchestr8", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--journal", str(tmp_path / "journal.db")],
+        capture_stdout=True, capture_stderr=True, check=False, env=environment(),
+    )
+    assert done.returncode == 4
+    assert b"without an API key" in done.stderr
+    assert b"serving on" not in done.stdout
+
+
+async def test_the_api_key_guards_http_and_websocket_and_is_never_written(
+    tmp_path: Path,
+) -> None:
+    """With ORCHESTR8_API_KEY set, only `Bearer <key>` gets in; the key is in no output or file."""
+    journal = tmp_path / "journal.db"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with (
+        orchestr8_serve(journal, env=environment(ORCHESTR8_API_KEY=KEY)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        assert (await http.get("/health")).status_code == 200
+        refused = await http.post("/workflows/execute", json={"workflow": STEPS})
+        assert refused.status_code == 401
+        execution_id = await execute(http, STEPS, **auth)
+        events_url = f"{server.ws_url}/executions/{execution_id}/events"
+        with pytest.raises(trio_websocket.ConnectionRejected) as rejected:
+            async with event_socket(events_url):
+                pass
+        assert rejected.value.status_code == 401
+        async with event_socket(events_url, headers=list(auth.items())) as socket:
+            events, _ = await receive_until_closed(socket)
+        assert events[-1]["type"] == "execution.succeeded"
+        assert await server.stop() == 0
+    written = b"".join([await trio.Path(path).read_bytes()
+                        for path in await trio.Path(tmp_path).iterdir()])
+    for text in (bytes(server.stdout), bytes(server.stderr), written):
+        assert KEY.encode() not in text

@@ -1,0 +1,781 @@
+"""The REST API and the event WebSocket, through Quart's test client, over an in-memory runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
+from quart.typing import TestClientProtocol as Client
+
+from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
+from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._web import ServiceApp, create_app
+
+GOLDEN = Path(__file__).parent / "golden"
+KEY = "s3cret-key-for-tests"
+
+ECHO = {
+    "schema_version": "1.0",
+    "name": "greet",
+    "inputs": {"type": "object", "properties": {"who": {"type": "string"}}, "required": ["who"]},
+    "steps": [{"id": "greet", "agent": "echo", "input": {"hello": "${inputs.who}"}}],
+    "output": {"greeting": "${steps.greet.output.hello}"},
+}
+SLEEP = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}],
+}
+FAIL = {
+    "schema_version": "1.0",
+    "name": "boom",
+    "steps": [{
+        "id": "boom", "agent": {"id": "fail", "config": {"message": "nope"}},
+        "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "max_delay": 0.01,
+                             "jitter": "none"}},
+    }],
+}
+FAN_OUT = {
+    "schema_version": "1.0",
+    "name": "fan-out",
+    "strategy": "parallel",
+    "steps": [{"id": f"s{index}", "agent": "echo", "input": index} for index in range(40)],
+}
+BURST = {
+    "schema_version": "1.0",
+    "name": "burst",
+    "steps": [
+        {"id": "wait", "agent": "sleep", "input": {"seconds": 0.2}},
+        *({"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
+          for index in range(40)),
+    ],
+}
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with open_runtime(cancel_grace=0.2) as opened:
+        yield opened
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> ServiceApp:
+    return create_app(runtime)
+
+
+@pytest.fixture
+def client(app: ServiceApp) -> Client:
+    return app.test_client()
+
+
+async def start(client: Client, workflow: dict[str, Any], **body: Any) -> str:
+    response = await client.post("/workflows/execute", json={"workflow": workflow, **body})
+    assert response.status_code == 202, await response.get_data(as_text=True)
+    document = await response.get_json()
+    return str(document["execution_id"])
+
+
+async def finish(runtime: Runtime, execution_id: str) -> None:
+    """Wait until the execution has finished (it may have already)."""
+    with trio.fail_after(5), contextlib.suppress(ExecutionNotFoundError):
+        await runtime.get(execution_id).wait()
+    assert (await runtime.result(execution_id)).status.is_terminal
+
+
+async def problem(response: Any, status: int) -> dict[str, Any]:
+    """Check that a response is an RFC 9457 problem with `status`, and return it."""
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    document: dict[str, Any] = json.loads(await response.get_data(as_text=True))
+    assert {"type", "title", "status", "detail", "instance"} <= document.keys()
+    assert document["status"] == status
+    return document
+
+
+async def refused(client: Client, path: str) -> Any:
+    """Open a WebSocket that the server must refuse; return the HTTP response it sent instead."""
+    with pytest.RaisesGroup(WebsocketResponseError, allow_unwrapped=True,
+                            flatten_subgroups=True) as caught:
+        async with client.websocket(path) as socket:
+            await socket.receive()
+    error: Any = caught.value
+    if isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error.response
+
+
+async def receive_all(socket: Any) -> tuple[list[dict[str, Any]], int]:
+    """Read messages until the server closes; return the events and the close code."""
+    events = []
+    with trio.fail_after(5):
+        while True:
+            try:
+                events.append(json.loads(await socket.receive()))
+            except WebsocketDisconnectError as closed:
+                return events, closed.args[0]
+
+
+# -- starting executions ---------------------------------------------------------------------
+
+
+async def test_execute_answers_202_with_location_and_the_execution_succeeds(
+    client: Client, runtime: Runtime
+) -> None:
+    """POST /workflows/execute answers 202 with the id, status and Location; the run succeeds."""
+    response = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Ada"}}
+    )
+    assert response.status_code == 202
+    document = await response.get_json()
+    execution_id = document["execution_id"]
+    assert document["status"] in ("running", "succeeded")
+    assert response.headers["Location"] == f"/executions/{execution_id}"
+    await finish(runtime, execution_id)
+    detail = await (await client.get(response.headers["Location"])).get_json()
+    assert detail["status"] == "succeeded"
+    assert detail["output"] == {"greeting": "Ada"}
+
+
+async def test_execution_detail_reports_timing_output_and_every_step(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id} reports status, times, duration, inputs, output and each step."""
+    execution_id = await start(client, ECHO, inputs={"who": "Ada"}, correlation_id="req-7")
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["workflow"] == "greet"
+    assert detail["correlation_id"] == "req-7"
+    assert detail["inputs"] == {"who": "Ada"}
+    assert detail["started_at"] <= detail["finished_at"]
+    assert detail["duration"] >= 0
+    assert detail["error"] is None
+    assert detail["steps"] == {"greet": {"status": "succeeded", "attempts": 1,
+                                         "duration": detail["steps"]["greet"]["duration"],
+                                         "output": {"hello": "Ada"}, "error": None}}
+    assert detail["last_seq"] >= 5
+
+
+async def test_failed_step_reports_its_attempts_and_error(
+    client: Client, runtime: Runtime
+) -> None:
+    """A step that failed for good shows its attempts and error, and so does the execution."""
+    execution_id = await start(client, FAIL)
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["status"] == "failed"
+    assert detail["error"]["message"] == "nope"
+    step = detail["steps"]["boom"]
+    assert (step["status"], step["attempts"], step["error"]["message"]) == ("failed", 2, "nope")
+
+
+async def test_timeout_in_the_body_bounds_the_execution(
+    client: Client, runtime: Runtime
+) -> None:
+    """`timeout` in the body overrides the workflow's: a 30 s nap fails after 0.1 s."""
+    execution_id = await start(client, SLEEP, timeout=0.1)
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["status"] == "failed"
+
+
+async def test_idempotency_key_returns_the_same_execution_for_a_repeat_request(
+    client: Client, runtime: Runtime
+) -> None:
+    """A repeat request with the same Idempotency-Key gets the first execution, not a new one."""
+    body = {"workflow": ECHO, "inputs": {"who": "Ada"}}
+    headers = {"Idempotency-Key": "order-42"}
+    first = await (await client.post("/workflows/execute", json=body, headers=headers)).get_json()
+    await finish(runtime, first["execution_id"])
+    repeat = await client.post("/workflows/execute", json=body, headers=headers)
+    assert repeat.status_code == 202
+    again = await repeat.get_json()
+    assert again["execution_id"] == first["execution_id"]
+    assert again["status"] == "succeeded"
+    page = await (await client.get("/executions")).get_json()
+    assert len(page["items"]) == 1
+
+
+async def test_concurrent_requests_with_one_idempotency_key_start_one_execution(
+    client: Client, runtime: Runtime
+) -> None:
+    """Requests racing with one Idempotency-Key all get the same single execution."""
+    ids: list[str] = []
+
+    async def post() -> None:
+        response = await client.post("/workflows/execute", json={"workflow": SLEEP},
+                                     headers={"Idempotency-Key": "race"})
+        ids.append((await response.get_json())["execution_id"])
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(post)
+    assert len(set(ids)) == 1
+    assert len((await (await client.get("/executions")).get_json())["items"]) == 1
+    runtime.cancel_all("test over")
+
+
+async def test_idempotency_key_reused_with_different_inputs_is_422(
+    client: Client,
+) -> None:
+    """Reusing an Idempotency-Key for a different request is refused, naming the execution."""
+    headers = {"Idempotency-Key": "k1"}
+    first = await client.post("/workflows/execute", json={"workflow": ECHO,
+                              "inputs": {"who": "Ada"}}, headers=headers)
+    execution_id = (await first.get_json())["execution_id"]
+    second = await client.post("/workflows/execute", json={"workflow": ECHO,
+                               "inputs": {"who": "Bob"}}, headers=headers)
+    document = await problem(second, 422)
+    assert document["type"] == "urn:orchestr8:problem:idempotency-key-reused"
+    assert execution_id in document["detail"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])
+async def test_malformed_idempotency_key_is_400(client: Client, key: str) -> None:
+    """An Idempotency-Key that is empty, too long or not visible ASCII is a 400 problem."""
+    response = await client.post("/workflows/execute", json={"workflow": ECHO, "inputs":
+                                 {"who": "x"}}, headers={"Idempotency-Key": key})
+    assert (await problem(response, 400))["type"] == "urn:orchestr8:problem:invalid-header"
+
+
+# -- validation and malformed requests -------------------------------------------------------
+
+
+def golden_cases() -> list[Any]:
+    return [
+        pytest.param(path.read_text(encoding="utf-8"),
+                     path.with_suffix(".expected").read_text(encoding="utf-8").splitlines(),
+                     id=path.stem)
+        for path in sorted(GOLDEN.glob("*.json"))
+    ]
+
+
+@pytest.mark.parametrize(("text", "expected"), golden_cases())
+async def test_invalid_workflows_report_the_messages_of_validate_under_dollar_workflow(
+    client: Client, text: str, expected: list[str]
+) -> None:
+    """Each golden broken workflow gives its `orchestr8 validate` lines, paths under $.workflow."""
+    response = await client.post("/workflows/execute", data=f'{{"workflow": {text}}}',
+                                 headers={"Content-Type": "application/json"})
+    if expected[0].startswith("$: invalid JSON") or "is not valid JSON" in expected[0]:
+        assert (await problem(response, 400))["type"] == "urn:orchestr8:problem:invalid-json"
+        return
+    document = await problem(response, 422)
+    got = [f"{error['path']}: {error['message']}" for error in document["errors"]]
+    assert got == ["$.workflow" + line[1:] for line in expected]
+
+
+async def test_invalid_inputs_are_422_with_paths_under_inputs(client: Client) -> None:
+    """Inputs that do not fit the workflow's schema are a 422 listing problems under $.inputs."""
+    response = await client.post("/workflows/execute", json={"workflow": ECHO,
+                                 "inputs": {"who": 7}})
+    document = await problem(response, 422)
+    assert document["type"] == "urn:orchestr8:problem:invalid-inputs"
+    assert document["errors"] == [{"path": "$.inputs.who",
+                                   "message": "expected a string, got an integer"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ([], ["$: expected an object, got an array"]),
+        ({}, ["$: missing required key 'workflow'"]),
+        ({"workflow": ECHO, "input": {}}, ["$: unknown key 'input' (did you mean 'inputs'?)"]),
+        ({"workflow": "x.json"}, ["$.workflow: expected an object, got a string"]),
+        ({"workflow": ECHO, "inputs": [1]}, ["$.inputs: expected an object, got an array"]),
+        ({"workflow": ECHO, "timeout": -1}, ["$.timeout: expected a number of seconds above 0, "
+                                             "got -1"]),
+        ({"workflow": ECHO, "correlation_id": 5},
+         ["$.correlation_id: expected a string of 1 to 200 characters"]),
+    ],
+)
+async def test_request_shape_problems_are_422_with_every_problem(
+    client: Client, body: Any, errors: list[str]
+) -> None:
+    """A JSON body of the wrong shape is a 422 naming each problem by its path in the body."""
+    document = await problem(await client.post("/workflows/execute", json=body), 422)
+    assert document["type"] == "urn:orchestr8:problem:invalid-request"
+    assert [f"{error['path']}: {error['message']}" for error in document["errors"]] == errors
+
+
+async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> None:
+    """Duplicate keys are reported where they are, as `validate` reports them in a file."""
+    body = '{"workflow": {}, "workflow": {}, "inputs": {"who": "a", "who": "b"}}'
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 422)
+    assert [error["path"] for error in document["errors"]] == ["$", "$.inputs"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"workflow": ', "invalid JSON at line 1, column 14"),
+        (b'{"workflow": NaN}', "NaN is not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8 text (byte 0xff at offset 0)"),
+        (b'{"workflow": {"name": "\\ud800"}}', "invalid JSON at $.workflow.name"),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
+)
+async def test_bad_json_is_400(client: Client, body: bytes, detail: str) -> None:
+    """A body that is not valid JSON (or holds a lone surrogate) is a 400 problem saying why."""
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 400)
+    assert detail in document["detail"]
+
+
+async def test_lone_surrogate_in_inputs_is_refused_and_the_journal_keeps_working(
+    client: Client, runtime: Runtime
+) -> None:
+    """A lone surrogate (which no journal can store) is refused before it reaches the journal."""
+    body = b'{"workflow": {}, "inputs": {"who": "\\udc80"}}'
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    await problem(response, 400)
+    execution_id = await start(client, ECHO, inputs={"who": "still fine"})
+    await finish(runtime, execution_id)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                     "application/json; charset=latin-1"],
+)
+async def test_non_json_content_type_is_415(
+    client: Client, content_type: str | None
+) -> None:
+    """A body that is not declared application/json (UTF-8) is a 415 problem."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await client.post("/workflows/execute", data=json.dumps({"workflow": ECHO}),
+                                 headers=headers)
+    await problem(response, 415)
+
+
+async def test_json_suffix_media_types_are_accepted(
+    client: Client, runtime: Runtime
+) -> None:
+    """`application/<x>+json` bodies are JSON too."""
+    response = await client.post(
+        "/workflows/execute", data=json.dumps({"workflow": ECHO, "inputs": {"who": "x"}}),
+        headers={"Content-Type": "application/vnd.orchestr8+json"},
+    )
+    assert response.status_code == 202
+
+
+async def test_body_over_the_limit_is_413(runtime: Runtime) -> None:
+    """A body larger than `max_body` is a 413 problem, whatever it holds."""
+    client = create_app(runtime, max_body=100).test_client()
+    response = await client.post("/workflows/execute", data=b"x" * 101,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 413)
+    assert "100 bytes" in document["detail"]
+
+
+async def test_default_body_limit_is_one_mib(client: Client) -> None:
+    """The default limit is 1 MiB: a body of 1 MiB + 1 byte is refused."""
+    response = await client.post("/workflows/execute", data=b" " * (1024 * 1024 + 1),
+                                 headers={"Content-Type": "application/json"})
+    await problem(response, 413)
+
+
+async def test_wrong_method_is_405_with_allow(client: Client) -> None:
+    """A method a route does not take is a 405 problem with an Allow header."""
+    response = await client.delete("/workflows/execute")
+    document = await problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+    assert document["instance"] == "/workflows/execute"
+
+
+async def test_unknown_route_is_404(client: Client) -> None:
+    """An unknown route is a 404 problem pointing at /openapi.json."""
+    document = await problem(await client.get("/nope"), 404)
+    assert "/openapi.json" in document["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/executions/nope"), ("GET", "/executions/nope/journal"),
+     ("POST", "/executions/nope/cancel")],
+)
+async def test_unknown_execution_is_404(client: Client, method: str, path: str) -> None:
+    """Reading or cancelling an unknown execution is a 404 problem of its own type."""
+    document = await problem(await client.open(path, method=method), 404)
+    assert document["type"] == "urn:orchestr8:problem:execution-not-found"
+
+
+async def test_unexpected_error_is_a_500_problem_without_internals(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug answers a 500 problem without traceback or message, and is logged for operators."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail 1234")
+
+    monkeypatch.setattr(runtime.journal, "list_executions", broken)
+    with caplog.at_level(logging.ERROR, "orchestr8.web"):
+        response = await client.get("/executions")
+    document = await problem(response, 500)
+    text = json.dumps(document)
+    assert "internal detail" not in text
+    assert "Traceback" not in text
+    assert "internal detail 1234" in caplog.text
+
+
+async def test_journal_failure_is_a_503_problem(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the journal cannot be used, requests get a 503 problem."""
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise JournalError("disk full")
+
+    monkeypatch.setattr(runtime.journal, "get_execution", failing)
+    document = await problem(await client.get("/executions/x"), 503)
+    assert document["type"] == "urn:orchestr8:problem:journal-unavailable"
+
+
+# -- reading executions ----------------------------------------------------------------------
+
+
+async def test_list_is_newest_first_filters_by_status_and_pages_with_a_cursor(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions lists newest first, filters by status and pages with next_cursor."""
+    ids = []
+    for name in ("a", "b", "c"):
+        ids.append(await start(client, ECHO, inputs={"who": name}))
+        await finish(runtime, ids[-1])
+    failed = await start(client, FAIL)
+    await finish(runtime, failed)
+    page = await (await client.get("/executions?limit=2")).get_json()
+    assert [item["execution_id"] for item in page["items"]] == [failed, ids[2]]
+    rest = await (await client.get(f"/executions?limit=2&cursor={page['next_cursor']}")).get_json()
+    assert [item["execution_id"] for item in rest["items"]] == [ids[1], ids[0]]
+    assert rest["next_cursor"] is None
+    only = await (await client.get("/executions?status=failed")).get_json()
+    assert [item["execution_id"] for item in only["items"]] == [failed]
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [("status=done", "status"), ("limit=0", "limit"), ("limit=501", "limit"),
+     ("limit=ten", "limit"), ("cursor=zzz", "cursor")],
+)
+async def test_bad_list_parameters_are_400(
+    client: Client, query: str, name: str
+) -> None:
+    """A bad status, limit or cursor is a 400 problem naming the parameter."""
+    document = await problem(await client.get(f"/executions?{query}"), 400)
+    assert document["errors"][0]["path"] == name
+
+
+async def test_journal_pages_events_in_seq_order_with_the_next_cursor(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id}/journal returns events after `after`, with next_after and has_more."""
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    seqs: list[int] = []
+    after = 0
+    while True:
+        page = await (await client.get(f"/executions/{execution_id}/journal?after={after}"
+                                       "&limit=2")).get_json()
+        seqs += [event["seq"] for event in page["events"]]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert seqs == list(range(1, len(seqs) + 1))
+    last = await (await client.get(f"/executions/{execution_id}/journal")).get_json()
+    assert last["events"][-1]["type"] == "execution.succeeded"
+
+
+@pytest.mark.parametrize(
+    "query", ["after=-1", "after=x", "after=--5", "after=1e3", "after=" + "9" * 30, "limit=0",
+              "limit=1001", "limit=%C2%B2"],
+)
+async def test_bad_journal_parameters_are_400(client: Client, runtime: Runtime,
+                                              query: str) -> None:
+    """A negative or non-integer `after`, or a `limit` out of range, is a 400 problem."""
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    await problem(await client.get(f"/executions/{execution_id}/journal?{query}"), 400)
+
+
+# -- cancelling ------------------------------------------------------------------------------
+
+
+async def test_cancel_answers_202_and_the_execution_ends_cancelled(
+    client: Client, runtime: Runtime
+) -> None:
+    """Cancelling a running execution answers 202 (twice too) and it ends `cancelled`."""
+    execution_id = await start(client, SLEEP)
+    first = await client.post(f"/executions/{execution_id}/cancel")
+    assert first.status_code == 202
+    assert (await first.get_json())["cancel_requested"] is True
+    assert (await client.post(f"/executions/{execution_id}/cancel")).status_code == 202
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["status"] == "cancelled"
+    document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
+    assert document["type"] == "urn:orchestr8:problem:execution-finished"
+
+
+async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once an execution has emitted its end, cancelling it is 409, though its run still flushes."""
+    execution_id = await start(client, SLEEP)
+    journal = runtime.journal
+    append_nowait, flush = journal.append_nowait, journal.flush
+    ended, holding = trio.Event(), trio.Event()
+
+    def noting_the_end(event: Event) -> None:
+        append_nowait(event)
+        if event.is_terminal:
+            ended.set()
+
+    async def holding_the_final_flush() -> None:
+        # The run's flush after its terminal event is held, so the run is not done yet.
+        if ended.is_set() and not holding.is_set():
+            holding.set()
+            await trio.sleep(0.5)
+        await flush()
+
+    monkeypatch.setattr(journal, "append_nowait", noting_the_end)
+    monkeypatch.setattr(journal, "flush", holding_the_final_flush)
+    assert (await client.post(f"/executions/{execution_id}/cancel")).status_code == 202
+    with trio.fail_after(5):
+        await holding.wait()
+    assert not runtime.get(execution_id).done
+    document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
+    assert document["type"] == "urn:orchestr8:problem:execution-finished"
+
+
+async def test_cancel_of_an_execution_no_process_runs_is_409(
+    client: Client, runtime: Runtime
+) -> None:
+    """An execution left `running` by a dead process cannot be cancelled here: 409."""
+    await orphan(runtime, "orphan-1")
+    document = await problem(await client.post("/executions/orphan-1/cancel"), 409)
+    assert document["type"] == "urn:orchestr8:problem:execution-not-running"
+
+
+async def orphan(runtime: Runtime, execution_id: str) -> None:
+    """Record an execution that started in some other process and never finished."""
+    await runtime.journal.create_execution(
+        ExecutionRecord(execution_id=execution_id, workflow_name="ghost", workflow=SLEEP)
+    )
+    await runtime.journal.append(Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0,
+                                       "execution.started"))
+    await runtime.journal.flush()
+
+
+# -- health, draining, security --------------------------------------------------------------
+
+
+async def test_health_is_ok_then_draining_refuses_new_executions(
+    app: ServiceApp, client: Client
+) -> None:
+    """/health says ok; once draining it says so with 503 and new executions get 503."""
+    health = await client.get("/health")
+    assert (await health.get_json())["status"] == "ok"
+    app.start_draining()
+    draining = await client.get("/health")
+    assert draining.status_code == 503
+    assert (await draining.get_json())["status"] == "draining"
+    response = await client.post("/workflows/execute", json={"workflow": ECHO})
+    assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:shutting-down"
+
+
+ROUTES = [("GET", "/openapi.json"), ("POST", "/workflows/execute"), ("GET", "/executions"),
+          ("GET", "/executions/x"), ("GET", "/executions/x/journal"),
+          ("POST", "/executions/x/cancel"), ("GET", "/no/such/route")]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {KEY}", KEY])
+async def test_with_a_key_every_route_but_health_needs_the_bearer_key(
+    runtime: Runtime, method: str, path: str, authorization: str | None
+) -> None:
+    """With an API key, any route but /health without `Bearer <key>` is a 401 problem."""
+    client = create_app(runtime, api_key=KEY).test_client()
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await client.open(path, method=method, headers=headers)
+    document = await problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert KEY not in json.dumps(document)
+
+
+async def test_with_the_key_requests_pass_and_health_needs_none(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The right key opens every route; /health answers without one; the key is never logged."""
+    client = create_app(runtime, api_key=KEY).test_client()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with caplog.at_level(logging.DEBUG):
+        assert (await client.get("/health")).status_code == 200
+        response = await client.post("/workflows/execute", json={"workflow": ECHO, "inputs":
+                                     {"who": "x"}}, headers=headers)
+        assert response.status_code == 202
+        execution_id = (await response.get_json())["execution_id"]
+        await finish(runtime, execution_id)
+        assert (await client.get(f"/executions/{execution_id}", headers=headers)).status_code == 200
+    assert KEY not in caplog.text
+    events = await runtime.journal.events(execution_id)
+    record = await runtime.journal.get_execution(execution_id)
+    assert KEY not in json.dumps([event.to_json() for event in events]) + repr(record)
+
+
+async def test_websocket_needs_the_key_too(runtime: Runtime, client: Client) -> None:
+    """With a key, the WebSocket handshake without it is refused with a 401 problem."""
+    secured = create_app(runtime, api_key=KEY).test_client()
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    response = await refused(secured, f"/executions/{execution_id}/events")
+    assert (await problem(response, 401))["type"] == "urn:orchestr8:problem:unauthorized"
+    async with secured.websocket(f"/executions/{execution_id}/events",
+                                 headers={"Authorization": f"Bearer {KEY}"}) as socket:
+        events, code = await receive_all(socket)
+    assert (events[-1]["type"], code) == ("execution.succeeded", 1000)
+
+
+@pytest.mark.parametrize("key", ["", "tab\tkey", "clé"])
+def test_unusable_api_keys_are_refused(key: str) -> None:
+    """An empty or non-printable-ASCII API key is a configuration error."""
+    with pytest.raises(ValueError, match="API key"):
+        create_app(None, api_key=key)  # type: ignore[arg-type]
+
+
+# -- the event WebSocket ---------------------------------------------------------------------
+
+
+async def test_socket_sends_past_then_live_events_in_order_and_closes_1000(
+    client: Client, runtime: Runtime
+) -> None:
+    """The socket sends every event once, in seq order from 1, then closes 1000 at the end."""
+    execution_id = await start(client, FAN_OUT)
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        events, code = await receive_all(socket)
+    assert code == 1000
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "execution.succeeded"
+    assert len(events) == len(await runtime.journal.events(execution_id))
+
+
+async def test_socket_after_a_finished_execution_replays_from_after(
+    client: Client, runtime: Runtime
+) -> None:
+    """With `after=N` only later events come; for a finished execution the socket then closes."""
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    async with client.websocket(f"/executions/{execution_id}/events?after=3") as socket:
+        events, code = await receive_all(socket)
+    assert events[0]["seq"] == 4
+    assert (events[-1]["type"], code) == ("execution.succeeded", 1000)
+
+
+async def test_socket_follows_a_cancel_to_execution_cancelled(
+    client: Client, runtime: Runtime
+) -> None:
+    """A socket following a long run sees `execution.cancelled` after a cancel, then 1000."""
+    execution_id = await start(client, SLEEP)
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        first = json.loads(await socket.receive())
+        assert first["type"] == "execution.started"
+        await client.post(f"/executions/{execution_id}/cancel")
+        events, code = await receive_all(socket)
+    assert (events[-1]["type"], code) == ("execution.cancelled", 1000)
+
+
+async def test_slow_socket_is_closed_1013_and_resumes_with_after_losing_nothing(
+    runtime: Runtime,
+) -> None:
+    """A client reading nothing falls behind: closed 1013; reconnecting with after= loses none."""
+    client = create_app(runtime, events_buffer=8).test_client()
+    execution_id = await start(client, BURST)
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        seqs = [json.loads(await socket.receive())["seq"]]
+        # The relay is live when the burst comes; the client reads nothing; the run does not wait.
+        await trio.testing.wait_all_tasks_blocked()
+        await finish(runtime, execution_id)
+        events, code = await receive_all(socket)
+    assert code == 1013
+    seqs += [event["seq"] for event in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    async with client.websocket(f"/executions/{execution_id}/events?after={seqs[-1]}") as socket:
+        events, code = await receive_all(socket)
+    seqs += [event["seq"] for event in events]
+    assert code == 1000
+    assert seqs == list(range(1, len(await runtime.journal.events(execution_id)) + 1))
+
+
+async def test_socket_of_an_execution_no_process_runs_closes_4409(
+    client: Client, runtime: Runtime
+) -> None:
+    """An unfinished execution that nothing runs gets its past events, then close 4409."""
+    await orphan(runtime, "orphan-2")
+    async with client.websocket("/executions/orphan-2/events") as socket:
+        events, code = await receive_all(socket)
+    assert ([event["type"] for event in events], code) == (["execution.started"], 4409)
+
+
+async def test_sockets_close_1001_when_the_server_shuts_down(
+    app: ServiceApp, client: Client, runtime: Runtime
+) -> None:
+    """Closing the event streams closes open sockets with 1001 while the run goes on."""
+    execution_id = await start(client, SLEEP)
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        await socket.receive()
+        app.close_event_streams()
+        _, code = await receive_all(socket)
+    assert code == 1001
+    assert not runtime.get(execution_id).done
+    runtime.cancel_all("test over")
+
+
+@pytest.mark.parametrize(("query", "status"), [("?after=-1", 400), ("?after=x", 400), ("", 404)])
+async def test_socket_handshake_errors_are_problem_responses(
+    client: Client, query: str, status: int
+) -> None:
+    """A bad `after` (400) or an unknown execution (404) refuses the handshake with a problem."""
+    await problem(await refused(client, f"/executions/nope/events{query}"), status)
+
+
+async def test_socket_handshake_with_a_failed_journal_is_refused_503(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the journal cannot be read, the handshake is refused with a 503 problem."""
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise JournalError("disk full")
+
+    monkeypatch.setattr(runtime.journal, "get_execution", failing)
+    document = await problem(await refused(client, "/executions/x/events"), 503)
+    assert document["instance"] == "/executions/x/events"
+
+
+async def test_refusing_a_body_unread_closes_the_connection_and_reading_it_keeps_it(
+    runtime: Runtime,
+) -> None:
+    """A request refused before its body is read gets `Connection: close`; others keep alive."""
+    client = create_app(runtime, api_key=KEY).test_client()
+    body = json.dumps({"workflow": ECHO, "inputs": {"who": "x"}})
+
+    async def post(content_type: str, **headers: str) -> Any:
+        return await client.post("/workflows/execute", data=body, headers={
+            "Content-Type": content_type, "Content-Length": str(len(body)), **headers})
+
+    refused = await post("application/json")
+    assert (refused.status_code, refused.headers["Connection"]) == (401, "close")
+    auth = {"Authorization": f"Bearer {KEY}"}
+    unsupported = await post("text/plain", **auth)
+    assert (unsupported.status_code, unsupported.headers["Connection"]) == (415, "close")
+    accepted = await post("application/json", **auth)
+    assert accepted.status_code == 202
+    assert "Connection" not in accepted.headers
