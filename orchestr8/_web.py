@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -33,6 +34,7 @@ from ._errors import (
     WorkflowValidationError,
 )
 from ._events import ExecutionStatus, replay
+from ._redaction import redact
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (
@@ -118,6 +120,7 @@ def create_app(
     app.before_request(routes.authenticate)
     app.before_websocket(routes.authenticate)
     app.after_request(_close_if_body_unread)
+    app.after_request(_correlation_header)
     app.register_error_handler(ProblemError, _problem_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ExecutionNotFoundError, _not_found)
@@ -179,6 +182,9 @@ class _Routes:
             raise ProblemError(503, "shutting-down", "the server is shutting down; retry later")
         key = _idempotency_key()
         body = parse_execute_request(await read_json_body())
+        if body.correlation_id is None:
+            body = attrs.evolve(body, correlation_id=_request_correlation_id())
+        g.correlation_id = body.correlation_id
         try:
             workflow = self.runtime.load(body.workflow)
         except WorkflowValidationError as error:
@@ -192,8 +198,9 @@ class _Routes:
             return await self._start(workflow, inputs, body, None)
         async with self._key_lock(key):
             existing = await self.runtime.journal.find_by_idempotency_key(key)
+            # The journal keeps redacted copies: compare like with like.
             if existing is not None and _normal(existing.workflow, existing.inputs) != _normal(
-                workflow_to_json(workflow), inputs
+                redact(workflow_to_json(workflow)), redact(inputs)
             ):
                 raise ProblemError(
                     422, "idempotency-key-reused",
@@ -340,6 +347,22 @@ def _normal(workflow: Any, inputs: Any) -> Any:
 
 async def _problem_error(error: ProblemError) -> Response:
     return error.response(current_path())
+
+
+def _request_correlation_id() -> str:
+    """The request's `X-Correlation-ID` if it is usable (1-200 printable ASCII), else a new id."""
+    given = request.headers.get("X-Correlation-ID", "").strip()
+    if given and len(given) <= 200 and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+async def _correlation_header(response: Response) -> Response:
+    """Answer every request with its correlation id: the execution's, the caller's or a new one."""
+    value = g.get("correlation_id") or _request_correlation_id()
+    g.correlation_id = value
+    response.headers["X-Correlation-ID"] = value
+    return response
 
 
 async def _close_if_body_unread(response: Response) -> Response:

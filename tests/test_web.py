@@ -779,3 +779,43 @@ async def test_refusing_a_body_unread_closes_the_connection_and_reading_it_keeps
     accepted = await post("application/json", **auth)
     assert accepted.status_code == 202
     assert "Connection" not in accepted.headers
+
+
+async def test_correlation_id_header_is_stored_on_the_execution_and_returned(
+    client: Client, runtime: Runtime
+) -> None:
+    """X-Correlation-ID names the execution's correlation id; every response carries one."""
+    response = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Ada"}},
+        headers={"X-Correlation-ID": "req-17"},
+    )
+    assert response.status_code == 202
+    assert response.headers["X-Correlation-ID"] == "req-17"
+    execution_id = (await response.get_json())["execution_id"]
+    await finish(runtime, execution_id)
+    record = await runtime.journal.get_execution(execution_id)
+    assert record.correlation_id == "req-17"
+    started = (await runtime.journal.events(execution_id))[0]
+    assert started.data["correlation_id"] == "req-17"
+    generated = await client.get("/health")
+    assert len(generated.headers["X-Correlation-ID"]) == 32
+    echoed = await client.get("/executions", headers={"X-Correlation-ID": "trace-9"})
+    assert echoed.headers["X-Correlation-ID"] == "trace-9"
+
+
+async def test_idempotency_holds_for_a_workflow_whose_config_holds_a_secret(
+    client: Client, runtime: Runtime
+) -> None:
+    """The journal keeps the workflow redacted; a repeat request still matches it."""
+    config = {"url": "http://127.0.0.1:9/x", "headers": {"Authorization": "Bearer abcdefgh123"}}
+    workflow = {"schema_version": "1.0", "name": "secretive",
+                "steps": [{"id": "s", "agent": {"id": "http", "config": config},
+                           "policy": {"retry": {"max_attempts": 1}}}]}
+    headers = {"Idempotency-Key": "secret-1"}
+    first = await client.post("/workflows/execute", json={"workflow": workflow}, headers=headers)
+    assert first.status_code == 202, await first.get_data(as_text=True)
+    first_id = (await first.get_json())["execution_id"]
+    await finish(runtime, first_id)
+    again = await client.post("/workflows/execute", json={"workflow": workflow}, headers=headers)
+    assert again.status_code == 202, await again.get_data(as_text=True)
+    assert (await again.get_json())["execution_id"] == first_id
