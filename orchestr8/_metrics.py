@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
+from . import _prometheus as prometheus
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class EngineMetrics:
                         "4 disabled.",
         )
         self._labels: dict[tuple[str, ...], Mapping[str, str]] = {}
+        self._prometheus = prometheus.prometheus_registry()
 
     def _step_labels(self, workflow: str, step: str, agent: str, *extra: str) -> Mapping[str, str]:
         key = (workflow, step, agent, *extra)
@@ -102,10 +104,14 @@ class EngineMetrics:
     def execution_started(self, workflow_name: str) -> None:
         """An execution (or a resumed run of one) started: one more in flight."""
         self._in_flight.add(1, {"workflow.name": workflow_name})
+        self._prometheus.add(prometheus.EXECUTIONS_IN_FLIGHT, (("workflow_name", workflow_name),))
 
     def execution_finished(self, workflow_name: str) -> None:
         """An execution ended, however: one fewer in flight."""
         self._in_flight.add(-1, {"workflow.name": workflow_name})
+        self._prometheus.add(
+            prometheus.EXECUTIONS_IN_FLIGHT, (("workflow_name", workflow_name),), -1.0
+        )
 
     def step_finished(
         self, workflow_name: str, step_id: str, agent_id: str, status: str, duration: float
@@ -119,14 +125,27 @@ class EngineMetrics:
             self._succeeded.add(1, self._step_labels(workflow_name, step_id, agent_id))
         elif status == "failed":
             self._failed.add(1, self._step_labels(workflow_name, step_id, agent_id))
+        labels = _prometheus_labels(workflow_name, step_id, agent_id)
+        self._prometheus.observe(
+            prometheus.STEP_DURATION, (*labels, ("step_status", status)), duration * 1000.0
+        )
+        if status == "succeeded":
+            self._prometheus.add(prometheus.STEP_SUCCEEDED, labels)
+        elif status == "failed":
+            self._prometheus.add(prometheus.STEP_FAILED, labels)
 
     def retry_scheduled(self, workflow_name: str, step_id: str, agent_id: str) -> None:
         """A failed attempt of the step will be retried."""
         self._retries.add(1, self._step_labels(workflow_name, step_id, agent_id))
+        self._prometheus.add(
+            prometheus.STEP_RETRIES, _prometheus_labels(workflow_name, step_id, agent_id)
+        )
 
     def breaker_transition(self, transition: BreakerTransition) -> None:
         """A breaker changed state; the gauge reports the latest state of every breaker."""
-        self._breakers[transition.name] = BREAKER_STATE_VALUES.get(transition.new, 0)
+        value = BREAKER_STATE_VALUES.get(transition.new, 0)
+        self._breakers[transition.name] = value
+        self._prometheus.set(prometheus.BREAKER_STATE, (("breaker_key", transition.name),), value)
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation
@@ -135,6 +154,10 @@ class EngineMetrics:
             Observation(value, {"breaker.key": name})
             for name, value in list(self._breakers.items())
         ]
+
+
+def _prometheus_labels(workflow: str, step: str, agent: str) -> prometheus.Labels:
+    return (("workflow_name", workflow), ("step_id", step), ("agent_id", agent))
 
 
 def engine_metrics() -> EngineMetrics:

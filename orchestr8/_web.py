@@ -128,6 +128,7 @@ def create_app(
     app.register_error_handler(Exception, _unexpected_error)
     app.add_url_rule("/health", "health", routes.health, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", routes.openapi, methods=["GET"])
+    app.add_url_rule("/metrics", "metrics", routes.metrics, methods=["GET"])
     app.add_url_rule("/workflows/execute", "execute", routes.execute, methods=["POST"])
     app.add_url_rule("/executions", "list_executions", routes.list_executions, methods=["GET"])
     app.add_url_rule("/executions/<execution_id>", "get_execution", routes.get_execution,
@@ -169,6 +170,15 @@ class _Routes:
         document = {"status": status, "version": __version__,
                     "journal": "failed" if failed else "ok"}
         return json_response(document, 200 if status == "ok" else 503)
+
+    async def metrics(self) -> Response:
+        """`GET /metrics`: the engine's metrics in the Prometheus text format."""
+        from ._prometheus import prometheus_registry
+
+        return Response(
+            prometheus_registry().render(), 200,
+            content_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     async def openapi(self) -> Response:
         """`GET /openapi.json`: the OpenAPI 3.1 description of every route."""

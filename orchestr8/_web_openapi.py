@@ -91,6 +91,16 @@ def _paths() -> dict[str, Any]:
                         **_content(_ref("Health"))},
             },
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "The engine's metrics in the Prometheus text format (version 0.0.4).",
+            "responses": {
+                "200": {"description": "Step durations, successes, failures and retries; "
+                                       "breaker states; executions in flight.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **{code: {"$ref": f"#/components/responses/{code}"} for code in sorted(_COMMON)},
+            },
+        }},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.",
             "responses": _responses("200", "The OpenAPI 3.1 document.", ""),

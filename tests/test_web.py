@@ -819,3 +819,27 @@ async def test_idempotency_holds_for_a_workflow_whose_config_holds_a_secret(
     again = await client.post("/workflows/execute", json={"workflow": workflow}, headers=headers)
     assert again.status_code == 202, await again.get_data(as_text=True)
     assert (await again.get_json())["execution_id"] == first_id
+
+
+async def test_metrics_are_served_in_the_prometheus_text_format(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /metrics counts steps by workflow, step and agent, in Prometheus text format."""
+    workflow = {"schema_version": "1.0", "name": "scraped",
+                "steps": [{"id": "ok", "agent": "echo", "input": 1},
+                          {"id": "bad", "agent": "fail", "input": 2,
+                           "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01}}}]}
+    execution_id = await start(client, workflow)
+    await finish(runtime, execution_id)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    text = await response.get_data(as_text=True)
+    labels = 'workflow_name="scraped",step_id="ok",agent_id="echo"'
+    assert "# TYPE orchestr8_step_succeeded_total counter" in text
+    assert f"orchestr8_step_succeeded_total{{{labels}}} " in text
+    bad = 'workflow_name="scraped",step_id="bad",agent_id="fail"'
+    assert f"orchestr8_step_failed_total{{{bad}}} 1" in text
+    assert f"orchestr8_step_retries_total{{{bad}}} 1" in text
+    assert 'orchestr8_executions_in_flight{workflow_name="scraped"} 0' in text
+    assert "orchestr8_step_duration_milliseconds_bucket{" in text

@@ -1,0 +1,135 @@
+"""The engine's metrics in the Prometheus text format, for `GET /metrics`, with no SDK needed.
+
+`EngineMetrics` records every measurement twice: on its OpenTelemetry instruments (which cost
+nothing until an SDK is installed) and here, in plain counters, so that `orchestr8 serve` can be
+scraped by Prometheus out of the box. The names follow Prometheus conventions (`_total`, units in
+the name); `docs/observability.md` lists them beside their OpenTelemetry names.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections.abc import Iterable
+from typing import Final
+
+DURATION_BUCKETS_MS: Final = (
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+)
+"""Upper bounds of the step duration histogram's buckets, in milliseconds."""
+
+STEP_DURATION: Final = "orchestr8_step_duration_milliseconds"
+STEP_SUCCEEDED: Final = "orchestr8_step_succeeded_total"
+STEP_FAILED: Final = "orchestr8_step_failed_total"
+STEP_RETRIES: Final = "orchestr8_step_retries_total"
+BREAKER_STATE: Final = "orchestr8_breaker_state"
+EXECUTIONS_IN_FLIGHT: Final = "orchestr8_executions_in_flight"
+
+_HELP: Final = {
+    STEP_DURATION: ("histogram", "How long finished steps took, all attempts and waits."),
+    STEP_SUCCEEDED: ("counter", "Steps that succeeded."),
+    STEP_FAILED: ("counter", "Steps that failed for good."),
+    STEP_RETRIES: ("counter", "Retries scheduled after a failed or rejected attempt."),
+    BREAKER_STATE: (
+        "gauge", "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, 4 disabled."
+    ),
+    EXECUTIONS_IN_FLIGHT: ("gauge", "Executions running now."),
+}
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(DURATION_BUCKETS_MS)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(DURATION_BUCKETS_MS, value)
+        if index < len(self.buckets):
+            self.buckets[index] += 1
+        self.count += 1
+        self.sum += value
+
+
+class PrometheusRegistry:
+    """Counters, gauges and histograms by label set, rendered in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        """Start with nothing recorded."""
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[Labels, float]] = {}
+        self._histograms: dict[str, dict[Labels, _Histogram]] = {}
+
+    def add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
+        """Add `amount` to the counter or gauge `name` for `labels`."""
+        with self._lock:
+            series = self._values.setdefault(name, {})
+            series[labels] = series.get(labels, 0.0) + amount
+
+    def set(self, name: str, labels: Labels, value: float) -> None:
+        """Set the gauge `name` for `labels` to `value`."""
+        with self._lock:
+            self._values.setdefault(name, {})[labels] = value
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        """Record one observation of the histogram `name` for `labels`."""
+        with self._lock:
+            series = self._histograms.setdefault(name, {})
+            histogram = series.get(labels)
+            if histogram is None:
+                histogram = series[labels] = _Histogram()
+            histogram.observe(value)
+
+    def render(self) -> str:
+        """The text exposition format (version 0.0.4) of everything recorded."""
+        lines: list[str] = []
+        with self._lock:
+            for name in sorted(_HELP):
+                kind, text = _HELP[name]
+                lines.append(f"# HELP {name} {text}")
+                lines.append(f"# TYPE {name} {kind}")
+                for labels, value in sorted(self._values.get(name, {}).items()):
+                    lines.append(f"{name}{_labels(labels)} {_number(value)}")
+                for labels, histogram in sorted(self._histograms.get(name, {}).items()):
+                    lines.extend(_histogram_lines(name, labels, histogram))
+        return "\n".join(lines) + "\n"
+
+
+def _histogram_lines(name: str, labels: Labels, histogram: _Histogram) -> Iterable[str]:
+    cumulative = 0
+    for bound, count in zip(DURATION_BUCKETS_MS, histogram.buckets, strict=True):
+        cumulative += count
+        yield f"{name}_bucket{_labels((*labels, ('le', _number(bound))))} {cumulative}"
+    yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {histogram.count}"
+    yield f"{name}_sum{_labels(labels)} {_number(histogram.sum)}"
+    yield f"{name}_count{_labels(labels)} {histogram.count}"
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+_registry = PrometheusRegistry()
+
+
+def prometheus_registry() -> PrometheusRegistry:
+    """The process's registry, fed by `EngineMetrics` and served by `GET /metrics`."""
+    return _registry
