@@ -118,6 +118,8 @@ async def serve(
     config.accesslog = None
     config.errorlog = logging.getLogger("orchestr8.http")
     config.include_server_header = False
+    # Event sockets only send: what a client sends is read and dropped, so keep it small.
+    config.websocket_max_message_size = 64 * 1024
     config.graceful_timeout = runtime.cancel_grace + 5.0
     stop = trio.Event()
     stopped = trio.Event()

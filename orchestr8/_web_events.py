@@ -3,7 +3,8 @@
 The relay sends the journal's events after the client's `after` first, then subscribes to the bus
 (a lossy subscription: a slow client never slows the engine), flushes the journal and reads it
 again, so that no event falls between the two sources; live events are deduplicated by `seq`.
-It closes the socket with a code that tells the client what to do next:
+The terminal event goes out only once the journal has committed it, so a client that saw the end
+reads the same from the REST API. The socket closes with a code that tells the client what to do:
 
 - 1000 after the terminal event (`execution.succeeded`, `.failed` or `.cancelled`);
 - 1001 when the server shuts down (after sending the events already queued for the socket), and

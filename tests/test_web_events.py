@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,25 @@ async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -
     assert socket.closed == (1001, "server shutting down; reconnect with after=3")
     assert not handle.done
     handle.cancel()
+
+
+async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: Path) -> None:
+    """When the terminal event goes out, the journal has written it, so REST reads show the end."""
+    written_at_end: list[int] = []
+
+    class Checking(Socket):
+        async def send(self, data: str) -> None:
+            if json.loads(data)["type"] == "execution.succeeded":
+                # The only execution of this runtime: its events are all the journal wrote.
+                written_at_end.append(runtime.journal.statistics().events_written)
+            await super().send(data)
+
+    # A file journal writes on a thread, so the bus is well ahead of it.
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        socket = Checking()
+        handle = await runtime.start({**ECHO, "steps": [
+            {"id": "nap", "agent": "sleep", "input": {"seconds": 0.05}}]})
+        with trio.fail_after(5):
+            await relay(socket, runtime, handle.execution_id, 64)
+    assert written_at_end == [socket.sent[-1]["seq"]]
+    assert socket.closed == (1000, "execution.succeeded")
