@@ -91,11 +91,14 @@ if TYPE_CHECKING:
     from ._runtime import Runtime as Runtime
     from ._runtime import open_runtime as open_runtime
     from ._runtime import run_workflow as run_workflow
+    from ._runtime import tune_garbage_collection as tune_garbage_collection
+    from ._serve import serve as serve
     from ._supervisor import ActorNameTakenError as ActorNameTakenError
     from ._supervisor import RestartBackoff as RestartBackoff
     from ._supervisor import Supervisor as Supervisor
     from ._supervisor import SupervisorStatistics as SupervisorStatistics
     from ._supervisor import open_supervisor as open_supervisor
+    from ._web import create_app as create_app
     from ._workflow import AgentSpec as AgentSpec
     from ._workflow import Step as Step
     from ._workflow import Workflow as Workflow
@@ -178,6 +181,7 @@ _EXPORTS: dict[str, str] = {
     "WorkflowValidationError": "_errors",
     "call_with_policy": "_pipeline",
     "compile_template": "_expressions",
+    "create_app": "_web",
     "is_retryable": "_retry",
     "load_workflow": "_codec",
     "open_journal": "_journal",
@@ -186,6 +190,8 @@ _EXPORTS: dict[str, str] = {
     "parse_workflow": "_codec",
     "replay": "_events",
     "run_workflow": "_runtime",
+    "serve": "_serve",
+    "tune_garbage_collection": "_runtime",
     "validate_inputs": "_codec",
     "validate_workflow_document": "_codec",
     "workflow_schema": "_workflow",
