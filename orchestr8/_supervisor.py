@@ -28,7 +28,7 @@ from ._actor import (
     run_messages,
 )
 from ._bus import EventBus
-from ._errors import ActorError, ActorStoppedError, SupervisorGaveUpError
+from ._errors import ActorError, ActorStoppedError, SupervisorGaveUpError, unwrap_single_error
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 
@@ -153,13 +153,7 @@ class Supervisor:
             ActorStoppedError: the supervisor is stopping.
             ValueError: a bad `restart`, `overflow` or `mailbox_size`.
         """
-        self._check_spawn(name, restart, overflow, mailbox_size)
-        send, receive = trio.open_memory_channel[Any](mailbox_size)
-        cell = _Cell(
-            name=name, factory=factory, restart=restart, overflow=overflow,
-            mailbox_size=mailbox_size, supervisor=self, send=send, receive=receive,
-            grace=self.shutdown_grace,
-        )
+        cell = self._new_cell(factory, name, restart, overflow, mailbox_size)
         return await self._start_cell(cell, self._run_actor)
 
     def spawn_nowait(
@@ -182,13 +176,7 @@ class Supervisor:
             ActorStoppedError: the supervisor is stopping.
             ValueError: a bad `restart`, `overflow` or `mailbox_size`.
         """
-        self._check_spawn(name, restart, overflow, mailbox_size)
-        send, receive = trio.open_memory_channel[Any](mailbox_size)
-        cell = _Cell(
-            name=name, factory=factory, restart=restart, overflow=overflow,
-            mailbox_size=mailbox_size, supervisor=self, send=send, receive=receive,
-            grace=self.shutdown_grace,
-        )
+        cell = self._new_cell(factory, name, restart, overflow, mailbox_size)
         cell.ref = ActorRef(cell)
         cell.runner = self._run_actor
         cell.start_errors_crash = True
@@ -295,6 +283,23 @@ class Supervisor:
         self._unpublished += 1
 
     # -- children ---------------------------------------------------------------------------
+
+    def _new_cell(
+        self,
+        factory: Callable[[], Actor],
+        name: str,
+        restart: Restart,
+        overflow: Overflow,
+        mailbox_size: int,
+    ) -> _Cell:
+        """Check the spawn arguments and build the child's cell with its mailbox."""
+        self._check_spawn(name, restart, overflow, mailbox_size)
+        send, receive = trio.open_memory_channel[Any](mailbox_size)
+        return _Cell(
+            name=name, factory=factory, restart=restart, overflow=overflow,
+            mailbox_size=mailbox_size, supervisor=self, send=send, receive=receive,
+            grace=self.shutdown_grace,
+        )
 
     def _check_spawn(self, name: str, restart: str, overflow: str, mailbox_size: int) -> None:
         if self._closing:
@@ -620,7 +625,7 @@ async def open_supervisor(
     more than `max_restarts` times within any `within`-second window, every child is stopped and
     `SupervisorGaveUpError` is raised from the block, its `__cause__` the last crash.
     """
-    async with _unwrap_single_error(), trio.open_nursery() as nursery:
+    async with unwrap_single_error(), trio.open_nursery() as nursery:
         supervisor = Supervisor(
             nursery, name=name, strategy=strategy, max_restarts=max_restarts, within=within,
             shutdown_grace=shutdown_grace, restart_backoff=restart_backoff,
@@ -633,25 +638,3 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await supervisor.stop()
-
-
-@asynccontextmanager
-async def _unwrap_single_error() -> AsyncIterator[None]:
-    """Raise a lone error from the supervisor's nursery as itself, not inside an ExceptionGroup."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if len(leaves) == 1:
-            raise leaves[0] from leaves[0].__cause__
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            found.extend(_leaves(error))
-        else:
-            found.append(error)
-    return found

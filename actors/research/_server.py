@@ -8,7 +8,6 @@ it prints the URL, stops cleanly on SIGINT or SIGTERM, and returns the exit code
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import Any, Final, TextIO
 import trio
 
 from orchestr8 import AgentConfigurationError
+from orchestr8._serve import InsecureBindError, is_loopback
 
 from ._core import ResearchCore, ResearchSettings
 from ._service import DEFAULT_MAX_BODY, DEFAULT_REQUEST_TIMEOUT, create_app, service_logger
@@ -40,19 +40,6 @@ EXIT_SECURITY: Final = 4
 EXIT_INTERRUPTED: Final = 130
 
 
-class InsecureBindError(PermissionError):
-    """Asked to listen beyond loopback without an API key."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is `localhost` or a loopback IP address."""
-    bare = host.strip().removeprefix("[").removesuffix("]")
-    if bare.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(
