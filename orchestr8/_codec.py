@@ -133,7 +133,7 @@ def _read_file(path: Path, label: str) -> str:
         raise fail(f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start})") from None
 
 
-class _DuplicateKeyRecorder:
+class DuplicateKeyRecorder:
     """Builds JSON objects and remembers which of them repeated a key (JSON keeps the last)."""
 
     def __init__(self) -> None:
@@ -147,7 +147,8 @@ class _DuplicateKeyRecorder:
         return result
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """Refuse `NaN` and `Infinity`, which Python's json accepts but JSON does not."""
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
@@ -160,9 +161,9 @@ def _parse_text(text: str, label: str | None) -> Any:
         raise fail(f"the document is larger than the {limit} MiB limit for workflow documents")
     if not text.strip():
         raise fail("the document is empty")
-    recorder = _DuplicateKeyRecorder()
+    recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=_reject_constant)
+        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
     except json.JSONDecodeError as error:
         raise fail(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"

@@ -8,7 +8,6 @@ validate` prints. Errors leave as RFC 9457 problems (`application/problem+json`)
 
 from __future__ import annotations
 
-import collections
 import difflib
 import json
 import math
@@ -22,7 +21,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import json_value_problems
+from ._codec import DuplicateKeyRecorder, json_value_problems, reject_constant
 from ._errors import Problem
 from ._events import ExecutionState, StepState
 from ._expressions import append_path, json_type_name
@@ -148,9 +147,9 @@ async def read_json_body() -> Any:
         raise ProblemError(400, "invalid-json",
                            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
                            f"{error.start})") from None
-    recorder = _DuplicateKeys()
+    recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=_reject_constant)
+        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
     except json.JSONDecodeError as error:
         raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
                            f"{error.colno}: {error.msg}") from None
@@ -166,24 +165,6 @@ async def read_json_body() -> Any:
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     return document
-
-
-class _DuplicateKeys:
-    """Builds JSON objects and remembers which of them repeated a key (JSON keeps the last)."""
-
-    def __init__(self) -> None:
-        self.duplicates: dict[int, list[str]] = {}
-
-    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            counts = collections.Counter(key for key, _ in pairs)
-            self.duplicates[id(result)] = [key for key, count in counts.items() if count > 1]
-        return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
 def _lone_surrogate(document: Any) -> str | None:
