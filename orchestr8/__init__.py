@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from ._codec import validate_inputs as validate_inputs
     from ._codec import validate_workflow_document as validate_workflow_document
     from ._codec import workflow_to_json as workflow_to_json
-    from ._engine import ExecutionResult as ExecutionResult
-    from ._engine import ExecutionTimeoutError as ExecutionTimeoutError
-    from ._engine import OutputNotSerialisableError as OutputNotSerialisableError
-    from ._engine import StepResult as StepResult
     from ._errors import ActorError as ActorError
     from ._errors import ActorStoppedError as ActorStoppedError
     from ._errors import AgentConfigurationError as AgentConfigurationError
@@ -48,11 +44,13 @@ if TYPE_CHECKING:
     from ._errors import ExecutionError as ExecutionError
     from ._errors import ExecutionNotFoundError as ExecutionNotFoundError
     from ._errors import ExecutionStateError as ExecutionStateError
+    from ._errors import ExecutionTimeoutError as ExecutionTimeoutError
     from ._errors import InputValidationError as InputValidationError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
+    from ._errors import OutputNotSerialisableError as OutputNotSerialisableError
     from ._errors import Problem as Problem
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
@@ -86,6 +84,8 @@ if TYPE_CHECKING:
     from ._policy import Policy as Policy
     from ._policy import RateLimitPolicy as RateLimitPolicy
     from ._policy import RetryPolicy as RetryPolicy
+    from ._results import ExecutionResult as ExecutionResult
+    from ._results import StepResult as StepResult
     from ._retry import is_retryable as is_retryable
     from ._runtime import ExecutionHandle as ExecutionHandle
     from ._runtime import Runtime as Runtime
@@ -140,18 +140,18 @@ _EXPORTS: dict[str, str] = {
     "ExecutionHandle": "_runtime",
     "ExecutionNotFoundError": "_errors",
     "ExecutionRecord": "_journal",
-    "ExecutionResult": "_engine",
+    "ExecutionResult": "_results",
     "ExecutionState": "_events",
     "ExecutionStateError": "_errors",
     "ExecutionStatus": "_events",
-    "ExecutionTimeoutError": "_engine",
+    "ExecutionTimeoutError": "_errors",
     "InputValidationError": "_errors",
     "Journal": "_journal",
     "JournalError": "_errors",
     "MailboxFullError": "_errors",
     "NonRetryableError": "_errors",
     "Orchestr8Error": "_errors",
-    "OutputNotSerialisableError": "_engine",
+    "OutputNotSerialisableError": "_errors",
     "PipelineListener": "_pipeline",
     "Policy": "_policy",
     "Problem": "_errors",
@@ -167,7 +167,7 @@ _EXPORTS: dict[str, str] = {
     "RetryableError": "_errors",
     "Runtime": "_runtime",
     "Step": "_workflow",
-    "StepResult": "_engine",
+    "StepResult": "_results",
     "StepState": "_events",
     "StepStatus": "_events",
     "SubscriberStatistics": "_bus",

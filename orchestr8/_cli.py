@@ -22,8 +22,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli_views import ProgressView
-    from ._engine import ExecutionResult
     from ._journal import ExecutionRecord, Journal
+    from ._results import ExecutionResult
     from ._runtime import ExecutionHandle, Runtime
     from ._workflow import Workflow
 

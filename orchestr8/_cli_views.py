@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 import trio
 
-from ._engine import ExecutionResult
 from ._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord
+from ._results import ExecutionResult
 
 _COLORS: Mapping[str, str] = {
     "red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",

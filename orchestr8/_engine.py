@@ -17,7 +17,6 @@ Ending early comes in three kinds, all recorded in the journal:
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import math
@@ -33,182 +32,25 @@ import trio
 from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
-from ._breaker import BreakerState, BreakerTransition, CircuitBreakerRegistry
 from ._bus import EventBus
 from ._emitter import Emitter
-from ._errors import CircuitOpenError, Orchestr8Error
+from ._errors import ExecutionTimeoutError, Orchestr8Error, OutputNotSerialisableError
 from ._events import EventType, ExecutionStatus, StepStatus, describe_error
-from ._limits import Bulkhead, RateLimiter
 from ._logging import log_context
 from ._metrics import engine_metrics
-from ._pipeline import Rejection, call_with_policy
-from ._policy import Policy
+from ._pipeline import call_with_policy
 from ._redaction import redact
+from ._results import ExecutionResult, StepResult
+from ._step_resilience import SharedResilience, StepListener, current_step
 from ._supervisor import open_supervisor
 from ._telemetry import (
     attempt_span,
     execution_span,
-    record_breaker_transition,
     record_execution_result,
 )
 from ._workflow import Step, Workflow
 
 _logger = logging.getLogger("orchestr8.engine")
-
-_current_step: contextvars.ContextVar[tuple[Emitter, str, int] | None] = contextvars.ContextVar(
-    "orchestr8_current_step", default=None
-)
-
-_BREAKER_EVENTS: Mapping[BreakerState, str] = {
-    BreakerState.OPEN: EventType.BREAKER_OPENED,
-    BreakerState.FORCED_OPEN: EventType.BREAKER_OPENED,
-    BreakerState.HALF_OPEN: EventType.BREAKER_HALF_OPENED,
-    BreakerState.CLOSED: EventType.BREAKER_CLOSED,
-}
-
-
-class ExecutionTimeoutError(Orchestr8Error, TimeoutError):
-    """The execution ran past its `timeout`; the running steps were cancelled."""
-
-
-class OutputNotSerialisableError(Orchestr8Error, TypeError):
-    """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
-
-
-@attrs.frozen
-class StepResult:
-    """How one step ended: status, attempts made, output (if it succeeded) or error."""
-
-    status: StepStatus
-    attempts: int = 0
-    output: Any = None
-    error: dict[str, Any] | None = None
-    usage: Mapping[str, int] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class ExecutionResult:
-    """How an execution ended: its status, output or error, and every step's result."""
-
-    execution_id: str
-    status: ExecutionStatus
-    output: Any = None
-    error: dict[str, Any] | None = None
-    steps: Mapping[str, StepResult] = attrs.field(factory=dict)
-    usage: Mapping[str, int] = attrs.field(factory=dict)
-    """Resource counts agents recorded (e.g. `input_tokens`), summed over every attempt."""
-
-    @property
-    def succeeded(self) -> bool:
-        """Whether the execution succeeded."""
-        return self.status is ExecutionStatus.SUCCEEDED
-
-
-@attrs.define
-class SharedResilience:
-    """The resilience state a runtime shares across executions: breakers, bulkheads, limiters.
-
-    Keyed by the policy's `key` or else the agent id; the first policy seen for a key wins.
-    Breaker transitions are recorded as events of the execution whose call caused them.
-    """
-
-    breakers: CircuitBreakerRegistry = attrs.Factory(CircuitBreakerRegistry)
-    bulkheads: dict[str, Bulkhead] = attrs.Factory(dict)
-    rate_limiters: dict[str, RateLimiter] = attrs.Factory(dict)
-
-    def __attrs_post_init__(self) -> None:
-        """Route breaker transitions to the execution whose call caused them."""
-        self.breakers.add_listener(_record_transition)
-
-    def layers(
-        self, key: str, policy: Policy
-    ) -> tuple[Any, Bulkhead | None, RateLimiter | None]:
-        """The breaker, bulkhead and rate limiter for `key`, created from `policy` if new."""
-        breaker = None
-        if policy.circuit_breaker is not None:
-            breaker = self.breakers.get(key, policy.circuit_breaker)
-        bulkhead = None
-        if policy.bulkhead is not None:
-            bulkhead = self.bulkheads.get(key)
-            if bulkhead is None:
-                bulkhead = self.bulkheads[key] = Bulkhead.from_policy(policy.bulkhead, name=key)
-        rate_limiter = None
-        if policy.rate_limit is not None:
-            rate_limiter = self.rate_limiters.get(key)
-            if rate_limiter is None:
-                rate_limiter = RateLimiter.from_policy(policy.rate_limit, name=key)
-                self.rate_limiters[key] = rate_limiter
-        return breaker, bulkhead, rate_limiter
-
-
-def _record_transition(transition: BreakerTransition) -> None:
-    current = _current_step.get()
-    event_type = _BREAKER_EVENTS.get(transition.new)
-    if current is None or event_type is None:
-        return
-    emitter, step_id, attempt = current
-    data: dict[str, Any] = {
-        "key": transition.name, "from": str(transition.old), "to": str(transition.new),
-        "reason": transition.reason,
-    }
-    if transition.retry_after is not None:
-        data["retry_after"] = _finite(transition.retry_after)
-    emitter.emit_nowait(event_type, step_id=step_id, attempt=attempt, data=data)
-    record_breaker_transition(None, transition)
-    engine_metrics().breaker_transition(transition)
-
-
-def _finite(seconds: float) -> float | None:
-    """A wait as JSON can carry it: None for "until someone closes it" (a forced-open breaker)."""
-    return None if math.isinf(seconds) else seconds
-
-
-@attrs.define(eq=False)
-class _StepListener:
-    """Turns the pipeline's callbacks into the step's journal events."""
-
-    emitter: Emitter
-    step_id: str
-    workflow_name: str = ""
-    agent_id: str = ""
-    attempts: int = 0
-
-    def attempt_started(self, attempt: int) -> None:
-        self.attempts = attempt
-        _current_step.set((self.emitter, self.step_id, attempt))
-        self.emitter.emit_nowait(EventType.ATTEMPT_STARTED, step_id=self.step_id, attempt=attempt)
-
-    def attempt_failed(self, attempt: int, error: Exception) -> None:
-        self.emitter.emit_nowait(
-            EventType.ATTEMPT_FAILED, step_id=self.step_id, attempt=attempt,
-            data={"error": describe_error(error)},
-        )
-
-    def retry_scheduled(self, attempt: int, delay: float) -> None:
-        engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
-        _logger.info(
-            "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
-        )
-        self.emitter.emit_nowait(
-            EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
-            data={"delay": delay, "next_attempt": attempt + 1},
-        )
-        _current_step.set((self.emitter, self.step_id, attempt + 1))
-
-    def rejected(self, attempt: int, error: Rejection) -> None:
-        self.attempts = attempt
-        event_type = (
-            EventType.BREAKER_REJECTED if isinstance(error, CircuitOpenError)
-            else EventType.ATTEMPT_REJECTED
-        )
-        self.emitter.emit_nowait(
-            event_type, step_id=self.step_id, attempt=attempt,
-            data={
-                "error": describe_error(error),
-                "retry_after": _finite(getattr(error, "retry_after", 0.0)),
-            },
-        )
-
 
 @attrs.frozen
 class _Finished:
@@ -305,7 +147,7 @@ class ExecutionRun:
         self._slots: list[_Slot] = []
         self._idle: list[_Slot] = []
         self._waiting: dict[str, int] = {}
-        self._listeners: dict[str, _StepListener] = {}
+        self._listeners: dict[str, StepListener] = {}
         self._usage: dict[str, int] = dict(usage or {})
         self._step_usage: dict[str, dict[str, int]] = {
             step_id: dict(counts) for step_id, counts in (step_usage or {}).items()
@@ -483,11 +325,11 @@ class ExecutionRun:
             return StepResult(StepStatus.CANCELLED)
         emitter, step_id = self._emitter, step.id
         await emitter.emit(EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id})
-        listener = self._listeners[step_id] = _StepListener(
+        listener = self._listeners[step_id] = StepListener(
             emitter, step_id, self.workflow.name, step.agent.id
         )
         started = trio.current_time()
-        _current_step.set((emitter, step_id, 1))
+        current_step.set((emitter, step_id, 1))
         try:
             agent = self._registry.create(step.agent.id, step.agent.config)
             policy = self.workflow.policy_for(step_id)
@@ -514,7 +356,7 @@ class ExecutionRun:
                     return await agent.run(rendered_input, context)
 
             with log_context(step_id=step_id, agent_id=step.agent.id):
-                output = _as_json(
+                output = as_json_value(
                     await call_with_policy(
                         attempt, policy, breaker=breaker, bulkhead=bulkhead,
                         rate_limiter=rate_limiter, listener=listener, random=self._random,
@@ -537,7 +379,7 @@ class ExecutionRun:
             self._step_metrics(step, result.status, started)
             return result
         finally:
-            _current_step.set(None)
+            current_step.set(None)
         await emitter.emit(
             EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
             data={"output": output},
@@ -706,7 +548,7 @@ class ExecutionRun:
         return data
 
 
-def _as_json(value: Any) -> Any:
+def as_json_value(value: Any) -> Any:
     """`value` as the journal will record it (tuples become lists, keys strings), or raise."""
     try:
         return json.loads(json.dumps(value, allow_nan=False))

@@ -17,7 +17,9 @@ The tree, with the builtin each leaf also inherits where one fits::
     │   └── AgentConfigurationError      (ValueError) an agent's config is unusable
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
-    │   └── ExecutionStateError          the execution is in the wrong state for the request
+    │   ├── ExecutionStateError          the execution is in the wrong state for the request
+    │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
+    │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     ├── JournalError                     the journal could not be read or written
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
@@ -132,6 +134,14 @@ class ExecutionNotFoundError(ExecutionError, LookupError):
 
 class ExecutionStateError(ExecutionError):
     """The execution is in the wrong state for the request (e.g. resuming a succeeded run)."""
+
+
+class ExecutionTimeoutError(ExecutionError, TimeoutError):
+    """The execution ran past its `timeout`; the running steps were cancelled."""
+
+
+class OutputNotSerialisableError(ExecutionError, TypeError):
+    """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
 
 
 class JournalError(Orchestr8Error):

@@ -24,7 +24,7 @@ from ._agents import AgentFactory, AgentFunction
 from ._bus import EventBus
 from ._codec import load_workflow, validate_inputs, workflow_to_json
 from ._emitter import Emitter
-from ._engine import ExecutionResult, ExecutionRun, SharedResilience, StepResult
+from ._engine import ExecutionRun
 from ._errors import (
     AgentError,
     ExecutionNotFoundError,
@@ -36,6 +36,8 @@ from ._errors import (
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord, Journal, open_journal
 from ._redaction import redact, register_secrets_in
+from ._results import ExecutionResult, StepResult
+from ._step_resilience import SharedResilience
 from ._workflow import Workflow
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]

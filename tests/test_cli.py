@@ -22,9 +22,9 @@ import trio
 
 from orchestr8._cli import CommandError, exit_code, find_execution, main, parse_inputs
 from orchestr8._cli_views import ProgressView, render_table
-from orchestr8._engine import ExecutionResult
 from orchestr8._events import EventFactory, EventType, ExecutionStatus
 from orchestr8._journal import ExecutionRecord, open_journal
+from orchestr8._results import ExecutionResult
 from orchestr8._workflow import workflow_schema
 
 EXECUTION_LINE = re.compile(r"execution ([0-9a-f]{32}) (started|resumed)")

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._codec import load_workflow
-from orchestr8._engine import ExecutionResult
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
+from orchestr8._results import ExecutionResult
 from orchestr8._runtime import open_runtime
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}

@@ -18,7 +18,6 @@ import trio.testing
 
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._codec import load_workflow
-from orchestr8._engine import ExecutionResult
 from orchestr8._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
@@ -28,6 +27,7 @@ from orchestr8._errors import (
 )
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
+from orchestr8._results import ExecutionResult
 from orchestr8._runtime import open_runtime, run_workflow
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}

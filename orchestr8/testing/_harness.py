@@ -18,9 +18,10 @@ import trio
 from .._agent_registry import AgentRegistry
 from .._agents import Agent, AgentContext, AgentFactory, AgentFunction, _describe
 from .._bus import EventBus
-from .._engine import ExecutionResult, _as_json
+from .._engine import as_json_value
 from .._errors import unwrap_single_error
 from .._events import Event
+from .._results import ExecutionResult
 from .._runtime import Runtime, WorkflowLike, open_runtime
 
 __all__ = [
@@ -94,7 +95,7 @@ async def run_agent(
     call_context = _context(context, agent_id, progress, usage_records)
     with trio.fail_at(call_context.deadline):
         output = await built.run(input, call_context)
-    return AgentRun(_as_json(output), call_context, progress, usage_records)
+    return AgentRun(as_json_value(output), call_context, progress, usage_records)
 
 
 def _build(
