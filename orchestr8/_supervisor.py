@@ -28,7 +28,9 @@ from ._actor import (
     run_messages,
 )
 from ._bus import EventBus
-from ._errors import ActorError, ActorStoppedError, SupervisorGaveUpError, unwrap_single_error
+from ._errors import ActorError, ActorStoppedError, unwrap_single_error
+from ._restarts import RestartBackoff as RestartBackoff
+from ._restarts import _Exit, manage_exits
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 
@@ -42,30 +44,6 @@ class ActorNameTakenError(ActorError, ValueError):
 
 
 @attrs.frozen
-class RestartBackoff:
-    """Delay before the n-th restart within the intensity window: min * multiplier^(n-1), capped."""
-
-    min_delay: float = 0.5
-    max_delay: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-
-    def delay(self, restart_number: int, source: random.Random) -> float:
-        """The delay before restart number `restart_number` (1-based), with ± `jitter` spread."""
-        exponent = max(restart_number - 1, 0)
-        if self.multiplier > 1 and exponent > 0:
-            ceiling = math.log(max(self.max_delay / max(self.min_delay, 1e-9), 1.0))
-            if exponent * math.log(self.multiplier) >= ceiling:
-                base = self.max_delay
-            else:
-                base = min(self.max_delay, self.min_delay * self.multiplier**exponent)
-        else:
-            base = min(self.max_delay, self.min_delay)
-        spread = base * self.jitter
-        return max(0.0, base + source.uniform(-spread, spread))
-
-
-@attrs.frozen
 class SupervisorStatistics:
     """A snapshot of a supervisor: its children in start order and its restart history."""
 
@@ -75,13 +53,6 @@ class SupervisorStatistics:
     restarts: int
     recent_restarts: int
     closing: bool
-
-
-@attrs.frozen
-class _Exit:
-    cell: _Cell
-    incarnation: int
-    error: Exception | None
 
 
 class Supervisor:
@@ -491,119 +462,7 @@ class Supervisor:
 
     async def manage(self) -> None:
         """Handle child exits one at a time until the supervisor stops; raises when it gives up."""
-        # A plain close, not `async with`: `aclose()` is a checkpoint, where a cancellation of the
-        # nursery would replace (and so lose) the SupervisorGaveUpError on its way out.
-        try:
-            async for exit_report in self._exit_receive:
-                await self._handle_exit(exit_report)
-                # Handle reports already queued without a scheduling pass each (many children
-                # stopping together report in a burst).
-                while True:
-                    try:
-                        queued = self._exit_receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    await self._handle_exit(queued)
-        finally:
-            self._exit_receive.close()
-
-    async def _handle_exit(self, exit_report: _Exit) -> None:
-        cell, error = exit_report.cell, exit_report.error
-        if exit_report.incarnation != cell.incarnation or cell.state in ("restarting", "stopped"):
-            return
-        if cell.stop_requested:
-            await self._finish(cell)
-            return
-        if self._closing:
-            return
-        if error is not None:
-            await self._publish("actor.crashed", cell, error)
-        if cell.restart == "temporary" or (error is None and cell.restart == "transient"):
-            await self._finish(cell)
-            return
-        cause: BaseException = error if error is not None else ActorStoppedError(
-            f"actor {cell.name!r} stopped itself"
-        )
-        await self._count_restart(cell, cause)
-        group = self._restart_group(cell)
-        for member in reversed(group):
-            if member is not cell:
-                await self._terminate_for_restart(member)
-        for member in group:
-            if member is not cell and member.restart == "temporary":
-                await self._finish(member)
-            else:
-                await self._restart(member, cause)
-
-    def _restart_group(self, cell: _Cell) -> list[_Cell]:
-        cells = list(self._cells.values())
-        if self.strategy == "one_for_all":
-            return cells
-        if self.strategy == "rest_for_one":
-            return cells[cells.index(cell):]
-        return [cell]
-
-    async def _count_restart(self, cell: _Cell, cause: BaseException) -> None:
-        """Record one restart, or give up when the window already holds `max_restarts`."""
-        now = trio.current_time()
-        times = self._restart_times
-        while times and now - times[0] >= self.within:
-            times.popleft()
-        if len(times) >= self.max_restarts:
-            await self._give_up(cell, cause)
-        times.append(now)
-        self._restarts += 1
-
-    async def _give_up(self, cell: _Cell, cause: BaseException) -> None:
-        # Cancel the block first, so that code in it awaiting a child (an ask, a blocked tell)
-        # sees the give-up, not the ActorStoppedError of the teardown joining it in a group.
-        self._block_scope.cancel()
-        await self.stop()
-        await self._publish("supervisor.gave_up", None, cause)
-        raise SupervisorGaveUpError(
-            f"supervisor {self.name!r} gave up: more than {self.max_restarts} restarts within "
-            f"{self.within} s; the last crash was in {cell.name!r}: {cause!r}"
-        ) from cause
-
-    async def _terminate_for_restart(self, cell: _Cell) -> None:
-        """End a sibling's incarnation for a group restart, keeping its mailbox and ref."""
-        if cell.state != "running" or cell.task is None:
-            return
-        cell.state = "restarting"
-        if cell.inbox is not None:
-            cell.inbox.close()
-        deadline = trio.current_time() + (cell.grace if cell.grace is not None else math.inf)
-        with trio.move_on_at(deadline):
-            await cell.done.wait()
-        if not cell.done.is_set():
-            cell.scope.cancel()
-            await cell.done.wait()
-
-    async def _restart(self, cell: _Cell, cause: BaseException) -> None:
-        """Start a fresh incarnation of `cell` (after the backoff), counting failed starts."""
-        while not (cell.stop_requested or self._closing):
-            cell.state = "restarting"
-            cell.restarts += 1
-            cell.done = trio.Event()
-            if self.restart_backoff is not None:
-                delay = self.restart_backoff.delay(len(self._restart_times), self._random)
-                cell.scope = trio.CancelScope(deadline=trio.current_time() + delay)
-                with cell.scope:
-                    await trio.sleep_forever()
-                if cell.stop_requested or self._closing:
-                    break
-            cell.scope = trio.CancelScope()
-            cell.restart_cause = cause
-            assert cell.runner is not None
-            try:
-                await self._nursery.start(cell.runner, cell)
-            except Exception as start_error:
-                await self._publish("actor.crashed", cell, start_error)
-                cause = start_error
-                await self._count_restart(cell, cause)
-                continue
-            return
-        cell.done.set()
+        await manage_exits(self)
 
 
 @asynccontextmanager
