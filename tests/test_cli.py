@@ -20,7 +20,8 @@ import attrs
 import pytest
 import trio
 
-from orchestr8._cli import CommandError, exit_code, find_execution, main, parse_inputs
+from orchestr8._cli import main
+from orchestr8._cli_support import CommandError, exit_code, find_execution, parse_inputs
 from orchestr8._cli_views import ProgressView, render_table
 from orchestr8._events import EventFactory, EventType, ExecutionStatus
 from orchestr8._journal import ExecutionRecord, open_journal

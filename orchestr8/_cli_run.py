@@ -1,0 +1,117 @@
+"""The driver of `orchestr8 run` and `orchestr8 resume`: the runtime, progress, signals, result.
+
+Imported by those commands when they run, never by `orchestr8._cli` at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncclick as click
+
+from ._cli_support import EXIT_INTERRUPTED, EXIT_OK, exit_code
+
+if TYPE_CHECKING:
+    from ._cli_views import ProgressView
+    from ._journal import Journal
+    from ._runtime import ExecutionHandle, Runtime
+
+Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]]]
+"""Starts or resumes an execution; returns its handle, its step ids and the line announcing it."""
+
+
+async def drive(
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+) -> int:
+    """Start or resume an execution, show its progress, print its result, return the exit code."""
+    from ._runtime import tune_garbage_collection
+    from ._telemetry_export import configure_from_environment, shutdown_telemetry
+
+    tune_garbage_collection()
+    configure_from_environment()
+    try:
+        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json)
+    finally:
+        shutdown_telemetry()
+
+
+async def _drive_runtime(
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+) -> int:
+    """The body of `drive`: the runtime, the progress view and the signal handling."""
+    import signal
+
+    import trio
+
+    from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
+    from ._runtime import open_runtime
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            open_runtime(journal=path, cancel_grace=cancel_grace) as runtime,
+            runtime.bus.subscribe(buffer=4096) as events,
+        ):
+            handle, step_ids, headline = await begin(runtime)
+            view = ProgressView(sys.stderr, step_ids)
+            view.note(headline)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(view.follow, events, handle.execution_id)
+                resume_hint = _command("resume", journal_given, handle.execution_id)
+                nursery.start_soon(
+                    _watch_signals, signals, handle, view, runtime.journal, cancel_grace,
+                    resume_hint,
+                )
+                result = await handle.wait()
+                nursery.cancel_scope.cancel()
+            view.drain(events, handle.execution_id)
+    if as_json:
+        click.echo(dump_json(result_document(result)))
+    else:
+        click.echo(render_result(result, color=wants_color(sys.stdout)))
+    code = exit_code(result)
+    if code != EXIT_OK:
+        sys.stderr.write(f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
+                         f"resume it:  {_command('resume', journal_given, result.execution_id)}\n")
+    return code
+
+
+def _command(name: str, journal_given: str | None, execution_id: str) -> str:
+    """The command line that runs `name` on the execution, with the same `--journal`."""
+    import shlex
+
+    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    return f"orchestr8 {name}{option} {execution_id}"
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int], handle: ExecutionHandle, view: ProgressView, journal: Journal,
+    grace: float, resume_hint: str,
+) -> None:
+    """First SIGINT/SIGTERM: cancel cooperatively. Second: save the journal and exit at once."""
+    import signal
+
+    import trio
+
+    from ._errors import Orchestr8Error
+
+    interrupts = 0
+    async for signum in signals:
+        interrupts += 1
+        name = signal.Signals(signum).name
+        if interrupts == 1:
+            handle.cancel(f"interrupted ({name})")
+            view.note(f"interrupted: cancelling (steps get {grace:g}s to finish); "
+                      "interrupt again to stop at once", "yellow")
+            continue
+        view.note(f"interrupted again: stopping now; the execution stays resumable "
+                  f"({resume_hint})", "red")
+        with trio.move_on_after(1.0), contextlib.suppress(Orchestr8Error):
+            await journal.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)

@@ -1,0 +1,220 @@
+"""What the `orchestr8` commands share: exit codes, user errors, inputs, workflows and journals.
+
+Imported by the commands when they run, never by `orchestr8._cli` at import, so `orchestr8 --help`
+stays fast; heavy modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncclick as click
+
+if TYPE_CHECKING:
+    from ._journal import ExecutionRecord, Journal
+    from ._results import ExecutionResult
+    from ._workflow import Workflow
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_STEP_FAILED = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+_PREFIX_PAGE = 500
+_PREFIX_PAGES = 20
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; printed as `error: message`, exit code 1."""
+
+
+def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
+    """Build the inputs from `--inputs-file` then `--input KEY=VALUE` pairs (JSON, else text).
+
+    Raises:
+        CommandError: a pair has no `=` or no key, or the file is unreadable or not a JSON object.
+    """
+    import json
+
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            if inputs_file == "-":
+                text = sys.stdin.read()
+            else:
+                text = Path(inputs_file).read_text(encoding="utf-8-sig")
+            document = json.loads(text, parse_constant=_reject_constant)
+        except OSError as error:
+            raise CommandError(f"--inputs-file {inputs_file}: {error.strerror or error}") from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise CommandError(f"--inputs-file {inputs_file}: not JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise CommandError(f"--inputs-file {inputs_file}: expected a JSON object of inputs, "
+                               f"got {type(document).__name__}")
+        inputs.update(document)
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key:
+            raise CommandError(f"--input {pair!r}: expected KEY=VALUE")
+        try:
+            inputs[key] = json.loads(text, parse_constant=_reject_constant)
+        except ValueError:
+            inputs[key] = text
+    return inputs
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_checked(file: str) -> Workflow:
+    """Load the workflow file and check that its agents exist and accept their configs.
+
+    Raises:
+        WorkflowValidationError: with every problem found.
+    """
+    from ._agent_registry import AgentRegistry
+    from ._codec import load_workflow
+    from ._errors import AgentError, Problem, WorkflowValidationError
+
+    registry = AgentRegistry()
+    workflow = load_workflow(Path(file), agent_exists=registry.exists)
+    problems = []
+    for index, step in enumerate(workflow.steps):
+        try:
+            registry.create(step.agent.id, step.agent.config)
+        except AgentError as error:
+            problems.append(Problem(f"$.steps[{index}].agent", str(error)))
+    if problems:
+        raise WorkflowValidationError(problems, source=file)
+    return workflow
+
+
+async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
+    """Find the execution whose id is `text` or, failing that, the one id starting with it.
+
+    Raises:
+        CommandError: no execution matches, or the prefix matches several.
+    """
+    from ._errors import ExecutionNotFoundError
+
+    try:
+        return await journal.get_execution(text)
+    except ExecutionNotFoundError:
+        pass
+    matches: list[ExecutionRecord] = []
+    cursor = None
+    if text:
+        for _ in range(_PREFIX_PAGES):
+            page = await journal.list_executions(limit=_PREFIX_PAGE, before=cursor)
+            matches += [item for item in page.items if item.execution_id.startswith(text)]
+            cursor = page.next_cursor
+            if len(matches) > 1 or cursor is None:
+                break
+    if not matches:
+        raise CommandError(f"no execution {text!r} in the journal {journal.path}")
+    if len(matches) > 1:
+        shown = ", ".join(record.execution_id for record in matches[:2])
+        raise CommandError(f"the id prefix {text!r} is ambiguous: it matches {shown} and maybe "
+                           "more; give more characters")
+    return matches[0]
+
+
+async def guard(action: Callable[[], Awaitable[int]]) -> int:
+    """Run a command's body, turning expected errors into a message on stderr and exit code 1."""
+    from ._errors import InputValidationError, Orchestr8Error, WorkflowValidationError
+
+    try:
+        return await action()
+    except BaseExceptionGroup as group:
+        error = _only_error(group)
+        if not _expected(error):
+            raise
+    except (Orchestr8Error, CommandError, OSError) as caught:
+        error = caught
+        if not _expected(error):
+            raise
+    if isinstance(error, WorkflowValidationError | InputValidationError):
+        click.echo(str(error), err=True)
+    else:
+        click.echo(f"error: {error}", err=True)
+    return EXIT_INVALID
+
+
+def _expected(error: BaseException) -> bool:
+    """Whether `error` is one the CLI reports as a message (a broken pipe is left to click)."""
+    import errno
+
+    from ._errors import Orchestr8Error
+
+    if isinstance(error, OSError):
+        return error.errno != errno.EPIPE
+    return isinstance(error, Orchestr8Error | CommandError)
+
+
+def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested single-member groups (nurseries wrap what they propagate)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def exit_code(result: ExecutionResult) -> int:
+    """The exit code of a finished run: 0 succeeded, 2 failed, 3 timed out, 130 cancelled."""
+    status = str(result.status)
+    if status == "succeeded":
+        return EXIT_OK
+    if status == "cancelled":
+        return EXIT_INTERRUPTED
+    if (result.error or {}).get("type") == "ExecutionTimeoutError":
+        return EXIT_TIMEOUT
+    return EXIT_STEP_FAILED
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise CommandError(f"--timeout must be a number of seconds above 0, got {timeout}")
+    return timeout
+
+
+def journal_path(option: str | None, *, must_exist: bool = False) -> Path:
+    """The journal to use: `--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`.
+
+    Raises:
+        CommandError: `must_exist` and there is no file there.
+    """
+    configured = option or os.environ.get("ORCHESTR8_JOURNAL")
+    if configured:
+        path = Path(configured).expanduser()
+    elif must_exist:
+        path = Path.cwd() / ".orchestr8" / "journal.db"
+    else:
+        from ._journal import default_journal_path
+
+        path = default_journal_path()
+    if must_exist and not path.exists():
+        raise CommandError(f"there is no journal at {path}")
+    return path
+
+
+def declared_steps(record: ExecutionRecord) -> list[str]:
+    steps = record.workflow.get("steps", ())
+    return [step["id"] for step in steps if isinstance(step, dict) and "id" in step]
+
+
+def allow_local_imports() -> None:
+    """Let `module:attribute` agents and callables come from the current directory.
+
+    Appended, not prepended, so that files there never shadow installed modules.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
