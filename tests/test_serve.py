@@ -6,8 +6,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from functools import partial
 from io import StringIO
 from pathlib import Path
@@ -29,6 +28,7 @@ from orchestr8._serve import (
     run_service,
     serve,
 )
+from orchestr8.testing import open_event_socket
 
 KEY = "serve-test-key-0123456789"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -50,36 +50,6 @@ async def served(
         partial(serve, runtime, port=0, shutdown_trigger=stop.wait, **options)
     )
     return urls[0]
-
-
-@asynccontextmanager
-async def event_socket(
-    url: str, *, headers: Sequence[tuple[str, str]] = ()
-) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """A WebSocket client whose TCP stream is always closed at the end.
-
-    trio-websocket 0.12 leaves it open when the server closes first or refuses the handshake.
-    """
-    parts = urlsplit(url)
-    resource = parts.path + (f"?{parts.query}" if parts.query else "")
-    stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80)
-    try:
-        async with stream, trio.open_nursery() as nursery:
-            socket = await trio_websocket.wrap_client_stream(
-                nursery, stream, parts.netloc, resource,
-                extra_headers=[(name.encode(), value.encode()) for name, value in headers],
-            )
-            try:
-                yield socket
-            finally:
-                await socket.aclose()
-    except BaseExceptionGroup as group:
-        refused, _ = group.split(trio_websocket.HandshakeError)
-        if refused is None:
-            raise
-        while isinstance(refused, BaseExceptionGroup):
-            refused = refused.exceptions[0]
-        raise refused from None
 
 
 async def receive_until_closed(
@@ -119,7 +89,7 @@ async def test_shutdown_cancels_executions_and_their_sockets_see_them_end(
                 accepted = (await http.post("/workflows/execute", json={"workflow": SLEEP})).json()
             execution_id = accepted["execution_id"]
             events_url = url.replace("http", "ws", 1) + f"/executions/{execution_id}/events"
-            async with event_socket(events_url) as socket:
+            async with open_event_socket(events_url) as socket:
                 assert json.loads(await socket.get_message())["type"] == "execution.started"
                 stop.set()
                 events, reason = await receive_until_closed(socket)
@@ -137,7 +107,7 @@ async def test_shutdown_alone_closes_sockets_1001_and_leaves_runs_to_the_runtime
             url = await served(nursery, runtime, stop)
             handle = await runtime.start(SLEEP)
             events_url = url.replace("http", "ws", 1) + f"/executions/{handle.execution_id}/events"
-            async with event_socket(events_url) as socket:
+            async with open_event_socket(events_url) as socket:
                 await socket.get_message()
                 stop.set()
                 events, reason = await receive_until_closed(socket)
@@ -166,10 +136,11 @@ async def test_api_key_is_required_over_http_and_websocket_and_never_logged(
             assert accepted.status_code == 202
         events_url = url.replace("http", "ws", 1) + accepted.headers["Location"] + "/events"
         with pytest.raises(trio_websocket.ConnectionRejected) as refused:
-            async with event_socket(events_url):
+            async with open_event_socket(events_url):
                 pass
         assert refused.value.status_code == 401
-        async with event_socket(events_url, headers=[("Authorization", f"Bearer {KEY}")]) as socket:
+        authorised = [("Authorization", f"Bearer {KEY}")]
+        async with open_event_socket(events_url, headers=authorised) as socket:
             assert json.loads(await socket.get_message())["seq"] == 1
         runtime.cancel_all("test over")
         stop.set()

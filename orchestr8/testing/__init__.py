@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._harness import capture_events as capture_events
     from ._harness import run_agent as run_agent
     from ._harness import run_workflow_for_test as run_workflow_for_test
+    from ._websocket import open_event_socket as open_event_socket
 
 _EXPORTS: dict[str, str] = {
     "AgentRun": "_harness",
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "FakeContext7": "_context7",
     "WorkflowRun": "_harness",
     "capture_events": "_harness",
+    "open_event_socket": "_websocket",
     "run_agent": "_harness",
     "run_workflow_for_test": "_harness",
     "use_fake_anthropic": "_anthropic",

@@ -11,17 +11,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import httpx
 import pytest
 import trio
 import trio_websocket
+
+from orchestr8.testing import open_event_socket
 
 KEY = "acceptance-key-7f3a9c"
 STEPS = {
@@ -102,36 +103,6 @@ async def drain(stream: Any, into: bytearray) -> None:
         into += chunk
 
 
-@asynccontextmanager
-async def event_socket(
-    url: str, *, headers: Sequence[tuple[str, str]] = ()
-) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """A WebSocket client whose TCP stream is always closed at the end.
-
-    trio-websocket 0.12 leaves it open when the server closes first or refuses the handshake.
-    """
-    parts = urlsplit(url)
-    resource = parts.path + (f"?{parts.query}" if parts.query else "")
-    stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80)
-    try:
-        async with stream, trio.open_nursery() as nursery:
-            socket = await trio_websocket.wrap_client_stream(
-                nursery, stream, parts.netloc, resource,
-                extra_headers=[(name.encode(), value.encode()) for name, value in headers],
-            )
-            try:
-                yield socket
-            finally:
-                await socket.aclose()
-    except BaseExceptionGroup as group:
-        refused, _ = group.split(trio_websocket.HandshakeError)
-        if refused is None:
-            raise
-        while isinstance(refused, BaseExceptionGroup):
-            refused = refused.exceptions[0]
-        raise refused from None
-
-
 async def receive_until_closed(
     socket: trio_websocket.WebSocketConnection,
 ) -> tuple[list[dict[str, Any]], trio_websocket.CloseReason]:
@@ -161,14 +132,14 @@ async def test_execute_follow_live_events_to_succeeded_then_replay_after_a_seq(
     ):
         execution_id = await execute(http, STEPS)
         events_url = f"{server.ws_url}/executions/{execution_id}/events"
-        async with event_socket(events_url) as socket:
+        async with open_event_socket(events_url) as socket:
             events, reason = await receive_until_closed(socket)
         assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
         assert (events[-1]["type"], reason.code) == ("execution.succeeded", 1000)
         detail = (await http.get(f"/executions/{execution_id}")).json()
         assert detail["status"] == "succeeded"
         assert [step["status"] for step in detail["steps"].values()] == ["succeeded"] * 3
-        async with event_socket(f"{events_url}?after=3") as socket:
+        async with open_event_socket(f"{events_url}?after=3") as socket:
             replayed, reason = await receive_until_closed(socket)
         assert replayed == events[3:]
         assert reason.code == 1000
@@ -183,7 +154,7 @@ async def test_cancel_a_long_run_and_the_socket_shows_execution_cancelled(
         httpx.AsyncClient(base_url=server.url) as http,
     ):
         execution_id = await execute(http, LONG)
-        async with event_socket(f"{server.ws_url}/executions/{execution_id}/events") as socket:
+        async with open_event_socket(f"{server.ws_url}/executions/{execution_id}/events") as socket:
             assert json.loads(await socket.get_message())["type"] == "execution.started"
             cancel = await http.post(f"/executions/{execution_id}/cancel")
             assert cancel.status_code == 202
@@ -203,7 +174,7 @@ async def test_a_restarted_server_on_the_same_journal_shows_earlier_executions(
         async with httpx.AsyncClient(base_url=first.url) as http:
             done = await execute(http, STEPS)
             running = await execute(http, LONG)
-            async with event_socket(f"{first.ws_url}/executions/{done}/events") as socket:
+            async with open_event_socket(f"{first.ws_url}/executions/{done}/events") as socket:
                 await receive_until_closed(socket)
         assert await first.stop() == 0
     assert "stopped" in first.stderr.decode()
@@ -215,7 +186,7 @@ async def test_a_restarted_server_on_the_same_journal_shows_earlier_executions(
         assert (await http.get(f"/executions/{running}")).json()["status"] == "cancelled"
         listed = (await http.get("/executions")).json()["items"]
         assert [item["execution_id"] for item in listed] == [running, done]
-        async with event_socket(f"{second.ws_url}/executions/{done}/events") as socket:
+        async with open_event_socket(f"{second.ws_url}/executions/{done}/events") as socket:
             events, reason = await receive_until_closed(socket)
         assert (events[-1]["type"], reason.code) == ("execution.succeeded", 1000)
 
@@ -248,10 +219,10 @@ async def test_the_api_key_guards_http_and_websocket_and_is_never_written(
         execution_id = await execute(http, STEPS, **auth)
         events_url = f"{server.ws_url}/executions/{execution_id}/events"
         with pytest.raises(trio_websocket.ConnectionRejected) as rejected:
-            async with event_socket(events_url):
+            async with open_event_socket(events_url):
                 pass
         assert rejected.value.status_code == 401
-        async with event_socket(events_url, headers=list(auth.items())) as socket:
+        async with open_event_socket(events_url, headers=list(auth.items())) as socket:
             events, _ = await receive_until_closed(socket)
         assert events[-1]["type"] == "execution.succeeded"
         assert await server.stop() == 0
