@@ -49,9 +49,12 @@ class Emitter:
         step_id: str | None = None,
         attempt: int | None = None,
         data: dict[str, Any] | None = None,
+        trusted: bool = False,
     ) -> Event:
         """Record one event, waiting while the journal's queue is full; returns the event."""
-        event = self.emit_nowait(type, step_id=step_id, attempt=attempt, data=data)
+        event = self.emit_nowait(
+            type, step_id=step_id, attempt=attempt, data=data, trusted=trusted
+        )
         if self._outbox:
             await self._drain()
         return event
@@ -63,13 +66,15 @@ class Emitter:
         step_id: str | None = None,
         attempt: int | None = None,
         data: dict[str, Any] | None = None,
+        trusted: bool = False,
     ) -> Event:
         """Record one event without waiting; it queues in the outbox if the journal is full.
 
         Secret-looking values in `data` are redacted first (`_redaction`): no view and no journal
-        row ever holds them.
+        row ever holds them. `trusted` skips that for data the engine made from names alone
+        (an agent id, a reason), which holds no values from config, inputs or outputs.
         """
-        if data:
+        if data and not trusted:
             data = redact(data)
         event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
         if not self._outbox:

@@ -1,11 +1,12 @@
 """The engine: one execution of a workflow, scheduled step by step onto supervised step actors.
 
-An execution is an actor subtree. Its scheduler opens a supervisor for the execution and spawns
-one temporary *step actor* per running step, the moment the step is ready (all its dependencies
-finished) and a concurrency slot is free: no lock-step rounds. A step actor renders nothing and
-decides nothing; it runs its agent through the resilience pipeline, records the step's events and
-reports the outcome to the scheduler, which alone decides what runs next, what is skipped and how
-the execution ends.
+An execution is an actor subtree. Its scheduler opens a supervisor for the execution and gives
+each step to a temporary *step actor* the moment the step is ready (all its dependencies
+finished) and a concurrency slot is free: no lock-step rounds. A step actor runs its agent through
+the resilience pipeline (`_step_run`), records the step's events and settles the outcome with the
+execution's scheduling state, which decides what runs next, what is skipped and how the execution
+ends. Idle step actors are reused, and a step actor that finishes a step usually runs the next
+ready one itself, so a chain of steps costs one trio scheduling round per step.
 
 Ending early comes in three kinds, all recorded in the journal:
 
@@ -17,7 +18,6 @@ Ending early comes in three kinds, all recorded in the journal:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -31,31 +31,32 @@ import trio
 
 from ._actor import Actor
 from ._agent_registry import AgentRegistry
-from ._agents import AgentContext
 from ._bus import EventBus
 from ._emitter import Emitter
-from ._errors import ExecutionTimeoutError, Orchestr8Error, OutputNotSerialisableError
+from ._errors import ExecutionTimeoutError, Orchestr8Error
 from ._events import EventType, ExecutionStatus, StepStatus, describe_error
-from ._logging import log_context
 from ._metrics import engine_metrics
-from ._pipeline import call_with_policy
 from ._redaction import redact
 from ._results import ExecutionResult, StepResult
-from ._step_resilience import SharedResilience, StepListener, current_step
+from ._step_resilience import SharedResilience
+from ._step_run import StepRunner
 from ._supervisor import open_supervisor
-from ._telemetry import (
-    attempt_span,
-    execution_span,
-    record_execution_result,
-)
+from ._telemetry import execution_span, record_execution_result
 from ._workflow import Step, Workflow
 
 _logger = logging.getLogger("orchestr8.engine")
 
+
 @attrs.frozen
 class _Finished:
+    """A step's outcome left for the scheduler task to settle."""
+
     step_id: str
     result: StepResult
+
+
+#: Tells the scheduler task to look again: the run may have ended, or must end early.
+_WAKE = object()
 
 
 @attrs.define(eq=False)
@@ -69,19 +70,20 @@ class _Slot:
 class _StepActor(Actor):
     """Runs steps one at a time: each step's agent under its policy; reports every outcome.
 
-    The scheduler keeps idle step actors and hands a ready step to one of them (spawning another
-    only when all are busy), so a step costs one message and one report, not a spawn and a stop.
+    Idle step actors are kept and given the next ready step (another is spawned only when all are
+    busy), so a step costs one message, not a spawn and a stop. The report is settled on this
+    actor's own task: the step's dependents start right away, usually on this same actor, without
+    a round trip through the scheduler task.
     """
 
     def __init__(self, execution: ExecutionRun, slot: _Slot) -> None:
         self._execution = execution
         self._slot = slot
 
-    async def receive(self, message: tuple[Step, Any]) -> None:
-        step, rendered_input = message
+    async def receive(self, message: Step) -> None:
         result: StepResult | None = None
         try:
-            result = await self._execution.run_step(step, rendered_input)
+            result = await self._execution.steps.run(message)
         finally:
             # A forced stop cancels the step mid-run: the scheduler must still hear of it.
             self._report(result or StepResult(StepStatus.CANCELLED))
@@ -95,11 +97,18 @@ class _StepActor(Actor):
         step = self._slot.step
         if step is not None:
             self._slot.step = None
-            self._execution.report(_Finished(step.id, result))
+            self._execution.step_finished(step.id, result)
 
 
 class ExecutionRun:
-    """One execution of a workflow: the scheduler, its step actors and its events."""
+    """One execution of a workflow: the scheduler, its step actors and its events.
+
+    The scheduling state (what finished, what waits, what runs) changes only in synchronous code,
+    so the scheduler task and the step actors can both settle outcomes without locks. While the
+    run is going normally, step actors settle their own outcomes and start the steps that became
+    ready; the scheduler task sleeps until the run ends, is cancelled or times out. From then on
+    (`_dispatching` is False) every outcome goes to the scheduler task, which winds the run down.
+    """
 
     def __init__(
         self,
@@ -126,13 +135,10 @@ class ExecutionRun:
         self.workflow = workflow
         self.inputs = inputs
         self._emitter = emitter
-        self._registry = registry
-        self._resilience = resilience
         self._bus = bus
         self._grace = cancel_grace
         self._timeout = timeout
         self._resumed = resumed
-        self._random = random_source
         self._outputs: dict[str, Any] = dict(completed or {})
         self._results: dict[str, StepResult] = {
             step_id: StepResult(StepStatus.SUCCEEDED, output=output)
@@ -140,19 +146,31 @@ class ExecutionRun:
         }
         self._cancel_event = trio.Event()
         self._cancel_reason = ""
-        self._report_send, self._report_receive = trio.open_memory_channel[_Finished | None](
-            len(workflow.steps) + 1
+        # Room for one report per step, the cancel request and the wake-ups: never blocks.
+        self._report_send, self._report_receive = trio.open_memory_channel[Any](
+            len(workflow.steps) + 4
         )
-        self._running: dict[str, _Slot | None] = {}
+        self._supervisor: Any = None
+        self._dispatching = False
+        self._ending = "completed"
+        self._running: dict[str, _Slot] = {}
         self._slots: list[_Slot] = []
         self._idle: list[_Slot] = []
+        self._ready: deque[str] = deque()
+        self._limit = workflow.max_concurrency or math.inf
         self._waiting: dict[str, int] = {}
-        self._listeners: dict[str, StepListener] = {}
         self._usage: dict[str, int] = dict(usage or {})
         self._step_usage: dict[str, dict[str, int]] = {
             step_id: dict(counts) for step_id, counts in (step_usage or {}).items()
             if step_id in self._outputs
         }
+        self.steps = StepRunner(
+            execution_id=execution_id, workflow=workflow, inputs=inputs, outputs=self._outputs,
+            emitter=emitter, registry=registry, resilience=resilience,
+            cancel_event=self._cancel_event, random_source=random_source, usage=self._usage,
+            step_usage=self._step_usage,
+        )
+        """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
         self.result: ExecutionResult | None = None
 
@@ -167,6 +185,8 @@ class ExecutionRun:
             return False
         self._cancel_reason = reason
         self._cancel_event.set()
+        # Nothing starts after a cancel request; the scheduler task settles what still runs.
+        self._dispatching = False
         self._report_send.send_nowait(None)
         return True
 
@@ -181,9 +201,26 @@ class ExecutionRun:
         assert self.result is not None
         return self.result
 
-    def report(self, finished: _Finished) -> None:
-        """Called by a step actor with its outcome (never blocks: one slot per step)."""
-        self._report_send.send_nowait(finished)
+    def step_finished(self, step_id: str, result: StepResult) -> None:
+        """Called by a step actor with its step's outcome; never blocks and never raises.
+
+        While the run goes normally the outcome is settled here, on the step actor's task, and
+        the steps it made ready start at once; otherwise it is left to the scheduler task.
+        """
+        if not self._dispatching or result.status is StepStatus.CANCELLED:
+            self._report_send.send_nowait(_Finished(step_id, result))
+            return
+        try:
+            self._settle(step_id, result)
+            self._dispatch_ready()
+        except Exception as error:
+            # A bug in the scheduling code must end the run loudly, not leave it waiting.
+            self._dispatching = False
+            self._report_send.send_nowait(error)
+            return
+        if self._ending != "completed" or not self._running:
+            self._dispatching = False
+            self._report_send.send_nowait(_WAKE)
 
     # -- the scheduler ------------------------------------------------------------------------
 
@@ -239,47 +276,31 @@ class ExecutionRun:
     async def _schedule(self, supervisor: Any, deadline: float) -> str:
         """Start steps as they become ready until all finished; return how the run ended."""
         workflow = self.workflow
+        self._supervisor = supervisor
         waiting = self._waiting = {
             step_id: sum(1 for dependency in dependencies if dependency not in self._results)
             for step_id, dependencies in workflow.dependencies.items()
             if step_id not in self._results
         }
-        ready = deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0)
-        limit = workflow.max_concurrency or math.inf
-        ending = "completed"
+        self._ready.extend(step_id for step_id in workflow.order if waiting.get(step_id) == 0)
         with trio.move_on_at(deadline) as timeout_scope:
-            while True:
-                if self._cancel_event.is_set():
-                    # Nothing starts after a cancel request, even one made before the run began.
-                    ending = "cancelled"
-                    break
-                while ready and len(self._running) < limit and ending == "completed":
-                    await self._start(supervisor, ready.popleft())
-                if not self._running:
-                    break
-                finished = await self._report_receive.receive()
-                if finished is None:
-                    ending = "cancelled"
-                    break
-                slot = self._running.pop(finished.step_id, None)
-                if slot is not None:
-                    self._idle.append(slot)
-                result = finished.result
-                self._results[finished.step_id] = result
-                ok = result.status is StepStatus.SUCCEEDED
-                step = workflow.steps_by_id[finished.step_id]
-                if ok or step.on_error == "continue":
-                    self._outputs[finished.step_id] = result.output if ok else None
-                    for dependent in workflow.dependents[finished.step_id]:
-                        if dependent in waiting:
-                            waiting[dependent] -= 1
-                            if waiting[dependent] == 0:
-                                ready.append(dependent)
-                elif result.status is StepStatus.FAILED:
-                    await self._skip_dependents(finished.step_id, waiting)
-                    if workflow.fail_fast:
-                        ending = "failed"
-                        break
+            if not self._cancel_event.is_set():
+                self._dispatching = True
+                self._dispatch_ready()
+            while self._dispatching and self._ending == "completed" and self._running:
+                message = await self._report_receive.receive()
+                if isinstance(message, BaseException):
+                    raise message
+                if isinstance(message, _Finished):
+                    # An outcome a step actor left to this task (its step was cut short).
+                    self._settle(message.step_id, message.result)
+                    self._dispatch_ready()
+                # Otherwise a wake-up or a cancel request: the loop's condition says which.
+        self._dispatching = False
+        ending = self._ending
+        if self._cancel_event.is_set():
+            # Even a cancel requested before the run began: it ends cancelled.
+            ending = "cancelled"
         if timeout_scope.cancelled_caught:
             ending = "timed_out"
         if ending == "cancelled":
@@ -290,126 +311,50 @@ class ExecutionRun:
         await self._close_pending(ending)
         return ending
 
-    async def _start(self, supervisor: Any, step_id: str) -> None:
+    def _settle(self, step_id: str, result: StepResult) -> None:
+        """Record a step's outcome: its dependents get closer to ready, or are skipped."""
+        slot = self._running.pop(step_id, None)
+        if slot is not None:
+            self._idle.append(slot)
+        self._results[step_id] = result
+        ok = result.status is StepStatus.SUCCEEDED
         step = self.workflow.steps_by_id[step_id]
-        try:
-            rendered = step.input.render(self.inputs, self._outputs)
-        except Orchestr8Error as error:
-            await self._emitter.emit(
-                EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id}
-            )
-            failure = StepResult(StepStatus.FAILED, error=describe_error(error))
-            await self._emitter.emit(
-                EventType.STEP_FAILED, step_id=step_id, data={"error": failure.error}
-            )
-            self.report(_Finished(step_id, failure))
-            self._running[step_id] = None
-            return
-        if self._idle:
-            slot = self._idle.pop()
-        else:
-            slot = _Slot()
-            slot.ref = supervisor.spawn_nowait(
-                partial(_StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
-                restart="temporary", mailbox_size=1,
-            )
-            self._slots.append(slot)
-        slot.step = step
-        self._running[step_id] = slot
-        slot.ref.tell_nowait((step, rendered))
+        if ok or (step.on_error == "continue" and result.status is StepStatus.FAILED):
+            self._outputs[step_id] = result.output if ok else None
+            waiting = self._waiting
+            for dependent in self.workflow.dependents[step_id]:
+                if dependent in waiting:
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        self._ready.append(dependent)
+        elif result.status is StepStatus.FAILED:
+            self._skip_dependents(step_id)
+            if self.workflow.fail_fast:
+                self._ending = "failed"
 
-    async def run_step(self, step: Step, rendered_input: Any) -> StepResult:
-        """Run one step's agent under its policy, journaling every attempt; never raises errors."""
-        if self._cancel_event.is_set():
-            # Cancelled before it began (a step spawned as the cancel came): it never starts.
-            return StepResult(StepStatus.CANCELLED)
-        emitter, step_id = self._emitter, step.id
-        await emitter.emit(EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id})
-        listener = self._listeners[step_id] = StepListener(
-            emitter, step_id, self.workflow.name, step.agent.id
-        )
-        started = trio.current_time()
-        current_step.set((emitter, step_id, 1))
-        try:
-            agent = self._registry.create(step.agent.id, step.agent.config)
-            policy = self.workflow.policy_for(step_id)
-            breaker, bulkhead, rate_limiter = self._resilience.layers(
-                policy.key or step.agent.id, policy
-            )
-            contexts = partial(
-                AgentContext,
-                execution_id=self.execution_id,
-                step_id=step_id,
-                workflow_name=self.workflow.name,
-                agent_id=step.agent.id,
-                progress_callback=self._on_progress,
-                usage_callback=self._on_usage,
-                cancel_event=self._cancel_event,
-            )
-
-            async def attempt(number: int) -> Any:
-                # The pipeline runs each attempt under a scope whose deadline is the earlier of
-                # the attempt timeout and the step's total deadline: tell the agent.
-                deadline = trio.current_effective_deadline()
-                context = contexts(attempt=number, deadline=deadline)
-                with attempt_span(step_id, step.agent.id, number, deadline=deadline):
-                    return await agent.run(rendered_input, context)
-
-            with log_context(step_id=step_id, agent_id=step.agent.id):
-                output = as_json_value(
-                    await call_with_policy(
-                        attempt, policy, breaker=breaker, bulkhead=bulkhead,
-                        rate_limiter=rate_limiter, listener=listener, random=self._random,
-                    )
+    def _dispatch_ready(self) -> None:
+        """Give ready steps to step actors while concurrency allows and the run goes on."""
+        ready, running = self._ready, self._running
+        while ready and len(running) < self._limit and self._ending == "completed":
+            if not self._dispatching:
+                return
+            step = self.workflow.steps_by_id[ready.popleft()]
+            if self._idle:
+                slot = self._idle.pop()
+            else:
+                slot = _Slot()
+                slot.ref = self._supervisor.spawn_nowait(
+                    partial(_StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
+                    restart="temporary", mailbox_size=1,
                 )
-        except Exception as error:
-            result = StepResult(
-                StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
-            )
-            await emitter.emit(
-                EventType.STEP_FAILED, step_id=step_id, attempt=listener.attempts or None,
-                data={"error": result.error},
-            )
-            with log_context(step_id=step_id, agent_id=step.agent.id):
-                _logger.warning(
-                    "step %s failed after %d attempt(s): %s: %s", step_id, listener.attempts,
-                    result.error["type"] if result.error else "",
-                    result.error["message"] if result.error else "",
-                )
-            self._step_metrics(step, result.status, started)
-            return result
-        finally:
-            current_step.set(None)
-        await emitter.emit(
-            EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
-            data={"output": output},
-        )
-        self._step_metrics(step, StepStatus.SUCCEEDED, started)
-        return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+                self._slots.append(slot)
+            slot.step = step
+            running[step.id] = slot
+            slot.ref.tell_nowait(step)
 
-    def _step_metrics(self, step: Step, status: StepStatus, started: float) -> None:
-        engine_metrics().step_finished(
-            self.workflow.name, step.id, step.agent.id, status, trio.current_time() - started
-        )
-
-    def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
-        step_usage = self._step_usage.setdefault(context.step_id, {})
-        for name, value in counts.items():
-            step_usage[name] = step_usage.get(name, 0) + value
-            self._usage[name] = self._usage.get(name, 0) + value
-        self._emitter.emit_nowait(
-            EventType.STEP_USAGE, step_id=context.step_id, attempt=context.attempt,
-            data=dict(counts),
-        )
-
-    def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
-        self._emitter.emit_nowait(
-            EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
-            data=dict(data),
-        )
-
-    async def _skip_dependents(self, failed: str, waiting: dict[str, int]) -> None:
+    def _skip_dependents(self, failed: str) -> None:
         """Skip every step that (transitively) depends on `failed`; they can never run."""
+        waiting = self._waiting
         stack = list(self.workflow.dependents[failed])
         while stack:
             step_id = stack.pop()
@@ -417,9 +362,9 @@ class ExecutionRun:
                 continue
             del waiting[step_id]
             self._results[step_id] = StepResult(StepStatus.SKIPPED)
-            await self._emitter.emit(
+            self._emitter.emit_nowait(
                 EventType.STEP_SKIPPED, step_id=step_id,
-                data={"reason": f"a dependency failed: {failed}"},
+                data={"reason": f"a dependency failed: {failed}"}, trusted=True,
             )
             stack.extend(self.workflow.dependents[step_id])
 
@@ -429,25 +374,18 @@ class ExecutionRun:
             with trio.move_on_at(deadline):
                 await self._collect_running()
             for slot in self._running.values():
-                if slot is not None:
-                    slot.ref.cancel()
+                slot.ref.cancel()
             await self._collect_running()
 
     async def _collect_running(self) -> None:
+        """Wait for the outcome of every running step, and settle each (nothing new starts)."""
         while self._running:
-            finished = await self._report_receive.receive()
-            if finished is None:
-                continue
-            self._running.pop(finished.step_id, None)
-            self._results[finished.step_id] = finished.result
-            if finished.result.status is StepStatus.SUCCEEDED:
-                self._outputs[finished.step_id] = finished.result.output
-            elif (
-                finished.result.status is StepStatus.FAILED
-                and self.workflow.steps_by_id[finished.step_id].on_error == "fail"
-            ):
+            message = await self._report_receive.receive()
+            if isinstance(message, BaseException):
+                raise message
+            if isinstance(message, _Finished):
                 # A failure that lands while winding down still skips its dependents.
-                await self._skip_dependents(finished.step_id, self._waiting)
+                self._settle(message.step_id, message.result)
 
     async def _close_pending(self, ending: str) -> None:
         """Record how each step that did not run to its end finished: cancelled or skipped."""
@@ -461,7 +399,7 @@ class ExecutionRun:
             else:
                 status = StepStatus.CANCELLED
                 # Cut short mid-run: keep the attempts it made, as the journal shows them.
-                listener = self._listeners.get(step_id)
+                listener = self.steps.listeners.get(step_id)
                 if listener is not None:
                     self._results[step_id] = attrs.evolve(result, attempts=listener.attempts)
             if status is StepStatus.SKIPPED:
@@ -546,13 +484,3 @@ class ExecutionRun:
         if self._usage:
             data["usage"] = dict(self._usage)
         return data
-
-
-def as_json_value(value: Any) -> Any:
-    """`value` as the journal will record it (tuples become lists, keys strings), or raise."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise OutputNotSerialisableError(
-            f"the agent returned a value that is not JSON: {error}"
-        ) from None

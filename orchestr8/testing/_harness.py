@@ -18,11 +18,11 @@ import trio
 from .._agent_registry import AgentRegistry
 from .._agents import Agent, AgentContext, AgentFactory, AgentFunction, _describe
 from .._bus import EventBus
-from .._engine import as_json_value
 from .._errors import unwrap_single_error
 from .._events import Event
 from .._results import ExecutionResult
 from .._runtime import Runtime, WorkflowLike, open_runtime
+from .._step_run import as_json_value
 
 __all__ = [
     "AgentRun",

@@ -1,0 +1,185 @@
+"""Running one step: render its input, build its agent, call it under its policy, journal it all.
+
+`StepRunner` is the part of an execution that step actors call. It never raises an error (a
+failure is a `StepResult`), only cancellation, and every path records the step's events in order:
+`step.started`, the pipeline's attempt events, then `step.succeeded` or `step.failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import trio
+
+from ._agent_registry import AgentRegistry
+from ._agents import AgentContext
+from ._emitter import Emitter
+from ._errors import OutputNotSerialisableError
+from ._events import EventType, StepStatus, describe_error
+from ._logging import log_context
+from ._metrics import engine_metrics
+from ._pipeline import call_with_policy
+from ._results import StepResult
+from ._step_resilience import SharedResilience, StepListener, current_step
+from ._telemetry import attempt_span
+from ._workflow import Step, Workflow
+
+_logger = logging.getLogger("orchestr8.engine")
+
+
+class StepRunner:
+    """Runs the steps of one execution: each step's agent through the resilience pipeline."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        emitter: Emitter,
+        registry: AgentRegistry,
+        resilience: SharedResilience,
+        cancel_event: trio.Event,
+        random_source: random.Random | None = None,
+        usage: dict[str, int],
+        step_usage: dict[str, dict[str, int]],
+    ) -> None:
+        """Run steps against `outputs` (the execution's live record of finished steps)."""
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self._inputs = inputs
+        self._outputs = outputs
+        self._emitter = emitter
+        self._registry = registry
+        self._resilience = resilience
+        self._cancel_event = cancel_event
+        self._random = random_source
+        self._usage = usage
+        self._step_usage = step_usage
+        self.listeners: dict[str, StepListener] = {}
+        """The attempt counters of the steps that started, by step id."""
+
+    async def run(self, step: Step) -> StepResult:
+        """Run one step to its end under its policy, journaling every attempt; never raises errors.
+
+        A step whose cancel was requested before it began never starts (it is `cancelled`).
+        """
+        if self._cancel_event.is_set():
+            return StepResult(StepStatus.CANCELLED)
+        emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
+        await emitter.emit(
+            EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
+        )
+        listener = self.listeners[step_id] = StepListener(
+            emitter, step_id, self.workflow.name, agent_id
+        )
+        started = trio.current_time()
+        current_step.set((emitter, step_id, 1))
+        try:
+            rendered_input = step.input.render(self._inputs, self._outputs)
+            agent = self._registry.create(agent_id, step.agent.config)
+            policy = self.workflow.policy_for(step_id)
+            breaker, bulkhead, rate_limiter = self._resilience.layers(
+                policy.key or agent_id, policy
+            )
+            contexts = partial(
+                AgentContext,
+                execution_id=self.execution_id,
+                step_id=step_id,
+                workflow_name=self.workflow.name,
+                agent_id=agent_id,
+                progress_callback=self._on_progress,
+                usage_callback=self._on_usage,
+                cancel_event=self._cancel_event,
+            )
+
+            async def attempt(number: int) -> Any:
+                # The pipeline runs each attempt under a scope whose deadline is the earlier of
+                # the attempt timeout and the step's total deadline: tell the agent.
+                deadline = trio.current_effective_deadline()
+                context = contexts(attempt=number, deadline=deadline)
+                with attempt_span(step_id, agent_id, number, deadline=deadline):
+                    return await agent.run(rendered_input, context)
+
+            with log_context(step_id=step_id, agent_id=agent_id):
+                output = as_json_value(
+                    await call_with_policy(
+                        attempt, policy, breaker=breaker, bulkhead=bulkhead,
+                        rate_limiter=rate_limiter, listener=listener, random=self._random,
+                    )
+                )
+        except Exception as error:
+            return await self._failed(step, listener, error, started)
+        finally:
+            current_step.set(None)
+        await emitter.emit(
+            EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
+            data={"output": output},
+        )
+        self._metrics(step, StepStatus.SUCCEEDED, started)
+        return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+
+    async def _failed(
+        self, step: Step, listener: StepListener, error: Exception, started: float
+    ) -> StepResult:
+        """Journal and log a step that failed for good, and return its result."""
+        result = StepResult(
+            StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
+        )
+        await self._emitter.emit(
+            EventType.STEP_FAILED, step_id=step.id, attempt=listener.attempts or None,
+            data={"error": result.error},
+        )
+        with log_context(step_id=step.id, agent_id=step.agent.id):
+            _logger.warning(
+                "step %s failed after %d attempt(s): %s: %s", step.id, listener.attempts,
+                result.error["type"] if result.error else "",
+                result.error["message"] if result.error else "",
+            )
+        self._metrics(step, result.status, started)
+        return result
+
+    def _metrics(self, step: Step, status: StepStatus, started: float) -> None:
+        engine_metrics().step_finished(
+            self.workflow.name, step.id, step.agent.id, status, trio.current_time() - started
+        )
+
+    def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
+        step_usage = self._step_usage.setdefault(context.step_id, {})
+        for name, value in counts.items():
+            step_usage[name] = step_usage.get(name, 0) + value
+            self._usage[name] = self._usage.get(name, 0) + value
+        self._emitter.emit_nowait(
+            EventType.STEP_USAGE, step_id=context.step_id, attempt=context.attempt,
+            data=dict(counts),
+        )
+
+    def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
+        self._emitter.emit_nowait(
+            EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
+            data=dict(data),
+        )
+
+
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` as the journal will record it (tuples become lists, keys strings), or raise."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS or (kind is float and math.isfinite(value)):
+        # Already what a JSON round trip would give back (bool and int exactly, not subclasses).
+        return value
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise OutputNotSerialisableError(
+            f"the agent returned a value that is not JSON: {error}"
+        ) from None
