@@ -15,6 +15,7 @@ import json
 import math
 import os
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -27,9 +28,16 @@ from jsonschema import Draft202012Validator
 
 from ._errors import InputValidationError, Problem, WorkflowValidationError
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
-from ._policy_spec import Inherit
+from ._policy_spec import Inherit, PolicySpec
 from ._schema import schema_problems, show_value, sort_problems
-from ._workflow import SCHEMA_VERSION, STEP_ID_PATTERN, AgentSpec, Workflow, workflow_schema
+from ._workflow import (
+    SCHEMA_VERSION,
+    STEP_ID_PATTERN,
+    AgentSpec,
+    Step,
+    Workflow,
+    workflow_schema,
+)
 from ._workflow_graph import StepOutline, analyse_graph
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
@@ -96,6 +104,28 @@ def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
     """Serialise a workflow back to its JSON document, leaving out fields at their defaults."""
     document: dict[str, Any] = copy.deepcopy(converter.unstructure(workflow))
     return {name: document[name] for name in attrs.fields_dict(Workflow) if name in document}
+
+
+_documents: dict[int, tuple[weakref.ref[Workflow], dict[str, Any]]] = {}
+
+
+def journal_document(workflow: Workflow) -> dict[str, Any]:
+    """`workflow_to_json(workflow)` made once per workflow object, for the journal's records.
+
+    Every execution records its workflow, and a workflow started again and again (a service)
+    would otherwise be serialised each time. The document is shared, with the workflow too (it
+    is not copied): read it, or `redact` it (which copies what it changes), but never change it.
+    """
+    key = id(workflow)
+    cached = _documents.get(key)
+    if cached is not None and cached[0]() is workflow:
+        return cached[1]
+    shared: dict[str, Any] = converter.unstructure(workflow)
+    document = {name: shared[name] for name in attrs.fields_dict(Workflow) if name in shared}
+    # Forgotten when the workflow is: its id may then be reused by another object.
+    reference = weakref.ref(workflow, lambda _: _documents.pop(key, None))
+    _documents[key] = (reference, document)
+    return document
 
 
 def _read_file(path: Path, label: str) -> str:
@@ -390,8 +420,26 @@ def _makeconverter() -> cattrs.Converter:
     )
     converter.register_unstructure_hook(
         AgentSpec,
-        lambda agent: agent.id if agent == AgentSpec(id=agent.id) else unstructure_agent(agent),
+        lambda agent: (
+            agent.id if agent.version is None and not agent.config else unstructure_agent(agent)
+        ),
     )
+    # The generated hook would build a `PolicySpec()` for every step to compare the policy with
+    # its default; comparing with one shared empty policy keeps serialising a workflow cheap.
+    unstructure_step = make_dict_unstructure_fn(
+        Step, converter, _cattrs_omit_if_default=True, policy=override(omit=True)
+    )
+    no_policy = PolicySpec()
+
+    def unstructure_step_with_policy(step: Step) -> dict[str, Any]:
+        document: dict[str, Any] = unstructure_step(step)
+        if step.policy != no_policy:
+            document["policy"] = converter.unstructure(step.policy)
+            if "on_error" in document:
+                document["on_error"] = document.pop("on_error")
+        return document
+
+    converter.register_unstructure_hook(Step, unstructure_step_with_policy)
     converter.register_unstructure_hook(
         Workflow,
         make_dict_unstructure_fn(

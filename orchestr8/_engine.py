@@ -67,13 +67,19 @@ class _Slot:
     step: Step | None = None
 
 
+#: How many steps a step actor runs in a row, each made ready by the one before, before it lets
+#: the other tasks run (a chain of instant steps must not hold up everything else).
+STEPS_PER_TURN = 32
+
+
 class _StepActor(Actor):
     """Runs steps one at a time: each step's agent under its policy; reports every outcome.
 
     Idle step actors are kept and given the next ready step (another is spawned only when all are
     busy), so a step costs one message, not a spawn and a stop. The report is settled on this
-    actor's own task: the step's dependents start right away, usually on this same actor, without
-    a round trip through the scheduler task.
+    actor's own task, and a step it makes ready is usually given to this same actor, which runs
+    it at once: a chain of steps needs no round trip through the scheduler task, and no trip
+    through the mailbox either for up to `STEPS_PER_TURN` steps in a row.
     """
 
     def __init__(self, execution: ExecutionRun, slot: _Slot) -> None:
@@ -81,12 +87,20 @@ class _StepActor(Actor):
         self._slot = slot
 
     async def receive(self, message: Step) -> None:
-        result: StepResult | None = None
-        try:
-            result = await self._execution.steps.run(message)
-        finally:
-            # A forced stop cancels the step mid-run: the scheduler must still hear of it.
-            self._report(result or StepResult(StepStatus.CANCELLED))
+        step: Step | None = message
+        for _ in range(STEPS_PER_TURN):
+            assert step is not None
+            result: StepResult | None = None
+            try:
+                result = await self._execution.steps.run(step)
+            finally:
+                # A forced stop cancels the step mid-run: the scheduler must still hear of it.
+                self._report(result or StepResult(StepStatus.CANCELLED))
+            step = self._slot.step
+            if step is None:
+                return
+        # Given another step after a full turn: queue it, so other tasks get their turn first.
+        self._slot.ref.tell_nowait(step)
 
     async def on_stop(self) -> None:
         # Stopped before its input was handled (a forced stop drops the queued message): the
@@ -97,7 +111,7 @@ class _StepActor(Actor):
         step = self._slot.step
         if step is not None:
             self._slot.step = None
-            self._execution.step_finished(step.id, result)
+            self._execution.step_finished(step.id, result, self._slot)
 
 
 class ExecutionRun:
@@ -201,18 +215,19 @@ class ExecutionRun:
         assert self.result is not None
         return self.result
 
-    def step_finished(self, step_id: str, result: StepResult) -> None:
+    def step_finished(self, step_id: str, result: StepResult, slot: _Slot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
 
         While the run goes normally the outcome is settled here, on the step actor's task, and
-        the steps it made ready start at once; otherwise it is left to the scheduler task.
+        the steps it made ready start at once, the first on this actor (`slot.step` is set, and
+        no message sent); otherwise the outcome is left to the scheduler task.
         """
         if not self._dispatching or result.status is StepStatus.CANCELLED:
             self._report_send.send_nowait(_Finished(step_id, result))
             return
         try:
             self._settle(step_id, result)
-            self._dispatch_ready()
+            self._dispatch_ready(slot)
         except Exception as error:
             # A bug in the scheduling code must end the run loudly, not leave it waiting.
             self._dispatching = False
@@ -332,8 +347,12 @@ class ExecutionRun:
             if self.workflow.fail_fast:
                 self._ending = "failed"
 
-    def _dispatch_ready(self) -> None:
-        """Give ready steps to step actors while concurrency allows and the run goes on."""
+    def _dispatch_ready(self, reporting: _Slot | None = None) -> None:
+        """Give ready steps to step actors while concurrency allows and the run goes on.
+
+        `reporting` is the idle step actor calling (if one is): a step given to it is not sent,
+        as it runs the step as soon as this returns.
+        """
         ready, running = self._ready, self._running
         while ready and len(running) < self._limit and self._ending == "completed":
             if not self._dispatching:
@@ -350,7 +369,8 @@ class ExecutionRun:
                 self._slots.append(slot)
             slot.step = step
             running[step.id] = slot
-            slot.ref.tell_nowait(step)
+            if slot is not reporting:
+                slot.ref.tell_nowait(step)
 
     def _skip_dependents(self, failed: str) -> None:
         """Skip every step that (transitively) depends on `failed`; they can never run."""

@@ -12,6 +12,7 @@ import gc
 import os
 import random
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ import trio
 from ._agent_registry import AgentRegistry
 from ._agents import AgentFactory, AgentFunction
 from ._bus import EventBus
-from ._codec import load_workflow, validate_inputs, workflow_to_json
+from ._codec import journal_document, load_workflow, validate_inputs
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._errors import (
@@ -108,6 +109,9 @@ class Runtime:
         self._nursery = nursery
         self._random = random_source
         self._live: dict[str, ExecutionHandle] = {}
+        # Workflows this runtime has checked already, by id(): starting one again skips the
+        # agent checks (the registry does not change). Weak, so a dropped workflow is forgotten.
+        self._checked: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
 
     def load(self, workflow: WorkflowLike) -> Workflow:
         """Load a workflow and check its agents exist and accept their config.
@@ -115,6 +119,8 @@ class Runtime:
         Raises:
             WorkflowValidationError: with every problem found.
         """
+        if isinstance(workflow, Workflow) and self._checked.get(id(workflow)) is workflow:
+            return workflow
         loaded = workflow if isinstance(workflow, Workflow) else load_workflow(
             workflow, agent_exists=self.registry.exists
         )
@@ -131,6 +137,7 @@ class Runtime:
             if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
                 source = None
             raise WorkflowValidationError(problems, source=source)
+        self._checked[id(loaded)] = loaded
         return loaded
 
     async def start(
@@ -164,7 +171,7 @@ class Runtime:
             workflow_name=loaded.name,
             # Secret-looking values never reach the journal; resume reads these copies, so secrets
             # belong in the environment, not in workflow config or inputs.
-            workflow=redact(workflow_to_json(loaded)),
+            workflow=redact(journal_document(loaded)),
             inputs=redact(checked_inputs),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,

@@ -26,7 +26,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import validate_inputs, workflow_to_json
+from ._codec import journal_document, validate_inputs
 from ._errors import (
     ExecutionNotFoundError,
     InputValidationError,
@@ -210,7 +210,7 @@ class _Routes:
             existing = await self.runtime.journal.find_by_idempotency_key(key)
             # The journal keeps redacted copies: compare like with like.
             if existing is not None and _normal(existing.workflow, existing.inputs) != _normal(
-                redact(workflow_to_json(workflow)), redact(inputs)
+                redact(journal_document(workflow)), redact(inputs)
             ):
                 raise ProblemError(
                     422, "idempotency-key-reused",
