@@ -13,11 +13,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
+import attrs
+
 from . import _prometheus as prometheus
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import CallbackOptions, Counter, Meter, MeterProvider, Observation
 
     from ._breaker import BreakerTransition
 
@@ -60,6 +62,18 @@ def meter() -> Meter:
     return provider.get_meter(SCOPE_NAME, __version__)
 
 
+@attrs.frozen
+class _StepSeries:
+    """Everything one (workflow, step, agent, status) ending records into, found once."""
+
+    labels: Mapping[str, str]
+    status_labels: Mapping[str, str]
+    histogram: prometheus.Histogram
+    counter: Counter | None
+    counter_name: str
+    prometheus_labels: prometheus.Labels
+
+
 class EngineMetrics:
     """The engine's instruments; the methods are what the engine calls as things happen."""
 
@@ -87,6 +101,7 @@ class EngineMetrics:
                         "4 disabled.",
         )
         self._labels: dict[tuple[str, ...], Mapping[str, str]] = {}
+        self._series: dict[tuple[str, ...], _StepSeries] = {}
         self._prometheus = prometheus.prometheus_registry()
 
     def _step_labels(self, workflow: str, step: str, agent: str, *extra: str) -> Mapping[str, str]:
@@ -117,22 +132,38 @@ class EngineMetrics:
         self, workflow_name: str, step_id: str, agent_id: str, status: str, duration: float
     ) -> None:
         """A step ended with `status` after `duration` seconds (trio clock, all its attempts)."""
-        status = str(status)
-        self._duration.record(
-            duration * 1000.0, self._step_labels(workflow_name, step_id, agent_id, status)
+        series = self._series.get((workflow_name, step_id, agent_id, status))
+        if series is None:
+            series = self._new_series(workflow_name, step_id, agent_id, str(status))
+        milliseconds = duration * 1000.0
+        self._duration.record(milliseconds, series.status_labels)
+        self._prometheus.observe_into(series.histogram, milliseconds)
+        if series.counter is not None:
+            series.counter.add(1, series.labels)
+            self._prometheus.add(series.counter_name, series.prometheus_labels)
+
+    def _new_series(self, workflow: str, step: str, agent: str, status: str) -> _StepSeries:
+        """Make (and keep) what recording one step ending with `status` needs, labels included."""
+        if len(self._series) >= 10_000:
+            self._series.clear()
+        labels = self._step_labels(workflow, step, agent)
+        prometheus_labels = _prometheus_labels(workflow, step, agent)
+        counter, counter_name = {
+            "succeeded": (self._succeeded, prometheus.STEP_SUCCEEDED),
+            "failed": (self._failed, prometheus.STEP_FAILED),
+        }.get(status, (None, ""))
+        series = _StepSeries(
+            labels=labels,
+            status_labels=self._step_labels(workflow, step, agent, status),
+            histogram=self._prometheus.histogram(
+                prometheus.STEP_DURATION, (*prometheus_labels, ("step_status", status))
+            ),
+            counter=counter,
+            counter_name=counter_name,
+            prometheus_labels=prometheus_labels,
         )
-        if status == "succeeded":
-            self._succeeded.add(1, self._step_labels(workflow_name, step_id, agent_id))
-        elif status == "failed":
-            self._failed.add(1, self._step_labels(workflow_name, step_id, agent_id))
-        labels = _prometheus_labels(workflow_name, step_id, agent_id)
-        self._prometheus.observe(
-            prometheus.STEP_DURATION, (*labels, ("step_status", status)), duration * 1000.0
-        )
-        if status == "succeeded":
-            self._prometheus.add(prometheus.STEP_SUCCEEDED, labels)
-        elif status == "failed":
-            self._prometheus.add(prometheus.STEP_FAILED, labels)
+        self._series[(workflow, step, agent, status)] = series
+        return series
 
     def retry_scheduled(self, workflow_name: str, step_id: str, agent_id: str) -> None:
         """A failed attempt of the step will be retried."""

@@ -40,15 +40,19 @@ _HELP: Final = {
 Labels = tuple[tuple[str, str], ...]
 
 
-class _Histogram:
+class Histogram:
+    """One histogram series: a count per duration bucket, the total count and the sum."""
+
     __slots__ = ("buckets", "count", "sum")
 
     def __init__(self) -> None:
+        """Start empty."""
         self.buckets = [0] * len(DURATION_BUCKETS_MS)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
+        """Count one observation (the caller holds the registry's lock)."""
         index = bisect.bisect_left(DURATION_BUCKETS_MS, value)
         if index < len(self.buckets):
             self.buckets[index] += 1
@@ -63,7 +67,7 @@ class PrometheusRegistry:
         """Start with nothing recorded."""
         self._lock = threading.Lock()
         self._values: dict[str, dict[Labels, float]] = {}
-        self._histograms: dict[str, dict[Labels, _Histogram]] = {}
+        self._histograms: dict[str, dict[Labels, Histogram]] = {}
 
     def add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
         """Add `amount` to the counter or gauge `name` for `labels`."""
@@ -82,7 +86,21 @@ class PrometheusRegistry:
             series = self._histograms.setdefault(name, {})
             histogram = series.get(labels)
             if histogram is None:
-                histogram = series[labels] = _Histogram()
+                histogram = series[labels] = Histogram()
+            histogram.observe(value)
+
+    def histogram(self, name: str, labels: Labels) -> Histogram:
+        """The histogram `name` for `labels` (made if new), to feed with `observe_into`."""
+        with self._lock:
+            series = self._histograms.setdefault(name, {})
+            histogram = series.get(labels)
+            if histogram is None:
+                histogram = series[labels] = Histogram()
+            return histogram
+
+    def observe_into(self, histogram: Histogram, value: float) -> None:
+        """Record one observation in a histogram got from `histogram` (no lookup by labels)."""
+        with self._lock:
             histogram.observe(value)
 
     def render(self) -> str:
@@ -100,7 +118,7 @@ class PrometheusRegistry:
         return "\n".join(lines) + "\n"
 
 
-def _histogram_lines(name: str, labels: Labels, histogram: _Histogram) -> Iterable[str]:
+def _histogram_lines(name: str, labels: Labels, histogram: Histogram) -> Iterable[str]:
     cumulative = 0
     for bound, count in zip(DURATION_BUCKETS_MS, histogram.buckets, strict=True):
         cumulative += count

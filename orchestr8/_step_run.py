@@ -12,7 +12,6 @@ import logging
 import math
 import random
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 import trio
@@ -22,7 +21,7 @@ from ._agents import AgentContext
 from ._emitter import Emitter
 from ._errors import OutputNotSerialisableError
 from ._events import EventType, StepStatus, describe_error
-from ._logging import log_context
+from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
 from ._pipeline import call_with_policy
 from ._results import StepResult
@@ -82,6 +81,7 @@ class StepRunner:
         )
         started = trio.current_time()
         current_step.set((emitter, step_id, 1))
+        log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
             rendered_input = step.input.render(self._inputs, self._outputs)
             agent = self._registry.create(agent_id, step.agent.config)
@@ -89,36 +89,35 @@ class StepRunner:
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent_id, policy
             )
-            contexts = partial(
-                AgentContext,
-                execution_id=self.execution_id,
-                step_id=step_id,
-                workflow_name=self.workflow.name,
-                agent_id=agent_id,
-                progress_callback=self._on_progress,
-                usage_callback=self._on_usage,
-                cancel_event=self._cancel_event,
-            )
 
             async def attempt(number: int) -> Any:
                 # The pipeline runs each attempt under a scope whose deadline is the earlier of
                 # the attempt timeout and the step's total deadline: tell the agent.
                 deadline = trio.current_effective_deadline()
-                context = contexts(attempt=number, deadline=deadline)
+                context = AgentContext(
+                    execution_id=self.execution_id, step_id=step_id,
+                    workflow_name=self.workflow.name, agent_id=agent_id, attempt=number,
+                    deadline=deadline, progress_callback=self._on_progress,
+                    usage_callback=self._on_usage, cancel_event=self._cancel_event,
+                )
                 with attempt_span(step_id, agent_id, number, deadline=deadline):
                     return await agent.run(rendered_input, context)
 
-            with log_context(step_id=step_id, agent_id=agent_id):
-                output = as_json_value(
-                    await call_with_policy(
-                        attempt, policy, breaker=breaker, bulkhead=bulkhead,
-                        rate_limiter=rate_limiter, listener=listener, random=self._random,
-                    )
+            output = as_json_value(
+                await call_with_policy(
+                    attempt, policy, breaker=breaker, bulkhead=bulkhead,
+                    rate_limiter=rate_limiter, listener=listener, random=self._random,
                 )
+            )
         except Exception as error:
-            return await self._failed(step, listener, error, started)
+            failure: Exception | None = error
+        else:
+            failure = None
         finally:
             current_step.set(None)
+            reset_log_context(log_token)
+        if failure is not None:
+            return await self._failed(step, listener, failure, started)
         await emitter.emit(
             EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
             data={"output": output},

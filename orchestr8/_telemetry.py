@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EngineMetrics",
+    "LogScope",
     "SpanScope",
     "TelemetrySetup",
     "attempt_span",
@@ -268,6 +269,33 @@ class SpanScope:
         return "cancelled"
 
 
+class LogScope:
+    """Binds ids to the log context for one block: what a span scope does when nothing traces."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, ids: Mapping[str, Any]) -> None:
+        """Bind `ids` when the block is entered."""
+        self._ids = ids
+        self._token: contextvars.Token[Mapping[str, Any]] | None = None
+
+    def __enter__(self) -> Span:
+        """Bind the ids; return the no-op span, as a span scope does when nothing traces."""
+        self._token = bind_log_context(self._ids)
+        return _invalid_span()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Unbind the ids."""
+        if self._token is not None:
+            reset_log_context(self._token)
+            self._token = None
+
+
 def _now() -> float:
     import trio
 
@@ -301,15 +329,18 @@ def attempt_span(
     *,
     deadline: float = math.inf,
     parent: Span | None = None,
-) -> SpanScope:
+) -> SpanScope | LogScope:
     """The `agent.run` span around one attempt; a child of the current (execution) span.
 
     `deadline` is the attempt's trio-clock deadline (`AgentContext.deadline`): a cancellation
     at or after it is recorded as a timeout. The execution's ids come from the log context; the
     step's ids are bound to it for the block. The span gets `attempt.outcome`: `succeeded`,
-    `failed`, `timed_out` or `cancelled`.
+    `failed`, `timed_out` or `cancelled`. In an execution that decided not to trace, only the
+    ids are bound (a `LogScope`): attempts are the hot path.
     """
     ids = {"step_id": step_id, "agent_id": agent_id, "attempt": attempt}
+    if parent is None and _active_tracer.get() is None:
+        return LogScope(ids)
     return SpanScope(
         ATTEMPT_SPAN, ids, parent=parent, deadline=deadline, outcome="attempt.outcome"
     )
