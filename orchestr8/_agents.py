@@ -57,7 +57,7 @@ class Agent:
             )
         self.config = MappingProxyType(dict(config))
         allowed = type(self).config_keys
-        if allowed is not None:
+        if allowed is not None and not allowed.issuperset(self.config):
             unknown = sorted(str(key) for key in self.config if key not in allowed)
             if unknown:
                 expected = ", ".join(sorted(allowed)) or "no keys"

@@ -259,9 +259,10 @@ class ExecutionRun:
                 deadline = (
                     math.inf if self._timeout is None else trio.current_time() + self._timeout
                 )
+                # Step actors are independent: at the end they are all stopped in one go.
                 async with open_supervisor(
                     name=f"execution:{self.execution_id}", shutdown_grace=self._grace,
-                    bus=self._bus,
+                    bus=self._bus, shutdown_order="together",
                 ) as supervisor:
                     ending = await self._schedule(supervisor, deadline)
                 result = await self._finish(ending)
@@ -490,9 +491,11 @@ class ExecutionRun:
     ) -> ExecutionResult:
         # What leaves the engine is redacted exactly as the journal is, so the result equals its
         # replay; dependents got the real outputs (kept in memory only) while the run lasted.
+        step_usage = self._step_usage
         steps = {
-            step_id: attrs.evolve(
-                result, output=redact(result.output), usage=self._step_usage.get(step_id, {})
+            step_id: StepResult(
+                result.status, result.attempts, redact(result.output), result.error,
+                step_usage.get(step_id, {}),
             )
             for step_id, result in steps.items()
         }

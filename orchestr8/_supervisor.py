@@ -33,6 +33,10 @@ from ._restarts import RestartBackoff as RestartBackoff
 from ._restarts import _Exit, manage_exits
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+ShutdownOrder = Literal["reverse", "together"]
+"""How a stopping supervisor stops its children: one at a time in reverse start order, or all
+asked at once (for pools of independent workers, as OTP's simple_one_for_one does)."""
+_SHUTDOWN_ORDERS = ("reverse", "together")
 
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 _RESTARTS = ("permanent", "transient", "temporary")
@@ -73,8 +77,14 @@ class Supervisor:
         restart_backoff: RestartBackoff | None,
         bus: EventBus,
         random_source: random.Random | None = None,
+        shutdown_order: ShutdownOrder = "reverse",
     ) -> None:
         """Set up the bookkeeping; `open_supervisor` starts the manager and owns the nursery."""
+        if shutdown_order not in _SHUTDOWN_ORDERS:
+            raise ValueError(
+                f"shutdown_order must be one of {', '.join(_SHUTDOWN_ORDERS)}, "
+                f"got {shutdown_order!r}"
+            )
         if strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
         if max_restarts < 0:
@@ -88,6 +98,7 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.within = within
         self.shutdown_grace = shutdown_grace
+        self.shutdown_order: ShutdownOrder = shutdown_order
         self.restart_backoff = restart_backoff
         self.bus = bus
         self._random = random_source or random.Random()
@@ -166,6 +177,7 @@ class Supervisor:
         shutdown_grace: float = 5.0,
         restart_backoff: RestartBackoff | None = None,
         restart: Restart = "permanent",
+        shutdown_order: ShutdownOrder = "reverse",
     ) -> ActorRef:
         """Start a nested supervisor as a child; `setup` spawns its children on every (re)start.
 
@@ -185,6 +197,7 @@ class Supervisor:
         options = {
             "strategy": strategy, "max_restarts": max_restarts, "within": within,
             "shutdown_grace": shutdown_grace, "restart_backoff": restart_backoff,
+            "shutdown_order": shutdown_order,
         }
 
         async def run_nested(cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
@@ -221,9 +234,17 @@ class Supervisor:
         )
 
     async def stop(self) -> None:
-        """Stop every child in reverse start order and refuse new ones; idempotent."""
+        """Stop every child (in reverse start order, or together) and refuse new ones; idempotent.
+
+        With `shutdown_order="together"` every child is asked to stop at once, then each is
+        waited for (and cancelled if its grace runs out): idle workers all leave in one go.
+        """
         self._closing = True
-        for cell in reversed(list(self._cells.values())):
+        cells = list(reversed(self._cells.values()))
+        if self.shutdown_order == "together":
+            for cell in cells:
+                self._request_stop(cell)
+        for cell in cells:
             await self.stop_child(cell)
         self._exit_send.close()
 
@@ -231,16 +252,7 @@ class Supervisor:
         """Stop one child: close its mailbox, wait out its grace, then cancel it if still busy."""
         if cell.state == "stopped":
             return
-        if not cell.stop_requested:
-            between_incarnations = cell.state == "restarting" and cell.task is None
-            cell.stop_requested = True
-            cell.state = "stopping"
-            if cell.grace is not None:
-                cell.stop_deadline = trio.current_time() + cell.grace
-            cell.close_mailbox(self.bus)
-            if between_incarnations:
-                # Waiting out a restart backoff: nothing runs that a grace period could let finish.
-                cell.scope.cancel()
+        self._request_stop(cell)
         while not cell.done.is_set():
             with trio.move_on_at(cell.stop_deadline):
                 await cell.done.wait()
@@ -248,6 +260,20 @@ class Supervisor:
                 cell.scope.cancel()
                 await cell.done.wait()
         await self._finish(cell)
+
+    def _request_stop(self, cell: _Cell) -> None:
+        """Ask a child to stop (once): start its grace and close its mailbox; does not wait."""
+        if cell.stop_requested or cell.state == "stopped":
+            return
+        between_incarnations = cell.state == "restarting" and cell.task is None
+        cell.stop_requested = True
+        cell.state = "stopping"
+        if cell.grace is not None:
+            cell.stop_deadline = trio.current_time() + cell.grace
+        cell.close_mailbox(self.bus)
+        if between_incarnations:
+            # Waiting out a restart backoff: nothing runs that a grace period could let finish.
+            cell.scope.cancel()
 
     def count_unpublished(self) -> None:
         """Note an event that could not be published because a lossless subscriber was full."""
@@ -476,11 +502,13 @@ async def open_supervisor(
     name: str = "supervisor",
     bus: EventBus | None = None,
     random_source: random.Random | None = None,
+    shutdown_order: ShutdownOrder = "reverse",
 ) -> AsyncIterator[Supervisor]:
     """Open a supervisor whose children live exactly as long as the block.
 
-    Leaving the block stops the children in reverse start order, each within `shutdown_grace`
-    seconds (shielded, so an outer cancellation still stops them properly). If children crash
+    Leaving the block stops the children in reverse start order (or, with `shutdown_order=
+    "together"`, asks them all at once), each within `shutdown_grace` seconds (shielded, so an
+    outer cancellation still stops them properly). If children crash
     more than `max_restarts` times within any `within`-second window, every child is stopped and
     `SupervisorGaveUpError` is raised from the block, its `__cause__` the last crash.
     """
@@ -489,6 +517,7 @@ async def open_supervisor(
             nursery, name=name, strategy=strategy, max_restarts=max_restarts, within=within,
             shutdown_grace=shutdown_grace, restart_backoff=restart_backoff,
             bus=bus if bus is not None else EventBus(), random_source=random_source,
+            shutdown_order=shutdown_order,
         )
         nursery.start_soon(supervisor.manage, name=f"{name}:manager")
         try:

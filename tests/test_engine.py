@@ -18,8 +18,11 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestr8._actor import ActorEvent
 from orchestr8._agents import Agent, AgentContext
+from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
+from orchestr8._engine import STEPS_PER_TURN
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
 from orchestr8._results import ExecutionResult
@@ -184,6 +187,51 @@ async def test_max_concurrency_one_serialises_a_dag(autojump_clock: trio.testing
     assert result.status is ExecutionStatus.SUCCEEDED
     assert peak_concurrency(events) == 1
     assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 4.0
+
+
+async def test_a_chain_of_steps_runs_on_one_step_actor() -> None:
+    """Each finished step hands the next to its own step actor: a chain never spawns a second."""
+    bus = EventBus()
+    async with bus.subscribe() as actor_events:
+        result, _ = await execute(
+            workflow(*({"id": f"s{i}", "agent": "echo", "input": i} for i in range(50)),
+                     strategy="sequential"),
+            bus=bus,
+        )
+        started = set()
+        while True:
+            try:
+                event = actor_events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(event, ActorEvent) and event.type == "actor.started":
+                started.add(event.name)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert started == {"step-actor-0"}
+
+
+async def test_a_chain_of_instant_steps_lets_other_tasks_run_every_turn() -> None:
+    """A step actor yields after `STEPS_PER_TURN` chained steps: an instant chain starves none."""
+    turns = 0
+    done = trio.Event()
+
+    async def other_task() -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    # Enough steps that the journal's backpressure alone would give far fewer turns.
+    steps = 100 * STEPS_PER_TURN
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        result, _ = await execute(workflow(
+            *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(steps)),
+            strategy="sequential",
+        ))
+        done.set()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert turns >= steps // STEPS_PER_TURN
 
 
 # -- failures --------------------------------------------------------------------------------

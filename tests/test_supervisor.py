@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -681,6 +682,59 @@ async def test_stuck_children_are_cancelled_after_their_grace(
         ("b", "cancelled", 3),
         ("a", "cancelled", 5),
     ]
+
+
+async def test_together_stops_busy_children_side_by_side_each_within_its_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With shutdown_order="together" all children are asked at once: stuck ones share the grace."""
+    log: list[Any] = []
+    async with open_supervisor(shutdown_grace=2, shutdown_order="together") as sup:
+        a, b = await spawn_all(sup, log, "a", "b")
+        await a.tell(("sleep", 100))
+        await b.tell(("sleep", 100))
+        await trio.sleep(1)
+    # In reverse order, b would be cancelled at 3 and a at 5; together, both go at 3.
+    assert trio.current_time() == 3
+    assert sorted(entry for entry in log if entry[1] == "cancelled") == [
+        ("a", "cancelled", 3),
+        ("b", "cancelled", 3),
+    ]
+
+
+async def test_together_runs_every_on_stop_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Stopped together, idle children run their `on_stop` side by side, not one after another."""
+    started: list[tuple[str, float]] = []
+
+    class Slow(Actor):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def on_stop(self) -> None:
+            started.append((self.name, trio.current_time()))
+            await trio.sleep(1)
+
+        async def receive(self, message: Any) -> Any:
+            return message
+
+    async with open_supervisor(shutdown_order="together") as sup:
+        for name in ("a", "b", "c"):
+            await sup.spawn(partial(Slow, name), name=name)
+    assert sorted(started) == [("a", 0.0), ("b", 0.0), ("c", 0.0)]
+    assert trio.current_time() == 1
+
+
+def test_an_unknown_shutdown_order_is_refused() -> None:
+    """A shutdown order other than reverse or together is a ValueError naming the choices."""
+
+    async def main() -> None:
+        async with open_supervisor(shutdown_order="random"):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(ValueError, match="shutdown_order must be one of reverse, together"):
+        trio.run(main)
 
 
 async def test_on_stop_runs_shielded_from_outside_cancellation(
