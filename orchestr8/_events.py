@@ -98,16 +98,21 @@ def utc_timestamp(moment: datetime.datetime | None = None) -> str:
 
 
 _second_prefix: tuple[int, str] = (-1, "")
+_last_timestamp: tuple[int, str] = (-1, "")
 
 
 def _now_timestamp() -> str:
-    """`utc_timestamp()` for now, formatting the date and time once per second (every event)."""
-    global _second_prefix
-    now = time.time()
-    second = int(now)
+    """`utc_timestamp()` for now, formatted once per millisecond (events come many to one)."""
+    global _second_prefix, _last_timestamp
+    millisecond = int(time.time() * 1000)
+    if millisecond == _last_timestamp[0]:
+        return _last_timestamp[1]
+    second = millisecond // 1000
     if second != _second_prefix[0]:
         _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_prefix[1]}.{int((now - second) * 1000):03d}Z"
+    text = f"{_second_prefix[1]}.{millisecond % 1000:03d}Z"
+    _last_timestamp = (millisecond, text)
+    return text
 
 
 def describe_error(error: BaseException) -> dict[str, Any]:

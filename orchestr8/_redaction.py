@@ -159,6 +159,9 @@ class Redactor:
 
     def _walk(self, value: Any, values: tuple[str, ...]) -> Any:
         kind = type(value)
+        if kind in _PLAIN_SCALARS:
+            # Numbers, booleans and null hold no secret (and are no Mapping: skip that check).
+            return value
         if kind is str:
             return self._replace_values(value, values) if values else value
         if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
@@ -196,6 +199,9 @@ class Redactor:
                 out = dict(islice(value.items(), index))
             out[new_key] = new
         return value if out is None else out
+
+
+_PLAIN_SCALARS: Final = frozenset({int, float, bool, type(None)})
 
 
 def _replace_match(match: re.Match[str]) -> str:
