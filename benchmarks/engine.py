@@ -134,12 +134,12 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
         tracer_provider.add_span_processor(SimpleSpanProcessor(NoOpExporter()))
         meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
         workflow = sequential_workflow(size)
-        traced, untraced = [], []
-        for _ in range(repeats):
-            use_providers(None, None)
-            untraced.append(trio.run(orchestr8_run, workflow, None))
-            use_providers(tracer_provider, meter_provider)
-            traced.append(trio.run(orchestr8_run, workflow, None))
+        # Providers are installed once, as a process does (installing them remakes the engine's
+        # instruments): every untraced run, then every traced run, one warm-up run each.
+        use_providers(None, None)
+        untraced = [trio.run(orchestr8_run, workflow, None) for _ in range(repeats + 1)][1:]
+        use_providers(tracer_provider, meter_provider)
+        traced = [trio.run(orchestr8_run, workflow, None) for _ in range(repeats + 1)][1:]
         use_providers(None, None)
         on = statistics.median(traced) / size * 1e6
         off = statistics.median(untraced) / size * 1e6

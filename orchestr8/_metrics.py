@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -19,7 +20,7 @@ from . import _prometheus as prometheus
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Counter, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
     from ._breaker import BreakerTransition
 
@@ -66,31 +67,41 @@ def meter() -> Meter:
 class _StepSeries:
     """Everything one (workflow, step, agent, status) ending records into, found once."""
 
-    labels: Mapping[str, str]
     status_labels: Mapping[str, str]
     histogram: prometheus.Histogram
-    counter: Counter | None
     counter_name: str
+    """The OpenTelemetry counter this ending adds one to (none for `cancelled`)."""
+    prometheus_counter: str
     prometheus_labels: prometheus.Labels
 
 
 class EngineMetrics:
-    """The engine's instruments; the methods are what the engine calls as things happen."""
+    """The engine's instruments; the methods are what the engine calls as things happen.
+
+    The step duration is a histogram recorded as each step ends. The step counters (succeeded,
+    failed, retries) are OpenTelemetry *observable* counters: orchestr8 tallies them itself and
+    reports the totals when a reader collects, so a step pays for one SDK measurement, not two.
+    """
 
     def __init__(self, meter: Meter) -> None:
         """Create the instruments on `meter`."""
         self._duration = meter.create_histogram(
             STEP_DURATION, unit="ms", description="How long finished steps took, all attempts.",
         )
-        self._succeeded = meter.create_counter(
-            STEP_SUCCEEDED, unit="{step}", description="Steps that succeeded."
-        )
-        self._failed = meter.create_counter(
-            STEP_FAILED, unit="{step}", description="Steps that failed for good."
-        )
-        self._retries = meter.create_counter(
-            STEP_RETRIES, unit="{retry}", description="Retries scheduled after a failed attempt."
-        )
+        # Totals per (workflow, step, agent), by counter name; read by the SDK's reader thread.
+        self._counts: dict[str, dict[tuple[str, str, str], int]] = {
+            STEP_SUCCEEDED: {}, STEP_FAILED: {}, STEP_RETRIES: {},
+        }
+        self._counts_lock = threading.Lock()
+        for name, unit, description in (
+            (STEP_SUCCEEDED, "{step}", "Steps that succeeded."),
+            (STEP_FAILED, "{step}", "Steps that failed for good."),
+            (STEP_RETRIES, "{retry}", "Retries scheduled after a failed attempt."),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[partial(self._observe_counts, name)], unit=unit,
+                description=description,
+            )
         self._in_flight = meter.create_up_down_counter(
             EXECUTIONS_IN_FLIGHT, unit="{execution}", description="Executions running now."
         )
@@ -138,28 +149,24 @@ class EngineMetrics:
         milliseconds = duration * 1000.0
         self._duration.record(milliseconds, series.status_labels)
         self._prometheus.observe_into(series.histogram, milliseconds)
-        if series.counter is not None:
-            series.counter.add(1, series.labels)
-            self._prometheus.add(series.counter_name, series.prometheus_labels)
+        if series.counter_name:
+            self._count(series.counter_name, (workflow_name, step_id, agent_id))
+            self._prometheus.add(series.prometheus_counter, series.prometheus_labels)
 
     def _new_series(self, workflow: str, step: str, agent: str, status: str) -> _StepSeries:
         """Make (and keep) what recording one step ending with `status` needs, labels included."""
         if len(self._series) >= 10_000:
             self._series.clear()
-        labels = self._step_labels(workflow, step, agent)
         prometheus_labels = _prometheus_labels(workflow, step, agent)
-        counter, counter_name = {
-            "succeeded": (self._succeeded, prometheus.STEP_SUCCEEDED),
-            "failed": (self._failed, prometheus.STEP_FAILED),
-        }.get(status, (None, ""))
         series = _StepSeries(
-            labels=labels,
             status_labels=self._step_labels(workflow, step, agent, status),
             histogram=self._prometheus.histogram(
                 prometheus.STEP_DURATION, (*prometheus_labels, ("step_status", status))
             ),
-            counter=counter,
-            counter_name=counter_name,
+            counter_name={"succeeded": STEP_SUCCEEDED, "failed": STEP_FAILED}.get(status, ""),
+            prometheus_counter={
+                "succeeded": prometheus.STEP_SUCCEEDED, "failed": prometheus.STEP_FAILED,
+            }.get(status, ""),
             prometheus_labels=prometheus_labels,
         )
         self._series[(workflow, step, agent, status)] = series
@@ -167,10 +174,27 @@ class EngineMetrics:
 
     def retry_scheduled(self, workflow_name: str, step_id: str, agent_id: str) -> None:
         """A failed attempt of the step will be retried."""
-        self._retries.add(1, self._step_labels(workflow_name, step_id, agent_id))
+        self._count(STEP_RETRIES, (workflow_name, step_id, agent_id))
         self._prometheus.add(
             prometheus.STEP_RETRIES, _prometheus_labels(workflow_name, step_id, agent_id)
         )
+
+    def _count(self, name: str, key: tuple[str, str, str]) -> None:
+        """Add one to the observable counter `name` for (workflow, step, agent)."""
+        with self._counts_lock:
+            counts = self._counts[name]
+            counts[key] = counts.get(key, 0) + 1
+
+    def _observe_counts(self, name: str, options: CallbackOptions) -> Iterable[Observation]:
+        """Report the totals of the counter `name` (called by the SDK when a reader collects)."""
+        from opentelemetry.metrics import Observation
+
+        with self._counts_lock:
+            totals = list(self._counts[name].items())
+        return [
+            Observation(total, {"workflow.name": workflow, "step.id": step, "agent.id": agent})
+            for (workflow, step, agent), total in totals
+        ]
 
     def breaker_transition(self, transition: BreakerTransition) -> None:
         """A breaker changed state; the gauge reports the latest state of every breaker."""

@@ -157,6 +157,20 @@ def tracing_enabled() -> bool:
     return _resolve_tracer() is not None
 
 
+_ATTRIBUTE_TYPES: Final = frozenset({str, int, float, bool})
+_otel: tuple[Any, Any] | None = None
+
+
+def _otel_modules() -> tuple[Any, Any]:
+    """`opentelemetry.context` and `opentelemetry.trace`, imported once (spans are a hot path)."""
+    global _otel
+    if _otel is None:
+        from opentelemetry import context, trace
+
+        _otel = (context, trace)
+    return _otel
+
+
 def _invalid_span() -> Span:
     span = _state.invalid_span
     if span is None:
@@ -215,14 +229,13 @@ class SpanScope:
             found = _current_tracer()
         if found is None:
             return _invalid_span()
-        from opentelemetry import context, trace
-
+        context, trace = _otel_modules()
         bound = current_log_context()
-        attributes = {
-            attribute: bound[key] if isinstance(bound[key], str | int | float | bool)
-            else str(bound[key])
-            for key, attribute in _INHERITED if key in bound
-        }
+        attributes = {}
+        for key, attribute in _INHERITED:
+            if key in bound:
+                value = bound[key]
+                attributes[attribute] = value if type(value) in _ATTRIBUTE_TYPES else str(value)
         if self._attributes:
             attributes.update(self._attributes)
         parent = None if self._parent is None else trace.set_span_in_context(self._parent)
@@ -240,8 +253,7 @@ class SpanScope:
         span = self._span
         try:
             if span is not None:
-                from opentelemetry import context
-
+                context = _otel_modules()[0]
                 self._span = None
                 outcome = "succeeded" if error is None else self._record_exit(span, error)
                 if self._outcome is not None:
