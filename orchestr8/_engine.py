@@ -29,20 +29,18 @@ from typing import Any
 import attrs
 import trio
 
-from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._bus import EventBus
+from ._conclusion import Conclusion
 from ._emitter import Emitter
-from ._errors import ExecutionTimeoutError, Orchestr8Error
-from ._events import EventType, ExecutionStatus, StepStatus, describe_error
+from ._events import EventType, StepStatus
 from ._metrics import engine_metrics
-from ._redaction import redact
 from ._results import ExecutionResult, StepResult
 from ._step_resilience import SharedResilience
-from ._step_run import StepRunner
+from ._step_run import StepActor, StepRunner, StepSlot
 from ._supervisor import open_supervisor
 from ._telemetry import execution_span, record_execution_result
-from ._workflow import Step, Workflow
+from ._workflow import Workflow
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -57,61 +55,6 @@ class _Finished:
 
 #: Tells the scheduler task to look again: the run may have ended, or must end early.
 _WAKE = object()
-
-
-@attrs.define(eq=False)
-class _Slot:
-    """A step actor as the scheduler sees it: its ref and the step it was last given, if any."""
-
-    ref: Any = None
-    step: Step | None = None
-
-
-#: How many steps a step actor runs in a row, each made ready by the one before, before it lets
-#: the other tasks run (a chain of instant steps must not hold up everything else).
-STEPS_PER_TURN = 32
-
-
-class _StepActor(Actor):
-    """Runs steps one at a time: each step's agent under its policy; reports every outcome.
-
-    Idle step actors are kept and given the next ready step (another is spawned only when all are
-    busy), so a step costs one message, not a spawn and a stop. The report is settled on this
-    actor's own task, and a step it makes ready is usually given to this same actor, which runs
-    it at once: a chain of steps needs no round trip through the scheduler task, and no trip
-    through the mailbox either for up to `STEPS_PER_TURN` steps in a row.
-    """
-
-    def __init__(self, execution: ExecutionRun, slot: _Slot) -> None:
-        self._execution = execution
-        self._slot = slot
-
-    async def receive(self, message: Step) -> None:
-        step: Step | None = message
-        for _ in range(STEPS_PER_TURN):
-            assert step is not None
-            result: StepResult | None = None
-            try:
-                result = await self._execution.steps.run(step)
-            finally:
-                # A forced stop cancels the step mid-run: the scheduler must still hear of it.
-                self._report(result or StepResult(StepStatus.CANCELLED))
-            step = self._slot.step
-            if step is None:
-                return
-        # Given another step after a full turn: queue it, so other tasks get their turn first.
-        self._slot.ref.tell_nowait(step)
-
-    async def on_stop(self) -> None:
-        # Stopped before its input was handled (a forced stop drops the queued message): the
-        # scheduler waits for exactly one report per started step, so it must still get one.
-        self._report(StepResult(StepStatus.CANCELLED))
-
-    def _report(self, result: StepResult) -> None:
-        step = self._slot.step
-        if step is not None:
-            self._slot.step = None
-            self._execution.step_finished(step.id, result, self._slot)
 
 
 class ExecutionRun:
@@ -167,9 +110,9 @@ class ExecutionRun:
         self._supervisor: Any = None
         self._dispatching = False
         self._ending = "completed"
-        self._running: dict[str, _Slot] = {}
-        self._slots: list[_Slot] = []
-        self._idle: list[_Slot] = []
+        self._running: dict[str, StepSlot] = {}
+        self._slots: list[StepSlot] = []
+        self._idle: list[StepSlot] = []
         self._ready: deque[str] = deque()
         self._limit = workflow.max_concurrency or math.inf
         self._waiting: dict[str, int] = {}
@@ -215,7 +158,7 @@ class ExecutionRun:
         assert self.result is not None
         return self.result
 
-    def step_finished(self, step_id: str, result: StepResult, slot: _Slot) -> None:
+    def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
 
         While the run goes normally the outcome is settled here, on the step actor's task, and
@@ -348,7 +291,7 @@ class ExecutionRun:
             if self.workflow.fail_fast:
                 self._ending = "failed"
 
-    def _dispatch_ready(self, reporting: _Slot | None = None) -> None:
+    def _dispatch_ready(self, reporting: StepSlot | None = None) -> None:
         """Give ready steps to step actors while concurrency allows and the run goes on.
 
         `reporting` is the idle step actor calling (if one is): a step given to it is not sent,
@@ -362,9 +305,9 @@ class ExecutionRun:
             if self._idle:
                 slot = self._idle.pop()
             else:
-                slot = _Slot()
+                slot = StepSlot()
                 slot.ref = self._supervisor.spawn_nowait(
-                    partial(_StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
+                    partial(StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
                     restart="temporary", mailbox_size=1,
                 )
                 self._slots.append(slot)
@@ -434,76 +377,10 @@ class ExecutionRun:
 
     async def _finish(self, ending: str) -> ExecutionResult:
         """Decide and journal the execution's ending from its steps' results."""
-        emitter = self._emitter
-        steps = {step_id: self._results[step_id] for step_id in self.workflow.order}
-        if ending == "cancelled":
-            error = {"type": "Cancelled", "message": self._cancel_reason}
-            # The error too, so the journal replays to the very result returned here.
-            await emitter.emit(
-                EventType.EXECUTION_CANCELLED,
-                data=self._with_usage({"reason": self._cancel_reason, "error": error}),
-            )
-            return self._result(ExecutionStatus.CANCELLED, None, error, steps)
-        if ending == "timed_out":
-            timeout_error = ExecutionTimeoutError(
-                f"the execution ran past its timeout of {self._timeout} s"
-            )
-            error = describe_error(timeout_error)
-            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
-            return self._result(ExecutionStatus.FAILED, None, error, steps)
-        failed = [
-            step_id for step_id, result in steps.items()
-            if result.status is StepStatus.FAILED
-            and self.workflow.steps_by_id[step_id].on_error == "fail"
-        ]
-        if failed:
-            first = steps[failed[0]].error or {}
-            error = {**first, "step_id": failed[0]}
-            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
-            return self._result(ExecutionStatus.FAILED, None, error, steps)
-        try:
-            output = self._render_output()
-        except Orchestr8Error as render_error:
-            error = describe_error(render_error)
-            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
-            return self._result(ExecutionStatus.FAILED, None, error, steps)
-        await emitter.emit(
-            EventType.EXECUTION_SUCCEEDED, data=self._with_usage({"output": output})
+        conclusion = Conclusion(
+            execution_id=self.execution_id, workflow=self.workflow, inputs=self.inputs,
+            emitter=self._emitter, results=self._results, outputs=self._outputs,
+            usage=self._usage, step_usage=self._step_usage, cancel_reason=self._cancel_reason,
+            timeout=self._timeout,
         )
-        return self._result(ExecutionStatus.SUCCEEDED, output, None, steps)
-
-    def _render_output(self) -> Any:
-        if self.workflow.output is None:
-            # In document order, not completion order, so the same workflow gives the same JSON.
-            return {
-                step_id: self._outputs[step_id]
-                for step_id in self.workflow.order
-                if step_id in self._outputs
-            }
-        return self.workflow.output.render(self.inputs, self._outputs)
-
-    def _result(
-        self,
-        status: ExecutionStatus,
-        output: Any,
-        error: dict[str, Any] | None,
-        steps: dict[str, StepResult],
-    ) -> ExecutionResult:
-        # What leaves the engine is redacted exactly as the journal is, so the result equals its
-        # replay; dependents got the real outputs (kept in memory only) while the run lasted.
-        step_usage = self._step_usage
-        steps = {
-            step_id: StepResult(
-                result.status, result.attempts, redact(result.output), result.error,
-                step_usage.get(step_id, {}),
-            )
-            for step_id, result in steps.items()
-        }
-        return ExecutionResult(
-            self.execution_id, status, redact(output), error, steps, usage=dict(self._usage)
-        )
-
-    def _with_usage(self, data: dict[str, Any]) -> dict[str, Any]:
-        if self._usage:
-            data["usage"] = dict(self._usage)
-        return data
+        return await conclusion.record(ending)

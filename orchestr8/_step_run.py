@@ -1,8 +1,9 @@
-"""Running one step: render its input, build its agent, call it under its policy, journal it all.
+"""Running steps: render a step's input, build its agent, call it under its policy, journal it all.
 
-`StepRunner` is the part of an execution that step actors call. It never raises an error (a
-failure is a `StepResult`), only cancellation, and every path records the step's events in order:
-`step.started`, the pipeline's attempt events, then `step.succeeded` or `step.failed`.
+`StepRunner` runs one step. It never raises an error (a failure is a `StepResult`), only
+cancellation, and every path records the step's events in order: `step.started`, the pipeline's
+attempt events, then `step.succeeded` or `step.failed`. `StepActor` is the supervised actor that
+runs steps one at a time and reports each outcome to the execution's scheduler.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import logging
 import math
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
+import attrs
 import trio
 
+from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
@@ -165,6 +168,73 @@ class StepRunner:
             EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
             data=dict(data),
         )
+
+
+class StepScheduler(Protocol):
+    """What a step actor works for: the execution that runs its steps and settles their outcomes."""
+
+    steps: StepRunner
+
+    def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
+        """Settle a step's outcome; a step given back to `slot` is left in `slot.step`."""
+
+
+@attrs.define(eq=False)
+class StepSlot:
+    """A step actor as the scheduler sees it: its ref and the step it was last given, if any."""
+
+    ref: Any = None
+    step: Step | None = None
+
+
+#: How many steps a step actor runs in a row, each made ready by the one before, before it lets
+#: the other tasks run (a chain of instant steps must not hold up everything else).
+STEPS_PER_TURN = 32
+
+
+class StepActor(Actor):
+    """Runs steps one at a time: each step's agent under its policy; reports every outcome.
+
+    Idle step actors are kept and given the next ready step (another is spawned only when all are
+    busy), so a step costs one message, not a spawn and a stop. The report is settled on this
+    actor's own task, and a step it makes ready is usually given to this same actor, which runs
+    it at once: a chain of steps needs no round trip through the scheduler task, and no trip
+    through the mailbox either for up to `STEPS_PER_TURN` steps in a row.
+    """
+
+    def __init__(self, execution: StepScheduler, slot: StepSlot) -> None:
+        """Run the steps `execution` gives to `slot`, and report each to it."""
+        self._execution = execution
+        self._slot = slot
+
+    async def receive(self, message: Step) -> None:
+        """Run the step, then each step its report gives back to this actor, a turn's worth."""
+        step: Step | None = message
+        for _ in range(STEPS_PER_TURN):
+            assert step is not None
+            result: StepResult | None = None
+            try:
+                result = await self._execution.steps.run(step)
+            finally:
+                # A forced stop cancels the step mid-run: the scheduler must still hear of it.
+                self._report(result or StepResult(StepStatus.CANCELLED))
+            step = self._slot.step
+            if step is None:
+                return
+        # Given another step after a full turn: queue it, so other tasks get their turn first.
+        self._slot.ref.tell_nowait(step)
+
+    async def on_stop(self) -> None:
+        """Report a step this actor was given but never ran (a forced stop dropped it)."""
+        # Stopped before its input was handled (a forced stop drops the queued message): the
+        # scheduler waits for exactly one report per started step, so it must still get one.
+        self._report(StepResult(StepStatus.CANCELLED))
+
+    def _report(self, result: StepResult) -> None:
+        step = self._slot.step
+        if step is not None:
+            self._slot.step = None
+            self._execution.step_finished(step.id, result, self._slot)
 
 
 _PLAIN_SCALARS = (str, int, bool, type(None))

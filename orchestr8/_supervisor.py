@@ -3,7 +3,8 @@
 A supervisor is a nursery plus one *manager* task. Each child actor runs as one task per
 incarnation; when an incarnation ends it reports to the manager, which decides, one exit at a
 time, whether to restart it (and which siblings) or to give up. No child outlives its supervisor:
-leaving `open_supervisor` stops every child in reverse start order, each within its grace period.
+leaving `open_supervisor` stops every child (in reverse start order, or all together), each within
+its grace period. Each incarnation runs as in `_incarnation`; the manager is in `_restarts`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Literal
 
 import attrs
@@ -25,10 +27,10 @@ from ._actor import (
     Overflow,
     Restart,
     _Cell,
-    run_messages,
 )
 from ._bus import EventBus
 from ._errors import ActorError, ActorStoppedError, unwrap_single_error
+from ._incarnation import run_actor, run_nested
 from ._restarts import RestartBackoff as RestartBackoff
 from ._restarts import _Exit, manage_exits
 
@@ -110,6 +112,7 @@ class Supervisor:
         self._closing = False
         self._nested: dict[str, Supervisor] = {}
         self._block_scope = trio.CancelScope()
+        self._run_actor = partial(run_actor, self)
         # One exit report per incarnation, and each child has at most one incarnation running, so
         # this channel holds at most as many reports as there are children: bounded by the tree.
         self._exit_send, self._exit_receive = trio.open_memory_channel[_Exit](math.inf)
@@ -163,7 +166,7 @@ class Supervisor:
         cell.runner = self._run_actor
         cell.start_errors_crash = True
         self._cells[cell.name] = cell
-        self._nursery.start_soon(self._run_actor, cell, name=f"actor:{name}")
+        self._nursery.start_soon(cell.runner, cell, name=f"actor:{name}")
         return cell.ref
 
     async def spawn_supervisor(
@@ -200,10 +203,10 @@ class Supervisor:
             "shutdown_order": shutdown_order,
         }
 
-        async def run_nested(cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
-            await self._run_nested(cell, setup, options, task_status)
+        async def run_this_supervisor(cell: _Cell, task_status: trio.TaskStatus[None]) -> None:
+            await run_nested(self, cell, setup, options, task_status)
 
-        return await self._start_cell(cell, run_nested)
+        return await self._start_cell(cell, run_this_supervisor)
 
     def child_supervisor(self, name: str) -> Supervisor:
         """The current incarnation of the nested supervisor `name` (it changes on restarts)."""
@@ -326,140 +329,6 @@ class Supervisor:
             cell.state = "stopped"
             raise
         return cell.ref
-
-    async def _run_actor(
-        self,
-        cell: _Cell,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """One incarnation of an actor: build, start, handle messages, clean up, report the exit."""
-        scope, done, cause = cell.scope, cell.done, cell.restart_cause
-        cell.incarnation += 1
-        incarnation = cell.incarnation
-        cell.task = trio.lowlevel.current_task()
-        try:
-            inbox = cell.receive.clone()
-        except trio.ClosedResourceError:
-            cell.task = None
-            done.set()
-            task_status.started()
-            return
-        try:
-            actor = cell.factory()
-            actor.ref = cell.ref
-        except Exception as factory_error:
-            inbox.close()
-            cell.task = None
-            done.set()
-            if not cell.start_errors_crash:
-                raise
-            cell.state = "running"  # it began, then crashed: the manager handles it as a crash
-            task_status.started()
-            self._report(_Exit(cell, incarnation, factory_error))
-            return
-        except BaseException:
-            inbox.close()
-            cell.task = None
-            done.set()
-            raise
-        started = False
-        error: Exception | None = None
-        cell.inbox = inbox
-        try:
-            with scope:
-                if cause is not None:
-                    await actor.on_restart(cause)
-                await actor.on_start()
-                started = True
-                if not cell.stop_requested:
-                    cell.state = "running"
-                task_status.started()
-                # Drop the start status: it keeps `nursery.start`'s temporary nursery alive for
-                # the actor's whole life (about 1.2 KB per idle actor).
-                task_status = trio.TASK_STATUS_IGNORED
-                event = "actor.restarted" if cause is not None else "actor.started"
-                await self._publish(event, cell)
-                await run_messages(actor, cell, inbox)
-        except Exception as crash:
-            if not started:
-                if not cell.start_errors_crash:
-                    raise
-                cell.state = "running"  # it began, then crashed: the manager handles it as a crash
-            error = crash
-        finally:
-            inbox.close()
-            if started:
-                await self._clean_up(actor, cell)
-            cell.task = None
-            done.set()
-        if not started:
-            # Stopped while starting: report started so `spawn` returns the (stopped) ref.
-            task_status.started()
-        self._report(_Exit(cell, incarnation, error))
-
-    async def _clean_up(self, actor: Actor, cell: _Cell) -> None:
-        """Run `on_stop` shielded until the stop's grace deadline (a fresh grace after a crash)."""
-        if type(actor).on_stop is Actor.on_stop:
-            return  # Nothing to clean up: skip the shielded scope (a third of a stop's cost).
-        if cell.stop_requested:
-            deadline = cell.stop_deadline
-        else:
-            deadline = trio.current_time() + (cell.grace if cell.grace is not None else 0.0)
-        with trio.CancelScope(shield=True, deadline=deadline):
-            try:
-                await actor.on_stop()
-            except Exception as stop_error:
-                await self._publish("actor.stop_failed", cell, stop_error)
-
-    async def _run_nested(
-        self,
-        cell: _Cell,
-        setup: Callable[[Supervisor], Awaitable[None]] | None,
-        options: dict[str, Any],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
-        """One incarnation of a nested supervisor: open it, run `setup`, serve until stopped."""
-        done = cell.done
-        cell.incarnation += 1
-        incarnation = cell.incarnation
-        cell.task = trio.lowlevel.current_task()
-        error: Exception | None = None
-        started = False
-        try:
-            inbox = cell.receive.clone()
-            cell.inbox = inbox
-            with cell.scope:
-                async with open_supervisor(
-                    name=f"{self.name}/{cell.name}", bus=self.bus, **options
-                ) as nested:
-                    self._nested[cell.name] = nested
-                    if setup is not None:
-                        await setup(nested)
-                    if not cell.stop_requested:
-                        cell.state = "running"
-                    started = True
-                    task_status.started()
-                    restarted = cell.restart_cause is not None
-                    await self._publish("actor.restarted" if restarted else "actor.started", cell)
-                    with suppress(trio.ClosedResourceError, trio.EndOfChannel):
-                        await inbox.receive()
-        except trio.ClosedResourceError:
-            if started:
-                raise
-        except Exception as crash:
-            if not started:
-                raise
-            error = crash
-        finally:
-            if self._nested.get(cell.name) is not None:
-                del self._nested[cell.name]
-            cell.task = None
-            done.set()
-        if not started:
-            # Stopped while starting. Only here, not in `finally`: an error in `setup` must reach
-            # `spawn_supervisor` (or the restart loop) through `nursery.start`, not the nursery.
-            task_status.started()
-        self._report(_Exit(cell, incarnation, error))
 
     def _report(self, exit_report: _Exit) -> None:
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):

@@ -22,11 +22,11 @@ from orchestr8._actor import ActorEvent
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
-from orchestr8._engine import STEPS_PER_TURN
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
 from orchestr8._results import ExecutionResult
 from orchestr8._runtime import open_runtime
+from orchestr8._step_run import STEPS_PER_TURN
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
 """A policy without retries or breaker, so failures are immediate and timings exact."""
