@@ -135,12 +135,12 @@ async def resume(
 
             record = await find_execution(runtime.journal, execution_id)
             state = replay(await runtime.journal.events(record.execution_id))
+            handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
             if state.status is ExecutionStatus.RUNNING:
                 sys.stderr.write(
-                    f"note: the journal says execution {record.execution_id} is still running; "
-                    "resuming assumes the process that ran it is gone\n"
+                    f"note: execution {record.execution_id} never finished (the process that "
+                    "ran it ended while it ran); it continues here\n"
                 )
-            handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
             step_ids = declared_steps(record)
             reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
             headline = (f"execution {record.execution_id} resumed: workflow "

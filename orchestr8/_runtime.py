@@ -3,7 +3,8 @@
 `open_runtime` owns a journal, an event bus, the agent registry, the resilience state shared by all
 executions (circuit breakers, bulkheads, rate limiters) and a nursery in which every execution
 runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
-flushes the journal.
+flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
+(`_execution_lock`), so no other process can resume it meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ._errors import (
     unwrap_single_error,
 )
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
+from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
 from ._redaction import redact, register_secrets_in
 from ._results import ExecutionResult, StepResult
@@ -99,6 +101,7 @@ class Runtime:
         bus: EventBus,
         cancel_grace: float,
         random_source: random.Random | None,
+        locks: ExecutionLocks,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
@@ -108,6 +111,7 @@ class Runtime:
         self.cancel_grace = cancel_grace
         self._nursery = nursery
         self._random = random_source
+        self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
         # Workflows this runtime has checked already, by id(): starting one again skips the
         # agent checks (the registry does not change). Weak, so a dropped workflow is forgotten.
@@ -158,6 +162,7 @@ class Runtime:
         Raises:
             WorkflowValidationError: the workflow is invalid.
             InputValidationError: the inputs do not fit the workflow's `inputs` schema.
+            ExecutionStateError: another process holds the new execution's lock (never expected).
         """
         if idempotency_key is not None:
             existing = await self.journal.find_by_idempotency_key(idempotency_key)
@@ -177,11 +182,21 @@ class Runtime:
             idempotency_key=idempotency_key,
         )
         await self.journal.create_execution(record)
-        emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
-        run = self._execution(
-            record.execution_id, loaded, checked_inputs, emitter, execution_timeout,
-            correlation_id=record.correlation_id,
-        )
+        # The id is new, so no other process can hold its lock unless something is badly wrong.
+        if not self._locks.acquire(record.execution_id):
+            raise ExecutionStateError(
+                f"execution {record.execution_id} is running in another process; "
+                "it cannot be started"
+            )
+        try:
+            emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
+            run = self._execution(
+                record.execution_id, loaded, checked_inputs, emitter, execution_timeout,
+                correlation_id=record.correlation_id,
+            )
+        except BaseException:
+            self._locks.release(record.execution_id)
+            raise
         return await self._launch(run)
 
     async def resume(
@@ -191,11 +206,30 @@ class Runtime:
 
         Raises:
             ExecutionNotFoundError: no such execution.
-            ExecutionStateError: it succeeded already, or it is running in this runtime.
+            ExecutionStateError: it succeeded already, or it is running in this runtime or in
+                another process.
         """
         record = await self.journal.get_execution(execution_id)
         if execution_id in self._live:
             raise ExecutionStateError(f"execution {execution_id} is running; it cannot be resumed")
+        # Locked before the journal is replayed: what another process still runs is not read.
+        if not self._locks.acquire(execution_id):
+            raise ExecutionStateError(
+                f"execution {execution_id} is running in another process; "
+                "it cannot be resumed until that process ends"
+            )
+        try:
+            run = await self._resumed_run(record, execution_timeout)
+        except BaseException:
+            self._locks.release(execution_id)
+            raise
+        return await self._launch(run)
+
+    async def _resumed_run(
+        self, record: ExecutionRecord, execution_timeout: float | None
+    ) -> ExecutionRun:
+        """Replay the execution's events and build the run that continues it."""
+        execution_id = record.execution_id
         events = await self.journal.events(execution_id)
         state = replay(events)
         if state.status is ExecutionStatus.SUCCEEDED:
@@ -212,11 +246,10 @@ class Runtime:
             execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
         )
         emitter = Emitter(factory, self.journal, self.bus)
-        run = self._execution(
+        return self._execution(
             execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed,
             state=state, correlation_id=record.correlation_id,
         )
-        return await self._launch(run)
 
     def get(self, execution_id: str) -> ExecutionHandle:
         """The handle of an execution running (or just finished) in this runtime.
@@ -316,6 +349,8 @@ class Runtime:
                 await run.run()
         finally:
             self._live.pop(run.execution_id, None)
+            # `run.run()` flushed the journal: another process may resume what it left.
+            self._locks.release(run.execution_id)
 
 
 @asynccontextmanager
@@ -341,11 +376,13 @@ async def open_runtime(
             journal = await stack.enter_async_context(
                 open_journal(None if journal is None else Path(journal))
             )
+        locks = ExecutionLocks(journal.path)
+        stack.callback(locks.close)
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
                 nursery, journal, registry=AgentRegistry(agents),
                 bus=bus if bus is not None else EventBus(),
-                cancel_grace=cancel_grace, random_source=random_source,
+                cancel_grace=cancel_grace, random_source=random_source, locks=locks,
             )
             try:
                 yield runtime
