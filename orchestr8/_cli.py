@@ -10,6 +10,7 @@ The commands' shared helpers live in `_cli_support` and the run/resume driver in
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -317,6 +318,11 @@ def main() -> None:
     for command in (serve_command, init_command, create_group, tests_command, agent_group):
         cli.add_command(command)
     _add_logging_options(cli)
+    for stream in (sys.stdout, sys.stderr):
+        # Text can hold lone surrogates (agent output, undecodable arguments), which UTF-8
+        # refuses: written as `\udXXX` escapes (valid JSON escapes too) instead of a traceback.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = cli(_anyio_backend="trio", standalone_mode=False)
     except click.ClickException as error:

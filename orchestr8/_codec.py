@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 
 from ._errors import InputValidationError, Problem, WorkflowValidationError
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
+from ._journal import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
 from ._schema import schema_problems, show_value, sort_problems
 from ._workflow import (
@@ -345,6 +346,9 @@ def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[s
 def _structure_str(value: Any, _: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {json_type_name(value)}")
+    if has_lone_surrogate(value):
+        # Valid JSON ("\\ud800"), but not text: no journal, terminal or log could hold it.
+        raise ValueError(f"{value!r} holds a lone surrogate, which is not text")
     return value
 
 

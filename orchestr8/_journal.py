@@ -18,6 +18,7 @@ import abc
 import base64
 import json
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
     from ._journal_sqlite import Store
 
 _Result = TypeVar("_Result")
+
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""Matches a lone surrogate: a character a Python string can hold but UTF-8 text cannot."""
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate, so it cannot be stored as text (cheap for ASCII)."""
+    return not text.isascii() and LONE_SURROGATE.search(text) is not None
 
 
 @attrs.frozen
@@ -240,13 +249,17 @@ class Journal(abc.ABC):
         Raises:
             ExecutionNotFoundError: no execution has that id.
         """
-        record = await self._query(lambda storage: storage.load_execution(execution_id))
+        record = None
+        if not has_lone_surrogate(execution_id):  # which no stored id holds
+            record = await self._query(lambda storage: storage.load_execution(execution_id))
         if record is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
         return record
 
     async def find_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
         """Return the execution created with this idempotency key, or None."""
+        if has_lone_surrogate(key):  # which no stored key holds
+            return None
         return await self._query(lambda storage: storage.load_by_idempotency_key(key))
 
     async def list_executions(
@@ -284,7 +297,11 @@ class Journal(abc.ABC):
         """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        found = await self._query(lambda storage: storage.load_events(execution_id, after, limit))
+        found = None
+        if not has_lone_surrogate(execution_id):
+            found = await self._query(
+                lambda storage: storage.load_events(execution_id, after, limit)
+            )
         if found is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
         return found
@@ -295,7 +312,9 @@ class Journal(abc.ABC):
         Raises:
             ExecutionNotFoundError: no execution has that id.
         """
-        seq = await self._query(lambda storage: storage.load_last_seq(execution_id))
+        seq = None
+        if not has_lone_surrogate(execution_id):
+            seq = await self._query(lambda storage: storage.load_last_seq(execution_id))
         if seq is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
         return seq
@@ -379,7 +398,16 @@ class Journal(abc.ABC):
             work = [item for item in batch if isinstance(item, (Event, CreateRequest))]
             if work and self._failure is None:
                 self._events_in_flight = sum(isinstance(item, Event) for item in work)
-                outcome = await self._write(work)
+                try:
+                    outcome = await self._write(work)
+                except Exception as error:
+                    # A store that raises instead of reporting would kill the writer, and every
+                    # later flush would wait for it forever: the journal fails instead.
+                    failure = JournalError(
+                        f"writing the journal failed: {type(error).__name__}: {error}"
+                    )
+                    failure.__cause__ = error
+                    outcome = BatchOutcome(failure=failure)
                 self._events_in_flight = 0
                 self._events_written += outcome.events_written
                 self._batches_committed += outcome.committed

@@ -226,7 +226,7 @@ class MemoryStore:
         try:
             row = encode_execution(record)
         except (TypeError, ValueError) as error:
-            return JournalError(f"execution {record.execution_id!r} is not JSON: {error}")
+            return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         for index, name in _REQUIRED:
             if row[index] is None:
                 raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")

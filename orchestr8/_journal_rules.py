@@ -17,21 +17,47 @@ import attrs
 
 from ._errors import JournalError
 from ._events import Event, EventType, ExecutionStatus
-from ._journal import ExecutionRecord
+from ._journal import LONE_SURROGATE, ExecutionRecord, has_lone_surrogate
 
 ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-"""The one JSON encoder of stored values: strict (no NaN or infinity), compact, UTF-8 text."""
+"""The JSON encoder of stored values: strict (no NaN or infinity), compact, UTF-8 text.
+
+Its text can hold lone surrogates, which no UTF-8 store or stream accepts: stored text goes
+through `escape_lone_surrogates` (`make_encoder` and `to_json` do that)."""
+
+
+class NotTextError(ValueError):
+    """A field stored as text holds a lone surrogate, which UTF-8 text (so SQLite) cannot hold."""
+
+
+def escape_lone_surrogates(text: str) -> str:
+    r"""Write each lone surrogate of JSON text as its `\uXXXX` escape, so the text is valid UTF-8.
+
+    A Python string can hold a lone surrogate (`"\ud800"` in JSON, bytes a process decoded with
+    `surrogateescape`); JSON text made with `ensure_ascii=False` then keeps it raw, and SQLite,
+    sockets and terminals refuse it. Outside strings JSON text has no such characters, so the
+    escape is exactly what `ensure_ascii=True` writes, and decoding gives the same string back.
+    Text with no surrogate (nearly all) is returned as it is after one scan, none if it is ASCII.
+    """
+    if not has_lone_surrogate(text):
+        return text
+    return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def encode_json(value: Any) -> str:
+    """Encode a stored value as `ENCODER` does, with lone surrogates escaped (valid UTF-8)."""
+    return escape_lone_surrogates(ENCODER.encode(value))
 
 
 def make_encoder() -> Callable[[Any], str]:
-    """Return a function encoding exactly like `ENCODER.encode`, nearly twice as fast.
+    """Return a function encoding exactly like `encode_json`, nearly twice as fast.
 
     It keeps one C encoder and its circular-reference markers instead of building both on every
-    call, so use it from one thread at a time; without the C accelerator it is `ENCODER.encode`.
+    call, so use it from one thread at a time; without the C accelerator it is `encode_json`.
     """
     make: Any = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
-        return ENCODER.encode
+        return encode_json
     markers: dict[int, Any] = {}
     encoder = make(
         markers,
@@ -47,7 +73,7 @@ def make_encoder() -> Callable[[Any], str]:
 
     def encode(value: Any) -> str:
         try:
-            return "".join(encoder(value, 0))
+            return escape_lone_surrogates("".join(encoder(value, 0)))
         except BaseException:
             # A failed encoding leaves the markers of the containers it was inside.
             markers.clear()
@@ -76,7 +102,7 @@ _STATUS_COLUMN = EXECUTION_FIELDS.index("status")
 
 def to_json(value: Any) -> str | None:
     """Encode strict JSON (no NaN) compactly, keeping None as None (SQL NULL)."""
-    return None if value is None else ENCODER.encode(value)
+    return None if value is None else encode_json(value)
 
 
 def from_json(text: str | None) -> Any:
@@ -88,11 +114,15 @@ def encode_execution(record: ExecutionRecord) -> tuple[Any, ...]:
     """Turn a record into its stored row (the columns follow the record's fields).
 
     Raises:
-        TypeError, ValueError: `workflow`, `inputs`, `output` or `error` is not JSON.
+        TypeError, ValueError: `workflow`, `inputs`, `output` or `error` is not JSON, or a text
+            field holds a lone surrogate.
     """
     values = list(attrs.astuple(record, recurse=False))
     for index in _JSON_COLUMNS:
         values[index] = to_json(values[index])
+    for name, value in zip(EXECUTION_FIELDS, values, strict=True):
+        if isinstance(value, str) and has_lone_surrogate(value):
+            raise NotTextError(f"its {name} {value!r} holds a lone surrogate, which is not text")
     values[_STATUS_COLUMN] = str(values[_STATUS_COLUMN])
     return tuple(values)
 
@@ -106,18 +136,21 @@ def decode_execution(row: Sequence[Any]) -> ExecutionRecord:
     return ExecutionRecord(*values)
 
 
-def encode_event(event: Event, encode: Callable[[Any], str] = ENCODER.encode) -> tuple[Any, ...]:
+def encode_event(event: Event, encode: Callable[[Any], str] = encode_json) -> tuple[Any, ...]:
     """Turn an event into its stored row: the envelope's fields in order, `data` as JSON text.
 
-    `encode` is `ENCODER.encode` or one made by `make_encoder`.
+    `encode` is `encode_json` or one made by `make_encoder`.
 
     Raises:
-        TypeError, ValueError: `data` is not a JSON object JSON can encode, or `elapsed` is not a
-            number.
+        TypeError, ValueError: `data` is not a JSON object JSON can encode, `elapsed` is not a
+            number, or a text field holds a lone surrogate.
     """
     if not isinstance(event.data, dict):
         raise TypeError(f"data must be a JSON object, not {type(event.data).__name__}")
     data = encode(event.data)
+    for name, text in (("type", event.type), ("step_id", event.step_id), ("ts", event.ts)):
+        if isinstance(text, str) and has_lone_surrogate(text):
+            raise NotTextError(f"its {name} {text!r} holds a lone surrogate, which is not text")
     return (
         event.execution_id,
         event.seq,
@@ -170,4 +203,6 @@ def refusal(event: Event, last: int | None) -> JournalError:
 
 def not_json(event: Event, error: Exception) -> JournalError:
     """Say that an event's data (or envelope) cannot be stored as JSON."""
+    if isinstance(error, NotTextError):
+        return JournalError(f"{describe(event)}: cannot be stored: {error}")
     return JournalError(f"{describe(event)}: data is not JSON: {error}")

@@ -235,7 +235,8 @@ class Store:
                 f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch.rows
             )
             self._writer.execute("COMMIT")
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeEncodeError) as error:
+            # UnicodeEncodeError: a text column held a lone surrogate, which SQLite refuses.
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
             failure = JournalError(f"writing the journal failed: {error}")
@@ -269,7 +270,7 @@ class Store:
         try:
             row = encode_execution(record)
         except (TypeError, ValueError) as error:
-            return JournalError(f"execution {record.execution_id!r} is not JSON: {error}")
+            return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         self._writer.execute(
             f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
             f" VALUES ({', '.join('?' * len(EXECUTION_FIELDS))})",

@@ -181,6 +181,29 @@ def test_run_uses_the_default_journal_and_prints_a_human_result(tmp_path: Path) 
     )
 
 
+def test_output_that_is_not_text_is_journaled_and_printed_escaped(tmp_path: Path) -> None:
+    """An output holding a lone surrogate is stored and shown as `\\ud800`, never a hang."""
+    (tmp_path / "odd.py").write_text('def odd(input):\n    return {"text": "x\\ud800y"}\n')
+    workflow = write_workflow(tmp_path / "odd.json", [
+        {"id": "odd", "agent": {"id": "python", "config": {"callable": "odd:odd"}}},
+        {"id": "after", "agent": "echo", "input": "${steps.odd.output.text}",
+         "depends_on": ["odd"]},
+    ])
+    journal = tmp_path / "j.db"
+    done = cli("run", str(workflow), "--journal", str(journal), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"text": "x\\ud800y"' in done.stdout
+    execution_id = EXECUTION_LINE.search(done.stderr).group(1)  # type: ignore[union-attr]
+    assert event_types(journal, execution_id)[-1] == "execution.succeeded"
+    shown = cli("inspect", execution_id, "--journal", str(journal), "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["output"] == {"odd": {"text": "x\ud800y"}, "after": "x\ud800y"}
+    undecodable = cli("inspect", "\udcff", "--journal", str(journal), cwd=tmp_path)
+    assert (undecodable.returncode, undecodable.stdout) == (1, "")
+    assert "no execution '\\udcff'" in undecodable.stderr
+    assert "Traceback" not in undecodable.stderr
+
+
 def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> None:
     workflow = write_workflow(tmp_path / "w.json", [
         {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,

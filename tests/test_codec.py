@@ -176,6 +176,18 @@ def test_values_are_never_coerced(changes: dict[str, Any], message: str) -> None
     assert problems(with_changes(**changes)) == [message]
 
 
+def test_strings_holding_lone_surrogates_are_refused_where_text_goes() -> None:
+    """`"\\ud800"` is valid JSON but not text: names and descriptions must be text."""
+    document = with_changes(name="wf\ud800", description="\udc80")
+    assert problems(document) == [
+        "$.description: '\\udc80' holds a lone surrogate, which is not text",
+        "$.name: 'wf\\ud800' holds a lone surrogate, which is not text",
+    ]
+    text = '{"schema_version": "1.0", "name": "wf\\ud800", "steps": [{"id": "a", "agent": "echo"}]}'
+    with pytest.raises(WorkflowValidationError, match=r"\$\.name: .* lone surrogate"):
+        load_workflow(text)
+
+
 def test_integers_are_accepted_where_numbers_go_and_integral_floats_where_integers_go() -> None:
     """`"timeout": 5` is 5.0 seconds and `"max_attempts": 3.0` is 3 attempts."""
     document = with_changes(timeout=5, defaults={"policy": {"retry": {"max_attempts": 3.0}}})

@@ -50,7 +50,8 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
 
 def record(execution_id: str = "run-1", **fields: Any) -> ExecutionRecord:
     fields.setdefault("workflow", {"schema_version": "1.0", "name": "wf", "steps": []})
-    return ExecutionRecord(execution_id=execution_id, workflow_name="wf", **fields)
+    fields.setdefault("workflow_name", "wf")
+    return ExecutionRecord(execution_id=execution_id, **fields)
 
 
 def event(
@@ -369,6 +370,84 @@ async def test_unknown_executions_raise_not_found(opener: Opener) -> None:
             await journal.last_seq("ghost")
 
 
+async def test_lone_surrogates_in_json_values_are_stored_and_read_back(
+    opener: Opener, tmp_path: Path
+) -> None:
+    """Inputs and event data holding lone surrogates round-trip, stored as valid UTF-8 text."""
+    data = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
+    async with opener() as journal:
+        await journal.create_execution(record(inputs={"q": "a\ud800"}))
+        await journal.append(event(1, **data))
+        await journal.flush()
+        assert (await journal.events("run-1"))[0].data == data
+        assert (await journal.get_execution("run-1")).inputs == {"q": "a\ud800"}
+    if journal.path is not None:
+        connection = sqlite3.connect(journal.path)
+        connection.text_factory = bytes
+        try:
+            (stored,) = connection.execute("SELECT data FROM events").fetchone()
+        finally:
+            connection.close()
+        assert stored.decode("utf-8") == '{"output":"x\\ud800y","k\\udc80":["\\udfff","é\\ud83d"]}'
+
+
+async def test_text_fields_holding_lone_surrogates_are_refused_by_both_stores(
+    opener: Opener,
+) -> None:
+    """A record or event envelope that is not text is refused with the field named, alike."""
+    async with opener() as journal:
+        with pytest.raises(JournalError, match=r"cannot be stored: its workflow_name 'wf\\ud800'"):
+            await journal.create_execution(record(workflow_name="wf\ud800"))
+        await journal.create_execution(record("run-2"))
+        assert (await journal.get_execution("run-2")).workflow_name == "wf"
+
+    async def append_odd_step_id() -> None:
+        async with opener() as journal:
+            await journal.create_execution(record())
+            await journal.append(Event("run-1", 1, TS, 0.0, "step.progress", "s\udc00", 1, {}))
+
+    with pytest.raises(JournalError, match=r"cannot be stored: its step_id 's\\udc00'"):
+        await append_odd_step_id()
+
+
+async def test_ids_no_journal_can_hold_are_not_found(opener: Opener) -> None:
+    """Looking up an id holding a lone surrogate (an undecodable argument) finds nothing."""
+    async with opener() as journal:
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("\udcff\udcfe")
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.events("\udcff")
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.last_seq("\udcff")
+        assert await journal.find_by_idempotency_key("\udcff") is None
+
+
+class _UnreadableItems(dict[str, Any]):
+    """A mapping whose items cannot be read: encoding it raises neither TypeError nor ValueError."""
+
+    def items(self) -> Any:
+        raise RuntimeError("items are gone")
+
+
+async def test_a_store_raising_unexpectedly_fails_the_journal_and_keeps_the_writer(
+    opener: Opener,
+) -> None:
+    """An error no store reports becomes the journal's failure; flush and close still return."""
+
+    async def append_unreadable() -> None:
+        async with opener() as journal:
+            await journal.create_execution(record())
+            await journal.append(event(1, nested=_UnreadableItems(a=1)))
+            with pytest.raises(JournalError, match="RuntimeError: items are gone"):
+                await journal.flush()
+            assert journal.statistics().failed
+            with pytest.raises(JournalError):
+                await journal.append(event(2))
+
+    with pytest.raises(JournalError, match="writing the journal failed: RuntimeError: items are"):
+        await append_unreadable()
+
+
 async def test_events_after_and_limit_slice_the_stream(opener: Opener) -> None:
     """events(after=, limit=) returns the next `limit` events following seq `after`."""
     async with opener() as journal:
@@ -523,7 +602,8 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
+    | st.text(max_size=8)
+    | st.sampled_from(["\ud800", "a\udfffé"]),  # lone surrogates: stored escaped
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),

@@ -305,6 +305,18 @@ async def test_request_shape_problems_are_422_with_every_problem(
     assert [f"{error['path']}: {error['message']}" for error in document["errors"]] == errors
 
 
+async def test_a_string_that_is_not_text_is_a_400_naming_its_path(client: Client) -> None:
+    """`"\\ud800"` is valid JSON but not text, which no journal can store: refused, not run."""
+    body = json.dumps({"workflow": ECHO, "correlation_id": "x\ud800"})
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 400)
+    assert document["detail"] == (
+        "invalid JSON at $.correlation_id: a string holds an unpaired surrogate escape, which "
+        "is not Unicode text"
+    )
+
+
 async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> None:
     """Duplicate keys are reported where they are, as `validate` reports them in a file."""
     body = '{"workflow": {}, "workflow": {}, "inputs": {"who": "a", "who": "b"}}'
