@@ -139,8 +139,8 @@ async def resume(
             handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
             if state.status is ExecutionStatus.RUNNING:
                 sys.stderr.write(
-                    f"note: execution {record.execution_id} never finished (the process that "
-                    "ran it ended while it ran); it continues here\n"
+                    f"note: execution {record.execution_id} never recorded an ending (its "
+                    "process ended, or its journal failed, while it ran); it continues here\n"
                 )
             step_ids = declared_steps(record)
             reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())

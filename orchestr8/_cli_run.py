@@ -48,7 +48,9 @@ async def _drive_runtime(
 
     import trio
 
+    from ._cli_support import CommandError
     from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
+    from ._errors import JournalError
     from ._runtime import open_runtime
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -66,7 +68,12 @@ async def _drive_runtime(
                     _watch_signals, signals, handle, view, runtime.journal, cancel_grace,
                     resume_hint,
                 )
-                result = await handle.wait()
+                try:
+                    result = await handle.wait()
+                except JournalError as error:
+                    raise CommandError(
+                        f"{error}\nresume it once the journal works again: {resume_hint}"
+                    ) from error
                 nursery.cancel_scope.cancel()
             view.drain(events, handle.execution_id)
     if as_json:

@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 
 from ._errors import InputValidationError, Problem, WorkflowValidationError
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
-from ._journal import has_lone_surrogate
+from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
 from ._schema import schema_problems, show_value, sort_problems
 from ._workflow import (

@@ -10,17 +10,24 @@ Many step actors share one emitter. An event that cannot be queued at once joins
 its emitter waits, and one task at a time drains the outbox, so under backpressure events still
 reach the journal exactly once and in `seq` order; an emitter cancelled while waiting leaves its
 event in the outbox for the next `emit` or `flush` (its `seq` is taken, so it must be written).
+
+A journal that fails (a disk full, a lock held too long) takes no more events, ever. Emitting never
+raises for that: the emitter records the failure, calls `on_failure` once (the execution then
+stops), and drops every later event, publishing none of them, so no view shows what the journal
+does not hold. `flush` raises the failure.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 import trio
 
 from ._bus import EventBus
+from ._errors import JournalError
 from ._events import Event, EventFactory
 from ._journal import Journal
 from ._redaction import redact
@@ -36,6 +43,10 @@ class Emitter:
         self._bus = bus
         self._outbox: deque[Event] = deque()
         self._draining = trio.Lock()
+        self.failure: JournalError | None = None
+        """Why the journal took no more events, once it failed; later events are dropped."""
+        self.on_failure: Callable[[JournalError], None] | None = None
+        """Called once, with the failure, when the journal first refuses an event."""
 
     @property
     def execution_id(self) -> str:
@@ -77,11 +88,15 @@ class Emitter:
         if data and not trusted:
             data = redact(data)
         event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
+        if self.failure is not None:
+            return event
         if not self._outbox:
             try:
                 self._journal.append_nowait(event)
             except trio.WouldBlock:
                 self._outbox.append(event)
+            except JournalError as error:
+                self._failed(error)
             else:
                 self._publish(event)
         else:
@@ -92,18 +107,45 @@ class Emitter:
         """Return once every event emitted so far is committed to the journal.
 
         Raises:
-            JournalError: the journal failed or is closed.
+            JournalError: the journal failed or is closed (also before this call).
         """
         await self._drain()
-        await self._journal.flush()
+        if self.failure is not None:
+            raise self.failure
+        try:
+            await self._journal.flush()
+        except JournalError as error:
+            self._failed(error)
+            raise
 
     async def _drain(self) -> None:
         """Write the outbox to the journal in order; one task at a time, so none goes twice."""
         async with self._draining:
-            while self._outbox:
+            while self._outbox and self.failure is None:
                 # Popped only once queued: a cancelled wait leaves the event first in line.
-                await self._journal.append(self._outbox[0])
+                try:
+                    await self._journal.append(self._outbox[0])
+                except JournalError as error:
+                    self._failed(error)
+                    return
                 self._publish(self._outbox.popleft())
+
+    def watch_journal(self) -> Callable[[], None]:
+        """Fail this emitter the moment its journal fails, not at its next event; returns the undo.
+
+        An execution watches while it runs, so a failure met by another execution's events, or
+        while its own steps run quietly, stops it at once.
+        """
+        return self._journal.on_failure(self._failed)
+
+    def _failed(self, error: JournalError) -> None:
+        """Stop emitting for good: record why, drop what waits, and tell `on_failure` once."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        self._outbox.clear()
+        if self.on_failure is not None:
+            self.on_failure(error)
 
     def _publish(self, event: Event) -> None:
         if self._bus.has_subscribers:

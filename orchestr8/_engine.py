@@ -18,6 +18,7 @@ Ending early comes in three kinds, all recorded in the journal:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -33,6 +34,7 @@ from ._agent_registry import AgentRegistry
 from ._bus import EventBus
 from ._conclusion import Conclusion
 from ._emitter import Emitter
+from ._errors import JournalError
 from ._events import EventType, StepStatus
 from ._metrics import engine_metrics
 from ._results import ExecutionResult, StepResult
@@ -92,6 +94,7 @@ class ExecutionRun:
         self.workflow = workflow
         self.inputs = inputs
         self._emitter = emitter
+        emitter.on_failure = self._journal_failed
         self._bus = bus
         self._grace = cancel_grace
         self._timeout = timeout
@@ -153,10 +156,26 @@ class ExecutionRun:
         return self._cancel_event.is_set()
 
     async def wait(self) -> ExecutionResult:
-        """Wait until the execution has finished, and return its result."""
+        """Wait until the execution has finished, and return its result.
+
+        Raises:
+            JournalError: the journal failed while the execution ran, so how it ended (and what
+                happened after the failure) is not recorded; the run stopped at the failure.
+        """
         await self._done.wait()
+        failure = self._emitter.failure
+        if failure is not None:
+            raise JournalError(
+                f"execution {self.execution_id} stopped: {failure}; what happened after that "
+                "is not recorded"
+            ) from failure
         assert self.result is not None
         return self.result
+
+    def _journal_failed(self, failure: JournalError) -> None:
+        """Stop at once when the journal fails: nothing the run does now could be recorded."""
+        _logger.error("execution %s stops: %s", self.execution_id, failure)
+        self.cancel(str(failure))
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
@@ -186,6 +205,7 @@ class ExecutionRun:
         """Run the execution to its end and return the result; every ending is journaled."""
         metrics = engine_metrics()
         metrics.execution_started(self.workflow.name)
+        stop_watching = self._emitter.watch_journal()
         try:
             # The span encloses the supervisor, so every step actor's task inherits it.
             with execution_span(
@@ -217,9 +237,12 @@ class ExecutionRun:
                     if result.error else "",
                 )
                 # Finished means durable: whoever waits for the result can read it in the journal.
-                await self._emitter.flush()
+                # A journal that failed is the emitter's to report: `wait` raises it.
+                with contextlib.suppress(JournalError):
+                    await self._emitter.flush()
                 self.result = result
         finally:
+            stop_watching()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result

@@ -15,106 +15,37 @@ Readers keep working, so what was written stays inspectable.
 from __future__ import annotations
 
 import abc
-import base64
-import json
+import itertools
 import os
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import attrs
 import trio
 
 from ._errors import ExecutionNotFoundError, JournalError, unwrap_single_error
-from ._events import Event, ExecutionStatus, utc_timestamp
+from ._events import Event, ExecutionStatus
+
+# Re-exported: the journal's interface hands these out and takes them in.
+from ._journal_records import BatchOutcome as BatchOutcome
+from ._journal_records import CreateRequest as CreateRequest
+from ._journal_records import ExecutionPage as ExecutionPage
+from ._journal_records import ExecutionRecord as ExecutionRecord
+from ._journal_records import FlushMarker as FlushMarker
+from ._journal_records import JournalStatistics as JournalStatistics
+from ._journal_records import (
+    WorkItem,
+    decode_cursor,
+    encode_cursor,
+    has_lone_surrogate,
+)
 
 if TYPE_CHECKING:
     from ._journal_sqlite import Store
 
 _Result = TypeVar("_Result")
-
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-"""Matches a lone surrogate: a character a Python string can hold but UTF-8 text cannot."""
-
-
-def has_lone_surrogate(text: str) -> bool:
-    """Whether `text` holds a lone surrogate, so it cannot be stored as text (cheap for ASCII)."""
-    return not text.isascii() and LONE_SURROGATE.search(text) is not None
-
-
-@attrs.frozen
-class ExecutionRecord:
-    """One execution as the journal holds it: what was run, with which inputs, and how it ended.
-
-    `workflow` is the workflow JSON document, kept so `resume` can rebuild it. `status`,
-    `started_at`, `finished_at`, `output` and `error` follow the execution's events.
-    """
-
-    execution_id: str
-    workflow_name: str
-    workflow: dict[str, Any]
-    inputs: dict[str, Any] = attrs.field(factory=dict)
-    status: ExecutionStatus = ExecutionStatus.PENDING
-    created_at: str = attrs.field(factory=utc_timestamp)
-    correlation_id: str | None = None
-    idempotency_key: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    output: Any = None
-    error: Any = None
-
-
-@attrs.frozen
-class ExecutionPage:
-    """One page of executions, newest first; pass `next_cursor` as `before` for the next page."""
-
-    items: tuple[ExecutionRecord, ...]
-    next_cursor: str | None
-
-
-@attrs.frozen
-class JournalStatistics:
-    """Counters of one open journal, so tests and benchmarks can see group commit at work."""
-
-    events_written: int
-    batches_committed: int
-    items_queued: int
-    queue_size: int
-    failed: bool
-
-
-@attrs.define(eq=False)
-class CreateRequest:
-    """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`."""
-
-    record: ExecutionRecord
-    done: trio.Event = attrs.Factory(trio.Event)
-    result: ExecutionRecord | None = None
-    error: JournalError | None = None
-
-
-@attrs.define(eq=False)
-class FlushMarker:
-    """A queued `flush`; the writer sets `done` once everything queued before it is committed."""
-
-    done: trio.Event = attrs.Factory(trio.Event)
-
-
-WorkItem = Event | CreateRequest | FlushMarker
-"""What travels on the writer's queue, in append order."""
-
-
-@attrs.define
-class BatchOutcome:
-    """What writing one batch did: events written, transactions committed, creates, failure."""
-
-    events_written: int = 0
-    committed: int = 0
-    created: list[tuple[CreateRequest, ExecutionRecord | JournalError]] = attrs.Factory(list)
-    failure: JournalError | None = None
 
 
 def default_journal_path() -> Path:
@@ -182,6 +113,8 @@ class Journal(abc.ABC):
         self._queue_size = queue_size
         self._close_timeout = close_timeout
         self._failure: JournalError | None = None
+        self._failure_callbacks: dict[int, Callable[[JournalError], None]] = {}
+        self._callback_keys = itertools.count()
         self._closed = False
         self._events_written = 0
         self._batches_committed = 0
@@ -279,12 +212,12 @@ class Journal(abc.ABC):
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        position = None if before is None else _decode_cursor(before)
+        position = None if before is None else decode_cursor(before)
         wanted = None if status is None else str(ExecutionStatus(status))
         rows = await self._query(lambda storage: storage.load_page(wanted, position, limit + 1))
         items = tuple(rows[:limit])
         more = len(rows) > limit
-        cursor = _encode_cursor(items[-1].created_at, items[-1].execution_id) if more else None
+        cursor = encode_cursor(items[-1].created_at, items[-1].execution_id) if more else None
         return ExecutionPage(items=items, next_cursor=cursor)
 
     async def events(
@@ -358,6 +291,40 @@ class Journal(abc.ABC):
         except trio.ClosedResourceError:
             raise JournalError("the journal is closed") from None
 
+    def on_failure(self, callback: Callable[[JournalError], None]) -> Callable[[], None]:
+        """Have `callback(error)` called once when the journal fails; returns its remover.
+
+        Called at once if the journal has failed already. Executions use it to stop the moment
+        nothing more they do can be recorded, instead of at their next event.
+        """
+        if self._failure is not None:
+            callback(self._failure_error())
+            return lambda: None
+        key = next(self._callback_keys)
+        self._failure_callbacks[key] = callback
+
+        def remove() -> None:
+            self._failure_callbacks.pop(key, None)
+
+        return remove
+
+    def _fail(self, failure: JournalError) -> None:
+        """Enter the failed state (the first failure sticks) and tell whoever asked to know."""
+        if self._failure is not None:
+            return
+        self._failure = failure
+        callbacks, self._failure_callbacks = self._failure_callbacks, {}
+        error = self._failure_error()
+        for callback in callbacks.values():
+            callback(error)
+
+    def _failure_error(self) -> JournalError:
+        """A fresh `JournalError` chained to the failure, as every refused call raises."""
+        assert self._failure is not None
+        error = JournalError(f"the journal failed: {self._failure}")
+        error.__cause__ = self._failure
+        return error
+
     def _raise_if_unusable(self) -> None:
         """Refuse new work once the journal is closed or has failed."""
         if self._closed:
@@ -367,7 +334,7 @@ class Journal(abc.ABC):
     def _raise_if_failed(self) -> None:
         """Raise a fresh `JournalError` chained to the failure, if the journal has failed."""
         if self._failure is not None:
-            raise JournalError(f"the journal failed: {self._failure}") from self._failure
+            raise self._failure_error()
 
     async def _run_writer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -417,7 +384,7 @@ class Journal(abc.ABC):
                     else:
                         request.result = result
                 if outcome.failure is not None:
-                    self._failure = outcome.failure
+                    self._fail(outcome.failure)
         finally:
             self._settle(batch)
 
@@ -449,28 +416,10 @@ class Journal(abc.ABC):
                     break
             unwritten = self._events_in_flight + sum(isinstance(item, Event) for item in left)
             if self._writer_scope is not None and self._writer_scope.cancelled_caught:
-                self._failure = self._failure or JournalError(
+                self._fail(JournalError(
                     f"closing the journal took longer than {self._close_timeout} s; "
                     f"{unwritten} events were not written"
-                )
+                ))
             self._settle(left)
             self._receive.close()
             await self._close_storage()
-
-
-def _encode_cursor(created_at: str, execution_id: str) -> str:
-    """Pack a page position into an opaque, URL-safe cursor."""
-    packed = json.dumps([created_at, execution_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    """Unpack a cursor made by `_encode_cursor`, refusing anything else."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
-        raise ValueError(f"not a cursor from a previous page: {cursor!r}") from None
-    if not isinstance(created_at, str) or not isinstance(execution_id, str):
-        raise ValueError(f"not a cursor from a previous page: {cursor!r}")
-    return created_at, execution_id

@@ -17,7 +17,7 @@ import attrs
 
 from ._errors import JournalError
 from ._events import Event, EventType, ExecutionStatus
-from ._journal import LONE_SURROGATE, ExecutionRecord, has_lone_surrogate
+from ._journal_records import LONE_SURROGATE, ExecutionRecord, has_lone_surrogate
 
 ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 """The JSON encoder of stored values: strict (no NaN or infinity), compact, UTF-8 text.

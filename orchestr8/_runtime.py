@@ -31,6 +31,7 @@ from ._errors import (
     AgentError,
     ExecutionNotFoundError,
     ExecutionStateError,
+    JournalError,
     Problem,
     WorkflowValidationError,
     unwrap_single_error,
@@ -384,13 +385,20 @@ async def open_runtime(
                 bus=bus if bus is not None else EventBus(),
                 cancel_grace=cancel_grace, random_source=random_source, locks=locks,
             )
+            body_failed = True
             try:
                 yield runtime
+                body_failed = False
             finally:
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
-                    await journal.flush()
+                    try:
+                        await journal.flush()
+                    except JournalError:
+                        # The block's own error (often this failure, met by `wait`) says more.
+                        if not body_failed:
+                            raise
 
 
 def tune_garbage_collection() -> None:

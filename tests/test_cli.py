@@ -204,6 +204,57 @@ def test_output_that_is_not_text_is_journaled_and_printed_escaped(tmp_path: Path
     assert "Traceback" not in undecodable.stderr
 
 
+INTRUDER = '''
+import pathlib
+import sqlite3
+
+
+def intrude(input, context):
+    """Once, write rows for this execution's next seqs into the journal, as a stray program."""
+    marker = pathlib.Path(input["marker"])
+    if not marker.exists():
+        marker.touch()
+        with sqlite3.connect(input["journal"], timeout=5) as connection:
+            (last,) = connection.execute(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE execution_id = ?",
+                (context.execution_id,),
+            ).fetchone()
+            connection.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?, ?, '2025-01-01T00:00:00.000Z', 0,"
+                " 'vendor.stray', NULL, NULL, '{}')",
+                [(context.execution_id, seq) for seq in range(last + 1, last + 100)],
+            )
+        connection.close()
+    return "intruded"
+'''
+
+
+def test_a_journal_failing_mid_run_stops_it_with_a_resume_hint(tmp_path: Path) -> None:
+    """A journal that fails mid-run stops the run: exit 1, the error and how to resume, no trace."""
+    (tmp_path / "intruder.py").write_text(INTRUDER)
+    journal = tmp_path / "j.db"
+    workflow = write_workflow(tmp_path / "w.json", [
+        {"id": "intrude", "agent": {"id": "python", "config": {"callable": "intruder:intrude"}},
+         "input": {"journal": str(journal), "marker": str(tmp_path / "marker")}},
+        {"id": "after", "agent": "echo", "input": "${steps.intrude.output}",
+         "depends_on": ["intrude"]},
+    ])
+    done = cli("run", str(workflow), "--journal", str(journal), cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    execution_id = EXECUTION_LINE.search(done.stderr).group(1)  # type: ignore[union-attr]
+    assert f"error: execution {execution_id} stopped: the journal failed: writing the journal " \
+        "failed: UNIQUE constraint failed" in done.stderr
+    assert f"resume it once the journal works again: orchestr8 resume --journal {journal} " \
+        f"{execution_id}\n" in done.stderr
+    assert "Traceback" not in done.stderr
+    with sqlite3.connect(journal) as connection:
+        connection.execute("DELETE FROM events WHERE type = 'vendor.stray'")
+    connection.close()
+    resumed = cli("resume", execution_id, "--journal", str(journal), "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["output"] == {"intrude": "intruded", "after": "intruded"}
+
+
 def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> None:
     workflow = write_workflow(tmp_path / "w.json", [
         {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,

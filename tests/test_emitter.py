@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -12,6 +13,7 @@ import trio.testing
 
 from orchestr8._bus import EventBus
 from orchestr8._emitter import Emitter
+from orchestr8._errors import JournalError
 from orchestr8._events import Event, EventFactory
 from orchestr8._journal import ExecutionRecord, Journal, open_journal
 
@@ -267,3 +269,60 @@ def test_emitting_needs_no_subscribers() -> None:
         return journal.written
 
     assert [e.type for e in trio.run(main)] == ["a", "b"]
+
+
+GHOST = Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0, "step.progress", None, None, {})
+"""An event of an execution the journal never recorded: appending it fails the journal."""
+
+
+async def test_a_failed_journal_stops_the_emitter_without_raising() -> None:
+    """Once the journal fails, events are dropped unseen, `on_failure` runs once, flush raises."""
+    failures: list[JournalError] = []
+    seen: list[Event] = []
+
+    async def scenario() -> None:
+        bus = EventBus()
+        async with real_journal() as journal, bus.subscribe(buffer=16) as view:
+            emitter = Emitter(EventFactory("e1"), journal, bus)
+            emitter.on_failure = failures.append
+            stop_watching = emitter.watch_journal()
+            await emitter.emit("step.progress", data={"i": 0})
+            await journal.append(GHOST)
+            with pytest.raises(JournalError):
+                await journal.flush()
+            assert emitter.failure is not None
+            assert failures == [emitter.failure]
+            await emitter.emit("step.progress", data={"i": 1})
+            emitter.emit_nowait("step.progress", data={"i": 2})
+            with pytest.raises(JournalError, match="no such execution"):
+                await emitter.flush()
+            stop_watching()
+            assert [event.data for event in await journal.events("e1")] == [{"i": 0}]
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    seen.append(view.receive_nowait())
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    assert len(failures) == 1
+    assert [event.data for event in seen] == [{"i": 0}]
+
+
+async def test_an_emitter_that_does_not_watch_learns_of_the_failure_at_its_next_event() -> None:
+    """Without `watch_journal`, the next emit meets the failure: it is recorded, not raised."""
+    failures: list[JournalError] = []
+
+    async def scenario() -> None:
+        async with real_journal() as journal:
+            await journal.append(GHOST)
+            with pytest.raises(JournalError):
+                await journal.flush()
+            emitter = Emitter(EventFactory("e1"), journal, EventBus())
+            emitter.on_failure = failures.append
+            event = emitter.emit_nowait("step.progress")
+            assert event.seq == 1
+            assert emitter.failure is failures[0]
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    assert len(failures) == 1

@@ -448,6 +448,27 @@ async def test_a_store_raising_unexpectedly_fails_the_journal_and_keeps_the_writ
         await append_unreadable()
 
 
+async def test_on_failure_callbacks_run_once_when_the_journal_fails(opener: Opener) -> None:
+    """Watchers hear of the failure once, as refused calls raise it; late ones hear at once."""
+    heard: list[str] = []
+
+    async def scenario() -> None:
+        async with opener() as journal:
+            journal.on_failure(lambda error: heard.append(f"first: {error}"))
+            removed = journal.on_failure(lambda error: heard.append("removed"))
+            removed()
+            await journal.append(event(1, execution_id="ghost"))
+            with pytest.raises(JournalError):
+                await journal.flush()
+            journal.on_failure(lambda error: heard.append(f"late: {error}"))
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    failure = ("the journal failed: event seq 1 (step.progress) of execution 'ghost': no such "
+               "execution (record it first)")
+    assert heard == [f"first: {failure}", f"late: {failure}"]
+
+
 async def test_events_after_and_limit_slice_the_stream(opener: Opener) -> None:
     """events(after=, limit=) returns the next `limit` events following seq `after`."""
     async with opener() as journal:

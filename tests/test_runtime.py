@@ -22,6 +22,7 @@ from orchestr8._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
     InputValidationError,
+    JournalError,
     NonRetryableError,
     WorkflowValidationError,
 )
@@ -499,3 +500,43 @@ async def test_a_resumed_execution_can_fail_and_be_resumed_again(tmp_path: Path)
 def test_the_python_callables_live_in_this_module() -> None:
     """The `python` steps above import this very module, so CALLS is the counter they bump."""
     assert importlib.import_module(__name__).CALLS is CALLS
+
+
+# -- a failing journal ----------------------------------------------------------------------------
+
+
+async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The journal failing stops the run at once (quiet steps too, within the grace), not later."""
+    stopped_at: list[float] = []
+
+    async def scenario() -> None:
+        async with open_journal(None) as journal:
+
+            async def corrupt(input: Any) -> str:
+                await trio.sleep(1)
+                # Another writer's bad event: the journal refuses it and fails for good.
+                await journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
+                                           "step.progress", None, None, {}))
+                return "done"
+
+            async with open_runtime(
+                journal=journal, agents={"corrupt": corrupt}, cancel_grace=2.0
+            ) as runtime:
+                handle = await runtime.start(workflow(
+                    sleep("quiet", 3600), {"id": "corrupt", "agent": "corrupt"},
+                    sleep("later", 1, "corrupt"),
+                ))
+                stopped = rf"execution {handle.execution_id} stopped: the journal failed: "
+                with pytest.raises(JournalError, match=stopped + ".*no such execution"):
+                    await handle.wait()
+                stopped_at.append(trio.current_time())
+                events = await journal.events(handle.execution_id)
+                assert replay(events).status is ExecutionStatus.RUNNING
+                started = {e.step_id for e in of_type(events, EventType.STEP_STARTED)}
+                assert started == {"quiet", "corrupt"}
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    assert stopped_at == [3.0]

@@ -1,0 +1,116 @@
+"""What the journal stores and hands out: execution records, pages, statistics, write requests.
+
+Plain attrs classes shared by the journal's interface (`_journal`), its two stores and its readers,
+plus the text rules every stored string obeys (no lone surrogates) and the opaque page cursors.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import attrs
+import trio
+
+from ._errors import JournalError
+from ._events import Event, ExecutionStatus, utc_timestamp
+
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""Matches a lone surrogate: a character a Python string can hold but UTF-8 text cannot."""
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate, so it cannot be stored as text (cheap for ASCII)."""
+    return not text.isascii() and LONE_SURROGATE.search(text) is not None
+
+
+@attrs.frozen
+class ExecutionRecord:
+    """One execution as the journal holds it: what was run, with which inputs, and how it ended.
+
+    `workflow` is the workflow JSON document, kept so `resume` can rebuild it. `status`,
+    `started_at`, `finished_at`, `output` and `error` follow the execution's events.
+    """
+
+    execution_id: str
+    workflow_name: str
+    workflow: dict[str, Any]
+    inputs: dict[str, Any] = attrs.field(factory=dict)
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    created_at: str = attrs.field(factory=utc_timestamp)
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    output: Any = None
+    error: Any = None
+
+
+@attrs.frozen
+class ExecutionPage:
+    """One page of executions, newest first; pass `next_cursor` as `before` for the next page."""
+
+    items: tuple[ExecutionRecord, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class JournalStatistics:
+    """Counters of one open journal, so tests and benchmarks can see group commit at work."""
+
+    events_written: int
+    batches_committed: int
+    items_queued: int
+    queue_size: int
+    failed: bool
+
+
+@attrs.define(eq=False)
+class CreateRequest:
+    """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`."""
+
+    record: ExecutionRecord
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: ExecutionRecord | None = None
+    error: JournalError | None = None
+
+
+@attrs.define(eq=False)
+class FlushMarker:
+    """A queued `flush`; the writer sets `done` once everything queued before it is committed."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+WorkItem = Event | CreateRequest | FlushMarker
+"""What travels on the writer's queue, in append order."""
+
+
+@attrs.define
+class BatchOutcome:
+    """What writing one batch did: events written, transactions committed, creates, failure."""
+
+    events_written: int = 0
+    committed: int = 0
+    created: list[tuple[CreateRequest, ExecutionRecord | JournalError]] = attrs.Factory(list)
+    failure: JournalError | None = None
+
+
+def encode_cursor(created_at: str, execution_id: str) -> str:
+    """Pack a page position into an opaque, URL-safe cursor."""
+    packed = json.dumps([created_at, execution_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """Unpack a cursor made by `encode_cursor`, refusing anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise ValueError(f"not a cursor from a previous page: {cursor!r}") from None
+    if not isinstance(created_at, str) or not isinstance(execution_id, str):
+        raise ValueError(f"not a cursor from a previous page: {cursor!r}")
+    return created_at, execution_id
