@@ -128,6 +128,9 @@ class Emitter:
                 except JournalError as error:
                     self._failed(error)
                     return
+                if self.failure is not None:
+                    # The journal failed during the wait, and the outbox went with it.
+                    return
                 self._publish(self._outbox.popleft())
 
     def watch_journal(self) -> Callable[[], None]:

@@ -172,6 +172,10 @@ class ExecutionRun:
         assert self.result is not None
         return self.result
 
+    async def finished(self) -> None:
+        """Wait until the execution has ended, however it ended; never raises."""
+        await self._done.wait()
+
     def _journal_failed(self, failure: JournalError) -> None:
         """Stop at once when the journal fails: nothing the run does now could be recorded."""
         _logger.error("execution %s stops: %s", self.execution_id, failure)

@@ -95,7 +95,7 @@ class ExecutionLocks:
         return None if self._file is None else Path(self._file.path)
 
     def acquire(self, execution_id: str) -> bool:
-        """Lock the execution without waiting; False when another process holds its lock.
+        """Lock the execution without waiting; False when another process (or this object) holds it.
 
         Raises:
             JournalError: the lock file cannot be locked.
@@ -103,7 +103,10 @@ class ExecutionLocks:
         """
         if self._closed:
             raise RuntimeError("the execution locks are closed")
-        if self._file is None or execution_id in self._held:
+        if execution_id in self._held:
+            return False
+        if self._file is None:
+            self._held.add(execution_id)
             return True
         offset = lock_offset(execution_id)
         with _registry_lock:
@@ -115,9 +118,11 @@ class ExecutionLocks:
 
     def release(self, execution_id: str) -> None:
         """Unlock the execution, if this object holds its lock."""
-        if self._file is None or execution_id not in self._held:
+        if execution_id not in self._held:
             return
         self._held.discard(execution_id)
+        if self._file is None:
+            return
         with _registry_lock:
             _release(self._file, lock_offset(execution_id))
 
@@ -128,6 +133,7 @@ class ExecutionLocks:
         self._closed = True
         file, self._file = self._file, None
         if file is None:
+            self._held.clear()
             return
         with _registry_lock:
             for execution_id in self._held:

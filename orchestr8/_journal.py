@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from ._journal_sqlite import Store
 
 _Result = TypeVar("_Result")
+
+_logger = logging.getLogger("orchestr8.journal")
 
 
 def default_journal_path() -> Path:
@@ -316,7 +319,11 @@ class Journal(abc.ABC):
         callbacks, self._failure_callbacks = self._failure_callbacks, {}
         error = self._failure_error()
         for callback in callbacks.values():
-            callback(error)
+            try:
+                callback(error)
+            except Exception:
+                # The writer must go on (and the other watchers hear of it): log, never raise.
+                _logger.exception("a journal on_failure callback raised")
 
     def _failure_error(self) -> JournalError:
         """A fresh `JournalError` chained to the failure, as every refused call raises."""

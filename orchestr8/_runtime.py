@@ -80,6 +80,13 @@ class ExecutionHandle:
         self._result = await self._run.wait()
         return self._result
 
+    async def finished(self) -> None:
+        """Wait for the execution to end, however it ended; unlike `wait`, never raises."""
+        if self._run is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._run.finished()
+
     def cancel(self, reason: str = "cancelled by request") -> bool:
         """Cancel the execution: cooperative first, forced after the grace period.
 
@@ -114,6 +121,7 @@ class Runtime:
         self._random = random_source
         self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
+        self._resuming: set[str] = set()
         # Workflows this runtime has checked already, by id(): starting one again skips the
         # agent checks (the registry does not change). Weak, so a dropped workflow is forgotten.
         self._checked: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
@@ -211,20 +219,25 @@ class Runtime:
                 another process.
         """
         record = await self.journal.get_execution(execution_id)
-        if execution_id in self._live:
+        if execution_id in self._live or execution_id in self._resuming:
             raise ExecutionStateError(f"execution {execution_id} is running; it cannot be resumed")
-        # Locked before the journal is replayed: what another process still runs is not read.
-        if not self._locks.acquire(execution_id):
-            raise ExecutionStateError(
-                f"execution {execution_id} is running in another process; "
-                "it cannot be resumed until that process ends"
-            )
+        # Claimed here until it is live: a second resume racing this one is refused.
+        self._resuming.add(execution_id)
         try:
-            run = await self._resumed_run(record, execution_timeout)
-        except BaseException:
-            self._locks.release(execution_id)
-            raise
-        return await self._launch(run)
+            # Locked before the journal is replayed: what another process still runs is not read.
+            if not self._locks.acquire(execution_id):
+                raise ExecutionStateError(
+                    f"execution {execution_id} is running in another process; "
+                    "it cannot be resumed until that process ends"
+                )
+            try:
+                run = await self._resumed_run(record, execution_timeout)
+            except BaseException:
+                self._locks.release(execution_id)
+                raise
+            return await self._launch(run)
+        finally:
+            self._resuming.discard(execution_id)
 
     async def _resumed_run(
         self, record: ExecutionRecord, execution_timeout: float | None
@@ -289,9 +302,9 @@ class Runtime:
             handle.cancel(reason)
 
     async def wait_all(self) -> None:
-        """Wait until no execution runs in this runtime."""
+        """Wait until no execution runs in this runtime (however each ended; never raises)."""
         while self._live:
-            await next(iter(self._live.values())).wait()
+            await next(iter(self._live.values())).finished()
 
     async def _handle_for(self, record: ExecutionRecord) -> ExecutionHandle:
         live = self._live.get(record.execution_id)
@@ -385,10 +398,14 @@ async def open_runtime(
                 bus=bus if bus is not None else EventBus(),
                 cancel_grace=cancel_grace, random_source=random_source, locks=locks,
             )
-            body_failed = True
+            body_failed = False
             try:
                 yield runtime
-                body_failed = False
+            except trio.Cancelled:
+                raise
+            except BaseException:
+                body_failed = True
+                raise
             finally:
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")

@@ -326,3 +326,24 @@ async def test_an_emitter_that_does_not_watch_learns_of_the_failure_at_its_next_
     with pytest.raises(JournalError, match="no such execution"):
         await scenario()
     assert len(failures) == 1
+
+
+async def test_a_journal_failing_while_the_outbox_drains_ends_the_drain_quietly() -> None:
+    """A drain waiting on a full queue when the journal fails returns; it pops nothing more."""
+    failures: list[JournalError] = []
+
+    async def scenario() -> None:
+        async with real_journal(queue_size=1) as journal:
+            emitter = Emitter(EventFactory("e1"), journal, EventBus())
+            emitter.on_failure = failures.append
+            stop_watching = emitter.watch_journal()
+            journal.append_nowait(GHOST)
+            emitter.emit_nowait("step.progress", data={"i": 0})
+            await emitter.emit("step.progress", data={"i": 1})
+            stop_watching()
+            assert emitter.failure is not None
+            assert await journal.events("e1") == []
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    assert len(failures) == 1

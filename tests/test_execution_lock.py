@@ -225,6 +225,18 @@ def test_a_memory_journal_locks_nothing() -> None:
     assert locks.path is None
     assert locks.acquire(EXECUTION_ID) is True
     locks.release(EXECUTION_ID)
+    assert locks.acquire(EXECUTION_ID) is True
+    locks.close()
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_an_execution_held_here_is_not_granted_twice(tmp_path: Path, kind: str) -> None:
+    """A second acquire of a held execution is refused, so one release cannot free two runs."""
+    locks = ExecutionLocks(tmp_path / "journal.db" if kind == "file" else None)
+    assert locks.acquire(EXECUTION_ID) is True
+    assert locks.acquire(EXECUTION_ID) is False
+    locks.release(EXECUTION_ID)
+    assert locks.acquire(EXECUTION_ID) is True
     locks.close()
 
 

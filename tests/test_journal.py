@@ -469,6 +469,29 @@ async def test_on_failure_callbacks_run_once_when_the_journal_fails(opener: Open
     assert heard == [f"first: {failure}", f"late: {failure}"]
 
 
+async def test_a_raising_on_failure_callback_is_logged_and_the_others_still_run(
+    opener: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watcher's bug never kills the writer: it is logged, and the next watcher hears too."""
+    heard: list[str] = []
+
+    def broken(error: JournalError) -> None:
+        raise RuntimeError("the watcher broke")
+
+    async def scenario() -> None:
+        async with opener() as journal:
+            journal.on_failure(broken)
+            journal.on_failure(lambda error: heard.append("second"))
+            await journal.append(event(1, execution_id="ghost"))
+            with pytest.raises(JournalError):
+                await journal.flush()
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+    assert heard == ["second"]
+    assert "a journal on_failure callback raised" in caplog.text
+
+
 async def test_events_after_and_limit_slice_the_stream(opener: Opener) -> None:
     """events(after=, limit=) returns the next `limit` events following seq `after`."""
     async with opener() as journal:

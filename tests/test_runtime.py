@@ -540,3 +540,77 @@ async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
     with pytest.raises(JournalError, match="no such execution"):
         await scenario()
     assert stopped_at == [3.0]
+
+
+def _corrupting_agent(journal: Any) -> Any:
+    """An agent that, after 1 s, makes the journal fail for good (another writer's bad event)."""
+
+    async def corrupt(input: Any) -> str:
+        await trio.sleep(1)
+        await journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
+                                   "step.progress", None, None, {}))
+        return "done"
+
+    return corrupt
+
+
+async def test_the_blocks_own_error_wins_over_a_journal_failure_while_runs_wind_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Leaving with an error while runs still stop (the journal failed) raises that error."""
+
+    async def scenario() -> None:
+        async with open_journal(None) as journal, open_runtime(
+            journal=journal, agents={"corrupt": _corrupting_agent(journal)}, cancel_grace=2.0
+        ) as runtime:
+            for _ in range(2):
+                await runtime.start(workflow(
+                    sleep("quiet", 3600), {"id": "corrupt", "agent": "corrupt"}
+                ))
+            await trio.sleep(1.5)
+            raise RuntimeError("the block's own error")
+
+    with pytest.raises(RuntimeError, match="the block's own error"):
+        await scenario()
+
+
+async def test_a_cancelled_block_does_not_hide_a_journal_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A block cancelled from outside still leaves with the journal's failure, not silently."""
+
+    async def scenario() -> None:
+        with trio.move_on_after(5):
+            async with open_journal(None) as journal, open_runtime(
+                journal=journal, agents={"corrupt": _corrupting_agent(journal)}
+            ) as runtime:
+                await runtime.start(workflow({"id": "corrupt", "agent": "corrupt"}))
+                await trio.sleep_forever()
+
+    with pytest.raises(JournalError, match="no such execution"):
+        await scenario()
+
+
+async def test_two_resumes_of_one_execution_racing_in_one_runtime_start_one_run() -> None:
+    """Of two concurrent resumes of the same execution, one runs it and the other is refused."""
+    outcomes: list[str] = []
+    async with open_runtime() as runtime:
+        failed = await (await runtime.start(workflow(python("a", "fails_first_time")))).wait()
+        assert failed.status is ExecutionStatus.FAILED
+
+        async def resume() -> None:
+            try:
+                handle = await runtime.resume(failed.execution_id)
+            except ExecutionStateError as error:
+                outcomes.append(str(error))
+            else:
+                outcomes.append((await handle.wait()).status)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resume)
+            nursery.start_soon(resume)
+    assert sorted(outcomes) == [
+        f"execution {failed.execution_id} is running; it cannot be resumed",
+        ExecutionStatus.SUCCEEDED,
+    ]
+    assert CALLS["a"] == 2
