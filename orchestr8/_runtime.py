@@ -401,10 +401,9 @@ async def open_runtime(
             body_failed = False
             try:
                 yield runtime
-            except trio.Cancelled:
-                raise
-            except BaseException:
-                body_failed = True
+            except BaseException as error:
+                # Being cancelled is no error of the block's: a journal failure must still show.
+                body_failed = not _only_cancelled(error)
                 raise
             finally:
                 with trio.CancelScope(shield=True):
@@ -416,6 +415,13 @@ async def open_runtime(
                         # The block's own error (often this failure, met by `wait`) says more.
                         if not body_failed:
                             raise
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    """Whether `error` is `trio.Cancelled`, or a group of nothing else (as nurseries raise it)."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_cancelled(inner) for inner in error.exceptions)
+    return isinstance(error, trio.Cancelled)
 
 
 def tune_garbage_collection() -> None:

@@ -574,10 +574,11 @@ async def test_the_blocks_own_error_wins_over_a_journal_failure_while_runs_wind_
         await scenario()
 
 
+@pytest.mark.parametrize("in_a_nursery", [False, True])
 async def test_a_cancelled_block_does_not_hide_a_journal_failure(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, in_a_nursery: bool
 ) -> None:
-    """A block cancelled from outside still leaves with the journal's failure, not silently."""
+    """A block cancelled from outside (bare or grouped Cancelled) leaves with the journal error."""
 
     async def scenario() -> None:
         with trio.move_on_after(5):
@@ -585,6 +586,10 @@ async def test_a_cancelled_block_does_not_hide_a_journal_failure(
                 journal=journal, agents={"corrupt": _corrupting_agent(journal)}
             ) as runtime:
                 await runtime.start(workflow({"id": "corrupt", "agent": "corrupt"}))
+                if in_a_nursery:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(trio.sleep_forever)
+                        await trio.sleep_forever()
                 await trio.sleep_forever()
 
     with pytest.raises(JournalError, match="no such execution"):
