@@ -39,7 +39,7 @@ def escape_lone_surrogates(text: str) -> str:
     escape is exactly what `ensure_ascii=True` writes, and decoding gives the same string back.
     Text with no surrogate (nearly all) is returned as it is after one scan, none if it is ASCII.
     """
-    if not has_lone_surrogate(text):
+    if text.isascii() or LONE_SURROGATE.search(text) is None:
         return text
     return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
@@ -148,9 +148,18 @@ def encode_event(event: Event, encode: Callable[[Any], str] = encode_json) -> tu
     if not isinstance(event.data, dict):
         raise TypeError(f"data must be a JSON object, not {type(event.data).__name__}")
     data = encode(event.data)
-    for name, text in (("type", event.type), ("step_id", event.step_id), ("ts", event.ts)):
-        if isinstance(text, str) and has_lone_surrogate(text):
-            raise NotTextError(f"its {name} {text!r} holds a lone surrogate, which is not text")
+    step_id = event.step_id
+    try:
+        plain = event.type.isascii() and event.ts.isascii() and (
+            step_id is None or step_id.isascii()
+        )
+    except AttributeError:  # not text at all: the stores refuse that themselves
+        plain = False
+    if not plain:
+        # Rare, so the envelope's text is looked at closely only when it is not all ASCII.
+        for name, text in (("type", event.type), ("step_id", step_id), ("ts", event.ts)):
+            if isinstance(text, str) and has_lone_surrogate(text):
+                raise NotTextError(f"its {name} {text!r} holds a lone surrogate, which is not text")
     return (
         event.execution_id,
         event.seq,
