@@ -37,6 +37,7 @@ from ._errors import (
     unwrap_single_error,
 )
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
+from ._execution_handle import ExecutionHandle as ExecutionHandle
 from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
 from ._redaction import redact, register_secrets_in
@@ -46,55 +47,6 @@ from ._workflow import Workflow
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
 """What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
-
-
-class ExecutionHandle:
-    """A running (or finished) execution: wait for it, cancel it, read its status."""
-
-    def __init__(
-        self, execution_id: str, run: ExecutionRun | None, result: ExecutionResult | None = None
-    ) -> None:
-        """Wrap a live run, or a result read back from the journal; get handles from the runtime."""
-        self.execution_id = execution_id
-        self._run = run
-        self._result = result
-
-    @property
-    def result(self) -> ExecutionResult | None:
-        """The result once the execution has finished, else None."""
-        if self._result is None and self._run is not None:
-            self._result = self._run.result
-        return self._result
-
-    @property
-    def done(self) -> bool:
-        """Whether the execution has finished."""
-        return self.result is not None
-
-    async def wait(self) -> ExecutionResult:
-        """Wait for the execution to finish and return its result."""
-        if self._result is not None:
-            await trio.lowlevel.checkpoint()
-            return self._result
-        assert self._run is not None
-        self._result = await self._run.wait()
-        return self._result
-
-    async def finished(self) -> None:
-        """Wait for the execution to end, however it ended; unlike `wait`, never raises."""
-        if self._run is None:
-            await trio.lowlevel.checkpoint()
-        else:
-            await self._run.finished()
-
-    def cancel(self, reason: str = "cancelled by request") -> bool:
-        """Cancel the execution: cooperative first, forced after the grace period.
-
-        Returns False if it had already finished or was already being cancelled.
-        """
-        if self._run is None:
-            return False
-        return self._run.cancel(reason)
 
 
 class Runtime:
@@ -122,6 +74,7 @@ class Runtime:
         self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
         self._resuming: set[str] = set()
+        self._key_locks: dict[str, trio.Lock] = {}
         # Workflows this runtime has checked already, by id(): starting one again skips the
         # agent checks (the registry does not change). Weak, so a dropped workflow is forgotten.
         self._checked: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
@@ -173,10 +126,32 @@ class Runtime:
             InputValidationError: the inputs do not fit the workflow's `inputs` schema.
             ExecutionStateError: another process holds the new execution's lock (never expected).
         """
-        if idempotency_key is not None:
-            existing = await self.journal.find_by_idempotency_key(idempotency_key)
-            if existing is not None:
-                return await self._handle_for(existing)
+        if idempotency_key is None:
+            return await self._start(workflow, inputs, execution_id, execution_timeout,
+                                     correlation_id, None)
+        # One start per key at a time here: a second one waits and gets the first's handle.
+        lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
+        try:
+            async with lock:
+                existing = await self.journal.find_by_idempotency_key(idempotency_key)
+                if existing is not None:
+                    return await self._handle_for(existing)
+                return await self._start(workflow, inputs, execution_id, execution_timeout,
+                                         correlation_id, idempotency_key)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._key_locks.pop(idempotency_key, None)
+
+    async def _start(
+        self,
+        workflow: WorkflowLike,
+        inputs: Mapping[str, Any] | None,
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record and launch a new execution (the body of `start`)."""
         loaded = self.load(workflow)
         checked_inputs = validate_inputs(loaded, inputs)
         register_secrets_in(checked_inputs)
@@ -190,7 +165,10 @@ class Runtime:
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        await self.journal.create_execution(record)
+        stored = await self.journal.create_execution(record)
+        if stored.execution_id != record.execution_id:
+            # Another process recorded this idempotency key first: that execution is the one.
+            return await self._handle_for(stored)
         # The id is new, so no other process can hold its lock unless something is badly wrong.
         if not self._locks.acquire(record.execution_id):
             raise ExecutionStateError(

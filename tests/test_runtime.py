@@ -182,6 +182,57 @@ async def test_an_idempotency_key_seen_before_returns_the_same_execution() -> No
     assert CALLS == {"a": 1}
 
 
+async def test_concurrent_starts_with_one_idempotency_key_run_it_once() -> None:
+    """Two starts racing with one key in one runtime get one execution, run once."""
+    document = workflow(python("a", "counted"))
+    handles = []
+    async with open_runtime() as rt:
+
+        async def start() -> None:
+            handles.append(await rt.start(document, idempotency_key="key-1"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(start)
+            nursery.start_soon(start)
+        assert handles[0].execution_id == handles[1].execution_id
+        for handle in handles:
+            assert (await handle.wait()).status is ExecutionStatus.SUCCEEDED
+        page = await rt.journal.list_executions()
+        assert not rt.journal.statistics().failed
+    assert len(page.items) == 1
+    assert CALLS == {"a": 1}
+
+
+async def test_a_key_another_runtime_recorded_first_gives_that_execution() -> None:
+    """Racing runtimes on one journal: the loser hands back the winner's execution, unrun."""
+    document = workflow(sleep("a", 0.01))
+    handles = []
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal) as one, open_runtime(journal=journal) as two:
+
+            async def start(runtime: Any) -> None:
+                handles.append(await runtime.start(document, idempotency_key="key-1"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(start, one)
+                nursery.start_soon(start, two)
+            assert handles[0].execution_id == handles[1].execution_id
+            outcomes: list[str] = []
+            for handle in handles:
+                try:
+                    outcomes.append((await handle.wait()).status)
+                except ExecutionStateError as error:
+                    outcomes.append(str(error).split(" (")[0])
+            assert sorted(outcomes) == [
+                f"execution {handles[0].execution_id} has not finished and does not run in this "
+                "runtime",
+                ExecutionStatus.SUCCEEDED,
+            ]
+        page = await journal.list_executions()
+        assert not journal.statistics().failed
+    assert len(page.items) == 1
+
+
 # -- validation before anything runs ---------------------------------------------------------
 
 
