@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_cli import cli, environment
+from test_cli import cli, environment, event_types
 
 from orchestr8._agents import AgentContext
 from orchestr8._errors import ExecutionStateError, NonRetryableError
@@ -120,16 +119,6 @@ def record_failed_execution(journal: Path, flaky: Flaky) -> None:
             assert (await handle.wait()).status is ExecutionStatus.FAILED
 
     trio.run(main)
-
-
-def event_types(journal: Path, execution_id: str) -> list[str]:
-    """The execution's event types in `seq` order, read as another process would."""
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as connection:
-        rows = connection.execute(
-            "SELECT type FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
-        ).fetchall()
-    connection.close()
-    return [row[0] for row in rows]
 
 
 # -- ExecutionLocks -------------------------------------------------------------------------------
