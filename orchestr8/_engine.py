@@ -241,10 +241,12 @@ class ExecutionRun:
                     if result.error else "",
                 )
                 # Finished means durable: whoever waits for the result can read it in the journal.
-                # A journal that failed is the emitter's to report: `wait` raises it.
+                # A journal that failed is the emitter's to report: `wait` raises it, and there is
+                # no result, as the journal (still saying `running`) holds none.
                 with contextlib.suppress(JournalError):
                     await self._emitter.flush()
-                self.result = result
+                if self._emitter.failure is None:
+                    self.result = result
         finally:
             stop_watching()
             metrics.execution_finished(self.workflow.name)

@@ -582,6 +582,7 @@ async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
                 stopped = rf"execution {handle.execution_id} stopped: the journal failed: "
                 with pytest.raises(JournalError, match=stopped + ".*no such execution"):
                     await handle.wait()
+                assert (handle.done, handle.result) == (False, None)
                 stopped_at.append(trio.current_time())
                 events = await journal.events(handle.execution_id)
                 assert replay(events).status is ExecutionStatus.RUNNING
