@@ -320,7 +320,7 @@ def main() -> None:
     _add_logging_options(cli)
     for stream in (sys.stdout, sys.stderr):
         # Text can hold lone surrogates (agent output, undecodable arguments), which UTF-8
-        # refuses: written as `\udXXX` escapes (valid JSON escapes too) instead of a traceback.
+        # refuses: written as escapes such as `\ud800` (valid in JSON too), not a traceback.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     try:

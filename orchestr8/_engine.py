@@ -205,8 +205,12 @@ class ExecutionRun:
 
     # -- the scheduler ------------------------------------------------------------------------
 
-    async def run(self) -> ExecutionResult:
-        """Run the execution to its end and return the result; every ending is journaled."""
+    async def run(self) -> ExecutionResult | None:
+        """Run the execution to its end and return the result; every ending is journaled.
+
+        None when the journal failed meanwhile: then nothing more was journaled, and `wait`
+        raises that failure.
+        """
         metrics = engine_metrics()
         metrics.execution_started(self.workflow.name)
         stop_watching = self._emitter.watch_journal()

@@ -31,7 +31,7 @@ class NotTextError(ValueError):
 
 
 def escape_lone_surrogates(text: str) -> str:
-    r"""Write each lone surrogate of JSON text as its `\uXXXX` escape, so the text is valid UTF-8.
+    r"""Write each lone surrogate of JSON text as its escape (`\ud800`), so the text is UTF-8.
 
     A Python string can hold a lone surrogate (`"\ud800"` in JSON, bytes a process decoded with
     `surrogateescape`); JSON text made with `ensure_ascii=False` then keeps it raw, and SQLite,

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from ._logging import bind_log_context, current_log_context, reset_log_context
+from ._logging import LogContext, bind_log_context, current_log_context, reset_log_context
 from ._metrics import BREAKER_STATE as BREAKER_STATE
 from ._metrics import BREAKER_STATE_VALUES as BREAKER_STATE_VALUES
 from ._metrics import EXECUTIONS_IN_FLIGHT as EXECUTIONS_IN_FLIGHT
@@ -284,16 +284,15 @@ class SpanScope:
 class LogScope:
     """Binds ids to the log context for one block: what a span scope does when nothing traces."""
 
-    __slots__ = ("_ids", "_token")
+    __slots__ = ("_context",)
 
     def __init__(self, ids: Mapping[str, Any]) -> None:
         """Bind `ids` when the block is entered."""
-        self._ids = ids
-        self._token: contextvars.Token[Mapping[str, Any]] | None = None
+        self._context = LogContext(ids)
 
     def __enter__(self) -> Span:
         """Bind the ids; return the no-op span, as a span scope does when nothing traces."""
-        self._token = bind_log_context(self._ids)
+        self._context.__enter__()
         return _invalid_span()
 
     def __exit__(
@@ -303,9 +302,7 @@ class LogScope:
         traceback: TracebackType | None,
     ) -> None:
         """Unbind the ids."""
-        if self._token is not None:
-            reset_log_context(self._token)
-            self._token = None
+        self._context.__exit__(kind, error, traceback)
 
 
 def _now() -> float:
