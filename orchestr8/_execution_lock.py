@@ -9,9 +9,10 @@ be resumed at once. Locks are only ever tried (`LOCK_NB`), never waited for.
 
 POSIX record locks belong to a process, not to a file descriptor, and closing any descriptor of the
 file drops all of the process's locks on it. So a process opens each lock file once, shared by
-every `ExecutionLocks` on it, and counts which executions its runtimes hold; runtimes of one
-process never exclude each other (each runtime refuses what it runs itself). A memory journal, or a
-platform without `fcntl` (Windows), has no lock file: every lock is granted.
+every `ExecutionLocks` on it, and keeps the executions its runtimes hold there: a runtime is refused
+what another runtime of the same process holds, too. A memory journal, or a platform without
+`fcntl` (Windows), has no lock file: its runtimes exclude each other within the process only,
+through a set of held executions kept per journal object.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import os
 import sys
 import threading
+import weakref
 from collections import Counter
 from pathlib import Path
 
@@ -60,12 +62,15 @@ class _LockFile:
 
 _open_files: dict[str, _LockFile] = {}
 _registry_lock = threading.Lock()
+_unfiled: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
+"""The executions held in this process per journal without a lock file (memory, no `fcntl`)."""
 
 
 def _forget_after_fork() -> None:
     """A forked child holds none of its parent's locks: it starts with no lock file open."""
     global _registry_lock
     _open_files.clear()
+    _unfiled.clear()
     _registry_lock = threading.Lock()
 
 
@@ -74,10 +79,13 @@ if sys.platform != "win32":
 
 
 class ExecutionLocks:
-    """The execution locks of one runtime; `acquire` is refused while another process holds one."""
+    """The execution locks of one runtime; `acquire` is refused while another run holds one."""
 
-    def __init__(self, journal_path: Path | None) -> None:
-        """Open the lock file of the journal at `journal_path`; None (memory) locks nothing.
+    def __init__(self, journal_path: Path | None, *, journal: object | None = None) -> None:
+        """Open the lock file of the journal at `journal_path` (None: a memory journal).
+
+        Without a lock file, `journal` (the journal object) is what runtimes of this process
+        share their held executions through; without it, this object excludes only itself.
 
         Raises:
             JournalError: the lock file cannot be opened.
@@ -88,6 +96,12 @@ class ExecutionLocks:
         if journal_path is not None and sys.platform != "win32":
             # By the journal's real path, so every name of one journal finds the same lock file.
             self._file = _open_lock_file(str(lock_file_path(journal_path.resolve())))
+            self._unfiled: set[str] = set()
+        elif journal is not None:
+            with _registry_lock:
+                self._unfiled = _unfiled.setdefault(journal, set())
+        else:
+            self._unfiled = set()
 
     @property
     def path(self) -> Path | None:
@@ -95,7 +109,7 @@ class ExecutionLocks:
         return None if self._file is None else Path(self._file.path)
 
     def acquire(self, execution_id: str) -> bool:
-        """Lock the execution without waiting; False when another process (or this object) holds it.
+        """Lock the execution without waiting; False when another process or runtime holds it.
 
         Raises:
             JournalError: the lock file cannot be locked.
@@ -105,14 +119,17 @@ class ExecutionLocks:
             raise RuntimeError("the execution locks are closed")
         if execution_id in self._held:
             return False
-        if self._file is None:
-            self._held.add(execution_id)
-            return True
-        offset = lock_offset(execution_id)
         with _registry_lock:
-            if self._file.holders[offset] == 0 and not _try_lock(self._file, offset):
-                return False
-            self._file.holders[offset] += 1
+            if self._file is None:
+                if execution_id in self._unfiled:
+                    return False
+                self._unfiled.add(execution_id)
+            else:
+                offset = lock_offset(execution_id)
+                # Held by another runtime of this process, or refused by another process.
+                if self._file.holders[offset] or not _try_lock(self._file, offset):
+                    return False
+                self._file.holders[offset] += 1
         self._held.add(execution_id)
         return True
 
@@ -121,10 +138,11 @@ class ExecutionLocks:
         if execution_id not in self._held:
             return
         self._held.discard(execution_id)
-        if self._file is None:
-            return
         with _registry_lock:
-            _release(self._file, lock_offset(execution_id))
+            if self._file is None:
+                self._unfiled.discard(execution_id)
+            else:
+                _release(self._file, lock_offset(execution_id))
 
     def close(self) -> None:
         """Release every lock held here and, once no `ExecutionLocks` uses it, close the file."""
@@ -133,6 +151,8 @@ class ExecutionLocks:
         self._closed = True
         file, self._file = self._file, None
         if file is None:
+            with _registry_lock:
+                self._unfiled.difference_update(self._held)
             self._held.clear()
             return
         with _registry_lock:

@@ -124,7 +124,7 @@ class Runtime:
         Raises:
             WorkflowValidationError: the workflow is invalid.
             InputValidationError: the inputs do not fit the workflow's `inputs` schema.
-            ExecutionStateError: another process holds the new execution's lock (never expected).
+            ExecutionStateError: another run holds the new execution's lock (never expected).
         """
         if idempotency_key is None:
             return await self._start(workflow, inputs, execution_id, execution_timeout,
@@ -172,7 +172,7 @@ class Runtime:
         # The id is new, so no other process can hold its lock unless something is badly wrong.
         if not self._locks.acquire(record.execution_id):
             raise ExecutionStateError(
-                f"execution {record.execution_id} is running in another process; "
+                f"execution {record.execution_id} is running in another process or runtime; "
                 "it cannot be started"
             )
         try:
@@ -193,8 +193,8 @@ class Runtime:
 
         Raises:
             ExecutionNotFoundError: no such execution.
-            ExecutionStateError: it succeeded already, or it is running in this runtime or in
-                another process.
+            ExecutionStateError: it succeeded already, or it is running in this runtime, another
+                runtime or another process.
         """
         record = await self.journal.get_execution(execution_id)
         if execution_id in self._live or execution_id in self._resuming:
@@ -205,8 +205,8 @@ class Runtime:
             # Locked before the journal is replayed: what another process still runs is not read.
             if not self._locks.acquire(execution_id):
                 raise ExecutionStateError(
-                    f"execution {execution_id} is running in another process; "
-                    "it cannot be resumed until that process ends"
+                    f"execution {execution_id} is running in another process or runtime; "
+                    "it cannot be resumed until that run ends"
                 )
             try:
                 run = await self._resumed_run(record, execution_timeout)
@@ -368,7 +368,7 @@ async def open_runtime(
             journal = await stack.enter_async_context(
                 open_journal(None if journal is None else Path(journal))
             )
-        locks = ExecutionLocks(journal.path)
+        locks = ExecutionLocks(journal.path, journal=journal)
         stack.callback(locks.close)
         async with trio.open_nursery() as nursery:
             runtime = Runtime(

@@ -25,6 +25,7 @@ from orchestr8._agents import AgentContext
 from orchestr8._errors import ExecutionStateError, NonRetryableError
 from orchestr8._events import EventType, ExecutionStatus
 from orchestr8._execution_lock import ExecutionLocks, lock_file_path, lock_offset
+from orchestr8._journal import open_journal
 from orchestr8._runtime import open_runtime
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks only")
@@ -42,8 +43,8 @@ sys.stdin.read()
 EXECUTION_ID = "a" * 32
 
 REFUSED = (
-    f"execution {EXECUTION_ID} is running in another process; "
-    "it cannot be resumed until that process ends"
+    f"execution {EXECUTION_ID} is running in another process or runtime; "
+    "it cannot be resumed until that run ends"
 )
 
 WORKFLOW = {
@@ -198,9 +199,10 @@ def test_closing_one_of_a_process_locks_keeps_the_others_locks(tmp_path: Path) -
     first, second = ExecutionLocks(journal), ExecutionLocks(journal)
     try:
         assert first.acquire(EXECUTION_ID) is True
-        assert second.acquire(EXECUTION_ID) is True
+        assert second.acquire("b" * 32) is True
         second.close()
         assert try_from_another_process(journal, EXECUTION_ID) == "refused"
+        assert try_from_another_process(journal, "b" * 32) == "locked"
         first.release(EXECUTION_ID)
         assert try_from_another_process(journal, EXECUTION_ID) == "locked"
     finally:
@@ -208,8 +210,28 @@ def test_closing_one_of_a_process_locks_keeps_the_others_locks(tmp_path: Path) -
         second.close()
 
 
-def test_a_memory_journal_locks_nothing() -> None:
-    """Without a journal file every lock is granted and there is no lock file."""
+class AJournal:
+    """Stands for a memory journal object: what runtimes sharing a journal have in common."""
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_runtimes_of_one_process_exclude_each_other(tmp_path: Path, kind: str) -> None:
+    """What one runtime's locks hold, another's on the same journal are refused until released."""
+    path, journal = (tmp_path / "journal.db", None) if kind == "file" else (None, AJournal())
+    first, second = ExecutionLocks(path, journal=journal), ExecutionLocks(path, journal=journal)
+    try:
+        assert first.acquire(EXECUTION_ID) is True
+        assert second.acquire(EXECUTION_ID) is False
+        assert second.acquire("b" * 32) is True
+        first.close()
+        assert second.acquire(EXECUTION_ID) is True
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_memory_journal_has_no_lock_file() -> None:
+    """Without a journal file the locks hold within the process only, and no file is made."""
     locks = ExecutionLocks(None)
     assert locks.path is None
     assert locks.acquire(EXECUTION_ID) is True
@@ -331,11 +353,39 @@ def test_resuming_an_execution_another_run_still_runs_is_refused(tmp_path: Path)
                 running.kill()
     assert refused.returncode == 1
     assert refused.stderr.endswith(
-        f"error: execution {execution_id} is running in another process; "
-        "it cannot be resumed until that process ends\n"
+        f"error: execution {execution_id} is running in another process or runtime; "
+        "it cannot be resumed until that run ends\n"
     )
     assert running.returncode == 0
     assert json.loads(stdout)["status"] == "succeeded"
     types = event_types(journal, execution_id)
     assert EventType.EXECUTION_RESUMED.value not in types
     assert types.count(EventType.STEP_STARTED.value) == 1
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+async def test_another_runtime_of_this_process_cannot_resume_what_one_runs(
+    tmp_path: Path, kind: str
+) -> None:
+    """Two runtimes on one journal: resuming what the other runs is refused; nothing runs twice."""
+    calls: list[str] = []
+    release = trio.Event()
+
+    async def slow(input: Any) -> str:
+        calls.append("slow")
+        await release.wait()
+        return "done"
+
+    document = {"schema_version": "1.0", "name": "two", "steps": [{"id": "a", "agent": "slow"}]}
+    path = tmp_path / "journal.db" if kind == "file" else None
+    async with (
+        open_journal(path) as journal,
+        open_runtime(journal=journal, agents={"slow": slow}) as one,
+        open_runtime(journal=journal, agents={"slow": slow}) as two,
+    ):
+        handle = await one.start(document)
+        with pytest.raises(ExecutionStateError, match="running in another process or runtime"):
+            await two.resume(handle.execution_id)
+        release.set()
+        assert (await handle.wait()).status is ExecutionStatus.SUCCEEDED
+    assert calls == ["slow"]
