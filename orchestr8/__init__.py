@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._errors import ActorStoppedError as ActorStoppedError
     from ._errors import AgentConfigurationError as AgentConfigurationError
     from ._errors import AgentError as AgentError
+    from ._errors import AgentExitError as AgentExitError
     from ._errors import AskTimeoutError as AskTimeoutError
     from ._errors import AttemptTimeoutError as AttemptTimeoutError
     from ._errors import BulkheadFullError as BulkheadFullError
@@ -116,6 +117,7 @@ _EXPORTS: dict[str, str] = {
     "AgentConfigurationError": "_errors",
     "AgentContext": "_agents",
     "AgentError": "_errors",
+    "AgentExitError": "_errors",
     "AgentRegistry": "_agent_registry",
     "AgentSpec": "_workflow",
     "AskTimeoutError": "_errors",

@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from ._errors import AgentConfigurationError
+from ._events import json_value
 
 __all__ = [
     "Agent",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 _LOGGER_NAME = "orchestr8.agents"
+_MAX_USAGE = 2**63 - 1
+"""The largest count `record_usage` takes: SQLite's and most metrics backends' integer limit."""
 
 
 class Agent:
@@ -148,9 +151,13 @@ class AgentContext:
         """Publish a progress event carrying `data` (a JSON object); never blocks or awaits."""
         if not isinstance(data, Mapping):
             raise TypeError(f"progress data must be a mapping, got {type(data).__name__}")
+        try:
+            checked = json_value(dict(data))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"progress data is not JSON: {error}") from None
         callback = self.progress_callback
         if callback is not None:
-            callback(self, dict(data))
+            callback(self, checked)
 
     def record_usage(self, **counts: int) -> None:
         """Record resources this attempt consumed, e.g. `input_tokens=…, output_tokens=…`.
@@ -159,8 +166,13 @@ class AgentContext:
         and the execution's totals, so a run's token bill is in its result and its journal.
         """
         for name, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"usage {name!r} must be a whole number >= 0, got {value!r}")
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not whole or not 0 <= value <= _MAX_USAGE:
+                # A huge int cannot even be shown (Python refuses to write one out).
+                shown = "a larger number" if isinstance(value, int) and value > 0 else repr(value)
+                raise ValueError(
+                    f"usage {name!r} must be a whole number from 0 to 2**63 - 1, got {shown}"
+                )
         callback = self.usage_callback
         if callback is not None:
             callback(self, dict(counts))

@@ -25,6 +25,24 @@ if TYPE_CHECKING:
 _STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 
 
+class GraceSeconds(click.ParamType[float]):
+    """A grace period option: a finite number of seconds, 0 or more (click lets NaN through)."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """The seconds as a float, or a usage error naming the option and the value."""
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (seconds >= 0 and seconds != float("inf")):
+            self.fail(f"expected a finite number of seconds, 0 or more, got {value}", param, ctx)
+        return seconds
+
+
 def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--journal PATH` (default `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`)."""
     return click.option(
@@ -38,7 +56,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--timeout", "timeout_seconds", type=float, default=None, metavar="SECONDS",
                      help="Bound the whole execution (overrides the workflow's timeout)."),
-        click.option("--cancel-grace", type=click.FloatRange(min=0.0), default=5.0,
+        click.option("--cancel-grace", type=GraceSeconds(), default=5.0,
                      show_default=True, metavar="SECONDS",
                      help="After Ctrl-C, how long steps may finish before being forced."),
         journal_option,
@@ -197,7 +215,7 @@ def schema() -> int:
 @cli.command()
 @click.argument("execution_id", metavar="[ID]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--limit", type=click.IntRange(min=1, max=100_000), default=None, metavar="N",
               help="List at most N executions.  [default: 20]")
 @click.option("--status", type=click.Choice(_STATUSES), default=None,
               help="List only executions with this status.")
@@ -330,6 +348,11 @@ def main() -> None:
         error.show()
         code = EXIT_INVALID
     except (click.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        # Ctrl-C raised inside a task (an agent's, say) reaches here grouped with what it cut.
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
         code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 

@@ -42,18 +42,28 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
     """
     import json
 
+    from ._codec import MAX_DOCUMENT_BYTES
+
     inputs: dict[str, Any] = {}
     if inputs_file is not None:
         try:
             if inputs_file == "-":
-                text = sys.stdin.read()
+                raw = getattr(sys.stdin, "buffer", None)  # absent on a replaced text stream
+                data = (raw.read(MAX_DOCUMENT_BYTES + 1) if raw is not None
+                        else sys.stdin.read(MAX_DOCUMENT_BYTES + 1).encode())
             else:
-                text = Path(inputs_file).read_text(encoding="utf-8-sig")
-            document = json.loads(text, parse_constant=_reject_constant)
+                with open(inputs_file, "rb") as file:
+                    data = file.read(MAX_DOCUMENT_BYTES + 1)
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise CommandError(f"--inputs-file {inputs_file}: larger than "
+                                   f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB")
+            document = json.loads(data.decode("utf-8-sig"), parse_constant=_reject_constant)
         except OSError as error:
             raise CommandError(f"--inputs-file {inputs_file}: {error.strerror or error}") from None
         except (ValueError, UnicodeDecodeError) as error:
             raise CommandError(f"--inputs-file {inputs_file}: not JSON: {error}") from None
+        except RecursionError:
+            raise CommandError(f"--inputs-file {inputs_file}: nested too deeply") from None
         if not isinstance(document, dict):
             raise CommandError(f"--inputs-file {inputs_file}: expected a JSON object of inputs, "
                                f"got {type(document).__name__}")
@@ -66,6 +76,8 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
             inputs[key] = json.loads(text, parse_constant=_reject_constant)
         except ValueError:
             inputs[key] = text
+        except RecursionError:
+            raise CommandError(f"--input {key}: nested too deeply") from None
     return inputs
 
 
@@ -188,8 +200,10 @@ def journal_path(option: str | None, *, must_exist: bool = False) -> Path:
     """The journal to use: `--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`.
 
     Raises:
-        CommandError: `must_exist` and there is no file there.
+        CommandError: `--journal` is empty, or `must_exist` and there is no file there.
     """
+    if option is not None and not option.strip():
+        raise CommandError("--journal: the path is empty")
     configured = option or os.environ.get("ORCHESTR8_JOURNAL")
     if configured:
         path = Path(configured).expanduser()

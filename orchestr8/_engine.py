@@ -34,7 +34,7 @@ from ._agent_registry import AgentRegistry
 from ._bus import EventBus
 from ._conclusion import Conclusion
 from ._emitter import Emitter
-from ._errors import JournalError
+from ._errors import ExecutionStateError, JournalError
 from ._events import EventType, StepStatus
 from ._metrics import engine_metrics
 from ._results import ExecutionResult, StepResult
@@ -132,6 +132,7 @@ class ExecutionRun:
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
+        self._cut_short_by = "nothing"
         self.result: ExecutionResult | None = None
 
     # -- control ------------------------------------------------------------------------------
@@ -161,6 +162,7 @@ class ExecutionRun:
         Raises:
             JournalError: the journal failed while the execution ran, so how it ended (and what
                 happened after the failure) is not recorded; the run stopped at the failure.
+            ExecutionStateError: the run itself raised, so there is no result.
         """
         await self._done.wait()
         failure = self._emitter.failure
@@ -169,7 +171,12 @@ class ExecutionRun:
                 f"execution {self.execution_id} stopped: {failure}; what happened after that "
                 "is not recorded"
             ) from failure
-        assert self.result is not None
+        if self.result is None:
+            # The run itself raised (a bug, or Ctrl-C reaching it): the runtime re-raises that.
+            raise ExecutionStateError(
+                f"execution {self.execution_id} has no result: its run was cut short by "
+                f"{self._cut_short_by}"
+            )
         return self.result
 
     async def finished(self) -> None:
@@ -251,6 +258,9 @@ class ExecutionRun:
                     await self._emitter.flush()
                 if self._emitter.failure is None:
                     self.result = result
+        except BaseException as error:
+            self._cut_short_by = type(error).__name__
+            raise
         finally:
             stop_watching()
             metrics.execution_finished(self.workflow.name)

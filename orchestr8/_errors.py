@@ -164,6 +164,14 @@ class NonRetryableError(ResilienceError):
     """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
 
 
+class AgentExitError(AgentError, NonRetryableError):
+    """An agent raised `SystemExit` or another BaseException that is no error: its step fails.
+
+    Such an exception would end the whole process (or `orchestr8 serve`); a step's agent cannot,
+    so the step fails, without retries. `__cause__` is what the agent raised.
+    """
+
+
 class AttemptTimeoutError(ResilienceError, TimeoutError):
     """One attempt ran past the policy's `timeout`; a failure for both retry and breaker."""
 

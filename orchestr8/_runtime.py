@@ -10,6 +10,7 @@ flushes the journal. With a SQLite file journal, the runtime locks every executi
 from __future__ import annotations
 
 import gc
+import math
 import os
 import random
 import uuid
@@ -362,7 +363,12 @@ async def open_runtime(
         bus: the event bus to publish on (views subscribe to it); a new one by default.
         cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
         random_source: the source of retry jitter; seed one for repeatable runs.
+
+    Raises:
+        ValueError: `cancel_grace` is negative, infinite or NaN.
     """
+    if not (cancel_grace >= 0 and math.isfinite(cancel_grace)):
+        raise ValueError(f"cancel_grace must be a finite number of seconds >= 0: {cancel_grace}")
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import asyncclick as click
 import trio
 
+from ._cli import GraceSeconds
 from ._errors import Orchestr8Error
 
 if TYPE_CHECKING:
@@ -290,7 +291,7 @@ def _allow_local_imports() -> None:
                    "environment variable: command lines are visible to other users.")
 @click.option("--max-body", type=click.IntRange(min=1), default=_MIB, show_default=True,
               metavar="BYTES", help="The largest request body accepted.")
-@click.option("--cancel-grace", type=click.FloatRange(min=0.0), default=5.0, show_default=True,
+@click.option("--cancel-grace", type=GraceSeconds(), default=5.0, show_default=True,
               metavar="SECONDS", help="On shutdown, how long steps may finish before being forced.")
 async def serve_command(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,

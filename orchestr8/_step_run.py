@@ -8,9 +8,7 @@ runs steps one at a time and reports each outcome to the execution's scheduler.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -22,8 +20,8 @@ from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
-from ._errors import OutputNotSerialisableError
-from ._events import EventType, StepStatus, describe_error
+from ._errors import AgentExitError, OutputNotSerialisableError
+from ._events import EventType, StepStatus, describe_error, json_value
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
 from ._pipeline import call_with_policy
@@ -104,7 +102,13 @@ class StepRunner:
                     usage_callback=self._on_usage, cancel_event=self._cancel_event,
                 )
                 with attempt_span(step_id, agent_id, number, deadline=deadline):
-                    return await agent.run(rendered_input, context)
+                    try:
+                        return await agent.run(rendered_input, context)
+                    except BaseException as error:
+                        failure = step_failure_for_exit(error)
+                        if failure is None:
+                            raise
+                        raise failure from error
 
             output = as_json_value(
                 await call_with_policy(
@@ -237,17 +241,35 @@ class StepActor(Actor):
             self._execution.step_finished(step.id, result, self._slot)
 
 
-_PLAIN_SCALARS = (str, int, bool, type(None))
+def step_failure_for_exit(error: BaseException) -> AgentExitError | None:
+    """The step failure for what an agent raised that is no error, or None to let it through.
+
+    `SystemExit`, `GeneratorExit` and other BaseExceptions from an agent fail its step rather than
+    ending the process. Cancellation (`trio.Cancelled`) and Ctrl-C (`KeyboardInterrupt`, how trio
+    delivers it to a program without a signal handler) go on untouched, as do errors.
+    """
+    passes = (Exception, trio.Cancelled, KeyboardInterrupt)
+    if isinstance(error, passes):
+        return None
+    if isinstance(error, BaseExceptionGroup) and error.subgroup(passes[1:]) is not None:
+        return None
+    try:
+        shown = f"{type(error).__name__}({error})" if str(error) else type(error).__name__
+    except Exception:
+        shown = type(error).__name__
+    return AgentExitError(
+        f"the agent raised {shown}, which would end the process; its step fails instead"
+    )
 
 
 def as_json_value(value: Any) -> Any:
-    """`value` as the journal will record it (tuples become lists, keys strings), or raise."""
-    kind = type(value)
-    if kind in _PLAIN_SCALARS or (kind is float and math.isfinite(value)):
-        # Already what a JSON round trip would give back (bool and int exactly, not subclasses).
-        return value
+    """An agent's output as the journal will record it (`json_value`), or raise.
+
+    Raises:
+        OutputNotSerialisableError: the output is not JSON.
+    """
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        return json_value(value)
     except (TypeError, ValueError) as error:
         raise OutputNotSerialisableError(
             f"the agent returned a value that is not JSON: {error}"

@@ -305,6 +305,12 @@ def test_the_timeout_option_exits_3(tmp_path: Path) -> None:
         (["w.json", "-i", "who=x", "--timeout", "-1"], "--timeout must be a number of seconds"),
         (["w.json", "-i", "who=x", "--journal", "."], "error: . is a directory"),
         (["w.json", "--bogus"], "No such option '--bogus'"),
+        (["w.json", "-i", "who=x", "--cancel-grace", "nan"],
+         "'--cancel-grace': expected a finite number of seconds, 0 or more, got nan"),
+        (["w.json", "-i", "who=x", "--cancel-grace", "inf"], "got inf"),
+        (["w.json", "-i", "who=x", "--journal", ""], "error: --journal: the path is empty"),
+        (["w.json", "-i", "who=" + "[" * 100_000], "error: --input who: nested too deeply"),
+        (["w.json", "--inputs-file", "big.json"], "error: --inputs-file big.json: larger than 10"),
     ],
 )
 def test_invalid_runs_exit_1_without_a_traceback(
@@ -314,6 +320,8 @@ def test_invalid_runs_exit_1_without_a_traceback(
         "schema_version": "1.0", "name": "needs-input", "steps": [{"id": "a", "agent": "echo"}],
         "inputs": {"type": "object", "required": ["who"]},
     }))
+    if "big.json" in args:
+        (tmp_path / "big.json").write_bytes(b" " * (10 * 1024 * 1024 + 1))
     done = call("run", *args, cwd=tmp_path, stdin="[1, 2]")
     assert done.code == 1, done.stderr
     assert message in done.stderr
@@ -454,6 +462,14 @@ def test_inspect_shows_one_execution_by_unique_prefix(runs: dict[str, Any]) -> N
         range(1, len(detail["events"]) + 1)
     )
     assert detail["events"][-1]["type"] == "execution.failed"
+
+
+def test_inspect_refuses_a_limit_it_could_not_list(runs: dict[str, Any]) -> None:
+    """`--limit` beyond 100,000 is a usage error (exit 1), not a database overflow."""
+    done = call("inspect", "--journal", str(runs["journal"]), "--limit", str(2**63),
+                cwd=runs["root"])
+    assert done.code == 1
+    assert "'--limit': 9223372036854775808 is not in the range 1<=x<=100000" in done.stderr
 
 
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:

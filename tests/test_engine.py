@@ -22,6 +22,7 @@ from orchestr8._actor import ActorEvent
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
+from orchestr8._errors import ExecutionStateError
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
 from orchestr8._results import ExecutionResult
@@ -371,6 +372,94 @@ async def test_output_that_is_not_json_fails_the_step_with_a_clear_error(
         assert one(events, EventType.STEP_FAILED, step_id).data["error"] == error
     assert "set" in (result.steps["a"].error or {})["message"]
     assert_replays_to(result, events)
+
+
+async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_not_the_journal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A huge int, colliding keys, NaN progress or a huge usage count fail their step only."""
+
+    async def huge(input: Any) -> Any:
+        return 10**5000
+
+    async def colliding(input: Any) -> Any:
+        return {1: "a", "1": "b"}
+
+    async def nan_progress(input: Any, context: AgentContext) -> Any:
+        context.progress({"done": math.nan})
+        return "unreachable"
+
+    async def huge_usage(input: Any, context: AgentContext) -> Any:
+        context.record_usage(tokens=10**5000)
+        return "unreachable"
+
+    agents = {"huge": huge, "colliding": colliding, "nan": nan_progress, "usage": huge_usage}
+    async with open_runtime(agents=agents) as rt:
+        handle = await rt.start(workflow(
+            *({"id": name, "agent": name} for name in agents), fail_fast=False,
+        ))
+        result = await handle.wait()
+        events = await rt.journal.events(handle.execution_id)
+        assert not rt.journal.statistics().failed
+    messages = {step_id: (step.error or {}).get("message", "") for step_id, step in
+                result.steps.items()}
+    assert "Exceeds the limit" in messages["huge"]
+    assert "two keys are both '1' once written as JSON strings" in messages["colliding"]
+    assert messages["nan"].startswith("progress data is not JSON")
+    assert messages["usage"] == (
+        "usage 'tokens' must be a whole number from 0 to 2**63 - 1, got a larger number"
+    )
+    assert result.status is ExecutionStatus.FAILED
+    assert_replays_to(result, events)
+
+
+@pytest.mark.parametrize("raised", [SystemExit(3), GeneratorExit(), BaseException("custom")])
+async def test_an_agent_raising_an_exit_fails_its_step_once_not_the_process(
+    autojump_clock: trio.testing.MockClock, raised: BaseException
+) -> None:
+    """SystemExit and other non-error BaseExceptions fail the step (AgentExitError, no retry)."""
+    calls = Counter[str]()
+
+    async def exits(input: Any) -> Any:
+        calls["exits"] += 1
+        raise raised
+
+    result, events = await execute(
+        workflow({"id": "a", "agent": "exits", "policy": {"retry": {"max_attempts": 3}}},
+                 {"id": "b", "agent": "echo", "depends_on": ["a"]}),
+        agents={"exits": exits},
+    )
+    error = result.steps["a"].error
+    assert error is not None
+    assert error["type"] == "AgentExitError"
+    assert error["message"].startswith(f"the agent raised {type(raised).__name__}")
+    assert calls["exits"] == 1
+    assert result.steps["b"].status is StepStatus.SKIPPED
+    assert_replays_to(result, events)
+
+
+async def test_ctrl_c_raised_inside_an_agent_is_not_swallowed_as_a_step_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """KeyboardInterrupt goes on out of the runtime: it is how trio delivers Ctrl-C."""
+
+    async def interrupted(input: Any) -> Any:
+        raise KeyboardInterrupt
+
+    async def scenario() -> None:
+        async with open_runtime(agents={"interrupted": interrupted}) as rt:
+            handle = await rt.start(workflow({"id": "a", "agent": "interrupted"}))
+            await handle.wait()
+
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - the leaves are checked below
+        await scenario()
+    leaves = [caught.value]
+    while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
+        leaves = [inner for leaf in leaves for inner in (
+            leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else (leaf,)
+        )]
+    assert {type(leaf) for leaf in leaves} <= {KeyboardInterrupt, ExecutionStateError}
+    assert KeyboardInterrupt in {type(leaf) for leaf in leaves}
 
 
 async def test_json_like_outputs_are_recorded_as_the_journal_replays_them(

@@ -23,6 +23,7 @@ from orchestr8._events import (
     StepState,
     StepStatus,
     describe_error,
+    json_value,
     replay,
     utc_timestamp,
 )
@@ -382,3 +383,48 @@ def test_replay_is_unchanged_by_a_json_round_trip(sequence: list[Event]) -> None
     wire = json.loads(json.dumps([event.to_json() for event in sequence]))
     assert [Event.from_json(document) for document in wire] == sequence
     assert replay(Event.from_json(document) for document in wire) == replay(sequence)
+
+
+class _BrokenMessage(Exception):
+    """An exception whose message cannot be read."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def test_describe_error_survives_an_exception_whose_message_fails() -> None:
+    """The type is kept and the message says it could not be read, instead of raising."""
+    assert describe_error(_BrokenMessage()) == {
+        "type": "_BrokenMessage", "message": "(its message could not be read: RuntimeError)"
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ({1, 2}, TypeError, "set is not JSON serializable"),
+        ({"x": float("nan")}, ValueError, "Out of range float"),
+        (10**5000, ValueError, "Exceeds the limit"),
+        ([{"deep": 10**5000}], ValueError, "Exceeds the limit"),
+        ({1: "a", "1": "b"}, ValueError, "two keys are both '1' once written as JSON strings"),
+    ],
+    ids=["set", "nan", "huge-int", "nested-huge-int", "colliding-keys"],
+)
+def test_json_value_refuses_what_the_journal_could_not_hold(
+    value: Any, error: type[Exception], message: str
+) -> None:
+    """Non-JSON types, NaN, ints too long to write and colliding keys are refused."""
+    with pytest.raises(error, match=re.escape(message)):
+        json_value(value)
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8,
+))
+def test_json_value_gives_back_what_json_reads_back(value: Any) -> None:
+    """For JSON values, json_value is the JSON round trip (plain scalars come back as they are)."""
+    assert json_value(value) == json.loads(json.dumps(value))

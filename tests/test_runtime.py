@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -671,3 +672,11 @@ async def test_two_resumes_of_one_execution_racing_in_one_runtime_start_one_run(
         ExecutionStatus.SUCCEEDED,
     ]
     assert CALLS["a"] == 2
+
+
+@pytest.mark.parametrize("grace", [math.nan, math.inf, -1.0])
+async def test_a_cancel_grace_that_is_no_number_of_seconds_is_refused(grace: float) -> None:
+    """NaN, infinite or negative grace periods are a ValueError before anything opens."""
+    with pytest.raises(ValueError, match="cancel_grace must be a finite number of seconds"):
+        async with open_runtime(cancel_grace=grace):
+            pass
