@@ -112,6 +112,7 @@ class ExecutionRun:
         )
         self._supervisor: Any = None
         self._dispatching = False
+        self._deadline = math.inf
         self._ending = "completed"
         self._running: dict[str, StepSlot] = {}
         self._slots: list[StepSlot] = []
@@ -285,6 +286,7 @@ class ExecutionRun:
             if step_id not in self._results
         }
         self._ready.extend(step_id for step_id in workflow.order if waiting.get(step_id) == 0)
+        self._deadline = deadline
         with trio.move_on_at(deadline) as timeout_scope:
             if not self._cancel_event.is_set():
                 self._dispatching = True
@@ -303,7 +305,11 @@ class ExecutionRun:
         if self._cancel_event.is_set():
             # Even a cancel requested before the run began: it ends cancelled.
             ending = "cancelled"
-        if timeout_scope.cancelled_caught:
+        if timeout_scope.cancelled_caught or (
+            self._past_deadline() and len(self._results) < len(workflow.steps)
+        ):
+            # Steps left unstarted because the timeout passed (before the scheduler woke): the
+            # execution timed out just the same.
             ending = "timed_out"
         if ending == "cancelled":
             # The grace never stretches the execution past its own timeout.
@@ -340,6 +346,9 @@ class ExecutionRun:
         `reporting` is the idle step actor calling (if one is): a step given to it is not sent,
         as it runs the step as soon as this returns.
         """
+        if self._past_deadline():
+            # Past the execution's timeout nothing starts, though the scheduler may not know yet.
+            return
         ready, running = self._ready, self._running
         while ready and len(running) < self._limit and self._ending == "completed":
             if not self._dispatching:
@@ -358,6 +367,10 @@ class ExecutionRun:
             running[step.id] = slot
             if slot is not reporting:
                 slot.ref.tell_nowait(step)
+
+    def _past_deadline(self) -> bool:
+        """Whether the execution's timeout has passed (looked up only when there is one)."""
+        return self._deadline != math.inf and trio.current_time() >= self._deadline
 
     def _skip_dependents(self, failed: str) -> None:
         """Skip every step that (transitively) depends on `failed`; they can never run."""

@@ -329,6 +329,17 @@ def test_invalid_runs_exit_1_without_a_traceback(
     assert done.stdout == ""
 
 
+def test_a_timeout_over_before_the_first_step_starts_none(tmp_path: Path) -> None:
+    """`--timeout 1e-9` is over before anything is ready: exit 3 and no step ever starts."""
+    workflow = write_workflow(tmp_path / "w.json", [{"id": "a", "agent": "echo", "input": 1}])
+    done = call("run", str(workflow), "--journal", "j.db", "--timeout", "1e-9", cwd=tmp_path)
+    assert done.code == 3, done.stderr
+    execution_id = EXECUTION_LINE.search(done.stderr).group(1)  # type: ignore[union-attr]
+    types = event_types(tmp_path / "j.db", execution_id)
+    assert "step.started" not in types
+    assert types[-1] == "execution.failed"
+
+
 def test_sigint_cancels_the_run_exits_130_and_journals_the_cancel(tmp_path: Path) -> None:
     workflow = write_workflow(
         tmp_path / "w.json", [{"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 30}}}]

@@ -598,6 +598,28 @@ async def test_execution_timeout_argument_overrides_the_workflow_timeout(
     assert one(events, EventType.EXECUTION_FAILED).elapsed == 1.5
 
 
+async def test_nothing_starts_once_the_timeout_has_passed_even_in_a_chain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A step that ends past the timeout does not start its successor on its own step actor."""
+
+    async def overruns(input: Any) -> Any:
+        # Time passes without a checkpoint: the scheduler has had no chance to notice.
+        autojump_clock.jump(2)
+        return "late"
+
+    result, events = await execute(
+        workflow({"id": "first", "agent": "overruns"},
+                 {"id": "next", "agent": "echo", "depends_on": ["first"]}, timeout=1.0),
+        agents={"overruns": overruns},
+    )
+    assert result.error is not None
+    assert result.error["type"] == "ExecutionTimeoutError"
+    assert not of_type(events, EventType.STEP_STARTED, "next")
+    assert result.steps["next"].status is StepStatus.CANCELLED
+    assert_replays_to(result, events)
+
+
 async def test_timeout_not_reached_changes_nothing(autojump_clock: trio.testing.MockClock) -> None:
     """An execution that finishes before its timeout succeeds."""
     result, events = await execute(workflow(sleep("a", 1), timeout=1.5))
