@@ -210,17 +210,18 @@ async def unwrap_single_error() -> AsyncIterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
+        leaves = exception_leaves(group)
         if len(leaves) == 1:
             raise leaves[0] from leaves[0].__cause__
         raise
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in `group` that are not groups themselves, nested ones too, in order."""
     found: list[BaseException] = []
     for error in group.exceptions:
         if isinstance(error, BaseExceptionGroup):
-            found.extend(_leaves(error))
+            found.extend(exception_leaves(error))
         else:
             found.append(error)
     return found

@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 import trio
 
+from ._errors import exception_leaves
+
 
 class EventType(enum.StrEnum):
     """Every event type the runtime emits; types are only ever added, never renamed."""
@@ -124,12 +126,22 @@ def describe_error(error: BaseException) -> dict[str, Any]:
     """
     from ._redaction import redact_text
 
+    message = _message_of(error)
+    if isinstance(error, BaseExceptionGroup):
+        # "(2 sub-exceptions)" says nothing: name what is inside, the first few at least.
+        leaves = exception_leaves(error)
+        inner = "; ".join(f"{type(leaf).__name__}: {_message_of(leaf)}" for leaf in leaves[:3])
+        more = f"; and {len(leaves) - 3} more" if len(leaves) > 3 else ""
+        message = f"{message}: {inner}{more}"
+    return {"type": type(error).__name__, "message": redact_text(message)}
+
+
+def _message_of(error: BaseException) -> str:
     try:
-        message = str(error)
+        return str(error)
     except Exception as broken:
         # An exception whose message itself fails must still be recorded as what it is.
-        message = f"(its message could not be read: {type(broken).__name__})"
-    return {"type": type(error).__name__, "message": redact_text(message)}
+        return f"(its message could not be read: {type(broken).__name__})"
 
 
 _JSON_SCALARS = (str, bool, type(None))

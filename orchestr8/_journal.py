@@ -36,6 +36,7 @@ from ._journal_records import ExecutionPage as ExecutionPage
 from ._journal_records import ExecutionRecord as ExecutionRecord
 from ._journal_records import FlushMarker as FlushMarker
 from ._journal_records import JournalStatistics as JournalStatistics
+from ._journal_records import KeyHeld as KeyHeld
 from ._journal_records import (
     WorkItem,
     decode_cursor,
@@ -134,7 +135,19 @@ class Journal(abc.ABC):
         """Record a new execution durably, before any of its events, and return it as stored.
 
         When `record.idempotency_key` is already recorded, nothing is written and the execution
-        recorded under that key is returned instead: compare `execution_id` to tell.
+        recorded under that key is returned instead (`create_or_find` says which happened).
+
+        Raises:
+            JournalError: an execution with that id exists, or the journal failed or is closed.
+        """
+        stored, _ = await self.create_or_find(record)
+        return stored
+
+    async def create_or_find(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        """Like `create_execution`, also saying whether this call recorded it (True) or not.
+
+        False means the idempotency key was recorded already, by the returned execution, even
+        when that one has the same id (two starts racing with one id and key).
 
         Raises:
             JournalError: an execution with that id exists, or the journal failed or is closed.
@@ -145,7 +158,7 @@ class Journal(abc.ABC):
         if request.error is not None:
             raise JournalError(str(request.error)) from request.error
         assert request.result is not None
-        return request.result
+        return request.result, not request.existed
 
     async def append(self, event: Event) -> None:
         """Queue an event for writing, waiting while the queue is full (backpressure, never loss).
@@ -388,6 +401,8 @@ class Journal(abc.ABC):
                 for request, result in outcome.created:
                     if isinstance(result, JournalError):
                         request.error = result
+                    elif isinstance(result, KeyHeld):
+                        request.result, request.existed = result.record, True
                     else:
                         request.result = result
                 if outcome.failure is not None:

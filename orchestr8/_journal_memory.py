@@ -26,7 +26,7 @@ import trio
 
 from ._errors import JournalError
 from ._events import Event
-from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal
+from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal, KeyHeld
 from ._journal_rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -204,7 +204,7 @@ class MemoryStore:
         record: ExecutionRecord,
         created: list[str],
         created_keys: dict[str, tuple[Any, ...]],
-    ) -> ExecutionRecord | JournalError:
+    ) -> ExecutionRecord | KeyHeld | JournalError:
         """Store a new execution, or return the one holding its idempotency key, or an error.
 
         `created` and `created_keys` collect this batch's new executions and their rows as
@@ -217,10 +217,10 @@ class MemoryStore:
         key = record.idempotency_key
         if key is not None:
             if key in created_keys:
-                return decode_execution(created_keys[key])
+                return KeyHeld(decode_execution(created_keys[key]))
             owner = self._by_key.get(key)
             if owner is not None:
-                return decode_execution(self._executions[owner].row)
+                return KeyHeld(decode_execution(self._executions[owner].row))
         if record.execution_id in self._executions:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         try:

@@ -69,12 +69,24 @@ class JournalStatistics:
 
 @attrs.define(eq=False)
 class CreateRequest:
-    """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`."""
+    """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`.
+
+    `existed` is True when nothing was written because the idempotency key was recorded already
+    (then `result` is the execution recorded under it).
+    """
 
     record: ExecutionRecord
     done: trio.Event = attrs.Factory(trio.Event)
     result: ExecutionRecord | None = None
     error: JournalError | None = None
+    existed: bool = False
+
+
+@attrs.frozen
+class KeyHeld:
+    """A store's answer to a create whose idempotency key an execution holds already: that one."""
+
+    record: ExecutionRecord
 
 
 @attrs.define(eq=False)
@@ -94,7 +106,9 @@ class BatchOutcome:
 
     events_written: int = 0
     committed: int = 0
-    created: list[tuple[CreateRequest, ExecutionRecord | JournalError]] = attrs.Factory(list)
+    created: list[tuple[CreateRequest, ExecutionRecord | KeyHeld | JournalError]] = attrs.Factory(
+        list
+    )
     failure: JournalError | None = None
 
 

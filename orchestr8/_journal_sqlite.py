@@ -18,7 +18,7 @@ import trio
 
 from ._errors import JournalError
 from ._events import Event
-from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal
+from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal, KeyHeld
 from ._journal_rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -258,13 +258,15 @@ class Store:
             last = _last_seq(self._writer, execution_id)
         return last
 
-    def _create(self, batch: _Batch, record: ExecutionRecord) -> ExecutionRecord | JournalError:
+    def _create(
+        self, batch: _Batch, record: ExecutionRecord
+    ) -> ExecutionRecord | KeyHeld | JournalError:
         """Insert a new execution, or return the one holding its idempotency key, or an error."""
         key = record.idempotency_key
         if key is not None:
             existing = batch.keys.get(key) or _by_idempotency_key(self._writer, key)
             if existing is not None:
-                return existing
+                return KeyHeld(existing)
         if self._last_written_seq(batch, record.execution_id) is not None:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         try:

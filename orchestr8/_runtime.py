@@ -166,9 +166,9 @@ class Runtime:
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        stored = await self.journal.create_execution(record)
-        if stored.execution_id != record.execution_id:
-            # Another process recorded this idempotency key first: that execution is the one.
+        stored, created = await self.journal.create_or_find(record)
+        if not created:
+            # Another runtime or process recorded this idempotency key first: that is the one.
             return await self._handle_for(stored)
         # The id is new, so no other process can hold its lock unless something is badly wrong.
         if not self._locks.acquire(record.execution_id):

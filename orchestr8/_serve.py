@@ -258,9 +258,15 @@ async def _watch_signals(
 
 
 def _journal_path(journal: str | None) -> Path:
-    """`--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db` (made if missing)."""
+    """`--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db` (made if missing).
+
+    Raises:
+        ValueError: `--journal` is empty (or only blanks), as `orchestr8 run` refuses it too.
+    """
     from ._journal import default_journal_path
 
+    if journal is not None and not journal.strip():
+        raise ValueError("--journal: the path is empty")
     return Path(journal).expanduser() if journal else default_journal_path()
 
 

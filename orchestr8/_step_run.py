@@ -20,7 +20,7 @@ from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
-from ._errors import AgentExitError, OutputNotSerialisableError
+from ._errors import AgentExitError, OutputNotSerialisableError, exception_leaves
 from ._events import EventType, StepStatus, describe_error, json_value
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
@@ -241,25 +241,46 @@ class StepActor(Actor):
             self._execution.step_finished(step.id, result, self._slot)
 
 
-def step_failure_for_exit(error: BaseException) -> AgentExitError | None:
+def step_failure_for_exit(error: BaseException) -> BaseException | None:
     """The step failure for what an agent raised that is no error, or None to let it through.
 
     `SystemExit`, `GeneratorExit` and other BaseExceptions from an agent fail its step rather than
-    ending the process. Cancellation (`trio.Cancelled`) and Ctrl-C (`KeyboardInterrupt`, how trio
-    delivers it to a program without a signal handler) go on untouched, as do errors.
+    ending the process: they become `AgentExitError`. Cancellation (`trio.Cancelled`) and Ctrl-C
+    (`KeyboardInterrupt`, how trio delivers it to a program without a signal handler) go on
+    untouched, as do errors. In a group (an agent's nursery), the cancellations and errors stay as
+    they are and the rest is replaced by one `AgentExitError`, so a cancel scope still takes back
+    its own `Cancelled` and what remains is an error.
     """
-    passes = (Exception, trio.Cancelled, KeyboardInterrupt)
-    if isinstance(error, passes):
+    if isinstance(error, (Exception, trio.Cancelled, KeyboardInterrupt)):
         return None
-    if isinstance(error, BaseExceptionGroup) and error.subgroup(passes[1:]) is not None:
+    if not isinstance(error, BaseExceptionGroup):
+        return _exit_error(type(error).__name__, error)
+    if error.subgroup(KeyboardInterrupt) is not None:
         return None
+    exits = error.subgroup(lambda leaf: not isinstance(
+        leaf, (BaseExceptionGroup, Exception, trio.Cancelled)
+    ))
+    if exits is None:
+        return None
+    kept = error.subgroup(lambda leaf: isinstance(leaf, (Exception, trio.Cancelled)))
+    names = ", ".join(sorted({type(leaf).__name__ for leaf in exception_leaves(exits)}))
+    failure = _exit_error(names, exits)
+    if kept is None:
+        return failure
+    return BaseExceptionGroup(str(error.message), [*kept.exceptions, failure])
+
+
+def _exit_error(names: str, raised: BaseException) -> AgentExitError:
     try:
-        shown = f"{type(error).__name__}({error})" if str(error) else type(error).__name__
+        detail = str(raised) if not isinstance(raised, BaseExceptionGroup) else ""
     except Exception:
-        shown = type(error).__name__
-    return AgentExitError(
+        detail = ""
+    shown = f"{names}({detail})" if detail else names
+    failure = AgentExitError(
         f"the agent raised {shown}, which would end the process; its step fails instead"
     )
+    failure.__cause__ = raised
+    return failure
 
 
 def as_json_value(value: Any) -> Any:

@@ -438,6 +438,38 @@ async def test_an_agent_raising_an_exit_fails_its_step_once_not_the_process(
     assert_replays_to(result, events)
 
 
+async def test_an_exit_raised_while_an_agent_is_cancelled_fails_its_step(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """SystemExit beside a Cancelled (an agent's nursery cut by the timeout) fails the step."""
+
+    async def exits_on_cancel(input: Any) -> Any:
+        async def child() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise SystemExit(1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+            await trio.sleep_forever()
+
+    result, events = await execute(
+        workflow({"id": "a", "agent": "exits", "policy": {"timeout": 1}},
+                 {"id": "b", "agent": "echo", "depends_on": ["a"]}, fail_fast=False),
+        agents={"exits": exits_on_cancel},
+    )
+    assert result.steps["a"].status is StepStatus.FAILED
+    assert result.steps["a"].error == {
+        "type": "ExceptionGroup",
+        "message": "Exceptions from Trio nursery (1 sub-exception): AgentExitError: the agent "
+                   "raised SystemExit, which would end the process; its step fails instead",
+    }
+    assert result.steps["b"].status is StepStatus.SKIPPED
+    assert trio.current_time() == 1.0
+    assert_replays_to(result, events)
+
+
 async def test_ctrl_c_raised_inside_an_agent_is_not_swallowed_as_a_step_failure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

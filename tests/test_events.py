@@ -428,3 +428,15 @@ def test_json_value_refuses_what_the_journal_could_not_hold(
 def test_json_value_gives_back_what_json_reads_back(value: Any) -> None:
     """For JSON values, json_value is the JSON round trip (plain scalars come back as they are)."""
     assert json_value(value) == json.loads(json.dumps(value))
+
+
+def test_describe_error_names_what_a_group_holds() -> None:
+    """A group's message lists its first three leaves, nested ones too, and how many more."""
+    group = ExceptionGroup("several", [
+        ValueError("a"), ExceptionGroup("inner", [KeyError("b"), TypeError("c")]), OSError("d"),
+    ])
+    assert describe_error(group) == {
+        "type": "ExceptionGroup",
+        "message": "several (3 sub-exceptions): ValueError: a; KeyError: 'b'; TypeError: c; "
+                   "and 1 more",
+    }

@@ -204,6 +204,30 @@ async def test_concurrent_starts_with_one_idempotency_key_run_it_once() -> None:
     assert CALLS == {"a": 1}
 
 
+async def test_racing_starts_with_one_id_and_key_on_one_journal_run_it_once() -> None:
+    """Given the same id and key, the losing runtime hands back the winner's execution too."""
+    document = workflow(sleep("a", 0.01))
+    handles = []
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal) as one, open_runtime(journal=journal) as two:
+
+            async def start(runtime: Any) -> None:
+                handles.append(await runtime.start(document, execution_id="run-x",
+                                                   idempotency_key="key-1"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(start, one)
+                nursery.start_soon(start, two)
+            assert [handle.execution_id for handle in handles] == ["run-x", "run-x"]
+            live = [handle for handle in handles if handle.result is None]
+            for handle in handles:
+                await handle.finished()
+        assert not journal.statistics().failed
+        events = await journal.events("run-x")
+    assert len(live) >= 1
+    assert [e.type for e in events].count(EventType.EXECUTION_STARTED) == 1
+
+
 async def test_a_key_another_runtime_recorded_first_gives_that_execution() -> None:
     """Racing runtimes on one journal: the loser hands back the winner's execution, unrun."""
     document = workflow(sleep("a", 0.01))

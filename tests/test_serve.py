@@ -182,6 +182,15 @@ async def test_run_service_exits_4_for_a_non_loopback_bind_without_a_key(tmp_pat
     assert not (tmp_path / "j.db").exists()
 
 
+@pytest.mark.parametrize("journal", ["", "  "])
+async def test_run_service_refuses_an_empty_journal_path(journal: str) -> None:
+    """`--journal ''` is an error (exit 1), as for `orchestr8 run`, not the default journal."""
+    err = StringIO()
+    with trio.fail_after(10):  # were the path taken, the service would run until stopped
+        code = await run_service(port=0, journal=journal, out=StringIO(), err=err)
+    assert (code, err.getvalue()) == (1, "error: --journal: the path is empty\n")
+
+
 async def test_run_service_exits_1_when_the_port_is_taken(tmp_path: Path) -> None:
     """A port in use is a configuration error (exit 1) with a clear message, not a traceback."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
