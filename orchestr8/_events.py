@@ -126,17 +126,18 @@ def describe_error(error: BaseException) -> dict[str, Any]:
     """
     from ._redaction import redact_text
 
-    message = _message_of(error)
+    message = message_of(error)
     if isinstance(error, BaseExceptionGroup):
         # "(2 sub-exceptions)" says nothing: name what is inside, the first few at least.
         leaves = exception_leaves(error)
-        inner = "; ".join(f"{type(leaf).__name__}: {_message_of(leaf)}" for leaf in leaves[:3])
+        inner = "; ".join(f"{type(leaf).__name__}: {message_of(leaf)}" for leaf in leaves[:3])
         more = f"; and {len(leaves) - 3} more" if len(leaves) > 3 else ""
         message = f"{message}: {inner}{more}"
     return {"type": type(error).__name__, "message": redact_text(message)}
 
 
-def _message_of(error: BaseException) -> str:
+def message_of(error: BaseException) -> str:
+    """`str(error)`, or a note saying it could not be read (an error message must never raise)."""
     try:
         return str(error)
     except Exception as broken:

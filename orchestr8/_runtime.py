@@ -35,6 +35,7 @@ from ._errors import (
     JournalError,
     Problem,
     WorkflowValidationError,
+    exception_leaves,
     unwrap_single_error,
 )
 from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
@@ -403,9 +404,8 @@ async def open_runtime(
 
 def _only_cancelled(error: BaseException) -> bool:
     """Whether `error` is `trio.Cancelled`, or a group of nothing else (as nurseries raise it)."""
-    if isinstance(error, BaseExceptionGroup):
-        return all(_only_cancelled(inner) for inner in error.exceptions)
-    return isinstance(error, trio.Cancelled)
+    leaves = exception_leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return all(isinstance(leaf, trio.Cancelled) for leaf in leaves)
 
 
 def tune_garbage_collection() -> None:

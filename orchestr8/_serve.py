@@ -258,16 +258,17 @@ async def _watch_signals(
 
 
 def _journal_path(journal: str | None) -> Path:
-    """`--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db` (made if missing).
+    """The journal `orchestr8 run` would use (`_cli_support.journal_path`), made if missing.
 
     Raises:
-        ValueError: `--journal` is empty (or only blanks), as `orchestr8 run` refuses it too.
+        ValueError: `--journal` is empty (or only blanks).
     """
-    from ._journal import default_journal_path
+    from ._cli_support import CommandError, journal_path
 
-    if journal is not None and not journal.strip():
-        raise ValueError("--journal: the path is empty")
-    return Path(journal).expanduser() if journal else default_journal_path()
+    try:
+        return journal_path(journal)
+    except CommandError as error:
+        raise ValueError(str(error)) from None
 
 
 def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -21,7 +21,7 @@ from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
 from ._errors import AgentExitError, OutputNotSerialisableError, exception_leaves
-from ._events import EventType, StepStatus, describe_error, json_value
+from ._events import EventType, StepStatus, describe_error, json_value, message_of
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
 from ._pipeline import call_with_policy
@@ -271,10 +271,7 @@ def step_failure_for_exit(error: BaseException) -> BaseException | None:
 
 
 def _exit_error(names: str, raised: BaseException) -> AgentExitError:
-    try:
-        detail = str(raised) if not isinstance(raised, BaseExceptionGroup) else ""
-    except Exception:
-        detail = ""
+    detail = "" if isinstance(raised, BaseExceptionGroup) else message_of(raised)
     shown = f"{names}({detail})" if detail else names
     failure = AgentExitError(
         f"the agent raised {shown}, which would end the process; its step fails instead"
