@@ -105,6 +105,9 @@ class ExecutionRun:
             for step_id, output in self._outputs.items()
         }
         self._cancel_event = trio.Event()
+        # Set on a cancel and when a timeout or a failure winds the run down: no step starts
+        # another attempt or backoff from then on.
+        self._stop_event = trio.Event()
         self._cancel_reason = ""
         # Room for one report per step, the cancel request and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Any](
@@ -128,7 +131,8 @@ class ExecutionRun:
         self.steps = StepRunner(
             execution_id=execution_id, workflow=workflow, inputs=inputs, outputs=self._outputs,
             emitter=emitter, registry=registry, resilience=resilience,
-            cancel_event=self._cancel_event, random_source=random_source, usage=self._usage,
+            cancel_event=self._cancel_event, stop_event=self._stop_event,
+            random_source=random_source, usage=self._usage,
             step_usage=self._step_usage,
         )
         """Runs each step's agent; the step actors call it."""
@@ -147,6 +151,7 @@ class ExecutionRun:
             return False
         self._cancel_reason = reason
         self._cancel_event.set()
+        self._stop_event.set()
         # Nothing starts after a cancel request; the scheduler task settles what still runs.
         self._dispatching = False
         self._report_send.send_nowait(None)
@@ -311,6 +316,7 @@ class ExecutionRun:
             # Steps left unstarted because the timeout passed (before the scheduler woke): the
             # execution timed out just the same.
             ending = "timed_out"
+        self._stop_event.set()
         if ending == "cancelled":
             # The grace never stretches the execution past its own timeout.
             await self._wind_down(min(trio.current_time() + self._grace, deadline))

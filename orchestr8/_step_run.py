@@ -2,8 +2,10 @@
 
 `StepRunner` runs one step. It never raises an error (a failure is a `StepResult`), only
 cancellation, and every path records the step's events in order: `step.started`, the pipeline's
-attempt events, then `step.succeeded` or `step.failed`. `StepActor` is the supervised actor that
-runs steps one at a time and reports each outcome to the execution's scheduler.
+attempt events, then `step.succeeded` or `step.failed`; a step that its execution stopped
+between attempts (a cancel or timeout in progress) ends `cancelled`, recorded by the engine.
+`StepActor` is the supervised actor that runs steps one at a time and reports each outcome to the
+execution's scheduler.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
-from ._errors import AgentExitError, OutputNotSerialisableError, exception_leaves
+from ._errors import (
+    AgentExitError,
+    CallStoppedError,
+    OutputNotSerialisableError,
+    exception_leaves,
+)
 from ._events import EventType, StepStatus, describe_error, json_value, message_of
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
@@ -47,11 +54,16 @@ class StepRunner:
         registry: AgentRegistry,
         resilience: SharedResilience,
         cancel_event: trio.Event,
+        stop_event: trio.Event,
         random_source: random.Random | None = None,
         usage: dict[str, int],
         step_usage: dict[str, dict[str, int]],
     ) -> None:
-        """Run steps against `outputs` (the execution's live record of finished steps)."""
+        """Run steps against `outputs` (the execution's live record of finished steps).
+
+        `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
+        when a timeout or a failure winds the run down) stops every step's retries.
+        """
         self.execution_id = execution_id
         self.workflow = workflow
         self._inputs = inputs
@@ -60,6 +72,7 @@ class StepRunner:
         self._registry = registry
         self._resilience = resilience
         self._cancel_event = cancel_event
+        self._stop_event = stop_event
         self._random = random_source
         self._usage = usage
         self._step_usage = step_usage
@@ -69,9 +82,10 @@ class StepRunner:
     async def run(self, step: Step) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
-        A step whose cancel was requested before it began never starts (it is `cancelled`).
+        A step whose execution stopped before it began never starts, and one stopped between
+        attempts starts no more of them: either is `cancelled`.
         """
-        if self._cancel_event.is_set():
+        if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
         emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
         await emitter.emit(
@@ -114,6 +128,7 @@ class StepRunner:
                 await call_with_policy(
                     attempt, policy, breaker=breaker, bulkhead=bulkhead,
                     rate_limiter=rate_limiter, listener=listener, random=self._random,
+                    stop=self._stop_event,
                 )
             )
         except Exception as error:
@@ -124,6 +139,10 @@ class StepRunner:
             current_step.set(None)
             reset_log_context(log_token)
         if failure is not None:
+            if isinstance(failure, CallStoppedError) and self._stop_event.is_set():
+                _logger.info("step %s stopped: %s", step_id, failure)
+                self._metrics(step, StepStatus.CANCELLED, started)
+                return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
             return await self._failed(step, listener, failure, started)
         await emitter.emit(
             EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,

@@ -792,6 +792,50 @@ async def test_the_grace_never_outlasts_the_execution_timeout(
     assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 2.0
 
 
+async def test_a_cancel_during_the_first_attempt_starts_no_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A flaky agent cancelled in attempt 1 fails it in the grace: no attempt 2, step cancelled."""
+    calls: list[int] = []
+
+    async def flaky(input: Any, context: AgentContext) -> Any:
+        calls.append(context.attempt)
+        await trio.sleep(2.0)
+        raise RuntimeError("flaky")
+
+    retrying = {"retry": {"max_attempts": 7, "initial_delay": 0.1, "jitter": "none"},
+                "circuit_breaker": None}
+    result, events = await cancel_after(
+        workflow({"id": "f", "agent": "flaky", "policy": retrying}), 1.0,
+        agents={"flaky": flaky}, grace=30.0,
+    )
+    assert calls == [1]
+    assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
+    assert of_type(events, EventType.RETRY_SCHEDULED) == []
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["f"].status is StepStatus.CANCELLED
+    assert result.steps["f"].attempts == 1
+    assert endings(events) == {"f": ("step.cancelled", 2.0)}
+    assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 2.0
+    assert_replays_to(result, events)
+
+
+async def test_a_cancel_during_a_backoff_ends_the_step_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled 1 s into a 10 s backoff: the step is cancelled then, not after the grace."""
+    retrying = {"retry": {"max_attempts": 3, "initial_delay": 10.0, "jitter": "none"},
+                "circuit_breaker": None}
+    result, events = await cancel_after(
+        workflow(fail("f", policy=retrying)), 1.0, grace=30.0
+    )
+    assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
+    assert result.steps["f"].status is StepStatus.CANCELLED
+    assert endings(events) == {"f": ("step.cancelled", 1.0)}
+    assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 1.0
+    assert_replays_to(result, events)
+
+
 async def test_cancel_does_not_hang_when_a_step_is_stopped_before_it_got_its_input(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
