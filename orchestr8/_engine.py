@@ -87,8 +87,12 @@ class ExecutionRun:
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         random_source: random.Random | None = None,
+        sync_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        """Prepare an execution; `completed` holds the outputs of steps reused by a resume."""
+        """Prepare an execution; `completed` holds the outputs of steps reused by a resume.
+
+        `sync_limiter` is the runtime's pool of threads for blocking agent code.
+        """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
         self.workflow = workflow
@@ -132,7 +136,7 @@ class ExecutionRun:
             execution_id=execution_id, workflow=workflow, inputs=inputs, outputs=self._outputs,
             emitter=emitter, registry=registry, resilience=resilience,
             cancel_event=self._cancel_event, stop_event=self._stop_event,
-            random_source=random_source, usage=self._usage,
+            random_source=random_source, sync_limiter=sync_limiter, usage=self._usage,
             step_usage=self._step_usage,
         )
         """Runs each step's agent; the step actors call it."""

@@ -56,6 +56,7 @@ class StepRunner:
         cancel_event: trio.Event,
         stop_event: trio.Event,
         random_source: random.Random | None = None,
+        sync_limiter: trio.CapacityLimiter | None = None,
         usage: dict[str, int],
         step_usage: dict[str, dict[str, int]],
     ) -> None:
@@ -74,6 +75,7 @@ class StepRunner:
         self._cancel_event = cancel_event
         self._stop_event = stop_event
         self._random = random_source
+        self._sync_limiter = sync_limiter
         self._usage = usage
         self._step_usage = step_usage
         self.listeners: dict[str, StepListener] = {}
@@ -114,6 +116,7 @@ class StepRunner:
                     workflow_name=self.workflow.name, agent_id=agent_id, attempt=number,
                     deadline=deadline, progress_callback=self._on_progress,
                     usage_callback=self._on_usage, cancel_event=self._cancel_event,
+                    sync_limiter=self._sync_limiter,
                 )
                 with attempt_span(step_id, agent_id, number, deadline=deadline):
                     try:

@@ -1,0 +1,183 @@
+"""Blocking agent code: a bounded pool of its own, and waits that deadlines and cancels abandon.
+
+The blocking functions wait on real `threading.Event`s that each test sets before it ends; the
+virtual clock (where one is used) jumps while every trio task waits for those threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import agent_fixtures
+import pytest
+import trio
+import trio.testing
+
+from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._runtime import open_runtime, run_workflow
+from orchestr8._sync_calls import DEFAULT_SYNC_WORKERS, run_sync_abandonable, sync_worker_limiter
+
+BLOCKING = {"id": "python", "config": {"callable": "agent_fixtures:wait_for_release"}}
+"""The `python` agent over a sync function that blocks until `agent_fixtures.RELEASE` is set."""
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """`agent_fixtures.RELEASE`, cleared for the test and set after it, so no thread is left."""
+    agent_fixtures.STARTED.clear()
+    agent_fixtures.RELEASE.clear()
+    try:
+        yield agent_fixtures.RELEASE
+    finally:
+        agent_fixtures.RELEASE.set()
+
+
+def document(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A workflow of these steps without retries or breaker, so timings are exact."""
+    return {
+        "schema_version": "1.0", "name": "sync", "steps": list(steps),
+        "defaults": {"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None}},
+        **options,
+    }
+
+
+def ending(events: list[Event], step_id: str) -> tuple[str, float]:
+    """The type and elapsed time of a step's last event."""
+    last = [event for event in events if event.step_id == step_id][-1]
+    return last.type, last.elapsed
+
+
+def terminal(events: list[Event]) -> tuple[str, float]:
+    """The type and elapsed time of the execution's last event."""
+    return events[-1].type, events[-1].elapsed
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5, "4"])
+def test_the_pool_size_must_be_a_whole_number_of_at_least_one(workers: Any) -> None:
+    """A pool of no threads, or of a non-integer count, is refused naming `sync_workers`."""
+    with pytest.raises(ValueError, match="sync_workers must be a whole number of at least 1"):
+        sync_worker_limiter(workers)
+
+
+async def test_open_runtime_refuses_a_bad_pool_size() -> None:
+    """`open_runtime(sync_workers=0)` fails before anything opens."""
+    with pytest.raises(ValueError, match="sync_workers"):
+        async with open_runtime(sync_workers=0):
+            pass
+
+
+async def test_the_runtime_lends_blocking_code_its_own_pool() -> None:
+    """The pool is the runtime's own limiter of the requested size, not trio's default one."""
+    async with open_runtime(sync_workers=3) as runtime:
+        assert runtime.sync_limiter.total_tokens == 3
+        assert runtime.sync_limiter is not trio.to_thread.current_default_thread_limiter()
+    async with open_runtime() as runtime:
+        assert runtime.sync_limiter.total_tokens == DEFAULT_SYNC_WORKERS
+
+
+async def test_a_blocking_call_returns_its_result_and_raises_its_error() -> None:
+    """Without a cancel the call behaves like a plain one: result back, error unchanged."""
+    pool = trio.CapacityLimiter(1)
+    assert await run_sync_abandonable(lambda: 42, limiter=pool, what="t") == 42
+
+    def broken() -> None:
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        await run_sync_abandonable(broken, limiter=pool, what="t")
+
+
+async def test_a_call_cancelled_before_its_thread_started_warns_of_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelled while waiting for a pool thread: nothing ran, so nothing is abandoned."""
+    pool = trio.CapacityLimiter(1)
+    ran: list[bool] = []
+    async with pool:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await run_sync_abandonable(lambda: ran.append(True), limiter=pool, what="t")
+    assert scope.cancelled_caught
+    assert ran == []
+    assert caplog.text == ""
+
+
+async def test_an_attempt_timeout_ends_a_blocked_sync_agent_at_the_timeout(
+    autojump_clock: trio.testing.MockClock, release: threading.Event
+) -> None:
+    """`policy.timeout` 0.5 over a blocked sync call: the attempt times out at 0.5, step fails."""
+    step = {"id": "s", "agent": BLOCKING, "policy": {"timeout": 0.5}}
+    async with open_runtime() as runtime:
+        handle = await runtime.start(document(step))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.steps["s"].status is StepStatus.FAILED
+    assert result.steps["s"].error is not None
+    assert result.steps["s"].error["type"] == "AttemptTimeoutError"
+    assert ending(events, "s") == (EventType.STEP_FAILED, 0.5)
+
+
+async def test_the_execution_timeout_ends_a_blocked_sync_agent_at_the_timeout(
+    autojump_clock: trio.testing.MockClock, release: threading.Event
+) -> None:
+    """A workflow `timeout` of 1 over a blocked sync call: cancelled and timed out at 1."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(document({"id": "s", "agent": BLOCKING}, timeout=1.0))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "ExecutionTimeoutError"
+    assert ending(events, "s") == (EventType.STEP_CANCELLED, 1.0)
+    assert terminal(events) == (EventType.EXECUTION_FAILED, 1.0)
+
+
+async def test_the_cancel_grace_bounds_a_blocked_sync_agent(
+    autojump_clock: trio.testing.MockClock, release: threading.Event
+) -> None:
+    """Cancelled at 1 with a grace of 1: the blocked step is cancelled, the execution at 2."""
+    async with open_runtime(cancel_grace=1.0) as runtime:
+        handle = await runtime.start(document({"id": "s", "agent": BLOCKING}))
+        await trio.sleep(1.0)
+        handle.cancel()
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert ending(events, "s") == (EventType.STEP_CANCELLED, 2.0)
+    assert terminal(events) == (EventType.EXECUTION_CANCELLED, 2.0)
+
+
+async def test_blocked_sync_agents_never_starve_the_runtime(
+    tmp_path: Path, release: threading.Event
+) -> None:
+    """100 sync steps blocked on an event: an echo workflow still runs to its end meanwhile."""
+    blocked = document(*({"id": f"b{index}", "agent": BLOCKING} for index in range(100)),
+                       strategy="parallel")
+    echo = document({"id": "e", "agent": "echo", "input": {"said": "hello"}},
+                    output={"said": "${steps.e.output.said}"})
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        slow = await runtime.start(blocked)
+        await trio.to_thread.run_sync(agent_fixtures.STARTED.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        # The blocked steps fill their own pool and leave trio's default one to the runtime.
+        assert runtime.sync_limiter.borrowed_tokens == DEFAULT_SYNC_WORKERS
+        assert runtime.sync_limiter.statistics().tasks_waiting == 100 - DEFAULT_SYNC_WORKERS
+        assert trio.to_thread.current_default_thread_limiter().available_tokens > 0
+        quick = await runtime.start(echo)
+        assert (await quick.wait()).output == {"said": "hello"}
+        release.set()
+        result = await slow.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert len(result.steps) == 100
+
+
+async def test_run_workflow_takes_the_pool_size(release: threading.Event) -> None:
+    """`run_workflow(sync_workers=...)` runs blocking agents in a pool of that size."""
+    release.set()
+    result = await run_workflow(document({"id": "s", "agent": BLOCKING}), sync_workers=1)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["s"].output is None
