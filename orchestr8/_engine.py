@@ -58,6 +58,10 @@ class _Finished:
 #: Tells the scheduler task to look again: the run may have ended, or must end early.
 _WAKE = object()
 
+#: How long a forced cancel may take before the engine gives up on a step: its agent ignores
+#: cancellation, and the execution ends without it (`ExecutionRun._give_up_running`).
+FORCED_STOP_WAIT = 0.5
+
 
 class ExecutionRun:
     """One execution of a workflow: the scheduler, its step actors and its events.
@@ -141,6 +145,7 @@ class ExecutionRun:
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
+        self._stragglers: list[str] = []
         self._cut_short_by = "nothing"
         self.result: ExecutionResult | None = None
 
@@ -253,21 +258,13 @@ class ExecutionRun:
                     bus=self._bus, shutdown_order="together",
                 ) as supervisor:
                     ending = await self._schedule(supervisor, deadline)
-                result = await self._finish(ending)
-                record_execution_result(span, result.status, result.error)
-                _logger.log(
-                    logging.INFO if result.succeeded else logging.WARNING,
-                    "execution %s %s%s", self.execution_id, result.status,
-                    f": {result.error.get('type')}: {result.error.get('message')}"
-                    if result.error else "",
-                )
-                # Finished means durable: whoever waits for the result can read it in the journal.
-                # A journal that failed is the emitter's to report: `wait` raises it, and there is
-                # no result, as the journal (still saying `running`) holds none.
-                with contextlib.suppress(JournalError):
-                    await self._emitter.flush()
-                if self._emitter.failure is None:
-                    self.result = result
+                    if self._stragglers:
+                        # Leaving the supervisor waits for steps that ignore cancellation: the
+                        # execution ends first, on time, and whoever waits for it is told.
+                        await self._conclude(ending, span)
+                        self._done.set()
+                if not self._done.is_set():
+                    await self._conclude(ending, span)
         except BaseException as error:
             self._cut_short_by = type(error).__name__
             raise
@@ -276,6 +273,24 @@ class ExecutionRun:
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
+
+    async def _conclude(self, ending: str, span: Any) -> None:
+        """Journal and log how the execution ended, and keep the result once it is durable."""
+        result = await self._finish(ending)
+        record_execution_result(span, result.status, result.error)
+        _logger.log(
+            logging.INFO if result.succeeded else logging.WARNING,
+            "execution %s %s%s", self.execution_id, result.status,
+            f": {result.error.get('type')}: {result.error.get('message')}"
+            if result.error else "",
+        )
+        # Finished means durable: whoever waits for the result can read it in the journal.
+        # A journal that failed is the emitter's to report: `wait` raises it, and there is
+        # no result, as the journal (still saying `running`) holds none.
+        with contextlib.suppress(JournalError):
+            await self._emitter.flush()
+        if self._emitter.failure is None:
+            self.result = result
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
@@ -399,13 +414,45 @@ class ExecutionRun:
             stack.extend(self.workflow.dependents[step_id])
 
     async def _wind_down(self, deadline: float) -> None:
-        """End the running steps: let them finish until `deadline`, then cancel what still runs."""
+        """End the running steps: let them finish until `deadline`, then cancel what still runs.
+
+        A step whose agent ignores the cancel (it shields itself, or blocks the event loop) is
+        given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
+        """
         with trio.CancelScope(shield=True):
             with trio.move_on_at(deadline):
                 await self._collect_running()
+            if not self._running:
+                return
             for slot in self._running.values():
                 slot.ref.cancel()
-            await self._collect_running()
+            with trio.move_on_after(FORCED_STOP_WAIT):
+                await self._collect_running()
+            self._give_up_running()
+
+    def _give_up_running(self) -> None:
+        """Record the steps still running as cancelled, and make sure they record nothing more.
+
+        Their tasks go on in the execution's supervisor until their agents return; `run` has
+        concluded the execution by then, and leaving the supervisor (so the runtime's shutdown)
+        waits for them.
+        """
+        for step_id, slot in list(self._running.items()):
+            # The actor's late report finds no step to report.
+            slot.step = None
+            listener = self.steps.listeners.get(step_id)
+            attempts = 0
+            if listener is not None:
+                listener.silenced = True
+                attempts = listener.attempts
+            del self._running[step_id]
+            self._results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
+            self._stragglers.append(step_id)
+            _logger.warning(
+                "execution %s: step %s did not stop when cancelled (its agent shields itself "
+                "from cancellation or blocks the event loop); the execution ends without it, and "
+                "the runtime waits for it to return before it closes", self.execution_id, step_id,
+            )
 
     async def _collect_running(self) -> None:
         """Wait for the outcome of every running step, and settle each (nothing new starts)."""

@@ -10,6 +10,7 @@ flushes the journal. With a SQLite file journal, the runtime locks every executi
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import os
 import random
@@ -47,6 +48,8 @@ from ._results import ExecutionResult, StepResult
 from ._step_resilience import SharedResilience
 from ._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from ._workflow import Workflow
+
+_logger = logging.getLogger("orchestr8.runtime")
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
 """What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
@@ -286,9 +289,16 @@ class Runtime:
             handle.cancel(reason)
 
     async def wait_all(self) -> None:
-        """Wait until no execution runs in this runtime (however each ended; never raises)."""
-        while self._live:
-            await next(iter(self._live.values())).finished()
+        """Wait until every execution of this runtime has ended (however it ended; never raises).
+
+        A step whose agent ignored cancellation may still be running after its execution ended
+        (see `docs/execution.md`); leaving `open_runtime` waits for those too.
+        """
+        waited: set[str] = set()
+        while pending := [handle for key, handle in self._live.items() if key not in waited]:
+            for handle in pending:
+                await handle.finished()
+                waited.add(handle.execution_id)
 
     async def _handle_for(self, record: ExecutionRecord) -> ExecutionHandle:
         live = self._live.get(record.execution_id)
@@ -404,6 +414,11 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
+                    if runtime._live:
+                        _logger.warning(
+                            "the runtime waits for steps that ignored cancellation, of "
+                            "execution(s) %s", ", ".join(sorted(runtime._live)),
+                        )
                     try:
                         await journal.flush()
                     except JournalError:

@@ -97,7 +97,7 @@ class StepRunner:
             emitter, step_id, self.workflow.name, agent_id
         )
         started = trio.current_time()
-        current_step.set((emitter, step_id, 1))
+        current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
             rendered_input = step.input.render(self._inputs, self._outputs)
@@ -141,6 +141,9 @@ class StepRunner:
         finally:
             current_step.set(None)
             reset_log_context(log_token)
+        if listener.silenced:
+            # The engine gave up on this step and the execution ended without it.
+            return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
         if failure is not None:
             if isinstance(failure, CallStoppedError) and self._stop_event.is_set():
                 _logger.info("step %s stopped: %s", step_id, failure)
@@ -180,6 +183,8 @@ class StepRunner:
         )
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
+        if self.listeners[context.step_id].silenced:
+            return
         step_usage = self._step_usage.setdefault(context.step_id, {})
         for name, value in counts.items():
             step_usage[name] = step_usage.get(name, 0) + value
@@ -190,6 +195,8 @@ class StepRunner:
         )
 
     def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
+        if self.listeners[context.step_id].silenced:
+            return
         self._emitter.emit_nowait(
             EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
             data=dict(data),

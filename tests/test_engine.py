@@ -22,6 +22,7 @@ from orchestr8._actor import ActorEvent
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
+from orchestr8._engine import FORCED_STOP_WAIT
 from orchestr8._errors import ExecutionStateError
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
@@ -834,6 +835,69 @@ async def test_a_cancel_during_a_backoff_ends_the_step_at_once(
     assert endings(events) == {"f": ("step.cancelled", 1.0)}
     assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 1.0
     assert_replays_to(result, events)
+
+
+async def shielded_run(
+    grace: float, *, cancel_at: float | None, timeout: float | None = None
+) -> tuple[ExecutionResult, list[Event], list[Event], float]:
+    """Run one agent that shields itself until released after the execution has ended.
+
+    Returns the result, the journal when the result came, the journal once the runtime closed
+    (the agent had returned by then) and the trio time of the result.
+    """
+    release = trio.Event()
+
+    async def stubborn(input: Any, context: AgentContext) -> Any:
+        with trio.CancelScope(shield=True):
+            await release.wait()
+        context.progress({"late": True})
+        context.record_usage(tokens=1)
+        return "late"
+
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal, agents={"stubborn": stubborn},
+                                cancel_grace=grace) as rt:
+            handle = await rt.start(workflow({"id": "s", "agent": "stubborn"}, timeout=timeout))
+            if cancel_at is not None:
+                await trio.sleep(cancel_at)
+                handle.cancel()
+            result = await handle.wait()
+            ended_at = trio.current_time()
+            at_result = await journal.events(handle.execution_id)
+            release.set()
+        at_close = await journal.events(handle.execution_id)
+    return result, at_result, at_close, ended_at
+
+
+async def test_a_shielded_agent_cannot_hold_a_cancel_past_the_grace(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled at 1, grace 2: the engine gives up on the step and ends the execution at 3.5."""
+    result, at_result, at_close, ended_at = await shielded_run(2.0, cancel_at=1.0)
+    given_up = 1.0 + 2.0 + FORCED_STOP_WAIT
+    assert ended_at == given_up
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["s"].status is StepStatus.CANCELLED
+    assert result.steps["s"].attempts == 1
+    assert endings(at_result) == {"s": ("step.cancelled", given_up)}
+    assert one(at_result, EventType.EXECUTION_CANCELLED).elapsed == given_up
+    assert "step s did not stop when cancelled" in caplog.text
+    # What the agent did after it was given up on reached no journal: nothing follows the end.
+    assert at_close == at_result
+    assert_replays_to(result, at_close)
+
+
+async def test_a_shielded_agent_cannot_hold_a_timed_out_execution(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A workflow timeout of 2 over a shielded agent: the execution fails at 2 + the bound."""
+    result, at_result, at_close, ended_at = await shielded_run(5.0, cancel_at=None, timeout=2.0)
+    assert ended_at == 2.0 + FORCED_STOP_WAIT
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "ExecutionTimeoutError"
+    assert endings(at_result) == {"s": ("step.cancelled", 2.0 + FORCED_STOP_WAIT)}
+    assert at_close == at_result
 
 
 async def test_cancel_does_not_hang_when_a_step_is_stopped_before_it_got_its_input(
