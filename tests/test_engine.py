@@ -838,7 +838,7 @@ async def test_a_cancel_during_a_backoff_ends_the_step_at_once(
 
 
 async def shielded_run(
-    grace: float, *, cancel_at: float | None, timeout: float | None = None
+    grace: float, *, cancel_at: float | None, workflow_timeout: float | None = None
 ) -> tuple[ExecutionResult, list[Event], list[Event], float]:
     """Run one agent that shields itself until released after the execution has ended.
 
@@ -857,7 +857,9 @@ async def shielded_run(
     async with open_journal(None) as journal:
         async with open_runtime(journal=journal, agents={"stubborn": stubborn},
                                 cancel_grace=grace) as rt:
-            handle = await rt.start(workflow({"id": "s", "agent": "stubborn"}, timeout=timeout))
+            handle = await rt.start(
+                workflow({"id": "s", "agent": "stubborn"}, timeout=workflow_timeout)
+            )
             if cancel_at is not None:
                 await trio.sleep(cancel_at)
                 handle.cancel()
@@ -891,7 +893,7 @@ async def test_a_shielded_agent_cannot_hold_a_timed_out_execution(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A workflow timeout of 2 over a shielded agent: the execution fails at 2 + the bound."""
-    result, at_result, at_close, ended_at = await shielded_run(5.0, cancel_at=None, timeout=2.0)
+    result, at_result, at_close, ended_at = await shielded_run(5.0, cancel_at=None, workflow_timeout=2.0)
     assert ended_at == 2.0 + FORCED_STOP_WAIT
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
