@@ -893,7 +893,9 @@ async def test_a_shielded_agent_cannot_hold_a_timed_out_execution(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A workflow timeout of 2 over a shielded agent: the execution fails at 2 + the bound."""
-    result, at_result, at_close, ended_at = await shielded_run(5.0, cancel_at=None, workflow_timeout=2.0)
+    result, at_result, at_close, ended_at = await shielded_run(
+        5.0, cancel_at=None, workflow_timeout=2.0
+    )
     assert ended_at == 2.0 + FORCED_STOP_WAIT
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
