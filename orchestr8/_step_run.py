@@ -11,6 +11,7 @@ execution's scheduler.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -273,18 +274,20 @@ class StepActor(Actor):
 def step_failure_for_exit(error: BaseException) -> BaseException | None:
     """The step failure for what an agent raised that is no error, or None to let it through.
 
-    `SystemExit`, `GeneratorExit` and other BaseExceptions from an agent fail its step rather than
-    ending the process: they become `AgentExitError`. Cancellation (`trio.Cancelled`) and Ctrl-C
-    (`KeyboardInterrupt`, how trio delivers it to a program without a signal handler) go on
-    untouched, as do errors. In a group (an agent's nursery), the cancellations and errors stay as
-    they are and the rest is replaced by one `AgentExitError`, so a cancel scope still takes back
-    its own `Cancelled` and what remains is an error.
+    `SystemExit`, `KeyboardInterrupt`, `GeneratorExit` and other BaseExceptions raised by agent
+    code fail its step rather than ending the process: they become `AgentExitError`. Cancellation
+    (`trio.Cancelled`) and a real Ctrl-C go on untouched, as do errors: without a signal receiver
+    trio's SIGINT handler raises `KeyboardInterrupt` in whatever code runs, an agent's included,
+    and that one (`_is_ctrl_c`) must still interrupt the program. In a group (an agent's nursery),
+    the cancellations and errors stay as they are and the rest is replaced by one
+    `AgentExitError`, so a cancel scope still takes back its own `Cancelled` and what remains is
+    an error.
     """
-    if isinstance(error, (Exception, trio.Cancelled, KeyboardInterrupt)):
+    if isinstance(error, (Exception, trio.Cancelled)) or _is_ctrl_c(error):
         return None
     if not isinstance(error, BaseExceptionGroup):
         return _exit_error(type(error).__name__, error)
-    if error.subgroup(KeyboardInterrupt) is not None:
+    if any(_is_ctrl_c(leaf) for leaf in exception_leaves(error)):
         return None
     exits = error.subgroup(lambda leaf: not isinstance(
         leaf, (BaseExceptionGroup, Exception, trio.Cancelled)
@@ -297,6 +300,27 @@ def step_failure_for_exit(error: BaseException) -> BaseException | None:
     if kept is None:
         return failure
     return BaseExceptionGroup(str(error.message), [*kept.exceptions, failure])
+
+
+#: Where trio's own code lives: a `KeyboardInterrupt` raised from there is a real SIGINT.
+_TRIO_CORE = os.path.dirname(trio._core.__file__) + os.sep
+
+
+def _is_ctrl_c(error: BaseException) -> bool:
+    """Whether `error` is a `KeyboardInterrupt` that trio raised for a real SIGINT.
+
+    Trio's signal handler (or its delivery of a pending Ctrl-C) raises it, so the innermost
+    frame of its traceback is trio's; one that agent code raised ends in the agent's frame.
+    Signals reach only the main thread, so one from a sync agent's worker thread is never real.
+    """
+    if not isinstance(error, KeyboardInterrupt):
+        return False
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code.co_filename.startswith(_TRIO_CORE)
 
 
 def _exit_error(names: str, raised: BaseException) -> AgentExitError:

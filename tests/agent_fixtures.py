@@ -103,3 +103,8 @@ def wait_for_release(input: Any) -> Any:
     if not RELEASE.wait(timeout=10):
         raise TimeoutError("RELEASE was never set")
     return input
+
+
+def interrupt(input: Any) -> Any:
+    """A sync function that raises KeyboardInterrupt itself, as some libraries do."""
+    raise KeyboardInterrupt

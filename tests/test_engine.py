@@ -7,6 +7,7 @@ every task sleeps), so virtual times and the journal's `elapsed` values are asse
 from __future__ import annotations
 
 import math
+import signal
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -414,7 +415,9 @@ async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_no
     assert_replays_to(result, events)
 
 
-@pytest.mark.parametrize("raised", [SystemExit(3), GeneratorExit(), BaseException("custom")])
+@pytest.mark.parametrize(
+    "raised", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), BaseException("custom")]
+)
 async def test_an_agent_raising_an_exit_fails_its_step_once_not_the_process(
     autojump_clock: trio.testing.MockClock, raised: BaseException
 ) -> None:
@@ -471,13 +474,32 @@ async def test_an_exit_raised_while_an_agent_is_cancelled_fails_its_step(
     assert_replays_to(result, events)
 
 
-async def test_ctrl_c_raised_inside_an_agent_is_not_swallowed_as_a_step_failure(
+async def test_a_keyboard_interrupt_from_a_sync_agent_fails_its_step() -> None:
+    """A sync function raising KeyboardInterrupt in its worker thread fails its step too.
+
+    On the real clock: a virtual one would jump to the attempt timeout while the thread runs.
+    """
+    result, events = await execute(workflow(
+        {"id": "a", "agent": {"id": "python",
+                              "config": {"callable": "agent_fixtures:interrupt"}}},
+    ))
+    error = result.steps["a"].error
+    assert error is not None
+    assert error["type"] == "AgentExitError"
+    assert error["message"].startswith("the agent raised KeyboardInterrupt")
+    assert result.status is ExecutionStatus.FAILED
+    assert_replays_to(result, events)
+
+
+async def test_a_real_ctrl_c_inside_an_agent_still_interrupts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """KeyboardInterrupt goes on out of the runtime: it is how trio delivers Ctrl-C."""
+    """A SIGINT that trio's handler raises inside an agent goes on out of the runtime."""
 
     async def interrupted(input: Any) -> Any:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+        await trio.sleep(1)
+        return "not interrupted"
 
     async def scenario() -> None:
         async with open_runtime(agents={"interrupted": interrupted}) as rt:
