@@ -41,7 +41,7 @@ def interrupted_by(function: Any) -> BaseException:
     """What calling `function` raises."""
     try:
         function()
-    except BaseException as error:  # noqa: BLE001 - the point is to catch what it raises
+    except BaseException as error:
         return error
     raise AssertionError("nothing was raised")
 
