@@ -51,8 +51,17 @@ def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
+def sync_workers_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--sync-workers N`: the worker threads blocking agent code may use (`open_runtime`)."""
+    return click.option(
+        "--sync-workers", type=click.IntRange(min=1), default=None, metavar="N",
+        help="How many worker threads blocking (sync) agent code may use at once; further "
+             "calls wait for one. [default: 32]",
+    )(function)
+
+
 def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the options `run` and `resume` share: timeout, cancel grace, journal, JSON output."""
+    """Add the options `run` and `resume` share: timeout, grace, journal, threads, JSON output."""
     decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--timeout", "timeout_seconds", type=float, default=None, metavar="SECONDS",
                      help="Bound the whole execution (overrides the workflow's timeout)."),
@@ -60,6 +69,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, metavar="SECONDS",
                      help="After Ctrl-C, how long steps may finish before being forced."),
         journal_option,
+        sync_workers_option,
         click.option("--json", "as_json", is_flag=True,
                      help="Print the result as one JSON document on stdout."),
     ]
@@ -84,7 +94,7 @@ def cli() -> None:
 async def run(
     file: str, input_pairs: Sequence[str], inputs_file: str | None,
     timeout_seconds: float | None,
-    cancel_grace: float, journal: str | None, as_json: bool,
+    cancel_grace: float, journal: str | None, sync_workers: int | None, as_json: bool,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -117,7 +127,8 @@ async def run(
                         f"{count} step{'s' if count != 1 else ''}")
             return handle, [step.id for step in workflow.steps], headline
 
-        return await drive(begin, journal_path(journal), journal, cancel_grace, as_json)
+        return await drive(begin, journal_path(journal), journal, cancel_grace, as_json,
+                           sync_workers=sync_workers)
 
     return await guard(action)
 
@@ -127,7 +138,7 @@ async def run(
 @run_options
 async def resume(
     execution_id: str, timeout_seconds: float | None, cancel_grace: float, journal: str | None,
-    as_json: bool,
+    sync_workers: int | None, as_json: bool,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
@@ -166,7 +177,8 @@ async def resume(
                         f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused")
             return handle, step_ids, headline
 
-        return await drive(begin, path, journal, cancel_grace, as_json)
+        return await drive(begin, path, journal, cancel_grace, as_json,
+                           sync_workers=sync_workers)
 
     return await guard(action)
 

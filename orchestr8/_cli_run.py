@@ -26,22 +26,29 @@ Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]
 
 
 async def drive(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
+    *, sync_workers: int | None = None,
 ) -> int:
-    """Start or resume an execution, show its progress, print its result, return the exit code."""
+    """Start or resume an execution, show its progress, print its result, return the exit code.
+
+    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
+    """
     from ._runtime import tune_garbage_collection
     from ._telemetry_export import configure_from_environment, shutdown_telemetry
 
     tune_garbage_collection()
     configure_from_environment()
     try:
-        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json)
+        return await _drive_runtime(
+            begin, path, journal_given, cancel_grace, as_json, sync_workers
+        )
     finally:
         shutdown_telemetry()
 
 
 async def _drive_runtime(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
+    sync_workers: int | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     import signal
@@ -52,10 +59,14 @@ async def _drive_runtime(
     from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
     from ._errors import JournalError
     from ._runtime import open_runtime
+    from ._sync_calls import DEFAULT_SYNC_WORKERS
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_runtime(journal=path, cancel_grace=cancel_grace) as runtime,
+            open_runtime(
+                journal=path, cancel_grace=cancel_grace,
+                sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+            ) as runtime,
             runtime.bus.subscribe(buffer=4096) as events,
         ):
             handle, step_ids, headline = await begin(runtime)

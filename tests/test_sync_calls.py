@@ -6,6 +6,10 @@ virtual clock (where one is used) jumps while every trio task waits for those th
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +185,49 @@ async def test_run_workflow_takes_the_pool_size(release: threading.Event) -> Non
     result = await run_workflow(document({"id": "s", "agent": BLOCKING}), sync_workers=1)
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["s"].output is None
+
+
+SLEEPY = '''
+import time
+
+
+def nap(input):
+    """Block the calling thread far longer than the step's timeout allows."""
+    time.sleep(input["seconds"])
+    return "woke up"
+'''
+
+
+def orchestr8_run(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`orchestr8 run` over a `python` step calling `time.sleep(30)` under a 0.5 s timeout."""
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    (tmp_path / "w.json").write_text(json.dumps(document(
+        {"id": "nap", "agent": {"id": "python", "config": {"callable": "sleepy:nap"}},
+         "input": {"seconds": 30}, "policy": {"timeout": 0.5}},
+    )))
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "ORCHESTR8_JOURNAL"}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(tmp_path), *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", "j.db", *options],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, check=False,
+    )
+
+
+def test_orchestr8_run_times_out_a_sleeping_sync_agent(tmp_path: Path) -> None:
+    """`time.sleep(30)` under `policy.timeout: 0.5` fails its step (exit 2), not succeeds late."""
+    done = orchestr8_run(tmp_path, "--sync-workers", "2")
+    assert done.returncode == 2, done.stderr
+    assert "AttemptTimeoutError" in done.stdout + done.stderr
+    assert "woke up" not in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_orchestr8_run_refuses_a_pool_without_threads(tmp_path: Path) -> None:
+    """`--sync-workers 0` is a usage error naming the option: exit 1, no traceback."""
+    done = orchestr8_run(tmp_path, "--sync-workers", "0")
+    assert done.returncode == 1
+    assert "--sync-workers" in done.stderr
+    assert "Traceback" not in done.stderr
