@@ -416,7 +416,7 @@ class ExecutionRun:
     async def _wind_down(self, deadline: float) -> None:
         """End the running steps: let them finish until `deadline`, then cancel what still runs.
 
-        A step whose agent ignores the cancel (it shields itself, or blocks the event loop) is
+        A step whose agent ignores the cancel (it shields itself, or swallows `Cancelled`) is
         given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
         """
         with trio.CancelScope(shield=True):
@@ -450,8 +450,8 @@ class ExecutionRun:
             self._stragglers.append(step_id)
             _logger.warning(
                 "execution %s: step %s did not stop when cancelled (its agent shields itself "
-                "from cancellation or blocks the event loop); the execution ends without it, and "
-                "the runtime waits for it to return before it closes", self.execution_id, step_id,
+                "from cancellation or swallows it); the execution ends without it, and the "
+                "runtime waits for it to return before it closes", self.execution_id, step_id,
             )
 
     async def _collect_running(self) -> None:
