@@ -6,12 +6,14 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import orchestr8
 from orchestr8 import _breaker, _limits, _pipeline, _policy, _retry
@@ -458,6 +460,56 @@ async def test_a_stop_leaves_a_final_error_as_it_is(autojump_clock: trio.abc.Clo
 
     with pytest.raises(BoomError, match="last"):
         await call_with_policy(fail_after_stop, policy(attempts=1), stop=stop)
+
+
+
+@settings(max_examples=200)
+@given(
+    stop_at=st.integers(min_value=0, max_value=40).map(lambda whole: whole + 0.5),
+    durations=st.lists(st.integers(min_value=0, max_value=5), min_size=6, max_size=6),
+    attempts=st.integers(min_value=1, max_value=6),
+)
+def test_no_attempt_starts_and_no_backoff_goes_on_after_a_stop(
+    stop_at: float, durations: list[int], attempts: int
+) -> None:
+    """Whenever the stop comes, every attempt started before it, and the call ends by then.
+
+    The call ends at the stop, or when the attempt running at the stop ends (it is not cut).
+    """
+    recorder = Recorder()
+    ends: list[float] = []
+    finished: list[tuple[str, float]] = []
+
+    async def failing(attempt: int) -> None:
+        await trio.sleep(durations[attempt - 1])
+        ends.append(trio.current_time())
+        raise BoomError(f"attempt {attempt}")
+
+    async def main() -> None:
+        stop = trio.Event()
+
+        async def stop_later() -> None:
+            await trio.sleep(stop_at)
+            stop.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_later)
+            with pytest.raises((BoomError, CallStoppedError)) as caught:
+                await call_with_policy(
+                    failing, policy(timeout=None, attempts=attempts), listener=recorder,
+                    stop=stop,
+                )
+            finished.append((type(caught.value).__name__, trio.current_time()))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    started = [cast(float, event[2]) for event in recorder.events if event[0] == "started"]
+    (raised, finished_at), = finished
+    assert all(time < stop_at for time in started)
+    assert len(ends) == len(started)
+    # Over when the last attempt ended, or at the stop if a backoff was waiting then: never later.
+    assert ends[-1] <= finished_at <= max(stop_at, ends[-1])
+    assert (raised == "CallStoppedError") == (len(started) < attempts)
 
 
 # The resilience names `orchestr8/__init__.py` exports (or will): the docs use them from there.
