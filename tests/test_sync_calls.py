@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -198,18 +200,24 @@ def nap(input):
 '''
 
 
-def orchestr8_run(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    """`orchestr8 run` over a `python` step calling `time.sleep(30)` under a 0.5 s timeout."""
+def sleepy_workflow(tmp_path: Path, timeout: float) -> dict[str, str]:
+    """Write a `python` step calling `time.sleep(30)` under `timeout`; return the environment."""
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     (tmp_path / "w.json").write_text(json.dumps(document(
         {"id": "nap", "agent": {"id": "python", "config": {"callable": "sleepy:nap"}},
-         "input": {"seconds": 30}, "policy": {"timeout": 0.5}},
+         "input": {"seconds": 30}, "policy": {"timeout": timeout}},
     )))
     environment = {key: value for key, value in os.environ.items()
                    if key != "ORCHESTR8_JOURNAL"}
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(tmp_path), *filter(None, [environment.get("PYTHONPATH")])]
     )
+    return environment
+
+
+def orchestr8_run(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`orchestr8 run` over a `python` step calling `time.sleep(30)` under a 0.5 s timeout."""
+    environment = sleepy_workflow(tmp_path, 0.5)
     return subprocess.run(
         [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", "j.db", *options],
         cwd=tmp_path, env=environment, capture_output=True, text=True, check=False,
@@ -231,3 +239,31 @@ def test_orchestr8_run_refuses_a_pool_without_threads(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "--sync-workers" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_cancels_a_sleeping_sync_agent_after_the_grace(tmp_path: Path) -> None:
+    """SIGINT during `time.sleep(30)`, grace 0.2: exit 130, the step and the run cancelled."""
+    environment = sleepy_workflow(tmp_path, 60.0)
+    command = [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", "j.db",
+               "--cancel-grace", "0.2"]
+    with subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            execution_id = process.stderr.readline().split()[1]
+            while "nap" not in (line := process.stderr.readline()) or "started" not in line:
+                assert line, "the run ended before its step started"
+            process.send_signal(signal.SIGINT)
+            # Bounded only so that a regression fails instead of hanging: the sleep is 30 s.
+            _, stderr = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, stderr
+    with sqlite3.connect(f"file:{tmp_path / 'j.db'}?mode=ro", uri=True) as connection:
+        types = [row[0] for row in connection.execute(
+            "SELECT type FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
+        )]
+    connection.close()
+    assert types[-2:] == ["step.cancelled", "execution.cancelled"]
+    assert "still running in its worker thread" in stderr
