@@ -204,6 +204,8 @@ class AgentContext:
         grace, even if the function is still running: the thread is then abandoned (it runs on,
         its result is discarded and a warning is logged), so what the function does after that
         still happens. Check `idempotency_key` before side effects that must not happen twice.
+        The function runs in another thread: it must not call trio, nor this context's
+        `progress` or `record_usage` (return what it found and report it afterwards).
         """
         call = functools.partial(function, *args) if args else function
         return await run_sync_abandonable(
