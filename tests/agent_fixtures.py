@@ -108,3 +108,20 @@ def wait_for_release(input: Any) -> Any:
 def interrupt(input: Any) -> Any:
     """A sync function that raises KeyboardInterrupt itself, as some libraries do."""
     raise KeyboardInterrupt
+
+
+PROGRESS_OUTCOMES: list[str] = []
+"""What each `progress_after_release` call's progress report did, in order."""
+
+
+def progress_after_release(input: Any, context: AgentContext) -> Any:
+    """Signal STARTED, block until RELEASE, then report progress and note how that went."""
+    STARTED.set()
+    RELEASE.wait(timeout=10)
+    try:
+        context.progress({"late": True})
+    except BaseException as error:
+        PROGRESS_OUTCOMES.append(type(error).__name__)
+        raise
+    PROGRESS_OUTCOMES.append("published")
+    return input

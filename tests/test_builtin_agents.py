@@ -283,3 +283,32 @@ async def test_python_sync_function_is_abandoned_on_cancel(
         pass
     assert "its result was discarded" in caplog.text
     assert outcomes == []
+
+
+async def test_an_abandoned_sync_function_publishes_no_progress() -> None:
+    """Progress reported after the wait was abandoned raises Cancelled in the thread; none lands."""
+    agent = create("python", {"callable": "agent_fixtures:progress_after_release"})
+    agent_fixtures.STARTED.clear()
+    agent_fixtures.RELEASE.clear()
+    agent_fixtures.PROGRESS_OUTCOMES.clear()
+    pool = trio.CapacityLimiter(1)
+    published: list[Any] = []
+    context = make_context(
+        sync_limiter=pool, progress_callback=lambda _context, data: published.append(data)
+    )
+    try:
+        with trio.CancelScope() as scope:
+
+            async def cancel_once_started() -> None:
+                await trio.to_thread.run_sync(agent_fixtures.STARTED.wait)
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_once_started)
+                await agent.run("x", context)
+    finally:
+        agent_fixtures.RELEASE.set()
+    async with pool:
+        pass
+    assert agent_fixtures.PROGRESS_OUTCOMES == ["Cancelled"]
+    assert published == []
