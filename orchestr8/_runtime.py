@@ -76,7 +76,9 @@ class Runtime:
         self.registry = registry
         self.resilience = SharedResilience()
         self.cancel_grace = cancel_grace
-        self.sync_limiter = sync_limiter or sync_worker_limiter(DEFAULT_SYNC_WORKERS)
+        if sync_limiter is None:
+            sync_limiter = sync_worker_limiter(DEFAULT_SYNC_WORKERS)
+        self.sync_limiter = sync_limiter
         """The threads blocking agent code may use (`open_runtime(sync_workers=...)`)."""
         self._nursery = nursery
         self._random = random_source
