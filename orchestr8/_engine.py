@@ -265,6 +265,8 @@ class ExecutionRun:
             raise
         finally:
             stop_watching()
+            # The span has them now: do not keep the failures' tracebacks (and their frames).
+            self.steps.failures.clear()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result

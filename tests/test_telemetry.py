@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from orchestr8 import AgentContext, run_workflow
+from orchestr8 import AgentContext, open_runtime, run_workflow
 from orchestr8._breaker import BreakerState, BreakerTransition
 from orchestr8._logging import current_log_context, log_context
 from orchestr8._prometheus import DURATION_BUCKETS
@@ -353,6 +355,30 @@ async def test_a_failed_execution_records_its_step_error_with_type_and_stacktrac
     assert stack.rstrip().endswith(f"{qualified}: quota used up for ***")
     assert SECRET not in stack
     assert execution.status.description == f"{qualified}: quota used up for ***"
+
+
+async def test_a_finished_execution_lets_go_of_the_exceptions_it_recorded(otel: Otel) -> None:
+    """Once the span has the step's error, the run holds neither it nor its traceback's frames."""
+    raised: list[weakref.ref[BaseException]] = []
+
+    async def failing(input: Any, context: AgentContext) -> Any:
+        error = QuotaExceededError("no quota")
+        raised.append(weakref.ref(error))
+        raise error
+
+    workflow = {
+        "schema_version": "1.0", "name": "quota",
+        "steps": [{"id": "call", "agent": "quota", "input": 1,
+                   "policy": {"retry": {"max_attempts": 1}}}],
+    }
+    async with open_runtime(agents={"quota": failing}) as runtime:
+        handle = await runtime.start(workflow)
+        result = await handle.wait()
+        assert result.status == "failed"
+        gc.collect()
+        [error] = raised
+        assert error() is None
+    assert exception_event(otel.named("orchestrator.execute")[0])["exception.message"] == "no quota"
 
 
 async def test_a_timed_out_execution_records_the_timeout_error(
