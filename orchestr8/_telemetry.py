@@ -279,7 +279,7 @@ class SpanScope:
         if self._deadline != math.inf and _now() >= self._deadline:
             record_error(span, {"type": "timeout", "message": f"{self._name} ran out of time"})
             return "timed_out"
-        span.add_event("cancelled", {"exception.type": type(error).__name__})
+        span.add_event("cancelled", {"exception.type": _qualified_name(type(error))})
         return "cancelled"
 
 

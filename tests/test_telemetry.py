@@ -246,6 +246,7 @@ async def test_a_deadline_is_a_timeout_and_a_cancel_is_not(
     assert cancelled.attributes["attempt.outcome"] == "cancelled"
     assert cancelled.status.status_code is StatusCode.UNSET
     assert [event.name for event in cancelled.events] == ["cancelled"]
+    assert cancelled.events[0].attributes == {"exception.type": "trio.Cancelled"}
 
 
 async def test_retry_span_takes_the_step_ids_from_the_log_context(
