@@ -376,7 +376,7 @@ def retry_span(delay: float, *, attempt: int | None = None, step_id: str | None 
 def _qualified_name(kind: type) -> str:
     """The fully qualified name of an exception class, as `exception.type` and `error.type` hold it.
 
-    `mypkg.mod.MyError`, `orchestr8._errors.StepTimeoutError`; builtins keep their bare name
+    `mypkg.mod.MyError`, `orchestr8._errors.CircuitOpenError`; builtins keep their bare name
     (`ValueError`), as OpenTelemetry's semantic conventions show them.
     """
     module = kind.__module__
@@ -491,4 +491,4 @@ def record_rejection(
     retry_after = getattr(error, "retry_after", None)
     if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
         attributes["rejection.retry_after"] = float(retry_after)
-    span.add_event(name, attributes)
+    span.add_event(str(name), attributes)
