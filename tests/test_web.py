@@ -854,4 +854,4 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
     assert f"orchestr8_step_failed_total{{{bad}}} 1" in text
     assert f"orchestr8_step_retries_total{{{bad}}} 1" in text
     assert 'orchestr8_executions_in_flight{workflow_name="scraped"} 0' in text
-    assert "orchestr8_step_duration_milliseconds_bucket{" in text
+    assert "orchestr8_step_duration_seconds_bucket{" in text
