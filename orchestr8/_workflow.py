@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 
 from ._errors import Problem, WorkflowValidationError
-from ._expressions import Template, compile_template
+from ._expressions import Template, compile_template, config_references
 from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
@@ -60,7 +60,11 @@ class AgentSpec:
         default=None, metadata=_meta("The agent version, when the registry offers several.")
     )
     config: dict[str, Any] = attrs.field(
-        factory=dict, metadata=_meta("Configuration for the agent's constructor (no references).")
+        factory=dict,
+        metadata=_meta(
+            "Configuration for the agent's constructor; strings may hold ${secrets.NAME}"
+            " references, and no other kind."
+        ),
     )
 
 
@@ -201,6 +205,7 @@ class Workflow:
 
     def __attrs_post_init__(self) -> None:
         """Check the graph and resolve the policies, or raise with every problem found."""
+        config_problems: list[Problem] = []
         outlines = [
             StepOutline(
                 index=index,
@@ -209,6 +214,9 @@ class Workflow:
                 references=tuple(
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
+                ),
+                config_references=config_references(
+                    step.agent.config, f"$.steps[{index}].agent.config", config_problems
                 ),
             )
             for index, step in enumerate(self.steps)
@@ -220,7 +228,7 @@ class Workflow:
             inputs_schema=self.inputs,
             output_references=[(f"$.output{suffix}", reference) for suffix, reference in output],
         )
-        problems = list(graph.problems)
+        problems = config_problems + list(graph.problems)
         policies = self._resolve_policies(problems)
         if problems:
             raise WorkflowValidationError(sort_problems(problems))

@@ -25,13 +25,15 @@ class StepOutline:
     """What the graph checks need from one step, gathered even from a document with other errors.
 
     `step_id` is None, and `depends_on` entries are None, where the document holds no usable id;
-    `references` pair each reference with the JSON path of the string holding it.
+    `references` pair each reference of the step's input with the JSON path of the string holding
+    it; `config_references` do the same for its agent's config (where only secrets may be named).
     """
 
     index: int
     step_id: str | None
     depends_on: tuple[str | None, ...] = ()
     references: tuple[tuple[str, Reference], ...] = ()
+    config_references: tuple[tuple[str, Reference], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -88,7 +90,25 @@ def analyse_graph(
                     path, reference, outline.step_id, ancestors, known_input, dependencies
                 )
             )
+        problems.extend(
+            Problem(
+                path,
+                f"{reference.text}: an agent's config may reference only secrets "
+                "(${secrets.NAME}); inputs and step outputs belong in the step's input",
+            )
+            for path, reference in outline.config_references
+            if reference.source != "secrets"
+        )
     for path, reference in output_references:
+        if reference.source == "secrets":
+            problems.append(
+                Problem(
+                    path,
+                    f"{reference.text}: the output cannot reference secrets (it is recorded in "
+                    "the journal and returned to callers)",
+                )
+            )
+            continue
         problems.extend(
             _reference_problems(path, reference, None, ancestors, known_input, dependencies)
         )
@@ -189,6 +209,8 @@ def _reference_problems(
 ) -> list[Problem]:
     """Check one reference: a declared input, or a known step that `step_id` depends on."""
     text = reference.text
+    if reference.source == "secrets":
+        return []
     if reference.step_id is None:
         name = reference.input_name
         if name is None or known_input is None or known_input(name):
