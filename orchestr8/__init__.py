@@ -49,17 +49,17 @@ if TYPE_CHECKING:
     from ._errors import InputValidationError as InputValidationError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
+    from ._errors import MissingSecretError as MissingSecretError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
     from ._errors import OutputNotSerialisableError as OutputNotSerialisableError
     from ._errors import Problem as Problem
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
-    from ._errors import MissingSecretError as MissingSecretError
     from ._errors import ResilienceError as ResilienceError
+    from ._errors import RetryableError as RetryableError
     from ._errors import SecretError as SecretError
     from ._errors import SecretsFileError as SecretsFileError
-    from ._errors import RetryableError as RetryableError
     from ._errors import SupervisorGaveUpError as SupervisorGaveUpError
     from ._errors import UnknownAgentError as UnknownAgentError
     from ._errors import WorkflowError as WorkflowError

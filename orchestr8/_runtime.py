@@ -87,6 +87,9 @@ class Runtime:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
         self.secrets = secrets if secrets is not None else Secrets()
+        for value in self.secrets.values.values():
+            # Like secret environment variables: known for the life of the process.
+            default_redactor().add_secret(value)
         self.bus = bus
         self.registry = registry
         self.resilience = SharedResilience()

@@ -231,10 +231,13 @@ class _Routes:
     async def _start(
         self, workflow: Any, inputs: dict[str, Any], body: ExecuteRequest, key: str | None
     ) -> Response:
-        handle = await self.runtime.start(
-            workflow, inputs, execution_timeout=body.timeout,
-            correlation_id=body.correlation_id, idempotency_key=key,
-        )
+        try:
+            handle = await self.runtime.start(
+                workflow, inputs, execution_timeout=body.timeout,
+                correlation_id=body.correlation_id, idempotency_key=key,
+            )
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
         result = handle.result
         if result is not None:
             status = str(result.status)
@@ -344,8 +347,7 @@ class _Routes:
         except InputValidationError as error:
             raise ProblemError.from_problems("invalid-inputs", error.problems) from None
         except MissingSecretError as error:
-            problems = [Problem(f"secrets.{name}", "not set") for name in error.names]
-            raise ProblemError(422, "missing-secrets", str(error), errors=problems) from None
+            raise _missing_secrets(error) from None
         except WorkflowValidationError as error:
             # The recorded workflow no longer loads here (an agent is gone): say what is wrong.
             raise ProblemError.from_problems("invalid-workflow", error.problems) from None
@@ -366,6 +368,12 @@ class _Routes:
             buffer=self.service.events_buffer, closing=self.service.closing,
         )
         return None
+
+
+def _missing_secrets(error: MissingSecretError) -> ProblemError:
+    """The 422 for secrets the server does not have, one error per secret named."""
+    problems = [Problem(f"secrets.{name}", "not set") for name in error.names]
+    return ProblemError(422, "missing-secrets", str(error), errors=problems)
 
 
 def _has_body() -> bool:

@@ -947,6 +947,18 @@ async def test_a_missing_secret_makes_resume_422_naming_it(
     assert "ORCHESTR8_SECRET_REST_TOKEN" in document["detail"]
 
 
+async def test_executing_a_workflow_whose_secret_is_not_set_is_422(client: Client) -> None:
+    """Nothing is started; the problem names the secret and the variable to set."""
+    workflow = {**ECHO, "steps": [{"id": "greet", "agent": "echo",
+                                   "input": "${secrets.NOT_SET_ANYWHERE}"}]}
+    response = await client.post("/workflows/execute",
+                                 json={"workflow": workflow, "inputs": {"who": "x"}})
+    document = await problem(response, 422)
+    assert document["type"] == "urn:orchestr8:problem:missing-secrets"
+    assert document["errors"] == [{"path": "secrets.NOT_SET_ANYWHERE", "message": "not set"}]
+    assert (await (await client.get("/executions")).get_json())["items"] == []
+
+
 async def test_problem_bodies_never_echo_a_secret(runtime: Runtime) -> None:
     """The API key and environment secrets in a request come back as `***` in problems."""
     previous = set_default_redactor(Redactor.from_environment({"GITHUB_TOKEN": "ghp_env_secret_1"}))
