@@ -322,9 +322,9 @@ def _document_checks(
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems),
-                config_references=_config_references(step.get("agent"), index, problems),
             )
         )
+        _check_config_secrets(step.get("agent"), index, problems)
         agent = step.get("agent")
         agent_path = f"$.steps[{index}].agent"
         if isinstance(agent, Mapping):
@@ -352,13 +352,10 @@ def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[s
     return located
 
 
-def _config_references(
-    agent: Any, index: int, problems: list[Problem]
-) -> tuple[tuple[str, Any], ...]:
-    """The references in a step's agent config (where only secrets may be named)."""
-    if not isinstance(agent, Mapping) or not isinstance(agent.get("config"), Mapping):
-        return ()
-    return config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
+def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:
+    """Report the malformed `${secrets...}` references of a step's agent config."""
+    if isinstance(agent, Mapping) and isinstance(agent.get("config"), Mapping):
+        config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
 
 
 def _structure_str(value: Any, _: type) -> str:

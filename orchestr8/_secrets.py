@@ -27,7 +27,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import InputValidationError, MissingSecretError, Problem, SecretsFileError
-from ._expressions import append_path, compile_config
+from ._expressions import append_path, bind_config_secrets, config_references
 from ._redaction import (
     REDACTED,
     SECRET_VARIABLE_PREFIX,
@@ -117,10 +117,14 @@ def secret_names(workflow: Workflow) -> frozenset[str]:
     names: set[str] = set()
     for step in workflow.steps:
         names.update(step.input.secret_names)
-        config = compile_config(step.agent.config)
-        if config is not None:
-            names.update(config.secret_names)
+        names.update(_config_secret_names(step.agent.config))
     return frozenset(names)
+
+
+def _config_secret_names(config: Mapping[str, Any]) -> set[str]:
+    """The secrets an agent config references (its problems were reported at load)."""
+    located = config_references(config, "$", [])
+    return {name for _, reference in located if (name := reference.secret_name) is not None}
 
 
 def bind_secrets(workflow: Workflow, secrets: Mapping[str, str]) -> Workflow:
@@ -135,10 +139,9 @@ def bind_secrets(workflow: Workflow, secrets: Mapping[str, str]) -> Workflow:
     changed = False
     for step in workflow.steps:
         bound_input = step.input.bind_secrets(secrets)
-        config = compile_config(step.agent.config)
         agent = step.agent
-        if config is not None and config.secret_names:
-            bound_config = config.bind_secrets(secrets).render({}, {})
+        if _config_secret_names(agent.config):
+            bound_config = bind_config_secrets(agent.config, secrets)
             agent = AgentSpec(id=agent.id, version=agent.version, config=bound_config)
         if bound_input is step.input and agent is step.agent:
             steps.append(step)

@@ -62,8 +62,8 @@ class AgentSpec:
     config: dict[str, Any] = attrs.field(
         factory=dict,
         metadata=_meta(
-            "Configuration for the agent's constructor; strings may hold ${secrets.NAME}"
-            " references, and no other kind."
+            "Configuration for the agent's constructor; ${secrets.NAME} in its strings is"
+            " replaced by the secret, other text is kept as written."
         ),
     )
 
@@ -215,12 +215,11 @@ class Workflow:
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
                 ),
-                config_references=config_references(
-                    step.agent.config, f"$.steps[{index}].agent.config", config_problems
-                ),
             )
             for index, step in enumerate(self.steps)
         ]
+        for index, step in enumerate(self.steps):
+            config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,

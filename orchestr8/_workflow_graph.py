@@ -25,15 +25,13 @@ class StepOutline:
     """What the graph checks need from one step, gathered even from a document with other errors.
 
     `step_id` is None, and `depends_on` entries are None, where the document holds no usable id;
-    `references` pair each reference of the step's input with the JSON path of the string holding
-    it; `config_references` do the same for its agent's config (where only secrets may be named).
+    `references` pair each reference with the JSON path of the string holding it.
     """
 
     index: int
     step_id: str | None
     depends_on: tuple[str | None, ...] = ()
     references: tuple[tuple[str, Reference], ...] = ()
-    config_references: tuple[tuple[str, Reference], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -90,15 +88,6 @@ def analyse_graph(
                     path, reference, outline.step_id, ancestors, known_input, dependencies
                 )
             )
-        problems.extend(
-            Problem(
-                path,
-                f"{reference.text}: an agent's config may reference only secrets "
-                "(${secrets.NAME}); inputs and step outputs belong in the step's input",
-            )
-            for path, reference in outline.config_references
-            if reference.source != "secrets"
-        )
     for path, reference in output_references:
         if reference.source == "secrets":
             problems.append(

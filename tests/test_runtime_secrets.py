@@ -1,4 +1,4 @@
-"""Secrets the journal never keeps: `${secrets.NAME}`, secrets files, redacted inputs on resume.
+"""`_secrets` and the runtime: `${secrets.NAME}`, secrets files, redacted inputs on resume.
 
 The first tests cover `orchestr8._secrets` alone; the rest run executions through the runtime on
 a real SQLite journal and read what it recorded, byte for byte.
@@ -154,8 +154,8 @@ def test_secret_references_in_step_inputs_and_agent_configs_load() -> None:
 @pytest.mark.parametrize(
     ("step", "output", "path", "message"),
     [
-        ({"id": "a", "agent": {"id": "echo", "config": {"k": "${inputs.x}"}}}, None,
-         "$.steps[0].agent.config.k", "an agent's config may reference only secrets"),
+        ({"id": "a", "agent": {"id": "echo", "config": {"k": ["${secrets.A.b}"]}}}, None,
+         "$.steps[0].agent.config.k[0]", "a secret reference is '${secrets.NAME}'"),
         ({"id": "a", "agent": "echo"}, {"leak": "${secrets.TOKEN}"},
          "$.output.leak", "the output cannot reference secrets"),
         ({"id": "a", "agent": "echo", "input": "${secrets.TOKEN.field}"}, None,
@@ -173,6 +173,18 @@ def test_misplaced_or_malformed_secret_references_are_validation_errors(
         load_workflow(document(step, **options))
     assert [problem.path for problem in caught.value.problems] == [path]
     assert message in caught.value.problems[0].message
+
+
+def test_a_config_interprets_secret_references_only() -> None:
+    """`${input.topic}` in a config is the agent's own text (an llm prompt): kept as written."""
+    config = {"prompt": "About ${input.topic}, ${inputs.x}", "key": "$${secrets.KEPT}",
+              "auth": ["Bearer ${ secrets.TOKEN }", "$$$${secrets.TOKEN}"]}
+    loaded = load_workflow(document({"id": "a", "agent": {"id": "fail", "config": config}}))
+    assert secret_names(loaded) == {"TOKEN"}
+    assert bind_secrets(loaded, {"TOKEN": TOKEN}).steps[0].agent.config == {
+        "prompt": "About ${input.topic}, ${inputs.x}", "key": "${secrets.KEPT}",
+        "auth": [f"Bearer {TOKEN}", "$${secrets.TOKEN}"],
+    }
 
 
 def test_binding_replaces_references_by_values_and_keeps_the_original() -> None:
