@@ -14,6 +14,7 @@ each execution leases its secret values to the redactor until it ends.
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import os
 import random
@@ -58,12 +59,15 @@ from ._secrets import (
     Secrets,
     bind_secrets,
     redacted_inputs,
+    redacted_literals,
     resupply_inputs,
     secret_names,
     secret_values_of,
 )
 from ._step_resilience import SharedResilience
 from ._workflow import Workflow
+
+_logger = logging.getLogger("orchestr8.runtime")
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
 """What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
@@ -284,6 +288,13 @@ class Runtime:
             for step_id, step in state.steps.items()
             if step.status is StepStatus.SUCCEEDED and step_id in loaded.steps_by_id
         }
+        rerun = [step.id for step in loaded.steps if step.id not in completed]
+        if literals := redacted_literals(loaded, rerun):
+            _logger.warning(
+                "execution %s resumes with '***' at %s: the journal keeps literal secrets "
+                "redacted; write ${secrets.NAME} for the values a resume needs",
+                execution_id, ", ".join(literals),
+            )
         factory = EventFactory(
             execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
         )

@@ -177,6 +177,38 @@ def redacted_inputs(recorded: Mapping[str, Any], redactor: Redactor | None = Non
     return [name for name, value in recorded.items() if _holds_redacted(name, value, redactor)]
 
 
+def redacted_literals(
+    workflow: Workflow, step_ids: Iterable[str], redactor: Redactor | None = None
+) -> list[str]:
+    """The JSON paths, in the given steps' `input` and agent `config`, of values journaled `***`.
+
+    A literal secret written in a workflow is journaled redacted, so a resumed step would get
+    `***` in its place: the runtime warns, naming each path (`${secrets.NAME}` avoids it).
+    """
+    redactor = redactor or default_redactor()
+    wanted = set(step_ids)
+    paths: list[str] = []
+    for index, step in enumerate(workflow.steps):
+        if step.id in wanted:
+            _find_redacted(step.input.source, f"$.steps[{index}].input", redactor, paths)
+            _find_redacted(step.agent.config, f"$.steps[{index}].agent.config", redactor, paths)
+    return paths
+
+
+def _find_redacted(value: Any, path: str, redactor: Redactor, found: list[str]) -> None:
+    """Append the path of every value under a secret key that is exactly `***`."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = append_path(path, str(key))
+            if item == REDACTED and redactor.is_secret_key(str(key)):
+                found.append(where)
+            else:
+                _find_redacted(item, where, redactor, found)
+    elif isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            _find_redacted(item, append_path(path, position), redactor, found)
+
+
 def resupply_inputs(
     recorded: Mapping[str, Any],
     supplied: Mapping[str, Any] | None,

@@ -309,3 +309,27 @@ async def test_an_executions_secrets_are_released_when_it_ends(fresh_redactor: R
             await handle.wait()
     assert fresh_redactor.secret_count == 0
     assert default_redactor() is fresh_redactor
+
+
+async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A literal secret comes back as `***` on resume: a warning names where, and the fix."""
+    workflow = document(
+        python("first", "fails_until_fixed", input={"token": "literal-token-1"}),
+        {**python("second", "fails_until_fixed", input={"password": "literal-pass-1"}),
+         "depends_on": ["first"]},
+    )
+    FAILS["second"] = 1
+    async with open_runtime() as runtime:
+        handle = await runtime.start(workflow)
+        assert (await handle.wait()).status is ExecutionStatus.FAILED
+        with caplog.at_level("WARNING", logger="orchestr8.runtime"):
+            result = await (await runtime.resume(handle.execution_id)).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "orchestr8.runtime"] == [
+        f"execution {handle.execution_id} resumes with '***' at $.steps[1].input.password: the "
+        "journal keeps literal secrets redacted; write ${secrets.NAME} for the values a resume "
+        "needs"
+    ]
