@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -112,13 +113,44 @@ class Secrets:
         return found
 
 
-def secret_names(workflow: Workflow) -> frozenset[str]:
-    """Every secret the workflow references, in step inputs and agent configs."""
+@attrs.frozen
+class _WorkflowSecrets:
+    """What one workflow holds of secrets: the names it references, the literals it contains."""
+
+    names: frozenset[str]
+    literals: tuple[str, ...]
+    redactor: Redactor
+
+
+_found: dict[int, tuple[weakref.ref[Workflow], _WorkflowSecrets]] = {}
+
+
+def _workflow_secrets(workflow: Workflow, redactor: Redactor) -> _WorkflowSecrets:
+    """Scan a workflow once per object (a service starts the same one again and again).
+
+    The literals depend on the redactor's key patterns, so a new default redactor rescans.
+    """
+    key = id(workflow)
+    cached = _found.get(key)
+    if cached is not None and cached[0]() is workflow and cached[1].redactor is redactor:
+        return cached[1]
     names: set[str] = set()
+    literals: list[str] = []
     for step in workflow.steps:
         names.update(step.input.secret_names)
         names.update(_config_secret_names(step.agent.config))
-    return frozenset(names)
+        literals += secret_values_in(step.input.source, redactor)
+        literals += secret_values_in(step.agent.config, redactor)
+    found = _WorkflowSecrets(frozenset(names), tuple(literals), redactor)
+    # Forgotten when the workflow is: its id may then be reused by another object.
+    reference = weakref.ref(workflow, lambda _: _found.pop(key, None))
+    _found[key] = (reference, found)
+    return found
+
+
+def secret_names(workflow: Workflow) -> frozenset[str]:
+    """Every secret the workflow references, in step inputs and agent configs."""
+    return _workflow_secrets(workflow, default_redactor()).names
 
 
 def _config_secret_names(config: Mapping[str, Any]) -> set[str]:
@@ -164,11 +196,8 @@ def secret_values_of(
     or a log line is redacted there too, not only under its key).
     """
     redactor = redactor or default_redactor()
-    values = [*secrets.values(), *secret_values_in(inputs, redactor)]
-    for step in workflow.steps:
-        values += secret_values_in(step.input.source, redactor)
-        values += secret_values_in(step.agent.config, redactor)
-    return values
+    literals = _workflow_secrets(workflow, redactor).literals
+    return [*secrets.values(), *secret_values_in(inputs, redactor), *literals]
 
 
 def redacted_inputs(recorded: Mapping[str, Any], redactor: Redactor | None = None) -> list[str]:
