@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
@@ -297,3 +298,36 @@ def test_secret_variables_of_the_environment_are_known() -> None:
     """`ORCHESTR8_SECRET_NAME` values (for `${secrets.NAME}`) are redacted everywhere."""
     redactor = Redactor.from_environment({"ORCHESTR8_SECRET_DB": "db-pass-1234"})
     assert redactor.redact_text("connect db-pass-1234") == "connect ***"
+
+
+_KEYS = st.sampled_from(["api_key", "token", "password", "topic", "Authorization", "n"])
+_VALUES = st.recursive(
+    st.none() | st.integers() | st.sampled_from(["text", KEY, "${inputs.topic}", "Bearer x1234"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_KEYS, children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    properties=st.dictionaries(_KEYS, st.sampled_from([{"type": "string"}, {"default": KEY}]),
+                               max_size=4),
+    inputs=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=3), min_size=1, max_size=3),
+    configs=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=3), min_size=1, max_size=3),
+)
+def test_redacting_a_workflow_always_leaves_a_loadable_workflow_with_the_same_structure(
+    properties: dict[str, Any], inputs: list[dict[str, Any]], configs: list[dict[str, Any]]
+) -> None:
+    """Whatever keys and values it holds, the journaled copy loads, with its schema and steps."""
+    from orchestr8._codec import load_workflow
+
+    schema = {"type": "object", "properties": {**properties, "topic": {"type": "string"}}}
+    steps = [
+        {"id": f"token{index}", "agent": {"id": "echo", "config": config}, "input": step_input}
+        for index, (step_input, config) in enumerate(zip(inputs, configs, strict=False))
+    ]
+    document = {"schema_version": "1.0", "name": "keyed", "inputs": schema, "steps": steps}
+    redacted = Redactor(secret_values=[KEY]).redact_workflow(document)
+    loaded = load_workflow(redacted)
+    assert set(loaded.inputs["properties"]) == set(schema["properties"])
+    assert [step.id for step in loaded.steps] == [step["id"] for step in steps]
+    assert KEY not in json.dumps(redacted)
