@@ -26,15 +26,9 @@ import referencing.exceptions
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
+from ._config_secrets import config_references
 from ._errors import InputValidationError, Problem, WorkflowValidationError
-from ._expressions import (
-    Template,
-    append_path,
-    compile_template,
-    config_references,
-    json_type_name,
-    scan_template,
-)
+from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
 from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
 from ._redaction import default_redactor, redact_text, secret_values_in

@@ -27,8 +27,9 @@ from typing import Any, Final
 
 import attrs
 
+from ._config_secrets import bind_config_secrets, config_references
 from ._errors import InputValidationError, MissingSecretError, Problem, SecretsFileError
-from ._expressions import append_path, bind_config_secrets, config_references
+from ._expressions import append_path
 from ._redaction import (
     REDACTED,
     SECRET_VARIABLE_PREFIX,

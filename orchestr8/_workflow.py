@@ -17,8 +17,9 @@ from typing import Annotated, Any, Final, Literal
 
 import attrs
 
+from ._config_secrets import config_references
 from ._errors import Problem, WorkflowValidationError
-from ._expressions import Template, compile_template, config_references
+from ._expressions import Template, compile_template
 from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
