@@ -187,38 +187,55 @@ class Runtime:
         secrets = self.secrets.resolve(secret_names(loaded))
         lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
         try:
-            record = ExecutionRecord(
-                execution_id=execution_id or uuid.uuid4().hex,
-                workflow_name=loaded.name,
-                # Secret-looking values never reach the journal, and what is recorded stays a
-                # valid workflow: resume reloads it and takes the secrets again (`_secrets`).
-                workflow=redact_workflow(journal_document(loaded)),
-                inputs=redact(checked_inputs),
-                correlation_id=correlation_id,
-                idempotency_key=idempotency_key,
+            return await self._record_and_launch(
+                loaded, bind_secrets(loaded, secrets), checked_inputs, lease, execution_id,
+                execution_timeout, correlation_id, idempotency_key,
             )
-            stored, created = await self.journal.create_or_find(record)
-            if not created:
-                # Another runtime or process recorded this idempotency key first: that is the one.
-                lease.release()
-                return await self._handle_for(stored)
-            # The id is new, so no other process can hold its lock unless something is badly wrong.
-            if not self._locks.acquire(record.execution_id):
-                raise ExecutionStateError(
-                    f"execution {record.execution_id} is running in another process or runtime; "
-                    "it cannot be started"
-                )
-            try:
-                emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
-                run = self._execution(
-                    record.execution_id, bind_secrets(loaded, secrets), checked_inputs, emitter,
-                    execution_timeout, correlation_id=record.correlation_id,
-                )
-            except BaseException:
-                self._locks.release(record.execution_id)
-                raise
         except BaseException:
             lease.release()
+            raise
+
+    async def _record_and_launch(
+        self,
+        loaded: Workflow,
+        bound: Workflow,
+        checked_inputs: dict[str, Any],
+        lease: SecretLease,
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
+        record = ExecutionRecord(
+            execution_id=execution_id or uuid.uuid4().hex,
+            workflow_name=loaded.name,
+            # Secret-looking values never reach the journal, and what is recorded stays a valid
+            # workflow: resume reloads it and takes the secrets again (`_secrets`).
+            workflow=redact_workflow(journal_document(loaded)),
+            inputs=redact(checked_inputs),
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+        )
+        stored, created = await self.journal.create_or_find(record)
+        if not created:
+            # Another runtime or process recorded this idempotency key first: that is the one.
+            lease.release()
+            return await self._handle_for(stored)
+        # The id is new, so no other process can hold its lock unless something is badly wrong.
+        if not self._locks.acquire(record.execution_id):
+            raise ExecutionStateError(
+                f"execution {record.execution_id} is running in another process or runtime; "
+                "it cannot be started"
+            )
+        try:
+            emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
+            run = self._execution(
+                record.execution_id, bound, checked_inputs, emitter, execution_timeout,
+                correlation_id=record.correlation_id,
+            )
+        except BaseException:
+            self._locks.release(record.execution_id)
             raise
         return await self._launch(run, lease)
 
