@@ -62,6 +62,9 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         journal_option,
         click.option("--json", "as_json", is_flag=True,
                      help="Print the result as one JSON document on stdout."),
+        click.option("--secrets-file", metavar="FILE",
+                     help="A JSON object of secrets by name for ${secrets.NAME}; "
+                          "over $ORCHESTR8_SECRET_NAME variables."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -84,7 +87,7 @@ def cli() -> None:
 async def run(
     file: str, input_pairs: Sequence[str], inputs_file: str | None,
     timeout_seconds: float | None,
-    cancel_grace: float, journal: str | None, as_json: bool,
+    cancel_grace: float, journal: str | None, as_json: bool, secrets_file: str | None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -98,6 +101,7 @@ async def run(
         guard,
         journal_path,
         load_checked,
+        load_secrets,
         parse_inputs,
     )
 
@@ -106,6 +110,7 @@ async def run(
 
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
         allow_local_imports()
         workflow = load_checked(file)
         validate_inputs(workflow, inputs)
@@ -117,44 +122,67 @@ async def run(
                         f"{count} step{'s' if count != 1 else ''}")
             return handle, [step.id for step in workflow.steps], headline
 
-        return await drive(begin, journal_path(journal), journal, cancel_grace, as_json)
+        return await drive(begin, journal_path(journal), journal, cancel_grace, as_json,
+                           secrets=secrets)
 
     return await guard(action)
 
 
 @cli.command()
 @click.argument("execution_id", metavar="ID")
+@click.option("--input", "-i", "input_pairs", multiple=True, metavar="KEY=VALUE",
+              help="An input the journal keeps redacted (its key looks like a secret), "
+                   "supplied again; VALUE as for run.")
+@click.option("--inputs-file", metavar="FILE",
+              help="A JSON object of such inputs ('-' for stdin); --input values override it.")
 @run_options
 async def resume(
-    execution_id: str, timeout_seconds: float | None, cancel_grace: float, journal: str | None,
-    as_json: bool,
+    execution_id: str, input_pairs: Sequence[str], inputs_file: str | None,
+    timeout_seconds: float | None, cancel_grace: float, journal: str | None,
+    as_json: bool, secrets_file: str | None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
     ID may be a unique prefix. Steps that succeeded keep their recorded output; the others run
-    again. Progress, output and exit codes are those of `run`.
+    again. Progress, output and exit codes are those of `run`. Inputs the journal keeps redacted
+    (`api_key`, `password`...) must be given again with --input; ${secrets.NAME} references are
+    read again from the environment or --secrets-file.
     """
     from ._cli_run import drive
     from ._cli_support import (
+        CommandError,
         allow_local_imports,
         check_timeout,
         declared_steps,
         find_execution,
         guard,
         journal_path,
+        load_secrets,
+        parse_inputs,
     )
 
     async def action() -> int:
         checked_timeout = check_timeout(timeout_seconds)
+        inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
         allow_local_imports()
         path = journal_path(journal, must_exist=True)
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
+            from ._errors import InputValidationError
             from ._events import ExecutionStatus, StepStatus, replay
 
             record = await find_execution(runtime.journal, execution_id)
             state = replay(await runtime.journal.events(record.execution_id))
-            handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
+            try:
+                handle = await runtime.resume(
+                    record.execution_id, execution_timeout=checked_timeout, inputs=inputs
+                )
+            except InputValidationError as error:
+                raise CommandError(
+                    f"{error}\ngive redacted inputs again with --input NAME=VALUE "
+                    "(or --inputs-file FILE)"
+                ) from None
             if state.status is ExecutionStatus.RUNNING:
                 sys.stderr.write(
                     f"note: execution {record.execution_id} never recorded an ending (its "
@@ -166,7 +194,7 @@ async def resume(
                         f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused")
             return handle, step_ids, headline
 
-        return await drive(begin, path, journal, cancel_grace, as_json)
+        return await drive(begin, path, journal, cancel_grace, as_json, secrets=secrets)
 
     return await guard(action)
 

@@ -20,28 +20,34 @@ if TYPE_CHECKING:
     from ._cli_views import ProgressView
     from ._journal import Journal
     from ._runtime import ExecutionHandle, Runtime
+    from ._secrets import Secrets
 
 Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]]]
 """Starts or resumes an execution; returns its handle, its step ids and the line announcing it."""
 
 
 async def drive(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
+    *, secrets: Secrets | None = None,
 ) -> int:
-    """Start or resume an execution, show its progress, print its result, return the exit code."""
+    """Start or resume an execution, show its progress, print its result, return the exit code.
+
+    `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables).
+    """
     from ._runtime import tune_garbage_collection
     from ._telemetry_export import configure_from_environment, shutdown_telemetry
 
     tune_garbage_collection()
     configure_from_environment()
     try:
-        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json)
+        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json, secrets)
     finally:
         shutdown_telemetry()
 
 
 async def _drive_runtime(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool
+    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
+    secrets: Secrets | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     import signal
@@ -55,7 +61,7 @@ async def _drive_runtime(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_runtime(journal=path, cancel_grace=cancel_grace) as runtime,
+            open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
             runtime.bus.subscribe(buffer=4096) as events,
         ):
             handle, step_ids, headline = await begin(runtime)

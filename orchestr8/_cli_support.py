@@ -18,6 +18,7 @@ import asyncclick as click
 if TYPE_CHECKING:
     from ._journal import ExecutionRecord, Journal
     from ._results import ExecutionResult
+    from ._secrets import Secrets
     from ._workflow import Workflow
 
 EXIT_OK = 0
@@ -79,6 +80,23 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
         except RecursionError:
             raise CommandError(f"--input {key}: nested too deeply") from None
     return inputs
+
+
+def load_secrets(secrets_file: str | None) -> Secrets | None:
+    """The secrets of `--secrets-file` over the environment (None: the environment alone).
+
+    Raises:
+        CommandError: the file is unreadable or not a JSON object of strings.
+    """
+    from ._errors import SecretsFileError
+    from ._secrets import Secrets
+
+    if secrets_file is None:
+        return None
+    try:
+        return Secrets.from_file(secrets_file)
+    except SecretsFileError as error:
+        raise CommandError(f"--secrets-file {error}") from None
 
 
 def _reject_constant(name: str) -> Any:

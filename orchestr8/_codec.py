@@ -26,10 +26,12 @@ import referencing.exceptions
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
+from ._config_secrets import config_references
 from ._errors import InputValidationError, Problem, WorkflowValidationError
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
 from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
+from ._redaction import default_redactor, redact_text, secret_values_in
 from ._schema import schema_problems, show_value, sort_problems
 from ._workflow import (
     SCHEMA_VERSION,
@@ -316,6 +318,7 @@ def _document_checks(
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems),
             )
         )
+        _check_config_secrets(step.get("agent"), index, problems)
         agent = step.get("agent")
         agent_path = f"$.steps[{index}].agent"
         if isinstance(agent, Mapping):
@@ -341,6 +344,12 @@ def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[s
     located, malformed = scan_template(value, path=path)
     problems.extend(malformed)
     return located
+
+
+def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:
+    """Report the malformed `${secrets...}` references of a step's agent config."""
+    if isinstance(agent, Mapping) and isinstance(agent.get("config"), Mapping):
+        config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -491,5 +500,18 @@ def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None)
         except referencing.exceptions.Unresolvable as error:
             problems = [Problem("$.inputs", f"the inputs schema has an unresolvable $ref: {error}")]
     if problems:
-        raise InputValidationError(sort_problems(problems))
+        raise InputValidationError(sort_problems(_without_secrets(problems, values)))
     return values
+
+
+def _without_secrets(problems: list[Problem], inputs: Mapping[str, Any]) -> list[Problem]:
+    """The problems with the inputs' secret values (`api_key`...) redacted from their messages.
+
+    Schema messages quote the value they refuse (`'sk-...' is too short`), and these messages go
+    to terminals, logs and response bodies.
+    """
+    secrets = secret_values_in(inputs)
+    if not secrets:
+        return problems
+    with default_redactor().lease(secrets):
+        return [Problem(problem.path, redact_text(problem.message)) for problem in problems]

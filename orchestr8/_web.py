@@ -29,12 +29,15 @@ from werkzeug.http import HTTP_STATUS_CODES
 from ._codec import journal_document, validate_inputs
 from ._errors import (
     ExecutionNotFoundError,
+    ExecutionStateError,
     InputValidationError,
     JournalError,
+    MissingSecretError,
+    Problem,
     WorkflowValidationError,
 )
 from ._events import ExecutionStatus, replay
-from ._redaction import redact
+from ._redaction import redact, redact_workflow, register_secret
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (
@@ -46,6 +49,7 @@ from ._web_documents import (
     execution_summary,
     json_response,
     parse_execute_request,
+    parse_resume_request,
     problem_response,
     query_int,
     read_json_body,
@@ -111,6 +115,9 @@ def create_app(
         raise ValueError("the API key must be non-empty printable ASCII")
     if max_body < 1 or events_buffer < 1:
         raise ValueError("max_body and events_buffer must be at least 1")
+    if api_key is not None:
+        # Redacted wherever it would show: a problem body quoting a request, a log line.
+        register_secret(api_key)
     app = ServiceApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.service = ServiceState(
@@ -136,6 +143,8 @@ def create_app(
     app.add_url_rule("/executions/<execution_id>/journal", "get_journal", routes.get_journal,
                      methods=["GET"])
     app.add_url_rule("/executions/<execution_id>/cancel", "cancel_execution", routes.cancel,
+                     methods=["POST"])
+    app.add_url_rule("/executions/<execution_id>/resume", "resume_execution", routes.resume,
                      methods=["POST"])
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
     return app
@@ -210,7 +219,7 @@ class _Routes:
             existing = await self.runtime.journal.find_by_idempotency_key(key)
             # The journal keeps redacted copies: compare like with like.
             if existing is not None and _normal(existing.workflow, existing.inputs) != _normal(
-                redact(journal_document(workflow)), redact(inputs)
+                redact_workflow(journal_document(workflow)), redact(inputs)
             ):
                 raise ProblemError(
                     422, "idempotency-key-reused",
@@ -222,10 +231,13 @@ class _Routes:
     async def _start(
         self, workflow: Any, inputs: dict[str, Any], body: ExecuteRequest, key: str | None
     ) -> Response:
-        handle = await self.runtime.start(
-            workflow, inputs, execution_timeout=body.timeout,
-            correlation_id=body.correlation_id, idempotency_key=key,
-        )
+        try:
+            handle = await self.runtime.start(
+                workflow, inputs, execution_timeout=body.timeout,
+                correlation_id=body.correlation_id, idempotency_key=key,
+            )
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
         result = handle.result
         if result is not None:
             status = str(result.status)
@@ -316,6 +328,36 @@ class _Routes:
             "(the one that did stopped); `orchestr8 resume` continues it",
         )
 
+    async def resume(self, execution_id: str) -> Response:
+        """`POST /executions/{id}/resume`: continue a failed, cancelled or abandoned execution.
+
+        The optional body supplies again the inputs the journal keeps redacted, and a timeout.
+        """
+        if self.service.draining:
+            raise ProblemError(503, "shutting-down", "the server is shutting down; retry later")
+        # Optional: a request with neither a body nor a content type resumes as is.
+        sent = _has_body() or bool(request.headers.get("Content-Type"))
+        body = parse_resume_request(await read_json_body() if sent else {})
+        record = await self.runtime.journal.get_execution(execution_id)
+        g.correlation_id = record.correlation_id
+        try:
+            handle = await self.runtime.resume(
+                execution_id, execution_timeout=body.timeout, inputs=body.inputs
+            )
+        except InputValidationError as error:
+            raise ProblemError.from_problems("invalid-inputs", error.problems) from None
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
+        except WorkflowValidationError as error:
+            # The recorded workflow no longer loads here (an agent is gone): say what is wrong.
+            raise ProblemError.from_problems("invalid-workflow", error.problems) from None
+        except ExecutionStateError as error:
+            raise ProblemError(409, "execution-not-resumable", str(error)) from None
+        links = execution_links(handle.execution_id)
+        document = {"execution_id": handle.execution_id, "status": str(ExecutionStatus.RUNNING),
+                    "links": links}
+        return json_response(document, 202, headers={"Location": links["self"]})
+
     async def follow_events(self, execution_id: str) -> Response | None:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""
         after = query_int("after", default=0, low=0, high=2**62, args=websocket.args)
@@ -326,6 +368,19 @@ class _Routes:
             buffer=self.service.events_buffer, closing=self.service.closing,
         )
         return None
+
+
+def _missing_secrets(error: MissingSecretError) -> ProblemError:
+    """The 422 for secrets the server does not have, one error per secret named."""
+    problems = [Problem(f"secrets.{name}", "not set") for name in error.names]
+    return ProblemError(422, "missing-secrets", str(error), errors=problems)
+
+
+def _has_body() -> bool:
+    """Whether the request comes with a body (a length above 0, or chunks)."""
+    return bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower()
 
 
 def _is_live(runtime: Runtime, execution_id: str) -> bool:
@@ -381,9 +436,7 @@ async def _close_if_body_unread(response: Response) -> Response:
     An early refusal (401, 415, 503...) leaves the body unread; reusing that connection can stall
     the next request on it, so the client is told to open a new one.
     """
-    has_body = bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    ).lower()
+    has_body = _has_body()
     # HTTP/1 only: HTTP/2 has no connection-level headers, and its streams end on their own.
     if has_body and not g.get("body_read", False) and request.http_version in ("1.0", "1.1"):
         response.headers["Connection"] = "close"

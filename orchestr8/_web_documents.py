@@ -26,6 +26,7 @@ from ._errors import Problem
 from ._events import ExecutionState, StepState
 from ._expressions import append_path, json_type_name
 from ._journal import ExecutionRecord
+from ._redaction import redact_text
 from ._schema import sort_problems
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -42,6 +43,8 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-not-found": "Execution not found",
     "execution-finished": "Execution already finished",
     "execution-not-running": "Execution not running in this server",
+    "execution-not-resumable": "Execution cannot be resumed now",
+    "missing-secrets": "Secrets not set",
     "unauthorized": "Unauthorized",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",
@@ -49,6 +52,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+_RESUME_KEYS: Final = ("inputs", "timeout")
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
@@ -107,17 +111,23 @@ def problem_response(
     status: int, kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None, instance: str | None = None,
 ) -> Response:
-    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`."""
+    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`.
+
+    The detail, the instance and each error are redacted: they may quote what the request held
+    (an id that is a secret, a refused value).
+    """
     known = kind in PROBLEM_TYPES
     document: dict[str, Any] = {
         "type": f"urn:orchestr8:problem:{kind}" if known else "about:blank",
         "title": PROBLEM_TYPES[kind] if known else HTTP_STATUS_CODES.get(status, "Error"),
         "status": status,
-        "detail": detail,
-        "instance": instance if instance is not None else current_path(),
+        "detail": redact_text(detail),
+        "instance": redact_text(instance if instance is not None else current_path()),
     }
     if errors is not None:
-        document["errors"] = errors
+        document["errors"] = [
+            {name: redact_text(text) for name, text in error.items()} for error in errors
+        ]
     return json_response(document, status, headers=headers, content_type=PROBLEM_JSON)
 
 
@@ -241,13 +251,7 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     inputs = document.get("inputs")
     if inputs is not None and not isinstance(inputs, dict):
         problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
-    timeout = document.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float)
-        or not (math.isfinite(timeout) and timeout > 0)
-    ):
-        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
-                                f"{json.dumps(timeout)[:40]}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
     correlation_id = document.get("correlation_id")
     if correlation_id is not None and not (
         isinstance(correlation_id, str) and 1 <= len(correlation_id) <= 200
@@ -256,8 +260,52 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     assert isinstance(workflow, dict)
-    return ExecuteRequest(workflow, inputs, None if timeout is None else float(timeout),
-                          correlation_id)
+    return ExecuteRequest(workflow, inputs, timeout, correlation_id)
+
+
+@attrs.frozen
+class ResumeRequest:
+    """The body of `POST /executions/{id}/resume` (optional): inputs supplied again, a timeout."""
+
+    inputs: dict[str, Any] | None = None
+    timeout: float | None = None
+
+
+def parse_resume_request(document: Any) -> ResumeRequest:
+    """Check the shape of a resume request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    if not isinstance(document, dict):
+        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
+        raise ProblemError.from_problems("invalid-request", [problem])
+    problems: list[Problem] = []
+    for key in document:
+        if key not in _RESUME_KEYS:
+            close = difflib.get_close_matches(key, _RESUME_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    inputs = document.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return ResumeRequest(inputs, timeout)
+
+
+def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
+    """The `timeout` of a request body as seconds; a problem when it is no number above 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+        math.isfinite(timeout) and timeout > 0
+    ):
+        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
+                                f"{json.dumps(timeout)[:40]}"))
+        return None
+    return float(timeout)
 
 
 def query_int(

@@ -38,7 +38,8 @@ _ERRORS: Final = {
     "413": "The body is larger than the server's limit (1 MiB unless configured).",
     "415": "The body is not `application/json` (UTF-8).",
     "422": "The body is JSON but invalid: `errors` lists every problem by JSON path.",
-    "409": "The execution is not running: it finished, or the process that ran it stopped.",
+    "409": "The execution is in the wrong state: cancel needs it running here; resume needs it "
+           "neither running nor succeeded.",
     "500": "The server failed; the error was logged, the response holds no internals.",
     "503": "The journal cannot be used, or the server is shutting down.",
 }
@@ -148,6 +149,21 @@ def _paths() -> dict[str, Any]:
             "parameters": [_ID_PARAMETER],
             "responses": _responses("202", "Being cancelled.", "CancelAccepted", "404", "409"),
         }},
+        "/executions/{execution_id}/resume": {"post": {
+            "operationId": "resumeExecution",
+            "summary": "Continue a failed, cancelled or abandoned execution, reusing the "
+                       "outputs of the steps that succeeded.",
+            "description": "The body is optional. The journal keeps inputs under secret-looking "
+                           "keys redacted: supply them again in `inputs` (only them; 422 names "
+                           "the missing ones). `${secrets.NAME}` references are resolved again "
+                           "from the server's environment (422 `missing-secrets` when one is not "
+                           "set). 409 when it succeeded already or is running.",
+            "parameters": [_ID_PARAMETER],
+            "requestBody": {"required": False, **_content(_ref("ResumeRequest"))},
+            "responses": _responses("202", "Resumed and running. `Location` is its URL.",
+                                    "ExecutionAccepted", "400", "404", "409", "413", "415",
+                                    "422"),
+        }},
         "/executions/{execution_id}/events": {"get": {
             "operationId": "followEvents", "x-websocket": True,
             "summary": "WebSocket: the execution's events, past then live, one JSON text message "
@@ -206,6 +222,16 @@ def _schemas() -> dict[str, Any]:
                                       "Seconds; overrides the workflow's own `timeout`."}),
                 "correlation_id": _nullable({"type": "string", "minLength": 1,
                                              "maxLength": 200}),
+            },
+        },
+        "ResumeRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "inputs": _nullable({"type": "object", "description": "Inputs the journal "
+                                     "redacted, supplied again; checked against the "
+                                     "workflow's `inputs` schema."}),
+                "timeout": _nullable({"type": "number", "exclusiveMinimum": 0, "description":
+                                      "Seconds; overrides the workflow's own `timeout`."}),
             },
         },
         "ExecutionAccepted": {

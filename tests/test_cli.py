@@ -95,7 +95,9 @@ def call(
 def environment(path: Path, **extra: str) -> dict[str, str]:
     """The subprocess environment: no colour, `path` importable, no inherited journal."""
     env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    env.update(PYTHONPATH=str(path), NO_COLOR="1", **extra)
+    # The code under test stays first on the path (a worktree's, when PYTHONPATH names one).
+    inherited = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env.update(PYTHONPATH=os.pathsep.join([*inherited, str(path)]), NO_COLOR="1", **extra)
     return env
 
 
@@ -662,3 +664,80 @@ def test_inspect_timeline_draws_attempts_and_retry_waits(tmp_path: Path) -> None
     assert "succeeded" in rows["after"]
     refused = call("inspect", "--timeline", "--journal", journal, cwd=tmp_path)
     assert refused.code == 1
+
+
+# -- secrets on run and resume --------------------------------------------------------------------
+
+KEYED_AGENT = '''
+import pathlib
+
+
+def check(input):
+    """Fail until the marker file exists; then tell whether the secrets arrived intact."""
+    if not pathlib.Path(input["marker"]).exists():
+        raise RuntimeError("the marker file is missing")
+    return {"key_ok": input["key"] == "cli-key-123456",
+            "token_ok": input["token"] == "tok-98765432"}
+'''
+
+
+def assert_never_stored(root: Path, *secrets: bytes) -> None:
+    """No file of the journal (database, WAL, shared memory) holds any of `secrets`."""
+    for path in root.glob("j.db*"):
+        stored = path.read_bytes()
+        for secret in secrets:
+            assert secret not in stored, (path, secret)
+
+
+def test_resume_takes_redacted_inputs_and_secrets_again(tmp_path: Path) -> None:
+    """Neither the api_key input nor the secret is journaled; resume asks for them by name."""
+    (tmp_path / "keyed.py").write_text(KEYED_AGENT)
+    marker = tmp_path / "marker"
+    workflow = write_workflow(tmp_path / "w.json", [
+        {"id": "call", "agent": {"id": "python", "config": {"callable": "keyed:check"}},
+         "input": {"marker": str(marker), "key": "${inputs.api_key}",
+                   "token": "${secrets.SVC}"}, "policy": no_retry()},
+    ], inputs={"type": "object", "properties": {"api_key": {"type": "string"}},
+               "required": ["api_key"]})
+    journal = tmp_path / "j.db"
+    env = environment(tmp_path, ORCHESTR8_JOURNAL=str(journal))
+    first = cli("run", str(workflow), "-i", "api_key=cli-key-123456", "--json", cwd=tmp_path,
+                env={**env, "ORCHESTR8_SECRET_SVC": "tok-98765432"})
+    assert first.returncode == 2, first.stderr
+    execution_id = json.loads(first.stdout)["execution_id"]
+    assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
+    marker.touch()
+
+    bare = cli("resume", execution_id, cwd=tmp_path, env=env)
+    assert bare.returncode == 1
+    assert bare.stderr == (
+        "error: invalid inputs:\n  $.inputs.api_key: the journal keeps this input redacted (its "
+        "key looks like a secret); supply it again to resume\n"
+        "give redacted inputs again with --input NAME=VALUE (or --inputs-file FILE)\n"
+    )
+    no_secret = cli("resume", execution_id, "-i", "api_key=cli-key-123456", cwd=tmp_path, env=env)
+    assert no_secret.returncode == 1
+    assert no_secret.stderr == (
+        "error: missing secret SVC: set ORCHESTR8_SECRET_SVC in the environment, or put them in "
+        "a secrets file\n"
+    )
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps({"SVC": "tok-98765432"}))
+    resumed = cli("resume", execution_id, "-i", "api_key=cli-key-123456", "--secrets-file",
+                  str(secrets_file), "--json", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"]["call"]["output"] == {
+        "key_ok": True, "token_ok": True
+    }
+    assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
+
+
+def test_an_unusable_secrets_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A secrets file that is not a JSON object of strings: exit 1, naming the option and file."""
+    workflow = write_workflow(tmp_path / "w.json", [{"id": "a", "agent": "echo"}])
+    (tmp_path / "s.json").write_text('{"A": 1}')
+    outcome = call("run", str(workflow), "--secrets-file", "s.json", cwd=tmp_path)
+    assert outcome.code == 1
+    assert outcome.stderr == (
+        "error: --secrets-file s.json: every secret must be a string; these are not: $.A\n"
+    )

@@ -125,7 +125,7 @@ def test_parse_reference_returns_the_structure_and_the_end() -> None:
     assert text[end:] == " y"
 
 
-ROOT = "it must start with 'inputs' or 'steps.STEP_ID.output'"
+ROOT = "it must start with 'inputs', 'steps.STEP_ID.output' or 'secrets'"
 AFTER = "expected '.key', '[index]', '[\"key\"]' or '}' after"
 
 

@@ -46,6 +46,14 @@ def test_actor_runtime_is_public() -> None:
     assert runtime <= set(orchestr8.__all__)
 
 
+def test_secrets_are_public() -> None:
+    """Embedders pass `Secrets` to `open_runtime` and catch the secret errors."""
+    assert {"MissingSecretError", "SecretError", "Secrets", "SecretsFileError"} <= set(
+        orchestr8.__all__
+    )
+    assert issubclass(orchestr8.MissingSecretError, orchestr8.SecretError)
+
+
 def test_unknown_attribute_raises_attribute_error() -> None:
     """Asking the package for a name it does not export raises AttributeError."""
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -16,7 +16,9 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
-from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._agents import AgentContext
+from orchestr8._errors import ExecutionNotFoundError, JournalError, NonRetryableError
+from orchestr8._redaction import Redactor, set_default_redactor
 from orchestr8._web import ServiceApp, create_app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -855,3 +857,121 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
     assert f"orchestr8_step_retries_total{{{bad}}} 1" in text
     assert 'orchestr8_executions_in_flight{workflow_name="scraped"} 0' in text
     assert "orchestr8_step_duration_seconds_bucket{" in text
+
+
+# -- resume, and secrets in problem bodies ---------------------------------------------------
+
+DOWN: dict[str, int] = {}
+"""Failures still to come, by step id, for `down_once`."""
+
+
+async def down_once(input: Any, context: AgentContext) -> Any:
+    """Fail while `DOWN[step_id]` counts down, then return the input (a fault fixed later)."""
+    if DOWN.get(context.step_id, 0) > 0:
+        DOWN[context.step_id] -= 1
+        raise NonRetryableError("the service was down")
+    return input
+
+
+KEYED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "keyed",
+    "inputs": {"type": "object", "properties": {"api_key": {"type": "string"}},
+               "required": ["api_key"]},
+    "steps": [{"id": "call", "agent": {"id": "python", "config": {
+        "callable": f"{__name__}:down_once"}}, "input": {"key": "${inputs.api_key}"},
+        "policy": {"retry": {"max_attempts": 1}}}],
+}
+
+
+async def test_resume_continues_an_execution_and_names_redacted_inputs_it_needs(
+    client: Client, runtime: Runtime
+) -> None:
+    """POST resume: 422 naming the redacted input, then 202 with it; the execution succeeds."""
+    DOWN["call"] = 1
+    execution_id = await start(client, KEYED, inputs={"api_key": "rest-key-12345"})
+    await finish(runtime, execution_id)
+    path = f"/executions/{execution_id}/resume"
+    missing = await problem(await client.post(path), 422)
+    assert missing["type"] == "urn:orchestr8:problem:invalid-inputs"
+    assert [error["path"] for error in missing["errors"]] == ["$.inputs.api_key"]
+    response = await client.post(path, json={"inputs": {"api_key": "rest-key-12345"}})
+    assert response.status_code == 202, await response.get_data(as_text=True)
+    assert response.headers["Location"] == f"/executions/{execution_id}"
+    assert (await response.get_json())["status"] == "running"
+    await finish(runtime, execution_id)
+    document = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert document["status"] == "succeeded"
+    assert document["inputs"] == {"api_key": "***"}
+    done = await problem(await client.post(path, json={}), 409)
+    assert done["type"] == "urn:orchestr8:problem:execution-not-resumable"
+    assert "already succeeded" in done["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [({"inputs": [1]}, "$.inputs"), ({"timeout": 0}, "$.timeout"), ({"input": {}}, "$")],
+)
+async def test_a_malformed_resume_body_is_422(
+    client: Client, runtime: Runtime, body: Any, path: str
+) -> None:
+    """The resume body's shape is checked before anything is resumed."""
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    document = await problem(
+        await client.post(f"/executions/{execution_id}/resume", json=body), 422
+    )
+    assert [error["path"] for error in document["errors"]] == [path]
+
+
+async def test_resuming_an_unknown_execution_is_404(client: Client) -> None:
+    """As for every other route of an execution."""
+    document = await problem(await client.post("/executions/nope/resume"), 404)
+    assert document["type"] == "urn:orchestr8:problem:execution-not-found"
+
+
+async def test_a_missing_secret_makes_resume_422_naming_it(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${secrets.NAME}` is resolved again on resume; unset, the problem names it."""
+    monkeypatch.setenv("ORCHESTR8_SECRET_REST_TOKEN", "rest-token-value-1")
+    workflow = {**KEYED, "inputs": {"type": "object"},
+                "steps": [{**KEYED["steps"][0], "input": "${secrets.REST_TOKEN}"}]}
+    DOWN["call"] = 1
+    execution_id = await start(client, workflow)
+    await finish(runtime, execution_id)
+    monkeypatch.delenv("ORCHESTR8_SECRET_REST_TOKEN")
+    document = await problem(await client.post(f"/executions/{execution_id}/resume"), 422)
+    assert document["type"] == "urn:orchestr8:problem:missing-secrets"
+    assert document["errors"] == [{"path": "secrets.REST_TOKEN", "message": "not set"}]
+    assert "ORCHESTR8_SECRET_REST_TOKEN" in document["detail"]
+
+
+async def test_executing_a_workflow_whose_secret_is_not_set_is_422(client: Client) -> None:
+    """Nothing is started; the problem names the secret and the variable to set."""
+    workflow = {**ECHO, "steps": [{"id": "greet", "agent": "echo",
+                                   "input": "${secrets.NOT_SET_ANYWHERE}"}]}
+    response = await client.post("/workflows/execute",
+                                 json={"workflow": workflow, "inputs": {"who": "x"}})
+    document = await problem(response, 422)
+    assert document["type"] == "urn:orchestr8:problem:missing-secrets"
+    assert document["errors"] == [{"path": "secrets.NOT_SET_ANYWHERE", "message": "not set"}]
+    assert (await (await client.get("/executions")).get_json())["items"] == []
+
+
+async def test_problem_bodies_never_echo_a_secret(runtime: Runtime) -> None:
+    """The API key and environment secrets in a request come back as `***` in problems."""
+    previous = set_default_redactor(Redactor.from_environment({"GITHUB_TOKEN": "ghp_env_secret_1"}))
+    try:
+        client = create_app(runtime, api_key=KEY).test_client()
+        headers = {"Authorization": f"Bearer {KEY}"}
+        for secret in (KEY, "ghp_env_secret_1"):
+            response = await client.get(f"/executions/{secret}", headers=headers)
+            text = await response.get_data(as_text=True)
+            assert response.status_code == 404
+            assert secret not in text
+            document = json.loads(text)
+            assert document["detail"] == "no execution '***'"
+            assert document["instance"] == "/executions/***"
+    finally:
+        set_default_redactor(previous)
