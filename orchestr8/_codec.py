@@ -26,7 +26,12 @@ import referencing.exceptions
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
-from ._errors import InputValidationError, Problem, WorkflowValidationError
+from ._errors import (
+    InputValidationError,
+    Problem,
+    UnknownAgentError,
+    WorkflowValidationError,
+)
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
 from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
@@ -61,7 +66,8 @@ def load_workflow(
 
     Args:
         source: a path (str or path-like), JSON text, or an already parsed document.
-        agent_exists: tells whether an agent id is known; without it agents are not checked.
+        agent_exists: tells whether an agent id is known, or raises `UnknownAgentError` saying why
+            not (its message becomes the problem); without it agents are not checked.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -320,13 +326,10 @@ def _document_checks(
         agent_path = f"$.steps[{index}].agent"
         if isinstance(agent, Mapping):
             agent, agent_path = agent.get("id"), agent_path + ".id"
-        if (
-            agent_exists is not None
-            and isinstance(agent, str)
-            and agent
-            and not agent_exists(agent)
-        ):
-            problems.append(Problem(agent_path, f"unknown agent '{agent}'"))
+        if agent_exists is not None and isinstance(agent, str) and agent:
+            problem = _agent_problem(agent, agent_exists)
+            if problem is not None:
+                problems.append(Problem(agent_path, problem))
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(
         outlines,
@@ -335,6 +338,16 @@ def _document_checks(
         output_references=_references(document.get("output"), "$.output", problems),
     )
     return problems + list(graph.problems)
+
+
+def _agent_problem(agent: str, agent_exists: Callable[[str], bool]) -> str | None:
+    """Why `agent` is unusable, or None: `agent_exists` says no, or raises saying why."""
+    try:
+        if agent_exists(agent):
+            return None
+    except UnknownAgentError as error:
+        return str(error)
+    return f"unknown agent '{agent}'"
 
 
 def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[str, Any], ...]:
