@@ -180,13 +180,15 @@ class AgentRegistry:
         candidates = {*self.names(), *(project[1] if project is not None else ())}
         suggestions = difflib.get_close_matches(agent_id, sorted(candidates), n=3)
         hint = f" (did you mean {' or '.join(map(repr, suggestions))}?)" if suggestions else ""
-        given = ", ".join(sorted(self._agents)) or "none"
+        given = (
+            f"the agents given by the embedding program ({', '.join(sorted(self._agents))}), "
+            if self._agents else ""
+        )
         installed = ", ".join(sorted(self._entry_point_map())) or "none installed"
         return (
-            f"unknown agent {agent_id!r}{hint}: it is not among the agents given by the embedding "
-            f"program ({given}), the built-ins ({', '.join(sorted(BUILTIN_AGENTS))}) or the "
-            f"{ENTRY_POINT_GROUP!r} entry points ({installed}); to import an agent, name it "
-            "as 'module:attribute'"
+            f"unknown agent {agent_id!r}{hint}: it is not among {given}the built-ins "
+            f"({', '.join(sorted(BUILTIN_AGENTS))}) or the {ENTRY_POINT_GROUP!r} entry points "
+            f"({installed}); to import an agent, name it as 'module:attribute'"
         )
 
 

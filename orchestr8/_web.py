@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,7 @@ from ._web_documents import (
     execution_document,
     execution_links,
     execution_summary,
+    is_correlation_id,
     json_response,
     parse_execute_request,
     problem_response,
@@ -52,6 +54,10 @@ from ._web_documents import (
 )
 from ._web_events import stream_events
 from ._web_openapi import openapi_document
+
+_VISIBLE: Final = r"[\x21-\x7e\x80-\xff]+"
+_HEADER_VALUE: Final = re.compile(f"(?:{_VISIBLE}(?:[ \t]+{_VISIBLE})*)?")
+"""What a header value may hold: RFC 9110's field-value (as h11 checks it) in latin-1."""
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""
@@ -119,6 +125,8 @@ def create_app(
     routes = _Routes(app.service)
     app.before_request(routes.authenticate)
     app.before_websocket(routes.authenticate)
+    # After-request functions run last-registered first: the header check sees the final headers.
+    app.after_request(_sendable_headers)
     app.after_request(_close_if_body_unread)
     app.after_request(_correlation_header)
     app.register_error_handler(ProblemError, _problem_error)
@@ -362,17 +370,40 @@ async def _problem_error(error: ProblemError) -> Response:
 def _request_correlation_id() -> str:
     """The request's `X-Correlation-ID` if it is usable (1-200 printable ASCII), else a new id."""
     given = request.headers.get("X-Correlation-ID", "").strip()
-    if given and len(given) <= 200 and given.isascii() and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+    return given if is_correlation_id(given) else uuid.uuid4().hex
 
 
 async def _correlation_header(response: Response) -> Response:
     """Answer every request with its correlation id: the execution's, the caller's or a new one."""
-    value = g.get("correlation_id") or _request_correlation_id()
+    value = g.get("correlation_id")
+    if not (isinstance(value, str) and is_correlation_id(value)):
+        value = _request_correlation_id()
     g.correlation_id = value
     response.headers["X-Correlation-ID"] = value
     return response
+
+
+async def _sendable_headers(response: Response) -> Response:
+    """Turn a response whose headers HTTP cannot carry into a logged 500 problem.
+
+    Without this the server would fail while writing the response and the client would get an
+    empty 500 (or a dropped connection), with no problem document and no correlation id.
+    """
+    unsendable = sorted({
+        name for name, value in response.headers.items()
+        if _HEADER_VALUE.fullmatch(value) is None
+    })
+    if not unsendable:
+        return response
+    _logger.error("the response to %s %s had headers HTTP cannot carry: %s",
+                  _method(), current_path(), ", ".join(unsendable))
+    problem = problem_response(
+        500, "about:blank",
+        f"the server could not encode its response header {', '.join(unsendable)}; "
+        "the error was logged",
+    )
+    problem.headers["X-Correlation-ID"] = _request_correlation_id()
+    return problem
 
 
 async def _close_if_body_unread(response: Response) -> Response:

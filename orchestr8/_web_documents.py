@@ -49,6 +49,8 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+MAX_CORRELATION_ID: Final = 200
+"""The longest correlation id taken, from the body or the `X-Correlation-ID` header."""
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
@@ -242,22 +244,49 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     if inputs is not None and not isinstance(inputs, dict):
         problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
     timeout = document.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float)
-        or not (math.isfinite(timeout) and timeout > 0)
-    ):
+    if timeout is not None and not _is_positive_seconds(timeout):
         problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
                                 f"{json.dumps(timeout)[:40]}"))
     correlation_id = document.get("correlation_id")
     if correlation_id is not None and not (
-        isinstance(correlation_id, str) and 1 <= len(correlation_id) <= 200
+        isinstance(correlation_id, str) and is_correlation_id(correlation_id)
     ):
-        problems.append(Problem("$.correlation_id", "expected a string of 1 to 200 characters"))
+        problems.append(Problem(
+            "$.correlation_id",
+            f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
+            "ending with a space (it is sent back in the X-Correlation-ID header), got "
+            f"{json.dumps(correlation_id)[:60]}",
+        ))
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     assert isinstance(workflow, dict)
     return ExecuteRequest(workflow, inputs, None if timeout is None else float(timeout),
                           correlation_id)
+
+
+def is_correlation_id(value: str) -> bool:
+    """Whether `value` can be a correlation id: 1-200 printable ASCII, no surrounding spaces.
+
+    The id is sent back in the `X-Correlation-ID` response header, and copied into logs and
+    events; control characters, non-ASCII text and surrounding spaces cannot travel there intact.
+    """
+    return (
+        0 < len(value) <= MAX_CORRELATION_ID
+        and value.isascii()
+        and value.isprintable()
+        and value == value.strip()
+    )
+
+
+def _is_positive_seconds(value: Any) -> bool:
+    """Whether `value` is a JSON number of seconds above 0 that a float holds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def query_int(

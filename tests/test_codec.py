@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestr8._agent_registry import AgentRegistry
 from orchestr8._codec import (
     MAX_DOCUMENT_BYTES,
     converter,
@@ -57,9 +58,9 @@ def with_changes(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda path: path.stem)
 def test_golden_broken_workflows_report_exactly_the_expected_problems(path: Path) -> None:
-    """Each broken workflow in `tests/golden` yields exactly the lines of its `.expected` file."""
+    """Each broken workflow in `tests/golden` gives exactly the lines `orchestr8 validate` shows."""
     expected = path.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
-    assert problems(path, agent_exists=KNOWN_AGENTS.__contains__) == expected
+    assert problems(path, agent_exists=AgentRegistry().check) == expected
 
 
 def test_every_golden_case_has_an_expected_file_and_problems() -> None:
