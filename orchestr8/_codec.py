@@ -23,6 +23,7 @@ from typing import Any, Final
 import attrs
 import cattrs
 import referencing.exceptions
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
@@ -35,7 +36,7 @@ from ._errors import (
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
 from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
-from ._schema import schema_problems, show_value, sort_problems
+from ._schema import LARGEST_NUMBER, schema_problems, show_value, sort_problems
 from ._workflow import (
     SCHEMA_VERSION,
     STEP_ID_PATTERN,
@@ -382,16 +383,30 @@ def _structure_int(value: Any, _: type) -> int:
 def _structure_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {json_type_name(value)}")
+    if isinstance(value, int) and not value <= LARGEST_NUMBER:
+        raise ValueError(f"{show_value(value)} is larger than any float")
     if not math.isfinite(value):
         raise ValueError(f"numbers must be finite, got {value!r}")
     return float(value)
 
 
 def _structure_tuple(value: Any, kind: Any) -> tuple[Any, ...]:
+    """Structure each item, failing with every item's error located by its index."""
     if not isinstance(value, list | tuple):
         raise TypeError(f"expected an array, got {json_type_name(value)}")
     (item_type, _) = typing.get_args(kind)
-    return tuple(converter.structure(item, item_type) for item in value)
+    items: list[Any] = []
+    errors: list[Exception] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(converter.structure(item, item_type))
+        except Exception as error:
+            note = f"Structuring {kind} @ index {index}"
+            error.add_note(IterableValidationNote(note, index, item_type))
+            errors.append(error)
+    if errors:
+        raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+    return tuple(items)
 
 
 def _is_tuple(kind: Any) -> bool:

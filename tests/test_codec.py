@@ -218,6 +218,23 @@ def test_the_converter_itself_is_strict(value: Any, kind: Any) -> None:
         converter.structure(value, kind)
 
 
+def test_the_converter_locates_errors_inside_arrays_by_index() -> None:
+    """Errors found while structuring array items keep the item's index in their path."""
+    document = {
+        "schema_version": "1.0",
+        "name": "w",
+        "steps": [
+            {"id": "a", "agent": "echo"},
+            {"id": "b", "agent": "echo", "policy": {"timeout": 10**400}},
+            {"id": "c", "agent": "echo", "depends_on": ["a", 5]},
+        ],
+    }
+    with pytest.raises(cattrs.BaseValidationError) as caught:
+        converter.structure(document, Workflow)
+    paths = [message.rpartition(" @ ")[2] for message in cattrs.transform_error(caught.value)]
+    assert sorted(paths) == ["$.steps[1].policy.timeout", "$.steps[2].depends_on[1]"]
+
+
 def test_every_problem_is_reported_at_once() -> None:
     """Type, key, graph and reference problems of one document come back together."""
     document = with_changes(
