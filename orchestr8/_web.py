@@ -39,6 +39,9 @@ from ._redaction import redact
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_SEQ,
     ExecuteRequest,
     ProblemError,
     current_path,
@@ -146,6 +149,8 @@ def create_app(
     app.add_url_rule("/executions/<execution_id>/cancel", "cancel_execution", routes.cancel,
                      methods=["POST"])
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
+    app.add_url_rule("/executions/<execution_id>/events", "events_without_upgrade",
+                     routes.events_without_upgrade, methods=["GET"])
     return app
 
 
@@ -269,6 +274,8 @@ class _Routes:
             raise ProblemError.parameter("status", f"expected one of {allowed}, got {status!r}")
         limit = query_int("limit", default=50, low=1, high=500)
         cursor = request.args.get("cursor") or None
+        if cursor is not None and re.fullmatch(CURSOR_PATTERN, cursor) is None:
+            raise ProblemError.parameter("cursor", "not a cursor from a previous page")
         try:
             page = await self.runtime.journal.list_executions(
                 status=status, limit=limit, before=cursor
@@ -286,7 +293,7 @@ class _Routes:
 
     async def get_journal(self, execution_id: str) -> Response:
         """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""
-        after = query_int("after", default=0, low=0, high=2**62)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ)
         limit = query_int("limit", default=100, low=1, high=1000)
         events = await self.runtime.journal.events(execution_id, after=after, limit=limit + 1)
         page = events[:limit]
@@ -326,7 +333,7 @@ class _Routes:
 
     async def follow_events(self, execution_id: str) -> Response | None:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""
-        after = query_int("after", default=0, low=0, high=2**62, args=websocket.args)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ, args=websocket.args)
         await self.runtime.journal.get_execution(execution_id)
         await websocket.accept()
         await stream_events(
@@ -334,6 +341,15 @@ class _Routes:
             buffer=self.service.events_buffer, closing=self.service.closing,
         )
         return None
+
+    async def events_without_upgrade(self, execution_id: str) -> Response:
+        """A plain `GET` of the events route: 426 naming the WebSocket upgrade (404 if unknown)."""
+        await self.runtime.journal.get_execution(execution_id)
+        return problem_response(
+            426, "upgrade-required",
+            f"{current_path()} is a WebSocket: connect with a WebSocket client (ws:// or wss://)",
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
 
 
 def _is_live(runtime: Runtime, execution_id: str) -> bool:
@@ -350,12 +366,10 @@ def _idempotency_key() -> str | None:
     if raw is None:
         return None
     key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= 255 or not all("!" <= char <= "~" for char in key):
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
         raise ProblemError(400, "invalid-header", "the Idempotency-Key header must be 1 to 255 "
-                           "visible ASCII characters")
-    return key
+                           "visible ASCII characters, bare or in double quotes")
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
 
 
 def _normal(workflow: Any, inputs: Any) -> Any:

@@ -43,14 +43,26 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-finished": "Execution already finished",
     "execution-not-running": "Execution not running in this server",
     "unauthorized": "Unauthorized",
+    "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",
 }
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+MAX_SEQ: Final = 2**62
+"""The largest `after` (an event seq) taken: far beyond any journal, within SQLite's integers."""
+_END: Final = r"(?![\s\S])"
+# Patterns end with `_END`, "nothing follows", not `$`: Python's `$` (the one jsonschema and
+# schemathesis use) also matches before a final newline, and `\Z` is not ECMA-262 (OpenAPI's).
+CURSOR_PATTERN: Final = f"^[A-Za-z0-9_-]*{_END}"
+"""What a `cursor` looks like: URL-safe base64 without padding (empty: the first page)."""
+IDEMPOTENCY_KEY_PATTERN: Final = f'^(?:"[!-~]{{1,255}}"|(?!"[!-~]*"{_END})[!-~]{{1,255}}){_END}'
+"""An `Idempotency-Key`: 1-255 visible ASCII characters, bare or as a quoted string."""
 MAX_CORRELATION_ID: Final = 200
 """The longest correlation id taken, from the body or the `X-Correlation-ID` header."""
+CORRELATION_ID_PATTERN: Final = f"^[!-~](?:[ -~]*[!-~])?{_END}"
+"""A correlation id: printable ASCII that neither starts nor ends with a space."""
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
@@ -270,12 +282,9 @@ def is_correlation_id(value: str) -> bool:
     The id is sent back in the `X-Correlation-ID` response header, and copied into logs and
     events; control characters, non-ASCII text and surrounding spaces cannot travel there intact.
     """
-    return (
-        0 < len(value) <= MAX_CORRELATION_ID
-        and value.isascii()
-        and value.isprintable()
-        and value == value.strip()
-    )
+    if len(value) > MAX_CORRELATION_ID:
+        return False
+    return re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
 
 
 def _is_positive_seconds(value: Any) -> bool:
