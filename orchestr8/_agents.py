@@ -10,6 +10,7 @@ instance whose logger adapter is only made when an agent first asks for it.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
@@ -248,7 +249,10 @@ def import_object(path: str) -> Any:
             owner = f"module {module_name!r}"
             if index:
                 owner = repr(f"{module_name}:{'.'.join(parts[:index])}")
-            raise AttributeError(f"{owner} has no attribute {part!r}")
+            public = [name for name in dir(target) if not name.startswith("_")]
+            close = difflib.get_close_matches(part, public, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise AttributeError(f"{owner} has no attribute {part!r}{hint}")
         target = getattr(target, part)
     return target
 

@@ -122,6 +122,13 @@ def test_entry_point_whose_module_exits(modules: Modules) -> None:
     assert "raised SystemExit: bad install" in message
 
 
+def test_missing_attribute_suggests_the_closest_names(modules: Modules) -> None:
+    """A module:Attr whose attribute is misspelt names the module's closest public names."""
+    name = modules.write("class WebSearch:\n    pass\n\n\nclass WebFetch:\n    pass\n")
+    message = failure(f"{name}:WebSerch")
+    assert f"module '{name}' has no attribute 'WebSerch' (did you mean 'WebSearch'" in message
+
+
 # Unknown ids
 
 
