@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import sys
 import typing
 import weakref
 from collections.abc import Callable, Mapping
@@ -190,6 +191,25 @@ def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
+@attrs.frozen
+class OversizedInteger:
+    """Stands for a JSON integer with more digits than Python converts, so it can be located."""
+
+    digits: int
+
+
+def parse_integer(text: str) -> int | OversizedInteger:
+    """`json.loads`'s `parse_int`: the integer, or a marker when it has too many digits.
+
+    Python refuses to convert integers of more than `sys.get_int_max_str_digits()` digits (4300),
+    which would fail the whole parse without saying where; the marker lets `json_value_problems`
+    name the value's path instead.
+    """
+    limit = sys.get_int_max_str_digits()
+    digits = len(text) - text.startswith("-")
+    return OversizedInteger(digits) if limit and digits > limit else int(text)
+
+
 def _parse_text(text: str, label: str | None) -> Any:
     def fail(message: str) -> WorkflowValidationError:
         return WorkflowValidationError([Problem("$", message)], source=label)
@@ -201,7 +221,10 @@ def _parse_text(text: str, label: str | None) -> Any:
         raise fail("the document is empty")
     recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            parse_int=parse_integer,
+        )
     except json.JSONDecodeError as error:
         raise fail(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
@@ -242,6 +265,9 @@ def json_value_problems(
             problems.append(Problem(where, f"not a JSON value: a {kind} (use a dict or a list)"))
         elif isinstance(item, float) and not math.isfinite(item):
             problems.append(Problem(where, f"numbers must be finite, got {item!r}"))
+        elif isinstance(item, OversizedInteger):
+            problems.append(Problem(where, f"a number with {item.digits} digits is larger than "
+                                    f"any float (at most {LARGEST_NUMBER!r})"))
         elif item is not None and not isinstance(item, str | int | float):
             problems.append(Problem(where, f"not a JSON value: a {type(item).__name__}"))
     return problems

@@ -21,7 +21,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import DuplicateKeyRecorder, json_value_problems, reject_constant
+from ._codec import DuplicateKeyRecorder, json_value_problems, parse_integer, reject_constant
 from ._errors import Problem
 from ._events import ExecutionState, StepState
 from ._expressions import append_path, json_type_name
@@ -163,7 +163,10 @@ async def read_json_body() -> Any:
                            f"{error.start})") from None
     recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            parse_int=parse_integer,
+        )
     except json.JSONDecodeError as error:
         raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
                            f"{error.colno}: {error.msg}") from None

@@ -218,6 +218,15 @@ def test_the_converter_itself_is_strict(value: Any, kind: Any) -> None:
         converter.structure(value, kind)
 
 
+def test_an_integer_too_long_for_python_is_named_at_its_path() -> None:
+    """A 5000-digit integer in a workflow file is a problem at its path, not a bare parse error."""
+    text = json.dumps(with_changes(timeout=1)).replace('"timeout": 1', '"timeout": ' + "9" * 5000)
+    assert problems(text) == [
+        "$.timeout: a number with 5000 digits is larger than any float "
+        "(at most 1.7976931348623157e+308)"
+    ]
+
+
 def test_the_converter_locates_errors_inside_arrays_by_index() -> None:
     """Errors found while structuring array items keep the item's index in their path."""
     document = {

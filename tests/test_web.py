@@ -333,6 +333,19 @@ async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> No
     assert [error["path"] for error in document["errors"]] == ["$", "$.inputs"]
 
 
+async def test_an_integer_too_long_for_python_is_422_at_its_path(client: Client) -> None:
+    """An integer of 5000 digits is named at its path in the body, not a bare parse failure."""
+    digits = "9" * 5000
+    body = f'{{"workflow": {json.dumps(ECHO)}, "inputs": {{"who": "x", "n": [{digits}]}}}}'
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 422)
+    assert [(error["path"], error["message"]) for error in document["errors"]] == [(
+        "$.inputs.n[0]",
+        "a number with 5000 digits is larger than any float (at most 1.7976931348623157e+308)",
+    )]
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
