@@ -173,6 +173,34 @@ def test_load_workflow_reports_the_cause_at_the_agent_path(modules: Modules) -> 
     assert "raised ValueError: bad" in problem.message
 
 
+def orchestr8_command(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m orchestr8 ARGUMENTS` in `cwd` with this checkout first on the path."""
+    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
+    environment.update(PYTHONPATH=f"{cwd}{os.pathsep}{REPOSITORY}", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "orchestr8", *arguments],
+        cwd=cwd, env=environment, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_validate_says_to_install_an_agent_create_agent_registered(tmp_path: Path) -> None:
+    """After `orchestr8 create agent`, validate names the agent and says `pip install -e .`."""
+    assert orchestr8_command("init", "demo-agents", cwd=tmp_path).returncode == 0
+    root = tmp_path / "demo-agents"
+    assert orchestr8_command("create", "agent", "web_search", cwd=root).returncode == 0
+    workflow = root / "workflows" / "search.json"
+    workflow.write_text(json.dumps({
+        "schema_version": "1.0", "name": "search", "steps": [{"id": "a", "agent": "web_search"}]
+    }))
+    completed = orchestr8_command("validate", str(workflow), cwd=root)
+    assert completed.returncode == 1
+    assert (
+        f"$.steps[0].agent: unknown agent 'web_search': {root / 'pyproject.toml'} registers it in "
+        "'orchestr8.agents', but the project is not installed with that entry point yet; run "
+        f"`pip install -e .` in {root}"
+    ) in completed.stderr
+
+
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_cli_reports_a_module_exiting_at_import_and_exits_1(tmp_path: Path, command: str) -> None:
     """`validate` and `run` report a module exiting at import as invalid: exit 1, not 3."""
@@ -182,12 +210,7 @@ def test_cli_reports_a_module_exiting_at_import_and_exits_1(tmp_path: Path, comm
     arguments = [command, str(workflow)]
     if command == "run":
         arguments += ["--journal", str(tmp_path / "journal.db")]
-    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    environment.update(PYTHONPATH=f"{tmp_path}{os.pathsep}{REPOSITORY}", NO_COLOR="1")
-    completed = subprocess.run(
-        [sys.executable, "-m", "orchestr8", *arguments],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60, check=False,
-    )
+    completed = orchestr8_command(*arguments, cwd=tmp_path)
     assert completed.returncode == 1, completed.stderr
     assert (
         "$.steps[0].agent: agent 'exits_at_import:run' could not be loaded: importing module "
