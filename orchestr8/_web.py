@@ -132,6 +132,7 @@ def create_app(
     app.after_request(_sendable_headers)
     app.after_request(_close_if_body_unread)
     app.after_request(_correlation_header)
+    app.after_websocket(_refused_handshake_headers)
     app.register_error_handler(ProblemError, _problem_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ExecutionNotFoundError, _not_found)
@@ -383,7 +384,8 @@ async def _problem_error(error: ProblemError) -> Response:
 
 def _request_correlation_id() -> str:
     """The request's `X-Correlation-ID` if it is usable (1-200 printable ASCII), else a new id."""
-    given = request.headers.get("X-Correlation-ID", "").strip()
+    connection = websocket if has_websocket_context() else request
+    given = connection.headers.get("X-Correlation-ID", "").strip()
     return given if is_correlation_id(given) else uuid.uuid4().hex
 
 
@@ -418,6 +420,13 @@ async def _sendable_headers(response: Response) -> Response:
     )
     problem.headers["X-Correlation-ID"] = _request_correlation_id()
     return problem
+
+
+async def _refused_handshake_headers(response: Any) -> Any:
+    """Give a refused WebSocket handshake's problem response the headers every response has."""
+    if isinstance(response, Response):
+        response = await _sendable_headers(await _correlation_header(response))
+    return response
 
 
 async def _close_if_body_unread(response: Response) -> Response:

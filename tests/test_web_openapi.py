@@ -312,6 +312,35 @@ async def test_response_headers_are_the_declared_ones_over_a_real_server(
             assert sent == expected, (path, method, response.status_code)
 
 
+async def refused_handshake(url: str, **options: Any) -> trio_websocket.ConnectionRejected:
+    """The rejection of a WebSocket handshake that the server must refuse."""
+    with pytest.raises(trio_websocket.ConnectionRejected) as refused:
+        async with open_event_socket(url, **options):
+            pass
+    return refused.value
+
+
+async def test_refused_handshakes_carry_the_declared_headers(runtime: Runtime) -> None:
+    """A refused WebSocket handshake is a problem response with the headers declared for it."""
+    async with served(runtime, api_key=KEY) as url:
+        events = url.replace("http", "ws", 1) + "/executions/nope/events"
+        refusals = [
+            await refused_handshake(events),
+            await refused_handshake(events, headers=[("Authorization", f"Bearer {KEY}")]),
+            await refused_handshake(events + "?after=-1",
+                                    headers=[("Authorization", f"Bearer {KEY}"),
+                                             ("X-Correlation-ID", "req-3")]),
+        ]
+    assert [refusal.status_code for refusal in refusals] == [401, 404, 400]
+    for refusal in refusals:
+        sent = {name.decode().lower(): value.decode() for name, value in refusal.headers or ()}
+        expected = declared_headers(
+            "/executions/{execution_id}/events", "get", refusal.status_code or 0
+        )
+        assert sent.keys() & SENT_ON_PURPOSE == expected
+    assert sent["x-correlation-id"] == "req-3"
+
+
 async def test_a_plain_get_of_the_events_route_is_426_or_404(runtime: Runtime) -> None:
     """Without the upgrade the events route answers 426 and `Upgrade: websocket`; 404 if unknown."""
     async with served(runtime) as url, httpx.AsyncClient(base_url=url) as http:
