@@ -16,7 +16,11 @@ import pytest
 import orchestr8
 from orchestr8._agent_registry import ENTRY_POINT_GROUP, AgentRegistry
 from orchestr8._codec import load_workflow
-from orchestr8._errors import UnknownAgentError, WorkflowValidationError
+from orchestr8._errors import (
+    AgentConfigurationError,
+    UnknownAgentError,
+    WorkflowValidationError,
+)
 from orchestr8._runtime import open_runtime
 from orchestr8._web import create_app
 
@@ -89,6 +93,13 @@ def test_system_exit_at_import_is_an_unknown_agent_error(modules: Modules) -> No
     name = modules.write("import sys\nsys.exit(3)\n")
     message = failure(f"{name}:Agent")
     assert f"raised SystemExit: 3 ({modules.directory / name}.py:2)" in message
+
+
+def test_the_python_agent_reports_its_callable_exiting_at_import(modules: Modules) -> None:
+    """The `python` built-in imports through the same path: sys.exit there is a config error."""
+    name = modules.write("import sys\nsys.exit(3)\n")
+    with pytest.raises(AgentConfigurationError, match=r"raised SystemExit: 3 \(.*:2\)"):
+        AgentRegistry().create("python", {"callable": f"{name}:run"})
 
 
 def test_keyboard_interrupt_at_import_passes_through(modules: Modules) -> None:
