@@ -312,7 +312,12 @@ def test_the_largest_numbers_a_float_holds_are_accepted_by_both(field: str) -> N
     assert agreeing_problems(with_policy_value(field, int(LARGEST_NUMBER))) == []
 
 
-@given(st.text(max_size=6))
+@given(
+    st.text(max_size=6)
+    | st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,4}", fullmatch=True).flatmap(
+        lambda valid: st.sampled_from([valid, valid + "\n", valid + "\r\n", " " + valid])
+    )
+)
 def test_schema_and_validate_agree_on_every_step_id(step_id: str) -> None:
     """Any string is a step id for both, or for neither."""
     agreeing_problems(two_steps(id=step_id))
