@@ -114,7 +114,7 @@ def load_checked(file: str) -> Workflow:
     from ._errors import AgentError, Problem, WorkflowValidationError
 
     registry = AgentRegistry()
-    workflow = load_workflow(Path(file), agent_exists=registry.exists)
+    workflow = load_workflow(Path(file), agent_exists=registry.check)
     problems = []
     for index, step in enumerate(workflow.steps):
         try:

@@ -28,7 +28,7 @@ from ._errors import Problem, ReferenceResolutionError, WorkflowValidationError
 
 PathSegment = str | int
 
-_PLAIN_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+_PLAIN_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
 _OPENING = re.compile(r"(\$+)\{")
 _INPUTS_ROOT = re.compile(r"inputs\b(?!-)")
 _STEPS_ROOT = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_-]*)\.output\b(?!-)")
@@ -46,9 +46,12 @@ def append_path(parent: str, segment: PathSegment) -> str:
     """Extend a JSON path (`$.steps[0]`) by one key or index, the way every message prints paths."""
     if isinstance(segment, int):
         return f"{parent}[{segment}]"
-    if _PLAIN_KEY.match(segment):
+    if _PLAIN_KEY.fullmatch(segment):
         return f"{parent}.{segment}"
-    escaped = segment.replace("\\", "\\\\").replace("'", "\\'")
+    escaped = "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in segment.replace("\\", "\\\\").replace("'", "\\'")
+    )
     return f"{parent}['{escaped}']"
 
 

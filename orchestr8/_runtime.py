@@ -117,7 +117,7 @@ class Runtime:
         if isinstance(workflow, Workflow) and self._checked.get(id(workflow)) is workflow:
             return workflow
         loaded = workflow if isinstance(workflow, Workflow) else load_workflow(
-            workflow, agent_exists=self.registry.exists
+            workflow, agent_exists=self.registry.check
         )
         problems: list[Problem] = []
         for index, step in enumerate(loaded.steps):

@@ -108,6 +108,7 @@ async def serve(
     from hypercorn.config import Config
 
     from ._web import create_app
+    from ._web_events import MAX_CLIENT_MESSAGE
 
     check_bind(host, api_key)
     app = create_app(runtime, api_key=api_key, max_body=max_body)
@@ -120,7 +121,7 @@ async def serve(
     config.errorlog = logging.getLogger("orchestr8.http")
     config.include_server_header = False
     # Event sockets only send: what a client sends is read and dropped, so keep it small.
-    config.websocket_max_message_size = 64 * 1024
+    config.websocket_max_message_size = MAX_CLIENT_MESSAGE
     config.graceful_timeout = runtime.cancel_grace + 5.0
     stop = trio.Event()
     stopped = trio.Event()

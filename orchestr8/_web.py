@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,12 +42,16 @@ from ._redaction import redact, redact_workflow, register_secret
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_SEQ,
     ExecuteRequest,
     ProblemError,
     current_path,
     execution_document,
     execution_links,
     execution_summary,
+    is_correlation_id,
     json_response,
     parse_execute_request,
     parse_resume_request,
@@ -56,6 +61,10 @@ from ._web_documents import (
 )
 from ._web_events import stream_events
 from ._web_openapi import openapi_document
+
+_VISIBLE: Final = r"[\x21-\x7e\x80-\xff]+"
+_HEADER_VALUE: Final = re.compile(f"(?:{_VISIBLE}(?:[ \t]+{_VISIBLE})*)?")
+"""What a header value may hold: RFC 9110's field-value (as h11 checks it) in latin-1."""
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""
@@ -126,8 +135,11 @@ def create_app(
     routes = _Routes(app.service)
     app.before_request(routes.authenticate)
     app.before_websocket(routes.authenticate)
+    # After-request functions run last-registered first: the header check sees the final headers.
+    app.after_request(_sendable_headers)
     app.after_request(_close_if_body_unread)
     app.after_request(_correlation_header)
+    app.after_websocket(_refused_handshake_headers)
     app.register_error_handler(ProblemError, _problem_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ExecutionNotFoundError, _not_found)
@@ -147,6 +159,8 @@ def create_app(
     app.add_url_rule("/executions/<execution_id>/resume", "resume_execution", routes.resume,
                      methods=["POST"])
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
+    app.add_url_rule("/executions/<execution_id>/events", "events_without_upgrade",
+                     routes.events_without_upgrade, methods=["GET"])
     return app
 
 
@@ -273,6 +287,8 @@ class _Routes:
             raise ProblemError.parameter("status", f"expected one of {allowed}, got {status!r}")
         limit = query_int("limit", default=50, low=1, high=500)
         cursor = request.args.get("cursor") or None
+        if cursor is not None and re.fullmatch(CURSOR_PATTERN, cursor) is None:
+            raise ProblemError.parameter("cursor", "not a cursor from a previous page")
         try:
             page = await self.runtime.journal.list_executions(
                 status=status, limit=limit, before=cursor
@@ -290,7 +306,7 @@ class _Routes:
 
     async def get_journal(self, execution_id: str) -> Response:
         """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""
-        after = query_int("after", default=0, low=0, high=2**62)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ)
         limit = query_int("limit", default=100, low=1, high=1000)
         events = await self.runtime.journal.events(execution_id, after=after, limit=limit + 1)
         page = events[:limit]
@@ -360,7 +376,7 @@ class _Routes:
 
     async def follow_events(self, execution_id: str) -> Response | None:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""
-        after = query_int("after", default=0, low=0, high=2**62, args=websocket.args)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ, args=websocket.args)
         await self.runtime.journal.get_execution(execution_id)
         await websocket.accept()
         await stream_events(
@@ -368,6 +384,15 @@ class _Routes:
             buffer=self.service.events_buffer, closing=self.service.closing,
         )
         return None
+
+    async def events_without_upgrade(self, execution_id: str) -> Response:
+        """A plain `GET` of the events route: 426 naming the WebSocket upgrade (404 if unknown)."""
+        await self.runtime.journal.get_execution(execution_id)
+        return problem_response(
+            426, "upgrade-required",
+            f"{current_path()} is a WebSocket: connect with a WebSocket client (ws:// or wss://)",
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
 
 
 def _missing_secrets(error: MissingSecretError) -> ProblemError:
@@ -397,12 +422,10 @@ def _idempotency_key() -> str | None:
     if raw is None:
         return None
     key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= 255 or not all("!" <= char <= "~" for char in key):
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
         raise ProblemError(400, "invalid-header", "the Idempotency-Key header must be 1 to 255 "
-                           "visible ASCII characters")
-    return key
+                           "visible ASCII characters, bare or in double quotes")
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
 
 
 def _normal(workflow: Any, inputs: Any) -> Any:
@@ -416,17 +439,48 @@ async def _problem_error(error: ProblemError) -> Response:
 
 def _request_correlation_id() -> str:
     """The request's `X-Correlation-ID` if it is usable (1-200 printable ASCII), else a new id."""
-    given = request.headers.get("X-Correlation-ID", "").strip()
-    if given and len(given) <= 200 and given.isascii() and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+    connection = websocket if has_websocket_context() else request
+    given = connection.headers.get("X-Correlation-ID", "").strip()
+    return given if is_correlation_id(given) else uuid.uuid4().hex
 
 
 async def _correlation_header(response: Response) -> Response:
     """Answer every request with its correlation id: the execution's, the caller's or a new one."""
-    value = g.get("correlation_id") or _request_correlation_id()
+    value = g.get("correlation_id")
+    if not (isinstance(value, str) and is_correlation_id(value)):
+        value = _request_correlation_id()
     g.correlation_id = value
     response.headers["X-Correlation-ID"] = value
+    return response
+
+
+async def _sendable_headers(response: Response) -> Response:
+    """Turn a response whose headers HTTP cannot carry into a logged 500 problem.
+
+    Without this the server would fail while writing the response and the client would get an
+    empty 500 (or a dropped connection), with no problem document and no correlation id.
+    """
+    unsendable = sorted({
+        name for name, value in response.headers.items()
+        if _HEADER_VALUE.fullmatch(value) is None
+    })
+    if not unsendable:
+        return response
+    _logger.error("the response to %s %s had headers HTTP cannot carry: %s",
+                  _method(), current_path(), ", ".join(unsendable))
+    problem = problem_response(
+        500, "about:blank",
+        f"the server could not encode its response header {', '.join(unsendable)}; "
+        "the error was logged",
+    )
+    problem.headers["X-Correlation-ID"] = _request_correlation_id()
+    return problem
+
+
+async def _refused_handshake_headers(response: Any) -> Any:
+    """Give a refused WebSocket handshake's problem response the headers every response has."""
+    if isinstance(response, Response):
+        response = await _sendable_headers(await _correlation_header(response))
     return response
 
 

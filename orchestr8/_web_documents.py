@@ -21,7 +21,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import DuplicateKeyRecorder, json_value_problems, reject_constant
+from ._codec import DuplicateKeyRecorder, json_value_problems, parse_integer, reject_constant
 from ._errors import Problem
 from ._events import ExecutionState, StepState
 from ._expressions import append_path, json_type_name
@@ -46,6 +46,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-not-resumable": "Execution cannot be resumed now",
     "missing-secrets": "Secrets not set",
     "unauthorized": "Unauthorized",
+    "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",
 }
@@ -53,6 +54,19 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
 _RESUME_KEYS: Final = ("inputs", "timeout")
+MAX_SEQ: Final = 2**62
+"""The largest `after` (an event seq) taken: far beyond any journal, within SQLite's integers."""
+_END: Final = r"(?![\s\S])"
+# Patterns end with `_END`, "nothing follows", not `$`: Python's `$` (the one jsonschema and
+# schemathesis use) also matches before a final newline, and `\Z` is not ECMA-262 (OpenAPI's).
+CURSOR_PATTERN: Final = f"^[A-Za-z0-9_-]*{_END}"
+"""What a `cursor` looks like: URL-safe base64 without padding (empty: the first page)."""
+IDEMPOTENCY_KEY_PATTERN: Final = f'^(?:"[!-~]{{1,255}}"|(?!"[!-~]*"{_END})[!-~]{{1,255}}){_END}'
+"""An `Idempotency-Key`: 1-255 visible ASCII characters, bare or as a quoted string."""
+MAX_CORRELATION_ID: Final = 200
+"""The longest correlation id taken, from the body or the `X-Correlation-ID` header."""
+CORRELATION_ID_PATTERN: Final = f"^[!-~](?:[ -~]*[!-~])?{_END}"
+"""A correlation id: printable ASCII that neither starts nor ends with a space."""
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
@@ -159,7 +173,10 @@ async def read_json_body() -> Any:
                            f"{error.start})") from None
     recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            parse_int=parse_integer,
+        )
     except json.JSONDecodeError as error:
         raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
                            f"{error.colno}: {error.msg}") from None
@@ -254,9 +271,14 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     timeout = _timeout_problem(document.get("timeout"), problems)
     correlation_id = document.get("correlation_id")
     if correlation_id is not None and not (
-        isinstance(correlation_id, str) and 1 <= len(correlation_id) <= 200
+        isinstance(correlation_id, str) and is_correlation_id(correlation_id)
     ):
-        problems.append(Problem("$.correlation_id", "expected a string of 1 to 200 characters"))
+        problems.append(Problem(
+            "$.correlation_id",
+            f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
+            "ending with a space (it is sent back in the X-Correlation-ID header), got "
+            f"{json.dumps(correlation_id)[:60]}",
+        ))
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     assert isinstance(workflow, dict)
@@ -299,13 +321,33 @@ def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
     """The `timeout` of a request body as seconds; a problem when it is no number above 0."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
-        math.isfinite(timeout) and timeout > 0
-    ):
+    if not _is_positive_seconds(timeout):
         problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
                                 f"{json.dumps(timeout)[:40]}"))
         return None
     return float(timeout)
+
+
+def is_correlation_id(value: str) -> bool:
+    """Whether `value` can be a correlation id: 1-200 printable ASCII, no surrounding spaces.
+
+    The id is sent back in the `X-Correlation-ID` response header, and copied into logs and
+    events; control characters, non-ASCII text and surrounding spaces cannot travel there intact.
+    """
+    if len(value) > MAX_CORRELATION_ID:
+        return False
+    return re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
+
+
+def _is_positive_seconds(value: Any) -> bool:
+    """Whether `value` is a JSON number of seconds above 0 that a float holds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def query_int(

@@ -33,6 +33,10 @@ CLOSE_GOING_AWAY: Final = 1001
 CLOSE_SERVER_ERROR: Final = 1011
 CLOSE_TOO_SLOW: Final = 1013
 CLOSE_NOT_RUNNING: Final = 4409
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+"""Sent by the WebSocket layer when a client's message is over `MAX_CLIENT_MESSAGE`."""
+MAX_CLIENT_MESSAGE: Final = 64 * 1024
+"""The largest message a client may send on an event socket, in bytes (they are ignored)."""
 
 #: Events read from the journal per query while catching up.
 HISTORY_PAGE: Final = 500

@@ -37,7 +37,9 @@ from ._workflow_graph import GraphAnalysis, StepOutline, analyse_graph
 SCHEMA_VERSION: Final = "1.0"
 
 #: What a step id looks like: it appears in references (`${steps.ID.output}`) and in events.
-STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+#: It ends with `(?![\s\S])`, "nothing follows", not `$`: Python's `$` (jsonschema's and `re`'s)
+#: also matches before a final newline, and `\Z` is not ECMA-262, the dialect of JSON Schema.
+STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*(?![\s\S])"
 
 Strategy = Literal["dag", "sequential", "parallel"]
 OnError = Literal["fail", "continue"]
@@ -112,7 +114,9 @@ class Step:
     depends_on: tuple[str, ...] = attrs.field(
         default=(),
         converter=_to_tuple,
-        metadata=_meta("Ids of the steps that must finish before this one starts."),
+        metadata=_meta(
+            "Ids of the steps that must finish before this one starts.", {"uniqueItems": True}
+        ),
     )
     policy: PolicySpec = attrs.field(
         factory=PolicySpec,

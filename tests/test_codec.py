@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestr8._agent_registry import AgentRegistry
 from orchestr8._codec import (
     MAX_DOCUMENT_BYTES,
     converter,
@@ -57,9 +58,9 @@ def with_changes(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda path: path.stem)
 def test_golden_broken_workflows_report_exactly_the_expected_problems(path: Path) -> None:
-    """Each broken workflow in `tests/golden` yields exactly the lines of its `.expected` file."""
+    """Each broken workflow in `tests/golden` gives exactly the lines `orchestr8 validate` shows."""
     expected = path.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
-    assert problems(path, agent_exists=KNOWN_AGENTS.__contains__) == expected
+    assert problems(path, agent_exists=AgentRegistry().check) == expected
 
 
 def test_every_golden_case_has_an_expected_file_and_problems() -> None:
@@ -215,6 +216,32 @@ def test_the_converter_itself_is_strict(value: Any, kind: Any) -> None:
     """The one converter refuses values of the wrong JSON type even without the schema."""
     with pytest.raises((TypeError, ValueError, cattrs.BaseValidationError)):
         converter.structure(value, kind)
+
+
+def test_an_integer_too_long_for_python_is_named_at_its_path() -> None:
+    """A 5000-digit integer in a workflow file is a problem at its path, not a bare parse error."""
+    text = json.dumps(with_changes(timeout=1)).replace('"timeout": 1', '"timeout": ' + "9" * 5000)
+    assert problems(text) == [
+        "$.timeout: a number with 5000 digits is larger than any float "
+        "(at most 1.7976931348623157e+308)"
+    ]
+
+
+def test_the_converter_locates_errors_inside_arrays_by_index() -> None:
+    """Errors found while structuring array items keep the item's index in their path."""
+    document = {
+        "schema_version": "1.0",
+        "name": "w",
+        "steps": [
+            {"id": "a", "agent": "echo"},
+            {"id": "b", "agent": "echo", "policy": {"timeout": 10**400}},
+            {"id": "c", "agent": "echo", "depends_on": ["a", 5]},
+        ],
+    }
+    with pytest.raises(cattrs.BaseValidationError) as caught:
+        converter.structure(document, Workflow)
+    paths = [message.rpartition(" @ ")[2] for message in cattrs.transform_error(caught.value)]
+    assert sorted(paths) == ["$.steps[1].policy.timeout", "$.steps[2].depends_on[1]"]
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -216,10 +216,12 @@ def test_templates_are_equal_by_their_source() -> None:
         ("a b", "$['a b']"),
         ("x-y", "$['x-y']"),
         ("it's", "$['it\\'s']"),
+        ("name\n", "$['name\\n']"),
+        ("a\u0000", "$['a\\x00']"),
     ],
 )
 def test_append_path_matches_jsonschema_paths(segment: str | int, expected: str) -> None:
-    """Paths use `.key` for plain keys, `['key']` otherwise and `[N]` for indexes."""
+    """Paths use `.key` for plain keys, else `['key']` (unprintables escaped), and `[N]`."""
     assert append_path("$", segment) == expected
 
 

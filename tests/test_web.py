@@ -6,9 +6,13 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+import hypercorn
+import hypercorn.trio
 import pytest
 import trio
 import trio.testing
@@ -295,7 +299,10 @@ async def test_invalid_inputs_are_422_with_paths_under_inputs(client: Client) ->
         ({"workflow": ECHO, "timeout": -1}, ["$.timeout: expected a number of seconds above 0, "
                                              "got -1"]),
         ({"workflow": ECHO, "correlation_id": 5},
-         ["$.correlation_id: expected a string of 1 to 200 characters"]),
+         ["$.correlation_id: expected 1 to 200 printable ASCII characters, not starting or ending "
+          "with a space (it is sent back in the X-Correlation-ID header), got 5"]),
+        ({"workflow": ECHO, "timeout": 10**400},
+         [f"$.timeout: expected a number of seconds above 0, got {str(10**400)[:40]}"]),
     ],
 )
 async def test_request_shape_problems_are_422_with_every_problem(
@@ -326,6 +333,19 @@ async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> No
                                  headers={"Content-Type": "application/json"})
     document = await problem(response, 422)
     assert [error["path"] for error in document["errors"]] == ["$", "$.inputs"]
+
+
+async def test_an_integer_too_long_for_python_is_422_at_its_path(client: Client) -> None:
+    """An integer of 5000 digits is named at its path in the body, not a bare parse failure."""
+    digits = "9" * 5000
+    body = f'{{"workflow": {json.dumps(ECHO)}, "inputs": {{"who": "x", "n": [{digits}]}}}}'
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 422)
+    assert [(error["path"], error["message"]) for error in document["errors"]] == [(
+        "$.inputs.n[0]",
+        "a number with 5000 digits is larger than any float (at most 1.7976931348623157e+308)",
+    )]
 
 
 @pytest.mark.parametrize(
@@ -815,6 +835,53 @@ async def test_correlation_id_header_is_stored_on_the_execution_and_returned(
     assert len(generated.headers["X-Correlation-ID"]) == 32
     echoed = await client.get("/executions", headers={"X-Correlation-ID": "trace-9"})
     assert echoed.headers["X-Correlation-ID"] == "trace-9"
+
+
+@pytest.mark.parametrize(
+    "correlation_id", ["a\nb", "a\rb", "a\u0000b", "caf\u00e9", "\u2603", " padded", "x" * 201, ""]
+)
+async def test_a_correlation_id_no_header_can_carry_is_422_and_runs_nothing(
+    client: Client, runtime: Runtime, correlation_id: str
+) -> None:
+    """A body correlation id X-Correlation-ID could not carry is refused before anything runs."""
+    response = await client.post(
+        "/workflows/execute",
+        json={"workflow": ECHO, "inputs": {"who": "Ada"}, "correlation_id": correlation_id},
+    )
+    document = await problem(response, 422)
+    assert [error["path"] for error in document["errors"]] == ["$.correlation_id"]
+    assert len(response.headers["X-Correlation-ID"]) == 32
+    assert (await runtime.journal.list_executions()).items == ()
+
+
+async def test_a_header_http_cannot_carry_is_a_500_problem_over_a_real_server(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A response header HTTP cannot carry becomes a logged 500 problem, never an empty answer."""
+    app = create_app(runtime)
+
+    async def unsendable() -> Any:
+        return "body", 200, {"X-Broken": "a\u0000b", "X-Snowman": "\u2603"}
+
+    app.add_url_rule("/unsendable", "unsendable", unsendable, methods=["GET"])
+    config = hypercorn.Config()
+    config.bind = ["127.0.0.1:0"]
+    stop = trio.Event()
+    with caplog.at_level(logging.ERROR, "orchestr8.web"):
+        async with trio.open_nursery() as nursery:
+            urls: list[str] = await nursery.start(
+                partial(hypercorn.trio.serve, app, config, shutdown_trigger=stop.wait)
+            )
+            async with httpx.AsyncClient(base_url=urls[0]) as http:
+                response = await http.get("/unsendable", headers={"X-Correlation-ID": "req-5"})
+            stop.set()
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["X-Correlation-ID"] == "req-5"
+    assert response.json()["detail"] == (
+        "the server could not encode its response header X-Broken, X-Snowman; the error was logged"
+    )
+    assert "X-Broken, X-Snowman" in caplog.text
 
 
 async def test_idempotency_holds_for_a_workflow_whose_config_holds_a_secret(
