@@ -155,15 +155,15 @@ async def resume(
             record = await find_execution(runtime.journal, execution_id)
             state = replay(await runtime.journal.events(record.execution_id))
             handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
-            if state.status is ExecutionStatus.RUNNING:
-                sys.stderr.write(
-                    f"note: execution {record.execution_id} never recorded an ending (its "
-                    "process ended, or its journal failed, while it ran); it continues here\n"
-                )
             step_ids = declared_steps(record)
             reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
             headline = (f"execution {record.execution_id} resumed: workflow "
                         f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused")
+            if state.status is ExecutionStatus.RUNNING:
+                headline = (
+                    f"note: execution {record.execution_id} was interrupted (its process ended, "
+                    f"or its journal failed, while it ran); it continues here\n{headline}"
+                )
             return handle, step_ids, headline
 
         return await drive(begin, path, journal, cancel_grace, as_json)
@@ -324,6 +324,21 @@ def _add_logging_options(command: click.Command) -> None:
             _add_logging_options(child)
 
 
+def _show_usage_error(error: click.ClickException) -> None:
+    """Print a usage error as click does, or as one JSON log line when logs are JSON."""
+    from ._logging import installed_handler
+
+    installed = installed_handler()
+    if installed is None or installed[1] != "json":
+        error.show()
+        return
+    import logging
+
+    command = error.ctx.command_path if isinstance(error, click.UsageError) and error.ctx else None
+    where = f"{command}: " if command else ""
+    logging.getLogger("orchestr8.cli").error("%s%s", where, error.format_message())
+
+
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
     # Registered here rather than at import, so that importing this module stays minimal.
@@ -345,7 +360,7 @@ def main() -> None:
         code = cli(_anyio_backend="trio", standalone_mode=False)
     except click.ClickException as error:
         # Usage errors are configuration errors here (exit 1), not click's default 2.
-        error.show()
+        _show_usage_error(error)
         code = EXIT_INVALID
     except (click.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED
