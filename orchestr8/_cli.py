@@ -22,7 +22,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._runtime import ExecutionHandle, Runtime
 
-_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+"""What `inspect --status` accepts: the journal's statuses and `interrupted` (see `_liveness`)."""
 
 
 class GraceSeconds(click.ParamType[float]):
@@ -228,7 +229,8 @@ async def inspect(
 ) -> int:
     """List executions, or show one in detail.
 
-    Without ID, lists the most recent executions, newest first. With ID (or a unique prefix),
+    Without ID, lists the most recent executions, newest first. An execution whose process died
+    while it ran shows as `interrupted` until it is resumed. With ID (or a unique prefix),
     shows the execution, its steps and its events; with --timeline, a Gantt-style chart of where
     the time went.
     """
@@ -243,7 +245,9 @@ async def inspect(
             render_execution_list,
             wants_color,
         )
+        from ._events import replay
         from ._journal import open_journal
+        from ._liveness import interrupted_executions, list_shown_executions
 
         if execution_id is not None and (limit is not None or status is not None):
             raise CommandError("--limit and --status apply to the list, not to one execution")
@@ -256,8 +260,8 @@ async def inspect(
             return EXIT_OK
         async with open_journal(path) as store:
             if execution_id is None:
-                page = await store.list_executions(status=status, limit=limit or 20)
-                summaries = [execution_summary(record) for record in page.items]
+                page = await list_shown_executions(store, status=status, limit=limit or 20)
+                summaries = [execution_summary(item.record, item.status) for item in page.items]
                 if as_json:
                     click.echo(dump_json(summaries))
                 elif summaries:
@@ -267,6 +271,9 @@ async def inspect(
                 return EXIT_OK
             record = await find_execution(store, execution_id)
             events = await store.events(record.execution_id)
+            interrupted = await interrupted_executions(
+                store, [(record.execution_id, replay(events).status)]
+            )
         if timeline:
             import shutil
 
@@ -275,7 +282,7 @@ async def inspect(
             width = shutil.get_terminal_size((100, 24)).columns
             click.echo(render_timeline(events, width=width, color=color))
             return EXIT_OK
-        detail = execution_detail(record, events)
+        detail = execution_detail(record, events, interrupted=bool(interrupted))
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
         return EXIT_OK
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ._events import Event, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord
+from ._liveness import INTERRUPTED
 from ._results import ExecutionResult
 
 _COLORS: Mapping[str, str] = {
@@ -162,12 +163,15 @@ def local_time(timestamp: str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
-    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration."""
+def execution_summary(record: ExecutionRecord, status: str | None = None) -> dict[str, Any]:
+    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration.
+
+    `status` is the one to show (`interrupted`, say); the journal's by default.
+    """
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
-        "status": str(record.status),
+        "status": str(record.status) if status is None else status,
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
@@ -191,8 +195,13 @@ def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool
     return render_table(headers, rows, color=color)
 
 
-def execution_detail(record: ExecutionRecord, events: Sequence[Event]) -> dict[str, Any]:
-    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events."""
+def execution_detail(
+    record: ExecutionRecord, events: Sequence[Event], *, interrupted: bool = False
+) -> dict[str, Any]:
+    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
+
+    With `interrupted` (its process died while it ran) the status is `interrupted`.
+    """
     state = replay(events)
     declared = [
         step["id"] for step in record.workflow.get("steps", ())
@@ -213,7 +222,7 @@ def execution_detail(record: ExecutionRecord, events: Sequence[Event]) -> dict[s
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
-        "status": str(state.status),
+        "status": INTERRUPTED if interrupted else str(state.status),
         "created_at": record.created_at,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
@@ -238,6 +247,9 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         ("duration", format_duration(detail["duration"])),
         ("inputs", shorten(json.dumps(detail["inputs"], ensure_ascii=False), 100)),
     ]
+    if status == INTERRUPTED:
+        fields.append(("note", "its process ended while it ran; `orchestr8 resume "
+                               f"{detail['execution_id']}` continues it"))
     if detail["error"] is not None:
         fields.append(("error", describe(detail["error"])))
     if status == ExecutionStatus.SUCCEEDED:

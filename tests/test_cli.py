@@ -486,6 +486,45 @@ def test_inspect_refuses_a_limit_it_could_not_list(runs: dict[str, Any]) -> None
     assert "'--limit': 9223372036854775808 is not in the range 1<=x<=100000" in done.stderr
 
 
+def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
+    tmp_path: Path,
+) -> None:
+    """A run's lock tells live from dead: running while its process lives, interrupted after."""
+    workflow = write_workflow(tmp_path / "nap.json", [
+        {"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}},
+    ])
+    journal = str(tmp_path / "j.db")
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal", journal],
+        cwd=tmp_path, env=environment(tmp_path), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            started = EXECUTION_LINE.search(process.stderr.readline())
+            assert started, "the run did not name its execution"
+            execution_id = started.group(1)
+            assert "started (agent sleep)" in process.stderr.readline()
+
+            def shown(*args: str) -> Any:
+                done = call("inspect", *args, "--json", "--journal", journal, cwd=tmp_path)
+                assert done.code == 0, done.stderr
+                return json.loads(done.stdout)
+
+            assert shown()[0]["status"] == "running"
+            assert shown(execution_id)["status"] == "running"
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert [item["status"] for item in shown()] == ["interrupted"]
+    assert shown(execution_id)["status"] == "interrupted"
+    assert [item["execution_id"] for item in shown("--status", "interrupted")] == [execution_id]
+    assert shown("--status", "running") == []
+    table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^status +interrupted$", table, re.MULTILINE)
+    assert f"`orchestr8 resume {execution_id}` continues it" in table
+
+
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
     unknown = call("inspect", "zzz", "--journal", str(runs["journal"]), cwd=runs["root"])
     assert (unknown.code, unknown.stdout) == (1, "")
