@@ -704,3 +704,42 @@ def test_inspect_timeline_draws_attempts_and_retry_waits(tmp_path: Path) -> None
     assert "succeeded" in rows["after"]
     refused = call("inspect", "--timeline", "--journal", journal, cwd=tmp_path)
     assert refused.code == 1
+
+
+# -- the documentation ----------------------------------------------------------------------------
+
+CLI_DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+HELP_BLOCK = re.compile(r"```console\n\$ orchestr8 ((?:[\w-]+ )*)--help\n(.*?)```", re.DOTALL)
+
+
+def test_the_help_shown_in_the_docs_is_the_real_help(tmp_path: Path) -> None:
+    """Every `$ orchestr8 ... --help` block of docs/cli.md is what that command prints (80 cols)."""
+    blocks = HELP_BLOCK.findall(CLI_DOCS.read_text(encoding="utf-8"))
+    assert blocks, "docs/cli.md shows no --help output"
+    for words, shown in blocks:
+        done = call(*words.split(), "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+        assert done.code == 0, done.stderr
+        assert done.stdout == shown, f"orchestr8 {words}--help"
+
+
+def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> None:
+    """No command has an option that docs/cli.md does not mention (`agent serve`'s included)."""
+    import asyncclick as click
+
+    from orchestr8._cli import cli as command_line
+
+    assert call("--help", cwd=tmp_path).code == 0  # registers every command, as `main` does
+    docs = CLI_DOCS.read_text(encoding="utf-8")
+    missing = []
+    pending: list[tuple[str, click.Command]] = [("orchestr8", command_line)]
+    while pending:
+        path, command = pending.pop()
+        missing += [
+            f"{path} {option}" for parameter in command.params
+            if isinstance(parameter, click.Option)
+            for option in parameter.opts if option.startswith("--") and option not in docs
+        ]
+        if isinstance(command, click.Group):
+            pending += [(f"{path} {name}", child) for name, child in command.commands.items()]
+    assert missing == []
+
