@@ -116,12 +116,17 @@ class ProgressView:
             await self._follow(events, execution_id)
 
     async def _follow(self, events: trio.MemoryReceiveChannel[Any], execution_id: str) -> None:
+        # The status line is redrawn on a clock, not per event: it looks at every step, and a
+        # fast run delivers thousands of events a second.
+        next_draw = trio.current_time()
         while True:
             try:
                 if self._live:
-                    with trio.move_on_after(REDRAW_INTERVAL):
+                    if trio.current_time() >= next_draw:
+                        self._draw_status()
+                        next_draw = trio.current_time() + REDRAW_INTERVAL
+                    with trio.move_on_at(next_draw):
                         self.show(await events.receive(), execution_id)
-                    self._draw_status()
                 else:
                     self.show(await events.receive(), execution_id)
             except (trio.EndOfChannel, trio.ClosedResourceError):

@@ -149,6 +149,23 @@ async def test_log_lines_clear_the_status_line_and_redraw_it_after(
     assert handler.stream is terminal
 
 
+async def test_the_status_line_is_redrawn_on_a_clock_not_per_event(
+    autojump_clock: trio.abc.Clock, colour_allowed: None,
+) -> None:
+    """A burst of events at one instant draws the status line once, not once per event."""
+    terminal = FakeTerminal()
+    factory = EventFactory("e1")
+    steps = [f"s{index}" for index in range(1000)]
+    view = ProgressView(terminal, steps)
+    send, receive = trio.open_memory_channel[Any](len(steps))
+    for step_id in steps:
+        send.send_nowait(factory.create(EventType.STEP_STARTED, step_id=step_id,
+                                        data={"agent": "echo"}))
+    send.close()
+    await view.follow(receive, "e1")
+    assert terminal.getvalue().count("running: ") == 1
+
+
 async def test_a_view_far_behind_says_so_once_a_second_at_most(
     autojump_clock: trio.abc.Clock,
 ) -> None:
