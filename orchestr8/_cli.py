@@ -181,7 +181,14 @@ async def validate(files: Sequence[str]) -> int:
     it accepts its config. Problems go to stderr as `JSON path: message`; the exit code is 1 if
     any file is invalid.
     """
-    from ._cli_support import EXIT_INVALID, EXIT_OK, allow_local_imports, guard, load_checked
+    from ._cli_support import (
+        EXIT_INVALID,
+        EXIT_OK,
+        allow_local_imports,
+        guard,
+        load_checked,
+        report_error,
+    )
     from ._errors import WorkflowValidationError
 
     async def action() -> int:
@@ -191,7 +198,7 @@ async def validate(files: Sequence[str]) -> int:
             try:
                 workflow = load_checked(file)
             except WorkflowValidationError as error:
-                click.echo(str(error), err=True)
+                report_error(str(error))
                 code = EXIT_INVALID
             else:
                 count = len(workflow.steps)

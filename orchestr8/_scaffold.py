@@ -328,7 +328,9 @@ def pytest_arguments(arguments: Sequence[str]) -> list[str]:
 
 
 def _fail(error: ScaffoldError) -> int:
-    click.echo(f"error: {error}", err=True)
+    from ._cli_support import report_error
+
+    report_error(f"error: {error}")
     return _EXIT_INVALID
 
 

@@ -254,14 +254,15 @@ def test_a_failed_run_tells_its_error_once_on_each_stream(tmp_path: Path) -> Non
 
 
 def test_json_logs_leave_only_json_lines_on_stderr(tmp_path: Path) -> None:
-    """`--log-format json`: a failed run, a bad option and a bad file write JSON lines only."""
+    """`--log-format json`: a failed run, a bad option, a bad file write JSON lines only."""
     workflow = str(failing_workflow(tmp_path))
     runs = [
         run_cli(tmp_path, "--log-format", "json", "run", workflow, "--journal", "j.db"),
         run_cli(tmp_path, "--log-format", "json", "run", workflow, "--timeout", "soon"),
         run_cli(tmp_path, "--log-format", "json", "run", "missing.json"),
+        run_cli(tmp_path, "--log-format", "json", "validate", "missing.json"),
     ]
-    assert [done.returncode for done in runs] == [2, 1, 1]
+    assert [done.returncode for done in runs] == [2, 1, 1, 1]
     for done in runs:
         records = [json.loads(line) for line in done.stderr.splitlines()]
         assert records, done
