@@ -614,7 +614,9 @@ async def test_find_execution_accepts_unique_prefixes() -> None:
                 await find_execution(journal, unknown)
 
 
-async def test_progress_view_writes_one_line_per_transition() -> None:
+async def test_progress_view_writes_one_line_per_transition(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     factory = EventFactory("e1")
     events = [
         factory.create(EventType.STEP_STARTED, step_id="a", data={"agent": "echo"}),

@@ -80,7 +80,9 @@ def failing_run(factory: EventFactory) -> list[Event]:
 # -- each failure once ----------------------------------------------------------------------------
 
 
-async def test_the_final_failure_is_told_by_the_step_line_only() -> None:
+async def test_the_final_failure_is_told_by_the_step_line_only(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """The step's line tells the error; the execution's last line names the step instead."""
     stream = io.StringIO()
     view = ProgressView(stream, ["copy"], live=False)
