@@ -287,7 +287,8 @@ async def inspect(
             from ._timeline import render_timeline
 
             width = shutil.get_terminal_size((100, 24)).columns
-            click.echo(render_timeline(events, width=width, color=color))
+            click.echo(render_timeline(events, width=width, color=color,
+                                       interrupted=bool(interrupted)))
             return EXIT_OK
         detail = execution_detail(record, events, interrupted=bool(interrupted))
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))

@@ -523,6 +523,8 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^status +interrupted$", table, re.MULTILINE)
     assert f"`orchestr8 resume {execution_id}` continues it" in table
+    chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 
 
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
