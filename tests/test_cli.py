@@ -747,3 +747,11 @@ def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> N
             pending += [(f"{path} {name}", child) for name, child in command.commands.items()]
     assert missing == []
 
+
+
+def test_inspect_offers_every_status_a_view_shows() -> None:
+    """`inspect --status` accepts exactly the statuses the views show, `interrupted` included."""
+    from orchestr8._cli import _STATUSES
+    from orchestr8._liveness import SHOWN_STATUSES
+
+    assert _STATUSES == SHOWN_STATUSES
