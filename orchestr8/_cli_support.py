@@ -171,10 +171,23 @@ async def guard(action: Callable[[], Awaitable[int]]) -> int:
         if not _expected(error):
             raise
     if isinstance(error, WorkflowValidationError | InputValidationError):
-        click.echo(str(error), err=True)
+        report_error(str(error))
     else:
-        click.echo(f"error: {error}", err=True)
+        report_error(f"error: {error}")
     return EXIT_INVALID
+
+
+def report_error(message: str) -> None:
+    """Tell the user what went wrong on stderr: as text, or as a JSON log line with JSON logs."""
+    import logging
+
+    from ._logging import installed_handler
+
+    installed = installed_handler()
+    if installed is not None and installed[1] == "json":
+        logging.getLogger("orchestr8.cli").error("%s", message)
+    else:
+        click.echo(message, err=True)
 
 
 def _expected(error: BaseException) -> bool:

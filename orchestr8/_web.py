@@ -38,6 +38,7 @@ from ._errors import (
     WorkflowValidationError,
 )
 from ._events import ExecutionStatus, replay
+from ._liveness import SHOWN_STATUSES, list_shown_executions, shown_status
 from ._redaction import redact, redact_workflow, register_secret
 from ._runtime import Runtime
 from ._version import __version__
@@ -282,27 +283,28 @@ class _Routes:
     async def list_executions(self) -> Response:
         """`GET /executions`: executions, newest first, a page at a time."""
         status = request.args.get("status")
-        if status is not None and status not in ExecutionStatus.__members__.values():
-            allowed = ", ".join(member.value for member in ExecutionStatus)
+        if status is not None and status not in SHOWN_STATUSES:
+            allowed = ", ".join(SHOWN_STATUSES)
             raise ProblemError.parameter("status", f"expected one of {allowed}, got {status!r}")
         limit = query_int("limit", default=50, low=1, high=500)
         cursor = request.args.get("cursor") or None
         if cursor is not None and re.fullmatch(CURSOR_PATTERN, cursor) is None:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page")
         try:
-            page = await self.runtime.journal.list_executions(
-                status=status, limit=limit, before=cursor
+            page = await list_shown_executions(
+                self.runtime.journal, status=status, limit=limit, before=cursor
             )
         except ValueError:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page") from None
-        items = [execution_summary(record) for record in page.items]
+        items = [{**execution_summary(item.record), "status": item.status} for item in page.items]
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_execution(self, execution_id: str) -> Response:
         """`GET /executions/{id}`: status, timing, output, error and every step's state."""
         record = await self.runtime.journal.get_execution(execution_id)
         state = replay(await self.runtime.journal.events(execution_id))
-        return json_response(execution_document(record, state))
+        status = await shown_status(self.runtime.journal, execution_id, state.status)
+        return json_response({**execution_document(record, state), "status": status})
 
     async def get_journal(self, execution_id: str) -> Response:
         """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""

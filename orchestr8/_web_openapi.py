@@ -12,7 +12,8 @@ import copy
 import json
 from typing import Any, Final
 
-from ._events import EventType, ExecutionStatus, StepStatus
+from ._events import EventType, StepStatus
+from ._liveness import SHOWN_STATUSES
 from ._schema import LARGEST_NUMBER
 from ._version import __version__
 from ._web_documents import (
@@ -255,7 +256,8 @@ def _schemas() -> dict[str, Any]:
         "correlation_id": _nullable({"type": "string"}),
     }
     return {
-        "ExecutionStatus": {"enum": [str(member) for member in ExecutionStatus]},
+        # The journal's statuses, and `interrupted`, derived for a run whose process died.
+        "ExecutionStatus": {"enum": list(SHOWN_STATUSES)},
         "StepStatus": {"enum": [str(member) for member in StepStatus]},
         "Links": links,
         "ExecuteRequest": {

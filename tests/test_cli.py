@@ -21,8 +21,9 @@ import pytest
 import trio
 
 from orchestr8._cli import main
+from orchestr8._cli_progress import ProgressView
 from orchestr8._cli_support import CommandError, exit_code, find_execution, parse_inputs
-from orchestr8._cli_views import ProgressView, render_table
+from orchestr8._cli_views import render_table
 from orchestr8._events import EventFactory, EventType, ExecutionStatus
 from orchestr8._journal import ExecutionRecord, open_journal
 from orchestr8._results import ExecutionResult
@@ -274,7 +275,7 @@ def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> Non
         r"flaky\s+succeeded in \d+\.\d+s after 2 attempts",
         r"broken\s+failed \(1 attempt, \d+\.\d+s\): RetryableError: it broke",
         r"after\s+skipped \(a dependency failed: broken\)",
-        r"execution failed after .*it broke \(step broken\)",
+        r"execution failed after .*: step broken failed",
         r"resume it:  orchestr8 resume --journal j.db [0-9a-f]{32}",
     ]
     for pattern in expected:
@@ -485,6 +486,47 @@ def test_inspect_refuses_a_limit_it_could_not_list(runs: dict[str, Any]) -> None
     assert "'--limit': 9223372036854775808 is not in the range 1<=x<=100000" in done.stderr
 
 
+def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
+    tmp_path: Path,
+) -> None:
+    """A run's lock tells live from dead: running while its process lives, interrupted after."""
+    workflow = write_workflow(tmp_path / "nap.json", [
+        {"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}},
+    ])
+    journal = str(tmp_path / "j.db")
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal", journal],
+        cwd=tmp_path, env=environment(tmp_path), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            started = EXECUTION_LINE.search(process.stderr.readline())
+            assert started, "the run did not name its execution"
+            execution_id = started.group(1)
+            assert "started (agent sleep)" in process.stderr.readline()
+
+            def shown(*args: str) -> Any:
+                done = call("inspect", *args, "--json", "--journal", journal, cwd=tmp_path)
+                assert done.code == 0, done.stderr
+                return json.loads(done.stdout)
+
+            assert shown()[0]["status"] == "running"
+            assert shown(execution_id)["status"] == "running"
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert [item["status"] for item in shown()] == ["interrupted"]
+    assert shown(execution_id)["status"] == "interrupted"
+    assert [item["execution_id"] for item in shown("--status", "interrupted")] == [execution_id]
+    assert shown("--status", "running") == []
+    table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^status +interrupted$", table, re.MULTILINE)
+    assert f"`orchestr8 resume {execution_id}` continues it" in table
+    chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
+
+
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
     unknown = call("inspect", "zzz", "--journal", str(runs["journal"]), cwd=runs["root"])
     assert (unknown.code, unknown.stdout) == (1, "")
@@ -574,7 +616,9 @@ async def test_find_execution_accepts_unique_prefixes() -> None:
                 await find_execution(journal, unknown)
 
 
-async def test_progress_view_writes_one_line_per_transition() -> None:
+async def test_progress_view_writes_one_line_per_transition(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     factory = EventFactory("e1")
     events = [
         factory.create(EventType.STEP_STARTED, step_id="a", data={"agent": "echo"}),
@@ -741,3 +785,50 @@ def test_an_unusable_secrets_file_is_a_usage_error(tmp_path: Path) -> None:
     assert outcome.stderr == (
         "error: --secrets-file s.json: every secret must be a string; these are not: $.A\n"
     )
+
+
+# -- the documentation ----------------------------------------------------------------------------
+
+CLI_DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+HELP_BLOCK = re.compile(r"```console\n\$ orchestr8 ((?:[\w-]+ )*)--help\n(.*?)```", re.DOTALL)
+
+
+def test_the_help_shown_in_the_docs_is_the_real_help(tmp_path: Path) -> None:
+    """Every `$ orchestr8 ... --help` block of docs/cli.md is what that command prints (80 cols)."""
+    blocks = HELP_BLOCK.findall(CLI_DOCS.read_text(encoding="utf-8"))
+    assert blocks, "docs/cli.md shows no --help output"
+    for words, shown in blocks:
+        done = call(*words.split(), "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+        assert done.code == 0, done.stderr
+        assert done.stdout == shown, f"orchestr8 {words}--help"
+
+
+def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> None:
+    """No command has an option that docs/cli.md does not mention (`agent serve`'s included)."""
+    import asyncclick as click
+
+    from orchestr8._cli import cli as command_line
+
+    assert call("--help", cwd=tmp_path).code == 0  # registers every command, as `main` does
+    docs = CLI_DOCS.read_text(encoding="utf-8")
+    missing = []
+    pending: list[tuple[str, click.Command]] = [("orchestr8", command_line)]
+    while pending:
+        path, command = pending.pop()
+        missing += [
+            f"{path} {option}" for parameter in command.params
+            if isinstance(parameter, click.Option)
+            for option in parameter.opts if option.startswith("--") and option not in docs
+        ]
+        if isinstance(command, click.Group):
+            pending += [(f"{path} {name}", child) for name, child in command.commands.items()]
+    assert missing == []
+
+
+
+def test_inspect_offers_every_status_a_view_shows() -> None:
+    """`inspect --status` accepts exactly the statuses the views show, `interrupted` included."""
+    from orchestr8._cli import _STATUSES
+    from orchestr8._liveness import SHOWN_STATUSES
+
+    assert _STATUSES == SHOWN_STATUSES

@@ -67,3 +67,19 @@ def test_from_import_star_gives_all() -> None:
     namespace.pop("__builtins__")
     assert sorted(namespace) == sorted(orchestr8.__all__)
     assert importlib.import_module("orchestr8") is orchestr8
+
+
+def test_code_in_the_docs_uses_public_names_only() -> None:
+    """Examples and commands in docs/*.md never reach into private modules (`orchestr8._x`)."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    private = [
+        f"{page.name}: {line.strip()}"
+        for page in sorted(docs.glob("*.md"))
+        for block in re.findall(r"```\w*\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+        for line in block.splitlines()
+        if re.search(r"\borchestr8\._|^\s*from \.", line)
+    ]
+    assert private == []

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
@@ -320,6 +320,7 @@ def test_the_largest_numbers_a_float_holds_are_accepted_by_both(field: str) -> N
 )
 def test_schema_and_validate_agree_on_every_step_id(step_id: str) -> None:
     """Any string is a step id for both, or for neither."""
+    assume(step_id != "a")  # the first step's id: a duplicate is validate's check alone
     agreeing_problems(two_steps(id=step_id))
 
 

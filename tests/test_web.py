@@ -498,6 +498,26 @@ async def test_list_is_newest_first_filters_by_status_and_pages_with_a_cursor(
     assert [item["execution_id"] for item in only["items"]] == [failed]
 
 
+async def test_an_unfinished_execution_no_process_runs_reads_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    """On a file journal, GET /executions[/{id}] say `interrupted` for it; `?status=` filters."""
+    async with open_runtime(journal=tmp_path / "journal.db", cancel_grace=0.2) as runtime:
+        client = create_app(runtime).test_client()
+        await orphan(runtime, "orphan-3")
+        live = await start(client, SLEEP)
+        detail = await (await client.get("/executions/orphan-3")).get_json()
+        assert detail["status"] == "interrupted"
+        assert (await (await client.get(f"/executions/{live}")).get_json())["status"] == "running"
+        listed = await (await client.get("/executions")).get_json()
+        assert {item["execution_id"]: item["status"] for item in listed["items"]} == {
+            "orphan-3": "interrupted", live: "running",
+        }
+        for status, expected in (("interrupted", ["orphan-3"]), ("running", [live])):
+            page = await (await client.get(f"/executions?status={status}")).get_json()
+            assert [item["execution_id"] for item in page["items"]] == expected
+
+
 @pytest.mark.parametrize(
     ("query", "name"),
     [("status=done", "status"), ("limit=0", "limit"), ("limit=501", "limit"),

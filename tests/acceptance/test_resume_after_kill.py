@@ -90,7 +90,7 @@ def test_resume_after_sigkill_runs_each_side_effect_once(tmp_path: Path) -> None
         orchestr8("inspect", execution_id, "--journal", str(journal), "--json"),
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True,
     )
-    assert json.loads(killed.stdout)["status"] == "running"
+    assert json.loads(killed.stdout)["status"] == "interrupted"
 
     resumed = subprocess.run(
         orchestr8("resume", execution_id, "--journal", str(journal), "--json"),
