@@ -546,7 +546,7 @@ async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
     execution_id = await start(client, SLEEP)
     journal = runtime.journal
     append_nowait, flush = journal.append_nowait, journal.flush
-    ended, holding = trio.Event(), trio.Event()
+    ended, holding, released = trio.Event(), trio.Event(), trio.Event()
 
     def noting_the_end(event: Event) -> None:
         append_nowait(event)
@@ -557,17 +557,21 @@ async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
         # The run's flush after its terminal event is held, so the run is not done yet.
         if ended.is_set() and not holding.is_set():
             holding.set()
-            await trio.sleep(0.5)
+            await released.wait()
         await flush()
 
     monkeypatch.setattr(journal, "append_nowait", noting_the_end)
     monkeypatch.setattr(journal, "flush", holding_the_final_flush)
     assert (await client.post(f"/executions/{execution_id}/cancel")).status_code == 202
-    with trio.fail_after(5):
-        await holding.wait()
-    assert not runtime.get(execution_id).done
-    document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
-    assert document["type"] == "urn:orchestr8:problem:execution-finished"
+    try:
+        with trio.fail_after(5):
+            await holding.wait()
+        assert not runtime.get(execution_id).done
+        document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
+        assert document["type"] == "urn:orchestr8:problem:execution-finished"
+    finally:
+        released.set()
+    await finish(runtime, execution_id)
 
 
 async def test_cancel_of_an_execution_no_process_runs_is_409(
