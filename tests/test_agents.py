@@ -132,9 +132,15 @@ def test_progress_calls_the_callback_with_a_copy() -> None:
     assert seen == [(context, {"percent": 50})]
 
 
-def test_progress_without_callback_is_a_no_op() -> None:
-    """progress() without a callback does nothing and raises nothing."""
-    make_context().progress({"percent": 10})
+def test_progress_without_callback_publishes_nothing_yet_still_checks_the_data() -> None:
+    """Without a callback progress() leaves its data alone, yet still refuses what is not JSON."""
+    context = make_context()
+    assert context.progress_callback is None
+    data = {"percent": 10}
+    context.progress(data)
+    assert data == {"percent": 10}
+    with pytest.raises(ValueError, match="progress data is not JSON"):
+        context.progress({"done": float("nan")})
 
 
 @pytest.mark.parametrize(
