@@ -32,7 +32,7 @@ from orchestr8._policy_spec import (
     RateLimitSpec,
     RetrySpec,
 )
-from orchestr8._workflow import AgentSpec, Step, Workflow, WorkflowDefaults
+from orchestr8._workflow import AgentSpec, Step, Strategy, Workflow, WorkflowDefaults
 
 GOLDEN = Path(__file__).parent / "golden"
 KNOWN_AGENTS = frozenset({"echo", "sleep", "fail", "python", "llm"})
@@ -51,7 +51,7 @@ def problems(source: Any, **options: Any) -> list[str]:
 
 
 def with_changes(**changes: Any) -> dict[str, Any]:
-    document = json.loads(json.dumps(MINIMAL))
+    document: dict[str, Any] = json.loads(json.dumps(MINIMAL))
     document.update(changes)
     return document
 
@@ -442,12 +442,15 @@ INPUT_NAMES = st.lists(
 )
 
 
+STRATEGIES: tuple[Strategy, ...] = ("dag", "sequential", "parallel")
+
+
 @st.composite
 def workflows(draw: st.DrawFn) -> Workflow:
     """Valid workflows: acyclic dependencies on earlier steps, references only where allowed."""
     ids = draw(STEP_IDS)
     names = draw(INPUT_NAMES)
-    strategy = draw(st.sampled_from(["dag", "sequential", "parallel"]))
+    strategy = draw(st.sampled_from(STRATEGIES))
     steps = []
     for index, step_id in enumerate(ids):
         earlier = ids[:index]

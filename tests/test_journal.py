@@ -376,7 +376,7 @@ async def test_lone_surrogates_in_json_values_are_stored_and_read_back(
     opener: Opener, tmp_path: Path
 ) -> None:
     """Inputs and event data holding lone surrogates round-trip, stored as valid UTF-8 text."""
-    data = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
+    data: dict[str, Any] = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
     async with opener() as journal:
         await journal.create_execution(record(inputs={"q": "a\ud800"}))
         await journal.append(event(1, **data))
@@ -748,7 +748,7 @@ async def test_the_memory_store_knows_the_sqlite_not_null_columns(tmp_path: Path
 
 _IDS = ["a", "b", "é", "\U0001d11e"]
 _STAMPS = ["2025-01-01T00:00:00.000Z", "2025-01-01T00:00:01.000Z", "2025-01-01T00:00:0\xe9"]
-_BAD_RECORDS = {
+_BAD_RECORDS: dict[str, dict[str, Any]] = {
     "nan": {"inputs": {"x": float("nan")}},
     "no-inputs": {"inputs": None},
     "no-workflow": {"workflow": None},
