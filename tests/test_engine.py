@@ -394,7 +394,10 @@ async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_no
         return "unreachable"
 
     agents: dict[str, Callable[..., Awaitable[Any]]] = {
-        "huge": huge, "colliding": colliding, "nan": nan_progress, "usage": huge_usage,
+        "huge": huge,
+        "colliding": colliding,
+        "nan": nan_progress,
+        "usage": huge_usage,
     }
     async with open_runtime(agents=agents) as rt:
         handle = await rt.start(workflow(
