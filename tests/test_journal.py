@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, closing
 from pathlib import Path
 from typing import Any
 
@@ -582,24 +582,28 @@ async def test_a_file_that_is_not_sqlite_is_reported(tmp_path: Path) -> None:
     assert path.read_text().startswith("hello")
 
 
+def write_database(path: Path, *statements: str) -> None:
+    """Run `statements` on the SQLite file at `path`, commit, and close the connection."""
+    # A connection's `with` commits but does not close: closing() does, so none is left to GC.
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
 async def test_other_sqlite_databases_and_newer_schemas_are_refused(tmp_path: Path) -> None:
     """Another application's SQLite database, or a newer journal schema, raises JournalError."""
     foreign = tmp_path / "foreign.db"
-    with sqlite3.connect(foreign) as connection:
-        connection.execute("CREATE TABLE customers (name)")
+    write_database(foreign, "CREATE TABLE customers (name)")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(foreign):
             pass
     versioned = tmp_path / "versioned.db"
-    with sqlite3.connect(versioned) as connection:
-        connection.execute("PRAGMA user_version = 3")
+    write_database(versioned, "PRAGMA user_version = 3")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(versioned):
             pass
     newer = tmp_path / "newer.db"
-    with sqlite3.connect(newer) as connection:
-        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        connection.execute("PRAGMA user_version = 99")
+    write_database(newer, f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="schema version 99"):
         async with open_journal(newer):
             pass
