@@ -95,7 +95,9 @@ def call(
 def environment(path: Path, **extra: str) -> dict[str, str]:
     """The subprocess environment: no colour, `path` importable, no inherited journal."""
     env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    env.update(PYTHONPATH=str(path), NO_COLOR="1", **extra)
+    # `path` goes first; an inherited PYTHONPATH stays, so the code under test stays the same.
+    python_path = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
+    env.update(PYTHONPATH=python_path, NO_COLOR="1", **extra)
     return env
 
 
