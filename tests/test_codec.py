@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from orchestr8._policy_spec import (
     RateLimitSpec,
     RetrySpec,
 )
-from orchestr8._workflow import AgentSpec, Step, Workflow, WorkflowDefaults
+from orchestr8._workflow import AgentSpec, Step, Strategy, Workflow, WorkflowDefaults
 
 GOLDEN = Path(__file__).parent / "golden"
 KNOWN_AGENTS = frozenset({"echo", "sleep", "fail", "python", "llm"})
@@ -51,7 +52,7 @@ def problems(source: Any, **options: Any) -> list[str]:
 
 
 def with_changes(**changes: Any) -> dict[str, Any]:
-    document = json.loads(json.dumps(MINIMAL))
+    document: dict[str, Any] = json.loads(json.dumps(MINIMAL))
     document.update(changes)
     return document
 
@@ -140,15 +141,38 @@ def test_a_missing_file_and_a_directory_are_reported(tmp_path: Path) -> None:
     assert problems(str(tmp_path / "nul\x00byte.json")) == ["$: not a usable file path"]
 
 
-def test_a_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
-    """A 50 MB file is refused at once on its size, against the 10 MiB limit."""
+class RecordingReader(io.BufferedReader):
+    """A binary file that records the sizes asked of `read`, to show what a reader reads."""
+
+    sizes: list[int | None]
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.sizes.append(size)
+        return super().read(size)
+
+
+def test_a_huge_file_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 50 MB file is refused on its size, against the 10 MiB limit, before any byte is read."""
     file = tmp_path / "huge.json"
     with file.open("wb") as handle:
         handle.write(b"[")
         handle.truncate(50 * 1024 * 1024)
-    start = time.perf_counter()
+    readers: list[RecordingReader] = []
+
+    def open_recording(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        assert mode == "rb"
+        reader = RecordingReader(io.FileIO(path, "rb"))
+        reader.sizes = []
+        readers.append(reader)
+        return reader
+
+    monkeypatch.setattr(Path, "open", open_recording)
     assert problems(file) == ["$: the file is larger than the 10 MiB limit for workflow documents"]
-    assert time.perf_counter() - start < 0.5
+    assert len(readers) == 1
+    assert readers[0].sizes == []
+    assert readers[0].closed
     assert MAX_DOCUMENT_BYTES == 10 * 1024 * 1024
 
 
@@ -445,12 +469,15 @@ INPUT_NAMES = st.lists(
 )
 
 
+STRATEGIES: tuple[Strategy, ...] = ("dag", "sequential", "parallel")
+
+
 @st.composite
 def workflows(draw: st.DrawFn) -> Workflow:
     """Valid workflows: acyclic dependencies on earlier steps, references only where allowed."""
     ids = draw(STEP_IDS)
     names = draw(INPUT_NAMES)
-    strategy = draw(st.sampled_from(["dag", "sequential", "parallel"]))
+    strategy = draw(st.sampled_from(STRATEGIES))
     steps = []
     for index, step_id in enumerate(ids):
         earlier = ids[:index]

@@ -23,7 +23,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from orchestr8 import AgentContext, open_runtime, run_workflow
 from orchestr8._breaker import BreakerState, BreakerTransition
@@ -126,8 +127,9 @@ def test_nothing_records_without_a_provider() -> None:
         record_breaker_transition(None, BreakerTransition("k", BreakerState.CLOSED,
                                                           BreakerState.OPEN, 1.0, "x"))
     assert current_log_context() == {}
-    assert tracer() is not None
-    assert meter() is not None
+    # The scope's tracer and meter are then the API's own, which record nothing.
+    assert not tracer().start_span("probe").is_recording()
+    assert type(meter()).__module__.startswith("opentelemetry.metrics")
 
 
 def test_importing_orchestr8_does_not_import_opentelemetry() -> None:
@@ -493,9 +495,32 @@ async def test_rejections_cost_nothing_when_nothing_traces(
     assert statuses == ["failed", "succeeded"]
 
 
+class WatchedSpan(trace.NonRecordingSpan):
+    """A span that records nothing and notes every write made to it anyway."""
+
+    def __init__(self) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self.writes: list[str] = []
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.writes.append(f"attribute {key}")
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        self.writes.append(f"event {name}")
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.writes.append("status")
+
+
 def test_record_error_on_a_non_recording_span_is_harmless() -> None:
-    record_error(trace.INVALID_SPAN, ValueError("x"))
-    record_execution_result(trace.INVALID_SPAN, "failed", ValueError("x"))
+    """Errors and results given to a span that does not record are not even written to it."""
+    span = WatchedSpan()
+    record_error(span, ValueError("x"))
+    record_error(span, {"type": "AgentError", "message": "x"})
+    record_execution_result(span, "failed", ValueError("x"))
+    assert span.writes == []
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -557,11 +582,27 @@ def test_step_durations_are_seconds_in_the_buckets_of_the_metrics_endpoint(otel:
 
 
 def test_metrics_are_no_ops_without_a_provider() -> None:
+    """Instruments made while no provider is set record nothing, even once one is set."""
     metrics = EngineMetrics(meter())
     metrics.execution_started("wf")
     metrics.step_finished("wf", "a", "echo", "succeeded", 0.1)
     metrics.retry_scheduled("wf", "a", "echo")
     metrics.execution_finished("wf")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    use_providers(None, provider)
+    try:
+        metrics.step_finished("wf", "b", "echo", "failed", 0.1)
+        data = reader.get_metrics_data()
+        assert data is None or not data.resource_metrics
+        EngineMetrics(meter()).step_finished("wf", "c", "echo", "failed", 0.1)
+        data = reader.get_metrics_data()
+        assert data is not None
+        [scope] = data.resource_metrics[0].scope_metrics
+        assert STEP_FAILED in {metric.name for metric in scope.metrics}
+    finally:
+        use_providers(None, None)
+        provider.shutdown()
 
 
 # -- configure_from_environment ----------------------------------------------------------------

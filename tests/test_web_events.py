@@ -128,6 +128,7 @@ async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -
 async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: Path) -> None:
     """When the terminal event goes out, the journal has written it, so REST reads show the end."""
     written_at_end: list[int] = []
+    runtime: Runtime  # bound by the `async with` below, before any send
 
     class Checking(Socket):
         async def send(self, data: str) -> None:

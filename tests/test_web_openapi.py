@@ -138,7 +138,9 @@ def check(response_document: Any, path: str, method: str, status: int, media: st
 async def call(client: Client, method: str, url: str, template: str, **kwargs: Any) -> Any:
     response = await client.open(url, method=method.upper(), **kwargs)
     document = json.loads(await response.get_data(as_text=True))
-    check(document, template, method, response.status_code, response.mimetype)
+    media = response.mimetype
+    assert media, "the response names no media type"
+    check(document, template, method, response.status_code, media)
     return document
 
 
