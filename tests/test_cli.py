@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import types
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def call(
     try:
         with (
             mock.patch.dict(os.environ, {**environ, **(env or {})}, clear=True),
+            # The console script's __main__, not pytest's (`python -m pytest` under coverage):
+            # click names the program after it in usage lines.
+            mock.patch.dict(sys.modules, {"__main__": types.ModuleType("__main__")}),
             redirect_stdout(stdout),
             redirect_stderr(stderr),
             pytest.raises(SystemExit) as exited,
