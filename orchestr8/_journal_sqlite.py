@@ -4,6 +4,10 @@ A file journal keeps two connections: the writer (one `BEGIN IMMEDIATE … COMMI
 worker thread) and a read-only reader (queries on a worker thread, one at a time). WAL mode lets
 them work side by side, and the reader only ever sees committed batches. The layout is described
 in `docs/events.md`.
+
+The journal's threads never come from trio's default thread limiter, which sync agents share: it
+has a capacity limiter of its own for each connection, so however many agents block their worker
+threads, the journal still writes and reads (and cancels can still be recorded).
 """
 
 from __future__ import annotations
@@ -371,6 +375,7 @@ class SQLiteJournal(Journal):
         self._store = store
         self._path = path
         self._read_limiter = trio.CapacityLimiter(1)
+        self._write_limiter = trio.CapacityLimiter(1)
         self._store_closed = False
 
     @classmethod
@@ -380,7 +385,10 @@ class SQLiteJournal(Journal):
         Raises:
             JournalError: the file cannot be used as a journal.
         """
-        store = await trio.to_thread.run_sync(Store.open_file, path)
+        # A limiter of its own: never wait behind sync agents for a worker thread.
+        store = await trio.to_thread.run_sync(
+            Store.open_file, path, limiter=trio.CapacityLimiter(1)
+        )
         return cls(store, path, queue_size=queue_size, close_timeout=close_timeout)
 
     @property
@@ -390,7 +398,9 @@ class SQLiteJournal(Journal):
 
     async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
         """Write one batch on a worker thread: one thread hop per batch, never per event."""
-        return await trio.to_thread.run_sync(self._store.write_batch, items)
+        return await trio.to_thread.run_sync(
+            self._store.write_batch, items, limiter=self._write_limiter
+        )
 
     async def _read(self, query: Callable[[Store], _Result]) -> _Result:
         """Run a query on a worker thread, one at a time on the read connection."""
