@@ -103,6 +103,19 @@ class Emitter:
             self._outbox.append(event)
         return event
 
+    def prepare(self, type: str, *, data: dict[str, Any] | None = None) -> Event:
+        """Stamp (numbered, redacted) an event the caller journals itself, without queueing it.
+
+        For `execution.started`, which the journal commits with the execution's record
+        (`Journal.create_or_find`); `announce` it once that is committed.
+        """
+        return self._factory.create(type, data=redact(data) if data else data)
+
+    def announce(self, event: Event) -> None:
+        """Publish an event `prepare`d and committed by the caller; the bus sees it in order."""
+        if self.failure is None:
+            self._publish(event)
+
     async def flush(self) -> None:
         """Return once every event emitted so far is committed to the journal.
 

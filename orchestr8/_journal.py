@@ -143,16 +143,29 @@ class Journal(abc.ABC):
         stored, _ = await self.create_or_find(record)
         return stored
 
-    async def create_or_find(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+    async def create_or_find(
+        self, record: ExecutionRecord, *, first_event: Event | None = None
+    ) -> tuple[ExecutionRecord, bool]:
         """Like `create_execution`, also saying whether this call recorded it (True) or not.
 
         False means the idempotency key was recorded already, by the returned execution, even
-        when that one has the same id (two starts racing with one id and key).
+        when that one has the same id (two starts racing with one id and key). `first_event`
+        (the execution's seq 1, `execution.started`) is committed in the same transaction as the
+        record: no crash can leave the execution recorded without it.
 
         Raises:
-            JournalError: an execution with that id exists, or the journal failed or is closed.
+            ValueError: `first_event` is not seq 1 of this execution.
+            JournalError: an execution with that id exists, `first_event` cannot be stored, or
+                the journal failed or is closed.
         """
-        request = CreateRequest(record)
+        if first_event is not None and (
+            first_event.execution_id != record.execution_id or first_event.seq != 1
+        ):
+            raise ValueError(
+                f"the first event must be seq 1 of execution {record.execution_id!r}, got seq "
+                f"{first_event.seq} of {first_event.execution_id!r}"
+            )
+        request = CreateRequest(record, first_event=first_event)
         await self._enqueue(request)
         await request.done.wait()
         if request.error is not None:

@@ -72,10 +72,12 @@ class CreateRequest:
     """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`.
 
     `existed` is True when nothing was written because the idempotency key was recorded already
-    (then `result` is the execution recorded under it).
+    (then `result` is the execution recorded under it). `first_event` (seq 1, usually
+    `execution.started`) is written in the same transaction as the record, or not at all.
     """
 
     record: ExecutionRecord
+    first_event: Event | None = None
     done: trio.Event = attrs.Factory(trio.Event)
     result: ExecutionRecord | None = None
     error: JournalError | None = None

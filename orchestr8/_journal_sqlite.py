@@ -230,7 +230,7 @@ class Store:
             self._writer.execute("BEGIN IMMEDIATE")
             for item in items:
                 if isinstance(item, CreateRequest):
-                    outcome.created.append((item, self._create(batch, item.record)))
+                    outcome.created.append((item, self._create(batch, item)))
                 else:
                     outcome.failure = self._take_event(batch, item)
                     if outcome.failure is not None:
@@ -263,9 +263,14 @@ class Store:
         return last
 
     def _create(
-        self, batch: _Batch, record: ExecutionRecord
+        self, batch: _Batch, request: CreateRequest
     ) -> ExecutionRecord | KeyHeld | JournalError:
-        """Insert a new execution, or return the one holding its idempotency key, or an error."""
+        """Insert a new execution (and its first event), or return the key's holder, or an error.
+
+        Both rows go into the batch's transaction or neither: the event is encoded before the
+        execution is inserted, so nothing can refuse it afterwards.
+        """
+        record = request.record
         key = record.idempotency_key
         if key is not None:
             existing = batch.keys.get(key) or _by_idempotency_key(self._writer, key)
@@ -275,6 +280,8 @@ class Store:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         try:
             row = encode_execution(record)
+            if request.first_event is not None:
+                encode_event(request.first_event)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         self._writer.execute(
@@ -286,6 +293,8 @@ class Store:
         stored = decode_execution(row)
         if key is not None:
             batch.keys[key] = stored
+        if request.first_event is not None:
+            self._take_event(batch, request.first_event)
         return stored
 
     def _take_event(self, batch: _Batch, event: Event) -> JournalError | None:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hypothesis import example, given, settings
@@ -541,6 +542,59 @@ async def test_idempotency_key_finds_and_deduplicates(opener: Opener) -> None:
         assert await journal.find_by_idempotency_key("key-2") is None
         with pytest.raises(ExecutionNotFoundError):
             await journal.get_execution("run-2")
+
+
+async def test_an_execution_is_created_with_its_first_event_in_one_transaction(
+    opener: Opener,
+) -> None:
+    """`create_or_find` with `first_event` commits both: the execution is recorded as started."""
+    started = event(1, EventType.EXECUTION_STARTED)
+    async with opener() as journal:
+        _, created = await journal.create_or_find(record(), first_event=started)
+        assert created
+        assert await journal.events("run-1") == [started]
+        assert (await journal.get_execution("run-1")).status is ExecutionStatus.RUNNING
+        await journal.append(event(2))
+        await journal.flush()
+        assert await journal.last_seq("run-1") == 2
+
+
+async def test_a_first_event_that_cannot_be_stored_refuses_the_whole_create(
+    opener: Opener,
+) -> None:
+    """A first event that is not JSON leaves neither the execution nor the event; no failure."""
+    broken = event(1, EventType.EXECUTION_STARTED, value=float("nan"))
+    async with opener() as journal:
+        with pytest.raises(JournalError, match="'run-1' cannot be stored"):
+            await journal.create_or_find(record(), first_event=broken)
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("run-1")
+        assert not journal.statistics().failed
+
+
+async def test_a_first_event_must_be_seq_one_of_its_execution(opener: Opener) -> None:
+    """Another execution's event, or a later seq, is refused before anything is queued."""
+    async with opener() as journal:
+        for wrong in (event(2), event(1, execution_id="run-2")):
+            with pytest.raises(ValueError, match="the first event must be seq 1"):
+                await journal.create_or_find(record(), first_event=wrong)
+        assert journal.statistics().items_queued == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_rolled_back_batch_leaves_no_execution_without_its_first_event(
+    kind: str, tmp_path: Path
+) -> None:
+    """A batch that fails after a create writes neither the execution nor its first event."""
+    store: Any = Store.open_file(tmp_path / "journal.db") if kind == "sqlite" else MemoryStore()
+    started = event(1, EventType.EXECUTION_STARTED)
+    no_ts: Any = None
+    unstorable = attrs.evolve(event(2), ts=no_ts)
+    outcome = store.write_batch([CreateRequest(record(), first_event=started), unstorable])
+    assert "NOT NULL constraint failed" in str(outcome.failure)
+    assert store.load_execution("run-1") is None
+    assert store.load_events("run-1", 0, None) is None
+    store.close()
 
 
 async def test_a_duplicate_execution_id_is_refused_without_failing(opener: Opener) -> None:

@@ -5,9 +5,11 @@ Time-dependent tests run on pytest-trio's `autojump_clock`, so virtual times are
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -576,6 +578,26 @@ async def test_a_resumed_execution_can_fail_and_be_resumed_again(tmp_path: Path)
 def test_the_python_callables_live_in_this_module() -> None:
     """The `python` steps above import this very module, so CALLS is the counter they bump."""
     assert importlib.import_module(__name__).CALLS is CALLS
+
+
+async def test_a_started_execution_is_durable_with_its_started_event_when_start_returns(
+    tmp_path: Path,
+) -> None:
+    """What a crash right after `start` returns leaves: the execution and its execution.started."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        handles = [await runtime.start(workflow(sleep("wait", 0))) for _ in range(5)]
+        # Read the file as another process would, with no await in between: what is committed.
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            rows = connection.execute(
+                "SELECT e.execution_id, (SELECT type FROM events WHERE execution_id ="
+                " e.execution_id AND seq = 1) FROM executions AS e"
+            ).fetchall()
+        for handle in handles:
+            await handle.wait()
+    assert sorted(rows) == sorted(
+        (handle.execution_id, EventType.EXECUTION_STARTED) for handle in handles
+    )
 
 
 # -- a failing journal ----------------------------------------------------------------------------
