@@ -197,9 +197,16 @@ class ExecutionRun:
         await self._done.wait()
 
     def _journal_failed(self, failure: JournalError) -> None:
-        """Stop at once when the journal fails: nothing the run does now could be recorded."""
+        """Stop at once when the journal fails: nothing the run does now could be recorded.
+
+        Nothing starts after this (the cancel request), and running steps are cancelled now.
+        """
         _logger.error("execution %s stops: %s", self.execution_id, failure)
         self.cancel(str(failure))
+        # No grace: nothing a running step does now can be recorded, so its side effects stop
+        # now (also when a cancel was already winding the run down).
+        for slot in self._running.values():
+            slot.ref.cancel()
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
@@ -247,6 +254,10 @@ class ExecutionRun:
                         else EventType.EXECUTION_STARTED
                     )
                     await self._emitter.emit(start, data=self._start_data())
+                    # Committed before any step starts: on a journal that cannot write, no agent
+                    # runs (a failure here cancels the run through `_journal_failed`).
+                    with contextlib.suppress(JournalError):
+                        await self._emitter.flush()
                 _logger.info(
                     "execution %s of workflow %r %s", self.execution_id, self.workflow.name,
                     "resumed" if self._resumed else "started",

@@ -92,6 +92,10 @@ class StepRunner:
             )
 
             async def attempt(number: int) -> Any:
+                if emitter.failure is not None:
+                    # The journal failed: nothing this attempt did could be recorded. The run
+                    # cancels its steps at once (`ExecutionRun._journal_failed`); start nothing.
+                    await trio.sleep_forever()
                 # The pipeline runs each attempt under a scope whose deadline is the earlier of
                 # the attempt timeout and the step's total deadline: tell the agent.
                 deadline = trio.current_effective_deadline()

@@ -6,13 +6,19 @@ These run real SQLite files and real worker threads; nothing here waits on a clo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from orchestr8._events import ExecutionStatus
+from orchestr8._agents import AgentContext
+from orchestr8._errors import JournalError, RetryableError
+from orchestr8._events import ExecutionStatus, replay
+from orchestr8._journal import Journal, open_journal
+from orchestr8._journal_sqlite import SQLiteJournal
 from orchestr8._runtime import open_runtime
 
 BLOCKED_STEPS = 100
@@ -78,3 +84,138 @@ async def test_sync_agents_blocking_every_worker_thread_do_not_stop_the_journal(
         finished = await blocked.wait()
     assert finished.status is ExecutionStatus.SUCCEEDED
     assert len(ENTERED) == BLOCKED_STEPS
+
+
+# -- a journal that fails stops side effects at once ---------------------------------------------
+
+CALLS_AFTER_FAILURE: list[str] = []
+"""Agent calls made while the journal had already failed: there must never be any."""
+
+JOURNALS: list[Journal] = []
+"""The journal of the running test, for the agents below to look at."""
+
+CALLS: list[str] = []
+"""Every call of the agents below, by step id."""
+
+
+async def note_call(input: Any, context: AgentContext) -> Any:
+    """Record the call (and whether the journal had failed by then), then return the input."""
+    CALLS.append(context.step_id)
+    if any(journal.statistics().failed for journal in JOURNALS):
+        CALLS_AFTER_FAILURE.append(context.step_id)
+    return input
+
+
+async def fail_retryably(input: Any, context: AgentContext) -> Any:
+    """Record the call like `note_call`, then fail in a way that is retried."""
+    await note_call(input, context)
+    raise RetryableError("the service is down")
+
+
+async def fill_the_disk(input: Any, context: AgentContext) -> Any:
+    """Like `fail_retryably`, but the first attempt reports more progress than the disk holds."""
+    if not CALLS.count(context.step_id):
+        context.progress({"blob": "x" * 400_000})
+    return await fail_retryably(input, context)
+
+
+def python_step(step_id: str, function: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
+    """A `python` step calling a function of this module."""
+    agent = {"id": "python", "config": {"callable": f"{__name__}:{function}"}}
+    return {"id": step_id, "agent": agent, "depends_on": list(depends_on), "input": step_id,
+            **extra}
+
+
+def limit_growth(journal: Journal, pages: int) -> None:
+    """Let the journal's file grow by `pages` pages more, then writes fail: a disk that is full."""
+    assert isinstance(journal, SQLiteJournal)
+    writer = journal._store._writer
+    used = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {used + pages}").fetchone()
+
+
+@pytest.fixture(autouse=True)
+def fresh_calls() -> Iterator[None]:
+    """Each test counts its own calls."""
+    CALLS.clear()
+    CALLS_AFTER_FAILURE.clear()
+    JOURNALS.clear()
+    yield
+    JOURNALS.clear()
+
+
+async def test_a_full_disk_stops_every_execution_and_nothing_starts_after_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """After "database or disk is full" no step and no retry starts; what was written stays.
+
+    A retrying step fills the disk while a long chain of steps runs beside it: both stop at
+    once, and no agent is called once the journal has failed.
+    """
+    path = tmp_path / "journal.db"
+    retrying = {"retry": {"max_attempts": 1000, "initial_delay": 1.0, "jitter": "none"},
+                "circuit_breaker": None}
+    chain = [{"id": "s0", "agent": "note"}] + [
+        {"id": f"s{index}", "agent": "note", "depends_on": [f"s{index - 1}"]}
+        for index in range(1, 1000)
+    ]
+    handles = []
+
+    async def run_until_the_disk_is_full() -> None:
+        async with open_journal(path) as journal, open_runtime(
+            journal=journal, cancel_grace=60.0, agents={"note": note_call}
+        ) as runtime:
+            JOURNALS.append(journal)
+            limit_growth(journal, 60)
+            handles.append(await runtime.start(workflow(*chain)))
+            handles.append(await runtime.start(workflow(
+                python_step("flaky", "fill_the_disk", policy=retrying)
+            )))
+            for handle in handles:
+                with pytest.raises(JournalError, match=(
+                    rf"execution {handle.execution_id} stopped: the journal failed: "
+                    "writing the journal failed: database or disk is full"
+                )):
+                    await handle.wait()
+
+    with pytest.raises(JournalError, match="database or disk is full"):
+        await run_until_the_disk_is_full()
+    # Steps and retries started while the failing batch was still being written may have run
+    # (a crash loses those the same way); none started once the failure was known.
+    assert CALLS_AFTER_FAILURE == []
+    assert "flaky" in CALLS
+    async with open_journal(path) as reopened:
+        for handle in handles:
+            events = await reopened.events(handle.execution_id)
+            assert [event.seq for event in events] == list(range(1, len(events) + 1))
+            assert replay(events).status is ExecutionStatus.RUNNING
+
+
+async def test_resuming_on_a_journal_that_cannot_write_runs_no_agent(tmp_path: Path) -> None:
+    """A resume whose `execution.resumed` cannot be written calls no agent, and says why."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        failed = await (await runtime.start(workflow(
+            python_step("first", "note_call"), python_step("broken", "fail_retryably", "first")
+        ))).wait()
+    assert failed.status is ExecutionStatus.FAILED
+    assert CALLS == ["first", "broken"]
+
+    async def resume_on_a_read_only_journal() -> None:
+        async with open_journal(path) as journal:
+            JOURNALS.append(journal)
+            assert isinstance(journal, SQLiteJournal)
+            journal._store._writer.execute("PRAGMA query_only = ON")
+            async with open_runtime(journal=journal) as runtime:
+                resumed = await runtime.resume(failed.execution_id)
+                with pytest.raises(JournalError, match=(
+                    rf"execution {failed.execution_id} stopped: the journal failed: "
+                    "writing the journal failed: attempt to write a readonly database"
+                )):
+                    await resumed.wait()
+
+    with pytest.raises(JournalError, match="readonly database"):
+        await resume_on_a_read_only_journal()
+    assert CALLS == ["first", "broken"]
+    async with open_journal(path) as reopened:
+        assert replay(await reopened.events(failed.execution_id)).status is ExecutionStatus.FAILED
