@@ -9,7 +9,14 @@ the trio thread. Open either with `open_journal`.
 An event the journal refuses (its `seq` is not the next one of its execution, its execution does not
 exist, its data is not JSON) or a failed write puts the journal in a failed state: that event and
 everything appended after it is not written, and `append`, `flush` and closing raise `JournalError`.
-Readers keep working, so what was written stays inspectable.
+Readers keep working, so what was written stays inspectable. Every execution watching the journal
+(`on_failure`) stops at once. `reopen` leaves the failed state once the storage can write again
+(a long-running service retries it with back-off: `_journal_recovery`); the executions the failure
+stopped stay stopped, and resumable.
+
+`trouble` says in words what keeps the journal from taking work: it failed, or it is stalled (one
+batch has been on its way to disk for more than `STALLED_AFTER` seconds, so everything appended
+since waits behind it).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
@@ -50,6 +57,9 @@ if TYPE_CHECKING:
 _Result = TypeVar("_Result")
 
 _logger = logging.getLogger("orchestr8.journal")
+
+STALLED_AFTER: Final = 5.0
+"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled."""
 
 
 def default_journal_path() -> Path:
@@ -125,6 +135,8 @@ class Journal(abc.ABC):
         self._writer_scope: trio.CancelScope | None = None
         self._writer_done = trio.Event()
         self._events_in_flight = 0
+        self._writing_since: float | None = None
+        self._reopened = trio.Event()
 
     @property
     @abc.abstractmethod
@@ -282,14 +294,86 @@ class Journal(abc.ABC):
         return seq
 
     def statistics(self) -> JournalStatistics:
-        """Return the journal's counters: events written, batches committed, queue use."""
+        """Return the journal's counters: events written, batches committed, queue use, failure."""
+        since = self._writing_since
         return JournalStatistics(
             events_written=self._events_written,
             batches_committed=self._batches_committed,
             items_queued=self._send.statistics().current_buffer_used,
             queue_size=self._queue_size,
             failed=self._failure is not None,
+            failure=None if self._failure is None else str(self._failure),
+            writing_for=0.0 if since is None else trio.current_time() - since,
         )
+
+    @property
+    def closed(self) -> bool:
+        """Whether the journal was closed: it takes no more work, and cannot be reopened."""
+        return self._closed
+
+    def trouble(self, *, stalled_after: float = STALLED_AFTER) -> str | None:
+        """Say what keeps the journal from taking work (failed, stalled or closed), or None."""
+        if self._failure is not None:
+            return f"the journal failed: {self._failure}"
+        if self._closed:
+            return "the journal is closed"
+        since = self._writing_since
+        if since is not None and trio.current_time() - since > stalled_after:
+            return (
+                f"the journal is stalled: a batch has been writing for "
+                f"{trio.current_time() - since:.1f} s"
+            )
+        return None
+
+    async def reopen(self) -> None:
+        """Leave the failed state on fresh storage that can write; nothing if it has not failed.
+
+        Whatever was queued before the failure is dropped first, as it always is; what was
+        committed stays. Executions the failure stopped stay stopped (and resumable): only
+        executions started or resumed from now on write again.
+
+        Raises:
+            JournalError: the journal is closed, or its storage still cannot write (the journal
+                stays failed, with its first failure).
+        """
+        if self._closed:
+            raise JournalError("the journal is closed")
+        if self._failure is None:
+            return
+        # Every item queued before the failure (or by a sender blocked on a full queue then) is
+        # dropped by the writer before storage is swapped: wait until the queue is clear.
+        while True:
+            marker = FlushMarker()
+            try:
+                await self._send.send(marker)
+            except trio.ClosedResourceError:
+                raise JournalError("the journal is closed") from None
+            await marker.done.wait()
+            if self._queue_is_clear():
+                break
+        try:
+            await self._reopen_storage()
+        except (sqlite3.Error, OSError) as error:
+            raise JournalError(f"the journal still cannot write: {error}") from error
+        except JournalError as error:
+            raise JournalError(f"the journal still cannot write: {error}") from error
+        if not self._queue_is_clear():
+            raise JournalError("the journal is still dropping events from before its failure")
+        _logger.warning("the journal works again after its failure: %s", self._failure)
+        self._failure = None
+        self._reopened.set()
+
+    async def working(self) -> None:
+        """Return once the journal takes work: at once unless it failed, else once reopened."""
+        if self._failure is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._reopened.wait()
+
+    def _queue_is_clear(self) -> bool:
+        """Whether nothing waits in, or to get into, the writer's queue."""
+        statistics = self._send.statistics()
+        return statistics.current_buffer_used == 0 and statistics.tasks_waiting_send == 0
 
     @abc.abstractmethod
     async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
@@ -302,6 +386,14 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def _close_storage(self) -> None:
         """Release the storage once the writer has finished."""
+
+    async def _reopen_storage(self) -> None:
+        """Replace the storage with a fresh one that has shown it can write (for `reopen`).
+
+        The base keeps the storage: a store whose batches are all-or-nothing is consistent after
+        a refused batch. File stores override it.
+        """
+        await trio.lowlevel.checkpoint()
 
     async def _query(self, query: Callable[[Store], _Result]) -> _Result:
         """Run a read-only query, refusing once the journal is closed."""
@@ -342,6 +434,7 @@ class Journal(abc.ABC):
         if self._failure is not None:
             return
         self._failure = failure
+        self._reopened = trio.Event()
         callbacks, self._failure_callbacks = self._failure_callbacks, {}
         error = self._failure_error()
         for callback in callbacks.values():
@@ -398,6 +491,7 @@ class Journal(abc.ABC):
             work = [item for item in batch if isinstance(item, (Event, CreateRequest))]
             if work and self._failure is None:
                 self._events_in_flight = sum(isinstance(item, Event) for item in work)
+                self._writing_since = trio.current_time()
                 try:
                     outcome = await self._write(work)
                 except Exception as error:
@@ -408,6 +502,7 @@ class Journal(abc.ABC):
                     )
                     failure.__cause__ = error
                     outcome = BatchOutcome(failure=failure)
+                self._writing_since = None
                 self._events_in_flight = 0
                 self._events_written += outcome.events_written
                 self._batches_committed += outcome.committed

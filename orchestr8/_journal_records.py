@@ -58,13 +58,19 @@ class ExecutionPage:
 
 @attrs.frozen
 class JournalStatistics:
-    """Counters of one open journal, so tests and benchmarks can see group commit at work."""
+    """Counters of one open journal, so tests and benchmarks can see group commit at work.
+
+    `failure` says why a failed journal failed; `writing_for` is how long (seconds on the trio
+    clock) the batch being written has been on its way to disk, 0 when the writer is idle.
+    """
 
     events_written: int
     batches_committed: int
     items_queued: int
     queue_size: int
     failed: bool
+    failure: str | None = None
+    writing_for: float = 0.0
 
 
 @attrs.define(eq=False)

@@ -12,6 +12,7 @@ threads, the journal still writes and reads (and cancels can still be recorded).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -162,6 +163,21 @@ class Store:
         connection = _connect(":memory:", [])
         _migrate(connection, ":memory:")
         return cls(connection, connection)
+
+    def prove_writable(self) -> None:
+        """Commit one harmless write (the schema version, rewritten), or raise why it fails.
+
+        Raises:
+            sqlite3.Error: the journal cannot be written (disk full, read-only, locked).
+        """
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._writer.execute("COMMIT")
+        except sqlite3.Error:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connections (the last close checkpoints the WAL into the file)."""
@@ -420,6 +436,34 @@ class SQLiteJournal(Journal):
             return query(self._store)
 
         return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def _reopen_storage(self) -> None:
+        """Open fresh connections that have committed a write, then close the failed ones.
+
+        Raises:
+            JournalError: the file cannot be opened as a journal any more.
+            sqlite3.Error: it opens but still cannot be written.
+        """
+
+        def open_writable() -> Store:
+            store = Store.open_file(self._path)
+            try:
+                store.prove_writable()
+            except BaseException:
+                store.close()
+                raise
+            return store
+
+        fresh = await trio.to_thread.run_sync(open_writable, limiter=self._write_limiter)
+        failed, self._store = self._store, fresh
+
+        def close_failed() -> None:
+            # The failed connections have nothing left to give: an error closing them is moot.
+            with contextlib.suppress(sqlite3.Error):
+                failed.close()
+
+        # Under the read limiter: a query that began on the failed store finishes first.
+        await trio.to_thread.run_sync(close_failed, limiter=self._read_limiter)
 
     async def _close_storage(self) -> None:
         """Close both connections on a worker thread, after any running query (closing checkpoints).

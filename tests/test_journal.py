@@ -597,6 +597,40 @@ def test_a_rolled_back_batch_leaves_no_execution_without_its_first_event(
     store.close()
 
 
+async def test_a_failed_journal_says_why_and_reopen_makes_it_take_work_again(
+    opener: Opener,
+) -> None:
+    """After a failure, `trouble` names it; `reopen` clears it, keeping what was committed."""
+    async with opener() as journal:
+        assert journal.trouble() is None
+        await journal.create_execution(record())
+        await journal.append(event(1))
+        await journal.flush()
+        await journal.append(event(1, execution_id="ghost"))
+        with pytest.raises(JournalError):
+            await journal.flush()
+        assert journal.trouble() == (
+            "the journal failed: event seq 1 (step.progress) of execution 'ghost': no such "
+            "execution (record it first)"
+        )
+        statistics = journal.statistics()
+        assert statistics.failed
+        assert statistics.failure is not None
+        assert "'ghost'" in statistics.failure
+        await journal.reopen()
+        assert journal.trouble() is None
+        assert not journal.statistics().failed
+        await journal.append(event(2))
+        await journal.create_execution(record("run-2"))
+        await journal.flush()
+        assert [one.seq for one in await journal.events("run-1")] == [1, 2]
+        await journal.reopen()
+        assert journal.trouble() is None
+    assert journal.closed
+    with pytest.raises(JournalError, match="the journal is closed"):
+        await journal.reopen()
+
+
 async def test_a_duplicate_execution_id_is_refused_without_failing(opener: Opener) -> None:
     """Creating an existing id raises JournalError for that call; the journal keeps working."""
     async with opener() as journal:

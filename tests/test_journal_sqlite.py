@@ -5,8 +5,12 @@ These run real SQLite files and real worker threads; nothing here waits on a clo
 
 from __future__ import annotations
 
+import contextlib
+import math
+import sqlite3
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,9 @@ import trio.testing
 
 from orchestr8._agents import AgentContext
 from orchestr8._errors import JournalError, RetryableError
-from orchestr8._events import ExecutionStatus, replay
-from orchestr8._journal import Journal, open_journal
+from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._journal import STALLED_AFTER, ExecutionRecord, Journal, open_journal
+from orchestr8._journal_recovery import keep_journal_working
 from orchestr8._journal_sqlite import SQLiteJournal
 from orchestr8._runtime import open_runtime
 
@@ -219,3 +224,113 @@ async def test_resuming_on_a_journal_that_cannot_write_runs_no_agent(tmp_path: P
     assert CALLS == ["first", "broken"]
     async with open_journal(path) as reopened:
         assert replay(await reopened.events(failed.execution_id)).status is ExecutionStatus.FAILED
+
+
+# -- a failed journal works again once it can write ------------------------------------------------
+
+
+async def fill_up(journal: Journal) -> None:
+    """Record an execution, then fail the journal with a real "database or disk is full"."""
+    limit_growth(journal, 2)
+    await journal.create_execution(ExecutionRecord("run-1", "wf", {"steps": []}))
+    await journal.append(started_event("run-1", 1))
+    await journal.flush()
+    await journal.append(started_event("run-1", 2, blob="x" * 100_000))
+    with pytest.raises(JournalError, match="database or disk is full"):
+        await journal.flush()
+
+
+def started_event(execution_id: str, seq: int, **data: Any) -> Event:
+    """An event of `execution_id` with this seq (the first is `execution.started`)."""
+    kind = EventType.EXECUTION_STARTED if seq == 1 else EventType.STEP_PROGRESS
+    return Event(execution_id, seq, "2025-01-01T00:00:00.000Z", 0.0, kind, None, None, data)
+
+
+async def test_a_full_journal_reopens_on_fresh_connections_once_it_can_write(
+    tmp_path: Path,
+) -> None:
+    """`reopen` after "disk full" commits a test write on new connections; then work goes on."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await fill_up(journal)
+        assert journal.trouble() == (
+            "the journal failed: writing the journal failed: database or disk is full"
+        )
+        await journal.reopen()
+        assert journal.trouble() is None
+        await journal.append(started_event("run-1", 2))
+        await journal.flush()
+        assert [one.seq for one in await journal.events("run-1")] == [1, 2]
+
+
+async def test_reopen_fails_while_the_file_cannot_be_used_and_the_failure_stays(
+    tmp_path: Path,
+) -> None:
+    """While the journal's path holds no usable file, `reopen` says why; the first failure stays."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        await fill_up(journal)
+        path.rename(tmp_path / "moved.db")
+        path.mkdir()
+        with pytest.raises(JournalError, match=f"still cannot write: {path} is a directory"):
+            await journal.reopen()
+        assert journal.trouble() == (
+            "the journal failed: writing the journal failed: database or disk is full"
+        )
+        path.rmdir()
+        (tmp_path / "moved.db").rename(path)
+        await journal.reopen()
+        assert journal.trouble() is None
+
+
+async def test_a_batch_held_up_longer_than_stalled_after_makes_the_journal_stalled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A write waiting on a lock past `STALLED_AFTER` (trio clock) is trouble, until it lands."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        await journal.create_execution(ExecutionRecord("run-1", "wf", {"steps": []}))
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            await journal.append(started_event("run-1", 1))
+            await trio.sleep(STALLED_AFTER / 2)
+            assert journal.trouble() is None
+            await trio.sleep(STALLED_AFTER)
+            trouble = journal.trouble()
+            assert trouble is not None
+            assert trouble.startswith("the journal is stalled: a batch has been writing for ")
+            assert journal.statistics().writing_for > STALLED_AFTER
+            other.execute("ROLLBACK")
+        await journal.flush()
+        assert journal.trouble() is None
+        assert journal.statistics().writing_for == 0.0
+
+
+async def test_keep_journal_working_retries_with_back_off_until_the_journal_writes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The recovery task leaves a failed journal failed while unusable, then reopens it."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal, trio.open_nursery() as nursery:
+        nursery.start_soon(partial(keep_journal_working, journal, first_delay=1, max_delay=8))
+        await fill_up(journal)
+        path.rename(tmp_path / "moved.db")
+        path.mkdir()
+        await trio.sleep(60)
+        assert journal.statistics().failed
+        path.rmdir()
+        (tmp_path / "moved.db").rename(path)
+        await journal.working()
+        async with open_runtime(journal=journal) as runtime:
+            result = await (await runtime.start(workflow({"id": "a", "agent": "echo"}))).wait()
+        assert result.status is ExecutionStatus.SUCCEEDED
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("first", "most"), [(0, 1), (2, 1), (1, math.inf), (-1, 5)])
+async def test_keep_journal_working_refuses_delays_that_are_no_back_off(
+    first: float, most: float
+) -> None:
+    """Delays must be positive, finite and in order."""
+    async with open_journal(None) as journal:
+        with pytest.raises(ValueError, match="0 < first_delay <= max_delay"):
+            await keep_journal_working(journal, first_delay=first, max_delay=most)
