@@ -6,8 +6,12 @@ These run real SQLite files and real worker threads; nothing here waits on a clo
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -334,3 +338,63 @@ async def test_keep_journal_working_refuses_delays_that_are_no_back_off(
     async with open_journal(None) as journal:
         with pytest.raises(ValueError, match="0 < first_delay <= max_delay"):
             await keep_journal_working(journal, first_delay=first, max_delay=most)
+
+
+# -- the command line on a journal that cannot write ----------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COUNTED_FAILURE = '''
+def count_then_fail(input):
+    """Append a line to the counter file (a side effect), then fail."""
+    with open(input["counter"], "a") as file:
+        file.write("called\\n")
+    raise RuntimeError("the service is down")
+'''
+
+
+def orchestr8_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m orchestr8 ARGS` in `cwd` (importable, with this checkout's orchestr8)."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "ORCHESTR8_JOURNAL"}
+    environment.update(PYTHONPATH=f"{cwd}{os.pathsep}{ROOT}", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "orchestr8", *args], cwd=cwd, env=environment,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_resume(
+    tmp_path: Path,
+) -> None:
+    """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command."""
+    (tmp_path / "effects.py").write_text(COUNTED_FAILURE)
+    counter = tmp_path / "counter.txt"
+    (tmp_path / "w.json").write_text(json.dumps({
+        "schema_version": "1.0", "name": "w", "steps": [{
+            "id": "call", "input": {"counter": str(counter)},
+            "agent": {"id": "python", "config": {"callable": "effects:count_then_fail"}},
+            "policy": {"retry": {"max_attempts": 1}},
+        }],
+    }))
+    failed = orchestr8_command("run", "w.json", "--journal", "j.db", "--json", cwd=tmp_path)
+    assert failed.returncode == 2, failed.stderr
+    execution_id = json.loads(failed.stdout)["execution_id"]
+    assert counter.read_text() == "called\n"
+    with contextlib.closing(sqlite3.connect(tmp_path / "j.db")) as connection:
+        # A real write error on every event from now on, as a full disk gives.
+        connection.execute("CREATE TRIGGER full BEFORE INSERT ON events"
+                           " BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    refused = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert (f"error: execution {execution_id} stopped: the journal failed: writing the journal "
+            "failed: database or disk is full") in refused.stderr
+    assert (f"resume it once the journal works again: orchestr8 resume --journal j.db "
+            f"{execution_id}\n") in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert counter.read_text() == "called\n"
+    with contextlib.closing(sqlite3.connect(tmp_path / "j.db")) as connection:
+        connection.execute("DROP TRIGGER full")
+    again = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert counter.read_text() == "called\ncalled\n"
