@@ -137,6 +137,7 @@ class Journal(abc.ABC):
         self._events_in_flight = 0
         self._writing_since: float | None = None
         self._reopened = trio.Event()
+        self._reopening = trio.Lock()
 
     @property
     @abc.abstractmethod
@@ -336,6 +337,11 @@ class Journal(abc.ABC):
             JournalError: the journal is closed, or its storage still cannot write (the journal
                 stays failed, with its first failure).
         """
+        async with self._reopening:
+            await self._reopen_once()
+
+    async def _reopen_once(self) -> None:
+        """The body of `reopen`, one caller at a time (two must not both swap the storage)."""
         if self._closed:
             raise JournalError("the journal is closed")
         if self._failure is None:

@@ -309,14 +309,28 @@ async def test_a_batch_held_up_longer_than_stalled_after_makes_the_journal_stall
         assert journal.statistics().writing_for == 0.0
 
 
-async def test_keep_journal_working_retries_with_back_off_until_the_journal_writes(
+async def fill_the_disk_once(input: Any, context: AgentContext) -> Any:
+    """Report more progress than the disk holds on the first call; return the input after."""
+    CALLS.append(context.step_id)
+    if CALLS.count(context.step_id) == 1:
+        context.progress({"blob": "x" * 400_000})
+        await trio.sleep_forever()
+    return input
+
+
+async def test_keep_journal_working_reopens_the_journal_once_it_can_and_stopped_runs_resume(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """The recovery task leaves a failed journal failed while unusable, then reopens it."""
+    """The recovery task leaves the journal failed while unusable, then reopens it for resumes."""
     path = tmp_path / "journal.db"
-    async with open_journal(path) as journal, trio.open_nursery() as nursery:
+    async with open_journal(path) as journal, open_runtime(
+        journal=journal, agents={"fill": fill_the_disk_once}
+    ) as runtime, trio.open_nursery() as nursery:
         nursery.start_soon(partial(keep_journal_working, journal, first_delay=1, max_delay=8))
-        await fill_up(journal)
+        limit_growth(journal, 30)
+        handle = await runtime.start(workflow({"id": "fill", "agent": "fill", "input": "done"}))
+        with pytest.raises(JournalError, match="database or disk is full"):
+            await handle.wait()
         path.rename(tmp_path / "moved.db")
         path.mkdir()
         await trio.sleep(60)
@@ -324,9 +338,9 @@ async def test_keep_journal_working_retries_with_back_off_until_the_journal_writ
         path.rmdir()
         (tmp_path / "moved.db").rename(path)
         await journal.working()
-        async with open_runtime(journal=journal) as runtime:
-            result = await (await runtime.start(workflow({"id": "a", "agent": "echo"}))).wait()
-        assert result.status is ExecutionStatus.SUCCEEDED
+        assert journal.trouble() is None
+        resumed = await (await runtime.resume(handle.execution_id)).wait()
+        assert (resumed.status, resumed.output) == (ExecutionStatus.SUCCEEDED, {"fill": "done"})
         nursery.cancel_scope.cancel()
 
 
