@@ -169,6 +169,9 @@ class MemoryStore:
                 outcome.created.append((item, result))
                 if item.first_event is not None and isinstance(result, ExecutionRecord):
                     written += 1
+                    if item.first_event.ts is None and broken is None:
+                        # Like any event's: SQLite refuses it when it inserts the batch's events.
+                        broken = "NOT NULL constraint failed: events.ts"
                 continue
             # The hot path: one dict lookup, one seq check, one JSON encoding, one append.
             stored = executions.get(item.execution_id)
@@ -236,8 +239,6 @@ class MemoryStore:
         for index, name in _REQUIRED:
             if row[index] is None:
                 raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")
-        if first_row is not None and first_row[_EVENT_TS] is None:
-            raise _ConstraintError("NOT NULL constraint failed: events.ts")
         stored = self._executions[record.execution_id] = _Execution(list(row))
         bisect.insort(self._by_time, (row[_CREATED_AT], record.execution_id))
         if key is not None:

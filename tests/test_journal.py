@@ -862,6 +862,7 @@ create_operations = st.tuples(
     st.sampled_from([None, None, "k1", "k2"]),
     st.sampled_from(_STAMPS),
     st.sampled_from(["ok", "ok", "ok", *_BAD_RECORDS]),
+    st.sampled_from([None, None, (0, TS), (1, TS), (4, TS), (0, None)]),
 )
 event_operations = st.tuples(
     st.just("event"),
@@ -879,7 +880,7 @@ def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list
     numbered: dict[str, int] = {}
     for operation in operations:
         if operation[0] == "create":
-            _, execution_id, key, stamp, kind = operation
+            _, execution_id, key, stamp, kind, first = operation
             fields = {
                 "execution_id": execution_id,
                 "workflow_name": "wf",
@@ -888,7 +889,13 @@ def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list
                 "created_at": stamp,
                 **_BAD_RECORDS.get(kind, {}),
             }
-            items.append(CreateRequest(ExecutionRecord(**fields)))
+            first_event = None
+            if first is not None:
+                data, ts = first
+                first_event = Event(execution_id, 1, ts, 0.0, "execution.started", None, None,
+                                    _DATA[data])
+                numbered[execution_id] = 1
+            items.append(CreateRequest(ExecutionRecord(**fields), first_event=first_event))
         else:
             _, execution_id, delta, kind, data, ts = operation
             last = numbered.get(execution_id, memory.load_last_seq(execution_id) or 0)
@@ -922,8 +929,10 @@ def _snapshot(store: Any) -> list[Any]:
     return seen
 
 
-def _create(execution_id: str, key: str | None = None, kind: str = "ok") -> tuple[Any, ...]:
-    return ("create", execution_id, key, _STAMPS[1], kind)
+def _create(
+    execution_id: str, key: str | None = None, kind: str = "ok", first: Any = None
+) -> tuple[Any, ...]:
+    return ("create", execution_id, key, _STAMPS[1], kind, first)
 
 
 def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS) -> tuple[Any, ...]:
@@ -944,6 +953,11 @@ def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS)
 @example(  # SQLite refuses a NULL ts only at the batch's end: a bad record after it speaks first.
     batches=[[_append("a", "x", ts=None), _append("a", "x"), _create("c", kind="no-inputs")]]
 )
+@example(  # A first event is written with its record, or neither is: a NULL ts undoes both.
+    batches=[[_create("c", first=(0, TS)), _append("c", "x")],
+             [_create("d", first=(0, None)), _create("e", kind="no-inputs")],
+             [_create("f", first=(4, TS))]]
+)
 @given(
     batches=st.lists(
         st.lists(create_operations | event_operations | event_operations, max_size=8), max_size=6
@@ -960,7 +974,9 @@ def test_the_memory_store_behaves_like_the_sqlite_store(
     """
     sqlite_store = Store.open_memory()
     memory = MemoryStore()
-    opening = [("create", execution_id, None, _STAMPS[0], "ok") for execution_id in _IDS[:2]]
+    opening = [
+        ("create", execution_id, None, _STAMPS[0], "ok", None) for execution_id in _IDS[:2]
+    ]
     try:
         for operations in [opening, *batches]:
             items = _store_items(memory, operations)
