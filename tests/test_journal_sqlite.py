@@ -314,7 +314,6 @@ async def fill_the_disk_once(input: Any, context: AgentContext) -> Any:
     CALLS.append(context.step_id)
     if CALLS.count(context.step_id) == 1:
         context.progress({"blob": "x" * 400_000})
-        await trio.sleep_forever()
     return input
 
 
@@ -323,25 +322,32 @@ async def test_keep_journal_working_reopens_the_journal_once_it_can_and_stopped_
 ) -> None:
     """The recovery task leaves the journal failed while unusable, then reopens it for resumes."""
     path = tmp_path / "journal.db"
+    recover = partial(keep_journal_working, first_delay=1, max_delay=8)
     async with open_journal(path) as journal, open_runtime(
         journal=journal, agents={"fill": fill_the_disk_once}
-    ) as runtime, trio.open_nursery() as nursery:
-        nursery.start_soon(partial(keep_journal_working, journal, first_delay=1, max_delay=8))
+    ) as runtime:
         limit_growth(journal, 30)
         handle = await runtime.start(workflow({"id": "fill", "agent": "fill", "input": "done"}))
         with pytest.raises(JournalError, match="database or disk is full"):
             await handle.wait()
         path.rename(tmp_path / "moved.db")
         path.mkdir()
-        await trio.sleep(60)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(recover, journal)
+            await trio.sleep(60)
+            # Stopped before the path changes back, so no try is halfway through meanwhile.
+            nursery.cancel_scope.cancel()
         assert journal.statistics().failed
         path.rmdir()
         (tmp_path / "moved.db").rename(path)
-        await journal.working()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(recover, journal)
+            await journal.working()
+            nursery.cancel_scope.cancel()
         assert journal.trouble() is None
         resumed = await (await runtime.resume(handle.execution_id)).wait()
         assert (resumed.status, resumed.output) == (ExecutionStatus.SUCCEEDED, {"fill": "done"})
-        nursery.cancel_scope.cancel()
+        assert CALLS == ["fill", "fill"]
 
 
 @pytest.mark.parametrize(("first", "most"), [(0, 1), (2, 1), (1, math.inf), (-1, 5)])
