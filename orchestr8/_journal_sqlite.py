@@ -441,11 +441,14 @@ class SQLiteJournal(Journal):
         """Open fresh connections that have committed a write, then close the failed ones.
 
         Raises:
-            JournalError: the file cannot be opened as a journal any more.
+            JournalError: the file is gone or cannot be opened as a journal any more.
             sqlite3.Error: it opens but still cannot be written.
         """
 
         def open_writable() -> Store:
+            if not self._path.exists():
+                # Opening would make a new, empty journal there: not this journal working again.
+                raise JournalError(f"{self._path} no longer exists")
             store = Store.open_file(self._path)
             try:
                 store.prove_writable()

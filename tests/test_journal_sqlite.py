@@ -274,6 +274,9 @@ async def test_reopen_fails_while_the_file_cannot_be_used_and_the_failure_stays(
     async with open_journal(path) as journal:
         await fill_up(journal)
         path.rename(tmp_path / "moved.db")
+        with pytest.raises(JournalError, match=f"still cannot write: {path} no longer exists"):
+            await journal.reopen()
+        assert not path.exists()
         path.mkdir()
         with pytest.raises(JournalError, match=f"still cannot write: {path} is a directory"):
             await journal.reopen()
