@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._journal import STALLED_AFTER
 from orchestr8._web import ServiceApp, create_app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -647,6 +649,31 @@ async def test_health_is_degraded_with_the_reason_while_the_journal_failed(
     healthy = await client.get("/health")
     assert (healthy.status_code, (await healthy.get_json())["status"]) == (200, "ok")
     await finish(runtime, await start(client, ECHO, inputs={"who": "you"}))
+
+
+async def test_health_is_degraded_while_a_journal_write_is_stalled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A batch held up past STALLED_AFTER (trio clock) makes /health `degraded`, `stalled`."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        client = create_app(runtime).test_client()
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(
+                    client.post, "/workflows/execute",
+                    json={"workflow": ECHO, "inputs": {"who": "you"}},
+                ))
+                await trio.sleep(STALLED_AFTER + 1)
+                stalled = await client.get("/health")
+                other.execute("ROLLBACK")
+        assert stalled.status_code == 503
+        document = await stalled.get_json()
+        assert (document["status"], document["journal"]) == ("degraded", "stalled")
+        assert document["reason"].startswith("the journal is stalled: a batch has been writing")
+        healthy = await client.get("/health")
+        assert (await healthy.get_json())["status"] == "ok"
 
 
 ROUTES = [("GET", "/openapi.json"), ("POST", "/workflows/execute"), ("GET", "/executions"),
