@@ -1,6 +1,10 @@
-"""The SQLite journal under real-world pressure: its own worker threads, and a disk that fills up.
+"""The SQLite journal under real-world pressure: its own worker threads, a disk that fills up, a
+file that cannot be written, a write held up by a lock, and working again afterwards.
 
-These run real SQLite files and real worker threads; nothing here waits on a clock.
+These run real SQLite files, real worker threads and (for the command line) real subprocesses.
+Real write errors come from SQLite itself: `PRAGMA max_page_count` (database or disk is full),
+`PRAGMA query_only` (a read-only database) or a trigger raising one. Anything with time in it runs
+on the autojump `MockClock`.
 """
 
 from __future__ import annotations
