@@ -58,6 +58,13 @@ _Result = TypeVar("_Result")
 
 _logger = logging.getLogger("orchestr8.journal")
 
+UNWRITTEN_LIMIT: Final = 32
+"""How many appended events may still be on their way to disk when an agent is called.
+
+Steps wait (`caught_up`) while more are: a failing disk can then leave at most this many events'
+worth of side effects unrecorded, instead of everything that ran while the journal fell behind.
+"""
+
 STALLED_AFTER: Final = 5.0
 """Seconds (trio clock) one batch may take to reach the disk before the journal is stalled."""
 
@@ -138,6 +145,8 @@ class Journal(abc.ABC):
         self._writing_since: float | None = None
         self._reopened = trio.Event()
         self._reopening = trio.Lock()
+        self._unwritten = 0
+        self._progress: trio.Event | None = None
 
     @property
     @abc.abstractmethod
@@ -192,7 +201,12 @@ class Journal(abc.ABC):
         Raises:
             JournalError: the journal failed or is closed.
         """
-        await self._enqueue(event)
+        self._unwritten += 1
+        try:
+            await self._enqueue(event)
+        except BaseException:
+            self._unwritten -= 1
+            raise
 
     def append_nowait(self, event: Event) -> None:
         """Queue an event for writing without waiting, for synchronous callers.
@@ -206,6 +220,23 @@ class Journal(abc.ABC):
             self._send.send_nowait(event)
         except trio.ClosedResourceError:
             raise JournalError("the journal is closed") from None
+        self._unwritten += 1
+
+    @property
+    def unwritten(self) -> int:
+        """How many appended events are not yet committed (queued, or in the batch in flight)."""
+        return self._unwritten
+
+    async def caught_up(self, limit: int = UNWRITTEN_LIMIT) -> None:
+        """Return once at most `limit` appended events are uncommitted, or the journal failed.
+
+        Steps call it before their agent runs (when `unwritten` is above the limit), so what runs
+        is never far ahead of what the journal holds.
+        """
+        while self._unwritten > limit and self._failure is None and not self._closed:
+            if self._progress is None:
+                self._progress = trio.Event()
+            await self._progress.wait()
 
     async def flush(self) -> None:
         """Return once everything appended before this call is committed.
@@ -441,6 +472,7 @@ class Journal(abc.ABC):
             return
         self._failure = failure
         self._reopened = trio.Event()
+        self._wake_catching_up()
         callbacks, self._failure_callbacks = self._failure_callbacks, {}
         error = self._failure_error()
         for callback in callbacks.values():
@@ -526,8 +558,11 @@ class Journal(abc.ABC):
 
     def _settle(self, items: list[WorkItem]) -> None:
         """Wake everyone waiting on these items; requests left without a result get an error."""
+        settled = 0
         for item in items:
-            if isinstance(item, CreateRequest):
+            if isinstance(item, Event):
+                settled += 1
+            elif isinstance(item, CreateRequest):
                 if item.result is None and item.error is None:
                     item.error = self._failure or JournalError(
                         "the journal closed before the execution was recorded"
@@ -535,6 +570,15 @@ class Journal(abc.ABC):
                 item.done.set()
             elif isinstance(item, FlushMarker):
                 item.done.set()
+        self._unwritten -= settled
+        self._wake_catching_up()
+
+    def _wake_catching_up(self) -> None:
+        """Let the tasks waiting in `caught_up` look again."""
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
 
     async def _close(self) -> None:
         """Stop taking appends, let the writer finish (shielded, bounded), then close storage."""

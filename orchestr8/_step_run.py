@@ -114,6 +114,9 @@ class StepRunner:
                             raise
                         raise failure from error
 
+            if not emitter.may_call_agents:
+                # The journal lags (or failed): wait for it before any attempt and its timeout.
+                await emitter.until_agents_may_run()
             output = as_json_value(
                 await call_with_policy(
                     attempt, policy, breaker=breaker, bulkhead=bulkhead,

@@ -29,7 +29,13 @@ import trio.testing
 from orchestr8._agents import AgentContext
 from orchestr8._errors import JournalError, RetryableError
 from orchestr8._events import Event, EventType, ExecutionStatus, replay
-from orchestr8._journal import STALLED_AFTER, ExecutionRecord, Journal, open_journal
+from orchestr8._journal import (
+    STALLED_AFTER,
+    UNWRITTEN_LIMIT,
+    ExecutionRecord,
+    Journal,
+    open_journal,
+)
 from orchestr8._journal_recovery import keep_journal_working
 from orchestr8._journal_sqlite import SQLiteJournal
 from orchestr8._runtime import open_runtime
@@ -425,3 +431,39 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
     again = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert again.returncode == 2, again.stderr
     assert counter.read_text() == "called\ncalled\n"
+
+
+async def test_a_full_disk_leaves_at_most_a_bounded_lag_of_steps_unrecorded(
+    tmp_path: Path,
+) -> None:
+    """Steps never run far ahead of the journal: when the disk fills, few calls go unrecorded.
+
+    A chain of instant steps makes events much faster than a disk takes them; each step waits
+    before its agent while more than `UNWRITTEN_LIMIT` events are unwritten, and each step writes
+    at least two before it calls its agent.
+    """
+    path = tmp_path / "journal.db"
+    chain = [{"id": "s0", "agent": "note"}] + [
+        {"id": f"s{index}", "agent": "note", "depends_on": [f"s{index - 1}"]}
+        for index in range(1, 1000)
+    ]
+
+    async def run_until_the_disk_is_full() -> str:
+        async with open_journal(path) as journal, open_runtime(
+            journal=journal, agents={"note": note_call}
+        ) as runtime:
+            JOURNALS.append(journal)
+            limit_growth(journal, 40)
+            handle = await runtime.start(workflow(*chain))
+            await handle.finished()
+            return handle.execution_id
+
+    with pytest.raises(JournalError, match="database or disk is full"):
+        await run_until_the_disk_is_full()
+    async with open_journal(path) as reopened:
+        execution_id = (await reopened.list_executions()).items[0].execution_id
+        events = await reopened.events(execution_id)
+    started = {event.step_id for event in events if event.type == EventType.STEP_STARTED}
+    unrecorded = [step_id for step_id in CALLS if step_id not in started]
+    assert 0 < len(started) < len(chain)
+    assert len(unrecorded) <= UNWRITTEN_LIMIT // 2
