@@ -271,8 +271,9 @@ class ExecutionRun:
                     bus=self._bus, shutdown_order="together",
                 ) as supervisor:
                     ending = await self._schedule(supervisor, deadline)
-                result = await self._finish(ending)
-                record_execution_result(span, result.status, result.error)
+                conclusion = self._conclusion()
+                result = await conclusion.record(ending)
+                record_execution_result(span, result.status, conclusion.exception or result.error)
                 _logger.log(
                     logging.INFO if result.succeeded else logging.WARNING,
                     "execution %s %s%s", self.execution_id, result.status,
@@ -291,6 +292,8 @@ class ExecutionRun:
             raise
         finally:
             stop_watching()
+            # The span has them now: do not keep the failures' tracebacks (and their frames).
+            self.steps.failures.clear()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
@@ -458,12 +461,11 @@ class ExecutionRun:
                     EventType.STEP_CANCELLED, step_id=step_id, data={"reason": ending}
                 )
 
-    async def _finish(self, ending: str) -> ExecutionResult:
-        """Decide and journal the execution's ending from its steps' results."""
-        conclusion = Conclusion(
+    def _conclusion(self) -> Conclusion:
+        """What decides and journals the execution's ending from its steps' results."""
+        return Conclusion(
             execution_id=self.execution_id, workflow=self.workflow, inputs=self.inputs,
             emitter=self._emitter, results=self._results, outputs=self._outputs,
             usage=self._usage, step_usage=self._step_usage, cancel_reason=self._cancel_reason,
-            timeout=self._timeout,
+            timeout=self._timeout, failures=self.steps.failures,
         )
-        return await conclusion.record(ending)

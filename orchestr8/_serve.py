@@ -108,6 +108,7 @@ async def serve(
     from hypercorn.config import Config
 
     from ._web import create_app
+    from ._web_events import MAX_CLIENT_MESSAGE
 
     check_bind(host, api_key)
     app = create_app(runtime, api_key=api_key, max_body=max_body)
@@ -120,7 +121,7 @@ async def serve(
     config.errorlog = logging.getLogger("orchestr8.http")
     config.include_server_header = False
     # Event sockets only send: what a client sends is read and dropped, so keep it small.
-    config.websocket_max_message_size = 64 * 1024
+    config.websocket_max_message_size = MAX_CLIENT_MESSAGE
     config.graceful_timeout = runtime.cancel_grace + 5.0
     stop = trio.Event()
     stopped = trio.Event()
@@ -179,8 +180,12 @@ async def run_service(
     cancel_grace: float = 5.0,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    secrets_file: str | None = None,
 ) -> int:
     """Run the service the way `orchestr8 serve` does and return its exit code.
+
+    `${secrets.NAME}` references are resolved from `secrets_file` (a JSON object of strings),
+    then from `ORCHESTR8_SECRET_NAME` environment variables.
 
     Prints `orchestr8 serving on URL` on `out` once listening; stops on SIGINT or SIGTERM (exit
     0; a second signal exits 130 at once, after saving the journal). Exit 4 when asked to listen
@@ -188,7 +193,8 @@ async def run_service(
     """
     try:
         check_bind(host, api_key)
-        return await _run_service(host, port, journal, api_key, max_body, cancel_grace, out, err)
+        return await _run_service(host, port, journal, api_key, max_body, cancel_grace, out, err,
+                                  secrets_file)
     except BaseExceptionGroup as group:
         error = _only_error(group)
         if not isinstance(error, Orchestr8Error | OSError | ValueError):
@@ -202,15 +208,17 @@ async def run_service(
 
 async def _run_service(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, out: TextIO, err: TextIO,
+    cancel_grace: float, out: TextIO, err: TextIO, secrets_file: str | None,
 ) -> int:
     from ._errors import JournalError
     from ._journal_recovery import keep_journal_working
     from ._runtime import open_runtime
+    from ._secrets import Secrets
 
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise ValueError("the API key must be printable ASCII")
     path = _journal_path(journal)
+    secrets = None if secrets_file is None else Secrets.from_file(secrets_file)
     _allow_local_imports()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, stream=err,
@@ -219,7 +227,7 @@ async def _run_service(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with (
-                open_runtime(journal=path, cancel_grace=cancel_grace) as runtime,
+                open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
                 trio.open_nursery() as nursery,
             ):
                 nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
@@ -312,9 +320,12 @@ def _allow_local_imports() -> None:
               metavar="BYTES", help="The largest request body accepted.")
 @click.option("--cancel-grace", type=GraceSeconds(), default=5.0, show_default=True,
               metavar="SECONDS", help="On shutdown, how long steps may finish before being forced.")
+@click.option("--secrets-file", metavar="FILE",
+              help="A JSON object of secrets by name for ${secrets.NAME}; "
+                   "over $ORCHESTR8_SECRET_NAME variables.")
 async def serve_command(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float,
+    cancel_grace: float, secrets_file: str | None,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
@@ -323,7 +334,8 @@ async def serve_command(
     asked to listen beyond loopback without an API key.
     """
     return await run_service(host=host, port=port, journal=journal, api_key=api_key or None,
-                             max_body=max_body, cancel_grace=cancel_grace)
+                             max_body=max_body, cancel_grace=cancel_grace,
+                             secrets_file=secrets_file)
 
 
 def register_serve(cli: click.Group) -> None:

@@ -65,6 +65,9 @@ class StepRunner:
         self._step_usage = step_usage
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
+        self.failures: dict[str, Exception] = {}
+        """What failed each step that failed for good and fails its execution (`on_error`
+        `fail`), by step id: the execution span records it with its stacktrace."""
 
     async def run(self, step: Step) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
@@ -146,6 +149,8 @@ class StepRunner:
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
+        if step.on_error == "fail":
+            self.failures[step.id] = error
         await self._emitter.emit(
             EventType.STEP_FAILED, step_id=step.id, attempt=listener.attempts or None,
             data={"error": result.error},

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, closing
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +295,7 @@ async def main(path):
                 seq += 1
                 data = {"n": seq}
                 await journal.append(Event("run-1", seq, "ts", seq, "step.progress", "s", 1, data))
-            if seq == 2000:
+            if seq % 2000 == 0:
                 await journal.flush()
                 print(seq, flush=True)
 
@@ -310,23 +310,25 @@ async def test_a_killed_writer_leaves_a_consistent_prefix(tmp_path: Path) -> Non
         [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, cwd=ROOT
     )
     assert process.stdout is not None
-    line = b""
+    output = b""
     with trio.fail_after(15):
-        while not line.endswith(b"\n"):
+        # The second flush proves events beyond the first one were appended; the writer goes on
+        # appending without pause, so the kill lands among appends.
+        while output.count(b"\n") < 2:
             chunk = await process.stdout.receive_some()
-            assert chunk, "the writer exited before flushing"
-            line += chunk
-        await trio.sleep(0.2)
+            assert chunk, "the writer exited before flushing twice"
+            output += chunk
         process.kill()
         await process.wait()
     await process.stdout.aclose()
     assert process.returncode == -9
-    flushed = int(line)
+    first, second = (int(line) for line in output.splitlines()[:2])
+    assert (first, second) == (2000, 4000)
     async with open_journal(path) as journal:
         events = await journal.events("run-1")
     assert [one.seq for one in events] == list(range(1, len(events) + 1))
     assert [one.data["n"] for one in events] == [one.seq for one in events]
-    assert len(events) > flushed
+    assert len(events) >= second > first
 
 
 async def test_execution_rows_follow_status_events(opener: Opener) -> None:
@@ -375,7 +377,7 @@ async def test_lone_surrogates_in_json_values_are_stored_and_read_back(
     opener: Opener, tmp_path: Path
 ) -> None:
     """Inputs and event data holding lone surrogates round-trip, stored as valid UTF-8 text."""
-    data = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
+    data: dict[str, Any] = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
     async with opener() as journal:
         await journal.create_execution(record(inputs={"q": "a\ud800"}))
         await journal.append(event(1, **data))
@@ -668,24 +670,28 @@ async def test_a_file_that_is_not_sqlite_is_reported(tmp_path: Path) -> None:
     assert path.read_text().startswith("hello")
 
 
+def write_database(path: Path, *statements: str) -> None:
+    """Run `statements` on the SQLite file at `path`, commit, and close the connection."""
+    # A connection's `with` commits but does not close: closing() does, so none is left to GC.
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
 async def test_other_sqlite_databases_and_newer_schemas_are_refused(tmp_path: Path) -> None:
     """Another application's SQLite database, or a newer journal schema, raises JournalError."""
     foreign = tmp_path / "foreign.db"
-    with sqlite3.connect(foreign) as connection:
-        connection.execute("CREATE TABLE customers (name)")
+    write_database(foreign, "CREATE TABLE customers (name)")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(foreign):
             pass
     versioned = tmp_path / "versioned.db"
-    with sqlite3.connect(versioned) as connection:
-        connection.execute("PRAGMA user_version = 3")
+    write_database(versioned, "PRAGMA user_version = 3")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(versioned):
             pass
     newer = tmp_path / "newer.db"
-    with sqlite3.connect(newer) as connection:
-        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        connection.execute("PRAGMA user_version = 99")
+    write_database(newer, f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="schema version 99"):
         async with open_journal(newer):
             pass
@@ -834,7 +840,7 @@ async def test_the_memory_store_knows_the_sqlite_not_null_columns(tmp_path: Path
 
 _IDS = ["a", "b", "é", "\U0001d11e"]
 _STAMPS = ["2025-01-01T00:00:00.000Z", "2025-01-01T00:00:01.000Z", "2025-01-01T00:00:0\xe9"]
-_BAD_RECORDS = {
+_BAD_RECORDS: dict[str, dict[str, Any]] = {
     "nan": {"inputs": {"x": float("nan")}},
     "no-inputs": {"inputs": None},
     "no-workflow": {"workflow": None},

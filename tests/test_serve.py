@@ -60,12 +60,15 @@ async def receive_until_closed(
     socket: trio_websocket.WebSocketConnection,
 ) -> tuple[list[dict[str, Any]], trio_websocket.CloseReason]:
     """Read events until the server closes the socket; return them and the close reason."""
-    events = []
+    events: list[dict[str, Any]] = []
     while True:
         try:
             events.append(json.loads(await socket.get_message()))
         except trio_websocket.ConnectionClosed as closed:
-            return events, closed.reason
+            reason = closed.reason
+            break
+    assert reason is not None, "the socket closed without a close reason"
+    return events, reason
 
 
 async def test_serve_reports_its_url_and_port_0_picks_a_free_port(runtime: Runtime) -> None:
