@@ -58,8 +58,12 @@ def block_until_released(input: Any) -> Any:
 
 def workflow(*steps: dict[str, Any]) -> dict[str, Any]:
     """A workflow of these steps, without retries."""
-    return {"schema_version": "1.0", "name": "test", "steps": list(steps),
-            "defaults": {"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None}}}
+    return {
+        "schema_version": "1.0",
+        "name": "test",
+        "steps": list(steps),
+        "defaults": {"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None}},
+    }
 
 
 async def test_sync_agents_blocking_every_worker_thread_do_not_stop_the_journal(
@@ -69,11 +73,19 @@ async def test_sync_agents_blocking_every_worker_thread_do_not_stop_the_journal(
     RELEASE.clear()
     ENTERED.clear()
     default_limiter = trio.to_thread.current_default_thread_limiter()
-    blocking = workflow(*(
-        {"id": f"block_{index}", "input": index,
-         "agent": {"id": "python", "config": {"callable": f"{__name__}:block_until_released"}}}
-        for index in range(BLOCKED_STEPS)
-    ))
+    blocking = workflow(
+        *(
+            {
+                "id": f"block_{index}",
+                "input": index,
+                "agent": {
+                    "id": "python",
+                    "config": {"callable": f"{__name__}:block_until_released"},
+                },
+            }
+            for index in range(BLOCKED_STEPS)
+        )
+    )
     async with open_runtime(journal=tmp_path / "journal.db") as runtime:
         blocked = await runtime.start(blocking)
         try:
@@ -92,8 +104,9 @@ async def test_sync_agents_blocking_every_worker_thread_do_not_stop_the_journal(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_for_starvation)
-                echo = await runtime.start(workflow({"id": "hello", "agent": "echo",
-                                                     "input": "hi"}))
+                echo = await runtime.start(
+                    workflow({"id": "hello", "agent": "echo", "input": "hi"})
+                )
                 result = await echo.wait()
                 echo_done.set()
             assert (result.status, result.output) == (ExecutionStatus.SUCCEEDED, {"hello": "hi"})
@@ -141,8 +154,13 @@ async def fill_the_disk(input: Any, context: AgentContext) -> Any:
 def python_step(step_id: str, function: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
     """A `python` step calling a function of this module."""
     agent = {"id": "python", "config": {"callable": f"{__name__}:{function}"}}
-    return {"id": step_id, "agent": agent, "depends_on": list(depends_on), "input": step_id,
-            **extra}
+    return {
+        "id": step_id,
+        "agent": agent,
+        "depends_on": list(depends_on),
+        "input": step_id,
+        **extra,
+    }
 
 
 def limit_growth(journal: Journal, pages: int) -> None:
@@ -172,8 +190,10 @@ async def test_a_full_disk_stops_every_execution_and_nothing_starts_after_it(
     once, and no agent is called once the journal has failed.
     """
     path = tmp_path / "journal.db"
-    retrying = {"retry": {"max_attempts": 1000, "initial_delay": 1.0, "jitter": "none"},
-                "circuit_breaker": None}
+    retrying = {
+        "retry": {"max_attempts": 1000, "initial_delay": 1.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     chain = [{"id": "s0", "agent": "note"}] + [
         {"id": f"s{index}", "agent": "note", "depends_on": [f"s{index - 1}"]}
         for index in range(1, 1000)
@@ -181,20 +201,26 @@ async def test_a_full_disk_stops_every_execution_and_nothing_starts_after_it(
     handles = []
 
     async def run_until_the_disk_is_full() -> None:
-        async with open_journal(path) as journal, open_runtime(
-            journal=journal, cancel_grace=60.0, agents={"note": note_call}
-        ) as runtime:
+        async with (
+            open_journal(path) as journal,
+            open_runtime(journal=journal, cancel_grace=60.0, agents={"note": note_call}) as runtime,
+        ):
             JOURNALS.append(journal)
             limit_growth(journal, 60)
             handles.append(await runtime.start(workflow(*chain)))
-            handles.append(await runtime.start(workflow(
-                python_step("flaky", "fill_the_disk", policy=retrying)
-            )))
+            handles.append(
+                await runtime.start(
+                    workflow(python_step("flaky", "fill_the_disk", policy=retrying))
+                )
+            )
             for handle in handles:
-                with pytest.raises(JournalError, match=(
-                    rf"execution {handle.execution_id} stopped: the journal failed: "
-                    "writing the journal failed: database or disk is full"
-                )):
+                with pytest.raises(
+                    JournalError,
+                    match=(
+                        rf"execution {handle.execution_id} stopped: the journal failed: "
+                        "writing the journal failed: database or disk is full"
+                    ),
+                ):
                     await handle.wait()
 
     with pytest.raises(JournalError, match="database or disk is full"):
@@ -214,9 +240,14 @@ async def test_resuming_on_a_journal_that_cannot_write_runs_no_agent(tmp_path: P
     """A resume whose `execution.resumed` cannot be written calls no agent, and says why."""
     path = tmp_path / "journal.db"
     async with open_runtime(journal=path) as runtime:
-        failed = await (await runtime.start(workflow(
-            python_step("first", "note_call"), python_step("broken", "fail_retryably", "first")
-        ))).wait()
+        failed = await (
+            await runtime.start(
+                workflow(
+                    python_step("first", "note_call"),
+                    python_step("broken", "fail_retryably", "first"),
+                )
+            )
+        ).wait()
     assert failed.status is ExecutionStatus.FAILED
     assert CALLS == ["first", "broken"]
 
@@ -227,10 +258,13 @@ async def test_resuming_on_a_journal_that_cannot_write_runs_no_agent(tmp_path: P
             journal._store._writer.execute("PRAGMA query_only = ON")
             async with open_runtime(journal=journal) as runtime:
                 resumed = await runtime.resume(failed.execution_id)
-                with pytest.raises(JournalError, match=(
-                    rf"execution {failed.execution_id} stopped: the journal failed: "
-                    "writing the journal failed: attempt to write a readonly database"
-                )):
+                with pytest.raises(
+                    JournalError,
+                    match=(
+                        rf"execution {failed.execution_id} stopped: the journal failed: "
+                        "writing the journal failed: attempt to write a readonly database"
+                    ),
+                ):
                     await resumed.wait()
 
     with pytest.raises(JournalError, match="readonly database"):
@@ -336,9 +370,10 @@ async def test_keep_journal_working_reopens_the_journal_once_it_can_and_stopped_
     """The recovery task leaves the journal failed while unusable, then reopens it for resumes."""
     path = tmp_path / "journal.db"
     recover = partial(keep_journal_working, first_delay=1, max_delay=8)
-    async with open_journal(path) as journal, open_runtime(
-        journal=journal, agents={"fill": fill_the_disk_once}
-    ) as runtime:
+    async with (
+        open_journal(path) as journal,
+        open_runtime(journal=journal, agents={"fill": fill_the_disk_once}) as runtime,
+    ):
         limit_growth(journal, 30)
         handle = await runtime.start(workflow({"id": "fill", "agent": "fill", "input": "done"}))
         with pytest.raises(JournalError, match="database or disk is full"):
@@ -388,12 +423,16 @@ def count_then_fail(input):
 
 def orchestr8_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run `python -m orchestr8 ARGS` in `cwd` (importable, with this checkout's orchestr8)."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key != "ORCHESTR8_JOURNAL"}
+    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
     environment.update(PYTHONPATH=f"{cwd}{os.pathsep}{ROOT}", NO_COLOR="1")
     return subprocess.run(
-        [sys.executable, "-m", "orchestr8", *args], cwd=cwd, env=environment,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "orchestr8", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -403,27 +442,44 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
     """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command."""
     (tmp_path / "effects.py").write_text(COUNTED_FAILURE)
     counter = tmp_path / "counter.txt"
-    (tmp_path / "w.json").write_text(json.dumps({
-        "schema_version": "1.0", "name": "w", "steps": [{
-            "id": "call", "input": {"counter": str(counter)},
-            "agent": {"id": "python", "config": {"callable": "effects:count_then_fail"}},
-            "policy": {"retry": {"max_attempts": 1}},
-        }],
-    }))
+    (tmp_path / "w.json").write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "w",
+                "steps": [
+                    {
+                        "id": "call",
+                        "input": {"counter": str(counter)},
+                        "agent": {
+                            "id": "python",
+                            "config": {"callable": "effects:count_then_fail"},
+                        },
+                        "policy": {"retry": {"max_attempts": 1}},
+                    }
+                ],
+            }
+        )
+    )
     failed = orchestr8_command("run", "w.json", "--journal", "j.db", "--json", cwd=tmp_path)
     assert failed.returncode == 2, failed.stderr
     execution_id = json.loads(failed.stdout)["execution_id"]
     assert counter.read_text() == "called\n"
     with contextlib.closing(sqlite3.connect(tmp_path / "j.db")) as connection:
         # A real write error on every event from now on, as a full disk gives.
-        connection.execute("CREATE TRIGGER full BEFORE INSERT ON events"
-                           " BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+        connection.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+        )
     refused = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert refused.returncode == 1, refused.stderr
-    assert (f"error: execution {execution_id} stopped: the journal failed: writing the journal "
-            "failed: database or disk is full") in refused.stderr
-    assert (f"resume it once the journal works again: orchestr8 resume --journal j.db "
-            f"{execution_id}\n") in refused.stderr
+    assert (
+        f"error: execution {execution_id} stopped: the journal failed: writing the journal "
+        "failed: database or disk is full"
+    ) in refused.stderr
+    assert (
+        f"resume it once the journal works again: orchestr8 resume --journal j.db {execution_id}\n"
+    ) in refused.stderr
     assert "Traceback" not in refused.stderr
     assert counter.read_text() == "called\n"
     with contextlib.closing(sqlite3.connect(tmp_path / "j.db")) as connection:
@@ -449,9 +505,10 @@ async def test_a_full_disk_leaves_at_most_a_bounded_lag_of_steps_unrecorded(
     ]
 
     async def run_until_the_disk_is_full() -> str:
-        async with open_journal(path) as journal, open_runtime(
-            journal=journal, agents={"note": note_call}
-        ) as runtime:
+        async with (
+            open_journal(path) as journal,
+            open_runtime(journal=journal, agents={"note": note_call}) as runtime,
+        ):
             JOURNALS.append(journal)
             limit_growth(journal, 40)
             handle = await runtime.start(workflow(*chain))
