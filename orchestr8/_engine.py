@@ -35,7 +35,7 @@ from ._bus import EventBus
 from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._errors import ExecutionStateError, JournalError
-from ._events import EventType, StepStatus
+from ._events import Event, EventType, StepStatus
 from ._metrics import engine_metrics
 from ._results import ExecutionResult, StepResult
 from ._step_resilience import SharedResilience
@@ -134,6 +134,7 @@ class ExecutionRun:
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
         self._cut_short_by = "nothing"
+        self._recorded_start: Event | None = None
         self.result: ExecutionResult | None = None
 
     # -- control ------------------------------------------------------------------------------
@@ -151,6 +152,17 @@ class ExecutionRun:
         self._dispatching = False
         self._report_send.send_nowait(None)
         return True
+
+    def start_event(self) -> Event:
+        """Stamp this run's `execution.started` for the journal to commit with its record.
+
+        The runtime creates the execution and this event in one transaction; `run` then only
+        publishes it, so no execution is ever recorded without its start.
+        """
+        self._recorded_start = self._emitter.prepare(
+            EventType.EXECUTION_STARTED, data=self._start_data()
+        )
+        return self._recorded_start
 
     @property
     def cancel_requested(self) -> bool:
@@ -185,9 +197,16 @@ class ExecutionRun:
         await self._done.wait()
 
     def _journal_failed(self, failure: JournalError) -> None:
-        """Stop at once when the journal fails: nothing the run does now could be recorded."""
+        """Stop at once when the journal fails: nothing the run does now could be recorded.
+
+        Nothing starts after this (the cancel request), and running steps are cancelled now.
+        """
         _logger.error("execution %s stops: %s", self.execution_id, failure)
         self.cancel(str(failure))
+        # No grace: nothing a running step does now can be recorded, so its side effects stop
+        # now (also when a cancel was already winding the run down).
+        for slot in self._running.values():
+            slot.ref.cancel()
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
@@ -227,10 +246,18 @@ class ExecutionRun:
             with execution_span(
                 self.workflow.name, self.execution_id, self.correlation_id, resumed=self._resumed
             ) as span:
-                start = (
-                    EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
-                )
-                await self._emitter.emit(start, data=self._start_data())
+                if self._recorded_start is not None:
+                    self._emitter.announce(self._recorded_start)
+                else:
+                    start = (
+                        EventType.EXECUTION_RESUMED if self._resumed
+                        else EventType.EXECUTION_STARTED
+                    )
+                    await self._emitter.emit(start, data=self._start_data())
+                    # Committed before any step starts: on a journal that cannot write, no agent
+                    # runs (a failure here cancels the run through `_journal_failed`).
+                    with contextlib.suppress(JournalError):
+                        await self._emitter.flush()
                 _logger.info(
                     "execution %s of workflow %r %s", self.execution_id, self.workflow.name,
                     "resumed" if self._resumed else "started",

@@ -217,7 +217,13 @@ class Runtime:
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        stored, created = await self.journal.create_or_find(record)
+        emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
+        run = self._execution(
+            record.execution_id, bound, checked_inputs, emitter, execution_timeout,
+            correlation_id=record.correlation_id,
+        )
+        # The record and its `execution.started` commit together: none exists without the other.
+        stored, created = await self.journal.create_or_find(record, first_event=run.start_event())
         if not created:
             # Another runtime or process recorded this idempotency key first: that is the one.
             lease.release()
@@ -228,15 +234,6 @@ class Runtime:
                 f"execution {record.execution_id} is running in another process or runtime; "
                 "it cannot be started"
             )
-        try:
-            emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
-            run = self._execution(
-                record.execution_id, bound, checked_inputs, emitter, execution_timeout,
-                correlation_id=record.correlation_id,
-            )
-        except BaseException:
-            self._locks.release(record.execution_id)
-            raise
         return await self._launch(run, lease)
 
     async def resume(

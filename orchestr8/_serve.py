@@ -210,6 +210,8 @@ async def _run_service(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
     cancel_grace: float, out: TextIO, err: TextIO, secrets_file: str | None,
 ) -> int:
+    from ._errors import JournalError
+    from ._journal_recovery import keep_journal_working
     from ._runtime import open_runtime
     from ._secrets import Secrets
 
@@ -223,25 +225,35 @@ async def _run_service(
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
+        try:
+            async with (
+                open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
+                # A failed journal is reopened once it can write again: no restart needed.
+                nursery.start_soon(keep_journal_working, runtime.journal)
 
-            async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve(runtime, host=host, port=port, api_key=api_key, max_body=max_body,
-                            shutdown_trigger=stop.wait, cancel_executions=True,
-                            task_status=task_status)
-                nursery.cancel_scope.cancel()
+                async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
+                    await serve(runtime, host=host, port=port, api_key=api_key,
+                                max_body=max_body, shutdown_trigger=stop.wait,
+                                cancel_executions=True, task_status=task_status)
+                    nursery.cancel_scope.cancel()
 
-            urls: list[str] = await nursery.start(serve_then_stop)
-            for url in urls:
-                out.write(f"orchestr8 serving on {url}\n")
-            out.flush()
-            auth = "API key required" if api_key else "no API key (loopback only)"
-            err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
-            err.flush()
+                urls: list[str] = await nursery.start(serve_then_stop)
+                for url in urls:
+                    out.write(f"orchestr8 serving on {url}\n")
+                out.flush()
+                auth = "API key required" if api_key else "no API key (loopback only)"
+                err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
+                err.flush()
+        except JournalError as error:
+            if not stop.is_set():
+                raise
+            # Asked to stop while the journal is failed: that was logged when it happened and
+            # /health said so; what was journaled is intact. An orderly stop all the same.
+            err.write(f"stopped: {error}; the executions it stopped stay resumable\n")
+            return EXIT_OK
     err.write("stopped: running executions were cancelled and the journal is saved\n")
     return EXIT_OK
 

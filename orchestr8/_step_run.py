@@ -95,6 +95,10 @@ class StepRunner:
             )
 
             async def attempt(number: int) -> Any:
+                if emitter.failure is not None:
+                    # The journal failed: nothing this attempt did could be recorded. The run
+                    # cancels its steps at once (`ExecutionRun._journal_failed`); start nothing.
+                    await trio.sleep_forever()
                 # The pipeline runs each attempt under a scope whose deadline is the earlier of
                 # the attempt timeout and the step's total deadline: tell the agent.
                 deadline = trio.current_effective_deadline()
@@ -113,6 +117,9 @@ class StepRunner:
                             raise
                         raise failure from error
 
+            if not emitter.may_call_agents:
+                # The journal lags (or failed): wait for it before any attempt and its timeout.
+                await emitter.until_agents_may_run()
             output = as_json_value(
                 await call_with_policy(
                     attempt, policy, breaker=breaker, bulkhead=bulkhead,

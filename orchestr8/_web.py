@@ -188,11 +188,17 @@ class _Routes:
                                 headers={"WWW-Authenticate": 'Bearer realm="orchestr8"'})
 
     async def health(self) -> Response:
-        """`GET /health`: whether the service can take work."""
-        failed = self.runtime.journal.statistics().failed
-        status = "failing" if failed else "draining" if self.service.draining else "ok"
-        document = {"status": status, "version": __version__,
-                    "journal": "failed" if failed else "ok"}
+        """`GET /health`: whether the service can take work, and if not, why (see docs/rest.md)."""
+        journal = self.runtime.journal
+        trouble = journal.trouble()
+        state = (
+            "ok" if trouble is None else "failed" if journal.statistics().failed
+            else "closed" if journal.closed else "stalled"
+        )
+        status = "degraded" if trouble else "draining" if self.service.draining else "ok"
+        document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
+        if trouble is not None:
+            document["reason"] = trouble
         return json_response(document, 200 if status == "ok" else 503)
 
     async def metrics(self) -> Response:

@@ -130,7 +130,8 @@ def _paths() -> dict[str, Any]:
             "security": [],
             "responses": {
                 "200": {"description": "Healthy.", **_headers(), **_content(_ref("Health"))},
-                "503": {"description": "The journal failed or the server is shutting down.",
+                "503": {"description": "Degraded (the journal failed or is stalled; `reason` "
+                                       "says how) or shutting down.",
                         **_headers(), **_content(_ref("Health"))},
             },
         }},
@@ -344,8 +345,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object", "required": ["status", "version", "journal"],
-            "properties": {"status": {"enum": ["ok", "draining", "failing"]},
-                           "version": {"type": "string"}, "journal": {"enum": ["ok", "failed"]}},
+            "properties": {"status": {"enum": ["ok", "draining", "degraded"]},
+                           "version": {"type": "string"},
+                           "journal": {"enum": ["ok", "failed", "stalled", "closed"]},
+                           "reason": {"type": "string"}},
         },
         "Problem": {
             "type": "object", "required": ["type", "title", "status", "detail", "instance"],

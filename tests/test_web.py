@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from quart.typing import TestClientProtocol as Client
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._agents import AgentContext
 from orchestr8._errors import ExecutionNotFoundError, JournalError, NonRetryableError
+from orchestr8._journal import STALLED_AFTER
 from orchestr8._redaction import Redactor, set_default_redactor
 from orchestr8._web import ServiceApp, create_app
 
@@ -652,6 +654,73 @@ async def test_health_is_ok_then_draining_refuses_new_executions(
     assert (await draining.get_json())["status"] == "draining"
     response = await client.post("/workflows/execute", json={"workflow": ECHO})
     assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:shutting-down"
+
+
+async def test_an_accepted_execution_is_journaled_with_its_started_event(tmp_path: Path) -> None:
+    """Every 202 stands for an execution whose `execution.started` is committed with it."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        client = create_app(runtime).test_client()
+        accepted = []
+        for _ in range(10):
+            accepted.append(await start(client, ECHO, inputs={"who": "you"}))
+            with contextlib.closing(sqlite3.connect(path)) as connection:
+                first = connection.execute(
+                    "SELECT type FROM events WHERE execution_id = ? AND seq = 1", (accepted[-1],)
+                ).fetchone()
+            assert first == ("execution.started",)
+        for execution_id in accepted:
+            await finish(runtime, execution_id)
+
+
+async def test_health_is_degraded_with_the_reason_while_the_journal_failed(
+    runtime: Runtime, client: Client
+) -> None:
+    """A failed journal makes /health 503 `degraded`, naming the failure; reopened, it is ok."""
+    await runtime.journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
+                                       "step.progress", None, None, {}))
+    with pytest.raises(JournalError):
+        await runtime.journal.flush()
+    degraded = await client.get("/health")
+    assert degraded.status_code == 503
+    document = await degraded.get_json()
+    assert document == {
+        "status": "degraded", "version": document["version"], "journal": "failed",
+        "reason": "the journal failed: event seq 1 (step.progress) of execution 'ghost': no "
+                  "such execution (record it first)",
+    }
+    response = await client.post("/workflows/execute",
+                                 json={"workflow": ECHO, "inputs": {"who": "you"}})
+    assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:journal-unavailable"
+    await runtime.journal.reopen()
+    healthy = await client.get("/health")
+    assert (healthy.status_code, (await healthy.get_json())["status"]) == (200, "ok")
+    await finish(runtime, await start(client, ECHO, inputs={"who": "you"}))
+
+
+async def test_health_is_degraded_while_a_journal_write_is_stalled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A batch held up past STALLED_AFTER (trio clock) makes /health `degraded`, `stalled`."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        client = create_app(runtime).test_client()
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(
+                    client.post, "/workflows/execute",
+                    json={"workflow": ECHO, "inputs": {"who": "you"}},
+                ))
+                await trio.sleep(STALLED_AFTER + 1)
+                stalled = await client.get("/health")
+                other.execute("ROLLBACK")
+        assert stalled.status_code == 503
+        document = await stalled.get_json()
+        assert (document["status"], document["journal"]) == ("degraded", "stalled")
+        assert document["reason"].startswith("the journal is stalled: a batch has been writing")
+        healthy = await client.get("/health")
+        assert (await healthy.get_json())["status"] == "ok"
 
 
 ROUTES = [("GET", "/openapi.json"), ("POST", "/workflows/execute"), ("GET", "/executions"),
