@@ -6,6 +6,9 @@ run, so the numbers say what orchestr8 adds rather than how fast this machine is
     python benchmarks/engine.py            # everything
     python benchmarks/engine.py --quick    # smaller sizes, for a smoke run
 
+`template_render` times rendering a typical step input (four references) beside building the
+same value by hand; it replaces a unit test that asserted the time.
+
 Each case runs in a fresh subprocess, so peak RSS belongs to that case alone.
 `sequential_memory_traced` runs the same workflow with the OpenTelemetry SDK recording every span
 and metric (a no-op exporter) beside the untraced run.
@@ -87,6 +90,40 @@ async def baseline_fan_out(steps: int) -> float:
     return time.perf_counter() - started
 
 
+TEMPLATE_INPUTS: dict[str, Any] = {"topic": "cats", "tags": ["a", "b"]}
+TEMPLATE_OUTPUTS: dict[str, Any] = {
+    "search": {"items": [{"url": "u1"}, {"url": "u2"}], "q": "cats"},
+}
+
+
+def template_render(renders: int) -> tuple[float, float]:
+    """Seconds per render of a typical step input with four references, and by hand."""
+    from orchestr8._expressions import compile_template
+
+    template = compile_template(
+        {
+            "prompt": "Summarise ${steps.search.output.q} for ${inputs.topic}",
+            "n": 3,
+            "options": {"tags": "${inputs.tags}", "first": "${steps.search.output.items[0].url}"},
+        }
+    )
+    inputs, outputs = TEMPLATE_INPUTS, TEMPLATE_OUTPUTS
+    started = time.perf_counter()
+    for _ in range(renders):
+        template.render(inputs, outputs)
+    rendered = (time.perf_counter() - started) / renders
+    started = time.perf_counter()
+    for _ in range(renders):
+        search = outputs["search"]
+        {
+            "prompt": f"Summarise {search['q']} for {inputs['topic']}",
+            "n": 3,
+            "options": {"tags": inputs["tags"], "first": search["items"][0]["url"]},
+        }
+    by_hand = (time.perf_counter() - started) / renders
+    return rendered, by_hand
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -158,6 +195,14 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
             "interpreter_rss_mb": round(baseline_rss_before, 1),
             "target_wall_s": 2.0, "target_rss_mb": 300,
         }
+    if case == "template_render":
+        timings = [template_render(size) for _ in range(repeats)]
+        rendered = statistics.median(rendered for rendered, _ in timings) * 1e6
+        by_hand = statistics.median(by_hand for _, by_hand in timings) * 1e6
+        return {
+            "bench": case, "renders": size, "per_render_us": round(rendered, 2),
+            "baseline_by_hand_us": round(by_hand, 2), "target_per_render_us": 50,
+        }
     raise SystemExit(f"unknown case {case!r}")
 
 
@@ -204,6 +249,7 @@ def main() -> None:
         ("sequential_sqlite", sequential),
         ("sequential_memory_traced", sequential),
         ("fan_out", fan_out),
+        ("template_render", 2000 if arguments.quick else 20_000),
     ):
         completed = subprocess.run(
             [sys.executable, __file__, "--case", case, "--size", str(size),

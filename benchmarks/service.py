@@ -12,6 +12,10 @@ free loopback port with a fresh SQLite journal, then prints one JSON object per 
   sleep, then N parallel echo steps): events per second from the first to the last, and how often
   the server closed the socket as too slow (the client then resumes with `after=`).
 - `websocket_replay`: the same execution's events again, from the journal, after it finished.
+- `secret_inputs`: `execute` with 10 clients of a workflow whose input `api_key` is a secret,
+  once with the same key on every request and once with a new key each time (every one is
+  redacted while its execution runs, then released): executions per second of both, and their
+  ratio, which must stay above 0.9 (the redactor does not grow with the keys it has seen).
 
     python benchmarks/service.py            # full size, about half a minute on 2 cores
     python benchmarks/service.py --quick    # small sizes, a smoke run of a few seconds
@@ -20,13 +24,14 @@ free loopback port with a fresh SQLite journal, then prints one JSON object per 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,10 @@ import trio_websocket
 
 ECHO = {"schema_version": "1.0", "name": "bench-echo",
         "steps": [{"id": "echo", "agent": "echo", "input": "${inputs}"}]}
+KEYED = {"schema_version": "1.0", "name": "bench-keyed",
+         "inputs": {"type": "object", "properties": {"api_key": {"type": "string"}},
+                    "required": ["api_key"]},
+         "steps": [{"id": "echo", "agent": "echo", "input": {"api_key": "${inputs.api_key}"}}]}
 
 
 def burst(steps: int) -> dict[str, Any]:
@@ -79,12 +88,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def load(url: str, name: str, clients: int, requests: int) -> dict[str, Any]:
-    """Send `requests` requests from `clients` concurrent clients; report rate and latency."""
+async def load(
+    url: str, name: str, clients: int, requests: int, body: Callable[[int], Any] | None = None
+) -> dict[str, Any]:
+    """Send `requests` requests from `clients` concurrent clients; report rate and latency.
+
+    `body` gives the execute request body of the n-th request (default: the echo workflow).
+    """
     latencies: list[float] = []
     warm: list[float] = []
     errors = 0
     per_client = requests // clients
+    sent = itertools.count()
 
     async def client() -> None:
         nonlocal errors
@@ -92,8 +107,10 @@ async def load(url: str, name: str, clients: int, requests: int) -> dict[str, An
             for index in range(per_client):
                 started = time.perf_counter()
                 if name == "execute":
-                    response = await http.post("/workflows/execute",
-                                               json={"workflow": ECHO, "inputs": {"n": index}})
+                    number = next(sent)
+                    document = (body(number) if body is not None
+                                else {"workflow": ECHO, "inputs": {"n": index}})
+                    response = await http.post("/workflows/execute", json=document)
                     ok = response.status_code == 202
                 else:
                     response = await http.get("/health")
@@ -176,6 +193,23 @@ async def websocket(url: str, steps: int) -> list[dict[str, Any]]:
     ]
 
 
+async def secret_inputs(url: str, requests: int) -> dict[str, Any]:
+    """Executions per second with one `api_key` for all requests, then a new one per request."""
+    def constant(number: int) -> Any:
+        return {"workflow": KEYED, "inputs": {"api_key": "sk-bench-constant-key"}}
+
+    def distinct(number: int) -> Any:
+        return {"workflow": KEYED, "inputs": {"api_key": f"sk-bench-distinct-{number:08d}"}}
+
+    await load(url, "execute", 10, 100, constant)  # warm up
+    same = await load(url, "execute", 10, requests, constant)
+    new = await load(url, "execute", 10, requests, distinct)
+    return {"benchmark": "secret_inputs", "clients": 10, "requests": requests,
+            "errors": same["errors"] + new["errors"],
+            "constant_per_second": same["per_second"], "distinct_per_second": new["per_second"],
+            "distinct_vs_constant": round(new["per_second"] / same["per_second"], 3)}
+
+
 async def main(quick: bool) -> None:
     requests = 100 if quick else 1000
     with tempfile.TemporaryDirectory() as directory:
@@ -188,6 +222,7 @@ async def main(quick: bool) -> None:
                     print(json.dumps(await load(url, name, clients, count)), flush=True)
             for line in await websocket(url, 100 if quick else 1000):
                 print(json.dumps(line), flush=True)
+            print(json.dumps(await secret_inputs(url, 300 if quick else 10_000)), flush=True)
     print(json.dumps({"benchmark": "environment", "python": sys.version.split()[0],
                       "cpus": os.cpu_count(), "note": "one run over loopback; the server and "
                       "the clients share the CPUs"}), flush=True)

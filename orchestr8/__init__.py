@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._errors import InputValidationError as InputValidationError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
+    from ._errors import MissingSecretError as MissingSecretError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
     from ._errors import OutputNotSerialisableError as OutputNotSerialisableError
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
     from ._errors import ResilienceError as ResilienceError
     from ._errors import RetryableError as RetryableError
+    from ._errors import SecretError as SecretError
+    from ._errors import SecretsFileError as SecretsFileError
     from ._errors import SupervisorGaveUpError as SupervisorGaveUpError
     from ._errors import UnknownAgentError as UnknownAgentError
     from ._errors import WorkflowError as WorkflowError
@@ -94,6 +97,7 @@ if TYPE_CHECKING:
     from ._runtime import open_runtime as open_runtime
     from ._runtime import run_workflow as run_workflow
     from ._runtime import tune_garbage_collection as tune_garbage_collection
+    from ._secrets import Secrets as Secrets
     from ._serve import serve as serve
     from ._supervisor import ActorNameTakenError as ActorNameTakenError
     from ._supervisor import RestartBackoff as RestartBackoff
@@ -153,6 +157,7 @@ _EXPORTS: dict[str, str] = {
     "Journal": "_journal",
     "JournalError": "_errors",
     "MailboxFullError": "_errors",
+    "MissingSecretError": "_errors",
     "NonRetryableError": "_errors",
     "Orchestr8Error": "_errors",
     "OutputNotSerialisableError": "_errors",
@@ -170,6 +175,9 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "_policy",
     "RetryableError": "_errors",
     "Runtime": "_runtime",
+    "SecretError": "_errors",
+    "Secrets": "_secrets",
+    "SecretsFileError": "_errors",
     "Step": "_workflow",
     "StepResult": "_results",
     "StepState": "_events",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ._agents import Agent, AgentFactory, AgentFunction, as_factory, import_object
@@ -59,6 +61,16 @@ class AgentRegistry:
             self.resolve(agent_id)
         except UnknownAgentError:
             return False
+        return True
+
+    def check(self, agent_id: str) -> bool:
+        """Return True when `agent_id` resolves, else raise why, for `load_workflow`'s check.
+
+        Raises:
+            UnknownAgentError: the id does not resolve; the message says why (what was tried, the
+                closest ids, or the exception that importing its module raised and where).
+        """
+        self.resolve(agent_id)
         return True
 
     def create(self, agent_id: str, config: Mapping[str, Any] | None = None) -> Agent:
@@ -127,11 +139,15 @@ class AgentRegistry:
         )
         if distribution is not None:
             origin += f" (distribution {distribution.name!r})"
-        try:
-            candidate = entry_point.load()
-        except Exception as error:
+        if not entry_point.attr:
             raise UnknownAgentError(
-                f"agent {agent_id!r}: {origin} could not be loaded: {type(error).__name__}: {error}"
+                f"agent {agent_id!r}: {origin} names a module, not a 'module:attribute' factory"
+            )
+        try:
+            candidate = import_object(f"{entry_point.module}:{entry_point.attr}")
+        except (ValueError, ImportError, AttributeError) as error:
+            raise UnknownAgentError(
+                f"agent {agent_id!r}: {origin} could not be loaded: {error}"
             ) from error
         try:
             return as_factory(candidate, origin)
@@ -141,24 +157,57 @@ class AgentRegistry:
     def _import(self, agent_id: str) -> AgentFactory:
         try:
             candidate = import_object(agent_id)
-        except (ValueError, ImportError, AttributeError) as error:
+        except (ValueError, ModuleNotFoundError, AttributeError) as error:
             raise UnknownAgentError(
                 f"unknown agent {agent_id!r}: tried it as a 'module:attribute' import path, "
                 f"but {error}"
             ) from error
+        except ImportError as error:
+            raise UnknownAgentError(f"agent {agent_id!r} could not be loaded: {error}") from error
         try:
             return as_factory(candidate, f"import path {agent_id!r}")
         except TypeError as error:
             raise UnknownAgentError(f"unknown agent {agent_id!r}: {error}") from None
 
     def _unknown_message(self, agent_id: str) -> str:
-        suggestions = difflib.get_close_matches(agent_id, self.names(), n=3)
+        project = _project_agents()
+        if project is not None and agent_id in project[1]:
+            return (
+                f"unknown agent {agent_id!r}: {project[0] / 'pyproject.toml'} registers it in "
+                f"{ENTRY_POINT_GROUP!r}, but the project is not installed with that entry point "
+                f"yet; run `pip install -e .` in {project[0]}"
+            )
+        candidates = {*self.names(), *(project[1] if project is not None else ())}
+        suggestions = difflib.get_close_matches(agent_id, sorted(candidates), n=3)
         hint = f" (did you mean {' or '.join(map(repr, suggestions))}?)" if suggestions else ""
-        given = ", ".join(sorted(self._agents)) or "none"
+        given = (
+            f"the agents given by the embedding program ({', '.join(sorted(self._agents))}), "
+            if self._agents else ""
+        )
         installed = ", ".join(sorted(self._entry_point_map())) or "none installed"
         return (
-            f"unknown agent {agent_id!r}{hint}: it is not among the agents given by the embedding "
-            f"program ({given}), the built-ins ({', '.join(sorted(BUILTIN_AGENTS))}) or the "
-            f"{ENTRY_POINT_GROUP!r} entry points ({installed}); to import an agent, name it "
-            "as 'module:attribute'"
+            f"unknown agent {agent_id!r}{hint}: it is not among {given}the built-ins "
+            f"({', '.join(sorted(BUILTIN_AGENTS))}) or the {ENTRY_POINT_GROUP!r} entry points "
+            f"({installed}); to import an agent, name it as 'module:attribute'"
         )
+
+
+def _project_agents() -> tuple[Path, frozenset[str]] | None:
+    """The project around the working directory and the agent ids its pyproject.toml registers.
+
+    `orchestr8 create agent` registers agents there as entry points, which exist only once the
+    project is installed; these ids are suggested, and named as not installed yet.
+    """
+    from ._scaffold import find_project_root
+
+    root = find_project_root(Path.cwd())
+    if root is None:
+        return None
+    try:
+        document = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    project = document.get("project")
+    entry_points = project.get("entry-points") if isinstance(project, dict) else None
+    group = entry_points.get(ENTRY_POINT_GROUP) if isinstance(entry_points, dict) else None
+    return (root, frozenset(map(str, group))) if isinstance(group, dict) else None

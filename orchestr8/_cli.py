@@ -22,7 +22,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._runtime import ExecutionHandle, Runtime
 
-_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+"""What `inspect --status` accepts: the journal's statuses and `interrupted` (see `_liveness`)."""
 
 
 class GraceSeconds(click.ParamType[float]):
@@ -72,6 +73,9 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         sync_workers_option,
         click.option("--json", "as_json", is_flag=True,
                      help="Print the result as one JSON document on stdout."),
+        click.option("--secrets-file", metavar="FILE",
+                     help="A JSON object of secrets by name for ${secrets.NAME}; "
+                          "over $ORCHESTR8_SECRET_NAME variables."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -95,6 +99,7 @@ async def run(
     file: str, input_pairs: Sequence[str], inputs_file: str | None,
     timeout_seconds: float | None,
     cancel_grace: float, journal: str | None, sync_workers: int | None, as_json: bool,
+    secrets_file: str | None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -108,6 +113,7 @@ async def run(
         guard,
         journal_path,
         load_checked,
+        load_secrets,
         parse_inputs,
     )
 
@@ -116,6 +122,7 @@ async def run(
 
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
         allow_local_imports()
         workflow = load_checked(file)
         validate_inputs(workflow, inputs)
@@ -128,56 +135,78 @@ async def run(
             return handle, [step.id for step in workflow.steps], headline
 
         return await drive(begin, journal_path(journal), journal, cancel_grace, as_json,
-                           sync_workers=sync_workers)
+                           secrets=secrets, sync_workers=sync_workers)
 
     return await guard(action)
 
 
 @cli.command()
 @click.argument("execution_id", metavar="ID")
+@click.option("--input", "-i", "input_pairs", multiple=True, metavar="KEY=VALUE",
+              help="An input the journal keeps redacted (its key looks like a secret), "
+                   "supplied again; VALUE as for run.")
+@click.option("--inputs-file", metavar="FILE",
+              help="A JSON object of such inputs ('-' for stdin); --input values override it.")
 @run_options
 async def resume(
-    execution_id: str, timeout_seconds: float | None, cancel_grace: float, journal: str | None,
-    sync_workers: int | None, as_json: bool,
+    execution_id: str, input_pairs: Sequence[str], inputs_file: str | None,
+    timeout_seconds: float | None, cancel_grace: float, journal: str | None,
+    sync_workers: int | None, as_json: bool, secrets_file: str | None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
     ID may be a unique prefix. Steps that succeeded keep their recorded output; the others run
-    again. Progress, output and exit codes are those of `run`.
+    again. Progress, output and exit codes are those of `run`. Inputs the journal keeps redacted
+    (`api_key`, `password`...) must be given again with --input; ${secrets.NAME} references are
+    read again from the environment or --secrets-file.
     """
     from ._cli_run import drive
     from ._cli_support import (
+        CommandError,
         allow_local_imports,
         check_timeout,
         declared_steps,
         find_execution,
         guard,
         journal_path,
+        load_secrets,
+        parse_inputs,
     )
 
     async def action() -> int:
         checked_timeout = check_timeout(timeout_seconds)
+        inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
         allow_local_imports()
         path = journal_path(journal, must_exist=True)
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
+            from ._errors import InputValidationError
             from ._events import ExecutionStatus, StepStatus, replay
 
             record = await find_execution(runtime.journal, execution_id)
             state = replay(await runtime.journal.events(record.execution_id))
-            handle = await runtime.resume(record.execution_id, execution_timeout=checked_timeout)
-            if state.status is ExecutionStatus.RUNNING:
-                sys.stderr.write(
-                    f"note: execution {record.execution_id} never recorded an ending (its "
-                    "process ended, or its journal failed, while it ran); it continues here\n"
+            try:
+                handle = await runtime.resume(
+                    record.execution_id, execution_timeout=checked_timeout, inputs=inputs
                 )
+            except InputValidationError as error:
+                raise CommandError(
+                    f"{error}\ngive redacted inputs again with --input NAME=VALUE "
+                    "(or --inputs-file FILE)"
+                ) from None
             step_ids = declared_steps(record)
             reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
             headline = (f"execution {record.execution_id} resumed: workflow "
                         f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused")
+            if state.status is ExecutionStatus.RUNNING:
+                headline = (
+                    f"note: execution {record.execution_id} was interrupted (its process ended, "
+                    f"or its journal failed, while it ran); it continues here\n{headline}"
+                )
             return handle, step_ids, headline
 
-        return await drive(begin, path, journal, cancel_grace, as_json,
+        return await drive(begin, path, journal, cancel_grace, as_json, secrets=secrets,
                            sync_workers=sync_workers)
 
     return await guard(action)
@@ -192,7 +221,14 @@ async def validate(files: Sequence[str]) -> int:
     it accepts its config. Problems go to stderr as `JSON path: message`; the exit code is 1 if
     any file is invalid.
     """
-    from ._cli_support import EXIT_INVALID, EXIT_OK, allow_local_imports, guard, load_checked
+    from ._cli_support import (
+        EXIT_INVALID,
+        EXIT_OK,
+        allow_local_imports,
+        guard,
+        load_checked,
+        report_error,
+    )
     from ._errors import WorkflowValidationError
 
     async def action() -> int:
@@ -202,7 +238,7 @@ async def validate(files: Sequence[str]) -> int:
             try:
                 workflow = load_checked(file)
             except WorkflowValidationError as error:
-                click.echo(str(error), err=True)
+                report_error(str(error))
                 code = EXIT_INVALID
             else:
                 count = len(workflow.steps)
@@ -240,7 +276,8 @@ async def inspect(
 ) -> int:
     """List executions, or show one in detail.
 
-    Without ID, lists the most recent executions, newest first. With ID (or a unique prefix),
+    Without ID, lists the most recent executions, newest first. An execution whose process died
+    while it ran shows as `interrupted` until it is resumed. With ID (or a unique prefix),
     shows the execution, its steps and its events; with --timeline, a Gantt-style chart of where
     the time went.
     """
@@ -255,7 +292,9 @@ async def inspect(
             render_execution_list,
             wants_color,
         )
+        from ._events import replay
         from ._journal import open_journal
+        from ._liveness import interrupted_executions, list_shown_executions
 
         if execution_id is not None and (limit is not None or status is not None):
             raise CommandError("--limit and --status apply to the list, not to one execution")
@@ -268,8 +307,8 @@ async def inspect(
             return EXIT_OK
         async with open_journal(path) as store:
             if execution_id is None:
-                page = await store.list_executions(status=status, limit=limit or 20)
-                summaries = [execution_summary(record) for record in page.items]
+                page = await list_shown_executions(store, status=status, limit=limit or 20)
+                summaries = [execution_summary(item.record, item.status) for item in page.items]
                 if as_json:
                     click.echo(dump_json(summaries))
                 elif summaries:
@@ -279,15 +318,19 @@ async def inspect(
                 return EXIT_OK
             record = await find_execution(store, execution_id)
             events = await store.events(record.execution_id)
+            interrupted = await interrupted_executions(
+                store, [(record.execution_id, replay(events).status)]
+            )
         if timeline:
             import shutil
 
             from ._timeline import render_timeline
 
             width = shutil.get_terminal_size((100, 24)).columns
-            click.echo(render_timeline(events, width=width, color=color))
+            click.echo(render_timeline(events, width=width, color=color,
+                                       interrupted=bool(interrupted)))
             return EXIT_OK
-        detail = execution_detail(record, events)
+        detail = execution_detail(record, events, interrupted=bool(interrupted))
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
         return EXIT_OK
 
@@ -336,6 +379,21 @@ def _add_logging_options(command: click.Command) -> None:
             _add_logging_options(child)
 
 
+def _show_usage_error(error: click.ClickException) -> None:
+    """Print a usage error as click does, or as one JSON log line when logs are JSON."""
+    from ._logging import installed_handler
+
+    installed = installed_handler()
+    if installed is None or installed[1] != "json":
+        error.show()
+        return
+    import logging
+
+    command = error.ctx.command_path if isinstance(error, click.UsageError) and error.ctx else None
+    where = f"{command}: " if command else ""
+    logging.getLogger("orchestr8.cli").error("%s%s", where, error.format_message())
+
+
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
     # Registered here rather than at import, so that importing this module stays minimal.
@@ -357,7 +415,7 @@ def main() -> None:
         code = cli(_anyio_backend="trio", standalone_mode=False)
     except click.ClickException as error:
         # Usage errors are configuration errors here (exit 1), not click's default 2.
-        error.show()
+        _show_usage_error(error)
         code = EXIT_INVALID
     except (click.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED

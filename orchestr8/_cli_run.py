@@ -6,6 +6,7 @@ Imported by those commands when they run, never by `orchestr8._cli` at import.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +18,10 @@ import asyncclick as click
 from ._cli_support import EXIT_INTERRUPTED, EXIT_OK, exit_code
 
 if TYPE_CHECKING:
-    from ._cli_views import ProgressView
+    from ._cli_progress import ProgressView
     from ._journal import Journal
     from ._runtime import ExecutionHandle, Runtime
+    from ._secrets import Secrets
 
 Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]]]
 """Starts or resumes an execution; returns its handle, its step ids and the line announcing it."""
@@ -27,10 +29,11 @@ Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]
 
 async def drive(
     begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    *, sync_workers: int | None = None,
+    *, secrets: Secrets | None = None, sync_workers: int | None = None,
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code.
 
+    `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables);
     `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
     """
     from ._runtime import tune_garbage_collection
@@ -40,7 +43,7 @@ async def drive(
     configure_from_environment()
     try:
         return await _drive_runtime(
-            begin, path, journal_given, cancel_grace, as_json, sync_workers
+            begin, path, journal_given, cancel_grace, as_json, secrets, sync_workers
         )
     finally:
         shutdown_telemetry()
@@ -48,29 +51,39 @@ async def drive(
 
 async def _drive_runtime(
     begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    sync_workers: int | None,
+    secrets: Secrets | None, sync_workers: int | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     import signal
 
     import trio
 
+    from ._cli_progress import ProgressView, hold_back_narration
     from ._cli_support import CommandError
-    from ._cli_views import ProgressView, dump_json, render_result, result_document, wants_color
+    from ._cli_views import dump_json, render_result, result_document, wants_color
     from ._errors import JournalError
+    from ._logging import installed_handler
     from ._runtime import open_runtime
     from ._sync_calls import DEFAULT_SYNC_WORKERS
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    handler, log_format = installed_handler() or (None, "text")
+
+    # Held back from before the run starts: the progress view tells what the engine would log.
+    with (
+        hold_back_narration(handler, log_format),
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with (
             open_runtime(
-                journal=path, cancel_grace=cancel_grace,
+                journal=path, cancel_grace=cancel_grace, secrets=secrets,
                 sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
             ) as runtime,
             runtime.bus.subscribe(buffer=4096) as events,
         ):
             handle, step_ids, headline = await begin(runtime)
-            view = ProgressView(sys.stderr, step_ids)
+            view = ProgressView(
+                sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
+            )
             view.note(headline)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(view.follow, events, handle.execution_id)
@@ -93,8 +106,9 @@ async def _drive_runtime(
         click.echo(render_result(result, color=wants_color(sys.stdout)))
     code = exit_code(result)
     if code != EXIT_OK:
-        sys.stderr.write(f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
-                         f"resume it:  {_command('resume', journal_given, result.execution_id)}\n")
+        view.note(f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
+                  f"resume it:  {_command('resume', journal_given, result.execution_id)}",
+                  level=logging.WARNING)
     return code
 
 
@@ -124,10 +138,10 @@ async def _watch_signals(
         if interrupts == 1:
             handle.cancel(f"interrupted ({name})")
             view.note(f"interrupted: cancelling (steps get {grace:g}s to finish); "
-                      "interrupt again to stop at once", "yellow")
+                      "interrupt again to stop at once", "yellow", logging.WARNING)
             continue
         view.note(f"interrupted again: stopping now; the execution stays resumable "
-                  f"({resume_hint})", "red")
+                  f"({resume_hint})", "red", logging.WARNING)
         with trio.move_on_after(1.0), contextlib.suppress(Orchestr8Error):
             await journal.flush()
         sys.stdout.flush()

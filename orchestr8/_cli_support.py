@@ -18,6 +18,7 @@ import asyncclick as click
 if TYPE_CHECKING:
     from ._journal import ExecutionRecord, Journal
     from ._results import ExecutionResult
+    from ._secrets import Secrets
     from ._workflow import Workflow
 
 EXIT_OK = 0
@@ -81,6 +82,23 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
     return inputs
 
 
+def load_secrets(secrets_file: str | None) -> Secrets | None:
+    """The secrets of `--secrets-file` over the environment (None: the environment alone).
+
+    Raises:
+        CommandError: the file is unreadable or not a JSON object of strings.
+    """
+    from ._errors import SecretsFileError
+    from ._secrets import Secrets
+
+    if secrets_file is None:
+        return None
+    try:
+        return Secrets.from_file(secrets_file)
+    except SecretsFileError as error:
+        raise CommandError(f"--secrets-file {error}") from None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -96,7 +114,7 @@ def load_checked(file: str) -> Workflow:
     from ._errors import AgentError, Problem, WorkflowValidationError
 
     registry = AgentRegistry()
-    workflow = load_workflow(Path(file), agent_exists=registry.exists)
+    workflow = load_workflow(Path(file), agent_exists=registry.check)
     problems = []
     for index, step in enumerate(workflow.steps):
         try:
@@ -153,10 +171,23 @@ async def guard(action: Callable[[], Awaitable[int]]) -> int:
         if not _expected(error):
             raise
     if isinstance(error, WorkflowValidationError | InputValidationError):
-        click.echo(str(error), err=True)
+        report_error(str(error))
     else:
-        click.echo(f"error: {error}", err=True)
+        report_error(f"error: {error}")
     return EXIT_INVALID
+
+
+def report_error(message: str) -> None:
+    """Tell the user what went wrong on stderr: as text, or as a JSON log line with JSON logs."""
+    import logging
+
+    from ._logging import installed_handler
+
+    installed = installed_handler()
+    if installed is not None and installed[1] == "json":
+        logging.getLogger("orchestr8.cli").error("%s", message)
+    else:
+        click.echo(message, err=True)
 
 
 def _expected(error: BaseException) -> bool:

@@ -1,8 +1,7 @@
-"""What the command line shows: live progress on stderr, results, and the tables of `inspect`.
+"""What the command line shows: results, the tables of `inspect`, and the helpers they share.
 
-Only `_cli` imports this module, and only inside commands, so its imports do not slow down
-`orchestr8 --help`. Progress is written as one line per step transition; when the stream is a
-terminal the lines are coloured and a status line at the bottom is redrawn while steps run.
+Only the commands import this module, when they run, so its imports do not slow down
+`orchestr8 --help`. The live progress of a run is `_cli_progress`.
 """
 
 from __future__ import annotations
@@ -10,24 +9,22 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-import trio
-
-from ._events import Event, EventType, ExecutionStatus, StepStatus, replay
+from ._events import Event, ExecutionStatus, StepStatus, replay
 from ._journal import ExecutionRecord
+from ._liveness import INTERRUPTED
 from ._results import ExecutionResult
 
 _COLORS: Mapping[str, str] = {
     "red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",
 }
-_STATUS_COLORS: Mapping[str, str] = {
+STATUS_COLORS: Mapping[str, str] = {
     "succeeded": "green", "failed": "red", "cancelled": "yellow", "retrying": "yellow",
-    "running": "blue", "skipped": "dim", "pending": "dim",
+    "running": "blue", "skipped": "dim", "pending": "dim", "interrupted": "red",
 }
-_REDRAW_INTERVAL = 0.1
+"""The colour each execution or step status is shown in."""
 
 
 def wants_color(stream: TextIO) -> bool:
@@ -81,165 +78,6 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-class ProgressView:
-    """Writes the progress of one execution, from its events, to a stream (normally stderr)."""
-
-    def __init__(
-        self, stream: TextIO, step_ids: Sequence[str], *, live: bool | None = None
-    ) -> None:
-        """Show progress on `stream`; `live` (default: the stream is a terminal) adds colour."""
-        self._stream = stream
-        self._live = wants_color(stream) if live is None else live
-        self._width = max((len(step_id) for step_id in step_ids), default=4)
-        self._status: dict[str, str] = dict.fromkeys(step_ids, "pending")
-        self._attempts: dict[str, int] = {}
-        self._started: dict[str, float] = {}
-        self._last_error: dict[str, str] = {}
-        self._first_elapsed: float | None = None
-        self._last_seq = 0
-        self._status_shown = False
-        self._status_text = ""
-        self._clock_start = trio.current_time()
-
-    def note(self, message: str, color: str | None = None) -> None:
-        """Write one line that is not about an event (the execution id, an interrupt)."""
-        self._write(paint(message, color, self._live))
-
-    async def follow(self, events: trio.MemoryReceiveChannel[Any], execution_id: str) -> None:
-        """Show the events of `execution_id` as they arrive, until the channel closes."""
-        while True:
-            try:
-                if self._live:
-                    with trio.move_on_after(_REDRAW_INTERVAL):
-                        self.show(await events.receive(), execution_id)
-                    self._draw_status()
-                else:
-                    self.show(await events.receive(), execution_id)
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                return
-
-    def drain(self, events: trio.MemoryReceiveChannel[Any], execution_id: str) -> None:
-        """Show the events already delivered but not yet shown, then clear the status line."""
-        while True:
-            try:
-                self.show(events.receive_nowait(), execution_id)
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        self._clear_status()
-
-    def show(self, event: object, execution_id: str) -> None:
-        """Show one bus event if it is an event of `execution_id`; ignore anything else."""
-        if not isinstance(event, Event) or event.execution_id != execution_id:
-            return
-        if self._last_seq and event.seq > self._last_seq + 1:
-            missed = event.seq - self._last_seq - 1
-            self.note(f"({missed} events not shown: the display fell behind)", "dim")
-        self._last_seq = max(self._last_seq, event.seq)
-        if self._first_elapsed is None:
-            self._first_elapsed = event.elapsed
-        if event.step_id is not None:
-            self._show_step_event(event, event.step_id)
-        else:
-            self._show_execution_event(event)
-
-    def _show_step_event(self, event: Event, step_id: str) -> None:
-        kind, data = event.type, event.data
-        if event.attempt is not None:
-            self._attempts[step_id] = max(self._attempts.get(step_id, 0), event.attempt)
-        attempts = self._attempts.get(step_id, 0)
-        line: str | None = None
-        color: str | None = None
-        if kind == EventType.STEP_STARTED:
-            self._started[step_id] = event.elapsed
-            self._status[step_id] = "running"
-            line = f"started (agent {data.get('agent', '?')})"
-        elif kind in (
-            EventType.ATTEMPT_FAILED, EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED
-        ):
-            self._last_error[step_id] = describe(data.get("error"))
-        elif kind == EventType.RETRY_SCHEDULED:
-            self._status[step_id] = "retrying"
-            reason = self._last_error.pop(step_id, "")
-            delay = float(data.get("delay", 0.0))
-            line = f"attempt {event.attempt} failed: {reason}; retrying in {delay:.2f}s"
-            color = "yellow"
-        elif kind == EventType.ATTEMPT_STARTED:
-            self._status[step_id] = "running"
-        elif kind in (EventType.BREAKER_OPENED, EventType.BREAKER_HALF_OPENED,
-                      EventType.BREAKER_CLOSED):
-            line = f"circuit breaker {data.get('key', '')!r} is now {data.get('to', '?')}"
-            color = "yellow"
-        elif kind == EventType.STEP_SUCCEEDED:
-            took = format_duration(self._took(step_id, event))
-            tries = f" after {attempts} attempts" if attempts > 1 else ""
-            line, color = f"succeeded in {took}{tries}", "green"
-            self._status[step_id] = "succeeded"
-        elif kind == EventType.STEP_FAILED:
-            took = format_duration(self._took(step_id, event))
-            tries = f"{attempts} attempt{'s' if attempts != 1 else ''}, "
-            line = f"failed ({tries}{took}): {describe(data.get('error'))}"
-            color = "red"
-            self._status[step_id] = "failed"
-        elif kind in (EventType.STEP_SKIPPED, EventType.STEP_CANCELLED):
-            status = "skipped" if kind == EventType.STEP_SKIPPED else "cancelled"
-            why = data.get("reason")
-            line = f"{status} ({why})" if why and why != status else status
-            color = _STATUS_COLORS[status]
-            self._status[step_id] = status
-        if line is not None:
-            self._event_line(event, step_id, line, color)
-
-    def _show_execution_event(self, event: Event) -> None:
-        took = format_duration(event.elapsed - (self._first_elapsed or 0.0))
-        if event.type == EventType.EXECUTION_SUCCEEDED:
-            self._event_line(event, "", f"execution succeeded in {took}", "green")
-        elif event.type == EventType.EXECUTION_FAILED:
-            error = describe(event.data.get("error"))
-            self._event_line(event, "", f"execution failed after {took}: {error}", "red")
-        elif event.type == EventType.EXECUTION_CANCELLED:
-            reason = event.data.get("reason") or "cancelled"
-            self._event_line(event, "", f"execution cancelled after {took}: {reason}", "yellow")
-
-    def _took(self, step_id: str, event: Event) -> float | None:
-        started = self._started.pop(step_id, None)
-        return None if started is None else event.elapsed - started
-
-    def _event_line(self, event: Event, step_id: str, message: str, color: str | None) -> None:
-        stamp = paint(f"{event.elapsed:8.2f}s", "dim", self._live)
-        name = paint(step_id.ljust(self._width), "bold", self._live)
-        self._write(f"{stamp}  {name}  {paint(message, color, self._live)}")
-
-    def _write(self, line: str) -> None:
-        self._clear_status()
-        self._stream.write(line + "\n")
-        self._stream.flush()
-
-    def _draw_status(self) -> None:
-        running = [
-            step_id + (f" (attempt {self._attempts[step_id]})"
-                       if self._attempts.get(step_id, 0) > 1 else "")
-            for step_id, status in self._status.items() if status in ("running", "retrying")
-        ]
-        finished = sum(
-            status not in ("pending", "running", "retrying") for status in self._status.values()
-        )
-        clock = f"{trio.current_time() - self._clock_start:.1f}s"
-        done = f"{finished}/{len(self._status)} done"
-        width = shutil.get_terminal_size((100, 24)).columns - 1
-        text = shorten(f"running: {', '.join(running) or '-'} | {done} | {clock}", width)
-        if self._status_shown and text == self._status_text:
-            return
-        self._stream.write("\r\x1b[K" + paint(text, "dim", True))
-        self._stream.flush()
-        self._status_shown = True
-        self._status_text = text
-
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            self._stream.write("\r\x1b[K")
-            self._status_shown = False
-
-
 def result_document(result: ExecutionResult) -> dict[str, Any]:
     """The `--json` document of a finished run: id, status, output, error and every step."""
     return {
@@ -262,7 +100,7 @@ def result_document(result: ExecutionResult) -> dict[str, Any]:
 def render_result(result: ExecutionResult, *, color: bool) -> str:
     """The human form of a finished run: its status, then the output or the error."""
     status = str(result.status)
-    lines = [f"status: {paint(status, _STATUS_COLORS.get(status), color)}"]
+    lines = [f"status: {paint(status, STATUS_COLORS.get(status), color)}"]
     if result.status is ExecutionStatus.SUCCEEDED:
         lines.append("output: " + dump_json(result.output))
     else:
@@ -325,12 +163,15 @@ def local_time(timestamp: str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
-    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration."""
+def execution_summary(record: ExecutionRecord, status: str | None = None) -> dict[str, Any]:
+    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration.
+
+    `status` is the one to show (`interrupted`, say); the journal's by default.
+    """
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
-        "status": str(record.status),
+        "status": str(record.status) if status is None else status,
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
@@ -344,7 +185,7 @@ def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool
         [
             summary["execution_id"],
             summary["workflow"],
-            (summary["status"], _STATUS_COLORS.get(summary["status"])),
+            (summary["status"], STATUS_COLORS.get(summary["status"])),
             local_time(summary["started_at"] or summary["created_at"]),
             format_duration(summary["duration"]),
         ]
@@ -354,8 +195,13 @@ def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool
     return render_table(headers, rows, color=color)
 
 
-def execution_detail(record: ExecutionRecord, events: Sequence[Event]) -> dict[str, Any]:
-    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events."""
+def execution_detail(
+    record: ExecutionRecord, events: Sequence[Event], *, interrupted: bool = False
+) -> dict[str, Any]:
+    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
+
+    With `interrupted` (its process died while it ran) the status is `interrupted`.
+    """
     state = replay(events)
     declared = [
         step["id"] for step in record.workflow.get("steps", ())
@@ -376,7 +222,7 @@ def execution_detail(record: ExecutionRecord, events: Sequence[Event]) -> dict[s
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
-        "status": str(state.status),
+        "status": INTERRUPTED if interrupted else str(state.status),
         "created_at": record.created_at,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
@@ -395,12 +241,15 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     fields: list[tuple[str, str]] = [
         ("execution", detail["execution_id"]),
         ("workflow", detail["workflow"]),
-        ("status", paint(status, _STATUS_COLORS.get(status), color)),
+        ("status", paint(status, STATUS_COLORS.get(status), color)),
         ("started", local_time(detail["started_at"] or detail["created_at"])),
         ("finished", local_time(detail["finished_at"])),
         ("duration", format_duration(detail["duration"])),
         ("inputs", shorten(json.dumps(detail["inputs"], ensure_ascii=False), 100)),
     ]
+    if status == INTERRUPTED:
+        fields.append(("note", "its process ended while it ran; `orchestr8 resume "
+                               f"{detail['execution_id']}` continues it"))
     if detail["error"] is not None:
         fields.append(("error", describe(detail["error"])))
     if status == ExecutionStatus.SUCCEEDED:
@@ -409,7 +258,7 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     step_rows: list[list[Cell]] = [
         [
             step_id,
-            (step["status"], _STATUS_COLORS.get(step["status"])),
+            (step["status"], STATUS_COLORS.get(step["status"])),
             str(step["attempts"]),
             format_duration(step["duration"]),
             shorten(describe(step["error"]), 80),

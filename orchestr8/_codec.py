@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import sys
 import typing
 import weakref
 from collections.abc import Callable, Mapping
@@ -23,14 +24,22 @@ from typing import Any, Final
 import attrs
 import cattrs
 import referencing.exceptions
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
-from ._errors import InputValidationError, Problem, WorkflowValidationError
+from ._config_secrets import config_references
+from ._errors import (
+    InputValidationError,
+    Problem,
+    UnknownAgentError,
+    WorkflowValidationError,
+)
 from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
 from ._journal_records import has_lone_surrogate
 from ._policy_spec import Inherit, PolicySpec
-from ._schema import schema_problems, show_value, sort_problems
+from ._redaction import default_redactor, redact_text, secret_values_in
+from ._schema import LARGEST_NUMBER, schema_problems, show_value, sort_problems
 from ._workflow import (
     SCHEMA_VERSION,
     STEP_ID_PATTERN,
@@ -61,7 +70,8 @@ def load_workflow(
 
     Args:
         source: a path (str or path-like), JSON text, or an already parsed document.
-        agent_exists: tells whether an agent id is known; without it agents are not checked.
+        agent_exists: tells whether an agent id is known, or raises `UnknownAgentError` saying why
+            not (its message becomes the problem); without it agents are not checked.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -183,6 +193,25 @@ def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
+@attrs.frozen
+class OversizedInteger:
+    """Stands for a JSON integer with more digits than Python converts, so it can be located."""
+
+    digits: int
+
+
+def parse_integer(text: str) -> int | OversizedInteger:
+    """`json.loads`'s `parse_int`: the integer, or a marker when it has too many digits.
+
+    Python refuses to convert integers of more than `sys.get_int_max_str_digits()` digits (4300),
+    which would fail the whole parse without saying where; the marker lets `json_value_problems`
+    name the value's path instead.
+    """
+    limit = sys.get_int_max_str_digits()
+    digits = len(text) - text.startswith("-")
+    return OversizedInteger(digits) if limit and digits > limit else int(text)
+
+
 def _parse_text(text: str, label: str | None) -> Any:
     def fail(message: str) -> WorkflowValidationError:
         return WorkflowValidationError([Problem("$", message)], source=label)
@@ -194,7 +223,10 @@ def _parse_text(text: str, label: str | None) -> Any:
         raise fail("the document is empty")
     recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            parse_int=parse_integer,
+        )
     except json.JSONDecodeError as error:
         raise fail(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
@@ -235,6 +267,9 @@ def json_value_problems(
             problems.append(Problem(where, f"not a JSON value: a {kind} (use a dict or a list)"))
         elif isinstance(item, float) and not math.isfinite(item):
             problems.append(Problem(where, f"numbers must be finite, got {item!r}"))
+        elif isinstance(item, OversizedInteger):
+            problems.append(Problem(where, f"a number with {item.digits} digits is larger than "
+                                    f"any float (at most {LARGEST_NUMBER!r})"))
         elif item is not None and not isinstance(item, str | int | float):
             problems.append(Problem(where, f"not a JSON value: a {type(item).__name__}"))
     return problems
@@ -316,17 +351,15 @@ def _document_checks(
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems),
             )
         )
+        _check_config_secrets(step.get("agent"), index, problems)
         agent = step.get("agent")
         agent_path = f"$.steps[{index}].agent"
         if isinstance(agent, Mapping):
             agent, agent_path = agent.get("id"), agent_path + ".id"
-        if (
-            agent_exists is not None
-            and isinstance(agent, str)
-            and agent
-            and not agent_exists(agent)
-        ):
-            problems.append(Problem(agent_path, f"unknown agent '{agent}'"))
+        if agent_exists is not None and isinstance(agent, str) and agent:
+            problem = _agent_problem(agent, agent_exists)
+            if problem is not None:
+                problems.append(Problem(agent_path, problem))
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(
         outlines,
@@ -337,10 +370,26 @@ def _document_checks(
     return problems + list(graph.problems)
 
 
+def _agent_problem(agent: str, agent_exists: Callable[[str], bool]) -> str | None:
+    """Why `agent` is unusable, or None: `agent_exists` says no, or raises saying why."""
+    try:
+        if agent_exists(agent):
+            return None
+    except UnknownAgentError as error:
+        return str(error)
+    return f"unknown agent '{agent}'"
+
+
 def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[str, Any], ...]:
     located, malformed = scan_template(value, path=path)
     problems.extend(malformed)
     return located
+
+
+def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:
+    """Report the malformed `${secrets...}` references of a step's agent config."""
+    if isinstance(agent, Mapping) and isinstance(agent.get("config"), Mapping):
+        config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -369,16 +418,30 @@ def _structure_int(value: Any, _: type) -> int:
 def _structure_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {json_type_name(value)}")
+    if isinstance(value, int) and not value <= LARGEST_NUMBER:
+        raise ValueError(f"{show_value(value)} is larger than any float")
     if not math.isfinite(value):
         raise ValueError(f"numbers must be finite, got {value!r}")
     return float(value)
 
 
 def _structure_tuple(value: Any, kind: Any) -> tuple[Any, ...]:
+    """Structure each item, failing with every item's error located by its index."""
     if not isinstance(value, list | tuple):
         raise TypeError(f"expected an array, got {json_type_name(value)}")
     (item_type, _) = typing.get_args(kind)
-    return tuple(converter.structure(item, item_type) for item in value)
+    items: list[Any] = []
+    errors: list[Exception] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(converter.structure(item, item_type))
+        except Exception as error:
+            note = f"Structuring {kind} @ index {index}"
+            error.add_note(IterableValidationNote(note, index, item_type))
+            errors.append(error)
+    if errors:
+        raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+    return tuple(items)
 
 
 def _is_tuple(kind: Any) -> bool:
@@ -491,5 +554,18 @@ def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None)
         except referencing.exceptions.Unresolvable as error:
             problems = [Problem("$.inputs", f"the inputs schema has an unresolvable $ref: {error}")]
     if problems:
-        raise InputValidationError(sort_problems(problems))
+        raise InputValidationError(sort_problems(_without_secrets(problems, values)))
     return values
+
+
+def _without_secrets(problems: list[Problem], inputs: Mapping[str, Any]) -> list[Problem]:
+    """The problems with the inputs' secret values (`api_key`...) redacted from their messages.
+
+    Schema messages quote the value they refuse (`'sk-...' is too short`), and these messages go
+    to terminals, logs and response bodies.
+    """
+    secrets = secret_values_in(inputs)
+    if not secrets:
+        return problems
+    with default_redactor().lease(secrets):
+        return [Problem(problem.path, redact_text(problem.message)) for problem in problems]

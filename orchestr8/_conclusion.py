@@ -37,6 +37,11 @@ class Conclusion:
     step_usage: Mapping[str, Mapping[str, int]]
     cancel_reason: str
     timeout: float | None
+    failures: Mapping[str, Exception] = attrs.field(factory=dict)
+    """The exceptions that failed steps, by step id (`StepRunner.failures`)."""
+    exception: Exception | None = attrs.field(default=None, init=False)
+    """The exception behind the failed result `record` decided on, when it knows it: for the
+    execution span, which records its stacktrace and fully qualified type."""
 
     async def record(self, ending: str) -> ExecutionResult:
         """Decide the result from `ending` and the steps' results, journal it, and return it."""
@@ -55,6 +60,7 @@ class Conclusion:
                 f"the execution ran past its timeout of {self.timeout} s"
             )
             error = describe_error(timeout_error)
+            self.exception = timeout_error
             await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         failed = [
@@ -65,12 +71,14 @@ class Conclusion:
         if failed:
             first = steps[failed[0]].error or {}
             error = {**first, "step_id": failed[0]}
+            self.exception = self.failures.get(failed[0])
             await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         try:
             output = self._render_output()
         except Orchestr8Error as render_error:
             error = describe_error(render_error)
+            self.exception = render_error
             await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         await emitter.emit(

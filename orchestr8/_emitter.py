@@ -29,7 +29,7 @@ import trio
 from ._bus import EventBus
 from ._errors import JournalError
 from ._events import Event, EventFactory
-from ._journal import Journal
+from ._journal import UNWRITTEN_LIMIT, Journal
 from ._redaction import redact
 
 
@@ -102,6 +102,39 @@ class Emitter:
         else:
             self._outbox.append(event)
         return event
+
+    def prepare(self, type: str, *, data: dict[str, Any] | None = None) -> Event:
+        """Stamp (numbered, redacted) an event the caller journals itself, without queueing it.
+
+        For `execution.started`, which the journal commits with the execution's record
+        (`Journal.create_or_find`); `announce` it once that is committed.
+        """
+        return self._factory.create(type, data=redact(data) if data else data)
+
+    def announce(self, event: Event) -> None:
+        """Publish an event `prepare`d and committed by the caller; the bus sees it in order."""
+        if self.failure is None:
+            self._publish(event)
+
+    @property
+    def may_call_agents(self) -> bool:
+        """Whether a step may call its agent now: the journal works and does not lag behind.
+
+        Not lagging means at most `UNWRITTEN_LIMIT` events on their way to disk. A cheap check,
+        made before every step's first attempt.
+        """
+        return self.failure is None and self._journal.unwritten <= UNWRITTEN_LIMIT
+
+    async def until_agents_may_run(self) -> None:
+        """Wait until `may_call_agents`; once the journal failed, never return (the run cancels).
+
+        What an agent does is recorded only through the journal: while it lags, agents wait for
+        it, and once it failed, no agent starts at all.
+        """
+        await self._journal.caught_up(UNWRITTEN_LIMIT)
+        if self.failure is not None:
+            # The run cancels its steps the moment the journal fails (`on_failure`).
+            await trio.sleep_forever()
 
     async def flush(self) -> None:
         """Return once every event emitted so far is committed to the journal.

@@ -35,7 +35,7 @@ from ._bus import EventBus
 from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._errors import ExecutionStateError, JournalError
-from ._events import EventType, StepStatus
+from ._events import Event, EventType, StepStatus
 from ._metrics import engine_metrics
 from ._results import ExecutionResult, StepResult
 from ._step_resilience import SharedResilience
@@ -147,6 +147,7 @@ class ExecutionRun:
         self._done = trio.Event()
         self._stragglers: list[str] = []
         self._cut_short_by = "nothing"
+        self._recorded_start: Event | None = None
         self.result: ExecutionResult | None = None
 
     # -- control ------------------------------------------------------------------------------
@@ -165,6 +166,17 @@ class ExecutionRun:
         self._dispatching = False
         self._report_send.send_nowait(None)
         return True
+
+    def start_event(self) -> Event:
+        """Stamp this run's `execution.started` for the journal to commit with its record.
+
+        The runtime creates the execution and this event in one transaction; `run` then only
+        publishes it, so no execution is ever recorded without its start.
+        """
+        self._recorded_start = self._emitter.prepare(
+            EventType.EXECUTION_STARTED, data=self._start_data()
+        )
+        return self._recorded_start
 
     @property
     def cancel_requested(self) -> bool:
@@ -199,9 +211,16 @@ class ExecutionRun:
         await self._done.wait()
 
     def _journal_failed(self, failure: JournalError) -> None:
-        """Stop at once when the journal fails: nothing the run does now could be recorded."""
+        """Stop at once when the journal fails: nothing the run does now could be recorded.
+
+        Nothing starts after this (the cancel request), and running steps are cancelled now.
+        """
         _logger.error("execution %s stops: %s", self.execution_id, failure)
         self.cancel(str(failure))
+        # No grace: nothing a running step does now can be recorded, so its side effects stop
+        # now (also when a cancel was already winding the run down).
+        for slot in self._running.values():
+            slot.ref.cancel()
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Called by a step actor with its step's outcome; never blocks and never raises.
@@ -241,10 +260,18 @@ class ExecutionRun:
             with execution_span(
                 self.workflow.name, self.execution_id, self.correlation_id, resumed=self._resumed
             ) as span:
-                start = (
-                    EventType.EXECUTION_RESUMED if self._resumed else EventType.EXECUTION_STARTED
-                )
-                await self._emitter.emit(start, data=self._start_data())
+                if self._recorded_start is not None:
+                    self._emitter.announce(self._recorded_start)
+                else:
+                    start = (
+                        EventType.EXECUTION_RESUMED if self._resumed
+                        else EventType.EXECUTION_STARTED
+                    )
+                    await self._emitter.emit(start, data=self._start_data())
+                    # Committed before any step starts: on a journal that cannot write, no agent
+                    # runs (a failure here cancels the run through `_journal_failed`).
+                    with contextlib.suppress(JournalError):
+                        await self._emitter.flush()
                 _logger.info(
                     "execution %s of workflow %r %s", self.execution_id, self.workflow.name,
                     "resumed" if self._resumed else "started",
@@ -270,14 +297,17 @@ class ExecutionRun:
             raise
         finally:
             stop_watching()
+            # The span has them now: do not keep the failures' tracebacks (and their frames).
+            self.steps.failures.clear()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
 
     async def _conclude(self, ending: str, span: Any) -> None:
         """Journal and log how the execution ended, and keep the result once it is durable."""
-        result = await self._finish(ending)
-        record_execution_result(span, result.status, result.error)
+        conclusion = self._conclusion()
+        result = await conclusion.record(ending)
+        record_execution_result(span, result.status, conclusion.exception or result.error)
         _logger.log(
             logging.INFO if result.succeeded else logging.WARNING,
             "execution %s %s%s", self.execution_id, result.status,
@@ -488,12 +518,11 @@ class ExecutionRun:
                     EventType.STEP_CANCELLED, step_id=step_id, data={"reason": ending}
                 )
 
-    async def _finish(self, ending: str) -> ExecutionResult:
-        """Decide and journal the execution's ending from its steps' results."""
-        conclusion = Conclusion(
+    def _conclusion(self) -> Conclusion:
+        """What decides and journals the execution's ending from its steps' results."""
+        return Conclusion(
             execution_id=self.execution_id, workflow=self.workflow, inputs=self.inputs,
             emitter=self._emitter, results=self._results, outputs=self._outputs,
             usage=self._usage, step_usage=self._step_usage, cancel_reason=self._cancel_reason,
-            timeout=self._timeout,
+            timeout=self._timeout, failures=self.steps.failures,
         )
-        return await conclusion.record(ending)

@@ -21,6 +21,9 @@ The tree, with the builtin each leaf also inherits where one fits::
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
     │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     ├── JournalError                     the journal could not be read or written
+    ├── SecretError                      `${secrets.NAME}` values
+    │   ├── MissingSecretError           (LookupError) a referenced secret is not set
+    │   └── SecretsFileError             (ValueError) a secrets file is unreadable or malformed
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
         ├── NonRetryableError            an agent says: never try this again
@@ -147,6 +150,24 @@ class OutputNotSerialisableError(ExecutionError, TypeError):
 
 class JournalError(Orchestr8Error):
     """The journal could not be opened, read or written."""
+
+
+class SecretError(Orchestr8Error):
+    """Base of the errors about the values of `${secrets.NAME}` references."""
+
+
+class MissingSecretError(SecretError, LookupError):
+    """Secrets a workflow references are not set; `names` lists every one, sorted."""
+
+    def __init__(self, names: Sequence[str], *, where: str) -> None:
+        self.names: tuple[str, ...] = tuple(sorted(names))
+        listed = ", ".join(self.names)
+        noun = "secret" if len(self.names) == 1 else "secrets"
+        super().__init__(f"missing {noun} {listed}: {where}")
+
+
+class SecretsFileError(SecretError, ValueError):
+    """A secrets file cannot be read, or is not a JSON object of strings."""
 
 
 class ResilienceError(Orchestr8Error):

@@ -13,6 +13,10 @@ every `ExecutionLocks` on it, and keeps the executions its runtimes hold there: 
 what another runtime of the same process holds, too. A memory journal, or a platform without
 `fcntl` (Windows), has no lock file: its runtimes exclude each other within the process only,
 through a set of held executions kept per journal object.
+
+`held_executions` asks, without taking anything, which executions some runtime holds: how
+`inspect`, the REST API and the WebSocket tell a run that is going on from one whose process died
+(the derived status `interrupted`, see `_liveness`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import struct
 import sys
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -164,6 +170,68 @@ class ExecutionLocks:
                     del _open_files[file.path]
                 os.close(file.descriptor)
         self._held.clear()
+
+
+def held_executions(journal_path: Path, execution_ids: Iterable[str]) -> frozenset[str]:
+    """Which of the executions a runtime holds the lock of now, in this process or another.
+
+    Nothing is locked to find out: another process's locks are read (`F_GETLK` on Linux) or, on
+    other POSIX systems, tried and at once released. Without `fcntl` (Windows) every execution
+    counts as held, as nothing tells.
+
+    Raises:
+        JournalError: the lock file exists but cannot be read.
+    """
+    wanted = frozenset(execution_ids)
+    if sys.platform == "win32" or not wanted:
+        return wanted
+    path = str(lock_file_path(journal_path.resolve()))
+    with _registry_lock:
+        file = _open_files.get(path)
+        if file is not None:
+            return frozenset(
+                execution_id for execution_id in wanted
+                if file.holders[lock_offset(execution_id)]
+                or _held_elsewhere(file.descriptor, path, lock_offset(execution_id))
+            )
+        # This process holds no lock on the file (it is not open here), so closing this
+        # descriptor drops none; the registry lock keeps other threads from taking one meanwhile.
+        try:
+            descriptor = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return frozenset()  # no runtime ever locked an execution of this journal
+        except OSError as error:
+            raise JournalError(
+                f"cannot open the execution lock file {path}: {error.strerror or error}"
+            ) from None
+        try:
+            return frozenset(
+                execution_id for execution_id in wanted
+                if _held_elsewhere(descriptor, path, lock_offset(execution_id))
+            )
+        finally:
+            os.close(descriptor)
+
+
+_FLOCK_LINUX = "hhqqi4x"
+"""`struct flock` on 64-bit Linux: type, whence, start, length, pid (and padding)."""
+
+
+def _held_elsewhere(descriptor: int, path: str, offset: int) -> bool:
+    """Whether another process locks the byte. Hold the registry lock."""
+    try:
+        if sys.platform == "linux" and struct.calcsize("P") == 8:
+            request = struct.pack(_FLOCK_LINUX, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+            answer = fcntl.fcntl(descriptor, fcntl.F_GETLK, request)
+            lock_type: int = struct.unpack(_FLOCK_LINUX, answer)[0]
+            return lock_type != fcntl.F_UNLCK
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EAGAIN):
+            return True
+        raise JournalError(f"cannot read the locks of {path}: {error.strerror or error}") from None
+    fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+    return False
 
 
 def _open_lock_file(path: str) -> _LockFile:

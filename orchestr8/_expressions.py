@@ -7,6 +7,10 @@ referenced JSON value as is; references inside a longer string are interpolated 
 they are, everything else JSON-encoded). In a run of `$` signs directly before `{`, each `$$` stands
 for one literal `$`, so `$${` writes a literal `${`.
 
+A step's `input` and its agent's `config` may also hold secret references (`${secrets.NAME}`),
+which `Template.bind_secrets` replaces by their values before an execution runs (`_secrets`);
+the values never reach the journal.
+
 Compiling parses every string once and records the references (for the static checks); rendering
 walks the pre-built nodes and builds fresh containers, so agents may mutate their input safely.
 """
@@ -24,10 +28,12 @@ from ._errors import Problem, ReferenceResolutionError, WorkflowValidationError
 
 PathSegment = str | int
 
-_PLAIN_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+_PLAIN_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
 _OPENING = re.compile(r"(\$+)\{")
 _INPUTS_ROOT = re.compile(r"inputs\b(?!-)")
 _STEPS_ROOT = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_-]*)\.output\b(?!-)")
+_SECRETS_ROOT = re.compile(r"secrets\b(?!-)")
+_SECRET_NAME = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 _DOTTED_KEY = re.compile(r"\.([A-Za-z0-9_-]+)")
 _INDEX = re.compile(r"\[\s*(0|[1-9][0-9]*)\s*\]")
 _DOUBLE_QUOTED_KEY = re.compile(r'\[\s*("(?:[^"\\]|\\.)*")\s*\]')
@@ -40,9 +46,12 @@ def append_path(parent: str, segment: PathSegment) -> str:
     """Extend a JSON path (`$.steps[0]`) by one key or index, the way every message prints paths."""
     if isinstance(segment, int):
         return f"{parent}[{segment}]"
-    if _PLAIN_KEY.match(segment):
+    if _PLAIN_KEY.fullmatch(segment):
         return f"{parent}.{segment}"
-    escaped = segment.replace("\\", "\\\\").replace("'", "\\'")
+    escaped = "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in segment.replace("\\", "\\\\").replace("'", "\\'")
+    )
     return f"{parent}['{escaped}']"
 
 
@@ -69,11 +78,12 @@ def json_type_name(value: object) -> str:
 class Reference:
     """One parsed `${...}` reference: where its value comes from and the path into that value.
 
-    `source` is `inputs` (then `path[0]` is the input name) or `steps` (then `step_id` names the
-    step and `path` goes into its output); `text` is the reference as written, for messages.
+    `source` is `inputs` (then `path[0]` is the input name), `steps` (then `step_id` names the
+    step and `path` goes into its output) or `secrets` (then `path` is just the secret's name);
+    `text` is the reference as written, for messages.
     """
 
-    source: Literal["inputs", "steps"]
+    source: Literal["inputs", "steps", "secrets"]
     step_id: str | None
     path: tuple[PathSegment, ...]
     text: str
@@ -85,14 +95,21 @@ class Reference:
             return self.path[0]
         return None
 
+    @property
+    def secret_name(self) -> str | None:
+        """The secret this reference names (`${secrets.NAME}`), or None for other references."""
+        return str(self.path[0]) if self.source == "secrets" else None
+
     def resolve(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
         """Return the referenced JSON value, or raise `ReferenceResolutionError` naming the gap."""
-        if self.step_id is None:
-            value: Any = inputs
-        elif self.step_id in step_outputs:
-            value = step_outputs[self.step_id]
+        if self.step_id is not None:
+            if self.step_id not in step_outputs:
+                self._fail(f"step '{self.step_id}' has no output")
+            value: Any = step_outputs[self.step_id]
+        elif self.source == "inputs":
+            value = inputs
         else:
-            self._fail(f"step '{self.step_id}' has no output")
+            self._fail("secrets are bound before an execution runs; this one was not supplied")
         for position, segment in enumerate(self.path):
             if isinstance(segment, int):
                 if not isinstance(value, list | tuple):
@@ -192,6 +209,32 @@ class _Array:
 _Node = _Constant | _WholeReference | _Interpolation | _Object | _Array
 
 
+def _bind(node: _Node, secrets: Mapping[str, str]) -> _Node:
+    """Replace the secret references below `node` by constants (see `Template.bind_secrets`)."""
+    if isinstance(node, _WholeReference):
+        name = node.reference.secret_name
+        return node if name is None else _Constant(secrets[name])
+    if isinstance(node, _Interpolation):
+        parts: list[str | Reference] = []
+        for part in node.parts:
+            name = part.secret_name if isinstance(part, Reference) else None
+            piece: str | Reference = part if name is None else secrets[name]
+            if isinstance(piece, str) and parts and isinstance(parts[-1], str):
+                parts[-1] += piece
+            else:
+                parts.append(piece)
+        if len(parts) == 1 and isinstance(parts[0], str):
+            return _Constant(parts[0])
+        if len(parts) == 1 and isinstance(parts[0], Reference):
+            return _WholeReference(parts[0])
+        return _Interpolation(tuple(parts))
+    if isinstance(node, _Object):
+        return _Object(tuple((key, _bind(item, secrets)) for key, item in node.items))
+    if isinstance(node, _Array):
+        return _Array(tuple(_bind(item, secrets) for item in node.nodes))
+    return node
+
+
 def _as_text(value: Any) -> str:
     """Interpolate a non-string value as JSON text (null, true, 2.5, {"a": 1})."""
     return json.dumps(value, ensure_ascii=False, default=str)
@@ -222,6 +265,27 @@ class Template:
                 or into a value that is not a container.
         """
         return self._node.render(inputs, step_outputs)
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The names of the secrets this template references (`${secrets.NAME}`)."""
+        return frozenset(
+            name for _, reference in self.located_references
+            if (name := reference.secret_name) is not None
+        )
+
+    def bind_secrets(self, secrets: Mapping[str, str]) -> Template:
+        """Return the template with every `${secrets.NAME}` replaced by `secrets[NAME]` (text).
+
+        The result keeps `source` (what the journal records: the references, not the values);
+        a template without secret references is returned as is.
+
+        Raises:
+            KeyError: a referenced secret is missing from `secrets`.
+        """
+        if not self.secret_names:
+            return self
+        return Template(self.source, self.located_references, _bind(self._node, secrets))
 
 
 def compile_template(value: Any, *, path: str = "$") -> Template:
@@ -335,12 +399,21 @@ def parse_reference(text: str, start: int = 0) -> tuple[Reference, int]:
         position += 1
     step_id: str | None = None
     if root := _INPUTS_ROOT.match(text, position):
-        source: Literal["inputs", "steps"] = "inputs"
+        source: Literal["inputs", "steps", "secrets"] = "inputs"
     elif root := _STEPS_ROOT.match(text, position):
         source, step_id = "steps", root.group(1)
+    elif root := _SECRETS_ROOT.match(text, position):
+        named = _SECRET_NAME.match(text, root.end())
+        if named is None:
+            raise ValueError(
+                f"invalid reference {shown}: a secret reference is '${{secrets.NAME}}', NAME a "
+                "letter or '_' then letters, digits or '_', with nothing after it"
+            )
+        return Reference("secrets", None, (named.group(1),), text[start : named.end()]), named.end()
     else:
         raise ValueError(
-            f"invalid reference {shown}: it must start with 'inputs' or 'steps.STEP_ID.output'"
+            f"invalid reference {shown}: it must start with 'inputs', 'steps.STEP_ID.output'"
+            " or 'secrets'"
         )
     position = root.end()
     path: list[PathSegment] = []

@@ -9,7 +9,14 @@ the trio thread. Open either with `open_journal`.
 An event the journal refuses (its `seq` is not the next one of its execution, its execution does not
 exist, its data is not JSON) or a failed write puts the journal in a failed state: that event and
 everything appended after it is not written, and `append`, `flush` and closing raise `JournalError`.
-Readers keep working, so what was written stays inspectable.
+Readers keep working, so what was written stays inspectable. Every execution watching the journal
+(`on_failure`) stops at once. `reopen` leaves the failed state once the storage can write again
+(a long-running service retries it with back-off: `_journal_recovery`); the executions the failure
+stopped stay stopped, and resumable.
+
+`trouble` says in words what keeps the journal from taking work: it failed, or it is stalled (one
+batch has been on its way to disk for more than `STALLED_AFTER` seconds, so everything appended
+since waits behind it).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
@@ -50,6 +57,16 @@ if TYPE_CHECKING:
 _Result = TypeVar("_Result")
 
 _logger = logging.getLogger("orchestr8.journal")
+
+UNWRITTEN_LIMIT: Final = 32
+"""How many appended events may still be on their way to disk when an agent is called.
+
+Steps wait (`caught_up`) while more are: a failing disk can then leave at most this many events'
+worth of side effects unrecorded, instead of everything that ran while the journal fell behind.
+"""
+
+STALLED_AFTER: Final = 5.0
+"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled."""
 
 
 def default_journal_path() -> Path:
@@ -125,6 +142,11 @@ class Journal(abc.ABC):
         self._writer_scope: trio.CancelScope | None = None
         self._writer_done = trio.Event()
         self._events_in_flight = 0
+        self._writing_since: float | None = None
+        self._reopened = trio.Event()
+        self._reopening = trio.Lock()
+        self._unwritten = 0
+        self._progress: trio.Event | None = None
 
     @property
     @abc.abstractmethod
@@ -143,16 +165,29 @@ class Journal(abc.ABC):
         stored, _ = await self.create_or_find(record)
         return stored
 
-    async def create_or_find(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+    async def create_or_find(
+        self, record: ExecutionRecord, *, first_event: Event | None = None
+    ) -> tuple[ExecutionRecord, bool]:
         """Like `create_execution`, also saying whether this call recorded it (True) or not.
 
         False means the idempotency key was recorded already, by the returned execution, even
-        when that one has the same id (two starts racing with one id and key).
+        when that one has the same id (two starts racing with one id and key). `first_event`
+        (the execution's seq 1, `execution.started`) is committed in the same transaction as the
+        record: no crash can leave the execution recorded without it.
 
         Raises:
-            JournalError: an execution with that id exists, or the journal failed or is closed.
+            ValueError: `first_event` is not seq 1 of this execution.
+            JournalError: an execution with that id exists, `first_event` cannot be stored, or
+                the journal failed or is closed.
         """
-        request = CreateRequest(record)
+        if first_event is not None and (
+            first_event.execution_id != record.execution_id or first_event.seq != 1
+        ):
+            raise ValueError(
+                f"the first event must be seq 1 of execution {record.execution_id!r}, got seq "
+                f"{first_event.seq} of {first_event.execution_id!r}"
+            )
+        request = CreateRequest(record, first_event=first_event)
         await self._enqueue(request)
         await request.done.wait()
         if request.error is not None:
@@ -166,7 +201,12 @@ class Journal(abc.ABC):
         Raises:
             JournalError: the journal failed or is closed.
         """
-        await self._enqueue(event)
+        self._unwritten += 1
+        try:
+            await self._enqueue(event)
+        except BaseException:
+            self._unwritten -= 1
+            raise
 
     def append_nowait(self, event: Event) -> None:
         """Queue an event for writing without waiting, for synchronous callers.
@@ -180,6 +220,23 @@ class Journal(abc.ABC):
             self._send.send_nowait(event)
         except trio.ClosedResourceError:
             raise JournalError("the journal is closed") from None
+        self._unwritten += 1
+
+    @property
+    def unwritten(self) -> int:
+        """How many appended events are not yet committed (queued, or in the batch in flight)."""
+        return self._unwritten
+
+    async def caught_up(self, limit: int = UNWRITTEN_LIMIT) -> None:
+        """Return once at most `limit` appended events are uncommitted, or the journal failed.
+
+        Steps call it before their agent runs (when `unwritten` is above the limit), so what runs
+        is never far ahead of what the journal holds.
+        """
+        while self._unwritten > limit and self._failure is None and not self._closed:
+            if self._progress is None:
+                self._progress = trio.Event()
+            await self._progress.wait()
 
     async def flush(self) -> None:
         """Return once everything appended before this call is committed.
@@ -269,14 +326,91 @@ class Journal(abc.ABC):
         return seq
 
     def statistics(self) -> JournalStatistics:
-        """Return the journal's counters: events written, batches committed, queue use."""
+        """Return the journal's counters: events written, batches committed, queue use, failure."""
+        since = self._writing_since
         return JournalStatistics(
             events_written=self._events_written,
             batches_committed=self._batches_committed,
             items_queued=self._send.statistics().current_buffer_used,
             queue_size=self._queue_size,
             failed=self._failure is not None,
+            failure=None if self._failure is None else str(self._failure),
+            writing_for=0.0 if since is None else trio.current_time() - since,
         )
+
+    @property
+    def closed(self) -> bool:
+        """Whether the journal was closed: it takes no more work, and cannot be reopened."""
+        return self._closed
+
+    def trouble(self, *, stalled_after: float = STALLED_AFTER) -> str | None:
+        """Say what keeps the journal from taking work (failed, stalled or closed), or None."""
+        if self._failure is not None:
+            return f"the journal failed: {self._failure}"
+        if self._closed:
+            return "the journal is closed"
+        since = self._writing_since
+        if since is not None and trio.current_time() - since > stalled_after:
+            return (
+                f"the journal is stalled: a batch has been writing for "
+                f"{trio.current_time() - since:.1f} s"
+            )
+        return None
+
+    async def reopen(self) -> None:
+        """Leave the failed state on fresh storage that can write; nothing if it has not failed.
+
+        Whatever was queued before the failure is dropped first, as it always is; what was
+        committed stays. Executions the failure stopped stay stopped (and resumable): only
+        executions started or resumed from now on write again.
+
+        Raises:
+            JournalError: the journal is closed, or its storage still cannot write (the journal
+                stays failed, with its first failure).
+        """
+        async with self._reopening:
+            await self._reopen_once()
+
+    async def _reopen_once(self) -> None:
+        """The body of `reopen`, one caller at a time (two must not both swap the storage)."""
+        if self._closed:
+            raise JournalError("the journal is closed")
+        if self._failure is None:
+            return
+        # Every item queued before the failure (or by a sender blocked on a full queue then) is
+        # dropped by the writer before storage is swapped: wait until the queue is clear.
+        while True:
+            marker = FlushMarker()
+            try:
+                await self._send.send(marker)
+            except trio.ClosedResourceError:
+                raise JournalError("the journal is closed") from None
+            await marker.done.wait()
+            if self._queue_is_clear():
+                break
+        try:
+            await self._reopen_storage()
+        except (sqlite3.Error, OSError) as error:
+            raise JournalError(f"the journal still cannot write: {error}") from error
+        except JournalError as error:
+            raise JournalError(f"the journal still cannot write: {error}") from error
+        if not self._queue_is_clear():
+            raise JournalError("the journal is still dropping events from before its failure")
+        _logger.warning("the journal works again after its failure: %s", self._failure)
+        self._failure = None
+        self._reopened.set()
+
+    async def working(self) -> None:
+        """Return once the journal takes work: at once unless it failed, else once reopened."""
+        if self._failure is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._reopened.wait()
+
+    def _queue_is_clear(self) -> bool:
+        """Whether nothing waits in, or to get into, the writer's queue."""
+        statistics = self._send.statistics()
+        return statistics.current_buffer_used == 0 and statistics.tasks_waiting_send == 0
 
     @abc.abstractmethod
     async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
@@ -289,6 +423,14 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def _close_storage(self) -> None:
         """Release the storage once the writer has finished."""
+
+    async def _reopen_storage(self) -> None:
+        """Replace the storage with a fresh one that has shown it can write (for `reopen`).
+
+        The base keeps the storage: a store whose batches are all-or-nothing is consistent after
+        a refused batch. File stores override it.
+        """
+        await trio.lowlevel.checkpoint()
 
     async def _query(self, query: Callable[[Store], _Result]) -> _Result:
         """Run a read-only query, refusing once the journal is closed."""
@@ -329,6 +471,8 @@ class Journal(abc.ABC):
         if self._failure is not None:
             return
         self._failure = failure
+        self._reopened = trio.Event()
+        self._wake_catching_up()
         callbacks, self._failure_callbacks = self._failure_callbacks, {}
         error = self._failure_error()
         for callback in callbacks.values():
@@ -385,6 +529,7 @@ class Journal(abc.ABC):
             work = [item for item in batch if isinstance(item, (Event, CreateRequest))]
             if work and self._failure is None:
                 self._events_in_flight = sum(isinstance(item, Event) for item in work)
+                self._writing_since = trio.current_time()
                 try:
                     outcome = await self._write(work)
                 except Exception as error:
@@ -395,6 +540,7 @@ class Journal(abc.ABC):
                     )
                     failure.__cause__ = error
                     outcome = BatchOutcome(failure=failure)
+                self._writing_since = None
                 self._events_in_flight = 0
                 self._events_written += outcome.events_written
                 self._batches_committed += outcome.committed
@@ -412,8 +558,11 @@ class Journal(abc.ABC):
 
     def _settle(self, items: list[WorkItem]) -> None:
         """Wake everyone waiting on these items; requests left without a result get an error."""
+        settled = 0
         for item in items:
-            if isinstance(item, CreateRequest):
+            if isinstance(item, Event):
+                settled += 1
+            elif isinstance(item, CreateRequest):
                 if item.result is None and item.error is None:
                     item.error = self._failure or JournalError(
                         "the journal closed before the execution was recorded"
@@ -421,6 +570,15 @@ class Journal(abc.ABC):
                 item.done.set()
             elif isinstance(item, FlushMarker):
                 item.done.set()
+        self._unwritten -= settled
+        self._wake_catching_up()
+
+    def _wake_catching_up(self) -> None:
+        """Let the tasks waiting in `caught_up` look again."""
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
 
     async def _close(self) -> None:
         """Stop taking appends, let the writer finish (shielded, bounded), then close storage."""

@@ -163,10 +163,15 @@ class MemoryStore:
         for index, item in enumerate(items):
             if isinstance(item, CreateRequest):
                 try:
-                    result = self._create(item.record, created, created_keys)
+                    result = self._create(item, created, created_keys)
                 except _ConstraintError as error:
                     return self._undo(items[:index], created, saved_rows, str(error))
                 outcome.created.append((item, result))
+                if item.first_event is not None and isinstance(result, ExecutionRecord):
+                    written += 1
+                    if item.first_event.ts is None and broken is None:
+                        # Like any event's: SQLite refuses it when it inserts the batch's events.
+                        broken = "NOT NULL constraint failed: events.ts"
                 continue
             # The hot path: one dict lookup, one seq check, one JSON encoding, one append.
             stored = executions.get(item.execution_id)
@@ -201,19 +206,21 @@ class MemoryStore:
 
     def _create(
         self,
-        record: ExecutionRecord,
+        request: CreateRequest,
         created: list[str],
         created_keys: dict[str, tuple[Any, ...]],
     ) -> ExecutionRecord | KeyHeld | JournalError:
-        """Store a new execution, or return the one holding its idempotency key, or an error.
+        """Store a new execution (and its first event), or return the key's holder, or an error.
 
         `created` and `created_keys` collect this batch's new executions and their rows as
         created: like the SQLite store, a key created earlier in the same batch returns the
         execution as it was created, even if a status event of the batch has changed it since.
+        The first event is encoded before anything is stored, so both are stored or neither.
 
         Raises:
             _ConstraintError: a field SQLite keeps `NOT NULL` is None.
         """
+        record = request.record
         key = record.idempotency_key
         if key is not None:
             if key in created_keys:
@@ -223,20 +230,27 @@ class MemoryStore:
                 return KeyHeld(decode_execution(self._executions[owner].row))
         if record.execution_id in self._executions:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
+        first = request.first_event
         try:
             row = encode_execution(record)
+            first_row = None if first is None else encode_event(first, self._encode)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         for index, name in _REQUIRED:
             if row[index] is None:
                 raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")
-        self._executions[record.execution_id] = _Execution(list(row))
+        stored = self._executions[record.execution_id] = _Execution(list(row))
         bisect.insort(self._by_time, (row[_CREATED_AT], record.execution_id))
         if key is not None:
             self._by_key[key] = record.execution_id
             created_keys[key] = row
         created.append(record.execution_id)
-        return decode_execution(row)
+        result = decode_execution(row)
+        if first is not None and first_row is not None:
+            stored.events.append(first_row)
+            if first.type in STATUS_EVENT_TYPES:
+                _apply_update(stored.row, first)
+        return result
 
     def _undo(
         self,

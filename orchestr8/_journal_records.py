@@ -58,13 +58,19 @@ class ExecutionPage:
 
 @attrs.frozen
 class JournalStatistics:
-    """Counters of one open journal, so tests and benchmarks can see group commit at work."""
+    """Counters of one open journal, so tests and benchmarks can see group commit at work.
+
+    `failure` says why a failed journal failed; `writing_for` is how long (seconds on the trio
+    clock) the batch being written has been on its way to disk, 0 when the writer is idle.
+    """
 
     events_written: int
     batches_committed: int
     items_queued: int
     queue_size: int
     failed: bool
+    failure: str | None = None
+    writing_for: float = 0.0
 
 
 @attrs.define(eq=False)
@@ -72,10 +78,12 @@ class CreateRequest:
     """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`.
 
     `existed` is True when nothing was written because the idempotency key was recorded already
-    (then `result` is the execution recorded under it).
+    (then `result` is the execution recorded under it). `first_event` (seq 1, usually
+    `execution.started`) is written in the same transaction as the record, or not at all.
     """
 
     record: ExecutionRecord
+    first_event: Event | None = None
     done: trio.Event = attrs.Factory(trio.Event)
     result: ExecutionRecord | None = None
     error: JournalError | None = None

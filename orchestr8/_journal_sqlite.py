@@ -4,10 +4,15 @@ A file journal keeps two connections: the writer (one `BEGIN IMMEDIATE … COMMI
 worker thread) and a read-only reader (queries on a worker thread, one at a time). WAL mode lets
 them work side by side, and the reader only ever sees committed batches. The layout is described
 in `docs/events.md`.
+
+The journal's threads never come from trio's default thread limiter, which sync agents share: it
+has a capacity limiter of its own for each connection, so however many agents block their worker
+threads, the journal still writes and reads (and cancels can still be recorded).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,6 +164,21 @@ class Store:
         _migrate(connection, ":memory:")
         return cls(connection, connection)
 
+    def prove_writable(self) -> None:
+        """Commit one harmless write (the schema version, rewritten), or raise why it fails.
+
+        Raises:
+            sqlite3.Error: the journal cannot be written (disk full, read-only, locked).
+        """
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._writer.execute("COMMIT")
+        except sqlite3.Error:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         """Close the connections (the last close checkpoints the WAL into the file)."""
         self._reader.close()
@@ -226,7 +246,7 @@ class Store:
             self._writer.execute("BEGIN IMMEDIATE")
             for item in items:
                 if isinstance(item, CreateRequest):
-                    outcome.created.append((item, self._create(batch, item.record)))
+                    outcome.created.append((item, self._create(batch, item)))
                 else:
                     outcome.failure = self._take_event(batch, item)
                     if outcome.failure is not None:
@@ -259,9 +279,14 @@ class Store:
         return last
 
     def _create(
-        self, batch: _Batch, record: ExecutionRecord
+        self, batch: _Batch, request: CreateRequest
     ) -> ExecutionRecord | KeyHeld | JournalError:
-        """Insert a new execution, or return the one holding its idempotency key, or an error."""
+        """Insert a new execution (and its first event), or return the key's holder, or an error.
+
+        Both rows go into the batch's transaction or neither: the event is encoded before the
+        execution is inserted, so nothing can refuse it afterwards.
+        """
+        record = request.record
         key = record.idempotency_key
         if key is not None:
             existing = batch.keys.get(key) or _by_idempotency_key(self._writer, key)
@@ -271,6 +296,8 @@ class Store:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         try:
             row = encode_execution(record)
+            if request.first_event is not None:
+                encode_event(request.first_event)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         self._writer.execute(
@@ -282,6 +309,8 @@ class Store:
         stored = decode_execution(row)
         if key is not None:
             batch.keys[key] = stored
+        if request.first_event is not None:
+            self._take_event(batch, request.first_event)
         return stored
 
     def _take_event(self, batch: _Batch, event: Event) -> JournalError | None:
@@ -371,6 +400,7 @@ class SQLiteJournal(Journal):
         self._store = store
         self._path = path
         self._read_limiter = trio.CapacityLimiter(1)
+        self._write_limiter = trio.CapacityLimiter(1)
         self._store_closed = False
 
     @classmethod
@@ -380,7 +410,10 @@ class SQLiteJournal(Journal):
         Raises:
             JournalError: the file cannot be used as a journal.
         """
-        store = await trio.to_thread.run_sync(Store.open_file, path)
+        # A limiter of its own: never wait behind sync agents for a worker thread.
+        store = await trio.to_thread.run_sync(
+            Store.open_file, path, limiter=trio.CapacityLimiter(1)
+        )
         return cls(store, path, queue_size=queue_size, close_timeout=close_timeout)
 
     @property
@@ -390,7 +423,9 @@ class SQLiteJournal(Journal):
 
     async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
         """Write one batch on a worker thread: one thread hop per batch, never per event."""
-        return await trio.to_thread.run_sync(self._store.write_batch, items)
+        return await trio.to_thread.run_sync(
+            self._store.write_batch, items, limiter=self._write_limiter
+        )
 
     async def _read(self, query: Callable[[Store], _Result]) -> _Result:
         """Run a query on a worker thread, one at a time on the read connection."""
@@ -401,6 +436,37 @@ class SQLiteJournal(Journal):
             return query(self._store)
 
         return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def _reopen_storage(self) -> None:
+        """Open fresh connections that have committed a write, then close the failed ones.
+
+        Raises:
+            JournalError: the file is gone or cannot be opened as a journal any more.
+            sqlite3.Error: it opens but still cannot be written.
+        """
+
+        def open_writable() -> Store:
+            if not self._path.exists():
+                # Opening would make a new, empty journal there: not this journal working again.
+                raise JournalError(f"{self._path} no longer exists")
+            store = Store.open_file(self._path)
+            try:
+                store.prove_writable()
+            except BaseException:
+                store.close()
+                raise
+            return store
+
+        fresh = await trio.to_thread.run_sync(open_writable, limiter=self._write_limiter)
+        failed, self._store = self._store, fresh
+
+        def close_failed() -> None:
+            # The failed connections have nothing left to give: an error closing them is moot.
+            with contextlib.suppress(sqlite3.Error):
+                failed.close()
+
+        # Under the read limiter: a query that began on the failed store finishes first.
+        await trio.to_thread.run_sync(close_failed, limiter=self._read_limiter)
 
     async def _close_storage(self) -> None:
         """Close both connections on a worker thread, after any running query (closing checkpoints).

@@ -36,6 +36,7 @@ __all__ = [
     "bind_log_context",
     "configure_logging",
     "current_log_context",
+    "installed_handler",
     "log_context",
     "remove_logging_handler",
     "reset_log_context",
@@ -277,7 +278,7 @@ def configure_logging(
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter)
     handler.setLevel(log_level)
-    setattr(handler, _HANDLER_MARK, True)
+    setattr(handler, _HANDLER_MARK, log_format)
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, _HANDLER_MARK, False):
@@ -285,6 +286,19 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(log_level)
     return handler
+
+
+def installed_handler() -> tuple[logging.Handler, LogFormat] | None:
+    """The handler `configure_logging` put on the root logger and its format, if one is there.
+
+    The command line asks, to route log lines around its status line and to keep stderr JSON
+    only when the format is `json`.
+    """
+    for handler in logging.getLogger().handlers:
+        log_format = getattr(handler, _HANDLER_MARK, None)
+        if log_format in LOG_FORMATS:
+            return handler, log_format
+    return None
 
 
 def remove_logging_handler(handler: logging.Handler) -> None:

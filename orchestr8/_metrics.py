@@ -85,8 +85,11 @@ class EngineMetrics:
 
     def __init__(self, meter: Meter) -> None:
         """Create the instruments on `meter`."""
+        # Seconds, as OpenTelemetry's conventions and Prometheus ask, in the buckets `/metrics`
+        # uses: the SDK's default buckets are meant for milliseconds and would stop at 10 s.
         self._duration = meter.create_histogram(
-            STEP_DURATION, unit="ms", description="How long finished steps took, all attempts.",
+            STEP_DURATION, unit="s", description="How long finished steps took, all attempts.",
+            explicit_bucket_boundaries_advisory=prometheus.DURATION_BUCKETS,
         )
         # Totals per (workflow, step, agent), by counter name; read by the SDK's reader thread.
         self._counts: dict[str, dict[tuple[str, str, str], int]] = {
@@ -146,9 +149,8 @@ class EngineMetrics:
         series = self._series.get((workflow_name, step_id, agent_id, status))
         if series is None:
             series = self._new_series(workflow_name, step_id, agent_id, str(status))
-        milliseconds = duration * 1000.0
-        self._duration.record(milliseconds, series.status_labels)
-        self._prometheus.observe_into(series.histogram, milliseconds)
+        self._duration.record(duration, series.status_labels)
+        self._prometheus.observe_into(series.histogram, duration)
         if series.counter_name:
             self._count(series.counter_name, (workflow_name, step_id, agent_id))
             self._prometheus.add(series.prometheus_counter, series.prometheus_labels)

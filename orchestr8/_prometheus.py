@@ -2,8 +2,9 @@
 
 `EngineMetrics` records every measurement twice: on its OpenTelemetry instruments (which cost
 nothing until an SDK is installed) and here, in plain counters, so that `orchestr8 serve` can be
-scraped by Prometheus out of the box. The names follow Prometheus conventions (`_total`, units in
-the name); `docs/observability.md` lists them beside their OpenTelemetry names.
+scraped by Prometheus out of the box. The names follow Prometheus conventions (`_total`, the base
+unit, seconds, in the name) and `promtool check metrics` accepts the output;
+`docs/observability.md` lists them beside their OpenTelemetry names.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import threading
 from collections.abc import Iterable
 from typing import Final
 
-DURATION_BUCKETS_MS: Final = (
-    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+DURATION_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )
-"""Upper bounds of the step duration histogram's buckets, in milliseconds."""
+"""Upper bounds of the step duration histogram's buckets, in seconds (OTLP uses them too)."""
 
-STEP_DURATION: Final = "orchestr8_step_duration_milliseconds"
+STEP_DURATION: Final = "orchestr8_step_duration_seconds"
 STEP_SUCCEEDED: Final = "orchestr8_step_succeeded_total"
 STEP_FAILED: Final = "orchestr8_step_failed_total"
 STEP_RETRIES: Final = "orchestr8_step_retries_total"
@@ -47,13 +48,13 @@ class Histogram:
 
     def __init__(self) -> None:
         """Start empty."""
-        self.buckets = [0] * len(DURATION_BUCKETS_MS)
+        self.buckets = [0] * len(DURATION_BUCKETS)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
         """Count one observation (the caller holds the registry's lock)."""
-        index = bisect.bisect_left(DURATION_BUCKETS_MS, value)
+        index = bisect.bisect_left(DURATION_BUCKETS, value)
         if index < len(self.buckets):
             self.buckets[index] += 1
         self.count += 1
@@ -120,7 +121,7 @@ class PrometheusRegistry:
 
 def _histogram_lines(name: str, labels: Labels, histogram: Histogram) -> Iterable[str]:
     cumulative = 0
-    for bound, count in zip(DURATION_BUCKETS_MS, histogram.buckets, strict=True):
+    for bound, count in zip(DURATION_BUCKETS, histogram.buckets, strict=True):
         cumulative += count
         yield f"{name}_bucket{_labels((*labels, ('le', _number(bound))))} {cumulative}"
     yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {histogram.count}"

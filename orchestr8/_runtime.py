@@ -5,6 +5,10 @@ executions (circuit breakers, bulkheads, rate limiters) and a nursery in which e
 runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
 flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
 (`_execution_lock`), so no other process can resume it meanwhile.
+
+Secrets never reach the journal: the workflow and inputs are recorded redacted, `${secrets.NAME}`
+references are resolved from the runtime's `Secrets` at every start and resume (`_secrets`), and
+each execution leases its secret values to the redactor until it ends.
 """
 
 from __future__ import annotations
@@ -43,8 +47,23 @@ from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, 
 from ._execution_handle import ExecutionHandle as ExecutionHandle
 from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
-from ._redaction import redact, register_secrets_in
+from ._redaction import (
+    SecretLease,
+    default_redactor,
+    redact,
+    redact_text,
+    redact_workflow,
+)
 from ._results import ExecutionResult, StepResult
+from ._secrets import (
+    Secrets,
+    bind_secrets,
+    redacted_inputs,
+    redacted_literals,
+    resupply_inputs,
+    secret_names,
+    secret_values_of,
+)
 from ._step_resilience import SharedResilience
 from ._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from ._workflow import Workflow
@@ -69,9 +88,14 @@ class Runtime:
         random_source: random.Random | None,
         locks: ExecutionLocks,
         sync_limiter: trio.CapacityLimiter | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
+        self.secrets = secrets if secrets is not None else Secrets()
+        for value in self.secrets.values.values():
+            # Like secret environment variables: known for the life of the process.
+            default_redactor().add_secret(value)
         self.bus = bus
         self.registry = registry
         self.resilience = SharedResilience()
@@ -99,16 +123,17 @@ class Runtime:
         if isinstance(workflow, Workflow) and self._checked.get(id(workflow)) is workflow:
             return workflow
         loaded = workflow if isinstance(workflow, Workflow) else load_workflow(
-            workflow, agent_exists=self.registry.exists
+            workflow, agent_exists=self.registry.check
         )
         problems: list[Problem] = []
-        for step in loaded.steps:
-            register_secrets_in(step.agent.config)
         for index, step in enumerate(loaded.steps):
             try:
                 self.registry.create(step.agent.id, step.agent.config)
             except AgentError as error:
-                problems.append(Problem(f"$.steps[{index}].agent", str(error)))
+                # The agent may quote its config: its secret values are redacted too.
+                with default_redactor().lease(secret_values_of(loaded, {}, {})):
+                    message = redact_text(str(error))
+                problems.append(Problem(f"$.steps[{index}].agent", message))
         if problems:
             source = None if isinstance(workflow, Workflow | Mapping) else os.fspath(workflow)
             if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
@@ -165,20 +190,49 @@ class Runtime:
         """Record and launch a new execution (the body of `start`)."""
         loaded = self.load(workflow)
         checked_inputs = validate_inputs(loaded, inputs)
-        register_secrets_in(checked_inputs)
+        secrets = self.secrets.resolve(secret_names(loaded))
+        lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
+        try:
+            return await self._record_and_launch(
+                loaded, bind_secrets(loaded, secrets), checked_inputs, lease, execution_id,
+                execution_timeout, correlation_id, idempotency_key,
+            )
+        except BaseException:
+            lease.release()
+            raise
+
+    async def _record_and_launch(
+        self,
+        loaded: Workflow,
+        bound: Workflow,
+        checked_inputs: dict[str, Any],
+        lease: SecretLease,
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
             workflow_name=loaded.name,
-            # Secret-looking values never reach the journal; resume reads these copies, so secrets
-            # belong in the environment, not in workflow config or inputs.
-            workflow=redact(journal_document(loaded)),
+            # Secret-looking values never reach the journal, and what is recorded stays a valid
+            # workflow: resume reloads it and takes the secrets again (`_secrets`).
+            workflow=redact_workflow(journal_document(loaded)),
             inputs=redact(checked_inputs),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        stored, created = await self.journal.create_or_find(record)
+        emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
+        run = self._execution(
+            record.execution_id, bound, checked_inputs, emitter, execution_timeout,
+            correlation_id=record.correlation_id,
+        )
+        # The record and its `execution.started` commit together: none exists without the other.
+        stored, created = await self.journal.create_or_find(record, first_event=run.start_event())
         if not created:
             # Another runtime or process recorded this idempotency key first: that is the one.
+            lease.release()
             return await self._handle_for(stored)
         # The id is new, so no other process can hold its lock unless something is badly wrong.
         if not self._locks.acquire(record.execution_id):
@@ -186,26 +240,27 @@ class Runtime:
                 f"execution {record.execution_id} is running in another process or runtime; "
                 "it cannot be started"
             )
-        try:
-            emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
-            run = self._execution(
-                record.execution_id, loaded, checked_inputs, emitter, execution_timeout,
-                correlation_id=record.correlation_id,
-            )
-        except BaseException:
-            self._locks.release(record.execution_id)
-            raise
-        return await self._launch(run)
+        return await self._launch(run, lease)
 
     async def resume(
-        self, execution_id: str, *, execution_timeout: float | None = None
+        self,
+        execution_id: str,
+        *,
+        execution_timeout: float | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> ExecutionHandle:
         """Continue an execution that died, failed or was cancelled, reusing succeeded steps.
+
+        The journal keeps inputs under secret-looking keys redacted: `inputs` supplies them again
+        (and only them). Its `${secrets.NAME}` references are resolved again, from `secrets`.
 
         Raises:
             ExecutionNotFoundError: no such execution.
             ExecutionStateError: it succeeded already, or it is running in this runtime, another
                 runtime or another process.
+            InputValidationError: a redacted input is not supplied again (each one is named), or
+                a supplied one was not redacted, or does not fit the workflow's `inputs` schema.
+            MissingSecretError: a secret it references is not set.
         """
         record = await self.journal.get_execution(execution_id)
         if execution_id in self._live or execution_id in self._resuming:
@@ -220,18 +275,21 @@ class Runtime:
                     "it cannot be resumed until that run ends"
                 )
             try:
-                run = await self._resumed_run(record, execution_timeout)
+                run, lease = await self._resumed_run(record, execution_timeout, inputs)
             except BaseException:
                 self._locks.release(execution_id)
                 raise
-            return await self._launch(run)
+            return await self._launch(run, lease)
         finally:
             self._resuming.discard(execution_id)
 
     async def _resumed_run(
-        self, record: ExecutionRecord, execution_timeout: float | None
-    ) -> ExecutionRun:
-        """Replay the execution's events and build the run that continues it."""
+        self,
+        record: ExecutionRecord,
+        execution_timeout: float | None,
+        supplied: Mapping[str, Any] | None,
+    ) -> tuple[ExecutionRun, SecretLease]:
+        """Replay the execution's events and build the run that continues it (and its lease)."""
         execution_id = record.execution_id
         events = await self.journal.events(execution_id)
         state = replay(events)
@@ -240,19 +298,32 @@ class Runtime:
                 f"execution {execution_id} already succeeded; there is nothing to resume"
             )
         loaded = self.load(record.workflow)
+        inputs = record.inputs
+        if supplied or redacted_inputs(inputs):
+            # Supplied again only in place of what the journal redacted, then checked as new.
+            inputs = validate_inputs(loaded, resupply_inputs(inputs, supplied))
+        secrets = self.secrets.resolve(secret_names(loaded))
         completed = {
             step_id: step.output
             for step_id, step in state.steps.items()
             if step.status is StepStatus.SUCCEEDED and step_id in loaded.steps_by_id
         }
+        rerun = [step.id for step in loaded.steps if step.id not in completed]
+        if literals := redacted_literals(loaded, rerun):
+            _logger.warning(
+                "execution %s resumes with '***' at %s: the journal keeps literal secrets "
+                "redacted; write ${secrets.NAME} for the values a resume needs",
+                execution_id, ", ".join(literals),
+            )
         factory = EventFactory(
             execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
         )
         emitter = Emitter(factory, self.journal, self.bus)
-        return self._execution(
-            execution_id, loaded, record.inputs, emitter, execution_timeout, completed=completed,
-            state=state, correlation_id=record.correlation_id,
+        run = self._execution(
+            execution_id, bind_secrets(loaded, secrets), inputs, emitter, execution_timeout,
+            completed=completed, state=state, correlation_id=record.correlation_id,
         )
+        return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
     def get(self, execution_id: str) -> ExecutionHandle:
         """The handle of an execution running (or just finished) in this runtime.
@@ -343,14 +414,18 @@ class Runtime:
             } if state is not None else None,
         )
 
-    async def _launch(self, run: ExecutionRun) -> ExecutionHandle:
+    async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
         self._live[run.execution_id] = handle
-        await self._nursery.start(self._supervise, run)
+        await self._nursery.start(self._supervise, run, lease)
         return handle
 
     async def _supervise(
-        self, run: ExecutionRun, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        run: ExecutionRun,
+        lease: SecretLease,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         try:
@@ -360,6 +435,8 @@ class Runtime:
                 await run.run()
         finally:
             self._live.pop(run.execution_id, None)
+            # Its events are all emitted (redacted): its secrets need not be known any more.
+            lease.release()
             # `run.run()` flushed the journal: another process may resume what it left.
             self._locks.release(run.execution_id)
 
@@ -373,6 +450,7 @@ async def open_runtime(
     cancel_grace: float = 5.0,
     random_source: random.Random | None = None,
     sync_workers: int = DEFAULT_SYNC_WORKERS,
+    secrets: Secrets | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -384,6 +462,8 @@ async def open_runtime(
         random_source: the source of retry jitter; seed one for repeatable runs.
         sync_workers: how many worker threads blocking agent code (sync `python` callables,
             `AgentContext.run_sync`) may use at once; further calls wait for a free one.
+        secrets: where `${secrets.NAME}` values come from; default `ORCHESTR8_SECRET_NAME`
+            environment variables.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, or `sync_workers` is below 1.
@@ -404,6 +484,7 @@ async def open_runtime(
                 bus=bus if bus is not None else EventBus(),
                 cancel_grace=cancel_grace, random_source=random_source, locks=locks,
                 sync_limiter=sync_limiter,
+                secrets=secrets,
             )
             body_failed = False
             try:

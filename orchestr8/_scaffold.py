@@ -135,7 +135,7 @@ def init_project(
         templates.render(path, **values): templates.render(content, **values)
         for path, content in templates.PROJECT_FILES.items()
     }
-    overwritten = _write_files(root, files, force=force)
+    overwritten = _write_files(root, files, force=force, remedy="use --force to overwrite them")
     return Project(project, package, root, list(files), overwritten)
 
 
@@ -184,7 +184,9 @@ def create_agent(start: Path, agent_name: str, *, package: str | None = None) ->
         templates.render(path, **values): templates.render(content, **values)
         for path, content in templates.AGENT_FILES.items()
     }
-    _write_files(root, files, force=False)
+    # `create agent` never overwrites: it has no --force to advise.
+    _write_files(root, files, force=False,
+                 remedy="choose another agent name, or move them out of the way")
     done = registered.get(agent_name) == import_path
     if not done:
         edited = add_entry_point(text, agent_name, import_path)
@@ -245,8 +247,12 @@ def _check_agent_id(agent_name: str, import_path: str, registered: Mapping[str, 
         )
 
 
-def _write_files(root: Path, files: Mapping[str, str], *, force: bool) -> list[str]:
+def _write_files(
+    root: Path, files: Mapping[str, str], *, force: bool, remedy: str
+) -> list[str]:
     """Write `files` (relative path → text) under `root`; returns those it overwrote.
+
+    `remedy` is the advice given when files exist: what the command offers to get past them.
 
     Raises:
         ScaffoldError: some exist and `force` is false, or one cannot be written.
@@ -255,7 +261,7 @@ def _write_files(root: Path, files: Mapping[str, str], *, force: bool) -> list[s
     blocked = [path for path in existing if not (root / path).is_file()]
     if blocked or (existing and not force):
         listing = "".join(f"\n  {path}" for path in blocked or existing)
-        advice = "they are not files" if blocked else "use --force to overwrite them"
+        advice = "they are not files" if blocked else remedy
         raise ScaffoldError(f"refusing to overwrite what exists in {root} ({advice}):{listing}")
     try:
         for path, content in files.items():
@@ -322,7 +328,9 @@ def pytest_arguments(arguments: Sequence[str]) -> list[str]:
 
 
 def _fail(error: ScaffoldError) -> int:
-    click.echo(f"error: {error}", err=True)
+    from ._cli_support import report_error
+
+    report_error(f"error: {error}")
     return _EXIT_INVALID
 
 

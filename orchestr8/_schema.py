@@ -17,6 +17,7 @@ import difflib
 import functools
 import json
 import re
+import sys
 import types
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -26,12 +27,16 @@ import attrs
 from jsonschema import Draft202012Validator, ValidationError
 
 from ._errors import Problem
-from ._expressions import json_type_name
+from ._expressions import append_path, json_type_name
 
 #: The key under which an attrs field's metadata holds its JSON Schema details.
 SCHEMA_METADATA = "json_schema"
 
 _NO_DEFAULT: Any = object()
+
+LARGEST_NUMBER: Final = sys.float_info.max
+"""The `maximum` of every number in a generated schema: beyond it (a huge JSON integer) no float
+holds the value, so it could not be used as seconds, rates or counts by the runtime."""
 
 _SIMPLE_TYPES: dict[Any, str] = {
     str: "string",
@@ -87,6 +92,8 @@ def obey_schema(instance: object, attribute: attrs.Attribute[Any], value: Any) -
     constraints = attribute.metadata.get(SCHEMA_METADATA, {}).get("constraints", {})
     name = attribute.name
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not value <= LARGEST_NUMBER:
+            raise ValueError(f"{name} {_too_large(value)}")
         if "minimum" in constraints and not value >= constraints["minimum"]:
             raise ValueError(f"{name} must be at least {constraints['minimum']}, got {value!r}")
         if "exclusiveMinimum" in constraints and not value > constraints["exclusiveMinimum"]:
@@ -98,6 +105,7 @@ def obey_schema(instance: object, attribute: attrs.Attribute[Any], value: Any) -
         if "pattern" in constraints and not re.search(constraints["pattern"], value):
             raise ValueError(f"{name} {value!r} does not match {constraints['pattern']}")
     elif isinstance(value, tuple) and len(value) < constraints.get("minItems", 0):
+        # `uniqueItems` is left to the workflow's graph analysis, which names every repeat's index.
         raise ValueError(f"{name} must not be empty")
 
 
@@ -152,6 +160,9 @@ def _object_schema(
         annotation = details.get("json_type", hints[field.name])
         prop: dict[str, Any] = {"description": details.get("description", "")}
         prop.update(_type_schema(annotation, definitions, absent))
+        kinds = prop.get("type", ())
+        if {"number", "integer"} & ({kinds} if isinstance(kinds, str) else set(kinds)):
+            prop["maximum"] = LARGEST_NUMBER
         prop.update(details.get("constraints", {}))
         default = details.get("default", _json_default(field))
         if default is not _NO_DEFAULT:
@@ -233,8 +244,19 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 
 def show_value(value: Any) -> str:
-    """Quote a JSON value for a message: strings in single quotes, the rest as short JSON."""
-    text = f"'{value}'" if isinstance(value, str) else json.dumps(value, default=repr)
+    """Quote a JSON value for a message: strings in single quotes, the rest as short JSON.
+
+    Characters that are not printable (a newline, a NUL) are shown escaped, so a message stays
+    one line and says what is there.
+    """
+    if isinstance(value, str):
+        shown = "".join(
+            char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+            for char in value
+        )
+        text = f"'{shown}'"
+    else:
+        text = json.dumps(value, default=repr)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -260,7 +282,9 @@ def schema_problems(
 def _translate(
     error: ValidationError, prefix: str, pattern_names: Mapping[str, str]
 ) -> list[Problem]:
-    path = prefix + error.json_path[1:]
+    path = prefix
+    for segment in error.absolute_path:
+        path = append_path(path, segment)
     keyword, expected, instance = error.validator, error.validator_value, error.instance
     if keyword == "additionalProperties" and isinstance(instance, Mapping):
         allowed = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
@@ -277,6 +301,11 @@ def _translate(
         ]
     if keyword in ("anyOf", "oneOf"):
         return _translate_alternatives(error, path, prefix, pattern_names)
+    if keyword == "uniqueItems" and isinstance(instance, Sequence):
+        return [
+            Problem(f"{path}[{index}]", f"{show_value(instance[index])} is listed twice")
+            for index in _repeated_indexes(instance)
+        ]
     return [Problem(path, _message(keyword, expected, instance, pattern_names, error.message))]
 
 
@@ -291,6 +320,8 @@ def _message(
         return f"must be at least {expected}, got {show_value(instance)}"
     if keyword == "exclusiveMinimum":
         return f"must be greater than {expected}, got {show_value(instance)}"
+    if keyword == "maximum" and expected == LARGEST_NUMBER:
+        return _too_large(instance)
     if keyword == "maximum":
         return f"must be at most {expected}, got {show_value(instance)}"
     if keyword == "exclusiveMaximum":
@@ -302,6 +333,27 @@ def _message(
     if keyword == "pattern" and expected in pattern_names:
         return f"{show_value(instance)} is not {pattern_names[expected]}"
     return fallback
+
+
+def _too_large(value: Any) -> str:
+    return (
+        f"must be at most {LARGEST_NUMBER!r} (the largest number a float holds), "
+        f"got {show_value(value)}"
+    )
+
+
+def _repeated_indexes(items: Sequence[Any]) -> list[int]:
+    """The indexes of the items equal, as JSON (1 and 1.0 alike), to an earlier one."""
+    seen: set[str] = set()
+    repeated: list[int] = []
+    for index, item in enumerate(items):
+        if isinstance(item, float) and item.is_integer():
+            item = int(item)
+        key = json.dumps(item, sort_keys=True, default=repr)
+        if key in seen:
+            repeated.append(index)
+        seen.add(key)
+    return repeated
 
 
 def _expected_kind(keyword: Any, expected: Any) -> str:

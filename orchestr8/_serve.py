@@ -108,6 +108,7 @@ async def serve(
     from hypercorn.config import Config
 
     from ._web import create_app
+    from ._web_events import MAX_CLIENT_MESSAGE
 
     check_bind(host, api_key)
     app = create_app(runtime, api_key=api_key, max_body=max_body)
@@ -120,7 +121,7 @@ async def serve(
     config.errorlog = logging.getLogger("orchestr8.http")
     config.include_server_header = False
     # Event sockets only send: what a client sends is read and dropped, so keep it small.
-    config.websocket_max_message_size = 64 * 1024
+    config.websocket_max_message_size = MAX_CLIENT_MESSAGE
     config.graceful_timeout = runtime.cancel_grace + 5.0
     stop = trio.Event()
     stopped = trio.Event()
@@ -179,11 +180,14 @@ async def run_service(
     cancel_grace: float = 5.0,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    secrets_file: str | None = None,
     sync_workers: int | None = None,
 ) -> int:
     """Run the service the way `orchestr8 serve` does and return its exit code.
 
-    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
+    `${secrets.NAME}` references are resolved from `secrets_file` (a JSON object of strings),
+    then from `ORCHESTR8_SECRET_NAME` environment variables. `sync_workers` bounds the threads
+    of blocking agent code (None: the runtime's default).
 
     Prints `orchestr8 serving on URL` on `out` once listening; stops on SIGINT or SIGTERM (exit
     0; a second signal exits 130 at once, after saving the journal). Exit 4 when asked to listen
@@ -191,9 +195,8 @@ async def run_service(
     """
     try:
         check_bind(host, api_key)
-        return await _run_service(
-            host, port, journal, api_key, max_body, cancel_grace, out, err, sync_workers
-        )
+        return await _run_service(host, port, journal, api_key, max_body, cancel_grace, out, err,
+                                  secrets_file, sync_workers)
     except BaseExceptionGroup as group:
         error = _only_error(group)
         if not isinstance(error, Orchestr8Error | OSError | ValueError):
@@ -207,42 +210,57 @@ async def run_service(
 
 async def _run_service(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, out: TextIO, err: TextIO, sync_workers: int | None = None,
+    cancel_grace: float, out: TextIO, err: TextIO, secrets_file: str | None,
+    sync_workers: int | None = None,
 ) -> int:
+    from ._errors import JournalError
+    from ._journal_recovery import keep_journal_working
     from ._runtime import open_runtime
+    from ._secrets import Secrets
     from ._sync_calls import DEFAULT_SYNC_WORKERS
 
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise ValueError("the API key must be printable ASCII")
     path = _journal_path(journal)
+    secrets = None if secrets_file is None else Secrets.from_file(secrets_file)
     _allow_local_imports()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, stream=err,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_runtime(
-                journal=path, cancel_grace=cancel_grace,
-                sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
-            ) as runtime,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
+        try:
+            async with (
+                open_runtime(
+                    journal=path, cancel_grace=cancel_grace, secrets=secrets,
+                    sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                ) as runtime,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
+                # A failed journal is reopened once it can write again: no restart needed.
+                nursery.start_soon(keep_journal_working, runtime.journal)
 
-            async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve(runtime, host=host, port=port, api_key=api_key, max_body=max_body,
-                            shutdown_trigger=stop.wait, cancel_executions=True,
-                            task_status=task_status)
-                nursery.cancel_scope.cancel()
+                async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
+                    await serve(runtime, host=host, port=port, api_key=api_key,
+                                max_body=max_body, shutdown_trigger=stop.wait,
+                                cancel_executions=True, task_status=task_status)
+                    nursery.cancel_scope.cancel()
 
-            urls: list[str] = await nursery.start(serve_then_stop)
-            for url in urls:
-                out.write(f"orchestr8 serving on {url}\n")
-            out.flush()
-            auth = "API key required" if api_key else "no API key (loopback only)"
-            err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
-            err.flush()
+                urls: list[str] = await nursery.start(serve_then_stop)
+                for url in urls:
+                    out.write(f"orchestr8 serving on {url}\n")
+                out.flush()
+                auth = "API key required" if api_key else "no API key (loopback only)"
+                err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
+                err.flush()
+        except JournalError as error:
+            if not stop.is_set():
+                raise
+            # Asked to stop while the journal is failed: that was logged when it happened and
+            # /health said so; what was journaled is intact. An orderly stop all the same.
+            err.write(f"stopped: {error}; the executions it stopped stay resumable\n")
+            return EXIT_OK
     err.write("stopped: running executions were cancelled and the journal is saved\n")
     return EXIT_OK
 
@@ -309,10 +327,13 @@ def _allow_local_imports() -> None:
               metavar="BYTES", help="The largest request body accepted.")
 @click.option("--cancel-grace", type=GraceSeconds(), default=5.0, show_default=True,
               metavar="SECONDS", help="On shutdown, how long steps may finish before being forced.")
+@click.option("--secrets-file", metavar="FILE",
+              help="A JSON object of secrets by name for ${secrets.NAME}; "
+                   "over $ORCHESTR8_SECRET_NAME variables.")
 @sync_workers_option
 async def serve_command(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, sync_workers: int | None,
+    cancel_grace: float, secrets_file: str | None, sync_workers: int | None,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
@@ -322,7 +343,7 @@ async def serve_command(
     """
     return await run_service(host=host, port=port, journal=journal, api_key=api_key or None,
                              max_body=max_body, cancel_grace=cancel_grace,
-                             sync_workers=sync_workers)
+                             secrets_file=secrets_file, sync_workers=sync_workers)
 
 
 def register_serve(cli: click.Group) -> None:

@@ -24,7 +24,7 @@ from ._limits import Bulkhead, RateLimiter
 from ._metrics import engine_metrics
 from ._pipeline import Rejection
 from ._policy import Policy
-from ._telemetry import record_breaker_transition
+from ._telemetry import record_breaker_transition, record_rejection
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -160,4 +160,7 @@ class StepListener:
                 "error": describe_error(error),
                 "retry_after": finite(getattr(error, "retry_after", 0.0)),
             },
+        )
+        record_rejection(
+            event_type, error, step_id=self.step_id, agent_id=self.agent_id, attempt=attempt
         )

@@ -81,6 +81,9 @@ class StepRunner:
         self._step_usage = step_usage
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
+        self.failures: dict[str, Exception] = {}
+        """What failed each step that failed for good and fails its execution (`on_error`
+        `fail`), by step id: the execution span records it with its stacktrace."""
 
     async def run(self, step: Step) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
@@ -109,6 +112,10 @@ class StepRunner:
             )
 
             async def attempt(number: int) -> Any:
+                if emitter.failure is not None:
+                    # The journal failed: nothing this attempt did could be recorded. The run
+                    # cancels its steps at once (`ExecutionRun._journal_failed`); start nothing.
+                    await trio.sleep_forever()
                 # The pipeline runs each attempt under a scope whose deadline is the earlier of
                 # the attempt timeout and the step's total deadline: tell the agent.
                 deadline = trio.current_effective_deadline()
@@ -128,6 +135,9 @@ class StepRunner:
                             raise
                         raise failure from error
 
+            if not emitter.may_call_agents:
+                # The journal lags (or failed): wait for it before any attempt and its timeout.
+                await emitter.until_agents_may_run()
             output = as_json_value(
                 await call_with_policy(
                     attempt, policy, breaker=breaker, bulkhead=bulkhead,
@@ -165,6 +175,8 @@ class StepRunner:
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
+        if step.on_error == "fail":
+            self.failures[step.id] = error
         await self._emitter.emit(
             EventType.STEP_FAILED, step_id=step.id, attempt=listener.attempts or None,
             data={"error": result.error},

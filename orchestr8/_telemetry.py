@@ -5,7 +5,8 @@ Spans (names, attributes and parentage are documented in `docs/observability.md`
 - `orchestrator.execute`, one per execution (`execution_span`);
 - `agent.run`, one per attempt, a child of the execution (`attempt_span`);
 - `resilience.retry`, the backoff wait between two attempts (`retry_span`);
-- breaker transitions as span events (`record_breaker_transition`).
+- breaker transitions and refused attempts as span events (`record_breaker_transition`,
+  `record_rejection`).
 
 Metrics: `EngineMetrics`, from `engine_metrics()` (defined in `_metrics`, re-exported here).
 
@@ -68,6 +69,7 @@ __all__ = [
     "record_breaker_transition",
     "record_error",
     "record_execution_result",
+    "record_rejection",
     "retry_span",
     "shutdown_telemetry",
     "tracer",
@@ -277,7 +279,7 @@ class SpanScope:
         if self._deadline != math.inf and _now() >= self._deadline:
             record_error(span, {"type": "timeout", "message": f"{self._name} ran out of time"})
             return "timed_out"
-        span.add_event("cancelled", {"exception.type": type(error).__name__})
+        span.add_event("cancelled", {"exception.type": _qualified_name(type(error))})
         return "cancelled"
 
 
@@ -372,6 +374,11 @@ def retry_span(delay: float, *, attempt: int | None = None, step_id: str | None 
 
 
 def _qualified_name(kind: type) -> str:
+    """The fully qualified name of an exception class, as `exception.type` and `error.type` hold it.
+
+    `mypkg.mod.MyError`, `orchestr8._errors.CircuitOpenError`; builtins keep their bare name
+    (`ValueError`), as OpenTelemetry's semantic conventions show them.
+    """
     module = kind.__module__
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
@@ -381,7 +388,9 @@ def record_error(
 ) -> None:
     """Mark `span` failed: status ERROR, `error.type`, and an `exception` event, all redacted.
 
-    `error` is an exception or an error object `{type, message}` as events carry it.
+    `error` is an exception or an error object `{type, message}` as events carry it. An
+    exception gives the event its fully qualified type and its stacktrace (with its causes);
+    `error.type` is always the event's `exception.type`.
     """
     if not span.is_recording():
         return
@@ -389,13 +398,15 @@ def record_error(
 
     from opentelemetry.trace import Status, StatusCode
 
+    from ._events import message_of
+
     redactor = redactor or default_redactor()
     if isinstance(error, BaseException):
-        name = type(error).__name__
-        message = redactor.redact_text(str(error))
+        name = _qualified_name(type(error))
+        message = redactor.redact_text(message_of(error))
         stack = redactor.redact_text("".join(traceback.format_exception(error)))
         span.add_event("exception", {
-            "exception.type": _qualified_name(type(error)), "exception.message": message,
+            "exception.type": name, "exception.message": message,
             "exception.stacktrace": stack,
         })
     else:
@@ -409,7 +420,12 @@ def record_error(
 def record_execution_result(
     span: Span, status: str, error: BaseException | Mapping[str, Any] | None = None
 ) -> None:
-    """Set `execution.status` on the execution span; a failed execution also gets its error."""
+    """Set `execution.status` on the execution span; a failed execution also gets its error.
+
+    Pass the exception that failed the execution when there is one (a failed step's last error,
+    the timeout), so the span's `exception` event has its stacktrace and fully qualified type;
+    the error object `{type, message}` of the result is the fallback.
+    """
     if not span.is_recording():
         return
     span.set_attribute("execution.status", str(status))
@@ -439,3 +455,40 @@ def record_breaker_transition(span: Span | None, transition: BreakerTransition) 
     if transition.retry_after is not None:
         attributes["breaker.retry_after"] = transition.retry_after
     span.add_event(_BREAKER_EVENTS.get(transition.new, "breaker.transition"), attributes)
+
+
+def record_rejection(
+    name: str, error: Exception, *, step_id: str, agent_id: str, attempt: int
+) -> None:
+    """Add an attempt a breaker, bulkhead or rate limiter refused to the current span, as an event.
+
+    A refused attempt never runs, so it has no `agent.run` span: the event goes on the span
+    current while the step runs (the execution's). `name` is the journal's event type,
+    `breaker.rejected` or `attempt.rejected`; the attributes are `step.id`, `agent.id`,
+    `attempt`, `rejection.by` (`circuit_breaker`, `bulkhead`, `rate_limiter`), `error.type`
+    (fully qualified), `rejection.message` (redacted) and, when the refusal says how long to
+    wait, `rejection.retry_after` in seconds.
+    """
+    if _current_tracer() is None:
+        return
+    from opentelemetry import trace
+
+    from ._errors import BulkheadFullError, CircuitOpenError
+    from ._events import message_of
+
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    if isinstance(error, CircuitOpenError):
+        by = "circuit_breaker"
+    else:
+        by = "bulkhead" if isinstance(error, BulkheadFullError) else "rate_limiter"
+    attributes: dict[str, Any] = {
+        "step.id": step_id, "agent.id": agent_id, "attempt": attempt, "rejection.by": by,
+        "error.type": _qualified_name(type(error)),
+        "rejection.message": default_redactor().redact_text(message_of(error)),
+    }
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
+        attributes["rejection.retry_after"] = float(retry_after)
+    span.add_event(str(name), attributes)

@@ -74,8 +74,13 @@ class _Row:
             self.wait = None
 
 
-def _collect(events: Sequence[Event]) -> tuple[dict[str, _Row], list[float], float, float]:
-    """Fold the events into rows; return them, the resume times and the time range."""
+def _collect(
+    events: Sequence[Event], open_kind: str
+) -> tuple[dict[str, _Row], list[float], float, float]:
+    """Fold the events into rows; return them, the resume times and the time range.
+
+    Attempts still open after the last event are drawn as `open_kind`: running, or interrupted.
+    """
     rows: dict[str, _Row] = {}
     resumes: list[float] = []
     first, last = events[0].elapsed, events[0].elapsed
@@ -113,7 +118,7 @@ def _collect(events: Sequence[Event]) -> tuple[dict[str, _Row], list[float], flo
             row.close_attempt(_INTERRUPTED, at)
             row.close_wait(at)
     for row in rows.values():
-        row.close_attempt(_RUNNING, last)
+        row.close_attempt(open_kind, last)
         row.close_wait(last)
     return rows, resumes, first, last
 
@@ -191,10 +196,12 @@ def _draw(cells: Sequence[str | None], color: bool) -> str:
     return "".join(parts)
 
 
-def _status_text(state: StepState | None) -> str:
+def _status_text(state: StepState | None, interrupted: bool) -> str:
     if state is None:
         return "pending"
     text = str(state.status)
+    if interrupted and text in ("running", "retrying"):
+        text = _INTERRUPTED
     if state.started is not None and state.finished is not None:
         text += f" {_seconds(state.finished - state.started)}"
     if state.attempts > 1:
@@ -214,12 +221,16 @@ def _fit(name: str, width: int, color: bool) -> str:
     return name[:head] + ("…" if color else "~") + name[len(name) - (width - 1 - head):]
 
 
-def render_timeline(events: Sequence[Event], *, width: int = 100, color: bool = False) -> str:
+def render_timeline(
+    events: Sequence[Event], *, width: int = 100, color: bool = False, interrupted: bool = False
+) -> str:
     """Draw the steps of one execution on a time axis, `width` columns wide (Gantt-style).
 
     Rows follow the order in which steps first appear in the events. With `color` the bars are
     coloured Unicode blocks; without it the chart is plain ASCII. A legend explains the glyphs
-    drawn, and a resumed execution's resume times are listed under the chart.
+    drawn, and a resumed execution's resume times are listed under the chart. With
+    `interrupted` (no process runs the unfinished execution any more, see `_liveness`) the steps
+    that were running or retrying end as interrupted instead.
 
     Raises:
         ValueError: the events belong to more than one execution.
@@ -227,11 +238,11 @@ def render_timeline(events: Sequence[Event], *, width: int = 100, color: bool = 
     ordered = sorted(events, key=lambda event: event.seq)
     if not ordered:
         return "(no events)"
-    rows, resumes, first, last = _collect(ordered)
+    rows, resumes, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
     state = replay(ordered)
     span = max(last - first, _MIN_SPAN)
     names = list(rows)
-    statuses = [_status_text(state.steps.get(name)) for name in names]
+    statuses = [_status_text(state.steps.get(name), interrupted) for name in names]
     name_width = max(4, min(_MAX_NAME, max(width // 4, 4),
                             max((len(name) for name in names), default=4)))
     total = f"total {_seconds(last - first)}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,29 +30,42 @@ from werkzeug.http import HTTP_STATUS_CODES
 from ._codec import journal_document, validate_inputs
 from ._errors import (
     ExecutionNotFoundError,
+    ExecutionStateError,
     InputValidationError,
     JournalError,
+    MissingSecretError,
+    Problem,
     WorkflowValidationError,
 )
 from ._events import ExecutionStatus, replay
-from ._redaction import redact
+from ._liveness import SHOWN_STATUSES, list_shown_executions, shown_status
+from ._redaction import redact, redact_workflow, register_secret
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_SEQ,
     ExecuteRequest,
     ProblemError,
     current_path,
     execution_document,
     execution_links,
     execution_summary,
+    is_correlation_id,
     json_response,
     parse_execute_request,
+    parse_resume_request,
     problem_response,
     query_int,
     read_json_body,
 )
 from ._web_events import stream_events
 from ._web_openapi import openapi_document
+
+_VISIBLE: Final = r"[\x21-\x7e\x80-\xff]+"
+_HEADER_VALUE: Final = re.compile(f"(?:{_VISIBLE}(?:[ \t]+{_VISIBLE})*)?")
+"""What a header value may hold: RFC 9110's field-value (as h11 checks it) in latin-1."""
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""
@@ -111,6 +125,9 @@ def create_app(
         raise ValueError("the API key must be non-empty printable ASCII")
     if max_body < 1 or events_buffer < 1:
         raise ValueError("max_body and events_buffer must be at least 1")
+    if api_key is not None:
+        # Redacted wherever it would show: a problem body quoting a request, a log line.
+        register_secret(api_key)
     app = ServiceApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.service = ServiceState(
@@ -119,8 +136,11 @@ def create_app(
     routes = _Routes(app.service)
     app.before_request(routes.authenticate)
     app.before_websocket(routes.authenticate)
+    # After-request functions run last-registered first: the header check sees the final headers.
+    app.after_request(_sendable_headers)
     app.after_request(_close_if_body_unread)
     app.after_request(_correlation_header)
+    app.after_websocket(_refused_handshake_headers)
     app.register_error_handler(ProblemError, _problem_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ExecutionNotFoundError, _not_found)
@@ -137,7 +157,11 @@ def create_app(
                      methods=["GET"])
     app.add_url_rule("/executions/<execution_id>/cancel", "cancel_execution", routes.cancel,
                      methods=["POST"])
+    app.add_url_rule("/executions/<execution_id>/resume", "resume_execution", routes.resume,
+                     methods=["POST"])
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
+    app.add_url_rule("/executions/<execution_id>/events", "events_without_upgrade",
+                     routes.events_without_upgrade, methods=["GET"])
     return app
 
 
@@ -164,11 +188,17 @@ class _Routes:
                                 headers={"WWW-Authenticate": 'Bearer realm="orchestr8"'})
 
     async def health(self) -> Response:
-        """`GET /health`: whether the service can take work."""
-        failed = self.runtime.journal.statistics().failed
-        status = "failing" if failed else "draining" if self.service.draining else "ok"
-        document = {"status": status, "version": __version__,
-                    "journal": "failed" if failed else "ok"}
+        """`GET /health`: whether the service can take work, and if not, why (see docs/rest.md)."""
+        journal = self.runtime.journal
+        trouble = journal.trouble()
+        state = (
+            "ok" if trouble is None else "failed" if journal.statistics().failed
+            else "closed" if journal.closed else "stalled"
+        )
+        status = "degraded" if trouble else "draining" if self.service.draining else "ok"
+        document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
+        if trouble is not None:
+            document["reason"] = trouble
         return json_response(document, 200 if status == "ok" else 503)
 
     async def metrics(self) -> Response:
@@ -210,7 +240,7 @@ class _Routes:
             existing = await self.runtime.journal.find_by_idempotency_key(key)
             # The journal keeps redacted copies: compare like with like.
             if existing is not None and _normal(existing.workflow, existing.inputs) != _normal(
-                redact(journal_document(workflow)), redact(inputs)
+                redact_workflow(journal_document(workflow)), redact(inputs)
             ):
                 raise ProblemError(
                     422, "idempotency-key-reused",
@@ -222,10 +252,13 @@ class _Routes:
     async def _start(
         self, workflow: Any, inputs: dict[str, Any], body: ExecuteRequest, key: str | None
     ) -> Response:
-        handle = await self.runtime.start(
-            workflow, inputs, execution_timeout=body.timeout,
-            correlation_id=body.correlation_id, idempotency_key=key,
-        )
+        try:
+            handle = await self.runtime.start(
+                workflow, inputs, execution_timeout=body.timeout,
+                correlation_id=body.correlation_id, idempotency_key=key,
+            )
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
         result = handle.result
         if result is not None:
             status = str(result.status)
@@ -256,29 +289,32 @@ class _Routes:
     async def list_executions(self) -> Response:
         """`GET /executions`: executions, newest first, a page at a time."""
         status = request.args.get("status")
-        if status is not None and status not in ExecutionStatus.__members__.values():
-            allowed = ", ".join(member.value for member in ExecutionStatus)
+        if status is not None and status not in SHOWN_STATUSES:
+            allowed = ", ".join(SHOWN_STATUSES)
             raise ProblemError.parameter("status", f"expected one of {allowed}, got {status!r}")
         limit = query_int("limit", default=50, low=1, high=500)
         cursor = request.args.get("cursor") or None
+        if cursor is not None and re.fullmatch(CURSOR_PATTERN, cursor) is None:
+            raise ProblemError.parameter("cursor", "not a cursor from a previous page")
         try:
-            page = await self.runtime.journal.list_executions(
-                status=status, limit=limit, before=cursor
+            page = await list_shown_executions(
+                self.runtime.journal, status=status, limit=limit, before=cursor
             )
         except ValueError:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page") from None
-        items = [execution_summary(record) for record in page.items]
+        items = [{**execution_summary(item.record), "status": item.status} for item in page.items]
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_execution(self, execution_id: str) -> Response:
         """`GET /executions/{id}`: status, timing, output, error and every step's state."""
         record = await self.runtime.journal.get_execution(execution_id)
         state = replay(await self.runtime.journal.events(execution_id))
-        return json_response(execution_document(record, state))
+        status = await shown_status(self.runtime.journal, execution_id, state.status)
+        return json_response({**execution_document(record, state), "status": status})
 
     async def get_journal(self, execution_id: str) -> Response:
         """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""
-        after = query_int("after", default=0, low=0, high=2**62)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ)
         limit = query_int("limit", default=100, low=1, high=1000)
         events = await self.runtime.journal.events(execution_id, after=after, limit=limit + 1)
         page = events[:limit]
@@ -316,9 +352,39 @@ class _Routes:
             "(the one that did stopped); `orchestr8 resume` continues it",
         )
 
+    async def resume(self, execution_id: str) -> Response:
+        """`POST /executions/{id}/resume`: continue a failed, cancelled or abandoned execution.
+
+        The optional body supplies again the inputs the journal keeps redacted, and a timeout.
+        """
+        if self.service.draining:
+            raise ProblemError(503, "shutting-down", "the server is shutting down; retry later")
+        # Optional: a request with neither a body nor a content type resumes as is.
+        sent = _has_body() or bool(request.headers.get("Content-Type"))
+        body = parse_resume_request(await read_json_body() if sent else {})
+        record = await self.runtime.journal.get_execution(execution_id)
+        g.correlation_id = record.correlation_id
+        try:
+            handle = await self.runtime.resume(
+                execution_id, execution_timeout=body.timeout, inputs=body.inputs
+            )
+        except InputValidationError as error:
+            raise ProblemError.from_problems("invalid-inputs", error.problems) from None
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
+        except WorkflowValidationError as error:
+            # The recorded workflow no longer loads here (an agent is gone): say what is wrong.
+            raise ProblemError.from_problems("invalid-workflow", error.problems) from None
+        except ExecutionStateError as error:
+            raise ProblemError(409, "execution-not-resumable", str(error)) from None
+        links = execution_links(handle.execution_id)
+        document = {"execution_id": handle.execution_id, "status": str(ExecutionStatus.RUNNING),
+                    "links": links}
+        return json_response(document, 202, headers={"Location": links["self"]})
+
     async def follow_events(self, execution_id: str) -> Response | None:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""
-        after = query_int("after", default=0, low=0, high=2**62, args=websocket.args)
+        after = query_int("after", default=0, low=0, high=MAX_SEQ, args=websocket.args)
         await self.runtime.journal.get_execution(execution_id)
         await websocket.accept()
         await stream_events(
@@ -326,6 +392,28 @@ class _Routes:
             buffer=self.service.events_buffer, closing=self.service.closing,
         )
         return None
+
+    async def events_without_upgrade(self, execution_id: str) -> Response:
+        """A plain `GET` of the events route: 426 naming the WebSocket upgrade (404 if unknown)."""
+        await self.runtime.journal.get_execution(execution_id)
+        return problem_response(
+            426, "upgrade-required",
+            f"{current_path()} is a WebSocket: connect with a WebSocket client (ws:// or wss://)",
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
+
+
+def _missing_secrets(error: MissingSecretError) -> ProblemError:
+    """The 422 for secrets the server does not have, one error per secret named."""
+    problems = [Problem(f"secrets.{name}", "not set") for name in error.names]
+    return ProblemError(422, "missing-secrets", str(error), errors=problems)
+
+
+def _has_body() -> bool:
+    """Whether the request comes with a body (a length above 0, or chunks)."""
+    return bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower()
 
 
 def _is_live(runtime: Runtime, execution_id: str) -> bool:
@@ -342,12 +430,10 @@ def _idempotency_key() -> str | None:
     if raw is None:
         return None
     key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= 255 or not all("!" <= char <= "~" for char in key):
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
         raise ProblemError(400, "invalid-header", "the Idempotency-Key header must be 1 to 255 "
-                           "visible ASCII characters")
-    return key
+                           "visible ASCII characters, bare or in double quotes")
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
 
 
 def _normal(workflow: Any, inputs: Any) -> Any:
@@ -361,17 +447,48 @@ async def _problem_error(error: ProblemError) -> Response:
 
 def _request_correlation_id() -> str:
     """The request's `X-Correlation-ID` if it is usable (1-200 printable ASCII), else a new id."""
-    given = request.headers.get("X-Correlation-ID", "").strip()
-    if given and len(given) <= 200 and given.isascii() and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+    connection = websocket if has_websocket_context() else request
+    given = connection.headers.get("X-Correlation-ID", "").strip()
+    return given if is_correlation_id(given) else uuid.uuid4().hex
 
 
 async def _correlation_header(response: Response) -> Response:
     """Answer every request with its correlation id: the execution's, the caller's or a new one."""
-    value = g.get("correlation_id") or _request_correlation_id()
+    value = g.get("correlation_id")
+    if not (isinstance(value, str) and is_correlation_id(value)):
+        value = _request_correlation_id()
     g.correlation_id = value
     response.headers["X-Correlation-ID"] = value
+    return response
+
+
+async def _sendable_headers(response: Response) -> Response:
+    """Turn a response whose headers HTTP cannot carry into a logged 500 problem.
+
+    Without this the server would fail while writing the response and the client would get an
+    empty 500 (or a dropped connection), with no problem document and no correlation id.
+    """
+    unsendable = sorted({
+        name for name, value in response.headers.items()
+        if _HEADER_VALUE.fullmatch(value) is None
+    })
+    if not unsendable:
+        return response
+    _logger.error("the response to %s %s had headers HTTP cannot carry: %s",
+                  _method(), current_path(), ", ".join(unsendable))
+    problem = problem_response(
+        500, "about:blank",
+        f"the server could not encode its response header {', '.join(unsendable)}; "
+        "the error was logged",
+    )
+    problem.headers["X-Correlation-ID"] = _request_correlation_id()
+    return problem
+
+
+async def _refused_handshake_headers(response: Any) -> Any:
+    """Give a refused WebSocket handshake's problem response the headers every response has."""
+    if isinstance(response, Response):
+        response = await _sendable_headers(await _correlation_header(response))
     return response
 
 
@@ -381,9 +498,7 @@ async def _close_if_body_unread(response: Response) -> Response:
     An early refusal (401, 415, 503...) leaves the body unread; reusing that connection can stall
     the next request on it, so the client is told to open a new one.
     """
-    has_body = bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    ).lower()
+    has_body = _has_body()
     # HTTP/1 only: HTTP/2 has no connection-level headers, and its streams end on their own.
     if has_body and not g.get("body_read", False) and request.http_version in ("1.0", "1.1"):
         response.headers["Connection"] = "close"

@@ -21,11 +21,12 @@ from quart import Response, g, has_websocket_context, request, websocket
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import DuplicateKeyRecorder, json_value_problems, reject_constant
+from ._codec import DuplicateKeyRecorder, json_value_problems, parse_integer, reject_constant
 from ._errors import Problem
 from ._events import ExecutionState, StepState
 from ._expressions import append_path, json_type_name
 from ._journal import ExecutionRecord
+from ._redaction import redact_text
 from ._schema import sort_problems
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -42,13 +43,30 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-not-found": "Execution not found",
     "execution-finished": "Execution already finished",
     "execution-not-running": "Execution not running in this server",
+    "execution-not-resumable": "Execution cannot be resumed now",
+    "missing-secrets": "Secrets not set",
     "unauthorized": "Unauthorized",
+    "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",
 }
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+_RESUME_KEYS: Final = ("inputs", "timeout")
+MAX_SEQ: Final = 2**62
+"""The largest `after` (an event seq) taken: far beyond any journal, within SQLite's integers."""
+_END: Final = r"(?![\s\S])"
+# Patterns end with `_END`, "nothing follows", not `$`: Python's `$` (the one jsonschema and
+# schemathesis use) also matches before a final newline, and `\Z` is not ECMA-262 (OpenAPI's).
+CURSOR_PATTERN: Final = f"^[A-Za-z0-9_-]*{_END}"
+"""What a `cursor` looks like: URL-safe base64 without padding (empty: the first page)."""
+IDEMPOTENCY_KEY_PATTERN: Final = f'^(?:"[!-~]{{1,255}}"|(?!"[!-~]*"{_END})[!-~]{{1,255}}){_END}'
+"""An `Idempotency-Key`: 1-255 visible ASCII characters, bare or as a quoted string."""
+MAX_CORRELATION_ID: Final = 200
+"""The longest correlation id taken, from the body or the `X-Correlation-ID` header."""
+CORRELATION_ID_PATTERN: Final = f"^[!-~](?:[ -~]*[!-~])?{_END}"
+"""A correlation id: printable ASCII that neither starts nor ends with a space."""
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
@@ -107,17 +125,23 @@ def problem_response(
     status: int, kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None, instance: str | None = None,
 ) -> Response:
-    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`."""
+    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`.
+
+    The detail, the instance and each error are redacted: they may quote what the request held
+    (an id that is a secret, a refused value).
+    """
     known = kind in PROBLEM_TYPES
     document: dict[str, Any] = {
         "type": f"urn:orchestr8:problem:{kind}" if known else "about:blank",
         "title": PROBLEM_TYPES[kind] if known else HTTP_STATUS_CODES.get(status, "Error"),
         "status": status,
-        "detail": detail,
-        "instance": instance if instance is not None else current_path(),
+        "detail": redact_text(detail),
+        "instance": redact_text(instance if instance is not None else current_path()),
     }
     if errors is not None:
-        document["errors"] = errors
+        document["errors"] = [
+            {name: redact_text(text) for name, text in error.items()} for error in errors
+        ]
     return json_response(document, status, headers=headers, content_type=PROBLEM_JSON)
 
 
@@ -149,7 +173,10 @@ async def read_json_body() -> Any:
                            f"{error.start})") from None
     recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(text, object_pairs_hook=recorder, parse_constant=reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            parse_int=parse_integer,
+        )
     except json.JSONDecodeError as error:
         raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
                            f"{error.colno}: {error.msg}") from None
@@ -241,23 +268,86 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     inputs = document.get("inputs")
     if inputs is not None and not isinstance(inputs, dict):
         problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
-    timeout = document.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float)
-        or not (math.isfinite(timeout) and timeout > 0)
-    ):
-        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
-                                f"{json.dumps(timeout)[:40]}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
     correlation_id = document.get("correlation_id")
     if correlation_id is not None and not (
-        isinstance(correlation_id, str) and 1 <= len(correlation_id) <= 200
+        isinstance(correlation_id, str) and is_correlation_id(correlation_id)
     ):
-        problems.append(Problem("$.correlation_id", "expected a string of 1 to 200 characters"))
+        problems.append(Problem(
+            "$.correlation_id",
+            f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
+            "ending with a space (it is sent back in the X-Correlation-ID header), got "
+            f"{json.dumps(correlation_id)[:60]}",
+        ))
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     assert isinstance(workflow, dict)
-    return ExecuteRequest(workflow, inputs, None if timeout is None else float(timeout),
-                          correlation_id)
+    return ExecuteRequest(workflow, inputs, timeout, correlation_id)
+
+
+@attrs.frozen
+class ResumeRequest:
+    """The body of `POST /executions/{id}/resume` (optional): inputs supplied again, a timeout."""
+
+    inputs: dict[str, Any] | None = None
+    timeout: float | None = None
+
+
+def parse_resume_request(document: Any) -> ResumeRequest:
+    """Check the shape of a resume request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    if not isinstance(document, dict):
+        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
+        raise ProblemError.from_problems("invalid-request", [problem])
+    problems: list[Problem] = []
+    for key in document:
+        if key not in _RESUME_KEYS:
+            close = difflib.get_close_matches(key, _RESUME_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    inputs = document.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return ResumeRequest(inputs, timeout)
+
+
+def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
+    """The `timeout` of a request body as seconds; a problem when it is no number above 0."""
+    if timeout is None:
+        return None
+    if not _is_positive_seconds(timeout):
+        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
+                                f"{json.dumps(timeout)[:40]}"))
+        return None
+    return float(timeout)
+
+
+def is_correlation_id(value: str) -> bool:
+    """Whether `value` can be a correlation id: 1-200 printable ASCII, no surrounding spaces.
+
+    The id is sent back in the `X-Correlation-ID` response header, and copied into logs and
+    events; control characters, non-ASCII text and surrounding spaces cannot travel there intact.
+    """
+    if len(value) > MAX_CORRELATION_ID:
+        return False
+    return re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
+
+
+def _is_positive_seconds(value: Any) -> bool:
+    """Whether `value` is a JSON number of seconds above 0 that a float holds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def query_int(

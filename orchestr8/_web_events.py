@@ -11,8 +11,10 @@ reads the same from the REST API. The socket closes with a code that tells the c
   1013 when the client fell so far behind that the socket's buffer filled up (the bus would drop
   its oldest events): both say `reconnect with after=N`, where N is the last seq sent, so a client
   that reconnects so loses nothing;
-- 4409 when the execution is not finished but not running in this server either (the process that
-  ran it died): reconnecting will not help until it is resumed;
+- 4409 when the execution is not finished but not running in this server either: the reason
+  starts with `interrupted` when no process runs it (the one that did died; reconnecting will not
+  help until it is resumed, the status REST shows too), else another process runs it and the
+  reason points to the journal endpoint;
 - 1011 when the server failed (logged).
 """
 
@@ -26,6 +28,7 @@ import trio
 
 from ._errors import ExecutionNotFoundError, Orchestr8Error
 from ._events import Event
+from ._liveness import INTERRUPTED, shown_status
 from ._runtime import Runtime
 
 CLOSE_FINISHED: Final = 1000
@@ -33,6 +36,10 @@ CLOSE_GOING_AWAY: Final = 1001
 CLOSE_SERVER_ERROR: Final = 1011
 CLOSE_TOO_SLOW: Final = 1013
 CLOSE_NOT_RUNNING: Final = 4409
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+"""Sent by the WebSocket layer when a client's message is over `MAX_CLIENT_MESSAGE`."""
+MAX_CLIENT_MESSAGE: Final = 64 * 1024
+"""The largest message a client may send on an event socket, in bytes (they are ignored)."""
 
 #: Events read from the journal per query while catching up.
 HISTORY_PAGE: Final = 500
@@ -160,12 +167,18 @@ class _Relay:
         await self.send_queued(live)
         if self.lost:
             return CLOSE_TOO_SLOW, "client too slow"
-        status = (await self.runtime.journal.get_execution(self.execution_id)).status
+        journal = self.runtime.journal
+        status = (await journal.get_execution(self.execution_id)).status
         if status.is_terminal:
             return CLOSE_FINISHED, f"execution.{status}"
+        if await shown_status(journal, self.execution_id, status) == INTERRUPTED:
+            return CLOSE_NOT_RUNNING, (
+                f"{INTERRUPTED}: the journal says {status}, but no process runs it; resume it, "
+                f"then reconnect with after={self.last}"
+            )
         return CLOSE_NOT_RUNNING, (
-            f"the journal says {status}, but no process runs it; resume it, "
-            f"then reconnect with after={self.last}"
+            f"{status} in another process: its events reach this server only through the "
+            f"journal (GET /executions/{self.execution_id}/journal?after={self.last})"
         )
 
     async def send_queued(self, live: trio.MemoryReceiveChannel[Any]) -> None:

@@ -12,14 +12,25 @@ import copy
 import json
 from typing import Any, Final
 
-from ._events import EventType, ExecutionStatus, StepStatus
+from ._events import EventType, StepStatus
+from ._liveness import SHOWN_STATUSES
+from ._schema import LARGEST_NUMBER
 from ._version import __version__
+from ._web_documents import (
+    CORRELATION_ID_PATTERN,
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_CORRELATION_ID,
+    MAX_SEQ,
+)
 from ._web_events import (
     CLOSE_FINISHED,
     CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NOT_RUNNING,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_SLOW,
+    MAX_CLIENT_MESSAGE,
 )
 from ._workflow import workflow_schema
 
@@ -38,11 +49,26 @@ _ERRORS: Final = {
     "413": "The body is larger than the server's limit (1 MiB unless configured).",
     "415": "The body is not `application/json` (UTF-8).",
     "422": "The body is JSON but invalid: `errors` lists every problem by JSON path.",
-    "409": "The execution is not running: it finished, or the process that ran it stopped.",
+    "409": "The execution is in the wrong state: cancel needs it running here; resume needs it "
+           "neither running nor succeeded.",
+    "426": "The route is a WebSocket; a plain request gets this, with `Upgrade: websocket`.",
     "500": "The server failed; the error was logged, the response holds no internals.",
     "503": "The journal cannot be used, or the server is shutting down.",
 }
 _COMMON: Final = ("401", "405", "500", "503")
+_ERROR_HEADERS: Final = {"401": ("WWW-Authenticate",), "405": ("Allow",), "426": ("Upgrade",)}
+"""The headers an error response carries besides `X-Correlation-ID`, which every one has."""
+
+_HEADERS: Final = {
+    "X-Correlation-ID": "The request's correlation id: the execution's for `POST "
+                        "/workflows/execute`, else the request's `X-Correlation-ID` when usable "
+                        f"(1 to {MAX_CORRELATION_ID} printable ASCII characters), else a new one.",
+    "Location": "The URL of the execution.",
+    "Allow": "The methods the route takes.",
+    "WWW-Authenticate": 'Always `Bearer realm="orchestr8"`.',
+    "Upgrade": "Always `websocket`.",
+}
+"""Every response header the service sends on purpose (declared under components/headers)."""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -57,9 +83,19 @@ def _content(schema: dict[str, Any], media: str = _JSON) -> dict[str, Any]:
     return {"content": {media: {"schema": schema}}}
 
 
-def _responses(ok: str, ok_description: str, schema: str, *errors: str) -> dict[str, Any]:
+def _headers(*names: str) -> dict[str, Any]:
+    """A response's `headers`: `X-Correlation-ID` and `names`, each a reference."""
+    return {"headers": {name: {"$ref": f"#/components/headers/{name}"}
+                        for name in ("X-Correlation-ID", *names)}}
+
+
+def _responses(
+    ok: str, ok_description: str, schema: str, *errors: str, ok_headers: tuple[str, ...] = ()
+) -> dict[str, Any]:
     body = _ref(schema) if schema else {"type": "object"}
-    responses: dict[str, Any] = {ok: {"description": ok_description, **_content(body)}}
+    responses: dict[str, Any] = {
+        ok: {"description": ok_description, **_headers(*ok_headers), **_content(body)}
+    }
     for code in sorted({*errors, *_COMMON}):
         responses[code] = {"$ref": f"#/components/responses/{code}"}
     return responses
@@ -71,24 +107,32 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 _AFTER: Final = _query("after", "Only events with a greater seq (0: from the start).",
-                       {"type": "integer", "minimum": 0, "default": 0})
+                       {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0})
 
 
 def _paths() -> dict[str, Any]:
     execute_headers = {
         "name": "Idempotency-Key", "in": "header", "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        "description": "A repeat request with the same key returns the execution started by the "
-                       "first one (422 if its workflow or inputs differ).",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+        "description": "1 to 255 visible ASCII characters, bare or in double quotes. A repeat "
+                       "request with the same key returns the execution started by the first "
+                       "one (422 if its workflow or inputs differ).",
+    }
+    correlation_header = {
+        "name": "X-Correlation-ID", "in": "header", "required": False,
+        "schema": {"type": "string"},
+        "description": "The execution's correlation id when the body has none and it is 1 to "
+                       f"{MAX_CORRELATION_ID} printable ASCII characters (else it is ignored).",
     }
     return {
         "/health": {"get": {
             "operationId": "health", "summary": "Whether the service can take work.",
             "security": [],
             "responses": {
-                "200": {"description": "Healthy.", **_content(_ref("Health"))},
-                "503": {"description": "The journal failed or the server is shutting down.",
-                        **_content(_ref("Health"))},
+                "200": {"description": "Healthy.", **_headers(), **_content(_ref("Health"))},
+                "503": {"description": "Degraded (the journal failed or is stalled; `reason` "
+                                       "says how) or shutting down.",
+                        **_headers(), **_content(_ref("Health"))},
             },
         }},
         "/metrics": {"get": {
@@ -96,7 +140,7 @@ def _paths() -> dict[str, Any]:
             "summary": "The engine's metrics in the Prometheus text format (version 0.0.4).",
             "responses": {
                 "200": {"description": "Step durations, successes, failures and retries; "
-                                       "breaker states; executions in flight.",
+                                       "breaker states; executions in flight.", **_headers(),
                         "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **{code: {"$ref": f"#/components/responses/{code}"} for code in sorted(_COMMON)},
             },
@@ -109,11 +153,12 @@ def _paths() -> dict[str, Any]:
             "operationId": "execute", "summary": "Validate, record and start an execution.",
             "description": "Answers once the execution is recorded and running. Validation "
                            "errors point into the request body: `$.workflow...`, `$.inputs...`.",
-            "parameters": [execute_headers],
+            "parameters": [execute_headers, correlation_header],
             "requestBody": {"required": True, **_content(_ref("ExecuteRequest"))},
             "responses": _responses("202", "Started (or, for a repeated Idempotency-Key, "
                                     "the execution the key started). `Location` is its URL.",
-                                    "ExecutionAccepted", "400", "413", "415", "422"),
+                                    "ExecutionAccepted", "400", "413", "415", "422",
+                                    ok_headers=("Location",)),
         }},
         "/executions": {"get": {
             "operationId": "listExecutions", "summary": "Executions, newest first.",
@@ -121,7 +166,8 @@ def _paths() -> dict[str, Any]:
                 _query("status", "Only executions with this status.", _ref("ExecutionStatus")),
                 _query("limit", "At most this many items.",
                        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-                _query("cursor", "`next_cursor` of the previous page.", {"type": "string"}),
+                _query("cursor", "`next_cursor` of the previous page (empty: the first).",
+                       {"type": "string", "pattern": CURSOR_PATTERN}),
             ],
             "responses": _responses("200", "A page of executions.", "ExecutionPage", "400"),
         }},
@@ -146,7 +192,23 @@ def _paths() -> dict[str, Any]:
             "description": "No body is needed. The execution ends `cancelled` within the grace "
                            "period; follow it on the events WebSocket or poll it.",
             "parameters": [_ID_PARAMETER],
-            "responses": _responses("202", "Being cancelled.", "CancelAccepted", "404", "409"),
+            "responses": _responses("202", "Being cancelled.", "CancelAccepted", "404", "409",
+                                    ok_headers=("Location",)),
+        }},
+        "/executions/{execution_id}/resume": {"post": {
+            "operationId": "resumeExecution",
+            "summary": "Continue a failed, cancelled or abandoned execution, reusing the "
+                       "outputs of the steps that succeeded.",
+            "description": "The body is optional. The journal keeps inputs under secret-looking "
+                           "keys redacted: supply them again in `inputs` (only them; 422 names "
+                           "the missing ones). `${secrets.NAME}` references are resolved again "
+                           "from the server's environment (422 `missing-secrets` when one is not "
+                           "set). 409 when it succeeded already or is running.",
+            "parameters": [_ID_PARAMETER],
+            "requestBody": {"required": False, **_content(_ref("ResumeRequest"))},
+            "responses": _responses("202", "Resumed and running. `Location` is its URL.",
+                                    "ExecutionAccepted", "400", "404", "409", "413", "415",
+                                    "422", ok_headers=("Location",)),
         }},
         "/executions/{execution_id}/events": {"get": {
             "operationId": "followEvents", "x-websocket": True,
@@ -158,16 +220,18 @@ def _paths() -> dict[str, Any]:
                 f"{CLOSE_FINISHED} after the terminal event; {CLOSE_GOING_AWAY} server shutting "
                 f"down and {CLOSE_TOO_SLOW} client too slow, both with the reason `... reconnect "
                 f"with after=N`; {CLOSE_NOT_RUNNING} the execution is neither finished nor "
-                f"running in this server; {CLOSE_SERVER_ERROR} server error. With an API key, "
-                "send `Authorization: Bearer <key>` with the handshake. Errors before the "
-                "handshake completes are problem responses."
+                f"running in this server; {CLOSE_MESSAGE_TOO_BIG} the client sent a message "
+                f"over {MAX_CLIENT_MESSAGE // 1024} KiB; {CLOSE_SERVER_ERROR} server error. "
+                "With an API key, send `Authorization: Bearer <key>` with the handshake. Errors "
+                "before the handshake completes are problem responses; a plain `GET` (no "
+                "upgrade) is answered 426, or 404 for an unknown execution."
             ),
             "parameters": [_ID_PARAMETER, _AFTER],
             "responses": {
                 "101": {"description": "Switching to the WebSocket protocol; each message is "
                                        "an Event.", **_content(_ref("Event"))},
                 **{code: {"$ref": f"#/components/responses/{code}"}
-                   for code in ("400", "401", "404", "500")},
+                   for code in ("400", "401", "404", "426", "500")},
             },
         }},
     }
@@ -193,7 +257,8 @@ def _schemas() -> dict[str, Any]:
         "correlation_id": _nullable({"type": "string"}),
     }
     return {
-        "ExecutionStatus": {"enum": [str(member) for member in ExecutionStatus]},
+        # The journal's statuses, and `interrupted`, derived for a run whose process died.
+        "ExecutionStatus": {"enum": list(SHOWN_STATUSES)},
         "StepStatus": {"enum": [str(member) for member in StepStatus]},
         "Links": links,
         "ExecuteRequest": {
@@ -202,10 +267,26 @@ def _schemas() -> dict[str, Any]:
                 "workflow": _ref("Workflow"),
                 "inputs": _nullable({"type": "object", "description": "Checked against the "
                                      "workflow's `inputs` schema."}),
-                "timeout": _nullable({"type": "number", "exclusiveMinimum": 0, "description":
+                "timeout": _nullable({"type": "number", "exclusiveMinimum": 0,
+                                      "maximum": LARGEST_NUMBER, "description":
                                       "Seconds; overrides the workflow's own `timeout`."}),
-                "correlation_id": _nullable({"type": "string", "minLength": 1,
-                                             "maxLength": 200}),
+                "correlation_id": _nullable({
+                    "type": "string", "minLength": 1, "maxLength": MAX_CORRELATION_ID,
+                    "pattern": CORRELATION_ID_PATTERN,
+                    "description": "Printable ASCII, no surrounding spaces: it is sent back in "
+                                   "the X-Correlation-ID header.",
+                }),
+            },
+        },
+        "ResumeRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "inputs": _nullable({"type": "object", "description": "Inputs the journal "
+                                     "redacted, supplied again; checked against the "
+                                     "workflow's `inputs` schema."}),
+                "timeout": _nullable({"type": "number", "exclusiveMinimum": 0,
+                                      "maximum": LARGEST_NUMBER, "description":
+                                      "Seconds; overrides the workflow's own `timeout`."}),
             },
         },
         "ExecutionAccepted": {
@@ -264,8 +345,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object", "required": ["status", "version", "journal"],
-            "properties": {"status": {"enum": ["ok", "draining", "failing"]},
-                           "version": {"type": "string"}, "journal": {"enum": ["ok", "failed"]}},
+            "properties": {"status": {"enum": ["ok", "draining", "degraded"]},
+                           "version": {"type": "string"},
+                           "journal": {"enum": ["ok", "failed", "stalled", "closed"]},
+                           "reason": {"type": "string"}},
         },
         "Problem": {
             "type": "object", "required": ["type", "title", "status", "detail", "instance"],
@@ -312,8 +395,13 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "components": {
             "schemas": _schemas(),
             "responses": {
-                code: {"description": description, **_content(_ref("Problem"), _PROBLEM)}
+                code: {"description": description, **_headers(*_ERROR_HEADERS.get(code, ())),
+                       **_content(_ref("Problem"), _PROBLEM)}
                 for code, description in sorted(_ERRORS.items())
+            },
+            "headers": {
+                name: {"description": description, "schema": {"type": "string"}}
+                for name, description in _HEADERS.items()
             },
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, Literal
 
 import attrs
 
+from ._config_secrets import config_references
 from ._errors import Problem, WorkflowValidationError
 from ._expressions import Template, compile_template
 from ._policy import Policy
@@ -36,7 +37,9 @@ from ._workflow_graph import GraphAnalysis, StepOutline, analyse_graph
 SCHEMA_VERSION: Final = "1.0"
 
 #: What a step id looks like: it appears in references (`${steps.ID.output}`) and in events.
-STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+#: It ends with `(?![\s\S])`, "nothing follows", not `$`: Python's `$` (jsonschema's and `re`'s)
+#: also matches before a final newline, and `\Z` is not ECMA-262, the dialect of JSON Schema.
+STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*(?![\s\S])"
 
 Strategy = Literal["dag", "sequential", "parallel"]
 OnError = Literal["fail", "continue"]
@@ -60,7 +63,11 @@ class AgentSpec:
         default=None, metadata=_meta("The agent version, when the registry offers several.")
     )
     config: dict[str, Any] = attrs.field(
-        factory=dict, metadata=_meta("Configuration for the agent's constructor (no references).")
+        factory=dict,
+        metadata=_meta(
+            "Configuration for the agent's constructor; ${secrets.NAME} in its strings is"
+            " replaced by the secret, other text is kept as written."
+        ),
     )
 
 
@@ -107,7 +114,9 @@ class Step:
     depends_on: tuple[str, ...] = attrs.field(
         default=(),
         converter=_to_tuple,
-        metadata=_meta("Ids of the steps that must finish before this one starts."),
+        metadata=_meta(
+            "Ids of the steps that must finish before this one starts.", {"uniqueItems": True}
+        ),
     )
     policy: PolicySpec = attrs.field(
         factory=PolicySpec,
@@ -201,6 +210,7 @@ class Workflow:
 
     def __attrs_post_init__(self) -> None:
         """Check the graph and resolve the policies, or raise with every problem found."""
+        config_problems: list[Problem] = []
         outlines = [
             StepOutline(
                 index=index,
@@ -213,6 +223,8 @@ class Workflow:
             )
             for index, step in enumerate(self.steps)
         ]
+        for index, step in enumerate(self.steps):
+            config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,
@@ -220,7 +232,7 @@ class Workflow:
             inputs_schema=self.inputs,
             output_references=[(f"$.output{suffix}", reference) for suffix, reference in output],
         )
-        problems = list(graph.problems)
+        problems = config_problems + list(graph.problems)
         policies = self._resolve_policies(problems)
         if problems:
             raise WorkflowValidationError(sort_problems(problems))

@@ -89,6 +89,15 @@ def analyse_graph(
                 )
             )
     for path, reference in output_references:
+        if reference.source == "secrets":
+            problems.append(
+                Problem(
+                    path,
+                    f"{reference.text}: the output cannot reference secrets (it is recorded in "
+                    "the journal and returned to callers)",
+                )
+            )
+            continue
         problems.extend(
             _reference_problems(path, reference, None, ancestors, known_input, dependencies)
         )
@@ -189,6 +198,8 @@ def _reference_problems(
 ) -> list[Problem]:
     """Check one reference: a declared input, or a known step that `step_id` depends on."""
     text = reference.text
+    if reference.source == "secrets":
+        return []
     if reference.step_id is None:
         name = reference.input_name
         if name is None or known_input is None or known_input(name):

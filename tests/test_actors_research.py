@@ -6,6 +6,7 @@ ever reaches the network.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -490,27 +491,13 @@ async def test_refuses_to_listen_beyond_loopback_without_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Serving on a public address without an API key is refused (exit 4); no model is exit 1."""
-    out, err = _Buffer(), _Buffer()
+    out, err = io.StringIO(), io.StringIO()
     code = await run_service({"model": MODEL}, host="0.0.0.0", out=out, err=err)
     assert code == 4
-    assert "without an API key" in err.text
+    assert "without an API key" in err.getvalue()
     monkeypatch.delenv("ORCHESTR8_RESEARCH_MODEL", raising=False)
     assert await run_service(None, out=out, err=err) == 1
-    assert "ORCHESTR8_RESEARCH_MODEL" in err.text
-
-
-class _Buffer:
-    """A text sink for `run_service`'s out and err."""
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> int:
-        self.text += text
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+    assert "ORCHESTR8_RESEARCH_MODEL" in err.getvalue()
 
 
 async def test_workflow_calls_the_microservice_with_the_http_agent(

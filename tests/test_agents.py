@@ -110,10 +110,11 @@ def test_logger_binds_ids_and_keeps_caller_extra(caplog: pytest.LogCaptureFixtur
     [record] = caplog.records
     assert record.name == "orchestr8.agents.echo"
     assert record.getMessage() == "working"
-    assert (record.execution_id, record.step_id, record.attempt) == ("exec-1", "step-a", 2)
-    assert (record.agent_id, record.workflow_name) == ("echo", "wf")
-    assert record.idempotency_key == "exec-1:step-a"
-    assert record.detail == 5
+    fields = vars(record)
+    assert (fields["execution_id"], fields["step_id"], fields["attempt"]) == ("exec-1", "step-a", 2)
+    assert (fields["agent_id"], fields["workflow_name"]) == ("echo", "wf")
+    assert fields["idempotency_key"] == "exec-1:step-a"
+    assert fields["detail"] == 5
 
 
 def test_logger_is_made_once() -> None:
@@ -132,9 +133,15 @@ def test_progress_calls_the_callback_with_a_copy() -> None:
     assert seen == [(context, {"percent": 50})]
 
 
-def test_progress_without_callback_is_a_no_op() -> None:
-    """progress() without a callback does nothing and raises nothing."""
-    make_context().progress({"percent": 10})
+def test_progress_without_callback_publishes_nothing_yet_still_checks_the_data() -> None:
+    """Without a callback progress() leaves its data alone, yet still refuses what is not JSON."""
+    context = make_context()
+    assert context.progress_callback is None
+    data = {"percent": 10}
+    context.progress(data)
+    assert data == {"percent": 10}
+    with pytest.raises(ValueError, match="progress data is not JSON"):
+        context.progress({"done": float("nan")})
 
 
 @pytest.mark.parametrize(
@@ -391,7 +398,7 @@ async def test_import_path_to_an_async_function() -> None:
     [
         ("agent_fixtures:missing", r"module 'agent_fixtures' has no attribute 'missing'"),
         ("agent_fixtures:Outer.Gone", r"'agent_fixtures:Outer' has no attribute 'Gone'"),
-        ("no_such_module_o8:Thing", r"module 'no_such_module_o8' could not be imported"),
+        ("no_such_module_o8:Thing", r"no module named 'no_such_module_o8'"),
         ("agent_fixtures:", r"not a 'module:attribute' path"),
         ("agent_fixtures:NOT_AN_AGENT", r"is not an agent.*got int"),
     ],
@@ -477,7 +484,7 @@ def test_entry_points_are_loaded_lazily(temp_modules: TempModules) -> None:
     registry = AgentRegistry()
     assert "lazy" in registry.names()
     assert name not in sys.modules
-    assert registry.resolve("lazy").__name__ == "Plugin"  # type: ignore[attr-defined]
+    assert registry.resolve("lazy").__name__ == "Plugin"
     assert name in sys.modules
 
 
@@ -489,9 +496,9 @@ def test_entry_points_are_scanned_once_and_only_when_needed(
     real = importlib.metadata.entry_points
     calls: list[dict[str, Any]] = []
 
-    def counting(**params: Any) -> importlib.metadata.EntryPoints:
-        calls.append(params)
-        return real(**params)
+    def counting(*, group: str) -> importlib.metadata.EntryPoints:
+        calls.append({"group": group})
+        return real(group=group)
 
     monkeypatch.setattr(importlib.metadata, "entry_points", counting)
     registry = AgentRegistry()
@@ -508,7 +515,7 @@ def test_broken_entry_point_names_its_origin(temp_modules: TempModules) -> None:
     temp_modules.install({"broken": "o8_module_that_is_not_there:Agent"})
     with pytest.raises(UnknownAgentError, match=r"agent 'broken': entry point broken = ") as caught:
         AgentRegistry().resolve("broken")
-    assert "could not be loaded: ModuleNotFoundError" in str(caught.value)
+    assert "could not be loaded: no module named 'o8_module_that_is_not_there'" in str(caught.value)
     assert isinstance(caught.value.__cause__, ModuleNotFoundError)
 
 

@@ -241,7 +241,7 @@ async def test_python_async_callable_object_is_awaited() -> None:
         ({}, "'callable' is required"),
         ({"callable": 5}, "must be a 'module:function' string"),
         ({"callable": "agent_fixtures"}, "not a 'module:attribute' path"),
-        ({"callable": "no_such_module_o8:f"}, "could not be imported"),
+        ({"callable": "no_such_module_o8:f"}, "no module named 'no_such_module_o8'"),
         ({"callable": "agent_fixtures:missing"}, "has no attribute 'missing'"),
         ({"callable": "agent_fixtures:NOT_AN_AGENT"}, "is a int, not a function"),
         ({"callable": "agent_fixtures:three_arguments"}, r"\(input\) or \(input, context\)"),

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import types
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import pytest
 import trio
 
 from orchestr8._cli import main
+from orchestr8._cli_progress import ProgressView
 from orchestr8._cli_support import CommandError, exit_code, find_execution, parse_inputs
-from orchestr8._cli_views import ProgressView, render_table
+from orchestr8._cli_views import render_table
 from orchestr8._events import EventFactory, EventType, ExecutionStatus
 from orchestr8._journal import ExecutionRecord, open_journal
 from orchestr8._results import ExecutionResult
@@ -79,6 +81,9 @@ def call(
     try:
         with (
             mock.patch.dict(os.environ, {**environ, **(env or {})}, clear=True),
+            # The console script's __main__, not pytest's (`python -m pytest` under coverage):
+            # click names the program after it in usage lines.
+            mock.patch.dict(sys.modules, {"__main__": types.ModuleType("__main__")}),
             redirect_stdout(stdout),
             redirect_stderr(stderr),
             pytest.raises(SystemExit) as exited,
@@ -95,7 +100,9 @@ def call(
 def environment(path: Path, **extra: str) -> dict[str, str]:
     """The subprocess environment: no colour, `path` importable, no inherited journal."""
     env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    env.update(PYTHONPATH=str(path), NO_COLOR="1", **extra)
+    # The code under test stays first on the path (a worktree's, when PYTHONPATH names one).
+    inherited = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env.update(PYTHONPATH=os.pathsep.join([*inherited, str(path)]), NO_COLOR="1", **extra)
     return env
 
 
@@ -272,7 +279,7 @@ def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> Non
         r"flaky\s+succeeded in \d+\.\d+s after 2 attempts",
         r"broken\s+failed \(1 attempt, \d+\.\d+s\): RetryableError: it broke",
         r"after\s+skipped \(a dependency failed: broken\)",
-        r"execution failed after .*it broke \(step broken\)",
+        r"execution failed after .*: step broken failed",
         r"resume it:  orchestr8 resume --journal j.db [0-9a-f]{32}",
     ]
     for pattern in expected:
@@ -417,9 +424,11 @@ def test_schema_prints_the_workflow_json_schema(tmp_path: Path) -> None:
 
 
 def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    """Importing the CLI loads none of trio, anyio, jsonschema, cattrs or sqlite3 itself."""
+    # Only what the import adds counts: a coverage tracer may have loaded sqlite3 before.
     probe = (
-        "import sys, orchestr8._cli; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "import sys; before = set(sys.modules); import orchestr8._cli; "
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
         "{'trio', 'anyio', 'jsonschema', 'cattrs', 'sqlite3'} or m.startswith('orchestr8.')))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -481,6 +490,47 @@ def test_inspect_refuses_a_limit_it_could_not_list(runs: dict[str, Any]) -> None
                 cwd=runs["root"])
     assert done.code == 1
     assert "'--limit': 9223372036854775808 is not in the range 1<=x<=100000" in done.stderr
+
+
+def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
+    tmp_path: Path,
+) -> None:
+    """A run's lock tells live from dead: running while its process lives, interrupted after."""
+    workflow = write_workflow(tmp_path / "nap.json", [
+        {"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}},
+    ])
+    journal = str(tmp_path / "j.db")
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal", journal],
+        cwd=tmp_path, env=environment(tmp_path), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            started = EXECUTION_LINE.search(process.stderr.readline())
+            assert started, "the run did not name its execution"
+            execution_id = started.group(1)
+            assert "started (agent sleep)" in process.stderr.readline()
+
+            def shown(*args: str) -> Any:
+                done = call("inspect", *args, "--json", "--journal", journal, cwd=tmp_path)
+                assert done.code == 0, done.stderr
+                return json.loads(done.stdout)
+
+            assert shown()[0]["status"] == "running"
+            assert shown(execution_id)["status"] == "running"
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert [item["status"] for item in shown()] == ["interrupted"]
+    assert shown(execution_id)["status"] == "interrupted"
+    assert [item["execution_id"] for item in shown("--status", "interrupted")] == [execution_id]
+    assert shown("--status", "running") == []
+    table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^status +interrupted$", table, re.MULTILINE)
+    assert f"`orchestr8 resume {execution_id}` continues it" in table
+    chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 
 
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
@@ -572,7 +622,9 @@ async def test_find_execution_accepts_unique_prefixes() -> None:
                 await find_execution(journal, unknown)
 
 
-async def test_progress_view_writes_one_line_per_transition() -> None:
+async def test_progress_view_writes_one_line_per_transition(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     factory = EventFactory("e1")
     events = [
         factory.create(EventType.STEP_STARTED, step_id="a", data={"agent": "echo"}),
@@ -662,3 +714,127 @@ def test_inspect_timeline_draws_attempts_and_retry_waits(tmp_path: Path) -> None
     assert "succeeded" in rows["after"]
     refused = call("inspect", "--timeline", "--journal", journal, cwd=tmp_path)
     assert refused.code == 1
+
+
+# -- secrets on run and resume --------------------------------------------------------------------
+
+KEYED_AGENT = '''
+import pathlib
+
+
+def check(input):
+    """Fail until the marker file exists; then tell whether the secrets arrived intact."""
+    if not pathlib.Path(input["marker"]).exists():
+        raise RuntimeError("the marker file is missing")
+    return {"key_ok": input["key"] == "cli-key-123456",
+            "token_ok": input["token"] == "tok-98765432"}
+'''
+
+
+def assert_never_stored(root: Path, *secrets: bytes) -> None:
+    """No file of the journal (database, WAL, shared memory) holds any of `secrets`."""
+    for path in root.glob("j.db*"):
+        stored = path.read_bytes()
+        for secret in secrets:
+            assert secret not in stored, (path, secret)
+
+
+def test_resume_takes_redacted_inputs_and_secrets_again(tmp_path: Path) -> None:
+    """Neither the api_key input nor the secret is journaled; resume asks for them by name."""
+    (tmp_path / "keyed.py").write_text(KEYED_AGENT)
+    marker = tmp_path / "marker"
+    workflow = write_workflow(tmp_path / "w.json", [
+        {"id": "call", "agent": {"id": "python", "config": {"callable": "keyed:check"}},
+         "input": {"marker": str(marker), "key": "${inputs.api_key}",
+                   "token": "${secrets.SVC}"}, "policy": no_retry()},
+    ], inputs={"type": "object", "properties": {"api_key": {"type": "string"}},
+               "required": ["api_key"]})
+    journal = tmp_path / "j.db"
+    env = environment(tmp_path, ORCHESTR8_JOURNAL=str(journal))
+    first = cli("run", str(workflow), "-i", "api_key=cli-key-123456", "--json", cwd=tmp_path,
+                env={**env, "ORCHESTR8_SECRET_SVC": "tok-98765432"})
+    assert first.returncode == 2, first.stderr
+    execution_id = json.loads(first.stdout)["execution_id"]
+    assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
+    marker.touch()
+
+    bare = cli("resume", execution_id, cwd=tmp_path, env=env)
+    assert bare.returncode == 1
+    assert bare.stderr == (
+        "error: invalid inputs:\n  $.inputs.api_key: the journal keeps this input redacted (its "
+        "key looks like a secret); supply it again to resume\n"
+        "give redacted inputs again with --input NAME=VALUE (or --inputs-file FILE)\n"
+    )
+    no_secret = cli("resume", execution_id, "-i", "api_key=cli-key-123456", cwd=tmp_path, env=env)
+    assert no_secret.returncode == 1
+    assert no_secret.stderr == (
+        "error: missing secret SVC: set ORCHESTR8_SECRET_SVC in the environment, or put them in "
+        "a secrets file\n"
+    )
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps({"SVC": "tok-98765432"}))
+    resumed = cli("resume", execution_id, "-i", "api_key=cli-key-123456", "--secrets-file",
+                  str(secrets_file), "--json", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"]["call"]["output"] == {
+        "key_ok": True, "token_ok": True
+    }
+    assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
+
+
+def test_an_unusable_secrets_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A secrets file that is not a JSON object of strings: exit 1, naming the option and file."""
+    workflow = write_workflow(tmp_path / "w.json", [{"id": "a", "agent": "echo"}])
+    (tmp_path / "s.json").write_text('{"A": 1}')
+    outcome = call("run", str(workflow), "--secrets-file", "s.json", cwd=tmp_path)
+    assert outcome.code == 1
+    assert outcome.stderr == (
+        "error: --secrets-file s.json: every secret must be a string; these are not: $.A\n"
+    )
+
+
+# -- the documentation ----------------------------------------------------------------------------
+
+CLI_DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+HELP_BLOCK = re.compile(r"```console\n\$ orchestr8 ((?:[\w-]+ )*)--help\n(.*?)```", re.DOTALL)
+
+
+def test_the_help_shown_in_the_docs_is_the_real_help(tmp_path: Path) -> None:
+    """Every `$ orchestr8 ... --help` block of docs/cli.md is what that command prints (80 cols)."""
+    blocks = HELP_BLOCK.findall(CLI_DOCS.read_text(encoding="utf-8"))
+    assert blocks, "docs/cli.md shows no --help output"
+    for words, shown in blocks:
+        done = call(*words.split(), "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+        assert done.code == 0, done.stderr
+        assert done.stdout == shown, f"orchestr8 {words}--help"
+
+
+def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> None:
+    """No command has an option that docs/cli.md does not mention (`agent serve`'s included)."""
+    import asyncclick as click
+
+    from orchestr8._cli import cli as command_line
+
+    assert call("--help", cwd=tmp_path).code == 0  # registers every command, as `main` does
+    docs = CLI_DOCS.read_text(encoding="utf-8")
+    missing = []
+    pending: list[tuple[str, click.Command]] = [("orchestr8", command_line)]
+    while pending:
+        path, command = pending.pop()
+        missing += [
+            f"{path} {option}" for parameter in command.params
+            if isinstance(parameter, click.Option)
+            for option in parameter.opts if option.startswith("--") and option not in docs
+        ]
+        if isinstance(command, click.Group):
+            pending += [(f"{path} {name}", child) for name, child in command.commands.items()]
+    assert missing == []
+
+
+
+def test_inspect_offers_every_status_a_view_shows() -> None:
+    """`inspect --status` accepts exactly the statuses the views show, `interrupted` included."""
+    from orchestr8._cli import _STATUSES
+    from orchestr8._liveness import SHOWN_STATUSES
+
+    assert _STATUSES == SHOWN_STATUSES

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import signal
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -395,7 +395,12 @@ async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_no
         context.record_usage(tokens=10**5000)
         return "unreachable"
 
-    agents = {"huge": huge, "colliding": colliding, "nan": nan_progress, "usage": huge_usage}
+    agents: dict[str, Callable[..., Awaitable[Any]]] = {
+        "huge": huge,
+        "colliding": colliding,
+        "nan": nan_progress,
+        "usage": huge_usage,
+    }
     async with open_runtime(agents=agents) as rt:
         handle = await rt.start(workflow(
             *({"id": name, "agent": name} for name in agents), fail_fast=False,

@@ -24,7 +24,12 @@ from test_cli import cli, environment, event_types
 from orchestr8._agents import AgentContext
 from orchestr8._errors import ExecutionStateError, NonRetryableError
 from orchestr8._events import EventType, ExecutionStatus
-from orchestr8._execution_lock import ExecutionLocks, lock_file_path, lock_offset
+from orchestr8._execution_lock import (
+    ExecutionLocks,
+    held_executions,
+    lock_file_path,
+    lock_offset,
+)
 from orchestr8._journal import open_journal
 from orchestr8._runtime import open_runtime
 
@@ -123,6 +128,31 @@ def record_failed_execution(journal: Path, flaky: Flaky) -> None:
 
 
 # -- ExecutionLocks -------------------------------------------------------------------------------
+
+
+def test_held_executions_reads_locks_without_taking_them(tmp_path: Path) -> None:
+    """Held here or by another process counts; a dead holder does not; asking takes nothing."""
+    journal = tmp_path / "journal.db"
+    assert held_executions(journal, [EXECUTION_ID]) == frozenset()  # no lock file yet
+    locks = ExecutionLocks(journal)
+    try:
+        assert locks.acquire("b" * 32)
+        with other_process(journal, EXECUTION_ID) as process:
+            assert verdict(process) == "locked"
+            assert held_executions(journal, [EXECUTION_ID, "b" * 32, "c" * 32]) == {
+                EXECUTION_ID, "b" * 32,
+            }
+        # The other process ended (its locks went with it), and this one's asking took none.
+        assert held_executions(journal, [EXECUTION_ID, "c" * 32]) == frozenset()
+        assert try_from_another_process(journal, "c" * 32) == "locked"
+    finally:
+        locks.close()
+    assert held_executions(journal, ["b" * 32]) == frozenset()
+    with other_process(journal, EXECUTION_ID) as process:
+        assert verdict(process) == "locked"
+        # Asked from a process with no lock file open: it opens one for the question only.
+        assert held_executions(journal, [EXECUTION_ID]) == {EXECUTION_ID}
+        assert try_from_another_process(journal, EXECUTION_ID) == "refused"
 
 
 def test_the_lock_file_sits_next_to_the_journal(tmp_path: Path) -> None:

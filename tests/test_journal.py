@@ -8,10 +8,11 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, closing
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hypothesis import example, given, settings
@@ -294,7 +295,7 @@ async def main(path):
                 seq += 1
                 data = {"n": seq}
                 await journal.append(Event("run-1", seq, "ts", seq, "step.progress", "s", 1, data))
-            if seq == 2000:
+            if seq % 2000 == 0:
                 await journal.flush()
                 print(seq, flush=True)
 
@@ -309,23 +310,25 @@ async def test_a_killed_writer_leaves_a_consistent_prefix(tmp_path: Path) -> Non
         [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, cwd=ROOT
     )
     assert process.stdout is not None
-    line = b""
+    output = b""
     with trio.fail_after(15):
-        while not line.endswith(b"\n"):
+        # The second flush proves events beyond the first one were appended; the writer goes on
+        # appending without pause, so the kill lands among appends.
+        while output.count(b"\n") < 2:
             chunk = await process.stdout.receive_some()
-            assert chunk, "the writer exited before flushing"
-            line += chunk
-        await trio.sleep(0.2)
+            assert chunk, "the writer exited before flushing twice"
+            output += chunk
         process.kill()
         await process.wait()
     await process.stdout.aclose()
     assert process.returncode == -9
-    flushed = int(line)
+    first, second = (int(line) for line in output.splitlines()[:2])
+    assert (first, second) == (2000, 4000)
     async with open_journal(path) as journal:
         events = await journal.events("run-1")
     assert [one.seq for one in events] == list(range(1, len(events) + 1))
     assert [one.data["n"] for one in events] == [one.seq for one in events]
-    assert len(events) > flushed
+    assert len(events) >= second > first
 
 
 async def test_execution_rows_follow_status_events(opener: Opener) -> None:
@@ -374,7 +377,7 @@ async def test_lone_surrogates_in_json_values_are_stored_and_read_back(
     opener: Opener, tmp_path: Path
 ) -> None:
     """Inputs and event data holding lone surrogates round-trip, stored as valid UTF-8 text."""
-    data = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
+    data: dict[str, Any] = {"output": "x\ud800y", "k\udc80": ["\udfff", "é\ud83d"]}
     async with opener() as journal:
         await journal.create_execution(record(inputs={"q": "a\ud800"}))
         await journal.append(event(1, **data))
@@ -543,6 +546,93 @@ async def test_idempotency_key_finds_and_deduplicates(opener: Opener) -> None:
             await journal.get_execution("run-2")
 
 
+async def test_an_execution_is_created_with_its_first_event_in_one_transaction(
+    opener: Opener,
+) -> None:
+    """`create_or_find` with `first_event` commits both: the execution is recorded as started."""
+    started = event(1, EventType.EXECUTION_STARTED)
+    async with opener() as journal:
+        _, created = await journal.create_or_find(record(), first_event=started)
+        assert created
+        assert await journal.events("run-1") == [started]
+        assert (await journal.get_execution("run-1")).status is ExecutionStatus.RUNNING
+        await journal.append(event(2))
+        await journal.flush()
+        assert await journal.last_seq("run-1") == 2
+
+
+async def test_a_first_event_that_cannot_be_stored_refuses_the_whole_create(
+    opener: Opener,
+) -> None:
+    """A first event that is not JSON leaves neither the execution nor the event; no failure."""
+    broken = event(1, EventType.EXECUTION_STARTED, value=float("nan"))
+    async with opener() as journal:
+        with pytest.raises(JournalError, match="'run-1' cannot be stored"):
+            await journal.create_or_find(record(), first_event=broken)
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("run-1")
+        assert not journal.statistics().failed
+
+
+async def test_a_first_event_must_be_seq_one_of_its_execution(opener: Opener) -> None:
+    """Another execution's event, or a later seq, is refused before anything is queued."""
+    async with opener() as journal:
+        for wrong in (event(2), event(1, execution_id="run-2")):
+            with pytest.raises(ValueError, match="the first event must be seq 1"):
+                await journal.create_or_find(record(), first_event=wrong)
+        assert journal.statistics().items_queued == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_rolled_back_batch_leaves_no_execution_without_its_first_event(
+    kind: str, tmp_path: Path
+) -> None:
+    """A batch that fails after a create writes neither the execution nor its first event."""
+    store: Any = Store.open_file(tmp_path / "journal.db") if kind == "sqlite" else MemoryStore()
+    started = event(1, EventType.EXECUTION_STARTED)
+    no_ts: Any = None
+    unstorable = attrs.evolve(event(2), ts=no_ts)
+    outcome = store.write_batch([CreateRequest(record(), first_event=started), unstorable])
+    assert "NOT NULL constraint failed" in str(outcome.failure)
+    assert store.load_execution("run-1") is None
+    assert store.load_events("run-1", 0, None) is None
+    store.close()
+
+
+async def test_a_failed_journal_says_why_and_reopen_makes_it_take_work_again(
+    opener: Opener,
+) -> None:
+    """After a failure, `trouble` names it; `reopen` clears it, keeping what was committed."""
+    async with opener() as journal:
+        assert journal.trouble() is None
+        await journal.create_execution(record())
+        await journal.append(event(1))
+        await journal.flush()
+        await journal.append(event(1, execution_id="ghost"))
+        with pytest.raises(JournalError):
+            await journal.flush()
+        assert journal.trouble() == (
+            "the journal failed: event seq 1 (step.progress) of execution 'ghost': no such "
+            "execution (record it first)"
+        )
+        statistics = journal.statistics()
+        assert statistics.failed
+        assert statistics.failure is not None
+        assert "'ghost'" in statistics.failure
+        await journal.reopen()
+        assert journal.trouble() is None
+        assert not journal.statistics().failed
+        await journal.append(event(2))
+        await journal.create_execution(record("run-2"))
+        await journal.flush()
+        assert [one.seq for one in await journal.events("run-1")] == [1, 2]
+        await journal.reopen()
+        assert journal.trouble() is None
+    assert journal.closed
+    with pytest.raises(JournalError, match="the journal is closed"):
+        await journal.reopen()
+
+
 async def test_a_duplicate_execution_id_is_refused_without_failing(opener: Opener) -> None:
     """Creating an existing id raises JournalError for that call; the journal keeps working."""
     async with opener() as journal:
@@ -580,24 +670,28 @@ async def test_a_file_that_is_not_sqlite_is_reported(tmp_path: Path) -> None:
     assert path.read_text().startswith("hello")
 
 
+def write_database(path: Path, *statements: str) -> None:
+    """Run `statements` on the SQLite file at `path`, commit, and close the connection."""
+    # A connection's `with` commits but does not close: closing() does, so none is left to GC.
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
 async def test_other_sqlite_databases_and_newer_schemas_are_refused(tmp_path: Path) -> None:
     """Another application's SQLite database, or a newer journal schema, raises JournalError."""
     foreign = tmp_path / "foreign.db"
-    with sqlite3.connect(foreign) as connection:
-        connection.execute("CREATE TABLE customers (name)")
+    write_database(foreign, "CREATE TABLE customers (name)")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(foreign):
             pass
     versioned = tmp_path / "versioned.db"
-    with sqlite3.connect(versioned) as connection:
-        connection.execute("PRAGMA user_version = 3")
+    write_database(versioned, "PRAGMA user_version = 3")
     with pytest.raises(JournalError, match="not an orchestr8 journal"):
         async with open_journal(versioned):
             pass
     newer = tmp_path / "newer.db"
-    with sqlite3.connect(newer) as connection:
-        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        connection.execute("PRAGMA user_version = 99")
+    write_database(newer, f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="schema version 99"):
         async with open_journal(newer):
             pass
@@ -746,7 +840,7 @@ async def test_the_memory_store_knows_the_sqlite_not_null_columns(tmp_path: Path
 
 _IDS = ["a", "b", "é", "\U0001d11e"]
 _STAMPS = ["2025-01-01T00:00:00.000Z", "2025-01-01T00:00:01.000Z", "2025-01-01T00:00:0\xe9"]
-_BAD_RECORDS = {
+_BAD_RECORDS: dict[str, dict[str, Any]] = {
     "nan": {"inputs": {"x": float("nan")}},
     "no-inputs": {"inputs": None},
     "no-workflow": {"workflow": None},
@@ -774,6 +868,7 @@ create_operations = st.tuples(
     st.sampled_from([None, None, "k1", "k2"]),
     st.sampled_from(_STAMPS),
     st.sampled_from(["ok", "ok", "ok", *_BAD_RECORDS]),
+    st.sampled_from([None, None, (0, TS), (1, TS), (4, TS), (0, None)]),
 )
 event_operations = st.tuples(
     st.just("event"),
@@ -791,7 +886,7 @@ def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list
     numbered: dict[str, int] = {}
     for operation in operations:
         if operation[0] == "create":
-            _, execution_id, key, stamp, kind = operation
+            _, execution_id, key, stamp, kind, first = operation
             fields = {
                 "execution_id": execution_id,
                 "workflow_name": "wf",
@@ -800,7 +895,13 @@ def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list
                 "created_at": stamp,
                 **_BAD_RECORDS.get(kind, {}),
             }
-            items.append(CreateRequest(ExecutionRecord(**fields)))
+            first_event = None
+            if first is not None:
+                data, ts = first
+                first_event = Event(execution_id, 1, ts, 0.0, "execution.started", None, None,
+                                    _DATA[data])
+                numbered[execution_id] = 1
+            items.append(CreateRequest(ExecutionRecord(**fields), first_event=first_event))
         else:
             _, execution_id, delta, kind, data, ts = operation
             last = numbered.get(execution_id, memory.load_last_seq(execution_id) or 0)
@@ -834,8 +935,10 @@ def _snapshot(store: Any) -> list[Any]:
     return seen
 
 
-def _create(execution_id: str, key: str | None = None, kind: str = "ok") -> tuple[Any, ...]:
-    return ("create", execution_id, key, _STAMPS[1], kind)
+def _create(
+    execution_id: str, key: str | None = None, kind: str = "ok", first: Any = None
+) -> tuple[Any, ...]:
+    return ("create", execution_id, key, _STAMPS[1], kind, first)
 
 
 def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS) -> tuple[Any, ...]:
@@ -856,6 +959,11 @@ def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS)
 @example(  # SQLite refuses a NULL ts only at the batch's end: a bad record after it speaks first.
     batches=[[_append("a", "x", ts=None), _append("a", "x"), _create("c", kind="no-inputs")]]
 )
+@example(  # A first event is written with its record, or neither is: a NULL ts undoes both.
+    batches=[[_create("c", first=(0, TS)), _append("c", "x")],
+             [_create("d", first=(0, None)), _create("e", kind="no-inputs")],
+             [_create("f", first=(4, TS))]]
+)
 @given(
     batches=st.lists(
         st.lists(create_operations | event_operations | event_operations, max_size=8), max_size=6
@@ -872,7 +980,9 @@ def test_the_memory_store_behaves_like_the_sqlite_store(
     """
     sqlite_store = Store.open_memory()
     memory = MemoryStore()
-    opening = [("create", execution_id, None, _STAMPS[0], "ok") for execution_id in _IDS[:2]]
+    opening = [
+        ("create", execution_id, None, _STAMPS[0], "ok", None) for execution_id in _IDS[:2]
+    ]
     try:
         for operations in [opening, *batches]:
             items = _store_items(memory, operations)

@@ -279,7 +279,7 @@ async def test_a_probe_refused_by_the_bulkhead_frees_its_breaker_permit(
         assert breaker.statistics().probes_in_flight == 0
         release.set()
     assert await call_with_policy(echo_attempt, policy(), breaker=breaker, bulkhead=bulkhead) == 1
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.statistics().state is BreakerState.CLOSED
 
 
 async def test_a_rate_limited_attempt_is_retried_after_retry_after(

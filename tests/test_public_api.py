@@ -46,6 +46,14 @@ def test_actor_runtime_is_public() -> None:
     assert runtime <= set(orchestr8.__all__)
 
 
+def test_secrets_are_public() -> None:
+    """Embedders pass `Secrets` to `open_runtime` and catch the secret errors."""
+    assert {"MissingSecretError", "SecretError", "Secrets", "SecretsFileError"} <= set(
+        orchestr8.__all__
+    )
+    assert issubclass(orchestr8.MissingSecretError, orchestr8.SecretError)
+
+
 def test_unknown_attribute_raises_attribute_error() -> None:
     """Asking the package for a name it does not export raises AttributeError."""
     with pytest.raises(AttributeError, match="no_such_name"):
@@ -59,3 +67,19 @@ def test_from_import_star_gives_all() -> None:
     namespace.pop("__builtins__")
     assert sorted(namespace) == sorted(orchestr8.__all__)
     assert importlib.import_module("orchestr8") is orchestr8
+
+
+def test_code_in_the_docs_uses_public_names_only() -> None:
+    """Examples and commands in docs/*.md never reach into private modules (`orchestr8._x`)."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    private = [
+        f"{page.name}: {line.strip()}"
+        for page in sorted(docs.glob("*.md"))
+        for block in re.findall(r"```\w*\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+        for line in block.splitlines()
+        if re.search(r"\borchestr8\._|^\s*from \.", line)
+    ]
+    assert private == []

@@ -5,9 +5,11 @@ Time-dependent tests run on pytest-trio's `autojump_clock`, so virtual times are
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -578,13 +580,33 @@ def test_the_python_callables_live_in_this_module() -> None:
     assert importlib.import_module(__name__).CALLS is CALLS
 
 
+async def test_a_started_execution_is_durable_with_its_started_event_when_start_returns(
+    tmp_path: Path,
+) -> None:
+    """What a crash right after `start` returns leaves: the execution and its execution.started."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        handles = [await runtime.start(workflow(sleep("wait", 0))) for _ in range(5)]
+        # Read the file as another process would, with no await in between: what is committed.
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            rows = connection.execute(
+                "SELECT e.execution_id, (SELECT type FROM events WHERE execution_id ="
+                " e.execution_id AND seq = 1) FROM executions AS e"
+            ).fetchall()
+        for handle in handles:
+            await handle.wait()
+    assert sorted(rows) == sorted(
+        (handle.execution_id, EventType.EXECUTION_STARTED) for handle in handles
+    )
+
+
 # -- a failing journal ----------------------------------------------------------------------------
 
 
 async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The journal failing stops the run at once (quiet steps too, within the grace), not later."""
+    """The journal failing stops the run at once, quiet steps too: no grace, nothing recordable."""
     stopped_at: list[float] = []
 
     async def scenario() -> None:
@@ -616,7 +638,7 @@ async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
 
     with pytest.raises(JournalError, match="no such execution"):
         await scenario()
-    assert stopped_at == [3.0]
+    assert stopped_at == [1.0]
 
 
 def _corrupting_agent(journal: Any) -> Any:

@@ -221,6 +221,19 @@ def test_create_agent_refuses_to_overwrite(project: Path, monkeypatch: pytest.Mo
     assert (project / "pyproject.toml").read_text() == pyproject
 
 
+def test_create_agent_refusing_existing_files_advises_no_option_it_lacks(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `create agent NAME` lists the files it will not overwrite; no `--force` advice."""
+    assert call("create", "agent", "web_search", cwd=project, monkeypatch=monkeypatch).code == 0
+    refused = call("create", "agent", "web_search", cwd=project, monkeypatch=monkeypatch)
+    assert refused.code == 1
+    assert "refusing to overwrite" in refused.stderr
+    assert "tests/test_web_search.py" in refused.stderr
+    assert "--force" not in refused.stderr
+    assert "choose another agent name, or move them out of the way" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

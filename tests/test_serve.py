@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +23,7 @@ import trio
 import trio_websocket
 
 from orchestr8 import Runtime, open_runtime
+from orchestr8._journal import open_journal
 from orchestr8._serve import (
     InsecureBindError,
     check_bind,
@@ -56,12 +60,15 @@ async def receive_until_closed(
     socket: trio_websocket.WebSocketConnection,
 ) -> tuple[list[dict[str, Any]], trio_websocket.CloseReason]:
     """Read events until the server closes the socket; return them and the close reason."""
-    events = []
+    events: list[dict[str, Any]] = []
     while True:
         try:
             events.append(json.loads(await socket.get_message()))
         except trio_websocket.ConnectionClosed as closed:
-            return events, closed.reason
+            reason = closed.reason
+            break
+    assert reason is not None, "the socket closed without a close reason"
+    return events, reason
 
 
 async def test_serve_reports_its_url_and_port_0_picks_a_free_port(runtime: Runtime) -> None:
@@ -261,3 +268,53 @@ async def test_the_websocket_client_example_follows_a_workflow_to_its_output(
     assert lines[0].startswith("execution ")
     assert lines[1].endswith("execution.started")
     assert lines[-2:] == ["closed: 1000 execution.succeeded", 'output: {"message": "Hello, Ada!"}']
+
+
+class Announcements(StringIO):
+    """The service's `out`: `ready` is set once it has printed the URL it serves on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = trio.Event()
+
+    def flush(self) -> None:
+        """Flush, and note when the URL is out."""
+        super().flush()
+        if "serving on " in self.getvalue():
+            self.ready.set()
+
+
+async def test_sigterm_after_a_journal_failure_still_stops_in_order_with_exit_0(
+    tmp_path: Path,
+) -> None:
+    """A service whose journal failed says so on /health and, asked to stop, exits 0."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path):
+        pass
+    with sqlite3.connect(path) as connection:
+        # A real write error the journal cannot foresee, as a full disk would give.
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events"
+                           " BEGIN SELECT RAISE(FAIL, 'no space left for events'); END")
+    connection.close()
+    out, err = Announcements(), StringIO()
+    codes: list[int] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            codes.append(await run_service(port=0, journal=str(path), out=out, err=err))
+
+        nursery.start_soon(run)
+        await out.ready.wait()
+        url = out.getvalue().split("serving on ")[1].strip()
+        async with httpx.AsyncClient(base_url=url) as http:
+            refused = await http.post("/workflows/execute", json={"workflow": {
+                "schema_version": "1.0", "name": "w", "steps": [{"id": "a", "agent": "echo"}]}})
+            health = await http.get("/health")
+        assert refused.status_code == 503
+        assert health.status_code == 503
+        assert health.json()["status"] == "degraded"
+        assert "no space left for events" in health.json()["reason"]
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert codes == [0]
+    assert "Traceback" not in err.getvalue()
+    assert err.getvalue().endswith("stay resumable\n") or err.getvalue().endswith("saved\n")

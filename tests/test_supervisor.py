@@ -537,8 +537,9 @@ async def test_restart_backoff_delays_restarts(autojump_clock: trio.testing.Mock
     bus = EventBus()
     backoff = RestartBackoff(min_delay=1, max_delay=3, multiplier=2, jitter=0)
     async with bus.subscribe() as events:
-        options = {"max_restarts": 10, "within": 100, "restart_backoff": backoff, "bus": bus}
-        async with open_supervisor(**options) as sup:
+        async with open_supervisor(
+            max_restarts=10, within=100, restart_backoff=backoff, bus=bus
+        ) as sup:
             ref = await sup.spawn(workers("a", []), name="a")
             for _ in range(4):
                 await ref.tell(Boom())

@@ -157,21 +157,39 @@ async def test_the_cancel_grace_bounds_a_blocked_sync_agent(
     assert terminal(events) == (EventType.EXECUTION_CANCELLED, 2.0)
 
 
+POOL_FULL = threading.Event()
+"""Set once `DEFAULT_SYNC_WORKERS` calls of `count_then_block` are blocked at the same time."""
+_blocked_calls: list[int] = []
+_blocked_lock = threading.Lock()
+
+
+def count_then_block(input: Any) -> Any:
+    """Count this call (setting POOL_FULL when the pool is full), then block until released."""
+    with _blocked_lock:
+        _blocked_calls.append(1)
+        if len(_blocked_calls) == DEFAULT_SYNC_WORKERS:
+            POOL_FULL.set()
+    if not agent_fixtures.RELEASE.wait(timeout=10):
+        raise TimeoutError("RELEASE was never set")
+    return input
+
+
 async def test_blocked_sync_agents_never_starve_the_runtime(
     tmp_path: Path, release: threading.Event
 ) -> None:
     """100 sync steps blocked on an event: an echo workflow still runs to its end meanwhile."""
-    blocked = document(*({"id": f"b{index}", "agent": BLOCKING} for index in range(100)),
+    POOL_FULL.clear()
+    _blocked_calls.clear()
+    agent = {"id": "python", "config": {"callable": f"{__name__}:count_then_block"}}
+    blocked = document(*({"id": f"b{index}", "agent": agent} for index in range(100)),
                        strategy="parallel")
     echo = document({"id": "e", "agent": "echo", "input": {"said": "hello"}},
                     output={"said": "${steps.e.output.said}"})
     async with open_runtime(journal=tmp_path / "journal.db") as runtime:
         slow = await runtime.start(blocked)
-        await trio.to_thread.run_sync(agent_fixtures.STARTED.wait)
-        await trio.testing.wait_all_tasks_blocked()
+        await trio.to_thread.run_sync(POOL_FULL.wait)
         # The blocked steps fill their own pool and leave trio's default one to the runtime.
         assert runtime.sync_limiter.borrowed_tokens == DEFAULT_SYNC_WORKERS
-        assert runtime.sync_limiter.statistics().tasks_waiting == 100 - DEFAULT_SYNC_WORKERS
         assert trio.to_thread.current_default_thread_limiter().available_tokens > 0
         quick = await runtime.start(echo)
         assert (await quick.wait()).output == {"said": "hello"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,11 +23,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import Attributes, AttributeValue
 
-from orchestr8 import AgentContext, run_workflow
+from orchestr8 import AgentContext, open_runtime, run_workflow
 from orchestr8._breaker import BreakerState, BreakerTransition
 from orchestr8._logging import current_log_context, log_context
+from orchestr8._prometheus import DURATION_BUCKETS
 from orchestr8._redaction import Redactor, set_default_redactor
 from orchestr8._telemetry import (
     BREAKER_STATE,
@@ -63,15 +67,18 @@ class Otel:
     def named(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.finished() if span.name == name]
 
-    def points(self, name: str) -> list[Any]:
+    def metrics(self, name: str) -> list[Any]:
         data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
+        return [
+            metric
+            for resource in (data.resource_metrics if data else ())
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+        ]
+
+    def points(self, name: str) -> list[Any]:
+        return [point for metric in self.metrics(name) for point in metric.data.data_points]
 
 
 @pytest.fixture
@@ -120,8 +127,9 @@ def test_nothing_records_without_a_provider() -> None:
         record_breaker_transition(None, BreakerTransition("k", BreakerState.CLOSED,
                                                           BreakerState.OPEN, 1.0, "x"))
     assert current_log_context() == {}
-    assert tracer() is not None
-    assert meter() is not None
+    # The scope's tracer and meter are then the API's own, which record nothing.
+    assert not tracer().start_span("probe").is_recording()
+    assert type(meter()).__module__.startswith("opentelemetry.metrics")
 
 
 def test_importing_orchestr8_does_not_import_opentelemetry() -> None:
@@ -240,6 +248,7 @@ async def test_a_deadline_is_a_timeout_and_a_cancel_is_not(
     assert cancelled.attributes["attempt.outcome"] == "cancelled"
     assert cancelled.status.status_code is StatusCode.UNSET
     assert [event.name for event in cancelled.events] == ["cancelled"]
+    assert cancelled.events[0].attributes == {"exception.type": "trio.Cancelled"}
 
 
 async def test_retry_span_takes_the_step_ids_from_the_log_context(
@@ -310,9 +319,208 @@ def test_execution_result(otel: Otel, redactor: Redactor) -> None:
     assert bad.status.description == "AgentError: token ***"
 
 
+class QuotaExceededError(Exception):
+    """An agent's own error, defined outside orchestr8, to check fully qualified types."""
+
+
+async def over_quota(input: Any, context: AgentContext) -> Any:
+    """An agent whose every call fails with its own error, carrying a secret in the message."""
+    raise QuotaExceededError(f"quota used up for {SECRET}")
+
+
+def exception_event(span: ReadableSpan) -> dict[str, Any]:
+    """The attributes of the span's one `exception` event."""
+    [event] = [event for event in span.events if event.name == "exception"]
+    return dict(event.attributes or {})
+
+
+async def test_a_failed_execution_records_its_step_error_with_type_and_stacktrace(
+    otel: Otel, redactor: Redactor
+) -> None:
+    """The execution span's exception event has the agent error's qualified type and stacktrace."""
+    workflow = {
+        "schema_version": "1.0", "name": "quota",
+        "steps": [{"id": "call", "agent": "quota", "input": 1,
+                   "policy": {"retry": {"max_attempts": 1}}}],
+    }
+    result = await run_workflow(workflow, agents={"quota": over_quota})
+    assert result.status == "failed"
+    [execution] = otel.named("orchestrator.execute")
+    qualified = f"{QuotaExceededError.__module__}.QuotaExceededError"
+    event = exception_event(execution)
+    assert event["exception.type"] == qualified
+    assert execution.attributes is not None
+    assert execution.attributes["error.type"] == qualified
+    assert event["exception.message"] == "quota used up for ***"
+    stack = str(event["exception.stacktrace"])
+    assert stack.startswith("Traceback (most recent call last):")
+    assert "in over_quota" in stack
+    assert stack.rstrip().endswith(f"{qualified}: quota used up for ***")
+    assert SECRET not in stack
+    assert execution.status.description == f"{qualified}: quota used up for ***"
+
+
+async def test_a_finished_execution_lets_go_of_the_exceptions_it_recorded(otel: Otel) -> None:
+    """Once the span has the step's error, the run holds neither it nor its traceback's frames."""
+    raised: list[weakref.ref[BaseException]] = []
+
+    async def failing(input: Any, context: AgentContext) -> Any:
+        error = QuotaExceededError("no quota")
+        raised.append(weakref.ref(error))
+        raise error
+
+    workflow = {
+        "schema_version": "1.0", "name": "quota",
+        "steps": [{"id": "call", "agent": "quota", "input": 1,
+                   "policy": {"retry": {"max_attempts": 1}}}],
+    }
+    async with open_runtime(agents={"quota": failing}) as runtime:
+        handle = await runtime.start(workflow)
+        result = await handle.wait()
+        assert result.status == "failed"
+        gc.collect()
+        [error] = raised
+        assert error() is None
+    assert exception_event(otel.named("orchestrator.execute")[0])["exception.message"] == "no quota"
+
+
+async def test_a_timed_out_execution_records_the_timeout_error(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An execution past its timeout records `orchestr8._errors.ExecutionTimeoutError`."""
+    workflow = {
+        "schema_version": "1.0", "name": "slow", "timeout": 1.0,
+        "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 5}}],
+    }
+    result = await run_workflow(workflow)
+    assert result.status == "failed"
+    [execution] = otel.named("orchestrator.execute")
+    event = exception_event(execution)
+    assert event["exception.type"] == "orchestr8._errors.ExecutionTimeoutError"
+    assert execution.attributes is not None
+    assert execution.attributes["error.type"] == event["exception.type"]
+    assert "ExecutionTimeoutError: the execution ran past its timeout of 1.0 s" in str(
+        event["exception.stacktrace"]
+    )
+
+
+async def test_error_type_is_the_exception_type_on_every_failed_span(
+    otel: Otel, redactor: Redactor
+) -> None:
+    """`error.type` equals the exception event's `exception.type`, qualified or builtin."""
+    with execution_span("wf", "e1") as root:
+        with pytest.raises(QuotaExceededError), attempt_span("s", "quota", 1):
+            raise QuotaExceededError("no")
+        record_error(root, KeyError("k"))
+    with execution_span("wf", "e2") as second:
+        record_execution_result(second, "failed", {"type": "AgentError", "message": "m"})
+    spans = otel.named("agent.run") + otel.named("orchestrator.execute")
+    types = []
+    for span in spans:
+        assert span.attributes is not None
+        events = [event for event in span.events if event.name == "exception"]
+        assert events
+        assert all(event.attributes is not None for event in events)
+        assert span.attributes["error.type"] == events[-1].attributes["exception.type"]  # type: ignore[index]
+        types.append(span.attributes["error.type"])
+    assert types == [f"{QuotaExceededError.__module__}.QuotaExceededError", "KeyError",
+                     "AgentError"]
+
+
+async def test_rejected_attempts_are_events_on_the_execution_span(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Attempts refused by a breaker, a bulkhead or a rate limiter are named span events."""
+    once = {"retry": {"max_attempts": 1}}
+    pool = {**once, "key": "pool", "bulkhead": {"max_concurrent": 1, "max_wait": 0}}
+    quota = {**once, "key": "quota", "rate_limit": {"rate": 1.0, "burst": 1, "max_wait": 0}}
+    workflow = {
+        "schema_version": "1.0", "name": "guarded", "strategy": "parallel", "fail_fast": False,
+        "steps": [
+            {"id": "tripped", "agent": "fail", "input": 1,
+             "policy": {"retry": {"max_attempts": 2, "initial_delay": 1.0, "jitter": "none"},
+                        "circuit_breaker": {"failure_threshold": 1, "reset_timeout": 60.0,
+                                            "half_open_requests": 1}}},
+            {"id": "holder", "agent": "sleep", "input": {"seconds": 5}, "policy": pool},
+            {"id": "crowded", "agent": "sleep", "input": {"seconds": 5}, "policy": pool},
+            {"id": "first", "agent": "echo", "input": 1, "policy": quota},
+            {"id": "second", "agent": "echo", "input": 2, "policy": quota},
+        ],
+    }
+    result = await run_workflow(workflow)
+    assert result.status == "failed"
+    [execution] = otel.named("orchestrator.execute")
+    rejected = {
+        str(event.attributes["rejection.by"]): (event.name, dict(event.attributes))
+        for event in execution.events
+        if event.attributes is not None and "rejection.by" in event.attributes
+    }
+    assert set(rejected) == {"circuit_breaker", "bulkhead", "rate_limiter"}
+    name, breaker = rejected["circuit_breaker"]
+    assert name == "breaker.rejected"
+    assert breaker["step.id"] == "tripped"
+    assert breaker["agent.id"] == "fail"
+    assert breaker["attempt"] == 2
+    assert breaker["error.type"] == "orchestr8._errors.CircuitOpenError"
+    assert breaker["rejection.retry_after"] == pytest.approx(59.0)
+    assert "open" in str(breaker["rejection.message"])
+    name, bulkhead = rejected["bulkhead"]
+    assert name == "attempt.rejected"
+    assert bulkhead["step.id"] in {"holder", "crowded"}
+    assert bulkhead["attempt"] == 1
+    assert bulkhead["error.type"] == "orchestr8._errors.BulkheadFullError"
+    assert "rejection.retry_after" not in bulkhead
+    name, limited = rejected["rate_limiter"]
+    assert name == "attempt.rejected"
+    assert limited["step.id"] in {"first", "second"}
+    assert limited["error.type"] == "orchestr8._errors.RateLimitedError"
+    assert limited["rejection.retry_after"] == pytest.approx(1.0)
+    journaled = {step.error["type"] for step in result.steps.values() if step.error}
+    assert journaled == {"CircuitOpenError", "BulkheadFullError", "RateLimitedError"}
+
+
+async def test_rejections_cost_nothing_when_nothing_traces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without a provider a rejected attempt is journaled as before, and records no span event."""
+    assert not tracing_enabled()
+    policy = {"retry": {"max_attempts": 1}, "bulkhead": {"max_concurrent": 1, "max_wait": 0}}
+    workflow = {
+        "schema_version": "1.0", "name": "untraced", "strategy": "parallel", "fail_fast": False,
+        "steps": [{"id": name, "agent": "sleep", "input": {"seconds": 1}, "policy": policy}
+                  for name in ("a", "b")],
+    }
+    result = await run_workflow(workflow)
+    statuses = sorted(str(step.status) for step in result.steps.values())
+    assert statuses == ["failed", "succeeded"]
+
+
+class WatchedSpan(trace.NonRecordingSpan):
+    """A span that records nothing and notes every write made to it anyway."""
+
+    def __init__(self) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self.writes: list[str] = []
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.writes.append(f"attribute {key}")
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        self.writes.append(f"event {name}")
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.writes.append("status")
+
+
 def test_record_error_on_a_non_recording_span_is_harmless() -> None:
-    record_error(trace.INVALID_SPAN, ValueError("x"))
-    record_execution_result(trace.INVALID_SPAN, "failed", ValueError("x"))
+    """Errors and results given to a span that does not record are not even written to it."""
+    span = WatchedSpan()
+    record_error(span, ValueError("x"))
+    record_error(span, {"type": "AgentError", "message": "x"})
+    record_execution_result(span, "failed", ValueError("x"))
+    assert span.writes == []
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -351,8 +559,8 @@ def test_engine_metrics(otel: Otel) -> None:
         for point in otel.points(STEP_DURATION)
     }
     assert durations == {
-        ("a", "succeeded"): (2, 1000.0), ("b", "failed"): (1, 2000.0),
-        ("c", "cancelled"): (1, 500.0),
+        ("a", "succeeded"): (2, 1.0), ("b", "failed"): (1, 2.0),
+        ("c", "cancelled"): (1, 0.5),
     }
     breakers = {
         point.attributes["breaker.key"]: point.value for point in otel.points(BREAKER_STATE)
@@ -360,12 +568,41 @@ def test_engine_metrics(otel: Otel) -> None:
     assert breakers == {"llm": 2, "http": 1}
 
 
+def test_step_durations_are_seconds_in_the_buckets_of_the_metrics_endpoint(otel: Otel) -> None:
+    """`orchestr8.step.duration` has unit `s` and the explicit buckets `/metrics` uses."""
+    engine_metrics().step_finished("wf", "long", "sleep", "succeeded", 45.0)
+    [metric] = otel.metrics(STEP_DURATION)
+    assert metric.unit == "s"
+    [point] = metric.data.data_points
+    assert point.sum == 45.0
+    assert tuple(point.explicit_bounds) == DURATION_BUCKETS
+    # 45 s falls between the 30 s and 60 s bounds: the SDK's default buckets stop at 10 s.
+    assert point.bucket_counts[DURATION_BUCKETS.index(60.0)] == 1
+    assert sum(point.bucket_counts) == 1
+
+
 def test_metrics_are_no_ops_without_a_provider() -> None:
+    """Instruments made while no provider is set record nothing, even once one is set."""
     metrics = EngineMetrics(meter())
     metrics.execution_started("wf")
     metrics.step_finished("wf", "a", "echo", "succeeded", 0.1)
     metrics.retry_scheduled("wf", "a", "echo")
     metrics.execution_finished("wf")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    use_providers(None, provider)
+    try:
+        metrics.step_finished("wf", "b", "echo", "failed", 0.1)
+        data = reader.get_metrics_data()
+        assert data is None or not data.resource_metrics
+        EngineMetrics(meter()).step_finished("wf", "c", "echo", "failed", 0.1)
+        data = reader.get_metrics_data()
+        assert data is not None
+        [scope] = data.resource_metrics[0].scope_metrics
+        assert STEP_FAILED in {metric.name for metric in scope.metrics}
+    finally:
+        use_providers(None, None)
+        provider.shutdown()
 
 
 # -- configure_from_environment ----------------------------------------------------------------
@@ -439,7 +676,19 @@ shutdown_telemetry()
     assert "agent.run" in names
     [span] = [document for document in documents if document.get("name") == "agent.run"]
     assert span["resource"]["attributes"]["service.name"] == "demo"
-    assert "orchestr8.step.duration" in out.stderr
+    # Through the global meter provider too, the histogram is in seconds and the same buckets.
+    [duration] = [
+        metric
+        for document in documents
+        for resource in document.get("resource_metrics", ())
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+        if metric["name"] == "orchestr8.step.duration"
+    ]
+    assert duration["unit"] == "s"
+    [point] = duration["data"]["data_points"]
+    assert tuple(point["explicit_bounds"]) == DURATION_BUCKETS
+    assert point["sum"] == 0.01
 
 
 # -- the engine, end to end -------------------------------------------------------------------
@@ -492,7 +741,7 @@ async def test_engine_run_with_failures_and_retries_traces_and_counts_them(
     assert failed == {"broken": 1}
     assert retried == {"flaky": 2, "broken": 1}
     durations = {p.attributes["step.id"]: p for p in otel.points(STEP_DURATION)}
-    assert durations["flaky"].sum == pytest.approx(3000.0)
-    assert durations["broken"].sum == pytest.approx(500.0)
+    assert durations["flaky"].sum == pytest.approx(3.0)
+    assert durations["broken"].sum == pytest.approx(0.5)
     in_flight = [p for p in otel.points(EXECUTIONS_IN_FLIGHT) if p.attributes == labels]
     assert [p.value for p in in_flight] == [0]

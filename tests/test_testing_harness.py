@@ -187,7 +187,7 @@ async def test_workflow_run_selects_events_by_type_and_step() -> None:
     )
     assert run.types()[0] == "execution.started"
     # Independent steps run at once, so they may finish in either order.
-    assert sorted(event.step_id for event in run.of_type("step.succeeded")) == ["a", "b"]
+    assert sorted(str(event.step_id) for event in run.of_type("step.succeeded")) == ["a", "b"]
     assert [event.type for event in run.of_type(step_id="b")] == [
         "step.started", "attempt.started", "step.succeeded",
     ]

@@ -128,6 +128,21 @@ def test_a_running_execution_and_a_pending_wait() -> None:
     assert ">" in y_row
 
 
+def test_an_interrupted_execution_ends_its_open_attempts_as_interrupted() -> None:
+    """With `interrupted`, what was running or waiting to retry is drawn and named interrupted."""
+    died = events(
+        (0.0, "execution.started"), (0.0, "step.started", "x"), (0.0, "attempt.started", "x", 1),
+        (1.0, "attempt.failed", "x", 1), (1.0, "retry.scheduled", "x", 1, {"delay": 30.0}),
+        (0.5, "step.started", "y"), (0.5, "attempt.started", "y", 1), (2.0, "step.progress", "y"),
+    )
+    text = render_timeline(died, width=50, interrupted=True)
+    x_row, y_row = text.splitlines()[2:4]
+    assert (x_row.split()[-1], y_row.split()[-1]) == ("interrupted", "interrupted")
+    assert ">" not in y_row
+    assert "~" in y_row
+    assert "~ interrupted" in text
+
+
 def test_one_zero_duration_step() -> None:
     single = events((0.0, "execution.started"), *ok("only", 0.0, 0.0),
                     (0.0, "execution.succeeded"))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+import hypercorn
+import hypercorn.trio
 import pytest
 import trio
 import trio.testing
@@ -16,7 +21,10 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
-from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._agents import AgentContext
+from orchestr8._errors import ExecutionNotFoundError, JournalError, NonRetryableError
+from orchestr8._journal import STALLED_AFTER
+from orchestr8._redaction import Redactor, set_default_redactor
 from orchestr8._web import ServiceApp, create_app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -293,7 +301,10 @@ async def test_invalid_inputs_are_422_with_paths_under_inputs(client: Client) ->
         ({"workflow": ECHO, "timeout": -1}, ["$.timeout: expected a number of seconds above 0, "
                                              "got -1"]),
         ({"workflow": ECHO, "correlation_id": 5},
-         ["$.correlation_id: expected a string of 1 to 200 characters"]),
+         ["$.correlation_id: expected 1 to 200 printable ASCII characters, not starting or ending "
+          "with a space (it is sent back in the X-Correlation-ID header), got 5"]),
+        ({"workflow": ECHO, "timeout": 10**400},
+         [f"$.timeout: expected a number of seconds above 0, got {str(10**400)[:40]}"]),
     ],
 )
 async def test_request_shape_problems_are_422_with_every_problem(
@@ -324,6 +335,19 @@ async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> No
                                  headers={"Content-Type": "application/json"})
     document = await problem(response, 422)
     assert [error["path"] for error in document["errors"]] == ["$", "$.inputs"]
+
+
+async def test_an_integer_too_long_for_python_is_422_at_its_path(client: Client) -> None:
+    """An integer of 5000 digits is named at its path in the body, not a bare parse failure."""
+    digits = "9" * 5000
+    body = f'{{"workflow": {json.dumps(ECHO)}, "inputs": {{"who": "x", "n": [{digits}]}}}}'
+    response = await client.post("/workflows/execute", data=body,
+                                 headers={"Content-Type": "application/json"})
+    document = await problem(response, 422)
+    assert [(error["path"], error["message"]) for error in document["errors"]] == [(
+        "$.inputs.n[0]",
+        "a number with 5000 digits is larger than any float (at most 1.7976931348623157e+308)",
+    )]
 
 
 @pytest.mark.parametrize(
@@ -418,7 +442,9 @@ async def test_unknown_route_is_404(client: Client) -> None:
 )
 async def test_unknown_execution_is_404(client: Client, method: str, path: str) -> None:
     """Reading or cancelling an unknown execution is a 404 problem of its own type."""
-    document = await problem(await client.open(path, method=method), 404)
+    # quart's TestClientProtocol.open lacks the default the real client gives `json`.
+    response = await client.open(path, method=method)  # type: ignore[call-arg]
+    document = await problem(response, 404)
     assert document["type"] == "urn:orchestr8:problem:execution-not-found"
 
 
@@ -474,6 +500,26 @@ async def test_list_is_newest_first_filters_by_status_and_pages_with_a_cursor(
     assert rest["next_cursor"] is None
     only = await (await client.get("/executions?status=failed")).get_json()
     assert [item["execution_id"] for item in only["items"]] == [failed]
+
+
+async def test_an_unfinished_execution_no_process_runs_reads_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    """On a file journal, GET /executions[/{id}] say `interrupted` for it; `?status=` filters."""
+    async with open_runtime(journal=tmp_path / "journal.db", cancel_grace=0.2) as runtime:
+        client = create_app(runtime).test_client()
+        await orphan(runtime, "orphan-3")
+        live = await start(client, SLEEP)
+        detail = await (await client.get("/executions/orphan-3")).get_json()
+        assert detail["status"] == "interrupted"
+        assert (await (await client.get(f"/executions/{live}")).get_json())["status"] == "running"
+        listed = await (await client.get("/executions")).get_json()
+        assert {item["execution_id"]: item["status"] for item in listed["items"]} == {
+            "orphan-3": "interrupted", live: "running",
+        }
+        for status, expected in (("interrupted", ["orphan-3"]), ("running", [live])):
+            page = await (await client.get(f"/executions?status={status}")).get_json()
+            assert [item["execution_id"] for item in page["items"]] == expected
 
 
 @pytest.mark.parametrize(
@@ -546,7 +592,7 @@ async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
     execution_id = await start(client, SLEEP)
     journal = runtime.journal
     append_nowait, flush = journal.append_nowait, journal.flush
-    ended, holding = trio.Event(), trio.Event()
+    ended, holding, released = trio.Event(), trio.Event(), trio.Event()
 
     def noting_the_end(event: Event) -> None:
         append_nowait(event)
@@ -557,17 +603,21 @@ async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
         # The run's flush after its terminal event is held, so the run is not done yet.
         if ended.is_set() and not holding.is_set():
             holding.set()
-            await trio.sleep(0.5)
+            await released.wait()
         await flush()
 
     monkeypatch.setattr(journal, "append_nowait", noting_the_end)
     monkeypatch.setattr(journal, "flush", holding_the_final_flush)
     assert (await client.post(f"/executions/{execution_id}/cancel")).status_code == 202
-    with trio.fail_after(5):
-        await holding.wait()
-    assert not runtime.get(execution_id).done
-    document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
-    assert document["type"] == "urn:orchestr8:problem:execution-finished"
+    try:
+        with trio.fail_after(5):
+            await holding.wait()
+        assert not runtime.get(execution_id).done
+        document = await problem(await client.post(f"/executions/{execution_id}/cancel"), 409)
+        assert document["type"] == "urn:orchestr8:problem:execution-finished"
+    finally:
+        released.set()
+    await finish(runtime, execution_id)
 
 
 async def test_cancel_of_an_execution_no_process_runs_is_409(
@@ -606,6 +656,73 @@ async def test_health_is_ok_then_draining_refuses_new_executions(
     assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:shutting-down"
 
 
+async def test_an_accepted_execution_is_journaled_with_its_started_event(tmp_path: Path) -> None:
+    """Every 202 stands for an execution whose `execution.started` is committed with it."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        client = create_app(runtime).test_client()
+        accepted = []
+        for _ in range(10):
+            accepted.append(await start(client, ECHO, inputs={"who": "you"}))
+            with contextlib.closing(sqlite3.connect(path)) as connection:
+                first = connection.execute(
+                    "SELECT type FROM events WHERE execution_id = ? AND seq = 1", (accepted[-1],)
+                ).fetchone()
+            assert first == ("execution.started",)
+        for execution_id in accepted:
+            await finish(runtime, execution_id)
+
+
+async def test_health_is_degraded_with_the_reason_while_the_journal_failed(
+    runtime: Runtime, client: Client
+) -> None:
+    """A failed journal makes /health 503 `degraded`, naming the failure; reopened, it is ok."""
+    await runtime.journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
+                                       "step.progress", None, None, {}))
+    with pytest.raises(JournalError):
+        await runtime.journal.flush()
+    degraded = await client.get("/health")
+    assert degraded.status_code == 503
+    document = await degraded.get_json()
+    assert document == {
+        "status": "degraded", "version": document["version"], "journal": "failed",
+        "reason": "the journal failed: event seq 1 (step.progress) of execution 'ghost': no "
+                  "such execution (record it first)",
+    }
+    response = await client.post("/workflows/execute",
+                                 json={"workflow": ECHO, "inputs": {"who": "you"}})
+    assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:journal-unavailable"
+    await runtime.journal.reopen()
+    healthy = await client.get("/health")
+    assert (healthy.status_code, (await healthy.get_json())["status"]) == (200, "ok")
+    await finish(runtime, await start(client, ECHO, inputs={"who": "you"}))
+
+
+async def test_health_is_degraded_while_a_journal_write_is_stalled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A batch held up past STALLED_AFTER (trio clock) makes /health `degraded`, `stalled`."""
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path) as runtime:
+        client = create_app(runtime).test_client()
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(
+                    client.post, "/workflows/execute",
+                    json={"workflow": ECHO, "inputs": {"who": "you"}},
+                ))
+                await trio.sleep(STALLED_AFTER + 1)
+                stalled = await client.get("/health")
+                other.execute("ROLLBACK")
+        assert stalled.status_code == 503
+        document = await stalled.get_json()
+        assert (document["status"], document["journal"]) == ("degraded", "stalled")
+        assert document["reason"].startswith("the journal is stalled: a batch has been writing")
+        healthy = await client.get("/health")
+        assert (await healthy.get_json())["status"] == "ok"
+
+
 ROUTES = [("GET", "/openapi.json"), ("POST", "/workflows/execute"), ("GET", "/executions"),
           ("GET", "/executions/x"), ("GET", "/executions/x/journal"),
           ("POST", "/executions/x/cancel"), ("GET", "/no/such/route")]
@@ -619,7 +736,8 @@ async def test_with_a_key_every_route_but_health_needs_the_bearer_key(
     """With an API key, any route but /health without `Bearer <key>` is a 401 problem."""
     client = create_app(runtime, api_key=KEY).test_client()
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = await client.open(path, method=method, headers=headers)
+    # quart's TestClientProtocol.open lacks the default the real client gives `json`.
+    response = await client.open(path, method=method, headers=headers)  # type: ignore[call-arg]
     document = await problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert KEY not in json.dumps(document)
@@ -815,6 +933,53 @@ async def test_correlation_id_header_is_stored_on_the_execution_and_returned(
     assert echoed.headers["X-Correlation-ID"] == "trace-9"
 
 
+@pytest.mark.parametrize(
+    "correlation_id", ["a\nb", "a\rb", "a\u0000b", "caf\u00e9", "\u2603", " padded", "x" * 201, ""]
+)
+async def test_a_correlation_id_no_header_can_carry_is_422_and_runs_nothing(
+    client: Client, runtime: Runtime, correlation_id: str
+) -> None:
+    """A body correlation id X-Correlation-ID could not carry is refused before anything runs."""
+    response = await client.post(
+        "/workflows/execute",
+        json={"workflow": ECHO, "inputs": {"who": "Ada"}, "correlation_id": correlation_id},
+    )
+    document = await problem(response, 422)
+    assert [error["path"] for error in document["errors"]] == ["$.correlation_id"]
+    assert len(response.headers["X-Correlation-ID"]) == 32
+    assert (await runtime.journal.list_executions()).items == ()
+
+
+async def test_a_header_http_cannot_carry_is_a_500_problem_over_a_real_server(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A response header HTTP cannot carry becomes a logged 500 problem, never an empty answer."""
+    app = create_app(runtime)
+
+    async def unsendable() -> Any:
+        return "body", 200, {"X-Broken": "a\u0000b", "X-Snowman": "\u2603"}
+
+    app.add_url_rule("/unsendable", "unsendable", unsendable, methods=["GET"])
+    config = hypercorn.Config()
+    config.bind = ["127.0.0.1:0"]
+    stop = trio.Event()
+    with caplog.at_level(logging.ERROR, "orchestr8.web"):
+        async with trio.open_nursery() as nursery:
+            urls: list[str] = await nursery.start(
+                partial(hypercorn.trio.serve, app, config, shutdown_trigger=stop.wait)
+            )
+            async with httpx.AsyncClient(base_url=urls[0]) as http:
+                response = await http.get("/unsendable", headers={"X-Correlation-ID": "req-5"})
+            stop.set()
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["X-Correlation-ID"] == "req-5"
+    assert response.json()["detail"] == (
+        "the server could not encode its response header X-Broken, X-Snowman; the error was logged"
+    )
+    assert "X-Broken, X-Snowman" in caplog.text
+
+
 async def test_idempotency_holds_for_a_workflow_whose_config_holds_a_secret(
     client: Client, runtime: Runtime
 ) -> None:
@@ -854,4 +1019,122 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
     assert f"orchestr8_step_failed_total{{{bad}}} 1" in text
     assert f"orchestr8_step_retries_total{{{bad}}} 1" in text
     assert 'orchestr8_executions_in_flight{workflow_name="scraped"} 0' in text
-    assert "orchestr8_step_duration_milliseconds_bucket{" in text
+    assert "orchestr8_step_duration_seconds_bucket{" in text
+
+
+# -- resume, and secrets in problem bodies ---------------------------------------------------
+
+DOWN: dict[str, int] = {}
+"""Failures still to come, by step id, for `down_once`."""
+
+
+async def down_once(input: Any, context: AgentContext) -> Any:
+    """Fail while `DOWN[step_id]` counts down, then return the input (a fault fixed later)."""
+    if DOWN.get(context.step_id, 0) > 0:
+        DOWN[context.step_id] -= 1
+        raise NonRetryableError("the service was down")
+    return input
+
+
+KEYED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "keyed",
+    "inputs": {"type": "object", "properties": {"api_key": {"type": "string"}},
+               "required": ["api_key"]},
+    "steps": [{"id": "call", "agent": {"id": "python", "config": {
+        "callable": f"{__name__}:down_once"}}, "input": {"key": "${inputs.api_key}"},
+        "policy": {"retry": {"max_attempts": 1}}}],
+}
+
+
+async def test_resume_continues_an_execution_and_names_redacted_inputs_it_needs(
+    client: Client, runtime: Runtime
+) -> None:
+    """POST resume: 422 naming the redacted input, then 202 with it; the execution succeeds."""
+    DOWN["call"] = 1
+    execution_id = await start(client, KEYED, inputs={"api_key": "rest-key-12345"})
+    await finish(runtime, execution_id)
+    path = f"/executions/{execution_id}/resume"
+    missing = await problem(await client.post(path), 422)
+    assert missing["type"] == "urn:orchestr8:problem:invalid-inputs"
+    assert [error["path"] for error in missing["errors"]] == ["$.inputs.api_key"]
+    response = await client.post(path, json={"inputs": {"api_key": "rest-key-12345"}})
+    assert response.status_code == 202, await response.get_data(as_text=True)
+    assert response.headers["Location"] == f"/executions/{execution_id}"
+    assert (await response.get_json())["status"] == "running"
+    await finish(runtime, execution_id)
+    document = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert document["status"] == "succeeded"
+    assert document["inputs"] == {"api_key": "***"}
+    done = await problem(await client.post(path, json={}), 409)
+    assert done["type"] == "urn:orchestr8:problem:execution-not-resumable"
+    assert "already succeeded" in done["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [({"inputs": [1]}, "$.inputs"), ({"timeout": 0}, "$.timeout"), ({"input": {}}, "$")],
+)
+async def test_a_malformed_resume_body_is_422(
+    client: Client, runtime: Runtime, body: Any, path: str
+) -> None:
+    """The resume body's shape is checked before anything is resumed."""
+    execution_id = await start(client, ECHO, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    document = await problem(
+        await client.post(f"/executions/{execution_id}/resume", json=body), 422
+    )
+    assert [error["path"] for error in document["errors"]] == [path]
+
+
+async def test_resuming_an_unknown_execution_is_404(client: Client) -> None:
+    """As for every other route of an execution."""
+    document = await problem(await client.post("/executions/nope/resume"), 404)
+    assert document["type"] == "urn:orchestr8:problem:execution-not-found"
+
+
+async def test_a_missing_secret_makes_resume_422_naming_it(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${secrets.NAME}` is resolved again on resume; unset, the problem names it."""
+    monkeypatch.setenv("ORCHESTR8_SECRET_REST_TOKEN", "rest-token-value-1")
+    workflow = {**KEYED, "inputs": {"type": "object"},
+                "steps": [{**KEYED["steps"][0], "input": "${secrets.REST_TOKEN}"}]}
+    DOWN["call"] = 1
+    execution_id = await start(client, workflow)
+    await finish(runtime, execution_id)
+    monkeypatch.delenv("ORCHESTR8_SECRET_REST_TOKEN")
+    document = await problem(await client.post(f"/executions/{execution_id}/resume"), 422)
+    assert document["type"] == "urn:orchestr8:problem:missing-secrets"
+    assert document["errors"] == [{"path": "secrets.REST_TOKEN", "message": "not set"}]
+    assert "ORCHESTR8_SECRET_REST_TOKEN" in document["detail"]
+
+
+async def test_executing_a_workflow_whose_secret_is_not_set_is_422(client: Client) -> None:
+    """Nothing is started; the problem names the secret and the variable to set."""
+    workflow = {**ECHO, "steps": [{"id": "greet", "agent": "echo",
+                                   "input": "${secrets.NOT_SET_ANYWHERE}"}]}
+    response = await client.post("/workflows/execute",
+                                 json={"workflow": workflow, "inputs": {"who": "x"}})
+    document = await problem(response, 422)
+    assert document["type"] == "urn:orchestr8:problem:missing-secrets"
+    assert document["errors"] == [{"path": "secrets.NOT_SET_ANYWHERE", "message": "not set"}]
+    assert (await (await client.get("/executions")).get_json())["items"] == []
+
+
+async def test_problem_bodies_never_echo_a_secret(runtime: Runtime) -> None:
+    """The API key and environment secrets in a request come back as `***` in problems."""
+    previous = set_default_redactor(Redactor.from_environment({"GITHUB_TOKEN": "ghp_env_secret_1"}))
+    try:
+        client = create_app(runtime, api_key=KEY).test_client()
+        headers = {"Authorization": f"Bearer {KEY}"}
+        for secret in (KEY, "ghp_env_secret_1"):
+            response = await client.get(f"/executions/{secret}", headers=headers)
+            text = await response.get_data(as_text=True)
+            assert response.status_code == 404
+            assert secret not in text
+            document = json.loads(text)
+            assert document["detail"] == "no execution '***'"
+            assert document["instance"] == "/executions/***"
+    finally:
+        set_default_redactor(previous)

@@ -12,8 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from orchestr8 import Runtime, open_runtime
+from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._errors import JournalError
+from orchestr8._execution_lock import ExecutionLocks
 from orchestr8._web_events import stream_events
 
 BURST = {
@@ -127,6 +128,7 @@ async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -
 async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: Path) -> None:
     """When the terminal event goes out, the journal has written it, so REST reads show the end."""
     written_at_end: list[int] = []
+    runtime: Runtime  # bound by the `async with` below, before any send
 
     class Checking(Socket):
         async def send(self, data: str) -> None:
@@ -144,3 +146,34 @@ async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: 
             await relay(socket, runtime, handle.execution_id, 64)
     assert written_at_end == [socket.sent[-1]["seq"]]
     assert socket.closed == (1000, "execution.succeeded")
+
+
+async def test_an_interrupted_run_closes_4409_saying_interrupted(tmp_path: Path) -> None:
+    """Unfinished, run by no process: `interrupted`; locked by another runtime: not interrupted."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        for execution_id in ("dead", "elsewhere"):
+            await runtime.journal.create_execution(
+                ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
+            )
+            await runtime.journal.append(
+                Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
+            )
+        await runtime.journal.flush()
+        other_runtime_locks = ExecutionLocks(journal_path)
+        try:
+            assert other_runtime_locks.acquire("elsewhere")
+            closed = {}
+            for execution_id in ("dead", "elsewhere"):
+                socket = Socket()
+                with trio.fail_after(5):
+                    await relay(socket, runtime, execution_id, 16)
+                assert [event["type"] for event in socket.sent] == ["execution.started"]
+                assert socket.closed is not None
+                closed[execution_id] = socket.closed
+        finally:
+            other_runtime_locks.close()
+    assert closed["dead"] == (4409, "interrupted: the journal says running, but no process "
+                                    "runs it; resume it, then reconnect with after=1")
+    assert closed["elsewhere"][0] == 4409
+    assert closed["elsewhere"][1].startswith("running in another process")

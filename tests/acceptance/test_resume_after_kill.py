@@ -63,7 +63,9 @@ def test_resume_after_sigkill_runs_each_side_effect_once(tmp_path: Path) -> None
         ],
         "output": {"recorded": "${steps.record.output}", "slept": "${steps.nap.output}"},
     }))
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NO_COLOR": "1"}
+    # tmp_path goes first; an inherited PYTHONPATH stays, so the code under test stays the same.
+    python_path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "NO_COLOR": "1"}
     env.pop("ORCHESTR8_JOURNAL", None)
     with subprocess.Popen(
         orchestr8("run", str(workflow), "--journal", str(journal)), cwd=tmp_path, env=env,
@@ -90,7 +92,7 @@ def test_resume_after_sigkill_runs_each_side_effect_once(tmp_path: Path) -> None
         orchestr8("inspect", execution_id, "--journal", str(journal), "--json"),
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True,
     )
-    assert json.loads(killed.stdout)["status"] == "running"
+    assert json.loads(killed.stdout)["status"] == "interrupted"
 
     resumed = subprocess.run(
         orchestr8("resume", execution_id, "--journal", str(journal), "--json"),

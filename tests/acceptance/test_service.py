@@ -106,13 +106,16 @@ async def drain(stream: Any, into: bytearray) -> None:
 async def receive_until_closed(
     socket: trio_websocket.WebSocketConnection,
 ) -> tuple[list[dict[str, Any]], trio_websocket.CloseReason]:
-    events = []
+    events: list[dict[str, Any]] = []
     with trio.fail_after(15):
         while True:
             try:
                 events.append(json.loads(await socket.get_message()))
             except trio_websocket.ConnectionClosed as closed:
-                return events, closed.reason
+                reason = closed.reason
+                break
+    assert reason is not None, "the socket closed without a close reason"
+    return events, reason
 
 
 async def execute(http: httpx.AsyncClient, workflow: dict[str, Any], **headers: str) -> str:
