@@ -197,18 +197,27 @@ class PythonAgent(Agent):
 
 
 def _thread_context(context: AgentContext) -> AgentContext:
-    """Copy `context` so that progress published from a worker thread runs in the trio thread."""
-    callback = context.progress_callback
-    if callback is None:
-        return context
+    """Copy `context` so that progress and usage reported from a worker thread reach trio's."""
+    progress, usage = context.progress_callback, context.usage_callback
+    return attrs.evolve(
+        context,
+        progress_callback=None if progress is None else _in_trio_thread(progress),
+        usage_callback=None if usage is None else _in_trio_thread(usage),
+    )
 
-    def publish_from_thread(thread_context: AgentContext, data: Mapping[str, Any]) -> None:
-        # An abandoned call publishes nothing: its step may be over. Raising `Cancelled` in the
-        # thread unwinds the function sooner.
+
+def _in_trio_thread(callback: Callable[[AgentContext, Any], None]) -> Callable[..., None]:
+    """`callback`, called from a worker thread, run in the trio thread while the call is live.
+
+    An abandoned call reports nothing (its step may be over): `trio.Cancelled` is raised in the
+    thread instead, which unwinds the function sooner.
+    """
+
+    def report_from_thread(thread_context: AgentContext, data: Any) -> None:
         trio.from_thread.check_cancelled()
         trio.from_thread.run_sync(callback, thread_context, data)
 
-    return attrs.evolve(context, progress_callback=publish_from_thread)
+    return report_from_thread
 
 
 BUILTIN_AGENTS: Mapping[str, AgentFactory] = MappingProxyType(

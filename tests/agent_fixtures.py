@@ -125,3 +125,9 @@ def progress_after_release(input: Any, context: AgentContext) -> Any:
         raise
     PROGRESS_OUTCOMES.append("published")
     return input
+
+
+def record_tokens(input: Any, context: AgentContext) -> Any:
+    """A sync function that records the usage of its work through its context."""
+    context.record_usage(tokens=3)
+    return input

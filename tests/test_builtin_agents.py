@@ -285,6 +285,18 @@ async def test_python_sync_function_is_abandoned_on_cancel(
     assert outcomes == []
 
 
+async def test_usage_recorded_by_a_sync_function_reaches_the_trio_thread() -> None:
+    """`context.record_usage` from a worker thread is carried over to the trio thread."""
+    agent = create("python", {"callable": "agent_fixtures:record_tokens"})
+    recorded: list[tuple[dict[str, int], bool]] = []
+
+    def usage_callback(_context: AgentContext, counts: Any) -> None:
+        recorded.append((dict(counts), threading.current_thread() is threading.main_thread()))
+
+    assert await agent.run("x", make_context(usage_callback=usage_callback)) == "x"
+    assert recorded == [({"tokens": 3}, True)]
+
+
 async def test_an_abandoned_sync_function_publishes_no_progress() -> None:
     """Progress reported after the wait was abandoned raises Cancelled in the thread; none lands."""
     agent = create("python", {"callable": "agent_fixtures:progress_after_release"})
