@@ -116,4 +116,3 @@ async def run_sync_abandonable(
     except trio.Cancelled:
         watch.abandon()
         raise
-

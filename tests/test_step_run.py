@@ -76,15 +76,30 @@ async def test_a_keyboard_interrupt_from_a_real_sigint_goes_on() -> None:
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`orchestr8 serve --port 0` in a subprocess that can import the agents above."""
     (tmp_path / "interrupting_agents.py").write_text(AGENTS)
-    environment = {key: value for key, value in os.environ.items()
-                   if key != "ORCHESTR8_JOURNAL"}
+    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(tmp_path), *filter(None, [environment.get("PYTHONPATH")])]
     )
-    command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0",
-               "--journal", str(tmp_path / "journal.db"), "--cancel-grace", "0.5"]
-    with subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as process:
+    command = [
+        sys.executable,
+        "-m",
+        "orchestr8",
+        "serve",
+        "--port",
+        "0",
+        "--journal",
+        str(tmp_path / "journal.db"),
+        "--cancel-grace",
+        "0.5",
+    ]
+    with subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         try:
             assert process.stdout is not None
             line = process.stdout.readline()
@@ -113,12 +128,16 @@ async def test_serve_fails_the_step_of_an_agent_raising_keyboard_interrupt_and_k
     """Sync and async agents raising KeyboardInterrupt fail their steps; the server goes on."""
     process, url = service
     workflow = {
-        "schema_version": "1.0", "name": "interrupting", "strategy": "parallel",
+        "schema_version": "1.0",
+        "name": "interrupting",
+        "strategy": "parallel",
         "fail_fast": False,
         "defaults": {"policy": {"retry": {"max_attempts": 3}}},
         "steps": [
-            {"id": "sync", "agent": {"id": "python",
-                                     "config": {"callable": "interrupting_agents:interrupt"}}},
+            {
+                "id": "sync",
+                "agent": {"id": "python", "config": {"callable": "interrupting_agents:interrupt"}},
+            },
             {"id": "async", "agent": "interrupting_agents:interrupting"},
         ],
     }
@@ -127,8 +146,11 @@ async def test_serve_fails_the_step_of_an_agent_raising_keyboard_interrupt_and_k
         assert accepted.status_code == 202, accepted.text
         events = await events_until_the_end(url, accepted.json()["execution_id"])
         assert events[-1]["type"] == "execution.failed"
-        failures = {event["step_id"]: event["data"]["error"] for event in events
-                    if event["type"] == "step.failed"}
+        failures = {
+            event["step_id"]: event["data"]["error"]
+            for event in events
+            if event["type"] == "step.failed"
+        }
         assert set(failures) == {"sync", "async"}
         for step_id, error in failures.items():
             assert error["type"] == "AgentExitError"
@@ -140,8 +162,11 @@ async def test_serve_fails_the_step_of_an_agent_raising_keyboard_interrupt_and_k
         # Not retried: one attempt each.
         assert sum(event["type"] == "attempt.started" for event in events) == 2
         assert (await http.get("/health")).json()["status"] == "ok"
-        echo = {"schema_version": "1.0", "name": "after",
-                "steps": [{"id": "e", "agent": "echo", "input": "still here"}]}
+        echo = {
+            "schema_version": "1.0",
+            "name": "after",
+            "steps": [{"id": "e", "agent": "echo", "input": "still here"}],
+        }
         again = await http.post("/workflows/execute", json={"workflow": echo})
         after = await events_until_the_end(url, again.json()["execution_id"])
         assert after[-1]["type"] == "execution.succeeded"

@@ -44,7 +44,9 @@ def release() -> Iterator[threading.Event]:
 def document(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
     """A workflow of these steps without retries or breaker, so timings are exact."""
     return {
-        "schema_version": "1.0", "name": "sync", "steps": list(steps),
+        "schema_version": "1.0",
+        "name": "sync",
+        "steps": list(steps),
         "defaults": {"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None}},
         **options,
     }
@@ -181,10 +183,13 @@ async def test_blocked_sync_agents_never_starve_the_runtime(
     POOL_FULL.clear()
     _blocked_calls.clear()
     agent = {"id": "python", "config": {"callable": f"{__name__}:count_then_block"}}
-    blocked = document(*({"id": f"b{index}", "agent": agent} for index in range(100)),
-                       strategy="parallel")
-    echo = document({"id": "e", "agent": "echo", "input": {"said": "hello"}},
-                    output={"said": "${steps.e.output.said}"})
+    blocked = document(
+        *({"id": f"b{index}", "agent": agent} for index in range(100)), strategy="parallel"
+    )
+    echo = document(
+        {"id": "e", "agent": "echo", "input": {"said": "hello"}},
+        output={"said": "${steps.e.output.said}"},
+    )
     async with open_runtime(journal=tmp_path / "journal.db") as runtime:
         slow = await runtime.start(blocked)
         await trio.to_thread.run_sync(POOL_FULL.wait)
@@ -221,12 +226,19 @@ def nap(input):
 def sleepy_workflow(tmp_path: Path, timeout: float) -> dict[str, str]:
     """Write a `python` step calling `time.sleep(30)` under `timeout`; return the environment."""
     (tmp_path / "sleepy.py").write_text(SLEEPY)
-    (tmp_path / "w.json").write_text(json.dumps(document(
-        {"id": "nap", "agent": {"id": "python", "config": {"callable": "sleepy:nap"}},
-         "input": {"seconds": 30}, "policy": {"timeout": timeout}},
-    )))
-    environment = {key: value for key, value in os.environ.items()
-                   if key != "ORCHESTR8_JOURNAL"}
+    (tmp_path / "w.json").write_text(
+        json.dumps(
+            document(
+                {
+                    "id": "nap",
+                    "agent": {"id": "python", "config": {"callable": "sleepy:nap"}},
+                    "input": {"seconds": 30},
+                    "policy": {"timeout": timeout},
+                },
+            )
+        )
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(tmp_path), *filter(None, [environment.get("PYTHONPATH")])]
     )
@@ -238,7 +250,11 @@ def orchestr8_run(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[
     environment = sleepy_workflow(tmp_path, 0.5)
     return subprocess.run(
         [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", "j.db", *options],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -262,10 +278,25 @@ def test_orchestr8_run_refuses_a_pool_without_threads(tmp_path: Path) -> None:
 def test_ctrl_c_cancels_a_sleeping_sync_agent_after_the_grace(tmp_path: Path) -> None:
     """SIGINT during `time.sleep(30)`, grace 0.2: exit 130, the step and the run cancelled."""
     environment = sleepy_workflow(tmp_path, 60.0)
-    command = [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", "j.db",
-               "--cancel-grace", "0.2"]
-    with subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as process:
+    command = [
+        sys.executable,
+        "-m",
+        "orchestr8",
+        "run",
+        "w.json",
+        "--journal",
+        "j.db",
+        "--cancel-grace",
+        "0.2",
+    ]
+    with subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         try:
             assert process.stderr is not None
             execution_id = process.stderr.readline().split()[1]
@@ -279,9 +310,12 @@ def test_ctrl_c_cancels_a_sleeping_sync_agent_after_the_grace(tmp_path: Path) ->
                 process.kill()
     assert process.returncode == 130, stderr
     with sqlite3.connect(f"file:{tmp_path / 'j.db'}?mode=ro", uri=True) as connection:
-        types = [row[0] for row in connection.execute(
-            "SELECT type FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
-        )]
+        types = [
+            row[0]
+            for row in connection.execute(
+                "SELECT type FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
+            )
+        ]
     connection.close()
     assert types[-2:] == ["step.cancelled", "execution.cancelled"]
     assert "still running in its worker thread" in stderr
