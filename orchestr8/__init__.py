@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ._errors import AskTimeoutError as AskTimeoutError
     from ._errors import AttemptTimeoutError as AttemptTimeoutError
     from ._errors import BulkheadFullError as BulkheadFullError
+    from ._errors import CallStoppedError as CallStoppedError
     from ._errors import CircuitOpenError as CircuitOpenError
     from ._errors import DeadlineExceededError as DeadlineExceededError
     from ._errors import ExecutionError as ExecutionError
@@ -134,6 +135,7 @@ _EXPORTS: dict[str, str] = {
     "BulkheadPolicy": "_policy",
     "BulkheadStatistics": "_limits",
     "BusStatistics": "_bus",
+    "CallStoppedError": "_errors",
     "CircuitBreaker": "_breaker",
     "CircuitBreakerPolicy": "_policy",
     "CircuitBreakerRegistry": "_breaker",

@@ -19,13 +19,16 @@ import math
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import attrs
 import trio
 
 from ._errors import AgentConfigurationError
 from ._events import json_value
+from ._sync_calls import run_sync_abandonable
+
+T = TypeVar("T")
 
 __all__ = [
     "Agent",
@@ -133,6 +136,9 @@ class AgentContext:
     usage_callback: UsageCallback | None = None
     """Called synchronously with ``(context, usage)`` by `record_usage`; must not block."""
 
+    sync_limiter: trio.CapacityLimiter | None = None
+    """The runtime's pool of threads for blocking agent code (`run_sync`); None: trio's default."""
+
     @functools.cached_property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose records carry the context's ids as attributes, made on first use."""
@@ -192,6 +198,21 @@ class AgentContext:
             await trio.sleep_forever()
         else:
             await event.wait()
+
+    async def run_sync(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking `function(*args)` in a thread of the runtime's pool and return its result.
+
+        The wait ends at the attempt's timeout, the execution's timeout or the end of a cancel's
+        grace, even if the function is still running: the thread is then abandoned (it runs on,
+        its result is discarded and a warning is logged), so what the function does after that
+        still happens. Check `idempotency_key` before side effects that must not happen twice.
+        The function runs in another thread: it must not call trio, nor this context's
+        `progress` or `record_usage` (return what it found and report it afterwards).
+        """
+        call = functools.partial(function, *args) if args else function
+        return await run_sync_abandonable(
+            call, limiter=self.sync_limiter, what=f"step {self.step_id} attempt {self.attempt}"
+        )
 
     def with_attempt(self, attempt: int) -> AgentContext:
         """Return a copy for another attempt of the same step, keeping the idempotency key."""

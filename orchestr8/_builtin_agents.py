@@ -7,7 +7,6 @@ Every config is validated when the agent is built, so a bad one fails at validat
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -155,9 +154,11 @@ class PythonAgent(Agent):
 
     The function is called with ``(input, context)`` when it accepts two positional arguments,
     otherwise with ``(input)``. Async functions are awaited in the trio thread. Sync functions run
-    in a worker thread (`trio.to_thread.run_sync`) so they cannot stall the event loop; the thread
-    is never abandoned, so cancelling waits for the function to return, and its context publishes
-    progress through the trio thread. The function's exceptions propagate unchanged.
+    in a worker thread of the runtime's pool (`AgentContext.run_sync`), so they cannot stall the
+    event loop, and timeouts and cancellation end the attempt on time: the thread is abandoned
+    (it runs on, its result discarded). Their context publishes progress through the trio thread;
+    once abandoned, a progress call raises `trio.Cancelled` in the thread, ending it sooner. The
+    function's exceptions propagate unchanged.
     """
 
     config_keys = frozenset({"callable"})
@@ -191,22 +192,32 @@ class PythonAgent(Agent):
                 return await self.function(input, context)
             return await self.function(input)
         if self.takes_context:
-            call = functools.partial(self.function, input, _thread_context(context))
-        else:
-            call = functools.partial(self.function, input)
-        return await trio.to_thread.run_sync(call, abandon_on_cancel=False)
+            return await context.run_sync(self.function, input, _thread_context(context))
+        return await context.run_sync(self.function, input)
 
 
 def _thread_context(context: AgentContext) -> AgentContext:
-    """Copy `context` so that progress published from a worker thread runs in the trio thread."""
-    callback = context.progress_callback
-    if callback is None:
-        return context
+    """Copy `context` so that progress and usage reported from a worker thread reach trio's."""
+    progress, usage = context.progress_callback, context.usage_callback
+    return attrs.evolve(
+        context,
+        progress_callback=None if progress is None else _in_trio_thread(progress),
+        usage_callback=None if usage is None else _in_trio_thread(usage),
+    )
 
-    def publish_from_thread(thread_context: AgentContext, data: Mapping[str, Any]) -> None:
+
+def _in_trio_thread(callback: Callable[[AgentContext, Any], None]) -> Callable[..., None]:
+    """`callback`, called from a worker thread, run in the trio thread while the call is live.
+
+    An abandoned call reports nothing (its step may be over): `trio.Cancelled` is raised in the
+    thread instead, which unwinds the function sooner.
+    """
+
+    def report_from_thread(thread_context: AgentContext, data: Any) -> None:
+        trio.from_thread.check_cancelled()
         trio.from_thread.run_sync(callback, thread_context, data)
 
-    return attrs.evolve(context, progress_callback=publish_from_thread)
+    return report_from_thread
 
 
 BUILTIN_AGENTS: Mapping[str, AgentFactory] = MappingProxyType(

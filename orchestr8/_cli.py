@@ -52,8 +52,17 @@ def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
+def sync_workers_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--sync-workers N`: the worker threads blocking agent code may use (`open_runtime`)."""
+    return click.option(
+        "--sync-workers", type=click.IntRange(min=1), default=None, metavar="N",
+        help="How many worker threads blocking (sync) agent code may use at once; further "
+             "calls wait for one. [default: 32]",
+    )(function)
+
+
 def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the options `run` and `resume` share: timeout, cancel grace, journal, JSON output."""
+    """Add the options `run` and `resume` share: timeout, grace, journal, threads, JSON output."""
     decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--timeout", "timeout_seconds", type=float, default=None, metavar="SECONDS",
                      help="Bound the whole execution (overrides the workflow's timeout)."),
@@ -61,6 +70,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, metavar="SECONDS",
                      help="After Ctrl-C, how long steps may finish before being forced."),
         journal_option,
+        sync_workers_option,
         click.option("--json", "as_json", is_flag=True,
                      help="Print the result as one JSON document on stdout."),
         click.option("--secrets-file", metavar="FILE",
@@ -88,7 +98,8 @@ def cli() -> None:
 async def run(
     file: str, input_pairs: Sequence[str], inputs_file: str | None,
     timeout_seconds: float | None,
-    cancel_grace: float, journal: str | None, as_json: bool, secrets_file: str | None,
+    cancel_grace: float, journal: str | None, sync_workers: int | None, as_json: bool,
+    secrets_file: str | None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -124,7 +135,7 @@ async def run(
             return handle, [step.id for step in workflow.steps], headline
 
         return await drive(begin, journal_path(journal), journal, cancel_grace, as_json,
-                           secrets=secrets)
+                           secrets=secrets, sync_workers=sync_workers)
 
     return await guard(action)
 
@@ -140,7 +151,7 @@ async def run(
 async def resume(
     execution_id: str, input_pairs: Sequence[str], inputs_file: str | None,
     timeout_seconds: float | None, cancel_grace: float, journal: str | None,
-    as_json: bool, secrets_file: str | None,
+    sync_workers: int | None, as_json: bool, secrets_file: str | None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
@@ -195,7 +206,8 @@ async def resume(
                 )
             return handle, step_ids, headline
 
-        return await drive(begin, path, journal, cancel_grace, as_json, secrets=secrets)
+        return await drive(begin, path, journal, cancel_grace, as_json, secrets=secrets,
+                           sync_workers=sync_workers)
 
     return await guard(action)
 

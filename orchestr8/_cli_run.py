@@ -29,11 +29,12 @@ Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]
 
 async def drive(
     begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    *, secrets: Secrets | None = None,
+    *, secrets: Secrets | None = None, sync_workers: int | None = None,
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code.
 
-    `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables).
+    `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables);
+    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
     """
     from ._runtime import tune_garbage_collection
     from ._telemetry_export import configure_from_environment, shutdown_telemetry
@@ -41,14 +42,16 @@ async def drive(
     tune_garbage_collection()
     configure_from_environment()
     try:
-        return await _drive_runtime(begin, path, journal_given, cancel_grace, as_json, secrets)
+        return await _drive_runtime(
+            begin, path, journal_given, cancel_grace, as_json, secrets, sync_workers
+        )
     finally:
         shutdown_telemetry()
 
 
 async def _drive_runtime(
     begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    secrets: Secrets | None,
+    secrets: Secrets | None, sync_workers: int | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     import signal
@@ -61,6 +64,7 @@ async def _drive_runtime(
     from ._errors import JournalError
     from ._logging import installed_handler
     from ._runtime import open_runtime
+    from ._sync_calls import DEFAULT_SYNC_WORKERS
 
     handler, log_format = installed_handler() or (None, "text")
 
@@ -70,7 +74,10 @@ async def _drive_runtime(
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
     ):
         async with (
-            open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
+            open_runtime(
+                journal=path, cancel_grace=cancel_grace, secrets=secrets,
+                sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+            ) as runtime,
             runtime.bus.subscribe(buffer=4096) as events,
         ):
             handle, step_ids, headline = await begin(runtime)

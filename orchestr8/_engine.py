@@ -58,6 +58,10 @@ class _Finished:
 #: Tells the scheduler task to look again: the run may have ended, or must end early.
 _WAKE = object()
 
+#: How long a forced cancel may take before the engine gives up on a step: its agent ignores
+#: cancellation, and the execution ends without it (`ExecutionRun._give_up_running`).
+FORCED_STOP_WAIT = 0.5
+
 
 class ExecutionRun:
     """One execution of a workflow: the scheduler, its step actors and its events.
@@ -87,8 +91,12 @@ class ExecutionRun:
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         random_source: random.Random | None = None,
+        sync_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        """Prepare an execution; `completed` holds the outputs of steps reused by a resume."""
+        """Prepare an execution; `completed` holds the outputs of steps reused by a resume.
+
+        `sync_limiter` is the runtime's pool of threads for blocking agent code.
+        """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
         self.workflow = workflow
@@ -105,6 +113,9 @@ class ExecutionRun:
             for step_id, output in self._outputs.items()
         }
         self._cancel_event = trio.Event()
+        # Set on a cancel and when a timeout or a failure winds the run down: no step starts
+        # another attempt or backoff from then on.
+        self._stop_event = trio.Event()
         self._cancel_reason = ""
         # Room for one report per step, the cancel request and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Any](
@@ -128,11 +139,13 @@ class ExecutionRun:
         self.steps = StepRunner(
             execution_id=execution_id, workflow=workflow, inputs=inputs, outputs=self._outputs,
             emitter=emitter, registry=registry, resilience=resilience,
-            cancel_event=self._cancel_event, random_source=random_source, usage=self._usage,
+            cancel_event=self._cancel_event, stop_event=self._stop_event,
+            random_source=random_source, sync_limiter=sync_limiter, usage=self._usage,
             step_usage=self._step_usage,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
+        self._stragglers: list[str] = []
         self._cut_short_by = "nothing"
         self._recorded_start: Event | None = None
         self.result: ExecutionResult | None = None
@@ -148,6 +161,7 @@ class ExecutionRun:
             return False
         self._cancel_reason = reason
         self._cancel_event.set()
+        self._stop_event.set()
         # Nothing starts after a cancel request; the scheduler task settles what still runs.
         self._dispatching = False
         self._report_send.send_nowait(None)
@@ -271,22 +285,13 @@ class ExecutionRun:
                     bus=self._bus, shutdown_order="together",
                 ) as supervisor:
                     ending = await self._schedule(supervisor, deadline)
-                conclusion = self._conclusion()
-                result = await conclusion.record(ending)
-                record_execution_result(span, result.status, conclusion.exception or result.error)
-                _logger.log(
-                    logging.INFO if result.succeeded else logging.WARNING,
-                    "execution %s %s%s", self.execution_id, result.status,
-                    f": {result.error.get('type')}: {result.error.get('message')}"
-                    if result.error else "",
-                )
-                # Finished means durable: whoever waits for the result can read it in the journal.
-                # A journal that failed is the emitter's to report: `wait` raises it, and there is
-                # no result, as the journal (still saying `running`) holds none.
-                with contextlib.suppress(JournalError):
-                    await self._emitter.flush()
-                if self._emitter.failure is None:
-                    self.result = result
+                    if self._stragglers:
+                        # Leaving the supervisor waits for steps that ignore cancellation: the
+                        # execution ends first, on time, and whoever waits for it is told.
+                        await self._conclude(ending, span)
+                        self._done.set()
+                if not self._done.is_set():
+                    await self._conclude(ending, span)
         except BaseException as error:
             self._cut_short_by = type(error).__name__
             raise
@@ -297,6 +302,25 @@ class ExecutionRun:
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
+
+    async def _conclude(self, ending: str, span: Any) -> None:
+        """Journal and log how the execution ended, and keep the result once it is durable."""
+        conclusion = self._conclusion()
+        result = await conclusion.record(ending)
+        record_execution_result(span, result.status, conclusion.exception or result.error)
+        _logger.log(
+            logging.INFO if result.succeeded else logging.WARNING,
+            "execution %s %s%s", self.execution_id, result.status,
+            f": {result.error.get('type')}: {result.error.get('message')}"
+            if result.error else "",
+        )
+        # Finished means durable: whoever waits for the result can read it in the journal.
+        # A journal that failed is the emitter's to report: `wait` raises it, and there is
+        # no result, as the journal (still saying `running`) holds none.
+        with contextlib.suppress(JournalError):
+            await self._emitter.flush()
+        if self._emitter.failure is None:
+            self.result = result
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
@@ -341,6 +365,7 @@ class ExecutionRun:
             # Steps left unstarted because the timeout passed (before the scheduler woke): the
             # execution timed out just the same.
             ending = "timed_out"
+        self._stop_event.set()
         if ending == "cancelled":
             # The grace never stretches the execution past its own timeout.
             await self._wind_down(min(trio.current_time() + self._grace, deadline))
@@ -419,13 +444,45 @@ class ExecutionRun:
             stack.extend(self.workflow.dependents[step_id])
 
     async def _wind_down(self, deadline: float) -> None:
-        """End the running steps: let them finish until `deadline`, then cancel what still runs."""
+        """End the running steps: let them finish until `deadline`, then cancel what still runs.
+
+        A step whose agent ignores the cancel (it shields itself, or swallows `Cancelled`) is
+        given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
+        """
         with trio.CancelScope(shield=True):
             with trio.move_on_at(deadline):
                 await self._collect_running()
+            if not self._running:
+                return
             for slot in self._running.values():
                 slot.ref.cancel()
-            await self._collect_running()
+            with trio.move_on_after(FORCED_STOP_WAIT):
+                await self._collect_running()
+            self._give_up_running()
+
+    def _give_up_running(self) -> None:
+        """Record the steps still running as cancelled, and make sure they record nothing more.
+
+        Their tasks go on in the execution's supervisor until their agents return; `run` has
+        concluded the execution by then, and leaving the supervisor (so the runtime's shutdown)
+        waits for them.
+        """
+        for step_id, slot in list(self._running.items()):
+            # The actor's late report finds no step to report.
+            slot.step = None
+            listener = self.steps.listeners.get(step_id)
+            attempts = 0
+            if listener is not None:
+                listener.silenced = True
+                attempts = listener.attempts
+            del self._running[step_id]
+            self._results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
+            self._stragglers.append(step_id)
+            _logger.warning(
+                "execution %s: step %s did not stop when cancelled (its agent shields itself "
+                "from cancellation or swallows it); the execution ends without it, and the "
+                "runtime waits for it to return before it closes", self.execution_id, step_id,
+            )
 
     async def _collect_running(self) -> None:
         """Wait for the outcome of every running step, and settle each (nothing new starts)."""

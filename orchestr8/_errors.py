@@ -29,6 +29,7 @@ The tree, with the builtin each leaf also inherits where one fits::
         ├── NonRetryableError            an agent says: never try this again
         ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
         ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
+        ├── CallStoppedError             the caller's stop signal ended the call before an attempt
         ├── CircuitOpenError             the circuit breaker rejected the call
         ├── BulkheadFullError            the bulkhead had no free slot in time
         └── RateLimitedError             the rate limiter had no token in time
@@ -199,6 +200,14 @@ class AttemptTimeoutError(ResilienceError, TimeoutError):
 
 class DeadlineExceededError(ResilienceError, TimeoutError):
     """All attempts of a call together ran past the policy's total `deadline`."""
+
+
+class CallStoppedError(ResilienceError):
+    """The caller's stop signal (an execution being cancelled) ended a call before its next attempt.
+
+    No attempt started, and no backoff went on, once the signal was set. `__cause__` is the last
+    attempt's error, or None when no attempt ran. Never retried.
+    """
 
 
 class CircuitOpenError(ResilienceError):

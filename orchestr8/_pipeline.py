@@ -11,6 +11,12 @@ of the attempt timeout and the total deadline; waits for a bulkhead slot or a ra
 are limited to the time left (a wait cut short that way is an ordinary rejection); and a backoff
 that would end at or after the deadline is not started at all.
 
+A `stop` event ends the call early without cancelling what runs: once it is set no new attempt
+starts and no backoff begins or goes on, and `CallStoppedError` is raised (caused by the last
+attempt's error). The engine sets it when an execution is being cancelled or timed out, so the
+grace period lets the running attempt finish but never buys new ones; the attempt that runs is
+left to the cancellation itself. Checking it costs one method call per attempt.
+
 Every rule, with the reasons, is in `docs/resilience.md`.
 """
 
@@ -27,6 +33,7 @@ from ._breaker import CircuitBreaker
 from ._errors import (
     AttemptTimeoutError,
     BulkheadFullError,
+    CallStoppedError,
     CircuitOpenError,
     DeadlineExceededError,
     RateLimitedError,
@@ -74,6 +81,7 @@ async def call_with_policy(
     listener: PipelineListener | None = None,
     random: Random | None = None,
     should_retry: RetryPredicate = is_retryable,
+    stop: trio.Event | None = None,
 ) -> T:
     """Call `await fn(attempt)` under `policy`: deadline, retry, breaker, limits, attempt timeout.
 
@@ -91,6 +99,8 @@ async def call_with_policy(
         listener: Told about attempts, failures, retries and rejections, or None.
         random: The random source of backoff jitter; seed one for repeatable runs.
         should_retry: Whether an error deserves another attempt (default `is_retryable`).
+        stop: Once set, no attempt starts and no backoff goes on (the running attempt is not
+            touched); None for a call that only cancellation ends.
 
     Returns:
         The result of the first attempt that succeeds.
@@ -99,27 +109,45 @@ async def call_with_policy(
         AttemptTimeoutError: the last attempt ran past `policy.timeout`.
         DeadlineExceededError: `policy.deadline` cut an attempt short.
         CircuitOpenError, BulkheadFullError, RateLimitedError: the last attempt was refused.
+        CallStoppedError: `stop` was set before an attempt that would otherwise have started.
         Exception: otherwise the last attempt's own error, unwrapped.
     """
     retry = policy.retry
     deadline_at = math.inf if policy.deadline is None else trio.current_time() + policy.deadline
     attempt = 0
+    last_error: Exception | None = None
     while True:
         attempt += 1
         try:
             return await _attempt(
-                fn, attempt, policy, deadline_at, breaker, bulkhead, rate_limiter, listener
+                fn, attempt, policy, deadline_at, breaker, bulkhead, rate_limiter, listener, stop
             )
+        except CallStoppedError as stopped:
+            raise stopped from last_error
         except Exception as error:
             if not may_retry(retry, attempt, error, should_retry):
                 raise
+            if stop is not None and stop.is_set():
+                raise _stopped(attempt + 1) from error
             delay = retry_delay(retry, attempt, error, random)
             if not backoff_fits(trio.current_time(), delay, deadline_at):
                 raise
+            last_error = error
         if listener is not None:
             listener.retry_scheduled(attempt, delay)
         with retry_span(delay, attempt=attempt):
-            await trio.sleep(delay)
+            if stop is None:
+                await trio.sleep(delay)
+            else:
+                with trio.move_on_after(delay):
+                    await stop.wait()
+                if stop.is_set():
+                    raise _stopped(attempt + 1) from last_error
+
+
+def _stopped(attempt: int) -> CallStoppedError:
+    """The error for attempt `attempt` not started because the call's stop signal was set."""
+    return CallStoppedError(f"attempt {attempt} was not started: the call was stopped")
 
 
 async def _attempt(
@@ -131,8 +159,11 @@ async def _attempt(
     bulkhead: Bulkhead | None,
     rate_limiter: RateLimiter | None,
     listener: PipelineListener | None,
+    stop: trio.Event | None,
 ) -> T:
     """One attempt through the breaker, the admission limits and the attempt timeout."""
+    if stop is not None and stop.is_set():
+        raise _stopped(attempt)
     ticket = 0
     if breaker is not None:
         try:
@@ -154,6 +185,13 @@ async def _attempt(
             if breaker is not None:
                 breaker.record_neutral(ticket)
             raise
+        if stop is not None and stop.is_set():
+            # Stopped while waiting for admission: give back what was taken, start nothing.
+            if breaker is not None:
+                breaker.record_neutral(ticket)
+            if bulkhead is not None:
+                bulkhead.release()
+            raise _stopped(attempt)
     deadline_cut = False
     try:
         if listener is not None:

@@ -5,9 +5,10 @@ call that succeeds at once pays for no extra frames. This module holds the pure 
 
 - `is_retryable` is the default classification. Never retried: `NonRetryableError` and its
   subclasses, `InputValidationError`, `CircuitOpenError` (the breaker already says when to come
-  back) and `DeadlineExceededError` (no time is left). Every other `Exception` is retried,
-  including `AttemptTimeoutError` and the rejections `BulkheadFullError` and `RateLimitedError`.
-  `trio.Cancelled` is not an `Exception` and is never seen here.
+  back), `DeadlineExceededError` (no time is left) and `CallStoppedError` (the caller stopped).
+  Every other `Exception` is retried, including `AttemptTimeoutError` and the rejections
+  `BulkheadFullError` and `RateLimitedError`. `trio.Cancelled` is not an `Exception` and is never
+  seen here.
 - `retry_delay` is the jittered backoff of the `RetryPolicy`, raised to the error's `retry_after`
   when the error carries one (`RetryableError`, `RateLimitedError`, `CircuitOpenError`): the
   agent, or the layer that refused the call, knows best when trying again can succeed.
@@ -21,6 +22,7 @@ from random import Random
 from typing import Final
 
 from ._errors import (
+    CallStoppedError,
     CircuitOpenError,
     DeadlineExceededError,
     InputValidationError,
@@ -36,6 +38,7 @@ NON_RETRYABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
     InputValidationError,
     CircuitOpenError,
     DeadlineExceededError,
+    CallStoppedError,
 )
 
 #: Decides whether an attempt's error deserves another attempt (if attempts and time are left).

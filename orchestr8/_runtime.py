@@ -65,6 +65,7 @@ from ._secrets import (
     secret_values_of,
 )
 from ._step_resilience import SharedResilience
+from ._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from ._workflow import Workflow
 
 _logger = logging.getLogger("orchestr8.runtime")
@@ -86,6 +87,7 @@ class Runtime:
         cancel_grace: float,
         random_source: random.Random | None,
         locks: ExecutionLocks,
+        sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
@@ -98,6 +100,10 @@ class Runtime:
         self.registry = registry
         self.resilience = SharedResilience()
         self.cancel_grace = cancel_grace
+        if sync_limiter is None:
+            sync_limiter = sync_worker_limiter(DEFAULT_SYNC_WORKERS)
+        self.sync_limiter = sync_limiter
+        """The threads blocking agent code may use (`open_runtime(sync_workers=...)`)."""
         self._nursery = nursery
         self._random = random_source
         self._locks = locks
@@ -356,9 +362,16 @@ class Runtime:
             handle.cancel(reason)
 
     async def wait_all(self) -> None:
-        """Wait until no execution runs in this runtime (however each ended; never raises)."""
-        while self._live:
-            await next(iter(self._live.values())).finished()
+        """Wait until every execution of this runtime has ended (however it ended; never raises).
+
+        A step whose agent ignored cancellation may still be running after its execution ended
+        (see `docs/execution.md`); leaving `open_runtime` waits for those too.
+        """
+        waited: set[str] = set()
+        while pending := [handle for key, handle in self._live.items() if key not in waited]:
+            for handle in pending:
+                await handle.finished()
+                waited.add(handle.execution_id)
 
     async def _handle_for(self, record: ExecutionRecord) -> ExecutionHandle:
         live = self._live.get(record.execution_id)
@@ -394,6 +407,7 @@ class Runtime:
             resumed=completed is not None,
             correlation_id=correlation_id,
             random_source=self._random,
+            sync_limiter=self.sync_limiter,
             usage=state.usage if state is not None else None,
             step_usage={
                 step_id: step.usage for step_id, step in state.steps.items()
@@ -435,6 +449,7 @@ async def open_runtime(
     bus: EventBus | None = None,
     cancel_grace: float = 5.0,
     random_source: random.Random | None = None,
+    sync_workers: int = DEFAULT_SYNC_WORKERS,
     secrets: Secrets | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
@@ -445,14 +460,17 @@ async def open_runtime(
         bus: the event bus to publish on (views subscribe to it); a new one by default.
         cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
         random_source: the source of retry jitter; seed one for repeatable runs.
+        sync_workers: how many worker threads blocking agent code (sync `python` callables,
+            `AgentContext.run_sync`) may use at once; further calls wait for a free one.
         secrets: where `${secrets.NAME}` values come from; default `ORCHESTR8_SECRET_NAME`
             environment variables.
 
     Raises:
-        ValueError: `cancel_grace` is negative, infinite or NaN.
+        ValueError: `cancel_grace` is negative, infinite or NaN, or `sync_workers` is below 1.
     """
     if not (cancel_grace >= 0 and math.isfinite(cancel_grace)):
         raise ValueError(f"cancel_grace must be a finite number of seconds >= 0: {cancel_grace}")
+    sync_limiter = sync_worker_limiter(sync_workers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(
@@ -465,6 +483,7 @@ async def open_runtime(
                 nursery, journal, registry=AgentRegistry(agents),
                 bus=bus if bus is not None else EventBus(),
                 cancel_grace=cancel_grace, random_source=random_source, locks=locks,
+                sync_limiter=sync_limiter,
                 secrets=secrets,
             )
             body_failed = False
@@ -478,6 +497,11 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
+                    if runtime._live:
+                        _logger.warning(
+                            "the runtime waits for steps that ignored cancellation, of "
+                            "execution(s) %s", ", ".join(sorted(runtime._live)),
+                        )
                     try:
                         await journal.flush()
                     except JournalError:
@@ -512,13 +536,16 @@ async def run_workflow(
     journal: Journal | str | os.PathLike[str] | None = None,
     agents: Mapping[str, AgentFactory | AgentFunction] | None = None,
     execution_timeout: float | None = None,
+    sync_workers: int = DEFAULT_SYNC_WORKERS,
 ) -> ExecutionResult:
     """Run one workflow to its end in a runtime of its own and return the result.
+
+    `sync_workers` bounds the worker threads of blocking agent code, as in `open_runtime`.
 
     Raises:
         WorkflowValidationError: the workflow is invalid.
         InputValidationError: the inputs do not fit the workflow's `inputs` schema.
     """
-    async with open_runtime(journal=journal, agents=agents) as runtime:
+    async with open_runtime(journal=journal, agents=agents, sync_workers=sync_workers) as runtime:
         handle = await runtime.start(workflow, inputs, execution_timeout=execution_timeout)
         return await handle.wait()

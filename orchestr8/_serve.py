@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import asyncclick as click
 import trio
 
-from ._cli import GraceSeconds
+from ._cli import GraceSeconds, sync_workers_option
 from ._errors import Orchestr8Error
 
 if TYPE_CHECKING:
@@ -181,11 +181,13 @@ async def run_service(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     secrets_file: str | None = None,
+    sync_workers: int | None = None,
 ) -> int:
     """Run the service the way `orchestr8 serve` does and return its exit code.
 
     `${secrets.NAME}` references are resolved from `secrets_file` (a JSON object of strings),
-    then from `ORCHESTR8_SECRET_NAME` environment variables.
+    then from `ORCHESTR8_SECRET_NAME` environment variables. `sync_workers` bounds the threads
+    of blocking agent code (None: the runtime's default).
 
     Prints `orchestr8 serving on URL` on `out` once listening; stops on SIGINT or SIGTERM (exit
     0; a second signal exits 130 at once, after saving the journal). Exit 4 when asked to listen
@@ -194,7 +196,7 @@ async def run_service(
     try:
         check_bind(host, api_key)
         return await _run_service(host, port, journal, api_key, max_body, cancel_grace, out, err,
-                                  secrets_file)
+                                  secrets_file, sync_workers)
     except BaseExceptionGroup as group:
         error = _only_error(group)
         if not isinstance(error, Orchestr8Error | OSError | ValueError):
@@ -209,11 +211,13 @@ async def run_service(
 async def _run_service(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
     cancel_grace: float, out: TextIO, err: TextIO, secrets_file: str | None,
+    sync_workers: int | None = None,
 ) -> int:
     from ._errors import JournalError
     from ._journal_recovery import keep_journal_working
     from ._runtime import open_runtime
     from ._secrets import Secrets
+    from ._sync_calls import DEFAULT_SYNC_WORKERS
 
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise ValueError("the API key must be printable ASCII")
@@ -227,7 +231,10 @@ async def _run_service(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with (
-                open_runtime(journal=path, cancel_grace=cancel_grace, secrets=secrets) as runtime,
+                open_runtime(
+                    journal=path, cancel_grace=cancel_grace, secrets=secrets,
+                    sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                ) as runtime,
                 trio.open_nursery() as nursery,
             ):
                 nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
@@ -323,9 +330,10 @@ def _allow_local_imports() -> None:
 @click.option("--secrets-file", metavar="FILE",
               help="A JSON object of secrets by name for ${secrets.NAME}; "
                    "over $ORCHESTR8_SECRET_NAME variables.")
+@sync_workers_option
 async def serve_command(
     host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, secrets_file: str | None,
+    cancel_grace: float, secrets_file: str | None, sync_workers: int | None,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
@@ -335,7 +343,7 @@ async def serve_command(
     """
     return await run_service(host=host, port=port, journal=journal, api_key=api_key or None,
                              max_body=max_body, cancel_grace=cancel_grace,
-                             secrets_file=secrets_file)
+                             secrets_file=secrets_file, sync_workers=sync_workers)
 
 
 def register_serve(cli: click.Group) -> None:

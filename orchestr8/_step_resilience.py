@@ -28,9 +28,10 @@ from ._telemetry import record_breaker_transition, record_rejection
 
 _logger = logging.getLogger("orchestr8.engine")
 
-current_step: contextvars.ContextVar[tuple[Emitter, str, int] | None] = contextvars.ContextVar(
+current_step: contextvars.ContextVar[tuple[StepListener, int] | None] = contextvars.ContextVar(
     "orchestr8current_step", default=None
 )
+"""The step (its listener) and attempt whose call runs in this task, for breaker transitions."""
 
 BREAKER_EVENTS: Mapping[BreakerState, str] = {
     BreakerState.OPEN: EventType.BREAKER_OPENED,
@@ -82,7 +83,10 @@ def record_transition(transition: BreakerTransition) -> None:
     event_type = BREAKER_EVENTS.get(transition.new)
     if current is None or event_type is None:
         return
-    emitter, step_id, attempt = current
+    listener, attempt = current
+    if listener.silenced:
+        return
+    emitter, step_id = listener.emitter, listener.step_id
     data: dict[str, Any] = {
         "key": transition.name, "from": str(transition.old), "to": str(transition.new),
         "reason": transition.reason,
@@ -101,26 +105,37 @@ def finite(seconds: float) -> float | None:
 
 @attrs.define(eq=False)
 class StepListener:
-    """Turns the pipeline's callbacks into the step's journal events."""
+    """Turns the pipeline's callbacks into the step's journal events, until it is silenced.
+
+    The engine silences the listener of a step it gave up on (its agent ignored a forced cancel):
+    the execution has ended without it, so nothing that step does later reaches the journal.
+    """
 
     emitter: Emitter
     step_id: str
     workflow_name: str = ""
     agent_id: str = ""
     attempts: int = 0
+    silenced: bool = False
 
     def attempt_started(self, attempt: int) -> None:
         self.attempts = attempt
-        current_step.set((self.emitter, self.step_id, attempt))
+        current_step.set((self, attempt))
+        if self.silenced:
+            return
         self.emitter.emit_nowait(EventType.ATTEMPT_STARTED, step_id=self.step_id, attempt=attempt)
 
     def attempt_failed(self, attempt: int, error: Exception) -> None:
+        if self.silenced:
+            return
         self.emitter.emit_nowait(
             EventType.ATTEMPT_FAILED, step_id=self.step_id, attempt=attempt,
             data={"error": describe_error(error)},
         )
 
     def retry_scheduled(self, attempt: int, delay: float) -> None:
+        if self.silenced:
+            return
         engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
         _logger.info(
             "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
@@ -129,10 +144,12 @@ class StepListener:
             EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
             data={"delay": delay, "next_attempt": attempt + 1},
         )
-        current_step.set((self.emitter, self.step_id, attempt + 1))
+        current_step.set((self, attempt + 1))
 
     def rejected(self, attempt: int, error: Rejection) -> None:
         self.attempts = attempt
+        if self.silenced:
+            return
         event_type = (
             EventType.BREAKER_REJECTED if isinstance(error, CircuitOpenError)
             else EventType.ATTEMPT_REJECTED

@@ -2,13 +2,16 @@
 
 `StepRunner` runs one step. It never raises an error (a failure is a `StepResult`), only
 cancellation, and every path records the step's events in order: `step.started`, the pipeline's
-attempt events, then `step.succeeded` or `step.failed`. `StepActor` is the supervised actor that
-runs steps one at a time and reports each outcome to the execution's scheduler.
+attempt events, then `step.succeeded` or `step.failed`; a step that its execution stopped
+between attempts (a cancel or timeout in progress) ends `cancelled`, recorded by the engine.
+`StepActor` is the supervised actor that runs steps one at a time and reports each outcome to the
+execution's scheduler.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -20,7 +23,12 @@ from ._actor import Actor
 from ._agent_registry import AgentRegistry
 from ._agents import AgentContext
 from ._emitter import Emitter
-from ._errors import AgentExitError, OutputNotSerialisableError, exception_leaves
+from ._errors import (
+    AgentExitError,
+    CallStoppedError,
+    OutputNotSerialisableError,
+    exception_leaves,
+)
 from ._events import EventType, StepStatus, describe_error, json_value, message_of
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
@@ -47,11 +55,17 @@ class StepRunner:
         registry: AgentRegistry,
         resilience: SharedResilience,
         cancel_event: trio.Event,
+        stop_event: trio.Event,
         random_source: random.Random | None = None,
+        sync_limiter: trio.CapacityLimiter | None = None,
         usage: dict[str, int],
         step_usage: dict[str, dict[str, int]],
     ) -> None:
-        """Run steps against `outputs` (the execution's live record of finished steps)."""
+        """Run steps against `outputs` (the execution's live record of finished steps).
+
+        `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
+        when a timeout or a failure winds the run down) stops every step's retries.
+        """
         self.execution_id = execution_id
         self.workflow = workflow
         self._inputs = inputs
@@ -60,7 +74,9 @@ class StepRunner:
         self._registry = registry
         self._resilience = resilience
         self._cancel_event = cancel_event
+        self._stop_event = stop_event
         self._random = random_source
+        self._sync_limiter = sync_limiter
         self._usage = usage
         self._step_usage = step_usage
         self.listeners: dict[str, StepListener] = {}
@@ -72,9 +88,10 @@ class StepRunner:
     async def run(self, step: Step) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
-        A step whose cancel was requested before it began never starts (it is `cancelled`).
+        A step whose execution stopped before it began never starts, and one stopped between
+        attempts starts no more of them: either is `cancelled`.
         """
-        if self._cancel_event.is_set():
+        if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
         emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
         await emitter.emit(
@@ -84,7 +101,7 @@ class StepRunner:
             emitter, step_id, self.workflow.name, agent_id
         )
         started = trio.current_time()
-        current_step.set((emitter, step_id, 1))
+        current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
             rendered_input = step.input.render(self._inputs, self._outputs)
@@ -107,6 +124,7 @@ class StepRunner:
                     workflow_name=self.workflow.name, agent_id=agent_id, attempt=number,
                     deadline=deadline, progress_callback=self._on_progress,
                     usage_callback=self._on_usage, cancel_event=self._cancel_event,
+                    sync_limiter=self._sync_limiter,
                 )
                 with attempt_span(step_id, agent_id, number, deadline=deadline):
                     try:
@@ -124,6 +142,7 @@ class StepRunner:
                 await call_with_policy(
                     attempt, policy, breaker=breaker, bulkhead=bulkhead,
                     rate_limiter=rate_limiter, listener=listener, random=self._random,
+                    stop=self._stop_event,
                 )
             )
         except Exception as error:
@@ -133,7 +152,14 @@ class StepRunner:
         finally:
             current_step.set(None)
             reset_log_context(log_token)
+        if listener.silenced:
+            # The engine gave up on this step and the execution ended without it.
+            return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
         if failure is not None:
+            if isinstance(failure, CallStoppedError) and self._stop_event.is_set():
+                _logger.info("step %s stopped: %s", step_id, failure)
+                self._metrics(step, StepStatus.CANCELLED, started)
+                return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
             return await self._failed(step, listener, failure, started)
         await emitter.emit(
             EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
@@ -170,6 +196,8 @@ class StepRunner:
         )
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
+        if self.listeners[context.step_id].silenced:
+            return
         step_usage = self._step_usage.setdefault(context.step_id, {})
         for name, value in counts.items():
             step_usage[name] = step_usage.get(name, 0) + value
@@ -180,6 +208,8 @@ class StepRunner:
         )
 
     def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
+        if self.listeners[context.step_id].silenced:
+            return
         self._emitter.emit_nowait(
             EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
             data=dict(data),
@@ -256,18 +286,20 @@ class StepActor(Actor):
 def step_failure_for_exit(error: BaseException) -> BaseException | None:
     """The step failure for what an agent raised that is no error, or None to let it through.
 
-    `SystemExit`, `GeneratorExit` and other BaseExceptions from an agent fail its step rather than
-    ending the process: they become `AgentExitError`. Cancellation (`trio.Cancelled`) and Ctrl-C
-    (`KeyboardInterrupt`, how trio delivers it to a program without a signal handler) go on
-    untouched, as do errors. In a group (an agent's nursery), the cancellations and errors stay as
-    they are and the rest is replaced by one `AgentExitError`, so a cancel scope still takes back
-    its own `Cancelled` and what remains is an error.
+    `SystemExit`, `KeyboardInterrupt`, `GeneratorExit` and other BaseExceptions raised by agent
+    code fail its step rather than ending the process: they become `AgentExitError`. Cancellation
+    (`trio.Cancelled`) and a real Ctrl-C go on untouched, as do errors: without a signal receiver
+    trio's SIGINT handler raises `KeyboardInterrupt` in whatever code runs, an agent's included,
+    and that one (`_is_ctrl_c`) must still interrupt the program. In a group (an agent's nursery),
+    the cancellations and errors stay as they are and the rest is replaced by one
+    `AgentExitError`, so a cancel scope still takes back its own `Cancelled` and what remains is
+    an error.
     """
-    if isinstance(error, (Exception, trio.Cancelled, KeyboardInterrupt)):
+    if isinstance(error, (Exception, trio.Cancelled)) or _is_ctrl_c(error):
         return None
     if not isinstance(error, BaseExceptionGroup):
         return _exit_error(type(error).__name__, error)
-    if error.subgroup(KeyboardInterrupt) is not None:
+    if any(_is_ctrl_c(leaf) for leaf in exception_leaves(error)):
         return None
     exits = error.subgroup(lambda leaf: not isinstance(
         leaf, (BaseExceptionGroup, Exception, trio.Cancelled)
@@ -280,6 +312,27 @@ def step_failure_for_exit(error: BaseException) -> BaseException | None:
     if kept is None:
         return failure
     return BaseExceptionGroup(str(error.message), [*kept.exceptions, failure])
+
+
+#: Where trio's own code lives: a `KeyboardInterrupt` raised from there is a real SIGINT.
+_TRIO_CORE = os.path.dirname(trio._core.__file__) + os.sep
+
+
+def _is_ctrl_c(error: BaseException) -> bool:
+    """Whether `error` is a `KeyboardInterrupt` that trio raised for a real SIGINT.
+
+    Trio's signal handler (or its delivery of a pending Ctrl-C) raises it, so the innermost
+    frame of its traceback is trio's; one that agent code raised ends in the agent's frame.
+    Signals reach only the main thread, so one from a sync agent's worker thread is never real.
+    """
+    if not isinstance(error, KeyboardInterrupt):
+        return False
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code.co_filename.startswith(_TRIO_CORE)
 
 
 def _exit_error(names: str, raised: BaseException) -> AgentExitError:

@@ -103,3 +103,31 @@ def wait_for_release(input: Any) -> Any:
     if not RELEASE.wait(timeout=10):
         raise TimeoutError("RELEASE was never set")
     return input
+
+
+def interrupt(input: Any) -> Any:
+    """A sync function that raises KeyboardInterrupt itself, as some libraries do."""
+    raise KeyboardInterrupt
+
+
+PROGRESS_OUTCOMES: list[str] = []
+"""What each `progress_after_release` call's progress report did, in order."""
+
+
+def progress_after_release(input: Any, context: AgentContext) -> Any:
+    """Signal STARTED, block until RELEASE, then report progress and note how that went."""
+    STARTED.set()
+    RELEASE.wait(timeout=10)
+    try:
+        context.progress({"late": True})
+    except BaseException as error:
+        PROGRESS_OUTCOMES.append(type(error).__name__)
+        raise
+    PROGRESS_OUTCOMES.append("published")
+    return input
+
+
+def record_tokens(input: Any, context: AgentContext) -> Any:
+    """A sync function that records the usage of its work through its context."""
+    context.record_usage(tokens=3)
+    return input

@@ -254,23 +254,73 @@ def test_python_rejects_bad_config(config: dict[str, Any], expected: str) -> Non
         create("python", config)
 
 
-async def test_python_sync_function_is_not_abandoned_on_cancel() -> None:
-    """Cancelling a sync callable waits for its worker thread to return; it is never abandoned."""
+async def test_python_sync_function_is_abandoned_on_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling a sync callable stops the wait at once; the late thread's result is discarded."""
     agent = create("python", {"callable": "agent_fixtures:wait_for_release"})
     agent_fixtures.STARTED.clear()
     agent_fixtures.RELEASE.clear()
-    results: list[Any] = []
-    scope = trio.CancelScope()
+    pool = trio.CapacityLimiter(1)
+    outcomes: list[str] = []
+    try:
+        with trio.CancelScope() as scope:
 
-    async def call() -> None:
-        with scope:
-            results.append(await agent.run("x", make_context()))
+            async def cancel_once_started() -> None:
+                await trio.to_thread.run_sync(agent_fixtures.STARTED.wait)
+                scope.cancel()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call)
-        assert await trio.to_thread.run_sync(agent_fixtures.STARTED.wait, 5)
-        scope.cancel()
-        await trio.testing.wait_all_tasks_blocked()
-        assert results == []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_once_started)
+                outcomes.append(await agent.run("x", make_context(sync_limiter=pool)))
+        assert scope.cancelled_caught
+        assert outcomes == []
+        assert "still running in its worker thread" in caplog.text
+    finally:
         agent_fixtures.RELEASE.set()
-    assert results == ["x"]
+    # The abandoned thread holds its pool token until it really ends, then logs that it did.
+    async with pool:
+        pass
+    assert "its result was discarded" in caplog.text
+    assert outcomes == []
+
+
+async def test_usage_recorded_by_a_sync_function_reaches_the_trio_thread() -> None:
+    """`context.record_usage` from a worker thread is carried over to the trio thread."""
+    agent = create("python", {"callable": "agent_fixtures:record_tokens"})
+    recorded: list[tuple[dict[str, int], bool]] = []
+
+    def usage_callback(_context: AgentContext, counts: Any) -> None:
+        recorded.append((dict(counts), threading.current_thread() is threading.main_thread()))
+
+    assert await agent.run("x", make_context(usage_callback=usage_callback)) == "x"
+    assert recorded == [({"tokens": 3}, True)]
+
+
+async def test_an_abandoned_sync_function_publishes_no_progress() -> None:
+    """Progress reported after the wait was abandoned raises Cancelled in the thread; none lands."""
+    agent = create("python", {"callable": "agent_fixtures:progress_after_release"})
+    agent_fixtures.STARTED.clear()
+    agent_fixtures.RELEASE.clear()
+    agent_fixtures.PROGRESS_OUTCOMES.clear()
+    pool = trio.CapacityLimiter(1)
+    published: list[Any] = []
+    context = make_context(
+        sync_limiter=pool, progress_callback=lambda _context, data: published.append(data)
+    )
+    try:
+        with trio.CancelScope() as scope:
+
+            async def cancel_once_started() -> None:
+                await trio.to_thread.run_sync(agent_fixtures.STARTED.wait)
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_once_started)
+                await agent.run("x", context)
+    finally:
+        agent_fixtures.RELEASE.set()
+    async with pool:
+        pass
+    assert agent_fixtures.PROGRESS_OUTCOMES == ["Cancelled"]
+    assert published == []

@@ -7,6 +7,7 @@ every task sleeps), so virtual times and the journal's `elapsed` values are asse
 from __future__ import annotations
 
 import math
+import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from orchestr8._actor import ActorEvent
 from orchestr8._agents import Agent, AgentContext
 from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
+from orchestr8._engine import FORCED_STOP_WAIT
 from orchestr8._errors import ExecutionStateError
 from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
 from orchestr8._journal import open_journal
@@ -418,7 +420,9 @@ async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_no
     assert_replays_to(result, events)
 
 
-@pytest.mark.parametrize("raised", [SystemExit(3), GeneratorExit(), BaseException("custom")])
+@pytest.mark.parametrize(
+    "raised", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), BaseException("custom")]
+)
 async def test_an_agent_raising_an_exit_fails_its_step_once_not_the_process(
     autojump_clock: trio.testing.MockClock, raised: BaseException
 ) -> None:
@@ -475,13 +479,32 @@ async def test_an_exit_raised_while_an_agent_is_cancelled_fails_its_step(
     assert_replays_to(result, events)
 
 
-async def test_ctrl_c_raised_inside_an_agent_is_not_swallowed_as_a_step_failure(
+async def test_a_keyboard_interrupt_from_a_sync_agent_fails_its_step() -> None:
+    """A sync function raising KeyboardInterrupt in its worker thread fails its step too.
+
+    On the real clock: a virtual one would jump to the attempt timeout while the thread runs.
+    """
+    result, events = await execute(workflow(
+        {"id": "a", "agent": {"id": "python",
+                              "config": {"callable": "agent_fixtures:interrupt"}}},
+    ))
+    error = result.steps["a"].error
+    assert error is not None
+    assert error["type"] == "AgentExitError"
+    assert error["message"].startswith("the agent raised KeyboardInterrupt")
+    assert result.status is ExecutionStatus.FAILED
+    assert_replays_to(result, events)
+
+
+async def test_a_real_ctrl_c_inside_an_agent_still_interrupts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """KeyboardInterrupt goes on out of the runtime: it is how trio delivers Ctrl-C."""
+    """A SIGINT that trio's handler raises inside an agent goes on out of the runtime."""
 
     async def interrupted(input: Any) -> Any:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+        await trio.sleep(1)
+        return "not interrupted"
 
     async def scenario() -> None:
         async with open_runtime(agents={"interrupted": interrupted}) as rt:
@@ -795,6 +818,117 @@ async def test_the_grace_never_outlasts_the_execution_timeout(
     assert result.status is ExecutionStatus.CANCELLED
     assert endings(events) == {"stuck": ("step.cancelled", 2.0)}
     assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 2.0
+
+
+async def test_a_cancel_during_the_first_attempt_starts_no_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A flaky agent cancelled in attempt 1 fails it in the grace: no attempt 2, step cancelled."""
+    calls: list[int] = []
+
+    async def flaky(input: Any, context: AgentContext) -> Any:
+        calls.append(context.attempt)
+        await trio.sleep(2.0)
+        raise RuntimeError("flaky")
+
+    retrying = {"retry": {"max_attempts": 7, "initial_delay": 0.1, "jitter": "none"},
+                "circuit_breaker": None}
+    result, events = await cancel_after(
+        workflow({"id": "f", "agent": "flaky", "policy": retrying}), 1.0,
+        agents={"flaky": flaky}, grace=30.0,
+    )
+    assert calls == [1]
+    assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
+    assert of_type(events, EventType.RETRY_SCHEDULED) == []
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["f"].status is StepStatus.CANCELLED
+    assert result.steps["f"].attempts == 1
+    assert endings(events) == {"f": ("step.cancelled", 2.0)}
+    assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 2.0
+    assert_replays_to(result, events)
+
+
+async def test_a_cancel_during_a_backoff_ends_the_step_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled 1 s into a 10 s backoff: the step is cancelled then, not after the grace."""
+    retrying = {"retry": {"max_attempts": 3, "initial_delay": 10.0, "jitter": "none"},
+                "circuit_breaker": None}
+    result, events = await cancel_after(
+        workflow(fail("f", policy=retrying)), 1.0, grace=30.0
+    )
+    assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
+    assert result.steps["f"].status is StepStatus.CANCELLED
+    assert endings(events) == {"f": ("step.cancelled", 1.0)}
+    assert one(events, EventType.EXECUTION_CANCELLED).elapsed == 1.0
+    assert_replays_to(result, events)
+
+
+async def shielded_run(
+    grace: float, *, cancel_at: float | None, workflow_timeout: float | None = None
+) -> tuple[ExecutionResult, list[Event], list[Event], float]:
+    """Run one agent that shields itself until released after the execution has ended.
+
+    Returns the result, the journal when the result came, the journal once the runtime closed
+    (the agent had returned by then) and the trio time of the result.
+    """
+    release = trio.Event()
+
+    async def stubborn(input: Any, context: AgentContext) -> Any:
+        with trio.CancelScope(shield=True):
+            await release.wait()
+        context.progress({"late": True})
+        context.record_usage(tokens=1)
+        return "late"
+
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal, agents={"stubborn": stubborn},
+                                cancel_grace=grace) as rt:
+            handle = await rt.start(
+                workflow({"id": "s", "agent": "stubborn"}, timeout=workflow_timeout)
+            )
+            if cancel_at is not None:
+                await trio.sleep(cancel_at)
+                handle.cancel()
+            result = await handle.wait()
+            ended_at = trio.current_time()
+            at_result = await journal.events(handle.execution_id)
+            release.set()
+        at_close = await journal.events(handle.execution_id)
+    return result, at_result, at_close, ended_at
+
+
+async def test_a_shielded_agent_cannot_hold_a_cancel_past_the_grace(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled at 1, grace 2: the engine gives up on the step and ends the execution at 3.5."""
+    result, at_result, at_close, ended_at = await shielded_run(2.0, cancel_at=1.0)
+    given_up = 1.0 + 2.0 + FORCED_STOP_WAIT
+    assert ended_at == given_up
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["s"].status is StepStatus.CANCELLED
+    assert result.steps["s"].attempts == 1
+    assert endings(at_result) == {"s": ("step.cancelled", given_up)}
+    assert one(at_result, EventType.EXECUTION_CANCELLED).elapsed == given_up
+    assert "step s did not stop when cancelled" in caplog.text
+    # What the agent did after it was given up on reached no journal: nothing follows the end.
+    assert at_close == at_result
+    assert_replays_to(result, at_close)
+
+
+async def test_a_shielded_agent_cannot_hold_a_timed_out_execution(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A workflow timeout of 2 over a shielded agent: the execution fails at 2 + the bound."""
+    result, at_result, at_close, ended_at = await shielded_run(
+        5.0, cancel_at=None, workflow_timeout=2.0
+    )
+    assert ended_at == 2.0 + FORCED_STOP_WAIT
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "ExecutionTimeoutError"
+    assert endings(at_result) == {"s": ("step.cancelled", 2.0 + FORCED_STOP_WAIT)}
+    assert at_close == at_result
 
 
 async def test_cancel_does_not_hang_when_a_step_is_stopped_before_it_got_its_input(

@@ -6,12 +6,14 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import orchestr8
 from orchestr8 import _breaker, _limits, _pipeline, _policy, _retry
@@ -19,6 +21,7 @@ from orchestr8._breaker import BreakerState, CircuitBreaker
 from orchestr8._errors import (
     AttemptTimeoutError,
     BulkheadFullError,
+    CallStoppedError,
     CircuitOpenError,
     DeadlineExceededError,
     RateLimitedError,
@@ -357,6 +360,156 @@ async def test_a_slot_is_freed_whatever_the_attempt_does(autojump_clock: trio.ab
             echo_attempt, policy(attempts=1), bulkhead=bulkhead, rate_limiter=limiter
         )
     assert bulkhead.statistics().in_use == 0
+
+
+
+# -- the stop signal ---------------------------------------------------------------------------
+
+
+async def test_a_stop_during_an_attempt_starts_no_further_attempt(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Stopped during attempt 1 (which then fails): no backoff, no attempt 2, cause kept."""
+    stop = trio.Event()
+    recorder = Recorder()
+
+    async def fail_after_stop(attempt: int) -> None:
+        await trio.sleep(0.5)
+        stop.set()
+        raise BoomError(f"attempt {attempt}")
+
+    with pytest.raises(CallStoppedError, match="attempt 2 was not started") as caught:
+        await call_with_policy(fail_after_stop, policy(attempts=5), listener=recorder, stop=stop)
+    assert isinstance(caught.value.__cause__, BoomError)
+    assert recorder.events == [("started", 1, 0.0), ("failed", 1, "BoomError", 0.5)]
+    assert trio.current_time() == 0.5
+
+
+async def test_a_stop_interrupts_a_backoff_sleep_at_once(autojump_clock: trio.abc.Clock) -> None:
+    """A stop at 0.25 into a 1 s backoff ends the call then, with attempt 2 never started."""
+    stop = trio.Event()
+    recorder = Recorder()
+
+    async def stop_later() -> None:
+        await trio.sleep(0.25)
+        stop.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_later)
+        with pytest.raises(CallStoppedError) as caught:
+            await call_with_policy(always_fail, policy(), listener=recorder, stop=stop)
+    assert isinstance(caught.value.__cause__, BoomError)
+    assert [event[0] for event in recorder.events] == ["started", "failed", "retry"]
+    assert trio.current_time() == 0.25
+
+
+async def test_a_call_stopped_before_it_began_calls_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A stop already set: the callable is never called and the breaker is not asked."""
+    stop = trio.Event()
+    stop.set()
+    breaker = CircuitBreaker()
+    recorder = Recorder()
+    with pytest.raises(CallStoppedError, match="attempt 1") as caught:
+        await call_with_policy(
+            echo_attempt, policy(), breaker=breaker, listener=recorder, stop=stop
+        )
+    assert caught.value.__cause__ is None
+    assert recorder.events == []
+    assert breaker.statistics().successes == breaker.statistics().failures == 0
+
+
+async def test_a_stop_while_waiting_for_admission_gives_back_the_slot_and_permit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Stopped while queued for the bulkhead: once admitted it starts nothing and frees all."""
+    stop = trio.Event()
+    bulkhead = Bulkhead(max_concurrent=1, max_wait=10.0)
+    breaker = CircuitBreaker(failure_threshold=1, half_open_requests=1)
+    release = trio.Event()
+    recorder = Recorder()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(occupy, bulkhead, release)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def stop_then_free() -> None:
+            await trio.sleep(1.0)
+            stop.set()
+            release.set()
+
+        nursery.start_soon(stop_then_free)
+        with pytest.raises(CallStoppedError):
+            await call_with_policy(
+                echo_attempt, policy(), breaker=breaker, bulkhead=bulkhead, listener=recorder,
+                stop=stop,
+            )
+    assert recorder.events == []
+    assert bulkhead.statistics().in_use == 0
+    assert breaker.statistics().failures == 0
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_stop_leaves_a_final_error_as_it_is(autojump_clock: trio.abc.Clock) -> None:
+    """The only attempt failing after a stop raises its own error: the stop prevented nothing."""
+    stop = trio.Event()
+
+    async def fail_after_stop(attempt: int) -> None:
+        stop.set()
+        raise BoomError("last")
+
+    with pytest.raises(BoomError, match="last"):
+        await call_with_policy(fail_after_stop, policy(attempts=1), stop=stop)
+
+
+
+@settings(max_examples=200)
+@given(
+    stop_at=st.integers(min_value=0, max_value=40).map(lambda whole: whole + 0.5),
+    durations=st.lists(st.integers(min_value=0, max_value=5), min_size=6, max_size=6),
+    attempts=st.integers(min_value=1, max_value=6),
+)
+def test_no_attempt_starts_and_no_backoff_goes_on_after_a_stop(
+    stop_at: float, durations: list[int], attempts: int
+) -> None:
+    """Whenever the stop comes, every attempt started before it, and the call ends by then.
+
+    The call ends at the stop, or when the attempt running at the stop ends (it is not cut).
+    """
+    recorder = Recorder()
+    ends: list[float] = []
+    finished: list[tuple[str, float]] = []
+
+    async def failing(attempt: int) -> None:
+        await trio.sleep(durations[attempt - 1])
+        ends.append(trio.current_time())
+        raise BoomError(f"attempt {attempt}")
+
+    async def main() -> None:
+        stop = trio.Event()
+
+        async def stop_later() -> None:
+            await trio.sleep(stop_at)
+            stop.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_later)
+            with pytest.raises((BoomError, CallStoppedError)) as caught:
+                await call_with_policy(
+                    failing, policy(timeout=None, attempts=attempts), listener=recorder,
+                    stop=stop,
+                )
+            finished.append((type(caught.value).__name__, trio.current_time()))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    started = [cast(float, event[2]) for event in recorder.events if event[0] == "started"]
+    (raised, finished_at), = finished
+    assert all(time < stop_at for time in started)
+    assert len(ends) == len(started)
+    # Over when the last attempt ended, or at the stop if a backoff was waiting then: never later.
+    assert ends[-1] <= finished_at <= max(stop_at, ends[-1])
+    assert (raised == "CallStoppedError") == (len(started) < attempts)
 
 
 # The resilience names `orchestr8/__init__.py` exports (or will): the docs use them from there.
