@@ -160,10 +160,7 @@ class ProgressCoalescer:
         self._buffer.append(text)
         self._pending += len(text)
         self.chars += len(text)
-        if (
-            self._pending >= self._max_chars
-            or trio.current_time() - self._last >= self._interval
-        ):
+        if self._pending >= self._max_chars or trio.current_time() - self._last >= self._interval:
             self.flush()
 
     def flush(self) -> None:

@@ -285,8 +285,8 @@ def messages_from_input(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, Mapping) and isinstance(value.get("prompt"), str):
         value = value["prompt"]
     if not isinstance(value, str):
-        shape = "an object without a string 'prompt'" if isinstance(value, Mapping) else _kind(
-            value
+        shape = (
+            "an object without a string 'prompt'" if isinstance(value, Mapping) else _kind(value)
         )
         raise PromptInputError(
             "the llm agent has no 'prompt' config, so its step input must be the user message: "

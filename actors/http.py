@@ -50,7 +50,11 @@ BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
 DEFAULT_RESPONSE_HEADERS: Final = (
-    "content-type", "etag", "last-modified", "location", "retry-after",
+    "content-type",
+    "etag",
+    "last-modified",
+    "location",
+    "retry-after",
 )
 RETRYABLE_STATUSES: Final = frozenset({408, 429})
 EXCERPT_CHARS: Final = 200
@@ -98,10 +102,21 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 class HttpAgent(Agent):
     """Calls an HTTP endpoint and returns `{"status", "headers", "json", "text"}`."""
 
-    config_keys: ClassVar[frozenset[str] | None] = frozenset({
-        "method", "url", "headers", "headers_from_env", "params", "json", "timeout",
-        "response_headers", "max_bytes", "follow_redirects", "idempotency_key",
-    })
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "method",
+            "url",
+            "headers",
+            "headers_from_env",
+            "params",
+            "json",
+            "timeout",
+            "response_headers",
+            "max_bytes",
+            "follow_redirects",
+            "idempotency_key",
+        }
+    )
 
     def __init__(
         self, config: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
@@ -166,7 +181,9 @@ class HttpAgent(Agent):
         with trio.move_on_at(bound):
             try:
                 async with httpx.AsyncClient(
-                    transport=self._transport, timeout=None, trust_env=False,
+                    transport=self._transport,
+                    timeout=None,
+                    trust_env=False,
                     follow_redirects=self.follow_redirects,
                 ) as client:
                     return await self._send(client, request, where, secrets)
@@ -243,10 +260,13 @@ class HttpAgent(Agent):
         if status >= 400:
             raise _status_error(response, body, where, secrets)
         if longer:
-            raise NonRetryableError(f"{where}: the response body is larger than "
-                                    f"{self.max_bytes} bytes (raise max_bytes to accept it)")
+            raise NonRetryableError(
+                f"{where}: the response body is larger than "
+                f"{self.max_bytes} bytes (raise max_bytes to accept it)"
+            )
         headers = {
-            name: response.headers[name] for name in self.response_headers
+            name: response.headers[name]
+            for name in self.response_headers
             if name in response.headers
         }
         output: dict[str, Any] = {"status": status, "headers": headers, "json": None, "text": None}
@@ -257,10 +277,13 @@ class HttpAgent(Agent):
             try:
                 output["json"] = json.loads(body)
             except ValueError as error:
-                raise NonRetryableError(scrub(
-                    f"{where} answered {status} with a body that is not the JSON it declares "
-                    f"({error}): {excerpt(body)}", secrets,
-                )) from None
+                raise NonRetryableError(
+                    scrub(
+                        f"{where} answered {status} with a body that is not the JSON it declares "
+                        f"({error}): {excerpt(body)}",
+                        secrets,
+                    )
+                ) from None
         else:
             output["text"] = body.decode(response.encoding or "utf-8", errors="replace")
         return output
@@ -372,8 +395,9 @@ def _checked_params(value: Any, key: str, error: type[Exception]) -> dict[str, A
             isinstance(one, str | int | float | bool) for one in items
         ):
             raise error(f"{key}: {name!r} must map to a string, number, boolean or a list of them")
-        params[name] = [_param_text(one) for one in items] if isinstance(item, list) \
-            else _param_text(item)
+        params[name] = (
+            [_param_text(one) for one in items] if isinstance(item, list) else _param_text(item)
+        )
     return params
 
 
@@ -397,8 +421,12 @@ def _checked_names(value: Any) -> tuple[str, ...]:
 def _positive_number(value: Any, key: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise AgentConfigurationError(f"{key} must be a number of seconds above 0, got {value!r}")
     return float(value)
 

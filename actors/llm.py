@@ -100,9 +100,7 @@ class LLMAgent(Agent):
         }
     )
 
-    def __init__(
-        self, config: Mapping[str, Any], *, registry: AgentRegistry | None = None
-    ) -> None:
+    def __init__(self, config: Mapping[str, Any], *, registry: AgentRegistry | None = None) -> None:
         """Validate the config; tool agents are built here too, so bad ones fail validation.
 
         Raises:
@@ -171,8 +169,11 @@ class LLMAgent(Agent):
             for turn in range(1, self.max_turns + 1):
                 context.logger.debug("calling %s (turn %d)", self.model, turn)
                 message = await stream_message(
-                    client, {**request, "messages": messages}, context=context,
-                    timeout=self._timeout(context), progress=progress,
+                    client,
+                    {**request, "messages": messages},
+                    context=context,
+                    timeout=self._timeout(context),
+                    progress=progress,
                 )
                 usage["input_tokens"] += message.usage.input_tokens or 0
                 usage["output_tokens"] += message.usage.output_tokens or 0
@@ -186,8 +187,9 @@ class LLMAgent(Agent):
                         f"{self.max_turns} API calls; raise max_turns or simplify the task"
                     )
                 messages.append({"role": "assistant", "content": _content(message)})
-                tool_calls = [{"id": call.id, "name": call.name, "input": call.input}
-                              for call in calls]
+                tool_calls = [
+                    {"id": call.id, "name": call.name, "input": call.input} for call in calls
+                ]
                 results = await run_tool_calls(self.tools, tool_calls, context)
                 messages.append({"role": "user", "content": results})
         text = "".join(block.text for block in message.content if block.type == "text")

@@ -203,17 +203,22 @@ def bench_tell(n: int, rounds: int) -> list[Row]:
         ("tell_throughput", tell_orchestr8, tell_baseline),
         ("tell_nowait_burst", burst_orchestr8, burst_baseline),
     ):
-        medians = timed_rounds(rounds, {
-            "orchestr8": functools.partial(actor, n),
-            "baseline": functools.partial(base, n),
-        })
-        rows.append({
-            "bench": bench,
-            "orchestr8_msgs_per_s": round(n / medians["orchestr8"]),
-            "baseline_msgs_per_s": round(n / medians["baseline"]),
-            "ratio": ratio(medians["orchestr8"], medians["baseline"]),
-            "n": n,
-        })
+        medians = timed_rounds(
+            rounds,
+            {
+                "orchestr8": functools.partial(actor, n),
+                "baseline": functools.partial(base, n),
+            },
+        )
+        rows.append(
+            {
+                "bench": bench,
+                "orchestr8_msgs_per_s": round(n / medians["orchestr8"]),
+                "baseline_msgs_per_s": round(n / medians["baseline"]),
+                "ratio": ratio(medians["orchestr8"], medians["baseline"]),
+                "n": n,
+            }
+        )
     return rows
 
 
@@ -281,24 +286,29 @@ async def ask_reschedule_baseline(n: int) -> float:
 
 def bench_ask(n: int, rounds: int) -> list[Row]:
     """Ask round trip vs a raw channel request/reply (the target: at most 2x)."""
-    medians = timed_rounds(rounds, {
-        "orchestr8": functools.partial(ask_orchestr8, n, "block"),
-        "orchestr8_fail": functools.partial(ask_orchestr8, n, "fail"),
-        "baseline": functools.partial(ask_channel_baseline, n),
-        "reschedule": functools.partial(ask_reschedule_baseline, n),
-    })
+    medians = timed_rounds(
+        rounds,
+        {
+            "orchestr8": functools.partial(ask_orchestr8, n, "block"),
+            "orchestr8_fail": functools.partial(ask_orchestr8, n, "fail"),
+            "baseline": functools.partial(ask_channel_baseline, n),
+            "reschedule": functools.partial(ask_reschedule_baseline, n),
+        },
+    )
     value = ratio(medians["orchestr8"], medians["baseline"])
-    return [{
-        "bench": "ask_round_trip",
-        "orchestr8_us": round(medians["orchestr8"], 2),
-        "baseline_us": round(medians["baseline"], 2),
-        "ratio": value,
-        "n": n,
-        "target": "ratio <= 2",
-        "meets_target": value <= 2,
-        "orchestr8_overflow_fail_us": round(medians["orchestr8_fail"], 2),
-        "baseline_reschedule_us": round(medians["reschedule"], 2),
-    }]
+    return [
+        {
+            "bench": "ask_round_trip",
+            "orchestr8_us": round(medians["orchestr8"], 2),
+            "baseline_us": round(medians["baseline"], 2),
+            "ratio": value,
+            "n": n,
+            "target": "ratio <= 2",
+            "meets_target": value <= 2,
+            "orchestr8_overflow_fail_us": round(medians["orchestr8_fail"], 2),
+            "baseline_reschedule_us": round(medians["reschedule"], 2),
+        }
+    ]
 
 
 # -- spawn and stop ---------------------------------------------------------------------------
@@ -319,6 +329,7 @@ async def spawn_stop_orchestr8(n: int) -> tuple[float, float]:
 
 async def spawn_stop_bare(n: int) -> tuple[float, float]:
     """Seconds to `start_soon` n no-op tasks in a nursery, and to join them."""
+
     async def noop() -> None:
         await trio.lowlevel.checkpoint()
 
@@ -335,6 +346,7 @@ async def spawn_stop_bare(n: int) -> tuple[float, float]:
 
 async def spawn_stop_task_channel(n: int) -> tuple[float, float]:
     """Seconds to `nursery.start` n tasks, each reading its own channel; then to close them all."""
+
     async def serve(
         receive: trio.MemoryReceiveChannel[Any],
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -378,19 +390,21 @@ def bench_spawn_stop(n: int, rounds: int) -> list[Row]:
         return statistics.median(values) / n * 1e6
 
     total, bare = per_actor_us("orchestr8"), per_actor_us("bare")
-    return [{
-        "bench": "spawn_stop_per_actor",
-        "orchestr8_us": round(total, 2),
-        "baseline_us": round(bare, 2),
-        "ratio": ratio(total, bare),
-        "n": n,
-        "orchestr8_spawn_us": round(per_actor_us("orchestr8", 0), 2),
-        "orchestr8_stop_us": round(per_actor_us("orchestr8", 1), 2),
-        "baseline_task_channel_us": round(per_actor_us("chan"), 2),
-        "baseline_task_channel_spawn_us": round(per_actor_us("chan", 0), 2),
-        "baseline_task_channel_stop_us": round(per_actor_us("chan", 1), 2),
-        "gc_freeze_every": FREEZE_EVERY,
-    }]
+    return [
+        {
+            "bench": "spawn_stop_per_actor",
+            "orchestr8_us": round(total, 2),
+            "baseline_us": round(bare, 2),
+            "ratio": ratio(total, bare),
+            "n": n,
+            "orchestr8_spawn_us": round(per_actor_us("orchestr8", 0), 2),
+            "orchestr8_stop_us": round(per_actor_us("orchestr8", 1), 2),
+            "baseline_task_channel_us": round(per_actor_us("chan"), 2),
+            "baseline_task_channel_spawn_us": round(per_actor_us("chan", 0), 2),
+            "baseline_task_channel_stop_us": round(per_actor_us("chan", 1), 2),
+            "gc_freeze_every": FREEZE_EVERY,
+        }
+    ]
 
 
 # -- memory per idle actor --------------------------------------------------------------------
@@ -418,13 +432,17 @@ async def hold_orchestr8(n: int) -> dict[str, float]:
         assert count >= n, count
     stopped = clock()
     return {
-        "bytes": (held - before) / count, "spawn_us": (spawned - start) / count * 1e6,
-        "stop_s": stopped - spawned, "rss_mb": held / 2**20, "actors": count,
+        "bytes": (held - before) / count,
+        "spawn_us": (spawned - start) / count * 1e6,
+        "stop_s": stopped - spawned,
+        "rss_mb": held / 2**20,
+        "actors": count,
     }
 
 
 async def hold_baseline(n: int) -> dict[str, float]:
     """Start n tasks, each waiting on its own channel's receive; measure, then close them all."""
+
     async def wait(receive: trio.MemoryReceiveChannel[Any]) -> None:
         with receive:
             async for _ in receive:
@@ -448,8 +466,11 @@ async def hold_baseline(n: int) -> dict[str, float]:
             send.close()
     stopped = clock()
     return {
-        "bytes": (held - before) / n, "spawn_us": (spawned - start) / n * 1e6,
-        "stop_s": stopped - spawned, "rss_mb": held / 2**20, "actors": n,
+        "bytes": (held - before) / n,
+        "spawn_us": (spawned - start) / n * 1e6,
+        "stop_s": stopped - spawned,
+        "rss_mb": held / 2**20,
+        "actors": n,
     }
 
 
@@ -478,19 +499,21 @@ def bench_memory(sizes: list[int]) -> list[Row]:
     rows: list[Row] = []
     for n in sizes:
         actor, base = run_child("orchestr8", n), run_child("baseline", n)
-        rows.append({
-            "bench": "memory_idle_actor",
-            "orchestr8_bytes": round(actor["bytes"]),
-            "baseline_bytes": round(base["bytes"]),
-            "ratio": ratio(actor["bytes"], base["bytes"]),
-            "n": n,
-            "orchestr8_rss_mb": round(actor["rss_mb"], 1),
-            "orchestr8_spawn_us": round(actor["spawn_us"], 2),
-            "orchestr8_stop_s": round(actor["stop_s"], 2),
-            "baseline_spawn_us": round(base["spawn_us"], 2),
-            "baseline_stop_s": round(base["stop_s"], 2),
-            "actors_per_supervisor": ACTORS_PER_SUPERVISOR,
-        })
+        rows.append(
+            {
+                "bench": "memory_idle_actor",
+                "orchestr8_bytes": round(actor["bytes"]),
+                "baseline_bytes": round(base["bytes"]),
+                "ratio": ratio(actor["bytes"], base["bytes"]),
+                "n": n,
+                "orchestr8_rss_mb": round(actor["rss_mb"], 1),
+                "orchestr8_spawn_us": round(actor["spawn_us"], 2),
+                "orchestr8_stop_s": round(actor["stop_s"], 2),
+                "baseline_spawn_us": round(base["spawn_us"], 2),
+                "baseline_stop_s": round(base["stop_s"], 2),
+                "actors_per_supervisor": ACTORS_PER_SUPERVISOR,
+            }
+        )
     return rows
 
 
@@ -514,10 +537,16 @@ def main() -> None:
 
     quick: bool = args.quick
     selected = set(args.bench or BENCHES)
-    emit({
-        "bench": "environment", "python": platform.python_version(), "trio": trio.__version__,
-        "orchestr8": orchestr8.__version__, "cpus": os.cpu_count(), "quick": quick,
-    })
+    emit(
+        {
+            "bench": "environment",
+            "python": platform.python_version(),
+            "trio": trio.__version__,
+            "orchestr8": orchestr8.__version__,
+            "cpus": os.cpu_count(),
+            "quick": quick,
+        }
+    )
     rounds = 3 if quick else 5
     if "tell_throughput" in selected:
         for row in bench_tell(5_000 if quick else 100_000, rounds):

@@ -144,7 +144,9 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
         per_step = statistics.median(runs) / size * 1e6
         baseline = statistics.median(baselines) / size * 1e6
         return {
-            "bench": case, "steps": size, "per_step_us": round(per_step, 1),
+            "bench": case,
+            "steps": size,
+            "per_step_us": round(per_step, 1),
             "baseline_per_step_us": round(baseline, 1),
             "added_per_step_us": round(per_step - baseline, 1),
             "target_per_step_us": 50 if case == "sequential_memory" else 150,
@@ -181,8 +183,11 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
         on = statistics.median(traced) / size * 1e6
         off = statistics.median(untraced) / size * 1e6
         return {
-            "bench": case, "steps": size, "traced_per_step_us": round(on, 1),
-            "untraced_per_step_us": round(off, 1), "ratio": round(on / off, 2),
+            "bench": case,
+            "steps": size,
+            "traced_per_step_us": round(on, 1),
+            "untraced_per_step_us": round(off, 1),
+            "ratio": round(on / off, 2),
             "target_ratio": 2.0,
         }
     if case == "fan_out":
@@ -190,18 +195,25 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
         baseline = trio.run(baseline_fan_out, size)
         wall = trio.run(orchestr8_run, fan_out_workflow(size), None)
         return {
-            "bench": "fan_out", "steps": size, "wall_s": round(wall, 3),
-            "baseline_wall_s": round(baseline, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "bench": "fan_out",
+            "steps": size,
+            "wall_s": round(wall, 3),
+            "baseline_wall_s": round(baseline, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
             "interpreter_rss_mb": round(baseline_rss_before, 1),
-            "target_wall_s": 2.0, "target_rss_mb": 300,
+            "target_wall_s": 2.0,
+            "target_rss_mb": 300,
         }
     if case == "template_render":
         timings = [template_render(size) for _ in range(repeats)]
         rendered = statistics.median(rendered for rendered, _ in timings) * 1e6
         by_hand = statistics.median(by_hand for _, by_hand in timings) * 1e6
         return {
-            "bench": case, "renders": size, "per_render_us": round(rendered, 2),
-            "baseline_by_hand_us": round(by_hand, 2), "target_per_render_us": 50,
+            "bench": case,
+            "renders": size,
+            "per_render_us": round(rendered, 2),
+            "baseline_by_hand_us": round(by_hand, 2),
+            "target_per_render_us": 50,
         }
     raise SystemExit(f"unknown case {case!r}")
 
@@ -215,7 +227,10 @@ def startup(repeats: int) -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as directory:
                 started = time.perf_counter()
                 subprocess.run(
-                    command, check=True, capture_output=True, cwd=directory,
+                    command,
+                    check=True,
+                    capture_output=True,
+                    cwd=directory,
                     env={"ORCHESTR8_JOURNAL": f"{directory}/journal.db", "PATH": ""},
                 )
                 samples.append(time.perf_counter() - started)
@@ -226,8 +241,11 @@ def startup(repeats: int) -> dict[str, Any]:
     bare = timed([sys.executable, "-c", "pass"])
     with_trio = timed([sys.executable, "-c", "import trio"])
     return {
-        "bench": "cli_run_hello", "wall_s": round(run, 3), "baseline_python_s": round(bare, 3),
-        "baseline_import_trio_s": round(with_trio, 3), "target_wall_s": 0.5,
+        "bench": "cli_run_hello",
+        "wall_s": round(run, 3),
+        "baseline_python_s": round(bare, 3),
+        "baseline_import_trio_s": round(with_trio, 3),
+        "target_wall_s": 0.5,
     }
 
 
@@ -252,9 +270,19 @@ def main() -> None:
         ("template_render", 2000 if arguments.quick else 20_000),
     ):
         completed = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--size", str(size),
-             "--repeats", str(repeats)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                "--size",
+                str(size),
+                "--repeats",
+                str(repeats),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         print(completed.stdout.strip(), flush=True)
     print(json.dumps(startup(3 if arguments.quick else 7)), flush=True)

@@ -41,20 +41,35 @@ import httpx
 import trio
 import trio_websocket
 
-ECHO = {"schema_version": "1.0", "name": "bench-echo",
-        "steps": [{"id": "echo", "agent": "echo", "input": "${inputs}"}]}
-KEYED = {"schema_version": "1.0", "name": "bench-keyed",
-         "inputs": {"type": "object", "properties": {"api_key": {"type": "string"}},
-                    "required": ["api_key"]},
-         "steps": [{"id": "echo", "agent": "echo", "input": {"api_key": "${inputs.api_key}"}}]}
+ECHO = {
+    "schema_version": "1.0",
+    "name": "bench-echo",
+    "steps": [{"id": "echo", "agent": "echo", "input": "${inputs}"}],
+}
+KEYED = {
+    "schema_version": "1.0",
+    "name": "bench-keyed",
+    "inputs": {
+        "type": "object",
+        "properties": {"api_key": {"type": "string"}},
+        "required": ["api_key"],
+    },
+    "steps": [{"id": "echo", "agent": "echo", "input": {"api_key": "${inputs.api_key}"}}],
+}
 
 
 def burst(steps: int) -> dict[str, Any]:
     return {
-        "schema_version": "1.0", "name": "bench-burst", "strategy": "dag",
-        "steps": [{"id": "wait", "agent": "sleep", "input": {"seconds": 0.3}},
-                  *({"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
-                    for index in range(steps))],
+        "schema_version": "1.0",
+        "name": "bench-burst",
+        "strategy": "dag",
+        "steps": [
+            {"id": "wait", "agent": "sleep", "input": {"seconds": 0.3}},
+            *(
+                {"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
+                for index in range(steps)
+            ),
+        ],
     }
 
 
@@ -63,9 +78,20 @@ async def server(journal: Path) -> AsyncIterator[str]:
     """Run the server on a free loopback port until the block ends; yield its URL."""
     env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_API_KEY"}
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "orchestr8._serve", "--host", "127.0.0.1", "--port", "0",
-         "--journal", str(journal)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        [
+            sys.executable,
+            "-m",
+            "orchestr8._serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--journal",
+            str(journal),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     assert process.stdout is not None
     output = b""
@@ -108,8 +134,11 @@ async def load(
                 started = time.perf_counter()
                 if name == "execute":
                     number = next(sent)
-                    document = (body(number) if body is not None
-                                else {"workflow": ECHO, "inputs": {"n": index}})
+                    document = (
+                        body(number)
+                        if body is not None
+                        else {"workflow": ECHO, "inputs": {"n": index}}
+                    )
                     response = await http.post("/workflows/execute", json=document)
                     ok = response.status_code == 202
                 else:
@@ -126,7 +155,10 @@ async def load(
             nursery.start_soon(client)
     elapsed = time.perf_counter() - started
     return {
-        "benchmark": name, "clients": clients, "requests": len(latencies), "errors": errors,
+        "benchmark": name,
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
         "per_second": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
@@ -142,7 +174,10 @@ async def event_socket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnec
     stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
     async with stream, trio.open_nursery() as nursery:
         socket = await trio_websocket.wrap_client_stream(
-            nursery, stream, parts.netloc, f"{parts.path}?{parts.query}",
+            nursery,
+            stream,
+            parts.netloc,
+            f"{parts.path}?{parts.query}",
             message_queue_size=1024,
         )
         try:
@@ -160,8 +195,9 @@ async def follow(ws_url: str, execution_id: str) -> tuple[int, float, int]:
     first = last = 0.0
     count = 0
     while True:
-        async with event_socket(f"{ws_url}/executions/{execution_id}/events?after={last_seq}"
-                                ) as socket:
+        async with event_socket(
+            f"{ws_url}/executions/{execution_id}/events?after={last_seq}"
+        ) as socket:
             try:
                 while True:
                     event = json.loads(await socket.get_message())
@@ -186,15 +222,25 @@ async def websocket(url: str, steps: int) -> list[dict[str, Any]]:
     live, seconds, reconnects = await follow(ws_url, execution_id)
     replayed, replay_seconds, _ = await follow(ws_url, execution_id)
     return [
-        {"benchmark": "websocket_live", "steps": steps, "events": live, "reconnects": reconnects,
-         "per_second": round(live / max(seconds, 1e-9), 1)},
-        {"benchmark": "websocket_replay", "steps": steps, "events": replayed,
-         "per_second": round(replayed / max(replay_seconds, 1e-9), 1)},
+        {
+            "benchmark": "websocket_live",
+            "steps": steps,
+            "events": live,
+            "reconnects": reconnects,
+            "per_second": round(live / max(seconds, 1e-9), 1),
+        },
+        {
+            "benchmark": "websocket_replay",
+            "steps": steps,
+            "events": replayed,
+            "per_second": round(replayed / max(replay_seconds, 1e-9), 1),
+        },
     ]
 
 
 async def secret_inputs(url: str, requests: int) -> dict[str, Any]:
     """Executions per second with one `api_key` for all requests, then a new one per request."""
+
     def constant(number: int) -> Any:
         return {"workflow": KEYED, "inputs": {"api_key": "sk-bench-constant-key"}}
 
@@ -204,10 +250,15 @@ async def secret_inputs(url: str, requests: int) -> dict[str, Any]:
     await load(url, "execute", 10, 100, constant)  # warm up
     same = await load(url, "execute", 10, requests, constant)
     new = await load(url, "execute", 10, requests, distinct)
-    return {"benchmark": "secret_inputs", "clients": 10, "requests": requests,
-            "errors": same["errors"] + new["errors"],
-            "constant_per_second": same["per_second"], "distinct_per_second": new["per_second"],
-            "distinct_vs_constant": round(new["per_second"] / same["per_second"], 3)}
+    return {
+        "benchmark": "secret_inputs",
+        "clients": 10,
+        "requests": requests,
+        "errors": same["errors"] + new["errors"],
+        "constant_per_second": same["per_second"],
+        "distinct_per_second": new["per_second"],
+        "distinct_vs_constant": round(new["per_second"] / same["per_second"], 3),
+    }
 
 
 async def main(quick: bool) -> None:
@@ -223,9 +274,17 @@ async def main(quick: bool) -> None:
             for line in await websocket(url, 100 if quick else 1000):
                 print(json.dumps(line), flush=True)
             print(json.dumps(await secret_inputs(url, 300 if quick else 10_000)), flush=True)
-    print(json.dumps({"benchmark": "environment", "python": sys.version.split()[0],
-                      "cpus": os.cpu_count(), "note": "one run over loopback; the server and "
-                      "the clients share the CPUs"}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "environment",
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "note": "one run over loopback; the server and the clients share the CPUs",
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ class NoOpExporter(SpanExporter):
 def sdk_providers() -> tuple[TracerProvider, MeterProvider]:
     tracer_provider = TracerProvider(shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(NoOpExporter()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()],
-                                   shutdown_on_exit=False)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
     return tracer_provider, meter_provider
 
 
@@ -99,15 +98,19 @@ def with_providers(run: Callable[[], float], providers: tuple[Any, Any] | None) 
 
 def attempt_overhead(count: int, rounds: int) -> dict[str, Any]:
     sdk = sdk_providers()
-    figures = median_rounds({
-        "bare": lambda: timed(bare, count),
-        "no_sdk": lambda: timed(instrumented_in_execution, count),
-        "no_sdk_outside_execution": lambda: timed(instrumented, count),
-        "sdk": lambda: with_providers(lambda: timed(instrumented_in_execution, count), sdk),
-    }, rounds)
+    figures = median_rounds(
+        {
+            "bare": lambda: timed(bare, count),
+            "no_sdk": lambda: timed(instrumented_in_execution, count),
+            "no_sdk_outside_execution": lambda: timed(instrumented, count),
+            "sdk": lambda: with_providers(lambda: timed(instrumented_in_execution, count), sdk),
+        },
+        rounds,
+    )
     base = figures["bare"]
     return {
-        "bench": "attempt_overhead", "attempts": count,
+        "bench": "attempt_overhead",
+        "attempts": count,
         "baseline_bare_loop_us": round(base, 3),
         "no_sdk_added_us": round(figures["no_sdk"] - base, 3),
         "no_sdk_outside_execution_added_us": round(figures["no_sdk_outside_execution"] - base, 3),
@@ -117,7 +120,9 @@ def attempt_overhead(count: int, rounds: int) -> dict[str, Any]:
 
 def workflow(steps: int) -> dict[str, Any]:
     return {
-        "schema_version": "1.0", "name": "telemetry-bench", "strategy": "sequential",
+        "schema_version": "1.0",
+        "name": "telemetry-bench",
+        "strategy": "sequential",
         "defaults": {"policy": {"circuit_breaker": None}},
         "steps": [{"id": f"s{index}", "agent": "work", "input": index} for index in range(steps)],
     }
@@ -129,11 +134,17 @@ async def plain_agent(input: Any, context: AgentContext) -> Any:
 
 async def traced_agent(input: Any, context: AgentContext) -> Any:
     start = trio.current_time()
-    with attempt_span(context.step_id, context.agent_id, context.attempt,
-                      deadline=context.deadline):
+    with attempt_span(
+        context.step_id, context.agent_id, context.attempt, deadline=context.deadline
+    ):
         output = input
-    engine_metrics().step_finished(context.workflow_name, context.step_id, context.agent_id,
-                                   "succeeded", trio.current_time() - start)
+    engine_metrics().step_finished(
+        context.workflow_name,
+        context.step_id,
+        context.agent_id,
+        "succeeded",
+        trio.current_time() - start,
+    )
     return output
 
 
@@ -154,14 +165,18 @@ def engine_run(steps: int, traced: bool) -> float:
 
 def engine_step(steps: int, rounds: int) -> dict[str, Any]:
     sdk = sdk_providers()
-    figures = median_rounds({
-        "plain": lambda: engine_run(steps, False),
-        "no_sdk": lambda: engine_run(steps, True),
-        "sdk": lambda: with_providers(lambda: engine_run(steps, True), sdk),
-    }, rounds)
+    figures = median_rounds(
+        {
+            "plain": lambda: engine_run(steps, False),
+            "no_sdk": lambda: engine_run(steps, True),
+            "sdk": lambda: with_providers(lambda: engine_run(steps, True), sdk),
+        },
+        rounds,
+    )
     base = figures["plain"]
     return {
-        "bench": "engine_step", "steps": steps,
+        "bench": "engine_step",
+        "steps": steps,
         "baseline_per_step_us": round(base, 1),
         "no_sdk_added_us": round(figures["no_sdk"] - base, 1),
         "sdk_per_step_us": round(figures["sdk"], 1),

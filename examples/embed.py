@@ -28,8 +28,12 @@ WORKFLOW = {
     "inputs": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
     "steps": [
         {"id": "count", "agent": "word_count", "input": "${inputs.text}"},
-        {"id": "report", "agent": "echo", "depends_on": ["count"],
-         "input": "${inputs.text} has ${steps.count.output.words} words"},
+        {
+            "id": "report",
+            "agent": "echo",
+            "depends_on": ["count"],
+            "input": "${inputs.text} has ${steps.count.output.words} words",
+        },
     ],
     "output": "${steps.report.output}",
 }

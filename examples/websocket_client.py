@@ -38,8 +38,9 @@ async def start(base_url: str, workflow_file: str, pairs: list[str]) -> str:
     workflow = json.loads(await trio.Path(workflow_file).read_text(encoding="utf-8"))
     inputs = dict(pair.split("=", 1) for pair in pairs)
     async with httpx.AsyncClient(base_url=base_url, headers=dict(auth_headers())) as http:
-        response = await http.post("/workflows/execute",
-                                   json={"workflow": workflow, "inputs": inputs})
+        response = await http.post(
+            "/workflows/execute", json={"workflow": workflow, "inputs": inputs}
+        )
     if response.status_code != 202:
         problem = response.json()
         details = [f"  {error['path']}: {error['message']}" for error in problem.get("errors", [])]
@@ -59,7 +60,11 @@ async def event_socket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnec
     stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
     async with stream, trio.open_nursery() as nursery:
         socket = await trio_websocket.wrap_client_stream(
-            nursery, stream, parts.netloc, resource, extra_headers=headers,
+            nursery,
+            stream,
+            parts.netloc,
+            resource,
+            extra_headers=headers,
             max_message_size=16 * 1024 * 1024,
         )
         try:

@@ -94,8 +94,7 @@ async def main() -> None:
         async with orchestr8.open_supervisor("one_for_one", name="pool", bus=bus) as pool:
             print("Starting 3 workers under a one_for_one supervisor:")
             workers = [
-                await pool.spawn(Worker, name=f"worker-{i}", restart="permanent")
-                for i in (1, 2, 3)
+                await pool.spawn(Worker, name=f"worker-{i}", restart="permanent") for i in (1, 2, 3)
             ]
             await show_events_until(events, "actor.started", "worker-3")
 

@@ -171,7 +171,10 @@ class _Cell:
         """Publish an undeliverable message on the bus so it is never lost silently."""
         self.dead_letters += 1
         event = ActorEvent(
-            "actor.dead_letter", self.name, self.supervisor.name, trio.current_time(),
+            "actor.dead_letter",
+            self.name,
+            self.supervisor.name,
+            trio.current_time(),
             message=message,
         )
         try:
@@ -306,7 +309,8 @@ class ActorRef:
             name=cell.name,
             state=cell.state,
             mailbox_size=cell.mailbox_size,
-            mailbox_used=cell.send.statistics().current_buffer_used if cell.state != "stopped"
+            mailbox_used=cell.send.statistics().current_buffer_used
+            if cell.state != "stopped"
             else 0,
             overflow=cell.overflow,
             messages_handled=cell.messages_handled,
@@ -315,9 +319,7 @@ class ActorRef:
         )
 
 
-async def run_messages(
-    actor: Actor, cell: _Cell, receive: trio.MemoryReceiveChannel[Any]
-) -> None:
+async def run_messages(actor: Actor, cell: _Cell, receive: trio.MemoryReceiveChannel[Any]) -> None:
     """Handle messages one at a time until `receive` closes; a handler's error crashes the actor.
 
     `receive` is this incarnation's own handle on the cell's mailbox: closing it ends this

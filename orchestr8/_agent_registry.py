@@ -182,7 +182,8 @@ class AgentRegistry:
         hint = f" (did you mean {' or '.join(map(repr, suggestions))}?)" if suggestions else ""
         given = (
             f"the agents given by the embedding program ({', '.join(sorted(self._agents))}), "
-            if self._agents else ""
+            if self._agents
+            else ""
         )
         installed = ", ".join(sorted(self._entry_point_map())) or "none installed"
         return (

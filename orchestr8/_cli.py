@@ -47,7 +47,10 @@ class GraceSeconds(click.ParamType[float]):
 def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--journal PATH` (default `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`)."""
     return click.option(
-        "--journal", "journal", metavar="PATH", default=None,
+        "--journal",
+        "journal",
+        metavar="PATH",
+        default=None,
         help="The SQLite journal. [default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
     )(function)
 
@@ -55,27 +58,48 @@ def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
 def sync_workers_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--sync-workers N`: the worker threads blocking agent code may use (`open_runtime`)."""
     return click.option(
-        "--sync-workers", type=click.IntRange(min=1), default=None, metavar="N",
+        "--sync-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
         help="How many worker threads blocking (sync) agent code may use at once; further "
-             "calls wait for one. [default: 32]",
+        "calls wait for one. [default: 32]",
     )(function)
 
 
 def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add the options `run` and `resume` share: timeout, grace, journal, threads, JSON output."""
     decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.option("--timeout", "timeout_seconds", type=float, default=None, metavar="SECONDS",
-                     help="Bound the whole execution (overrides the workflow's timeout)."),
-        click.option("--cancel-grace", type=GraceSeconds(), default=5.0,
-                     show_default=True, metavar="SECONDS",
-                     help="After Ctrl-C, how long steps may finish before being forced."),
+        click.option(
+            "--timeout",
+            "timeout_seconds",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Bound the whole execution (overrides the workflow's timeout).",
+        ),
+        click.option(
+            "--cancel-grace",
+            type=GraceSeconds(),
+            default=5.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="After Ctrl-C, how long steps may finish before being forced.",
+        ),
         journal_option,
         sync_workers_option,
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print the result as one JSON document on stdout."),
-        click.option("--secrets-file", metavar="FILE",
-                     help="A JSON object of secrets by name for ${secrets.NAME}; "
-                          "over $ORCHESTR8_SECRET_NAME variables."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the result as one JSON document on stdout.",
+        ),
+        click.option(
+            "--secrets-file",
+            metavar="FILE",
+            help="A JSON object of secrets by name for ${secrets.NAME}; "
+            "over $ORCHESTR8_SECRET_NAME variables.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -90,15 +114,29 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("file", metavar="FILE")
-@click.option("--input", "-i", "input_pairs", multiple=True, metavar="KEY=VALUE",
-              help="An input; VALUE is parsed as JSON when it is valid JSON, else taken as text.")
-@click.option("--inputs-file", metavar="FILE",
-              help="A JSON object of inputs ('-' for stdin); --input values override it.")
+@click.option(
+    "--input",
+    "-i",
+    "input_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input; VALUE is parsed as JSON when it is valid JSON, else taken as text.",
+)
+@click.option(
+    "--inputs-file",
+    metavar="FILE",
+    help="A JSON object of inputs ('-' for stdin); --input values override it.",
+)
 @run_options
 async def run(
-    file: str, input_pairs: Sequence[str], inputs_file: str | None,
+    file: str,
+    input_pairs: Sequence[str],
+    inputs_file: str | None,
     timeout_seconds: float | None,
-    cancel_grace: float, journal: str | None, sync_workers: int | None, as_json: bool,
+    cancel_grace: float,
+    journal: str | None,
+    sync_workers: int | None,
+    as_json: bool,
     secrets_file: str | None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
@@ -130,28 +168,52 @@ async def run(
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             handle = await runtime.start(workflow, inputs, execution_timeout=checked_timeout)
             count = len(workflow.steps)
-            headline = (f"execution {handle.execution_id} started: workflow {workflow.name!r}, "
-                        f"{count} step{'s' if count != 1 else ''}")
+            headline = (
+                f"execution {handle.execution_id} started: workflow {workflow.name!r}, "
+                f"{count} step{'s' if count != 1 else ''}"
+            )
             return handle, [step.id for step in workflow.steps], headline
 
-        return await drive(begin, journal_path(journal), journal, cancel_grace, as_json,
-                           secrets=secrets, sync_workers=sync_workers)
+        return await drive(
+            begin,
+            journal_path(journal),
+            journal,
+            cancel_grace,
+            as_json,
+            secrets=secrets,
+            sync_workers=sync_workers,
+        )
 
     return await guard(action)
 
 
 @cli.command()
 @click.argument("execution_id", metavar="ID")
-@click.option("--input", "-i", "input_pairs", multiple=True, metavar="KEY=VALUE",
-              help="An input the journal keeps redacted (its key looks like a secret), "
-                   "supplied again; VALUE as for run.")
-@click.option("--inputs-file", metavar="FILE",
-              help="A JSON object of such inputs ('-' for stdin); --input values override it.")
+@click.option(
+    "--input",
+    "-i",
+    "input_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input the journal keeps redacted (its key looks like a secret), "
+    "supplied again; VALUE as for run.",
+)
+@click.option(
+    "--inputs-file",
+    metavar="FILE",
+    help="A JSON object of such inputs ('-' for stdin); --input values override it.",
+)
 @run_options
 async def resume(
-    execution_id: str, input_pairs: Sequence[str], inputs_file: str | None,
-    timeout_seconds: float | None, cancel_grace: float, journal: str | None,
-    sync_workers: int | None, as_json: bool, secrets_file: str | None,
+    execution_id: str,
+    input_pairs: Sequence[str],
+    inputs_file: str | None,
+    timeout_seconds: float | None,
+    cancel_grace: float,
+    journal: str | None,
+    sync_workers: int | None,
+    as_json: bool,
+    secrets_file: str | None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
@@ -197,8 +259,10 @@ async def resume(
                 ) from None
             step_ids = declared_steps(record)
             reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
-            headline = (f"execution {record.execution_id} resumed: workflow "
-                        f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused")
+            headline = (
+                f"execution {record.execution_id} resumed: workflow "
+                f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused"
+            )
             if state.status is ExecutionStatus.RUNNING:
                 headline = (
                     f"note: execution {record.execution_id} was interrupted (its process ended, "
@@ -206,8 +270,9 @@ async def resume(
                 )
             return handle, step_ids, headline
 
-        return await drive(begin, path, journal, cancel_grace, as_json, secrets=secrets,
-                           sync_workers=sync_workers)
+        return await drive(
+            begin, path, journal, cancel_grace, as_json, secrets=secrets, sync_workers=sync_workers
+        )
 
     return await guard(action)
 
@@ -263,16 +328,32 @@ def schema() -> int:
 @cli.command()
 @click.argument("execution_id", metavar="[ID]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@click.option("--limit", type=click.IntRange(min=1, max=100_000), default=None, metavar="N",
-              help="List at most N executions.  [default: 20]")
-@click.option("--status", type=click.Choice(_STATUSES), default=None,
-              help="List only executions with this status.")
-@click.option("--timeline", is_flag=True,
-              help="With ID: draw each step's attempts and retry waits on a time axis.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    metavar="N",
+    help="List at most N executions.  [default: 20]",
+)
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES),
+    default=None,
+    help="List only executions with this status.",
+)
+@click.option(
+    "--timeline",
+    is_flag=True,
+    help="With ID: draw each step's attempts and retry waits on a time axis.",
+)
 @journal_option
 async def inspect(
-    execution_id: str | None, as_json: bool, limit: int | None, status: str | None,
-    timeline: bool, journal: str | None,
+    execution_id: str | None,
+    as_json: bool,
+    limit: int | None,
+    status: str | None,
+    timeline: bool,
+    journal: str | None,
 ) -> int:
     """List executions, or show one in detail.
 
@@ -327,8 +408,9 @@ async def inspect(
             from ._timeline import render_timeline
 
             width = shutil.get_terminal_size((100, 24)).columns
-            click.echo(render_timeline(events, width=width, color=color,
-                                       interrupted=bool(interrupted)))
+            click.echo(
+                render_timeline(events, width=width, color=color, interrupted=bool(interrupted))
+            )
             return EXIT_OK
         detail = execution_detail(record, events, interrupted=bool(interrupted))
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
@@ -353,12 +435,19 @@ def _configure_logging(ctx: click.Context, param: click.Parameter, value: str | 
 def _logging_options() -> list[click.Option]:
     return [
         click.Option(
-            ["--log-format"], type=click.Choice(["text", "json"], case_sensitive=False),
-            default=None, expose_value=False, callback=_configure_logging, metavar="text|json",
+            ["--log-format"],
+            type=click.Choice(["text", "json"], case_sensitive=False),
+            default=None,
+            expose_value=False,
+            callback=_configure_logging,
+            metavar="text|json",
             help="Log lines as text or as JSON objects, on stderr.  [env: ORCHESTR8_LOG_FORMAT]",
         ),
         click.Option(
-            ["--log-level"], default=None, expose_value=False, callback=_configure_logging,
+            ["--log-level"],
+            default=None,
+            expose_value=False,
+            callback=_configure_logging,
             metavar="LEVEL",
             help="debug, info, warning (default), error or critical.  [env: ORCHESTR8_LOG_LEVEL]",
         ),
@@ -425,5 +514,3 @@ def main() -> None:
             raise
         code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-

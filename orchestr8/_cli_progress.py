@@ -180,7 +180,9 @@ class ProgressView:
             text = json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
             line, color = "progress " + shorten(text, _PROGRESS_WIDTH), "blue"
         elif kind in (
-            EventType.ATTEMPT_FAILED, EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED
+            EventType.ATTEMPT_FAILED,
+            EventType.ATTEMPT_REJECTED,
+            EventType.BREAKER_REJECTED,
         ):
             self._last_error[step_id] = describe(data.get("error"))
         elif kind == EventType.RETRY_SCHEDULED:
@@ -191,8 +193,11 @@ class ProgressView:
             color = "yellow"
         elif kind == EventType.ATTEMPT_STARTED:
             self._status[step_id] = "running"
-        elif kind in (EventType.BREAKER_OPENED, EventType.BREAKER_HALF_OPENED,
-                      EventType.BREAKER_CLOSED):
+        elif kind in (
+            EventType.BREAKER_OPENED,
+            EventType.BREAKER_HALF_OPENED,
+            EventType.BREAKER_CLOSED,
+        ):
             line = f"circuit breaker {data.get('key', '')!r} is now {data.get('to', '?')}"
             color = "yellow"
         elif kind == EventType.STEP_SUCCEEDED:
@@ -257,9 +262,14 @@ class ProgressView:
 
     def _draw_status(self) -> None:
         running = [
-            step_id + (f" (attempt {self._attempts[step_id]})"
-                       if self._attempts.get(step_id, 0) > 1 else "")
-            for step_id, status in self._status.items() if status in ("running", "retrying")
+            step_id
+            + (
+                f" (attempt {self._attempts[step_id]})"
+                if self._attempts.get(step_id, 0) > 1
+                else ""
+            )
+            for step_id, status in self._status.items()
+            if status in ("running", "retrying")
         ]
         finished = sum(
             status not in ("pending", "running", "retrying") for status in self._status.values()

@@ -28,8 +28,14 @@ Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]
 
 
 async def drive(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    *, secrets: Secrets | None = None, sync_workers: int | None = None,
+    begin: Begin,
+    path: Path,
+    journal_given: str | None,
+    cancel_grace: float,
+    as_json: bool,
+    *,
+    secrets: Secrets | None = None,
+    sync_workers: int | None = None,
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code.
 
@@ -50,8 +56,13 @@ async def drive(
 
 
 async def _drive_runtime(
-    begin: Begin, path: Path, journal_given: str | None, cancel_grace: float, as_json: bool,
-    secrets: Secrets | None, sync_workers: int | None,
+    begin: Begin,
+    path: Path,
+    journal_given: str | None,
+    cancel_grace: float,
+    as_json: bool,
+    secrets: Secrets | None,
+    sync_workers: int | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     import signal
@@ -75,7 +86,9 @@ async def _drive_runtime(
     ):
         async with (
             open_runtime(
-                journal=path, cancel_grace=cancel_grace, secrets=secrets,
+                journal=path,
+                cancel_grace=cancel_grace,
+                secrets=secrets,
                 sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
             ) as runtime,
             runtime.bus.subscribe(buffer=4096) as events,
@@ -89,7 +102,12 @@ async def _drive_runtime(
                 nursery.start_soon(view.follow, events, handle.execution_id)
                 resume_hint = _command("resume", journal_given, handle.execution_id)
                 nursery.start_soon(
-                    _watch_signals, signals, handle, view, runtime.journal, cancel_grace,
+                    _watch_signals,
+                    signals,
+                    handle,
+                    view,
+                    runtime.journal,
+                    cancel_grace,
                     resume_hint,
                 )
                 try:
@@ -106,9 +124,11 @@ async def _drive_runtime(
         click.echo(render_result(result, color=wants_color(sys.stdout)))
     code = exit_code(result)
     if code != EXIT_OK:
-        view.note(f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
-                  f"resume it:  {_command('resume', journal_given, result.execution_id)}",
-                  level=logging.WARNING)
+        view.note(
+            f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
+            f"resume it:  {_command('resume', journal_given, result.execution_id)}",
+            level=logging.WARNING,
+        )
     return code
 
 
@@ -121,8 +141,12 @@ def _command(name: str, journal_given: str | None, execution_id: str) -> str:
 
 
 async def _watch_signals(
-    signals: AsyncIterator[int], handle: ExecutionHandle, view: ProgressView, journal: Journal,
-    grace: float, resume_hint: str,
+    signals: AsyncIterator[int],
+    handle: ExecutionHandle,
+    view: ProgressView,
+    journal: Journal,
+    grace: float,
+    resume_hint: str,
 ) -> None:
     """First SIGINT/SIGTERM: cancel cooperatively. Second: save the journal and exit at once."""
     import signal
@@ -137,11 +161,18 @@ async def _watch_signals(
         name = signal.Signals(signum).name
         if interrupts == 1:
             handle.cancel(f"interrupted ({name})")
-            view.note(f"interrupted: cancelling (steps get {grace:g}s to finish); "
-                      "interrupt again to stop at once", "yellow", logging.WARNING)
+            view.note(
+                f"interrupted: cancelling (steps get {grace:g}s to finish); "
+                "interrupt again to stop at once",
+                "yellow",
+                logging.WARNING,
+            )
             continue
-        view.note(f"interrupted again: stopping now; the execution stays resumable "
-                  f"({resume_hint})", "red", logging.WARNING)
+        view.note(
+            f"interrupted again: stopping now; the execution stays resumable ({resume_hint})",
+            "red",
+            logging.WARNING,
+        )
         with trio.move_on_after(1.0), contextlib.suppress(Orchestr8Error):
             await journal.flush()
         sys.stdout.flush()

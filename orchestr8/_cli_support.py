@@ -50,14 +50,19 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
         try:
             if inputs_file == "-":
                 raw = getattr(sys.stdin, "buffer", None)  # absent on a replaced text stream
-                data = (raw.read(MAX_DOCUMENT_BYTES + 1) if raw is not None
-                        else sys.stdin.read(MAX_DOCUMENT_BYTES + 1).encode())
+                data = (
+                    raw.read(MAX_DOCUMENT_BYTES + 1)
+                    if raw is not None
+                    else sys.stdin.read(MAX_DOCUMENT_BYTES + 1).encode()
+                )
             else:
                 with open(inputs_file, "rb") as file:
                     data = file.read(MAX_DOCUMENT_BYTES + 1)
             if len(data) > MAX_DOCUMENT_BYTES:
-                raise CommandError(f"--inputs-file {inputs_file}: larger than "
-                                   f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB")
+                raise CommandError(
+                    f"--inputs-file {inputs_file}: larger than "
+                    f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"
+                )
             document = json.loads(data.decode("utf-8-sig"), parse_constant=_reject_constant)
         except OSError as error:
             raise CommandError(f"--inputs-file {inputs_file}: {error.strerror or error}") from None
@@ -66,8 +71,10 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
         except RecursionError:
             raise CommandError(f"--inputs-file {inputs_file}: nested too deeply") from None
         if not isinstance(document, dict):
-            raise CommandError(f"--inputs-file {inputs_file}: expected a JSON object of inputs, "
-                               f"got {type(document).__name__}")
+            raise CommandError(
+                f"--inputs-file {inputs_file}: expected a JSON object of inputs, "
+                f"got {type(document).__name__}"
+            )
         inputs.update(document)
     for pair in pairs:
         key, equals, text = pair.partition("=")
@@ -151,8 +158,10 @@ async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
         raise CommandError(f"no execution {text!r} in the journal {journal.path}")
     if len(matches) > 1:
         shown = ", ".join(record.execution_id for record in matches[:2])
-        raise CommandError(f"the id prefix {text!r} is ambiguous: it matches {shown} and maybe "
-                           "more; give more characters")
+        raise CommandError(
+            f"the id prefix {text!r} is ambiguous: it matches {shown} and maybe "
+            "more; give more characters"
+        )
     return matches[0]
 
 
@@ -262,4 +271,3 @@ def allow_local_imports() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
-

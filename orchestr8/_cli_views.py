@@ -18,11 +18,22 @@ from ._liveness import INTERRUPTED
 from ._results import ExecutionResult
 
 _COLORS: Mapping[str, str] = {
-    "red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "dim": "2",
+    "bold": "1",
 }
 STATUS_COLORS: Mapping[str, str] = {
-    "succeeded": "green", "failed": "red", "cancelled": "yellow", "retrying": "yellow",
-    "running": "blue", "skipped": "dim", "pending": "dim", "interrupted": "red",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "retrying": "yellow",
+    "running": "blue",
+    "skipped": "dim",
+    "pending": "dim",
+    "interrupted": "red",
 }
 """The colour each execution or step status is shown in."""
 
@@ -204,21 +215,32 @@ def execution_detail(
     """
     state = replay(events)
     declared = [
-        step["id"] for step in record.workflow.get("steps", ())
+        step["id"]
+        for step in record.workflow.get("steps", ())
         if isinstance(step, Mapping) and isinstance(step.get("id"), str)
     ]
     steps: dict[str, Any] = {}
     for step_id in [*declared, *(s for s in state.steps if s not in declared)]:
         step = state.steps.get(step_id)
         if step is None:
-            steps[step_id] = {"status": "pending", "attempts": 0, "duration": None,
-                              "output": None, "error": None}
+            steps[step_id] = {
+                "status": "pending",
+                "attempts": 0,
+                "duration": None,
+                "output": None,
+                "error": None,
+            }
             continue
         duration = None
         if step.started is not None and step.finished is not None:
             duration = step.finished - step.started
-        steps[step_id] = {"status": str(step.status), "attempts": step.attempts,
-                          "duration": duration, "output": step.output, "error": step.error}
+        steps[step_id] = {
+            "status": str(step.status),
+            "attempts": step.attempts,
+            "duration": duration,
+            "output": step.output,
+            "error": step.error,
+        }
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
@@ -248,8 +270,13 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         ("inputs", shorten(json.dumps(detail["inputs"], ensure_ascii=False), 100)),
     ]
     if status == INTERRUPTED:
-        fields.append(("note", "its process ended while it ran; `orchestr8 resume "
-                               f"{detail['execution_id']}` continues it"))
+        fields.append(
+            (
+                "note",
+                "its process ended while it ran; `orchestr8 resume "
+                f"{detail['execution_id']}` continues it",
+            )
+        )
     if detail["error"] is not None:
         fields.append(("error", describe(detail["error"])))
     if status == ExecutionStatus.SUCCEEDED:
@@ -265,8 +292,9 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         ]
         for step_id, step in detail["steps"].items()
     ]
-    steps = render_table(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows,
-                         color=color)
+    steps = render_table(
+        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
+    )
     event_rows: list[list[Cell]] = [
         [
             str(event["seq"]),

@@ -224,7 +224,9 @@ def _parse_text(text: str, label: str | None) -> Any:
     recorder = DuplicateKeyRecorder()
     try:
         document = json.loads(
-            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            text,
+            object_pairs_hook=recorder,
+            parse_constant=reject_constant,
             parse_int=parse_integer,
         )
     except json.JSONDecodeError as error:
@@ -268,8 +270,13 @@ def json_value_problems(
         elif isinstance(item, float) and not math.isfinite(item):
             problems.append(Problem(where, f"numbers must be finite, got {item!r}"))
         elif isinstance(item, OversizedInteger):
-            problems.append(Problem(where, f"a number with {item.digits} digits is larger than "
-                                    f"any float (at most {LARGEST_NUMBER!r})"))
+            problems.append(
+                Problem(
+                    where,
+                    f"a number with {item.digits} digits is larger than "
+                    f"any float (at most {LARGEST_NUMBER!r})",
+                )
+            )
         elif item is not None and not isinstance(item, str | int | float):
             problems.append(Problem(where, f"not a JSON value: a {type(item).__name__}"))
     return problems

@@ -64,7 +64,8 @@ class Conclusion:
             await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
         failed = [
-            step_id for step_id, result in steps.items()
+            step_id
+            for step_id, result in steps.items()
             if result.status is StepStatus.FAILED
             and self.workflow.steps_by_id[step_id].on_error == "fail"
         ]
@@ -81,9 +82,7 @@ class Conclusion:
             self.exception = render_error
             await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
             return self._result(ExecutionStatus.FAILED, None, error, steps)
-        await emitter.emit(
-            EventType.EXECUTION_SUCCEEDED, data=self._with_usage({"output": output})
-        )
+        await emitter.emit(EventType.EXECUTION_SUCCEEDED, data=self._with_usage({"output": output}))
         return self._result(ExecutionStatus.SUCCEEDED, output, None, steps)
 
     def _render_output(self) -> Any:
@@ -108,7 +107,10 @@ class Conclusion:
         step_usage = self.step_usage
         steps = {
             step_id: StepResult(
-                result.status, result.attempts, redact(result.output), result.error,
+                result.status,
+                result.attempts,
+                redact(result.output),
+                result.error,
                 step_usage.get(step_id, {}),
             )
             for step_id, result in steps.items()

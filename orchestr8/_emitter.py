@@ -63,9 +63,7 @@ class Emitter:
         trusted: bool = False,
     ) -> Event:
         """Record one event, waiting while the journal's queue is full; returns the event."""
-        event = self.emit_nowait(
-            type, step_id=step_id, attempt=attempt, data=data, trusted=trusted
-        )
+        event = self.emit_nowait(type, step_id=step_id, attempt=attempt, data=data, trusted=trusted)
         if self._outbox:
             await self._drain()
         return event

@@ -133,14 +133,23 @@ class ExecutionRun:
         self._waiting: dict[str, int] = {}
         self._usage: dict[str, int] = dict(usage or {})
         self._step_usage: dict[str, dict[str, int]] = {
-            step_id: dict(counts) for step_id, counts in (step_usage or {}).items()
+            step_id: dict(counts)
+            for step_id, counts in (step_usage or {}).items()
             if step_id in self._outputs
         }
         self.steps = StepRunner(
-            execution_id=execution_id, workflow=workflow, inputs=inputs, outputs=self._outputs,
-            emitter=emitter, registry=registry, resilience=resilience,
-            cancel_event=self._cancel_event, stop_event=self._stop_event,
-            random_source=random_source, sync_limiter=sync_limiter, usage=self._usage,
+            execution_id=execution_id,
+            workflow=workflow,
+            inputs=inputs,
+            outputs=self._outputs,
+            emitter=emitter,
+            registry=registry,
+            resilience=resilience,
+            cancel_event=self._cancel_event,
+            stop_event=self._stop_event,
+            random_source=random_source,
+            sync_limiter=sync_limiter,
+            usage=self._usage,
             step_usage=self._step_usage,
         )
         """Runs each step's agent; the step actors call it."""
@@ -264,7 +273,8 @@ class ExecutionRun:
                     self._emitter.announce(self._recorded_start)
                 else:
                     start = (
-                        EventType.EXECUTION_RESUMED if self._resumed
+                        EventType.EXECUTION_RESUMED
+                        if self._resumed
                         else EventType.EXECUTION_STARTED
                     )
                     await self._emitter.emit(start, data=self._start_data())
@@ -273,7 +283,9 @@ class ExecutionRun:
                     with contextlib.suppress(JournalError):
                         await self._emitter.flush()
                 _logger.info(
-                    "execution %s of workflow %r %s", self.execution_id, self.workflow.name,
+                    "execution %s of workflow %r %s",
+                    self.execution_id,
+                    self.workflow.name,
                     "resumed" if self._resumed else "started",
                 )
                 deadline = (
@@ -281,8 +293,10 @@ class ExecutionRun:
                 )
                 # Step actors are independent: at the end they are all stopped in one go.
                 async with open_supervisor(
-                    name=f"execution:{self.execution_id}", shutdown_grace=self._grace,
-                    bus=self._bus, shutdown_order="together",
+                    name=f"execution:{self.execution_id}",
+                    shutdown_grace=self._grace,
+                    bus=self._bus,
+                    shutdown_order="together",
                 ) as supervisor:
                     ending = await self._schedule(supervisor, deadline)
                     if self._stragglers:
@@ -310,9 +324,10 @@ class ExecutionRun:
         record_execution_result(span, result.status, conclusion.exception or result.error)
         _logger.log(
             logging.INFO if result.succeeded else logging.WARNING,
-            "execution %s %s%s", self.execution_id, result.status,
-            f": {result.error.get('type')}: {result.error.get('message')}"
-            if result.error else "",
+            "execution %s %s%s",
+            self.execution_id,
+            result.status,
+            f": {result.error.get('type')}: {result.error.get('message')}" if result.error else "",
         )
         # Finished means durable: whoever waits for the result can read it in the journal.
         # A journal that failed is the emitter's to report: `wait` raises it, and there is
@@ -326,7 +341,8 @@ class ExecutionRun:
         if self._resumed:
             return {"reused_steps": sorted(self._outputs), "correlation_id": self.correlation_id}
         return {
-            "workflow": self.workflow.name, "inputs": dict(self.inputs),
+            "workflow": self.workflow.name,
+            "inputs": dict(self.inputs),
             "correlation_id": self.correlation_id,
         }
 
@@ -414,8 +430,10 @@ class ExecutionRun:
             else:
                 slot = StepSlot()
                 slot.ref = self._supervisor.spawn_nowait(
-                    partial(StepActor, self, slot), name=f"step-actor-{len(self._slots)}",
-                    restart="temporary", mailbox_size=1,
+                    partial(StepActor, self, slot),
+                    name=f"step-actor-{len(self._slots)}",
+                    restart="temporary",
+                    mailbox_size=1,
                 )
                 self._slots.append(slot)
             slot.step = step
@@ -438,8 +456,10 @@ class ExecutionRun:
             del waiting[step_id]
             self._results[step_id] = StepResult(StepStatus.SKIPPED)
             self._emitter.emit_nowait(
-                EventType.STEP_SKIPPED, step_id=step_id,
-                data={"reason": f"a dependency failed: {failed}"}, trusted=True,
+                EventType.STEP_SKIPPED,
+                step_id=step_id,
+                data={"reason": f"a dependency failed: {failed}"},
+                trusted=True,
             )
             stack.extend(self.workflow.dependents[step_id])
 
@@ -481,7 +501,9 @@ class ExecutionRun:
             _logger.warning(
                 "execution %s: step %s did not stop when cancelled (its agent shields itself "
                 "from cancellation or swallows it); the execution ends without it, and the "
-                "runtime waits for it to return before it closes", self.execution_id, step_id,
+                "runtime waits for it to return before it closes",
+                self.execution_id,
+                step_id,
             )
 
     async def _collect_running(self) -> None:
@@ -521,8 +543,15 @@ class ExecutionRun:
     def _conclusion(self) -> Conclusion:
         """What decides and journals the execution's ending from its steps' results."""
         return Conclusion(
-            execution_id=self.execution_id, workflow=self.workflow, inputs=self.inputs,
-            emitter=self._emitter, results=self._results, outputs=self._outputs,
-            usage=self._usage, step_usage=self._step_usage, cancel_reason=self._cancel_reason,
-            timeout=self._timeout, failures=self.steps.failures,
+            execution_id=self.execution_id,
+            workflow=self.workflow,
+            inputs=self.inputs,
+            emitter=self._emitter,
+            results=self._results,
+            outputs=self._outputs,
+            usage=self._usage,
+            step_usage=self._step_usage,
+            cancel_reason=self._cancel_reason,
+            timeout=self._timeout,
+            failures=self.steps.failures,
         )

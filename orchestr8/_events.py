@@ -164,8 +164,10 @@ def json_value(value: Any) -> Any:
             once written as JSON strings (`{1: "a", "1": "b"}`).
     """
     kind = type(value)
-    if kind in _JSON_SCALARS or (kind is float and math.isfinite(value)) or (
-        kind is int and value.bit_length() <= _SHORT_INT_BITS
+    if (
+        kind in _JSON_SCALARS
+        or (kind is float and math.isfinite(value))
+        or (kind is int and value.bit_length() <= _SHORT_INT_BITS)
     ):
         # Already what a JSON round trip would give back (exact types, not subclasses).
         return value
@@ -434,7 +436,9 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
     """Apply one step-level event to the state of its step."""
     if event.type == EventType.STEP_STARTED:
         return StepState(
-            status=StepStatus.RUNNING, attempts=step.attempts, started=event.elapsed,
+            status=StepStatus.RUNNING,
+            attempts=step.attempts,
+            started=event.elapsed,
             usage=step.usage,
         )
     if event.type == EventType.STEP_USAGE:

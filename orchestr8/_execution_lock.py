@@ -190,7 +190,8 @@ def held_executions(journal_path: Path, execution_ids: Iterable[str]) -> frozens
         file = _open_files.get(path)
         if file is not None:
             return frozenset(
-                execution_id for execution_id in wanted
+                execution_id
+                for execution_id in wanted
                 if file.holders[lock_offset(execution_id)]
                 or _held_elsewhere(file.descriptor, path, lock_offset(execution_id))
             )
@@ -206,7 +207,8 @@ def held_executions(journal_path: Path, execution_ids: Iterable[str]) -> frozens
             ) from None
         try:
             return frozenset(
-                execution_id for execution_id in wanted
+                execution_id
+                for execution_id in wanted
                 if _held_elsewhere(descriptor, path, lock_offset(execution_id))
             )
         finally:

@@ -270,7 +270,8 @@ class Template:
     def secret_names(self) -> frozenset[str]:
         """The names of the secrets this template references (`${secrets.NAME}`)."""
         return frozenset(
-            name for _, reference in self.located_references
+            name
+            for _, reference in self.located_references
             if (name := reference.secret_name) is not None
         )
 

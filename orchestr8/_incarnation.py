@@ -91,6 +91,7 @@ async def run_actor(
         task_status.started()
     supervisor._report(_Exit(cell, incarnation, error))
 
+
 async def clean_up(supervisor: Supervisor, actor: Actor, cell: _Cell) -> None:
     """Run `on_stop` shielded until the stop's grace deadline (a fresh grace after a crash)."""
     if type(actor).on_stop is Actor.on_stop:

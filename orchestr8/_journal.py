@@ -596,10 +596,12 @@ class Journal(abc.ABC):
                     break
             unwritten = self._events_in_flight + sum(isinstance(item, Event) for item in left)
             if self._writer_scope is not None and self._writer_scope.cancelled_caught:
-                self._fail(JournalError(
-                    f"closing the journal took longer than {self._close_timeout} s; "
-                    f"{unwritten} events were not written"
-                ))
+                self._fail(
+                    JournalError(
+                        f"closing the journal took longer than {self._close_timeout} s; "
+                        f"{unwritten} events were not written"
+                    )
+                )
             self._settle(left)
             self._receive.close()
             await self._close_storage()

@@ -150,8 +150,8 @@ def encode_event(event: Event, encode: Callable[[Any], str] = encode_json) -> tu
     data = encode(event.data)
     step_id = event.step_id
     try:
-        plain = event.type.isascii() and event.ts.isascii() and (
-            step_id is None or step_id.isascii()
+        plain = (
+            event.type.isascii() and event.ts.isascii() and (step_id is None or step_id.isascii())
         )
     except AttributeError:  # not text at all: the stores refuse that themselves
         plain = False

@@ -140,7 +140,8 @@ class _RedactingFormatter(logging.Formatter):
     def fields(record: logging.LogRecord) -> dict[str, Any]:
         """The record's ids and extras: its own attributes first, then the log context."""
         fields = {
-            key: value for key, value in record.__dict__.items()
+            key: value
+            for key, value in record.__dict__.items()
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_")
         }
         for key, value in _context.get().items():
@@ -197,7 +198,8 @@ class TextFormatter(_RedactingFormatter):
         """Render one record (plus its traceback on the following lines), redacted."""
         fields = self.fields(record)
         ids = [
-            f"{key}={fields[key]}" for key in CONTEXT_FIELDS
+            f"{key}={fields[key]}"
+            for key in CONTEXT_FIELDS
             if fields.get(key) is not None
             # The correlation id defaults to the execution id: say it only when it differs.
             and not (key == "correlation_id" and fields[key] == fields.get("execution_id"))

@@ -36,7 +36,11 @@ EXECUTIONS_IN_FLIGHT: Final = "orchestr8.executions.in_flight"
 
 # Keyed by `BreakerState` values (a StrEnum), so `_breaker` and trio need not be imported.
 BREAKER_STATE_VALUES: Final[Mapping[str, int]] = {
-    "closed": 0, "half_open": 1, "open": 2, "forced_open": 3, "disabled": 4,
+    "closed": 0,
+    "half_open": 1,
+    "open": 2,
+    "forced_open": 3,
+    "disabled": 4,
 }
 """The values of the `orchestr8.breaker.state` gauge."""
 
@@ -88,12 +92,16 @@ class EngineMetrics:
         # Seconds, as OpenTelemetry's conventions and Prometheus ask, in the buckets `/metrics`
         # uses: the SDK's default buckets are meant for milliseconds and would stop at 10 s.
         self._duration = meter.create_histogram(
-            STEP_DURATION, unit="s", description="How long finished steps took, all attempts.",
+            STEP_DURATION,
+            unit="s",
+            description="How long finished steps took, all attempts.",
             explicit_bucket_boundaries_advisory=prometheus.DURATION_BUCKETS,
         )
         # Totals per (workflow, step, agent), by counter name; read by the SDK's reader thread.
         self._counts: dict[str, dict[tuple[str, str, str], int]] = {
-            STEP_SUCCEEDED: {}, STEP_FAILED: {}, STEP_RETRIES: {},
+            STEP_SUCCEEDED: {},
+            STEP_FAILED: {},
+            STEP_RETRIES: {},
         }
         self._counts_lock = threading.Lock()
         for name, unit, description in (
@@ -102,7 +110,9 @@ class EngineMetrics:
             (STEP_RETRIES, "{retry}", "Retries scheduled after a failed attempt."),
         ):
             meter.create_observable_counter(
-                name, callbacks=[partial(self._observe_counts, name)], unit=unit,
+                name,
+                callbacks=[partial(self._observe_counts, name)],
+                unit=unit,
                 description=description,
             )
         self._in_flight = meter.create_up_down_counter(
@@ -110,9 +120,11 @@ class EngineMetrics:
         )
         self._breakers: dict[str, int] = {}
         meter.create_observable_gauge(
-            BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
+            BREAKER_STATE,
+            callbacks=[self._observe_breakers],
+            unit="1",
             description="Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, "
-                        "4 disabled.",
+            "4 disabled.",
         )
         self._labels: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._series: dict[tuple[str, ...], _StepSeries] = {}
@@ -167,7 +179,8 @@ class EngineMetrics:
             ),
             counter_name={"succeeded": STEP_SUCCEEDED, "failed": STEP_FAILED}.get(status, ""),
             prometheus_counter={
-                "succeeded": prometheus.STEP_SUCCEEDED, "failed": prometheus.STEP_FAILED,
+                "succeeded": prometheus.STEP_SUCCEEDED,
+                "failed": prometheus.STEP_FAILED,
             }.get(status, ""),
             prometheus_labels=prometheus_labels,
         )

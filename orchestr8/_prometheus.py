@@ -16,7 +16,19 @@ from collections.abc import Iterable
 from typing import Final
 
 DURATION_BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 """Upper bounds of the step duration histogram's buckets, in seconds (OTLP uses them too)."""
 
@@ -33,7 +45,8 @@ _HELP: Final = {
     STEP_FAILED: ("counter", "Steps that failed for good."),
     STEP_RETRIES: ("counter", "Retries scheduled after a failed or rejected attempt."),
     BREAKER_STATE: (
-        "gauge", "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, 4 disabled."
+        "gauge",
+        "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, 4 disabled.",
     ),
     EXECUTIONS_IN_FLIGHT: ("gauge", "Executions running now."),
 }

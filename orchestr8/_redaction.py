@@ -65,8 +65,19 @@ REDACTED: Final = "***"
 """What a secret is replaced by."""
 
 DEFAULT_SECRET_KEYS: Final = (
-    "api_key", "apikey", "api-key", "x-api-key", "token", "access_token", "password", "passwd",
-    "secret", "client_secret", "authorization", "private_key", "cookie",
+    "api_key",
+    "apikey",
+    "api-key",
+    "x-api-key",
+    "token",
+    "access_token",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "authorization",
+    "private_key",
+    "cookie",
 )
 """The key patterns every redactor knows; a key equal to or ending with one is a secret key."""
 
@@ -244,7 +255,8 @@ class Redactor:
                 new = self._walk(part, values)
             elif name == "agent" and isinstance(part, Mapping):
                 new = {
-                    key: self._walk(item, values) if key == "config"
+                    key: self._walk(item, values)
+                    if key == "config"
                     else self._walk_values(item, values)
                     for key, item in part.items()
                 }

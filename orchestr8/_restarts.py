@@ -86,8 +86,8 @@ async def _handle_exit(supervisor: Supervisor, exit_report: _Exit) -> None:
     if cell.restart == "temporary" or (error is None and cell.restart == "transient"):
         await supervisor._finish(cell)
         return
-    cause: BaseException = error if error is not None else ActorStoppedError(
-        f"actor {cell.name!r} stopped itself"
+    cause: BaseException = (
+        error if error is not None else ActorStoppedError(f"actor {cell.name!r} stopped itself")
     )
     await _count_restart(supervisor, cell, cause)
     group = _restart_group(supervisor, cell)
@@ -106,7 +106,7 @@ def _restart_group(supervisor: Supervisor, cell: _Cell) -> list[_Cell]:
     if supervisor.strategy == "one_for_all":
         return cells
     if supervisor.strategy == "rest_for_one":
-        return cells[cells.index(cell):]
+        return cells[cells.index(cell) :]
     return [cell]
 
 

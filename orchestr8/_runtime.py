@@ -122,8 +122,10 @@ class Runtime:
         """
         if isinstance(workflow, Workflow) and self._checked.get(id(workflow)) is workflow:
             return workflow
-        loaded = workflow if isinstance(workflow, Workflow) else load_workflow(
-            workflow, agent_exists=self.registry.check
+        loaded = (
+            workflow
+            if isinstance(workflow, Workflow)
+            else load_workflow(workflow, agent_exists=self.registry.check)
         )
         problems: list[Problem] = []
         for index, step in enumerate(loaded.steps):
@@ -163,8 +165,9 @@ class Runtime:
             ExecutionStateError: another run holds the new execution's lock (never expected).
         """
         if idempotency_key is None:
-            return await self._start(workflow, inputs, execution_id, execution_timeout,
-                                     correlation_id, None)
+            return await self._start(
+                workflow, inputs, execution_id, execution_timeout, correlation_id, None
+            )
         # One start per key at a time here: a second one waits and gets the first's handle.
         lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
         try:
@@ -172,8 +175,14 @@ class Runtime:
                 existing = await self.journal.find_by_idempotency_key(idempotency_key)
                 if existing is not None:
                     return await self._handle_for(existing)
-                return await self._start(workflow, inputs, execution_id, execution_timeout,
-                                         correlation_id, idempotency_key)
+                return await self._start(
+                    workflow,
+                    inputs,
+                    execution_id,
+                    execution_timeout,
+                    correlation_id,
+                    idempotency_key,
+                )
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._key_locks.pop(idempotency_key, None)
@@ -194,8 +203,14 @@ class Runtime:
         lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
         try:
             return await self._record_and_launch(
-                loaded, bind_secrets(loaded, secrets), checked_inputs, lease, execution_id,
-                execution_timeout, correlation_id, idempotency_key,
+                loaded,
+                bind_secrets(loaded, secrets),
+                checked_inputs,
+                lease,
+                execution_id,
+                execution_timeout,
+                correlation_id,
+                idempotency_key,
             )
         except BaseException:
             lease.release()
@@ -225,7 +240,11 @@ class Runtime:
         )
         emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
         run = self._execution(
-            record.execution_id, bound, checked_inputs, emitter, execution_timeout,
+            record.execution_id,
+            bound,
+            checked_inputs,
+            emitter,
+            execution_timeout,
             correlation_id=record.correlation_id,
         )
         # The record and its `execution.started` commit together: none exists without the other.
@@ -313,15 +332,22 @@ class Runtime:
             _logger.warning(
                 "execution %s resumes with '***' at %s: the journal keeps literal secrets "
                 "redacted; write ${secrets.NAME} for the values a resume needs",
-                execution_id, ", ".join(literals),
+                execution_id,
+                ", ".join(literals),
             )
         factory = EventFactory(
             execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
         )
         emitter = Emitter(factory, self.journal, self.bus)
         run = self._execution(
-            execution_id, bind_secrets(loaded, secrets), inputs, emitter, execution_timeout,
-            completed=completed, state=state, correlation_id=record.correlation_id,
+            execution_id,
+            bind_secrets(loaded, secrets),
+            inputs,
+            emitter,
+            execution_timeout,
+            completed=completed,
+            state=state,
+            correlation_id=record.correlation_id,
         )
         return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
@@ -346,13 +372,20 @@ class Runtime:
         state = replay(await self.journal.events(execution_id))
         steps = {
             step_id: StepResult(
-                step.status, attempts=step.attempts, output=step.output, error=step.error,
+                step.status,
+                attempts=step.attempts,
+                output=step.output,
+                error=step.error,
                 usage=step.usage,
             )
             for step_id, step in state.steps.items()
         }
         return ExecutionResult(
-            record.execution_id, state.status, state.output, state.error, steps,
+            record.execution_id,
+            state.status,
+            state.output,
+            state.error,
+            steps,
             usage=state.usage,
         )
 
@@ -409,9 +442,9 @@ class Runtime:
             random_source=self._random,
             sync_limiter=self.sync_limiter,
             usage=state.usage if state is not None else None,
-            step_usage={
-                step_id: step.usage for step_id, step in state.steps.items()
-            } if state is not None else None,
+            step_usage={step_id: step.usage for step_id, step in state.steps.items()}
+            if state is not None
+            else None,
         )
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
@@ -480,9 +513,13 @@ async def open_runtime(
         stack.callback(locks.close)
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
-                nursery, journal, registry=AgentRegistry(agents),
+                nursery,
+                journal,
+                registry=AgentRegistry(agents),
                 bus=bus if bus is not None else EventBus(),
-                cancel_grace=cancel_grace, random_source=random_source, locks=locks,
+                cancel_grace=cancel_grace,
+                random_source=random_source,
+                locks=locks,
                 sync_limiter=sync_limiter,
                 secrets=secrets,
             )
@@ -500,7 +537,8 @@ async def open_runtime(
                     if runtime._live:
                         _logger.warning(
                             "the runtime waits for steps that ignored cancellation, of "
-                            "execution(s) %s", ", ".join(sorted(runtime._live)),
+                            "execution(s) %s",
+                            ", ".join(sorted(runtime._live)),
                         )
                     try:
                         await journal.flush()

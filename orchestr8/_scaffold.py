@@ -47,8 +47,19 @@ _PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _AGENT_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 # Top-level names a project package must not take: it would shadow them for everything it runs.
 _TAKEN_PACKAGES = frozenset(
-    {"actors", "anyio", "asyncclick", "attrs", "cattrs", "orchestr8", "pytest", "pytest_trio",
-     "tests", "trio", "workflows"}
+    {
+        "actors",
+        "anyio",
+        "asyncclick",
+        "attrs",
+        "cattrs",
+        "orchestr8",
+        "pytest",
+        "pytest_trio",
+        "tests",
+        "trio",
+        "workflows",
+    }
 )
 
 
@@ -177,7 +188,9 @@ def create_agent(start: Path, agent_name: str, *, package: str | None = None) ->
     registered = _registered_agents(document)
     _check_agent_id(agent_name, import_path, registered)
     values = {
-        "name": agent_name, "class": agent_class, "package": package_dir.name,
+        "name": agent_name,
+        "class": agent_class,
+        "package": package_dir.name,
         "package_dir": package_dir.relative_to(root).as_posix(),
     }
     files = {
@@ -185,8 +198,9 @@ def create_agent(start: Path, agent_name: str, *, package: str | None = None) ->
         for path, content in templates.AGENT_FILES.items()
     }
     # `create agent` never overwrites: it has no --force to advise.
-    _write_files(root, files, force=False,
-                 remedy="choose another agent name, or move them out of the way")
+    _write_files(
+        root, files, force=False, remedy="choose another agent name, or move them out of the way"
+    )
     done = registered.get(agent_name) == import_path
     if not done:
         edited = add_entry_point(text, agent_name, import_path)
@@ -203,8 +217,12 @@ def _package_dir(root: Path, document: Mapping[str, object], given: str | None) 
             raise ScaffoldError(f"--package {given!r} is not a package name")
         candidates = [given]
     else:
-        candidates = sorted({path.partition(".")[0].partition(":")[0]
-                             for path in _registered_agents(document).values()})
+        candidates = sorted(
+            {
+                path.partition(".")[0].partition(":")[0]
+                for path in _registered_agents(document).values()
+            }
+        )
         project = document.get("project")
         name = project.get("name") if isinstance(project, dict) else None
         if not candidates and isinstance(name, str):
@@ -247,9 +265,7 @@ def _check_agent_id(agent_name: str, import_path: str, registered: Mapping[str, 
         )
 
 
-def _write_files(
-    root: Path, files: Mapping[str, str], *, force: bool, remedy: str
-) -> list[str]:
+def _write_files(root: Path, files: Mapping[str, str], *, force: bool, remedy: str) -> list[str]:
     """Write `files` (relative path → text) under `root`; returns those it overwrote.
 
     `remedy` is the advice given when files exist: what the command offers to get past them.
@@ -292,7 +308,8 @@ def add_entry_point(text: str, name: str, value: str) -> str | None:
     header = re.search(
         r"""^[ \t]*\[[ \t]*project[ \t]*\.[ \t]*entry-points[ \t]*\.[ \t]*"""
         r"""(?:"orchestr8\.agents"|'orchestr8\.agents')[ \t]*\][ \t]*(?:#.*)?$""",
-        text, re.MULTILINE,
+        text,
+        re.MULTILINE,
     )
     if header is None:
         table = f'[project.entry-points."{_ENTRY_POINT_GROUP}"]'
@@ -301,7 +318,7 @@ def add_entry_point(text: str, name: str, value: str) -> str | None:
         following = re.compile(r"^[ \t]*\[", re.MULTILINE).search(text, header.end())
         end = following.start() if following is not None else len(text)
         # After the table's last line, so its comments and blank lines stay where they were.
-        cut = header.end() + len(text[header.end():end].rstrip())
+        cut = header.end() + len(text[header.end() : end].rstrip())
         edited = f"{text[:cut]}{newline}{line}{text[cut:]}"
         if following is None and not edited.endswith(("\n", "\r")):
             edited += newline
@@ -322,8 +339,20 @@ def pytest_arguments(arguments: Sequence[str]) -> list[str]:
     refuses) when they are installed.
     """
     return [
-        sys.executable, "-m", "pytest", "-p", "no:orchestr8", "-p", "orchestr8.testing._plugin",
-        "-p", "no:trio", "-p", "pytest_trio.plugin", "-o", "trio_mode=true", *arguments,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:orchestr8",
+        "-p",
+        "orchestr8.testing._plugin",
+        "-p",
+        "no:trio",
+        "-p",
+        "pytest_trio.plugin",
+        "-o",
+        "trio_mode=true",
+        *arguments,
     ]
 
 
@@ -336,10 +365,14 @@ def _fail(error: ScaffoldError) -> int:
 
 @click.command("init")
 @click.argument("directory", default=".", metavar="[DIR]")
-@click.option("--name", default=None,
-              help="The project's distribution name.  [default: DIR's name]")
-@click.option("--package", default=None,
-              help="The Python package to create.  [default: the name as an identifier]")
+@click.option(
+    "--name", default=None, help="The project's distribution name.  [default: DIR's name]"
+)
+@click.option(
+    "--package",
+    default=None,
+    help="The Python package to create.  [default: the name as an identifier]",
+)
 @click.option("--force", is_flag=True, help="Overwrite files that exist already.")
 def init_command(directory: str, name: str | None, package: str | None, force: bool) -> int:
     """Create a project with an example agent, a workflow and tests.
@@ -358,8 +391,11 @@ def init_command(directory: str, name: str | None, package: str | None, force: b
     for path in project.written:
         click.echo(f"  {path}{'  (overwritten)' if path in project.overwritten else ''}")
     steps = [] if project.root == Path.cwd().resolve() else [f"cd {shlex.quote(directory)}"]
-    steps += ["orchestr8 run workflows/hello.json --input name=Ada", "orchestr8 test",
-              "orchestr8 create agent summarise"]
+    steps += [
+        "orchestr8 run workflows/hello.json --input name=Ada",
+        "orchestr8 test",
+        "orchestr8 create agent summarise",
+    ]
     click.echo("next:\n" + "".join(f"  {step}\n" for step in steps), nl=False)
     return 0
 
@@ -371,8 +407,11 @@ def create_group() -> None:
 
 @create_group.command("agent")
 @click.argument("name")
-@click.option("--package", default=None,
-              help="The package to put it in.  [default: the one the project's agents are in]")
+@click.option(
+    "--package",
+    default=None,
+    help="The package to put it in.  [default: the one the project's agents are in]",
+)
 def create_agent_command(name: str, package: str | None) -> int:
     """Add the agent NAME (snake_case): a module with its class, and a test.
 
@@ -392,10 +431,14 @@ def create_agent_command(name: str, package: str | None) -> int:
     if agent.registered:
         click.echo(f"registered in pyproject.toml: {entry}")
     else:
-        click.echo(f"add it to pyproject.toml yourself (the file could not be edited safely):\n"
-                   f"  [project.entry-points.\"{_ENTRY_POINT_GROUP}\"]\n  {entry}")
-    click.echo(f"workflows can name it \"{agent.import_path}\" now,\n"
-               f"and \"{agent.name}\" once the project is installed (pip install -e .)")
+        click.echo(
+            f"add it to pyproject.toml yourself (the file could not be edited safely):\n"
+            f'  [project.entry-points."{_ENTRY_POINT_GROUP}"]\n  {entry}'
+        )
+    click.echo(
+        f'workflows can name it "{agent.import_path}" now,\n'
+        f'and "{agent.name}" once the project is installed (pip install -e .)'
+    )
     return 0
 
 
@@ -413,10 +456,12 @@ def tests_command(pytest_args: Sequence[str]) -> int:
 
     missing = [name for name in ("pytest", "pytest_trio") if importlib.util.find_spec(name) is None]
     if missing:
-        return _fail(ScaffoldError(
-            "orchestr8 test runs pytest with pytest-trio, which are not installed here: "
-            "pip install pytest pytest-trio"
-        ))
+        return _fail(
+            ScaffoldError(
+                "orchestr8 test runs pytest with pytest-trio, which are not installed here: "
+                "pip install pytest pytest-trio"
+            )
+        )
     environment = dict(os.environ)
     root = find_project_root(Path.cwd())
     if root is not None:

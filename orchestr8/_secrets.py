@@ -76,8 +76,9 @@ class Secrets:
             raise SecretsFileError(f"{label}: not a JSON object (the file is not JSON)") from None
         if not isinstance(document, dict):
             raise SecretsFileError(f"{label}: expected a JSON object of secrets by name")
-        wrong = [append_path("$", name) for name, value in document.items()
-                 if not isinstance(value, str)]
+        wrong = [
+            append_path("$", name) for name, value in document.items() if not isinstance(value, str)
+        ]
         if wrong:
             raise SecretsFileError(
                 f"{label}: every secret must be a string; these are not: {', '.join(wrong)}"
@@ -280,9 +281,7 @@ def _holds_redacted(key: str, value: Any, redactor: Redactor) -> bool:
     if value == REDACTED:
         return redactor.is_secret_key(key)
     if isinstance(value, Mapping):
-        return any(
-            _holds_redacted(str(name), item, redactor) for name, item in value.items()
-        )
+        return any(_holds_redacted(str(name), item, redactor) for name, item in value.items())
     if isinstance(value, list | tuple):
         return any(_holds_redacted(key, item, redactor) for item in value)
     return False

@@ -127,8 +127,7 @@ async def serve(
     stopped = trio.Event()
 
     async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
-        await hypercorn.trio.serve(app, config, shutdown_trigger=stop.wait,
-                                   task_status=task_status)
+        await hypercorn.trio.serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
         stopped.set()
 
     async with trio.open_nursery() as nursery:
@@ -195,8 +194,18 @@ async def run_service(
     """
     try:
         check_bind(host, api_key)
-        return await _run_service(host, port, journal, api_key, max_body, cancel_grace, out, err,
-                                  secrets_file, sync_workers)
+        return await _run_service(
+            host,
+            port,
+            journal,
+            api_key,
+            max_body,
+            cancel_grace,
+            out,
+            err,
+            secrets_file,
+            sync_workers,
+        )
     except BaseExceptionGroup as group:
         error = _only_error(group)
         if not isinstance(error, Orchestr8Error | OSError | ValueError):
@@ -209,8 +218,15 @@ async def run_service(
 
 
 async def _run_service(
-    host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, out: TextIO, err: TextIO, secrets_file: str | None,
+    host: str,
+    port: int,
+    journal: str | None,
+    api_key: str | None,
+    max_body: int,
+    cancel_grace: float,
+    out: TextIO,
+    err: TextIO,
+    secrets_file: str | None,
     sync_workers: int | None = None,
 ) -> int:
     from ._errors import JournalError
@@ -225,14 +241,19 @@ async def _run_service(
     secrets = None if secrets_file is None else Secrets.from_file(secrets_file)
     _allow_local_imports()
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, stream=err,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING,
+            stream=err,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with (
                 open_runtime(
-                    journal=path, cancel_grace=cancel_grace, secrets=secrets,
+                    journal=path,
+                    cancel_grace=cancel_grace,
+                    secrets=secrets,
                     sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
                 ) as runtime,
                 trio.open_nursery() as nursery,
@@ -242,9 +263,16 @@ async def _run_service(
                 nursery.start_soon(keep_journal_working, runtime.journal)
 
                 async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                    await serve(runtime, host=host, port=port, api_key=api_key,
-                                max_body=max_body, shutdown_trigger=stop.wait,
-                                cancel_executions=True, task_status=task_status)
+                    await serve(
+                        runtime,
+                        host=host,
+                        port=port,
+                        api_key=api_key,
+                        max_body=max_body,
+                        shutdown_trigger=stop.wait,
+                        cancel_executions=True,
+                        task_status=task_status,
+                    )
                     nursery.cancel_scope.cancel()
 
                 urls: list[str] = await nursery.start(serve_then_stop)
@@ -272,8 +300,10 @@ async def _watch_signals(
     async for signum in signals:
         name = signal.Signals(signum).name
         if not stop.is_set():
-            err.write(f"{name}: shutting down (running executions are cancelled); "
-                      "signal again to stop at once\n")
+            err.write(
+                f"{name}: shutting down (running executions are cancelled); "
+                "signal again to stop at once\n"
+            )
             err.flush()
             stop.set()
             continue
@@ -313,27 +343,66 @@ def _allow_local_imports() -> None:
 
 
 @click.command("serve")
-@click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="The address to listen on; beyond loopback only with an API key.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="The TCP port; 0 picks a free one (the printed URL tells which).")
-@click.option("--journal", metavar="PATH", default=None,
-              help="The SQLite journal. "
-                   "[default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]")
-@click.option("--api-key", envvar=API_KEY_VARIABLE, show_envvar=True, default=None, metavar="KEY",
-              help="Require `Authorization: Bearer KEY` on every route but /health. Prefer the "
-                   "environment variable: command lines are visible to other users.")
-@click.option("--max-body", type=click.IntRange(min=1), default=_MIB, show_default=True,
-              metavar="BYTES", help="The largest request body accepted.")
-@click.option("--cancel-grace", type=GraceSeconds(), default=5.0, show_default=True,
-              metavar="SECONDS", help="On shutdown, how long steps may finish before being forced.")
-@click.option("--secrets-file", metavar="FILE",
-              help="A JSON object of secrets by name for ${secrets.NAME}; "
-                   "over $ORCHESTR8_SECRET_NAME variables.")
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="The address to listen on; beyond loopback only with an API key.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The TCP port; 0 picks a free one (the printed URL tells which).",
+)
+@click.option(
+    "--journal",
+    metavar="PATH",
+    default=None,
+    help="The SQLite journal. [default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
+)
+@click.option(
+    "--api-key",
+    envvar=API_KEY_VARIABLE,
+    show_envvar=True,
+    default=None,
+    metavar="KEY",
+    help="Require `Authorization: Bearer KEY` on every route but /health. Prefer the "
+    "environment variable: command lines are visible to other users.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=_MIB,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest request body accepted.",
+)
+@click.option(
+    "--cancel-grace",
+    type=GraceSeconds(),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On shutdown, how long steps may finish before being forced.",
+)
+@click.option(
+    "--secrets-file",
+    metavar="FILE",
+    help="A JSON object of secrets by name for ${secrets.NAME}; "
+    "over $ORCHESTR8_SECRET_NAME variables.",
+)
 @sync_workers_option
 async def serve_command(
-    host: str, port: int, journal: str | None, api_key: str | None, max_body: int,
-    cancel_grace: float, secrets_file: str | None, sync_workers: int | None,
+    host: str,
+    port: int,
+    journal: str | None,
+    api_key: str | None,
+    max_body: int,
+    cancel_grace: float,
+    secrets_file: str | None,
+    sync_workers: int | None,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
@@ -341,9 +410,16 @@ async def serve_command(
     executions cancelled (recorded as cancelled), the journal saved; exit code 0. Exit code 4 when
     asked to listen beyond loopback without an API key.
     """
-    return await run_service(host=host, port=port, journal=journal, api_key=api_key or None,
-                             max_body=max_body, cancel_grace=cancel_grace,
-                             secrets_file=secrets_file, sync_workers=sync_workers)
+    return await run_service(
+        host=host,
+        port=port,
+        journal=journal,
+        api_key=api_key or None,
+        max_body=max_body,
+        cancel_grace=cancel_grace,
+        secrets_file=secrets_file,
+        sync_workers=sync_workers,
+    )
 
 
 def register_serve(cli: click.Group) -> None:
@@ -355,8 +431,9 @@ def main(args: list[str] | None = None) -> None:
     """Run `serve` alone, as `python -m orchestr8._serve`."""
     code: Any
     try:
-        code = serve_command(args, prog_name="orchestr8 serve", standalone_mode=False,
-                             _anyio_backend="trio")
+        code = serve_command(
+            args, prog_name="orchestr8 serve", standalone_mode=False, _anyio_backend="trio"
+        )
     except click.ClickException as error:
         error.show()
         code = EXIT_INVALID

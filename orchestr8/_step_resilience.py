@@ -57,9 +57,7 @@ class SharedResilience:
         """Route breaker transitions to the execution whose call caused them."""
         self.breakers.add_listener(record_transition)
 
-    def layers(
-        self, key: str, policy: Policy
-    ) -> tuple[Any, Bulkhead | None, RateLimiter | None]:
+    def layers(self, key: str, policy: Policy) -> tuple[Any, Bulkhead | None, RateLimiter | None]:
         """The breaker, bulkhead and rate limiter for `key`, created from `policy` if new."""
         breaker = None
         if policy.circuit_breaker is not None:
@@ -88,7 +86,9 @@ def record_transition(transition: BreakerTransition) -> None:
         return
     emitter, step_id = listener.emitter, listener.step_id
     data: dict[str, Any] = {
-        "key": transition.name, "from": str(transition.old), "to": str(transition.new),
+        "key": transition.name,
+        "from": str(transition.old),
+        "to": str(transition.new),
         "reason": transition.reason,
     }
     if transition.retry_after is not None:
@@ -129,7 +129,9 @@ class StepListener:
         if self.silenced:
             return
         self.emitter.emit_nowait(
-            EventType.ATTEMPT_FAILED, step_id=self.step_id, attempt=attempt,
+            EventType.ATTEMPT_FAILED,
+            step_id=self.step_id,
+            attempt=attempt,
             data={"error": describe_error(error)},
         )
 
@@ -141,7 +143,9 @@ class StepListener:
             "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
         )
         self.emitter.emit_nowait(
-            EventType.RETRY_SCHEDULED, step_id=self.step_id, attempt=attempt,
+            EventType.RETRY_SCHEDULED,
+            step_id=self.step_id,
+            attempt=attempt,
             data={"delay": delay, "next_attempt": attempt + 1},
         )
         current_step.set((self, attempt + 1))
@@ -151,11 +155,14 @@ class StepListener:
         if self.silenced:
             return
         event_type = (
-            EventType.BREAKER_REJECTED if isinstance(error, CircuitOpenError)
+            EventType.BREAKER_REJECTED
+            if isinstance(error, CircuitOpenError)
             else EventType.ATTEMPT_REJECTED
         )
         self.emitter.emit_nowait(
-            event_type, step_id=self.step_id, attempt=attempt,
+            event_type,
+            step_id=self.step_id,
+            attempt=attempt,
             data={
                 "error": describe_error(error),
                 "retry_after": finite(getattr(error, "retry_after", 0.0)),

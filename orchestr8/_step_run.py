@@ -120,10 +120,15 @@ class StepRunner:
                 # the attempt timeout and the step's total deadline: tell the agent.
                 deadline = trio.current_effective_deadline()
                 context = AgentContext(
-                    execution_id=self.execution_id, step_id=step_id,
-                    workflow_name=self.workflow.name, agent_id=agent_id, attempt=number,
-                    deadline=deadline, progress_callback=self._on_progress,
-                    usage_callback=self._on_usage, cancel_event=self._cancel_event,
+                    execution_id=self.execution_id,
+                    step_id=step_id,
+                    workflow_name=self.workflow.name,
+                    agent_id=agent_id,
+                    attempt=number,
+                    deadline=deadline,
+                    progress_callback=self._on_progress,
+                    usage_callback=self._on_usage,
+                    cancel_event=self._cancel_event,
                     sync_limiter=self._sync_limiter,
                 )
                 with attempt_span(step_id, agent_id, number, deadline=deadline):
@@ -140,8 +145,13 @@ class StepRunner:
                 await emitter.until_agents_may_run()
             output = as_json_value(
                 await call_with_policy(
-                    attempt, policy, breaker=breaker, bulkhead=bulkhead,
-                    rate_limiter=rate_limiter, listener=listener, random=self._random,
+                    attempt,
+                    policy,
+                    breaker=breaker,
+                    bulkhead=bulkhead,
+                    rate_limiter=rate_limiter,
+                    listener=listener,
+                    random=self._random,
                     stop=self._stop_event,
                 )
             )
@@ -162,7 +172,9 @@ class StepRunner:
                 return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
             return await self._failed(step, listener, failure, started)
         await emitter.emit(
-            EventType.STEP_SUCCEEDED, step_id=step_id, attempt=listener.attempts,
+            EventType.STEP_SUCCEEDED,
+            step_id=step_id,
+            attempt=listener.attempts,
             data={"output": output},
         )
         self._metrics(step, StepStatus.SUCCEEDED, started)
@@ -178,12 +190,16 @@ class StepRunner:
         if step.on_error == "fail":
             self.failures[step.id] = error
         await self._emitter.emit(
-            EventType.STEP_FAILED, step_id=step.id, attempt=listener.attempts or None,
+            EventType.STEP_FAILED,
+            step_id=step.id,
+            attempt=listener.attempts or None,
             data={"error": result.error},
         )
         with log_context(step_id=step.id, agent_id=step.agent.id):
             _logger.warning(
-                "step %s failed after %d attempt(s): %s: %s", step.id, listener.attempts,
+                "step %s failed after %d attempt(s): %s: %s",
+                step.id,
+                listener.attempts,
                 result.error["type"] if result.error else "",
                 result.error["message"] if result.error else "",
             )
@@ -203,7 +219,9 @@ class StepRunner:
             step_usage[name] = step_usage.get(name, 0) + value
             self._usage[name] = self._usage.get(name, 0) + value
         self._emitter.emit_nowait(
-            EventType.STEP_USAGE, step_id=context.step_id, attempt=context.attempt,
+            EventType.STEP_USAGE,
+            step_id=context.step_id,
+            attempt=context.attempt,
             data=dict(counts),
         )
 
@@ -211,7 +229,9 @@ class StepRunner:
         if self.listeners[context.step_id].silenced:
             return
         self._emitter.emit_nowait(
-            EventType.STEP_PROGRESS, step_id=context.step_id, attempt=context.attempt,
+            EventType.STEP_PROGRESS,
+            step_id=context.step_id,
+            attempt=context.attempt,
             data=dict(data),
         )
 
@@ -301,9 +321,9 @@ def step_failure_for_exit(error: BaseException) -> BaseException | None:
         return _exit_error(type(error).__name__, error)
     if any(_is_ctrl_c(leaf) for leaf in exception_leaves(error)):
         return None
-    exits = error.subgroup(lambda leaf: not isinstance(
-        leaf, (BaseExceptionGroup, Exception, trio.Cancelled)
-    ))
+    exits = error.subgroup(
+        lambda leaf: not isinstance(leaf, (BaseExceptionGroup, Exception, trio.Cancelled))
+    )
     if exits is None:
         return None
     kept = error.subgroup(lambda leaf: isinstance(leaf, (Exception, trio.Cancelled)))

@@ -194,12 +194,22 @@ class Supervisor:
             raise ActorError(f"{name!r} is a supervisor, not an actor")
 
         cell = _Cell(
-            name=name, factory=refuse, restart=restart, overflow="fail", mailbox_size=1,
-            supervisor=self, send=send, receive=receive, grace=None,
+            name=name,
+            factory=refuse,
+            restart=restart,
+            overflow="fail",
+            mailbox_size=1,
+            supervisor=self,
+            send=send,
+            receive=receive,
+            grace=None,
         )
         options = {
-            "strategy": strategy, "max_restarts": max_restarts, "within": within,
-            "shutdown_grace": shutdown_grace, "restart_backoff": restart_backoff,
+            "strategy": strategy,
+            "max_restarts": max_restarts,
+            "within": within,
+            "shutdown_grace": shutdown_grace,
+            "restart_backoff": restart_backoff,
             "shutdown_order": shutdown_order,
         }
 
@@ -232,8 +242,12 @@ class Supervisor:
         now = trio.current_time()
         recent = sum(1 for at in self._restart_times if now - at < self.within)
         return SupervisorStatistics(
-            name=self.name, strategy=self.strategy, children=self.children,
-            restarts=self._restarts, recent_restarts=recent, closing=self._closing,
+            name=self.name,
+            strategy=self.strategy,
+            children=self.children,
+            restarts=self._restarts,
+            recent_restarts=recent,
+            closing=self._closing,
         )
 
     async def stop(self) -> None:
@@ -296,8 +310,14 @@ class Supervisor:
         self._check_spawn(name, restart, overflow, mailbox_size)
         send, receive = trio.open_memory_channel[Any](mailbox_size)
         return _Cell(
-            name=name, factory=factory, restart=restart, overflow=overflow,
-            mailbox_size=mailbox_size, supervisor=self, send=send, receive=receive,
+            name=name,
+            factory=factory,
+            restart=restart,
+            overflow=overflow,
+            mailbox_size=mailbox_size,
+            supervisor=self,
+            send=send,
+            receive=receive,
             grace=self.shutdown_grace,
         )
 
@@ -383,9 +403,15 @@ async def open_supervisor(
     """
     async with unwrap_single_error(), trio.open_nursery() as nursery:
         supervisor = Supervisor(
-            nursery, name=name, strategy=strategy, max_restarts=max_restarts, within=within,
-            shutdown_grace=shutdown_grace, restart_backoff=restart_backoff,
-            bus=bus if bus is not None else EventBus(), random_source=random_source,
+            nursery,
+            name=name,
+            strategy=strategy,
+            max_restarts=max_restarts,
+            within=within,
+            shutdown_grace=shutdown_grace,
+            restart_backoff=restart_backoff,
+            bus=bus if bus is not None else EventBus(),
+            random_source=random_source,
             shutdown_order=shutdown_order,
         )
         nursery.start_soon(supervisor.manage, name=f"{name}:manager")

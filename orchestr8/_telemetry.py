@@ -82,14 +82,19 @@ ATTEMPT_SPAN: Final = "agent.run"
 RETRY_SPAN: Final = "resilience.retry"
 
 _BREAKER_EVENTS: Final[Mapping[str, str]] = {
-    "open": "breaker.opened", "forced_open": "breaker.opened",
-    "half_open": "breaker.half_opened", "closed": "breaker.closed",
+    "open": "breaker.opened",
+    "forced_open": "breaker.opened",
+    "half_open": "breaker.half_opened",
+    "closed": "breaker.closed",
     "disabled": "breaker.disabled",
 }
 # Log-context ids and the span attributes they become.
 _INHERITED: Final = (
-    ("workflow_name", "workflow.name"), ("execution_id", "execution.id"),
-    ("correlation_id", "correlation.id"), ("step_id", "step.id"), ("agent_id", "agent.id"),
+    ("workflow_name", "workflow.name"),
+    ("execution_id", "execution.id"),
+    ("correlation_id", "correlation.id"),
+    ("step_id", "step.id"),
+    ("agent_id", "agent.id"),
     ("attempt", "attempt"),
 )
 
@@ -190,8 +195,17 @@ class SpanScope:
     """
 
     __slots__ = (
-        "_attributes", "_deadline", "_decides", "_log_ids", "_log_token", "_name", "_outcome",
-        "_parent", "_span", "_token", "_tracer_token",
+        "_attributes",
+        "_deadline",
+        "_decides",
+        "_log_ids",
+        "_log_token",
+        "_name",
+        "_outcome",
+        "_parent",
+        "_span",
+        "_token",
+        "_tracer_token",
     )
 
     def __init__(
@@ -327,8 +341,11 @@ def execution_span(
     to the log context, and decides once whether the execution is traced, so its attempts pay
     nothing for tracing when nothing records.
     """
-    ids = {"workflow_name": workflow_name, "execution_id": execution_id,
-           "correlation_id": correlation_id or execution_id}
+    ids = {
+        "workflow_name": workflow_name,
+        "execution_id": execution_id,
+        "correlation_id": correlation_id or execution_id,
+    }
     attributes = {"execution.resumed": True} if resumed else None
     return SpanScope(EXECUTION_SPAN, ids, attributes, parent=parent, decides=True)
 
@@ -352,13 +369,17 @@ def attempt_span(
     ids = {"step_id": step_id, "agent_id": agent_id, "attempt": attempt}
     if parent is None and _active_tracer.get() is None:
         return LogScope(ids)
-    return SpanScope(
-        ATTEMPT_SPAN, ids, parent=parent, deadline=deadline, outcome="attempt.outcome"
-    )
+    return SpanScope(ATTEMPT_SPAN, ids, parent=parent, deadline=deadline, outcome="attempt.outcome")
 
 
-def retry_span(delay: float, *, attempt: int | None = None, step_id: str | None = None,
-               agent_id: str | None = None, parent: Span | None = None) -> SpanScope:
+def retry_span(
+    delay: float,
+    *,
+    attempt: int | None = None,
+    step_id: str | None = None,
+    agent_id: str | None = None,
+    parent: Span | None = None,
+) -> SpanScope:
     """The `resilience.retry` span around a backoff wait of `delay` s after attempt `attempt`.
 
     The step's ids default to those bound to the log context.
@@ -405,10 +426,14 @@ def record_error(
         name = _qualified_name(type(error))
         message = redactor.redact_text(message_of(error))
         stack = redactor.redact_text("".join(traceback.format_exception(error)))
-        span.add_event("exception", {
-            "exception.type": name, "exception.message": message,
-            "exception.stacktrace": stack,
-        })
+        span.add_event(
+            "exception",
+            {
+                "exception.type": name,
+                "exception.message": message,
+                "exception.stacktrace": stack,
+            },
+        )
     else:
         name = str(error.get("type") or "error")
         message = redactor.redact_text(str(error.get("message") or ""))
@@ -449,8 +474,10 @@ def record_breaker_transition(span: Span | None, transition: BreakerTransition) 
     if not span.is_recording():
         return
     attributes: dict[str, Any] = {
-        "breaker.key": transition.name, "breaker.from": str(transition.old),
-        "breaker.to": str(transition.new), "breaker.reason": transition.reason,
+        "breaker.key": transition.name,
+        "breaker.from": str(transition.old),
+        "breaker.to": str(transition.new),
+        "breaker.reason": transition.reason,
     }
     if transition.retry_after is not None:
         attributes["breaker.retry_after"] = transition.retry_after
@@ -484,7 +511,10 @@ def record_rejection(
     else:
         by = "bulkhead" if isinstance(error, BulkheadFullError) else "rate_limiter"
     attributes: dict[str, Any] = {
-        "step.id": step_id, "agent.id": agent_id, "attempt": attempt, "rejection.by": by,
+        "step.id": step_id,
+        "agent.id": agent_id,
+        "attempt": attempt,
+        "rejection.by": by,
         "error.type": _qualified_name(type(error)),
         "rejection.message": default_redactor().redact_text(message_of(error)),
     }

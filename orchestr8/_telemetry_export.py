@@ -28,8 +28,10 @@ __all__ = ["TelemetrySetup", "configure_from_environment", "shutdown_telemetry"]
 
 INSTALL_HINT: Final = "pip install 'orchestr8[otel]'"
 EXPORTERS: Final = ("otlp", "console")
-_SIGNALS: Final = {"traces": "trace_exporter.OTLPSpanExporter",
-                   "metrics": "metric_exporter.OTLPMetricExporter"}
+_SIGNALS: Final = {
+    "traces": "trace_exporter.OTLPSpanExporter",
+    "metrics": "metric_exporter.OTLPMetricExporter",
+}
 _PROTOCOL_PACKAGES: Final = {"http/protobuf": "http", "grpc": "grpc"}
 _logger = logging.getLogger("orchestr8.telemetry")
 _installed: list[Any] = []
@@ -77,9 +79,14 @@ def requested_exporters(environ: Mapping[str, str], signal: str) -> tuple[tuple[
 def _otlp_exporter(environ: Mapping[str, str], signal: str) -> Any:
     """Build the OTLP exporter of `signal` for the configured protocol, or raise `LookupError`."""
     protocol = (
-        environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    ).strip().lower()
+        (
+            environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+            or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
     flavour = _PROTOCOL_PACKAGES.get(protocol)
     if flavour is None:
         raise LookupError(f"OTLP protocol {protocol!r} is not supported: use http/protobuf or grpc")

@@ -29,22 +29,53 @@ __all__ = ["render_timeline"]
 
 # Kinds of cell, drawn in this order (later kinds win a shared cell).
 _WAIT, _OK, _FAILED, _RUNNING, _INTERRUPTED, _REJECTED = (
-    "wait", "ok", "failed", "running", "interrupted", "rejected"
+    "wait",
+    "ok",
+    "failed",
+    "running",
+    "interrupted",
+    "rejected",
 )
 _ASCII: Mapping[str, str] = {
-    _OK: "=", _FAILED: "x", _RUNNING: ">", _INTERRUPTED: "~", _WAIT: ".", _REJECTED: "!",
+    _OK: "=",
+    _FAILED: "x",
+    _RUNNING: ">",
+    _INTERRUPTED: "~",
+    _WAIT: ".",
+    _REJECTED: "!",
 }
 _UNICODE: Mapping[str, str] = {
-    _OK: "█", _FAILED: "▒", _RUNNING: "█", _INTERRUPTED: "░", _WAIT: "·", _REJECTED: "!",
+    _OK: "█",
+    _FAILED: "▒",
+    _RUNNING: "█",
+    _INTERRUPTED: "░",
+    _WAIT: "·",
+    _REJECTED: "!",
 }
 _LEGEND: Mapping[str, str] = {
-    _OK: "attempt", _FAILED: "failed attempt", _RUNNING: "running", _INTERRUPTED: "interrupted",
-    _WAIT: "retry wait", _REJECTED: "rejected",
+    _OK: "attempt",
+    _FAILED: "failed attempt",
+    _RUNNING: "running",
+    _INTERRUPTED: "interrupted",
+    _WAIT: "retry wait",
+    _REJECTED: "rejected",
 }
 _ANSI: Mapping[str, str] = {
-    _OK: "32", _FAILED: "31", _RUNNING: "34", _INTERRUPTED: "33", _WAIT: "2", _REJECTED: "1;31",
-    "succeeded": "32", "failed": "31", "cancelled": "33", "retrying": "33", "running": "34",
-    "skipped": "2", "pending": "2", "axis": "2", "bold": "1",
+    _OK: "32",
+    _FAILED: "31",
+    _RUNNING: "34",
+    _INTERRUPTED: "33",
+    _WAIT: "2",
+    _REJECTED: "1;31",
+    "succeeded": "32",
+    "failed": "31",
+    "cancelled": "33",
+    "retrying": "33",
+    "running": "34",
+    "skipped": "2",
+    "pending": "2",
+    "axis": "2",
+    "bold": "1",
 }
 _MIN_BAR = 10
 _MAX_NAME = 30
@@ -152,7 +183,7 @@ def _axis(first: float, span: float, width: int) -> tuple[str, list[int]]:
         column = min(width - 1, int((value - first) / span * width))
         text = _tick_label(value, step)
         if column >= free and column + len(text) <= width:
-            labels[column:column + len(text)] = text
+            labels[column : column + len(text)] = text
             ticks.append(column)
             free = column + len(text) + 1
         value += step
@@ -218,7 +249,7 @@ def _fit(name: str, width: int, color: bool) -> str:
     if len(name) <= width:
         return name.ljust(width)
     head = (width - 1) // 2
-    return name[:head] + ("…" if color else "~") + name[len(name) - (width - 1 - head):]
+    return name[:head] + ("…" if color else "~") + name[len(name) - (width - 1 - head) :]
 
 
 def render_timeline(
@@ -243,8 +274,9 @@ def render_timeline(
     span = max(last - first, _MIN_SPAN)
     names = list(rows)
     statuses = [_status_text(state.steps.get(name), interrupted) for name in names]
-    name_width = max(4, min(_MAX_NAME, max(width // 4, 4),
-                            max((len(name) for name in names), default=4)))
+    name_width = max(
+        4, min(_MAX_NAME, max(width // 4, 4), max((len(name) for name in names), default=4))
+    )
     total = f"total {_seconds(last - first)}"
     status_width = max([len(total), *(len(text) for text in statuses)])
     bar_width = max(_MIN_BAR, width - name_width - status_width - 4)
@@ -279,4 +311,3 @@ def _footer(seen: Iterable[str], resumes: Sequence[float], color: bool) -> list[
         lines.append(legend)
     lines.extend(f"resumed at {_seconds(at)}" for at in resumes)
     return lines
-

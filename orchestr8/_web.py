@@ -151,17 +151,25 @@ def create_app(
     app.add_url_rule("/metrics", "metrics", routes.metrics, methods=["GET"])
     app.add_url_rule("/workflows/execute", "execute", routes.execute, methods=["POST"])
     app.add_url_rule("/executions", "list_executions", routes.list_executions, methods=["GET"])
-    app.add_url_rule("/executions/<execution_id>", "get_execution", routes.get_execution,
-                     methods=["GET"])
-    app.add_url_rule("/executions/<execution_id>/journal", "get_journal", routes.get_journal,
-                     methods=["GET"])
-    app.add_url_rule("/executions/<execution_id>/cancel", "cancel_execution", routes.cancel,
-                     methods=["POST"])
-    app.add_url_rule("/executions/<execution_id>/resume", "resume_execution", routes.resume,
-                     methods=["POST"])
+    app.add_url_rule(
+        "/executions/<execution_id>", "get_execution", routes.get_execution, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/journal", "get_journal", routes.get_journal, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/cancel", "cancel_execution", routes.cancel, methods=["POST"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/resume", "resume_execution", routes.resume, methods=["POST"]
+    )
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
-    app.add_url_rule("/executions/<execution_id>/events", "events_without_upgrade",
-                     routes.events_without_upgrade, methods=["GET"])
+    app.add_url_rule(
+        "/executions/<execution_id>/events",
+        "events_without_upgrade",
+        routes.events_without_upgrade,
+        methods=["GET"],
+    )
     return app
 
 
@@ -184,16 +192,22 @@ class _Routes:
         ):
             return None
         detail = "send the API key as `Authorization: Bearer <key>`"
-        return problem_response(401, "unauthorized", detail,
-                                headers={"WWW-Authenticate": 'Bearer realm="orchestr8"'})
+        return problem_response(
+            401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="orchestr8"'}
+        )
 
     async def health(self) -> Response:
         """`GET /health`: whether the service can take work, and if not, why (see docs/rest.md)."""
         journal = self.runtime.journal
         trouble = journal.trouble()
         state = (
-            "ok" if trouble is None else "failed" if journal.statistics().failed
-            else "closed" if journal.closed else "stalled"
+            "ok"
+            if trouble is None
+            else "failed"
+            if journal.statistics().failed
+            else "closed"
+            if journal.closed
+            else "stalled"
         )
         status = "degraded" if trouble else "draining" if self.service.draining else "ok"
         document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
@@ -206,7 +220,8 @@ class _Routes:
         from ._prometheus import prometheus_registry
 
         return Response(
-            prometheus_registry().render(), 200,
+            prometheus_registry().render(),
+            200,
             content_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
@@ -228,8 +243,9 @@ class _Routes:
         try:
             workflow = self.runtime.load(body.workflow)
         except WorkflowValidationError as error:
-            raise ProblemError.from_problems("invalid-workflow", error.problems,
-                                             prefix="$.workflow") from None
+            raise ProblemError.from_problems(
+                "invalid-workflow", error.problems, prefix="$.workflow"
+            ) from None
         try:
             inputs = validate_inputs(workflow, body.inputs)
         except InputValidationError as error:
@@ -243,7 +259,8 @@ class _Routes:
                 redact_workflow(journal_document(workflow)), redact(inputs)
             ):
                 raise ProblemError(
-                    422, "idempotency-key-reused",
+                    422,
+                    "idempotency-key-reused",
                     f"the Idempotency-Key was used for execution {existing.execution_id} with a "
                     "different workflow or inputs; use a new key for a new request",
                 )
@@ -254,8 +271,11 @@ class _Routes:
     ) -> Response:
         try:
             handle = await self.runtime.start(
-                workflow, inputs, execution_timeout=body.timeout,
-                correlation_id=body.correlation_id, idempotency_key=key,
+                workflow,
+                inputs,
+                execution_timeout=body.timeout,
+                correlation_id=body.correlation_id,
+                idempotency_key=key,
             )
         except MissingSecretError as error:
             raise _missing_secrets(error) from None
@@ -338,16 +358,24 @@ class _Routes:
         if handle is not None and handle.result is None and not status.is_terminal:
             handle.cancel("cancelled through the API")
             links = execution_links(execution_id)
-            document = {"execution_id": execution_id, "status": str(ExecutionStatus.RUNNING),
-                        "cancel_requested": True, "links": links}
+            document = {
+                "execution_id": execution_id,
+                "status": str(ExecutionStatus.RUNNING),
+                "cancel_requested": True,
+                "links": links,
+            }
             return json_response(document, 202, headers={"Location": links["self"]})
         if handle is not None and handle.result is not None:
             status = handle.result.status
         if status.is_terminal:
-            raise ProblemError(409, "execution-finished",
-                               f"execution {execution_id} already {status}; nothing to cancel")
+            raise ProblemError(
+                409,
+                "execution-finished",
+                f"execution {execution_id} already {status}; nothing to cancel",
+            )
         raise ProblemError(
-            409, "execution-not-running",
+            409,
+            "execution-not-running",
             f"the journal says execution {execution_id} is {status}, but no process runs it "
             "(the one that did stopped); `orchestr8 resume` continues it",
         )
@@ -378,8 +406,11 @@ class _Routes:
         except ExecutionStateError as error:
             raise ProblemError(409, "execution-not-resumable", str(error)) from None
         links = execution_links(handle.execution_id)
-        document = {"execution_id": handle.execution_id, "status": str(ExecutionStatus.RUNNING),
-                    "links": links}
+        document = {
+            "execution_id": handle.execution_id,
+            "status": str(ExecutionStatus.RUNNING),
+            "links": links,
+        }
         return json_response(document, 202, headers={"Location": links["self"]})
 
     async def follow_events(self, execution_id: str) -> Response | None:
@@ -388,8 +419,12 @@ class _Routes:
         await self.runtime.journal.get_execution(execution_id)
         await websocket.accept()
         await stream_events(
-            websocket, self.runtime, execution_id, after=after,
-            buffer=self.service.events_buffer, closing=self.service.closing,
+            websocket,
+            self.runtime,
+            execution_id,
+            after=after,
+            buffer=self.service.events_buffer,
+            closing=self.service.closing,
         )
         return None
 
@@ -397,7 +432,8 @@ class _Routes:
         """A plain `GET` of the events route: 426 naming the WebSocket upgrade (404 if unknown)."""
         await self.runtime.journal.get_execution(execution_id)
         return problem_response(
-            426, "upgrade-required",
+            426,
+            "upgrade-required",
             f"{current_path()} is a WebSocket: connect with a WebSocket client (ws:// or wss://)",
             headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
@@ -411,9 +447,10 @@ def _missing_secrets(error: MissingSecretError) -> ProblemError:
 
 def _has_body() -> bool:
     """Whether the request comes with a body (a length above 0, or chunks)."""
-    return bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    ).lower()
+    return (
+        bool(request.content_length)
+        or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    )
 
 
 def _is_live(runtime: Runtime, execution_id: str) -> bool:
@@ -431,8 +468,12 @@ def _idempotency_key() -> str | None:
         return None
     key = raw.strip()
     if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
-        raise ProblemError(400, "invalid-header", "the Idempotency-Key header must be 1 to 255 "
-                           "visible ASCII characters, bare or in double quotes")
+        raise ProblemError(
+            400,
+            "invalid-header",
+            "the Idempotency-Key header must be 1 to 255 "
+            "visible ASCII characters, bare or in double quotes",
+        )
     return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
 
 
@@ -468,16 +509,20 @@ async def _sendable_headers(response: Response) -> Response:
     Without this the server would fail while writing the response and the client would get an
     empty 500 (or a dropped connection), with no problem document and no correlation id.
     """
-    unsendable = sorted({
-        name for name, value in response.headers.items()
-        if _HEADER_VALUE.fullmatch(value) is None
-    })
+    unsendable = sorted(
+        {name for name, value in response.headers.items() if _HEADER_VALUE.fullmatch(value) is None}
+    )
     if not unsendable:
         return response
-    _logger.error("the response to %s %s had headers HTTP cannot carry: %s",
-                  _method(), current_path(), ", ".join(unsendable))
+    _logger.error(
+        "the response to %s %s had headers HTTP cannot carry: %s",
+        _method(),
+        current_path(),
+        ", ".join(unsendable),
+    )
     problem = problem_response(
-        500, "about:blank",
+        500,
+        "about:blank",
         f"the server could not encode its response header {', '.join(unsendable)}; "
         "the error was logged",
     )
@@ -541,6 +586,6 @@ async def _journal_error(error: JournalError) -> Response:
 async def _unexpected_error(error: Exception) -> Response:
     # Logged with its traceback for the operator; the client gets no internals.
     _logger.error("unexpected error while handling %s", current_path(), exc_info=error)
-    return problem_response(500, "about:blank", "the server failed to handle the request; "
-                            "the error was logged")
-
+    return problem_response(
+        500, "about:blank", "the server failed to handle the request; the error was logged"
+    )

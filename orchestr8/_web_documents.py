@@ -103,18 +103,23 @@ class ProblemError(Exception):
         errors = None
         if self.errors is not None:
             errors = [{"path": error.path, "message": error.message} for error in self.errors]
-        return problem_response(self.status, self.kind, self.detail, errors=errors,
-                                instance=instance)
+        return problem_response(
+            self.status, self.kind, self.detail, errors=errors, instance=instance
+        )
 
 
 def json_response(
-    document: Any, status: int = 200, *, headers: Mapping[str, str] | None = None,
+    document: Any,
+    status: int = 200,
+    *,
+    headers: Mapping[str, str] | None = None,
     content_type: str = "application/json",
 ) -> Response:
     """Encode a JSON document as a response (UTF-8, compact, no NaN)."""
     try:
-        body = json.dumps(document, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
+        body = json.dumps(
+            document, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate cannot be UTF-8; escaped, it stays valid JSON.
         body = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("ascii")
@@ -122,8 +127,13 @@ def json_response(
 
 
 def problem_response(
-    status: int, kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
-    headers: Mapping[str, str] | None = None, instance: str | None = None,
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
 ) -> Response:
     """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`.
 
@@ -161,33 +171,45 @@ async def read_json_body() -> Any:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if not (mimetype == "application/json" or mimetype.endswith("+json")) or charset != "utf-8":
         shown = request.headers.get("Content-Type") or "none"
-        raise ProblemError(415, "unsupported-media-type",
-                           f"send the body as application/json (UTF-8); got {shown}")
+        raise ProblemError(
+            415, "unsupported-media-type", f"send the body as application/json (UTF-8); got {shown}"
+        )
     data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
     g.body_read = True
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ProblemError(400, "invalid-json",
-                           f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
-                           f"{error.start})") from None
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+        ) from None
     recorder = DuplicateKeyRecorder()
     try:
         document = json.loads(
-            text, object_pairs_hook=recorder, parse_constant=reject_constant,
+            text,
+            object_pairs_hook=recorder,
+            parse_constant=reject_constant,
             parse_int=parse_integer,
         )
     except json.JSONDecodeError as error:
-        raise ProblemError(400, "invalid-json", f"invalid JSON at line {error.lineno}, column "
-                           f"{error.colno}: {error.msg}") from None
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
+        ) from None
     except RecursionError:
         raise ProblemError(400, "invalid-json", "invalid JSON: nested too deeply") from None
     except ValueError as error:
         raise ProblemError(400, "invalid-json", f"invalid JSON: {error}") from None
     surrogate = _lone_surrogate(document)
     if surrogate is not None:
-        raise ProblemError(400, "invalid-json", f"invalid JSON at {surrogate}: a string holds "
-                           "an unpaired surrogate escape, which is not Unicode text")
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"invalid JSON at {surrogate}: a string holds "
+            "an unpaired surrogate escape, which is not Unicode text",
+        )
     problems = _value_problems(document, recorder.duplicates)
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
@@ -226,9 +248,7 @@ def _value_problems(document: Any, duplicates: Mapping[int, list[str]]) -> list[
     """Duplicate keys and too deep nesting, each part measured the way `validate` measures it."""
     if not isinstance(document, dict):
         return []
-    problems = [
-        Problem("$", f"duplicate key '{key}'") for key in duplicates.get(id(document), ())
-    ]
+    problems = [Problem("$", f"duplicate key '{key}'") for key in duplicates.get(id(document), ())]
     for key, value in document.items():
         problems += json_value_problems(value, append_path("$", key), duplicates=duplicates)
     return problems
@@ -273,12 +293,14 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     if correlation_id is not None and not (
         isinstance(correlation_id, str) and is_correlation_id(correlation_id)
     ):
-        problems.append(Problem(
-            "$.correlation_id",
-            f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
-            "ending with a space (it is sent back in the X-Correlation-ID header), got "
-            f"{json.dumps(correlation_id)[:60]}",
-        ))
+        problems.append(
+            Problem(
+                "$.correlation_id",
+                f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
+                "ending with a space (it is sent back in the X-Correlation-ID header), got "
+                f"{json.dumps(correlation_id)[:60]}",
+            )
+        )
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     assert isinstance(workflow, dict)
@@ -322,8 +344,11 @@ def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
     if timeout is None:
         return None
     if not _is_positive_seconds(timeout):
-        problems.append(Problem("$.timeout", f"expected a number of seconds above 0, got "
-                                f"{json.dumps(timeout)[:40]}"))
+        problems.append(
+            Problem(
+                "$.timeout", f"expected a number of seconds above 0, got {json.dumps(timeout)[:40]}"
+            )
+        )
         return None
     return float(timeout)
 
@@ -365,16 +390,19 @@ def query_int(
         raise ProblemError.parameter(name, f"expected an integer, got {raw[:40]!r}")
     value = int(raw)
     if not low <= value <= high:
-        raise ProblemError.parameter(name, f"expected an integer from {low} to {high}, "
-                                     f"got {value}")
+        raise ProblemError.parameter(name, f"expected an integer from {low} to {high}, got {value}")
     return value
 
 
 def execution_links(execution_id: str) -> dict[str, str]:
     """The paths of an execution's resources."""
     base = f"/executions/{quote(execution_id, safe='')}"
-    return {"self": base, "journal": f"{base}/journal", "events": f"{base}/events",
-            "cancel": f"{base}/cancel"}
+    return {
+        "self": base,
+        "journal": f"{base}/journal",
+        "events": f"{base}/events",
+        "cancel": f"{base}/cancel",
+    }
 
 
 def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
@@ -394,7 +422,8 @@ def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
 def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[str, Any]:
     """`GET /executions/{id}`: the execution as its events tell it, with every declared step."""
     declared = [
-        step["id"] for step in record.workflow.get("steps", ())
+        step["id"]
+        for step in record.workflow.get("steps", ())
         if isinstance(step, Mapping) and isinstance(step.get("id"), str)
     ]
     steps = {
@@ -434,4 +463,3 @@ def _duration(started: float | None, finished: float | None) -> float | None:
     if started is None or finished is None:
         return None
     return max(0.0, finished - started)
-

@@ -107,7 +107,11 @@ class _Relay:
     """One stream: the last seq sent, whether the run has ended, and how to stop waiting."""
 
     def __init__(
-        self, socket: EventSocket, runtime: Runtime, execution_id: str, after: int,
+        self,
+        socket: EventSocket,
+        runtime: Runtime,
+        execution_id: str,
+        after: int,
         closing: trio.Event,
     ) -> None:
         self.socket = socket

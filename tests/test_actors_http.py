@@ -50,8 +50,16 @@ class LoopbackServer:
     received: list[Received] = attrs.Factory(list)
     url: str = ""
 
-    def reply(self, path: str, status: int = 200, *, json_body: Any = None, text: str = "",
-              headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
+    def reply(
+        self,
+        path: str,
+        status: int = 200,
+        *,
+        json_body: Any = None,
+        text: str = "",
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         body = json.dumps(json_body).encode() if json_body is not None else text.encode()
         kind = "application/json" if json_body is not None else "text/plain; charset=utf-8"
 
@@ -84,16 +92,22 @@ class LoopbackServer:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         request = Received(
-            scope["method"], scope["path"], scope["query_string"].decode(),
-            {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body,
+            scope["method"],
+            scope["path"],
+            scope["query_string"].decode(),
+            {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+            body,
         )
         self.received.append(request)
         handler = self.routes.get(scope["path"])
-        status, headers, content = (
-            await handler(request) if handler else (599, {}, b"no route")
+        status, headers, content = await handler(request) if handler else (599, {}, b"no route")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
         )
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})
         await send({"type": "http.response.body", "body": content})
 
 
@@ -127,8 +141,10 @@ async def test_get_returns_status_selected_headers_and_json(server: LoopbackServ
     agent = HttpAgent({"url": f"{server.url}/items", "params": {"page": 2, "all": True}})
     output = await agent.run(None, context())
     assert output == {
-        "status": 200, "headers": {"content-type": "application/json", "etag": '"v1"'},
-        "json": {"items": [1, 2]}, "text": None,
+        "status": 200,
+        "headers": {"content-type": "application/json", "etag": '"v1"'},
+        "json": {"items": [1, 2]},
+        "text": None,
     }
     request = server.received[0]
     assert (request.method, request.query) == ("GET", "page=2&all=true")
@@ -142,8 +158,12 @@ async def test_text_response_and_custom_header_selection(server: LoopbackServer)
     server.reply("/hello", text="hello world", headers={"x-request-id": "r-1"})
     agent = HttpAgent({"url": f"{server.url}/hello", "response_headers": ["X-Request-Id"]})
     output = await agent.run({"ignored": True}, context())
-    assert output == {"status": 200, "headers": {"x-request-id": "r-1"}, "json": None,
-                      "text": "hello world"}
+    assert output == {
+        "status": 200,
+        "headers": {"x-request-id": "r-1"},
+        "json": None,
+        "text": "hello world",
+    }
 
 
 async def test_post_sends_step_input_as_json_with_idempotency_key(server: LoopbackServer) -> None:
@@ -171,11 +191,20 @@ async def test_url_params_and_headers_from_input(server: LoopbackServer) -> None
     """Without a configured url, the input object supplies url, json, params and headers."""
     server.reply("/dyn", json_body={"ok": 1})
     agent = HttpAgent({"method": "POST", "params": {"a": "1"}, "headers": {"X-A": "config"}})
-    await agent.run({"url": f"{server.url}/dyn", "json": [1], "params": {"b": "2"},
-                     "headers": {"x-a": "input"}}, context())
+    await agent.run(
+        {
+            "url": f"{server.url}/dyn",
+            "json": [1],
+            "params": {"b": "2"},
+            "headers": {"x-a": "input"},
+        },
+        context(),
+    )
     request = server.received[0]
     assert (request.query, request.headers["x-a"], json.loads(request.body)) == (
-        "a=1&b=2", "input", [1]
+        "a=1&b=2",
+        "input",
+        [1],
     )
 
 
@@ -219,8 +248,11 @@ async def test_throttling_and_server_errors_are_retryable(
 async def test_retry_after_seconds_and_http_date(server: LoopbackServer) -> None:
     """Retry-After in seconds and as an HTTP date both become `retry_after`."""
     server.reply("/seconds", 429, headers={"retry-after": "7"})
-    server.reply("/date", 503, headers={"retry-after": email.utils.formatdate(
-        time.time() + 120, usegmt=True)})
+    server.reply(
+        "/date",
+        503,
+        headers={"retry-after": email.utils.formatdate(time.time() + 120, usegmt=True)},
+    )
     with pytest.raises(RetryableError) as seconds:
         await HttpAgent({"url": f"{server.url}/seconds"}).run(None, context())
     assert seconds.value.retry_after == 7.0
@@ -282,7 +314,8 @@ async def test_config_timeout_and_default_timeout(autojump_clock: trio.testing.M
     start = trio.current_time()
     with pytest.raises(RetryableError, match="after 2 s"):
         await HttpAgent({"url": "http://s.test/", "timeout": 2}, transport=transport).run(
-            None, context(deadline=start + 50))
+            None, context(deadline=start + 50)
+        )
     with pytest.raises(RetryableError, match="after 30 s"):
         await HttpAgent({"url": "http://s.test/"}, transport=transport).run(None, context())
 
@@ -297,11 +330,13 @@ async def test_secrets_never_appear_in_errors(
         return 401, {"content-type": "application/json"}, json.dumps(request.headers).encode()
 
     server.routes["/auth"] = echo
-    agent = HttpAgent({
-        "url": f"{server.url}/auth?api_key={API_KEY}&page=1",
-        "headers": {"Authorization": f"Bearer {SECRET}"},
-        "headers_from_env": {"X-Api-Key": "HTTP_TEST_KEY"},
-    })
+    agent = HttpAgent(
+        {
+            "url": f"{server.url}/auth?api_key={API_KEY}&page=1",
+            "headers": {"Authorization": f"Bearer {SECRET}"},
+            "headers_from_env": {"X-Api-Key": "HTTP_TEST_KEY"},
+        }
+    )
     with pytest.raises(NonRetryableError) as caught:
         await agent.run(None, context())
     message = str(caught.value)
@@ -372,17 +407,31 @@ def test_registered_as_the_http_entry_point() -> None:
 
 async def test_workflow_retries_a_503_honouring_retry_after(server: LoopbackServer) -> None:
     """In a workflow a 503 is retried (after Retry-After) and the second answer is the output."""
-    server.replies("/once", [
-        (503, {"retry-after": "0"}, b"warming up"),
-        (200, {"content-type": "application/json"}, b'{"ready": true}'),
-    ])
+    server.replies(
+        "/once",
+        [
+            (503, {"retry-after": "0"}, b"warming up"),
+            (200, {"content-type": "application/json"}, b'{"ready": true}'),
+        ],
+    )
     workflow = {
-        "schema_version": "1.0", "name": "http-retry",
-        "steps": [{
-            "id": "call", "agent": {"id": "http", "config": {"url": f"{server.url}/once"}},
-            "policy": {"timeout": 5.0, "retry": {"max_attempts": 3, "initial_delay": 0.01,
-                                                 "max_delay": 0.01, "jitter": "none"}},
-        }],
+        "schema_version": "1.0",
+        "name": "http-retry",
+        "steps": [
+            {
+                "id": "call",
+                "agent": {"id": "http", "config": {"url": f"{server.url}/once"}},
+                "policy": {
+                    "timeout": 5.0,
+                    "retry": {
+                        "max_attempts": 3,
+                        "initial_delay": 0.01,
+                        "max_delay": 0.01,
+                        "jitter": "none",
+                    },
+                },
+            }
+        ],
         "output": "${steps.call.output.json.ready}",
     }
     result = await run_workflow(workflow)

@@ -65,7 +65,9 @@ class Recorder:
         self.progress: list[dict[str, Any]] = []
         self.usage: list[dict[str, int]] = []
         self.context = AgentContext(
-            execution_id="exec", step_id="ask", deadline=deadline,
+            execution_id="exec",
+            step_id="ask",
+            deadline=deadline,
             progress_callback=lambda _, data: self.progress.append(dict(data)),
             usage_callback=lambda _, counts: self.usage.append(dict(counts)),
         )
@@ -79,7 +81,8 @@ async def run_agent(config: dict[str, Any], input: Any, recorder: Recorder | Non
 def workflow(config: dict[str, Any], input: Any, policy: dict[str, Any]) -> dict[str, Any]:
     agent = {"id": "llm", "config": {"model": "claude-test", **config}}
     return {
-        "schema_version": "1.0", "name": "llm-test",
+        "schema_version": "1.0",
+        "name": "llm-test",
         "steps": [{"id": "ask", "agent": agent, "input": input, "policy": policy}],
     }
 
@@ -128,13 +131,17 @@ def test_building_the_agent_needs_neither_anthropic_nor_a_key() -> None:
         ({"model": "m", "prompt": 3}, r"prompt must be a string"),
         ({"model": "m", "prompt": []}, r"prompt must be a string"),
         ({"model": "m", "prompt": [{"role": "user"}]}, r"prompt\[0\] must be an object"),
-        ({"model": "m", "prompt": [{"role": "system", "content": "x"}]},
-         r"prompt\[0\]\.role must be 'user' or 'assistant'.*'system' config key"),
+        (
+            {"model": "m", "prompt": [{"role": "system", "content": "x"}]},
+            r"prompt\[0\]\.role must be 'user' or 'assistant'.*'system' config key",
+        ),
         ({"model": "m", "prompt": [{"role": "user", "content": 5}]}, r"prompt\[0\]\.content"),
         ({"model": "m", "prompt": "Hi ${input.}"}, r"prompt: invalid placeholder \$\{input\.\}"),
         ({"model": "m", "prompt": "Hi ${input"}, r"unterminated placeholder"),
-        ({"model": "m", "prompt": "Hi ${inputs.topic}"},
-         r"placeholders start with 'input'.*belong in the step's input"),
+        (
+            {"model": "m", "prompt": "Hi ${inputs.topic}"},
+            r"placeholders start with 'input'.*belong in the step's input",
+        ),
         ({"model": "m", "system": "${steps.a.output}"}, r"system: invalid placeholder"),
         ({"model": "m", "output_schema": {"type": "nope"}}, r"output_schema is not a valid"),
         ({"model": "m", "output_schema": []}, r"output_schema must be a JSON Schema object"),
@@ -143,10 +150,14 @@ def test_building_the_agent_needs_neither_anthropic_nor_a_key() -> None:
         ({"model": "m", "tools": {"t": {"agent": "echo", "x": 1}}}, r"tools\.t has unknown keys"),
         ({"model": "m", "tools": {"t": {}}}, r"tools\.t\.agent must be an agent id"),
         ({"model": "m", "tools": {"t": {"agent": "no-such-agent"}}}, r"tools\.t: unknown agent"),
-        ({"model": "m", "tools": {"t": {"agent": "echo", "config": {"x": 1}}}},
-         r"tools\.t: .*unknown config key"),
-        ({"model": "m", "tools": {"t": {"agent": "echo", "input_schema": {"type": "string"}}}},
-         r'input_schema must be a JSON Schema object with "type": "object"'),
+        (
+            {"model": "m", "tools": {"t": {"agent": "echo", "config": {"x": 1}}}},
+            r"tools\.t: .*unknown config key",
+        ),
+        (
+            {"model": "m", "tools": {"t": {"agent": "echo", "input_schema": {"type": "string"}}}},
+            r'input_schema must be a JSON Schema object with "type": "object"',
+        ),
     ],
 )
 def test_bad_config_fails_at_construction(config: dict[str, Any], message: str) -> None:
@@ -169,14 +180,21 @@ def test_repr_never_shows_the_api_key() -> None:
 
 async def test_string_prompt_fills_placeholders_from_the_input(fake: FakeAnthropic) -> None:
     fake.reply_text("ok")
-    prompt = ("Topic ${input.topic}; first ${input.items[0]}; odd ${input[\"a key\"]}; "
-              "all ${input.items}; literal $${input}; deep ${ input.meta['x'].y }")
+    prompt = (
+        'Topic ${input.topic}; first ${input.items[0]}; odd ${input["a key"]}; '
+        "all ${input.items}; literal $${input}; deep ${ input.meta['x'].y }"
+    )
     value = {"topic": "bees", "items": ["wax", 2], "a key": True, "meta": {"x": {"y": None}}}
     await run_agent({"prompt": prompt}, value)
     [request] = fake.requests
-    assert request.json["messages"] == [{"role": "user", "content": (
-        'Topic bees; first wax; odd true; all ["wax", 2]; literal ${input}; deep null'
-    )}]
+    assert request.json["messages"] == [
+        {
+            "role": "user",
+            "content": (
+                'Topic bees; first wax; odd true; all ["wax", 2]; literal ${input}; deep null'
+            ),
+        }
+    ]
 
 
 async def test_message_list_prompt_and_system_template(fake: FakeAnthropic) -> None:
@@ -187,8 +205,12 @@ async def test_message_list_prompt_and_system_template(fake: FakeAnthropic) -> N
         {"role": "user", "content": [{"type": "text", "text": "Whole input: ${input}"}]},
     ]
     await run_agent(
-        {"prompt": prompt, "system": "You know ${input.kind}s.", "temperature": 0.2,
-         "max_tokens": 50},
+        {
+            "prompt": prompt,
+            "system": "You know ${input.kind}s.",
+            "temperature": 0.2,
+            "max_tokens": 50,
+        },
         {"kind": "cat"},
     )
     body = fake.requests[0].json
@@ -206,11 +228,17 @@ async def test_message_list_prompt_and_system_template(fake: FakeAnthropic) -> N
 @pytest.mark.parametrize(
     ("prompt", "value", "message"),
     [
-        ("${input.topic}", {"subject": "x"},
-         r"prompt placeholder \$\{input\.topic\}: the step input has no key 'topic' "
-         r"\(its keys: 'subject'\)"),
-        ("${input.items[3]}", {"items": [1]},
-         r"index 3 is out of range for input\.items \(length 1\)"),
+        (
+            "${input.topic}",
+            {"subject": "x"},
+            r"prompt placeholder \$\{input\.topic\}: the step input has no key 'topic' "
+            r"\(its keys: 'subject'\)",
+        ),
+        (
+            "${input.items[3]}",
+            {"items": [1]},
+            r"index 3 is out of range for input\.items \(length 1\)",
+        ),
         ("${input.topic.name}", {"topic": "x"}, r"input\.topic is a string, not an object"),
         ("${input[0]}", {"a": 1}, r"input is an object, not an array"),
     ],
@@ -247,8 +275,10 @@ async def test_output_contract_for_plain_text(fake: FakeAnthropic) -> None:
     recorder = Recorder()
     output = await run_agent({}, "hi", recorder)
     assert output == {
-        "text": "Hello!", "usage": {"input_tokens": 11, "output_tokens": 4},
-        "model": "claude-test-2026", "stop_reason": "end_turn",
+        "text": "Hello!",
+        "usage": {"input_tokens": 11, "output_tokens": 4},
+        "model": "claude-test-2026",
+        "stop_reason": "end_turn",
     }
     assert recorder.usage == [{"input_tokens": 11, "output_tokens": 4}]
 
@@ -276,8 +306,11 @@ async def test_json_after_prose_in_a_fence_is_found(fake: FakeAnthropic) -> None
     ("reply", "options", "message"),
     [
         ("I think about 7.", {}, r"the model's reply is not JSON: .*begins 'I think about 7\.'"),
-        ('{"score": "high"}', {},
-         r"does not match output_schema: \$\.score: 'high' is not of type"),
+        (
+            '{"score": "high"}',
+            {},
+            r"does not match output_schema: \$\.score: 'high' is not of type",
+        ),
         ("{}", {}, r"\$: 'score' is a required property"),
         ('{"score": ', {"stop_reason": "max_tokens"}, r"cut off at max_tokens"),
     ],
@@ -309,7 +342,8 @@ async def test_invalid_json_is_retried_by_the_workflow_policy(
     assert scheduled.data["delay"] == 0.5
     # Both attempts' tokens were spent, so both count.
     assert [event.data for event in of_type(events, "step.usage")] == [
-        {"input_tokens": 5, "output_tokens": 3}, {"input_tokens": 6, "output_tokens": 4},
+        {"input_tokens": 5, "output_tokens": 3},
+        {"input_tokens": 6, "output_tokens": 4},
     ]
     assert result.usage == {"input_tokens": 11, "output_tokens": 7}
     assert step.usage == {"input_tokens": 11, "output_tokens": 7}
@@ -356,51 +390,81 @@ async def test_progress_reaches_the_journal_as_step_progress(fake: FakeAnthropic
 
 # -- tools -------------------------------------------------------------------------------------
 
-TOOLS = {"echo": {"agent": "echo", "description": "Repeats its input.",
-                  "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+TOOLS = {
+    "echo": {
+        "agent": "echo",
+        "description": "Repeats its input.",
+        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+    }
+}
 
 
 async def test_tool_use_loop_runs_the_tool_agent_and_sends_results(fake: FakeAnthropic) -> None:
-    fake.reply_tool_use("echo", {"q": "bees"}, id="toolu_a", text="Let me check.",
-                        input_tokens=20, output_tokens=8)
+    fake.reply_tool_use(
+        "echo", {"q": "bees"}, id="toolu_a", text="Let me check.", input_tokens=20, output_tokens=8
+    )
     fake.reply_text("Bees it is.", input_tokens=30, output_tokens=5)
     recorder = Recorder()
     output = await run_agent({"tools": TOOLS}, "Tell me", recorder)
     assert output["text"] == "Bees it is."
     assert output["usage"] == {"input_tokens": 50, "output_tokens": 13}
-    assert recorder.usage == [{"input_tokens": 20, "output_tokens": 8},
-                              {"input_tokens": 30, "output_tokens": 5}]
+    assert recorder.usage == [
+        {"input_tokens": 20, "output_tokens": 8},
+        {"input_tokens": 30, "output_tokens": 5},
+    ]
     first, second = (request.json for request in fake.requests)
-    assert first["tools"] == [{"name": "echo", "description": "Repeats its input.",
-                               "input_schema": TOOLS["echo"]["input_schema"]}]
+    assert first["tools"] == [
+        {
+            "name": "echo",
+            "description": "Repeats its input.",
+            "input_schema": TOOLS["echo"]["input_schema"],
+        }
+    ]
     assert second["messages"] == [
         {"role": "user", "content": "Tell me"},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check."},
-            {"type": "tool_use", "id": "toolu_a", "name": "echo", "input": {"q": "bees"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_a", "content": '{"q": "bees"}'},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_a", "name": "echo", "input": {"q": "bees"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_a", "content": '{"q": "bees"}'},
+            ],
+        },
     ]
     assert {"tool": "echo", "tool_use_id": "toolu_a"} in recorder.progress
 
 
 async def test_failing_and_unknown_tools_are_reported_to_the_model(fake: FakeAnthropic) -> None:
-    fake.reply_message([
-        {"type": "tool_use", "id": "t1", "name": "broken", "input": {}},
-        {"type": "tool_use", "id": "t2", "name": "missing", "input": {}},
-    ], stop_reason="tool_use")
+    fake.reply_message(
+        [
+            {"type": "tool_use", "id": "t1", "name": "broken", "input": {}},
+            {"type": "tool_use", "id": "t2", "name": "missing", "input": {}},
+        ],
+        stop_reason="tool_use",
+    )
     fake.reply_text("Sorry.")
     tools = {"broken": {"agent": "fail", "config": {"message": "backend down"}}}
     output = await run_agent({"tools": tools}, "Try")
     assert output["text"] == "Sorry."
     results = fake.requests[1].json["messages"][-1]["content"]
     assert results == [
-        {"type": "tool_result", "tool_use_id": "t1", "content": "RetryableError: backend down",
-         "is_error": True},
-        {"type": "tool_result", "tool_use_id": "t2", "content": "unknown tool 'missing'",
-         "is_error": True},
+        {
+            "type": "tool_result",
+            "tool_use_id": "t1",
+            "content": "RetryableError: backend down",
+            "is_error": True,
+        },
+        {
+            "type": "tool_result",
+            "tool_use_id": "t2",
+            "content": "unknown tool 'missing'",
+            "is_error": True,
+        },
     ]
 
 
@@ -456,13 +520,21 @@ async def test_rate_limit_retry_after_sets_the_retry_delay(
     ("script", "retry_after", "text"),
     [
         (lambda fake: fake.reply_rate_limited(retry_after=7), 7.0, "429 (rate_limit_error)"),
-        (lambda fake: fake.reply_error(429, "rate_limit_error", "slow down",
-                                       headers={"retry-after-ms": "1500"}), 1.5, "slow down"),
+        (
+            lambda fake: fake.reply_error(
+                429, "rate_limit_error", "slow down", headers={"retry-after-ms": "1500"}
+            ),
+            1.5,
+            "slow down",
+        ),
         (lambda fake: fake.reply_overloaded(), None, "529 (overloaded_error): Overloaded"),
         (lambda fake: fake.reply_server_error(), None, "500 (api_error)"),
         (lambda fake: fake.reply_error(408, "timeout_error", "Request timed out"), None, "408"),
-        (lambda fake: fake.reply_stream_error(text="partial"), None,
-         "error while streaming (overloaded_error): Overloaded"),
+        (
+            lambda fake: fake.reply_stream_error(text="partial"),
+            None,
+            "error while streaming (overloaded_error): Overloaded",
+        ),
     ],
 )
 async def test_transient_api_errors_are_retryable(
@@ -479,14 +551,22 @@ async def test_transient_api_errors_are_retryable(
 @pytest.mark.parametrize(
     ("script", "text"),
     [
-        (lambda fake: fake.reply_bad_request("max_tokens: must be at most 8192"),
-         "Anthropic API error 400 (invalid_request_error): max_tokens: must be at most 8192"),
-        (lambda fake: fake.reply_unauthorized(),
-         "Anthropic API error 401 (authentication_error): invalid x-api-key"),
-        (lambda fake: fake.reply_error(403, "permission_error", "no access to model"),
-         "403 (permission_error): no access to model"),
-        (lambda fake: fake.reply_error(404, "not_found_error", "model: claude-nope"),
-         "404 (not_found_error): model: claude-nope"),
+        (
+            lambda fake: fake.reply_bad_request("max_tokens: must be at most 8192"),
+            "Anthropic API error 400 (invalid_request_error): max_tokens: must be at most 8192",
+        ),
+        (
+            lambda fake: fake.reply_unauthorized(),
+            "Anthropic API error 401 (authentication_error): invalid x-api-key",
+        ),
+        (
+            lambda fake: fake.reply_error(403, "permission_error", "no access to model"),
+            "403 (permission_error): no access to model",
+        ),
+        (
+            lambda fake: fake.reply_error(404, "not_found_error", "model: claude-nope"),
+            "404 (not_found_error): model: claude-nope",
+        ),
         (lambda fake: fake.reply_error(413, "request_too_large", "too large"), "413"),
     ],
 )
@@ -580,7 +660,9 @@ async def test_the_request_timeout_is_bounded_by_the_deadline(
     with trio.move_on_after(3):  # as the step's attempt timeout does
         await run_agent({"request_timeout": 20}, "hi")
     assert [float(request.headers["x-stainless-read-timeout"]) for request in fake.requests] == [
-        20.0, 5.0, 3.0
+        20.0,
+        5.0,
+        3.0,
     ]
 
 
@@ -607,8 +689,9 @@ async def test_anthropic_base_url_is_honoured_and_the_key_never_leaks(
 
 
 async def test_orchestr8_run_in_a_subprocess_uses_the_fake_server(tmp_path: Path) -> None:
-    document = workflow({"prompt": "Summarise ${input.topic}"}, {"topic": "${inputs.topic}"},
-                        NO_RETRY)
+    document = workflow(
+        {"prompt": "Summarise ${input.topic}"}, {"topic": "${inputs.topic}"}, NO_RETRY
+    )
     document["inputs"] = {"type": "object", "properties": {"topic": {"type": "string"}}}
     path = tmp_path / "llm.json"
     path.write_text(json.dumps(document))
@@ -617,9 +700,23 @@ async def test_orchestr8_run_in_a_subprocess_uses_the_fake_server(tmp_path: Path
     async with fake.serve() as base_url:
         env = {**os.environ, "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": SECRET}
         done = await trio.run_process(
-            [sys.executable, "-m", "orchestr8", "run", str(path), "--input", "topic=bees",
-             "--json", "--journal", str(tmp_path / "journal.db")],
-            env=env, cwd=ROOT, capture_stdout=True, capture_stderr=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "orchestr8",
+                "run",
+                str(path),
+                "--input",
+                "topic=bees",
+                "--json",
+                "--journal",
+                str(tmp_path / "journal.db"),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
         )
     assert done.returncode == 0, done.stderr.decode()
     assert "Bees make honey." in done.stdout.decode()

@@ -190,7 +190,12 @@ def orchestr8_command(*arguments: str, cwd: Path) -> subprocess.CompletedProcess
     environment.update(PYTHONPATH=f"{cwd}{os.pathsep}{REPOSITORY}", NO_COLOR="1")
     return subprocess.run(
         [sys.executable, "-m", "orchestr8", *arguments],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=60, check=False,
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -200,9 +205,15 @@ def test_validate_says_to_install_an_agent_create_agent_registered(tmp_path: Pat
     root = tmp_path / "demo-agents"
     assert orchestr8_command("create", "agent", "web_search", cwd=root).returncode == 0
     workflow = root / "workflows" / "search.json"
-    workflow.write_text(json.dumps({
-        "schema_version": "1.0", "name": "search", "steps": [{"id": "a", "agent": "web_search"}]
-    }))
+    workflow.write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "search",
+                "steps": [{"id": "a", "agent": "web_search"}],
+            }
+        )
+    )
     completed = orchestr8_command("validate", str(workflow), cwd=root)
     assert completed.returncode == 1
     assert (

@@ -146,8 +146,11 @@ def test_progress_without_callback_publishes_nothing_yet_still_checks_the_data()
 
 @pytest.mark.parametrize(
     ("data", "error"),
-    [({"done": float("nan")}, ValueError), ({"ids": {1, 2}}, TypeError),
-     ({1: "a", "1": "b"}, ValueError)],
+    [
+        ({"done": float("nan")}, ValueError),
+        ({"ids": {1, 2}}, TypeError),
+        ({1: "a", "1": "b"}, ValueError),
+    ],
     ids=["nan", "set", "colliding-keys"],
 )
 def test_progress_refuses_data_that_is_not_json_where_it_is_called(

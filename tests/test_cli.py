@@ -57,8 +57,13 @@ def cli(
     """Run `python -m orchestr8 ARGS` to its end and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "orchestr8", *args],
-        cwd=cwd, env=env or environment(cwd), input=stdin, capture_output=True, text=True,
-        timeout=30, check=False,
+        cwd=cwd,
+        env=env or environment(cwd),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -69,9 +74,7 @@ class Outcome:
     stderr: str
 
 
-def call(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
-) -> Outcome:
+def call(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = "") -> Outcome:
     """Run the command line in this process (fast), as `main()` does for the console script."""
     stdout, stderr = io.StringIO(), io.StringIO()
     saved = os.getcwd(), sys.argv, sys.stdin, list(sys.path)
@@ -131,11 +134,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("runs")
     journal = root / "journal.db"
     ok = write_workflow(root / "ok.json", [{"id": "hello", "agent": "echo", "input": "hi"}])
-    bad = write_workflow(root / "bad.json", [
-        {"id": "first", "agent": "echo", "input": 1},
-        {"id": "boom", "agent": {"id": "fail", "config": {"message": "kaput"}}, "input": 2,
-         "depends_on": ["first"], "policy": no_retry()},
-    ])
+    bad = write_workflow(
+        root / "bad.json",
+        [
+            {"id": "first", "agent": "echo", "input": 1},
+            {
+                "id": "boom",
+                "agent": {"id": "fail", "config": {"message": "kaput"}},
+                "input": 2,
+                "depends_on": ["first"],
+                "policy": no_retry(),
+            },
+        ],
+    )
     ids = {}
     for name, workflow in (("ok", ok), ("bad", bad)):
         done = call("run", str(workflow), "--journal", str(journal), "--json", cwd=root)
@@ -148,15 +159,38 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_run_parses_inputs_and_prints_the_json_result(tmp_path: Path) -> None:
     workflow = write_workflow(
-        tmp_path / "echo.json", [{"id": "echo", "agent": "echo", "input": "${inputs}"}],
-        inputs={"type": "object"}, output={"got": "${steps.echo.output}"},
+        tmp_path / "echo.json",
+        [{"id": "echo", "agent": "echo", "input": "${inputs}"}],
+        inputs={"type": "object"},
+        output={"got": "${steps.echo.output}"},
     )
     (tmp_path / "inputs.json").write_text(json.dumps({"from_file": [1, 2], "n": 0}))
     done = call(
-        "run", str(workflow), "--journal", str(tmp_path / "j.db"), "--json",
-        "--inputs-file", "inputs.json", "--input", "n=5", "-i", "flag=true", "-i", "name=world",
-        "-i", 'quoted="007"', "-i", "zeros=007", "-i", 'obj={"a": null}', "-i", "eq=a=b",
-        "-i", "nan=NaN", "-i", "empty=",
+        "run",
+        str(workflow),
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--json",
+        "--inputs-file",
+        "inputs.json",
+        "--input",
+        "n=5",
+        "-i",
+        "flag=true",
+        "-i",
+        "name=world",
+        "-i",
+        'quoted="007"',
+        "-i",
+        "zeros=007",
+        "-i",
+        'obj={"a": null}',
+        "-i",
+        "eq=a=b",
+        "-i",
+        "nan=NaN",
+        "-i",
+        "empty=",
         cwd=tmp_path,
     )
     assert done.code == 0, done.stderr
@@ -164,13 +198,27 @@ def test_run_parses_inputs_and_prints_the_json_result(tmp_path: Path) -> None:
     assert set(result) == {"execution_id", "status", "output", "error", "steps"}
     assert result["status"] == "succeeded"
     assert result["error"] is None
-    assert result["output"] == {"got": {
-        "from_file": [1, 2], "n": 5, "flag": True, "name": "world", "quoted": "007",
-        "zeros": "007", "obj": {"a": None}, "eq": "a=b", "nan": "NaN", "empty": "",
-    }}
+    assert result["output"] == {
+        "got": {
+            "from_file": [1, 2],
+            "n": 5,
+            "flag": True,
+            "name": "world",
+            "quoted": "007",
+            "zeros": "007",
+            "obj": {"a": None},
+            "eq": "a=b",
+            "nan": "NaN",
+            "empty": "",
+        }
+    }
     assert result["steps"] == {
-        "echo": {"status": "succeeded", "attempts": 1, "output": result["output"]["got"],
-                 "error": None},
+        "echo": {
+            "status": "succeeded",
+            "attempts": 1,
+            "output": result["output"]["got"],
+            "error": None,
+        },
     }
     assert f"execution {result['execution_id']} started" in done.stderr
     assert "echo  succeeded in" in done.stderr
@@ -191,11 +239,18 @@ def test_run_uses_the_default_journal_and_prints_a_human_result(tmp_path: Path) 
 def test_output_that_is_not_text_is_journaled_and_printed_escaped(tmp_path: Path) -> None:
     """An output holding a lone surrogate is stored and shown as `\\ud800`, never a hang."""
     (tmp_path / "odd.py").write_text('def odd(input):\n    return {"text": "x\\ud800y"}\n')
-    workflow = write_workflow(tmp_path / "odd.json", [
-        {"id": "odd", "agent": {"id": "python", "config": {"callable": "odd:odd"}}},
-        {"id": "after", "agent": "echo", "input": "${steps.odd.output.text}",
-         "depends_on": ["odd"]},
-    ])
+    workflow = write_workflow(
+        tmp_path / "odd.json",
+        [
+            {"id": "odd", "agent": {"id": "python", "config": {"callable": "odd:odd"}}},
+            {
+                "id": "after",
+                "agent": "echo",
+                "input": "${steps.odd.output.text}",
+                "depends_on": ["odd"],
+            },
+        ],
+    )
     journal = tmp_path / "j.db"
     done = cli("run", str(workflow), "--journal", str(journal), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -240,19 +295,33 @@ def test_a_journal_failing_mid_run_stops_it_with_a_resume_hint(tmp_path: Path) -
     """A journal that fails mid-run stops the run: exit 1, the error and how to resume, no trace."""
     (tmp_path / "intruder.py").write_text(INTRUDER)
     journal = tmp_path / "j.db"
-    workflow = write_workflow(tmp_path / "w.json", [
-        {"id": "intrude", "agent": {"id": "python", "config": {"callable": "intruder:intrude"}},
-         "input": {"journal": str(journal), "marker": str(tmp_path / "marker")}},
-        {"id": "after", "agent": "echo", "input": "${steps.intrude.output}",
-         "depends_on": ["intrude"]},
-    ])
+    workflow = write_workflow(
+        tmp_path / "w.json",
+        [
+            {
+                "id": "intrude",
+                "agent": {"id": "python", "config": {"callable": "intruder:intrude"}},
+                "input": {"journal": str(journal), "marker": str(tmp_path / "marker")},
+            },
+            {
+                "id": "after",
+                "agent": "echo",
+                "input": "${steps.intrude.output}",
+                "depends_on": ["intrude"],
+            },
+        ],
+    )
     done = cli("run", str(workflow), "--journal", str(journal), cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     execution_id = EXECUTION_LINE.search(done.stderr).group(1)  # type: ignore[union-attr]
-    assert f"error: execution {execution_id} stopped: the journal failed: writing the journal " \
+    assert (
+        f"error: execution {execution_id} stopped: the journal failed: writing the journal "
         "failed: UNIQUE constraint failed" in done.stderr
-    assert f"resume it once the journal works again: orchestr8 resume --journal {journal} " \
+    )
+    assert (
+        f"resume it once the journal works again: orchestr8 resume --journal {journal} "
         f"{execution_id}\n" in done.stderr
+    )
     assert "Traceback" not in done.stderr
     with sqlite3.connect(journal) as connection:
         connection.execute("DELETE FROM events WHERE type = 'vendor.stray'")
@@ -263,13 +332,25 @@ def test_a_journal_failing_mid_run_stops_it_with_a_resume_hint(tmp_path: Path) -
 
 
 def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> None:
-    workflow = write_workflow(tmp_path / "w.json", [
-        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,
-         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}}},
-        {"id": "broken", "agent": {"id": "fail", "config": {"message": "it broke"}},
-         "input": 2, "depends_on": ["flaky"], "policy": no_retry()},
-        {"id": "after", "agent": "echo", "input": 3, "depends_on": ["broken"]},
-    ])
+    workflow = write_workflow(
+        tmp_path / "w.json",
+        [
+            {
+                "id": "flaky",
+                "agent": {"id": "fail", "config": {"times": 1}},
+                "input": 1,
+                "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}},
+            },
+            {
+                "id": "broken",
+                "agent": {"id": "fail", "config": {"message": "it broke"}},
+                "input": 2,
+                "depends_on": ["flaky"],
+                "policy": no_retry(),
+            },
+            {"id": "after", "agent": "echo", "input": 3, "depends_on": ["broken"]},
+        ],
+    )
     done = cli("run", str(workflow), "--journal", "j.db", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
@@ -291,8 +372,9 @@ def test_the_timeout_option_exits_3(tmp_path: Path) -> None:
     workflow = write_workflow(
         tmp_path / "w.json", [{"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 30}}}]
     )
-    done = call("run", str(workflow), "--journal", "j.db", "--timeout", "0.2", "--json",
-               cwd=tmp_path)
+    done = call(
+        "run", str(workflow), "--journal", "j.db", "--timeout", "0.2", "--json", cwd=tmp_path
+    )
     assert done.code == 3, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "failed"
@@ -312,8 +394,10 @@ def test_the_timeout_option_exits_3(tmp_path: Path) -> None:
         (["w.json", "-i", "who=x", "--timeout", "-1"], "--timeout must be a number of seconds"),
         (["w.json", "-i", "who=x", "--journal", "."], "error: . is a directory"),
         (["w.json", "--bogus"], "No such option '--bogus'"),
-        (["w.json", "-i", "who=x", "--cancel-grace", "nan"],
-         "'--cancel-grace': expected a finite number of seconds, 0 or more, got nan"),
+        (
+            ["w.json", "-i", "who=x", "--cancel-grace", "nan"],
+            "'--cancel-grace': expected a finite number of seconds, 0 or more, got nan",
+        ),
         (["w.json", "-i", "who=x", "--cancel-grace", "inf"], "got inf"),
         (["w.json", "-i", "who=x", "--journal", ""], "error: --journal: the path is empty"),
         (["w.json", "-i", "who=" + "[" * 100_000], "error: --input who: nested too deeply"),
@@ -323,10 +407,16 @@ def test_the_timeout_option_exits_3(tmp_path: Path) -> None:
 def test_invalid_runs_exit_1_without_a_traceback(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    (tmp_path / "w.json").write_text(json.dumps({
-        "schema_version": "1.0", "name": "needs-input", "steps": [{"id": "a", "agent": "echo"}],
-        "inputs": {"type": "object", "required": ["who"]},
-    }))
+    (tmp_path / "w.json").write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "needs-input",
+                "steps": [{"id": "a", "agent": "echo"}],
+                "inputs": {"type": "object", "required": ["who"]},
+            }
+        )
+    )
     if "big.json" in args:
         (tmp_path / "big.json").write_bytes(b" " * (10 * 1024 * 1024 + 1))
     done = call("run", *args, cwd=tmp_path, stdin="[1, 2]")
@@ -352,11 +442,24 @@ def test_sigint_cancels_the_run_exits_130_and_journals_the_cancel(tmp_path: Path
         tmp_path / "w.json", [{"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 30}}}]
     )
     journal = tmp_path / "j.db"
-    command = [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal",
-               str(journal), "--cancel-grace", "0.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "orchestr8",
+        "run",
+        str(workflow),
+        "--journal",
+        str(journal),
+        "--cancel-grace",
+        "0.1",
+    ]
     with subprocess.Popen(
-        command, cwd=tmp_path, env=environment(tmp_path), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         watchdog = threading.Timer(30, process.kill)
         watchdog.start()
@@ -380,23 +483,39 @@ def test_sigint_cancels_the_run_exits_130_and_journals_the_cancel(tmp_path: Path
 
 
 def test_validate_reports_every_broken_file_cleanly(tmp_path: Path) -> None:
-    write_workflow(tmp_path / "good.json", [{"id": "a", "agent": "echo"}, {"id": "b",
-                   "agent": "echo", "depends_on": ["a"]}])
+    write_workflow(
+        tmp_path / "good.json",
+        [{"id": "a", "agent": "echo"}, {"id": "b", "agent": "echo", "depends_on": ["a"]}],
+    )
     (tmp_path / "folder").mkdir()
     (tmp_path / "binary.json").write_bytes(b"\x00\x01\x02binary")
     (tmp_path / "empty.json").write_bytes(b"")
     with (tmp_path / "huge.json").open("wb") as file:
         file.truncate(50 * 1024 * 1024)
-    write_workflow(tmp_path / "agents.json", [
-        {"id": "a", "agent": "no-such-agent"},
-        {"id": "b", "agent": "echo", "depends_on": ["c"]},
-    ])
-    write_workflow(tmp_path / "config.json", [
-        {"id": "a", "agent": {"id": "fail", "config": {"times": "twice"}}},
-        {"id": "b", "agent": {"id": "python", "config": {"callable": "no_such_module:f"}}},
-    ])
-    files = ["good.json", "folder", "binary.json", "empty.json", "huge.json", "missing.json",
-             "agents.json", "config.json"]
+    write_workflow(
+        tmp_path / "agents.json",
+        [
+            {"id": "a", "agent": "no-such-agent"},
+            {"id": "b", "agent": "echo", "depends_on": ["c"]},
+        ],
+    )
+    write_workflow(
+        tmp_path / "config.json",
+        [
+            {"id": "a", "agent": {"id": "fail", "config": {"times": "twice"}}},
+            {"id": "b", "agent": {"id": "python", "config": {"callable": "no_such_module:f"}}},
+        ],
+    )
+    files = [
+        "good.json",
+        "folder",
+        "binary.json",
+        "empty.json",
+        "huge.json",
+        "missing.json",
+        "agents.json",
+        "config.json",
+    ]
     done = call("validate", *files, cwd=tmp_path)
     assert done.code == 1
     assert done.stdout == "good.json: valid workflow 'good' (2 steps)\n"
@@ -431,8 +550,14 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
         "{'trio', 'anyio', 'jsonschema', 'cattrs', 'sqlite3'} or m.startswith('orchestr8.')))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, cwd=tmp_path, env=environment(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=environment(tmp_path),
+    )
     assert done.stdout.strip() == "['orchestr8._cli', 'orchestr8._version']"
     helped = cli("--help", cwd=tmp_path)
     assert helped.returncode == 0
@@ -452,12 +577,28 @@ def test_inspect_lists_executions_newest_first(runs: dict[str, Any]) -> None:
     assert newest.split()[:3] == [runs["bad"], "bad", "failed"]
     assert oldest.split()[:3] == [runs["ok"], "ok", "succeeded"]
     assert header.index("STATUS") == newest.index("failed") == oldest.index("succeeded")
-    listed = call("inspect", "--journal", journal, "--json", "--status", "succeeded",
-                 "--limit", "5", cwd=runs["root"])
+    listed = call(
+        "inspect",
+        "--journal",
+        journal,
+        "--json",
+        "--status",
+        "succeeded",
+        "--limit",
+        "5",
+        cwd=runs["root"],
+    )
     [only] = json.loads(listed.stdout)
     assert only["execution_id"] == runs["ok"]
-    assert set(only) == {"execution_id", "workflow", "status", "created_at", "started_at",
-                         "finished_at", "duration"}
+    assert set(only) == {
+        "execution_id",
+        "workflow",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+    }
 
 
 def test_inspect_shows_one_execution_by_unique_prefix(runs: dict[str, Any]) -> None:
@@ -478,16 +619,15 @@ def test_inspect_shows_one_execution_by_unique_prefix(runs: dict[str, Any]) -> N
     assert detail["status"] == "failed"
     assert list(detail["steps"]) == ["first", "boom"]
     assert detail["steps"]["boom"]["error"]["message"] == "kaput"
-    assert [event["seq"] for event in detail["events"]] == list(
-        range(1, len(detail["events"]) + 1)
-    )
+    assert [event["seq"] for event in detail["events"]] == list(range(1, len(detail["events"]) + 1))
     assert detail["events"][-1]["type"] == "execution.failed"
 
 
 def test_inspect_refuses_a_limit_it_could_not_list(runs: dict[str, Any]) -> None:
     """`--limit` beyond 100,000 is a usage error (exit 1), not a database overflow."""
-    done = call("inspect", "--journal", str(runs["journal"]), "--limit", str(2**63),
-                cwd=runs["root"])
+    done = call(
+        "inspect", "--journal", str(runs["journal"]), "--limit", str(2**63), cwd=runs["root"]
+    )
     assert done.code == 1
     assert "'--limit': 9223372036854775808 is not in the range 1<=x<=100000" in done.stderr
 
@@ -496,14 +636,20 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     tmp_path: Path,
 ) -> None:
     """A run's lock tells live from dead: running while its process lives, interrupted after."""
-    workflow = write_workflow(tmp_path / "nap.json", [
-        {"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}},
-    ])
+    workflow = write_workflow(
+        tmp_path / "nap.json",
+        [
+            {"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}},
+        ],
+    )
     journal = str(tmp_path / "j.db")
     with subprocess.Popen(
         [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal", journal],
-        cwd=tmp_path, env=environment(tmp_path), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             assert process.stderr is not None
@@ -549,17 +695,37 @@ def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> 
 
 def test_resume_continues_a_failed_run_without_repeating_done_steps(tmp_path: Path) -> None:
     (tmp_path / "side_effects.py").write_text(SIDE_EFFECTS)
-    workflow = write_workflow(tmp_path / "w.json", [
-        {"id": "record", "agent": {"id": "python", "config": {"callable": "side_effects:record"}},
-         "input": {"counter": "${inputs.counter}"}},
-        {"id": "check",
-         "agent": {"id": "python", "config": {"callable": "side_effects:needs_marker"}},
-         "input": {"marker": "${inputs.marker}"}, "depends_on": ["record"], "policy": no_retry()},
-    ], inputs={"type": "object"})
+    workflow = write_workflow(
+        tmp_path / "w.json",
+        [
+            {
+                "id": "record",
+                "agent": {"id": "python", "config": {"callable": "side_effects:record"}},
+                "input": {"counter": "${inputs.counter}"},
+            },
+            {
+                "id": "check",
+                "agent": {"id": "python", "config": {"callable": "side_effects:needs_marker"}},
+                "input": {"marker": "${inputs.marker}"},
+                "depends_on": ["record"],
+                "policy": no_retry(),
+            },
+        ],
+        inputs={"type": "object"},
+    )
     counter, marker = tmp_path / "counter.txt", tmp_path / "marker"
     env = environment(tmp_path, ORCHESTR8_JOURNAL=str(tmp_path / "j.db"))
-    first = cli("run", str(workflow), "-i", f"counter={counter}", "-i", f"marker={marker}",
-                "--json", cwd=tmp_path, env=env)
+    first = cli(
+        "run",
+        str(workflow),
+        "-i",
+        f"counter={counter}",
+        "-i",
+        f"marker={marker}",
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert first.returncode == 2, first.stderr
     failed = json.loads(first.stdout)
     assert failed["steps"]["check"]["error"]["message"] == "the marker file is missing"
@@ -587,7 +753,11 @@ def test_resuming_a_succeeded_execution_exits_1(runs: dict[str, Any]) -> None:
 
 def test_parse_inputs_reads_json_values_else_text(tmp_path: Path) -> None:
     assert parse_inputs(["a=1", "b=[1, 2]", "c=hello", "d=", "e=null", "a=2"], None) == {
-        "a": 2, "b": [1, 2], "c": "hello", "d": "", "e": None,
+        "a": 2,
+        "b": [1, 2],
+        "c": "hello",
+        "d": "",
+        "e": None,
     }
     (tmp_path / "in.json").write_text('{"a": 1, "b": 2}')
     assert parse_inputs(["b=3"], str(tmp_path / "in.json")) == {"a": 1, "b": 3}
@@ -629,8 +799,12 @@ async def test_progress_view_writes_one_line_per_transition(
     events = [
         factory.create(EventType.STEP_STARTED, step_id="a", data={"agent": "echo"}),
         factory.create(EventType.ATTEMPT_STARTED, step_id="a", attempt=1),
-        factory.create(EventType.ATTEMPT_FAILED, step_id="a", attempt=1,
-                       data={"error": {"type": "OSError", "message": "down"}}),
+        factory.create(
+            EventType.ATTEMPT_FAILED,
+            step_id="a",
+            attempt=1,
+            data={"error": {"type": "OSError", "message": "down"}},
+        ),
         factory.create(EventType.RETRY_SCHEDULED, step_id="a", attempt=1, data={"delay": 0.5}),
         factory.create(EventType.STEP_SUCCEEDED, step_id="a", attempt=2, data={"output": 1}),
         factory.create(EventType.STEP_CANCELLED, step_id="bb", data={"reason": "cancelled"}),
@@ -665,12 +839,29 @@ def test_render_table_aligns_columns() -> None:
 
 def test_run_writes_json_log_lines_with_the_execution_ids(tmp_path: Path) -> None:
     """`--log-format json --log-level info` puts one JSON object per log line on stderr."""
-    workflow = write_workflow(tmp_path / "flaky.json", [
-        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,
-         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}}},
-    ])
-    done = call("run", str(workflow), "--journal", str(tmp_path / "j.db"), "--json",
-                "--log-format", "json", "--log-level", "info", cwd=tmp_path)
+    workflow = write_workflow(
+        tmp_path / "flaky.json",
+        [
+            {
+                "id": "flaky",
+                "agent": {"id": "fail", "config": {"times": 1}},
+                "input": 1,
+                "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}},
+            },
+        ],
+    )
+    done = call(
+        "run",
+        str(workflow),
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--json",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        cwd=tmp_path,
+    )
     assert done.code == 0, done.stderr
     execution_id = json.loads(done.stdout)["execution_id"]
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
@@ -686,8 +877,14 @@ def test_run_writes_json_log_lines_with_the_execution_ids(tmp_path: Path) -> Non
 def test_log_settings_come_from_the_environment_and_bad_ones_exit_1(tmp_path: Path) -> None:
     """ORCHESTR8_LOG_LEVEL / ORCHESTR8_LOG_FORMAT apply; an unknown value is exit 1, named."""
     workflow = write_workflow(tmp_path / "ok.json", [{"id": "a", "agent": "echo", "input": 1}])
-    done = call("run", str(workflow), "--journal", str(tmp_path / "j.db"), cwd=tmp_path,
-                env={"ORCHESTR8_LOG_LEVEL": "info"})
+    done = call(
+        "run",
+        str(workflow),
+        "--journal",
+        str(tmp_path / "j.db"),
+        cwd=tmp_path,
+        env={"ORCHESTR8_LOG_LEVEL": "info"},
+    )
     assert done.code == 0
     assert "INFO     orchestr8.engine: execution" in done.stderr
     bad = call("schema", cwd=tmp_path, env={"ORCHESTR8_LOG_FORMAT": "xml"})
@@ -697,11 +894,18 @@ def test_log_settings_come_from_the_environment_and_bad_ones_exit_1(tmp_path: Pa
 
 def test_inspect_timeline_draws_attempts_and_retry_waits(tmp_path: Path) -> None:
     """`inspect ID --timeline` draws each step's attempts and waits on one time axis."""
-    workflow = write_workflow(tmp_path / "flaky.json", [
-        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 1,
-         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05, "jitter": "none"}}},
-        {"id": "after", "agent": "echo", "input": 2, "depends_on": ["flaky"]},
-    ])
+    workflow = write_workflow(
+        tmp_path / "flaky.json",
+        [
+            {
+                "id": "flaky",
+                "agent": {"id": "fail", "config": {"times": 1}},
+                "input": 1,
+                "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05, "jitter": "none"}},
+            },
+            {"id": "after", "agent": "echo", "input": 2, "depends_on": ["flaky"]},
+        ],
+    )
     journal = str(tmp_path / "j.db")
     ran = call("run", str(workflow), "--journal", journal, "--json", cwd=tmp_path)
     execution_id = json.loads(ran.stdout)["execution_id"]
@@ -743,16 +947,37 @@ def test_resume_takes_redacted_inputs_and_secrets_again(tmp_path: Path) -> None:
     """Neither the api_key input nor the secret is journaled; resume asks for them by name."""
     (tmp_path / "keyed.py").write_text(KEYED_AGENT)
     marker = tmp_path / "marker"
-    workflow = write_workflow(tmp_path / "w.json", [
-        {"id": "call", "agent": {"id": "python", "config": {"callable": "keyed:check"}},
-         "input": {"marker": str(marker), "key": "${inputs.api_key}",
-                   "token": "${secrets.SVC}"}, "policy": no_retry()},
-    ], inputs={"type": "object", "properties": {"api_key": {"type": "string"}},
-               "required": ["api_key"]})
+    workflow = write_workflow(
+        tmp_path / "w.json",
+        [
+            {
+                "id": "call",
+                "agent": {"id": "python", "config": {"callable": "keyed:check"}},
+                "input": {
+                    "marker": str(marker),
+                    "key": "${inputs.api_key}",
+                    "token": "${secrets.SVC}",
+                },
+                "policy": no_retry(),
+            },
+        ],
+        inputs={
+            "type": "object",
+            "properties": {"api_key": {"type": "string"}},
+            "required": ["api_key"],
+        },
+    )
     journal = tmp_path / "j.db"
     env = environment(tmp_path, ORCHESTR8_JOURNAL=str(journal))
-    first = cli("run", str(workflow), "-i", "api_key=cli-key-123456", "--json", cwd=tmp_path,
-                env={**env, "ORCHESTR8_SECRET_SVC": "tok-98765432"})
+    first = cli(
+        "run",
+        str(workflow),
+        "-i",
+        "api_key=cli-key-123456",
+        "--json",
+        cwd=tmp_path,
+        env={**env, "ORCHESTR8_SECRET_SVC": "tok-98765432"},
+    )
     assert first.returncode == 2, first.stderr
     execution_id = json.loads(first.stdout)["execution_id"]
     assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
@@ -773,11 +998,21 @@ def test_resume_takes_redacted_inputs_and_secrets_again(tmp_path: Path) -> None:
     )
     secrets_file = tmp_path / "secrets.json"
     secrets_file.write_text(json.dumps({"SVC": "tok-98765432"}))
-    resumed = cli("resume", execution_id, "-i", "api_key=cli-key-123456", "--secrets-file",
-                  str(secrets_file), "--json", cwd=tmp_path, env=env)
+    resumed = cli(
+        "resume",
+        execution_id,
+        "-i",
+        "api_key=cli-key-123456",
+        "--secrets-file",
+        str(secrets_file),
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"]["call"]["output"] == {
-        "key_ok": True, "token_ok": True
+        "key_ok": True,
+        "token_ok": True,
     }
     assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
 
@@ -822,14 +1057,15 @@ def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> N
     while pending:
         path, command = pending.pop()
         missing += [
-            f"{path} {option}" for parameter in command.params
+            f"{path} {option}"
+            for parameter in command.params
             if isinstance(parameter, click.Option)
-            for option in parameter.opts if option.startswith("--") and option not in docs
+            for option in parameter.opts
+            if option.startswith("--") and option not in docs
         ]
         if isinstance(command, click.Group):
             pending += [(f"{path} {name}", child) for name, child in command.commands.items()]
     assert missing == []
-
 
 
 def test_inspect_offers_every_status_a_view_shows() -> None:

@@ -65,13 +65,10 @@ def failing_run(factory: EventFactory) -> list[Event]:
         factory.create(EventType.EXECUTION_STARTED),
         factory.create(EventType.STEP_STARTED, step_id="copy", data={"agent": "fail"}),
         factory.create(EventType.ATTEMPT_STARTED, step_id="copy", attempt=1),
-        factory.create(EventType.ATTEMPT_FAILED, step_id="copy", attempt=1,
-                       data={"error": error}),
-        factory.create(EventType.RETRY_SCHEDULED, step_id="copy", attempt=1,
-                       data={"delay": 0.5}),
+        factory.create(EventType.ATTEMPT_FAILED, step_id="copy", attempt=1, data={"error": error}),
+        factory.create(EventType.RETRY_SCHEDULED, step_id="copy", attempt=1, data={"delay": 0.5}),
         factory.create(EventType.ATTEMPT_STARTED, step_id="copy", attempt=2),
-        factory.create(EventType.ATTEMPT_FAILED, step_id="copy", attempt=2,
-                       data={"error": error}),
+        factory.create(EventType.ATTEMPT_FAILED, step_id="copy", attempt=2, data={"error": error}),
         factory.create(EventType.STEP_FAILED, step_id="copy", attempt=2, data={"error": error}),
         factory.create(EventType.EXECUTION_FAILED, data={"error": {**error, "step_id": "copy"}}),
     ]
@@ -115,8 +112,13 @@ async def test_the_engine_narration_is_held_back_at_the_default_level_only(
         engine.info("asked for with --log-level info")
     text = output.getvalue()
     assert "step copy failed" not in text
-    for kept in ("the journal failed", "the agent's own warning", "after the run",
-                 "told as JSON", "asked for with --log-level info"):
+    for kept in (
+        "the journal failed",
+        "the agent's own warning",
+        "after the run",
+        "told as JSON",
+        "asked for with --log-level info",
+    ):
         assert kept in text
 
 
@@ -124,7 +126,9 @@ async def test_the_engine_narration_is_held_back_at_the_default_level_only(
 
 
 async def test_log_lines_clear_the_status_line_and_redraw_it_after(
-    autojump_clock: trio.abc.Clock, colour_allowed: None, handler: logging.StreamHandler[Any],
+    autojump_clock: trio.abc.Clock,
+    colour_allowed: None,
+    handler: logging.StreamHandler[Any],
 ) -> None:
     """On a terminal a log line, from the trio thread or a worker thread, starts on a clear line."""
     terminal = FakeTerminal()
@@ -135,8 +139,7 @@ async def test_log_lines_clear_the_status_line_and_redraw_it_after(
     agent = logging.getLogger("my.agent")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(view.follow, receive, "e1")
-        await send.send(factory.create(EventType.STEP_STARTED, step_id="copy",
-                                       data={"agent": "x"}))
+        await send.send(factory.create(EventType.STEP_STARTED, step_id="copy", data={"agent": "x"}))
         await trio.sleep(1)
         assert terminal.getvalue().endswith("running: copy | 0/1 done | 1.0s\x1b[0m")
         agent.warning("from the trio thread")
@@ -146,13 +149,15 @@ async def test_log_lines_clear_the_status_line_and_redraw_it_after(
     status = re.escape("\x1b[2mrunning: copy | 0/1 done | ") + r"\d+\.\ds" + re.escape("\x1b[0m")
     for message in ("from the trio thread", "from a worker thread"):
         # The status line was erased before the log line, and drawn again after it.
-        assert re.search(f"{status}{re.escape(CLEAR)}\\S+ WARNING  my.agent: {message}\n{status}",
-                         text), text
+        assert re.search(
+            f"{status}{re.escape(CLEAR)}\\S+ WARNING  my.agent: {message}\n{status}", text
+        ), text
     assert handler.stream is terminal
 
 
 async def test_the_status_line_is_redrawn_on_a_clock_not_per_event(
-    autojump_clock: trio.abc.Clock, colour_allowed: None,
+    autojump_clock: trio.abc.Clock,
+    colour_allowed: None,
 ) -> None:
     """A burst of events at one instant draws the status line once, not once per event."""
     terminal = FakeTerminal()
@@ -161,8 +166,9 @@ async def test_the_status_line_is_redrawn_on_a_clock_not_per_event(
     view = ProgressView(terminal, steps)
     send, receive = trio.open_memory_channel[Any](len(steps))
     for step_id in steps:
-        send.send_nowait(factory.create(EventType.STEP_STARTED, step_id=step_id,
-                                        data={"agent": "echo"}))
+        send.send_nowait(
+            factory.create(EventType.STEP_STARTED, step_id=step_id, data={"agent": "echo"})
+        )
     send.close()
     await view.follow(receive, "e1")
     assert terminal.getvalue().count("running: ") == 1
@@ -198,7 +204,9 @@ async def test_progress_data_is_shown_on_its_step() -> None:
     stream = io.StringIO()
     view = ProgressView(stream, ["fetch"], live=False)
     event = EventFactory("e1").create(
-        EventType.STEP_PROGRESS, step_id="fetch", attempt=1,
+        EventType.STEP_PROGRESS,
+        step_id="fetch",
+        attempt=1,
         data={"percent": 40, "stage": "fetching"},
     )
     view.show(event, "e1")
@@ -230,19 +238,34 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
     env.update(NO_COLOR="1")
     return subprocess.run(
-        [sys.executable, "-m", "orchestr8", *args], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "orchestr8", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 def failing_workflow(tmp_path: Path) -> Path:
     """A workflow whose one step always fails with a recognisable message."""
     path = tmp_path / "fails.json"
-    path.write_text(json.dumps({
-        "schema_version": "1.0", "name": "fails",
-        "steps": [{"id": "copy", "agent": {"id": "fail", "config": {"message": "disk full"}},
-                   "policy": {"retry": {"max_attempts": 1}}}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "fails",
+                "steps": [
+                    {
+                        "id": "copy",
+                        "agent": {"id": "fail", "config": {"message": "disk full"}},
+                        "policy": {"retry": {"max_attempts": 1}},
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -269,8 +292,9 @@ def test_json_logs_leave_only_json_lines_on_stderr(tmp_path: Path) -> None:
         records = [json.loads(line) for line in done.stderr.splitlines()]
         assert records, done
         assert all({"time", "level", "message", "logger"} <= set(record) for record in records)
-    failed = [record["message"] for record in
-              (json.loads(line) for line in runs[0].stderr.splitlines())]
+    failed = [
+        record["message"] for record in (json.loads(line) for line in runs[0].stderr.splitlines())
+    ]
     assert any("disk full" in message for message in failed)
     assert any("resume it:" in message for message in failed)
     assert "--timeout" in runs[1].stderr

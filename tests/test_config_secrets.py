@@ -23,7 +23,9 @@ def test_only_secret_references_are_found_with_their_paths() -> None:
     located = config_references(CONFIG, "$.c", problems)
     assert problems == []
     assert [(path, reference.secret_name) for path, reference in located] == [
-        ("$.c.auth[0]", "TOKEN"), ("$.c.auth[2]", "USER"), ("$.c.nested.url", "TOKEN"),
+        ("$.c.auth[0]", "TOKEN"),
+        ("$.c.auth[2]", "USER"),
+        ("$.c.nested.url", "TOKEN"),
     ]
 
 

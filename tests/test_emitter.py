@@ -118,7 +118,8 @@ async def test_a_resumed_factory_carries_seq_and_elapsed_on(
         await trio.sleep(100)  # the process was down this long: not execution time
         after = Emitter(
             EventFactory("e1", next_seq=last.seq + 1, elapsed_offset=last.elapsed),
-            journal, EventBus(),
+            journal,
+            EventBus(),
         )
         resumed = await after.emit("execution.resumed")
         await trio.sleep(1)
@@ -152,7 +153,10 @@ async def test_events_emitted_into_a_full_journal_wait_in_order_for_the_next_emi
     assert journal.written == []
     await emitter.emit("next")
     assert [(e.seq, e.type) for e in journal.written] == [
-        (1, "queued-1"), (2, "queued-2"), (3, "after-room"), (4, "next")
+        (1, "queued-1"),
+        (2, "queued-2"),
+        (3, "after-room"),
+        (4, "next"),
     ]
     assert bus.published == journal.written
 
@@ -208,7 +212,8 @@ async def test_a_cancelled_emit_leaves_its_event_for_the_next_one(
     journal.set_full(False)
     await emitter.emit("later")
     assert [(e.seq, e.type) for e in journal.written] == [
-        (1, "cancelled-while-waiting"), (2, "later")
+        (1, "cancelled-while-waiting"),
+        (2, "later"),
     ]
     assert bus.published == journal.written
 

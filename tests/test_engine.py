@@ -35,8 +35,12 @@ NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": Non
 """A policy without retries or breaker, so failures are immediate and timings exact."""
 
 STEP_ENDINGS = frozenset(
-    {EventType.STEP_SUCCEEDED, EventType.STEP_FAILED, EventType.STEP_SKIPPED,
-     EventType.STEP_CANCELLED}
+    {
+        EventType.STEP_SUCCEEDED,
+        EventType.STEP_FAILED,
+        EventType.STEP_SKIPPED,
+        EventType.STEP_CANCELLED,
+    }
 )
 
 
@@ -61,8 +65,11 @@ def sleep(step_id: str, seconds: float, *depends_on: str, **extra: Any) -> dict[
 
 def fail(step_id: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
     """A step whose agent always fails."""
-    step = {"id": step_id, "agent": {"id": "fail", "config": {"message": f"{step_id} broke"}},
-            **extra}
+    step = {
+        "id": step_id,
+        "agent": {"id": "fail", "config": {"message": f"{step_id} broke"}},
+        **extra,
+    }
     if depends_on:
         step["depends_on"] = list(depends_on)
     return step
@@ -93,14 +100,20 @@ def one(events: Iterable[Event], type: str, step_id: str | None = None) -> Event
 
 def starts(events: Iterable[Event]) -> dict[str, float]:
     """When each step started (`step.started` elapsed)."""
-    return {e.step_id: e.elapsed for e in events if e.type == EventType.STEP_STARTED
-            and e.step_id is not None}
+    return {
+        e.step_id: e.elapsed
+        for e in events
+        if e.type == EventType.STEP_STARTED and e.step_id is not None
+    }
 
 
 def endings(events: Iterable[Event]) -> dict[str, tuple[str, float]]:
     """How and when each step ended (its last ending event)."""
-    return {e.step_id: (str(e.type), e.elapsed) for e in events if e.type in STEP_ENDINGS
-            and e.step_id is not None}
+    return {
+        e.step_id: (str(e.type), e.elapsed)
+        for e in events
+        if e.type in STEP_ENDINGS and e.step_id is not None
+    }
 
 
 def peak_concurrency(events: Iterable[Event]) -> int:
@@ -135,10 +148,15 @@ async def test_dag_starts_each_step_as_soon_as_its_own_dependencies_finish(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """`dag` is readiness-driven: c and d follow a at once, never waiting for the slow b."""
-    result, events = await execute(workflow(
-        sleep("a", 1), sleep("b", 3), sleep("c", 1, "a"), sleep("d", 1, "c"),
-        sleep("e", 1, "b", "d"),
-    ))
+    result, events = await execute(
+        workflow(
+            sleep("a", 1),
+            sleep("b", 3),
+            sleep("c", 1, "a"),
+            sleep("d", 1, "c"),
+            sleep("e", 1, "b", "d"),
+        )
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert starts(events) == {"a": 0.0, "b": 0.0, "c": 1.0, "d": 2.0, "e": 3.0}
     assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 4.0
@@ -149,9 +167,9 @@ async def test_sequential_runs_steps_one_after_another_in_document_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """`sequential` makes each step depend on the one before it."""
-    result, events = await execute(workflow(
-        sleep("a", 2), sleep("b", 1), sleep("c", 3), strategy="sequential"
-    ))
+    result, events = await execute(
+        workflow(sleep("a", 2), sleep("b", 1), sleep("c", 3), strategy="sequential")
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert starts(events) == {"a": 0.0, "b": 2.0, "c": 3.0}
     assert peak_concurrency(events) == 1
@@ -160,9 +178,9 @@ async def test_sequential_runs_steps_one_after_another_in_document_order(
 
 async def test_parallel_starts_every_step_at_once(autojump_clock: trio.testing.MockClock) -> None:
     """`parallel` adds no implicit dependencies: all steps start at 0 and run side by side."""
-    result, events = await execute(workflow(
-        sleep("a", 3), sleep("b", 1), sleep("c", 2), strategy="parallel"
-    ))
+    result, events = await execute(
+        workflow(sleep("a", 3), sleep("b", 1), sleep("c", 2), strategy="parallel")
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert starts(events) == {"a": 0.0, "b": 0.0, "c": 0.0}
     assert peak_concurrency(events) == 3
@@ -173,9 +191,9 @@ async def test_max_concurrency_bounds_running_steps_and_fills_free_slots_at_once
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """With `max_concurrency` 2, five 1 s steps run two at a time, a slot refilled immediately."""
-    result, events = await execute(workflow(
-        *(sleep(f"s{i}", 1) for i in range(5)), strategy="parallel", max_concurrency=2
-    ))
+    result, events = await execute(
+        workflow(*(sleep(f"s{i}", 1) for i in range(5)), strategy="parallel", max_concurrency=2)
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert peak_concurrency(events) == 2
     assert sorted(starts(events).values()) == [0.0, 0.0, 1.0, 1.0, 2.0]
@@ -184,9 +202,9 @@ async def test_max_concurrency_bounds_running_steps_and_fills_free_slots_at_once
 
 async def test_max_concurrency_one_serialises_a_dag(autojump_clock: trio.testing.MockClock) -> None:
     """`max_concurrency` 1 never overlaps steps, whatever the graph allows."""
-    result, events = await execute(workflow(
-        sleep("a", 1), sleep("b", 2), sleep("c", 1, "a"), max_concurrency=1
-    ))
+    result, events = await execute(
+        workflow(sleep("a", 1), sleep("b", 2), sleep("c", 1, "a"), max_concurrency=1)
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert peak_concurrency(events) == 1
     assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 4.0
@@ -197,8 +215,10 @@ async def test_a_chain_of_steps_runs_on_one_step_actor() -> None:
     bus = EventBus()
     async with bus.subscribe() as actor_events:
         result, _ = await execute(
-            workflow(*({"id": f"s{i}", "agent": "echo", "input": i} for i in range(50)),
-                     strategy="sequential"),
+            workflow(
+                *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(50)),
+                strategy="sequential",
+            ),
             bus=bus,
         )
         started = set()
@@ -228,10 +248,12 @@ async def test_a_chain_of_instant_steps_lets_other_tasks_run_every_turn() -> Non
     steps = 100 * STEPS_PER_TURN
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other_task)
-        result, _ = await execute(workflow(
-            *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(steps)),
-            strategy="sequential",
-        ))
+        result, _ = await execute(
+            workflow(
+                *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(steps)),
+                strategy="sequential",
+            )
+        )
         done.set()
     assert result.status is ExecutionStatus.SUCCEEDED
     assert turns >= steps // STEPS_PER_TURN
@@ -244,10 +266,15 @@ async def test_fail_fast_cancels_running_steps_at_the_first_failure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The first failure (t=1) cancels the running step then, skips its dependents, fails it all."""
-    result, events = await execute(workflow(
-        sleep("warmup", 1), fail("broken", "warmup"), sleep("slow", 10),
-        sleep("after_broken", 1, "broken"), sleep("after_slow", 1, "slow"),
-    ))
+    result, events = await execute(
+        workflow(
+            sleep("warmup", 1),
+            fail("broken", "warmup"),
+            sleep("slow", 10),
+            sleep("after_broken", 1, "broken"),
+            sleep("after_slow", 1, "slow"),
+        )
+    )
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
     assert result.error["step_id"] == "broken"
@@ -269,10 +296,14 @@ async def test_fail_fast_skips_the_dependents_of_every_step_that_failed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A second failure met while winding down also skips (not cancels) its dependents."""
-    result, events = await execute(workflow(
-        fail("first"), fail("second"), sleep("after_first", 1, "first"),
-        sleep("after_second", 1, "second"),
-    ))
+    result, events = await execute(
+        workflow(
+            fail("first"),
+            fail("second"),
+            sleep("after_first", 1, "first"),
+            sleep("after_second", 1, "second"),
+        )
+    )
     assert result.steps["second"].status is StepStatus.FAILED
     assert result.steps["after_first"].status is StepStatus.SKIPPED
     assert result.steps["after_second"].status is StepStatus.SKIPPED
@@ -286,19 +317,28 @@ async def test_without_fail_fast_independent_branches_finish_and_dependents_are_
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """fail_fast false: the slow branch completes; the failed step's dependents are skipped."""
-    result, events = await execute(workflow(
-        sleep("warmup", 1), fail("broken", "warmup"), sleep("child", 1, "broken"),
-        sleep("grandchild", 1, "child"), sleep("slow", 5), sleep("after_slow", 1, "slow"),
-        fail_fast=False,
-    ))
+    result, events = await execute(
+        workflow(
+            sleep("warmup", 1),
+            fail("broken", "warmup"),
+            sleep("child", 1, "broken"),
+            sleep("grandchild", 1, "child"),
+            sleep("slow", 5),
+            sleep("after_slow", 1, "slow"),
+            fail_fast=False,
+        )
+    )
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
     assert result.error["step_id"] == "broken"
     statuses = {step_id: step.status for step_id, step in result.steps.items()}
     assert statuses == {
-        "warmup": StepStatus.SUCCEEDED, "broken": StepStatus.FAILED,
-        "child": StepStatus.SKIPPED, "grandchild": StepStatus.SKIPPED,
-        "slow": StepStatus.SUCCEEDED, "after_slow": StepStatus.SUCCEEDED,
+        "warmup": StepStatus.SUCCEEDED,
+        "broken": StepStatus.FAILED,
+        "child": StepStatus.SKIPPED,
+        "grandchild": StepStatus.SKIPPED,
+        "slow": StepStatus.SUCCEEDED,
+        "after_slow": StepStatus.SUCCEEDED,
     }
     assert one(events, EventType.STEP_SKIPPED, "grandchild").data["reason"] == (
         "a dependency failed: broken"
@@ -312,11 +352,17 @@ async def test_on_error_continue_records_the_failure_and_runs_dependents_with_nu
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A `continue` step's failure is recorded, its output is null and its dependents run."""
-    result, events = await execute(workflow(
-        fail("flaky", on_error="continue"),
-        {"id": "next", "agent": "echo", "depends_on": ["flaky"],
-         "input": {"got": "${steps.flaky.output}"}},
-    ))
+    result, events = await execute(
+        workflow(
+            fail("flaky", on_error="continue"),
+            {
+                "id": "next",
+                "agent": "echo",
+                "depends_on": ["flaky"],
+                "input": {"got": "${steps.flaky.output}"},
+            },
+        )
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["flaky"].status is StepStatus.FAILED
     assert result.steps["flaky"].error == {"type": "RetryableError", "message": "flaky broke"}
@@ -402,14 +448,18 @@ async def test_values_an_agent_hands_over_that_json_cannot_hold_fail_the_step_no
         "usage": huge_usage,
     }
     async with open_runtime(agents=agents) as rt:
-        handle = await rt.start(workflow(
-            *({"id": name, "agent": name} for name in agents), fail_fast=False,
-        ))
+        handle = await rt.start(
+            workflow(
+                *({"id": name, "agent": name} for name in agents),
+                fail_fast=False,
+            )
+        )
         result = await handle.wait()
         events = await rt.journal.events(handle.execution_id)
         assert not rt.journal.statistics().failed
-    messages = {step_id: (step.error or {}).get("message", "") for step_id, step in
-                result.steps.items()}
+    messages = {
+        step_id: (step.error or {}).get("message", "") for step_id, step in result.steps.items()
+    }
     assert "Exceeds the limit" in messages["huge"]
     assert "two keys are both '1' once written as JSON strings" in messages["colliding"]
     assert messages["nan"].startswith("progress data is not JSON")
@@ -434,8 +484,10 @@ async def test_an_agent_raising_an_exit_fails_its_step_once_not_the_process(
         raise raised
 
     result, events = await execute(
-        workflow({"id": "a", "agent": "exits", "policy": {"retry": {"max_attempts": 3}}},
-                 {"id": "b", "agent": "echo", "depends_on": ["a"]}),
+        workflow(
+            {"id": "a", "agent": "exits", "policy": {"retry": {"max_attempts": 3}}},
+            {"id": "b", "agent": "echo", "depends_on": ["a"]},
+        ),
         agents={"exits": exits},
     )
     error = result.steps["a"].error
@@ -464,15 +516,18 @@ async def test_an_exit_raised_while_an_agent_is_cancelled_fails_its_step(
             await trio.sleep_forever()
 
     result, events = await execute(
-        workflow({"id": "a", "agent": "exits", "policy": {"timeout": 1}},
-                 {"id": "b", "agent": "echo", "depends_on": ["a"]}, fail_fast=False),
+        workflow(
+            {"id": "a", "agent": "exits", "policy": {"timeout": 1}},
+            {"id": "b", "agent": "echo", "depends_on": ["a"]},
+            fail_fast=False,
+        ),
         agents={"exits": exits_on_cancel},
     )
     assert result.steps["a"].status is StepStatus.FAILED
     assert result.steps["a"].error == {
         "type": "ExceptionGroup",
         "message": "Exceptions from Trio nursery (1 sub-exception): AgentExitError: the agent "
-                   "raised SystemExit, which would end the process; its step fails instead",
+        "raised SystemExit, which would end the process; its step fails instead",
     }
     assert result.steps["b"].status is StepStatus.SKIPPED
     assert trio.current_time() == 1.0
@@ -484,10 +539,14 @@ async def test_a_keyboard_interrupt_from_a_sync_agent_fails_its_step() -> None:
 
     On the real clock: a virtual one would jump to the attempt timeout while the thread runs.
     """
-    result, events = await execute(workflow(
-        {"id": "a", "agent": {"id": "python",
-                              "config": {"callable": "agent_fixtures:interrupt"}}},
-    ))
+    result, events = await execute(
+        workflow(
+            {
+                "id": "a",
+                "agent": {"id": "python", "config": {"callable": "agent_fixtures:interrupt"}},
+            },
+        )
+    )
     error = result.steps["a"].error
     assert error is not None
     assert error["type"] == "AgentExitError"
@@ -515,9 +574,11 @@ async def test_a_real_ctrl_c_inside_an_agent_still_interrupts(
         await scenario()
     leaves = [caught.value]
     while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
-        leaves = [inner for leaf in leaves for inner in (
-            leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else (leaf,)
-        )]
+        leaves = [
+            inner
+            for leaf in leaves
+            for inner in (leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else (leaf,))
+        ]
     assert {type(leaf) for leaf in leaves} <= {KeyboardInterrupt, ExecutionStateError}
     assert KeyboardInterrupt in {type(leaf) for leaf in leaves}
 
@@ -544,15 +605,26 @@ async def test_references_resolve_from_validated_inputs_with_defaults_and_step_o
 ) -> None:
     """Input (with defaults) and step-output references resolve, whole or interpolated."""
     document = workflow(
-        {"id": "fetch", "agent": "echo",
-         "input": {"items": ["${inputs.topic}", "${inputs.depth}"], "meta": {"n": 3}}},
-        {"id": "use", "agent": "echo", "depends_on": ["fetch"],
-         "input": {"first": "${steps.fetch.output.items[0]}",
-                   "n": "${steps.fetch.output.meta.n}",
-                   "text": "topic=${inputs.topic} depth=${inputs.depth}"}},
-        inputs={"type": "object", "required": ["topic"],
-                "properties": {"topic": {"type": "string"},
-                               "depth": {"type": "integer", "default": 2}}},
+        {
+            "id": "fetch",
+            "agent": "echo",
+            "input": {"items": ["${inputs.topic}", "${inputs.depth}"], "meta": {"n": 3}},
+        },
+        {
+            "id": "use",
+            "agent": "echo",
+            "depends_on": ["fetch"],
+            "input": {
+                "first": "${steps.fetch.output.items[0]}",
+                "n": "${steps.fetch.output.meta.n}",
+                "text": "topic=${inputs.topic} depth=${inputs.depth}",
+            },
+        },
+        inputs={
+            "type": "object",
+            "required": ["topic"],
+            "properties": {"topic": {"type": "string"}, "depth": {"type": "integer", "default": 2}},
+        },
     )
     result, events = await execute(document, {"topic": "trio"})
     assert result.steps["use"].output == {"first": "trio", "n": 3, "text": "topic=trio depth=2"}
@@ -563,11 +635,17 @@ async def test_workflow_output_template_is_rendered_from_step_outputs_and_inputs
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The `output` template shapes the execution's output."""
-    result, events = await execute(workflow(
-        {"id": "a", "agent": "echo", "input": {"v": [10, 20]}},
-        output={"second": "${steps.a.output.v[1]}", "label": "v=${steps.a.output.v[0]}",
-                "who": "${inputs.who}"},
-    ), {"who": "me"})
+    result, events = await execute(
+        workflow(
+            {"id": "a", "agent": "echo", "input": {"v": [10, 20]}},
+            output={
+                "second": "${steps.a.output.v[1]}",
+                "label": "v=${steps.a.output.v[0]}",
+                "who": "${inputs.who}",
+            },
+        ),
+        {"who": "me"},
+    )
     assert result.output == {"second": 20, "label": "v=10", "who": "me"}
     assert one(events, EventType.EXECUTION_SUCCEEDED).data["output"] == result.output
 
@@ -576,10 +654,12 @@ async def test_default_output_holds_every_step_output_by_id(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Without `output`, the execution's output maps each step id to its output."""
-    result, _ = await execute(workflow(
-        {"id": "a", "agent": "echo", "input": 1},
-        {"id": "b", "agent": "echo", "input": {"x": "${steps.a.output}"}, "depends_on": ["a"]},
-    ))
+    result, _ = await execute(
+        workflow(
+            {"id": "a", "agent": "echo", "input": 1},
+            {"id": "b", "agent": "echo", "input": {"x": "${steps.a.output}"}, "depends_on": ["a"]},
+        )
+    )
     assert result.output == {"a": 1, "b": {"x": 1}}
 
 
@@ -595,10 +675,12 @@ async def test_a_reference_without_a_value_at_run_time_fails_its_step(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """`${steps.a.output.missing}` fails the step (started, then failed) without running it."""
-    result, events = await execute(workflow(
-        {"id": "a", "agent": "echo", "input": {"x": 1}},
-        {"id": "b", "agent": "echo", "depends_on": ["a"], "input": "${steps.a.output.missing}"},
-    ))
+    result, events = await execute(
+        workflow(
+            {"id": "a", "agent": "echo", "input": {"x": 1}},
+            {"id": "b", "agent": "echo", "depends_on": ["a"], "input": "${steps.a.output.missing}"},
+        )
+    )
     assert result.status is ExecutionStatus.FAILED
     assert result.steps["b"].error is not None
     assert result.steps["b"].error["type"] == "ReferenceResolutionError"
@@ -610,9 +692,9 @@ async def test_an_output_template_without_a_value_fails_the_execution(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An `output` reference with no value at the end fails the execution, steps succeeded."""
-    result, events = await execute(workflow(
-        {"id": "a", "agent": "echo", "input": {"x": 1}}, output="${steps.a.output.y}"
-    ))
+    result, events = await execute(
+        workflow({"id": "a", "agent": "echo", "input": {"x": 1}}, output="${steps.a.output.y}")
+    )
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
     assert result.error["type"] == "ReferenceResolutionError"
@@ -627,9 +709,9 @@ async def test_workflow_timeout_fails_the_execution_and_cancels_running_steps_th
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """`timeout` 2.5: the running step and the one waiting on it are cancelled at exactly 2.5."""
-    result, events = await execute(workflow(
-        sleep("quick", 1), sleep("slow", 10), sleep("later", 1, "slow"), timeout=2.5
-    ))
+    result, events = await execute(
+        workflow(sleep("quick", 1), sleep("slow", 10), sleep("later", 1, "slow"), timeout=2.5)
+    )
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None
     assert result.error["type"] == "ExecutionTimeoutError"
@@ -669,8 +751,11 @@ async def test_nothing_starts_once_the_timeout_has_passed_even_in_a_chain(
         return "late"
 
     result, events = await execute(
-        workflow({"id": "first", "agent": "overruns"},
-                 {"id": "next", "agent": "echo", "depends_on": ["first"]}, timeout=1.0),
+        workflow(
+            {"id": "first", "agent": "overruns"},
+            {"id": "next", "agent": "echo", "depends_on": ["first"]},
+            timeout=1.0,
+        ),
         agents={"overruns": overruns},
     )
     assert result.error is not None
@@ -691,7 +776,11 @@ async def test_timeout_not_reached_changes_nothing(autojump_clock: trio.testing.
 
 
 async def cancel_after(
-    document: dict[str, Any], at: float, *, agents: Any = None, grace: float = 5.0,
+    document: dict[str, Any],
+    at: float,
+    *,
+    agents: Any = None,
+    grace: float = 5.0,
     execution_timeout: float | None = None,
 ) -> tuple[ExecutionResult, list[Event]]:
     """Start `document`, cancel it at virtual time `at`, and return its result and events."""
@@ -715,7 +804,8 @@ async def test_cooperative_cancel_lets_an_agent_that_waits_for_it_finish(
         return {"wrapped_up_at": trio.current_time()}
 
     result, events = await cancel_after(
-        workflow({"id": "p", "agent": "polite"}, sleep("next", 1, "p")), 1.0,
+        workflow({"id": "p", "agent": "polite"}, sleep("next", 1, "p")),
+        1.0,
         agents={"polite": polite},
     )
     assert result.status is ExecutionStatus.CANCELLED
@@ -831,11 +921,15 @@ async def test_a_cancel_during_the_first_attempt_starts_no_retry(
         await trio.sleep(2.0)
         raise RuntimeError("flaky")
 
-    retrying = {"retry": {"max_attempts": 7, "initial_delay": 0.1, "jitter": "none"},
-                "circuit_breaker": None}
+    retrying = {
+        "retry": {"max_attempts": 7, "initial_delay": 0.1, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     result, events = await cancel_after(
-        workflow({"id": "f", "agent": "flaky", "policy": retrying}), 1.0,
-        agents={"flaky": flaky}, grace=30.0,
+        workflow({"id": "f", "agent": "flaky", "policy": retrying}),
+        1.0,
+        agents={"flaky": flaky},
+        grace=30.0,
     )
     assert calls == [1]
     assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
@@ -852,11 +946,11 @@ async def test_a_cancel_during_a_backoff_ends_the_step_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Cancelled 1 s into a 10 s backoff: the step is cancelled then, not after the grace."""
-    retrying = {"retry": {"max_attempts": 3, "initial_delay": 10.0, "jitter": "none"},
-                "circuit_breaker": None}
-    result, events = await cancel_after(
-        workflow(fail("f", policy=retrying)), 1.0, grace=30.0
-    )
+    retrying = {
+        "retry": {"max_attempts": 3, "initial_delay": 10.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
+    result, events = await cancel_after(workflow(fail("f", policy=retrying)), 1.0, grace=30.0)
     assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 1
     assert result.steps["f"].status is StepStatus.CANCELLED
     assert endings(events) == {"f": ("step.cancelled", 1.0)}
@@ -882,8 +976,9 @@ async def shielded_run(
         return "late"
 
     async with open_journal(None) as journal:
-        async with open_runtime(journal=journal, agents={"stubborn": stubborn},
-                                cancel_grace=grace) as rt:
+        async with open_runtime(
+            journal=journal, agents={"stubborn": stubborn}, cancel_grace=grace
+        ) as rt:
             handle = await rt.start(
                 workflow({"id": "s", "agent": "stubborn"}, timeout=workflow_timeout)
             )
@@ -985,20 +1080,31 @@ async def test_retries_record_each_attempt_and_the_scheduled_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Two failures then success: attempts at 0, 1 and 3 (delays 1 then 2, no jitter)."""
-    policy = {"retry": {"max_attempts": 3, "initial_delay": 1.0, "multiplier": 2.0,
-                        "jitter": "none"}, "circuit_breaker": None}
-    result, events = await execute(workflow(
-        {"id": "f", "agent": {"id": "fail", "config": {"times": 2}}, "input": "ok",
-         "policy": policy},
-    ))
+    policy = {
+        "retry": {"max_attempts": 3, "initial_delay": 1.0, "multiplier": 2.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
+    result, events = await execute(
+        workflow(
+            {
+                "id": "f",
+                "agent": {"id": "fail", "config": {"times": 2}},
+                "input": "ok",
+                "policy": policy,
+            },
+        )
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["f"].attempts == 3
     assert result.steps["f"].output == "ok"
     assert [(e.attempt, e.elapsed) for e in of_type(events, EventType.ATTEMPT_STARTED)] == [
-        (1, 0.0), (2, 1.0), (3, 3.0)
+        (1, 0.0),
+        (2, 1.0),
+        (3, 3.0),
     ]
     assert [(e.attempt, e.data) for e in of_type(events, EventType.RETRY_SCHEDULED)] == [
-        (1, {"delay": 1.0, "next_attempt": 2}), (2, {"delay": 2.0, "next_attempt": 3})
+        (1, {"delay": 1.0, "next_attempt": 2}),
+        (2, {"delay": 2.0, "next_attempt": 3}),
     ]
     assert len(of_type(events, EventType.ATTEMPT_FAILED)) == 2
     assert one(events, EventType.STEP_SUCCEEDED).elapsed == 3.0
@@ -1009,8 +1115,10 @@ async def test_the_last_attempts_error_fails_the_step_after_max_attempts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """`max_attempts` counts calls; no retry is scheduled after the last one."""
-    policy = {"retry": {"max_attempts": 2, "initial_delay": 0.5, "jitter": "none"},
-              "circuit_breaker": None}
+    policy = {
+        "retry": {"max_attempts": 2, "initial_delay": 0.5, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     result, events = await execute(workflow(fail("f", policy=policy)))
     assert result.steps["f"].attempts == 2
     assert len(of_type(events, EventType.ATTEMPT_STARTED)) == 2
@@ -1022,13 +1130,17 @@ async def test_attempt_timeout_fails_an_attempt_and_is_retried(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Attempts time out at 2 s each: failed at 2, retried at 3, step failed at 5."""
-    policy = {"timeout": 2.0, "retry": {"max_attempts": 2, "initial_delay": 1.0,
-                                        "jitter": "none"}, "circuit_breaker": None}
+    policy = {
+        "timeout": 2.0,
+        "retry": {"max_attempts": 2, "initial_delay": 1.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     result, events = await execute(workflow(sleep("slow", 10, policy=policy)))
     assert result.steps["slow"].error is not None
     assert result.steps["slow"].error["type"] == "AttemptTimeoutError"
     assert [(e.attempt, e.elapsed) for e in of_type(events, EventType.ATTEMPT_FAILED)] == [
-        (1, 2.0), (2, 5.0)
+        (1, 2.0),
+        (2, 5.0),
     ]
     assert [e.elapsed for e in of_type(events, EventType.ATTEMPT_STARTED)] == [0.0, 3.0]
     assert one(events, EventType.STEP_FAILED).elapsed == 5.0
@@ -1038,11 +1150,14 @@ async def test_breaker_opens_and_rejects_across_executions_of_one_runtime(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A breaker opened in one execution rejects the next execution's call."""
-    policy = {"retry": {"max_attempts": 1},
-              "circuit_breaker": {"failure_threshold": 2, "reset_timeout": 30.0}}
+    policy = {
+        "retry": {"max_attempts": 1},
+        "circuit_breaker": {"failure_threshold": 2, "reset_timeout": 30.0},
+    }
     async with open_runtime() as rt:
-        first = await rt.start(workflow(fail("x", policy=policy), fail("y", policy=policy),
-                                        fail_fast=False))
+        first = await rt.start(
+            workflow(fail("x", policy=policy), fail("y", policy=policy), fail_fast=False)
+        )
         await first.wait()
         first_events = await rt.journal.events(first.execution_id)
         second = await rt.start(workflow(fail("z", policy=policy)))
@@ -1069,8 +1184,7 @@ async def test_breaker_half_opens_after_the_reset_timeout_and_closes_on_success(
         failing = await rt.start(workflow(fail("x", policy=policy)))
         await failing.wait()
         await trio.sleep(10)
-        probe = await rt.start(workflow({"id": "p", "agent": "echo", "input": 1,
-                                         "policy": policy}))
+        probe = await rt.start(workflow({"id": "p", "agent": "echo", "input": 1, "policy": policy}))
         result = await probe.wait()
         events = await rt.journal.events(probe.execution_id)
     assert result.status is ExecutionStatus.SUCCEEDED
@@ -1078,7 +1192,8 @@ async def test_breaker_half_opens_after_the_reset_timeout_and_closes_on_success(
         (e.type, e.data["from"], e.data["to"]) for e in events if e.type.startswith("breaker.")
     ]
     assert transitions == [
-        ("breaker.half_opened", "open", "half_open"), ("breaker.closed", "half_open", "closed")
+        ("breaker.half_opened", "open", "half_open"),
+        ("breaker.closed", "half_open", "closed"),
     ]
     assert {e.data["key"] for e in events if e.type.startswith("breaker.")} == {"svc"}
 
@@ -1091,13 +1206,15 @@ async def test_breakers_are_keyed_by_policy_key_across_agents(
     shared = {"retry": {"max_attempts": 1}, "circuit_breaker": breaker, "key": "shared"}
     other = {"retry": {"max_attempts": 1}, "circuit_breaker": breaker, "key": "other"}
     by_agent = {"retry": {"max_attempts": 1}, "circuit_breaker": breaker}
-    result, events = await execute(workflow(
-        fail("first", policy=shared, on_error="continue"),
-        {"id": "same_key", "agent": "echo", "depends_on": ["first"], "policy": shared},
-        {"id": "other_key", "agent": "echo", "depends_on": ["first"], "policy": other},
-        {"id": "agent_key", "agent": "echo", "depends_on": ["first"], "policy": by_agent},
-        fail_fast=False,
-    ))
+    result, events = await execute(
+        workflow(
+            fail("first", policy=shared, on_error="continue"),
+            {"id": "same_key", "agent": "echo", "depends_on": ["first"], "policy": shared},
+            {"id": "other_key", "agent": "echo", "depends_on": ["first"], "policy": other},
+            {"id": "agent_key", "agent": "echo", "depends_on": ["first"], "policy": by_agent},
+            fail_fast=False,
+        )
+    )
     assert one(events, EventType.BREAKER_OPENED, "first").data["key"] == "shared"
     assert result.steps["same_key"].status is StepStatus.FAILED
     rejected = one(events, EventType.BREAKER_REJECTED)
@@ -1122,11 +1239,14 @@ async def test_bulkhead_rejects_a_call_beyond_its_slots(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Bulkhead of 1 without waiting: the second parallel call is rejected (`attempt.rejected`)."""
-    policy = {"retry": {"max_attempts": 1}, "circuit_breaker": None,
-              "bulkhead": {"max_concurrent": 1, "max_wait": 0}}
-    result, events = await execute(workflow(
-        sleep("a", 1, policy=policy), sleep("b", 1, policy=policy), fail_fast=False
-    ))
+    policy = {
+        "retry": {"max_attempts": 1},
+        "circuit_breaker": None,
+        "bulkhead": {"max_concurrent": 1, "max_wait": 0},
+    }
+    result, events = await execute(
+        workflow(sleep("a", 1, policy=policy), sleep("b", 1, policy=policy), fail_fast=False)
+    )
     statuses = sorted(step.status for step in result.steps.values())
     assert statuses == [StepStatus.FAILED, StepStatus.SUCCEEDED]
     rejected = one(events, EventType.ATTEMPT_REJECTED)
@@ -1139,11 +1259,14 @@ async def test_bulkhead_with_wait_queues_the_second_call_until_a_slot_frees(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """With `max_wait`, the second call waits for the first to finish and starts at exactly 1."""
-    policy = {"retry": {"max_attempts": 1}, "circuit_breaker": None,
-              "bulkhead": {"max_concurrent": 1, "max_wait": 5}}
-    result, events = await execute(workflow(
-        sleep("a", 1, policy=policy), sleep("b", 1, policy=policy)
-    ))
+    policy = {
+        "retry": {"max_attempts": 1},
+        "circuit_breaker": None,
+        "bulkhead": {"max_concurrent": 1, "max_wait": 5},
+    }
+    result, events = await execute(
+        workflow(sleep("a", 1, policy=policy), sleep("b", 1, policy=policy))
+    )
     assert result.status is ExecutionStatus.SUCCEEDED
     assert sorted(e.elapsed for e in of_type(events, EventType.ATTEMPT_STARTED)) == [0.0, 1.0]
     assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 2.0
@@ -1153,17 +1276,24 @@ async def test_rate_limit_rejects_calls_beyond_the_burst(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """One token per 2 s, burst 1, no waiting: the second call is rejected with a retry_after."""
-    policy = {"retry": {"max_attempts": 1}, "circuit_breaker": None,
-              "rate_limit": {"rate": 0.5, "burst": 1, "max_wait": 0}}
-    result, events = await execute(workflow(
-        {"id": "a", "agent": "echo", "policy": policy},
-        {"id": "b", "agent": "echo", "policy": policy}, fail_fast=False,
-    ))
+    policy = {
+        "retry": {"max_attempts": 1},
+        "circuit_breaker": None,
+        "rate_limit": {"rate": 0.5, "burst": 1, "max_wait": 0},
+    }
+    result, events = await execute(
+        workflow(
+            {"id": "a", "agent": "echo", "policy": policy},
+            {"id": "b", "agent": "echo", "policy": policy},
+            fail_fast=False,
+        )
+    )
     rejected = one(events, EventType.ATTEMPT_REJECTED)
     assert rejected.data["error"]["type"] == "RateLimitedError"
     assert rejected.data["retry_after"] == 2.0
     assert sorted(step.status for step in result.steps.values()) == [
-        StepStatus.FAILED, StepStatus.SUCCEEDED
+        StepStatus.FAILED,
+        StepStatus.SUCCEEDED,
     ]
 
 
@@ -1215,11 +1345,13 @@ async def test_progress_from_an_agent_is_journaled(
         context.progress({"percent": 100})
         return "done"
 
-    result, events = await execute(workflow({"id": "c", "agent": "chatty"}),
-                                   agents={"chatty": chatty})
+    result, events = await execute(
+        workflow({"id": "c", "agent": "chatty"}), agents={"chatty": chatty}
+    )
     progress = of_type(events, EventType.STEP_PROGRESS, "c")
     assert [(e.attempt, e.elapsed, e.data) for e in progress] == [
-        (1, 0.0, {"percent": 50}), (1, 1.0, {"percent": 100})
+        (1, 0.0, {"percent": 50}),
+        (1, 1.0, {"percent": 100}),
     ]
     assert_replays_to(result, events)
 
@@ -1229,8 +1361,10 @@ async def test_the_journal_replays_to_the_returned_result_for_every_kind_of_endi
 ) -> None:
     """Succeeded, failed, timed out and cancelled executions all replay to their results."""
     documents = [
-        workflow(sleep("a", 1), {"id": "b", "agent": "echo", "input": "${steps.a.output}",
-                                 "depends_on": ["a"]}),
+        workflow(
+            sleep("a", 1),
+            {"id": "b", "agent": "echo", "input": "${steps.a.output}", "depends_on": ["a"]},
+        ),
         workflow(sleep("a", 1), fail("b"), sleep("c", 1, "b"), fail_fast=False),
         workflow(sleep("a", 5), timeout=1),
     ]
@@ -1260,8 +1394,10 @@ async def test_emitter_backpressure_keeps_the_journal_gap_free(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A one-slot journal queue still gets every event of many busy steps once, in order."""
-    policy = {"retry": {"max_attempts": 3, "initial_delay": 1.0, "jitter": "none"},
-              "circuit_breaker": None}
+    policy = {
+        "retry": {"max_attempts": 3, "initial_delay": 1.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     async with open_journal(None, queue_size=1) as journal:
         result, events = await execute(
             workflow(*(fail(f"s{i}", policy=policy) for i in range(12)), fail_fast=False),
@@ -1279,8 +1415,9 @@ async def test_emitter_backpressure_keeps_the_journal_gap_free(
 def scheduling_cases(draw: st.DrawFn) -> dict[str, Any]:
     """A random DAG (edges i<j) of 1-8 steps with a random strategy, limit and failure set."""
     count = draw(st.integers(1, 8))
-    edges = [sorted(draw(st.sets(st.integers(0, j - 1), max_size=3))) if j else []
-             for j in range(count)]
+    edges = [
+        sorted(draw(st.sets(st.integers(0, j - 1), max_size=3))) if j else [] for j in range(count)
+    ]
     # Per-step draws (a third fail, a quarter continue) make several failures at once common.
     failing = {i for i in range(count) if draw(st.sampled_from([False, False, True]))}
     continuing = {i for i in range(count) if draw(st.sampled_from([False, False, False, True]))}
@@ -1307,11 +1444,16 @@ def build_case(case: dict[str, Any]) -> dict[str, Any]:
         if index in case["continuing"]:
             step["on_error"] = "continue"
         steps.append(step)
-    policy = {"retry": {"max_attempts": case["max_attempts"], "initial_delay": 1.0,
-                        "jitter": "none"}, "circuit_breaker": None}
+    policy = {
+        "retry": {"max_attempts": case["max_attempts"], "initial_delay": 1.0, "jitter": "none"},
+        "circuit_breaker": None,
+    }
     return workflow(
-        *steps, strategy=case["strategy"], max_concurrency=case["max_concurrency"],
-        fail_fast=case["fail_fast"], defaults={"policy": policy},
+        *steps,
+        strategy=case["strategy"],
+        max_concurrency=case["max_concurrency"],
+        fail_fast=case["fail_fast"],
+        defaults={"policy": policy},
     )
 
 
@@ -1327,8 +1469,9 @@ def check_schedule(case: dict[str, Any], result: ExecutionResult, events: list[E
     end_seq = {e.step_id: e.seq for e in events if e.type in STEP_ENDINGS}
 
     # Each step runs at most once, with at most max_attempts attempts, and ends exactly once.
-    assert all(n == 1 for n in Counter(
-        e.step_id for e in of_type(events, EventType.STEP_STARTED)).values())
+    assert all(
+        n == 1 for n in Counter(e.step_id for e in of_type(events, EventType.STEP_STARTED)).values()
+    )
     attempts = Counter(e.step_id for e in of_type(events, EventType.ATTEMPT_STARTED))
     assert all(n <= case["max_attempts"] for n in attempts.values())
     assert Counter(e.step_id for e in events if e.type in STEP_ENDINGS) == Counter(
@@ -1359,8 +1502,9 @@ def check_schedule(case: dict[str, Any], result: ExecutionResult, events: list[E
                 stack.extend(s for s, deps in dependencies.items() if current in deps)
         return found
 
-    hard_failures = [s for s, r in result.steps.items()
-                     if r.status is StepStatus.FAILED and s not in continuing]
+    hard_failures = [
+        s for s, r in result.steps.items() if r.status is StepStatus.FAILED and s not in continuing
+    ]
     for failed in hard_failures:
         for dependent in dependents_of(failed):
             assert result.steps[dependent].status is StepStatus.SKIPPED, (failed, dependent)
@@ -1411,8 +1555,16 @@ def test_scheduler_properties_on_random_dags(case: dict[str, Any]) -> None:
 
 def test_property_checks_can_fail() -> None:
     """The property checker rejects a journal where a step started before its dependency ended."""
-    case = {"count": 2, "edges": [[], [0]], "strategy": "dag", "max_concurrency": 0,
-            "failing": set(), "continuing": set(), "fail_fast": True, "max_attempts": 1}
+    case = {
+        "count": 2,
+        "edges": [[], [0]],
+        "strategy": "dag",
+        "max_concurrency": 0,
+        "failing": set(),
+        "continuing": set(),
+        "fail_fast": True,
+        "max_attempts": 1,
+    }
 
     async def main() -> tuple[ExecutionResult, list[Event]]:
         return await execute(build_case(case))
@@ -1422,7 +1574,8 @@ def test_property_checks_can_fail() -> None:
     # Pretend s1 started late, at 1.5 instead of 1: the "never left waiting" check must trip.
     tampered = [
         attrs.evolve(e, elapsed=1.5)
-        if e.type == EventType.STEP_STARTED and e.step_id == "s1" else e
+        if e.type == EventType.STEP_STARTED and e.step_id == "s1"
+        else e
         for e in events
     ]
     with pytest.raises(AssertionError):

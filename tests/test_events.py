@@ -395,7 +395,8 @@ class _BrokenMessage(Exception):
 def test_describe_error_survives_an_exception_whose_message_fails() -> None:
     """The type is kept and the message says it could not be read, instead of raising."""
     assert describe_error(_BrokenMessage()) == {
-        "type": "_BrokenMessage", "message": "(its message could not be read: RuntimeError)"
+        "type": "_BrokenMessage",
+        "message": "(its message could not be read: RuntimeError)",
     }
 
 
@@ -418,13 +419,20 @@ def test_json_value_refuses_what_the_journal_could_not_hold(
         json_value(value)
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=4), children, max_size=3),
-    max_leaves=8,
-))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=4), children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
 def test_json_value_gives_back_what_json_reads_back(value: Any) -> None:
     """For JSON values, json_value is the JSON round trip (plain scalars come back as they are)."""
     assert json_value(value) == json.loads(json.dumps(value))
@@ -432,11 +440,16 @@ def test_json_value_gives_back_what_json_reads_back(value: Any) -> None:
 
 def test_describe_error_names_what_a_group_holds() -> None:
     """A group's message lists its first three leaves, nested ones too, and how many more."""
-    group = ExceptionGroup("several", [
-        ValueError("a"), ExceptionGroup("inner", [KeyError("b"), TypeError("c")]), OSError("d"),
-    ])
+    group = ExceptionGroup(
+        "several",
+        [
+            ValueError("a"),
+            ExceptionGroup("inner", [KeyError("b"), TypeError("c")]),
+            OSError("d"),
+        ],
+    )
     assert describe_error(group) == {
         "type": "ExceptionGroup",
         "message": "several (3 sub-exceptions): ValueError: a; KeyError: 'b'; TypeError: c; "
-                   "and 1 more",
+        "and 1 more",
     }

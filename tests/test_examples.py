@@ -71,7 +71,10 @@ def test_embed_program_runs() -> None:
     """examples/embed.py runs its own agent inside a runtime and prints the result."""
     completed = subprocess.run(
         [sys.executable, str(EXAMPLES / "embed.py")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "succeeded: structured concurrency is nice has 4 words" in completed.stdout

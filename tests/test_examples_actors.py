@@ -25,7 +25,10 @@ def worker_pool() -> subprocess.CompletedProcess[str]:
     """Run examples/worker_pool.py once, with this interpreter, and capture its output."""
     return subprocess.run(
         [sys.executable, str(EXAMPLES / "worker_pool.py")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -24,8 +24,11 @@ async def test_waiting_on_an_execution_that_runs_elsewhere_is_an_error_not_a_han
     """Unfinished and not running here: `wait` says so and how to go on; `finished` returns."""
     handle = ExecutionHandle("e1", None)
     assert not handle.done
-    with pytest.raises(ExecutionStateError, match=r"execution e1 has not finished and does not run"
-                                                  r" in this runtime .*resume it"):
+    with pytest.raises(
+        ExecutionStateError,
+        match=r"execution e1 has not finished and does not run"
+        r" in this runtime .*resume it",
+    ):
         await handle.wait()
     await handle.finished()
     assert handle.cancel() is False

@@ -79,7 +79,9 @@ def other_process(journal: Path, execution_id: str) -> Iterator[subprocess.Popen
     """A second process that tries to lock the execution; read its verdict with `verdict`."""
     with subprocess.Popen(
         [sys.executable, "-c", LOCKER, str(journal), execution_id],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             yield process
@@ -140,7 +142,8 @@ def test_held_executions_reads_locks_without_taking_them(tmp_path: Path) -> None
         with other_process(journal, EXECUTION_ID) as process:
             assert verdict(process) == "locked"
             assert held_executions(journal, [EXECUTION_ID, "b" * 32, "c" * 32]) == {
-                EXECUTION_ID, "b" * 32,
+                EXECUTION_ID,
+                "b" * 32,
             }
         # The other process ended (its locks went with it), and this one's asking took none.
         assert held_executions(journal, [EXECUTION_ID, "c" * 32]) == frozenset()
@@ -335,15 +338,15 @@ def test_a_running_execution_is_locked_until_it_ends(tmp_path: Path) -> None:
         async with open_runtime(journal=journal, agents={"gated": gated}) as runtime:
             document = {**WORKFLOW, "steps": [{"id": "call", "agent": "gated", "input": 1}]}
             handle = await runtime.start(document, execution_id=EXECUTION_ID)
-            verdicts.append(await trio.to_thread.run_sync(
-                try_from_another_process, journal, EXECUTION_ID
-            ))
+            verdicts.append(
+                await trio.to_thread.run_sync(try_from_another_process, journal, EXECUTION_ID)
+            )
             gate.set()
             assert (await handle.wait()).status is ExecutionStatus.SUCCEEDED
             await runtime.wait_all()
-            verdicts.append(await trio.to_thread.run_sync(
-                try_from_another_process, journal, EXECUTION_ID
-            ))
+            verdicts.append(
+                await trio.to_thread.run_sync(try_from_another_process, journal, EXECUTION_ID)
+            )
         return verdicts
 
     assert trio.run(main) == ["refused", "locked"]
@@ -356,16 +359,29 @@ def test_resuming_an_execution_another_run_still_runs_is_refused(tmp_path: Path)
     """`orchestr8 resume` of an execution a live `orchestr8 run` runs exits 1; none runs twice."""
     (tmp_path / "gated_steps.py").write_text(GATED)
     journal, marker = tmp_path / "journal.db", tmp_path / "marker"
-    (tmp_path / "w.json").write_text(json.dumps({
-        "schema_version": "1.0", "name": "gated",
-        "steps": [{"id": "wait", "agent": {"id": "python",
-                                           "config": {"callable": "gated_steps:wait_for"}},
-                   "input": {"marker": str(marker)}}],
-    }))
+    (tmp_path / "w.json").write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "gated",
+                "steps": [
+                    {
+                        "id": "wait",
+                        "agent": {"id": "python", "config": {"callable": "gated_steps:wait_for"}},
+                        "input": {"marker": str(marker)},
+                    }
+                ],
+            }
+        )
+    )
     env = environment(tmp_path)
     with subprocess.Popen(
         [sys.executable, "-m", "orchestr8", "run", "w.json", "--journal", str(journal), "--json"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as running:
         try:
             assert running.stderr is not None

@@ -467,8 +467,10 @@ async def test_on_failure_callbacks_run_once_when_the_journal_fails(opener: Open
 
     with pytest.raises(JournalError, match="no such execution"):
         await scenario()
-    failure = ("the journal failed: event seq 1 (step.progress) of execution 'ghost': no such "
-               "execution (record it first)")
+    failure = (
+        "the journal failed: event seq 1 (step.progress) of execution 'ghost': no such "
+        "execution (record it first)"
+    )
     assert heard == [f"first: {failure}", f"late: {failure}"]
 
 
@@ -898,8 +900,9 @@ def _store_items(memory: MemoryStore, operations: list[tuple[Any, ...]]) -> list
             first_event = None
             if first is not None:
                 data, ts = first
-                first_event = Event(execution_id, 1, ts, 0.0, "execution.started", None, None,
-                                    _DATA[data])
+                first_event = Event(
+                    execution_id, 1, ts, 0.0, "execution.started", None, None, _DATA[data]
+                )
                 numbered[execution_id] = 1
             items.append(CreateRequest(ExecutionRecord(**fields), first_event=first_event))
         else:
@@ -960,9 +963,11 @@ def _append(execution_id: str, kind: str, *, data: int = 0, ts: str | None = TS)
     batches=[[_append("a", "x", ts=None), _append("a", "x"), _create("c", kind="no-inputs")]]
 )
 @example(  # A first event is written with its record, or neither is: a NULL ts undoes both.
-    batches=[[_create("c", first=(0, TS)), _append("c", "x")],
-             [_create("d", first=(0, None)), _create("e", kind="no-inputs")],
-             [_create("f", first=(4, TS))]]
+    batches=[
+        [_create("c", first=(0, TS)), _append("c", "x")],
+        [_create("d", first=(0, None)), _create("e", kind="no-inputs")],
+        [_create("f", first=(4, TS))],
+    ]
 )
 @given(
     batches=st.lists(
@@ -980,9 +985,7 @@ def test_the_memory_store_behaves_like_the_sqlite_store(
     """
     sqlite_store = Store.open_memory()
     memory = MemoryStore()
-    opening = [
-        ("create", execution_id, None, _STAMPS[0], "ok", None) for execution_id in _IDS[:2]
-    ]
+    opening = [("create", execution_id, None, _STAMPS[0], "ok", None) for execution_id in _IDS[:2]]
     try:
         for operations in [opening, *batches]:
             items = _store_items(memory, operations)

@@ -46,7 +46,8 @@ async def test_an_unfinished_execution_nobody_locks_is_interrupted(tmp_path: Pat
                 for execution_id in ("dead", "never-started", "live", "done")
             }
             assert await interrupted_executions(journal, statuses.items()) == {
-                "dead", "never-started",
+                "dead",
+                "never-started",
             }
             assert await shown_status(journal, "live", ExecutionStatus.RUNNING) == "running"
             assert await shown_status(journal, "dead", ExecutionStatus.RUNNING) == INTERRUPTED
@@ -87,7 +88,8 @@ async def test_listing_filters_by_the_shown_status_and_pages_on(tmp_path: Path) 
             everything = await list_shown_executions(journal)
             shown = {item.record.execution_id: item.status for item in everything.items}
             assert shown == {
-                "done": "succeeded", "live": "running",
+                "done": "succeeded",
+                "live": "running",
                 **{f"dead-{index}": INTERRUPTED for index in range(5)},
             }
             running = await list_shown_executions(journal, status="running")
@@ -104,8 +106,9 @@ async def test_listing_filters_by_the_shown_status_and_pages_on(tmp_path: Path) 
                 if cursor is None:
                     break
             newest_first = [item.record.execution_id for item in everything.items]
-            assert seen == [execution_id for execution_id in newest_first
-                            if execution_id.startswith("dead-")]
+            assert seen == [
+                execution_id for execution_id in newest_first if execution_id.startswith("dead-")
+            ]
         finally:
             locks.close()
         with pytest.raises(ValueError, match="unknown status 'done'"):

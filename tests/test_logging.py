@@ -44,8 +44,9 @@ def stream() -> Iterator[io.StringIO]:
 
 
 def install(stream: io.StringIO, format: str = "json", level: str = "debug") -> None:
-    configure_logging(format, level, stream=stream, redactor=Redactor(secret_values=[SECRET]),
-                      environ={})
+    configure_logging(
+        format, level, stream=stream, redactor=Redactor(secret_values=[SECRET]), environ={}
+    )
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -73,8 +74,12 @@ def test_ids_from_the_log_context_and_from_records(stream: io.StringIO) -> None:
     logger.info("outside")
     started, attempt, outside = lines(stream)
     assert started == {
-        "time": started["time"], "level": "INFO", "message": "started",
-        "logger": "orchestr8.engine", "execution_id": "e1", "correlation_id": "req-9",
+        "time": started["time"],
+        "level": "INFO",
+        "message": "started",
+        "logger": "orchestr8.engine",
+        "execution_id": "e1",
+        "correlation_id": "req-9",
         "workflow_name": "wf",
     }
     assert list(attempt)[4:8] == ["execution_id", "step_id", "attempt", "correlation_id"]
@@ -100,14 +105,18 @@ async def test_the_log_context_flows_into_child_tasks(stream: io.StringIO) -> No
 
 def test_agent_context_logger_ids(stream: io.StringIO) -> None:
     install(stream)
-    context = AgentContext(execution_id="e3", step_id="brief", attempt=2, agent_id="llm",
-                           workflow_name="wf")
+    context = AgentContext(
+        execution_id="e3", step_id="brief", attempt=2, agent_id="llm", workflow_name="wf"
+    )
     with log_context(correlation_id="req-1"):
         context.logger.info("calling the model", extra={"model": "m"})
     [line] = lines(stream)
     assert line["logger"] == "orchestr8.agents.llm"
     assert (line["execution_id"], line["step_id"], line["attempt"], line["correlation_id"]) == (
-        "e3", "brief", 2, "req-1"
+        "e3",
+        "brief",
+        2,
+        "req-1",
     )
     assert line["agent_id"] == "llm"
     assert line["model"] == "m"
@@ -118,8 +127,15 @@ def test_secrets_are_redacted_in_messages_extras_and_exceptions(stream: io.Strin
     install(stream)
     logger = logging.getLogger("orchestr8.agents")
     logger.info("request headers %s", {"Authorization": f"Bearer {SECRET}"})
-    logger.info("configured", extra={"api_key": "plain-text", "config": {"token": "t"},
-                                     "note": f"key={SECRET}", "usage": {"max_tokens": 5}})
+    logger.info(
+        "configured",
+        extra={
+            "api_key": "plain-text",
+            "config": {"token": "t"},
+            "note": f"key={SECRET}",
+            "usage": {"max_tokens": 5},
+        },
+    )
     try:
         raise RuntimeError(f"rejected key {SECRET}")
     except RuntimeError:
@@ -210,8 +226,9 @@ def test_settings_from_arguments_environment_and_defaults() -> None:
 
 
 def test_environment_defaults_reach_configure(stream: io.StringIO) -> None:
-    configure_logging(stream=stream, environ={"ORCHESTR8_LOG_FORMAT": "json",
-                                              "ORCHESTR8_LOG_LEVEL": "info"})
+    configure_logging(
+        stream=stream, environ={"ORCHESTR8_LOG_FORMAT": "json", "ORCHESTR8_LOG_LEVEL": "info"}
+    )
     logging.getLogger("x").info("via env")
     assert lines(stream)[0]["message"] == "via env"
 

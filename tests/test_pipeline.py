@@ -362,7 +362,6 @@ async def test_a_slot_is_freed_whatever_the_attempt_does(autojump_clock: trio.ab
     assert bulkhead.statistics().in_use == 0
 
 
-
 # -- the stop signal ---------------------------------------------------------------------------
 
 
@@ -441,7 +440,11 @@ async def test_a_stop_while_waiting_for_admission_gives_back_the_slot_and_permit
         nursery.start_soon(stop_then_free)
         with pytest.raises(CallStoppedError):
             await call_with_policy(
-                echo_attempt, policy(), breaker=breaker, bulkhead=bulkhead, listener=recorder,
+                echo_attempt,
+                policy(),
+                breaker=breaker,
+                bulkhead=bulkhead,
+                listener=recorder,
                 stop=stop,
             )
     assert recorder.events == []
@@ -460,7 +463,6 @@ async def test_a_stop_leaves_a_final_error_as_it_is(autojump_clock: trio.abc.Clo
 
     with pytest.raises(BoomError, match="last"):
         await call_with_policy(fail_after_stop, policy(attempts=1), stop=stop)
-
 
 
 @settings(max_examples=200)
@@ -496,7 +498,9 @@ def test_no_attempt_starts_and_no_backoff_goes_on_after_a_stop(
             nursery.start_soon(stop_later)
             with pytest.raises((BoomError, CallStoppedError)) as caught:
                 await call_with_policy(
-                    failing, policy(timeout=None, attempts=attempts), listener=recorder,
+                    failing,
+                    policy(timeout=None, attempts=attempts),
+                    listener=recorder,
                     stop=stop,
                 )
             finished.append((type(caught.value).__name__, trio.current_time()))
@@ -504,7 +508,7 @@ def test_no_attempt_starts_and_no_backoff_goes_on_after_a_stop(
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     started = [cast(float, event[2]) for event in recorder.events if event[0] == "started"]
-    (raised, finished_at), = finished
+    ((raised, finished_at),) = finished
     assert all(time < stop_at for time in started)
     assert len(ends) == len(started)
     # Over when the last attempt ended, or at the stop if a backoff was waiting then: never later.

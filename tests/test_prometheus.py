@@ -29,15 +29,32 @@ needs_promtool = pytest.mark.skipif(
 )
 
 SCRAPED = {
-    "schema_version": "1.0", "name": "scraped", "strategy": "parallel", "fail_fast": False,
+    "schema_version": "1.0",
+    "name": "scraped",
+    "strategy": "parallel",
+    "fail_fast": False,
     "steps": [
         {"id": "ok", "agent": "echo", "input": 1},
-        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 1}}, "input": 2,
-         "policy": {"retry": {"max_attempts": 2, "initial_delay": 0, "jitter": "none"}}},
-        {"id": "broken", "agent": "fail", "input": 3,
-         "policy": {"key": "scraped-breaker", "retry": {"max_attempts": 1},
-                    "circuit_breaker": {"failure_threshold": 1, "reset_timeout": 60.0,
-                                        "half_open_requests": 1}}},
+        {
+            "id": "flaky",
+            "agent": {"id": "fail", "config": {"times": 1}},
+            "input": 2,
+            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0, "jitter": "none"}},
+        },
+        {
+            "id": "broken",
+            "agent": "fail",
+            "input": 3,
+            "policy": {
+                "key": "scraped-breaker",
+                "retry": {"max_attempts": 1},
+                "circuit_breaker": {
+                    "failure_threshold": 1,
+                    "reset_timeout": 60.0,
+                    "half_open_requests": 1,
+                },
+            },
+        },
     ],
 }
 
@@ -46,8 +63,12 @@ def promtool_check(exposition: str) -> subprocess.CompletedProcess[str]:
     """Run `promtool check metrics` on `exposition` (stdin); its lint problems are on stderr."""
     assert PROMTOOL is not None
     return subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True,
-        timeout=60, check=False,
+        [PROMTOOL, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -101,7 +122,8 @@ label_values = st.text(min_size=1, max_size=12)
 @given(
     series=st.lists(
         st.tuples(label_values, label_values, st.floats(0, 1e6, allow_nan=False)),
-        min_size=1, max_size=4,
+        min_size=1,
+        max_size=4,
     )
 )
 def test_any_label_values_render_valid_exposition(series: list[tuple[str, str, float]]) -> None:

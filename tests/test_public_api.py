@@ -38,10 +38,24 @@ def test_public_names_are_defined_in_private_modules() -> None:
 def test_actor_runtime_is_public() -> None:
     """The actor runtime's user-facing names are exported from the package."""
     runtime = {
-        "Actor", "ActorError", "ActorEvent", "ActorNameTakenError", "ActorRef", "ActorStatistics",
-        "ActorStoppedError", "AskTimeoutError", "BusStatistics", "EventBus", "MailboxFullError",
-        "Orchestr8Error", "RestartBackoff", "SubscriberStatistics", "Supervisor",
-        "SupervisorGaveUpError", "SupervisorStatistics", "open_supervisor",
+        "Actor",
+        "ActorError",
+        "ActorEvent",
+        "ActorNameTakenError",
+        "ActorRef",
+        "ActorStatistics",
+        "ActorStoppedError",
+        "AskTimeoutError",
+        "BusStatistics",
+        "EventBus",
+        "MailboxFullError",
+        "Orchestr8Error",
+        "RestartBackoff",
+        "SubscriberStatistics",
+        "Supervisor",
+        "SupervisorGaveUpError",
+        "SupervisorStatistics",
+        "open_supervisor",
     }
     assert runtime <= set(orchestr8.__all__)
 

@@ -37,10 +37,30 @@ def fresh_default() -> Iterator[None]:
 @pytest.mark.parametrize(
     "key",
     [
-        "api_key", "apikey", "api-key", "API_KEY", "apiKey", "x-api-key", "X-Api-Key", "token",
-        "access_token", "accessToken", "refresh_token", "auth-token", "password", "db_password",
-        "passwd", "secret", "client_secret", "clientSecret", "Authorization",
-        "Proxy-Authorization", "private_key", "Cookie", "set-cookie", "ANTHROPIC_API_KEY",
+        "api_key",
+        "apikey",
+        "api-key",
+        "API_KEY",
+        "apiKey",
+        "x-api-key",
+        "X-Api-Key",
+        "token",
+        "access_token",
+        "accessToken",
+        "refresh_token",
+        "auth-token",
+        "password",
+        "db_password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "clientSecret",
+        "Authorization",
+        "Proxy-Authorization",
+        "private_key",
+        "Cookie",
+        "set-cookie",
+        "ANTHROPIC_API_KEY",
     ],
 )
 def test_secret_keys(key: str) -> None:
@@ -51,9 +71,22 @@ def test_secret_keys(key: str) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "input_tokens", "output_tokens", "max_tokens", "tokens_used", "cache_read_input_tokens",
-        "token_count", "tokenizer", "key", "idempotency_key", "keys", "secret_name",
-        "password_policy", "author", "monkey", "step_id", "authorization_url",
+        "input_tokens",
+        "output_tokens",
+        "max_tokens",
+        "tokens_used",
+        "cache_read_input_tokens",
+        "token_count",
+        "tokenizer",
+        "key",
+        "idempotency_key",
+        "keys",
+        "secret_name",
+        "password_policy",
+        "author",
+        "monkey",
+        "step_id",
+        "authorization_url",
     ],
 )
 def test_ordinary_keys_are_kept(key: str) -> None:
@@ -64,8 +97,10 @@ def test_ordinary_keys_are_kept(key: str) -> None:
 def test_nested_structures_are_copied_not_mutated() -> None:
     document = {
         "step": "call",
-        "config": {"headers": {"Authorization": "Bearer abc", "Accept": "json"},
-                   "retries": [1, {"token": "t0k", "n": 2}]},
+        "config": {
+            "headers": {"Authorization": "Bearer abc", "Accept": "json"},
+            "retries": [1, {"token": "t0k", "n": 2}],
+        },
         "usage": {"input_tokens": 10, "output_tokens": 20},
         "credentials": ({"password": "pw"},),
     }
@@ -74,8 +109,10 @@ def test_nested_structures_are_copied_not_mutated() -> None:
     assert repr(document) == before
     assert redacted == {
         "step": "call",
-        "config": {"headers": {"Authorization": REDACTED, "Accept": "json"},
-                   "retries": [1, {"token": REDACTED, "n": 2}]},
+        "config": {
+            "headers": {"Authorization": REDACTED, "Accept": "json"},
+            "retries": [1, {"token": REDACTED, "n": 2}],
+        },
         "usage": {"input_tokens": 10, "output_tokens": 20},
         "credentials": ({"password": REDACTED},),
     }
@@ -99,7 +136,9 @@ def test_known_values_anywhere_in_strings_and_keys() -> None:
     redactor = Redactor(secret_values=[KEY])
     document = {"message": f"HTTP 401 with key {KEY}!", "list": [KEY, "ok"], KEY: 1}
     assert redactor.redact(document) == {
-        "message": "HTTP 401 with key ***!", "list": [REDACTED, "ok"], REDACTED: 1,
+        "message": "HTTP 401 with key ***!",
+        "list": [REDACTED, "ok"],
+        REDACTED: 1,
     }
     assert redactor.redact((f"x{KEY}",)) == ("x***",)
 
@@ -110,8 +149,10 @@ def test_longer_secrets_are_replaced_whole() -> None:
 
 
 def test_mappings_other_than_dict() -> None:
-    assert Redactor().redact(MappingProxyType({"token": "x", "n": 1})) == {"token": REDACTED,
-                                                                           "n": 1}
+    assert Redactor().redact(MappingProxyType({"token": "x", "n": 1})) == {
+        "token": REDACTED,
+        "n": 1,
+    }
 
 
 def test_short_values_are_refused() -> None:
@@ -125,7 +166,9 @@ def test_short_values_are_refused() -> None:
 def test_extra_keys() -> None:
     redactor = Redactor(extra_keys=["session_id", "X-Signature"])
     assert redactor.redact({"user_session_id": "s", "x_signature": "sig", "session": 1}) == {
-        "user_session_id": REDACTED, "x_signature": REDACTED, "session": 1,
+        "user_session_id": REDACTED,
+        "x_signature": REDACTED,
+        "session": 1,
     }
     assert redactor.redact_text("X-Signature: abc session-id=42") == (
         "X-Signature: *** session-id=***"
@@ -157,8 +200,11 @@ def test_data_strings_get_values_only_not_key_patterns() -> None:
 
 def test_from_environment() -> None:
     environ = {
-        "ANTHROPIC_API_KEY": KEY, "CONTEXT7_API_KEY": "ctx7-0123456789", "GITHUB_TOKEN": "short",
-        "ORCHESTR8_API_KEY": "service-key-1234", "HOME": "/home/someone-long-path",
+        "ANTHROPIC_API_KEY": KEY,
+        "CONTEXT7_API_KEY": "ctx7-0123456789",
+        "GITHUB_TOKEN": "short",
+        "ORCHESTR8_API_KEY": "service-key-1234",
+        "HOME": "/home/someone-long-path",
         "ORCHESTR8_REDACT_KEYS": " session_id , ,x-signature",
     }
     redactor = Redactor.from_environment(environ)
@@ -186,9 +232,12 @@ def test_default_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["a", "token", "max_tokens", "n", "Secret"]), children,
-                      max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["a", "token", "max_tokens", "n", "Secret"]), children, max_size=4
+        )
+    ),
     max_leaves=20,
 )
 
@@ -219,14 +268,25 @@ def test_a_workflow_document_stays_a_valid_workflow() -> None:
     """Keys count in step inputs, agent configs and the output; a schema is never a secret."""
     from orchestr8._codec import load_workflow
 
-    schema: dict[str, Any] = {"type": "object", "properties": {"api_key": {"type": "string"},
-                                               "password": {"type": "string"}}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"api_key": {"type": "string"}, "password": {"type": "string"}},
+    }
     document: dict[str, Any] = {
-        "schema_version": "1.0", "name": "keyed", "inputs": schema,
-        "steps": [{"id": "token", "agent": {"id": "echo", "config": {}},
-                   "input": {"api_key": "literal-key-1", "password": "${inputs.password}"}},
-                  {"id": "b", "agent": {"id": "fail", "config": {"message": "uses " + KEY,
-                                                                "token": "abcdefgh"}}}],
+        "schema_version": "1.0",
+        "name": "keyed",
+        "inputs": schema,
+        "steps": [
+            {
+                "id": "token",
+                "agent": {"id": "echo", "config": {}},
+                "input": {"api_key": "literal-key-1", "password": "${inputs.password}"},
+            },
+            {
+                "id": "b",
+                "agent": {"id": "fail", "config": {"message": "uses " + KEY, "token": "abcdefgh"}},
+            },
+        ],
         "output": {"secret": "inline-out", "echo": "${steps.token.output}"},
     }
     redacted: dict[str, Any] = Redactor(secret_values=[KEY]).redact_workflow(document)
@@ -241,18 +301,24 @@ def test_a_workflow_document_stays_a_valid_workflow() -> None:
 
 def test_a_document_with_nothing_to_redact_is_returned_as_is() -> None:
     """No copy of a clean workflow document: the journal records one per execution."""
-    document = {"name": "n", "steps": [{"id": "a", "agent": {"id": "echo", "config": {"x": 1}},
-                                        "input": {"q": "text"}}]}
+    document = {
+        "name": "n",
+        "steps": [{"id": "a", "agent": {"id": "echo", "config": {"x": 1}}, "input": {"q": "text"}}],
+    }
     assert Redactor(secret_values=[KEY]).redact_workflow(document) is document
 
 
 @pytest.mark.parametrize(
     ("value", "kept"),
     [
-        ("${secrets.TOKEN}", True), ("Bearer ${secrets.TOKEN}", True),
-        ("${inputs.key}", True), ("${ inputs.a }${steps.b.output.c}", True),
-        ("sk-live ${secrets.TOKEN}", False), ("${not a reference}", False),
-        ("$${secrets.TOKEN}", False), ("plain", False),
+        ("${secrets.TOKEN}", True),
+        ("Bearer ${secrets.TOKEN}", True),
+        ("${inputs.key}", True),
+        ("${ inputs.a }${steps.b.output.c}", True),
+        ("sk-live ${secrets.TOKEN}", False),
+        ("${not a reference}", False),
+        ("$${secrets.TOKEN}", False),
+        ("plain", False),
     ],
 )
 def test_reference_templates_under_secret_keys_are_kept(value: str, kept: bool) -> None:
@@ -277,8 +343,12 @@ def test_leases_are_counted_and_released() -> None:
     assert redactor.secret_count == 1
 
 
-@given(st.lists(st.tuples(st.booleans(), st.lists(st.sampled_from(["aaaa", "bbbb", "cccc"]),
-                                                  max_size=3)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.lists(st.sampled_from(["aaaa", "bbbb", "cccc"]), max_size=3)),
+        max_size=12,
+    )
+)
 def test_known_values_are_exactly_those_held(steps: list[tuple[bool, list[str]]]) -> None:
     """After any leases and releases, the known values are the permanent ones and those held."""
     redactor = Redactor(secret_values=["perm"])
@@ -309,8 +379,9 @@ _VALUES = st.recursive(
 
 
 @given(
-    properties=st.dictionaries(_KEYS, st.sampled_from([{"type": "string"}, {"default": KEY}]),
-                               max_size=4),
+    properties=st.dictionaries(
+        _KEYS, st.sampled_from([{"type": "string"}, {"default": KEY}]), max_size=4
+    ),
     inputs=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=3), min_size=1, max_size=3),
     configs=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=3), min_size=1, max_size=3),
 )

@@ -64,16 +64,23 @@ def reset_calls() -> Iterator[None]:
 
 def workflow(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
     """A workflow document with these steps; `options` are top-level keys."""
-    document: dict[str, Any] = {"schema_version": "1.0", "name": "test", "steps": list(steps),
-                                "defaults": {"policy": NO_RETRY}}
+    document: dict[str, Any] = {
+        "schema_version": "1.0",
+        "name": "test",
+        "steps": list(steps),
+        "defaults": {"policy": NO_RETRY},
+    }
     document.update(options)
     return document
 
 
 def sleep(step_id: str, seconds: float, *depends_on: str) -> dict[str, Any]:
     """A step that sleeps on the trio clock."""
-    return {"id": step_id, "agent": {"id": "sleep", "config": {"seconds": seconds}},
-            "depends_on": list(depends_on)}
+    return {
+        "id": step_id,
+        "agent": {"id": "sleep", "config": {"seconds": seconds}},
+        "depends_on": list(depends_on),
+    }
 
 
 def python(step_id: str, function: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
@@ -214,8 +221,9 @@ async def test_racing_starts_with_one_id_and_key_on_one_journal_run_it_once() ->
         async with open_runtime(journal=journal) as one, open_runtime(journal=journal) as two:
 
             async def start(runtime: Any) -> None:
-                handles.append(await runtime.start(document, execution_id="run-x",
-                                                   idempotency_key="key-1"))
+                handles.append(
+                    await runtime.start(document, execution_id="run-x", idempotency_key="key-1")
+                )
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(start, one)
@@ -278,12 +286,14 @@ async def test_bad_agent_configs_are_validation_errors_reported_together() -> No
     """Every bad config is reported at once, each under `$.steps[N].agent`."""
     async with open_runtime() as rt:
         with pytest.raises(WorkflowValidationError) as caught:
-            await rt.start(workflow(
-                {"id": "a", "agent": {"id": "sleep", "config": {"seconds": -1}}},
-                {"id": "b", "agent": "echo"},
-                {"id": "c", "agent": {"id": "python", "config": {"callable": "nowhere:x"}}},
-                {"id": "d", "agent": {"id": "fail", "config": {"times": "two"}}},
-            ))
+            await rt.start(
+                workflow(
+                    {"id": "a", "agent": {"id": "sleep", "config": {"seconds": -1}}},
+                    {"id": "b", "agent": "echo"},
+                    {"id": "c", "agent": {"id": "python", "config": {"callable": "nowhere:x"}}},
+                    {"id": "d", "agent": {"id": "fail", "config": {"times": "two"}}},
+                )
+            )
         problems = {p.path: p.message for p in caught.value.problems}
         assert list(problems) == ["$.steps[0].agent", "$.steps[2].agent", "$.steps[3].agent"]
         assert "seconds must be 0 or more" in problems["$.steps[0].agent"]
@@ -346,9 +356,7 @@ async def test_async_function_agents_get_the_context_when_they_take_it() -> None
         handle = await rt.start(workflow({"id": "s", "agent": "spy", "input": 1}))
         await handle.wait()
     [context] = seen
-    assert (context.execution_id, context.step_id, context.attempt) == (
-        handle.execution_id, "s", 1
-    )
+    assert (context.execution_id, context.step_id, context.attempt) == (handle.execution_id, "s", 1)
     assert context.workflow_name == "test"
     assert context.idempotency_key == f"{handle.execution_id}:s"
 
@@ -364,8 +372,9 @@ async def test_embedder_agent_configs_are_validated_by_their_factory() -> None:
 
     async with open_runtime(agents={"strict": Strict}) as rt:
         with pytest.raises(WorkflowValidationError) as caught:
-            await rt.start(workflow({"id": "a", "agent": {"id": "strict",
-                                                          "config": {"colour": "red"}}}))
+            await rt.start(
+                workflow({"id": "a", "agent": {"id": "strict", "config": {"colour": "red"}}})
+            )
     assert [p.path for p in caught.value.problems] == ["$.steps[0].agent"]
     assert "colour" in caught.value.problems[0].message
 
@@ -391,7 +400,8 @@ async def test_leaving_open_runtime_cancels_running_executions_within_the_grace(
         (3.0, "the runtime is shutting down")
     ]
     assert [(e.step_id, e.elapsed) for e in of_type(events, EventType.STEP_CANCELLED)] == [
-        ("long", 3.0), ("next", 3.0)
+        ("long", 3.0),
+        ("next", 3.0),
     ]
     assert_replays_to(result, events)
 
@@ -485,15 +495,17 @@ async def test_resume_after_a_failure_reruns_only_the_unfinished_steps_across_ru
 
     assert CALLS == {"prepare": 1, "call_service": 2, "report": 1}
     assert result.status is ExecutionStatus.SUCCEEDED
-    assert result.output == {"prepared": {"input": "data", "call": 1},
-                             "reported": {"input": "data", "call": 1}}
-    assert events[:len(before)] == before
+    assert result.output == {
+        "prepared": {"input": "data", "call": 1},
+        "reported": {"input": "data", "call": 1},
+    }
+    assert events[: len(before)] == before
     marker = events[len(before)]
     assert marker.type == EventType.EXECUTION_RESUMED
     assert marker.seq == before[-1].seq + 1
     assert marker.data["reused_steps"] == ["prepare"]
     assert marker.elapsed >= before[-1].elapsed
-    rerun = {e.step_id for e in events[len(before):] if e.type == EventType.STEP_STARTED}
+    rerun = {e.step_id for e in events[len(before) :] if e.type == EventType.STEP_STARTED}
     assert rerun == {"call_service", "report"}
     assert_replays_to(result, events)
     assert from_journal.status is ExecutionStatus.SUCCEEDED
@@ -501,12 +513,16 @@ async def test_resume_after_a_failure_reruns_only_the_unfinished_steps_across_ru
 
 
 async def test_resume_after_a_cancel_reruns_the_cancelled_steps(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A cancelled execution resumes in a new runtime; finished steps are not run again."""
     path = tmp_path / "journal.db"
-    document = workflow(python("first", "counted", input=1), sleep("slow", 10, "first"),
-                        python("last", "counted", "slow", input=2))
+    document = workflow(
+        python("first", "counted", input=1),
+        sleep("slow", 10, "first"),
+        python("last", "counted", "slow", input=2),
+    )
     async with open_runtime(journal=path, cancel_grace=0) as rt:
         handle = await rt.start(document)
         await trio.sleep(3)
@@ -521,8 +537,11 @@ async def test_resume_after_a_cancel_reruns_the_cancelled_steps(
         events = await rt.journal.events(handle.execution_id)
     assert result.status is ExecutionStatus.SUCCEEDED
     assert CALLS == {"first": 1, "last": 1}
-    assert result.output == {"first": {"input": 1, "call": 1}, "slow": None,
-                             "last": {"input": 2, "call": 1}}
+    assert result.output == {
+        "first": {"input": 1, "call": 1},
+        "slow": None,
+        "last": {"input": 2, "call": 1},
+    }
     resumed_at = of_type(events, EventType.EXECUTION_RESUMED)[0]
     assert resumed_at.data["reused_steps"] == ["first"]
     succeeded = of_type(events, EventType.STEP_SUCCEEDED, "slow")
@@ -570,7 +589,8 @@ async def test_a_resumed_execution_can_fail_and_be_resumed_again(tmp_path: Path)
     assert third.status is ExecutionStatus.SUCCEEDED
     assert CALLS == {"a": 1, "b": 2, "c": 2}
     assert [e.data["reused_steps"] for e in of_type(events, EventType.EXECUTION_RESUMED)] == [
-        ["a"], ["a", "b"]
+        ["a"],
+        ["a", "b"],
     ]
     assert_replays_to(third, events)
 
@@ -615,17 +635,23 @@ async def test_a_journal_failure_stops_the_execution_and_wait_raises_it(
             async def corrupt(input: Any) -> str:
                 await trio.sleep(1)
                 # Another writer's bad event: the journal refuses it and fails for good.
-                await journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
-                                           "step.progress", None, None, {}))
+                await journal.append(
+                    Event(
+                        "ghost", 1, "2025-01-01T00:00:00.000Z", 0.0, "step.progress", None, None, {}
+                    )
+                )
                 return "done"
 
             async with open_runtime(
                 journal=journal, agents={"corrupt": corrupt}, cancel_grace=2.0
             ) as runtime:
-                handle = await runtime.start(workflow(
-                    sleep("quiet", 3600), {"id": "corrupt", "agent": "corrupt"},
-                    sleep("later", 1, "corrupt"),
-                ))
+                handle = await runtime.start(
+                    workflow(
+                        sleep("quiet", 3600),
+                        {"id": "corrupt", "agent": "corrupt"},
+                        sleep("later", 1, "corrupt"),
+                    )
+                )
                 stopped = rf"execution {handle.execution_id} stopped: the journal failed: "
                 with pytest.raises(JournalError, match=stopped + ".*no such execution"):
                     await handle.wait()
@@ -646,8 +672,9 @@ def _corrupting_agent(journal: Any) -> Any:
 
     async def corrupt(input: Any) -> str:
         await trio.sleep(1)
-        await journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
-                                   "step.progress", None, None, {}))
+        await journal.append(
+            Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0, "step.progress", None, None, {})
+        )
         return "done"
 
     return corrupt
@@ -659,13 +686,16 @@ async def test_the_blocks_own_error_wins_over_a_journal_failure_while_runs_wind_
     """Leaving with an error while runs still stop (the journal failed) raises that error."""
 
     async def scenario() -> None:
-        async with open_journal(None) as journal, open_runtime(
-            journal=journal, agents={"corrupt": _corrupting_agent(journal)}, cancel_grace=2.0
-        ) as runtime:
+        async with (
+            open_journal(None) as journal,
+            open_runtime(
+                journal=journal, agents={"corrupt": _corrupting_agent(journal)}, cancel_grace=2.0
+            ) as runtime,
+        ):
             for _ in range(2):
-                await runtime.start(workflow(
-                    sleep("quiet", 3600), {"id": "corrupt", "agent": "corrupt"}
-                ))
+                await runtime.start(
+                    workflow(sleep("quiet", 3600), {"id": "corrupt", "agent": "corrupt"})
+                )
             await trio.sleep(1.5)
             raise RuntimeError("the block's own error")
 
@@ -681,9 +711,12 @@ async def test_a_cancelled_block_does_not_hide_a_journal_failure(
 
     async def scenario() -> None:
         with trio.move_on_after(5):
-            async with open_journal(None) as journal, open_runtime(
-                journal=journal, agents={"corrupt": _corrupting_agent(journal)}
-            ) as runtime:
+            async with (
+                open_journal(None) as journal,
+                open_runtime(
+                    journal=journal, agents={"corrupt": _corrupting_agent(journal)}
+                ) as runtime,
+            ):
                 await runtime.start(workflow({"id": "corrupt", "agent": "corrupt"}))
                 if in_a_nursery:
                     async with trio.open_nursery() as nursery:

@@ -68,8 +68,13 @@ def fresh_redactor() -> Iterator[Redactor]:
 
 def document(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
     """A workflow document with these steps and no retries; `options` are top-level keys."""
-    return {"schema_version": "1.0", "name": "secrets", "steps": list(steps),
-            "defaults": {"policy": NO_RETRY}, **options}
+    return {
+        "schema_version": "1.0",
+        "name": "secrets",
+        "steps": list(steps),
+        "defaults": {"policy": NO_RETRY},
+        **options,
+    }
 
 
 def python(step_id: str, function: str, **extra: Any) -> dict[str, Any]:
@@ -102,8 +107,11 @@ def journal_text(path: Path) -> str:
 
 def test_secrets_come_from_the_file_then_prefixed_environment_variables() -> None:
     """A file's value wins; otherwise `ORCHESTR8_SECRET_NAME`; never the bare variable."""
-    environ = {"ORCHESTR8_SECRET_A": "from-env-a", "ORCHESTR8_SECRET_B": "from-env-b",
-               "C": "bare-variable"}
+    environ = {
+        "ORCHESTR8_SECRET_A": "from-env-a",
+        "ORCHESTR8_SECRET_B": "from-env-b",
+        "C": "bare-variable",
+    }
     secrets = Secrets({"A": "from-file-a"}, environ)
     assert secrets.lookup("A") == "from-file-a"
     assert secrets.lookup("B") == "from-env-b"
@@ -144,24 +152,45 @@ def test_a_secrets_file_is_a_json_object_of_strings(tmp_path: Path) -> None:
 
 def test_secret_references_in_step_inputs_and_agent_configs_load() -> None:
     """`${secrets.NAME}` is valid in a step's input and in its agent's config."""
-    loaded = load_workflow(document(
-        {"id": "a", "agent": {"id": "fail", "config": {"message": "token ${secrets.CONFIGURED}"}},
-         "input": {"authorization": "Bearer ${secrets.TOKEN}"}},
-    ))
+    loaded = load_workflow(
+        document(
+            {
+                "id": "a",
+                "agent": {"id": "fail", "config": {"message": "token ${secrets.CONFIGURED}"}},
+                "input": {"authorization": "Bearer ${secrets.TOKEN}"},
+            },
+        )
+    )
     assert secret_names(loaded) == {"CONFIGURED", "TOKEN"}
 
 
 @pytest.mark.parametrize(
     ("step", "output", "path", "message"),
     [
-        ({"id": "a", "agent": {"id": "echo", "config": {"k": ["${secrets.A.b}"]}}}, None,
-         "$.steps[0].agent.config.k[0]", "a secret reference is '${secrets.NAME}'"),
-        ({"id": "a", "agent": "echo"}, {"leak": "${secrets.TOKEN}"},
-         "$.output.leak", "the output cannot reference secrets"),
-        ({"id": "a", "agent": "echo", "input": "${secrets.TOKEN.field}"}, None,
-         "$.steps[0].input", "a secret reference is '${secrets.NAME}'"),
-        ({"id": "a", "agent": "echo", "input": "${secrets}"}, None,
-         "$.steps[0].input", "a secret reference is '${secrets.NAME}'"),
+        (
+            {"id": "a", "agent": {"id": "echo", "config": {"k": ["${secrets.A.b}"]}}},
+            None,
+            "$.steps[0].agent.config.k[0]",
+            "a secret reference is '${secrets.NAME}'",
+        ),
+        (
+            {"id": "a", "agent": "echo"},
+            {"leak": "${secrets.TOKEN}"},
+            "$.output.leak",
+            "the output cannot reference secrets",
+        ),
+        (
+            {"id": "a", "agent": "echo", "input": "${secrets.TOKEN.field}"},
+            None,
+            "$.steps[0].input",
+            "a secret reference is '${secrets.NAME}'",
+        ),
+        (
+            {"id": "a", "agent": "echo", "input": "${secrets}"},
+            None,
+            "$.steps[0].input",
+            "a secret reference is '${secrets.NAME}'",
+        ),
     ],
 )
 def test_misplaced_or_malformed_secret_references_are_validation_errors(
@@ -177,27 +206,42 @@ def test_misplaced_or_malformed_secret_references_are_validation_errors(
 
 def test_a_config_interprets_secret_references_only() -> None:
     """`${input.topic}` in a config is the agent's own text (an llm prompt): kept as written."""
-    config = {"prompt": "About ${input.topic}, ${inputs.x}", "key": "$${secrets.KEPT}",
-              "auth": ["Bearer ${ secrets.TOKEN }", "$$$${secrets.TOKEN}"]}
+    config = {
+        "prompt": "About ${input.topic}, ${inputs.x}",
+        "key": "$${secrets.KEPT}",
+        "auth": ["Bearer ${ secrets.TOKEN }", "$$$${secrets.TOKEN}"],
+    }
     loaded = load_workflow(document({"id": "a", "agent": {"id": "fail", "config": config}}))
     assert secret_names(loaded) == {"TOKEN"}
     assert bind_secrets(loaded, {"TOKEN": TOKEN}).steps[0].agent.config == {
-        "prompt": "About ${input.topic}, ${inputs.x}", "key": "${secrets.KEPT}",
+        "prompt": "About ${input.topic}, ${inputs.x}",
+        "key": "${secrets.KEPT}",
         "auth": [f"Bearer {TOKEN}", "$${secrets.TOKEN}"],
     }
 
 
 def test_binding_replaces_references_by_values_and_keeps_the_original() -> None:
     """The bound workflow holds the values; the loaded one (what is journaled) keeps references."""
-    loaded = load_workflow(document(
-        {"id": "a", "agent": {"id": "fail", "config": {"message": "x${secrets.TOKEN}y"}},
-         "input": {"whole": "${secrets.TOKEN}", "header": "Bearer ${secrets.TOKEN}",
-                   "plain": "$${secrets.TOKEN}"}},
-    ))
+    loaded = load_workflow(
+        document(
+            {
+                "id": "a",
+                "agent": {"id": "fail", "config": {"message": "x${secrets.TOKEN}y"}},
+                "input": {
+                    "whole": "${secrets.TOKEN}",
+                    "header": "Bearer ${secrets.TOKEN}",
+                    "plain": "$${secrets.TOKEN}",
+                },
+            },
+        )
+    )
     bound = bind_secrets(loaded, {"TOKEN": TOKEN})
     step = bound.steps[0]
-    assert step.input.render({}, {}) == {"whole": TOKEN, "header": f"Bearer {TOKEN}",
-                                         "plain": "${secrets.TOKEN}"}
+    assert step.input.render({}, {}) == {
+        "whole": TOKEN,
+        "header": f"Bearer {TOKEN}",
+        "plain": "${secrets.TOKEN}",
+    }
     assert step.agent.config == {"message": f"x{TOKEN}y"}
     assert loaded.steps[0].agent.config == {"message": "x${secrets.TOKEN}y"}
     assert bind_secrets(loaded, {}) is loaded
@@ -213,7 +257,8 @@ def test_redacted_inputs_are_named_and_only_they_can_be_supplied_again() -> None
     with pytest.raises(InputValidationError) as caught:
         resupply_inputs(recorded, {"api_key": API_KEY, "topic": "other"})
     assert [problem.path for problem in caught.value.problems] == [
-        "$.inputs.creds", "$.inputs.topic"
+        "$.inputs.creds",
+        "$.inputs.topic",
     ]
     merged = resupply_inputs(recorded, {"api_key": API_KEY, "creds": {"password": "pw-12345"}})
     assert merged == {"api_key": API_KEY, "creds": {"password": "pw-12345"}, "topic": "t"}
@@ -225,8 +270,11 @@ def test_redacted_inputs_are_named_and_only_they_can_be_supplied_again() -> None
 async def test_a_workflow_with_secret_looking_schema_properties_resumes(tmp_path: Path) -> None:
     """The journaled workflow stays valid; a resume names the redacted input, then takes it."""
     path = tmp_path / "journal.db"
-    workflow = document(python("call", "fails_until_fixed", input={"key": "${inputs.api_key}"}),
-                        inputs=KEYED_INPUTS, output={"seen": "${steps.call.output.key}"})
+    workflow = document(
+        python("call", "fails_until_fixed", input={"key": "${inputs.api_key}"}),
+        inputs=KEYED_INPUTS,
+        output={"seen": "${steps.call.output.key}"},
+    )
     FAILS["call"] = 1
     async with open_runtime(journal=path) as runtime:
         handle = await runtime.start(workflow, {"api_key": API_KEY, "topic": "t"})
@@ -264,8 +312,9 @@ async def test_secret_references_resolve_at_start_and_resume_and_are_never_journ
     async with open_runtime(journal=path, secrets=Secrets({}, {})) as runtime:
         with pytest.raises(MissingSecretError, match="ORCHESTR8_SECRET_TOKEN"):
             await runtime.resume(handle.execution_id)
-    async with open_runtime(journal=path, secrets=Secrets({}, {"ORCHESTR8_SECRET_TOKEN": TOKEN})) \
-            as runtime:
+    async with open_runtime(
+        journal=path, secrets=Secrets({}, {"ORCHESTR8_SECRET_TOKEN": TOKEN})
+    ) as runtime:
         result = await (await runtime.resume(handle.execution_id)).wait()
     assert result.status is ExecutionStatus.SUCCEEDED
     # The agent got the value; everything the runtime hands back or records is redacted.
@@ -293,7 +342,8 @@ async def test_a_secret_literal_in_a_step_input_is_redacted_where_an_agent_echoe
         result = await (await runtime.start(workflow)).wait()
         events = await runtime.journal.events(result.execution_id)
     assert result.steps["call"].error == {
-        "type": "NonRetryableError", "message": f"the service refused key {REDACTED}"
+        "type": "NonRetryableError",
+        "message": f"the service refused key {REDACTED}",
     }
     assert API_KEY not in json.dumps([event.to_json() for event in events])
     assert fresh_redactor.secret_count == 0
@@ -317,8 +367,10 @@ async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warn
     """A literal secret comes back as `***` on resume: a warning names where, and the fix."""
     workflow = document(
         python("first", "fails_until_fixed", input={"token": "literal-token-1"}),
-        {**python("second", "fails_until_fixed", input={"password": "literal-pass-1"}),
-         "depends_on": ["first"]},
+        {
+            **python("second", "fails_until_fixed", input={"password": "literal-pass-1"}),
+            "depends_on": ["first"],
+        },
     )
     FAILS["second"] = 1
     async with open_runtime() as runtime:
@@ -327,8 +379,9 @@ async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warn
         with caplog.at_level("WARNING", logger="orchestr8.runtime"):
             result = await (await runtime.resume(handle.execution_id)).wait()
     assert result.status is ExecutionStatus.SUCCEEDED
-    assert [record.getMessage() for record in caplog.records
-            if record.name == "orchestr8.runtime"] == [
+    assert [
+        record.getMessage() for record in caplog.records if record.name == "orchestr8.runtime"
+    ] == [
         f"execution {handle.execution_id} resumes with '***' at $.steps[1].input.password: the "
         "journal keeps literal secrets redacted; write ${secrets.NAME} for the values a resume "
         "needs"

@@ -20,8 +20,13 @@ from orchestr8._codec import load_workflow
 from orchestr8._scaffold import add_entry_point, class_name, pytest_arguments
 
 PROJECT_FILES = [
-    "pyproject.toml", "README.md", ".gitignore", "demo_agents/__init__.py",
-    "demo_agents/agents.py", "workflows/hello.json", "tests/test_agents.py",
+    "pyproject.toml",
+    "README.md",
+    ".gitignore",
+    "demo_agents/__init__.py",
+    "demo_agents/agents.py",
+    "workflows/hello.json",
+    "tests/test_agents.py",
 ]
 
 
@@ -63,10 +68,20 @@ def console_script() -> list[str]:
 
 def shell(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the console script with a new user's environment: no PYTHONPATH, no journal set."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "ORCHESTR8_JOURNAL")}
-    return subprocess.run([*console_script(), *args], cwd=cwd, env={**env, "NO_COLOR": "1"},
-                          capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "ORCHESTR8_JOURNAL")
+    }
+    return subprocess.run(
+        [*console_script(), *args],
+        cwd=cwd,
+        env={**env, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_a_new_user_inits_adds_an_agent_tests_and_runs(tmp_path: Path) -> None:
@@ -195,9 +210,10 @@ def test_create_agent_adds_the_module_test_and_entry_point(
     assert added.code == 0, added.stderr
     module = (project / "demo_agents" / "web_search.py").read_text()
     assert "class WebSearch(orchestr8.Agent):" in module
-    assert "from demo_agents.web_search import WebSearch" in (
-        project / "tests/test_web_search.py"
-    ).read_text()
+    assert (
+        "from demo_agents.web_search import WebSearch"
+        in (project / "tests/test_web_search.py").read_text()
+    )
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["entry-points"]["orchestr8.agents"] == {
         "greeter": "demo_agents.agents:Greeter",
@@ -269,14 +285,16 @@ def test_create_agent_prints_the_entry_point_when_the_pyproject_is_not_safe_to_e
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An inline entry-point table is left alone; the line to add is printed instead."""
-    text = ('[project]\nname = "inline"\n'
-            'entry-points = {"orchestr8.agents" = {greeter = "inline.agents:Greeter"}}\n')
+    text = (
+        '[project]\nname = "inline"\n'
+        'entry-points = {"orchestr8.agents" = {greeter = "inline.agents:Greeter"}}\n'
+    )
     (tmp_path / "pyproject.toml").write_text(text)
     (tmp_path / "inline").mkdir()
     (tmp_path / "inline" / "__init__.py").write_text("")
     added = call("create", "agent", "web_search", cwd=tmp_path, monkeypatch=monkeypatch)
     assert added.code == 0, added.stderr
-    assert 'add it to pyproject.toml yourself' in added.stdout
+    assert "add it to pyproject.toml yourself" in added.stdout
     assert 'web_search = "inline.web_search:WebSearch"' in added.stdout
     assert (tmp_path / "pyproject.toml").read_text() == text
     assert (tmp_path / "inline" / "web_search.py").is_file()
@@ -313,16 +331,19 @@ def test_create_agent_needs_an_existing_package_when_given(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--package must name a package directory of the project."""
-    refused = call("create", "agent", "fetch", "--package", "nope", cwd=project,
-                   monkeypatch=monkeypatch)
+    refused = call(
+        "create", "agent", "fetch", "--package", "nope", cwd=project, monkeypatch=monkeypatch
+    )
     assert refused.code == 1
     assert "no such package" in refused.stderr
 
 
 def test_add_entry_point_keeps_comments_and_the_tables_after() -> None:
     """The line goes after the group's last entry; everything else stays byte for byte."""
-    text = ('[project]\nname = "x"\n\n[project.entry-points."orchestr8.agents"]  # ours\n'
-            'a = "x.a:A"\n# a comment\n\n[tool.other]\nkey = 1\n')
+    text = (
+        '[project]\nname = "x"\n\n[project.entry-points."orchestr8.agents"]  # ours\n'
+        'a = "x.a:A"\n# a comment\n\n[tool.other]\nkey = 1\n'
+    )
     assert add_entry_point(text, "b", "x.b:B") == (
         '[project]\nname = "x"\n\n[project.entry-points."orchestr8.agents"]  # ours\n'
         'a = "x.a:A"\n# a comment\nb = "x.b:B"\n\n[tool.other]\nkey = 1\n'
@@ -341,9 +362,12 @@ def test_add_entry_point_keeps_crlf_and_adds_a_missing_table() -> None:
 def test_add_entry_point_refuses_what_it_cannot_edit_safely() -> None:
     """Text that is not TOML, or a group written inline, gives None."""
     assert add_entry_point("[project\n", "b", "x.b:B") is None
-    assert add_entry_point(
-        '[project.entry-points]\n"orchestr8.agents" = {a = "x.a:A"}\n', "b", "x.b:B"
-    ) is None
+    assert (
+        add_entry_point(
+            '[project.entry-points]\n"orchestr8.agents" = {a = "x.a:A"}\n', "b", "x.b:B"
+        )
+        is None
+    )
 
 
 def test_class_name_is_camel_case() -> None:

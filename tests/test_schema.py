@@ -246,10 +246,20 @@ def test_the_shipped_file_is_plain_json() -> None:
 SHIPPED_VALIDATOR = Draft202012Validator(json.loads(SHIPPED[0].read_text(encoding="utf-8")))
 HUGE = 10**400
 NUMERIC_POLICY_FIELDS = [
-    "timeout", "deadline", "retry.max_attempts", "retry.initial_delay", "retry.max_delay",
-    "retry.multiplier", "circuit_breaker.failure_threshold", "circuit_breaker.reset_timeout",
-    "circuit_breaker.half_open_requests", "bulkhead.max_concurrent", "bulkhead.max_wait",
-    "rate_limit.rate", "rate_limit.burst", "rate_limit.max_wait",
+    "timeout",
+    "deadline",
+    "retry.max_attempts",
+    "retry.initial_delay",
+    "retry.max_delay",
+    "retry.multiplier",
+    "circuit_breaker.failure_threshold",
+    "circuit_breaker.reset_timeout",
+    "circuit_breaker.half_open_requests",
+    "bulkhead.max_concurrent",
+    "bulkhead.max_wait",
+    "rate_limit.rate",
+    "rate_limit.burst",
+    "rate_limit.max_wait",
 ]
 
 
@@ -286,11 +296,15 @@ def agreeing_problems(document: dict[str, Any]) -> list[str]:
         (two_steps(depends_on=["a", "a"]), "$.steps[1].depends_on[1]: 'a' is listed twice"),
         ({**two_steps(), "timeout": HUGE}, "$.timeout: must be at most 1.7976931348623157e+308"),
         ({**two_steps(), "max_concurrency": HUGE}, "$.max_concurrency: must be at most 1.79"),
-        ({**two_steps(), "defaults": {"policy": {"retry": {"max_delay": HUGE}}}},
-         "$.defaults.policy.retry.max_delay: must be at most 1.7976931348623157e+308 (the "
-         "largest number a float holds), got 1000000000"),
-        (two_steps(policy={"timeout": "10"}),
-         "$.steps[1].policy.timeout: expected a number or null, got a string"),
+        (
+            {**two_steps(), "defaults": {"policy": {"retry": {"max_delay": HUGE}}}},
+            "$.defaults.policy.retry.max_delay: must be at most 1.7976931348623157e+308 (the "
+            "largest number a float holds), got 1000000000",
+        ),
+        (
+            two_steps(policy={"timeout": "10"}),
+            "$.steps[1].policy.timeout: expected a number or null, got a string",
+        ),
         *(
             (with_policy_value(field, HUGE), f"$.steps[1].policy.{field}: must be at most 1.79")
             for field in NUMERIC_POLICY_FIELDS

@@ -36,8 +36,11 @@ from orchestr8.testing import open_event_socket
 
 KEY = "serve-test-key-0123456789"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SLEEP = {"schema_version": "1.0", "name": "nap",
-         "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}]}
+SLEEP = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}],
+}
 
 
 @pytest.fixture
@@ -46,9 +49,7 @@ async def runtime() -> AsyncIterator[Runtime]:
         yield opened
 
 
-async def served(
-    nursery: trio.Nursery, runtime: Runtime, stop: trio.Event, **options: Any
-) -> str:
+async def served(nursery: trio.Nursery, runtime: Runtime, stop: trio.Event, **options: Any) -> str:
     """Start `serve` on a free loopback port; return its base URL."""
     urls: list[str] = await nursery.start(
         partial(serve, runtime, port=0, shutdown_trigger=stop.wait, **options)
@@ -134,12 +135,12 @@ async def test_api_key_is_required_over_http_and_websocket_and_never_logged(
         url = await served(nursery, runtime, stop, api_key=KEY)
         async with httpx.AsyncClient(base_url=url) as http:
             assert (await http.get("/executions")).status_code == 401
-            assert (await http.get("/executions", headers={"Authorization": "Bearer x"})
-                    ).status_code == 401
+            assert (
+                await http.get("/executions", headers={"Authorization": "Bearer x"})
+            ).status_code == 401
             assert (await http.get("/health")).status_code == 200
             auth = {"Authorization": f"Bearer {KEY}"}
-            accepted = await http.post("/workflows/execute", json={"workflow": SLEEP},
-                                       headers=auth)
+            accepted = await http.post("/workflows/execute", json={"workflow": SLEEP}, headers=auth)
             assert accepted.status_code == 202
         events_url = url.replace("http", "ws", 1) + accepted.headers["Location"] + "/events"
         with pytest.raises(trio_websocket.ConnectionRejected) as refused:
@@ -156,9 +157,18 @@ async def test_api_key_is_required_over_http_and_websocket_and_never_logged(
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("[::1]", True),
-     ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.4", False),
-     ("example.com", False), ("", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.4", False),
+        ("example.com", False),
+        ("", False),
+    ],
 )
 def test_only_loopback_addresses_count_as_loopback(host: str, loopback: bool) -> None:
     """Loopback means `localhost` or a loopback IP; any other name or address is not."""
@@ -182,8 +192,9 @@ async def test_serve_refuses_a_non_loopback_bind_without_a_key(runtime: Runtime)
 async def test_run_service_exits_4_for_a_non_loopback_bind_without_a_key(tmp_path: Path) -> None:
     """The command's exit code for a non-loopback bind without a key is 4, with a clear message."""
     err = StringIO()
-    code = await run_service(host="0.0.0.0", port=0, journal=str(tmp_path / "j.db"),
-                             out=StringIO(), err=err)
+    code = await run_service(
+        host="0.0.0.0", port=0, journal=str(tmp_path / "j.db"), out=StringIO(), err=err
+    )
     assert code == 4
     assert "without an API key" in err.getvalue()
     assert not (tmp_path / "j.db").exists()
@@ -204,8 +215,7 @@ async def test_run_service_exits_1_when_the_port_is_taken(tmp_path: Path) -> Non
     port = listeners[0].socket.getsockname()[1]
     err = StringIO()
     try:
-        code = await run_service(port=port, journal=str(tmp_path / "j.db"), out=StringIO(),
-                                 err=err)
+        code = await run_service(port=port, journal=str(tmp_path / "j.db"), out=StringIO(), err=err)
     finally:
         for listener in listeners:
             await listener.aclose()
@@ -219,16 +229,18 @@ def test_register_serve_adds_the_serve_command_with_its_options() -> None:
     register_serve(group)
     command = group.commands["serve"]
     names = {option for parameter in command.params for option in parameter.opts}
-    assert {"--host", "--port", "--journal", "--api-key", "--max-body",
-            "--cancel-grace"} <= names
+    assert {"--host", "--port", "--journal", "--api-key", "--max-body", "--cancel-grace"} <= names
 
 
 def test_importing_the_serve_command_does_not_import_quart_or_hypercorn() -> None:
     """The command module stays light, so `orchestr8 --help` stays fast."""
-    probe = ("import sys, orchestr8._serve; "
-             "print(sorted(m for m in ('quart', 'hypercorn', 'quart_trio') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, timeout=30)
+    probe = (
+        "import sys, orchestr8._serve; "
+        "print(sorted(m for m in ('quart', 'hypercorn', 'quart_trio') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=30
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -258,9 +270,16 @@ async def test_the_websocket_client_example_follows_a_workflow_to_its_output(
     async with trio.open_nursery() as nursery:
         url = await served(nursery, runtime, stop)
         done = await trio.run_process(
-            [sys.executable, str(EXAMPLES / "websocket_client.py"), url,
-             str(EXAMPLES / "hello.json"), "name=Ada"],
-            capture_stdout=True, capture_stderr=True, check=False,
+            [
+                sys.executable,
+                str(EXAMPLES / "websocket_client.py"),
+                url,
+                str(EXAMPLES / "hello.json"),
+                "name=Ada",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
         )
         stop.set()
     lines = done.stdout.decode().splitlines()
@@ -293,8 +312,10 @@ async def test_sigterm_after_a_journal_failure_still_stops_in_order_with_exit_0(
         pass
     with sqlite3.connect(path) as connection:
         # A real write error the journal cannot foresee, as a full disk would give.
-        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events"
-                           " BEGIN SELECT RAISE(FAIL, 'no space left for events'); END")
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(FAIL, 'no space left for events'); END"
+        )
     connection.close()
     out, err = Announcements(), StringIO()
     codes: list[int] = []
@@ -307,8 +328,16 @@ async def test_sigterm_after_a_journal_failure_still_stops_in_order_with_exit_0(
         await out.ready.wait()
         url = out.getvalue().split("serving on ")[1].strip()
         async with httpx.AsyncClient(base_url=url) as http:
-            refused = await http.post("/workflows/execute", json={"workflow": {
-                "schema_version": "1.0", "name": "w", "steps": [{"id": "a", "agent": "echo"}]}})
+            refused = await http.post(
+                "/workflows/execute",
+                json={
+                    "workflow": {
+                        "schema_version": "1.0",
+                        "name": "w",
+                        "steps": [{"id": "a", "agent": "echo"}],
+                    }
+                },
+            )
             health = await http.get("/health")
         assert refused.status_code == 503
         assert health.status_code == 503

@@ -610,6 +610,7 @@ async def test_nested_supervisor_giving_up_is_a_crash_its_parent_handles() -> No
 
 async def test_nested_supervisor_giving_up_too_often_makes_the_parent_give_up() -> None:
     """Repeated give-ups of a nested supervisor count against its parent's intensity."""
+
     async def setup(nested: Supervisor) -> None:
         await nested.spawn(workers("w", []), name="w")
 
@@ -628,6 +629,7 @@ async def test_nested_supervisor_giving_up_too_often_makes_the_parent_give_up() 
 
 async def test_nested_setup_error_is_raised_from_spawn_supervisor() -> None:
     """An error in a nested supervisor's `setup` is raised from `spawn_supervisor`, like `spawn`."""
+
     async def setup(nested: Supervisor) -> None:
         raise Boom("setup failed")
 

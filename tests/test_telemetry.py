@@ -119,13 +119,16 @@ def test_nothing_records_without_a_provider() -> None:
     with execution_span("wf", "e1") as span:
         assert not span.is_recording()
         assert current_log_context() == {
-            "workflow_name": "wf", "execution_id": "e1", "correlation_id": "e1",
+            "workflow_name": "wf",
+            "execution_id": "e1",
+            "correlation_id": "e1",
         }
         with attempt_span("s", "echo", 2) as inner:
             assert not inner.is_recording()
             assert current_log_context()["attempt"] == 2
-        record_breaker_transition(None, BreakerTransition("k", BreakerState.CLOSED,
-                                                          BreakerState.OPEN, 1.0, "x"))
+        record_breaker_transition(
+            None, BreakerTransition("k", BreakerState.CLOSED, BreakerState.OPEN, 1.0, "x")
+        )
     assert current_log_context() == {}
     # The scope's tracer and meter are then the API's own, which record nothing.
     assert not tracer().start_span("probe").is_recording()
@@ -161,7 +164,9 @@ async def test_attempts_in_child_tasks_are_children_of_the_execution(otel: Otel)
     assert len(attempts) == 3
     assert execution.parent is None
     assert execution.attributes == {
-        "workflow.name": "research", "execution.id": "e1", "correlation.id": "req-7",
+        "workflow.name": "research",
+        "execution.id": "e1",
+        "correlation.id": "req-7",
     }
     for span in attempts:
         assert parent_id(span) == execution.context.span_id
@@ -172,8 +177,10 @@ async def test_attempts_in_child_tasks_are_children_of_the_execution(otel: Otel)
         assert span.attributes["correlation.id"] == "req-7"
         assert span.attributes["agent.id"] == "echo"
         assert span.attributes["attempt.outcome"] == "succeeded"
-    assert sorted((s.attributes["step.id"], s.attributes["attempt"]) for s in attempts  # type: ignore[index]
-                  ) == [("a", 1), ("b", 1), ("b", 2)]
+    assert sorted(
+        (s.attributes["step.id"], s.attributes["attempt"])  # type: ignore[index]
+        for s in attempts
+    ) == [("a", 1), ("b", 1), ("b", 2)]
 
 
 async def test_context_flows_through_the_engine_into_agents(otel: Otel) -> None:
@@ -187,9 +194,13 @@ async def test_context_flows_through_the_engine_into_agents(otel: Otel) -> None:
         return input
 
     workflow = {
-        "schema_version": "1.0", "name": "flow", "strategy": "parallel",
-        "steps": [{"id": "one", "agent": "traced", "input": 1},
-                  {"id": "two", "agent": "traced", "input": 2}],
+        "schema_version": "1.0",
+        "name": "flow",
+        "strategy": "parallel",
+        "steps": [
+            {"id": "one", "agent": "traced", "input": 1},
+            {"id": "two", "agent": "traced", "input": 2},
+        ],
     }
     result = await run_workflow(workflow, agents={"traced": traced})
     assert result.succeeded
@@ -264,9 +275,14 @@ async def test_retry_span_takes_the_step_ids_from_the_log_context(
     [retry] = otel.named("resilience.retry")
     assert parent_id(retry) == execution.context.span_id
     assert retry.attributes == {
-        "workflow.name": "wf", "execution.id": "e1", "correlation.id": "e1",
-        "step.id": "fetch", "agent.id": "http", "attempt": 1,
-        "retry.delay": 2.5, "retry.next_attempt": 2,
+        "workflow.name": "wf",
+        "execution.id": "e1",
+        "correlation.id": "e1",
+        "step.id": "fetch",
+        "agent.id": "http",
+        "attempt": 1,
+        "retry.delay": 2.5,
+        "retry.next_attempt": 2,
     }
     assert retry.end_time is not None
     assert retry.start_time is not None
@@ -283,10 +299,12 @@ def test_an_explicit_parent_wins(otel: Otel) -> None:
 
 
 def test_breaker_transitions_are_span_events(otel: Otel) -> None:
-    opened = BreakerTransition("llm", BreakerState.CLOSED, BreakerState.OPEN, 3.0,
-                               "failure_threshold", retry_after=60.0)
-    half = BreakerTransition("llm", BreakerState.OPEN, BreakerState.HALF_OPEN, 63.0,
-                             "reset_timeout")
+    opened = BreakerTransition(
+        "llm", BreakerState.CLOSED, BreakerState.OPEN, 3.0, "failure_threshold", retry_after=60.0
+    )
+    half = BreakerTransition(
+        "llm", BreakerState.OPEN, BreakerState.HALF_OPEN, 63.0, "reset_timeout"
+    )
     with execution_span("wf", "e1") as root:
         record_breaker_transition(None, opened)
     record_breaker_transition(root, half)  # ended: ignored by the SDK
@@ -297,8 +315,11 @@ def test_breaker_transitions_are_span_events(otel: Otel) -> None:
     [event] = first.events
     assert event.name == "breaker.opened"
     assert event.attributes == {
-        "breaker.key": "llm", "breaker.from": "closed", "breaker.to": "open",
-        "breaker.reason": "failure_threshold", "breaker.retry_after": 60.0,
+        "breaker.key": "llm",
+        "breaker.from": "closed",
+        "breaker.to": "open",
+        "breaker.reason": "failure_threshold",
+        "breaker.retry_after": 60.0,
     }
 
 
@@ -339,9 +360,11 @@ async def test_a_failed_execution_records_its_step_error_with_type_and_stacktrac
 ) -> None:
     """The execution span's exception event has the agent error's qualified type and stacktrace."""
     workflow = {
-        "schema_version": "1.0", "name": "quota",
-        "steps": [{"id": "call", "agent": "quota", "input": 1,
-                   "policy": {"retry": {"max_attempts": 1}}}],
+        "schema_version": "1.0",
+        "name": "quota",
+        "steps": [
+            {"id": "call", "agent": "quota", "input": 1, "policy": {"retry": {"max_attempts": 1}}}
+        ],
     }
     result = await run_workflow(workflow, agents={"quota": over_quota})
     assert result.status == "failed"
@@ -370,9 +393,11 @@ async def test_a_finished_execution_lets_go_of_the_exceptions_it_recorded(otel: 
         raise error
 
     workflow = {
-        "schema_version": "1.0", "name": "quota",
-        "steps": [{"id": "call", "agent": "quota", "input": 1,
-                   "policy": {"retry": {"max_attempts": 1}}}],
+        "schema_version": "1.0",
+        "name": "quota",
+        "steps": [
+            {"id": "call", "agent": "quota", "input": 1, "policy": {"retry": {"max_attempts": 1}}}
+        ],
     }
     async with open_runtime(agents={"quota": failing}) as runtime:
         handle = await runtime.start(workflow)
@@ -389,7 +414,9 @@ async def test_a_timed_out_execution_records_the_timeout_error(
 ) -> None:
     """An execution past its timeout records `orchestr8._errors.ExecutionTimeoutError`."""
     workflow = {
-        "schema_version": "1.0", "name": "slow", "timeout": 1.0,
+        "schema_version": "1.0",
+        "name": "slow",
+        "timeout": 1.0,
         "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 5}}],
     }
     result = await run_workflow(workflow)
@@ -423,8 +450,11 @@ async def test_error_type_is_the_exception_type_on_every_failed_span(
         assert all(event.attributes is not None for event in events)
         assert span.attributes["error.type"] == events[-1].attributes["exception.type"]  # type: ignore[index]
         types.append(span.attributes["error.type"])
-    assert types == [f"{QuotaExceededError.__module__}.QuotaExceededError", "KeyError",
-                     "AgentError"]
+    assert types == [
+        f"{QuotaExceededError.__module__}.QuotaExceededError",
+        "KeyError",
+        "AgentError",
+    ]
 
 
 async def test_rejected_attempts_are_events_on_the_execution_span(
@@ -435,12 +465,24 @@ async def test_rejected_attempts_are_events_on_the_execution_span(
     pool = {**once, "key": "pool", "bulkhead": {"max_concurrent": 1, "max_wait": 0}}
     quota = {**once, "key": "quota", "rate_limit": {"rate": 1.0, "burst": 1, "max_wait": 0}}
     workflow = {
-        "schema_version": "1.0", "name": "guarded", "strategy": "parallel", "fail_fast": False,
+        "schema_version": "1.0",
+        "name": "guarded",
+        "strategy": "parallel",
+        "fail_fast": False,
         "steps": [
-            {"id": "tripped", "agent": "fail", "input": 1,
-             "policy": {"retry": {"max_attempts": 2, "initial_delay": 1.0, "jitter": "none"},
-                        "circuit_breaker": {"failure_threshold": 1, "reset_timeout": 60.0,
-                                            "half_open_requests": 1}}},
+            {
+                "id": "tripped",
+                "agent": "fail",
+                "input": 1,
+                "policy": {
+                    "retry": {"max_attempts": 2, "initial_delay": 1.0, "jitter": "none"},
+                    "circuit_breaker": {
+                        "failure_threshold": 1,
+                        "reset_timeout": 60.0,
+                        "half_open_requests": 1,
+                    },
+                },
+            },
             {"id": "holder", "agent": "sleep", "input": {"seconds": 5}, "policy": pool},
             {"id": "crowded", "agent": "sleep", "input": {"seconds": 5}, "policy": pool},
             {"id": "first", "agent": "echo", "input": 1, "policy": quota},
@@ -486,9 +528,14 @@ async def test_rejections_cost_nothing_when_nothing_traces(
     assert not tracing_enabled()
     policy = {"retry": {"max_attempts": 1}, "bulkhead": {"max_concurrent": 1, "max_wait": 0}}
     workflow = {
-        "schema_version": "1.0", "name": "untraced", "strategy": "parallel", "fail_fast": False,
-        "steps": [{"id": name, "agent": "sleep", "input": {"seconds": 1}, "policy": policy}
-                  for name in ("a", "b")],
+        "schema_version": "1.0",
+        "name": "untraced",
+        "strategy": "parallel",
+        "fail_fast": False,
+        "steps": [
+            {"id": name, "agent": "sleep", "input": {"seconds": 1}, "policy": policy}
+            for name in ("a", "b")
+        ],
     }
     result = await run_workflow(workflow)
     statuses = sorted(str(step.status) for step in result.steps.values())
@@ -559,7 +606,8 @@ def test_engine_metrics(otel: Otel) -> None:
         for point in otel.points(STEP_DURATION)
     }
     assert durations == {
-        ("a", "succeeded"): (2, 1.0), ("b", "failed"): (1, 2.0),
+        ("a", "succeeded"): (2, 1.0),
+        ("b", "failed"): (1, 2.0),
         ("c", "cancelled"): (1, 0.5),
     }
     breakers = {
@@ -612,18 +660,24 @@ def test_no_exporter_without_otel_variables() -> None:
     setup = configure_from_environment({"PATH": "/bin"})
     assert not setup.exporting
     assert setup.problems == ()
-    assert configure_from_environment({"OTEL_SDK_DISABLED": "true",
-                                       "OTEL_TRACES_EXPORTER": "console"}).problems == ()
-    assert not configure_from_environment({"OTEL_TRACES_EXPORTER": "none",
-                                           "OTEL_METRICS_EXPORTER": "none",
-                                           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}).exporting
+    assert (
+        configure_from_environment(
+            {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}
+        ).problems
+        == ()
+    )
+    assert not configure_from_environment(
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x",
+        }
+    ).exporting
 
 
 def test_a_missing_otlp_exporter_is_reported_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="orchestr8.telemetry"):
-        setup = configure_from_environment(
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}
-        )
+        setup = configure_from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"})
     assert not setup.exporting
     assert len(setup.problems) == 2
     assert all("pip install 'orchestr8[otel]'" in problem for problem in setup.problems)
@@ -660,10 +714,20 @@ async def main():
 trio.run(main)
 shutdown_telemetry()
 """
-    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console",
-           "OTEL_SERVICE_NAME": "demo"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True, timeout=60)
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_SERVICE_NAME": "demo",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "('console',) ('console',) ()"
     decoder = json.JSONDecoder()
     documents, text = [], out.stderr
@@ -699,12 +763,22 @@ async def test_engine_run_with_failures_and_retries_traces_and_counts_them(
 ) -> None:
     """Parallel steps, retries and a failure: span tree, retry spans, counters and histogram."""
     workflow = {
-        "schema_version": "1.0", "name": "known", "fail_fast": False,
+        "schema_version": "1.0",
+        "name": "known",
+        "fail_fast": False,
         "steps": [
-            {"id": "flaky", "agent": {"id": "fail", "config": {"times": 2}}, "input": 1,
-             "policy": {"retry": {"max_attempts": 3, "initial_delay": 1.0, "jitter": "none"}}},
-            {"id": "broken", "agent": "fail", "input": 2,
-             "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.5, "jitter": "none"}}},
+            {
+                "id": "flaky",
+                "agent": {"id": "fail", "config": {"times": 2}},
+                "input": 1,
+                "policy": {"retry": {"max_attempts": 3, "initial_delay": 1.0, "jitter": "none"}},
+            },
+            {
+                "id": "broken",
+                "agent": "fail",
+                "input": 2,
+                "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.5, "jitter": "none"}},
+            },
             {"id": "fine", "agent": "echo", "input": 3},
         ],
     }
@@ -720,11 +794,14 @@ async def test_engine_run_with_failures_and_retries_traces_and_counts_them(
         assert span.attributes is not None
         by_step.setdefault(str(span.attributes["step.id"]), []).append(span)
     assert {step: len(spans) for step, spans in by_step.items()} == {
-        "flaky": 3, "broken": 2, "fine": 1,
+        "flaky": 3,
+        "broken": 2,
+        "fine": 1,
     }
     assert all(parent_id(span) == execution.context.span_id for span in attempts)
     outcomes = sorted(
-        str(span.attributes["attempt.outcome"]) for span in by_step["flaky"]  # type: ignore[index]
+        str(span.attributes["attempt.outcome"])  # type: ignore[index]
+        for span in by_step["flaky"]
     )
     assert outcomes == ["failed", "failed", "succeeded"]
     retries = otel.named("resilience.retry")

@@ -15,7 +15,9 @@ from orchestr8.testing import FakeAnthropic
 from orchestr8.testing._anthropic import FAKE_API_KEY
 
 MESSAGE: dict[str, Any] = {
-    "model": "claude-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]
+    "model": "claude-test",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "hi"}],
 }
 
 
@@ -59,8 +61,14 @@ async def test_streamed_text_has_the_real_event_sequence() -> None:
     assert response.headers["content-type"] == "text/event-stream"
     events = sse_events(response.content)
     assert [name for name, _ in events] == [
-        "message_start", "ping", "content_block_start", "content_block_delta",
-        "content_block_delta", "content_block_delta", "content_block_stop", "message_delta",
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
         "message_stop",
     ]
     assert all(name == data["type"] for name, data in events)
@@ -87,7 +95,8 @@ async def test_streamed_tool_use_sends_input_json_deltas() -> None:
         {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}},
     ]
     partial = "".join(
-        data["delta"]["partial_json"] for name, data in events
+        data["delta"]["partial_json"]
+        for name, data in events
         if name == "content_block_delta" and data["delta"]["type"] == "input_json_delta"
     )
     assert json.loads(partial) == {"query": "bees"}
@@ -124,15 +133,31 @@ async def test_stream_delay_spaces_events_on_the_trio_clock(
 @pytest.mark.parametrize(
     ("script", "status", "error_type", "sdk_error"),
     [
-        (lambda fake: fake.reply_rate_limited(retry_after=7), 429, "rate_limit_error",
-         anthropic.RateLimitError),
-        (lambda fake: fake.reply_overloaded(), 529, "overloaded_error",
-         anthropic.InternalServerError),
+        (
+            lambda fake: fake.reply_rate_limited(retry_after=7),
+            429,
+            "rate_limit_error",
+            anthropic.RateLimitError,
+        ),
+        (
+            lambda fake: fake.reply_overloaded(),
+            529,
+            "overloaded_error",
+            anthropic.InternalServerError,
+        ),
         (lambda fake: fake.reply_server_error(), 500, "api_error", anthropic.InternalServerError),
-        (lambda fake: fake.reply_bad_request("max_tokens: too big"), 400,
-         "invalid_request_error", anthropic.BadRequestError),
-        (lambda fake: fake.reply_unauthorized(), 401, "authentication_error",
-         anthropic.AuthenticationError),
+        (
+            lambda fake: fake.reply_bad_request("max_tokens: too big"),
+            400,
+            "invalid_request_error",
+            anthropic.BadRequestError,
+        ),
+        (
+            lambda fake: fake.reply_unauthorized(),
+            401,
+            "authentication_error",
+            anthropic.AuthenticationError,
+        ),
     ],
 )
 async def test_errors_have_the_api_shape(
@@ -162,8 +187,10 @@ async def test_stream_error_arrives_after_the_text() -> None:
     fake = FakeAnthropic()
     fake.reply_stream_error("overloaded_error", "Overloaded", text="partial")
     events = sse_events((await post(fake, {**MESSAGE, "stream": True})).content)
-    assert events[-1] == ("error", {"type": "error", "error": {
-        "type": "overloaded_error", "message": "Overloaded"}})
+    assert events[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
     assert "message_stop" not in [name for name, _ in events]
 
 
@@ -216,8 +243,9 @@ async def test_serve_answers_over_loopback_http_without_recording_the_key() -> N
     fake.reply_rate_limited(retry_after=3)
     async with fake.serve() as base_url:
         assert base_url.startswith("http://127.0.0.1:")
-        client = anthropic.AsyncAnthropic(api_key="sk-ant-secret-9", base_url=base_url,
-                                          max_retries=0, timeout=10)
+        client = anthropic.AsyncAnthropic(
+            api_key="sk-ant-secret-9", base_url=base_url, max_retries=0, timeout=10
+        )
         async with client.messages.stream(**MESSAGE) as stream:
             text = await stream.get_final_text()
         with pytest.raises(anthropic.RateLimitError) as caught:

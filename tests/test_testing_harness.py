@@ -59,7 +59,9 @@ async def test_run_agent_builds_the_class_and_captures_progress_and_usage() -> N
     """An Agent subclass is built from the config; progress and usage are recorded in order."""
     run = await run_agent(Reporter, "hi", config={"suffix": "!"})
     assert run.output == {
-        "text": "hi!", "step": "test-step", "attempt": 1,
+        "text": "hi!",
+        "step": "test-step",
+        "attempt": 1,
         "agent": f"{__name__}:Reporter",
     }
     assert run.progress == [{"stage": "start"}]
@@ -189,7 +191,9 @@ async def test_workflow_run_selects_events_by_type_and_step() -> None:
     # Independent steps run at once, so they may finish in either order.
     assert sorted(str(event.step_id) for event in run.of_type("step.succeeded")) == ["a", "b"]
     assert [event.type for event in run.of_type(step_id="b")] == [
-        "step.started", "attempt.started", "step.succeeded",
+        "step.started",
+        "attempt.started",
+        "step.succeeded",
     ]
 
 
@@ -197,10 +201,16 @@ async def test_run_workflow_for_test_runs_retries_on_the_mock_clock(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Under MockClock the backoff takes no real time, and `elapsed` is exact."""
-    run = await run_workflow_for_test(workflow(
-        {"id": "flaky", "agent": {"id": "fail", "config": {"times": 2}}, "input": "ok",
-         "policy": RETRY_TWICE},
-    ))
+    run = await run_workflow_for_test(
+        workflow(
+            {
+                "id": "flaky",
+                "agent": {"id": "fail", "config": {"times": 2}},
+                "input": "ok",
+                "policy": RETRY_TWICE,
+            },
+        )
+    )
     assert run.result.output == {"flaky": "ok"}
     assert run.result.steps["flaky"].attempts == 3
     assert [event.data["delay"] for event in run.of_type("retry.scheduled")] == [1.0, 2.0]
@@ -209,10 +219,14 @@ async def test_run_workflow_for_test_runs_retries_on_the_mock_clock(
 
 async def test_run_workflow_for_test_seeds_the_jitter() -> None:
     """The default seed makes jittered backoff repeat exactly from run to run."""
-    document = workflow({
-        "id": "flaky", "agent": {"id": "fail", "config": {"times": 2}}, "input": "ok",
-        "policy": {"retry": {"max_attempts": 3, "initial_delay": 0.001, "jitter": "full"}},
-    })
+    document = workflow(
+        {
+            "id": "flaky",
+            "agent": {"id": "fail", "config": {"times": 2}},
+            "input": "ok",
+            "policy": {"retry": {"max_attempts": 3, "initial_delay": 0.001, "jitter": "full"}},
+        }
+    )
     first = await run_workflow_for_test(document)
     second = await run_workflow_for_test(document)
     delays = [event.data["delay"] for event in first.of_type("retry.scheduled")]
@@ -223,9 +237,11 @@ async def test_run_workflow_for_test_reports_failures_and_timeouts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A failing step and an execution timeout come back as results, not exceptions."""
-    failed = await run_workflow_for_test(workflow(
-        {"id": "broken", "agent": {"id": "fail", "config": {"retryable": False}}, "input": 1},
-    ))
+    failed = await run_workflow_for_test(
+        workflow(
+            {"id": "broken", "agent": {"id": "fail", "config": {"retryable": False}}, "input": 1},
+        )
+    )
     assert failed.result.status is orchestr8.ExecutionStatus.FAILED
     assert failed.of_type("step.failed")[0].step_id == "broken"
     slow = await run_workflow_for_test(
@@ -254,7 +270,8 @@ async def test_capture_events_records_what_the_runtime_publishes() -> None:
     assert captured.of_type(execution_id=first.execution_id) == journal
     assert captured.types(second.execution_id)[-1] == "execution.succeeded"
     assert {event.execution_id for event in captured.of_type("execution.started")} == {
-        first.execution_id, second.execution_id,
+        first.execution_id,
+        second.execution_id,
     }
 
 

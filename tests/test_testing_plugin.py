@@ -33,16 +33,19 @@ def test_loading_the_plugin_imports_nothing_heavy() -> None:
         "{'trio', 'httpx', 'httpx2', 'anthropic', 'quart', 'attrs', 'cattrs'} "
         "or m.startswith(('orchestr8.', 'actors'))))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [
-        "['orchestr8._version',", "'orchestr8.testing',", "'orchestr8.testing._plugin']",
+        "['orchestr8._version',",
+        "'orchestr8.testing',",
+        "'orchestr8.testing._plugin']",
     ]
 
 
 def test_runtime_fixtures_run_a_workflow_and_capture_its_events(pytester: pytest.Pytester) -> None:
     """`orchestr8_runtime` runs workflows; `captured_events` sees their events."""
-    result = run_inner(pytester, '''
+    result = run_inner(
+        pytester,
+        """
         WORKFLOW = {"schema_version": "1.0", "name": "w",
                     "steps": [{"id": "a", "agent": "echo", "input": 1}]}
 
@@ -53,13 +56,16 @@ def test_runtime_fixtures_run_a_workflow_and_capture_its_events(pytester: pytest
             assert captured_events.types()[0] == "execution.started"
             assert captured_events.types()[-1] == "execution.succeeded"
             assert orchestr8_runtime.journal.path is None
-    ''')
+    """,
+    )
     result.assert_outcomes(passed=1)
 
 
 def test_helper_fixtures_use_the_overridable_agents(pytester: pytest.Pytester) -> None:
     """`run_agent` and `run_workflow` resolve ids in `orchestr8_agents`, which a test overrides."""
-    result = run_inner(pytester, '''
+    result = run_inner(
+        pytester,
+        """
         import pytest
 
         async def double(input):
@@ -81,13 +87,16 @@ def test_helper_fixtures_use_the_overridable_agents(pytester: pytest.Pytester) -
             assert result.output == 8
             assert events[-1].type == "execution.succeeded"
             assert orchestr8_runtime.registry.exists("double")
-    ''')
+    """,
+    )
     result.assert_outcomes(passed=2)
 
 
 def test_fixtures_work_on_the_mock_clock(pytester: pytest.Pytester) -> None:
     """With `autojump_clock`, a minute of `sleep` steps takes no real time."""
-    result = run_inner(pytester, '''
+    result = run_inner(
+        pytester,
+        """
         import trio
 
         async def test_sleepy(run_workflow, autojump_clock):
@@ -99,11 +108,13 @@ def test_fixtures_work_on_the_mock_clock(pytester: pytest.Pytester) -> None:
             assert run.result.succeeded
             assert run.events[-1].elapsed == 60.0
             assert trio.current_time() == 60.0
-    ''', "--durations=1")
+    """,
+        "--durations=1",
+    )
     result.assert_outcomes(passed=1)
 
 
-LLM_WORKFLOW_TEST = '''
+LLM_WORKFLOW_TEST = """
     WORKFLOW = {{
         "schema_version": "1.0", "name": "w",
         "steps": [{{"id": "ask", "input": {{}},
@@ -116,7 +127,7 @@ LLM_WORKFLOW_TEST = '''
         {script}
         result, _ = await run_workflow(WORKFLOW)
         {check}
-'''
+"""
 
 
 def test_fake_anthropic_answers_the_llm_agent(
@@ -124,19 +135,25 @@ def test_fake_anthropic_answers_the_llm_agent(
 ) -> None:
     """The `llm` agent in a workflow talks to the scripted fake, with no API key."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    result = run_inner(pytester, LLM_WORKFLOW_TEST.format(
-        script='fake_anthropic.reply_text("Hello from the fake")',
-        check='assert result.output == "Hello from the fake"',
-    ))
+    result = run_inner(
+        pytester,
+        LLM_WORKFLOW_TEST.format(
+            script='fake_anthropic.reply_text("Hello from the fake")',
+            check='assert result.output == "Hello from the fake"',
+        ),
+    )
     result.assert_outcomes(passed=1)
 
 
 def test_fake_anthropic_fails_the_test_on_an_unused_reply(pytester: pytest.Pytester) -> None:
     """A scripted reply nobody requested fails the test when it ends."""
-    result = run_inner(pytester, '''
+    result = run_inner(
+        pytester,
+        """
         async def test_forgot_to_call(fake_anthropic):
             fake_anthropic.reply_text("never asked for")
-    ''')
+    """,
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*scripted reply never requested*"])
 
@@ -145,8 +162,12 @@ def test_fake_anthropic_fails_the_test_on_an_unscripted_request(
     pytester: pytest.Pytester,
 ) -> None:
     """A request the script did not expect fails the test, even if the workflow shrugged."""
-    result = run_inner(pytester, LLM_WORKFLOW_TEST.format(
-        script="pass", check="assert not result.succeeded",
-    ))
+    result = run_inner(
+        pytester,
+        LLM_WORKFLOW_TEST.format(
+            script="pass",
+            check="assert not result.succeeded",
+        ),
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*unexpected request *POST /v1/messages*"])

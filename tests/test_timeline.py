@@ -25,8 +25,11 @@ def events(*specs: tuple[Any, ...]) -> list[Event]:
 
 
 def ok(step: str, start: float, end: float, attempt: int = 1) -> list[tuple[Any, ...]]:
-    return [(start, "step.started", step), (start, "attempt.started", step, attempt),
-            (end, "step.succeeded", step, attempt)]
+    return [
+        (start, "step.started", step),
+        (start, "attempt.started", step, attempt),
+        (end, "step.succeeded", step, attempt),
+    ]
 
 
 def chart(text: str) -> str:
@@ -37,8 +40,11 @@ def chart(text: str) -> str:
 
 
 SEQUENTIAL = events(
-    (0.0, "execution.started"), *ok("fetch", 0.0, 1.0), *ok("parse", 1.0, 1.5),
-    *ok("store", 1.5, 2.0), (2.0, "execution.succeeded"),
+    (0.0, "execution.started"),
+    *ok("fetch", 0.0, 1.0),
+    *ok("parse", 1.0, 1.5),
+    *ok("store", 1.5, 2.0),
+    (2.0, "execution.succeeded"),
 )
 
 
@@ -57,10 +63,14 @@ def test_sequential() -> None:
 def test_parallel_steps_overlap() -> None:
     parallel = events(
         (0.0, "execution.started"),
-        (0.0, "step.started", "a"), (0.0, "attempt.started", "a", 1),
-        (0.0, "step.started", "b"), (0.0, "attempt.started", "b", 1),
-        (1.0, "step.succeeded", "a", 1), (2.0, "step.succeeded", "b", 1),
-        *ok("join", 2.0, 3.0), (3.0, "execution.succeeded"),
+        (0.0, "step.started", "a"),
+        (0.0, "attempt.started", "a", 1),
+        (0.0, "step.started", "b"),
+        (0.0, "attempt.started", "b", 1),
+        (1.0, "step.succeeded", "a", 1),
+        (2.0, "step.succeeded", "b", 1),
+        *ok("join", 2.0, 3.0),
+        (3.0, "execution.succeeded"),
     )
     assert render_timeline(parallel, width=60) == chart("""
         step  0s    0.5s  1s    1.5s  2s    2.5s     total 3.00s
@@ -75,13 +85,18 @@ def test_parallel_steps_overlap() -> None:
 
 def test_retries_waits_rejections_and_a_failed_step() -> None:
     retried = events(
-        (0.0, "execution.started"), (0.0, "step.started", "call"),
-        (0.0, "attempt.started", "call", 1), (1.0, "attempt.failed", "call", 1),
+        (0.0, "execution.started"),
+        (0.0, "step.started", "call"),
+        (0.0, "attempt.started", "call", 1),
+        (1.0, "attempt.failed", "call", 1),
         (1.0, "retry.scheduled", "call", 1, {"delay": 1.0}),
-        (2.0, "attempt.started", "call", 2), (3.0, "attempt.failed", "call", 2),
+        (2.0, "attempt.started", "call", 2),
+        (3.0, "attempt.failed", "call", 2),
         (3.0, "retry.scheduled", "call", 2, {"delay": 2.0}),
-        (5.0, "breaker.rejected", "call", 3), (5.0, "step.failed", "call", 3),
-        (5.0, "step.skipped", "after"), (5.0, "execution.failed"),
+        (5.0, "breaker.rejected", "call", 3),
+        (5.0, "step.failed", "call", 3),
+        (5.0, "step.skipped", "after"),
+        (5.0, "execution.failed"),
     )
     assert render_timeline(retried, width=60) == chart("""
         step   0s   1s   2s   3s   4s      total 5.00s
@@ -95,11 +110,15 @@ def test_retries_waits_rejections_and_a_failed_step() -> None:
 
 def test_a_resumed_execution_is_one_chart() -> None:
     resumed = events(
-        (0.0, "execution.started"), *ok("one", 0.0, 1.0),
-        (1.0, "step.started", "two"), (1.0, "attempt.started", "two", 1),
+        (0.0, "execution.started"),
+        *ok("one", 0.0, 1.0),
+        (1.0, "step.started", "two"),
+        (1.0, "attempt.started", "two", 1),
         (1.5, "step.progress", "two", 1),
-        (1.5, "execution.resumed"), (1.5, "step.started", "two"),
-        (1.5, "attempt.started", "two", 1), (3.0, "step.succeeded", "two", 1),
+        (1.5, "execution.resumed"),
+        (1.5, "step.started", "two"),
+        (1.5, "attempt.started", "two", 1),
+        (3.0, "step.succeeded", "two", 1),
         (3.0, "execution.succeeded"),
     )
     assert render_timeline(resumed, width=60) == chart("""
@@ -115,9 +134,14 @@ def test_a_resumed_execution_is_one_chart() -> None:
 
 def test_a_running_execution_and_a_pending_wait() -> None:
     running = events(
-        (0.0, "execution.started"), (0.0, "step.started", "x"), (0.0, "attempt.started", "x", 1),
-        (1.0, "attempt.failed", "x", 1), (1.0, "retry.scheduled", "x", 1, {"delay": 30.0}),
-        (0.5, "step.started", "y"), (0.5, "attempt.started", "y", 1), (2.0, "step.progress", "y"),
+        (0.0, "execution.started"),
+        (0.0, "step.started", "x"),
+        (0.0, "attempt.started", "x", 1),
+        (1.0, "attempt.failed", "x", 1),
+        (1.0, "retry.scheduled", "x", 1, {"delay": 30.0}),
+        (0.5, "step.started", "y"),
+        (0.5, "attempt.started", "y", 1),
+        (2.0, "step.progress", "y"),
     )
     text = render_timeline(running, width=50)
     x_row, y_row = text.splitlines()[2:4]
@@ -131,9 +155,14 @@ def test_a_running_execution_and_a_pending_wait() -> None:
 def test_an_interrupted_execution_ends_its_open_attempts_as_interrupted() -> None:
     """With `interrupted`, what was running or waiting to retry is drawn and named interrupted."""
     died = events(
-        (0.0, "execution.started"), (0.0, "step.started", "x"), (0.0, "attempt.started", "x", 1),
-        (1.0, "attempt.failed", "x", 1), (1.0, "retry.scheduled", "x", 1, {"delay": 30.0}),
-        (0.5, "step.started", "y"), (0.5, "attempt.started", "y", 1), (2.0, "step.progress", "y"),
+        (0.0, "execution.started"),
+        (0.0, "step.started", "x"),
+        (0.0, "attempt.started", "x", 1),
+        (1.0, "attempt.failed", "x", 1),
+        (1.0, "retry.scheduled", "x", 1, {"delay": 30.0}),
+        (0.5, "step.started", "y"),
+        (0.5, "attempt.started", "y", 1),
+        (2.0, "step.progress", "y"),
     )
     text = render_timeline(died, width=50, interrupted=True)
     x_row, y_row = text.splitlines()[2:4]
@@ -144,8 +173,7 @@ def test_an_interrupted_execution_ends_its_open_attempts_as_interrupted() -> Non
 
 
 def test_one_zero_duration_step() -> None:
-    single = events((0.0, "execution.started"), *ok("only", 0.0, 0.0),
-                    (0.0, "execution.succeeded"))
+    single = events((0.0, "execution.started"), *ok("only", 0.0, 0.0), (0.0, "execution.succeeded"))
     lines = render_timeline(single, width=40).splitlines()
     assert lines[0].startswith("step  0s")
     assert lines[2].split() == ["only", "=", "succeeded", "0.00s"]
@@ -201,9 +229,13 @@ def test_events_out_of_order_and_no_events() -> None:
 
 def test_a_wait_lasts_until_the_next_attempt_starts() -> None:
     late = events(
-        (0.0, "execution.started"), (0.0, "step.started", "s"), (0.0, "attempt.started", "s", 1),
-        (1.0, "attempt.failed", "s", 1), (1.0, "retry.scheduled", "s", 1, {"delay": 0.5}),
-        (3.0, "attempt.started", "s", 2), (4.0, "step.succeeded", "s", 2),
+        (0.0, "execution.started"),
+        (0.0, "step.started", "s"),
+        (0.0, "attempt.started", "s", 1),
+        (1.0, "attempt.failed", "s", 1),
+        (1.0, "retry.scheduled", "s", 1, {"delay": 0.5}),
+        (3.0, "attempt.started", "s", 2),
+        (4.0, "step.succeeded", "s", 2),
     )
     bar = render_timeline(late, width=60).splitlines()[2].split()[1]
     assert bar == "x" * 6 + "." * 12 + "=" * 6  # 6 columns a second: the wait is 2 s, not 0.5

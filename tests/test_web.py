@@ -45,11 +45,20 @@ SLEEP = {
 FAIL = {
     "schema_version": "1.0",
     "name": "boom",
-    "steps": [{
-        "id": "boom", "agent": {"id": "fail", "config": {"message": "nope"}},
-        "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "max_delay": 0.01,
-                             "jitter": "none"}},
-    }],
+    "steps": [
+        {
+            "id": "boom",
+            "agent": {"id": "fail", "config": {"message": "nope"}},
+            "policy": {
+                "retry": {
+                    "max_attempts": 2,
+                    "initial_delay": 0.01,
+                    "max_delay": 0.01,
+                    "jitter": "none",
+                }
+            },
+        }
+    ],
 }
 FAN_OUT = {
     "schema_version": "1.0",
@@ -62,8 +71,10 @@ BURST = {
     "name": "burst",
     "steps": [
         {"id": "wait", "agent": "sleep", "input": {"seconds": 0.2}},
-        *({"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
-          for index in range(40)),
+        *(
+            {"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
+            for index in range(40)
+        ),
     ],
 }
 
@@ -110,8 +121,9 @@ async def problem(response: Any, status: int) -> dict[str, Any]:
 
 async def refused(client: Client, path: str) -> Any:
     """Open a WebSocket that the server must refuse; return the HTTP response it sent instead."""
-    with pytest.RaisesGroup(WebsocketResponseError, allow_unwrapped=True,
-                            flatten_subgroups=True) as caught:
+    with pytest.RaisesGroup(
+        WebsocketResponseError, allow_unwrapped=True, flatten_subgroups=True
+    ) as caught:
         async with client.websocket(path) as socket:
             await socket.receive()
     error: Any = caught.value
@@ -165,15 +177,19 @@ async def test_execution_detail_reports_timing_output_and_every_step(
     assert detail["started_at"] <= detail["finished_at"]
     assert detail["duration"] >= 0
     assert detail["error"] is None
-    assert detail["steps"] == {"greet": {"status": "succeeded", "attempts": 1,
-                                         "duration": detail["steps"]["greet"]["duration"],
-                                         "output": {"hello": "Ada"}, "error": None}}
+    assert detail["steps"] == {
+        "greet": {
+            "status": "succeeded",
+            "attempts": 1,
+            "duration": detail["steps"]["greet"]["duration"],
+            "output": {"hello": "Ada"},
+            "error": None,
+        }
+    }
     assert detail["last_seq"] >= 5
 
 
-async def test_failed_step_reports_its_attempts_and_error(
-    client: Client, runtime: Runtime
-) -> None:
+async def test_failed_step_reports_its_attempts_and_error(client: Client, runtime: Runtime) -> None:
     """A step that failed for good shows its attempts and error, and so does the execution."""
     execution_id = await start(client, FAIL)
     await finish(runtime, execution_id)
@@ -184,9 +200,7 @@ async def test_failed_step_reports_its_attempts_and_error(
     assert (step["status"], step["attempts"], step["error"]["message"]) == ("failed", 2, "nope")
 
 
-async def test_timeout_in_the_body_bounds_the_execution(
-    client: Client, runtime: Runtime
-) -> None:
+async def test_timeout_in_the_body_bounds_the_execution(client: Client, runtime: Runtime) -> None:
     """`timeout` in the body overrides the workflow's: a 30 s nap fails after 0.1 s."""
     execution_id = await start(client, SLEEP, timeout=0.1)
     await finish(runtime, execution_id)
@@ -218,8 +232,9 @@ async def test_concurrent_requests_with_one_idempotency_key_start_one_execution(
     ids: list[str] = []
 
     async def post() -> None:
-        response = await client.post("/workflows/execute", json={"workflow": SLEEP},
-                                     headers={"Idempotency-Key": "race"})
+        response = await client.post(
+            "/workflows/execute", json={"workflow": SLEEP}, headers={"Idempotency-Key": "race"}
+        )
         ids.append((await response.get_json())["execution_id"])
 
     async with trio.open_nursery() as nursery:
@@ -235,11 +250,13 @@ async def test_idempotency_key_reused_with_different_inputs_is_422(
 ) -> None:
     """Reusing an Idempotency-Key for a different request is refused, naming the execution."""
     headers = {"Idempotency-Key": "k1"}
-    first = await client.post("/workflows/execute", json={"workflow": ECHO,
-                              "inputs": {"who": "Ada"}}, headers=headers)
+    first = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Ada"}}, headers=headers
+    )
     execution_id = (await first.get_json())["execution_id"]
-    second = await client.post("/workflows/execute", json={"workflow": ECHO,
-                               "inputs": {"who": "Bob"}}, headers=headers)
+    second = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Bob"}}, headers=headers
+    )
     document = await problem(second, 422)
     assert document["type"] == "urn:orchestr8:problem:idempotency-key-reused"
     assert execution_id in document["detail"]
@@ -248,8 +265,11 @@ async def test_idempotency_key_reused_with_different_inputs_is_422(
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])
 async def test_malformed_idempotency_key_is_400(client: Client, key: str) -> None:
     """An Idempotency-Key that is empty, too long or not visible ASCII is a 400 problem."""
-    response = await client.post("/workflows/execute", json={"workflow": ECHO, "inputs":
-                                 {"who": "x"}}, headers={"Idempotency-Key": key})
+    response = await client.post(
+        "/workflows/execute",
+        json={"workflow": ECHO, "inputs": {"who": "x"}},
+        headers={"Idempotency-Key": key},
+    )
     assert (await problem(response, 400))["type"] == "urn:orchestr8:problem:invalid-header"
 
 
@@ -258,9 +278,11 @@ async def test_malformed_idempotency_key_is_400(client: Client, key: str) -> Non
 
 def golden_cases() -> list[Any]:
     return [
-        pytest.param(path.read_text(encoding="utf-8"),
-                     path.with_suffix(".expected").read_text(encoding="utf-8").splitlines(),
-                     id=path.stem)
+        pytest.param(
+            path.read_text(encoding="utf-8"),
+            path.with_suffix(".expected").read_text(encoding="utf-8").splitlines(),
+            id=path.stem,
+        )
         for path in sorted(GOLDEN.glob("*.json"))
     ]
 
@@ -270,8 +292,11 @@ async def test_invalid_workflows_report_the_messages_of_validate_under_dollar_wo
     client: Client, text: str, expected: list[str]
 ) -> None:
     """Each golden broken workflow gives its `orchestr8 validate` lines, paths under $.workflow."""
-    response = await client.post("/workflows/execute", data=f'{{"workflow": {text}}}',
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute",
+        data=f'{{"workflow": {text}}}',
+        headers={"Content-Type": "application/json"},
+    )
     if expected[0].startswith("$: invalid JSON") or "is not valid JSON" in expected[0]:
         assert (await problem(response, 400))["type"] == "urn:orchestr8:problem:invalid-json"
         return
@@ -282,12 +307,14 @@ async def test_invalid_workflows_report_the_messages_of_validate_under_dollar_wo
 
 async def test_invalid_inputs_are_422_with_paths_under_inputs(client: Client) -> None:
     """Inputs that do not fit the workflow's schema are a 422 listing problems under $.inputs."""
-    response = await client.post("/workflows/execute", json={"workflow": ECHO,
-                                 "inputs": {"who": 7}})
+    response = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": 7}}
+    )
     document = await problem(response, 422)
     assert document["type"] == "urn:orchestr8:problem:invalid-inputs"
-    assert document["errors"] == [{"path": "$.inputs.who",
-                                   "message": "expected a string, got an integer"}]
+    assert document["errors"] == [
+        {"path": "$.inputs.who", "message": "expected a string, got an integer"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -298,13 +325,21 @@ async def test_invalid_inputs_are_422_with_paths_under_inputs(client: Client) ->
         ({"workflow": ECHO, "input": {}}, ["$: unknown key 'input' (did you mean 'inputs'?)"]),
         ({"workflow": "x.json"}, ["$.workflow: expected an object, got a string"]),
         ({"workflow": ECHO, "inputs": [1]}, ["$.inputs: expected an object, got an array"]),
-        ({"workflow": ECHO, "timeout": -1}, ["$.timeout: expected a number of seconds above 0, "
-                                             "got -1"]),
-        ({"workflow": ECHO, "correlation_id": 5},
-         ["$.correlation_id: expected 1 to 200 printable ASCII characters, not starting or ending "
-          "with a space (it is sent back in the X-Correlation-ID header), got 5"]),
-        ({"workflow": ECHO, "timeout": 10**400},
-         [f"$.timeout: expected a number of seconds above 0, got {str(10**400)[:40]}"]),
+        (
+            {"workflow": ECHO, "timeout": -1},
+            ["$.timeout: expected a number of seconds above 0, got -1"],
+        ),
+        (
+            {"workflow": ECHO, "correlation_id": 5},
+            [
+                "$.correlation_id: expected 1 to 200 printable ASCII characters, not starting "
+                "or ending with a space (it is sent back in the X-Correlation-ID header), got 5"
+            ],
+        ),
+        (
+            {"workflow": ECHO, "timeout": 10**400},
+            [f"$.timeout: expected a number of seconds above 0, got {str(10**400)[:40]}"],
+        ),
     ],
 )
 async def test_request_shape_problems_are_422_with_every_problem(
@@ -319,8 +354,9 @@ async def test_request_shape_problems_are_422_with_every_problem(
 async def test_a_string_that_is_not_text_is_a_400_naming_its_path(client: Client) -> None:
     """`"\\ud800"` is valid JSON but not text, which no journal can store: refused, not run."""
     body = json.dumps({"workflow": ECHO, "correlation_id": "x\ud800"})
-    response = await client.post("/workflows/execute", data=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     document = await problem(response, 400)
     assert document["detail"] == (
         "invalid JSON at $.correlation_id: a string holds an unpaired surrogate escape, which "
@@ -331,8 +367,9 @@ async def test_a_string_that_is_not_text_is_a_400_naming_its_path(client: Client
 async def test_duplicate_keys_anywhere_in_the_body_are_422(client: Client) -> None:
     """Duplicate keys are reported where they are, as `validate` reports them in a file."""
     body = '{"workflow": {}, "workflow": {}, "inputs": {"who": "a", "who": "b"}}'
-    response = await client.post("/workflows/execute", data=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     document = await problem(response, 422)
     assert [error["path"] for error in document["errors"]] == ["$", "$.inputs"]
 
@@ -341,13 +378,16 @@ async def test_an_integer_too_long_for_python_is_422_at_its_path(client: Client)
     """An integer of 5000 digits is named at its path in the body, not a bare parse failure."""
     digits = "9" * 5000
     body = f'{{"workflow": {json.dumps(ECHO)}, "inputs": {{"who": "x", "n": [{digits}]}}}}'
-    response = await client.post("/workflows/execute", data=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     document = await problem(response, 422)
-    assert [(error["path"], error["message"]) for error in document["errors"]] == [(
-        "$.inputs.n[0]",
-        "a number with 5000 digits is larger than any float (at most 1.7976931348623157e+308)",
-    )]
+    assert [(error["path"], error["message"]) for error in document["errors"]] == [
+        (
+            "$.inputs.n[0]",
+            "a number with 5000 digits is larger than any float (at most 1.7976931348623157e+308)",
+        )
+    ]
 
 
 @pytest.mark.parametrize(
@@ -362,8 +402,9 @@ async def test_an_integer_too_long_for_python_is_422_at_its_path(client: Client)
 )
 async def test_bad_json_is_400(client: Client, body: bytes, detail: str) -> None:
     """A body that is not valid JSON (or holds a lone surrogate) is a 400 problem saying why."""
-    response = await client.post("/workflows/execute", data=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     document = await problem(response, 400)
     assert detail in document["detail"]
 
@@ -373,33 +414,32 @@ async def test_lone_surrogate_in_inputs_is_refused_and_the_journal_keeps_working
 ) -> None:
     """A lone surrogate (which no journal can store) is refused before it reaches the journal."""
     body = b'{"workflow": {}, "inputs": {"who": "\\udc80"}}'
-    response = await client.post("/workflows/execute", data=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     await problem(response, 400)
     execution_id = await start(client, ECHO, inputs={"who": "still fine"})
     await finish(runtime, execution_id)
 
 
 @pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                     "application/json; charset=latin-1"],
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
 )
-async def test_non_json_content_type_is_415(
-    client: Client, content_type: str | None
-) -> None:
+async def test_non_json_content_type_is_415(client: Client, content_type: str | None) -> None:
     """A body that is not declared application/json (UTF-8) is a 415 problem."""
     headers = {} if content_type is None else {"Content-Type": content_type}
-    response = await client.post("/workflows/execute", data=json.dumps({"workflow": ECHO}),
-                                 headers=headers)
+    response = await client.post(
+        "/workflows/execute", data=json.dumps({"workflow": ECHO}), headers=headers
+    )
     await problem(response, 415)
 
 
-async def test_json_suffix_media_types_are_accepted(
-    client: Client, runtime: Runtime
-) -> None:
+async def test_json_suffix_media_types_are_accepted(client: Client, runtime: Runtime) -> None:
     """`application/<x>+json` bodies are JSON too."""
     response = await client.post(
-        "/workflows/execute", data=json.dumps({"workflow": ECHO, "inputs": {"who": "x"}}),
+        "/workflows/execute",
+        data=json.dumps({"workflow": ECHO, "inputs": {"who": "x"}}),
         headers={"Content-Type": "application/vnd.orchestr8+json"},
     )
     assert response.status_code == 202
@@ -408,16 +448,20 @@ async def test_json_suffix_media_types_are_accepted(
 async def test_body_over_the_limit_is_413(runtime: Runtime) -> None:
     """A body larger than `max_body` is a 413 problem, whatever it holds."""
     client = create_app(runtime, max_body=100).test_client()
-    response = await client.post("/workflows/execute", data=b"x" * 101,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute", data=b"x" * 101, headers={"Content-Type": "application/json"}
+    )
     document = await problem(response, 413)
     assert "100 bytes" in document["detail"]
 
 
 async def test_default_body_limit_is_one_mib(client: Client) -> None:
     """The default limit is 1 MiB: a body of 1 MiB + 1 byte is refused."""
-    response = await client.post("/workflows/execute", data=b" " * (1024 * 1024 + 1),
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/workflows/execute",
+        data=b" " * (1024 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+    )
     await problem(response, 413)
 
 
@@ -437,8 +481,11 @@ async def test_unknown_route_is_404(client: Client) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/executions/nope"), ("GET", "/executions/nope/journal"),
-     ("POST", "/executions/nope/cancel")],
+    [
+        ("GET", "/executions/nope"),
+        ("GET", "/executions/nope/journal"),
+        ("POST", "/executions/nope/cancel"),
+    ],
 )
 async def test_unknown_execution_is_404(client: Client, method: str, path: str) -> None:
     """Reading or cancelling an unknown execution is a 404 problem of its own type."""
@@ -449,7 +496,9 @@ async def test_unknown_execution_is_404(client: Client, method: str, path: str) 
 
 
 async def test_unexpected_error_is_a_500_problem_without_internals(
-    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch,
+    client: Client,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A bug answers a 500 problem without traceback or message, and is logged for operators."""
@@ -515,7 +564,8 @@ async def test_an_unfinished_execution_no_process_runs_reads_as_interrupted(
         assert (await (await client.get(f"/executions/{live}")).get_json())["status"] == "running"
         listed = await (await client.get("/executions")).get_json()
         assert {item["execution_id"]: item["status"] for item in listed["items"]} == {
-            "orphan-3": "interrupted", live: "running",
+            "orphan-3": "interrupted",
+            live: "running",
         }
         for status, expected in (("interrupted", ["orphan-3"]), ("running", [live])):
             page = await (await client.get(f"/executions?status={status}")).get_json()
@@ -524,12 +574,15 @@ async def test_an_unfinished_execution_no_process_runs_reads_as_interrupted(
 
 @pytest.mark.parametrize(
     ("query", "name"),
-    [("status=done", "status"), ("limit=0", "limit"), ("limit=501", "limit"),
-     ("limit=ten", "limit"), ("cursor=zzz", "cursor")],
+    [
+        ("status=done", "status"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=zzz", "cursor"),
+    ],
 )
-async def test_bad_list_parameters_are_400(
-    client: Client, query: str, name: str
-) -> None:
+async def test_bad_list_parameters_are_400(client: Client, query: str, name: str) -> None:
     """A bad status, limit or cursor is a 400 problem naming the parameter."""
     document = await problem(await client.get(f"/executions?{query}"), 400)
     assert document["errors"][0]["path"] == name
@@ -544,8 +597,9 @@ async def test_journal_pages_events_in_seq_order_with_the_next_cursor(
     seqs: list[int] = []
     after = 0
     while True:
-        page = await (await client.get(f"/executions/{execution_id}/journal?after={after}"
-                                       "&limit=2")).get_json()
+        page = await (
+            await client.get(f"/executions/{execution_id}/journal?after={after}&limit=2")
+        ).get_json()
         seqs += [event["seq"] for event in page["events"]]
         after = page["next_after"]
         if not page["has_more"]:
@@ -556,11 +610,19 @@ async def test_journal_pages_events_in_seq_order_with_the_next_cursor(
 
 
 @pytest.mark.parametrize(
-    "query", ["after=-1", "after=x", "after=--5", "after=1e3", "after=" + "9" * 30, "limit=0",
-              "limit=1001", "limit=%C2%B2"],
+    "query",
+    [
+        "after=-1",
+        "after=x",
+        "after=--5",
+        "after=1e3",
+        "after=" + "9" * 30,
+        "limit=0",
+        "limit=1001",
+        "limit=%C2%B2",
+    ],
 )
-async def test_bad_journal_parameters_are_400(client: Client, runtime: Runtime,
-                                              query: str) -> None:
+async def test_bad_journal_parameters_are_400(client: Client, runtime: Runtime, query: str) -> None:
     """A negative or non-integer `after`, or a `limit` out of range, is a 400 problem."""
     execution_id = await start(client, ECHO, inputs={"who": "x"})
     await problem(await client.get(f"/executions/{execution_id}/journal?{query}"), 400)
@@ -634,8 +696,9 @@ async def orphan(runtime: Runtime, execution_id: str) -> None:
     await runtime.journal.create_execution(
         ExecutionRecord(execution_id=execution_id, workflow_name="ghost", workflow=SLEEP)
     )
-    await runtime.journal.append(Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0,
-                                       "execution.started"))
+    await runtime.journal.append(
+        Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
+    )
     await runtime.journal.flush()
 
 
@@ -677,20 +740,24 @@ async def test_health_is_degraded_with_the_reason_while_the_journal_failed(
     runtime: Runtime, client: Client
 ) -> None:
     """A failed journal makes /health 503 `degraded`, naming the failure; reopened, it is ok."""
-    await runtime.journal.append(Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0,
-                                       "step.progress", None, None, {}))
+    await runtime.journal.append(
+        Event("ghost", 1, "2025-01-01T00:00:00.000Z", 0.0, "step.progress", None, None, {})
+    )
     with pytest.raises(JournalError):
         await runtime.journal.flush()
     degraded = await client.get("/health")
     assert degraded.status_code == 503
     document = await degraded.get_json()
     assert document == {
-        "status": "degraded", "version": document["version"], "journal": "failed",
+        "status": "degraded",
+        "version": document["version"],
+        "journal": "failed",
         "reason": "the journal failed: event seq 1 (step.progress) of execution 'ghost': no "
-                  "such execution (record it first)",
+        "such execution (record it first)",
     }
-    response = await client.post("/workflows/execute",
-                                 json={"workflow": ECHO, "inputs": {"who": "you"}})
+    response = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "you"}}
+    )
     assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:journal-unavailable"
     await runtime.journal.reopen()
     healthy = await client.get("/health")
@@ -708,10 +775,13 @@ async def test_health_is_degraded_while_a_journal_write_is_stalled(
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(
-                    client.post, "/workflows/execute",
-                    json={"workflow": ECHO, "inputs": {"who": "you"}},
-                ))
+                nursery.start_soon(
+                    partial(
+                        client.post,
+                        "/workflows/execute",
+                        json={"workflow": ECHO, "inputs": {"who": "you"}},
+                    )
+                )
                 await trio.sleep(STALLED_AFTER + 1)
                 stalled = await client.get("/health")
                 other.execute("ROLLBACK")
@@ -723,9 +793,15 @@ async def test_health_is_degraded_while_a_journal_write_is_stalled(
         assert (await healthy.get_json())["status"] == "ok"
 
 
-ROUTES = [("GET", "/openapi.json"), ("POST", "/workflows/execute"), ("GET", "/executions"),
-          ("GET", "/executions/x"), ("GET", "/executions/x/journal"),
-          ("POST", "/executions/x/cancel"), ("GET", "/no/such/route")]
+ROUTES = [
+    ("GET", "/openapi.json"),
+    ("POST", "/workflows/execute"),
+    ("GET", "/executions"),
+    ("GET", "/executions/x"),
+    ("GET", "/executions/x/journal"),
+    ("POST", "/executions/x/cancel"),
+    ("GET", "/no/such/route"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -751,8 +827,9 @@ async def test_with_the_key_requests_pass_and_health_needs_none(
     headers = {"Authorization": f"Bearer {KEY}"}
     with caplog.at_level(logging.DEBUG):
         assert (await client.get("/health")).status_code == 200
-        response = await client.post("/workflows/execute", json={"workflow": ECHO, "inputs":
-                                     {"who": "x"}}, headers=headers)
+        response = await client.post(
+            "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "x"}}, headers=headers
+        )
         assert response.status_code == 202
         execution_id = (await response.get_json())["execution_id"]
         await finish(runtime, execution_id)
@@ -769,8 +846,9 @@ async def test_websocket_needs_the_key_too(runtime: Runtime, client: Client) -> 
     execution_id = await start(client, ECHO, inputs={"who": "x"})
     response = await refused(secured, f"/executions/{execution_id}/events")
     assert (await problem(response, 401))["type"] == "urn:orchestr8:problem:unauthorized"
-    async with secured.websocket(f"/executions/{execution_id}/events",
-                                 headers={"Authorization": f"Bearer {KEY}"}) as socket:
+    async with secured.websocket(
+        f"/executions/{execution_id}/events", headers={"Authorization": f"Bearer {KEY}"}
+    ) as socket:
         events, code = await receive_all(socket)
     assert (events[-1]["type"], code) == ("execution.succeeded", 1000)
 
@@ -898,8 +976,11 @@ async def test_refusing_a_body_unread_closes_the_connection_and_reading_it_keeps
     body = json.dumps({"workflow": ECHO, "inputs": {"who": "x"}})
 
     async def post(content_type: str, **headers: str) -> Any:
-        return await client.post("/workflows/execute", data=body, headers={
-            "Content-Type": content_type, "Content-Length": str(len(body)), **headers})
+        return await client.post(
+            "/workflows/execute",
+            data=body,
+            headers={"Content-Type": content_type, "Content-Length": str(len(body)), **headers},
+        )
 
     refused = await post("application/json")
     assert (refused.status_code, refused.headers["Connection"]) == (401, "close")
@@ -916,7 +997,8 @@ async def test_correlation_id_header_is_stored_on_the_execution_and_returned(
 ) -> None:
     """X-Correlation-ID names the execution's correlation id; every response carries one."""
     response = await client.post(
-        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Ada"}},
+        "/workflows/execute",
+        json={"workflow": ECHO, "inputs": {"who": "Ada"}},
         headers={"X-Correlation-ID": "req-17"},
     )
     assert response.status_code == 202
@@ -985,9 +1067,17 @@ async def test_idempotency_holds_for_a_workflow_whose_config_holds_a_secret(
 ) -> None:
     """The journal keeps the workflow redacted; a repeat request still matches it."""
     config = {"url": "http://127.0.0.1:9/x", "headers": {"Authorization": "Bearer abcdefgh123"}}
-    workflow = {"schema_version": "1.0", "name": "secretive",
-                "steps": [{"id": "s", "agent": {"id": "http", "config": config},
-                           "policy": {"retry": {"max_attempts": 1}}}]}
+    workflow = {
+        "schema_version": "1.0",
+        "name": "secretive",
+        "steps": [
+            {
+                "id": "s",
+                "agent": {"id": "http", "config": config},
+                "policy": {"retry": {"max_attempts": 1}},
+            }
+        ],
+    }
     headers = {"Idempotency-Key": "secret-1"}
     first = await client.post("/workflows/execute", json={"workflow": workflow}, headers=headers)
     assert first.status_code == 202, await first.get_data(as_text=True)
@@ -1002,10 +1092,19 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
     client: Client, runtime: Runtime
 ) -> None:
     """GET /metrics counts steps by workflow, step and agent, in Prometheus text format."""
-    workflow = {"schema_version": "1.0", "name": "scraped",
-                "steps": [{"id": "ok", "agent": "echo", "input": 1},
-                          {"id": "bad", "agent": "fail", "input": 2,
-                           "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01}}}]}
+    workflow = {
+        "schema_version": "1.0",
+        "name": "scraped",
+        "steps": [
+            {"id": "ok", "agent": "echo", "input": 1},
+            {
+                "id": "bad",
+                "agent": "fail",
+                "input": 2,
+                "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01}},
+            },
+        ],
+    }
     execution_id = await start(client, workflow)
     await finish(runtime, execution_id)
     response = await client.get("/metrics")
@@ -1039,11 +1138,19 @@ async def down_once(input: Any, context: AgentContext) -> Any:
 KEYED: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "keyed",
-    "inputs": {"type": "object", "properties": {"api_key": {"type": "string"}},
-               "required": ["api_key"]},
-    "steps": [{"id": "call", "agent": {"id": "python", "config": {
-        "callable": f"{__name__}:down_once"}}, "input": {"key": "${inputs.api_key}"},
-        "policy": {"retry": {"max_attempts": 1}}}],
+    "inputs": {
+        "type": "object",
+        "properties": {"api_key": {"type": "string"}},
+        "required": ["api_key"],
+    },
+    "steps": [
+        {
+            "id": "call",
+            "agent": {"id": "python", "config": {"callable": f"{__name__}:down_once"}},
+            "input": {"key": "${inputs.api_key}"},
+            "policy": {"retry": {"max_attempts": 1}},
+        }
+    ],
 }
 
 
@@ -1098,8 +1205,11 @@ async def test_a_missing_secret_makes_resume_422_naming_it(
 ) -> None:
     """`${secrets.NAME}` is resolved again on resume; unset, the problem names it."""
     monkeypatch.setenv("ORCHESTR8_SECRET_REST_TOKEN", "rest-token-value-1")
-    workflow = {**KEYED, "inputs": {"type": "object"},
-                "steps": [{**KEYED["steps"][0], "input": "${secrets.REST_TOKEN}"}]}
+    workflow = {
+        **KEYED,
+        "inputs": {"type": "object"},
+        "steps": [{**KEYED["steps"][0], "input": "${secrets.REST_TOKEN}"}],
+    }
     DOWN["call"] = 1
     execution_id = await start(client, workflow)
     await finish(runtime, execution_id)
@@ -1112,10 +1222,13 @@ async def test_a_missing_secret_makes_resume_422_naming_it(
 
 async def test_executing_a_workflow_whose_secret_is_not_set_is_422(client: Client) -> None:
     """Nothing is started; the problem names the secret and the variable to set."""
-    workflow = {**ECHO, "steps": [{"id": "greet", "agent": "echo",
-                                   "input": "${secrets.NOT_SET_ANYWHERE}"}]}
-    response = await client.post("/workflows/execute",
-                                 json={"workflow": workflow, "inputs": {"who": "x"}})
+    workflow = {
+        **ECHO,
+        "steps": [{"id": "greet", "agent": "echo", "input": "${secrets.NOT_SET_ANYWHERE}"}],
+    }
+    response = await client.post(
+        "/workflows/execute", json={"workflow": workflow, "inputs": {"who": "x"}}
+    )
     document = await problem(response, 422)
     assert document["type"] == "urn:orchestr8:problem:missing-secrets"
     assert document["errors"] == [{"path": "secrets.NOT_SET_ANYWHERE", "message": "not set"}]

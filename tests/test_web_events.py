@@ -22,8 +22,10 @@ BURST = {
     "name": "burst",
     "steps": [
         {"id": "wait", "agent": "sleep", "input": {"seconds": 0.1}},
-        *({"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
-          for index in range(30)),
+        *(
+            {"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
+            for index in range(30)
+        ),
     ],
 }
 ECHO = {"schema_version": "1.0", "name": "echo", "steps": [{"id": "a", "agent": "echo"}]}
@@ -87,8 +89,7 @@ async def test_a_stalled_client_is_closed_1013_with_the_seq_to_resume_after(
 
 async def relay(socket: Socket, runtime: Runtime, execution_id: str, buffer: int) -> None:
     """Stream the execution's events from the start to `socket`, with no shutdown."""
-    await stream_events(socket, runtime, execution_id, after=0, buffer=buffer,
-                        closing=trio.Event())
+    await stream_events(socket, runtime, execution_id, after=0, buffer=buffer, closing=trio.Event())
 
 
 async def test_a_journal_failure_closes_1011_without_details(
@@ -110,13 +111,23 @@ async def test_a_journal_failure_closes_1011_without_details(
 
 async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -> None:
     """On shutdown the stream closes 1001 with the last seq sent, the run going on."""
-    handle = await runtime.start({**ECHO, "steps": [
-        {"id": "nap", "agent": "sleep", "input": {"seconds": 30}}]})
+    handle = await runtime.start(
+        {**ECHO, "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}]}
+    )
     socket = Socket()
     closing = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(stream_events, socket, runtime, handle.execution_id, after=0,
-                                   buffer=16, closing=closing))
+        nursery.start_soon(
+            partial(
+                stream_events,
+                socket,
+                runtime,
+                handle.execution_id,
+                after=0,
+                buffer=16,
+                closing=closing,
+            )
+        )
         with trio.fail_after(5):
             await socket.wait_for(3)
         closing.set()
@@ -140,8 +151,9 @@ async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: 
     # A file journal writes on a thread, so the bus is well ahead of it.
     async with open_runtime(journal=tmp_path / "journal.db") as runtime:
         socket = Checking()
-        handle = await runtime.start({**ECHO, "steps": [
-            {"id": "nap", "agent": "sleep", "input": {"seconds": 0.05}}]})
+        handle = await runtime.start(
+            {**ECHO, "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 0.05}}]}
+        )
         with trio.fail_after(5):
             await relay(socket, runtime, handle.execution_id, 64)
     assert written_at_end == [socket.sent[-1]["seq"]]
@@ -173,7 +185,10 @@ async def test_an_interrupted_run_closes_4409_saying_interrupted(tmp_path: Path)
                 closed[execution_id] = socket.closed
         finally:
             other_runtime_locks.close()
-    assert closed["dead"] == (4409, "interrupted: the journal says running, but no process "
-                                    "runs it; resume it, then reconnect with after=1")
+    assert closed["dead"] == (
+        4409,
+        "interrupted: the journal says running, but no process "
+        "runs it; resume it, then reconnect with after=1",
+    )
     assert closed["elsewhere"][0] == 4409
     assert closed["elsewhere"][1].startswith("running in another process")

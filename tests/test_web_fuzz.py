@@ -30,13 +30,17 @@ OPERATIONS = [
     if not operation.get("x-websocket")
 ]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-ECHO = {"schema_version": "1.0", "name": "fuzz",
-        "steps": [{"id": "a", "agent": "echo", "input": "${inputs}"}]}
+ECHO = {
+    "schema_version": "1.0",
+    "name": "fuzz",
+    "steps": [{"id": "a", "agent": "echo", "input": "${inputs}"}],
+}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 header_text = st.text(
@@ -55,12 +59,28 @@ def fill(template: str, draw: Any) -> str:
 
 @st.composite
 def query_values(draw: Any, operation: dict[str, Any]) -> dict[str, str]:
-    documented = [item["name"] for item in operation.get("parameters", ())
-                  if item["in"] == "query"]
+    documented = [item["name"] for item in operation.get("parameters", ()) if item["in"] == "query"]
     names = draw(st.lists(st.sampled_from([*documented, "junk", "after", "limit"]), max_size=3))
-    values = st.one_of(st.integers(-(2**70), 2**70).map(str), header_text,
-                       st.sampled_from(["", "1e3", "0x10", " 5", "+5", "--5", "1_000", "\u0663",
-                                        "\u00b2", "NaN", "failed", "running"]))
+    values = st.one_of(
+        st.integers(-(2**70), 2**70).map(str),
+        header_text,
+        st.sampled_from(
+            [
+                "",
+                "1e3",
+                "0x10",
+                " 5",
+                "+5",
+                "--5",
+                "1_000",
+                "\u0663",
+                "\u00b2",
+                "NaN",
+                "failed",
+                "running",
+            ]
+        ),
+    )
     return {name: draw(values) for name in names}
 
 
@@ -70,8 +90,14 @@ def bodies(draw: st.DrawFn) -> bytes:
     if choice == 0:
         document: Any = {"workflow": ECHO, "inputs": draw(json_values)}
     elif choice == 1:
-        document = {"workflow": draw(json_values), **draw(st.dictionaries(
-            st.sampled_from(["inputs", "timeout", "correlation_id", "junk"]), json_values))}
+        document = {
+            "workflow": draw(json_values),
+            **draw(
+                st.dictionaries(
+                    st.sampled_from(["inputs", "timeout", "correlation_id", "junk"]), json_values
+                )
+            ),
+        }
     elif choice == 2:
         document = draw(json_values)
     elif choice == 3:
@@ -95,11 +121,20 @@ def requests(draw: Any) -> tuple[str, str, dict[str, str], bytes]:
     if query:
         path = f"{path}?{urlencode(query)}"
     headers: dict[str, str] = {}
-    content_type = draw(st.sampled_from([
-        None, "application/json", "application/json; charset=utf-8", "text/plain",
-        "application/problem+json", "multipart/form-data; boundary=x",
-        "application/json; charset=x",
-    ]) | header_text)
+    content_type = draw(
+        st.sampled_from(
+            [
+                None,
+                "application/json",
+                "application/json; charset=utf-8",
+                "text/plain",
+                "application/problem+json",
+                "multipart/form-data; boundary=x",
+                "application/json; charset=x",
+            ]
+        )
+        | header_text
+    )
     if content_type is not None:
         headers["Content-Type"] = content_type
     if draw(st.booleans()):
@@ -151,10 +186,14 @@ async def test_no_event_websocket_handshake_gets_a_5xx(
         if known:
             segment = (await runtime.start(ECHO)).execution_id
         path = f"/executions/{segment}/events?{urlencode({'after': after})}"
-        with trio.fail_after(10), pytest.RaisesGroup(
-            pytest.RaisesExc((WebsocketResponseError, WebsocketDisconnectError)),
-            allow_unwrapped=True, flatten_subgroups=True,
-        ) as ended:
+        with (
+            trio.fail_after(10),
+            pytest.RaisesGroup(
+                pytest.RaisesExc((WebsocketResponseError, WebsocketDisconnectError)),
+                allow_unwrapped=True,
+                flatten_subgroups=True,
+            ) as ended,
+        ):
             async with client.websocket(path) as socket:
                 while True:
                     await socket.receive()

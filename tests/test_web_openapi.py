@@ -30,10 +30,16 @@ from orchestr8.testing import open_event_socket
 
 SPEC = openapi_document(auth=False)
 EXAMPLES = Path(__file__).parent.parent / "examples"
-ECHO = {"schema_version": "1.0", "name": "doc",
-        "steps": [{"id": "a", "agent": "echo", "input": "${inputs}"}]}
-SLEEP = {"schema_version": "1.0", "name": "nap",
-         "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}]}
+ECHO = {
+    "schema_version": "1.0",
+    "name": "doc",
+    "steps": [{"id": "a", "agent": "echo", "input": "${inputs}"}],
+}
+SLEEP = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}],
+}
 
 
 @pytest.fixture
@@ -83,7 +89,8 @@ def test_every_route_of_the_app_is_documented_and_nothing_else() -> None:
                 served.add((path, method.lower(), rule.websocket))
     documented = {
         (path, method, websocket)
-        for path, item in SPEC["paths"].items() for method, operation in item.items()
+        for path, item in SPEC["paths"].items()
+        for method, operation in item.items()
         for websocket in ((True, False) if operation.get("x-websocket") else (False,))
     }
     assert served == documented
@@ -98,8 +105,11 @@ def test_every_reference_resolves_and_every_operation_is_complete() -> None:
         for operation in item.values():
             ids.append(operation["operationId"])
             assert operation["responses"]
-            declared = {parameter["name"] for parameter in operation.get("parameters", ())
-                        if parameter["in"] == "path"}
+            declared = {
+                parameter["name"]
+                for parameter in operation.get("parameters", ())
+                if parameter["in"] == "path"
+            }
             assert declared == set(re.findall(r"\{([^}]+)\}", path))
     assert len(ids) == len(set(ids))
     assert SPEC["openapi"] == "3.1.0"
@@ -146,8 +156,13 @@ async def call(client: Client, method: str, url: str, template: str, **kwargs: A
 
 async def test_responses_match_their_documented_schemas(client: Client, runtime: Runtime) -> None:
     """Real responses of every route, success and problem, fit the documented schemas."""
-    accepted = await call(client, "post", "/workflows/execute", "/workflows/execute",
-                          json={"workflow": ECHO, "inputs": {"x": 1}})
+    accepted = await call(
+        client,
+        "post",
+        "/workflows/execute",
+        "/workflows/execute",
+        json={"workflow": ECHO, "inputs": {"x": 1}},
+    )
     execution_id = accepted["execution_id"]
     with trio.fail_after(5), contextlib.suppress(ExecutionNotFoundError):
         await runtime.get(execution_id).wait()
@@ -158,15 +173,25 @@ async def test_responses_match_their_documented_schemas(client: Client, runtime:
     await call(client, "get", "/health", "/health")
     await call(client, "get", "/openapi.json", "/openapi.json")
     await call(client, "post", f"/executions/{execution_id}/cancel", item + "/cancel")
-    running = (await call(client, "post", "/workflows/execute", "/workflows/execute",
-                          json={"workflow": SLEEP}))["execution_id"]
+    running = (
+        await call(
+            client, "post", "/workflows/execute", "/workflows/execute", json={"workflow": SLEEP}
+        )
+    )["execution_id"]
     await call(client, "post", f"/executions/{running}/cancel", item + "/cancel")
     await call(client, "get", "/executions/nope", item)
     await call(client, "get", "/executions?limit=0", "/executions")
-    await call(client, "post", "/workflows/execute", "/workflows/execute",
-               json={"workflow": {"steps": []}})
-    await call(client, "post", "/workflows/execute", "/workflows/execute", data=b"{",
-               headers={"Content-Type": "application/json"})
+    await call(
+        client, "post", "/workflows/execute", "/workflows/execute", json={"workflow": {"steps": []}}
+    )
+    await call(
+        client,
+        "post",
+        "/workflows/execute",
+        "/workflows/execute",
+        data=b"{",
+        headers={"Content-Type": "application/json"},
+    )
     await call(client, "post", "/workflows/execute", "/workflows/execute", data=b"{}")
     await call(client, "delete", "/workflows/execute", "/workflows/execute")
 
@@ -180,8 +205,9 @@ DOCS_REST = Path(__file__).parent.parent / "docs" / "rest.md"
 
 def parameter_schema(path: str, method: str, name: str) -> dict[str, Any]:
     """The declared schema of the parameter `name` of an operation."""
-    [parameter] = [item for item in SPEC["paths"][path][method]["parameters"]
-                   if item["name"] == name]
+    [parameter] = [
+        item for item in SPEC["paths"][path][method]["parameters"] if item["name"] == name
+    ]
     schema: dict[str, Any] = parameter["schema"]
     return schema
 
@@ -256,9 +282,9 @@ async def test_idempotency_keys_are_refused_exactly_as_declared(key: str) -> Non
     async with open_runtime() as runtime:
         client = create_app(runtime).test_client()
         response = await client.post(
-            "/workflows/execute", data=b"{", headers={
-                "Idempotency-Key": key.strip(), "Content-Type": "application/json"
-            },
+            "/workflows/execute",
+            data=b"{",
+            headers={"Idempotency-Key": key.strip(), "Content-Type": "application/json"},
         )
         kind = json.loads(await response.get_data(as_text=True))["type"]
     refused = kind == "urn:orchestr8:problem:invalid-header"
@@ -298,12 +324,21 @@ async def test_response_headers_are_the_declared_ones_over_a_real_server(
             (await http.get("/executions"), "/executions", "get"),
             (await http.delete("/executions", headers=auth), "/executions", "delete"),
             (await http.get(events, headers=auth), "/executions/{execution_id}/events", "get"),
-            (await http.get("/executions/nope/events", headers=auth),
-             "/executions/{execution_id}/events", "get"),
-            (await http.post("/workflows/execute", json={}, headers=auth),
-             "/workflows/execute", "post"),
-            (await http.post(execution + "/cancel", headers=auth),
-             "/executions/{execution_id}/cancel", "post"),
+            (
+                await http.get("/executions/nope/events", headers=auth),
+                "/executions/{execution_id}/events",
+                "get",
+            ),
+            (
+                await http.post("/workflows/execute", json={}, headers=auth),
+                "/workflows/execute",
+                "post",
+            ),
+            (
+                await http.post(execution + "/cancel", headers=auth),
+                "/executions/{execution_id}/cancel",
+                "post",
+            ),
             (await http.get("/metrics", headers=auth), "/metrics", "get"),
         ]
         statuses = [response.status_code for response, _, _ in cases]
@@ -329,9 +364,10 @@ async def test_refused_handshakes_carry_the_declared_headers(runtime: Runtime) -
         refusals = [
             await refused_handshake(events),
             await refused_handshake(events, headers=[("Authorization", f"Bearer {KEY}")]),
-            await refused_handshake(events + "?after=-1",
-                                    headers=[("Authorization", f"Bearer {KEY}"),
-                                             ("X-Correlation-ID", "req-3")]),
+            await refused_handshake(
+                events + "?after=-1",
+                headers=[("Authorization", f"Bearer {KEY}"), ("X-Correlation-ID", "req-3")],
+            ),
         ]
     assert [refusal.status_code for refusal in refusals] == [401, 404, 400]
     for refusal in refusals:

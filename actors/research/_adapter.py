@@ -21,20 +21,17 @@ from ._core import ResearchCore, ResearchSettings
 
 __all__ = ["Handler", "handle_request", "make_handler", "standalone_context"]
 
+
 class Handler(Protocol):
     """An adapter: ``await handler(input, context=None)`` returns the research output."""
 
-    async def __call__(
-        self, input: Any, context: AgentContext | None = None
-    ) -> dict[str, Any]:
+    async def __call__(self, input: Any, context: AgentContext | None = None) -> dict[str, Any]:
         """Research `input` in process."""
 
 
 def standalone_context(name: str = "research") -> AgentContext:
     """A context for a call made outside any workflow: fresh ids, no deadline, no callbacks."""
-    return AgentContext(
-        execution_id=f"{name}-{uuid.uuid4().hex}", step_id=name, agent_id=name
-    )
+    return AgentContext(execution_id=f"{name}-{uuid.uuid4().hex}", step_id=name, agent_id=name)
 
 
 def make_handler(
@@ -49,7 +46,8 @@ def make_handler(
         AgentConfigurationError: the config (or the environment, without one) is unusable.
     """
     settings = (
-        ResearchSettings.from_environment() if config is None
+        ResearchSettings.from_environment()
+        if config is None
         else ResearchSettings.from_config(config)
     )
     core = ResearchCore(settings, transport=transport, llm=llm)

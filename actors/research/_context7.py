@@ -205,8 +205,11 @@ async def open_context7(
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     async with httpx.AsyncClient(
-        base_url=base_url.rstrip("/") + "/", headers=headers, transport=transport,
-        timeout=None, trust_env=False,
+        base_url=base_url.rstrip("/") + "/",
+        headers=headers,
+        transport=transport,
+        timeout=None,
+        trust_env=False,
     ) as client:
         yield Context7Client(client, api_key, call_timeout)
 
@@ -243,4 +246,3 @@ def _number(value: Any, kind: type[int] | type[float]) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return kind(0)
     return kind(value)
-

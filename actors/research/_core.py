@@ -61,8 +61,12 @@ def _positive_int(value: Any, key: str) -> int:
 
 
 def _positive_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise AgentConfigurationError(f"timeout must be a number of seconds above 0, got {value!r}")
     return float(value)
 
@@ -114,7 +118,8 @@ class ResearchSettings:
             raise AgentConfigurationError("model is required: the Anthropic model that answers")
         temperature = config.get("temperature")
         if temperature is not None and (
-            isinstance(temperature, bool) or not isinstance(temperature, int | float)
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
             or not 0 <= temperature <= 1
         ):
             raise AgentConfigurationError(f"temperature must be in [0, 1], got {temperature!r}")
@@ -157,7 +162,9 @@ class ResearchSettings:
         as the user message verbatim, and `${` in fetched documentation is never a placeholder.
         """
         config: dict[str, Any] = {
-            "model": self.model, "max_tokens": self.max_tokens, "system": SYSTEM_PROMPT,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": SYSTEM_PROMPT,
         }
         if self.temperature is not None:
             config["temperature"] = self.temperature
@@ -227,7 +234,9 @@ class ResearchCore:
         name, question = validate_input(input)
         settings = self.settings
         async with open_context7(
-            settings.base_url, settings.api_key, call_timeout=settings.timeout,
+            settings.base_url,
+            settings.api_key,
+            call_timeout=settings.timeout,
             transport=self._transport,
         ) as context7:
             if LIBRARY_ID.match(name):
@@ -251,7 +260,8 @@ class ResearchCore:
             "answer": answer["text"],
             "sources": list(documentation.sources),
             "documentation": {
-                "chars": len(documentation.text), "truncated": documentation.truncated,
+                "chars": len(documentation.text),
+                "truncated": documentation.truncated,
             },
             "model": answer.get("model", settings.model),
             "usage": dict(answer.get("usage") or {}),

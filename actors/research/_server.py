@@ -40,8 +40,6 @@ EXIT_SECURITY: Final = 4
 EXIT_INTERRUPTED: Final = 130
 
 
-
-
 async def serve(
     core: ResearchCore,
     *,
@@ -79,7 +77,6 @@ async def serve(
     )
 
 
-
 async def run_service(
     config: Mapping[str, Any] | None,
     *,
@@ -99,15 +96,18 @@ async def run_service(
     """
     try:
         settings = (
-            ResearchSettings.from_environment() if config is None
+            ResearchSettings.from_environment()
+            if config is None
             else ResearchSettings.from_config(config)
         )
         if api_key is None and not is_loopback(host):
             raise InsecureBindError(_insecure(host))
         core = ResearchCore(settings)
         if not os.environ.get(ANTHROPIC_KEY_VARIABLE):
-            err.write(f"warning: {ANTHROPIC_KEY_VARIABLE} is not set, so POST /process will "
-                      "answer 502 until the service is restarted with it\n")
+            err.write(
+                f"warning: {ANTHROPIC_KEY_VARIABLE} is not set, so POST /process will "
+                "answer 502 until the service is restarted with it\n"
+            )
         return await _run(core, host, port, api_key, request_timeout, out, err)
     except BaseExceptionGroup as group:
         error = _only_error(group)
@@ -126,8 +126,13 @@ async def run_service(
 
 
 async def _run(
-    core: ResearchCore, host: str, port: int, api_key: str | None, request_timeout: float,
-    out: TextIO, err: TextIO,
+    core: ResearchCore,
+    host: str,
+    port: int,
+    api_key: str | None,
+    request_timeout: float,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     stop = trio.Event()
     interrupted = False
@@ -148,9 +153,15 @@ async def _run(
                     nursery.cancel_scope.cancel()
 
             async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve(core, host=host, port=port, api_key=api_key,
-                            request_timeout=request_timeout, shutdown_trigger=stop.wait,
-                            task_status=task_status)
+                await serve(
+                    core,
+                    host=host,
+                    port=port,
+                    api_key=api_key,
+                    request_timeout=request_timeout,
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
+                )
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch_signals)
@@ -159,8 +170,10 @@ async def _run(
                 out.write(f"research agent serving on {url}\n")
             out.flush()
             auth = "API key required" if api_key else "no API key (loopback only)"
-            err.write(f"model {core.settings.model}; Context7 at {core.settings.base_url}; "
-                      f"{auth}; stop with Ctrl-C\n")
+            err.write(
+                f"model {core.settings.model}; Context7 at {core.settings.base_url}; "
+                f"{auth}; stop with Ctrl-C\n"
+            )
             err.flush()
     if interrupted:
         return EXIT_INTERRUPTED
@@ -169,8 +182,10 @@ async def _run(
 
 
 def _insecure(host: str) -> str:
-    return (f"refusing to listen on {host} without an API key: anyone who can reach it could "
-            "spend your model and Context7 quota; set an API key or listen on 127.0.0.1")
+    return (
+        f"refusing to listen on {host} without an API key: anyone who can reach it could "
+        "spend your model and Context7 quota; set an API key or listen on 127.0.0.1"
+    )
 
 
 def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

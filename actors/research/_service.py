@@ -133,13 +133,21 @@ def create_app(
         ):
             return None
         await _discard_body()
-        return problem_response(401, "unauthorized", "send `Authorization: Bearer <key>`",
-                                headers={"WWW-Authenticate": 'Bearer realm="research"'})
+        return problem_response(
+            401,
+            "unauthorized",
+            "send `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": 'Bearer realm="research"'},
+        )
 
     @app.get("/health")
     async def health() -> Response:
-        document = {"status": "ok", "agent": "research", "version": __version__,
-                    "model": core.settings.model}
+        document = {
+            "status": "ok",
+            "agent": "research",
+            "version": __version__,
+            "model": core.settings.model,
+        }
         return Response(json.dumps(document), content_type="application/json")
 
     @app.post("/process")
@@ -150,8 +158,11 @@ def create_app(
         except ResearchInputError as error:
             raise problem_for(error) from None
         context = AgentContext(
-            execution_id=f"research-{uuid.uuid4().hex}", step_id="process", agent_id="research",
-            idempotency_key=_idempotency_key(), deadline=trio.current_time() + request_timeout,
+            execution_id=f"research-{uuid.uuid4().hex}",
+            step_id="process",
+            agent_id="research",
+            idempotency_key=_idempotency_key(),
+            deadline=trio.current_time() + request_timeout,
         )
         with trio.move_on_at(context.deadline):
             try:
@@ -184,8 +195,9 @@ def create_app(
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:
         # The operator gets the traceback in the log; the client gets no internals.
-        service_logger.error("unexpected error handling %s %s", request.method, request.path,
-                      exc_info=error)
+        service_logger.error(
+            "unexpected error handling %s %s", request.method, request.path, exc_info=error
+        )
         return problem_response(500, "about:blank", "the server failed to handle the request")
 
     return app
@@ -199,8 +211,9 @@ async def _read_input() -> Any:
     mimetype = request.mimetype
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         shown = request.headers.get("Content-Type") or "none"
-        raise _Problem(415, "unsupported-media-type",
-                       f"send the body as application/json; got {shown}")
+        raise _Problem(
+            415, "unsupported-media-type", f"send the body as application/json; got {shown}"
+        )
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as error:

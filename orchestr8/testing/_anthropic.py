@@ -122,8 +122,13 @@ def _pieces(text: str, size: int) -> list[str]:
 def _stream_events(message: Mapping[str, Any], chunk_size: int) -> list[dict[str, Any]]:
     """The event sequence the real API streams for `message`."""
     usage = message["usage"]
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
-             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+    }
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
     for index, block in enumerate(message["content"]):
         first: dict[str, Any]
@@ -145,11 +150,13 @@ def _stream_events(message: Mapping[str, Any], chunk_size: int) -> list[dict[str
         events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
         events.append({"type": "content_block_stop", "index": index})
     if message.get("stop_reason") is not None:
-        events.append({
-            "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": usage["output_tokens"]},
-        })
+        events.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            }
+        )
         events.append({"type": "message_stop"})
     return events
 
@@ -205,15 +212,23 @@ class FakeAnthropic:
         if output_tokens is None:
             output_tokens = max(1, len(json.dumps(blocks)) // 4)
         message = {
-            "type": "message", "role": "assistant", "model": model, "content": blocks,
-            "stop_reason": stop_reason, "stop_sequence": None,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         }
         kinds = ", ".join(block.get("type", "?") for block in blocks) or "empty"
-        self._replies.append(_Reply(
-            f"message ({kinds})", message=message, chunk_size=chunk_size or self.chunk_size,
-            delay=self.delay if delay is None else delay,
-        ))
+        self._replies.append(
+            _Reply(
+                f"message ({kinds})",
+                message=message,
+                chunk_size=chunk_size or self.chunk_size,
+                delay=self.delay if delay is None else delay,
+            )
+        )
 
     def reply_text(self, text: str, **options: Any) -> None:
         """Script a plain text reply; `options` are those of `reply_message`."""
@@ -225,8 +240,13 @@ class FakeAnthropic:
         self.reply_text(f"```json\n{text}\n```" if fenced else text, **options)
 
     def reply_tool_use(
-        self, name: str, input: Mapping[str, Any], *, id: str | None = None,
-        text: str | None = None, **options: Any,
+        self,
+        name: str,
+        input: Mapping[str, Any],
+        *,
+        id: str | None = None,
+        text: str | None = None,
+        **options: Any,
     ) -> None:
         """Script a reply asking for one tool (after `text`, if given), stop reason `tool_use`."""
         blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
@@ -236,20 +256,32 @@ class FakeAnthropic:
         self.reply_message(blocks, **options)
 
     def reply_error(
-        self, status: int, error_type: str, message: str, *,
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Script an HTTP error with the API's body ``{"type": "error", "error": {...}}``."""
-        self._replies.append(_Reply(
-            f"error {status} {error_type}", status=status,
-            error={"type": error_type, "message": message}, headers=dict(headers or {}),
-        ))
+        self._replies.append(
+            _Reply(
+                f"error {status} {error_type}",
+                status=status,
+                error={"type": error_type, "message": message},
+                headers=dict(headers or {}),
+            )
+        )
 
     def reply_rate_limited(self, retry_after: float | None = 1.0) -> None:
         """Script a 429 `rate_limit_error`, with a `retry-after` header unless None."""
         headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
-        self.reply_error(429, "rate_limit_error", "Number of request tokens has exceeded your "
-                         "per-minute rate limit", headers=headers)
+        self.reply_error(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+            headers=headers,
+        )
 
     def reply_overloaded(self) -> None:
         """Script a 529 `overloaded_error`."""
@@ -268,18 +300,25 @@ class FakeAnthropic:
         self.reply_error(401, "authentication_error", "invalid x-api-key")
 
     def reply_stream_error(
-        self, error_type: str = "overloaded_error", message: str = "Overloaded", *,
+        self,
+        error_type: str = "overloaded_error",
+        message: str = "Overloaded",
+        *,
         text: str = "",
     ) -> None:
         """Script a stream that sends `text`, then an `error` event (a 529 if not streamed)."""
         self.reply_message([{"type": "text", "text": text}] if text else [])
         reply = self._replies.pop()
         assert reply.message is not None
-        self._replies.append(attrs.evolve(
-            reply, label=f"stream error {error_type}", status=529,
-            message={**reply.message, "stop_reason": None},
-            error={"type": error_type, "message": message},
-        ))
+        self._replies.append(
+            attrs.evolve(
+                reply,
+                label=f"stream error {error_type}",
+                status=529,
+                message={**reply.message, "stop_reason": None},
+                error={"type": error_type, "message": message},
+            )
+        )
 
     # -- checking -------------------------------------------------------------------------------
 
@@ -325,9 +364,11 @@ class FakeAnthropic:
         except ValueError:
             parsed = None
         request = AnthropicRequest(
-            method=method.upper(), path=path,
+            method=method.upper(),
+            path=path,
             headers={k: v for k, v in lowered.items() if k not in _CREDENTIAL_HEADERS},
-            json=parsed, has_credentials=bool(_CREDENTIAL_HEADERS & lowered.keys()),
+            json=parsed,
+            has_credentials=bool(_CREDENTIAL_HEADERS & lowered.keys()),
         )
         self.requests.append(request)
         number = len(self.requests)
@@ -339,16 +380,25 @@ class FakeAnthropic:
             return self._answer(self._replies.popleft(), request)
         text = f"#{number} {request.describe()}: {problem}"
         self.unexpected.append(text)
-        return self._error(400, {"type": "invalid_request_error",
-                                 "message": f"FakeAnthropic: unexpected request {text}"}, {})
+        return self._error(
+            400,
+            {
+                "type": "invalid_request_error",
+                "message": f"FakeAnthropic: unexpected request {text}",
+            },
+            {},
+        )
 
     def _error(
         self, status: int, error: Mapping[str, Any], headers: Mapping[str, str]
     ) -> _Response:
         request_id = f"req_fake_{next(self._ids):04d}"
         body = json.dumps({"type": "error", "error": dict(error), "request_id": request_id})
-        return _Response(status, {"content-type": "application/json", "request-id": request_id,
-                                  **headers}, [(0.0, body.encode())])
+        return _Response(
+            status,
+            {"content-type": "application/json", "request-id": request_id, **headers},
+            [(0.0, body.encode())],
+        )
 
     def _answer(self, reply: _Reply, request: AnthropicRequest) -> _Response:
         if reply.message is None or (reply.error is not None and not request.stream):
@@ -360,14 +410,20 @@ class FakeAnthropic:
             message["model"] = body.get("model", "claude-fake")
         headers = {"request-id": f"req_fake_{next(self._ids):04d}", **reply.headers}
         if not request.stream:
-            return _Response(200, {"content-type": "application/json", **headers},
-                             [(0.0, json.dumps(message).encode())])
+            return _Response(
+                200,
+                {"content-type": "application/json", **headers},
+                [(0.0, json.dumps(message).encode())],
+            )
         events = _stream_events(message, reply.chunk_size)
         if reply.error is not None:
             events.append({"type": "error", "error": dict(reply.error)})
         chunks = [(reply.delay if i else 0.0, _sse(event)) for i, event in enumerate(events)]
-        return _Response(200, {"content-type": "text/event-stream", "cache-control": "no-cache",
-                               **headers}, chunks)
+        return _Response(
+            200,
+            {"content-type": "text/event-stream", "cache-control": "no-cache", **headers},
+            chunks,
+        )
 
     # -- in process -----------------------------------------------------------------------------
 
@@ -376,7 +432,8 @@ class FakeAnthropic:
             request.method, request.url.path, dict(request.headers), await request.aread()
         )
         return httpx2.Response(
-            response.status, headers=dict(response.headers),
+            response.status,
+            headers=dict(response.headers),
             stream=_DelayedStream(response.chunks),
         )
 
@@ -393,8 +450,13 @@ class FakeAnthropic:
         """
         import anthropic
 
-        settings: dict[str, Any] = {"api_key": FAKE_API_KEY, "base_url": FAKE_BASE_URL,
-                                    "max_retries": 0, "timeout": 60.0, **options}
+        settings: dict[str, Any] = {
+            "api_key": FAKE_API_KEY,
+            "base_url": FAKE_BASE_URL,
+            "max_retries": 0,
+            "timeout": 60.0,
+            **options,
+        }
         return anthropic.AsyncAnthropic(
             http_client=httpx2.AsyncClient(transport=self.transport), **settings
         )
@@ -422,10 +484,15 @@ class FakeAnthropic:
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
         }
         response = self._respond(scope["method"], scope["path"], headers, body)
-        await send({
-            "type": "http.response.start", "status": response.status,
-            "headers": [(key.encode(), value.encode()) for key, value in response.headers.items()],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (key.encode(), value.encode()) for key, value in response.headers.items()
+                ],
+            }
+        )
         for delay, chunk in response.chunks:
             if delay > 0:
                 await trio.sleep(delay)

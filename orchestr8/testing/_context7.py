@@ -94,9 +94,13 @@ class _Library:
 
     def document(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "title": self.name,
-            "description": self.description, "totalSnippets": self.total_snippets,
-            "trustScore": self.trust_score, "versions": list(self.versions),
+            "id": self.id,
+            "name": self.name,
+            "title": self.name,
+            "description": self.description,
+            "totalSnippets": self.total_snippets,
+            "trustScore": self.trust_score,
+            "versions": list(self.versions),
         }
 
 
@@ -231,7 +235,8 @@ class FakeContext7:
         if not name or not params.get("query", "").strip():
             return _json(400, {"error": "libraryName and query are required"})
         found = [
-            library.document() for library in self._libraries.values()
+            library.document()
+            for library in self._libraries.values()
             if name in library.name.lower() or name in library.id.lower()
         ]
         return _json(200, {"results": found})
@@ -264,13 +269,16 @@ class FakeContext7:
         more = True
         while more:
             more = bool((await receive()).get("more_body", False))
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
-                   for name, value in scope["headers"]}
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
         status, reply_headers, body = await self.respond(
             scope["method"], scope["path"], scope["query_string"].decode("latin-1"), headers
         )
         start: HTTPResponseStartEvent = {
-            "type": "http.response.start", "status": status,
+            "type": "http.response.start",
+            "status": status,
             "headers": [(name.encode(), value.encode()) for name, value in reply_headers.items()],
             "trailers": False,
         }
@@ -285,8 +293,10 @@ def _json(status: int, document: Any) -> _Reply:
 def _failure_reply(failure: ScriptedFailure) -> _Reply:
     body = failure.body
     if body is None:
-        body = {"error": "Too many requests" if failure.status == 429 else "Upstream failure",
-                "status": failure.status}
+        body = {
+            "error": "Too many requests" if failure.status == 429 else "Upstream failure",
+            "status": failure.status,
+        }
         if failure.retry_after is not None:
             body["retryAfterSeconds"] = failure.retry_after
     status, headers, content = _json(failure.status, body)

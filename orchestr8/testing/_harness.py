@@ -150,9 +150,7 @@ def _context(
     return AgentContext(**fields)
 
 
-def _select(
-    events: Iterable[Event], types: tuple[str, ...], step_id: str | None
-) -> list[Event]:
+def _select(events: Iterable[Event], types: tuple[str, ...], step_id: str | None) -> list[Event]:
     return [
         event
         for event in events

@@ -26,7 +26,10 @@ async def open_event_socket(
     try:
         async with stream, trio.open_nursery() as nursery:
             socket = await trio_websocket.wrap_client_stream(
-                nursery, stream, parts.netloc, resource,
+                nursery,
+                stream,
+                parts.netloc,
+                resource,
                 extra_headers=[(name.encode(), value.encode()) for name, value in headers],
             )
             try:

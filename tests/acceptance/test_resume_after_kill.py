@@ -52,24 +52,42 @@ def test_resume_after_sigkill_runs_each_side_effect_once(tmp_path: Path) -> None
     (tmp_path / "kill_side_effects.py").write_text(SIDE_EFFECT)
     counter, journal = tmp_path / "counter.txt", tmp_path / "journal.db"
     workflow = tmp_path / "workflow.json"
-    workflow.write_text(json.dumps({
-        "schema_version": "1.0",
-        "name": "kill-me",
-        "steps": [
-            {"id": "record",
-             "agent": {"id": "python", "config": {"callable": "kill_side_effects:record"}},
-             "input": {"counter": str(counter)}},
-            {"id": "nap", "agent": "sleep", "input": {"seconds": 2.0}, "depends_on": ["record"]},
-        ],
-        "output": {"recorded": "${steps.record.output}", "slept": "${steps.nap.output}"},
-    }))
+    workflow.write_text(
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "name": "kill-me",
+                "steps": [
+                    {
+                        "id": "record",
+                        "agent": {
+                            "id": "python",
+                            "config": {"callable": "kill_side_effects:record"},
+                        },
+                        "input": {"counter": str(counter)},
+                    },
+                    {
+                        "id": "nap",
+                        "agent": "sleep",
+                        "input": {"seconds": 2.0},
+                        "depends_on": ["record"],
+                    },
+                ],
+                "output": {"recorded": "${steps.record.output}", "slept": "${steps.nap.output}"},
+            }
+        )
+    )
     # tmp_path goes first; an inherited PYTHONPATH stays, so the code under test stays the same.
     python_path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": python_path, "NO_COLOR": "1"}
     env.pop("ORCHESTR8_JOURNAL", None)
     with subprocess.Popen(
-        orchestr8("run", str(workflow), "--journal", str(journal)), cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        orchestr8("run", str(workflow), "--journal", str(journal)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             deadline = time.monotonic() + 20
@@ -90,13 +108,23 @@ def test_resume_after_sigkill_runs_each_side_effect_once(tmp_path: Path) -> None
 
     killed = subprocess.run(
         orchestr8("inspect", execution_id, "--journal", str(journal), "--json"),
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert json.loads(killed.stdout)["status"] == "interrupted"
 
     resumed = subprocess.run(
         orchestr8("resume", execution_id, "--journal", str(journal), "--json"),
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)

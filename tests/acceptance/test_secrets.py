@@ -48,24 +48,50 @@ def test_no_secret_appears_in_output_logs_spans_or_journal(tmp_path: Path) -> No
         "name": "secrets",
         "fail_fast": False,
         "steps": [
-            {"id": "works", "input": {"password": INPUT_SECRET},
-             "agent": {"id": "leaky_agents:Leaky", "config": {"api_key": CONFIG_SECRET}}},
-            {"id": "breaks", "input": {"fail": True, "password": INPUT_SECRET},
-             "agent": {"id": "leaky_agents:Leaky", "config": {"api_key": CONFIG_SECRET}},
-             "policy": {"retry": {"max_attempts": 1}}},
+            {
+                "id": "works",
+                "input": {"password": INPUT_SECRET},
+                "agent": {"id": "leaky_agents:Leaky", "config": {"api_key": CONFIG_SECRET}},
+            },
+            {
+                "id": "breaks",
+                "input": {"fail": True, "password": INPUT_SECRET},
+                "agent": {"id": "leaky_agents:Leaky", "config": {"api_key": CONFIG_SECRET}},
+                "policy": {"retry": {"max_attempts": 1}},
+            },
         ],
     }
     (tmp_path / "secrets.json").write_text(json.dumps(workflow))
     journal = tmp_path / "journal.db"
     environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
     environment.update(
-        PYTHONPATH=str(tmp_path), NO_COLOR="1", ANTHROPIC_API_KEY=ENVIRONMENT_SECRET,
-        OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none",
+        PYTHONPATH=str(tmp_path),
+        NO_COLOR="1",
+        ANTHROPIC_API_KEY=ENVIRONMENT_SECRET,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "orchestr8", "run", "secrets.json", "--journal", str(journal),
-         "--json", "--log-format", "json", "--log-level", "debug"],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "orchestr8",
+            "run",
+            "secrets.json",
+            "--journal",
+            str(journal),
+            "--json",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 2, done.stderr
     assert '"name": "agent.run"' in done.stdout + done.stderr  # spans were exported

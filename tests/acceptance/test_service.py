@@ -29,12 +29,16 @@ STEPS = {
     "schema_version": "1.0",
     "name": "three-naps",
     "strategy": "sequential",
-    "steps": [{"id": f"nap{index}", "agent": "sleep", "input": {"seconds": 0.15}}
-              for index in range(3)],
+    "steps": [
+        {"id": f"nap{index}", "agent": "sleep", "input": {"seconds": 0.15}} for index in range(3)
+    ],
     "output": {"last": "${steps.nap2.output}"},
 }
-LONG = {"schema_version": "1.0", "name": "long",
-        "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 60}}]}
+LONG = {
+    "schema_version": "1.0",
+    "name": "long",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 60}}],
+}
 
 
 @attrs.define
@@ -58,8 +62,11 @@ class Server:
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")
+    }
     return {**env, "NO_COLOR": "1", **extra}
 
 
@@ -68,8 +75,19 @@ async def orchestr8_serve(
     journal: Path, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[Server]:
     """Start `orchestr8 serve --port 0` on `journal`; yield it once it prints its URL."""
-    command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0", "--journal",
-               str(journal), "--cancel-grace", "0.5", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "orchestr8",
+        "serve",
+        "--port",
+        "0",
+        "--journal",
+        str(journal),
+        "--cancel-grace",
+        "0.5",
+        *args,
+    ]
     process = await trio.lowlevel.open_process(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or environment()
     )
@@ -119,8 +137,7 @@ async def receive_until_closed(
 
 
 async def execute(http: httpx.AsyncClient, workflow: dict[str, Any], **headers: str) -> str:
-    response = await http.post("/workflows/execute", json={"workflow": workflow},
-                               headers=headers)
+    response = await http.post("/workflows/execute", json={"workflow": workflow}, headers=headers)
     assert response.status_code == 202, response.text
     return str(response.json()["execution_id"])
 
@@ -197,9 +214,22 @@ async def test_a_restarted_server_on_the_same_journal_shows_earlier_executions(
 async def test_listening_beyond_loopback_without_a_key_exits_4(tmp_path: Path) -> None:
     """`serve --host 0.0.0.0` without an API key refuses to start: exit code 4, clear message."""
     done = await trio.run_process(
-        [sys.executable, "-m", "orchestr8", "serve", "--host", "0.0.0.0", "--port", "0",
-         "--journal", str(tmp_path / "journal.db")],
-        capture_stdout=True, capture_stderr=True, check=False, env=environment(),
+        [
+            sys.executable,
+            "-m",
+            "orchestr8",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--journal",
+            str(tmp_path / "journal.db"),
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=environment(),
     )
     assert done.returncode == 4
     assert b"without an API key" in done.stderr
@@ -229,7 +259,8 @@ async def test_the_api_key_guards_http_and_websocket_and_is_never_written(
             events, _ = await receive_until_closed(socket)
         assert events[-1]["type"] == "execution.succeeded"
         assert await server.stop() == 0
-    written = b"".join([await trio.Path(path).read_bytes()
-                        for path in await trio.Path(tmp_path).iterdir()])
+    written = b"".join(
+        [await trio.Path(path).read_bytes() for path in await trio.Path(tmp_path).iterdir()]
+    )
     for text in (bytes(server.stdout), bytes(server.stderr), written):
         assert KEY.encode() not in text
