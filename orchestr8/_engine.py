@@ -4,9 +4,9 @@ An execution is an actor subtree. Its scheduler opens a supervisor for the execu
 each step to a temporary *step actor* the moment the step is ready (all its dependencies
 finished) and a concurrency slot is free: no lock-step rounds. A step actor runs its agent through
 the resilience pipeline (`_step_run`), records the step's events and settles the outcome with the
-execution's scheduling state, which decides what runs next, what is skipped and how the execution
-ends. Idle step actors are reused, and a step actor that finishes a step usually runs the next
-ready one itself, so a chain of steps costs one trio scheduling round per step.
+execution's `RunState` (`_execution_state`), which decides what runs next, what is skipped and how
+the execution ends. Idle step actors are reused, and a step actor that finishes a step usually
+runs the next ready one itself, so a chain of steps costs one trio scheduling round per step.
 
 Ending early comes in three kinds, all recorded in the journal:
 
@@ -71,7 +71,7 @@ FORCED_STOP_WAIT = 0.5
 class ExecutionRun:
     """One execution of a workflow: the scheduler, its step actors and its events.
 
-    The scheduling state (what finished, what waits, what runs) changes only in synchronous code,
+    The run's `state` (what finished, what waits, what runs) changes only in synchronous code,
     so the scheduler task and the step actors can both settle outcomes without locks. While the
     run is going normally, step actors settle their own outcomes and start the steps that became
     ready; the scheduler task sleeps until the run ends, is cancelled or times out. From then on

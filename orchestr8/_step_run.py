@@ -94,8 +94,7 @@ class StepRunner:
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
-            state = self._state
-            rendered_input = step.input.render(state.inputs, state.outputs)
+            rendered_input = step.input.render(self._state.inputs, self._state.outputs)
             agent = self._registry.create(agent_id, step.agent.config)
             policy = self.workflow.policy_for(step_id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
