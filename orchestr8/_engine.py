@@ -4,9 +4,9 @@ An execution is an actor subtree. Its scheduler opens a supervisor for the execu
 each step to a temporary *step actor* the moment the step is ready (all its dependencies
 finished) and a concurrency slot is free: no lock-step rounds. A step actor runs its agent through
 the resilience pipeline (`_step_run`), records the step's events and settles the outcome with the
-execution's scheduling state, which decides what runs next, what is skipped and how the execution
-ends. Idle step actors are reused, and a step actor that finishes a step usually runs the next
-ready one itself, so a chain of steps costs one trio scheduling round per step.
+execution's `RunState` (`_execution_state`), which decides what runs next, what is skipped and how
+the execution ends. Idle step actors are reused, and a step actor that finishes a step usually
+runs the next ready one itself, so a chain of steps costs one trio scheduling round per step.
 
 Ending early comes in three kinds, all recorded in the journal:
 
@@ -22,10 +22,9 @@ import contextlib
 import logging
 import math
 import random
-from collections import deque
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -36,13 +35,17 @@ from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._errors import ExecutionStateError, JournalError
 from ._events import Event, EventType, StepStatus
+from ._execution_state import Ending, RunState, StepSlot
 from ._metrics import engine_metrics
 from ._results import ExecutionResult, StepResult
 from ._step_resilience import SharedResilience
-from ._step_run import StepActor, StepRunner, StepSlot
-from ._supervisor import open_supervisor
+from ._step_run import StepActor, StepRunner
+from ._supervisor import Supervisor, open_supervisor
 from ._telemetry import execution_span, record_execution_result
 from ._workflow import Workflow
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -55,8 +58,10 @@ class _Finished:
     result: StepResult
 
 
-#: Tells the scheduler task to look again: the run may have ended, or must end early.
-_WAKE = object()
+#: What the scheduler task receives: an outcome to settle, an error raised while settling one on
+#: a step actor's task (a bug, which ends the run loudly), or None: look again (the run may have
+#: ended, or must end early).
+_Report = _Finished | Exception | None
 
 #: How long a forced cancel may take before the engine gives up on a step: its agent ignores
 #: cancellation, and the execution ends without it (`ExecutionRun._give_up_running`).
@@ -66,7 +71,7 @@ FORCED_STOP_WAIT = 0.5
 class ExecutionRun:
     """One execution of a workflow: the scheduler, its step actors and its events.
 
-    The scheduling state (what finished, what waits, what runs) changes only in synchronous code,
+    The run's `state` (what finished, what waits, what runs) changes only in synchronous code,
     so the scheduler task and the step actors can both settle outcomes without locks. While the
     run is going normally, step actors settle their own outcomes and start the steps that became
     ready; the scheduler task sleeps until the run ends, is cancelled or times out. From then on
@@ -107,41 +112,27 @@ class ExecutionRun:
         self._grace = cancel_grace
         self._timeout = timeout
         self._resumed = resumed
-        self._outputs: dict[str, Any] = dict(completed or {})
-        self._results: dict[str, StepResult] = {
-            step_id: StepResult(StepStatus.SUCCEEDED, output=output)
-            for step_id, output in self._outputs.items()
-        }
+        self.state = RunState.begin(
+            workflow, inputs, completed=completed, usage=usage, step_usage=step_usage
+        )
+        """The execution's live state: the engine, its step actors and its conclusion share it."""
+        self.state.on_skipped = self._skipped
         self._cancel_event = trio.Event()
         # Set on a cancel and when a timeout or a failure winds the run down: no step starts
         # another attempt or backoff from then on.
         self._stop_event = trio.Event()
         self._cancel_reason = ""
         # Room for one report per step, the cancel request and the wake-ups: never blocks.
-        self._report_send, self._report_receive = trio.open_memory_channel[Any](
+        self._report_send, self._report_receive = trio.open_memory_channel[_Report](
             len(workflow.steps) + 4
         )
-        self._supervisor: Any = None
+        self._supervisor: Supervisor | None = None
         self._dispatching = False
         self._deadline = math.inf
-        self._ending = "completed"
-        self._running: dict[str, StepSlot] = {}
-        self._slots: list[StepSlot] = []
-        self._idle: list[StepSlot] = []
-        self._ready: deque[str] = deque()
-        self._limit = workflow.max_concurrency or math.inf
-        self._waiting: dict[str, int] = {}
-        self._usage: dict[str, int] = dict(usage or {})
-        self._step_usage: dict[str, dict[str, int]] = {
-            step_id: dict(counts)
-            for step_id, counts in (step_usage or {}).items()
-            if step_id in self._outputs
-        }
+        self._spawned = 0
         self.steps = StepRunner(
             execution_id=execution_id,
-            workflow=workflow,
-            inputs=inputs,
-            outputs=self._outputs,
+            state=self.state,
             emitter=emitter,
             registry=registry,
             resilience=resilience,
@@ -149,8 +140,6 @@ class ExecutionRun:
             stop_event=self._stop_event,
             random_source=random_source,
             sync_limiter=sync_limiter,
-            usage=self._usage,
-            step_usage=self._step_usage,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
@@ -228,7 +217,7 @@ class ExecutionRun:
         self.cancel(str(failure))
         # No grace: nothing a running step does now can be recorded, so its side effects stop
         # now (also when a cancel was already winding the run down).
-        for slot in self._running.values():
+        for slot in self.state.running.values():
             slot.ref.cancel()
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
@@ -241,17 +230,18 @@ class ExecutionRun:
         if not self._dispatching or result.status is StepStatus.CANCELLED:
             self._report_send.send_nowait(_Finished(step_id, result))
             return
+        state = self.state
         try:
-            self._settle(step_id, result)
+            state.settle(step_id, result)
             self._dispatch_ready(slot)
         except Exception as error:
             # A bug in the scheduling code must end the run loudly, not leave it waiting.
             self._dispatching = False
             self._report_send.send_nowait(error)
             return
-        if self._ending != "completed" or not self._running:
+        if state.ending is not Ending.COMPLETED or not state.running:
             self._dispatching = False
-            self._report_send.send_nowait(_WAKE)
+            self._report_send.send_nowait(None)
 
     # -- the scheduler ------------------------------------------------------------------------
 
@@ -298,29 +288,35 @@ class ExecutionRun:
                     bus=self._bus,
                     shutdown_order="together",
                 ) as supervisor:
-                    ending = await self._schedule(supervisor, deadline)
+                    await self._schedule(supervisor, deadline)
                     if self._stragglers:
                         # Leaving the supervisor waits for steps that ignore cancellation: the
                         # execution ends first, on time, and whoever waits for it is told.
-                        await self._conclude(ending, span)
+                        await self._conclude(span)
                         self._done.set()
                 if not self._done.is_set():
-                    await self._conclude(ending, span)
+                    await self._conclude(span)
         except BaseException as error:
             self._cut_short_by = type(error).__name__
             raise
         finally:
             stop_watching()
             # The span has them now: do not keep the failures' tracebacks (and their frames).
-            self.steps.failures.clear()
+            self.state.failures.clear()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
         return self.result
 
-    async def _conclude(self, ending: str, span: Any) -> None:
+    async def _conclude(self, span: Span) -> None:
         """Journal and log how the execution ended, and keep the result once it is durable."""
-        conclusion = self._conclusion()
-        result = await conclusion.record(ending)
+        conclusion = Conclusion(
+            execution_id=self.execution_id,
+            state=self.state,
+            emitter=self._emitter,
+            cancel_reason=self._cancel_reason,
+            timeout=self._timeout,
+        )
+        result = await conclusion.record()
         record_execution_result(span, result.status, conclusion.exception or result.error)
         _logger.log(
             logging.INFO if result.succeeded else logging.WARNING,
@@ -339,77 +335,49 @@ class ExecutionRun:
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
-            return {"reused_steps": sorted(self._outputs), "correlation_id": self.correlation_id}
+            return {
+                "reused_steps": sorted(self.state.outputs),
+                "correlation_id": self.correlation_id,
+            }
         return {
             "workflow": self.workflow.name,
             "inputs": dict(self.inputs),
             "correlation_id": self.correlation_id,
         }
 
-    async def _schedule(self, supervisor: Any, deadline: float) -> str:
-        """Start steps as they become ready until all finished; return how the run ended."""
-        workflow = self.workflow
+    async def _schedule(self, supervisor: Supervisor, deadline: float) -> None:
+        """Start steps as they become ready until all finished; settle how the run ended."""
+        state = self.state
         self._supervisor = supervisor
-        waiting = self._waiting = {
-            step_id: sum(1 for dependency in dependencies if dependency not in self._results)
-            for step_id, dependencies in workflow.dependencies.items()
-            if step_id not in self._results
-        }
-        self._ready.extend(step_id for step_id in workflow.order if waiting.get(step_id) == 0)
         self._deadline = deadline
         with trio.move_on_at(deadline) as timeout_scope:
             if not self._cancel_event.is_set():
                 self._dispatching = True
                 self._dispatch_ready()
-            while self._dispatching and self._ending == "completed" and self._running:
+            while self._dispatching and state.ending is Ending.COMPLETED and state.running:
                 message = await self._report_receive.receive()
                 if isinstance(message, BaseException):
                     raise message
-                if isinstance(message, _Finished):
+                if message is not None:
                     # An outcome a step actor left to this task (its step was cut short).
-                    self._settle(message.step_id, message.result)
+                    state.settle(message.step_id, message.result)
                     self._dispatch_ready()
                 # Otherwise a wake-up or a cancel request: the loop's condition says which.
         self._dispatching = False
-        ending = self._ending
         if self._cancel_event.is_set():
             # Even a cancel requested before the run began: it ends cancelled.
-            ending = "cancelled"
-        if timeout_scope.cancelled_caught or (
-            self._past_deadline() and len(self._results) < len(workflow.steps)
-        ):
+            state.ending = Ending.CANCELLED
+        if timeout_scope.cancelled_caught or (self._past_deadline() and not state.all_settled):
             # Steps left unstarted because the timeout passed (before the scheduler woke): the
             # execution timed out just the same.
-            ending = "timed_out"
+            state.ending = Ending.TIMED_OUT
         self._stop_event.set()
-        if ending == "cancelled":
+        if state.ending is Ending.CANCELLED:
             # The grace never stretches the execution past its own timeout.
             await self._wind_down(min(trio.current_time() + self._grace, deadline))
-        elif ending in ("failed", "timed_out"):
+        elif state.ending is not Ending.COMPLETED:
             await self._wind_down(trio.current_time())
-        await self._close_pending(ending)
-        return ending
-
-    def _settle(self, step_id: str, result: StepResult) -> None:
-        """Record a step's outcome: its dependents get closer to ready, or are skipped."""
-        slot = self._running.pop(step_id, None)
-        if slot is not None:
-            self._idle.append(slot)
-        self._results[step_id] = result
-        ok = result.status is StepStatus.SUCCEEDED
-        step = self.workflow.steps_by_id[step_id]
-        if ok or (step.on_error == "continue" and result.status is StepStatus.FAILED):
-            self._outputs[step_id] = result.output if ok else None
-            waiting = self._waiting
-            for dependent in self.workflow.dependents[step_id]:
-                if dependent in waiting:
-                    waiting[dependent] -= 1
-                    if waiting[dependent] == 0:
-                        self._ready.append(dependent)
-        elif result.status is StepStatus.FAILED:
-            self._skip_dependents(step_id)
-            if self.workflow.fail_fast:
-                self._ending = "failed"
+        await self._close_pending()
 
     def _dispatch_ready(self, reporting: StepSlot | None = None) -> None:
         """Give ready steps to step actors while concurrency allows and the run goes on.
@@ -420,48 +388,42 @@ class ExecutionRun:
         if self._past_deadline():
             # Past the execution's timeout nothing starts, though the scheduler may not know yet.
             return
-        ready, running = self._ready, self._running
-        while ready and len(running) < self._limit and self._ending == "completed":
-            if not self._dispatching:
+        state = self.state
+        while self._dispatching:
+            step = state.next_step()
+            if step is None:
                 return
-            step = self.workflow.steps_by_id[ready.popleft()]
-            if self._idle:
-                slot = self._idle.pop()
-            else:
-                slot = StepSlot()
-                slot.ref = self._supervisor.spawn_nowait(
-                    partial(StepActor, self, slot),
-                    name=f"step-actor-{len(self._slots)}",
-                    restart="temporary",
-                    mailbox_size=1,
-                )
-                self._slots.append(slot)
-            slot.step = step
-            running[step.id] = slot
+            slot = state.idle.pop() if state.idle else self._spawn_step_actor()
+            state.start(step, slot)
             if slot is not reporting:
                 slot.ref.tell_nowait(step)
+
+    def _spawn_step_actor(self) -> StepSlot:
+        """A new step actor in the execution's supervisor, as its slot (all others are busy)."""
+        supervisor = self._supervisor
+        assert supervisor is not None, "step actors are spawned only while the run schedules"
+        slot = StepSlot()
+        slot.ref = supervisor.spawn_nowait(
+            partial(StepActor, self, slot),
+            name=f"step-actor-{self._spawned}",
+            restart="temporary",
+            mailbox_size=1,
+        )
+        self._spawned += 1
+        return slot
 
     def _past_deadline(self) -> bool:
         """Whether the execution's timeout has passed (looked up only when there is one)."""
         return self._deadline != math.inf and trio.current_time() >= self._deadline
 
-    def _skip_dependents(self, failed: str) -> None:
-        """Skip every step that (transitively) depends on `failed`; they can never run."""
-        waiting = self._waiting
-        stack = list(self.workflow.dependents[failed])
-        while stack:
-            step_id = stack.pop()
-            if step_id in self._results or step_id not in waiting:
-                continue
-            del waiting[step_id]
-            self._results[step_id] = StepResult(StepStatus.SKIPPED)
-            self._emitter.emit_nowait(
-                EventType.STEP_SKIPPED,
-                step_id=step_id,
-                data={"reason": f"a dependency failed: {failed}"},
-                trusted=True,
-            )
-            stack.extend(self.workflow.dependents[step_id])
+    def _skipped(self, step_id: str, failed: str) -> None:
+        """Journal a step skipped because a step it depends on failed."""
+        self._emitter.emit_nowait(
+            EventType.STEP_SKIPPED,
+            step_id=step_id,
+            data={"reason": f"a dependency failed: {failed}"},
+            trusted=True,
+        )
 
     async def _wind_down(self, deadline: float) -> None:
         """End the running steps: let them finish until `deadline`, then cancel what still runs.
@@ -469,12 +431,13 @@ class ExecutionRun:
         A step whose agent ignores the cancel (it shields itself, or swallows `Cancelled`) is
         given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
         """
+        running = self.state.running
         with trio.CancelScope(shield=True):
             with trio.move_on_at(deadline):
                 await self._collect_running()
-            if not self._running:
+            if not running:
                 return
-            for slot in self._running.values():
+            for slot in running.values():
                 slot.ref.cancel()
             with trio.move_on_after(FORCED_STOP_WAIT):
                 await self._collect_running()
@@ -487,16 +450,13 @@ class ExecutionRun:
         concluded the execution by then, and leaving the supervisor (so the runtime's shutdown)
         waits for them.
         """
-        for step_id, slot in list(self._running.items()):
-            # The actor's late report finds no step to report.
-            slot.step = None
+        for step_id in list(self.state.running):
             listener = self.steps.listeners.get(step_id)
             attempts = 0
             if listener is not None:
                 listener.silenced = True
                 attempts = listener.attempts
-            del self._running[step_id]
-            self._results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
+            self.state.give_up(step_id, attempts)
             self._stragglers.append(step_id)
             _logger.warning(
                 "execution %s: step %s did not stop when cancelled (its agent shields itself "
@@ -508,50 +468,30 @@ class ExecutionRun:
 
     async def _collect_running(self) -> None:
         """Wait for the outcome of every running step, and settle each (nothing new starts)."""
-        while self._running:
+        state = self.state
+        while state.running:
             message = await self._report_receive.receive()
             if isinstance(message, BaseException):
                 raise message
-            if isinstance(message, _Finished):
+            if message is not None:
                 # A failure that lands while winding down still skips its dependents.
-                self._settle(message.step_id, message.result)
+                state.settle(message.step_id, message.result)
 
-    async def _close_pending(self, ending: str) -> None:
+    async def _close_pending(self) -> None:
         """Record how each step that did not run to its end finished: cancelled or skipped."""
-        for step_id in self.workflow.order:
-            result = self._results.get(step_id)
-            if result is not None and result.status is not StepStatus.CANCELLED:
-                continue
-            if result is None:
-                status = StepStatus.SKIPPED if ending == "completed" else StepStatus.CANCELLED
-                self._results[step_id] = StepResult(status)
-            else:
-                status = StepStatus.CANCELLED
-                # Cut short mid-run: keep the attempts it made, as the journal shows them.
-                listener = self.steps.listeners.get(step_id)
-                if listener is not None:
-                    self._results[step_id] = attrs.evolve(result, attempts=listener.attempts)
+        listeners = self.steps.listeners
+
+        def attempts_of(step_id: str) -> int | None:
+            listener = listeners.get(step_id)
+            return None if listener is None else listener.attempts
+
+        reason = self.state.ending.value
+        for step_id, status in self.state.close_pending(attempts_of):
             if status is StepStatus.SKIPPED:
                 await self._emitter.emit(
                     EventType.STEP_SKIPPED, step_id=step_id, data={"reason": "not reached"}
                 )
             else:
                 await self._emitter.emit(
-                    EventType.STEP_CANCELLED, step_id=step_id, data={"reason": ending}
+                    EventType.STEP_CANCELLED, step_id=step_id, data={"reason": reason}
                 )
-
-    def _conclusion(self) -> Conclusion:
-        """What decides and journals the execution's ending from its steps' results."""
-        return Conclusion(
-            execution_id=self.execution_id,
-            workflow=self.workflow,
-            inputs=self.inputs,
-            emitter=self._emitter,
-            results=self._results,
-            outputs=self._outputs,
-            usage=self._usage,
-            step_usage=self._step_usage,
-            cancel_reason=self._cancel_reason,
-            timeout=self._timeout,
-            failures=self.steps.failures,
-        )

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ._breaker import BreakerState, BreakerTransition, CircuitBreakerRegistry
+from ._breaker import BreakerState, BreakerTransition, CircuitBreaker, CircuitBreakerRegistry
 from ._emitter import Emitter
 from ._errors import CircuitOpenError
 from ._events import EventType, describe_error
@@ -57,9 +57,11 @@ class SharedResilience:
         """Route breaker transitions to the execution whose call caused them."""
         self.breakers.add_listener(record_transition)
 
-    def layers(self, key: str, policy: Policy) -> tuple[Any, Bulkhead | None, RateLimiter | None]:
+    def layers(
+        self, key: str, policy: Policy
+    ) -> tuple[CircuitBreaker | None, Bulkhead | None, RateLimiter | None]:
         """The breaker, bulkhead and rate limiter for `key`, created from `policy` if new."""
-        breaker = None
+        breaker: CircuitBreaker | None = None
         if policy.circuit_breaker is not None:
             breaker = self.breakers.get(key, policy.circuit_breaker)
         bulkhead = None

@@ -16,7 +16,6 @@ import random
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import attrs
 import trio
 
 from ._actor import Actor
@@ -30,13 +29,14 @@ from ._errors import (
     exception_leaves,
 )
 from ._events import EventType, StepStatus, describe_error, json_value, message_of
+from ._execution_state import RunState, StepSlot
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
 from ._pipeline import call_with_policy
 from ._results import StepResult
 from ._step_resilience import SharedResilience, StepListener, current_step
 from ._telemetry import attempt_span
-from ._workflow import Step, Workflow
+from ._workflow import Step
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -48,9 +48,7 @@ class StepRunner:
         self,
         *,
         execution_id: str,
-        workflow: Workflow,
-        inputs: Mapping[str, Any],
-        outputs: Mapping[str, Any],
+        state: RunState,
         emitter: Emitter,
         registry: AgentRegistry,
         resilience: SharedResilience,
@@ -58,18 +56,15 @@ class StepRunner:
         stop_event: trio.Event,
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
-        usage: dict[str, int],
-        step_usage: dict[str, dict[str, int]],
     ) -> None:
-        """Run steps against `outputs` (the execution's live record of finished steps).
+        """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
         `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
         when a timeout or a failure winds the run down) stops every step's retries.
         """
         self.execution_id = execution_id
-        self.workflow = workflow
-        self._inputs = inputs
-        self._outputs = outputs
+        self.workflow = state.workflow
+        self._state = state
         self._emitter = emitter
         self._registry = registry
         self._resilience = resilience
@@ -77,13 +72,8 @@ class StepRunner:
         self._stop_event = stop_event
         self._random = random_source
         self._sync_limiter = sync_limiter
-        self._usage = usage
-        self._step_usage = step_usage
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
-        self.failures: dict[str, Exception] = {}
-        """What failed each step that failed for good and fails its execution (`on_error`
-        `fail`), by step id: the execution span records it with its stacktrace."""
 
     async def run(self, step: Step) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
@@ -104,7 +94,7 @@ class StepRunner:
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
-            rendered_input = step.input.render(self._inputs, self._outputs)
+            rendered_input = step.input.render(self._state.inputs, self._state.outputs)
             agent = self._registry.create(agent_id, step.agent.config)
             policy = self.workflow.policy_for(step_id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
@@ -188,7 +178,7 @@ class StepRunner:
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
         if step.on_error == "fail":
-            self.failures[step.id] = error
+            self._state.failures[step.id] = error
         await self._emitter.emit(
             EventType.STEP_FAILED,
             step_id=step.id,
@@ -214,10 +204,7 @@ class StepRunner:
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
         if self.listeners[context.step_id].silenced:
             return
-        step_usage = self._step_usage.setdefault(context.step_id, {})
-        for name, value in counts.items():
-            step_usage[name] = step_usage.get(name, 0) + value
-            self._usage[name] = self._usage.get(name, 0) + value
+        self._state.add_usage(context.step_id, counts)
         self._emitter.emit_nowait(
             EventType.STEP_USAGE,
             step_id=context.step_id,
@@ -243,14 +230,6 @@ class StepScheduler(Protocol):
 
     def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
         """Settle a step's outcome; a step given back to `slot` is left in `slot.step`."""
-
-
-@attrs.define(eq=False)
-class StepSlot:
-    """A step actor as the scheduler sees it: its ref and the step it was last given, if any."""
-
-    ref: Any = None
-    step: Step | None = None
 
 
 #: How many steps a step actor runs in a row, each made ready by the one before, before it lets
