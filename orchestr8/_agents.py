@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from ._errors import AgentConfigurationError
-from ._events import json_value
+from ._json import json_value
 from ._sync_calls import run_sync_abandonable
 
 T = TypeVar("T")

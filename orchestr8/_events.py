@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import json
-import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -143,47 +141,6 @@ def message_of(error: BaseException) -> str:
     except Exception as broken:
         # An exception whose message itself fails must still be recorded as what it is.
         return f"(its message could not be read: {type(broken).__name__})"
-
-
-_JSON_SCALARS = (str, bool, type(None))
-# An int this long is written out well within Python's limit on int-to-text conversion (4,300
-# digits by default); a longer one is checked by writing it.
-_SHORT_INT_BITS = 14_000
-
-
-def json_value(value: Any) -> Any:
-    """`value` as the journal will record it (tuples become lists, keys strings), or raise.
-
-    Agents' outputs, progress data and anything else an agent hands the engine go through this
-    before they become event data, so a value JSON cannot hold fails where it was made instead of
-    failing the journal.
-
-    Raises:
-        TypeError: a value JSON has no form for (a set, bytes, an object).
-        ValueError: NaN or infinity, an int too long to write, or two keys that are the same
-            once written as JSON strings (`{1: "a", "1": "b"}`).
-    """
-    kind = type(value)
-    if (
-        kind in _JSON_SCALARS
-        or (kind is float and math.isfinite(value))
-        or (kind is int and value.bit_length() <= _SHORT_INT_BITS)
-    ):
-        # Already what a JSON round trip would give back (exact types, not subclasses).
-        return value
-    return json.loads(json.dumps(value, allow_nan=False), object_pairs_hook=_distinct_keys)
-
-
-def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build one decoded object, refusing keys that collided when written (data would be lost)."""
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"two keys are both {key!r} once written as JSON strings")
-            seen.add(key)
-    return found
 
 
 _KNOWN_TYPES: Mapping[str, EventType] = {member.value: member for member in EventType}

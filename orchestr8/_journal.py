@@ -48,8 +48,8 @@ from ._journal_records import (
     WorkItem,
     decode_cursor,
     encode_cursor,
-    has_lone_surrogate,
 )
+from ._json import has_lone_surrogate
 
 if TYPE_CHECKING:
     from ._journal_sqlite import Store

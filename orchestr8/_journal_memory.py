@@ -34,10 +34,10 @@ from ._journal_rules import (
     encode_event,
     encode_execution,
     execution_update,
-    make_encoder,
     not_json,
     refusal,
 )
+from ._json import make_encoder
 
 if TYPE_CHECKING:
     from ._journal_sqlite import Store

@@ -23,7 +23,6 @@ from orchestr8._events import (
     StepState,
     StepStatus,
     describe_error,
-    json_value,
     replay,
     utc_timestamp,
 )
@@ -398,44 +397,6 @@ def test_describe_error_survives_an_exception_whose_message_fails() -> None:
         "type": "_BrokenMessage",
         "message": "(its message could not be read: RuntimeError)",
     }
-
-
-@pytest.mark.parametrize(
-    ("value", "error", "message"),
-    [
-        ({1, 2}, TypeError, "set is not JSON serializable"),
-        ({"x": float("nan")}, ValueError, "Out of range float"),
-        (10**5000, ValueError, "Exceeds the limit"),
-        ([{"deep": 10**5000}], ValueError, "Exceeds the limit"),
-        ({1: "a", "1": "b"}, ValueError, "two keys are both '1' once written as JSON strings"),
-    ],
-    ids=["set", "nan", "huge-int", "nested-huge-int", "colliding-keys"],
-)
-def test_json_value_refuses_what_the_journal_could_not_hold(
-    value: Any, error: type[Exception], message: str
-) -> None:
-    """Non-JSON types, NaN, ints too long to write and colliding keys are refused."""
-    with pytest.raises(error, match=re.escape(message)):
-        json_value(value)
-
-
-@given(
-    st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(),
-        lambda children: (
-            st.lists(children, max_size=3)
-            | st.dictionaries(st.text(max_size=4), children, max_size=3)
-        ),
-        max_leaves=8,
-    )
-)
-def test_json_value_gives_back_what_json_reads_back(value: Any) -> None:
-    """For JSON values, json_value is the JSON round trip (plain scalars come back as they are)."""
-    assert json_value(value) == json.loads(json.dumps(value))
 
 
 def test_describe_error_names_what_a_group_holds() -> None:
