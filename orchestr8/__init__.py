@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._codec import validate_workflow_document as validate_workflow_document
     from ._codec import workflow_to_json as workflow_to_json
     from ._errors import ActorError as ActorError
+    from ._errors import ActorNameTakenError as ActorNameTakenError
     from ._errors import ActorStoppedError as ActorStoppedError
     from ._errors import AgentConfigurationError as AgentConfigurationError
     from ._errors import AgentError as AgentError
@@ -99,7 +100,6 @@ if TYPE_CHECKING:
     from ._runtime import tune_garbage_collection as tune_garbage_collection
     from ._secrets import Secrets as Secrets
     from ._serve import serve as serve
-    from ._supervisor import ActorNameTakenError as ActorNameTakenError
     from ._supervisor import RestartBackoff as RestartBackoff
     from ._supervisor import Supervisor as Supervisor
     from ._supervisor import SupervisorStatistics as SupervisorStatistics
@@ -114,7 +114,7 @@ _EXPORTS: dict[str, str] = {
     "Actor": "_actor",
     "ActorError": "_errors",
     "ActorEvent": "_actor",
-    "ActorNameTakenError": "_supervisor",
+    "ActorNameTakenError": "_errors",
     "ActorRef": "_actor",
     "ActorStatistics": "_actor",
     "ActorStoppedError": "_errors",
