@@ -524,3 +524,14 @@ async def test_a_full_disk_leaves_at_most_a_bounded_lag_of_steps_unrecorded(
     unrecorded = [step_id for step_id in CALLS if step_id not in started]
     assert 0 < len(started) < len(chain)
     assert len(unrecorded) <= UNWRITTEN_LIMIT // 2
+
+
+async def test_a_read_the_sqlite_file_refuses_is_a_journal_error(tmp_path: Path) -> None:
+    """A SQLite error while reading (here: a table dropped behind the journal's back) is named."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("DROP TABLE events")
+            connection.commit()
+        with pytest.raises(JournalError, match="reading the journal failed: no such table"):
+            await journal.last_seq("run-1")
