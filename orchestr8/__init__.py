@@ -68,11 +68,8 @@ if TYPE_CHECKING:
     from ._errors import WorkflowValidationError as WorkflowValidationError
     from ._events import Event as Event
     from ._events import EventType as EventType
-    from ._events import ExecutionState as ExecutionState
     from ._events import ExecutionStatus as ExecutionStatus
-    from ._events import StepState as StepState
     from ._events import StepStatus as StepStatus
-    from ._events import replay as replay
     from ._expressions import Reference as Reference
     from ._expressions import Template as Template
     from ._expressions import compile_template as compile_template
@@ -90,6 +87,9 @@ if TYPE_CHECKING:
     from ._policy import Policy as Policy
     from ._policy import RateLimitPolicy as RateLimitPolicy
     from ._policy import RetryPolicy as RetryPolicy
+    from ._replay import ExecutionState as ExecutionState
+    from ._replay import StepState as StepState
+    from ._replay import replay as replay
     from ._results import ExecutionResult as ExecutionResult
     from ._results import StepResult as StepResult
     from ._retry import is_retryable as is_retryable
@@ -149,7 +149,7 @@ _EXPORTS: dict[str, str] = {
     "ExecutionNotFoundError": "_errors",
     "ExecutionRecord": "_journal",
     "ExecutionResult": "_results",
-    "ExecutionState": "_events",
+    "ExecutionState": "_replay",
     "ExecutionStateError": "_errors",
     "ExecutionStatus": "_events",
     "ExecutionTimeoutError": "_errors",
@@ -180,7 +180,7 @@ _EXPORTS: dict[str, str] = {
     "SecretsFileError": "_errors",
     "Step": "_workflow",
     "StepResult": "_results",
-    "StepState": "_events",
+    "StepState": "_replay",
     "StepStatus": "_events",
     "SubscriberStatistics": "_bus",
     "Supervisor": "_supervisor",
@@ -200,7 +200,7 @@ _EXPORTS: dict[str, str] = {
     "open_runtime": "_runtime",
     "open_supervisor": "_supervisor",
     "parse_workflow": "_codec",
-    "replay": "_events",
+    "replay": "_replay",
     "run_workflow": "_runtime",
     "serve": "_serve",
     "tune_garbage_collection": "_runtime",

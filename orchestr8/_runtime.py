@@ -43,7 +43,7 @@ from ._errors import (
     exception_leaves,
     unwrap_single_error,
 )
-from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
+from ._events import EventFactory, ExecutionStatus, StepStatus
 from ._execution_handle import ExecutionHandle as ExecutionHandle
 from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
@@ -54,6 +54,7 @@ from ._redaction import (
     redact_text,
     redact_workflow,
 )
+from ._replay import ExecutionState, replay
 from ._results import ExecutionResult, StepResult
 from ._secrets import (
     Secrets,

@@ -22,11 +22,11 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ._errors import Problem
-from ._events import ExecutionState, StepState
 from ._expressions import json_type_name
 from ._journal import ExecutionRecord
 from ._json import append_path, json_value_problems, parse_strict
 from ._redaction import redact_text
+from ._replay import ExecutionState, StepState
 from ._schema import sort_problems
 
 PROBLEM_JSON: Final = "application/problem+json"

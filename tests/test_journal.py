@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from orchestr8._errors import ExecutionNotFoundError, JournalError
-from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus
 from orchestr8._journal import (
     BatchOutcome,
     CreateRequest,
@@ -32,6 +32,7 @@ from orchestr8._journal import (
 )
 from orchestr8._journal_memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
 from orchestr8._journal_sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal, Store
+from orchestr8._replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = "2025-01-01T00:00:00.000Z"

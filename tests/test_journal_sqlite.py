@@ -28,7 +28,7 @@ import trio.testing
 
 from orchestr8._agents import AgentContext
 from orchestr8._errors import JournalError, RetryableError
-from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus
 from orchestr8._journal import (
     STALLED_AFTER,
     UNWRITTEN_LIMIT,
@@ -38,6 +38,7 @@ from orchestr8._journal import (
 )
 from orchestr8._journal_recovery import keep_journal_working
 from orchestr8._journal_sqlite import SQLiteJournal
+from orchestr8._replay import replay
 from orchestr8._runtime import open_runtime
 
 BLOCKED_STEPS = 100

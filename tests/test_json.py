@@ -117,17 +117,20 @@ def test_json_value_problems_stop_at_the_depth_limit() -> None:
 
 
 @pytest.mark.parametrize(
-    ("segment", "path"),
+    ("segment", "expected"),
     [
-        (0, "$[0]"),
-        ("plain_key", "$.plain_key"),
-        ("two words", "$['two words']"),
+        ("name", "$.name"),
+        (3, "$[3]"),
+        ("a b", "$['a b']"),
+        ("x-y", "$['x-y']"),
         ("it's", "$['it\\'s']"),
+        ("name\n", "$['name\\n']"),
+        ("a\u0000", "$['a\\x00']"),
     ],
 )
-def test_append_path_writes_keys_the_way_messages_print_them(segment: str | int, path: str) -> None:
-    """Indexes in brackets, identifier keys after a dot, other keys quoted in brackets."""
-    assert append_path("$", segment) == path
+def test_append_path_matches_jsonschema_paths(segment: str | int, expected: str) -> None:
+    """Paths use `.key` for plain keys, else `['key']` (unprintables escaped), and `[N]`."""
+    assert append_path("$", segment) == expected
 
 
 @given(st.text())
