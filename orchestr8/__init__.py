@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from ._journal import ExecutionRecord as ExecutionRecord
     from ._journal import Journal as Journal
     from ._journal import open_journal as open_journal
+    from ._json import JSON as JSON
     from ._limits import Bulkhead as Bulkhead
     from ._limits import BulkheadStatistics as BulkheadStatistics
     from ._limits import RateLimiter as RateLimiter
@@ -154,6 +155,7 @@ _EXPORTS: dict[str, str] = {
     "ExecutionStatus": "_events",
     "ExecutionTimeoutError": "_errors",
     "InputValidationError": "_errors",
+    "JSON": "_json",
     "Journal": "_journal",
     "JournalError": "_errors",
     "MailboxFullError": "_errors",

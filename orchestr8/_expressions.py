@@ -25,7 +25,7 @@ from typing import Any, Literal, NoReturn
 import attrs
 
 from ._errors import Problem, ReferenceResolutionError, WorkflowValidationError
-from ._json import PathSegment, append_path
+from ._json import JSON, PathSegment, append_path
 
 _OPENING = re.compile(r"(\$+)\{")
 _INPUTS_ROOT = re.compile(r"inputs\b(?!-)")
@@ -274,7 +274,7 @@ class Template:
         return Template(self.source, self.located_references, _bind(self._node, secrets))
 
 
-def compile_template(value: Any, *, path: str = "$") -> Template:
+def compile_template(value: JSON, *, path: str = "$") -> Template:
     """Parse every string of a JSON value once, so rendering at run time only walks nodes.
 
     Args:

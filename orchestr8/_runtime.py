@@ -47,6 +47,7 @@ from ._events import EventFactory, ExecutionStatus, StepStatus
 from ._execution_handle import ExecutionHandle as ExecutionHandle
 from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
+from ._json import JSON
 from ._redaction import (
     SecretLease,
     default_redactor,
@@ -148,7 +149,7 @@ class Runtime:
     async def start(
         self,
         workflow: WorkflowLike,
-        inputs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, JSON] | None = None,
         *,
         execution_id: str | None = None,
         execution_timeout: float | None = None,
@@ -267,7 +268,7 @@ class Runtime:
         execution_id: str,
         *,
         execution_timeout: float | None = None,
-        inputs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, JSON] | None = None,
     ) -> ExecutionHandle:
         """Continue an execution that died, failed or was cancelled, reusing succeeded steps.
 
@@ -570,7 +571,7 @@ def tune_garbage_collection() -> None:
 
 async def run_workflow(
     workflow: WorkflowLike,
-    inputs: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, JSON] | None = None,
     *,
     journal: Journal | str | os.PathLike[str] | None = None,
     agents: Mapping[str, AgentFactory | AgentFunction] | None = None,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestr8 import JSON
 from orchestr8._json import (
     MAX_DEPTH,
     OversizedInteger,
@@ -152,3 +154,12 @@ def test_the_encoder_refuses_nan() -> None:
     """Stored values are strict JSON: NaN and infinity are refused, not written as `NaN`."""
     with pytest.raises(ValueError, match="Out of range float"):
         encode_json({"x": float("nan")})
+
+
+def test_the_json_alias_takes_what_callers_write() -> None:
+    """Nested literals, `dict[str, Any]` and annotated dicts are JSON (mypy checks this file)."""
+    annotated: dict[str, JSON] = {"topic": "cats", "n": 3, "tags": ["a"], "deep": {"x": None}}
+    loose: dict[str, Any] = {"anything": 1}
+    nested = {"plain": {"b": [1, 2.5, True]}}
+    values: list[Mapping[str, JSON]] = [annotated, loose, nested]
+    assert [len(value) for value in values] == [4, 1, 1]
