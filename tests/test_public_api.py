@@ -100,3 +100,13 @@ def test_code_in_the_docs_uses_public_names_only() -> None:
         if re.search(r"\borchestr8\._|^\s*from \.", line)
     ]
     assert private == []
+
+
+def test_the_type_checking_imports_are_the_one_list_of_the_api() -> None:
+    """Every line of `__init__`'s `TYPE_CHECKING` imports is a public name; no line is skipped."""
+    from pathlib import Path
+
+    source = Path(orchestr8.__file__).read_text(encoding="utf-8")
+    block = source.partition("\nif TYPE_CHECKING:\n")[2].partition("\n\n")[0]
+    names = [line.rpartition(" as ")[2] for line in block.splitlines()]
+    assert sorted([*names, "__version__"]) == list(orchestr8.__all__)
