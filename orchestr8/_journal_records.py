@@ -1,7 +1,8 @@
 """What the journal stores and hands out: execution records, pages, statistics, write requests.
 
 Plain attrs classes shared by the journal's interface (`_journal`), its two stores and its readers,
-plus the text rules every stored string obeys (no lone surrogates) and the opaque page cursors.
+plus the opaque page cursors. The text rule every stored string obeys (no lone surrogates) is
+strict JSON's, in `_json`.
 """
 
 from __future__ import annotations

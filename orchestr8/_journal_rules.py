@@ -1,9 +1,9 @@
 """The journal's rules as pure functions, shared by the SQLite store and the memory store.
 
-How records and events become stored values (strict, compact JSON text: no NaN or infinity, data
-always an object), how a status event changes its execution's record (the rules `replay` follows),
-and the words the journal uses when it refuses an event. Both stores call these, so they agree on
-every one of these details by construction.
+How records and events become stored values (strict, compact JSON text written by `_json`'s
+encoder: no NaN or infinity, data always an object), how a status event changes its execution's
+record (the rules `replay` follows), and the words the journal uses when it refuses an event. Both
+stores call these, so they agree on every one of these details by construction.
 """
 
 from __future__ import annotations
