@@ -13,11 +13,11 @@ import importlib.metadata
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ._agents import Agent, AgentFactory, AgentFunction, as_factory, import_object
 from ._builtin_agents import BUILTIN_AGENTS
 from ._errors import AgentConfigurationError, UnknownAgentError
+from ._json import JSON
 
 __all__ = ["ENTRY_POINT_GROUP", "AgentRegistry"]
 
@@ -73,7 +73,7 @@ class AgentRegistry:
         self.resolve(agent_id)
         return True
 
-    def create(self, agent_id: str, config: Mapping[str, Any] | None = None) -> Agent:
+    def create(self, agent_id: str, config: Mapping[str, JSON] | None = None) -> Agent:
         """Build the agent `agent_id` from `config` (default empty), so bad configs fail early.
 
         Raises:

@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from ._errors import AgentConfigurationError
-from ._events import json_value
+from ._json import JSON, json_value
 from ._sync_calls import run_sync_abandonable
 
 T = TypeVar("T")
@@ -155,7 +155,7 @@ class AgentContext:
             },
         )
 
-    def progress(self, data: Mapping[str, Any]) -> None:
+    def progress(self, data: Mapping[str, JSON]) -> None:
         """Publish a progress event carrying `data` (a JSON object); never blocks or awaits."""
         if not isinstance(data, Mapping):
             raise TypeError(f"progress data must be a mapping, got {type(data).__name__}")

@@ -244,7 +244,8 @@ async def resume(
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             from ._errors import InputValidationError
-            from ._events import ExecutionStatus, StepStatus, replay
+            from ._events import ExecutionStatus, StepStatus
+            from ._replay import replay
 
             record = await find_execution(runtime.journal, execution_id)
             state = replay(await runtime.journal.events(record.execution_id))
@@ -373,9 +374,9 @@ async def inspect(
             render_execution_list,
             wants_color,
         )
-        from ._events import replay
         from ._journal import open_journal
         from ._liveness import interrupted_executions, list_shown_executions
+        from ._replay import replay
 
         if execution_id is not None and (limit is not None or status is not None):
             raise CommandError("--limit and --status apply to the list, not to one execution")

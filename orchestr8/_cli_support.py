@@ -44,6 +44,7 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
     import json
 
     from ._codec import MAX_DOCUMENT_BYTES
+    from ._json import reject_constant
 
     inputs: dict[str, Any] = {}
     if inputs_file is not None:
@@ -63,7 +64,7 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
                     f"--inputs-file {inputs_file}: larger than "
                     f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"
                 )
-            document = json.loads(data.decode("utf-8-sig"), parse_constant=_reject_constant)
+            document = json.loads(data.decode("utf-8-sig"), parse_constant=reject_constant)
         except OSError as error:
             raise CommandError(f"--inputs-file {inputs_file}: {error.strerror or error}") from None
         except (ValueError, UnicodeDecodeError) as error:
@@ -81,7 +82,7 @@ def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any
         if not equals or not key:
             raise CommandError(f"--input {pair!r}: expected KEY=VALUE")
         try:
-            inputs[key] = json.loads(text, parse_constant=_reject_constant)
+            inputs[key] = json.loads(text, parse_constant=reject_constant)
         except ValueError:
             inputs[key] = text
         except RecursionError:
@@ -104,10 +105,6 @@ def load_secrets(secrets_file: str | None) -> Secrets | None:
         return Secrets.from_file(secrets_file)
     except SecretsFileError as error:
         raise CommandError(f"--secrets-file {error}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def load_checked(file: str) -> Workflow:

@@ -12,9 +12,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from ._events import Event, ExecutionStatus, StepStatus, replay
+from ._events import Event, ExecutionStatus, StepStatus
 from ._journal import ExecutionRecord
 from ._liveness import INTERRUPTED
+from ._replay import replay
 from ._results import ExecutionResult
 
 _COLORS: Mapping[str, str] = {

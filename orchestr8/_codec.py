@@ -8,13 +8,11 @@ graph and reference checks; only then structure the AST with a converter that ne
 
 from __future__ import annotations
 
-import collections
 import copy
 import functools
 import json
 import math
 import os
-import sys
 import typing
 import weakref
 from collections.abc import Callable, Mapping
@@ -35,11 +33,17 @@ from ._errors import (
     UnknownAgentError,
     WorkflowValidationError,
 )
-from ._expressions import Template, append_path, compile_template, json_type_name, scan_template
-from ._journal_records import has_lone_surrogate
+from ._expressions import Template, compile_template, json_type_name, scan_template
+from ._json import (
+    LARGEST_NUMBER,
+    MAX_DEPTH,
+    has_lone_surrogate,
+    json_value_problems,
+    parse_strict,
+)
 from ._policy_spec import Inherit, PolicySpec
 from ._redaction import default_redactor, redact_text, secret_values_in
-from ._schema import LARGEST_NUMBER, schema_problems, show_value, sort_problems
+from ._schema import schema_problems, show_value, sort_problems
 from ._workflow import (
     SCHEMA_VERSION,
     STEP_ID_PATTERN,
@@ -52,9 +56,6 @@ from ._workflow_graph import StepOutline, analyse_graph
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
-
-#: The deepest nesting of objects and arrays accepted in a document or in execution inputs.
-MAX_DEPTH: Final = 64
 
 WorkflowSource = str | os.PathLike[str] | Mapping[str, Any]
 
@@ -174,44 +175,6 @@ def _read_file(path: Path, label: str) -> str:
         raise fail(f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start})") from None
 
 
-class DuplicateKeyRecorder:
-    """Builds JSON objects and remembers which of them repeated a key (JSON keeps the last)."""
-
-    def __init__(self) -> None:
-        self.duplicates: dict[int, list[str]] = {}
-
-    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            counts = collections.Counter(key for key, _ in pairs)
-            self.duplicates[id(result)] = [key for key, count in counts.items() if count > 1]
-        return result
-
-
-def reject_constant(name: str) -> Any:
-    """Refuse `NaN` and `Infinity`, which Python's json accepts but JSON does not."""
-    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
-
-
-@attrs.frozen
-class OversizedInteger:
-    """Stands for a JSON integer with more digits than Python converts, so it can be located."""
-
-    digits: int
-
-
-def parse_integer(text: str) -> int | OversizedInteger:
-    """`json.loads`'s `parse_int`: the integer, or a marker when it has too many digits.
-
-    Python refuses to convert integers of more than `sys.get_int_max_str_digits()` digits (4300),
-    which would fail the whole parse without saying where; the marker lets `json_value_problems`
-    name the value's path instead.
-    """
-    limit = sys.get_int_max_str_digits()
-    digits = len(text) - text.startswith("-")
-    return OversizedInteger(digits) if limit and digits > limit else int(text)
-
-
 def _parse_text(text: str, label: str | None) -> Any:
     def fail(message: str) -> WorkflowValidationError:
         return WorkflowValidationError([Problem("$", message)], source=label)
@@ -221,14 +184,8 @@ def _parse_text(text: str, label: str | None) -> Any:
         raise fail(f"the document is larger than the {limit} MiB limit for workflow documents")
     if not text.strip():
         raise fail("the document is empty")
-    recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(
-            text,
-            object_pairs_hook=recorder,
-            parse_constant=reject_constant,
-            parse_int=parse_integer,
-        )
+        document, duplicates = parse_strict(text)
     except json.JSONDecodeError as error:
         raise fail(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
@@ -237,49 +194,10 @@ def _parse_text(text: str, label: str | None) -> Any:
         raise fail(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as error:
         raise fail(str(error)) from None
-    problems = json_value_problems(document, duplicates=recorder.duplicates)
+    problems = json_value_problems(document, duplicates=duplicates)
     if problems:
         raise WorkflowValidationError(sort_problems(problems), source=label)
     return document
-
-
-def json_value_problems(
-    value: Any, path: str = "$", *, duplicates: Mapping[int, list[str]] | None = None
-) -> list[Problem]:
-    """Find what JSON cannot hold: other types, non-string keys, NaN or infinity, deep nesting."""
-    problems: list[Problem] = []
-    pending = [(value, path, 0)]
-    while pending:
-        item, where, depth = pending.pop()
-        if isinstance(item, dict):
-            for repeated in (duplicates or {}).get(id(item), ()):
-                problems.append(Problem(where, f"duplicate key '{repeated}'"))
-        if isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                problems.append(Problem(where, f"nested deeper than {MAX_DEPTH} levels"))
-                continue
-            children: Any = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in children:
-                if isinstance(item, dict) and not isinstance(key, str):
-                    problems.append(Problem(where, f"object keys must be strings, got {key!r}"))
-                else:
-                    pending.append((child, append_path(where, key), depth + 1))
-        elif isinstance(item, Mapping | tuple):
-            kind = type(item).__name__
-            problems.append(Problem(where, f"not a JSON value: a {kind} (use a dict or a list)"))
-        elif isinstance(item, float) and not math.isfinite(item):
-            problems.append(Problem(where, f"numbers must be finite, got {item!r}"))
-        elif isinstance(item, OversizedInteger):
-            problems.append(
-                Problem(
-                    where,
-                    f"a number with {item.digits} digits is larger than "
-                    f"any float (at most {LARGEST_NUMBER!r})",
-                )
-            )
-        elif item is not None and not isinstance(item, str | int | float):
-            problems.append(Problem(where, f"not a JSON value: a {type(item).__name__}"))
-    return problems
 
 
 @functools.cache

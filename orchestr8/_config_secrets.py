@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._errors import Problem
-from ._expressions import Reference, append_path, parse_reference
+from ._expressions import Reference, parse_reference
+from ._json import append_path
 
 # `$`s, `{`, then `secrets`: the reference itself is checked whole by `parse_reference`.
 _CONFIG_SECRET = re.compile(r"(\$+)\{\s*secrets\b(?!-)")

@@ -1,20 +1,24 @@
 """The error tree of orchestr8: every error the runtime raises on purpose is an `Orchestr8Error`.
 
-The tree, with the builtin each leaf also inherits where one fits::
+The tree, with the other base each leaf also inherits where one fits (a builtin, or for
+`AgentExitError` the resilience error that keeps its step from being retried); a test checks that
+every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
 
     Orchestr8Error
     ├── ActorError                       actors and supervisors
     │   ├── ActorStoppedError            the actor is stopped (or stopped before answering)
     │   ├── MailboxFullError             a `fail` mailbox is full
     │   ├── AskTimeoutError              (TimeoutError) no answer within the ask timeout
-    │   └── SupervisorGaveUpError        restart intensity exceeded; `__cause__` is the last crash
+    │   ├── SupervisorGaveUpError        restart intensity exceeded; `__cause__` is the last crash
+    │   └── ActorNameTakenError          (ValueError) a supervisor already has a child of that name
     ├── WorkflowError                    workflow documents
     │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
     │   ├── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
     │   └── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
-    │   └── AgentConfigurationError      (ValueError) an agent's config is unusable
+    │   ├── AgentConfigurationError      (ValueError) an agent's config is unusable
+    │   └── AgentExitError               (NonRetryableError) an agent raised SystemExit or the like
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
@@ -24,6 +28,7 @@ The tree, with the builtin each leaf also inherits where one fits::
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
     │   └── SecretsFileError             (ValueError) a secrets file is unreadable or malformed
+    ├── InsecureBindError                (PermissionError) serving beyond loopback without a key
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
         ├── NonRetryableError            an agent says: never try this again
@@ -68,6 +73,10 @@ class AskTimeoutError(ActorError, TimeoutError):
 
 class SupervisorGaveUpError(ActorError):
     """Children crashed more often than the restart intensity allows; caused by the last crash."""
+
+
+class ActorNameTakenError(ActorError, ValueError):
+    """A supervisor already has a child of that name; names address children, so they are unique."""
 
 
 class WorkflowError(Orchestr8Error):
@@ -168,6 +177,10 @@ class MissingSecretError(SecretError, LookupError):
 
 class SecretsFileError(SecretError, ValueError):
     """A secrets file cannot be read, or is not a JSON object of strings."""
+
+
+class InsecureBindError(Orchestr8Error, PermissionError):
+    """Asked to listen on an address beyond loopback without an API key."""
 
 
 class ResilienceError(Orchestr8Error):

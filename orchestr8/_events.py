@@ -1,8 +1,8 @@
-"""Execution events: the envelope, the type and status vocabularies, and the reducer over them.
+"""Execution events: the envelope and the type and status vocabularies.
 
 Everything that happens to an execution is an `Event`. The journal stores them, views show them, and
-`replay` folds them into an `ExecutionState`, so `inspect`, the REST API and `resume` all read one
-truth. The envelope on the wire (see `docs/events.md`)::
+`replay` (`_replay`) folds them into an `ExecutionState`, so `inspect`, the REST API and `resume`
+all read one truth. The envelope on the wire (see `docs/events.md`)::
 
     {"execution_id", "seq", "ts", "elapsed", "type", "step_id"?, "attempt"?, "data"}
 
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime
 import enum
-import json
-import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -145,47 +143,6 @@ def message_of(error: BaseException) -> str:
         return f"(its message could not be read: {type(broken).__name__})"
 
 
-_JSON_SCALARS = (str, bool, type(None))
-# An int this long is written out well within Python's limit on int-to-text conversion (4,300
-# digits by default); a longer one is checked by writing it.
-_SHORT_INT_BITS = 14_000
-
-
-def json_value(value: Any) -> Any:
-    """`value` as the journal will record it (tuples become lists, keys strings), or raise.
-
-    Agents' outputs, progress data and anything else an agent hands the engine go through this
-    before they become event data, so a value JSON cannot hold fails where it was made instead of
-    failing the journal.
-
-    Raises:
-        TypeError: a value JSON has no form for (a set, bytes, an object).
-        ValueError: NaN or infinity, an int too long to write, or two keys that are the same
-            once written as JSON strings (`{1: "a", "1": "b"}`).
-    """
-    kind = type(value)
-    if (
-        kind in _JSON_SCALARS
-        or (kind is float and math.isfinite(value))
-        or (kind is int and value.bit_length() <= _SHORT_INT_BITS)
-    ):
-        # Already what a JSON round trip would give back (exact types, not subclasses).
-        return value
-    return json.loads(json.dumps(value, allow_nan=False), object_pairs_hook=_distinct_keys)
-
-
-def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build one decoded object, refusing keys that collided when written (data would be lost)."""
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"two keys are both {key!r} once written as JSON strings")
-            seen.add(key)
-    return found
-
-
 _KNOWN_TYPES: Mapping[str, EventType] = {member.value: member for member in EventType}
 
 
@@ -300,170 +257,3 @@ class EventFactory:
         )
         self.next_seq += 1
         return event
-
-
-@attrs.frozen
-class StepState:
-    """What the events say about one step: status, attempts made, output or error, and when."""
-
-    status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
-    output: Any = None
-    error: Any = None
-    started: float | None = None
-    finished: float | None = None
-    usage: Mapping[str, int] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class ExecutionState:
-    """What the events say about an execution; `replay` builds it, `inspect` and `resume` read it.
-
-    `started_at`/`finished_at` are wall-clock timestamps, `started`/`finished`/`elapsed` trio-clock
-    seconds; `last_seq` is the highest seq seen (0 for no events); `steps` keeps first-seen order.
-    """
-
-    status: ExecutionStatus = ExecutionStatus.PENDING
-    output: Any = None
-    error: Any = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    started: float | None = None
-    finished: float | None = None
-    elapsed: float = 0.0
-    last_seq: int = 0
-    steps: Mapping[str, StepState] = attrs.field(factory=dict)
-    usage: Mapping[str, int] = attrs.field(factory=dict)
-    """Every `step.usage` count of the execution summed, across resumes."""
-
-
-_STEP_ENDINGS: Mapping[str, StepStatus] = {
-    EventType.STEP_SUCCEEDED: StepStatus.SUCCEEDED,
-    EventType.STEP_FAILED: StepStatus.FAILED,
-    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
-    EventType.STEP_CANCELLED: StepStatus.CANCELLED,
-}
-_STEP_EVENT_TYPES = frozenset(
-    {
-        EventType.STEP_STARTED,
-        EventType.ATTEMPT_STARTED,
-        EventType.ATTEMPT_FAILED,
-        EventType.ATTEMPT_REJECTED,
-        EventType.BREAKER_REJECTED,
-        EventType.RETRY_SCHEDULED,
-        EventType.STEP_USAGE,
-        *_STEP_ENDINGS,
-    }
-)
-_EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
-    EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
-    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
-    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
-}
-
-
-def replay(events: Iterable[Event]) -> ExecutionState:
-    """Fold the events of one execution, in seq order, into its state; unknown types are ignored.
-
-    `execution.resumed` sets the execution back to running and every step without a
-    `step.succeeded` back to pending, while succeeded steps keep their recorded output.
-
-    Raises:
-        ValueError: the events belong to more than one execution.
-    """
-    state = ExecutionState()
-    steps: dict[str, StepState] = {}
-    usage: dict[str, int] = {}
-    execution_id: str | None = None
-    for event in events:
-        if execution_id is None:
-            execution_id = event.execution_id
-        elif event.execution_id != execution_id:
-            raise ValueError(
-                f"replay needs the events of one execution, got {execution_id!r} "
-                f"and {event.execution_id!r}"
-            )
-        state = attrs.evolve(state, last_seq=max(state.last_seq, event.seq), elapsed=event.elapsed)
-        if event.type == EventType.EXECUTION_RESUMED:
-            steps = {
-                step_id: step if step.status is StepStatus.SUCCEEDED else StepState()
-                for step_id, step in steps.items()
-            }
-        if event.type.startswith("execution."):
-            state = _reduce_execution(state, event)
-        elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
-            steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
-            if event.type == EventType.STEP_USAGE:
-                _add_counts(usage, event.data)
-    return attrs.evolve(state, steps=steps, usage=usage)
-
-
-def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:
-    """Add the whole-number counts of `counts` into `totals`, ignoring anything else."""
-    for name, value in counts.items():
-        if isinstance(value, int) and not isinstance(value, bool):
-            totals[name] = totals.get(name, 0) + value
-    return totals
-
-
-def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
-    """Apply one execution-level event; the journal's executions row follows the same rules."""
-    if event.type in (EventType.EXECUTION_STARTED, EventType.EXECUTION_RESUMED):
-        return attrs.evolve(
-            state,
-            status=ExecutionStatus.RUNNING,
-            started_at=state.started_at if state.started_at is not None else event.ts,
-            started=state.started if state.started is not None else event.elapsed,
-            finished_at=None,
-            finished=None,
-            output=None,
-            error=None,
-        )
-    ending = _EXECUTION_ENDINGS.get(event.type)
-    if ending is None:
-        return state
-    return attrs.evolve(
-        state,
-        status=ending,
-        finished_at=event.ts,
-        finished=event.elapsed,
-        output=event.data.get("output") if ending is ExecutionStatus.SUCCEEDED else None,
-        error=None if ending is ExecutionStatus.SUCCEEDED else event.data.get("error"),
-    )
-
-
-def _reduce_step(step: StepState, event: Event) -> StepState:
-    """Apply one step-level event to the state of its step."""
-    if event.type == EventType.STEP_STARTED:
-        return StepState(
-            status=StepStatus.RUNNING,
-            attempts=step.attempts,
-            started=event.elapsed,
-            usage=step.usage,
-        )
-    if event.type == EventType.STEP_USAGE:
-        return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
-    if event.type == EventType.ATTEMPT_STARTED:
-        attempts = event.attempt if event.attempt is not None else step.attempts + 1
-        started = step.started if step.started is not None else event.elapsed
-        return attrs.evolve(
-            step, status=StepStatus.RUNNING, attempts=max(step.attempts, attempts), started=started
-        )
-    if event.type == EventType.ATTEMPT_FAILED:
-        return attrs.evolve(step, error=event.data.get("error"))
-    if event.type in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
-        # A refused call still uses up its attempt number.
-        attempts = max(step.attempts, event.attempt or 0)
-        return attrs.evolve(step, attempts=attempts, error=event.data.get("error"))
-    if event.type == EventType.RETRY_SCHEDULED:
-        return attrs.evolve(step, status=StepStatus.RETRYING)
-    ending = _STEP_ENDINGS.get(event.type)
-    if ending is None:
-        return step
-    return attrs.evolve(
-        step,
-        status=ending,
-        output=event.data.get("output") if ending is StepStatus.SUCCEEDED else None,
-        error=event.data.get("error") if ending is StepStatus.FAILED else None,
-        finished=event.elapsed,
-    )

@@ -25,10 +25,8 @@ from typing import Any, Literal, NoReturn
 import attrs
 
 from ._errors import Problem, ReferenceResolutionError, WorkflowValidationError
+from ._json import JSON, PathSegment, append_path
 
-PathSegment = str | int
-
-_PLAIN_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
 _OPENING = re.compile(r"(\$+)\{")
 _INPUTS_ROOT = re.compile(r"inputs\b(?!-)")
 _STEPS_ROOT = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_-]*)\.output\b(?!-)")
@@ -40,19 +38,6 @@ _DOUBLE_QUOTED_KEY = re.compile(r'\[\s*("(?:[^"\\]|\\.)*")\s*\]')
 _SINGLE_QUOTED_KEY = re.compile(r"\[\s*'((?:[^'\\]|\\['\\])*)'\s*\]")
 _SINGLE_QUOTE_ESCAPE = re.compile(r"\\(['\\])")
 _CLOSING = re.compile(r"\s*\}")
-
-
-def append_path(parent: str, segment: PathSegment) -> str:
-    """Extend a JSON path (`$.steps[0]`) by one key or index, the way every message prints paths."""
-    if isinstance(segment, int):
-        return f"{parent}[{segment}]"
-    if _PLAIN_KEY.fullmatch(segment):
-        return f"{parent}.{segment}"
-    escaped = "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in segment.replace("\\", "\\\\").replace("'", "\\'")
-    )
-    return f"{parent}['{escaped}']"
 
 
 def json_type_name(value: object) -> str:
@@ -289,7 +274,7 @@ class Template:
         return Template(self.source, self.located_references, _bind(self._node, secrets))
 
 
-def compile_template(value: Any, *, path: str = "$") -> Template:
+def compile_template(value: JSON, *, path: str = "$") -> Template:
     """Parse every string of a JSON value once, so rendering at run time only walks nodes.
 
     Args:

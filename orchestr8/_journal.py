@@ -25,11 +25,10 @@ import abc
 import itertools
 import logging
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import ClassVar, Final, Protocol, TypeVar
 
 import trio
 
@@ -48,11 +47,8 @@ from ._journal_records import (
     WorkItem,
     decode_cursor,
     encode_cursor,
-    has_lone_surrogate,
 )
-
-if TYPE_CHECKING:
-    from ._journal_sqlite import Store
+from ._json import has_lone_surrogate
 
 _Result = TypeVar("_Result")
 
@@ -126,8 +122,43 @@ async def open_journal(
         journal._raise_if_failed()
 
 
+class ReadableStore(Protocol):
+    """The read side both stores offer (SQLite's `Store`, the memory `MemoryStore`).
+
+    `Journal` runs its reads as functions of a `ReadableStore`, so it never depends on how a store
+    keeps its rows. Each read returns None for an unknown execution; stored text never holds a
+    lone surrogate, so callers answer such ids themselves without asking the store.
+    """
+
+    def load_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """Return the execution, or None."""
+        ...
+
+    def load_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """Return the execution created with this idempotency key, or None."""
+        ...
+
+    def load_last_seq(self, execution_id: str) -> int | None:
+        """Return the highest seq (0 without events), or None for an unknown execution."""
+        ...
+
+    def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
+        """Return events with seq > after in seq order, or None for an unknown execution."""
+        ...
+
+    def load_page(
+        self, status: str | None, before: tuple[str, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
+        ...
+
+
 class Journal(abc.ABC):
     """The journal interface shared by `SQLiteJournal` and `MemoryJournal`; see the module doc."""
+
+    storage_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    """The errors the store raises when its storage fails (SQLite's `sqlite3.Error`): a read
+    failing with one is a `JournalError`, and `reopen` reports one as storage that cannot write."""
 
     def __init__(self, *, queue_size: int, close_timeout: float) -> None:
         self._send, self._receive = trio.open_memory_channel[WorkItem](queue_size)
@@ -388,9 +419,10 @@ class Journal(abc.ABC):
             await marker.done.wait()
             if self._queue_is_clear():
                 break
+        unwritable: tuple[type[Exception], ...] = (*self.storage_errors, OSError)
         try:
             await self._reopen_storage()
-        except (sqlite3.Error, OSError) as error:
+        except unwritable as error:
             raise JournalError(f"the journal still cannot write: {error}") from error
         except JournalError as error:
             raise JournalError(f"the journal still cannot write: {error}") from error
@@ -417,7 +449,7 @@ class Journal(abc.ABC):
         """Write one batch in one transaction (the writer task calls this, one batch at a time)."""
 
     @abc.abstractmethod
-    async def _read(self, query: Callable[[Store], _Result]) -> _Result:
+    async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a read-only query against committed state."""
 
     @abc.abstractmethod
@@ -432,13 +464,13 @@ class Journal(abc.ABC):
         """
         await trio.lowlevel.checkpoint()
 
-    async def _query(self, query: Callable[[Store], _Result]) -> _Result:
+    async def _query(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a read-only query, refusing once the journal is closed."""
         if self._closed:
             raise JournalError("the journal is closed")
         try:
             return await self._read(query)
-        except sqlite3.Error as error:
+        except self.storage_errors as error:
             raise JournalError(f"reading the journal failed: {error}") from error
 
     async def _enqueue(self, item: WorkItem) -> None:

@@ -19,14 +19,21 @@ import bisect
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from ._errors import JournalError
 from ._events import Event
-from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal, KeyHeld
+from ._journal import (
+    BatchOutcome,
+    CreateRequest,
+    ExecutionRecord,
+    Journal,
+    KeyHeld,
+    ReadableStore,
+)
 from ._journal_rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -34,13 +41,10 @@ from ._journal_rules import (
     encode_event,
     encode_execution,
     execution_update,
-    make_encoder,
     not_json,
     refusal,
 )
-
-if TYPE_CHECKING:
-    from ._journal_sqlite import Store
+from ._json import make_encoder
 
 _Result = TypeVar("_Result")
 
@@ -77,7 +81,7 @@ class _Execution:
 
 
 class MemoryStore:
-    """The memory journal's storage, with the read methods of the SQLite `Store`."""
+    """The memory journal's storage: a `ReadableStore`, as the SQLite `Store` is."""
 
     def __init__(self) -> None:
         self._executions: dict[str, _Execution] = {}
@@ -309,12 +313,10 @@ class MemoryJournal(Journal):
         """
         return self._store.write_batch(items)
 
-    async def _read(self, query: Callable[[Store], _Result]) -> _Result:
+    async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a query inline; batches are written inline too, so it sees whole batches only."""
         await trio.lowlevel.checkpoint()
-        # `Journal` types its queries against the SQLite `Store`; they only call the `load_*`
-        # methods, which `MemoryStore` has with the same signatures and results.
-        return query(cast("Store", self._store))
+        return query(self._store)
 
     async def _close_storage(self) -> None:
         """Drop the stored executions and events."""

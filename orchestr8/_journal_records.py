@@ -1,14 +1,14 @@
 """What the journal stores and hands out: execution records, pages, statistics, write requests.
 
 Plain attrs classes shared by the journal's interface (`_journal`), its two stores and its readers,
-plus the text rules every stored string obeys (no lone surrogates) and the opaque page cursors.
+plus the opaque page cursors. The text rule every stored string obeys (no lone surrogates) is
+strict JSON's, in `_json`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any
 
 import attrs
@@ -16,14 +16,6 @@ import trio
 
 from ._errors import JournalError
 from ._events import Event, ExecutionStatus, utc_timestamp
-
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-"""Matches a lone surrogate: a character a Python string can hold but UTF-8 text cannot."""
-
-
-def has_lone_surrogate(text: str) -> bool:
-    """Whether `text` holds a lone surrogate, so it cannot be stored as text (cheap for ASCII)."""
-    return not text.isascii() and LONE_SURROGATE.search(text) is not None
 
 
 @attrs.frozen

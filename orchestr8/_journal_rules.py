@@ -1,9 +1,9 @@
 """The journal's rules as pure functions, shared by the SQLite store and the memory store.
 
-How records and events become stored values (strict, compact JSON text: no NaN or infinity, data
-always an object), how a status event changes its execution's record (the rules `replay` follows),
-and the words the journal uses when it refuses an event. Both stores call these, so they agree on
-every one of these details by construction.
+How records and events become stored values (strict, compact JSON text written by `_json`'s
+encoder: no NaN or infinity, data always an object), how a status event changes its execution's
+record (the rules `replay` follows), and the words the journal uses when it refuses an event. Both
+stores call these, so they agree on every one of these details by construction.
 """
 
 from __future__ import annotations
@@ -17,69 +17,12 @@ import attrs
 
 from ._errors import JournalError
 from ._events import Event, EventType, ExecutionStatus
-from ._journal_records import LONE_SURROGATE, ExecutionRecord, has_lone_surrogate
-
-ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-"""The JSON encoder of stored values: strict (no NaN or infinity), compact, UTF-8 text.
-
-Its text can hold lone surrogates, which no UTF-8 store or stream accepts: stored text goes
-through `escape_lone_surrogates` (`make_encoder` and `to_json` do that)."""
+from ._journal_records import ExecutionRecord
+from ._json import encode_json, has_lone_surrogate
 
 
 class NotTextError(ValueError):
     """A field stored as text holds a lone surrogate, which UTF-8 text (so SQLite) cannot hold."""
-
-
-def escape_lone_surrogates(text: str) -> str:
-    r"""Write each lone surrogate of JSON text as its escape (`\ud800`), so the text is UTF-8.
-
-    A Python string can hold a lone surrogate (`"\ud800"` in JSON, bytes a process decoded with
-    `surrogateescape`); JSON text made with `ensure_ascii=False` then keeps it raw, and SQLite,
-    sockets and terminals refuse it. Outside strings JSON text has no such characters, so the
-    escape is exactly what `ensure_ascii=True` writes, and decoding gives the same string back.
-    Text with no surrogate (nearly all) is returned as it is after one scan, none if it is ASCII.
-    """
-    if text.isascii() or LONE_SURROGATE.search(text) is None:
-        return text
-    return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-
-
-def encode_json(value: Any) -> str:
-    """Encode a stored value as `ENCODER` does, with lone surrogates escaped (valid UTF-8)."""
-    return escape_lone_surrogates(ENCODER.encode(value))
-
-
-def make_encoder() -> Callable[[Any], str]:
-    """Return a function encoding exactly like `encode_json`, nearly twice as fast.
-
-    It keeps one C encoder and its circular-reference markers instead of building both on every
-    call, so use it from one thread at a time; without the C accelerator it is `encode_json`.
-    """
-    make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return encode_json
-    markers: dict[int, Any] = {}
-    encoder = make(
-        markers,
-        ENCODER.default,
-        json.encoder.encode_basestring,
-        None,
-        ENCODER.key_separator,
-        ENCODER.item_separator,
-        ENCODER.sort_keys,
-        ENCODER.skipkeys,
-        ENCODER.allow_nan,
-    )
-
-    def encode(value: Any) -> str:
-        try:
-            return escape_lone_surrogates("".join(encoder(value, 0)))
-        except BaseException:
-            # A failed encoding leaves the markers of the containers it was inside.
-            markers.clear()
-            raise
-
-    return encode
 
 
 STATUS_EVENT_TYPES = frozenset(

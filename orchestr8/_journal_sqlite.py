@@ -23,7 +23,14 @@ import trio
 
 from ._errors import JournalError
 from ._events import Event
-from ._journal import BatchOutcome, CreateRequest, ExecutionRecord, Journal, KeyHeld
+from ._journal import (
+    BatchOutcome,
+    CreateRequest,
+    ExecutionRecord,
+    Journal,
+    KeyHeld,
+    ReadableStore,
+)
 from ._journal_rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -395,6 +402,8 @@ def _explain(path: Path, error: sqlite3.Error) -> str:
 class SQLiteJournal(Journal):
     """The journal in a SQLite file: WAL, group commit on a worker thread, a separate reader."""
 
+    storage_errors = (sqlite3.Error,)
+
     def __init__(self, store: Store, path: Path, *, queue_size: int, close_timeout: float) -> None:
         super().__init__(queue_size=queue_size, close_timeout=close_timeout)
         self._store = store
@@ -427,7 +436,7 @@ class SQLiteJournal(Journal):
             self._store.write_batch, items, limiter=self._write_limiter
         )
 
-    async def _read(self, query: Callable[[Store], _Result]) -> _Result:
+    async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a query on a worker thread, one at a time on the read connection."""
 
         def run() -> _Result:

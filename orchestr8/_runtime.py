@@ -43,10 +43,11 @@ from ._errors import (
     exception_leaves,
     unwrap_single_error,
 )
-from ._events import EventFactory, ExecutionState, ExecutionStatus, StepStatus, replay
+from ._events import EventFactory, ExecutionStatus, StepStatus
 from ._execution_handle import ExecutionHandle as ExecutionHandle
 from ._execution_lock import ExecutionLocks
 from ._journal import ExecutionRecord, Journal, open_journal
+from ._json import JSON
 from ._redaction import (
     SecretLease,
     default_redactor,
@@ -54,6 +55,7 @@ from ._redaction import (
     redact_text,
     redact_workflow,
 )
+from ._replay import ExecutionState, replay
 from ._results import ExecutionResult, StepResult
 from ._secrets import (
     Secrets,
@@ -147,7 +149,7 @@ class Runtime:
     async def start(
         self,
         workflow: WorkflowLike,
-        inputs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, JSON] | None = None,
         *,
         execution_id: str | None = None,
         execution_timeout: float | None = None,
@@ -266,7 +268,7 @@ class Runtime:
         execution_id: str,
         *,
         execution_timeout: float | None = None,
-        inputs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, JSON] | None = None,
     ) -> ExecutionHandle:
         """Continue an execution that died, failed or was cancelled, reusing succeeded steps.
 
@@ -569,7 +571,7 @@ def tune_garbage_collection() -> None:
 
 async def run_workflow(
     workflow: WorkflowLike,
-    inputs: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, JSON] | None = None,
     *,
     journal: Journal | str | os.PathLike[str] | None = None,
     agents: Mapping[str, AgentFactory | AgentFunction] | None = None,

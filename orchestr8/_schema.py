@@ -17,7 +17,6 @@ import difflib
 import functools
 import json
 import re
-import sys
 import types
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -27,16 +26,14 @@ import attrs
 from jsonschema import Draft202012Validator, ValidationError
 
 from ._errors import Problem
-from ._expressions import append_path, json_type_name
+from ._expressions import json_type_name
+from ._json import LARGEST_NUMBER, append_path
 
 #: The key under which an attrs field's metadata holds its JSON Schema details.
 SCHEMA_METADATA = "json_schema"
 
 _NO_DEFAULT: Any = object()
 
-LARGEST_NUMBER: Final = sys.float_info.max
-"""The `maximum` of every number in a generated schema: beyond it (a huge JSON integer) no float
-holds the value, so it could not be used as seconds, rates or counts by the runtime."""
 
 _SIMPLE_TYPES: dict[Any, str] = {
     str: "string",

@@ -29,7 +29,7 @@ import attrs
 
 from ._config_secrets import bind_config_secrets, config_references
 from ._errors import InputValidationError, MissingSecretError, Problem, SecretsFileError
-from ._expressions import append_path
+from ._json import append_path
 from ._redaction import (
     REDACTED,
     SECRET_VARIABLE_PREFIX,

@@ -28,7 +28,7 @@ import asyncclick as click
 import trio
 
 from ._cli import GraceSeconds, sync_workers_option
-from ._errors import Orchestr8Error
+from ._errors import InsecureBindError, Orchestr8Error
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -46,10 +46,6 @@ _MIB: Final = 1024 * 1024
 
 #: After shutting down, how long requests still in flight may take before connections are cut.
 _LINGER: Final = 1.0
-
-
-class InsecureBindError(Orchestr8Error, PermissionError):
-    """Asked to listen on an address beyond loopback without an API key."""
 
 
 def is_loopback(host: str) -> bool:

@@ -28,8 +28,9 @@ from ._errors import (
     OutputNotSerialisableError,
     exception_leaves,
 )
-from ._events import EventType, StepStatus, describe_error, json_value, message_of
+from ._events import EventType, StepStatus, describe_error, message_of
 from ._execution_state import RunState, StepSlot
+from ._json import json_value
 from ._logging import bind_log_context, log_context, reset_log_context
 from ._metrics import engine_metrics
 from ._pipeline import call_with_policy

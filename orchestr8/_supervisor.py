@@ -29,7 +29,7 @@ from ._actor import (
     _Cell,
 )
 from ._bus import EventBus
-from ._errors import ActorError, ActorStoppedError, unwrap_single_error
+from ._errors import ActorError, ActorNameTakenError, ActorStoppedError, unwrap_single_error
 from ._incarnation import run_actor, run_nested
 from ._restarts import RestartBackoff as RestartBackoff
 from ._restarts import _Exit, manage_exits
@@ -43,10 +43,6 @@ _SHUTDOWN_ORDERS = ("reverse", "together")
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 _RESTARTS = ("permanent", "transient", "temporary")
 _OVERFLOWS = ("block", "fail", "drop")
-
-
-class ActorNameTakenError(ActorError, ValueError):
-    """A supervisor already has a child of that name; names address children, so they are unique."""
 
 
 @attrs.frozen

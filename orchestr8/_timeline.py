@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from ._events import Event, EventType, StepState, replay
+from ._events import Event, EventType
+from ._replay import StepState, replay
 
 __all__ = ["render_timeline"]
 

@@ -37,9 +37,10 @@ from ._errors import (
     Problem,
     WorkflowValidationError,
 )
-from ._events import ExecutionStatus, replay
+from ._events import ExecutionStatus
 from ._liveness import SHOWN_STATUSES, list_shown_executions, shown_status
 from ._redaction import redact, redact_workflow, register_secret
+from ._replay import replay
 from ._runtime import Runtime
 from ._version import __version__
 from ._web_documents import (

@@ -21,12 +21,12 @@ from quart import Response, g, has_websocket_context, request, websocket
 from werkzeug.datastructures import MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import DuplicateKeyRecorder, json_value_problems, parse_integer, reject_constant
 from ._errors import Problem
-from ._events import ExecutionState, StepState
-from ._expressions import append_path, json_type_name
+from ._expressions import json_type_name
 from ._journal import ExecutionRecord
+from ._json import append_path, json_value_problems, parse_strict
 from ._redaction import redact_text
+from ._replay import ExecutionState, StepState
 from ._schema import sort_problems
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -184,14 +184,8 @@ async def read_json_body() -> Any:
             "invalid-json",
             f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
         ) from None
-    recorder = DuplicateKeyRecorder()
     try:
-        document = json.loads(
-            text,
-            object_pairs_hook=recorder,
-            parse_constant=reject_constant,
-            parse_int=parse_integer,
-        )
+        document, duplicates = parse_strict(text)
     except json.JSONDecodeError as error:
         raise ProblemError(
             400,
@@ -210,7 +204,7 @@ async def read_json_body() -> Any:
             f"invalid JSON at {surrogate}: a string holds "
             "an unpaired surrogate escape, which is not Unicode text",
         )
-    problems = _value_problems(document, recorder.duplicates)
+    problems = _value_problems(document, duplicates)
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     return document

@@ -13,8 +13,8 @@ import json
 from typing import Any, Final
 
 from ._events import EventType, StepStatus
+from ._json import LARGEST_NUMBER
 from ._liveness import SHOWN_STATUSES
-from ._schema import LARGEST_NUMBER
 from ._version import __version__
 from ._web_documents import (
     CORRELATION_ID_PATTERN,

@@ -25,8 +25,9 @@ from orchestr8._bus import EventBus
 from orchestr8._codec import load_workflow
 from orchestr8._engine import FORCED_STOP_WAIT
 from orchestr8._errors import ExecutionStateError
-from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal import open_journal
+from orchestr8._replay import replay
 from orchestr8._results import ExecutionResult
 from orchestr8._runtime import open_runtime
 from orchestr8._step_run import STEPS_PER_TURN

@@ -14,7 +14,6 @@ from orchestr8 import _expressions as expressions
 from orchestr8._errors import ReferenceResolutionError, WorkflowError, WorkflowValidationError
 from orchestr8._expressions import (
     Reference,
-    append_path,
     compile_template,
     parse_reference,
     scan_template,
@@ -206,23 +205,6 @@ def test_templates_are_equal_by_their_source() -> None:
     """Two compilations of the same JSON value are equal; different values are not."""
     assert compile_template({"a": "${inputs.x}"}) == compile_template({"a": "${inputs.x}"})
     assert compile_template({"a": "${inputs.x}"}) != compile_template({"a": "${inputs.y}"})
-
-
-@pytest.mark.parametrize(
-    ("segment", "expected"),
-    [
-        ("name", "$.name"),
-        (3, "$[3]"),
-        ("a b", "$['a b']"),
-        ("x-y", "$['x-y']"),
-        ("it's", "$['it\\'s']"),
-        ("name\n", "$['name\\n']"),
-        ("a\u0000", "$['a\\x00']"),
-    ],
-)
-def test_append_path_matches_jsonschema_paths(segment: str | int, expected: str) -> None:
-    """Paths use `.key` for plain keys, else `['key']` (unprintables escaped), and `[N]`."""
-    assert append_path("$", segment) == expected
 
 
 def test_rendering_walks_the_compiled_nodes_and_resolves_each_reference_once(

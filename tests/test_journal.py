@@ -19,18 +19,20 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from orchestr8._errors import ExecutionNotFoundError, JournalError
-from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus
 from orchestr8._journal import (
     BatchOutcome,
     CreateRequest,
     ExecutionRecord,
     Journal,
     JournalStatistics,
+    ReadableStore,
     default_journal_path,
     open_journal,
 )
 from orchestr8._journal_memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
 from orchestr8._journal_sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal, Store
+from orchestr8._replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = "2025-01-01T00:00:00.000Z"
@@ -992,5 +994,20 @@ def test_the_memory_store_behaves_like_the_sqlite_store(
             expected = _outcome_view(sqlite_store.write_batch(items))
             assert _outcome_view(memory.write_batch(items)) == expected
             assert _snapshot(memory) == _snapshot(sqlite_store)
+    finally:
+        sqlite_store.close()
+
+
+def test_both_stores_offer_the_same_read_side() -> None:
+    """The SQLite and memory stores are both a `ReadableStore`, and both know no execution yet."""
+    sqlite_store = Store.open_memory()
+    stores: list[ReadableStore] = [MemoryStore(), sqlite_store]
+    try:
+        for store in stores:
+            assert store.load_execution("run-1") is None
+            assert store.load_by_idempotency_key("key") is None
+            assert store.load_last_seq("run-1") is None
+            assert store.load_events("run-1", 0, None) is None
+            assert store.load_page(None, None, 10) == []
     finally:
         sqlite_store.close()

@@ -1,4 +1,4 @@
-"""What the journal stores and hands out: the text rule for stored strings and the page cursors."""
+"""What the journal stores and hands out: the page cursors."""
 
 from __future__ import annotations
 
@@ -6,23 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestr8._journal_records import decode_cursor, encode_cursor, has_lone_surrogate
-
-
-@pytest.mark.parametrize(
-    ("text", "lone"),
-    [("", False), ("plain", False), ("é😀", False), ("\ud800", True), ("a\udfffb", True)],
-)
-def test_has_lone_surrogate_finds_what_utf8_cannot_encode(text: str, lone: bool) -> None:
-    """Only lone surrogates count; paired characters such as emoji are text."""
-    assert has_lone_surrogate(text) is lone
-
-
-@given(st.text(st.characters(codec="utf-8")))
-def test_text_that_utf8_encodes_has_no_lone_surrogate(text: str) -> None:
-    """Whatever UTF-8 can encode passes the rule."""
-    text.encode("utf-8")
-    assert not has_lone_surrogate(text)
+from orchestr8._journal_records import decode_cursor, encode_cursor
 
 
 @given(created_at=st.text(), execution_id=st.text())

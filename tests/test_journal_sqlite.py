@@ -28,7 +28,7 @@ import trio.testing
 
 from orchestr8._agents import AgentContext
 from orchestr8._errors import JournalError, RetryableError
-from orchestr8._events import Event, EventType, ExecutionStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus
 from orchestr8._journal import (
     STALLED_AFTER,
     UNWRITTEN_LIMIT,
@@ -38,6 +38,7 @@ from orchestr8._journal import (
 )
 from orchestr8._journal_recovery import keep_journal_working
 from orchestr8._journal_sqlite import SQLiteJournal
+from orchestr8._replay import replay
 from orchestr8._runtime import open_runtime
 
 BLOCKED_STEPS = 100
@@ -524,3 +525,14 @@ async def test_a_full_disk_leaves_at_most_a_bounded_lag_of_steps_unrecorded(
     unrecorded = [step_id for step_id in CALLS if step_id not in started]
     assert 0 < len(started) < len(chain)
     assert len(unrecorded) <= UNWRITTEN_LIMIT // 2
+
+
+async def test_a_read_the_sqlite_file_refuses_is_a_journal_error(tmp_path: Path) -> None:
+    """A SQLite error while reading (here: a table dropped behind the journal's back) is named."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("DROP TABLE events")
+            connection.commit()
+        with pytest.raises(JournalError, match="reading the journal failed: no such table"):
+            await journal.last_seq("run-1")

@@ -29,8 +29,9 @@ from orchestr8._errors import (
     NonRetryableError,
     WorkflowValidationError,
 )
-from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus, replay
+from orchestr8._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal import open_journal
+from orchestr8._replay import replay
 from orchestr8._results import ExecutionResult
 from orchestr8._runtime import open_runtime, run_workflow
 

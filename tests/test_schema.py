@@ -16,9 +16,9 @@ from jsonschema import Draft202012Validator
 
 from orchestr8._codec import validate_workflow_document
 from orchestr8._errors import Problem
+from orchestr8._json import LARGEST_NUMBER
 from orchestr8._policy_spec import RateLimitSpec
 from orchestr8._schema import (
-    LARGEST_NUMBER,
     add_schema_checks,
     declared_names,
     render_schema,

@@ -23,9 +23,9 @@ import trio
 import trio_websocket
 
 from orchestr8 import Runtime, open_runtime
+from orchestr8._errors import InsecureBindError
 from orchestr8._journal import open_journal
 from orchestr8._serve import (
-    InsecureBindError,
     check_bind,
     is_loopback,
     register_serve,

@@ -17,7 +17,8 @@ from typing import Any, Final, TextIO
 import trio
 
 from orchestr8 import AgentConfigurationError
-from orchestr8._serve import InsecureBindError, is_loopback
+from orchestr8._errors import InsecureBindError
+from orchestr8._serve import is_loopback
 
 from ._core import ResearchCore, ResearchSettings
 from ._service import DEFAULT_MAX_BODY, DEFAULT_REQUEST_TIMEOUT, create_app, service_logger

@@ -1,0 +1,182 @@
+"""Replay: rebuilding what the events say about an execution and its steps.
+
+`replay` folds an execution's events (`_events`) into an `ExecutionState`, with a `StepState` per
+step, so `inspect`, the REST API, the timeline and `resume` all read one truth from the journal.
+Event types it does not know (breaker transitions, vendor events) leave the state as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._events import Event, EventType, ExecutionStatus, StepStatus
+
+
+@attrs.frozen
+class StepState:
+    """What the events say about one step: status, attempts made, output or error, and when."""
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    output: Any = None
+    error: Any = None
+    started: float | None = None
+    finished: float | None = None
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ExecutionState:
+    """What the events say about an execution; `replay` builds it, `inspect` and `resume` read it.
+
+    `started_at`/`finished_at` are wall-clock timestamps, `started`/`finished`/`elapsed` trio-clock
+    seconds; `last_seq` is the highest seq seen (0 for no events); `steps` keeps first-seen order.
+    """
+
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    output: Any = None
+    error: Any = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    elapsed: float = 0.0
+    last_seq: int = 0
+    steps: Mapping[str, StepState] = attrs.field(factory=dict)
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+    """Every `step.usage` count of the execution summed, across resumes."""
+
+
+_STEP_ENDINGS: Mapping[str, StepStatus] = {
+    EventType.STEP_SUCCEEDED: StepStatus.SUCCEEDED,
+    EventType.STEP_FAILED: StepStatus.FAILED,
+    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
+    EventType.STEP_CANCELLED: StepStatus.CANCELLED,
+}
+_STEP_EVENT_TYPES = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.ATTEMPT_STARTED,
+        EventType.ATTEMPT_FAILED,
+        EventType.ATTEMPT_REJECTED,
+        EventType.BREAKER_REJECTED,
+        EventType.RETRY_SCHEDULED,
+        EventType.STEP_USAGE,
+        *_STEP_ENDINGS,
+    }
+)
+_EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
+    EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+}
+
+
+def replay(events: Iterable[Event]) -> ExecutionState:
+    """Fold the events of one execution, in seq order, into its state; unknown types are ignored.
+
+    `execution.resumed` sets the execution back to running and every step without a
+    `step.succeeded` back to pending, while succeeded steps keep their recorded output.
+
+    Raises:
+        ValueError: the events belong to more than one execution.
+    """
+    state = ExecutionState()
+    steps: dict[str, StepState] = {}
+    usage: dict[str, int] = {}
+    execution_id: str | None = None
+    for event in events:
+        if execution_id is None:
+            execution_id = event.execution_id
+        elif event.execution_id != execution_id:
+            raise ValueError(
+                f"replay needs the events of one execution, got {execution_id!r} "
+                f"and {event.execution_id!r}"
+            )
+        state = attrs.evolve(state, last_seq=max(state.last_seq, event.seq), elapsed=event.elapsed)
+        if event.type == EventType.EXECUTION_RESUMED:
+            steps = {
+                step_id: step if step.status is StepStatus.SUCCEEDED else StepState()
+                for step_id, step in steps.items()
+            }
+        if event.type.startswith("execution."):
+            state = _reduce_execution(state, event)
+        elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
+            steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
+            if event.type == EventType.STEP_USAGE:
+                _add_counts(usage, event.data)
+    return attrs.evolve(state, steps=steps, usage=usage)
+
+
+def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:
+    """Add the whole-number counts of `counts` into `totals`, ignoring anything else."""
+    for name, value in counts.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
+    """Apply one execution-level event; the journal's executions row follows the same rules."""
+    if event.type in (EventType.EXECUTION_STARTED, EventType.EXECUTION_RESUMED):
+        return attrs.evolve(
+            state,
+            status=ExecutionStatus.RUNNING,
+            started_at=state.started_at if state.started_at is not None else event.ts,
+            started=state.started if state.started is not None else event.elapsed,
+            finished_at=None,
+            finished=None,
+            output=None,
+            error=None,
+        )
+    ending = _EXECUTION_ENDINGS.get(event.type)
+    if ending is None:
+        return state
+    return attrs.evolve(
+        state,
+        status=ending,
+        finished_at=event.ts,
+        finished=event.elapsed,
+        output=event.data.get("output") if ending is ExecutionStatus.SUCCEEDED else None,
+        error=None if ending is ExecutionStatus.SUCCEEDED else event.data.get("error"),
+    )
+
+
+def _reduce_step(step: StepState, event: Event) -> StepState:
+    """Apply one step-level event to the state of its step."""
+    if event.type == EventType.STEP_STARTED:
+        return StepState(
+            status=StepStatus.RUNNING,
+            attempts=step.attempts,
+            started=event.elapsed,
+            usage=step.usage,
+        )
+    if event.type == EventType.STEP_USAGE:
+        return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
+    if event.type == EventType.ATTEMPT_STARTED:
+        attempts = event.attempt if event.attempt is not None else step.attempts + 1
+        started = step.started if step.started is not None else event.elapsed
+        return attrs.evolve(
+            step, status=StepStatus.RUNNING, attempts=max(step.attempts, attempts), started=started
+        )
+    if event.type == EventType.ATTEMPT_FAILED:
+        return attrs.evolve(step, error=event.data.get("error"))
+    if event.type in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
+        # A refused call still uses up its attempt number.
+        attempts = max(step.attempts, event.attempt or 0)
+        return attrs.evolve(step, attempts=attempts, error=event.data.get("error"))
+    if event.type == EventType.RETRY_SCHEDULED:
+        return attrs.evolve(step, status=StepStatus.RETRYING)
+    ending = _STEP_ENDINGS.get(event.type)
+    if ending is None:
+        return step
+    return attrs.evolve(
+        step,
+        status=ending,
+        output=event.data.get("output") if ending is StepStatus.SUCCEEDED else None,
+        error=event.data.get("error") if ending is StepStatus.FAILED else None,
+        finished=event.elapsed,
+    )
