@@ -82,6 +82,9 @@ if TYPE_CHECKING:
     from ._limits import BulkheadStatistics as BulkheadStatistics
     from ._limits import RateLimiter as RateLimiter
     from ._limits import RateLimiterStatistics as RateLimiterStatistics
+    from ._listening import InsecureBindError as InsecureBindError
+    from ._listening import is_loopback as is_loopback
+    from ._listening import serve_app as serve_app
     from ._pipeline import PipelineListener as PipelineListener
     from ._pipeline import call_with_policy as call_with_policy
     from ._policy import BulkheadPolicy as BulkheadPolicy
@@ -89,6 +92,11 @@ if TYPE_CHECKING:
     from ._policy import Policy as Policy
     from ._policy import RateLimitPolicy as RateLimitPolicy
     from ._policy import RetryPolicy as RetryPolicy
+    from ._process_shell import ExitCode as ExitCode
+    from ._process_shell import guard_errors as guard_errors
+    from ._process_shell import open_shutdown_signals as open_shutdown_signals
+    from ._process_shell import run_command as run_command
+    from ._process_shell import watch_shutdown_signals as watch_shutdown_signals
     from ._results import ExecutionResult as ExecutionResult
     from ._results import StepResult as StepResult
     from ._retry import is_retryable as is_retryable
@@ -153,7 +161,9 @@ _EXPORTS: dict[str, str] = {
     "ExecutionStateError": "_errors",
     "ExecutionStatus": "_events",
     "ExecutionTimeoutError": "_errors",
+    "ExitCode": "_process_shell",
     "InputValidationError": "_errors",
+    "InsecureBindError": "_listening",
     "Journal": "_journal",
     "JournalError": "_errors",
     "MailboxFullError": "_errors",
@@ -194,18 +204,24 @@ _EXPORTS: dict[str, str] = {
     "call_with_policy": "_pipeline",
     "compile_template": "_expressions",
     "create_app": "_web",
+    "guard_errors": "_process_shell",
+    "is_loopback": "_listening",
     "is_retryable": "_retry",
     "load_workflow": "_codec",
     "open_journal": "_journal",
     "open_runtime": "_runtime",
+    "open_shutdown_signals": "_process_shell",
     "open_supervisor": "_supervisor",
     "parse_workflow": "_codec",
     "replay": "_events",
+    "run_command": "_process_shell",
     "run_workflow": "_runtime",
     "serve": "_serve",
+    "serve_app": "_listening",
     "tune_garbage_collection": "_runtime",
     "validate_inputs": "_codec",
     "validate_workflow_document": "_codec",
+    "watch_shutdown_signals": "_process_shell",
     "workflow_schema": "_workflow",
     "workflow_to_json": "_codec",
 }

@@ -488,9 +488,9 @@ def main() -> None:
     # Registered here rather than at import, so that importing this module stays minimal.
     from actors.research._command import agent_group
 
+    from ._cli_serve import serve_command
     from ._cli_support import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
     from ._scaffold import create_group, init_command, tests_command
-    from ._serve import serve_command
 
     for command in (serve_command, init_command, create_group, tests_command, agent_group):
         cli.add_command(command)

@@ -97,3 +97,19 @@ def test_code_in_the_docs_uses_public_names_only() -> None:
         if re.search(r"\borchestr8\._|^\s*from \.", line)
     ]
     assert private == []
+
+
+def test_process_shell_and_listening_are_public() -> None:
+    """Servers built on orchestr8 (the bundled research agent) need only public names."""
+    shell = {
+        "ExitCode",
+        "InsecureBindError",
+        "guard_errors",
+        "is_loopback",
+        "open_shutdown_signals",
+        "run_command",
+        "serve_app",
+        "watch_shutdown_signals",
+    }
+    assert shell <= set(orchestr8.__all__)
+    assert issubclass(orchestr8.InsecureBindError, orchestr8.Orchestr8Error)
