@@ -483,16 +483,52 @@ def _show_usage_error(error: click.ClickException) -> None:
     logging.getLogger("orchestr8.cli").error("%s%s", where, error.format_message())
 
 
+COMMANDS_ENTRY_POINT_GROUP = "orchestr8.commands"
+"""Where installed packages add commands to `orchestr8` (`orchestr8 agent` comes from `actors`)."""
+
+
+def _installed_commands() -> list[click.Command]:
+    """The click commands packages register under `orchestr8.commands`, found from metadata.
+
+    A command that fails to load, or is not a click command, is reported on stderr and left out:
+    one broken package must not stop `orchestr8 run`. A name the core already uses is skipped.
+    """
+    from importlib.metadata import entry_points
+
+    found: list[click.Command] = []
+    for entry_point in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+        if entry_point.name in cli.commands:
+            continue
+        try:
+            command = entry_point.load()
+        except Exception as error:
+            click.echo(
+                f"warning: cannot load command {entry_point.name!r} ({entry_point.value}): "
+                f"{type(error).__name__}: {error}",
+                err=True,
+            )
+            continue
+        if not isinstance(command, click.Command):
+            click.echo(
+                f"warning: command {entry_point.name!r} ({entry_point.value}) is not a click "
+                "command",
+                err=True,
+            )
+            continue
+        found.append(command)
+    return found
+
+
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
     # Registered here rather than at import, so that importing this module stays minimal.
-    from actors.research._command import agent_group
-
     from ._cli_serve import serve_command
-    from ._cli_support import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
+    from ._process_shell import run_command
     from ._scaffold import create_group, init_command, tests_command
 
-    for command in (serve_command, init_command, create_group, tests_command, agent_group):
+    for command in (serve_command, init_command, create_group, tests_command):
+        cli.add_command(command)
+    for command in _installed_commands():
         cli.add_command(command)
     _add_logging_options(cli)
     for stream in (sys.stdout, sys.stderr):
@@ -500,17 +536,4 @@ def main() -> None:
         # refuses: written as escapes such as `\ud800` (valid in JSON too), not a traceback.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    try:
-        code = cli(_anyio_backend="trio", standalone_mode=False)
-    except click.ClickException as error:
-        # Usage errors are configuration errors here (exit 1), not click's default 2.
-        _show_usage_error(error)
-        code = EXIT_INVALID
-    except (click.Abort, KeyboardInterrupt):
-        code = EXIT_INTERRUPTED
-    except BaseExceptionGroup as group:
-        # Ctrl-C raised inside a task (an agent's, say) reaches here grouped with what it cut.
-        if group.subgroup(KeyboardInterrupt) is None:
-            raise
-        code = EXIT_INTERRUPTED
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+    run_command(cli, show_usage_error=_show_usage_error)
