@@ -3,7 +3,9 @@
 `serve(core, ...)` runs the app of `actors.research._service` until its shutdown trigger returns;
 start it with `nursery.start` to get the URLs it listens on (port 0 picks a free port).
 `run_service` is what `orchestr8 agent serve research` (and `python -m actors.research`) runs:
-it prints the URL, stops cleanly on SIGINT or SIGTERM, and returns the exit code.
+it prints the URL, stops cleanly on SIGINT or SIGTERM, and returns the exit code. Listening,
+signals, exit codes and error reporting are orchestr8's public process shell (`serve_app`,
+`watch_shutdown_signals`, `guard_errors`, `ExitCode`), the same as `orchestr8 serve`'s.
 """
 
 from __future__ import annotations
