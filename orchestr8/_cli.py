@@ -108,7 +108,68 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS_ENTRY_POINT_GROUP = "orchestr8.commands"
+"""Where installed packages add commands to `orchestr8` (`orchestr8 agent` comes from `actors`)."""
+
+
+class CommandLine(click.Group):
+    """The `orchestr8` group: its own commands, then those installed packages register.
+
+    Installed commands come from the `orchestr8.commands` entry points, read only when a name is
+    not one of the group's own or when the commands are listed (`--help`): scanning the installed
+    metadata costs tens of milliseconds `orchestr8 run` need not pay.
+    """
+
+    _installed_loaded = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, installed ones included, sorted."""
+        self._load_installed()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command named `cmd_name`: the group's own first, else an installed one."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._installed_loaded:
+            self._load_installed()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def _load_installed(self) -> None:
+        """Add the commands of the `orchestr8.commands` entry points, once.
+
+        A command that fails to load, or is not a click command, is reported on stderr and left
+        out: one broken package must not stop `orchestr8 run`. A name already taken is skipped.
+        """
+        if self._installed_loaded:
+            return
+        self._installed_loaded = True
+        from importlib.metadata import entry_points
+
+        for entry_point in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+            if entry_point.name in self.commands:
+                continue
+            try:
+                command = entry_point.load()
+            except Exception as error:
+                click.echo(
+                    f"warning: cannot load command {entry_point.name!r} ({entry_point.value}): "
+                    f"{type(error).__name__}: {error}",
+                    err=True,
+                )
+                continue
+            if not isinstance(command, click.Command):
+                click.echo(
+                    f"warning: command {entry_point.name!r} ({entry_point.value}) is not a "
+                    "click command",
+                    err=True,
+                )
+                continue
+            _add_logging_options(command)
+            self.add_command(command, entry_point.name)
+
+
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="orchestr8")
 def cli() -> None:
     """orchestr8: run agent workflows as supervised trio actors, with a durable journal."""
@@ -485,42 +546,6 @@ def _show_usage_error(error: click.ClickException) -> None:
     logging.getLogger("orchestr8.cli").error("%s%s", where, error.format_message())
 
 
-COMMANDS_ENTRY_POINT_GROUP = "orchestr8.commands"
-"""Where installed packages add commands to `orchestr8` (`orchestr8 agent` comes from `actors`)."""
-
-
-def _installed_commands() -> list[click.Command]:
-    """The click commands packages register under `orchestr8.commands`, found from metadata.
-
-    A command that fails to load, or is not a click command, is reported on stderr and left out:
-    one broken package must not stop `orchestr8 run`. A name the core already uses is skipped.
-    """
-    from importlib.metadata import entry_points
-
-    found: list[click.Command] = []
-    for entry_point in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
-        if entry_point.name in cli.commands:
-            continue
-        try:
-            command = entry_point.load()
-        except Exception as error:
-            click.echo(
-                f"warning: cannot load command {entry_point.name!r} ({entry_point.value}): "
-                f"{type(error).__name__}: {error}",
-                err=True,
-            )
-            continue
-        if not isinstance(command, click.Command):
-            click.echo(
-                f"warning: command {entry_point.name!r} ({entry_point.value}) is not a click "
-                "command",
-                err=True,
-            )
-            continue
-        found.append(command)
-    return found
-
-
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
     # Registered here rather than at import, so that importing this module stays minimal.
@@ -529,8 +554,6 @@ def main() -> None:
     from ._scaffold import create_group, init_command, tests_command
 
     for command in (serve_command, init_command, create_group, tests_command):
-        cli.add_command(command)
-    for command in _installed_commands():
         cli.add_command(command)
     _add_logging_options(cli)
     for stream in (sys.stdout, sys.stderr):

@@ -76,9 +76,21 @@ def test_an_installed_command_is_offered_and_runs(tmp_path: Path) -> None:
 def test_a_broken_command_is_a_warning_and_cannot_replace_a_core_one(tmp_path: Path) -> None:
     """A command that fails to load, or is none, is named on stderr; `run` stays the core's."""
     _install_plugin(tmp_path)
+    helped = _orchestr8(tmp_path, "--help")
+    assert helped.returncode == 0
+    assert (
+        "warning: cannot load command 'broken' (no_such_module_anywhere:command)" in helped.stderr
+    )
+    assert "warning: command 'number' (greeting_plugin:not_a_command) is not a" in helped.stderr
     done = _orchestr8(tmp_path, "run", "--help")
     assert done.returncode == 0
     assert "hijacked" not in done.stdout
     assert "Run a workflow file" in done.stdout
-    assert "warning: cannot load command 'broken' (no_such_module_anywhere:command)" in done.stderr
-    assert "warning: command 'number' (greeting_plugin:not_a_command) is not a click" in done.stderr
+
+
+def test_a_core_command_does_not_read_the_installed_commands(tmp_path: Path) -> None:
+    """`orchestr8 run` never scans entry points: a broken plugin is not even noticed."""
+    _install_plugin(tmp_path)
+    done = _orchestr8(tmp_path, "run", "--help")
+    assert done.returncode == 0
+    assert "warning" not in done.stderr
