@@ -214,3 +214,40 @@ def test_run_command_maps_usage_errors_to_1_and_interrupts_to_130() -> None:
         for args in (["0"], ["2"], [], ["interrupt"])
     ]
     assert codes == [0, 2, 1, 130]
+
+
+def test_two_real_signals_end_a_real_process_with_130() -> None:
+    """In a real process, SIGINT then SIGTERM: graceful, then forced, then exit 130 at once."""
+    program = textwrap.dedent(
+        """
+        import os, signal, sys
+        from functools import partial
+        import asyncclick as click
+        import trio
+        from orchestr8 import open_shutdown_signals, run_command, watch_shutdown_signals
+
+        @click.command()
+        async def command() -> int:
+            async def forced(name: str) -> None:
+                sys.stderr.write(f"forced {name}\\n")
+
+            with open_shutdown_signals() as signals:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(partial(
+                        watch_shutdown_signals,
+                        signals,
+                        graceful=lambda name: sys.stderr.write(f"graceful {name}\\n"),
+                        forced=forced,
+                    ))
+                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    await trio.sleep_forever()
+            return 0
+
+        run_command(command, [])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (130, "graceful SIGINT\nforced SIGTERM\n")
