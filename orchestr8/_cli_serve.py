@@ -102,7 +102,7 @@ def register_serve(cli: click.Group) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run `serve` alone, as `python -m orchestr8._serve`."""
+    """Run `serve` alone, as `python -m orchestr8._cli_serve`."""
     run_command(serve_command, args, prog_name="orchestr8 serve")
 
 
