@@ -11,13 +11,12 @@ The API key never appears in an error, an event or a log record.
 
 from __future__ import annotations
 
-import contextvars
 import email.utils
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -27,6 +26,11 @@ from orchestr8 import (
     AgentContext,
     NonRetryableError,
     RetryableError,
+)
+from orchestr8.testing import (
+    AnthropicClientFactory,
+    anthropic_client_factory,
+    use_anthropic_client,
 )
 
 if TYPE_CHECKING:
@@ -42,13 +46,6 @@ __all__ = [
     "use_anthropic_client",
 ]
 
-AnthropicClientFactory = Callable[[], "AsyncAnthropic"]
-"""Makes a new `anthropic.AsyncAnthropic`; the agent closes each client it gets when done."""
-
-_client_factory: contextvars.ContextVar[AnthropicClientFactory | None] = contextvars.ContextVar(
-    "orchestr8_anthropic_client_factory", default=None
-)
-
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _RETRYABLE_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
@@ -57,22 +54,6 @@ _CLOSE_TIMEOUT = 5.0
 
 class MissingAPIKeyError(AgentConfigurationError, NonRetryableError):
     """No Anthropic API key is configured; not retried, since another attempt cannot find one."""
-
-
-@contextmanager
-def use_anthropic_client(factory: AnthropicClientFactory) -> Iterator[None]:
-    """Make `llm` agents that create their client inside this block call `factory` for it.
-
-    The hook is a context variable, so it reaches the tasks started inside the block (trio copies
-    context variables into new tasks), including the executions of a runtime opened or started
-    there. The factory must return a new client each time: the agent closes it when its calls
-    are done. No API key is needed while a factory is in use.
-    """
-    token = _client_factory.set(factory)
-    try:
-        yield
-    finally:
-        _client_factory.reset(token)
 
 
 def _default_factory(api_key: str | None, timeout: float) -> AnthropicClientFactory:
@@ -119,7 +100,7 @@ class ClientLease:
             MissingAPIKeyError: no hook is active and no API key is configured.
         """
         if self._client is None:
-            factory = _client_factory.get() or _default_factory(self._api_key, self._timeout)
+            factory = anthropic_client_factory() or _default_factory(self._api_key, self._timeout)
             self._client = factory()
         client = self._client
         self._users += 1

@@ -1,7 +1,7 @@
 """Benchmark of the service over loopback: starting executions, health checks, WebSocket events.
 
-Starts `orchestr8 serve` (as `python -m orchestr8._serve`, the same command) as a subprocess on a
-free loopback port with a fresh SQLite journal, then prints one JSON object per line:
+Starts `orchestr8 serve` (as `python -m orchestr8._cli_serve`, the same command) as a subprocess
+on a free loopback port with a fresh SQLite journal, then prints one JSON object per line:
 
 - `execute`: `POST /workflows/execute` of a one-step echo workflow with 1, 10 and 50 concurrent
   clients (httpx, keep-alive): executions accepted per second and p50/p99 latency in ms, and the
@@ -81,7 +81,7 @@ async def server(journal: Path) -> AsyncIterator[str]:
         [
             sys.executable,
             "-m",
-            "orchestr8._serve",
+            "orchestr8._cli_serve",
             "--host",
             "127.0.0.1",
             "--port",

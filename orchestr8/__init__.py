@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ._errors import ExecutionStateError as ExecutionStateError
     from ._errors import ExecutionTimeoutError as ExecutionTimeoutError
     from ._errors import InputValidationError as InputValidationError
+    from ._errors import InsecureBindError as InsecureBindError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
     from ._errors import MissingSecretError as MissingSecretError
@@ -83,6 +84,8 @@ if TYPE_CHECKING:
     from ._limits import BulkheadStatistics as BulkheadStatistics
     from ._limits import RateLimiter as RateLimiter
     from ._limits import RateLimiterStatistics as RateLimiterStatistics
+    from ._listening import is_loopback as is_loopback
+    from ._listening import serve_app as serve_app
     from ._pipeline import PipelineListener as PipelineListener
     from ._pipeline import call_with_policy as call_with_policy
     from ._policy import BulkheadPolicy as BulkheadPolicy
@@ -90,6 +93,11 @@ if TYPE_CHECKING:
     from ._policy import Policy as Policy
     from ._policy import RateLimitPolicy as RateLimitPolicy
     from ._policy import RetryPolicy as RetryPolicy
+    from ._process_shell import ExitCode as ExitCode
+    from ._process_shell import guard_errors as guard_errors
+    from ._process_shell import open_shutdown_signals as open_shutdown_signals
+    from ._process_shell import run_command as run_command
+    from ._process_shell import watch_shutdown_signals as watch_shutdown_signals
     from ._replay import ExecutionState as ExecutionState
     from ._replay import StepState as StepState
     from ._replay import replay as replay

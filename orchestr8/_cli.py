@@ -1,9 +1,11 @@
 """The `orchestr8` command line: asyncclick on trio, with heavy imports deferred to the commands.
 
 `orchestr8 --help` must answer fast, so this module imports only asyncclick at the top; each command
-imports what it needs when it runs. Commands return their exit code (see `docs/cli.md`): 0 success,
-1 a configuration, validation or usage error, 2 a step failed, 3 the execution timed out, 130
-interrupted. Errors are printed as one clean message, never as a traceback.
+imports what it needs when it runs. Commands return their exit code (`ExitCode` of
+`_process_shell`, see `docs/cli.md`): 0 success, 1 a configuration, validation or usage error, 2 a
+step failed, 3 the execution timed out, 130 interrupted. Errors are printed as one clean message,
+never as a traceback. Commands of other packages (`orchestr8 agent`, from `actors`) are found
+through the `orchestr8.commands` entry-point group, so this package never imports them by name.
 
 The commands' shared helpers live in `_cli_support` and the run/resume driver in `_cli_run`.
 """
@@ -106,7 +108,68 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS_ENTRY_POINT_GROUP = "orchestr8.commands"
+"""Where installed packages add commands to `orchestr8` (`orchestr8 agent` comes from `actors`)."""
+
+
+class CommandLine(click.Group):
+    """The `orchestr8` group: its own commands, then those installed packages register.
+
+    Installed commands come from the `orchestr8.commands` entry points, read only when a name is
+    not one of the group's own or when the commands are listed (`--help`): scanning the installed
+    metadata costs tens of milliseconds `orchestr8 run` need not pay.
+    """
+
+    _installed_loaded = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, installed ones included, sorted."""
+        self._load_installed()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command named `cmd_name`: the group's own first, else an installed one."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._installed_loaded:
+            self._load_installed()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def _load_installed(self) -> None:
+        """Add the commands of the `orchestr8.commands` entry points, once.
+
+        A command that fails to load, or is not a click command, is reported on stderr and left
+        out: one broken package must not stop `orchestr8 run`. A name already taken is skipped.
+        """
+        if self._installed_loaded:
+            return
+        self._installed_loaded = True
+        from importlib.metadata import entry_points
+
+        for entry_point in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+            if entry_point.name in self.commands:
+                continue
+            try:
+                command = entry_point.load()
+            except Exception as error:
+                click.echo(
+                    f"warning: cannot load command {entry_point.name!r} ({entry_point.value}): "
+                    f"{type(error).__name__}: {error}",
+                    err=True,
+                )
+                continue
+            if not isinstance(command, click.Command):
+                click.echo(
+                    f"warning: command {entry_point.name!r} ({entry_point.value}) is not a "
+                    "click command",
+                    err=True,
+                )
+                continue
+            _add_logging_options(command)
+            self.add_command(command, entry_point.name)
+
+
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="orchestr8")
 def cli() -> None:
     """orchestr8: run agent workflows as supervised trio actors, with a durable journal."""
@@ -487,13 +550,11 @@ def _show_usage_error(error: click.ClickException) -> None:
 def main() -> None:
     """Run the command line on trio (asyncclick would pick asyncio unless told)."""
     # Registered here rather than at import, so that importing this module stays minimal.
-    from actors.research._command import agent_group
-
-    from ._cli_support import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
+    from ._cli_serve import serve_command
+    from ._process_shell import run_command
     from ._scaffold import create_group, init_command, tests_command
-    from ._serve import serve_command
 
-    for command in (serve_command, init_command, create_group, tests_command, agent_group):
+    for command in (serve_command, init_command, create_group, tests_command):
         cli.add_command(command)
     _add_logging_options(cli)
     for stream in (sys.stdout, sys.stderr):
@@ -501,17 +562,4 @@ def main() -> None:
         # refuses: written as escapes such as `\ud800` (valid in JSON too), not a traceback.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    try:
-        code = cli(_anyio_backend="trio", standalone_mode=False)
-    except click.ClickException as error:
-        # Usage errors are configuration errors here (exit 1), not click's default 2.
-        _show_usage_error(error)
-        code = EXIT_INVALID
-    except (click.Abort, KeyboardInterrupt):
-        code = EXIT_INTERRUPTED
-    except BaseExceptionGroup as group:
-        # Ctrl-C raised inside a task (an agent's, say) reaches here grouped with what it cut.
-        if group.subgroup(KeyboardInterrupt) is None:
-            raise
-        code = EXIT_INTERRUPTED
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+    run_command(cli, show_usage_error=_show_usage_error)

@@ -5,17 +5,15 @@ Imported by those commands when they run, never by `orchestr8._cli` at import.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncclick as click
 
-from ._cli_support import EXIT_INTERRUPTED, EXIT_OK, exit_code
+from ._cli_support import EXIT_OK, exit_code
 
 if TYPE_CHECKING:
     from ._cli_progress import ProgressView
@@ -65,7 +63,7 @@ async def _drive_runtime(
     sync_workers: int | None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
-    import signal
+    from functools import partial
 
     import trio
 
@@ -74,6 +72,7 @@ async def _drive_runtime(
     from ._cli_views import dump_json, render_result, result_document, wants_color
     from ._errors import JournalError
     from ._logging import installed_handler
+    from ._process_shell import open_shutdown_signals, watch_shutdown_signals
     from ._runtime import open_runtime
     from ._sync_calls import DEFAULT_SYNC_WORKERS
 
@@ -82,7 +81,7 @@ async def _drive_runtime(
     # Held back from before the run starts: the progress view tells what the engine would log.
     with (
         hold_back_narration(handler, log_format),
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        open_shutdown_signals() as signals,
     ):
         async with (
             open_runtime(
@@ -102,13 +101,12 @@ async def _drive_runtime(
                 nursery.start_soon(view.follow, events, handle.execution_id)
                 resume_hint = _command("resume", journal_given, handle.execution_id)
                 nursery.start_soon(
-                    _watch_signals,
-                    signals,
-                    handle,
-                    view,
-                    runtime.journal,
-                    cancel_grace,
-                    resume_hint,
+                    partial(
+                        watch_shutdown_signals,
+                        signals,
+                        graceful=partial(_cancel_gracefully, handle, view, cancel_grace),
+                        forced=partial(_stop_now, view, runtime.journal, resume_hint),
+                    )
                 )
                 try:
                     result = await handle.wait()
@@ -140,41 +138,26 @@ def _command(name: str, journal_given: str | None, execution_id: str) -> str:
     return f"orchestr8 {name}{option} {execution_id}"
 
 
-async def _watch_signals(
-    signals: AsyncIterator[int],
-    handle: ExecutionHandle,
-    view: ProgressView,
-    journal: Journal,
-    grace: float,
-    resume_hint: str,
+def _cancel_gracefully(
+    handle: ExecutionHandle, view: ProgressView, grace: float, signal_name: str
 ) -> None:
-    """First SIGINT/SIGTERM: cancel cooperatively. Second: save the journal and exit at once."""
-    import signal
+    """The first SIGINT/SIGTERM: cancel the execution cooperatively, steps get `grace` seconds."""
+    handle.cancel(f"interrupted ({signal_name})")
+    view.note(
+        f"interrupted: cancelling (steps get {grace:g}s to finish); "
+        "interrupt again to stop at once",
+        "yellow",
+        logging.WARNING,
+    )
 
-    import trio
 
-    from ._errors import Orchestr8Error
-
-    interrupts = 0
-    async for signum in signals:
-        interrupts += 1
-        name = signal.Signals(signum).name
-        if interrupts == 1:
-            handle.cancel(f"interrupted ({name})")
-            view.note(
-                f"interrupted: cancelling (steps get {grace:g}s to finish); "
-                "interrupt again to stop at once",
-                "yellow",
-                logging.WARNING,
-            )
-            continue
-        view.note(
-            f"interrupted again: stopping now; the execution stays resumable ({resume_hint})",
-            "red",
-            logging.WARNING,
-        )
-        with trio.move_on_after(1.0), contextlib.suppress(Orchestr8Error):
-            await journal.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+async def _stop_now(
+    view: ProgressView, journal: Journal, resume_hint: str, signal_name: str
+) -> None:
+    """The second SIGINT/SIGTERM: say so and save the journal; the shell then exits 130."""
+    view.note(
+        f"interrupted again: stopping now; the execution stays resumable ({resume_hint})",
+        "red",
+        logging.WARNING,
+    )
+    await journal.flush()

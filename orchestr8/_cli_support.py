@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import asyncclick as click
 
+from ._process_shell import ExitCode, guard_errors
+
 if TYPE_CHECKING:
     from ._journal import ExecutionRecord, Journal
     from ._results import ExecutionResult
     from ._secrets import Secrets
     from ._workflow import Workflow
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_STEP_FAILED = 2
-EXIT_TIMEOUT = 3
-EXIT_INTERRUPTED = 130
+EXIT_OK = ExitCode.OK
+EXIT_INVALID = ExitCode.INVALID
+EXIT_STEP_FAILED = ExitCode.STEP_FAILED
+EXIT_TIMEOUT = ExitCode.TIMEOUT
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 _PREFIX_PAGE = 500
 _PREFIX_PAGES = 20
@@ -164,23 +166,17 @@ async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
 
 async def guard(action: Callable[[], Awaitable[int]]) -> int:
     """Run a command's body, turning expected errors into a message on stderr and exit code 1."""
-    from ._errors import InputValidationError, Orchestr8Error, WorkflowValidationError
+    return await guard_errors(action, expected=_expected, report=_report)
 
-    try:
-        return await action()
-    except BaseExceptionGroup as group:
-        error = _only_error(group)
-        if not _expected(error):
-            raise
-    except (Orchestr8Error, CommandError, OSError) as caught:
-        error = caught
-        if not _expected(error):
-            raise
+
+def _report(error: BaseException) -> None:
+    """Report an expected error: workflow and input problems as they are, others as `error: `."""
+    from ._errors import InputValidationError, WorkflowValidationError
+
     if isinstance(error, WorkflowValidationError | InputValidationError):
         report_error(str(error))
     else:
         report_error(f"error: {error}")
-    return EXIT_INVALID
 
 
 def report_error(message: str) -> None:
@@ -205,14 +201,6 @@ def _expected(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno != errno.EPIPE
     return isinstance(error, Orchestr8Error | CommandError)
-
-
-def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested single-member groups (nurseries wrap what they propagate)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
 
 
 def exit_code(result: ExecutionResult) -> int:

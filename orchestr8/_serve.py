@@ -7,28 +7,32 @@ close the event sockets still open (1001, `reconnect with after=N`); let Hyperco
 requests in flight. Start it with `nursery.start` to get the URLs it listens on (port 0 picks a free
 port). Executions live in the runtime, so they outlive any request that started them.
 
-`serve_command` is the `serve` command; `register_serve(cli)` adds it to a click group. Heavy
-imports (Quart, Hypercorn) happen when it runs, so `orchestr8 --help` stays fast.
+`run_service` is what the `serve` command (`_cli_serve`) runs: signals, exit codes and errors
+through the process shell (`_process_shell`). Heavy imports (Quart, Hypercorn) happen when it
+serves, so `orchestr8 --help` stays fast.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import logging
 import os
-import signal
-import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
-import asyncclick as click
 import trio
 
-from ._cli import GraceSeconds, sync_workers_option
 from ._errors import InsecureBindError, Orchestr8Error
+from ._listening import check_bind as _check_bind
+from ._listening import is_loopback, serve_app
+from ._process_shell import (
+    ExitCode,
+    guard_errors,
+    open_shutdown_signals,
+    watch_shutdown_signals,
+)
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -37,26 +41,21 @@ if TYPE_CHECKING:
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 API_KEY_VARIABLE: Final = "ORCHESTR8_API_KEY"
-EXIT_OK: Final = 0
-EXIT_INVALID: Final = 1
-EXIT_SECURITY: Final = 4
-EXIT_INTERRUPTED: Final = 130
 
-_MIB: Final = 1024 * 1024
+MIB: Final = 1024 * 1024
+"""A mebibyte: the default largest request body."""
 
 #: After shutting down, how long requests still in flight may take before connections are cut.
 _LINGER: Final = 1.0
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is `localhost` or a loopback IP address (`127.0.0.0/8`, `::1`)."""
-    bare = host.strip().removeprefix("[").removesuffix("]")
-    if bare.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
+__all__ = [
+    "InsecureBindError",
+    "check_bind",
+    "is_loopback",
+    "run_service",
+    "serve",
+]
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -65,11 +64,12 @@ def check_bind(host: str, api_key: str | None) -> None:
     Raises:
         InsecureBindError: `host` is not loopback and there is no key.
     """
-    if api_key is None and not is_loopback(host):
-        raise InsecureBindError(
-            f"refusing to listen on {host} without an API key: anyone who can reach it could "
-            f"run workflows. Set {API_KEY_VARIABLE} (or --api-key), or listen on 127.0.0.1"
-        )
+    _check_bind(
+        host,
+        api_key,
+        f"refusing to listen on {host} without an API key: anyone who can reach it could "
+        f"run workflows. Set {API_KEY_VARIABLE} (or --api-key), or listen on 127.0.0.1",
+    )
 
 
 async def serve(
@@ -78,7 +78,7 @@ async def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     api_key: str | None = None,
-    max_body: int = _MIB,
+    max_body: int = MIB,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     cancel_executions: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -100,30 +100,26 @@ async def serve(
         InsecureBindError: `host` is not loopback and there is no key.
         OSError: the address cannot be listened on.
     """
-    import hypercorn.trio
-    from hypercorn.config import Config
-
     from ._web import create_app
     from ._web_events import MAX_CLIENT_MESSAGE
 
     check_bind(host, api_key)
     app = create_app(runtime, api_key=api_key, max_body=max_body)
-    config = Config()
-    # Bound here, so a refused address leaks no socket and fails before anything else starts;
-    # Hypercorn takes the descriptor over.
-    config.bind = [f"fd://{_bound_socket(host, port).detach()}"]
-    # No access log: nothing about requests (least of all their headers) is written anywhere.
-    config.accesslog = None
-    config.errorlog = logging.getLogger("orchestr8.http")
-    config.include_server_header = False
-    # Event sockets only send: what a client sends is read and dropped, so keep it small.
-    config.websocket_max_message_size = MAX_CLIENT_MESSAGE
-    config.graceful_timeout = runtime.cancel_grace + 5.0
     stop = trio.Event()
     stopped = trio.Event()
 
     async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
-        await hypercorn.trio.serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
+        await serve_app(
+            app,
+            host=host,
+            port=port,
+            error_log=logging.getLogger("orchestr8.http"),
+            graceful_timeout=runtime.cancel_grace + 5.0,
+            shutdown_trigger=stop.wait,
+            # Event sockets only send: what a client sends is read and dropped, so keep it small.
+            websocket_max_message_size=MAX_CLIENT_MESSAGE,
+            task_status=task_status,
+        )
         stopped.set()
 
     async with trio.open_nursery() as nursery:
@@ -146,32 +142,13 @@ async def serve(
         nursery.cancel_scope.cancel()
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to `host:port` (IPv6 when the host has a colon), closed on failure.
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    bare = host.strip().removeprefix("[").removesuffix("]")
-    bound = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        bound.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        bound.bind((bare, port))
-    except OSError as error:
-        bound.close()
-        reason = error.strerror or str(error)
-        raise OSError(error.errno, f"cannot listen on {host}:{port}: {reason}") from None
-    return bound
-
-
 async def run_service(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     journal: str | None = None,
     api_key: str | None = None,
-    max_body: int = _MIB,
+    max_body: int = MIB,
     cancel_grace: float = 5.0,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
@@ -188,7 +165,8 @@ async def run_service(
     0; a second signal exits 130 at once, after saving the journal). Exit 4 when asked to listen
     beyond loopback without a key, 1 for other configuration problems (printed as `error: ...`).
     """
-    try:
+
+    async def action() -> int:
         check_bind(host, api_key)
         return await _run_service(
             host,
@@ -202,15 +180,17 @@ async def run_service(
             secrets_file,
             sync_workers,
         )
-    except BaseExceptionGroup as group:
-        error = _only_error(group)
-        if not isinstance(error, Orchestr8Error | OSError | ValueError):
-            raise
-    except (Orchestr8Error, OSError, ValueError) as caught:
-        error = caught
-    message = error.strerror if isinstance(error, OSError) and error.strerror else error
-    err.write(f"error: {message}\n")
-    return EXIT_SECURITY if isinstance(error, InsecureBindError) else EXIT_INVALID
+
+    def report(error: BaseException) -> None:
+        message = error.strerror if isinstance(error, OSError) and error.strerror else error
+        err.write(f"error: {message}\n")
+
+    return await guard_errors(action, expected=_expected, report=report)
+
+
+def _expected(error: BaseException) -> bool:
+    """Whether `error` is a configuration problem `serve` reports as one line (exit 1 or 4)."""
+    return isinstance(error, Orchestr8Error | OSError | ValueError)
 
 
 async def _run_service(
@@ -243,7 +223,16 @@ async def _run_service(
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     stop = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+    def shut_down(signal_name: str) -> None:
+        err.write(
+            f"{signal_name}: shutting down (running executions are cancelled); "
+            "signal again to stop at once\n"
+        )
+        err.flush()
+        stop.set()
+
+    with open_shutdown_signals() as signals:
         try:
             async with (
                 open_runtime(
@@ -254,7 +243,14 @@ async def _run_service(
                 ) as runtime,
                 trio.open_nursery() as nursery,
             ):
-                nursery.start_soon(_watch_signals, signals, stop, runtime.journal, err)
+                nursery.start_soon(
+                    partial(
+                        watch_shutdown_signals,
+                        signals,
+                        graceful=shut_down,
+                        forced=partial(_stop_now, runtime.journal, err),
+                    )
+                )
                 # A failed journal is reopened once it can write again: no restart needed.
                 nursery.start_soon(keep_journal_working, runtime.journal)
 
@@ -284,30 +280,16 @@ async def _run_service(
             # Asked to stop while the journal is failed: that was logged when it happened and
             # /health said so; what was journaled is intact. An orderly stop all the same.
             err.write(f"stopped: {error}; the executions it stopped stay resumable\n")
-            return EXIT_OK
+            return ExitCode.OK
     err.write("stopped: running executions were cancelled and the journal is saved\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-async def _watch_signals(
-    signals: AsyncIterator[int], stop: trio.Event, journal: Journal, err: TextIO
-) -> None:
-    """First SIGINT/SIGTERM: shut down in order. Second: save the journal and exit at once."""
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if not stop.is_set():
-            err.write(
-                f"{name}: shutting down (running executions are cancelled); "
-                "signal again to stop at once\n"
-            )
-            err.flush()
-            stop.set()
-            continue
-        err.write(f"{name} again: stopping now\n")
-        err.flush()
-        with trio.move_on_after(1.0), contextlib.suppress(Orchestr8Error):
-            await journal.flush()
-        os._exit(EXIT_INTERRUPTED)
+async def _stop_now(journal: Journal, err: TextIO, signal_name: str) -> None:
+    """The second SIGINT/SIGTERM: say so and save the journal; the shell then exits 130."""
+    err.write(f"{signal_name} again: stopping now\n")
+    err.flush()
+    await journal.flush()
 
 
 def _journal_path(journal: str | None) -> Path:
@@ -324,119 +306,8 @@ def _journal_path(journal: str | None) -> Path:
         raise ValueError(str(error)) from None
 
 
-def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
 def _allow_local_imports() -> None:
     """Let `module:attribute` agents come from the current directory (appended: no shadowing)."""
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
-
-
-@click.command("serve")
-@click.option(
-    "--host",
-    default=DEFAULT_HOST,
-    show_default=True,
-    help="The address to listen on; beyond loopback only with an API key.",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="The TCP port; 0 picks a free one (the printed URL tells which).",
-)
-@click.option(
-    "--journal",
-    metavar="PATH",
-    default=None,
-    help="The SQLite journal. [default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
-)
-@click.option(
-    "--api-key",
-    envvar=API_KEY_VARIABLE,
-    show_envvar=True,
-    default=None,
-    metavar="KEY",
-    help="Require `Authorization: Bearer KEY` on every route but /health. Prefer the "
-    "environment variable: command lines are visible to other users.",
-)
-@click.option(
-    "--max-body",
-    type=click.IntRange(min=1),
-    default=_MIB,
-    show_default=True,
-    metavar="BYTES",
-    help="The largest request body accepted.",
-)
-@click.option(
-    "--cancel-grace",
-    type=GraceSeconds(),
-    default=5.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="On shutdown, how long steps may finish before being forced.",
-)
-@click.option(
-    "--secrets-file",
-    metavar="FILE",
-    help="A JSON object of secrets by name for ${secrets.NAME}; "
-    "over $ORCHESTR8_SECRET_NAME variables.",
-)
-@sync_workers_option
-async def serve_command(
-    host: str,
-    port: int,
-    journal: str | None,
-    api_key: str | None,
-    max_body: int,
-    cancel_grace: float,
-    secrets_file: str | None,
-    sync_workers: int | None,
-) -> int:
-    """Serve the REST API and live event WebSockets (see docs/rest.md).
-
-    Prints the URL it listens on. SIGINT or SIGTERM stops it cleanly: no new connections, running
-    executions cancelled (recorded as cancelled), the journal saved; exit code 0. Exit code 4 when
-    asked to listen beyond loopback without an API key.
-    """
-    return await run_service(
-        host=host,
-        port=port,
-        journal=journal,
-        api_key=api_key or None,
-        max_body=max_body,
-        cancel_grace=cancel_grace,
-        secrets_file=secrets_file,
-        sync_workers=sync_workers,
-    )
-
-
-def register_serve(cli: click.Group) -> None:
-    """Add the `serve` command to a click group (the `orchestr8` command line)."""
-    cli.add_command(serve_command)
-
-
-def main(args: list[str] | None = None) -> None:
-    """Run `serve` alone, as `python -m orchestr8._serve`."""
-    code: Any
-    try:
-        code = serve_command(
-            args, prog_name="orchestr8 serve", standalone_mode=False, _anyio_backend="trio"
-        )
-    except click.ClickException as error:
-        error.show()
-        code = EXIT_INVALID
-    except (click.Abort, KeyboardInterrupt):
-        code = EXIT_INTERRUPTED
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-
-if __name__ == "__main__":
-    main()

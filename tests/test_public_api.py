@@ -110,3 +110,19 @@ def test_the_type_checking_imports_are_the_one_list_of_the_api() -> None:
     block = source.partition("\nif TYPE_CHECKING:\n")[2].partition("\n\n")[0]
     names = [line.rpartition(" as ")[2] for line in block.splitlines()]
     assert sorted([*names, "__version__"]) == list(orchestr8.__all__)
+
+
+def test_process_shell_and_listening_are_public() -> None:
+    """Servers built on orchestr8 (the bundled research agent) need only public names."""
+    shell = {
+        "ExitCode",
+        "InsecureBindError",
+        "guard_errors",
+        "is_loopback",
+        "open_shutdown_signals",
+        "run_command",
+        "serve_app",
+        "watch_shutdown_signals",
+    }
+    assert shell <= set(orchestr8.__all__)
+    assert issubclass(orchestr8.InsecureBindError, orchestr8.Orchestr8Error)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncclick as click
 import httpx
 import pytest
 import trio
@@ -28,7 +27,6 @@ from orchestr8._journal import open_journal
 from orchestr8._serve import (
     check_bind,
     is_loopback,
-    register_serve,
     run_service,
     serve,
 )
@@ -221,15 +219,6 @@ async def test_run_service_exits_1_when_the_port_is_taken(tmp_path: Path) -> Non
             await listener.aclose()
     assert code == 1
     assert err.getvalue().startswith(f"error: cannot listen on 127.0.0.1:{port}")
-
-
-def test_register_serve_adds_the_serve_command_with_its_options() -> None:
-    """`register_serve` adds `serve` with --host, --port, --journal, --api-key, --max-body."""
-    group = click.Group("cli")
-    register_serve(group)
-    command = group.commands["serve"]
-    names = {option for parameter in command.params for option in parameter.opts}
-    assert {"--host", "--port", "--journal", "--api-key", "--max-body", "--cancel-grace"} <= names
 
 
 def test_importing_the_serve_command_does_not_import_quart_or_hypercorn() -> None:

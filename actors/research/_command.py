@@ -94,14 +94,16 @@ async def serve_command(
     set; the model with $ANTHROPIC_API_KEY. Exit 1 for a configuration error, 4 when asked to
     listen beyond loopback without an API key.
     """
-    from ._server import EXIT_INVALID, run_service
+    from orchestr8 import ExitCode
+
+    from ._server import run_service
 
     if not model:
         sys.stderr.write(
             "error: the research agent needs a model: pass --model or set "
             "ORCHESTR8_RESEARCH_MODEL\n"
         )
-        return EXIT_INVALID
+        return ExitCode.INVALID
     config: dict[str, Any] = {"model": model}
     if max_tokens is not None:
         config["max_tokens"] = max_tokens
@@ -114,17 +116,10 @@ async def serve_command(
 
 def main(args: list[str] | None = None) -> None:
     """Run `serve research` alone: ``python -m actors.research [--port 0] ...``."""
-    code: Any
-    try:
-        code = serve_command(
-            ["research", *(sys.argv[1:] if args is None else args)],
-            prog_name="python -m actors.research",
-            standalone_mode=False,
-            _anyio_backend="trio",
-        )
-    except click.ClickException as error:
-        error.show()
-        code = 1
-    except (click.Abort, KeyboardInterrupt):
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    from orchestr8 import run_command
+
+    run_command(
+        serve_command,
+        ["research", *(sys.argv[1:] if args is None else args)],
+        prog_name="python -m actors.research",
+    )

@@ -3,22 +3,31 @@
 `serve(core, ...)` runs the app of `actors.research._service` until its shutdown trigger returns;
 start it with `nursery.start` to get the URLs it listens on (port 0 picks a free port).
 `run_service` is what `orchestr8 agent serve research` (and `python -m actors.research`) runs:
-it prints the URL, stops cleanly on SIGINT or SIGTERM, and returns the exit code.
+it prints the URL, stops cleanly on SIGINT or SIGTERM, and returns the exit code. Listening,
+signals, exit codes and error reporting are orchestr8's public process shell (`serve_app`,
+`watch_shutdown_signals`, `guard_errors`, `ExitCode`), the same as `orchestr8 serve`'s.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Final, TextIO
 
 import trio
 
-from orchestr8 import AgentConfigurationError
-from orchestr8._errors import InsecureBindError
-from orchestr8._serve import is_loopback
+from orchestr8 import (
+    AgentConfigurationError,
+    ExitCode,
+    InsecureBindError,
+    guard_errors,
+    is_loopback,
+    open_shutdown_signals,
+    serve_app,
+    watch_shutdown_signals,
+)
 
 from ._core import ResearchCore, ResearchSettings
 from ._service import DEFAULT_MAX_BODY, DEFAULT_REQUEST_TIMEOUT, create_app, service_logger
@@ -35,10 +44,6 @@ __all__ = [
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8090
 ANTHROPIC_KEY_VARIABLE: Final = "ANTHROPIC_API_KEY"
-EXIT_OK: Final = 0
-EXIT_INVALID: Final = 1
-EXIT_SECURITY: Final = 4
-EXIT_INTERRUPTED: Final = 130
 
 
 async def serve(
@@ -60,21 +65,16 @@ async def serve(
         InsecureBindError: `host` is not loopback and there is no `api_key`.
         OSError: the address cannot be listened on.
     """
-    import hypercorn.trio
-    from hypercorn.config import Config
-
-    if api_key is None and not is_loopback(host):
-        raise InsecureBindError(_insecure(host))
+    _check_bind(host, api_key)
     app = create_app(core, api_key=api_key, request_timeout=request_timeout, max_body=max_body)
-    config = Config()
-    bare = host.strip().removeprefix("[").removesuffix("]")
-    config.bind = [f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"]
-    config.accesslog = None
-    config.errorlog = service_logger
-    config.include_server_header = False
-    config.graceful_timeout = 5.0
-    await hypercorn.trio.serve(
-        app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+    await serve_app(
+        app,
+        host=host,
+        port=port,
+        error_log=service_logger,
+        graceful_timeout=5.0,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
     )
 
 
@@ -95,14 +95,14 @@ async def run_service(
     SIGTERM (exit 0; a second signal stops at once, exit 130). Exit 4 when asked to listen
     beyond loopback without an API key, 1 for any other configuration problem.
     """
-    try:
+
+    async def action() -> int:
         settings = (
             ResearchSettings.from_environment()
             if config is None
             else ResearchSettings.from_config(config)
         )
-        if api_key is None and not is_loopback(host):
-            raise InsecureBindError(_insecure(host))
+        _check_bind(host, api_key)
         core = ResearchCore(settings)
         if not os.environ.get(ANTHROPIC_KEY_VARIABLE):
             err.write(
@@ -110,20 +110,20 @@ async def run_service(
                 "answer 502 until the service is restarted with it\n"
             )
         return await _run(core, host, port, api_key, request_timeout, out, err)
-    except BaseExceptionGroup as group:
-        error = _only_error(group)
-        if not isinstance(error, AgentConfigurationError | OSError):
-            raise
-    except (AgentConfigurationError, OSError) as caught:
-        error = caught
-    if isinstance(error, InsecureBindError):
-        err.write(f"error: {error}\n")
-        return EXIT_SECURITY
-    if isinstance(error, OSError) and not isinstance(error, PermissionError | FileNotFoundError):
-        err.write(f"error: cannot listen on {host}:{port}: {error.strerror or error}\n")
-    else:
-        err.write(f"error: {error}\n")
-    return EXIT_INVALID
+
+    def report(error: BaseException) -> None:
+        # A refused address says `cannot listen on HOST:PORT: reason` (see `serve_app`).
+        if isinstance(error, OSError) and not isinstance(error, InsecureBindError):
+            err.write(f"error: {error.strerror or error}\n")
+        else:
+            err.write(f"error: {error}\n")
+
+    return await guard_errors(action, expected=_expected, report=report)
+
+
+def _expected(error: BaseException) -> bool:
+    """Whether `error` is a configuration problem reported as one line (exit 1 or 4)."""
+    return isinstance(error, AgentConfigurationError | OSError)
 
 
 async def _run(
@@ -136,22 +136,17 @@ async def _run(
     err: TextIO,
 ) -> int:
     stop = trio.Event()
-    interrupted = False
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
 
-            async def watch_signals() -> None:
-                nonlocal interrupted
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if not stop.is_set():
-                        err.write(f"{name}: shutting down; signal again to stop at once\n")
-                        err.flush()
-                        stop.set()
-                        continue
-                    err.write(f"{name} again: stopping now\n")
-                    interrupted = True
-                    nursery.cancel_scope.cancel()
+    def shut_down(signal_name: str) -> None:
+        err.write(f"{signal_name}: shutting down; signal again to stop at once\n")
+        err.flush()
+        stop.set()
+
+    async def stop_now(signal_name: str) -> None:
+        err.write(f"{signal_name} again: stopping now\n")
+
+    with open_shutdown_signals() as signals:
+        async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve(
@@ -165,7 +160,9 @@ async def _run(
                 )
                 nursery.cancel_scope.cancel()
 
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(
+                partial(watch_shutdown_signals, signals, graceful=shut_down, forced=stop_now)
+            )
             urls: list[str] = await nursery.start(serve_then_stop)
             for url in urls:
                 out.write(f"research agent serving on {url}\n")
@@ -176,10 +173,14 @@ async def _run(
                 f"{auth}; stop with Ctrl-C\n"
             )
             err.flush()
-    if interrupted:
-        return EXIT_INTERRUPTED
     err.write("stopped\n")
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond loopback without an API key (`InsecureBindError`, exit 4)."""
+    if api_key is None and not is_loopback(host):
+        raise InsecureBindError(_insecure(host))
 
 
 def _insecure(host: str) -> str:
@@ -187,10 +188,3 @@ def _insecure(host: str) -> str:
         f"refusing to listen on {host} without an API key: anyone who can reach it could "
         "spend your model and Context7 quota; set an API key or listen on 127.0.0.1"
     )
-
-
-def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

@@ -3,7 +3,8 @@
 Everything public is listed in `__all__`. The harness (`run_agent`, `run_workflow_for_test`,
 `capture_events`) runs agents and workflows in memory (see ``docs/testing.md``); `FakeAnthropic`
 is a scripted stand-in for the Anthropic Messages API (see ``docs/llm.md``, "Testing LLM agents
-offline"). Names are imported on first use (PEP 562), so loading the pytest plugin
+offline"), which `use_fake_anthropic` plugs into the `use_anthropic_client` hook the `llm` agent
+of `actors` reads. Names are imported on first use (PEP 562), so loading the pytest plugin
 (`orchestr8.testing._plugin`, the `pytest11` entry point `orchestr8`) imports none of them.
 """
 
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
     from ._anthropic import AnthropicRequest as AnthropicRequest
     from ._anthropic import FakeAnthropic as FakeAnthropic
     from ._anthropic import use_fake_anthropic as use_fake_anthropic
+    from ._anthropic_hook import AnthropicClientFactory as AnthropicClientFactory
+    from ._anthropic_hook import anthropic_client_factory as anthropic_client_factory
+    from ._anthropic_hook import use_anthropic_client as use_anthropic_client
     from ._context7 import Context7Request as Context7Request
     from ._context7 import FakeContext7 as FakeContext7
     from ._harness import AgentRun as AgentRun
@@ -28,16 +32,19 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     "AgentRun": "_harness",
+    "AnthropicClientFactory": "_anthropic_hook",
     "AnthropicRequest": "_anthropic",
     "CapturedEvents": "_harness",
     "Context7Request": "_context7",
     "FakeAnthropic": "_anthropic",
     "FakeContext7": "_context7",
     "WorkflowRun": "_harness",
+    "anthropic_client_factory": "_anthropic_hook",
     "capture_events": "_harness",
     "open_event_socket": "_websocket",
     "run_agent": "_harness",
     "run_workflow_for_test": "_harness",
+    "use_anthropic_client": "_anthropic_hook",
     "use_fake_anthropic": "_anthropic",
 }
 

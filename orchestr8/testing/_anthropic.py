@@ -34,6 +34,8 @@ import attrs
 import httpx2
 import trio
 
+from ._anthropic_hook import use_anthropic_client
+
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
@@ -529,11 +531,8 @@ class FakeAnthropic:
 def use_fake_anthropic(fake: FakeAnthropic) -> Iterator[FakeAnthropic]:
     """Make `llm` agents that create their client inside this block talk to `fake` in process.
 
-    It sets the `actors.llm.use_anthropic_client` hook (a context variable, inherited by tasks
+    It sets the `use_anthropic_client` hook (a context variable, inherited by tasks
     started inside the block) to `fake.make_client`; no API key is needed meanwhile.
     """
-    # Imported here: orchestr8 itself never depends on the bundled actors package.
-    from actors.llm import use_anthropic_client
-
     with use_anthropic_client(fake.make_client):
         yield fake
