@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ._errors import ExecutionNotFoundError as ExecutionNotFoundError
     from ._errors import ExecutionStateError as ExecutionStateError
     from ._errors import ExecutionTimeoutError as ExecutionTimeoutError
+    from ._errors import IdempotencyKeyReusedError as IdempotencyKeyReusedError
     from ._errors import InputValidationError as InputValidationError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
@@ -153,6 +154,7 @@ _EXPORTS: dict[str, str] = {
     "ExecutionStateError": "_errors",
     "ExecutionStatus": "_events",
     "ExecutionTimeoutError": "_errors",
+    "IdempotencyKeyReusedError": "_errors",
     "InputValidationError": "_errors",
     "Journal": "_journal",
     "JournalError": "_errors",
