@@ -34,20 +34,19 @@ from typing import Any
 
 import trio
 
+from ._admission import Admission, admit_workflow
+from ._admission import WorkflowLike as WorkflowLike
 from ._agent_registry import AgentRegistry
 from ._agents import Agent, AgentFactory, AgentFunction
 from ._bus import EventBus
-from ._codec import journal_document, load_workflow, validate_inputs
+from ._codec import journal_document, validate_inputs
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._errors import (
-    AgentError,
     ExecutionNotFoundError,
     ExecutionStateError,
     IdempotencyKeyReusedError,
     JournalError,
-    Problem,
-    WorkflowValidationError,
     exception_leaves,
     unwrap_single_error,
 )
@@ -59,7 +58,6 @@ from ._redaction import (
     SecretLease,
     default_redactor,
     redact,
-    redact_text,
     redact_workflow,
 )
 from ._results import ExecutionResult, StepResult
@@ -77,9 +75,6 @@ from ._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from ._workflow import Workflow
 
 _logger = logging.getLogger("orchestr8.runtime")
-
-WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
-"""What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
 
 
 class Runtime:
@@ -140,34 +135,15 @@ class Runtime:
             entry = self._admitted.get(id(workflow))
             if entry is not None and entry[0]() is workflow:
                 return workflow, entry[1]
-        loaded = (
-            workflow
-            if isinstance(workflow, Workflow)
-            else load_workflow(workflow, agent_exists=self.registry.check)
-        )
-        problems: list[Problem] = []
-        agents: dict[str, Agent] = {}
-        for index, step in enumerate(loaded.steps):
-            try:
-                agents[step.id] = self.registry.create(step.agent.id, step.agent.config)
-            except AgentError as error:
-                # The agent may quote its config: its secret values are redacted too.
-                with default_redactor().lease(secret_values_of(loaded, {}, {})):
-                    message = redact_text(str(error))
-                problems.append(Problem(f"$.steps[{index}].agent", message))
-        if problems:
-            source = None if isinstance(workflow, Workflow | Mapping) else os.fspath(workflow)
-            if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
-                source = None
-            raise WorkflowValidationError(problems, source=source)
-        key = id(loaded)
-        self._admitted[key] = (weakref.ref(loaded), agents)
+        admitted = admit_workflow(workflow, self.registry)
+        loaded, key = admitted.workflow, id(admitted.workflow)
+        self._admitted[key] = (weakref.ref(loaded), admitted.agents)
         weakref.finalize(loaded, self._admitted.pop, key, None)
-        return loaded, agents
+        return loaded, admitted.agents
 
     async def start(
         self,
-        workflow: WorkflowLike,
+        workflow: WorkflowLike | Admission,
         inputs: Mapping[str, Any] | None = None,
         *,
         execution_id: str | None = None,
@@ -179,7 +155,8 @@ class Runtime:
 
         `execution_timeout` (seconds) overrides the workflow's own `timeout`. With an
         `idempotency_key` seen before, returns the execution started then instead of another,
-        provided the workflow and inputs are those it started with.
+        provided the workflow and inputs are those it started with. An `Admission` (the CLI
+        admits before it opens the journal) comes with its inputs checked: `inputs` must be None.
 
         Raises:
             WorkflowValidationError: the workflow is invalid.
@@ -188,8 +165,14 @@ class Runtime:
                 other inputs.
             ExecutionStateError: another run holds the new execution's lock (never expected).
         """
-        loaded, agents = self._admit(workflow)
-        checked_inputs = validate_inputs(loaded, inputs)
+        if isinstance(workflow, Admission):
+            if inputs is not None:
+                raise TypeError("an Admission comes with its inputs; pass no inputs with it")
+            loaded, agents = workflow.workflow, workflow.admitted.agents
+            checked_inputs = workflow.inputs
+        else:
+            loaded, agents = self._admit(workflow)
+            checked_inputs = validate_inputs(loaded, inputs)
         if idempotency_key is None:
             return await self._start(
                 loaded,
