@@ -6,11 +6,12 @@ runs. Leaving the block cancels what still runs (cooperatively, recorded as `can
 flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
 (`_execution_lock`), so no other process can resume it meanwhile.
 
-Admission happens here, once, for the CLI, the service and embedding programs alike: `load`
-checks a document in one pass and builds each step's agent once, to check its config; that
-instance is the one the step runs (docs/agents.md states what this asks of agents). `start`
-checks the inputs once, and owns idempotency keys: a key seen before returns the execution it
-started, or raises `IdempotencyKeyReusedError` when the request differs.
+The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
+one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
+every execution of it runs them (docs/agents.md states what this asks of agents); `start` checks
+the inputs once and owns idempotency keys: a key seen before returns the execution it started,
+or raises `IdempotencyKeyReusedError` when the request differs. `find` tells whether an
+execution is live here without raising.
 
 Secrets never reach the journal: the workflow and inputs are recorded redacted, `${secrets.NAME}`
 references are resolved from the runtime's `Secrets` at every start and resume (`_secrets`), and
