@@ -209,27 +209,29 @@ async def run(
     """
     from ._cli_run import drive
     from ._cli_support import (
+        admit_file,
         allow_local_imports,
         check_timeout,
         guard,
         journal_path,
-        load_checked,
         load_secrets,
         parse_inputs,
     )
 
     async def action() -> int:
-        from ._codec import validate_inputs
+        from ._admission import admit
 
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
         allow_local_imports()
-        workflow = load_checked(file)
-        validate_inputs(workflow, inputs)
+        # Admitted before the journal opens (a bad file or input leaves none behind), once:
+        # the runtime starts this admission as it is.
+        admission = admit(admit_file(file), inputs)
+        workflow = admission.workflow
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
-            handle = await runtime.start(workflow, inputs, execution_timeout=checked_timeout)
+            handle = await runtime.start(admission, execution_timeout=checked_timeout)
             count = len(workflow.steps)
             headline = (
                 f"execution {handle.execution_id} started: workflow {workflow.name!r}, "
@@ -353,19 +355,22 @@ async def validate(files: Sequence[str]) -> int:
     from ._cli_support import (
         EXIT_INVALID,
         EXIT_OK,
+        admit_file,
         allow_local_imports,
         guard,
-        load_checked,
         report_error,
     )
     from ._errors import WorkflowValidationError
 
     async def action() -> int:
+        from ._agent_registry import AgentRegistry
+
         allow_local_imports()
+        registry = AgentRegistry()
         code = EXIT_OK
         for file in files:
             try:
-                workflow = load_checked(file)
+                workflow = admit_file(file, registry).workflow
             except WorkflowValidationError as error:
                 report_error(str(error))
                 code = EXIT_INVALID

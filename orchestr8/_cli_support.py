@@ -18,10 +18,11 @@ import asyncclick as click
 from ._process_shell import ExitCode, guard_errors
 
 if TYPE_CHECKING:
+    from ._admission import AdmittedWorkflow
+    from ._agent_registry import AgentRegistry
     from ._journal import ExecutionRecord, Journal
     from ._results import ExecutionResult
     from ._secrets import Secrets
-    from ._workflow import Workflow
 
 EXIT_OK = ExitCode.OK
 EXIT_INVALID = ExitCode.INVALID
@@ -109,27 +110,16 @@ def load_secrets(secrets_file: str | None) -> Secrets | None:
         raise CommandError(f"--secrets-file {error}") from None
 
 
-def load_checked(file: str) -> Workflow:
-    """Load the workflow file and check that its agents exist and accept their configs.
+def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWorkflow:
+    """Admit the workflow file: its document checked, each step's agent built from its config.
 
     Raises:
         WorkflowValidationError: with every problem found.
     """
+    from ._admission import admit_workflow
     from ._agent_registry import AgentRegistry
-    from ._codec import load_workflow
-    from ._errors import AgentError, Problem, WorkflowValidationError
 
-    registry = AgentRegistry()
-    workflow = load_workflow(Path(file), agent_exists=registry.check)
-    problems = []
-    for index, step in enumerate(workflow.steps):
-        try:
-            registry.create(step.agent.id, step.agent.config)
-        except AgentError as error:
-            problems.append(Problem(f"$.steps[{index}].agent", str(error)))
-    if problems:
-        raise WorkflowValidationError(problems, source=file)
-    return workflow
+    return admit_workflow(Path(file), registry or AgentRegistry(), source=file)
 
 
 async def find_execution(journal: Journal, text: str) -> ExecutionRecord:

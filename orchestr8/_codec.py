@@ -219,17 +219,29 @@ def _parse(
         )
         return None, (Problem("$.schema_version", message),)
     problems += schema_problems(_validator().iter_errors(document), pattern_names=_PATTERN_NAMES)
-    if isinstance(document, Mapping):
-        problems += _document_checks(document, agent_exists)
     if problems:
+        # The document cannot become a Workflow: check on the raw document what can be checked,
+        # so that every problem is reported at once.
+        if isinstance(document, Mapping):
+            problems += _document_checks(document, agent_exists)
         return None, tuple(sort_problems(problems))
+    # Valid against the schema: building the Workflow checks the graph, the references and the
+    # config secrets (`Workflow.__attrs_post_init__`), so they are checked once, there.
+    problems = _agent_checks(document["steps"], agent_exists)
     fields = {key: value for key, value in document.items() if key != "$schema"}
     try:
-        return converter.structure(fields, Workflow), ()
+        workflow = converter.structure(fields, Workflow)
     except WorkflowValidationError as error:
-        return None, tuple(sort_problems(error.problems))
+        return None, tuple(sort_problems([*problems, *error.problems]))
     except cattrs.BaseValidationError as error:
-        return None, tuple(sort_problems(_structuring_problems(error)))
+        # A part failed before the Workflow was built (a malformed reference): the graph and
+        # references were not checked yet, so check the raw document, as above; what that finds
+        # is located better than what structuring reports.
+        found = _document_checks(document, agent_exists)
+        return None, tuple(sort_problems(found or _structuring_problems(error)))
+    if problems:
+        return None, tuple(sort_problems(problems))
+    return workflow, ()
 
 
 def _structuring_problems(error: cattrs.BaseValidationError) -> list[Problem]:
@@ -256,7 +268,7 @@ def _structuring_problems(error: cattrs.BaseValidationError) -> list[Problem]:
 def _document_checks(
     document: Mapping[str, Any], agent_exists: Callable[[str], bool] | None
 ) -> list[Problem]:
-    """Run the graph, reference and agent checks on a document that may have other errors."""
+    """Run the graph, reference and agent checks on a document the schema found errors in."""
     problems: list[Problem] = []
     steps = document.get("steps")
     outlines: list[StepOutline] = []
@@ -277,14 +289,7 @@ def _document_checks(
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
-        agent = step.get("agent")
-        agent_path = f"$.steps[{index}].agent"
-        if isinstance(agent, Mapping):
-            agent, agent_path = agent.get("id"), agent_path + ".id"
-        if agent_exists is not None and isinstance(agent, str) and agent:
-            problem = _agent_problem(agent, agent_exists)
-            if problem is not None:
-                problems.append(Problem(agent_path, problem))
+    problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(
         outlines,
@@ -293,6 +298,25 @@ def _document_checks(
         output_references=_references(document.get("output"), "$.output", problems),
     )
     return problems + list(graph.problems)
+
+
+def _agent_checks(steps: Any, agent_exists: Callable[[str], bool] | None) -> list[Problem]:
+    """The problems of the steps' agent ids that `agent_exists` rejects (none without it)."""
+    problems: list[Problem] = []
+    if agent_exists is None or not isinstance(steps, list):
+        return problems
+    for index, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            continue
+        agent = step.get("agent")
+        agent_path = f"$.steps[{index}].agent"
+        if isinstance(agent, Mapping):
+            agent, agent_path = agent.get("id"), agent_path + ".id"
+        if isinstance(agent, str) and agent:
+            problem = _agent_problem(agent, agent_exists)
+            if problem is not None:
+                problems.append(Problem(agent_path, problem))
+    return problems
 
 
 def _agent_problem(agent: str, agent_exists: Callable[[str], bool]) -> str | None:

@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from ._agent_registry import AgentRegistry
+from ._agents import Agent
 from ._bus import EventBus
 from ._conclusion import Conclusion
 from ._emitter import Emitter
@@ -86,6 +87,7 @@ class ExecutionRun:
         inputs: Mapping[str, Any],
         emitter: Emitter,
         registry: AgentRegistry,
+        agents: Mapping[str, Agent] | None = None,
         resilience: SharedResilience,
         bus: EventBus,
         cancel_grace: float = 5.0,
@@ -100,7 +102,8 @@ class ExecutionRun:
     ) -> None:
         """Prepare an execution; `completed` holds the outputs of steps reused by a resume.
 
-        `sync_limiter` is the runtime's pool of threads for blocking agent code.
+        `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
+        the agents admission built, by step id (a step not in it has its agent built when it runs).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
@@ -135,6 +138,7 @@ class ExecutionRun:
             state=self.state,
             emitter=emitter,
             registry=registry,
+            agents=agents,
             resilience=resilience,
             cancel_event=self._cancel_event,
             stop_event=self._stop_event,

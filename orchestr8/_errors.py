@@ -22,6 +22,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
+    │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
     │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     ├── JournalError                     the journal could not be read or written
@@ -147,6 +148,18 @@ class ExecutionNotFoundError(ExecutionError, LookupError):
 
 class ExecutionStateError(ExecutionError):
     """The execution is in the wrong state for the request (e.g. resuming a succeeded run)."""
+
+
+class IdempotencyKeyReusedError(ExecutionError, ValueError):
+    """An idempotency key already started an execution of a different workflow or inputs.
+
+    Reusing a key must mean repeating a request; a different request under it is refused rather
+    than answered with an unrelated execution. `execution_id` names the execution the key started.
+    """
+
+    def __init__(self, message: str, *, execution_id: str) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
 
 
 class ExecutionTimeoutError(ExecutionError, TimeoutError):

@@ -6,6 +6,13 @@ runs. Leaving the block cancels what still runs (cooperatively, recorded as `can
 flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
 (`_execution_lock`), so no other process can resume it meanwhile.
 
+The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
+one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
+every execution of it runs them (docs/agents.md states what this asks of agents); `start` checks
+the inputs once and owns idempotency keys: a key seen before returns the execution it started,
+or raises `IdempotencyKeyReusedError` when the request differs. `find` tells whether an
+execution is live here without raising.
+
 Secrets never reach the journal: the workflow and inputs are recorded redacted, `${secrets.NAME}`
 references are resolved from the runtime's `Secrets` at every start and resume (`_secrets`), and
 each execution leases its secret values to the redactor until it ends.
@@ -14,6 +21,7 @@ each execution leases its secret values to the redactor until it ends.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -27,19 +35,19 @@ from typing import Any
 
 import trio
 
+from ._admission import Admission, admit_workflow
+from ._admission import WorkflowLike as WorkflowLike
 from ._agent_registry import AgentRegistry
-from ._agents import AgentFactory, AgentFunction
+from ._agents import Agent, AgentFactory, AgentFunction
 from ._bus import EventBus
-from ._codec import journal_document, load_workflow, validate_inputs
+from ._codec import journal_document, validate_inputs
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._errors import (
-    AgentError,
     ExecutionNotFoundError,
     ExecutionStateError,
+    IdempotencyKeyReusedError,
     JournalError,
-    Problem,
-    WorkflowValidationError,
     exception_leaves,
     unwrap_single_error,
 )
@@ -52,7 +60,6 @@ from ._redaction import (
     SecretLease,
     default_redactor,
     redact,
-    redact_text,
     redact_workflow,
 )
 from ._replay import ExecutionState, replay
@@ -71,9 +78,6 @@ from ._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from ._workflow import Workflow
 
 _logger = logging.getLogger("orchestr8.runtime")
-
-WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
-"""What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
 
 
 class Runtime:
@@ -112,43 +116,37 @@ class Runtime:
         self._live: dict[str, ExecutionHandle] = {}
         self._resuming: set[str] = set()
         self._key_locks: dict[str, trio.Lock] = {}
-        # Workflows this runtime has checked already, by id(): starting one again skips the
-        # agent checks (the registry does not change). Weak, so a dropped workflow is forgotten.
-        self._checked: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
+        # Workflows this runtime admitted, by id(): a weak reference to each and the agents built
+        # for its steps. Starting one again builds nothing (the registry does not change); an
+        # entry goes when its workflow is dropped.
+        self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
 
     def load(self, workflow: WorkflowLike) -> Workflow:
         """Load a workflow and check its agents exist and accept their config.
 
+        Each step's agent is built here, once per loaded workflow, and that instance runs the
+        step in every execution of it (`start` reuses it).
+
         Raises:
             WorkflowValidationError: with every problem found.
         """
-        if isinstance(workflow, Workflow) and self._checked.get(id(workflow)) is workflow:
-            return workflow
-        loaded = (
-            workflow
-            if isinstance(workflow, Workflow)
-            else load_workflow(workflow, agent_exists=self.registry.check)
-        )
-        problems: list[Problem] = []
-        for index, step in enumerate(loaded.steps):
-            try:
-                self.registry.create(step.agent.id, step.agent.config)
-            except AgentError as error:
-                # The agent may quote its config: its secret values are redacted too.
-                with default_redactor().lease(secret_values_of(loaded, {}, {})):
-                    message = redact_text(str(error))
-                problems.append(Problem(f"$.steps[{index}].agent", message))
-        if problems:
-            source = None if isinstance(workflow, Workflow | Mapping) else os.fspath(workflow)
-            if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
-                source = None
-            raise WorkflowValidationError(problems, source=source)
-        self._checked[id(loaded)] = loaded
-        return loaded
+        return self._admit(workflow)[0]
+
+    def _admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
+        """The loaded workflow and its agents by step id, built on its first admission only."""
+        if isinstance(workflow, Workflow):
+            entry = self._admitted.get(id(workflow))
+            if entry is not None and entry[0]() is workflow:
+                return workflow, entry[1]
+        admitted = admit_workflow(workflow, self.registry)
+        loaded, key = admitted.workflow, id(admitted.workflow)
+        self._admitted[key] = (weakref.ref(loaded), admitted.agents)
+        weakref.finalize(loaded, self._admitted.pop, key, None)
+        return loaded, admitted.agents
 
     async def start(
         self,
-        workflow: WorkflowLike,
+        workflow: WorkflowLike | Admission,
         inputs: Mapping[str, JSON] | None = None,
         *,
         execution_id: str | None = None,
@@ -159,16 +157,34 @@ class Runtime:
         """Validate, record and start an execution; returns once it is running.
 
         `execution_timeout` (seconds) overrides the workflow's own `timeout`. With an
-        `idempotency_key` seen before, returns the execution started then instead of another.
+        `idempotency_key` seen before, returns the execution started then instead of another,
+        provided the workflow and inputs are those it started with. An `Admission` (the CLI
+        admits before it opens the journal) comes with its inputs checked: `inputs` must be None.
 
         Raises:
             WorkflowValidationError: the workflow is invalid.
             InputValidationError: the inputs do not fit the workflow's `inputs` schema.
+            IdempotencyKeyReusedError: the key started an execution of another workflow or
+                other inputs.
             ExecutionStateError: another run holds the new execution's lock (never expected).
         """
+        if isinstance(workflow, Admission):
+            if inputs is not None:
+                raise TypeError("an Admission comes with its inputs; pass no inputs with it")
+            loaded, agents = workflow.workflow, workflow.admitted.agents
+            checked_inputs = workflow.inputs
+        else:
+            loaded, agents = self._admit(workflow)
+            checked_inputs = validate_inputs(loaded, inputs)
         if idempotency_key is None:
             return await self._start(
-                workflow, inputs, execution_id, execution_timeout, correlation_id, None
+                loaded,
+                agents,
+                checked_inputs,
+                execution_id,
+                execution_timeout,
+                correlation_id,
+                None,
             )
         # One start per key at a time here: a second one waits and gets the first's handle.
         lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
@@ -176,10 +192,12 @@ class Runtime:
             async with lock:
                 existing = await self.journal.find_by_idempotency_key(idempotency_key)
                 if existing is not None:
+                    _check_same_request(existing, loaded, checked_inputs)
                     return await self._handle_for(existing)
                 return await self._start(
-                    workflow,
-                    inputs,
+                    loaded,
+                    agents,
+                    checked_inputs,
                     execution_id,
                     execution_timeout,
                     correlation_id,
@@ -191,22 +209,23 @@ class Runtime:
 
     async def _start(
         self,
-        workflow: WorkflowLike,
-        inputs: Mapping[str, Any] | None,
+        loaded: Workflow,
+        agents: Mapping[str, Agent],
+        checked_inputs: dict[str, Any],
         execution_id: str | None,
         execution_timeout: float | None,
         correlation_id: str | None,
         idempotency_key: str | None,
     ) -> ExecutionHandle:
-        """Record and launch a new execution (the body of `start`)."""
-        loaded = self.load(workflow)
-        checked_inputs = validate_inputs(loaded, inputs)
+        """Record and launch a new execution of an admitted workflow (the body of `start`)."""
         secrets = self.secrets.resolve(secret_names(loaded))
         lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
         try:
+            bound = bind_secrets(loaded, secrets)
             return await self._record_and_launch(
                 loaded,
-                bind_secrets(loaded, secrets),
+                bound,
+                _reusable_agents(loaded, bound, agents),
                 checked_inputs,
                 lease,
                 execution_id,
@@ -222,6 +241,7 @@ class Runtime:
         self,
         loaded: Workflow,
         bound: Workflow,
+        agents: Mapping[str, Agent],
         checked_inputs: dict[str, Any],
         lease: SecretLease,
         execution_id: str | None,
@@ -244,6 +264,7 @@ class Runtime:
         run = self._execution(
             record.execution_id,
             bound,
+            agents,
             checked_inputs,
             emitter,
             execution_timeout,
@@ -318,7 +339,7 @@ class Runtime:
             raise ExecutionStateError(
                 f"execution {execution_id} already succeeded; there is nothing to resume"
             )
-        loaded = self.load(record.workflow)
+        loaded, agents = self._admit(record.workflow)
         inputs = record.inputs
         if supplied or redacted_inputs(inputs):
             # Supplied again only in place of what the journal redacted, then checked as new.
@@ -341,9 +362,11 @@ class Runtime:
             execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
         )
         emitter = Emitter(factory, self.journal, self.bus)
+        bound = bind_secrets(loaded, secrets)
         run = self._execution(
             execution_id,
-            bind_secrets(loaded, secrets),
+            bound,
+            _reusable_agents(loaded, bound, agents),
             inputs,
             emitter,
             execution_timeout,
@@ -353,16 +376,23 @@ class Runtime:
         )
         return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
+    def find(self, execution_id: str) -> ExecutionHandle | None:
+        """The handle of an execution running (or just finished) in this runtime, else None.
+
+        None says only that it is not live here: the journal may still hold it (`result`).
+        """
+        return self._live.get(execution_id)
+
     def get(self, execution_id: str) -> ExecutionHandle:
         """The handle of an execution running (or just finished) in this runtime.
 
         Raises:
             ExecutionNotFoundError: it is not live here; read finished ones with `result`.
         """
-        try:
-            return self._live[execution_id]
-        except KeyError:
-            raise ExecutionNotFoundError(f"no live execution {execution_id!r}") from None
+        handle = self._live.get(execution_id)
+        if handle is None:
+            raise ExecutionNotFoundError(f"no live execution {execution_id!r}")
+        return handle
 
     async def result(self, execution_id: str) -> ExecutionResult:
         """Read an execution's result (or its state so far) back from the journal.
@@ -420,6 +450,7 @@ class Runtime:
         self,
         execution_id: str,
         workflow: Workflow,
+        agents: Mapping[str, Agent],
         inputs: Mapping[str, Any],
         emitter: Emitter,
         timeout: float | None,
@@ -434,6 +465,7 @@ class Runtime:
             inputs=inputs,
             emitter=emitter,
             registry=self.registry,
+            agents=agents,
             resilience=self.resilience,
             bus=self.bus,
             cancel_grace=self.cancel_grace,
@@ -548,6 +580,45 @@ async def open_runtime(
                         # The block's own error (often this failure, met by `wait`) says more.
                         if not body_failed:
                             raise
+
+
+def _reusable_agents(
+    loaded: Workflow, bound: Workflow, agents: Mapping[str, Agent]
+) -> Mapping[str, Agent]:
+    """The admitted agents whose step still has the config they were built from.
+
+    An agent config with `${secrets.NAME}` values is bound anew for each execution; that step's
+    agent is built from the bound config when it runs, as admission could not know the values.
+    """
+    if bound is loaded:
+        return agents
+    return {
+        step.id: agents[step.id]
+        for step, bound_step in zip(loaded.steps, bound.steps, strict=True)
+        if bound_step.agent is step.agent and step.id in agents
+    }
+
+
+def _check_same_request(
+    existing: ExecutionRecord, workflow: Workflow, inputs: Mapping[str, Any]
+) -> None:
+    """Refuse an idempotency key already used for another workflow or other inputs.
+
+    Raises:
+        IdempotencyKeyReusedError: the recorded request differs from this one.
+    """
+    # The journal keeps redacted copies: compare like with like, after a JSON round trip so
+    # tuples and lists (and ints and floats) compare as the journal does.
+    recorded = json.loads(json.dumps([existing.workflow, existing.inputs]))
+    requested = json.loads(
+        json.dumps([redact_workflow(journal_document(workflow)), redact(dict(inputs))])
+    )
+    if recorded != requested:
+        raise IdempotencyKeyReusedError(
+            f"the idempotency key was used for execution {existing.execution_id} with a "
+            "different workflow or inputs; use a new key for a new request",
+            execution_id=existing.execution_id,
+        )
 
 
 def _only_cancelled(error: BaseException) -> bool:

@@ -20,7 +20,7 @@ import trio
 
 from ._actor import Actor
 from ._agent_registry import AgentRegistry
-from ._agents import AgentContext
+from ._agents import Agent, AgentContext
 from ._emitter import Emitter
 from ._errors import (
     AgentExitError,
@@ -52,6 +52,7 @@ class StepRunner:
         state: RunState,
         emitter: Emitter,
         registry: AgentRegistry,
+        agents: Mapping[str, Agent] | None = None,
         resilience: SharedResilience,
         cancel_event: trio.Event,
         stop_event: trio.Event,
@@ -68,6 +69,7 @@ class StepRunner:
         self._state = state
         self._emitter = emitter
         self._registry = registry
+        self._agents: Mapping[str, Agent] = agents if agents is not None else {}
         self._resilience = resilience
         self._cancel_event = cancel_event
         self._stop_event = stop_event
@@ -96,7 +98,11 @@ class StepRunner:
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
             rendered_input = step.input.render(self._state.inputs, self._state.outputs)
-            agent = self._registry.create(agent_id, step.agent.config)
+            # Built once at admission and reused; built here only for a step admission could
+            # not build for (its config takes `${secrets.NAME}` values known only now).
+            agent = self._agents.get(step_id)
+            if agent is None:
+                agent = self._registry.create(agent_id, step.agent.config)
             policy = self.workflow.policy_for(step_id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent_id, policy

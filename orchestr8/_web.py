@@ -12,12 +12,9 @@ request body (`$.workflow.steps[0].id`, `$.inputs.topic`). The routes are descri
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import attrs
@@ -27,10 +24,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ._codec import journal_document, validate_inputs
 from ._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
+    IdempotencyKeyReusedError,
     InputValidationError,
     JournalError,
     MissingSecretError,
@@ -39,7 +36,7 @@ from ._errors import (
 )
 from ._events import ExecutionStatus
 from ._liveness import SHOWN_STATUSES, list_shown_executions, shown_status
-from ._redaction import redact, redact_workflow, register_secret
+from ._redaction import register_secret
 from ._replay import replay
 from ._runtime import Runtime
 from ._version import __version__
@@ -47,7 +44,6 @@ from ._web_documents import (
     CURSOR_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_SEQ,
-    ExecuteRequest,
     ProblemError,
     current_path,
     execution_document,
@@ -87,7 +83,6 @@ class ServiceState:
     events_buffer: int
     draining: bool = False
     closing: trio.Event = attrs.Factory(trio.Event)
-    key_locks: dict[str, tuple[trio.Lock, int]] = attrs.Factory(dict)
 
 
 class ServiceApp(QuartTrio):
@@ -242,70 +237,38 @@ class _Routes:
             body = attrs.evolve(body, correlation_id=_request_correlation_id())
         g.correlation_id = body.correlation_id
         try:
-            workflow = self.runtime.load(body.workflow)
-        except WorkflowValidationError as error:
-            raise ProblemError.from_problems(
-                "invalid-workflow", error.problems, prefix="$.workflow"
-            ) from None
-        try:
-            inputs = validate_inputs(workflow, body.inputs)
-        except InputValidationError as error:
-            raise ProblemError.from_problems("invalid-inputs", error.problems) from None
-        if key is None:
-            return await self._start(workflow, inputs, body, None)
-        async with self._key_lock(key):
-            existing = await self.runtime.journal.find_by_idempotency_key(key)
-            # The journal keeps redacted copies: compare like with like.
-            if existing is not None and _normal(existing.workflow, existing.inputs) != _normal(
-                redact_workflow(journal_document(workflow)), redact(inputs)
-            ):
-                raise ProblemError(
-                    422,
-                    "idempotency-key-reused",
-                    f"the Idempotency-Key was used for execution {existing.execution_id} with a "
-                    "different workflow or inputs; use a new key for a new request",
-                )
-            return await self._start(workflow, inputs, body, key)
-
-    async def _start(
-        self, workflow: Any, inputs: dict[str, Any], body: ExecuteRequest, key: str | None
-    ) -> Response:
-        try:
             handle = await self.runtime.start(
-                workflow,
-                inputs,
+                body.workflow,
+                body.inputs,
                 execution_timeout=body.timeout,
                 correlation_id=body.correlation_id,
                 idempotency_key=key,
             )
+        except WorkflowValidationError as error:
+            raise ProblemError.from_problems(
+                "invalid-workflow", error.problems, prefix="$.workflow"
+            ) from None
+        except InputValidationError as error:
+            raise ProblemError.from_problems("invalid-inputs", error.problems) from None
+        except IdempotencyKeyReusedError as error:
+            raise ProblemError(
+                422,
+                "idempotency-key-reused",
+                f"the Idempotency-Key was used for execution {error.execution_id} with a "
+                "different workflow or inputs; use a new key for a new request",
+            ) from None
         except MissingSecretError as error:
             raise _missing_secrets(error) from None
         result = handle.result
         if result is not None:
             status = str(result.status)
-        elif _is_live(self.runtime, handle.execution_id):
+        elif self.runtime.find(handle.execution_id) is not None:
             status = str(ExecutionStatus.RUNNING)
         else:
             status = str((await self.runtime.journal.get_execution(handle.execution_id)).status)
         links = execution_links(handle.execution_id)
         document = {"execution_id": handle.execution_id, "status": status, "links": links}
         return json_response(document, 202, headers={"Location": links["self"]})
-
-    @asynccontextmanager
-    async def _key_lock(self, key: str) -> AsyncIterator[None]:
-        """Serialise requests that carry the same Idempotency-Key, so only one of them starts."""
-        locks = self.service.key_locks
-        lock, users = locks.get(key, (trio.Lock(), 0))
-        locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = locks[key]
-            if users == 1:
-                del locks[key]
-            else:
-                locks[key] = (lock, users - 1)
 
     async def list_executions(self) -> Response:
         """`GET /executions`: executions, newest first, a page at a time."""
@@ -351,7 +314,7 @@ class _Routes:
         """`POST /executions/{id}/cancel`: ask a running execution to stop (202), else 409."""
         journal = self.runtime.journal
         await journal.get_execution(execution_id)
-        handle = self.runtime.get(execution_id) if _is_live(self.runtime, execution_id) else None
+        handle = self.runtime.find(execution_id)
         # Committed up to now, the journal tells whether the run has already emitted its end
         # (it may still be winding up, its handle not yet done).
         await journal.flush()
@@ -454,14 +417,6 @@ def _has_body() -> bool:
     )
 
 
-def _is_live(runtime: Runtime, execution_id: str) -> bool:
-    try:
-        runtime.get(execution_id)
-    except ExecutionNotFoundError:
-        return False
-    return True
-
-
 def _idempotency_key() -> str | None:
     """The request's Idempotency-Key (a plain token or a quoted string), or None."""
     raw = request.headers.get("Idempotency-Key")
@@ -476,11 +431,6 @@ def _idempotency_key() -> str | None:
             "visible ASCII characters, bare or in double quotes",
         )
     return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
-
-
-def _normal(workflow: Any, inputs: Any) -> Any:
-    """A JSON round trip, so tuples and lists (and ints and floats) compare as the journal does."""
-    return json.loads(json.dumps([workflow, inputs]))
 
 
 async def _problem_error(error: ProblemError) -> Response:

@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from ._errors import ExecutionNotFoundError, Orchestr8Error
+from ._errors import Orchestr8Error
 from ._events import Event
 from ._liveness import INTERRUPTED, shown_status
 from ._runtime import Runtime
@@ -229,11 +229,8 @@ class _Relay:
 
     def is_running(self) -> bool:
         """Whether the execution runs in this runtime and has not finished yet."""
-        try:
-            handle = self.runtime.get(self.execution_id)
-        except ExecutionNotFoundError:
-            return False
-        return not handle.done
+        handle = self.runtime.find(self.execution_id)
+        return handle is not None and not handle.done
 
 
 async def _discard_incoming(socket: EventSocket) -> None:

@@ -599,3 +599,22 @@ def test_a_schema_key_for_editors_is_accepted_and_ignored() -> None:
     assert problems(with_changes(**{"$schema": 1})) == [
         "$['$schema']: expected a string, got an integer"
     ]
+
+
+def test_a_valid_document_has_its_graph_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a valid document analyses its step graph once (as the Workflow is built)."""
+    import orchestr8._codec
+    import orchestr8._workflow
+    from orchestr8._workflow_graph import GraphAnalysis, analyse_graph
+
+    calls: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> GraphAnalysis:
+        calls.append(1)
+        return analyse_graph(*args, **kwargs)
+
+    monkeypatch.setattr(orchestr8._codec, "analyse_graph", counting)
+    monkeypatch.setattr(orchestr8._workflow, "analyse_graph", counting)
+    document = json.loads((Path(__file__).parent.parent / "examples" / "hello.json").read_text())
+    load_workflow(document, agent_exists=AgentRegistry().check)
+    assert len(calls) == 1

@@ -262,6 +262,23 @@ async def test_idempotency_key_reused_with_different_inputs_is_422(
     assert execution_id in document["detail"]
 
 
+async def test_idempotency_keys_are_the_runtimes(client: Client, runtime: Runtime) -> None:
+    """A key an embedding program used on the runtime binds requests too: repeat or 422."""
+    handle = await runtime.start(ECHO, {"who": "Ada"}, idempotency_key="shared")
+    await finish(runtime, handle.execution_id)
+    headers = {"Idempotency-Key": "shared"}
+    repeat = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Ada"}}, headers=headers
+    )
+    assert (await repeat.get_json())["execution_id"] == handle.execution_id
+    other = await client.post(
+        "/workflows/execute", json={"workflow": ECHO, "inputs": {"who": "Bob"}}, headers=headers
+    )
+    document = await problem(other, 422)
+    assert document["type"] == "urn:orchestr8:problem:idempotency-key-reused"
+    assert handle.execution_id in document["detail"]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])
 async def test_malformed_idempotency_key_is_400(client: Client, key: str) -> None:
     """An Idempotency-Key that is empty, too long or not visible ASCII is a 400 problem."""
