@@ -98,7 +98,7 @@ TEMPLATE_OUTPUTS: dict[str, Any] = {
 
 def template_render(renders: int) -> tuple[float, float]:
     """Seconds per render of a typical step input with four references, and by hand."""
-    from orchestr8._expressions import compile_template
+    from orchestr8._workflow._expressions import compile_template
 
     template = compile_template(
         {
@@ -130,7 +130,7 @@ def peak_rss_mb() -> float:
 
 def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
     """Run one case in this process and return its figures, tuned as `orchestr8 run` is."""
-    from orchestr8._runtime import tune_garbage_collection
+    from orchestr8._execution._runtime import tune_garbage_collection
 
     tune_garbage_collection()
     if case == "sequential_memory" or case == "sequential_sqlite":
@@ -163,7 +163,7 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
             SpanExportResult,
         )
 
-        from orchestr8._telemetry import use_providers
+        from orchestr8._observability._telemetry import use_providers
 
         class NoOpExporter(SpanExporter):
             def export(self, spans: Any) -> SpanExportResult:

@@ -30,8 +30,8 @@ from typing import Any
 
 import trio
 
-from orchestr8._events import Event, EventType
-from orchestr8._journal import ExecutionRecord, open_journal
+from orchestr8._journal._events import Event, EventType
+from orchestr8._journal._journal import ExecutionRecord, open_journal
 
 TS = "2025-01-01T00:00:00.000Z"
 EVENTS_TABLE = """CREATE TABLE events (

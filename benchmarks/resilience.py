@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from orchestr8._breaker import CircuitBreaker
-from orchestr8._limits import Bulkhead, RateLimiter
-from orchestr8._pipeline import call_with_policy
-from orchestr8._policy import CircuitBreakerPolicy, Policy
+from orchestr8._resilience._breaker import CircuitBreaker
+from orchestr8._resilience._limits import Bulkhead, RateLimiter
+from orchestr8._resilience._pipeline import call_with_policy
+from orchestr8._workflow._policy import CircuitBreakerPolicy, Policy
 
 Loop = Callable[[int], Awaitable[None]]
 

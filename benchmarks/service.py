@@ -1,6 +1,6 @@
 """Benchmark of the service over loopback: starting executions, health checks, WebSocket events.
 
-Starts `orchestr8 serve` (as `python -m orchestr8._cli_serve`, the same command) as a subprocess
+Starts `orchestr8 serve` (as `python -m orchestr8._web._command`, the same command) as a subprocess
 on a free loopback port with a fresh SQLite journal, then prints one JSON object per line:
 
 - `execute`: `POST /workflows/execute` of a one-step echo workflow with 1, 10 and 50 concurrent
@@ -81,7 +81,7 @@ async def server(journal: Path) -> AsyncIterator[str]:
         [
             sys.executable,
             "-m",
-            "orchestr8._cli_serve",
+            "orchestr8._web._command",
             "--host",
             "127.0.0.1",
             "--port",

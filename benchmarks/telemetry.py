@@ -32,7 +32,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from orchestr8 import AgentContext, run_workflow
-from orchestr8._telemetry import attempt_span, engine_metrics, execution_span, use_providers
+from orchestr8._observability._telemetry import (
+    attempt_span,
+    engine_metrics,
+    execution_span,
+    use_providers,
+)
 
 
 class NoOpExporter(SpanExporter):

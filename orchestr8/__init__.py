@@ -14,26 +14,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._actor import Actor as Actor
-    from ._actor import ActorEvent as ActorEvent
-    from ._actor import ActorRef as ActorRef
-    from ._actor import ActorStatistics as ActorStatistics
-    from ._agent_registry import AgentRegistry as AgentRegistry
-    from ._agents import Agent as Agent
-    from ._agents import AgentContext as AgentContext
-    from ._breaker import BreakerState as BreakerState
-    from ._breaker import BreakerStatistics as BreakerStatistics
-    from ._breaker import BreakerTransition as BreakerTransition
-    from ._breaker import CircuitBreaker as CircuitBreaker
-    from ._breaker import CircuitBreakerRegistry as CircuitBreakerRegistry
-    from ._bus import BusStatistics as BusStatistics
-    from ._bus import EventBus as EventBus
-    from ._bus import SubscriberStatistics as SubscriberStatistics
-    from ._codec import load_workflow as load_workflow
-    from ._codec import parse_workflow as parse_workflow
-    from ._codec import validate_inputs as validate_inputs
-    from ._codec import validate_workflow_document as validate_workflow_document
-    from ._codec import workflow_to_json as workflow_to_json
+    from ._agents._contract import Agent as Agent
+    from ._agents._contract import AgentContext as AgentContext
+    from ._agents._registry import AgentRegistry as AgentRegistry
     from ._errors import ActorError as ActorError
     from ._errors import ActorNameTakenError as ActorNameTakenError
     from ._errors import ActorStoppedError as ActorStoppedError
@@ -70,57 +53,74 @@ if TYPE_CHECKING:
     from ._errors import UnknownAgentError as UnknownAgentError
     from ._errors import WorkflowError as WorkflowError
     from ._errors import WorkflowValidationError as WorkflowValidationError
-    from ._events import Event as Event
-    from ._events import EventType as EventType
-    from ._events import ExecutionStatus as ExecutionStatus
-    from ._events import StepStatus as StepStatus
-    from ._expressions import Reference as Reference
-    from ._expressions import Template as Template
-    from ._expressions import compile_template as compile_template
-    from ._journal import ExecutionRecord as ExecutionRecord
-    from ._journal import Journal as Journal
-    from ._journal import open_journal as open_journal
+    from ._execution._results import ExecutionResult as ExecutionResult
+    from ._execution._results import StepResult as StepResult
+    from ._execution._runtime import ExecutionHandle as ExecutionHandle
+    from ._execution._runtime import Runtime as Runtime
+    from ._execution._runtime import open_runtime as open_runtime
+    from ._execution._runtime import run_workflow as run_workflow
+    from ._execution._runtime import tune_garbage_collection as tune_garbage_collection
+    from ._execution._secrets import Secrets as Secrets
+    from ._journal._events import Event as Event
+    from ._journal._events import EventType as EventType
+    from ._journal._events import ExecutionStatus as ExecutionStatus
+    from ._journal._events import StepStatus as StepStatus
+    from ._journal._journal import ExecutionRecord as ExecutionRecord
+    from ._journal._journal import Journal as Journal
+    from ._journal._journal import open_journal as open_journal
+    from ._journal._replay import ExecutionState as ExecutionState
+    from ._journal._replay import StepState as StepState
+    from ._journal._replay import replay as replay
     from ._json import JSON as JSON
-    from ._limits import Bulkhead as Bulkhead
-    from ._limits import BulkheadStatistics as BulkheadStatistics
-    from ._limits import RateLimiter as RateLimiter
-    from ._limits import RateLimiterStatistics as RateLimiterStatistics
-    from ._listening import is_loopback as is_loopback
-    from ._listening import serve_app as serve_app
-    from ._pipeline import PipelineListener as PipelineListener
-    from ._pipeline import call_with_policy as call_with_policy
-    from ._policy import BulkheadPolicy as BulkheadPolicy
-    from ._policy import CircuitBreakerPolicy as CircuitBreakerPolicy
-    from ._policy import Policy as Policy
-    from ._policy import RateLimitPolicy as RateLimitPolicy
-    from ._policy import RetryPolicy as RetryPolicy
-    from ._process_shell import ExitCode as ExitCode
-    from ._process_shell import guard_errors as guard_errors
-    from ._process_shell import open_shutdown_signals as open_shutdown_signals
-    from ._process_shell import run_command as run_command
-    from ._process_shell import watch_shutdown_signals as watch_shutdown_signals
-    from ._replay import ExecutionState as ExecutionState
-    from ._replay import StepState as StepState
-    from ._replay import replay as replay
-    from ._results import ExecutionResult as ExecutionResult
-    from ._results import StepResult as StepResult
-    from ._retry import is_retryable as is_retryable
-    from ._runtime import ExecutionHandle as ExecutionHandle
-    from ._runtime import Runtime as Runtime
-    from ._runtime import open_runtime as open_runtime
-    from ._runtime import run_workflow as run_workflow
-    from ._runtime import tune_garbage_collection as tune_garbage_collection
-    from ._secrets import Secrets as Secrets
-    from ._serve import serve as serve
-    from ._supervisor import RestartBackoff as RestartBackoff
-    from ._supervisor import Supervisor as Supervisor
-    from ._supervisor import SupervisorStatistics as SupervisorStatistics
-    from ._supervisor import open_supervisor as open_supervisor
-    from ._web import create_app as create_app
-    from ._workflow import AgentSpec as AgentSpec
-    from ._workflow import Step as Step
-    from ._workflow import Workflow as Workflow
-    from ._workflow import workflow_schema as workflow_schema
+    from ._resilience._breaker import BreakerState as BreakerState
+    from ._resilience._breaker import BreakerStatistics as BreakerStatistics
+    from ._resilience._breaker import BreakerTransition as BreakerTransition
+    from ._resilience._breaker import CircuitBreaker as CircuitBreaker
+    from ._resilience._breaker import CircuitBreakerRegistry as CircuitBreakerRegistry
+    from ._resilience._limits import Bulkhead as Bulkhead
+    from ._resilience._limits import BulkheadStatistics as BulkheadStatistics
+    from ._resilience._limits import RateLimiter as RateLimiter
+    from ._resilience._limits import RateLimiterStatistics as RateLimiterStatistics
+    from ._resilience._pipeline import PipelineListener as PipelineListener
+    from ._resilience._pipeline import call_with_policy as call_with_policy
+    from ._resilience._retry import is_retryable as is_retryable
+    from ._shell._listening import is_loopback as is_loopback
+    from ._shell._listening import serve_app as serve_app
+    from ._shell._process import ExitCode as ExitCode
+    from ._shell._process import guard_errors as guard_errors
+    from ._shell._process import open_shutdown_signals as open_shutdown_signals
+    from ._shell._process import run_command as run_command
+    from ._shell._process import watch_shutdown_signals as watch_shutdown_signals
+    from ._supervision._actor import Actor as Actor
+    from ._supervision._actor import ActorEvent as ActorEvent
+    from ._supervision._actor import ActorRef as ActorRef
+    from ._supervision._actor import ActorStatistics as ActorStatistics
+    from ._supervision._bus import BusStatistics as BusStatistics
+    from ._supervision._bus import EventBus as EventBus
+    from ._supervision._bus import SubscriberStatistics as SubscriberStatistics
+    from ._supervision._supervisor import RestartBackoff as RestartBackoff
+    from ._supervision._supervisor import Supervisor as Supervisor
+    from ._supervision._supervisor import SupervisorStatistics as SupervisorStatistics
+    from ._supervision._supervisor import open_supervisor as open_supervisor
+    from ._web._app import create_app as create_app
+    from ._web._serve import serve as serve
+    from ._workflow._codec import load_workflow as load_workflow
+    from ._workflow._codec import parse_workflow as parse_workflow
+    from ._workflow._codec import validate_inputs as validate_inputs
+    from ._workflow._codec import validate_workflow_document as validate_workflow_document
+    from ._workflow._codec import workflow_to_json as workflow_to_json
+    from ._workflow._document import AgentSpec as AgentSpec
+    from ._workflow._document import Step as Step
+    from ._workflow._document import Workflow as Workflow
+    from ._workflow._document import workflow_schema as workflow_schema
+    from ._workflow._expressions import Reference as Reference
+    from ._workflow._expressions import Template as Template
+    from ._workflow._expressions import compile_template as compile_template
+    from ._workflow._policy import BulkheadPolicy as BulkheadPolicy
+    from ._workflow._policy import CircuitBreakerPolicy as CircuitBreakerPolicy
+    from ._workflow._policy import Policy as Policy
+    from ._workflow._policy import RateLimitPolicy as RateLimitPolicy
+    from ._workflow._policy import RetryPolicy as RetryPolicy
 
 
 def _read_exports() -> dict[str, str]:

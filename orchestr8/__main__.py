@@ -1,5 +1,5 @@
 """Run the command line as `python -m orchestr8`."""
 
-from ._cli import main
+from ._console import main
 
 main()

@@ -281,3 +281,12 @@ def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseExcep
         else:
             found.append(error)
     return found
+
+
+def message_of(error: BaseException) -> str:
+    """`str(error)`, or a note saying it could not be read (an error message must never raise)."""
+    try:
+        return str(error)
+    except Exception as broken:
+        # An exception whose message itself fails must still be recorded as what it is.
+        return f"(its message could not be read: {type(broken).__name__})"

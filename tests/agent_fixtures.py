@@ -13,7 +13,7 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from orchestr8._agents import Agent, AgentContext
+from orchestr8._agents._contract import Agent, AgentContext
 
 NOT_AN_AGENT = 42
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestr8._events import Event
+from orchestr8._journal._events import Event
 
 
 class Script:

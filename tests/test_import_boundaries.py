@@ -35,7 +35,7 @@ def test_no_orchestr8_module_imports_actors() -> None:
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
     )
     found = json.loads(done.stdout)
-    assert "orchestr8._cli" in found["imported"]
+    assert "orchestr8._cli._main" in found["imported"]
     assert "orchestr8.testing._anthropic" in found["imported"]
     assert found["actors"] == []
 

@@ -15,14 +15,14 @@ from typing import Any, NamedTuple
 import attrs
 import trio
 
-from .._agent_registry import AgentRegistry
-from .._agents import Agent, AgentContext, AgentFactory, AgentFunction, _describe
-from .._bus import EventBus
+from .._agents._contract import Agent, AgentContext, AgentFactory, AgentFunction, _describe
+from .._agents._registry import AgentRegistry
 from .._errors import unwrap_single_error
-from .._events import Event
-from .._results import ExecutionResult
-from .._runtime import Runtime, WorkflowLike, open_runtime
-from .._step_run import as_json_value
+from .._execution._results import ExecutionResult
+from .._execution._runtime import Runtime, WorkflowLike, open_runtime
+from .._execution._step_run import as_json_value
+from .._journal._events import Event
+from .._supervision._bus import EventBus
 
 __all__ = [
     "AgentRun",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .._runtime import Runtime
+    from .._execution._runtime import Runtime
     from ._anthropic import FakeAnthropic
     from ._harness import AgentRun, CapturedEvents, WorkflowRun
 
@@ -30,7 +30,7 @@ def orchestr8_agents() -> Mapping[str, Any]:
 @pytest.fixture
 async def orchestr8_runtime(orchestr8_agents: Mapping[str, Any]) -> AsyncIterator[Runtime]:
     """An open runtime on an in-memory journal, with `orchestr8_agents`, seeded jitter."""
-    from .._runtime import open_runtime
+    from .._execution._runtime import open_runtime
 
     async with open_runtime(agents=orchestr8_agents, random_source=random.Random(0)) as runtime:
         yield runtime

@@ -1,0 +1,163 @@
+"""The driver of `orchestr8 run` and `orchestr8 resume`: the runtime, progress, signals, result.
+
+Imported by those commands when they run, never by `orchestr8._cli._main` at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncclick as click
+
+from ._support import EXIT_OK, exit_code
+
+if TYPE_CHECKING:
+    from .._execution._runtime import ExecutionHandle, Runtime
+    from .._execution._secrets import Secrets
+    from .._journal._journal import Journal
+    from ._progress import ProgressView
+
+Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]]]
+"""Starts or resumes an execution; returns its handle, its step ids and the line announcing it."""
+
+
+async def drive(
+    begin: Begin,
+    path: Path,
+    journal_given: str | None,
+    cancel_grace: float,
+    as_json: bool,
+    *,
+    secrets: Secrets | None = None,
+    sync_workers: int | None = None,
+) -> int:
+    """Start or resume an execution, show its progress, print its result, return the exit code.
+
+    `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables);
+    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
+    """
+    from .._execution._runtime import tune_garbage_collection
+    from .._observability._export import configure_from_environment, shutdown_telemetry
+
+    tune_garbage_collection()
+    configure_from_environment()
+    try:
+        return await _drive_runtime(
+            begin, path, journal_given, cancel_grace, as_json, secrets, sync_workers
+        )
+    finally:
+        shutdown_telemetry()
+
+
+async def _drive_runtime(
+    begin: Begin,
+    path: Path,
+    journal_given: str | None,
+    cancel_grace: float,
+    as_json: bool,
+    secrets: Secrets | None,
+    sync_workers: int | None,
+) -> int:
+    """The body of `drive`: the runtime, the progress view and the signal handling."""
+    from functools import partial
+
+    import trio
+
+    from .._agents._sync_calls import DEFAULT_SYNC_WORKERS
+    from .._errors import JournalError
+    from .._execution._runtime import open_runtime
+    from .._observability._logging import installed_handler
+    from .._shell._process import open_shutdown_signals, watch_shutdown_signals
+    from ._progress import ProgressView, hold_back_narration
+    from ._support import CommandError
+    from ._views import dump_json, render_result, result_document, wants_color
+
+    handler, log_format = installed_handler() or (None, "text")
+
+    # Held back from before the run starts: the progress view tells what the engine would log.
+    with (
+        hold_back_narration(handler, log_format),
+        open_shutdown_signals() as signals,
+    ):
+        async with (
+            open_runtime(
+                journal=path,
+                cancel_grace=cancel_grace,
+                secrets=secrets,
+                sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+            ) as runtime,
+            runtime.bus.subscribe(buffer=4096) as events,
+        ):
+            handle, step_ids, headline = await begin(runtime)
+            view = ProgressView(
+                sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
+            )
+            view.note(headline)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(view.follow, events, handle.execution_id)
+                resume_hint = _command("resume", journal_given, handle.execution_id)
+                nursery.start_soon(
+                    partial(
+                        watch_shutdown_signals,
+                        signals,
+                        graceful=partial(_cancel_gracefully, handle, view, cancel_grace),
+                        forced=partial(_stop_now, view, runtime.journal, resume_hint),
+                    )
+                )
+                try:
+                    result = await handle.wait()
+                except JournalError as error:
+                    raise CommandError(
+                        f"{error}\nresume it once the journal works again: {resume_hint}"
+                    ) from error
+                nursery.cancel_scope.cancel()
+            view.drain(events, handle.execution_id)
+    if as_json:
+        click.echo(dump_json(result_document(result)))
+    else:
+        click.echo(render_result(result, color=wants_color(sys.stdout)))
+    code = exit_code(result)
+    if code != EXIT_OK:
+        view.note(
+            f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
+            f"resume it:  {_command('resume', journal_given, result.execution_id)}",
+            level=logging.WARNING,
+        )
+    return code
+
+
+def _command(name: str, journal_given: str | None, execution_id: str) -> str:
+    """The command line that runs `name` on the execution, with the same `--journal`."""
+    import shlex
+
+    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    return f"orchestr8 {name}{option} {execution_id}"
+
+
+def _cancel_gracefully(
+    handle: ExecutionHandle, view: ProgressView, grace: float, signal_name: str
+) -> None:
+    """The first SIGINT/SIGTERM: cancel the execution cooperatively, steps get `grace` seconds."""
+    handle.cancel(f"interrupted ({signal_name})")
+    view.note(
+        f"interrupted: cancelling (steps get {grace:g}s to finish); "
+        "interrupt again to stop at once",
+        "yellow",
+        logging.WARNING,
+    )
+
+
+async def _stop_now(
+    view: ProgressView, journal: Journal, resume_hint: str, signal_name: str
+) -> None:
+    """The second SIGINT/SIGTERM: say so and save the journal; the shell then exits 130."""
+    view.note(
+        f"interrupted again: stopping now; the execution stays resumable ({resume_hint})",
+        "red",
+        logging.WARNING,
+    )
+    await journal.flush()

@@ -1,0 +1,224 @@
+"""What the `orchestr8` commands share: exit codes, user errors, inputs, workflows and journals.
+
+Imported by the commands when they run, never by `_main` at import, so `orchestr8 --help`
+stays fast; heavy modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncclick as click
+
+from .._shell._options import CommandError as CommandError
+from .._shell._options import journal_path as journal_path
+from .._shell._process import ExitCode, guard_errors
+
+if TYPE_CHECKING:
+    from .._agents._registry import AgentRegistry
+    from .._execution._admission import AdmittedWorkflow
+    from .._execution._results import ExecutionResult
+    from .._execution._secrets import Secrets
+    from .._journal._journal import ExecutionRecord, Journal
+
+EXIT_OK = ExitCode.OK
+EXIT_INVALID = ExitCode.INVALID
+EXIT_STEP_FAILED = ExitCode.STEP_FAILED
+EXIT_TIMEOUT = ExitCode.TIMEOUT
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+
+_PREFIX_PAGE = 500
+_PREFIX_PAGES = 20
+
+
+def parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
+    """Build the inputs from `--inputs-file` then `--input KEY=VALUE` pairs (JSON, else text).
+
+    Raises:
+        CommandError: a pair has no `=` or no key, or the file is unreadable or not a JSON object.
+    """
+    import json
+
+    from .._json import reject_constant
+    from .._workflow._codec import MAX_DOCUMENT_BYTES
+
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            if inputs_file == "-":
+                raw = getattr(sys.stdin, "buffer", None)  # absent on a replaced text stream
+                data = (
+                    raw.read(MAX_DOCUMENT_BYTES + 1)
+                    if raw is not None
+                    else sys.stdin.read(MAX_DOCUMENT_BYTES + 1).encode()
+                )
+            else:
+                with open(inputs_file, "rb") as file:
+                    data = file.read(MAX_DOCUMENT_BYTES + 1)
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise CommandError(
+                    f"--inputs-file {inputs_file}: larger than "
+                    f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"
+                )
+            document = json.loads(data.decode("utf-8-sig"), parse_constant=reject_constant)
+        except OSError as error:
+            raise CommandError(f"--inputs-file {inputs_file}: {error.strerror or error}") from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise CommandError(f"--inputs-file {inputs_file}: not JSON: {error}") from None
+        except RecursionError:
+            raise CommandError(f"--inputs-file {inputs_file}: nested too deeply") from None
+        if not isinstance(document, dict):
+            raise CommandError(
+                f"--inputs-file {inputs_file}: expected a JSON object of inputs, "
+                f"got {type(document).__name__}"
+            )
+        inputs.update(document)
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key:
+            raise CommandError(f"--input {pair!r}: expected KEY=VALUE")
+        try:
+            inputs[key] = json.loads(text, parse_constant=reject_constant)
+        except ValueError:
+            inputs[key] = text
+        except RecursionError:
+            raise CommandError(f"--input {key}: nested too deeply") from None
+    return inputs
+
+
+def load_secrets(secrets_file: str | None) -> Secrets | None:
+    """The secrets of `--secrets-file` over the environment (None: the environment alone).
+
+    Raises:
+        CommandError: the file is unreadable or not a JSON object of strings.
+    """
+    from .._errors import SecretsFileError
+    from .._execution._secrets import Secrets
+
+    if secrets_file is None:
+        return None
+    try:
+        return Secrets.from_file(secrets_file)
+    except SecretsFileError as error:
+        raise CommandError(f"--secrets-file {error}") from None
+
+
+def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWorkflow:
+    """Admit the workflow file: its document checked, each step's agent built from its config.
+
+    Raises:
+        WorkflowValidationError: with every problem found.
+    """
+    from .._agents._registry import AgentRegistry
+    from .._execution._admission import admit_workflow
+
+    return admit_workflow(Path(file), registry or AgentRegistry(), source=file)
+
+
+async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
+    """Find the execution whose id is `text` or, failing that, the one id starting with it.
+
+    Raises:
+        CommandError: no execution matches, or the prefix matches several.
+    """
+    from .._errors import ExecutionNotFoundError
+
+    try:
+        return await journal.get_execution(text)
+    except ExecutionNotFoundError:
+        pass
+    matches: list[ExecutionRecord] = []
+    cursor = None
+    if text:
+        for _ in range(_PREFIX_PAGES):
+            page = await journal.list_executions(limit=_PREFIX_PAGE, before=cursor)
+            matches += [item for item in page.items if item.execution_id.startswith(text)]
+            cursor = page.next_cursor
+            if len(matches) > 1 or cursor is None:
+                break
+    if not matches:
+        raise CommandError(f"no execution {text!r} in the journal {journal.path}")
+    if len(matches) > 1:
+        shown = ", ".join(record.execution_id for record in matches[:2])
+        raise CommandError(
+            f"the id prefix {text!r} is ambiguous: it matches {shown} and maybe "
+            "more; give more characters"
+        )
+    return matches[0]
+
+
+async def guard(action: Callable[[], Awaitable[int]]) -> int:
+    """Run a command's body, turning expected errors into a message on stderr and exit code 1."""
+    return await guard_errors(action, expected=_expected, report=_report)
+
+
+def _report(error: BaseException) -> None:
+    """Report an expected error: workflow and input problems as they are, others as `error: `."""
+    from .._errors import InputValidationError, WorkflowValidationError
+
+    if isinstance(error, WorkflowValidationError | InputValidationError):
+        report_error(str(error))
+    else:
+        report_error(f"error: {error}")
+
+
+def report_error(message: str) -> None:
+    """Tell the user what went wrong on stderr: as text, or as a JSON log line with JSON logs."""
+    import logging
+
+    from .._observability._logging import installed_handler
+
+    installed = installed_handler()
+    if installed is not None and installed[1] == "json":
+        logging.getLogger("orchestr8.cli").error("%s", message)
+    else:
+        click.echo(message, err=True)
+
+
+def _expected(error: BaseException) -> bool:
+    """Whether `error` is one the CLI reports as a message (a broken pipe is left to click)."""
+    import errno
+
+    from .._errors import Orchestr8Error
+
+    if isinstance(error, OSError):
+        return error.errno != errno.EPIPE
+    return isinstance(error, Orchestr8Error | CommandError)
+
+
+def exit_code(result: ExecutionResult) -> int:
+    """The exit code of a finished run: 0 succeeded, 2 failed, 3 timed out, 130 cancelled."""
+    status = str(result.status)
+    if status == "succeeded":
+        return EXIT_OK
+    if status == "cancelled":
+        return EXIT_INTERRUPTED
+    if (result.error or {}).get("type") == "ExecutionTimeoutError":
+        return EXIT_TIMEOUT
+    return EXIT_STEP_FAILED
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise CommandError(f"--timeout must be a number of seconds above 0, got {timeout}")
+    return timeout
+
+
+def declared_steps(record: ExecutionRecord) -> list[str]:
+    steps = record.workflow.get("steps", ())
+    return [step["id"] for step in steps if isinstance(step, dict) and "id" in step]
+
+
+def allow_local_imports() -> None:
+    """Let `module:attribute` agents and callables come from the current directory.
+
+    Appended, not prepended, so that files there never shadow installed modules.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)

@@ -1,0 +1,312 @@
+"""What the command line shows: results, the tables of `inspect`, and the helpers they share.
+
+Only the commands import this module, when they run, so its imports do not slow down
+`orchestr8 --help`. The live progress of a run is `_cli_progress`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+from .._execution._liveness import INTERRUPTED
+from .._execution._results import ExecutionResult
+from .._journal._events import Event, ExecutionStatus, StepStatus
+from .._journal._journal import ExecutionRecord
+from .._journal._replay import replay
+
+_COLORS: Mapping[str, str] = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "dim": "2",
+    "bold": "1",
+}
+STATUS_COLORS: Mapping[str, str] = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "retrying": "yellow",
+    "running": "blue",
+    "skipped": "dim",
+    "pending": "dim",
+    "interrupted": "red",
+}
+"""The colour each execution or step status is shown in."""
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Whether to colour `stream`: a terminal, `NO_COLOR` unset and `TERM` not `dumb`."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def paint(text: str, color: str | None, enabled: bool) -> str:
+    """Wrap `text` in the ANSI colour `color` when `enabled`."""
+    if not enabled or color is None:
+        return text
+    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Render seconds for people: `0.42s`, `12.3s`, `4m05s`, `2h03m`; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def describe(error: Any) -> str:
+    """Render an error object `{type, message, step_id?}` as one line."""
+    if not isinstance(error, Mapping):
+        return "" if error is None else str(error)
+    text = ": ".join(str(error[key]) for key in ("type", "message") if error.get(key))
+    if error.get("step_id"):
+        text += f" (step {error['step_id']})"
+    return text
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut `text` to one line of at most `width` characters, marking the cut with `...`."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def dump_json(value: Any) -> str:
+    """Pretty JSON as the CLI prints documents: 2-space indent, non-ASCII kept."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def result_document(result: ExecutionResult) -> dict[str, Any]:
+    """The `--json` document of a finished run: id, status, output, error and every step."""
+    return {
+        "execution_id": result.execution_id,
+        "status": str(result.status),
+        "output": result.output,
+        "error": result.error,
+        "steps": {
+            step_id: {
+                "status": str(step.status),
+                "attempts": step.attempts,
+                "output": step.output,
+                "error": step.error,
+            }
+            for step_id, step in result.steps.items()
+        },
+    }
+
+
+def render_result(result: ExecutionResult, *, color: bool) -> str:
+    """The human form of a finished run: its status, then the output or the error."""
+    status = str(result.status)
+    lines = [f"status: {paint(status, STATUS_COLORS.get(status), color)}"]
+    if result.status is ExecutionStatus.SUCCEEDED:
+        lines.append("output: " + dump_json(result.output))
+    else:
+        lines.append(f"error: {describe(result.error)}")
+        failed = [
+            f"  {step_id}: {describe(step.error)}"
+            for step_id, step in result.steps.items()
+            if step.status is StepStatus.FAILED
+        ]
+        if len(failed) > 1:
+            lines += ["failed steps:", *failed]
+    return "\n".join(lines)
+
+
+Cell = str | tuple[str, str | None]
+"""A table cell: plain text, or (text, colour name)."""
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, color: bool) -> str:
+    """Align `rows` under `headers` in columns two spaces apart; the last column is not padded."""
+    table = [[(cell, None) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in table:
+        for index, (text, _) in enumerate(row):
+            widths[index] = max(widths[index], len(text))
+    last = len(headers) - 1
+
+    def line(cells: Sequence[tuple[str, str | None]]) -> str:
+        parts = [
+            paint(text if index == last else text.ljust(widths[index]), style, color)
+            for index, (text, style) in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    heading = line([(header, "bold") for header in headers])
+    return "\n".join([heading, *(line(row) for row in table)])
+
+
+def _parse_time(timestamp: str | None) -> datetime.datetime | None:
+    if not timestamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _wall_duration(started_at: str | None, finished_at: str | None) -> float | None:
+    started, finished = _parse_time(started_at), _parse_time(finished_at)
+    if started is None or finished is None:
+        return None
+    return max(0.0, (finished - started).total_seconds())
+
+
+def local_time(timestamp: str | None) -> str:
+    """Render a UTC ISO-8601 timestamp in local time to the second, or `-`."""
+    moment = _parse_time(timestamp)
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def execution_summary(record: ExecutionRecord, status: str | None = None) -> dict[str, Any]:
+    """One row of `inspect`'s list, as JSON: id, workflow, status, times and wall duration.
+
+    `status` is the one to show (`interrupted`, say); the journal's by default.
+    """
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(record.status) if status is None else status,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration": _wall_duration(record.started_at, record.finished_at),
+    }
+
+
+def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool) -> str:
+    """The table of `inspect` without an id: newest first, one execution per row."""
+    rows: list[list[Cell]] = [
+        [
+            summary["execution_id"],
+            summary["workflow"],
+            (summary["status"], STATUS_COLORS.get(summary["status"])),
+            local_time(summary["started_at"] or summary["created_at"]),
+            format_duration(summary["duration"]),
+        ]
+        for summary in summaries
+    ]
+    headers = ["ID", "WORKFLOW", "STATUS", "STARTED", "DURATION"]
+    return render_table(headers, rows, color=color)
+
+
+def execution_detail(
+    record: ExecutionRecord, events: Sequence[Event], *, interrupted: bool = False
+) -> dict[str, Any]:
+    """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
+
+    With `interrupted` (its process died while it ran) the status is `interrupted`.
+    """
+    state = replay(events)
+    declared = [
+        step["id"]
+        for step in record.workflow.get("steps", ())
+        if isinstance(step, Mapping) and isinstance(step.get("id"), str)
+    ]
+    steps: dict[str, Any] = {}
+    for step_id in [*declared, *(s for s in state.steps if s not in declared)]:
+        step = state.steps.get(step_id)
+        if step is None:
+            steps[step_id] = {
+                "status": "pending",
+                "attempts": 0,
+                "duration": None,
+                "output": None,
+                "error": None,
+            }
+            continue
+        duration = None
+        if step.started is not None and step.finished is not None:
+            duration = step.finished - step.started
+        steps[step_id] = {
+            "status": str(step.status),
+            "attempts": step.attempts,
+            "duration": duration,
+            "output": step.output,
+            "error": step.error,
+        }
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": INTERRUPTED if interrupted else str(state.status),
+        "created_at": record.created_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration": _wall_duration(state.started_at, state.finished_at),
+        "inputs": record.inputs,
+        "output": state.output,
+        "error": state.error,
+        "steps": steps,
+        "events": [event.to_json() for event in events],
+    }
+
+
+def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
+    """The human form of `inspect ID`: a header, the steps table and the events table."""
+    status = detail["status"]
+    fields: list[tuple[str, str]] = [
+        ("execution", detail["execution_id"]),
+        ("workflow", detail["workflow"]),
+        ("status", paint(status, STATUS_COLORS.get(status), color)),
+        ("started", local_time(detail["started_at"] or detail["created_at"])),
+        ("finished", local_time(detail["finished_at"])),
+        ("duration", format_duration(detail["duration"])),
+        ("inputs", shorten(json.dumps(detail["inputs"], ensure_ascii=False), 100)),
+    ]
+    if status == INTERRUPTED:
+        fields.append(
+            (
+                "note",
+                "its process ended while it ran; `orchestr8 resume "
+                f"{detail['execution_id']}` continues it",
+            )
+        )
+    if detail["error"] is not None:
+        fields.append(("error", describe(detail["error"])))
+    if status == ExecutionStatus.SUCCEEDED:
+        fields.append(("output", shorten(json.dumps(detail["output"], ensure_ascii=False), 100)))
+    header = "\n".join(f"{name:<10} {value}" for name, value in fields)
+    step_rows: list[list[Cell]] = [
+        [
+            step_id,
+            (step["status"], STATUS_COLORS.get(step["status"])),
+            str(step["attempts"]),
+            format_duration(step["duration"]),
+            shorten(describe(step["error"]), 80),
+        ]
+        for step_id, step in detail["steps"].items()
+    ]
+    steps = render_table(
+        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
+    )
+    event_rows: list[list[Cell]] = [
+        [
+            str(event["seq"]),
+            f"{event['elapsed']:.3f}",
+            event["type"],
+            event.get("step_id", ""),
+            str(event.get("attempt", "")),
+            shorten(json.dumps(event["data"], ensure_ascii=False), 70) if event["data"] else "",
+        ]
+        for event in detail["events"]
+    ]
+    event_headers = ["SEQ", "ELAPSED", "TYPE", "STEP", "ATTEMPT", "DATA"]
+    events = render_table(event_headers, event_rows, color=color)
+    return f"{header}\n\n{steps}\n\n{events}"

@@ -1,0 +1,105 @@
+"""Admission: a workflow checked once, each of its agents built once, its inputs checked once.
+
+Every way in admits a request here: `Runtime.load` and `Runtime.start` for embedding programs and
+`POST /workflows/execute`, and `orchestr8 validate` and `run`, which admit before they open a
+journal (so a bad file or input leaves no journal behind) and hand the `Admission` to
+`Runtime.start`. `admit_workflow` loads the document (parsed, checked against the schema, the
+step graph and the references in one pass by `load_workflow`) and builds each step's agent from
+its config, which checks the config; that instance then runs the step (docs/agents.md says what
+this asks of agents). `admit` checks the inputs against the workflow's `inputs` schema; nothing
+checks them again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._agents._contract import Agent
+from .._agents._registry import AgentRegistry
+from .._errors import AgentError, Problem, WorkflowValidationError
+from .._observability._redaction import default_redactor, redact_text
+from .._workflow._codec import load_workflow, validate_inputs
+from .._workflow._document import Workflow
+from ._secrets import secret_values_of
+
+__all__ = ["Admission", "AdmittedWorkflow", "WorkflowLike", "admit", "admit_workflow"]
+
+WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
+"""What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
+
+
+@attrs.frozen(eq=False)
+class AdmittedWorkflow:
+    """A workflow whose document and agents passed every check, with the agents built for it."""
+
+    workflow: Workflow
+    """The loaded workflow."""
+    agents: Mapping[str, Agent]
+    """Each step's agent by step id, built from the step's config; it runs the step."""
+
+
+@attrs.frozen(eq=False)
+class Admission:
+    """A request ready to start: an admitted workflow and the inputs checked against it."""
+
+    admitted: AdmittedWorkflow
+    """The workflow and its agents."""
+    inputs: dict[str, Any]
+    """The inputs as `validate_inputs` returned them (defaults filled in)."""
+
+    @property
+    def workflow(self) -> Workflow:
+        """The loaded workflow (a shortcut for `admitted.workflow`)."""
+        return self.admitted.workflow
+
+
+def admit_workflow(
+    workflow: WorkflowLike, registry: AgentRegistry, *, source: str | None = None
+) -> AdmittedWorkflow:
+    """Load `workflow`, check its agents exist, and build each step's agent from its config.
+
+    `source` names the file in messages (default: the path, when `workflow` is one).
+
+    Raises:
+        WorkflowValidationError: with every problem found, each as `JSON path: message`.
+    """
+    loaded = (
+        workflow
+        if isinstance(workflow, Workflow)
+        else load_workflow(workflow, agent_exists=registry.check)
+    )
+    problems: list[Problem] = []
+    agents: dict[str, Agent] = {}
+    for index, step in enumerate(loaded.steps):
+        try:
+            agents[step.id] = registry.create(step.agent.id, step.agent.config)
+        except AgentError as error:
+            # The agent may quote its config: its secret values are redacted too.
+            with default_redactor().lease(secret_values_of(loaded, {}, {})):
+                message = redact_text(str(error))
+            problems.append(Problem(f"$.steps[{index}].agent", message))
+    if problems:
+        raise WorkflowValidationError(problems, source=source or _path_of(workflow))
+    return AdmittedWorkflow(loaded, agents)
+
+
+def admit(admitted: AdmittedWorkflow, inputs: Mapping[str, Any] | None) -> Admission:
+    """Check `inputs` against the admitted workflow's `inputs` schema, once.
+
+    Raises:
+        InputValidationError: with every problem found.
+    """
+    return Admission(admitted, validate_inputs(admitted.workflow, inputs))
+
+
+def _path_of(workflow: WorkflowLike) -> str | None:
+    """The file `workflow` was read from, or None for a document, JSON text or a workflow."""
+    if isinstance(workflow, Workflow | Mapping):
+        return None
+    if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
+        return None
+    return os.fspath(workflow)

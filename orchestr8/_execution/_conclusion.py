@@ -1,0 +1,116 @@
+"""How an execution ended: the result decided from its steps' outcomes, and its final event.
+
+`Conclusion` is the last thing an execution does: from how the run ended (its `RunState`'s
+`Ending`: completed, cancelled, timed out, failed fast) and what each step did, it decides the
+status, output or error, records the terminal event (`execution.succeeded`, `execution.failed`
+or `execution.cancelled`, with the usage totals) and returns the `ExecutionResult`, redacted
+exactly as the journal is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .._errors import ExecutionTimeoutError, Orchestr8Error
+from .._journal._events import EventType, ExecutionStatus, StepStatus, describe_error
+from .._observability._redaction import redact
+from ._emitter import Emitter
+from ._results import ExecutionResult, StepResult
+from ._state import Ending, RunState
+
+
+@attrs.define(kw_only=True)
+class Conclusion:
+    """What an execution knows as it ends, and the rules that turn it into its result."""
+
+    execution_id: str
+    state: RunState
+    """The ended run: its ending, and a result for every step of the workflow by now."""
+    emitter: Emitter
+    cancel_reason: str
+    timeout: float | None
+    exception: Exception | None = attrs.field(default=None, init=False)
+    """The exception behind the failed result `record` decided on, when it knows it: for the
+    execution span, which records its stacktrace and fully qualified type."""
+
+    async def record(self) -> ExecutionResult:
+        """Decide the result from the run's ending and steps' results, journal it, return it."""
+        emitter, state = self.emitter, self.state
+        workflow, ending = state.workflow, state.ending
+        steps = {step_id: state.results[step_id] for step_id in workflow.order}
+        if ending is Ending.CANCELLED:
+            error = {"type": "Cancelled", "message": self.cancel_reason}
+            # The error too, so the journal replays to the very result returned here.
+            await emitter.emit(
+                EventType.EXECUTION_CANCELLED,
+                data=self._with_usage({"reason": self.cancel_reason, "error": error}),
+            )
+            return self._result(ExecutionStatus.CANCELLED, None, error, steps)
+        if ending is Ending.TIMED_OUT:
+            timeout_error = ExecutionTimeoutError(
+                f"the execution ran past its timeout of {self.timeout} s"
+            )
+            error = describe_error(timeout_error)
+            self.exception = timeout_error
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        failed = [
+            step_id
+            for step_id, result in steps.items()
+            if result.status is StepStatus.FAILED
+            and workflow.steps_by_id[step_id].on_error == "fail"
+        ]
+        if failed:
+            first = steps[failed[0]].error or {}
+            error = {**first, "step_id": failed[0]}
+            self.exception = state.failures.get(failed[0])
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        try:
+            output = self._render_output()
+        except Orchestr8Error as render_error:
+            error = describe_error(render_error)
+            self.exception = render_error
+            await emitter.emit(EventType.EXECUTION_FAILED, data=self._with_usage({"error": error}))
+            return self._result(ExecutionStatus.FAILED, None, error, steps)
+        await emitter.emit(EventType.EXECUTION_SUCCEEDED, data=self._with_usage({"output": output}))
+        return self._result(ExecutionStatus.SUCCEEDED, output, None, steps)
+
+    def _render_output(self) -> Any:
+        workflow, outputs = self.state.workflow, self.state.outputs
+        if workflow.output is None:
+            # In document order, not completion order, so the same workflow gives the same JSON.
+            return {step_id: outputs[step_id] for step_id in workflow.order if step_id in outputs}
+        return workflow.output.render(self.state.inputs, outputs)
+
+    def _result(
+        self,
+        status: ExecutionStatus,
+        output: Any,
+        error: dict[str, Any] | None,
+        steps: dict[str, StepResult],
+    ) -> ExecutionResult:
+        # What leaves the engine is redacted exactly as the journal is, so the result equals its
+        # replay; dependents got the real outputs (kept in memory only) while the run lasted.
+        step_usage = self.state.step_usage
+        steps = {
+            step_id: StepResult(
+                result.status,
+                result.attempts,
+                redact(result.output),
+                result.error,
+                step_usage.get(step_id, {}),
+            )
+            for step_id, result in steps.items()
+        }
+        return ExecutionResult(
+            self.execution_id, status, redact(output), error, steps, usage=dict(self.state.usage)
+        )
+
+    def _with_usage(self, data: dict[str, Any]) -> dict[str, Any]:
+        usage = self.state.usage
+        if usage:
+            data["usage"] = dict(usage)
+        return data

@@ -1,0 +1,501 @@
+"""The engine: one execution of a workflow, scheduled step by step onto supervised step actors.
+
+An execution is an actor subtree. Its scheduler opens a supervisor for the execution and gives
+each step to a temporary *step actor* the moment the step is ready (all its dependencies
+finished) and a concurrency slot is free: no lock-step rounds. A step actor runs its agent through
+the resilience pipeline (`_step_run`), records the step's events and settles the outcome with the
+execution's `RunState` (`_execution_state`), which decides what runs next, what is skipped and how
+the execution ends. Idle step actors are reused, and a step actor that finishes a step usually
+runs the next ready one itself, so a chain of steps costs one trio scheduling round per step.
+
+Ending early comes in three kinds, all recorded in the journal:
+
+- a user cancel is cooperative first (agents see `context.cancel_requested`), then forced when
+  the grace period runs out, and ends in `execution.cancelled`;
+- the execution's `timeout` forces the running steps at once and fails the execution;
+- with `fail_fast`, the first step that fails for good forces the running steps at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from .._agents._contract import Agent
+from .._agents._registry import AgentRegistry
+from .._errors import ExecutionStateError, JournalError
+from .._journal._events import Event, EventType, StepStatus
+from .._observability._metrics import engine_metrics
+from .._observability._telemetry import execution_span, record_execution_result
+from .._supervision._bus import EventBus
+from .._supervision._supervisor import Supervisor, open_supervisor
+from .._workflow._document import Workflow
+from ._conclusion import Conclusion
+from ._emitter import Emitter
+from ._results import ExecutionResult, StepResult
+from ._state import Ending, RunState, StepSlot
+from ._step_resilience import SharedResilience
+from ._step_run import StepActor, StepRunner
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+_logger = logging.getLogger("orchestr8.engine")
+
+
+@attrs.frozen
+class _Finished:
+    """A step's outcome left for the scheduler task to settle."""
+
+    step_id: str
+    result: StepResult
+
+
+#: What the scheduler task receives: an outcome to settle, an error raised while settling one on
+#: a step actor's task (a bug, which ends the run loudly), or None: look again (the run may have
+#: ended, or must end early).
+_Report = _Finished | Exception | None
+
+#: How long a forced cancel may take before the engine gives up on a step: its agent ignores
+#: cancellation, and the execution ends without it (`ExecutionRun._give_up_running`).
+FORCED_STOP_WAIT = 0.5
+
+
+class ExecutionRun:
+    """One execution of a workflow: the scheduler, its step actors and its events.
+
+    The run's `state` (what finished, what waits, what runs) changes only in synchronous code,
+    so the scheduler task and the step actors can both settle outcomes without locks. While the
+    run is going normally, step actors settle their own outcomes and start the steps that became
+    ready; the scheduler task sleeps until the run ends, is cancelled or times out. From then on
+    (`_dispatching` is False) every outcome goes to the scheduler task, which winds the run down.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        emitter: Emitter,
+        registry: AgentRegistry,
+        agents: Mapping[str, Agent] | None = None,
+        resilience: SharedResilience,
+        bus: EventBus,
+        cancel_grace: float = 5.0,
+        timeout: float | None = None,
+        completed: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+        correlation_id: str | None = None,
+        usage: Mapping[str, int] | None = None,
+        step_usage: Mapping[str, Mapping[str, int]] | None = None,
+        random_source: random.Random | None = None,
+        sync_limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        """Prepare an execution; `completed` holds the outputs of steps reused by a resume.
+
+        `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
+        the agents admission built, by step id (a step not in it has its agent built when it runs).
+        """
+        self.execution_id = execution_id
+        self.correlation_id = correlation_id or execution_id
+        self.workflow = workflow
+        self.inputs = inputs
+        self._emitter = emitter
+        emitter.on_failure = self._journal_failed
+        self._bus = bus
+        self._grace = cancel_grace
+        self._timeout = timeout
+        self._resumed = resumed
+        self.state = RunState.begin(
+            workflow, inputs, completed=completed, usage=usage, step_usage=step_usage
+        )
+        """The execution's live state: the engine, its step actors and its conclusion share it."""
+        self.state.on_skipped = self._skipped
+        self._cancel_event = trio.Event()
+        # Set on a cancel and when a timeout or a failure winds the run down: no step starts
+        # another attempt or backoff from then on.
+        self._stop_event = trio.Event()
+        self._cancel_reason = ""
+        # Room for one report per step, the cancel request and the wake-ups: never blocks.
+        self._report_send, self._report_receive = trio.open_memory_channel[_Report](
+            len(workflow.steps) + 4
+        )
+        self._supervisor: Supervisor | None = None
+        self._dispatching = False
+        self._deadline = math.inf
+        self._spawned = 0
+        self.steps = StepRunner(
+            execution_id=execution_id,
+            state=self.state,
+            emitter=emitter,
+            registry=registry,
+            agents=agents,
+            resilience=resilience,
+            cancel_event=self._cancel_event,
+            stop_event=self._stop_event,
+            random_source=random_source,
+            sync_limiter=sync_limiter,
+        )
+        """Runs each step's agent; the step actors call it."""
+        self._done = trio.Event()
+        self._stragglers: list[str] = []
+        self._cut_short_by = "nothing"
+        self._recorded_start: Event | None = None
+        self.result: ExecutionResult | None = None
+
+    # -- control ------------------------------------------------------------------------------
+
+    def cancel(self, reason: str = "cancelled by request") -> bool:
+        """Ask the execution to stop: cooperative first, forced after the grace period.
+
+        Returns False when the execution had already finished or was already being cancelled.
+        """
+        if self._done.is_set() or self._cancel_event.is_set():
+            return False
+        self._cancel_reason = reason
+        self._cancel_event.set()
+        self._stop_event.set()
+        # Nothing starts after a cancel request; the scheduler task settles what still runs.
+        self._dispatching = False
+        self._report_send.send_nowait(None)
+        return True
+
+    def start_event(self) -> Event:
+        """Stamp this run's `execution.started` for the journal to commit with its record.
+
+        The runtime creates the execution and this event in one transaction; `run` then only
+        publishes it, so no execution is ever recorded without its start.
+        """
+        self._recorded_start = self._emitter.prepare(
+            EventType.EXECUTION_STARTED, data=self._start_data()
+        )
+        return self._recorded_start
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether a cancel was requested."""
+        return self._cancel_event.is_set()
+
+    async def wait(self) -> ExecutionResult:
+        """Wait until the execution has finished, and return its result.
+
+        Raises:
+            JournalError: the journal failed while the execution ran, so how it ended (and what
+                happened after the failure) is not recorded; the run stopped at the failure.
+            ExecutionStateError: the run itself raised, so there is no result.
+        """
+        await self._done.wait()
+        failure = self._emitter.failure
+        if failure is not None:
+            raise JournalError(
+                f"execution {self.execution_id} stopped: {failure}; what happened after that "
+                "is not recorded"
+            ) from failure
+        if self.result is None:
+            # The run itself raised (a bug, or Ctrl-C reaching it): the runtime re-raises that.
+            raise ExecutionStateError(
+                f"execution {self.execution_id} has no result: its run was cut short by "
+                f"{self._cut_short_by}"
+            )
+        return self.result
+
+    async def finished(self) -> None:
+        """Wait until the execution has ended, however it ended; never raises."""
+        await self._done.wait()
+
+    def _journal_failed(self, failure: JournalError) -> None:
+        """Stop at once when the journal fails: nothing the run does now could be recorded.
+
+        Nothing starts after this (the cancel request), and running steps are cancelled now.
+        """
+        _logger.error("execution %s stops: %s", self.execution_id, failure)
+        self.cancel(str(failure))
+        # No grace: nothing a running step does now can be recorded, so its side effects stop
+        # now (also when a cancel was already winding the run down).
+        for slot in self.state.running.values():
+            slot.ref.cancel()
+
+    def step_finished(self, step_id: str, result: StepResult, slot: StepSlot) -> None:
+        """Called by a step actor with its step's outcome; never blocks and never raises.
+
+        While the run goes normally the outcome is settled here, on the step actor's task, and
+        the steps it made ready start at once, the first on this actor (`slot.step` is set, and
+        no message sent); otherwise the outcome is left to the scheduler task.
+        """
+        if not self._dispatching or result.status is StepStatus.CANCELLED:
+            self._report_send.send_nowait(_Finished(step_id, result))
+            return
+        state = self.state
+        try:
+            state.settle(step_id, result)
+            self._dispatch_ready(slot)
+        except Exception as error:
+            # A bug in the scheduling code must end the run loudly, not leave it waiting.
+            self._dispatching = False
+            self._report_send.send_nowait(error)
+            return
+        if state.ending is not Ending.COMPLETED or not state.running:
+            self._dispatching = False
+            self._report_send.send_nowait(None)
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    async def run(self) -> ExecutionResult | None:
+        """Run the execution to its end and return the result; every ending is journaled.
+
+        None when the journal failed meanwhile: then nothing more was journaled, and `wait`
+        raises that failure.
+        """
+        metrics = engine_metrics()
+        metrics.execution_started(self.workflow.name)
+        stop_watching = self._emitter.watch_journal()
+        try:
+            # The span encloses the supervisor, so every step actor's task inherits it.
+            with execution_span(
+                self.workflow.name, self.execution_id, self.correlation_id, resumed=self._resumed
+            ) as span:
+                if self._recorded_start is not None:
+                    self._emitter.announce(self._recorded_start)
+                else:
+                    start = (
+                        EventType.EXECUTION_RESUMED
+                        if self._resumed
+                        else EventType.EXECUTION_STARTED
+                    )
+                    await self._emitter.emit(start, data=self._start_data())
+                    # Committed before any step starts: on a journal that cannot write, no agent
+                    # runs (a failure here cancels the run through `_journal_failed`).
+                    with contextlib.suppress(JournalError):
+                        await self._emitter.flush()
+                _logger.info(
+                    "execution %s of workflow %r %s",
+                    self.execution_id,
+                    self.workflow.name,
+                    "resumed" if self._resumed else "started",
+                )
+                deadline = (
+                    math.inf if self._timeout is None else trio.current_time() + self._timeout
+                )
+                # Step actors are independent: at the end they are all stopped in one go.
+                async with open_supervisor(
+                    name=f"execution:{self.execution_id}",
+                    shutdown_grace=self._grace,
+                    bus=self._bus,
+                    shutdown_order="together",
+                ) as supervisor:
+                    await self._schedule(supervisor, deadline)
+                    if self._stragglers:
+                        # Leaving the supervisor waits for steps that ignore cancellation: the
+                        # execution ends first, on time, and whoever waits for it is told.
+                        await self._conclude(span)
+                        self._done.set()
+                if not self._done.is_set():
+                    await self._conclude(span)
+        except BaseException as error:
+            self._cut_short_by = type(error).__name__
+            raise
+        finally:
+            stop_watching()
+            # The span has them now: do not keep the failures' tracebacks (and their frames).
+            self.state.failures.clear()
+            metrics.execution_finished(self.workflow.name)
+            self._done.set()
+        return self.result
+
+    async def _conclude(self, span: Span) -> None:
+        """Journal and log how the execution ended, and keep the result once it is durable."""
+        conclusion = Conclusion(
+            execution_id=self.execution_id,
+            state=self.state,
+            emitter=self._emitter,
+            cancel_reason=self._cancel_reason,
+            timeout=self._timeout,
+        )
+        result = await conclusion.record()
+        record_execution_result(span, result.status, conclusion.exception or result.error)
+        _logger.log(
+            logging.INFO if result.succeeded else logging.WARNING,
+            "execution %s %s%s",
+            self.execution_id,
+            result.status,
+            f": {result.error.get('type')}: {result.error.get('message')}" if result.error else "",
+        )
+        # Finished means durable: whoever waits for the result can read it in the journal.
+        # A journal that failed is the emitter's to report: `wait` raises it, and there is
+        # no result, as the journal (still saying `running`) holds none.
+        with contextlib.suppress(JournalError):
+            await self._emitter.flush()
+        if self._emitter.failure is None:
+            self.result = result
+
+    def _start_data(self) -> dict[str, Any]:
+        if self._resumed:
+            return {
+                "reused_steps": sorted(self.state.outputs),
+                "correlation_id": self.correlation_id,
+            }
+        return {
+            "workflow": self.workflow.name,
+            "inputs": dict(self.inputs),
+            "correlation_id": self.correlation_id,
+        }
+
+    async def _schedule(self, supervisor: Supervisor, deadline: float) -> None:
+        """Start steps as they become ready until all finished; settle how the run ended."""
+        state = self.state
+        self._supervisor = supervisor
+        self._deadline = deadline
+        with trio.move_on_at(deadline) as timeout_scope:
+            if not self._cancel_event.is_set():
+                self._dispatching = True
+                self._dispatch_ready()
+            while self._dispatching and state.ending is Ending.COMPLETED and state.running:
+                message = await self._report_receive.receive()
+                if isinstance(message, BaseException):
+                    raise message
+                if message is not None:
+                    # An outcome a step actor left to this task (its step was cut short).
+                    state.settle(message.step_id, message.result)
+                    self._dispatch_ready()
+                # Otherwise a wake-up or a cancel request: the loop's condition says which.
+        self._dispatching = False
+        if self._cancel_event.is_set():
+            # Even a cancel requested before the run began: it ends cancelled.
+            state.ending = Ending.CANCELLED
+        if timeout_scope.cancelled_caught or (self._past_deadline() and not state.all_settled):
+            # Steps left unstarted because the timeout passed (before the scheduler woke): the
+            # execution timed out just the same.
+            state.ending = Ending.TIMED_OUT
+        self._stop_event.set()
+        if state.ending is Ending.CANCELLED:
+            # The grace never stretches the execution past its own timeout.
+            await self._wind_down(min(trio.current_time() + self._grace, deadline))
+        elif state.ending is not Ending.COMPLETED:
+            await self._wind_down(trio.current_time())
+        await self._close_pending()
+
+    def _dispatch_ready(self, reporting: StepSlot | None = None) -> None:
+        """Give ready steps to step actors while concurrency allows and the run goes on.
+
+        `reporting` is the idle step actor calling (if one is): a step given to it is not sent,
+        as it runs the step as soon as this returns.
+        """
+        if self._past_deadline():
+            # Past the execution's timeout nothing starts, though the scheduler may not know yet.
+            return
+        state = self.state
+        while self._dispatching:
+            step = state.next_step()
+            if step is None:
+                return
+            slot = state.idle.pop() if state.idle else self._spawn_step_actor()
+            state.start(step, slot)
+            if slot is not reporting:
+                slot.ref.tell_nowait(step)
+
+    def _spawn_step_actor(self) -> StepSlot:
+        """A new step actor in the execution's supervisor, as its slot (all others are busy)."""
+        supervisor = self._supervisor
+        assert supervisor is not None, "step actors are spawned only while the run schedules"
+        slot = StepSlot()
+        slot.ref = supervisor.spawn_nowait(
+            partial(StepActor, self, slot),
+            name=f"step-actor-{self._spawned}",
+            restart="temporary",
+            mailbox_size=1,
+        )
+        self._spawned += 1
+        return slot
+
+    def _past_deadline(self) -> bool:
+        """Whether the execution's timeout has passed (looked up only when there is one)."""
+        return self._deadline != math.inf and trio.current_time() >= self._deadline
+
+    def _skipped(self, step_id: str, failed: str) -> None:
+        """Journal a step skipped because a step it depends on failed."""
+        self._emitter.emit_nowait(
+            EventType.STEP_SKIPPED,
+            step_id=step_id,
+            data={"reason": f"a dependency failed: {failed}"},
+            trusted=True,
+        )
+
+    async def _wind_down(self, deadline: float) -> None:
+        """End the running steps: let them finish until `deadline`, then cancel what still runs.
+
+        A step whose agent ignores the cancel (it shields itself, or swallows `Cancelled`) is
+        given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
+        """
+        running = self.state.running
+        with trio.CancelScope(shield=True):
+            with trio.move_on_at(deadline):
+                await self._collect_running()
+            if not running:
+                return
+            for slot in running.values():
+                slot.ref.cancel()
+            with trio.move_on_after(FORCED_STOP_WAIT):
+                await self._collect_running()
+            self._give_up_running()
+
+    def _give_up_running(self) -> None:
+        """Record the steps still running as cancelled, and make sure they record nothing more.
+
+        Their tasks go on in the execution's supervisor until their agents return; `run` has
+        concluded the execution by then, and leaving the supervisor (so the runtime's shutdown)
+        waits for them.
+        """
+        for step_id in list(self.state.running):
+            listener = self.steps.listeners.get(step_id)
+            attempts = 0
+            if listener is not None:
+                listener.silenced = True
+                attempts = listener.attempts
+            self.state.give_up(step_id, attempts)
+            self._stragglers.append(step_id)
+            _logger.warning(
+                "execution %s: step %s did not stop when cancelled (its agent shields itself "
+                "from cancellation or swallows it); the execution ends without it, and the "
+                "runtime waits for it to return before it closes",
+                self.execution_id,
+                step_id,
+            )
+
+    async def _collect_running(self) -> None:
+        """Wait for the outcome of every running step, and settle each (nothing new starts)."""
+        state = self.state
+        while state.running:
+            message = await self._report_receive.receive()
+            if isinstance(message, BaseException):
+                raise message
+            if message is not None:
+                # A failure that lands while winding down still skips its dependents.
+                state.settle(message.step_id, message.result)
+
+    async def _close_pending(self) -> None:
+        """Record how each step that did not run to its end finished: cancelled or skipped."""
+        listeners = self.steps.listeners
+
+        def attempts_of(step_id: str) -> int | None:
+            listener = listeners.get(step_id)
+            return None if listener is None else listener.attempts
+
+        reason = self.state.ending.value
+        for step_id, status in self.state.close_pending(attempts_of):
+            if status is StepStatus.SKIPPED:
+                await self._emitter.emit(
+                    EventType.STEP_SKIPPED, step_id=step_id, data={"reason": "not reached"}
+                )
+            else:
+                await self._emitter.emit(
+                    EventType.STEP_CANCELLED, step_id=step_id, data={"reason": reason}
+                )

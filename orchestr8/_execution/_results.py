@@ -1,0 +1,43 @@
+"""What an execution returns: its status, output or error, and every step's result.
+
+The records are frozen values, built by the engine as an execution ends and by
+`Runtime.result` from the journal's replay; the two are equal for the same execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._journal._events import ExecutionStatus, StepStatus
+
+
+@attrs.frozen
+class StepResult:
+    """How one step ended: status, attempts made, output (if it succeeded) or error."""
+
+    status: StepStatus
+    attempts: int = 0
+    output: Any = None
+    error: dict[str, Any] | None = None
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ExecutionResult:
+    """How an execution ended: its status, output or error, and every step's result."""
+
+    execution_id: str
+    status: ExecutionStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: Mapping[str, StepResult] = attrs.field(factory=dict)
+    usage: Mapping[str, int] = attrs.field(factory=dict)
+    """Resource counts agents recorded (e.g. `input_tokens`), summed over every attempt."""
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the execution succeeded."""
+        return self.status is ExecutionStatus.SUCCEEDED

@@ -1,0 +1,240 @@
+"""The live state of one execution: what finished, what waits, what is ready or runs, how it ends.
+
+`RunState` is the one record the engine (`ExecutionRun`), its step actors (`StepRunner`) and the
+`Conclusion` share: the outputs and results of the steps that finished, the usage agents
+reported, the steps still waiting for dependencies, those ready to start, those running (with
+the step actor running each), and the run's `Ending`. It changes only through its synchronous
+methods, which hold the scheduling rules: a step's outcome makes its dependents ready or skips
+them, `fail_fast` ends the run, concurrency caps what starts. No method awaits, so the scheduler
+task and the step actors can all settle outcomes without locks, and the rules are testable
+without trio.
+
+(The name is not `ExecutionState`: that is the public record `replay` folds from the journal.)
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._journal._events import StepStatus
+from .._workflow._document import Step, Workflow
+from ._results import StepResult
+
+if TYPE_CHECKING:
+    from .._supervision._actor import ActorRef
+
+
+class Ending(enum.Enum):
+    """How a run ended, which decides the execution's terminal event and status."""
+
+    COMPLETED = "completed"
+    """Every step reachable ran (or was skipped): the steps' results decide the status."""
+    FAILED = "failed"
+    """A step failed for good under `fail_fast`: the rest was forced to stop."""
+    CANCELLED = "cancelled"
+    """A cancel was requested (by a user, or by the journal failing)."""
+    TIMED_OUT = "timed_out"
+    """The execution ran past its `timeout`."""
+
+
+@attrs.define(eq=False)
+class StepSlot:
+    """A step actor as the scheduler sees it: its ref and the step it was last given, if any."""
+
+    ref: ActorRef = attrs.field(init=False)
+    """Set once the actor is spawned (the actor itself is built with this slot)."""
+    step: Step | None = None
+
+
+def _ignore_skip(step_id: str, failed: str) -> None:
+    """The default for `RunState.on_skipped`: nobody is told."""
+
+
+@attrs.define(eq=False, kw_only=True)
+class RunState:
+    """One execution's live state and the synchronous rules that change it."""
+
+    workflow: Workflow
+    inputs: Mapping[str, Any]
+    outputs: dict[str, Any]
+    """The real (unredacted) outputs of the steps that succeeded or continued past a failure."""
+    results: dict[str, StepResult]
+    """Every step that finished (or was reused, skipped or given up on), by step id."""
+    usage: dict[str, int]
+    """Resource counts agents reported, summed over the execution."""
+    step_usage: dict[str, dict[str, int]]
+    """The same counts per step."""
+    waiting: dict[str, int]
+    """Steps not yet ready, with how many of their dependencies have not finished."""
+    ready: deque[str]
+    """Steps whose dependencies all finished, in the order they became ready."""
+    running: dict[str, StepSlot] = attrs.field(factory=dict)
+    """Steps started and not yet settled, with the step actor running each."""
+    idle: list[StepSlot] = attrs.field(factory=list)
+    """Step actors that finished their step and wait for another."""
+    failures: dict[str, Exception] = attrs.field(factory=dict)
+    """What failed each step that failed for good with `on_error` `fail`: for the span."""
+    ending: Ending = Ending.COMPLETED
+    limit: float = math.inf
+    """How many steps may run at once (the workflow's `max_concurrency`)."""
+    on_skipped: Callable[[str, str], None] = _ignore_skip
+    """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
+    journals it."""
+
+    @classmethod
+    def begin(
+        cls,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        *,
+        completed: Mapping[str, Any] | None = None,
+        usage: Mapping[str, int] | None = None,
+        step_usage: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> RunState:
+        """The state of a run about to start; `completed` holds the outputs a resume reuses."""
+        outputs = dict(completed or {})
+        results = {
+            step_id: StepResult(StepStatus.SUCCEEDED, output=output)
+            for step_id, output in outputs.items()
+        }
+        waiting = {
+            step_id: sum(1 for dependency in dependencies if dependency not in results)
+            for step_id, dependencies in workflow.dependencies.items()
+            if step_id not in results
+        }
+        return cls(
+            workflow=workflow,
+            inputs=inputs,
+            outputs=outputs,
+            results=results,
+            usage=dict(usage or {}),
+            step_usage={
+                step_id: dict(counts)
+                for step_id, counts in (step_usage or {}).items()
+                if step_id in outputs
+            },
+            waiting=waiting,
+            ready=deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0),
+            limit=workflow.max_concurrency or math.inf,
+        )
+
+    @property
+    def all_settled(self) -> bool:
+        """Whether every step of the workflow has a result."""
+        return len(self.results) == len(self.workflow.steps)
+
+    def settle(self, step_id: str, result: StepResult) -> list[str]:
+        """Record a step's outcome, and return the dependents it made ready (queued in `ready`).
+
+        A success (or a failure its step continues past) brings each dependent one step closer
+        to ready; a failure for good skips every step that depends on it and, under
+        `fail_fast`, ends the run (unless it is already ending). The step's actor becomes idle.
+        """
+        slot = self.running.pop(step_id, None)
+        if slot is not None:
+            self.idle.append(slot)
+        self.results[step_id] = result
+        status = result.status
+        made_ready: list[str] = []
+        if status is StepStatus.SUCCEEDED or (
+            status is StepStatus.FAILED
+            and self.workflow.steps_by_id[step_id].on_error == "continue"
+        ):
+            self.outputs[step_id] = result.output if status is StepStatus.SUCCEEDED else None
+            waiting = self.waiting
+            for dependent in self.workflow.dependents[step_id]:
+                if dependent in waiting:
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        made_ready.append(dependent)
+            self.ready.extend(made_ready)
+        elif status is StepStatus.FAILED:
+            self.skip_dependents(step_id)
+            if self.workflow.fail_fast and self.ending is Ending.COMPLETED:
+                # A failure while a cancel or timeout winds the run down keeps that ending.
+                self.ending = Ending.FAILED
+        return made_ready
+
+    def skip_dependents(self, failed: str) -> list[str]:
+        """Skip every step that (transitively) depends on `failed`, and return them in order.
+
+        They can never run: each gets a `skipped` result and `on_skipped` is told.
+        """
+        waiting, skipped = self.waiting, []
+        stack = list(self.workflow.dependents[failed])
+        while stack:
+            step_id = stack.pop()
+            if step_id in self.results or step_id not in waiting:
+                continue
+            del waiting[step_id]
+            self.results[step_id] = StepResult(StepStatus.SKIPPED)
+            skipped.append(step_id)
+            self.on_skipped(step_id, failed)
+            stack.extend(self.workflow.dependents[step_id])
+        return skipped
+
+    def next_step(self) -> Step | None:
+        """Take the next ready step if it may start now (concurrency allows, the run goes on).
+
+        The caller starts it at once with `start`.
+        """
+        if self.ready and len(self.running) < self.limit and self.ending is Ending.COMPLETED:
+            return self.workflow.steps_by_id[self.ready.popleft()]
+        return None
+
+    def start(self, step: Step, slot: StepSlot) -> None:
+        """Record that `slot`'s step actor runs `step` from now on."""
+        slot.step = step
+        self.running[step.id] = slot
+
+    def add_usage(self, step_id: str, counts: Mapping[str, int]) -> None:
+        """Add the resource counts an agent reported to its step's and the execution's totals."""
+        step_usage = self.step_usage.setdefault(step_id, {})
+        usage = self.usage
+        for name, value in counts.items():
+            step_usage[name] = step_usage.get(name, 0) + value
+            usage[name] = usage.get(name, 0) + value
+
+    def give_up(self, step_id: str, attempts: int) -> StepSlot:
+        """Record a running step that ignores its cancel as cancelled, and return its slot.
+
+        Its slot gets no step, so the actor's late report settles nothing.
+        """
+        slot = self.running.pop(step_id)
+        slot.step = None
+        self.results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
+        return slot
+
+    def close_pending(
+        self, attempts_of: Callable[[str], int | None]
+    ) -> list[tuple[str, StepStatus]]:
+        """Give every step that did not run to its end its final status; return them in order.
+
+        Steps never started are `skipped` when the run completed (unreachable), `cancelled`
+        otherwise; a step cut short mid-run stays `cancelled` and keeps the attempts it made
+        (`attempts_of`, None when it never started), as the journal shows them. The returned
+        pairs, in the workflow's order, say what to journal for each.
+        """
+        closed: list[tuple[str, StepStatus]] = []
+        for step_id in self.workflow.order:
+            result = self.results.get(step_id)
+            if result is None:
+                status = (
+                    StepStatus.SKIPPED if self.ending is Ending.COMPLETED else StepStatus.CANCELLED
+                )
+                self.results[step_id] = StepResult(status)
+            elif result.status is StepStatus.CANCELLED:
+                status = StepStatus.CANCELLED
+                attempts = attempts_of(step_id)
+                if attempts is not None:
+                    self.results[step_id] = attrs.evolve(result, attempts=attempts)
+            else:
+                continue
+            closed.append((step_id, status))
+        return closed

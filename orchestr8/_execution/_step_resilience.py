@@ -1,0 +1,180 @@
+"""The step's side of resilience: shared breakers and limits, and their events in the journal.
+
+`SharedResilience` is what a runtime shares across executions (circuit breakers, bulkheads, rate
+limiters, keyed by the policy's `key` or the agent id). `StepListener` turns the pipeline's
+callbacks into a step's journal events, metrics and log lines; breaker transitions are recorded in
+the execution whose call caused them, found through `current_step`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._errors import CircuitOpenError
+from .._journal._events import EventType, describe_error
+from .._observability._metrics import engine_metrics
+from .._observability._telemetry import record_breaker_transition, record_rejection
+from .._resilience._breaker import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    CircuitBreakerRegistry,
+)
+from .._resilience._limits import Bulkhead, RateLimiter
+from .._resilience._pipeline import Rejection
+from .._workflow._policy import Policy
+from ._emitter import Emitter
+
+_logger = logging.getLogger("orchestr8.engine")
+
+current_step: contextvars.ContextVar[tuple[StepListener, int] | None] = contextvars.ContextVar(
+    "orchestr8current_step", default=None
+)
+"""The step (its listener) and attempt whose call runs in this task, for breaker transitions."""
+
+BREAKER_EVENTS: Mapping[BreakerState, str] = {
+    BreakerState.OPEN: EventType.BREAKER_OPENED,
+    BreakerState.FORCED_OPEN: EventType.BREAKER_OPENED,
+    BreakerState.HALF_OPEN: EventType.BREAKER_HALF_OPENED,
+    BreakerState.CLOSED: EventType.BREAKER_CLOSED,
+}
+
+
+@attrs.define
+class SharedResilience:
+    """The resilience state a runtime shares across executions: breakers, bulkheads, limiters.
+
+    Keyed by the policy's `key` or else the agent id; the first policy seen for a key wins.
+    Breaker transitions are recorded as events of the execution whose call caused them.
+    """
+
+    breakers: CircuitBreakerRegistry = attrs.Factory(CircuitBreakerRegistry)
+    bulkheads: dict[str, Bulkhead] = attrs.Factory(dict)
+    rate_limiters: dict[str, RateLimiter] = attrs.Factory(dict)
+
+    def __attrs_post_init__(self) -> None:
+        """Route breaker transitions to the execution whose call caused them."""
+        self.breakers.add_listener(record_transition)
+
+    def layers(
+        self, key: str, policy: Policy
+    ) -> tuple[CircuitBreaker | None, Bulkhead | None, RateLimiter | None]:
+        """The breaker, bulkhead and rate limiter for `key`, created from `policy` if new."""
+        breaker: CircuitBreaker | None = None
+        if policy.circuit_breaker is not None:
+            breaker = self.breakers.get(key, policy.circuit_breaker)
+        bulkhead = None
+        if policy.bulkhead is not None:
+            bulkhead = self.bulkheads.get(key)
+            if bulkhead is None:
+                bulkhead = self.bulkheads[key] = Bulkhead.from_policy(policy.bulkhead, name=key)
+        rate_limiter = None
+        if policy.rate_limit is not None:
+            rate_limiter = self.rate_limiters.get(key)
+            if rate_limiter is None:
+                rate_limiter = RateLimiter.from_policy(policy.rate_limit, name=key)
+                self.rate_limiters[key] = rate_limiter
+        return breaker, bulkhead, rate_limiter
+
+
+def record_transition(transition: BreakerTransition) -> None:
+    current = current_step.get()
+    event_type = BREAKER_EVENTS.get(transition.new)
+    if current is None or event_type is None:
+        return
+    listener, attempt = current
+    if listener.silenced:
+        return
+    emitter, step_id = listener.emitter, listener.step_id
+    data: dict[str, Any] = {
+        "key": transition.name,
+        "from": str(transition.old),
+        "to": str(transition.new),
+        "reason": transition.reason,
+    }
+    if transition.retry_after is not None:
+        data["retry_after"] = finite(transition.retry_after)
+    emitter.emit_nowait(event_type, step_id=step_id, attempt=attempt, data=data)
+    record_breaker_transition(None, transition)
+    engine_metrics().breaker_transition(transition)
+
+
+def finite(seconds: float) -> float | None:
+    """A wait as JSON can carry it: None for "until someone closes it" (a forced-open breaker)."""
+    return None if math.isinf(seconds) else seconds
+
+
+@attrs.define(eq=False)
+class StepListener:
+    """Turns the pipeline's callbacks into the step's journal events, until it is silenced.
+
+    The engine silences the listener of a step it gave up on (its agent ignored a forced cancel):
+    the execution has ended without it, so nothing that step does later reaches the journal.
+    """
+
+    emitter: Emitter
+    step_id: str
+    workflow_name: str = ""
+    agent_id: str = ""
+    attempts: int = 0
+    silenced: bool = False
+
+    def attempt_started(self, attempt: int) -> None:
+        self.attempts = attempt
+        current_step.set((self, attempt))
+        if self.silenced:
+            return
+        self.emitter.emit_nowait(EventType.ATTEMPT_STARTED, step_id=self.step_id, attempt=attempt)
+
+    def attempt_failed(self, attempt: int, error: Exception) -> None:
+        if self.silenced:
+            return
+        self.emitter.emit_nowait(
+            EventType.ATTEMPT_FAILED,
+            step_id=self.step_id,
+            attempt=attempt,
+            data={"error": describe_error(error)},
+        )
+
+    def retry_scheduled(self, attempt: int, delay: float) -> None:
+        if self.silenced:
+            return
+        engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
+        _logger.info(
+            "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
+        )
+        self.emitter.emit_nowait(
+            EventType.RETRY_SCHEDULED,
+            step_id=self.step_id,
+            attempt=attempt,
+            data={"delay": delay, "next_attempt": attempt + 1},
+        )
+        current_step.set((self, attempt + 1))
+
+    def rejected(self, attempt: int, error: Rejection) -> None:
+        self.attempts = attempt
+        if self.silenced:
+            return
+        event_type = (
+            EventType.BREAKER_REJECTED
+            if isinstance(error, CircuitOpenError)
+            else EventType.ATTEMPT_REJECTED
+        )
+        self.emitter.emit_nowait(
+            event_type,
+            step_id=self.step_id,
+            attempt=attempt,
+            data={
+                "error": describe_error(error),
+                "retry_after": finite(getattr(error, "retry_after", 0.0)),
+            },
+        )
+        record_rejection(
+            event_type, error, step_id=self.step_id, agent_id=self.agent_id, attempt=attempt
+        )

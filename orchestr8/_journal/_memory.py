@@ -1,0 +1,324 @@
+"""`MemoryJournal`: the journal without a file, for tests and embedding programs.
+
+A pure-Python store (dicts and lists, no SQLite) run inline on the trio thread, behaving exactly
+like `SQLiteJournal`'s store: the same batch rules (the execution must exist, `seq` must be its last
+seq + 1, data must be strict JSON, the first refused event fails the journal), the same status-row
+updates, idempotency keys and paging order, the same error messages. The shared pieces live in
+`_journal_rules`; `tests/test_journal.py` runs every specification against both journals and
+compares the two stores batch by batch.
+
+Everything is stored as SQLite would hold it: records and event data as JSON text, encoded once
+when written and decoded on every read, so callers never share a mutable object with the journal
+(nor with each other). A batch is applied in one synchronous call, so readers only ever see whole
+batches. The contents vanish when the journal closes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .._errors import JournalError
+from .._json import make_encoder
+from ._events import Event
+from ._journal import (
+    BatchOutcome,
+    CreateRequest,
+    ExecutionRecord,
+    Journal,
+    KeyHeld,
+    ReadableStore,
+)
+from ._rules import (
+    EXECUTION_FIELDS,
+    STATUS_EVENT_TYPES,
+    decode_execution,
+    encode_event,
+    encode_execution,
+    execution_update,
+    not_json,
+    refusal,
+)
+
+_Result = TypeVar("_Result")
+
+_COLUMN = {name: index for index, name in enumerate(EXECUTION_FIELDS)}
+_STATUS = _COLUMN["status"]
+_STARTED_AT = _COLUMN["started_at"]
+_FINISHED_AT = _COLUMN["finished_at"]
+_OUTPUT = _COLUMN["output"]
+_ERROR = _COLUMN["error"]
+_CREATED_AT = _COLUMN["created_at"]
+_IDEMPOTENCY_KEY = _COLUMN["idempotency_key"]
+
+REQUIRED_FIELDS = ("workflow_name", "workflow", "inputs", "status", "created_at")
+"""The `NOT NULL` columns of the SQLite `executions` table, in column order (a test checks it)."""
+
+_REQUIRED = tuple((_COLUMN[name], name) for name in REQUIRED_FIELDS)
+_EVENT_TS = 2
+"""Where `ts` sits in an event row; it is the only event column a valid event can leave empty."""
+
+
+class _ConstraintError(Exception):
+    """A row SQLite would refuse with a constraint error: the whole batch is rolled back."""
+
+
+@attrs.define(eq=False)
+class _Execution:
+    """One stored execution: its row (the record's fields, JSON as text) and its event rows.
+
+    The event with seq n is `events[n - 1]`: seq is gap-free from 1, so the list is the index.
+    """
+
+    row: list[Any]
+    events: list[tuple[Any, ...]] = attrs.Factory(list)
+
+
+class MemoryStore:
+    """The memory journal's storage: a `ReadableStore`, as the SQLite `Store` is."""
+
+    def __init__(self) -> None:
+        self._executions: dict[str, _Execution] = {}
+        self._by_time: list[tuple[str, str]] = []
+        """(created_at, execution_id) of every execution, ascending: the paging order."""
+        self._by_key: dict[str, str] = {}
+        """Idempotency key → execution id."""
+        self._encode = make_encoder()
+
+    def close(self) -> None:
+        """Drop everything."""
+        self._executions.clear()
+        self._by_time.clear()
+        self._by_key.clear()
+
+    def load_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """Return the execution, or None."""
+        stored = self._executions.get(execution_id)
+        return None if stored is None else decode_execution(stored.row)
+
+    def load_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """Return the execution created with this idempotency key, or None."""
+        owner = self._by_key.get(key)
+        return None if owner is None else decode_execution(self._executions[owner].row)
+
+    def load_last_seq(self, execution_id: str) -> int | None:
+        """Return the highest seq (0 without events), or None for an unknown execution."""
+        stored = self._executions.get(execution_id)
+        return None if stored is None else len(stored.events)
+
+    def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
+        """Return events with seq > after in seq order, or None for an unknown execution."""
+        stored = self._executions.get(execution_id)
+        if stored is None:
+            return None
+        rows = stored.events
+        # The first index with seq > after (SQLite compares numbers, so a float `after` works too).
+        if after <= 0:
+            start = 0
+        elif after >= len(rows):
+            start = len(rows)
+        else:
+            start = math.floor(after)
+        stop = len(rows) if limit is None else start + limit
+        # seq is the position (an int, as SQLite's INTEGER column returns it); data is decoded anew.
+        return [
+            Event(row[0], seq, row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
+            for seq, row in enumerate(rows[start:stop], start + 1)
+        ]
+
+    def load_page(
+        self, status: str | None, before: tuple[str, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
+        order = self._by_time
+        # Python compares str by code point, which is the UTF-8 byte order SQLite's BINARY uses.
+        end = len(order) if before is None else bisect.bisect_left(order, before)
+        found: list[ExecutionRecord] = []
+        for index in range(end - 1, -1, -1):
+            row = self._executions[order[index][1]].row
+            if status is None or row[_STATUS] == status:
+                found.append(decode_execution(row))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def write_batch(self, items: Sequence[Event | CreateRequest]) -> BatchOutcome:
+        """Check and apply one batch in one call, stopping at the first refused event.
+
+        A refused event is reported as the outcome's failure after the events before it are
+        applied. A row SQLite's constraints would refuse (a record or event missing a `NOT NULL`
+        value) undoes the whole batch and is reported as a failed write, as SQLite's rollback does.
+        """
+        outcome = BatchOutcome()
+        executions = self._executions
+        encode = self._encode
+        created: list[str] = []
+        created_keys: dict[str, tuple[Any, ...]] = {}
+        saved_rows: list[tuple[_Execution, list[Any]]] = []
+        broken: str | None = None
+        written = 0
+        stop = len(items)
+        for index, item in enumerate(items):
+            if isinstance(item, CreateRequest):
+                try:
+                    result = self._create(item, created, created_keys)
+                except _ConstraintError as error:
+                    return self._undo(items[:index], created, saved_rows, str(error))
+                outcome.created.append((item, result))
+                if item.first_event is not None and isinstance(result, ExecutionRecord):
+                    written += 1
+                    if item.first_event.ts is None and broken is None:
+                        # Like any event's: SQLite refuses it when it inserts the batch's events.
+                        broken = "NOT NULL constraint failed: events.ts"
+                continue
+            # The hot path: one dict lookup, one seq check, one JSON encoding, one append.
+            stored = executions.get(item.execution_id)
+            if stored is None:
+                outcome.failure = refusal(item, None)
+                stop = index
+                break
+            events = stored.events
+            if item.seq != len(events) + 1:
+                outcome.failure = refusal(item, len(events))
+                stop = index
+                break
+            try:
+                row = encode_event(item, encode)
+            except (TypeError, ValueError) as error:
+                outcome.failure = not_json(item, error)
+                stop = index
+                break
+            if row[_EVENT_TS] is None and broken is None:
+                # SQLite refuses such a row only when it inserts the batch's events, at the end.
+                broken = "NOT NULL constraint failed: events.ts"
+            events.append(row)
+            written += 1
+            if item.type in STATUS_EVENT_TYPES:
+                saved_rows.append((stored, stored.row.copy()))
+                _apply_update(stored.row, item)
+        if broken is not None:
+            return self._undo(items[:stop], created, saved_rows, broken)
+        outcome.events_written = written
+        outcome.committed = 1
+        return outcome
+
+    def _create(
+        self,
+        request: CreateRequest,
+        created: list[str],
+        created_keys: dict[str, tuple[Any, ...]],
+    ) -> ExecutionRecord | KeyHeld | JournalError:
+        """Store a new execution (and its first event), or return the key's holder, or an error.
+
+        `created` and `created_keys` collect this batch's new executions and their rows as
+        created: like the SQLite store, a key created earlier in the same batch returns the
+        execution as it was created, even if a status event of the batch has changed it since.
+        The first event is encoded before anything is stored, so both are stored or neither.
+
+        Raises:
+            _ConstraintError: a field SQLite keeps `NOT NULL` is None.
+        """
+        record = request.record
+        key = record.idempotency_key
+        if key is not None:
+            if key in created_keys:
+                return KeyHeld(decode_execution(created_keys[key]))
+            owner = self._by_key.get(key)
+            if owner is not None:
+                return KeyHeld(decode_execution(self._executions[owner].row))
+        if record.execution_id in self._executions:
+            return JournalError(f"execution {record.execution_id!r} is already in the journal")
+        first = request.first_event
+        try:
+            row = encode_execution(record)
+            first_row = None if first is None else encode_event(first, self._encode)
+        except (TypeError, ValueError) as error:
+            return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
+        for index, name in _REQUIRED:
+            if row[index] is None:
+                raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")
+        stored = self._executions[record.execution_id] = _Execution(list(row))
+        bisect.insort(self._by_time, (row[_CREATED_AT], record.execution_id))
+        if key is not None:
+            self._by_key[key] = record.execution_id
+            created_keys[key] = row
+        created.append(record.execution_id)
+        result = decode_execution(row)
+        if first is not None and first_row is not None:
+            stored.events.append(first_row)
+            if first.type in STATUS_EVENT_TYPES:
+                _apply_update(stored.row, first)
+        return result
+
+    def _undo(
+        self,
+        applied: Sequence[Event | CreateRequest],
+        created: list[str],
+        saved_rows: list[tuple[_Execution, list[Any]]],
+        reason: str,
+    ) -> BatchOutcome:
+        """Undo a batch whose `applied` items were applied, and report it as a failed write."""
+        appended: dict[str, int] = {}
+        for item in applied:
+            if isinstance(item, Event):
+                appended[item.execution_id] = appended.get(item.execution_id, 0) + 1
+        for execution_id, count in appended.items():
+            del self._executions[execution_id].events[-count:]
+        for stored, row in reversed(saved_rows):
+            stored.row = row
+        for execution_id in reversed(created):
+            stored = self._executions.pop(execution_id)
+            position = bisect.bisect_left(self._by_time, (stored.row[_CREATED_AT], execution_id))
+            del self._by_time[position]
+            key = stored.row[_IDEMPOTENCY_KEY]
+            if key is not None:
+                del self._by_key[key]
+        return BatchOutcome(failure=JournalError(f"writing the journal failed: {reason}"))
+
+
+def _apply_update(row: list[Any], event: Event) -> None:
+    """Apply a status event to its execution's row, as SQLite's `UPDATE executions` does."""
+    status, started_at, finished_at, output, error, _ = execution_update(event)
+    row[_STATUS] = status
+    if row[_STARTED_AT] is None:
+        row[_STARTED_AT] = started_at
+    row[_FINISHED_AT] = finished_at
+    row[_OUTPUT] = output
+    row[_ERROR] = error
+
+
+class MemoryJournal(Journal):
+    """The journal in memory: a pure-Python store with the SQLite store's rules, inline."""
+
+    def __init__(self, *, queue_size: int = 1024, close_timeout: float = 5.0) -> None:
+        super().__init__(queue_size=queue_size, close_timeout=close_timeout)
+        self._store = MemoryStore()
+
+    @property
+    def path(self) -> None:
+        """Always None: a memory journal has no file."""
+        return None
+
+    async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
+        """Write one batch inline, in one synchronous call (so readers see whole batches).
+
+        No extra checkpoint: the writer has just passed one receiving the batch, and a second
+        would cost about as much as writing a small batch.
+        """
+        return self._store.write_batch(items)
+
+    async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
+        """Run a query inline; batches are written inline too, so it sees whole batches only."""
+        await trio.lowlevel.checkpoint()
+        return query(self._store)
+
+    async def _close_storage(self) -> None:
+        """Drop the stored executions and events."""
+        self._store.close()
+        await trio.lowlevel.checkpoint()

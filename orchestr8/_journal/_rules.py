@@ -1,0 +1,160 @@
+"""The journal's rules as pure functions, shared by the SQLite store and the memory store.
+
+How records and events become stored values (strict, compact JSON text written by `_json`'s
+encoder: no NaN or infinity, data always an object), how a status event changes its execution's
+record (the rules `replay` follows), and the words the journal uses when it refuses an event. Both
+stores call these, so they agree on every one of these details by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from .._errors import JournalError
+from .._json import encode_json, has_lone_surrogate
+from ._events import Event, EventType, ExecutionStatus
+from ._records import ExecutionRecord
+
+
+class NotTextError(ValueError):
+    """A field stored as text holds a lone surrogate, which UTF-8 text (so SQLite) cannot hold."""
+
+
+STATUS_EVENT_TYPES = frozenset(
+    {
+        EventType.EXECUTION_STARTED,
+        EventType.EXECUTION_RESUMED,
+        EventType.EXECUTION_SUCCEEDED,
+        EventType.EXECUTION_FAILED,
+        EventType.EXECUTION_CANCELLED,
+    }
+)
+"""The event types that change their execution's record."""
+
+EXECUTION_FIELDS = [field.name for field in attrs.fields(ExecutionRecord)]
+"""The fields of `ExecutionRecord`, in order: the columns of a stored execution row."""
+
+_JSON_COLUMNS = [EXECUTION_FIELDS.index(name) for name in ("workflow", "inputs", "output", "error")]
+_STATUS_COLUMN = EXECUTION_FIELDS.index("status")
+
+
+def to_json(value: Any) -> str | None:
+    """Encode strict JSON (no NaN) compactly, keeping None as None (SQL NULL)."""
+    return None if value is None else encode_json(value)
+
+
+def from_json(text: str | None) -> Any:
+    """Decode JSON text, reading None (SQL NULL) as None."""
+    return None if text is None else json.loads(text)
+
+
+def encode_execution(record: ExecutionRecord) -> tuple[Any, ...]:
+    """Turn a record into its stored row (the columns follow the record's fields).
+
+    Raises:
+        TypeError, ValueError: `workflow`, `inputs`, `output` or `error` is not JSON, or a text
+            field holds a lone surrogate.
+    """
+    values = list(attrs.astuple(record, recurse=False))
+    for index in _JSON_COLUMNS:
+        values[index] = to_json(values[index])
+    for name, value in zip(EXECUTION_FIELDS, values, strict=True):
+        if isinstance(value, str) and has_lone_surrogate(value):
+            raise NotTextError(f"its {name} {value!r} holds a lone surrogate, which is not text")
+    values[_STATUS_COLUMN] = str(values[_STATUS_COLUMN])
+    return tuple(values)
+
+
+def decode_execution(row: Sequence[Any]) -> ExecutionRecord:
+    """Turn a stored execution row back into a record (with freshly decoded JSON values)."""
+    values = list(row)
+    for index in _JSON_COLUMNS:
+        values[index] = from_json(values[index])
+    values[_STATUS_COLUMN] = ExecutionStatus(values[_STATUS_COLUMN])
+    return ExecutionRecord(*values)
+
+
+def encode_event(event: Event, encode: Callable[[Any], str] = encode_json) -> tuple[Any, ...]:
+    """Turn an event into its stored row: the envelope's fields in order, `data` as JSON text.
+
+    `encode` is `encode_json` or one made by `make_encoder`.
+
+    Raises:
+        TypeError, ValueError: `data` is not a JSON object JSON can encode, `elapsed` is not a
+            number, or a text field holds a lone surrogate.
+    """
+    if not isinstance(event.data, dict):
+        raise TypeError(f"data must be a JSON object, not {type(event.data).__name__}")
+    data = encode(event.data)
+    step_id = event.step_id
+    try:
+        plain = (
+            event.type.isascii() and event.ts.isascii() and (step_id is None or step_id.isascii())
+        )
+    except AttributeError:  # not text at all: the stores refuse that themselves
+        plain = False
+    if not plain:
+        # Rare, so the envelope's text is looked at closely only when it is not all ASCII.
+        for name, text in (("type", event.type), ("step_id", step_id), ("ts", event.ts)):
+            if isinstance(text, str) and has_lone_surrogate(text):
+                raise NotTextError(f"its {name} {text!r} holds a lone surrogate, which is not text")
+    return (
+        event.execution_id,
+        event.seq,
+        event.ts,
+        float(event.elapsed),
+        str(event.type),
+        event.step_id,
+        event.attempt,
+        data,
+    )
+
+
+def decode_event(row: Sequence[Any]) -> Event:
+    """Turn a stored event row back into an event (with freshly decoded data)."""
+    return Event(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
+
+
+def execution_update(event: Event) -> tuple[Any, ...]:
+    """Return how a status event changes its execution's row (the rules `replay` follows).
+
+    The tuple is `(status, started_at, finished_at, output, error, execution_id)`: `started_at` is
+    only set when the row has none yet (the first start is kept); the other values replace the
+    row's, with `output` and `error` as JSON text or None.
+    """
+    if event.type in (EventType.EXECUTION_STARTED, EventType.EXECUTION_RESUMED):
+        return ("running", event.ts, None, None, None, event.execution_id)
+    if event.type == EventType.EXECUTION_SUCCEEDED:
+        output = to_json(event.data.get("output"))
+        return ("succeeded", None, event.ts, output, None, event.execution_id)
+    status = event.type.removeprefix("execution.")
+    error = to_json(event.data.get("error"))
+    return (status, None, event.ts, None, error, event.execution_id)
+
+
+def describe(event: Event) -> str:
+    """Name an event in an error message."""
+    return f"event seq {event.seq} ({event.type}) of execution {event.execution_id!r}"
+
+
+def refusal(event: Event, last: int | None) -> JournalError:
+    """Say why an event's seq does not follow its execution's last seq (None: no execution)."""
+    if last is None:
+        return JournalError(f"{describe(event)}: no such execution (record it first)")
+    if event.seq <= last:
+        return JournalError(
+            f"{describe(event)}: seq {event.seq} is already written (last seq {last})"
+        )
+    return JournalError(f"{describe(event)}: seq must be gap-free, expected {last + 1}")
+
+
+def not_json(event: Event, error: Exception) -> JournalError:
+    """Say that an event's data (or envelope) cannot be stored as JSON."""
+    if isinstance(error, NotTextError):
+        return JournalError(f"{describe(event)}: cannot be stored: {error}")
+    return JournalError(f"{describe(event)}: data is not JSON: {error}")

@@ -1,0 +1,490 @@
+"""The journal's SQLite store: schema and migrations, the batch rules, and `SQLiteJournal`.
+
+A file journal keeps two connections: the writer (one `BEGIN IMMEDIATE … COMMIT` per batch, on a
+worker thread) and a read-only reader (queries on a worker thread, one at a time). WAL mode lets
+them work side by side, and the reader only ever sees committed batches. The layout is described
+in `docs/events.md`.
+
+The journal's threads never come from trio's default thread limiter, which sync agents share: it
+has a capacity limiter of its own for each connection, so however many agents block their worker
+threads, the journal still writes and reads (and cancels can still be recorded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .._errors import JournalError
+from ._events import Event
+from ._journal import (
+    BatchOutcome,
+    CreateRequest,
+    ExecutionRecord,
+    Journal,
+    KeyHeld,
+    ReadableStore,
+)
+from ._rules import (
+    EXECUTION_FIELDS,
+    STATUS_EVENT_TYPES,
+    decode_event,
+    decode_execution,
+    encode_event,
+    encode_execution,
+    execution_update,
+    not_json,
+    refusal,
+)
+
+_Result = TypeVar("_Result")
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE executions (
+            execution_id TEXT PRIMARY KEY,
+            workflow_name TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            correlation_id TEXT,
+            idempotency_key TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            output TEXT,
+            error TEXT
+        )""",
+        """CREATE TABLE events (
+            execution_id TEXT NOT NULL REFERENCES executions (execution_id),
+            seq INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            elapsed REAL NOT NULL,
+            type TEXT NOT NULL,
+            step_id TEXT,
+            attempt INTEGER,
+            data TEXT NOT NULL,
+            PRIMARY KEY (execution_id, seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX executions_by_time ON executions (created_at, execution_id)",
+        "CREATE INDEX executions_by_status ON executions (status, created_at, execution_id)",
+        "CREATE UNIQUE INDEX executions_by_idempotency_key ON executions (idempotency_key)"
+        " WHERE idempotency_key IS NOT NULL",
+    ),
+)
+"""Migration N (0-based) takes a journal from `user_version` N to N + 1."""
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The journal schema version this code writes, kept in `PRAGMA user_version`."""
+
+APPLICATION_ID = 0x6F72386A
+"""`PRAGMA application_id` of every orchestr8 journal ("or8j"), so other databases are refused."""
+
+_IDENTITY = "SELECT * FROM pragma_application_id, pragma_user_version"
+_ANY_TABLE = "SELECT 1 FROM sqlite_master LIMIT 1"
+
+_EXECUTION_COLUMNS = ", ".join(EXECUTION_FIELDS)
+_EVENT_COLUMNS = "execution_id, seq, ts, elapsed, type, step_id, attempt, data"
+_LAST_SEQ = (
+    "SELECT EXISTS (SELECT 1 FROM executions WHERE execution_id = ?1),"
+    " (SELECT max(seq) FROM events WHERE execution_id = ?1)"
+)
+_UPDATE_EXECUTION = (
+    "UPDATE executions SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
+    " output = ?, error = ? WHERE execution_id = ?"
+)
+
+
+def _last_seq(connection: sqlite3.Connection, execution_id: str) -> int | None:
+    """Return the execution's highest seq (0 without events), or None if it does not exist."""
+    exists, last = connection.execute(_LAST_SEQ, (execution_id,)).fetchone()
+    return (last or 0) if exists else None
+
+
+@attrs.define
+class _Batch:
+    """What one batch has taken so far: last seqs, idempotency keys, event rows, finished runs."""
+
+    seqs: dict[str, int] = attrs.Factory(dict)
+    keys: dict[str, ExecutionRecord] = attrs.Factory(dict)
+    rows: list[tuple[Any, ...]] = attrs.Factory(list)
+    finished: set[str] = attrs.Factory(set)
+
+
+class Store:
+    """Every SQL statement of the journal, over a writer and a reader connection (one for memory).
+
+    The writer side keeps each active execution's last seq, so checking an event's seq costs a
+    query only for the first event of an execution in this process.
+    """
+
+    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._known_seqs: dict[str, int] = {}
+
+    @classmethod
+    def open_file(cls, path: Path) -> Store:
+        """Open (creating and migrating as needed) the journal file at `path`.
+
+        Raises:
+            JournalError: the path is a directory, cannot be created or opened, or holds something
+                that is not a journal of a schema this code knows.
+        """
+        if path.is_dir():
+            raise JournalError(f"{path} is a directory; the journal must be a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise JournalError(
+                f"cannot create the journal directory {path.parent}: {reason}"
+            ) from error
+        opened: list[sqlite3.Connection] = []
+        try:
+            writer = _connect(path, opened)
+            writer.execute("PRAGMA journal_mode = WAL").fetchone()
+            writer.execute("PRAGMA synchronous = NORMAL")
+            _migrate(writer, str(path))
+            reader = _connect(path, opened)
+            reader.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as error:
+            for connection in opened:
+                connection.close()
+            raise JournalError(_explain(path, error)) from error
+        except JournalError:
+            for connection in opened:
+                connection.close()
+            raise
+        return cls(writer, reader)
+
+    @classmethod
+    def open_memory(cls) -> Store:
+        """Open a fresh in-memory journal; one connection serves writes and reads."""
+        connection = _connect(":memory:", [])
+        _migrate(connection, ":memory:")
+        return cls(connection, connection)
+
+    def prove_writable(self) -> None:
+        """Commit one harmless write (the schema version, rewritten), or raise why it fails.
+
+        Raises:
+            sqlite3.Error: the journal cannot be written (disk full, read-only, locked).
+        """
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._writer.execute("COMMIT")
+        except sqlite3.Error:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the connections (the last close checkpoints the WAL into the file)."""
+        self._reader.close()
+        if self._writer is not self._reader:
+            self._writer.close()
+
+    def load_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """Return the execution, or None."""
+        row = self._reader.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        return None if row is None else decode_execution(row)
+
+    def load_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """Return the execution created with this idempotency key, or None."""
+        return _by_idempotency_key(self._reader, key)
+
+    def load_last_seq(self, execution_id: str) -> int | None:
+        """Return the highest seq (0 without events), or None for an unknown execution."""
+        return _last_seq(self._reader, execution_id)
+
+    def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
+        """Return events with seq > after in seq order, or None for an unknown execution."""
+        query = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq"
+        )
+        parameters: list[Any] = [execution_id, after]
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit)
+        rows = self._reader.execute(query, parameters).fetchall()
+        if not rows and _last_seq(self._reader, execution_id) is None:
+            return None
+        return [decode_event(row) for row in rows]
+
+    def load_page(
+        self, status: str | None, before: tuple[str, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if status is not None:
+            conditions.append("status = ?")
+            parameters.append(status)
+        if before is not None:
+            conditions.append("(created_at, execution_id) < (?, ?)")
+            parameters.extend(before)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._reader.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions {where}"
+            " ORDER BY created_at DESC, execution_id DESC LIMIT ?",
+            [*parameters, limit],
+        ).fetchall()
+        return [decode_execution(row) for row in rows]
+
+    def write_batch(self, items: Sequence[Event | CreateRequest]) -> BatchOutcome:
+        """Check and write one batch in one transaction, stopping at the first refused event.
+
+        A refused event is reported as the outcome's failure after the events before it commit; a
+        failed write rolls the whole batch back and is reported the same way.
+        """
+        outcome = BatchOutcome()
+        batch = _Batch()
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+            for item in items:
+                if isinstance(item, CreateRequest):
+                    outcome.created.append((item, self._create(batch, item)))
+                else:
+                    outcome.failure = self._take_event(batch, item)
+                    if outcome.failure is not None:
+                        break
+            self._writer.executemany(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch.rows
+            )
+            self._writer.execute("COMMIT")
+        except (sqlite3.Error, UnicodeEncodeError) as error:
+            # UnicodeEncodeError: a text column held a lone surrogate, which SQLite refuses.
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            failure = JournalError(f"writing the journal failed: {error}")
+            failure.__cause__ = error
+            return BatchOutcome(failure=failure)
+        self._known_seqs.update(batch.seqs)
+        for execution_id in batch.finished:
+            del self._known_seqs[execution_id]
+        outcome.events_written = len(batch.rows)
+        outcome.committed = 1
+        return outcome
+
+    def _last_written_seq(self, batch: _Batch, execution_id: str) -> int | None:
+        """Return the execution's last seq as of this point of the batch, or None if unknown."""
+        last = batch.seqs.get(execution_id)
+        if last is None:
+            last = self._known_seqs.get(execution_id)
+        if last is None:
+            last = _last_seq(self._writer, execution_id)
+        return last
+
+    def _create(
+        self, batch: _Batch, request: CreateRequest
+    ) -> ExecutionRecord | KeyHeld | JournalError:
+        """Insert a new execution (and its first event), or return the key's holder, or an error.
+
+        Both rows go into the batch's transaction or neither: the event is encoded before the
+        execution is inserted, so nothing can refuse it afterwards.
+        """
+        record = request.record
+        key = record.idempotency_key
+        if key is not None:
+            existing = batch.keys.get(key) or _by_idempotency_key(self._writer, key)
+            if existing is not None:
+                return KeyHeld(existing)
+        if self._last_written_seq(batch, record.execution_id) is not None:
+            return JournalError(f"execution {record.execution_id!r} is already in the journal")
+        try:
+            row = encode_execution(record)
+            if request.first_event is not None:
+                encode_event(request.first_event)
+        except (TypeError, ValueError) as error:
+            return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
+        self._writer.execute(
+            f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(EXECUTION_FIELDS))})",
+            row,
+        )
+        batch.seqs[record.execution_id] = 0
+        stored = decode_execution(row)
+        if key is not None:
+            batch.keys[key] = stored
+        if request.first_event is not None:
+            self._take_event(batch, request.first_event)
+        return stored
+
+    def _take_event(self, batch: _Batch, event: Event) -> JournalError | None:
+        """Take one event into the batch, or say why the journal refuses it (the hot path)."""
+        last = self._last_written_seq(batch, event.execution_id)
+        if last is None or event.seq != last + 1:
+            return refusal(event, last)
+        try:
+            row = encode_event(event)
+        except (TypeError, ValueError) as error:
+            return not_json(event, error)
+        batch.rows.append(row)
+        batch.seqs[event.execution_id] = event.seq
+        if event.type in STATUS_EVENT_TYPES:
+            self._writer.execute(_UPDATE_EXECUTION, execution_update(event))
+            if event.is_terminal:
+                batch.finished.add(event.execution_id)
+            else:
+                batch.finished.discard(event.execution_id)
+        return None
+
+
+def _by_idempotency_key(connection: sqlite3.Connection, key: str) -> ExecutionRecord | None:
+    """Return the execution created with this idempotency key, or None."""
+    row = connection.execute(
+        f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
+    ).fetchone()
+    return None if row is None else decode_execution(row)
+
+
+def _connect(path: Path | str, opened: list[sqlite3.Connection]) -> sqlite3.Connection:
+    """Open one connection in autocommit mode (transactions are explicit) and remember it."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    opened.append(connection)
+    connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection, where: str) -> None:
+    """Bring the schema to `SCHEMA_VERSION`, refusing other databases and newer journals."""
+
+    def version() -> int:
+        identity: tuple[int, int] = connection.execute(_IDENTITY).fetchone()
+        application, found = identity
+        if application not in (APPLICATION_ID, 0) or (application == 0 and found > 0):
+            raise JournalError(f"{where} is a SQLite database but not an orchestr8 journal")
+        if found > SCHEMA_VERSION:
+            raise JournalError(
+                f"{where} has journal schema version {found}, newer than this orchestr8 knows "
+                f"({SCHEMA_VERSION}); upgrade orchestr8 to use it"
+            )
+        if found == 0 and connection.execute(_ANY_TABLE).fetchone() is not None:
+            raise JournalError(f"{where} is a SQLite database but not an orchestr8 journal")
+        return found
+
+    if version() == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again inside the write lock: another process may have migrated meanwhile.
+        for statements in _MIGRATIONS[version() :]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except Exception:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _explain(path: Path, error: sqlite3.Error) -> str:
+    """Say in words why the journal file could not be used."""
+    message = str(error)
+    if "file is not a database" in message:
+        return f"{path} is not a SQLite database, so it cannot be a journal"
+    if "unable to open database file" in message:
+        return f"cannot open the journal {path} (check the path and its permissions)"
+    return f"cannot use the journal {path}: {message}"
+
+
+class SQLiteJournal(Journal):
+    """The journal in a SQLite file: WAL, group commit on a worker thread, a separate reader."""
+
+    storage_errors = (sqlite3.Error,)
+
+    def __init__(self, store: Store, path: Path, *, queue_size: int, close_timeout: float) -> None:
+        super().__init__(queue_size=queue_size, close_timeout=close_timeout)
+        self._store = store
+        self._path = path
+        self._read_limiter = trio.CapacityLimiter(1)
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._store_closed = False
+
+    @classmethod
+    async def open(cls, path: Path, *, queue_size: int, close_timeout: float) -> SQLiteJournal:
+        """Open the file on a worker thread; `open_journal` then runs the writer.
+
+        Raises:
+            JournalError: the file cannot be used as a journal.
+        """
+        # A limiter of its own: never wait behind sync agents for a worker thread.
+        store = await trio.to_thread.run_sync(
+            Store.open_file, path, limiter=trio.CapacityLimiter(1)
+        )
+        return cls(store, path, queue_size=queue_size, close_timeout=close_timeout)
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file behind this journal."""
+        return self._path
+
+    async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
+        """Write one batch on a worker thread: one thread hop per batch, never per event."""
+        return await trio.to_thread.run_sync(
+            self._store.write_batch, items, limiter=self._write_limiter
+        )
+
+    async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
+        """Run a query on a worker thread, one at a time on the read connection."""
+
+        def run() -> _Result:
+            if self._store_closed:
+                raise JournalError("the journal is closed")
+            return query(self._store)
+
+        return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def _reopen_storage(self) -> None:
+        """Open fresh connections that have committed a write, then close the failed ones.
+
+        Raises:
+            JournalError: the file is gone or cannot be opened as a journal any more.
+            sqlite3.Error: it opens but still cannot be written.
+        """
+
+        def open_writable() -> Store:
+            if not self._path.exists():
+                # Opening would make a new, empty journal there: not this journal working again.
+                raise JournalError(f"{self._path} no longer exists")
+            store = Store.open_file(self._path)
+            try:
+                store.prove_writable()
+            except BaseException:
+                store.close()
+                raise
+            return store
+
+        fresh = await trio.to_thread.run_sync(open_writable, limiter=self._write_limiter)
+        failed, self._store = self._store, fresh
+
+        def close_failed() -> None:
+            # The failed connections have nothing left to give: an error closing them is moot.
+            with contextlib.suppress(sqlite3.Error):
+                failed.close()
+
+        # Under the read limiter: a query that began on the failed store finishes first.
+        await trio.to_thread.run_sync(close_failed, limiter=self._read_limiter)
+
+    async def _close_storage(self) -> None:
+        """Close both connections on a worker thread, after any running query (closing checkpoints).
+
+        The read limiter keeps the close from racing a query on the read connection.
+        """
+
+        def close() -> None:
+            self._store_closed = True
+            self._store.close()
+
+        await trio.to_thread.run_sync(close, limiter=self._read_limiter)

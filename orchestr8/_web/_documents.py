@@ -1,0 +1,459 @@
+"""The JSON documents of the REST API: reading request bodies and queries, writing responses.
+
+Request bodies are read strictly, like workflow files: UTF-8 JSON only, no NaN or infinity, no
+duplicate keys, no lone surrogates (which no journal can store). Problems found in a body are
+reported with JSON paths into the body (`$.workflow.steps[0].id`), with the messages `orchestr8
+validate` prints. Errors leave as RFC 9457 problems (`application/problem+json`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import quote
+
+import attrs
+from quart import Response, g, has_websocket_context, request, websocket
+from werkzeug.datastructures import MultiDict
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .._errors import Problem
+from .._journal._journal import ExecutionRecord
+from .._journal._replay import ExecutionState, StepState
+from .._json import append_path, json_value_problems, parse_strict
+from .._observability._redaction import redact_text
+from .._workflow._expressions import json_type_name
+from .._workflow._schema import sort_problems
+
+PROBLEM_JSON: Final = "application/problem+json"
+
+PROBLEM_TYPES: Final[Mapping[str, str]] = {
+    "invalid-json": "Request body is not valid JSON",
+    "invalid-request": "Request body does not fit the operation",
+    "invalid-workflow": "Invalid workflow",
+    "invalid-inputs": "Invalid inputs",
+    "invalid-parameter": "Invalid query parameter",
+    "invalid-header": "Invalid header",
+    "unsupported-media-type": "Unsupported media type",
+    "idempotency-key-reused": "Idempotency-Key reused with a different request",
+    "execution-not-found": "Execution not found",
+    "execution-finished": "Execution already finished",
+    "execution-not-running": "Execution not running in this server",
+    "execution-not-resumable": "Execution cannot be resumed now",
+    "missing-secrets": "Secrets not set",
+    "unauthorized": "Unauthorized",
+    "upgrade-required": "WebSocket upgrade required",
+    "journal-unavailable": "Journal unavailable",
+    "shutting-down": "Server shutting down",
+}
+"""Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
+
+_EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
+_RESUME_KEYS: Final = ("inputs", "timeout")
+MAX_SEQ: Final = 2**62
+"""The largest `after` (an event seq) taken: far beyond any journal, within SQLite's integers."""
+_END: Final = r"(?![\s\S])"
+# Patterns end with `_END`, "nothing follows", not `$`: Python's `$` (the one jsonschema and
+# schemathesis use) also matches before a final newline, and `\Z` is not ECMA-262 (OpenAPI's).
+CURSOR_PATTERN: Final = f"^[A-Za-z0-9_-]*{_END}"
+"""What a `cursor` looks like: URL-safe base64 without padding (empty: the first page)."""
+IDEMPOTENCY_KEY_PATTERN: Final = f'^(?:"[!-~]{{1,255}}"|(?!"[!-~]*"{_END})[!-~]{{1,255}}){_END}'
+"""An `Idempotency-Key`: 1-255 visible ASCII characters, bare or as a quoted string."""
+MAX_CORRELATION_ID: Final = 200
+"""The longest correlation id taken, from the body or the `X-Correlation-ID` header."""
+CORRELATION_ID_PATTERN: Final = f"^[!-~](?:[ -~]*[!-~])?{_END}"
+"""A correlation id: printable ASCII that neither starts nor ends with a space."""
+_INTEGER: Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+
+
+class ProblemError(Exception):
+    """Raised by a route to answer with a problem document instead of its normal response."""
+
+    def __init__(
+        self, status: int, kind: str, detail: str, *, errors: Sequence[Problem] | None = None
+    ) -> None:
+        """Describe the problem: HTTP status, a `PROBLEM_TYPES` name, a sentence, the errors."""
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.errors = None if errors is None else tuple(errors)
+
+    @classmethod
+    def from_problems(
+        cls, kind: str, problems: Sequence[Problem], *, prefix: str = "$"
+    ) -> ProblemError:
+        """A 422 listing `problems`, their paths re-rooted from `$` to `prefix`."""
+        moved = [Problem(prefix + problem.path[1:], problem.message) for problem in problems]
+        count = len(moved)
+        detail = f"{count} problem{'s' if count != 1 else ''} found; see errors"
+        return cls(422, kind, detail, errors=moved)
+
+    @classmethod
+    def parameter(cls, name: str, message: str) -> ProblemError:
+        """A 400 about one query parameter; its path is the parameter's name."""
+        return cls(400, "invalid-parameter", f"{name}: {message}", errors=[Problem(name, message)])
+
+    def response(self, instance: str) -> Response:
+        """Render as an `application/problem+json` response."""
+        errors = None
+        if self.errors is not None:
+            errors = [{"path": error.path, "message": error.message} for error in self.errors]
+        return problem_response(
+            self.status, self.kind, self.detail, errors=errors, instance=instance
+        )
+
+
+def json_response(
+    document: Any,
+    status: int = 200,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
+    """Encode a JSON document as a response (UTF-8, compact, no NaN)."""
+    try:
+        body = json.dumps(
+            document, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be UTF-8; escaped, it stays valid JSON.
+        body = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("ascii")
+    return Response(body, status=status, headers=dict(headers or {}), content_type=content_type)
+
+
+def problem_response(
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    """An RFC 9457 problem response; `kind` names one of `PROBLEM_TYPES`, else `about:blank`.
+
+    The detail, the instance and each error are redacted: they may quote what the request held
+    (an id that is a secret, a refused value).
+    """
+    known = kind in PROBLEM_TYPES
+    document: dict[str, Any] = {
+        "type": f"urn:orchestr8:problem:{kind}" if known else "about:blank",
+        "title": PROBLEM_TYPES[kind] if known else HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": redact_text(detail),
+        "instance": redact_text(instance if instance is not None else current_path()),
+    }
+    if errors is not None:
+        document["errors"] = [
+            {name: redact_text(text) for name, text in error.items()} for error in errors
+        ]
+    return json_response(document, status, headers=headers, content_type=PROBLEM_JSON)
+
+
+def current_path() -> str:
+    """The path of the request or WebSocket being handled."""
+    return websocket.path if has_websocket_context() else request.path
+
+
+async def read_json_body() -> Any:
+    """Read the request body as strict JSON.
+
+    Raises:
+        ProblemError: 415 not JSON by content type, 400 not valid JSON, 422 duplicate keys or
+            nesting deeper than the workflow limit. The size limit raises 413 while reading.
+    """
+    mimetype = request.mimetype
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if not (mimetype == "application/json" or mimetype.endswith("+json")) or charset != "utf-8":
+        shown = request.headers.get("Content-Type") or "none"
+        raise ProblemError(
+            415, "unsupported-media-type", f"send the body as application/json (UTF-8); got {shown}"
+        )
+    data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    g.body_read = True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+        ) from None
+    try:
+        document, duplicates = parse_strict(text)
+    except json.JSONDecodeError as error:
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
+        ) from None
+    except RecursionError:
+        raise ProblemError(400, "invalid-json", "invalid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise ProblemError(400, "invalid-json", f"invalid JSON: {error}") from None
+    surrogate = _lone_surrogate(document)
+    if surrogate is not None:
+        raise ProblemError(
+            400,
+            "invalid-json",
+            f"invalid JSON at {surrogate}: a string holds "
+            "an unpaired surrogate escape, which is not Unicode text",
+        )
+    problems = _value_problems(document, duplicates)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return document
+
+
+def _lone_surrogate(document: Any) -> str | None:
+    """The JSON path of the first key or string holding a lone surrogate, or None."""
+    pending: list[tuple[Any, str]] = [(document, "$")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if not _is_text(key):
+                    return path
+                pending.append((child, append_path(path, key)))
+        elif isinstance(value, list):
+            pending.extend((child, f"{path}[{index}]") for index, child in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _value_problems(document: Any, duplicates: Mapping[int, list[str]]) -> list[Problem]:
+    """Duplicate keys and too deep nesting, each part measured the way `validate` measures it."""
+    if not isinstance(document, dict):
+        return []
+    problems = [Problem("$", f"duplicate key '{key}'") for key in duplicates.get(id(document), ())]
+    for key, value in document.items():
+        problems += json_value_problems(value, append_path("$", key), duplicates=duplicates)
+    return problems
+
+
+@attrs.frozen
+class ExecuteRequest:
+    """The body of `POST /workflows/execute`, its shape checked (not yet the workflow itself)."""
+
+    workflow: dict[str, Any]
+    inputs: dict[str, Any] | None = None
+    timeout: float | None = None
+    correlation_id: str | None = None
+
+
+def parse_execute_request(document: Any) -> ExecuteRequest:
+    """Check the shape of an execute request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    if not isinstance(document, dict):
+        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
+        raise ProblemError.from_problems("invalid-request", [problem])
+    problems: list[Problem] = []
+    for key in document:
+        if key not in _EXECUTE_KEYS:
+            close = difflib.get_close_matches(key, _EXECUTE_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    workflow = document.get("workflow")
+    if "workflow" not in document:
+        problems.append(Problem("$", "missing required key 'workflow'"))
+    elif not isinstance(workflow, dict):
+        got = json_type_name(workflow)
+        problems.append(Problem("$.workflow", f"expected an object, got {got}"))
+    inputs = document.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
+    correlation_id = document.get("correlation_id")
+    if correlation_id is not None and not (
+        isinstance(correlation_id, str) and is_correlation_id(correlation_id)
+    ):
+        problems.append(
+            Problem(
+                "$.correlation_id",
+                f"expected 1 to {MAX_CORRELATION_ID} printable ASCII characters, not starting or "
+                "ending with a space (it is sent back in the X-Correlation-ID header), got "
+                f"{json.dumps(correlation_id)[:60]}",
+            )
+        )
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    assert isinstance(workflow, dict)
+    return ExecuteRequest(workflow, inputs, timeout, correlation_id)
+
+
+@attrs.frozen
+class ResumeRequest:
+    """The body of `POST /executions/{id}/resume` (optional): inputs supplied again, a timeout."""
+
+    inputs: dict[str, Any] | None = None
+    timeout: float | None = None
+
+
+def parse_resume_request(document: Any) -> ResumeRequest:
+    """Check the shape of a resume request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    if not isinstance(document, dict):
+        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
+        raise ProblemError.from_problems("invalid-request", [problem])
+    problems: list[Problem] = []
+    for key in document:
+        if key not in _RESUME_KEYS:
+            close = difflib.get_close_matches(key, _RESUME_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    inputs = document.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
+    timeout = _timeout_problem(document.get("timeout"), problems)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return ResumeRequest(inputs, timeout)
+
+
+def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
+    """The `timeout` of a request body as seconds; a problem when it is no number above 0."""
+    if timeout is None:
+        return None
+    if not _is_positive_seconds(timeout):
+        problems.append(
+            Problem(
+                "$.timeout", f"expected a number of seconds above 0, got {json.dumps(timeout)[:40]}"
+            )
+        )
+        return None
+    return float(timeout)
+
+
+def is_correlation_id(value: str) -> bool:
+    """Whether `value` can be a correlation id: 1-200 printable ASCII, no surrounding spaces.
+
+    The id is sent back in the `X-Correlation-ID` response header, and copied into logs and
+    events; control characters, non-ASCII text and surrounding spaces cannot travel there intact.
+    """
+    if len(value) > MAX_CORRELATION_ID:
+        return False
+    return re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
+
+
+def _is_positive_seconds(value: Any) -> bool:
+    """Whether `value` is a JSON number of seconds above 0 that a float holds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
+
+
+def query_int(
+    name: str, *, default: int, low: int, high: int, args: MultiDict[str, str] | None = None
+) -> int:
+    """Read an integer query parameter between `low` and `high`.
+
+    Raises:
+        ProblemError: 400 when it is not such an integer.
+    """
+    raw = (request.args if args is None else args).get(name)
+    if raw is None:
+        return default
+    if _INTEGER.fullmatch(raw.strip()) is None:
+        raise ProblemError.parameter(name, f"expected an integer, got {raw[:40]!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ProblemError.parameter(name, f"expected an integer from {low} to {high}, got {value}")
+    return value
+
+
+def execution_links(execution_id: str) -> dict[str, str]:
+    """The paths of an execution's resources."""
+    base = f"/executions/{quote(execution_id, safe='')}"
+    return {
+        "self": base,
+        "journal": f"{base}/journal",
+        "events": f"{base}/events",
+        "cancel": f"{base}/cancel",
+    }
+
+
+def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
+    """One item of `GET /executions`: id, workflow name, status and times."""
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(record.status),
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "correlation_id": record.correlation_id,
+        "links": {"self": execution_links(record.execution_id)["self"]},
+    }
+
+
+def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[str, Any]:
+    """`GET /executions/{id}`: the execution as its events tell it, with every declared step."""
+    declared = [
+        step["id"]
+        for step in record.workflow.get("steps", ())
+        if isinstance(step, Mapping) and isinstance(step.get("id"), str)
+    ]
+    steps = {
+        step_id: _step_document(state.steps.get(step_id, StepState()))
+        for step_id in [*declared, *(step_id for step_id in state.steps if step_id not in declared)]
+    }
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": str(state.status),
+        "created_at": record.created_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration": _duration(state.started, state.finished),
+        "correlation_id": record.correlation_id,
+        "idempotency_key": record.idempotency_key,
+        "inputs": record.inputs,
+        "output": state.output,
+        "error": state.error,
+        "last_seq": state.last_seq,
+        "steps": steps,
+        "links": execution_links(record.execution_id),
+    }
+
+
+def _step_document(step: StepState) -> dict[str, Any]:
+    return {
+        "status": str(step.status),
+        "attempts": step.attempts,
+        "duration": _duration(step.started, step.finished),
+        "output": step.output,
+        "error": step.error,
+    }
+
+
+def _duration(started: float | None, finished: float | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return max(0.0, finished - started)

@@ -1,0 +1,520 @@
+"""The JSON boundary of workflows: reading documents, one strict converter, inputs validation.
+
+Loading goes in stages, each reporting every problem it finds: read the file (at most
+`MAX_DOCUMENT_BYTES`), decode UTF-8 and parse JSON; check that the document holds only JSON values;
+check the schema version; validate against the generated JSON Schema and, on the same pass, run the
+graph and reference checks; only then structure the AST with a converter that never coerces.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import os
+import typing
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import referencing.exceptions
+from cattrs.errors import IterableValidationError, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from jsonschema import Draft202012Validator
+
+from .._errors import (
+    InputValidationError,
+    Problem,
+    UnknownAgentError,
+    WorkflowValidationError,
+)
+from .._json import (
+    LARGEST_NUMBER,
+    MAX_DEPTH,
+    has_lone_surrogate,
+    json_value_problems,
+    parse_strict,
+)
+from .._observability._redaction import default_redactor, redact_text, secret_values_in
+from ._config_secrets import config_references
+from ._document import (
+    SCHEMA_VERSION,
+    STEP_ID_PATTERN,
+    AgentSpec,
+    Step,
+    Workflow,
+    workflow_schema,
+)
+from ._expressions import Template, compile_template, json_type_name, scan_template
+from ._graph import StepOutline, analyse_graph
+from ._policy_spec import Inherit, PolicySpec
+from ._schema import schema_problems, show_value, sort_problems
+
+#: The largest workflow file or text accepted; bigger ones are refused before they are read.
+MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
+
+WorkflowSource = str | os.PathLike[str] | Mapping[str, Any]
+
+_PATTERN_NAMES: Final = {
+    STEP_ID_PATTERN: "a valid step id (a letter or '_', then letters, digits, '_' or '-')"
+}
+
+
+def load_workflow(
+    source: WorkflowSource, *, agent_exists: Callable[[str], bool] | None = None
+) -> Workflow:
+    """Load and validate a workflow from a path, JSON text (starting with `{` or `[`) or a dict.
+
+    Args:
+        source: a path (str or path-like), JSON text, or an already parsed document.
+        agent_exists: tells whether an agent id is known, or raises `UnknownAgentError` saying why
+            not (its message becomes the problem); without it agents are not checked.
+
+    Raises:
+        WorkflowValidationError: with every problem found, each as `JSON path: message`.
+    """
+    label: str | None = None
+    if isinstance(source, Mapping):
+        document: Any = source if isinstance(source, dict) else dict(source)
+    elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        document = _parse_text(source, None)
+    else:
+        label = os.fspath(source)
+        document = _parse_text(_read_file(Path(label), label), label)
+    return parse_workflow(document, agent_exists=agent_exists, source=label)
+
+
+def parse_workflow(
+    document: Any,
+    *,
+    agent_exists: Callable[[str], bool] | None = None,
+    source: str | None = None,
+) -> Workflow:
+    """Validate a parsed JSON document and build its `Workflow`.
+
+    Raises:
+        WorkflowValidationError: with every problem found; `source` names the file in messages.
+    """
+    workflow, problems = _parse(document, agent_exists)
+    if workflow is None:
+        raise WorkflowValidationError(problems, source=source)
+    return workflow
+
+
+def validate_workflow_document(
+    document: Any, *, agent_exists: Callable[[str], bool] | None = None
+) -> tuple[Problem, ...]:
+    """Return every problem of a parsed JSON document (empty when it is a valid workflow)."""
+    return _parse(document, agent_exists)[1]
+
+
+def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
+    """Serialise a workflow back to its JSON document, leaving out fields at their defaults."""
+    document: dict[str, Any] = copy.deepcopy(converter.unstructure(workflow))
+    return {name: document[name] for name in attrs.fields_dict(Workflow) if name in document}
+
+
+_documents: dict[int, tuple[weakref.ref[Workflow], dict[str, Any]]] = {}
+
+
+def journal_document(workflow: Workflow) -> dict[str, Any]:
+    """`workflow_to_json(workflow)` made once per workflow object, for the journal's records.
+
+    Every execution records its workflow, and a workflow started again and again (a service)
+    would otherwise be serialised each time. The document is shared, with the workflow too (it
+    is not copied): read it, or `redact` it (which copies what it changes), but never change it.
+    """
+    key = id(workflow)
+    cached = _documents.get(key)
+    if cached is not None and cached[0]() is workflow:
+        return cached[1]
+    shared: dict[str, Any] = converter.unstructure(workflow)
+    document = {name: shared[name] for name in attrs.fields_dict(Workflow) if name in shared}
+    # Forgotten when the workflow is: its id may then be reused by another object.
+    reference = weakref.ref(workflow, lambda _: _documents.pop(key, None))
+    _documents[key] = (reference, document)
+    return document
+
+
+def _read_file(path: Path, label: str) -> str:
+    def fail(message: str) -> WorkflowValidationError:
+        return WorkflowValidationError([Problem("$", message)], source=label)
+
+    try:
+        with path.open("rb") as file:
+            # A regular file's size is known up front; other files are read up to the limit.
+            if os.fstat(file.fileno()).st_size > MAX_DOCUMENT_BYTES:
+                data = b""
+                too_large = True
+            else:
+                data = file.read(MAX_DOCUMENT_BYTES + 1)
+                too_large = len(data) > MAX_DOCUMENT_BYTES
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except IsADirectoryError:
+        raise fail("this is a directory, not a workflow file") from None
+    except PermissionError:
+        raise fail("permission denied") from None
+    except OSError as error:
+        raise fail(f"cannot read the file: {error.strerror or error}") from None
+    except ValueError:
+        raise fail("not a usable file path") from None
+    if too_large:
+        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+        raise fail(f"the file is larger than the {limit} MiB limit for workflow documents")
+    if b"\x00" in data:
+        raise fail("this is a binary file (it contains NUL bytes), not JSON text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        byte = data[error.start]
+        raise fail(f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start})") from None
+
+
+def _parse_text(text: str, label: str | None) -> Any:
+    def fail(message: str) -> WorkflowValidationError:
+        return WorkflowValidationError([Problem("$", message)], source=label)
+
+    if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+        raise fail(f"the document is larger than the {limit} MiB limit for workflow documents")
+    if not text.strip():
+        raise fail("the document is empty")
+    try:
+        document, duplicates = parse_strict(text)
+    except json.JSONDecodeError as error:
+        raise fail(
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    except RecursionError:
+        raise fail(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise fail(str(error)) from None
+    problems = json_value_problems(document, duplicates=duplicates)
+    if problems:
+        raise WorkflowValidationError(sort_problems(problems), source=label)
+    return document
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    """The validator of workflow documents, built once from the generated schema."""
+    return Draft202012Validator(workflow_schema())
+
+
+def _parse(
+    document: Any, agent_exists: Callable[[str], bool] | None
+) -> tuple[Workflow | None, tuple[Problem, ...]]:
+    problems = json_value_problems(document)
+    if problems:
+        return None, tuple(sort_problems(problems))
+    version = document.get("schema_version") if isinstance(document, Mapping) else None
+    if isinstance(version, str) and version != SCHEMA_VERSION:
+        message = (
+            f"unsupported schema version '{version}' (this orchestr8 reads '{SCHEMA_VERSION}')"
+        )
+        return None, (Problem("$.schema_version", message),)
+    problems += schema_problems(_validator().iter_errors(document), pattern_names=_PATTERN_NAMES)
+    if problems:
+        # The document cannot become a Workflow: check on the raw document what can be checked,
+        # so that every problem is reported at once.
+        if isinstance(document, Mapping):
+            problems += _document_checks(document, agent_exists)
+        return None, tuple(sort_problems(problems))
+    # Valid against the schema: building the Workflow checks the graph, the references and the
+    # config secrets (`Workflow.__attrs_post_init__`), so they are checked once, there.
+    problems = _agent_checks(document["steps"], agent_exists)
+    fields = {key: value for key, value in document.items() if key != "$schema"}
+    try:
+        workflow = converter.structure(fields, Workflow)
+    except WorkflowValidationError as error:
+        return None, tuple(sort_problems([*problems, *error.problems]))
+    except cattrs.BaseValidationError as error:
+        # A part failed before the Workflow was built (a malformed reference): the graph and
+        # references were not checked yet, so check the raw document, as above; what that finds
+        # is located better than what structuring reports.
+        found = _document_checks(document, agent_exists)
+        return None, tuple(sort_problems(found or _structuring_problems(error)))
+    if problems:
+        return None, tuple(sort_problems(problems))
+    return workflow, ()
+
+
+def _structuring_problems(error: cattrs.BaseValidationError) -> list[Problem]:
+    """Problems from a failed structuring: those the AST raised as they are, others located."""
+    found: list[Problem] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif isinstance(current, WorkflowValidationError):
+            found.extend(current.problems)
+
+    def describe(exception: BaseException, _: Any) -> str:
+        return "" if isinstance(exception, WorkflowValidationError) else str(exception)
+
+    for message in cattrs.transform_error(error, format_exception=describe):
+        text, _, path = message.rpartition(" @ ")
+        if text:
+            found.append(Problem(path, text))
+    return found
+
+
+def _document_checks(
+    document: Mapping[str, Any], agent_exists: Callable[[str], bool] | None
+) -> list[Problem]:
+    """Run the graph, reference and agent checks on a document the schema found errors in."""
+    problems: list[Problem] = []
+    steps = document.get("steps")
+    outlines: list[StepOutline] = []
+    for index, step in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(step, Mapping):
+            continue
+        step_id = step.get("id")
+        depends_on = step.get("depends_on")
+        outlines.append(
+            StepOutline(
+                index=index,
+                step_id=step_id if isinstance(step_id, str) else None,
+                depends_on=tuple(
+                    need if isinstance(need, str) else None
+                    for need in (depends_on if isinstance(depends_on, list) else ())
+                ),
+                references=_references(step.get("input"), f"$.steps[{index}].input", problems),
+            )
+        )
+        _check_config_secrets(step.get("agent"), index, problems)
+    problems += _agent_checks(steps, agent_exists)
+    strategy = document.get("strategy", "dag")
+    graph = analyse_graph(
+        outlines,
+        strategy=strategy if isinstance(strategy, str) else "dag",
+        inputs_schema=document.get("inputs", {"type": "object"}),
+        output_references=_references(document.get("output"), "$.output", problems),
+    )
+    return problems + list(graph.problems)
+
+
+def _agent_checks(steps: Any, agent_exists: Callable[[str], bool] | None) -> list[Problem]:
+    """The problems of the steps' agent ids that `agent_exists` rejects (none without it)."""
+    problems: list[Problem] = []
+    if agent_exists is None or not isinstance(steps, list):
+        return problems
+    for index, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            continue
+        agent = step.get("agent")
+        agent_path = f"$.steps[{index}].agent"
+        if isinstance(agent, Mapping):
+            agent, agent_path = agent.get("id"), agent_path + ".id"
+        if isinstance(agent, str) and agent:
+            problem = _agent_problem(agent, agent_exists)
+            if problem is not None:
+                problems.append(Problem(agent_path, problem))
+    return problems
+
+
+def _agent_problem(agent: str, agent_exists: Callable[[str], bool]) -> str | None:
+    """Why `agent` is unusable, or None: `agent_exists` says no, or raises saying why."""
+    try:
+        if agent_exists(agent):
+            return None
+    except UnknownAgentError as error:
+        return str(error)
+    return f"unknown agent '{agent}'"
+
+
+def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[str, Any], ...]:
+    located, malformed = scan_template(value, path=path)
+    problems.extend(malformed)
+    return located
+
+
+def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:
+    """Report the malformed `${secrets...}` references of a step's agent config."""
+    if isinstance(agent, Mapping) and isinstance(agent.get("config"), Mapping):
+        config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {json_type_name(value)}")
+    if has_lone_surrogate(value):
+        # Valid JSON ("\\ud800"), but not text: no journal, terminal or log could hold it.
+        raise ValueError(f"{value!r} holds a lone surrogate, which is not text")
+    return value
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {json_type_name(value)}")
+    return value
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {show_value(value)}")
+    return value
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {json_type_name(value)}")
+    if isinstance(value, int) and not value <= LARGEST_NUMBER:
+        raise ValueError(f"{show_value(value)} is larger than any float")
+    if not math.isfinite(value):
+        raise ValueError(f"numbers must be finite, got {value!r}")
+    return float(value)
+
+
+def _structure_tuple(value: Any, kind: Any) -> tuple[Any, ...]:
+    """Structure each item, failing with every item's error located by its index."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"expected an array, got {json_type_name(value)}")
+    (item_type, _) = typing.get_args(kind)
+    items: list[Any] = []
+    errors: list[Exception] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(converter.structure(item, item_type))
+        except Exception as error:
+            note = f"Structuring {kind} @ index {index}"
+            error.add_note(IterableValidationNote(note, index, item_type))
+            errors.append(error)
+    if errors:
+        raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+    return tuple(items)
+
+
+def _is_tuple(kind: Any) -> bool:
+    origin: Any = typing.get_origin(kind)
+    return origin is tuple
+
+
+def _structure_object(value: Any, _: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {json_type_name(value)}")
+    return dict(value)
+
+
+def _has_inherit(kind: Any) -> bool:
+    return Inherit in typing.get_args(kind)
+
+
+def _structure_inherit_union(value: Any, kind: Any) -> Any:
+    """Structure a present policy field: the marker stands for absence, so it is never read."""
+    rest = tuple(member for member in typing.get_args(kind) if member is not Inherit)
+    target: Any = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
+    return converter.structure(value, target)
+
+
+def _makeconverter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _structure_object)
+    converter.register_structure_hook_func(_is_tuple, _structure_tuple)
+    converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
+    converter.register_structure_hook(Template, lambda value, _: compile_template(value))
+    converter.register_unstructure_hook(Template, lambda template: template.source)
+    structure_agent = make_dict_structure_fn(AgentSpec, converter)
+    unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
+    converter.register_structure_hook(
+        AgentSpec,
+        lambda value, kind: (
+            AgentSpec(id=value) if isinstance(value, str) else structure_agent(value, kind)
+        ),
+    )
+    converter.register_unstructure_hook(
+        AgentSpec,
+        lambda agent: (
+            agent.id if agent.version is None and not agent.config else unstructure_agent(agent)
+        ),
+    )
+    # The generated hook would build a `PolicySpec()` for every step to compare the policy with
+    # its default; comparing with one shared empty policy keeps serialising a workflow cheap.
+    unstructure_step = make_dict_unstructure_fn(
+        Step, converter, _cattrs_omit_if_default=True, policy=override(omit=True)
+    )
+    no_policy = PolicySpec()
+
+    def unstructure_step_with_policy(step: Step) -> dict[str, Any]:
+        document: dict[str, Any] = unstructure_step(step)
+        if step.policy != no_policy:
+            document["policy"] = converter.unstructure(step.policy)
+            if "on_error" in document:
+                document["on_error"] = document.pop("on_error")
+        return document
+
+    converter.register_unstructure_hook(Step, unstructure_step_with_policy)
+    converter.register_unstructure_hook(
+        Workflow,
+        make_dict_unstructure_fn(
+            Workflow,
+            converter,
+            _cattrs_omit_if_default=True,
+            schema_version=override(omit_if_default=False),
+        ),
+    )
+    return converter
+
+
+converter: Final = _makeconverter()
+
+
+def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check execution inputs against the workflow's `inputs` schema and fill in defaults.
+
+    Defaults of top-level `properties` are applied first (deep copies), then the whole is validated.
+
+    Returns:
+        A new dict: the inputs with defaults applied.
+
+    Raises:
+        InputValidationError: with every problem, paths under `$.inputs`.
+    """
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, Mapping):
+        problem = Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}")
+        raise InputValidationError([problem])
+    values = dict(inputs)
+    properties = workflow.inputs.get("properties")
+    if isinstance(properties, Mapping):
+        for name, declared in properties.items():
+            if name not in values and isinstance(declared, Mapping) and "default" in declared:
+                values[name] = copy.deepcopy(declared["default"])
+    problems = json_value_problems(values, "$.inputs")
+    if not problems:
+        validator = Draft202012Validator(
+            workflow.inputs, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        try:
+            problems = schema_problems(validator.iter_errors(values), prefix="$.inputs")
+        except referencing.exceptions.Unresolvable as error:
+            problems = [Problem("$.inputs", f"the inputs schema has an unresolvable $ref: {error}")]
+    if problems:
+        raise InputValidationError(sort_problems(_without_secrets(problems, values)))
+    return values
+
+
+def _without_secrets(problems: list[Problem], inputs: Mapping[str, Any]) -> list[Problem]:
+    """The problems with the inputs' secret values (`api_key`...) redacted from their messages.
+
+    Schema messages quote the value they refuse (`'sk-...' is too short`), and these messages go
+    to terminals, logs and response bodies.
+    """
+    secrets = secret_values_in(inputs)
+    if not secrets:
+        return problems
+    with default_redactor().lease(secrets):
+        return [Problem(problem.path, redact_text(problem.message)) for problem in problems]

@@ -1,0 +1,308 @@
+"""The workflow AST: frozen values for a document, its steps, and the JSON Schema they generate.
+
+Every `Workflow` is valid once built: construction checks the dependency graph and the `${...}`
+references (`analyse_graph`), resolves each step's policy (`_policy_spec`), and raises
+`WorkflowValidationError` with every problem found. The JSON Schema is generated from these classes
+(`workflow_schema`), so the field metadata here is the single source of descriptions, defaults and
+constraints.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import types
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Final, Literal
+
+import attrs
+
+from .._errors import Problem, WorkflowValidationError
+from ._config_secrets import config_references
+from ._expressions import Template, compile_template
+from ._graph import GraphAnalysis, StepOutline, analyse_graph
+from ._policy import Policy
+from ._policy_spec import (
+    INHERIT,
+    Inherit,
+    PolicySpec,
+    missing_fields_message,
+    missing_policy_fields,
+    overlay_policy,
+    resolve_policy,
+)
+from ._schema import add_schema_checks, schema_for_class, schema_metadata, sort_problems
+
+#: The schema version this orchestr8 reads and writes.
+SCHEMA_VERSION: Final = "1.0"
+
+#: What a step id looks like: it appears in references (`${steps.ID.output}`) and in events.
+#: It ends with `(?![\s\S])`, "nothing follows", not `$`: Python's `$` (jsonschema's and `re`'s)
+#: also matches before a final newline, and `\Z` is not ECMA-262, the dialect of JSON Schema.
+STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*(?![\s\S])"
+
+Strategy = Literal["dag", "sequential", "parallel"]
+OnError = Literal["fail", "continue"]
+
+
+def _meta(description: str, constraints: Mapping[str, Any] | None = None, **more: Any) -> Any:
+    return schema_metadata(description, constraints=constraints, **more)
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class AgentSpec:
+    """Which agent runs a step; JSON also accepts the bare agent id as a string."""
+
+    id: str = attrs.field(
+        metadata=_meta(
+            "The agent id: a built-in, a registered name, an entry point or module:attribute.",
+            {"minLength": 1},
+        ),
+    )
+    version: str | None = attrs.field(
+        default=None, metadata=_meta("The agent version, when the registry offers several.")
+    )
+    config: dict[str, Any] = attrs.field(
+        factory=dict,
+        metadata=_meta(
+            "Configuration for the agent's constructor; ${secrets.NAME} in its strings is"
+            " replaced by the secret, other text is kept as written."
+        ),
+    )
+
+
+def _to_agent_spec(value: str | AgentSpec) -> AgentSpec:
+    return AgentSpec(id=value) if isinstance(value, str) else value
+
+
+def _to_template(value: Any) -> Template:
+    return value if isinstance(value, Template) else compile_template(value)
+
+
+def _to_optional_template(value: Any) -> Template | None:
+    return None if value is None else _to_template(value)
+
+
+def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class Step:
+    """One step: an agent, its input template, what it waits for, and how it copes with failure."""
+
+    id: str = attrs.field(
+        metadata=_meta(
+            "Unique step id, used in depends_on and in ${steps.ID.output} references.",
+            {"pattern": STEP_ID_PATTERN},
+        ),
+    )
+    agent: AgentSpec = attrs.field(
+        converter=_to_agent_spec,
+        metadata=_meta(
+            "An agent id, or {id, version, config}.",
+            json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
+        ),
+    )
+    input: Template = attrs.field(
+        default=None,
+        converter=_to_template,
+        metadata=_meta(
+            "The agent's input: JSON; strings may hold ${...} references.", json_type=Any
+        ),
+    )
+    depends_on: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_to_tuple,
+        metadata=_meta(
+            "Ids of the steps that must finish before this one starts.", {"uniqueItems": True}
+        ),
+    )
+    policy: PolicySpec = attrs.field(
+        factory=PolicySpec,
+        metadata=_meta("This step's policy, merged over defaults.policy field by field."),
+    )
+    on_error: OnError = attrs.field(
+        default="fail",
+        metadata=_meta("fail: the failure fails the execution; continue: output null, go on."),
+    )
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class WorkflowDefaults:
+    """Settings every step inherits unless it says otherwise."""
+
+    policy: PolicySpec = attrs.field(
+        factory=PolicySpec,
+        metadata=_meta("The policy every step starts from, merged over the built-in defaults."),
+    )
+
+
+@attrs.frozen
+class _Analysis:
+    """What construction derives once, so the engine's lookups cost nothing."""
+
+    steps_by_id: Mapping[str, Step]
+    graph: GraphAnalysis
+    policies: Mapping[str, Policy]
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class Workflow:
+    """A validated workflow: steps, how they are scheduled, and what the execution returns.
+
+    The engine reads `steps_by_id`, `dependencies` (effective: with `sequential` each step also
+    depends on the one before), `dependents`, `order`, each step's compiled `input` template, and
+    `policy_for(step_id)`; all of it is computed once, at construction.
+    """
+
+    schema_version: Literal["1.0"] = attrs.field(
+        default=SCHEMA_VERSION,
+        metadata=_meta('The workflow schema version; this orchestr8 reads "1.0".', required=True),
+    )
+    name: str = attrs.field(
+        metadata=_meta("The name shown in logs, events and listings.", {"minLength": 1}),
+    )
+    description: str = attrs.field(default="", metadata=_meta("What the workflow is for."))
+    inputs: dict[str, Any] = attrs.field(
+        factory=lambda: {"type": "object"},
+        metadata=_meta("A JSON Schema (Draft 2020-12) the execution inputs must match."),
+    )
+    strategy: Strategy = attrs.field(
+        default="dag",
+        metadata=_meta(
+            "dag: a step starts once its depends_on have finished; sequential: each step also"
+            " depends on the one before; parallel: no implicit dependencies (as dag)."
+        ),
+    )
+    max_concurrency: int = attrs.field(
+        default=0,
+        metadata=_meta("Steps running at once at most; 0: unbounded.", {"minimum": 0}),
+    )
+    fail_fast: bool = attrs.field(
+        default=True,
+        metadata=_meta(
+            "true: the first step failing for good cancels the rest; false: independent"
+            " branches finish and dependents of a failed step are skipped."
+        ),
+    )
+    defaults: WorkflowDefaults = attrs.field(
+        factory=WorkflowDefaults, metadata=_meta("Settings every step inherits.")
+    )
+    timeout: float | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "Seconds the whole execution may take; null: no limit.", {"exclusiveMinimum": 0}
+        ),
+    )
+    steps: tuple[Step, ...] = attrs.field(
+        converter=_to_tuple,
+        metadata=_meta("The steps, at least one.", {"minItems": 1}),
+    )
+    output: Template | None = attrs.field(
+        default=None,
+        converter=_to_optional_template,
+        metadata=_meta(
+            "The execution's output: JSON; strings may hold ${...} references.", json_type=Any
+        ),
+    )
+    _analysis: _Analysis = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Check the graph and resolve the policies, or raise with every problem found."""
+        config_problems: list[Problem] = []
+        outlines = [
+            StepOutline(
+                index=index,
+                step_id=step.id,
+                depends_on=step.depends_on,
+                references=tuple(
+                    (f"$.steps[{index}].input{suffix}", reference)
+                    for suffix, reference in step.input.located_references
+                ),
+            )
+            for index, step in enumerate(self.steps)
+        ]
+        for index, step in enumerate(self.steps):
+            config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
+        output = self.output.located_references if self.output is not None else ()
+        graph = analyse_graph(
+            outlines,
+            strategy=self.strategy,
+            inputs_schema=self.inputs,
+            output_references=[(f"$.output{suffix}", reference) for suffix, reference in output],
+        )
+        problems = config_problems + list(graph.problems)
+        policies = self._resolve_policies(problems)
+        if problems:
+            raise WorkflowValidationError(sort_problems(problems))
+        analysis = _Analysis(
+            steps_by_id=types.MappingProxyType({step.id: step for step in self.steps}),
+            graph=graph,
+            policies=types.MappingProxyType(policies),
+        )
+        object.__setattr__(self, "_analysis", analysis)
+
+    def _resolve_policies(self, problems: list[Problem]) -> dict[str, Policy]:
+        """Resolve every step's policy; blame a missing field on the level that switched it on."""
+        policies: dict[str, Policy] = {}
+        defaults = self.defaults.policy
+        for index, step in enumerate(self.steps):
+            spec = overlay_policy(defaults, step.policy)
+            lacking = missing_policy_fields(spec)
+            for name, fields in lacking.items():
+                own = getattr(step.policy, name) is not INHERIT
+                where = f"$.steps[{index}].policy.{name}" if own else f"$.defaults.policy.{name}"
+                message = missing_fields_message(name, fields)
+                problems.append(Problem(where, message))
+            if not lacking:
+                policies[step.id] = resolve_policy(spec)
+        return policies
+
+    @property
+    def steps_by_id(self) -> Mapping[str, Step]:
+        """Every step by its id, for the engine's lookups."""
+        return self._analysis.steps_by_id
+
+    @property
+    def dependencies(self) -> Mapping[str, tuple[str, ...]]:
+        """Each step's direct dependencies, implicit ones (`sequential`) included."""
+        return self._analysis.graph.dependencies
+
+    @property
+    def dependents(self) -> Mapping[str, tuple[str, ...]]:
+        """Each step's direct dependents, so a failure skips exactly what depends on it."""
+        return self._analysis.graph.dependents
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Step ids in an order that respects dependencies; document order where free."""
+        return self._analysis.graph.order
+
+    def policy_for(self, step_id: str) -> Policy:
+        """The resolved policy of one step: its own over `defaults.policy` over the built-ins.
+
+        Raises:
+            KeyError: no step has that id.
+        """
+        return self._analysis.policies[step_id]
+
+
+@functools.cache
+def _schema_text() -> str:
+    schema = schema_for_class(
+        Workflow,
+        title="orchestr8 workflow",
+        schema_id="urn:orchestr8:schema:workflow:1.0",
+        absent=(Inherit,),
+    )
+    # Editors find a document's schema through `$schema`; it is allowed and then ignored.
+    editor_hint = {"description": "The JSON Schema this document follows, for editors; ignored."}
+    schema["properties"] = {"$schema": {**editor_hint, "type": "string"}, **schema["properties"]}
+    return json.dumps(schema)
+
+
+def workflow_schema() -> dict[str, Any]:
+    """The JSON Schema of workflow documents, generated from these classes (`orchestr8 schema`)."""
+    schema: dict[str, Any] = json.loads(_schema_text())
+    return schema

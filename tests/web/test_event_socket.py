@@ -1,0 +1,194 @@
+"""The event relay on its own, over a socket the test controls: close codes and reasons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
+from orchestr8._errors import JournalError
+from orchestr8._execution._lock import ExecutionLocks
+from orchestr8._web._event_socket import stream_events
+
+BURST = {
+    "schema_version": "1.0",
+    "name": "burst",
+    "steps": [
+        {"id": "wait", "agent": "sleep", "input": {"seconds": 0.1}},
+        *(
+            {"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["wait"]}
+            for index in range(30)
+        ),
+    ],
+}
+ECHO = {"schema_version": "1.0", "name": "echo", "steps": [{"id": "a", "agent": "echo"}]}
+
+
+class Socket:
+    """A socket that records what is sent and can hold sends until released."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.open = trio.Event()
+        self.open.set()
+        self.changed = trio.Event()
+
+    async def send(self, data: str) -> None:
+        await self.open.wait()
+        self.sent.append(json.loads(data))
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        """Wait until `count` messages were sent."""
+        while len(self.sent) < count:
+            await self.changed.wait()
+
+    async def receive(self) -> str:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with open_runtime(cancel_grace=0.1) as opened:
+        yield opened
+
+
+async def test_a_stalled_client_is_closed_1013_with_the_seq_to_resume_after(
+    runtime: Runtime,
+) -> None:
+    """While sends stall, the buffer fills; the socket closes 1013 naming the last seq sent."""
+    socket = Socket()
+    handle = await runtime.start(BURST)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(relay, socket, runtime, handle.execution_id, 4)
+        with trio.fail_after(5):
+            await socket.wait_for(3)
+            # Everything so far is sent and the relay waits for live events: now the client
+            # stops reading, just before the burst.
+            await trio.testing.wait_all_tasks_blocked()
+            socket.open = trio.Event()
+            await handle.wait()
+        socket.open.set()
+    last = socket.sent[-1]["seq"]
+    assert socket.closed == (1013, f"client too slow; reconnect with after={last}")
+    assert [event["seq"] for event in socket.sent] == list(range(1, last + 1))
+
+
+async def relay(socket: Socket, runtime: Runtime, execution_id: str, buffer: int) -> None:
+    """Stream the execution's events from the start to `socket`, with no shutdown."""
+    await stream_events(socket, runtime, execution_id, after=0, buffer=buffer, closing=trio.Event())
+
+
+async def test_a_journal_failure_closes_1011_without_details(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the journal fails mid-stream, the socket closes 1011 and says so, nothing more."""
+    handle = await runtime.start(ECHO)
+    await handle.wait()
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise JournalError("disk on fire")
+
+    monkeypatch.setattr(runtime.journal, "events", failing)
+    socket = Socket()
+    with trio.fail_after(5):
+        await relay(socket, runtime, handle.execution_id, 16)
+    assert socket.closed == (1011, "server error: the journal is unavailable")
+
+
+async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -> None:
+    """On shutdown the stream closes 1001 with the last seq sent, the run going on."""
+    handle = await runtime.start(
+        {**ECHO, "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 30}}]}
+    )
+    socket = Socket()
+    closing = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(
+                stream_events,
+                socket,
+                runtime,
+                handle.execution_id,
+                after=0,
+                buffer=16,
+                closing=closing,
+            )
+        )
+        with trio.fail_after(5):
+            await socket.wait_for(3)
+        closing.set()
+    assert socket.closed == (1001, "server shutting down; reconnect with after=3")
+    assert not handle.done
+    handle.cancel()
+
+
+async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: Path) -> None:
+    """When the terminal event goes out, the journal has written it, so REST reads show the end."""
+    written_at_end: list[int] = []
+    runtime: Runtime  # bound by the `async with` below, before any send
+
+    class Checking(Socket):
+        async def send(self, data: str) -> None:
+            if json.loads(data)["type"] == "execution.succeeded":
+                # The only execution of this runtime: its events are all the journal wrote.
+                written_at_end.append(runtime.journal.statistics().events_written)
+            await super().send(data)
+
+    # A file journal writes on a thread, so the bus is well ahead of it.
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        socket = Checking()
+        handle = await runtime.start(
+            {**ECHO, "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 0.05}}]}
+        )
+        with trio.fail_after(5):
+            await relay(socket, runtime, handle.execution_id, 64)
+    assert written_at_end == [socket.sent[-1]["seq"]]
+    assert socket.closed == (1000, "execution.succeeded")
+
+
+async def test_an_interrupted_run_closes_4409_saying_interrupted(tmp_path: Path) -> None:
+    """Unfinished, run by no process: `interrupted`; locked by another runtime: not interrupted."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        for execution_id in ("dead", "elsewhere"):
+            await runtime.journal.create_execution(
+                ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
+            )
+            await runtime.journal.append(
+                Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
+            )
+        await runtime.journal.flush()
+        other_runtime_locks = ExecutionLocks(journal_path)
+        try:
+            assert other_runtime_locks.acquire("elsewhere")
+            closed = {}
+            for execution_id in ("dead", "elsewhere"):
+                socket = Socket()
+                with trio.fail_after(5):
+                    await relay(socket, runtime, execution_id, 16)
+                assert [event["type"] for event in socket.sent] == ["execution.started"]
+                assert socket.closed is not None
+                closed[execution_id] = socket.closed
+        finally:
+            other_runtime_locks.close()
+    assert closed["dead"] == (
+        4409,
+        "interrupted: the journal says running, but no process "
+        "runs it; resume it, then reconnect with after=1",
+    )
+    assert closed["elsewhere"][0] == 4409
+    assert closed["elsewhere"][1].startswith("running in another process")
