@@ -36,8 +36,8 @@ import trio.testing
 import orchestr8
 
 MAILBOX = 64  # the default mailbox size; every baseline channel gets the same buffer
-ACTORS_PER_SUPERVISOR = 100  # DESIGN 5: stopping stays linear through mailboxes at this size
-FREEZE_EVERY = 100  # spawns between gc.freeze() calls (DESIGN 5: halves the spawn cost at 100k)
+ACTORS_PER_SUPERVISOR = 100  # docs/architecture.md, "Costs we design around"
+FREEZE_EVERY = 100  # spawns between gc.freeze() calls (halves the spawn cost at 100k, same page)
 
 Row = dict[str, Any]
 

@@ -4,7 +4,8 @@ Prints one JSON object per line. Every figure is the median over several rounds 
 call in microseconds; `baseline_bare_call_us` is `await fn(attempt)` measured in the same rounds,
 and `added_us` is the difference: what the pipeline adds to each call. Rounds are interleaved so
 that drift hits every variant alike. Two raw-trio references are printed too: the same call in a
-`trio.fail_after` and in a bare `trio.CancelScope` with a deadline (DESIGN 5: ~8 and ~5 us).
+`trio.fail_after` and in a bare `trio.CancelScope` with a deadline (~8 and ~5 us, see
+docs/architecture.md, "Costs we design around").
 
     python benchmarks/resilience.py            # full size, about 15 s on 2 cores
     python benchmarks/resilience.py --quick    # a smoke run

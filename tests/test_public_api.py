@@ -87,14 +87,18 @@ def test_from_import_star_gives_all() -> None:
 
 
 def test_code_in_the_docs_uses_public_names_only() -> None:
-    """Examples and commands in docs/*.md never reach into private modules (`orchestr8._x`)."""
+    """Examples and commands in users' docs never reach into private modules (`orchestr8._x`)."""
     import re
     from pathlib import Path
 
     docs = Path(__file__).resolve().parent.parent / "docs"
+    # The contributors' pages are about the private layout itself: they quote the import
+    # contracts and `lint-imports` output, which name the stage packages.
+    about_the_internals = {"architecture.md", "development.md"}
     private = [
         f"{page.name}: {line.strip()}"
         for page in sorted(docs.glob("*.md"))
+        if page.name not in about_the_internals
         for block in re.findall(r"```\w*\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
         for line in block.splitlines()
         if re.search(r"\borchestr8\._|^\s*from \.", line)

@@ -1,6 +1,6 @@
 """The live progress of `orchestr8 run` and `resume` on stderr: one line per step transition.
 
-Only `_cli_run` imports this module, when a run starts. Each failure is told once: the progress
+Only `_run` imports this module, when a run starts. Each failure is told once: the progress
 line of the step that failed carries its error, the line that ends the execution names that step
 instead of repeating it, and while a run is shown the engine's own log records below ERROR are
 held back (`hold_back_narration`: `orchestr8.engine` narrates at INFO and WARNING the very events

@@ -1,7 +1,7 @@
 """What the command line shows: results, the tables of `inspect`, and the helpers they share.
 
 Only the commands import this module, when they run, so its imports do not slow down
-`orchestr8 --help`. The live progress of a run is `_cli_progress`.
+`orchestr8 --help`. The live progress of a run is `_progress`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The derived status `interrupted`: the journal says an execution runs, but no process runs it.
 
 A process that dies (SIGKILL, a power cut) writes no ending, so its executions stay `running` in
-the journal until they are resumed. Every run holds its execution's lock (`_execution_lock`) while
+the journal until they are resumed. Every run holds its execution's lock (`_lock`) while
 it runs, and the kernel drops the locks of a dead process, so an execution whose journal status is
 not terminal and whose lock nobody holds was *interrupted*. The views (`inspect`, `GET
 /executions[/{id}]`, the WebSocket's close reason) show that status; it is never written to the

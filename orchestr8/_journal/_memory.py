@@ -4,7 +4,7 @@ A pure-Python store (dicts and lists, no SQLite) run inline on the trio thread, 
 like `SQLiteJournal`'s store: the same batch rules (the execution must exist, `seq` must be its last
 seq + 1, data must be strict JSON, the first refused event fails the journal), the same status-row
 updates, idempotency keys and paging order, the same error messages. The shared pieces live in
-`_journal_rules`; `tests/test_journal.py` runs every specification against both journals and
+`_rules`; `tests/journal/test_journal.py` runs every specification against both journals and
 compares the two stores batch by batch.
 
 Everything is stored as SQLite would hold it: records and event data as JSON text, encoded once

@@ -1,6 +1,6 @@
 """The circuit breaker: stop calling an agent that keeps failing, then probe it carefully.
 
-States and rules (DESIGN 4.2, drawn in `docs/resilience.md`):
+States and rules (drawn in `docs/resilience.md`, "Circuit breaker"):
 
 - `closed`: calls pass. Consecutive failures are counted; a success resets the count; when the
   count reaches `failure_threshold` the breaker opens.

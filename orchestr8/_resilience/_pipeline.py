@@ -1,4 +1,4 @@
-"""The resilience pipeline: run one callable under a `Policy`, every layer in the DESIGN 4.2 order.
+"""The resilience pipeline: run one callable under a `Policy`, every layer in the documented order.
 
 Outer to inner: total deadline, retry, circuit breaker, bulkhead, rate limiter, attempt timeout,
 the callable. The layers are fused into one loop rather than nested wrappers, and layers that are

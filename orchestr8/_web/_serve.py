@@ -7,8 +7,8 @@ close the event sockets still open (1001, `reconnect with after=N`); let Hyperco
 requests in flight. Start it with `nursery.start` to get the URLs it listens on (port 0 picks a free
 port). Executions live in the runtime, so they outlive any request that started them.
 
-`run_service` is what the `serve` command (`_cli_serve`) runs: signals, exit codes and errors
-through the process shell (`_process_shell`). Heavy imports (Quart, Hypercorn) happen when it
+`run_service` is what the `serve` command (`_command`) runs: signals, exit codes and errors
+through the process shell (`_shell/_process.py`). Heavy imports (Quart, Hypercorn) happen when it
 serves, so `orchestr8 --help` stays fast.
 """
 
@@ -293,7 +293,7 @@ async def _stop_now(journal: Journal, err: TextIO, signal_name: str) -> None:
 
 
 def _journal_path(journal: str | None) -> Path:
-    """The journal `orchestr8 run` would use (`_cli_support.journal_path`), made if missing.
+    """The journal `orchestr8 run` would use (`_shell._options.journal_path`), made if missing.
 
     Raises:
         ValueError: `--journal` is empty (or only blanks).

@@ -668,7 +668,7 @@ async def test_orchestr8_agent_serve_research_stops_on_sigint(context7: FakeCont
     help_text = await trio.run_process([*command, "--help"], capture_stdout=True, check=False)
     if not re.search(r"^\s+agent\s", help_text.stdout.decode(), re.MULTILINE):
         pytest.fail(
-            "`orchestr8 agent` is not wired into orchestr8/_cli.py yet "
+            "`orchestr8 agent` is missing: is the `orchestr8.commands` entry point installed? "
             "(see actors/research/_command.py: agent_group)"
         )
     anthropic_fake = FakeAnthropic()

@@ -23,7 +23,7 @@ from orchestr8._journal._events import (
     utc_timestamp,
 )
 
-DESIGN_TYPES = {
+DOCUMENTED_EVENT_TYPES = {
     "execution.started",
     "step.started",
     "attempt.started",
@@ -47,9 +47,9 @@ DESIGN_TYPES = {
 }
 
 
-def test_event_types_cover_the_design_exactly() -> None:
-    """Every type of DESIGN 3.3 (plus the extensions) has a constant, and nothing else does."""
-    assert {member.value for member in EventType} == DESIGN_TYPES
+def test_event_types_are_exactly_the_documented_vocabulary() -> None:
+    """Every event type docs/events.md lists (extensions included) has a constant, and no other."""
+    assert {member.value for member in EventType} == DOCUMENTED_EVENT_TYPES
 
 
 def test_terminal_types_are_the_three_execution_endings() -> None:
@@ -68,8 +68,8 @@ def test_terminal_types_are_the_three_execution_endings() -> None:
     assert not Script().add("execution.resumed").events[0].is_terminal
 
 
-def test_statuses_are_the_design_vocabulary() -> None:
-    """Execution and step statuses carry exactly the values of DESIGN 3.3."""
+def test_statuses_are_the_documented_vocabulary() -> None:
+    """Execution and step statuses carry exactly the values docs/events.md lists."""
     assert [status.value for status in ExecutionStatus] == [
         "pending",
         "running",

@@ -32,7 +32,7 @@ from orchestr8._workflow._schema import (
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [ROOT / "orchestr8" / "workflow.schema.json", ROOT / "docs" / "workflow.schema.json"]
 
-DESIGN_EXAMPLE: dict[str, Any] = {
+RESEARCH_BRIEF_EXAMPLE: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "research-brief",
     "inputs": {
@@ -76,11 +76,11 @@ def test_the_module_prints_the_schema() -> None:
     assert printed == SHIPPED[0].read_text(encoding="utf-8")
 
 
-def test_the_schema_is_valid_draft_2020_12_and_accepts_the_design_example() -> None:
-    """The generated schema passes the meta-schema and validates the design's example document."""
+def test_the_schema_is_valid_draft_2020_12_and_accepts_a_full_example() -> None:
+    """The generated schema passes the meta-schema and accepts a document using each section."""
     schema = workflow_schema()
     Draft202012Validator.check_schema(schema)
-    assert list(Draft202012Validator(schema).iter_errors(DESIGN_EXAMPLE)) == []
+    assert list(Draft202012Validator(schema).iter_errors(RESEARCH_BRIEF_EXAMPLE)) == []
 
 
 def test_every_property_has_a_description() -> None:
