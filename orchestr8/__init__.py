@@ -106,7 +106,6 @@ if TYPE_CHECKING:
     from ._web._serve import serve as serve
     from ._workflow._codec import load_workflow as load_workflow
     from ._workflow._codec import parse_workflow as parse_workflow
-    from ._workflow._codec import validate_inputs as validate_inputs
     from ._workflow._codec import validate_workflow_document as validate_workflow_document
     from ._workflow._codec import workflow_to_json as workflow_to_json
     from ._workflow._document import AgentSpec as AgentSpec
@@ -116,6 +115,7 @@ if TYPE_CHECKING:
     from ._workflow._expressions import Reference as Reference
     from ._workflow._expressions import Template as Template
     from ._workflow._expressions import compile_template as compile_template
+    from ._workflow._inputs import validate_inputs as validate_inputs
     from ._workflow._policy import BulkheadPolicy as BulkheadPolicy
     from ._workflow._policy import CircuitBreakerPolicy as CircuitBreakerPolicy
     from ._workflow._policy import Policy as Policy

@@ -1,6 +1,7 @@
 """The workflow stage: a JSON document becomes a checked, immutable workflow AST.
 
-Holds the codec (`_codec`: strict parsing, JSON Schema, cattrs), the generated schema (`_schema`),
+Holds the codec (`_codec`: reading and checking documents, writing them back), the strict cattrs
+converter (`_converter`), execution inputs checks (`_inputs`), the generated schema (`_schema`),
 `${...}` references (`_expressions`), the AST (`_document`), graph checks (`_graph`), policies
 (`_policy`, `_policy_spec`) and secret references in agent configs (`_config_secrets`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
