@@ -42,7 +42,7 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
-from ._schema import schema_problems, sort_problems
+from ._schema_problems import schema_problems, sort_problems
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024

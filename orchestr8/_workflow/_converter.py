@@ -21,7 +21,7 @@ from .._json import LARGEST_NUMBER, has_lone_surrogate
 from ._document import AgentSpec, Step, Workflow
 from ._expressions import Template, compile_template, json_type_name
 from ._policy_spec import Inherit, PolicySpec
-from ._schema import show_value
+from ._schema_problems import show_value
 
 
 def _structure_str(value: Any, _: type) -> str:

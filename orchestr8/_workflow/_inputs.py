@@ -18,7 +18,7 @@ from .._json import json_value_problems
 from .._observability._redaction import default_redactor, redact_text, secret_values_in
 from ._document import Workflow
 from ._expressions import json_type_name
-from ._schema import schema_problems, sort_problems
+from ._schema_problems import schema_problems, sort_problems
 
 
 def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
