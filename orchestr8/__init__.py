@@ -112,7 +112,6 @@ if TYPE_CHECKING:
     from ._workflow._document import Step as Step
     from ._workflow._document import Workflow as Workflow
     from ._workflow._document import workflow_schema as workflow_schema
-    from ._workflow._expressions import Reference as Reference
     from ._workflow._expressions import Template as Template
     from ._workflow._expressions import compile_template as compile_template
     from ._workflow._inputs import validate_inputs as validate_inputs
@@ -121,6 +120,7 @@ if TYPE_CHECKING:
     from ._workflow._policy import Policy as Policy
     from ._workflow._policy import RateLimitPolicy as RateLimitPolicy
     from ._workflow._policy import RetryPolicy as RetryPolicy
+    from ._workflow._references import Reference as Reference
 
 
 def _read_exports() -> dict[str, str]:

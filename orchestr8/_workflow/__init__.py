@@ -3,8 +3,8 @@
 Holds the codec (`_codec`: reading and checking documents, writing them back), the strict cattrs
 converter (`_converter`), execution inputs checks (`_inputs`), the generated schema (`_schema`),
 readable problems from JSON Schema errors (`_schema_problems`), the workflow's own `inputs` schema
-(`_inputs_schema`), `${...}` references (`_expressions`), the AST (`_document`), graph checks
-(`_graph`), policies (`_policy`, `_policy_spec`) and secret references in agent configs
-(`_config_secrets`).
+(`_inputs_schema`), templates holding `${...}` references (`_expressions`), one reference's syntax
+and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), policies
+(`_policy`, `_policy_spec`) and secret references in agent configs (`_config_secrets`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

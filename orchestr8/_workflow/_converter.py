@@ -19,8 +19,9 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from .._json import LARGEST_NUMBER, has_lone_surrogate
 from ._document import AgentSpec, Step, Workflow
-from ._expressions import Template, compile_template, json_type_name
+from ._expressions import Template, compile_template
 from ._policy_spec import Inherit, PolicySpec
+from ._references import json_type_name
 from ._schema_problems import show_value
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 
 from .._errors import Problem
-from ._expressions import Reference
 from ._inputs_schema import KnownNames, declared_names, inputs_schema_problems
+from ._references import Reference
 from ._schema_problems import did_you_mean
 
 

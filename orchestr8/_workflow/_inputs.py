@@ -17,7 +17,7 @@ from .._errors import InputValidationError, Problem
 from .._json import json_value_problems
 from .._observability._redaction import default_redactor, redact_text, secret_values_in
 from ._document import Workflow
-from ._expressions import json_type_name
+from ._references import json_type_name
 from ._schema_problems import schema_problems, sort_problems
 
 

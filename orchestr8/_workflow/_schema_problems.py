@@ -19,7 +19,7 @@ from jsonschema import ValidationError
 
 from .._errors import Problem
 from .._json import LARGEST_NUMBER, append_path
-from ._expressions import json_type_name
+from ._references import json_type_name
 
 _TYPE_NAMES = {
     "object": "an object",
