@@ -106,21 +106,21 @@ if TYPE_CHECKING:
     from ._web._serve import serve as serve
     from ._workflow._codec import load_workflow as load_workflow
     from ._workflow._codec import parse_workflow as parse_workflow
-    from ._workflow._codec import validate_inputs as validate_inputs
     from ._workflow._codec import validate_workflow_document as validate_workflow_document
     from ._workflow._codec import workflow_to_json as workflow_to_json
     from ._workflow._document import AgentSpec as AgentSpec
     from ._workflow._document import Step as Step
     from ._workflow._document import Workflow as Workflow
     from ._workflow._document import workflow_schema as workflow_schema
-    from ._workflow._expressions import Reference as Reference
     from ._workflow._expressions import Template as Template
     from ._workflow._expressions import compile_template as compile_template
+    from ._workflow._inputs import validate_inputs as validate_inputs
     from ._workflow._policy import BulkheadPolicy as BulkheadPolicy
     from ._workflow._policy import CircuitBreakerPolicy as CircuitBreakerPolicy
     from ._workflow._policy import Policy as Policy
     from ._workflow._policy import RateLimitPolicy as RateLimitPolicy
     from ._workflow._policy import RetryPolicy as RetryPolicy
+    from ._workflow._references import Reference as Reference
 
 
 def _read_exports() -> dict[str, str]:

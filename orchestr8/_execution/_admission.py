@@ -22,8 +22,9 @@ from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._errors import AgentError, Problem, WorkflowValidationError
 from .._observability._redaction import default_redactor, redact_text
-from .._workflow._codec import load_workflow, validate_inputs
+from .._workflow._codec import load_workflow
 from .._workflow._document import Workflow
+from .._workflow._inputs import validate_inputs
 from ._secrets import secret_values_of
 
 __all__ = ["Admission", "AdmittedWorkflow", "WorkflowLike", "admit", "admit_workflow"]

@@ -57,8 +57,9 @@ from .._observability._redaction import (
     redact_workflow,
 )
 from .._supervision._bus import EventBus
-from .._workflow._codec import journal_document, validate_inputs
+from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
+from .._workflow._inputs import validate_inputs
 from ._admission import Admission, admit_workflow
 from ._admission import WorkflowLike as WorkflowLike
 from ._emitter import Emitter

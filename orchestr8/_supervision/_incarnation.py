@@ -4,6 +4,8 @@ A child actor's incarnation builds the actor, runs `on_restart`/`on_start`, hand
 its mailbox closes or it crashes, runs `on_stop` shielded within its grace, and reports how it
 ended; a nested supervisor's incarnation opens the supervisor and runs its `setup`. The
 supervisor starts these as tasks in its nursery; its manager (`_restarts`) handles the reports.
+Incarnations reach the supervisor only through the interface it offers its restart machinery
+(`report_exit`, `publish_lifecycle`, `attach_nested`, `detach_nested`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._actor import Actor, _Cell, run_messages
-from ._restarts import _Exit
+from ._restarts import ExitReport
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -49,7 +51,7 @@ async def run_actor(
             raise
         cell.state = "running"  # it began, then crashed: the manager handles it as a crash
         task_status.started()
-        supervisor._report(_Exit(cell, incarnation, factory_error))
+        supervisor.report_exit(ExitReport(cell, incarnation, factory_error))
         return
     except BaseException:
         inbox.close()
@@ -72,7 +74,7 @@ async def run_actor(
             # the actor's whole life (about 1.2 KB per idle actor).
             task_status = trio.TASK_STATUS_IGNORED
             event = "actor.restarted" if cause is not None else "actor.started"
-            await supervisor._publish(event, cell)
+            await supervisor.publish_lifecycle(event, cell)
             await run_messages(actor, cell, inbox)
     except Exception as crash:
         if not started:
@@ -89,7 +91,7 @@ async def run_actor(
     if not started:
         # Stopped while starting: report started so `spawn` returns the (stopped) ref.
         task_status.started()
-    supervisor._report(_Exit(cell, incarnation, error))
+    supervisor.report_exit(ExitReport(cell, incarnation, error))
 
 
 async def clean_up(supervisor: Supervisor, actor: Actor, cell: _Cell) -> None:
@@ -104,7 +106,7 @@ async def clean_up(supervisor: Supervisor, actor: Actor, cell: _Cell) -> None:
         try:
             await actor.on_stop()
         except Exception as stop_error:
-            await supervisor._publish("actor.stop_failed", cell, stop_error)
+            await supervisor.publish_lifecycle("actor.stop_failed", cell, stop_error)
 
 
 async def run_nested(
@@ -130,7 +132,7 @@ async def run_nested(
             async with open_supervisor(
                 name=f"{supervisor.name}/{cell.name}", bus=supervisor.bus, **options
             ) as nested:
-                supervisor._nested[cell.name] = nested
+                supervisor.attach_nested(cell.name, nested)
                 if setup is not None:
                     await setup(nested)
                 if not cell.stop_requested:
@@ -138,7 +140,9 @@ async def run_nested(
                 started = True
                 task_status.started()
                 restarted = cell.restart_cause is not None
-                await supervisor._publish("actor.restarted" if restarted else "actor.started", cell)
+                await supervisor.publish_lifecycle(
+                    "actor.restarted" if restarted else "actor.started", cell
+                )
                 with suppress(trio.ClosedResourceError, trio.EndOfChannel):
                     await inbox.receive()
     except trio.ClosedResourceError:
@@ -149,12 +153,11 @@ async def run_nested(
             raise
         error = crash
     finally:
-        if supervisor._nested.get(cell.name) is not None:
-            del supervisor._nested[cell.name]
+        supervisor.detach_nested(cell.name)
         cell.task = None
         done.set()
     if not started:
         # Stopped while starting. Only here, not in `finally`: an error in `setup` must reach
         # `spawn_supervisor` (or the restart loop) through `nursery.start`, not the nursery.
         task_status.started()
-    supervisor._report(_Exit(cell, incarnation, error))
+    supervisor.report_exit(ExitReport(cell, incarnation, error))

@@ -1,13 +1,19 @@
 """Restarts: how a supervisor's manager handles child exits, by strategy, intensity and backoff.
 
-Each incarnation of a child reports its end as an `_Exit` to its supervisor's manager, which
+Each incarnation of a child reports its end as an `ExitReport` to its supervisor's manager, which
 handles the reports one at a time: it finishes children that should stay stopped, restarts the
 crashed child and the siblings its strategy groups with it (after the backoff), and gives up,
 stopping the whole supervisor, once more than `max_restarts` restarts fall within `within` seconds.
+
+The manager owns the restart record (`RestartLedger`: the intensity window, the total, the
+backoff) and reaches the supervisor only through the small interface the supervisor offers its
+restart machinery (`exit_reports`, `closing`, `child_cells`, `finish_child`, `publish_lifecycle`,
+`start_incarnation`, `abort`), never through its private attributes.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 from typing import TYPE_CHECKING
@@ -46,8 +52,55 @@ class RestartBackoff:
         return max(0.0, base + source.uniform(-spread, spread))
 
 
+class RestartLedger:
+    """A supervisor's restart record: restarts in the intensity window, the total, the backoff.
+
+    Owned by the restart machinery; the supervisor reads it for its statistics.
+    """
+
+    __slots__ = ("_random", "_times", "backoff", "max_restarts", "total", "within")
+
+    def __init__(
+        self,
+        max_restarts: int,
+        within: float,
+        backoff: RestartBackoff | None,
+        random_source: random.Random,
+    ) -> None:
+        """Start with no restarts; `backoff` None restarts at once."""
+        self.max_restarts = max_restarts
+        self.within = within
+        self.backoff = backoff
+        self.total = 0
+        self._random = random_source
+        self._times: collections.deque[float] = collections.deque()
+
+    def recent(self, now: float) -> int:
+        """How many restarts fall within the window ending at `now`."""
+        return sum(1 for at in self._times if now - at < self.within)
+
+    def admit(self, now: float) -> bool:
+        """Record a restart at `now`, or return False when the window already holds the maximum."""
+        times = self._times
+        while times and now - times[0] >= self.within:
+            times.popleft()
+        if len(times) >= self.max_restarts:
+            return False
+        times.append(now)
+        self.total += 1
+        return True
+
+    def backoff_delay(self) -> float | None:
+        """The wait before the restart just admitted (None: no backoff), by restarts in window."""
+        if self.backoff is None:
+            return None
+        return self.backoff.delay(len(self._times), self._random)
+
+
 @attrs.frozen
-class _Exit:
+class ExitReport:
+    """How one incarnation of a child ended: its number, and the crash (None: it returned)."""
+
     cell: _Cell
     incarnation: int
     error: Exception | None
@@ -58,33 +111,33 @@ async def manage_exits(supervisor: Supervisor) -> None:
     # A plain close, not `async with`: `aclose()` is a checkpoint, where a cancellation of the
     # nursery would replace (and so lose) the SupervisorGaveUpError on its way out.
     try:
-        async for exit_report in supervisor._exit_receive:
+        async for exit_report in supervisor.exit_reports:
             await _handle_exit(supervisor, exit_report)
             # Handle reports already queued without a scheduling pass each (many children
             # stopping together report in a burst).
             while True:
                 try:
-                    queued = supervisor._exit_receive.receive_nowait()
+                    queued = supervisor.exit_reports.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 await _handle_exit(supervisor, queued)
     finally:
-        supervisor._exit_receive.close()
+        supervisor.exit_reports.close()
 
 
-async def _handle_exit(supervisor: Supervisor, exit_report: _Exit) -> None:
+async def _handle_exit(supervisor: Supervisor, exit_report: ExitReport) -> None:
     cell, error = exit_report.cell, exit_report.error
     if exit_report.incarnation != cell.incarnation or cell.state in ("restarting", "stopped"):
         return
     if cell.stop_requested:
-        await supervisor._finish(cell)
+        await supervisor.finish_child(cell)
         return
-    if supervisor._closing:
+    if supervisor.closing:
         return
     if error is not None:
-        await supervisor._publish("actor.crashed", cell, error)
+        await supervisor.publish_lifecycle("actor.crashed", cell, error)
     if cell.restart == "temporary" or (error is None and cell.restart == "transient"):
-        await supervisor._finish(cell)
+        await supervisor.finish_child(cell)
         return
     cause: BaseException = (
         error if error is not None else ActorStoppedError(f"actor {cell.name!r} stopped itself")
@@ -96,13 +149,13 @@ async def _handle_exit(supervisor: Supervisor, exit_report: _Exit) -> None:
             await _terminate_for_restart(member)
     for member in group:
         if member is not cell and member.restart == "temporary":
-            await supervisor._finish(member)
+            await supervisor.finish_child(member)
         else:
             await _restart(supervisor, member, cause)
 
 
 def _restart_group(supervisor: Supervisor, cell: _Cell) -> list[_Cell]:
-    cells = list(supervisor._cells.values())
+    cells = supervisor.child_cells()
     if supervisor.strategy == "one_for_all":
         return cells
     if supervisor.strategy == "rest_for_one":
@@ -112,22 +165,13 @@ def _restart_group(supervisor: Supervisor, cell: _Cell) -> list[_Cell]:
 
 async def _count_restart(supervisor: Supervisor, cell: _Cell, cause: BaseException) -> None:
     """Record one restart, or give up when the window already holds `max_restarts`."""
-    now = trio.current_time()
-    times = supervisor._restart_times
-    while times and now - times[0] >= supervisor.within:
-        times.popleft()
-    if len(times) >= supervisor.max_restarts:
+    if not supervisor.restart_ledger.admit(trio.current_time()):
         await _give_up(supervisor, cell, cause)
-    times.append(now)
-    supervisor._restarts += 1
 
 
 async def _give_up(supervisor: Supervisor, cell: _Cell, cause: BaseException) -> None:
-    # Cancel the block first, so that code in it awaiting a child (an ask, a blocked tell)
-    # sees the give-up, not the ActorStoppedError of the teardown joining it in a group.
-    supervisor._block_scope.cancel()
-    await supervisor.stop()
-    await supervisor._publish("supervisor.gave_up", None, cause)
+    await supervisor.abort()
+    await supervisor.publish_lifecycle("supervisor.gave_up", None, cause)
     raise SupervisorGaveUpError(
         f"supervisor {supervisor.name!r} gave up: more than {supervisor.max_restarts} restarts "
         f"within {supervisor.within} s; the last crash was in {cell.name!r}: {cause!r}"
@@ -151,25 +195,23 @@ async def _terminate_for_restart(cell: _Cell) -> None:
 
 async def _restart(supervisor: Supervisor, cell: _Cell, cause: BaseException) -> None:
     """Start a fresh incarnation of `cell` (after the backoff), counting failed starts."""
-    while not (cell.stop_requested or supervisor._closing):
+    while not (cell.stop_requested or supervisor.closing):
         cell.state = "restarting"
         cell.restarts += 1
         cell.done = trio.Event()
-        if supervisor.restart_backoff is not None:
-            restart_number = len(supervisor._restart_times)
-            delay = supervisor.restart_backoff.delay(restart_number, supervisor._random)
+        delay = supervisor.restart_ledger.backoff_delay()
+        if delay is not None:
             cell.scope = trio.CancelScope(deadline=trio.current_time() + delay)
             with cell.scope:
                 await trio.sleep_forever()
-            if cell.stop_requested or supervisor._closing:
+            if cell.stop_requested or supervisor.closing:
                 break
         cell.scope = trio.CancelScope()
         cell.restart_cause = cause
-        assert cell.runner is not None
         try:
-            await supervisor._nursery.start(cell.runner, cell)
+            await supervisor.start_incarnation(cell)
         except Exception as start_error:
-            await supervisor._publish("actor.crashed", cell, start_error)
+            await supervisor.publish_lifecycle("actor.crashed", cell, start_error)
             cause = start_error
             await _count_restart(supervisor, cell, cause)
             continue

@@ -4,12 +4,13 @@ A supervisor is a nursery plus one *manager* task. Each child actor runs as one 
 incarnation; when an incarnation ends it reports to the manager, which decides, one exit at a
 time, whether to restart it (and which siblings) or to give up. No child outlives its supervisor:
 leaving `open_supervisor` stops every child (in reverse start order, or all together), each within
-its grace period. Each incarnation runs as in `_incarnation`; the manager is in `_restarts`.
+its grace period. Each incarnation runs as in `_incarnation`; the manager is in `_restarts`. Both
+reach the supervisor only through the small interface it offers them (the section "for the restart
+machinery" below), never through its private attributes.
 """
 
 from __future__ import annotations
 
-import collections
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,8 +32,8 @@ from ._actor import (
 )
 from ._bus import EventBus
 from ._incarnation import run_actor, run_nested
+from ._restarts import ExitReport, RestartLedger, manage_exits
 from ._restarts import RestartBackoff as RestartBackoff
-from ._restarts import _Exit, manage_exits
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 ShutdownOrder = Literal["reverse", "together"]
@@ -60,7 +61,8 @@ class SupervisorStatistics:
 class Supervisor:
     """Runs child actors in its nursery, restarts them by strategy, and stops them all on exit.
 
-    Get one from `open_supervisor` (or `Supervisor.spawn_supervisor` for a nested tree).
+    Get one from `open_supervisor` (or `Supervisor.spawn_supervisor` for a nested tree). The
+    members under "for the restart machinery" serve `_incarnation` and `_restarts`, not users.
     """
 
     def __init__(
@@ -99,11 +101,12 @@ class Supervisor:
         self.shutdown_order: ShutdownOrder = shutdown_order
         self.restart_backoff = restart_backoff
         self.bus = bus
-        self._random = random_source or random.Random()
+        self.restart_ledger = RestartLedger(
+            max_restarts, within, restart_backoff, random_source or random.Random()
+        )
+        """The restart record the restart machinery keeps (window, total, backoff)."""
         self._nursery = nursery
         self._cells: dict[str, _Cell] = {}
-        self._restart_times: collections.deque[float] = collections.deque()
-        self._restarts = 0
         self._unpublished = 0
         self._closing = False
         self._nested: dict[str, Supervisor] = {}
@@ -111,7 +114,7 @@ class Supervisor:
         self._run_actor = partial(run_actor, self)
         # One exit report per incarnation, and each child has at most one incarnation running, so
         # this channel holds at most as many reports as there are children: bounded by the tree.
-        self._exit_send, self._exit_receive = trio.open_memory_channel[_Exit](math.inf)
+        self._exit_send, self._exit_receive = trio.open_memory_channel[ExitReport](math.inf)
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -235,14 +238,13 @@ class Supervisor:
 
     def statistics(self) -> SupervisorStatistics:
         """A snapshot of the children and the restart history."""
-        now = trio.current_time()
-        recent = sum(1 for at in self._restart_times if now - at < self.within)
+        ledger = self.restart_ledger
         return SupervisorStatistics(
             name=self.name,
             strategy=self.strategy,
             children=self.children,
-            restarts=self._restarts,
-            recent_restarts=recent,
+            restarts=ledger.total,
+            recent_restarts=ledger.recent(trio.current_time()),
             closing=self._closing,
         )
 
@@ -272,7 +274,7 @@ class Supervisor:
             if not cell.done.is_set():
                 cell.scope.cancel()
                 await cell.done.wait()
-        await self._finish(cell)
+        await self.finish_child(cell)
 
     def _request_stop(self, cell: _Cell) -> None:
         """Ask a child to stop (once): start its grace and close its mailbox; does not wait."""
@@ -346,11 +348,50 @@ class Supervisor:
             raise
         return cell.ref
 
-    def _report(self, exit_report: _Exit) -> None:
+    # -- for the restart machinery (`_incarnation`, `_restarts`) ----------------------------
+
+    @property
+    def closing(self) -> bool:
+        """Whether the supervisor is stopping: it starts and restarts no child any more."""
+        return self._closing
+
+    @property
+    def exit_reports(self) -> trio.MemoryReceiveChannel[ExitReport]:
+        """The incarnations' exit reports, for the manager to handle one at a time."""
+        return self._exit_receive
+
+    def report_exit(self, exit_report: ExitReport) -> None:
+        """Hand an incarnation's exit to the manager (dropped once the supervisor has stopped)."""
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._exit_send.send_nowait(exit_report)
 
-    async def _finish(self, cell: _Cell) -> None:
+    def child_cells(self) -> list[_Cell]:
+        """The live children's cells, in start order."""
+        return list(self._cells.values())
+
+    async def start_incarnation(self, cell: _Cell) -> None:
+        """Start a fresh incarnation of a known child in the nursery; return once it started."""
+        assert cell.runner is not None
+        await self._nursery.start(cell.runner, cell)
+
+    def attach_nested(self, name: str, nested: Supervisor) -> None:
+        """Record the running incarnation of the nested supervisor `name`."""
+        self._nested[name] = nested
+
+    def detach_nested(self, name: str) -> None:
+        """Forget the nested supervisor `name` when its incarnation ends."""
+        self._nested.pop(name, None)
+
+    async def abort(self) -> None:
+        """Begin giving up: cancel the `open_supervisor` block, then stop every child.
+
+        The block goes first, so code in it awaiting a child (an ask, a blocked tell) sees the
+        give-up, not the ActorStoppedError of the teardown joining it in a group.
+        """
+        self._block_scope.cancel()
+        await self.stop()
+
+    async def finish_child(self, cell: _Cell) -> None:
         """Mark a child stopped for good, forget it, and say so on the bus (once)."""
         if cell.state == "stopped":
             return
@@ -358,11 +399,12 @@ class Supervisor:
         cell.close_mailbox(self.bus)
         if self._cells.get(cell.name) is cell:
             del self._cells[cell.name]
-        await self._publish("actor.stopped", cell)
+        await self.publish_lifecycle("actor.stopped", cell)
 
-    async def _publish(
+    async def publish_lifecycle(
         self, event_type: str, cell: _Cell | None, error: BaseException | None = None
     ) -> None:
+        """Publish a child's (or, with no cell, this supervisor's) lifecycle event, if heard."""
         if self.bus.has_subscribers:
             name = cell.name if cell is not None else self.name
             await self.bus.publish(

@@ -26,8 +26,8 @@ from .._journal._journal import ExecutionRecord
 from .._journal._replay import ExecutionState, StepState
 from .._json import append_path, json_value_problems, parse_strict
 from .._observability._redaction import redact_text
-from .._workflow._expressions import json_type_name
-from .._workflow._schema import sort_problems
+from .._workflow._references import json_type_name
+from .._workflow._schema_problems import sort_problems
 
 PROBLEM_JSON: Final = "application/problem+json"
 

@@ -1,7 +1,10 @@
 """The workflow stage: a JSON document becomes a checked, immutable workflow AST.
 
-Holds the codec (`_codec`: strict parsing, JSON Schema, cattrs), the generated schema (`_schema`),
-`${...}` references (`_expressions`), the AST (`_document`), graph checks (`_graph`), policies
+Holds the codec (`_codec`: reading and checking documents, writing them back), the strict cattrs
+converter (`_converter`), execution inputs checks (`_inputs`), the generated schema (`_schema`),
+readable problems from JSON Schema errors (`_schema_problems`), the workflow's own `inputs` schema
+(`_inputs_schema`), templates holding `${...}` references (`_expressions`), one reference's syntax
+and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), policies
 (`_policy`, `_policy_spec`) and secret references in agent configs (`_config_secrets`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

@@ -1,9 +1,10 @@
-"""The JSON boundary of workflows: reading documents, one strict converter, inputs validation.
+"""The JSON boundary of workflows: reading and checking documents, writing them back.
 
 Loading goes in stages, each reporting every problem it finds: read the file (at most
 `MAX_DOCUMENT_BYTES`), decode UTF-8 and parse JSON; check that the document holds only JSON values;
 check the schema version; validate against the generated JSON Schema and, on the same pass, run the
-graph and reference checks; only then structure the AST with a converter that never coerces.
+graph and reference checks; only then structure the AST with the strict converter (`_converter`).
+Execution inputs are checked in `_inputs`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 import os
-import typing
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,38 +20,29 @@ from typing import Any, Final
 
 import attrs
 import cattrs
-import referencing.exceptions
-from cattrs.errors import IterableValidationError, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from jsonschema import Draft202012Validator
 
 from .._errors import (
-    InputValidationError,
     Problem,
     UnknownAgentError,
     WorkflowValidationError,
 )
 from .._json import (
-    LARGEST_NUMBER,
     MAX_DEPTH,
-    has_lone_surrogate,
     json_value_problems,
     parse_strict,
 )
-from .._observability._redaction import default_redactor, redact_text, secret_values_in
 from ._config_secrets import config_references
+from ._converter import converter
 from ._document import (
     SCHEMA_VERSION,
     STEP_ID_PATTERN,
-    AgentSpec,
-    Step,
     Workflow,
     workflow_schema,
 )
-from ._expressions import Template, compile_template, json_type_name, scan_template
+from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
-from ._policy_spec import Inherit, PolicySpec
-from ._schema import schema_problems, show_value, sort_problems
+from ._schema_problems import schema_problems, sort_problems
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
@@ -339,182 +329,3 @@ def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> No
     """Report the malformed `${secrets...}` references of a step's agent config."""
     if isinstance(agent, Mapping) and isinstance(agent.get("config"), Mapping):
         config_references(agent["config"], f"$.steps[{index}].agent.config", problems)
-
-
-def _structure_str(value: Any, _: type) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {json_type_name(value)}")
-    if has_lone_surrogate(value):
-        # Valid JSON ("\\ud800"), but not text: no journal, terminal or log could hold it.
-        raise ValueError(f"{value!r} holds a lone surrogate, which is not text")
-    return value
-
-
-def _structure_bool(value: Any, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected a boolean, got {json_type_name(value)}")
-    return value
-
-
-def _structure_int(value: Any, _: type) -> int:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {show_value(value)}")
-    return value
-
-
-def _structure_float(value: Any, _: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {json_type_name(value)}")
-    if isinstance(value, int) and not value <= LARGEST_NUMBER:
-        raise ValueError(f"{show_value(value)} is larger than any float")
-    if not math.isfinite(value):
-        raise ValueError(f"numbers must be finite, got {value!r}")
-    return float(value)
-
-
-def _structure_tuple(value: Any, kind: Any) -> tuple[Any, ...]:
-    """Structure each item, failing with every item's error located by its index."""
-    if not isinstance(value, list | tuple):
-        raise TypeError(f"expected an array, got {json_type_name(value)}")
-    (item_type, _) = typing.get_args(kind)
-    items: list[Any] = []
-    errors: list[Exception] = []
-    for index, item in enumerate(value):
-        try:
-            items.append(converter.structure(item, item_type))
-        except Exception as error:
-            note = f"Structuring {kind} @ index {index}"
-            error.add_note(IterableValidationNote(note, index, item_type))
-            errors.append(error)
-    if errors:
-        raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
-    return tuple(items)
-
-
-def _is_tuple(kind: Any) -> bool:
-    origin: Any = typing.get_origin(kind)
-    return origin is tuple
-
-
-def _structure_object(value: Any, _: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected an object, got {json_type_name(value)}")
-    return dict(value)
-
-
-def _has_inherit(kind: Any) -> bool:
-    return Inherit in typing.get_args(kind)
-
-
-def _structure_inherit_union(value: Any, kind: Any) -> Any:
-    """Structure a present policy field: the marker stands for absence, so it is never read."""
-    rest = tuple(member for member in typing.get_args(kind) if member is not Inherit)
-    target: Any = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
-    return converter.structure(value, target)
-
-
-def _makeconverter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
-    converter.register_structure_hook(str, _structure_str)
-    converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(int, _structure_int)
-    converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _structure_object)
-    converter.register_structure_hook_func(_is_tuple, _structure_tuple)
-    converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
-    converter.register_structure_hook(Template, lambda value, _: compile_template(value))
-    converter.register_unstructure_hook(Template, lambda template: template.source)
-    structure_agent = make_dict_structure_fn(AgentSpec, converter)
-    unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
-    converter.register_structure_hook(
-        AgentSpec,
-        lambda value, kind: (
-            AgentSpec(id=value) if isinstance(value, str) else structure_agent(value, kind)
-        ),
-    )
-    converter.register_unstructure_hook(
-        AgentSpec,
-        lambda agent: (
-            agent.id if agent.version is None and not agent.config else unstructure_agent(agent)
-        ),
-    )
-    # The generated hook would build a `PolicySpec()` for every step to compare the policy with
-    # its default; comparing with one shared empty policy keeps serialising a workflow cheap.
-    unstructure_step = make_dict_unstructure_fn(
-        Step, converter, _cattrs_omit_if_default=True, policy=override(omit=True)
-    )
-    no_policy = PolicySpec()
-
-    def unstructure_step_with_policy(step: Step) -> dict[str, Any]:
-        document: dict[str, Any] = unstructure_step(step)
-        if step.policy != no_policy:
-            document["policy"] = converter.unstructure(step.policy)
-            if "on_error" in document:
-                document["on_error"] = document.pop("on_error")
-        return document
-
-    converter.register_unstructure_hook(Step, unstructure_step_with_policy)
-    converter.register_unstructure_hook(
-        Workflow,
-        make_dict_unstructure_fn(
-            Workflow,
-            converter,
-            _cattrs_omit_if_default=True,
-            schema_version=override(omit_if_default=False),
-        ),
-    )
-    return converter
-
-
-converter: Final = _makeconverter()
-
-
-def validate_inputs(workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check execution inputs against the workflow's `inputs` schema and fill in defaults.
-
-    Defaults of top-level `properties` are applied first (deep copies), then the whole is validated.
-
-    Returns:
-        A new dict: the inputs with defaults applied.
-
-    Raises:
-        InputValidationError: with every problem, paths under `$.inputs`.
-    """
-    if inputs is None:
-        inputs = {}
-    if not isinstance(inputs, Mapping):
-        problem = Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}")
-        raise InputValidationError([problem])
-    values = dict(inputs)
-    properties = workflow.inputs.get("properties")
-    if isinstance(properties, Mapping):
-        for name, declared in properties.items():
-            if name not in values and isinstance(declared, Mapping) and "default" in declared:
-                values[name] = copy.deepcopy(declared["default"])
-    problems = json_value_problems(values, "$.inputs")
-    if not problems:
-        validator = Draft202012Validator(
-            workflow.inputs, format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
-        try:
-            problems = schema_problems(validator.iter_errors(values), prefix="$.inputs")
-        except referencing.exceptions.Unresolvable as error:
-            problems = [Problem("$.inputs", f"the inputs schema has an unresolvable $ref: {error}")]
-    if problems:
-        raise InputValidationError(sort_problems(_without_secrets(problems, values)))
-    return values
-
-
-def _without_secrets(problems: list[Problem], inputs: Mapping[str, Any]) -> list[Problem]:
-    """The problems with the inputs' secret values (`api_key`...) redacted from their messages.
-
-    Schema messages quote the value they refuse (`'sk-...' is too short`), and these messages go
-    to terminals, logs and response bodies.
-    """
-    secrets = secret_values_in(inputs)
-    if not secrets:
-        return problems
-    with default_redactor().lease(secrets):
-        return [Problem(problem.path, redact_text(problem.message)) for problem in problems]

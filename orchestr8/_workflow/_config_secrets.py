@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import Problem
 from .._json import append_path
-from ._expressions import Reference, parse_reference
+from ._references import Reference, parse_reference
 
 # `$`s, `{`, then `secrets`: the reference itself is checked whole by `parse_reference`.
 _CONFIG_SECRET = re.compile(r"(\$+)\{\s*secrets\b(?!-)")

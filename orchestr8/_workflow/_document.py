@@ -31,7 +31,8 @@ from ._policy_spec import (
     overlay_policy,
     resolve_policy,
 )
-from ._schema import add_schema_checks, schema_for_class, schema_metadata, sort_problems
+from ._schema import add_schema_checks, schema_for_class, schema_metadata
+from ._schema_problems import sort_problems
 
 #: The schema version this orchestr8 reads and writes.
 SCHEMA_VERSION: Final = "1.0"

@@ -16,8 +16,9 @@ from typing import Any
 import attrs
 
 from .._errors import Problem
-from ._expressions import Reference
-from ._schema import KnownNames, declared_names, did_you_mean, inputs_schema_problems
+from ._inputs_schema import KnownNames, declared_names, inputs_schema_problems
+from ._references import Reference
+from ._schema_problems import did_you_mean
 
 
 @attrs.frozen(kw_only=True)

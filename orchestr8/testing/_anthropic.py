@@ -14,19 +14,18 @@ reply was used, fails the test, and leaving ``with fake:`` calls it.
 
 Plug it in-process through `transport` (an `httpx2.MockTransport`), `make_client()` and
 `use_fake_anthropic(fake)`, or as a real loopback server with ``async with fake.serve() as
-base_url:`` for subprocesses (``ANTHROPIC_BASE_URL``).
+base_url:`` for subprocesses (``ANTHROPIC_BASE_URL``). The answers' wire format is built in
+`_anthropic_wire`, the loopback server runs in `_anthropic_server`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from functools import partial
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,8 @@ import httpx2
 import trio
 
 from ._anthropic_hook import use_anthropic_client
+from ._anthropic_server import serve_on_loopback
+from ._anthropic_wire import Chunks, ScriptedReply, WireResponse, error_response, message_response
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -55,11 +56,6 @@ FAKE_API_KEY = "sk-ant-fake-test-key"
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 _MESSAGES_PATH = "/v1/messages"
-
-_Chunks = list[tuple[float, bytes]]
-_Scope = Mapping[str, Any]
-_Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-_Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 @attrs.frozen
@@ -93,80 +89,10 @@ class AnthropicRequest:
         return text
 
 
-@attrs.frozen
-class _Reply:
-    """One scripted answer: a message (JSON or streamed), an HTTP error, or a stream error."""
-
-    label: str
-    status: int = 200
-    message: Mapping[str, Any] | None = None
-    error: Mapping[str, Any] | None = None
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    chunk_size: int = 10
-    delay: float = 0.0
-
-
-@attrs.frozen
-class _Response:
-    status: int
-    headers: Mapping[str, str]
-    chunks: _Chunks
-
-
-def _sse(event: Mapping[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[start : start + size] for start in range(0, len(text), size)] or [""]
-
-
-def _stream_events(message: Mapping[str, Any], chunk_size: int) -> list[dict[str, Any]]:
-    """The event sequence the real API streams for `message`."""
-    usage = message["usage"]
-    start = {
-        **message,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
-    }
-    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
-    for index, block in enumerate(message["content"]):
-        first: dict[str, Any]
-        if block["type"] == "text":
-            first = {"type": "text", "text": ""}
-            deltas = [
-                {"type": "text_delta", "text": piece}
-                for piece in _pieces(block["text"], chunk_size)
-            ]
-        elif block["type"] == "tool_use":
-            first = {**block, "input": {}}
-            deltas = [
-                {"type": "input_json_delta", "partial_json": piece}
-                for piece in _pieces(json.dumps(block["input"]), chunk_size)
-            ]
-        else:
-            first, deltas = dict(block), []
-        events.append({"type": "content_block_start", "index": index, "content_block": first})
-        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
-        events.append({"type": "content_block_stop", "index": index})
-    if message.get("stop_reason") is not None:
-        events.append(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
-            }
-        )
-        events.append({"type": "message_stop"})
-    return events
-
-
 class _DelayedStream(httpx2.AsyncByteStream):
     """A response body whose chunks arrive after their delays (trio clock)."""
 
-    def __init__(self, chunks: _Chunks) -> None:
+    def __init__(self, chunks: Chunks) -> None:
         self._chunks = chunks
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -189,7 +115,7 @@ class FakeAnthropic:
         """Every request received, in order."""
         self.unexpected: list[str] = []
         """A description of every request the script did not cover."""
-        self._replies: deque[_Reply] = deque()
+        self._replies: deque[ScriptedReply] = deque()
         self._ids = itertools.count(1)
         self._tool_ids = itertools.count(1)
 
@@ -224,7 +150,7 @@ class FakeAnthropic:
         }
         kinds = ", ".join(block.get("type", "?") for block in blocks) or "empty"
         self._replies.append(
-            _Reply(
+            ScriptedReply(
                 f"message ({kinds})",
                 message=message,
                 chunk_size=chunk_size or self.chunk_size,
@@ -267,7 +193,7 @@ class FakeAnthropic:
     ) -> None:
         """Script an HTTP error with the API's body ``{"type": "error", "error": {...}}``."""
         self._replies.append(
-            _Reply(
+            ScriptedReply(
                 f"error {status} {error_type}",
                 status=status,
                 error={"type": error_type, "message": message},
@@ -358,7 +284,7 @@ class FakeAnthropic:
 
     def _respond(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Response:
+    ) -> WireResponse:
         """Record one request and build the answer the script holds for it."""
         lowered = {key.lower(): value for key, value in headers.items()}
         try:
@@ -393,38 +319,22 @@ class FakeAnthropic:
 
     def _error(
         self, status: int, error: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> _Response:
-        request_id = f"req_fake_{next(self._ids):04d}"
-        body = json.dumps({"type": "error", "error": dict(error), "request_id": request_id})
-        return _Response(
-            status,
-            {"content-type": "application/json", "request-id": request_id, **headers},
-            [(0.0, body.encode())],
-        )
+    ) -> WireResponse:
+        return error_response(status, error, headers, request_id=f"req_fake_{next(self._ids):04d}")
 
-    def _answer(self, reply: _Reply, request: AnthropicRequest) -> _Response:
+    def _answer(self, reply: ScriptedReply, request: AnthropicRequest) -> WireResponse:
         if reply.message is None or (reply.error is not None and not request.stream):
             assert reply.error is not None
             return self._error(reply.status, reply.error, reply.headers)
         body = request.json if isinstance(request.json, Mapping) else {}
-        message = {"id": f"msg_fake_{next(self._ids):04d}", **reply.message}
-        if message["model"] is None:
-            message["model"] = body.get("model", "claude-fake")
-        headers = {"request-id": f"req_fake_{next(self._ids):04d}", **reply.headers}
-        if not request.stream:
-            return _Response(
-                200,
-                {"content-type": "application/json", **headers},
-                [(0.0, json.dumps(message).encode())],
-            )
-        events = _stream_events(message, reply.chunk_size)
-        if reply.error is not None:
-            events.append({"type": "error", "error": dict(reply.error)})
-        chunks = [(reply.delay if i else 0.0, _sse(event)) for i, event in enumerate(events)]
-        return _Response(
-            200,
-            {"content-type": "text/event-stream", "cache-control": "no-cache", **headers},
-            chunks,
+        message_id = f"msg_fake_{next(self._ids):04d}"
+        request_id = f"req_fake_{next(self._ids):04d}"
+        return message_response(
+            reply,
+            message_id=message_id,
+            request_id=request_id,
+            model=body.get("model", "claude-fake"),
+            stream=request.stream,
         )
 
     # -- in process -----------------------------------------------------------------------------
@@ -465,66 +375,13 @@ class FakeAnthropic:
 
     # -- over the network -----------------------------------------------------------------------
 
-    async def _asgi(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
-        headers = {
-            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
-        }
-        response = self._respond(scope["method"], scope["path"], headers, body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    (key.encode(), value.encode()) for key, value in response.headers.items()
-                ],
-            }
-        )
-        for delay, chunk in response.chunks:
-            if delay > 0:
-                await trio.sleep(delay)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    def serve(self, host: str = "127.0.0.1") -> AbstractAsyncContextManager[str]:
         """Serve the fake over HTTP on a free port of `host`; yield its base URL.
 
         Subprocesses reach it with ``ANTHROPIC_BASE_URL=<base URL>`` (and any API key). Do not
         combine it with a `MockClock` that autojumps: waiting for the network looks idle to it.
         """
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
-        config = Config()
-        config.bind = [f"{host}:0"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("orchestr8.testing.fake_anthropic")
-        config.graceful_timeout = 1.0
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            urls: list[str] = await nursery.start(
-                partial(serve, self._asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-            )
-            try:
-                yield urls[0]
-            finally:
-                stop.set()
+        return serve_on_loopback(self._respond, host)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from orchestr8._execution._admission import admit, admit_workflow
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._secrets import Secrets
 from orchestr8._journal._events import ExecutionStatus
-from orchestr8._workflow._codec import validate_inputs
+from orchestr8._workflow._inputs import validate_inputs
 
 BUILT: list[Mapping[str, Any]] = []
 """The config of every `CountedAgent` built, in order (reset for every test)."""

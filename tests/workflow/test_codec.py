@@ -1,28 +1,24 @@
-"""Tests for reading, validating, structuring and serialising workflow documents and inputs."""
+"""Tests for reading, validating, structuring and serialising workflow documents."""
 
 from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import attrs
-import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestr8._agents._registry import AgentRegistry
-from orchestr8._errors import InputValidationError, WorkflowValidationError
+from orchestr8._errors import WorkflowValidationError
 from orchestr8._workflow._codec import (
     MAX_DOCUMENT_BYTES,
-    converter,
     load_workflow,
     parse_workflow,
-    validate_inputs,
     validate_workflow_document,
     workflow_to_json,
 )
@@ -223,25 +219,6 @@ def test_integers_are_accepted_where_numbers_go_and_integral_floats_where_intege
     assert isinstance(loaded.policy_for("a").retry.max_attempts, int)
 
 
-@pytest.mark.parametrize(
-    ("value", "kind"),
-    [
-        (None, str),
-        (3, str),
-        (2.9, int),
-        (True, int),
-        (True, float),
-        ("1", float),
-        (1, bool),
-        ("a", tuple[str, ...]),
-    ],
-)
-def test_the_converter_itself_is_strict(value: Any, kind: Any) -> None:
-    """The one converter refuses values of the wrong JSON type even without the schema."""
-    with pytest.raises((TypeError, ValueError, cattrs.BaseValidationError)):
-        converter.structure(value, kind)
-
-
 def test_an_integer_too_long_for_python_is_named_at_its_path() -> None:
     """A 5000-digit integer in a workflow file is a problem at its path, not a bare parse error."""
     text = json.dumps(with_changes(timeout=1)).replace('"timeout": 1', '"timeout": ' + "9" * 5000)
@@ -249,23 +226,6 @@ def test_an_integer_too_long_for_python_is_named_at_its_path() -> None:
         "$.timeout: a number with 5000 digits is larger than any float "
         "(at most 1.7976931348623157e+308)"
     ]
-
-
-def test_the_converter_locates_errors_inside_arrays_by_index() -> None:
-    """Errors found while structuring array items keep the item's index in their path."""
-    document = {
-        "schema_version": "1.0",
-        "name": "w",
-        "steps": [
-            {"id": "a", "agent": "echo"},
-            {"id": "b", "agent": "echo", "policy": {"timeout": 10**400}},
-            {"id": "c", "agent": "echo", "depends_on": ["a", 5]},
-        ],
-    }
-    with pytest.raises(cattrs.BaseValidationError) as caught:
-        converter.structure(document, Workflow)
-    paths = [message.rpartition(" @ ")[2] for message in cattrs.transform_error(caught.value)]
-    assert sorted(paths) == ["$.steps[1].policy.timeout", "$.steps[2].depends_on[1]"]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -521,74 +481,6 @@ def test_any_valid_workflow_survives_a_round_trip_through_json(workflow: Workflo
     assert all(
         loaded.policy_for(step.id) == workflow.policy_for(step.id) for step in workflow.steps
     )
-
-
-def test_validate_inputs_applies_defaults_and_returns_a_new_dict() -> None:
-    """Top-level defaults fill missing inputs (as copies); given values are kept."""
-    loaded = load_workflow(
-        with_changes(
-            inputs={
-                "type": "object",
-                "properties": {
-                    "topic": {"type": "string"},
-                    "tags": {"type": "array", "default": ["x"]},
-                },
-                "required": ["topic", "tags"],
-            }
-        )
-    )
-    given_inputs = {"topic": "cats"}
-    checked = validate_inputs(loaded, given_inputs)
-    assert checked == {"topic": "cats", "tags": ["x"]}
-    assert given_inputs == {"topic": "cats"}
-    checked["tags"].append("y")
-    assert validate_inputs(loaded, {"topic": "dogs"})["tags"] == ["x"]
-
-
-def test_validate_inputs_reports_every_problem_under_dollar_inputs() -> None:
-    """Missing, mistyped and badly formatted inputs are each reported at `$.inputs...`."""
-    loaded = load_workflow(
-        with_changes(
-            inputs={
-                "type": "object",
-                "properties": {
-                    "topic": {"type": "string"},
-                    "count": {"type": "integer", "minimum": 1},
-                    "day": {"type": "string", "format": "date"},
-                },
-                "required": ["topic"],
-                "additionalProperties": False,
-            }
-        )
-    )
-    with pytest.raises(InputValidationError) as caught:
-        validate_inputs(loaded, {"count": True, "day": "yesterday", "extra": 1})
-    assert [str(problem) for problem in caught.value.problems] == [
-        "$.inputs: missing required key 'topic'",
-        "$.inputs: unknown key 'extra'",
-        "$.inputs.count: expected an integer, got a boolean",
-        "$.inputs.day: 'yesterday' is not a valid date",
-    ]
-
-
-def test_validate_inputs_handles_none_non_objects_and_non_json_values() -> None:
-    """No inputs means `{}`; a non-object or a value JSON cannot hold is a problem."""
-    loaded = load_workflow(MINIMAL)
-    assert validate_inputs(loaded) == {}
-    assert validate_inputs(loaded, None) == {}
-    with pytest.raises(InputValidationError, match=r"\$\.inputs: expected an object, got an array"):
-        validate_inputs(loaded, [1])  # type: ignore[arg-type]
-    with pytest.raises(InputValidationError, match=r"\$\.inputs\.when: not a JSON value"):
-        validate_inputs(loaded, {"when": time})
-
-
-def test_validate_inputs_reports_an_unresolvable_reference_in_the_schema() -> None:
-    """A `$ref` that cannot be resolved is a problem, not a traceback (and nothing is fetched)."""
-    loaded = load_workflow(
-        with_changes(inputs={"type": "object", "properties": {"topic": {"$ref": "#/$defs/nope"}}})
-    )
-    with pytest.raises(InputValidationError, match="unresolvable"):
-        validate_inputs(loaded, {"topic": 1})
 
 
 def test_a_schema_key_for_editors_is_accepted_and_ignored() -> None:

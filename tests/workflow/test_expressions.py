@@ -1,4 +1,4 @@
-"""Tests for `${...}` references: parsing, compiling, escaping, rendering and their errors."""
+"""Tests for templates holding `${...}` references: compiling, escaping, rendering, errors."""
 
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ from hypothesis import strategies as st
 
 from orchestr8._errors import ReferenceResolutionError, WorkflowError, WorkflowValidationError
 from orchestr8._workflow import _expressions as expressions
-from orchestr8._workflow._expressions import (
-    Reference,
-    compile_template,
-    parse_reference,
-    scan_template,
-)
+from orchestr8._workflow._expressions import compile_template, scan_template
+from orchestr8._workflow._references import Reference
 
 INPUTS = {"topic": "cats", "count": 3, "tags": ["a", "b"], "a key": {"x-y": None}, "flag": True}
 OUTPUTS = {"search": {"items": [{"url": "u1"}, {"url": "u2"}], "q": "cats"}, "empty": None}
@@ -114,14 +110,6 @@ def test_references_are_listed_in_document_order_with_their_locations() -> None:
         ("['b c']", "${inputs.count}"),
     ]
     assert [ref.input_name for ref in template.references] == ["topic", None, "count"]
-
-
-def test_parse_reference_returns_the_structure_and_the_end() -> None:
-    """Parsing splits the source, the step id and the path of keys and indexes."""
-    text = "x ${steps.search.output.items[2]['a b'].c} y"
-    reference, end = parse_reference(text, 2)
-    assert reference == Reference("steps", "search", ("items", 2, "a b", "c"), text[2:end])
-    assert text[end:] == " y"
 
 
 ROOT = "it must start with 'inputs', 'steps.STEP_ID.output' or 'secrets'"
