@@ -351,9 +351,8 @@ class _Routes:
         """
         if self.service.draining:
             raise ProblemError(503, "shutting-down", "the server is shutting down; retry later")
-        # Optional: a request with neither a body nor a content type resumes as is.
-        sent = _has_body() or bool(request.headers.get("Content-Type"))
-        body = parse_resume_request(await read_json_body() if sent else {})
+        # Optional: an empty body (whatever its content type) resumes as is.
+        body = parse_resume_request(await read_json_body(if_empty={}))
         record = await self.runtime.journal.get_execution(execution_id)
         g.correlation_id = record.correlation_id
         try:

@@ -160,13 +160,28 @@ def current_path() -> str:
     return websocket.path if has_websocket_context() else request.path
 
 
-async def read_json_body() -> Any:
-    """Read the request body as strict JSON.
+_REQUIRED: Final = object()
+"""`read_json_body`'s default for `if_empty`: the body is required."""
+
+
+async def read_json_body(*, if_empty: Any = _REQUIRED) -> Any:
+    """Read the request body as strict JSON; an empty body gives `if_empty` when one is given.
+
+    A route whose body is optional passes `if_empty`: zero bytes then mean no body, whatever
+    the content type says (a client may send `Content-Type: application/json` and nothing).
 
     Raises:
-        ProblemError: 415 not JSON by content type, 400 not valid JSON, 422 duplicate keys or
-            nesting deeper than the workflow limit. The size limit raises 413 while reading.
+        ProblemError: 415 not JSON by content type, 400 not valid JSON (or empty when required),
+            422 duplicate keys or nesting deeper than the workflow limit. The size limit raises
+            413 while reading.
     """
+    if if_empty is not _REQUIRED:
+        data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        g.body_read = True
+        if not data:
+            return if_empty
+    else:
+        data = None
     mimetype = request.mimetype
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if not (mimetype == "application/json" or mimetype.endswith("+json")) or charset != "utf-8":
@@ -174,8 +189,9 @@ async def read_json_body() -> Any:
         raise ProblemError(
             415, "unsupported-media-type", f"send the body as application/json (UTF-8); got {shown}"
         )
-    data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-    g.body_read = True
+    if data is None:
+        data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        g.body_read = True
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

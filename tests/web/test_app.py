@@ -1152,6 +1152,14 @@ async def down_once(input: Any, context: AgentContext) -> Any:
     return input
 
 
+FLAKY_STEP: dict[str, Any] = {
+    "id": "greet",
+    "agent": {"id": "python", "config": {"callable": f"{__name__}:down_once"}},
+    "input": {"hello": "${inputs.who}"},
+    "policy": {"retry": {"max_attempts": 1}},
+}
+"""`ECHO`'s step, failing while `DOWN` says so (then echoing its input as before)."""
+
 KEYED: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "keyed",
@@ -1193,6 +1201,23 @@ async def test_resume_continues_an_execution_and_names_redacted_inputs_it_needs(
     done = await problem(await client.post(path, json={}), 409)
     assert done["type"] == "urn:orchestr8:problem:execution-not-resumable"
     assert "already succeeded" in done["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+async def test_an_empty_resume_body_is_no_body_whatever_its_content_type(
+    client: Client, runtime: Runtime, content_type: str | None
+) -> None:
+    """The body is optional: zero bytes resume as is, even declared as JSON."""
+    DOWN["greet"] = 1
+    workflow = {**ECHO, "steps": [FLAKY_STEP]}
+    execution_id = await start(client, workflow, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await client.post(f"/executions/{execution_id}/resume", data=b"", headers=headers)
+    assert response.status_code == 202, await response.get_data(as_text=True)
+    await finish(runtime, execution_id)
+    document = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert document["status"] == "succeeded"
 
 
 @pytest.mark.parametrize(
