@@ -187,7 +187,8 @@ class _Routes:
             token.strip().encode("latin-1", "replace"), self.service.api_key
         ):
             return None
-        detail = "send the API key as `Authorization: Bearer <key>`"
+        # Worded so that no `key: value` secret pattern matches: problems are redacted whole.
+        detail = "send the API key in the Authorization header, as `Bearer <key>`"
         return problem_response(
             401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="orchestr8"'}
         )

@@ -834,6 +834,8 @@ async def test_with_a_key_every_route_but_health_needs_the_bearer_key(
     document = await problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert KEY not in json.dumps(document)
+    # Problems are redacted whole: the server's own words must survive that intact.
+    assert document["detail"] == "send the API key in the Authorization header, as `Bearer <key>`"
 
 
 async def test_with_the_key_requests_pass_and_health_needs_none(
