@@ -381,7 +381,8 @@ class _Routes:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""
         after = query_int("after", default=0, low=0, high=MAX_SEQ, args=websocket.args)
         await self.runtime.journal.get_execution(execution_id)
-        await websocket.accept()
+        # The handshake's 101 carries the correlation id like every other response.
+        await websocket.accept(headers={"X-Correlation-ID": _request_correlation_id()})
         await stream_events(
             websocket,
             self.runtime,

@@ -326,6 +326,7 @@ def _paths() -> dict[str, Any]:
                     "101": {
                         "description": "Switching to the WebSocket protocol; each message is "
                         "an Event.",
+                        **_headers(),
                         **_content(_ref("Event")),
                     },
                     **{
