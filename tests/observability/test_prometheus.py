@@ -170,7 +170,7 @@ def test_label_values_are_redacted_when_rendered() -> None:
 
 
 def test_series_equal_once_redacted_are_merged() -> None:
-    """Two workflows whose names redact alike give one series: counts add, a breaker's worst wins."""
+    """Names that redact alike give one series: counts add up, a breaker shows its worst."""
     first, second = "first-secret-value", "second-secret-value"
     registry = PrometheusRegistry()
     for name, state in ((first, 2.0), (second, 0.0)):
