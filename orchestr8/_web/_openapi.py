@@ -132,7 +132,8 @@ def _paths() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
         "description": "1 to 255 visible ASCII characters, bare or in double quotes. A repeat "
         "request with the same key returns the execution started by the first "
-        "one (422 if its workflow or inputs differ).",
+        "one (422 if its workflow or inputs differ; inputs under secret-looking keys are "
+        "compared redacted, so a different secret alone is the same request).",
     }
     correlation_header = {
         "name": "X-Correlation-ID",

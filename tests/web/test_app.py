@@ -262,6 +262,34 @@ async def test_idempotency_key_reused_with_different_inputs_is_422(
     assert execution_id in document["detail"]
 
 
+async def test_idempotency_key_reused_with_only_another_secret_input_is_the_same_request(
+    client: Client, runtime: Runtime
+) -> None:
+    """Secret inputs are compared redacted, as the journal keeps them (docs/rest.md says why)."""
+    headers = {"Idempotency-Key": "k-secret"}
+    workflow = {**KEYED, "steps": [{"id": "call", "agent": "echo", "input": "${inputs.api_key}"}]}
+    first = await client.post(
+        "/workflows/execute",
+        json={"workflow": workflow, "inputs": {"api_key": "first-secret-1"}},
+        headers=headers,
+    )
+    execution_id = (await first.get_json())["execution_id"]
+    await finish(runtime, execution_id)
+    repeat = await client.post(
+        "/workflows/execute",
+        json={"workflow": workflow, "inputs": {"api_key": "second-secret-2"}},
+        headers=headers,
+    )
+    assert repeat.status_code == 202
+    assert (await repeat.get_json())["execution_id"] == execution_id
+    renamed = await client.post(
+        "/workflows/execute",
+        json={"workflow": {**workflow, "name": "other"}, "inputs": {"api_key": "first-secret-1"}},
+        headers=headers,
+    )
+    assert (await problem(renamed, 422))["type"] == "urn:orchestr8:problem:idempotency-key-reused"
+
+
 async def test_idempotency_keys_are_the_runtimes(client: Client, runtime: Runtime) -> None:
     """A key an embedding program used on the runtime binds requests too: repeat or 422."""
     handle = await runtime.start(ECHO, {"who": "Ada"}, idempotency_key="shared")
