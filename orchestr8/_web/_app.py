@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from .._errors import ExecutionNotFoundError, JournalError
 from .._execution._runtime import Runtime
 from .._observability._redaction import register_secret
-from ._documents import ProblemError, problem_response
+from ._problems import ProblemError, problem_response
 from ._responses import (
     close_if_body_unread,
     correlation_header,

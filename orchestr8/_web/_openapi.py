@@ -11,12 +11,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .._version import __version__
-from ._documents import (
-    CURSOR_PATTERN,
-    IDEMPOTENCY_KEY_PATTERN,
-    MAX_CORRELATION_ID,
-    MAX_SEQ,
-)
 from ._event_socket import (
     CLOSE_FINISHED,
     CLOSE_GOING_AWAY,
@@ -27,6 +21,7 @@ from ._event_socket import (
     MAX_CLIENT_MESSAGE,
 )
 from ._openapi_schemas import component_schemas, schema_ref
+from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
 
 _JSON: Final = "application/json"
 _PROBLEM: Final = "application/problem+json"

@@ -15,7 +15,7 @@ from .._execution._liveness import SHOWN_STATUSES
 from .._journal._events import EventType, StepStatus
 from .._json import LARGEST_NUMBER
 from .._workflow._document import workflow_schema
-from ._documents import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
+from ._requests import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
 
 __all__ = ["component_schemas", "schema_ref"]
 

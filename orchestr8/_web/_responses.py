@@ -18,7 +18,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .._errors import ExecutionNotFoundError, JournalError
-from ._documents import ProblemError, current_path, is_correlation_id, problem_response
+from ._problems import ProblemError, current_path, problem_response
+from ._requests import is_correlation_id
 
 __all__ = [
     "close_if_body_unread",

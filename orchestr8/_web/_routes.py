@@ -30,24 +30,19 @@ from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
 from .._journal._replay import replay
 from .._version import __version__
-from ._documents import (
+from ._documents import execution_document, execution_links, execution_summary, json_response
+from ._event_socket import stream_events
+from ._openapi import openapi_document
+from ._problems import ProblemError, current_path, problem_response
+from ._requests import (
     CURSOR_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_SEQ,
-    ProblemError,
-    current_path,
-    execution_document,
-    execution_links,
-    execution_summary,
-    json_response,
     parse_execute_request,
     parse_resume_request,
-    problem_response,
     query_int,
     read_json_body,
 )
-from ._event_socket import stream_events
-from ._openapi import openapi_document
 from ._responses import request_correlation_id
 
 __all__ = ["ServiceRoutes", "ServiceState"]
