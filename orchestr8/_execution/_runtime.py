@@ -354,8 +354,8 @@ class Runtime:
         rerun = [step.id for step in loaded.steps if step.id not in completed]
         if literals := redacted_literals(loaded, rerun):
             _logger.warning(
-                "execution %s resumes with '***' at %s: the journal keeps literal secrets "
-                "redacted; write ${secrets.NAME} for the values a resume needs",
+                "execution %s resumes with '***' in place of %s (the journal keeps literal "
+                "secrets redacted); write ${secrets.NAME} for the values a resume needs",
                 execution_id,
                 ", ".join(literals),
             )

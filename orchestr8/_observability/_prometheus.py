@@ -5,6 +5,11 @@ nothing until an SDK is installed) and here, in plain counters, so that `orchest
 scraped by Prometheus out of the box. The names follow Prometheus conventions (`_total`, the base
 unit, seconds, in the name) and `promtool check metrics` accepts the output;
 `docs/observability.md` lists them beside their OpenTelemetry names.
+
+Label values (workflow, step and agent names) are redacted where the exposition is rendered, as
+every other view of the engine is: a workflow named with a secret is exposed as `***`. Series
+whose labels become equal once redacted are merged (counts and sums add up, a breaker's state is
+the worst of them), so the exposition never repeats a series.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import math
 import threading
 from collections.abc import Iterable
 from typing import Final
+
+from ._redaction import Redactor, default_redactor
 
 DURATION_BUCKETS: Final = (
     0.005,
@@ -73,6 +80,16 @@ class Histogram:
         self.count += 1
         self.sum += value
 
+    def merged(self, other: Histogram) -> Histogram:
+        """A new histogram counting both this one's observations and `other`'s."""
+        total = Histogram()
+        total.buckets = [
+            mine + theirs for mine, theirs in zip(self.buckets, other.buckets, strict=True)
+        ]
+        total.count = self.count + other.count
+        total.sum = self.sum + other.sum
+        return total
+
 
 class PrometheusRegistry:
     """Counters, gauges and histograms by label set, rendered in the Prometheus text format."""
@@ -117,17 +134,32 @@ class PrometheusRegistry:
         with self._lock:
             histogram.observe(value)
 
-    def render(self) -> str:
-        """The text exposition format (version 0.0.4) of everything recorded."""
+    def render(self, redactor: Redactor | None = None) -> str:
+        """The text exposition format (version 0.0.4) of everything recorded, labels redacted.
+
+        `redactor` (default: the process-wide one) redacts each label value; series that become
+        equal are merged (see the module doc).
+        """
+        redactor = redactor if redactor is not None else default_redactor()
         lines: list[str] = []
         with self._lock:
             for name in sorted(_HELP):
                 kind, text = _HELP[name]
                 lines.append(f"# HELP {name} {text}")
                 lines.append(f"# TYPE {name} {kind}")
-                for labels, value in sorted(self._values.get(name, {}).items()):
+                merge = max if name == BREAKER_STATE else _add
+                values: dict[Labels, float] = {}
+                for labels, value in self._values.get(name, {}).items():
+                    shown = _redacted(labels, redactor)
+                    values[shown] = merge(values[shown], value) if shown in values else value
+                for labels, value in sorted(values.items()):
                     lines.append(f"{name}{_labels(labels)} {_number(value)}")
-                for labels, histogram in sorted(self._histograms.get(name, {}).items()):
+                histograms: dict[Labels, Histogram] = {}
+                for labels, histogram in self._histograms.get(name, {}).items():
+                    shown = _redacted(labels, redactor)
+                    total = histograms.get(shown)
+                    histograms[shown] = histogram if total is None else total.merged(histogram)
+                for labels, histogram in sorted(histograms.items()):
                     lines.extend(_histogram_lines(name, labels, histogram))
         return "\n".join(lines) + "\n"
 
@@ -140,6 +172,16 @@ def _histogram_lines(name: str, labels: Labels, histogram: Histogram) -> Iterabl
     yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {histogram.count}"
     yield f"{name}_sum{_labels(labels)} {_number(histogram.sum)}"
     yield f"{name}_count{_labels(labels)} {histogram.count}"
+
+
+def _add(first: float, second: float) -> float:
+    return first + second
+
+
+def _redacted(labels: Labels, redactor: Redactor) -> Labels:
+    """`labels` with each value redacted (the same tuple when nothing changes)."""
+    shown = tuple((key, redactor.redact_text(value)) for key, value in labels)
+    return labels if shown == labels else shown
 
 
 def _labels(labels: Labels) -> str:

@@ -22,16 +22,12 @@ e.g. ``Authorization: Bearer abc`` becomes ``Authorization: Bearer ***``.
 Under a secret key, a string made only of ``${...}`` references (optionally after an auth scheme,
 ``Bearer ${secrets.TOKEN}``) is kept: it names where a value comes from, it is not the value, and a
 resumed execution needs it. `Redactor.redact_workflow` redacts a workflow document without breaking
-it: keys are looked at only where values live (each step's ``input``, each agent's ``config`` and
-the ``output`` template); the ``inputs`` schema and every other structural part get known values
-replaced, never a whole value, so a schema property named ``api_key`` stays a schema.
+it (`_workflow_redaction`).
 
-Values come in two lifetimes. `Redactor.add_secret` registers one for the life of the process (the
-service API key, secrets from the environment); `Redactor.lease` registers an execution's secret
-inputs, config values and ``${secrets.NAME}`` values until the lease is released (when the
-execution ends), counted, so the same value leased twice stays known until both are released and
-the set of known values stays as small as what runs (every string of every event is checked
-against each known value).
+Values come in two lifetimes (`_secret_values`): `Redactor.add_secret` registers one for the life
+of the process (the service API key, secrets from the environment); `Redactor.lease` registers an
+execution's secret values until the execution ends. This module also holds the process-wide
+redactor and the functions that use it (`redact`, `redact_text`, `redact_workflow`).
 """
 
 from __future__ import annotations
@@ -41,8 +37,10 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
-from types import TracebackType
 from typing import Any, Final
+
+from ._secret_values import SecretLease, SecretValues
+from ._workflow_redaction import redact_workflow_document
 
 __all__ = [
     "DEFAULT_SECRET_KEYS",
@@ -88,9 +86,6 @@ SECRET_VARIABLE_PREFIX: Final = "ORCHESTR8_SECRET_"
 MIN_ENVIRONMENT_SECRET: Final = 8
 """Environment values shorter than this are not registered: they would mangle ordinary text."""
 
-MIN_SECRET: Final = 4
-"""Explicitly registered values shorter than this are refused, for the same reason."""
-
 _SEPARATORS = str.maketrans("", "", "_-. ")
 _REFERENCE_SPAN = re.compile(r"\$\{[^}]*\}")
 _REFERENCE = (
@@ -101,8 +96,6 @@ _WELL_FORMED_SPANS = re.compile(rf"(?:[^$]|\$(?!\{{))*(?:{_REFERENCE}(?:[^$]|\$(
 """Text holding a reference (the grammar of `_workflow._expressions`) and no other `${`."""
 # What may stand beside references in a kept template: nothing, or an HTTP auth scheme.
 _TEMPLATE_LITERALS: Final = frozenset({"", "bearer", "basic", "token"})
-# The parts of a step and of a workflow document whose values are data (redacted by key too).
-_VALUE_PARTS: Final = frozenset({"input", "output"})
 _KEY_CACHE_LIMIT = 4096
 # The value after a secret key in free text: a quoted string, or a run up to a delimiter, after
 # an optional auth scheme (so `Authorization: Bearer abc` keeps `Bearer` and loses `abc`).
@@ -135,10 +128,7 @@ class Redactor:
             rf"(?P<key>{'|'.join(alternatives)}){_TEXT_VALUE}", re.IGNORECASE
         )
         self._key_cache: dict[str, bool] = {}
-        self._values: tuple[str, ...] = ()
-        self._permanent: set[str] = set()
-        self._leased: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._secrets = SecretValues()
         for value in secret_values:
             self.add_secret(value)
 
@@ -178,18 +168,11 @@ class Redactor:
     @property
     def secret_count(self) -> int:
         """How many distinct values are known now (for the life of the process or leased)."""
-        return len(self._values)
+        return len(self._secrets.current)
 
     def add_secret(self, value: str) -> bool:
         """Register a secret value to replace wherever it occurs; False if it is too short."""
-        value = value.strip()
-        if len(value) < MIN_SECRET:
-            return False
-        with self._lock:
-            if value not in self._permanent:
-                self._permanent.add(value)
-                self._publish()
-        return True
+        return self._secrets.add(value)
 
     def lease(self, values: Iterable[str]) -> SecretLease:
         """Know `values` until the returned lease is released (values too short are skipped).
@@ -197,82 +180,23 @@ class Redactor:
         The runtime takes one lease per execution and releases it when the execution ends, so
         a service seeing a new `api_key` on every request knows only those still running.
         """
-        usable = tuple({value.strip() for value in values if len(value.strip()) >= MIN_SECRET})
-        if usable:
-            with self._lock:
-                for value in usable:
-                    self._leased[value] = self._leased.get(value, 0) + 1
-                self._publish()
-        return SecretLease(self, usable)
-
-    def _release(self, values: tuple[str, ...]) -> None:
-        """Give back one lease's hold on `values`; those no longer held are forgotten."""
-        with self._lock:
-            for value in values:
-                count = self._leased[value] - 1
-                if count:
-                    self._leased[value] = count
-                else:
-                    del self._leased[value]
-            self._publish()
-
-    def _publish(self) -> None:
-        """Rebuild the tuple the walkers read (under the lock): replaced whole, never mutated."""
-        known = self._permanent.union(self._leased)
-        if len(known) != len(self._values) or not known.issuperset(self._values):
-            # Longest first, so a secret that contains another is replaced whole.
-            self._values = tuple(sorted(known, key=len, reverse=True))
+        return self._secrets.lease(values)
 
     def redact(self, value: Any) -> Any:
         """Return `value` with secrets replaced; unchanged parts are shared, the input untouched."""
-        return self._walk(value, self._values)
+        return self._walk(value, self._secrets.current)
+
+    def redact_values(self, value: Any) -> Any:
+        """Return `value` with known values replaced inside strings only: no key is looked at."""
+        return self._walk_values(value, self._secrets.current)
 
     def redact_workflow(self, document: Mapping[str, Any]) -> Any:
-        """Redact a workflow document so that it stays a valid workflow (see the module doc).
+        """Redact a workflow document so that it stays a valid workflow (`_workflow_redaction`).
 
         Keys are looked at in each step's `input`, each agent's `config` and the `output`; all
         other parts (the `inputs` schema first) only get known values replaced inside strings.
         """
-        values = self._values
-        out: dict[str, Any] | None = None
-        for index, (name, part) in enumerate(document.items()):
-            if name == "steps" and type(part) in (list, tuple):
-                new = self._walk_sequence(part, values, self._redact_step)
-            elif name in _VALUE_PARTS:
-                new = self._walk(part, values)
-            else:
-                new = self._walk_values(part, values)
-            if out is None:
-                if new is part:
-                    continue
-                out = dict(islice(document.items(), index))
-            out[name] = new
-        return document if out is None else out
-
-    def _redact_step(self, step: Any, values: tuple[str, ...]) -> Any:
-        """One step of a workflow document: its `input` and its agent's `config` by key too."""
-        if not isinstance(step, Mapping):
-            return self._walk_values(step, values)
-        out: dict[str, Any] | None = None
-        for index, (name, part) in enumerate(step.items()):
-            if name in _VALUE_PARTS:
-                new = self._walk(part, values)
-            elif name == "agent" and isinstance(part, Mapping):
-                new = {
-                    key: self._walk(item, values)
-                    if key == "config"
-                    else self._walk_values(item, values)
-                    for key, item in part.items()
-                }
-                new = part if all(new[key] is item for key, item in part.items()) else new
-            else:
-                new = self._walk_values(part, values)
-            if out is None:
-                if new is part:
-                    continue
-                out = dict(islice(step.items(), index))
-            out[name] = new
-        return step if out is None else out
+        return redact_workflow_document(document, self.redact, self.redact_values)
 
     def _walk_values(self, value: Any, values: tuple[str, ...]) -> Any:
         """Replace known values inside strings only: no key is looked at, none is renamed."""
@@ -290,8 +214,9 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """Return free text with known values and `key=value` secrets replaced by `***`."""
-        if self._values:
-            text = self._replace_values(text, self._values)
+        values = self._secrets.current
+        if values:
+            text = self._replace_values(text, values)
         if ":" not in text and "=" not in text:
             return text
         return self._text_pattern.sub(_replace_match, text)
@@ -362,41 +287,6 @@ class Redactor:
 
 
 _PLAIN_SCALARS: Final = frozenset({int, float, bool, type(None)})
-
-
-class SecretLease:
-    """An execution's hold on secret values (`Redactor.lease`); `release` ends it, once."""
-
-    __slots__ = ("_redactor", "_values")
-
-    def __init__(self, redactor: Redactor, values: tuple[str, ...]) -> None:
-        """Hold `values` in `redactor` (which has counted them already)."""
-        self._redactor: Redactor | None = redactor
-        self._values = values
-
-    @property
-    def values(self) -> tuple[str, ...]:
-        """The values this lease holds (empty once released)."""
-        return self._values if self._redactor is not None else ()
-
-    def release(self) -> None:
-        """Stop holding the values; the redactor forgets those no other lease holds."""
-        redactor, self._redactor = self._redactor, None
-        if redactor is not None and self._values:
-            redactor._release(self._values)
-
-    def __enter__(self) -> SecretLease:
-        """Use the lease as a context manager: released on leaving the block."""
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Release the lease."""
-        self.release()
 
 
 def is_reference_template(value: Any) -> bool:

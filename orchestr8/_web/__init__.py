@@ -1,7 +1,10 @@
 """The web view: the REST API and the live WebSocket as a Quart-Trio app, and `orchestr8 serve`.
 
-Holds `_app` (routes), `_documents` (request and response bodies, problems), `_event_socket`
-(the events WebSocket), `_openapi` (the spec), `_serve` (Hypercorn in a runtime's scope) and
-`_command` (the `serve` command).
+Holds `_app` (the app: wiring and the API key check), `_routes` (the route handlers),
+`_requests` (reading bodies, queries and headers), `_documents` (the documents answered),
+`_problems` (errors as RFC 9457 problems), `_responses` (finishing every response, errors
+answered), `_event_socket` (the events WebSocket), `_openapi` (the spec's operations) with
+`_openapi_schemas` (its body schemas), `_serve` (Hypercorn in a runtime's scope) and `_command`
+(the `serve` command).
 May import: `_shell` and every stage below it; never `_cli`.
 """

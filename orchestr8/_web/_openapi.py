@@ -1,29 +1,16 @@
 """The OpenAPI 3.1 document of the service: every route, request, response and problem.
 
-`GET /openapi.json` serves it. The workflow schema is the generated one (`orchestr8 schema`), its
-`$defs` moved to `components/schemas` as `workflow.<Name>` so every `$ref` resolves from the
-document root. The WebSocket route is described as a `GET` with `x-websocket: true` and a 101
-response, since OpenAPI has no WebSocket operations.
+`GET /openapi.json` serves it. This module describes the operations (paths, parameters,
+responses, headers, problems); the body schemas they refer to are in `_openapi_schemas`. The
+WebSocket route is described as a `GET` with `x-websocket: true` and a 101 response, since
+OpenAPI has no WebSocket operations.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any, Final
 
-from .._execution._liveness import SHOWN_STATUSES
-from .._journal._events import EventType, StepStatus
-from .._json import LARGEST_NUMBER
 from .._version import __version__
-from .._workflow._document import workflow_schema
-from ._documents import (
-    CORRELATION_ID_PATTERN,
-    CURSOR_PATTERN,
-    IDEMPOTENCY_KEY_PATTERN,
-    MAX_CORRELATION_ID,
-    MAX_SEQ,
-)
 from ._event_socket import (
     CLOSE_FINISHED,
     CLOSE_GOING_AWAY,
@@ -33,6 +20,8 @@ from ._event_socket import (
     CLOSE_TOO_SLOW,
     MAX_CLIENT_MESSAGE,
 )
+from ._openapi_schemas import component_schemas, schema_ref
+from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
 
 _JSON: Final = "application/json"
 _PROBLEM: Final = "application/problem+json"
@@ -74,14 +63,6 @@ _HEADERS: Final = {
 """Every response header the service sends on purpose (declared under components/headers)."""
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
 def _content(schema: dict[str, Any], media: str = _JSON) -> dict[str, Any]:
     return {"content": {media: {"schema": schema}}}
 
@@ -98,7 +79,7 @@ def _headers(*names: str) -> dict[str, Any]:
 def _responses(
     ok: str, ok_description: str, schema: str, *errors: str, ok_headers: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    body = _ref(schema) if schema else {"type": "object"}
+    body = schema_ref(schema) if schema else {"type": "object"}
     responses: dict[str, Any] = {
         ok: {"description": ok_description, **_headers(*ok_headers), **_content(body)}
     }
@@ -132,7 +113,8 @@ def _paths() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
         "description": "1 to 255 visible ASCII characters, bare or in double quotes. A repeat "
         "request with the same key returns the execution started by the first "
-        "one (422 if its workflow or inputs differ).",
+        "one (422 if its workflow or inputs differ; inputs under secret-looking keys are "
+        "compared redacted, so a different secret alone is the same request).",
     }
     correlation_header = {
         "name": "X-Correlation-ID",
@@ -149,12 +131,16 @@ def _paths() -> dict[str, Any]:
                 "summary": "Whether the service can take work.",
                 "security": [],
                 "responses": {
-                    "200": {"description": "Healthy.", **_headers(), **_content(_ref("Health"))},
+                    "200": {
+                        "description": "Healthy.",
+                        **_headers(),
+                        **_content(schema_ref("Health")),
+                    },
                     "503": {
                         "description": "Degraded (the journal failed or is stalled; `reason` "
                         "says how) or shutting down.",
                         **_headers(),
-                        **_content(_ref("Health")),
+                        **_content(schema_ref("Health")),
                     },
                 },
             }
@@ -190,7 +176,7 @@ def _paths() -> dict[str, Any]:
                 "description": "Answers once the execution is recorded and running. Validation "
                 "errors point into the request body: `$.workflow...`, `$.inputs...`.",
                 "parameters": [execute_headers, correlation_header],
-                "requestBody": {"required": True, **_content(_ref("ExecuteRequest"))},
+                "requestBody": {"required": True, **_content(schema_ref("ExecuteRequest"))},
                 "responses": _responses(
                     "202",
                     "Started (or, for a repeated Idempotency-Key, "
@@ -209,7 +195,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listExecutions",
                 "summary": "Executions, newest first.",
                 "parameters": [
-                    _query("status", "Only executions with this status.", _ref("ExecutionStatus")),
+                    _query(
+                        "status", "Only executions with this status.", schema_ref("ExecutionStatus")
+                    ),
                     _query(
                         "limit",
                         "At most this many items.",
@@ -286,7 +274,7 @@ def _paths() -> dict[str, Any]:
                     "set). 409 when it succeeded already or is running."
                 ),
                 "parameters": [_ID_PARAMETER],
-                "requestBody": {"required": False, **_content(_ref("ResumeRequest"))},
+                "requestBody": {"required": False, **_content(schema_ref("ResumeRequest"))},
                 "responses": _responses(
                     "202",
                     "Resumed and running. `Location` is its URL.",
@@ -326,7 +314,8 @@ def _paths() -> dict[str, Any]:
                     "101": {
                         "description": "Switching to the WebSocket protocol; each message is "
                         "an Event.",
-                        **_content(_ref("Event")),
+                        **_headers(),
+                        **_content(schema_ref("Event")),
                     },
                     **{
                         code: {"$ref": f"#/components/responses/{code}"}
@@ -336,230 +325,6 @@ def _paths() -> dict[str, Any]:
             }
         },
     }
-
-
-def _schemas() -> dict[str, Any]:
-    link_names = ("self", "journal", "events", "cancel")
-    links = {
-        "type": "object",
-        "required": list(link_names),
-        "properties": {name: {"type": "string"} for name in link_names},
-    }
-    timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
-    step = {
-        "type": "object",
-        "required": ["status", "attempts", "duration", "output", "error"],
-        "properties": {
-            "status": _ref("StepStatus"),
-            "attempts": {"type": "integer", "minimum": 0},
-            "duration": _nullable({"type": "number"}),
-            "output": {},
-            "error": _nullable({"type": "object"}),
-        },
-    }
-    summary_fields: dict[str, Any] = {
-        "execution_id": {"type": "string"},
-        "workflow": {"type": "string"},
-        "status": _ref("ExecutionStatus"),
-        "created_at": timestamp,
-        "started_at": _nullable(timestamp),
-        "finished_at": _nullable(timestamp),
-        "correlation_id": _nullable({"type": "string"}),
-    }
-    return {
-        # The journal's statuses, and `interrupted`, derived for a run whose process died.
-        "ExecutionStatus": {"enum": list(SHOWN_STATUSES)},
-        "StepStatus": {"enum": [str(member) for member in StepStatus]},
-        "Links": links,
-        "ExecuteRequest": {
-            "type": "object",
-            "required": ["workflow"],
-            "additionalProperties": False,
-            "properties": {
-                "workflow": _ref("Workflow"),
-                "inputs": _nullable(
-                    {
-                        "type": "object",
-                        "description": "Checked against the workflow's `inputs` schema.",
-                    }
-                ),
-                "timeout": _nullable(
-                    {
-                        "type": "number",
-                        "exclusiveMinimum": 0,
-                        "maximum": LARGEST_NUMBER,
-                        "description": "Seconds; overrides the workflow's own `timeout`.",
-                    }
-                ),
-                "correlation_id": _nullable(
-                    {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_CORRELATION_ID,
-                        "pattern": CORRELATION_ID_PATTERN,
-                        "description": "Printable ASCII, no surrounding spaces: it is sent back in "
-                        "the X-Correlation-ID header.",
-                    }
-                ),
-            },
-        },
-        "ResumeRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "inputs": _nullable(
-                    {
-                        "type": "object",
-                        "description": "Inputs the journal "
-                        "redacted, supplied again; checked against the "
-                        "workflow's `inputs` schema.",
-                    }
-                ),
-                "timeout": _nullable(
-                    {
-                        "type": "number",
-                        "exclusiveMinimum": 0,
-                        "maximum": LARGEST_NUMBER,
-                        "description": "Seconds; overrides the workflow's own `timeout`.",
-                    }
-                ),
-            },
-        },
-        "ExecutionAccepted": {
-            "type": "object",
-            "required": ["execution_id", "status", "links"],
-            "properties": {
-                "execution_id": {"type": "string"},
-                "status": _ref("ExecutionStatus"),
-                "links": _ref("Links"),
-            },
-        },
-        "CancelAccepted": {
-            "type": "object",
-            "required": ["execution_id", "status", "cancel_requested", "links"],
-            "properties": {
-                "execution_id": {"type": "string"},
-                "status": _ref("ExecutionStatus"),
-                "cancel_requested": {"const": True},
-                "links": _ref("Links"),
-            },
-        },
-        "ExecutionSummary": {
-            "type": "object",
-            "required": [*summary_fields, "links"],
-            "properties": {
-                **summary_fields,
-                "links": {
-                    "type": "object",
-                    "required": ["self"],
-                    "properties": {"self": {"type": "string"}},
-                },
-            },
-        },
-        "ExecutionPage": {
-            "type": "object",
-            "required": ["items", "next_cursor"],
-            "properties": {
-                "items": {"type": "array", "items": _ref("ExecutionSummary")},
-                "next_cursor": _nullable({"type": "string"}),
-            },
-        },
-        "StepState": step,
-        "Execution": {
-            "type": "object",
-            "required": [
-                *summary_fields,
-                "duration",
-                "idempotency_key",
-                "inputs",
-                "output",
-                "error",
-                "last_seq",
-                "steps",
-                "links",
-            ],
-            "properties": {
-                **summary_fields,
-                "duration": _nullable({"type": "number"}),
-                "idempotency_key": _nullable({"type": "string"}),
-                "inputs": {"type": "object"},
-                "output": {},
-                "error": _nullable({"type": "object"}),
-                "last_seq": {"type": "integer", "minimum": 0},
-                "steps": {"type": "object", "additionalProperties": _ref("StepState")},
-                "links": _ref("Links"),
-            },
-        },
-        "Event": {
-            "type": "object",
-            "required": ["execution_id", "seq", "ts", "elapsed", "type", "data"],
-            "properties": {
-                "execution_id": {"type": "string"},
-                "seq": {"type": "integer", "minimum": 1},
-                "ts": timestamp,
-                "elapsed": {"type": "number"},
-                "type": {"type": "string", "examples": [str(member) for member in EventType]},
-                "step_id": {"type": "string"},
-                "attempt": {"type": "integer", "minimum": 1},
-                "data": {"type": "object"},
-            },
-        },
-        "JournalPage": {
-            "type": "object",
-            "required": ["execution_id", "events", "next_after", "has_more"],
-            "properties": {
-                "execution_id": {"type": "string"},
-                "events": {"type": "array", "items": _ref("Event")},
-                "next_after": {"type": "integer", "minimum": 0},
-                "has_more": {"type": "boolean"},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status", "version", "journal"],
-            "properties": {
-                "status": {"enum": ["ok", "draining", "degraded"]},
-                "version": {"type": "string"},
-                "journal": {"enum": ["ok", "failed", "stalled", "closed"]},
-                "reason": {"type": "string"},
-            },
-        },
-        "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status", "detail", "instance"],
-            "description": "RFC 9457 problem details.",
-            "properties": {
-                "type": {"type": "string", "format": "uri-reference"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "instance": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["path", "message"],
-                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
-                    },
-                },
-            },
-        },
-        **_workflow_schemas(),
-    }
-
-
-def _workflow_schemas() -> dict[str, Any]:
-    """The workflow schema and its `$defs` as components, every `$ref` rewritten to match."""
-    schema = copy.deepcopy(workflow_schema())
-    definitions = schema.pop("$defs", {})
-    for key in ("$schema", "$id"):
-        schema.pop(key, None)
-    text = json.dumps(
-        {"Workflow": schema, **{f"workflow.{name}": value for name, value in definitions.items()}}
-    )
-    text = text.replace('"#/$defs/', '"#/components/schemas/workflow.')
-    moved: dict[str, Any] = json.loads(text)
-    return moved
 
 
 def openapi_document(*, auth: bool) -> dict[str, Any]:
@@ -575,12 +340,12 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": component_schemas(),
             "responses": {
                 code: {
                     "description": description,
                     **_headers(*_ERROR_HEADERS.get(code, ())),
-                    **_content(_ref("Problem"), _PROBLEM),
+                    **_content(schema_ref("Problem"), _PROBLEM),
                 }
                 for code, description in sorted(_ERRORS.items())
             },

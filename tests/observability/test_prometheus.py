@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 
 from orchestr8 import open_runtime
 from orchestr8._observability._prometheus import (
+    BREAKER_STATE,
     DURATION_BUCKETS,
+    EXECUTIONS_IN_FLIGHT,
     STEP_DURATION,
     STEP_SUCCEEDED,
     Histogram,
     PrometheusRegistry,
 )
+from orchestr8._observability._redaction import Redactor
 from orchestr8._web._serve import serve
 
 PROMTOOL = shutil.which("promtool")
@@ -152,3 +155,31 @@ def test_histogram_buckets_are_cumulative_and_end_at_the_count(values: list[floa
         assert count == sum(1 for value in values if value <= bound)
     assert counts[-1] == len(values)
     assert f'{STEP_DURATION}_count{{step_id="s"}} {len(values)}' in lines
+
+
+def test_label_values_are_redacted_when_rendered() -> None:
+    """A workflow named with a known secret is exposed as `***`, never verbatim."""
+    secret = "tok-s3cr3t-value"
+    registry = PrometheusRegistry()
+    registry.add(EXECUTIONS_IN_FLIGHT, (("workflow_name", f"deploy-{secret}"),))
+    registry.observe(STEP_DURATION, (("workflow_name", secret), ("step", "a")), 0.2)
+    exposition = registry.render(Redactor(secret_values=[secret]))
+    assert secret not in exposition
+    assert f'{EXECUTIONS_IN_FLIGHT}{{workflow_name="deploy-***"}} 1' in exposition
+    assert f'{STEP_DURATION}_count{{workflow_name="***",step="a"}} 1' in exposition
+
+
+def test_series_equal_once_redacted_are_merged() -> None:
+    """Names that redact alike give one series: counts add up, a breaker shows its worst."""
+    first, second = "first-secret-value", "second-secret-value"
+    registry = PrometheusRegistry()
+    for name, state in ((first, 2.0), (second, 0.0)):
+        registry.add(EXECUTIONS_IN_FLIGHT, (("workflow_name", name),))
+        registry.set(BREAKER_STATE, (("breaker", name),), state)
+        registry.observe(STEP_DURATION, (("workflow_name", name),), 0.2)
+    lines = registry.render(Redactor(secret_values=[first, second])).splitlines()
+    assert f'{EXECUTIONS_IN_FLIGHT}{{workflow_name="***"}} 2' in lines
+    assert f'{BREAKER_STATE}{{breaker="***"}} 2' in lines
+    assert f'{STEP_DURATION}_count{{workflow_name="***"}} 2' in lines
+    samples = [line.rsplit(" ", 1)[0] for line in lines if not line.startswith("#")]
+    assert len(samples) == len(set(samples))

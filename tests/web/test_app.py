@@ -262,6 +262,34 @@ async def test_idempotency_key_reused_with_different_inputs_is_422(
     assert execution_id in document["detail"]
 
 
+async def test_idempotency_key_reused_with_only_another_secret_input_is_the_same_request(
+    client: Client, runtime: Runtime
+) -> None:
+    """Secret inputs are compared redacted, as the journal keeps them (docs/rest.md says why)."""
+    headers = {"Idempotency-Key": "k-secret"}
+    workflow = {**KEYED, "steps": [{"id": "call", "agent": "echo", "input": "${inputs.api_key}"}]}
+    first = await client.post(
+        "/workflows/execute",
+        json={"workflow": workflow, "inputs": {"api_key": "first-secret-1"}},
+        headers=headers,
+    )
+    execution_id = (await first.get_json())["execution_id"]
+    await finish(runtime, execution_id)
+    repeat = await client.post(
+        "/workflows/execute",
+        json={"workflow": workflow, "inputs": {"api_key": "second-secret-2"}},
+        headers=headers,
+    )
+    assert repeat.status_code == 202
+    assert (await repeat.get_json())["execution_id"] == execution_id
+    renamed = await client.post(
+        "/workflows/execute",
+        json={"workflow": {**workflow, "name": "other"}, "inputs": {"api_key": "first-secret-1"}},
+        headers=headers,
+    )
+    assert (await problem(renamed, 422))["type"] == "urn:orchestr8:problem:idempotency-key-reused"
+
+
 async def test_idempotency_keys_are_the_runtimes(client: Client, runtime: Runtime) -> None:
     """A key an embedding program used on the runtime binds requests too: repeat or 422."""
     handle = await runtime.start(ECHO, {"who": "Ada"}, idempotency_key="shared")
@@ -834,6 +862,8 @@ async def test_with_a_key_every_route_but_health_needs_the_bearer_key(
     document = await problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert KEY not in json.dumps(document)
+    # Problems are redacted whole: the server's own words must survive that intact.
+    assert document["detail"] == "send the API key in the Authorization header, as `Bearer <key>`"
 
 
 async def test_with_the_key_requests_pass_and_health_needs_none(
@@ -1152,6 +1182,14 @@ async def down_once(input: Any, context: AgentContext) -> Any:
     return input
 
 
+FLAKY_STEP: dict[str, Any] = {
+    "id": "greet",
+    "agent": {"id": "python", "config": {"callable": f"{__name__}:down_once"}},
+    "input": {"hello": "${inputs.who}"},
+    "policy": {"retry": {"max_attempts": 1}},
+}
+"""`ECHO`'s step, failing while `DOWN` says so (then echoing its input as before)."""
+
 KEYED: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "keyed",
@@ -1193,6 +1231,23 @@ async def test_resume_continues_an_execution_and_names_redacted_inputs_it_needs(
     done = await problem(await client.post(path, json={}), 409)
     assert done["type"] == "urn:orchestr8:problem:execution-not-resumable"
     assert "already succeeded" in done["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+async def test_an_empty_resume_body_is_no_body_whatever_its_content_type(
+    client: Client, runtime: Runtime, content_type: str | None
+) -> None:
+    """The body is optional: zero bytes resume as is, even declared as JSON."""
+    DOWN["greet"] = 1
+    workflow = {**ECHO, "steps": [FLAKY_STEP]}
+    execution_id = await start(client, workflow, inputs={"who": "x"})
+    await finish(runtime, execution_id)
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await client.post(f"/executions/{execution_id}/resume", data=b"", headers=headers)
+    assert response.status_code == 202, await response.get_data(as_text=True)
+    await finish(runtime, execution_id)
+    document = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert document["status"] == "succeeded"
 
 
 @pytest.mark.parametrize(

@@ -334,19 +334,59 @@ async def test_response_headers_are_the_declared_ones_over_a_real_server(
                 "/workflows/execute",
                 "post",
             ),
+            # Still running: resuming it is a conflict.
+            (
+                await http.post(execution + "/resume", headers=auth),
+                "/executions/{execution_id}/resume",
+                "post",
+            ),
             (
                 await http.post(execution + "/cancel", headers=auth),
                 "/executions/{execution_id}/cancel",
                 "post",
             ),
             (await http.get("/metrics", headers=auth), "/metrics", "get"),
+            (
+                await http.get("/executions?limit=0", headers=auth),
+                "/executions",
+                "get",
+            ),
+            (
+                await http.post("/workflows/execute", content=b"{}", headers=auth),
+                "/workflows/execute",
+                "post",
+            ),
         ]
         statuses = [response.status_code for response, _, _ in cases]
-        assert statuses == [200, 202, 200, 401, 405, 426, 404, 422, 202, 200]
+        assert statuses == [200, 202, 200, 401, 405, 426, 404, 422, 409, 202, 200, 400, 415]
         for response, path, method in cases:
             expected = declared_headers(path, method, response.status_code)
             sent = {name.lower() for name in response.headers} & SENT_ON_PURPOSE
             assert sent == expected, (path, method, response.status_code)
+
+
+def test_every_response_declares_the_correlation_header() -> None:
+    """Every response the document describes, errors and the WebSocket handshake too, has it."""
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    response = resolve(response["$ref"])
+                assert "X-Correlation-ID" in response.get("headers", {}), (path, method, status)
+
+
+async def test_an_accepted_handshake_carries_the_declared_headers(runtime: Runtime) -> None:
+    """The 101 of the events WebSocket sends its correlation id, as declared."""
+    async with served(runtime) as url, httpx.AsyncClient(base_url=url) as http:
+        accepted = await http.post("/workflows/execute", json={"workflow": SLEEP})
+        events = url.replace("http", "ws", 1) + accepted.headers["Location"] + "/events"
+        async with open_event_socket(events, headers=[("X-Correlation-ID", "req-101")]) as socket:
+            sent = {
+                name.decode().lower(): value.decode() for name, value in socket.handshake_headers
+            }
+    expected = declared_headers("/executions/{execution_id}/events", "get", 101)
+    assert sent.keys() & SENT_ON_PURPOSE == expected
+    assert sent["x-correlation-id"] == "req-101"
 
 
 async def refused_handshake(url: str, **options: Any) -> trio_websocket.ConnectionRejected:

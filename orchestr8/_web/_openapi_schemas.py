@@ -1,0 +1,254 @@
+"""The body schemas of the OpenAPI document (`components/schemas`): requests, responses, problems.
+
+The workflow schema is the generated one (`orchestr8 schema`), its `$defs` moved to
+`components/schemas` as `workflow.<Name>` so every `$ref` resolves from the document root. The
+operations that use these schemas are described in `_openapi`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from .._execution._liveness import SHOWN_STATUSES
+from .._journal._events import EventType, StepStatus
+from .._json import LARGEST_NUMBER
+from .._workflow._document import workflow_schema
+from ._requests import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
+
+__all__ = ["component_schemas", "schema_ref"]
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    """A `$ref` to the component schema `name`."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every schema under `components/schemas`: requests, responses, problems, the workflow."""
+    link_names = ("self", "journal", "events", "cancel")
+    links = {
+        "type": "object",
+        "required": list(link_names),
+        "properties": {name: {"type": "string"} for name in link_names},
+    }
+    timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
+    step = {
+        "type": "object",
+        "required": ["status", "attempts", "duration", "output", "error"],
+        "properties": {
+            "status": schema_ref("StepStatus"),
+            "attempts": {"type": "integer", "minimum": 0},
+            "duration": _nullable({"type": "number"}),
+            "output": {},
+            "error": _nullable({"type": "object"}),
+        },
+    }
+    summary_fields: dict[str, Any] = {
+        "execution_id": {"type": "string"},
+        "workflow": {"type": "string"},
+        "status": schema_ref("ExecutionStatus"),
+        "created_at": timestamp,
+        "started_at": _nullable(timestamp),
+        "finished_at": _nullable(timestamp),
+        "correlation_id": _nullable({"type": "string"}),
+    }
+    return {
+        # The journal's statuses, and `interrupted`, derived for a run whose process died.
+        "ExecutionStatus": {"enum": list(SHOWN_STATUSES)},
+        "StepStatus": {"enum": [str(member) for member in StepStatus]},
+        "Links": links,
+        "ExecuteRequest": {
+            "type": "object",
+            "required": ["workflow"],
+            "additionalProperties": False,
+            "properties": {
+                "workflow": schema_ref("Workflow"),
+                "inputs": _nullable(
+                    {
+                        "type": "object",
+                        "description": "Checked against the workflow's `inputs` schema.",
+                    }
+                ),
+                "timeout": _nullable(
+                    {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": LARGEST_NUMBER,
+                        "description": "Seconds; overrides the workflow's own `timeout`.",
+                    }
+                ),
+                "correlation_id": _nullable(
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_CORRELATION_ID,
+                        "pattern": CORRELATION_ID_PATTERN,
+                        "description": "Printable ASCII, no surrounding spaces: it is sent back in "
+                        "the X-Correlation-ID header.",
+                    }
+                ),
+            },
+        },
+        "ResumeRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "inputs": _nullable(
+                    {
+                        "type": "object",
+                        "description": "Inputs the journal "
+                        "redacted, supplied again; checked against the "
+                        "workflow's `inputs` schema.",
+                    }
+                ),
+                "timeout": _nullable(
+                    {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": LARGEST_NUMBER,
+                        "description": "Seconds; overrides the workflow's own `timeout`.",
+                    }
+                ),
+            },
+        },
+        "ExecutionAccepted": {
+            "type": "object",
+            "required": ["execution_id", "status", "links"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "status": schema_ref("ExecutionStatus"),
+                "links": schema_ref("Links"),
+            },
+        },
+        "CancelAccepted": {
+            "type": "object",
+            "required": ["execution_id", "status", "cancel_requested", "links"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "status": schema_ref("ExecutionStatus"),
+                "cancel_requested": {"const": True},
+                "links": schema_ref("Links"),
+            },
+        },
+        "ExecutionSummary": {
+            "type": "object",
+            "required": [*summary_fields, "links"],
+            "properties": {
+                **summary_fields,
+                "links": {
+                    "type": "object",
+                    "required": ["self"],
+                    "properties": {"self": {"type": "string"}},
+                },
+            },
+        },
+        "ExecutionPage": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": schema_ref("ExecutionSummary")},
+                "next_cursor": _nullable({"type": "string"}),
+            },
+        },
+        "StepState": step,
+        "Execution": {
+            "type": "object",
+            "required": [
+                *summary_fields,
+                "duration",
+                "idempotency_key",
+                "inputs",
+                "output",
+                "error",
+                "last_seq",
+                "steps",
+                "links",
+            ],
+            "properties": {
+                **summary_fields,
+                "duration": _nullable({"type": "number"}),
+                "idempotency_key": _nullable({"type": "string"}),
+                "inputs": {"type": "object"},
+                "output": {},
+                "error": _nullable({"type": "object"}),
+                "last_seq": {"type": "integer", "minimum": 0},
+                "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
+                "links": schema_ref("Links"),
+            },
+        },
+        "Event": {
+            "type": "object",
+            "required": ["execution_id", "seq", "ts", "elapsed", "type", "data"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "seq": {"type": "integer", "minimum": 1},
+                "ts": timestamp,
+                "elapsed": {"type": "number"},
+                "type": {"type": "string", "examples": [str(member) for member in EventType]},
+                "step_id": {"type": "string"},
+                "attempt": {"type": "integer", "minimum": 1},
+                "data": {"type": "object"},
+            },
+        },
+        "JournalPage": {
+            "type": "object",
+            "required": ["execution_id", "events", "next_after", "has_more"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "events": {"type": "array", "items": schema_ref("Event")},
+                "next_after": {"type": "integer", "minimum": 0},
+                "has_more": {"type": "boolean"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "version", "journal"],
+            "properties": {
+                "status": {"enum": ["ok", "draining", "degraded"]},
+                "version": {"type": "string"},
+                "journal": {"enum": ["ok", "failed", "stalled", "closed"]},
+                "reason": {"type": "string"},
+            },
+        },
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail", "instance"],
+            "description": "RFC 9457 problem details.",
+            "properties": {
+                "type": {"type": "string", "format": "uri-reference"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        **_workflow_schemas(),
+    }
+
+
+def _workflow_schemas() -> dict[str, Any]:
+    """The workflow schema and its `$defs` as components, every `$ref` rewritten to match."""
+    schema = copy.deepcopy(workflow_schema())
+    definitions = schema.pop("$defs", {})
+    for key in ("$schema", "$id"):
+        schema.pop(key, None)
+    text = json.dumps(
+        {"Workflow": schema, **{f"workflow.{name}": value for name, value in definitions.items()}}
+    )
+    text = text.replace('"#/$defs/', '"#/components/schemas/workflow.')
+    moved: dict[str, Any] = json.loads(text)
+    return moved
