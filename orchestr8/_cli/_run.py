@@ -1,6 +1,6 @@
 """The driver of `orchestr8 run` and `orchestr8 resume`: the runtime, progress, signals, result.
 
-Imported by those commands when they run, never by `orchestr8._cli._main` at import.
+Imported by those commands when they run, never by `orchestr8._cli._run_commands` at import.
 """
 
 from __future__ import annotations
