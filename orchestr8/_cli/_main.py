@@ -37,7 +37,7 @@ def run_command_line(commands: Sequence[click.Command]) -> None:
     hold lone surrogates), so a result is never lost to a UnicodeEncodeError.
     """
     from .._shell._process import run_command
-    from ._scaffold import create_group, init_command, tests_command
+    from ._project_commands import create_group, init_command, tests_command
 
     for command in (*commands, init_command, create_group, tests_command):
         cli.add_command(command)
