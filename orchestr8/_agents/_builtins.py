@@ -20,10 +20,10 @@ from ._contract import (
     Agent,
     AgentContext,
     AgentFactory,
-    import_object,
     is_async_callable,
     takes_context,
 )
+from ._import_path import import_object
 
 __all__ = ["BUILTIN_AGENTS", "EchoAgent", "FailAgent", "PythonAgent", "SleepAgent"]
 

@@ -10,13 +10,10 @@ instance whose logger adapter is only made when an agent first asks for it.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import importlib
 import inspect
 import logging
 import math
-import traceback
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias, TypeVar
@@ -232,63 +229,6 @@ AgentFactory: TypeAlias = Callable[[Mapping[str, Any]], Agent]
 
 def _plural(noun: str, count: int) -> str:
     return noun if count == 1 else f"{noun}s"
-
-
-def import_object(path: str) -> Any:
-    """Import the object named by a ``module:attribute`` path (the attribute may be dotted).
-
-    Importing runs the module's code, which may fail in any way: whatever it raises, `SystemExit`
-    included, becomes an `ImportError` naming the exception, its message and where it was raised
-    (a `SyntaxError`'s own file and line), so a caller can report why instead of ending the
-    process. Only Ctrl-C (`KeyboardInterrupt`) and cancellation pass through: a `KeyboardInterrupt`
-    raised by the module cannot be told from the user's key, and the user's key must stop.
-
-    Raises:
-        ValueError: the path is not of the form ``module:attribute``.
-        ModuleNotFoundError: there is no such module (nor its package).
-        ImportError: the module was found but importing it failed (the original error is the cause).
-        AttributeError: the module has no such attribute.
-    """
-    module_name, colon, attribute = path.partition(":")
-    if not colon or not module_name or not attribute or ":" in attribute:
-        raise ValueError(f"{path!r} is not a 'module:attribute' path")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except (KeyboardInterrupt, trio.Cancelled):
-        raise
-    except ModuleNotFoundError as error:
-        if error.name is not None and (
-            module_name == error.name or module_name.startswith(error.name + ".")
-        ):
-            raise ModuleNotFoundError(f"no module named {error.name!r}", name=error.name) from None
-        raise ImportError(_import_failure(module_name, error)) from error
-    except BaseException as error:
-        raise ImportError(_import_failure(module_name, error)) from error
-    parts = attribute.split(".")
-    for index, part in enumerate(parts):
-        if not hasattr(target, part):
-            owner = f"module {module_name!r}"
-            if index:
-                owner = repr(f"{module_name}:{'.'.join(parts[:index])}")
-            public = [name for name in dir(target) if not name.startswith("_")]
-            close = difflib.get_close_matches(part, public, n=3)
-            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-            raise AttributeError(f"{owner} has no attribute {part!r}{hint}")
-        target = getattr(target, part)
-    return target
-
-
-def _import_failure(module_name: str, error: BaseException) -> str:
-    """Why importing `module_name` failed: the exception, its message and its file:line."""
-    message = str(error.msg if isinstance(error, SyntaxError) else error)
-    described = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    if isinstance(error, SyntaxError) and error.filename:
-        where: str | None = f"{error.filename}:{error.lineno}"
-    else:
-        frames = traceback.extract_tb(error.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
-    located = f" ({where})" if where else ""
-    return f"importing module {module_name!r} raised {described}{located}"
 
 
 def takes_context(function: Callable[..., Any], what: str) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 from .._errors import AgentConfigurationError, UnknownAgentError
 from .._json import JSON
 from ._builtins import BUILTIN_AGENTS
-from ._contract import Agent, AgentFactory, AgentFunction, as_factory, import_object
+from ._contract import Agent, AgentFactory, AgentFunction, as_factory
+from ._import_path import import_object
 
 __all__ = ["ENTRY_POINT_GROUP", "AgentRegistry"]
 

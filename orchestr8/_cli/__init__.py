@@ -1,7 +1,8 @@
 """The terminal view: the `orchestr8` commands that run, resume, inspect and scaffold.
 
-Holds `_main` (the command group, run/resume/validate/inspect/schema), `_run` (the driver of a
-run), `_support`, `_views` and `_progress` (what a person reads) and `_scaffold` with its
-templates (`init`, `create agent`, `test`).
+Holds `_main` (assembles the command line), `_group` (the command group and its plumbing),
+`_run_commands` (run, resume) with `_run` (the driver of a run), `_inspect_commands` (validate,
+schema, inspect), `_support`, `_views` and `_progress` (what a person reads), and
+`_project_commands` (init, create agent, test) with `_scaffold` and its templates.
 May import: `_shell` and every stage below it; never `_web` (the console script joins the two).
 """

@@ -1,6 +1,6 @@
 """The driver of `orchestr8 run` and `orchestr8 resume`: the runtime, progress, signals, result.
 
-Imported by those commands when they run, never by `orchestr8._cli._main` at import.
+Imported by those commands when they run, never by `orchestr8._cli._run_commands` at import.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncclick as click
 from ._support import EXIT_OK, exit_code
 
 if TYPE_CHECKING:
+    from .._execution._results import ExecutionResult
     from .._execution._runtime import ExecutionHandle, Runtime
     from .._execution._secrets import Secrets
     from .._journal._journal import Journal
@@ -71,36 +72,56 @@ async def _drive_runtime(
     from .._errors import JournalError
     from .._execution._runtime import open_runtime
     from .._observability._logging import installed_handler
-    from .._shell._process import open_shutdown_signals, watch_shutdown_signals
+    from .._shell._process import (
+        exit_despite_stragglers,
+        open_shutdown_signals,
+        watch_shutdown_signals,
+    )
     from ._progress import ProgressView, hold_back_narration
     from ._support import CommandError
     from ._views import dump_json, render_result, result_document, wants_color
 
     handler, log_format = installed_handler() or (None, "text")
 
+    def conclude(result: ExecutionResult) -> int:
+        """Print the result, say how to inspect and resume a failure, return the exit code."""
+        if as_json:
+            click.echo(dump_json(result_document(result)))
+        else:
+            click.echo(render_result(result, color=wants_color(sys.stdout)))
+        code = exit_code(result)
+        if code != EXIT_OK:
+            view.note(
+                f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
+                f"resume it:  {_command('resume', journal_given, result.execution_id)}",
+                level=logging.WARNING,
+            )
+        return code
+
     # Held back from before the run starts: the progress view tells what the engine would log.
     with (
         hold_back_narration(handler, log_format),
         open_shutdown_signals() as signals,
     ):
-        async with (
-            open_runtime(
-                journal=path,
-                cancel_grace=cancel_grace,
-                secrets=secrets,
-                sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
-            ) as runtime,
-            runtime.bus.subscribe(buffer=4096) as events,
-        ):
-            handle, step_ids, headline = await begin(runtime)
-            view = ProgressView(
-                sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
-            )
-            view.note(headline)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(view.follow, events, handle.execution_id)
+        # The shell's tasks (the signal watcher, the stragglers' deadline) outlive the runtime:
+        # leaving it may wait for agents that ignored cancellation, and signals still count then.
+        async with trio.open_nursery() as shell:
+            async with (
+                open_runtime(
+                    journal=path,
+                    cancel_grace=cancel_grace,
+                    secrets=secrets,
+                    sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                ) as runtime,
+                runtime.bus.subscribe(buffer=4096) as events,
+            ):
+                handle, step_ids, headline = await begin(runtime)
+                view = ProgressView(
+                    sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
+                )
+                view.note(headline)
                 resume_hint = _command("resume", journal_given, handle.execution_id)
-                nursery.start_soon(
+                shell.start_soon(
                     partial(
                         watch_shutdown_signals,
                         signals,
@@ -108,26 +129,27 @@ async def _drive_runtime(
                         forced=partial(_stop_now, view, runtime.journal, resume_hint),
                     )
                 )
-                try:
-                    result = await handle.wait()
-                except JournalError as error:
-                    raise CommandError(
-                        f"{error}\nresume it once the journal works again: {resume_hint}"
-                    ) from error
-                nursery.cancel_scope.cancel()
-            view.drain(events, handle.execution_id)
-    if as_json:
-        click.echo(dump_json(result_document(result)))
-    else:
-        click.echo(render_result(result, color=wants_color(sys.stdout)))
-    code = exit_code(result)
-    if code != EXIT_OK:
-        view.note(
-            f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
-            f"resume it:  {_command('resume', journal_given, result.execution_id)}",
-            level=logging.WARNING,
-        )
-    return code
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(view.follow, events, handle.execution_id)
+                    try:
+                        result = await handle.wait()
+                    except JournalError as error:
+                        raise CommandError(
+                            f"{error}\nresume it once the journal works again: {resume_hint}"
+                        ) from error
+                    nursery.cancel_scope.cancel()
+                view.drain(events, handle.execution_id)
+                shell.start_soon(
+                    partial(
+                        exit_despite_stragglers,
+                        runtime.wait_only_stragglers,
+                        cancel_grace,
+                        warn=partial(view.note, color="yellow", level=logging.WARNING),
+                        conclude=partial(conclude, result),
+                    )
+                )
+            shell.cancel_scope.cancel()
+    return conclude(result)
 
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:

@@ -115,6 +115,7 @@ class Runtime:
         self._random = random_source
         self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
+        self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
         self._key_locks: dict[str, trio.Lock] = {}
         # Workflows this runtime admitted, by id(): a weak reference to each and the agents built
@@ -439,6 +440,15 @@ class Runtime:
                 await handle.finished()
                 waited.add(handle.execution_id)
 
+    async def wait_only_stragglers(self) -> None:
+        """Wait until leaving `open_runtime` waits for nothing but agents that ignored cancellation.
+
+        Every execution has then ended and the journal is flushed (or failed): what remains
+        journals nothing. A process that must end (a CLI command, a server told to stop) may exit
+        then rather than wait for such an agent, however long it runs. Never returns otherwise.
+        """
+        await self._only_stragglers.wait()
+
     async def _handle_for(self, record: ExecutionRecord) -> ExecutionHandle:
         live = self._live.get(record.execution_id)
         if live is not None:
@@ -581,6 +591,9 @@ async def open_runtime(
                         # The block's own error (often this failure, met by `wait`) says more.
                         if not body_failed:
                             raise
+                    finally:
+                        if runtime._live:
+                            runtime._only_stragglers.set()
 
 
 def _reusable_agents(

@@ -2,7 +2,9 @@
 
 `orchestr8 run`, `resume`, `serve` and `agent serve` are long-running processes with one
 contract (see `docs/cli.md`): an `ExitCode` says how they ended; the first SIGINT or SIGTERM
-stops them gracefully and a second one at once (`watch_shutdown_signals`); an expected error is
+stops them gracefully and a second one at once (`watch_shutdown_signals`); once only agents that
+ignored cancellation keep them alive, they exit within the grace anyway (`exit_despite_stragglers`);
+an expected error is
 one line on stderr and an exit code, never a traceback (`guard_errors`), and nursery groups
 around it are unwrapped first. `run_command` runs a click command as a process under that
 contract. The commands decide what "graceful" means for them; the shell decides the rest.
@@ -31,6 +33,7 @@ __all__ = [
     "SHUTDOWN_SIGNALS",
     "ExitCode",
     "exit_code_of_error",
+    "exit_despite_stragglers",
     "guard_errors",
     "only_error",
     "open_shutdown_signals",
@@ -100,11 +103,48 @@ async def watch_shutdown_signals(
             continue
         with trio.move_on_after(FORCED_STOP_SECONDS), contextlib.suppress(Orchestr8Error):
             await forced(name)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        _flush_output()
         exit_process(ExitCode.INTERRUPTED)
         return
+
+
+STRAGGLERS_WARNING: Final = (
+    "steps that ignored cancellation still run after {grace:g}s; exiting without waiting "
+    "for them (the journal holds how every execution ended)"
+)
+"""What `exit_despite_stragglers` warns before it ends the process."""
+
+
+async def exit_despite_stragglers(
+    only_stragglers: Callable[[], Awaitable[object]],
+    grace: float,
+    *,
+    warn: Callable[[str], object],
+    conclude: Callable[[], int],
+    exit_process: Callable[[int], object] = _exit_at_once,
+) -> None:
+    """Once `only_stragglers` returns, give the process `grace` seconds to end, then end it.
+
+    Run it beside a runtime's shutdown (`Runtime.wait_only_stragglers`): every execution has
+    ended and is journaled, and only tasks of agents that ignored cancellation are awaited, maybe
+    forever (trio cannot abandon a task). When the grace runs out, `warn` says so, `conclude`
+    writes what the command still had to and returns its exit code, output is flushed and
+    `exit_process` ends the process with that code without unwinding. The caller cancels this
+    watch when the shutdown finishes first.
+    """
+    await only_stragglers()
+    await trio.sleep(grace)
+    warn(STRAGGLERS_WARNING.format(grace=grace))
+    code = conclude()
+    _flush_output()
+    exit_process(code)
+
+
+def _flush_output() -> None:
+    """Write out what stdout and stderr hold, before the process ends without unwinding."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 def only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

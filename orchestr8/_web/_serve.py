@@ -29,6 +29,7 @@ from .._shell._listening import check_bind as _check_bind
 from .._shell._listening import is_loopback, serve_app
 from .._shell._process import (
     ExitCode,
+    exit_despite_stragglers,
     guard_errors,
     open_shutdown_signals,
     watch_shutdown_signals,
@@ -233,54 +234,78 @@ async def _run_service(
         stop.set()
 
     with open_shutdown_signals() as signals:
-        try:
-            async with (
-                open_runtime(
-                    journal=path,
-                    cancel_grace=cancel_grace,
-                    secrets=secrets,
-                    sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
-                ) as runtime,
-                trio.open_nursery() as nursery,
-            ):
-                nursery.start_soon(
-                    partial(
-                        watch_shutdown_signals,
-                        signals,
-                        graceful=shut_down,
-                        forced=partial(_stop_now, runtime.journal, err),
+        # The signal watcher and the stragglers' deadline outlive the runtime: leaving it may
+        # wait for agents that ignored cancellation, and signals still count then.
+        async with trio.open_nursery() as shell:
+            try:
+                async with (
+                    open_runtime(
+                        journal=path,
+                        cancel_grace=cancel_grace,
+                        secrets=secrets,
+                        sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                    ) as runtime,
+                    trio.open_nursery() as nursery,
+                ):
+                    shell.start_soon(
+                        partial(
+                            watch_shutdown_signals,
+                            signals,
+                            graceful=shut_down,
+                            forced=partial(_stop_now, runtime.journal, err),
+                        )
                     )
-                )
-                # A failed journal is reopened once it can write again: no restart needed.
-                nursery.start_soon(keep_journal_working, runtime.journal)
-
-                async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                    await serve(
-                        runtime,
-                        host=host,
-                        port=port,
-                        api_key=api_key,
-                        max_body=max_body,
-                        shutdown_trigger=stop.wait,
-                        cancel_executions=True,
-                        task_status=task_status,
+                    shell.start_soon(
+                        partial(
+                            exit_despite_stragglers,
+                            runtime.wait_only_stragglers,
+                            cancel_grace,
+                            warn=partial(_warn, err),
+                            conclude=partial(_stopped, err),
+                        )
                     )
-                    nursery.cancel_scope.cancel()
+                    # A failed journal is reopened once it can write again: no restart needed.
+                    nursery.start_soon(keep_journal_working, runtime.journal)
 
-                urls: list[str] = await nursery.start(serve_then_stop)
-                for url in urls:
-                    out.write(f"orchestr8 serving on {url}\n")
-                out.flush()
-                auth = "API key required" if api_key else "no API key (loopback only)"
-                err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
-                err.flush()
-        except JournalError as error:
-            if not stop.is_set():
-                raise
-            # Asked to stop while the journal is failed: that was logged when it happened and
-            # /health said so; what was journaled is intact. An orderly stop all the same.
-            err.write(f"stopped: {error}; the executions it stopped stay resumable\n")
-            return ExitCode.OK
+                    async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
+                        await serve(
+                            runtime,
+                            host=host,
+                            port=port,
+                            api_key=api_key,
+                            max_body=max_body,
+                            shutdown_trigger=stop.wait,
+                            cancel_executions=True,
+                            task_status=task_status,
+                        )
+                        nursery.cancel_scope.cancel()
+
+                    urls: list[str] = await nursery.start(serve_then_stop)
+                    for url in urls:
+                        out.write(f"orchestr8 serving on {url}\n")
+                    out.flush()
+                    auth = "API key required" if api_key else "no API key (loopback only)"
+                    err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
+                    err.flush()
+            except JournalError as error:
+                if not stop.is_set():
+                    raise
+                # Asked to stop while the journal is failed: that was logged when it happened
+                # and /health said so; what was journaled is intact. An orderly stop all the same.
+                err.write(f"stopped: {error}; the executions it stopped stay resumable\n")
+                shell.cancel_scope.cancel()
+                return ExitCode.OK
+            shell.cancel_scope.cancel()
+    return _stopped(err)
+
+
+def _warn(err: TextIO, message: str) -> None:
+    """Write a warning line to the server's stderr."""
+    err.write(f"warning: {message}\n")
+
+
+def _stopped(err: TextIO) -> int:
+    """Say the server stopped in order; its exit code, 0."""
     err.write("stopped: running executions were cancelled and the journal is saved\n")
     return ExitCode.OK
 

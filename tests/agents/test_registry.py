@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -102,11 +103,28 @@ def test_the_python_agent_reports_its_callable_exiting_at_import(modules: Module
         AgentRegistry().create("python", {"callable": f"{name}:run"})
 
 
-def test_keyboard_interrupt_at_import_passes_through(modules: Modules) -> None:
-    """KeyboardInterrupt from an import goes on: it cannot be told from the user's Ctrl-C."""
-    name = modules.write("raise KeyboardInterrupt\n")
+def test_keyboard_interrupt_raised_at_import_is_a_load_failure(modules: Modules) -> None:
+    """A module raising KeyboardInterrupt itself (no signal came) is reported like any failure."""
+    name = modules.write("import os\nraise KeyboardInterrupt\n")
+    message = failure(f"{name}:Agent")
+    assert f"raised KeyboardInterrupt ({modules.directory / name}.py:2)" in message
+
+
+def test_a_real_sigint_during_an_import_still_interrupts(modules: Modules) -> None:
+    """The user's Ctrl-C arriving while a module is imported (slowly) goes on as an interrupt."""
+    name = modules.write(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(60)\n"
+    )
     with pytest.raises(KeyboardInterrupt):
         AgentRegistry().resolve(f"{name}:Agent")
+
+
+def test_the_sigint_handler_is_restored_after_an_import(modules: Modules) -> None:
+    """Watching for Ctrl-C during an import leaves the process's SIGINT handler as it was."""
+    before = signal.getsignal(signal.SIGINT)
+    name = modules.write("raise KeyboardInterrupt\n")
+    failure(f"{name}:Agent")
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_missing_dependency_is_not_a_missing_agent_module(modules: Modules) -> None:
@@ -223,10 +241,20 @@ def test_validate_says_to_install_an_agent_create_agent_registered(tmp_path: Pat
     ) in completed.stderr
 
 
+EXITS_AT_IMPORT = {
+    "SystemExit: 3": "import sys\nsys.exit(3)\n",
+    "KeyboardInterrupt": "import sys\nraise KeyboardInterrupt\n",
+}
+"""Modules that try to end the process while imported, by what they raise (at line 2)."""
+
+
+@pytest.mark.parametrize("raised", EXITS_AT_IMPORT)
 @pytest.mark.parametrize("command", ["validate", "run"])
-def test_cli_reports_a_module_exiting_at_import_and_exits_1(tmp_path: Path, command: str) -> None:
-    """`validate` and `run` report a module exiting at import as invalid: exit 1, not 3."""
-    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(3)\n")
+def test_cli_reports_a_module_exiting_at_import_and_exits_1(
+    tmp_path: Path, command: str, raised: str
+) -> None:
+    """`validate` and `run` report a module exiting at import as invalid: exit 1, not 3 or 130."""
+    (tmp_path / "exits_at_import.py").write_text(EXITS_AT_IMPORT[raised])
     workflow = tmp_path / "workflow.json"
     workflow.write_text(json.dumps(exiting_workflow("exits_at_import")))
     arguments = [command, str(workflow)]
@@ -236,13 +264,38 @@ def test_cli_reports_a_module_exiting_at_import_and_exits_1(tmp_path: Path, comm
     assert completed.returncode == 1, completed.stderr
     assert (
         "$.steps[0].agent: agent 'exits_at_import:run' could not be loaded: importing module "
-        f"'exits_at_import' raised SystemExit: 3 ({tmp_path / 'exits_at_import.py'}:2)"
+        f"'exits_at_import' raised {raised} ({tmp_path / 'exits_at_import.py'}:2)"
     ) in completed.stderr
 
 
-async def test_rest_answers_422_naming_the_import_failure(modules: Modules) -> None:
+def test_run_reports_a_python_callable_interrupting_at_import(tmp_path: Path) -> None:
+    """`run` with the `python` agent whose module raises KeyboardInterrupt: exit 1, named."""
+    (tmp_path / "kbimp.py").write_text("raise KeyboardInterrupt\n")
+    workflow = tmp_path / "workflow.json"
+    step = {"id": "a", "agent": {"id": "python", "config": {"callable": "kbimp:f"}}}
+    workflow.write_text(json.dumps({"schema_version": "1.0", "name": "w", "steps": [step]}))
+    journal = str(tmp_path / "journal.db")
+    completed = orchestr8_command("run", str(workflow), "--journal", journal, cwd=tmp_path)
+    assert completed.returncode == 1, completed.stderr
+    assert f"raised KeyboardInterrupt ({tmp_path / 'kbimp.py'}:1)" in completed.stderr
+
+
+def test_validate_is_interrupted_by_a_real_sigint_during_an_import(tmp_path: Path) -> None:
+    """A real SIGINT while `validate` imports a (slow) agent module still interrupts: exit 130."""
+    (tmp_path / "slow_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(60)\n"
+    )
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps(exiting_workflow("slow_import")))
+    completed = orchestr8_command("validate", str(workflow), cwd=tmp_path)
+    assert completed.returncode == 130, completed.stderr
+    assert "could not be loaded" not in completed.stderr
+
+
+@pytest.mark.parametrize("raised", EXITS_AT_IMPORT)
+async def test_rest_answers_422_naming_the_import_failure(modules: Modules, raised: str) -> None:
     """POST /workflows/execute with a module exiting at import is a 422 problem naming the cause."""
-    name = modules.write("import sys\nsys.exit(3)\n")
+    name = modules.write(EXITS_AT_IMPORT[raised])
     async with open_runtime() as runtime:
         client = create_app(runtime).test_client()
         response = await client.post(
@@ -253,4 +306,4 @@ async def test_rest_answers_422_naming_the_import_failure(modules: Modules) -> N
         document = json.loads(await response.get_data(as_text=True))
     [error] = document["errors"]
     assert error["path"] == "$.workflow.steps[0].agent"
-    assert "raised SystemExit: 3" in error["message"]
+    assert f"raised {raised} (" in error["message"]

@@ -561,7 +561,10 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     assert done.stdout.strip() == str(
         [
             "orchestr8._cli",
+            "orchestr8._cli._group",
+            "orchestr8._cli._inspect_commands",
             "orchestr8._cli._main",
+            "orchestr8._cli._run_commands",
             "orchestr8._shell",
             "orchestr8._shell._options",
             "orchestr8._version",
@@ -1078,7 +1081,7 @@ def test_every_option_of_every_command_is_named_in_the_docs(tmp_path: Path) -> N
 
 def test_inspect_offers_every_status_a_view_shows() -> None:
     """`inspect --status` accepts exactly the statuses the views show, `interrupted` included."""
-    from orchestr8._cli._main import _STATUSES
+    from orchestr8._cli._inspect_commands import _STATUSES
     from orchestr8._execution._liveness import SHOWN_STATUSES
 
     assert _STATUSES == SHOWN_STATUSES

@@ -15,7 +15,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from orchestr8._cli._scaffold import add_entry_point, class_name, pytest_arguments
+from orchestr8._cli._project_commands import pytest_arguments
+from orchestr8._cli._scaffold import add_entry_point, class_name
 from orchestr8._console import main
 from orchestr8._workflow._codec import load_workflow
 

@@ -427,6 +427,33 @@ async def test_leaving_open_runtime_lets_cooperative_agents_finish(
     assert events[-1].type == EventType.EXECUTION_CANCELLED
 
 
+async def test_leaving_open_runtime_says_when_only_agents_ignoring_cancel_remain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`wait_only_stragglers` returns once the end is journaled, while a shielded agent runs on."""
+
+    async def stubborn(input: Any) -> Any:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(100)
+        return "late"
+
+    seen: list[tuple[float, str]] = []
+    async with open_journal(None) as journal, trio.open_nursery() as nursery:
+
+        async def watch(runtime: Any) -> None:
+            await runtime.wait_only_stragglers()
+            events = await journal.events(handle.execution_id)
+            seen.append((trio.current_time(), events[-1].type))
+
+        async with open_runtime(journal=journal, agents={"stubborn": stubborn}) as rt:
+            handle = await rt.start(workflow({"id": "s", "agent": "stubborn"}), execution_timeout=1)
+            nursery.start_soon(watch, rt)
+            await handle.wait()
+        seen.append((trio.current_time(), "closed"))
+    assert [what for _, what in seen] == [EventType.EXECUTION_FAILED, "closed"]
+    assert seen[0][0] < 100 <= seen[1][0]
+
+
 async def test_an_error_leaving_open_runtime_still_records_the_cancellation(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -19,7 +19,12 @@ from orchestr8 import (
     open_shutdown_signals,
     watch_shutdown_signals,
 )
-from orchestr8._shell._process import FORCED_STOP_SECONDS, exit_code_of_error, only_error
+from orchestr8._shell._process import (
+    FORCED_STOP_SECONDS,
+    exit_code_of_error,
+    exit_despite_stragglers,
+    only_error,
+)
 
 
 def test_exit_codes_are_the_documented_contract() -> None:
@@ -117,6 +122,58 @@ async def test_the_watcher_reads_real_signals() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             await graceful.wait()
             nursery.cancel_scope.cancel()
+
+
+async def _watch_stragglers(
+    only_stragglers: trio.Event, grace: float, seen: list[str], *, task_status: trio.TaskStatus
+) -> None:
+    """Run `exit_despite_stragglers`, noting in `seen` what it does, at what trio time."""
+    task_status.started()
+
+    def conclude() -> int:
+        seen.append("conclude")
+        return ExitCode.TIMEOUT
+
+    await exit_despite_stragglers(
+        only_stragglers.wait,
+        grace,
+        warn=lambda message: seen.append(f"warn at {trio.current_time():g}: {message}"),
+        conclude=conclude,
+        exit_process=lambda code: seen.append(f"exit {code}"),
+    )
+
+
+async def test_stragglers_get_the_grace_then_the_process_exits_with_its_code(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Once only stragglers remain, after `grace`: a warning, the conclusion, exit with its code."""
+    seen: list[str] = []
+    only_stragglers = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_watch_stragglers, only_stragglers, 2.0, seen)
+        await trio.sleep(10)
+        assert seen == []
+        only_stragglers.set()
+    assert seen == [
+        "warn at 12: steps that ignored cancellation still run after 2s; exiting without "
+        "waiting for them (the journal holds how every execution ended)",
+        "conclude",
+        f"exit {ExitCode.TIMEOUT}",
+    ]
+
+
+async def test_a_shutdown_that_ends_within_the_grace_is_not_cut_short(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Stragglers that return within the grace: the caller cancels the watch, nothing exits."""
+    seen: list[str] = []
+    only_stragglers = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_watch_stragglers, only_stragglers, 2.0, seen)
+        only_stragglers.set()
+        await trio.sleep(1.5)
+        nursery.cancel_scope.cancel()
+    assert seen == []
 
 
 async def test_the_guard_turns_an_expected_error_into_one_line_and_exit_1() -> None:

@@ -336,3 +336,50 @@ async def test_sigterm_after_a_journal_failure_still_stops_in_order_with_exit_0(
     assert codes == [0]
     assert "Traceback" not in err.getvalue()
     assert err.getvalue().endswith("stay resumable\n") or err.getvalue().endswith("saved\n")
+
+
+def test_sigterm_does_not_wait_forever_for_an_agent_that_ignores_cancel(tmp_path: Path) -> None:
+    """`serve`, SIGTERM while a shielded agent runs: journaled cancelled, exit 0 after the grace."""
+    (tmp_path / "shielded.py").write_text(
+        "import sys, trio\n\nasync def f(input):\n"
+        "    print('agent started', file=sys.stderr, flush=True)\n"
+        "    with trio.CancelScope(shield=True):\n        await trio.sleep(120)\n"
+    )
+    step = {"id": "a", "agent": {"id": "python", "config": {"callable": "shielded:f"}}}
+    environment = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(tmp_path), str(EXAMPLES.parent), *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0", "--journal", "j.db"]
+    with subprocess.Popen(
+        [*command, "--cancel-grace", "0.5"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split("serving on ")[1].strip()
+            workflow = {"schema_version": "1.0", "name": "sh", "steps": [step]}
+            started = httpx.post(f"{url}/workflows/execute", json={"workflow": workflow})
+            assert started.status_code == 202, started.text
+            assert process.stderr is not None
+            while "agent started" not in (line := process.stderr.readline()):
+                assert line, "the server ended before the agent started"
+            process.send_signal(signal.SIGTERM)
+            # Bounded only so that a hang fails: the agent ignores cancellation for 120 s.
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, stderr
+    assert "exiting without waiting for them" in stderr
+    assert stderr.endswith("the journal is saved\n")
+    with sqlite3.connect(f"file:{tmp_path / 'j.db'}?mode=ro", uri=True) as connection:
+        [(last,)] = connection.execute(
+            "SELECT type FROM events WHERE seq = (SELECT MAX(seq) FROM events)"
+        ).fetchall()
+    connection.close()
+    assert last == "execution.cancelled"

@@ -1,0 +1,163 @@
+"""Commands that look without running: `validate` and `schema` (files), `inspect` (the journal).
+
+Heavy imports wait until a command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import asyncclick as click
+
+from ._group import journal_option
+
+__all__ = ["inspect", "schema", "validate"]
+
+_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+"""What `inspect --status` accepts: the journal's statuses and `interrupted` (see `_liveness`)."""
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+async def validate(files: Sequence[str]) -> int:
+    """Check workflow files without running them.
+
+    Checks the JSON, the schema, the step graph and references, that every agent exists and that
+    it accepts its config. Problems go to stderr as `JSON path: message`; the exit code is 1 if
+    any file is invalid.
+    """
+    from .._errors import WorkflowValidationError
+    from ._support import (
+        EXIT_INVALID,
+        EXIT_OK,
+        admit_file,
+        allow_local_imports,
+        guard,
+        report_error,
+    )
+
+    async def action() -> int:
+        from .._agents._registry import AgentRegistry
+
+        allow_local_imports()
+        registry = AgentRegistry()
+        code = EXIT_OK
+        for file in files:
+            try:
+                workflow = admit_file(file, registry).workflow
+            except WorkflowValidationError as error:
+                report_error(str(error))
+                code = EXIT_INVALID
+            else:
+                count = len(workflow.steps)
+                noun = "step" if count == 1 else "steps"
+                click.echo(f"{file}: valid workflow {workflow.name!r} ({count} {noun})")
+        return code
+
+    return await guard(action)
+
+
+@click.command()
+def schema() -> int:
+    """Print the JSON Schema of workflow documents."""
+    from .._workflow._document import workflow_schema
+    from .._workflow._schema import render_schema
+    from ._support import EXIT_OK
+
+    click.echo(render_schema(workflow_schema()), nl=False)
+    return EXIT_OK
+
+
+@click.command()
+@click.argument("execution_id", metavar="[ID]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    metavar="N",
+    help="List at most N executions.  [default: 20]",
+)
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES),
+    default=None,
+    help="List only executions with this status.",
+)
+@click.option(
+    "--timeline",
+    is_flag=True,
+    help="With ID: draw each step's attempts and retry waits on a time axis.",
+)
+@journal_option
+async def inspect(
+    execution_id: str | None,
+    as_json: bool,
+    limit: int | None,
+    status: str | None,
+    timeline: bool,
+    journal: str | None,
+) -> int:
+    """List executions, or show one in detail.
+
+    Without ID, lists the most recent executions, newest first. An execution whose process died
+    while it ran shows as `interrupted` until it is resumed. With ID (or a unique prefix),
+    shows the execution, its steps and its events; with --timeline, a Gantt-style chart of where
+    the time went.
+    """
+    from ._support import EXIT_OK, CommandError, find_execution, guard, journal_path
+
+    async def action() -> int:
+        from .._execution._liveness import interrupted_executions, list_shown_executions
+        from .._journal._journal import open_journal
+        from .._journal._replay import replay
+        from ._views import (
+            dump_json,
+            execution_detail,
+            execution_summary,
+            render_execution_detail,
+            render_execution_list,
+            wants_color,
+        )
+
+        if execution_id is not None and (limit is not None or status is not None):
+            raise CommandError("--limit and --status apply to the list, not to one execution")
+        if timeline and (execution_id is None or as_json):
+            raise CommandError("--timeline needs an execution ID and draws text, not --json")
+        path = journal_path(journal, must_exist=execution_id is not None)
+        color = wants_color(sys.stdout)
+        if execution_id is None and not path.exists():
+            click.echo("[]" if as_json else f"no executions: there is no journal at {path}")
+            return EXIT_OK
+        async with open_journal(path) as store:
+            if execution_id is None:
+                page = await list_shown_executions(store, status=status, limit=limit or 20)
+                summaries = [execution_summary(item.record, item.status) for item in page.items]
+                if as_json:
+                    click.echo(dump_json(summaries))
+                elif summaries:
+                    click.echo(render_execution_list(summaries, color=color))
+                else:
+                    click.echo("no executions" + (f" with status {status}" if status else ""))
+                return EXIT_OK
+            record = await find_execution(store, execution_id)
+            events = await store.events(record.execution_id)
+            interrupted = await interrupted_executions(
+                store, [(record.execution_id, replay(events).status)]
+            )
+        if timeline:
+            import shutil
+
+            from .._journal._timeline import render_timeline
+
+            width = shutil.get_terminal_size((100, 24)).columns
+            click.echo(
+                render_timeline(events, width=width, color=color, interrupted=bool(interrupted))
+            )
+            return EXIT_OK
+        detail = execution_detail(record, events, interrupted=bool(interrupted))
+        click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
+        return EXIT_OK
+
+    return await guard(action)

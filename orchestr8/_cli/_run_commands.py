@@ -1,0 +1,228 @@
+"""`orchestr8 run` and `orchestr8 resume`: their options, and how each begins its execution.
+
+Both hand the execution to the driver in `_run` (progress, signals, result); what differs is how
+it begins: `run` admits a workflow file with its inputs, `resume` finds a journaled execution and
+continues it. Heavy imports wait until a command runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncclick as click
+
+from .._shell._options import GraceSeconds, sync_workers_option
+from ._group import journal_option
+
+if TYPE_CHECKING:
+    from .._execution._runtime import ExecutionHandle, Runtime
+
+__all__ = ["resume", "run", "run_options"]
+
+
+def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options `run` and `resume` share: timeout, grace, journal, threads, JSON output."""
+    decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option(
+            "--timeout",
+            "timeout_seconds",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Bound the whole execution (overrides the workflow's timeout).",
+        ),
+        click.option(
+            "--cancel-grace",
+            type=GraceSeconds(),
+            default=5.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="After Ctrl-C, how long steps may finish before being forced.",
+        ),
+        journal_option,
+        sync_workers_option,
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the result as one JSON document on stdout.",
+        ),
+        click.option(
+            "--secrets-file",
+            metavar="FILE",
+            help="A JSON object of secrets by name for ${secrets.NAME}; "
+            "over $ORCHESTR8_SECRET_NAME variables.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+@click.command()
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--input",
+    "-i",
+    "input_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input; VALUE is parsed as JSON when it is valid JSON, else taken as text.",
+)
+@click.option(
+    "--inputs-file",
+    metavar="FILE",
+    help="A JSON object of inputs ('-' for stdin); --input values override it.",
+)
+@run_options
+async def run(
+    file: str,
+    input_pairs: Sequence[str],
+    inputs_file: str | None,
+    timeout_seconds: float | None,
+    cancel_grace: float,
+    journal: str | None,
+    sync_workers: int | None,
+    as_json: bool,
+    secrets_file: str | None,
+) -> int:
+    """Run a workflow file: progress on stderr, the result on stdout.
+
+    The exit code tells how it ended: 0 succeeded, 1 invalid workflow, inputs or options, 2 a step
+    failed, 3 timed out, 130 interrupted (Ctrl-C cancels the run; a second Ctrl-C stops at once).
+    """
+    from ._run import drive
+    from ._support import (
+        admit_file,
+        allow_local_imports,
+        check_timeout,
+        guard,
+        journal_path,
+        load_secrets,
+        parse_inputs,
+    )
+
+    async def action() -> int:
+        from .._execution._admission import admit
+
+        checked_timeout = check_timeout(timeout_seconds)
+        inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
+        allow_local_imports()
+        # Admitted before the journal opens (a bad file or input leaves none behind), once:
+        # the runtime starts this admission as it is.
+        admission = admit(admit_file(file), inputs)
+        workflow = admission.workflow
+
+        async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
+            handle = await runtime.start(admission, execution_timeout=checked_timeout)
+            count = len(workflow.steps)
+            headline = (
+                f"execution {handle.execution_id} started: workflow {workflow.name!r}, "
+                f"{count} step{'s' if count != 1 else ''}"
+            )
+            return handle, [step.id for step in workflow.steps], headline
+
+        return await drive(
+            begin,
+            journal_path(journal),
+            journal,
+            cancel_grace,
+            as_json,
+            secrets=secrets,
+            sync_workers=sync_workers,
+        )
+
+    return await guard(action)
+
+
+@click.command()
+@click.argument("execution_id", metavar="ID")
+@click.option(
+    "--input",
+    "-i",
+    "input_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input the journal keeps redacted (its key looks like a secret), "
+    "supplied again; VALUE as for run.",
+)
+@click.option(
+    "--inputs-file",
+    metavar="FILE",
+    help="A JSON object of such inputs ('-' for stdin); --input values override it.",
+)
+@run_options
+async def resume(
+    execution_id: str,
+    input_pairs: Sequence[str],
+    inputs_file: str | None,
+    timeout_seconds: float | None,
+    cancel_grace: float,
+    journal: str | None,
+    sync_workers: int | None,
+    as_json: bool,
+    secrets_file: str | None,
+) -> int:
+    """Continue an execution that died, failed or was cancelled.
+
+    ID may be a unique prefix. Steps that succeeded keep their recorded output; the others run
+    again. Progress, output and exit codes are those of `run`. Inputs the journal keeps redacted
+    (`api_key`, `password`...) must be given again with --input; ${secrets.NAME} references are
+    read again from the environment or --secrets-file.
+    """
+    from ._run import drive
+    from ._support import (
+        CommandError,
+        allow_local_imports,
+        check_timeout,
+        declared_steps,
+        find_execution,
+        guard,
+        journal_path,
+        load_secrets,
+        parse_inputs,
+    )
+
+    async def action() -> int:
+        checked_timeout = check_timeout(timeout_seconds)
+        inputs = parse_inputs(input_pairs, inputs_file)
+        secrets = load_secrets(secrets_file)
+        allow_local_imports()
+        path = journal_path(journal, must_exist=True)
+
+        async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
+            from .._errors import InputValidationError
+            from .._journal._events import ExecutionStatus, StepStatus
+            from .._journal._replay import replay
+
+            record = await find_execution(runtime.journal, execution_id)
+            state = replay(await runtime.journal.events(record.execution_id))
+            try:
+                handle = await runtime.resume(
+                    record.execution_id, execution_timeout=checked_timeout, inputs=inputs
+                )
+            except InputValidationError as error:
+                raise CommandError(
+                    f"{error}\ngive redacted inputs again with --input NAME=VALUE "
+                    "(or --inputs-file FILE)"
+                ) from None
+            step_ids = declared_steps(record)
+            reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
+            headline = (
+                f"execution {record.execution_id} resumed: workflow "
+                f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused"
+            )
+            if state.status is ExecutionStatus.RUNNING:
+                headline = (
+                    f"note: execution {record.execution_id} was interrupted (its process ended, "
+                    f"or its journal failed, while it ran); it continues here\n{headline}"
+                )
+            return handle, step_ids, headline
+
+        return await drive(
+            begin, path, journal, cancel_grace, as_json, secrets=secrets, sync_workers=sync_workers
+        )
+
+    return await guard(action)
