@@ -348,8 +348,21 @@ class Runtime:
         completed = {
             step_id: step.output
             for step_id, step in state.steps.items()
-            if step.status is StepStatus.SUCCEEDED and step_id in loaded.steps_by_id
+            if step.reusable and step_id in loaded.steps_by_id
         }
+        if redacted_outputs := [
+            step_id
+            for step_id, step in state.steps.items()
+            if step.output_redacted and step.status is StepStatus.SUCCEEDED
+        ]:
+            # The CLI shows warnings on stderr: `orchestr8 resume` says this too.
+            _logger.warning(
+                "execution %s runs %s again: the journal holds %s redacted (it held a secret), "
+                "and a resume reuses only outputs recorded as they were",
+                execution_id,
+                ", ".join(redacted_outputs),
+                "its output" if len(redacted_outputs) == 1 else "their outputs",
+            )
         rerun = [step.id for step in loaded.steps if step.id not in completed]
         if literals := redacted_literals(loaded, rerun):
             _logger.warning(
