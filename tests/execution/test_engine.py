@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import Agent, AgentContext
 from orchestr8._errors import ExecutionStateError, RetryableError
-from orchestr8._execution._engine import FORCED_STOP_WAIT
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._step_run import STEPS_PER_TURN
+from orchestr8._execution._wind_down import FORCED_STOP_WAIT
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import open_journal
 from orchestr8._journal._replay import replay
