@@ -158,7 +158,8 @@ class PythonAgent(Agent):
     event loop, and timeouts and cancellation end the attempt on time: the thread is abandoned
     (it runs on, its result discarded). Their context publishes progress through the trio thread;
     once abandoned, a progress call raises `trio.Cancelled` in the thread, ending it sooner. The
-    function's exceptions propagate unchanged.
+    function's exceptions propagate unchanged. Its breaker and limits are keyed
+    ``python:<module:function>`` (`resilience_key`), so unrelated functions never share them.
     """
 
     config_keys = frozenset({"callable"})
@@ -182,6 +183,8 @@ class PythonAgent(Agent):
                 f"callable {path!r} is a {type(function).__name__}, not a function"
             )
         self.function: Callable[..., Any] = function
+        # Each function is its own service: one failing must not open another's breaker.
+        self.resilience_key = f"python:{path}"
         self.is_async = is_async_callable(function)
         self.takes_context = takes_context(function, f"callable {path!r}")
 

@@ -54,6 +54,11 @@ class Agent:
     config: Mapping[str, Any]
     """A read-only copy of the config the agent was built from."""
 
+    resilience_key: str | None = None
+    """The service this agent calls, when its agent id does not name it: the default key of its
+    step's circuit breaker, bulkhead and rate limiter (a policy's `key` still wins); None keys
+    them by the agent id."""
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         """Keep a read-only copy of `config`, rejecting keys outside `config_keys`."""
         if not isinstance(config, Mapping):

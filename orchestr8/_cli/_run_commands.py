@@ -194,7 +194,7 @@ async def resume(
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             from .._errors import InputValidationError
-            from .._journal._events import ExecutionStatus, StepStatus
+            from .._journal._events import ExecutionStatus
             from .._journal._replay import replay
 
             record = await find_execution(runtime.journal, execution_id)
@@ -209,7 +209,7 @@ async def resume(
                     "(or --inputs-file FILE)"
                 ) from None
             step_ids = declared_steps(record)
-            reused = sum(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
+            reused = sum(step.reusable for step in state.steps.values())
             headline = (
                 f"execution {record.execution_id} resumed: workflow "
                 f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused"

@@ -1,7 +1,9 @@
 """Execution: admitting workflows and running executions to their end, journaled event by event.
 
-Holds `_runtime` (the public `Runtime`), `_admission` (load, check, build agents once),
-`_engine` (one execution's scheduler), `_state` (its typed state and synchronous rules),
+Holds `_runtime` (the public `Runtime`), `_starting` (record, lock and launch a new or resumed
+execution; idempotency keys), `_resumption` (what a resume reuses and what it runs again),
+`_admission` (load, check, build agents once), `_engine` (one execution's scheduler),
+`_wind_down` (ending its running steps early), `_state` (its typed state and synchronous rules),
 `_step_run` and `_step_resilience` (one step through the pipeline), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_liveness` (who runs an
 execution), and `_secrets` (secret values an execution holds).

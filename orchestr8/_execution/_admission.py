@@ -7,12 +7,14 @@ journal (so a bad file or input leaves no journal behind) and hand the `Admissio
 step graph and the references in one pass by `load_workflow`) and builds each step's agent from
 its config, which checks the config; that instance then runs the step (docs/agents.md says what
 this asks of agents). `admit` checks the inputs against the workflow's `inputs` schema; nothing
-checks them again.
+checks them again. A runtime keeps what it admitted (`AdmittedWorkflows`), so starting a loaded
+workflow again builds nothing.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +29,14 @@ from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
 from ._secrets import secret_values_of
 
-__all__ = ["Admission", "AdmittedWorkflow", "WorkflowLike", "admit", "admit_workflow"]
+__all__ = [
+    "Admission",
+    "AdmittedWorkflow",
+    "AdmittedWorkflows",
+    "WorkflowLike",
+    "admit",
+    "admit_workflow",
+]
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
 """What the runtime accepts as a workflow: a loaded one, a parsed document, JSON text or a path."""
@@ -104,3 +113,30 @@ def _path_of(workflow: WorkflowLike) -> str | None:
     if isinstance(workflow, str) and workflow.lstrip()[:1] in ("{", "["):
         return None
     return os.fspath(workflow)
+
+
+class AdmittedWorkflows:
+    """The workflows a runtime admitted, so each is loaded and has its agents built only once."""
+
+    def __init__(self, registry: AgentRegistry) -> None:
+        """Build agents from `registry`, which does not change for the runtime's life."""
+        self._registry = registry
+        # By id(): a weak reference to each workflow and the agents built for its steps. An
+        # entry goes when its workflow is dropped.
+        self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
+
+    def admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
+        """The loaded workflow and its agents by step id, built on its first admission only.
+
+        Raises:
+            WorkflowValidationError: with every problem found.
+        """
+        if isinstance(workflow, Workflow):
+            entry = self._admitted.get(id(workflow))
+            if entry is not None and entry[0]() is workflow:
+                return workflow, entry[1]
+        admitted = admit_workflow(workflow, self._registry)
+        loaded, key = admitted.workflow, id(admitted.workflow)
+        self._admitted[key] = (weakref.ref(loaded), admitted.agents)
+        weakref.finalize(loaded, self._admitted.pop, key, None)
+        return loaded, admitted.agents

@@ -4,21 +4,30 @@
 `Ending`: completed, cancelled, timed out, failed fast) and what each step did, it decides the
 status, output or error, records the terminal event (`execution.succeeded`, `execution.failed`
 or `execution.cancelled`, with the usage totals) and returns the `ExecutionResult`, redacted
-exactly as the journal is.
+exactly as the journal is. `conclude` also traces and logs it, and makes it durable.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import ExecutionTimeoutError, Orchestr8Error
+from .._errors import ExecutionTimeoutError, JournalError, Orchestr8Error
 from .._journal._events import EventType, ExecutionStatus, StepStatus, describe_error
 from .._observability._redaction import redact
+from .._observability._telemetry import record_execution_result
 from ._emitter import Emitter
 from ._results import ExecutionResult, StepResult
 from ._state import Ending, RunState
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+# The engine's logger: how an execution ended is the engine's to say.
+_logger = logging.getLogger("orchestr8.engine")
 
 
 @attrs.define(kw_only=True)
@@ -34,6 +43,26 @@ class Conclusion:
     exception: Exception | None = attrs.field(default=None, init=False)
     """The exception behind the failed result `record` decided on, when it knows it: for the
     execution span, which records its stacktrace and fully qualified type."""
+
+    async def conclude(self, span: Span) -> ExecutionResult | None:
+        """Record, trace and log how the execution ended; the result once durable, else None.
+
+        None when the journal failed: `ExecutionRun.wait` raises that failure, and there is no
+        result, as the journal (still saying `running`) holds none.
+        """
+        result = await self.record()
+        record_execution_result(span, result.status, self.exception or result.error)
+        _logger.log(
+            logging.INFO if result.succeeded else logging.WARNING,
+            "execution %s %s%s",
+            self.execution_id,
+            result.status,
+            f": {result.error.get('type')}: {result.error.get('message')}" if result.error else "",
+        )
+        # Finished means durable: whoever waits for the result can read it in the journal.
+        with contextlib.suppress(JournalError):
+            await self.emitter.flush()
+        return result if self.emitter.failure is None else None
 
     async def record(self) -> ExecutionResult:
         """Decide the result from the run's ending and steps' results, journal it, return it."""

@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from .._errors import JournalError
-from .._journal._events import Event, EventFactory
+from .._journal._events import Event, EventFactory, EventType
 from .._journal._journal import UNWRITTEN_LIMIT, Journal
 from .._observability._redaction import redact
 from .._supervision._bus import EventBus
@@ -81,10 +81,12 @@ class Emitter:
 
         Secret-looking values in `data` are redacted first (`_redaction`): no view and no journal
         row ever holds them. `trusted` skips that for data the engine made from names alone
-        (an agent id, a reason), which holds no values from config, inputs or outputs.
+        (an agent id, a reason), which holds no values from config, inputs or outputs. A
+        `step.succeeded` whose output lost a value that way says so (`output_redacted`), as its
+        recorded output is then not the one its dependents got: a resume runs that step again.
         """
         if data and not trusted:
-            data = redact(data)
+            data = _redacted(type, data)
         event = self._factory.create(type, step_id=step_id, attempt=attempt, data=data)
         if self.failure is not None:
             return event
@@ -186,3 +188,19 @@ class Emitter:
             # Only a lossless subscriber can refuse; the journal already has the event.
             with suppress(trio.WouldBlock):
                 self._bus.publish_nowait(event)
+
+
+def _redacted(type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` redacted, marked `output_redacted` when it is a step's output that lost a value.
+
+    Redaction shares what it leaves unchanged, so an identity check tells whether it changed the
+    output: nothing is compared or copied for the outputs it keeps as they are.
+    """
+    redacted: dict[str, Any] = redact(data)
+    if (
+        redacted is not data
+        and type == EventType.STEP_SUCCEEDED
+        and redacted.get("output") is not data.get("output")
+    ):
+        return {**redacted, "output_redacted": True}
+    return redacted

@@ -14,6 +14,10 @@ Ending early comes in three kinds, all recorded in the journal:
   the grace period runs out, and ends in `execution.cancelled`;
 - the execution's `timeout` forces the running steps at once and fails the execution;
 - with `fail_fast`, the first step that fails for good forces the running steps at once.
+
+This module is the scheduler; ending the running steps early, and recording the steps that did
+not run to their end, is `_wind_down`'s; deciding and recording how the execution ended is
+`_conclusion`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
 from .._agents._contract import Agent
@@ -34,7 +37,7 @@ from .._agents._registry import AgentRegistry
 from .._errors import ExecutionStateError, JournalError
 from .._journal._events import Event, EventType, StepStatus
 from .._observability._metrics import engine_metrics
-from .._observability._telemetry import execution_span, record_execution_result
+from .._observability._telemetry import execution_span
 from .._supervision._bus import EventBus
 from .._supervision._supervisor import Supervisor, open_supervisor
 from .._workflow._document import Workflow
@@ -44,29 +47,12 @@ from ._results import ExecutionResult, StepResult
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
 from ._step_run import StepActor, StepRunner
+from ._wind_down import Finished, Report, WindDown
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 _logger = logging.getLogger("orchestr8.engine")
-
-
-@attrs.frozen
-class _Finished:
-    """A step's outcome left for the scheduler task to settle."""
-
-    step_id: str
-    result: StepResult
-
-
-#: What the scheduler task receives: an outcome to settle, an error raised while settling one on
-#: a step actor's task (a bug, which ends the run loudly), or None: look again (the run may have
-#: ended, or must end early).
-_Report = _Finished | Exception | None
-
-#: How long a forced cancel may take before the engine gives up on a step: its agent ignores
-#: cancellation, and the execution ends without it (`ExecutionRun._give_up_running`).
-FORCED_STOP_WAIT = 0.5
 
 
 class ExecutionRun:
@@ -126,7 +112,7 @@ class ExecutionRun:
         self._stop_event = trio.Event()
         self._cancel_reason = ""
         # Room for one report per step, the cancel request and the wake-ups: never blocks.
-        self._report_send, self._report_receive = trio.open_memory_channel[_Report](
+        self._report_send, self._report_receive = trio.open_memory_channel[Report](
             len(workflow.steps) + 4
         )
         self._supervisor: Supervisor | None = None
@@ -147,7 +133,14 @@ class ExecutionRun:
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
-        self._stragglers: list[str] = []
+        self._winding = WindDown(
+            execution_id=execution_id,
+            state=self.state,
+            steps=self.steps,
+            emitter=emitter,
+            reports=self._report_receive,
+        )
+        """Ends the running steps when the run ends early, and records the unfinished ones."""
         self._cut_short_by = "nothing"
         self._recorded_start: Event | None = None
         self.result: ExecutionResult | None = None
@@ -232,7 +225,7 @@ class ExecutionRun:
         no message sent); otherwise the outcome is left to the scheduler task.
         """
         if not self._dispatching or result.status is StepStatus.CANCELLED:
-            self._report_send.send_nowait(_Finished(step_id, result))
+            self._report_send.send_nowait(Finished(step_id, result))
             return
         state = self.state
         try:
@@ -293,7 +286,7 @@ class ExecutionRun:
                     shutdown_order="together",
                 ) as supervisor:
                     await self._schedule(supervisor, deadline)
-                    if self._stragglers:
+                    if self._winding.stragglers:
                         # Leaving the supervisor waits for steps that ignore cancellation: the
                         # execution ends first, on time, and whoever waits for it is told.
                         await self._conclude(span)
@@ -320,22 +313,7 @@ class ExecutionRun:
             cancel_reason=self._cancel_reason,
             timeout=self._timeout,
         )
-        result = await conclusion.record()
-        record_execution_result(span, result.status, conclusion.exception or result.error)
-        _logger.log(
-            logging.INFO if result.succeeded else logging.WARNING,
-            "execution %s %s%s",
-            self.execution_id,
-            result.status,
-            f": {result.error.get('type')}: {result.error.get('message')}" if result.error else "",
-        )
-        # Finished means durable: whoever waits for the result can read it in the journal.
-        # A journal that failed is the emitter's to report: `wait` raises it, and there is
-        # no result, as the journal (still saying `running`) holds none.
-        with contextlib.suppress(JournalError):
-            await self._emitter.flush()
-        if self._emitter.failure is None:
-            self.result = result
+        self.result = await conclusion.conclude(span)
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
@@ -378,10 +356,10 @@ class ExecutionRun:
         self._stop_event.set()
         if state.ending is Ending.CANCELLED:
             # The grace never stretches the execution past its own timeout.
-            await self._wind_down(min(trio.current_time() + self._grace, deadline))
+            await self._winding.wind_down(min(trio.current_time() + self._grace, deadline))
         elif state.ending is not Ending.COMPLETED:
-            await self._wind_down(trio.current_time())
-        await self._close_pending()
+            await self._winding.wind_down(trio.current_time())
+        await self._winding.close_pending()
 
     def _dispatch_ready(self, reporting: StepSlot | None = None) -> None:
         """Give ready steps to step actors while concurrency allows and the run goes on.
@@ -428,74 +406,3 @@ class ExecutionRun:
             data={"reason": f"a dependency failed: {failed}"},
             trusted=True,
         )
-
-    async def _wind_down(self, deadline: float) -> None:
-        """End the running steps: let them finish until `deadline`, then cancel what still runs.
-
-        A step whose agent ignores the cancel (it shields itself, or swallows `Cancelled`) is
-        given up on `FORCED_STOP_WAIT` seconds later, so the execution still ends on time.
-        """
-        running = self.state.running
-        with trio.CancelScope(shield=True):
-            with trio.move_on_at(deadline):
-                await self._collect_running()
-            if not running:
-                return
-            for slot in running.values():
-                slot.ref.cancel()
-            with trio.move_on_after(FORCED_STOP_WAIT):
-                await self._collect_running()
-            self._give_up_running()
-
-    def _give_up_running(self) -> None:
-        """Record the steps still running as cancelled, and make sure they record nothing more.
-
-        Their tasks go on in the execution's supervisor until their agents return; `run` has
-        concluded the execution by then, and leaving the supervisor (so the runtime's shutdown)
-        waits for them.
-        """
-        for step_id in list(self.state.running):
-            listener = self.steps.listeners.get(step_id)
-            attempts = 0
-            if listener is not None:
-                listener.silenced = True
-                attempts = listener.attempts
-            self.state.give_up(step_id, attempts)
-            self._stragglers.append(step_id)
-            _logger.warning(
-                "execution %s: step %s did not stop when cancelled (its agent shields itself "
-                "from cancellation or swallows it); the execution ends without it, and the "
-                "runtime waits for it to return before it closes",
-                self.execution_id,
-                step_id,
-            )
-
-    async def _collect_running(self) -> None:
-        """Wait for the outcome of every running step, and settle each (nothing new starts)."""
-        state = self.state
-        while state.running:
-            message = await self._report_receive.receive()
-            if isinstance(message, BaseException):
-                raise message
-            if message is not None:
-                # A failure that lands while winding down still skips its dependents.
-                state.settle(message.step_id, message.result)
-
-    async def _close_pending(self) -> None:
-        """Record how each step that did not run to its end finished: cancelled or skipped."""
-        listeners = self.steps.listeners
-
-        def attempts_of(step_id: str) -> int | None:
-            listener = listeners.get(step_id)
-            return None if listener is None else listener.attempts
-
-        reason = self.state.ending.value
-        for step_id, status in self.state.close_pending(attempts_of):
-            if status is StepStatus.SKIPPED:
-                await self._emitter.emit(
-                    EventType.STEP_SKIPPED, step_id=step_id, data={"reason": "not reached"}
-                )
-            else:
-                await self._emitter.emit(
-                    EventType.STEP_CANCELLED, step_id=step_id, data={"reason": reason}
-                )

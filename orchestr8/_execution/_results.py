@@ -1,7 +1,7 @@
 """What an execution returns: its status, output or error, and every step's result.
 
 The records are frozen values, built by the engine as an execution ends and by
-`Runtime.result` from the journal's replay; the two are equal for the same execution.
+`replayed_result` from the journal's replay; the two are equal for the same execution.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from .._journal._events import ExecutionStatus, StepStatus
+from .._journal._replay import ExecutionState
 
 
 @attrs.frozen
@@ -41,3 +42,20 @@ class ExecutionResult:
     def succeeded(self) -> bool:
         """Whether the execution succeeded."""
         return self.status is ExecutionStatus.SUCCEEDED
+
+
+def replayed_result(execution_id: str, state: ExecutionState) -> ExecutionResult:
+    """The result of an execution as its journal tells it (`replay`), for `Runtime.result`."""
+    steps = {
+        step_id: StepResult(
+            step.status,
+            attempts=step.attempts,
+            output=step.output,
+            error=step.error,
+            usage=step.usage,
+        )
+        for step_id, step in state.steps.items()
+    }
+    return ExecutionResult(
+        execution_id, state.status, state.output, state.error, steps, usage=state.usage
+    )

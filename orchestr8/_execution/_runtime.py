@@ -9,9 +9,9 @@ flushes the journal. With a SQLite file journal, the runtime locks every executi
 The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
 one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
 every execution of it runs them (docs/agents.md states what this asks of agents); `start` checks
-the inputs once and owns idempotency keys: a key seen before returns the execution it started,
-or raises `IdempotencyKeyReusedError` when the request differs. `find` tells whether an
-execution is live here without raising.
+the inputs once. Recording, locking and launching a new or resumed execution, and idempotency
+keys, are the `Starter`'s (`_starting`); what a resume reuses is planned in `_resumption`. The
+runtime keeps the executions live here: `find` tells whether one is, without raising.
 
 Secrets never reach the journal: the workflow and inputs are recorded redacted, `${secrets.NAME}`
 references are resolved from the runtime's `Secrets` at every start and resume (`_secrets`), and
@@ -21,17 +21,13 @@ each execution leases its secret values to the redactor until it ends.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import os
 import random
-import uuid
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -41,41 +37,25 @@ from .._agents._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from .._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
-    IdempotencyKeyReusedError,
     JournalError,
     exception_leaves,
     unwrap_single_error,
 )
-from .._journal._events import EventFactory, ExecutionStatus, StepStatus
 from .._journal._journal import ExecutionRecord, Journal, open_journal
-from .._journal._replay import ExecutionState, replay
+from .._journal._replay import replay
 from .._json import JSON
-from .._observability._redaction import (
-    SecretLease,
-    default_redactor,
-    redact,
-    redact_workflow,
-)
+from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
-from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
-from ._admission import Admission, admit_workflow
+from ._admission import Admission, AdmittedWorkflows
 from ._admission import WorkflowLike as WorkflowLike
-from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._handle import ExecutionHandle as ExecutionHandle
 from ._lock import ExecutionLocks
-from ._results import ExecutionResult, StepResult
-from ._secrets import (
-    Secrets,
-    bind_secrets,
-    redacted_inputs,
-    redacted_literals,
-    resupply_inputs,
-    secret_names,
-    secret_values_of,
-)
+from ._results import ExecutionResult, replayed_result
+from ._secrets import Secrets
+from ._starting import Starter
 from ._step_resilience import SharedResilience
 
 _logger = logging.getLogger("orchestr8.runtime")
@@ -117,11 +97,21 @@ class Runtime:
         self._live: dict[str, ExecutionHandle] = {}
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
-        self._key_locks: dict[str, trio.Lock] = {}
-        # Workflows this runtime admitted, by id(): a weak reference to each and the agents built
-        # for its steps. Starting one again builds nothing (the registry does not change); an
-        # entry goes when its workflow is dropped.
-        self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
+        self._admitted = AdmittedWorkflows(registry)
+        self._starter = Starter(
+            journal=journal,
+            secrets=self.secrets,
+            registry=registry,
+            resilience=self.resilience,
+            bus=bus,
+            cancel_grace=cancel_grace,
+            random_source=random_source,
+            sync_limiter=sync_limiter,
+            locks=locks,
+            admit=self._admit,
+            launch=self._launch,
+            handle_for=self._handle_for,
+        )
 
     def load(self, workflow: WorkflowLike) -> Workflow:
         """Load a workflow and check its agents exist and accept their config.
@@ -136,15 +126,7 @@ class Runtime:
 
     def _admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
         """The loaded workflow and its agents by step id, built on its first admission only."""
-        if isinstance(workflow, Workflow):
-            entry = self._admitted.get(id(workflow))
-            if entry is not None and entry[0]() is workflow:
-                return workflow, entry[1]
-        admitted = admit_workflow(workflow, self.registry)
-        loaded, key = admitted.workflow, id(admitted.workflow)
-        self._admitted[key] = (weakref.ref(loaded), admitted.agents)
-        weakref.finalize(loaded, self._admitted.pop, key, None)
-        return loaded, admitted.agents
+        return self._admitted.admit(workflow)
 
     async def start(
         self,
@@ -178,113 +160,15 @@ class Runtime:
         else:
             loaded, agents = self._admit(workflow)
             checked_inputs = validate_inputs(loaded, inputs)
-        if idempotency_key is None:
-            return await self._start(
-                loaded,
-                agents,
-                checked_inputs,
-                execution_id,
-                execution_timeout,
-                correlation_id,
-                None,
-            )
-        # One start per key at a time here: a second one waits and gets the first's handle.
-        lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
-        try:
-            async with lock:
-                existing = await self.journal.find_by_idempotency_key(idempotency_key)
-                if existing is not None:
-                    _check_same_request(existing, loaded, checked_inputs)
-                    return await self._handle_for(existing)
-                return await self._start(
-                    loaded,
-                    agents,
-                    checked_inputs,
-                    execution_id,
-                    execution_timeout,
-                    correlation_id,
-                    idempotency_key,
-                )
-        finally:
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
-                self._key_locks.pop(idempotency_key, None)
-
-    async def _start(
-        self,
-        loaded: Workflow,
-        agents: Mapping[str, Agent],
-        checked_inputs: dict[str, Any],
-        execution_id: str | None,
-        execution_timeout: float | None,
-        correlation_id: str | None,
-        idempotency_key: str | None,
-    ) -> ExecutionHandle:
-        """Record and launch a new execution of an admitted workflow (the body of `start`)."""
-        secrets = self.secrets.resolve(secret_names(loaded))
-        lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
-        try:
-            bound = bind_secrets(loaded, secrets)
-            return await self._record_and_launch(
-                loaded,
-                bound,
-                _reusable_agents(loaded, bound, agents),
-                checked_inputs,
-                lease,
-                execution_id,
-                execution_timeout,
-                correlation_id,
-                idempotency_key,
-            )
-        except BaseException:
-            lease.release()
-            raise
-
-    async def _record_and_launch(
-        self,
-        loaded: Workflow,
-        bound: Workflow,
-        agents: Mapping[str, Agent],
-        checked_inputs: dict[str, Any],
-        lease: SecretLease,
-        execution_id: str | None,
-        execution_timeout: float | None,
-        correlation_id: str | None,
-        idempotency_key: str | None,
-    ) -> ExecutionHandle:
-        """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
-        record = ExecutionRecord(
-            execution_id=execution_id or uuid.uuid4().hex,
-            workflow_name=loaded.name,
-            # Secret-looking values never reach the journal, and what is recorded stays a valid
-            # workflow: resume reloads it and takes the secrets again (`_secrets`).
-            workflow=redact_workflow(journal_document(loaded)),
-            inputs=redact(checked_inputs),
+        return await self._starter.start(
+            loaded,
+            agents,
+            checked_inputs,
+            execution_id=execution_id,
+            execution_timeout=execution_timeout,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        emitter = Emitter(EventFactory(record.execution_id), self.journal, self.bus)
-        run = self._execution(
-            record.execution_id,
-            bound,
-            agents,
-            checked_inputs,
-            emitter,
-            execution_timeout,
-            correlation_id=record.correlation_id,
-        )
-        # The record and its `execution.started` commit together: none exists without the other.
-        stored, created = await self.journal.create_or_find(record, first_event=run.start_event())
-        if not created:
-            # Another runtime or process recorded this idempotency key first: that is the one.
-            lease.release()
-            return await self._handle_for(stored)
-        # The id is new, so no other process can hold its lock unless something is badly wrong.
-        if not self._locks.acquire(record.execution_id):
-            raise ExecutionStateError(
-                f"execution {record.execution_id} is running in another process or runtime; "
-                "it cannot be started"
-            )
-        return await self._launch(run, lease)
 
     async def resume(
         self,
@@ -319,64 +203,13 @@ class Runtime:
                     "it cannot be resumed until that run ends"
                 )
             try:
-                run, lease = await self._resumed_run(record, execution_timeout, inputs)
+                run, lease = await self._starter.resumed_run(record, execution_timeout, inputs)
             except BaseException:
                 self._locks.release(execution_id)
                 raise
             return await self._launch(run, lease)
         finally:
             self._resuming.discard(execution_id)
-
-    async def _resumed_run(
-        self,
-        record: ExecutionRecord,
-        execution_timeout: float | None,
-        supplied: Mapping[str, Any] | None,
-    ) -> tuple[ExecutionRun, SecretLease]:
-        """Replay the execution's events and build the run that continues it (and its lease)."""
-        execution_id = record.execution_id
-        events = await self.journal.events(execution_id)
-        state = replay(events)
-        if state.status is ExecutionStatus.SUCCEEDED:
-            raise ExecutionStateError(
-                f"execution {execution_id} already succeeded; there is nothing to resume"
-            )
-        loaded, agents = self._admit(record.workflow)
-        inputs = record.inputs
-        if supplied or redacted_inputs(inputs):
-            # Supplied again only in place of what the journal redacted, then checked as new.
-            inputs = validate_inputs(loaded, resupply_inputs(inputs, supplied))
-        secrets = self.secrets.resolve(secret_names(loaded))
-        completed = {
-            step_id: step.output
-            for step_id, step in state.steps.items()
-            if step.status is StepStatus.SUCCEEDED and step_id in loaded.steps_by_id
-        }
-        rerun = [step.id for step in loaded.steps if step.id not in completed]
-        if literals := redacted_literals(loaded, rerun):
-            _logger.warning(
-                "execution %s resumes with '***' in place of %s (the journal keeps literal "
-                "secrets redacted); write ${secrets.NAME} for the values a resume needs",
-                execution_id,
-                ", ".join(literals),
-            )
-        factory = EventFactory(
-            execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
-        )
-        emitter = Emitter(factory, self.journal, self.bus)
-        bound = bind_secrets(loaded, secrets)
-        run = self._execution(
-            execution_id,
-            bound,
-            _reusable_agents(loaded, bound, agents),
-            inputs,
-            emitter,
-            execution_timeout,
-            completed=completed,
-            state=state,
-            correlation_id=record.correlation_id,
-        )
-        return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
     def find(self, execution_id: str) -> ExecutionHandle | None:
         """The handle of an execution running (or just finished) in this runtime, else None.
@@ -403,25 +236,7 @@ class Runtime:
             ExecutionNotFoundError: no such execution.
         """
         record = await self.journal.get_execution(execution_id)
-        state = replay(await self.journal.events(execution_id))
-        steps = {
-            step_id: StepResult(
-                step.status,
-                attempts=step.attempts,
-                output=step.output,
-                error=step.error,
-                usage=step.usage,
-            )
-            for step_id, step in state.steps.items()
-        }
-        return ExecutionResult(
-            record.execution_id,
-            state.status,
-            state.output,
-            state.error,
-            steps,
-            usage=state.usage,
-        )
+        return replayed_result(record.execution_id, replay(await self.journal.events(execution_id)))
 
     def cancel_all(self, reason: str) -> None:
         """Ask every live execution to stop (cooperatively, then by force after the grace)."""
@@ -456,41 +271,6 @@ class Runtime:
         result = await self.result(record.execution_id)
         finished = result if result.status.is_terminal else None
         return ExecutionHandle(record.execution_id, None, finished)
-
-    def _execution(
-        self,
-        execution_id: str,
-        workflow: Workflow,
-        agents: Mapping[str, Agent],
-        inputs: Mapping[str, Any],
-        emitter: Emitter,
-        timeout: float | None,
-        *,
-        completed: Mapping[str, Any] | None = None,
-        state: ExecutionState | None = None,
-        correlation_id: str | None = None,
-    ) -> ExecutionRun:
-        return ExecutionRun(
-            execution_id=execution_id,
-            workflow=workflow,
-            inputs=inputs,
-            emitter=emitter,
-            registry=self.registry,
-            agents=agents,
-            resilience=self.resilience,
-            bus=self.bus,
-            cancel_grace=self.cancel_grace,
-            timeout=timeout if timeout is not None else workflow.timeout,
-            completed=completed,
-            resumed=completed is not None,
-            correlation_id=correlation_id,
-            random_source=self._random,
-            sync_limiter=self.sync_limiter,
-            usage=state.usage if state is not None else None,
-            step_usage={step_id: step.usage for step_id, step in state.steps.items()}
-            if state is not None
-            else None,
-        )
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
@@ -594,45 +374,6 @@ async def open_runtime(
                     finally:
                         if runtime._live:
                             runtime._only_stragglers.set()
-
-
-def _reusable_agents(
-    loaded: Workflow, bound: Workflow, agents: Mapping[str, Agent]
-) -> Mapping[str, Agent]:
-    """The admitted agents whose step still has the config they were built from.
-
-    An agent config with `${secrets.NAME}` values is bound anew for each execution; that step's
-    agent is built from the bound config when it runs, as admission could not know the values.
-    """
-    if bound is loaded:
-        return agents
-    return {
-        step.id: agents[step.id]
-        for step, bound_step in zip(loaded.steps, bound.steps, strict=True)
-        if bound_step.agent is step.agent and step.id in agents
-    }
-
-
-def _check_same_request(
-    existing: ExecutionRecord, workflow: Workflow, inputs: Mapping[str, Any]
-) -> None:
-    """Refuse an idempotency key already used for another workflow or other inputs.
-
-    Raises:
-        IdempotencyKeyReusedError: the recorded request differs from this one.
-    """
-    # The journal keeps redacted copies: compare like with like, after a JSON round trip so
-    # tuples and lists (and ints and floats) compare as the journal does.
-    recorded = json.loads(json.dumps([existing.workflow, existing.inputs]))
-    requested = json.loads(
-        json.dumps([redact_workflow(journal_document(workflow)), redact(dict(inputs))])
-    )
-    if recorded != requested:
-        raise IdempotencyKeyReusedError(
-            f"the idempotency key was used for execution {existing.execution_id} with a "
-            "different workflow or inputs; use a new key for a new request",
-            execution_id=existing.execution_id,
-        )
 
 
 def _only_cancelled(error: BaseException) -> bool:

@@ -106,7 +106,7 @@ class StepRunner:
                 agent = self._registry.create(agent_id, step.agent.config)
             policy = self.workflow.policy_for(step_id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
-                policy.key or agent_id, policy
+                policy.key or agent.resilience_key or agent_id, policy
             )
 
             async def attempt(number: int) -> Any:

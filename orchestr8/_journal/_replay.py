@@ -26,6 +26,13 @@ class StepState:
     started: float | None = None
     finished: float | None = None
     usage: Mapping[str, int] = attrs.field(factory=dict)
+    output_redacted: bool = False
+    """Whether redaction changed the recorded `output`: a resume runs the step again."""
+
+    @property
+    def reusable(self) -> bool:
+        """Whether a resume reuses this step: it succeeded, and its output is recorded as it was."""
+        return self.status is StepStatus.SUCCEEDED and not self.output_redacted
 
 
 @attrs.frozen
@@ -179,4 +186,6 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         output=event.data.get("output") if ending is StepStatus.SUCCEEDED else None,
         error=event.data.get("error") if ending is StepStatus.FAILED else None,
         finished=event.elapsed,
+        output_redacted=ending is StepStatus.SUCCEEDED
+        and event.data.get("output_redacted") is True,
     )

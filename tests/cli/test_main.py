@@ -1028,6 +1028,52 @@ def test_resume_takes_redacted_inputs_and_secrets_again(tmp_path: Path) -> None:
     assert_never_stored(tmp_path, b"cli-key-123456", b"tok-98765432")
 
 
+def test_resume_runs_a_step_again_whose_output_was_journaled_redacted(tmp_path: Path) -> None:
+    """A step reading a secret from a reused output gets the real value, and stderr says why."""
+    (tmp_path / "keyed.py").write_text(KEYED_AGENT)
+    marker = tmp_path / "marker"
+    workflow = write_workflow(
+        tmp_path / "w.json",
+        [
+            {"id": "a", "agent": "echo", "input": {"k": "${inputs.api_key}"}},
+            {
+                "id": "b",
+                "agent": {"id": "python", "config": {"callable": "keyed:check"}},
+                "input": {"marker": str(marker), "key": "${steps.a.output.k}", "token": ""},
+                "depends_on": ["a"],
+                "policy": no_retry(),
+            },
+        ],
+        inputs={
+            "type": "object",
+            "properties": {"api_key": {"type": "string"}},
+            "required": ["api_key"],
+        },
+    )
+    journal = tmp_path / "j.db"
+    env = environment(tmp_path, ORCHESTR8_JOURNAL=str(journal))
+    first = cli(
+        "run", str(workflow), "-i", "api_key=cli-key-123456", "--json", cwd=tmp_path, env=env
+    )
+    assert first.returncode == 2, first.stderr
+    execution_id = json.loads(first.stdout)["execution_id"]
+    marker.touch()
+    resumed = cli(
+        "resume", execution_id, "-i", "api_key=cli-key-123456", "--json", cwd=tmp_path, env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"]["b"]["output"] == {
+        "key_ok": True,
+        "token_ok": False,
+    }
+    assert "0 of 2 steps reused" in resumed.stderr
+    assert (
+        f"execution {execution_id} runs a again: the journal holds its output redacted (it held "
+        "a secret), and a resume reuses only outputs recorded as they were\n"
+    ) in resumed.stderr
+    assert_never_stored(tmp_path, b"cli-key-123456")
+
+
 def test_an_unusable_secrets_file_is_a_usage_error(tmp_path: Path) -> None:
     """A secrets file that is not a JSON object of strings: exit 1, naming the option and file."""
     workflow = write_workflow(tmp_path / "w.json", [{"id": "a", "agent": "echo"}])

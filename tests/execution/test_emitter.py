@@ -15,6 +15,7 @@ from orchestr8._errors import JournalError
 from orchestr8._execution._emitter import Emitter
 from orchestr8._journal._events import Event, EventFactory
 from orchestr8._journal._journal import ExecutionRecord, Journal, open_journal
+from orchestr8._observability._redaction import default_redactor
 from orchestr8._supervision._bus import EventBus
 
 
@@ -352,3 +353,27 @@ async def test_a_journal_failing_while_the_outbox_drains_ends_the_drain_quietly(
     with pytest.raises(JournalError, match="no such execution"):
         await scenario()
     assert len(failures) == 1
+
+
+# -- redaction ------------------------------------------------------------------------------------
+
+
+async def test_a_step_output_that_redaction_changed_is_marked_output_redacted() -> None:
+    """Only a `step.succeeded` whose output lost a secret says `output_redacted`; others stay."""
+    emitter, journal, _ = fake_emitter()
+    with default_redactor().lease(["value-of-a-secret-1"]):
+        secret = emitter.emit_nowait(
+            "step.succeeded", step_id="a", data={"output": {"k": "value-of-a-secret-1"}}
+        )
+        keyed = emitter.emit_nowait(
+            "step.succeeded", step_id="b", data={"output": {"api_key": "not-leased-1"}}
+        )
+        plain = emitter.emit_nowait("step.succeeded", step_id="c", data={"output": {"k": 1}})
+        progress = emitter.emit_nowait(
+            "step.progress", step_id="a", data={"note": "value-of-a-secret-1"}
+        )
+    assert secret.data == {"output": {"k": "***"}, "output_redacted": True}
+    assert keyed.data == {"output": {"api_key": "***"}, "output_redacted": True}
+    assert plain.data == {"output": {"k": 1}}
+    assert progress.data == {"note": "***"}
+    assert journal.written == [secret, keyed, plain, progress]

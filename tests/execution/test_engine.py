@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestr8._agents._contract import Agent, AgentContext
-from orchestr8._errors import ExecutionStateError
-from orchestr8._execution._engine import FORCED_STOP_WAIT
+from orchestr8._errors import ExecutionStateError, RetryableError
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._step_run import STEPS_PER_TURN
+from orchestr8._execution._wind_down import FORCED_STOP_WAIT
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import open_journal
 from orchestr8._journal._replay import replay
@@ -1223,6 +1223,46 @@ async def test_breakers_are_keyed_by_policy_key_across_agents(
     assert rejected.data["error"]["type"] == "CircuitOpenError"
     assert result.steps["other_key"].status is StepStatus.SUCCEEDED
     assert result.steps["agent_key"].status is StepStatus.SUCCEEDED
+
+
+async def broken_service(input: Any) -> Any:
+    """A `python` callable whose service is down."""
+    raise RetryableError("the service is down")
+
+
+async def working_service(input: Any) -> Any:
+    """A `python` callable whose service works."""
+    return input
+
+
+def python_step(step_id: str, function: str, policy: dict[str, Any], **extra: Any) -> Any:
+    """A step calling a function of this module through the `python` agent."""
+    agent = {"id": "python", "config": {"callable": f"{__name__}:{function}"}}
+    return {"id": step_id, "agent": agent, "policy": policy, **extra}
+
+
+async def test_python_steps_are_keyed_by_their_callable_not_by_the_agent_id(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A failing callable opens its own breaker only; other callables, or a policy `key`, run."""
+    breaker = {"failure_threshold": 1, "reset_timeout": 60.0}
+    policy = {"retry": {"max_attempts": 1}, "circuit_breaker": breaker}
+    keyed = {**policy, "key": "own"}
+    result, events = await execute(
+        workflow(
+            python_step("broken", "broken_service", policy, on_error="continue"),
+            python_step("again", "broken_service", policy, depends_on=["broken"]),
+            python_step("other", "working_service", policy, depends_on=["broken"], input=1),
+            python_step("keyed", "broken_service", keyed, depends_on=["broken"]),
+            fail_fast=False,
+        )
+    )
+    key = f"python:{__name__}:broken_service"
+    assert one(events, EventType.BREAKER_OPENED, "broken").data["key"] == key
+    assert one(events, EventType.BREAKER_REJECTED).step_id == "again"
+    assert result.steps["other"].status is StepStatus.SUCCEEDED
+    assert one(events, EventType.ATTEMPT_FAILED, "keyed").data["error"]["type"] == "RetryableError"
+    assert one(events, EventType.BREAKER_OPENED, "keyed").data["key"] == "own"
 
 
 async def test_breaker_state_is_per_runtime(autojump_clock: trio.testing.MockClock) -> None:

@@ -53,6 +53,15 @@ async def fails_until_fixed(input: Any, context: AgentContext) -> Any:
     return input
 
 
+SEEN: list[Any] = []
+
+
+async def records_until_fixed(input: Any, context: AgentContext) -> Any:
+    """Keep each input it is given in `SEEN`, and fail while `FAILS[step_id]` is positive."""
+    SEEN.append(input)
+    return await fails_until_fixed(input, context)
+
+
 async def leaks_its_key(input: Any, context: AgentContext) -> Any:
     """Fail with a message quoting the `api_key` of its input, as careless code does."""
     raise NonRetryableError(f"the service refused key {input['api_key']}")
@@ -64,11 +73,13 @@ def fresh_redactor() -> Iterator[Redactor]:
     redactor = Redactor()
     previous = set_default_redactor(redactor)
     FAILS.clear()
+    SEEN.clear()
     try:
         yield redactor
     finally:
         set_default_redactor(previous)
         FAILS.clear()
+        SEEN.clear()
 
 
 def document(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -302,6 +313,46 @@ async def test_a_workflow_with_secret_looking_schema_properties_resumes(tmp_path
     assert API_KEY not in journal_text(path)
 
 
+async def test_a_step_whose_output_was_journaled_redacted_runs_again_on_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its dependents get the real value after a resume, never `***`; the journal never holds it."""
+    path = tmp_path / "journal.db"
+    workflow = document(
+        {"id": "a", "agent": "echo", "input": {"k": "${inputs.api_key}"}},
+        {
+            **python("b", "records_until_fixed", input={"from_a": "${steps.a.output.k}"}),
+            "depends_on": ["a"],
+        },
+        inputs=KEYED_INPUTS,
+    )
+    FAILS["b"] = 1
+    async with open_runtime(journal=path) as runtime:
+        handle = await runtime.start(workflow, {"api_key": API_KEY, "topic": "t"})
+        assert (await handle.wait()).status is ExecutionStatus.FAILED
+    async with open_runtime(journal=path) as runtime:
+        with caplog.at_level("WARNING", logger="orchestr8.runtime"):
+            resumed = await runtime.resume(handle.execution_id, inputs={"api_key": API_KEY})
+        result = await resumed.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert SEEN == [{"from_a": API_KEY}, {"from_a": API_KEY}]
+    assert [(event.type, event.step_id) for event in events if event.type == "step.succeeded"] == [
+        ("step.succeeded", "a"),
+        ("step.succeeded", "a"),
+        ("step.succeeded", "b"),
+    ]
+    resumed_event = next(event for event in events if event.type == "execution.resumed")
+    assert resumed_event.data["reused_steps"] == []
+    assert [
+        record.getMessage() for record in caplog.records if record.name == "orchestr8.runtime"
+    ] == [
+        f"execution {handle.execution_id} runs a again: the journal holds its output redacted "
+        "(it held a secret), and a resume reuses only outputs recorded as they were"
+    ]
+    assert API_KEY not in journal_text(path)
+
+
 async def test_secret_references_resolve_at_start_and_resume_and_are_never_journaled(
     tmp_path: Path,
 ) -> None:
@@ -388,9 +439,12 @@ async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warn
         record.getMessage() for record in caplog.records if record.name == "orchestr8.runtime"
     ]
     assert messages == [
+        # `first` echoed its token: that output was journaled redacted, so `first` runs again.
+        f"execution {handle.execution_id} runs first again: the journal holds its output "
+        "redacted (it held a secret), and a resume reuses only outputs recorded as they were",
         f"execution {handle.execution_id} resumes with '***' in place of "
-        "$.steps[1].input.password (the journal keeps literal secrets redacted); write "
-        "${secrets.NAME} for the values a resume needs"
+        "$.steps[0].input.token, $.steps[1].input.password (the journal keeps literal secrets "
+        "redacted); write ${secrets.NAME} for the values a resume needs",
     ]
     # Log lines are redacted whole: the warning's own words must survive that intact.
     assert [Redactor().redact_text(message) for message in messages] == messages

@@ -117,6 +117,20 @@ def test_replay_across_a_resume_keeps_succeeded_outputs() -> None:
     }
 
 
+def test_a_step_whose_output_was_journaled_redacted_is_not_reusable() -> None:
+    """`output_redacted` on `step.succeeded` keeps the step succeeded but not reusable."""
+    script = Script().add("execution.started")
+    script.add("step.succeeded", "a", output={"k": "***"}, output_redacted=True)
+    script.add("step.succeeded", "b", output="B")
+    state = replay(script.events)
+    assert state.steps["a"].status is StepStatus.SUCCEEDED
+    assert (state.steps["a"].output_redacted, state.steps["a"].reusable) == (True, False)
+    assert (state.steps["b"].output_redacted, state.steps["b"].reusable) == (False, True)
+    script.add("execution.resumed").add("step.started", "a")
+    script.add("step.succeeded", "a", output={"k": "***"}, output_redacted=True)
+    assert replay(script.events).steps["a"].output_redacted
+
+
 def test_replay_after_resuming_a_failed_run_clears_the_error() -> None:
     """Resuming a failed execution drops its error and finish time until it ends again."""
     script = Script().add("execution.started").add("execution.failed", error={"type": "X"})

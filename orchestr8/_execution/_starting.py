@@ -1,0 +1,308 @@
+"""Starting and resuming executions: from an admitted or a journaled workflow to a launched run.
+
+The runtime admits a request (`_admission`) and keeps the executions that run (`_runtime`); the
+`Starter` does what lies between. A start binds the workflow's secrets and leases their values to
+the redactor, records the execution (the redacted workflow and inputs, with its
+`execution.started`, in one transaction), takes its lock and launches its `ExecutionRun`. It owns
+idempotency keys: a key seen before gives the execution it started, or raises
+`IdempotencyKeyReusedError` when the request differs. A resume is planned from the journal
+(`_resumption`) and built the same way, numbering its events on from the last recorded one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from .._agents._contract import Agent
+from .._agents._registry import AgentRegistry
+from .._errors import ExecutionStateError, IdempotencyKeyReusedError
+from .._journal._events import EventFactory
+from .._journal._journal import ExecutionRecord, Journal
+from .._journal._replay import ExecutionState
+from .._observability._redaction import SecretLease, default_redactor, redact, redact_workflow
+from .._supervision._bus import EventBus
+from .._workflow._codec import journal_document
+from .._workflow._document import Workflow
+from ._admission import WorkflowLike
+from ._emitter import Emitter
+from ._engine import ExecutionRun
+from ._handle import ExecutionHandle
+from ._lock import ExecutionLocks
+from ._resumption import plan_resume
+from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
+from ._step_resilience import SharedResilience
+
+
+class Starter:
+    """Records, locks and launches the new and resumed executions of one runtime."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        secrets: Secrets,
+        registry: AgentRegistry,
+        resilience: SharedResilience,
+        bus: EventBus,
+        cancel_grace: float,
+        random_source: random.Random | None,
+        sync_limiter: trio.CapacityLimiter,
+        locks: ExecutionLocks,
+        admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
+        launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
+        handle_for: Callable[[ExecutionRecord], Awaitable[ExecutionHandle]],
+    ) -> None:
+        """Take the runtime's parts; `admit`, `launch` and `handle_for` are the runtime's own."""
+        self._journal = journal
+        self._secrets = secrets
+        self._registry = registry
+        self._resilience = resilience
+        self._bus = bus
+        self._cancel_grace = cancel_grace
+        self._random = random_source
+        self._sync_limiter = sync_limiter
+        self._locks = locks
+        self._admit = admit
+        self._launch = launch
+        self._handle_for = handle_for
+        self._key_locks: dict[str, trio.Lock] = {}
+
+    async def start(
+        self,
+        loaded: Workflow,
+        agents: Mapping[str, Agent],
+        checked_inputs: dict[str, Any],
+        *,
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record and launch an execution of an admitted workflow (see `Runtime.start`).
+
+        Raises:
+            IdempotencyKeyReusedError: the key started an execution of another workflow or
+                other inputs.
+            ExecutionStateError: another run holds the new execution's lock (never expected).
+        """
+        if idempotency_key is None:
+            return await self._start(
+                loaded,
+                agents,
+                checked_inputs,
+                execution_id,
+                execution_timeout,
+                correlation_id,
+                None,
+            )
+        # One start per key at a time here: a second one waits and gets the first's handle.
+        lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
+        try:
+            async with lock:
+                existing = await self._journal.find_by_idempotency_key(idempotency_key)
+                if existing is not None:
+                    _check_same_request(existing, loaded, checked_inputs)
+                    return await self._handle_for(existing)
+                return await self._start(
+                    loaded,
+                    agents,
+                    checked_inputs,
+                    execution_id,
+                    execution_timeout,
+                    correlation_id,
+                    idempotency_key,
+                )
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._key_locks.pop(idempotency_key, None)
+
+    async def _start(
+        self,
+        loaded: Workflow,
+        agents: Mapping[str, Agent],
+        checked_inputs: dict[str, Any],
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record and launch a new execution of an admitted workflow (the body of `start`)."""
+        secrets = self._secrets.resolve(secret_names(loaded))
+        lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
+        try:
+            bound = bind_secrets(loaded, secrets)
+            return await self._record_and_launch(
+                loaded,
+                bound,
+                _reusable_agents(loaded, bound, agents),
+                checked_inputs,
+                lease,
+                execution_id,
+                execution_timeout,
+                correlation_id,
+                idempotency_key,
+            )
+        except BaseException:
+            lease.release()
+            raise
+
+    async def _record_and_launch(
+        self,
+        loaded: Workflow,
+        bound: Workflow,
+        agents: Mapping[str, Agent],
+        checked_inputs: dict[str, Any],
+        lease: SecretLease,
+        execution_id: str | None,
+        execution_timeout: float | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> ExecutionHandle:
+        """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
+        record = ExecutionRecord(
+            execution_id=execution_id or uuid.uuid4().hex,
+            workflow_name=loaded.name,
+            # Secret-looking values never reach the journal, and what is recorded stays a valid
+            # workflow: resume reloads it and takes the secrets again (`_secrets`).
+            workflow=redact_workflow(journal_document(loaded)),
+            inputs=redact(checked_inputs),
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+        )
+        emitter = Emitter(EventFactory(record.execution_id), self._journal, self._bus)
+        run = self._execution(
+            record.execution_id,
+            bound,
+            agents,
+            checked_inputs,
+            emitter,
+            execution_timeout,
+            correlation_id=record.correlation_id,
+        )
+        # The record and its `execution.started` commit together: none exists without the other.
+        stored, created = await self._journal.create_or_find(record, first_event=run.start_event())
+        if not created:
+            # Another runtime or process recorded this idempotency key first: that is the one.
+            lease.release()
+            return await self._handle_for(stored)
+        # The id is new, so no other process can hold its lock unless something is badly wrong.
+        if not self._locks.acquire(record.execution_id):
+            raise ExecutionStateError(
+                f"execution {record.execution_id} is running in another process or runtime; "
+                "it cannot be started"
+            )
+        return await self._launch(run, lease)
+
+    async def resumed_run(
+        self,
+        record: ExecutionRecord,
+        execution_timeout: float | None,
+        supplied: Mapping[str, Any] | None,
+    ) -> tuple[ExecutionRun, SecretLease]:
+        """Replay the execution's events and build the run that continues it (and its lease).
+
+        The caller holds the execution's lock, and launches the run.
+        """
+        execution_id = record.execution_id
+        plan = plan_resume(record, await self._journal.events(execution_id), self._admit, supplied)
+        loaded, inputs, state = plan.workflow, plan.inputs, plan.state
+        secrets = self._secrets.resolve(secret_names(loaded))
+        plan.warn()
+        factory = EventFactory(
+            execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed
+        )
+        emitter = Emitter(factory, self._journal, self._bus)
+        bound = bind_secrets(loaded, secrets)
+        run = self._execution(
+            execution_id,
+            bound,
+            _reusable_agents(loaded, bound, plan.agents),
+            inputs,
+            emitter,
+            execution_timeout,
+            completed=plan.completed,
+            state=state,
+            correlation_id=record.correlation_id,
+        )
+        return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
+
+    def _execution(
+        self,
+        execution_id: str,
+        workflow: Workflow,
+        agents: Mapping[str, Agent],
+        inputs: Mapping[str, Any],
+        emitter: Emitter,
+        timeout: float | None,
+        *,
+        completed: Mapping[str, Any] | None = None,
+        state: ExecutionState | None = None,
+        correlation_id: str | None = None,
+    ) -> ExecutionRun:
+        """The run of an execution, wired to the runtime's shared parts."""
+        return ExecutionRun(
+            execution_id=execution_id,
+            workflow=workflow,
+            inputs=inputs,
+            emitter=emitter,
+            registry=self._registry,
+            agents=agents,
+            resilience=self._resilience,
+            bus=self._bus,
+            cancel_grace=self._cancel_grace,
+            timeout=timeout if timeout is not None else workflow.timeout,
+            completed=completed,
+            resumed=completed is not None,
+            correlation_id=correlation_id,
+            random_source=self._random,
+            sync_limiter=self._sync_limiter,
+            usage=state.usage if state is not None else None,
+            step_usage={step_id: step.usage for step_id, step in state.steps.items()}
+            if state is not None
+            else None,
+        )
+
+
+def _reusable_agents(
+    loaded: Workflow, bound: Workflow, agents: Mapping[str, Agent]
+) -> Mapping[str, Agent]:
+    """The admitted agents whose step still has the config they were built from.
+
+    An agent config with `${secrets.NAME}` values is bound anew for each execution; that step's
+    agent is built from the bound config when it runs, as admission could not know the values.
+    """
+    if bound is loaded:
+        return agents
+    return {
+        step.id: agents[step.id]
+        for step, bound_step in zip(loaded.steps, bound.steps, strict=True)
+        if bound_step.agent is step.agent and step.id in agents
+    }
+
+
+def _check_same_request(
+    existing: ExecutionRecord, workflow: Workflow, inputs: Mapping[str, Any]
+) -> None:
+    """Refuse an idempotency key already used for another workflow or other inputs.
+
+    Raises:
+        IdempotencyKeyReusedError: the recorded request differs from this one.
+    """
+    # The journal keeps redacted copies: compare like with like, after a JSON round trip so
+    # tuples and lists (and ints and floats) compare as the journal does.
+    recorded = json.loads(json.dumps([existing.workflow, existing.inputs]))
+    requested = json.loads(
+        json.dumps([redact_workflow(journal_document(workflow)), redact(dict(inputs))])
+    )
+    if recorded != requested:
+        raise IdempotencyKeyReusedError(
+            f"the idempotency key was used for execution {existing.execution_id} with a "
+            "different workflow or inputs; use a new key for a new request",
+            execution_id=existing.execution_id,
+        )
