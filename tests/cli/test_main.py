@@ -20,6 +20,7 @@ from unittest import mock
 import attrs
 import pytest
 import trio
+from cli_processes import cli, environment, event_types
 
 from orchestr8._cli._progress import ProgressView
 from orchestr8._cli._support import CommandError, exit_code, find_execution, parse_inputs
@@ -49,22 +50,6 @@ def needs_marker(input):
         raise RuntimeError("the marker file is missing")
     return "marker found"
 '''
-
-
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m orchestr8 ARGS` to its end and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestr8", *args],
-        cwd=cwd,
-        env=env or environment(cwd),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 @attrs.frozen
@@ -100,15 +85,6 @@ def call(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = 
     return Outcome(code, stdout.getvalue(), stderr.getvalue())
 
 
-def environment(path: Path, **extra: str) -> dict[str, str]:
-    """The subprocess environment: no colour, `path` importable, no inherited journal."""
-    env = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    # The code under test stays first on the path (a worktree's, when PYTHONPATH names one).
-    inherited = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    env.update(PYTHONPATH=os.pathsep.join([*inherited, str(path)]), NO_COLOR="1", **extra)
-    return env
-
-
 def write_workflow(path: Path, steps: list[dict[str, Any]], **fields: Any) -> Path:
     document = {"schema_version": "1.0", "name": path.stem, "steps": steps, **fields}
     path.write_text(json.dumps(document))
@@ -117,15 +93,6 @@ def write_workflow(path: Path, steps: list[dict[str, Any]], **fields: Any) -> Pa
 
 def no_retry(**policy: Any) -> dict[str, Any]:
     return {"retry": {"max_attempts": 1}, **policy}
-
-
-def event_types(journal: Path, execution_id: str) -> list[str]:
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as connection:
-        rows = connection.execute(
-            "SELECT type FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
-        ).fetchall()
-    connection.close()
-    return [row[0] for row in rows]
 
 
 @pytest.fixture(scope="module")

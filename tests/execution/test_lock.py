@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_main import cli, environment, event_types
+from cli_processes import cli, environment, event_types
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import ExecutionStateError, NonRetryableError
