@@ -2,7 +2,7 @@
 
 `orchestr8 --help` must answer fast, so the command modules import only asyncclick at the top;
 each command imports what it needs when it runs. Commands return their exit code (`ExitCode` of
-`_process_shell`, see `docs/cli.md`): 0 success, 1 a configuration, validation or usage error, 2 a
+`_shell._process`, see `docs/cli.md`): 0 success, 1 a configuration, validation or usage error, 2 a
 step failed, 3 the execution timed out, 130 interrupted. Errors are printed as one clean message,
 never as a traceback. Commands of other packages (`orchestr8 agent`, from `actors`) are found
 through the `orchestr8.commands` entry-point group, so this package never imports them by name.

@@ -4,7 +4,7 @@ An execution is an actor subtree. Its scheduler opens a supervisor for the execu
 each step to a temporary *step actor* the moment the step is ready (all its dependencies
 finished) and a concurrency slot is free: no lock-step rounds. A step actor runs its agent through
 the resilience pipeline (`_step_run`), records the step's events and settles the outcome with the
-execution's `RunState` (`_execution_state`), which decides what runs next, what is skipped and how
+execution's `RunState` (`_state`), which decides what runs next, what is skipped and how
 the execution ends. Idle step actors are reused, and a step actor that finishes a step usually
 runs the next ready one itself, so a chain of steps costs one trio scheduling round per step.
 

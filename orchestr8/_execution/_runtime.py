@@ -4,7 +4,7 @@
 executions (circuit breakers, bulkheads, rate limiters) and a nursery in which every execution
 runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
 flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
-(`_execution_lock`), so no other process can resume it meanwhile.
+(`_lock`), so no other process can resume it meanwhile.
 
 The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
 one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
