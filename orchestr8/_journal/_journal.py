@@ -22,6 +22,7 @@ since waits behind it).
 from __future__ import annotations
 
 import abc
+import heapq
 import itertools
 import logging
 import os
@@ -176,8 +177,10 @@ class Journal(abc.ABC):
         self._writing_since: float | None = None
         self._reopened = trio.Event()
         self._reopening = trio.Lock()
-        self._unwritten = 0
-        self._progress: trio.Event | None = None
+        self._appended = 0
+        self._settled = 0
+        self._catching_up: list[tuple[int, int, trio.Event]] = []
+        self._ticket_numbers = itertools.count()
 
     @property
     @abc.abstractmethod
@@ -232,11 +235,13 @@ class Journal(abc.ABC):
         Raises:
             JournalError: the journal failed or is closed.
         """
-        self._unwritten += 1
+        self._appended += 1
         try:
             await self._enqueue(event)
         except BaseException:
-            self._unwritten -= 1
+            # Never queued, so never on its way to disk: settled, as a dropped event is.
+            self._settled += 1
+            self._wake_catching_up()
             raise
 
     def append_nowait(self, event: Event) -> None:
@@ -251,23 +256,30 @@ class Journal(abc.ABC):
             self._send.send_nowait(event)
         except trio.ClosedResourceError:
             raise JournalError("the journal is closed") from None
-        self._unwritten += 1
+        self._appended += 1
 
     @property
     def unwritten(self) -> int:
         """How many appended events are not yet committed (queued, or in the batch in flight)."""
-        return self._unwritten
+        return self._appended - self._settled
 
     async def caught_up(self, limit: int = UNWRITTEN_LIMIT) -> None:
-        """Return once at most `limit` appended events are uncommitted, or the journal failed.
+        """Return once at most `limit` of the events appended before this call are uncommitted.
 
-        Steps call it before their agent runs (when `unwritten` is above the limit), so what runs
-        is never far ahead of what the journal holds.
+        Also returns once the journal failed or closed. Steps call it before their agent runs
+        (when `unwritten` is above the limit), so what runs is never far ahead of what the journal
+        holds. Events appended after the call do not hold the caller back: each caller waits
+        for its own ticket (the events settled must reach the events appended before it, less
+        `limit`) and the commit that reaches it wakes that caller alone, once. So N steps waiting
+        behind a lagging journal cost O(N) wake-ups, not O(N) per committed batch.
         """
-        while self._unwritten > limit and self._failure is None and not self._closed:
-            if self._progress is None:
-                self._progress = trio.Event()
-            await self._progress.wait()
+        ticket = self._appended - limit
+        if self._settled >= ticket or self._failure is not None or self._closed:
+            return
+        reached = trio.Event()
+        heapq.heappush(self._catching_up, (ticket, next(self._ticket_numbers), reached))
+        # A cancelled caller leaves its ticket queued; the commit that reaches it sets a dead event.
+        await reached.wait()
 
     async def flush(self) -> None:
         """Return once everything appended before this call is committed.
@@ -504,7 +516,7 @@ class Journal(abc.ABC):
             return
         self._failure = failure
         self._reopened = trio.Event()
-        self._wake_catching_up()
+        self._release_catching_up()
         callbacks, self._failure_callbacks = self._failure_callbacks, {}
         error = self._failure_error()
         for callback in callbacks.values():
@@ -602,15 +614,21 @@ class Journal(abc.ABC):
                 item.done.set()
             elif isinstance(item, FlushMarker):
                 item.done.set()
-        self._unwritten -= settled
+        self._settled += settled
         self._wake_catching_up()
 
     def _wake_catching_up(self) -> None:
-        """Let the tasks waiting in `caught_up` look again."""
-        progress = self._progress
-        if progress is not None:
-            self._progress = None
-            progress.set()
+        """Wake exactly the `caught_up` callers whose ticket the settled events now reach."""
+        waiting = self._catching_up
+        settled = self._settled
+        while waiting and waiting[0][0] <= settled:
+            heapq.heappop(waiting)[2].set()
+
+    def _release_catching_up(self) -> None:
+        """Wake every `caught_up` caller: the journal failed or closed, so none waits on it."""
+        waiting, self._catching_up = self._catching_up, []
+        for _, _, reached in waiting:
+            reached.set()
 
     async def _close(self) -> None:
         """Stop taking appends, let the writer finish (shielded, bounded), then close storage."""
@@ -635,5 +653,6 @@ class Journal(abc.ABC):
                     )
                 )
             self._settle(left)
+            self._release_catching_up()
             self._receive.close()
             await self._close_storage()
