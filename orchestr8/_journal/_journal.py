@@ -62,8 +62,13 @@ Steps wait (`caught_up`) while more are: a failing disk can then leave at most t
 worth of side effects unrecorded, instead of everything that ran while the journal fell behind.
 """
 
-STALLED_AFTER: Final = 5.0
-"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled."""
+STALLED_AFTER: Final = 1.0
+"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled.
+
+A commit takes milliseconds; one second means the disk or a lock holds the writer up. It is well
+below SQLite's busy timeout (`BUSY_TIMEOUT`, 5 s), so a write blocked on a lock is reported
+stalled for seconds before it fails, long enough for a health probe to see it.
+"""
 
 
 def default_journal_path() -> Path:

@@ -86,6 +86,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 APPLICATION_ID = 0x6F72386A
 """`PRAGMA application_id` of every orchestr8 journal ("or8j"), so other databases are refused."""
 
+BUSY_TIMEOUT = 5.0
+"""Seconds a write waits for another connection's lock before SQLite fails it (and the journal).
+
+`STALLED_AFTER` is well below it, so a write held up by a lock shows as stalled on `/health`
+seconds before it fails.
+"""
+
 _IDENTITY = "SELECT * FROM pragma_application_id, pragma_user_version"
 _ANY_TABLE = "SELECT 1 FROM sqlite_master LIMIT 1"
 
@@ -350,7 +357,9 @@ def _by_idempotency_key(connection: sqlite3.Connection, key: str) -> ExecutionRe
 
 def _connect(path: Path | str, opened: list[sqlite3.Connection]) -> sqlite3.Connection:
     """Open one connection in autocommit mode (transactions are explicit) and remember it."""
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
+    )
     opened.append(connection)
     connection.execute("PRAGMA foreign_keys = ON")
     return connection

@@ -39,7 +39,7 @@ from orchestr8._journal._journal import (
 )
 from orchestr8._journal._recovery import keep_journal_working
 from orchestr8._journal._replay import replay
-from orchestr8._journal._sqlite import SQLiteJournal
+from orchestr8._journal._sqlite import BUSY_TIMEOUT, SQLiteJournal
 
 BLOCKED_STEPS = 100
 
@@ -355,6 +355,25 @@ async def test_a_batch_held_up_longer_than_stalled_after_makes_the_journal_stall
         await journal.flush()
         assert journal.trouble() is None
         assert journal.statistics().writing_for == 0.0
+
+
+async def test_a_write_blocked_on_a_lock_is_stalled_well_before_sqlite_gives_up(
+    tmp_path: Path,
+) -> None:
+    """`STALLED_AFTER` is far below both connections' busy timeout, so stalled shows first.
+
+    A write waiting on a lock fails after the busy timeout; were it not well below, `/health`
+    would say ok for the whole wait and then, at once, failed.
+    """
+    async with open_journal(tmp_path / "journal.db") as journal:
+        assert isinstance(journal, SQLiteJournal)
+        connections = (journal._store._writer, journal._store._reader)
+        busy_timeouts = [
+            connection.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+            for connection in connections
+        ]
+    assert busy_timeouts == [BUSY_TIMEOUT, BUSY_TIMEOUT]
+    assert STALLED_AFTER <= BUSY_TIMEOUT / 4
 
 
 async def fill_the_disk_once(input: Any, context: AgentContext) -> Any:
