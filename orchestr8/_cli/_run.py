@@ -96,7 +96,8 @@ async def _drive_runtime(
             view = ProgressView(
                 sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
             )
-            view.note(headline)
+            if headline:
+                view.note(headline)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(view.follow, events, handle.execution_id)
                 resume_hint = _command("resume", journal_given, handle.execution_id)

@@ -459,7 +459,10 @@ def orchestr8_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
-    """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command."""
+    """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command.
+
+    It says the execution resumed only once `execution.resumed` is recorded.
+    """
     (tmp_path / "effects.py").write_text(COUNTED_FAILURE)
     counter = tmp_path / "counter.txt"
     (tmp_path / "w.json").write_text(
@@ -493,6 +496,8 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
         )
     refused = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert refused.returncode == 1, refused.stderr
+    # `execution.resumed` was never written: the command does not say it resumed.
+    assert f"execution {execution_id} resumed" not in refused.stderr
     assert (
         f"error: execution {execution_id} stopped: the journal failed: writing the journal "
         "failed: database or disk is full"
@@ -506,6 +511,7 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
         connection.execute("DROP TRIGGER full")
     again = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert again.returncode == 2, again.stderr
+    assert f"execution {execution_id} resumed: workflow 'w', 0 of 1 steps reused" in again.stderr
     assert counter.read_text() == "called\ncalled\n"
 
 
