@@ -39,7 +39,8 @@ from orchestr8._journal._journal import (
 )
 from orchestr8._journal._recovery import keep_journal_working
 from orchestr8._journal._replay import replay
-from orchestr8._journal._sqlite import BUSY_TIMEOUT, SQLiteJournal
+from orchestr8._journal._sqlite import SQLiteJournal
+from orchestr8._journal._sqlite_schema import BUSY_TIMEOUT
 
 BLOCKED_STEPS = 100
 
