@@ -32,7 +32,6 @@ from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus
 from orchestr8._journal._journal import (
     STALLED_AFTER,
-    UNWRITTEN_LIMIT,
     ExecutionRecord,
     Journal,
     open_journal,
@@ -41,6 +40,7 @@ from orchestr8._journal._recovery import keep_journal_working
 from orchestr8._journal._replay import replay
 from orchestr8._journal._sqlite import SQLiteJournal
 from orchestr8._journal._sqlite_schema import BUSY_TIMEOUT
+from orchestr8._journal._writer import UNWRITTEN_LIMIT
 
 BLOCKED_STEPS = 100
 
