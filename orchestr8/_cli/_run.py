@@ -119,7 +119,8 @@ async def _drive_runtime(
                 view = ProgressView(
                     sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
                 )
-                view.note(headline)
+                if headline:
+                    view.note(headline)
                 resume_hint = _command("resume", journal_given, handle.execution_id)
                 shell.start_soon(
                     partial(

@@ -183,6 +183,7 @@ async def resume(
         journal_path,
         load_secrets,
         parse_inputs,
+        resume_recorded,
     )
 
     async def action() -> int:
@@ -198,7 +199,8 @@ async def resume(
             from .._journal._replay import replay
 
             record = await find_execution(runtime.journal, execution_id)
-            state = replay(await runtime.journal.events(record.execution_id))
+            events = await runtime.journal.events(record.execution_id)
+            state = replay(events)
             try:
                 handle = await runtime.resume(
                     record.execution_id, execution_timeout=checked_timeout, inputs=inputs
@@ -208,6 +210,10 @@ async def resume(
                     f"{error}\ngive redacted inputs again with --input NAME=VALUE "
                     "(or --inputs-file FILE)"
                 ) from None
+            last_seq = events[-1].seq if events else 0
+            if not await resume_recorded(runtime.journal, handle, last_seq):
+                # `handle.wait()` then reports why (the journal failed), with the resume command.
+                return handle, declared_steps(record), ""
             step_ids = declared_steps(record)
             reused = sum(step.reusable for step in state.steps.values())
             headline = (

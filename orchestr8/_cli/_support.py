@@ -22,6 +22,7 @@ from .._shell._process import ExitCode, guard_errors
 if TYPE_CHECKING:
     from .._agents._registry import AgentRegistry
     from .._execution._admission import AdmittedWorkflow
+    from .._execution._handle import ExecutionHandle
     from .._execution._results import ExecutionResult
     from .._execution._secrets import Secrets
     from .._journal._journal import ExecutionRecord, Journal
@@ -118,6 +119,26 @@ def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWork
     from .._execution._admission import admit_workflow
 
     return admit_workflow(Path(file), registry or AgentRegistry(), source=file)
+
+
+async def resume_recorded(journal: Journal, handle: ExecutionHandle, last_seq: int) -> bool:
+    """Wait until the resumed run's first event is committed; False if it never will be.
+
+    `Runtime.resume` returns before the run writes `execution.resumed` (its first event, after
+    `last_seq`), so `resume` says the execution resumed only once the journal holds it. False
+    when the journal failed first: nothing was resumed, and `handle.wait()` says why.
+    """
+    from .._errors import JournalError
+
+    while True:
+        try:
+            await journal.flush()
+            if await journal.last_seq(handle.execution_id) > last_seq:
+                return True
+        except JournalError:
+            return False
+        if handle.done:
+            return False
 
 
 async def find_execution(journal: Journal, text: str) -> ExecutionRecord:

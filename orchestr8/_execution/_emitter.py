@@ -28,7 +28,8 @@ import trio
 
 from .._errors import JournalError
 from .._journal._events import Event, EventFactory, EventType
-from .._journal._journal import UNWRITTEN_LIMIT, Journal
+from .._journal._journal import Journal
+from .._journal._writer import UNWRITTEN_LIMIT
 from .._observability._redaction import redact
 from .._supervision._bus import EventBus
 

@@ -1,7 +1,9 @@
 """The journal: events and executions, durable in SQLite or kept in memory, and their read models.
 
-Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its writer),
-`_records`, `_rules`, `_sqlite`, `_memory`, `_recovery`, and the read models built from events:
+Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its read side),
+`_writer` (the write side: writer task, group commit, lag cap, failure and reopening), `_records`,
+`_rules`, `_sqlite` (the SQLite store) on `_sqlite_schema` (its file format), `_memory`,
+`_recovery`, and the read models built from events:
 `_replay` (execution and step state) and `_timeline` (attempts over time).
 May import: `_observability`, `_json`, `_errors`. Never the engine or a view.
 """

@@ -1,18 +1,10 @@
 """The durable journal: the source of truth for executions and their events.
 
-Appends go through a bounded trio memory channel to one writer task, which drains everything queued
-and commits it as one batch (group commit), so events become durable strictly in append order.
-`SQLiteJournal` (`_journal_sqlite`) keeps a file and works on threads; `MemoryJournal`
-(`_journal_memory`) keeps pure-Python rows that obey the same rules (`_journal_rules`), inline on
+`Journal` is the interface every journal offers: recording executions and events (its write side,
+group commit and failure state, is `JournalWriter` in `_writer`) and reading them back, as
+functions of a `ReadableStore`. `SQLiteJournal` (`_sqlite`) keeps a file and works on threads;
+`MemoryJournal` (`_memory`) keeps pure-Python rows that obey the same rules (`_rules`), inline on
 the trio thread. Open either with `open_journal`.
-
-An event the journal refuses (its `seq` is not the next one of its execution, its execution does not
-exist, its data is not JSON) or a failed write puts the journal in a failed state: that event and
-everything appended after it is not written, and `append`, `flush` and closing raise `JournalError`.
-Readers keep working, so what was written stays inspectable. Every execution watching the journal
-(`on_failure`) stops at once. `reopen` leaves the failed state once the storage can write again
-(a long-running service retries it with back-off: `_journal_recovery`); the executions the failure
-stopped stay stopped, and resumable.
 
 `trouble` says in words what keeps the journal from taking work: it failed, or it is stalled (one
 batch has been on its way to disk for more than `STALLED_AFTER` seconds, so everything appended
@@ -22,13 +14,11 @@ since waits behind it).
 from __future__ import annotations
 
 import abc
-import itertools
-import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import ClassVar, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import trio
 
@@ -44,25 +34,19 @@ from ._records import ExecutionRecord as ExecutionRecord
 from ._records import FlushMarker as FlushMarker
 from ._records import JournalStatistics as JournalStatistics
 from ._records import KeyHeld as KeyHeld
-from ._records import (
-    WorkItem,
-    decode_cursor,
-    encode_cursor,
-)
+from ._records import decode_cursor, encode_cursor
+from ._writer import JournalWriter
 
 _Result = TypeVar("_Result")
 
-_logger = logging.getLogger("orchestr8.journal")
 
-UNWRITTEN_LIMIT: Final = 32
-"""How many appended events may still be on their way to disk when an agent is called.
+STALLED_AFTER: Final = 1.0
+"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled.
 
-Steps wait (`caught_up`) while more are: a failing disk can then leave at most this many events'
-worth of side effects unrecorded, instead of everything that ran while the journal fell behind.
+A commit takes milliseconds; one second means the disk or a lock holds the writer up. It is well
+below SQLite's busy timeout (`BUSY_TIMEOUT`, 5 s), so a write blocked on a lock is reported
+stalled for seconds before it fails, long enough for a health probe to see it.
 """
-
-STALLED_AFTER: Final = 5.0
-"""Seconds (trio clock) one batch may take to reach the disk before the journal is stalled."""
 
 
 def default_journal_path() -> Path:
@@ -153,31 +137,8 @@ class ReadableStore(Protocol):
         ...
 
 
-class Journal(abc.ABC):
+class Journal(JournalWriter):
     """The journal interface shared by `SQLiteJournal` and `MemoryJournal`; see the module doc."""
-
-    storage_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    """The errors the store raises when its storage fails (SQLite's `sqlite3.Error`): a read
-    failing with one is a `JournalError`, and `reopen` reports one as storage that cannot write."""
-
-    def __init__(self, *, queue_size: int, close_timeout: float) -> None:
-        self._send, self._receive = trio.open_memory_channel[WorkItem](queue_size)
-        self._queue_size = queue_size
-        self._close_timeout = close_timeout
-        self._failure: JournalError | None = None
-        self._failure_callbacks: dict[int, Callable[[JournalError], None]] = {}
-        self._callback_keys = itertools.count()
-        self._closed = False
-        self._events_written = 0
-        self._batches_committed = 0
-        self._writer_scope: trio.CancelScope | None = None
-        self._writer_done = trio.Event()
-        self._events_in_flight = 0
-        self._writing_since: float | None = None
-        self._reopened = trio.Event()
-        self._reopening = trio.Lock()
-        self._unwritten = 0
-        self._progress: trio.Event | None = None
 
     @property
     @abc.abstractmethod
@@ -225,60 +186,6 @@ class Journal(abc.ABC):
             raise JournalError(str(request.error)) from request.error
         assert request.result is not None
         return request.result, not request.existed
-
-    async def append(self, event: Event) -> None:
-        """Queue an event for writing, waiting while the queue is full (backpressure, never loss).
-
-        Raises:
-            JournalError: the journal failed or is closed.
-        """
-        self._unwritten += 1
-        try:
-            await self._enqueue(event)
-        except BaseException:
-            self._unwritten -= 1
-            raise
-
-    def append_nowait(self, event: Event) -> None:
-        """Queue an event for writing without waiting, for synchronous callers.
-
-        Raises:
-            trio.WouldBlock: the queue is full.
-            JournalError: the journal failed or is closed.
-        """
-        self._raise_if_unusable()
-        try:
-            self._send.send_nowait(event)
-        except trio.ClosedResourceError:
-            raise JournalError("the journal is closed") from None
-        self._unwritten += 1
-
-    @property
-    def unwritten(self) -> int:
-        """How many appended events are not yet committed (queued, or in the batch in flight)."""
-        return self._unwritten
-
-    async def caught_up(self, limit: int = UNWRITTEN_LIMIT) -> None:
-        """Return once at most `limit` appended events are uncommitted, or the journal failed.
-
-        Steps call it before their agent runs (when `unwritten` is above the limit), so what runs
-        is never far ahead of what the journal holds.
-        """
-        while self._unwritten > limit and self._failure is None and not self._closed:
-            if self._progress is None:
-                self._progress = trio.Event()
-            await self._progress.wait()
-
-    async def flush(self) -> None:
-        """Return once everything appended before this call is committed.
-
-        Raises:
-            JournalError: the journal failed (some of it was not written) or is closed.
-        """
-        marker = FlushMarker()
-        await self._enqueue(marker)
-        await marker.done.wait()
-        self._raise_if_failed()
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         """Return the recorded execution.
@@ -356,24 +263,6 @@ class Journal(abc.ABC):
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
         return seq
 
-    def statistics(self) -> JournalStatistics:
-        """Return the journal's counters: events written, batches committed, queue use, failure."""
-        since = self._writing_since
-        return JournalStatistics(
-            events_written=self._events_written,
-            batches_committed=self._batches_committed,
-            items_queued=self._send.statistics().current_buffer_used,
-            queue_size=self._queue_size,
-            failed=self._failure is not None,
-            failure=None if self._failure is None else str(self._failure),
-            writing_for=0.0 if since is None else trio.current_time() - since,
-        )
-
-    @property
-    def closed(self) -> bool:
-        """Whether the journal was closed: it takes no more work, and cannot be reopened."""
-        return self._closed
-
     def trouble(self, *, stalled_after: float = STALLED_AFTER) -> str | None:
         """Say what keeps the journal from taking work (failed, stalled or closed), or None."""
         if self._failure is not None:
@@ -388,81 +277,9 @@ class Journal(abc.ABC):
             )
         return None
 
-    async def reopen(self) -> None:
-        """Leave the failed state on fresh storage that can write; nothing if it has not failed.
-
-        Whatever was queued before the failure is dropped first, as it always is; what was
-        committed stays. Executions the failure stopped stay stopped (and resumable): only
-        executions started or resumed from now on write again.
-
-        Raises:
-            JournalError: the journal is closed, or its storage still cannot write (the journal
-                stays failed, with its first failure).
-        """
-        async with self._reopening:
-            await self._reopen_once()
-
-    async def _reopen_once(self) -> None:
-        """The body of `reopen`, one caller at a time (two must not both swap the storage)."""
-        if self._closed:
-            raise JournalError("the journal is closed")
-        if self._failure is None:
-            return
-        # Every item queued before the failure (or by a sender blocked on a full queue then) is
-        # dropped by the writer before storage is swapped: wait until the queue is clear.
-        while True:
-            marker = FlushMarker()
-            try:
-                await self._send.send(marker)
-            except trio.ClosedResourceError:
-                raise JournalError("the journal is closed") from None
-            await marker.done.wait()
-            if self._queue_is_clear():
-                break
-        unwritable: tuple[type[Exception], ...] = (*self.storage_errors, OSError)
-        try:
-            await self._reopen_storage()
-        except unwritable as error:
-            raise JournalError(f"the journal still cannot write: {error}") from error
-        except JournalError as error:
-            raise JournalError(f"the journal still cannot write: {error}") from error
-        if not self._queue_is_clear():
-            raise JournalError("the journal is still dropping events from before its failure")
-        _logger.warning("the journal works again after its failure: %s", self._failure)
-        self._failure = None
-        self._reopened.set()
-
-    async def working(self) -> None:
-        """Return once the journal takes work: at once unless it failed, else once reopened."""
-        if self._failure is None:
-            await trio.lowlevel.checkpoint()
-            return
-        await self._reopened.wait()
-
-    def _queue_is_clear(self) -> bool:
-        """Whether nothing waits in, or to get into, the writer's queue."""
-        statistics = self._send.statistics()
-        return statistics.current_buffer_used == 0 and statistics.tasks_waiting_send == 0
-
-    @abc.abstractmethod
-    async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
-        """Write one batch in one transaction (the writer task calls this, one batch at a time)."""
-
     @abc.abstractmethod
     async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a read-only query against committed state."""
-
-    @abc.abstractmethod
-    async def _close_storage(self) -> None:
-        """Release the storage once the writer has finished."""
-
-    async def _reopen_storage(self) -> None:
-        """Replace the storage with a fresh one that has shown it can write (for `reopen`).
-
-        The base keeps the storage: a store whose batches are all-or-nothing is consistent after
-        a refused batch. File stores override it.
-        """
-        await trio.lowlevel.checkpoint()
 
     async def _query(self, query: Callable[[ReadableStore], _Result]) -> _Result:
         """Run a read-only query, refusing once the journal is closed."""
@@ -472,168 +289,3 @@ class Journal(abc.ABC):
             return await self._read(query)
         except self.storage_errors as error:
             raise JournalError(f"reading the journal failed: {error}") from error
-
-    async def _enqueue(self, item: WorkItem) -> None:
-        """Put one item on the writer's queue, translating a closed queue to `JournalError`."""
-        self._raise_if_unusable()
-        try:
-            await self._send.send(item)
-        except trio.ClosedResourceError:
-            raise JournalError("the journal is closed") from None
-
-    def on_failure(self, callback: Callable[[JournalError], None]) -> Callable[[], None]:
-        """Have `callback(error)` called once when the journal fails; returns its remover.
-
-        Called at once if the journal has failed already. Executions use it to stop the moment
-        nothing more they do can be recorded, instead of at their next event.
-        """
-        if self._failure is not None:
-            callback(self._failure_error())
-            return lambda: None
-        key = next(self._callback_keys)
-        self._failure_callbacks[key] = callback
-
-        def remove() -> None:
-            self._failure_callbacks.pop(key, None)
-
-        return remove
-
-    def _fail(self, failure: JournalError) -> None:
-        """Enter the failed state (the first failure sticks) and tell whoever asked to know."""
-        if self._failure is not None:
-            return
-        self._failure = failure
-        self._reopened = trio.Event()
-        self._wake_catching_up()
-        callbacks, self._failure_callbacks = self._failure_callbacks, {}
-        error = self._failure_error()
-        for callback in callbacks.values():
-            try:
-                callback(error)
-            except Exception:
-                # The writer must go on (and the other watchers hear of it): log, never raise.
-                _logger.exception("a journal on_failure callback raised")
-
-    def _failure_error(self) -> JournalError:
-        """A fresh `JournalError` chained to the failure, as every refused call raises."""
-        assert self._failure is not None
-        error = JournalError(f"the journal failed: {self._failure}")
-        error.__cause__ = self._failure
-        return error
-
-    def _raise_if_unusable(self) -> None:
-        """Refuse new work once the journal is closed or has failed."""
-        if self._closed:
-            raise JournalError("the journal is closed")
-        self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
-        """Raise a fresh `JournalError` chained to the failure, if the journal has failed."""
-        if self._failure is not None:
-            raise self._failure_error()
-
-    async def _run_writer(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Write queued items in batches until the queue is closed and drained.
-
-        Shielded, so cancelling the surrounding scope does not lose queued events; closing sets a
-        deadline on this scope so a stuck write cannot hold the caller forever.
-        """
-        with trio.CancelScope(shield=True) as scope:
-            self._writer_scope = scope
-            task_status.started()
-            try:
-                async for item in self._receive:
-                    batch = [item]
-                    while True:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    await self._write_batch(batch)
-            finally:
-                self._writer_done.set()
-
-    async def _write_batch(self, batch: list[WorkItem]) -> None:
-        """Commit one drained batch, then wake the callers waiting on its requests and markers."""
-        try:
-            work = [item for item in batch if isinstance(item, (Event, CreateRequest))]
-            if work and self._failure is None:
-                self._events_in_flight = sum(isinstance(item, Event) for item in work)
-                self._writing_since = trio.current_time()
-                try:
-                    outcome = await self._write(work)
-                except Exception as error:
-                    # A store that raises instead of reporting would kill the writer, and every
-                    # later flush would wait for it forever: the journal fails instead.
-                    failure = JournalError(
-                        f"writing the journal failed: {type(error).__name__}: {error}"
-                    )
-                    failure.__cause__ = error
-                    outcome = BatchOutcome(failure=failure)
-                self._writing_since = None
-                self._events_in_flight = 0
-                self._events_written += outcome.events_written
-                self._batches_committed += outcome.committed
-                for request, result in outcome.created:
-                    if isinstance(result, JournalError):
-                        request.error = result
-                    elif isinstance(result, KeyHeld):
-                        request.result, request.existed = result.record, True
-                    else:
-                        request.result = result
-                if outcome.failure is not None:
-                    self._fail(outcome.failure)
-        finally:
-            self._settle(batch)
-
-    def _settle(self, items: list[WorkItem]) -> None:
-        """Wake everyone waiting on these items; requests left without a result get an error."""
-        settled = 0
-        for item in items:
-            if isinstance(item, Event):
-                settled += 1
-            elif isinstance(item, CreateRequest):
-                if item.result is None and item.error is None:
-                    item.error = self._failure or JournalError(
-                        "the journal closed before the execution was recorded"
-                    )
-                item.done.set()
-            elif isinstance(item, FlushMarker):
-                item.done.set()
-        self._unwritten -= settled
-        self._wake_catching_up()
-
-    def _wake_catching_up(self) -> None:
-        """Let the tasks waiting in `caught_up` look again."""
-        progress = self._progress
-        if progress is not None:
-            self._progress = None
-            progress.set()
-
-    async def _close(self) -> None:
-        """Stop taking appends, let the writer finish (shielded, bounded), then close storage."""
-        self._closed = True
-        self._send.close()
-        with trio.CancelScope(shield=True):
-            if self._writer_scope is not None:
-                self._writer_scope.deadline = trio.current_time() + self._close_timeout
-                await self._writer_done.wait()
-            left = []
-            while True:
-                try:
-                    left.append(self._receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            unwritten = self._events_in_flight + sum(isinstance(item, Event) for item in left)
-            if self._writer_scope is not None and self._writer_scope.cancelled_caught:
-                self._fail(
-                    JournalError(
-                        f"closing the journal took longer than {self._close_timeout} s; "
-                        f"{unwritten} events were not written"
-                    )
-                )
-            self._settle(left)
-            self._receive.close()
-            await self._close_storage()

@@ -1,9 +1,9 @@
-"""The journal's SQLite store: schema and migrations, the batch rules, and `SQLiteJournal`.
+"""The journal's SQLite store: its queries, the batch rules, and `SQLiteJournal`.
 
 A file journal keeps two connections: the writer (one `BEGIN IMMEDIATE … COMMIT` per batch, on a
 worker thread) and a read-only reader (queries on a worker thread, one at a time). WAL mode lets
 them work side by side, and the reader only ever sees committed batches. The layout is described
-in `docs/events.md`.
+in `docs/events.md`; the file format (schema, migrations, connections) is `_sqlite_schema`.
 
 The journal's threads never come from trio's default thread limiter, which sync agents share: it
 has a capacity limiter of its own for each connection, so however many agents block their worker
@@ -42,52 +42,9 @@ from ._rules import (
     not_json,
     refusal,
 )
+from ._sqlite_schema import SCHEMA_VERSION, connect, explain, migrate
 
 _Result = TypeVar("_Result")
-
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE executions (
-            execution_id TEXT PRIMARY KEY,
-            workflow_name TEXT NOT NULL,
-            workflow TEXT NOT NULL,
-            inputs TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            correlation_id TEXT,
-            idempotency_key TEXT,
-            started_at TEXT,
-            finished_at TEXT,
-            output TEXT,
-            error TEXT
-        )""",
-        """CREATE TABLE events (
-            execution_id TEXT NOT NULL REFERENCES executions (execution_id),
-            seq INTEGER NOT NULL,
-            ts TEXT NOT NULL,
-            elapsed REAL NOT NULL,
-            type TEXT NOT NULL,
-            step_id TEXT,
-            attempt INTEGER,
-            data TEXT NOT NULL,
-            PRIMARY KEY (execution_id, seq)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX executions_by_time ON executions (created_at, execution_id)",
-        "CREATE INDEX executions_by_status ON executions (status, created_at, execution_id)",
-        "CREATE UNIQUE INDEX executions_by_idempotency_key ON executions (idempotency_key)"
-        " WHERE idempotency_key IS NOT NULL",
-    ),
-)
-"""Migration N (0-based) takes a journal from `user_version` N to N + 1."""
-
-SCHEMA_VERSION = len(_MIGRATIONS)
-"""The journal schema version this code writes, kept in `PRAGMA user_version`."""
-
-APPLICATION_ID = 0x6F72386A
-"""`PRAGMA application_id` of every orchestr8 journal ("or8j"), so other databases are refused."""
-
-_IDENTITY = "SELECT * FROM pragma_application_id, pragma_user_version"
-_ANY_TABLE = "SELECT 1 FROM sqlite_master LIMIT 1"
 
 _EXECUTION_COLUMNS = ", ".join(EXECUTION_FIELDS)
 _EVENT_COLUMNS = "execution_id, seq, ts, elapsed, type, step_id, attempt, data"
@@ -148,16 +105,16 @@ class Store:
             ) from error
         opened: list[sqlite3.Connection] = []
         try:
-            writer = _connect(path, opened)
+            writer = connect(path, opened)
             writer.execute("PRAGMA journal_mode = WAL").fetchone()
             writer.execute("PRAGMA synchronous = NORMAL")
-            _migrate(writer, str(path))
-            reader = _connect(path, opened)
+            migrate(writer, str(path))
+            reader = connect(path, opened)
             reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as error:
             for connection in opened:
                 connection.close()
-            raise JournalError(_explain(path, error)) from error
+            raise JournalError(explain(path, error)) from error
         except JournalError:
             for connection in opened:
                 connection.close()
@@ -167,8 +124,8 @@ class Store:
     @classmethod
     def open_memory(cls) -> Store:
         """Open a fresh in-memory journal; one connection serves writes and reads."""
-        connection = _connect(":memory:", [])
-        _migrate(connection, ":memory:")
+        connection = connect(":memory:", [])
+        migrate(connection, ":memory:")
         return cls(connection, connection)
 
     def prove_writable(self) -> None:
@@ -346,57 +303,6 @@ def _by_idempotency_key(connection: sqlite3.Connection, key: str) -> ExecutionRe
         f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
     ).fetchone()
     return None if row is None else decode_execution(row)
-
-
-def _connect(path: Path | str, opened: list[sqlite3.Connection]) -> sqlite3.Connection:
-    """Open one connection in autocommit mode (transactions are explicit) and remember it."""
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-    opened.append(connection)
-    connection.execute("PRAGMA foreign_keys = ON")
-    return connection
-
-
-def _migrate(connection: sqlite3.Connection, where: str) -> None:
-    """Bring the schema to `SCHEMA_VERSION`, refusing other databases and newer journals."""
-
-    def version() -> int:
-        identity: tuple[int, int] = connection.execute(_IDENTITY).fetchone()
-        application, found = identity
-        if application not in (APPLICATION_ID, 0) or (application == 0 and found > 0):
-            raise JournalError(f"{where} is a SQLite database but not an orchestr8 journal")
-        if found > SCHEMA_VERSION:
-            raise JournalError(
-                f"{where} has journal schema version {found}, newer than this orchestr8 knows "
-                f"({SCHEMA_VERSION}); upgrade orchestr8 to use it"
-            )
-        if found == 0 and connection.execute(_ANY_TABLE).fetchone() is not None:
-            raise JournalError(f"{where} is a SQLite database but not an orchestr8 journal")
-        return found
-
-    if version() == SCHEMA_VERSION:
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        # Read again inside the write lock: another process may have migrated meanwhile.
-        for statements in _MIGRATIONS[version() :]:
-            for statement in statements:
-                connection.execute(statement)
-        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except Exception:
-        connection.execute("ROLLBACK")
-        raise
-
-
-def _explain(path: Path, error: sqlite3.Error) -> str:
-    """Say in words why the journal file could not be used."""
-    message = str(error)
-    if "file is not a database" in message:
-        return f"{path} is not a SQLite database, so it cannot be a journal"
-    if "unable to open database file" in message:
-        return f"cannot open the journal {path} (check the path and its permissions)"
-    return f"cannot use the journal {path}: {message}"
 
 
 class SQLiteJournal(Journal):

@@ -32,7 +32,8 @@ from orchestr8._journal._journal import (
 )
 from orchestr8._journal._memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
 from orchestr8._journal._replay import replay
-from orchestr8._journal._sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteJournal, Store
+from orchestr8._journal._sqlite import SQLiteJournal, Store
+from orchestr8._journal._sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = "2025-01-01T00:00:00.000Z"

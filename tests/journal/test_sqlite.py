@@ -32,7 +32,6 @@ from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus
 from orchestr8._journal._journal import (
     STALLED_AFTER,
-    UNWRITTEN_LIMIT,
     ExecutionRecord,
     Journal,
     open_journal,
@@ -40,6 +39,8 @@ from orchestr8._journal._journal import (
 from orchestr8._journal._recovery import keep_journal_working
 from orchestr8._journal._replay import replay
 from orchestr8._journal._sqlite import SQLiteJournal
+from orchestr8._journal._sqlite_schema import BUSY_TIMEOUT
+from orchestr8._journal._writer import UNWRITTEN_LIMIT
 
 BLOCKED_STEPS = 100
 
@@ -357,6 +358,25 @@ async def test_a_batch_held_up_longer_than_stalled_after_makes_the_journal_stall
         assert journal.statistics().writing_for == 0.0
 
 
+async def test_a_write_blocked_on_a_lock_is_stalled_well_before_sqlite_gives_up(
+    tmp_path: Path,
+) -> None:
+    """`STALLED_AFTER` is far below both connections' busy timeout, so stalled shows first.
+
+    A write waiting on a lock fails after the busy timeout; were it not well below, `/health`
+    would say ok for the whole wait and then, at once, failed.
+    """
+    async with open_journal(tmp_path / "journal.db") as journal:
+        assert isinstance(journal, SQLiteJournal)
+        connections = (journal._store._writer, journal._store._reader)
+        busy_timeouts = [
+            connection.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+            for connection in connections
+        ]
+    assert busy_timeouts == [BUSY_TIMEOUT, BUSY_TIMEOUT]
+    assert STALLED_AFTER <= BUSY_TIMEOUT / 4
+
+
 async def fill_the_disk_once(input: Any, context: AgentContext) -> Any:
     """Report more progress than the disk holds on the first call; return the input after."""
     CALLS.append(context.step_id)
@@ -440,7 +460,10 @@ def orchestr8_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
-    """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command."""
+    """`orchestr8 resume` on a journal refusing writes: exit 1, the error and the resume command.
+
+    It says the execution resumed only once `execution.resumed` is recorded.
+    """
     (tmp_path / "effects.py").write_text(COUNTED_FAILURE)
     counter = tmp_path / "counter.txt"
     (tmp_path / "w.json").write_text(
@@ -474,6 +497,8 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
         )
     refused = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert refused.returncode == 1, refused.stderr
+    # `execution.resumed` was never written: the command does not say it resumed.
+    assert f"execution {execution_id} resumed" not in refused.stderr
     assert (
         f"error: execution {execution_id} stopped: the journal failed: writing the journal "
         "failed: database or disk is full"
@@ -487,6 +512,7 @@ def test_resume_on_a_journal_that_cannot_write_runs_no_agent_and_says_how_to_res
         connection.execute("DROP TRIGGER full")
     again = orchestr8_command("resume", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert again.returncode == 2, again.stderr
+    assert f"execution {execution_id} resumed: workflow 'w', 0 of 1 steps reused" in again.stderr
     assert counter.read_text() == "called\ncalled\n"
 
 
