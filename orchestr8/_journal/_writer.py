@@ -36,7 +36,7 @@ from ._records import BatchOutcome, CreateRequest, FlushMarker, JournalStatistic
 
 _logger = logging.getLogger("orchestr8.journal")
 
-UNWRITTEN_LIMIT: Final = 32
+UNWRITTEN_LIMIT: Final = 256
 """How many appended events may still be on their way to disk when an agent is called.
 
 Steps wait (`caught_up`) while more are: a failing disk can then leave at most this many events'
