@@ -29,7 +29,6 @@ import trio
 from .._errors import JournalError
 from .._journal._events import Event, EventFactory, EventType
 from .._journal._journal import Journal
-from .._journal._writer import UNWRITTEN_LIMIT
 from .._observability._redaction import redact
 from .._supervision._bus import EventBus
 
@@ -41,6 +40,7 @@ class Emitter:
         """Emit through `factory` (numbering), into `journal` (truth) and onto `bus` (views)."""
         self._factory = factory
         self._journal = journal
+        self._lag_limit = journal.lag_limit
         self._bus = bus
         self._outbox: deque[Event] = deque()
         self._draining = trio.Lock()
@@ -121,10 +121,11 @@ class Emitter:
     def may_call_agents(self) -> bool:
         """Whether a step may call its agent now: the journal works and does not lag behind.
 
-        Not lagging means at most `UNWRITTEN_LIMIT` events on their way to disk. A cheap check,
-        made before every step's first attempt.
+        Not lagging means at most the journal's `lag_limit` (`UNWRITTEN_LIMIT` for a file)
+        events on their way to disk. A cheap check, made before every step's first attempt.
         """
-        return self.failure is None and self._journal.unwritten <= UNWRITTEN_LIMIT
+        limit = self._lag_limit
+        return self.failure is None and (limit is None or self._journal.unwritten <= limit)
 
     async def until_agents_may_run(self) -> None:
         """Wait until `may_call_agents`; once the journal failed, never return (the run cancels).
@@ -132,7 +133,8 @@ class Emitter:
         What an agent does is recorded only through the journal: while it lags, agents wait for
         it, and once it failed, no agent starts at all.
         """
-        await self._journal.caught_up(UNWRITTEN_LIMIT)
+        if self._lag_limit is not None:
+            await self._journal.caught_up(self._lag_limit)
         if self.failure is not None:
             # The run cancels its steps the moment the journal fails (`on_failure`).
             await trio.sleep_forever()

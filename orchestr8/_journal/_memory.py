@@ -296,6 +296,8 @@ def _apply_update(row: list[Any], event: Event) -> None:
 class MemoryJournal(Journal):
     """The journal in memory: a pure-Python store with the SQLite store's rules, inline."""
 
+    lag_limit = None
+
     def __init__(self, *, queue_size: int = 1024, close_timeout: float = 5.0) -> None:
         super().__init__(queue_size=queue_size, close_timeout=close_timeout)
         self._store = MemoryStore()

@@ -47,6 +47,13 @@ worth of side effects unrecorded, instead of everything that ran while the journ
 class JournalWriter(abc.ABC):
     """The write side every journal shares: queue, writer task, group commit, failure state."""
 
+    lag_limit: ClassVar[int | None] = UNWRITTEN_LIMIT
+    """How many events may be unwritten when an agent is called (`caught_up`); None: no cap.
+
+    A journal with nothing durable to lose (the memory journal) has no cap: making steps wait for
+    it would cost a scheduling round per step and bound nothing.
+    """
+
     storage_errors: ClassVar[tuple[type[Exception], ...]] = ()
     """The errors the store raises when its storage fails (SQLite's `sqlite3.Error`): a read
     failing with one is a `JournalError`, and `reopen` reports one as storage that cannot write."""

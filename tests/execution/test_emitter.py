@@ -22,6 +22,8 @@ from orchestr8._supervision._bus import EventBus
 class FakeJournal:
     """Records appends; `full` makes `append_nowait` refuse and `append` wait for room."""
 
+    lag_limit = None
+
     def __init__(self) -> None:
         self.written: list[Event] = []
         self.full = False

@@ -119,3 +119,13 @@ async def test_a_failing_journal_releases_everyone_waiting_to_catch_up() -> None
     with pytest.raises(JournalError, match="'ghost'"):
         await wait_then_fail()
     assert sorted(released) == [0, 1, 2]
+
+
+async def test_only_a_journal_with_something_durable_to_lose_makes_steps_wait() -> None:
+    """A file journal caps the lag at `UNWRITTEN_LIMIT`; a memory journal has no cap to wait on."""
+    from orchestr8._journal._memory import MemoryJournal
+    from orchestr8._journal._sqlite import SQLiteJournal
+    from orchestr8._journal._writer import UNWRITTEN_LIMIT
+
+    assert SQLiteJournal.lag_limit == UNWRITTEN_LIMIT
+    assert MemoryJournal.lag_limit is None
