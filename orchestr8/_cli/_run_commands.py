@@ -116,10 +116,12 @@ async def run(
         workflow = admission.workflow
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
+            from .._observability._redaction import redact
+
             handle = await runtime.start(admission, execution_timeout=checked_timeout)
             count = len(workflow.steps)
             headline = (
-                f"execution {handle.execution_id} started: workflow {workflow.name!r}, "
+                f"execution {handle.execution_id} started: workflow {redact(workflow.name)!r}, "
                 f"{count} step{'s' if count != 1 else ''}"
             )
             return handle, [step.id for step in workflow.steps], headline

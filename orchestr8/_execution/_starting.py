@@ -167,7 +167,8 @@ class Starter:
         """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
-            workflow_name=loaded.name,
+            # A name can hold a secret value too (`/metrics` and every view show it).
+            workflow_name=redact(loaded.name),
             # Secret-looking values never reach the journal, and what is recorded stays a valid
             # workflow: resume reloads it and takes the secrets again (`_secrets`).
             workflow=redact_workflow(journal_document(loaded)),

@@ -448,3 +448,17 @@ async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warn
     ]
     # Log lines are redacted whole: the warning's own words must survive that intact.
     assert [Redactor().redact_text(message) for message in messages] == messages
+
+
+async def test_a_secret_value_in_the_workflow_name_is_never_journaled(
+    tmp_path: Path, fresh_redactor: Redactor
+) -> None:
+    """The execution's recorded name is redacted like the document: `inspect` and REST read it."""
+    path = tmp_path / "journal.db"
+    fresh_redactor.add_secret(TOKEN)
+    async with open_runtime(journal=path) as runtime:
+        handle = await runtime.start(document(python("call", "leaks_its_key"), name=f"n-{TOKEN}"))
+        await handle.wait()
+        [record] = (await runtime.journal.list_executions()).items
+    assert record.workflow_name == f"n-{REDACTED}"
+    assert TOKEN not in journal_text(path)
