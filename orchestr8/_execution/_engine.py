@@ -348,11 +348,11 @@ class ExecutionRun:
         self._dispatching = False
         if self._cancel_event.is_set():
             # Even a cancel requested before the run began: it ends cancelled.
-            state.ending = Ending.CANCELLED
+            state.end(Ending.CANCELLED)
         if timeout_scope.cancelled_caught or (self._past_deadline() and not state.all_settled):
             # Steps left unstarted because the timeout passed (before the scheduler woke): the
             # execution timed out just the same.
-            state.ending = Ending.TIMED_OUT
+            state.end(Ending.TIMED_OUT)
         self._stop_event.set()
         if state.ending is Ending.CANCELLED:
             # The grace never stretches the execution past its own timeout.
@@ -375,7 +375,7 @@ class ExecutionRun:
             step = state.next_step()
             if step is None:
                 return
-            slot = state.idle.pop() if state.idle else self._spawn_step_actor()
+            slot = state.take_idle() or self._spawn_step_actor()
             state.start(step, slot)
             if slot is not reporting:
                 slot.ref.tell_nowait(step)

@@ -188,6 +188,18 @@ class RunState:
             return self.workflow.steps_by_id[self.ready.popleft()]
         return None
 
+    def take_idle(self) -> StepSlot | None:
+        """An idle step actor to give the next step to, or None when every one is busy."""
+        return self.idle.pop() if self.idle else None
+
+    def end(self, ending: Ending) -> None:
+        """Cut the run short this way (a cancel, a timeout): no further step starts."""
+        self.ending = ending
+
+    def record_failure(self, step_id: str, error: Exception) -> None:
+        """Keep the error a step failed with for good, for the execution's span and result."""
+        self.failures[step_id] = error
+
     def start(self, step: Step, slot: StepSlot) -> None:
         """Record that `slot`'s step actor runs `step` from now on."""
         slot.step = step

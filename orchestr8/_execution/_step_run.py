@@ -186,7 +186,7 @@ class StepRunner:
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
         if step.on_error == "fail":
-            self._state.failures[step.id] = error
+            self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
             step_id=step.id,

@@ -73,6 +73,30 @@ def test_settling_a_step_makes_its_step_actor_idle() -> None:
     assert state.all_settled
 
 
+def test_an_idle_step_actor_is_taken_once_and_then_none_is_left() -> None:
+    """`take_idle` hands out each idle slot once; with none idle the engine spawns one."""
+    state = RunState.begin(workflow(step("a")), {})
+    slot = StepSlot()
+    first = state.next_step()
+    assert first is not None
+    state.start(first, slot)
+    assert state.take_idle() is None
+    state.settle("a", OK)
+    assert state.take_idle() is slot
+    assert state.take_idle() is None
+
+
+def test_a_run_cut_short_starts_nothing_more_and_keeps_failures() -> None:
+    """After `end`, no ready step starts; `record_failure` keeps the error for the span."""
+    state = RunState.begin(workflow(step("a"), step("b")), {})
+    error = RuntimeError("broken")
+    state.record_failure("a", error)
+    state.end(Ending.CANCELLED)
+    assert state.next_step() is None
+    assert state.ending is Ending.CANCELLED
+    assert state.failures == {"a": error}
+
+
 def test_a_failure_skips_every_step_that_depends_on_it_and_says_why() -> None:
     """Transitive dependents are skipped and reported; independent steps go on."""
     state = RunState.begin(
