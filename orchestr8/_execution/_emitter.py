@@ -1,7 +1,8 @@
 """The emitter: numbers an execution's events, writes them to the journal first, then to the bus.
 
-The journal gets every event, in `seq` order, before any view does: a later event is never durable
-before an earlier one, and a view never shows what the journal could lose. Synchronous callers
+The journal's queue gets every event, in `seq` order, before any view does: a later event is never
+durable before an earlier one. A view may show an event whose batch is not yet committed (a crash
+or a failing batch can still lose it); `flush` waits for the commit. Synchronous callers
 (pipeline callbacks, agents' progress) cannot wait for a full journal queue, so their events wait
 in a small outbox, ahead of everything emitted after them; the next asynchronous `emit` drains it.
 The outbox holds at most the events of one step's pipeline between two awaits, so it stays small.
