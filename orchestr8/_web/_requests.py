@@ -179,25 +179,14 @@ def parse_execute_request(document: Any) -> ExecuteRequest:
     Raises:
         ProblemError: 422 with every problem found.
     """
-    if not isinstance(document, dict):
-        problem = Problem("$", f"expected an object, got {json_type_name(document)}")
-        raise ProblemError.from_problems("invalid-request", [problem])
-    problems: list[Problem] = []
-    for key in document:
-        if key not in _EXECUTE_KEYS:
-            close = difflib.get_close_matches(key, _EXECUTE_KEYS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    problems = _body_problems(document, _EXECUTE_KEYS)
     workflow = document.get("workflow")
     if "workflow" not in document:
         problems.append(Problem("$", "missing required key 'workflow'"))
     elif not isinstance(workflow, dict):
         got = json_type_name(workflow)
         problems.append(Problem("$.workflow", f"expected an object, got {got}"))
-    inputs = document.get("inputs")
-    if inputs is not None and not isinstance(inputs, dict):
-        problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
-    timeout = _timeout_problem(document.get("timeout"), problems)
+    inputs, timeout = _inputs_and_timeout(document, problems)
     correlation_id = document.get("correlation_id")
     if correlation_id is not None and not (
         isinstance(correlation_id, str) and is_correlation_id(correlation_id)
@@ -230,22 +219,40 @@ def parse_resume_request(document: Any) -> ResumeRequest:
     Raises:
         ProblemError: 422 with every problem found.
     """
+    problems = _body_problems(document, _RESUME_KEYS)
+    inputs, timeout = _inputs_and_timeout(document, problems)
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    return ResumeRequest(inputs, timeout)
+
+
+def _body_problems(document: Any, keys: tuple[str, ...]) -> list[Problem]:
+    """The problems of a request body's outline: keys it may not hold (raises unless an object).
+
+    Raises:
+        ProblemError: 422 when the body is not a JSON object at all.
+    """
     if not isinstance(document, dict):
         problem = Problem("$", f"expected an object, got {json_type_name(document)}")
         raise ProblemError.from_problems("invalid-request", [problem])
     problems: list[Problem] = []
     for key in document:
-        if key not in _RESUME_KEYS:
-            close = difflib.get_close_matches(key, _RESUME_KEYS, n=1)
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(Problem("$", f"unknown key '{key}'{hint}"))
+    return problems
+
+
+def _inputs_and_timeout(
+    document: dict[str, Any], problems: list[Problem]
+) -> tuple[dict[str, Any] | None, float | None]:
+    """The body's `inputs` (an object) and `timeout` (seconds); a problem for each bad one."""
     inputs = document.get("inputs")
     if inputs is not None and not isinstance(inputs, dict):
         problems.append(Problem("$.inputs", f"expected an object, got {json_type_name(inputs)}"))
-    timeout = _timeout_problem(document.get("timeout"), problems)
-    if problems:
-        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
-    return ResumeRequest(inputs, timeout)
+        inputs = None
+    return inputs, _timeout_problem(document.get("timeout"), problems)
 
 
 def _timeout_problem(timeout: Any, problems: list[Problem]) -> float | None:
