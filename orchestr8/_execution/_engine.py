@@ -40,7 +40,6 @@ from .._observability._metrics import engine_metrics
 from .._observability._telemetry import execution_span
 from .._supervision._bus import EventBus
 from .._supervision._supervisor import Supervisor, open_supervisor
-from .._workflow._document import Workflow
 from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._results import ExecutionResult, StepResult
@@ -69,8 +68,7 @@ class ExecutionRun:
         self,
         *,
         execution_id: str,
-        workflow: Workflow,
-        inputs: Mapping[str, Any],
+        state: RunState,
         emitter: Emitter,
         registry: AgentRegistry,
         agents: Mapping[str, Agent] | None = None,
@@ -78,32 +76,27 @@ class ExecutionRun:
         bus: EventBus,
         cancel_grace: float = 5.0,
         timeout: float | None = None,
-        completed: Mapping[str, Any] | None = None,
         resumed: bool = False,
         correlation_id: str | None = None,
-        usage: Mapping[str, int] | None = None,
-        step_usage: Mapping[str, Mapping[str, int]] | None = None,
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        """Prepare an execution; `completed` holds the outputs of steps reused by a resume.
+        """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
-        self.workflow = workflow
-        self.inputs = inputs
+        self.workflow = workflow = state.workflow
+        self.inputs = state.inputs
         self._emitter = emitter
         emitter.on_failure = self._journal_failed
         self._bus = bus
         self._grace = cancel_grace
         self._timeout = timeout
         self._resumed = resumed
-        self.state = RunState.begin(
-            workflow, inputs, completed=completed, usage=usage, step_usage=step_usage
-        )
+        self.state = state
         """The execution's live state: the engine, its step actors and its conclusion share it."""
         self.state.on_skipped = self._skipped
         self._cancel_event = trio.Event()

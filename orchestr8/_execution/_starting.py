@@ -36,6 +36,7 @@ from ._handle import ExecutionHandle
 from ._lock import ExecutionLocks
 from ._resumption import plan_resume
 from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
+from ._state import RunState
 from ._step_resilience import SharedResilience
 
 
@@ -249,8 +250,15 @@ class Starter:
         """The run of an execution, wired to the runtime's shared parts."""
         return ExecutionRun(
             execution_id=execution_id,
-            workflow=workflow,
-            inputs=inputs,
+            state=RunState.begin(
+                workflow,
+                inputs,
+                completed=completed,
+                usage=state.usage if state is not None else None,
+                step_usage={step_id: step.usage for step_id, step in state.steps.items()}
+                if state is not None
+                else None,
+            ),
             emitter=emitter,
             registry=self._registry,
             agents=agents,
@@ -258,15 +266,10 @@ class Starter:
             bus=self._bus,
             cancel_grace=self._cancel_grace,
             timeout=timeout if timeout is not None else workflow.timeout,
-            completed=completed,
             resumed=completed is not None,
             correlation_id=correlation_id,
             random_source=self._random,
             sync_limiter=self._sync_limiter,
-            usage=state.usage if state is not None else None,
-            step_usage={step_id: step.usage for step_id, step in state.steps.items()}
-            if state is not None
-            else None,
         )
 
 
