@@ -18,7 +18,6 @@ such value is redacted in events, logs and errors while the execution runs, and 
 
 from __future__ import annotations
 
-import json
 import os
 import weakref
 from collections.abc import Iterable, Mapping
@@ -28,7 +27,7 @@ from typing import Any, Final
 import attrs
 
 from .._errors import InputValidationError, MissingSecretError, Problem, SecretsFileError
-from .._json import append_path
+from .._json import append_path, parse_strict
 from .._observability._redaction import (
     REDACTED,
     SECRET_VARIABLE_PREFIX,
@@ -70,12 +69,15 @@ class Secrets:
         if len(data) > MAX_SECRETS_FILE_BYTES:
             raise SecretsFileError(f"{label}: larger than the 1 MiB limit for secrets files")
         try:
-            document = json.loads(data.decode("utf-8-sig"))
+            document, duplicates = parse_strict(data.decode("utf-8-sig"))
         except (ValueError, UnicodeDecodeError, RecursionError):
             # The parser's message may quote the file, and so a secret: say where, not what.
             raise SecretsFileError(f"{label}: not a JSON object (the file is not JSON)") from None
         if not isinstance(document, dict):
             raise SecretsFileError(f"{label}: expected a JSON object of secrets by name")
+        if repeated := duplicates.get(id(document)):
+            # Which value would win is a guess; a name is no secret, so it can be shown.
+            raise SecretsFileError(f"{label}: secrets named more than once: {', '.join(repeated)}")
         wrong = [
             append_path("$", name) for name, value in document.items() if not isinstance(value, str)
         ]

@@ -143,7 +143,7 @@ def test_missing_secrets_are_all_named_with_the_variable_to_set() -> None:
 
 
 def test_a_secrets_file_is_a_json_object_of_strings(tmp_path: Path) -> None:
-    """A valid file loads; a missing, non-JSON or non-string file is a clear error."""
+    """A valid file loads; a missing, non-JSON, non-string or ambiguous file is a clear error."""
     good = tmp_path / "secrets.json"
     good.write_text(json.dumps({"TOKEN": TOKEN}))
     assert Secrets.from_file(good).lookup("TOKEN") == TOKEN
@@ -152,6 +152,8 @@ def test_a_secrets_file_is_a_json_object_of_strings(tmp_path: Path) -> None:
         "text.json": ("TOKEN=abc", "not a JSON object"),
         "list.json": ('["abc"]', "expected a JSON object"),
         "number.json": ('{"TOKEN": 12345678, "OK": "x"}', "these are not: $.TOKEN"),
+        "twice.json": ('{"TOKEN": "abc", "TOKEN": "abd"}', "named more than once: TOKEN"),
+        "nan.json": ('{"TOKEN": NaN}', "not a JSON object"),
     }
     for name, (content, message) in cases.items():
         path = tmp_path / name
