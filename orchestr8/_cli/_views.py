@@ -230,6 +230,7 @@ def execution_detail(
                 "duration": None,
                 "output": None,
                 "error": None,
+                "reason": None,
             }
             continue
         duration = None
@@ -241,6 +242,7 @@ def execution_detail(
             "duration": duration,
             "output": step.output,
             "error": step.error,
+            "reason": step.reason,
         }
     return {
         "execution_id": record.execution_id,
@@ -289,12 +291,12 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
             (step["status"], STATUS_COLORS.get(step["status"])),
             str(step["attempts"]),
             format_duration(step["duration"]),
-            shorten(describe(step["error"]), 80),
+            shorten(describe(step["error"]) or step["reason"] or "", 80),
         ]
         for step_id, step in detail["steps"].items()
     ]
     steps = render_table(
-        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
+        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"], step_rows, color=color
     )
     event_rows: list[list[Cell]] = [
         [

@@ -25,6 +25,7 @@ import attrs
 from .._journal._events import StepStatus
 from .._workflow._document import Step, Workflow
 from ._results import StepResult
+from ._skipping import dependency_failed, read_was_skipped
 
 if TYPE_CHECKING:
     from .._supervision._actor import ActorRef
@@ -52,7 +53,7 @@ class StepSlot:
     step: Step | None = None
 
 
-def _ignore_skip(step_id: str, failed: str) -> None:
+def _ignore_skip(step_id: str, reason: str) -> None:
     """The default for `RunState.on_skipped`: nobody is told."""
 
 
@@ -84,8 +85,8 @@ class RunState:
     limit: float = math.inf
     """How many steps may run at once (the workflow's `max_concurrency`)."""
     on_skipped: Callable[[str, str], None] = _ignore_skip
-    """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
-    journals it."""
+    """Told `(step_id, reason)` for each step skipped because a dependency failed or a step it
+    reads was skipped: the engine journals it."""
 
     @classmethod
     def begin(
@@ -159,6 +160,9 @@ class RunState:
             if self.workflow.fail_fast and self.ending is Ending.COMPLETED:
                 # A failure while a cancel or timeout winds the run down keeps that ending.
                 self.ending = Ending.FAILED
+        elif status is StepStatus.SKIPPED:
+            made_ready = self.pass_over_skipped(step_id)
+            self.ready.extend(made_ready)
         return made_ready
 
     def skip_dependents(self, failed: str) -> list[str]:
@@ -175,9 +179,36 @@ class RunState:
             del waiting[step_id]
             self.results[step_id] = StepResult(StepStatus.SKIPPED)
             skipped.append(step_id)
-            self.on_skipped(step_id, failed)
+            self.on_skipped(step_id, dependency_failed(failed))
             stack.extend(self.workflow.dependents[step_id])
         return skipped
+
+    def pass_over_skipped(self, skipped: str) -> list[str]:
+        """Settle the dependents of a step skipped by its `when`; return those made ready.
+
+        A dependent that reads the skipped step's output is skipped too (and so on down), unless
+        it sets `accept_skipped`; one that only orders after it (or accepts it) comes one step
+        closer to ready, as after a success. The skipped step has no output: references to it
+        read as null.
+        """
+        workflow, waiting, made_ready = self.workflow, self.waiting, []
+        reads, steps_by_id = workflow.reads, workflow.steps_by_id
+        stack = [skipped]
+        while stack:
+            current = stack.pop()
+            for dependent in workflow.dependents[current]:
+                if dependent not in waiting:
+                    continue
+                if current in reads[dependent] and not steps_by_id[dependent].accept_skipped:
+                    del waiting[dependent]
+                    self.results[dependent] = StepResult(StepStatus.SKIPPED)
+                    self.on_skipped(dependent, read_was_skipped(current))
+                    stack.append(dependent)
+                else:
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        made_ready.append(dependent)
+        return made_ready
 
     def next_step(self) -> Step | None:
         """Take the next ready step if it may start now (concurrency allows, the run goes on).

@@ -37,6 +37,7 @@ from .._supervision._actor import Actor
 from .._workflow._document import Step
 from ._emitter import Emitter
 from ._results import StepResult
+from ._skipping import check_condition
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
 
@@ -83,10 +84,17 @@ class StepRunner:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
         A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`.
+        attempts starts no more of them: either is `cancelled`. A step whose `when` is false
+        never starts either: it is `skipped` (`_skipping`).
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
+        if step.when is not None:
+            ended = await check_condition(
+                step, step.when, self._state, self._emitter, self.workflow.name
+            )
+            if ended is not None:
+                return ended
         emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True

@@ -127,6 +127,13 @@ class Step:
         default="fail",
         metadata=_meta("fail: the failure fails the execution; continue: output null, go on."),
     )
+    accept_skipped: bool = attrs.field(
+        default=False,
+        metadata=_meta(
+            "true: a step this one reads (steps.ID.output) that was skipped reads as null and"
+            " this step runs; false: this step is skipped too. Needs schema_version 1.1."
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -146,6 +153,7 @@ class _Analysis:
     steps_by_id: Mapping[str, Step]
     graph: GraphAnalysis
     policies: Mapping[str, Policy]
+    reads: Mapping[str, frozenset[str]]
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -241,6 +249,17 @@ class Workflow:
             steps_by_id=types.MappingProxyType({step.id: step for step in self.steps}),
             graph=graph,
             policies=types.MappingProxyType(policies),
+            reads=types.MappingProxyType(
+                {
+                    outline.step_id: frozenset(
+                        reference.step_id
+                        for _, reference in outline.references
+                        if reference.step_id is not None
+                    )
+                    for outline in outlines
+                    if outline.step_id is not None
+                }
+            ),
         )
         object.__setattr__(self, "_analysis", analysis)
 
@@ -274,6 +293,15 @@ class Workflow:
     def dependents(self) -> Mapping[str, tuple[str, ...]]:
         """Each step's direct dependents, so a failure skips exactly what depends on it."""
         return self._analysis.graph.dependents
+
+    @property
+    def reads(self) -> Mapping[str, frozenset[str]]:
+        """The steps whose output each step reads (in any expression or reference it holds).
+
+        A dependency a step reads that was skipped skips it too (unless it sets
+        `accept_skipped`); a dependency it only orders after does not.
+        """
+        return self._analysis.reads
 
     @property
     def order(self) -> tuple[str, ...]:
