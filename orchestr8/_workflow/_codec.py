@@ -32,9 +32,11 @@ from .._json import (
     json_value_problems,
     parse_strict,
 )
+from ._conditions import compile_expression
 from ._config_secrets import config_references
 from ._converter import converter
 from ._document import (
+    CONDITION_ROOTS,
     SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
     Workflow,
@@ -274,7 +276,8 @@ def _document_checks(
                     need if isinstance(need, str) else None
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
-                references=_references(step.get("input"), f"$.steps[{index}].input", problems),
+                references=_references(step.get("input"), f"$.steps[{index}].input", problems)
+                + _condition_references(step, index, problems),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
@@ -322,6 +325,19 @@ def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[s
     located, malformed = scan_template(value, path=path)
     problems.extend(malformed)
     return located
+
+
+def _condition_references(
+    step: Mapping[str, Any], index: int, problems: list[Problem]
+) -> tuple[tuple[str, Any], ...]:
+    """Compile a raw step's `when` where it stands; the steps and inputs it reads, located."""
+    text = step.get("when")
+    if not isinstance(text, str):
+        # Absent, or the schema already reports its type.
+        return ()
+    path = f"$.steps[{index}].when"
+    expression = compile_expression(text, path, CONDITION_ROOTS, problems)
+    return () if expression is None else expression.located_references
 
 
 def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:

@@ -103,10 +103,10 @@ def test_a_failure_skips_every_step_that_depends_on_it_and_says_why() -> None:
         workflow(step("a"), step("b", "a"), step("c", "b"), step("d"), fail_fast=False), {}
     )
     told: list[tuple[str, str]] = []
-    state.on_skipped = lambda step_id, failed: told.append((step_id, failed))
+    state.on_skipped = lambda step_id, reason: told.append((step_id, reason))
     start_all(state)
     assert state.settle("a", BROKE) == []
-    assert sorted(told) == [("b", "a"), ("c", "a")]
+    assert sorted(told) == [("b", "a dependency failed: a"), ("c", "a dependency failed: a")]
     assert state.results["b"].status is StepStatus.SKIPPED
     assert state.results["c"].status is StepStatus.SKIPPED
     assert state.ending is Ending.COMPLETED

@@ -184,6 +184,7 @@ async def test_execution_detail_reports_timing_output_and_every_step(
             "duration": detail["steps"]["greet"]["duration"],
             "output": {"hello": "Ada"},
             "error": None,
+            "reason": None,
         }
     }
     assert detail["last_seq"] >= 5

@@ -121,7 +121,8 @@ def test_local_roots_are_read_from_the_local_values() -> None:
         ),
         (
             "foo(",
-            "'foo(' is not a valid expression: Invalid jmespath expression: Incomplete expression",
+            "'foo(' is not a valid expression: Invalid jmespath expression: Incomplete expression"
+            " at column 4",
         ),
         ("nofunc(inputs.a)", "'nofunc(inputs.a)' calls unknown function nofunc()"),
         (
