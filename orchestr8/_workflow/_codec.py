@@ -332,8 +332,8 @@ def _condition_references(
 ) -> tuple[tuple[str, Any], ...]:
     """Compile a raw step's `when` where it stands; the steps and inputs it reads, located."""
     text = step.get("when")
-    if not isinstance(text, str):
-        # Absent, or the schema already reports its type.
+    if not isinstance(text, str) or not text:
+        # Absent, or the schema already reports its type or emptiness.
         return ()
     path = f"$.steps[{index}].when"
     expression = compile_expression(text, path, CONDITION_ROOTS, problems)
