@@ -335,7 +335,11 @@ def test_a_when_is_compiled_and_located_where_it_stands() -> None:
     )
     when = flow.steps_by_id["b"].when
     assert when is not None
-    assert (when.text, when.path, when.step_ids) == ("steps.a.output.ok", "$.steps[1].when", {"a"})
+    assert (when.text, when.path, when.step_ids) == (
+        "steps.a.output.ok",
+        "$.steps[1].when",
+        frozenset({"a"}),
+    )
     assert flow.reads == {"a": frozenset(), "b": frozenset({"a"})}
     assert flow.steps_by_id["b"].accept_skipped
 
