@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from cli_processes import environment
 
 from orchestr8 import ExecutionStatus, open_runtime, run_workflow
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
-from tests.cli_processes import environment
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
