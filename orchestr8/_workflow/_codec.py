@@ -36,10 +36,10 @@ from ._conditions import compile_expression
 from ._config_secrets import config_references
 from ._converter import converter
 from ._document import (
-    CONDITION_ROOTS,
     SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
     Workflow,
+    condition_roots,
     workflow_schema,
 )
 from ._expressions import scan_template
@@ -336,7 +336,7 @@ def _condition_references(
         # Absent, or the schema already reports its type or emptiness.
         return ()
     path = f"$.steps[{index}].when"
-    expression = compile_expression(text, path, CONDITION_ROOTS, problems)
+    expression = compile_expression(text, path, condition_roots(step), problems)
     return () if expression is None else expression.located_references
 
 

@@ -104,13 +104,16 @@ def _to_optional_expression(value: Any) -> Expression | None:
     return expression
 
 
-#: What a step's `when` may read. The map slice adds `item` and `index` for a for_each step
-#: (a per-item filter) in `_condition_roots`, the one place that decides it.
+#: What a step's `when` may read, whatever the step.
 CONDITION_ROOTS: Final = frozenset({"inputs", "steps"})
 
 
-def _condition_roots(step: Step) -> frozenset[str]:
-    """The roots `step`'s `when` may read."""
+def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
+    """The roots a step's `when` may read: for a `Step`, or a raw step the codec checks.
+
+    The one place that decides it: a step with `for_each` adds `item` and `index` here (its
+    `when` is then a per-item filter).
+    """
     return CONDITION_ROOTS
 
 
@@ -318,7 +321,7 @@ class Workflow:
                 continue
             path = f"$.steps[{index}].when"
             require_version_1_1(self.schema_version, path, "when", problems)
-            when = compile_expression(step.when.text, path, _condition_roots(step), problems)
+            when = compile_expression(step.when.text, path, condition_roots(step), problems)
             if when is None:
                 steps[index] = attrs.evolve(step, when=None)
             elif step.when.path != path:
