@@ -39,12 +39,12 @@ from ._document import (
     SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
     Workflow,
-    condition_roots,
     workflow_schema,
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
 from ._schema_problems import schema_problems, sort_problems
+from ._step_conditions import condition_roots
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024

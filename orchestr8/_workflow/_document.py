@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 
 from .._errors import Problem, WorkflowValidationError
-from ._conditions import SCOPE_ROOTS, Expression, compile_expression, require_version_1_1
+from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
@@ -34,6 +34,7 @@ from ._policy_spec import (
 )
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
+from ._step_conditions import locate_conditions, to_optional_expression
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
 SCHEMA_VERSION: Final = "1.1"
@@ -93,30 +94,6 @@ def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def _to_optional_expression(value: Any) -> Expression | None:
-    """Compile a `when` given as text; the workflow checks it again where it stands."""
-    if value is None or isinstance(value, Expression):
-        return value
-    problems: list[Problem] = []
-    expression = compile_expression(value, "$.when", SCOPE_ROOTS, problems)
-    if expression is None:
-        raise WorkflowValidationError(problems)
-    return expression
-
-
-#: What a step's `when` may read, whatever the step.
-CONDITION_ROOTS: Final = frozenset({"inputs", "steps"})
-
-
-def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
-    """The roots a step's `when` may read: for a `Step`, or a raw step the codec checks.
-
-    The one place that decides it: a step with `for_each` adds `item` and `index` here (its
-    `when` is then a per-item filter).
-    """
-    return CONDITION_ROOTS
-
-
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
 class Step:
     """One step: an agent, its input template, what it waits for, and how it copes with failure."""
@@ -158,7 +135,7 @@ class Step:
     )
     when: Expression | None = attrs.field(
         default=None,
-        converter=_to_optional_expression,
+        converter=to_optional_expression,
         metadata=_meta(
             "A JMESPath condition over inputs and steps.ID.output, checked as the step is about"
             " to start; false: the step is skipped. Needs schema_version 1.1.",
@@ -261,7 +238,8 @@ class Workflow:
     def __attrs_post_init__(self) -> None:
         """Check the graph and resolve the policies, or raise with every problem found."""
         config_problems: list[Problem] = []
-        self._check_conditions(config_problems)
+        steps = locate_conditions(self.steps, self.schema_version, config_problems)
+        object.__setattr__(self, "steps", steps)
         outlines = [
             StepOutline(
                 index=index,
@@ -305,28 +283,6 @@ class Workflow:
             ),
         )
         object.__setattr__(self, "_analysis", analysis)
-
-    def _check_conditions(self, problems: list[Problem]) -> None:
-        """Check each step's `when` where it stands (version, roots), and locate it there.
-
-        A `when` compiled before its step had a place (`$.when`) is compiled again at
-        `$.steps[N].when`, so the graph checks and run-time errors name where it is written.
-        """
-        steps = list(self.steps)
-        for index, step in enumerate(steps):
-            if step.accept_skipped:
-                path = f"$.steps[{index}].accept_skipped"
-                require_version_1_1(self.schema_version, path, "accept_skipped", problems)
-            if step.when is None:
-                continue
-            path = f"$.steps[{index}].when"
-            require_version_1_1(self.schema_version, path, "when", problems)
-            when = compile_expression(step.when.text, path, condition_roots(step), problems)
-            if when is None:
-                steps[index] = attrs.evolve(step, when=None)
-            elif step.when.path != path:
-                steps[index] = attrs.evolve(step, when=when)
-        object.__setattr__(self, "steps", tuple(steps))
 
     def _resolve_policies(self, problems: list[Problem]) -> dict[str, Policy]:
         """Resolve every step's policy; blame a missing field on the level that switched it on."""
