@@ -116,7 +116,7 @@ def test_local_roots_are_read_from_the_local_values() -> None:
         ("  ", "must be a JMESPath expression, not an empty string"),
         (
             "length(x) > 3",
-            "'length(x) > 3' is not a valid expression: invalid token: Parse error at column 12,"
+            "'length(x) > 3' is not a valid expression: Parse error at column 12,"
             ' token "3" (NUMBER) (numbers are JSON literals in backticks: `3`)',
         ),
         (
