@@ -161,6 +161,9 @@ class WorkflowDefaults:
     )
 
 
+_READS_NOTHING: Final[frozenset[str]] = frozenset()
+
+
 @attrs.frozen
 class _Analysis:
     """What construction derives once, so the engine's lookups cost nothing."""
@@ -272,11 +275,13 @@ class Workflow:
             policies=types.MappingProxyType(policies),
             reads=types.MappingProxyType(
                 {
+                    # One shared empty set for the many steps that read none (large fan-outs).
                     outline.step_id: frozenset(
                         reference.step_id
                         for _, reference in outline.references
                         if reference.step_id is not None
                     )
+                    or _READS_NOTHING
                     for outline in outlines
                     if outline.step_id is not None
                 }

@@ -73,3 +73,11 @@ def test_a_condition_reads_inputs_and_steps_whether_the_step_is_built_or_raw() -
     """`condition_roots` answers for a `Step` and for a raw step document alike."""
     assert condition_roots(Step(id="a", agent="echo")) == CONDITION_ROOTS
     assert condition_roots({"id": "a", "agent": "echo"}) == {"inputs", "steps"}
+
+
+def test_a_condition_reading_a_root_its_step_lacks_is_refused_where_it_stands() -> None:
+    """`item` compiles on its own, but a step without for_each may not read it."""
+    assert problems_of(Step(id="a", agent="echo", when="item.kind == 'x'")) == [
+        "$.steps[0].when: \"item.kind == 'x'\" reads 'item', which is not defined here (it may"
+        " read inputs, steps)"
+    ]
