@@ -25,7 +25,8 @@ import trio
 from .._errors import ExpressionError, IterationLimitError
 from .._journal._events import EventType, StepStatus, describe_error
 from .._workflow._conditions import expression_scope
-from .._workflow._document import Repeat, Step
+from .._workflow._document import Step
+from .._workflow._loops import Repeat
 from ._results import StepResult
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def _until_holds(repeat: Repeat, state: RunState, output: Any, iteration: int) -
     return repeat.until.holds(scope)
 
 
-async def run_loop(
-    runner: StepRunner, step: Step, state: RunState, emitter: Emitter
-) -> StepResult:
+async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emitter) -> StepResult:
     """Run a repeat step to its end: iterations until `until` holds or the bound; never raises.
 
     Only cancellation goes through; an iteration left unfinished by it is journaled cancelled.

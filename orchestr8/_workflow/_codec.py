@@ -42,6 +42,7 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
+from ._loops import LOOP_LOCALS
 from ._schema_problems import schema_problems, sort_problems
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
@@ -275,6 +276,7 @@ def _document_checks(
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems),
+                local_names=LOOP_LOCALS if "repeat" in step else frozenset(),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
