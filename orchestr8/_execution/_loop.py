@@ -60,6 +60,7 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
     """Run a repeat step to its end: iterations until `until` holds or the bound; never raises.
 
     Only cancellation goes through; an iteration left unfinished by it is journaled cancelled.
+    The step's own result counts no attempts (as its replay does): its iterations count them.
     """
     repeat = step.repeat
     assert repeat is not None, "run_loop runs repeat steps only"
@@ -70,7 +71,6 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
         data={"agent": step.agent.id, "max_iterations": repeat.max_iterations},
         trusted=True,
     )
-    attempts = 0
     previous: Any = None
     iteration = 0
     try:
@@ -79,7 +79,7 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
             iteration += 1
             previous = output
         if iteration and _until_holds(repeat, state, previous, iteration):
-            return await _succeeded(emitter, step, previous, attempts)
+            return await _succeeded(emitter, step, previous)
         while iteration < repeat.max_iterations:
             iteration += 1
             unit = iteration_id(step_id, iteration)
@@ -89,12 +89,11 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
             except trio.Cancelled:
                 _cancelled(runner, emitter, unit)
                 raise
-            attempts += result.attempts
             if result.status is StepStatus.CANCELLED:
                 _cancelled(runner, emitter, unit)
-                return StepResult(StepStatus.CANCELLED, attempts=attempts)
+                return StepResult(StepStatus.CANCELLED)
             if result.status is not StepStatus.SUCCEEDED:
-                return await _failed(emitter, step, state, result.error, None, attempts)
+                return await _failed(emitter, step, state, result.error, None)
             held = _until_holds(repeat, state, result.output, iteration)
             emitter.emit_nowait(
                 EventType.ITERATION_FINISHED,
@@ -102,21 +101,21 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
                 data={"iteration": iteration, "until": held},
             )
             if held:
-                return await _succeeded(emitter, step, result.output, attempts)
+                return await _succeeded(emitter, step, result.output)
             previous = result.output
     except ExpressionError as error:
-        return await _failed(emitter, step, state, describe_error(error), error, attempts)
+        return await _failed(emitter, step, state, describe_error(error), error)
     if step.on_max_iterations == "succeed":
-        return await _succeeded(emitter, step, previous, attempts)
+        return await _succeeded(emitter, step, previous)
     limit = IterationLimitError(
         f"loop ended after {iteration} iterations without until holding: {repeat.until.text}"
     )
-    return await _failed(emitter, step, state, describe_error(limit), limit, attempts)
+    return await _failed(emitter, step, state, describe_error(limit), limit)
 
 
-async def _succeeded(emitter: Emitter, step: Step, output: Any, attempts: int) -> StepResult:
+async def _succeeded(emitter: Emitter, step: Step, output: Any) -> StepResult:
     await emitter.emit(EventType.STEP_SUCCEEDED, step_id=step.id, data={"output": output})
-    return StepResult(StepStatus.SUCCEEDED, attempts=attempts, output=output)
+    return StepResult(StepStatus.SUCCEEDED, output=output)
 
 
 async def _failed(
@@ -125,7 +124,6 @@ async def _failed(
     state: RunState,
     error: dict[str, Any] | None,
     exception: Exception | None,
-    attempts: int,
 ) -> StepResult:
     """Journal and log the loop step failing for good: an iteration failed, or the loop did."""
     if step.on_error == "fail" and exception is not None:
@@ -137,7 +135,7 @@ async def _failed(
         error["type"] if error else "",
         error["message"] if error else "",
     )
-    return StepResult(StepStatus.FAILED, attempts=attempts, error=error)
+    return StepResult(StepStatus.FAILED, error=error)
 
 
 def _cancelled(runner: StepRunner, emitter: Emitter, unit: str) -> None:

@@ -235,6 +235,7 @@ async def test_retries_apply_to_each_iteration() -> None:
     assert result.status is ExecutionStatus.SUCCEEDED
     assert dict(CALLS) == {"draft#1": 1, "draft#2": 2, "draft#3": 1}
     assert replay(events).steps["draft#2"].attempts == 2
+    assert result.steps["draft"].attempts == 0
     assert [e.step_id for e in of_type(events, EventType.ATTEMPT_FAILED)] == ["draft#2"]
 
 
@@ -305,6 +306,31 @@ async def test_a_cancel_stops_the_loop(autojump_clock: trio.testing.MockClock) -
     assert result.status is ExecutionStatus.CANCELLED
     assert dict(CALLS) == {"draft#1": 1, "draft#2": 1}
     assert replay(events).steps["draft#2"].status is StepStatus.CANCELLED
+    assert_replays_to(result, events)
+
+
+async def test_a_cooperative_agent_ends_its_iteration_and_no_further_one_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An agent that finishes when asked to cancel: its iteration succeeds, and the loop stops."""
+
+    async def polite(input: Any, context: AgentContext) -> Any:
+        CALLS[context.step_id] += 1
+        await context.wait_cancel_requested()
+        return {"n": input["iteration"]}
+
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal, agents={"polite": polite}) as rt:
+            handle = await rt.start(workflow(loop_step("`false`", 5, agent="polite")))
+            await trio.sleep(1)
+            handle.cancel()
+            result = await handle.wait()
+        events = await journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["draft"].status is StepStatus.CANCELLED
+    assert dict(CALLS) == {"draft#1": 1}
+    assert replay(events).steps["draft#1"].status is StepStatus.SUCCEEDED
+    assert "draft#2" not in replay(events).steps
     assert_replays_to(result, events)
 
 

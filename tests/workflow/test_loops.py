@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from orchestr8._errors import WorkflowValidationError
+from orchestr8._errors import Problem, WorkflowValidationError
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
+from orchestr8._workflow._conditions import SCOPE_ROOTS, compile_expression
 from orchestr8._workflow._document import Step, Workflow, workflow_schema
 from orchestr8._workflow._loops import LOOP_LOCALS, UNTIL_ROOTS, Repeat, to_until
 
@@ -198,3 +199,20 @@ def test_the_loop_roots_and_locals_are_the_documented_ones() -> None:
     """until reads output, iteration, inputs and steps; the input reads previous and iteration."""
     assert sorted(UNTIL_ROOTS) == ["inputs", "iteration", "output", "steps"]
     assert sorted(LOOP_LOCALS) == ["iteration", "previous"]
+
+
+def test_an_until_compiled_elsewhere_is_checked_again_with_the_roots_until_may_read() -> None:
+    """An Expression compiled with more roots is refused at the step's until path."""
+    problems: list[Problem] = []
+    wide = compile_expression("previous == output", "$", SCOPE_ROOTS, problems)
+    assert wide is not None
+    step = Step(id="draft", agent="echo", repeat=Repeat(until=wide, max_iterations=2))
+    with pytest.raises(WorkflowValidationError) as caught:
+        Workflow(schema_version="1.1", name="loop", steps=(step,))
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        (
+            "$.steps[0].repeat.until",
+            "'previous == output' reads 'previous', which is not defined here (it may read"
+            " inputs, iteration, output, steps)",
+        )
+    ]
