@@ -367,6 +367,10 @@ async def test_resume_continues_after_the_last_finished_iteration(tmp_path: Path
         3,
         4,
     ]
+    async with open_runtime(journal=path) as rt:
+        replayed = await rt.result(handle.execution_id)
+    assert list(replayed.steps) == ["draft"]
+    assert replayed.steps["draft"].output == result.steps["draft"].output
 
 
 async def test_a_resumed_loop_whose_last_iteration_satisfies_until_runs_nothing() -> None:
