@@ -28,6 +28,7 @@ from .._workflow._conditions import expression_scope
 from .._workflow._document import Step
 from .._workflow._loops import Repeat
 from ._results import StepResult
+from ._step_resilience import StepListener
 
 if TYPE_CHECKING:
     from ._emitter import Emitter
@@ -87,10 +88,10 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
             try:
                 result = await runner.run(step, unit, local_values)
             except trio.Cancelled:
-                _cancelled(runner, emitter, unit)
+                _cancelled(runner, emitter, step_id, unit)
                 raise
             if result.status is StepStatus.CANCELLED:
-                _cancelled(runner, emitter, unit)
+                _cancelled(runner, emitter, step_id, unit)
                 return StepResult(StepStatus.CANCELLED)
             if result.status is not StepStatus.SUCCEEDED:
                 return await _failed(emitter, step, state, result.error, None)
@@ -138,10 +139,18 @@ async def _failed(
     return StepResult(StepStatus.FAILED, error=error)
 
 
-def _cancelled(runner: StepRunner, emitter: Emitter, unit: str) -> None:
-    """Journal an iteration cut short, unless the engine gave up on it (silenced)."""
+def _cancelled(runner: StepRunner, emitter: Emitter, step_id: str, unit: str) -> None:
+    """Journal an iteration cut short, unless the engine gave up on it (silenced).
+
+    The loop step gets a listener of its own back (an iteration's stood in for it, so that
+    giving up on the step silences the iteration): the engine records the cancelled step with
+    that listener's attempts, none, as the journal has them.
+    """
     listener = runner.listeners.get(unit)
-    if listener is not None and not listener.silenced:
+    if listener is not None and listener.silenced:
+        return
+    if listener is not None:
         emitter.emit_nowait(
             EventType.STEP_CANCELLED, step_id=unit, data={"reason": "the loop was stopped"}
         )
+    runner.listeners[step_id] = StepListener(emitter, step_id)

@@ -292,6 +292,7 @@ async def test_a_timeout_stops_the_loop_mid_iteration(
     state = replay(events)
     assert state.steps["draft#3"].status is StepStatus.CANCELLED
     assert [e.step_id for e in of_type(events, EventType.STEP_CANCELLED)] == ["draft#3", "draft"]
+    assert result.steps["draft"].attempts == state.steps["draft"].attempts == 0
 
 
 async def test_a_cancel_stops_the_loop(autojump_clock: trio.testing.MockClock) -> None:
@@ -306,6 +307,7 @@ async def test_a_cancel_stops_the_loop(autojump_clock: trio.testing.MockClock) -
     assert result.status is ExecutionStatus.CANCELLED
     assert dict(CALLS) == {"draft#1": 1, "draft#2": 1}
     assert replay(events).steps["draft#2"].status is StepStatus.CANCELLED
+    assert result.steps["draft"].attempts == replay(events).steps["draft"].attempts == 0
     assert_replays_to(result, events)
 
 
@@ -332,6 +334,31 @@ async def test_a_cooperative_agent_ends_its_iteration_and_no_further_one_starts(
     assert replay(events).steps["draft#1"].status is StepStatus.SUCCEEDED
     assert "draft#2" not in replay(events).steps
     assert_replays_to(result, events)
+
+
+async def test_an_iteration_that_ignores_its_cancel_is_given_up_and_records_nothing_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A loop whose iteration shields itself is given up on; its late end is not journaled."""
+
+    async def stubborn(input: Any, context: AgentContext) -> Any:
+        CALLS[context.step_id] += 1
+        with trio.CancelScope(shield=True):
+            await trio.sleep(100)
+        return {"n": input["iteration"]}
+
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal, agents={"stubborn": stubborn}) as rt:
+            step = loop_step("`false`", 3, agent="stubborn")
+            handle = await rt.start(workflow(step), execution_timeout=1)
+            result = await handle.wait()
+        events = await journal.events(handle.execution_id)
+    assert trio.current_time() >= 100
+    assert result.status is ExecutionStatus.FAILED
+    assert result.steps["draft"].status is StepStatus.CANCELLED
+    assert dict(CALLS) == {"draft#1": 1}
+    assert events[-1].type == EventType.EXECUTION_FAILED
+    assert of_type(events, EventType.STEP_SUCCEEDED) == []
 
 
 # -- resume --------------------------------------------------------------------------------------
