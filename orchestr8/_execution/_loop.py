@@ -100,6 +100,7 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
                 EventType.ITERATION_FINISHED,
                 step_id=step_id,
                 data={"iteration": iteration, "until": held},
+                trusted=True,
             )
             if held:
                 return await _succeeded(emitter, step, result.output)
