@@ -10,6 +10,7 @@ input. `max_iterations` is required: a loop without a bound is refused at load. 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import attrs
@@ -81,20 +82,47 @@ def check_repeat(
     `until` is compiled again at its JSON path, with the roots it may read, and the step keeps
     that compiled form (so a run-time error names where the expression is).
     """
-    where = f"$.steps[{index}]"
-    if on_max_iterations != "fail":
-        require_version_1_1(version, f"{where}.on_max_iterations", "on_max_iterations", problems)
-        if repeat is None:
-            problems.append(
-                Problem(f"{where}.on_max_iterations", "only a step with repeat has iterations")
-            )
+    _check_fields(repeat is not None, on_max_iterations != "fail", index, version, problems)
     if repeat is None:
         return ()
-    require_version_1_1(version, f"{where}.repeat", "repeat", problems)
-    path = f"{where}.repeat.until"
-    until = compile_expression(repeat.until.text, path, UNTIL_ROOTS, problems)
+    until = compile_expression(
+        repeat.until.text, f"$.steps[{index}].repeat.until", UNTIL_ROOTS, problems
+    )
     if until is None:
         return ()
     # The same text, now located: equal to what the step held, so the step stays equal too.
     object.__setattr__(repeat, "until", until)
     return until.located_references
+
+
+def outline_repeat(
+    step: Mapping[str, Any], index: int, version: object, problems: list[Problem]
+) -> tuple[tuple[str, Reference], ...]:
+    """`check_repeat` on a raw step of a document that cannot become a `Workflow`.
+
+    What the schema reports (a missing bound, an until that is not a string) is left to it.
+    """
+    on_max_iterations = step.get("on_max_iterations", "fail")
+    if isinstance(version, str):
+        _check_fields("repeat" in step, on_max_iterations != "fail", index, version, problems)
+    repeat = step.get("repeat")
+    until = repeat.get("until") if isinstance(repeat, Mapping) else None
+    if not isinstance(until, str) or not until.strip():
+        return ()
+    compiled = compile_expression(until, f"$.steps[{index}].repeat.until", UNTIL_ROOTS, problems)
+    return () if compiled is None else compiled.located_references
+
+
+def _check_fields(
+    has_repeat: bool, sets_on_max: bool, index: int, version: str, problems: list[Problem]
+) -> None:
+    """The loop fields need schema "1.1", and on_max_iterations needs repeat."""
+    where = f"$.steps[{index}]"
+    if sets_on_max:
+        require_version_1_1(version, f"{where}.on_max_iterations", "on_max_iterations", problems)
+        if not has_repeat:
+            problems.append(
+                Problem(f"{where}.on_max_iterations", "only a step with repeat has iterations")
+            )
+    if has_repeat:
+        require_version_1_1(version, f"{where}.repeat", "repeat", problems)
