@@ -12,6 +12,8 @@ unless `on_max_iterations` is `succeed` (then the last output is the step's).
 The step itself keeps its own `step.started` and `step.succeeded | failed` with `step_id` ID.
 A resume continues after the last iteration the journal holds as succeeded (`RunState.units`):
 those iterations never run again, the last one's output is `${previous}`, and the counter goes on.
+`until` is evaluated anew on that output (recorded as `iteration.finished` with `reused`), so a
+loop cut after its last iteration but before its end finishes without a call.
 """
 
 from __future__ import annotations
@@ -79,8 +81,17 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
         for output in reused[: repeat.max_iterations]:
             iteration += 1
             previous = output
-        if iteration and _until_holds(repeat, state, previous, iteration):
-            return await _succeeded(emitter, step, previous)
+        if iteration:
+            # Evaluated anew on the last reused iteration: its run may have ended before it was.
+            held = _until_holds(repeat, state, previous, iteration)
+            emitter.emit_nowait(
+                EventType.ITERATION_FINISHED,
+                step_id=step_id,
+                data={"iteration": iteration, "until": held, "reused": True},
+                trusted=True,
+            )
+            if held:
+                return await _succeeded(emitter, step, previous)
         while iteration < repeat.max_iterations:
             iteration += 1
             unit = iteration_id(step_id, iteration)

@@ -22,6 +22,7 @@ from orchestr8._execution._loop import iteration_id, resumed_iterations
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._iterations import LoopProgress, loop_progress
 from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._replay import replay
 
@@ -390,9 +391,11 @@ async def test_resume_continues_after_the_last_finished_iteration(tmp_path: Path
     assert result.steps["draft"].output["n"] == 4
     assert result.steps["draft"].output["previous"]["previous"]["n"] == 2
     after_resume = events[[e.type for e in events].index(EventType.EXECUTION_RESUMED) :]
-    assert [e.data["iteration"] for e in of_type(after_resume, EventType.ITERATION_FINISHED)] == [
-        3,
-        4,
+    finished = of_type(after_resume, EventType.ITERATION_FINISHED)
+    assert [(e.data["iteration"], e.data["until"], "reused" in e.data) for e in finished] == [
+        (2, False, True),
+        (3, False, False),
+        (4, True, False),
     ]
     async with open_runtime(journal=path) as rt:
         replayed = await rt.result(handle.execution_id)
@@ -415,10 +418,11 @@ async def test_a_resumed_loop_whose_last_iteration_satisfies_until_runs_nothing(
         if e.type == EventType.STEP_SUCCEEDED and e.step_id == "draft#2"
     )
     CALLS.clear()
-    result, _ = await resume_from(record, events[: cut + 1])
+    result, resumed = await resume_from(record, events[: cut + 1])
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["draft"].output["n"] == 2
     assert not CALLS
+    assert loop_progress(resumed)["draft"] == LoopProgress(3, 2, True)
 
 
 def test_resumed_iterations_stop_at_the_first_missing_one() -> None:
