@@ -370,3 +370,39 @@ def test_conditions_skips_and_resume_on_random_dags(case: dict[str, Any], data: 
         assert statuses(resumed) == expected_statuses(case)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_a_loop_checks_its_when_once_before_its_first_iteration() -> None:
+    """A repeat step whose `when` is false runs no iteration; one that holds loops as usual."""
+    loop = echo(
+        "polish",
+        when="inputs.polish",
+        input="${iteration}",
+        repeat={"until": "output == `2`", "max_iterations": 3},
+    )
+    skipped, events = await execute(workflow(loop), {"polish": False})
+    assert statuses(skipped) == {"polish": "skipped"}
+    assert not [e for e in events if e.type == EventType.STEP_STARTED]
+    ran, events = await execute(workflow(loop), {"polish": True})
+    assert ran.steps["polish"].output == 2
+    assert {e.step_id for e in events if e.type == EventType.STEP_STARTED} >= {"polish#1"}
+
+
+async def test_a_loop_whose_until_reads_a_skipped_step_is_skipped_too() -> None:
+    """`until` reads a step's output like an input reference does: a skip there skips the loop."""
+    result, events = await execute(
+        workflow(
+            echo("gate", when="inputs.go", input=1),
+            echo(
+                "polish",
+                "gate",
+                input="${iteration}",
+                repeat={"until": "output == steps.gate.output", "max_iterations": 2},
+            ),
+        ),
+        {"go": False},
+    )
+    assert statuses(result) == {"gate": "skipped", "polish": "skipped"}
+    assert of_type(events, EventType.STEP_SKIPPED)["polish"].data == {
+        "reason": "a step it reads was skipped: gate"
+    }
