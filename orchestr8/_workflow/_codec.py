@@ -32,7 +32,6 @@ from .._json import (
     json_value_problems,
     parse_strict,
 )
-from ._conditions import compile_expression
 from ._config_secrets import config_references
 from ._converter import converter
 from ._document import (
@@ -45,7 +44,7 @@ from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._schema_problems import schema_problems, sort_problems
-from ._step_conditions import condition_roots
+from ._step_conditions import outline_condition
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
@@ -278,7 +277,7 @@ def _document_checks(
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
-                + _condition_references(step, index, problems)
+                + outline_condition(step, index, document.get("schema_version"), problems)
                 + outline_repeat(step, index, document.get("schema_version"), problems),
                 local_names=LOOP_LOCALS if "repeat" in step else frozenset(),
             )
@@ -328,19 +327,6 @@ def _references(value: Any, path: str, problems: list[Problem]) -> tuple[tuple[s
     located, malformed = scan_template(value, path=path)
     problems.extend(malformed)
     return located
-
-
-def _condition_references(
-    step: Mapping[str, Any], index: int, problems: list[Problem]
-) -> tuple[tuple[str, Any], ...]:
-    """Compile a raw step's `when` where it stands; the steps and inputs it reads, located."""
-    text = step.get("when")
-    if not isinstance(text, str) or not text:
-        # Absent, or the schema already reports its type or emptiness.
-        return ()
-    path = f"$.steps[{index}].when"
-    expression = compile_expression(text, path, condition_roots(step), problems)
-    return () if expression is None else expression.located_references
 
 
 def _check_config_secrets(agent: Any, index: int, problems: list[Problem]) -> None:

@@ -3,8 +3,9 @@
 A `when` is compiled as soon as a `Step` is built (`to_optional_expression`), before the step has
 a place in a workflow; the workflow then compiles it again at `$.steps[N].when` with the roots that
 step may read (`condition_roots`) and the schema version it needs (`locate_conditions`), so the
-graph checks and run-time errors name where it is written. The raw-document checks of the codec
-use `condition_roots` too, so one function decides what a condition may read.
+graph checks and run-time errors name where it is written. The codec checks the raw steps of a
+document that cannot become a `Workflow` the same way (`outline_condition`), with the same
+`condition_roots`, so one function decides what a condition may read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 
 from .._errors import Problem, WorkflowValidationError
 from ._conditions import SCOPE_ROOTS, Expression, compile_expression, require_version_1_1
+from ._references import Reference
 
 if TYPE_CHECKING:
     from ._document import Step
@@ -47,6 +49,28 @@ def to_optional_expression(value: Any) -> Expression | None:
     if expression is None:
         raise WorkflowValidationError(problems)
     return expression
+
+
+def outline_condition(
+    step: Mapping[str, Any], index: int, version: object, problems: list[Problem]
+) -> tuple[tuple[str, Reference], ...]:
+    """`locate_conditions` on a raw step of a document that cannot become a `Workflow`.
+
+    Returns the steps and inputs its `when` reads, located, for the graph checks. What the schema
+    reports (a `when` that is not a string, or empty) is left to it.
+    """
+    if isinstance(version, str):
+        if step.get("accept_skipped") is True:
+            path = f"$.steps[{index}].accept_skipped"
+            require_version_1_1(version, path, "accept_skipped", problems)
+        if "when" in step:
+            require_version_1_1(version, f"$.steps[{index}].when", "when", problems)
+    text = step.get("when")
+    if not isinstance(text, str) or not text:
+        return ()
+    path = f"$.steps[{index}].when"
+    expression = compile_expression(text, path, condition_roots(step), problems)
+    return () if expression is None else expression.located_references
 
 
 def locate_conditions(
