@@ -13,6 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
@@ -23,6 +24,7 @@ from ._expressions import Template, compile_template
 from ._policy_spec import Inherit, PolicySpec
 from ._references import json_type_name
 from ._schema_problems import show_value
+from ._sub_workflows import SubWorkflow
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -99,6 +101,18 @@ def _structure_inherit_union(value: Any, kind: Any) -> Any:
     return converter.structure(value, target)
 
 
+def _ordered(document: dict[str, Any]) -> dict[str, Any]:
+    """A workflow document with its keys in the AST's order, as `workflow_to_json` writes it."""
+    return {name: document[name] for name in attrs.fields_dict(Workflow) if name in document}
+
+
+def _structure_sub_workflow(value: Any, _: type) -> SubWorkflow:
+    """Take a sub-workflow the codec resolved; only it knows the document's file and names."""
+    if not isinstance(value, SubWorkflow):
+        raise TypeError("a sub-workflow is resolved by load_workflow before structuring")
+    return value
+
+
 def _makeconverter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
     converter.register_structure_hook(str, _structure_str)
@@ -123,6 +137,12 @@ def _makeconverter() -> cattrs.Converter:
         lambda agent: (
             agent.id if agent.version is None and not agent.config else unstructure_agent(agent)
         ),
+    )
+    converter.register_structure_hook(SubWorkflow, _structure_sub_workflow)
+    # A child is written inline, as loaded: the journal keeps what ran, and a resume never
+    # depends on the child's file being there or unchanged.
+    converter.register_unstructure_hook(
+        SubWorkflow, lambda sub: _ordered(converter.unstructure(sub.workflow))
     )
     # The generated hook would build a `PolicySpec()` for every step to compare the policy with
     # its default; comparing with one shared empty policy keeps serialising a workflow cheap.

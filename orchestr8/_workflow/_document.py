@@ -33,6 +33,7 @@ from ._policy_spec import (
 )
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
+from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
 
 #: The schema version this orchestr8 reads and writes.
 SCHEMA_VERSION: Final = "1.0"
@@ -72,7 +73,7 @@ class AgentSpec:
     )
 
 
-def _to_agent_spec(value: str | AgentSpec) -> AgentSpec:
+def _to_agent_spec(value: str | AgentSpec | None) -> AgentSpec | None:
     return AgentSpec(id=value) if isinstance(value, str) else value
 
 
@@ -98,11 +99,22 @@ class Step:
             {"pattern": STEP_ID_PATTERN},
         ),
     )
-    agent: AgentSpec = attrs.field(
+    agent: AgentSpec | None = attrs.field(
+        default=None,
         converter=_to_agent_spec,
         metadata=_meta(
-            "An agent id, or {id, version, config}.",
-            json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
+            "An agent id, or {id, version, config}; a step has an agent or a workflow.",
+            json_type=Annotated[str, ("minLength", 1)] | AgentSpec | None,
+        ),
+    )
+    workflow: SubWorkflow | None = attrs.field(
+        default=None,
+        converter=to_sub_workflow,
+        metadata=_meta(
+            "Instead of agent: the child workflow this step runs, as a file path ending in"
+            " .json (relative to this document's file), a registered name, or an inline"
+            " workflow document; the step input is its inputs, its output the step's output.",
+            json_type=Annotated[str, ("minLength", 1)] | dict[str, Any] | None,
         ),
     )
     input: Template = attrs.field(
@@ -225,7 +237,11 @@ class Workflow:
             for index, step in enumerate(self.steps)
         ]
         for index, step in enumerate(self.steps):
-            config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
+            if step.agent is not None:
+                config_references(
+                    step.agent.config, f"$.steps[{index}].agent.config", config_problems
+                )
+            config_problems += step_kind_problems(index, step.agent, step.workflow)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,
