@@ -25,6 +25,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
     │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
+    │   ├── ChildExecutionError          a sub-workflow step's child execution did not succeed
     │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
@@ -169,6 +170,10 @@ class IdempotencyKeyReusedError(ExecutionError, ValueError):
 
 class ExecutionTimeoutError(ExecutionError, TimeoutError):
     """The execution ran past its `timeout`; the running steps were cancelled."""
+
+
+class ChildExecutionError(ExecutionError):
+    """A sub-workflow step's child execution failed or was cancelled; its step fails with this."""
 
 
 class OutputNotSerialisableError(ExecutionError, TypeError):

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -23,6 +23,7 @@ from .._agents._registry import AgentRegistry
 from .._errors import (
     AgentExitError,
     CallStoppedError,
+    ExecutionStateError,
     OutputNotSerialisableError,
     exception_leaves,
     message_of,
@@ -35,10 +36,14 @@ from .._observability._telemetry import attempt_span
 from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
+from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
 from ._results import StepResult
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
+
+if TYPE_CHECKING:
+    from ._children import ChildRunner
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -59,6 +64,8 @@ class StepRunner:
         stop_event: trio.Event,
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
+        children: ChildRunner | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
@@ -76,6 +83,8 @@ class StepRunner:
         self._stop_event = stop_event
         self._random = random_source
         self._sync_limiter = sync_limiter
+        self._children = children
+        self._correlation_id = correlation_id or execution_id
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
 
@@ -87,7 +96,8 @@ class StepRunner:
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
-        emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
+        emitter, step_id, spec = self._emitter, step.id, step.agent
+        agent_id = spec.id if spec is not None else agent_id_of(step)
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
         )
@@ -103,7 +113,10 @@ class StepRunner:
             # not build for (its config takes `${secrets.NAME}` values known only now).
             agent = self._agents.get(step_id)
             if agent is None:
-                agent = self._registry.create(agent_id, step.agent.config)
+                if spec is None:
+                    agent = self._child_agent(step)
+                else:
+                    agent = self._registry.create(agent_id, spec.config)
             policy = self.workflow.policy_for(step_id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy
@@ -193,7 +206,7 @@ class StepRunner:
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
-        with log_context(step_id=step.id, agent_id=step.agent.id):
+        with log_context(step_id=step.id, agent_id=agent_id_of(step)):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
                 step.id,
@@ -206,8 +219,17 @@ class StepRunner:
 
     def _metrics(self, step: Step, status: StepStatus, started: float) -> None:
         engine_metrics().step_finished(
-            self.workflow.name, step.id, step.agent.id, status, trio.current_time() - started
+            self.workflow.name, step.id, agent_id_of(step), status, trio.current_time() - started
         )
+
+    def _child_agent(self, step: Step) -> Agent:
+        """The agent running a sub-workflow step's child execution (built for each run)."""
+        if self._children is None:
+            raise ExecutionStateError(
+                f"step {step.id} runs a sub-workflow, which needs a runtime (open_runtime)"
+            )
+        parent = ParentLink(self.execution_id, self._emitter, self._correlation_id)
+        return self._children.agent_for(step, parent)
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
         if self.listeners[context.step_id].silenced:

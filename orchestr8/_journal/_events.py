@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
+    CHILD_STARTED = "child.started"
 
     @property
     def is_terminal(self) -> bool:

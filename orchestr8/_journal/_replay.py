@@ -28,6 +28,8 @@ class StepState:
     usage: Mapping[str, int] = attrs.field(factory=dict)
     output_redacted: bool = False
     """Whether redaction changed the recorded `output`: a resume runs the step again."""
+    child: str | None = None
+    """The child execution a sub-workflow step runs (its `child.started`), else None."""
 
     @property
     def reusable(self) -> bool:
@@ -72,6 +74,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
+        EventType.CHILD_STARTED,
         *_STEP_ENDINGS,
     }
 )
@@ -177,6 +180,9 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         return attrs.evolve(step, attempts=attempts, error=event.data.get("error"))
     if event.type == EventType.RETRY_SCHEDULED:
         return attrs.evolve(step, status=StepStatus.RETRYING)
+    if event.type == EventType.CHILD_STARTED:
+        child = event.data.get("child_id")
+        return attrs.evolve(step, child=child if isinstance(child, str) else step.child)
     ending = _STEP_ENDINGS.get(event.type)
     if ending is None:
         return step

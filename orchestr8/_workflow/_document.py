@@ -248,7 +248,9 @@ class Workflow:
                 config_references(
                     step.agent.config, f"$.steps[{index}].agent.config", config_problems
                 )
-            config_problems += step_kind_problems(index, step.agent, step.workflow)
+            config_problems += step_kind_problems(
+                index, step.agent, step.workflow, self.schema_version
+            )
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from .._errors import Problem, WorkflowValidationError
+from ._conditions import require_version_1_1
 from ._schema_problems import did_you_mean
 
 if TYPE_CHECKING:
@@ -238,8 +239,8 @@ def _load_named(
         return None
     directory: Path | None = None
     chain = (*nesting.chain, identity)
-    text_or_path = isinstance(source, str | os.PathLike)
-    if text_or_path and not (isinstance(source, str) and source.lstrip()[:1] in ("{", "[")):
+    is_text = isinstance(source, str) and source.lstrip()[:1] in ("{", "[")
+    if isinstance(source, str | os.PathLike) and not is_text:
         file = Path(source)
         directory = file.parent
         chain = (*chain, str(file.resolve()))
@@ -277,10 +278,16 @@ def _shown(identity: str) -> str:
     return identity.removeprefix("name:") if identity.startswith("name:") else Path(identity).name
 
 
-def step_kind_problems(index: int, agent: object, workflow: object) -> list[Problem]:
-    """The problem of a step with both an agent and a workflow, or with neither (else none)."""
+def step_kind_problems(
+    index: int, agent: object, workflow: object, version: str | None = None
+) -> list[Problem]:
+    """The problems of a step's kind: both an agent and a workflow, neither, or a workflow in a
+    document older than "1.1" (`version` None: not checked)."""
+    problems: list[Problem] = []
+    if workflow is not None and version is not None:
+        require_version_1_1(version, f"$.steps[{index}].workflow", "workflow", problems)
     if agent is not None and workflow is not None:
-        return [Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both")]
-    if agent is None and workflow is None:
-        return [Problem(f"$.steps[{index}]", "a step needs an agent or a workflow")]
-    return []
+        problems.append(Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both"))
+    elif agent is None and workflow is None:
+        problems.append(Problem(f"$.steps[{index}]", "a step needs an agent or a workflow"))
+    return problems
