@@ -47,6 +47,7 @@ from ._sub_workflows import (
     Nesting,
     WorkflowCatalog,
     WorkflowDocumentSource,
+    file_identity,
     resolve_sub_workflow,
     step_kind_problems,
 )
@@ -83,7 +84,7 @@ def load_workflow(
     nesting = Nesting(None, catalog)
     if not isinstance(source, Mapping) and not _is_json_text(source):
         file = Path(os.fspath(source))
-        nesting = Nesting(file.parent, catalog, (str(file.resolve()),))
+        nesting = Nesting(file.parent, catalog, (file_identity(file),))
     return _load(source, nesting, agent_exists)
 
 

@@ -211,7 +211,7 @@ def _load_file(
         )
         return None
     file = (nesting.directory or Path()) / reference
-    identity = str(file.resolve())
+    identity = file_identity(file)
     if identity in nesting.chain:
         problems.append(Problem(path, _cycle_message(nesting, identity, reference)))
         return None
@@ -243,7 +243,7 @@ def _load_named(
     if isinstance(source, str | os.PathLike) and not is_text:
         file = Path(source)
         directory = file.parent
-        chain = (*chain, str(file.resolve()))
+        chain = (*chain, file_identity(file))
     child = Nesting(directory, nesting.catalog, chain, depth=nesting.depth + 1)
     return _load_child(source, child, name, path, load, problems)
 
@@ -266,6 +266,15 @@ def _load_child(
             else:
                 problems.append(Problem(path, f"in {label}: {problem}"))
         return None
+
+
+def file_identity(file: Path) -> str:
+    """The file's absolute, resolved path: how a cycle of files is recognised."""
+    try:
+        return str(file.resolve())
+    except (OSError, ValueError):
+        # Not a usable path (a NUL byte, a loop of links): reading it reports that.
+        return str(file)
 
 
 def _cycle_message(nesting: Nesting, identity: str, reference: str) -> str:
