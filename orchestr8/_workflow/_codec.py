@@ -293,9 +293,10 @@ def _resolve_steps(
     for index, step in enumerate(steps):
         if isinstance(step, Mapping) and step.get("workflow") is not None:
             path = f"$.steps[{index}].workflow"
-            step = {**step, "workflow": resolve_sub_workflow(
-                step["workflow"], path, nesting, load, problems
-            )}
+            step = {
+                **step,
+                "workflow": resolve_sub_workflow(step["workflow"], path, nesting, load, problems),
+            }
         resolved.append(step)
     return resolved
 

@@ -1,4 +1,4 @@
-"""Sub-workflows: a step that runs another workflow, named by a file path, a registered name or inline.
+"""Sub-workflows: a step runs another workflow, named by a file path, a registered name or inline.
 
 A step's `"workflow"` names its child workflow in one of three ways:
 
@@ -231,7 +231,9 @@ def _load_named(
     try:
         source = nesting.catalog.find(name)
     except WorkflowValidationError as error:
-        problems += [Problem(path, f"workflow '{name}': {problem.message}") for problem in error.problems]
+        problems += [
+            Problem(path, f"workflow '{name}': {problem.message}") for problem in error.problems
+        ]
         return None
     if source is None:
         hint = did_you_mean(name, nesting.catalog.names())
@@ -290,13 +292,17 @@ def _shown(identity: str) -> str:
 def step_kind_problems(
     index: int, agent: object, workflow: object, version: str | None = None
 ) -> list[Problem]:
-    """The problems of a step's kind: both an agent and a workflow, neither, or a workflow in a
-    document older than "1.1" (`version` None: not checked)."""
+    """The problems of a step's kind: both an agent and a workflow, neither, or a too old version.
+
+    A workflow needs a "1.1" document (`version` None: not checked).
+    """
     problems: list[Problem] = []
     if workflow is not None and version is not None:
         require_version_1_1(version, f"$.steps[{index}].workflow", "workflow", problems)
     if agent is not None and workflow is not None:
-        problems.append(Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both"))
+        problems.append(
+            Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both")
+        )
     elif agent is None and workflow is None:
         problems.append(Problem(f"$.steps[{index}]", "a step needs an agent or a workflow"))
     return problems
