@@ -125,7 +125,9 @@ def _admit_child(
         children[step.id] = admit_workflow(child, registry)
     except WorkflowValidationError as error:
         where = f"$.steps[{index}].workflow"
-        problems += [Problem(where + problem.path[1:], problem.message) for problem in error.problems]
+        problems += [
+            Problem(where + problem.path[1:], problem.message) for problem in error.problems
+        ]
 
 
 def admit(admitted: AdmittedWorkflow, inputs: Mapping[str, Any] | None) -> Admission:

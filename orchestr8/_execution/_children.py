@@ -17,7 +17,8 @@ the same runtime and journal. What that gives, and the decisions behind it:
   grace ran out, the parent's timeout, `fail_fast`) the child is stopped by force too, and still
   records how it ended. The attempt's deadline (the step's attempt timeout or total deadline) is
   the child's timeout, when it is earlier than the child's own. A child that does not succeed
-  fails the attempt with `ChildExecutionError`, which the step's policy may retry.
+  fails the attempt with `ChildExecutionError`, which the step's policy may retry; one cancelled
+  with its parent ends the step `cancelled`.
 - **Parent events.** The parent journals `child.started` {"child_id", "workflow", "resumed"} for
   the step each time a child execution starts or resumes.
 """
@@ -32,10 +33,15 @@ import attrs
 import trio
 
 from .._agents._contract import Agent, AgentContext
-from .._errors import ChildExecutionError, ExecutionNotFoundError, InputValidationError, Problem
+from .._errors import (
+    CallStoppedError,
+    ChildExecutionError,
+    ExecutionNotFoundError,
+    InputValidationError,
+    Problem,
+)
 from .._journal._events import EventType, ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal
-from .._observability._redaction import SecretLease
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
 from .._workflow._references import json_type_name
@@ -77,7 +83,9 @@ class ParentLink:
 class ChildWorkflowAgent(Agent):
     """The agent of a sub-workflow step: each attempt runs (or resumes) its child execution."""
 
-    def __init__(self, children: ChildRunner, sub_workflow: SubWorkflow, parent: ParentLink) -> None:
+    def __init__(
+        self, children: ChildRunner, sub_workflow: SubWorkflow, parent: ParentLink
+    ) -> None:
         """Run `sub_workflow` as a child of `parent` through `children`."""
         super().__init__({})
         self._children = children
@@ -127,7 +135,7 @@ class ChildRunner:
                 parent_id=parent.execution_id,
                 parent_step=context.step_id,
                 correlation_id=parent.correlation_id,
-                timeout=timeout,
+                child_timeout=timeout,
             )
         else:
             run, lease = await self._starter.resumed_run(
@@ -150,6 +158,9 @@ class ChildRunner:
             lease.release()
         if result.status is ExecutionStatus.SUCCEEDED:
             return result.output
+        if result.status is ExecutionStatus.CANCELLED and context.cancel_requested:
+            # Cancelled with its parent: the step ends cancelled too, not failed.
+            raise CallStoppedError(f"child execution {child_id} was cancelled with its parent")
         raise ChildExecutionError(_failure_message(child_id, result))
 
     async def _find(self, child_id: str) -> ExecutionRecord | None:
@@ -209,7 +220,8 @@ def _child_inputs(child: Workflow, input: Any) -> dict[str, Any]:
         InputValidationError: it is not an object, or does not fit the child's `inputs` schema.
     """
     if not isinstance(input, Mapping):
-        message = f"a sub-workflow step's input is its child's inputs: an object, not {json_type_name(input)}"
+        kind = json_type_name(input)
+        message = f"a sub-workflow step's input is its child's inputs: an object, not {kind}"
         raise InputValidationError([Problem("$", message)])
     return validate_inputs(child, input)
 

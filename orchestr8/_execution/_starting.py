@@ -207,7 +207,7 @@ class Starter:
         parent_id: str,
         parent_step: str,
         correlation_id: str,
-        timeout: float | None,
+        child_timeout: float | None,
     ) -> tuple[ExecutionRun, SecretLease]:
         """Record a sub-workflow step's child execution and build its run (and its lease).
 
@@ -230,7 +230,7 @@ class Starter:
                 _reusable_agents(loaded, bound, agents),
                 checked_inputs,
                 emitter,
-                timeout,
+                child_timeout,
                 correlation_id=correlation_id,
             )
             await self._journal.create_or_find(record, first_event=run.start_event())
@@ -317,7 +317,10 @@ class Starter:
 
 
 def _new_record(
-    loaded: Workflow, checked_inputs: Mapping[str, Any], execution_id: str, correlation_id: str | None
+    loaded: Workflow,
+    checked_inputs: Mapping[str, Any],
+    execution_id: str,
+    correlation_id: str | None,
 ) -> ExecutionRecord:
     """The journal record of a new execution, with its workflow and inputs redacted."""
     return ExecutionRecord(

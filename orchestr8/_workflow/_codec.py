@@ -48,6 +48,7 @@ from ._sub_workflows import (
     Nesting,
     WorkflowCatalog,
     WorkflowDocumentSource,
+    file_identity,
     resolve_sub_workflow,
     step_kind_problems,
 )
@@ -84,7 +85,7 @@ def load_workflow(
     nesting = Nesting(None, catalog)
     if not isinstance(source, Mapping) and not _is_json_text(source):
         file = Path(os.fspath(source))
-        nesting = Nesting(file.parent, catalog, (str(file.resolve()),))
+        nesting = Nesting(file.parent, catalog, (file_identity(file),))
     return _load(source, nesting, agent_exists)
 
 
@@ -293,9 +294,10 @@ def _resolve_steps(
     for index, step in enumerate(steps):
         if isinstance(step, Mapping) and step.get("workflow") is not None:
             path = f"$.steps[{index}].workflow"
-            step = {**step, "workflow": resolve_sub_workflow(
-                step["workflow"], path, nesting, load, problems
-            )}
+            step = {
+                **step,
+                "workflow": resolve_sub_workflow(step["workflow"], path, nesting, load, problems),
+            }
         resolved.append(step)
     return resolved
 

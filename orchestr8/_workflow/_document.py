@@ -177,7 +177,7 @@ class Step:
         converter=_to_agent_spec,
         metadata=_meta(
             "An agent id, or {id, version, config}; a step has an agent or a workflow.",
-            json_type=Annotated[str, ("minLength", 1)] | AgentSpec | None,
+            json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
         ),
     )
     workflow: SubWorkflow | None = attrs.field(
@@ -187,7 +187,7 @@ class Step:
             "Instead of agent: the child workflow this step runs, as a file path ending in"
             " .json (relative to this document's file), a registered name, or an inline"
             " workflow document; the step input is its inputs, its output the step's output.",
-            json_type=Annotated[str, ("minLength", 1)] | dict[str, Any] | None,
+            json_type=Annotated[str, ("minLength", 1)] | dict[str, Any],
         ),
     )
     plan: PlanSpec | None = attrs.field(

@@ -1,4 +1,4 @@
-"""Sub-workflows: a step that runs another workflow, named by a file path, a registered name or inline.
+"""Sub-workflows: a step runs another workflow, named by a file path, a registered name or inline.
 
 A step's `"workflow"` names its child workflow in one of three ways:
 
@@ -211,7 +211,7 @@ def _load_file(
         )
         return None
     file = (nesting.directory or Path()) / reference
-    identity = str(file.resolve())
+    identity = file_identity(file)
     if identity in nesting.chain:
         problems.append(Problem(path, _cycle_message(nesting, identity, reference)))
         return None
@@ -231,7 +231,9 @@ def _load_named(
     try:
         source = nesting.catalog.find(name)
     except WorkflowValidationError as error:
-        problems += [Problem(path, f"workflow '{name}': {problem.message}") for problem in error.problems]
+        problems += [
+            Problem(path, f"workflow '{name}': {problem.message}") for problem in error.problems
+        ]
         return None
     if source is None:
         hint = did_you_mean(name, nesting.catalog.names())
@@ -243,7 +245,7 @@ def _load_named(
     if isinstance(source, str | os.PathLike) and not is_text:
         file = Path(source)
         directory = file.parent
-        chain = (*chain, str(file.resolve()))
+        chain = (*chain, file_identity(file))
     child = Nesting(directory, nesting.catalog, chain, depth=nesting.depth + 1)
     return _load_child(source, child, name, path, load, problems)
 
@@ -268,6 +270,15 @@ def _load_child(
         return None
 
 
+def file_identity(file: Path) -> str:
+    """The file's absolute, resolved path: how a cycle of files is recognised."""
+    try:
+        return str(file.resolve())
+    except (OSError, ValueError):
+        # Not a usable path (a NUL byte, a loop of links): reading it reports that.
+        return str(file)
+
+
 def _cycle_message(nesting: Nesting, identity: str, reference: str) -> str:
     start = nesting.chain.index(identity)
     names = [_shown(link) for link in nesting.chain[start:]]
@@ -281,13 +292,17 @@ def _shown(identity: str) -> str:
 def step_kind_problems(
     index: int, agent: object, workflow: object, version: str | None = None
 ) -> list[Problem]:
-    """The problems of a step's kind: both an agent and a workflow, neither, or a workflow in a
-    document older than "1.1" (`version` None: not checked)."""
+    """The problems of a step's kind: both an agent and a workflow, neither, or a too old version.
+
+    A workflow needs a "1.1" document (`version` None: not checked).
+    """
     problems: list[Problem] = []
     if workflow is not None and version is not None:
         require_version_1_1(version, f"$.steps[{index}].workflow", "workflow", problems)
     if agent is not None and workflow is not None:
-        problems.append(Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both"))
+        problems.append(
+            Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both")
+        )
     elif agent is None and workflow is None:
         problems.append(Problem(f"$.steps[{index}]", "a step needs an agent or a workflow"))
     return problems
