@@ -190,4 +190,3 @@ def _not_allowed(agent: str, allowed: tuple[str, ...]) -> str:
 def problems_text(problems: tuple[Problem, ...]) -> str:
     """The problems of a refused plan as the planner's next attempt reads them, one a line."""
     return "\n".join(str(problem) for problem in problems)
-
