@@ -15,7 +15,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
     │   ├── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
     │   ├── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
-    │   ├── PlanRejectedError            a plan an agent wrote is invalid (retried, the problems fed back)
+    │   ├── PlanRejectedError            a plan an agent wrote is invalid (retried, told why)
     │   └── ExpressionError              (ValueError) an expression failed while it was evaluated
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
@@ -113,7 +113,7 @@ class WorkflowValidationError(WorkflowError, ValueError):
 
 
 class PlanRejectedError(WorkflowError):
-    """A plan an agent wrote is invalid; `problems` says why, and the planner's next attempt sees it.
+    """A plan an agent wrote is invalid; `problems` says why, and the planner's next try sees it.
 
     Retryable: another attempt of the planner, told what was wrong, may write a valid plan.
     """

@@ -47,8 +47,8 @@ from .._json import json_value
 from .._resilience._pipeline import call_with_policy
 from .._workflow._codec import parse_workflow
 from .._workflow._document import PlanSpec, Replanning, Step, Workflow
-from .._workflow._policy import Policy
 from .._workflow._plan_fragments import check_plan, plan_workflow_name, problems_text
+from .._workflow._policy import Policy
 from .._workflow._references import json_type_name
 from .._workflow._sub_workflows import SubWorkflow
 from ._children import ChildRunner, ParentLink, child_execution_id
@@ -256,7 +256,9 @@ class Replanner:
                 registry=self._registry,
                 children=self._children,
                 parent=parent,
-                name=f"{plan_workflow_name(self._workflow_name, step.id)}{REPLAN_SEPARATOR}{number}",
+                name=plan_workflow_name(
+                    self._workflow_name, f"{step.id}{REPLAN_SEPARATOR}{number}"
+                ),
                 child_id=child_id,
                 failure=failure,
             )

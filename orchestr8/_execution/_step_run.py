@@ -252,8 +252,10 @@ class StepRunner:
     async def _replan(
         self, step: Step, rendered_input: Any, error: Exception, listener: StepListener
     ) -> tuple[Any, Exception | None]:
-        """Hand a step that failed for good to its replanning planner: (output, None) or the
-        (None, error) it still fails with (`_plans`)."""
+        """Hand a step that failed for good to its replanning planner (`_plans`).
+
+        Returns (output, None) when a replacement succeeded, else (None, the error it fails with).
+        """
         replanning = step.on_error
         assert not isinstance(replanning, str), "only a replanning step is replanned"
         if self._children is None or self._stop_event.is_set():

@@ -13,7 +13,7 @@ import functools
 import json
 import types
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import attrs
 
@@ -21,8 +21,8 @@ from .._errors import Problem, WorkflowValidationError
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
-from ._policy import Policy
 from ._plans import plan_field_problems, planner_references
+from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
     Inherit,
@@ -35,9 +35,6 @@ from ._policy_spec import (
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
 from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
-
-if TYPE_CHECKING:
-    from ._references import Reference
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
 SCHEMA_VERSION: Final = "1.1"
