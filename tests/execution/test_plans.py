@@ -1,0 +1,388 @@
+"""`_plans`: a planner writes a step's workflow, checked and run as a child; replanning failures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestr8._agents._contract import AgentContext
+from orchestr8._errors import NonRetryableError, WorkflowValidationError
+from orchestr8._execution._children import child_execution_id
+from orchestr8._execution._plans import replan_child_id
+from orchestr8._execution._runtime import open_runtime
+from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+
+CALLS: Counter[str] = Counter()
+"""Calls of the agents below, by step id (reset for every test)."""
+PLANS: list[Any] = []
+"""What the scripted planner returns, one entry a call."""
+REQUESTS: list[dict[str, Any]] = []
+"""What the scripted planner was asked, one entry a call."""
+
+
+async def planner(input: Any, context: AgentContext) -> Any:
+    """A scripted planner: record the request, return the next scripted plan."""
+    REQUESTS.append(input)
+    return PLANS.pop(0)
+
+
+async def shout(input: Any, context: AgentContext) -> Any:
+    """An allowed agent: upper-case the text."""
+    CALLS[context.step_id] += 1
+    return str(input).upper()
+
+
+async def broken(input: Any, context: AgentContext) -> Any:
+    """An agent that always fails (the step to replan)."""
+    CALLS[context.step_id] += 1
+    raise NonRetryableError(f"cannot handle {input}")
+
+
+async def fails_first_time(input: Any, context: AgentContext) -> Any:
+    """Fail the first call of the test, succeed afterwards (a fault fixed before a resume)."""
+    CALLS[context.step_id] += 1
+    if CALLS[context.step_id] == 1:
+        raise NonRetryableError("the service was down")
+    return f"fixed {input}"
+
+
+AGENTS = {
+    "planner": planner,
+    "shout": shout,
+    "broken": broken,
+    "fails_first_time": fails_first_time,
+}
+NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
+RETRY = {"retry": {"max_attempts": 3, "initial_delay": 0.5, "jitter": "none"}}
+
+
+@pytest.fixture(autouse=True)
+def reset_script() -> Iterator[None]:
+    """Each test scripts its own planner."""
+    CALLS.clear()
+    PLANS.clear()
+    REQUESTS.clear()
+    yield
+    CALLS.clear()
+    PLANS.clear()
+    REQUESTS.clear()
+
+
+def good_plan(agent: str = "shout") -> dict[str, Any]:
+    """A valid plan: one step of `agent` on the text."""
+    return {
+        "steps": [{"id": "loud", "agent": agent, "input": "${inputs.text}"}],
+        "output": "${steps.loud.output}",
+    }
+
+
+def planning(*, allowed: list[str] | None = None, **plan: Any) -> dict[str, Any]:
+    """A workflow whose step `planned` has its plan written by the scripted planner."""
+    return {
+        "schema_version": "1.1",
+        "name": "planning",
+        "defaults": {"policy": NO_RETRY},
+        "steps": [
+            {"id": "before", "agent": "shout", "input": "hi"},
+            {
+                "id": "planned",
+                "plan": {
+                    "agent": "planner",
+                    "input": "say ${steps.before.output} loudly",
+                    "allowed_agents": allowed or ["shout", "fails_first_time"],
+                    **plan,
+                },
+                "input": {"text": "${steps.before.output}"},
+                "depends_on": ["before"],
+                "policy": {**NO_RETRY, **RETRY},
+            },
+        ],
+        "output": "${steps.planned.output}",
+    }
+
+
+def of_type(events: list[Event], type: str) -> list[Event]:
+    return [event for event in events if event.type == type]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_a_valid_plan_runs_as_a_child_and_its_output_is_the_steps(
+    kind: str, tmp_path: Path
+) -> None:
+    """The planner gets the task, agents and inputs; its plan runs as a child of the step."""
+    PLANS.append(good_plan())
+    journal = tmp_path / "journal.db" if kind == "sqlite" else None
+    async with open_runtime(journal=journal, agents=AGENTS) as runtime:
+        handle = await runtime.start(planning())
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+        record = await runtime.journal.get_execution(
+            child_execution_id(handle.execution_id, "planned")
+        )
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == "HI"
+    assert REQUESTS == [
+        {
+            "task": "say HI loudly",
+            "agents": ["shout", "fails_first_time"],
+            "inputs": {"text": "HI"},
+            "attempt": 1,
+            "feedback": "",
+        }
+    ]
+    [proposed] = of_type(events, EventType.PLAN_PROPOSED)
+    assert proposed.data == {"attempt": 1, "plan": good_plan()}
+    assert of_type(events, EventType.STEP_STARTED)[1].data == {"agent": "plan:planner"}
+    assert (record.parent_id, record.parent_step) == (handle.execution_id, "planned")
+    assert record.workflow["name"] == "planning/planned"
+    assert record.inputs == {"text": "HI"}
+
+
+INVALID_PLANS = {
+    "not an object": (["steps"], "$: a plan is an object with steps and an output, not an array"),
+    "unknown agent": (
+        {"steps": [{"id": "a", "agent": "nobody"}]},
+        "$.steps[0].agent: unknown agent 'nobody'",
+    ),
+    "disallowed agent": (
+        {"steps": [{"id": "a", "agent": "broken"}]},
+        "$.steps[0].agent: agent 'broken' is not allowed in this plan"
+        " (allowed_agents: 'shout', 'fails_first_time')",
+    ),
+    "cycle": (
+        {
+            "steps": [
+                {"id": "a", "agent": "shout", "depends_on": ["b"]},
+                {"id": "b", "agent": "shout", "depends_on": ["a"]},
+            ]
+        },
+        "dependency cycle",
+    ),
+    "bad reference": (
+        {"steps": [{"id": "a", "agent": "shout", "input": "${steps.zzz.output}"}]},
+        "$.steps[0].input: ${steps.zzz.output}",
+    ),
+    "too deep": (
+        {"steps": [{"id": "a", "plan": {"agent": "shout", "allowed_agents": ["shout"]}}]},
+        "$.steps[0].plan: plans nest deeper than 1 level",
+    ),
+    "sub-workflow": (
+        {"steps": [{"id": "a", "workflow": "other.json"}]},
+        "$.steps[0].workflow: a plan runs agents, not sub-workflows",
+    ),
+    "inputs declared": (
+        {"inputs": {}, "steps": [{"id": "a", "agent": "shout"}]},
+        "$.inputs: a plan declares no inputs",
+    ),
+    "agent config": (
+        {"steps": [{"id": "a", "agent": {"id": "shout", "config": {"x": 1}}}]},
+        "$.steps[0].agent: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_PLANS))
+async def test_an_invalid_plan_is_refused_fed_back_and_the_retry_succeeds(case: str) -> None:
+    """Each kind of bad plan fails its attempt; the next attempt's planner reads the problems."""
+    bad, problem = INVALID_PLANS[case]
+    PLANS.extend([bad, good_plan()])
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(planning(max_depth=1))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert result.output == "HI"
+    assert result.steps["planned"].attempts == 2
+    assert [request["feedback"] for request in REQUESTS][0] == ""
+    assert problem in REQUESTS[1]["feedback"]
+    assert REQUESTS[1]["attempt"] == 2
+    [rejected] = of_type(events, EventType.PLAN_REJECTED)
+    assert rejected.attempt == 1
+    assert any(problem in line for line in rejected.data["problems"])
+    [failed] = of_type(events, EventType.ATTEMPT_FAILED)
+    assert failed.data["error"]["type"] == "PlanRejectedError"
+
+
+async def test_a_planner_that_never_writes_a_valid_plan_fails_the_step() -> None:
+    """Refused on every attempt: the step fails with the last refusal, after its attempts."""
+    PLANS.extend([7, 8, 9])
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(planning())).wait()
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["planned"].error
+    assert error is not None
+    assert error["type"] == "PlanRejectedError"
+    assert result.steps["planned"].attempts == 3
+    assert len(REQUESTS) == 3
+
+
+async def test_a_plan_step_input_that_is_no_object_fails_before_any_planning() -> None:
+    """The inputs of a plan must be an object: the planner is never asked (and never paid)."""
+    document = planning()
+    document["steps"][1]["input"] = "${steps.before.output}"
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(document)).wait()
+    error = result.steps["planned"].error
+    assert error is not None
+    assert error["type"] == "InputValidationError"
+    assert "an object, not a string" in error["message"]
+    assert REQUESTS == []
+
+
+async def test_resume_after_a_plan_ran_reuses_the_journaled_plan(tmp_path: Path) -> None:
+    """Resume continues the plan's child; the planner is not asked again (no tokens paid twice)."""
+    PLANS.append(good_plan("fails_first_time"))
+    path = tmp_path / "journal.db"
+    document = planning()
+    document["steps"][1]["policy"] = NO_RETRY
+    async with open_runtime(journal=path, agents=AGENTS) as runtime:
+        handle = await runtime.start(document)
+        assert (await handle.wait()).status is ExecutionStatus.FAILED
+    assert len(REQUESTS) == 1
+    async with open_runtime(journal=path, agents=AGENTS) as runtime:
+        result = await (await runtime.resume(handle.execution_id)).wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == "fixed HI"
+    assert len(REQUESTS) == 1
+    assert len(of_type(events, EventType.PLAN_PROPOSED)) == 1
+    assert of_type(events, EventType.CHILD_STARTED)[-1].data["resumed"] is True
+
+
+async def test_a_retry_after_the_plan_failed_resumes_the_same_plan() -> None:
+    """A plan that passed is the step's plan: a retry resumes its child, not a new plan."""
+    PLANS.append(good_plan("fails_first_time"))
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(planning())).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == "fixed HI"
+    assert result.steps["planned"].attempts == 2
+    assert len(REQUESTS) == 1
+
+
+async def test_a_plan_may_hold_a_plan_within_its_depth() -> None:
+    """A nested plan runs as a grandchild, its depth lowered to what the outer plan leaves."""
+    inner = {
+        "steps": [
+            {
+                "id": "deeper",
+                "plan": {"agent": "planner", "allowed_agents": ["shout"], "max_depth": 9},
+                "input": {"text": "${inputs.text}"},
+            }
+        ],
+        "output": "${steps.deeper.output}",
+    }
+    PLANS.extend([inner, good_plan()])
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(planning(allowed=["planner", "shout"], max_depth=2))
+        result = await handle.wait()
+        record = await runtime.journal.get_execution(
+            child_execution_id(handle.execution_id, "planned")
+        )
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert result.output == "HI"
+    assert record.workflow["steps"][0]["plan"]["max_depth"] == 1
+    assert REQUESTS[1]["agents"] == ["shout"]
+
+
+def replanning(max_replans: int = 1) -> dict[str, Any]:
+    """A workflow whose step `work` always fails and is replanned; `after` reads its output."""
+    return {
+        "schema_version": "1.1",
+        "name": "replanning",
+        "defaults": {"policy": NO_RETRY},
+        "steps": [
+            {
+                "id": "work",
+                "agent": "broken",
+                "input": "payload",
+                "on_error": {
+                    "replan": {
+                        "agent": "planner",
+                        "input": "work around it",
+                        "allowed_agents": ["shout", "broken"],
+                    },
+                    "max_replans": max_replans,
+                },
+            },
+            {
+                "id": "after",
+                "agent": "shout",
+                "input": "${steps.work.output}",
+                "depends_on": ["work"],
+            },
+        ],
+        "output": "${steps.after.output}",
+    }
+
+
+async def test_a_failed_step_is_replanned_and_the_replacement_output_is_its_output() -> None:
+    """The planner sees the failure; the replacement runs as a child; dependents read its output."""
+    PLANS.append(
+        {
+            "steps": [{"id": "fix", "agent": "shout", "input": "${inputs.input}"}],
+            "output": "${steps.fix.output}",
+        }
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(replanning())
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+        record = await runtime.journal.get_execution(
+            replan_child_id(handle.execution_id, "work", 1)
+        )
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert result.steps["work"].output == "PAYLOAD"
+    assert result.output == "PAYLOAD"
+    [request] = REQUESTS
+    assert request["task"] == "work around it"
+    assert request["inputs"] == {"input": "payload"}
+    assert request["failure"] == {
+        "step": "work",
+        "input": "payload",
+        "error": {"type": "NonRetryableError", "message": "cannot handle payload"},
+        "replan": 1,
+    }
+    [replanned] = of_type(events, EventType.STEP_REPLANNED)
+    assert replanned.data == {
+        "replan": 1,
+        "error": {"type": "NonRetryableError", "message": "cannot handle payload"},
+        "child_id": f"{handle.execution_id}.work~replan1",
+    }
+    assert of_type(events, EventType.PLAN_PROPOSED)[0].data["replan"] == 1
+    assert record.parent_step == "work"
+    assert record.workflow["name"] == "replanning/work~replan1"
+
+
+async def test_replanning_stops_after_max_replans_and_the_step_fails() -> None:
+    """Each failed replacement is handed on, at most max_replans times; then the step fails."""
+    failing = {"steps": [{"id": "again", "agent": "broken", "input": "x"}]}
+    PLANS.extend([failing, failing])
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(replanning(max_replans=2))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.steps["work"].status is StepStatus.FAILED
+    assert result.steps["after"].status is StepStatus.SKIPPED
+    error = result.steps["work"].error
+    assert error is not None
+    assert error["type"] == "ChildExecutionError"
+    assert "work~replan2" in error["message"]
+    assert [event.data["replan"] for event in of_type(events, EventType.STEP_REPLANNED)] == [1, 2]
+    assert REQUESTS[1]["failure"]["error"]["type"] == "ChildExecutionError"
+    assert len(REQUESTS) == 2
+
+
+async def test_a_planner_with_a_bad_config_is_refused_at_admission() -> None:
+    """Planners are built when the workflow is admitted: a bad config is a validation problem."""
+    document = planning()
+    document["steps"][1]["plan"]["agent"] = {"id": "planner", "config": {"x": 1}}
+    async with open_runtime(agents=AGENTS) as runtime:
+        with pytest.raises(WorkflowValidationError) as raised:
+            await runtime.start(document)
+    assert raised.value.problems[0].path == "$.steps[1].plan.agent"
