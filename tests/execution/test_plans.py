@@ -197,7 +197,7 @@ async def test_an_invalid_plan_is_refused_fed_back_and_the_retry_succeeds(case: 
     assert result.status is ExecutionStatus.SUCCEEDED, result.error
     assert result.output == "HI"
     assert result.steps["planned"].attempts == 2
-    assert [request["feedback"] for request in REQUESTS][0] == ""
+    assert REQUESTS[0]["feedback"] == ""
     assert problem in REQUESTS[1]["feedback"]
     assert REQUESTS[1]["attempt"] == 2
     [rejected] = of_type(events, EventType.PLAN_REJECTED)
