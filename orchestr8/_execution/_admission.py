@@ -28,7 +28,7 @@ from .._workflow._codec import load_workflow
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
 from .._workflow._sub_workflows import WorkflowCatalog
-from ._plans import planner_agent_problems
+from ._planning import planner_agent_problems
 from ._secrets import secret_values_of
 
 __all__ = [

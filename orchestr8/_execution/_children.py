@@ -123,7 +123,7 @@ class ChildRunner:
     ) -> Any:
         """Start or resume the step's child execution, wait for it, and return its output.
 
-        `child_id` names a child other than the step's own (a replacement plan's, `_plans`).
+        `child_id` names a child other than the step's own (a replacement plan's, `_planning`).
 
         Raises:
             InputValidationError: `input` is not an object, or does not fit the child's inputs.

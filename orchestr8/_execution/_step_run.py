@@ -39,7 +39,7 @@ from .._workflow._document import Step
 from .._workflow._plan_fragments import plan_workflow_name
 from ._children import ParentLink, agent_id_of, child_execution_id
 from ._emitter import Emitter
-from ._plans import PlanAgent, Replanner
+from ._planning import PlanAgent, Replanner
 from ._results import StepResult
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
@@ -252,7 +252,7 @@ class StepRunner:
     async def _replan(
         self, step: Step, rendered_input: Any, error: Exception, listener: StepListener
     ) -> tuple[Any, Exception | None]:
-        """Hand a step that failed for good to its replanning planner (`_plans`).
+        """Hand a step that failed for good to its replanning planner (`_planning`).
 
         Returns (output, None) when a replacement succeeded, else (None, the error it fails with).
         """

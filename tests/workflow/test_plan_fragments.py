@@ -28,7 +28,7 @@ def refusal(output: Any, spec: PlanSpec = SPEC) -> list[str]:
 
 def test_the_fragment_is_the_output_or_an_llm_replys_json_or_text() -> None:
     """steps at the top level, else an llm reply's json, else its text parsed as JSON."""
-    fragment = {"steps": []}
+    fragment: dict[str, Any] = {"steps": []}
     assert plan_fragment(fragment) is fragment
     assert plan_fragment({"text": "{}", "json": fragment}) is fragment
     assert plan_fragment({"text": '{"steps": [1]}'}) == {"steps": [1]}

@@ -8,7 +8,7 @@ import pytest
 
 from orchestr8._errors import WorkflowValidationError
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
-from orchestr8._workflow._document import DEFAULT_PLAN_DEPTH, PlanSpec, Replanning, workflow_schema
+from orchestr8._workflow._document import DEFAULT_PLAN_DEPTH, Replanning, workflow_schema
 from orchestr8._workflow._plans import replan_spec
 
 KNOWN = {"echo", "planner", "worker"}

@@ -1,4 +1,4 @@
-"""`_plans`: a planner writes a step's workflow, checked and run as a child; replanning failures."""
+"""`_planning`: a planner writes a step's workflow, checked and run as a child; replanning failures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import NonRetryableError, WorkflowValidationError
 from orchestr8._execution._children import child_execution_id
-from orchestr8._execution._plans import replan_child_id
+from orchestr8._execution._planning import replan_child_id
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 
