@@ -1,4 +1,4 @@
-"""`_planning`: a planner writes a step's workflow, checked and run as a child; replanning failures."""
+"""`_planning`: a planner writes a step's workflow, checked and run as a child; replanning."""
 
 from __future__ import annotations
 
