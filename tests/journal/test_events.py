@@ -45,6 +45,9 @@ DOCUMENTED_EVENT_TYPES = {
     "attempt.rejected",
     "step.usage",
     "child.started",
+    "plan.proposed",
+    "plan.rejected",
+    "step.replanned",
 }
 
 
