@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ REPLACEMENT = {
 }
 
 
-async def orchestr8(*args: str, environment: dict[str, str]) -> trio.CompletedProcess:
+async def orchestr8(*args: str, environment: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     """Run `python -m orchestr8 ARGS` without blocking the fake server in this process."""
     return await trio.run_process(
         [sys.executable, "-m", "orchestr8", *args],

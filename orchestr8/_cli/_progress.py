@@ -211,6 +211,9 @@ class ProgressView:
             line = f"failed ({tries}{took}): {describe(data.get('error'))}"
             color = "red"
             self._status[step_id] = "failed"
+        elif kind == EventType.STEP_REPLANNED:
+            line = f"failed: {describe(data.get('error'))}; replanning ({data.get('replan', '?')})"
+            color = "yellow"
         elif kind in (EventType.STEP_SKIPPED, EventType.STEP_CANCELLED):
             status = "skipped" if kind == EventType.STEP_SKIPPED else "cancelled"
             why = data.get("reason")

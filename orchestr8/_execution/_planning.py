@@ -47,7 +47,12 @@ from .._json import json_value
 from .._resilience._pipeline import call_with_policy
 from .._workflow._codec import parse_workflow
 from .._workflow._document import PlanSpec, Replanning, Step, Workflow
-from .._workflow._plan_fragments import check_plan, plan_workflow_name, problems_text
+from .._workflow._plan_fragments import (
+    check_plan,
+    plan_fragment,
+    plan_workflow_name,
+    problems_text,
+)
 from .._workflow._policy import Policy
 from .._workflow._references import json_type_name
 from .._workflow._sub_workflows import SubWorkflow
@@ -164,7 +169,7 @@ class PlanAgent(Agent):
             raise OutputNotSerialisableError(
                 f"the planner returned a value that is not JSON: {error}"
             ) from None
-        await self._emit(EventType.PLAN_PROPOSED, context, {"plan": output})
+        await self._emit(EventType.PLAN_PROPOSED, context, {"plan": plan_fragment(output)})
         try:
             plan = check_plan(
                 output, self._spec, name=self._name, agent_exists=self._registry.check
