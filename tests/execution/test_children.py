@@ -20,6 +20,7 @@ from orchestr8._errors import ExecutionStateError, NonRetryableError
 from orchestr8._execution._children import child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
+from orchestr8._execution._liveness import interrupted_executions
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._state import RunState
 from orchestr8._execution._step_resilience import SharedResilience
@@ -302,6 +303,32 @@ async def test_the_attempt_timeout_is_the_childs_timeout(
     assert record.status is ExecutionStatus.FAILED
     assert record.error["type"] == "ExecutionTimeoutError"
     assert trio.current_time() == pytest.approx(1.5)
+
+
+async def test_a_running_child_is_live_in_the_runtime_and_locked(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While its parent's step runs it, a child is found live and shows running to other readers.
+
+    Cancelling the child itself (not its parent) fails the step that runs it.
+    """
+    sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
+    async with open_runtime(journal=tmp_path / "journal.db", agents=AGENTS) as runtime:
+        handle = await runtime.start(parent(sleepy))
+        await trio.sleep(1)
+        child_id = child_execution_id(handle.execution_id, "sub")
+        live = runtime.find(child_id)
+        assert live is not None
+        assert not live.done
+        running = [(child_id, ExecutionStatus.RUNNING)]
+        assert await interrupted_executions(runtime.journal, running) == frozenset()
+        live.cancel("stopped by hand")
+        result = await handle.wait()
+        assert runtime.find(child_id) is None
+    error = result.steps["sub"].error
+    assert error is not None
+    assert error["type"] == "ChildExecutionError"
+    assert "cancelled: Cancelled: stopped by hand" in error["message"]
 
 
 async def test_a_child_is_resumed_only_through_its_parent(tmp_path: Path) -> None:
