@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
@@ -376,3 +378,32 @@ async def test_a_run_built_without_a_runtime_fails_a_sub_workflow_step() -> None
     error = result.steps["sub"].error
     assert error is not None
     assert "needs a runtime" in error["message"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), length=st.integers(min_value=1, max_value=5))
+def test_resume_runs_each_child_step_once_more_at_most(data: st.DataObject, length: int) -> None:
+    """Whichever step of a child chain fails, a resume reruns that step and what it held up only."""
+    failing = data.draw(st.integers(min_value=0, max_value=length - 1), label="failing")
+    steps = [
+        {
+            "id": f"s{index}",
+            "agent": "fails_first_time" if index == failing else "counted",
+            "input": "${inputs.text}",
+            "depends_on": [f"s{index - 1}"] if index else [],
+        }
+        for index in range(length)
+    ]
+
+    async def main() -> tuple[ExecutionStatus, ExecutionStatus]:
+        async with open_runtime(agents=AGENTS) as runtime:
+            handle = await runtime.start(parent(child(*steps)))
+            first = await handle.wait()
+            resumed = await (await runtime.resume(handle.execution_id)).wait()
+        return first.status, resumed.status
+
+    CALLS.clear()
+    statuses = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert statuses == (ExecutionStatus.FAILED, ExecutionStatus.SUCCEEDED)
+    expected = {f"s{index}": 2 if index == failing else 1 for index in range(length)}
+    assert dict(CALLS) == {"before": 1, **expected}
