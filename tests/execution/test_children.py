@@ -317,10 +317,11 @@ async def test_a_running_child_is_live_in_the_runtime_and_locked(
     sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
     async with open_runtime(journal=tmp_path / "journal.db", agents=AGENTS) as runtime:
         handle = await runtime.start(parent(sleepy))
-        await trio.sleep(1)
         child_id = child_execution_id(handle.execution_id, "sub")
-        live = runtime.find(child_id)
-        assert live is not None
+        # SQLite reads run in threads, during which the autojump clock moves on: poll.
+        with trio.fail_after(5):
+            while (live := runtime.find(child_id)) is None:
+                await trio.sleep(0.1)
         assert not live.done
         running = [(child_id, ExecutionStatus.RUNNING)]
         assert await interrupted_executions(runtime.journal, running) == frozenset()
