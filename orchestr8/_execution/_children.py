@@ -152,6 +152,11 @@ class ChildRunner:
                 record, timeout, _resupplied(record, input), workflow=child
             )
         try:
+            release = self._starter.hold_child(run)
+        except BaseException:
+            lease.release()
+            raise
+        try:
             await parent.emitter.emit(
                 EventType.CHILD_STARTED,
                 step_id=context.step_id,
@@ -165,6 +170,7 @@ class ChildRunner:
             )
             result = await _drive(run, context)
         finally:
+            release()
             lease.release()
         if result.status is ExecutionStatus.SUCCEEDED:
             return result.output

@@ -25,8 +25,9 @@ import logging
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -113,6 +114,7 @@ class Runtime:
             admit=self._admit,
             launch=self._launch,
             handle_for=self._handle_for,
+            adopt=self._adopt,
         )
 
     def load(self, workflow: WorkflowLike) -> Workflow:
@@ -280,6 +282,16 @@ class Runtime:
         result = await self.result(record.execution_id)
         finished = result if result.status.is_terminal else None
         return ExecutionHandle(record.execution_id, None, finished)
+
+    def _adopt(self, run: ExecutionRun) -> Callable[[], object]:
+        """Keep a child execution live here while its parent's step runs it; returns the undo.
+
+        The child is not launched (its parent's step runs it), but `find`, `cancel` and the
+        event socket see it like any execution this runtime runs.
+        """
+        execution_id = run.execution_id
+        self._live[execution_id] = ExecutionHandle(execution_id, run)
+        return partial(self._live.pop, execution_id, None)
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)

@@ -60,8 +60,9 @@ class Starter:
         admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
         handle_for: Callable[[ExecutionRecord], Awaitable[ExecutionHandle]],
+        adopt: Callable[[ExecutionRun], Callable[[], object]],
     ) -> None:
-        """Take the runtime's parts; `admit`, `launch` and `handle_for` are the runtime's own."""
+        """Take the runtime's parts; `admit`, `launch`, `handle_for`, `adopt` are the runtime's."""
         self._journal = journal
         self._secrets = secrets
         self._registry = registry
@@ -74,6 +75,7 @@ class Starter:
         self._admit = admit
         self._launch = launch
         self._handle_for = handle_for
+        self._adopt = adopt
         self._key_locks: dict[str, trio.Lock] = {}
         self.children = ChildRunner(self, journal)
         """Runs the child executions of sub-workflow steps (`_children`)."""
@@ -238,6 +240,29 @@ class Starter:
             lease.release()
             raise
         return run, lease
+
+    def hold_child(self, run: ExecutionRun) -> Callable[[], None]:
+        """Lock a child execution and keep it live in the runtime while it runs; returns the undo.
+
+        Its parent's lock already keeps every other run away: this one makes the child show as
+        running (not `interrupted`) to other processes, and live to this runtime's views.
+
+        Raises:
+            ExecutionStateError: another run holds the child's lock (never expected).
+        """
+        execution_id = run.execution_id
+        if not self._locks.acquire(execution_id):
+            raise ExecutionStateError(
+                f"execution {execution_id} is running in another process or runtime; "
+                "its parent's step cannot run it"
+            )
+        forget = self._adopt(run)
+
+        def release() -> None:
+            forget()
+            self._locks.release(execution_id)
+
+        return release
 
     async def resumed_run(
         self,

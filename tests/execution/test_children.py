@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
@@ -20,6 +22,7 @@ from orchestr8._errors import ExecutionStateError, NonRetryableError
 from orchestr8._execution._children import child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
+from orchestr8._execution._liveness import interrupted_executions
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._state import RunState
 from orchestr8._execution._step_resilience import SharedResilience
@@ -304,6 +307,33 @@ async def test_the_attempt_timeout_is_the_childs_timeout(
     assert trio.current_time() == pytest.approx(1.5)
 
 
+async def test_a_running_child_is_live_in_the_runtime_and_locked(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While its parent's step runs it, a child is found live and shows running to other readers.
+
+    Cancelling the child itself (not its parent) fails the step that runs it.
+    """
+    sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
+    async with open_runtime(journal=tmp_path / "journal.db", agents=AGENTS) as runtime:
+        handle = await runtime.start(parent(sleepy))
+        child_id = child_execution_id(handle.execution_id, "sub")
+        # SQLite reads run in threads, during which the autojump clock moves on: poll.
+        with trio.fail_after(5):
+            while (live := runtime.find(child_id)) is None:
+                await trio.sleep(0.1)
+        assert not live.done
+        running = [(child_id, ExecutionStatus.RUNNING)]
+        assert await interrupted_executions(runtime.journal, running) == frozenset()
+        live.cancel("stopped by hand")
+        result = await handle.wait()
+        assert runtime.find(child_id) is None
+    error = result.steps["sub"].error
+    assert error is not None
+    assert error["type"] == "ChildExecutionError"
+    assert "cancelled: Cancelled: stopped by hand" in error["message"]
+
+
 async def test_a_child_is_resumed_only_through_its_parent(tmp_path: Path) -> None:
     """Resuming a child directly is refused, naming the parent to resume instead."""
     path = tmp_path / "journal.db"
@@ -349,3 +379,32 @@ async def test_a_run_built_without_a_runtime_fails_a_sub_workflow_step() -> None
     error = result.steps["sub"].error
     assert error is not None
     assert "needs a runtime" in error["message"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), length=st.integers(min_value=1, max_value=5))
+def test_resume_runs_each_child_step_once_more_at_most(data: st.DataObject, length: int) -> None:
+    """Whichever step of a child chain fails, a resume reruns that step and what it held up only."""
+    failing = data.draw(st.integers(min_value=0, max_value=length - 1), label="failing")
+    steps = [
+        {
+            "id": f"s{index}",
+            "agent": "fails_first_time" if index == failing else "counted",
+            "input": "${inputs.text}",
+            "depends_on": [f"s{index - 1}"] if index else [],
+        }
+        for index in range(length)
+    ]
+
+    async def main() -> tuple[ExecutionStatus, ExecutionStatus]:
+        async with open_runtime(agents=AGENTS) as runtime:
+            handle = await runtime.start(parent(child(*steps)))
+            first = await handle.wait()
+            resumed = await (await runtime.resume(handle.execution_id)).wait()
+        return first.status, resumed.status
+
+    CALLS.clear()
+    statuses = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert statuses == (ExecutionStatus.FAILED, ExecutionStatus.SUCCEEDED)
+    expected = {f"s{index}": 2 if index == failing else 1 for index in range(length)}
+    assert dict(CALLS) == {"before": 1, **expected}
