@@ -8,13 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
+from orchestr8._agents._registry import AgentRegistry
 from orchestr8._errors import NonRetryableError, WorkflowValidationError
 from orchestr8._execution._children import child_execution_id
+from orchestr8._execution._emitter import Emitter
+from orchestr8._execution._engine import ExecutionRun
 from orchestr8._execution._planning import replan_child_id
 from orchestr8._execution._runtime import open_runtime
-from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._execution._state import RunState
+from orchestr8._execution._step_resilience import SharedResilience
+from orchestr8._journal._events import Event, EventFactory, EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._journal import ExecutionRecord, open_journal
+from orchestr8._supervision._bus import EventBus
+from orchestr8._workflow._codec import load_workflow
 
 CALLS: Counter[str] = Counter()
 """Calls of the agents below, by step id (reset for every test)."""
@@ -386,3 +398,116 @@ async def test_a_planner_with_a_bad_config_is_refused_at_admission() -> None:
         with pytest.raises(WorkflowValidationError) as raised:
             await runtime.start(document)
     assert raised.value.problems[0].path == "$.steps[1].plan.agent"
+
+
+async def test_a_run_built_without_a_runtime_fails_plan_and_replanning_steps() -> None:
+    """Plans need a runtime's children: alone, a plan step fails saying so; no replan is tried."""
+    document = planning()
+    document["steps"].append(replanning()["steps"][0])
+    workflow = load_workflow(document)
+    async with open_journal(None) as journal:
+        emitter = Emitter(EventFactory("alone"), journal, EventBus())
+        run = ExecutionRun(
+            execution_id="alone",
+            state=RunState.begin(workflow, {}),
+            emitter=emitter,
+            registry=AgentRegistry(AGENTS),
+            resilience=SharedResilience(),
+            bus=EventBus(),
+        )
+        await journal.create_or_find(
+            ExecutionRecord("alone", "planning", {}), first_event=run.start_event()
+        )
+        result = await run.run()
+    assert result is not None
+    planned, work = result.steps["planned"].error, result.steps["work"].error
+    assert planned is not None
+    assert work is not None
+    assert "step planned runs a plan, which needs a runtime (open_runtime)" in planned["message"]
+    assert work["message"] == "cannot handle payload"
+    assert REQUESTS == []
+
+
+async def test_a_planner_output_that_is_not_json_fails_the_attempt() -> None:
+    """A planner returning something JSON cannot hold fails like any agent's output would."""
+    PLANS.extend([{"steps": {1, 2}}, good_plan()])
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(planning())).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["planned"].attempts == 2
+
+
+async def test_cancelling_while_the_planner_works_cancels_the_step(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A cancel reaches the planner like any agent: the step and execution end cancelled."""
+
+    async def slow_planner(input: Any, context: AgentContext) -> Any:
+        REQUESTS.append(input)
+        await trio.sleep(100)
+        return good_plan()
+
+    async with open_runtime(agents={**AGENTS, "planner": slow_planner}) as runtime:
+        handle = await runtime.start(planning())
+        await trio.sleep(1)
+        handle.cancel("changed my mind")
+        result = await handle.wait()
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["planned"].status is StepStatus.CANCELLED
+    assert len(REQUESTS) == 1
+
+
+OUTCOMES = st.sampled_from(["refused", "fails", "succeeds"])
+"""What one planner call leads to: a refused plan, a plan whose child fails, or one that works."""
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    outcomes=st.lists(OUTCOMES, min_size=1, max_size=8),
+    max_attempts=st.integers(min_value=1, max_value=3),
+    max_replans=st.integers(min_value=1, max_value=3),
+)
+def test_replanning_asks_at_most_its_budget_and_ends_as_the_first_working_plan(
+    outcomes: list[str], max_attempts: int, max_replans: int
+) -> None:
+    """For any planner behaviour: each replacement gets at most max_attempts planner calls, at
+    most max_replans replacements run, and the step succeeds exactly when a plan works in time."""
+    plans = {
+        "refused": {"steps": [{"id": "x", "agent": "nobody"}]},
+        "fails": {"steps": [{"id": "x", "agent": "broken", "input": "x"}]},
+        "succeeds": {
+            "steps": [{"id": "x", "agent": "shout", "input": "${inputs.input}"}],
+            "output": "${steps.x.output}",
+        },
+    }
+    # The model: a refused plan is retried (a new planner call) while attempts are left; a plan
+    # that passes is the replacement's plan (its retries resume it); past the script, plans are
+    # refused.
+    told = iter([*outcomes, *["refused"] * max_replans * max_attempts])
+    expected_calls, succeeded = 0, False
+    for _ in range(max_replans):
+        for _ in range(max_attempts):
+            outcome = next(told)
+            expected_calls += 1
+            if outcome != "refused":
+                break
+        if outcome == "succeeds":
+            succeeded = True
+            break
+    script = [plans[outcome] for outcome in [*outcomes, *["refused"] * 20]]
+    document = replanning(max_replans=max_replans)
+    retry = {"retry": {"max_attempts": max_attempts, "initial_delay": 0.1, "jitter": "none"}}
+    document["steps"][0]["policy"] = {**NO_RETRY, **retry}
+
+    async def run() -> Any:
+        PLANS.clear()
+        REQUESTS.clear()
+        PLANS.extend(script)
+        async with open_runtime(agents=AGENTS) as runtime:
+            return await (await runtime.start(document)).wait()
+
+    result = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(REQUESTS) == expected_calls
+    assert (result.status is ExecutionStatus.SUCCEEDED) == succeeded
+    if succeeded:
+        assert result.output == "PAYLOAD"

@@ -8,7 +8,14 @@ import pytest
 
 from orchestr8._errors import WorkflowValidationError
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
-from orchestr8._workflow._document import DEFAULT_PLAN_DEPTH, Replanning, workflow_schema
+from orchestr8._workflow._document import (
+    DEFAULT_PLAN_DEPTH,
+    PlanSpec,
+    Replanning,
+    Step,
+    Workflow,
+    workflow_schema,
+)
 from orchestr8._workflow._plans import replan_spec
 
 KNOWN = {"echo", "planner", "worker"}
@@ -117,3 +124,15 @@ def test_the_schema_describes_plans_and_replanning() -> None:
     assert schema["$defs"]["Replanning"]["required"] == ["replan"]
     on_error = schema["$defs"]["Step"]["properties"]["on_error"]
     assert on_error["anyOf"][1] == {"$ref": "#/$defs/Replanning"}
+
+
+def test_a_workflow_built_in_python_refuses_repeated_allowed_agents() -> None:
+    """Without the codec's schema check, the AST itself names the repeat."""
+    planned = Step(
+        id="p", plan=PlanSpec(agent="planner", allowed_agents=("echo", "echo")), input={}
+    )
+    with pytest.raises(WorkflowValidationError) as raised:
+        Workflow(name="python-built", steps=[planned])
+    assert [str(problem) for problem in raised.value.problems] == [
+        "$.steps[0].plan.allowed_agents[1]: 'echo' is listed twice"
+    ]
