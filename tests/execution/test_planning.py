@@ -511,3 +511,49 @@ def test_replanning_asks_at_most_its_budget_and_ends_as_the_first_working_plan(
     assert (result.status is ExecutionStatus.SUCCEEDED) == succeeded
     if succeeded:
         assert result.output == "PAYLOAD"
+
+
+async def test_a_cancel_during_a_replacement_cancels_the_step_and_replans_no_more() -> None:
+    """Cancelling while a replacement runs cancels its child and the step; no next replan."""
+    waiting = {"steps": [{"id": "wait", "agent": "waits_then_fails", "input": "x"}]}
+    PLANS.extend([waiting, waiting])
+    started = trio.Event()
+
+    async def waits_then_fails(input: Any, context: AgentContext) -> Any:
+        started.set()
+        await context.wait_cancel_requested()
+        raise NonRetryableError("gave up")
+
+    document = replanning(max_replans=2)
+    document["steps"][0]["on_error"]["replan"]["allowed_agents"].append("waits_then_fails")
+    agents = {**AGENTS, "waits_then_fails": waits_then_fails}
+    async with open_runtime(agents=agents) as runtime:
+        handle = await runtime.start(document)
+        await started.wait()
+        handle.cancel("enough")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["work"].status is StepStatus.CANCELLED
+    assert len(of_type(events, EventType.STEP_REPLANNED)) == 1
+    assert len(REQUESTS) == 1
+
+
+async def test_a_replacement_failing_as_the_execution_stops_is_not_replanned_again() -> None:
+    """Once the execution is stopping, a failed replacement ends the step: no next replan."""
+    PLANS.extend([{"steps": [{"id": "stop", "agent": "stops_it", "input": "x"}]}] * 2)
+    handles: list[Any] = []
+
+    async def stops_it(input: Any, context: AgentContext) -> Any:
+        handles[0].cancel("stopping")
+        raise NonRetryableError("failed while stopping")
+
+    document = replanning(max_replans=2)
+    document["steps"][0]["on_error"]["replan"]["allowed_agents"].append("stops_it")
+    async with open_runtime(agents={**AGENTS, "stops_it": stops_it}) as runtime:
+        handles.append(await runtime.start(document))
+        result = await handles[0].wait()
+        events = await runtime.journal.events(handles[0].execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert len(of_type(events, EventType.STEP_REPLANNED)) == 1
+    assert len(REQUESTS) == 1

@@ -106,3 +106,8 @@ def test_a_plan_passes_exactly_when_every_agent_it_runs_is_allowed(
     else:
         workflow = check_plan({"steps": steps}, spec, name="w", agent_exists=known)
         assert [step.agent.id for step in workflow.steps if step.agent] == used
+
+
+def test_a_plan_step_that_is_not_an_object_is_refused_where_it_is() -> None:
+    """The document rules locate a malformed step as they do in a document."""
+    assert refusal({"steps": [3]}) == ["$.steps[0]: expected an object, got an integer"]
