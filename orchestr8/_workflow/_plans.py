@@ -10,7 +10,9 @@ checked here, when the document loads:
 - `${...}` references in a planner's `input` are checked like a step input's (the steps they
   read must be dependencies of the step);
 - the planner and every entry of `allowed_agents` must be known agents (`plan_agent_checks`,
-  which the codec runs with the other agent checks).
+  which the codec runs with the other agent checks);
+- a planner's config holds no `${secrets.NAME}`: secrets are bound into step agents only, so a
+  planner takes its secret from its environment (`ANTHROPIC_API_KEY` for `llm`).
 
 The plan itself is checked when the planner returns it (`_plan_fragments`).
 """
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import Problem
 from ._conditions import require_version_1_1
+from ._config_secrets import config_references
 
 if TYPE_CHECKING:
     from ._document import PlanSpec, Step
@@ -76,6 +79,14 @@ def plan_field_problems(step: Step, index: int, version: str) -> list[Problem]:
     if not isinstance(step.on_error, str):
         require_version_1_1(version, f"$.steps[{index}].on_error", "replan", problems)
     for path, spec in _planners(step, index):
+        for where, reference in config_references(
+            spec.agent.config, f"{path}.agent.config", problems
+        ):
+            message = (
+                f"{reference.text}: a planner's config takes no secrets (give the agent its"
+                " secret through its environment, e.g. ANTHROPIC_API_KEY for llm)"
+            )
+            problems.append(Problem(where, message))
         seen: set[str] = set()
         for position, agent_id in enumerate(spec.allowed_agents):
             if agent_id in seen:

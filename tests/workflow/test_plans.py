@@ -136,3 +136,16 @@ def test_a_workflow_built_in_python_refuses_repeated_allowed_agents() -> None:
     assert [str(problem) for problem in raised.value.problems] == [
         "$.steps[0].plan.allowed_agents[1]: 'echo' is listed twice"
     ]
+
+
+def test_a_planner_config_takes_no_secrets() -> None:
+    """Secrets are bound into step agents only: one in a planner's config is refused, located."""
+    plan = {
+        "agent": {"id": "planner", "config": {"api_key": "${secrets.KEY}"}},
+        "allowed_agents": ["echo"],
+    }
+    assert problems_of(document(plan=plan)) == [
+        "$.steps[1].plan.agent.config.api_key: ${secrets.KEY}: a planner's config takes no"
+        " secrets (give the agent its secret through its environment, e.g. ANTHROPIC_API_KEY"
+        " for llm)"
+    ]
