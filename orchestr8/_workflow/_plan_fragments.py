@@ -12,6 +12,8 @@ cycles, known agents) and to the rules of a plan:
 
 - every agent it runs is in the plan spec's `allowed_agents`;
 - it runs no sub-workflow (`workflow` steps): what a plan may do is what its agents may do;
+- it reads no secret (`${secrets.NAME}` in a step input or an agent config): a planner steered
+  by what it reads (a prompt injection) must not be able to hand a secret to an agent;
 - a plan step or a replanning planner inside it uses only allowed agents, allows no agent the
   outer plan does not, and nests no deeper than `max_depth` (a nested planner gets the levels
   left: its `max_depth` is lowered to fit).
@@ -28,8 +30,9 @@ from typing import Any, Final
 from .._errors import PlanRejectedError, Problem, WorkflowValidationError
 from .._json import parse_strict
 from ._codec import parse_workflow
+from ._config_secrets import config_references
 from ._document import DEFAULT_PLAN_DEPTH, PlanSpec, Workflow
-from ._references import json_type_name
+from ._references import Reference, json_type_name
 from ._schema_problems import sort_problems
 
 __all__ = ["PLAN_KEYS", "check_plan", "plan_fragment", "plan_workflow_name", "problems_text"]
@@ -100,10 +103,32 @@ def check_plan(
         workflow = parse_workflow(document, agent_exists=agent_exists)
     except WorkflowValidationError as error:
         problems += error.problems
+    else:
+        problems += _secret_problems(workflow)
     if problems:
         unique = list(dict.fromkeys(problems))
         raise PlanRejectedError(sort_problems(unique))
     return workflow
+
+
+def _secret_problems(workflow: Workflow) -> list[Problem]:
+    """A plan reads no secrets: whoever steers the planner must not reach them through it.
+
+    Its steps' inputs and configs are checked here; its output may hold none in any document.
+    """
+    located: list[tuple[str, Reference]] = []
+    for index, step in enumerate(workflow.steps):
+        located += [
+            (f"$.steps[{index}].input{suffix}", reference)
+            for suffix, reference in step.input.located_references
+        ]
+        if step.agent is not None:
+            located += config_references(step.agent.config, f"$.steps[{index}].agent.config", [])
+    return [
+        Problem(path, f"{reference.text}: a plan may not read secrets")
+        for path, reference in located
+        if reference.source == "secrets"
+    ]
 
 
 def _unknown_key_message(key: str) -> str:

@@ -111,3 +111,20 @@ def test_a_plan_passes_exactly_when_every_agent_it_runs_is_allowed(
 def test_a_plan_step_that_is_not_an_object_is_refused_where_it_is() -> None:
     """The document rules locate a malformed step as they do in a document."""
     assert refusal({"steps": [3]}) == ["$.steps[0]: expected an object, got an integer"]
+
+
+def test_a_plan_reads_no_secrets() -> None:
+    """${secrets.NAME} in a plan's step inputs or agent configs is refused, each located."""
+    plan = {
+        "steps": [
+            {
+                "id": "a",
+                "agent": {"id": "alpha", "config": {"key": "${secrets.TOKEN}"}},
+                "input": {"leak": "${secrets.TOKEN}"},
+            }
+        ]
+    }
+    assert refusal(plan) == [
+        "$.steps[0].agent.config.key: ${secrets.TOKEN}: a plan may not read secrets",
+        "$.steps[0].input.leak: ${secrets.TOKEN}: a plan may not read secrets",
+    ]
