@@ -214,6 +214,9 @@ class ProgressView:
         elif kind == EventType.STEP_REPLANNED:
             line = f"failed: {describe(data.get('error'))}; replanning ({data.get('replan', '?')})"
             color = "yellow"
+        elif kind == EventType.ITERATION_FINISHED:
+            held = "held" if data.get("until") is True else "did not hold"
+            line = f"iteration {data.get('iteration', '?')} finished: until {held}"
         elif kind in (EventType.STEP_SKIPPED, EventType.STEP_CANCELLED):
             status = "skipped" if kind == EventType.STEP_SKIPPED else "cancelled"
             why = data.get("reason")

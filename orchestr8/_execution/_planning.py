@@ -96,12 +96,13 @@ class PlanAgent(Agent):
         children: ChildRunner,
         parent: ParentLink,
         name: str,
-        child_id: str,
+        child_id: str | None = None,
         failure: Mapping[str, Any] | None = None,
     ) -> None:
         """Plan with `spec`'s planner for `task`; run the plan as child `child_id` of `parent`.
 
-        `name` is the plan workflow's name; `failure` is what a replacement plan replaces.
+        `name` is the plan workflow's name; `child_id` None is the step's own child (the unit's:
+        `PARENT.ID#k` in a loop); `failure` is what a replacement plan replaces.
         """
         super().__init__({})
         self._spec = spec
@@ -129,22 +130,19 @@ class PlanAgent(Agent):
             kind = json_type_name(inputs)
             message = f"a plan's inputs are its step's input: an object, not {kind}"
             raise InputValidationError([Problem("$", message)])
+        child_id = self._child_id or child_execution_id(self._parent.execution_id, context.step_id)
         if self._accepted is None:
-            self._accepted = await self._journaled_plan()
+            self._accepted = await self._journaled_plan(child_id)
         if self._accepted is None:
             self._accepted = await self._new_plan(inputs, context)
         label = "plan" if self._failure is None else f"replan {self._failure['replan']}"
         return await self._children.run_child(
-            SubWorkflow(label, self._accepted),
-            self._parent,
-            inputs,
-            context,
-            child_id=self._child_id,
+            SubWorkflow(label, self._accepted), self._parent, inputs, context, child_id=child_id
         )
 
-    async def _journaled_plan(self) -> Workflow | None:
+    async def _journaled_plan(self, child_id: str) -> Workflow | None:
         """The plan the journal holds for this child (a resume), or None when none ran yet."""
-        record = await self._children.recorded(self._child_id)
+        record = await self._children.recorded(child_id)
         if record is None:
             return None
         return parse_workflow(record.workflow, agent_exists=self._registry.check)

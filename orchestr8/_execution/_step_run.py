@@ -37,8 +37,9 @@ from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
 from .._workflow._plan_fragments import plan_workflow_name
-from ._children import ParentLink, agent_id_of, child_execution_id
+from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
+from ._loop import run_loop
 from ._planning import PlanAgent, Replanner
 from ._results import StepResult
 from ._state import RunState, StepSlot
@@ -90,15 +91,21 @@ class StepRunner:
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
 
-    async def run(self, step: Step) -> StepResult:
+    async def run(
+        self, step: Step, unit_id: str | None = None, local_values: Mapping[str, Any] | None = None
+    ) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
         A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`.
+        attempts starts no more of them: either is `cancelled`. A repeat step runs as a loop
+        (`_loop`), which calls this once per iteration with the iteration's `unit_id` (`ID#k`,
+        the step id its events carry) and the `${...}` locals its input reads.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
-        emitter, step_id, spec = self._emitter, step.id, step.agent
+        if step.repeat is not None and unit_id is None:
+            return await run_loop(self, step, self._state, self._emitter)
+        emitter, step_id, spec = self._emitter, unit_id or step.id, step.agent
         agent_id = spec.id if spec is not None else agent_id_of(step)
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
@@ -106,21 +113,26 @@ class StepRunner:
         listener = self.listeners[step_id] = StepListener(
             emitter, step_id, self.workflow.name, agent_id
         )
+        if unit_id is not None:
+            # The engine knows the step, not its units: giving up on it silences this unit.
+            self.listeners[step.id] = listener
         started = trio.current_time()
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         rendered_input: Any = None
         try:
-            rendered_input = step.input.render(self._state.inputs, self._state.outputs)
+            rendered_input = step.input.render(
+                self._state.inputs, self._state.outputs, local_values
+            )
             # Built once at admission and reused; built here only for a step admission could
             # not build for (its config takes `${secrets.NAME}` values known only now).
-            agent = self._agents.get(step_id)
+            agent = self._agents.get(step.id)
             if agent is None:
                 if spec is None:
-                    agent = self._child_agent(step)
+                    agent = self._child_agent(step, local_values)
                 else:
                     agent = self._registry.create(agent_id, spec.config)
-            policy = self.workflow.policy_for(step_id)
+            policy = self.workflow.policy_for(step.id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy
             )
@@ -209,14 +221,14 @@ class StepRunner:
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
-            step_id=step.id,
+            step_id=listener.step_id,
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
         with log_context(step_id=step.id, agent_id=agent_id_of(step)):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
-                step.id,
+                listener.step_id,
                 listener.attempts,
                 result.error["type"] if result.error else "",
                 result.error["message"] if result.error else "",
@@ -229,8 +241,11 @@ class StepRunner:
             self.workflow.name, step.id, agent_id_of(step), status, trio.current_time() - started
         )
 
-    def _child_agent(self, step: Step) -> Agent:
-        """The agent running a sub-workflow or plan step's child execution (built for each run)."""
+    def _child_agent(self, step: Step, local_values: Mapping[str, Any] | None = None) -> Agent:
+        """The agent running a sub-workflow or plan step's child execution (built for each run).
+
+        `local_values` are the run's `${...}` locals (a loop iteration's), for a planner's task.
+        """
         if self._children is None:
             kind = "a sub-workflow" if step.plan is None else "a plan"
             raise ExecutionStateError(
@@ -240,12 +255,11 @@ class StepRunner:
         if step.plan is not None:
             return PlanAgent(
                 spec=step.plan,
-                task=step.plan.input.render(self._state.inputs, self._state.outputs),
+                task=step.plan.input.render(self._state.inputs, self._state.outputs, local_values),
                 registry=self._registry,
                 children=self._children,
                 parent=parent,
                 name=plan_workflow_name(self.workflow.name, step.id),
-                child_id=child_execution_id(self.execution_id, step.id),
             )
         return self._children.agent_for(step, parent)
 

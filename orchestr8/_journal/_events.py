@@ -50,6 +50,7 @@ class EventType(enum.StrEnum):
     PLAN_PROPOSED = "plan.proposed"
     PLAN_REJECTED = "plan.rejected"
     STEP_REPLANNED = "step.replanned"
+    ITERATION_FINISHED = "iteration.finished"
 
     @property
     def is_terminal(self) -> bool:

@@ -78,6 +78,12 @@ def plan_field_problems(step: Step, index: int, version: str) -> list[Problem]:
             problems.append(Problem(f"$.steps[{index}]", message))
     if not isinstance(step.on_error, str):
         require_version_1_1(version, f"$.steps[{index}].on_error", "replan", problems)
+        if step.repeat is not None:
+            message = (
+                "a loop step (repeat) cannot be replanned: run the loop in a sub-workflow"
+                " step and replan that step"
+            )
+            problems.append(Problem(f"$.steps[{index}].on_error", message))
     for path, spec in _planners(step, index):
         for where, reference in config_references(
             spec.agent.config, f"{path}.agent.config", problems

@@ -92,9 +92,12 @@ def good_plan(agent: str = "shout") -> dict[str, Any]:
     }
 
 
-def planning(*, allowed: list[str] | None = None, **plan: Any) -> dict[str, Any]:
+def planning(
+    *, allowed: list[str] | None = None, fail_fast: bool = True, **plan: Any
+) -> dict[str, Any]:
     """A workflow whose step `planned` has its plan written by the scripted planner."""
     return {
+        "fail_fast": fail_fast,
         "schema_version": "1.1",
         "name": "planning",
         "defaults": {"policy": NO_RETRY},
@@ -402,7 +405,7 @@ async def test_a_planner_with_a_bad_config_is_refused_at_admission() -> None:
 
 async def test_a_run_built_without_a_runtime_fails_plan_and_replanning_steps() -> None:
     """Plans need a runtime's children: alone, a plan step fails saying so; no replan is tried."""
-    document = planning()
+    document = planning(fail_fast=False)
     document["steps"].append(replanning()["steps"][0])
     workflow = load_workflow(document)
     async with open_journal(None) as journal:
@@ -557,3 +560,21 @@ async def test_a_replacement_failing_as_the_execution_stops_is_not_replanned_aga
     assert result.status is ExecutionStatus.CANCELLED
     assert len(of_type(events, EventType.STEP_REPLANNED)) == 1
     assert len(REQUESTS) == 1
+
+
+async def test_a_plan_step_in_a_loop_plans_each_iteration_as_its_own_child() -> None:
+    """Each iteration asks for its plan and runs it as child PARENT.ID#k, with ${iteration}."""
+    PLANS.extend([good_plan(), good_plan()])
+    document = planning()
+    planned = document["steps"][1]
+    planned["plan"]["input"] = "round ${iteration}"
+    planned["repeat"] = {"until": "iteration >= `2`", "max_iterations": 3}
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(document)
+        result = await handle.wait()
+        second = await runtime.journal.get_execution(
+            child_execution_id(handle.execution_id, "planned#2")
+        )
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert [request["task"] for request in REQUESTS] == ["round 1", "round 2"]
+    assert second.parent_step == "planned#2"

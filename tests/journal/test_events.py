@@ -48,6 +48,7 @@ DOCUMENTED_EVENT_TYPES = {
     "plan.proposed",
     "plan.rejected",
     "step.replanned",
+    "iteration.finished",
 }
 
 

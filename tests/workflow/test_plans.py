@@ -149,3 +149,13 @@ def test_a_planner_config_takes_no_secrets() -> None:
         " secrets (give the agent its secret through its environment, e.g. ANTHROPIC_API_KEY"
         " for llm)"
     ]
+
+
+def test_a_loop_step_cannot_be_replanned() -> None:
+    """repeat with on_error.replan is refused: the loop, not an iteration, would need replacing."""
+    replan = {"replan": {"agent": "planner", "allowed_agents": ["echo"]}}
+    repeat = {"until": "iteration >= `2`", "max_iterations": 3}
+    assert problems_of(document(agent="echo", repeat=repeat, on_error=replan)) == [
+        "$.steps[1].on_error: a loop step (repeat) cannot be replanned: run the loop in a"
+        " sub-workflow step and replan that step"
+    ]
