@@ -44,7 +44,7 @@ from .._errors import (
 )
 from .._journal._events import EventType, describe_error
 from .._json import json_value
-from .._resilience._pipeline import call_with_policy
+from .._resilience._pipeline import Rejection, call_with_policy
 from .._workflow._codec import parse_workflow
 from .._workflow._document import PlanSpec, Replanning, Step, Workflow
 from .._workflow._plan_fragments import (
@@ -282,11 +282,12 @@ class Replanner:
         policy: Policy,
         listener: StepListener,
     ) -> Any:
-        """One replacement under the step's policy, its attempts journaled as the step's."""
+        """One replacement under the step's policy, its attempts numbered on from the step's."""
         breaker, bulkhead, rate_limiter = self._resilience.layers(policy.key or agent_id, policy)
+        offset = listener.attempts
 
         async def attempt(number: int) -> Any:
-            return await self._run_attempt(agent, step_id, agent_id, inputs, number)
+            return await self._run_attempt(agent, step_id, agent_id, inputs, offset + number)
 
         return json_value(
             await call_with_policy(
@@ -295,11 +296,31 @@ class Replanner:
                 breaker=breaker,
                 bulkhead=bulkhead,
                 rate_limiter=rate_limiter,
-                listener=listener,
+                listener=_NumberedOn(listener, offset),
                 random=self._random,
                 stop=self._stop,
             )
         )
+
+
+class _NumberedOn:
+    """The step's listener, told a replacement's attempts numbered after the step's own."""
+
+    def __init__(self, listener: StepListener, offset: int) -> None:
+        self._listener = listener
+        self._offset = offset
+
+    def attempt_started(self, attempt: int) -> None:
+        self._listener.attempt_started(self._offset + attempt)
+
+    def attempt_failed(self, attempt: int, error: Exception) -> None:
+        self._listener.attempt_failed(self._offset + attempt, error)
+
+    def retry_scheduled(self, attempt: int, delay: float) -> None:
+        self._listener.retry_scheduled(self._offset + attempt, delay)
+
+    def rejected(self, attempt: int, error: Rejection) -> None:
+        self._listener.rejected(self._offset + attempt, error)
 
 
 def _agent_config_problems(plan: Workflow, registry: AgentRegistry) -> list[Problem]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
-from orchestr8._errors import NonRetryableError, WorkflowValidationError
+from orchestr8._errors import BulkheadFullError, NonRetryableError, WorkflowValidationError
 from orchestr8._execution._children import child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
-from orchestr8._execution._planning import replan_child_id
+from orchestr8._execution._planning import _NumberedOn, replan_child_id
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._state import RunState
-from orchestr8._execution._step_resilience import SharedResilience
+from orchestr8._execution._step_resilience import SharedResilience, StepListener
 from orchestr8._journal._events import Event, EventFactory, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._supervision._bus import EventBus
@@ -369,6 +369,10 @@ async def test_a_failed_step_is_replanned_and_the_replacement_output_is_its_outp
         "child_id": f"{handle.execution_id}.work~replan1",
     }
     assert of_type(events, EventType.PLAN_PROPOSED)[0].data["replan"] == 1
+    started = of_type(events, EventType.ATTEMPT_STARTED)
+    assert [event.attempt for event in started if event.step_id == "work"] == [1, 2]
+    assert result.steps["work"].attempts == 2
+    assert request["attempt"] == 2
     assert record.parent_step == "work"
     assert record.workflow["name"] == "replanning/work~replan1"
 
@@ -578,3 +582,28 @@ async def test_a_plan_step_in_a_loop_plans_each_iteration_as_its_own_child() -> 
     assert result.status is ExecutionStatus.SUCCEEDED, result.error
     assert [request["task"] for request in REQUESTS] == ["round 1", "round 2"]
     assert second.parent_step == "planned#2"
+
+
+def test_a_replacements_attempts_are_told_numbered_after_the_steps_own() -> None:
+    """Every listener call of a replacement's pipeline carries the step's attempt number."""
+    calls: list[tuple[str, int]] = []
+
+    class Recorder:
+        def attempt_started(self, attempt: int) -> None:
+            calls.append(("started", attempt))
+
+        def attempt_failed(self, attempt: int, error: Exception) -> None:
+            calls.append(("failed", attempt))
+
+        def retry_scheduled(self, attempt: int, delay: float) -> None:
+            calls.append(("retry", attempt))
+
+        def rejected(self, attempt: int, error: Any) -> None:
+            calls.append(("rejected", attempt))
+
+    numbered = _NumberedOn(cast(StepListener, Recorder()), 3)
+    numbered.attempt_started(1)
+    numbered.attempt_failed(1, ValueError())
+    numbered.retry_scheduled(1, 0.5)
+    numbered.rejected(2, BulkheadFullError("full"))
+    assert calls == [("started", 4), ("failed", 4), ("retry", 4), ("rejected", 5)]
