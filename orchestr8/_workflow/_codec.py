@@ -68,7 +68,7 @@ def load_workflow(
     source: WorkflowSource,
     *,
     agent_exists: Callable[[str], bool] | None = None,
-    workflows: WorkflowCatalog | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> Workflow:
     """Load and validate a workflow from a path, JSON text (starting with `{` or `[`) or a dict.
 
@@ -76,13 +76,13 @@ def load_workflow(
         source: a path (str or path-like), JSON text, or an already parsed document.
         agent_exists: tells whether an agent id is known, or raises `UnknownAgentError` saying why
             not (its message becomes the problem); without it agents are not checked.
-        workflows: where the registered names of sub-workflows are found (default: the
-            `orchestr8.workflows` entry points).
+        workflows: the workflows sub-workflow steps may name, by name (a path, JSON text or a
+            parsed document each), before the `orchestr8.workflows` entry points.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
     """
-    catalog = workflows if workflows is not None else WorkflowCatalog()
+    catalog = _catalog(workflows)
     nesting = Nesting(None, catalog)
     if not isinstance(source, Mapping) and not _is_json_text(source):
         file = Path(os.fspath(source))
@@ -95,7 +95,7 @@ def parse_workflow(
     *,
     agent_exists: Callable[[str], bool] | None = None,
     source: str | None = None,
-    workflows: WorkflowCatalog | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> Workflow:
     """Validate a parsed JSON document and build its `Workflow`.
 
@@ -104,7 +104,7 @@ def parse_workflow(
     Raises:
         WorkflowValidationError: with every problem found; `source` names the file in messages.
     """
-    nesting = Nesting(None, workflows if workflows is not None else WorkflowCatalog())
+    nesting = Nesting(None, _catalog(workflows))
     workflow, problems = _parse(document, agent_exists, nesting)
     if workflow is None:
         raise WorkflowValidationError(problems, source=source)
@@ -115,11 +115,18 @@ def validate_workflow_document(
     document: Any,
     *,
     agent_exists: Callable[[str], bool] | None = None,
-    workflows: WorkflowCatalog | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> tuple[Problem, ...]:
     """Return every problem of a parsed JSON document (empty when it is a valid workflow)."""
-    nesting = Nesting(None, workflows if workflows is not None else WorkflowCatalog())
+    nesting = Nesting(None, _catalog(workflows))
     return _parse(document, agent_exists, nesting)[1]
+
+
+def _catalog(
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None,
+) -> WorkflowCatalog:
+    """The catalog of registered names: the one given, or one over the mapping given."""
+    return workflows if isinstance(workflows, WorkflowCatalog) else WorkflowCatalog(workflows)
 
 
 def _is_json_text(source: WorkflowSource) -> bool:

@@ -307,21 +307,21 @@ async def test_the_attempt_timeout_is_the_childs_timeout(
     assert trio.current_time() == pytest.approx(1.5)
 
 
-async def test_a_running_child_is_live_in_the_runtime_and_locked(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_a_running_child_is_live_in_the_runtime_and_locked(tmp_path: Path) -> None:
     """While its parent's step runs it, a child is found live and shows running to other readers.
 
     Cancelling the child itself (not its parent) fails the step that runs it.
     """
-    sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
+    waiting = child({"id": "a", "agent": "waits"})
     async with open_runtime(journal=tmp_path / "journal.db", agents=AGENTS) as runtime:
-        handle = await runtime.start(parent(sleepy))
+        async with runtime.bus.subscribe() as events:
+            handle = await runtime.start(parent(waiting))
+            async for event in events:
+                if event.type == EventType.CHILD_STARTED:
+                    break
         child_id = child_execution_id(handle.execution_id, "sub")
-        # SQLite reads run in threads, during which the autojump clock moves on: poll.
-        with trio.fail_after(5):
-            while (live := runtime.find(child_id)) is None:
-                await trio.sleep(0.1)
+        live = runtime.find(child_id)
+        assert live is not None
         assert not live.done
         running = [(child_id, ExecutionStatus.RUNNING)]
         assert await interrupted_executions(runtime.journal, running) == frozenset()

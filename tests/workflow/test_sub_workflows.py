@@ -142,6 +142,13 @@ def test_a_registered_name_loads_and_an_unknown_one_suggests_a_near_name(tmp_pat
     ]
 
 
+def test_a_plain_mapping_of_names_works_as_well_as_a_catalog() -> None:
+    """`load_workflow(..., workflows={...})` takes the names as a mapping too."""
+    loaded = load_workflow(parent("child"), workflows={"child": CHILD})
+    assert loaded.steps[0].workflow is not None
+    assert loaded.steps[0].workflow.label == "child"
+
+
 def test_a_name_that_includes_itself_is_a_cycle() -> None:
     """A registered workflow whose step names it again is refused."""
     catalog = WorkflowCatalog({"loop": json.dumps(parent("loop"))}, entry_points=False)
