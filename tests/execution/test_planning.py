@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import hypothesis
 import pytest
 import trio
 import trio.testing
@@ -25,6 +26,7 @@ from orchestr8._execution._state import RunState
 from orchestr8._execution._step_resilience import SharedResilience, StepListener
 from orchestr8._journal._events import Event, EventFactory, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord, open_journal
+from orchestr8._journal._replay import replay
 from orchestr8._supervision._bus import EventBus
 from orchestr8._workflow._codec import load_workflow
 
@@ -607,3 +609,61 @@ def test_a_replacements_attempts_are_told_numbered_after_the_steps_own() -> None
     numbered.retry_scheduled(1, 0.5)
     numbered.rejected(2, BulkheadFullError("full"))
     assert calls == [("started", 4), ("failed", 4), ("retry", 4), ("rejected", 5)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(refused=st.integers(0, 2), cut=st.floats(0, 1))
+def test_resume_after_a_cut_at_any_event_asks_for_a_plan_only_when_none_ran(
+    refused: int, cut: float
+) -> None:
+    """Cut the parent's journal anywhere: a resume reuses the plan once its child was recorded,
+    asks again only before that, re-runs no finished child step, and succeeds."""
+
+    async def main() -> None:
+        CALLS.clear()
+        REQUESTS.clear()
+        PLANS[:] = [7] * refused + [good_plan("fails_first_time")]
+        document = planning()
+        document["steps"][1]["policy"]["retry"]["max_attempts"] = 4
+        async with open_journal(None) as journal:
+            async with open_runtime(journal=journal, agents=AGENTS) as runtime:
+                handle = await runtime.start(document)
+                assert (await handle.wait()).status is ExecutionStatus.SUCCEEDED
+            events = await journal.events(handle.execution_id)
+            record = await journal.get_execution(handle.execution_id)
+            child_id = child_execution_id(handle.execution_id, "planned")
+            child_record = await journal.get_execution(child_id)
+            child_events = await journal.events(child_id)
+        assert len(REQUESTS) == refused + 1
+        kept = events[: int(cut * (len(events) - 1)) + 1]
+        if replay(kept).status is ExecutionStatus.SUCCEEDED:
+            return
+        child_ran = any(event.type == EventType.CHILD_STARTED for event in kept)
+        hypothesis.event("cut after the plan's child started" if child_ran else "cut before it")
+        finished_in_child = {
+            event.step_id for event in child_events if event.type == EventType.STEP_SUCCEEDED
+        }
+        CALLS.clear()
+        REQUESTS.clear()
+        PLANS[:] = [good_plan("fails_first_time")]
+        CALLS["loud"] = 1  # fixed: the resumed child step succeeds at once
+        fixed = dict(CALLS)
+        async with open_journal(None) as journal:
+            await journal.create_execution(record)
+            for event in kept:
+                await journal.append(event)
+            if child_ran:
+                await journal.create_execution(child_record)
+                for event in child_events:
+                    await journal.append(event)
+            await journal.flush()
+            async with open_runtime(journal=journal, agents=AGENTS) as runtime:
+                again = await (await runtime.resume(record.execution_id)).wait()
+        assert again.status is ExecutionStatus.SUCCEEDED, again.error
+        assert again.output == "fixed HI"
+        assert len(REQUESTS) == (0 if child_ran else 1)
+        if child_ran:
+            rerun = {step_id for step_id, count in CALLS.items() if count > fixed.get(step_id, 0)}
+            assert not rerun & finished_in_child
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
