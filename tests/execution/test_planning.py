@@ -667,3 +667,18 @@ def test_resume_after_a_cut_at_any_event_asks_for_a_plan_only_when_none_ran(
             assert not rerun & finished_in_child
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_a_replanning_planner_that_raises_system_exit_fails_the_step_only() -> None:
+    """A planner raising SystemExit fails its step (AgentExitError), as any agent's would."""
+
+    async def exits(input: Any, context: AgentContext) -> Any:
+        REQUESTS.append(input)
+        raise SystemExit(3)
+
+    async with open_runtime(agents={**AGENTS, "planner": exits}) as runtime:
+        result = await (await runtime.start(replanning())).wait()
+    error = result.steps["work"].error
+    assert error is not None
+    assert error["type"] == "AgentExitError"
+    assert len(REQUESTS) == 1
