@@ -334,6 +334,34 @@ async def test_a_running_child_is_live_in_the_runtime_and_locked(tmp_path: Path)
     assert "cancelled: Cancelled: stopped by hand" in error["message"]
 
 
+async def test_a_looped_sub_workflow_runs_one_child_per_iteration() -> None:
+    """`repeat` on a sub-workflow step: iteration k runs child `PARENT.ID#k`; until reads it."""
+    counter = child({"id": "a", "agent": "echo", "input": {"n": "${inputs.n}"}})
+    counter["inputs"] = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "looped",
+        "steps": [
+            {
+                "id": "loop",
+                "workflow": counter,
+                "input": {"n": "${iteration}"},
+                "repeat": {"until": "output.n >= `3`", "max_iterations": 5},
+            }
+        ],
+        "output": "${steps.loop.output}",
+    }
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(document)
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+        third = await runtime.journal.get_execution(f"{handle.execution_id}.loop#3")
+    assert result.output == {"n": 3}
+    started = of_type(events, EventType.CHILD_STARTED)
+    assert [event.step_id for event in started] == ["loop#1", "loop#2", "loop#3"]
+    assert (third.parent_step, third.inputs) == ("loop#3", {"n": 3})
+
+
 async def test_a_child_is_resumed_only_through_its_parent(tmp_path: Path) -> None:
     """Resuming a child directly is refused, naming the parent to resume instead."""
     path = tmp_path / "journal.db"
