@@ -253,6 +253,8 @@ def execution_detail(
             "output": step.output,
             "error": step.error,
         }
+        if step_id in loops:
+            steps[step_id]["loop"] = loops[step_id].to_json()
         if step.child is not None:
             child = children.get(step.child)
             status = str(child.status) if child is not None else "unknown"
@@ -263,8 +265,6 @@ def execution_detail(
                 "rejected": step.rejected_plans,
                 "replans": step.replans,
             }
-        if step_id in loops:
-            steps[step_id]["loop"] = loops[step_id].to_json()
     parent = None
     if record.parent_id is not None:
         parent = {"execution_id": record.parent_id, "step_id": record.parent_step}

@@ -46,11 +46,11 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
+    ITERATION_FINISHED = "iteration.finished"
     CHILD_STARTED = "child.started"
     PLAN_PROPOSED = "plan.proposed"
     PLAN_REJECTED = "plan.rejected"
     STEP_REPLANNED = "step.replanned"
-    ITERATION_FINISHED = "iteration.finished"
 
     @property
     def is_terminal(self) -> bool:

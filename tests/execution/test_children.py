@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
-from orchestr8._errors import ExecutionStateError, NonRetryableError
+from orchestr8._errors import ExecutionStateError, NonRetryableError, WorkflowValidationError
 from orchestr8._execution._children import child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
@@ -57,7 +57,22 @@ async def waits_for_cancel(input: Any, context: AgentContext) -> Any:
     return {"saw_cancel": context.cancel_requested}
 
 
-AGENTS = {"counted": counted, "fails_first_time": fails_first_time, "waits": waits_for_cancel}
+SEEN: list[Any] = []
+"""The inputs `remembers` was called with."""
+
+
+async def remembers(input: Any, context: AgentContext) -> Any:
+    """Remember the input (it may be a secret no journal shows), failing the first time."""
+    SEEN.append(input)
+    return await fails_first_time(input, context)
+
+
+AGENTS = {
+    "counted": counted,
+    "fails_first_time": fails_first_time,
+    "waits": waits_for_cancel,
+    "remembers": remembers,
+}
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
 
 
@@ -65,6 +80,7 @@ NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": Non
 def reset_calls() -> Iterator[None]:
     """Each test counts its own calls."""
     CALLS.clear()
+    SEEN.clear()
     yield
     CALLS.clear()
 
@@ -332,6 +348,67 @@ async def test_a_running_child_is_live_in_the_runtime_and_locked(tmp_path: Path)
     assert error is not None
     assert error["type"] == "ChildExecutionError"
     assert "cancelled: Cancelled: stopped by hand" in error["message"]
+
+
+async def test_a_looped_sub_workflow_runs_one_child_per_iteration() -> None:
+    """`repeat` on a sub-workflow step: iteration k runs child `PARENT.ID#k`; until reads it."""
+    counter = child({"id": "a", "agent": "echo", "input": {"n": "${inputs.n}"}})
+    counter["inputs"] = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "looped",
+        "steps": [
+            {
+                "id": "loop",
+                "workflow": counter,
+                "input": {"n": "${iteration}"},
+                "repeat": {"until": "output.n >= `3`", "max_iterations": 5},
+            }
+        ],
+        "output": "${steps.loop.output}",
+    }
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(document)
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+        third = await runtime.journal.get_execution(f"{handle.execution_id}.loop#3")
+    assert result.output == {"n": 3}
+    started = of_type(events, EventType.CHILD_STARTED)
+    assert [event.step_id for event in started] == ["loop#1", "loop#2", "loop#3"]
+    assert (third.parent_step, third.inputs) == ("loop#3", {"n": 3})
+
+
+async def test_a_resumed_child_gets_its_redacted_inputs_again_from_the_step_input(
+    tmp_path: Path,
+) -> None:
+    """The journal keeps a child's `api_key` input as `***`; its resume takes it from the step."""
+    keyed = child(
+        {"id": "a", "agent": "counted", "input": "${inputs.text}"},
+        {"id": "b", "agent": "remembers", "input": "${inputs.api_key}", "depends_on": ["a"]},
+    )
+    keyed["inputs"]["properties"]["api_key"] = {"type": "string"}
+    document = parent(keyed)
+    document["steps"][1]["input"] = {"text": "hi", "api_key": "${steps.before.output.input}"}
+    path = tmp_path / "journal.db"
+    async with open_runtime(journal=path, agents=AGENTS) as runtime:
+        handle = await runtime.start(document)
+        await handle.wait()
+        child_id = child_execution_id(handle.execution_id, "sub")
+        assert (await runtime.journal.get_execution(child_id)).inputs["api_key"] == "***"
+        result = await (await runtime.resume(handle.execution_id)).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert SEEN == ["hello", "hello"]
+    assert dict(CALLS) == {"before": 1, "a": 1, "b": 2}
+
+
+async def test_a_child_whose_agents_refuse_their_config_is_refused_at_load() -> None:
+    """A child's agent config problems are reported at load, located under its step."""
+    bad = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": "soon"}}})
+    async with open_runtime(agents=AGENTS) as runtime:
+        with pytest.raises(WorkflowValidationError) as caught:
+            runtime.load(parent(bad))
+    [problem] = caught.value.problems
+    assert problem.path == "$.steps[1].workflow.steps[0].agent"
 
 
 async def test_a_child_is_resumed_only_through_its_parent(tmp_path: Path) -> None:

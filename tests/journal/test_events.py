@@ -44,11 +44,11 @@ DOCUMENTED_EVENT_TYPES = {
     "step.progress",
     "attempt.rejected",
     "step.usage",
+    "iteration.finished",
     "child.started",
     "plan.proposed",
     "plan.rejected",
     "step.replanned",
-    "iteration.finished",
 }
 
 

@@ -12,7 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestr8._errors import WorkflowValidationError
-from orchestr8._workflow._codec import load_workflow, validate_workflow_document, workflow_to_json
+from orchestr8._workflow._codec import (
+    load_workflow,
+    parse_workflow,
+    validate_workflow_document,
+    workflow_to_json,
+)
 from orchestr8._workflow._document import Step, Workflow
 from orchestr8._workflow._sub_workflows import (
     MAX_SUB_WORKFLOW_DEPTH,
@@ -105,6 +110,14 @@ def test_a_path_in_a_document_without_a_file_is_refused() -> None:
     [found] = problems(parent("child.json"))
     assert found.startswith("$.steps[0].workflow: the file path 'child.json' needs a document")
     assert "use an inline document or a registered name" in found
+
+
+def test_parse_workflow_refuses_a_relative_path_naming_the_source() -> None:
+    """`parse_workflow` has no file either: its error names the source it was given."""
+    with pytest.raises(WorkflowValidationError) as caught:
+        parse_workflow(parent("child.json"), source="request body")
+    assert caught.value.source == "request body"
+    assert caught.value.problems[0].path == "$.steps[0].workflow"
 
 
 def test_an_absolute_path_works_from_a_document_without_a_file(tmp_path: Path) -> None:
