@@ -24,6 +24,7 @@ from .._journal._events import EventType, StepStatus, describe_error
 from .._observability._logging import log_context
 from .._observability._metrics import engine_metrics
 from .._workflow._conditions import expression_scope
+from ._children import agent_id_of
 from ._results import StepResult
 
 if TYPE_CHECKING:
@@ -57,20 +58,22 @@ async def check_condition(
 
     False journals `step.skipped` with the reason and returns a skipped result; an
     `ExpressionError` journals `step.failed` with its message and returns a failed result
-    (kept for the execution's error when the step's `on_error` is `fail`).
+    (kept for the execution's error unless the step's `on_error` is `continue`; a replanning
+    `on_error` does not replan it: a plan cannot change the condition that failed).
     """
     started = trio.current_time()
     try:
         holds = condition.holds(expression_scope(state.inputs, state.outputs))
     except ExpressionError as error:
         result = StepResult(StepStatus.FAILED, error=describe_error(error))
-        if step.on_error == "fail":
+        if step.on_error != "continue":
             state.record_failure(step.id, error)
         await emitter.emit(EventType.STEP_FAILED, step_id=step.id, data={"error": result.error})
-        with log_context(step_id=step.id, agent_id=step.agent.id):
+        agent_id = agent_id_of(step)
+        with log_context(step_id=step.id, agent_id=agent_id):
             _logger.warning("step %s failed before it started: %s", step.id, error)
         engine_metrics().step_finished(
-            workflow_name, step.id, step.agent.id, result.status, trio.current_time() - started
+            workflow_name, step.id, agent_id, result.status, trio.current_time() - started
         )
         return result
     if holds:

@@ -406,3 +406,18 @@ async def test_a_loop_whose_until_reads_a_skipped_step_is_skipped_too() -> None:
     assert of_type(events, EventType.STEP_SKIPPED)["polish"].data == {
         "reason": "a step it reads was skipped: gate"
     }
+
+
+async def test_a_sub_workflow_step_whose_when_is_false_starts_no_child() -> None:
+    """`when` on a sub-workflow step is checked before a child execution is made."""
+    child = {
+        "schema_version": "1.1",
+        "name": "child",
+        "steps": [{"id": "inner", "agent": "echo", "input": "${inputs}"}],
+    }
+    step = {"id": "review", "workflow": child, "when": "inputs.review", "input": {"x": 1}}
+    skipped, events = await execute(workflow(step), {"review": False})
+    assert statuses(skipped) == {"review": "skipped"}
+    assert not [e for e in events if e.type in (EventType.STEP_STARTED, "child.started")]
+    ran, _ = await execute(workflow(step), {"review": True})
+    assert ran.steps["review"].status is StepStatus.SUCCEEDED
