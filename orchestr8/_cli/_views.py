@@ -259,6 +259,12 @@ def execution_detail(
             child = children.get(step.child)
             status = str(child.status) if child is not None else "unknown"
             steps[step_id]["child"] = {"execution_id": step.child, "status": status}
+        if step.plans or step.replans:
+            steps[step_id]["plans"] = {
+                "proposed": step.plans,
+                "rejected": step.rejected_plans,
+                "replans": step.replans,
+            }
     parent = None
     if record.parent_id is not None:
         parent = {"execution_id": record.parent_id, "step_id": record.parent_step}
@@ -277,6 +283,17 @@ def execution_detail(
         "steps": steps,
         "events": [event.to_json() for event in events],
     }
+
+
+def _plans_line(plans: Mapping[str, int]) -> str:
+    """What `inspect` says of a step's plans: `plans: 2 proposed, 1 rejected; replanned 1 time`."""
+    parts = []
+    if plans["proposed"]:
+        parts.append(f"plans: {plans['proposed']} proposed, {plans['rejected']} rejected")
+    if plans["replans"]:
+        times = "time" if plans["replans"] == 1 else "times"
+        parts.append(f"replanned {plans['replans']} {times}")
+    return "; ".join(parts)
 
 
 def _iterations_after_their_loop(
@@ -351,6 +368,11 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         f" ({step['child']['status']}): orchestr8 inspect {step['child']['execution_id']}"
         for step_id, step in detail["steps"].items()
         if "child" in step
+    )
+    steps += "".join(
+        f"\n  {step_id} {_plans_line(step['plans'])}"
+        for step_id, step in detail["steps"].items()
+        if "plans" in step
     )
     event_rows: list[list[Cell]] = [
         [

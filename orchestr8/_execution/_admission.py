@@ -28,6 +28,7 @@ from .._workflow._codec import load_workflow
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
 from .._workflow._sub_workflows import WorkflowCatalog
+from ._planning import planner_agent_problems
 from ._secrets import secret_values_of
 
 __all__ = [
@@ -95,6 +96,8 @@ def admit_workflow(
     agents: dict[str, Agent] = {}
     children: dict[str, AdmittedWorkflow] = {}
     for index, step in enumerate(loaded.steps):
+        if step.plan is not None or not isinstance(step.on_error, str):
+            problems += planner_agent_problems(step, index, registry)
         if step.agent is None:
             _admit_child(step, index, registry, children, problems)
             continue

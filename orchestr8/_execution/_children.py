@@ -70,6 +70,8 @@ def agent_id_of(step: Step) -> str:
     """What events, logs and metrics call the runner of a step: its agent id, or `workflow:NAME`."""
     if step.agent is not None:
         return step.agent.id
+    if step.plan is not None:
+        return f"plan:{step.plan.agent.id}"
     assert step.workflow is not None, "a step has an agent or a workflow"
     return f"workflow:{step.workflow.label}"
 
@@ -114,9 +116,17 @@ class ChildRunner:
         return ChildWorkflowAgent(self, step.workflow, parent)
 
     async def run_child(
-        self, sub_workflow: SubWorkflow, parent: ParentLink, input: Any, context: AgentContext
+        self,
+        sub_workflow: SubWorkflow,
+        parent: ParentLink,
+        input: Any,
+        context: AgentContext,
+        *,
+        child_id: str | None = None,
     ) -> Any:
         """Start or resume the step's child execution, wait for it, and return its output.
+
+        `child_id` names a child other than the step's own (a replacement plan's, `_planning`).
 
         Raises:
             InputValidationError: `input` is not an object, or does not fit the child's inputs.
@@ -124,7 +134,7 @@ class ChildRunner:
         """
         child = sub_workflow.workflow
         assert child is not None, "a loaded workflow has every child loaded"
-        child_id = child_execution_id(parent.execution_id, context.step_id)
+        child_id = child_id or child_execution_id(parent.execution_id, context.step_id)
         record = await self._find(child_id)
         if record is not None and record.status is ExecutionStatus.SUCCEEDED:
             return record.output
@@ -171,6 +181,10 @@ class ChildRunner:
             # Cancelled with its parent: the step ends cancelled too, not failed.
             raise CallStoppedError(f"child execution {child_id} was cancelled with its parent")
         raise ChildExecutionError(_failure_message(child_id, result))
+
+    async def recorded(self, child_id: str) -> ExecutionRecord | None:
+        """The journal record of the child execution `child_id`, or None when it never started."""
+        return await self._find(child_id)
 
     async def _find(self, child_id: str) -> ExecutionRecord | None:
         try:

@@ -140,7 +140,7 @@ async def _failed(
     exception: Exception | None,
 ) -> StepResult:
     """Journal and log the loop step failing for good: an iteration failed, or the loop did."""
-    if step.on_error == "fail" and exception is not None:
+    if step.on_error != "continue" and exception is not None:
         state.record_failure(step.id, exception)
     await emitter.emit(EventType.STEP_FAILED, step_id=step.id, data={"error": error})
     _logger.warning(

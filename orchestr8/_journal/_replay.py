@@ -30,6 +30,12 @@ class StepState:
     """Whether redaction changed the recorded `output`: a resume runs the step again."""
     child: str | None = None
     """The child execution a sub-workflow step runs (its `child.started`), else None."""
+    plans: int = 0
+    """How many plans its planners proposed (`plan.proposed`), for a plan or a replanned step."""
+    rejected_plans: int = 0
+    """How many of those plans were refused (`plan.rejected`)."""
+    replans: int = 0
+    """How many replacement plans it was handed to after failing for good (`step.replanned`)."""
 
     @property
     def reusable(self) -> bool:
@@ -75,6 +81,9 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
         EventType.CHILD_STARTED,
+        EventType.PLAN_PROPOSED,
+        EventType.PLAN_REJECTED,
+        EventType.STEP_REPLANNED,
         *_STEP_ENDINGS,
     }
 )
@@ -183,6 +192,12 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
     if event.type == EventType.CHILD_STARTED:
         child = event.data.get("child_id")
         return attrs.evolve(step, child=child if isinstance(child, str) else step.child)
+    if event.type == EventType.PLAN_PROPOSED:
+        return attrs.evolve(step, plans=step.plans + 1)
+    if event.type == EventType.PLAN_REJECTED:
+        return attrs.evolve(step, rejected_plans=step.rejected_plans + 1)
+    if event.type == EventType.STEP_REPLANNED:
+        return attrs.evolve(step, replans=step.replans + 1)
     ending = _STEP_ENDINGS.get(event.type)
     if ending is None:
         return step

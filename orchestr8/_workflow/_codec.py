@@ -43,6 +43,7 @@ from ._document import (
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
+from ._plans import plan_agent_checks
 from ._schema_problems import schema_problems, sort_problems
 from ._sub_workflows import (
     Nesting,
@@ -356,7 +357,8 @@ def _document_checks(
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
-        problems += step_kind_problems(index, step.get("agent"), step.get("workflow"))
+        if step.get("plan") is None:
+            problems += step_kind_problems(index, step.get("agent"), step.get("workflow"))
     problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(
@@ -384,6 +386,10 @@ def _agent_checks(steps: Any, agent_exists: Callable[[str], bool] | None) -> lis
             problem = _agent_problem(agent, agent_exists)
             if problem is not None:
                 problems.append(Problem(agent_path, problem))
+        if "plan" in step or isinstance(step.get("on_error"), Mapping):
+            problems += plan_agent_checks(
+                step, index, lambda agent_id: _agent_problem(agent_id, agent_exists)
+            )
     return problems
 
 

@@ -19,7 +19,7 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._json import LARGEST_NUMBER, has_lone_surrogate
-from ._document import AgentSpec, Step, Workflow
+from ._document import AgentSpec, OnError, Replanning, Step, Workflow
 from ._expressions import Template, compile_template
 from ._loops import Repeat, to_until
 from ._policy_spec import Inherit, PolicySpec
@@ -114,6 +114,19 @@ def _structure_sub_workflow(value: Any, _: type) -> SubWorkflow:
     return value
 
 
+def _is_on_error(kind: Any) -> bool:
+    return Replanning in typing.get_args(kind)
+
+
+def _structure_on_error(value: Any, _: Any) -> Any:
+    """A step's `on_error`: a word (`fail`, `continue`) or a replanning object."""
+    if isinstance(value, Mapping):
+        return converter.structure(value, Replanning)
+    if value not in typing.get_args(OnError):
+        raise ValueError(f"expected 'fail', 'continue' or a replan object, got {show_value(value)}")
+    return value
+
+
 def _makeconverter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
     converter.register_structure_hook(str, _structure_str)
@@ -123,6 +136,7 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _structure_object)
     converter.register_structure_hook_func(_is_tuple, _structure_tuple)
     converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
+    converter.register_structure_hook_func(_is_on_error, _structure_on_error)
     converter.register_structure_hook(Template, lambda value, _: compile_template(value))
     converter.register_unstructure_hook(Template, lambda template: template.source)
     # `until` is compiled as it is read, and written back as its text.

@@ -22,6 +22,7 @@ from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, OnMaxIterations, Repeat, check_repeat
+from ._plans import plan_field_problems, planner_references
 from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
@@ -50,6 +51,9 @@ STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*(?![\s\S])"
 
 Strategy = Literal["dag", "sequential", "parallel"]
 OnError = Literal["fail", "continue"]
+
+#: How many levels of plans may nest when a plan step does not say (`PlanSpec.max_depth`).
+DEFAULT_PLAN_DEPTH: Final = 3
 
 
 def _meta(description: str, constraints: Mapping[str, Any] | None = None, **more: Any) -> Any:
@@ -82,6 +86,10 @@ def _to_agent_spec(value: str | AgentSpec | None) -> AgentSpec | None:
     return AgentSpec(id=value) if isinstance(value, str) else value
 
 
+def _to_agent_spec_required(value: str | AgentSpec) -> AgentSpec:
+    return AgentSpec(id=value) if isinstance(value, str) else value
+
+
 def _to_template(value: Any) -> Template:
     return value if isinstance(value, Template) else compile_template(value)
 
@@ -92,6 +100,64 @@ def _to_optional_template(value: Any) -> Template | None:
 
 def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(value)
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class PlanSpec:
+    """How an agent writes a plan: the planner, its task, the agents a plan may use, how deep."""
+
+    agent: AgentSpec = attrs.field(
+        converter=_to_agent_spec_required,
+        metadata=_meta(
+            "The planner: an agent id, or {id, version, config}; it returns a workflow"
+            " fragment {steps, output} (an llm agent's reply JSON is read from its json).",
+            json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
+        ),
+    )
+    input: Template = attrs.field(
+        default=None,
+        converter=_to_template,
+        metadata=_meta(
+            "The planner's task: JSON; strings may hold ${...} references. The planner gets"
+            " {task, agents, inputs, attempt, feedback} (and failure when it replans).",
+            json_type=Any,
+        ),
+    )
+    allowed_agents: tuple[str, ...] = attrs.field(
+        converter=_to_tuple,
+        metadata=_meta(
+            "The only agent ids a plan may use (its planner's own too, for a nested plan).",
+            {"minItems": 1, "uniqueItems": True},
+            json_type=tuple[Annotated[str, ("minLength", 1)], ...],
+        ),
+    )
+    max_depth: int = attrs.field(
+        default=DEFAULT_PLAN_DEPTH,
+        metadata=_meta(
+            "How many levels of plans may nest, this one included: a plan holding a plan"
+            " step is refused once the levels run out.",
+            {"minimum": 1},
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class Replanning:
+    """on_error's third form: a step that failed for good is replaced by a plan an agent writes."""
+
+    replan: PlanSpec = attrs.field(
+        metadata=_meta(
+            "The planner that writes the replacement; its input also gets the failure"
+            " {step, input, error}."
+        ),
+    )
+    max_replans: int = attrs.field(
+        default=1,
+        metadata=_meta(
+            "How many replacement plans may run, one after another, before the step fails.",
+            {"minimum": 1},
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -122,6 +188,14 @@ class Step:
             json_type=Annotated[str, ("minLength", 1)] | dict[str, Any],
         ),
     )
+    plan: PlanSpec | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "Instead of agent: an agent writes this step's workflow (a plan), which is checked"
+            " and run as a child execution; the step input is its inputs, its output the"
+            " step's output."
+        ),
+    )
     input: Template = attrs.field(
         default=None,
         converter=_to_template,
@@ -140,9 +214,12 @@ class Step:
         factory=PolicySpec,
         metadata=_meta("This step's policy, merged over defaults.policy field by field."),
     )
-    on_error: OnError = attrs.field(
+    on_error: OnError | Replanning = attrs.field(
         default="fail",
-        metadata=_meta("fail: the failure fails the execution; continue: output null, go on."),
+        metadata=_meta(
+            "fail: the failure fails the execution; continue: output null, go on;"
+            " {replan, max_replans}: a plan an agent writes runs in the step's place."
+        ),
     )
     repeat: Repeat | None = attrs.field(
         default=None,
@@ -256,6 +333,7 @@ class Workflow:
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
                 )
+                + planner_references(step, index)
                 + check_repeat(
                     step.repeat,
                     step.on_max_iterations,
@@ -272,9 +350,11 @@ class Workflow:
                 config_references(
                     step.agent.config, f"$.steps[{index}].agent.config", config_problems
                 )
-            config_problems += step_kind_problems(
-                index, step.agent, step.workflow, self.schema_version
-            )
+            if step.plan is None:
+                config_problems += step_kind_problems(
+                    index, step.agent, step.workflow, self.schema_version
+                )
+            config_problems += plan_field_problems(step, index, self.schema_version)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,

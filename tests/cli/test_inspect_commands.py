@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 from cli_processes import cli
+from event_scripts import Script
+
+from orchestr8._cli._views import execution_detail, render_execution_detail
+from orchestr8._journal._records import ExecutionRecord
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -54,3 +58,20 @@ def test_resuming_a_child_directly_is_refused_naming_its_parent(tmp_path: Path) 
     refused = cli("resume", f"{parent_id}.review", "--journal", journal, cwd=tmp_path)
     assert refused.returncode == 1
     assert f"resume {parent_id}, which resumes it" in refused.stderr
+
+
+def test_inspect_counts_plans_under_the_steps_table() -> None:
+    """A step that planned gets a line with its plans, refusals and replans; --json has them."""
+    record = ExecutionRecord("run-1", "planning", {"steps": [{"id": "a"}, {"id": "b"}]})
+    script = Script().add("execution.started").add("step.started", "a")
+    script.add("plan.proposed", "a", 1, plan=3)
+    script.add("plan.rejected", "a", 1, problems=["$: not an object"])
+    script.add("plan.proposed", "a", 2, plan={"steps": []})
+    script.add("step.started", "b").add("step.replanned", "b", replan=1, child_id="run-1.b~1")
+    script.add("step.replanned", "b", replan=2, child_id="run-1.b~2")
+    detail = execution_detail(record, script.events)
+    assert detail["steps"]["a"]["plans"] == {"proposed": 2, "rejected": 1, "replans": 0}
+    assert detail["steps"]["b"]["plans"] == {"proposed": 0, "rejected": 0, "replans": 2}
+    shown = render_execution_detail(detail, color=False).splitlines()
+    assert "  a plans: 2 proposed, 1 rejected" in shown
+    assert "  b replanned 2 times" in shown

@@ -46,6 +46,9 @@ DOCUMENTED_EVENT_TYPES = {
     "step.usage",
     "iteration.finished",
     "child.started",
+    "plan.proposed",
+    "plan.rejected",
+    "step.replanned",
 }
 
 
