@@ -153,6 +153,9 @@ def test_a_registered_name_loads_and_an_unknown_one_suggests_a_near_name(tmp_pat
     assert problems(parent("sumarise"), workflows=catalog) == [
         "$.steps[0].workflow: unknown workflow name 'sumarise' (did you mean 'summarise'?)"
     ]
+    assert problems(parent("other"), workflows=catalog) == [
+        "$.steps[0].workflow: unknown workflow name 'other' (registered: inline, summarise)"
+    ]
 
 
 def test_a_plain_mapping_of_names_works_as_well_as_a_catalog() -> None:
