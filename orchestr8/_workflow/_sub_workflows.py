@@ -313,8 +313,10 @@ def step_kind_problems(
         require_version_1_1(version, f"$.steps[{index}].workflow", "workflow", problems)
     if agent is not None and workflow is not None:
         problems.append(
-            Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both")
+            Problem(
+                f"$.steps[{index}]", "a step runs an agent, a workflow or a plan: only one of them"
+            )
         )
     elif agent is None and workflow is None:
-        problems.append(Problem(f"$.steps[{index}]", "a step needs an agent or a workflow"))
+        problems.append(Problem(f"$.steps[{index}]", "a step needs an agent, a workflow or a plan"))
     return problems
