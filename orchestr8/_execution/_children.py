@@ -72,7 +72,7 @@ def agent_id_of(step: Step) -> str:
         return step.agent.id
     if step.plan is not None:
         return f"plan:{step.plan.agent.id}"
-    assert step.workflow is not None, "a step has an agent or a workflow"
+    assert step.workflow is not None, "a step has an agent, a workflow or a plan"
     return f"workflow:{step.workflow.label}"
 
 
