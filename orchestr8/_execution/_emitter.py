@@ -178,17 +178,22 @@ class Emitter:
 
     async def _write_outbox(self) -> None:
         """Append the outbox to the journal until it is empty (or the journal failed)."""
-        while self._outbox and self.failure is None:
-            # Popped only once queued: a cancelled wait leaves the event first in line.
+        outbox, journal = self._outbox, self._journal
+        while outbox and self.failure is None:
+            # Popped only once queued: a cancelled wait leaves the event first in line. What
+            # fits goes without waiting, so a drain awaits once per full queue, not per event.
             try:
-                await self._journal.append(self._outbox[0])
+                try:
+                    journal.append_nowait(outbox[0])
+                except trio.WouldBlock:
+                    await journal.append(outbox[0])
             except JournalError as error:
                 self._failed(error)
                 return
             if self.failure is not None:
                 # The journal failed during the wait, and the outbox went with it.
                 return
-            self._publish(self._outbox.popleft())
+            self._publish(outbox.popleft())
 
     def watch_journal(self) -> Callable[[], None]:
         """Fail this emitter the moment its journal fails, not at its next event; returns the undo.
