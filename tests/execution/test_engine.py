@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import Agent, AgentContext
 from orchestr8._errors import ExecutionStateError, RetryableError
+from orchestr8._execution._engine import SPAWNS_PER_PASS
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._step_run import STEPS_PER_TURN
@@ -232,6 +233,50 @@ async def test_a_chain_of_steps_runs_on_one_step_actor() -> None:
                 started.add(event.name)
     assert result.status is ExecutionStatus.SUCCEEDED
     assert started == {"step-actor-0"}
+
+
+def actors_started(actor_events: trio.MemoryReceiveChannel[Any]) -> set[str]:
+    """The names of the actors whose `actor.started` is queued on a bus subscription."""
+    started: set[str] = set()
+    while True:
+        try:
+            event = actor_events.receive_nowait()
+        except trio.WouldBlock:
+            return started
+        if isinstance(event, ActorEvent) and event.type == "actor.started":
+            started.add(event.name)
+
+
+async def test_a_wide_fan_out_of_instant_steps_runs_on_a_few_step_actors() -> None:
+    """At most `SPAWNS_PER_PASS` actors spawn per pass: 1,000 instant steps need a few dozen."""
+    bus = EventBus()
+    async with bus.subscribe(buffer=4096) as actor_events:
+        result, events = await execute(
+            workflow(
+                *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(1000)),
+                strategy="parallel",
+            ),
+            bus=bus,
+        )
+        started = actors_started(actor_events)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert [result.steps[f"s{i}"].output for i in range(1000)] == list(range(1000))
+    assert len(of_type(events, EventType.STEP_SUCCEEDED)) == 1000
+    assert SPAWNS_PER_PASS <= len(started) <= 8 * SPAWNS_PER_PASS
+
+
+async def test_a_wide_fan_out_of_waiting_steps_still_runs_every_step_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Bounding spawns per pass never bounds concurrency: 10 passes' worth of steps all overlap."""
+    count = 10 * SPAWNS_PER_PASS
+    result, events = await execute(
+        workflow(*(sleep(f"s{i}", 1) for i in range(count)), strategy="parallel")
+    )
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert set(starts(events).values()) == {0.0}
+    assert peak_concurrency(events) == count
+    assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 1.0
 
 
 async def test_a_chain_of_instant_steps_lets_other_tasks_run_every_turn() -> None:
