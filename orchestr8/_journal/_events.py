@@ -236,15 +236,16 @@ class EventFactory:
         data: dict[str, Any] | None = None,
     ) -> Event:
         """Return the next event of this execution, taking the next `seq`."""
+        # Positional (the envelope's order): every step makes three of these.
         event = Event(
-            execution_id=self.execution_id,
-            seq=self.next_seq,
-            ts=utc_timestamp(),
-            elapsed=self.elapsed_offset + (trio.current_time() - self.started),
-            type=type,
-            step_id=step_id,
-            attempt=attempt,
-            data={} if data is None else data,
+            self.execution_id,
+            self.next_seq,
+            _now_timestamp(),
+            self.elapsed_offset + (trio.current_time() - self.started),
+            type,
+            step_id,
+            attempt,
+            {} if data is None else data,
         )
         self.next_seq += 1
         return event
