@@ -944,6 +944,38 @@ async def test_cancel_before_anything_ran_starts_no_step(
     assert_replays_to(result, events)
 
 
+async def test_a_cancel_reaches_every_step_of_a_fan_out_wider_than_one_spawn_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Steps started over several spawn passes are all cancelled together, and journaled so."""
+    count = 4 * SPAWNS_PER_PASS
+    result, events = await cancel_after(
+        workflow(*(sleep(f"s{i}", 10) for i in range(count)), strategy="parallel"), 0.5, grace=0
+    )
+    assert result.status is ExecutionStatus.CANCELLED
+    assert set(starts(events).values()) == {0.0}
+    assert set(endings(events).values()) == {("step.cancelled", 0.5)}
+    assert len(endings(events)) == count
+    assert_replays_to(result, events)
+
+
+async def test_a_failure_stops_the_steps_of_a_wide_fan_out_still_waiting_for_an_actor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Under fail_fast, ready steps not yet given an actor never start; all end cancelled."""
+    count = 4 * SPAWNS_PER_PASS
+    result, events = await execute(
+        workflow(fail("broken"), *(sleep(f"s{i}", 10) for i in range(count)), strategy="parallel")
+    )
+    assert result.status is ExecutionStatus.FAILED
+    ended = endings(events)
+    assert ended.pop("broken") == ("step.failed", 0.0)
+    assert set(ended.values()) == {("step.cancelled", 0.0)}
+    assert len(ended) == count
+    assert len(starts(events)) < count + 1
+    assert_replays_to(result, events)
+
+
 async def test_the_grace_never_outlasts_the_execution_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
