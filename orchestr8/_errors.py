@@ -25,7 +25,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
     │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
-    │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
+    │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
+    │   └── IterationLimitError          a loop ran `max_iterations` times without `until` holding
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
@@ -173,6 +174,10 @@ class ExecutionTimeoutError(ExecutionError, TimeoutError):
 
 class OutputNotSerialisableError(ExecutionError, TypeError):
     """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
+
+
+class IterationLimitError(ExecutionError):
+    """A repeat step ran `max_iterations` iterations and its `until` never held: the loop failed."""
 
 
 class JournalError(Orchestr8Error):

@@ -48,6 +48,9 @@ class ResumePlan:
     """The outputs reused, by step id: every step that succeeded with its output intact."""
     redacted_outputs: tuple[str, ...]
     """The steps that succeeded but run again, as their journaled output was redacted."""
+    units: Mapping[str, Any] = attrs.field(factory=dict)
+    """The outputs reused of units that are not steps (a loop's iterations, `ID#k`), by unit id:
+    every one that succeeded with its output intact."""
 
     def warn(self) -> None:
         """Log what this resume cannot take from the journal as it was, naming where and why."""
@@ -107,4 +110,11 @@ def plan_resume(
         for step_id, step in state.steps.items()
         if step.output_redacted and step.status is StepStatus.SUCCEEDED
     )
-    return ResumePlan(execution_id, state, loaded, agents, inputs, completed, redacted_outputs)
+    units = {
+        unit_id: unit.output
+        for unit_id, unit in state.steps.items()
+        if unit.reusable and unit_id not in loaded.steps_by_id
+    }
+    return ResumePlan(
+        execution_id, state, loaded, agents, inputs, completed, redacted_outputs, units
+    )

@@ -229,6 +229,7 @@ class Starter:
             emitter,
             execution_timeout,
             completed=plan.completed,
+            units=plan.units,
             state=state,
             correlation_id=record.correlation_id,
         )
@@ -244,6 +245,7 @@ class Starter:
         timeout: float | None,
         *,
         completed: Mapping[str, Any] | None = None,
+        units: Mapping[str, Any] | None = None,
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
     ) -> ExecutionRun:
@@ -258,6 +260,7 @@ class Starter:
                 step_usage={step_id: step.usage for step_id, step in state.steps.items()}
                 if state is not None
                 else None,
+                units=units,
             ),
             emitter=emitter,
             registry=self._registry,

@@ -86,6 +86,9 @@ class RunState:
     on_skipped: Callable[[str, str], None] = _ignore_skip
     """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
     journals it."""
+    units: Mapping[str, Any] = attrs.field(factory=dict)
+    """The outputs a resume reuses of units that are not steps (a loop's iterations, `ID#k`),
+    by unit id."""
 
     @classmethod
     def begin(
@@ -96,8 +99,9 @@ class RunState:
         completed: Mapping[str, Any] | None = None,
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
+        units: Mapping[str, Any] | None = None,
     ) -> RunState:
-        """The state of a run about to start; `completed` holds the outputs a resume reuses."""
+        """The state of a run about to start; `completed` and `units` hold what a resume reuses."""
         outputs = dict(completed or {})
         results = {
             step_id: StepResult(StepStatus.SUCCEEDED, output=output)
@@ -122,6 +126,7 @@ class RunState:
             waiting=waiting,
             ready=deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0),
             limit=workflow.max_concurrency or math.inf,
+            units=units or {},
         )
 
     @property

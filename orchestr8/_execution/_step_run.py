@@ -36,6 +36,7 @@ from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
 from ._emitter import Emitter
+from ._loop import run_loop
 from ._results import StepResult
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
@@ -79,32 +80,43 @@ class StepRunner:
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps that started, by step id."""
 
-    async def run(self, step: Step) -> StepResult:
+    async def run(
+        self, step: Step, unit_id: str | None = None, local_values: Mapping[str, Any] | None = None
+    ) -> StepResult:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
         A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`.
+        attempts starts no more of them: either is `cancelled`. A repeat step runs as a loop
+        (`_loop`), which calls this once per iteration with the iteration's `unit_id` (`ID#k`,
+        the step id its events carry) and the `${...}` locals its input reads.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
-        emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
+        if step.repeat is not None and unit_id is None:
+            return await run_loop(self, step, self._state, self._emitter)
+        emitter, step_id, agent_id = self._emitter, unit_id or step.id, step.agent.id
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
         )
         listener = self.listeners[step_id] = StepListener(
             emitter, step_id, self.workflow.name, agent_id
         )
+        if unit_id is not None:
+            # The engine knows the step, not its units: giving up on it silences this unit.
+            self.listeners[step.id] = listener
         started = trio.current_time()
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
-            rendered_input = step.input.render(self._state.inputs, self._state.outputs)
+            rendered_input = step.input.render(
+                self._state.inputs, self._state.outputs, local_values
+            )
             # Built once at admission and reused; built here only for a step admission could
             # not build for (its config takes `${secrets.NAME}` values known only now).
-            agent = self._agents.get(step_id)
+            agent = self._agents.get(step.id)
             if agent is None:
                 agent = self._registry.create(agent_id, step.agent.config)
-            policy = self.workflow.policy_for(step_id)
+            policy = self.workflow.policy_for(step.id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy
             )
@@ -189,14 +201,14 @@ class StepRunner:
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
-            step_id=step.id,
+            step_id=listener.step_id,
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
         with log_context(step_id=step.id, agent_id=step.agent.id):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
-                step.id,
+                listener.step_id,
                 listener.attempts,
                 result.error["type"] if result.error else "",
                 result.error["message"] if result.error else "",

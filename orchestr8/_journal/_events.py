@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
+    ITERATION_FINISHED = "iteration.finished"
 
     @property
     def is_terminal(self) -> bool:

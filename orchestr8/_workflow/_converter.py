@@ -20,6 +20,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from .._json import LARGEST_NUMBER, has_lone_surrogate
 from ._document import AgentSpec, Step, Workflow
 from ._expressions import Template, compile_template
+from ._loops import Repeat, to_until
 from ._policy_spec import Inherit, PolicySpec
 from ._references import json_type_name
 from ._schema_problems import show_value
@@ -110,6 +111,19 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
     converter.register_structure_hook(Template, lambda value, _: compile_template(value))
     converter.register_unstructure_hook(Template, lambda template: template.source)
+    # `until` is compiled as it is read, and written back as its text.
+    converter.register_structure_hook(
+        Repeat,
+        make_dict_structure_fn(
+            Repeat, converter, until=override(struct_hook=lambda value, _: to_until(value))
+        ),
+    )
+    converter.register_unstructure_hook(
+        Repeat,
+        make_dict_unstructure_fn(
+            Repeat, converter, until=override(unstruct_hook=lambda until: until.text)
+        ),
+    )
     structure_agent = make_dict_structure_fn(AgentSpec, converter)
     unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
     converter.register_structure_hook(
