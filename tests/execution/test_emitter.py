@@ -27,6 +27,7 @@ class FakeJournal:
     def __init__(self) -> None:
         self.written: list[Event] = []
         self.full = False
+        self.refusal: JournalError | None = None
         self._room = trio.Event()
 
     def set_full(self, full: bool) -> None:
@@ -37,6 +38,8 @@ class FakeJournal:
             self._room.set()
 
     def append_nowait(self, event: Event) -> None:
+        if self.refusal is not None:
+            raise self.refusal
         if self.full:
             raise trio.WouldBlock
         self.written.append(event)
@@ -234,6 +237,20 @@ async def test_a_cancelled_drain_leaves_the_outbox_to_an_emitter_waiting_behind_
     assert returned == ["cancelled", "waits"]
     assert [e.type for e in journal.written] == ["drains-first", "waits"]
     assert bus.published == journal.written
+
+
+async def test_a_journal_refusing_the_outbox_fails_the_emitter_and_drops_what_waits() -> None:
+    """An outbox the journal refuses while draining fails the emitter: nothing is published."""
+    emitter, journal, bus = fake_emitter()
+    journal.set_full(True)
+    emitter.emit_nowait("waits-in-the-outbox")
+    journal.refusal = JournalError("the disk is full")
+    await emitter.emit("next")
+    assert emitter.failure is not None
+    assert journal.written == []
+    assert bus.published == []
+    with pytest.raises(JournalError):
+        await emitter.flush()
 
 
 async def test_concurrent_emitters_under_backpressure_journal_each_event_once_in_order() -> None:
