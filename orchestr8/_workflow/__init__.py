@@ -5,6 +5,8 @@ converter (`_converter`), execution inputs checks (`_inputs`), the generated sch
 readable problems from JSON Schema errors (`_schema_problems`), the workflow's own `inputs` schema
 (`_inputs_schema`), templates holding `${...}` references (`_expressions`), one reference's syntax
 and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), policies
-(`_policy`, `_policy_spec`) and secret references in agent configs (`_config_secrets`).
+(`_policy`, `_policy_spec`), secret references in agent configs (`_config_secrets`),
+sub-workflows (`_sub_workflows`), and plans written by an agent (`_plans`: the plan fields at
+load; `_plan_fragments`: a planner's fragment checked before it runs).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

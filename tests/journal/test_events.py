@@ -45,6 +45,10 @@ DOCUMENTED_EVENT_TYPES = {
     "attempt.rejected",
     "step.usage",
     "iteration.finished",
+    "child.started",
+    "plan.proposed",
+    "plan.rejected",
+    "step.replanned",
 }
 
 
