@@ -1671,6 +1671,41 @@ def test_scheduler_properties_on_random_dags(case: dict[str, Any]) -> None:
     check_schedule(case, result, events)
 
 
+@st.composite
+def wide_scheduling_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A fan-out wider than several spawn passes, a few dependencies, failures and limits."""
+    count = draw(st.integers(SPAWNS_PER_PASS, 3 * SPAWNS_PER_PASS + 5))
+    edges = [
+        sorted(draw(st.sets(st.integers(0, j - 1), max_size=1))) if j and j % 7 == 0 else []
+        for j in range(count)
+    ]
+    failing = set(draw(st.sets(st.integers(0, count - 1), max_size=3)))
+    return {
+        "count": count,
+        "edges": edges,
+        "strategy": draw(st.sampled_from(["dag", "parallel"])),
+        "max_concurrency": draw(st.sampled_from([0, 0, 0, 5, SPAWNS_PER_PASS + 3])),
+        "failing": failing,
+        "continuing": set(draw(st.sets(st.sampled_from(sorted(failing) or [0]), max_size=2))),
+        "fail_fast": draw(st.booleans()),
+        "max_attempts": 1,
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=wide_scheduling_cases())
+def test_scheduler_properties_hold_on_fan_outs_wider_than_a_spawn_pass(
+    case: dict[str, Any],
+) -> None:
+    """Bounding spawns per pass keeps every scheduling property on fan-outs of 32-101 steps."""
+
+    async def main() -> tuple[ExecutionResult, list[Event]]:
+        return await execute(build_case(case))
+
+    result, events = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    check_schedule(case, result, events)
+
+
 def test_property_checks_can_fail() -> None:
     """The property checker rejects a journal where a step started before its dependency ended."""
     case = {
