@@ -94,7 +94,9 @@ def test_an_inline_child_is_checked_with_its_problems_at_nested_paths() -> None:
 def test_a_step_has_an_agent_or_a_workflow_never_both_nor_neither() -> None:
     """Both, or neither, is a problem at the step's path, reported with the others."""
     both = parent(CHILD, agent="echo")
-    assert problems(both) == ["$.steps[0]: a step runs an agent, a workflow or a plan: only one of them"]
+    assert problems(both) == [
+        "$.steps[0]: a step runs an agent, a workflow or a plan: only one of them"
+    ]
     neither = {"schema_version": "1.1", "name": "p", "steps": [{"id": "s"}, {"id": 3}]}
     assert "$.steps[0]: a step needs an agent, a workflow or a plan" in problems(neither)
 
