@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import trio
-from cli_processes import cli
+from cli_processes import cli, environment
 
 from orchestr8 import ExecutionStatus, open_runtime, run_workflow
-from orchestr8.testing import FakeAnthropic
+from orchestr8.testing import FakeAnthropic, use_fake_anthropic
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -160,7 +161,7 @@ async def test_critic_loop_refines_the_tagline_until_the_critic_accepts_it(tmp_p
     shown = cli("inspect", result["execution_id"], "--journal", str(journal), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines()]
-    assert rows[rows.index(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"]) + 1][:3] == [
+    assert rows[rows.index(["STEP", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"]) + 1][:3] == [
         "tagline",
         "succeeded",
         "0",
@@ -172,3 +173,74 @@ async def test_critic_loop_refines_the_tagline_until_the_critic_accepts_it(tmp_p
     )
     assert "tagline#1" in timeline.stdout
     assert "tagline#2" in timeline.stdout
+
+
+MESSAGE = "I was charged twice for my plan this month."
+
+
+async def test_router_takes_one_route_and_inspect_says_why_the_other_was_skipped(
+    tmp_path: Path,
+) -> None:
+    """`orchestr8 run examples/router.json` offline: billing runs, technical is skipped by its
+    `when`, the reply takes the billing answer; `orchestr8 inspect` shows the skip's reason."""
+    fake = FakeAnthropic()
+    fake.reply_json({"label": "billing"})
+    fake.reply_text("Sorry about that: the second charge is refunded within 5 days.")
+    journal = str(tmp_path / "journal.db")
+    async with fake.serve() as base_url:
+        env = environment(tmp_path, ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="sk-fake")
+        command = [sys.executable, "-m", "orchestr8"]
+        run = ["run", str(EXAMPLES / "router.json"), "--json", "--journal", journal]
+        done = await trio.run_process(
+            [*command, *run, "--input", f"message={MESSAGE}"],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        result = json.loads(done.stdout)
+        shown = await trio.run_process(
+            [*command, "inspect", result["execution_id"], "--journal", journal],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result["output"] == {
+        "label": "billing",
+        "billing": "Sorry about that: the second charge is refunded within 5 days.",
+        "technical": None,
+    }
+    assert {step: state["status"] for step, state in result["steps"].items()} == {
+        "classify": "succeeded",
+        "route_billing": "succeeded",
+        "route_technical": "skipped",
+        "reply": "succeeded",
+    }
+    assert MESSAGE in fake.requests[1].json["messages"][0]["content"]
+    fake.assert_all_used()
+    assert re.search(
+        r"^route_technical\s+skipped\s+0\s+-\s+"
+        r"when was false: steps\.classify\.output\.json\.label == 'technical'$",
+        shown.stdout.decode(),
+        re.MULTILINE,
+    )
+
+
+async def test_router_sends_a_technical_message_to_the_technical_handler() -> None:
+    """The other route: technical runs and billing is skipped; the reply reads billing as null."""
+    fake = FakeAnthropic()
+    fake.reply_json({"label": "technical"})
+    fake.reply_text("Clear the cache, then sign in again.")
+    with fake, use_fake_anthropic(fake):
+        result = await run_workflow(
+            EXAMPLES / "router.json", {"message": "The app crashes when I sign in."}
+        )
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["route_billing"].status.value == "skipped"
+    assert result.output == {
+        "label": "technical",
+        "billing": None,
+        "technical": "Clear the cache, then sign in again.",
+    }

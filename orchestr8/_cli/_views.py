@@ -241,6 +241,7 @@ def execution_detail(
                 "duration": None,
                 "output": None,
                 "error": None,
+                "reason": None,
             }
             continue
         duration = None
@@ -252,6 +253,7 @@ def execution_detail(
             "duration": duration,
             "output": step.output,
             "error": step.error,
+            "reason": step.reason,
         }
         if step_id in loops:
             steps[step_id]["loop"] = loops[step_id].to_json()
@@ -313,8 +315,8 @@ def _iterations_after_their_loop(
 
 
 def _step_note(step: Mapping[str, Any]) -> str:
-    """The last column of a step's row: its error, after its loop's progress for a loop step."""
-    error = describe(step["error"])
+    """A step row's last column: its error or skip reason, after a loop step's progress."""
+    error = describe(step["error"]) or step.get("reason") or ""
     loop = step.get("loop")
     if loop is None:
         return shorten(error, 80)
@@ -361,7 +363,7 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         for step_id, step in detail["steps"].items()
     ]
     steps = render_table(
-        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
+        ["STEP", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"], step_rows, color=color
     )
     steps += "".join(
         f"\n  {step_id} runs child execution {step['child']['execution_id']}"

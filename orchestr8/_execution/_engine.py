@@ -423,11 +423,8 @@ class ExecutionRun:
         """Whether the execution's timeout has passed (looked up only when there is one)."""
         return self._deadline != math.inf and trio.current_time() >= self._deadline
 
-    def _skipped(self, step_id: str, failed: str) -> None:
-        """Journal a step skipped because a step it depends on failed."""
+    def _skipped(self, step_id: str, reason: str) -> None:
+        """Journal a step skipped because a dependency failed or a step it reads was skipped."""
         self._emitter.emit_nowait(
-            EventType.STEP_SKIPPED,
-            step_id=step_id,
-            data={"reason": f"a dependency failed: {failed}"},
-            trusted=True,
+            EventType.STEP_SKIPPED, step_id=step_id, data={"reason": reason}, trusted=True
         )

@@ -25,6 +25,7 @@ import attrs
 from .._journal._events import StepStatus
 from .._workflow._document import Step, Workflow
 from ._results import StepResult
+from ._skipping import dependency_failed, read_was_skipped
 
 if TYPE_CHECKING:
     from .._supervision._actor import ActorRef
@@ -52,7 +53,7 @@ class StepSlot:
     step: Step | None = None
 
 
-def _ignore_skip(step_id: str, failed: str) -> None:
+def _ignore_skip(step_id: str, reason: str) -> None:
     """The default for `RunState.on_skipped`: nobody is told."""
 
 
@@ -78,14 +79,17 @@ class RunState:
     """Steps started and not yet settled, with the step actor running each."""
     idle: list[StepSlot] = attrs.field(factory=list)
     """Step actors that finished their step and wait for another."""
+    reads_skipped: dict[str, str] = attrs.field(factory=dict)
+    """Waiting steps that read the output of a skipped step (and do not accept a skip), with
+    that step: each is skipped once ready (`pass_over_skipped`)."""
     failures: dict[str, Exception] = attrs.field(factory=dict)
     """What failed each step that failed for good with `on_error` `fail`: for the span."""
     ending: Ending = Ending.COMPLETED
     limit: float = math.inf
     """How many steps may run at once (the workflow's `max_concurrency`)."""
     on_skipped: Callable[[str, str], None] = _ignore_skip
-    """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
-    journals it."""
+    """Told `(step_id, reason)` for each step skipped because a dependency failed or a step it
+    reads was skipped: the engine journals it."""
     units: Mapping[str, Any] = attrs.field(factory=dict)
     """The outputs a resume reuses of units that are not steps (a loop's iterations, `ID#k`),
     by unit id."""
@@ -139,7 +143,8 @@ class RunState:
 
         A success (or a failure its step continues past) brings each dependent one step closer
         to ready; a failure for good skips every step that depends on it and, under
-        `fail_fast`, ends the run (unless it is already ending). The step's actor becomes idle.
+        `fail_fast`, ends the run (unless it is already ending); a skip (its `when` was false)
+        is passed on as `pass_over_skipped` says. The step's actor becomes idle.
         """
         slot = self.running.pop(step_id, None)
         if slot is not None:
@@ -158,12 +163,17 @@ class RunState:
                     waiting[dependent] -= 1
                     if waiting[dependent] == 0:
                         made_ready.append(dependent)
+            if self.reads_skipped:
+                made_ready = self._skip_marked(made_ready)
             self.ready.extend(made_ready)
         elif status is StepStatus.FAILED:
             self.skip_dependents(step_id)
             if self.workflow.fail_fast and self.ending is Ending.COMPLETED:
                 # A failure while a cancel or timeout winds the run down keeps that ending.
                 self.ending = Ending.FAILED
+        elif status is StepStatus.SKIPPED:
+            made_ready = self.pass_over_skipped(step_id)
+            self.ready.extend(made_ready)
         return made_ready
 
     def skip_dependents(self, failed: str) -> list[str]:
@@ -180,9 +190,54 @@ class RunState:
             del waiting[step_id]
             self.results[step_id] = StepResult(StepStatus.SKIPPED)
             skipped.append(step_id)
-            self.on_skipped(step_id, failed)
+            self.on_skipped(step_id, dependency_failed(failed))
             stack.extend(self.workflow.dependents[step_id])
         return skipped
+
+    def pass_over_skipped(self, skipped: str) -> list[str]:
+        """Settle the dependents of a step skipped by its `when`; return those made ready.
+
+        The skipped step finished without an output (references to it read as null), so each
+        dependent comes one step closer to ready, as after a success. A dependent that reads
+        its output, unless it sets `accept_skipped`, is marked: once ready (every dependency
+        finished, so a failure among them still skips it for that) it is skipped in turn, and
+        so on down. A dependent that only orders after it runs.
+        """
+        return self._skip_marked(self._count_down_after_skip(skipped))
+
+    def _count_down_after_skip(self, skipped: str) -> list[str]:
+        """Bring the dependents of `skipped` one step closer to ready; mark those that read it."""
+        workflow, waiting, made_ready = self.workflow, self.waiting, []
+        reads, steps_by_id, marked = workflow.reads, workflow.steps_by_id, self.reads_skipped
+        for dependent in workflow.dependents[skipped]:
+            if dependent not in waiting:
+                continue
+            if skipped in reads[dependent] and not steps_by_id[dependent].accept_skipped:
+                marked.setdefault(dependent, skipped)
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                made_ready.append(dependent)
+        return made_ready
+
+    def _skip_marked(self, made_ready: list[str]) -> list[str]:
+        """Skip the steps just made ready that read a skipped step; return the others.
+
+        Each skip settles the skipped step's dependents in turn, and those it makes ready are
+        looked at the same way.
+        """
+        ready: list[str] = []
+        pending = deque(made_ready)
+        while pending:
+            step_id = pending.popleft()
+            read = self.reads_skipped.pop(step_id, None)
+            if read is None:
+                ready.append(step_id)
+                continue
+            del self.waiting[step_id]
+            self.results[step_id] = StepResult(StepStatus.SKIPPED)
+            self.on_skipped(step_id, read_was_skipped(read))
+            pending.extend(self._count_down_after_skip(step_id))
+        return ready
 
     def next_step(self) -> Step | None:
         """Take the next ready step if it may start now (concurrency allows, the run goes on).

@@ -42,6 +42,7 @@ from ._emitter import Emitter
 from ._loop import run_loop
 from ._planning import PlanAgent, Replanner
 from ._results import StepResult
+from ._skipping import check_condition
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
 
@@ -99,12 +100,19 @@ class StepRunner:
         """Run one step to its end under its policy, journaling every attempt; never raises errors.
 
         A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`. A repeat step runs as a loop
+        attempts starts no more of them: either is `cancelled`. A step whose `when` is false
+        never starts either: it is `skipped` (`_skipping`). A repeat step runs as a loop
         (`_loop`), which calls this once per iteration with the iteration's `unit_id` (`ID#k`,
         the step id its events carry) and the `${...}` locals its input reads.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
+        if step.when is not None and unit_id is None:
+            ended = await check_condition(
+                step, step.when, self._state, self._emitter, self.workflow.name
+            )
+            if ended is not None:
+                return ended
         if step.repeat is not None and unit_id is None:
             return await run_loop(self, step, self._state, self._emitter)
         emitter, step_id, spec = self._emitter, unit_id or step.id, step.agent

@@ -28,6 +28,8 @@ class StepState:
     usage: Mapping[str, int] = attrs.field(factory=dict)
     output_redacted: bool = False
     """Whether redaction changed the recorded `output`: a resume runs the step again."""
+    reason: str | None = None
+    """Why the step was skipped (`step.skipped`'s `reason`), e.g. `when was false: ...`."""
     child: str | None = None
     """The child execution a sub-workflow step runs (its `child.started`), else None."""
     plans: int = 0
@@ -209,4 +211,11 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         finished=event.elapsed,
         output_redacted=ending is StepStatus.SUCCEEDED
         and event.data.get("output_redacted") is True,
+        reason=_reason(event) if ending is StepStatus.SKIPPED else None,
     )
+
+
+def _reason(event: Event) -> str | None:
+    """The text reason a `step.skipped` event gives, if it gives one."""
+    reason = event.data.get("reason")
+    return reason if isinstance(reason, str) else None

@@ -126,6 +126,7 @@ def _step_document(step: StepState) -> dict[str, Any]:
         "duration": _duration(step.started, step.finished),
         "output": step.output,
         "error": step.error,
+        "reason": step.reason,
     }
 
 

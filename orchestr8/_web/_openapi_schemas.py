@@ -47,13 +47,16 @@ def component_schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
     step = {
         "type": "object",
-        "required": ["status", "attempts", "duration", "output", "error"],
+        "required": ["status", "attempts", "duration", "output", "error", "reason"],
         "properties": {
             "status": schema_ref("StepStatus"),
             "attempts": {"type": "integer", "minimum": 0},
             "duration": _nullable({"type": "number"}),
             "output": {},
             "error": _nullable({"type": "object"}),
+            "reason": _nullable(
+                {"type": "string", "description": "Why a skipped step was skipped."}
+            ),
         },
     }
     summary_fields: dict[str, Any] = {

@@ -45,6 +45,7 @@ from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._plans import plan_agent_checks
 from ._schema_problems import schema_problems, sort_problems
+from ._step_conditions import outline_condition
 from ._sub_workflows import (
     Nesting,
     WorkflowCatalog,
@@ -352,6 +353,7 @@ def _document_checks(
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
+                + outline_condition(step, index, document.get("schema_version"), problems)
                 + outline_repeat(step, index, document.get("schema_version"), problems),
                 local_names=LOOP_LOCALS if "repeat" in step else frozenset(),
             )

@@ -271,6 +271,13 @@ def _leading_field(node: Mapping[str, Any]) -> str | None:
 def _syntax_message(text: str, error: jmespath_errors.JMESPathError) -> str:
     """The parser's complaint in one line, with a hint for the two common traps."""
     first = str(error).splitlines()[0].removesuffix(", for expression:").rstrip(":")
+    # "Parse error ..." reads as a secret `token: value` pair to the redaction
+    # of free text (REST problem documents), which would hide the message: say it without it.
+    first = first.removeprefix("invalid token: ")
+    position = getattr(error, "lex_position", None)
+    if "column" not in first and isinstance(position, int):
+        # JMESPath counts columns from 0, as its own "Parse error at column N" does.
+        first += f" at column {position}"
     message = f"{text!r} is not a valid expression: {first}"
     if str(getattr(error, "token_type", "")).lower() == "number":
         message += " (numbers are JSON literals in backticks: `3`)"

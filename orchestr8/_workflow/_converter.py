@@ -19,6 +19,7 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._json import LARGEST_NUMBER, has_lone_surrogate
+from ._conditions import Expression
 from ._document import AgentSpec, OnError, Replanning, Step, Workflow
 from ._expressions import Template, compile_template
 from ._loops import Repeat, to_until
@@ -139,6 +140,9 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_structure_hook_func(_is_on_error, _structure_on_error)
     converter.register_structure_hook(Template, lambda value, _: compile_template(value))
     converter.register_unstructure_hook(Template, lambda template: template.source)
+    # The text only: the step's converter compiles it, and the workflow checks it in place.
+    converter.register_structure_hook(Expression, _structure_str)
+    converter.register_unstructure_hook(Expression, lambda expression: expression.text)
     # `until` is compiled as it is read, and written back as its text.
     converter.register_structure_hook(
         Repeat,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 
 from .._errors import Problem, WorkflowValidationError
+from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
@@ -35,6 +36,7 @@ from ._policy_spec import (
 )
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
+from ._step_conditions import locate_conditions, to_optional_expression
 from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
@@ -221,6 +223,22 @@ class Step:
             " {replan, max_replans}: a plan an agent writes runs in the step's place."
         ),
     )
+    when: Expression | None = attrs.field(
+        default=None,
+        converter=to_optional_expression,
+        metadata=_meta(
+            "A JMESPath condition over inputs and steps.ID.output, checked as the step is about"
+            " to start; false: the step is skipped. Needs schema_version 1.1.",
+            json_type=Annotated[str, ("minLength", 1)],
+        ),
+    )
+    accept_skipped: bool = attrs.field(
+        default=False,
+        metadata=_meta(
+            "true: a step this one reads (steps.ID.output) that was skipped reads as null and"
+            " this step runs; false: this step is skipped too. Needs schema_version 1.1."
+        ),
+    )
     repeat: Repeat | None = attrs.field(
         default=None,
         metadata=_meta(
@@ -248,6 +266,9 @@ class WorkflowDefaults:
     )
 
 
+_READS_NOTHING: Final[frozenset[str]] = frozenset()
+
+
 @attrs.frozen
 class _Analysis:
     """What construction derives once, so the engine's lookups cost nothing."""
@@ -255,6 +276,7 @@ class _Analysis:
     steps_by_id: Mapping[str, Step]
     graph: GraphAnalysis
     policies: Mapping[str, Policy]
+    reads: Mapping[str, frozenset[str]]
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -324,6 +346,8 @@ class Workflow:
     def __attrs_post_init__(self) -> None:
         """Check the graph and resolve the policies, or raise with every problem found."""
         config_problems: list[Problem] = []
+        steps = locate_conditions(self.steps, self.schema_version, config_problems)
+        object.__setattr__(self, "steps", steps)
         outlines = [
             StepOutline(
                 index=index,
@@ -333,6 +357,7 @@ class Workflow:
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
                 )
+                + (step.when.located_references if step.when is not None else ())
                 + planner_references(step, index)
                 + check_repeat(
                     step.repeat,
@@ -370,6 +395,19 @@ class Workflow:
             steps_by_id=types.MappingProxyType({step.id: step for step in self.steps}),
             graph=graph,
             policies=types.MappingProxyType(policies),
+            reads=types.MappingProxyType(
+                {
+                    # One shared empty set for the many steps that read none (large fan-outs).
+                    outline.step_id: frozenset(
+                        reference.step_id
+                        for _, reference in outline.references
+                        if reference.step_id is not None
+                    )
+                    or _READS_NOTHING
+                    for outline in outlines
+                    if outline.step_id is not None
+                }
+            ),
         )
         object.__setattr__(self, "_analysis", analysis)
 
@@ -403,6 +441,15 @@ class Workflow:
     def dependents(self) -> Mapping[str, tuple[str, ...]]:
         """Each step's direct dependents, so a failure skips exactly what depends on it."""
         return self._analysis.graph.dependents
+
+    @property
+    def reads(self) -> Mapping[str, frozenset[str]]:
+        """The steps whose output each step reads (in any expression or reference it holds).
+
+        A dependency a step reads that was skipped skips it too (unless it sets
+        `accept_skipped`); a dependency it only orders after does not.
+        """
+        return self._analysis.reads
 
     @property
     def order(self) -> tuple[str, ...]:

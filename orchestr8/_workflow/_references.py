@@ -97,11 +97,15 @@ class Reference:
         """Return the referenced JSON value, or raise `ReferenceResolutionError` naming the gap.
 
         `local_values` holds the values of the local roots (`item`, `index`, `previous`,
-        `iteration`) for the run of the step being rendered.
+        `iteration`) for the run of the step being rendered. A step missing from
+        `step_outputs` (it was skipped) reads as null, whatever the path after it.
         """
         if self.step_id is not None:
             if self.step_id not in step_outputs:
-                self._fail(f"step '{self.step_id}' has no output")
+                # Only a skipped step has none by the time its readers render: it, and so
+                # everything under it, reads as null (the workflow checks that readers depend
+                # on the steps they read, and skips those that do not accept a skip).
+                return None
             value: Any = step_outputs[self.step_id]
         elif self.source == "inputs":
             value = inputs

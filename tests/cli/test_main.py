@@ -1099,3 +1099,37 @@ def test_inspect_offers_every_status_a_view_shows() -> None:
     from orchestr8._execution._liveness import SHOWN_STATUSES
 
     assert _STATUSES == SHOWN_STATUSES
+
+
+def test_inspect_shows_why_each_skipped_step_was_skipped(tmp_path: Path) -> None:
+    """`inspect ID` gives a skipped step its reason in DETAIL; `--json` gives it as `reason`."""
+    journal = str(tmp_path / "journal.db")
+    routed = write_workflow(
+        tmp_path / "routed.json",
+        [
+            {"id": "classify", "agent": "echo", "input": {"label": "billing"}},
+            {
+                "id": "route_technical",
+                "agent": "echo",
+                "depends_on": ["classify"],
+                "when": "steps.classify.output.label == 'technical'",
+            },
+        ],
+        schema_version="1.1",
+    )
+    done = call("run", str(routed), "--journal", journal, "--json", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    execution_id = json.loads(done.stdout)["execution_id"]
+    shown = call("inspect", execution_id, "--journal", journal, cwd=tmp_path)
+    assert re.search(r"^STEP\s+STATUS\s+ATTEMPTS\s+DURATION\s+DETAIL$", shown.stdout, re.MULTILINE)
+    assert re.search(
+        r"^route_technical\s+skipped\s+0\s+-\s+"
+        r"when was false: steps\.classify\.output\.label == 'technical'$",
+        shown.stdout,
+        re.MULTILINE,
+    )
+    detail = json.loads(
+        call("inspect", execution_id, "--journal", journal, "--json", cwd=tmp_path).stdout
+    )
+    assert detail["steps"]["route_technical"]["reason"].startswith("when was false: ")
+    assert detail["steps"]["classify"]["reason"] is None

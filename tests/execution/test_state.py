@@ -103,10 +103,10 @@ def test_a_failure_skips_every_step_that_depends_on_it_and_says_why() -> None:
         workflow(step("a"), step("b", "a"), step("c", "b"), step("d"), fail_fast=False), {}
     )
     told: list[tuple[str, str]] = []
-    state.on_skipped = lambda step_id, failed: told.append((step_id, failed))
+    state.on_skipped = lambda step_id, reason: told.append((step_id, reason))
     start_all(state)
     assert state.settle("a", BROKE) == []
-    assert sorted(told) == [("b", "a"), ("c", "a")]
+    assert sorted(told) == [("b", "a dependency failed: a"), ("c", "a dependency failed: a")]
     assert state.results["b"].status is StepStatus.SKIPPED
     assert state.results["c"].status is StepStatus.SKIPPED
     assert state.ending is Ending.COMPLETED
@@ -253,3 +253,151 @@ def test_any_settling_order_starts_each_step_once_after_its_dependencies(
     } == downstream_of_failure
     assert state.all_settled
     assert state.ending is Ending.COMPLETED
+
+
+# -- skips by condition ----------------------------------------------------------------------
+
+SKIPPED = StepResult(StepStatus.SKIPPED)
+
+
+def conditional(*steps: dict[str, Any], **options: Any) -> Workflow:
+    """A parallel schema 1.1 workflow of these steps (conditions need 1.1)."""
+    return workflow(*steps, schema_version="1.1", **options)
+
+
+def reads(step_id: str, *read: str, **extra: Any) -> dict[str, Any]:
+    """A step that depends on and reads the output of each step in `read`."""
+    return step(step_id, *read, input=[f"${{steps.{other}.output}}" for other in read], **extra)
+
+
+def test_a_skip_skips_the_steps_that_read_it_and_says_why() -> None:
+    """A dependent reading a skipped step is skipped (and so on down); one ordering after runs."""
+    state = RunState.begin(
+        conditional(
+            step("a"),
+            reads("b", "a"),
+            reads("c", "b"),
+            step("d", "a"),
+            step("e", "b"),
+        ),
+        {},
+    )
+    told: list[tuple[str, str]] = []
+    state.on_skipped = lambda step_id, reason: told.append((step_id, reason))
+    start_all(state)
+    assert state.settle("a", SKIPPED) == ["d", "e"]
+    assert told == [
+        ("b", "a step it reads was skipped: a"),
+        ("c", "a step it reads was skipped: b"),
+    ]
+    assert state.outputs == {}
+    state.settle("d", OK)
+    state.settle("e", OK)
+    assert state.all_settled
+
+
+def test_a_step_that_accepts_a_skip_runs_and_reads_null() -> None:
+    """With `accept_skipped` the reader becomes ready; the skipped step has no output."""
+    state = RunState.begin(conditional(step("a"), reads("b", "a", accept_skipped=True)), {})
+    start_all(state)
+    assert state.settle("a", SKIPPED) == ["b"]
+    assert "a" not in state.outputs
+
+
+def test_a_reader_of_a_skipped_step_waits_for_its_other_dependencies() -> None:
+    """The skip is decided once every dependency finished: a failure among them decides it."""
+    state = RunState.begin(
+        conditional(step("a"), step("b"), reads("c", "a", "b"), step("d", "c"), fail_fast=False),
+        {},
+    )
+    told: list[tuple[str, str]] = []
+    state.on_skipped = lambda step_id, reason: told.append((step_id, reason))
+    start_all(state)
+    assert state.settle("a", SKIPPED) == []
+    assert told == []
+    state.settle("b", BROKE)
+    assert told == [("c", "a dependency failed: b"), ("d", "a dependency failed: b")]
+
+
+def test_a_reader_skipped_once_its_last_dependency_succeeds() -> None:
+    """A marked reader is skipped when it would have become ready, and its dependents go on."""
+    state = RunState.begin(
+        conditional(step("a"), step("b"), reads("c", "a", "b"), step("d", "c")), {}
+    )
+    start_all(state)
+    state.settle("a", SKIPPED)
+    assert state.settle("b", OK) == ["d"]
+    assert state.results["c"] == SKIPPED
+    assert state.reads_skipped == {}
+
+
+@st.composite
+def conditional_runs(draw: st.DrawFn) -> tuple[Workflow, set[str], set[str], Any]:
+    """A random 1.1 DAG whose edges read or only order, the steps whose `when` is false, the
+    steps that fail, and where to draw settling orders from."""
+    count = draw(st.integers(min_value=1, max_value=8))
+    steps = []
+    for index in range(count):
+        depends_on = draw(st.sets(st.integers(min_value=0, max_value=index - 1))) if index else ()
+        read = draw(st.sets(st.sampled_from(sorted(depends_on)))) if depends_on else set()
+        steps.append(
+            step(
+                f"s{index}",
+                *(f"s{other}" for other in sorted(depends_on)),
+                input=[f"${{steps.s{other}.output}}" for other in sorted(read)],
+                accept_skipped=draw(st.booleans()),
+            )
+        )
+    names = [f"s{index}" for index in range(count)]
+    false_when = draw(st.sets(st.sampled_from(names)))
+    failing = draw(st.sets(st.sampled_from(names)))
+    dag = conditional(*steps, fail_fast=False, max_concurrency=draw(st.integers(0, 3)))
+    return dag, false_when, failing, draw(st.data())
+
+
+def expected_statuses(dag: Workflow, false_when: set[str], failing: set[str]) -> dict[str, str]:
+    """What each step ends as, by the rules in docs/workflows.md, walking the graph in order."""
+    status: dict[str, str] = {}
+    below_failure: set[str] = set()
+    for step_id in dag.order:
+        read_skipped = any(status[other] == "skipped" for other in dag.reads[step_id])
+        blocked = read_skipped and not dag.steps_by_id[step_id].accept_skipped
+        if any(dependency in below_failure for dependency in dag.dependencies[step_id]):
+            status[step_id] = "skipped"
+            below_failure.add(step_id)
+        elif blocked or step_id in false_when:
+            status[step_id] = "skipped"
+        elif step_id in failing:
+            status[step_id] = "failed"
+            below_failure.add(step_id)
+        else:
+            status[step_id] = "succeeded"
+    return status
+
+
+@given(conditional_runs())
+def test_any_settling_order_skips_exactly_what_reads_a_skip_or_follows_a_failure(
+    run: tuple[Workflow, set[str], set[str], Any],
+) -> None:
+    """Whatever the settling order, a step runs once, after its dependencies, iff its `when`
+    held and nothing it reads was skipped (unless it accepts that) or failed upstream."""
+    dag, false_when, failing, data = run
+    state = RunState.begin(dag, {})
+    started: list[str] = []
+    while True:
+        for step_id in start_all(state):
+            assert all(dependency in state.results for dependency in dag.dependencies[step_id])
+            started.append(step_id)
+        if not state.running:
+            break
+        settled = data.draw(st.sampled_from(sorted(state.running)))
+        # A step whose `when` is false settles as skipped before its agent runs.
+        outcome = SKIPPED if settled in false_when else BROKE if settled in failing else OK
+        state.settle(settled, outcome)
+    expected = expected_statuses(dag, false_when, failing)
+    assert len(started) == len(set(started))
+    assert {step_id: str(result.status) for step_id, result in state.results.items()} == expected
+    assert set(state.outputs) == {
+        step_id for step_id, status in expected.items() if status == "succeeded"
+    }
+    assert state.all_settled

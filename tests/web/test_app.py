@@ -184,6 +184,7 @@ async def test_execution_detail_reports_timing_output_and_every_step(
             "duration": detail["steps"]["greet"]["duration"],
             "output": {"hello": "Ada"},
             "error": None,
+            "reason": None,
         }
     }
     assert detail["last_seq"] >= 5
@@ -1353,3 +1354,50 @@ async def test_problem_bodies_never_echo_a_secret(runtime: Runtime) -> None:
             assert document["instance"] == "/executions/***"
     finally:
         set_default_redactor(previous)
+
+
+# -- conditions ------------------------------------------------------------------------------
+
+ROUTED = {
+    "schema_version": "1.1",
+    "name": "routed",
+    "steps": [
+        {"id": "classify", "agent": "echo", "input": {"label": "billing"}},
+        {
+            "id": "technical",
+            "agent": "echo",
+            "depends_on": ["classify"],
+            "when": "steps.classify.output.label == 'technical'",
+        },
+        {
+            "id": "answer",
+            "agent": "echo",
+            "depends_on": ["technical"],
+            "input": "${steps.technical.output}",
+        },
+    ],
+}
+
+
+async def test_a_skip_carries_its_reason_in_the_document_and_on_the_socket(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id} gives each skipped step its reason; the socket's events carry it."""
+    execution_id = await start(client, ROUTED)
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["status"] == "succeeded"
+    steps = detail["steps"]
+    assert steps["technical"]["status"] == "skipped"
+    assert steps["technical"]["reason"] == (
+        "when was false: steps.classify.output.label == 'technical'"
+    )
+    assert steps["answer"]["reason"] == "a step it reads was skipped: technical"
+    assert steps["classify"]["reason"] is None
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        events, _ = await receive_all(socket)
+    skipped = {e["step_id"]: e["data"] for e in events if e["type"] == "step.skipped"}
+    assert skipped == {
+        "technical": {"reason": steps["technical"]["reason"]},
+        "answer": {"reason": steps["answer"]["reason"]},
+    }

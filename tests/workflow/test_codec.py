@@ -434,6 +434,16 @@ INPUT_NAMES = st.lists(
 STRATEGIES: tuple[Strategy, ...] = ("dag", "sequential", "parallel")
 
 
+def conditions(steps: list[str], inputs: list[str]) -> st.SearchStrategy[str]:
+    """`when` expressions reading some of these steps and inputs, combined with &&, || and !."""
+    # JMESPath writes a name holding '-' as a quoted identifier.
+    reads = [f"steps.{json.dumps(step)}.output.label == 'x'" for step in steps]
+    reads += [f"length(inputs.{name}) > `2`" for name in inputs] + ["!inputs"]
+    return st.lists(st.sampled_from(reads), min_size=1, max_size=3).flatmap(
+        lambda parts: st.sampled_from([" && ", " || "]).map(lambda joint: joint.join(parts))
+    )
+
+
 @st.composite
 def workflows(draw: st.DrawFn) -> Workflow:
     """Valid workflows: acyclic dependencies on earlier steps, references only where allowed."""
@@ -455,6 +465,8 @@ def workflows(draw: st.DrawFn) -> Workflow:
                 depends_on=depends_on,
                 policy=draw(POLICIES),
                 on_error=draw(st.sampled_from(["fail", "continue"])),
+                when=draw(st.none() | conditions(readable, names)),
+                accept_skipped=draw(st.booleans()),
             )
         )
     output = draw(st.none() | st.builds(ReferenceSlot, st.integers(0, 99)))

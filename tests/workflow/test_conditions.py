@@ -116,12 +116,13 @@ def test_local_roots_are_read_from_the_local_values() -> None:
         ("  ", "must be a JMESPath expression, not an empty string"),
         (
             "length(x) > 3",
-            "'length(x) > 3' is not a valid expression: invalid token: Parse error at column 12,"
+            "'length(x) > 3' is not a valid expression: Parse error at column 12,"
             ' token "3" (NUMBER) (numbers are JSON literals in backticks: `3`)',
         ),
         (
             "foo(",
-            "'foo(' is not a valid expression: Invalid jmespath expression: Incomplete expression",
+            "'foo(' is not a valid expression: Invalid jmespath expression: Incomplete expression"
+            " at column 4",
         ),
         ("nofunc(inputs.a)", "'nofunc(inputs.a)' calls unknown function nofunc()"),
         (

@@ -178,7 +178,6 @@ def test_every_malformed_reference_is_reported_and_good_ones_still_found() -> No
             "${steps.empty.output.x}",
             "${steps.empty.output.x}: steps.empty.output is null, not an object",
         ),
-        ("${steps.later.output}", "${steps.later.output}: step 'later' has no output"),
         ("see ${inputs.missing}", "${inputs.missing}: inputs has no key 'missing'"),
     ],
 )
@@ -190,6 +189,16 @@ def test_resolution_errors_name_the_reference_and_the_gap(template: str, message
     assert caught.value.reference in template
     assert isinstance(caught.value, WorkflowError)
     assert isinstance(caught.value, LookupError)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["${steps.later.output}", "${steps.later.output.text}", "${steps.later.output.items[3].x}"],
+)
+def test_a_step_without_an_output_reads_as_null_whatever_the_path(template: str) -> None:
+    """A skipped step has no output: a reference to it, or into it, renders null."""
+    assert render(template) is None
+    assert render(f"got {template}") == "got null"
 
 
 def test_templates_are_equal_by_their_source() -> None:

@@ -110,7 +110,7 @@ def test_a_loop_built_in_python_equals_the_loaded_one() -> None:
         (
             {"until": "output.n >", "max_iterations": 2},
             "$.steps[1].repeat.until: 'output.n >' is not a valid expression: Invalid jmespath"
-            " expression: Incomplete expression",
+            " expression: Incomplete expression at column 10",
         ),
         (
             {"until": "previous.n > `1`", "max_iterations": 2},
