@@ -24,7 +24,9 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
     │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
-    │   └── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
+    │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
+    │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
+    │   └── MapItemFailedError           an item of a map failed for good, failing its map step
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
@@ -168,6 +170,14 @@ class ExecutionTimeoutError(ExecutionError, TimeoutError):
 
 class OutputNotSerialisableError(ExecutionError, TypeError):
     """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
+
+
+class MapItemsError(ExecutionError, TypeError):
+    """A map step's `for_each` yielded a value that is not an array, so there are no items."""
+
+
+class MapItemFailedError(ExecutionError):
+    """An item of a map step failed for good (`on_item_error` `fail`), so the map step fails."""
 
 
 class JournalError(Orchestr8Error):

@@ -42,6 +42,7 @@ from .._supervision._bus import EventBus
 from .._supervision._supervisor import Supervisor, open_supervisor
 from ._conclusion import Conclusion
 from ._emitter import Emitter
+from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
@@ -99,14 +100,16 @@ class ExecutionRun:
         self.state = state
         """The execution's live state: the engine, its step actors and its conclusion share it."""
         self.state.on_skipped = self._skipped
+        self.state.on_units_ready = self._dispatch_ready
         self._cancel_event = trio.Event()
         # Set on a cancel and when a timeout or a failure winds the run down: no step starts
         # another attempt or backoff from then on.
         self._stop_event = trio.Event()
         self._cancel_reason = ""
-        # Room for one report per step, the cancel request and the wake-ups: never blocks.
+        # Room for one report per step (and map item that may run at once), the cancel request
+        # and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Report](
-            len(workflow.steps) + 4
+            unit_capacity(workflow) + 4
         )
         self._supervisor: Supervisor | None = None
         self._dispatching = False

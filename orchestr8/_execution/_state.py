@@ -28,6 +28,7 @@ from ._results import StepResult
 
 if TYPE_CHECKING:
     from .._supervision._actor import ActorRef
+    from ._map import MapItem, MapRun
 
 
 class Ending(enum.Enum):
@@ -49,11 +50,16 @@ class StepSlot:
 
     ref: ActorRef = attrs.field(init=False)
     """Set once the actor is spawned (the actor itself is built with this slot)."""
-    step: Step | None = None
+    step: Step | MapItem | None = None
+    """The step or map item it runs, or None when idle."""
 
 
 def _ignore_skip(step_id: str, failed: str) -> None:
     """The default for `RunState.on_skipped`: nobody is told."""
+
+
+def _ignore_units() -> None:
+    """The default for `RunState.on_units_ready`: nobody is told."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -86,6 +92,16 @@ class RunState:
     on_skipped: Callable[[str, str], None] = _ignore_skip
     """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
     journals it."""
+    maps: dict[str, MapRun] = attrs.field(factory=dict)
+    """The map steps that started their items, by step id (`_map`)."""
+    items_ready: deque[MapItem] = attrs.field(factory=deque)
+    """Map items queued to start; they start before ready steps, so started maps finish."""
+    coordinating: int = 0
+    """Map steps waiting for their items: they hold a step actor but no concurrency slot."""
+    completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
+    """The item outputs a resume reuses, by map step id and item index."""
+    on_units_ready: Callable[[], None] = _ignore_units
+    """Called when a map queued its first items: the engine starts them."""
 
     @classmethod
     def begin(
@@ -96,8 +112,12 @@ class RunState:
         completed: Mapping[str, Any] | None = None,
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
+        completed_items: Mapping[str, Mapping[int, Any]] | None = None,
     ) -> RunState:
-        """The state of a run about to start; `completed` holds the outputs a resume reuses."""
+        """The state of a run about to start; `completed` holds the outputs a resume reuses.
+
+        `completed_items` holds the outputs of map items a resume reuses, by map step and index.
+        """
         outputs = dict(completed or {})
         results = {
             step_id: StepResult(StepStatus.SUCCEEDED, output=output)
@@ -122,6 +142,7 @@ class RunState:
             waiting=waiting,
             ready=deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0),
             limit=workflow.max_concurrency or math.inf,
+            completed_items=dict(completed_items or {}),
         )
 
     @property
@@ -135,7 +156,11 @@ class RunState:
         A success (or a failure its step continues past) brings each dependent one step closer
         to ready; a failure for good skips every step that depends on it and, under
         `fail_fast`, ends the run (unless it is already ending). The step's actor becomes idle.
+        A map item's outcome goes to its map (`settle_item`) and makes no step ready.
         """
+        if self.maps and step_id[-1] == "]":
+            self.settle_item(step_id, result)
+            return []
         slot = self.running.pop(step_id, None)
         if slot is not None:
             self.idle.append(slot)
@@ -179,13 +204,20 @@ class RunState:
             stack.extend(self.workflow.dependents[step_id])
         return skipped
 
-    def next_step(self) -> Step | None:
-        """Take the next ready step if it may start now (concurrency allows, the run goes on).
+    def next_step(self) -> Step | MapItem | None:
+        """Take the next map item or ready step if it may start now (concurrency allows, the
+        run goes on); items of started maps come first.
 
         The caller starts it at once with `start`.
         """
-        if self.ready and len(self.running) < self.limit and self.ending is Ending.COMPLETED:
-            return self.workflow.steps_by_id[self.ready.popleft()]
+        if (
+            len(self.running) - self.coordinating < self.limit
+            and self.ending is Ending.COMPLETED
+        ):
+            if self.items_ready:
+                return self.items_ready.popleft()
+            if self.ready:
+                return self.workflow.steps_by_id[self.ready.popleft()]
         return None
 
     def take_idle(self) -> StepSlot | None:
@@ -200,7 +232,7 @@ class RunState:
         """Keep the error a step failed with for good, for the execution's span and result."""
         self.failures[step_id] = error
 
-    def start(self, step: Step, slot: StepSlot) -> None:
+    def start(self, step: Step | MapItem, slot: StepSlot) -> None:
         """Record that `slot`'s step actor runs `step` from now on."""
         slot.step = step
         self.running[step.id] = slot
@@ -218,6 +250,12 @@ class RunState:
 
         Its slot gets no step, so the actor's late report settles nothing.
         """
+        if self.maps and step_id[-1] == "]":
+            slot = self.running[step_id]
+            self.settle_item(step_id, StepResult(StepStatus.CANCELLED, attempts=attempts))
+            self.idle.remove(slot)
+            slot.step = None
+            return slot
         slot = self.running.pop(step_id)
         slot.step = None
         self.results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
@@ -250,3 +288,31 @@ class RunState:
                 continue
             closed.append((step_id, status))
         return closed
+
+    def start_map(self, run: MapRun) -> None:
+        """Register a map step whose items start now: queue the first ones and have them started.
+
+        Its coordinator keeps its step actor until the map ends (`end_map`), outside the
+        concurrency limit, which counts the items instead.
+        """
+        self.maps[run.step.id] = run
+        self.coordinating += 1
+        run.refill(self.items_ready)
+        if self.items_ready:
+            self.on_units_ready()
+
+    def settle_item(self, unit_id: str, result: StepResult) -> None:
+        """Record how one map item ended; its map queues the items that may start now."""
+        slot = self.running.pop(unit_id, None)
+        if slot is not None:
+            self.idle.append(slot)
+        step_id, _, index = unit_id[:-1].rpartition("[")
+        self.maps[step_id].settle(int(index), result, self.items_ready)
+
+    def stop_map(self, run: MapRun) -> None:
+        """Start no more items of `run` (the run winds down); its queued items never start."""
+        run.stop(self.items_ready)
+
+    def end_map(self, run: MapRun) -> None:
+        """The coordinator of `run` concluded (or was cancelled): it counts as a running step again."""
+        self.coordinating -= 1

@@ -36,6 +36,7 @@ from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
 from ._emitter import Emitter
+from ._map import MapCoordinator, MapItem
 from ._results import StepResult
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
@@ -77,17 +78,25 @@ class StepRunner:
         self._random = random_source
         self._sync_limiter = sync_limiter
         self.listeners: dict[str, StepListener] = {}
-        """The attempt counters of the steps that started, by step id."""
+        """The attempt counters of the steps (and running map items) that started, by id."""
+        self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
 
-    async def run(self, step: Step) -> StepResult:
-        """Run one step to its end under its policy, journaling every attempt; never raises errors.
+    async def run(self, unit: Step | MapItem) -> StepResult:
+        """Run one step or map item to its end under its policy, journaling every attempt;
+        never raises errors. A map step (`for_each`) coordinates its items (`_map`).
 
         A step whose execution stopped before it began never starts, and one stopped between
         attempts starts no more of them: either is `cancelled`.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
-        emitter, step_id, agent_id = self._emitter, step.id, step.agent.id
+        if isinstance(unit, MapItem):
+            step, step_id, local_values = unit.step, unit.id, unit.local_values
+        elif unit.for_each is not None:
+            return await self._maps.run(unit)
+        else:
+            step, step_id, local_values = unit, unit.id, None
+        emitter, agent_id = self._emitter, step.agent.id
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
         )
@@ -98,13 +107,15 @@ class StepRunner:
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
         try:
-            rendered_input = step.input.render(self._state.inputs, self._state.outputs)
+            rendered_input = step.input.render(
+                self._state.inputs, self._state.outputs, local_values
+            )
             # Built once at admission and reused; built here only for a step admission could
             # not build for (its config takes `${secrets.NAME}` values known only now).
-            agent = self._agents.get(step_id)
+            agent = self._agents.get(step.id)
             if agent is None:
                 agent = self._registry.create(agent_id, step.agent.config)
-            policy = self.workflow.policy_for(step_id)
+            policy = self.workflow.policy_for(step.id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy
             )
@@ -160,6 +171,9 @@ class StepRunner:
         finally:
             current_step.set(None)
             reset_log_context(log_token)
+            if local_values is not None:
+                # A map's items are many: only the running ones keep their counters.
+                del self.listeners[step_id]
         if listener.silenced:
             # The engine gave up on this step and the execution ended without it.
             return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
@@ -168,7 +182,7 @@ class StepRunner:
                 _logger.info("step %s stopped: %s", step_id, failure)
                 self._metrics(step, StepStatus.CANCELLED, started)
                 return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
-            return await self._failed(step, listener, failure, started)
+            return await self._failed(step, step_id, listener, failure, started)
         await emitter.emit(
             EventType.STEP_SUCCEEDED,
             step_id=step_id,
@@ -179,24 +193,25 @@ class StepRunner:
         return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
 
     async def _failed(
-        self, step: Step, listener: StepListener, error: Exception, started: float
+        self, step: Step, step_id: str, listener: StepListener, error: Exception, started: float
     ) -> StepResult:
-        """Journal and log a step that failed for good, and return its result."""
+        """Journal and log a step (or map item) that failed for good, and return its result."""
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
-        if step.on_error == "fail":
+        if step.on_error == "fail" and step_id is step.id:
+            # A map item's failure is its map's to record (`_map`).
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
-            step_id=step.id,
+            step_id=step_id,
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
-        with log_context(step_id=step.id, agent_id=step.agent.id):
+        with log_context(step_id=step_id, agent_id=step.agent.id):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
-                step.id,
+                step_id,
                 listener.attempts,
                 result.error["type"] if result.error else "",
                 result.error["message"] if result.error else "",
@@ -210,7 +225,9 @@ class StepRunner:
         )
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
-        if self.listeners[context.step_id].silenced:
+        listener = self.listeners.get(context.step_id)
+        if listener is None or listener.silenced:
+            # Silenced, or a map item that ended (an agent's late report): not recorded.
             return
         self._state.add_usage(context.step_id, counts)
         self._emitter.emit_nowait(
@@ -221,7 +238,8 @@ class StepRunner:
         )
 
     def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
-        if self.listeners[context.step_id].silenced:
+        listener = self.listeners.get(context.step_id)
+        if listener is None or listener.silenced:
             return
         self._emitter.emit_nowait(
             EventType.STEP_PROGRESS,
@@ -260,9 +278,9 @@ class StepActor(Actor):
         self._execution = execution
         self._slot = slot
 
-    async def receive(self, message: Step) -> None:
+    async def receive(self, message: Step | MapItem) -> None:
         """Run the step, then each step its report gives back to this actor, a turn's worth."""
-        step: Step | None = message
+        step: Step | MapItem | None = message
         for _ in range(STEPS_PER_TURN):
             assert step is not None
             result: StepResult | None = None

@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
+    MAP_STARTED = "map.started"
 
     @property
     def is_terminal(self) -> bool:
