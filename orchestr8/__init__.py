@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._errors import ExecutionNotFoundError as ExecutionNotFoundError
     from ._errors import ExecutionStateError as ExecutionStateError
     from ._errors import ExecutionTimeoutError as ExecutionTimeoutError
+    from ._errors import ExpressionError as ExpressionError
     from ._errors import IdempotencyKeyReusedError as IdempotencyKeyReusedError
     from ._errors import InputValidationError as InputValidationError
     from ._errors import InsecureBindError as InsecureBindError

@@ -14,7 +14,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── WorkflowError                    workflow documents
     │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
     │   ├── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
-    │   └── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
+    │   ├── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
+    │   └── ExpressionError              (ValueError) an expression failed while it was evaluated
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
     │   ├── AgentConfigurationError      (ValueError) an agent's config is unusable
@@ -126,6 +127,10 @@ class ReferenceResolutionError(WorkflowError, LookupError):
     def __init__(self, message: str, *, reference: str = "") -> None:
         super().__init__(message)
         self.reference = reference
+
+
+class ExpressionError(WorkflowError, ValueError):
+    """An expression (`when`, `for_each`, `until`) failed at run time; its step fails with this."""
 
 
 class AgentError(Orchestr8Error):

@@ -128,7 +128,7 @@ class Greeter(orchestr8.Agent):
 
 HELLO_WORKFLOW = """\
 {
-  "schema_version": "1.0",
+  "schema_version": "1.1",
   "name": "hello",
   "description": "Greet someone with the project's Greeter agent.",
   "inputs": {

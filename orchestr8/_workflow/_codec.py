@@ -35,7 +35,7 @@ from .._json import (
 from ._config_secrets import config_references
 from ._converter import converter
 from ._document import (
-    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
     Workflow,
     workflow_schema,
@@ -203,10 +203,9 @@ def _parse(
     if problems:
         return None, tuple(sort_problems(problems))
     version = document.get("schema_version") if isinstance(document, Mapping) else None
-    if isinstance(version, str) and version != SCHEMA_VERSION:
-        message = (
-            f"unsupported schema version '{version}' (this orchestr8 reads '{SCHEMA_VERSION}')"
-        )
+    if isinstance(version, str) and version not in SCHEMA_VERSIONS:
+        readable = "' or '".join(SCHEMA_VERSIONS)
+        message = f"unsupported schema version '{version}' (this orchestr8 reads '{readable}')"
         return None, (Problem("$.schema_version", message),)
     problems += schema_problems(_validator().iter_errors(document), pattern_names=_PATTERN_NAMES)
     if problems:

@@ -34,8 +34,12 @@ from ._policy_spec import (
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
 
-#: The schema version this orchestr8 reads and writes.
-SCHEMA_VERSION: Final = "1.0"
+#: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
+SCHEMA_VERSION: Final = "1.1"
+
+#: Every schema version this orchestr8 reads. "1.1" added expressions and the fields built on
+#: them (conditions, maps, loops, sub-workflows); a "1.0" document is read exactly as before.
+SCHEMA_VERSIONS: Final = ("1.0", "1.1")
 
 #: What a step id looks like: it appears in references (`${steps.ID.output}`) and in events.
 #: It ends with `(?![\s\S])`, "nothing follows", not `$`: Python's `$` (jsonschema's and `re`'s)
@@ -157,9 +161,12 @@ class Workflow:
     `policy_for(step_id)`; all of it is computed once, at construction.
     """
 
-    schema_version: Literal["1.0"] = attrs.field(
+    schema_version: Literal["1.0", "1.1"] = attrs.field(
         default=SCHEMA_VERSION,
-        metadata=_meta('The workflow schema version; this orchestr8 reads "1.0".', required=True),
+        metadata=_meta(
+            'The workflow schema version: "1.1" (conditions, maps, loops, sub-workflows) or "1.0".',
+            required=True,
+        ),
     )
     name: str = attrs.field(
         metadata=_meta("The name shown in logs, events and listings.", {"minLength": 1}),
@@ -294,7 +301,7 @@ def _schema_text() -> str:
     schema = schema_for_class(
         Workflow,
         title="orchestr8 workflow",
-        schema_id="urn:orchestr8:schema:workflow:1.0",
+        schema_id="urn:orchestr8:schema:workflow:1.1",
         absent=(Inherit,),
     )
     # Editors find a document's schema through `$schema`; it is allowed and then ignored.

@@ -40,7 +40,12 @@ class _Constant:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
         return self.value
 
 
@@ -52,8 +57,13 @@ class _WholeReference:
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
-        return self.reference.resolve(inputs, step_outputs)
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self.reference.resolve(inputs, step_outputs, local_values)
 
 
 class _Interpolation:
@@ -64,13 +74,18 @@ class _Interpolation:
     def __init__(self, parts: tuple[str | Reference, ...]) -> None:
         self.parts = parts
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> str:
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> str:
         pieces: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
                 pieces.append(part)
                 continue
-            value = part.resolve(inputs, step_outputs)
+            value = part.resolve(inputs, step_outputs, local_values)
             pieces.append(value if isinstance(value, str) else _as_text(value))
         return "".join(pieces)
 
@@ -83,8 +98,13 @@ class _Object:
     def __init__(self, items: tuple[tuple[str, _Node], ...]) -> None:
         self.items = items
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
-        return {key: node.render(inputs, step_outputs) for key, node in self.items}
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return {key: node.render(inputs, step_outputs, local_values) for key, node in self.items}
 
 
 class _Array:
@@ -95,8 +115,13 @@ class _Array:
     def __init__(self, nodes: tuple[_Node, ...]) -> None:
         self.nodes = nodes
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
-        return [node.render(inputs, step_outputs) for node in self.nodes]
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return [node.render(inputs, step_outputs, local_values) for node in self.nodes]
 
 
 _Node = _Constant | _WholeReference | _Interpolation | _Object | _Array
@@ -150,14 +175,22 @@ class Template:
         """Every reference in the template, in document order."""
         return tuple(reference for _, reference in self.located_references)
 
-    def render(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
         """Build the concrete value from the inputs and the outputs of finished steps, by step id.
+
+        `local_values` holds the local roots of this run of the step (`item` and `index` for a
+        map item, `previous` and `iteration` for a loop iteration).
 
         Raises:
             ReferenceResolutionError: a reference points at a missing key, an index out of range,
                 or into a value that is not a container.
         """
-        return self._node.render(inputs, step_outputs)
+        return self._node.render(inputs, step_outputs, local_values)
 
     @property
     def secret_names(self) -> frozenset[str]:

@@ -17,8 +17,18 @@ import attrs
 
 from .._errors import Problem
 from ._inputs_schema import KnownNames, declared_names, inputs_schema_problems
-from ._references import Reference
+from ._references import LOCAL_SOURCES, Reference
 from ._schema_problems import did_you_mean
+
+#: Where each local root is defined, for the message when a reference reads it elsewhere.
+LOCAL_ROOT_HOMES: Mapping[str, str] = types.MappingProxyType(
+    {
+        "item": "'item' is only defined in the input of a step with for_each",
+        "index": "'index' is only defined in the input of a step with for_each",
+        "previous": "'previous' is only defined in the input of a step with repeat",
+        "iteration": "'iteration' is only defined in the input of a step with repeat",
+    }
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -26,13 +36,16 @@ class StepOutline:
     """What the graph checks need from one step, gathered even from a document with other errors.
 
     `step_id` is None, and `depends_on` entries are None, where the document holds no usable id;
-    `references` pair each reference with the JSON path of the string holding it.
+    `references` pair each reference with the JSON path of the string holding it;
+    `local_names` are the local roots (`item`, `index`, `previous`, `iteration`) its references
+    may read, which its own fields define (`for_each`, `repeat`).
     """
 
     index: int
     step_id: str | None
     depends_on: tuple[str | None, ...] = ()
     references: tuple[tuple[str, Reference], ...] = ()
+    local_names: frozenset[str] = frozenset()
 
 
 @attrs.frozen(kw_only=True)
@@ -86,7 +99,13 @@ def analyse_graph(
         for path, reference in outline.references:
             problems.extend(
                 _reference_problems(
-                    path, reference, outline.step_id, ancestors, known_input, dependencies
+                    path,
+                    reference,
+                    outline.step_id,
+                    ancestors,
+                    known_input,
+                    dependencies,
+                    outline.local_names,
                 )
             )
     for path, reference in output_references:
@@ -196,11 +215,16 @@ def _reference_problems(
     ancestors: Callable[[str], frozenset[str] | None],
     known_input: KnownNames | None,
     step_ids: Iterable[str],
+    local_names: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Check one reference: a declared input, or a known step that `step_id` depends on."""
+    """Check one reference: a declared input, a known step that `step_id` depends on, or a local."""
     text = reference.text
     if reference.source == "secrets":
         return []
+    if reference.source in LOCAL_SOURCES:
+        if reference.source in local_names:
+            return []
+        return [Problem(path, f"{text}: {LOCAL_ROOT_HOMES[reference.source]}")]
     if reference.step_id is None:
         name = reference.input_name
         if name is None or known_input is None or known_input(name):

@@ -1,7 +1,9 @@
 """One `${...}` reference: its syntax, parsed into a source and a path, and its resolution.
 
 A reference reads the execution inputs (`${inputs.topic}`), another step's output
-(`${steps.search.output.items[0].url}`) or a secret (`${secrets.NAME}`). After the root come
+(`${steps.search.output.items[0].url}`), a secret (`${secrets.NAME}`) or a value local to one run of
+a step: the map item and its position (`${item.url}`, `${index}`) or a loop's previous output and
+iteration number (`${previous.draft}`, `${iteration}`). After the root come
 `.key`, `[index]`, `["key"]` or `['key']` segments, with blanks allowed around brackets and
 before the closing brace. Resolving walks the path through JSON values and names the first gap
 (`steps.search.output.items is an object, not an array`). Templates that hold references are in
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import attrs
 
@@ -23,6 +25,7 @@ from .._json import PathSegment, append_path
 _INPUTS_ROOT = re.compile(r"inputs\b(?!-)")
 _STEPS_ROOT = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_-]*)\.output\b(?!-)")
 _SECRETS_ROOT = re.compile(r"secrets\b(?!-)")
+_LOCAL_ROOT = re.compile(r"(item|index|previous|iteration)\b(?!-)")
 _SECRET_NAME = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 _DOTTED_KEY = re.compile(r"\.([A-Za-z0-9_-]+)")
 _INDEX = re.compile(r"\[\s*(0|[1-9][0-9]*)\s*\]")
@@ -51,16 +54,24 @@ def json_type_name(value: object) -> str:
     return f"a {type(value).__name__} (not JSON)"
 
 
+Source = Literal["inputs", "steps", "secrets", "item", "index", "previous", "iteration"]
+"""Where a reference's value comes from: its root."""
+
+#: The roots whose values exist only within one run of a step (a map item, a loop iteration).
+LOCAL_SOURCES: frozenset[str] = frozenset({"item", "index", "previous", "iteration"})
+
+
 @attrs.frozen
 class Reference:
     """One parsed `${...}` reference: where its value comes from and the path into that value.
 
     `source` is `inputs` (then `path[0]` is the input name), `steps` (then `step_id` names the
-    step and `path` goes into its output) or `secrets` (then `path` is just the secret's name);
-    `text` is the reference as written, for messages.
+    step and `path` goes into its output), `secrets` (then `path` is just the secret's name) or
+    one of `LOCAL_SOURCES` (then `path` goes into that local value); `text` is the reference as
+    written, for messages.
     """
 
-    source: Literal["inputs", "steps", "secrets"]
+    source: Source
     step_id: str | None
     path: tuple[PathSegment, ...]
     text: str
@@ -77,14 +88,27 @@ class Reference:
         """The secret this reference names (`${secrets.NAME}`), or None for other references."""
         return str(self.path[0]) if self.source == "secrets" else None
 
-    def resolve(self, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]) -> Any:
-        """Return the referenced JSON value, or raise `ReferenceResolutionError` naming the gap."""
+    def resolve(
+        self,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Return the referenced JSON value, or raise `ReferenceResolutionError` naming the gap.
+
+        `local_values` holds the values of the local roots (`item`, `index`, `previous`,
+        `iteration`) for the run of the step being rendered.
+        """
         if self.step_id is not None:
             if self.step_id not in step_outputs:
                 self._fail(f"step '{self.step_id}' has no output")
             value: Any = step_outputs[self.step_id]
         elif self.source == "inputs":
             value = inputs
+        elif self.source in LOCAL_SOURCES:
+            if local_values is None or self.source not in local_values:
+                self._fail(f"'{self.source}' has no value here")
+            value = local_values[self.source]
         else:
             self._fail("secrets are bound before an execution runs; this one was not supplied")
         for position, segment in enumerate(self.path):
@@ -110,7 +134,7 @@ class Reference:
 
     def _describe(self, length: int) -> str:
         """Spell the first `length` segments of the path, e.g. `steps.search.output.items`."""
-        text = "inputs" if self.step_id is None else f"steps.{self.step_id}.output"
+        text = f"steps.{self.step_id}.output" if self.step_id is not None else self.source
         for segment in self.path[:length]:
             text = append_path(text, segment)
         return text
@@ -132,8 +156,9 @@ def parse_reference(text: str, start: int = 0) -> tuple[Reference, int]:
     while text[position].isspace():
         position += 1
     step_id: str | None = None
+    source: Source
     if root := _INPUTS_ROOT.match(text, position):
-        source: Literal["inputs", "steps", "secrets"] = "inputs"
+        source = "inputs"
     elif root := _STEPS_ROOT.match(text, position):
         source, step_id = "steps", root.group(1)
     elif root := _SECRETS_ROOT.match(text, position):
@@ -144,10 +169,12 @@ def parse_reference(text: str, start: int = 0) -> tuple[Reference, int]:
                 "letter or '_' then letters, digits or '_', with nothing after it"
             )
         return Reference("secrets", None, (named.group(1),), text[start : named.end()]), named.end()
+    elif root := _LOCAL_ROOT.match(text, position):
+        source = cast(Source, root.group(1))  # one of the four names `_LOCAL_ROOT` matches
     else:
         raise ValueError(
-            f"invalid reference {shown}: it must start with 'inputs', 'steps.STEP_ID.output'"
-            " or 'secrets'"
+            f"invalid reference {shown}: it must start with 'inputs', 'steps.STEP_ID.output',"
+            " 'secrets', 'item', 'index', 'previous' or 'iteration'"
         )
     position = root.end()
     path: list[PathSegment] = []

@@ -62,7 +62,7 @@ def test_python_construction_converts_agent_input_and_lists() -> None:
 def test_defaults_match_the_design() -> None:
     """A minimal workflow has the documented defaults."""
     minimal = workflow(step("a"))
-    assert minimal.schema_version == "1.0"
+    assert minimal.schema_version == "1.1"
     assert (minimal.strategy, minimal.max_concurrency, minimal.fail_fast) == ("dag", 0, True)
     assert minimal.inputs == {"type": "object"}
     assert minimal.timeout is None

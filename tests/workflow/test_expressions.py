@@ -112,7 +112,10 @@ def test_references_are_listed_in_document_order_with_their_locations() -> None:
     assert [ref.input_name for ref in template.references] == ["topic", None, "count"]
 
 
-ROOT = "it must start with 'inputs', 'steps.STEP_ID.output' or 'secrets'"
+ROOT = (
+    "it must start with 'inputs', 'steps.STEP_ID.output', 'secrets', 'item', 'index',"
+    " 'previous' or 'iteration'"
+)
 AFTER = "expected '.key', '[index]', '[\"key\"]' or '}' after"
 
 
@@ -216,10 +219,13 @@ def test_rendering_walks_the_compiled_nodes_and_resolves_each_reference_once(
     resolve = Reference.resolve
 
     def resolve_and_record(
-        reference: Reference, inputs: Mapping[str, Any], step_outputs: Mapping[str, Any]
+        reference: Reference,
+        inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        local_values: Mapping[str, Any] | None = None,
     ) -> Any:
         resolved.append(reference.text)
-        return resolve(reference, inputs, step_outputs)
+        return resolve(reference, inputs, step_outputs, local_values)
 
     monkeypatch.setattr(Reference, "resolve", resolve_and_record)
     for _ in range(3):
