@@ -34,6 +34,7 @@ from .._json import (
 )
 from ._config_secrets import config_references
 from ._converter import converter
+from ._map_fields import raw_map_outline
 from ._document import (
     SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
@@ -266,6 +267,7 @@ def _document_checks(
             continue
         step_id = step.get("id")
         depends_on = step.get("depends_on")
+        map_references, local_names = raw_map_outline(step, index, problems)
         outlines.append(
             StepOutline(
                 index=index,
@@ -274,7 +276,9 @@ def _document_checks(
                     need if isinstance(need, str) else None
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
-                references=_references(step.get("input"), f"$.steps[{index}].input", problems),
+                references=_references(step.get("input"), f"$.steps[{index}].input", problems)
+                + map_references,
+                local_names=local_names,
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)

@@ -18,8 +18,10 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._json import LARGEST_NUMBER, has_lone_surrogate
+from ._conditions import Expression
 from ._document import AgentSpec, Step, Workflow
 from ._expressions import Template, compile_template
+from ._map_fields import to_optional_expression
 from ._policy_spec import Inherit, PolicySpec
 from ._references import json_type_name
 from ._schema_problems import show_value
@@ -110,6 +112,8 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
     converter.register_structure_hook(Template, lambda value, _: compile_template(value))
     converter.register_unstructure_hook(Template, lambda template: template.source)
+    converter.register_structure_hook(Expression, lambda value, _: to_optional_expression(value))
+    converter.register_unstructure_hook(Expression, lambda expression: expression.text)
     structure_agent = make_dict_structure_fn(AgentSpec, converter)
     unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
     converter.register_structure_hook(

@@ -20,7 +20,9 @@ import attrs
 from .._errors import Problem, WorkflowValidationError
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
+from ._conditions import Expression
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
+from ._map_fields import map_fields, to_optional_expression
 from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
@@ -131,6 +133,31 @@ class Step:
         default="fail",
         metadata=_meta("fail: the failure fails the execution; continue: output null, go on."),
     )
+    for_each: Expression | None = attrs.field(
+        default=None,
+        converter=to_optional_expression,
+        metadata=_meta(
+            "A map (schema 1.1): a JMESPath expression over inputs and steps.ID.output yielding"
+            " an array; the agent runs once per item, with ${item} and ${index} in its input,"
+            " and the step's output is the array of item outputs in order.",
+            json_type=Annotated[str, ("minLength", 1)],
+        ),
+    )
+    on_item_error: OnError = attrs.field(
+        default="fail",
+        metadata=_meta(
+            "For a map: fail: an item failing for good fails the step (the other items are"
+            " cancelled under fail_fast); continue: the item's output is null, the rest go on."
+        ),
+    )
+    max_concurrency: int = attrs.field(
+        default=0,
+        metadata=_meta(
+            "For a map: items running at once at most; 0: the workflow's max_concurrency,"
+            " at most 100.",
+            {"minimum": 0},
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -233,6 +260,8 @@ class Workflow:
         ]
         for index, step in enumerate(self.steps):
             config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
+        steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
+        object.__setattr__(self, "steps", steps)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,
