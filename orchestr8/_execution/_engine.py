@@ -313,10 +313,15 @@ class ExecutionRun:
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
-            return {
+            data: dict[str, Any] = {
                 "reused_steps": sorted(self.state.outputs),
                 "correlation_id": self.correlation_id,
             }
+            if self.state.completed_items:
+                data["reused_items"] = {
+                    step_id: len(items) for step_id, items in self.state.completed_items.items()
+                }
+            return data
         return {
             "workflow": self.workflow.name,
             "inputs": dict(self.inputs),

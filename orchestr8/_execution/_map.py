@@ -35,12 +35,32 @@ from .._workflow._references import json_type_name
 from ._results import StepResult
 
 if TYPE_CHECKING:
+    from .._journal._replay import ExecutionState
     from ._emitter import Emitter
     from ._state import RunState
 
 #: How many items of a map run at once when neither the step nor the workflow sets a limit: a
 #: map of 100,000 items must not start 100,000 agent calls (or hold as many live units) at once.
 DEFAULT_MAP_CONCURRENCY: Final = 100
+
+
+def reusable_items(
+    state: ExecutionState, workflow: Workflow, completed: Mapping[str, Any]
+) -> dict[str, dict[int, Any]]:
+    """The item outputs a resume reuses: items that succeeded, of map steps that run again.
+
+    By map step id and item index; an item whose journaled output was redacted runs again.
+    """
+    reused: dict[str, dict[int, Any]] = {}
+    for unit_id, unit in state.steps.items():
+        parsed = parse_item_id(unit_id) if unit.reusable else None
+        if parsed is None:
+            continue
+        step_id, index = parsed
+        step = workflow.steps_by_id.get(step_id)
+        if step is not None and step.for_each is not None and step_id not in completed:
+            reused.setdefault(step_id, {})[index] = unit.output
+    return reused
 
 
 def item_id(step_id: str, index: int) -> str:

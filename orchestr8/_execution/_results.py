@@ -55,6 +55,8 @@ def replayed_result(execution_id: str, state: ExecutionState) -> ExecutionResult
             usage=step.usage,
         )
         for step_id, step in state.steps.items()
+        # A map's items (`ID[3]`) are in the journal and `inspect`; the result holds the steps.
+        if not step_id.endswith("]")
     }
     return ExecutionResult(
         execution_id, state.status, state.output, state.error, steps, usage=state.usage

@@ -25,6 +25,7 @@ from .._journal._replay import ExecutionState, replay
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
 from ._admission import WorkflowLike
+from ._map import reusable_items
 from ._secrets import redacted_inputs, redacted_literals, resupply_inputs
 
 # The runtime's logger: what a resume warns of is the runtime's to say.
@@ -48,6 +49,9 @@ class ResumePlan:
     """The outputs reused, by step id: every step that succeeded with its output intact."""
     redacted_outputs: tuple[str, ...]
     """The steps that succeeded but run again, as their journaled output was redacted."""
+    completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
+    """The item outputs reused, by map step id and index: every item of a map step that runs
+    again which succeeded with its output intact (`_map`)."""
 
     def warn(self) -> None:
         """Log what this resume cannot take from the journal as it was, naming where and why."""
@@ -107,4 +111,13 @@ def plan_resume(
         for step_id, step in state.steps.items()
         if step.output_redacted and step.status is StepStatus.SUCCEEDED
     )
-    return ResumePlan(execution_id, state, loaded, agents, inputs, completed, redacted_outputs)
+    return ResumePlan(
+        execution_id,
+        state,
+        loaded,
+        agents,
+        inputs,
+        completed,
+        redacted_outputs,
+        reusable_items(state, loaded, completed),
+    )

@@ -1,0 +1,427 @@
+"""Maps (`for_each`): one agent call per item, each item journaled as `ID[i]`, outputs in order.
+
+Everything with time runs on pytest-trio's `autojump_clock`, so virtual times are exact.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from orchestr8._agents._contract import AgentContext
+from orchestr8._errors import NonRetryableError, RetryableError
+from orchestr8._execution._map import (
+    DEFAULT_MAP_CONCURRENCY,
+    MapItem,
+    MapRun,
+    item_id,
+    map_concurrency,
+    parse_item_id,
+)
+from orchestr8._execution._results import ExecutionResult, StepResult
+from orchestr8._execution._runtime import open_runtime
+from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._replay import replay
+from orchestr8._workflow._codec import load_workflow
+
+NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
+ENDINGS = frozenset(
+    {
+        EventType.STEP_SUCCEEDED,
+        EventType.STEP_FAILED,
+        EventType.STEP_SKIPPED,
+        EventType.STEP_CANCELLED,
+    }
+)
+
+
+def workflow(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A schema 1.1 workflow with these steps, taking a `docs` array input."""
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "maps",
+        "inputs": {"type": "object", "properties": {"docs": {"type": "array"}}},
+        "defaults": {"policy": NO_RETRY},
+        "steps": list(steps),
+    }
+    document.update(options)
+    return document
+
+
+def mapped(step_id: str = "each", agent: Any = "echo", **extra: Any) -> dict[str, Any]:
+    """A map step over `inputs.docs` whose input is the item and its index."""
+    return {
+        "id": step_id,
+        "agent": agent,
+        "for_each": "inputs.docs",
+        "input": {"doc": "${item}", "at": "${index}"},
+        **extra,
+    }
+
+
+async def execute(
+    document: dict[str, Any], inputs: Mapping[str, Any], **runtime: Any
+) -> tuple[ExecutionResult, list[Event]]:
+    """Run one workflow in a fresh runtime; its result and journaled events."""
+    async with open_runtime(**runtime) as rt:
+        handle = await rt.start(document, inputs)
+        result = await handle.wait()
+        events = await rt.journal.events(handle.execution_id)
+    return result, events
+
+
+def of_type(events: Iterable[Event], type: str, step_id: str | None = None) -> list[Event]:
+    """The events of one type (and step or item), in seq order."""
+    return [e for e in events if e.type == type and (step_id is None or e.step_id == step_id)]
+
+
+def peak_items(events: Iterable[Event], step_id: str) -> int:
+    """The most items of `step_id` running at once, walking the journal in seq order."""
+    running: set[str] = set()
+    peak = 0
+    for event in events:
+        if event.step_id is None or not event.step_id.startswith(f"{step_id}["):
+            continue
+        if event.type == EventType.STEP_STARTED:
+            running.add(event.step_id)
+            peak = max(peak, len(running))
+        elif event.type in ENDINGS:
+            running.discard(event.step_id)
+    return peak
+
+
+async def sleepy(input: Any) -> Any:
+    """Sleep `input["doc"]` virtual seconds, then return it."""
+    await trio.sleep(input["doc"])
+    return input["doc"]
+
+
+async def picky(input: Any) -> Any:
+    """Fail for good on a document named `bad...`, echo every other one upper-cased."""
+    if str(input["doc"]).startswith("bad"):
+        raise NonRetryableError(f"cannot read {input['doc']}")
+    return str(input["doc"]).upper()
+
+
+# -- identifiers and the map's bookkeeping -----------------------------------------------------
+
+
+def test_item_ids_name_the_map_step_and_the_index() -> None:
+    """`ID[i]` round-trips; step ids and malformed ids are not item ids."""
+    assert item_id("summarise", 3) == "summarise[3]"
+    assert parse_item_id("summarise[3]") == ("summarise", 3)
+    assert parse_item_id("summarise") is None
+    assert parse_item_id("[3]") is None
+    assert parse_item_id("s[x]") is None
+
+
+def test_the_default_concurrency_of_a_map_is_the_workflows_capped() -> None:
+    """0 on the step: the workflow's limit up to `DEFAULT_MAP_CONCURRENCY`; a step's own wins."""
+    loaded = load_workflow(workflow(mapped(), mapped("own", max_concurrency=7)))
+    plain, own = loaded.steps
+    assert map_concurrency(plain, 0) == DEFAULT_MAP_CONCURRENCY
+    assert map_concurrency(plain, 3) == 3
+    assert map_concurrency(plain, 10_000) == DEFAULT_MAP_CONCURRENCY
+    assert map_concurrency(own, 3) == 7
+
+
+def test_a_map_of_100000_items_holds_only_its_limit_of_live_items() -> None:
+    """Items are built as slots free up: never more than `limit` are queued or running."""
+    step = load_workflow(workflow(mapped())).steps[0]
+    run = MapRun(step, list(range(100_000)), limit=10)
+    ready: deque[MapItem] = deque()
+    run.refill(ready)
+    assert [unit.id for unit in ready] == [f"each[{i}]" for i in range(10)]
+    finished = 0
+    while ready:
+        unit = ready.popleft()
+        run.settle(unit.index, StepResult(StepStatus.SUCCEEDED, output=unit.index), ready)
+        finished += 1
+        assert len(ready) <= 10
+    assert finished == 100_000
+    assert run.done
+    assert run.result().output == list(range(100_000))
+
+
+def test_reused_items_are_not_run_again() -> None:
+    """A resume's reused outputs fill their places without an item being queued."""
+    step = load_workflow(workflow(mapped())).steps[0]
+    run = MapRun(step, ["a", "b", "c"], limit=5, reused={0: "A", 2: "C"})
+    ready: deque[MapItem] = deque()
+    run.refill(ready)
+    assert [unit.id for unit in ready] == ["each[1]"]
+    run.settle(1, StepResult(StepStatus.SUCCEEDED, output="B"), ready)
+    assert run.result().output == ["A", "B", "C"]
+    assert run.summary() == {"count": 3, "succeeded": 3, "reused": 2}
+
+
+# -- running maps ------------------------------------------------------------------------------
+
+
+async def test_a_map_runs_its_agent_once_per_item_and_returns_the_outputs_in_order() -> None:
+    """Each item is its own unit `each[i]`; the map's output lists the item outputs in order."""
+    document = workflow(
+        mapped(),
+        {"id": "count", "agent": "echo", "input": "${steps.each.output}", "depends_on": ["each"]},
+        output="${steps.count.output}",
+    )
+    result, events = await execute(document, {"docs": ["a", "b", "c"]})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == [{"doc": "a", "at": 0}, {"doc": "b", "at": 1}, {"doc": "c", "at": 2}]
+    assert [e.data for e in of_type(events, EventType.MAP_STARTED, "each")] == [{"count": 3}]
+    for index in range(3):
+        assert len(of_type(events, EventType.STEP_STARTED, f"each[{index}]")) == 1
+        assert len(of_type(events, EventType.STEP_SUCCEEDED, f"each[{index}]")) == 1
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    assert done.data == {"output": result.output, "count": 3, "succeeded": 3}
+    assert set(result.steps) == {"each", "count"}
+    state = replay(events)
+    assert state.steps["each[1]"].output == {"doc": "b", "at": 1}
+
+
+async def test_an_empty_list_succeeds_with_an_empty_array_and_no_items() -> None:
+    """`for_each` yielding `[]`: the step succeeds with `[]`, no agent call."""
+    result, events = await execute(workflow(mapped(), output="${steps.each.output}"), {"docs": []})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == []
+    assert [e.step_id for e in of_type(events, EventType.STEP_STARTED)] == ["each"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("inputs.docs", "for_each yielded an object, not an array (for_each: inputs.docs)"),
+        ("inputs.missing", "for_each yielded null, not an array (for_each: inputs.missing)"),
+        ("length(inputs.docs.a)", "$.steps[0].for_each: 'length(inputs.docs.a)' failed"),
+    ],
+)
+async def test_a_for_each_that_yields_no_array_fails_the_step_with_the_type(
+    expression: str, message: str
+) -> None:
+    """Not an array (or an expression that fails) fails the step with a message, no item runs."""
+    document = workflow(mapped(for_each=expression))
+    document["inputs"] = {"type": "object"}
+    result, events = await execute(document, {"docs": {"a": 1}})
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error is not None
+    assert message in error["message"]
+    assert of_type(events, EventType.MAP_STARTED) == []
+
+
+async def test_items_run_at_most_max_concurrency_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`max_concurrency` 2 runs six 1 s items two at a time, refilling a slot at once."""
+    document = workflow(mapped(agent="sleepy", max_concurrency=2))
+    result, events = await execute(document, {"docs": [1] * 6}, agents={"sleepy": sleepy})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert peak_items(events, "each") == 2
+    assert trio.current_time() == 3.0
+
+
+async def test_the_default_limit_bounds_a_large_map(autojump_clock: trio.testing.MockClock) -> None:
+    """Without a limit, a map runs `DEFAULT_MAP_CONCURRENCY` items at once, never more."""
+    count = DEFAULT_MAP_CONCURRENCY * 2 + 5
+    document = workflow(mapped(agent="sleepy"))
+    result, events = await execute(document, {"docs": [1] * count}, agents={"sleepy": sleepy})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert peak_items(events, "each") == DEFAULT_MAP_CONCURRENCY
+    assert trio.current_time() == 3.0
+
+
+async def test_a_workflow_limit_of_one_still_runs_a_map(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The waiting map step holds no concurrency slot: with a limit of 1 its items still run."""
+    document = workflow(mapped(agent="sleepy"), {"id": "other", "agent": "echo"}, max_concurrency=1)
+    result, events = await execute(document, {"docs": [1, 1, 1]}, agents={"sleepy": sleepy})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert peak_items(events, "each") == 1
+    assert result.steps["each"].output == [1, 1, 1]
+
+
+async def test_each_item_has_its_own_attempts() -> None:
+    """An item's retries are its own: every item of a failing-once agent takes two attempts."""
+    attempts: dict[str, int] = {}
+
+    async def flaky(input: Any, context: AgentContext) -> Any:
+        attempts[context.step_id] = context.attempt
+        if context.attempt == 1:
+            raise RetryableError("not yet")
+        return input["doc"]
+
+    retry = {"retry": {"max_attempts": 3, "initial_delay": 0.001, "jitter": "none"}}
+    document = workflow(mapped(agent="flaky", policy=retry))
+    result, events = await execute(document, {"docs": ["a", "b"]}, agents={"flaky": flaky})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == ["a", "b"]
+    assert attempts == {"each[0]": 2, "each[1]": 2}
+    assert replay(events).steps["each[1]"].attempts == 2
+
+
+async def test_a_failing_item_fails_the_map_and_cancels_the_rest_under_fail_fast(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`on_item_error` fail: the first item failing for good fails the step; running items are
+    cancelled and no further item starts."""
+
+    async def slow_or_bad(input: Any) -> Any:
+        if input["doc"] == "bad":
+            await trio.sleep(1)
+            raise NonRetryableError("bad document")
+        await trio.sleep(10)
+        return input["doc"]
+
+    document = workflow(mapped(agent="agent", max_concurrency=2))
+    docs = ["bad", "slow", "never", "never"]
+    result, events = await execute(document, {"docs": docs}, agents={"agent": slow_or_bad})
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error == {
+        "type": "MapItemFailedError",
+        "message": "item 0 failed: NonRetryableError: bad document",
+    }
+    assert trio.current_time() == 1.0
+    state = replay(events)
+    assert state.steps["each[0]"].status is StepStatus.FAILED
+    assert state.steps["each[1]"].status is StepStatus.CANCELLED
+    assert "each[2]" not in state.steps
+
+
+async def test_without_fail_fast_running_items_finish_before_the_map_fails(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without `fail_fast` a failed item stops new items; the running ones finish first."""
+    document = workflow(mapped(agent="agent", max_concurrency=2), fail_fast=False)
+    docs = [2, "bad", 1, 1]
+
+    async def agent(input: Any) -> Any:
+        if input["doc"] == "bad":
+            await trio.sleep(0.5)
+            raise NonRetryableError("bad document")
+        await trio.sleep(input["doc"])
+        return input["doc"]
+
+    result, events = await execute(document, {"docs": docs}, agents={"agent": agent})
+    assert result.status is ExecutionStatus.FAILED
+    state = replay(events)
+    assert state.steps["each[0]"].status is StepStatus.SUCCEEDED
+    assert state.steps["each[1]"].status is StepStatus.FAILED
+    assert "each[2]" not in state.steps
+    assert trio.current_time() == 2.0
+
+
+async def test_on_item_error_continue_leaves_null_for_failed_items() -> None:
+    """`on_item_error` continue: failed items read `null`, are recorded, and the map succeeds."""
+    document = workflow(mapped(agent="picky", on_item_error="continue"))
+    docs = ["a", "bad-1", "c", "bad-2"]
+    result, events = await execute(document, {"docs": docs}, agents={"picky": picky})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == ["A", None, "C", None]
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    assert done.data["failed_items"] == [1, 3]
+    assert replay(events).steps["each[3]"].error == {
+        "type": "NonRetryableError",
+        "message": "cannot read bad-2",
+    }
+
+
+async def test_on_error_continue_on_a_failed_map_lets_dependents_run() -> None:
+    """A map step that failed with `on_error` continue reads as `null`, like any step."""
+    document = workflow(
+        mapped(agent="picky", on_error="continue"),
+        {"id": "after", "agent": "echo", "input": "${steps.each.output}", "depends_on": ["each"]},
+    )
+    result, _ = await execute(document, {"docs": ["bad"]}, agents={"picky": picky})
+    assert result.steps["each"].status is StepStatus.FAILED
+    assert result.steps["after"].output is None
+
+
+async def test_a_cancel_reaches_the_running_items(autojump_clock: trio.testing.MockClock) -> None:
+    """Cancelling the execution cancels running items; the map and execution end cancelled."""
+    document = workflow(mapped(agent="sleepy", max_concurrency=2))
+    async with open_runtime(agents={"sleepy": sleepy}, cancel_grace=0) as rt:
+        handle = await rt.start(document, {"docs": [5, 5, 5]})
+        await trio.sleep(1)
+        assert handle.cancel("stop") is True
+        result = await handle.wait()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["each"].status is StepStatus.CANCELLED
+    state = replay(events)
+    assert state.steps["each[0]"].status is StepStatus.CANCELLED
+    assert state.steps["each[1]"].status is StepStatus.CANCELLED
+    assert "each[2]" not in state.steps
+    assert trio.current_time() == 1.0
+
+
+async def test_the_execution_timeout_reaches_the_running_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The execution's timeout forces running items at once; the execution fails timed out."""
+    document = workflow(mapped(agent="sleepy"), timeout=2)
+    result, events = await execute(document, {"docs": [5, 1]}, agents={"sleepy": sleepy})
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "ExecutionTimeoutError"
+    state = replay(events)
+    assert state.steps["each[0]"].status is StepStatus.CANCELLED
+    assert state.steps["each[1]"].status is StepStatus.SUCCEEDED
+    assert trio.current_time() == 2.0
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+async def test_resume_runs_only_the_failed_items_again(tmp_path: Path) -> None:
+    """SQLite journal: items that failed (or never started) run again on resume; succeeded ones
+    are reused. (With `on_item_error` continue the map succeeds, so a resume reuses it whole.)"""
+    calls: list[Any] = []
+
+    async def counted(input: Any) -> Any:
+        calls.append(input["doc"])
+        return await picky(input)
+
+    path = tmp_path / "journal.db"
+    document = workflow(mapped(agent="agent", max_concurrency=3), fail_fast=False)
+    document["steps"].append(
+        {"id": "check", "agent": "echo", "input": "${steps.each.output}", "depends_on": ["each"]}
+    )
+    document["output"] = "${steps.check.output}"
+    docs = ["a", "bad-b", "c", "bad-d", "e"]
+    async with open_runtime(journal=path, agents={"agent": counted}) as rt:
+        handle = await rt.start(document, {"docs": docs})
+        failed = await handle.wait()
+    assert failed.status is ExecutionStatus.FAILED
+    # b failed, so the items not started by then never start.
+    assert "bad-b" in calls
+    assert len(calls) < len(docs)
+    read = {doc for doc in calls if not doc.startswith("bad")}
+
+    async def fixed(input: Any) -> Any:
+        calls.append(input["doc"])
+        return str(input["doc"]).upper()
+
+    calls.clear()
+    async with open_runtime(journal=path, agents={"agent": fixed}) as rt:
+        before = await rt.journal.events(handle.execution_id)
+        resumed = await rt.resume(handle.execution_id)
+        result = await resumed.wait()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert sorted(calls) == sorted(set(docs) - read)
+    assert result.output == ["A", "BAD-B", "C", "BAD-D", "E"]
+    marker = events[len(before)]
+    assert marker.type == EventType.EXECUTION_RESUMED
+    assert marker.data["reused_items"] == {"each": len(read)}
+    rerun = {e.step_id for e in events[len(before) :] if e.type == EventType.STEP_STARTED}
+    assert rerun == {"each", "check"} | {f"each[{docs.index(doc)}]" for doc in calls}
+    state = replay(events)
+    assert all(state.steps[f"each[{i}]"].status is StepStatus.SUCCEEDED for i in range(5))
