@@ -301,7 +301,9 @@ class MapCoordinator:
         result = run.result()
         if result.status is StepStatus.FAILED:
             assert result.error is not None
-            return await self._failed(step, result.error, MapItemFailedError(result.error["message"]))
+            return await self._failed(
+                step, result.error, MapItemFailedError(result.error["message"])
+            )
         if result.status is StepStatus.SUCCEEDED:
             await emitter.emit(
                 EventType.STEP_SUCCEEDED,
@@ -315,9 +317,7 @@ class MapCoordinator:
         await self._stop_event.wait()
         self._state.stop_map(run)
 
-    async def _failed(
-        self, step: Step, error: dict[str, Any], exception: Exception
-    ) -> StepResult:
+    async def _failed(self, step: Step, error: dict[str, Any], exception: Exception) -> StepResult:
         """Journal a map step that failed for good, and return its result."""
         if step.on_error == "fail":
             self._state.record_failure(step.id, exception)
@@ -332,4 +332,3 @@ class MapCoordinator:
             data={"reason": self._state.ending.value},
             trusted=True,
         )
-

@@ -205,15 +205,12 @@ class RunState:
         return skipped
 
     def next_step(self) -> Step | MapItem | None:
-        """Take the next map item or ready step if it may start now (concurrency allows, the
-        run goes on); items of started maps come first.
+        """Take the next map item or ready step if it may start now (concurrency allows).
 
-        The caller starts it at once with `start`.
+        Items of started maps come first, so a map started finishes before more steps start.
+        Nothing starts once the run is ending. The caller starts it at once with `start`.
         """
-        if (
-            len(self.running) - self.coordinating < self.limit
-            and self.ending is Ending.COMPLETED
-        ):
+        if len(self.running) - self.coordinating < self.limit and self.ending is Ending.COMPLETED:
             if self.items_ready:
                 return self.items_ready.popleft()
             if self.ready:
@@ -314,5 +311,5 @@ class RunState:
         run.stop(self.items_ready)
 
     def end_map(self, run: MapRun) -> None:
-        """The coordinator of `run` concluded (or was cancelled): it counts as a running step again."""
+        """The coordinator of `run` concluded (or was cancelled): it counts as running again."""
         self.coordinating -= 1

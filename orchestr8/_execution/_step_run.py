@@ -82,9 +82,9 @@ class StepRunner:
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
 
     async def run(self, unit: Step | MapItem) -> StepResult:
-        """Run one step or map item to its end under its policy, journaling every attempt;
-        never raises errors. A map step (`for_each`) coordinates its items (`_map`).
+        """Run one step or map item to its end under its policy; never raises errors.
 
+        Every attempt is journaled; a map step (`for_each`) coordinates its items (`_map`).
         A step whose execution stopped before it began never starts, and one stopped between
         attempts starts no more of them: either is `cancelled`.
         """

@@ -34,7 +34,6 @@ from .._json import (
 )
 from ._config_secrets import config_references
 from ._converter import converter
-from ._map_fields import raw_map_outline
 from ._document import (
     SCHEMA_VERSIONS,
     STEP_ID_PATTERN,
@@ -43,6 +42,7 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
+from ._map_fields import raw_map_outline
 from ._schema_problems import schema_problems, sort_problems
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 
 from .._errors import Problem, WorkflowValidationError
+from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
-from ._conditions import Expression
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
 from ._map_fields import map_fields, to_optional_expression
 from ._policy import Policy

@@ -116,4 +116,3 @@ def _needs_for_each(
     require_version_1_1(version, path, field, problems)
     if step.for_each is None:
         problems.append(Problem(path, f'"{field}" applies only to a step with for_each'))
-
