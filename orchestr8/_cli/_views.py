@@ -16,6 +16,7 @@ from .._execution._liveness import INTERRUPTED
 from .._execution._results import ExecutionResult
 from .._journal._events import Event, ExecutionStatus, StepStatus
 from .._journal._journal import ExecutionRecord
+from .._journal._map_items import describe_items, item_counts, split_item_id
 from .._journal._replay import replay
 
 _COLORS: Mapping[str, str] = {
@@ -221,7 +222,10 @@ def execution_detail(
         if isinstance(step, Mapping) and isinstance(step.get("id"), str)
     ]
     steps: dict[str, Any] = {}
-    for step_id in [*declared, *(s for s in state.steps if s not in declared)]:
+    # A map's items are counted under their map step (`items`), not listed one by one.
+    groups = item_counts(state)
+    extra = (s for s in state.steps if s not in declared and split_item_id(s) is None)
+    for step_id in [*declared, *extra]:
         step = state.steps.get(step_id)
         if step is None:
             steps[step_id] = {
@@ -242,6 +246,8 @@ def execution_detail(
             "output": step.output,
             "error": step.error,
         }
+        if step_id in groups:
+            steps[step_id]["items"] = groups[step_id].to_json()
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
@@ -296,6 +302,13 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     steps = render_table(
         ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
     )
+    map_rows: list[list[Cell]] = [
+        [step_id, describe_items(step["items"])]
+        for step_id, step in detail["steps"].items()
+        if "items" in step
+    ]
+    if map_rows:
+        steps += "\n\n" + render_table(["MAP", "ITEMS"], map_rows, color=color)
     event_rows: list[list[Cell]] = [
         [
             str(event["seq"]),

@@ -29,6 +29,7 @@ import trio
 
 from .._errors import ExpressionError, MapItemFailedError, MapItemsError
 from .._journal._events import EventType, StepStatus, describe_error
+from .._journal._map_items import split_item_id
 from .._workflow._conditions import expression_scope
 from .._workflow._document import Step, Workflow
 from .._workflow._references import json_type_name
@@ -53,7 +54,7 @@ def reusable_items(
     """
     reused: dict[str, dict[int, Any]] = {}
     for unit_id, unit in state.steps.items():
-        parsed = parse_item_id(unit_id) if unit.reusable else None
+        parsed = split_item_id(unit_id) if unit.reusable else None
         if parsed is None:
             continue
         step_id, index = parsed
@@ -66,16 +67,6 @@ def reusable_items(
 def item_id(step_id: str, index: int) -> str:
     """The journal's id of one item of a map step: `ID[index]` (step ids never hold `[`)."""
     return f"{step_id}[{index}]"
-
-
-def parse_item_id(unit_id: str) -> tuple[str, int] | None:
-    """The map step id and the index of an item id (`ID[3]` → `("ID", 3)`), or None."""
-    if not unit_id.endswith("]"):
-        return None
-    step_id, bracket, index = unit_id[:-1].rpartition("[")
-    if not bracket or not step_id or not index.isdigit():
-        return None
-    return step_id, int(index)
 
 
 def map_concurrency(step: Step, workflow_limit: int) -> int:

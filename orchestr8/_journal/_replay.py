@@ -28,6 +28,8 @@ class StepState:
     usage: Mapping[str, int] = attrs.field(factory=dict)
     output_redacted: bool = False
     """Whether redaction changed the recorded `output`: a resume runs the step again."""
+    items: int | None = None
+    """For a map step (`for_each`): how many items it has, as `map.started` recorded."""
 
     @property
     def reusable(self) -> bool:
@@ -72,6 +74,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
+        EventType.MAP_STARTED,
         *_STEP_ENDINGS,
     }
 )
@@ -163,6 +166,9 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
+    if event.type == EventType.MAP_STARTED:
+        count = event.data.get("count")
+        return attrs.evolve(step, items=count if isinstance(count, int) else None)
     if event.type == EventType.ATTEMPT_STARTED:
         attempts = event.attempt if event.attempt is not None else step.attempts + 1
         started = step.started if step.started is not None else event.elapsed

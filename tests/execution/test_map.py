@@ -22,11 +22,11 @@ from orchestr8._execution._map import (
     MapRun,
     item_id,
     map_concurrency,
-    parse_item_id,
 )
 from orchestr8._execution._results import ExecutionResult, StepResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._map_items import split_item_id
 from orchestr8._journal._replay import replay
 from orchestr8._workflow._codec import load_workflow
 
@@ -115,10 +115,10 @@ async def picky(input: Any) -> Any:
 def test_item_ids_name_the_map_step_and_the_index() -> None:
     """`ID[i]` round-trips; step ids and malformed ids are not item ids."""
     assert item_id("summarise", 3) == "summarise[3]"
-    assert parse_item_id("summarise[3]") == ("summarise", 3)
-    assert parse_item_id("summarise") is None
-    assert parse_item_id("[3]") is None
-    assert parse_item_id("s[x]") is None
+    assert split_item_id("summarise[3]") == ("summarise", 3)
+    assert split_item_id("summarise") is None
+    assert split_item_id("[3]") is None
+    assert split_item_id("s[x]") is None
 
 
 def test_the_default_concurrency_of_a_map_is_the_workflows_capped() -> None:
