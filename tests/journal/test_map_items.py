@@ -11,7 +11,7 @@ ERROR = {"type": "ValueError", "message": "bad"}
 
 
 def script_of_a_map() -> Script:
-    """A map of 5 items: two succeeded (one after a retry), one failed, one running, one unstarted."""
+    """A map of 5 items: 2 succeeded (one after a retry), 1 failed, 1 running, 1 not started."""
     script = Script().add("execution.started")
     script.add("step.started", "each", agent="echo").add("map.started", "each", count=5)
     script.add("step.started", "each[0]").add("attempt.started", "each[0]", 1)
