@@ -10,9 +10,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import NonRetryableError, RetryableError
@@ -26,9 +29,10 @@ from orchestr8._execution._map import (
 from orchestr8._execution._results import ExecutionResult, StepResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._journal import ExecutionRecord
 from orchestr8._journal._map_items import split_item_id
 from orchestr8._journal._replay import replay
-from orchestr8._workflow._codec import load_workflow
+from orchestr8._workflow._codec import journal_document, load_workflow
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
 ENDINGS = frozenset(
@@ -425,3 +429,133 @@ async def test_resume_runs_only_the_failed_items_again(tmp_path: Path) -> None:
     assert rerun == {"each", "check"} | {f"each[{docs.index(doc)}]" for doc in calls}
     state = replay(events)
     assert all(state.steps[f"each[{i}]"].status is StepStatus.SUCCEEDED for i in range(5))
+
+
+# -- properties --------------------------------------------------------------------------------
+
+
+@st.composite
+def map_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A random map: its size, limits, item durations, how often each item fails, error modes."""
+    count = draw(st.integers(0, 12))
+    return {
+        "count": count,
+        "durations": draw(st.lists(st.integers(0, 2), min_size=count, max_size=count)),
+        "failures": draw(st.lists(st.integers(0, 3), min_size=count, max_size=count)),
+        "max_attempts": draw(st.integers(1, 3)),
+        "max_concurrency": draw(st.integers(0, 4)),
+        "on_item_error": draw(st.sampled_from(["fail", "continue"])),
+        "fail_fast": draw(st.booleans()),
+        "cut": draw(st.integers(1, 10_000)),
+    }
+
+
+def map_case_document(case: dict[str, Any]) -> dict[str, Any]:
+    """The workflow of a random map case, its agent named `flaky`."""
+    retry = {"max_attempts": case["max_attempts"], "initial_delay": 0.5, "jitter": "none"}
+    step = mapped(
+        agent="flaky",
+        on_item_error=case["on_item_error"],
+        max_concurrency=case["max_concurrency"],
+        policy={"retry": retry, "circuit_breaker": None},
+    )
+    return workflow(step, fail_fast=case["fail_fast"], output="${steps.each.output}")
+
+
+def flaky_agent(case: dict[str, Any], calls: dict[int, int]) -> Any:
+    """An agent that sleeps each item's duration and fails its first `failures[i]` attempts."""
+
+    async def flaky(input: Any, context: AgentContext) -> Any:
+        index = input["at"]
+        calls[index] = calls.get(index, 0) + 1
+        await trio.sleep(case["durations"][index])
+        if context.attempt <= case["failures"][index]:
+            raise RetryableError(f"item {index} attempt {context.attempt}")
+        return index * 10
+
+    return flaky
+
+
+def check_map_run(
+    case: dict[str, Any], result: ExecutionResult, events: list[Event], calls: dict[int, int]
+) -> None:
+    """Every item ran at most its attempt budget, the journal agrees, the output is in order."""
+    count, budget = case["count"], case["max_attempts"]
+    fails_for_good = {i for i in range(count) if case["failures"][i] >= budget}
+    for index, made in calls.items():
+        assert made <= budget
+        assert len(of_type(events, EventType.ATTEMPT_STARTED, f"each[{index}]")) == made
+    limit = case["max_concurrency"] or DEFAULT_MAP_CONCURRENCY
+    assert peak_items(events, "each") <= limit
+    map_result = result.steps["each"]
+    if fails_for_good and case["on_item_error"] == "fail":
+        assert map_result.status is StepStatus.FAILED
+        assert result.status is ExecutionStatus.FAILED
+        return
+    assert calls.keys() == set(range(count))
+    expected = [None if i in fails_for_good else i * 10 for i in range(count)]
+    assert map_result.status is StepStatus.SUCCEEDED
+    assert result.output == expected
+
+
+async def resume_from_a_cut(
+    case: dict[str, Any], events: list[Event], document: dict[str, Any]
+) -> tuple[ExecutionResult, dict[int, int], set[int]]:
+    """Journal a prefix of `events` as an execution that died, and resume it with a fixed agent.
+
+    Returns the result, the calls the resume made, and the items the prefix recorded succeeded.
+    """
+    prefix = events[: min(case["cut"], len(events) - 1)]
+    finished = {
+        int(event.step_id[5:-1])
+        for event in prefix
+        if event.type == EventType.STEP_SUCCEEDED and event.step_id and event.step_id != "each"
+    }
+    calls: dict[int, int] = {}
+    fixed = {**case, "failures": [0] * case["count"]}
+    async with open_runtime(agents={"flaky": flaky_agent(fixed, calls)}) as rt:
+        record = ExecutionRecord(
+            "cut", "maps", journal_document(load_workflow(document)), {"docs": case["docs"]}
+        )
+        await rt.journal.create_execution(record)
+        for event in prefix:
+            await rt.journal.append(attrs.evolve(event, execution_id="cut"))
+        await rt.journal.flush()
+        resumed = await rt.resume("cut")
+        result = await resumed.wait()
+    return result, calls, finished
+
+
+@settings(max_examples=150)
+@given(case=map_cases())
+def test_map_properties_with_random_sizes_failures_and_cuts(case: dict[str, Any]) -> None:
+    """Random maps keep every property, and resuming after a cut at any event runs only the
+    items the journal does not record as succeeded, each once, with the outputs in order."""
+    case["docs"] = list(range(case["count"]))
+    document = map_case_document(case)
+    calls: dict[int, int] = {}
+
+    async def main() -> tuple[ExecutionResult, list[Event]]:
+        return await execute(
+            document, {"docs": case["docs"]}, agents={"flaky": flaky_agent(case, calls)}
+        )
+
+    result, events = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    check_map_run(case, result, events, calls)
+
+    async def resume() -> tuple[ExecutionResult, dict[int, int], set[int]]:
+        return await resume_from_a_cut(case, events, document)
+
+    resumed, rerun, finished = trio.run(resume, clock=trio.testing.MockClock(autojump_threshold=0))
+    map_done = any(
+        e.type == EventType.STEP_SUCCEEDED and e.step_id == "each"
+        for e in events[: min(case["cut"], len(events) - 1)]
+    )
+    if map_done:
+        assert rerun == {}
+    else:
+        assert set(rerun) == set(range(case["count"])) - finished
+        assert all(made == 1 for made in rerun.values())
+    assert resumed.status is ExecutionStatus.SUCCEEDED
+    if not map_done:
+        assert resumed.output == [i * 10 for i in range(case["count"])]
