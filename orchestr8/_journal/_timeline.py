@@ -5,8 +5,8 @@ each attempt is a bar, each retry wait a dotted run, each rejection a `!`; the s
 ends the row. Parallel steps overlap on the axis. The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes, so a resumed execution is
 one chart; attempts cut short by the crash show as interrupted. A map step's row draws the attempts
-of all its items together, and its status counts them (`map 1000: 998 succeeded, 2 failed`);
-each item also gets a row of its own (`ID[3]`) under the map's while the map has at most
+of all its items together, and a line under the chart counts them (`map 1000: 998 succeeded,
+2 failed`); each item also gets a row of its own (`ID[3]`) under the map's while the map has at most
 `ITEM_ROWS` items, so a map of 1,000 items stays one readable row. Without colour the chart is
 plain ASCII::
 
@@ -307,12 +307,7 @@ def render_timeline(
     state = replay(ordered)
     span = max(last - first, _MIN_SPAN)
     names = list(rows)
-    groups = item_counts(state)
-    statuses = [
-        _status_text(state.steps.get(name), interrupted)
-        + (f" · {groups[name].describe()}" if name in groups else "")
-        for name in names
-    ]
+    statuses = [_status_text(state.steps.get(name), interrupted) for name in names]
     name_width = max(
         4, min(_MAX_NAME, max(width // 4, 4), max((len(name) for name in names), default=4))
     )
@@ -334,6 +329,14 @@ def render_timeline(
         label = _paint(_fit(name, name_width, color), _ANSI["bold"], color)
         code = _ANSI.get(status.split(" ", 1)[0])
         lines.append(f"{label}  {_draw(cells, color)}  {_paint(status, code, color)}".rstrip())
+    groups = item_counts(state)
+    if groups:
+        # Under the chart, so a long count never narrows the bars.
+        lines.append("")
+        lines.extend(
+            f"{_fit(name, name_width, color)}  {counts.describe()}"
+            for name, counts in groups.items()
+        )
     lines.extend(_footer(seen, resumes, color))
     return "\n".join(lines)
 
