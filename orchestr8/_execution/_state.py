@@ -235,7 +235,12 @@ class RunState:
         self.running[step.id] = slot
 
     def add_usage(self, step_id: str, counts: Mapping[str, int]) -> None:
-        """Add the resource counts an agent reported to its step's and the execution's totals."""
+        """Add the resource counts an agent reported to its step's and the execution's totals.
+
+        A map item's counts go to its map step (`ID[3]` to `ID`), as `replay` counts them.
+        """
+        if step_id[-1] == "]":
+            step_id = step_id[: step_id.rindex("[")]
         step_usage = self.step_usage.setdefault(step_id, {})
         usage = self.usage
         for name, value in counts.items():

@@ -118,6 +118,11 @@ def replay(events: Iterable[Event]) -> ExecutionState:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
             if event.type == EventType.STEP_USAGE:
                 _add_counts(usage, event.data)
+                if event.step_id.endswith("]") and "[" in event.step_id:
+                    # A map item's usage also counts for its map step (`ID[3]` for `ID`).
+                    owner = event.step_id[: event.step_id.rindex("[")]
+                    if owner in steps:
+                        steps[owner] = _reduce_step(steps[owner], event)
     return attrs.evolve(state, steps=steps, usage=usage)
 
 

@@ -559,3 +559,20 @@ def test_map_properties_with_random_sizes_failures_and_cuts(case: dict[str, Any]
     assert resumed.status is ExecutionStatus.SUCCEEDED
     if not map_done:
         assert resumed.output == [i * 10 for i in range(case["count"])]
+
+
+async def test_the_usage_of_items_counts_for_their_map_step() -> None:
+    """Items' `step.usage` adds up on the map step, in the result and in the replayed journal."""
+
+    async def costly(input: Any, context: AgentContext) -> Any:
+        context.record_usage(input_tokens=10 + input["at"])
+        return input["doc"]
+
+    async with open_runtime(agents={"costly": costly}) as rt:
+        handle = await rt.start(workflow(mapped(agent="costly")), {"docs": ["a", "b", "c"]})
+        result = await handle.wait()
+        replayed = await rt.result(handle.execution_id)
+    assert result.steps["each"].usage == {"input_tokens": 33}
+    assert result.usage == {"input_tokens": 33}
+    assert replayed.steps["each"].usage == {"input_tokens": 33}
+    assert replayed.usage == {"input_tokens": 33}
