@@ -28,6 +28,7 @@ from orchestr8._execution._map import (
 )
 from orchestr8._execution._results import ExecutionResult, StepResult
 from orchestr8._execution._runtime import open_runtime
+from orchestr8._execution._wind_down import FORCED_STOP_WAIT
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord
 from orchestr8._journal._map_items import split_item_id
@@ -576,3 +577,47 @@ async def test_the_usage_of_items_counts_for_their_map_step() -> None:
     assert result.usage == {"input_tokens": 33}
     assert replayed.steps["each"].usage == {"input_tokens": 33}
     assert replayed.usage == {"input_tokens": 33}
+
+
+async def test_a_cancel_lets_running_items_finish_within_the_grace_and_starts_no_more(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Within the cancel's grace running items finish; queued items never start; the map ends
+    cancelled."""
+    document = workflow(mapped(agent="sleepy", max_concurrency=2))
+    async with open_runtime(agents={"sleepy": sleepy}, cancel_grace=5) as rt:
+        handle = await rt.start(document, {"docs": [1, 1, 1, 1]})
+        await trio.sleep(0.5)
+        assert handle.cancel("stop") is True
+        result = await handle.wait()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.steps["each"].status is StepStatus.CANCELLED
+    state = replay(events)
+    assert state.steps["each[0]"].status is StepStatus.SUCCEEDED
+    assert state.steps["each[1]"].status is StepStatus.SUCCEEDED
+    assert "each[2]" not in state.steps
+    assert trio.current_time() == 1.0
+
+
+async def test_an_item_that_ignores_its_cancel_is_given_up_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An item whose agent shields itself is recorded cancelled; the execution ends on time."""
+
+    async def stubborn(input: Any) -> Any:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(10)
+        return input["doc"]
+
+    document = workflow(mapped(agent="stubborn"))
+    async with open_runtime(agents={"stubborn": stubborn}, cancel_grace=0) as rt:
+        handle = await rt.start(document, {"docs": ["a"]})
+        await trio.sleep(1)
+        handle.cancel("stop")
+        result = await handle.wait()
+        ended = trio.current_time()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert ended == 1.0 + FORCED_STOP_WAIT
+    assert replay(events).steps["each[0]"].status is StepStatus.CANCELLED
