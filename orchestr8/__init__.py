@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._errors import IdempotencyKeyReusedError as IdempotencyKeyReusedError
     from ._errors import InputValidationError as InputValidationError
     from ._errors import InsecureBindError as InsecureBindError
+    from ._errors import IterationLimitError as IterationLimitError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
     from ._errors import MissingSecretError as MissingSecretError

@@ -27,7 +27,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
     │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
-    │   └── MapItemFailedError           an item of a map failed for good, failing its map step
+    │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
+    │   └── IterationLimitError          a loop ran `max_iterations` times without `until` holding
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
@@ -183,6 +184,10 @@ class MapItemsError(ExecutionError, TypeError):
 
 class MapItemFailedError(ExecutionError):
     """An item of a map step failed for good (`on_item_error` `fail`), so the map step fails."""
+
+
+class IterationLimitError(ExecutionError):
+    """A repeat step ran `max_iterations` iterations and its `until` never held: the loop failed."""
 
 
 class JournalError(Orchestr8Error):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import trio
+from cli_processes import cli
 
 from orchestr8 import ExecutionStatus, open_runtime, run_workflow
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
@@ -124,3 +127,56 @@ async def test_map_reduce_summarises_each_document_then_combines_them() -> None:
     items = {e.step_id for e in events if e.type == "step.succeeded" and "[" in (e.step_id or "")}
     assert items == {"summarise[0]", "summarise[1]", "summarise[2]"}
     fake.assert_all_used()
+
+
+async def test_critic_loop_refines_the_tagline_until_the_critic_accepts_it(tmp_path: Path) -> None:
+    """critic_loop.json runs offline: round 2 sees round 1's critique, and scores 8, so it stops."""
+    fake = FakeAnthropic()
+    fake.reply_json({"draft": "Cold brew, warm heart.", "critique": "Cliched.", "score": 5})
+    fake.reply_json({"draft": "Brewed slow, gone fast.", "critique": "Crisp.", "score": 8})
+    journal = tmp_path / "journal.db"
+    async with fake.serve() as url:
+        completed = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "orchestr8",
+                "run",
+                str(EXAMPLES / "critic_loop.json"),
+                "--json",
+                "--journal",
+                str(journal),
+                "--input",
+                "product=a cold brew coffee",
+            ],
+            env={**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-fake"},
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert completed.returncode == 0, completed.stderr.decode()
+    result = json.loads(completed.stdout)
+    assert result["output"] == {
+        "tagline": "Brewed slow, gone fast.",
+        "score": 8,
+        "critique": "Crisp.",
+    }
+    fake.assert_all_used()
+    second_prompt = fake.requests[1].json["messages"][0]["content"]
+    assert "Round 2 of at most 4" in second_prompt
+    assert "Cliched." in second_prompt
+    shown = cli("inspect", result["execution_id"], "--journal", str(journal), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert rows[rows.index(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"]) + 1][:3] == [
+        "tagline",
+        "succeeded",
+        "0",
+    ]
+    assert "loop 2/4 iterations: until held" in shown.stdout
+    assert any(row[:3] == ["tagline#2", "succeeded", "1"] for row in rows)
+    timeline = cli(
+        "inspect", result["execution_id"], "--timeline", "--journal", str(journal), cwd=tmp_path
+    )
+    assert "tagline#1" in timeline.stdout
+    assert "tagline#2" in timeline.stdout

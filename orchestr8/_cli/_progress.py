@@ -250,6 +250,9 @@ class ProgressView:
             line = f"failed ({tries}{took}): {describe(data.get('error'))}"
             color = "red"
             self._status[step_id] = "failed"
+        elif kind == EventType.ITERATION_FINISHED:
+            held = "held" if data.get("until") is True else "did not hold"
+            line = f"iteration {data.get('iteration', '?')} finished: until {held}"
         elif kind in (EventType.STEP_SKIPPED, EventType.STEP_CANCELLED):
             status = "skipped" if kind == EventType.STEP_SKIPPED else "cancelled"
             why = data.get("reason")

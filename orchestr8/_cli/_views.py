@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from .._execution._liveness import INTERRUPTED
 from .._execution._results import ExecutionResult
 from .._journal._events import Event, ExecutionStatus, StepStatus
+from .._journal._iterations import LoopProgress, is_iteration_of, loop_progress
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import describe_items, item_counts, split_item_id
 from .._journal._replay import replay
@@ -221,11 +222,15 @@ def execution_detail(
         for step in record.workflow.get("steps", ())
         if isinstance(step, Mapping) and isinstance(step.get("id"), str)
     ]
+    loops = loop_progress(events)
     steps: dict[str, Any] = {}
     # A map's items are counted under their map step (`items`), not listed one by one.
     groups = item_counts(state)
-    extra = (s for s in state.steps if s not in declared and split_item_id(s) is None)
-    for step_id in [*declared, *extra]:
+    shown = [
+        *declared,
+        *(s for s in state.steps if s not in declared and split_item_id(s) is None),
+    ]
+    for step_id in _iterations_after_their_loop(shown, loops):
         step = state.steps.get(step_id)
         if step is None:
             steps[step_id] = {
@@ -248,6 +253,8 @@ def execution_detail(
         }
         if step_id in groups:
             steps[step_id]["items"] = groups[step_id].to_json()
+        if step_id in loops:
+            steps[step_id]["loop"] = loops[step_id].to_json()
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
@@ -262,6 +269,32 @@ def execution_detail(
         "steps": steps,
         "events": [event.to_json() for event in events],
     }
+
+
+def _iterations_after_their_loop(
+    step_ids: Sequence[str], loops: Mapping[str, LoopProgress]
+) -> list[str]:
+    """`step_ids` with each loop's iterations (`ID#k`) moved to just after the loop step."""
+    iterations = {
+        loop: [unit for unit in step_ids if is_iteration_of(unit, loop)] for loop in loops
+    }
+    moved = {unit for units in iterations.values() for unit in units}
+    ordered: list[str] = []
+    for step_id in step_ids:
+        if step_id not in moved:
+            ordered.append(step_id)
+            ordered.extend(iterations.get(step_id, ()))
+    return ordered
+
+
+def _step_note(step: Mapping[str, Any]) -> str:
+    """The last column of a step's row: its error, after its loop's progress for a loop step."""
+    error = describe(step["error"])
+    loop = step.get("loop")
+    if loop is None:
+        return shorten(error, 80)
+    progress = LoopProgress(loop["max_iterations"], loop["iterations"], loop["until_held"])
+    return shorten("; ".join(text for text in (progress.describe(), error) if text), 80)
 
 
 def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
@@ -295,7 +328,7 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
             (step["status"], STATUS_COLORS.get(step["status"])),
             str(step["attempts"]),
             format_duration(step["duration"]),
-            shorten(describe(step["error"]), 80),
+            _step_note(step),
         ]
         for step_id, step in detail["steps"].items()
     ]

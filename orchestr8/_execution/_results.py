@@ -45,7 +45,11 @@ class ExecutionResult:
 
 
 def replayed_result(execution_id: str, state: ExecutionState) -> ExecutionResult:
-    """The result of an execution as its journal tells it (`replay`), for `Runtime.result`."""
+    """The result of an execution as its journal tells it (`replay`), for `Runtime.result`.
+
+    Its steps are the workflow's, as the engine's result has them: a loop's iterations (`ID#k`,
+    units the journal keeps apart) are left out.
+    """
     steps = {
         step_id: StepResult(
             step.status,
@@ -55,8 +59,9 @@ def replayed_result(execution_id: str, state: ExecutionState) -> ExecutionResult
             usage=step.usage,
         )
         for step_id, step in state.steps.items()
-        # A map's items (`ID[3]`) are in the journal and `inspect`; the result holds the steps.
-        if not step_id.endswith("]")
+        # A map's items (`ID[3]`) and a loop's iterations (`ID#2`) are in the journal and
+        # `inspect`; the result holds the steps.
+        if not step_id.endswith("]") and "#" not in step_id
     }
     return ExecutionResult(
         execution_id, state.status, state.output, state.error, steps, usage=state.usage

@@ -49,6 +49,9 @@ class ResumePlan:
     """The outputs reused, by step id: every step that succeeded with its output intact."""
     redacted_outputs: tuple[str, ...]
     """The steps that succeeded but run again, as their journaled output was redacted."""
+    units: Mapping[str, Any] = attrs.field(factory=dict)
+    """The outputs reused of units that are not steps (a loop's iterations, `ID#k`), by unit id:
+    every one that succeeded with its output intact."""
     completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
     """The item outputs reused, by map step id and index: every item of a map step that runs
     again which succeeded with its output intact (`_map`)."""
@@ -111,6 +114,11 @@ def plan_resume(
         for step_id, step in state.steps.items()
         if step.output_redacted and step.status is StepStatus.SUCCEEDED
     )
+    units = {
+        unit_id: unit.output
+        for unit_id, unit in state.steps.items()
+        if unit.reusable and unit_id not in loaded.steps_by_id
+    }
     return ResumePlan(
         execution_id,
         state,
@@ -119,5 +127,6 @@ def plan_resume(
         inputs,
         completed,
         redacted_outputs,
+        units,
         reusable_items(state, loaded, completed),
     )

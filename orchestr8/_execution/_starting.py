@@ -230,6 +230,7 @@ class Starter:
             execution_timeout,
             completed=plan.completed,
             completed_items=plan.completed_items,
+            units=plan.units,
             state=state,
             correlation_id=record.correlation_id,
         )
@@ -246,6 +247,7 @@ class Starter:
         *,
         completed: Mapping[str, Any] | None = None,
         completed_items: Mapping[str, Mapping[int, Any]] | None = None,
+        units: Mapping[str, Any] | None = None,
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
     ) -> ExecutionRun:
@@ -261,6 +263,7 @@ class Starter:
                 step_usage={step_id: step.usage for step_id, step in state.steps.items()}
                 if state is not None
                 else None,
+                units=units,
             ),
             emitter=emitter,
             registry=self._registry,

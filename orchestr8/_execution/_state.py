@@ -92,6 +92,9 @@ class RunState:
     on_skipped: Callable[[str, str], None] = _ignore_skip
     """Told `(step_id, failed)` for each step skipped because `failed` failed: the engine
     journals it."""
+    units: Mapping[str, Any] = attrs.field(factory=dict)
+    """The outputs a resume reuses of units that are not steps (a loop's iterations, `ID#k`),
+    by unit id."""
     maps: dict[str, MapRun] = attrs.field(factory=dict)
     """The map steps that started their items, by step id (`_map`)."""
     items_ready: deque[MapItem] = attrs.field(factory=deque)
@@ -112,9 +115,10 @@ class RunState:
         completed: Mapping[str, Any] | None = None,
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
+        units: Mapping[str, Any] | None = None,
         completed_items: Mapping[str, Mapping[int, Any]] | None = None,
     ) -> RunState:
-        """The state of a run about to start; `completed` holds the outputs a resume reuses.
+        """The state of a run about to start; `completed` and `units` hold what a resume reuses.
 
         `completed_items` holds the outputs of map items a resume reuses, by map step and index.
         """
@@ -142,6 +146,7 @@ class RunState:
             waiting=waiting,
             ready=deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0),
             limit=workflow.max_concurrency or math.inf,
+            units=units or {},
             completed_items=dict(completed_items or {}),
         )
 

@@ -36,6 +36,7 @@ from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
 from ._emitter import Emitter
+from ._loop import run_loop
 from ._map import MapCoordinator, MapItem
 from ._results import StepResult
 from ._state import RunState, StepSlot
@@ -81,21 +82,32 @@ class StepRunner:
         """The attempt counters of the steps (and running map items) that started, by id."""
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
 
-    async def run(self, unit: Step | MapItem) -> StepResult:
-        """Run one step or map item to its end under its policy; never raises errors.
+    async def run(
+        self,
+        unit: Step | MapItem,
+        unit_id: str | None = None,
+        local_values: Mapping[str, Any] | None = None,
+    ) -> StepResult:
+        """Run one step (or map item) to its end under its policy; never raises errors.
 
-        Every attempt is journaled; a map step (`for_each`) coordinates its items (`_map`).
-        A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`.
+        Every attempt is journaled. A step whose execution stopped before it began never
+        starts, and one stopped between attempts starts no more of them: either is
+        `cancelled`. A repeat step runs as a loop (`_loop`), which calls this once per
+        iteration with the iteration's `unit_id` (`ID#k`, the step id its events carry) and the
+        `${...}` locals its input reads. A map step (`for_each`) coordinates its items (`_map`),
+        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
         if isinstance(unit, MapItem):
-            step, step_id, local_values = unit.step, unit.id, unit.local_values
-        elif unit.for_each is not None:
-            return await self._maps.run(unit)
+            item, step, step_id, local_values = True, unit.step, unit.id, unit.local_values
         else:
-            step, step_id, local_values = unit, unit.id, None
+            item, step = False, unit
+            if step.repeat is not None and unit_id is None:
+                return await run_loop(self, step, self._state, self._emitter)
+            if step.for_each is not None:
+                return await self._maps.run(step)
+            step_id = unit_id or step.id
         emitter, agent_id = self._emitter, step.agent.id
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
@@ -103,6 +115,9 @@ class StepRunner:
         listener = self.listeners[step_id] = StepListener(
             emitter, step_id, self.workflow.name, agent_id
         )
+        if unit_id is not None and not item:
+            # The engine knows the step, not its units: giving up on it silences this unit.
+            self.listeners[step.id] = listener
         started = trio.current_time()
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
@@ -171,7 +186,7 @@ class StepRunner:
         finally:
             current_step.set(None)
             reset_log_context(log_token)
-            if local_values is not None:
+            if item:
                 # A map's items are many: only the running ones keep their counters.
                 del self.listeners[step_id]
         if listener.silenced:
@@ -182,7 +197,7 @@ class StepRunner:
                 _logger.info("step %s stopped: %s", step_id, failure)
                 self._metrics(step, StepStatus.CANCELLED, started)
                 return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
-            return await self._failed(step, step_id, listener, failure, started)
+            return await self._failed(step, listener, failure, started)
         await emitter.emit(
             EventType.STEP_SUCCEEDED,
             step_id=step_id,
@@ -193,25 +208,25 @@ class StepRunner:
         return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
 
     async def _failed(
-        self, step: Step, step_id: str, listener: StepListener, error: Exception, started: float
+        self, step: Step, listener: StepListener, error: Exception, started: float
     ) -> StepResult:
-        """Journal and log a step (or map item) that failed for good, and return its result."""
+        """Journal and log a step that failed for good, and return its result."""
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
-        if step.on_error == "fail" and step_id is step.id:
+        if step.on_error == "fail" and not listener.step_id.endswith("]"):
             # A map item's failure is its map's to record (`_map`).
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
-            step_id=step_id,
+            step_id=listener.step_id,
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
-        with log_context(step_id=step_id, agent_id=step.agent.id):
+        with log_context(step_id=step.id, agent_id=step.agent.id):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
-                step_id,
+                listener.step_id,
                 listener.attempts,
                 result.error["type"] if result.error else "",
                 result.error["message"] if result.error else "",

@@ -47,6 +47,7 @@ class EventType(enum.StrEnum):
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
     MAP_STARTED = "map.started"
+    ITERATION_FINISHED = "iteration.finished"
 
     @property
     def is_terminal(self) -> bool:

@@ -42,6 +42,7 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
+from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
 from ._schema_problems import schema_problems, sort_problems
 
@@ -277,8 +278,9 @@ def _document_checks(
                     for need in (depends_on if isinstance(depends_on, list) else ())
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
-                + map_references,
-                local_names=local_names,
+                + map_references
+                + outline_repeat(step, index, document.get("schema_version"), problems),
+                local_names=local_names | (LOOP_LOCALS if "repeat" in step else frozenset()),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)

@@ -21,6 +21,7 @@ from .._json import LARGEST_NUMBER, has_lone_surrogate
 from ._conditions import Expression
 from ._document import AgentSpec, Step, Workflow
 from ._expressions import Template, compile_template
+from ._loops import Repeat, to_until
 from ._map_fields import to_optional_expression
 from ._policy_spec import Inherit, PolicySpec
 from ._references import json_type_name
@@ -114,6 +115,19 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_unstructure_hook(Template, lambda template: template.source)
     converter.register_structure_hook(Expression, lambda value, _: to_optional_expression(value))
     converter.register_unstructure_hook(Expression, lambda expression: expression.text)
+    # `until` is compiled as it is read, and written back as its text.
+    converter.register_structure_hook(
+        Repeat,
+        make_dict_structure_fn(
+            Repeat, converter, until=override(struct_hook=lambda value, _: to_until(value))
+        ),
+    )
+    converter.register_unstructure_hook(
+        Repeat,
+        make_dict_unstructure_fn(
+            Repeat, converter, until=override(unstruct_hook=lambda until: until.text)
+        ),
+    )
     structure_agent = make_dict_structure_fn(AgentSpec, converter)
     unstructure_agent = make_dict_unstructure_fn(AgentSpec, converter, _cattrs_omit_if_default=True)
     converter.register_structure_hook(

@@ -22,6 +22,7 @@ from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
+from ._loops import LOOP_LOCALS, OnMaxIterations, Repeat, check_repeat
 from ._map_fields import map_fields, to_optional_expression
 from ._policy import Policy
 from ._policy_spec import (
@@ -158,6 +159,21 @@ class Step:
             {"minimum": 0},
         ),
     )
+    repeat: Repeat | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            'Run the agent again until "until" holds, at most max_iterations times; the input'
+            " may read ${previous} (the last output, null at first) and ${iteration} (from 1)."
+            ' Schema "1.1".'
+        ),
+    )
+    on_max_iterations: OnMaxIterations = attrs.field(
+        default="fail",
+        metadata=_meta(
+            "fail: a loop that reaches max_iterations without until holding fails; succeed: it"
+            ' succeeds with the last output. Schema "1.1".'
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -254,7 +270,15 @@ class Workflow:
                 references=tuple(
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
+                )
+                + check_repeat(
+                    step.repeat,
+                    step.on_max_iterations,
+                    index=index,
+                    version=self.schema_version,
+                    problems=config_problems,
                 ),
+                local_names=LOOP_LOCALS if step.repeat is not None else frozenset(),
             )
             for index, step in enumerate(self.steps)
         ]

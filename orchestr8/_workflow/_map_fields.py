@@ -72,6 +72,14 @@ def map_fields(
             checked_outlines.append(outline)
             continue
         require_version_1_1(version, f"{path}.for_each", "for_each", problems)
+        if step.repeat is not None:
+            problems.append(
+                Problem(
+                    f"{path}.for_each",
+                    "a step cannot both map (for_each) and loop (repeat): loop in a step that"
+                    " depends on the map, or map over the loop's output",
+                )
+            )
         compiled = compile_expression(
             step.for_each.text, f"{path}.for_each", FOR_EACH_ROOTS, problems
         )

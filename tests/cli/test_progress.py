@@ -92,6 +92,23 @@ async def test_the_final_failure_is_told_by_the_step_line_only(
     ]
 
 
+async def test_each_finished_iteration_of_a_loop_gets_a_line(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A loop's iteration.finished says which iteration ended and whether until held."""
+    stream = io.StringIO()
+    view = ProgressView(stream, ["draft"], live=False)
+    factory = EventFactory("e1")
+    for iteration, until in ((1, False), (2, True)):
+        data = {"iteration": iteration, "until": until}
+        view.show(factory.create(EventType.ITERATION_FINISHED, step_id="draft", data=data), "e1")
+    lines = [line.split(None, 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "draft  iteration 1 finished: until did not hold",
+        "draft  iteration 2 finished: until held",
+    ]
+
+
 async def test_the_engine_narration_is_held_back_at_the_default_level_only(
     handler: logging.StreamHandler[Any],
 ) -> None:

@@ -45,6 +45,7 @@ DOCUMENTED_EVENT_TYPES = {
     "attempt.rejected",
     "step.usage",
     "map.started",
+    "iteration.finished",
 }
 
 

@@ -961,6 +961,36 @@ async def test_socket_sends_past_then_live_events_in_order_and_closes_1000(
     assert len(events) == len(await runtime.journal.events(execution_id))
 
 
+async def test_a_loop_shows_its_iterations_in_the_document_and_on_the_socket(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id} lists each iteration as `ID#k`; the socket sends iteration.finished."""
+    loop = {
+        "schema_version": "1.1",
+        "name": "loop",
+        "steps": [
+            {
+                "id": "draft",
+                "agent": "echo",
+                "input": {"round": "${iteration}"},
+                "repeat": {"until": "output.round == `2`", "max_iterations": 3},
+            }
+        ],
+    }
+    execution_id = await start(client, loop)
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        events, _ = await receive_all(socket)
+    finished = [event for event in events if event["type"] == "iteration.finished"]
+    assert [(e["step_id"], e["data"]) for e in finished] == [
+        ("draft", {"iteration": 1, "until": False}),
+        ("draft", {"iteration": 2, "until": True}),
+    ]
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert list(detail["steps"]) == ["draft", "draft#1", "draft#2"]
+    assert detail["steps"]["draft"]["output"] == {"round": 2}
+    assert detail["steps"]["draft#1"]["output"] == {"round": 1}
+
+
 async def test_socket_after_a_finished_execution_replays_from_after(
     client: Client, runtime: Runtime
 ) -> None:

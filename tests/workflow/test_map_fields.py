@@ -99,6 +99,15 @@ def test_bad_map_fields_are_problems_at_their_path(step: dict[str, Any], message
     assert any(line.startswith(message) for line in found), found
 
 
+def test_a_step_cannot_both_map_and_loop() -> None:
+    """`for_each` with `repeat` on one step is refused at `for_each`."""
+    step = {**MAP, "repeat": {"until": "output", "max_iterations": 2}}
+    assert problems(document(step)) == [
+        "$.steps[0].for_each: a step cannot both map (for_each) and loop (repeat): loop in a"
+        " step that depends on the map, or map over the loop's output"
+    ]
+
+
 def test_map_only_fields_on_a_plain_step_are_refused() -> None:
     """`on_item_error` and `max_concurrency` mean nothing without `for_each`."""
     step = {"id": "plain", "agent": "echo", "on_item_error": "continue", "max_concurrency": 2}

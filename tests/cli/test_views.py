@@ -1,0 +1,65 @@
+"""What `inspect ID` shows of loops: each loop's progress, its iterations right after it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from event_scripts import Script
+
+from orchestr8._cli._views import execution_detail, render_execution_detail
+from orchestr8._journal._journal import ExecutionRecord
+
+WORKFLOW: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "loops",
+    "steps": [
+        {"id": "draft", "agent": "echo", "repeat": {"until": "`false`", "max_iterations": 2}},
+        {"id": "after", "agent": "echo", "depends_on": ["draft"]},
+    ],
+}
+RECORD = ExecutionRecord("run-1", "loops", WORKFLOW)
+ERROR = {"type": "IterationLimitError", "message": "ran out"}
+
+
+def failed_loop() -> Script:
+    """A loop that ran out of iterations, and a dependent skipped for it."""
+    script = Script().add("execution.started")
+    script.add("step.started", "draft", agent="echo", max_iterations=2)
+    for number in (1, 2):
+        script.add("step.started", f"draft#{number}", agent="echo")
+        script.add("attempt.started", f"draft#{number}", attempt=1)
+        script.add("step.succeeded", f"draft#{number}", attempt=1, output=number)
+        script.add("iteration.finished", "draft", iteration=number, until=False)
+    script.add("step.failed", "draft", error=ERROR)
+    script.add("step.skipped", "after", reason="a dependency failed: draft")
+    return script.add("execution.failed", error={**ERROR, "step_id": "draft"})
+
+
+def test_the_detail_carries_each_loops_progress_and_lists_iterations_after_it() -> None:
+    """`--json`: the loop step has `loop`; its iterations follow it, before later steps."""
+    detail = execution_detail(RECORD, failed_loop().events)
+    assert list(detail["steps"]) == ["draft", "draft#1", "draft#2", "after"]
+    assert detail["steps"]["draft"]["loop"] == {
+        "iterations": 2,
+        "max_iterations": 2,
+        "until_held": False,
+    }
+    assert "loop" not in detail["steps"]["draft#1"]
+    assert detail["steps"]["draft#2"]["output"] == 2
+
+
+def test_the_steps_table_shows_the_loop_before_its_error() -> None:
+    """The loop's row says how far it got and why it failed; each iteration has its row."""
+    text = render_execution_detail(execution_detail(RECORD, failed_loop().events), color=False)
+    rows = [line.split(None, 4) for line in text.split("\n\n")[1].splitlines()]
+    assert rows[1] == [
+        "draft",
+        "failed",
+        "0",
+        "9.00s",
+        "loop 2/2 iterations: until never held; IterationLimitError: ran out",
+    ]
+    assert [row[:3] for row in rows[2:4]] == [
+        ["draft#1", "succeeded", "1"],
+        ["draft#2", "succeeded", "1"],
+    ]
