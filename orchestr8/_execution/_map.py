@@ -151,7 +151,7 @@ class MapRun:
 
     def refill(self, ready: deque[MapItem]) -> None:
         """Queue the next items in `ready` while fewer than `limit` are queued or running."""
-        values, reused, step_id = self.values, self._reused, self.step.id
+        values, reused, step = self.values, self._reused, self.step
         while not self.stopping and self.in_flight < self.limit and self._next < len(values):
             index = self._next
             self._next += 1
@@ -163,10 +163,7 @@ class MapRun:
             self.in_flight += 1
             ready.append(
                 MapItem(
-                    self.step,
-                    index,
-                    f"{step_id}[{index}]",
-                    {"item": values[index], "index": index},
+                    step, index, item_id(step.id, index), {"item": values[index], "index": index}
                 )
             )
         self._check_done()
@@ -187,7 +184,7 @@ class MapRun:
             self.cancelled += 1
             self.stopping = True
             if self._emit_cancelled is not None:
-                self._emit_cancelled(f"{self.step.id}[{index}]")
+                self._emit_cancelled(item_id(self.step.id, index))
         self.refill(ready)
 
     def stop(self, ready: deque[MapItem]) -> None:

@@ -692,6 +692,8 @@ def test_inspect_counts_the_items_of_a_map_and_the_timeline_folds_them(tmp_path:
     chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
     assert "map 12: 11 succeeded, 1 failed" in chart
     assert "summarise[" not in chart
+    resumed = call("resume", execution_id, "--journal", journal, cwd=tmp_path)
+    assert "0 of 1 steps reused (and 11 map items)" in resumed.stderr
 
 
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
