@@ -238,7 +238,8 @@ class ProgressView:
             took = format_duration(self._took(step_id, event))
             tries = f" after {attempts} attempts" if attempts > 1 else ""
             if step_id in self._items:
-                tries = f" ({self._items[step_id][1]} items)"
+                count = self._items[step_id][1]
+                tries = f" ({count} item{'s' if count != 1 else ''})"
             line, color = f"succeeded in {took}{tries}", "green"
             self._status[step_id] = "succeeded"
         elif kind == EventType.STEP_FAILED:

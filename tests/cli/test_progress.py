@@ -268,6 +268,27 @@ async def test_a_map_shows_its_count_its_failing_items_and_items_done(
     ]
 
 
+async def test_a_map_that_succeeds_says_how_many_items_it_ran() -> None:
+    """A map step's success line counts its items; its items' successes make no line."""
+    stream = io.StringIO()
+    factory = EventFactory("e1")
+    view = ProgressView(stream, ["each"], live=False)
+    for event in (
+        factory.create(EventType.STEP_STARTED, step_id="each", data={"agent": "echo"}),
+        factory.create(EventType.MAP_STARTED, step_id="each", data={"count": 1}),
+        factory.create(EventType.STEP_STARTED, step_id="each[0]", data={"agent": "echo"}),
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each[0]", attempt=1, data={}),
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each", data={"output": ["a"]}),
+    ):
+        view.show(event, "e1")
+    lines = [line.split(None, 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "each  started (agent echo)",
+        "each  map of 1 item",
+        "each  succeeded in 0.00s (1 item)",
+    ]
+
+
 async def test_progress_data_is_shown_on_its_step() -> None:
     """`context.progress(data)` shows as a line of the step carrying the data as JSON."""
     stream = io.StringIO()
