@@ -109,6 +109,9 @@ class Reference:
             if local_values is None or self.source not in local_values:
                 self._fail(f"'{self.source}' has no value here")
             value = local_values[self.source]
+            if value is None and self.source == "previous":
+                # A loop's first iteration has no previous output: every path into it is null.
+                return None
         else:
             self._fail("secrets are bound before an execution runs; this one was not supplied")
         for position, segment in enumerate(self.path):

@@ -266,3 +266,13 @@ def test_every_scope_root_is_documented_in_the_set() -> None:
         frozenset({"inputs", "steps", "item", "index", "output", "iteration", "previous"})
         == SCOPE_ROOTS
     )
+
+
+def test_every_path_into_a_null_previous_reads_null() -> None:
+    """In a loop's first iteration `${previous.a.b}` is null; later a missing key still fails."""
+    from orchestr8 import ReferenceResolutionError
+
+    template = compile_template({"draft": "${previous.json.draft}", "text": "was ${previous.x}"})
+    assert template.render({}, {}, {"previous": None}) == {"draft": None, "text": "was null"}
+    with pytest.raises(ReferenceResolutionError, match="previous has no key 'json'"):
+        template.render({}, {}, {"previous": {"x": 1}})
