@@ -228,7 +228,9 @@ class Workflow:
     )
     max_concurrency: int = attrs.field(
         default=0,
-        metadata=_meta("Steps running at once at most; 0: unbounded.", {"minimum": 0}),
+        metadata=_meta(
+            "Steps (and map items) running at once at most; 0: unbounded.", {"minimum": 0}
+        ),
     )
     fail_fast: bool = attrs.field(
         default=True,
