@@ -268,7 +268,9 @@ def _document_checks(
             continue
         step_id = step.get("id")
         depends_on = step.get("depends_on")
-        map_references, local_names = raw_map_outline(step, index, problems)
+        map_references, local_names = raw_map_outline(
+            step, index, document.get("schema_version"), problems
+        )
         outlines.append(
             StepOutline(
                 index=index,

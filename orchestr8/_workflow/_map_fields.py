@@ -62,27 +62,22 @@ def map_fields(
     checked: list[Step] = []
     checked_outlines: list[StepOutline] = []
     for index, (step, outline) in enumerate(zip(steps, outlines, strict=True)):
-        path = f"$.steps[{index}]"
-        if step.on_item_error != "fail":
-            _needs_for_each(version, step, f"{path}.on_item_error", "on_item_error", problems)
-        if step.max_concurrency:
-            _needs_for_each(version, step, f"{path}.max_concurrency", "max_concurrency", problems)
-        if step.for_each is None:
-            checked.append(step)
-            checked_outlines.append(outline)
-            continue
-        require_version_1_1(version, f"{path}.for_each", "for_each", problems)
-        if step.repeat is not None:
-            problems.append(
-                Problem(
-                    f"{path}.for_each",
-                    "a step cannot both map (for_each) and loop (repeat): loop in a step that"
-                    " depends on the map, or map over the loop's output",
-                )
-            )
-        compiled = compile_expression(
-            step.for_each.text, f"{path}.for_each", FOR_EACH_ROOTS, problems
+        _check_fields(
+            _MapFields(
+                has_for_each=step.for_each is not None,
+                sets_on_item_error=step.on_item_error != "fail",
+                sets_max_concurrency=step.max_concurrency != 0,
+                has_repeat=step.repeat is not None,
+            ),
+            index,
+            version,
+            problems,
         )
+        compiled = None
+        if step.for_each is not None:
+            compiled = compile_expression(
+                step.for_each.text, f"$.steps[{index}].for_each", FOR_EACH_ROOTS, problems
+            )
         if compiled is None:
             checked.append(step)
             checked_outlines.append(outline)
@@ -99,17 +94,25 @@ def map_fields(
 
 
 def raw_map_outline(
-    step: Mapping[str, Any], index: int, problems: list[Problem]
+    step: Mapping[str, Any], index: int, version: object, problems: list[Problem]
 ) -> tuple[tuple[tuple[str, Reference], ...], frozenset[str]]:
-    """For a raw step of a document with other errors: what its `for_each` reads, and its locals.
+    """`map_fields` on a raw step of a document that cannot become a `Workflow`.
 
-    The references `for_each` reads (its problems go to `problems`), and the local names its
-    input may use: `item` and `index` when it has a `for_each` at all.
+    Returns the references `for_each` reads (its problems go to `problems`), and the local names
+    the step's input may use: `item` and `index` when it has a `for_each` at all. What the schema
+    reports (a `for_each` that is not a string) is left to it.
     """
+    if isinstance(version, str):
+        fields = _MapFields(
+            has_for_each="for_each" in step,
+            sets_on_item_error=step.get("on_item_error", "fail") != "fail",
+            sets_max_concurrency=step.get("max_concurrency", 0) != 0,
+            has_repeat="repeat" in step,
+        )
+        _check_fields(fields, index, version, problems)
     if "for_each" not in step:
         return (), frozenset()
     if not isinstance(step["for_each"], str):
-        # The schema names what is wrong with it.
         return (), MAP_LOCAL_NAMES
     compiled = compile_expression(
         step["for_each"], f"$.steps[{index}].for_each", FOR_EACH_ROOTS, problems
@@ -117,10 +120,37 @@ def raw_map_outline(
     return (compiled.located_references if compiled else ()), MAP_LOCAL_NAMES
 
 
-def _needs_for_each(
-    version: str, step: Step, path: str, field: str, problems: list[Problem]
-) -> None:
-    """Refuse a map-only field in a "1.0" document, or on a step that is not a map."""
-    require_version_1_1(version, path, field, problems)
-    if step.for_each is None:
-        problems.append(Problem(path, f'"{field}" applies only to a step with for_each'))
+@attrs.frozen
+class _MapFields:
+    """Which map fields one step sets (and whether it loops), as the field checks need them."""
+
+    has_for_each: bool
+    sets_on_item_error: bool
+    sets_max_concurrency: bool
+    has_repeat: bool
+
+
+def _check_fields(fields: _MapFields, index: int, version: str, problems: list[Problem]) -> None:
+    """The map fields need schema "1.1"; the map-only ones need for_each; no map loops."""
+    path = f"$.steps[{index}]"
+    for field, present in (
+        ("on_item_error", fields.sets_on_item_error),
+        ("max_concurrency", fields.sets_max_concurrency),
+    ):
+        if present:
+            require_version_1_1(version, f"{path}.{field}", field, problems)
+            if not fields.has_for_each:
+                problems.append(
+                    Problem(f"{path}.{field}", f'"{field}" applies only to a step with for_each')
+                )
+    if not fields.has_for_each:
+        return
+    require_version_1_1(version, f"{path}.for_each", "for_each", problems)
+    if fields.has_repeat:
+        problems.append(
+            Problem(
+                f"{path}.for_each",
+                "a step cannot both map (for_each) and loop (repeat): loop in a step that"
+                " depends on the map, or map over the loop's output",
+            )
+        )
