@@ -5,6 +5,7 @@ converter (`_converter`), execution inputs checks (`_inputs`), the generated sch
 readable problems from JSON Schema errors (`_schema_problems`), the workflow's own `inputs` schema
 (`_inputs_schema`), templates holding `${...}` references (`_expressions`), one reference's syntax
 and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), policies
-(`_policy`, `_policy_spec`) and secret references in agent configs (`_config_secrets`).
+(`_policy`, `_policy_spec`), secret references in agent configs (`_config_secrets`) and the map
+fields of a step (`_map_fields`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """
