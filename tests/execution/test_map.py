@@ -621,3 +621,21 @@ async def test_an_item_that_ignores_its_cancel_is_given_up_on(
     assert result.status is ExecutionStatus.CANCELLED
     assert ended == 1.0 + FORCED_STOP_WAIT
     assert replay(events).steps["each[0]"].status is StepStatus.CANCELLED
+
+
+async def test_another_step_failing_under_fail_fast_cancels_a_running_map(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Under `fail_fast` a failure elsewhere cancels the map's running items and the map."""
+    document = workflow(
+        mapped(agent="sleepy", max_concurrency=2),
+        {"id": "broken", "agent": {"id": "fail", "config": {"message": "no"}}},
+    )
+    result, events = await execute(document, {"docs": [5, 5, 5]}, agents={"sleepy": sleepy})
+    assert result.status is ExecutionStatus.FAILED
+    assert result.steps["broken"].status is StepStatus.FAILED
+    assert result.steps["each"].status is StepStatus.CANCELLED
+    state = replay(events)
+    assert [state.steps[f"each[{i}]"].status for i in range(2)] == [StepStatus.CANCELLED] * 2
+    assert "each[2]" not in state.steps
+    assert trio.current_time() == 0.0
