@@ -15,6 +15,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── WorkflowValidationError      (ValueError) every problem, each as `JSON path: message`
     │   ├── InputValidationError         (ValueError) the execution inputs do not fit `inputs`
     │   ├── ReferenceResolutionError     (LookupError) a `${...}` reference has no value at run time
+    │   ├── PlanRejectedError            a plan an agent wrote is invalid (retried, told why)
     │   └── ExpressionError              (ValueError) an expression failed while it was evaluated
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
@@ -25,6 +26,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
     │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
+    │   ├── ChildExecutionError          a sub-workflow step's child execution did not succeed
     │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
     │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
@@ -113,6 +115,20 @@ class WorkflowValidationError(WorkflowError, ValueError):
         super().__init__(f"{head}invalid workflow ({count} {noun}):\n{lines}")
 
 
+class PlanRejectedError(WorkflowError):
+    """A plan an agent wrote is invalid; `problems` says why, and the planner's next try sees it.
+
+    Retryable: another attempt of the planner, told what was wrong, may write a valid plan.
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"the plan was refused ({count} {noun}):\n{lines}")
+
+
 class InputValidationError(WorkflowError, ValueError):
     """The inputs of an execution do not fit the workflow's `inputs` schema."""
 
@@ -172,6 +188,10 @@ class IdempotencyKeyReusedError(ExecutionError, ValueError):
 
 class ExecutionTimeoutError(ExecutionError, TimeoutError):
     """The execution ran past its `timeout`; the running steps were cancelled."""
+
+
+class ChildExecutionError(ExecutionError):
+    """A sub-workflow step's child execution failed or was cancelled; its step fails with this."""
 
 
 class OutputNotSerialisableError(ExecutionError, TypeError):

@@ -71,6 +71,24 @@ async def test_retry_demo_succeeds_on_the_third_attempt(
     assert delays == [0.2, 0.4]
 
 
+async def test_sub_workflow_runs_its_children_as_executions_linked_to_it(tmp_path: Path) -> None:
+    """sub_workflow.json runs the review file beside it and an inline child, each linked to it."""
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        handle = await runtime.start(EXAMPLES / "sub_workflow.json")
+        result = await handle.wait()
+        review = await runtime.journal.get_execution(f"{handle.execution_id}.review")
+        publish = await runtime.journal.get_execution(f"{handle.execution_id}.publish")
+    assert result.output == {"published": "notes on trio (reviewed by ada)", "approved": True}
+    assert (review.workflow_name, review.parent_id, review.parent_step) == (
+        "review",
+        handle.execution_id,
+        "review",
+    )
+    assert (publish.workflow_name, publish.parent_step) == ("publish", "publish")
+    alone = await run_workflow(EXAMPLES / "sub_workflow_review.json", {"text": "draft"})
+    assert alone.output == {"text": "draft", "approved": True, "reviewer": "anyone"}
+
+
 def test_embed_program_runs() -> None:
     """examples/embed.py runs its own agent inside a runtime and prints the result."""
     completed = subprocess.run(

@@ -143,9 +143,13 @@ async def inspect(
                 return EXIT_OK
             record = await find_execution(store, execution_id)
             events = await store.events(record.execution_id)
-            interrupted = await interrupted_executions(
-                store, [(record.execution_id, replay(events).status)]
-            )
+            state = replay(events)
+            interrupted = await interrupted_executions(store, [(record.execution_id, state.status)])
+            children = {
+                step.child: await store.get_execution(step.child)
+                for step in state.steps.values()
+                if step.child is not None
+            }
         if timeline:
             import shutil
 
@@ -156,7 +160,7 @@ async def inspect(
                 render_timeline(events, width=width, color=color, interrupted=bool(interrupted))
             )
             return EXIT_OK
-        detail = execution_detail(record, events, interrupted=bool(interrupted))
+        detail = execution_detail(record, events, interrupted=bool(interrupted), children=children)
         click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
         return EXIT_OK
 

@@ -251,6 +251,9 @@ class ProgressView:
             line = f"failed ({tries}{took}): {describe(data.get('error'))}"
             color = "red"
             self._status[step_id] = "failed"
+        elif kind == EventType.STEP_REPLANNED:
+            line = f"failed: {describe(data.get('error'))}; replanning ({data.get('replan', '?')})"
+            color = "yellow"
         elif kind == EventType.ITERATION_FINISHED:
             held = "held" if data.get("until") is True else "did not hold"
             line = f"iteration {data.get('iteration', '?')} finished: until {held}"

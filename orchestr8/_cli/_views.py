@@ -190,6 +190,7 @@ def execution_summary(record: ExecutionRecord, status: str | None = None) -> dic
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "duration": _wall_duration(record.started_at, record.finished_at),
+        "parent_id": record.parent_id,
     }
 
 
@@ -210,13 +211,20 @@ def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool
 
 
 def execution_detail(
-    record: ExecutionRecord, events: Sequence[Event], *, interrupted: bool = False
+    record: ExecutionRecord,
+    events: Sequence[Event],
+    *,
+    interrupted: bool = False,
+    children: Mapping[str, ExecutionRecord] | None = None,
 ) -> dict[str, Any]:
     """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
 
-    With `interrupted` (its process died while it ran) the status is `interrupted`.
+    With `interrupted` (its process died while it ran) the status is `interrupted`. A
+    sub-workflow step names its child execution, with the status of its record in `children`
+    (by child id; `unknown` when absent); a child execution names its parent.
     """
     state = replay(events)
+    children = children or {}
     declared = [
         step["id"]
         for step in record.workflow.get("steps", ())
@@ -255,6 +263,19 @@ def execution_detail(
             steps[step_id]["items"] = groups[step_id].to_json()
         if step_id in loops:
             steps[step_id]["loop"] = loops[step_id].to_json()
+        if step.child is not None:
+            child = children.get(step.child)
+            status = str(child.status) if child is not None else "unknown"
+            steps[step_id]["child"] = {"execution_id": step.child, "status": status}
+        if step.plans or step.replans:
+            steps[step_id]["plans"] = {
+                "proposed": step.plans,
+                "rejected": step.rejected_plans,
+                "replans": step.replans,
+            }
+    parent = None
+    if record.parent_id is not None:
+        parent = {"execution_id": record.parent_id, "step_id": record.parent_step}
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,
@@ -266,9 +287,21 @@ def execution_detail(
         "inputs": record.inputs,
         "output": state.output,
         "error": state.error,
+        "parent": parent,
         "steps": steps,
         "events": [event.to_json() for event in events],
     }
+
+
+def _plans_line(plans: Mapping[str, int]) -> str:
+    """What `inspect` says of a step's plans: `plans: 2 proposed, 1 rejected; replanned 1 time`."""
+    parts = []
+    if plans["proposed"]:
+        parts.append(f"plans: {plans['proposed']} proposed, {plans['rejected']} rejected")
+    if plans["replans"]:
+        times = "time" if plans["replans"] == 1 else "times"
+        parts.append(f"replanned {plans['replans']} {times}")
+    return "; ".join(parts)
 
 
 def _iterations_after_their_loop(
@@ -317,6 +350,9 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
                 f"{detail['execution_id']}` continues it",
             )
         )
+    if detail.get("parent") is not None:
+        parent = detail["parent"]
+        fields.append(("parent", f"{parent['execution_id']} (step {parent['step_id']})"))
     if detail["error"] is not None:
         fields.append(("error", describe(detail["error"])))
     if status == ExecutionStatus.SUCCEEDED:
@@ -334,6 +370,17 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     ]
     steps = render_table(
         ["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], step_rows, color=color
+    )
+    steps += "".join(
+        f"\n  {step_id} runs child execution {step['child']['execution_id']}"
+        f" ({step['child']['status']}): orchestr8 inspect {step['child']['execution_id']}"
+        for step_id, step in detail["steps"].items()
+        if "child" in step
+    )
+    steps += "".join(
+        f"\n  {step_id} {_plans_line(step['plans'])}"
+        for step_id, step in detail["steps"].items()
+        if "plans" in step
     )
     map_rows: list[list[Cell]] = [
         [step_id, describe_items(step["items"])]

@@ -7,6 +7,8 @@ execution; idempotency keys), `_resumption` (what a resume reuses and what it ru
 `_step_run` and `_step_resilience` (one step through the pipeline), `_map` (a map step's items,
 each scheduled as a unit), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_liveness` (who runs an
-execution), and `_secrets` (secret values an execution holds).
+execution), `_secrets` (secret values an execution holds), `_children` (the child executions
+of sub-workflow steps), and `_planning` (plan steps and replanning: a planner's plan checked and
+run as a child execution).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

@@ -25,8 +25,10 @@ from .._agents._registry import AgentRegistry
 from .._errors import AgentError, Problem, WorkflowValidationError
 from .._observability._redaction import default_redactor, redact_text
 from .._workflow._codec import load_workflow
-from .._workflow._document import Workflow
+from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._sub_workflows import WorkflowCatalog
+from ._planning import planner_agent_problems
 from ._secrets import secret_values_of
 
 __all__ = [
@@ -50,6 +52,8 @@ class AdmittedWorkflow:
     """The loaded workflow."""
     agents: Mapping[str, Agent]
     """Each step's agent by step id, built from the step's config; it runs the step."""
+    children: Mapping[str, AdmittedWorkflow] = attrs.field(factory=dict)
+    """Each sub-workflow step's child workflow, admitted too, by step id."""
 
 
 @attrs.frozen(eq=False)
@@ -68,11 +72,17 @@ class Admission:
 
 
 def admit_workflow(
-    workflow: WorkflowLike, registry: AgentRegistry, *, source: str | None = None
+    workflow: WorkflowLike,
+    registry: AgentRegistry,
+    *,
+    source: str | None = None,
+    workflows: WorkflowCatalog | None = None,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
-    `source` names the file in messages (default: the path, when `workflow` is one).
+    `source` names the file in messages (default: the path, when `workflow` is one);
+    `workflows` holds the registered names sub-workflows may use. Child workflows are admitted
+    too, their problems located under their step (`$.steps[2].workflow.steps[0].agent`).
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -80,11 +90,17 @@ def admit_workflow(
     loaded = (
         workflow
         if isinstance(workflow, Workflow)
-        else load_workflow(workflow, agent_exists=registry.check)
+        else load_workflow(workflow, agent_exists=registry.check, workflows=workflows)
     )
     problems: list[Problem] = []
     agents: dict[str, Agent] = {}
+    children: dict[str, AdmittedWorkflow] = {}
     for index, step in enumerate(loaded.steps):
+        if step.plan is not None or not isinstance(step.on_error, str):
+            problems += planner_agent_problems(step, index, registry)
+        if step.agent is None:
+            _admit_child(step, index, registry, children, problems)
+            continue
         try:
             agents[step.id] = registry.create(step.agent.id, step.agent.config)
         except AgentError as error:
@@ -94,7 +110,27 @@ def admit_workflow(
             problems.append(Problem(f"$.steps[{index}].agent", message))
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
-    return AdmittedWorkflow(loaded, agents)
+    return AdmittedWorkflow(loaded, agents, children)
+
+
+def _admit_child(
+    step: Step,
+    index: int,
+    registry: AgentRegistry,
+    children: dict[str, AdmittedWorkflow],
+    problems: list[Problem],
+) -> None:
+    """Admit a sub-workflow step's child, or add its problems located under the step."""
+    child = step.workflow.workflow if step.workflow is not None else None
+    if child is None:
+        return
+    try:
+        children[step.id] = admit_workflow(child, registry)
+    except WorkflowValidationError as error:
+        where = f"$.steps[{index}].workflow"
+        problems += [
+            Problem(where + problem.path[1:], problem.message) for problem in error.problems
+        ]
 
 
 def admit(admitted: AdmittedWorkflow, inputs: Mapping[str, Any] | None) -> Admission:
@@ -118,9 +154,13 @@ def _path_of(workflow: WorkflowLike) -> str | None:
 class AdmittedWorkflows:
     """The workflows a runtime admitted, so each is loaded and has its agents built only once."""
 
-    def __init__(self, registry: AgentRegistry) -> None:
-        """Build agents from `registry`, which does not change for the runtime's life."""
+    def __init__(self, registry: AgentRegistry, workflows: WorkflowCatalog | None = None) -> None:
+        """Build agents from `registry`, which does not change for the runtime's life.
+
+        `workflows` holds the registered names sub-workflows may use.
+        """
         self._registry = registry
+        self._workflows = workflows
         # By id(): a weak reference to each workflow and the agents built for its steps. An
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
@@ -135,8 +175,14 @@ class AdmittedWorkflows:
             entry = self._admitted.get(id(workflow))
             if entry is not None and entry[0]() is workflow:
                 return workflow, entry[1]
-        admitted = admit_workflow(workflow, self._registry)
+        admitted = admit_workflow(workflow, self._registry, workflows=self._workflows)
+        self.remember(admitted)
+        return admitted.workflow, admitted.agents
+
+    def remember(self, admitted: AdmittedWorkflow) -> None:
+        """Keep the agents of a workflow admitted elsewhere (the CLI's), and of its children."""
         loaded, key = admitted.workflow, id(admitted.workflow)
         self._admitted[key] = (weakref.ref(loaded), admitted.agents)
         weakref.finalize(loaded, self._admitted.pop, key, None)
-        return loaded, admitted.agents
+        for child in admitted.children.values():
+            self.remember(child)

@@ -89,7 +89,7 @@ class Conclusion:
             step_id
             for step_id, result in steps.items()
             if result.status is StepStatus.FAILED
-            and workflow.steps_by_id[step_id].on_error == "fail"
+            and workflow.steps_by_id[step_id].on_error != "continue"
         ]
         if failed:
             first = steps[failed[0]].error or {}

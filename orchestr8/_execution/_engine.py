@@ -52,6 +52,8 @@ from ._wind_down import Finished, Report, WindDown
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from ._children import ChildRunner
+
 _logger = logging.getLogger("orchestr8.engine")
 
 
@@ -81,6 +83,7 @@ class ExecutionRun:
         correlation_id: str | None = None,
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
+        children: ChildRunner | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
@@ -126,6 +129,8 @@ class ExecutionRun:
             stop_event=self._stop_event,
             random_source=random_source,
             sync_limiter=sync_limiter,
+            children=children,
+            correlation_id=self.correlation_id,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()

@@ -29,6 +29,7 @@ from .._journal._events import EventType, StepStatus, describe_error
 from .._workflow._conditions import expression_scope
 from .._workflow._document import Step
 from .._workflow._loops import Repeat
+from ._children import agent_id_of
 from ._results import StepResult
 from ._step_resilience import StepListener
 
@@ -71,7 +72,7 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
     await emitter.emit(
         EventType.STEP_STARTED,
         step_id=step_id,
-        data={"agent": step.agent.id, "max_iterations": repeat.max_iterations},
+        data={"agent": agent_id_of(step), "max_iterations": repeat.max_iterations},
         trusted=True,
     )
     previous: Any = None
@@ -139,7 +140,7 @@ async def _failed(
     exception: Exception | None,
 ) -> StepResult:
     """Journal and log the loop step failing for good: an iteration failed, or the loop did."""
-    if step.on_error == "fail" and exception is not None:
+    if step.on_error != "continue" and exception is not None:
         state.record_failure(step.id, exception)
     await emitter.emit(EventType.STEP_FAILED, step_id=step.id, data={"error": error})
     _logger.warning(

@@ -33,6 +33,7 @@ from .._journal._map_items import split_item_id
 from .._workflow._conditions import expression_scope
 from .._workflow._document import Step, Workflow
 from .._workflow._references import json_type_name
+from ._children import agent_id_of
 from ._results import StepResult
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class MapCoordinator:
         emitter, state, step_id = self._emitter, self._state, step.id
         assert step.for_each is not None, "only a step with for_each is a map"
         await emitter.emit(
-            EventType.STEP_STARTED, step_id=step_id, data={"agent": step.agent.id}, trusted=True
+            EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id_of(step)}, trusted=True
         )
         try:
             values = step.for_each.evaluate(expression_scope(state.inputs, state.outputs))

@@ -25,8 +25,9 @@ import logging
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -48,6 +49,7 @@ from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
 from ._admission import WorkflowLike as WorkflowLike
 from ._engine import ExecutionRun
@@ -76,6 +78,7 @@ class Runtime:
         locks: ExecutionLocks,
         sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
+        workflows: WorkflowCatalog | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
@@ -97,7 +100,7 @@ class Runtime:
         self._live: dict[str, ExecutionHandle] = {}
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
-        self._admitted = AdmittedWorkflows(registry)
+        self._admitted = AdmittedWorkflows(registry, workflows)
         self._starter = Starter(
             journal=journal,
             secrets=self.secrets,
@@ -111,6 +114,7 @@ class Runtime:
             admit=self._admit,
             launch=self._launch,
             handle_for=self._handle_for,
+            adopt=self._adopt,
         )
 
     def load(self, workflow: WorkflowLike) -> Workflow:
@@ -157,6 +161,8 @@ class Runtime:
                 raise TypeError("an Admission comes with its inputs; pass no inputs with it")
             loaded, agents = workflow.workflow, workflow.admitted.agents
             checked_inputs = workflow.inputs
+            # Its children's agents were built with it: their runs reuse them.
+            self._admitted.remember(workflow.admitted)
         else:
             loaded, agents = self._admit(workflow)
             checked_inputs = validate_inputs(loaded, inputs)
@@ -185,12 +191,17 @@ class Runtime:
         Raises:
             ExecutionNotFoundError: no such execution.
             ExecutionStateError: it succeeded already, or it is running in this runtime, another
-                runtime or another process.
+                runtime or another process, or it is a child execution (resume its parent).
             InputValidationError: a redacted input is not supplied again (each one is named), or
                 a supplied one was not redacted, or does not fit the workflow's `inputs` schema.
             MissingSecretError: a secret it references is not set.
         """
         record = await self.journal.get_execution(execution_id)
+        if record.parent_id is not None:
+            raise ExecutionStateError(
+                f"execution {execution_id} is a child of execution {record.parent_id} (its step"
+                f" {record.parent_step}); resume {record.parent_id}, which resumes it"
+            )
         if execution_id in self._live or execution_id in self._resuming:
             raise ExecutionStateError(f"execution {execution_id} is running; it cannot be resumed")
         # Claimed here until it is live: a second resume racing this one is refused.
@@ -272,6 +283,16 @@ class Runtime:
         finished = result if result.status.is_terminal else None
         return ExecutionHandle(record.execution_id, None, finished)
 
+    def _adopt(self, run: ExecutionRun) -> Callable[[], object]:
+        """Keep a child execution live here while its parent's step runs it; returns the undo.
+
+        The child is not launched (its parent's step runs it), but `find`, `cancel` and the
+        event socket see it like any execution this runtime runs.
+        """
+        execution_id = run.execution_id
+        self._live[execution_id] = ExecutionHandle(execution_id, run)
+        return partial(self._live.pop, execution_id, None)
+
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
         self._live[run.execution_id] = handle
@@ -309,6 +330,7 @@ async def open_runtime(
     random_source: random.Random | None = None,
     sync_workers: int = DEFAULT_SYNC_WORKERS,
     secrets: Secrets | None = None,
+    workflows: Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -322,6 +344,9 @@ async def open_runtime(
             `AgentContext.run_sync`) may use at once; further calls wait for a free one.
         secrets: where `${secrets.NAME}` values come from; default `ORCHESTR8_SECRET_NAME`
             environment variables.
+        workflows: workflows by name, for sub-workflow steps that name one (`"workflow":
+            "NAME"`): a path, JSON text or a parsed document each; they shadow the
+            `orchestr8.workflows` entry points.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, or `sync_workers` is below 1.
@@ -347,6 +372,7 @@ async def open_runtime(
                 locks=locks,
                 sync_limiter=sync_limiter,
                 secrets=secrets,
+                workflows=WorkflowCatalog(workflows),
             )
             body_failed = False
             try:

@@ -142,9 +142,10 @@ def _workflow_secrets(workflow: Workflow, redactor: Redactor) -> _WorkflowSecret
     literals: list[str] = []
     for step in workflow.steps:
         names.update(step.input.secret_names)
-        names.update(_config_secret_names(step.agent.config))
+        config = _config_of(step)
+        names.update(_config_secret_names(config))
         literals += secret_values_in(step.input.source, redactor)
-        literals += secret_values_in(step.agent.config, redactor)
+        literals += secret_values_in(config, redactor)
     found = _WorkflowSecrets(frozenset(names), tuple(literals), redactor)
     # Forgotten when the workflow is: its id may then be reused by another object.
     reference = weakref.ref(workflow, lambda _: _found.pop(key, None))
@@ -155,6 +156,11 @@ def _workflow_secrets(workflow: Workflow, redactor: Redactor) -> _WorkflowSecret
 def secret_names(workflow: Workflow) -> frozenset[str]:
     """Every secret the workflow references, in step inputs and agent configs."""
     return _workflow_secrets(workflow, default_redactor()).names
+
+
+def _config_of(step: Step) -> Mapping[str, Any]:
+    """A step's agent config; a sub-workflow step has none (its child binds its own secrets)."""
+    return step.agent.config if step.agent is not None else {}
 
 
 def _config_secret_names(config: Mapping[str, Any]) -> set[str]:
@@ -176,7 +182,7 @@ def bind_secrets(workflow: Workflow, secrets: Mapping[str, str]) -> Workflow:
     for step in workflow.steps:
         bound_input = step.input.bind_secrets(secrets)
         agent = step.agent
-        if _config_secret_names(agent.config):
+        if agent is not None and _config_secret_names(agent.config):
             bound_config = bind_config_secrets(agent.config, secrets)
             agent = AgentSpec(id=agent.id, version=agent.version, config=bound_config)
         if bound_input is step.input and agent is step.agent:
@@ -224,7 +230,7 @@ def redacted_literals(
     for index, step in enumerate(workflow.steps):
         if step.id in wanted:
             _find_redacted(step.input.source, f"$.steps[{index}].input", redactor, paths)
-            _find_redacted(step.agent.config, f"$.steps[{index}].agent.config", redactor, paths)
+            _find_redacted(_config_of(step), f"$.steps[{index}].agent.config", redactor, paths)
     return paths
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from .._agents._contract import Agent
@@ -30,6 +31,7 @@ from .._supervision._bus import EventBus
 from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
 from ._admission import WorkflowLike
+from ._children import ChildRunner
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._handle import ExecutionHandle
@@ -58,8 +60,9 @@ class Starter:
         admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
         handle_for: Callable[[ExecutionRecord], Awaitable[ExecutionHandle]],
+        adopt: Callable[[ExecutionRun], Callable[[], object]],
     ) -> None:
-        """Take the runtime's parts; `admit`, `launch` and `handle_for` are the runtime's own."""
+        """Take the runtime's parts; `admit`, `launch`, `handle_for`, `adopt` are the runtime's."""
         self._journal = journal
         self._secrets = secrets
         self._registry = registry
@@ -72,7 +75,10 @@ class Starter:
         self._admit = admit
         self._launch = launch
         self._handle_for = handle_for
+        self._adopt = adopt
         self._key_locks: dict[str, trio.Lock] = {}
+        self.children = ChildRunner(self, journal)
+        """Runs the child executions of sub-workflow steps (`_children`)."""
 
     async def start(
         self,
@@ -166,17 +172,10 @@ class Starter:
         idempotency_key: str | None,
     ) -> ExecutionHandle:
         """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
-        record = ExecutionRecord(
-            execution_id=execution_id or uuid.uuid4().hex,
-            # A name can hold a secret value too (`/metrics` and every view show it).
-            workflow_name=redact(loaded.name),
-            # Secret-looking values never reach the journal, and what is recorded stays a valid
-            # workflow: resume reloads it and takes the secrets again (`_secrets`).
-            workflow=redact_workflow(journal_document(loaded)),
-            inputs=redact(checked_inputs),
-            correlation_id=correlation_id,
-            idempotency_key=idempotency_key,
+        record = _new_record(
+            loaded, checked_inputs, execution_id or uuid.uuid4().hex, correlation_id
         )
+        record = attrs.evolve(record, idempotency_key=idempotency_key)
         emitter = Emitter(EventFactory(record.execution_id), self._journal, self._bus)
         run = self._execution(
             record.execution_id,
@@ -201,18 +200,86 @@ class Starter:
             )
         return await self._launch(run, lease)
 
+    async def child_run(
+        self,
+        loaded: Workflow,
+        checked_inputs: dict[str, Any],
+        *,
+        execution_id: str,
+        parent_id: str,
+        parent_step: str,
+        correlation_id: str,
+        child_timeout: float | None,
+    ) -> tuple[ExecutionRun, SecretLease]:
+        """Record a sub-workflow step's child execution and build its run (and its lease).
+
+        The run is not launched: the parent's step runs it in its own task (`_children`).
+        """
+        loaded, agents = self._admit(loaded)
+        secrets = self._secrets.resolve(secret_names(loaded))
+        lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
+        try:
+            bound = bind_secrets(loaded, secrets)
+            record = attrs.evolve(
+                _new_record(loaded, checked_inputs, execution_id, correlation_id),
+                parent_id=parent_id,
+                parent_step=parent_step,
+            )
+            emitter = Emitter(EventFactory(execution_id), self._journal, self._bus)
+            run = self._execution(
+                execution_id,
+                bound,
+                _reusable_agents(loaded, bound, agents),
+                checked_inputs,
+                emitter,
+                child_timeout,
+                correlation_id=correlation_id,
+            )
+            await self._journal.create_or_find(record, first_event=run.start_event())
+        except BaseException:
+            lease.release()
+            raise
+        return run, lease
+
+    def hold_child(self, run: ExecutionRun) -> Callable[[], None]:
+        """Lock a child execution and keep it live in the runtime while it runs; returns the undo.
+
+        Its parent's lock already keeps every other run away: this one makes the child show as
+        running (not `interrupted`) to other processes, and live to this runtime's views.
+
+        Raises:
+            ExecutionStateError: another run holds the child's lock (never expected).
+        """
+        execution_id = run.execution_id
+        if not self._locks.acquire(execution_id):
+            raise ExecutionStateError(
+                f"execution {execution_id} is running in another process or runtime; "
+                "its parent's step cannot run it"
+            )
+        forget = self._adopt(run)
+
+        def release() -> None:
+            forget()
+            self._locks.release(execution_id)
+
+        return release
+
     async def resumed_run(
         self,
         record: ExecutionRecord,
         execution_timeout: float | None,
         supplied: Mapping[str, Any] | None,
+        *,
+        workflow: Workflow | None = None,
     ) -> tuple[ExecutionRun, SecretLease]:
         """Replay the execution's events and build the run that continues it (and its lease).
 
-        The caller holds the execution's lock, and launches the run.
+        The caller holds the execution's lock, and launches the run. `workflow` (a child's, as
+        its parent loaded it) stands in for the journaled document.
         """
         execution_id = record.execution_id
-        plan = plan_resume(record, await self._journal.events(execution_id), self._admit, supplied)
+        admit = self._admit if workflow is None else lambda _: self._admit(workflow)
+        plan = plan_resume(record, await self._journal.events(execution_id), admit, supplied)
         loaded, inputs, state = plan.workflow, plan.inputs, plan.state
         secrets = self._secrets.resolve(secret_names(loaded))
         plan.warn()
@@ -276,7 +343,27 @@ class Starter:
             correlation_id=correlation_id,
             random_source=self._random,
             sync_limiter=self._sync_limiter,
+            children=self.children,
         )
+
+
+def _new_record(
+    loaded: Workflow,
+    checked_inputs: Mapping[str, Any],
+    execution_id: str,
+    correlation_id: str | None,
+) -> ExecutionRecord:
+    """The journal record of a new execution, with its workflow and inputs redacted."""
+    return ExecutionRecord(
+        execution_id=execution_id,
+        # A name can hold a secret value too (`/metrics` and every view show it).
+        workflow_name=redact(loaded.name),
+        # Secret-looking values never reach the journal, and what is recorded stays a valid
+        # workflow: resume reloads it and takes the secrets again (`_secrets`).
+        workflow=redact_workflow(journal_document(loaded)),
+        inputs=redact(dict(checked_inputs)),
+        correlation_id=correlation_id,
+    )
 
 
 def _reusable_agents(

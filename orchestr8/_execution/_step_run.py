@@ -14,7 +14,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -23,6 +23,7 @@ from .._agents._registry import AgentRegistry
 from .._errors import (
     AgentExitError,
     CallStoppedError,
+    ExecutionStateError,
     OutputNotSerialisableError,
     exception_leaves,
     message_of,
@@ -35,12 +36,18 @@ from .._observability._telemetry import attempt_span
 from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
+from .._workflow._plan_fragments import plan_workflow_name
+from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
 from ._loop import run_loop
 from ._map import MapCoordinator, MapItem
+from ._planning import PlanAgent, Replanner
 from ._results import StepResult
 from ._state import RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
+
+if TYPE_CHECKING:
+    from ._children import ChildRunner
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -61,6 +68,8 @@ class StepRunner:
         stop_event: trio.Event,
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
+        children: ChildRunner | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
@@ -78,6 +87,8 @@ class StepRunner:
         self._stop_event = stop_event
         self._random = random_source
         self._sync_limiter = sync_limiter
+        self._children = children
+        self._correlation_id = correlation_id or execution_id
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps (and running map items) that started, by id."""
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
@@ -108,7 +119,8 @@ class StepRunner:
             if step.for_each is not None:
                 return await self._maps.run(step)
             step_id = unit_id or step.id
-        emitter, agent_id = self._emitter, step.agent.id
+        emitter, spec = self._emitter, step.agent
+        agent_id = spec.id if spec is not None else agent_id_of(step)
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
         )
@@ -121,6 +133,7 @@ class StepRunner:
         started = trio.current_time()
         current_step.set((listener, 1))
         log_token = bind_log_context({"step_id": step_id, "agent_id": agent_id})
+        rendered_input: Any = None
         try:
             rendered_input = step.input.render(
                 self._state.inputs, self._state.outputs, local_values
@@ -129,7 +142,10 @@ class StepRunner:
             # not build for (its config takes `${secrets.NAME}` values known only now).
             agent = self._agents.get(step.id)
             if agent is None:
-                agent = self._registry.create(agent_id, step.agent.config)
+                if spec is None:
+                    agent = self._child_agent(step, local_values)
+                else:
+                    agent = self._registry.create(agent_id, spec.config)
             policy = self.workflow.policy_for(step.id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy
@@ -192,6 +208,11 @@ class StepRunner:
         if listener.silenced:
             # The engine gave up on this step and the execution ended without it.
             return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
+        if failure is not None and not isinstance(step.on_error, str) and not item:
+            # A map step is replanned as a whole (its `on_error`), never one item at a time.
+            output, failure = await self._replan(step, rendered_input, failure, listener)
+            if listener.silenced:
+                return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
         if failure is not None:
             if isinstance(failure, CallStoppedError) and self._stop_event.is_set():
                 _logger.info("step %s stopped: %s", step_id, failure)
@@ -214,7 +235,7 @@ class StepRunner:
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
-        if step.on_error == "fail" and not listener.step_id.endswith("]"):
+        if step.on_error != "continue" and not listener.step_id.endswith("]"):
             # A map item's failure is its map's to record (`_map`).
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
@@ -223,7 +244,7 @@ class StepRunner:
             attempt=listener.attempts or None,
             data={"error": result.error},
         )
-        with log_context(step_id=step.id, agent_id=step.agent.id):
+        with log_context(step_id=step.id, agent_id=agent_id_of(step)):
             _logger.warning(
                 "step %s failed after %d attempt(s): %s: %s",
                 listener.step_id,
@@ -236,8 +257,96 @@ class StepRunner:
 
     def _metrics(self, step: Step, status: StepStatus, started: float) -> None:
         engine_metrics().step_finished(
-            self.workflow.name, step.id, step.agent.id, status, trio.current_time() - started
+            self.workflow.name, step.id, agent_id_of(step), status, trio.current_time() - started
         )
+
+    def _child_agent(self, step: Step, local_values: Mapping[str, Any] | None = None) -> Agent:
+        """The agent running a sub-workflow or plan step's child execution (built for each run).
+
+        `local_values` are the run's `${...}` locals (a loop iteration's), for a planner's task.
+        """
+        if self._children is None:
+            kind = "a sub-workflow" if step.plan is None else "a plan"
+            raise ExecutionStateError(
+                f"step {step.id} runs {kind}, which needs a runtime (open_runtime)"
+            )
+        parent = ParentLink(self.execution_id, self._emitter, self._correlation_id)
+        if step.plan is not None:
+            return PlanAgent(
+                spec=step.plan,
+                task=step.plan.input.render(self._state.inputs, self._state.outputs, local_values),
+                registry=self._registry,
+                children=self._children,
+                parent=parent,
+                name=plan_workflow_name(self.workflow.name, step.id),
+            )
+        return self._children.agent_for(step, parent)
+
+    async def _replan(
+        self, step: Step, rendered_input: Any, error: Exception, listener: StepListener
+    ) -> tuple[Any, Exception | None]:
+        """Hand a step that failed for good to its replanning planner (`_planning`).
+
+        Returns (output, None) when a replacement succeeded, else (None, the error it fails with).
+        """
+        replanning = step.on_error
+        assert not isinstance(replanning, str), "only a replanning step is replanned"
+        if self._children is None or self._stop_event.is_set():
+            return None, error
+        current_step.set((listener, 1))
+        log_token = bind_log_context({"step_id": step.id, "agent_id": listener.agent_id})
+        try:
+            replanner = Replanner(
+                registry=self._registry,
+                children=self._children,
+                parent=ParentLink(self.execution_id, self._emitter, self._correlation_id),
+                workflow_name=self.workflow.name,
+                resilience=self._resilience,
+                run_attempt=self._run_attempt,
+                random_source=self._random,
+                stop_event=self._stop_event,
+            )
+            output = await replanner.replan(
+                step,
+                replanning,
+                task=replanning.replan.input.render(self._state.inputs, self._state.outputs),
+                input=rendered_input,
+                error=error,
+                policy=self.workflow.policy_for(step.id),
+                listener=listener,
+            )
+        except Exception as replan_error:
+            return None, replan_error
+        finally:
+            current_step.set(None)
+            reset_log_context(log_token)
+        return output, None
+
+    async def _run_attempt(
+        self, agent: Agent, step_id: str, agent_id: str, input: Any, number: int
+    ) -> Any:
+        """One attempt of `agent` for a step outside `run`'s own loop (a replacement plan's)."""
+        deadline = trio.current_effective_deadline()
+        context = AgentContext(
+            execution_id=self.execution_id,
+            step_id=step_id,
+            workflow_name=self.workflow.name,
+            agent_id=agent_id,
+            attempt=number,
+            deadline=deadline,
+            progress_callback=self._on_progress,
+            usage_callback=self._on_usage,
+            cancel_event=self._cancel_event,
+            sync_limiter=self._sync_limiter,
+        )
+        with attempt_span(step_id, agent_id, number, deadline=deadline):
+            try:
+                return await agent.run(input, context)
+            except BaseException as error:
+                failure = step_failure_for_exit(error)
+                if failure is None:
+                    raise
+                raise failure from error
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
         listener = self.listeners.get(context.step_id)

@@ -48,6 +48,10 @@ class EventType(enum.StrEnum):
     EXECUTION_RESUMED = "execution.resumed"
     MAP_STARTED = "map.started"
     ITERATION_FINISHED = "iteration.finished"
+    CHILD_STARTED = "child.started"
+    PLAN_PROPOSED = "plan.proposed"
+    PLAN_REJECTED = "plan.rejected"
+    STEP_REPLANNED = "step.replanned"
 
     @property
     def is_terminal(self) -> bool:

@@ -23,7 +23,8 @@ class ExecutionRecord:
     """One execution as the journal holds it: what was run, with which inputs, and how it ended.
 
     `workflow` is the workflow JSON document, kept so `resume` can rebuild it. `status`,
-    `started_at`, `finished_at`, `output` and `error` follow the execution's events.
+    `started_at`, `finished_at`, `output` and `error` follow the execution's events. A child
+    execution (a sub-workflow step's) names its parent and the step in `parent_id`, `parent_step`.
     """
 
     execution_id: str
@@ -38,6 +39,10 @@ class ExecutionRecord:
     finished_at: str | None = None
     output: Any = None
     error: Any = None
+    parent_id: str | None = None
+    """The execution whose sub-workflow step ran this one (a child execution), else None."""
+    parent_step: str | None = None
+    """The id of that step in the parent, else None."""
 
 
 @attrs.frozen

@@ -28,6 +28,14 @@ class StepState:
     usage: Mapping[str, int] = attrs.field(factory=dict)
     output_redacted: bool = False
     """Whether redaction changed the recorded `output`: a resume runs the step again."""
+    child: str | None = None
+    """The child execution a sub-workflow step runs (its `child.started`), else None."""
+    plans: int = 0
+    """How many plans its planners proposed (`plan.proposed`), for a plan or a replanned step."""
+    rejected_plans: int = 0
+    """How many of those plans were refused (`plan.rejected`)."""
+    replans: int = 0
+    """How many replacement plans it was handed to after failing for good (`step.replanned`)."""
     items: int | None = None
     """For a map step (`for_each`): how many items it has, as `map.started` recorded."""
 
@@ -74,6 +82,10 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
+        EventType.CHILD_STARTED,
+        EventType.PLAN_PROPOSED,
+        EventType.PLAN_REJECTED,
+        EventType.STEP_REPLANNED,
         EventType.MAP_STARTED,
         *_STEP_ENDINGS,
     }
@@ -188,6 +200,15 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         return attrs.evolve(step, attempts=attempts, error=event.data.get("error"))
     if event.type == EventType.RETRY_SCHEDULED:
         return attrs.evolve(step, status=StepStatus.RETRYING)
+    if event.type == EventType.CHILD_STARTED:
+        child = event.data.get("child_id")
+        return attrs.evolve(step, child=child if isinstance(child, str) else step.child)
+    if event.type == EventType.PLAN_PROPOSED:
+        return attrs.evolve(step, plans=step.plans + 1)
+    if event.type == EventType.PLAN_REJECTED:
+        return attrs.evolve(step, rejected_plans=step.rejected_plans + 1)
+    if event.type == EventType.STEP_REPLANNED:
+        return attrs.evolve(step, replans=step.replans + 1)
     ending = _STEP_ENDINGS.get(event.type)
     if ending is None:
         return step

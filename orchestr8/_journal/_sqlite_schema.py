@@ -45,6 +45,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX executions_by_idempotency_key ON executions (idempotency_key)"
         " WHERE idempotency_key IS NOT NULL",
     ),
+    (
+        # Sub-workflows (issue 14): a child execution names its parent execution and step.
+        "ALTER TABLE executions ADD COLUMN parent_id TEXT",
+        "ALTER TABLE executions ADD COLUMN parent_step TEXT",
+    ),
 )
 """Migration N (0-based) takes a journal from `user_version` N to N + 1."""
 

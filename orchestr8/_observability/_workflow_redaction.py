@@ -3,7 +3,8 @@
 In data, the value under a secret-looking key becomes ``"***"``. A workflow document is not all
 data: its ``inputs`` JSON Schema may name a property ``api_key``, and replacing that schema with
 ``"***"`` would break the workflow a resume reloads. So keys are looked at only where values
-live: each step's ``input``, each agent's ``config`` and the workflow's ``output`` template.
+live: each step's ``input``, each agent's ``config`` and the workflow's ``output`` template, and
+the same in a step's inline child ``workflow``.
 Every other part (the ``inputs`` schema, step ids, policies, names) only gets known secret values
 replaced inside strings. Parts that need no change are shared with the input, as in `_redaction`.
 """
@@ -60,6 +61,9 @@ def _redact_step(step: Any, redact: Redaction, redact_values: Redaction) -> Any:
                 for key, item in part.items()
             }
             new = part if all(new[key] is item for key, item in part.items()) else new
+        elif name == "workflow" and isinstance(part, Mapping):
+            # A sub-workflow step's child, journaled inline: redacted as a workflow of its own.
+            new = redact_workflow_document(part, redact, redact_values)
         else:
             new = redact_values(part)
         if out is None:

@@ -1,7 +1,8 @@
 """The JSON documents the REST API answers with: JSON responses, executions, their steps and links.
 
 An execution is shown as its events tell it (`_replay`): status, times, duration, inputs (as the
-journal keeps them, redacted), output, error, the last seq, and every step with its attempts.
+journal keeps them, redacted), output, error, the last seq, and every step with its attempts; a
+child execution names its parent, and a parent lists the children of its sub-workflow steps.
 """
 
 from __future__ import annotations
@@ -99,7 +100,28 @@ def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[s
         "error": state.error,
         "last_seq": state.last_seq,
         "steps": steps,
+        "parent": _parent_document(record),
+        "children": [
+            {
+                "step_id": step_id,
+                "execution_id": step.child,
+                "links": {"self": execution_links(step.child)["self"]},
+            }
+            for step_id, step in state.steps.items()
+            if step.child is not None
+        ],
         "links": execution_links(record.execution_id),
+    }
+
+
+def _parent_document(record: ExecutionRecord) -> dict[str, Any] | None:
+    """The execution whose sub-workflow step runs this one, with its link; None for none."""
+    if record.parent_id is None:
+        return None
+    return {
+        "execution_id": record.parent_id,
+        "step_id": record.parent_step,
+        "links": {"self": execution_links(record.parent_id)["self"]},
     }
 
 

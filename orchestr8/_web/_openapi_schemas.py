@@ -29,6 +29,13 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [schema, {"type": "null"}]}
 
 
+_execution_link: dict[str, Any] = {
+    "execution_id": {"type": "string"},
+    "links": {"type": "object", "required": ["self"], "properties": {"self": {"type": "string"}}},
+}
+"""An execution named by another's document: its id and the link to it."""
+
+
 def component_schemas() -> dict[str, Any]:
     """Every schema under `components/schemas`: requests, responses, problems, the workflow."""
     link_names = ("self", "journal", "events", "cancel")
@@ -180,6 +187,8 @@ def component_schemas() -> dict[str, Any]:
                 "error",
                 "last_seq",
                 "steps",
+                "parent",
+                "children",
                 "links",
             ],
             "properties": {
@@ -191,6 +200,23 @@ def component_schemas() -> dict[str, Any]:
                 "error": _nullable({"type": "object"}),
                 "last_seq": {"type": "integer", "minimum": 0},
                 "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
+                "parent": _nullable(
+                    {
+                        "type": "object",
+                        "description": "The execution whose sub-workflow step runs this one.",
+                        "required": ["execution_id", "step_id", "links"],
+                        "properties": {**_execution_link, "step_id": {"type": "string"}},
+                    }
+                ),
+                "children": {
+                    "type": "array",
+                    "description": "The child executions of this one's sub-workflow steps.",
+                    "items": {
+                        "type": "object",
+                        "required": ["execution_id", "step_id", "links"],
+                        "properties": {**_execution_link, "step_id": {"type": "string"}},
+                    },
+                },
                 "links": schema_ref("Links"),
             },
         },

@@ -5,7 +5,9 @@ converter (`_converter`), execution inputs checks (`_inputs`), the generated sch
 readable problems from JSON Schema errors (`_schema_problems`), the workflow's own `inputs` schema
 (`_inputs_schema`), templates holding `${...}` references (`_expressions`), one reference's syntax
 and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), policies
-(`_policy`, `_policy_spec`), secret references in agent configs (`_config_secrets`) and the map
-fields of a step (`_map_fields`).
+(`_policy`, `_policy_spec`), secret references in agent configs (`_config_secrets`),
+sub-workflows (`_sub_workflows`), plans written by an agent (`_plans`: the plan fields at
+load; `_plan_fragments`: a planner's fragment checked before it runs), and the map fields of a
+step (`_map_fields`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

@@ -44,7 +44,16 @@ from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
+from ._plans import plan_agent_checks
 from ._schema_problems import schema_problems, sort_problems
+from ._sub_workflows import (
+    Nesting,
+    WorkflowCatalog,
+    WorkflowDocumentSource,
+    file_identity,
+    resolve_sub_workflow,
+    step_kind_problems,
+)
 
 #: The largest workflow file or text accepted; bigger ones are refused before they are read.
 MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
@@ -57,7 +66,10 @@ _PATTERN_NAMES: Final = {
 
 
 def load_workflow(
-    source: WorkflowSource, *, agent_exists: Callable[[str], bool] | None = None
+    source: WorkflowSource,
+    *,
+    agent_exists: Callable[[str], bool] | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> Workflow:
     """Load and validate a workflow from a path, JSON text (starting with `{` or `[`) or a dict.
 
@@ -65,19 +77,18 @@ def load_workflow(
         source: a path (str or path-like), JSON text, or an already parsed document.
         agent_exists: tells whether an agent id is known, or raises `UnknownAgentError` saying why
             not (its message becomes the problem); without it agents are not checked.
+        workflows: the workflows sub-workflow steps may name, by name (a path, JSON text or a
+            parsed document each), before the `orchestr8.workflows` entry points.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
     """
-    label: str | None = None
-    if isinstance(source, Mapping):
-        document: Any = source if isinstance(source, dict) else dict(source)
-    elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
-        document = _parse_text(source, None)
-    else:
-        label = os.fspath(source)
-        document = _parse_text(_read_file(Path(label), label), label)
-    return parse_workflow(document, agent_exists=agent_exists, source=label)
+    catalog = _catalog(workflows)
+    nesting = Nesting(None, catalog)
+    if not isinstance(source, Mapping) and not _is_json_text(source):
+        file = Path(os.fspath(source))
+        nesting = Nesting(file.parent, catalog, (file_identity(file),))
+    return _load(source, nesting, agent_exists)
 
 
 def parse_workflow(
@@ -85,23 +96,62 @@ def parse_workflow(
     *,
     agent_exists: Callable[[str], bool] | None = None,
     source: str | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> Workflow:
     """Validate a parsed JSON document and build its `Workflow`.
+
+    It has no file: a sub-workflow named by a relative path in it is refused.
 
     Raises:
         WorkflowValidationError: with every problem found; `source` names the file in messages.
     """
-    workflow, problems = _parse(document, agent_exists)
+    nesting = Nesting(None, _catalog(workflows))
+    workflow, problems = _parse(document, agent_exists, nesting)
     if workflow is None:
         raise WorkflowValidationError(problems, source=source)
     return workflow
 
 
 def validate_workflow_document(
-    document: Any, *, agent_exists: Callable[[str], bool] | None = None
+    document: Any,
+    *,
+    agent_exists: Callable[[str], bool] | None = None,
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None = None,
 ) -> tuple[Problem, ...]:
     """Return every problem of a parsed JSON document (empty when it is a valid workflow)."""
-    return _parse(document, agent_exists)[1]
+    nesting = Nesting(None, _catalog(workflows))
+    return _parse(document, agent_exists, nesting)[1]
+
+
+def _catalog(
+    workflows: WorkflowCatalog | Mapping[str, WorkflowDocumentSource] | None,
+) -> WorkflowCatalog:
+    """The catalog of registered names: the one given, or one over the mapping given."""
+    return workflows if isinstance(workflows, WorkflowCatalog) else WorkflowCatalog(workflows)
+
+
+def _is_json_text(source: WorkflowSource) -> bool:
+    return isinstance(source, str) and source.lstrip()[:1] in ("{", "[")
+
+
+def _load(
+    source: WorkflowDocumentSource,
+    nesting: Nesting,
+    agent_exists: Callable[[str], bool] | None,
+    label: str | None = None,
+) -> Workflow:
+    """Read `source` (a document, JSON text or a file) and build its workflow at `nesting`."""
+    if isinstance(source, Mapping):
+        document: Any = source if isinstance(source, dict) else dict(source)
+    elif _is_json_text(source):
+        document = _parse_text(str(source), label)
+    else:
+        label = os.fspath(source) if label is None else label
+        document = _parse_text(_read_file(Path(os.fspath(source)), label), label)
+    workflow, problems = _parse(document, agent_exists, nesting)
+    if workflow is None:
+        raise WorkflowValidationError(problems, source=label)
+    return workflow
 
 
 def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
@@ -199,7 +249,7 @@ def _validator() -> Draft202012Validator:
 
 
 def _parse(
-    document: Any, agent_exists: Callable[[str], bool] | None
+    document: Any, agent_exists: Callable[[str], bool] | None, nesting: Nesting
 ) -> tuple[Workflow | None, tuple[Problem, ...]]:
     problems = json_value_problems(document)
     if problems:
@@ -220,6 +270,9 @@ def _parse(
     # config secrets (`Workflow.__attrs_post_init__`), so they are checked once, there.
     problems = _agent_checks(document["steps"], agent_exists)
     fields = {key: value for key, value in document.items() if key != "$schema"}
+    children: list[Problem] = []
+    fields["steps"] = _resolve_steps(document["steps"], nesting, agent_exists, children)
+    problems += children
     try:
         workflow = converter.structure(fields, Workflow)
     except WorkflowValidationError as error:
@@ -229,10 +282,33 @@ def _parse(
         # references were not checked yet, so check the raw document, as above; what that finds
         # is located better than what structuring reports.
         found = _document_checks(document, agent_exists)
-        return None, tuple(sort_problems(found or _structuring_problems(error)))
+        return None, tuple(sort_problems(children + (found or _structuring_problems(error))))
     if problems:
         return None, tuple(sort_problems(problems))
     return workflow, ()
+
+
+def _resolve_steps(
+    steps: list[Any],
+    nesting: Nesting,
+    agent_exists: Callable[[str], bool] | None,
+    problems: list[Problem],
+) -> list[Any]:
+    """The steps, each `workflow` value replaced by the sub-workflow it names, loaded."""
+
+    def load(source: WorkflowDocumentSource, child: Nesting, label: str | None) -> Workflow:
+        return _load(source, child, agent_exists, label)
+
+    resolved: list[Any] = []
+    for index, step in enumerate(steps):
+        if isinstance(step, Mapping) and step.get("workflow") is not None:
+            path = f"$.steps[{index}].workflow"
+            step = {
+                **step,
+                "workflow": resolve_sub_workflow(step["workflow"], path, nesting, load, problems),
+            }
+        resolved.append(step)
+    return resolved
 
 
 def _structuring_problems(error: cattrs.BaseValidationError) -> list[Problem]:
@@ -286,6 +362,8 @@ def _document_checks(
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
+        if step.get("plan") is None:
+            problems += step_kind_problems(index, step.get("agent"), step.get("workflow"))
     problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(
@@ -313,6 +391,10 @@ def _agent_checks(steps: Any, agent_exists: Callable[[str], bool] | None) -> lis
             problem = _agent_problem(agent, agent_exists)
             if problem is not None:
                 problems.append(Problem(agent_path, problem))
+        if "plan" in step or isinstance(step.get("on_error"), Mapping):
+            problems += plan_agent_checks(
+                step, index, lambda agent_id: _agent_problem(agent_id, agent_exists)
+            )
     return problems
 
 

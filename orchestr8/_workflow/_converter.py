@@ -13,19 +13,21 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._json import LARGEST_NUMBER, has_lone_surrogate
 from ._conditions import Expression
-from ._document import AgentSpec, Step, Workflow
+from ._document import AgentSpec, OnError, Replanning, Step, Workflow
 from ._expressions import Template, compile_template
 from ._loops import Repeat, to_until
 from ._map_fields import to_optional_expression
 from ._policy_spec import Inherit, PolicySpec
 from ._references import json_type_name
 from ._schema_problems import show_value
+from ._sub_workflows import SubWorkflow
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -102,6 +104,31 @@ def _structure_inherit_union(value: Any, kind: Any) -> Any:
     return converter.structure(value, target)
 
 
+def _ordered(document: dict[str, Any]) -> dict[str, Any]:
+    """A workflow document with its keys in the AST's order, as `workflow_to_json` writes it."""
+    return {name: document[name] for name in attrs.fields_dict(Workflow) if name in document}
+
+
+def _structure_sub_workflow(value: Any, _: type) -> SubWorkflow:
+    """Take a sub-workflow the codec resolved; only it knows the document's file and names."""
+    if not isinstance(value, SubWorkflow):
+        raise TypeError("a sub-workflow is resolved by load_workflow before structuring")
+    return value
+
+
+def _is_on_error(kind: Any) -> bool:
+    return Replanning in typing.get_args(kind)
+
+
+def _structure_on_error(value: Any, _: Any) -> Any:
+    """A step's `on_error`: a word (`fail`, `continue`) or a replanning object."""
+    if isinstance(value, Mapping):
+        return converter.structure(value, Replanning)
+    if value not in typing.get_args(OnError):
+        raise ValueError(f"expected 'fail', 'continue' or a replan object, got {show_value(value)}")
+    return value
+
+
 def _makeconverter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
     converter.register_structure_hook(str, _structure_str)
@@ -111,6 +138,7 @@ def _makeconverter() -> cattrs.Converter:
     converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _structure_object)
     converter.register_structure_hook_func(_is_tuple, _structure_tuple)
     converter.register_structure_hook_func(_has_inherit, _structure_inherit_union)
+    converter.register_structure_hook_func(_is_on_error, _structure_on_error)
     converter.register_structure_hook(Template, lambda value, _: compile_template(value))
     converter.register_unstructure_hook(Template, lambda template: template.source)
     converter.register_structure_hook(Expression, lambda value, _: to_optional_expression(value))
@@ -141,6 +169,12 @@ def _makeconverter() -> cattrs.Converter:
         lambda agent: (
             agent.id if agent.version is None and not agent.config else unstructure_agent(agent)
         ),
+    )
+    converter.register_structure_hook(SubWorkflow, _structure_sub_workflow)
+    # A child is written inline, as loaded: the journal keeps what ran, and a resume never
+    # depends on the child's file being there or unchanged.
+    converter.register_unstructure_hook(
+        SubWorkflow, lambda sub: _ordered(converter.unstructure(sub.workflow))
     )
     # The generated hook would build a `PolicySpec()` for every step to compare the policy with
     # its default; comparing with one shared empty policy keeps serialising a workflow cheap.

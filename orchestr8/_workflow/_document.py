@@ -24,6 +24,7 @@ from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, OnMaxIterations, Repeat, check_repeat
 from ._map_fields import map_fields, to_optional_expression
+from ._plans import plan_field_problems, planner_references
 from ._policy import Policy
 from ._policy_spec import (
     INHERIT,
@@ -36,6 +37,7 @@ from ._policy_spec import (
 )
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
+from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
 SCHEMA_VERSION: Final = "1.1"
@@ -51,6 +53,9 @@ STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]*(?![\s\S])"
 
 Strategy = Literal["dag", "sequential", "parallel"]
 OnError = Literal["fail", "continue"]
+
+#: How many levels of plans may nest when a plan step does not say (`PlanSpec.max_depth`).
+DEFAULT_PLAN_DEPTH: Final = 3
 
 
 def _meta(description: str, constraints: Mapping[str, Any] | None = None, **more: Any) -> Any:
@@ -79,7 +84,11 @@ class AgentSpec:
     )
 
 
-def _to_agent_spec(value: str | AgentSpec) -> AgentSpec:
+def _to_agent_spec(value: str | AgentSpec | None) -> AgentSpec | None:
+    return AgentSpec(id=value) if isinstance(value, str) else value
+
+
+def _to_agent_spec_required(value: str | AgentSpec) -> AgentSpec:
     return AgentSpec(id=value) if isinstance(value, str) else value
 
 
@@ -96,6 +105,64 @@ def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class PlanSpec:
+    """How an agent writes a plan: the planner, its task, the agents a plan may use, how deep."""
+
+    agent: AgentSpec = attrs.field(
+        converter=_to_agent_spec_required,
+        metadata=_meta(
+            "The planner: an agent id, or {id, version, config}; it returns a workflow"
+            " fragment {steps, output} (an llm agent's reply JSON is read from its json).",
+            json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
+        ),
+    )
+    input: Template = attrs.field(
+        default=None,
+        converter=_to_template,
+        metadata=_meta(
+            "The planner's task: JSON; strings may hold ${...} references. The planner gets"
+            " {task, agents, inputs, attempt, feedback} (and failure when it replans).",
+            json_type=Any,
+        ),
+    )
+    allowed_agents: tuple[str, ...] = attrs.field(
+        converter=_to_tuple,
+        metadata=_meta(
+            "The only agent ids a plan may use (its planner's own too, for a nested plan).",
+            {"minItems": 1, "uniqueItems": True},
+            json_type=tuple[Annotated[str, ("minLength", 1)], ...],
+        ),
+    )
+    max_depth: int = attrs.field(
+        default=DEFAULT_PLAN_DEPTH,
+        metadata=_meta(
+            "How many levels of plans may nest, this one included: a plan holding a plan"
+            " step is refused once the levels run out.",
+            {"minimum": 1},
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
+class Replanning:
+    """on_error's third form: a step that failed for good is replaced by a plan an agent writes."""
+
+    replan: PlanSpec = attrs.field(
+        metadata=_meta(
+            "The planner that writes the replacement; its input also gets the failure"
+            " {step, input, error}."
+        ),
+    )
+    max_replans: int = attrs.field(
+        default=1,
+        metadata=_meta(
+            "How many replacement plans may run, one after another, before the step fails.",
+            {"minimum": 1},
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
 class Step:
     """One step: an agent, its input template, what it waits for, and how it copes with failure."""
 
@@ -105,11 +172,30 @@ class Step:
             {"pattern": STEP_ID_PATTERN},
         ),
     )
-    agent: AgentSpec = attrs.field(
+    agent: AgentSpec | None = attrs.field(
+        default=None,
         converter=_to_agent_spec,
         metadata=_meta(
-            "An agent id, or {id, version, config}.",
+            "An agent id, or {id, version, config}; a step has an agent or a workflow.",
             json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
+        ),
+    )
+    workflow: SubWorkflow | None = attrs.field(
+        default=None,
+        converter=to_sub_workflow,
+        metadata=_meta(
+            "Instead of agent: the child workflow this step runs, as a file path ending in"
+            " .json (relative to this document's file), a registered name, or an inline"
+            " workflow document; the step input is its inputs, its output the step's output.",
+            json_type=Annotated[str, ("minLength", 1)] | dict[str, Any],
+        ),
+    )
+    plan: PlanSpec | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "Instead of agent: an agent writes this step's workflow (a plan), which is checked"
+            " and run as a child execution; the step input is its inputs, its output the"
+            " step's output."
         ),
     )
     input: Template = attrs.field(
@@ -130,9 +216,12 @@ class Step:
         factory=PolicySpec,
         metadata=_meta("This step's policy, merged over defaults.policy field by field."),
     )
-    on_error: OnError = attrs.field(
+    on_error: OnError | Replanning = attrs.field(
         default="fail",
-        metadata=_meta("fail: the failure fails the execution; continue: output null, go on."),
+        metadata=_meta(
+            "fail: the failure fails the execution; continue: output null, go on;"
+            " {replan, max_replans}: a plan an agent writes runs in the step's place."
+        ),
     )
     for_each: Expression | None = attrs.field(
         default=None,
@@ -273,6 +362,7 @@ class Workflow:
                     (f"$.steps[{index}].input{suffix}", reference)
                     for suffix, reference in step.input.located_references
                 )
+                + planner_references(step, index)
                 + check_repeat(
                     step.repeat,
                     step.on_max_iterations,
@@ -285,7 +375,15 @@ class Workflow:
             for index, step in enumerate(self.steps)
         ]
         for index, step in enumerate(self.steps):
-            config_references(step.agent.config, f"$.steps[{index}].agent.config", config_problems)
+            if step.agent is not None:
+                config_references(
+                    step.agent.config, f"$.steps[{index}].agent.config", config_problems
+                )
+            if step.plan is None:
+                config_problems += step_kind_problems(
+                    index, step.agent, step.workflow, self.schema_version
+                )
+            config_problems += plan_field_problems(step, index, self.schema_version)
         steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
         object.__setattr__(self, "steps", steps)
         output = self.output.located_references if self.output is not None else ()

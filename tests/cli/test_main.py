@@ -576,6 +576,7 @@ def test_inspect_lists_executions_newest_first(runs: dict[str, Any]) -> None:
         "started_at",
         "finished_at",
         "duration",
+        "parent_id",
     }
 
 

@@ -92,6 +92,25 @@ async def test_the_final_failure_is_told_by_the_step_line_only(
     ]
 
 
+async def test_a_replanned_step_says_why_and_which_replacement_runs(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """step.replanned is a line naming the failure it replaces and the replacement's number."""
+    stream = io.StringIO()
+    view = ProgressView(stream, ["copy"], live=False)
+    error = {"type": "NonRetryableError", "message": "the disk is gone"}
+    factory = EventFactory("e1")
+    view.show(factory.create(EventType.STEP_STARTED, step_id="copy", data={"agent": "x"}), "e1")
+    view.show(
+        factory.create(
+            EventType.STEP_REPLANNED, step_id="copy", data={"replan": 1, "error": error}
+        ),
+        "e1",
+    )
+    last = stream.getvalue().splitlines()[-1].split(None, 1)[1]
+    assert last == "copy  failed: NonRetryableError: the disk is gone; replanning (1)"
+
+
 async def test_each_finished_iteration_of_a_loop_gets_a_line(
     autojump_clock: trio.abc.Clock,
 ) -> None:

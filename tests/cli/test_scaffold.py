@@ -117,6 +117,7 @@ def test_init_writes_the_project_and_says_what_next(project: Path) -> None:
     }
     assert pyproject["project"]["optional-dependencies"]["dev"][1].startswith("pytest-trio")
     hello = load_workflow(project / "workflows" / "hello.json")
+    assert hello.steps[0].agent is not None
     assert hello.steps[0].agent.id == "demo_agents.agents:Greeter"
 
 

@@ -629,7 +629,12 @@ async def test_another_step_failing_under_fail_fast_cancels_a_running_map(
     """Under `fail_fast` a failure elsewhere cancels the map's running items and the map."""
     document = workflow(
         mapped(agent="sleepy", max_concurrency=2),
-        {"id": "broken", "agent": {"id": "fail", "config": {"message": "no"}}},
+        {"id": "wait", "agent": {"id": "sleep", "config": {"seconds": 1}}},
+        {
+            "id": "broken",
+            "agent": {"id": "fail", "config": {"message": "no"}},
+            "depends_on": ["wait"],
+        },
     )
     result, events = await execute(document, {"docs": [5, 5, 5]}, agents={"sleepy": sleepy})
     assert result.status is ExecutionStatus.FAILED
@@ -638,4 +643,26 @@ async def test_another_step_failing_under_fail_fast_cancels_a_running_map(
     state = replay(events)
     assert [state.steps[f"each[{i}]"].status for i in range(2)] == [StepStatus.CANCELLED] * 2
     assert "each[2]" not in state.steps
-    assert trio.current_time() == 0.0
+    assert trio.current_time() == 1.0
+
+
+async def test_a_map_over_a_sub_workflow_runs_one_child_execution_per_item() -> None:
+    """`for_each` on a `workflow` step: each item runs its own child execution, `ID[i]`'s."""
+    inner = {
+        "schema_version": "1.1",
+        "name": "inner",
+        "steps": [{"id": "shout", "agent": "echo", "input": "${inputs.doc}"}],
+        "output": "${steps.shout.output}",
+    }
+    document = workflow(
+        {"id": "each", "for_each": "inputs.docs", "input": {"doc": "${item}"}, "workflow": inner},
+        output="${steps.each.output}",
+    )
+    result, events = await execute(document, {"docs": ["a", "b"]})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.output == ["a", "b"]
+    children = {e.step_id: e.data["child_id"] for e in of_type(events, EventType.CHILD_STARTED)}
+    assert children == {
+        "each[0]": f"{result.execution_id}.each[0]",
+        "each[1]": f"{result.execution_id}.each[1]",
+    }

@@ -231,7 +231,9 @@ def test_a_config_interprets_secret_references_only() -> None:
     }
     loaded = load_workflow(document({"id": "a", "agent": {"id": "fail", "config": config}}))
     assert secret_names(loaded) == {"TOKEN"}
-    assert bind_secrets(loaded, {"TOKEN": TOKEN}).steps[0].agent.config == {
+    bound_agent = bind_secrets(loaded, {"TOKEN": TOKEN}).steps[0].agent
+    assert bound_agent is not None
+    assert bound_agent.config == {
         "prompt": "About ${input.topic}, ${inputs.x}",
         "key": "${secrets.KEPT}",
         "auth": [f"Bearer {TOKEN}", "$${secrets.TOKEN}"],
@@ -260,7 +262,9 @@ def test_binding_replaces_references_by_values_and_keeps_the_original() -> None:
         "header": f"Bearer {TOKEN}",
         "plain": "${secrets.TOKEN}",
     }
+    assert step.agent is not None
     assert step.agent.config == {"message": f"x{TOKEN}y"}
+    assert loaded.steps[0].agent is not None
     assert loaded.steps[0].agent.config == {"message": "x${secrets.TOKEN}y"}
     assert bind_secrets(loaded, {}) is loaded
 

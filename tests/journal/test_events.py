@@ -46,6 +46,10 @@ DOCUMENTED_EVENT_TYPES = {
     "step.usage",
     "map.started",
     "iteration.finished",
+    "child.started",
+    "plan.proposed",
+    "plan.rejected",
+    "step.replanned",
 }
 
 

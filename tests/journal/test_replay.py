@@ -59,6 +59,19 @@ def test_replay_counts_rejected_attempts() -> None:
     assert (step.status, step.attempts, step.error) == (StepStatus.RETRYING, 2, rejection)
 
 
+def test_replay_counts_a_steps_plans_refusals_and_replans() -> None:
+    """plan.proposed, plan.rejected and step.replanned are counted on their step."""
+    error = {"type": "NonRetryableError", "message": "down"}
+    script = Script().add("execution.started").add("step.started", "a")
+    script.add("plan.proposed", "a", 1, plan=3)
+    script.add("plan.rejected", "a", 1, problems=["$: not an object"])
+    script.add("plan.proposed", "a", 2, plan={"steps": []})
+    script.add("step.replanned", "a", replan=1, error=error, child_id="run-1.a~replan1")
+    step = replay(script.events).steps["a"]
+    assert (step.plans, step.rejected_plans, step.replans) == (2, 1, 1)
+    assert replay(script.events[:2]).steps["a"].plans == 0
+
+
 def test_replay_of_a_failed_run_with_skipped_and_cancelled_steps() -> None:
     """Failed, skipped and cancelled steps keep their statuses; the execution holds the error."""
     error = {"type": "AttemptTimeoutError", "message": "slow"}

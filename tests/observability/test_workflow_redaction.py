@@ -47,6 +47,27 @@ def test_a_workflow_document_stays_a_valid_workflow() -> None:
     load_workflow(redacted)
 
 
+def test_an_inline_child_workflow_is_redacted_as_a_workflow_of_its_own() -> None:
+    """A sub-workflow step's inline child gets its step inputs and agent configs redacted by key."""
+    child: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "child",
+        "inputs": {"type": "object", "properties": {"token": {"type": "string"}}},
+        "steps": [{"id": "a", "agent": {"id": "echo", "config": {"token": "abcdefgh"}}}],
+    }
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "parent",
+        "steps": [{"id": "s", "workflow": child, "input": {"token": "literal"}}],
+    }
+    redacted: dict[str, Any] = Redactor().redact_workflow(document)
+    step = redacted["steps"][0]
+    assert step["input"] == {"token": REDACTED}
+    assert step["workflow"]["steps"][0]["agent"]["config"] == {"token": REDACTED}
+    assert step["workflow"]["inputs"] is child["inputs"]
+    load_workflow(redacted)
+
+
 def test_a_document_with_nothing_to_redact_is_returned_as_is() -> None:
     """No copy of a clean workflow document: the journal records one per execution."""
     document = {

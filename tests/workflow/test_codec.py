@@ -253,7 +253,9 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_agents_are_checked_only_when_a_registry_is_given() -> None:
     """Without `agent_exists` any agent id is accepted, since the registry lives elsewhere."""
     document = with_changes(steps=[{"id": "a", "agent": {"id": "somewhere:else"}}])
-    assert load_workflow(document).steps[0].agent.id == "somewhere:else"
+    agent = load_workflow(document).steps[0].agent
+    assert agent is not None
+    assert agent.id == "somewhere:else"
     assert problems(document, agent_exists=lambda agent: False) == [
         "$.steps[0].agent.id: unknown agent 'somewhere:else'"
     ]

@@ -1,0 +1,77 @@
+"""`inspect`, `validate` and `resume` with sub-workflows: real `orchestr8` processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli_processes import cli
+from event_scripts import Script
+
+from orchestr8._cli._views import execution_detail, render_execution_detail
+from orchestr8._journal._records import ExecutionRecord
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> None:
+    """The parent's steps table is followed by one line per child, with the command to see it."""
+    journal = str(tmp_path / "journal.db")
+    example = str(EXAMPLES / "sub_workflow.json")
+    assert cli("validate", example, cwd=tmp_path).returncode == 0
+    done = cli("run", example, "--journal", journal, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    parent_id = json.loads(done.stdout)["execution_id"]
+    review_id = f"{parent_id}.review"
+
+    shown = cli("inspect", parent_id, "--journal", journal, cwd=tmp_path).stdout
+    assert (
+        f"  review runs child execution {review_id} (succeeded): orchestr8 inspect {review_id}"
+        in shown
+    )
+    assert f"  publish runs child execution {parent_id}.publish (succeeded)" in shown
+
+    child = cli("inspect", review_id, "--journal", journal, cwd=tmp_path).stdout
+    assert f"parent     {parent_id} (step review)\n" in child
+
+    detail = json.loads(
+        cli("inspect", parent_id, "--journal", journal, "--json", cwd=tmp_path).stdout
+    )
+    assert detail["parent"] is None
+    assert detail["steps"]["review"]["child"] == {"execution_id": review_id, "status": "succeeded"}
+    assert "child" not in detail["steps"]["draft"]
+    listed = json.loads(cli("inspect", "--journal", journal, "--json", cwd=tmp_path).stdout)
+    assert {item["execution_id"]: item["parent_id"] for item in listed} == {
+        parent_id: None,
+        review_id: parent_id,
+        f"{parent_id}.publish": parent_id,
+    }
+
+
+def test_resuming_a_child_directly_is_refused_naming_its_parent(tmp_path: Path) -> None:
+    """`resume CHILD` exits 1 and says to resume the parent, which resumes the child."""
+    journal = str(tmp_path / "journal.db")
+    done = cli(
+        "run", str(EXAMPLES / "sub_workflow.json"), "--journal", journal, "--json", cwd=tmp_path
+    )
+    parent_id = json.loads(done.stdout)["execution_id"]
+    refused = cli("resume", f"{parent_id}.review", "--journal", journal, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert f"resume {parent_id}, which resumes it" in refused.stderr
+
+
+def test_inspect_counts_plans_under_the_steps_table() -> None:
+    """A step that planned gets a line with its plans, refusals and replans; --json has them."""
+    record = ExecutionRecord("run-1", "planning", {"steps": [{"id": "a"}, {"id": "b"}]})
+    script = Script().add("execution.started").add("step.started", "a")
+    script.add("plan.proposed", "a", 1, plan=3)
+    script.add("plan.rejected", "a", 1, problems=["$: not an object"])
+    script.add("plan.proposed", "a", 2, plan={"steps": []})
+    script.add("step.started", "b").add("step.replanned", "b", replan=1, child_id="run-1.b~1")
+    script.add("step.replanned", "b", replan=2, child_id="run-1.b~2")
+    detail = execution_detail(record, script.events)
+    assert detail["steps"]["a"]["plans"] == {"proposed": 2, "rejected": 1, "replans": 0}
+    assert detail["steps"]["b"]["plans"] == {"proposed": 0, "rejected": 0, "replans": 2}
+    shown = render_execution_detail(detail, color=False).splitlines()
+    assert "  a plans: 2 proposed, 1 rejected" in shown
+    assert "  b replanned 2 times" in shown

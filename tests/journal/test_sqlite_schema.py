@@ -1,0 +1,41 @@
+"""`_sqlite_schema`: journals of an older schema are migrated in place, keeping what they hold."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from orchestr8._journal._journal import ExecutionRecord, open_journal
+from orchestr8._journal._sqlite_schema import _MIGRATIONS, APPLICATION_ID, SCHEMA_VERSION
+
+
+def test_the_schema_version_counts_the_migrations() -> None:
+    """Version 2 added the parent links of child executions."""
+    assert SCHEMA_VERSION == len(_MIGRATIONS) == 2
+
+
+async def test_a_version_1_journal_gains_the_parent_columns_and_keeps_its_executions(
+    tmp_path: Path,
+) -> None:
+    """Opening a version 1 journal migrates it: old executions read back with no parent."""
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statement in _MIGRATIONS[0]:
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO executions (execution_id, workflow_name, workflow, inputs, status,"
+            " created_at) VALUES ('old', 'w', '{}', '{}', 'succeeded', '2026-01-01T00:00:00.000Z')"
+        )
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 1")
+    async with open_journal(path) as journal:
+        old = await journal.get_execution("old")
+        child = ExecutionRecord("old.s", "c", {}, parent_id="old", parent_step="s")
+        await journal.create_execution(child)
+        stored = await journal.get_execution("old.s")
+    assert (old.parent_id, old.parent_step) == (None, None)
+    assert old.workflow_name == "w"
+    assert (stored.parent_id, stored.parent_step) == ("old", "s")
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)

@@ -1,0 +1,80 @@
+"""`_documents`: the REST execution document links a parent and its sub-workflows' children."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from quart.typing import TestClientProtocol as Client
+
+from orchestr8 import Runtime, open_runtime
+from orchestr8._web._app import create_app
+from orchestr8._web._openapi import openapi_document
+
+CHILD: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "child",
+    "inputs": {"type": "object", "properties": {"text": {"type": "string"}}},
+    "steps": [{"id": "a", "agent": "echo", "input": "${inputs.text}"}],
+    "output": "${steps.a.output}",
+}
+PARENT: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "parent",
+    "steps": [{"id": "sub", "workflow": CHILD, "input": {"text": "hi"}}],
+    "output": "${steps.sub.output}",
+}
+SPEC = openapi_document(auth=False)
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with open_runtime() as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Client:
+    return create_app(runtime).test_client()
+
+
+def check_execution(document: Any) -> None:
+    """The document fits the OpenAPI `Execution` schema."""
+    schema = {"$ref": "#/components/schemas/Execution", "components": SPEC["components"]}
+    Draft202012Validator(schema).validate(document)
+
+
+async def test_a_parent_lists_its_children_and_a_child_names_its_parent(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id} links both ways: `children` of the parent, `parent` of the child."""
+    response = await client.post("/workflows/execute", json={"workflow": PARENT})
+    execution_id = (await response.get_json())["execution_id"]
+    await runtime.get(execution_id).wait()
+    parent = await (await client.get(f"/executions/{execution_id}")).get_json()
+    child_id = f"{execution_id}.sub"
+    assert parent["output"] == "hi"
+    assert parent["parent"] is None
+    assert parent["children"] == [
+        {"step_id": "sub", "execution_id": child_id, "links": {"self": f"/executions/{child_id}"}}
+    ]
+    child = await (await client.get(parent["children"][0]["links"]["self"])).get_json()
+    assert child["parent"] == {
+        "execution_id": execution_id,
+        "step_id": "sub",
+        "links": {"self": f"/executions/{execution_id}"},
+    }
+    assert child["children"] == []
+    check_execution(parent)
+    check_execution(child)
+
+
+async def test_a_path_in_a_posted_document_is_refused_with_the_reason(client: Client) -> None:
+    """A document sent over REST has no file: a relative child path is a 422 naming why."""
+    body = {"workflow": {**PARENT, "steps": [{"id": "sub", "workflow": "child.json"}]}}
+    response = await client.post("/workflows/execute", json=body)
+    assert response.status_code == 422
+    problem = await response.get_json()
+    assert "the file path 'child.json' needs a document loaded from a file" in str(problem)
