@@ -308,7 +308,7 @@ class MapCoordinator:
 
     async def _failed(self, step: Step, error: dict[str, Any], exception: Exception) -> StepResult:
         """Journal a map step that failed for good, and return its result."""
-        if step.on_error == "fail":
+        if step.on_error != "continue":
             self._state.record_failure(step.id, exception)
         await self._emitter.emit(EventType.STEP_FAILED, step_id=step.id, data={"error": error})
         return StepResult(StepStatus.FAILED, error=error)

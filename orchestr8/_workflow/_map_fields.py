@@ -68,6 +68,7 @@ def map_fields(
                 sets_on_item_error=step.on_item_error != "fail",
                 sets_max_concurrency=step.max_concurrency != 0,
                 has_repeat=step.repeat is not None,
+                replans=not isinstance(step.on_error, str),
             ),
             index,
             version,
@@ -108,6 +109,7 @@ def raw_map_outline(
             sets_on_item_error=step.get("on_item_error", "fail") != "fail",
             sets_max_concurrency=step.get("max_concurrency", 0) != 0,
             has_repeat="repeat" in step,
+            replans=isinstance(step.get("on_error"), Mapping),
         )
         _check_fields(fields, index, version, problems)
     if "for_each" not in step:
@@ -128,10 +130,11 @@ class _MapFields:
     sets_on_item_error: bool
     sets_max_concurrency: bool
     has_repeat: bool
+    replans: bool
 
 
 def _check_fields(fields: _MapFields, index: int, version: str, problems: list[Problem]) -> None:
-    """The map fields need schema "1.1"; the map-only ones need for_each; no map loops."""
+    """Map fields need schema "1.1", map-only ones for_each; a map neither loops nor replans."""
     path = f"$.steps[{index}]"
     for field, present in (
         ("on_item_error", fields.sets_on_item_error),
@@ -152,5 +155,13 @@ def _check_fields(fields: _MapFields, index: int, version: str, problems: list[P
                 f"{path}.for_each",
                 "a step cannot both map (for_each) and loop (repeat): loop in a step that"
                 " depends on the map, or map over the loop's output",
+            )
+        )
+    if fields.replans:
+        problems.append(
+            Problem(
+                f"{path}.on_error",
+                "a map step is not replanned: give its items' failures to on_item_error, or"
+                " replan a step that reads the map's output",
             )
         )

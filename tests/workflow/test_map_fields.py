@@ -108,6 +108,17 @@ def test_a_step_cannot_both_map_and_loop() -> None:
     ]
 
 
+def test_a_map_step_is_not_replanned() -> None:
+    """`on_error` with `replan` on a map step is refused at `on_error`."""
+    replan = {"replan": {"agent": "echo", "input": "again"}}
+    step = {**MAP, "on_error": replan}
+    found = problems(document(step))
+    assert (
+        "$.steps[0].on_error: a map step is not replanned: give its items' failures to"
+        " on_item_error, or replan a step that reads the map's output"
+    ) in found, found
+
+
 def test_map_only_fields_on_a_plain_step_are_refused() -> None:
     """`on_item_error` and `max_concurrency` mean nothing without `for_each`."""
     step = {"id": "plain", "agent": "echo", "on_item_error": "continue", "max_concurrency": 2}
