@@ -22,6 +22,7 @@ ITEM_STATUS_ORDER = (
     StepStatus.SUCCEEDED,
     StepStatus.FAILED,
     StepStatus.CANCELLED,
+    StepStatus.SKIPPED,
     StepStatus.RUNNING,
     StepStatus.RETRYING,
     StepStatus.PENDING,
@@ -75,7 +76,11 @@ def describe_items(items: Mapping[str, Any]) -> str:
     )
     total = "?" if items.get("count") is None else str(items["count"])
     line = f"map {total}: {counts}" if counts else f"map {total}"
-    started = sum(items.get(status, 0) for status in ITEM_STATUS_ORDER[:-1])
+    started = sum(
+        items.get(status, 0)
+        for status in ITEM_STATUS_ORDER
+        if status not in (StepStatus.PENDING, StepStatus.SKIPPED)
+    )
     if items.get("attempts", 0) > started:
         line += f"; {items['attempts']} attempts"
     return line
