@@ -254,6 +254,9 @@ class ProgressView:
         elif kind == EventType.STEP_REPLANNED:
             line = f"failed: {describe(data.get('error'))}; replanning ({data.get('replan', '?')})"
             color = "yellow"
+        elif kind == EventType.CHILD_STARTED:
+            verb = "resumes" if data.get("resumed") is True else "runs"
+            line = f"{verb} child execution {data.get('child_id', '?')}"
         elif kind == EventType.ITERATION_FINISHED:
             held = "held" if data.get("until") is True else "did not hold"
             line = f"iteration {data.get('iteration', '?')} finished: until {held}"

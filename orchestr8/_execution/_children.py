@@ -7,9 +7,12 @@ The child runs inside the parent: in the step actor's task (so under the parent'
 the same runtime and journal. What that gives, and the decisions behind it:
 
 - **One child per step, found by its id.** The child's id is `PARENT_ID.STEP_ID`
-  (`child_execution_id`), so a retry of the step, and a resume of the parent, find the child the
-  journal holds and *resume* it: its finished steps are reused, never paid for twice. A child that
-  already succeeded gives its recorded output without running anything.
+  (`child_execution_id`; a loop iteration's unit id `ID#k` takes the step id's place), so a
+  retry of the step, and a resume of the parent, find the child the journal holds and *resume*
+  it: its finished steps are reused, never paid for twice. A child that already succeeded gives
+  its recorded output without running anything. While it runs, the child is locked and live in
+  the runtime like any execution (`Starter.hold_child`): views show it running, and can follow or
+  cancel it (which fails the step); a resume of it goes through its parent only.
 - **Inputs.** The rendered step input is the child's inputs: it must be an object and fit the
   child's `inputs` schema; otherwise the step fails with the problems (not retried).
 - **Cancel, timeout, failure.** A cancel of the parent is relayed to the child at once (its agents
@@ -69,7 +72,7 @@ def agent_id_of(step: Step) -> str:
         return step.agent.id
     if step.plan is not None:
         return f"plan:{step.plan.agent.id}"
-    assert step.workflow is not None, "a step has an agent or a workflow"
+    assert step.workflow is not None, "a step has an agent, a workflow or a plan"
     return f"workflow:{step.workflow.label}"
 
 

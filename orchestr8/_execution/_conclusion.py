@@ -124,18 +124,18 @@ class Conclusion:
         # What leaves the engine is redacted exactly as the journal is, so the result equals its
         # replay; dependents got the real outputs (kept in memory only) while the run lasted.
         step_usage = self.state.step_usage
-        steps = {
-            step_id: StepResult(
-                result.status,
-                result.attempts,
-                redact(result.output),
-                result.error,
-                step_usage.get(step_id, {}),
-            )
-            for step_id, result in steps.items()
-        }
+        returned: dict[str, StepResult] = {}
+        for step_id, result in steps.items():
+            step_output, usage = redact(result.output), step_usage.get(step_id)
+            if step_output is result.output and not usage and not result.usage:
+                # Already what the journal holds (nothing redacted, no usage): kept, not copied.
+                returned[step_id] = result
+            else:
+                returned[step_id] = StepResult(
+                    result.status, result.attempts, step_output, result.error, usage or {}
+                )
         return ExecutionResult(
-            self.execution_id, status, redact(output), error, steps, usage=dict(self.state.usage)
+            self.execution_id, status, redact(output), error, returned, usage=dict(self.state.usage)
         )
 
     def _with_usage(self, data: dict[str, Any]) -> dict[str, Any]:

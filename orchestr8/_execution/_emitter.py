@@ -11,6 +11,9 @@ Many step actors share one emitter. An event that cannot be queued at once joins
 its emitter waits, and one task at a time drains the outbox, so under backpressure events still
 reach the journal exactly once and in `seq` order; an emitter cancelled while waiting leaves its
 event in the outbox for the next `emit` or `flush` (its `seq` is taken, so it must be written).
+The other emitters wait for that drain to end, all woken together (not handed a lock one at a
+time, which cost a scheduling round per waiting step in a wide fan-out); the outbox is empty by
+then, their own events included.
 
 A journal that fails (a disk full, a lock held too long) takes no more events, ever. Emitting never
 raises for that: the emitter records the failure, calls `on_failure` once (the execution then
@@ -44,7 +47,7 @@ class Emitter:
         self._lag_limit = journal.lag_limit
         self._bus = bus
         self._outbox: deque[Event] = deque()
-        self._draining = trio.Lock()
+        self._drain_ended: trio.Event | None = None
         self.failure: JournalError | None = None
         """Why the journal took no more events, once it failed; later events are dropped."""
         self.on_failure: Callable[[JournalError], None] | None = None
@@ -156,19 +159,41 @@ class Emitter:
             raise
 
     async def _drain(self) -> None:
-        """Write the outbox to the journal in order; one task at a time, so none goes twice."""
-        async with self._draining:
-            while self._outbox and self.failure is None:
-                # Popped only once queued: a cancelled wait leaves the event first in line.
+        """Return once the outbox is written to the journal in order; one task drains at a time.
+
+        The others wait for that drain to end (it empties the outbox, their events included);
+        a drain cut short (its task cancelled) leaves the rest to the next waiter to look.
+        """
+        while self._outbox and self.failure is None:
+            ended = self._drain_ended
+            if ended is not None:
+                await ended.wait()
+                continue
+            self._drain_ended = ended = trio.Event()
+            try:
+                await self._write_outbox()
+            finally:
+                self._drain_ended = None
+                ended.set()
+
+    async def _write_outbox(self) -> None:
+        """Append the outbox to the journal until it is empty (or the journal failed)."""
+        outbox, journal = self._outbox, self._journal
+        while outbox and self.failure is None:
+            # Popped only once queued: a cancelled wait leaves the event first in line. What
+            # fits goes without waiting, so a drain awaits once per full queue, not per event.
+            try:
                 try:
-                    await self._journal.append(self._outbox[0])
-                except JournalError as error:
-                    self._failed(error)
-                    return
-                if self.failure is not None:
-                    # The journal failed during the wait, and the outbox went with it.
-                    return
-                self._publish(self._outbox.popleft())
+                    journal.append_nowait(outbox[0])
+                except trio.WouldBlock:
+                    await journal.append(outbox[0])
+            except JournalError as error:
+                self._failed(error)
+                return
+            if self.failure is not None:
+                # The journal failed during the wait, and the outbox went with it.
+                return
+            self._publish(outbox.popleft())
 
     def watch_journal(self) -> Callable[[], None]:
         """Fail this emitter the moment its journal fails, not at its next event; returns the undo.

@@ -7,6 +7,9 @@ the resilience pipeline (`_step_run`), records the step's events and settles the
 execution's `RunState` (`_state`), which decides what runs next, what is skipped and how
 the execution ends. Idle step actors are reused, and a step actor that finishes a step usually
 runs the next ready one itself, so a chain of steps costs one trio scheduling round per step.
+At most `SPAWNS_PER_PASS` step actors are spawned per scheduling pass: the ready steps left over
+go to actors that finish a step meanwhile, or to the ones spawned on the scheduler's next pass,
+so a wide fan-out of quick steps runs on a few dozen actors instead of one actor per step.
 
 Ending early comes in three kinds, all recorded in the journal:
 
@@ -55,6 +58,14 @@ if TYPE_CHECKING:
     from ._children import ChildRunner
 
 _logger = logging.getLogger("orchestr8.engine")
+
+SPAWNS_PER_PASS = 32
+"""How many step actors the engine spawns in one scheduling pass before it lets them run.
+
+Steps that are still ready then start on the next pass (no time passes in between), on an actor
+that finished its step meanwhile or a fresh one: the bound changes how many actors a fan-out
+needs, never how many steps may run at once (`max_concurrency` does that).
+"""
 
 
 class ExecutionRun:
@@ -112,12 +123,16 @@ class ExecutionRun:
         # Room for one report per step (and map item that may run at once), the cancel request
         # and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Report](
-            unit_capacity(workflow) + 4
+            unit_capacity(workflow) + 5
         )
         self._supervisor: Supervisor | None = None
         self._dispatching = False
         self._deadline = math.inf
         self._spawned = 0
+        # Step actors that may still be spawned in this scheduling pass, and whether the
+        # scheduler task has been woken to spawn more on its next one.
+        self._spawn_budget = SPAWNS_PER_PASS
+        self._spawn_wake_up = False
         self.steps = StepRunner(
             execution_id=execution_id,
             state=self.state,
@@ -350,6 +365,11 @@ class ExecutionRun:
                     # An outcome a step actor left to this task (its step was cut short).
                     state.settle(message.step_id, message.result)
                     self._dispatch_ready()
+                elif self._spawn_wake_up:
+                    # A new pass: spawn step actors for the steps still ready.
+                    self._spawn_wake_up = False
+                    self._spawn_budget = SPAWNS_PER_PASS
+                    self._dispatch_ready()
                 # Otherwise a wake-up or a cancel request: the loop's condition says which.
         self._dispatching = False
         if self._cancel_event.is_set():
@@ -378,6 +398,12 @@ class ExecutionRun:
             return
         state = self.state
         while self._dispatching:
+            if not state.idle and self._spawn_budget <= 0:
+                if (state.ready or state.items_ready) and not self._spawn_wake_up:
+                    # This pass spawned its share: the scheduler task spawns more on its next.
+                    self._spawn_wake_up = True
+                    self._report_send.send_nowait(None)
+                return
             step = state.next_step()
             if step is None:
                 return
@@ -398,6 +424,7 @@ class ExecutionRun:
             mailbox_size=1,
         )
         self._spawned += 1
+        self._spawn_budget -= 1
         return slot
 
     def _past_deadline(self) -> bool:

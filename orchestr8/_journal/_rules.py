@@ -90,7 +90,8 @@ def encode_event(event: Event, encode: Callable[[Any], str] = encode_json) -> tu
     """
     if not isinstance(event.data, dict):
         raise TypeError(f"data must be a JSON object, not {type(event.data).__name__}")
-    data = encode(event.data)
+    # Empty data (an `attempt.started`, one event in three) needs no encoder.
+    data = encode(event.data) if event.data else "{}"
     step_id = event.step_id
     try:
         plain = (

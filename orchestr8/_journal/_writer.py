@@ -101,7 +101,8 @@ class JournalWriter(abc.ABC):
             trio.WouldBlock: the queue is full.
             JournalError: the journal failed or is closed.
         """
-        self._raise_if_unusable()
+        if self._closed or self._failure is not None:
+            self._raise_if_unusable()
         try:
             self._send.send_nowait(event)
         except trio.ClosedResourceError:

@@ -162,10 +162,13 @@ class EngineMetrics:
         if series is None:
             series = self._new_series(workflow_name, step_id, agent_id, str(status))
         self._duration.record(duration, series.status_labels)
-        self._prometheus.observe_into(series.histogram, duration)
         if series.counter_name:
             self._count(series.counter_name, (workflow_name, step_id, agent_id))
-            self._prometheus.add(series.prometheus_counter, series.prometheus_labels)
+            self._prometheus.observe_and_add(
+                series.histogram, duration, series.prometheus_counter, series.prometheus_labels
+            )
+        else:
+            self._prometheus.observe_into(series.histogram, duration)
 
     def _new_series(self, workflow: str, step: str, agent: str, status: str) -> _StepSeries:
         """Make (and keep) what recording one step ending with `status` needs, labels included."""

@@ -134,6 +134,15 @@ class PrometheusRegistry:
         with self._lock:
             histogram.observe(value)
 
+    def observe_and_add(
+        self, histogram: Histogram, value: float, counter: str, labels: Labels
+    ) -> None:
+        """`observe_into`, then `add` one to `counter` for `labels`, under one lock."""
+        with self._lock:
+            histogram.observe(value)
+            series = self._values.setdefault(counter, {})
+            series[labels] = series.get(labels, 0.0) + 1.0
+
     def render(self, redactor: Redactor | None = None) -> str:
         """The text exposition format (version 0.0.4) of everything recorded, labels redacted.
 

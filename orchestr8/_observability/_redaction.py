@@ -166,6 +166,15 @@ class Redactor:
         return known
 
     @property
+    def known_values(self) -> tuple[str, ...]:
+        """The secret values known now: a tuple replaced whole when they change, never mutated.
+
+        The same tuple object means the same values, so a caller may keep a redaction made
+        under it (of a value that never changes) for as long as it stays the same object.
+        """
+        return self._secrets.current
+
+    @property
     def secret_count(self) -> int:
         """How many distinct values are known now (for the life of the process or leased)."""
         return len(self._secrets.current)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._version import __version__
 from ._export import is_api_default
-from ._logging import LogContext, bind_log_context, current_log_context, reset_log_context
+from ._logging import bind_log_context, current_log_context, reset_log_context
 from ._metrics import SCOPE_NAME, use_meter_provider
 from ._redaction import Redactor, default_redactor
 
@@ -241,15 +241,17 @@ class SpanScope:
 class LogScope:
     """Binds ids to the log context for one block: what a span scope does when nothing traces."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_ids", "_token")
 
     def __init__(self, ids: Mapping[str, Any]) -> None:
         """Bind `ids` when the block is entered."""
-        self._context = LogContext(ids)
+        self._ids = ids
+        self._token: contextvars.Token[Mapping[str, Any]] | None = None
 
     def __enter__(self) -> Span:
         """Bind the ids; return the no-op span, as a span scope does when nothing traces."""
-        self._context.__enter__()
+        # Bound directly, not through a `LogContext`: every attempt of every step enters one.
+        self._token = bind_log_context(self._ids)
         return _invalid_span()
 
     def __exit__(
@@ -259,7 +261,9 @@ class LogScope:
         traceback: TracebackType | None,
     ) -> None:
         """Unbind the ids."""
-        self._context.__exit__(kind, error, traceback)
+        if self._token is not None:
+            reset_log_context(self._token)
+            self._token = None
 
 
 def _now() -> float:

@@ -176,7 +176,7 @@ class Step:
         default=None,
         converter=_to_agent_spec,
         metadata=_meta(
-            "An agent id, or {id, version, config}; a step has an agent or a workflow.",
+            "An agent id, or {id, version, config}; a step has one of agent, workflow or plan.",
             json_type=Annotated[str, ("minLength", 1)] | AgentSpec,
         ),
     )

@@ -236,8 +236,7 @@ def _load_named(
         ]
         return None
     if source is None:
-        hint = did_you_mean(name, nesting.catalog.names())
-        problems.append(Problem(path, f"unknown workflow name '{name}'{hint}"))
+        problems.append(Problem(path, _unknown_name_message(name, nesting.catalog.names())))
         return None
     directory: Path | None = None
     chain = (*nesting.chain, identity)
@@ -268,6 +267,19 @@ def _load_child(
             else:
                 problems.append(Problem(path, f"in {label}: {problem}"))
         return None
+
+
+def _unknown_name_message(name: str, known: list[str]) -> str:
+    """Why `name` names no workflow, with the closest name, or what is registered and how."""
+    hint = did_you_mean(name, known)
+    if not hint and known:
+        hint = f" (registered: {', '.join(known)})"
+    elif not hint:
+        hint = (
+            " (no workflow is registered by name: name them in open_runtime(workflows=...) or"
+            " the orchestr8.workflows entry points; a file path ends in .json)"
+        )
+    return f"unknown workflow name '{name}'{hint}"
 
 
 def file_identity(file: Path) -> str:
@@ -301,8 +313,10 @@ def step_kind_problems(
         require_version_1_1(version, f"$.steps[{index}].workflow", "workflow", problems)
     if agent is not None and workflow is not None:
         problems.append(
-            Problem(f"$.steps[{index}]", "a step runs an agent or a workflow, not both")
+            Problem(
+                f"$.steps[{index}]", "a step runs an agent, a workflow or a plan: only one of them"
+            )
         )
     elif agent is None and workflow is None:
-        problems.append(Problem(f"$.steps[{index}]", "a step needs an agent or a workflow"))
+        problems.append(Problem(f"$.steps[{index}]", "a step needs an agent, a workflow or a plan"))
     return problems

@@ -111,6 +111,23 @@ async def test_a_replanned_step_says_why_and_which_replacement_runs(
     assert last == "copy  failed: NonRetryableError: the disk is gone; replanning (1)"
 
 
+async def test_a_sub_workflow_step_names_the_child_it_runs_or_resumes(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """child.started gets a line with the child's id, so a user can inspect it."""
+    stream = io.StringIO()
+    view = ProgressView(stream, ["review"], live=False)
+    factory = EventFactory("e1")
+    for resumed in (False, True):
+        data = {"child_id": "e1.review", "workflow": "review.json", "resumed": resumed}
+        view.show(factory.create(EventType.CHILD_STARTED, step_id="review", data=data), "e1")
+    lines = [line.split(None, 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "review  runs child execution e1.review",
+        "review  resumes child execution e1.review",
+    ]
+
+
 async def test_each_finished_iteration_of_a_loop_gets_a_line(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -27,6 +27,7 @@ class FakeJournal:
     def __init__(self) -> None:
         self.written: list[Event] = []
         self.full = False
+        self.refusal: JournalError | None = None
         self._room = trio.Event()
 
     def set_full(self, full: bool) -> None:
@@ -37,6 +38,8 @@ class FakeJournal:
             self._room.set()
 
     def append_nowait(self, event: Event) -> None:
+        if self.refusal is not None:
+            raise self.refusal
         if self.full:
             raise trio.WouldBlock
         self.written.append(event)
@@ -181,6 +184,73 @@ async def test_emit_waits_while_the_journal_is_full(autojump_clock: trio.testing
         journal.set_full(False)
     assert returned_at == [3.0]
     assert [e.type for e in journal.written] == ["slow"]
+
+
+async def test_emitters_behind_one_drain_return_together_once_it_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Emitters waiting behind a drain all return when it empties the outbox, their events in it."""
+    emitter, journal, bus = fake_emitter()
+    journal.set_full(True)
+    returned_at: list[tuple[str, float]] = []
+
+    async def emit_one(name: str) -> None:
+        await emitter.emit(name)
+        returned_at.append((name, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "second", "third"):
+            nursery.start_soon(emit_one, name)
+            await trio.sleep(1)
+        journal.set_full(False)
+    assert sorted(returned_at) == [("first", 3.0), ("second", 3.0), ("third", 3.0)]
+    assert [e.type for e in journal.written] == ["first", "second", "third"]
+    assert bus.published == journal.written
+
+
+async def test_a_cancelled_drain_leaves_the_outbox_to_an_emitter_waiting_behind_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """When the draining task is cancelled, a waiting emitter drains the rest, still in order."""
+    emitter, journal, bus = fake_emitter()
+    journal.set_full(True)
+    returned: list[str] = []
+
+    async def drain_until_cancelled(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await emitter.emit("drains-first")
+        returned.append("cancelled")
+
+    async def wait_behind() -> None:
+        await emitter.emit("waits")
+        returned.append("waits")
+
+    async with trio.open_nursery() as nursery:
+        drainer = await nursery.start(drain_until_cancelled)
+        nursery.start_soon(wait_behind)
+        await trio.sleep(1)
+        drainer.cancel()
+        await trio.sleep(1)
+        assert returned == ["cancelled"]
+        journal.set_full(False)
+    assert returned == ["cancelled", "waits"]
+    assert [e.type for e in journal.written] == ["drains-first", "waits"]
+    assert bus.published == journal.written
+
+
+async def test_a_journal_refusing_the_outbox_fails_the_emitter_and_drops_what_waits() -> None:
+    """An outbox the journal refuses while draining fails the emitter: nothing is published."""
+    emitter, journal, bus = fake_emitter()
+    journal.set_full(True)
+    emitter.emit_nowait("waits-in-the-outbox")
+    journal.refusal = JournalError("the disk is full")
+    await emitter.emit("next")
+    assert emitter.failure is not None
+    assert journal.written == []
+    assert bus.published == []
+    with pytest.raises(JournalError):
+        await emitter.flush()
 
 
 async def test_concurrent_emitters_under_backpressure_journal_each_event_once_in_order() -> None:

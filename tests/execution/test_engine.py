@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import Agent, AgentContext
 from orchestr8._errors import ExecutionStateError, RetryableError
+from orchestr8._execution._engine import SPAWNS_PER_PASS
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._step_run import STEPS_PER_TURN
@@ -232,6 +233,50 @@ async def test_a_chain_of_steps_runs_on_one_step_actor() -> None:
                 started.add(event.name)
     assert result.status is ExecutionStatus.SUCCEEDED
     assert started == {"step-actor-0"}
+
+
+def actors_started(actor_events: trio.MemoryReceiveChannel[Any]) -> set[str]:
+    """The names of the actors whose `actor.started` is queued on a bus subscription."""
+    started: set[str] = set()
+    while True:
+        try:
+            event = actor_events.receive_nowait()
+        except trio.WouldBlock:
+            return started
+        if isinstance(event, ActorEvent) and event.type == "actor.started":
+            started.add(event.name)
+
+
+async def test_a_wide_fan_out_of_instant_steps_runs_on_a_few_step_actors() -> None:
+    """At most `SPAWNS_PER_PASS` actors spawn per pass: 1,000 instant steps need a few dozen."""
+    bus = EventBus()
+    async with bus.subscribe(buffer=4096) as actor_events:
+        result, events = await execute(
+            workflow(
+                *({"id": f"s{i}", "agent": "echo", "input": i} for i in range(1000)),
+                strategy="parallel",
+            ),
+            bus=bus,
+        )
+        started = actors_started(actor_events)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert [result.steps[f"s{i}"].output for i in range(1000)] == list(range(1000))
+    assert len(of_type(events, EventType.STEP_SUCCEEDED)) == 1000
+    assert SPAWNS_PER_PASS <= len(started) <= 8 * SPAWNS_PER_PASS
+
+
+async def test_a_wide_fan_out_of_waiting_steps_still_runs_every_step_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Bounding spawns per pass never bounds concurrency: 10 passes' worth of steps all overlap."""
+    count = 10 * SPAWNS_PER_PASS
+    result, events = await execute(
+        workflow(*(sleep(f"s{i}", 1) for i in range(count)), strategy="parallel")
+    )
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert set(starts(events).values()) == {0.0}
+    assert peak_concurrency(events) == count
+    assert one(events, EventType.EXECUTION_SUCCEEDED).elapsed == 1.0
 
 
 async def test_a_chain_of_instant_steps_lets_other_tasks_run_every_turn() -> None:
@@ -896,6 +941,38 @@ async def test_cancel_before_anything_ran_starts_no_step(
     assert of_type(events, EventType.STEP_STARTED) == []
     assert endings(events) == {"a": ("step.cancelled", 0.0), "b": ("step.cancelled", 0.0)}
     assert trio.current_time() == 0.0
+    assert_replays_to(result, events)
+
+
+async def test_a_cancel_reaches_every_step_of_a_fan_out_wider_than_one_spawn_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Steps started over several spawn passes are all cancelled together, and journaled so."""
+    count = 4 * SPAWNS_PER_PASS
+    result, events = await cancel_after(
+        workflow(*(sleep(f"s{i}", 10) for i in range(count)), strategy="parallel"), 0.5, grace=0
+    )
+    assert result.status is ExecutionStatus.CANCELLED
+    assert set(starts(events).values()) == {0.0}
+    assert set(endings(events).values()) == {("step.cancelled", 0.5)}
+    assert len(endings(events)) == count
+    assert_replays_to(result, events)
+
+
+async def test_a_failure_stops_the_steps_of_a_wide_fan_out_still_waiting_for_an_actor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Under fail_fast, ready steps not yet given an actor never start; all end cancelled."""
+    count = 4 * SPAWNS_PER_PASS
+    result, events = await execute(
+        workflow(fail("broken"), *(sleep(f"s{i}", 10) for i in range(count)), strategy="parallel")
+    )
+    assert result.status is ExecutionStatus.FAILED
+    ended = endings(events)
+    assert ended.pop("broken") == ("step.failed", 0.0)
+    assert set(ended.values()) == {("step.cancelled", 0.0)}
+    assert len(ended) == count
+    assert len(starts(events)) < count + 1
     assert_replays_to(result, events)
 
 
@@ -1586,6 +1663,41 @@ def check_schedule(case: dict[str, Any], result: ExecutionResult, events: list[E
 @given(case=scheduling_cases())
 def test_scheduler_properties_on_random_dags(case: dict[str, Any]) -> None:
     """Random DAGs, strategies, limits and failures keep every scheduling property."""
+
+    async def main() -> tuple[ExecutionResult, list[Event]]:
+        return await execute(build_case(case))
+
+    result, events = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    check_schedule(case, result, events)
+
+
+@st.composite
+def wide_scheduling_cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A fan-out wider than several spawn passes, a few dependencies, failures and limits."""
+    count = draw(st.integers(SPAWNS_PER_PASS, 3 * SPAWNS_PER_PASS + 5))
+    edges = [
+        sorted(draw(st.sets(st.integers(0, j - 1), max_size=1))) if j and j % 7 == 0 else []
+        for j in range(count)
+    ]
+    failing = set(draw(st.sets(st.integers(0, count - 1), max_size=3)))
+    return {
+        "count": count,
+        "edges": edges,
+        "strategy": draw(st.sampled_from(["dag", "parallel"])),
+        "max_concurrency": draw(st.sampled_from([0, 0, 0, 5, SPAWNS_PER_PASS + 3])),
+        "failing": failing,
+        "continuing": set(draw(st.sets(st.sampled_from(sorted(failing) or [0]), max_size=2))),
+        "fail_fast": draw(st.booleans()),
+        "max_attempts": 1,
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=wide_scheduling_cases())
+def test_scheduler_properties_hold_on_fan_outs_wider_than_a_spawn_pass(
+    case: dict[str, Any],
+) -> None:
+    """Bounding spawns per pass keeps every scheduling property on fan-outs of 32-101 steps."""
 
     async def main() -> tuple[ExecutionResult, list[Event]]:
         return await execute(build_case(case))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import NonRetryableError, RetryableError
+from orchestr8._execution._engine import SPAWNS_PER_PASS
 from orchestr8._execution._map import (
     DEFAULT_MAP_CONCURRENCY,
     MapItem,
@@ -666,3 +667,16 @@ async def test_a_map_over_a_sub_workflow_runs_one_child_execution_per_item() -> 
         "each[0]": f"{result.execution_id}.each[0]",
         "each[1]": f"{result.execution_id}.each[1]",
     }
+
+
+async def test_maps_whose_coordinators_use_a_whole_spawn_pass_still_start_their_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`SPAWNS_PER_PASS` maps at once: their waiting coordinators hold every actor the first pass
+    spawned, and the items still get actors of their own on the next pass."""
+    steps = [mapped(f"each{n}") for n in range(SPAWNS_PER_PASS)]
+    document = workflow(*steps)
+    with trio.fail_after(10):
+        result, _ = await execute(document, {"docs": ["a", "b"]})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each0"].output == [{"doc": "a", "at": 0}, {"doc": "b", "at": 1}]

@@ -423,6 +423,25 @@ async def test_an_executions_secrets_are_released_when_it_ends(fresh_redactor: R
     assert default_redactor() is fresh_redactor
 
 
+async def test_a_workflow_started_again_is_recorded_with_the_secret_values_known_then(
+    fresh_redactor: Redactor,
+) -> None:
+    """The journal's copy of a workflow started again is redacted anew once a value is known."""
+    value = "literal-value-abcdef"
+    workflow = load_workflow(document({"id": "a", "agent": "echo", "input": value}))
+    async with open_runtime() as runtime:
+        first = await (await runtime.start(workflow)).wait()
+        again = await (await runtime.start(workflow)).wait()
+        with fresh_redactor.lease([value]):
+            known = await (await runtime.start(workflow)).wait()
+        records = [
+            await runtime.journal.get_execution(result.execution_id)
+            for result in (first, again, known)
+        ]
+    steps = [record.workflow["steps"][0]["input"] for record in records]
+    assert steps == [value, value, "***"]
+
+
 async def test_resuming_steps_whose_literal_secrets_were_journaled_redacted_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

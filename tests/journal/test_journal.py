@@ -190,6 +190,14 @@ async def test_append_nowait_raises_would_block_when_the_queue_is_full(opener: O
         assert await journal.last_seq("run-1") == accepted + 1
 
 
+async def test_the_default_queue_is_larger_in_memory_than_for_a_file(tmp_path: Path) -> None:
+    """A memory journal queues 65,536 events by default, a SQLite file 1,024 (its disk lags)."""
+    async with open_journal() as memory:
+        assert memory.statistics().queue_size == 65_536
+    async with open_journal(tmp_path / "journal.db") as file:
+        assert file.statistics().queue_size == 1024
+
+
 async def test_flush_makes_everything_appended_before_it_visible(opener: Opener) -> None:
     """After flush, readers see every event appended before the call."""
     async with opener() as journal:

@@ -157,6 +157,19 @@ def test_histogram_buckets_are_cumulative_and_end_at_the_count(values: list[floa
     assert f'{STEP_DURATION}_count{{step_id="s"}} {len(values)}' in lines
 
 
+def test_observe_and_add_records_a_duration_and_counts_one_step() -> None:
+    """A step's end records its duration and adds one to its counter, as the two calls would."""
+    registry = PrometheusRegistry()
+    labels = (("step_id", "s"),)
+    histogram = registry.histogram(STEP_DURATION, labels)
+    registry.observe_and_add(histogram, 0.2, STEP_SUCCEEDED, labels)
+    registry.observe_and_add(histogram, 3.0, STEP_SUCCEEDED, labels)
+    exposition = registry.render()
+    assert f'{STEP_DURATION}_count{{step_id="s"}} 2' in exposition
+    assert f'{STEP_DURATION}_sum{{step_id="s"}} 3.2' in exposition
+    assert f'{STEP_SUCCEEDED}{{step_id="s"}} 2' in exposition
+
+
 def test_label_values_are_redacted_when_rendered() -> None:
     """A workflow named with a known secret is exposed as `***`, never verbatim."""
     secret = "tok-s3cr3t-value"

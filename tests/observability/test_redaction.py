@@ -124,6 +124,21 @@ def test_a_secret_key_redacts_whole_values_but_not_empty_ones() -> None:
     assert redacted == {"secret": REDACTED, "token": None, "password": "", "api_key": REDACTED}
 
 
+def test_known_values_stay_the_same_tuple_until_the_values_change() -> None:
+    """`known_values` is replaced whole when a value comes or goes, so identity says "same"."""
+    redactor = Redactor()
+    empty = redactor.known_values
+    assert empty == ()
+    with redactor.lease(["first-value-123"]):
+        known = redactor.known_values
+        assert known == ("first-value-123",)
+        with redactor.lease(["first-value-123"]):
+            assert redactor.known_values is known
+        assert redactor.known_values is known
+    assert len(redactor.known_values) == 0
+    assert redactor.known_values is not known
+
+
 def test_nothing_to_redact_returns_the_same_object() -> None:
     document: dict[str, Any] = {"a": [1, 2, {"b": "text"}], "c": ("x",)}
     redactor = Redactor(secret_values=[KEY])

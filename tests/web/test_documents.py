@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import trio
 from jsonschema import Draft202012Validator
+from quart.testing.connections import WebsocketDisconnectError
 from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Runtime, open_runtime
@@ -78,3 +81,39 @@ async def test_a_path_in_a_posted_document_is_refused_with_the_reason(client: Cl
     assert response.status_code == 422
     problem = await response.get_json()
     assert "the file path 'child.json' needs a document loaded from a file" in str(problem)
+
+
+async def test_a_running_child_streams_its_own_events_on_its_socket(
+    client: Client, runtime: Runtime
+) -> None:
+    """While its parent's step runs it, a child's WebSocket sends its events, then closes 1000."""
+    napping = {**CHILD, "steps": [{"id": "a", "agent": "sleep", "input": {"seconds": 0.3}}]}
+    napping.pop("output")
+    async with runtime.bus.subscribe() as events:
+        response = await client.post(
+            "/workflows/execute",
+            json={
+                "workflow": {
+                    **PARENT,
+                    "steps": [{"id": "sub", "workflow": napping, "input": {"text": "hi"}}],
+                }
+            },
+        )
+        execution_id = (await response.get_json())["execution_id"]
+        async for event in events:
+            if event.type == "child.started":
+                break
+    child_id = f"{execution_id}.sub"
+    received = []
+    async with client.websocket(f"/executions/{child_id}/events") as socket:
+        with trio.fail_after(5):
+            while True:
+                try:
+                    received.append(json.loads(await socket.receive()))
+                except WebsocketDisconnectError as closed:
+                    code = closed.args[0]
+                    break
+    assert code == 1000
+    assert {event["execution_id"] for event in received} == {child_id}
+    assert [event["type"] for event in received][-1] == "execution.succeeded"
+    assert [event["seq"] for event in received] == list(range(1, len(received) + 1))

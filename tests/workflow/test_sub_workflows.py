@@ -94,9 +94,11 @@ def test_an_inline_child_is_checked_with_its_problems_at_nested_paths() -> None:
 def test_a_step_has_an_agent_or_a_workflow_never_both_nor_neither() -> None:
     """Both, or neither, is a problem at the step's path, reported with the others."""
     both = parent(CHILD, agent="echo")
-    assert problems(both) == ["$.steps[0]: a step runs an agent or a workflow, not both"]
+    assert problems(both) == [
+        "$.steps[0]: a step runs an agent, a workflow or a plan: only one of them"
+    ]
     neither = {"schema_version": "1.1", "name": "p", "steps": [{"id": "s"}, {"id": 3}]}
-    assert "$.steps[0]: a step needs an agent or a workflow" in problems(neither)
+    assert "$.steps[0]: a step needs an agent, a workflow or a plan" in problems(neither)
 
 
 def test_a_missing_child_file_names_the_file(tmp_path: Path) -> None:
@@ -152,6 +154,9 @@ def test_a_registered_name_loads_and_an_unknown_one_suggests_a_near_name(tmp_pat
     assert load_workflow(parent("inline"), workflows=catalog).steps[0].workflow is not None
     assert problems(parent("sumarise"), workflows=catalog) == [
         "$.steps[0].workflow: unknown workflow name 'sumarise' (did you mean 'summarise'?)"
+    ]
+    assert problems(parent("other"), workflows=catalog) == [
+        "$.steps[0].workflow: unknown workflow name 'other' (registered: inline, summarise)"
     ]
 
 
