@@ -26,6 +26,7 @@ from .._errors import ExecutionStateError, IdempotencyKeyReusedError
 from .._journal._events import EventFactory
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._replay import ExecutionState
+from .._journal._rules import remember_unchanging_workflow
 from .._observability._redaction import (
     Redactor,
     SecretLease,
@@ -333,9 +334,12 @@ class Starter:
         values = redactor.known_values
         kept = self._recorded_workflow
         if kept is not None and kept[0] is loaded and kept[1] is redactor and kept[2] is values:
-            return kept[3]
-        redacted = redactor.redact_workflow(journal_document(loaded))
-        self._recorded_workflow = (loaded, redactor, values, redacted)
+            redacted = kept[3]
+        else:
+            redacted = redactor.redact_workflow(journal_document(loaded))
+            self._recorded_workflow = (loaded, redactor, values, redacted)
+        # Never changed (see above): the journal may encode it once for all its starts.
+        remember_unchanging_workflow(redacted)
         return redacted
 
     def _execution(

@@ -122,6 +122,8 @@ class StepListener:
     step_id: str
     workflow_name: str = ""
     agent_id: str = ""
+    metric_step_id: str = ""
+    """The step id its metrics carry (the step's, or `ALL_STEPS`); empty for `step_id`."""
     attempts: int = 0
     silenced: bool = False
 
@@ -145,7 +147,9 @@ class StepListener:
     def retry_scheduled(self, attempt: int, delay: float) -> None:
         if self.silenced:
             return
-        engine_metrics().retry_scheduled(self.workflow_name, self.step_id, self.agent_id)
+        engine_metrics().retry_scheduled(
+            self.workflow_name, self.metric_step_id or self.step_id, self.agent_id
+        )
         _logger.info(
             "attempt %d of step %s failed; retrying in %.2f s", attempt, self.step_id, delay
         )

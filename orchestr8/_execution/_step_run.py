@@ -31,7 +31,7 @@ from .._errors import (
 from .._journal._events import EventType, StepStatus, describe_error
 from .._json import json_value
 from .._observability._logging import bind_log_context, log_context, reset_log_context
-from .._observability._metrics import engine_metrics
+from .._observability._metrics import ALL_STEPS, STEP_ID_SERIES_LIMIT, engine_metrics
 from .._observability._telemetry import attempt_span
 from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
@@ -91,6 +91,8 @@ class StepRunner:
         self._correlation_id = correlation_id or execution_id
         self.listeners: dict[str, StepListener] = {}
         """The attempt counters of the steps (and running map items) that started, by id."""
+        self._series_per_step = len(state.workflow.steps) <= STEP_ID_SERIES_LIMIT
+        """Whether step metrics carry the step's id, or `ALL_STEPS` (a very wide workflow)."""
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
 
     async def run(
@@ -125,7 +127,11 @@ class StepRunner:
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
         )
         listener = self.listeners[step_id] = StepListener(
-            emitter, step_id, self.workflow.name, agent_id
+            emitter,
+            step_id,
+            self.workflow.name,
+            agent_id,
+            step.id if self._series_per_step else ALL_STEPS,
         )
         if unit_id is not None and not item:
             # The engine knows the step, not its units: giving up on it silences this unit.
@@ -257,7 +263,11 @@ class StepRunner:
 
     def _metrics(self, step: Step, status: StepStatus, started: float) -> None:
         engine_metrics().step_finished(
-            self.workflow.name, step.id, agent_id_of(step), status, trio.current_time() - started
+            self.workflow.name,
+            step.id if self._series_per_step else ALL_STEPS,
+            agent_id_of(step),
+            status,
+            trio.current_time() - started,
         )
 
     def _child_agent(self, step: Step, local_values: Mapping[str, Any] | None = None) -> Agent:

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 
     from .._resilience._breaker import BreakerTransition
 
-__all__ = ["EngineMetrics", "engine_metrics", "meter", "use_meter_provider"]
+__all__ = [
+    "ALL_STEPS",
+    "STEP_ID_SERIES_LIMIT",
+    "EngineMetrics",
+    "engine_metrics",
+    "meter",
+    "use_meter_provider",
+]
 
 SCOPE_NAME: Final = "orchestr8"
 STEP_DURATION: Final = "orchestr8.step.duration"
@@ -43,6 +50,16 @@ BREAKER_STATE_VALUES: Final[Mapping[str, int]] = {
     "disabled": 4,
 }
 """The values of the `orchestr8.breaker.state` gauge."""
+
+STEP_ID_SERIES_LIMIT: Final = 1_000
+"""The most steps a workflow may have for its step metrics to keep a series per step id."""
+
+ALL_STEPS: Final = "*"
+"""The step id under which a workflow with more steps than `STEP_ID_SERIES_LIMIT` records them.
+
+A series per step costs about 1 KB (a histogram and counters, in both forms) and is kept for the
+process's life: a 100,000-step fan-out would hold 100,000 series, which no dashboard can show.
+"""
 
 
 class _State:

@@ -30,6 +30,7 @@ from orchestr8._errors import (
 )
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import open_runtime, run_workflow
+from orchestr8._journal import _rules as journal_rules
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import open_journal
 from orchestr8._journal._replay import replay
@@ -787,3 +788,29 @@ async def test_a_cancel_grace_that_is_no_number_of_seconds_is_refused(grace: flo
     with pytest.raises(ValueError, match="cancel_grace must be a finite number of seconds"):
         async with open_runtime(cancel_grace=grace):
             pass
+
+
+async def test_a_workflow_started_again_is_encoded_for_the_journal_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every start is recorded with the workflow, whose JSON text is made on the first only."""
+    encoded: list[Any] = []
+    to_json = journal_rules.to_json
+
+    def counting(value: Any) -> str | None:
+        if isinstance(value, dict) and "steps" in value:
+            encoded.append(value)
+        return to_json(value)
+
+    monkeypatch.setattr(journal_rules, "to_json", counting)
+    workflow = {
+        "schema_version": "1.0",
+        "name": "again",
+        "steps": [{"id": "a", "agent": "echo", "input": 1}],
+    }
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        loaded = runtime.load(workflow)
+        ids = [(await (await runtime.start(loaded)).wait()).execution_id for _ in range(3)]
+        records = [await runtime.journal.get_execution(one) for one in ids]
+    assert len(encoded) == 1
+    assert all(record is not None and record.workflow["name"] == "again" for record in records)

@@ -18,10 +18,14 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
+from orchestr8 import open_runtime
 from orchestr8._errors import AgentExitError
+from orchestr8._execution import _step_run as step_run
 from orchestr8._execution._step_run import step_failure_for_exit
+from orchestr8._observability._prometheus import prometheus_registry
 from orchestr8.testing import open_event_socket
 
 AGENTS = textwrap.dedent('''
@@ -175,3 +179,34 @@ async def test_serve_fails_the_step_of_an_agent_raising_keyboard_interrupt_and_k
     _, stderr = await trio.to_thread.run_sync(process.communicate)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+async def test_a_very_wide_workflow_records_its_step_metrics_under_one_step_id(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Past `STEP_ID_SERIES_LIMIT` steps, durations, counts and retries share `step_id="*"`."""
+    monkeypatch.setattr(step_run, "STEP_ID_SERIES_LIMIT", 2)
+    retried = {"retry": {"max_attempts": 2, "initial_delay": 0.01}}
+    wide = {
+        "schema_version": "1.0",
+        "name": "wide-metrics",
+        "steps": [
+            {"id": "one", "agent": "echo", "input": 1},
+            {"id": "two", "agent": "echo", "input": 2},
+            {"id": "three", "agent": "fail", "input": 3, "policy": retried},
+        ],
+    }
+    narrow = {**wide, "name": "narrow-metrics", "steps": wide["steps"][:2]}
+    async with open_runtime() as runtime:
+        for workflow in (wide, narrow):
+            await (await runtime.start(runtime.load(workflow))).wait()
+    text = prometheus_registry().render()
+    every = 'workflow_name="wide-metrics",step_id="*"'
+    assert f'orchestr8_step_succeeded_total{{{every},agent_id="echo"}} 2' in text
+    assert f'orchestr8_step_failed_total{{{every},agent_id="fail"}} 1' in text
+    assert f'orchestr8_step_retries_total{{{every},agent_id="fail"}} 1' in text
+    assert f'orchestr8_step_duration_seconds_count{{{every},agent_id="echo"' in text
+    assert 'workflow_name="wide-metrics",step_id="one"' not in text
+    # A workflow within the limit keeps a series per step.
+    one = 'workflow_name="narrow-metrics",step_id="one",agent_id="echo"'
+    assert f"orchestr8_step_succeeded_total{{{one}}} 1" in text

@@ -36,9 +36,10 @@ from orchestr8._journal._journal import (
     Journal,
     open_journal,
 )
+from orchestr8._journal._records import CreateRequest
 from orchestr8._journal._recovery import keep_journal_working
 from orchestr8._journal._replay import replay
-from orchestr8._journal._sqlite import SQLiteJournal
+from orchestr8._journal._sqlite import SQLiteJournal, Store
 from orchestr8._journal._sqlite_schema import BUSY_TIMEOUT
 from orchestr8._journal._writer import UNWRITTEN_LIMIT
 
@@ -562,3 +563,28 @@ async def test_a_read_the_sqlite_file_refuses_is_a_journal_error(tmp_path: Path)
             connection.commit()
         with pytest.raises(JournalError, match="reading the journal failed: no such table"):
             await journal.last_seq("run-1")
+
+
+def test_the_store_encodes_well_after_refusing_data_that_is_not_json(tmp_path: Path) -> None:
+    """The store's kept JSON encoder works on after an event whose data loops back on itself."""
+    store = Store.open_file(tmp_path / "journal.db")
+    try:
+        created = store.write_batch(
+            [CreateRequest(ExecutionRecord("run-1", "wf", {"name": "wf", "steps": []}))]
+        )
+        assert created.failure is None
+        looped: dict[str, Any] = {"items": []}
+        looped["items"].append(looped)
+        ts = "2026-12-07T10:00:00.000Z"
+        refused = store.write_batch([Event("run-1", 1, ts, 0.1, "step.progress", "a", 1, looped)])
+        assert refused.failure is not None
+        assert "not JSON" in str(refused.failure)
+        # The same objects, no longer looping: a marker left from the refusal would refuse them.
+        looped["items"][0] = {"items": []}
+        written = store.write_batch([Event("run-1", 1, ts, 0.2, "step.progress", "a", 1, looped)])
+        assert written.failure is None
+        assert written.events_written == 1
+        [row] = store._writer.execute("SELECT data FROM events").fetchall()
+        assert json.loads(row[0]) == {"items": [{"items": []}]}
+    finally:
+        store.close()
