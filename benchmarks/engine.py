@@ -7,6 +7,10 @@ run, so the numbers say what orchestr8 adds rather than how fast this machine is
     python benchmarks/engine.py --quick    # smaller sizes, for a smoke run
     python benchmarks/engine.py --case fan_out --size 100000 --repeats 1   # one case
 
+`map` runs a 100,000-item map (`for_each`) of the echo agent: wall time and peak RSS.
+`map_vs_fan_out` runs a map and a static fan-out of equal size in one process (best of the
+repeats each) and reports the per-item cost beside the per-step cost, and their ratio.
+
 `template_render` times rendering a typical step input (four references) beside building the
 same value by hand; it replaces a unit test that asserted the time.
 
@@ -53,6 +57,16 @@ def fan_out_workflow(steps: int) -> dict[str, Any]:
     }
 
 
+def map_workflow(items: int) -> dict[str, Any]:
+    """One map step running the echo agent over `inputs.items` (`items` of them)."""
+    return {
+        "schema_version": "1.1",
+        "name": f"map-{items}",
+        "defaults": {"policy": {"circuit_breaker": None}},
+        "steps": [{"id": "each", "agent": "echo", "for_each": "inputs.items", "input": "${item}"}],
+    }
+
+
 async def _echo(value: Any) -> Any:
     await trio.lowlevel.checkpoint()
     return value
@@ -67,14 +81,16 @@ async def baseline_sequential(steps: int) -> float:
     return time.perf_counter() - started
 
 
-async def orchestr8_run(workflow: dict[str, Any], journal: str | None) -> float:
+async def orchestr8_run(
+    workflow: dict[str, Any], journal: str | None, inputs: dict[str, Any] | None = None
+) -> float:
     """Run the workflow in a fresh runtime; returns seconds for start-to-result (load excluded)."""
     from orchestr8 import ExecutionStatus, open_runtime
 
     async with open_runtime(journal=journal) as runtime:
         loaded = runtime.load(workflow)
         started = time.perf_counter()
-        handle = await runtime.start(loaded)
+        handle = await runtime.start(loaded, inputs)
         result = await handle.wait()
         elapsed = time.perf_counter() - started
         await runtime.journal.flush()
@@ -206,6 +222,33 @@ def run_case(case: str, size: int, repeats: int) -> dict[str, Any]:
             "target_wall_s": 10.0 if size >= 100_000 else 2.0,
             "target_rss_mb": 500 if size >= 100_000 else 300,
         }
+    if case == "map":
+        before = peak_rss_mb()
+        wall = trio.run(orchestr8_run, map_workflow(size), None, {"items": list(range(size))})
+        return {
+            "bench": "map",
+            "items": size,
+            "wall_s": round(wall, 3),
+            "per_item_us": round(wall / size * 1e6, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "interpreter_rss_mb": round(before, 1),
+            "target_wall_s": 10.0,
+            "target_rss_mb": 500,
+        }
+    if case == "map_vs_fan_out":
+        inputs = {"items": list(range(size))}
+        mapped = min(
+            trio.run(orchestr8_run, map_workflow(size), None, inputs) for _ in range(repeats)
+        )
+        static = min(trio.run(orchestr8_run, fan_out_workflow(size), None) for _ in range(repeats))
+        return {
+            "bench": case,
+            "items": size,
+            "map_per_item_us": round(mapped / size * 1e6, 1),
+            "fan_out_per_step_us": round(static / size * 1e6, 1),
+            "ratio": round(mapped / static, 2),
+            "target_ratio": 1.2,
+        }
     if case == "template_render":
         timings = [template_render(size) for _ in range(repeats)]
         rendered = statistics.median(rendered for rendered, _ in timings) * 1e6
@@ -270,6 +313,8 @@ def main() -> None:
         ("sequential_memory_traced", sequential),
         ("fan_out", fan_out),
         *((("fan_out", 100_000),) if not arguments.quick else ()),
+        ("map", 10_000 if arguments.quick else 100_000),
+        ("map_vs_fan_out", fan_out),
         ("template_render", 2000 if arguments.quick else 20_000),
     ):
         completed = subprocess.run(

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ._errors import IterationLimitError as IterationLimitError
     from ._errors import JournalError as JournalError
     from ._errors import MailboxFullError as MailboxFullError
+    from ._errors import MapItemFailedError as MapItemFailedError
+    from ._errors import MapItemsError as MapItemsError
     from ._errors import MissingSecretError as MissingSecretError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error

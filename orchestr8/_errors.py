@@ -28,6 +28,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
     │   ├── ChildExecutionError          a sub-workflow step's child execution did not succeed
     │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
+    │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
+    │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
     │   └── IterationLimitError          a loop ran `max_iterations` times without `until` holding
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
@@ -194,6 +196,14 @@ class ChildExecutionError(ExecutionError):
 
 class OutputNotSerialisableError(ExecutionError, TypeError):
     """An agent returned a value that is not JSON, so it cannot be journaled or passed on."""
+
+
+class MapItemsError(ExecutionError, TypeError):
+    """A map step's `for_each` yielded a value that is not an array, so there are no items."""
+
+
+class MapItemFailedError(ExecutionError):
+    """An item of a map step failed for good (`on_item_error` `fail`), so the map step fails."""
 
 
 class IterationLimitError(ExecutionError):

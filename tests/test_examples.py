@@ -122,6 +122,32 @@ async def test_circuit_breaker_opens_and_the_open_circuit_is_not_retried(
     assert [a for t, a in kinds if t == "attempt.started"] == [1, 2]
 
 
+async def test_map_reduce_summarises_each_document_then_combines_them() -> None:
+    """map_reduce.json: one llm call per document (items `summarise[i]`), then one reduce call
+    that reads every summary in order; offline against the fake Anthropic API."""
+    documents = [{"title": f"doc {n}", "text": f"text {n}"} for n in range(3)]
+    fake = FakeAnthropic()
+    for reply in ("summary A", "summary B", "summary C", "- the brief"):
+        fake.reply_text(reply)
+    with fake, use_fake_anthropic(fake):
+        async with open_runtime() as runtime:
+            handle = await runtime.start(EXAMPLES / "map_reduce.json", {"documents": documents})
+            result = await handle.wait()
+            events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    summaries = [summary["text"] for summary in result.output["summaries"]]
+    assert sorted(summaries) == ["summary A", "summary B", "summary C"]
+    assert result.output["brief"] == "- the brief"
+    prompts = [request.json["messages"][0]["content"] for request in fake.requests]
+    for number, document in enumerate(documents):
+        (prompt,) = [p for p in prompts[:3] if f'"{document["title"]}"' in p]
+        assert prompt.startswith(f"Summarise document {number}, ")
+    assert all(summary in prompts[3] for summary in summaries)
+    items = {e.step_id for e in events if e.type == "step.succeeded" and "[" in (e.step_id or "")}
+    assert items == {"summarise[0]", "summarise[1]", "summarise[2]"}
+    fake.assert_all_used()
+
+
 async def test_critic_loop_refines_the_tagline_until_the_critic_accepts_it(tmp_path: Path) -> None:
     """critic_loop.json runs offline: round 2 sees round 1's critique, and scores 8, so it stops."""
     fake = FakeAnthropic()

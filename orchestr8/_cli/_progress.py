@@ -14,6 +14,10 @@ bus drops the oldest events of a full subscription) it says so at most once per
 `BEHIND_NOTICE_INTERVAL` seconds, with the number of events skipped since the last notice, and
 once more at the end for the rest.
 
+A map step's items (`ID[3]`) are too many for a line each: the map step's line says how many items
+it has, an item gets a line only when it retries or fails, and the status line counts the items
+done (`summarise (412/1000 items)`).
+
 With `--log-format json` stderr holds JSON lines only: the view shows no events (the engine's log
 records say what happened, as JSON) and its notes become log records of `orchestr8.cli`.
 """
@@ -31,6 +35,7 @@ from typing import Any, Final, TextIO
 import trio
 
 from .._journal._events import Event, EventType
+from .._journal._map_items import split_item_id
 from ._views import STATUS_COLORS, describe, format_duration, paint, shorten, wants_color
 
 BEHIND_NOTICE_INTERVAL: Final = 1.0
@@ -43,6 +48,25 @@ NARRATING_LOGGER: Final = "orchestr8.engine"
 """The logger whose records below ERROR narrate an execution's events."""
 
 _NOTE_LOGGER = logging.getLogger("orchestr8.cli")
+_ITEM_ENDINGS: Final = frozenset(
+    {
+        EventType.STEP_SUCCEEDED,
+        EventType.STEP_FAILED,
+        EventType.STEP_CANCELLED,
+        EventType.STEP_SKIPPED,
+    }
+)
+"""The events that end a map item: each counts it done."""
+_ITEM_TOLD: Final = frozenset(
+    {
+        EventType.ATTEMPT_FAILED,
+        EventType.ATTEMPT_REJECTED,
+        EventType.BREAKER_REJECTED,
+        EventType.RETRY_SCHEDULED,
+        EventType.STEP_FAILED,
+    }
+)
+"""The events of a map item the view handles as a step's: those that make (or feed) a line."""
 _PROGRESS_WIDTH = 100
 
 
@@ -77,6 +101,8 @@ class ProgressView:
         self._attempts: dict[str, int] = {}
         self._started: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
+        self._items: dict[str, list[int]] = {}
+        """Each map step's items: how many ended, and how many it has."""
         self._first_elapsed: float | None = None
         self._last_seq = 0
         self._missed = 0
@@ -155,7 +181,11 @@ class ProgressView:
         if self._first_elapsed is None:
             self._first_elapsed = event.elapsed
         if event.step_id is not None:
-            self._show_step_event(event, event.step_id)
+            item = split_item_id(event.step_id)
+            if item is not None and item[0] in self._items:
+                self._show_item_event(event, event.step_id, item[0])
+            else:
+                self._show_step_event(event, event.step_id)
         else:
             self._show_execution_event(event)
 
@@ -176,6 +206,10 @@ class ProgressView:
             self._started[step_id] = event.elapsed
             self._status[step_id] = "running"
             line = f"started (agent {data.get('agent', '?')})"
+        elif kind == EventType.MAP_STARTED:
+            count = data.get("count", 0)
+            self._items[step_id] = [0, count if isinstance(count, int) else 0]
+            line = f"map of {count} item{'s' if count != 1 else ''}"
         elif kind == EventType.STEP_PROGRESS:
             text = json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
             line, color = "progress " + shorten(text, _PROGRESS_WIDTH), "blue"
@@ -203,11 +237,17 @@ class ProgressView:
         elif kind == EventType.STEP_SUCCEEDED:
             took = format_duration(self._took(step_id, event))
             tries = f" after {attempts} attempts" if attempts > 1 else ""
+            if step_id in self._items:
+                count = self._items[step_id][1]
+                tries = f" ({count} item{'s' if count != 1 else ''})"
             line, color = f"succeeded in {took}{tries}", "green"
             self._status[step_id] = "succeeded"
         elif kind == EventType.STEP_FAILED:
             took = format_duration(self._took(step_id, event))
             tries = f"{attempts} attempt{'s' if attempts != 1 else ''}, "
+            if step_id in self._items:
+                done, count = self._items[step_id]
+                tries = f"{done} of {count} items ended, "
             line = f"failed ({tries}{took}): {describe(data.get('error'))}"
             color = "red"
             self._status[step_id] = "failed"
@@ -228,6 +268,22 @@ class ProgressView:
             self._status[step_id] = status
         if line is not None:
             self._event_line(event, step_id, line, color)
+
+    def _show_item_event(self, event: Event, item_id: str, map_id: str) -> None:
+        """Count a map item's ending; show only its retries and its failure."""
+        kind = event.type
+        if kind in _ITEM_TOLD:
+            # Its line (a retry, a failure) and what the line needs (attempts, last error).
+            self._show_step_event(event, item_id)
+        elif kind == EventType.STEP_STARTED:
+            self._started[item_id] = event.elapsed
+        elif event.attempt is not None:
+            self._attempts[item_id] = max(self._attempts.get(item_id, 0), event.attempt)
+        self._status.pop(item_id, None)
+        if kind in _ITEM_ENDINGS:
+            self._items[map_id][0] += 1
+            for memo in (self._attempts, self._started, self._last_error):
+                memo.pop(item_id, None)
 
     def _show_execution_event(self, event: Event) -> None:
         took = format_duration(event.elapsed - (self._first_elapsed or 0.0))
@@ -275,6 +331,11 @@ class ProgressView:
             + (
                 f" (attempt {self._attempts[step_id]})"
                 if self._attempts.get(step_id, 0) > 1
+                else ""
+            )
+            + (
+                f" ({self._items[step_id][0]}/{self._items[step_id][1]} items)"
+                if step_id in self._items
                 else ""
             )
             for step_id, status in self._status.items()

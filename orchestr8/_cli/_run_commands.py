@@ -198,6 +198,7 @@ async def resume(
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             from .._errors import InputValidationError
             from .._journal._events import ExecutionStatus
+            from .._journal._map_items import split_item_id
             from .._journal._replay import replay
 
             record = await find_execution(runtime.journal, execution_id)
@@ -217,10 +218,18 @@ async def resume(
                 # `handle.wait()` then reports why (the journal failed), with the resume command.
                 return handle, declared_steps(record), ""
             step_ids = declared_steps(record)
-            reused = sum(step.reusable for step in state.steps.values())
+            # Steps only: a map's items (`ID[3]`) and a loop's iterations (`ID#2`) are units.
+            reused = sum(state.steps[s].reusable for s in step_ids if s in state.steps)
+            items = sum(
+                unit.reusable
+                for unit_id, unit in state.steps.items()
+                if (owner := split_item_id(unit_id)) is not None
+                and not (owner[0] in state.steps and state.steps[owner[0]].reusable)
+            )
             headline = (
                 f"execution {record.execution_id} resumed: workflow "
                 f"{record.workflow_name!r}, {reused} of {len(step_ids)} steps reused"
+                + (f" (and {items} map item{'s' if items != 1 else ''})" if items else "")
             )
             if state.status is ExecutionStatus.RUNNING:
                 headline = (

@@ -17,6 +17,7 @@ from .._execution._results import ExecutionResult
 from .._journal._events import Event, ExecutionStatus, StepStatus
 from .._journal._iterations import LoopProgress, is_iteration_of, loop_progress
 from .._journal._journal import ExecutionRecord
+from .._journal._map_items import describe_items, item_counts, split_item_id
 from .._journal._replay import replay
 
 _COLORS: Mapping[str, str] = {
@@ -231,7 +232,12 @@ def execution_detail(
     ]
     loops = loop_progress(events)
     steps: dict[str, Any] = {}
-    shown = [*declared, *(s for s in state.steps if s not in declared)]
+    # A map's items are counted under their map step (`items`), not listed one by one.
+    groups = item_counts(state)
+    shown = [
+        *declared,
+        *(s for s in state.steps if s not in declared and split_item_id(s) is None),
+    ]
     for step_id in _iterations_after_their_loop(shown, loops):
         step = state.steps.get(step_id)
         if step is None:
@@ -255,6 +261,8 @@ def execution_detail(
             "error": step.error,
             "reason": step.reason,
         }
+        if step_id in groups:
+            steps[step_id]["items"] = groups[step_id].to_json()
         if step_id in loops:
             steps[step_id]["loop"] = loops[step_id].to_json()
         if step.child is not None:
@@ -376,6 +384,13 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         for step_id, step in detail["steps"].items()
         if "plans" in step
     )
+    map_rows: list[list[Cell]] = [
+        [step_id, describe_items(step["items"])]
+        for step_id, step in detail["steps"].items()
+        if "items" in step
+    ]
+    if map_rows:
+        steps += "\n\n" + render_table(["MAP", "ITEMS"], map_rows, color=color)
     event_rows: list[list[Cell]] = [
         [
             str(event["seq"]),

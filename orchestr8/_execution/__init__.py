@@ -4,7 +4,8 @@ Holds `_runtime` (the public `Runtime`), `_starting` (record, lock and launch a 
 execution; idempotency keys), `_resumption` (what a resume reuses and what it runs again),
 `_admission` (load, check, build agents once), `_engine` (one execution's scheduler),
 `_wind_down` (ending its running steps early), `_state` (its typed state and synchronous rules),
-`_step_run` and `_step_resilience` (one step through the pipeline), `_emitter` (events to the
+`_step_run` and `_step_resilience` (one step through the pipeline), `_map` (a map step's items,
+each scheduled as a unit), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_liveness` (who runs an
 execution), `_secrets` (secret values an execution holds), `_children` (the child executions
 of sub-workflow steps), and `_planning` (plan steps and replanning: a planner's plan checked and

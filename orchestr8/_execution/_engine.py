@@ -45,6 +45,7 @@ from .._supervision._bus import EventBus
 from .._supervision._supervisor import Supervisor, open_supervisor
 from ._conclusion import Conclusion
 from ._emitter import Emitter
+from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
@@ -113,14 +114,16 @@ class ExecutionRun:
         self.state = state
         """The execution's live state: the engine, its step actors and its conclusion share it."""
         self.state.on_skipped = self._skipped
+        self.state.on_units_ready = self._dispatch_ready
         self._cancel_event = trio.Event()
         # Set on a cancel and when a timeout or a failure winds the run down: no step starts
         # another attempt or backoff from then on.
         self._stop_event = trio.Event()
         self._cancel_reason = ""
-        # Room for one report per step, the cancel request and the wake-ups: never blocks.
+        # Room for one report per step (and map item that may run at once), the cancel request
+        # and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Report](
-            len(workflow.steps) + 5
+            unit_capacity(workflow) + 5
         )
         self._supervisor: Supervisor | None = None
         self._dispatching = False
@@ -330,10 +333,15 @@ class ExecutionRun:
 
     def _start_data(self) -> dict[str, Any]:
         if self._resumed:
-            return {
+            data: dict[str, Any] = {
                 "reused_steps": sorted(self.state.outputs),
                 "correlation_id": self.correlation_id,
             }
+            if self.state.completed_items:
+                data["reused_items"] = {
+                    step_id: len(items) for step_id, items in self.state.completed_items.items()
+                }
+            return data
         return {
             "workflow": self.workflow.name,
             "inputs": dict(self.inputs),
@@ -391,7 +399,7 @@ class ExecutionRun:
         state = self.state
         while self._dispatching:
             if not state.idle and self._spawn_budget <= 0:
-                if state.ready and not self._spawn_wake_up:
+                if (state.ready or state.items_ready) and not self._spawn_wake_up:
                     # This pass spawned its share: the scheduler task spawns more on its next.
                     self._spawn_wake_up = True
                     self._report_send.send_nowait(None)

@@ -59,7 +59,9 @@ def replayed_result(execution_id: str, state: ExecutionState) -> ExecutionResult
             usage=step.usage,
         )
         for step_id, step in state.steps.items()
-        if "#" not in step_id
+        # A map's items (`ID[3]`) and a loop's iterations (`ID#2`) are in the journal and
+        # `inspect`; the result holds the steps.
+        if not step_id.endswith("]") and "#" not in step_id
     }
     return ExecutionResult(
         execution_id, state.status, state.output, state.error, steps, usage=state.usage

@@ -25,6 +25,7 @@ from .._journal._replay import ExecutionState, replay
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
 from ._admission import WorkflowLike
+from ._map import reusable_items
 from ._secrets import redacted_inputs, redacted_literals, resupply_inputs
 
 # The runtime's logger: what a resume warns of is the runtime's to say.
@@ -51,6 +52,9 @@ class ResumePlan:
     units: Mapping[str, Any] = attrs.field(factory=dict)
     """The outputs reused of units that are not steps (a loop's iterations, `ID#k`), by unit id:
     every one that succeeded with its output intact."""
+    completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
+    """The item outputs reused, by map step id and index: every item of a map step that runs
+    again which succeeded with its output intact (`_map`)."""
 
     def warn(self) -> None:
         """Log what this resume cannot take from the journal as it was, naming where and why."""
@@ -116,5 +120,13 @@ def plan_resume(
         if unit.reusable and unit_id not in loaded.steps_by_id
     }
     return ResumePlan(
-        execution_id, state, loaded, agents, inputs, completed, redacted_outputs, units
+        execution_id,
+        state,
+        loaded,
+        agents,
+        inputs,
+        completed,
+        redacted_outputs,
+        units,
+        reusable_items(state, loaded, completed),
     )

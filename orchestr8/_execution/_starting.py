@@ -315,6 +315,7 @@ class Starter:
             emitter,
             execution_timeout,
             completed=plan.completed,
+            completed_items=plan.completed_items,
             units=plan.units,
             state=state,
             correlation_id=record.correlation_id,
@@ -351,6 +352,7 @@ class Starter:
         timeout: float | None,
         *,
         completed: Mapping[str, Any] | None = None,
+        completed_items: Mapping[str, Mapping[int, Any]] | None = None,
         units: Mapping[str, Any] | None = None,
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
@@ -362,6 +364,7 @@ class Starter:
                 workflow,
                 inputs,
                 completed=completed,
+                completed_items=completed_items,
                 usage=state.usage if state is not None else None,
                 step_usage={step_id: step.usage for step_id, step in state.steps.items()}
                 if state is not None

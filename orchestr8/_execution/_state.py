@@ -29,6 +29,7 @@ from ._skipping import dependency_failed, read_was_skipped
 
 if TYPE_CHECKING:
     from .._supervision._actor import ActorRef
+    from ._map import MapItem, MapRun
 
 
 class Ending(enum.Enum):
@@ -50,11 +51,16 @@ class StepSlot:
 
     ref: ActorRef = attrs.field(init=False)
     """Set once the actor is spawned (the actor itself is built with this slot)."""
-    step: Step | None = None
+    step: Step | MapItem | None = None
+    """The step or map item it runs, or None when idle."""
 
 
 def _ignore_skip(step_id: str, reason: str) -> None:
     """The default for `RunState.on_skipped`: nobody is told."""
+
+
+def _ignore_units() -> None:
+    """The default for `RunState.on_units_ready`: nobody is told."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -93,6 +99,16 @@ class RunState:
     units: Mapping[str, Any] = attrs.field(factory=dict)
     """The outputs a resume reuses of units that are not steps (a loop's iterations, `ID#k`),
     by unit id."""
+    maps: dict[str, MapRun] = attrs.field(factory=dict)
+    """The map steps that started their items, by step id (`_map`)."""
+    items_ready: deque[MapItem] = attrs.field(factory=deque)
+    """Map items queued to start; they start before ready steps, so started maps finish."""
+    coordinating: int = 0
+    """Map steps waiting for their items: they hold a step actor but no concurrency slot."""
+    completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
+    """The item outputs a resume reuses, by map step id and item index."""
+    on_units_ready: Callable[[], None] = _ignore_units
+    """Called when a map queued its first items: the engine starts them."""
 
     @classmethod
     def begin(
@@ -104,8 +120,12 @@ class RunState:
         usage: Mapping[str, int] | None = None,
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         units: Mapping[str, Any] | None = None,
+        completed_items: Mapping[str, Mapping[int, Any]] | None = None,
     ) -> RunState:
-        """The state of a run about to start; `completed` and `units` hold what a resume reuses."""
+        """The state of a run about to start; `completed` and `units` hold what a resume reuses.
+
+        `completed_items` holds the outputs of map items a resume reuses, by map step and index.
+        """
         outputs = dict(completed or {})
         results = {
             step_id: StepResult(StepStatus.SUCCEEDED, output=output)
@@ -131,6 +151,7 @@ class RunState:
             ready=deque(step_id for step_id in workflow.order if waiting.get(step_id) == 0),
             limit=workflow.max_concurrency or math.inf,
             units=units or {},
+            completed_items=dict(completed_items or {}),
         )
 
     @property
@@ -144,8 +165,12 @@ class RunState:
         A success (or a failure its step continues past) brings each dependent one step closer
         to ready; a failure for good skips every step that depends on it and, under
         `fail_fast`, ends the run (unless it is already ending); a skip (its `when` was false)
-        is passed on as `pass_over_skipped` says. The step's actor becomes idle.
+        is passed on as `pass_over_skipped` says. The step's actor becomes idle. A map item's
+        outcome goes to its map (`settle_item`) and makes no step ready.
         """
+        if self.maps and step_id[-1] == "]":
+            self.settle_item(step_id, result)
+            return []
         slot = self.running.pop(step_id, None)
         if slot is not None:
             self.idle.append(slot)
@@ -239,13 +264,17 @@ class RunState:
             pending.extend(self._count_down_after_skip(step_id))
         return ready
 
-    def next_step(self) -> Step | None:
-        """Take the next ready step if it may start now (concurrency allows, the run goes on).
+    def next_step(self) -> Step | MapItem | None:
+        """Take the next map item or ready step if it may start now (concurrency allows).
 
-        The caller starts it at once with `start`.
+        Items of started maps come first, so a map started finishes before more steps start.
+        Nothing starts once the run is ending. The caller starts it at once with `start`.
         """
-        if self.ready and len(self.running) < self.limit and self.ending is Ending.COMPLETED:
-            return self.workflow.steps_by_id[self.ready.popleft()]
+        if len(self.running) - self.coordinating < self.limit and self.ending is Ending.COMPLETED:
+            if self.items_ready:
+                return self.items_ready.popleft()
+            if self.ready:
+                return self.workflow.steps_by_id[self.ready.popleft()]
         return None
 
     def take_idle(self) -> StepSlot | None:
@@ -260,13 +289,18 @@ class RunState:
         """Keep the error a step failed with for good, for the execution's span and result."""
         self.failures[step_id] = error
 
-    def start(self, step: Step, slot: StepSlot) -> None:
+    def start(self, step: Step | MapItem, slot: StepSlot) -> None:
         """Record that `slot`'s step actor runs `step` from now on."""
         slot.step = step
         self.running[step.id] = slot
 
     def add_usage(self, step_id: str, counts: Mapping[str, int]) -> None:
-        """Add the resource counts an agent reported to its step's and the execution's totals."""
+        """Add the resource counts an agent reported to its step's and the execution's totals.
+
+        A map item's counts go to its map step (`ID[3]` to `ID`), as `replay` counts them.
+        """
+        if step_id[-1] == "]":
+            step_id = step_id[: step_id.rindex("[")]
         step_usage = self.step_usage.setdefault(step_id, {})
         usage = self.usage
         for name, value in counts.items():
@@ -278,6 +312,12 @@ class RunState:
 
         Its slot gets no step, so the actor's late report settles nothing.
         """
+        if self.maps and step_id[-1] == "]":
+            slot = self.running[step_id]
+            self.settle_item(step_id, StepResult(StepStatus.CANCELLED, attempts=attempts))
+            self.idle.remove(slot)
+            slot.step = None
+            return slot
         slot = self.running.pop(step_id)
         slot.step = None
         self.results[step_id] = StepResult(StepStatus.CANCELLED, attempts=attempts)
@@ -310,3 +350,31 @@ class RunState:
                 continue
             closed.append((step_id, status))
         return closed
+
+    def start_map(self, run: MapRun) -> None:
+        """Register a map step whose items start now: queue the first ones and have them started.
+
+        Its coordinator keeps its step actor until the map ends (`end_map`), outside the
+        concurrency limit, which counts the items instead.
+        """
+        self.maps[run.step.id] = run
+        self.coordinating += 1
+        run.refill(self.items_ready)
+        if self.items_ready:
+            self.on_units_ready()
+
+    def settle_item(self, unit_id: str, result: StepResult) -> None:
+        """Record how one map item ended; its map queues the items that may start now."""
+        slot = self.running.pop(unit_id, None)
+        if slot is not None:
+            self.idle.append(slot)
+        step_id, _, index = unit_id[:-1].rpartition("[")
+        self.maps[step_id].settle(int(index), result, self.items_ready)
+
+    def stop_map(self, run: MapRun) -> None:
+        """Start no more items of `run` (the run winds down); its queued items never start."""
+        run.stop(self.items_ready)
+
+    def end_map(self, run: MapRun) -> None:
+        """The coordinator of `run` concluded (or was cancelled): it counts as running again."""
+        self.coordinating -= 1

@@ -40,6 +40,7 @@ from .._workflow._plan_fragments import plan_workflow_name
 from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
 from ._loop import run_loop
+from ._map import MapCoordinator, MapItem
 from ._planning import PlanAgent, Replanner
 from ._results import StepResult
 from ._skipping import check_condition
@@ -90,32 +91,45 @@ class StepRunner:
         self._children = children
         self._correlation_id = correlation_id or execution_id
         self.listeners: dict[str, StepListener] = {}
-        """The attempt counters of the steps that started, by step id."""
+        """The attempt counters of the steps (and running map items) that started, by id."""
         self._series_per_step = len(state.workflow.steps) <= STEP_ID_SERIES_LIMIT
         """Whether step metrics carry the step's id, or `ALL_STEPS` (a very wide workflow)."""
+        self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
 
     async def run(
-        self, step: Step, unit_id: str | None = None, local_values: Mapping[str, Any] | None = None
+        self,
+        unit: Step | MapItem,
+        unit_id: str | None = None,
+        local_values: Mapping[str, Any] | None = None,
     ) -> StepResult:
-        """Run one step to its end under its policy, journaling every attempt; never raises errors.
+        """Run one step (or map item) to its end under its policy; never raises errors.
 
-        A step whose execution stopped before it began never starts, and one stopped between
-        attempts starts no more of them: either is `cancelled`. A step whose `when` is false
-        never starts either: it is `skipped` (`_skipping`). A repeat step runs as a loop
-        (`_loop`), which calls this once per iteration with the iteration's `unit_id` (`ID#k`,
-        the step id its events carry) and the `${...}` locals its input reads.
+        Every attempt is journaled. A step whose execution stopped before it began never
+        starts, and one stopped between attempts starts no more of them: either is
+        `cancelled`. A step whose `when` is false never starts either: it is `skipped`
+        (`_skipping`). A repeat step runs as a loop (`_loop`), which calls this once per
+        iteration with the iteration's `unit_id` (`ID#k`, the step id its events carry) and the
+        `${...}` locals its input reads. A map step (`for_each`) coordinates its items (`_map`),
+        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
-        if step.when is not None and unit_id is None:
-            ended = await check_condition(
-                step, step.when, self._state, self._emitter, self.workflow.name
-            )
-            if ended is not None:
-                return ended
-        if step.repeat is not None and unit_id is None:
-            return await run_loop(self, step, self._state, self._emitter)
-        emitter, step_id, spec = self._emitter, unit_id or step.id, step.agent
+        if isinstance(unit, MapItem):
+            item, step, step_id, local_values = True, unit.step, unit.id, unit.local_values
+        else:
+            item, step = False, unit
+            if step.when is not None and unit_id is None:
+                ended = await check_condition(
+                    step, step.when, self._state, self._emitter, self.workflow.name
+                )
+                if ended is not None:
+                    return ended
+            if step.repeat is not None and unit_id is None:
+                return await run_loop(self, step, self._state, self._emitter)
+            if step.for_each is not None:
+                return await self._maps.run(step)
+            step_id = unit_id or step.id
+        emitter, spec = self._emitter, step.agent
         agent_id = spec.id if spec is not None else agent_id_of(step)
         await emitter.emit(
             EventType.STEP_STARTED, step_id=step_id, data={"agent": agent_id}, trusted=True
@@ -127,7 +141,7 @@ class StepRunner:
             agent_id,
             step.id if self._series_per_step else ALL_STEPS,
         )
-        if unit_id is not None:
+        if unit_id is not None and not item:
             # The engine knows the step, not its units: giving up on it silences this unit.
             self.listeners[step.id] = listener
         started = trio.current_time()
@@ -202,10 +216,14 @@ class StepRunner:
         finally:
             current_step.set(None)
             reset_log_context(log_token)
+            if item:
+                # A map's items are many: only the running ones keep their counters.
+                del self.listeners[step_id]
         if listener.silenced:
             # The engine gave up on this step and the execution ended without it.
             return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
-        if failure is not None and not isinstance(step.on_error, str):
+        if failure is not None and not isinstance(step.on_error, str) and not item:
+            # A map step is replanned as a whole (its `on_error`), never one item at a time.
             output, failure = await self._replan(step, rendered_input, failure, listener)
             if listener.silenced:
                 return StepResult(StepStatus.CANCELLED, attempts=listener.attempts)
@@ -231,7 +249,8 @@ class StepRunner:
         result = StepResult(
             StepStatus.FAILED, attempts=listener.attempts, error=describe_error(error)
         )
-        if step.on_error != "continue":
+        if step.on_error != "continue" and not listener.step_id.endswith("]"):
+            # A map item's failure is its map's to record (`_map`).
             self._state.record_failure(step.id, error)
         await self._emitter.emit(
             EventType.STEP_FAILED,
@@ -348,7 +367,9 @@ class StepRunner:
                 raise failure from error
 
     def _on_usage(self, context: AgentContext, counts: Mapping[str, int]) -> None:
-        if self.listeners[context.step_id].silenced:
+        listener = self.listeners.get(context.step_id)
+        if listener is None or listener.silenced:
+            # Silenced, or a map item that ended (an agent's late report): not recorded.
             return
         self._state.add_usage(context.step_id, counts)
         self._emitter.emit_nowait(
@@ -359,7 +380,8 @@ class StepRunner:
         )
 
     def _on_progress(self, context: AgentContext, data: Mapping[str, Any]) -> None:
-        if self.listeners[context.step_id].silenced:
+        listener = self.listeners.get(context.step_id)
+        if listener is None or listener.silenced:
             return
         self._emitter.emit_nowait(
             EventType.STEP_PROGRESS,
@@ -398,9 +420,9 @@ class StepActor(Actor):
         self._execution = execution
         self._slot = slot
 
-    async def receive(self, message: Step) -> None:
+    async def receive(self, message: Step | MapItem) -> None:
         """Run the step, then each step its report gives back to this actor, a turn's worth."""
-        step: Step | None = message
+        step: Step | MapItem | None = message
         for _ in range(STEPS_PER_TURN):
             assert step is not None
             result: StepResult | None = None

@@ -4,6 +4,7 @@ Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its
 `_writer` (the write side: writer task, group commit, lag cap, failure and reopening), `_records`,
 `_rules`, `_sqlite` (the SQLite store) on `_sqlite_schema` (its file format), `_memory`,
 `_recovery`, and the read models built from events:
-`_replay` (execution and step state) and `_timeline` (attempts over time).
+`_replay` (execution and step state), `_timeline` (attempts over time) and `_map_items` (a map's
+items counted by status).
 May import: `_observability`, `_json`, `_errors`. Never the engine or a view.
 """

@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RESUMED = "execution.resumed"
+    MAP_STARTED = "map.started"
     ITERATION_FINISHED = "iteration.finished"
     CHILD_STARTED = "child.started"
     PLAN_PROPOSED = "plan.proposed"

@@ -38,6 +38,8 @@ class StepState:
     """How many of those plans were refused (`plan.rejected`)."""
     replans: int = 0
     """How many replacement plans it was handed to after failing for good (`step.replanned`)."""
+    items: int | None = None
+    """For a map step (`for_each`): how many items it has, as `map.started` recorded."""
 
     @property
     def reusable(self) -> bool:
@@ -86,6 +88,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.PLAN_PROPOSED,
         EventType.PLAN_REJECTED,
         EventType.STEP_REPLANNED,
+        EventType.MAP_STARTED,
         *_STEP_ENDINGS,
     }
 )
@@ -129,6 +132,11 @@ def replay(events: Iterable[Event]) -> ExecutionState:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
             if event.type == EventType.STEP_USAGE:
                 _add_counts(usage, event.data)
+                if event.step_id.endswith("]") and "[" in event.step_id:
+                    # A map item's usage also counts for its map step (`ID[3]` for `ID`).
+                    owner = event.step_id[: event.step_id.rindex("[")]
+                    if owner in steps:
+                        steps[owner] = _reduce_step(steps[owner], event)
     return attrs.evolve(state, steps=steps, usage=usage)
 
 
@@ -177,6 +185,9 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
+    if event.type == EventType.MAP_STARTED:
+        count = event.data.get("count")
+        return attrs.evolve(step, items=count if isinstance(count, int) else None)
     if event.type == EventType.ATTEMPT_STARTED:
         attempts = event.attempt if event.attempt is not None else step.attempts + 1
         started = step.started if step.started is not None else event.elapsed

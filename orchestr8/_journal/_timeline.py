@@ -4,8 +4,11 @@ A pure function of the journal's events. One row per step, in the order the step
 each attempt is a bar, each retry wait a dotted run, each rejection a `!`; the step's final status
 ends the row. Parallel steps overlap on the axis. The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes, so a resumed execution is
-one chart; attempts cut short by the crash show as interrupted. Without colour the chart is plain
-ASCII::
+one chart; attempts cut short by the crash show as interrupted. A map step's row draws the attempts
+of all its items together, and a line under the chart counts them (`map 1000: 998 succeeded,
+2 failed`); each item also gets a row of its own (`ID[3]`) under the map's while the map has at most
+`ITEM_ROWS` items, so a map of 1,000 items stays one readable row. Without colour the chart is
+plain ASCII::
 
     step     0s         0.5s       1s          1.5s     total 1.80s
              |----------|----------|-----------|------
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from ._events import Event, EventType
+from ._map_items import item_counts, split_item_id
 from ._replay import StepState, replay
 
 __all__ = ["render_timeline"]
@@ -79,6 +83,8 @@ _ANSI: Mapping[str, str] = {
     "bold": "1",
 }
 _MIN_BAR = 10
+#: A map with more items than this draws them only in its own row, not one row each.
+ITEM_ROWS = 10
 _MAX_NAME = 30
 _MIN_SPAN = 0.01
 
@@ -152,7 +158,34 @@ def _collect(
     for row in rows.values():
         row.close_attempt(open_kind, last)
         row.close_wait(last)
-    return rows, resumes, first, last
+    return _grouped(rows), resumes, first, last
+
+
+def _grouped(rows: dict[str, _Row]) -> dict[str, _Row]:
+    """Draw each map item's bars in its map step's row too; keep item rows for small maps only.
+
+    Item rows follow their map step's row, in index order.
+    """
+    items: dict[str, list[tuple[int, _Row]]] = {}
+    for name, row in rows.items():
+        parsed = split_item_id(name)
+        if parsed is not None and parsed[0] in rows:
+            items.setdefault(parsed[0], []).append((parsed[1], row))
+    if not items:
+        return rows
+    grouped: dict[str, _Row] = {}
+    for name, row in rows.items():
+        parsed = split_item_id(name)
+        if parsed is not None and parsed[0] in items:
+            continue
+        grouped[name] = row
+        members = sorted(items.get(name, ()), key=lambda member: member[0])
+        for _, item in members:
+            row.segments.extend(item.segments)
+            row.marks.extend(item.marks)
+        if len(members) <= ITEM_ROWS:
+            grouped.update((item.step_id, item) for _, item in members)
+    return grouped
 
 
 def _nice_step(span: float, columns: int, label_width: int) -> float:
@@ -296,6 +329,14 @@ def render_timeline(
         label = _paint(_fit(name, name_width, color), _ANSI["bold"], color)
         code = _ANSI.get(status.split(" ", 1)[0])
         lines.append(f"{label}  {_draw(cells, color)}  {_paint(status, code, color)}".rstrip())
+    groups = item_counts(state)
+    if groups:
+        # Under the chart, so a long count never narrows the bars.
+        lines.append("")
+        lines.extend(
+            f"{_fit(name, name_width, color)}  {counts.describe()}"
+            for name, counts in groups.items()
+        )
     lines.extend(_footer(seen, resumes, color))
     return "\n".join(lines)
 

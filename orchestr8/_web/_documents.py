@@ -15,6 +15,7 @@ from urllib.parse import quote
 from quart import Response
 
 from .._journal._journal import ExecutionRecord
+from .._journal._map_items import item_counts, split_item_id
 from .._journal._replay import ExecutionState, StepState
 
 __all__ = [
@@ -75,10 +76,15 @@ def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[s
         for step in record.workflow.get("steps", ())
         if isinstance(step, Mapping) and isinstance(step.get("id"), str)
     ]
+    # A map's items are counted under their map step (`items`), not listed one by one.
+    extra = (s for s in state.steps if s not in declared and split_item_id(s) is None)
     steps = {
         step_id: _step_document(state.steps.get(step_id, StepState()))
-        for step_id in [*declared, *(step_id for step_id in state.steps if step_id not in declared)]
+        for step_id in [*declared, *extra]
     }
+    for step_id, items in item_counts(state).items():
+        if step_id in steps:
+            steps[step_id]["items"] = items.to_json()
     return {
         "execution_id": record.execution_id,
         "workflow": record.workflow_name,

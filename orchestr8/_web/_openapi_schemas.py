@@ -57,6 +57,18 @@ def component_schemas() -> dict[str, Any]:
             "reason": _nullable(
                 {"type": "string", "description": "Why a skipped step was skipped."}
             ),
+            "items": {
+                "type": "object",
+                "description": "A map step's items (for_each), counted: count, how many are in"
+                " each status, attempts, failed_items.",
+                "required": ["count", "attempts", "failed_items"],
+                "properties": {
+                    "count": _nullable({"type": "integer", "minimum": 0}),
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "failed_items": {"type": "array", "items": {"type": "integer"}},
+                },
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
         },
     }
     summary_fields: dict[str, Any] = {

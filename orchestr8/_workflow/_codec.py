@@ -43,6 +43,7 @@ from ._document import (
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
+from ._map_fields import raw_map_outline
 from ._plans import plan_agent_checks
 from ._schema_problems import schema_problems, sort_problems
 from ._step_conditions import outline_condition
@@ -344,6 +345,9 @@ def _document_checks(
             continue
         step_id = step.get("id")
         depends_on = step.get("depends_on")
+        map_references, local_names = raw_map_outline(
+            step, index, document.get("schema_version"), problems
+        )
         outlines.append(
             StepOutline(
                 index=index,
@@ -354,8 +358,9 @@ def _document_checks(
                 ),
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
                 + outline_condition(step, index, document.get("schema_version"), problems)
+                + map_references
                 + outline_repeat(step, index, document.get("schema_version"), problems),
-                local_names=LOOP_LOCALS if "repeat" in step else frozenset(),
+                local_names=local_names | (LOOP_LOCALS if "repeat" in step else frozenset()),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)

@@ -23,6 +23,7 @@ from ._config_secrets import config_references
 from ._expressions import Template, compile_template
 from ._graph import GraphAnalysis, StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, OnMaxIterations, Repeat, check_repeat
+from ._map_fields import map_fields, to_for_each, to_when
 from ._plans import plan_field_problems, planner_references
 from ._policy import Policy
 from ._policy_spec import (
@@ -36,7 +37,7 @@ from ._policy_spec import (
 )
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
-from ._step_conditions import locate_conditions, to_optional_expression
+from ._step_conditions import locate_conditions
 from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
@@ -225,7 +226,7 @@ class Step:
     )
     when: Expression | None = attrs.field(
         default=None,
-        converter=to_optional_expression,
+        converter=to_when,
         metadata=_meta(
             "A JMESPath condition over inputs and steps.ID.output, checked as the step is about"
             " to start; false: the step is skipped. Needs schema_version 1.1.",
@@ -237,6 +238,31 @@ class Step:
         metadata=_meta(
             "true: a step this one reads (steps.ID.output) that was skipped reads as null and"
             " this step runs; false: this step is skipped too. Needs schema_version 1.1."
+        ),
+    )
+    for_each: Expression | None = attrs.field(
+        default=None,
+        converter=to_for_each,
+        metadata=_meta(
+            "A map (schema 1.1): a JMESPath expression over inputs and steps.ID.output yielding"
+            " an array; the agent runs once per item, with ${item} and ${index} in its input,"
+            " and the step's output is the array of item outputs in order.",
+            json_type=Annotated[str, ("minLength", 1)],
+        ),
+    )
+    on_item_error: OnError = attrs.field(
+        default="fail",
+        metadata=_meta(
+            "For a map: fail: an item failing for good fails the step (the other items are"
+            " cancelled under fail_fast); continue: the item's output is null, the rest go on."
+        ),
+    )
+    max_concurrency: int = attrs.field(
+        default=0,
+        metadata=_meta(
+            "For a map: items running at once at most; 0: the workflow's max_concurrency,"
+            " at most 100.",
+            {"minimum": 0},
         ),
     )
     repeat: Repeat | None = attrs.field(
@@ -312,7 +338,9 @@ class Workflow:
     )
     max_concurrency: int = attrs.field(
         default=0,
-        metadata=_meta("Steps running at once at most; 0: unbounded.", {"minimum": 0}),
+        metadata=_meta(
+            "Steps (and map items) running at once at most; 0: unbounded.", {"minimum": 0}
+        ),
     )
     fail_fast: bool = attrs.field(
         default=True,
@@ -380,6 +408,8 @@ class Workflow:
                     index, step.agent, step.workflow, self.schema_version
                 )
             config_problems += plan_field_problems(step, index, self.schema_version)
+        steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
+        object.__setattr__(self, "steps", steps)
         output = self.output.located_references if self.output is not None else ()
         graph = analyse_graph(
             outlines,

@@ -1,6 +1,7 @@
 """A step's condition (`when`) in the AST: compiled from its text, and checked where it stands.
 
-A `when` is compiled as soon as a `Step` is built (`to_optional_expression`), before the step has
+A `when` is compiled as soon as a `Step` is built (`_map_fields.to_when`, as
+`for_each` is), before the step has
 a place in a workflow; the workflow then compiles it again at `$.steps[N].when` with the roots that
 step may read (`condition_roots`) and the schema version it needs (`locate_conditions`), so the
 graph checks and run-time errors name where it is written. The codec checks the raw steps of a
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from .._errors import Problem, WorkflowValidationError
-from ._conditions import SCOPE_ROOTS, Expression, compile_expression, require_version_1_1
+from .._errors import Problem
+from ._conditions import compile_expression, require_version_1_1
 from ._references import Reference
 
 if TYPE_CHECKING:
@@ -33,22 +34,6 @@ def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
     `when` is then a per-item filter).
     """
     return CONDITION_ROOTS
-
-
-def to_optional_expression(value: Any) -> Expression | None:
-    """Compile a `when` given as text (the `Step` field's converter); None stays None.
-
-    Raises:
-        WorkflowValidationError: the text is not an expression (located at `$.when`: the
-            step has no place yet; the codec reports it again where it stands).
-    """
-    if value is None or isinstance(value, Expression):
-        return value
-    problems: list[Problem] = []
-    expression = compile_expression(value, "$.when", SCOPE_ROOTS, problems)
-    if expression is None:
-        raise WorkflowValidationError(problems)
-    return expression
 
 
 def outline_condition(

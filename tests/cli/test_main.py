@@ -658,6 +658,45 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 
 
+def test_inspect_counts_the_items_of_a_map_and_the_timeline_folds_them(tmp_path: Path) -> None:
+    """`inspect ID` lists steps and a MAP table (`map 12: 11 succeeded, 1 failed`), not items."""
+    workflow = tmp_path / "map.json"
+    document = {
+        "schema_version": "1.1",
+        "name": "map",
+        "fail_fast": False,
+        "steps": [
+            {
+                "id": "summarise",
+                "agent": {"id": "python", "config": {"callable": "builtins:abs"}},
+                "for_each": "inputs.numbers",
+                "input": "${item}",
+                "policy": {"retry": {"max_attempts": 1}},
+            }
+        ],
+    }
+    workflow.write_text(json.dumps(document), encoding="utf-8")
+    journal = str(tmp_path / "journal.db")
+    numbers = json.dumps([*range(-5, 0), "x", *range(6)])
+    ran = call("run", str(workflow), "-i", f"numbers={numbers}", "--journal", journal, cwd=tmp_path)
+    assert ran.code == 2, ran.stderr
+    listed = json.loads(call("inspect", "--json", "--journal", journal, cwd=tmp_path).stdout)
+    execution_id = listed[0]["execution_id"]
+    table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^summarise +map 12: 11 succeeded, 1 failed$", table, re.MULTILINE), table
+    assert "summarise[" not in table.split("SEQ")[0]
+    detail = json.loads(
+        call("inspect", execution_id, "--json", "--journal", journal, cwd=tmp_path).stdout
+    )
+    assert list(detail["steps"]) == ["summarise"]
+    assert detail["steps"]["summarise"]["items"]["failed_items"] == [5]
+    chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
+    assert "map 12: 11 succeeded, 1 failed" in chart
+    assert "summarise[" not in chart
+    resumed = call("resume", execution_id, "--journal", journal, cwd=tmp_path)
+    assert "0 of 1 steps reused (and 11 map items)" in resumed.stderr
+
+
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
     unknown = call("inspect", "zzz", "--journal", str(runs["journal"]), cwd=runs["root"])
     assert (unknown.code, unknown.stdout) == (1, "")

@@ -252,6 +252,79 @@ async def test_a_view_far_behind_says_so_once_a_second_at_most(
     assert missed == last_shown - shown
 
 
+async def test_a_map_shows_its_count_its_failing_items_and_items_done(
+    autojump_clock: trio.abc.Clock, colour_allowed: None
+) -> None:
+    """A map step's line gives its count; items get lines only to retry or fail; the status line
+    counts the items done."""
+    terminal = FakeTerminal()
+    factory = EventFactory("e1")
+    view = ProgressView(terminal, ["each"])
+    error = {"type": "ValueError", "message": "bad"}
+    events = [
+        factory.create(EventType.STEP_STARTED, step_id="each", data={"agent": "echo"}),
+        factory.create(EventType.MAP_STARTED, step_id="each", data={"count": 3}),
+    ]
+    for index in range(3):
+        item = f"each[{index}]"
+        events += [
+            factory.create(EventType.STEP_STARTED, step_id=item, data={"agent": "echo"}),
+            factory.create(EventType.ATTEMPT_STARTED, step_id=item, attempt=1),
+        ]
+    events += [
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each[0]", attempt=1, data={}),
+        factory.create(
+            EventType.ATTEMPT_FAILED, step_id="each[2]", attempt=1, data={"error": error}
+        ),
+        factory.create(EventType.RETRY_SCHEDULED, step_id="each[2]", attempt=1, data={"delay": 1}),
+    ]
+    for event in events:
+        view.show(event, "e1")
+    view._draw_status()
+    assert terminal.getvalue().endswith("running: each (1/3 items) | 0/1 done | 0.0s\x1b[0m")
+    ending = [
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each[1]", attempt=1, data={}),
+        factory.create(EventType.ATTEMPT_STARTED, step_id="each[2]", attempt=2),
+        factory.create(EventType.STEP_FAILED, step_id="each[2]", attempt=2, data={"error": error}),
+        factory.create(EventType.STEP_FAILED, step_id="each", data={"error": error}),
+    ]
+    for event in ending:
+        view.show(event, "e1")
+    lines = [
+        re.sub(r"\x1b\[[0-9;]*m|\r", "", line).split(None, 1)[1]
+        for line in terminal.getvalue().replace(CLEAR, "\n").splitlines()
+        if line.strip() and not line.startswith("\x1b[2mrunning")
+    ]
+    assert lines == [
+        "each  started (agent echo)",
+        "each  map of 3 items",
+        "each[2]  attempt 1 failed: ValueError: bad; retrying in 1.00s",
+        "each[2]  failed (2 attempts, 0.00s): ValueError: bad",
+        "each  failed (3 of 3 items ended, 0.00s): ValueError: bad",
+    ]
+
+
+async def test_a_map_that_succeeds_says_how_many_items_it_ran() -> None:
+    """A map step's success line counts its items; its items' successes make no line."""
+    stream = io.StringIO()
+    factory = EventFactory("e1")
+    view = ProgressView(stream, ["each"], live=False)
+    for event in (
+        factory.create(EventType.STEP_STARTED, step_id="each", data={"agent": "echo"}),
+        factory.create(EventType.MAP_STARTED, step_id="each", data={"count": 1}),
+        factory.create(EventType.STEP_STARTED, step_id="each[0]", data={"agent": "echo"}),
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each[0]", attempt=1, data={}),
+        factory.create(EventType.STEP_SUCCEEDED, step_id="each", data={"output": ["a"]}),
+    ):
+        view.show(event, "e1")
+    lines = [line.split(None, 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "each  started (agent echo)",
+        "each  map of 1 item",
+        "each  succeeded in 0.00s (1 item)",
+    ]
+
+
 async def test_progress_data_is_shown_on_its_step() -> None:
     """`context.progress(data)` shows as a line of the step carrying the data as JSON."""
     stream = io.StringIO()

@@ -44,6 +44,7 @@ DOCUMENTED_EVENT_TYPES = {
     "step.progress",
     "attempt.rejected",
     "step.usage",
+    "map.started",
     "iteration.finished",
     "child.started",
     "plan.proposed",

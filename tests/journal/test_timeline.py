@@ -245,3 +245,46 @@ def test_events_of_two_executions_are_refused() -> None:
     other = Event("e2", 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
     with pytest.raises(ValueError, match="one execution"):
         render_timeline([*SEQUENTIAL, other])
+
+
+def map_events(count: int) -> list[Event]:
+    """A map step `each` whose `count` items each run 1 s, two at a time; item 1 fails."""
+    specs: list[tuple[Any, ...]] = [
+        (0.0, "step.started", "each"),
+        (0.0, "map.started", "each", None, {"count": count}),
+    ]
+    for index in range(count):
+        start = float(index // 2)
+        item = f"each[{index}]"
+        specs += [(start, "step.started", item), (start, "attempt.started", item, 1)]
+        ending = "step.failed" if index == 1 else "step.succeeded"
+        specs.append((start + 1, ending, item, 1))
+    specs.append((float((count + 1) // 2), "step.failed", "each"))
+    return events(*specs)
+
+
+def test_a_small_map_draws_its_items_under_its_own_row() -> None:
+    """A map of at most `ITEM_ROWS` items: its row holds every item's bars, then one row each."""
+    assert render_timeline(map_events(3), width=60) == chart(
+        """
+        step     0s      0.5s     1s      1.5s       total 2.00s
+                 |-------|--------|-------|--------
+        each     xxxxxxxxxxxxxxxxx=================  failed 2.00s
+        each[0]  =================                   succeeded 1.00s
+        each[1]  xxxxxxxxxxxxxxxxx                   failed 1.00s
+        each[2]                   =================  succeeded 1.00s
+
+        each     map 3: 2 succeeded, 1 failed
+
+        = attempt  x failed attempt
+        """
+    )
+
+
+def test_a_large_map_is_one_row_with_its_counts() -> None:
+    """A map of more than `ITEM_ROWS` items is drawn in its own row only, with its counts."""
+    drawn = render_timeline(map_events(40), width=100).splitlines()
+    assert [line.split()[0] for line in drawn[2:3]] == ["each"]
+    assert drawn[2].endswith("failed 20.00s")
+    assert drawn[4] == "each  map 40: 39 succeeded, 1 failed"
+    assert not any(line.startswith("each[") for line in drawn)

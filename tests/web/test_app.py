@@ -190,6 +190,44 @@ async def test_execution_detail_reports_timing_output_and_every_step(
     assert detail["last_seq"] >= 5
 
 
+MAP = {
+    "schema_version": "1.1",
+    "name": "map",
+    "steps": [
+        {
+            "id": "each",
+            "agent": {"id": "fail", "config": {"times": 0}},
+            "for_each": "inputs.docs",
+            "input": "${item}",
+            "on_item_error": "continue",
+        }
+    ],
+    "output": "${steps.each.output}",
+}
+
+
+async def test_a_map_step_counts_its_items_and_the_socket_carries_them(
+    client: Client, runtime: Runtime
+) -> None:
+    """GET /executions/{id} counts a map's items under its step; the socket sends item events."""
+    execution_id = await start(client, MAP, inputs={"docs": ["a", "b", "c"]})
+    async with client.websocket(f"/executions/{execution_id}/events") as socket:
+        events, code = await receive_all(socket)
+    assert code == 1000
+    kinds = [(event["type"], event.get("step_id")) for event in events]
+    assert ("map.started", "each") in kinds
+    assert ("step.succeeded", "each[2]") in kinds
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["output"] == ["a", "b", "c"]
+    assert list(detail["steps"]) == ["each"]
+    assert detail["steps"]["each"]["items"] == {
+        "count": 3,
+        "succeeded": 3,
+        "attempts": 3,
+        "failed_items": [],
+    }
+
+
 async def test_failed_step_reports_its_attempts_and_error(client: Client, runtime: Runtime) -> None:
     """A step that failed for good shows its attempts and error, and so does the execution."""
     execution_id = await start(client, FAIL)

@@ -196,6 +196,29 @@ async def test_responses_match_their_documented_schemas(client: Client, runtime:
     await call(client, "delete", "/workflows/execute", "/workflows/execute")
 
 
+async def test_a_map_steps_items_match_the_documented_schema(
+    client: Client, runtime: Runtime
+) -> None:
+    """The `items` counts of a map step (`for_each`) fit the documented step schema."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "map",
+        "steps": [{"id": "each", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"}],
+    }
+    accepted = await call(
+        client,
+        "post",
+        "/workflows/execute",
+        "/workflows/execute",
+        json={"workflow": workflow, "inputs": {"docs": [1, 2]}},
+    )
+    execution_id = accepted["execution_id"]
+    with trio.fail_after(5), contextlib.suppress(ExecutionNotFoundError):
+        await runtime.get(execution_id).wait()
+    detail = await call(client, "get", f"/executions/{execution_id}", "/executions/{execution_id}")
+    assert detail["steps"]["each"]["items"]["succeeded"] == 2
+
+
 # The declared parameters, headers and codes are what a real server does
 
 
