@@ -301,10 +301,11 @@ def _status_text(state: StepState | None, interrupted: bool) -> str:
     text = str(state.status)
     if interrupted and text in ("running", "retrying"):
         text = _INTERRUPTED
-    if state.started is not None and state.finished is not None:
-        text += f" {_seconds(state.finished - state.started)}"
-    if state.attempts > 1:
-        text += f" ({state.attempts} attempts)"
+    duration = state.duration
+    if duration is not None:
+        text += f" {_seconds(duration)}"
+    if state.total_attempts > 1:
+        text += f" ({state.total_attempts} attempts)"
     return text
 
 

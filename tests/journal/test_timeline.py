@@ -109,6 +109,7 @@ def test_retries_waits_rejections_and_a_failed_step() -> None:
 
 
 def test_a_resumed_execution_is_one_chart() -> None:
+    """One axis across the resume; a step's time adds up its runs before and after it."""
     resumed = events(
         (0.0, "execution.started"),
         *ok("one", 0.0, 1.0),
@@ -122,10 +123,10 @@ def test_a_resumed_execution_is_one_chart() -> None:
         (3.0, "execution.succeeded"),
     )
     assert render_timeline(resumed, width=60) == chart("""
-        step  0s    0.5s  1s    1.5s  2s    2.5s     total 3.00s
-              |-----|-----|-----|-----|-----|------
-        one   =============                          succeeded 1.00s
-        two               ~~~~~~===================  succeeded 1.50s
+        step  0s      1s      2s        total 3.00s
+              |-------|-------|-------
+        one   ========                  succeeded 1.00s
+        two           ~~~~============  succeeded 2.00s (2 attempts)
 
         = attempt  ~ interrupted
         resumed at 1.50s
@@ -322,7 +323,7 @@ def test_a_loop_draws_its_span_and_its_iterations_follow_it_in_order() -> None:
     assert render_timeline(loop_events(), width=60) == chart("""
         step   0s    1s    2s    3s    4s    5s      total 6.00s
                |-----|-----|-----|-----|-----|-----
-        l      ~~~~~~~~~~~~~~~~~~==================  succeeded 3.00s
+        l      ~~~~~~~~~~~~~~~~~~==================  succeeded 6.00s
         l#1    =========                             succeeded 1.50s
         l#2             =========                    succeeded 1.50s
         l#3                      =========           succeeded 1.50s
