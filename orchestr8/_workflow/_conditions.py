@@ -172,6 +172,12 @@ def compile_expression(
                 path, f"{_shown(text)} reads steps without naming one: write steps.STEP_ID.output"
             )
         )
+    found += [
+        Problem(
+            path, f"{_shown(text)} reads steps.{name} but not its output: write steps.{name}.output"
+        )
+        for name in sorted(reading.step_paths_without_output)
+    ]
     if reading.negated_path:
         found.append(
             Problem(
@@ -244,6 +250,7 @@ class _Reading:
         self.unnamed_steps = False
         self.whole_scope = False
         self.negated_path = False
+        self.step_paths_without_output: set[str] = set()
 
     def walk(self, node: Mapping[str, Any], *, at_root: bool) -> None:
         """Record the names `node` reads; `at_root`: it is evaluated against the whole scope."""
@@ -284,6 +291,9 @@ class _Reading:
                 self.unnamed_steps |= first["value"] == "steps"
             elif first["value"] == "steps":
                 self.step_ids.add(name)
+                after = _leading_field(rest[1]) if len(rest) > 1 else None
+                if after != "output":
+                    self.step_paths_without_output.add(name)
             else:
                 self.input_names.add(name)
         else:

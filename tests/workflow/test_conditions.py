@@ -300,3 +300,9 @@ def test_a_not_before_a_path_is_refused_as_it_negates_only_the_first_name() -> N
     """`!steps.a.output.ok` is `(!steps).a...`, always null: the problem says to write `!(...)`."""
     assert any("'!' binds tighter than '.'" in message for message in problems_of("!inputs.a.b"))
     assert compiled("!(steps.a.output.ok)").holds(expression_scope({}, {"a": {"ok": False}}))
+
+
+@pytest.mark.parametrize("text", ["steps.a.outputs.ok", "steps.a", "steps.a[0]"])
+def test_a_step_path_must_go_through_output_as_references_do(text: str) -> None:
+    """`steps.a.outputs.ok` (a typo) and `steps.a` read nothing useful: refused, naming the fix."""
+    assert problems_of(text) == [f"{text!r} reads steps.a but not its output: write steps.a.output"]
