@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 #: What a step's `when` may read, whatever the step.
 CONDITION_ROOTS: Final = frozenset({"inputs", "steps"})
 
+#: What the `when` of a map step (`for_each`) may read besides: its item, which makes it a
+#: per-item filter.
+ITEM_ROOTS: Final = frozenset({"item", "index"})
+
+#: What the `when` of a map step may read.
+MAP_CONDITION_ROOTS: Final = CONDITION_ROOTS | ITEM_ROOTS
+
 
 def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
     """The roots a step's `when` may read: for a `Step`, or a raw step the codec checks.
@@ -33,7 +40,20 @@ def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
     The one place that decides it: a step with `for_each` adds `item` and `index` here (its
     `when` is then a per-item filter).
     """
-    return CONDITION_ROOTS
+    if isinstance(step, Mapping):
+        has_for_each = step.get("for_each") is not None
+    else:
+        has_for_each = step.for_each is not None
+    return MAP_CONDITION_ROOTS if has_for_each else CONDITION_ROOTS
+
+
+def filters_items(step: Step) -> bool:
+    """Whether `step` is a map whose `when` reads its item: checked per item, not for the step."""
+    return (
+        step.for_each is not None
+        and step.when is not None
+        and not ITEM_ROOTS.isdisjoint(step.when.roots)
+    )
 
 
 def outline_condition(
