@@ -32,7 +32,7 @@ from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._wind_down import FORCED_STOP_WAIT
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord
-from orchestr8._journal._map_items import split_item_id
+from orchestr8._journal._map_items import item_counts, split_item_id
 from orchestr8._journal._replay import replay
 from orchestr8._workflow._codec import journal_document, load_workflow
 
@@ -381,6 +381,84 @@ async def test_the_execution_timeout_reaches_the_running_items(
     assert state.steps["each[0]"].status is StepStatus.CANCELLED
     assert state.steps["each[1]"].status is StepStatus.SUCCEEDED
     assert trio.current_time() == 2.0
+
+
+# -- per-item filters (a map's `when` that reads item or index) --------------------------------
+
+
+async def test_a_when_over_the_item_filters_items_in_order_with_null_for_the_skipped() -> None:
+    """False for an item: `step.skipped` for `ID[i]` with the reason, no start, no agent call,
+    `null` in its place; the map succeeds and counts its skipped items."""
+    calls: list[Any] = []
+
+    async def counted(input: Any) -> Any:
+        calls.append(input["doc"])
+        return str(input["doc"]).upper()
+
+    document = workflow(mapped(agent="agent", when="item != 'b' && index != `3`"))
+    result, events = await execute(document, {"docs": list("abcde")}, agents={"agent": counted})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == ["A", None, "C", None, "E"]
+    assert sorted(calls) == ["a", "c", "e"]
+    assert [e.data for e in of_type(events, EventType.STEP_SKIPPED, "each[1]")] == [
+        {"reason": "when was false: item != 'b' && index != `3`"}
+    ]
+    assert of_type(events, EventType.STEP_STARTED, "each[1]") == []
+    assert of_type(events, EventType.STEP_STARTED, "each[3]") == []
+    assert of_type(events, EventType.STEP_SKIPPED, "each") == []
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    output = result.steps["each"].output
+    assert done.data == {"output": output, "count": 5, "succeeded": 3, "skipped": 2}
+    counts = item_counts(replay(events))["each"]
+    assert counts.describe() == "map 5: 3 succeeded, 2 skipped"
+
+
+
+def declared(name: str) -> dict[str, Any]:
+    """The inputs schema of `workflow` with one more input, `name`."""
+    return {"type": "object", "properties": {"docs": {"type": "array"}, name: {}}}
+
+
+async def test_a_when_over_inputs_and_the_item_is_a_per_item_filter_too() -> None:
+    """A `when` reading inputs and item is checked per item: the map step itself is not skipped."""
+    document = workflow(mapped(when="inputs.keep == item"), inputs=declared("keep"))
+    inputs = {"docs": ["a", "b", "a"], "keep": "a"}
+    result, events = await execute(document, inputs)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == [{"doc": "a", "at": 0}, None, {"doc": "a", "at": 2}]
+    assert [e.step_id for e in of_type(events, EventType.STEP_SKIPPED)] == ["each[1]"]
+
+
+async def test_a_map_when_over_inputs_alone_skips_the_whole_step() -> None:
+    """A map's `when` that reads no item is checked once, before `for_each`, as on any step."""
+    document = workflow(mapped(when="inputs.go"), inputs=declared("go"))
+    result, events = await execute(document, {"docs": [1], "go": False})
+    assert result.steps["each"].status is StepStatus.SKIPPED
+    assert [e.step_id for e in of_type(events, EventType.STEP_SKIPPED)] == ["each"]
+    assert of_type(events, EventType.MAP_STARTED) == []
+
+
+async def test_a_filter_that_fails_for_an_item_fails_that_item_under_on_item_error() -> None:
+    """An `ExpressionError` for one item fails that item with its message: `continue` leaves
+    `null` and records it, `fail` fails the map naming the item."""
+    docs: list[Any] = ["ab", 5, "abc"]
+    kept = workflow(mapped(when="length(item) > `1`", on_item_error="continue"))
+    result, events = await execute(kept, {"docs": docs})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == [{"doc": "ab", "at": 0}, None, {"doc": "abc", "at": 2}]
+    (failed,) = of_type(events, EventType.STEP_FAILED, "each[1]")
+    assert failed.data["error"]["type"] == "ExpressionError"
+    assert "length(item) > `1`" in failed.data["error"]["message"]
+    assert of_type(events, EventType.STEP_STARTED, "each[1]") == []
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    assert done.data["failed_items"] == [1]
+
+    result, events = await execute(workflow(mapped(when="length(item) > `1`")), {"docs": docs})
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error is not None
+    assert error["type"] == "MapItemFailedError"
+    assert error["message"].startswith("item 1 failed: ExpressionError: ")
 
 
 # -- resume ------------------------------------------------------------------------------------
