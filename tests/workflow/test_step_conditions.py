@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from orchestr8._errors import WorkflowValidationError
-from orchestr8._workflow._document import Step, Workflow
 from orchestr8._workflow._codec import load_workflow
+from orchestr8._workflow._document import Step, Workflow
 from orchestr8._workflow._step_conditions import (
     CONDITION_ROOTS,
     MAP_CONDITION_ROOTS,
