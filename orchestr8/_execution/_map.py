@@ -11,11 +11,17 @@ with its own `step.started`, attempts and ending. A `MapRun` keeps at most the s
 map of 100,000 items holds a bounded number of live units (the list of values and the outputs
 are in memory).
 
+A map step's `when` that reads `item` or `index` (`filters_items`) is a per-item filter: the
+step runner does not check it for the step, and each item checks it (`MapCoordinator.check_item`)
+as it is about to start. False skips the item (`step.skipped` for `ID[i]`, no agent call, `null`
+in the output); an `ExpressionError` fails the item, and `on_item_error` applies. A resume
+checks a skipped item's `when` again, as it does a step's.
+
 The coordinator waits until every item has ended (or, with `on_item_error` `fail`, until the
 first item failed for good: at once under `fail_fast`, once the running items ended otherwise),
 then journals the map step's `step.succeeded` with the item outputs in order (`null` for items
-that failed under `continue`) or its `step.failed`. A resume reuses the outputs of items that
-succeeded (`completed_items`); only the others run again.
+that failed under `continue` or were filtered out) or its `step.failed`. A resume reuses the
+outputs of items that succeeded (`completed_items`); only the others run again.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ class StepRunner:
         (`_skipping`). A repeat step runs as a loop (`_loop`), which calls this once per
         iteration with the iteration's `unit_id` (`ID#k`, the step id its events carry) and the
         `${...}` locals its input reads. A map step (`for_each`) coordinates its items (`_map`),
-        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`.
+        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`;
+        a map's `when` that reads `item` or `index` is checked per item, not for the step.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)

@@ -6,7 +6,9 @@ a place in a workflow; the workflow then compiles it again at `$.steps[N].when` 
 step may read (`condition_roots`) and the schema version it needs (`locate_conditions`), so the
 graph checks and run-time errors name where it is written. The codec checks the raw steps of a
 document that cannot become a `Workflow` the same way (`outline_condition`), with the same
-`condition_roots`, so one function decides what a condition may read.
+`condition_roots`, so one function decides what a condition may read. A map step's `when` may
+read its `item` and `index` too: it is then a per-item filter (`filters_items`), which the engine
+checks for each item rather than once for the step.
 """
 
 from __future__ import annotations
