@@ -230,7 +230,8 @@ async def test_a_map_step_counts_its_items_and_the_socket_carries_them(
 
 async def test_a_filtered_map_counts_its_skipped_items(client: Client, runtime: Runtime) -> None:
     """A map's per-item `when`: the items it leaves out are `skipped` in the step's `items`."""
-    document = {**MAP, "steps": [{**MAP["steps"][0], "when": "item != 'b'"}]}
+    step = {"id": "each", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"}
+    document = {**MAP, "steps": [{**step, "when": "item != 'b'"}]}
     execution_id = await start(client, document, inputs={"docs": ["a", "b", "c"]})
     await finish(runtime, execution_id)
     detail = await (await client.get(f"/executions/{execution_id}")).get_json()
