@@ -128,3 +128,23 @@ def test_the_codec_accepts_an_item_filter_on_a_map_and_refuses_it_elsewhere() ->
     ]
     del document["steps"][1]
     assert filters_items(load_workflow(document).steps[0])
+
+
+def test_a_document_with_other_problems_still_lets_a_map_condition_read_its_item() -> None:
+    """The codec's raw-step check (`outline_condition`) gives a map's `when` `item` as well."""
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "filters",
+        "steps": [
+            {"id": "each", "agent": "echo", "for_each": "inputs.docs", "when": "item.keep"},
+            {"id": "plain", "agent": "echo", "when": "item.keep", "retries": 3},
+        ],
+    }
+    with pytest.raises(WorkflowValidationError) as caught:
+        load_workflow(document)
+    found = [str(problem) for problem in caught.value.problems]
+    assert [line for line in found if line.startswith("$.steps[0]")] == []
+    assert (
+        "$.steps[1].when: 'item.keep' reads 'item', which is not defined here (it may read"
+        " inputs, steps)" in found
+    )
