@@ -452,6 +452,7 @@ async def test_a_filter_that_fails_for_an_item_fails_that_item_under_on_item_err
     assert of_type(events, EventType.STEP_STARTED, "each[1]") == []
     (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
     assert done.data["failed_items"] == [1]
+    assert item_counts(replay(events))["each"].describe() == "map 3: 2 succeeded, 1 failed"
 
     result, events = await execute(workflow(mapped(when="length(item) > `1`")), {"docs": docs})
     assert result.status is ExecutionStatus.FAILED
