@@ -229,7 +229,8 @@ class Step:
         converter=to_when,
         metadata=_meta(
             "A JMESPath condition over inputs and steps.ID.output, checked as the step is about"
-            " to start; false: the step is skipped. Needs schema_version 1.1.",
+            " to start; false: the step is skipped. On a for_each step, one that reads item or"
+            " index filters items: false skips that item (null output). Needs schema_version 1.1.",
             json_type=Annotated[str, ("minLength", 1)],
         ),
     )

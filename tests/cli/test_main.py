@@ -697,6 +697,37 @@ def test_inspect_counts_the_items_of_a_map_and_the_timeline_folds_them(tmp_path:
     assert "0 of 1 steps reused (and 11 map items)" in resumed.stderr
 
 
+def test_inspect_counts_the_items_a_map_filter_skipped(tmp_path: Path) -> None:
+    """`run` of a map with a per-item `when`: `null` for left-out items, `inspect` counts them."""
+    workflow = tmp_path / "filter.json"
+    document = {
+        "schema_version": "1.1",
+        "name": "filter",
+        "steps": [
+            {
+                "id": "each",
+                "agent": "echo",
+                "for_each": "inputs.docs",
+                "when": "item.lang == 'en'",
+                "input": "${item.title}",
+            }
+        ],
+        "output": "${steps.each.output}",
+    }
+    workflow.write_text(json.dumps(document), encoding="utf-8")
+    journal = str(tmp_path / "journal.db")
+    docs = json.dumps([{"title": "A", "lang": "en"}, {"title": "B", "lang": "fr"}])
+    ran = call(
+        "run", str(workflow), "-i", f"docs={docs}", "--json", "--journal", journal, cwd=tmp_path
+    )
+    assert ran.code == 0, ran.stderr
+    assert json.loads(ran.stdout)["output"] == ["A", None]
+    listed = json.loads(call("inspect", "--json", "--journal", journal, cwd=tmp_path).stdout)
+    table = call("inspect", listed[0]["execution_id"], "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^each +map 2: 1 succeeded, 1 skipped$", table, re.MULTILINE), table
+    assert "when was false: item.lang == 'en'" in table
+
+
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
     unknown = call("inspect", "zzz", "--journal", str(runs["journal"]), cwd=runs["root"])
     assert (unknown.code, unknown.stdout) == (1, "")
