@@ -281,6 +281,14 @@ class MapCoordinator:
                     f"for_each yielded {json_type_name(values)}, not an array "
                     f"(for_each: {step.for_each.text})"
                 )
+            reused = state.completed_items.get(step_id)
+            recorded = state.recorded_item_counts.get(step_id)
+            if reused and recorded is not None and recorded != len(values):
+                raise MapItemsError(
+                    f"for_each yielded {len(values)} items, but the run being resumed had"
+                    f" {recorded}: its {len(reused)} finished items cannot be matched to these"
+                    " (resume with the inputs it ran with)"
+                )
         except (ExpressionError, MapItemsError) as error:
             return await self._failed(step, describe_error(error), error)
         await emitter.emit(
@@ -290,7 +298,7 @@ class MapCoordinator:
             step,
             values,
             limit=map_concurrency(step, state.workflow.max_concurrency),
-            reused=state.completed_items.get(step_id),
+            reused=reused,
             fail_fast=state.workflow.fail_fast,
             emit_cancelled=self._item_cancelled,
         )

@@ -108,6 +108,9 @@ class RunState:
     """Map steps waiting for their items: they hold a step actor but no concurrency slot."""
     completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
     """The item outputs a resume reuses, by map step id and item index."""
+    recorded_item_counts: Mapping[str, int] = attrs.field(factory=dict)
+    """How many items each map step had in the run a resume continues (`map.started`): a map
+    whose `for_each` now yields another number of items cannot reuse any of them."""
     on_units_ready: Callable[[], None] = _ignore_units
     """Called when a map queued its first items: the engine starts them."""
 
@@ -122,10 +125,12 @@ class RunState:
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         units: Mapping[str, Any] | None = None,
         completed_items: Mapping[str, Mapping[int, Any]] | None = None,
+        recorded_item_counts: Mapping[str, int] | None = None,
     ) -> RunState:
         """The state of a run about to start; `completed` and `units` hold what a resume reuses.
 
-        `completed_items` holds the outputs of map items a resume reuses, by map step and index.
+        `completed_items` holds the outputs of map items a resume reuses, by map step and index,
+        and `recorded_item_counts` how many items each map had in the run it continues.
         """
         outputs = dict(completed or {})
         results = {
@@ -153,6 +158,7 @@ class RunState:
             limit=workflow.max_concurrency or math.inf,
             units=units or {},
             completed_items=dict(completed_items or {}),
+            recorded_item_counts=dict(recorded_item_counts or {}),
         )
 
     @property

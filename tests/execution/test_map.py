@@ -812,3 +812,35 @@ async def test_maps_whose_coordinators_use_a_whole_spawn_pass_still_start_their_
         result, _ = await execute(document, {"docs": ["a", "b"]})
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["each0"].output == [{"doc": "a", "at": 0}, {"doc": "b", "at": 1}]
+
+
+async def test_a_resume_whose_for_each_yields_another_count_reuses_nothing_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """Items are matched by position: with another number of items the map fails, naming both."""
+    path = tmp_path / "journal.db"
+    document = workflow(
+        {
+            "id": "each",
+            "agent": "agent",
+            "for_each": "inputs.api_key",
+            "max_concurrency": 1,
+            "input": {"doc": "${item}"},
+            "policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None},
+        },
+        inputs={"type": "object", "properties": {"api_key": {"type": "array"}}},
+    )
+    async with open_runtime(journal=path, agents={"agent": picky}) as rt:
+        handle = await rt.start(document, {"api_key": ["k0", "k1", "bad-k2", "k3"]})
+        assert (await handle.wait()).status is ExecutionStatus.FAILED
+    async with open_runtime(journal=path, agents={"agent": picky}) as rt:
+        resumed = await rt.resume(handle.execution_id, inputs={"api_key": ["x"]})
+        result = await resumed.wait()
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error is not None
+    assert error["type"] == "MapItemsError"
+    assert error["message"] == (
+        "for_each yielded 1 items, but the run being resumed had 4: its 2 finished items cannot"
+        " be matched to these (resume with the inputs it ran with)"
+    )
