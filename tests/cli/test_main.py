@@ -1203,3 +1203,33 @@ def test_inspect_shows_why_each_skipped_step_was_skipped(tmp_path: Path) -> None
     )
     assert detail["steps"]["route_technical"]["reason"].startswith("when was false: ")
     assert detail["steps"]["classify"]["reason"] is None
+
+
+def test_inspect_shows_the_last_events_only_when_told_and_refuses_a_bad_count(
+    tmp_path: Path,
+) -> None:
+    """`--events N` keeps the last N events with a line saying so; `all` shows every one."""
+    journal = str(tmp_path / "journal.db")
+    mapped = write_workflow(
+        tmp_path / "mapped.json",
+        [{"id": "each", "agent": "echo", "for_each": "`[1, 2, 3, 4]`", "input": "${item}"}],
+        schema_version="1.1",
+    )
+    done = call("run", str(mapped), "--journal", journal, "--json", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    execution_id = json.loads(done.stdout)["execution_id"]
+    total = len(
+        json.loads(
+            call("inspect", execution_id, "--journal", journal, "--json", cwd=tmp_path).stdout
+        )["events"]
+    )
+    shown = call("inspect", execution_id, "--journal", journal, "--events", "3", cwd=tmp_path)
+    assert f"(the last 3 of {total} events; --events all shows every one)" in shown.stdout
+    assert re.search(rf"^{total}\s+\S+\s+execution\.succeeded", shown.stdout, re.MULTILINE)
+    assert not re.search(r"^1\s+\S+\s+execution\.started", shown.stdout, re.MULTILINE)
+    every = call("inspect", execution_id, "--journal", journal, "--events", "all", cwd=tmp_path)
+    assert re.search(r"^1\s+\S+\s+execution\.started", every.stdout, re.MULTILINE)
+    assert "events; --events all" not in every.stdout
+    refused = call("inspect", execution_id, "--journal", journal, "--events", "0", cwd=tmp_path)
+    assert refused.code == 1
+    assert "--events takes a positive number or 'all', not '0'" in refused.stderr
