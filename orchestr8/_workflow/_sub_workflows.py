@@ -3,8 +3,8 @@
 A step's `"workflow"` names its child workflow in one of three ways:
 
 - a string ending in `.json` is a file path, relative to the directory of the document that
-  names it (a document given as JSON text or as a parsed object has no directory: a path in it
-  is refused);
+  names it; a document given as JSON text or as a parsed object (a request body) came from no
+  file and may not name files at all, relative or absolute, so that it cannot read the server's;
 - any other string is a registered name, looked up in a `WorkflowCatalog` (the embedding
   program's `open_runtime(workflows=...)`, then the `orchestr8.workflows` entry points);
 - an object is the child document itself, inline.
@@ -200,17 +200,19 @@ def resolve_sub_workflow(
 def _load_file(
     reference: str, path: str, nesting: Nesting, load: ChildLoader, problems: list[Problem]
 ) -> Workflow | None:
-    if nesting.directory is None and not Path(reference).is_absolute():
+    if nesting.directory is None:
+        # Never touch the file system for a document that came from no file (a request body):
+        # reading a server's file, or saying whether it exists, would leak it.
         problems.append(
             Problem(
                 path,
-                f"the file path '{reference}' needs a document loaded from a file to be"
-                " relative to; this one was given as JSON (use an inline document or a"
-                " registered name)",
+                f"the file path '{reference}' is refused: this document was not loaded from a"
+                " file, so it may not read sub-workflow files (inline the child document or"
+                " use a registered name)",
             )
         )
         return None
-    file = (nesting.directory or Path()) / reference
+    file = nesting.directory / reference
     identity = file_identity(file)
     if identity in nesting.chain:
         problems.append(Problem(path, _cycle_message(nesting, identity, reference)))
