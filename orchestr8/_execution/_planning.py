@@ -161,8 +161,10 @@ class PlanAgent(Agent):
         }
         if self._failure is not None:
             request["failure"] = dict(self._failure)
+        # Only the conversion is guarded: the planner's own errors keep their type and retry class.
+        written = await self._planner.run(request, context)
         try:
-            output = json_value(await self._planner.run(request, context))
+            output = json_value(written)
         except (TypeError, ValueError) as error:
             raise OutputNotSerialisableError(
                 f"the planner returned a value that is not JSON: {error}"
