@@ -126,12 +126,17 @@ def test_an_absolute_path_from_a_document_without_a_file_is_refused_unread(
     tmp_path: Path,
 ) -> None:
     """A request body may not read server files: existing or not, the same refusal, no content."""
-    secret = {"schema_version": "sk-SECRET", "name": "x", "steps": [{"id": "a", "agent": "tok"}]}
+    secret = {
+        "schema_version": "sk-SECRET",
+        "name": "x",
+        "steps": [{"id": "a", "agent": "ghp_TOKEN"}],
+    }
     existing = write(tmp_path / "secret.json", secret)
     missing = tmp_path / "missing.json"
     for document in (parent(str(existing)), json.dumps(parent(str(existing)))):
         [found] = problems(document)
-        assert "sk-SECRET" not in found and "tok" not in found
+        assert "sk-SECRET" not in found
+        assert "ghp_TOKEN" not in found
         assert found == f"$.steps[0].workflow: the file path '{existing}' is refused" + (
             ": this document was not loaded from a file, so it may not read sub-workflow files"
             " (inline the child document or use a registered name)"
