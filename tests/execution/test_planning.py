@@ -712,3 +712,22 @@ async def test_a_planners_own_error_keeps_its_type_and_retry_class(
     assert (error["type"], error["message"]) == (type(raised).__name__, str(raised))
     assert result.steps["planned"].attempts == len(REQUESTS)
     assert (len(REQUESTS) > 1) is retried
+
+
+async def test_a_failing_replanning_planner_fails_the_step_saying_so() -> None:
+    """A planner that fails is no failed replacement: the step fails at once, naming the planner."""
+
+    async def boom(input: Any, context: AgentContext) -> Any:
+        REQUESTS.append(input)
+        raise RuntimeError("planner down")
+
+    async with open_runtime(agents={**AGENTS, "planner": boom}) as runtime:
+        handle = await runtime.start(replanning(max_replans=3))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.steps["work"].error == {
+        "type": "PlannerFailedError",
+        "message": "the replanning planner failed: RuntimeError: planner down",
+    }
+    assert len(REQUESTS) == 1
+    assert [event.data["replan"] for event in of_type(events, EventType.STEP_REPLANNED)] == [1]
