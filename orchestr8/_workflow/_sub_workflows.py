@@ -28,10 +28,12 @@ import attrs
 
 from .._errors import Problem, WorkflowValidationError
 from ._conditions import require_version_1_1
+from ._references import json_type_name
 from ._schema_problems import did_you_mean
 
 if TYPE_CHECKING:
     from ._document import Workflow
+    from ._expressions import Template
 
 #: How deep sub-workflows may nest (a parent with a child is depth 1).
 MAX_SUB_WORKFLOW_DEPTH: Final = 8
@@ -322,3 +324,18 @@ def step_kind_problems(
     elif agent is None and workflow is None:
         problems.append(Problem(f"$.steps[{index}]", "a step needs an agent, a workflow or a plan"))
     return problems
+
+
+def literal_input_problems(index: int, workflow: object, input: Template) -> list[Problem]:
+    """A sub-workflow step's input written as a literal that is not an object (nor null).
+
+    The input is the child's inputs, so `"input": "text"` can never run: it is refused at load,
+    at `$.steps[i].input`. An input with references is only known at run time, checked then.
+    """
+    if workflow is None or input.references:
+        return []
+    if input.source is None or isinstance(input.source, Mapping):
+        return []
+    kind = json_type_name(input.source)
+    message = f"a sub-workflow step's input is its child's inputs: an object (or null), not {kind}"
+    return [Problem(f"$.steps[{index}].input", message)]

@@ -189,6 +189,49 @@ async def test_a_step_input_that_does_not_fit_the_child_fails_the_step_once() ->
     assert "a" not in CALLS
 
 
+@pytest.mark.parametrize("written", [None, "absent"])
+async def test_a_null_or_absent_step_input_gives_the_child_no_inputs(written: Any) -> None:
+    """Null or absent: the child's inputs are `{}` (its defaults apply), as a plan's are."""
+    optional = child(
+        {"id": "a", "agent": "counted", "input": "${inputs.text}"},
+        inputs={"type": "object", "properties": {"text": {"default": "dflt"}}},
+    )
+    document = parent(optional)
+    if written == "absent":
+        del document["steps"][1]["input"]
+    else:
+        document["steps"][1]["input"] = written
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(document)).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert result.output == {"child": {"input": "dflt", "call": 1}}
+
+
+async def test_a_child_failing_on_an_open_breaker_keeps_its_root_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Retries of the step open the child's breaker: the message still names the real error."""
+
+    async def boom(input: Any, context: AgentContext) -> Any:
+        CALLS[context.step_id] += 1
+        raise RuntimeError("the real fault")
+
+    breaker = {"failure_threshold": 2, "reset_timeout": 600}
+    kid = child(
+        {"id": "k", "agent": "boom", "input": "${inputs.text}"},
+        defaults={"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": breaker}},
+    )
+    document = parent(kid, policy={"retry": {"max_attempts": 3, "jitter": "none"}})
+    async with open_runtime(agents={**AGENTS, "boom": boom}) as runtime:
+        result = await (await runtime.start(document)).wait()
+    error = result.steps["sub"].error
+    assert error is not None
+    assert error["message"].endswith(
+        "failed: CircuitOpenError: circuit 'boom' is open (after RuntimeError: the real fault)"
+    )
+    assert CALLS["k"] == 2
+
+
 async def test_a_failed_child_fails_the_step_and_the_parent(tmp_path: Path) -> None:
     """The child's failure is the step's error, naming the child and what failed in it."""
     async with open_runtime(journal=tmp_path / "j.db", agents=AGENTS) as runtime:

@@ -122,6 +122,18 @@ def test_parse_workflow_refuses_a_relative_path_naming_the_source() -> None:
     assert caught.value.problems[0].path == "$.steps[0].workflow"
 
 
+@pytest.mark.parametrize(("literal", "kind"), [("a string", "a string"), ([1], "an array")])
+def test_a_literal_input_that_is_no_object_is_a_load_problem(literal: Any, kind: str) -> None:
+    """A sub-workflow step's literal input is its child's inputs: one not an object never runs."""
+    found = problems(parent(CHILD, input=literal))
+    assert found == [
+        "$.steps[0].input: a sub-workflow step's input is its child's inputs: an object (or"
+        f" null), not {kind}"
+    ]
+    assert load_workflow(parent(CHILD, input=None)).steps[0].workflow is not None
+    assert load_workflow(parent(CHILD, input="${inputs.x}")).steps[0].workflow is not None
+
+
 def test_an_absolute_path_from_a_document_without_a_file_is_refused_unread(
     tmp_path: Path,
 ) -> None:
