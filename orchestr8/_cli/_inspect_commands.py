@@ -161,7 +161,11 @@ async def inspect(
             )
             return EXIT_OK
         detail = execution_detail(record, events, interrupted=bool(interrupted), children=children)
-        click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
+        click.echo(
+            dump_json(detail)
+            if as_json
+            else render_execution_detail(detail, color=color, journal=journal)
+        )
         return EXIT_OK
 
     return await guard(action)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -332,8 +333,14 @@ def _step_note(step: Mapping[str, Any]) -> str:
     return shorten("; ".join(text for text in (progress.describe(), error) if text), 80)
 
 
-def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
-    """The human form of `inspect ID`: a header, the steps table and the events table."""
+def render_execution_detail(
+    detail: Mapping[str, Any], *, color: bool, journal: str | None = None
+) -> str:
+    """The human form of `inspect ID`: a header, the steps table and the events table.
+
+    `journal` is the `--journal` the command was given: the commands it suggests repeat it.
+    """
+    option = f" --journal {shlex.quote(journal)}" if journal else ""
     status = detail["status"]
     fields: list[tuple[str, str]] = [
         ("execution", detail["execution_id"]),
@@ -348,7 +355,7 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         fields.append(
             (
                 "note",
-                "its process ended while it ran; `orchestr8 resume "
+                f"its process ended while it ran; `orchestr8 resume{option} "
                 f"{detail['execution_id']}` continues it",
             )
         )
@@ -375,7 +382,8 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     )
     steps += "".join(
         f"\n  {step_id} runs child execution {step['child']['execution_id']}"
-        f" ({step['child']['status']}): orchestr8 inspect {step['child']['execution_id']}"
+        f" ({step['child']['status']}): orchestr8 inspect{option}"
+        f" {step['child']['execution_id']}"
         for step_id, step in detail["steps"].items()
         if "child" in step
     )

@@ -73,13 +73,19 @@ def child_execution_id(parent_id: str, step_id: str) -> str:
 
 
 def agent_id_of(step: Step) -> str:
-    """What events, logs and metrics call the runner of a step: its agent id, or `workflow:NAME`."""
+    """What events, logs and metrics call the runner of a step: its agent id, or `workflow:NAME`.
+
+    NAME is the child workflow's own name, not the path or name the document wrote: a resumed
+    parent holds its children inline, and the label must not change across a resume.
+    """
     if step.agent is not None:
         return step.agent.id
     if step.plan is not None:
         return f"plan:{step.plan.agent.id}"
     assert step.workflow is not None, "a step has an agent, a workflow or a plan"
-    return f"workflow:{step.workflow.label}"
+    child = step.workflow.workflow
+    assert child is not None, "a loaded workflow has every child loaded"
+    return f"workflow:{child.name}"
 
 
 @attrs.frozen

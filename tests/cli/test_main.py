@@ -653,7 +653,7 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     assert shown("--status", "running") == []
     table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^status +interrupted$", table, re.MULTILINE)
-    assert f"`orchestr8 resume {execution_id}` continues it" in table
+    assert f"`orchestr8 resume --journal {journal} {execution_id}` continues it" in table
     chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 

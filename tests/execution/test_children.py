@@ -5,6 +5,7 @@ Time-dependent tests run on pytest-trio's `autojump_clock`, so virtual times are
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
 from orchestr8._errors import ExecutionStateError, NonRetryableError, WorkflowValidationError
-from orchestr8._execution._children import child_execution_id
+from orchestr8._execution._children import agent_id_of, child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
 from orchestr8._execution._liveness import interrupted_executions
@@ -30,7 +31,7 @@ from orchestr8._journal._events import Event, EventFactory, EventType, Execution
 from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._replay import replay
 from orchestr8._supervision._bus import EventBus
-from orchestr8._workflow._codec import load_workflow
+from orchestr8._workflow._codec import load_workflow, workflow_to_json
 
 CALLS: Counter[str] = Counter()
 """Calls of the agents below, by step id (reset for every test)."""
@@ -167,6 +168,15 @@ async def test_a_child_runs_as_its_own_execution_linked_to_its_parent(
     assert replay(events).steps["sub"].child == child_id
     assert of_type(events, EventType.STEP_STARTED)[1].data == {"agent": "workflow:child"}
     assert [event.type for event in child_events][-1] == EventType.EXECUTION_SUCCEEDED
+
+
+def test_a_file_childs_agent_label_is_its_name_before_and_after_a_resume(tmp_path: Path) -> None:
+    """`workflow:NAME`, not the path: a resume reloads the child inline and must say the same."""
+    (tmp_path / "kid.json").write_text(json.dumps(child({"id": "a", "agent": "counted"})))
+    (tmp_path / "parent.json").write_text(json.dumps(parent("kid.json")))
+    loaded = load_workflow(tmp_path / "parent.json")
+    reloaded = load_workflow(workflow_to_json(loaded))
+    assert agent_id_of(loaded.steps[1]) == agent_id_of(reloaded.steps[1]) == "workflow:child"
 
 
 async def test_a_step_input_that_does_not_fit_the_child_fails_the_step_once() -> None:
@@ -364,6 +374,21 @@ async def test_the_attempt_timeout_is_the_childs_timeout(
     assert record.status is ExecutionStatus.FAILED
     assert record.error["type"] == "ExecutionTimeoutError"
     assert trio.current_time() == pytest.approx(1.5)
+
+
+async def test_a_derived_child_timeout_is_reported_rounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The time left of a deadline is a long float: the child's message shows it as 0.3 s."""
+    sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(parent(sleepy, policy={"timeout": 0.1 + 0.2}))
+        await handle.wait()
+        record = await runtime.journal.get_execution(child_execution_id(handle.execution_id, "sub"))
+    assert record.error == {
+        "type": "ExecutionTimeoutError",
+        "message": "the execution ran past its timeout of 0.3 s",
+    }
 
 
 async def test_a_running_child_is_live_in_the_runtime_and_locked(tmp_path: Path) -> None:
