@@ -242,6 +242,22 @@ async def test_a_child_failing_on_an_open_breaker_keeps_its_root_error(
     assert CALLS["k"] == 2
 
 
+async def test_a_child_refused_from_its_first_call_reports_the_refusal_alone() -> None:
+    """A rate limit refusing the child's first call: there is no earlier error to add."""
+    limited = {"retry": {"max_attempts": 1}, "rate_limit": {"rate": 0.001, "burst": 1}}
+    kid = child(
+        {"id": "a", "agent": "counted", "input": "${inputs.text}"},
+        {"id": "b", "agent": "counted", "input": "${inputs.text}", "depends_on": ["a"]},
+        defaults={"policy": limited},
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(parent(kid))).wait()
+    error = result.steps["sub"].error
+    assert error is not None
+    assert "failed: RateLimitedError: " in error["message"]
+    assert "(after" not in error["message"]
+
+
 async def test_a_failed_child_fails_the_step_and_the_parent(tmp_path: Path) -> None:
     """The child's failure is the step's error, naming the child and what failed in it."""
     async with open_runtime(journal=tmp_path / "j.db", agents=AGENTS) as runtime:
