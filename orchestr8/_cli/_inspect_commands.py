@@ -173,7 +173,9 @@ async def inspect(
         click.echo(
             dump_json(detail)
             if as_json
-            else render_execution_detail(detail, color=color, events_limit=events_limit)
+            else render_execution_detail(
+                detail, color=color, events_limit=events_limit, journal=journal
+            )
         )
         return EXIT_OK
 

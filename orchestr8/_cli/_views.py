@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -333,13 +334,19 @@ def _step_note(step: Mapping[str, Any]) -> str:
 
 
 def render_execution_detail(
-    detail: Mapping[str, Any], *, color: bool, events_limit: int | None = None
+    detail: Mapping[str, Any],
+    *,
+    color: bool,
+    events_limit: int | None = None,
+    journal: str | None = None,
 ) -> str:
     """The human form of `inspect ID`: a header, the steps table and the events table.
 
     `events_limit` keeps the events table to the last N events (a map of 10,000 items has
-    30,000), with a line saying how many were left out; None shows them all.
+    30,000), with a line saying how many were left out; None shows them all. `journal` is the
+    `--journal` the command was given: the commands it suggests repeat it.
     """
+    option = f" --journal {shlex.quote(journal)}" if journal else ""
     status = detail["status"]
     fields: list[tuple[str, str]] = [
         ("execution", detail["execution_id"]),
@@ -354,7 +361,7 @@ def render_execution_detail(
         fields.append(
             (
                 "note",
-                "its process ended while it ran; `orchestr8 resume "
+                f"its process ended while it ran; `orchestr8 resume{option} "
                 f"{detail['execution_id']}` continues it",
             )
         )
@@ -381,7 +388,8 @@ def render_execution_detail(
     )
     steps += "".join(
         f"\n  {step_id} runs child execution {step['child']['execution_id']}"
-        f" ({step['child']['status']}): orchestr8 inspect {step['child']['execution_id']}"
+        f" ({step['child']['status']}): orchestr8 inspect{option}"
+        f" {step['child']['execution_id']}"
         for step_id, step in detail["steps"].items()
         if "child" in step
     )

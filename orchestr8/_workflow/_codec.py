@@ -102,7 +102,7 @@ def parse_workflow(
 ) -> Workflow:
     """Validate a parsed JSON document and build its `Workflow`.
 
-    It has no file: a sub-workflow named by a relative path in it is refused.
+    It has no file: a sub-workflow named by a file path in it, relative or absolute, is refused.
 
     Raises:
         WorkflowValidationError: with every problem found; `source` names the file in messages.

@@ -653,7 +653,7 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     assert shown("--status", "running") == []
     table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^status +interrupted$", table, re.MULTILINE)
-    assert f"`orchestr8 resume {execution_id}` continues it" in table
+    assert f"`orchestr8 resume --journal {journal} {execution_id}` continues it" in table
     chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 
@@ -839,6 +839,19 @@ async def test_find_execution_accepts_unique_prefixes() -> None:
         for unknown in ("x", ""):
             with pytest.raises(CommandError, match="no execution"):
                 await find_execution(journal, unknown)
+
+
+async def test_a_prefix_without_a_dot_resolves_among_top_level_executions() -> None:
+    """Children `PARENT.STEP` share their parent's prefix: they count only once it has a dot."""
+    async with open_journal() as journal:
+        await journal.create_execution(ExecutionRecord("abc123", "w", {}))
+        for child in ("abc123.p", "abc123.lc#2"):
+            record = ExecutionRecord(child, "kid", {}, parent_id="abc123", parent_step="p")
+            await journal.create_execution(record)
+        assert (await find_execution(journal, "abc")).execution_id == "abc123"
+        assert (await find_execution(journal, "abc123.l")).execution_id == "abc123.lc#2"
+        with pytest.raises(CommandError, match=r"'abc123\.' is ambiguous"):
+            await find_execution(journal, "abc123.")
 
 
 async def test_progress_view_writes_one_line_per_transition(
