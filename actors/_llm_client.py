@@ -65,7 +65,7 @@ def _default_factory(api_key: str | None, timeout: float) -> AnthropicClientFact
     key = api_key or os.environ.get(API_KEY_VARIABLE)
     if not key:
         raise MissingAPIKeyError(
-            f"the llm agent needs an Anthropic API key: set the {API_KEY_VARIABLE} environment "
+            f"the llm agent has no Anthropic API key; set the {API_KEY_VARIABLE} environment "
             "variable (no key was found there or in the agent's 'api_key' config)"
         )
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
     from ._errors import OutputNotSerialisableError as OutputNotSerialisableError
+    from ._errors import PlannerFailedError as PlannerFailedError
     from ._errors import PlanRejectedError as PlanRejectedError
     from ._errors import Problem as Problem
     from ._errors import RateLimitedError as RateLimitedError

@@ -30,6 +30,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── OutputNotSerialisableError   (TypeError) an agent returned a value that is not JSON
     │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
     │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
+    │   ├── PlannerFailedError           a replanning planner failed for good, failing its step
     │   └── IterationLimitError          a loop ran `max_iterations` times without `until` holding
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
@@ -204,6 +205,10 @@ class MapItemsError(ExecutionError, TypeError):
 
 class MapItemFailedError(ExecutionError):
     """An item of a map step failed for good (`on_item_error` `fail`), so the map step fails."""
+
+
+class PlannerFailedError(ExecutionError):
+    """The planner asked for a replacement plan failed for good: the step fails, not replanned."""
 
 
 class IterationLimitError(ExecutionError):

@@ -90,6 +90,13 @@ def schema() -> int:
     is_flag=True,
     help="With ID: draw each step's attempts and retry waits on a time axis.",
 )
+@click.option(
+    "--events",
+    "events_shown",
+    default="1000",
+    metavar="N|all",
+    help="With ID: show the last N events in the events table, or all.  [default: 1000]",
+)
 @journal_option
 async def inspect(
     execution_id: str | None,
@@ -97,6 +104,7 @@ async def inspect(
     limit: int | None,
     status: str | None,
     timeline: bool,
+    events_shown: str,
     journal: str | None,
 ) -> int:
     """List executions, or show one in detail.
@@ -121,6 +129,7 @@ async def inspect(
             wants_color,
         )
 
+        events_limit = _events_limit(events_shown)
         if execution_id is not None and (limit is not None or status is not None):
             raise CommandError("--limit and --status apply to the list, not to one execution")
         if timeline and (execution_id is None or as_json):
@@ -161,7 +170,24 @@ async def inspect(
             )
             return EXIT_OK
         detail = execution_detail(record, events, interrupted=bool(interrupted), children=children)
-        click.echo(dump_json(detail) if as_json else render_execution_detail(detail, color=color))
+        click.echo(
+            dump_json(detail)
+            if as_json
+            else render_execution_detail(
+                detail, color=color, events_limit=events_limit, journal=journal
+            )
+        )
         return EXIT_OK
 
     return await guard(action)
+
+
+def _events_limit(text: str) -> int | None:
+    """`--events`: a positive count, or `all` (None: no limit)."""
+    from ._support import CommandError
+
+    if text == "all":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise CommandError(f"--events takes a positive number or 'all', not {text!r}")

@@ -237,10 +237,18 @@ class ProgressView:
         elif kind == EventType.STEP_SUCCEEDED:
             took = format_duration(self._took(step_id, event))
             tries = f" after {attempts} attempts" if attempts > 1 else ""
+            color = "green"
             if step_id in self._items:
                 count = self._items[step_id][1]
-                tries = f" ({count} item{'s' if count != 1 else ''})"
-            line, color = f"succeeded in {took}{tries}", "green"
+                failed, skipped = len(data.get("failed_items") or ()), data.get("skipped") or 0
+                notes = [f"{count} item{'s' if count != 1 else ''}"]
+                if failed:
+                    notes.append(f"{failed} failed, null in the output")
+                    color = "yellow"
+                if skipped:
+                    notes.append(f"{skipped} skipped")
+                tries = f" ({'; '.join(notes)})"
+            line = f"succeeded in {took}{tries}"
             self._status[step_id] = "succeeded"
         elif kind == EventType.STEP_FAILED:
             took = format_duration(self._took(step_id, event))

@@ -144,6 +144,9 @@ async def resume_recorded(journal: Journal, handle: ExecutionHandle, last_seq: i
 async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
     """Find the execution whose id is `text` or, failing that, the one id starting with it.
 
+    A prefix without a `.` is looked for among top-level executions only: a child's id
+    (`PARENT.STEP`) starts with its parent's, so it would make every parent's prefix ambiguous.
+
     Raises:
         CommandError: no execution matches, or the prefix matches several.
     """
@@ -155,10 +158,16 @@ async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
         pass
     matches: list[ExecutionRecord] = []
     cursor = None
+    top_level_only = "." not in text
     if text:
         for _ in range(_PREFIX_PAGES):
             page = await journal.list_executions(limit=_PREFIX_PAGE, before=cursor)
-            matches += [item for item in page.items if item.execution_id.startswith(text)]
+            matches += [
+                item
+                for item in page.items
+                if item.execution_id.startswith(text)
+                and not (top_level_only and item.parent_id is not None)
+            ]
             cursor = page.next_cursor
             if len(matches) > 1 or cursor is None:
                 break

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -329,8 +330,20 @@ def _step_note(step: Mapping[str, Any]) -> str:
     return shorten("; ".join(text for text in (progress.describe(), error) if text), 80)
 
 
-def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
-    """The human form of `inspect ID`: a header, the steps table and the events table."""
+def render_execution_detail(
+    detail: Mapping[str, Any],
+    *,
+    color: bool,
+    events_limit: int | None = None,
+    journal: str | None = None,
+) -> str:
+    """The human form of `inspect ID`: a header, the steps table and the events table.
+
+    `events_limit` keeps the events table to the last N events (a map of 10,000 items has
+    30,000), with a line saying how many were left out; None shows them all. `journal` is the
+    `--journal` the command was given: the commands it suggests repeat it.
+    """
+    option = f" --journal {shlex.quote(journal)}" if journal else ""
     status = detail["status"]
     fields: list[tuple[str, str]] = [
         ("execution", detail["execution_id"]),
@@ -345,7 +358,7 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
         fields.append(
             (
                 "note",
-                "its process ended while it ran; `orchestr8 resume "
+                f"its process ended while it ran; `orchestr8 resume{option} "
                 f"{detail['execution_id']}` continues it",
             )
         )
@@ -372,7 +385,8 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     )
     steps += "".join(
         f"\n  {step_id} runs child execution {step['child']['execution_id']}"
-        f" ({step['child']['status']}): orchestr8 inspect {step['child']['execution_id']}"
+        f" ({step['child']['status']}): orchestr8 inspect{option}"
+        f" {step['child']['execution_id']}"
         for step_id, step in detail["steps"].items()
         if "child" in step
     )
@@ -388,6 +402,10 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
     ]
     if map_rows:
         steps += "\n\n" + render_table(["MAP", "ITEMS"], map_rows, color=color)
+    shown_events = detail["events"]
+    left_out = events_limit is not None and len(shown_events) > events_limit
+    if left_out:
+        shown_events = shown_events[len(shown_events) - (events_limit or 0) :]
     event_rows: list[list[Cell]] = [
         [
             str(event["seq"]),
@@ -397,8 +415,13 @@ def render_execution_detail(detail: Mapping[str, Any], *, color: bool) -> str:
             str(event.get("attempt", "")),
             shorten(json.dumps(event["data"], ensure_ascii=False), 70) if event["data"] else "",
         ]
-        for event in detail["events"]
+        for event in shown_events
     ]
     event_headers = ["SEQ", "ELAPSED", "TYPE", "STEP", "ATTEMPT", "DATA"]
     events = render_table(event_headers, event_rows, color=color)
+    if left_out:
+        events = (
+            f"(the last {len(shown_events)} of {len(detail['events'])} events;"
+            f" --events all shows every one)\n{events}"
+        )
     return f"{header}\n\n{steps}\n\n{events}"

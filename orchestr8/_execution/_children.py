@@ -21,7 +21,9 @@ the same runtime and journal. What that gives, and the decisions behind it:
   records how it ended. The attempt's deadline (the step's attempt timeout or total deadline) is
   the child's timeout, when it is earlier than the child's own. A child that does not succeed
   fails the attempt with `ChildExecutionError`, which the step's policy may retry; one cancelled
-  with its parent ends the step `cancelled`.
+  with its parent ends the step `cancelled`. When the child's error is a layer's rejection
+  (`CircuitOpenError` after earlier attempts opened the breaker), the message adds the last real
+  error the child's journal holds (`... (after RuntimeError: boom)`), so the root is not lost.
 - **Parent events.** The parent journals `child.started` {"child_id", "workflow", "resumed"} for
   the step each time a child execution starts or resumes.
 """
@@ -57,6 +59,10 @@ if TYPE_CHECKING:
     from ._engine import ExecutionRun
     from ._starting import Starter
 
+#: The errors of a layer refusing a call (the breaker opened by earlier failures, say): a child
+#: failing with one is reported with the last real error its journal holds too.
+_REJECTIONS: Final = frozenset({"CircuitOpenError", "BulkheadFullError", "RateLimitedError"})
+
 #: Joins a parent's execution id and a step id into the id of the step's child execution.
 CHILD_ID_SEPARATOR: Final = "."
 
@@ -67,13 +73,19 @@ def child_execution_id(parent_id: str, step_id: str) -> str:
 
 
 def agent_id_of(step: Step) -> str:
-    """What events, logs and metrics call the runner of a step: its agent id, or `workflow:NAME`."""
+    """What events, logs and metrics call the runner of a step: its agent id, or `workflow:NAME`.
+
+    NAME is the child workflow's own name, not the path or name the document wrote: a resumed
+    parent holds its children inline, and the label must not change across a resume.
+    """
     if step.agent is not None:
         return step.agent.id
     if step.plan is not None:
         return f"plan:{step.plan.agent.id}"
     assert step.workflow is not None, "a step has an agent, a workflow or a plan"
-    return f"workflow:{step.workflow.label}"
+    child = step.workflow.workflow
+    assert child is not None, "a loaded workflow has every child loaded"
+    return f"workflow:{child.name}"
 
 
 @attrs.frozen
@@ -180,7 +192,19 @@ class ChildRunner:
         if result.status is ExecutionStatus.CANCELLED and context.cancel_requested:
             # Cancelled with its parent: the step ends cancelled too, not failed.
             raise CallStoppedError(f"child execution {child_id} was cancelled with its parent")
-        raise ChildExecutionError(_failure_message(child_id, result))
+        raise ChildExecutionError(await self._failure_message(child_id, result))
+
+    async def _failure_message(self, child_id: str, result: ExecutionResult) -> str:
+        """Why the child failed, with its root error when a layer's rejection hides it."""
+        message = _failure_message(child_id, result)
+        error = result.error or {}
+        if error.get("type") not in _REJECTIONS:
+            return message
+        for event in reversed(await self._journal.events(child_id)):
+            cause = event.data.get("error") if event.type == EventType.ATTEMPT_FAILED else None
+            if isinstance(cause, Mapping) and cause.get("type") not in _REJECTIONS:
+                return f"{message} (after {cause.get('type')}: {cause.get('message')})"
+        return message
 
     async def recorded(self, child_id: str) -> ExecutionRecord | None:
         """The journal record of the child execution `child_id`, or None when it never started."""
@@ -237,11 +261,13 @@ def _child_timeout(deadline: float, own: float | None) -> float | None:
 
 
 def _child_inputs(child: Workflow, input: Any) -> dict[str, Any]:
-    """The step input checked as the child's inputs.
+    """The step input checked as the child's inputs (null or absent: `{}`, as for plans).
 
     Raises:
         InputValidationError: it is not an object, or does not fit the child's `inputs` schema.
     """
+    if input is None:
+        input = {}
     if not isinstance(input, Mapping):
         kind = json_type_name(input)
         message = f"a sub-workflow step's input is its child's inputs: an object, not {kind}"

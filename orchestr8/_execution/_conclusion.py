@@ -79,7 +79,8 @@ class Conclusion:
             return self._result(ExecutionStatus.CANCELLED, None, error, steps)
         if ending is Ending.TIMED_OUT:
             timeout_error = ExecutionTimeoutError(
-                f"the execution ran past its timeout of {self.timeout} s"
+                # Rounded: a child's timeout is derived from its parent's deadline, a long float.
+                f"the execution ran past its timeout of {round(self.timeout or 0.0, 3)} s"
             )
             error = describe_error(timeout_error)
             self.exception = timeout_error

@@ -11,15 +11,22 @@ with its own `step.started`, attempts and ending. A `MapRun` keeps at most the s
 map of 100,000 items holds a bounded number of live units (the list of values and the outputs
 are in memory).
 
+A map step's `when` that reads `item` or `index` (`filters_items`) is a per-item filter: the
+step runner does not check it for the step, and each item checks it (`MapCoordinator.check_item`)
+as it is about to start. False skips the item (`step.skipped` for `ID[i]`, no agent call, `null`
+in the output); an `ExpressionError` fails the item, and `on_item_error` applies. A resume
+checks a skipped item's `when` again, as it does a step's.
+
 The coordinator waits until every item has ended (or, with `on_item_error` `fail`, until the
 first item failed for good: at once under `fail_fast`, once the running items ended otherwise),
 then journals the map step's `step.succeeded` with the item outputs in order (`null` for items
-that failed under `continue`) or its `step.failed`. A resume reuses the outputs of items that
-succeeded (`completed_items`); only the others run again.
+that failed under `continue` or were filtered out) or its `step.failed`. A resume reuses the
+outputs of items that succeeded (`completed_items`); only the others run again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -30,16 +37,21 @@ import trio
 from .._errors import ExpressionError, MapItemFailedError, MapItemsError
 from .._journal._events import EventType, StepStatus, describe_error
 from .._journal._map_items import split_item_id
+from .._observability._logging import log_context
+from .._observability._metrics import engine_metrics
 from .._workflow._conditions import expression_scope
 from .._workflow._document import Step, Workflow
 from .._workflow._references import json_type_name
 from ._children import agent_id_of
 from ._results import StepResult
+from ._skipping import when_was_false
 
 if TYPE_CHECKING:
     from .._journal._replay import ExecutionState
     from ._emitter import Emitter
     from ._state import RunState
+
+_logger = logging.getLogger("orchestr8.engine")
 
 #: How many items of a map run at once when neither the step nor the workflow sets a limit: a
 #: map of 100,000 items must not start 100,000 agent calls (or hold as many live units) at once.
@@ -138,6 +150,8 @@ class MapRun:
         self.failed: list[int] = []
         """The indices of the items that failed for good, in the order they failed."""
         self.cancelled = 0
+        self.skipped = 0
+        """Items its per-item `when` filtered out: their outputs are `null`."""
         self.failure: dict[str, Any] | None = None
         """The error of the first item that failed for good (with `on_item_error` `fail`)."""
         self.stopping = False
@@ -176,6 +190,8 @@ class MapRun:
         if status is StepStatus.SUCCEEDED:
             self.outputs[index] = result.output
             self.succeeded += 1
+        elif status is StepStatus.SKIPPED:
+            self.skipped += 1
         elif status is StepStatus.FAILED:
             self.failed.append(index)
             if self.step.on_item_error == "fail" and self.failure is None:
@@ -218,6 +234,8 @@ class MapRun:
         data: dict[str, Any] = {"count": self.count, "succeeded": self.succeeded}
         if self.reused:
             data["reused"] = self.reused
+        if self.skipped:
+            data["skipped"] = self.skipped
         if self.failed:
             data["failed_items"] = sorted(self.failed)
         return data
@@ -263,6 +281,14 @@ class MapCoordinator:
                     f"for_each yielded {json_type_name(values)}, not an array "
                     f"(for_each: {step.for_each.text})"
                 )
+            reused = state.completed_items.get(step_id)
+            recorded = state.recorded_item_counts.get(step_id)
+            if reused and recorded is not None and recorded != len(values):
+                raise MapItemsError(
+                    f"for_each yielded {len(values)} items, but the run being resumed had"
+                    f" {recorded}: its {len(reused)} finished items cannot be matched to these"
+                    " (resume with the inputs it ran with)"
+                )
         except (ExpressionError, MapItemsError) as error:
             return await self._failed(step, describe_error(error), error)
         await emitter.emit(
@@ -272,7 +298,7 @@ class MapCoordinator:
             step,
             values,
             limit=map_concurrency(step, state.workflow.max_concurrency),
-            reused=state.completed_items.get(step_id),
+            reused=reused,
             fail_fast=state.workflow.fail_fast,
             emit_cancelled=self._item_cancelled,
         )
@@ -312,6 +338,46 @@ class MapCoordinator:
             self._state.record_failure(step.id, exception)
         await self._emitter.emit(EventType.STEP_FAILED, step_id=step.id, data={"error": error})
         return StepResult(StepStatus.FAILED, error=error)
+
+    async def check_item(self, item: MapItem, series: str) -> StepResult | None:
+        """Evaluate a map step's per-item `when` for `item`: None when it holds, else its end.
+
+        False journals `step.skipped` for the item (`ID[i]`) with the reason, and the item runs
+        no agent; an `ExpressionError` journals the item's `step.failed` with its message, and
+        the step's `on_item_error` applies to it as to any failed item. `series` is the step
+        metrics' step label (`StepRunner`'s choice).
+        """
+        step = item.step
+        assert step.when is not None, "only a map step with a per-item when filters items"
+        started = trio.current_time()
+        state = self._state
+        try:
+            holds = step.when.holds(
+                expression_scope(state.inputs, state.outputs, **item.local_values)
+            )
+        except ExpressionError as error:
+            result = StepResult(StepStatus.FAILED, error=describe_error(error))
+            await self._emitter.emit(
+                EventType.STEP_FAILED, step_id=item.id, data={"error": result.error}
+            )
+            agent_id = agent_id_of(step)
+            with log_context(step_id=item.id, agent_id=agent_id):
+                _logger.warning("item %s failed before it started: %s", item.id, error)
+            engine_metrics().step_finished(
+                state.workflow.name,
+                series,
+                agent_id,
+                result.status,
+                trio.current_time() - started,
+            )
+            return result
+        if holds:
+            return None
+        # Not `trusted`: the expression is the workflow's text, which may hold a literal secret.
+        await self._emitter.emit(
+            EventType.STEP_SKIPPED, step_id=item.id, data={"reason": when_was_false(step.when.text)}
+        )
+        return StepResult(StepStatus.SKIPPED)
 
     def _item_cancelled(self, unit_id: str) -> None:
         """Journal an item that did not run to its end (the run was cancelled or wound down)."""

@@ -21,7 +21,10 @@ output. The decisions behind it:
   good records `step.replanned` {"replan", "error", "child_id"} and runs a replacement plan, under
   the step's own policy, in its place; its output is the step's output. A replacement that fails
   too is handed on, at most N times in all; then the step fails with the last error. Replacement
-  `k` runs as child `PARENT.STEP~replanK`, so a resume finds and continues it.
+  `k` runs as child `PARENT.STEP~replanK`, so a resume finds and continues it. When the planner
+  itself fails for good (after the step policy's retries) no plan was tried: the step fails at
+  once with `PlannerFailedError` ("the replanning planner failed: <type>: <message>"), and the
+  planner's error is not handed on as a failed replacement.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .._errors import (
     CallStoppedError,
     InputValidationError,
     OutputNotSerialisableError,
+    PlannerFailedError,
     PlanRejectedError,
     Problem,
 )
@@ -116,6 +120,8 @@ class PlanAgent(Agent):
         self._planner: Agent | None = None
         self._feedback = ""
         self._accepted: Workflow | None = None
+        self.planner_error: Exception | None = None
+        """The error the planner raised last, if any: how a replanner tells it from its plan's."""
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the step's plan with `input` as its inputs: the journaled one, or a new one.
@@ -161,8 +167,14 @@ class PlanAgent(Agent):
         }
         if self._failure is not None:
             request["failure"] = dict(self._failure)
+        # Only the conversion is guarded: the planner's own errors keep their type and retry class.
         try:
-            output = json_value(await self._planner.run(request, context))
+            written = await self._planner.run(request, context)
+        except Exception as error:
+            self.planner_error = error
+            raise
+        try:
+            output = json_value(written)
         except (TypeError, ValueError) as error:
             raise OutputNotSerialisableError(
                 f"the planner returned a value that is not JSON: {error}"
@@ -270,6 +282,12 @@ class Replanner:
             except CallStoppedError:
                 raise
             except Exception as replacement_error:
+                if replacement_error is agent.planner_error:
+                    described = describe_error(replacement_error)
+                    raise PlannerFailedError(
+                        f"the replanning planner failed: {described['type']}:"
+                        f" {described['message']}"
+                    ) from replacement_error
                 error = replacement_error
         raise error
 

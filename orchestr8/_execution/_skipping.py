@@ -6,7 +6,8 @@ before `step.started`, so a step without `when` pays one attribute test. False s
 (`step.skipped` with `when was false: TEXT`); an expression that fails (a JMESPath type error)
 fails the step, as a reference without a value does, and its `on_error` applies. How a skip
 reaches the steps after it is `RunState.pass_over_skipped`'s rule: a dependent that reads the
-skipped step's output is skipped too, unless it sets `accept_skipped`.
+skipped step's output is skipped too, unless it sets `accept_skipped`. A map step's `when` that
+reads its item is not checked here but per item, by the map (`_map`).
 
 A resume evaluates a `when` again rather than reusing the skip: the condition reads only
 inputs and the outputs of its dependencies, which a resume reuses, so it decides the same way.

@@ -365,6 +365,13 @@ class Starter:
                 inputs,
                 completed=completed,
                 completed_items=completed_items,
+                recorded_item_counts={
+                    step_id: step.items
+                    for step_id, step in state.steps.items()
+                    if step.items is not None
+                }
+                if state is not None
+                else None,
                 usage=state.usage if state is not None else None,
                 step_usage={step_id: step.usage for step_id, step in state.steps.items()}
                 if state is not None

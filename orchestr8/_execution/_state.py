@@ -88,6 +88,7 @@ class RunState:
     reads_skipped: dict[str, str] = attrs.field(factory=dict)
     """Waiting steps that read the output of a skipped step (and do not accept a skip), with
     that step: each is skipped once ready (`pass_over_skipped`)."""
+    _readers: dict[str, list[str]] | None = attrs.field(default=None, init=False)
     failures: dict[str, Exception] = attrs.field(factory=dict)
     """What failed each step that failed for good with `on_error` `fail`: for the span."""
     ending: Ending = Ending.COMPLETED
@@ -107,6 +108,9 @@ class RunState:
     """Map steps waiting for their items: they hold a step actor but no concurrency slot."""
     completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
     """The item outputs a resume reuses, by map step id and item index."""
+    recorded_item_counts: Mapping[str, int] = attrs.field(factory=dict)
+    """How many items each map step had in the run a resume continues (`map.started`): a map
+    whose `for_each` now yields another number of items cannot reuse any of them."""
     on_units_ready: Callable[[], None] = _ignore_units
     """Called when a map queued its first items: the engine starts them."""
 
@@ -121,10 +125,12 @@ class RunState:
         step_usage: Mapping[str, Mapping[str, int]] | None = None,
         units: Mapping[str, Any] | None = None,
         completed_items: Mapping[str, Mapping[int, Any]] | None = None,
+        recorded_item_counts: Mapping[str, int] | None = None,
     ) -> RunState:
         """The state of a run about to start; `completed` and `units` hold what a resume reuses.
 
-        `completed_items` holds the outputs of map items a resume reuses, by map step and index.
+        `completed_items` holds the outputs of map items a resume reuses, by map step and index,
+        and `recorded_item_counts` how many items each map had in the run it continues.
         """
         outputs = dict(completed or {})
         results = {
@@ -152,6 +158,7 @@ class RunState:
             limit=workflow.max_concurrency or math.inf,
             units=units or {},
             completed_items=dict(completed_items or {}),
+            recorded_item_counts=dict(recorded_item_counts or {}),
         )
 
     @property
@@ -233,16 +240,28 @@ class RunState:
     def _count_down_after_skip(self, skipped: str) -> list[str]:
         """Bring the dependents of `skipped` one step closer to ready; mark those that read it."""
         workflow, waiting, made_ready = self.workflow, self.waiting, []
-        reads, steps_by_id, marked = workflow.reads, workflow.steps_by_id, self.reads_skipped
+        steps_by_id, marked = workflow.steps_by_id, self.reads_skipped
+        # Every step that reads it, however far down (through steps that only order after it).
+        for reader in self._readers_of(skipped):
+            if reader in waiting and not steps_by_id[reader].accept_skipped:
+                marked.setdefault(reader, skipped)
         for dependent in workflow.dependents[skipped]:
             if dependent not in waiting:
                 continue
-            if skipped in reads[dependent] and not steps_by_id[dependent].accept_skipped:
-                marked.setdefault(dependent, skipped)
             waiting[dependent] -= 1
             if waiting[dependent] == 0:
                 made_ready.append(dependent)
         return made_ready
+
+    def _readers_of(self, step_id: str) -> list[str]:
+        """The steps that read `step_id` (`Workflow.reads` inverted once, at the first skip)."""
+        readers = self._readers
+        if readers is None:
+            readers = self._readers = {}
+            for reader, read in self.workflow.reads.items():
+                for target in read:
+                    readers.setdefault(target, []).append(reader)
+        return readers.get(step_id, [])
 
     def _skip_marked(self, made_ready: list[str]) -> list[str]:
         """Skip the steps just made ready that read a skipped step; return the others.

@@ -37,6 +37,7 @@ from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
 from .._workflow._document import Step
 from .._workflow._plan_fragments import plan_workflow_name
+from .._workflow._step_conditions import filters_items
 from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
 from ._loop import run_loop
@@ -110,15 +111,21 @@ class StepRunner:
         (`_skipping`). A repeat step runs as a loop (`_loop`), which calls this once per
         iteration with the iteration's `unit_id` (`ID#k`, the step id its events carry) and the
         `${...}` locals its input reads. A map step (`for_each`) coordinates its items (`_map`),
-        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`.
+        which the engine gives to step actors as `MapItem`s, each run here under its id `ID[i]`;
+        a map's `when` that reads `item` or `index` is checked per item, not for the step.
         """
         if self._stop_event.is_set():
             return StepResult(StepStatus.CANCELLED)
         if isinstance(unit, MapItem):
             item, step, step_id, local_values = True, unit.step, unit.id, unit.local_values
+            if step.when is not None and filters_items(step):
+                series = step.id if self._series_per_step else ALL_STEPS
+                ended = await self._maps.check_item(unit, series)
+                if ended is not None:
+                    return ended
         else:
             item, step = False, unit
-            if step.when is not None and unit_id is None:
+            if step.when is not None and unit_id is None and not filters_items(step):
                 ended = await check_condition(
                     step, step.when, self._state, self._emitter, self.workflow.name
                 )

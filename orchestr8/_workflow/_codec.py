@@ -32,6 +32,7 @@ from .._json import (
     json_value_problems,
     parse_strict,
 )
+from ._conditions import require_version_1_1
 from ._config_secrets import config_references
 from ._converter import converter
 from ._document import (
@@ -101,7 +102,7 @@ def parse_workflow(
 ) -> Workflow:
     """Validate a parsed JSON document and build its `Workflow`.
 
-    It has no file: a sub-workflow named by a relative path in it is refused.
+    It has no file: a sub-workflow named by a file path in it, relative or absolute, is refused.
 
     Raises:
         WorkflowValidationError: with every problem found; `source` names the file in messages.
@@ -364,8 +365,16 @@ def _document_checks(
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
+        version = document.get("schema_version")
+        known_version = version if isinstance(version, str) else None
         if step.get("plan") is None:
-            problems += step_kind_problems(index, step.get("agent"), step.get("workflow"))
+            problems += step_kind_problems(
+                index, step.get("agent"), step.get("workflow"), known_version
+            )
+        elif known_version is not None:
+            require_version_1_1(known_version, f"$.steps[{index}].plan", "plan", problems)
+        if known_version is not None and isinstance(step.get("on_error"), Mapping):
+            require_version_1_1(known_version, f"$.steps[{index}].on_error", "replan", problems)
     problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(

@@ -42,6 +42,10 @@ SCOPE_ROOTS: Final = frozenset(
 #: The schema version that introduced expressions and the fields built on them.
 EXPRESSIVE_VERSION: Final = "1.1"
 
+#: How deeply an expression may nest (operators, function calls, projections). A deeper one is
+#: refused at load: evaluating it could exhaust Python's stack in the middle of a run.
+MAX_EXPRESSION_DEPTH: Final = 50
+
 _FUNCTION_NAMES: Final = frozenset(jmespath_functions.Functions.FUNCTION_TABLE)
 
 #: Node types whose first child is read from the node's own context and the others from its
@@ -139,6 +143,18 @@ def compile_expression(
     except jmespath_errors.JMESPathError as error:
         problems.append(Problem(path, _syntax_message(text, error)))
         return None
+    except RecursionError:
+        # The parser recurses once per nesting level: too deep a text exhausts Python's stack.
+        parsed = None
+    if parsed is None or _depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
+        problems.append(
+            Problem(
+                path,
+                f"{_shown(text)} nests more than {MAX_EXPRESSION_DEPTH} levels deep"
+                f" ({len(text)} characters): split it, or simplify it",
+            )
+        )
+        return None
     reading = _Reading()
     reading.walk(parsed.parsed, at_root=True)
     allowed = frozenset(allowed_roots)
@@ -147,16 +163,34 @@ def compile_expression(
         for name in sorted(reading.roots - allowed)
     ]
     found += [
-        Problem(path, f"{text!r} calls unknown function {name}()")
+        Problem(path, f"{_shown(text)} calls unknown function {name}()")
         for name in sorted(reading.functions - _FUNCTION_NAMES)
     ]
     if reading.unnamed_steps and "steps" in allowed:
         found.append(
-            Problem(path, f"{text!r} reads steps without naming one: write steps.STEP_ID.output")
+            Problem(
+                path, f"{_shown(text)} reads steps without naming one: write steps.STEP_ID.output"
+            )
+        )
+    found += [
+        Problem(
+            path, f"{_shown(text)} reads steps.{name} but not its output: write steps.{name}.output"
+        )
+        for name in sorted(reading.step_paths_without_output)
+    ]
+    if reading.negated_path:
+        found.append(
+            Problem(
+                path,
+                f"{_shown(text)}: '!' binds tighter than '.', so it negates only the first name"
+                " of the path and the rest reads null: write !(a.b)",
+            )
         )
     if reading.whole_scope:
         found.append(
-            Problem(path, f"{text!r} reads '@' at the top: name what it reads (inputs, steps...)")
+            Problem(
+                path, f"{_shown(text)} reads '@' at the top: name what it reads (inputs, steps...)"
+            )
         )
     if found:
         problems.extend(found)
@@ -215,6 +249,8 @@ class _Reading:
         self.functions: set[str] = set()
         self.unnamed_steps = False
         self.whole_scope = False
+        self.negated_path = False
+        self.step_paths_without_output: set[str] = set()
 
     def walk(self, node: Mapping[str, Any], *, at_root: bool) -> None:
         """Record the names `node` reads; `at_root`: it is evaluated against the whole scope."""
@@ -245,6 +281,8 @@ class _Reading:
         projection over `steps` (`steps.*.output`) reads steps without naming one.
         """
         first, rest = children[0], [child for child in children[1:] if isinstance(child, Mapping)]
+        # `!a.b` is `(!a).b`: a field of a boolean, always null. Nobody means that.
+        self.negated_path |= first["type"] == "not_expression" and bool(rest)
         named = kind == "subexpression" and bool(rest)
         if at_root and first["type"] == "field" and first["value"] in ("steps", "inputs") and named:
             name = _leading_field(rest[0])
@@ -253,12 +291,34 @@ class _Reading:
                 self.unnamed_steps |= first["value"] == "steps"
             elif first["value"] == "steps":
                 self.step_ids.add(name)
+                after = _leading_field(rest[1]) if len(rest) > 1 else None
+                if after != "output":
+                    self.step_paths_without_output.add(name)
             else:
                 self.input_names.add(name)
         else:
             self.walk(first, at_root=at_root)
         for child in rest:
             self.walk(child, at_root=False)
+
+
+def _depth(node: Mapping[str, Any]) -> int:
+    """How many levels the syntax tree `node` has (walked without recursion)."""
+    deepest, pending = 0, [(node, 1)]
+    while pending:
+        current, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend(
+            (child, depth + 1)
+            for child in current.get("children", ())
+            if isinstance(child, Mapping)
+        )
+    return deepest
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut short when it is long."""
+    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
 
 
 def _leading_field(node: Mapping[str, Any]) -> str | None:
@@ -278,7 +338,7 @@ def _syntax_message(text: str, error: jmespath_errors.JMESPathError) -> str:
     if "column" not in first and isinstance(position, int):
         # JMESPath counts columns from 0, as its own "Parse error at column N" does.
         first += f" at column {position}"
-    message = f"{text!r} is not a valid expression: {first}"
+    message = f"{_shown(text)} is not a valid expression: {first}"
     if str(getattr(error, "token_type", "")).lower() == "number":
         message += " (numbers are JSON literals in backticks: `3`)"
     return message
@@ -287,7 +347,7 @@ def _syntax_message(text: str, error: jmespath_errors.JMESPathError) -> str:
 def _root_message(text: str, name: str, allowed: frozenset[str]) -> str:
     """Why `name` cannot be read here, with the roots that can."""
     readable = ", ".join(sorted(allowed)) or "nothing"
-    message = f"{text!r} reads '{name}', which is not defined here (it may read {readable})"
+    message = f"{_shown(text)} reads '{name}', which is not defined here (it may read {readable})"
     if name not in SCOPE_ROOTS:
         message += "; strings are written in single quotes ('text'), \"text\" names a field"
     return message

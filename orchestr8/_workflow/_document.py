@@ -38,7 +38,12 @@ from ._policy_spec import (
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
 from ._step_conditions import locate_conditions
-from ._sub_workflows import SubWorkflow, step_kind_problems, to_sub_workflow
+from ._sub_workflows import (
+    SubWorkflow,
+    literal_input_problems,
+    step_kind_problems,
+    to_sub_workflow,
+)
 
 #: The schema version this orchestr8 writes; it reads "1.0" documents too (see `SCHEMA_VERSIONS`).
 SCHEMA_VERSION: Final = "1.1"
@@ -229,7 +234,8 @@ class Step:
         converter=to_when,
         metadata=_meta(
             "A JMESPath condition over inputs and steps.ID.output, checked as the step is about"
-            " to start; false: the step is skipped. Needs schema_version 1.1.",
+            " to start; false: the step is skipped. On a for_each step, one that reads item or"
+            " index filters items: false skips that item (null output). Needs schema_version 1.1.",
             json_type=Annotated[str, ("minLength", 1)],
         ),
     )
@@ -407,6 +413,7 @@ class Workflow:
                 config_problems += step_kind_problems(
                     index, step.agent, step.workflow, self.schema_version
                 )
+                config_problems += literal_input_problems(index, step.workflow, step.input)
             config_problems += plan_field_problems(step, index, self.schema_version)
         steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
         object.__setattr__(self, "steps", steps)

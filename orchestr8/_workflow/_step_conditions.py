@@ -6,7 +6,9 @@ a place in a workflow; the workflow then compiles it again at `$.steps[N].when` 
 step may read (`condition_roots`) and the schema version it needs (`locate_conditions`), so the
 graph checks and run-time errors name where it is written. The codec checks the raw steps of a
 document that cannot become a `Workflow` the same way (`outline_condition`), with the same
-`condition_roots`, so one function decides what a condition may read.
+`condition_roots`, so one function decides what a condition may read. A map step's `when` may
+read its `item` and `index` too: it is then a per-item filter (`filters_items`), which the engine
+checks for each item rather than once for the step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ if TYPE_CHECKING:
 #: What a step's `when` may read, whatever the step.
 CONDITION_ROOTS: Final = frozenset({"inputs", "steps"})
 
+#: What the `when` of a map step (`for_each`) may read besides: its item, which makes it a
+#: per-item filter.
+ITEM_ROOTS: Final = frozenset({"item", "index"})
+
+#: What the `when` of a map step may read.
+MAP_CONDITION_ROOTS: Final = CONDITION_ROOTS | ITEM_ROOTS
+
 
 def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
     """The roots a step's `when` may read: for a `Step`, or a raw step the codec checks.
@@ -33,7 +42,20 @@ def condition_roots(step: Step | Mapping[str, Any]) -> frozenset[str]:
     The one place that decides it: a step with `for_each` adds `item` and `index` here (its
     `when` is then a per-item filter).
     """
-    return CONDITION_ROOTS
+    if isinstance(step, Mapping):
+        has_for_each = step.get("for_each") is not None
+    else:
+        has_for_each = step.for_each is not None
+    return MAP_CONDITION_ROOTS if has_for_each else CONDITION_ROOTS
+
+
+def filters_items(step: Step) -> bool:
+    """Whether `step` is a map whose `when` reads its item: checked per item, not for the step."""
+    return (
+        step.for_each is not None
+        and step.when is not None
+        and not ITEM_ROOTS.isdisjoint(step.when.roots)
+    )
 
 
 def outline_condition(

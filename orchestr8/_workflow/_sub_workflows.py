@@ -3,8 +3,8 @@
 A step's `"workflow"` names its child workflow in one of three ways:
 
 - a string ending in `.json` is a file path, relative to the directory of the document that
-  names it (a document given as JSON text or as a parsed object has no directory: a path in it
-  is refused);
+  names it; a document given as JSON text or as a parsed object (a request body) came from no
+  file and may not name files at all, relative or absolute, so that it cannot read the server's;
 - any other string is a registered name, looked up in a `WorkflowCatalog` (the embedding
   program's `open_runtime(workflows=...)`, then the `orchestr8.workflows` entry points);
 - an object is the child document itself, inline.
@@ -28,10 +28,12 @@ import attrs
 
 from .._errors import Problem, WorkflowValidationError
 from ._conditions import require_version_1_1
+from ._references import json_type_name
 from ._schema_problems import did_you_mean
 
 if TYPE_CHECKING:
     from ._document import Workflow
+    from ._expressions import Template
 
 #: How deep sub-workflows may nest (a parent with a child is depth 1).
 MAX_SUB_WORKFLOW_DEPTH: Final = 8
@@ -200,17 +202,19 @@ def resolve_sub_workflow(
 def _load_file(
     reference: str, path: str, nesting: Nesting, load: ChildLoader, problems: list[Problem]
 ) -> Workflow | None:
-    if nesting.directory is None and not Path(reference).is_absolute():
+    if nesting.directory is None:
+        # Never touch the file system for a document that came from no file (a request body):
+        # reading a server's file, or saying whether it exists, would leak it.
         problems.append(
             Problem(
                 path,
-                f"the file path '{reference}' needs a document loaded from a file to be"
-                " relative to; this one was given as JSON (use an inline document or a"
-                " registered name)",
+                f"the file path '{reference}' is refused: this document was not loaded from a"
+                " file, so it may not read sub-workflow files (inline the child document or"
+                " use a registered name)",
             )
         )
         return None
-    file = (nesting.directory or Path()) / reference
+    file = nesting.directory / reference
     identity = file_identity(file)
     if identity in nesting.chain:
         problems.append(Problem(path, _cycle_message(nesting, identity, reference)))
@@ -320,3 +324,18 @@ def step_kind_problems(
     elif agent is None and workflow is None:
         problems.append(Problem(f"$.steps[{index}]", "a step needs an agent, a workflow or a plan"))
     return problems
+
+
+def literal_input_problems(index: int, workflow: object, input: Template) -> list[Problem]:
+    """A sub-workflow step's input written as a literal that is not an object (nor null).
+
+    The input is the child's inputs, so `"input": "text"` can never run: it is refused at load,
+    at `$.steps[i].input`. An input with references is only known at run time, checked then.
+    """
+    if workflow is None or input.references:
+        return []
+    if input.source is None or isinstance(input.source, Mapping):
+        return []
+    kind = json_type_name(input.source)
+    message = f"a sub-workflow step's input is its child's inputs: an object (or null), not {kind}"
+    return [Problem(f"$.steps[{index}].input", message)]

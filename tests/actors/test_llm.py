@@ -32,6 +32,7 @@ from orchestr8 import (
     RetryableError,
     open_runtime,
 )
+from orchestr8._observability._redaction import redact_text
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -632,6 +633,8 @@ async def test_missing_api_key_is_a_configuration_error_before_any_call() -> Non
     assert isinstance(caught.value, AgentConfigurationError)
     assert isinstance(caught.value, NonRetryableError)
     assert fake.requests == []
+    # The message survives the redaction every journaled error goes through, word for word.
+    assert redact_text(str(caught.value)) == str(caught.value)
 
 
 async def test_one_client_per_run_reused_across_turns_and_closed_after() -> None:

@@ -24,10 +24,10 @@ def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> N
     parent_id = json.loads(done.stdout)["execution_id"]
     review_id = f"{parent_id}.review"
 
-    shown = cli("inspect", parent_id, "--journal", journal, cwd=tmp_path).stdout
+    shown = cli("inspect", parent_id[:6], "--journal", journal, cwd=tmp_path).stdout
     assert (
-        f"  review runs child execution {review_id} (succeeded): orchestr8 inspect {review_id}"
-        in shown
+        f"  review runs child execution {review_id} (succeeded): orchestr8 inspect --journal"
+        f" {journal} {review_id}" in shown
     )
     assert f"  publish runs child execution {parent_id}.publish (succeeded)" in shown
 

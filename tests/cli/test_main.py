@@ -653,7 +653,7 @@ def test_inspect_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(
     assert shown("--status", "running") == []
     table = call("inspect", execution_id, "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^status +interrupted$", table, re.MULTILINE)
-    assert f"`orchestr8 resume {execution_id}` continues it" in table
+    assert f"`orchestr8 resume --journal {journal} {execution_id}` continues it" in table
     chart = call("inspect", execution_id, "--timeline", "--journal", journal, cwd=tmp_path).stdout
     assert re.search(r"^nap +~+ +interrupted$", chart, re.MULTILINE), chart
 
@@ -695,6 +695,37 @@ def test_inspect_counts_the_items_of_a_map_and_the_timeline_folds_them(tmp_path:
     assert "summarise[" not in chart
     resumed = call("resume", execution_id, "--journal", journal, cwd=tmp_path)
     assert "0 of 1 steps reused (and 11 map items)" in resumed.stderr
+
+
+def test_inspect_counts_the_items_a_map_filter_skipped(tmp_path: Path) -> None:
+    """`run` of a map with a per-item `when`: `null` for left-out items, `inspect` counts them."""
+    workflow = tmp_path / "filter.json"
+    document = {
+        "schema_version": "1.1",
+        "name": "filter",
+        "steps": [
+            {
+                "id": "each",
+                "agent": "echo",
+                "for_each": "inputs.docs",
+                "when": "item.lang == 'en'",
+                "input": "${item.title}",
+            }
+        ],
+        "output": "${steps.each.output}",
+    }
+    workflow.write_text(json.dumps(document), encoding="utf-8")
+    journal = str(tmp_path / "journal.db")
+    docs = json.dumps([{"title": "A", "lang": "en"}, {"title": "B", "lang": "fr"}])
+    ran = call(
+        "run", str(workflow), "-i", f"docs={docs}", "--json", "--journal", journal, cwd=tmp_path
+    )
+    assert ran.code == 0, ran.stderr
+    assert json.loads(ran.stdout)["output"] == ["A", None]
+    listed = json.loads(call("inspect", "--json", "--journal", journal, cwd=tmp_path).stdout)
+    table = call("inspect", listed[0]["execution_id"], "--journal", journal, cwd=tmp_path).stdout
+    assert re.search(r"^each +map 2: 1 succeeded, 1 skipped$", table, re.MULTILINE), table
+    assert "when was false: item.lang == 'en'" in table
 
 
 def test_inspect_unknown_id_and_missing_journal_exit_1(runs: dict[str, Any]) -> None:
@@ -808,6 +839,19 @@ async def test_find_execution_accepts_unique_prefixes() -> None:
         for unknown in ("x", ""):
             with pytest.raises(CommandError, match="no execution"):
                 await find_execution(journal, unknown)
+
+
+async def test_a_prefix_without_a_dot_resolves_among_top_level_executions() -> None:
+    """Children `PARENT.STEP` share their parent's prefix: they count only once it has a dot."""
+    async with open_journal() as journal:
+        await journal.create_execution(ExecutionRecord("abc123", "w", {}))
+        for child in ("abc123.p", "abc123.lc#2"):
+            record = ExecutionRecord(child, "kid", {}, parent_id="abc123", parent_step="p")
+            await journal.create_execution(record)
+        assert (await find_execution(journal, "abc")).execution_id == "abc123"
+        assert (await find_execution(journal, "abc123.l")).execution_id == "abc123.lc#2"
+        with pytest.raises(CommandError, match=r"'abc123\.' is ambiguous"):
+            await find_execution(journal, "abc123.")
 
 
 async def test_progress_view_writes_one_line_per_transition(
@@ -1172,3 +1216,33 @@ def test_inspect_shows_why_each_skipped_step_was_skipped(tmp_path: Path) -> None
     )
     assert detail["steps"]["route_technical"]["reason"].startswith("when was false: ")
     assert detail["steps"]["classify"]["reason"] is None
+
+
+def test_inspect_shows_the_last_events_only_when_told_and_refuses_a_bad_count(
+    tmp_path: Path,
+) -> None:
+    """`--events N` keeps the last N events with a line saying so; `all` shows every one."""
+    journal = str(tmp_path / "journal.db")
+    mapped = write_workflow(
+        tmp_path / "mapped.json",
+        [{"id": "each", "agent": "echo", "for_each": "`[1, 2, 3, 4]`", "input": "${item}"}],
+        schema_version="1.1",
+    )
+    done = call("run", str(mapped), "--journal", journal, "--json", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    execution_id = json.loads(done.stdout)["execution_id"]
+    total = len(
+        json.loads(
+            call("inspect", execution_id, "--journal", journal, "--json", cwd=tmp_path).stdout
+        )["events"]
+    )
+    shown = call("inspect", execution_id, "--journal", journal, "--events", "3", cwd=tmp_path)
+    assert f"(the last 3 of {total} events; --events all shows every one)" in shown.stdout
+    assert re.search(rf"^{total}\s+\S+\s+execution\.succeeded", shown.stdout, re.MULTILINE)
+    assert not re.search(r"^1\s+\S+\s+execution\.started", shown.stdout, re.MULTILINE)
+    every = call("inspect", execution_id, "--journal", journal, "--events", "all", cwd=tmp_path)
+    assert re.search(r"^1\s+\S+\s+execution\.started", every.stdout, re.MULTILINE)
+    assert "events; --events all" not in every.stdout
+    refused = call("inspect", execution_id, "--journal", journal, "--events", "0", cwd=tmp_path)
+    assert refused.code == 1
+    assert "--events takes a positive number or 'all', not '0'" in refused.stderr

@@ -325,6 +325,25 @@ async def test_a_map_that_succeeds_says_how_many_items_it_ran() -> None:
     ]
 
 
+async def test_a_map_that_succeeds_past_failed_or_skipped_items_says_so() -> None:
+    """Under on_item_error continue the success line counts failed (null) and skipped items."""
+    stream = io.StringIO()
+    factory = EventFactory("e1")
+    view = ProgressView(stream, ["each"], live=False)
+    for event in (
+        factory.create(EventType.STEP_STARTED, step_id="each", data={"agent": "echo"}),
+        factory.create(EventType.MAP_STARTED, step_id="each", data={"count": 3}),
+        factory.create(
+            EventType.STEP_SUCCEEDED,
+            step_id="each",
+            data={"output": [None, None, "c"], "failed_items": [0], "skipped": 1},
+        ),
+    ):
+        view.show(event, "e1")
+    last = stream.getvalue().splitlines()[-1].split(None, 1)[1]
+    assert last == "each  succeeded in 0.00s (3 items; 1 failed, null in the output; 1 skipped)"
+
+
 async def test_progress_data_is_shown_on_its_step() -> None:
     """`context.progress(data)` shows as a line of the step carrying the data as JSON."""
     stream = io.StringIO()

@@ -5,6 +5,7 @@ Time-dependent tests run on pytest-trio's `autojump_clock`, so virtual times are
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
 from orchestr8._errors import ExecutionStateError, NonRetryableError, WorkflowValidationError
-from orchestr8._execution._children import child_execution_id
+from orchestr8._execution._children import agent_id_of, child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
 from orchestr8._execution._liveness import interrupted_executions
@@ -30,7 +31,7 @@ from orchestr8._journal._events import Event, EventFactory, EventType, Execution
 from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._replay import replay
 from orchestr8._supervision._bus import EventBus
-from orchestr8._workflow._codec import load_workflow
+from orchestr8._workflow._codec import load_workflow, workflow_to_json
 
 CALLS: Counter[str] = Counter()
 """Calls of the agents below, by step id (reset for every test)."""
@@ -169,6 +170,15 @@ async def test_a_child_runs_as_its_own_execution_linked_to_its_parent(
     assert [event.type for event in child_events][-1] == EventType.EXECUTION_SUCCEEDED
 
 
+def test_a_file_childs_agent_label_is_its_name_before_and_after_a_resume(tmp_path: Path) -> None:
+    """`workflow:NAME`, not the path: a resume reloads the child inline and must say the same."""
+    (tmp_path / "kid.json").write_text(json.dumps(child({"id": "a", "agent": "counted"})))
+    (tmp_path / "parent.json").write_text(json.dumps(parent("kid.json")))
+    loaded = load_workflow(tmp_path / "parent.json")
+    reloaded = load_workflow(workflow_to_json(loaded))
+    assert agent_id_of(loaded.steps[1]) == agent_id_of(reloaded.steps[1]) == "workflow:child"
+
+
 async def test_a_step_input_that_does_not_fit_the_child_fails_the_step_once() -> None:
     """Inputs the child's schema refuses, or that are no object, fail the step with the problems."""
     wrong = parent(child({"id": "a", "agent": "counted"}), policy={"retry": {"max_attempts": 3}})
@@ -187,6 +197,65 @@ async def test_a_step_input_that_does_not_fit_the_child_fails_the_step_once() ->
     assert error is not None
     assert "its child's inputs: an object, not a string" in error["message"]
     assert "a" not in CALLS
+
+
+@pytest.mark.parametrize("written", [None, "absent"])
+async def test_a_null_or_absent_step_input_gives_the_child_no_inputs(written: Any) -> None:
+    """Null or absent: the child's inputs are `{}` (its defaults apply), as a plan's are."""
+    optional = child(
+        {"id": "a", "agent": "counted", "input": "${inputs.text}"},
+        inputs={"type": "object", "properties": {"text": {"default": "dflt"}}},
+    )
+    document = parent(optional)
+    if written == "absent":
+        del document["steps"][1]["input"]
+    else:
+        document["steps"][1]["input"] = written
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(document)).wait()
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert result.output == {"child": {"input": "dflt", "call": 1}}
+
+
+async def test_a_child_failing_on_an_open_breaker_keeps_its_root_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Retries of the step open the child's breaker: the message still names the real error."""
+
+    async def boom(input: Any, context: AgentContext) -> Any:
+        CALLS[context.step_id] += 1
+        raise RuntimeError("the real fault")
+
+    breaker = {"failure_threshold": 2, "reset_timeout": 600}
+    kid = child(
+        {"id": "k", "agent": "boom", "input": "${inputs.text}"},
+        defaults={"policy": {"retry": {"max_attempts": 1}, "circuit_breaker": breaker}},
+    )
+    document = parent(kid, policy={"retry": {"max_attempts": 3, "jitter": "none"}})
+    async with open_runtime(agents={**AGENTS, "boom": boom}) as runtime:
+        result = await (await runtime.start(document)).wait()
+    error = result.steps["sub"].error
+    assert error is not None
+    assert error["message"].endswith(
+        "failed: CircuitOpenError: circuit 'boom' is open (after RuntimeError: the real fault)"
+    )
+    assert CALLS["k"] == 2
+
+
+async def test_a_child_refused_from_its_first_call_reports_the_refusal_alone() -> None:
+    """A rate limit refusing the child's first call: there is no earlier error to add."""
+    limited = {"retry": {"max_attempts": 1}, "rate_limit": {"rate": 0.001, "burst": 1}}
+    kid = child(
+        {"id": "a", "agent": "counted", "input": "${inputs.text}"},
+        {"id": "b", "agent": "counted", "input": "${inputs.text}", "depends_on": ["a"]},
+        defaults={"policy": limited},
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        result = await (await runtime.start(parent(kid))).wait()
+    error = result.steps["sub"].error
+    assert error is not None
+    assert "failed: RateLimitedError: " in error["message"]
+    assert "(after" not in error["message"]
 
 
 async def test_a_failed_child_fails_the_step_and_the_parent(tmp_path: Path) -> None:
@@ -324,6 +393,21 @@ async def test_the_attempt_timeout_is_the_childs_timeout(
     assert record.status is ExecutionStatus.FAILED
     assert record.error["type"] == "ExecutionTimeoutError"
     assert trio.current_time() == pytest.approx(1.5)
+
+
+async def test_a_derived_child_timeout_is_reported_rounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The time left of a deadline is a long float: the child's message shows it as 0.3 s."""
+    sleepy = child({"id": "a", "agent": {"id": "sleep", "config": {"seconds": 10}}})
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(parent(sleepy, policy={"timeout": 0.1 + 0.2}))
+        await handle.wait()
+        record = await runtime.journal.get_execution(child_execution_id(handle.execution_id, "sub"))
+    assert record.error == {
+        "type": "ExecutionTimeoutError",
+        "message": "the execution ran past its timeout of 0.3 s",
+    }
 
 
 async def test_a_running_child_is_live_in_the_runtime_and_locked(tmp_path: Path) -> None:

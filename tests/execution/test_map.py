@@ -5,6 +5,7 @@ Everything with time runs on pytest-trio's `autojump_clock`, so virtual times ar
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._wind_down import FORCED_STOP_WAIT
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord
-from orchestr8._journal._map_items import split_item_id
+from orchestr8._journal._map_items import item_counts, split_item_id
 from orchestr8._journal._replay import replay
 from orchestr8._workflow._codec import journal_document, load_workflow
 
@@ -383,6 +384,84 @@ async def test_the_execution_timeout_reaches_the_running_items(
     assert trio.current_time() == 2.0
 
 
+# -- per-item filters (a map's `when` that reads item or index) --------------------------------
+
+
+async def test_a_when_over_the_item_filters_items_in_order_with_null_for_the_skipped() -> None:
+    """False for an item: `step.skipped` for `ID[i]` with the reason, no start, no agent call,
+    `null` in its place; the map succeeds and counts its skipped items."""
+    calls: list[Any] = []
+
+    async def counted(input: Any) -> Any:
+        calls.append(input["doc"])
+        return str(input["doc"]).upper()
+
+    document = workflow(mapped(agent="agent", when="item != 'b' && index != `3`"))
+    result, events = await execute(document, {"docs": list("abcde")}, agents={"agent": counted})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == ["A", None, "C", None, "E"]
+    assert sorted(calls) == ["a", "c", "e"]
+    assert [e.data for e in of_type(events, EventType.STEP_SKIPPED, "each[1]")] == [
+        {"reason": "when was false: item != 'b' && index != `3`"}
+    ]
+    assert of_type(events, EventType.STEP_STARTED, "each[1]") == []
+    assert of_type(events, EventType.STEP_STARTED, "each[3]") == []
+    assert of_type(events, EventType.STEP_SKIPPED, "each") == []
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    output = result.steps["each"].output
+    assert done.data == {"output": output, "count": 5, "succeeded": 3, "skipped": 2}
+    counts = item_counts(replay(events))["each"]
+    assert counts.describe() == "map 5: 3 succeeded, 2 skipped"
+
+
+def declared(name: str) -> dict[str, Any]:
+    """The inputs schema of `workflow` with one more input, `name`."""
+    return {"type": "object", "properties": {"docs": {"type": "array"}, name: {}}}
+
+
+async def test_a_when_over_inputs_and_the_item_is_a_per_item_filter_too() -> None:
+    """A `when` reading inputs and item is checked per item: the map step itself is not skipped."""
+    document = workflow(mapped(when="inputs.keep == item"), inputs=declared("keep"))
+    inputs = {"docs": ["a", "b", "a"], "keep": "a"}
+    result, events = await execute(document, inputs)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == [{"doc": "a", "at": 0}, None, {"doc": "a", "at": 2}]
+    assert [e.step_id for e in of_type(events, EventType.STEP_SKIPPED)] == ["each[1]"]
+
+
+async def test_a_map_when_over_inputs_alone_skips_the_whole_step() -> None:
+    """A map's `when` that reads no item is checked once, before `for_each`, as on any step."""
+    document = workflow(mapped(when="inputs.go"), inputs=declared("go"))
+    result, events = await execute(document, {"docs": [1], "go": False})
+    assert result.steps["each"].status is StepStatus.SKIPPED
+    assert [e.step_id for e in of_type(events, EventType.STEP_SKIPPED)] == ["each"]
+    assert of_type(events, EventType.MAP_STARTED) == []
+
+
+async def test_a_filter_that_fails_for_an_item_fails_that_item_under_on_item_error() -> None:
+    """An `ExpressionError` for one item fails that item with its message: `continue` leaves
+    `null` and records it, `fail` fails the map naming the item."""
+    docs: list[Any] = ["ab", 5, "abc"]
+    kept = workflow(mapped(when="length(item) > `1`", on_item_error="continue"))
+    result, events = await execute(kept, {"docs": docs})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["each"].output == [{"doc": "ab", "at": 0}, None, {"doc": "abc", "at": 2}]
+    (failed,) = of_type(events, EventType.STEP_FAILED, "each[1]")
+    assert failed.data["error"]["type"] == "ExpressionError"
+    assert "length(item) > `1`" in failed.data["error"]["message"]
+    assert of_type(events, EventType.STEP_STARTED, "each[1]") == []
+    (done,) = of_type(events, EventType.STEP_SUCCEEDED, "each")
+    assert done.data["failed_items"] == [1]
+    assert item_counts(replay(events))["each"].describe() == "map 3: 2 succeeded, 1 failed"
+
+    result, events = await execute(workflow(mapped(when="length(item) > `1`")), {"docs": docs})
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error is not None
+    assert error["type"] == "MapItemFailedError"
+    assert error["message"].startswith("item 1 failed: ExpressionError: ")
+
+
 # -- resume ------------------------------------------------------------------------------------
 
 
@@ -433,15 +512,59 @@ async def test_resume_runs_only_the_failed_items_again(tmp_path: Path) -> None:
     assert all(state.steps[f"each[{i}]"].status is StepStatus.SUCCEEDED for i in range(5))
 
 
+async def test_resume_reuses_succeeded_items_and_evaluates_skipped_ones_again(
+    tmp_path: Path,
+) -> None:
+    """SQLite journal: on resume a filtered map reuses its succeeded items, runs the failed one
+    again, and checks its `when` again for the skipped ones (which stay skipped, no agent call)."""
+    calls: list[Any] = []
+
+    async def counted(input: Any) -> Any:
+        calls.append(input["doc"])
+        return await picky(input)
+
+    path = tmp_path / "journal.db"
+    document = workflow(mapped(agent="agent", when="item != 'skip'", max_concurrency=1))
+    document["output"] = "${steps.each.output}"
+    docs = ["a", "skip", "bad", "skip"]
+    async with open_runtime(journal=path, agents={"agent": counted}) as rt:
+        handle = await rt.start(document, {"docs": docs})
+        failed = await handle.wait()
+    assert failed.status is ExecutionStatus.FAILED
+    assert calls == ["a", "bad"]
+
+    async def fixed(input: Any) -> Any:
+        calls.append(input["doc"])
+        return str(input["doc"]).upper()
+
+    calls.clear()
+    async with open_runtime(journal=path, agents={"agent": fixed}) as rt:
+        before = await rt.journal.events(handle.execution_id)
+        resumed = await rt.resume(handle.execution_id)
+        result = await resumed.wait()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert calls == ["bad"]
+    assert result.output == ["A", None, "BAD", None]
+    after = events[len(before) :]
+    assert after[0].data["reused_items"] == {"each": 1}
+    assert [e.step_id for e in of_type(after, EventType.STEP_SKIPPED)] == ["each[1]", "each[3]"]
+    counts = item_counts(replay(events))["each"]
+    assert counts.describe() == "map 4: 2 succeeded, 2 skipped"
+
+
 # -- properties --------------------------------------------------------------------------------
 
 
 @st.composite
 def map_cases(draw: st.DrawFn) -> dict[str, Any]:
-    """A random map: its size, limits, item durations, how often each item fails, error modes."""
+    """A random map: its size, limits, item durations, how often each item fails, error modes,
+    and the items a per-item `when` filters out (None: the map has no `when`)."""
     count = draw(st.integers(0, 12))
+    filtered = st.sets(st.integers(0, max(count - 1, 0)), max_size=count)
     return {
         "count": count,
+        "skipped": draw(st.none() | filtered.map(sorted)),
         "durations": draw(st.lists(st.integers(0, 2), min_size=count, max_size=count)),
         "failures": draw(st.lists(st.integers(0, 3), min_size=count, max_size=count)),
         "max_attempts": draw(st.integers(1, 3)),
@@ -461,6 +584,8 @@ def map_case_document(case: dict[str, Any]) -> dict[str, Any]:
         max_concurrency=case["max_concurrency"],
         policy={"retry": retry, "circuit_breaker": None},
     )
+    if case["skipped"] is not None:
+        step["when"] = f"!contains(`{json.dumps(case['skipped'])}`, item)"
     return workflow(step, fail_fast=case["fail_fast"], output="${steps.each.output}")
 
 
@@ -483,7 +608,12 @@ def check_map_run(
 ) -> None:
     """Every item ran at most its attempt budget, the journal agrees, the output is in order."""
     count, budget = case["count"], case["max_attempts"]
-    fails_for_good = {i for i in range(count) if case["failures"][i] >= budget}
+    skipped = set(case["skipped"] or ())
+    fails_for_good = {i for i in range(count) if case["failures"][i] >= budget} - skipped
+    assert skipped.isdisjoint(calls)
+    for index in skipped:
+        assert of_type(events, EventType.STEP_STARTED, f"each[{index}]") == []
+        assert len(of_type(events, EventType.STEP_SKIPPED, f"each[{index}]")) <= 1
     for index, made in calls.items():
         assert made <= budget
         assert len(of_type(events, EventType.ATTEMPT_STARTED, f"each[{index}]")) == made
@@ -494,8 +624,8 @@ def check_map_run(
         assert map_result.status is StepStatus.FAILED
         assert result.status is ExecutionStatus.FAILED
         return
-    assert calls.keys() == set(range(count))
-    expected = [None if i in fails_for_good else i * 10 for i in range(count)]
+    assert calls.keys() == set(range(count)) - skipped
+    expected = [None if i in fails_for_good | skipped else i * 10 for i in range(count)]
     assert map_result.status is StepStatus.SUCCEEDED
     assert result.output == expected
 
@@ -531,8 +661,9 @@ async def resume_from_a_cut(
 @settings(max_examples=150)
 @given(case=map_cases())
 def test_map_properties_with_random_sizes_failures_and_cuts(case: dict[str, Any]) -> None:
-    """Random maps keep every property, and resuming after a cut at any event runs only the
-    items the journal does not record as succeeded, each once, with the outputs in order."""
+    """Random maps, with or without a random per-item filter, keep every property, and resuming
+    after a cut at any event runs only the unfiltered items the journal does not record as
+    succeeded, each once, with the outputs in order (`null` for filtered items)."""
     case["docs"] = list(range(case["count"]))
     document = map_case_document(case)
     calls: dict[int, int] = {}
@@ -556,11 +687,12 @@ def test_map_properties_with_random_sizes_failures_and_cuts(case: dict[str, Any]
     if map_done:
         assert rerun == {}
     else:
-        assert set(rerun) == set(range(case["count"])) - finished
+        skipped = set(case["skipped"] or ())
+        assert set(rerun) == set(range(case["count"])) - finished - skipped
         assert all(made == 1 for made in rerun.values())
     assert resumed.status is ExecutionStatus.SUCCEEDED
     if not map_done:
-        assert resumed.output == [i * 10 for i in range(case["count"])]
+        assert resumed.output == [None if i in skipped else i * 10 for i in range(case["count"])]
 
 
 async def test_the_usage_of_items_counts_for_their_map_step() -> None:
@@ -707,3 +839,35 @@ async def test_maps_whose_coordinators_use_a_whole_spawn_pass_still_start_their_
         result, _ = await execute(document, {"docs": ["a", "b"]})
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["each0"].output == [{"doc": "a", "at": 0}, {"doc": "b", "at": 1}]
+
+
+async def test_a_resume_whose_for_each_yields_another_count_reuses_nothing_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """Items are matched by position: with another number of items the map fails, naming both."""
+    path = tmp_path / "journal.db"
+    document = workflow(
+        {
+            "id": "each",
+            "agent": "agent",
+            "for_each": "inputs.api_key",
+            "max_concurrency": 1,
+            "input": {"doc": "${item}"},
+            "policy": {"retry": {"max_attempts": 1}, "circuit_breaker": None},
+        },
+        inputs={"type": "object", "properties": {"api_key": {"type": "array"}}},
+    )
+    async with open_runtime(journal=path, agents={"agent": picky}) as rt:
+        handle = await rt.start(document, {"api_key": ["k0", "k1", "bad-k2", "k3"]})
+        assert (await handle.wait()).status is ExecutionStatus.FAILED
+    async with open_runtime(journal=path, agents={"agent": picky}) as rt:
+        resumed = await rt.resume(handle.execution_id, inputs={"api_key": ["x"]})
+        result = await resumed.wait()
+    assert result.status is ExecutionStatus.FAILED
+    error = result.steps["each"].error
+    assert error is not None
+    assert error["type"] == "MapItemsError"
+    assert error["message"] == (
+        "for_each yielded 1 items, but the run being resumed had 4: its 2 finished items cannot"
+        " be matched to these (resume with the inputs it ran with)"
+    )

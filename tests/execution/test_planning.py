@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from orchestr8._agents._contract import AgentContext
 from orchestr8._agents._registry import AgentRegistry
-from orchestr8._errors import BulkheadFullError, NonRetryableError, WorkflowValidationError
+from orchestr8._errors import (
+    AgentConfigurationError,
+    BulkheadFullError,
+    NonRetryableError,
+    WorkflowValidationError,
+)
 from orchestr8._execution._children import child_execution_id
 from orchestr8._execution._emitter import Emitter
 from orchestr8._execution._engine import ExecutionRun
@@ -682,3 +687,47 @@ async def test_a_replanning_planner_that_raises_system_exit_fails_the_step_only(
     assert error is not None
     assert error["type"] == "AgentExitError"
     assert len(REQUESTS) == 1
+
+
+class NoKeyError(AgentConfigurationError, NonRetryableError):
+    """Like the llm agent's MissingAPIKeyError: a ValueError that no retry can fix."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "retried"), [(NoKeyError("no API key"), False), (ValueError("bad"), True)]
+)
+async def test_a_planners_own_error_keeps_its_type_and_retry_class(
+    raised: Exception, retried: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Only a non-JSON plan is OutputNotSerialisableError: a planner's error is itself."""
+
+    async def failing(input: Any, context: AgentContext) -> Any:
+        REQUESTS.append(input)
+        raise raised
+
+    async with open_runtime(agents={**AGENTS, "planner": failing}) as runtime:
+        result = await (await runtime.start(planning())).wait()
+    error = result.steps["planned"].error
+    assert error is not None
+    assert (error["type"], error["message"]) == (type(raised).__name__, str(raised))
+    assert result.steps["planned"].attempts == len(REQUESTS)
+    assert (len(REQUESTS) > 1) is retried
+
+
+async def test_a_failing_replanning_planner_fails_the_step_saying_so() -> None:
+    """A planner that fails is no failed replacement: the step fails at once, naming the planner."""
+
+    async def boom(input: Any, context: AgentContext) -> Any:
+        REQUESTS.append(input)
+        raise RuntimeError("planner down")
+
+    async with open_runtime(agents={**AGENTS, "planner": boom}) as runtime:
+        handle = await runtime.start(replanning(max_replans=3))
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.steps["work"].error == {
+        "type": "PlannerFailedError",
+        "message": "the replanning planner failed: RuntimeError: planner down",
+    }
+    assert len(REQUESTS) == 1
+    assert [event.data["replan"] for event in of_type(events, EventType.STEP_REPLANNED)] == [1]

@@ -131,6 +131,39 @@ async def test_readers_of_a_skip_are_skipped_unless_they_accept_it_and_followers
     }
 
 
+async def test_a_reader_further_down_a_chain_is_skipped_and_one_in_a_sequence_too() -> None:
+    """A step that reads a skipped step through steps that only order after it is skipped too."""
+    document = workflow(
+        echo("a", input={"ok": True}),
+        echo("b", "a", when="`false`", input={"t": "B"}),
+        echo("middle", "b", input="middle"),
+        echo("reader", "middle", input={"v": "${steps.b.output.t}"}),
+        echo("checker", "middle", when="steps.b.output == `null`", input="checked"),
+        echo("tolerant", "middle", accept_skipped=True, input="${steps.b.output}"),
+    )
+    result, events = await execute(document)
+    assert statuses(result) == {
+        "a": "succeeded",
+        "b": "skipped",
+        "middle": "succeeded",
+        "reader": "skipped",
+        "checker": "skipped",
+        "tolerant": "succeeded",
+    }
+    reasons = {
+        step: event.data["reason"] for step, event in of_type(events, "step.skipped").items()
+    }
+    assert reasons["reader"] == reasons["checker"] == "a step it reads was skipped: b"
+    sequence = workflow(
+        echo("search", when="inputs.go", input=["x"]),
+        echo("log", input="logged"),
+        {"id": "each", "agent": "echo", "for_each": "steps.search.output", "input": "${item}"},
+        strategy="sequential",
+    )
+    result, _ = await execute(sequence, {"go": False})
+    assert statuses(result) == {"search": "skipped", "log": "succeeded", "each": "skipped"}
+
+
 async def test_the_output_reads_a_skipped_step_as_null_and_the_default_output_leaves_it_out() -> (
     None
 ):

@@ -228,6 +228,23 @@ async def test_a_map_step_counts_its_items_and_the_socket_carries_them(
     }
 
 
+async def test_a_filtered_map_counts_its_skipped_items(client: Client, runtime: Runtime) -> None:
+    """A map's per-item `when`: the items it leaves out are `skipped` in the step's `items`."""
+    step = {"id": "each", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"}
+    document = {**MAP, "steps": [{**step, "when": "item != 'b'"}]}
+    execution_id = await start(client, document, inputs={"docs": ["a", "b", "c"]})
+    await finish(runtime, execution_id)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["output"] == ["a", None, "c"]
+    assert detail["steps"]["each"]["items"] == {
+        "count": 3,
+        "succeeded": 2,
+        "skipped": 1,
+        "attempts": 2,
+        "failed_items": [],
+    }
+
+
 async def test_failed_step_reports_its_attempts_and_error(client: Client, runtime: Runtime) -> None:
     """A step that failed for good shows its attempts and error, and so does the execution."""
     execution_id = await start(client, FAIL)

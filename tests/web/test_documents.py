@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,7 +81,22 @@ async def test_a_path_in_a_posted_document_is_refused_with_the_reason(client: Cl
     response = await client.post("/workflows/execute", json=body)
     assert response.status_code == 422
     problem = await response.get_json()
-    assert "the file path 'child.json' needs a document loaded from a file" in str(problem)
+    assert "the file path 'child.json' is refused" in str(problem)
+
+
+async def test_a_posted_document_cannot_read_a_server_file(client: Client, tmp_path: Path) -> None:
+    """An absolute path in a request body is refused unread: no content, no existence oracle."""
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"schema_version": "sk-SECRETVALUE", "name": "x", "steps": []}')
+    answers = []
+    for path in (secret, tmp_path / "missing.json"):
+        body = {"workflow": {**PARENT, "steps": [{"id": "sub", "workflow": str(path)}]}}
+        response = await client.post("/workflows/execute", json=body)
+        assert response.status_code == 422
+        answers.append(str(await response.get_json()).replace(path.name, "NAME"))
+    assert "SECRETVALUE" not in answers[0]
+    assert answers[0] == answers[1]
+    assert "not loaded from a file" in answers[0]
 
 
 async def test_a_running_child_streams_its_own_events_on_its_socket(

@@ -277,3 +277,32 @@ def test_every_path_into_a_null_previous_reads_null() -> None:
     assert template.render({}, {}, {"previous": None}) == {"draft": None, "text": "was null"}
     with pytest.raises(ReferenceResolutionError, match="previous has no key 'json'"):
         template.render({}, {}, {"previous": {"x": 1}})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["(" * 600 + "inputs.a" + ")" * 600, "!" * 5000 + "inputs.a", "!" * 60 + "inputs.a"],
+    ids=["parentheses", "thousands of nots", "sixty nots"],
+)
+def test_an_expression_nested_too_deeply_is_one_problem_not_a_crash(text: str) -> None:
+    """Nesting past the limit (or past Python's stack, in the parser) is refused, briefly."""
+    [message] = problems_of(text)
+    assert f"nests more than 50 levels deep ({len(text)} characters)" in message
+    assert len(message) < 200
+
+
+def test_an_expression_nested_within_the_limit_compiles_and_evaluates() -> None:
+    """Forty nots compile and evaluate like two: the limit leaves room for real expressions."""
+    assert compiled("!" * 40 + "(inputs.a)").evaluate({"inputs": {"a": 1}}) is True
+
+
+def test_a_not_before_a_path_is_refused_as_it_negates_only_the_first_name() -> None:
+    """`!steps.a.output.ok` is `(!steps).a...`, always null: the problem says to write `!(...)`."""
+    assert any("'!' binds tighter than '.'" in message for message in problems_of("!inputs.a.b"))
+    assert compiled("!(steps.a.output.ok)").holds(expression_scope({}, {"a": {"ok": False}}))
+
+
+@pytest.mark.parametrize("text", ["steps.a.outputs.ok", "steps.a", "steps.a[0]"])
+def test_a_step_path_must_go_through_output_as_references_do(text: str) -> None:
+    """`steps.a.outputs.ok` (a typo) and `steps.a` read nothing useful: refused, naming the fix."""
+    assert problems_of(text) == [f"{text!r} reads steps.a but not its output: write steps.a.output"]

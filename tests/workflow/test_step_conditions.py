@@ -7,8 +7,14 @@ from typing import Any
 import pytest
 
 from orchestr8._errors import WorkflowValidationError
+from orchestr8._workflow._codec import load_workflow
 from orchestr8._workflow._document import Step, Workflow
-from orchestr8._workflow._step_conditions import CONDITION_ROOTS, condition_roots
+from orchestr8._workflow._step_conditions import (
+    CONDITION_ROOTS,
+    MAP_CONDITION_ROOTS,
+    condition_roots,
+    filters_items,
+)
 
 
 def workflow(*steps: Step, **fields: Any) -> Workflow:
@@ -81,3 +87,64 @@ def test_a_condition_reading_a_root_its_step_lacks_is_refused_where_it_stands() 
         "$.steps[0].when: \"item.kind == 'x'\" reads 'item', which is not defined here (it may"
         " read inputs, steps)"
     ]
+
+
+def test_a_map_step_condition_may_read_its_item_and_index() -> None:
+    """A step with for_each adds `item` and `index` to what its `when` may read, built or raw."""
+    mapped = Step(id="a", agent="echo", for_each="inputs.docs", when="item.keep && index > `0`")
+    assert condition_roots(mapped) == MAP_CONDITION_ROOTS
+    assert condition_roots({"id": "a", "for_each": "inputs.docs"}) == MAP_CONDITION_ROOTS
+    flow = workflow(mapped, schema_version="1.1")
+    when = flow.steps_by_id["a"].when
+    assert when is not None
+    assert when.roots == {"item", "index"}
+    assert filters_items(flow.steps_by_id["a"])
+
+
+def test_only_a_map_condition_that_reads_its_item_filters_items() -> None:
+    """A map's `when` over inputs alone is checked once for the step; a plain step never filters."""
+    assert not filters_items(Step(id="a", agent="echo", for_each="inputs.docs", when="inputs.go"))
+    assert not filters_items(Step(id="a", agent="echo", for_each="inputs.docs"))
+    assert not filters_items(Step(id="a", agent="echo", when="inputs.go"))
+    both = Step(id="a", agent="echo", for_each="inputs.docs", when="inputs.go && item")
+    assert filters_items(both)
+
+
+def test_the_codec_accepts_an_item_filter_on_a_map_and_refuses_it_elsewhere() -> None:
+    """A document: `item` in a map's `when` loads; in a plain step's it is the usual problem."""
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "filters",
+        "steps": [
+            {"id": "each", "agent": "echo", "for_each": "inputs.docs", "when": "item != 'x'"},
+            {"id": "plain", "agent": "echo", "when": "index == `0`"},
+        ],
+    }
+    with pytest.raises(WorkflowValidationError) as caught:
+        load_workflow(document)
+    assert [str(problem) for problem in caught.value.problems] == [
+        "$.steps[1].when: 'index == `0`' reads 'index', which is not defined here (it may"
+        " read inputs, steps)"
+    ]
+    del document["steps"][1]
+    assert filters_items(load_workflow(document).steps[0])
+
+
+def test_a_document_with_other_problems_still_lets_a_map_condition_read_its_item() -> None:
+    """The codec's raw-step check (`outline_condition`) gives a map's `when` `item` as well."""
+    document: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "filters",
+        "steps": [
+            {"id": "each", "agent": "echo", "for_each": "inputs.docs", "when": "item.keep"},
+            {"id": "plain", "agent": "echo", "when": "item.keep", "retries": 3},
+        ],
+    }
+    with pytest.raises(WorkflowValidationError) as caught:
+        load_workflow(document)
+    found = [str(problem) for problem in caught.value.problems]
+    assert [line for line in found if line.startswith("$.steps[0]")] == []
+    assert (
+        "$.steps[1].when: 'item.keep' reads 'item', which is not defined here (it may read"
+        " inputs, steps)" in found
+    )

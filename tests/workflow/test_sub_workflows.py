@@ -110,8 +110,8 @@ def test_a_missing_child_file_names_the_file(tmp_path: Path) -> None:
 def test_a_path_in_a_document_without_a_file_is_refused() -> None:
     """A document given as JSON has no directory: a relative path in it is refused, saying why."""
     [found] = problems(parent("child.json"))
-    assert found.startswith("$.steps[0].workflow: the file path 'child.json' needs a document")
-    assert "use an inline document or a registered name" in found
+    assert found.startswith("$.steps[0].workflow: the file path 'child.json' is refused")
+    assert "inline the child document or use a registered name" in found
 
 
 def test_parse_workflow_refuses_a_relative_path_naming_the_source() -> None:
@@ -122,10 +122,45 @@ def test_parse_workflow_refuses_a_relative_path_naming_the_source() -> None:
     assert caught.value.problems[0].path == "$.steps[0].workflow"
 
 
-def test_an_absolute_path_works_from_a_document_without_a_file(tmp_path: Path) -> None:
-    """An absolute path needs no directory to start from."""
+@pytest.mark.parametrize(("literal", "kind"), [("a string", "a string"), ([1], "an array")])
+def test_a_literal_input_that_is_no_object_is_a_load_problem(literal: Any, kind: str) -> None:
+    """A sub-workflow step's literal input is its child's inputs: one not an object never runs."""
+    found = problems(parent(CHILD, input=literal))
+    assert found == [
+        "$.steps[0].input: a sub-workflow step's input is its child's inputs: an object (or"
+        f" null), not {kind}"
+    ]
+    assert load_workflow(parent(CHILD, input=None)).steps[0].workflow is not None
+    assert load_workflow(parent(CHILD, input="${inputs.x}")).steps[0].workflow is not None
+
+
+def test_an_absolute_path_from_a_document_without_a_file_is_refused_unread(
+    tmp_path: Path,
+) -> None:
+    """A request body may not read server files: existing or not, the same refusal, no content."""
+    secret = {
+        "schema_version": "sk-SECRET",
+        "name": "x",
+        "steps": [{"id": "a", "agent": "ghp_TOKEN"}],
+    }
+    existing = write(tmp_path / "secret.json", secret)
+    missing = tmp_path / "missing.json"
+    for document in (parent(str(existing)), json.dumps(parent(str(existing)))):
+        [found] = problems(document)
+        assert "sk-SECRET" not in found
+        assert "ghp_TOKEN" not in found
+        assert found == f"$.steps[0].workflow: the file path '{existing}' is refused" + (
+            ": this document was not loaded from a file, so it may not read sub-workflow files"
+            " (inline the child document or use a registered name)"
+        )
+    [for_missing] = validate_workflow_document(parent(str(missing)))
+    assert for_missing.message == found.split(": ", 1)[1].replace(str(existing), str(missing))
+
+
+def test_an_absolute_path_works_from_a_document_loaded_from_a_file(tmp_path: Path) -> None:
+    """A file's document may name a child by absolute path (the file's author owns the server)."""
     child = write(tmp_path / "child.json", CHILD)
-    loaded = load_workflow(parent(str(child)))
+    loaded = load_workflow(write(tmp_path / "elsewhere.json", parent(str(child))))
     assert loaded.steps[0].workflow is not None
 
 
