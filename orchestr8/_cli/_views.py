@@ -251,13 +251,10 @@ def execution_detail(
                 "reason": None,
             }
             continue
-        duration = None
-        if step.started is not None and step.finished is not None:
-            duration = step.finished - step.started
         steps[step_id] = {
             "status": str(step.status),
-            "attempts": step.attempts,
-            "duration": duration,
+            "attempts": step.total_attempts,
+            "duration": step.duration,
             "output": step.output,
             "error": step.error,
             "reason": step.reason,

@@ -22,8 +22,6 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from .._errors import ExpressionError, IterationLimitError
 from .._journal._events import EventType, StepStatus, describe_error
 from .._workflow._conditions import expression_scope
@@ -97,11 +95,14 @@ async def run_loop(runner: StepRunner, step: Step, state: RunState, emitter: Emi
             iteration += 1
             unit = iteration_id(step_id, iteration)
             local_values = {"previous": previous, "iteration": iteration}
+            stopped = True
             try:
                 result = await runner.run(step, unit, local_values)
-            except trio.Cancelled:
-                _cancelled(runner, emitter, step_id, unit)
-                raise
+                stopped = False
+            finally:
+                # Only a cancel gets out of `run`, maybe in a group (a sub-workflow's nursery).
+                if stopped:
+                    _cancelled(runner, emitter, step_id, unit)
             if result.status is StepStatus.CANCELLED:
                 _cancelled(runner, emitter, step_id, unit)
                 return StepResult(StepStatus.CANCELLED)

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import trio
 
-from .._errors import CircuitOpenError
+from .._errors import CallStoppedError, CircuitOpenError
 from .._journal._events import EventType, describe_error
 from .._observability._metrics import engine_metrics
 from .._observability._telemetry import record_breaker_transition, record_rejection
@@ -126,6 +127,9 @@ class StepListener:
     """The step id its metrics carry (the step's, or `ALL_STEPS`); empty for `step_id`."""
     attempts: int = 0
     silenced: bool = False
+    stop: trio.Event | None = None
+    """The execution's stop signal: an attempt that ends in `CallStoppedError` once it is set
+    (a sub-workflow cancelled with its parent) was stopped, not failed, and records no failure."""
 
     def attempt_started(self, attempt: int) -> None:
         self.attempts = attempt
@@ -135,7 +139,7 @@ class StepListener:
         self.emitter.emit_nowait(EventType.ATTEMPT_STARTED, step_id=self.step_id, attempt=attempt)
 
     def attempt_failed(self, attempt: int, error: Exception) -> None:
-        if self.silenced:
+        if self.silenced or (self._stopped() and isinstance(error, CallStoppedError)):
             return
         self.emitter.emit_nowait(
             EventType.ATTEMPT_FAILED,
@@ -143,6 +147,9 @@ class StepListener:
             attempt=attempt,
             data={"error": describe_error(error)},
         )
+
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def retry_scheduled(self, attempt: int, delay: float) -> None:
         if self.silenced:

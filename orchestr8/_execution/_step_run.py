@@ -147,6 +147,7 @@ class StepRunner:
             self.workflow.name,
             agent_id,
             step.id if self._series_per_step else ALL_STEPS,
+            stop=self._stop_event,
         )
         if unit_id is not None and not item:
             # The engine knows the step, not its units: giving up on it silences this unit.

@@ -40,6 +40,39 @@ class StepState:
     """How many replacement plans it was handed to after failing for good (`step.replanned`)."""
     items: int | None = None
     """For a map step (`for_each`): how many items it has, as `map.started` recorded."""
+    earlier_attempts: int = 0
+    """The attempts it made in runs before the last resume (`attempts` counts the last run's)."""
+    earlier_seconds: float = 0.0
+    """How long it ran in runs before the last resume, each run to its end or interruption."""
+
+    @property
+    def total_attempts(self) -> int:
+        """Every attempt the journal holds for it, across resumes: what views show."""
+        return self.earlier_attempts + self.attempts
+
+    @property
+    def duration(self) -> float | None:
+        """How long it ran, summed over its runs (a resume's downtime excluded); None if never."""
+        if self.started is not None and self.finished is not None:
+            return self.earlier_seconds + self.finished - self.started
+        return self.earlier_seconds if self.earlier_attempts or self.earlier_seconds else None
+
+    def carried_over(self, interrupted_at: float) -> StepState:
+        """The state a resume starts it from: pending, keeping what its earlier runs counted.
+
+        A run still going when its process stopped ran until `interrupted_at` (the last event).
+        """
+        ran = 0.0
+        if self.started is not None:
+            end = self.finished if self.finished is not None else interrupted_at
+            ran = max(0.0, end - self.started)
+        return StepState(
+            earlier_attempts=self.total_attempts,
+            earlier_seconds=self.earlier_seconds + ran,
+            plans=self.plans,
+            rejected_plans=self.rejected_plans,
+            replans=self.replans,
+        )
 
     @property
     def reusable(self) -> bool:
@@ -113,6 +146,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
     usage: dict[str, int] = {}
     execution_id: str | None = None
     for event in events:
+        interrupted_at = state.elapsed
         if execution_id is None:
             execution_id = event.execution_id
         elif event.execution_id != execution_id:
@@ -123,7 +157,9 @@ def replay(events: Iterable[Event]) -> ExecutionState:
         state = attrs.evolve(state, last_seq=max(state.last_seq, event.seq), elapsed=event.elapsed)
         if event.type == EventType.EXECUTION_RESUMED:
             steps = {
-                step_id: step if step.status is StepStatus.SUCCEEDED else StepState()
+                step_id: step
+                if step.status is StepStatus.SUCCEEDED
+                else step.carried_over(interrupted_at)
                 for step_id, step in steps.items()
             }
         if event.type.startswith("execution."):
@@ -182,6 +218,11 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
             attempts=step.attempts,
             started=event.elapsed,
             usage=step.usage,
+            plans=step.plans,
+            rejected_plans=step.rejected_plans,
+            replans=step.replans,
+            earlier_attempts=step.earlier_attempts,
+            earlier_seconds=step.earlier_seconds,
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))

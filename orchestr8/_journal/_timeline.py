@@ -7,8 +7,11 @@ seconds since the execution started), which carries on across resumes, so a resu
 one chart; attempts cut short by the crash show as interrupted. A map step's row draws the attempts
 of all its items together, and a line under the chart counts them (`map 1000: 998 succeeded,
 2 failed`); each item also gets a row of its own (`ID[3]`) under the map's while the map has at most
-`ITEM_ROWS` items, so a map of 1,000 items stays one readable row. Without colour the chart is
-plain ASCII::
+`ITEM_ROWS` items, so a map of 1,000 items stays one readable row. A loop step's row draws its own
+span, from its `step.started` to its end (its attempts are its iterations'), and its iterations'
+rows (`ID#1`, `ID#2`, ...) follow it in order; the other rows keep the order in which their steps
+first appear, so a step cancelled before a resume stays below the loop it waits for. Without colour
+the chart is plain ASCII::
 
     step     0s         0.5s       1s          1.5s     total 1.80s
              |----------|----------|-----------|------
@@ -98,6 +101,14 @@ class _Row:
     marks: list[float] = attrs.Factory(list)
     attempt_start: float | None = None
     wait: tuple[float, float] | None = None
+    spans: list[tuple[str, float, float]] = attrs.Factory(list)
+    """The step's own runs, `step.started` to its end: the bar of a loop step (no attempts)."""
+    span_start: float | None = None
+
+    def close_span(self, kind: str, at: float) -> None:
+        if self.span_start is not None:
+            self.spans.append((kind, self.span_start, at))
+            self.span_start = None
 
     def close_attempt(self, kind: str, at: float) -> None:
         if self.attempt_start is not None:
@@ -129,12 +140,16 @@ def _collect(
             for row in rows.values():
                 row.close_attempt(_INTERRUPTED, last)
                 row.close_wait(last)
+                row.close_span(_INTERRUPTED, last)
             resumes.append(at)
         first, last = min(first, at), max(last, at)
         if event.step_id is None:
             continue
         row = rows.setdefault(event.step_id, _Row(event.step_id))
-        if kind == EventType.ATTEMPT_STARTED:
+        if kind == EventType.STEP_STARTED:
+            row.close_span(_INTERRUPTED, at)
+            row.span_start = at
+        elif kind == EventType.ATTEMPT_STARTED:
             row.close_wait(at, ended=True)
             row.close_attempt(_INTERRUPTED, at)
             row.attempt_start = at
@@ -149,34 +164,49 @@ def _collect(
             row.marks.append(at)
         elif kind == EventType.STEP_SUCCEEDED:
             row.close_attempt(_OK, at)
+            row.close_span(_OK, at)
         elif kind == EventType.STEP_FAILED:
             row.close_attempt(_FAILED, at)
             row.close_wait(at)
+            row.close_span(_FAILED, at)
         elif kind in (EventType.STEP_CANCELLED, EventType.STEP_SKIPPED):
             row.close_attempt(_INTERRUPTED, at)
             row.close_wait(at)
+            row.close_span(_INTERRUPTED, at)
     for row in rows.values():
         row.close_attempt(open_kind, last)
         row.close_wait(last)
+        row.close_span(open_kind, last)
     return _grouped(rows), resumes, first, last
 
 
-def _grouped(rows: dict[str, _Row]) -> dict[str, _Row]:
-    """Draw each map item's bars in its map step's row too; keep item rows for small maps only.
+def _split_iteration_id(unit_id: str) -> tuple[str, int] | None:
+    """`("ID", k)` for a loop iteration's unit id `ID#k`, else None."""
+    step_id, separator, number = unit_id.rpartition("#")
+    return (step_id, int(number)) if separator and number.isdigit() else None
 
-    Item rows follow their map step's row, in index order.
+
+def _grouped(rows: dict[str, _Row]) -> dict[str, _Row]:
+    """Put unit rows under their step's: map items (small maps only) and loop iterations.
+
+    A map step's row draws its items' bars too; a loop step's row draws its own span. Item and
+    iteration rows follow their step's row, in index (iteration) order.
     """
     items: dict[str, list[tuple[int, _Row]]] = {}
+    iterations: dict[str, list[tuple[int, _Row]]] = {}
+    units: set[str] = set()
     for name, row in rows.items():
-        parsed = split_item_id(name)
-        if parsed is not None and parsed[0] in rows:
-            items.setdefault(parsed[0], []).append((parsed[1], row))
-    if not items:
+        for split, owners in ((split_item_id, items), (_split_iteration_id, iterations)):
+            parsed = split(name)
+            if parsed is not None and parsed[0] in rows:
+                owners.setdefault(parsed[0], []).append((parsed[1], row))
+                units.add(name)
+                break
+    if not units:
         return rows
     grouped: dict[str, _Row] = {}
     for name, row in rows.items():
-        parsed = split_item_id(name)
-        if parsed is not None and parsed[0] in items:
+        if name in units:
             continue
         grouped[name] = row
         members = sorted(items.get(name, ()), key=lambda member: member[0])
@@ -185,6 +215,10 @@ def _grouped(rows: dict[str, _Row]) -> dict[str, _Row]:
             row.marks.extend(item.marks)
         if len(members) <= ITEM_ROWS:
             grouped.update((item.step_id, item) for _, item in members)
+        loop = sorted(iterations.get(name, ()), key=lambda member: member[0])
+        if loop:
+            row.segments.extend(row.spans)
+            grouped.update((iteration.step_id, iteration) for _, iteration in loop)
     return grouped
 
 
@@ -267,10 +301,11 @@ def _status_text(state: StepState | None, interrupted: bool) -> str:
     text = str(state.status)
     if interrupted and text in ("running", "retrying"):
         text = _INTERRUPTED
-    if state.started is not None and state.finished is not None:
-        text += f" {_seconds(state.finished - state.started)}"
-    if state.attempts > 1:
-        text += f" ({state.attempts} attempts)"
+    duration = state.duration
+    if duration is not None:
+        text += f" {_seconds(duration)}"
+    if state.total_attempts > 1:
+        text += f" ({state.total_attempts} attempts)"
     return text
 
 

@@ -128,8 +128,8 @@ def _parent_document(record: ExecutionRecord) -> dict[str, Any] | None:
 def _step_document(step: StepState) -> dict[str, Any]:
     return {
         "status": str(step.status),
-        "attempts": step.attempts,
-        "duration": _duration(step.started, step.finished),
+        "attempts": step.total_attempts,
+        "duration": step.duration,
         "output": step.output,
         "error": step.error,
         "reason": step.reason,

@@ -63,3 +63,37 @@ def test_the_steps_table_shows_the_loop_before_its_error() -> None:
         ["draft#1", "succeeded", "1"],
         ["draft#2", "succeeded", "1"],
     ]
+
+
+PLAN_RECORD = ExecutionRecord(
+    "run-2",
+    "plans",
+    {
+        "schema_version": "1.1",
+        "name": "plans",
+        "steps": [{"id": "answer", "plan": {"agent": "planner"}}],
+    },
+)
+
+
+def test_after_a_resume_a_step_shows_every_attempt_plan_and_second_it_ran() -> None:
+    """A resumed plan step keeps its plans line, counts all 3 attempts and both runs' time."""
+    script = Script().add("execution.started")
+    script.add("step.started", "answer", agent="plan:planner")
+    script.add("plan.proposed", "answer").add("plan.rejected", "answer")
+    script.add("plan.proposed", "answer")
+    script.add("attempt.started", "answer", attempt=1)
+    script.add("attempt.failed", "answer", attempt=1, error=ERROR)
+    script.add("attempt.started", "answer", attempt=2)
+    script.add("execution.resumed")
+    script.add("step.started", "answer", agent="plan:planner")
+    script.add("attempt.started", "answer", attempt=1)
+    script.add("step.succeeded", "answer", attempt=1, output="done")
+    detail = execution_detail(PLAN_RECORD, script.add("execution.succeeded").events)
+    step = detail["steps"]["answer"]
+    assert step["attempts"] == 3
+    assert step["plans"] == {"proposed": 2, "rejected": 1, "replans": 0}
+    # Seconds 1 to 7 before the resume (cut at its last event), 9 to 11 after it.
+    assert step["duration"] == 8.0
+    text = render_execution_detail(detail, color=False)
+    assert "answer plans: 2 proposed, 1 rejected" in text

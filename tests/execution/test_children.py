@@ -331,8 +331,11 @@ async def test_cancelling_the_parent_cancels_the_child_cooperatively_first(
         child_id = child_execution_id(handle.execution_id, "sub")
         record = await runtime.journal.get_execution(child_id)
         child_events = await runtime.journal.events(child_id)
+        events = await runtime.journal.events(handle.execution_id)
     assert result.status is ExecutionStatus.CANCELLED
     assert result.steps["sub"].status is StepStatus.CANCELLED
+    # Stopped with its parent, not failed: no failed attempt is journaled for the step.
+    assert of_type(events, EventType.ATTEMPT_FAILED) == []
     assert record.status is ExecutionStatus.CANCELLED
     assert record.error["message"] == "its parent execution was cancelled"
     # The cooperative agent returned at once when asked: the child step succeeded meanwhile.

@@ -362,6 +362,54 @@ async def test_an_iteration_that_ignores_its_cancel_is_given_up_and_records_noth
     assert of_type(events, EventType.STEP_SUCCEEDED) == []
 
 
+async def pause(input: Any, context: AgentContext) -> Any:
+    """Take 0.6 s: three of them in a row make a child that is still running when cancelled."""
+    await trio.sleep(0.6)
+    return {"done": context.step_id}
+
+
+SLOW_CHILD: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "slow_child",
+    "steps": [
+        {"id": "c1", "agent": "pause"},
+        {"id": "c2", "agent": "pause", "depends_on": ["c1"]},
+        {"id": "c3", "agent": "pause", "depends_on": ["c2"]},
+    ],
+    "output": "${steps.c3.output}",
+}
+
+
+@pytest.mark.parametrize(("cancel_at", "grace"), [(0.3, 0), (1.35, 0.2), (1.5, 0.5), (2.0, 1.0)])
+async def test_a_cancelled_loop_over_a_sub_workflow_ends_every_unit_cancelled(
+    cancel_at: float, grace: float, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Forced or cooperative, a cancel ends the running iteration `cancelled`, never failed."""
+    step = {
+        "id": "lc",
+        "workflow": SLOW_CHILD,
+        "input": {},
+        "repeat": {"until": "iteration >= `3`", "max_iterations": 4},
+    }
+    async with open_journal(None) as journal:
+        async with open_runtime(journal=journal, agents={"pause": pause}, cancel_grace=grace) as rt:
+            handle = await rt.start(workflow(step))
+            await trio.sleep(cancel_at)
+            handle.cancel()
+            result = await handle.wait()
+        events = await journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    state = replay(events)
+    last = max(unit for unit in state.steps if unit.startswith("lc#"))
+    assert state.steps[last].status is StepStatus.CANCELLED
+    assert {unit.status for unit in state.steps.values()} <= {
+        StepStatus.SUCCEEDED,
+        StepStatus.CANCELLED,
+    }
+    assert of_type(events, EventType.ATTEMPT_FAILED) == []
+    assert_replays_to(result, events)
+
+
 # -- resume --------------------------------------------------------------------------------------
 
 

@@ -801,6 +801,33 @@ async def test_a_map_over_a_sub_workflow_runs_one_child_execution_per_item() -> 
     }
 
 
+@pytest.mark.parametrize(("cancel_at", "grace"), [(0.3, 0), (0.3, 0.5), (0.9, 0.2), (0.7, 0.3)])
+async def test_a_cancelled_map_over_a_sub_workflow_ends_its_items_cancelled_not_failed(
+    cancel_at: float, grace: float, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Forced or cooperative, a cancel ends the running items `cancelled`, no attempt failed."""
+    inner = {
+        "schema_version": "1.1",
+        "name": "inner",
+        "steps": [
+            {"id": "first", "agent": "sleepy", "input": {"doc": 0.6}},
+            {"id": "second", "agent": "sleepy", "input": {"doc": 0.6}, "depends_on": ["first"]},
+        ],
+        "output": "${steps.second.output}",
+    }
+    document = workflow({"id": "each", "for_each": "inputs.docs", "input": {}, "workflow": inner})
+    async with open_runtime(agents={"sleepy": sleepy}, cancel_grace=grace) as rt:
+        handle = await rt.start(document, {"docs": [1, 2]})
+        await trio.sleep(cancel_at)
+        handle.cancel("stop")
+        result = await handle.wait()
+        events = await rt.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.CANCELLED
+    state = replay(events)
+    assert [state.steps[f"each[{i}]"].status for i in range(2)] == [StepStatus.CANCELLED] * 2
+    assert of_type(events, EventType.ATTEMPT_FAILED) == []
+
+
 async def test_maps_whose_coordinators_use_a_whole_spawn_pass_still_start_their_items(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

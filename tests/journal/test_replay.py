@@ -113,7 +113,7 @@ def test_replay_across_a_resume_keeps_succeeded_outputs() -> None:
     assert resumed.status is ExecutionStatus.RUNNING
     assert resumed.steps == {
         "a": StepState(StepStatus.SUCCEEDED, 0, "A", None, 2.0, 3.0),
-        "b": StepState(),
+        "b": StepState(earlier_attempts=1, earlier_seconds=2.0),
         "c": StepState(),
     }
     script.add("step.started", "b").add("step.succeeded", "b", output="B")
@@ -210,3 +210,32 @@ def test_replay_is_unchanged_by_a_json_round_trip(sequence: list[Event]) -> None
     wire = json.loads(json.dumps([event.to_json() for event in sequence]))
     assert [Event.from_json(document) for document in wire] == sequence
     assert replay(Event.from_json(document) for document in wire) == replay(sequence)
+
+
+def test_a_step_resumed_keeps_its_earlier_attempts_plans_and_running_time() -> None:
+    """Across a resume a step's attempts, plans and time ran add up; downtime is not counted."""
+    script = Script().add("execution.started")
+    script.add("step.started", "p").add("plan.proposed", "p").add("plan.rejected", "p")
+    script.add("attempt.started", "p", 1).add("attempt.failed", "p", 1)
+    script.add("attempt.started", "p", 2)
+    script.add("execution.resumed")
+    script.add("step.started", "p").add("plan.proposed", "p")
+    script.add("attempt.started", "p", 1).add("step.succeeded", "p", 1, output="done")
+    step = replay(script.events).steps["p"]
+    assert (step.attempts, step.total_attempts) == (1, 3)
+    assert (step.plans, step.rejected_plans) == (2, 1)
+    first_run = script.events[6].elapsed - script.events[1].elapsed
+    last_run = script.events[-1].elapsed - script.events[8].elapsed
+    assert step.duration == pytest.approx(first_run + last_run)
+
+
+def test_a_step_that_never_ran_again_after_a_resume_keeps_its_earlier_time() -> None:
+    """A step cancelled before a resume and not run since shows the time it ran, or None."""
+    script = Script().add("execution.started")
+    script.add("step.started", "a").add("attempt.started", "a", 1)
+    script.add("step.cancelled", "a").add("step.cancelled", "b")
+    script.add("execution.resumed")
+    steps = replay(script.events).steps
+    assert steps["a"].duration == pytest.approx(2.0)
+    assert steps["a"].total_attempts == 1
+    assert steps["b"].duration is None

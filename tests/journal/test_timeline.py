@@ -109,6 +109,7 @@ def test_retries_waits_rejections_and_a_failed_step() -> None:
 
 
 def test_a_resumed_execution_is_one_chart() -> None:
+    """One axis across the resume; a step's time adds up its runs before and after it."""
     resumed = events(
         (0.0, "execution.started"),
         *ok("one", 0.0, 1.0),
@@ -122,10 +123,10 @@ def test_a_resumed_execution_is_one_chart() -> None:
         (3.0, "execution.succeeded"),
     )
     assert render_timeline(resumed, width=60) == chart("""
-        step  0s    0.5s  1s    1.5s  2s    2.5s     total 3.00s
-              |-----|-----|-----|-----|-----|------
-        one   =============                          succeeded 1.00s
-        two               ~~~~~~===================  succeeded 1.50s
+        step  0s      1s      2s        total 3.00s
+              |-------|-------|-------
+        one   ========                  succeeded 1.00s
+        two           ~~~~============  succeeded 2.00s (2 attempts)
 
         = attempt  ~ interrupted
         resumed at 1.50s
@@ -288,3 +289,47 @@ def test_a_large_map_is_one_row_with_its_counts() -> None:
     assert drawn[2].endswith("failed 20.00s")
     assert drawn[4] == "each  map 40: 39 succeeded, 1 failed"
     assert not any(line.startswith("each[") for line in drawn)
+
+
+def loop_events() -> list[Event]:
+    """A loop `l` of four 1.5 s iterations, cut after two and resumed; `after` reads its output."""
+    return events(
+        (0.0, "execution.started"),
+        (0.0, "step.started", "l", None, {"max_iterations": 5}),
+        *ok("l#1", 0.0, 1.5),
+        (1.5, "iteration.finished", "l", None, {"iteration": 1, "until": False}),
+        *ok("l#2", 1.5, 3.0),
+        (3.0, "iteration.finished", "l", None, {"iteration": 2, "until": False}),
+        (3.0, "step.started", "l#3"),
+        (3.0, "step.cancelled", "l#3"),
+        (3.0, "step.cancelled", "l"),
+        (3.0, "step.cancelled", "after"),
+        (3.0, "execution.cancelled"),
+        (3.0, "execution.resumed"),
+        (3.0, "step.started", "l", None, {"max_iterations": 5}),
+        (3.0, "iteration.finished", "l", None, {"iteration": 2, "until": False, "reused": True}),
+        *ok("l#3", 3.0, 4.5),
+        (4.5, "iteration.finished", "l", None, {"iteration": 3, "until": False}),
+        *ok("l#4", 4.5, 6.0),
+        (6.0, "iteration.finished", "l", None, {"iteration": 4, "until": True}),
+        (6.0, "step.succeeded", "l", None, {"output": 4}),
+        *ok("after", 6.0, 6.0),
+        (6.0, "execution.succeeded"),
+    )
+
+
+def test_a_loop_draws_its_span_and_its_iterations_follow_it_in_order() -> None:
+    """A loop row spans the loop's runs; its iterations follow it, before the steps after it."""
+    assert render_timeline(loop_events(), width=60) == chart("""
+        step   0s    1s    2s    3s    4s    5s      total 6.00s
+               |-----|-----|-----|-----|-----|-----
+        l      ~~~~~~~~~~~~~~~~~~==================  succeeded 6.00s
+        l#1    =========                             succeeded 1.50s
+        l#2             =========                    succeeded 1.50s
+        l#3                      =========           succeeded 1.50s
+        l#4                               =========  succeeded 1.50s
+        after                                     =  succeeded 0.00s
+
+        = attempt  ~ interrupted
+        resumed at 3.00s
+    """)
