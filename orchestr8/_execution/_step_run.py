@@ -14,6 +14,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -173,34 +174,7 @@ class StepRunner:
                 policy.key or agent.resilience_key or agent_id, policy
             )
 
-            async def attempt(number: int) -> Any:
-                if emitter.failure is not None:
-                    # The journal failed: nothing this attempt did could be recorded. The run
-                    # cancels its steps at once (`ExecutionRun._journal_failed`); start nothing.
-                    await trio.sleep_forever()
-                # The pipeline runs each attempt under a scope whose deadline is the earlier of
-                # the attempt timeout and the step's total deadline: tell the agent.
-                deadline = trio.current_effective_deadline()
-                context = AgentContext(
-                    execution_id=self.execution_id,
-                    step_id=step_id,
-                    workflow_name=self.workflow.name,
-                    agent_id=agent_id,
-                    attempt=number,
-                    deadline=deadline,
-                    progress_callback=self._on_progress,
-                    usage_callback=self._on_usage,
-                    cancel_event=self._cancel_event,
-                    sync_limiter=self._sync_limiter,
-                )
-                with attempt_span(step_id, agent_id, number, deadline=deadline):
-                    try:
-                        return await agent.run(rendered_input, context)
-                    except BaseException as error:
-                        failure = step_failure_for_exit(error)
-                        if failure is None:
-                            raise
-                        raise failure from error
+            attempt = partial(self._run_attempt, agent, step_id, agent_id, rendered_input)
 
             if not emitter.may_call_agents:
                 # The journal lags (or failed): wait for it before any attempt and its timeout.
@@ -351,7 +325,13 @@ class StepRunner:
     async def _run_attempt(
         self, agent: Agent, step_id: str, agent_id: str, input: Any, number: int
     ) -> Any:
-        """One attempt of `agent` for a step outside `run`'s own loop (a replacement plan's)."""
+        """One attempt of `agent` at the step (or unit) `step_id`, for `run` or a replanned step."""
+        if self._emitter.failure is not None:
+            # The journal failed: nothing this attempt did could be recorded. The run cancels
+            # its steps at once (`ExecutionRun._journal_failed`); start nothing.
+            await trio.sleep_forever()
+        # The pipeline runs each attempt under a scope whose deadline is the earlier of the
+        # attempt timeout and the step's total deadline: tell the agent.
         deadline = trio.current_effective_deadline()
         context = AgentContext(
             execution_id=self.execution_id,
