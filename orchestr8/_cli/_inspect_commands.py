@@ -86,6 +86,12 @@ def schema() -> int:
     help="List only executions with this status.",
 )
 @click.option(
+    "--children",
+    "include_children",
+    is_flag=True,
+    help="List child executions (sub-workflows, plans) too, not only top-level ones.",
+)
+@click.option(
     "--timeline",
     is_flag=True,
     help="With ID: draw each step's attempts and retry waits on a time axis.",
@@ -104,6 +110,7 @@ async def inspect(
     limit: int | None,
     status: str | None,
     timeline: bool,
+    include_children: bool,
     events_shown: str,
     journal: str | None,
 ) -> int:
@@ -130,8 +137,12 @@ async def inspect(
         )
 
         events_limit = _events_limit(events_shown)
-        if execution_id is not None and (limit is not None or status is not None):
-            raise CommandError("--limit and --status apply to the list, not to one execution")
+        if execution_id is not None and (
+            limit is not None or status is not None or include_children
+        ):
+            raise CommandError(
+                "--limit, --status and --children apply to the list, not to one execution"
+            )
         if timeline and (execution_id is None or as_json):
             raise CommandError("--timeline needs an execution ID and draws text, not --json")
         path = journal_path(journal, must_exist=execution_id is not None)
@@ -141,7 +152,9 @@ async def inspect(
             return EXIT_OK
         async with open_journal(path) as store:
             if execution_id is None:
-                page = await list_shown_executions(store, status=status, limit=limit or 20)
+                page = await list_shown_executions(
+                    store, status=status, limit=limit or 20, top_level=not include_children
+                )
                 summaries = [execution_summary(item.record, item.status) for item in page.items]
                 if as_json:
                     click.echo(dump_json(summaries))

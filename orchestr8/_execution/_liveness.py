@@ -84,12 +84,14 @@ async def list_shown_executions(
     limit: int = 50,
     before: str | None = None,
     scan_pages: int = 20,
+    top_level: bool = False,
 ) -> ShownPage:
     """A page of executions, newest first, with the status to show; optionally only `status`.
 
     Filtering by a status the derived one changes (`pending`, `running`, `interrupted`) reads
     journal pages until `limit` executions match, at most `scan_pages` of them: a page may then
-    hold fewer items, even none, and still have a `next_cursor`.
+    hold fewer items, even none, and still have a `next_cursor`. `top_level` leaves out child
+    executions (a sub-workflow's, a plan's, a map item's), the same way.
 
     Raises:
         ValueError: `limit` is below 1, `before` is not a cursor, `status` is no status.
@@ -107,7 +109,9 @@ async def list_shown_executions(
         )
         for index, record in enumerate(page.items):
             shown = INTERRUPTED if record.execution_id in interrupted else str(record.status)
-            if status is not None and shown != status:
+            if (status is not None and shown != status) or (
+                top_level and record.parent_id is not None
+            ):
                 continue
             items.append(ShownExecution(record, shown))
             if len(items) == limit:

@@ -208,6 +208,11 @@ def _paths() -> dict[str, Any]:
                         "`next_cursor` of the previous page (empty: the first).",
                         {"type": "string", "pattern": CURSOR_PATTERN},
                     ),
+                    _query(
+                        "top_level",
+                        "true: leave out child executions (sub-workflows, plans, map items).",
+                        {"type": "boolean", "default": False},
+                    ),
                 ],
                 "responses": _responses("200", "A page of executions.", "ExecutionPage", "400"),
             }

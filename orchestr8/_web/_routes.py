@@ -156,9 +156,16 @@ class ServiceRoutes:
         cursor = request.args.get("cursor") or None
         if cursor is not None and re.fullmatch(CURSOR_PATTERN, cursor) is None:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page")
+        top_level = request.args.get("top_level", "false")
+        if top_level not in ("true", "false"):
+            raise ProblemError.parameter("top_level", f"expected true or false, got {top_level!r}")
         try:
             page = await list_shown_executions(
-                self.runtime.journal, status=status, limit=limit, before=cursor
+                self.runtime.journal,
+                status=status,
+                limit=limit,
+                before=cursor,
+                top_level=top_level == "true",
             )
         except ValueError:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page") from None

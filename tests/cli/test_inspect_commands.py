@@ -15,7 +15,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> None:
-    """The parent's steps table is followed by one line per child, with the command to see it."""
+    """The parent's steps table is followed by one line per child, with the command to see it;
+    the list shows top-level executions unless told `--children`."""
     journal = str(tmp_path / "journal.db")
     example = str(EXAMPLES / "sub_workflow.json")
     assert cli("validate", example, cwd=tmp_path).returncode == 0
@@ -41,11 +42,16 @@ def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> N
     assert detail["steps"]["review"]["child"] == {"execution_id": review_id, "status": "succeeded"}
     assert "child" not in detail["steps"]["draft"]
     listed = json.loads(cli("inspect", "--journal", journal, "--json", cwd=tmp_path).stdout)
-    assert {item["execution_id"]: item["parent_id"] for item in listed} == {
+    assert [item["execution_id"] for item in listed] == [parent_id]
+    every = cli("inspect", "--journal", journal, "--json", "--children", cwd=tmp_path).stdout
+    assert {item["execution_id"]: item["parent_id"] for item in json.loads(every)} == {
         parent_id: None,
         review_id: parent_id,
         f"{parent_id}.publish": parent_id,
     }
+    refused = cli("inspect", parent_id, "--children", "--journal", journal, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "--children apply to the list, not to one execution" in refused.stderr
 
 
 def test_resuming_a_child_directly_is_refused_naming_its_parent(tmp_path: Path) -> None:

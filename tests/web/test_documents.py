@@ -75,6 +75,25 @@ async def test_a_parent_lists_its_children_and_a_child_names_its_parent(
     check_execution(child)
 
 
+async def test_the_list_leaves_out_children_when_asked_for_top_level_executions(
+    client: Client, runtime: Runtime
+) -> None:
+    """`GET /executions?top_level=true` lists the parent only; the default lists both."""
+    response = await client.post("/workflows/execute", json={"workflow": PARENT})
+    execution_id = (await response.get_json())["execution_id"]
+    await runtime.get(execution_id).wait()
+    every = await (await client.get("/executions")).get_json()
+    assert {item["execution_id"] for item in every["items"]} == {
+        execution_id,
+        f"{execution_id}.sub",
+    }
+    top = await (await client.get("/executions?top_level=true")).get_json()
+    assert [item["execution_id"] for item in top["items"]] == [execution_id]
+    refused = await client.get("/executions?top_level=yes")
+    assert refused.status_code == 400
+    assert "expected true or false, got 'yes'" in str(await refused.get_json())
+
+
 async def test_a_path_in_a_posted_document_is_refused_with_the_reason(client: Client) -> None:
     """A document sent over REST has no file: a relative child path is a 422 naming why."""
     body = {"workflow": {**PARENT, "steps": [{"id": "sub", "workflow": "child.json"}]}}
