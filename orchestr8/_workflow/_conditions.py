@@ -22,6 +22,7 @@ and `"text"` is a quoted field name, so strings are written in single quotes (`'
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -41,6 +42,9 @@ SCOPE_ROOTS: Final = frozenset(
 
 #: The schema version that introduced expressions and the fields built on them.
 EXPRESSIVE_VERSION: Final = "1.1"
+
+_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_WORD_OPERATORS: Final = re.compile(r"(?<![\w.'`])(?:and|or|not)(?![\w'`])")
 
 #: How deeply an expression may nest (operators, function calls, projections). A deeper one is
 #: refused at load: evaluating it could exhaust Python's stack in the middle of a run.
@@ -338,16 +342,32 @@ def _syntax_message(text: str, error: jmespath_errors.JMESPathError) -> str:
     if "column" not in first and isinstance(position, int):
         # JMESPath counts columns from 0, as its own "Parse error at column N" does.
         first += f" at column {position}"
-    message = f"{_shown(text)} is not a valid expression: {first}"
-    if str(getattr(error, "token_type", "")).lower() == "number":
-        message += " (numbers are JSON literals in backticks: `3`)"
-    return message
+    return f"{_shown(text)} is not a valid expression: {first}{_syntax_hint(text, error)}"
+
+
+def _syntax_hint(text: str, error: jmespath_errors.JMESPathError) -> str:
+    """What a newcomer most likely meant, for the mistakes JMESPath's message does not explain."""
+    kind = str(getattr(error, "token_type", "")).lower()
+    position = getattr(error, "lex_position", None)
+    if kind == "number":
+        written = _NUMBER.match(text, position) if isinstance(position, int) else None
+        number = written.group(0) if written else "3"
+        return f" (numbers are JSON literals in backticks: `{number}`)"
+    if "${" in text:
+        return " (an expression is not a template: write steps.ID.output, not ${steps.ID.output})"
+    if _WORD_OPERATORS.search(text):
+        return " (JMESPath writes and, or and not as &&, || and !)"
+    if getattr(error, "token_value", None) == "=":
+        return " (equality is ==)"
+    return ""
 
 
 def _root_message(text: str, name: str, allowed: frozenset[str]) -> str:
     """Why `name` cannot be read here, with the roots that can."""
     readable = ", ".join(sorted(allowed)) or "nothing"
     message = f"{_shown(text)} reads '{name}', which is not defined here (it may read {readable})"
-    if name not in SCOPE_ROOTS:
+    if name in ("true", "false", "null"):
+        message += f"; JSON literals are written in backticks: `{name}`"
+    elif name not in SCOPE_ROOTS:
         message += "; strings are written in single quotes ('text'), \"text\" names a field"
     return message

@@ -306,3 +306,20 @@ def test_a_not_before_a_path_is_refused_as_it_negates_only_the_first_name() -> N
 def test_a_step_path_must_go_through_output_as_references_do(text: str) -> None:
     """`steps.a.outputs.ok` (a typo) and `steps.a` read nothing useful: refused, naming the fix."""
     assert problems_of(text) == [f"{text!r} reads steps.a but not its output: write steps.a.output"]
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("inputs.n > 0.5", "(numbers are JSON literals in backticks: `0.5`)"),
+        ("inputs.n == -1", "(numbers are JSON literals in backticks: `-1`)"),
+        ("${steps.a.output}", "(an expression is not a template: write steps.ID.output"),
+        ("inputs.a and inputs.b", "(JMESPath writes and, or and not as &&, || and !)"),
+        ("inputs.a = 'x'", "(equality is ==)"),
+        ("inputs.a == true", "JSON literals are written in backticks: `true`"),
+    ],
+)
+def test_common_mistakes_get_a_hint_naming_what_to_write(text: str, hint: str) -> None:
+    """Numbers, templates, word operators, `=` and bare true/false/null each get their own hint."""
+    [message] = problems_of(text)
+    assert hint in message
