@@ -20,13 +20,14 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
+from ._gate_commands import approve, reject
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
 from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect):
+for _command in (run, resume, validate, schema, inspect, approve, reject):
     cli.add_command(_command)
 
 

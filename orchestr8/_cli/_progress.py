@@ -109,6 +109,8 @@ class ProgressView:
         self._last_notice = -BEHIND_NOTICE_INTERVAL
         self._status_shown = False
         self._status_text = ""
+        self._status_held = 0
+        """While above 0 a question waits on the terminal (`holding_status`): no status line."""
         self._clock_start = trio.current_time()
         # Log records may come from worker threads (sync agents): writes take turns.
         self._lock = threading.RLock()
@@ -122,6 +124,25 @@ class ProgressView:
             _NOTE_LOGGER.log(level, "%s", message)
         else:
             self._write(paint(message, color, self._live))
+
+    @contextlib.contextmanager
+    def holding_status(self) -> Iterator[None]:
+        """While the block runs the status line is cleared and not redrawn (a question is asked)."""
+        with self._lock:
+            self._clear_status()
+            self._status_held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._status_held -= 1
+
+    def ask(self, question: str) -> None:
+        """Write a question, leaving the cursor on its line for the answer."""
+        with self._lock:
+            self._clear_status()
+            self._stream.write(question)
+            self._stream.flush()
 
     @contextlib.contextmanager
     def route_logs(self) -> Iterator[None]:
@@ -334,6 +355,8 @@ class ProgressView:
             self._stream.flush()
 
     def _draw_status(self) -> None:
+        if self._status_held:
+            return
         running = [
             step_id
             + (

@@ -77,6 +77,7 @@ async def _drive_runtime(
         open_shutdown_signals,
         watch_shutdown_signals,
     )
+    from ._gate_prompt import prompter_for_run
     from ._progress import ProgressView, hold_back_narration
     from ._support import CommandError
     from ._views import dump_json, render_result, result_document, wants_color
@@ -114,6 +115,7 @@ async def _drive_runtime(
                     sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
                 ) as runtime,
                 runtime.bus.subscribe(buffer=4096) as events,
+                runtime.bus.subscribe(buffer=4096) as gate_events,
             ):
                 handle, step_ids, headline = await begin(runtime)
                 view = ProgressView(
@@ -132,6 +134,8 @@ async def _drive_runtime(
                 )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(view.follow, events, handle.execution_id)
+                    prompter = prompter_for_run(view, runtime, handle.execution_id, journal_given)
+                    nursery.start_soon(prompter.follow, gate_events)
                     try:
                         result = await handle.wait()
                     except JournalError as error:
