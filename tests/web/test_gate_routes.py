@@ -168,3 +168,22 @@ async def test_the_websocket_passes_gate_events_through(runtime: Runtime, url: s
             received.append(json.loads(await socket.get_message()))
     assert [event["type"] for event in received][1:3] == ["gate.opened", "gate.resolved"]
     assert received[1]["data"]["schema"] == AMOUNT_SCHEMA
+
+
+async def test_gate_responses_match_their_documented_schemas(runtime: Runtime, url: str) -> None:
+    """The list and the outcome validate against `/openapi.json`'s GateList and AnswerOutcome."""
+    from jsonschema import Draft202012Validator
+
+    from orchestr8._web._openapi import openapi_document
+
+    components = openapi_document(auth=False)["components"]
+
+    def check(document: Any, name: str) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": components}
+        Draft202012Validator(schema).validate(document)
+
+    await record_gated(runtime.journal, "e1", gate_opened("sign"), gate_resolved("sign"))
+    await append(runtime.journal, "e1", gate_opened("review[0]", AMOUNT_SCHEMA))
+    held = await post(url, "/executions/e1/gates/review%5B1%5D", {"approve": True})
+    check(held.json(), "AnswerOutcome")
+    check((await get(url, "/executions/e1/gates")).json(), "GateList")
