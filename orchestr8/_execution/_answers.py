@@ -224,6 +224,11 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
             f"{where}: {step_id} is not a map (for_each), so it has no gate {gate_id!r}; "
             f"its gate is {step_id}"
         )
+    if is_loop and not numbered:
+        raise GateNotFoundError(
+            f"{where}: {step_id} is a loop (repeat): answer each iteration's gate, "
+            f"{step_id}#1, {step_id}#2, ..."
+        )
     if numbered and not is_loop:
         raise GateNotFoundError(
             f"{where}: {step_id} is not a loop (repeat), so it has no gate {gate_id!r}; "
@@ -377,7 +382,8 @@ async def submit_answer(
             _answered_message(spec, error.existing), existing=error.existing
         ) from None
     runner = _runner(journal, runtime, execution_id)
-    if runner == "here":
+    if runner == "here" and spec.state is not None:
+        # Open here: the control loop applies it at once. Not open yet: it is held, no wait.
         request = await wait_settled(journal, request, settle_wait)
     return await _outcome(journal, spec, request, runner)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from gate_scripts import AMOUNT_SCHEMA, append, gate_opened, gate_resolved, record_gated
+from gate_scripts import AMOUNT_SCHEMA, GATED, append, gate_opened, gate_resolved, record_gated
 from hypothesis import given
 from hypothesis import strategies as st
 from orchestr8._journal._requests import RequestKind
@@ -69,6 +69,11 @@ async def test_a_gate_id_must_fit_its_step_map_or_not() -> None:
             await find_gate(journal, "e1", "sign[0]")
         with pytest.raises(GateNotFoundError, match="sign is not a loop"):
             await find_gate(journal, "e1", "sign#2")
+        looped = {**GATED, "steps": [{"id": "poll", "approval": {}, "repeat": {}}]}
+        await record_gated(journal, "e2", workflow=looped)
+        with pytest.raises(GateNotFoundError, match="poll#1, poll#2"):
+            await find_gate(journal, "e2", "poll")
+        assert (await find_gate(journal, "e2", "poll#3")).step_id == "poll"
         assert (await find_gate(journal, "e1", "review[1]")).step_id == "review"
 
 
