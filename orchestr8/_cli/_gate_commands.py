@@ -11,7 +11,7 @@ gate's schema: every problem listed). Heavy imports wait until a command runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncclick as click
@@ -75,9 +75,9 @@ def default_answerer() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _answer_options(function: Any) -> Any:
+def _answer_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The arguments and options `approve` and `reject` share."""
-    decorators = [
+    decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.argument("execution_id", metavar="ID"),
         click.argument("gate", metavar="GATE"),
         click.option(

@@ -255,6 +255,7 @@ class GatePrompter:
                 continue
             key = pending[0]
             gate = self._open[key]
+            ended = False
             with trio.CancelScope() as scope:
                 self._asking = (key, scope)
                 try:

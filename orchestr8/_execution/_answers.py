@@ -200,7 +200,7 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
         execution_id=record.execution_id,
         gate_id=gate_id,
         step_id=step_id,
-        prompt=gate.prompt if gate is not None else str(prompt or ""),
+        prompt=(gate.prompt if gate is not None else prompt) or "",
         schema=schema if isinstance(schema, Mapping) else None,
         state=gate,
         finished=finished,
@@ -291,11 +291,11 @@ def _schema_problems(value: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
             Problem("$.input", f"the gate's schema has a reference that does not resolve: {error}")
         ]
     problems = []
-    for error in errors:
+    for failure in errors:
         path = "$.input"
-        for segment in error.absolute_path:
+        for segment in failure.absolute_path:
             path = append_path(path, segment)
-        problems.append(Problem(path, error.message))
+        problems.append(Problem(path, failure.message))
     return sorted(dict.fromkeys(problems), key=lambda problem: problem.path)
 
 
@@ -348,13 +348,6 @@ async def submit_answer(
             (`existing`), or the execution has ended; the message says who answered and when.
     """
     spec = await find_gate(journal, execution_id, gate_id)
-    problems = answer_problems(body, spec.schema)
-    if problems or not isinstance(body, Mapping):
-        raise GateAnswerInvalidError(
-            f"the answer to gate {gate_id} of execution {execution_id} does not fit: "
-            + "; ".join(str(problem) for problem in problems),
-            problems,
-        )
     _refuse_if_resolved(spec)
     existing = next(
         (
@@ -371,12 +364,15 @@ async def submit_answer(
             f"execution {execution_id} already {spec.finished}; its gates take no answers",
             existing=None,
         )
+    problems = answer_problems(body, spec.schema)
+    if problems or not isinstance(body, Mapping):
+        raise GateAnswerInvalidError(problems)
     try:
         request = await journal.submit_request(
             execution_id, RequestKind.ANSWER, _normalised(body, by), target=gate_id
         )
     except GateAlreadyAnsweredError as error:
-        if error.existing is None:
+        if not isinstance(error.existing, ControlRequest):
             raise
         raise GateAlreadyAnsweredError(
             _answered_message(spec, error.existing), existing=error.existing

@@ -181,8 +181,8 @@ async def test_a_gate_answered_elsewhere_withdraws_its_question() -> None:
         await send.send(resolved("review[0]", by="carol"))
         await type_lines(typed)
         assert screen.lines[-1] == "gate review[0]: approved by carol elsewhere; question withdrawn"
+        assert await journal.requests("e1") == []
         await send.aclose()
-    assert await journal.requests("e1") == []
 
 
 async def test_an_answer_refused_on_submit_is_told_and_the_prompt_goes_on() -> None:

@@ -55,8 +55,10 @@ async def test_waiting_executions_nobody_runs_are_resumed_here(tmp_path: Path) -
         finally:
             locks.close()
         with trio.fail_after(5):
-            assert str((await runtime.get("w1").wait()).status) == "succeeded"
-            await runtime.get("w2").wait()
+            await runtime.wait_all()
+        for execution_id in ("w1", "w2"):
+            assert str((await runtime.journal.get_execution(execution_id)).status) == "succeeded"
+        assert str((await runtime.journal.get_execution("held")).status) == "waiting"
         assert await adopt(runtime, "w1") is None  # not waiting any more
         assert await adopt(runtime, "r") is None
 

@@ -102,7 +102,15 @@ async def test_an_answer_that_does_not_fit_is_422_with_every_path(
     )
     assert [error["path"] for error in document["errors"]] == ["$.color", "$.reason"]
     problem(await post(url, "/executions/e1/gates/sign", [1]), 422, "invalid-answer")
-    problem(await post(url, "/executions/e1/gates/sign", None), 422, "invalid-answer")
+    async with httpx.AsyncClient(base_url=url) as client:
+        null = await client.post(
+            "/executions/e1/gates/sign",
+            content=b"null",
+            headers={"Content-Type": "application/json"},
+        )
+    assert problem(null, 422, "invalid-answer")["errors"] == [
+        {"path": "$", "message": "expected an object, got null"}
+    ]
     assert await runtime.journal.requests("e1") == []
 
 
@@ -162,7 +170,7 @@ async def test_the_websocket_passes_gate_events_through(runtime: Runtime, url: s
         (EventType.EXECUTION_SUCCEEDED, None, {"output": None}),
     )
     socket_url = url.replace("http://", "ws://") + "/executions/e1/events"
-    received = []
+    received: list[dict[str, Any]] = []
     async with trio_websocket.open_websocket_url(socket_url) as socket:
         while not received or received[-1]["type"] != "execution.succeeded":
             received.append(json.loads(await socket.get_message()))
