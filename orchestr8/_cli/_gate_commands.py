@@ -249,7 +249,7 @@ async def _answer_through_server(
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        raise CommandError(f"--url {url}: HTTP {response.status_code}, not a JSON answer")
+        raise CommandError(f"--url {url}: HTTP {response.status_code}, not an orchestr8 answer")
     if response.status_code < 400:
         return document
     errors = document.get("errors")

@@ -194,11 +194,8 @@ class GatePrompter:
         async with trio.open_nursery() as nursery:
             if self._lines is not None:
                 nursery.start_soon(self._ask_loop)
-            try:
-                async for event in events:
-                    self.see(event)
-            except trio.ClosedResourceError:
-                pass
+            async for event in events:
+                self.see(event)
             nursery.cancel_scope.cancel()
 
     def see(self, event: object) -> None:
@@ -272,42 +269,37 @@ class GatePrompter:
 
     async def _ask_gate(self, gate: _OpenGate) -> bool:
         """Ask about one gate until it is answered here; True when the input ended."""
-        from .._errors import GateAlreadyAnsweredError, GateAnswerInvalidError, GateNotFoundError
+        from .._errors import Orchestr8Error
         from .._execution._answers import submit_answer
 
         with self._hold():
             self._say(f"gate {gate.gate_id} of execution {gate.execution_id} asks: {gate.prompt}")
             for line in schema_summary(gate.schema):
                 self._say(f"  {line}")
-        while True:
-            body = await self._read_answer(gate)
-            if body is None:
-                return True
-            key = (gate.execution_id, gate.gate_id)
-            self._submitting = key
-            try:
-                with trio.CancelScope(shield=True):
-                    result = await submit_answer(
-                        self._journal,
-                        gate.execution_id,
-                        gate.gate_id,
-                        body,
-                        runtime=self._runtime,
-                        by=self._by,
-                    )
-            except GateAnswerInvalidError as error:
-                self._say("that answer does not fit:")
-                for problem in error.problems:
-                    self._say(f"  {problem}")
-                continue
-            except (GateAlreadyAnsweredError, GateNotFoundError) as error:
-                self._say(str(error))
-                return False
-            finally:
-                self._submitting = None
-            self._answered_here.add(key)
-            self._say(result.message)
+        body = await self._read_answer(gate)
+        if body is None:
+            return True
+        key = (gate.execution_id, gate.gate_id)
+        self._submitting = key
+        try:
+            with trio.CancelScope(shield=True):
+                result = await submit_answer(
+                    self._journal,
+                    gate.execution_id,
+                    gate.gate_id,
+                    body,
+                    runtime=self._runtime,
+                    by=self._by,
+                )
+        except Orchestr8Error as error:
+            # Answered or resolved meanwhile, the journal failing: told, never the run's end.
+            self._say(str(error))
             return False
+        finally:
+            self._submitting = None
+        self._answered_here.add(key)
+        self._say(result.message)
+        return False
 
     async def _read_answer(self, gate: _OpenGate) -> dict[str, Any] | None:
         """Ask approve or reject, then the input or the reason; None when the input ended."""

@@ -21,8 +21,8 @@ from .._errors import GateAlreadyAnsweredError, GateAnswerInvalidError, GateNotF
 from .._execution._adoption import adopt
 from .._execution._answers import AnswerOutcome, gate_document, submit_answer, wait_settled
 from .._execution._liveness import shown_status
-from .._journal._replay import replay
-from .._journal._requests import RequestKind
+from .._journal._replay import GateState, replay
+from .._journal._requests import ControlRequest, RequestKind
 from ._documents import execution_links, json_response
 from ._problems import ProblemError
 from ._requests import read_json_body
@@ -30,7 +30,7 @@ from ._requests import read_json_body
 if TYPE_CHECKING:
     from ._routes import ServiceState
 
-__all__ = ["ADOPTED_SETTLE_WAIT", "GateRoutes"]
+__all__ = ["ADOPTED_SETTLE_WAIT", "GateRoutes", "adopted_outcome"]
 
 ADOPTED_SETTLE_WAIT: Final = 5.0
 """How long an answer waits for the waiting execution it resumed to re-open its gate, apply it."""
@@ -100,31 +100,40 @@ class GateRoutes:
 
     async def _adopt(self, outcome: AnswerOutcome) -> dict[str, Any]:
         """Resume a waiting execution nobody runs so the answer applies; what changed about it."""
-        execution_id, gate_id = outcome.execution_id, outcome.gate_id
-        if await adopt(self.runtime, execution_id) is None:
+        if await adopt(self.runtime, outcome.execution_id) is None:
             return {}
         # Resumed here: the gate re-opens and takes the answer recorded for it.
         journal = self.runtime.journal
         request = await wait_settled(journal, outcome.request, ADOPTED_SETTLE_WAIT)
-        if request.outcome == "refused":
-            raise ProblemError(
-                409,
-                "gate-answered",
-                f"gate {gate_id} of execution {execution_id} refused the answer: "
-                f"{request.detail or 'no reason given'}",
-            )
-        if request.outcome != "applied":
-            return {
-                "runner": "here",
-                "message": f"{outcome.message.split(';')[0]}; this server resumed the "
-                "execution and applies it when the gate opens",
-            }
-        gate = replay(await journal.events(execution_id)).gates.get(gate_id)
+        gate = replay(await journal.events(outcome.execution_id)).gates.get(outcome.gate_id)
+        return adopted_outcome(outcome, request, gate)
+
+
+def adopted_outcome(
+    outcome: AnswerOutcome, request: ControlRequest, gate: GateState | None
+) -> dict[str, Any]:
+    """What an answer became once its waiting execution was resumed here: the fields that change.
+
+    Raises:
+        ProblemError: 409, the resumed run refused the answer (its deadline passed first).
+    """
+    where = f"gate {outcome.gate_id} of execution {outcome.execution_id}"
+    if request.outcome == "refused":
+        raise ProblemError(
+            409,
+            "gate-answered",
+            f"{where} refused the answer: {request.detail or 'no reason given'}",
+        )
+    if request.outcome != "applied":
         return {
-            "status": "applied",
             "runner": "here",
-            "held": False,
-            "message": f"gate {gate_id} of execution {execution_id}: answer applied "
-            "(the waiting execution was resumed by this server)",
-            "gate": None if gate is None else gate_document(gate),
+            "message": f"{where}: answer recorded; this server resumed the execution and "
+            "applies it when the gate opens",
         }
+    return {
+        "status": "applied",
+        "runner": "here",
+        "held": False,
+        "message": f"{where}: answer applied (the waiting execution was resumed by this server)",
+        "gate": None if gate is None else gate_document(gate),
+    }

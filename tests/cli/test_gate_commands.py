@@ -181,3 +181,36 @@ async def test_approve_through_a_server_uses_the_gate_route(tmp_path: Path) -> N
         assert gone.returncode == 1
         assert "--url http://127.0.0.1:1" in gone.stderr
         stop.set()
+
+
+def test_an_input_nested_too_deeply_is_named() -> None:
+    """A VALUE nested past Python's recursion limit: an error naming the key, no traceback."""
+    with pytest.raises(CommandError, match="--input deep: nested too deeply"):
+        parse_answer_input(["deep=" + "[" * 100_000])
+
+
+def test_without_a_user_name_the_answerer_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No login name (a container without a passwd entry): `unknown@host`."""
+
+    def no_user() -> str:
+        raise KeyError("uid")
+
+    monkeypatch.setattr("getpass.getuser", no_user)
+    assert default_answerer().startswith("unknown@")
+
+
+async def test_a_url_that_is_not_an_orchestr8_server_is_a_clear_error() -> None:
+    """An answer that is not a problem or an outcome: the status, no traceback."""
+    from orchestr8._cli._gate_commands import _answer_through_server
+
+    async def reply(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad")
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, reply, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(CommandError, match="HTTP 502, not an orchestr8 answer"):
+            await _answer_through_server(url, "k", "e1", "sign", {"approve": True})
+        nursery.cancel_scope.cancel()

@@ -256,3 +256,84 @@ async def test_a_run_prompts_only_on_a_terminal() -> None:
             view._draw_status()
         assert stream.getvalue().endswith("approve sign? [y/n] ")
         assert asking is not quiet
+
+
+async def test_a_schema_without_fields_takes_a_json_object() -> None:
+    """An object schema without properties: one JSON object, asked again until it is one."""
+    free = {"type": "object", "required": ["a"]}
+    async with open_journal() as journal, trio.open_nursery() as nursery:
+        await record_gated(journal, "e1", gate_opened("sign", free))
+        screen, typed = Screen(), Typed()
+        send, receive = trio.open_memory_channel[object](16)
+        nursery.start_soon(prompter(journal, screen, typed).follow, receive)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign", schema=free)))
+        await type_lines(typed, "y", "[1]", "{}", '{"a": 1}')
+        [request] = await journal.requests("e1")
+        assert request.body["input"] == {"a": 1}
+        await send.aclose()
+    assert "the input must be a JSON object" in screen.lines
+    assert "  $.input: 'a' is a required property" in screen.lines
+
+
+async def test_text_that_is_not_json_stays_text_and_the_schema_says_so() -> None:
+    """`abc` for an integer field is kept as text, then refused by the schema and asked again."""
+    async with open_journal() as journal, trio.open_nursery() as nursery:
+        await record_gated(journal, "e1", gate_opened("sign", AMOUNT_SCHEMA))
+        screen, typed = Screen(), Typed()
+        send, receive = trio.open_memory_channel[object](16)
+        nursery.start_soon(prompter(journal, screen, typed).follow, receive)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign", schema=AMOUNT_SCHEMA)))
+        await type_lines(typed, "y", "abc", "12", "11", "12")
+        [request] = await journal.requests("e1")
+        assert request.body["input"] == {"amount": 11, "note": "12"}
+        await send.aclose()
+    assert "  $.input.amount: 'abc' is not of type 'integer'" in screen.lines
+
+
+async def test_the_input_may_end_at_any_question() -> None:
+    """Ctrl-D at a field, a JSON input or a reason: questions stop, the gate says how to answer."""
+    free = {"type": "array"}
+    for schema, lines in ((AMOUNT_SCHEMA, ["y"]), (free, ["y"]), (None, ["n"])):
+        async with open_journal() as journal, trio.open_nursery() as nursery:
+            await record_gated(journal, "e1", gate_opened("sign", schema))
+            screen, typed = Screen(), Typed()
+            send, receive = trio.open_memory_channel[object](16)
+            nursery.start_soon(prompter(journal, screen, typed).follow, receive)
+            await send.send(event(EventType.GATE_OPENED, "sign", opened("sign", schema=schema)))
+            await type_lines(typed, *lines)
+            await typed.send.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            await send.aclose()
+        assert screen.lines[-2] == "gate sign waits for an answer: Sign the draft?"
+
+
+async def test_a_gate_resolved_by_its_deadline_says_so() -> None:
+    """The deadline won while the question was asked: the line names it."""
+    async with open_journal() as journal, trio.open_nursery() as nursery:
+        await record_gated(journal, "e1", gate_opened("sign"))
+        screen, typed = Screen(), Typed()
+        send, receive = trio.open_memory_channel[object](16)
+        nursery.start_soon(prompter(journal, screen, typed).follow, receive)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await trio.testing.wait_all_tasks_blocked()
+        data = {"approved": False, "input": {}, "by": "timeout", "reason": "t", "how": "timeout"}
+        await send.send(event(EventType.GATE_RESOLVED, "sign", data))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.aclose()
+    assert screen.lines[-1] == "gate sign: rejected by its deadline elsewhere; question withdrawn"
+
+
+async def test_an_unreadable_input_counts_as_its_end() -> None:
+    """A stream that fails to read (closed) ends the questions instead of failing the run."""
+    reading, writing = os.pipe()
+    os.close(writing)
+    stream = os.fdopen(reading, "r")
+    stream.close()
+    with trio.fail_after(5):
+        assert await ThreadedLines(stream).readline() is None
+    closed = io.StringIO()
+    closed.close()
+    async with open_runtime() as runtime:
+        view = ProgressView(io.StringIO(), ["sign"], live=False)
+        quiet = prompter_for_run(view, runtime, "e1", None, stdin=closed)
+        assert quiet._lines is None

@@ -103,10 +103,23 @@ async def test_a_waiting_execution_that_cannot_resume_here_is_logged_and_stays(
 
 
 async def test_leaving_cancels_what_is_not_blocked_on_gates() -> None:
-    """On shutdown a run with steps still going is cancelled as before."""
+    """On shutdown a run with steps still going is cancelled as before, its child with it."""
+    parent = {
+        "schema_version": "1.1",
+        "name": "parent",
+        "steps": [{"id": "sub", "workflow": NAP, "input": {}}],
+    }
     async with open_runtime(cancel_grace=0.1) as runtime:
         handle = await runtime.start(NAP)
+        async with runtime.bus.subscribe() as events:
+            nested = await runtime.start(parent)
+            with trio.fail_after(5):
+                async for event in events:
+                    if event.type == EventType.STEP_STARTED and "." in event.execution_id:
+                        break
+        assert runtime.find(f"{nested.execution_id}.sub") is not None
         assert await leave_executions(runtime, runtime.handles(), "shutting down") == []
         with trio.fail_after(5):
             result = await handle.wait()
+            assert str((await nested.wait()).status) == "cancelled"
         assert str(result.status) == "cancelled"

@@ -10,7 +10,6 @@ import trio
 from gate_scripts import AMOUNT_SCHEMA, GATED, append, gate_opened, gate_resolved, record_gated
 from hypothesis import given
 from hypothesis import strategies as st
-from orchestr8._journal._requests import RequestKind
 
 from orchestr8 import open_runtime
 from orchestr8._errors import (
@@ -29,6 +28,7 @@ from orchestr8._execution._answers import (
 from orchestr8._execution._lock import ExecutionLocks
 from orchestr8._journal._events import EventType
 from orchestr8._journal._journal import open_journal
+from orchestr8._journal._requests import RequestKind
 
 APPROVE = {"approve": True, "input": {"amount": 12}}
 
@@ -183,6 +183,13 @@ async def test_a_resolved_gate_and_a_finished_execution_take_no_answer() -> None
         gate = (await find_gate(journal, "e2", "sign")).state
         assert gate is not None
         assert answered_by(gate) == "its deadline"
+        await record_gated(journal, "e4", gate_opened("sign"))
+        await append(journal, "e4", (EventType.EXECUTION_CANCELLED, None, {"reason": "stop"}))
+        with pytest.raises(GateAlreadyAnsweredError, match="was closed: the execution ended"):
+            await submit_answer(journal, "e4", "sign", APPROVE)
+        gate = (await find_gate(journal, "e4", "sign")).state
+        assert gate is not None
+        assert answered_by(gate) == "someone"
 
 
 async def test_an_answer_to_an_execution_this_runtime_runs_waits_until_applied(

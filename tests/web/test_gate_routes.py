@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -195,3 +196,25 @@ async def test_gate_responses_match_their_documented_schemas(runtime: Runtime, u
     held = await post(url, "/executions/e1/gates/review%5B1%5D", {"approve": True})
     check(held.json(), "AnswerOutcome")
     check((await get(url, "/executions/e1/gates")).json(), "GateList")
+
+
+def test_an_answer_to_an_adopted_execution_reports_what_its_run_did() -> None:
+    """Applied: 200 with the gate; not yet: recorded, applied when the gate opens; refused: 409."""
+    from orchestr8._execution._answers import AnswerOutcome
+    from orchestr8._journal._replay import GateState
+    from orchestr8._journal._requests import ControlRequest, RequestKind
+    from orchestr8._web._gate_routes import adopted_outcome
+    from orchestr8._web._problems import ProblemError
+
+    request = ControlRequest(7, "e1", RequestKind.ANSWER, "sign", {"approve": True}, "t")
+    outcome = AnswerOutcome("e1", "sign", request, "recorded", "nobody", False, None)
+    gate = GateState("sign", status="approved")
+    applied = adopted_outcome(outcome, attrs.evolve(request, outcome="applied"), gate)
+    assert (applied["status"], applied["gate"]["status"]) == ("applied", "approved")
+    pending = adopted_outcome(outcome, request, None)
+    assert "status" not in pending
+    assert pending["message"].endswith("applies it when the gate opens")
+    refused = attrs.evolve(request, outcome="refused", detail="its deadline passed")
+    with pytest.raises(ProblemError, match="refused the answer: its deadline passed") as raised:
+        adopted_outcome(outcome, refused, None)
+    assert raised.value.status == 409
