@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -53,47 +54,64 @@ class LineSource(Protocol):
 
 
 class ThreadedLines:
-    """Lines of a blocking text stream (stdin), each read in a worker thread.
+    """Lines of a blocking stream (stdin), read from its file descriptor in a worker thread.
 
     A question withdrawn while a read is in flight leaves that read going: its line goes to the
-    next question rather than being lost, and two reads never compete for the stream.
+    next question rather than being lost, and two reads never compete for the stream. The
+    thread reads the descriptor itself (`os.read`), never the stream's buffer, so a read still
+    blocked when the run ends holds no lock the interpreter needs to exit.
     """
 
     def __init__(self, stream: TextIO) -> None:
         """Read lines of `stream`."""
         self._stream = stream
+        self._pending = b""
         self._lines: list[str | None] = []
         self._reading = False
         self._arrived = trio.Event()
 
     async def readline(self) -> str | None:
-        """The next line (None at end of input), reading one in a worker thread if none is held."""
+        """The next line (None at end of input), reading in a worker thread if none is held."""
         while not self._lines:
             if not self._reading:
                 self._start_reading()
             await self._arrived.wait()
-        return self._lines.pop(0)
+        line = self._lines[0]
+        if line is not None:  # the end of input stays the end
+            self._lines.pop(0)
+        return line
 
     def _start_reading(self) -> None:
-        """Read one line in a worker thread; `_deliver` takes it back into trio."""
+        """Read a chunk in a worker thread; `_deliver` takes it back into trio."""
         self._reading = True
         self._arrived = trio.Event()
         token = trio.lowlevel.current_trio_token()
 
-        def deliver(result: outcome.Outcome[str]) -> None:
+        def deliver(result: outcome.Outcome[bytes]) -> None:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._deliver, result)
 
-        trio.lowlevel.start_thread_soon(self._stream.readline, deliver)
+        trio.lowlevel.start_thread_soon(self._read_chunk, deliver)
 
-    def _deliver(self, result: outcome.Outcome[str]) -> None:
-        """Hold a line the worker thread read (an unreadable stream counts as its end)."""
+    def _read_chunk(self) -> bytes:
+        """What the descriptor has next (a terminal gives a line at a time); b"" at its end."""
+        return os.read(self._stream.fileno(), 4096)
+
+    def _deliver(self, result: outcome.Outcome[bytes]) -> None:
+        """Split what the thread read into lines (an unreadable stream counts as its end)."""
         self._reading = False
         try:
-            line: str | None = result.unwrap()
+            chunk = result.unwrap()
         except (OSError, ValueError):
-            line = None
-        self._lines.append(None if not line else line.rstrip("\r\n"))
+            chunk = b""
+        if not chunk:
+            if self._pending:
+                self._lines.append(self._pending.decode(errors="replace").rstrip("\r"))
+            self._lines.append(None)
+        else:
+            *complete, self._pending = (self._pending + chunk).split(b"\n")
+            self._lines += [line.decode(errors="replace").rstrip("\r") for line in complete]
+        self._pending = b"" if not chunk else self._pending
         self._arrived.set()
 
 

@@ -233,12 +233,17 @@ async def test_lines_are_read_in_a_thread_and_a_withdrawn_read_is_not_lost() -> 
             nursery.start_soon(lines.readline)
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
-        writer.write("yes\r\n")
+        writer.write("yes\r\nno\npart")
         writer.flush()
         with trio.fail_after(5):
             assert await lines.readline() == "yes"
+            assert await lines.readline() == "no"
+        writer.write("ial\nlast")
         writer.close()
         with trio.fail_after(5):
+            assert await lines.readline() == "partial"
+            assert await lines.readline() == "last"
+            assert await lines.readline() is None
             assert await lines.readline() is None
 
 
