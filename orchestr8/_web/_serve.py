@@ -97,8 +97,8 @@ async def serve(
         cancel_executions: on shutdown, also cancel the runtime's executions and wait for them
             (up to its cancel grace and a little more), so event sockets see them end; those
             blocked only on approval gates are suspended (left `waiting`) instead.
-        adopt_waiting: once listening, resume the journal's `waiting` executions that no
-            process runs, so their gates' deadlines run and answers apply
+        adopt_waiting: once listening, and before reporting it, resume the journal's `waiting`
+            executions that no process runs, so their gates' deadlines run and answers apply
             (`_execution/_adoption.py`).
         task_status: `nursery.start` gets the list of URLs the server listens on.
 
@@ -131,9 +131,10 @@ async def serve(
         stopped.set()
 
     async with trio.open_nursery() as nursery:
-        task_status.started(await nursery.start(run_hypercorn))
+        urls = await nursery.start(run_hypercorn)
         if adopt_waiting:
             await adopt_waiting_executions(runtime)
+        task_status.started(urls)
         if shutdown_trigger is None:
             await trio.sleep_forever()
         else:

@@ -178,7 +178,8 @@ async def test_a_server_adopts_a_waiting_execution_and_an_answer_applies_at_once
                     adopt_waiting=True,
                 )
             )
-            assert runtime.find(execution_id) is not None
+            adopted = runtime.find(execution_id)
+            assert adopted is not None
             async with httpx.AsyncClient(base_url=url) as client:
                 response = await client.post(
                     f"/executions/{execution_id}/gates/sign",
@@ -187,13 +188,19 @@ async def test_a_server_adopts_a_waiting_execution_and_an_answer_applies_at_once
             assert response.status_code == 200, response.text
             assert response.json()["gate"]["status"] == "approved"
             with trio.fail_after(10):
-                result = await runtime.get(execution_id).wait()
+                result = await adopted.wait()
             assert str(result.status) == "succeeded"
 
             # A second one stays open at shutdown: suspended, not cancelled.
-            second = await runtime.start(SIGN_ONLY)
-            with trio.fail_after(10):
-                await second.wait_blocked_on_gates()  # type: ignore[attr-defined]
+            async with runtime.bus.subscribe() as events:
+                second = await runtime.start(SIGN_ONLY)
+                with trio.fail_after(10):
+                    async for event in events:
+                        if (
+                            event.type == "gate.opened"
+                            and event.execution_id == second.execution_id
+                        ):
+                            break
             stop.set()
         record = await runtime.journal.get_execution(second.execution_id)
         assert str(record.status) == "waiting"
