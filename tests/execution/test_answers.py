@@ -275,3 +275,68 @@ def test_any_answer_either_fits_or_yields_problems_with_paths(body: Any, schema:
     if not problems:
         assert isinstance(body, dict)
         assert isinstance(body["approve"], bool)
+
+
+@pytest.mark.parametrize(
+    ("body", "schema", "expected"),
+    [
+        ("yes", None, ["$: expected an object, got string"]),
+        ({"approve": 1}, None, ["$.approve: expected true or false, got 1"]),
+        ({}, None, ["$.approve: required"]),
+        (
+            {"approve": True, "input": [1], "by": 3},
+            None,
+            ["$.by: expected a string, got number", "$.input: expected an object, got array"],
+        ),
+        (
+            {"approve": True, "input": {}},
+            {"type": 5},
+            [
+                "$.input: the gate's schema is not a valid JSON Schema: 5 is not valid under any "
+                "of the given schemas"
+            ],
+        ),
+        (
+            {"approve": True, "input": {}},
+            {"$ref": "urn:nowhere"},
+            [
+                "$.input: the gate's schema has a reference that does not resolve: "
+                "Unresolvable: urn:nowhere"
+            ],
+        ),
+        (
+            {"approve": True, "input": {"x": {"y": [True]}}},
+            {"properties": {"x": {"properties": {"y": {"items": {"type": "string"}}}}}},
+            ["$.input.x.y[0]: True is not of type 'string'"],
+        ),
+    ],
+)
+def test_each_problem_of_an_answer_is_named_at_its_path(
+    body: object, schema: Any, expected: list[str]
+) -> None:
+    """Not an object, a wrong type, a broken gate schema, a nested misfit: each at its path."""
+    assert [str(problem) for problem in answer_problems(body, schema)] == expected
+
+
+async def test_two_answers_racing_for_a_gate_one_wins(tmp_path: Path) -> None:
+    """Submitted at once (two terminals): one is recorded, the other refused naming it."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await record_gated(journal, "e1", gate_opened("sign"))
+        won: list[str] = []
+        refused: list[GateAlreadyAnsweredError] = []
+
+        async def answer(by: str) -> None:
+            try:
+                await submit_answer(journal, "e1", "sign", {"approve": True}, by=by)
+            except GateAlreadyAnsweredError as error:
+                refused.append(error)
+            else:
+                won.append(by)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer, "ada")
+            nursery.start_soon(answer, "bob")
+        assert len(won) == 1
+        [error] = refused
+        assert f"approved by {won[0]} at" in str(error)
+        assert len(await journal.requests("e1")) == 1
