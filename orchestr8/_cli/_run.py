@@ -134,7 +134,14 @@ async def _drive_runtime(
                 )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(view.follow, events, handle.execution_id)
-                    prompter = prompter_for_run(view, runtime, handle.execution_id, journal_given)
+                    # JSON logs: stderr holds JSON lines only, so no questions, only the hints.
+                    prompter = prompter_for_run(
+                        view,
+                        runtime,
+                        handle.execution_id,
+                        journal_given,
+                        interactive=False if log_format == "json" else None,
+                    )
                     nursery.start_soon(prompter.follow, gate_events)
                     try:
                         result = await handle.wait()
