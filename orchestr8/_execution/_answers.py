@@ -79,6 +79,8 @@ class GateSpec:
     """The gate as replay sees it; None while it has not opened."""
     finished: str | None
     """The execution's terminal status when it has ended, else None."""
+    resolved_at: str | None = None
+    """When the gate was resolved (its `gate.resolved` event's time), else None."""
 
 
 @attrs.frozen
@@ -196,6 +198,8 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
     prompt = approval.get("prompt") if isinstance(approval, dict) else None
     schema = gate.schema if gate is not None else spec_schema
     finished = str(state.status) if state.status.is_terminal else None
+    resolved_seq = gate.resolved_seq if gate is not None else None
+    resolved_at = next((event.ts for event in events if event.seq == resolved_seq), None)
     return GateSpec(
         execution_id=record.execution_id,
         gate_id=gate_id,
@@ -204,6 +208,7 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
         schema=schema if isinstance(schema, Mapping) else None,
         state=gate,
         finished=finished,
+        resolved_at=resolved_at,
     )
 
 
@@ -399,7 +404,7 @@ def _refuse_if_resolved(spec: GateSpec) -> None:
     how = "timed out" if answer.get("how") == "timeout" else f"answered by {answer.get('by')}"
     raise GateAlreadyAnsweredError(
         f"gate {spec.gate_id} of execution {spec.execution_id} is resolved already: "
-        f"{gate.status} ({how}, event {gate.resolved_seq})",
+        f"{gate.status} ({how} at {spec.resolved_at}, event {gate.resolved_seq})",
         existing=None,
     )
 

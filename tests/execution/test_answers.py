@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 import trio
-from gate_scripts import AMOUNT_SCHEMA, GATED, append, gate_opened, gate_resolved, record_gated
+from gate_scripts import (
+    AMOUNT_SCHEMA,
+    GATED,
+    STAMP,
+    append,
+    gate_opened,
+    gate_resolved,
+    record_gated,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -169,8 +177,12 @@ async def test_a_resolved_gate_and_a_finished_execution_take_no_answer() -> None
     """A gate resolved (by a person or its deadline) or an ended execution: refused."""
     async with open_journal() as journal:
         await record_gated(journal, "e1", gate_opened("sign"), gate_resolved("sign", by="bob@desk"))
-        with pytest.raises(GateAlreadyAnsweredError, match="resolved already: approved"):
+        with pytest.raises(GateAlreadyAnsweredError) as raised:
             await submit_answer(journal, "e1", "sign", APPROVE)
+        assert str(raised.value) == (
+            "gate sign of execution e1 is resolved already: approved "
+            f"(answered by bob@desk at {STAMP}, event 3)"
+        )
         await record_gated(
             journal, "e2", gate_opened("sign"), gate_resolved("sign", False, how="timeout")
         )
