@@ -342,3 +342,17 @@ async def test_an_unreadable_input_counts_as_its_end() -> None:
         view = ProgressView(io.StringIO(), ["sign"], live=False)
         quiet = prompter_for_run(view, runtime, "e1", None, stdin=closed)
         assert quiet._lines is None
+
+
+async def test_a_line_written_while_a_question_waits_goes_above_it() -> None:
+    """A step's line during a question: the question is erased, the line written, then it again."""
+    for live, erase in ((True, "\r\x1b[K"), (False, "\n")):
+        stream = io.StringIO()
+        view = ProgressView(stream, ["sign"], live=live)
+        with view.holding_status():
+            view.ask("approve sign? [y/n] ")
+            view.note("a note")
+        view.note("after")
+        assert (
+            stream.getvalue() == f"approve sign? [y/n] {erase}a note\napprove sign? [y/n] after\n"
+        )
