@@ -225,6 +225,48 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses("200", "The execution.", "Execution", "404"),
             }
         },
+        "/executions/{execution_id}/state": {
+            "get": {
+                "operationId": "getExecutionState",
+                "summary": "Time travel: the execution's state right after one of its events.",
+                "description": "The document `orchestr8 inspect ID --at SEQ --json` prints: "
+                "status, steps (with attempts, outputs, tokens), gates and tokens as the events "
+                "up to `at` tell them. 422 `event-out-of-range` when the execution has no event "
+                "`at` (the detail names the range it has).",
+                "parameters": [
+                    _ID_PARAMETER,
+                    _query(
+                        "at",
+                        "The event's seq; the last event by default.",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                    ),
+                ],
+                "responses": _responses(
+                    "200", "The state after event `at`.", "ExecutionStateAt", "400", "404", "422"
+                ),
+            }
+        },
+        "/executions/compare": {
+            "get": {
+                "operationId": "compareExecutions",
+                "summary": "Two executions side by side, step by step.",
+                "description": "The document `orchestr8 compare A B --json` prints: each "
+                "step's status, attempts, duration and tokens on both sides, whether the outputs "
+                "are equal (a unified diff when not), and the workflow and inputs differences. "
+                "404 names which of `a` and `b` is unknown.",
+                "parameters": [
+                    {
+                        **_query("a", "The first execution's id.", {"type": "string"}),
+                        "required": True,
+                    },
+                    {
+                        **_query("b", "The second execution's id.", {"type": "string"}),
+                        "required": True,
+                    },
+                ],
+                "responses": _responses("200", "The comparison.", "Comparison", "400", "404"),
+            }
+        },
         "/executions/{execution_id}/journal": {
             "get": {
                 "operationId": "getJournal",
