@@ -73,6 +73,13 @@ async def show_state_at(
     except EventOutOfRangeError as error:
         raise CommandError(f"--at {at}: {error}") from None
     document = state_document(record, events, last_seq=last_seq)
+    if document["at"] == last_seq:
+        # At the last event, the status every view shows (`interrupted` if its process died).
+        from .._execution._liveness import shown_status
+        from .._journal._events import ExecutionStatus
+
+        status = ExecutionStatus(document["status"])
+        document["status"] = await shown_status(store, execution_id, status)
     if as_json:
         return dump_json(document)
     children = {

@@ -45,29 +45,34 @@ class ComparedExecution:
 
 
 def json_diff(before: Any, after: Any, *, labels: tuple[str, str] = ("a", "b")) -> str | None:
-    """A unified diff of two JSON values as pretty JSON, None when they are equal.
+    """A unified diff of two JSON values as pretty JSON (sorted keys), None when they are equal.
 
-    Each side is read up to `MAX_DIFFED_LINES` lines, and the diff cut to `MAX_DIFF_LINES`.
+    Equal means equal as JSON text: `1` and `true`, equal to Python, differ here. Each side is
+    read up to `MAX_DIFFED_LINES` lines, and the diff cut to `MAX_DIFF_LINES`.
     """
-    if before == after:
+    old_text, new_text = _pretty(before), _pretty(after)
+    if old_text == new_text:
         return None
-    old, old_cut = _pretty_lines(before)
-    new, new_cut = _pretty_lines(after)
-    lines = list(difflib.unified_diff(old, new, labels[0], labels[1], lineterm=""))
+    old, new = old_text.splitlines(), new_text.splitlines()
+    lines = list(
+        difflib.unified_diff(
+            old[:MAX_DIFFED_LINES], new[:MAX_DIFFED_LINES], labels[0], labels[1], lineterm=""
+        )
+    )
     if len(lines) > MAX_DIFF_LINES:
         left_out = len(lines) - MAX_DIFF_LINES
         lines = [*lines[:MAX_DIFF_LINES], f"... {left_out} more diff lines"]
-    if old_cut or new_cut:
-        lines.append(f"... only the first {MAX_DIFFED_LINES} lines of each side were compared")
-    if len(lines) == 0:
-        # Equal as far as read, yet different: the difference is beyond the lines compared.
-        lines.append(f"... they differ after line {MAX_DIFFED_LINES}")
+    if max(len(old), len(new)) > MAX_DIFFED_LINES:
+        lines.append(
+            f"... only the first {MAX_DIFFED_LINES} lines of each side were compared"
+            if lines
+            else f"... they differ after line {MAX_DIFFED_LINES} of their pretty JSON"
+        )
     return "\n".join(lines)
 
 
-def _pretty_lines(value: Any) -> tuple[list[str], bool]:
-    lines = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
-    return lines[:MAX_DIFFED_LINES], len(lines) > MAX_DIFFED_LINES
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def step_order(first: Sequence[str], second: Sequence[str]) -> list[str]:
