@@ -1,0 +1,396 @@
+"""`inspect ID --at`, `inspect ID --diff` and `compare`: the command line of time travel."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import types
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import attrs
+import pytest
+
+from orchestr8._cli._compare import render_comparison, token_count
+from orchestr8._cli._time_travel import MAX_DIFF_ROWS, render_diff, render_state_at
+from orchestr8._console import main
+from orchestr8._journal._state_diff import StateDiff, UnitChange
+
+
+@attrs.frozen
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def call(*args: str, cwd: Path) -> Outcome:
+    """Run the command line in this process, as the console script does."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved = os.getcwd(), sys.argv, list(sys.path)
+    environ = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
+    os.chdir(cwd)
+    sys.argv = ["orchestr8", *args]
+    try:
+        with (
+            mock.patch.dict(os.environ, {**environ, "NO_COLOR": "1"}, clear=True),
+            mock.patch.dict(sys.modules, {"__main__": types.ModuleType("__main__")}),
+            redirect_stdout(stdout),
+            redirect_stderr(stderr),
+            pytest.raises(SystemExit) as exited,
+        ):
+            main()
+    finally:
+        os.chdir(saved[0])
+        sys.argv, sys.path[:] = saved[1], saved[2]
+    code = exited.value.code
+    assert isinstance(code, int)
+    return Outcome(code, stdout.getvalue(), stderr.getvalue())
+
+
+def workflow(path: Path, steps: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"schema_version": "1.1", "name": path.stem, "steps": steps}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One journal with two runs: `first` (a, b) and `second` (a with other input, c)."""
+    tmp_path = tmp_path_factory.mktemp("time_travel")
+    first = workflow(
+        tmp_path / "first.json",
+        [
+            {"id": "a", "agent": "echo", "input": {"n": 1}},
+            {"id": "b", "agent": "echo", "depends_on": ["a"], "input": "${steps.a.output}"},
+        ],
+    )
+    second = workflow(
+        tmp_path / "second.json",
+        [
+            {"id": "a", "agent": "echo", "input": {"n": 2}},
+            {"id": "c", "agent": "echo", "for_each": "inputs.items", "input": "${item}"},
+        ],
+    )
+    journal = str(tmp_path / "journal.db")
+    ids = []
+    for path, extra in ((first, []), (second, ["--input", "items=[1,2]"])):
+        done = call("run", str(path), "--journal", journal, "--json", *extra, cwd=tmp_path)
+        assert done.code == 0, done.stderr
+        ids.append(json.loads(done.stdout)["execution_id"])
+    detail = call("inspect", ids[0], "--journal", journal, "--json", cwd=tmp_path)
+    events = json.loads(detail.stdout)["events"]
+    return {
+        "cwd": tmp_path,
+        "journal": journal,
+        "first": ids[0],
+        "second": ids[1],
+        "events": events,
+    }
+
+
+def inspect(runs: dict[str, Any], *args: str) -> Outcome:
+    return call("inspect", "--journal", runs["journal"], *args, cwd=runs["cwd"])
+
+
+def test_at_shows_the_state_right_after_that_event(runs: dict[str, Any]) -> None:
+    """`--at SEQ` names the event, then shows the execution as it was: b not started yet."""
+    seq = next(event["seq"] for event in runs["events"] if event["type"] == "step.succeeded")
+    last = runs["events"][-1]["seq"]
+    shown = inspect(runs, runs["first"][:8], "--at", str(seq))
+    assert shown.code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"at         seq {seq} of {last}: step.succeeded at ")
+    assert lines[1] == f"execution  {runs['first']}"
+    assert "status     running" in lines
+    assert any(line.split()[:3] == ["a", "succeeded", "1"] for line in lines)
+    assert any(line.split()[:3] == ["b", "pending", "0"] for line in lines)
+    assert lines[-1].startswith(f"{seq} ")  # the events table ends at that event
+
+
+def test_at_json_is_the_state_document(runs: dict[str, Any]) -> None:
+    """`--at SEQ --json` is the document the REST state route answers with."""
+    document = json.loads(inspect(runs, runs["first"], "--at", "2", "--json").stdout)
+    assert document["at"] == 2
+    assert document["status"] == "running"
+    assert document["steps"]["a"]["status"] == "running"
+    assert document["last_seq"] == runs["events"][-1]["seq"]
+    last = json.loads(
+        inspect(runs, runs["first"], "--at", str(document["last_seq"]), "--json").stdout
+    )
+    assert last["status"] == "succeeded"
+    assert last["output"] == {"a": {"n": 1}, "b": {"n": 1}}
+
+
+def test_at_a_time_is_the_last_event_recorded_by_then(runs: dict[str, Any]) -> None:
+    """`--at TIME` (ISO-8601, `Z` for UTC) travels to the last event at or before it."""
+    third = runs["events"][2]
+    document = json.loads(inspect(runs, runs["first"], "--at", third["ts"], "--json").stdout)
+    same_time = [event["seq"] for event in runs["events"] if event["ts"] == third["ts"]]
+    assert document["at"] == max(same_time)
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("900", "--at 900: execution {id} has events 1..{last}"),
+        ("0", "--at 0: execution {id} has events 1..{last}"),
+        ("2020-01-01", "--at 2020-01-01: execution {id} has events from {first_ts} (seq 1)"),
+        ("soon", "--at soon: expected an event's seq (1..{last}) or a time"),
+    ],
+)
+def test_at_outside_the_events_is_an_error_naming_their_range(
+    runs: dict[str, Any], at: str, message: str
+) -> None:
+    """A seq or time without an event exits 1 with one line naming the execution's events."""
+    done = inspect(runs, runs["first"], "--at", at)
+    assert done.code == 1
+    expected = message.format(
+        id=runs["first"], last=runs["events"][-1]["seq"], first_ts=runs["events"][0]["ts"]
+    )
+    assert done.stderr.startswith("error: " + expected)
+    assert "Traceback" not in done.stderr
+
+
+def test_diff_lists_what_changed_between_two_events(runs: dict[str, Any]) -> None:
+    """`--diff A B` counts the events between and shows each changed step old → new."""
+    last = runs["events"][-1]["seq"]
+    done = inspect(runs, runs["first"], "--diff", "2", str(last))
+    assert done.code == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"execution  {runs['first']}"
+    assert lines[1].startswith(f"from       seq 2 to seq {last}: {last - 2} events (")
+    assert lines[2] == "status     running → succeeded"
+    assert lines[4].split() == ["UNIT", "STATUS", "ATTEMPTS", "CHANGE"]
+    assert lines[5].split() == [
+        "a",
+        "running",
+        "→",
+        "succeeded",
+        "0",
+        "→",
+        "1",
+        "output",
+        '{"n":',
+        "1}",
+    ]
+    assert lines[6].split()[:4] == ["b", "-", "→", "succeeded"]
+    document = json.loads(inspect(runs, runs["first"], "--diff", "2", str(last), "--json").stdout)
+    assert [unit["unit"] for unit in document["units"]] == ["a", "b"]
+    assert document["events"]["count"] == last - 2
+
+
+def test_diff_of_an_event_with_itself_says_nothing_changed(runs: dict[str, Any]) -> None:
+    """The same seq twice: no step changed."""
+    done = inspect(runs, runs["first"], "--diff", "3", "3")
+    assert done.stdout.splitlines()[-1] == "no step changed"
+    assert "status     running (unchanged)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--diff", "3", "2"], "error: --diff 3 2: the earlier event comes first: 3 is after 2\n"),
+        (["--diff", "1", "900"], "error: --diff 1 900: execution {id} has events 1..{last}\n"),
+        (["--at", "1", "--diff", "1", "2"], "error: --at shows one moment and --diff two"),
+        (["--at", "1", "--timeline"], "error: --timeline draws the whole execution"),
+    ],
+)
+def test_refused_time_travel_says_why(runs: dict[str, Any], args: list[str], message: str) -> None:
+    """Out of order or out of range seqs, and options that do not go together: exit 1."""
+    done = inspect(runs, runs["first"], *args)
+    assert done.code == 1
+    assert done.stderr.startswith(message.format(id=runs["first"], last=runs["events"][-1]["seq"]))
+
+
+def test_time_travel_needs_an_execution(runs: dict[str, Any]) -> None:
+    """Without an ID, `--at` and `--diff` are refused."""
+    done = inspect(runs, "--at", "3")
+    assert (done.code, done.stderr) == (1, "error: --at and --diff need an execution ID\n")
+
+
+def test_compare_puts_two_runs_side_by_side(runs: dict[str, Any]) -> None:
+    """Across workflows: a changed output with its diff, steps of one side marked, spec diff."""
+    done = call(
+        "compare",
+        runs["first"][:8],
+        runs["second"][:8],
+        "--journal",
+        runs["journal"],
+        cwd=runs["cwd"],
+    )
+    assert done.code == 0, done.stderr
+    text = done.stdout
+    assert f"execution  {runs['first']}  {runs['second']}" in text
+    assert (
+        "the workflows differ (diff below); the inputs differ (diff below); the outputs differ "
+        "(diff below); 3 steps differ"
+    ) in text
+    rows = {line.split()[1]: line.split() for line in text.splitlines() if line.startswith("* ")}
+    assert rows["a"][2:5] == ["succeeded", "succeeded", "1"]
+    assert rows["a"][-1] == "changed"
+    assert rows["c"][2] == "-"
+    assert rows["b"][-3:] == ["only", "in", "a"]
+    assert 'output of a:\n--- a a\n+++ b a\n@@ -1,3 +1,3 @@\n {\n-  "n": 1\n+  "n": 2\n }' in text
+    assert "workflow of the executions:\n--- " in text
+    document = json.loads(
+        call(
+            "compare",
+            runs["first"],
+            runs["second"],
+            "--json",
+            "--journal",
+            runs["journal"],
+            cwd=runs["cwd"],
+        ).stdout
+    )
+    assert [step["step_id"] for step in document["steps"]] == ["a", "c", "b"]
+    assert document["steps"][1]["b"]["items"]["count"] == 2
+
+
+def test_compare_of_a_run_with_itself_shows_no_difference(runs: dict[str, Any]) -> None:
+    """Same workflow, same inputs, no step differs."""
+    done = call(
+        "compare", runs["first"], runs["first"], "--journal", runs["journal"], cwd=runs["cwd"]
+    )
+    assert "same workflow; same inputs; no step differs" in done.stdout
+    assert "* " not in done.stdout
+
+
+def test_compare_names_an_unknown_execution(runs: dict[str, Any]) -> None:
+    """An id no execution has: exit 1, naming it."""
+    done = call("compare", runs["first"], "nope", "--journal", runs["journal"], cwd=runs["cwd"])
+    assert done.code == 1
+    assert done.stderr.startswith("error: no execution 'nope' in the journal")
+
+
+def test_the_state_view_shows_gates_tokens_and_each_childs_status_now() -> None:
+    """Gates get a table before the events; tokens a line; a child its status now."""
+    step = {"status": "running", "attempts": 1, "duration": None, "output": None, "error": None}
+    document = {
+        "execution_id": "x",
+        "workflow": "w",
+        "at": 4,
+        "at_time": None,
+        "at_type": "gate.opened",
+        "last_seq": 9,
+        "status": "running",
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "started_at": None,
+        "finished_at": None,
+        "duration": None,
+        "inputs": {},
+        "output": None,
+        "error": None,
+        "parent": None,
+        "usage": {"input_tokens": 5},
+        "steps": {
+            "sub": {**step, "reason": None, "child": {"execution_id": "x.sub"}},
+            "other": {**step, "reason": None, "child": {"execution_id": "x.other"}},
+        },
+        "gates": {
+            "ok": {"status": "open", "prompt": "Ship it?", "opened_seq": 4, "resolved_seq": None},
+            "no": {
+                "status": "rejected",
+                "opened_seq": 2,
+                "resolved_seq": 3,
+                "answer": {"approved": False, "by": "ann", "reason": "too early"},
+            },
+            "yes": {
+                "status": "approved",
+                "opened_seq": 1,
+                "resolved_seq": 2,
+                "answer": {"approved": True, "by": "bob", "reason": None},
+            },
+        },
+    }
+    text = render_state_at(document, [], color=False, children={"x.sub": "succeeded"})
+    assert text.startswith("at         seq 4 of 9: gate.opened at -\nusage      input_tokens 5\n")
+    assert "  sub runs child execution x.sub (now succeeded)" in text
+    assert "x.other" not in text
+    gates = text[text.index("GATE") : text.index("SEQ")].splitlines()
+    assert gates[1].split() == ["ok", "open", "4", "-", "Ship", "it?"]
+    assert gates[2].split() == [
+        "no",
+        "rejected",
+        "2",
+        "3",
+        "rejected",
+        "by",
+        "ann:",
+        "too",
+        "early",
+    ]
+    assert gates[3].split() == ["yes", "approved", "1", "2", "approved", "by", "bob"]
+
+
+def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
+    """Beyond MAX_DIFF_ROWS units the text says how many more; gates and tokens get lines."""
+    fields = {"status": "succeeded", "attempts": 1, "output": None, "error": {"type": "E"}}
+    units = tuple(
+        UnitChange(f"each[{n}]", None, fields, ("status",)) for n in range(MAX_DIFF_ROWS + 5)
+    )
+    diff = StateDiff(
+        "x",
+        1,
+        2,
+        ("running", "running"),
+        units,
+        ("g",),
+        {"h": "approved"},
+        {"output_tokens": 7},
+        {"gate.opened": 1},
+    )
+    text = render_diff(diff, color=False)
+    assert "from       seq 1 to seq 2: 1 event (1 gate.opened)" in text
+    assert "usage      output_tokens 7 more" in text
+    assert "opened     gates g" in text
+    assert "resolved   gates h (approved)" in text
+    assert text.endswith("... and 5 more units changed; --json lists every one")
+
+
+def test_token_cells_sum_the_counts_named_tokens() -> None:
+    """`input_tokens` and `output_tokens` add up; other counts alone show `-`."""
+    assert token_count({"input_tokens": 3, "output_tokens": 2, "calls": 1}) == "5"
+    assert token_count({"calls": 1}) == "-"
+    assert token_count(None) == "-"
+
+
+def test_the_comparison_text_shows_maps_and_loops_in_the_output_column() -> None:
+    """A map step's items and a loop step's iterations follow the output verdict."""
+    side: dict[str, Any] = {"status": "succeeded", "attempts": 1, "duration": 1.0, "usage": {}}
+    mapped = {**side, "items": {"count": 3, "succeeded": 3}, "loop": {"iterations": 2}}
+    execution: dict[str, Any] = {
+        "execution_id": "x",
+        "workflow": "w",
+        "status": "succeeded",
+        "started_at": None,
+        "duration": None,
+        "usage": {},
+    }
+    document = {
+        "a": execution,
+        "b": execution,
+        "same_workflow": True,
+        "same_inputs": True,
+        "output_diff": None,
+        "workflow_diff": None,
+        "inputs_diff": None,
+        "differing_steps": 1,
+        "steps": [
+            {
+                "step_id": "m",
+                "a": mapped,
+                "b": side,
+                "output": "equal",
+                "output_diff": None,
+                "differs": True,
+            },
+        ],
+    }
+    text = render_comparison(document, color=False)
+    assert "1 step differs" in text
+    assert text.splitlines()[-1].endswith("equal; a: map 3, 3 succeeded; a: loop 2 iterations")
