@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import types
 from contextlib import redirect_stderr, redirect_stdout
@@ -394,3 +395,64 @@ def test_the_comparison_text_shows_maps_and_loops_in_the_output_column() -> None
     text = render_comparison(document, color=False)
     assert "1 step differs" in text
     assert text.splitlines()[-1].endswith("equal; a: map 3, 3 succeeded; a: loop 2 iterations")
+
+
+CLI_DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def shown_in_docs(command: str) -> list[str]:
+    """The lines docs/cli.md shows a console command printing, up to the next prompt or fence."""
+    text = CLI_DOCS.read_text(encoding="utf-8")
+    start = text.index(f"$ {command}\n") + len(command) + 3
+    lines = []
+    for line in text[start:].splitlines():
+        if line.startswith(("$ ", "```")):
+            break
+        lines.append(line)
+    return lines
+
+
+def normalised(lines: list[str], ids: dict[str, str]) -> list[str]:
+    """Lines with execution ids named, times and durations blanked, trailing spaces gone."""
+    result = []
+    for line in lines:
+        for name, execution_id in ids.items():
+            line = line.replace(execution_id, name)
+        line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "TIME", line)
+        line = re.sub(r"\b\d+\.\d+s?\b", "N", line)
+        result.append(line.rstrip())
+    return result
+
+
+def test_the_docs_examples_are_what_the_commands_print(tmp_path: Path) -> None:
+    """The `--at`, `--diff` and `compare` examples of docs/cli.md, run on examples/hello.json."""
+    journal = str(tmp_path / "journal.db")
+    ids = {}
+    for name in ("Ada", "Grace"):
+        done = call(
+            "run",
+            str(EXAMPLES / "hello.json"),
+            "--input",
+            f"name={name}",
+            "--json",
+            "--journal",
+            journal,
+            cwd=tmp_path,
+        )
+        ids[name] = json.loads(done.stdout)["execution_id"]
+    names = {"A": ids["Ada"], "B": ids["Grace"]}
+    examples = [
+        ("orchestr8 inspect f506 --at 4", ["inspect", ids["Ada"], "--at", "4"]),
+        ("orchestr8 inspect f506 --diff 4 8", ["inspect", ids["Ada"], "--diff", "4", "8"]),
+        ("orchestr8 inspect f506 --at 900", ["inspect", ids["Ada"], "--at", "900"]),
+        ("orchestr8 compare f506 15d3", ["compare", ids["Ada"], ids["Grace"]]),
+    ]
+    documented = {"A": "f506d24b49354e6d902bf63d07fc32f1", "B": "15d3ce492f8a4492953653ddd6f4ba36"}
+    for command, args in examples:
+        done = call(*args, "--journal", journal, cwd=tmp_path)
+        printed = normalised((done.stdout + done.stderr).splitlines(), names)
+        shown = normalised(shown_in_docs(command), documented)
+        cut = shown.index("...") if "..." in shown else len(shown)
+        assert cut > 0, command
+        assert printed[:cut] == shown[:cut], command
