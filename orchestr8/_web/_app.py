@@ -1,7 +1,7 @@
 """The orchestr8 service: the REST API and the live event WebSocket, as a Quart-Trio app.
 
 `create_app(runtime)` builds the app; `_serve.serve` runs it with Hypercorn. This module wires
-it: the API key check before every request, the route handlers (`_routes`; `_time_travel` for
+it: the API key check before every request, the route handlers (`_routes`; `_time_travel_routes` for
 the state at one event and comparisons), and how every response is finished and every error
 answered (`_responses`). The routes are described by
 `orchestr8._web._openapi` and in `docs/rest.md`.
@@ -33,7 +33,7 @@ from ._responses import (
     unexpected_error,
 )
 from ._routes import ServiceRoutes, ServiceState
-from ._time_travel import TimeTravelRoutes
+from ._time_travel_routes import TimeTravelRoutes
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""

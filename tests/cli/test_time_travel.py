@@ -1,96 +1,23 @@
-"""`inspect ID --at`, `inspect ID --diff` and `compare`: the command line of time travel."""
+"""`inspect ID --at` and `inspect ID --diff`: the command line of time travel."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
-import sys
-import types
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-import attrs
 import pytest
+from cli_in_process import Outcome, call, record_runs
 
-from orchestr8._cli._compare import render_comparison, token_count
 from orchestr8._cli._time_travel import MAX_DIFF_ROWS, render_diff, render_state_at
-from orchestr8._console import main
 from orchestr8._journal._state_diff import StateDiff, UnitChange
-
-
-@attrs.frozen
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def call(*args: str, cwd: Path) -> Outcome:
-    """Run the command line in this process, as the console script does."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    saved = os.getcwd(), sys.argv, list(sys.path)
-    environ = {key: value for key, value in os.environ.items() if key != "ORCHESTR8_JOURNAL"}
-    os.chdir(cwd)
-    sys.argv = ["orchestr8", *args]
-    try:
-        with (
-            mock.patch.dict(os.environ, {**environ, "NO_COLOR": "1"}, clear=True),
-            mock.patch.dict(sys.modules, {"__main__": types.ModuleType("__main__")}),
-            redirect_stdout(stdout),
-            redirect_stderr(stderr),
-            pytest.raises(SystemExit) as exited,
-        ):
-            main()
-    finally:
-        os.chdir(saved[0])
-        sys.argv, sys.path[:] = saved[1], saved[2]
-    code = exited.value.code
-    assert isinstance(code, int)
-    return Outcome(code, stdout.getvalue(), stderr.getvalue())
-
-
-def workflow(path: Path, steps: list[dict[str, Any]]) -> Path:
-    path.write_text(json.dumps({"schema_version": "1.1", "name": path.stem, "steps": steps}))
-    return path
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One journal with two runs: `first` (a, b) and `second` (a with other input, c)."""
-    tmp_path = tmp_path_factory.mktemp("time_travel")
-    first = workflow(
-        tmp_path / "first.json",
-        [
-            {"id": "a", "agent": "echo", "input": {"n": 1}},
-            {"id": "b", "agent": "echo", "depends_on": ["a"], "input": "${steps.a.output}"},
-        ],
-    )
-    second = workflow(
-        tmp_path / "second.json",
-        [
-            {"id": "a", "agent": "echo", "input": {"n": 2}},
-            {"id": "c", "agent": "echo", "for_each": "inputs.items", "input": "${item}"},
-        ],
-    )
-    journal = str(tmp_path / "journal.db")
-    ids = []
-    for path, extra in ((first, []), (second, ["--input", "items=[1,2]"])):
-        done = call("run", str(path), "--journal", journal, "--json", *extra, cwd=tmp_path)
-        assert done.code == 0, done.stderr
-        ids.append(json.loads(done.stdout)["execution_id"])
-    detail = call("inspect", ids[0], "--journal", journal, "--json", cwd=tmp_path)
-    events = json.loads(detail.stdout)["events"]
-    return {
-        "cwd": tmp_path,
-        "journal": journal,
-        "first": ids[0],
-        "second": ids[1],
-        "events": events,
-    }
+    return record_runs(tmp_path_factory.mktemp("time_travel"))
 
 
 def inspect(runs: dict[str, Any], *args: str) -> Outcome:
@@ -213,61 +140,6 @@ def test_time_travel_needs_an_execution(runs: dict[str, Any]) -> None:
     assert (done.code, done.stderr) == (1, "error: --at and --diff need an execution ID\n")
 
 
-def test_compare_puts_two_runs_side_by_side(runs: dict[str, Any]) -> None:
-    """Across workflows: a changed output with its diff, steps of one side marked, spec diff."""
-    done = call(
-        "compare",
-        runs["first"][:8],
-        runs["second"][:8],
-        "--journal",
-        runs["journal"],
-        cwd=runs["cwd"],
-    )
-    assert done.code == 0, done.stderr
-    text = done.stdout
-    assert f"execution  {runs['first']}  {runs['second']}" in text
-    assert (
-        "the workflows differ (diff below); the inputs differ (diff below); the outputs differ "
-        "(diff below); 3 steps differ"
-    ) in text
-    rows = {line.split()[1]: line.split() for line in text.splitlines() if line.startswith("* ")}
-    assert rows["a"][2:5] == ["succeeded", "succeeded", "1"]
-    assert rows["a"][-1] == "changed"
-    assert rows["c"][2] == "-"
-    assert rows["b"][-3:] == ["only", "in", "a"]
-    assert 'output of a:\n--- a a\n+++ b a\n@@ -1,3 +1,3 @@\n {\n-  "n": 1\n+  "n": 2\n }' in text
-    assert "workflow of the executions:\n--- " in text
-    document = json.loads(
-        call(
-            "compare",
-            runs["first"],
-            runs["second"],
-            "--json",
-            "--journal",
-            runs["journal"],
-            cwd=runs["cwd"],
-        ).stdout
-    )
-    assert [step["step_id"] for step in document["steps"]] == ["a", "c", "b"]
-    assert document["steps"][1]["b"]["items"]["count"] == 2
-
-
-def test_compare_of_a_run_with_itself_shows_no_difference(runs: dict[str, Any]) -> None:
-    """Same workflow, same inputs, no step differs."""
-    done = call(
-        "compare", runs["first"], runs["first"], "--journal", runs["journal"], cwd=runs["cwd"]
-    )
-    assert "same workflow; same inputs; no step differs" in done.stdout
-    assert "* " not in done.stdout
-
-
-def test_compare_names_an_unknown_execution(runs: dict[str, Any]) -> None:
-    """An id no execution has: exit 1, naming it."""
-    done = call("compare", runs["first"], "nope", "--journal", runs["journal"], cwd=runs["cwd"])
-    assert done.code == 1
-    assert done.stderr.startswith("error: no execution 'nope' in the journal")
-
-
 def test_the_state_view_shows_gates_tokens_and_each_childs_status_now() -> None:
     """Gates get a table before the events; tokens a line; a child its status now."""
     step = {"status": "running", "attempts": 1, "duration": None, "output": None, "error": None}
@@ -351,50 +223,6 @@ def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
     assert "opened     gates g" in text
     assert "resolved   gates h (approved)" in text
     assert text.endswith("... and 5 more units changed; --json lists every one")
-
-
-def test_token_cells_sum_the_counts_named_tokens() -> None:
-    """`input_tokens` and `output_tokens` add up; other counts alone show `-`."""
-    assert token_count({"input_tokens": 3, "output_tokens": 2, "calls": 1}) == "5"
-    assert token_count({"calls": 1}) == "-"
-    assert token_count(None) == "-"
-
-
-def test_the_comparison_text_shows_maps_and_loops_in_the_output_column() -> None:
-    """A map step's items and a loop step's iterations follow the output verdict."""
-    side: dict[str, Any] = {"status": "succeeded", "attempts": 1, "duration": 1.0, "usage": {}}
-    mapped = {**side, "items": {"count": 3, "succeeded": 3}, "loop": {"iterations": 2}}
-    execution: dict[str, Any] = {
-        "execution_id": "x",
-        "workflow": "w",
-        "status": "succeeded",
-        "started_at": None,
-        "duration": None,
-        "usage": {},
-    }
-    document = {
-        "a": execution,
-        "b": execution,
-        "same_workflow": True,
-        "same_inputs": True,
-        "output_diff": None,
-        "workflow_diff": None,
-        "inputs_diff": None,
-        "differing_steps": 1,
-        "steps": [
-            {
-                "step_id": "m",
-                "a": mapped,
-                "b": side,
-                "output": "equal",
-                "output_diff": None,
-                "differs": True,
-            },
-        ],
-    }
-    text = render_comparison(document, color=False)
-    assert "1 step differs" in text
-    assert text.splitlines()[-1].endswith("equal; a: map 3, 3 succeeded; a: loop 2 iterations")
 
 
 CLI_DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
