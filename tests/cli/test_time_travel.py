@@ -204,7 +204,8 @@ def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
     """Beyond MAX_DIFF_ROWS units the text says how many more; gates and tokens get lines."""
     fields = {"status": "succeeded", "attempts": 1, "output": None, "error": {"type": "E"}}
     units = tuple(
-        UnitChange(f"each[{n}]", None, fields, ("status",)) for n in range(MAX_DIFF_ROWS + 5)
+        UnitChange(f"each[{n}]", None, fields, ("status", "error"))
+        for n in range(MAX_DIFF_ROWS + 5)
     )
     diff = StateDiff(
         "x",
@@ -223,6 +224,7 @@ def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
     assert "opened     gates g" in text
     assert "resolved   gates h (approved)" in text
     assert text.endswith("... and 5 more units changed; --json lists every one")
+    assert "each[0] - → succeeded 1 error E".split() in [line.split() for line in text.splitlines()]
 
 
 CLI_DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"

@@ -174,3 +174,16 @@ async def test_two_real_runs_differ_where_their_inputs_made_them(
     assert document["inputs_diff"] is not None
     assert document["workflow_diff"] is not None
     assert document["a"]["usage"] == document["b"]["usage"]
+
+
+def test_a_loop_step_shows_its_iterations_on_each_side() -> None:
+    """A loop's progress is under its step; its iterations (`ID#k`) are not rows."""
+    record = ExecutionRecord("one", "w", {"steps": [{"id": "loop"}]})
+    script = Script().add("execution.started").add("step.started", "loop", max_iterations=3)
+    script.add("step.started", "loop#1").add("step.succeeded", "loop#1", output=1)
+    script.add("iteration.finished", "loop", iteration=1, until=True)
+    script.add("step.succeeded", "loop", output=1)
+    one = ComparedExecution(record, script.events)
+    [row] = compare_executions(one, one)["steps"]
+    assert row["step_id"] == "loop"
+    assert row["a"]["loop"] == {"iterations": 1, "max_iterations": 3, "until_held": True}
