@@ -21,11 +21,12 @@ from ._events import Event
 from ._iterations import LoopProgress, is_iteration_of, loop_progress
 from ._map_items import item_counts, split_item_id
 from ._records import ExecutionRecord
-from ._replay import ExecutionState, StepState, replay
+from ._replay import ExecutionState, GateState, StepState, replay
 
 __all__ = [
     "check_seq",
     "declared_step_ids",
+    "gate_document",
     "parse_moment",
     "seq_at_time",
     "shown_step_ids",
@@ -135,6 +136,24 @@ def step_document(step: StepState | None) -> dict[str, Any]:
     }
 
 
+def gate_document(gate: GateState) -> dict[str, Any]:
+    """One approval gate as the state shows it: what it asks, its deadline, how it was answered.
+
+    `answer` is the `gate.resolved` event's data (`approved`, `input`, `by`, `reason`, `how`).
+    """
+    return {
+        "status": gate.status,
+        "prompt": gate.prompt,
+        "schema": gate.schema,
+        "timeout": gate.timeout,
+        "on_timeout": gate.on_timeout,
+        "deadline": gate.deadline,
+        "opened_seq": gate.opened_seq,
+        "resolved_seq": gate.resolved_seq,
+        "answer": None if gate.answer is None else dict(gate.answer),
+    }
+
+
 def state_document(
     record: ExecutionRecord, events: Sequence[Event], *, last_seq: int
 ) -> dict[str, Any]:
@@ -180,7 +199,7 @@ def state_document(
         "parent": parent,
         "usage": dict(state.usage),
         "steps": steps,
-        "gates": {},
+        "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
     }
 
 

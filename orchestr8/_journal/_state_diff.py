@@ -156,9 +156,18 @@ def _unit_changes(before: ExecutionState, after: ExecutionState) -> list[UnitCha
 def _gate_changes(
     before: ExecutionState, after: ExecutionState
 ) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Gates opened in between, and gates resolved in between with their new status."""
-    del before, after
-    return (), {}
+    """Gates opened in between (open now, not then), and gates resolved or closed in between."""
+    opened = tuple(
+        gate_id
+        for gate_id, gate in after.gates.items()
+        if gate.is_open and not (gate_id in before.gates and before.gates[gate_id].is_open)
+    )
+    resolved = {
+        gate_id: gate.status
+        for gate_id, gate in after.gates.items()
+        if not gate.is_open and (gate_id not in before.gates or before.gates[gate_id].is_open)
+    }
+    return opened, resolved
 
 
 def _usage_between(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:

@@ -147,9 +147,38 @@ def time_travel_schemas() -> dict[str, Any]:
         "Gate": {
             "type": "object",
             "description": "An approval gate as the events tell it at that point.",
-            "required": ["status"],
+            "required": [
+                "status",
+                "prompt",
+                "schema",
+                "timeout",
+                "on_timeout",
+                "deadline",
+                "opened_seq",
+                "resolved_seq",
+                "answer",
+            ],
             "properties": {
-                "status": {"enum": ["open", "approved", "rejected", "closed"]},
+                "status": {
+                    "enum": ["open", "approved", "rejected", "closed"],
+                    "description": "closed: the execution ended while the gate was open.",
+                },
+                "prompt": _nullable({"type": "string"}),
+                "schema": _nullable({"type": "object", "description": "The answer's schema."}),
+                "timeout": _nullable({"type": "number"}),
+                "on_timeout": _nullable({"enum": ["reject", "approve", "fail"]}),
+                "deadline": _nullable(
+                    {"type": "string", "description": "UTC ISO-8601: when it times out."}
+                ),
+                "opened_seq": {"type": "integer", "minimum": 0},
+                "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
+                "answer": _nullable(
+                    {
+                        "type": "object",
+                        "description": "The gate.resolved event's data: approved, input, by, "
+                        "reason, how.",
+                    }
+                ),
             },
         },
         "Comparison": {

@@ -176,3 +176,36 @@ async def test_every_prefix_of_a_real_run_replays_to_its_state(
         assert end["steps"]["ask"]["usage"] == {"input_tokens": 3, "output_tokens": 2}
         assert end["usage"] == {"input_tokens": 3, "output_tokens": 2}
         assert end["steps"]["each"]["items"]["succeeded"] == 2
+
+
+def test_gates_are_shown_as_they_stood_at_that_event() -> None:
+    """A gate open at one event is approved at a later one, with its answer and seqs."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "ok"}]})
+    script = Script().add("execution.started").add("step.started", "ok")
+    script.add(
+        "gate.opened",
+        "ok",
+        prompt="Ship it?",
+        schema=None,
+        timeout=60,
+        on_timeout="reject",
+        deadline="2025-01-01T00:01:03.000Z",
+    )
+    script.add("gate.resolved", "ok", approved=True, input={}, by="ann", reason=None, how="answer")
+    opened = state_document(record, script.events[:3], last_seq=4)["gates"]
+    assert opened == {
+        "ok": {
+            "status": "open",
+            "prompt": "Ship it?",
+            "schema": None,
+            "timeout": 60.0,
+            "on_timeout": "reject",
+            "deadline": "2025-01-01T00:01:03.000Z",
+            "opened_seq": 3,
+            "resolved_seq": None,
+            "answer": None,
+        }
+    }
+    resolved = state_document(record, script.events, last_seq=4)["gates"]["ok"]
+    assert (resolved["status"], resolved["resolved_seq"]) == ("approved", 4)
+    assert resolved["answer"]["by"] == "ann"

@@ -110,7 +110,12 @@ STEP_EVENTS = [
     "step.skipped",
     "step.cancelled",
 ]
-EXECUTION_EVENTS = ["execution.resumed", "execution.failed", "execution.succeeded"]
+EXECUTION_EVENTS = [
+    "execution.resumed",
+    "execution.waiting",
+    "execution.failed",
+    "execution.succeeded",
+]
 
 
 @st.composite
@@ -121,6 +126,13 @@ def event_scripts(draw: st.DrawFn) -> Script:
     for _ in range(draw(st.integers(0, 30))):
         if draw(st.integers(0, 9)) == 0:
             script.add(draw(st.sampled_from(EXECUTION_EVENTS)))
+            continue
+        if draw(st.integers(0, 5)) == 0:
+            gate = draw(st.sampled_from(["g", "each[0]"]))
+            if draw(st.booleans()):
+                script.add("gate.opened", gate, prompt="?", reopened=draw(st.booleans()))
+            else:
+                script.add("gate.resolved", gate, approved=draw(st.booleans()), by="ann")
             continue
         kind, unit = draw(st.sampled_from(STEP_EVENTS)), draw(units)
         data: dict[str, Any] = {}
@@ -150,6 +162,29 @@ def test_the_changes_applied_to_the_earlier_state_give_the_later_one(
     assert statuses == {unit: str(step.status) for unit, step in later.steps.items()}
     assert diff.status == (str(replay(events[:first]).status), str(later.status))
     assert sum(diff.event_types.values()) == diff.event_count == second - first
+    earlier = replay(events[:first]).gates
+    open_gates = {gate_id for gate_id, gate in earlier.items() if gate.is_open}
+    open_gates = (open_gates - set(diff.gates_resolved)) | set(diff.gates_opened)
+    assert open_gates == {gate_id for gate_id, gate in later.gates.items() if gate.is_open}
+
+
+def test_gates_opened_and_resolved_in_between_are_named() -> None:
+    """A gate that opened is listed as opened; one answered or closed, with its new status."""
+    script = Script().add("execution.started").add("gate.opened", "early", prompt="?")
+    script.add("gate.opened", "late", prompt="?").add("gate.resolved", "early", approved=False)
+    script.add("gate.opened", "quick", prompt="?").add("gate.resolved", "quick", approved=True)
+    script.add("execution.failed", error={"type": "E"})
+    diff = state_diff(RECORD, script.events, 2, 4)
+    assert (diff.gates_opened, dict(diff.gates_resolved)) == (("late",), {"early": "rejected"})
+    diff = state_diff(RECORD, script.events, 4, 7)
+    assert (diff.gates_opened, dict(diff.gates_resolved)) == (
+        (),
+        {"late": "closed", "quick": "approved"},
+    )
+    assert diff.to_json()["gates"] == {
+        "opened": [],
+        "resolved": {"late": "closed", "quick": "approved"},
+    }
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
