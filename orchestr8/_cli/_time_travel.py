@@ -1,4 +1,4 @@
-"""`inspect ID --at SEQ` and `--diff SEQ_A SEQ_B`: an execution's past, read and compared.
+"""`inspect ID --at SEQ`, `--diff SEQ_A SEQ_B` and `compare`: the past read, and runs compared.
 
 `--at` shows the state right after one event as `inspect ID` shows the present (the header, the
 steps table, the maps, the events up to that one), after a line naming the event and one
@@ -6,8 +6,9 @@ with the tokens used by then; `--at` also takes a time, meaning the last event r
 before it. `--diff` lists what changed between two events: the execution's status, each step,
 map item or iteration whose status, attempts, output or error changed (old → new), the gates
 that opened or were resolved, the tokens used, and the events in between counted by type.
-The documents come from the journal's read models (`_journal/_state_at`, `_state_diff`);
-this module reads the journal and renders them.
+`render_comparison` is the text of `orchestr8 compare` (the command is `_compare`). The
+documents come from the journal's read models (`_journal/_state_at`, `_state_diff`,
+`_comparison`); this module reads the journal and renders them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._views import (
     Cell,
     describe,
     dump_json,
+    format_duration,
     local_time,
     paint,
     render_execution_detail,
@@ -33,7 +35,15 @@ from ._views import (
     shorten,
 )
 
-__all__ = ["MAX_DIFF_ROWS", "render_diff", "render_state_at", "show_diff", "show_state_at"]
+__all__ = [
+    "MAX_DIFF_ROWS",
+    "render_comparison",
+    "render_diff",
+    "render_state_at",
+    "show_diff",
+    "show_state_at",
+    "token_count",
+]
 
 MAX_DIFF_ROWS: Final = 100
 """The most changed units `--diff` lists as text; `--json` lists every one."""
@@ -244,3 +254,77 @@ def _unit_row(change: UnitChange, *, color: bool) -> list[Cell]:
     if "error" in change.changed and after["error"] is not None:
         notes.append("error " + describe(after["error"]))
     return [change.unit_id, status, attempts, shorten("; ".join(notes), 80)]
+
+
+def token_count(usage: Mapping[str, int] | None) -> str:
+    """The tokens of a usage record, for a table cell: counts named `*tokens` summed, or `-`."""
+    if not usage:
+        return "-"
+    tokens = [count for name, count in usage.items() if name.endswith("tokens")]
+    return str(sum(tokens)) if tokens else "-"
+
+
+def render_comparison(document: Mapping[str, Any], *, color: bool) -> str:
+    """The text of `compare`: both executions, the steps table, then the diffs."""
+    a, b = document["a"], document["b"]
+
+    def status(text: str | None) -> Cell:
+        return ("-", None) if text is None else (text, STATUS_COLORS.get(text))
+
+    header_rows: list[list[Cell]] = [
+        ["execution", a["execution_id"], b["execution_id"]],
+        ["workflow", a["workflow"], b["workflow"]],
+        ["status", status(a["status"]), status(b["status"])],
+        ["started", local_time(a["started_at"]), local_time(b["started_at"])],
+        ["duration", format_duration(a["duration"]), format_duration(b["duration"])],
+        ["tokens", token_count(a["usage"]), token_count(b["usage"])],
+    ]
+    header = render_table(["", "A", "B"], header_rows, color=color)
+    verdicts = [
+        "same workflow" if document["same_workflow"] else "the workflows differ (diff below)",
+        "same inputs" if document["same_inputs"] else "the inputs differ (diff below)",
+    ]
+    if document["output_diff"] is not None:
+        verdicts.append("the outputs differ (diff below)")
+    differing = document["differing_steps"]
+    if not differing:
+        verdicts.append("no step differs")
+    else:
+        verdicts.append("1 step differs" if differing == 1 else f"{differing} steps differ")
+    rows: list[list[Cell]] = []
+    for step in document["steps"]:
+        sides = [step["a"] or {}, step["b"] or {}]
+        rows.append(
+            [
+                ("* " if step["differs"] else "  ") + step["step_id"],
+                *(status(side.get("status")) for side in sides),
+                *(str(side["attempts"]) if side else "-" for side in sides),
+                *(format_duration(side.get("duration")) for side in sides),
+                *(token_count(side.get("usage")) for side in sides),
+                _note(step),
+            ]
+        )
+    headers = ["STEP", "A", "B", "A TRIES", "B TRIES", "A TIME", "B TIME", "A TOKENS", "B TOKENS"]
+    table = render_table([*headers, "OUTPUT"], rows, color=color)
+    parts = [header, "; ".join(verdicts), table]
+    for step in document["steps"]:
+        if step["output_diff"] is not None:
+            parts.append(f"output of {step['step_id']}:\n{step['output_diff']}")
+    for name in ("output", "workflow", "inputs"):
+        diff = document[f"{name}_diff"]
+        if diff is not None:
+            parts.append(f"{paint(name, 'bold', color)} of the executions:\n{diff}")
+    return "\n\n".join(parts)
+
+
+def _note(step: Mapping[str, Any]) -> str:
+    """A step row's last column: the output verdict, and a map's or a loop's progress."""
+    notes = [step["output"]]
+    for name in ("a", "b"):
+        side = step[name] or {}
+        if "items" in side:
+            items = side["items"]
+            notes.append(f"{name}: map {items['count']}, {items.get('succeeded', 0)} succeeded")
+        if "loop" in side:
+            notes.append(f"{name}: loop {side['loop']['iterations']} iterations")
+    return "; ".join(notes)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cli_in_process import call, record_runs
 
-from orchestr8._cli._compare import render_comparison, token_count
+from orchestr8._cli._time_travel import render_comparison, token_count
 
 
 @pytest.fixture(scope="module")
