@@ -40,7 +40,8 @@ _ERRORS: Final = {
     "405": "The method is not allowed on this route; `Allow` lists the allowed ones.",
     "413": "The body is larger than the server's limit (1 MiB unless configured).",
     "415": "The body is not `application/json` (UTF-8).",
-    "422": "The body is JSON but invalid: `errors` lists every problem by JSON path.",
+    "422": "The body is JSON but invalid: `errors` lists every problem by JSON path (for "
+    "`GET /executions/{execution_id}/state`: `at` names no event of the execution).",
     "409": "The execution is in the wrong state: cancel needs it running here; resume needs it "
     "neither running nor succeeded.",
     "426": "The route is a WebSocket; a plain request gets this, with `Upgrade: websocket`.",
