@@ -43,6 +43,7 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
+from ._approvals import raw_approval_problems
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
 from ._plans import plan_agent_checks
@@ -360,14 +361,23 @@ def _document_checks(
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
                 + outline_condition(step, index, document.get("schema_version"), problems)
                 + map_references
-                + outline_repeat(step, index, document.get("schema_version"), problems),
+                + outline_repeat(step, index, document.get("schema_version"), problems)
+                + _references(
+                    step["approval"].get("prompt")
+                    if isinstance(step.get("approval"), Mapping)
+                    else None,
+                    f"$.steps[{index}].approval.prompt",
+                    problems,
+                ),
                 local_names=local_names | (LOOP_LOCALS if "repeat" in step else frozenset()),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
         version = document.get("schema_version")
         known_version = version if isinstance(version, str) else None
-        if step.get("plan") is None:
+        if step.get("approval") is not None:
+            problems += raw_approval_problems(step, index, version)
+        elif step.get("plan") is None:
             problems += step_kind_problems(
                 index, step.get("agent"), step.get("workflow"), known_version
             )
