@@ -50,7 +50,14 @@ async def drive(
     configure_from_environment()
     try:
         return await _drive_runtime(
-            begin, path, journal_given, cancel_grace, as_json, secrets, sync_workers, exit_when_waiting
+            begin,
+            path,
+            journal_given,
+            cancel_grace,
+            as_json,
+            secrets,
+            sync_workers,
+            exit_when_waiting,
         )
     finally:
         shutdown_telemetry()
@@ -183,9 +190,7 @@ def waiting_note(execution_id: str, gates: list[str], journal_given: str | None)
     for gate in gates:
         quoted = shlex.quote(gate)
         lines.append(f"approve: orchestr8 approve{option} {execution_id} {quoted}")
-        lines.append(
-            f"reject:  orchestr8 reject{option} {execution_id} {quoted} --reason TEXT"
-        )
+        lines.append(f"reject:  orchestr8 reject{option} {execution_id} {quoted} --reason TEXT")
     lines.append(f"then continue it: {_command('resume', journal_given, execution_id)}")
     return "\n".join(lines)
 

@@ -55,7 +55,9 @@ class Conclusion:
         result = await self.record()
         record_execution_result(span, result.status, self.exception or result.error)
         _logger.log(
-            logging.INFO if result.succeeded else logging.WARNING,
+            logging.INFO
+            if result.succeeded or result.status is ExecutionStatus.WAITING
+            else logging.WARNING,
             "execution %s %s%s",
             self.execution_id,
             result.status,

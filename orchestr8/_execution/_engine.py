@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from .._journal._replay import GateState
-
     from ._children import ChildRunner
 
 _logger = logging.getLogger("orchestr8.engine")
@@ -139,7 +138,7 @@ class ExecutionRun:
         self._spawn_budget = SPAWNS_PER_PASS
         self._spawn_wake_up = False
         self.gates: GateBoard | None = None
-        """The execution's approval gates (`_gates`); None when the workflow has no approval step."""
+        """The execution's approval gates (`_gates`); None without an approval step."""
         if has_gates(workflow):
             self.gates = GateBoard(
                 execution_id=execution_id,

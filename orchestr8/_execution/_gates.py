@@ -31,9 +31,9 @@ step never recorded its end resolves again from that record, asking nobody.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-import contextlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,7 +48,7 @@ from .._errors import (
     GateTimedOutError,
     JournalError,
 )
-from .._journal._events import EventType
+from .._journal._events import EventType, utc_timestamp
 from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
 from .._workflow._approvals import Approval, answer_problems
@@ -88,7 +88,7 @@ def gate_step_id(gate_id: str) -> str:
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else utc_timestamp(moment)
 
 
 def _parse_time(text: str | None) -> datetime.datetime | None:
@@ -294,7 +294,9 @@ class GateBoard:
             # and the next run finds its id in `gate.resolved` (`deliver`).
             await self._settle(request, "applied")
 
-    async def _settle(self, request: ControlRequest, outcome: str, detail: str | None = None) -> None:
+    async def _settle(
+        self, request: ControlRequest, outcome: str, detail: str | None = None
+    ) -> None:
         await self._journal.settle_request(request.request_id, outcome, detail)
 
     async def _resolve(self, gate: _OpenGate, answer: dict[str, Any]) -> bool:
@@ -337,7 +339,9 @@ class GateBoard:
             return _outcome(gate_id, approval, recorded)
         prompt = approval.prompt.render(self._state.inputs, self._state.outputs, local_values)
         before = self._before.pop(gate_id, None)
-        reopened = before is not None and before.status == "open"
+        # Open when its run stopped (suspended, or its process died): the same deadline. A gate
+        # its execution closed (cancelled, failed) asks again, with a new one.
+        reopened = before is not None and before.is_open
         now = self._wall_clock()
         if reopened:
             assert before is not None
@@ -400,9 +404,7 @@ class GateBoard:
 
     async def _wait(self, gate: _OpenGate, now: datetime.datetime) -> None:
         """Wait for an answer, the deadline (trio's clock) or the run stopping."""
-        remaining = (
-            float("inf") if gate.deadline is None else (gate.deadline - now).total_seconds()
-        )
+        remaining = float("inf") if gate.deadline is None else (gate.deadline - now).total_seconds()
         with trio.move_on_after(remaining):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on, self._stop_event, nursery.cancel_scope)
@@ -444,10 +446,7 @@ class GateBoard:
 
     def _gate_state(self, gate: _OpenGate) -> GateState:
         approval, answer = gate.approval, gate.answer
-        if answer is None:
-            status = "open"
-        else:
-            status = "approved" if answer["approved"] else "rejected"
+        status = "open" if answer is None else "approved" if answer["approved"] else "rejected"
         return GateState(
             gate_id=gate.gate_id,
             status=status,

@@ -265,7 +265,9 @@ class StepRunner:
         started = trio.current_time()
         try:
             if self._gates is None:
-                raise ExecutionStateError(f"step {step.id} is a gate, but its run has no gate board")
+                raise ExecutionStateError(
+                    f"step {step.id} is a gate, but its run has no gate board"
+                )
             output = await self._gates.hold(step, gate_id, local_values)
         except Exception as error:
             failure: Exception | None = error

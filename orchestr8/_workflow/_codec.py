@@ -32,6 +32,7 @@ from .._json import (
     json_value_problems,
     parse_strict,
 )
+from ._approvals import raw_approval_problems
 from ._conditions import require_version_1_1
 from ._config_secrets import config_references
 from ._converter import converter
@@ -43,7 +44,6 @@ from ._document import (
 )
 from ._expressions import scan_template
 from ._graph import StepOutline, analyse_graph
-from ._approvals import raw_approval_problems
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
 from ._plans import plan_agent_checks
