@@ -177,10 +177,11 @@ async def resume(
     secrets_file: str | None,
     exit_when_waiting: bool = False,
 ) -> int:
-    """Continue an execution that died, failed, was cancelled or waits at approval gates.
+    """Continue an execution that died, failed or was cancelled.
 
     ID may be a unique prefix. Steps that succeeded keep their recorded output; the others run
-    again. Progress, output and exit codes are those of `run`. Inputs the journal keeps redacted
+    again; approval gates that wait open again with their deadlines. Progress, output and exit
+    codes are those of `run`. Inputs the journal keeps redacted
     (`api_key`, `password`...) must be given again with --input; ${secrets.NAME} references are
     read again from the environment or --secrets-file.
     """

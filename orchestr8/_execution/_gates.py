@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from ._emitter import Emitter
     from ._state import RunState
 
-__all__ = ["GateBoard", "gate_step_id", "has_gates", "utc_now"]
+__all__ = ["GateBoard", "gate_document", "gate_step_id", "has_gates", "utc_now"]
 
 #: Who resolved a gate that timed out, in `gate.resolved` and the step's output.
 TIMEOUT_BY: Final = "timeout"
@@ -72,6 +72,21 @@ def utc_now() -> datetime.datetime:
 
 def _now() -> datetime.datetime:
     return utc_now()
+
+
+def gate_document(gate: GateState) -> dict[str, Any]:
+    """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered."""
+    return {
+        "status": gate.status,
+        "prompt": gate.prompt,
+        "schema": gate.schema,
+        "timeout": gate.timeout,
+        "on_timeout": gate.on_timeout,
+        "deadline": gate.deadline,
+        "opened_seq": gate.opened_seq,
+        "resolved_seq": gate.resolved_seq,
+        "answer": None if gate.answer is None else dict(gate.answer),
+    }
 
 
 def has_gates(workflow: Workflow) -> bool:
