@@ -263,11 +263,8 @@ class StepRunner:
         if gate_id != step.id and not item:
             self.listeners[step.id] = listener
         started = trio.current_time()
+        assert self._gates is not None, "a run whose workflow has gates has a gate board"
         try:
-            if self._gates is None:
-                raise ExecutionStateError(
-                    f"step {step.id} is a gate, but its run has no gate board"
-                )
             output = await self._gates.hold(step, gate_id, local_values)
         except Exception as error:
             failure: Exception | None = error

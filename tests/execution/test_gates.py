@@ -26,6 +26,7 @@ from orchestr8._errors import (
 )
 from orchestr8._execution import _gates
 from orchestr8._execution._gates import gate_step_id, has_gates
+from orchestr8._execution._handle import ExecutionHandle
 from orchestr8._execution._runtime import Runtime, open_runtime
 from orchestr8._journal import _requests
 from orchestr8._journal._events import Event, EventType, ExecutionStatus, StepStatus, utc_timestamp
@@ -474,6 +475,91 @@ async def test_a_resolved_gate_whose_step_never_ended_resolves_from_the_journal(
     assert settled.outcome == "applied"
     assert len(of_type(events, EventType.GATE_OPENED)) == 1
     assert len(of_type(events, EventType.GATE_RESOLVED)) == 1
+
+
+async def test_a_loop_suspended_at_its_gate_asks_that_iteration_again_on_resume(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Suspended at g#2: nothing is cancelled, the resume re-opens g#2 (g#1 is reused)."""
+    steps = (gate(repeat={"until": "output.approved", "max_iterations": 3}),)
+    async with open_journal(None) as journal:
+        async with runtime_on(journal) as runtime:
+            handle = await runtime.start(document(*steps))
+            assert handle.gates is not None
+            await handle.wait_blocked_on_gates()
+            await handle.gates.answer("g#1", {"approve": False})
+            await handle.wait_blocked_on_gates()
+            assert handle.suspend()
+            assert (await handle.wait()).status is ExecutionStatus.WAITING
+        async with runtime_on(journal) as runtime:
+            resumed = await runtime.resume(handle.execution_id)
+            await resumed.wait_blocked_on_gates()
+            assert [state.gate_id for state in resumed.open_gates()] == ["g#2"]
+            assert resumed.gates is not None
+            await resumed.gates.answer("g#2", APPROVE)
+            result = await resumed.wait()
+        events = await journal.events(handle.execution_id)
+    assert result.steps["g"].output["approved"] is True
+    assert not of_type(events, EventType.STEP_CANCELLED)
+    assert [e.step_id for e in of_type(events, EventType.GATE_OPENED)] == ["g#1", "g#2", "g#2"]
+
+
+async def test_gates_that_fill_the_concurrency_limit_block_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """max_concurrency 1: one waiting gate holds the slot, the next item cannot start: blocked."""
+    steps = (gate(for_each="`[0, 1]`"),)
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(*steps, max_concurrency=1))
+        await handle.wait_blocked_on_gates()
+        assert [state.gate_id for state in handle.open_gates()] == ["g[0]"]
+        assert handle.gates is not None
+        await handle.gates.answer("g[0]", APPROVE)
+        await handle.wait_blocked_on_gates()
+        assert [state.gate_id for state in handle.open_gates()] == ["g[1]"]
+        assert handle.suspend()
+        assert (await handle.wait()).status is ExecutionStatus.WAITING
+
+
+async def test_a_run_without_gates_has_no_board_and_never_blocks() -> None:
+    """No approval step: no board, wait_blocked_on_gates waits for the end, suspend refuses."""
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document({"id": "a", "agent": "work", "input": {}}))
+        assert handle.gates is None
+        assert handle.open_gates() == []
+        await handle.wait_blocked_on_gates()
+        assert handle.done
+        assert not handle.suspend()
+        finished = ExecutionHandle(handle.execution_id, None, handle.result)
+        await finished.wait_blocked_on_gates()
+        assert not finished.suspend()
+        assert finished.open_gates() == []
+
+
+async def test_an_answer_for_a_gate_the_workflow_lacks_is_refused_when_delivered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A journaled answer for no gate of the workflow, or a malformed one: settled refused."""
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(gate()))
+        await handle.wait_blocked_on_gates()
+        request = await journal.submit_request(
+            handle.execution_id, RequestKind.ANSWER, APPROVE, target="other"
+        )
+        assert handle.gates is not None
+        await handle.gates.deliver(request)
+        invalid = await journal.submit_request(
+            handle.execution_id, RequestKind.ANSWER, {"approve": "yes"}, target="g"
+        )
+        await handle.gates.deliver(invalid)
+        assert handle.open_gates()[0].status == "open"
+        handle.cancel()
+        await handle.wait()
+        refused = await journal.requests(handle.execution_id)
+    assert [(r.outcome, r.detail) for r in refused] == [
+        ("refused", "no approval gate 'other'"),
+        ("refused", "invalid answer: $.approve: expected true or false"),
+    ]
 
 
 # -- properties ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Approval steps in the AST: the `approval` kind, checked at load with JSON paths; answers checked."""
+"""Approval steps in the AST: the `approval` kind, checked at load with JSON paths, and answers."""
 
 from __future__ import annotations
 
@@ -61,11 +61,12 @@ def with_gate(approval: Any, **step: Any) -> dict[str, Any]:
 
 
 def test_an_approval_step_loads_with_its_prompt_template_and_defaults() -> None:
-    """approval becomes an Approval; the prompt keeps its references; on_timeout defaults to reject."""
+    """approval becomes an Approval whose prompt keeps its references; on_timeout: reject."""
     workflow = load_workflow(GATED)
     approval = workflow.steps_by_id["review"].approval
     assert approval is not None
-    assert approval.timeout == 60.0 and approval.on_timeout == "fail"
+    assert approval.timeout == 60.0
+    assert approval.on_timeout == "fail"
     assert approval.prompt.render({}, {"draft": "v2"}) == "Ship v2?"
     assert Approval(prompt="ok").on_timeout == "reject"
     assert Approval(prompt="ok").timeout is None
@@ -123,7 +124,8 @@ def test_an_approval_step_has_no_agent_and_no_retry_breaker_or_timeout() -> None
         "$.steps[1].policy.circuit_breaker: an approval step makes no call: it takes no"
         " circuit_breaker (remove it)",
         "$.steps[1].policy.retry: an approval step makes no call: it takes no retry (remove it)",
-        "$.steps[1].policy.timeout: an approval step makes no call: it takes no timeout (remove it)",
+        "$.steps[1].policy.timeout: an approval step makes no call: it takes no timeout"
+        " (remove it)",
     ]
 
 
