@@ -39,6 +39,7 @@ STATUS_COLORS: Mapping[str, str] = {
     "skipped": "dim",
     "pending": "dim",
     "interrupted": "red",
+    "waiting": "yellow",
 }
 """The colour each execution or step status is shown in."""
 
@@ -119,6 +120,9 @@ def render_result(result: ExecutionResult, *, color: bool) -> str:
     lines = [f"status: {paint(status, STATUS_COLORS.get(status), color)}"]
     if result.status is ExecutionStatus.SUCCEEDED:
         lines.append("output: " + dump_json(result.output))
+    elif result.status is ExecutionStatus.WAITING:
+        # Not an error: the run stopped for answers (its gates are named on stderr).
+        lines.append("waiting for approval: answer its gates, then resume it")
     else:
         lines.append(f"error: {describe(result.error)}")
         failed = [

@@ -379,13 +379,12 @@ class GateBoard:
         self._open[gate_id] = self._opened[gate_id] = gate
         try:
             await self._take_waiting_answers(gate)
+            # An answer found there resolved it already (`_apply` returns once it is recorded).
             if gate.answer is None:
                 if deadline is not None and deadline <= now:
                     await self._time_out(gate)
                 else:
                     await self._wait(gate, now)
-            elif not gate.done.is_set():
-                await gate.done.wait()
         finally:
             del self._open[gate_id]
             self.notify()

@@ -250,6 +250,8 @@ async def test_answers_to_unknown_resolved_or_invalid_gates_are_refused(
             await board.answer("nope", APPROVE)
         with pytest.raises(GateNotFoundError):
             await board.answer("g[0]", APPROVE)
+        with pytest.raises(GateNotFoundError):
+            await board.answer("g#1", APPROVE)
         with pytest.raises(GateAnswerInvalidError) as invalid:
             await board.answer("g", {"approve": True, "input": {"n": "x"}})
         assert [problem.path for problem in invalid.value.problems] == ["$.input.n"]
@@ -314,6 +316,9 @@ async def test_a_loop_asks_again_until_approved(autojump_clock: trio.testing.Moc
         assert board is not None
         await handle.wait_blocked_on_gates()
         assert [state.gate_id for state in handle.open_gates()] == ["g#1"]
+        for wrong in ("g", "g#0", "g[1]"):
+            with pytest.raises(GateNotFoundError):
+                await board.answer(wrong, APPROVE)
         await board.answer("g#1", {"approve": False})
         await handle.wait_blocked_on_gates()
         (second,) = handle.open_gates()

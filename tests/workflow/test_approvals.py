@@ -12,6 +12,7 @@ from orchestr8._workflow._approvals import (
     APPROVAL_AGENT_ID,
     Approval,
     answer_problems,
+    approval_problems,
     raw_approval_problems,
 )
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
@@ -164,6 +165,7 @@ def test_raw_checks_find_gate_problems_next_to_schema_errors() -> None:
     problems = problems_of(document)
     assert "$.steps[1].approval.timeout: must be a positive number of seconds" in problems
     assert raw_approval_problems({"approval": "x"}, 0, "1.1") == []
+    assert approval_problems(0, "1.1", None, runs=True, policy_fields=(), replans=True) == []
     assert raw_approval_problems({"approval": {}}, 0, None) == []
 
 
