@@ -139,7 +139,7 @@ class _OpenGate:
     waiting: bool = False
     """Opened and found no answer waiting: only such a gate blocks the run."""
     done: trio.Event = attrs.field(factory=trio.Event)
-    """Set once `gate.resolved` is recorded and flushed."""
+    """Set once `gate.resolved` is recorded and flushed, or the gate closed unresolved."""
 
 
 class GateBoard:
@@ -171,8 +171,6 @@ class GateBoard:
         self._wall_clock = wall_clock or _now
         self._before: dict[str, GateState] = dict(before or {})
         self._open: dict[str, _OpenGate] = {}
-        self._opened: dict[str, _OpenGate] = {}
-        """Every gate this run opened, by gate id: for the state `answer` returns."""
         self._held: dict[str, list[ControlRequest]] = {}
         self._handled: set[int] = set()
         self._resolved: dict[str, dict[str, Any]] = {
@@ -231,8 +229,9 @@ class GateBoard:
     async def answer(self, gate_id: str, body: Mapping[str, Any]) -> GateState | None:
         """Answer a gate from this process: record the request in the journal, then deliver it.
 
-        Returns the gate once resolved by it, or None when the gate has not opened yet (the
-        answer is held and applied when it opens). The journal always holds the answer first.
+        Returns the gate once resolved by it (still `open` if the run stopped first), or None
+        when the gate is not open in this run (the answer is held, and applied when it opens,
+        here or in the run that resumes the execution). The journal always holds it first.
 
         Raises:
             GateNotFoundError, GateAlreadyAnsweredError, GateAnswerInvalidError: as
@@ -242,8 +241,8 @@ class GateBoard:
         request = await self._journal.submit_request(
             self.execution_id, RequestKind.ANSWER, dict(body), target=gate_id
         )
+        gate = self._open.get(gate_id)
         await self.deliver(request)
-        gate = self._opened.get(gate_id)
         if gate is None:
             return None
         await gate.done.wait()
@@ -281,8 +280,6 @@ class GateBoard:
         if gate is None or not gate.waiting:
             # Early (or the gate is still looking for answers): applied when it opens.
             self._held.setdefault(gate_id, []).append(request)
-            if gate is None:
-                return
         else:
             await self._apply(gate, request)
 
@@ -376,7 +373,7 @@ class GateBoard:
             data["reopened"] = True
         event = await self._emitter.emit(EventType.GATE_OPENED, step_id=gate_id, data=data)
         gate = _OpenGate(gate_id, approval, data["prompt"], deadline, event.seq)
-        self._open[gate_id] = self._opened[gate_id] = gate
+        self._open[gate_id] = gate
         try:
             await self._take_waiting_answers(gate)
             # An answer found there resolved it already (`_apply` returns once it is recorded).
@@ -387,6 +384,8 @@ class GateBoard:
                     await self._wait(gate, now)
         finally:
             del self._open[gate_id]
+            # Resolved, or closed unresolved (the run stopped): nobody waits for it any more.
+            gate.done.set()
             self.notify()
         assert gate.answer is not None
         return _outcome(gate_id, approval, gate.answer)

@@ -369,8 +369,10 @@ async def test_suspend_records_waiting_and_resume_reopens_with_the_same_deadline
         assert state.status is ExecutionStatus.WAITING
         assert state.gates["g"].status == "open"
         await trio.sleep(40)
-        # Answered while no process runs it: a pending request the resume applies.
-        await journal.submit_request(execution_id, RequestKind.ANSWER, APPROVE, target="g")
+        # Answered while no run takes it (through the stopped run's board): the journal holds
+        # it as a pending request, which the resume applies.
+        assert handle.gates is not None
+        assert await handle.gates.answer("g", APPROVE) is None
         async with runtime_on(journal) as runtime:
             resumed = await runtime.resume(execution_id)
             result = await resumed.wait()
