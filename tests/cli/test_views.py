@@ -103,7 +103,7 @@ def test_the_gates_table_shows_each_gate_its_deadline_and_who_answered() -> None
     """GATE rows: an open gate shows its prompt, a resolved one who answered and why."""
     from orchestr8._cli._views import render_gates
 
-    gates = {
+    gates: dict[str, dict[str, Any]] = {
         "review[0]": {"status": "open", "prompt": "Ship it?", "deadline": None, "answer": None},
         "review[1]": {
             "status": "rejected",
