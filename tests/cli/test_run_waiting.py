@@ -31,6 +31,17 @@ def started_units(journal: Path, execution_id: str) -> list[str]:
     return [row[0] for row in rows]
 
 
+def gate_openings(journal: Path, execution_id: str) -> list[str]:
+    """The data of every `gate.opened` event, as JSON text, in order."""
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT data FROM events WHERE execution_id = ? AND type = 'gate.opened' ORDER BY seq",
+            (execution_id,),
+        ).fetchall()
+    connection.close()
+    return [row[0] for row in rows]
+
+
 def execution_id_in(stderr: str) -> str:
     """The execution id `run` announced on stderr."""
     line = next(line for line in stderr.splitlines() if " started: workflow " in line)
@@ -40,7 +51,8 @@ def execution_id_in(stderr: str) -> str:
 async def test_run_stops_at_the_gate_exits_5_and_resume_applies_the_answer(
     tmp_path: Path,
 ) -> None:
-    """exit 5 with the commands to answer and resume; the answer recorded meanwhile is applied."""
+    """exit 5 with the commands to answer and resume (again 5 while unanswered, the same
+    deadline); the answer recorded meanwhile is applied, and nothing before the gate re-runs."""
     ran = cli(
         "run",
         str(EXAMPLE),
@@ -66,6 +78,9 @@ async def test_run_stops_at_the_gate_exits_5_and_resume_applies_the_answer(
     assert detail["gates"]["review"]["prompt"] == "Refund bob? Proposed amount: 25"
     shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert "GATE" in shown.stdout
+    again = cli("resume", execution_id, "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert again.returncode == 5, again.stderr
+    assert f"execution {execution_id} is waiting for approval: review" in again.stderr
     async with open_journal(tmp_path / "j.db") as journal:
         body = {"approve": True, "input": {"amount": 20}, "reason": "ok", "by": "ops"}
         await journal.submit_request(execution_id, RequestKind.ANSWER, body, target="review")
@@ -80,8 +95,11 @@ async def test_run_stops_at_the_gate_exits_5_and_resume_applies_the_answer(
         "reason": "ok",
     }
     started = started_units(tmp_path / "j.db", execution_id)
-    # Nothing before the gate ran again: the gate re-opened, then pay ran.
-    assert started == ["draft", "review", "review", "pay"]
+    # Nothing before the gate ran again: the gate re-opened (twice), then pay ran.
+    assert started == ["draft", "review", "review", "review", "pay"]
+    opened = [json.loads(data) for data in gate_openings(tmp_path / "j.db", execution_id)]
+    assert [gate.get("reopened", False) for gate in opened] == [False, True, True]
+    assert len({gate["deadline"] for gate in opened}) == 1
 
 
 def test_the_waiting_note_names_each_gate_and_the_commands() -> None:
