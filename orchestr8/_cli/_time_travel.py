@@ -145,42 +145,11 @@ def render_state_at(
     ]
     if document["usage"]:
         lines.append(f"{'usage':<10} {_counts(document['usage'])}")
-    text = (
-        "\n".join(lines)
-        + "\n"
-        + render_execution_detail(detail, color=color, events_limit=events_limit, journal=journal)
+    # The detail view draws the gates table too, from `gates`.
+    detail_text = render_execution_detail(
+        detail, color=color, events_limit=events_limit, journal=journal
     )
-    gates = _gate_rows(document["gates"], color=color)
-    if gates:
-        # The gates table goes between the steps and the events: before the events table.
-        steps_part, separator, events_part = text.rpartition("\n\nSEQ")
-        text = f"{steps_part}\n\n{gates}{separator}{events_part}"
-    return text
-
-
-def _gate_rows(gates: Mapping[str, Mapping[str, Any]], *, color: bool) -> str:
-    """The GATES table of a state: each approval gate, its status and who answered."""
-    if not gates:
-        return ""
-    rows: list[list[Cell]] = []
-    for gate_id, gate in gates.items():
-        answer = gate.get("answer") or {}
-        note = gate.get("prompt") or ""
-        if answer:
-            verdict = "approved" if answer.get("approved") else "rejected"
-            note = f"{verdict} by {answer.get('by')}" + (
-                f": {answer['reason']}" if answer.get("reason") else ""
-            )
-        rows.append(
-            [
-                gate_id,
-                (str(gate["status"]), STATUS_COLORS.get(str(gate["status"]))),
-                str(gate.get("opened_seq") or "-"),
-                str(gate.get("resolved_seq") or "-"),
-                shorten(str(note), 70),
-            ]
-        )
-    return render_table(["GATE", "STATUS", "OPENED", "RESOLVED", "DETAIL"], rows, color=color)
+    return "\n".join(lines) + "\n" + detail_text
 
 
 def _counts(counts: Mapping[str, int]) -> str:

@@ -36,7 +36,7 @@ _LOOP = {
 
 
 def time_travel_schemas() -> dict[str, Any]:
-    """`ExecutionStateAt`, `StepAt`, `Gate` and `Comparison`, with the parts they are made of."""
+    """`ExecutionStateAt`, `StepAt` and `Comparison`; gates are `GateState`s, as in `Execution`."""
     timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
     step_at = {
         "allOf": [
@@ -141,44 +141,7 @@ def time_travel_schemas() -> dict[str, Any]:
                 ),
                 "usage": _COUNTS,
                 "steps": {"type": "object", "additionalProperties": _ref("StepAt")},
-                "gates": {"type": "object", "additionalProperties": _ref("Gate")},
-            },
-        },
-        "Gate": {
-            "type": "object",
-            "description": "An approval gate as the events tell it at that point.",
-            "required": [
-                "status",
-                "prompt",
-                "schema",
-                "timeout",
-                "on_timeout",
-                "deadline",
-                "opened_seq",
-                "resolved_seq",
-                "answer",
-            ],
-            "properties": {
-                "status": {
-                    "enum": ["open", "approved", "rejected", "closed"],
-                    "description": "closed: the execution ended while the gate was open.",
-                },
-                "prompt": _nullable({"type": "string"}),
-                "schema": _nullable({"type": "object", "description": "The answer's schema."}),
-                "timeout": _nullable({"type": "number"}),
-                "on_timeout": _nullable({"enum": ["reject", "approve", "fail"]}),
-                "deadline": _nullable(
-                    {"type": "string", "description": "UTC ISO-8601: when it times out."}
-                ),
-                "opened_seq": {"type": "integer", "minimum": 0},
-                "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
-                "answer": _nullable(
-                    {
-                        "type": "object",
-                        "description": "The gate.resolved event's data: approved, input, by, "
-                        "reason, how.",
-                    }
-                ),
+                "gates": {"type": "object", "additionalProperties": _ref("GateState")},
             },
         },
         "Comparison": {

@@ -141,7 +141,7 @@ def test_time_travel_needs_an_execution(runs: dict[str, Any]) -> None:
 
 
 def test_the_state_view_shows_gates_tokens_and_each_childs_status_now() -> None:
-    """Gates get a table before the events; tokens a line; a child its status now."""
+    """Gates get their table before the events; tokens a line; a child its status now."""
     step = {"status": "running", "attempts": 1, "duration": None, "output": None, "error": None}
     document = {
         "execution_id": "x",
@@ -185,19 +185,11 @@ def test_the_state_view_shows_gates_tokens_and_each_childs_status_now() -> None:
     assert "  sub runs child execution x.sub (now succeeded)" in text
     assert "x.other" not in text
     gates = text[text.index("GATE") : text.index("SEQ")].splitlines()
-    assert gates[1].split() == ["ok", "open", "4", "-", "Ship", "it?"]
-    assert gates[2].split() == [
-        "no",
-        "rejected",
-        "2",
-        "3",
-        "rejected",
-        "by",
-        "ann:",
-        "too",
-        "early",
-    ]
-    assert gates[3].split() == ["yes", "approved", "1", "2", "approved", "by", "bob"]
+    # The gates table is the detail view's (`render_gates`), drawn once.
+    assert text.count("GATE") == 1
+    assert gates[1].split() == ["ok", "open", "-", "Ship", "it?"]
+    assert gates[2].split() == ["no", "rejected", "-", "by", "ann:", "too", "early"]
+    assert gates[3].split() == ["yes", "approved", "-", "by", "bob"]
 
 
 def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:

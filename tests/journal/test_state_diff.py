@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from time_travel_runs import CHAIN, run, runtime_on
 from orchestr8._errors import EventOutOfRangeError
 from orchestr8._journal._records import ExecutionRecord
 from orchestr8._journal._replay import replay
+from orchestr8._journal._state_at import state_document
 from orchestr8._journal._state_diff import state_diff
 
 RECORD = ExecutionRecord("run-1", "w", {"steps": [{"id": "a"}, {"id": "b"}]})
@@ -208,3 +210,32 @@ async def test_the_whole_of_a_real_run_is_one_diff(
     assert all(change.before is None for change in diff.units)
     assert diff.status == ("running", "succeeded")
     assert diff.usage == {"input_tokens": 3, "output_tokens": 2}
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_a_real_gate_is_open_at_its_opening_and_answered_in_the_diff_after(
+    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """examples/approval.json answered: open right after gate.opened, approved by the end."""
+    workflow = json.loads((Path(__file__).parents[2] / "examples" / "approval.json").read_text())
+    # No timeout: the autojump clock would jump past it while SQLite writes in its thread.
+    del workflow["steps"][1]["approval"]["timeout"]
+    async with runtime_on(store, tmp_path) as runtime:
+        handle = await runtime.start(workflow, {})
+        await handle.wait_blocked_on_gates()
+        assert handle.gates is not None
+        answer = {"approve": True, "input": {"amount": 20}, "reason": None, "by": "ann"}
+        await handle.gates.answer("review", answer)
+        await handle.wait()
+        await runtime.journal.flush()
+        record = await runtime.journal.get_execution(handle.execution_id)
+        events = await runtime.journal.events(handle.execution_id)
+    opened = next(event.seq for event in events if event.type == "gate.opened")
+    at_opening = state_document(record, events[:opened], last_seq=len(events))
+    assert at_opening["gates"]["review"]["status"] == "open"
+    assert at_opening["gates"]["review"]["prompt"] == "Refund ada? Proposed amount: 25"
+    assert at_opening["steps"]["pay"]["status"] == "pending"
+    diff = state_diff(record, events, opened, len(events))
+    assert (diff.gates_opened, dict(diff.gates_resolved)) == ((), {"review": "approved"})
+    assert diff.status == ("running", "succeeded")
+    assert {change.unit_id for change in diff.units} == {"review", "pay"}
