@@ -10,9 +10,10 @@ each request it takes (`applied` or `refused`, with a detail), so a request is a
 An answer is addressed by execution and gate id, and only the first answer for a gate is ever
 recorded (a unique index): a second one is refused at once with `GateAlreadyAnsweredError`,
 whoever sent it and in whatever order the two arrived. An answer the owner refused (it came after
-the gate timed out, or no longer fits) does not count: the gate may be answered again. The stores below are the SQLite and the
-memory forms of the same table; `Journal` offers them as `submit_request`, `pending_requests`,
-`requests` and `settle_request`.
+the gate timed out, or no longer fits) does not count: the gate may be answered again.
+
+The stores below are the SQLite and the memory forms of the same table; `Journal` offers them as
+`submit_request`, `pending_requests`, `requests` and `settle_request`.
 """
 
 from __future__ import annotations
