@@ -383,9 +383,15 @@ async def submit_answer(
             _answered_message(spec, error.existing), existing=error.existing
         ) from None
     runner = _runner(journal, runtime, execution_id)
-    if runner == "here" and spec.state is not None:
-        # Open here: the control loop applies it at once. Not open yet: it is held, no wait.
-        request = await wait_settled(journal, request, settle_wait)
+    if runner == "here" and runtime is not None:
+        handle = runtime.find(execution_id)
+        board = None if handle is None else handle.gates
+        if board is not None:
+            # Run here: handed to its gate board at once (the control loop may hand it over
+            # too; a board takes each request once). Not open yet: held there, no wait.
+            await board.deliver(request)
+        if spec.state is not None:
+            request = await wait_settled(journal, request, settle_wait)
     return await _outcome(journal, spec, request, runner)
 
 
