@@ -107,13 +107,6 @@ def gate_resolved(
     return (EventType.GATE_RESOLVED, gate_id, data)
 
 
-def has_gate_engine() -> bool:
-    """Whether the engine runs approval steps (the gate board, `ExecutionHandle.suspend`)."""
-    from orchestr8._execution._handle import ExecutionHandle
-
-    return hasattr(ExecutionHandle, "suspend") and hasattr(ExecutionHandle, "open_gates")
-
-
 SIGN_ONLY: dict[str, Any] = {
     "schema_version": "1.1",
     "name": "sign-only",

@@ -2,7 +2,6 @@
 
 From a second process (`orchestr8 approve` while `run` waits), from the terminal running it (the
 prompt, driven through a pseudo-terminal), and through a server that adopts a waiting execution.
-These need the engine's approval gates; they are skipped where it does not run them.
 """
 
 from __future__ import annotations
@@ -21,14 +20,11 @@ from typing import IO
 import pytest
 import trio
 from cli_processes import cli, environment
-from gate_scripts import SIGN_ONLY, has_gate_engine
+from gate_scripts import SIGN_ONLY
 
 from orchestr8 import open_runtime
 from orchestr8._web._serve import serve
 
-pytestmark = pytest.mark.skipif(
-    not has_gate_engine(), reason="needs the engine's approval gates (ExecutionHandle.suspend)"
-)
 needs_control_loop = pytest.mark.skipif(
     importlib.util.find_spec("orchestr8._execution._control") is None,
     reason="needs the control loop that applies requests other processes record (slice A)",
