@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
+from ._control_commands import cancel, follow
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
 from ._run_commands import resume, run
@@ -28,6 +29,8 @@ __all__ = ["cli", "run_command_line"]
 
 for _command in (run, resume, validate, schema, inspect):
     cli.add_command(_command)
+cli.add_command(follow)
+cli.add_command(cancel)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

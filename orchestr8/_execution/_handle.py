@@ -63,11 +63,17 @@ class ExecutionHandle:
         else:
             await self._run.finished()
 
-    def cancel(self, reason: str = "cancelled by request") -> bool:
-        """Cancel the execution: cooperative first, forced after the grace period.
+    @property
+    def run(self) -> ExecutionRun | None:
+        """The live run, or None when this handle wraps a result read back from the journal."""
+        return self._run
 
-        Returns False if it had already finished or was already being cancelled.
+    def cancel(self, reason: str = "cancelled by request", *, force: bool = False) -> bool:
+        """Cancel the execution: cooperative first, forced after the grace period (`force`: now).
+
+        Returns False if it had already finished or was already being cancelled (and `force`
+        changed nothing).
         """
         if self._run is None:
             return False
-        return self._run.cancel(reason)
+        return self._run.cancel(reason, force=force)
