@@ -58,7 +58,7 @@ def _url_options(function: click.decorators.FC) -> click.decorators.FC:
 async def follow(
     execution_id: str, after: int, url: str | None, api_key: str | None, journal: str | None
 ) -> int:
-    """Show an execution's events live, from any terminal, until it ends.
+    """Show an execution's events live, from any terminal.
 
     Reads the journal (or, with --url, a server's event stream), prints the events as `run`
     does, and exits with the execution's exit code: 0 succeeded, 2 failed, 3 timed out, 130
@@ -110,7 +110,7 @@ async def cancel(
     api_key: str | None,
     journal: str | None,
 ) -> int:
-    """Cancel an execution, whichever process runs it, or none.
+    """Cancel an execution, whichever process runs it (or none).
 
     Run by another process on the journal: the cancel is recorded there and that process stops
     the execution within a second (steps get its grace period, none with --force); this waits

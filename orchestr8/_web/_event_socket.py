@@ -16,7 +16,7 @@ socket closes with a code that tells the client what to do:
   that reconnects so loses nothing;
 - 4409 when the execution is not finished and no process runs it: the reason starts with
   `interrupted` (the process that ran it died; reconnecting will not help until it is resumed,
-  the status REST shows too);
+  the status REST shows too); on a memory journal, also when this server does not run it;
 - 1011 when the server failed (logged).
 """
 
@@ -191,6 +191,13 @@ class _Relay:
             return CLOSE_FINISHED, f"execution.{status}"
         if await shown_status(journal, self.execution_id, status) == INTERRUPTED:
             return self.interrupted(status)
+        if journal.path is None:
+            # A memory journal: only a runtime of this process can run its executions.
+            return CLOSE_NOT_RUNNING, (
+                f"{status}, but not in this server's runtime: its events reach this socket "
+                f"only through the journal (GET /executions/{self.execution_id}/journal"
+                f"?after={self.last})"
+            )
         return None
 
     def interrupted(self, status: ExecutionStatus) -> tuple[int, str]:
@@ -204,7 +211,7 @@ class _Relay:
         """Whether the execution is unfinished and not interrupted (another process runs it)."""
         journal = self.runtime.journal
         status = (await journal.get_execution(self.execution_id)).status
-        if status.is_terminal:
+        if status.is_terminal or journal.path is None:
             return False
         return await shown_status(journal, self.execution_id, status) != INTERRUPTED
 

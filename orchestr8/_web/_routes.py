@@ -30,7 +30,7 @@ from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
 from .._journal._replay import replay
 from .._version import __version__
-from ._cancelling import cancel_execution
+from ._cancel_route import cancel_execution
 from ._documents import execution_document, execution_links, execution_summary, json_response
 from ._event_socket import stream_events
 from ._openapi import openapi_document

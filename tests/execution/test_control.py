@@ -1,0 +1,287 @@
+"""The control loop: a runtime acts on the cancel requests and answers its journal holds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from orchestr8 import ExecutionStatus, Runtime, open_runtime
+from orchestr8._errors import JournalError
+from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop, gate_board
+from orchestr8._journal._requests import ControlRequest, RequestKind
+
+NAP = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 1000}}],
+}
+GRACE = 100.0
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with open_runtime(cancel_grace=GRACE) as opened:
+        yield opened
+
+
+def cancel_body(reason: str | None = "stop it", *, force: bool = False) -> dict[str, Any]:
+    return {"reason": reason, "force": force, "by": "tester@host"}
+
+
+async def settled(runtime: Runtime, execution_id: str) -> list[ControlRequest]:
+    return await runtime.journal.requests(execution_id)
+
+
+async def test_a_cancel_request_cancels_with_its_reason_and_is_settled_applied(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """A cancel in the journal ends the run `cancelled` with the request's reason, in the grace."""
+    handle = await runtime.start(NAP)
+    await trio.sleep(1)
+    start = trio.current_time()
+    await runtime.journal.submit_request(handle.execution_id, RequestKind.CANCEL, cancel_body())
+    result = await handle.wait()
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.error == {"type": "Cancelled", "message": "stop it"}
+    # The sleep ignores the cooperative phase: it is cancelled when the grace runs out.
+    assert trio.current_time() - start == pytest.approx(GRACE, abs=1)
+    events = await runtime.journal.events(handle.execution_id)
+    assert events[-1].data["reason"] == "stop it"
+    [request] = await settled(runtime, handle.execution_id)
+    assert (request.outcome, request.detail) == ("applied", "cancelling")
+
+
+async def test_a_forced_cancel_request_skips_the_grace(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """`force`: the running steps are cancelled at once, not after the grace."""
+    handle = await runtime.start(NAP)
+    start = trio.current_time()
+    await runtime.journal.submit_request(
+        handle.execution_id, RequestKind.CANCEL, cancel_body(force=True)
+    )
+    assert (await handle.wait()).status is ExecutionStatus.CANCELLED
+    assert trio.current_time() - start < 2 * REQUEST_POLL_INTERVAL
+    [request] = await settled(runtime, handle.execution_id)
+    assert (request.outcome, request.detail) == ("applied", "cancelled at once (forced)")
+
+
+async def test_force_cuts_a_graceful_cancel_short(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """A forced cancel while a graceful one waits out its grace ends the run at once."""
+    handle = await runtime.start(NAP)
+    await trio.sleep(1)
+    assert handle.cancel("gently")
+    await trio.sleep(10)
+    assert not handle.done
+    start = trio.current_time()
+    assert handle.cancel("now", force=True)
+    assert not handle.cancel("again", force=True)
+    result = await handle.wait()
+    assert trio.current_time() - start < 1
+    assert result.error == {"type": "Cancelled", "message": "gently"}
+
+
+async def test_a_cancel_without_a_reason_records_who_asked(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """No reason: the recorded one names `by`; a second cancel is applied as already under way."""
+    handle = await runtime.start(NAP)
+    for _ in range(2):
+        await runtime.journal.submit_request(
+            handle.execution_id, RequestKind.CANCEL, cancel_body(None, force=True)
+        )
+    result = await handle.wait()
+    assert result.error == {"type": "Cancelled", "message": "cancelled by tester@host"}
+    details = [request.detail for request in await settled(runtime, handle.execution_id)]
+    assert details == ["cancelled at once (forced)", "already being cancelled"]
+
+
+async def test_an_answer_to_an_execution_without_approval_steps_is_refused(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """No gate board: the answer is settled `refused`, naming the gate, and the run goes on."""
+    handle = await runtime.start(NAP)
+    await runtime.journal.submit_request(
+        handle.execution_id,
+        RequestKind.ANSWER,
+        {"approve": True, "input": {}, "reason": None, "by": "tester"},
+        target="review",
+    )
+    await trio.sleep(2 * REQUEST_POLL_INTERVAL)
+    [request] = await settled(runtime, handle.execution_id)
+    assert request.outcome == "refused"
+    assert request.detail == (
+        f"no approval step in execution {handle.execution_id}: it has no gate 'review' to answer"
+    )
+    assert not handle.done
+    handle.cancel(force=True)
+
+
+class Board:
+    """A gate board that settles what it is given, or fails."""
+
+    def __init__(self, runtime: Runtime, *, fail: bool = False) -> None:
+        self.runtime = runtime
+        self.fail = fail
+        self.delivered: list[ControlRequest] = []
+
+    async def deliver(self, request: ControlRequest) -> None:
+        if self.fail:
+            raise RuntimeError("bug in the board")
+        self.delivered.append(request)
+        await self.runtime.journal.settle_request(request.request_id, "applied", "approved")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_an_answer_goes_to_the_gate_board(
+    clock: trio.testing.MockClock,
+    runtime: Runtime,
+    fail: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The board gets the answer and settles it; a board that raises gets it refused and logged."""
+    handle = await runtime.start(NAP)
+    run = handle.run
+    assert run is not None and gate_board(run) is None
+    board = Board(runtime, fail=fail)
+    run.gates = board  # type: ignore[attr-defined]
+    assert gate_board(run) is board
+    await runtime.journal.submit_request(
+        handle.execution_id,
+        RequestKind.ANSWER,
+        {"approve": True, "input": {}, "reason": None, "by": "tester"},
+        target="review",
+    )
+    await trio.sleep(2 * REQUEST_POLL_INTERVAL)
+    [request] = await settled(runtime, handle.execution_id)
+    if fail:
+        assert (request.outcome, request.detail) == (
+            "refused",
+            "the runtime failed to act on it (logged)",
+        )
+        assert "control request" in caplog.text
+    else:
+        assert [delivered.request_id for delivered in board.delivered] == [request.request_id]
+        assert request.outcome == "applied"
+    handle.cancel(force=True)
+
+
+async def test_an_idle_runtime_reads_no_requests(
+    clock: trio.testing.MockClock, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no execution live the loop sleeps: the journal is not asked, however long it lasts."""
+    reads: list[object] = []
+    pending = runtime.journal.pending_requests
+
+    async def counting(*args: Any, **kwargs: Any) -> list[ControlRequest]:
+        reads.append(args)
+        return await pending(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.journal, "pending_requests", counting)
+    await trio.sleep(3600)
+    assert reads == []
+    handle = await runtime.start(NAP)
+    await trio.sleep(10 * REQUEST_POLL_INTERVAL)
+    assert 9 <= len(reads) <= 12
+    handle.cancel(force=True)
+    await handle.wait()
+    seen = len(reads)
+    await trio.sleep(3600)
+    # One more read after the end: the run's leftovers are settled before its lock is released.
+    assert len(reads) <= seen + 2
+
+
+async def test_requests_left_when_the_execution_finishes_are_refused(
+    clock: trio.testing.MockClock,
+) -> None:
+    """Requests the run never acted on are refused at its end; a waiting run leaves them."""
+    async with open_runtime() as runtime:
+        handle = await runtime.start(NAP)
+        control = ControlLoop(runtime.journal, {})
+        request = await runtime.journal.submit_request(
+            handle.execution_id, RequestKind.CANCEL, cancel_body()
+        )
+        await control.settle_leftovers(handle.execution_id, "running")
+        assert (await settled(runtime, handle.execution_id))[0].outcome is None
+        await control.settle_leftovers(handle.execution_id, ExecutionStatus.SUCCEEDED)
+        [after] = await settled(runtime, handle.execution_id)
+        assert after.request_id == request.request_id
+        assert (after.outcome, after.detail) == (
+            "refused",
+            f"execution {handle.execution_id} already succeeded",
+        )
+        handle.cancel(force=True)
+
+
+async def test_a_request_of_an_execution_that_just_ended_is_left_to_its_end(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """Dispatching a request whose execution is no longer live settles nothing."""
+    handle = await runtime.start(NAP)
+    request = await runtime.journal.submit_request(
+        handle.execution_id, RequestKind.CANCEL, cancel_body()
+    )
+    control = ControlLoop(runtime.journal, {})
+    await control.dispatch(request)
+    assert (await settled(runtime, handle.execution_id))[0].outcome is None
+    handle.cancel(force=True)
+
+
+async def test_a_failing_journal_is_logged_once_and_polling_goes_on(
+    clock: trio.testing.MockClock,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Reads that fail are logged once per spell; the loop recovers when the journal does."""
+    caplog.set_level(logging.WARNING, "orchestr8.runtime")
+    pending = runtime.journal.pending_requests
+    failing = True
+
+    async def flaky(*args: Any, **kwargs: Any) -> list[ControlRequest]:
+        if failing:
+            raise JournalError("disk on fire")
+        return await pending(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.journal, "pending_requests", flaky)
+    handle = await runtime.start(NAP)
+    await trio.sleep(5)
+    assert caplog.text.count("cannot read or settle control requests: disk on fire") == 1
+    failing = False
+    await runtime.journal.submit_request(
+        handle.execution_id, RequestKind.CANCEL, cancel_body(force=True)
+    )
+    assert (await handle.wait()).status is ExecutionStatus.CANCELLED
+
+
+async def test_a_failing_settle_is_logged(
+    clock: trio.testing.MockClock,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A settle that fails does not stop the loop or the cancel it reports."""
+    caplog.set_level(logging.WARNING, "orchestr8.runtime")
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise JournalError("disk on fire")
+
+    monkeypatch.setattr(runtime.journal, "settle_request", failing)
+    handle = await runtime.start(NAP)
+    await runtime.journal.submit_request(
+        handle.execution_id, RequestKind.CANCEL, cancel_body(force=True)
+    )
+    assert (await handle.wait()).status is ExecutionStatus.CANCELLED
+    assert "cannot read or settle control requests: disk on fire" in caplog.text
