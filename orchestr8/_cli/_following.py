@@ -60,24 +60,23 @@ class Follower:
         self.execution_id = execution_id
         self.command = command
         self.last = 0
-        self.ended = False
-        self._told: str | None = None
+        self.told: str | None = None
+        """What was said about the execution last: `interrupted`, `waiting` or nothing."""
 
     def show(self, event: Event) -> None:
-        """Show one event of the execution and note its end."""
+        """Show one event of the execution (once: those up to `last` are skipped)."""
         if event.seq <= self.last:
             return
         self.last = event.seq
         if event.type == EventType.EXECUTION_RESUMED:
-            self._told = None
+            self.told = None
             self.view.note(f"execution {self.execution_id} resumed")
         self.view.show(event, self.execution_id)
-        self.ended = event.is_terminal
 
     def tell_interrupted(self) -> None:
         """Say once that no process runs the execution, and how to resume it."""
-        if self._told != "interrupted":
-            self._told = "interrupted"
+        if self.told != "interrupted":
+            self.told = "interrupted"
             self.view.note(
                 f"execution {self.execution_id} is interrupted: no process runs it (the one "
                 f"that did stopped). Following on until it is resumed: "
@@ -87,8 +86,8 @@ class Follower:
 
     def tell_waiting(self, gates: Sequence[str]) -> None:
         """Say once that the execution waits for answers, which gates, and how to answer them."""
-        if self._told != "waiting":
-            self._told = "waiting"
+        if self.told != "waiting":
+            self.told = "waiting"
             shown = ", ".join(gates) or "(none open)"
             self.view.note(
                 f"execution {self.execution_id} is waiting for approval: gate(s) {shown}. "
@@ -112,14 +111,16 @@ async def follow_journal(journal: Journal, follower: Follower) -> int:
         if len(page) == EVENTS_PAGE:
             continue
         record = await journal.get_execution(execution_id)
-        if follower.ended or (record.status.is_terminal and not page):
-            # Ended (or had ended before `--after`): nothing resumes it behind this read.
-            if record.status.is_terminal:
-                state = replay(await journal.events(execution_id))
-                return status_exit_code(str(state.status), state.error)
-        elif str(record.status) == "waiting":
+        if record.status.is_terminal:
+            if await journal.events(execution_id, after=follower.last, limit=1):
+                # Its end was committed after the page was read: show it first.
+                continue
             state = replay(await journal.events(execution_id))
-            follower.tell_waiting(_open_gates(state))
+            return status_exit_code(str(state.status), state.error)
+        if str(record.status) == "waiting":
+            if follower.told != "waiting":
+                state = replay(await journal.events(execution_id))
+                follower.tell_waiting(_open_gates(state))
         elif await shown_status(journal, execution_id, record.status) == INTERRUPTED:
             follower.tell_interrupted()
         await trio.sleep(FOLLOW_POLL_INTERVAL)

@@ -103,8 +103,17 @@ class ControlLoop:
         handle = self._live.get(request.execution_id)
         run = None if handle is None else handle.run
         try:
-            if handle is None or run is None or handle.done:
+            if handle is None or run is None:
                 # It ended between the read and now: its run's end settles what is left.
+                return
+            if handle.done:
+                result = handle.result
+                if result is not None and result.status.is_terminal:
+                    await self._settle(
+                        request,
+                        "refused",
+                        f"execution {request.execution_id} already {result.status}",
+                    )
                 return
             if request.kind == RequestKind.CANCEL:
                 await self._cancel(handle, request)

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,7 +40,9 @@ FOREVER = {
 
 
 @contextmanager
-def running(tmp_path: Path, workflow: dict[str, object]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running(
+    tmp_path: Path, workflow: dict[str, object]
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A real `orchestr8 run` of `workflow` on the test's journal, once its execution started."""
     path = tmp_path / f"{workflow['name']}.json"
     path.write_text(json.dumps(workflow))

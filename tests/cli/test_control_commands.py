@@ -51,8 +51,10 @@ def record_unfinished(journal: Path, execution_id: str, *types: str) -> None:
             stamp = "2025-01-01T00:00:00.000Z"
             for seq, kind in enumerate(("execution.started", *types), start=1):
                 step_id = "first" if kind.startswith("step.") else None
-                data = {"gates": []} if kind == "execution.waiting" else {}
-                await store.append(Event(execution_id, seq, stamp, float(seq), kind, step_id, None, data))
+                data: dict[str, Any] = {"gates": []} if kind == "execution.waiting" else {}
+                await store.append(
+                    Event(execution_id, seq, stamp, float(seq), kind, step_id, None, data)
+                )
 
     trio.run(main)
 
@@ -109,9 +111,7 @@ def test_cancel_of_an_interrupted_execution_cancels_it_at_once(tmp_path: Path) -
     """No process runs it: cancelled durably here, exit 0; inspect and follow then agree."""
     journal = tmp_path / "journal.db"
     record_unfinished(journal, "dead-run", "step.started")
-    done = cli(
-        "cancel", "dead-run", "--journal", str(journal), "--reason", "gone", cwd=tmp_path
-    )
+    done = cli("cancel", "dead-run", "--journal", str(journal), "--reason", "gone", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "execution dead-run cancelled: gone"
     detail = cli("inspect", "dead-run", "--journal", str(journal), "--json", cwd=tmp_path)

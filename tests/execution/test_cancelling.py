@@ -102,7 +102,8 @@ async def test_an_interrupted_execution_is_cancelled_here_with_its_running_units
     assert (await journal.get_execution("dead")).status is ExecutionStatus.CANCELLED
     assert replay(events).steps["a"].output == 1
     path = journal.path
-    assert path is not None and held_executions(path, ["dead"]) == frozenset()
+    assert path is not None
+    assert held_executions(path, ["dead"]) == frozenset()
 
 
 async def test_its_unfinished_children_are_cancelled_first(runtime: Runtime) -> None:
@@ -144,7 +145,8 @@ async def test_an_execution_another_process_holds_gets_a_request(runtime: Runtim
         outcome = await runtime.cancel("elsewhere", reason="stop", force=True, by="me@host")
     finally:
         other.close()
-    assert outcome.requested and outcome.request is not None
+    assert outcome.requested
+    assert outcome.request is not None
     assert outcome.request.kind == RequestKind.CANCEL
     assert outcome.request.body == {"reason": "stop", "force": True, "by": "me@host"}
     assert (await journal.get_execution("elsewhere")).status is ExecutionStatus.RUNNING
@@ -169,7 +171,8 @@ async def test_an_execution_this_runtime_runs_is_cancelled_in_process(runtime: R
     """Live here: cancelled through its handle, no request recorded."""
     handle = await runtime.start(NAP)
     outcome = await runtime.cancel(handle.execution_id, reason="here", force=True)
-    assert outcome.in_process and not outcome.requested
+    assert outcome.in_process
+    assert not outcome.requested
     with trio.fail_after(5):
         result = await handle.wait()
     assert result.status is ExecutionStatus.CANCELLED

@@ -154,7 +154,8 @@ async def test_an_answer_goes_to_the_gate_board(
     """The board gets the answer and settles it; a board that raises gets it refused and logged."""
     handle = await runtime.start(NAP)
     run = handle.run
-    assert run is not None and gate_board(run) is None
+    assert run is not None
+    assert gate_board(run) is None
     board = Board(runtime, fail=fail)
     run.gates = board  # type: ignore[attr-defined]
     assert gate_board(run) is board

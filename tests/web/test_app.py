@@ -807,7 +807,7 @@ async def test_cancel_of_an_execution_no_process_runs_cancels_it_now(
 async def test_cancel_of_an_execution_another_process_runs_records_a_request(
     tmp_path: Path,
 ) -> None:
-    """Locked elsewhere: 202 with the request's id; the request holds the body's reason and force."""
+    """Locked elsewhere: 202 with the request's id; the request keeps the body's reason, force."""
     from orchestr8._execution._lock import ExecutionLocks
 
     async with open_runtime(journal=tmp_path / "journal.db") as runtime:
