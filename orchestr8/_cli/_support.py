@@ -32,6 +32,7 @@ EXIT_INVALID = ExitCode.INVALID
 EXIT_STEP_FAILED = ExitCode.STEP_FAILED
 EXIT_TIMEOUT = ExitCode.TIMEOUT
 EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+EXIT_WAITING = ExitCode.WAITING
 
 _PREFIX_PAGE = 500
 _PREFIX_PAGES = 20
@@ -232,6 +233,8 @@ def status_exit_code(status: str, error: object) -> int:
         return EXIT_OK
     if status == "cancelled":
         return EXIT_INTERRUPTED
+    if status == "waiting":
+        return EXIT_WAITING
     if isinstance(error, dict) and error.get("type") == "ExecutionTimeoutError":
         return EXIT_TIMEOUT
     return EXIT_STEP_FAILED
