@@ -147,7 +147,8 @@ async def follow_url(url: str, api_key: str | None, follower: Follower) -> int:
                     message = await socket.get_message()
                     follower.show(Event.from_json(json.loads(message)))
         except trio_websocket.ConnectionClosed as closed:
-            code, reason = closed.reason.code, closed.reason.reason or ""
+            shut = closed.reason
+            code, reason = (shut.code, shut.reason or "") if shut is not None else (1006, "")
         except trio_websocket.HandshakeError as error:
             raise CommandError(
                 f"cannot follow through {url}: {_handshake_problem(error)}"

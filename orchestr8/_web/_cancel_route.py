@@ -111,13 +111,13 @@ async def cancel_execution(runtime: Runtime, execution_id: str) -> Response:
 def _answer(outcome: CancelOutcome) -> Response:
     links = execution_links(outcome.execution_id)
     if not (outcome.in_process or outcome.requested):
-        document = {
+        cancelled = {
             "execution_id": outcome.execution_id,
             "status": str(outcome.status),
             "links": links,
         }
-        return json_response(document, 200, headers={"Location": links["self"]})
-    document = {
+        return json_response(cancelled, 200, headers={"Location": links["self"]})
+    document: dict[str, Any] = {
         "execution_id": outcome.execution_id,
         "status": str(ExecutionStatus.RUNNING),
         "cancel_requested": True,

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import trio
 from cli_processes import cli, environment
-
-from acceptance.test_service import orchestr8_serve
+from serve_processes import orchestr8_serve
 
 GRACE = "1"
 NAPS = {
@@ -41,7 +40,7 @@ FOREVER = {
 
 @contextmanager
 def running(
-    tmp_path: Path, workflow: dict[str, object]
+    tmp_path: Path, workflow: Mapping[str, object]
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A real `orchestr8 run` of `workflow` on the test's journal, once its execution started."""
     path = tmp_path / f"{workflow['name']}.json"

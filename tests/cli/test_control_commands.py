@@ -27,7 +27,7 @@ WORKFLOW = {
 FAILING = {
     "schema_version": "1.0",
     "name": "failing",
-    "steps": [{"id": "boom", "agent": "fail", "config": {"retryable": False}}],
+    "steps": [{"id": "boom", "agent": {"id": "fail", "config": {"retryable": False}}}],
 }
 
 

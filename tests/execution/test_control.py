@@ -10,9 +10,11 @@ import pytest
 import trio
 import trio.testing
 
-from orchestr8 import ExecutionStatus, Runtime, open_runtime
+from orchestr8 import ExecutionRecord, ExecutionStatus, Runtime, open_runtime
 from orchestr8._errors import JournalError
 from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop, gate_board
+from orchestr8._execution._handle import ExecutionHandle
+from orchestr8._journal._journal import open_journal
 from orchestr8._journal._requests import ControlRequest, RequestKind
 
 NAP = {
@@ -20,7 +22,7 @@ NAP = {
     "name": "nap",
     "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 1000}}],
 }
-GRACE = 100.0
+GRACE = 10.0
 
 
 @pytest.fixture
@@ -208,36 +210,46 @@ async def test_requests_left_when_the_execution_finishes_are_refused(
     clock: trio.testing.MockClock,
 ) -> None:
     """Requests the run never acted on are refused at its end; a waiting run leaves them."""
-    async with open_runtime() as runtime:
-        handle = await runtime.start(NAP)
-        control = ControlLoop(runtime.journal, {})
-        request = await runtime.journal.submit_request(
-            handle.execution_id, RequestKind.CANCEL, cancel_body()
-        )
-        await control.settle_leftovers(handle.execution_id, "running")
-        assert (await settled(runtime, handle.execution_id))[0].outcome is None
-        await control.settle_leftovers(handle.execution_id, ExecutionStatus.SUCCEEDED)
-        [after] = await settled(runtime, handle.execution_id)
+    async with open_journal(None) as journal:
+        await journal.create_execution(ExecutionRecord("run-1", "nap", NAP))
+        control = ControlLoop(journal, {})
+        request = await journal.submit_request("run-1", RequestKind.CANCEL, cancel_body())
+        await control.settle_leftovers("run-1", ExecutionStatus.WAITING)
+        assert (await journal.requests("run-1"))[0].outcome is None
+        await control.settle_leftovers("run-1", ExecutionStatus.SUCCEEDED)
+        [after] = await journal.requests("run-1")
         assert after.request_id == request.request_id
-        assert (after.outcome, after.detail) == (
-            "refused",
-            f"execution {handle.execution_id} already succeeded",
-        )
-        handle.cancel(force=True)
+        assert (after.outcome, after.detail) == ("refused", "execution run-1 already succeeded")
 
 
-async def test_a_request_of_an_execution_that_just_ended_is_left_to_its_end(
+async def test_a_request_of_an_execution_no_longer_live_is_left_to_its_end(
+    clock: trio.testing.MockClock,
+) -> None:
+    """A request whose execution left the runtime (or never ran here) is not settled by it."""
+    async with open_journal(None) as journal:
+        await journal.create_execution(ExecutionRecord("run-1", "nap", NAP))
+        request = await journal.submit_request("run-1", RequestKind.CANCEL, cancel_body())
+        for live in ({}, {"run-1": ExecutionHandle("run-1", None)}):
+            await ControlLoop(journal, live).dispatch(request)
+        assert (await journal.requests("run-1"))[0].outcome is None
+
+
+async def test_a_request_of_a_run_that_just_finished_is_refused(
     clock: trio.testing.MockClock, runtime: Runtime
 ) -> None:
-    """Dispatching a request whose execution is no longer live settles nothing."""
+    """A finished run still in the runtime's map gets the request refused, naming its end."""
     handle = await runtime.start(NAP)
+    handle.cancel(force=True)
+    await handle.wait()
     request = await runtime.journal.submit_request(
         handle.execution_id, RequestKind.CANCEL, cancel_body()
     )
-    control = ControlLoop(runtime.journal, {})
-    await control.dispatch(request)
-    assert (await settled(runtime, handle.execution_id))[0].outcome is None
-    handle.cancel(force=True)
+    await ControlLoop(runtime.journal, {handle.execution_id: handle}).dispatch(request)
+    [settled_request] = await settled(runtime, handle.execution_id)
+    assert (settled_request.outcome, settled_request.detail) == (
+        "refused",
+        f"execution {handle.execution_id} already cancelled",
+    )
 
 
 async def test_a_failing_journal_is_logged_once_and_polling_goes_on(
