@@ -38,6 +38,7 @@ STATUS_COLORS: Mapping[str, str] = {
     "skipped": "dim",
     "pending": "dim",
     "interrupted": "red",
+    "waiting": "yellow",
 }
 """The colour each execution or step status is shown in."""
 

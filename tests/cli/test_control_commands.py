@@ -159,3 +159,19 @@ def test_follow_tells_once_that_no_process_runs_it_and_stops_on_ctrl_c(
     assert process.returncode == 130, err
     assert told not in out
     assert "orchestr8 resume --journal" in line
+
+
+def test_inspect_shows_waiting_as_waiting_and_a_dead_run_as_interrupted(tmp_path: Path) -> None:
+    """Neither runs in a process: the one waiting for approval is never shown as interrupted."""
+    journal = tmp_path / "journal.db"
+    record_unfinished(journal, "waiting-run", "execution.waiting")
+    record_unfinished(journal, "dead-run", "step.started")
+    listed = cli("inspect", "--journal", str(journal), "--json", cwd=tmp_path)
+    statuses = {item["execution_id"]: item["status"] for item in json.loads(listed.stdout)}
+    assert statuses == {"waiting-run": "waiting", "dead-run": "interrupted"}
+    for execution_id, status in statuses.items():
+        detail = cli("inspect", execution_id, "--journal", str(journal), "--json", cwd=tmp_path)
+        assert json.loads(detail.stdout)["status"] == status
+    only = cli("inspect", "--journal", str(journal), "--status", "waiting", cwd=tmp_path)
+    assert "waiting-run" in only.stdout
+    assert "dead-run" not in only.stdout

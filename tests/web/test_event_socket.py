@@ -279,3 +279,35 @@ async def test_a_tail_of_an_execution_that_ended_before_after_closes_1000(
             )
     assert socket.sent == []
     assert socket.closed == (1000, "execution.succeeded")
+
+
+async def test_a_waiting_execution_is_tailed_until_it_is_cancelled(tmp_path: Path) -> None:
+    """Waiting for approval, run by no process: not interrupted; a cancel ends the stream 1000."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "waiting")
+        await runtime.journal.append(
+            Event(
+                "waiting",
+                2,
+                "2025-01-01T00:00:00.000Z",
+                1.0,
+                "execution.waiting",
+                None,
+                None,
+                {"gates": ["review"]},
+            )
+        )
+        await runtime.journal.flush()
+        socket = Socket()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay, socket, runtime, "waiting", 16)
+            with trio.fail_after(5):
+                await socket.wait_for(2)
+                await runtime.cancel("waiting", reason="nobody answered")
+    assert [sent["type"] for sent in socket.sent] == [
+        "execution.started",
+        "execution.waiting",
+        "execution.cancelled",
+    ]
+    assert socket.closed == (1000, "execution.cancelled")
