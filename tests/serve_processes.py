@@ -1,4 +1,4 @@
-"""Running `orchestr8 serve` as a real process in tests: its URL, its output, stopping it."""
+"""Serving the REST API in tests: `orchestr8 serve` as a real process, or an app in this one."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
+import hypercorn
+import hypercorn.trio
 import trio
+
+from orchestr8 import Runtime
+from orchestr8._web._app import create_app
 
 
 @attrs.define
@@ -93,3 +99,24 @@ async def orchestr8_serve(
 async def drain(stream: Any, into: bytearray) -> None:
     while chunk := await stream.receive_some():
         into += chunk
+
+
+@asynccontextmanager
+async def serving(runtime: Runtime, api_key: str | None = None) -> AsyncIterator[str]:
+    """The service of `runtime` on a free loopback port, for the block; yields its URL."""
+    config = hypercorn.Config()
+    config.bind = ["127.0.0.1:0"]
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls: list[str] = await nursery.start(
+            partial(
+                hypercorn.trio.serve,
+                create_app(runtime, api_key=api_key),
+                config,
+                shutdown_trigger=stop.wait,
+            )
+        )
+        try:
+            yield urls[0]
+        finally:
+            stop.set()

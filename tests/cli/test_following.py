@@ -1,4 +1,4 @@
-"""`follow` through a server: a real app on a loopback port, and a scripted socket for reconnects."""
+"""`follow` through a server: a real app on a loopback port, a scripted socket for reconnects."""
 
 from __future__ import annotations
 
@@ -6,22 +6,19 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import hypercorn
-import hypercorn.trio
 import pytest
 import trio
 import trio_websocket
+from serve_processes import serving
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._cli import _following
 from orchestr8._cli._following import Follower, follow_url, server_steps
 from orchestr8._cli._progress import ProgressView
 from orchestr8._shell._options import CommandError
-from orchestr8._web._app import create_app
 
 KEY = "follow-key-123456"
 NAPS = {
@@ -33,27 +30,6 @@ NAPS = {
         {"id": "two", "agent": "sleep", "input": {"seconds": 0.05}},
     ],
 }
-
-
-@asynccontextmanager
-async def serving(runtime: Runtime, api_key: str | None = None) -> AsyncIterator[str]:
-    """The service of `runtime` on a free loopback port, for the block; yields its URL."""
-    config = hypercorn.Config()
-    config.bind = ["127.0.0.1:0"]
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        urls: list[str] = await nursery.start(
-            partial(
-                hypercorn.trio.serve,
-                create_app(runtime, api_key=api_key),
-                config,
-                shutdown_trigger=stop.wait,
-            )
-        )
-        try:
-            yield urls[0]
-        finally:
-            stop.set()
 
 
 def follower(execution_id: str) -> tuple[Follower, io.StringIO]:
@@ -90,13 +66,21 @@ async def test_follow_url_shows_a_run_and_exits_with_its_code(tmp_path: Path) ->
 
 
 async def test_follow_url_says_interrupted_once_then_follows_to_the_end(tmp_path: Path) -> None:
-    """4409 `interrupted`: said once, then reconnected until the execution ends (here: cancelled)."""
+    """4409 `interrupted`: said once, then reconnected until the execution ends (cancelled)."""
     async with (
         open_runtime(journal=tmp_path / "journal.db") as runtime,
         serving(runtime) as url,
     ):
         await orphan(runtime, "dead")
         shown, stream = follower("dead")
+        told = trio.Event()
+        tell = shown.tell_interrupted
+
+        def telling() -> None:
+            tell()
+            told.set()
+
+        shown.tell_interrupted = telling  # type: ignore[method-assign]
         code: list[int] = []
 
         async def follow() -> None:
@@ -105,8 +89,7 @@ async def test_follow_url_says_interrupted_once_then_follows_to_the_end(tmp_path
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow)
-                while shown.told != "interrupted":
-                    await trio.sleep(0.01)
+                await told.wait()
                 await runtime.cancel("dead", reason="gone")
     assert code == [130]
     text = stream.getvalue()
@@ -122,11 +105,11 @@ async def test_follow_url_refusals_are_one_line_errors(tmp_path: Path) -> None:
         serving(runtime, KEY) as url,
     ):
         await orphan(runtime, "dead")
-        with pytest.raises(CommandError, match="^cannot follow through .*: 401: send the API key"):
+        with pytest.raises(CommandError, match=r"^cannot follow through .*: 401: send the API key"):
             await follow_url(url, "wrong", follower("dead")[0])
         with pytest.raises(CommandError, match="404"):
             await server_steps(url, KEY, "nope")
-    with pytest.raises(CommandError, match="^cannot connect to http://127.0.0.1:9"):
+    with pytest.raises(CommandError, match=r"^cannot connect to http://127\.0\.0\.1:9"):
         await follow_url("http://127.0.0.1:9", None, follower("dead")[0])
 
 
@@ -187,7 +170,7 @@ async def test_follow_url_reconnects_after_1001_and_1013_with_the_last_seq(
 async def test_follow_url_stops_on_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """1011 (or any code it does not know) ends `follow` with the server's reason."""
     async with scripted_server([([], 1011, "server error")]) as (url, _):
-        with pytest.raises(CommandError, match="^the server closed the event stream: 1011 server"):
+        with pytest.raises(CommandError, match=r"^the server closed the event stream: 1011 server"):
             await follow_url(url, None, follower("run-1")[0])
 
 
