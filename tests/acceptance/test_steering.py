@@ -8,7 +8,9 @@ is `orchestr8 follow` or `orchestr8 cancel` on the same journal, or on a real `o
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -188,3 +190,44 @@ async def test_follow_and_cancel_through_a_server_on_the_same_journal(tmp_path: 
             assert "via api" in shown
             assert await trio.to_thread.run_sync(process.wait) == 130
         assert cancelled_reason(journal, execution_id) == "via api"
+
+
+def test_cancel_outlives_an_owner_that_dies_before_acting(tmp_path: Path) -> None:
+    """The owner is stopped (SIGSTOP), then killed while `cancel` waits: `cancel` notices nobody
+    holds the lock any more and cancels the execution itself."""
+    journal = tmp_path / "journal.db"
+    with running(tmp_path, FOREVER) as (process, execution_id):
+        os.kill(process.pid, signal.SIGSTOP)
+        cancel = subprocess.Popen(
+            [sys.executable, "-m", "orchestr8", "cancel", execution_id, "--journal", str(journal)],
+            cwd=tmp_path,
+            env=environment(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = "", ""
+        try:
+            deadline = time.monotonic() + 20
+            while not pending_cancel(journal):
+                assert time.monotonic() < deadline, "no cancel request was recorded"
+                time.sleep(0.02)
+            process.kill()
+            out, err = cancel.communicate(timeout=20)
+        finally:
+            if cancel.poll() is None:
+                cancel.kill()
+    assert cancel.returncode == 0, err
+    assert "cancel requested (request 1)" in out
+    assert f"execution {execution_id} cancelled: cancelled by " in out
+    assert journal_events(journal, execution_id)[-1] == "execution.cancelled"
+
+
+def pending_cancel(journal: Path) -> bool:
+    """Whether the journal holds a cancel request nobody settled yet."""
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT count(*) FROM requests WHERE kind = 'cancel' AND outcome IS NULL"
+        ).fetchone()
+    connection.close()
+    return bool(rows[0])
