@@ -14,9 +14,10 @@ object (`Journal.wait_for_request`), and dispatches each:
 
 An idle runtime reads nothing: the loop sleeps until an execution starts. The cost is one small
 query per poll per runtime, never anything per step. Only the process holding an execution's lock
-settles its requests: when a run ends, `settle_leftovers` refuses what is still pending for an
-execution that finished, before the lock is released; a run that stops while waiting leaves its
-requests to the next run.
+settles its requests. A cancel that a run never got to (it ended first) stays pending until the
+next run of that execution (a resume) takes the lock: that run refuses every cancel made before
+it began (`created_at` earlier than its launch), so a stale cancel never stops it. Answers made
+before it began are kept: an answer given while no process ran the execution is meant for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Final, Protocol, cast
 import trio
 
 from .._errors import JournalError
-from .._journal._events import ExecutionStatus
+from .._journal._events import utc_timestamp
 from .._journal._journal import Journal
 from .._journal._requests import ControlRequest, RequestKind
 from ._engine import ExecutionRun
@@ -67,9 +68,12 @@ class ControlLoop:
         self._started = trio.Event()
         self._scope = trio.CancelScope()
         self._failing = False
+        self._launched_at: dict[str, str] = {}
+        """When each live execution's run began (UTC, as requests are stamped)."""
 
-    def wake(self) -> None:
-        """An execution went live: start polling (called by the runtime on every launch)."""
+    def launched(self, execution_id: str) -> None:
+        """An execution went live here: note when, and start polling (the runtime calls it)."""
+        self._launched_at[execution_id] = utc_timestamp()
         self._started.set()
 
     def stop(self) -> None:
@@ -77,8 +81,13 @@ class ControlLoop:
         self._scope.cancel()
 
     async def run(self) -> None:
-        """Poll while executions are live, sleep while none is, until `stop`."""
-        with self._scope:
+        """Poll while executions are live, sleep while none is, until `stop`.
+
+        Shielded, like the executions it serves: a cancel from outside the runtime reaches them
+        through the runtime's shutdown, and the loop keeps serving them (a forced cancel of one
+        winding down) until the runtime stops it.
+        """
+        with trio.CancelScope(shield=True), self._scope:
             while True:
                 if not self._live:
                     self._started = trio.Event()
@@ -89,6 +98,10 @@ class ControlLoop:
 
     async def poll(self) -> None:
         """Read the pending requests of the live executions once and dispatch each."""
+        launched_at = self._launched_at
+        if len(launched_at) > len(self._live):
+            for execution_id in [key for key in launched_at if key not in self._live]:
+                del launched_at[execution_id]
         try:
             requests = await self._journal.pending_requests(list(self._live))
         except JournalError as error:
@@ -116,6 +129,15 @@ class ControlLoop:
                     )
                 return
             if request.kind == RequestKind.CANCEL:
+                launched_at = self._launched_at.get(request.execution_id, "")
+                if request.created_at < launched_at:
+                    await self._settle(
+                        request,
+                        "refused",
+                        f"made before this run of execution {request.execution_id} began "
+                        f"({launched_at}): the run it was meant for had ended",
+                    )
+                    return
                 await self._cancel(handle, request)
                 return
             board = gate_board(run)
@@ -163,22 +185,3 @@ class ControlLoop:
         if not self._failing:
             self._failing = True
             _logger.warning("cannot read or settle control requests: %s", error)
-
-    async def settle_leftovers(self, execution_id: str, status: ExecutionStatus | str) -> None:
-        """Refuse the requests still pending for an execution that has just finished.
-
-        Called before the run releases the execution's lock. An execution that stopped without
-        finishing (waiting for answers, or its journal failed) keeps its requests for the next
-        run. Never raises for a failing journal.
-        """
-        if not ExecutionStatus(status).is_terminal:
-            return
-        try:
-            for request in await self._journal.pending_requests([execution_id]):
-                await self._journal.settle_request(
-                    request.request_id,
-                    "refused",
-                    f"execution {execution_id} already {status}",
-                )
-        except JournalError as error:
-            self._journal_failing(error)

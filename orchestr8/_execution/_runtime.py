@@ -319,13 +319,13 @@ class Runtime:
         """
         execution_id = run.execution_id
         self._live[execution_id] = ExecutionHandle(execution_id, run)
-        self._control.wake()
+        self._control.launched(execution_id)
         return partial(self._live.pop, execution_id, None)
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
         self._live[run.execution_id] = handle
-        self._control.wake()
+        self._control.launched(run.execution_id)
         await self._nursery.start(self._supervise, run, lease)
         return handle
 
@@ -346,10 +346,6 @@ class Runtime:
             self._live.pop(run.execution_id, None)
             # Its events are all emitted (redacted): its secrets need not be known any more.
             lease.release()
-            if run.result is not None:
-                # Requests it did not act on are refused while this process still owns it.
-                with trio.CancelScope(shield=True):
-                    await self._control.settle_leftovers(run.execution_id, run.result.status)
             # `run.run()` flushed the journal: another process may resume what it left.
             self._locks.release(run.execution_id)
 

@@ -12,6 +12,7 @@ import trio.testing
 
 from orchestr8 import ExecutionRecord, ExecutionStatus, Runtime, open_runtime
 from orchestr8._errors import JournalError
+from orchestr8._execution import _control
 from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop, gate_board
 from orchestr8._execution._handle import ExecutionHandle
 from orchestr8._journal._journal import open_journal
@@ -206,20 +207,31 @@ async def test_an_idle_runtime_reads_no_requests(
     assert len(reads) <= seen + 2
 
 
-async def test_requests_left_when_the_execution_finishes_are_refused(
-    clock: trio.testing.MockClock,
+async def test_a_cancel_made_before_a_run_began_is_refused_by_it(
+    clock: trio.testing.MockClock, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Requests the run never acted on are refused at its end; a waiting run leaves them."""
-    async with open_journal(None) as journal:
-        await journal.create_execution(ExecutionRecord("run-1", "nap", NAP))
-        control = ControlLoop(journal, {})
-        request = await journal.submit_request("run-1", RequestKind.CANCEL, cancel_body())
-        await control.settle_leftovers("run-1", ExecutionStatus.WAITING)
-        assert (await journal.requests("run-1"))[0].outcome is None
-        await control.settle_leftovers("run-1", ExecutionStatus.SUCCEEDED)
-        [after] = await journal.requests("run-1")
-        assert after.request_id == request.request_id
-        assert (after.outcome, after.detail) == ("refused", "execution run-1 already succeeded")
+    """A cancel its run never got to (it ended first) does not stop the next run: refused."""
+    handle = await runtime.start(NAP)
+    handle.cancel(force=True)
+    await handle.wait()
+    stale = await runtime.journal.submit_request(
+        handle.execution_id, RequestKind.CANCEL, cancel_body()
+    )
+    launched = "2999-01-01T00:00:00.000Z"
+    monkeypatch.setattr(_control, "utc_timestamp", lambda: launched)
+    resumed = await runtime.resume(handle.execution_id)
+    await trio.sleep(2 * REQUEST_POLL_INTERVAL)
+    assert not resumed.done
+    [request] = await settled(runtime, handle.execution_id)
+    assert request.request_id == stale.request_id
+    assert (request.outcome, request.detail) == (
+        "refused",
+        f"made before this run of execution {handle.execution_id} began ({launched}): the run "
+        "it was meant for had ended",
+    )
+    resumed.cancel(force=True)
+    await resumed.wait()
+    await trio.sleep(2 * REQUEST_POLL_INTERVAL)
 
 
 async def test_a_request_of_an_execution_no_longer_live_is_left_to_its_end(
