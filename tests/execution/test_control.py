@@ -310,3 +310,16 @@ async def test_a_failing_settle_is_logged(
     )
     assert (await handle.wait()).status is ExecutionStatus.CANCELLED
     assert "cannot read or settle control requests: disk on fire" in caplog.text
+
+
+async def test_the_loop_forgets_runs_that_left(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """When an execution leaves while another runs, its launch time is dropped at the next poll."""
+    first = await runtime.start(NAP)
+    second = await runtime.start(NAP)
+    first.cancel(force=True)
+    await first.wait()
+    await trio.sleep(2 * REQUEST_POLL_INTERVAL)
+    assert list(runtime._control._launched_at) == [second.execution_id]
+    second.cancel(force=True)

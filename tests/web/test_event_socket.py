@@ -311,3 +311,32 @@ async def test_a_waiting_execution_is_tailed_until_it_is_cancelled(tmp_path: Pat
         "execution.cancelled",
     ]
     assert socket.closed == (1000, "execution.cancelled")
+
+
+async def test_a_tail_past_the_end_closes_1000_once_it_has_ended(tmp_path: Path) -> None:
+    """A client whose `after` is past everything gets nothing, then 1000 once it has ended."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "elsewhere")
+        other = ExecutionLocks(journal_path)
+        assert other.acquire("elsewhere")
+        socket = Socket()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        stream_events,
+                        socket,
+                        runtime,
+                        "elsewhere",
+                        after=9,
+                        buffer=16,
+                        closing=trio.Event(),
+                    )
+                )
+                await runtime.journal.append(event("elsewhere", 2, "execution.succeeded"))
+                await runtime.journal.flush()
+        finally:
+            other.close()
+    assert socket.sent == []
+    assert socket.closed == (1000, "execution.succeeded")
