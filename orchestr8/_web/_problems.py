@@ -34,7 +34,6 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "idempotency-key-reused": "Idempotency-Key reused with a different request",
     "execution-not-found": "Execution not found",
     "execution-finished": "Execution already finished",
-    "execution-not-running": "Execution not running in this server",
     "execution-not-resumable": "Execution cannot be resumed now",
     "missing-secrets": "Secrets not set",
     "unauthorized": "Unauthorized",
