@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Final, Protocol, cast
+from typing import Final
 
 import trio
 
@@ -32,10 +32,9 @@ from .._errors import JournalError
 from .._journal._events import utc_timestamp
 from .._journal._journal import Journal
 from .._journal._requests import ControlRequest, RequestKind
-from ._engine import ExecutionRun
 from ._handle import ExecutionHandle
 
-__all__ = ["REQUEST_POLL_INTERVAL", "ControlLoop", "GateDelivery", "gate_board"]
+__all__ = ["REQUEST_POLL_INTERVAL", "ControlLoop"]
 
 REQUEST_POLL_INTERVAL: Final = 0.5
 """Seconds (trio clock) between two reads of the pending requests while executions run."""
@@ -44,18 +43,6 @@ DEFAULT_CANCEL_REASON: Final = "cancelled by request"
 """The reason recorded for a cancel request that gives none."""
 
 _logger = logging.getLogger("orchestr8.runtime")
-
-
-class GateDelivery(Protocol):
-    """What the control loop needs of an execution's gate board: take one answer request."""
-
-    async def deliver(self, request: ControlRequest) -> None:
-        """Apply the answer to its gate, hold it until the gate opens, or refuse it; settle it."""
-
-
-def gate_board(run: ExecutionRun) -> GateDelivery | None:
-    """The run's gate board, or None when its workflow has no approval step."""
-    return cast("GateDelivery | None", getattr(run, "gates", None))
 
 
 class ControlLoop:
@@ -140,7 +127,7 @@ class ControlLoop:
                     return
                 await self._cancel(handle, request)
                 return
-            board = gate_board(run)
+            board = run.gates
             if board is None:
                 await self._settle(
                     request,

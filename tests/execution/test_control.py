@@ -13,7 +13,7 @@ import trio.testing
 from orchestr8 import ExecutionRecord, ExecutionStatus, Runtime, open_runtime
 from orchestr8._errors import JournalError
 from orchestr8._execution import _control
-from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop, gate_board
+from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop
 from orchestr8._execution._handle import ExecutionHandle
 from orchestr8._journal._journal import open_journal
 from orchestr8._journal._requests import ControlRequest, RequestKind
@@ -132,36 +132,56 @@ async def test_an_answer_to_an_execution_without_approval_steps_is_refused(
     handle.cancel(force=True)
 
 
-class Board:
-    """A gate board that settles what it is given, or fails."""
+GATED = {
+    "schema_version": "1.1",
+    "name": "gated",
+    "steps": [
+        {"id": "review", "approval": {"prompt": "ship it?"}},
+        {
+            "id": "ship",
+            "agent": "echo",
+            "input": "${steps.review.output}",
+            "depends_on": ["review"],
+        },
+    ],
+}
 
-    def __init__(self, runtime: Runtime, *, fail: bool = False) -> None:
-        self.runtime = runtime
-        self.fail = fail
-        self.delivered: list[ControlRequest] = []
 
-    async def deliver(self, request: ControlRequest) -> None:
-        if self.fail:
-            raise RuntimeError("bug in the board")
-        self.delivered.append(request)
-        await self.runtime.journal.settle_request(request.request_id, "applied", "approved")
+async def test_an_answer_in_the_journal_goes_to_the_gate_board(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """An answer another process recorded resolves the gate; the run goes on to its end."""
+    handle = await runtime.start(GATED)
+    await handle.wait_blocked_on_gates()
+    await runtime.journal.submit_request(
+        handle.execution_id,
+        RequestKind.ANSWER,
+        {"approve": True, "input": {}, "reason": None, "by": "tester"},
+        target="review",
+    )
+    result = await handle.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["ship"].output["approved"] is True
+    [request] = await settled(runtime, handle.execution_id)
+    assert request.outcome == "applied"
 
 
-@pytest.mark.parametrize("fail", [False, True])
-async def test_an_answer_goes_to_the_gate_board(
+async def test_a_board_that_fails_on_an_answer_gets_it_refused_and_logged(
     clock: trio.testing.MockClock,
     runtime: Runtime,
-    fail: bool,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The board gets the answer and settles it; a board that raises gets it refused and logged."""
-    handle = await runtime.start(NAP)
-    run = handle.run
-    assert run is not None
-    assert gate_board(run) is None
-    board = Board(runtime, fail=fail)
-    run.gates = board  # type: ignore[attr-defined]
-    assert gate_board(run) is board
+    """A bug in acting on one request is logged, the request refused; the runtime goes on."""
+    handle = await runtime.start(GATED)
+    await handle.wait_blocked_on_gates()
+    board = handle.gates
+    assert board is not None
+
+    async def failing(request: ControlRequest) -> None:
+        raise RuntimeError("bug in the board")
+
+    monkeypatch.setattr(board, "deliver", failing)
     await runtime.journal.submit_request(
         handle.execution_id,
         RequestKind.ANSWER,
@@ -170,15 +190,11 @@ async def test_an_answer_goes_to_the_gate_board(
     )
     await trio.sleep(2 * REQUEST_POLL_INTERVAL)
     [request] = await settled(runtime, handle.execution_id)
-    if fail:
-        assert (request.outcome, request.detail) == (
-            "refused",
-            "the runtime failed to act on it (logged)",
-        )
-        assert "control request" in caplog.text
-    else:
-        assert [delivered.request_id for delivered in board.delivered] == [request.request_id]
-        assert request.outcome == "applied"
+    assert (request.outcome, request.detail) == (
+        "refused",
+        "the runtime failed to act on it (logged)",
+    )
+    assert "control request" in caplog.text
     handle.cancel(force=True)
 
 
