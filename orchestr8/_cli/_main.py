@@ -9,7 +9,7 @@ through the `orchestr8.commands` entry-point group, so this package never import
 
 This module assembles the command line: the group and its plumbing are in `_group`, `run` and
 `resume` in `_run_commands` (driven by `_run`), `validate`, `schema` and `inspect` in
-`_inspect_commands`; their shared helpers live in `_support`.
+`_inspect_commands`, `compare` in `_compare`; their shared helpers live in `_support`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
+from ._compare import compare
 from ._control_commands import cancel, follow
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
@@ -27,7 +28,7 @@ from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect):
+for _command in (run, resume, validate, schema, inspect, compare):
     cli.add_command(_command)
 cli.add_command(follow)
 cli.add_command(cancel)

@@ -15,6 +15,7 @@ from .._execution._liveness import SHOWN_STATUSES
 from .._journal._events import EventType, StepStatus
 from .._json import LARGEST_NUMBER
 from .._workflow._document import workflow_schema
+from ._openapi_time_travel import time_travel_schemas
 from ._requests import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
 
 __all__ = ["component_schemas", "schema_ref"]
@@ -326,6 +327,7 @@ def component_schemas() -> dict[str, Any]:
                 },
             },
         },
+        **time_travel_schemas(),
         **_workflow_schemas(),
     }
 
