@@ -231,3 +231,56 @@ def pending_cancel(journal: Path) -> bool:
         ).fetchone()
     connection.close()
     return bool(rows[0])
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_follow_a_waiting_execution_then_cancel_it(tmp_path: Path) -> None:
+    """`run --exit-when-waiting` leaves it `waiting`: `follow` names its gate once and follows
+    on; `cancel` (no process runs it) cancels it at once, and `follow` then exits 130."""
+    journal = tmp_path / "journal.db"
+    ran = cli(
+        "run",
+        str(EXAMPLES / "approval.json"),
+        "--journal",
+        str(journal),
+        "--exit-when-waiting",
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 5, ran.stderr
+    match = re.search(r"execution ([0-9a-f]{32}) started", ran.stderr)
+    assert match, ran.stderr
+    execution_id = match.group(1)
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestr8", "follow", execution_id, "--journal", str(journal)],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as follow:
+        assert follow.stdout is not None
+        try:
+            while "waiting for approval" not in (line := follow.stdout.readline()):
+                assert line, "follow ended before saying the execution waits"
+            assert "gate(s) review" in line
+            assert f"orchestr8 approve --journal {journal} {execution_id} GATE" in line
+            cancelled = cli(
+                "cancel",
+                execution_id[:8],
+                "--journal",
+                str(journal),
+                "--reason",
+                "no",
+                cwd=tmp_path,
+            )
+            assert cancelled.returncode == 0, cancelled.stderr
+            assert cancelled.stdout == f"execution {execution_id} cancelled: no\n"
+            out, err = follow.communicate(timeout=20)
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+    assert follow.returncode == 130, err
+    assert "execution cancelled after" in out
+    assert "waiting for approval" not in out
