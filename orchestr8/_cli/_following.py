@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import trio_websocket
 
     from .._journal._journal import Journal
+    from .._journal._replay import ExecutionState
 
 FOLLOW_POLL_INTERVAL: Final = 0.25
 """Seconds between two reads of the journal while nothing new is in it."""
@@ -126,10 +127,9 @@ async def follow_journal(journal: Journal, follower: Follower) -> int:
         await trio.sleep(FOLLOW_POLL_INTERVAL)
 
 
-def _open_gates(state: Any) -> list[str]:
-    """The ids of the gates still open in a replayed state."""
-    gates: Mapping[str, Any] = getattr(state, "gates", {})
-    return [gate_id for gate_id, gate in gates.items() if gate.status == "open"]
+def _open_gates(state: ExecutionState) -> list[str]:
+    """The ids of the gates still open in a replayed state, in the order they opened."""
+    return [gate_id for gate_id, gate in state.gates.items() if gate.status == "open"]
 
 
 async def follow_url(url: str, api_key: str | None, follower: Follower) -> int:
