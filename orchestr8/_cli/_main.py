@@ -22,11 +22,12 @@ import asyncclick as click
 
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
+from ._retention_commands import prune
 from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect):
+for _command in (run, resume, validate, schema, inspect, prune):
     cli.add_command(_command)
 
 
