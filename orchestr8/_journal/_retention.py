@@ -21,6 +21,7 @@ The journal never imports the engine: the caller says which executions a live pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -182,10 +183,8 @@ def file_bytes(path: Path) -> int:
     """The size of the journal file and its write-ahead log, in bytes."""
     total = 0
     for part in (path, Path(f"{path}-wal")):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             total += part.stat().st_size
-        except FileNotFoundError:
-            pass
     return total
 
 
