@@ -242,9 +242,11 @@ async def test_the_file_shrinks_when_compacted(tmp_path: Path) -> None:
             await add(journal, f"run-{number}", padding=20)
         await add(journal, "recent", ended=NEW)
     report = prune_journal_file(path, cutoff=CUTOFF, held=nobody, batch_executions=3)
-    assert report.compacted and report.compaction_note is None
+    assert report.compacted
+    assert report.compaction_note is None
     assert report.executions == 20
-    assert report.bytes_after is not None and report.bytes_after < report.bytes_before / 2
+    assert report.bytes_after is not None
+    assert report.bytes_after < report.bytes_before / 2
     again = prune_journal_file(path, cutoff=CUTOFF, held=nobody)
     assert (again.executions, again.compacted) == (0, False)
     assert again.compaction_note == "not compacted: the file has no free pages"
@@ -264,7 +266,8 @@ async def test_compaction_waits_for_live_runs_and_never_fails_the_prune(tmp_path
     report = prune_journal_file(
         path, cutoff=CUTOFF, statuses=["succeeded"], held=running_is_held, batch_executions=1
     )
-    assert report.executions == 2 and not report.compacted
+    assert report.executions == 2
+    assert not report.compacted
     assert report.compaction_note is not None
     assert "another process runs 1 execution" in report.compaction_note
 
@@ -282,7 +285,8 @@ async def test_compaction_waits_for_live_runs_and_never_fails_the_prune(tmp_path
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert report.executions == 1 and not report.compacted
+    assert report.executions == 1
+    assert not report.compacted
     assert report.compaction_note is not None
     assert "database is locked" in report.compaction_note
 
