@@ -45,7 +45,7 @@ async def prune(
     as_json: bool,
     journal: str | None,
 ) -> int:
-    """Delete finished executions that ended before a cutoff, and compact the journal file.
+    """Delete old finished executions and compact the journal.
 
     Deletes succeeded, failed and cancelled executions (or those of --status) whose end is older
     than DURATION, with their events, control requests and child executions, and the workflow
