@@ -117,3 +117,21 @@ def test_a_bad_duration_or_a_missing_journal_is_one_clear_error(tmp_path: Path) 
     assert missing.returncode == 1
     assert "there is no journal at" in missing.stderr
     assert "Traceback" not in bad.stderr + missing.stderr
+
+
+def test_an_execution_another_process_holds_is_kept_and_compaction_waits(tmp_path: Path) -> None:
+    """This process locks `done` and runs `going`: prune keeps `done` and does not compact."""
+    from orchestr8._execution._lock import ExecutionLocks
+
+    path = _journal(tmp_path)
+    locks = ExecutionLocks(path)
+    try:
+        assert locks.acquire("done")
+        assert locks.acquire("going")
+        done = cli("prune", "--older-than", "1d", "--journal", str(path), cwd=tmp_path)
+    finally:
+        locks.close()
+    assert done.returncode == 0, done.stderr
+    assert "kept done: a live process holds done (it runs it)" in done.stdout
+    assert "not compacted: another process runs 1 execution on this journal" in done.stdout
+    assert _ids(path) == ["done", "done.s", "going"]

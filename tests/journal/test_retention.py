@@ -86,15 +86,6 @@ def set_status(path: Path, execution_id: str, status: str) -> None:
         )
 
 
-def add_request(path: Path, execution_id: str) -> None:
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute(
-            "INSERT INTO requests (execution_id, kind, body, created_at)"
-            " VALUES (?, 'cancel', '{}', ?)",
-            (execution_id, OLD),
-        )
-
-
 @pytest.mark.parametrize("text", ["30d", "12h", "90m", "3600s", "2w", "0s", " 7d "])
 def test_a_duration_is_a_whole_number_and_a_unit(text: str) -> None:
     """Each unit counts its seconds."""
@@ -128,12 +119,11 @@ async def test_prune_deletes_old_finished_executions_and_never_unfinished_ones(
         await add(journal, "cancelled", status=EventType.EXECUTION_CANCELLED)
         await add(journal, "recent", ended=NEW)
         await add(journal, "running", ended=None)
-        await add(journal, "waiting", ended=None)
+        await add(journal, "waiting", status=EventType.EXECUTION_WAITING)
         await add(journal, "pending", ended=None)
-    set_status(path, "waiting", "waiting")
+        for execution_id in ("failed", "running"):
+            await journal.submit_request(execution_id, "cancel", {"reason": "r", "force": False})
     set_status(path, "pending", "pending")
-    add_request(path, "failed")
-    add_request(path, "running")
     report = prune_journal_file(path, cutoff=CUTOFF, held=nobody)
     assert ids(path) == {"recent", "running", "waiting", "pending"}
     assert set(report.pruned) == {"ok", "failed", "cancelled"}
@@ -218,7 +208,7 @@ async def test_a_dry_run_counts_the_same_and_writes_nothing(tmp_path: Path) -> N
         await add(journal, "p", padding=3)
         await add(journal, "p.s", parent="p", name="child")
         await add(journal, "recent", ended=NEW)
-    add_request(path, "p")
+        await journal.submit_request("p", "cancel", {"reason": "r", "force": False})
 
     def dump() -> list[Any]:
         with closing(sqlite3.connect(path)) as connection:
