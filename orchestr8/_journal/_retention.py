@@ -296,19 +296,17 @@ def _prune_batches(
 
 
 def _tree(connection: sqlite3.Connection, root: str) -> _Tree:
-    """The root and every descendant, found through `parent_id` among the ids under its prefix.
+    """The root (finished: a candidate) and every descendant, found through `parent_id`.
 
     A child's id is its parent's followed by `.` (`child_execution_id`), so the descendants are
     in the primary key's range after `ROOT.`; parents sort before their children there.
     """
-    row = connection.execute(
-        "SELECT status, workflow_digest FROM executions WHERE execution_id = ?", (root,)
+    (digest,) = connection.execute(
+        "SELECT workflow_digest FROM executions WHERE execution_id = ?", (root,)
     ).fetchone()
     ids, unfinished, digests = [root], [], []
-    if row[0] not in PRUNABLE_STATUSES:
-        unfinished.append(root)
-    if row[1] is not None:
-        digests.append(row[1])
+    if digest is not None:
+        digests.append(digest)
     members = {root}
     rows = connection.execute(
         "SELECT execution_id, parent_id, status, workflow_digest FROM executions"

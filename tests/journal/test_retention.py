@@ -294,3 +294,17 @@ def test_a_missing_file_or_another_database_is_refused(tmp_path: Path) -> None:
     text.write_text("not a database, but long enough to be read as one" * 40)
     with pytest.raises(JournalError, match="not a SQLite database"):
         prune_journal_file(text, cutoff=CUTOFF, held=nobody)
+
+
+async def test_a_failing_lock_check_rolls_its_batch_back(tmp_path: Path) -> None:
+    """When the locks cannot be read, the prune stops with the error and deletes nothing."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        await add(journal, "old")
+
+    def unreadable(execution_ids: Collection[str]) -> Collection[str]:
+        raise JournalError("cannot read the locks")
+
+    with pytest.raises(JournalError, match="cannot read the locks"):
+        prune_journal_file(path, cutoff=CUTOFF, held=unreadable)
+    assert ids(path) == {"old"}
