@@ -85,7 +85,12 @@ async def prune(
                 raise CommandError(message)
             click.echo(f"note: {message}", err=True)
         path = journal_path(journal, must_exist=True)
-        moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
+        try:
+            moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
+        except OverflowError:
+            raise CommandError(
+                f"--older-than: {older_than} reaches back before the year 1; nothing is that old"
+            ) from None
         cutoff = utc_timestamp(moment)
         report = await trio.to_thread.run_sync(
             lambda: prune_journal_file(

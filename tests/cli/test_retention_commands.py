@@ -116,7 +116,10 @@ def test_a_bad_duration_or_a_missing_journal_is_one_clear_error(tmp_path: Path) 
     missing = cli("prune", "--older-than", "1d", "--journal", str(tmp_path / "no.db"), cwd=tmp_path)
     assert missing.returncode == 1
     assert "there is no journal at" in missing.stderr
-    assert "Traceback" not in bad.stderr + missing.stderr
+    ancient = cli("prune", "--older-than", "999999999w", "--journal", str(path), cwd=tmp_path)
+    assert ancient.returncode == 1
+    assert "reaches back before the year 1" in ancient.stderr
+    assert "Traceback" not in bad.stderr + missing.stderr + ancient.stderr
 
 
 def test_an_execution_another_process_holds_is_kept_and_compaction_waits(tmp_path: Path) -> None:
