@@ -37,6 +37,9 @@ from ._events import ExecutionStatus
 from ._sqlite_schema import connect, explain, migrate
 
 __all__ = [
+    "BATCH_EXECUTIONS",
+    "COMPACTION_BUSY_TIMEOUT_MS",
+    "DURATION_UNITS",
     "NEVER_PRUNED",
     "PRUNABLE_STATUSES",
     "HeldExecutions",
@@ -179,7 +182,7 @@ class _Tree:
     digests: tuple[str, ...]
 
 
-def file_bytes(path: Path) -> int:
+def _file_bytes(path: Path) -> int:
     """The size of the journal file and its write-ahead log, in bytes."""
     total = 0
     for part in (path, Path(f"{path}-wal")):
@@ -216,7 +219,7 @@ def prune_journal_file(
         )
     if not path.is_file():
         raise JournalError(f"there is no journal at {path}")
-    before = file_bytes(path)
+    before = _file_bytes(path)
     opened: list[sqlite3.Connection] = []
     try:
         connection = connect(path, opened)
@@ -243,7 +246,7 @@ def prune_journal_file(
         pruned=tuple(tally.pruned),
         skipped=tuple(tally.skipped),
         bytes_before=before,
-        bytes_after=None if dry_run else file_bytes(path),
+        bytes_after=None if dry_run else _file_bytes(path),
         compacted=compacted,
         compaction_note=note,
     )
