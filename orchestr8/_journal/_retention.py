@@ -228,7 +228,8 @@ def prune_journal_file(
         tally = _Tally()
         _prune_batches(connection, cutoff, wanted, held, dry_run, batch_executions, tally)
         documents = _collect_documents(connection, tally.digests, dry_run)
-        compacted, note = (False, None) if dry_run else _compact(connection, held)
+        deleted = bool(tally.pruned or documents)
+        compacted, note = (False, None) if dry_run else _compact(connection, held, deleted)
     except sqlite3.Error as error:
         raise JournalError(explain(path, error)) from error
     finally:
@@ -406,8 +407,14 @@ def _collect_documents(connection: sqlite3.Connection, pruned: Counter[str], dry
     return orphans + sum(1 for digest, count in pruned.items() if remaining.get(digest) == count)
 
 
-def _compact(connection: sqlite3.Connection, held: HeldExecutions) -> tuple[bool, str | None]:
-    """Checkpoint the log and `VACUUM` the file, unless a live writer may be using it."""
+def _compact(
+    connection: sqlite3.Connection, held: HeldExecutions, deleted: bool
+) -> tuple[bool, str | None]:
+    """Checkpoint the log and `VACUUM` the file, unless a live writer may be using it.
+
+    A file is compacted when this prune deleted something (its rows leave pages partly empty)
+    or it has free pages (an earlier prune could not compact); otherwise there is nothing to win.
+    """
     unfinished = [
         execution_id
         for (execution_id,) in connection.execute(
@@ -423,9 +430,8 @@ def _compact(connection: sqlite3.Connection, held: HeldExecutions) -> tuple[bool
             f"not compacted: another process runs {count} {noun} on this journal and compaction "
             "would hold up its writes; run prune again when it is idle"
         )
-    pages = connection.execute("PRAGMA freelist_count").fetchone()[0]
-    if not pages:
-        return False, "not compacted: the file has no free pages"
+    if not deleted and not connection.execute("PRAGMA freelist_count").fetchone()[0]:
+        return False, "not compacted: nothing was deleted and the file has no free pages"
     connection.execute(f"PRAGMA busy_timeout = {COMPACTION_BUSY_TIMEOUT_MS}")
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -239,7 +239,9 @@ async def test_the_file_shrinks_when_compacted(tmp_path: Path) -> None:
     assert report.bytes_after < report.bytes_before / 2
     again = prune_journal_file(path, cutoff=CUTOFF, held=nobody)
     assert (again.executions, again.compacted) == (0, False)
-    assert again.compaction_note == "not compacted: the file has no free pages"
+    assert again.compaction_note == (
+        "not compacted: nothing was deleted and the file has no free pages"
+    )
 
 
 async def test_compaction_waits_for_live_runs_and_never_fails_the_prune(tmp_path: Path) -> None:
@@ -308,3 +310,22 @@ async def test_a_failing_lock_check_rolls_its_batch_back(tmp_path: Path) -> None
     with pytest.raises(JournalError, match="cannot read the locks"):
         prune_journal_file(path, cutoff=CUTOFF, held=unreadable)
     assert ids(path) == {"old"}
+
+
+async def test_a_later_prune_compacts_the_pages_an_earlier_one_freed(tmp_path: Path) -> None:
+    """Nothing to delete, but free pages left by a prune that could not compact: it compacts."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        for number in range(5):
+            await add(journal, f"old-{number}", padding=10)
+        await add(journal, "running", ended=None)
+
+    def running_is_held(execution_ids: Collection[str]) -> Collection[str]:
+        return [execution_id for execution_id in execution_ids if execution_id == "running"]
+
+    first = prune_journal_file(path, cutoff=CUTOFF, held=running_is_held)
+    assert (first.executions, first.compacted) == (5, False)
+    later = prune_journal_file(path, cutoff=CUTOFF, held=nobody)
+    assert (later.executions, later.compacted) == (0, True)
+    assert later.bytes_after is not None
+    assert later.bytes_after < later.bytes_before
