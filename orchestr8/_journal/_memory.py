@@ -271,7 +271,7 @@ class MemoryStore:
             digest = self._store_document(request, row)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
-        stored = self._executions[record.execution_id] = _Execution(row.copy(), digest=digest)
+        stored = self._executions[record.execution_id] = _Execution(row, digest=digest)
         bisect.insort(self._by_time, (row[_CREATED_AT], record.execution_id))
         if key is not None:
             self._by_key[key] = record.execution_id
