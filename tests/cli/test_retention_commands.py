@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
+import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 
 import trio
-from cli_processes import cli
+from cli_processes import cli, environment, event_types
 
 from orchestr8._journal._events import Event, EventType
 from orchestr8._journal._journal import ExecutionRecord, open_journal
@@ -138,3 +142,46 @@ def test_an_execution_another_process_holds_is_kept_and_compaction_waits(tmp_pat
     assert "kept done: a live process holds done (it runs it)" in done.stdout
     assert "not compacted: another process runs 1 execution on this journal" in done.stdout
     assert _ids(path) == ["done", "done.s", "going"]
+
+
+def test_prune_beside_a_live_run_leaves_the_run_whole(tmp_path: Path) -> None:
+    """A run writes its steps while prune deletes old executions: both succeed, nothing is lost."""
+    path = _journal(tmp_path)
+    steps = [{"id": "s0", "agent": {"id": "sleep", "config": {"seconds": 0.05}}}]
+    steps += [
+        {
+            "id": f"s{number}",
+            "agent": {"id": "sleep", "config": {"seconds": 0.05}},
+            "depends_on": [f"s{number - 1}"],
+        }
+        for number in range(1, 40)
+    ]
+    workflow = tmp_path / "slow.json"
+    workflow.write_text(json.dumps({"schema_version": "1.0", "name": "slow", "steps": steps}))
+    command = [sys.executable, "-m", "orchestr8", "run", str(workflow), "--journal", str(path)]
+    with subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        watchdog = threading.Timer(60, process.kill)
+        watchdog.start()
+        try:
+            assert process.stderr is not None
+            match = re.search(r"execution ([0-9a-f]{32}) started", process.stderr.readline())
+            assert match
+            pruned = cli("prune", "--older-than", "1d", "--journal", str(path), cwd=tmp_path)
+            stdout, stderr = process.communicate(timeout=50)
+        finally:
+            watchdog.cancel()
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned 3 executions" in pruned.stdout
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("status: succeeded")
+    assert _ids(path) == sorted(["going", match.group(1)])
+    types = event_types(path, match.group(1))
+    assert types.count("step.succeeded") == 40
+    assert types[-1] == "execution.succeeded"
