@@ -74,8 +74,9 @@ async def prune(
             seconds = parse_duration(older_than)
         except ValueError as error:
             raise CommandError(f"--older-than: {error}") from None
-        refused = [status for status in statuses if status in NEVER_PRUNED]
-        wanted = [status for status in statuses if status in PRUNABLE_STATUSES]
+        asked = list(dict.fromkeys(statuses))
+        refused = [status for status in asked if status in NEVER_PRUNED]
+        wanted = [status for status in asked if status in PRUNABLE_STATUSES]
         if refused:
             message = (
                 f"{', '.join(refused)} executions are never pruned: they may still go on "
