@@ -8,7 +8,7 @@ execution; idempotency keys), `_resumption` (what a resume reuses and what it ru
 each scheduled as a unit), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_liveness` (who runs an
 execution), `_secrets` (secret values an execution holds), `_children` (the child executions
-of sub-workflow steps), and `_planning` (plan steps and replanning: a planner's plan checked and
-run as a child execution).
+of sub-workflow steps), `_planning` (plan steps and replanning: a planner's plan checked and
+run as a child execution), and `_gates` (approval gates: the gate board, answers, waiting).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

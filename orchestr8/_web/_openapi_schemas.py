@@ -179,6 +179,22 @@ def component_schemas() -> dict[str, Any]:
             },
         },
         "StepState": step,
+        "GateState": {
+            "type": "object",
+            "description": "An approval gate: what it asks, its deadline, and how it was answered.",
+            "required": ["status", "prompt", "schema", "deadline", "answer"],
+            "properties": {
+                "status": {"type": "string", "enum": ["open", "approved", "rejected", "closed"]},
+                "prompt": _nullable({"type": "string"}),
+                "schema": _nullable({"type": "object"}),
+                "timeout": _nullable({"type": "number"}),
+                "on_timeout": _nullable({"type": "string", "enum": ["reject", "approve", "fail"]}),
+                "deadline": _nullable({"type": "string", "format": "date-time"}),
+                "opened_seq": {"type": "integer", "minimum": 0},
+                "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
+                "answer": _nullable({"type": "object"}),
+            },
+        },
         "Execution": {
             "type": "object",
             "required": [
@@ -203,6 +219,11 @@ def component_schemas() -> dict[str, Any]:
                 "error": _nullable({"type": "object"}),
                 "last_seq": {"type": "integer", "minimum": 0},
                 "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
+                "gates": {
+                    "type": "object",
+                    "description": "The approval gates by gate id, in the order they opened.",
+                    "additionalProperties": schema_ref("GateState"),
+                },
                 "parent": _nullable(
                     {
                         "type": "object",
