@@ -24,11 +24,12 @@ from ._compare import compare
 from ._control_commands import cancel, follow
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
+from ._retention_commands import prune
 from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect, compare):
+for _command in (run, resume, validate, schema, inspect, compare, prune):
     cli.add_command(_command)
 cli.add_command(follow)
 cli.add_command(cancel)
