@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import asyncclick as click
 
 from ._compare import compare
+from ._control_commands import cancel, follow
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
 from ._retention_commands import prune
@@ -30,6 +31,8 @@ __all__ = ["cli", "run_command_line"]
 
 for _command in (run, resume, validate, schema, inspect, compare, prune):
     cli.add_command(_command)
+cli.add_command(follow)
+cli.add_command(cancel)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

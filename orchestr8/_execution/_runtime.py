@@ -52,6 +52,8 @@ from .._workflow._inputs import validate_inputs
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
 from ._admission import WorkflowLike as WorkflowLike
+from ._cancelling import CancelOutcome, cancel_execution
+from ._control import ControlLoop
 from ._engine import ExecutionRun
 from ._handle import ExecutionHandle as ExecutionHandle
 from ._lock import ExecutionLocks
@@ -98,6 +100,8 @@ class Runtime:
         self._random = random_source
         self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
+        self._control = ControlLoop(journal, self._live)
+        """Acts on the cancel requests and answers the journal holds for the live executions."""
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
         self._admitted = AdmittedWorkflows(registry, workflows)
@@ -249,6 +253,30 @@ class Runtime:
         record = await self.journal.get_execution(execution_id)
         return replayed_result(record.execution_id, replay(await self.journal.events(execution_id)))
 
+    async def cancel(
+        self, execution_id: str, *, reason: str, force: bool = False, by: str = "api"
+    ) -> CancelOutcome:
+        """Cancel an execution wherever it runs: here, in another process, or in none.
+
+        Here, it is cancelled at once; in another process (which holds its lock), a cancel
+        request is recorded in the journal for that process to act on; when no process runs it
+        (interrupted, or waiting for answers), it is cancelled durably here (`_cancelling`).
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+            ExecutionStateError: it has already finished.
+        """
+        return await cancel_execution(
+            self.journal,
+            self._locks,
+            execution_id,
+            reason=reason,
+            force=force,
+            by=by,
+            find=self.find,
+            bus=self.bus,
+        )
+
     def cancel_all(self, reason: str) -> None:
         """Ask every live execution to stop (cooperatively, then by force after the grace)."""
         for handle in list(self._live.values()):
@@ -291,11 +319,13 @@ class Runtime:
         """
         execution_id = run.execution_id
         self._live[execution_id] = ExecutionHandle(execution_id, run)
+        self._control.launched(execution_id)
         return partial(self._live.pop, execution_id, None)
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
         self._live[run.execution_id] = handle
+        self._control.launched(run.execution_id)
         await self._nursery.start(self._supervise, run, lease)
         return handle
 
@@ -374,6 +404,7 @@ async def open_runtime(
                 secrets=secrets,
                 workflows=WorkflowCatalog(workflows),
             )
+            nursery.start_soon(runtime._control.run)
             body_failed = False
             try:
                 yield runtime
@@ -385,6 +416,7 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
+                    runtime._control.stop()
                     if runtime._live:
                         _logger.warning(
                             "the runtime waits for steps that ignored cancellation, of "

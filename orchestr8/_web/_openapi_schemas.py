@@ -156,7 +156,35 @@ def component_schemas() -> dict[str, Any]:
                 "execution_id": {"type": "string"},
                 "status": schema_ref("ExecutionStatus"),
                 "cancel_requested": {"const": True},
+                "request_id": {
+                    "type": "integer",
+                    "description": "The cancel request recorded for the process that runs it.",
+                },
                 "links": schema_ref("Links"),
+            },
+        },
+        "CancelRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1000,
+                    "description": "Recorded on `execution.cancelled` (default `cancelled "
+                    "through the API`).",
+                },
+                "force": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "No grace: running steps are cancelled at once.",
+                },
+                "by": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1000,
+                    "description": "Who asks (default `api`), kept with the request.",
+                },
             },
         },
         "ExecutionSummary": {

@@ -35,7 +35,6 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-not-found": "Execution not found",
     "event-out-of-range": "No event with that seq in the execution",
     "execution-finished": "Execution already finished",
-    "execution-not-running": "Execution not running in this server",
     "execution-not-resumable": "Execution cannot be resumed now",
     "missing-secrets": "Secrets not set",
     "unauthorized": "Unauthorized",

@@ -30,6 +30,7 @@ from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
 from .._journal._replay import replay
 from .._version import __version__
+from ._cancel_route import cancel_execution
 from ._documents import execution_document, execution_links, execution_summary, json_response
 from ._event_socket import stream_events
 from ._openapi import openapi_document
@@ -194,38 +195,11 @@ class ServiceRoutes:
         return json_response(document)
 
     async def cancel(self, execution_id: str) -> Response:
-        """`POST /executions/{id}/cancel`: ask a running execution to stop (202), else 409."""
-        journal = self.runtime.journal
-        await journal.get_execution(execution_id)
-        handle = self.runtime.find(execution_id)
-        # Committed up to now, the journal tells whether the run has already emitted its end
-        # (it may still be winding up, its handle not yet done).
-        await journal.flush()
-        status = (await journal.get_execution(execution_id)).status
-        if handle is not None and handle.result is None and not status.is_terminal:
-            handle.cancel("cancelled through the API")
-            links = execution_links(execution_id)
-            document = {
-                "execution_id": execution_id,
-                "status": str(ExecutionStatus.RUNNING),
-                "cancel_requested": True,
-                "links": links,
-            }
-            return json_response(document, 202, headers={"Location": links["self"]})
-        if handle is not None and handle.result is not None:
-            status = handle.result.status
-        if status.is_terminal:
-            raise ProblemError(
-                409,
-                "execution-finished",
-                f"execution {execution_id} already {status}; nothing to cancel",
-            )
-        raise ProblemError(
-            409,
-            "execution-not-running",
-            f"the journal says execution {execution_id} is {status}, but no process runs it "
-            "(the one that did stopped); `orchestr8 resume` continues it",
-        )
+        """`POST /executions/{id}/cancel`: stop an execution wherever it runs, else 409.
+
+        Here or in another process: 202 (cancelling); in no process: cancelled now, 200.
+        """
+        return await cancel_execution(self.runtime, execution_id)
 
     async def resume(self, execution_id: str) -> Response:
         """`POST /executions/{id}/resume`: continue a failed, cancelled or abandoned execution.
