@@ -1,0 +1,481 @@
+"""Forks (`_forking`, `Runtime.fork`): what a fork keeps, what it runs again, and its lineage.
+
+Runs are on pytest-trio's `autojump_clock` (a MockClock), with agents that count their calls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from event_scripts import Script
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestr8._agents._contract import AgentContext
+from orchestr8._errors import (
+    ExecutionNotFoundError,
+    ForkRefusedError,
+    InputValidationError,
+    NonRetryableError,
+)
+from orchestr8._execution._forking import ForkPoint, fork_inputs, plan_fork
+from orchestr8._execution._runtime import Runtime, open_runtime
+from orchestr8._journal._events import EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._journal import ExecutionRecord
+from orchestr8._journal._replay import replay
+from orchestr8._workflow._codec import journal_document, load_workflow
+
+NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
+
+CALLS: Counter[str] = Counter()
+"""Agent calls by unit id (`b`, `m[1]`, `loop#2`), reset for every test."""
+
+
+async def counted(input: Any, context: AgentContext) -> Any:
+    """Count the call, report usage, and fail on a `bad` input: what a fork re-runs shows."""
+    CALLS[context.step_id] += 1
+    context.record_usage(input_tokens=10, output_tokens=2)
+    if input == "bad":
+        raise NonRetryableError("bad input")
+    return {"input": input}
+
+
+async def counter(input: Any, context: AgentContext) -> Any:
+    """A loop body: counts its calls and returns the iteration it was given."""
+    CALLS[context.step_id] += 1
+    return input
+
+
+AGENTS = {"count": counted, "counter": counter}
+
+
+@pytest.fixture(autouse=True)
+def reset_calls() -> Iterator[None]:
+    """Each test counts its own calls."""
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+def document(*steps: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A schema 1.1 workflow of `count` steps, taking a `value` and a `docs` input."""
+    body: dict[str, Any] = {
+        "schema_version": "1.1",
+        "name": "forks",
+        "inputs": {
+            "type": "object",
+            "properties": {"value": {"type": "string"}, "docs": {"type": "array"}},
+        },
+        "defaults": {"policy": NO_RETRY},
+        "steps": list(steps),
+    }
+    body.update(options)
+    return body
+
+
+def step(step_id: str, *depends_on: str, input: Any = None, **extra: Any) -> dict[str, Any]:
+    """A `count` step reading its dependencies' outputs (or `input`)."""
+    if input is None:
+        input = {need: f"${{steps.{need}.output}}" for need in depends_on} or step_id
+    body: dict[str, Any] = {"id": step_id, "agent": "count", "input": input}
+    if depends_on:
+        body["depends_on"] = list(depends_on)
+    body.update(extra)
+    return body
+
+
+CHAIN = document(
+    step("a"),
+    step("b", "a", input="${inputs.value}"),
+    step("c", "b"),
+    step("side"),
+)
+
+
+async def run_source(runtime: Runtime, workflow: dict[str, Any], inputs: dict[str, Any]) -> str:
+    """Run `workflow` to its end and return its id; the calls it made are forgotten."""
+    handle = await runtime.start(workflow, inputs)
+    await handle.wait()
+    CALLS.clear()
+    return handle.execution_id
+
+
+# -- running forks ---------------------------------------------------------------------------
+
+
+async def test_a_fork_after_a_failure_runs_the_step_again_with_a_changed_input(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only the fork point and its dependents run; kept steps are copied, the lineage recorded."""
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, CHAIN, {"value": "bad"})
+        assert (await runtime.result(source)).status is ExecutionStatus.FAILED
+        handle = await runtime.fork(source, "b", inputs={"value": "good"})
+        result = await handle.wait()
+        record = await runtime.journal.get_execution(handle.execution_id)
+        events = await runtime.journal.events(handle.execution_id)
+        source_events = await runtime.journal.events(source)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert CALLS == Counter({"b": 1, "c": 1})
+    assert result.steps["b"].output == {"input": "good"}
+    assert record.forked_from == source
+    assert record.fork_seq == source_events[-1].seq
+    assert record.inputs == {"value": "good"}
+    started = events[0]
+    assert started.type == EventType.EXECUTION_STARTED
+    assert started.data["forked_from"] == source
+    assert started.data["fork_seq"] == source_events[-1].seq
+    assert started.data["from_step"] == "b"
+    copies = [event for event in events if "reused_from" in event.data]
+    assert sorted((event.type, event.step_id or "") for event in copies) == [
+        (EventType.STEP_SUCCEEDED, "a"),
+        (EventType.STEP_SUCCEEDED, "side"),
+    ]
+    for copy in copies:
+        original = source_events[copy.data["reused_from"]["seq"] - 1]
+        assert copy.data["reused_from"]["execution_id"] == source
+        assert original.step_id == copy.step_id
+        assert copy.data["output"] == original.data["output"]
+    assert replay(events).steps["a"].output == replay(source_events).steps["a"].output
+
+
+async def test_a_fork_of_a_map_item_runs_only_that_item_and_the_dependents(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`--from m[1]` keeps the map's other items; the map and its dependents finish again."""
+    workflow = document(
+        step("m", input="${item}", for_each="inputs.docs"),
+        step("after", "m"),
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, workflow, {"docs": ["x", "y", "z"]})
+        handle = await runtime.fork(source, "m[1]")
+        result = await handle.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert CALLS == Counter({"m[1]": 1, "after": 1})
+    assert result.steps["m"].output == [{"input": "x"}, {"input": "y"}, {"input": "z"}]
+
+
+async def test_a_fork_of_a_loop_iteration_keeps_the_iterations_before_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`--from loop#2` keeps iteration 1 and runs the loop on from 2 to its end."""
+    workflow = document(
+        {
+            "id": "loop",
+            "agent": "counter",
+            "input": "${iteration}",
+            "repeat": {"until": "output >= `3`", "max_iterations": 5},
+        }
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, workflow, {})
+        handle = await runtime.fork(source, "loop#2")
+        result = await handle.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert result.steps["loop"].output == 3
+    assert CALLS == Counter({"loop#2": 1, "loop#3": 1})
+
+
+async def test_a_step_the_source_did_not_finish_runs_again_with_its_dependents(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Forking upstream of nothing that failed still runs the failed step: it was not kept."""
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, CHAIN, {"value": "bad"})
+        prepared = await runtime.plan_fork(source, "side", inputs={"value": "ok"})
+        handle = await runtime.start_fork(prepared)
+        await handle.wait()
+    assert [(rerun.step_id, rerun.reason) for rerun in prepared.plan.rerun] == [
+        ("b", "it did not succeed in the source (failed)"),
+        ("c", "depends on b, which runs again"),
+        ("side", "the fork point"),
+    ]
+    assert prepared.plan.kept == ("a",)
+    assert CALLS == Counter({"b": 1, "c": 1, "side": 1})
+
+
+async def test_a_fork_of_a_fork_keeps_what_the_first_fork_kept(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A fork is an execution like any other: it can be forked again, on a SQLite journal."""
+    async with open_runtime(journal=tmp_path / "j.db", agents=AGENTS) as runtime:
+        source = await run_source(runtime, CHAIN, {"value": "v1"})
+        first = await runtime.fork(source, "c")
+        await first.wait()
+        second = await runtime.fork(first.execution_id, "b", inputs={"value": "v2"})
+        result = await second.wait()
+        record = await runtime.journal.get_execution(second.execution_id)
+    assert CALLS == Counter({"c": 2, "b": 1})
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert record.forked_from == first.execution_id
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+async def test_a_running_source_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """A fork starts from what the journal holds as finished: a live run is refused."""
+    workflow = document({"id": "wait", "agent": "sleep", "input": 10})
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(workflow)
+        with pytest.raises(ForkRefusedError, match="still running"):
+            await runtime.fork(handle.execution_id, "wait")
+        await handle.wait()
+
+
+async def test_unknown_sources_and_fork_points_are_refused_naming_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An unknown execution, step, item or iteration is refused with what exists."""
+    workflow = document(
+        step("m", input="${item}", for_each="inputs.docs"),
+        {"id": "loop", "agent": "counter", "input": 1, "repeat": {"until": "`true`", "max_iterations": 10}},
+    )
+    async with open_runtime(agents=AGENTS) as runtime:
+        with pytest.raises(ExecutionNotFoundError):
+            await runtime.fork("nope", "a")
+        source = await run_source(runtime, workflow, {"docs": ["x"]})
+        for point, message in [
+            ("x", "no step 'x' in the workflow \\(m, loop\\)"),
+            ("m[3]", "had 1 item\\(s\\) in the source \\(0-0\\)"),
+            ("loop[0]", "'loop' is not a map"),
+            ("m#1", "'m' is not a loop"),
+            ("loop#0", "has iterations 1-10"),
+        ]:
+            with pytest.raises(ForkRefusedError, match=message):
+                await runtime.plan_fork(source, point)
+
+
+def test_a_map_that_never_started_cannot_be_forked_by_item() -> None:
+    """`m[0]` of a map without `map.started` in the source names the step to fork from."""
+    workflow = document(step("m", input="${item}", for_each="inputs.docs"))
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started").add("execution.cancelled")
+    with pytest.raises(ForkRefusedError, match="never started its items in the source; fork from m"):
+        plan_fork(record, script.events, load_workflow(workflow), workflow, "m[0]")
+
+
+async def test_a_changed_spec_of_a_kept_step_is_refused_with_its_diff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With another document, kept steps must be unchanged; steps that run again may change."""
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, CHAIN, {"value": "v"})
+        changed = document(
+            step("a", input="A2"), step("b", "a", input="new"), step("c", "b"), step("side")
+        )
+        with pytest.raises(ForkRefusedError) as refused:
+            await runtime.plan_fork(source, "b", workflow=changed)
+        message = str(refused.value)
+        assert "the workflow changed for step(s) the fork would keep: a" in message
+        assert '-  "input": "a"\n+  "input": "A2"' in message
+        downstream_only = document(
+            step("a"), step("b", "a", input="new"), step("c", "b"), step("side")
+        )
+        handle = await runtime.fork(source, "b", workflow=downstream_only)
+        result = await handle.wait()
+    assert result.steps["b"].output == {"input": "new"}
+    assert CALLS == Counter({"b": 1, "c": 1})
+
+
+async def test_a_child_execution_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """A sub-workflow's child execution is forked through its parent."""
+    inner = {"schema_version": "1.0", "name": "inner", "steps": [step("inner")]}
+    workflow = document({"id": "sub", "workflow": inner})
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, workflow, {})
+        child = replay(await runtime.journal.events(source)).steps["sub"].child
+        assert child is not None
+        with pytest.raises(ForkRefusedError, match="is a child of execution"):
+            await runtime.plan_fork(child, "inner")
+
+
+async def test_a_redacted_input_must_be_given_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The journal keeps `api_key` redacted: the fork asks for it, then runs with it."""
+    workflow = document(step("a", input="${inputs.api_key}"), inputs={"type": "object"})
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, workflow, {"api_key": "s3cret-value"})
+        with pytest.raises(InputValidationError, match=r"\$\.inputs\.api_key: .*give it again"):
+            await runtime.plan_fork(source, "a")
+        handle = await runtime.fork(source, "a", inputs={"api_key": "other-secret"})
+        await handle.wait()
+        record = await runtime.journal.get_execution(handle.execution_id)
+    assert record.inputs == {"api_key": "***"}
+    assert CALLS == Counter({"a": 1})
+
+
+def test_dotted_overrides_set_nested_inputs_and_never_change_the_record() -> None:
+    """`a.b=1` sets a value inside `a`; going through a non-object is a problem at its path."""
+    recorded = {"a": {"b": 0, "c": 1}, "n": 2}
+    assert fork_inputs(recorded, {"a.b": 5, "new.x": True}) == {
+        "a": {"b": 5, "c": 1},
+        "n": 2,
+        "new": {"x": True},
+    }
+    assert recorded == {"a": {"b": 0, "c": 1}, "n": 2}
+    with pytest.raises(InputValidationError, match=r"\$\.inputs\.n: is not an object"):
+        fork_inputs(recorded, {"n.x": 1})
+
+
+# -- dry runs --------------------------------------------------------------------------------
+
+
+def test_a_dry_run_lists_kept_steps_reruns_and_the_paid_calls_made_again() -> None:
+    """The plan names what runs again and why, and the usage the source recorded for it."""
+    workflow = document(
+        step("a"),
+        {"id": "ask", "agent": "llm", "input": "${steps.a.output}", "depends_on": ["a"]},
+        step("b", "ask"),
+        step("m", input="${item}", for_each="inputs.docs"),
+    )
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started")
+    script.add("step.succeeded", "a", output=1)
+    script.add("step.usage", "ask", input_tokens=100, output_tokens=20)
+    script.add("step.succeeded", "ask", output=2)
+    script.add("step.usage", "b", input_tokens=5)
+    script.add("step.succeeded", "b", output=3)
+    script.add("map.started", "m", count=2)
+    script.add("step.usage", "m[0]", input_tokens=7)
+    script.add("step.succeeded", "m[0]", output=4)
+    script.add("step.usage", "m[1]", input_tokens=9)
+    script.add("step.succeeded", "m[1]", output=5)
+    script.add("step.succeeded", "m", output=[4, 5])
+    script.add("execution.succeeded", output=None)
+    plan = plan_fork(record, script.events, load_workflow(workflow), workflow, "ask")
+    assert plan.point == ForkPoint("ask")
+    assert plan.kept == ("a", "m")
+    assert plan.to_json() == {
+        "source": "run-1",
+        "fork_seq": 13,
+        "from": "ask",
+        "kept": ["a", "m"],
+        "rerun": [
+            {"step": "ask", "reason": "the fork point"},
+            {"step": "b", "reason": "depends on ask, which runs again"},
+        ],
+        "kept_items": {},
+        "kept_iterations": {},
+        "repaid_calls": [
+            {"step": "ask", "agent": "llm", "usage": {"input_tokens": 100, "output_tokens": 20}},
+            {"step": "b", "agent": "count", "usage": {"input_tokens": 5}},
+        ],
+        "repaid_usage": {"input_tokens": 105, "output_tokens": 20},
+    }
+    assert plan.describe() == (
+        "fork of run-1 at seq 13, from ask\n"
+        "kept (2): a, m\n"
+        "runs again (2):\n"
+        "  ask: the fork point\n"
+        "  b: depends on ask, which runs again\n"
+        "paid calls made again (as the source recorded them):\n"
+        "  ask (llm): 100 input_tokens, 20 output_tokens\n"
+        "  b (count): 5 input_tokens\n"
+        "  in all: 105 input_tokens, 20 output_tokens"
+    )
+    item = plan_fork(record, script.events, load_workflow(workflow), workflow, "m[1]")
+    assert item.kept_items == {"m": (0,)}
+    assert [(call.step_id, dict(call.usage)) for call in item.repaid] == [
+        ("m", {"input_tokens": 9})
+    ]
+    assert "  m (keeps 1 item): the fork point" in item.describe()
+    assert [event.step_id for event in item.copied] == ["a", "ask", "b", "m", "m[0]"]
+
+
+def test_a_dry_run_of_a_loop_counts_the_iterations_it_keeps_and_repays() -> None:
+    """`loop#3` keeps iterations 1-2; the later ones' usage is paid again."""
+    workflow = document(
+        {"id": "loop", "agent": "llm", "input": 1, "repeat": {"until": "`false`", "max_iterations": 5}},
+    )
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started")
+    for number in (1, 2, 3):
+        script.add("step.usage", f"loop#{number}", input_tokens=number)
+        script.add("step.succeeded", f"loop#{number}", output=number)
+    script.add("execution.cancelled")
+    loaded = load_workflow(workflow)
+    plan = plan_fork(record, script.events, loaded, workflow, "loop#3")
+    assert plan.kept_iterations == {"loop": 2}
+    assert [dict(call.usage) for call in plan.repaid] == [{"input_tokens": 3}]
+    assert "  loop (keeps iterations 1-2): the fork point" in plan.describe()
+    whole = plan_fork(record, script.events, loaded, workflow, "loop")
+    assert whole.kept_iterations == {}
+    assert [dict(call.usage) for call in whole.repaid] == [{"input_tokens": 6}]
+    free = document(step("a"), {"id": "b", "agent": "echo", "input": 1})
+    described = plan_fork(
+        ExecutionRecord("run-1", "forks", free),
+        Script().add("execution.started").events,
+        load_workflow(free),
+        free,
+        "b",
+    ).describe()
+    assert described.endswith("paid calls made again: none")
+
+
+def test_a_redacted_output_and_a_new_step_run_again() -> None:
+    """Outputs the journal redacted cannot be reused; a step the source never had runs."""
+    workflow = document(step("a"), step("b"), step("new"))
+    record = ExecutionRecord("run-1", "forks", journal_document(load_workflow(workflow)))
+    script = Script().add("execution.started")
+    script.add("step.succeeded", "a", output="***", output_redacted=True)
+    script.add("step.skipped", "b", reason="when was false")
+    plan = plan_fork(record, script.events, load_workflow(workflow), record.workflow, "b")
+    assert [(rerun.step_id, rerun.reason) for rerun in plan.rerun] == [
+        ("a", "its recorded output is redacted (it held a secret)"),
+        ("b", "the fork point"),
+        ("new", "the source never ran it"),
+    ]
+
+
+# -- the fork property (Hypothesis) ----------------------------------------------------------
+
+
+@st.composite
+def fork_cases(draw: st.DrawFn) -> tuple[list[list[int]], int]:
+    """A random DAG (edges i<j) of 1-7 steps and a fork point in it."""
+    count = draw(st.integers(1, 7))
+    edges = [
+        sorted(draw(st.sets(st.integers(0, j - 1), max_size=3))) if j else [] for j in range(count)
+    ]
+    return edges, draw(st.integers(0, count - 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=fork_cases())
+def test_forks_of_random_dags_keep_upstream_outputs_and_run_downstream_once(
+    case: tuple[list[list[int]], int],
+) -> None:
+    """Every kept step's output equals the source's; every downstream step runs exactly once."""
+    edges, point = case
+    workflow = document(
+        *(step(f"s{index}", *(f"s{need}" for need in needs)) for index, needs in enumerate(edges))
+    )
+    downstream = {point}
+    for index, needs in enumerate(edges):
+        if any(need in downstream for need in needs):
+            downstream.add(index)
+
+    async def main() -> None:
+        async with open_runtime(agents=AGENTS) as runtime:
+            source = await run_source(runtime, workflow, {})
+            handle = await runtime.fork(source, f"s{point}")
+            result = await handle.wait()
+            original = await runtime.result(source)
+        assert result.status is ExecutionStatus.SUCCEEDED
+        assert CALLS == Counter({f"s{index}": 1 for index in downstream})
+        for index in range(len(edges)):
+            step_id = f"s{index}"
+            assert result.steps[step_id].status is StepStatus.SUCCEEDED
+            assert result.steps[step_id].output == original.steps[step_id].output
+
+    CALLS.clear()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
