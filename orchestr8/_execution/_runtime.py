@@ -39,7 +39,7 @@ from .._agents._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from .._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
-    ForkRefusedError,
+    ForkSourceRunningError,
     JournalError,
     exception_leaves,
     unwrap_single_error,
@@ -251,10 +251,10 @@ class Runtime:
         """
         record = await self.journal.get_execution(execution_id)
         if execution_id in self._live or execution_id in self._resuming:
-            raise ForkRefusedError(_STILL_RUNNING.format(execution_id))
+            raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         # Locked while its events are read: what another process still runs is not forked.
         if not self._locks.acquire(execution_id):
-            raise ForkRefusedError(_STILL_RUNNING.format(execution_id))
+            raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         try:
             events = await self.journal.events(execution_id)
         finally:

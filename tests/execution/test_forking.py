@@ -122,7 +122,7 @@ async def test_a_fork_after_a_failure_runs_the_step_again_with_a_changed_input(
         events = await runtime.journal.events(handle.execution_id)
         source_events = await runtime.journal.events(source)
     assert result.status is ExecutionStatus.SUCCEEDED
-    assert CALLS == Counter({"b": 1, "c": 1})
+    assert Counter({"b": 1, "c": 1}) == CALLS
     assert result.steps["b"].output == {"input": "good"}
     assert record.forked_from == source
     assert record.fork_seq == source_events[-1].seq
@@ -158,7 +158,7 @@ async def test_a_fork_of_a_map_item_runs_only_that_item_and_the_dependents(
         handle = await runtime.fork(source, "m[1]")
         result = await handle.wait()
     assert result.status is ExecutionStatus.SUCCEEDED
-    assert CALLS == Counter({"m[1]": 1, "after": 1})
+    assert Counter({"m[1]": 1, "after": 1}) == CALLS
     assert result.steps["m"].output == [{"input": "x"}, {"input": "y"}, {"input": "z"}]
 
 
@@ -180,7 +180,7 @@ async def test_a_fork_of_a_loop_iteration_keeps_the_iterations_before_it(
         result = await handle.wait()
     assert result.status is ExecutionStatus.SUCCEEDED
     assert result.steps["loop"].output == 3
-    assert CALLS == Counter({"loop#2": 1, "loop#3": 1})
+    assert Counter({"loop#2": 1, "loop#3": 1}) == CALLS
 
 
 async def test_a_step_the_source_did_not_finish_runs_again_with_its_dependents(
@@ -198,7 +198,7 @@ async def test_a_step_the_source_did_not_finish_runs_again_with_its_dependents(
         ("side", "the fork point"),
     ]
     assert prepared.plan.kept == ("a",)
-    assert CALLS == Counter({"b": 1, "c": 1, "side": 1})
+    assert Counter({"b": 1, "c": 1, "side": 1}) == CALLS
 
 
 async def test_a_fork_of_a_fork_keeps_what_the_first_fork_kept(
@@ -212,7 +212,7 @@ async def test_a_fork_of_a_fork_keeps_what_the_first_fork_kept(
         second = await runtime.fork(first.execution_id, "b", inputs={"value": "v2"})
         result = await second.wait()
         record = await runtime.journal.get_execution(second.execution_id)
-    assert CALLS == Counter({"c": 2, "b": 1})
+    assert Counter({"c": 2, "b": 1}) == CALLS
     assert result.status is ExecutionStatus.SUCCEEDED
     assert record.forked_from == first.execution_id
 
@@ -236,7 +236,12 @@ async def test_unknown_sources_and_fork_points_are_refused_naming_them(
     """An unknown execution, step, item or iteration is refused with what exists."""
     workflow = document(
         step("m", input="${item}", for_each="inputs.docs"),
-        {"id": "loop", "agent": "counter", "input": 1, "repeat": {"until": "`true`", "max_iterations": 10}},
+        {
+            "id": "loop",
+            "agent": "counter",
+            "input": 1,
+            "repeat": {"until": "`true`", "max_iterations": 10},
+        },
     )
     async with open_runtime(agents=AGENTS) as runtime:
         with pytest.raises(ExecutionNotFoundError):
@@ -258,7 +263,9 @@ def test_a_map_that_never_started_cannot_be_forked_by_item() -> None:
     workflow = document(step("m", input="${item}", for_each="inputs.docs"))
     record = ExecutionRecord("run-1", "forks", workflow)
     script = Script().add("execution.started").add("execution.cancelled")
-    with pytest.raises(ForkRefusedError, match="never started its items in the source; fork from m"):
+    with pytest.raises(
+        ForkRefusedError, match="never started its items in the source; fork from m"
+    ):
         plan_fork(record, script.events, load_workflow(workflow), workflow, "m[0]")
 
 
@@ -282,7 +289,7 @@ async def test_a_changed_spec_of_a_kept_step_is_refused_with_its_diff(
         handle = await runtime.fork(source, "b", workflow=downstream_only)
         result = await handle.wait()
     assert result.steps["b"].output == {"input": "new"}
-    assert CALLS == Counter({"b": 1, "c": 1})
+    assert Counter({"b": 1, "c": 1}) == CALLS
 
 
 async def test_a_child_execution_is_refused(autojump_clock: trio.testing.MockClock) -> None:
@@ -310,7 +317,7 @@ async def test_a_redacted_input_must_be_given_again(
         await handle.wait()
         record = await runtime.journal.get_execution(handle.execution_id)
     assert record.inputs == {"api_key": "***"}
-    assert CALLS == Counter({"a": 1})
+    assert Counter({"a": 1}) == CALLS
 
 
 def test_dotted_overrides_set_nested_inputs_and_never_change_the_record() -> None:
@@ -394,7 +401,12 @@ def test_a_dry_run_lists_kept_steps_reruns_and_the_paid_calls_made_again() -> No
 def test_a_dry_run_of_a_loop_counts_the_iterations_it_keeps_and_repays() -> None:
     """`loop#3` keeps iterations 1-2; the later ones' usage is paid again."""
     workflow = document(
-        {"id": "loop", "agent": "llm", "input": 1, "repeat": {"until": "`false`", "max_iterations": 5}},
+        {
+            "id": "loop",
+            "agent": "llm",
+            "input": 1,
+            "repeat": {"until": "`false`", "max_iterations": 5},
+        },
     )
     record = ExecutionRecord("run-1", "forks", workflow)
     script = Script().add("execution.started")
@@ -471,7 +483,7 @@ def test_forks_of_random_dags_keep_upstream_outputs_and_run_downstream_once(
             result = await handle.wait()
             original = await runtime.result(source)
         assert result.status is ExecutionStatus.SUCCEEDED
-        assert CALLS == Counter({f"s{index}": 1 for index in downstream})
+        assert Counter({f"s{index}": 1 for index in downstream}) == CALLS
         for index in range(len(edges)):
             step_id = f"s{index}"
             assert result.steps[step_id].status is StepStatus.SUCCEEDED
