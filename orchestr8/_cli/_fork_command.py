@@ -64,7 +64,7 @@ async def fork(
     as_json: bool,
     secrets_file: str | None,
 ) -> int:
-    """Start a new execution from an execution's step: earlier outputs kept, the rest run again.
+    """Re-run an execution from a step, reusing the outputs before it.
 
     ID may be a unique prefix. Every step not downstream of --from keeps the output the source
     recorded; --from and everything depending on it run again, with --input changes. A step the
