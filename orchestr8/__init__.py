@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from ._errors import ExecutionStateError as ExecutionStateError
     from ._errors import ExecutionTimeoutError as ExecutionTimeoutError
     from ._errors import ExpressionError as ExpressionError
+    from ._errors import ForkRefusedError as ForkRefusedError
+    from ._errors import GateAlreadyAnsweredError as GateAlreadyAnsweredError
+    from ._errors import GateAnswerInvalidError as GateAnswerInvalidError
+    from ._errors import GateError as GateError
+    from ._errors import GateNotFoundError as GateNotFoundError
+    from ._errors import GateTimedOutError as GateTimedOutError
     from ._errors import IdempotencyKeyReusedError as IdempotencyKeyReusedError
     from ._errors import InputValidationError as InputValidationError
     from ._errors import InsecureBindError as InsecureBindError
@@ -75,8 +81,11 @@ if TYPE_CHECKING:
     from ._journal._journal import Journal as Journal
     from ._journal._journal import open_journal as open_journal
     from ._journal._replay import ExecutionState as ExecutionState
+    from ._journal._replay import GateState as GateState
     from ._journal._replay import StepState as StepState
     from ._journal._replay import replay as replay
+    from ._journal._requests import ControlRequest as ControlRequest
+    from ._journal._requests import RequestKind as RequestKind
     from ._json import JSON as JSON
     from ._resilience._breaker import BreakerState as BreakerState
     from ._resilience._breaker import BreakerStatistics as BreakerStatistics

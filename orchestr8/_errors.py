@@ -31,7 +31,13 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── MapItemsError                (TypeError) a `for_each` yielded something not an array
     │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
     │   ├── PlannerFailedError           a replanning planner failed for good, failing its step
-    │   └── IterationLimitError          a loop ran `max_iterations` times without `until` holding
+    │   ├── IterationLimitError          a loop ran `max_iterations` times without `until` holding
+    │   ├── ForkRefusedError             (ValueError) an execution cannot be forked as asked
+    │   └── GateError                    approval gates
+    │       ├── GateNotFoundError        (LookupError) no approval gate by that id
+    │       ├── GateAlreadyAnsweredError the gate was resolved, or an answer is recorded already
+    │       ├── GateAnswerInvalidError   (ValueError) an answer does not fit the gate's schema
+    │       └── GateTimedOutError        (TimeoutError) a gate with `on_timeout: fail` timed out
     ├── JournalError                     the journal could not be read or written
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
@@ -213,6 +219,41 @@ class PlannerFailedError(ExecutionError):
 
 class IterationLimitError(ExecutionError):
     """A repeat step ran `max_iterations` iterations and its `until` never held: the loop failed."""
+
+
+class ForkRefusedError(ExecutionError, ValueError):
+    """An execution cannot be forked as asked: it still runs, or a kept step's spec changed."""
+
+
+class GateError(ExecutionError):
+    """Base of the errors about approval gates and their answers."""
+
+
+class GateNotFoundError(GateError, LookupError):
+    """No approval gate with the requested id exists in the execution (or its workflow)."""
+
+
+class GateAlreadyAnsweredError(GateError):
+    """The gate was resolved already, or an answer for it is recorded: the first answer wins.
+
+    `existing` is the recorded answer request (a `ControlRequest`) when there is one, else None.
+    """
+
+    def __init__(self, message: str, *, existing: object = None) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+class GateAnswerInvalidError(GateError, ValueError):
+    """An answer does not fit its gate's schema; `problems` names each misfit by JSON path."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(problem) for problem in self.problems))
+
+
+class GateTimedOutError(GateError, TimeoutError):
+    """A gate with `on_timeout: "fail"` got no answer before its deadline: its step fails."""
 
 
 class JournalError(Orchestr8Error):

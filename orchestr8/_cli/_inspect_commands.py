@@ -14,7 +14,7 @@ from ._group import journal_option
 
 __all__ = ["inspect", "schema", "validate"]
 
-_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+_STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled", "interrupted")
 """What `inspect --status` accepts: the journal's statuses and `interrupted` (see `_liveness`)."""
 
 

@@ -32,6 +32,7 @@ EXIT_INVALID = ExitCode.INVALID
 EXIT_STEP_FAILED = ExitCode.STEP_FAILED
 EXIT_TIMEOUT = ExitCode.TIMEOUT
 EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+EXIT_WAITING = ExitCode.WAITING
 
 _PREFIX_PAGE = 500
 _PREFIX_PAGES = 20
@@ -228,6 +229,8 @@ def exit_code(result: ExecutionResult) -> int:
         return EXIT_OK
     if status == "cancelled":
         return EXIT_INTERRUPTED
+    if status == "waiting":
+        return EXIT_WAITING
     if (result.error or {}).get("type") == "ExecutionTimeoutError":
         return EXIT_TIMEOUT
     return EXIT_STEP_FAILED

@@ -3,9 +3,11 @@
 A process that dies (SIGKILL, a power cut) writes no ending, so its executions stay `running` in
 the journal until they are resumed. Every run holds its execution's lock (`_lock`) while
 it runs, and the kernel drops the locks of a dead process, so an execution whose journal status is
-not terminal and whose lock nobody holds was *interrupted*. The views (`inspect`, `GET
-/executions[/{id}]`, the WebSocket's close reason) show that status; it is never written to the
-journal, whose format stays as it is: resuming the execution makes it `running` again.
+`pending` or `running` and whose lock nobody holds was *interrupted*. A `waiting` execution (its
+run stopped on purpose with approval gates open) is never interrupted: it waits for a person.
+The views (`inspect`, `GET /executions[/{id}]`, the WebSocket's close reason) show that status;
+it is never written to the journal, whose format stays as it is: resuming the execution makes it
+`running` again.
 
 The order of the checks matters. The lock is read after the journal status, and the status of an
 execution found unlocked is read again: a run that ends meanwhile commits its ending before it
@@ -28,6 +30,9 @@ from ._lock import held_executions
 INTERRUPTED: Final = "interrupted"
 """The status shown for an execution that is not finished, but that no process runs."""
 
+_LIVE: Final = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING})
+"""The journal statuses that say a process runs the execution now."""
+
 SHOWN_STATUSES: Final = (*(str(status) for status in ExecutionStatus), INTERRUPTED)
 """Every status a view may show: the journal's, then `interrupted`."""
 
@@ -37,20 +42,20 @@ async def interrupted_executions(
 ) -> frozenset[str]:
     """Which of the executions, given with the status just read from `journal`, were interrupted.
 
-    Only executions whose status is not terminal are looked at; their locks are read without
-    taking them, and those found unlocked are read again from the journal.
+    Only `pending` and `running` executions are looked at; their locks are read without taking
+    them, and those found unlocked are read again from the journal.
 
     Raises:
         JournalError: the journal or its lock file cannot be read.
     """
     path = journal.path
-    unfinished = {execution_id for execution_id, status in candidates if not status.is_terminal}
+    unfinished = {execution_id for execution_id, status in candidates if status in _LIVE}
     if path is None or not unfinished:
         return frozenset()
     unlocked = unfinished - held_executions(path, unfinished)
     interrupted = set()
     for execution_id in unlocked:
-        if not (await journal.get_execution(execution_id)).status.is_terminal:
+        if (await journal.get_execution(execution_id)).status in _LIVE:
             interrupted.add(execution_id)
     return frozenset(interrupted)
 

@@ -52,6 +52,9 @@ class EventType(enum.StrEnum):
     PLAN_PROPOSED = "plan.proposed"
     PLAN_REJECTED = "plan.rejected"
     STEP_REPLANNED = "step.replanned"
+    GATE_OPENED = "gate.opened"
+    GATE_RESOLVED = "gate.resolved"
+    EXECUTION_WAITING = "execution.waiting"
 
     @property
     def is_terminal(self) -> bool:
@@ -66,10 +69,15 @@ TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
 
 
 class ExecutionStatus(enum.StrEnum):
-    """Where an execution stands: `pending → running → succeeded | failed | cancelled`."""
+    """Where an execution stands: `pending → running → succeeded | failed | cancelled`.
+
+    `waiting` is a run that stopped while approval gates were open (`execution.waiting`): it is
+    not finished, and `resume` (or a server on the journal) carries it on once they are answered.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

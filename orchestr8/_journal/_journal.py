@@ -6,6 +6,11 @@ functions of a `ReadableStore`. `SQLiteJournal` (`_sqlite`) keeps a file and wor
 `MemoryJournal` (`_memory`) keeps pure-Python rows that obey the same rules (`_rules`), inline on
 the trio thread. Open either with `open_journal`.
 
+Control requests (`_requests`: cancels and gate answers other processes leave for an execution's
+owner) are kept beside the events, each in a transaction of its own: `submit_request`,
+`pending_requests`, `requests`, `settle_request`, and `wait_for_request` to hear of one submitted
+in this process at once.
+
 `trouble` says in words what keeps the journal from taking work: it failed, or it is stalled (one
 batch has been on its way to disk for more than `STALLED_AFTER` seconds, so everything appended
 since waits behind it).
@@ -15,10 +20,10 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
@@ -35,6 +40,7 @@ from ._records import FlushMarker as FlushMarker
 from ._records import JournalStatistics as JournalStatistics
 from ._records import KeyHeld as KeyHeld
 from ._records import decode_cursor, encode_cursor
+from ._requests import ControlRequest, RequestKind, RequestOutcome, RequestStore
 from ._writer import JournalWriter
 
 _Result = TypeVar("_Result")
@@ -302,6 +308,78 @@ class Journal(JournalWriter):
                 f"{trio.current_time() - since:.1f} s"
             )
         return None
+
+    async def submit_request(
+        self,
+        execution_id: str,
+        kind: RequestKind | str,
+        body: dict[str, Any],
+        *,
+        target: str | None = None,
+    ) -> ControlRequest:
+        """Record a control request for the execution's owner, durably, and return it as stored.
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+            GateAlreadyAnsweredError: `kind` is an answer and the gate `target` has one already
+                (`existing` is that one).
+            ValueError: `body` is not a JSON object, or an answer has no `target`.
+            JournalError: the journal cannot be written or is closed.
+        """
+        kind = RequestKind(kind)
+        if kind is RequestKind.ANSWER and not target:
+            raise ValueError("an answer needs the gate id as its target")
+        if not isinstance(body, dict):
+            raise ValueError(f"a request body must be a JSON object, not {type(body).__name__}")
+        if has_lone_surrogate(execution_id):
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        request = await self._control(lambda store: store.submit(execution_id, kind, body, target))
+        signal = self._request_signal()
+        self._request_submitted = trio.Event()
+        signal.set()
+        return request
+
+    async def pending_requests(
+        self, execution_ids: Iterable[str], *, after: int = 0
+    ) -> list[ControlRequest]:
+        """The requests of these executions nobody settled yet with id > `after`, in id order."""
+        wanted = [
+            execution_id for execution_id in execution_ids if not has_lone_surrogate(execution_id)
+        ]
+        if not wanted:
+            await trio.lowlevel.checkpoint()
+            return []
+        return await self._control(lambda store: store.pending(wanted, after))
+
+    async def requests(self, execution_id: str) -> list[ControlRequest]:
+        """Every control request of the execution, settled or not, in id order."""
+        if has_lone_surrogate(execution_id):
+            await trio.lowlevel.checkpoint()
+            return []
+        return await self._control(lambda store: store.of_execution(execution_id))
+
+    async def settle_request(
+        self, request_id: int, outcome: RequestOutcome | str, detail: str | None = None
+    ) -> None:
+        """Mark a pending request applied or refused (with why); a settled one stays as it was."""
+        settled = RequestOutcome(outcome)
+        await self._control(lambda store: store.settle(request_id, settled, detail))
+
+    async def wait_for_request(self, within: float) -> None:
+        """Return once a request is submitted through this journal object, or after `within` s."""
+        with trio.move_on_after(within):
+            await self._request_signal().wait()
+
+    def _request_signal(self) -> trio.Event:
+        """The event the next `submit_request` of this journal object sets."""
+        signal: trio.Event | None = getattr(self, "_request_submitted", None)
+        if signal is None:
+            signal = self._request_submitted = trio.Event()
+        return signal
+
+    @abc.abstractmethod
+    async def _control(self, call: Callable[[RequestStore], _Result]) -> _Result:
+        """Run a short call against the store's control requests (its own transaction)."""
 
     @abc.abstractmethod
     async def _read(self, query: Callable[[ReadableStore], _Result]) -> _Result:

@@ -35,6 +35,7 @@ from ._journal import (
     KeyHeld,
     ReadableStore,
 )
+from ._requests import MemoryRequests, RequestStore
 from ._rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -310,6 +311,9 @@ class MemoryJournal(Journal):
     def __init__(self, *, queue_size: int = 1024, close_timeout: float = 5.0) -> None:
         super().__init__(queue_size=queue_size, close_timeout=close_timeout)
         self._store = MemoryStore()
+        self._requests = MemoryRequests(
+            has_execution=lambda execution_id: self._store.load_last_seq(execution_id) is not None
+        )
 
     @property
     def path(self) -> None:
@@ -329,7 +333,15 @@ class MemoryJournal(Journal):
         await trio.lowlevel.checkpoint()
         return query(self._store)
 
+    async def _control(self, call: Callable[[RequestStore], _Result]) -> _Result:
+        """Run a control-request call inline, on the journal's list of requests."""
+        if self._closed:
+            raise JournalError("the journal is closed")
+        await trio.lowlevel.checkpoint()
+        return call(self._requests)
+
     async def _close_storage(self) -> None:
-        """Drop the stored executions and events."""
+        """Drop the stored executions, events and requests."""
         self._store.close()
+        self._requests.close()
         await trio.lowlevel.checkpoint()

@@ -24,7 +24,8 @@ class ExecutionRecord:
 
     `workflow` is the workflow JSON document, kept so `resume` can rebuild it. `status`,
     `started_at`, `finished_at`, `output` and `error` follow the execution's events. A child
-    execution (a sub-workflow step's) names its parent and the step in `parent_id`, `parent_step`.
+    execution (a sub-workflow step's) names its parent and the step in `parent_id`, `parent_step`;
+    a fork names its source and the source's last seq at the fork in `forked_from`, `fork_seq`.
     """
 
     execution_id: str
@@ -43,6 +44,10 @@ class ExecutionRecord:
     """The execution whose sub-workflow step ran this one (a child execution), else None."""
     parent_step: str | None = None
     """The id of that step in the parent, else None."""
+    forked_from: str | None = None
+    """The execution this one was forked from (`orchestr8 fork`), else None."""
+    fork_seq: int | None = None
+    """The last seq of that execution when it was forked, else None."""
 
 
 @attrs.frozen

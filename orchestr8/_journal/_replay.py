@@ -1,8 +1,10 @@
 """Replay: rebuilding what the events say about an execution and its steps.
 
 `replay` folds an execution's events (`_events`) into an `ExecutionState`, with a `StepState` per
-step, so `inspect`, the REST API, the timeline and `resume` all read one truth from the journal.
-Event types it does not know (breaker transitions, vendor events) leave the state as it is.
+step and a `GateState` per approval gate, so `inspect`, the REST API, the timeline and `resume` all
+read one truth from the journal. Replaying a prefix of the events gives the state at that point
+(time travel). Event types it does not know (breaker transitions, vendor events) leave the state
+as it is.
 """
 
 from __future__ import annotations
@@ -80,6 +82,38 @@ class StepState:
         return self.status is StepStatus.SUCCEEDED and not self.output_redacted
 
 
+GATE_OPEN = "open"
+"""A gate's status while it waits for an answer."""
+GATE_CLOSED = "closed"
+"""A gate's status when its execution ended while it was still open."""
+
+
+@attrs.frozen
+class GateState:
+    """What the events say about one approval gate: what it asks, and how it was answered.
+
+    `status` is `open`, `approved`, `rejected`, or `closed` (the execution ended while it was
+    open); `deadline` is the wall-clock ISO time it times out at (None: never); `answer` is the
+    `gate.resolved` event's data once resolved.
+    """
+
+    gate_id: str
+    status: str = GATE_OPEN
+    prompt: str | None = None
+    schema: Any = None
+    timeout: float | None = None
+    on_timeout: str | None = None
+    deadline: str | None = None
+    opened_seq: int = 0
+    resolved_seq: int | None = None
+    answer: Mapping[str, Any] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it still waits for an answer."""
+        return self.status == GATE_OPEN
+
+
 @attrs.frozen
 class ExecutionState:
     """What the events say about an execution; `replay` builds it, `inspect` and `resume` read it.
@@ -100,6 +134,8 @@ class ExecutionState:
     steps: Mapping[str, StepState] = attrs.field(factory=dict)
     usage: Mapping[str, int] = attrs.field(factory=dict)
     """Every `step.usage` count of the execution summed, across resumes."""
+    gates: Mapping[str, GateState] = attrs.field(factory=dict)
+    """Its approval gates by gate id, in the order they first opened."""
 
 
 _STEP_ENDINGS: Mapping[str, StepStatus] = {
@@ -130,6 +166,7 @@ _EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
     EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
     EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
 }
+_GATE_EVENT_TYPES = frozenset({EventType.GATE_OPENED, EventType.GATE_RESOLVED})
 
 
 def replay(events: Iterable[Event]) -> ExecutionState:
@@ -144,6 +181,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
     state = ExecutionState()
     steps: dict[str, StepState] = {}
     usage: dict[str, int] = {}
+    gates: dict[str, GateState] = {}
     execution_id: str | None = None
     for event in events:
         interrupted_at = state.elapsed
@@ -164,6 +202,13 @@ def replay(events: Iterable[Event]) -> ExecutionState:
             }
         if event.type.startswith("execution."):
             state = _reduce_execution(state, event)
+            if state.status.is_terminal:
+                gates = {
+                    gate_id: attrs.evolve(gate, status=GATE_CLOSED) if gate.is_open else gate
+                    for gate_id, gate in gates.items()
+                }
+        elif event.step_id is not None and event.type in _GATE_EVENT_TYPES:
+            gates[event.step_id] = _reduce_gate(gates.get(event.step_id), event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
             if event.type == EventType.STEP_USAGE:
@@ -173,7 +218,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                     owner = event.step_id[: event.step_id.rindex("[")]
                     if owner in steps:
                         steps[owner] = _reduce_step(steps[owner], event)
-    return attrs.evolve(state, steps=steps, usage=usage)
+    return attrs.evolve(state, steps=steps, usage=usage, gates=gates)
 
 
 def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:
@@ -197,6 +242,8 @@ def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
             output=None,
             error=None,
         )
+    if event.type == EventType.EXECUTION_WAITING:
+        return attrs.evolve(state, status=ExecutionStatus.WAITING)
     ending = _EXECUTION_ENDINGS.get(event.type)
     if ending is None:
         return state
@@ -208,6 +255,37 @@ def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
         output=event.data.get("output") if ending is ExecutionStatus.SUCCEEDED else None,
         error=None if ending is ExecutionStatus.SUCCEEDED else event.data.get("error"),
     )
+
+
+def _reduce_gate(gate: GateState | None, event: Event) -> GateState:
+    """Apply a `gate.opened` or `gate.resolved` event to the state of its gate."""
+    assert event.step_id is not None
+    data = event.data
+    if event.type == EventType.GATE_OPENED:
+        timeout = data.get("timeout")
+        return GateState(
+            gate_id=event.step_id,
+            prompt=_text(data.get("prompt")),
+            schema=data.get("schema"),
+            timeout=float(timeout) if isinstance(timeout, int | float) else None,
+            on_timeout=_text(data.get("on_timeout")),
+            deadline=_text(data.get("deadline")),
+            opened_seq=event.seq if gate is None or not data.get("reopened") else gate.opened_seq,
+        )
+    if gate is None:
+        gate = GateState(gate_id=event.step_id)
+    approved = data.get("approved") is True
+    return attrs.evolve(
+        gate,
+        status="approved" if approved else "rejected",
+        resolved_seq=event.seq,
+        answer=dict(data),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """`value` when it is text, else None (events from elsewhere may carry anything)."""
+    return value if isinstance(value, str) else None
 
 
 def _reduce_step(step: StepState, event: Event) -> StepState:

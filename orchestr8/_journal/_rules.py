@@ -32,6 +32,7 @@ STATUS_EVENT_TYPES = frozenset(
         EventType.EXECUTION_SUCCEEDED,
         EventType.EXECUTION_FAILED,
         EventType.EXECUTION_CANCELLED,
+        EventType.EXECUTION_WAITING,
     }
 )
 """The event types that change their execution's record."""
@@ -165,6 +166,9 @@ def execution_update(event: Event) -> tuple[Any, ...]:
     if event.type == EventType.EXECUTION_SUCCEEDED:
         output = to_json(event.data.get("output"))
         return ("succeeded", None, event.ts, output, None, event.execution_id)
+    if event.type == EventType.EXECUTION_WAITING:
+        # Not finished: no `finished_at`, and nothing to report until it carries on.
+        return ("waiting", None, None, None, None, event.execution_id)
     status = event.type.removeprefix("execution.")
     error = to_json(event.data.get("error"))
     return (status, None, event.ts, None, error, event.execution_id)

@@ -32,6 +32,7 @@ from ._journal import (
     KeyHeld,
     ReadableStore,
 )
+from ._requests import RequestStore, SQLiteRequests
 from ._rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
@@ -330,6 +331,8 @@ class SQLiteJournal(Journal):
         self._read_limiter = trio.CapacityLimiter(1)
         self._write_limiter = trio.CapacityLimiter(1)
         self._store_closed = False
+        self._control_limiter = trio.CapacityLimiter(1)
+        self._requests: SQLiteRequests | None = None
 
     @classmethod
     async def open(cls, path: Path, *, queue_size: int, close_timeout: float) -> SQLiteJournal:
@@ -364,6 +367,27 @@ class SQLiteJournal(Journal):
             return query(self._store)
 
         return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def _control(self, call: Callable[[RequestStore], _Result]) -> _Result:
+        """Run a control-request call on its own connection and worker thread, one at a time.
+
+        Its own connection: a request is its own small transaction, never part of a batch of
+        events, so it commits at once whatever the event writer is doing.
+        """
+
+        def run() -> _Result:
+            if self._store_closed:
+                raise JournalError("the journal is closed")
+            if self._requests is None:
+                self._requests = SQLiteRequests(self._path)
+            return call(self._requests)
+
+        if self._closed:
+            raise JournalError("the journal is closed")
+        try:
+            return await trio.to_thread.run_sync(run, limiter=self._control_limiter)
+        except sqlite3.Error as error:
+            raise JournalError(f"the journal's control requests failed: {error}") from error
 
     async def _reopen_storage(self) -> None:
         """Open fresh connections that have committed a write, then close the failed ones.
@@ -406,4 +430,9 @@ class SQLiteJournal(Journal):
             self._store_closed = True
             self._store.close()
 
+        def close_requests() -> None:
+            if self._requests is not None:
+                self._requests.close()
+
         await trio.to_thread.run_sync(close, limiter=self._read_limiter)
+        await trio.to_thread.run_sync(close_requests, limiter=self._control_limiter)

@@ -50,6 +50,33 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE executions ADD COLUMN parent_id TEXT",
         "ALTER TABLE executions ADD COLUMN parent_step TEXT",
     ),
+    (
+        # Steering (issue 15): control requests other processes leave for an execution's owner
+        # (cancels, gate answers), workflow documents stored once by content, and fork lineage.
+        """CREATE TABLE requests (
+            request_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            execution_id TEXT NOT NULL REFERENCES executions (execution_id),
+            kind TEXT NOT NULL,
+            target TEXT,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            outcome TEXT,
+            detail TEXT,
+            settled_at TEXT
+        )""",
+        "CREATE UNIQUE INDEX one_answer_per_gate ON requests (execution_id, target)"
+        " WHERE kind = 'answer'",
+        "CREATE INDEX pending_requests ON requests (execution_id, request_id)"
+        " WHERE outcome IS NULL",
+        """CREATE TABLE workflow_documents (
+            digest TEXT PRIMARY KEY,
+            document TEXT NOT NULL,
+            step_hashes TEXT NOT NULL
+        )""",
+        "ALTER TABLE executions ADD COLUMN workflow_digest TEXT",
+        "ALTER TABLE executions ADD COLUMN forked_from TEXT",
+        "ALTER TABLE executions ADD COLUMN fork_seq INTEGER",
+    ),
 )
 """Migration N (0-based) takes a journal from `user_version` N to N + 1."""
 

@@ -55,6 +55,8 @@ class ExitCode(enum.IntEnum):
     """The execution ran past its own timeout."""
     SECURITY = 4
     """Refused for safety: asked to listen beyond loopback without an API key."""
+    WAITING = 5
+    """Stopped with approval gates open (status `waiting`): answer them, then resume it."""
     INTERRUPTED = 130
     """Interrupted by SIGINT or SIGTERM (128 + SIGINT, as shells report it)."""
 

@@ -114,3 +114,15 @@ async def test_listing_filters_by_the_shown_status_and_pages_on(tmp_path: Path) 
         with pytest.raises(ValueError, match="unknown status 'done'"):
             await list_shown_executions(journal, status="done")
     assert SHOWN_STATUSES[-1] == INTERRUPTED
+
+
+async def test_a_waiting_execution_nobody_runs_is_waiting_not_interrupted(tmp_path: Path) -> None:
+    """A run that stopped with gates open waits for a person: it never shows as interrupted."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await record(journal, "paused", EventType.EXECUTION_STARTED, EventType.EXECUTION_WAITING)
+        status = (await journal.get_execution("paused")).status
+        assert status is ExecutionStatus.WAITING
+        assert await shown_status(journal, "paused", status) == "waiting"
+        page = await list_shown_executions(journal, status="waiting")
+        assert [shown.status for shown in page.items] == ["waiting"]
+        assert (await list_shown_executions(journal, status=INTERRUPTED)).items == ()

@@ -50,6 +50,9 @@ DOCUMENTED_EVENT_TYPES = {
     "plan.proposed",
     "plan.rejected",
     "step.replanned",
+    "gate.opened",
+    "gate.resolved",
+    "execution.waiting",
 }
 
 
@@ -79,6 +82,7 @@ def test_statuses_are_the_documented_vocabulary() -> None:
     assert [status.value for status in ExecutionStatus] == [
         "pending",
         "running",
+        "waiting",
         "succeeded",
         "failed",
         "cancelled",

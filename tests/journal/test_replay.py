@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from event_scripts import Script
@@ -239,3 +240,74 @@ def test_a_step_that_never_ran_again_after_a_resume_keeps_its_earlier_time() -> 
     assert steps["a"].duration == pytest.approx(2.0)
     assert steps["a"].total_attempts == 1
     assert steps["b"].duration is None
+
+
+def test_replay_follows_a_gate_from_open_to_answered() -> None:
+    """`gate.opened` makes an open gate with what it asks; `gate.resolved` records the answer."""
+    script = Script()
+    script.add("execution.started", elapsed=0.0)
+    script.add("gate.opened", "ok", prompt="Ship?", schema=None, timeout=60, on_timeout="reject")
+    opened = replay(script.events).gates["ok"]
+    assert opened.is_open
+    assert (opened.prompt, opened.timeout, opened.on_timeout, opened.opened_seq) == (
+        "Ship?",
+        60.0,
+        "reject",
+        2,
+    )
+    answer: dict[str, Any] = {
+        "approved": True,
+        "input": {},
+        "by": "ann",
+        "reason": None,
+        "how": "answer",
+    }
+    script.add("gate.resolved", "ok", **answer)
+    resolved = replay(script.events).gates["ok"]
+    assert (resolved.status, resolved.resolved_seq, resolved.answer) == ("approved", 3, answer)
+    script.add("gate.resolved", "no", approved=False, how="timeout")
+    assert replay(script.events).gates["no"].status == "rejected"
+
+
+def test_replay_of_a_waiting_run_and_its_resume_keeps_the_gate_open() -> None:
+    """`execution.waiting` → waiting; a resume re-opens the gate keeping its first seq."""
+    script = Script()
+    script.add("execution.started", elapsed=0.0)
+    script.add("gate.opened", "ok", prompt="Ship?", deadline="2030-01-01T00:00:00.000Z")
+    script.add("execution.waiting", gates=["ok"])
+    state = replay(script.events)
+    assert state.status is ExecutionStatus.WAITING
+    assert state.finished_at is None
+    script.add("execution.resumed")
+    script.add(
+        "gate.opened", "ok", prompt="Ship?", reopened=True, deadline="2030-01-01T00:00:00.000Z"
+    )
+    resumed = replay(script.events)
+    assert resumed.status is ExecutionStatus.RUNNING
+    assert resumed.gates["ok"].opened_seq == 2
+    assert resumed.gates["ok"].is_open
+
+
+def test_an_execution_that_ends_closes_its_open_gates() -> None:
+    """A cancel while a gate waits leaves it `closed`, not open forever; answered ones stay."""
+    script = Script()
+    script.add("execution.started", elapsed=0.0)
+    script.add("gate.opened", "a", prompt="A?")
+    script.add("gate.opened", "b", prompt="B?")
+    script.add("gate.resolved", "a", approved=True)
+    script.add("execution.cancelled", reason="enough")
+    gates = replay(script.events).gates
+    assert [(gate.gate_id, gate.status) for gate in gates.values()] == [
+        ("a", "approved"),
+        ("b", "closed"),
+    ]
+
+
+def test_replay_of_a_prefix_is_the_state_at_that_event() -> None:
+    """Time travel: the first N events give the state right after event N."""
+    script = Script()
+    script.add("execution.started", elapsed=0.0)
+    script.add("gate.opened", "ok", prompt="Ship?")
+    script.add("gate.resolved", "ok", approved=False)
+    assert replay(script.events[:2]).gates["ok"].is_open
+    assert replay(script.events).gates["ok"].status == "rejected"

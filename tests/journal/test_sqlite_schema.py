@@ -11,8 +11,8 @@ from orchestr8._journal._sqlite_schema import _MIGRATIONS, APPLICATION_ID, SCHEM
 
 
 def test_the_schema_version_counts_the_migrations() -> None:
-    """Version 2 added the parent links of child executions."""
-    assert SCHEMA_VERSION == len(_MIGRATIONS) == 2
+    """Version 2 added the parent links of child executions, version 3 the steering tables."""
+    assert SCHEMA_VERSION == len(_MIGRATIONS) == 3
 
 
 async def test_a_version_1_journal_gains_the_parent_columns_and_keeps_its_executions(
@@ -38,4 +38,4 @@ async def test_a_version_1_journal_gains_the_parent_columns_and_keeps_its_execut
     assert old.workflow_name == "w"
     assert (stored.parent_id, stored.parent_step) == ("old", "s")
     with closing(sqlite3.connect(path)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -28,13 +28,14 @@ from orchestr8._shell._process import (
 
 
 def test_exit_codes_are_the_documented_contract() -> None:
-    """The codes are those of docs/cli.md: 0, 1, 2, 3, 4 and 130."""
+    """The codes are those of docs/cli.md: 0, 1, 2, 3, 4, 5 and 130."""
     assert {code.name: int(code) for code in ExitCode} == {
         "OK": 0,
         "INVALID": 1,
         "STEP_FAILED": 2,
         "TIMEOUT": 3,
         "SECURITY": 4,
+        "WAITING": 5,
         "INTERRUPTED": 130,
     }
 
