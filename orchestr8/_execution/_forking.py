@@ -61,8 +61,8 @@ _COPIED_TYPES: Final = frozenset(
         EventType.STEP_SKIPPED,
         EventType.MAP_STARTED,
         EventType.CHILD_STARTED,
-        "gate.opened",
-        "gate.resolved",
+        EventType.GATE_OPENED,
+        EventType.GATE_RESOLVED,
     }
 )
 

@@ -26,7 +26,7 @@ from orchestr8._errors import (
 )
 from orchestr8._execution._forking import ForkPoint, fork_inputs, plan_fork
 from orchestr8._execution._runtime import Runtime, open_runtime
-from orchestr8._journal._events import EventType, ExecutionStatus, StepStatus
+from orchestr8._journal._events import EventFactory, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord
 from orchestr8._journal._replay import replay
 from orchestr8._workflow._codec import journal_document, load_workflow
@@ -228,6 +228,31 @@ async def test_a_running_source_is_refused(autojump_clock: trio.testing.MockCloc
         with pytest.raises(ForkRefusedError, match="still running"):
             await runtime.fork(handle.execution_id, "wait")
         await handle.wait()
+
+
+async def test_a_waiting_source_is_forked_and_its_open_gate_asked_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An execution stopped with a gate open waits for a person, not a process: it forks."""
+    workflow = document(step("a"), step("gate", "a"))
+    async with open_runtime(agents=AGENTS) as runtime:
+        factory = EventFactory("waiting-1")
+        started = factory.create(EventType.EXECUTION_STARTED, data={})
+        record = ExecutionRecord("waiting-1", "forks", workflow)
+        await runtime.journal.create_or_find(record, first_event=started)
+        for type, step_id, data in [
+            (EventType.STEP_SUCCEEDED, "a", {"output": {"input": "a"}}),
+            (EventType.GATE_OPENED, "gate", {"prompt": "ok?"}),
+            (EventType.EXECUTION_WAITING, None, {"gates": ["gate"]}),
+        ]:
+            await runtime.journal.append(factory.create(type, step_id=step_id, data=data))
+        await runtime.journal.flush()
+        handle = await runtime.fork("waiting-1", "gate")
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert Counter({"gate": 1}) == CALLS
+    assert EventType.GATE_OPENED not in {event.type for event in events}
 
 
 async def test_unknown_sources_and_fork_points_are_refused_naming_them(
@@ -446,6 +471,27 @@ def test_a_redacted_output_and_a_new_step_run_again() -> None:
         ("b", "the fork point"),
         ("new", "the source never ran it"),
     ]
+
+
+def test_a_kept_gate_keeps_its_answer_and_a_gate_downstream_is_asked_again() -> None:
+    """A kept gate's opening and answer are copied; a gate that runs again has none copied."""
+    workflow = document(step("kept"), step("work", "kept"), step("later", "work"))
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started")
+    for gate in ("kept", "later"):
+        script.add("gate.opened", gate, prompt="ok?", schema=None, deadline=None)
+        script.add("gate.resolved", gate, approved=True, input={}, by="ada", how="answer")
+        script.add("step.succeeded", gate, output={"approved": True})
+        if gate == "kept":
+            script.add("step.succeeded", "work", output=1)
+    script.add("execution.succeeded", output=None)
+    plan = plan_fork(record, script.events, load_workflow(workflow), workflow, "work")
+    assert [(event.type, event.step_id) for event in plan.copied] == [
+        (EventType.GATE_OPENED, "kept"),
+        (EventType.GATE_RESOLVED, "kept"),
+        (EventType.STEP_SUCCEEDED, "kept"),
+    ]
+    assert [rerun.step_id for rerun in plan.rerun] == ["work", "later"]
 
 
 # -- the fork property (Hypothesis) ----------------------------------------------------------
