@@ -183,9 +183,10 @@ def test_a_redacted_input_must_be_given_again(tmp_path: Path) -> None:
         "run", str(workflow), "-i", "api_key=s3cret-1", "--journal", journal, "--json", cwd=tmp_path
     )
     source = json.loads(done.stdout)["execution_id"]
-    asked = call("fork", source, "--from", "a", "--journal", journal, cwd=tmp_path)
-    assert asked.code == 1
-    assert "give inputs the journal redacted again with --input NAME=VALUE" in asked.stderr
+    for dry_run in ((), ("--dry-run",)):
+        asked = call("fork", source, "--from", "a", "--journal", journal, *dry_run, cwd=tmp_path)
+        assert asked.code == 1
+        assert "give inputs the journal redacted again with --input NAME=VALUE" in asked.stderr
     forked = call(
         "fork", source, "--from", "a", "-i", "api_key=s3cret-2", "--journal", journal, cwd=tmp_path
     )

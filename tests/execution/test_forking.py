@@ -458,6 +458,35 @@ def test_a_dry_run_of_a_loop_counts_the_iterations_it_keeps_and_repays() -> None
     assert described.endswith("paid calls made again: none")
 
 
+def test_a_loop_or_map_that_failed_upstream_keeps_what_succeeded_as_a_resume_would() -> None:
+    """Not downstream, but not finished: the loop keeps its first iterations, a map its items."""
+    workflow = document(
+        {
+            "id": "l",
+            "agent": "count",
+            "input": 1,
+            "repeat": {"until": "`false`", "max_iterations": 5},
+        },
+        step("m", input="${item}", for_each="inputs.docs"),
+        step("never", input="${item}", for_each="inputs.docs"),
+        step("x"),
+    )
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started")
+    script.add("step.succeeded", "l#1", output=1).add("step.succeeded", "l#2", output=2)
+    script.add("step.failed", "l#3", error={"type": "X", "message": "x"})
+    script.add("step.failed", "l", error={"type": "X", "message": "x"})
+    script.add("map.started", "m", count=2).add("step.succeeded", "m[1]", output=1)
+    script.add("step.failed", "m", error={"type": "X", "message": "x"})
+    script.add("step.failed", "never", error={"type": "MapItemsError", "message": "x"})
+    script.add("step.succeeded", "x", output=0)
+    script.add("execution.failed", error={"type": "X", "message": "x"})
+    plan = plan_fork(record, script.events, load_workflow(workflow), workflow, "x")
+    assert plan.kept_iterations == {"l": 2}
+    assert plan.kept_items == {"m": (1,)}
+    assert [rerun.step_id for rerun in plan.rerun] == ["l", "m", "never", "x"]
+
+
 def test_a_redacted_output_and_a_new_step_run_again() -> None:
     """Outputs the journal redacted cannot be reused; a step the source never had runs."""
     workflow = document(step("a"), step("b"), step("new"))

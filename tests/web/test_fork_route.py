@@ -9,7 +9,8 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from test_app import ECHO, SLEEP, finish, problem, start
 
-from orchestr8 import Runtime, open_runtime
+from orchestr8 import ExecutionRecord, Runtime, open_runtime
+from orchestr8._journal._events import EventFactory, EventType
 from orchestr8._web._app import create_app
 
 CHAIN: dict[str, Any] = {
@@ -106,6 +107,41 @@ async def test_refusals_are_problems_naming_what_is_wrong(client: Client, runtim
     )
     assert inputs["type"] == "urn:orchestr8:problem:invalid-inputs"
     assert [error["path"] for error in inputs["errors"]] == ["$.inputs.who"]
+
+
+async def test_forks_the_server_cannot_run_are_problems_too(
+    client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret no longer set and a recorded workflow that no longer loads are 422s."""
+    secret = {
+        **CHAIN,
+        "steps": [{"id": "first", "agent": "echo", "input": "${secrets.TOKEN}"}],
+    }
+    monkeypatch.setenv("ORCHESTR8_SECRET_TOKEN", "t0ken-value-1")
+    source = await start(client, secret)
+    await finish(runtime, source)
+    monkeypatch.delenv("ORCHESTR8_SECRET_TOKEN")
+    unset = await problem(
+        await client.post(f"/executions/{source}/fork", json={"from": "first"}), 422
+    )
+    assert unset["type"] == "urn:orchestr8:problem:missing-secrets"
+    gone = {**CHAIN, "steps": [{"id": "first", "agent": "gone-agent", "input": 1}]}
+    started = EventFactory("gone-1").create(EventType.EXECUTION_STARTED)
+    await runtime.journal.create_or_find(
+        ExecutionRecord("gone-1", "chain", gone), first_event=started
+    )
+    invalid = await problem(
+        await client.post("/executions/gone-1/fork", json={"from": "first"}), 422
+    )
+    assert invalid["type"] == "urn:orchestr8:problem:invalid-workflow"
+
+
+async def test_a_draining_server_takes_no_fork(runtime: Runtime) -> None:
+    """Like a new execution, a fork is refused with 503 while the server shuts down."""
+    app = create_app(runtime)
+    app.start_draining()
+    response = await app.test_client().post("/executions/x/fork", json={"from": "a"})
+    assert (await problem(response, 503))["type"] == "urn:orchestr8:problem:shutting-down"
 
 
 async def test_the_openapi_document_describes_the_fork_route(client: Client) -> None:
