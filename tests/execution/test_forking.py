@@ -240,11 +240,12 @@ async def test_a_waiting_source_is_forked_and_its_open_gate_asked_again(
         started = factory.create(EventType.EXECUTION_STARTED, data={})
         record = ExecutionRecord("waiting-1", "forks", workflow)
         await runtime.journal.create_or_find(record, first_event=started)
-        for type, step_id, data in [
+        recorded: list[tuple[str, str | None, dict[str, Any]]] = [
             (EventType.STEP_SUCCEEDED, "a", {"output": {"input": "a"}}),
             (EventType.GATE_OPENED, "gate", {"prompt": "ok?"}),
             (EventType.EXECUTION_WAITING, None, {"gates": ["gate"]}),
-        ]:
+        ]
+        for type, step_id, data in recorded:
             await runtime.journal.append(factory.create(type, step_id=step_id, data=data))
         await runtime.journal.flush()
         handle = await runtime.fork("waiting-1", "gate")
