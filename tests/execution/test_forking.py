@@ -528,42 +528,68 @@ def test_a_kept_gate_keeps_its_answer_and_a_gate_downstream_is_asked_again() -> 
 
 
 @st.composite
-def fork_cases(draw: st.DrawFn) -> tuple[list[list[int]], int]:
-    """A random DAG (edges i<j) of 1-7 steps and a fork point in it."""
+def fork_cases(draw: st.DrawFn) -> tuple[list[list[int]], int, set[int], bool]:
+    """A random DAG (edges i<j) of 1-7 steps, a fork point, steps failing in the source, and
+    whether the source fails fast."""
     count = draw(st.integers(1, 7))
     edges = [
         sorted(draw(st.sets(st.integers(0, j - 1), max_size=3))) if j else [] for j in range(count)
     ]
-    return edges, draw(st.integers(0, count - 1))
+    failing = draw(st.sets(st.integers(0, count - 1), max_size=2))
+    return edges, draw(st.integers(0, count - 1)), failing, draw(st.booleans())
 
 
 @settings(max_examples=40, deadline=None)
 @given(case=fork_cases())
 def test_forks_of_random_dags_keep_upstream_outputs_and_run_downstream_once(
-    case: tuple[list[list[int]], int],
+    case: tuple[list[list[int]], int, set[int], bool],
 ) -> None:
-    """Every kept step's output equals the source's; every downstream step runs exactly once."""
-    edges, point = case
+    """Kept steps keep the source's outputs; the rest runs exactly once; nothing else runs.
+
+    Steps in `failing` fail in the source (a `bad` input) and get a good one in the fork: they,
+    the steps the source did not finish (failing fast), and their dependents run again, as the
+    fork point and its dependents do.
+    """
+    edges, point, failing, fail_fast = case
     workflow = document(
-        *(step(f"s{index}", *(f"s{need}" for need in needs)) for index, needs in enumerate(edges))
+        *(
+            step(f"s{index}", *(f"s{need}" for need in needs), input=f"${{inputs.v{index}}}")
+            for index, needs in enumerate(edges)
+        ),
+        inputs={"type": "object"},
+        fail_fast=fail_fast,
     )
-    downstream = {point}
-    for index, needs in enumerate(edges):
-        if any(need in downstream for need in needs):
-            downstream.add(index)
+    bad = {f"v{index}": "bad" if index in failing else "good" for index in range(len(edges))}
+    good = {f"v{index}": "good" for index in failing}
 
     async def main() -> None:
         async with open_runtime(agents=AGENTS) as runtime:
-            source = await run_source(runtime, workflow, {})
-            handle = await runtime.fork(source, f"s{point}")
-            result = await handle.wait()
+            source = await run_source(runtime, workflow, bad)
             original = await runtime.result(source)
+            handle = await runtime.fork(source, f"s{point}", inputs=good)
+            result = await handle.wait()
+            events = await runtime.journal.events(handle.execution_id)
+        unfinished = {
+            index
+            for index in range(len(edges))
+            if original.steps[f"s{index}"].status is not StepStatus.SUCCEEDED
+        }
+        assert failing <= unfinished
+        rerun = {point} | unfinished
+        for index, needs in enumerate(edges):
+            if any(need in rerun for need in needs):
+                rerun.add(index)
         assert result.status is ExecutionStatus.SUCCEEDED
-        assert Counter({f"s{index}": 1 for index in downstream}) == CALLS
+        assert Counter({f"s{index}": 1 for index in rerun}) == CALLS
         for index in range(len(edges)):
             step_id = f"s{index}"
             assert result.steps[step_id].status is StepStatus.SUCCEEDED
-            assert result.steps[step_id].output == original.steps[step_id].output
+            if index not in rerun:
+                assert result.steps[step_id].output == original.steps[step_id].output
+        copied = {event.step_id for event in events if "reused_from" in event.data}
+        assert copied == {f"s{index}" for index in range(len(edges))} - {
+            f"s{index}" for index in rerun
+        }
 
     CALLS.clear()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
