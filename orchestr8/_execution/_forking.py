@@ -241,6 +241,7 @@ def plan_fork(
     state = replay(events)
     point = parse_fork_point(point_text, workflow, state)
     steps = state.steps
+    recorded_specs = step_specs(record.workflow)
     rerun: dict[str, str] = {}
     # Steps re-run whole: their items and iterations are all run again too.
     whole: set[str] = set()
@@ -253,6 +254,8 @@ def plan_fork(
                 whole.add(step_id)
         elif upstream:
             rerun[step_id] = f"depends on {upstream[0]}, which runs again"
+        elif step_id not in recorded_specs:
+            rerun[step_id] = "the source's workflow has no such step"
         elif recorded is None:
             rerun[step_id] = "the source never ran it"
         elif recorded.status not in _KEPT_STATUSES:

@@ -490,16 +490,19 @@ def test_a_loop_or_map_that_failed_upstream_keeps_what_succeeded_as_a_resume_wou
 
 def test_a_redacted_output_and_a_new_step_run_again() -> None:
     """Outputs the journal redacted cannot be reused; a step the source never had runs."""
-    workflow = document(step("a"), step("b"), step("new"))
-    record = ExecutionRecord("run-1", "forks", journal_document(load_workflow(workflow)))
+    workflow = document(step("a"), step("b"), step("new"), step("unreached"))
+    recorded = document(step("a"), step("b"), step("unreached"))
+    record = ExecutionRecord("run-1", "forks", journal_document(load_workflow(recorded)))
     script = Script().add("execution.started")
     script.add("step.succeeded", "a", output="***", output_redacted=True)
     script.add("step.skipped", "b", reason="when was false")
-    plan = plan_fork(record, script.events, load_workflow(workflow), record.workflow, "b")
+    loaded = load_workflow(workflow)
+    plan = plan_fork(record, script.events, loaded, journal_document(loaded), "b")
     assert [(rerun.step_id, rerun.reason) for rerun in plan.rerun] == [
         ("a", "its recorded output is redacted (it held a secret)"),
         ("b", "the fork point"),
-        ("new", "the source never ran it"),
+        ("new", "the source's workflow has no such step"),
+        ("unreached", "the source never ran it"),
     ]
 
 
