@@ -319,12 +319,15 @@ class PreparedFork:
             fork_seq=self.plan.fork_seq,
         )
 
-    def start_data(self) -> dict[str, Any]:
-        """The data of the fork's `execution.started`: a start's, and where it was forked from."""
+    def start_data(self, execution_id: str) -> dict[str, Any]:
+        """The data of the fork's `execution.started`: a start's, and where it was forked from.
+
+        Its correlation id is its own id, as for any execution started without one.
+        """
         return {
             "workflow": redact(self.workflow.name),
             "inputs": redact(dict(self.inputs)),
-            "correlation_id": None,
+            "correlation_id": execution_id,
             "forked_from": self.plan.source_id,
             "fork_seq": self.plan.fork_seq,
             "from_step": str(self.plan.point),

@@ -297,7 +297,7 @@ class Runtime:
         try:
             record = prepared.record(fork_id)
             factory = EventFactory(fork_id)
-            started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data())
+            started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
             await self.journal.create_or_find(record, first_event=started)
             for event in copied_events(prepared.plan, factory):
                 await self.journal.append(event)

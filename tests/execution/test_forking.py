@@ -132,6 +132,7 @@ async def test_a_fork_after_a_failure_runs_the_step_again_with_a_changed_input(
     assert started.data["forked_from"] == source
     assert started.data["fork_seq"] == source_events[-1].seq
     assert started.data["from_step"] == "b"
+    assert started.data["correlation_id"] == handle.execution_id
     copies = [event for event in events if "reused_from" in event.data]
     assert sorted((event.type, event.step_id or "") for event in copies) == [
         (EventType.STEP_SUCCEEDED, "a"),
