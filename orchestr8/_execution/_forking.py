@@ -265,7 +265,6 @@ def plan_fork(
         if upstream:
             whole.add(step_id)
     kept = tuple(step.id for step in workflow.steps if step.id not in rerun)
-    _check_specs(record, document, kept)
     kept_items: dict[str, tuple[int, ...]] = {}
     kept_iterations: dict[str, int] = {}
     for step_id in rerun:
@@ -280,6 +279,8 @@ def plan_fork(
             count = _kept_iterations(step_id, state, point)
             if count:
                 kept_iterations[step_id] = count
+    # A map or loop keeping items or iterations keeps outputs of its spec too.
+    _check_specs(record, document, [*kept, *kept_items, *kept_iterations])
     ordered_rerun = tuple(
         Rerun(step.id, rerun[step.id]) for step in workflow.steps if step.id in rerun
     )

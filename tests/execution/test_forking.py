@@ -319,6 +319,20 @@ async def test_a_changed_spec_of_a_kept_step_is_refused_with_its_diff(
     assert Counter({"b": 1, "c": 1}) == CALLS
 
 
+async def test_a_changed_map_is_refused_when_the_fork_keeps_some_of_its_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Keeping items of a map keeps outputs of its spec: `m[1]` with `m` changed is refused."""
+    workflow = document(step("m", input="${item}", for_each="inputs.docs"))
+    changed = document(step("m", input={"new": "${item}"}, for_each="inputs.docs"))
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, workflow, {"docs": ["x", "y"]})
+        with pytest.raises(ForkRefusedError, match="would keep: m;"):
+            await runtime.plan_fork(source, "m[1]", workflow=changed)
+        prepared = await runtime.plan_fork(source, "m", workflow=changed)
+    assert prepared.plan.kept_items == {}
+
+
 async def test_a_child_execution_is_refused(autojump_clock: trio.testing.MockClock) -> None:
     """A sub-workflow's child execution is forked through its parent."""
     inner = {"schema_version": "1.0", "name": "inner", "steps": [step("inner")]}
