@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from quart import Response
 
-from .._execution._forking import ForkPlan
+from .._execution._fork_plans import ForkPlan
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import item_counts, split_item_id
 from .._journal._replay import ExecutionState, StepState
