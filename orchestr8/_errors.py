@@ -23,6 +23,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   └── AgentExitError               (NonRetryableError) an agent raised SystemExit or the like
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
+    │   ├── EventOutOfRangeError         (LookupError) no event with that seq in the execution
     │   ├── ExecutionStateError          the execution is in the wrong state for the request
     │   ├── IdempotencyKeyReusedError    (ValueError) a key seen before came with another request
     │   ├── ExecutionTimeoutError        (TimeoutError) the execution ran past its timeout
@@ -176,6 +177,16 @@ class ExecutionError(Orchestr8Error):
 
 class ExecutionNotFoundError(ExecutionError, LookupError):
     """No execution with the requested id exists in the journal."""
+
+
+class EventOutOfRangeError(ExecutionError, LookupError):
+    """No event of the execution has the requested seq (or time): `message` names its range."""
+
+    def __init__(self, message: str, *, execution_id: str, last_seq: int) -> None:
+        """Say which seq was asked for; keep the execution and its last seq for views."""
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.last_seq = last_seq
 
 
 class ExecutionStateError(ExecutionError):

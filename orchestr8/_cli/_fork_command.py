@@ -63,14 +63,15 @@ async def fork(
     sync_workers: int | None,
     as_json: bool,
     secrets_file: str | None,
+    exit_when_waiting: bool = False,
 ) -> int:
     """Re-run an execution from a step, reusing the outputs before it.
 
     ID may be a unique prefix. Every step not downstream of --from keeps the output the source
     recorded; --from and everything depending on it run again, with --input changes. A step the
     source did not finish runs again too. With --dry-run, prints the plan (--json: as JSON) and
-    writes nothing. Progress, output and exit codes are those of `run`; a refused fork (the
-    source still runs, a kept step's spec changed in --workflow) exits 1.
+    writes nothing. Progress, output, approval gates and exit codes are those of `run`; a
+    refused fork (the source still runs, a kept step's spec changed in --workflow) exits 1.
     """
     from ._run import drive
     from ._support import (
@@ -136,7 +137,14 @@ async def fork(
             return handle, steps, headline
 
         return await drive(
-            begin, path, journal, cancel_grace, as_json, secrets=secrets, sync_workers=sync_workers
+            begin,
+            path,
+            journal,
+            cancel_grace,
+            as_json,
+            secrets=secrets,
+            sync_workers=sync_workers,
+            exit_when_waiting=exit_when_waiting,
         )
 
     return await guard(action)

@@ -103,6 +103,22 @@ def schema() -> int:
     metavar="N|all",
     help="With ID: show the last N events in the events table, or all.  [default: 1000]",
 )
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="SEQ|TIME",
+    help="With ID: the state right after event SEQ (or the last event by TIME).",
+)
+@click.option(
+    "--diff",
+    "diff",
+    type=int,
+    nargs=2,
+    default=None,
+    metavar="SEQ_A SEQ_B",
+    help="With ID: what changed between event SEQ_A and event SEQ_B.",
+)
 @journal_option
 async def inspect(
     execution_id: str | None,
@@ -113,13 +129,16 @@ async def inspect(
     include_children: bool,
     events_shown: str,
     journal: str | None,
+    at: str | None,
+    diff: tuple[int, int] | None,
 ) -> int:
     """List executions, or show one in detail.
 
     Without ID, lists the most recent executions, newest first. An execution whose process died
     while it ran shows as `interrupted` until it is resumed. With ID (or a unique prefix),
     shows the execution, its steps and its events; with --timeline, a Gantt-style chart of where
-    the time went.
+    the time went; with --at, its state right after one event; with --diff, what changed
+    between two events.
     """
     from ._support import EXIT_OK, CommandError, find_execution, guard, journal_path
 
@@ -145,6 +164,7 @@ async def inspect(
             )
         if timeline and (execution_id is None or as_json):
             raise CommandError("--timeline needs an execution ID and draws text, not --json")
+        _check_time_travel(execution_id, at, diff, timeline)
         path = journal_path(journal, must_exist=execution_id is not None)
         color = wants_color(sys.stdout)
         if execution_id is None and not path.exists():
@@ -164,6 +184,29 @@ async def inspect(
                     click.echo("no executions" + (f" with status {status}" if status else ""))
                 return EXIT_OK
             record = await find_execution(store, execution_id)
+            if at is not None:
+                from ._time_travel import show_state_at
+
+                click.echo(
+                    await show_state_at(
+                        store,
+                        record,
+                        at,
+                        as_json=as_json,
+                        color=color,
+                        events_limit=events_limit,
+                        journal=journal,
+                    )
+                )
+                return EXIT_OK
+            if diff is not None:
+                from ._time_travel import show_diff
+
+                first, second = diff
+                click.echo(
+                    await show_diff(store, record, first, second, as_json=as_json, color=color)
+                )
+                return EXIT_OK
             events = await store.events(record.execution_id)
             state = replay(events)
             interrupted = await interrupted_executions(store, [(record.execution_id, state.status)])
@@ -207,3 +250,19 @@ def _events_limit(text: str) -> int | None:
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise CommandError(f"--events takes a positive number or 'all', not {text!r}")
+
+
+def _check_time_travel(
+    execution_id: str | None, at: str | None, diff: tuple[int, int] | None, timeline: bool
+) -> None:
+    """`--at` and `--diff` need an ID, and go neither together nor with `--timeline`."""
+    from ._support import CommandError
+
+    if at is None and diff is None:
+        return
+    if execution_id is None:
+        raise CommandError("--at and --diff need an execution ID")
+    if at is not None and diff is not None:
+        raise CommandError("--at shows one moment and --diff two: give one of them")
+    if timeline:
+        raise CommandError("--timeline draws the whole execution: leave out --at and --diff")

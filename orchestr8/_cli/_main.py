@@ -8,8 +8,9 @@ never as a traceback. Commands of other packages (`orchestr8 agent`, from `actor
 through the `orchestr8.commands` entry-point group, so this package never imports them by name.
 
 This module assembles the command line: the group and its plumbing are in `_group`, `run` and
-`resume` in `_run_commands` (driven by `_run`), `fork` in `_fork_command`, `validate`, `schema`
-and `inspect` in `_inspect_commands`; their shared helpers live in `_support`.
+`resume` in `_run_commands` (driven by `_run`), `validate`, `schema` and `inspect` in
+`_inspect_commands`, `compare` in `_compare`, `fork` in `_fork_command`; their shared
+helpers live in `_support`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
+from ._compare import compare
 from ._fork_command import fork
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
@@ -27,7 +29,7 @@ from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect, fork):
+for _command in (run, resume, validate, schema, inspect, compare, fork):
     cli.add_command(_command)
 
 

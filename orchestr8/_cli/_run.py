@@ -35,11 +35,13 @@ async def drive(
     *,
     secrets: Secrets | None = None,
     sync_workers: int | None = None,
+    exit_when_waiting: bool = False,
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code.
 
     `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables);
-    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default).
+    `sync_workers` bounds the threads of blocking agent code (None: the runtime's default);
+    `exit_when_waiting` suspends the execution once only approval gates wait (exit code 5).
     """
     from .._execution._runtime import tune_garbage_collection
     from .._observability._export import configure_from_environment, shutdown_telemetry
@@ -48,7 +50,14 @@ async def drive(
     configure_from_environment()
     try:
         return await _drive_runtime(
-            begin, path, journal_given, cancel_grace, as_json, secrets, sync_workers
+            begin,
+            path,
+            journal_given,
+            cancel_grace,
+            as_json,
+            secrets,
+            sync_workers,
+            exit_when_waiting,
         )
     finally:
         shutdown_telemetry()
@@ -62,6 +71,7 @@ async def _drive_runtime(
     as_json: bool,
     secrets: Secrets | None,
     sync_workers: int | None,
+    exit_when_waiting: bool = False,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     from functools import partial
@@ -82,6 +92,7 @@ async def _drive_runtime(
     from ._views import dump_json, render_result, result_document, wants_color
 
     handler, log_format = installed_handler() or (None, "text")
+    gates_waiting: list[str] = []
 
     def conclude(result: ExecutionResult) -> int:
         """Print the result, say how to inspect and resume a failure, return the exit code."""
@@ -90,7 +101,12 @@ async def _drive_runtime(
         else:
             click.echo(render_result(result, color=wants_color(sys.stdout)))
         code = exit_code(result)
-        if code != EXIT_OK:
+        if str(result.status) == "waiting":
+            view.note(
+                waiting_note(result.execution_id, gates_waiting, journal_given),
+                level=logging.WARNING,
+            )
+        elif code != EXIT_OK:
             view.note(
                 f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
                 f"resume it:  {_command('resume', journal_given, result.execution_id)}",
@@ -132,6 +148,8 @@ async def _drive_runtime(
                 )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(view.follow, events, handle.execution_id)
+                    if exit_when_waiting:
+                        nursery.start_soon(_suspend_when_waiting, handle, gates_waiting)
                     try:
                         result = await handle.wait()
                     except JournalError as error:
@@ -151,6 +169,30 @@ async def _drive_runtime(
                 )
             shell.cancel_scope.cancel()
     return conclude(result)
+
+
+async def _suspend_when_waiting(handle: ExecutionHandle, gates_waiting: list[str]) -> None:
+    """Suspend the execution once it is blocked on approval gates; note which gates wait."""
+    while not handle.done:
+        await handle.wait_blocked_on_gates()
+        gates = [gate.gate_id for gate in handle.open_gates()]
+        if handle.suspend():
+            gates_waiting.extend(gates)
+            return
+
+
+def waiting_note(execution_id: str, gates: list[str], journal_given: str | None) -> str:
+    """What `run` says when it stops at approval gates: which wait, how to answer, how to go on."""
+    import shlex
+
+    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    lines = [f"execution {execution_id} is waiting for approval: {', '.join(gates) or 'gates'}"]
+    for gate in gates:
+        quoted = shlex.quote(gate)
+        lines.append(f"approve: orchestr8 approve{option} {execution_id} {quoted}")
+        lines.append(f"reject:  orchestr8 reject{option} {execution_id} {quoted} --reason TEXT")
+    lines.append(f"then continue it: {_command('resume', journal_given, execution_id)}")
+    return "\n".join(lines)
 
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:

@@ -49,6 +49,12 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Print the result as one JSON document on stdout.",
         ),
         click.option(
+            "--exit-when-waiting",
+            is_flag=True,
+            help="Once only approval gates wait for answers, stop (status waiting) and exit 5;"
+            " answer them, then resume.",
+        ),
+        click.option(
             "--secrets-file",
             metavar="FILE",
             help="A JSON object of secrets by name for ${secrets.NAME}; "
@@ -86,11 +92,13 @@ async def run(
     sync_workers: int | None,
     as_json: bool,
     secrets_file: str | None,
+    exit_when_waiting: bool = False,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
     The exit code tells how it ended: 0 succeeded, 1 invalid workflow, inputs or options, 2 a step
-    failed, 3 timed out, 130 interrupted (Ctrl-C cancels the run; a second Ctrl-C stops at once).
+    failed, 3 timed out, 5 stopped with approval gates open (--exit-when-waiting), 130
+    interrupted (Ctrl-C cancels the run; a second Ctrl-C stops at once).
     """
     from ._run import drive
     from ._support import (
@@ -134,6 +142,7 @@ async def run(
             as_json,
             secrets=secrets,
             sync_workers=sync_workers,
+            exit_when_waiting=exit_when_waiting,
         )
 
     return await guard(action)
@@ -166,11 +175,13 @@ async def resume(
     sync_workers: int | None,
     as_json: bool,
     secrets_file: str | None,
+    exit_when_waiting: bool = False,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
     ID may be a unique prefix. Steps that succeeded keep their recorded output; the others run
-    again. Progress, output and exit codes are those of `run`. Inputs the journal keeps redacted
+    again; approval gates that wait open again with their deadlines. Progress, output and exit
+    codes are those of `run`. Inputs the journal keeps redacted
     (`api_key`, `password`...) must be given again with --input; ${secrets.NAME} references are
     read again from the environment or --secrets-file.
     """
@@ -239,7 +250,14 @@ async def resume(
             return handle, step_ids, headline
 
         return await drive(
-            begin, path, journal, cancel_grace, as_json, secrets=secrets, sync_workers=sync_workers
+            begin,
+            path,
+            journal,
+            cancel_grace,
+            as_json,
+            secrets=secrets,
+            sync_workers=sync_workers,
+            exit_when_waiting=exit_when_waiting,
         )
 
     return await guard(action)

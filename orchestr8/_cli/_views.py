@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from .._execution._gates import gate_document
 from .._execution._liveness import INTERRUPTED
 from .._execution._results import ExecutionResult
 from .._journal._events import Event, ExecutionStatus, StepStatus
@@ -38,6 +39,7 @@ STATUS_COLORS: Mapping[str, str] = {
     "skipped": "dim",
     "pending": "dim",
     "interrupted": "red",
+    "waiting": "yellow",
 }
 """The colour each execution or step status is shown in."""
 
@@ -118,6 +120,9 @@ def render_result(result: ExecutionResult, *, color: bool) -> str:
     lines = [f"status: {paint(status, STATUS_COLORS.get(status), color)}"]
     if result.status is ExecutionStatus.SUCCEEDED:
         lines.append("output: " + dump_json(result.output))
+    elif result.status is ExecutionStatus.WAITING:
+        # Not an error: the run stopped for answers (its gates are named on stderr).
+        lines.append("waiting for approval: answer its gates, then resume it")
     else:
         lines.append(f"error: {describe(result.error)}")
         failed = [
@@ -293,6 +298,7 @@ def execution_detail(
         "parent": parent,
         **fork_lineage(record, events, forks),
         "steps": steps,
+        "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "events": [event.to_json() for event in events],
     }
 
@@ -312,6 +318,33 @@ def fork_lineage(
         "from_step": from_step,
         "forks": list(forks),
     }
+
+
+def render_gates(gates: Mapping[str, Mapping[str, Any]], *, color: bool) -> str:
+    """The gates table of `inspect ID`: each approval gate, its status, deadline and answer."""
+    rows: list[list[Cell]] = []
+    for gate_id, gate in gates.items():
+        answer = gate.get("answer") or {}
+        if answer:
+            by = f"by {answer.get('by')}" + (
+                f": {answer['reason']}" if answer.get("reason") else ""
+            )
+        else:
+            by = shorten(gate.get("prompt") or "", 60)
+        status = gate["status"]
+        rows.append(
+            [
+                gate_id,
+                (status, GATE_COLORS.get(status)),
+                local_time(gate.get("deadline")),
+                by,
+            ]
+        )
+    return render_table(["GATE", "STATUS", "DEADLINE", "ANSWER / PROMPT"], rows, color=color)
+
+
+GATE_COLORS = {"open": "yellow", "approved": "green", "rejected": "red", "closed": "red"}
+"""The colour of each gate status in `inspect`."""
 
 
 def _plans_line(plans: Mapping[str, int]) -> str:
@@ -430,6 +463,8 @@ def render_execution_detail(
     ]
     if map_rows:
         steps += "\n\n" + render_table(["MAP", "ITEMS"], map_rows, color=color)
+    if detail.get("gates"):
+        steps += "\n\n" + render_gates(detail["gates"], color=color)
     shown_events = detail["events"]
     left_out = events_limit is not None and len(shown_events) > events_limit
     if left_out:

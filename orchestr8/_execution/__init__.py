@@ -9,7 +9,8 @@ each scheduled as a unit), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_liveness` (who runs an
 execution), `_secrets` (secret values an execution holds), `_children` (the child executions
 of sub-workflow steps), `_planning` (plan steps and replanning: a planner's plan checked and
-run as a child execution), `_fork_plans` (what a fork of an execution keeps and runs again) and
-`_forking` (recording and starting that fork).
+run as a child execution), `_gates` (approval gates: the gate board, answers, waiting),
+`_fork_plans` (what a fork of an execution keeps and runs again) and `_forking` (recording
+and starting that fork).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

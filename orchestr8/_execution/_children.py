@@ -47,6 +47,7 @@ from .._errors import (
 )
 from .._journal._events import EventType, ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal
+from .._workflow._approvals import APPROVAL_AGENT_ID
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
 from .._workflow._references import json_type_name
@@ -82,6 +83,8 @@ def agent_id_of(step: Step) -> str:
         return step.agent.id
     if step.plan is not None:
         return f"plan:{step.plan.agent.id}"
+    if step.approval is not None:
+        return APPROVAL_AGENT_ID
     assert step.workflow is not None, "a step has an agent, a workflow or a plan"
     child = step.workflow.workflow
     assert child is not None, "a loaded workflow has every child loaded"

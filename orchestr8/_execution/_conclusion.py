@@ -40,6 +40,8 @@ class Conclusion:
     emitter: Emitter
     cancel_reason: str
     timeout: float | None
+    waiting_gates: list[str] = attrs.field(factory=list)
+    """The gates open when the run was suspended (`Ending.WAITING`), in the order they opened."""
     exception: Exception | None = attrs.field(default=None, init=False)
     """The exception behind the failed result `record` decided on, when it knows it: for the
     execution span, which records its stacktrace and fully qualified type."""
@@ -53,7 +55,9 @@ class Conclusion:
         result = await self.record()
         record_execution_result(span, result.status, self.exception or result.error)
         _logger.log(
-            logging.INFO if result.succeeded else logging.WARNING,
+            logging.INFO
+            if result.succeeded or result.status is ExecutionStatus.WAITING
+            else logging.WARNING,
             "execution %s %s%s",
             self.execution_id,
             result.status,
@@ -68,6 +72,16 @@ class Conclusion:
         """Decide the result from the run's ending and steps' results, journal it, return it."""
         emitter, state = self.emitter, self.state
         workflow, ending = state.workflow, state.ending
+        if ending is Ending.WAITING:
+            # Suspended at its gates: the steps that finished, the rest wait for the resume.
+            await emitter.emit(EventType.EXECUTION_WAITING, data={"gates": self.waiting_gates})
+            finished = {
+                step_id: result
+                for step_id in workflow.order
+                if (result := state.results.get(step_id)) is not None
+                and result.status is not StepStatus.CANCELLED
+            }
+            return self._result(ExecutionStatus.WAITING, None, None, finished)
         steps = {step_id: state.results[step_id] for step_id in workflow.order}
         if ending is Ending.CANCELLED:
             error = {"type": "Cancelled", "message": self.cancel_reason}

@@ -58,6 +58,11 @@ class Emitter:
         """The execution whose events this emitter writes."""
         return self._factory.execution_id
 
+    @property
+    def journal(self) -> Journal:
+        """The journal the events go to (a gate board settles its requests there too)."""
+        return self._journal
+
     async def emit(
         self,
         type: str,

@@ -45,6 +45,7 @@ from .._supervision._bus import EventBus
 from .._supervision._supervisor import Supervisor, open_supervisor
 from ._conclusion import Conclusion
 from ._emitter import Emitter
+from ._gates import GateBoard, has_gates
 from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
 from ._state import Ending, RunState, StepSlot
@@ -55,6 +56,7 @@ from ._wind_down import Finished, Report, WindDown
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from .._journal._replay import GateState
     from ._children import ChildRunner
 
 _logger = logging.getLogger("orchestr8.engine")
@@ -95,11 +97,13 @@ class ExecutionRun:
         random_source: random.Random | None = None,
         sync_limiter: trio.CapacityLimiter | None = None,
         children: ChildRunner | None = None,
+        gates_before: Mapping[str, GateState] | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
+        `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
@@ -133,6 +137,18 @@ class ExecutionRun:
         # scheduler task has been woken to spawn more on its next one.
         self._spawn_budget = SPAWNS_PER_PASS
         self._spawn_wake_up = False
+        self.gates: GateBoard | None = None
+        """The execution's approval gates (`_gates`); None without an approval step."""
+        if has_gates(workflow):
+            self.gates = GateBoard(
+                execution_id=execution_id,
+                state=state,
+                emitter=emitter,
+                journal=emitter.journal,
+                stop_event=self._stop_event,
+                before=gates_before,
+            )
+        self._waiting_gates: list[str] = []
         self.steps = StepRunner(
             execution_id=execution_id,
             state=self.state,
@@ -146,6 +162,7 @@ class ExecutionRun:
             sync_limiter=sync_limiter,
             children=children,
             correlation_id=self.correlation_id,
+            gates=self.gates,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
@@ -174,6 +191,47 @@ class ExecutionRun:
         self._cancel_event.set()
         self._stop_event.set()
         # Nothing starts after a cancel request; the scheduler task settles what still runs.
+        self._dispatching = False
+        self._report_send.send_nowait(None)
+        return True
+
+    def blocked_on_gates(self) -> bool:
+        """Whether the run waits only for answers: a gate waits, and nothing else may run now.
+
+        Every unit holding a concurrency slot is a waiting gate (a map's coordinator holds none;
+        a loop's step holds the slot its gate iteration waits in), and no step or item is ready,
+        or none may start because the waiting gates fill the concurrency limit.
+        """
+        gates, state = self.gates, self.state
+        if gates is None or not self._dispatching or state.ending is not Ending.COMPLETED:
+            return False
+        waiting = gates.waiting_count
+        busy = len(state.running) - state.coordinating
+        if not waiting or waiting < busy:
+            return False
+        return not (state.ready or state.items_ready) or busy >= state.limit
+
+    async def wait_blocked_on_gates(self) -> None:
+        """Return once the run is blocked on its gates (`blocked_on_gates`), or has ended."""
+        gates = self.gates
+        if gates is None:
+            await self._done.wait()
+            return
+        while not self._done.is_set() and not self.blocked_on_gates():
+            await gates.changed()
+
+    def suspend(self) -> bool:
+        """End the run while it is blocked on its gates: it records `execution.waiting`.
+
+        The waiting gates end without a trace but `execution.waiting` (with their ids), the
+        result's status is `waiting`, and the runtime releases the execution's lock: `resume`
+        re-opens the gates with their deadlines. False (nothing done) when it is not blocked.
+        """
+        if self.gates is None or not self.blocked_on_gates():
+            return False
+        self._waiting_gates = self.gates.waiting_ids()
+        self.state.end(Ending.WAITING)
+        self._stop_event.set()
         self._dispatching = False
         self._report_send.send_nowait(None)
         return True
@@ -247,6 +305,8 @@ class ExecutionRun:
         try:
             state.settle(step_id, result)
             self._dispatch_ready(slot)
+            if self.gates is not None:
+                self.gates.notify()
         except Exception as error:
             # A bug in the scheduling code must end the run loudly, not leave it waiting.
             self._dispatching = False
@@ -318,6 +378,8 @@ class ExecutionRun:
             self.state.failures.clear()
             metrics.execution_finished(self.workflow.name)
             self._done.set()
+            if self.gates is not None:
+                self.gates.notify()
         return self.result
 
     async def _conclude(self, span: Span) -> None:
@@ -328,6 +390,7 @@ class ExecutionRun:
             emitter=self._emitter,
             cancel_reason=self._cancel_reason,
             timeout=self._timeout,
+            waiting_gates=self._waiting_gates,
         )
         self.result = await conclusion.conclude(span)
 
@@ -365,6 +428,8 @@ class ExecutionRun:
                     # An outcome a step actor left to this task (its step was cut short).
                     state.settle(message.step_id, message.result)
                     self._dispatch_ready()
+                    if self.gates is not None:
+                        self.gates.notify()
                 elif self._spawn_wake_up:
                     # A new pass: spawn step actors for the steps still ready.
                     self._spawn_wake_up = False
@@ -380,6 +445,11 @@ class ExecutionRun:
             # execution timed out just the same.
             state.end(Ending.TIMED_OUT)
         self._stop_event.set()
+        if state.ending is Ending.WAITING:
+            # Suspended: the waiting gates end at once (the stop), and nothing is closed, as
+            # every unfinished step waits for the resume.
+            await self._winding.wind_down(min(trio.current_time() + self._grace, deadline))
+            return
         if state.ending is Ending.CANCELLED:
             # The grace never stretches the execution past its own timeout.
             await self._winding.wind_down(min(trio.current_time() + self._grace, deadline))

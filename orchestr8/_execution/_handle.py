@@ -10,7 +10,9 @@ from __future__ import annotations
 import trio
 
 from .._errors import ExecutionStateError
+from .._journal._replay import GateState
 from ._engine import ExecutionRun
+from ._gates import GateBoard
 from ._results import ExecutionResult
 
 
@@ -62,6 +64,27 @@ class ExecutionHandle:
             await trio.lowlevel.checkpoint()
         else:
             await self._run.finished()
+
+    @property
+    def gates(self) -> GateBoard | None:
+        """The gate board of the live run (None: no approval step, or it runs elsewhere)."""
+        return None if self._run is None else self._run.gates
+
+    def open_gates(self) -> list[GateState]:
+        """The approval gates open now in the live run, in the order they opened."""
+        gates = self.gates
+        return [] if gates is None else gates.open_gates()
+
+    async def wait_blocked_on_gates(self) -> None:
+        """Return once the run has a gate open and nothing else may run, or once it ended."""
+        if self._run is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._run.wait_blocked_on_gates()
+
+    def suspend(self) -> bool:
+        """End the run while it is blocked on gates, as `waiting`; False when it is not."""
+        return self._run is not None and self._run.suspend()
 
     def cancel(self, reason: str = "cancelled by request") -> bool:
         """Cancel the execution: cooperative first, forced after the grace period.

@@ -161,7 +161,8 @@ def _cancelled(runner: StepRunner, emitter: Emitter, step_id: str, unit: str) ->
     that listener's attempts, none, as the journal has them.
     """
     listener = runner.listeners.get(unit)
-    if listener is not None and listener.silenced:
+    if (listener is not None and listener.silenced) or runner.suspending:
+        # Given up on, or suspended at its gate: a resume runs this iteration again.
         return
     if listener is not None:
         emitter.emit_nowait(

@@ -45,6 +45,7 @@ from .._workflow._references import json_type_name
 from ._children import agent_id_of
 from ._results import StepResult
 from ._skipping import when_was_false
+from ._state import Ending
 
 if TYPE_CHECKING:
     from .._journal._replay import ExecutionState
@@ -380,7 +381,12 @@ class MapCoordinator:
         return StepResult(StepStatus.SKIPPED)
 
     def _item_cancelled(self, unit_id: str) -> None:
-        """Journal an item that did not run to its end (the run was cancelled or wound down)."""
+        """Journal an item that did not run to its end (the run was cancelled or wound down).
+
+        Not when the run is suspended with gates open: the item waits for the resume.
+        """
+        if self._state.ending is Ending.WAITING:
+            return
         self._emitter.emit_nowait(
             EventType.STEP_CANCELLED,
             step_id=unit_id,

@@ -390,6 +390,7 @@ class Starter:
             random_source=self._random,
             sync_limiter=self._sync_limiter,
             children=self.children,
+            gates_before=state.gates if state is not None else None,
         )
 
 

@@ -43,6 +43,8 @@ class Ending(enum.Enum):
     """A cancel was requested (by a user, or by the journal failing)."""
     TIMED_OUT = "timed_out"
     """The execution ran past its `timeout`."""
+    WAITING = "waiting"
+    """Suspended while only approval gates were open: it ends `waiting`, to be resumed."""
 
 
 @attrs.define(eq=False)

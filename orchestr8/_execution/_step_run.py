@@ -36,6 +36,7 @@ from .._observability._metrics import ALL_STEPS, STEP_ID_SERIES_LIMIT, engine_me
 from .._observability._telemetry import attempt_span
 from .._resilience._pipeline import call_with_policy
 from .._supervision._actor import Actor
+from .._workflow._approvals import APPROVAL_AGENT_ID
 from .._workflow._document import Step
 from .._workflow._plan_fragments import plan_workflow_name
 from .._workflow._step_conditions import filters_items
@@ -46,11 +47,12 @@ from ._map import MapCoordinator, MapItem
 from ._planning import PlanAgent, Replanner
 from ._results import StepResult
 from ._skipping import check_condition
-from ._state import RunState, StepSlot
+from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
 
 if TYPE_CHECKING:
     from ._children import ChildRunner
+    from ._gates import GateBoard
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -73,11 +75,13 @@ class StepRunner:
         sync_limiter: trio.CapacityLimiter | None = None,
         children: ChildRunner | None = None,
         correlation_id: str | None = None,
+        gates: GateBoard | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
         `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
-        when a timeout or a failure winds the run down) stops every step's retries.
+        when a timeout or a failure winds the run down) stops every step's retries. `gates` runs
+        the approval steps (an execution without them has none).
         """
         self.execution_id = execution_id
         self.workflow = state.workflow
@@ -97,6 +101,12 @@ class StepRunner:
         self._series_per_step = len(state.workflow.steps) <= STEP_ID_SERIES_LIMIT
         """Whether step metrics carry the step's id, or `ALL_STEPS` (a very wide workflow)."""
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
+        self._gates = gates
+
+    @property
+    def suspending(self) -> bool:
+        """Whether the run is being suspended with gates open: its cut units record nothing."""
+        return self._state.ending is Ending.WAITING
 
     async def run(
         self,
@@ -137,6 +147,8 @@ class StepRunner:
             if step.for_each is not None:
                 return await self._maps.run(step)
             step_id = unit_id or step.id
+        if step.approval is not None:
+            return await self._run_gate(step, step_id, local_values, item)
         emitter, spec = self._emitter, step.agent
         agent_id = spec.id if spec is not None else agent_id_of(step)
         await emitter.emit(
@@ -223,6 +235,54 @@ class StepRunner:
         )
         self._metrics(step, StepStatus.SUCCEEDED, started)
         return StepResult(StepStatus.SUCCEEDED, attempts=listener.attempts, output=output)
+
+    async def _run_gate(
+        self,
+        step: Step,
+        gate_id: str,
+        local_values: Mapping[str, Any] | None,
+        item: bool,
+    ) -> StepResult:
+        """Run one approval unit: its gate opens, waits and resolves on the board (`_gates`).
+
+        Journaled as any step (`step.started`, then `step.succeeded` with the answer or
+        `step.failed`), with no attempts: a gate makes no call, so nothing is retried.
+        """
+        emitter, agent_id = self._emitter, APPROVAL_AGENT_ID
+        await emitter.emit(
+            EventType.STEP_STARTED, step_id=gate_id, data={"agent": agent_id}, trusted=True
+        )
+        listener = self.listeners[gate_id] = StepListener(
+            emitter,
+            gate_id,
+            self.workflow.name,
+            agent_id,
+            step.id if self._series_per_step else ALL_STEPS,
+            stop=self._stop_event,
+        )
+        if gate_id != step.id and not item:
+            self.listeners[step.id] = listener
+        started = trio.current_time()
+        assert self._gates is not None, "a run whose workflow has gates has a gate board"
+        try:
+            output = await self._gates.hold(step, gate_id, local_values)
+        except Exception as error:
+            failure: Exception | None = error
+        else:
+            failure = None
+        finally:
+            if item:
+                del self.listeners[gate_id]
+        if listener.silenced or (
+            isinstance(failure, CallStoppedError) and self._stop_event.is_set()
+        ):
+            self._metrics(step, StepStatus.CANCELLED, started)
+            return StepResult(StepStatus.CANCELLED)
+        if failure is not None:
+            return await self._failed(step, listener, failure, started)
+        await emitter.emit(EventType.STEP_SUCCEEDED, step_id=gate_id, data={"output": output})
+        self._metrics(step, StepStatus.SUCCEEDED, started)
+        return StepResult(StepStatus.SUCCEEDED, output=output)
 
     async def _failed(
         self, step: Step, listener: StepListener, error: Exception, started: float

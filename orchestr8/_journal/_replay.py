@@ -243,7 +243,15 @@ def _reduce_execution(state: ExecutionState, event: Event) -> ExecutionState:
             error=None,
         )
     if event.type == EventType.EXECUTION_WAITING:
-        return attrs.evolve(state, status=ExecutionStatus.WAITING)
+        # Not finished (the journal's row clears the same fields): it carries on when resumed.
+        return attrs.evolve(
+            state,
+            status=ExecutionStatus.WAITING,
+            finished_at=None,
+            finished=None,
+            output=None,
+            error=None,
+        )
     ending = _EXECUTION_ENDINGS.get(event.type)
     if ending is None:
         return state

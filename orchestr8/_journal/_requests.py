@@ -9,9 +9,11 @@ each request it takes (`applied` or `refused`, with a detail), so a request is a
 
 An answer is addressed by execution and gate id, and only the first answer for a gate is ever
 recorded (a unique index): a second one is refused at once with `GateAlreadyAnsweredError`,
-whoever sent it and in whatever order the two arrived. The stores below are the SQLite and the
-memory forms of the same table; `Journal` offers them as `submit_request`, `pending_requests`,
-`requests` and `settle_request`.
+whoever sent it and in whatever order the two arrived. An answer the owner refused (it came after
+the gate timed out, or no longer fits) does not count: the gate may be answered again.
+
+The stores below are the SQLite and the memory forms of the same table; `Journal` offers them as
+`submit_request`, `pending_requests`, `requests` and `settle_request`.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ class SQLiteRequests:
                 )
             except sqlite3.IntegrityError:
                 row = connection.execute(
-                    f"SELECT {_COLUMNS} FROM requests"
-                    " WHERE execution_id = ? AND target = ? AND kind = 'answer'",
+                    f"SELECT {_COLUMNS} FROM requests WHERE execution_id = ? AND target = ?"
+                    " AND kind = 'answer' AND (outcome IS NULL OR outcome = 'applied')",
                     (execution_id, target),
                 ).fetchone()
                 raise already_answered(_decode(row)) from None
@@ -231,6 +233,7 @@ class MemoryRequests:
                     existing.kind is RequestKind.ANSWER
                     and existing.execution_id == execution_id
                     and existing.target == target
+                    and existing.outcome in (None, RequestOutcome.APPLIED)
                 ):
                     raise already_answered(existing)
         # A copy through JSON, as the SQLite table stores it: the caller may change its dict.

@@ -64,8 +64,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             detail TEXT,
             settled_at TEXT
         )""",
+        # A refused answer (it came too late, or no longer fits) leaves the gate free to answer.
         "CREATE UNIQUE INDEX one_answer_per_gate ON requests (execution_id, target)"
-        " WHERE kind = 'answer'",
+        " WHERE kind = 'answer' AND (outcome IS NULL OR outcome = 'applied')",
         "CREATE INDEX pending_requests ON requests (execution_id, request_id)"
         " WHERE outcome IS NULL",
         """CREATE TABLE workflow_documents (

@@ -1,8 +1,9 @@
 """The orchestr8 service: the REST API and the live event WebSocket, as a Quart-Trio app.
 
 `create_app(runtime)` builds the app; `_serve.serve` runs it with Hypercorn. This module wires
-it: the API key check before every request, the route handlers (`_routes`), and how every
-response is finished and every error answered (`_responses`). The routes are described by
+it: the API key check before every request, the route handlers (`_routes`; `_time_travel_routes` for
+the state at one event and comparisons), and how every response is finished and every error
+answered (`_responses`). The routes are described by
 `orchestr8._web._openapi` and in `docs/rest.md`.
 """
 
@@ -32,6 +33,7 @@ from ._responses import (
     unexpected_error,
 )
 from ._routes import ServiceRoutes, ServiceState
+from ._time_travel_routes import TimeTravelRoutes
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""
@@ -105,6 +107,13 @@ def create_app(
     app.add_url_rule("/metrics", "metrics", routes.metrics, methods=["GET"])
     app.add_url_rule("/workflows/execute", "execute", routes.execute, methods=["POST"])
     app.add_url_rule("/executions", "list_executions", routes.list_executions, methods=["GET"])
+    time_travel = TimeTravelRoutes(runtime)
+    app.add_url_rule(
+        "/executions/compare", "compare_executions", time_travel.compare, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/state", "get_state", time_travel.state, methods=["GET"]
+    )
     app.add_url_rule(
         "/executions/<execution_id>", "get_execution", routes.get_execution, methods=["GET"]
     )

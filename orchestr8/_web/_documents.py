@@ -15,6 +15,7 @@ from urllib.parse import quote
 from quart import Response
 
 from .._execution._fork_plans import ForkPlan
+from .._execution._gates import gate_document
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import item_counts, split_item_id
 from .._journal._replay import ExecutionState, StepState
@@ -103,6 +104,7 @@ def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[s
         "error": state.error,
         "last_seq": state.last_seq,
         "steps": steps,
+        "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "parent": _parent_document(record),
         "children": [
             {

@@ -40,7 +40,8 @@ _ERRORS: Final = {
     "405": "The method is not allowed on this route; `Allow` lists the allowed ones.",
     "413": "The body is larger than the server's limit (1 MiB unless configured).",
     "415": "The body is not `application/json` (UTF-8).",
-    "422": "The body is JSON but invalid: `errors` lists every problem by JSON path.",
+    "422": "The body is JSON but invalid: `errors` lists every problem by JSON path (for "
+    "`GET /executions/{execution_id}/state`: `at` names no event of the execution).",
     "409": "The execution is in the wrong state: cancel needs it running here; resume needs it "
     "neither running nor succeeded; fork needs it not running.",
     "426": "The route is a WebSocket; a plain request gets this, with `Upgrade: websocket`.",
@@ -223,6 +224,48 @@ def _paths() -> dict[str, Any]:
                 "summary": "An execution: status, timing, output, error and every step.",
                 "parameters": [_ID_PARAMETER],
                 "responses": _responses("200", "The execution.", "Execution", "404"),
+            }
+        },
+        "/executions/{execution_id}/state": {
+            "get": {
+                "operationId": "getExecutionState",
+                "summary": "Time travel: the execution's state right after one of its events.",
+                "description": "The document `orchestr8 inspect ID --at SEQ --json` prints: "
+                "status, steps (with attempts, outputs, tokens), gates and tokens as the events "
+                "up to `at` tell them. 422 `event-out-of-range` when the execution has no event "
+                "`at` (the detail names the range it has).",
+                "parameters": [
+                    _ID_PARAMETER,
+                    _query(
+                        "at",
+                        "The event's seq; the last event by default.",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                    ),
+                ],
+                "responses": _responses(
+                    "200", "The state after event `at`.", "ExecutionStateAt", "400", "404", "422"
+                ),
+            }
+        },
+        "/executions/compare": {
+            "get": {
+                "operationId": "compareExecutions",
+                "summary": "Two executions side by side, step by step.",
+                "description": "The document `orchestr8 compare A B --json` prints: each "
+                "step's status, attempts, duration and tokens on both sides, whether the outputs "
+                "are equal (a unified diff when not), and the workflow and inputs differences. "
+                "404 names which of `a` and `b` is unknown.",
+                "parameters": [
+                    {
+                        **_query("a", "The first execution's id.", {"type": "string"}),
+                        "required": True,
+                    },
+                    {
+                        **_query("b", "The second execution's id.", {"type": "string"}),
+                        "required": True,
+                    },
+                ],
+                "responses": _responses("200", "The comparison.", "Comparison", "400", "404"),
             }
         },
         "/executions/{execution_id}/journal": {

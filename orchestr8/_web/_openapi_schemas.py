@@ -15,6 +15,7 @@ from .._execution._liveness import SHOWN_STATUSES
 from .._journal._events import EventType, StepStatus
 from .._json import LARGEST_NUMBER
 from .._workflow._document import workflow_schema
+from ._openapi_time_travel import time_travel_schemas
 from ._requests import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
 
 __all__ = ["component_schemas", "schema_ref"]
@@ -272,6 +273,22 @@ def component_schemas() -> dict[str, Any]:
             },
         },
         "StepState": step,
+        "GateState": {
+            "type": "object",
+            "description": "An approval gate: what it asks, its deadline, and how it was answered.",
+            "required": ["status", "prompt", "schema", "deadline", "answer"],
+            "properties": {
+                "status": {"type": "string", "enum": ["open", "approved", "rejected", "closed"]},
+                "prompt": _nullable({"type": "string"}),
+                "schema": _nullable({"type": "object"}),
+                "timeout": _nullable({"type": "number"}),
+                "on_timeout": _nullable({"type": "string", "enum": ["reject", "approve", "fail"]}),
+                "deadline": _nullable({"type": "string", "format": "date-time"}),
+                "opened_seq": {"type": "integer", "minimum": 0},
+                "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
+                "answer": _nullable({"type": "object"}),
+            },
+        },
         "Execution": {
             "type": "object",
             "required": [
@@ -299,6 +316,11 @@ def component_schemas() -> dict[str, Any]:
                 "error": _nullable({"type": "object"}),
                 "last_seq": {"type": "integer", "minimum": 0},
                 "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
+                "gates": {
+                    "type": "object",
+                    "description": "The approval gates by gate id, in the order they opened.",
+                    "additionalProperties": schema_ref("GateState"),
+                },
                 "parent": _nullable(
                     {
                         "type": "object",
@@ -388,6 +410,7 @@ def component_schemas() -> dict[str, Any]:
                 },
             },
         },
+        **time_travel_schemas(),
         **_workflow_schemas(),
     }
 

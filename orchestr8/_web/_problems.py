@@ -33,6 +33,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "unsupported-media-type": "Unsupported media type",
     "idempotency-key-reused": "Idempotency-Key reused with a different request",
     "execution-not-found": "Execution not found",
+    "event-out-of-range": "No event with that seq in the execution",
     "execution-finished": "Execution already finished",
     "execution-not-running": "Execution not running in this server",
     "execution-not-resumable": "Execution cannot be resumed now",

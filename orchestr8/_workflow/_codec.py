@@ -32,6 +32,7 @@ from .._json import (
     json_value_problems,
     parse_strict,
 )
+from ._approvals import raw_approval_problems
 from ._conditions import require_version_1_1
 from ._config_secrets import config_references
 from ._converter import converter
@@ -360,14 +361,23 @@ def _document_checks(
                 references=_references(step.get("input"), f"$.steps[{index}].input", problems)
                 + outline_condition(step, index, document.get("schema_version"), problems)
                 + map_references
-                + outline_repeat(step, index, document.get("schema_version"), problems),
+                + outline_repeat(step, index, document.get("schema_version"), problems)
+                + _references(
+                    step["approval"].get("prompt")
+                    if isinstance(step.get("approval"), Mapping)
+                    else None,
+                    f"$.steps[{index}].approval.prompt",
+                    problems,
+                ),
                 local_names=local_names | (LOOP_LOCALS if "repeat" in step else frozenset()),
             )
         )
         _check_config_secrets(step.get("agent"), index, problems)
         version = document.get("schema_version")
         known_version = version if isinstance(version, str) else None
-        if step.get("plan") is None:
+        if step.get("approval") is not None:
+            problems += raw_approval_problems(step, index, version)
+        elif step.get("plan") is None:
             problems += step_kind_problems(
                 index, step.get("agent"), step.get("workflow"), known_version
             )

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 
 from .._errors import Problem, WorkflowValidationError
+from ._approvals import Approval, approval_problems, approval_references
 from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
@@ -202,6 +203,13 @@ class Step:
             "Instead of agent: an agent writes this step's workflow (a plan), which is checked"
             " and run as a child execution; the step input is its inputs, its output the"
             " step's output."
+        ),
+    )
+    approval: Approval | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "Instead of agent: a gate that waits for a person's answer, which is the step's"
+            ' output {approved, input, by, reason}. Schema "1.1".'
         ),
     )
     input: Template = attrs.field(
@@ -393,6 +401,7 @@ class Workflow:
                 )
                 + (step.when.located_references if step.when is not None else ())
                 + planner_references(step, index)
+                + approval_references(step.approval, index)
                 + check_repeat(
                     step.repeat,
                     step.on_max_iterations,
@@ -409,7 +418,20 @@ class Workflow:
                 config_references(
                     step.agent.config, f"$.steps[{index}].agent.config", config_problems
                 )
-            if step.plan is None:
+            if step.approval is not None:
+                config_problems += approval_problems(
+                    index,
+                    self.schema_version,
+                    step.approval,
+                    runs=step.agent is not None or step.workflow is not None,
+                    policy_fields=tuple(
+                        name
+                        for name in attrs.fields_dict(PolicySpec)
+                        if getattr(step.policy, name) is not INHERIT
+                    ),
+                    replans=not isinstance(step.on_error, str),
+                )
+            elif step.plan is None:
                 config_problems += step_kind_problems(
                     index, step.agent, step.workflow, self.schema_version
                 )

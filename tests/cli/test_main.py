@@ -528,6 +528,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     assert done.stdout.strip() == str(
         [
             "orchestr8._cli",
+            "orchestr8._cli._compare",
             "orchestr8._cli._fork_command",
             "orchestr8._cli._group",
             "orchestr8._cli._inspect_commands",

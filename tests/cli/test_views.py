@@ -97,3 +97,30 @@ def test_after_a_resume_a_step_shows_every_attempt_plan_and_second_it_ran() -> N
     assert step["duration"] == 8.0
     text = render_execution_detail(detail, color=False)
     assert "answer plans: 2 proposed, 1 rejected" in text
+
+
+def test_the_gates_table_shows_each_gate_its_deadline_and_who_answered() -> None:
+    """GATE rows: an open gate shows its prompt, a resolved one who answered and why."""
+    from orchestr8._cli._views import render_gates
+
+    gates: dict[str, dict[str, Any]] = {
+        "review[0]": {"status": "open", "prompt": "Ship it?", "deadline": None, "answer": None},
+        "review[1]": {
+            "status": "rejected",
+            "prompt": "Ship it?",
+            "deadline": "2030-01-01T00:00:00.000Z",
+            "answer": {"approved": False, "by": "ada", "reason": "too risky"},
+        },
+        "review[2]": {
+            "status": "approved",
+            "prompt": "Ship it?",
+            "deadline": None,
+            "answer": {"approved": True, "by": "timeout", "reason": None},
+        },
+    }
+    lines = render_gates(gates, color=False).splitlines()
+    assert lines[0].split() == ["GATE", "STATUS", "DEADLINE", "ANSWER", "/", "PROMPT"]
+    assert lines[1].split() == ["review[0]", "open", "-", "Ship", "it?"]
+    assert lines[2].split()[:2] == ["review[1]", "rejected"]
+    assert lines[2].endswith("by ada: too risky")
+    assert lines[3].endswith("by timeout")

@@ -65,6 +65,17 @@ async def test_only_the_first_answer_to_a_gate_is_recorded(journal: Journal) -> 
     ]
 
 
+async def test_a_refused_answer_leaves_the_gate_free_to_answer(journal: Journal) -> None:
+    """An answer the owner refused (too late, no longer fits) does not block a later one."""
+    first = await journal.submit_request("a", "answer", {"approve": True}, target="g")
+    await journal.settle_request(first.request_id, "refused", "the gate had timed out")
+    second = await journal.submit_request("a", "answer", {"approve": False}, target="g")
+    await journal.settle_request(second.request_id, "applied")
+    with pytest.raises(GateAlreadyAnsweredError) as caught:
+        await journal.submit_request("a", "answer", {"approve": True}, target="g")
+    assert caught.value.existing == (await journal.requests("a"))[1]
+
+
 async def test_pending_requests_are_those_of_the_asked_executions_after_an_id(
     journal: Journal,
 ) -> None:

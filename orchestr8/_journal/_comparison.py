@@ -1,0 +1,237 @@
+"""Two executions side by side, step by step: `orchestr8 compare` and `GET /executions/compare`.
+
+Each execution is replayed from its events; `compare_executions` lines their steps up (the union
+of the step ids, in workflow order, steps of one side only marked so) with, for each side, the
+status, duration, attempts and tokens (`step.usage`), a map step's items counted and a loop
+step's iterations (items and iterations are folded under their step, not rows of their own),
+and whether the outputs are equal, with a unified diff of their pretty JSON when they are not.
+The workflow documents and the inputs are compared the same way. Huge outputs are cut before
+they are diffed, and every diff is cut to `MAX_DIFF_LINES` lines, saying how much it left out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from ._events import Event
+from ._iterations import loop_progress
+from ._map_items import item_counts, split_item_id
+from ._records import ExecutionRecord
+from ._replay import ExecutionState, replay
+from ._state_at import declared_step_ids, step_document
+
+__all__ = ["MAX_DIFF_LINES", "ComparedExecution", "compare_executions", "json_diff", "step_order"]
+
+MAX_DIFF_LINES: Final = 200
+"""The most lines a diff shows; the rest is counted on a last line."""
+
+MAX_DIFFED_LINES: Final = 5_000
+"""The most lines of each side's pretty JSON a diff reads (difflib is slow on huge texts)."""
+
+
+@attrs.frozen
+class ComparedExecution:
+    """One side of a comparison: the execution's record, its events, the status to show."""
+
+    record: ExecutionRecord
+    events: Sequence[Event]
+    status: str | None = None
+    """The status to show (`interrupted`, say); the replayed one by default."""
+
+
+def json_diff(before: Any, after: Any, *, labels: tuple[str, str] = ("a", "b")) -> str | None:
+    """A unified diff of two JSON values as pretty JSON (sorted keys), None when they are equal.
+
+    Equal means equal as JSON text: `1` and `true`, equal to Python, differ here. Each side is
+    read up to `MAX_DIFFED_LINES` lines, and the diff cut to `MAX_DIFF_LINES`.
+    """
+    old_text, new_text = _pretty(before), _pretty(after)
+    if old_text == new_text:
+        return None
+    old, new = old_text.splitlines(), new_text.splitlines()
+    lines = list(
+        difflib.unified_diff(
+            old[:MAX_DIFFED_LINES], new[:MAX_DIFFED_LINES], labels[0], labels[1], lineterm=""
+        )
+    )
+    if len(lines) > MAX_DIFF_LINES:
+        left_out = len(lines) - MAX_DIFF_LINES
+        lines = [*lines[:MAX_DIFF_LINES], f"... {left_out} more diff lines"]
+    if max(len(old), len(new)) > MAX_DIFFED_LINES:
+        lines.append(
+            f"... only the first {MAX_DIFFED_LINES} lines of each side were compared"
+            if lines
+            else f"... they differ after line {MAX_DIFFED_LINES} of their pretty JSON"
+        )
+    return "\n".join(lines)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def step_order(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    """The union of two step orders: `first`'s, each id only in `second` after its predecessor."""
+    order = list(first)
+    placed = set(order)
+    position = 0
+    for step_id in second:
+        if step_id in placed:
+            position = order.index(step_id) + 1
+            continue
+        order.insert(position, step_id)
+        placed.add(step_id)
+        position += 1
+    return order
+
+
+def _units(record: ExecutionRecord, state: ExecutionState) -> list[str]:
+    """The step rows of one execution: declared steps, then others seen (not items, iterations)."""
+    declared = declared_step_ids(record)
+    seen = [
+        unit
+        for unit in state.steps
+        if unit not in declared and split_item_id(unit) is None and "#" not in unit
+    ]
+    return [*declared, *seen]
+
+
+def _side(compared: ComparedExecution, state: ExecutionState) -> dict[str, Any]:
+    record = compared.record
+    duration = None
+    if state.started is not None and state.finished is not None:
+        duration = max(0.0, state.finished - state.started)
+    return {
+        "execution_id": record.execution_id,
+        "workflow": record.workflow_name,
+        "status": compared.status or str(state.status),
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration": duration,
+        "usage": dict(state.usage),
+        "last_seq": state.last_seq,
+    }
+
+
+@attrs.frozen
+class _Replayed:
+    """One side replayed once: its state, declared steps, map items and loops."""
+
+    compared: ComparedExecution
+    state: ExecutionState
+    declared: frozenset[str]
+    items: Mapping[str, Any]
+    loops: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, compared: ComparedExecution) -> _Replayed:
+        state = replay(compared.events)
+        return cls(
+            compared,
+            state,
+            frozenset(declared_step_ids(compared.record)),
+            item_counts(state),
+            loop_progress(compared.events),
+        )
+
+    def step(self, step_id: str) -> dict[str, Any] | None:
+        """The step's side of a row; None when this workflow neither declares nor ran it."""
+        step = self.state.steps.get(step_id)
+        if step is None and step_id not in self.declared:
+            return None
+        document = step_document(step)
+        if step_id in self.items:
+            document["items"] = self.items[step_id].to_json()
+        if step_id in self.loops:
+            document["loop"] = self.loops[step_id].to_json()
+        return document
+
+
+def compare_executions(first: ComparedExecution, second: ComparedExecution) -> dict[str, Any]:
+    """Compare two executions step by step; the document `compare --json` and REST answer with.
+
+    A step one workflow does not have is `null` on that side. A step `differs` when it is on one
+    side only, or its status, attempts or output differ (durations and tokens are shown, not
+    counted as differences); `same` is true when no step differs and the execution statuses,
+    outputs, workflows and inputs are equal.
+    """
+    sides = (_Replayed.of(first), _Replayed.of(second))
+    units = [_units(side.compared.record, side.state) for side in sides]
+    steps = [
+        _compare_step(step_id, sides[0].step(step_id), sides[1].step(step_id))
+        for step_id in step_order(*units)
+    ]
+    workflow_diff = json_diff(
+        first.record.workflow,
+        second.record.workflow,
+        labels=(f"{first.record.execution_id} workflow", f"{second.record.execution_id} workflow"),
+    )
+    inputs_diff = json_diff(
+        first.record.inputs,
+        second.record.inputs,
+        labels=(f"{first.record.execution_id} inputs", f"{second.record.execution_id} inputs"),
+    )
+    a, b = (_side(side.compared, side.state) for side in sides)
+    output_diff = json_diff(
+        sides[0].state.output,
+        sides[1].state.output,
+        labels=(f"{first.record.execution_id} output", f"{second.record.execution_id} output"),
+    )
+    same = (
+        not any(step["differs"] for step in steps)
+        and a["status"] == b["status"]
+        and output_diff is None
+        and workflow_diff is None
+        and inputs_diff is None
+    )
+    return {
+        "a": a,
+        "b": b,
+        "same": same,
+        "same_workflow": workflow_diff is None,
+        "workflow_diff": workflow_diff,
+        "same_inputs": inputs_diff is None,
+        "inputs_diff": inputs_diff,
+        "output_diff": output_diff,
+        "steps": steps,
+        "differing_steps": sum(1 for step in steps if step["differs"]),
+    }
+
+
+def _compare_step(
+    step_id: str, first: Mapping[str, Any] | None, second: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One row of the comparison: both sides, where the step is, the output verdict and diff."""
+    if first is None or second is None:
+        where = "a" if second is None else "b"
+        return {
+            "step_id": step_id,
+            "in": where,
+            "a": None if first is None else dict(first),
+            "b": None if second is None else dict(second),
+            "output": "only in " + where,
+            "output_diff": None,
+            "differs": True,
+        }
+    output_diff = json_diff(
+        first["output"], second["output"], labels=(f"a {step_id}", f"b {step_id}")
+    )
+    differs = (
+        output_diff is not None
+        or first["status"] != second["status"]
+        or first["attempts"] != second["attempts"]
+    )
+    return {
+        "step_id": step_id,
+        "in": "both",
+        "a": dict(first),
+        "b": dict(second),
+        "output": "equal" if output_diff is None else "changed",
+        "output_diff": output_diff,
+        "differs": differs,
+    }

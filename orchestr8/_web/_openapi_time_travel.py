@@ -1,0 +1,189 @@
+"""The body schemas of the time-travel routes: the state after one event, and a comparison.
+
+`_openapi_schemas.component_schemas` adds these to `components/schemas`; `_openapi` describes
+the operations (`GET /executions/{id}/state`, `GET /executions/compare`) that answer with them.
+The documents are built by `_journal/_state_at` and `_journal/_comparison`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+_COUNTS = {
+    "type": "object",
+    "description": "Counts recorded by `step.usage` (tokens and the like), by name.",
+    "additionalProperties": {"type": "integer", "minimum": 0},
+}
+_LOOP = {
+    "type": "object",
+    "description": "A loop step's progress.",
+    "required": ["iterations", "max_iterations", "until_held"],
+    "properties": {
+        "iterations": {"type": "integer", "minimum": 0},
+        "max_iterations": {"type": "integer", "minimum": 1},
+        "until_held": {"type": "boolean"},
+    },
+}
+
+
+def time_travel_schemas() -> dict[str, Any]:
+    """`ExecutionStateAt`, `StepAt` and `Comparison`; gates are `GateState`s, as in `Execution`."""
+    timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
+    step_at = {
+        "allOf": [
+            _ref("StepState"),
+            {
+                "type": "object",
+                "required": ["usage"],
+                "properties": {
+                    "usage": _COUNTS,
+                    "loop": _LOOP,
+                    "child": {
+                        "type": "object",
+                        "required": ["execution_id"],
+                        "properties": {"execution_id": {"type": "string"}},
+                    },
+                },
+            },
+        ]
+    }
+    compared_side = {
+        "type": "object",
+        "required": [
+            "execution_id",
+            "workflow",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration",
+            "usage",
+            "last_seq",
+        ],
+        "properties": {
+            "execution_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": _ref("ExecutionStatus"),
+            "started_at": _nullable(timestamp),
+            "finished_at": _nullable(timestamp),
+            "duration": _nullable({"type": "number", "minimum": 0}),
+            "usage": _COUNTS,
+            "last_seq": {"type": "integer", "minimum": 0},
+        },
+    }
+    diff = _nullable(
+        {
+            "type": "string",
+            "description": "A unified diff of the two values as pretty JSON (sorted keys), cut "
+            "to 200 lines; null when they are equal.",
+        }
+    )
+    return {
+        "StepAt": step_at,
+        "ExecutionStateAt": {
+            "type": "object",
+            "required": [
+                "execution_id",
+                "workflow",
+                "at",
+                "at_time",
+                "at_type",
+                "last_seq",
+                "status",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "duration",
+                "inputs",
+                "output",
+                "error",
+                "parent",
+                "usage",
+                "steps",
+                "gates",
+            ],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "workflow": {"type": "string"},
+                "at": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The seq of the event the state is right after (0: none yet).",
+                },
+                "at_time": _nullable(timestamp),
+                "at_type": _nullable({"type": "string"}),
+                "last_seq": {"type": "integer", "minimum": 0},
+                "status": _ref("ExecutionStatus"),
+                "created_at": timestamp,
+                "started_at": _nullable(timestamp),
+                "finished_at": _nullable(timestamp),
+                "duration": _nullable({"type": "number", "minimum": 0}),
+                "inputs": {"type": "object"},
+                "output": {},
+                "error": _nullable({"type": "object"}),
+                "parent": _nullable(
+                    {
+                        "type": "object",
+                        "required": ["execution_id", "step_id"],
+                        "properties": {
+                            "execution_id": {"type": "string"},
+                            "step_id": {"type": "string"},
+                        },
+                    }
+                ),
+                "usage": _COUNTS,
+                "steps": {"type": "object", "additionalProperties": _ref("StepAt")},
+                "gates": {"type": "object", "additionalProperties": _ref("GateState")},
+            },
+        },
+        "Comparison": {
+            "type": "object",
+            "required": [
+                "a",
+                "b",
+                "same",
+                "same_workflow",
+                "workflow_diff",
+                "same_inputs",
+                "inputs_diff",
+                "output_diff",
+                "steps",
+                "differing_steps",
+            ],
+            "properties": {
+                "a": compared_side,
+                "b": compared_side,
+                "same": {"type": "boolean"},
+                "same_workflow": {"type": "boolean"},
+                "workflow_diff": diff,
+                "same_inputs": {"type": "boolean"},
+                "inputs_diff": diff,
+                "output_diff": diff,
+                "differing_steps": {"type": "integer", "minimum": 0},
+                "steps": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["step_id", "in", "a", "b", "output", "output_diff", "differs"],
+                        "properties": {
+                            "step_id": {"type": "string"},
+                            "in": {"enum": ["both", "a", "b"]},
+                            "a": _nullable(_ref("StepAt")),
+                            "b": _nullable(_ref("StepAt")),
+                            "output": {"enum": ["equal", "changed", "only in a", "only in b"]},
+                            "output_diff": diff,
+                            "differs": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    }

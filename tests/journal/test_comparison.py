@@ -1,0 +1,189 @@
+"""Two executions side by side: steps lined up in workflow order, differences and diffs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from event_scripts import Script
+from hypothesis import given
+from hypothesis import strategies as st
+from time_travel_runs import CHAIN, run, runtime_on
+
+from orchestr8._journal._comparison import (
+    MAX_DIFF_LINES,
+    MAX_DIFFED_LINES,
+    ComparedExecution,
+    compare_executions,
+    json_diff,
+    step_order,
+)
+from orchestr8._journal._records import ExecutionRecord
+
+
+def test_equal_values_have_no_diff() -> None:
+    """`json_diff` is None for equal values, whatever their key order; `true` is not `1`."""
+    assert json_diff({"a": 1, "b": [1]}, {"b": [1], "a": 1}) is None
+    assert json_diff(True, 1) == "--- a\n+++ b\n@@ -1 +1 @@\n-true\n+1"
+
+
+def test_a_changed_value_is_a_unified_diff_of_pretty_json() -> None:
+    """The diff names both sides and marks the changed lines."""
+    diff = json_diff({"a": 1, "b": 2}, {"a": 1, "b": 3}, labels=("x", "y"))
+    assert diff == '--- x\n+++ y\n@@ -1,4 +1,4 @@\n {\n   "a": 1,\n-  "b": 2\n+  "b": 3\n }'
+
+
+def test_a_huge_diff_is_cut_and_says_how_much_it_left_out() -> None:
+    """At most MAX_DIFF_LINES lines, then a line counting the rest."""
+    diff = json_diff([f"a{n}" for n in range(1000)], [f"b{n}" for n in range(1000)])
+    assert diff is not None
+    lines = diff.splitlines()
+    assert len(lines) == MAX_DIFF_LINES + 1
+    assert lines[-1].startswith("... ")
+    assert lines[-1].endswith(" more diff lines")
+
+
+def test_huge_values_are_compared_only_so_far() -> None:
+    """Values longer than MAX_DIFFED_LINES are diffed on their start, which the diff says."""
+    long = list(range(MAX_DIFFED_LINES + 10))
+    diff = json_diff(long, [*long[:-1], -1])
+    assert diff is not None
+    assert diff == f"... they differ after line {MAX_DIFFED_LINES} of their pretty JSON"
+    changed = json_diff(long, [-1, *long[1:]])
+    assert changed is not None
+    assert "-  0," in changed
+    assert changed.endswith("were compared")
+
+
+def test_step_orders_are_merged_keeping_each_workflows_order() -> None:
+    """Steps of the second side only go right after the step they follow there."""
+    assert step_order(["a", "b", "c"], ["a", "x", "c", "y"]) == ["a", "x", "b", "c", "y"]
+    assert step_order([], ["p", "q"]) == ["p", "q"]
+    assert step_order(["a"], ["z", "a"]) == ["z", "a"]
+
+
+@given(
+    st.lists(st.sampled_from("abcdefg"), unique=True),
+    st.lists(st.sampled_from("abcdefg"), unique=True),
+)
+def test_the_merged_order_holds_every_step_once(first: list[str], second: list[str]) -> None:
+    """The union of both sides, each id once, the first side's order kept."""
+    merged = step_order(first, second)
+    assert sorted(merged) == sorted(set(first) | set(second))
+    assert [step for step in merged if step in first] == first
+
+
+def execution(execution_id: str, steps: list[str], outputs: dict[str, Any]) -> ComparedExecution:
+    """A finished execution of `steps` whose steps return `outputs` (absent: never started)."""
+    workflow = {"name": "w", "steps": [{"id": step, "agent": "echo"} for step in steps]}
+    record = ExecutionRecord(execution_id, "w", workflow, {"topic": "x"})
+    script = Script().add("execution.started")
+    for step, output in outputs.items():
+        script.add("step.started", step).add("attempt.started", step, 1)
+        script.add("step.succeeded", step, 1, output=output)
+    script.add("execution.succeeded", output=outputs)
+    events = [attrs.evolve(event, execution_id=execution_id) for event in script.events]
+    return ComparedExecution(record, events)
+
+
+def test_an_execution_compared_with_itself_shows_no_difference() -> None:
+    """Same workflow, same inputs, every step equal."""
+    one = execution("one", ["a", "b"], {"a": 1, "b": {"k": [1, 2]}})
+    document = compare_executions(one, one)
+    assert document["same"] is True
+    assert (document["same_workflow"], document["workflow_diff"]) == (True, None)
+    assert (document["same_inputs"], document["inputs_diff"]) == (True, None)
+    assert document["differing_steps"] == 0
+    assert [step["output"] for step in document["steps"]] == ["equal", "equal"]
+    assert document["a"] == document["b"]
+
+
+def test_a_changed_output_is_diffed_and_steps_of_one_side_are_marked() -> None:
+    """Across different workflows: a changed output has its diff; a lone step names its side."""
+    one = execution("one", ["a", "b"], {"a": 1, "b": 2})
+    two = execution("two", ["a", "c"], {"a": 5, "c": 3})
+    document = compare_executions(one, two)
+    assert document["same"] is False
+    assert [step["step_id"] for step in document["steps"]] == ["a", "c", "b"]
+    a, c, b = document["steps"]
+    assert (a["in"], a["output"], a["differs"]) == ("both", "changed", True)
+    assert a["output_diff"] == "--- a a\n+++ b a\n@@ -1 +1 @@\n-1\n+5"
+    assert (c["in"], c["a"], c["output"]) == ("b", None, "only in b")
+    assert c["b"]["status"] == "succeeded"
+    assert (b["in"], b["b"], b["output"]) == ("a", None, "only in a")
+    assert document["differing_steps"] == 3
+    assert document["same_workflow"] is False
+    assert '-      "id": "b"' in document["workflow_diff"]
+    assert document["same_inputs"] is True
+    assert document["output_diff"] is not None
+
+
+def test_a_declared_step_that_never_ran_is_pending_not_absent() -> None:
+    """A step both workflows declare, run on one side only, is `pending` on the other."""
+    one = execution("one", ["a", "b"], {"a": 1})
+    two = execution("two", ["a", "b"], {"a": 1, "b": 2})
+    [_, b] = compare_executions(one, two)["steps"]
+    assert (b["in"], b["a"]["status"], b["b"]["status"], b["differs"]) == (
+        "both",
+        "pending",
+        "succeeded",
+        True,
+    )
+
+
+def test_the_status_to_show_overrides_the_replayed_one() -> None:
+    """A side given a status (`interrupted`) shows it instead of its replayed one."""
+    one = execution("one", ["a"], {})
+    shown = ComparedExecution(one.record, one.events, "interrupted")
+    document = compare_executions(one, shown)
+    assert (document["a"]["status"], document["b"]["status"]) == ("succeeded", "interrupted")
+    assert document["same"] is False
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_two_real_runs_differ_where_their_inputs_made_them(
+    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """On both journals: other inputs change the outputs they reach; itself, nothing."""
+    changed = copy.deepcopy(CHAIN)
+    changed["steps"][2]["input"] = {"item": "${item}"}
+    async with runtime_on(store, tmp_path) as runtime:
+        first_id = await run(runtime, CHAIN, {"n": 1, "items": [1, 2]})
+        second_id = await run(runtime, changed, {"n": 2, "items": [1, 2, 3]})
+        sides = [
+            ComparedExecution(
+                await runtime.journal.get_execution(execution_id),
+                await runtime.journal.events(execution_id),
+            )
+            for execution_id in (first_id, second_id)
+        ]
+    assert compare_executions(sides[0], sides[0])["same"] is True
+    document = compare_executions(*sides)
+    steps = {step["step_id"]: step for step in document["steps"]}
+    assert list(steps) == ["flaky", "ask", "each", "done"]
+    assert steps["flaky"]["output"] == "changed"
+    assert (steps["flaky"]["a"]["attempts"], steps["flaky"]["b"]["attempts"]) == (2, 2)
+    assert steps["ask"]["a"]["usage"] == {"input_tokens": 3, "output_tokens": 2}
+    assert (steps["each"]["a"]["items"]["count"], steps["each"]["b"]["items"]["count"]) == (2, 3)
+    assert steps["done"]["output"] == "equal"
+    assert not steps["done"]["differs"]
+    assert document["inputs_diff"] is not None
+    assert document["workflow_diff"] is not None
+    assert document["a"]["usage"] == document["b"]["usage"]
+
+
+def test_a_loop_step_shows_its_iterations_on_each_side() -> None:
+    """A loop's progress is under its step; its iterations (`ID#k`) are not rows."""
+    record = ExecutionRecord("one", "w", {"steps": [{"id": "loop"}]})
+    script = Script().add("execution.started").add("step.started", "loop", max_iterations=3)
+    script.add("step.started", "loop#1").add("step.succeeded", "loop#1", output=1)
+    script.add("iteration.finished", "loop", iteration=1, until=True)
+    script.add("step.succeeded", "loop", output=1)
+    one = ComparedExecution(record, script.events)
+    [row] = compare_executions(one, one)["steps"]
+    assert row["step_id"] == "loop"
+    assert row["a"]["loop"] == {"iterations": 1, "max_iterations": 3, "until_held": True}
