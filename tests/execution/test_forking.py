@@ -5,6 +5,7 @@ Runs are on pytest-trio's `autojump_clock` (a MockClock), with agents that count
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from orchestr8._errors import (
     InputValidationError,
     NonRetryableError,
 )
+from orchestr8._execution import _gates
 from orchestr8._execution._forking import fork_inputs
 from orchestr8._execution._runtime import Runtime, open_runtime
 from orchestr8._journal._events import EventFactory, EventType, ExecutionStatus, StepStatus
@@ -430,3 +432,53 @@ def test_forks_of_random_dags_keep_upstream_outputs_and_run_downstream_once(
 
     CALLS.clear()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- approval gates --------------------------------------------------------------------------
+
+
+async def test_gates_after_the_fork_point_are_asked_again_with_a_new_deadline(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept gate keeps its answer; a gate downstream opens anew, its deadline counted again."""
+    start = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    monkeypatch.setattr(
+        _gates, "utc_now", lambda: start + datetime.timedelta(seconds=trio.current_time())
+    )
+    workflow = document(
+        {"id": "first", "approval": {"prompt": "start?"}},
+        step("draft", "first", input="draft"),
+        {"id": "second", "approval": {"prompt": "ship?", "timeout": 100}, "depends_on": ["draft"]},
+        step("ship", "second", input="ship"),
+    )
+    answer = {"approve": True, "input": {}, "reason": None, "by": "ada"}
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await runtime.start(workflow)
+        for gate_id in ("first", "second"):
+            await source.wait_blocked_on_gates()
+            assert source.gates is not None
+            await source.gates.answer(gate_id, answer)
+        await source.wait()
+        await trio.sleep(50)
+        CALLS.clear()
+        fork = await runtime.fork(source.execution_id, "draft")
+        await fork.wait_blocked_on_gates()
+        assert [gate.gate_id for gate in fork.open_gates()] == ["second"]
+        assert fork.gates is not None
+        await fork.gates.answer("second", {**answer, "by": "bob"})
+        result = await fork.wait()
+        source_events = await runtime.journal.events(source.execution_id)
+        events = await runtime.journal.events(fork.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert Counter({"draft": 1, "ship": 1}) == CALLS
+    answers = {
+        gate_id: (state.answer or {}).get("by") for gate_id, state in replay(events).gates.items()
+    }
+    assert answers == {"first": "ada", "second": "bob"}
+    opened = [e for e in events if e.type == EventType.GATE_OPENED]
+    assert ["reused_from" in e.data for e in opened] == [True, False]
+    before = next(
+        e for e in source_events if e.type == EventType.GATE_OPENED and e.step_id == "second"
+    )
+    assert before.data["deadline"] != opened[1].data["deadline"]
+    assert opened[1].data["deadline"].startswith("2030-01-01T00:02:30")
