@@ -145,9 +145,12 @@ def add_logging_options(command: click.Command) -> None:
     `orchestr8 test` is left out: its arguments belong to pytest, which has its own `--log-level`
     (use `orchestr8 --log-level … test` there).
     """
-    if command.name == "test" or any(p.name == "log_format" for p in command.params):
+    if command.name == "test":
         return
-    command.params.extend(_logging_options())
+    # A command imported again after the group got its options (tests drop modules between
+    # in-process runs) still needs them: look at every child, not only at the group.
+    if not any(parameter.name == "log_format" for parameter in command.params):
+        command.params.extend(_logging_options())
     if isinstance(command, click.Group):
         for child in command.commands.values():
             add_logging_options(child)
