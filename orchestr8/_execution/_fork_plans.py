@@ -215,11 +215,14 @@ def plan_fork(
     workflow: Workflow,
     document: Mapping[str, Any],
     point_text: str,
+    recorded_hashes: Mapping[str, str] | None = None,
 ) -> ForkPlan:
     """Decide what a fork of `record` from `point_text` keeps and runs again.
 
     `workflow` is what the fork runs, and `document` its journal document (the source's own
-    unless another was given): kept steps must have the spec the source recorded.
+    unless another was given): kept steps must have the spec the source recorded, as
+    `recorded_hashes` (the journal's, `Journal.step_hashes`) says, else as hashing the
+    recorded document says.
 
     Raises:
         ForkRefusedError: the fork point is not one the workflow has, or a kept step's spec
@@ -267,7 +270,7 @@ def plan_fork(
             if count:
                 kept_iterations[step_id] = count
     # A map or loop keeping items or iterations keeps outputs of its spec too.
-    _check_specs(record, document, [*kept, *kept_items, *kept_iterations])
+    _check_specs(record, document, [*kept, *kept_items, *kept_iterations], recorded_hashes)
     ordered_rerun = tuple(
         Rerun(step.id, rerun[step.id]) for step in workflow.steps if step.id in rerun
     )
@@ -285,12 +288,18 @@ def plan_fork(
     )
 
 
-def _check_specs(record: ExecutionRecord, document: Mapping[str, Any], kept: Iterable[str]) -> None:
+def _check_specs(
+    record: ExecutionRecord,
+    document: Mapping[str, Any],
+    kept: Iterable[str],
+    recorded_hashes: Mapping[str, str] | None,
+) -> None:
     """Refuse the fork when a kept step's spec differs from the one the source ran."""
     if document is record.workflow:
         return
     before, after = step_specs(record.workflow), step_specs(document)
-    recorded, now = step_spec_hashes(record.workflow), step_spec_hashes(document)
+    recorded = recorded_hashes if recorded_hashes is not None else step_spec_hashes(record.workflow)
+    now = step_spec_hashes(document)
     changed = [step_id for step_id in kept if recorded.get(step_id) != now.get(step_id)]
     if changed:
         differences = "".join(

@@ -81,11 +81,13 @@ def prepare_fork(
     *,
     workflow: WorkflowLike | None = None,
     overrides: Mapping[str, Any] | None = None,
+    recorded_hashes: Mapping[str, str] | None = None,
 ) -> PreparedFork:
     """Plan a fork of `record` and check what it would run with; nothing is written.
 
-    `workflow` replaces the source's recorded document (its kept steps must be unchanged);
-    `overrides` change the source's inputs (`fork_inputs`).
+    `workflow` replaces the source's recorded document (its kept steps must be unchanged, as
+    `recorded_hashes`, the journal's step hashes of the source, say); `overrides` change the
+    source's inputs (`fork_inputs`).
 
     Raises:
         ForkRefusedError: `record` is a child execution, the fork point is not one the workflow
@@ -105,7 +107,7 @@ def prepare_fork(
     else:
         loaded, _ = admit(workflow)
         document = default_redactor().redact_workflow(journal_document(loaded))
-    plan = plan_fork(record, events, loaded, document, point_text)
+    plan = plan_fork(record, events, loaded, document, point_text, recorded_hashes)
     inputs = fork_inputs(record.inputs, overrides or {})
     missing = [name for name in redacted_inputs(inputs) if name not in (overrides or {})]
     if missing:

@@ -52,6 +52,7 @@ from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
 from ._admission import WorkflowLike as WorkflowLike
@@ -259,8 +260,15 @@ class Runtime:
             events = await self.journal.events(execution_id)
         finally:
             self._locks.release(execution_id)
+        recorded_hashes = None if workflow is None else await self.journal.step_hashes(execution_id)
         return prepare_fork(
-            record, events, self._admit, from_step, workflow=workflow, overrides=inputs
+            record,
+            events,
+            self._admit,
+            from_step,
+            workflow=workflow,
+            overrides=inputs,
+            recorded_hashes=recorded_hashes,
         )
 
     async def fork(
@@ -298,7 +306,9 @@ class Runtime:
             record = prepared.record(fork_id)
             factory = EventFactory(fork_id)
             started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
-            await self.journal.create_or_find(record, first_event=started)
+            await self.journal.create_or_find(
+                record, first_event=started, step_hashes=step_spec_hashes
+            )
             for event in copied_events(prepared.plan, factory):
                 await self.journal.append(event)
             await self.journal.flush()

@@ -187,3 +187,15 @@ def test_a_kept_gate_keeps_its_answer_and_a_gate_downstream_is_asked_again() -> 
         (EventType.STEP_SUCCEEDED, "kept"),
     ]
     assert [rerun.step_id for rerun in plan.rerun] == ["work", "later"]
+
+
+def test_the_journaled_step_hashes_are_what_kept_steps_are_checked_against() -> None:
+    """With the source's hashes from the journal, a kept step must match those, not a rehash."""
+    workflow = document(step("a"), step("b", "a"))
+    record = ExecutionRecord("run-1", "forks", workflow)
+    script = Script().add("execution.started").add("step.succeeded", "a", output=1)
+    same = dict(workflow)
+    loaded = load_workflow(workflow)
+    assert plan_fork(record, script.events, loaded, same, "b").kept == ("a",)
+    with pytest.raises(ForkRefusedError, match="would keep: a;"):
+        plan_fork(record, script.events, loaded, same, "b", {"a": "0" * 64, "b": "1" * 64})
