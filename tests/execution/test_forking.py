@@ -21,6 +21,7 @@ from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import (
     ExecutionNotFoundError,
     ForkRefusedError,
+    ForkSourceRunningError,
     InputValidationError,
     NonRetryableError,
 )
@@ -255,6 +256,19 @@ async def test_a_waiting_source_is_forked_and_its_open_gate_asked_again(
     assert result.status is ExecutionStatus.SUCCEEDED
     assert Counter({"gate": 1}) == CALLS
     assert EventType.GATE_OPENED not in {event.type for event in events}
+
+
+async def test_a_source_another_runtime_runs_is_refused(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Its lock says it runs elsewhere (another runtime or process on the journal file)."""
+    workflow = document({"id": "wait", "agent": "sleep", "input": 10})
+    journal = tmp_path / "j.db"
+    async with open_runtime(journal=journal) as running, open_runtime(journal=journal) as other:
+        handle = await running.start(workflow)
+        with pytest.raises(ForkSourceRunningError, match="still running"):
+            await other.plan_fork(handle.execution_id, "wait")
+        await handle.wait()
 
 
 async def test_unknown_sources_and_fork_points_are_refused_naming_them(
