@@ -10,7 +10,8 @@ journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock` and `_livene
 execution), `_secrets` (secret values an execution holds), `_children` (the child executions
 of sub-workflow steps), `_planning` (plan steps and replanning: a planner's plan checked and
 run as a child execution), `_gates` (approval gates: the gate board, answers, waiting), `_control`
-(acting on the cancel requests and answers the journal holds for the executions it runs) and
-`_cancelling` (cancelling an execution another process runs, or none).
+(acting on the cancel requests and answers the journal holds for the executions it runs),
+`_cancelling` (cancelling an execution another process runs, or none), `_fork_plans` (what a fork
+of an execution keeps and runs again) and `_forking` (recording and starting that fork).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

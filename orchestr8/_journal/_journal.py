@@ -149,6 +149,10 @@ class ReadableStore(Protocol):
         """Return the highest seq (0 without events), or None for an unknown execution."""
         ...
 
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        ...
+
     def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
         """Return events with seq > after in seq order, or None for an unknown execution."""
         ...
@@ -240,6 +244,12 @@ class Journal(JournalWriter):
         if has_lone_surrogate(key):  # which no stored key holds
             return None
         return await self._query(lambda storage: storage.load_by_idempotency_key(key))
+
+    async def forks_of(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one (`Runtime.fork`), oldest first."""
+        if has_lone_surrogate(execution_id):  # which no stored id holds
+            return []
+        return await self._query(lambda storage: storage.load_forks(execution_id))
 
     async def list_executions(
         self,

@@ -54,6 +54,7 @@ _Result = TypeVar("_Result")
 
 _COLUMN = {name: index for index, name in enumerate(EXECUTION_FIELDS)}
 _STATUS = _COLUMN["status"]
+_FORKED_FROM = _COLUMN["forked_from"]
 _STARTED_AT = _COLUMN["started_at"]
 _FINISHED_AT = _COLUMN["finished_at"]
 _OUTPUT = _COLUMN["output"]
@@ -133,6 +134,14 @@ class MemoryStore:
         """Return the execution created with this idempotency key, or None."""
         owner = self._by_key.get(key)
         return None if owner is None else decode_execution(self._executions[owner].row)
+
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        return [
+            forked
+            for _, forked in self._by_time
+            if self._executions[forked].row[_FORKED_FROM] == execution_id
+        ]
 
     def load_last_seq(self, execution_id: str) -> int | None:
         """Return the highest seq (0 without events), or None for an unknown execution."""

@@ -199,6 +199,15 @@ class Store:
         """Return the execution created with this idempotency key, or None."""
         return _by_idempotency_key(self._reader, key)
 
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        rows = self._reader.execute(
+            "SELECT execution_id FROM executions WHERE forked_from = ?"
+            " ORDER BY created_at, execution_id",
+            (execution_id,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def load_last_seq(self, execution_id: str) -> int | None:
         """Return the highest seq (0 without events), or None for an unknown execution."""
         return _last_seq(self._reader, execution_id)

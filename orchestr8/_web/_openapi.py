@@ -43,7 +43,7 @@ _ERRORS: Final = {
     "422": "The body is JSON but invalid: `errors` lists every problem by JSON path (for "
     "`GET /executions/{execution_id}/state`: `at` names no event of the execution).",
     "409": "The execution is in the wrong state: cancel needs it unfinished; resume needs it "
-    "neither running nor succeeded.",
+    "neither running nor succeeded; fork needs it not running.",
     "426": "The route is a WebSocket; a plain request gets this, with `Upgrade: websocket`.",
     "500": "The server failed; the error was logged, the response holds no internals.",
     "503": "The journal cannot be used, or the server is shutting down.",
@@ -350,6 +350,44 @@ def _paths() -> dict[str, Any]:
                     "422",
                     ok_headers=("Location",),
                 ),
+            }
+        },
+        "/executions/{execution_id}/fork": {
+            "post": {
+                "operationId": "forkExecution",
+                "summary": (
+                    "Start a new execution reusing this one's outputs up to a step, and running "
+                    "that step and its dependents again (or plan it: `dry_run`)."
+                ),
+                "description": (
+                    "`from` is a step id, a map item `STEP[i]` or a loop iteration `STEP#k`. "
+                    "`inputs` change the recorded ones (a dotted key sets a nested value); "
+                    "inputs the journal redacted must be given again. 200 with the plan for a "
+                    "dry run (nothing is written); 409 `execution-running` while it runs; 422 "
+                    "`fork-refused` when `from` names no step, item or iteration it has, or it "
+                    "is a child execution. See docs/steering.md."
+                ),
+                "parameters": [_ID_PARAMETER],
+                "requestBody": {"required": True, **_content(schema_ref("ForkRequest"))},
+                "responses": {
+                    **_responses(
+                        "202",
+                        "The fork started. `Location` is its URL.",
+                        "ForkAccepted",
+                        "400",
+                        "404",
+                        "409",
+                        "413",
+                        "415",
+                        "422",
+                        ok_headers=("Location",),
+                    ),
+                    "200": {
+                        "description": "The dry run's plan: what is kept, what runs again.",
+                        **_headers(),
+                        **_content(schema_ref("ForkPlan")),
+                    },
+                },
             }
         },
         "/executions/{execution_id}/events": {

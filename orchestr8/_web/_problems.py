@@ -37,6 +37,8 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-finished": "Execution already finished",
     "execution-not-resumable": "Execution cannot be resumed now",
     "missing-secrets": "Secrets not set",
+    "execution-running": "Execution still running",
+    "fork-refused": "Fork refused",
     "unauthorized": "Unauthorized",
     "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
