@@ -34,6 +34,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── PlannerFailedError           a replanning planner failed for good, failing its step
     │   ├── IterationLimitError          a loop ran `max_iterations` times without `until` holding
     │   ├── ForkRefusedError             (ValueError) an execution cannot be forked as asked
+    │   │   └── ForkSourceRunningError   the execution to fork still runs
     │   └── GateError                    approval gates
     │       ├── GateNotFoundError        (LookupError) no approval gate by that id
     │       ├── GateAlreadyAnsweredError the gate was resolved, or an answer is recorded already
@@ -234,6 +235,10 @@ class IterationLimitError(ExecutionError):
 
 class ForkRefusedError(ExecutionError, ValueError):
     """An execution cannot be forked as asked: it still runs, or a kept step's spec changed."""
+
+
+class ForkSourceRunningError(ForkRefusedError):
+    """The execution to fork still runs (here or in another process): a fork starts from an end."""
 
 
 class GateError(ExecutionError):

@@ -147,9 +147,9 @@ def add_logging_options(command: click.Command) -> None:
     """
     if command.name == "test":
         return
-    # A group that has them still passes them on: a command module imported again (a test
-    # dropping modules between runs) brings commands that do not have them yet.
-    if not any(p.name == "log_format" for p in command.params):
+    # A command imported again after the group got its options (tests drop modules between
+    # in-process runs) still needs them: look at every child, not only at the group.
+    if not any(parameter.name == "log_format" for parameter in command.params):
         command.params.extend(_logging_options())
     if isinstance(command, click.Group):
         for child in command.commands.values():

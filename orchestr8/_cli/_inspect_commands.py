@@ -215,6 +215,7 @@ async def inspect(
                 for step in state.steps.values()
                 if step.child is not None
             }
+            forks = await store.forks_of(record.execution_id)
         if timeline:
             import shutil
 
@@ -225,7 +226,9 @@ async def inspect(
                 render_timeline(events, width=width, color=color, interrupted=bool(interrupted))
             )
             return EXIT_OK
-        detail = execution_detail(record, events, interrupted=bool(interrupted), children=children)
+        detail = execution_detail(
+            record, events, interrupted=bool(interrupted), children=children, forks=forks
+        )
         click.echo(
             dump_json(detail)
             if as_json

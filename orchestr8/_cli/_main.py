@@ -9,7 +9,8 @@ through the `orchestr8.commands` entry-point group, so this package never import
 
 This module assembles the command line: the group and its plumbing are in `_group`, `run` and
 `resume` in `_run_commands` (driven by `_run`), `validate`, `schema` and `inspect` in
-`_inspect_commands`, `compare` in `_compare`; their shared helpers live in `_support`.
+`_inspect_commands`, `compare` in `_compare`, `prune` in `_retention_commands`, `fork` in
+`_fork_command`; their shared helpers live in `_support`.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ from collections.abc import Sequence
 import asyncclick as click
 
 from ._compare import compare
+from ._control_commands import cancel, follow
+from ._fork_command import fork
 from ._gate_commands import approve, reject
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
+from ._retention_commands import prune
 from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect, compare, approve, reject):
+for _command in (run, resume, validate, schema, inspect, compare, prune, fork, approve, reject):
     cli.add_command(_command)
+cli.add_command(follow)
+cli.add_command(cancel)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

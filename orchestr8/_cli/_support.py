@@ -224,14 +224,18 @@ def _expected(error: BaseException) -> bool:
 
 def exit_code(result: ExecutionResult) -> int:
     """The exit code of a finished run: 0 succeeded, 2 failed, 3 timed out, 130 cancelled."""
-    status = str(result.status)
+    return status_exit_code(str(result.status), result.error)
+
+
+def status_exit_code(status: str, error: object) -> int:
+    """`exit_code` from a status and an error document, as the journal and REST give them."""
     if status == "succeeded":
         return EXIT_OK
     if status == "cancelled":
         return EXIT_INTERRUPTED
     if status == "waiting":
         return EXIT_WAITING
-    if (result.error or {}).get("type") == "ExecutionTimeoutError":
+    if isinstance(error, dict) and error.get("type") == "ExecutionTimeoutError":
         return EXIT_TIMEOUT
     return EXIT_STEP_FAILED
 

@@ -222,9 +222,12 @@ def execution_detail(
     *,
     interrupted: bool = False,
     children: Mapping[str, ExecutionRecord] | None = None,
+    forks: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
 
+    `forks` are the executions forked from it; a fork also names its source, the source's seq
+    it was forked at and the step it was forked from.
     With `interrupted` (its process died while it ran) the status is `interrupted`. A
     sub-workflow step names its child execution, with the status of its record in `children`
     (by child id; `unknown` when absent); a child execution names its parent.
@@ -293,9 +296,27 @@ def execution_detail(
         "output": state.output,
         "error": state.error,
         "parent": parent,
+        **fork_lineage(record, events, forks),
         "steps": steps,
         "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "events": [event.to_json() for event in events],
+    }
+
+
+def fork_lineage(
+    record: ExecutionRecord, events: Sequence[Event], forks: Sequence[str]
+) -> dict[str, Any]:
+    """Where a fork came from (`forked_from`, `fork_seq`, `from_step`), and its own `forks`."""
+    first = events[0] if events else None
+    from_step = None
+    if first is not None and first.type == "execution.started":
+        found = first.data.get("from_step")
+        from_step = found if isinstance(found, str) else None
+    return {
+        "forked_from": record.forked_from,
+        "fork_seq": record.fork_seq,
+        "from_step": from_step,
+        "forks": list(forks),
     }
 
 
@@ -398,6 +419,13 @@ def render_execution_detail(
     if detail.get("parent") is not None:
         parent = detail["parent"]
         fields.append(("parent", f"{parent['execution_id']} (step {parent['step_id']})"))
+    if detail.get("forked_from") is not None:
+        step = f" (from step {detail['from_step']})" if detail.get("from_step") else ""
+        fields.append(
+            ("lineage", f"forked from {detail['forked_from']} at seq {detail['fork_seq']}{step}")
+        )
+    if detail.get("forks"):
+        fields.append(("forks", ", ".join(detail["forks"])))
     if detail["error"] is not None:
         fields.append(("error", describe(detail["error"])))
     if status == ExecutionStatus.SUCCEEDED:

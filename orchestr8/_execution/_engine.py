@@ -124,6 +124,7 @@ class ExecutionRun:
         # another attempt or backoff from then on.
         self._stop_event = trio.Event()
         self._cancel_reason = ""
+        self._forced = False
         # Room for one report per step (and map item that may run at once), the cancel request
         # and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Report](
@@ -180,12 +181,23 @@ class ExecutionRun:
 
     # -- control ------------------------------------------------------------------------------
 
-    def cancel(self, reason: str = "cancelled by request") -> bool:
+    def cancel(self, reason: str = "cancelled by request", *, force: bool = False) -> bool:
         """Ask the execution to stop: cooperative first, forced after the grace period.
 
-        Returns False when the execution had already finished or was already being cancelled.
+        `force` skips the grace: running steps are cancelled at once, also when a cancel
+        without it is already winding the run down. Returns False when the execution had
+        already finished, or was already being cancelled and `force` changes nothing.
         """
-        if self._done.is_set() or self._cancel_event.is_set():
+        if self._done.is_set():
+            return False
+        if force and not self._forced:
+            self._forced = True
+            # No grace: what still runs is cancelled now (as when the journal fails).
+            for slot in self.state.running.values():
+                slot.ref.cancel()
+            if self._cancel_event.is_set():
+                return True
+        if self._cancel_event.is_set():
             return False
         self._cancel_reason = reason
         self._cancel_event.set()
@@ -452,7 +464,8 @@ class ExecutionRun:
             return
         if state.ending is Ending.CANCELLED:
             # The grace never stretches the execution past its own timeout.
-            await self._winding.wind_down(min(trio.current_time() + self._grace, deadline))
+            grace = 0.0 if self._forced else self._grace
+            await self._winding.wind_down(min(trio.current_time() + grace, deadline))
         elif state.ending is not Ending.COMPLETED:
             await self._winding.wind_down(trio.current_time())
         await self._winding.close_pending()

@@ -66,6 +66,11 @@ class ExecutionHandle:
             await self._run.finished()
 
     @property
+    def run(self) -> ExecutionRun | None:
+        """The live run, or None when this handle wraps a result read back from the journal."""
+        return self._run
+
+    @property
     def gates(self) -> GateBoard | None:
         """The gate board of the live run (None: no approval step, or it runs elsewhere)."""
         return None if self._run is None else self._run.gates
@@ -86,11 +91,12 @@ class ExecutionHandle:
         """End the run while it is blocked on gates, as `waiting`; False when it is not."""
         return self._run is not None and self._run.suspend()
 
-    def cancel(self, reason: str = "cancelled by request") -> bool:
-        """Cancel the execution: cooperative first, forced after the grace period.
+    def cancel(self, reason: str = "cancelled by request", *, force: bool = False) -> bool:
+        """Cancel the execution: cooperative first, forced after the grace period (`force`: now).
 
-        Returns False if it had already finished or was already being cancelled.
+        Returns False if it had already finished or was already being cancelled (and `force`
+        changed nothing).
         """
         if self._run is None:
             return False
-        return self._run.cancel(reason)
+        return self._run.cancel(reason, force=force)

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -38,10 +39,12 @@ from .._agents._sync_calls import DEFAULT_SYNC_WORKERS, sync_worker_limiter
 from .._errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
+    ForkSourceRunningError,
     JournalError,
     exception_leaves,
     unwrap_single_error,
 )
+from .._journal._events import EventFactory, EventType
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
 from .._json import JSON
@@ -49,18 +52,27 @@ from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
 from ._admission import WorkflowLike as WorkflowLike
+from ._cancelling import CancelOutcome, cancel_execution
+from ._control import ControlLoop
 from ._engine import ExecutionRun
+from ._forking import PreparedFork, copied_events, prepare_fork
 from ._handle import ExecutionHandle as ExecutionHandle
 from ._lock import ExecutionLocks
 from ._results import ExecutionResult, replayed_result
-from ._secrets import Secrets
+from ._secrets import Secrets, secret_names
 from ._starting import Starter
 from ._step_resilience import SharedResilience
 
 _logger = logging.getLogger("orchestr8.runtime")
+
+_STILL_RUNNING = (
+    "execution {} is still running; a fork starts from a finished (or interrupted, or "
+    "waiting) execution: wait for it to end, or cancel it"
+)
 
 
 class Runtime:
@@ -98,6 +110,8 @@ class Runtime:
         self._random = random_source
         self._locks = locks
         self._live: dict[str, ExecutionHandle] = {}
+        self._control = ControlLoop(journal, self._live)
+        """Acts on the cancel requests and answers the journal holds for the live executions."""
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
         self._admitted = AdmittedWorkflows(registry, workflows)
@@ -222,6 +236,94 @@ class Runtime:
         finally:
             self._resuming.discard(execution_id)
 
+    async def plan_fork(
+        self,
+        execution_id: str,
+        from_step: str,
+        *,
+        workflow: WorkflowLike | None = None,
+        inputs: Mapping[str, JSON] | None = None,
+    ) -> PreparedFork:
+        """Plan a fork of an execution from a step (`_forking`), writing nothing: a dry run.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+            ForkRefusedError: it is running, or a child execution, or `from_step` is not a step
+                (item, iteration) it has, or `workflow` changed a step the fork would keep.
+            WorkflowValidationError: `workflow` is invalid.
+            InputValidationError: a redacted input is not given again in `inputs`, or the
+                inputs do not fit the workflow's `inputs` schema.
+        """
+        record = await self.journal.get_execution(execution_id)
+        if execution_id in self._live or execution_id in self._resuming:
+            raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
+        # Locked while its events are read: what another process still runs is not forked.
+        if not self._locks.acquire(execution_id):
+            raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
+        try:
+            events = await self.journal.events(execution_id)
+        finally:
+            self._locks.release(execution_id)
+        recorded_hashes = None if workflow is None else await self.journal.step_hashes(execution_id)
+        return prepare_fork(
+            record,
+            events,
+            self._admit,
+            from_step,
+            workflow=workflow,
+            overrides=inputs,
+            recorded_hashes=recorded_hashes,
+        )
+
+    async def fork(
+        self,
+        execution_id: str,
+        from_step: str,
+        *,
+        workflow: WorkflowLike | None = None,
+        inputs: Mapping[str, JSON] | None = None,
+        execution_timeout: float | None = None,
+    ) -> ExecutionHandle:
+        """Start a new execution reusing an execution's outputs up to a step (`_forking`).
+
+        The steps not downstream of `from_step` keep their recorded outputs; `from_step` and
+        its dependents run again, with `inputs` changing the source's (dotted keys set nested
+        values). Raises as `plan_fork` does.
+        """
+        prepared = await self.plan_fork(execution_id, from_step, workflow=workflow, inputs=inputs)
+        return await self.start_fork(prepared, execution_timeout=execution_timeout)
+
+    async def start_fork(
+        self, prepared: PreparedFork, *, execution_timeout: float | None = None
+    ) -> ExecutionHandle:
+        """Record and start a fork `plan_fork` planned: the source as it was at its `fork_seq`.
+
+        The fork's record, its `execution.started` and the kept units' copied events are
+        committed before it runs; then it runs like a resume, reusing what was copied.
+        """
+        # A secret not set refuses the fork before anything is recorded.
+        self.secrets.resolve(secret_names(prepared.workflow))
+        fork_id = uuid.uuid4().hex
+        if not self._locks.acquire(fork_id):
+            raise ExecutionStateError(f"execution {fork_id} is running in another process")
+        try:
+            record = prepared.record(fork_id)
+            factory = EventFactory(fork_id)
+            started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
+            await self.journal.create_or_find(
+                record, first_event=started, step_hashes=step_spec_hashes
+            )
+            for event in copied_events(prepared.plan, factory):
+                await self.journal.append(event)
+            await self.journal.flush()
+            run, lease = await self._starter.resumed_run(
+                record, execution_timeout, prepared.supplied(), workflow=prepared.workflow
+            )
+        except BaseException:
+            self._locks.release(fork_id)
+            raise
+        return await self._launch(run, lease)
+
     def find(self, execution_id: str) -> ExecutionHandle | None:
         """The handle of an execution running (or just finished) in this runtime, else None.
 
@@ -252,6 +354,30 @@ class Runtime:
     def handles(self) -> list[ExecutionHandle]:
         """The handles of every execution live in this runtime, children included."""
         return list(self._live.values())
+
+    async def cancel(
+        self, execution_id: str, *, reason: str, force: bool = False, by: str = "api"
+    ) -> CancelOutcome:
+        """Cancel an execution wherever it runs: here, in another process, or in none.
+
+        Here, it is cancelled at once; in another process (which holds its lock), a cancel
+        request is recorded in the journal for that process to act on; when no process runs it
+        (interrupted, or waiting for answers), it is cancelled durably here (`_cancelling`).
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+            ExecutionStateError: it has already finished.
+        """
+        return await cancel_execution(
+            self.journal,
+            self._locks,
+            execution_id,
+            reason=reason,
+            force=force,
+            by=by,
+            find=self.find,
+            bus=self.bus,
+        )
 
     def cancel_all(self, reason: str) -> None:
         """Ask every live execution to stop (cooperatively, then by force after the grace)."""
@@ -295,11 +421,13 @@ class Runtime:
         """
         execution_id = run.execution_id
         self._live[execution_id] = ExecutionHandle(execution_id, run)
+        self._control.launched(execution_id)
         return partial(self._live.pop, execution_id, None)
 
     async def _launch(self, run: ExecutionRun, lease: SecretLease) -> ExecutionHandle:
         handle = ExecutionHandle(run.execution_id, run)
         self._live[run.execution_id] = handle
+        self._control.launched(run.execution_id)
         await self._nursery.start(self._supervise, run, lease)
         return handle
 
@@ -378,6 +506,7 @@ async def open_runtime(
                 secrets=secrets,
                 workflows=WorkflowCatalog(workflows),
             )
+            nursery.start_soon(runtime._control.run)
             body_failed = False
             try:
                 yield runtime
@@ -389,6 +518,7 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
+                    runtime._control.stop()
                     if runtime._live:
                         _logger.warning(
                             "the runtime waits for steps that ignored cancellation, of "

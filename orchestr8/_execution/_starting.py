@@ -37,6 +37,7 @@ from .._observability._redaction import (
 from .._supervision._bus import EventBus
 from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
+from .._workflow._spec_hashes import step_spec_hashes
 from ._admission import WorkflowLike
 from ._children import ChildRunner
 from ._emitter import Emitter
@@ -200,7 +201,9 @@ class Starter:
             correlation_id=record.correlation_id,
         )
         # The record and its `execution.started` commit together: none exists without the other.
-        stored, created = await self._journal.create_or_find(record, first_event=run.start_event())
+        stored, created = await self._journal.create_or_find(
+            record, first_event=run.start_event(), step_hashes=step_spec_hashes
+        )
         if not created:
             # Another runtime or process recorded this idempotency key first: that is the one.
             lease.release()
@@ -254,7 +257,9 @@ class Starter:
                 child_timeout,
                 correlation_id=correlation_id,
             )
-            await self._journal.create_or_find(record, first_event=run.start_event())
+            await self._journal.create_or_find(
+                record, first_event=run.start_event(), step_hashes=step_spec_hashes
+            )
         except BaseException:
             lease.release()
             raise

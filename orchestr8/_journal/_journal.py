@@ -39,6 +39,7 @@ from ._records import ExecutionRecord as ExecutionRecord
 from ._records import FlushMarker as FlushMarker
 from ._records import JournalStatistics as JournalStatistics
 from ._records import KeyHeld as KeyHeld
+from ._records import StepHasher as StepHasher
 from ._records import decode_cursor, encode_cursor
 from ._requests import ControlRequest, RequestKind, RequestOutcome, RequestStore
 from ._writer import JournalWriter
@@ -148,6 +149,10 @@ class ReadableStore(Protocol):
         """Return the highest seq (0 without events), or None for an unknown execution."""
         ...
 
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        ...
+
     def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
         """Return events with seq > after in seq order, or None for an unknown execution."""
         ...
@@ -156,6 +161,10 @@ class ReadableStore(Protocol):
         self, status: str | None, before: tuple[str, str] | None, limit: int
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
+        ...
+
+    def load_step_hashes(self, execution_id: str) -> dict[str, str] | None:
+        """Return the step hashes kept with the execution's document (`{}`: none), or None."""
         ...
 
 
@@ -180,7 +189,11 @@ class Journal(JournalWriter):
         return stored
 
     async def create_or_find(
-        self, record: ExecutionRecord, *, first_event: Event | None = None
+        self,
+        record: ExecutionRecord,
+        *,
+        first_event: Event | None = None,
+        step_hashes: StepHasher | None = None,
     ) -> tuple[ExecutionRecord, bool]:
         """Like `create_execution`, also saying whether this call recorded it (True) or not.
 
@@ -188,6 +201,10 @@ class Journal(JournalWriter):
         when that one has the same id (two starts racing with one id and key). `first_event`
         (the execution's seq 1, `execution.started`) is committed in the same transaction as the
         record: no crash can leave the execution recorded without it.
+
+        The workflow document is stored once per content (`workflow_documents`, by its digest):
+        an execution of a document stored before refers to that copy. `step_hashes` makes the
+        document's step hashes when it is stored for the first time (`Journal.step_hashes`).
 
         Raises:
             ValueError: `first_event` is not seq 1 of this execution.
@@ -201,7 +218,7 @@ class Journal(JournalWriter):
                 f"the first event must be seq 1 of execution {record.execution_id!r}, got seq "
                 f"{first_event.seq} of {first_event.execution_id!r}"
             )
-        request = CreateRequest(record, first_event=first_event)
+        request = CreateRequest(record, first_event=first_event, step_hashes=step_hashes)
         await self._enqueue(request)
         await request.done.wait()
         if request.error is not None:
@@ -227,6 +244,12 @@ class Journal(JournalWriter):
         if has_lone_surrogate(key):  # which no stored key holds
             return None
         return await self._query(lambda storage: storage.load_by_idempotency_key(key))
+
+    async def forks_of(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one (`Runtime.fork`), oldest first."""
+        if has_lone_surrogate(execution_id):  # which no stored id holds
+            return []
+        return await self._query(lambda storage: storage.load_forks(execution_id))
 
     async def list_executions(
         self,
@@ -271,6 +294,22 @@ class Journal(JournalWriter):
         if found is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
         return found
+
+    async def step_hashes(self, execution_id: str) -> dict[str, str] | None:
+        """Return the step hashes kept with the execution's workflow document, by step id.
+
+        None when none were kept: the execution was recorded before journal schema 3, or by a
+        caller that gave no `step_hashes` (then hash `get_execution(...).workflow` instead).
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        found = None
+        if not has_lone_surrogate(execution_id):
+            found = await self._query(lambda storage: storage.load_step_hashes(execution_id))
+        if found is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        return found or None
 
     async def last_seq(self, execution_id: str) -> int:
         """Return the highest committed seq of the execution (0 when it has no events yet).

@@ -40,23 +40,28 @@ from ._rules import (
     EXECUTION_FIELDS,
     STATUS_EVENT_TYPES,
     decode_execution,
+    document_digest,
     encode_event,
     encode_execution,
     execution_update,
+    from_json,
     not_json,
     refusal,
+    to_json,
 )
 
 _Result = TypeVar("_Result")
 
 _COLUMN = {name: index for index, name in enumerate(EXECUTION_FIELDS)}
 _STATUS = _COLUMN["status"]
+_FORKED_FROM = _COLUMN["forked_from"]
 _STARTED_AT = _COLUMN["started_at"]
 _FINISHED_AT = _COLUMN["finished_at"]
 _OUTPUT = _COLUMN["output"]
 _ERROR = _COLUMN["error"]
 _CREATED_AT = _COLUMN["created_at"]
 _IDEMPOTENCY_KEY = _COLUMN["idempotency_key"]
+_WORKFLOW = _COLUMN["workflow"]
 
 REQUIRED_FIELDS = ("workflow_name", "workflow", "inputs", "status", "created_at")
 """The `NOT NULL` columns of the SQLite `executions` table, in column order (a test checks it)."""
@@ -79,6 +84,16 @@ class _Execution:
 
     row: list[Any]
     events: list[tuple[Any, ...]] = attrs.Factory(list)
+    digest: str | None = None
+    """The digest of its workflow document, whose one text its row shares."""
+
+
+@attrs.define(eq=False)
+class _Document:
+    """One stored workflow document: its JSON text and its step hashes (JSON text)."""
+
+    text: str
+    step_hashes: str
 
 
 class MemoryStore:
@@ -90,6 +105,8 @@ class MemoryStore:
         """(created_at, execution_id) of every execution, ascending: the paging order."""
         self._by_key: dict[str, str] = {}
         """Idempotency key → execution id."""
+        self._documents: dict[str, _Document] = {}
+        """Digest → workflow document: every execution of one document shares its text."""
         self._encode = make_encoder()
 
     def close(self) -> None:
@@ -97,6 +114,16 @@ class MemoryStore:
         self._executions.clear()
         self._by_time.clear()
         self._by_key.clear()
+        self._documents.clear()
+
+    def load_step_hashes(self, execution_id: str) -> dict[str, str] | None:
+        """Return the step hashes kept with the execution's document (`{}`: none), or None."""
+        stored = self._executions.get(execution_id)
+        if stored is None:
+            return None
+        document = None if stored.digest is None else self._documents.get(stored.digest)
+        hashes: dict[str, str] = {} if document is None else from_json(document.step_hashes)
+        return hashes
 
     def load_execution(self, execution_id: str) -> ExecutionRecord | None:
         """Return the execution, or None."""
@@ -107,6 +134,14 @@ class MemoryStore:
         """Return the execution created with this idempotency key, or None."""
         owner = self._by_key.get(key)
         return None if owner is None else decode_execution(self._executions[owner].row)
+
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        return [
+            forked
+            for _, forked in self._by_time
+            if self._executions[forked].row[_FORKED_FROM] == execution_id
+        ]
 
     def load_last_seq(self, execution_id: str) -> int | None:
         """Return the highest seq (0 without events), or None for an unknown execution."""
@@ -237,18 +272,19 @@ class MemoryStore:
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
         first = request.first_event
         try:
-            row = encode_execution(record)
+            row = list(encode_execution(record))
             first_row = None if first is None else encode_event(first, self._encode)
+            for index, name in _REQUIRED:
+                if row[index] is None:
+                    raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")
+            digest = self._store_document(request, row)
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
-        for index, name in _REQUIRED:
-            if row[index] is None:
-                raise _ConstraintError(f"NOT NULL constraint failed: executions.{name}")
-        stored = self._executions[record.execution_id] = _Execution(list(row))
+        stored = self._executions[record.execution_id] = _Execution(row, digest=digest)
         bisect.insort(self._by_time, (row[_CREATED_AT], record.execution_id))
         if key is not None:
             self._by_key[key] = record.execution_id
-            created_keys[key] = row
+            created_keys[key] = tuple(row)
         created.append(record.execution_id)
         result = decode_execution(row)
         if first is not None and first_row is not None:
@@ -256,6 +292,27 @@ class MemoryStore:
             if first.type in STATUS_EVENT_TYPES:
                 _apply_update(stored.row, first)
         return result
+
+    def _store_document(self, request: CreateRequest, row: list[Any]) -> str:
+        """Keep the row's workflow text once per content: the row then shares the kept text.
+
+        A document kept without step hashes gets them when a request can make them.
+
+        Raises:
+            TypeError, ValueError: the step hashes cannot be made or stored.
+        """
+        text = row[_WORKFLOW]
+        digest = document_digest(text)
+        document = self._documents.get(digest)
+        hasher = request.step_hashes
+        if document is None:
+            hashes = "{}" if hasher is None else to_json(dict(hasher(request.record.workflow)))
+            self._documents[digest] = _Document(text, hashes or "{}")
+        else:
+            if document.step_hashes == "{}" and hasher is not None:
+                document.step_hashes = to_json(dict(hasher(request.record.workflow))) or "{}"
+            row[_WORKFLOW] = document.text
+        return digest
 
     def _undo(
         self,

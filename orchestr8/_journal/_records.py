@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -75,6 +76,14 @@ class JournalStatistics:
     writing_for: float = 0.0
 
 
+StepHasher = Callable[[Any], Mapping[str, str]]
+"""Given a workflow document, the hash of each step's spec by step id (`step_spec_hashes`).
+
+The journal calls it only when it stores a document it did not hold yet, and keeps the hashes
+beside it (`workflow_documents`), so a fork can tell which steps a changed document changed.
+"""
+
+
 @attrs.define(eq=False)
 class CreateRequest:
     """A queued `create_execution`; the writer fills in `result` or `error`, then sets `done`.
@@ -82,10 +91,13 @@ class CreateRequest:
     `existed` is True when nothing was written because the idempotency key was recorded already
     (then `result` is the execution recorded under it). `first_event` (seq 1, usually
     `execution.started`) is written in the same transaction as the record, or not at all.
+    `step_hashes` makes the step hashes of a workflow document the journal stores for the first
+    time (None: none are kept, `{}`).
     """
 
     record: ExecutionRecord
     first_event: Event | None = None
+    step_hashes: StepHasher | None = None
     done: trio.Event = attrs.Factory(trio.Event)
     result: ExecutionRecord | None = None
     error: JournalError | None = None

@@ -8,6 +8,7 @@ stores call these, so they agree on every one of these details by construction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import json.encoder
 from collections.abc import Callable, Sequence
@@ -45,8 +46,8 @@ _STATUS_COLUMN = EXECUTION_FIELDS.index("status")
 _WORKFLOW_COLUMN = EXECUTION_FIELDS.index("workflow")
 _OTHER_JSON_COLUMNS = [index for index in _JSON_COLUMNS if index != _WORKFLOW_COLUMN]
 
-_unchanging_workflow: tuple[Any, str | None] = (None, None)
-"""The workflow document the engine promised never to change, and its JSON text once made."""
+_unchanging_workflow: tuple[Any, str | None, str | None] = (None, None, None)
+"""The workflow document the engine promised never to change, its JSON text and its digest."""
 
 
 def remember_unchanging_workflow(document: Any) -> None:
@@ -60,19 +61,36 @@ def remember_unchanging_workflow(document: Any) -> None:
     """
     global _unchanging_workflow
     if _unchanging_workflow[0] is not document:
-        _unchanging_workflow = (document, None)
+        _unchanging_workflow = (document, None, None)
 
 
 def _workflow_json(workflow: Any) -> str | None:
     """`to_json(workflow)`, made once for the document `remember_unchanging_workflow` was given."""
     global _unchanging_workflow
-    document, text = _unchanging_workflow
+    document, text, _ = _unchanging_workflow
     if workflow is not document or workflow is None:
         return to_json(workflow)
     if text is None:
         text = to_json(workflow)
-        _unchanging_workflow = (document, text)
+        _unchanging_workflow = (document, text, None)
     return text
+
+
+def document_digest(text: str) -> str:
+    """The content address of a stored workflow document: the sha256 (hex) of its JSON text.
+
+    The text is the journal's own encoding of the document (`to_json`: compact strict JSON, keys
+    in the document's order), so the stored text always hashes to its digest. The digest of the
+    remembered unchanging document's text is made once, like its text.
+    """
+    global _unchanging_workflow
+    document, known, digest = _unchanging_workflow
+    if text is known and digest is not None:
+        return digest
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if text is known:
+        _unchanging_workflow = (document, known, digest)
+    return digest
 
 
 def to_json(value: Any) -> str | None:

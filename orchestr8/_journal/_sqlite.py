@@ -38,17 +38,41 @@ from ._rules import (
     STATUS_EVENT_TYPES,
     decode_event,
     decode_execution,
+    document_digest,
     encode_event,
     encode_execution,
     execution_update,
+    from_json,
     not_json,
     refusal,
+    to_json,
 )
 from ._sqlite_schema import SCHEMA_VERSION, connect, explain, migrate
 
 _Result = TypeVar("_Result")
 
 _EXECUTION_COLUMNS = ", ".join(EXECUTION_FIELDS)
+_WORKFLOW = EXECUTION_FIELDS.index("workflow")
+# An execution's workflow is its document's (content-addressed), or its own text before schema 3.
+_SELECT_EXECUTIONS = (
+    "SELECT "
+    + ", ".join(
+        "coalesce(d.document, e.workflow)" if name == "workflow" else f"e.{name}"
+        for name in EXECUTION_FIELDS
+    )
+    + " FROM executions AS e LEFT JOIN workflow_documents AS d ON d.digest = e.workflow_digest"
+)
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({_EXECUTION_COLUMNS}, workflow_digest)"
+    f" VALUES ({', '.join('?' * (len(EXECUTION_FIELDS) + 1))})"
+)
+_DOCUMENT_HASHES = "SELECT step_hashes FROM workflow_documents WHERE digest = ?"
+_INSERT_DOCUMENT = "INSERT INTO workflow_documents (digest, document, step_hashes) VALUES (?, ?, ?)"
+_FILL_HASHES = "UPDATE workflow_documents SET step_hashes = ? WHERE digest = ?"
+_STEP_HASHES = (
+    "SELECT d.step_hashes FROM executions AS e"
+    " LEFT JOIN workflow_documents AS d ON d.digest = e.workflow_digest WHERE e.execution_id = ?"
+)
 _EVENT_COLUMNS = "execution_id, seq, ts, elapsed, type, step_id, attempt, data"
 _LAST_SEQ = (
     "SELECT EXISTS (SELECT 1 FROM executions WHERE execution_id = ?1),"
@@ -74,6 +98,8 @@ class _Batch:
     keys: dict[str, ExecutionRecord] = attrs.Factory(dict)
     rows: list[tuple[Any, ...]] = attrs.Factory(list)
     finished: set[str] = attrs.Factory(set)
+    documents: set[str] = attrs.Factory(set)
+    """Digests of the workflow documents this batch found stored or stored."""
 
 
 class Store:
@@ -157,13 +183,30 @@ class Store:
     def load_execution(self, execution_id: str) -> ExecutionRecord | None:
         """Return the execution, or None."""
         row = self._reader.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
+            f"{_SELECT_EXECUTIONS} WHERE e.execution_id = ?", (execution_id,)
         ).fetchone()
         return None if row is None else decode_execution(row)
+
+    def load_step_hashes(self, execution_id: str) -> dict[str, str] | None:
+        """Return the step hashes kept with the execution's document (`{}`: none), or None."""
+        row = self._reader.execute(_STEP_HASHES, (execution_id,)).fetchone()
+        if row is None:
+            return None
+        hashes: dict[str, str] = from_json(row[0]) or {}
+        return hashes
 
     def load_by_idempotency_key(self, key: str) -> ExecutionRecord | None:
         """Return the execution created with this idempotency key, or None."""
         return _by_idempotency_key(self._reader, key)
+
+    def load_forks(self, execution_id: str) -> list[str]:
+        """Return the ids of the executions forked from this one, oldest first."""
+        rows = self._reader.execute(
+            "SELECT execution_id FROM executions WHERE forked_from = ?"
+            " ORDER BY created_at, execution_id",
+            (execution_id,),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def load_last_seq(self, execution_id: str) -> int | None:
         """Return the highest seq (0 without events), or None for an unknown execution."""
@@ -190,15 +233,14 @@ class Store:
         conditions: list[str] = []
         parameters: list[Any] = []
         if status is not None:
-            conditions.append("status = ?")
+            conditions.append("e.status = ?")
             parameters.append(status)
         if before is not None:
-            conditions.append("(created_at, execution_id) < (?, ?)")
+            conditions.append("(e.created_at, e.execution_id) < (?, ?)")
             parameters.extend(before)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._reader.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions {where}"
-            " ORDER BY created_at DESC, execution_id DESC LIMIT ?",
+            f"{_SELECT_EXECUTIONS} {where} ORDER BY e.created_at DESC, e.execution_id DESC LIMIT ?",
             [*parameters, limit],
         ).fetchall()
         return [decode_execution(row) for row in rows]
@@ -267,13 +309,11 @@ class Store:
             row = encode_execution(record)
             if request.first_event is not None:
                 encode_event(request.first_event, self._encode)
+            digest = self._store_document(batch, request, row[_WORKFLOW])
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
-        self._writer.execute(
-            f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
-            f" VALUES ({', '.join('?' * len(EXECUTION_FIELDS))})",
-            row,
-        )
+        stored_row = row if digest is None else (*row[:_WORKFLOW], "", *row[_WORKFLOW + 1 :])
+        self._writer.execute(_INSERT_EXECUTION, (*stored_row, digest))
         batch.seqs[record.execution_id] = 0
         stored = decode_execution(row)
         if key is not None:
@@ -281,6 +321,33 @@ class Store:
         if request.first_event is not None:
             self._take_event(batch, request.first_event)
         return stored
+
+    def _store_document(
+        self, batch: _Batch, request: CreateRequest, text: str | None
+    ) -> str | None:
+        """Store the workflow document's text once per content; return its digest (None: no text).
+
+        A document stored before is found by its digest (once per batch), and gets its step
+        hashes if it was stored without them.
+
+        Raises:
+            TypeError, ValueError: the step hashes cannot be made or stored.
+        """
+        if text is None:
+            return None  # the executions row refuses it (NOT NULL), as before
+        digest = document_digest(text)
+        if digest in batch.documents:
+            return digest
+        found = self._writer.execute(_DOCUMENT_HASHES, (digest,)).fetchone()
+        hasher = request.step_hashes
+        if found is None:
+            hashes = "{}" if hasher is None else to_json(dict(hasher(request.record.workflow)))
+            self._writer.execute(_INSERT_DOCUMENT, (digest, text, hashes))
+        elif found[0] == "{}" and hasher is not None:
+            hashes = to_json(dict(hasher(request.record.workflow)))
+            self._writer.execute(_FILL_HASHES, (hashes, digest))
+        batch.documents.add(digest)
+        return digest
 
     def _take_event(self, batch: _Batch, event: Event) -> JournalError | None:
         """Take one event into the batch, or say why the journal refuses it (the hot path)."""
@@ -304,9 +371,7 @@ class Store:
 
 def _by_idempotency_key(connection: sqlite3.Connection, key: str) -> ExecutionRecord | None:
     """Return the execution created with this idempotency key, or None."""
-    row = connection.execute(
-        f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
-    ).fetchone()
+    row = connection.execute(f"{_SELECT_EXECUTIONS} WHERE e.idempotency_key = ?", (key,)).fetchone()
     return None if row is None else decode_execution(row)
 
 

@@ -77,6 +77,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE executions ADD COLUMN workflow_digest TEXT",
         "ALTER TABLE executions ADD COLUMN forked_from TEXT",
         "ALTER TABLE executions ADD COLUMN fork_seq INTEGER",
+        # `inspect` and `GET /executions/{id}` list an execution's forks.
+        "CREATE INDEX executions_by_fork ON executions (forked_from, created_at, execution_id)"
+        " WHERE forked_from IS NOT NULL",
     ),
 )
 """Migration N (0-based) takes a journal from `user_version` N to N + 1."""

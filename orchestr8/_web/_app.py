@@ -127,6 +127,9 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>/resume", "resume_execution", routes.resume, methods=["POST"]
     )
+    app.add_url_rule(
+        "/executions/<execution_id>/fork", "fork_execution", routes.fork, methods=["POST"]
+    )
     app.add_websocket("/executions/<execution_id>/events", "follow_events", routes.follow_events)
     app.add_url_rule(
         "/executions/<execution_id>/events",

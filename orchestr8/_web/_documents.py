@@ -8,12 +8,13 @@ child execution names its parent, and a parent lists the children of its sub-wor
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from quart import Response
 
+from .._execution._fork_plans import ForkPlan
 from .._execution._gates import gate_document
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import item_counts, split_item_id
@@ -21,8 +22,10 @@ from .._journal._replay import ExecutionState, StepState
 
 __all__ = [
     "execution_document",
+    "execution_lineage",
     "execution_links",
     "execution_summary",
+    "fork_accepted",
     "json_response",
 ]
 
@@ -113,6 +116,23 @@ def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[s
             if step.child is not None
         ],
         "links": execution_links(record.execution_id),
+    }
+
+
+def execution_lineage(record: ExecutionRecord, forks: Sequence[str]) -> dict[str, Any]:
+    """An execution's fork lineage: what it was forked from, at which seq, and its own forks."""
+    return {"forked_from": record.forked_from, "fork_seq": record.fork_seq, "forks": list(forks)}
+
+
+def fork_accepted(execution_id: str, plan: ForkPlan) -> dict[str, Any]:
+    """The 202 document of a fork that started: the new execution, where it came from, links."""
+    return {
+        "execution_id": execution_id,
+        "status": "running",
+        "forked_from": plan.source_id,
+        "fork_seq": plan.fork_seq,
+        "from": str(plan.point),
+        "links": execution_links(execution_id),
     }
 
 

@@ -4,17 +4,19 @@ The relay sends the journal's events after the client's `after` first, then subs
 (a lossy subscription: a slow client never slows the engine), flushes the journal and reads it
 again, so that no event falls between the two sources; live events are deduplicated by `seq`.
 The terminal event goes out only once the journal has committed it, so a client that saw the end
-reads the same from the REST API. The socket closes with a code that tells the client what to do:
+reads the same from the REST API. An execution that another process on the same journal runs (or
+that waits for approval with no process running it) is streamed from the journal alone: it is
+read every `TAIL_INTERVAL` seconds until its terminal event, or until it is interrupted. The
+socket closes with a code that tells the client what to do:
 
 - 1000 after the terminal event (`execution.succeeded`, `.failed` or `.cancelled`);
 - 1001 when the server shuts down (after sending the events already queued for the socket), and
   1013 when the client fell so far behind that the socket's buffer filled up (the bus would drop
   its oldest events): both say `reconnect with after=N`, where N is the last seq sent, so a client
   that reconnects so loses nothing;
-- 4409 when the execution is not finished but not running in this server either: the reason
-  starts with `interrupted` when no process runs it (the one that did died; reconnecting will not
-  help until it is resumed, the status REST shows too), else another process runs it and the
-  reason points to the journal endpoint;
+- 4409 when the execution is not finished and no process runs it: the reason starts with
+  `interrupted` (the process that ran it died; reconnecting will not help until it is resumed,
+  the status REST shows too); on a memory journal, also when this server does not run it;
 - 1011 when the server failed (logged).
 """
 
@@ -29,7 +31,7 @@ import trio
 from .._errors import Orchestr8Error
 from .._execution._liveness import INTERRUPTED, shown_status
 from .._execution._runtime import Runtime
-from .._journal._events import Event
+from .._journal._events import Event, ExecutionStatus
 
 CLOSE_FINISHED: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
@@ -46,6 +48,9 @@ HISTORY_PAGE: Final = 500
 
 #: How long a stream waits for a live event before checking that its run still runs.
 _IDLE_CHECK: Final = 0.25
+
+TAIL_INTERVAL: Final = 0.25
+"""Seconds between two reads of the journal for an execution another process runs."""
 
 _logger = logging.getLogger("orchestr8.web")
 
@@ -131,6 +136,8 @@ class _Relay:
         # Most of the history goes out before subscribing, so a long catch-up cannot fill the
         # live buffer; what was appended meanwhile is read again below.
         await self.send_history()
+        if not self.is_running() and await self.runs_elsewhere():
+            return await self.tail()
         async with self.runtime.bus.subscribe(buffer=buffer) as live:
             # Subscribed first, then everything published before is committed and read back: an
             # event is either in the journal read or on the subscription (or both: deduplicated).
@@ -147,7 +154,10 @@ class _Relay:
                         return CLOSE_FINISHED, self.ending
                     return CLOSE_GOING_AWAY, "server shutting down"
                 if not self.is_running():
-                    return await self.wind_up(live)
+                    ending = await self.wind_up(live)
+                    if ending is not None:
+                        return ending
+                    break
                 # Waiting is bounded so that a run whose end this stream cannot see (it came
                 # before `after`, or just before the subscription) is noticed all the same.
                 item: Any = None
@@ -160,14 +170,18 @@ class _Relay:
                     return CLOSE_TOO_SLOW, "client too slow"
                 if sent and self.finished:
                     return CLOSE_FINISHED, self.ending
+        return await self.tail()
 
     async def watch_closing(self) -> None:
         """On shutdown, stop waiting for live events (`run` then closes with 1001)."""
         await self.closing.wait()
         self.waiting.cancel()
 
-    async def wind_up(self, live: trio.MemoryReceiveChannel[Any]) -> tuple[int, str]:
-        """The run is over (or died with an earlier process): send what is queued, then say so."""
+    async def wind_up(self, live: trio.MemoryReceiveChannel[Any]) -> tuple[int, str] | None:
+        """The run is over (or died, or runs elsewhere): send what is queued, then say so.
+
+        None: another process runs it (or it waits for approval), so `tail` follows it.
+        """
         await self.send_queued(live)
         if self.lost:
             return CLOSE_TOO_SLOW, "client too slow"
@@ -176,14 +190,55 @@ class _Relay:
         if status.is_terminal:
             return CLOSE_FINISHED, f"execution.{status}"
         if await shown_status(journal, self.execution_id, status) == INTERRUPTED:
+            return self.interrupted(status)
+        if journal.path is None:
+            # A memory journal: only a runtime of this process can run its executions.
             return CLOSE_NOT_RUNNING, (
-                f"{INTERRUPTED}: the journal says {status}, but no process runs it; resume it, "
-                f"then reconnect with after={self.last}"
+                f"{status}, but not in this server's runtime: its events reach this socket "
+                f"only through the journal (GET /executions/{self.execution_id}/journal"
+                f"?after={self.last})"
             )
+        return None
+
+    def interrupted(self, status: ExecutionStatus) -> tuple[int, str]:
+        """The 4409 for an execution no process runs, with how to continue."""
         return CLOSE_NOT_RUNNING, (
-            f"{status} in another process: its events reach this server only through the "
-            f"journal (GET /executions/{self.execution_id}/journal?after={self.last})"
+            f"{INTERRUPTED}: the journal says {status}, but no process runs it; resume it, "
+            f"then reconnect with after={self.last}"
         )
+
+    async def runs_elsewhere(self) -> bool:
+        """Whether the execution is unfinished and not interrupted (another process runs it)."""
+        journal = self.runtime.journal
+        status = (await journal.get_execution(self.execution_id)).status
+        if status.is_terminal or journal.path is None:
+            return False
+        return await shown_status(journal, self.execution_id, status) != INTERRUPTED
+
+    async def tail(self) -> tuple[int, str]:
+        """Follow an execution another process runs through the journal, until it ends.
+
+        Closes 1000 after its terminal event, 4409 once it is interrupted (its process died),
+        1001 when the server shuts down.
+        """
+        journal = self.runtime.journal
+        while True:
+            await self.send_history()
+            if self.finished:
+                return CLOSE_FINISHED, self.ending
+            if self.closing.is_set():
+                return CLOSE_GOING_AWAY, "server shutting down"
+            status = (await journal.get_execution(self.execution_id)).status
+            if not status.is_terminal:
+                if await shown_status(journal, self.execution_id, status) == INTERRUPTED:
+                    # Committed before its lock was dropped: what it wrote last is sent first.
+                    await self.send_history()
+                    return self.interrupted(status)
+            elif not await journal.events(self.execution_id, after=self.last, limit=1):
+                # Finished, and its terminal event came before `after`.
+                return CLOSE_FINISHED, f"execution.{status}"
+            with trio.move_on_after(TAIL_INTERVAL) as self.waiting:
+                await trio.sleep_forever()
 
     async def send_queued(self, live: trio.MemoryReceiveChannel[Any]) -> None:
         """Send this execution's events already on the subscription, without waiting for more."""

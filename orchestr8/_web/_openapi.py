@@ -43,8 +43,8 @@ _ERRORS: Final = {
     "415": "The body is not `application/json` (UTF-8).",
     "422": "The body is JSON but invalid: `errors` lists every problem by JSON path (for "
     "`GET /executions/{execution_id}/state`: `at` names no event of the execution).",
-    "409": "The execution is in the wrong state: cancel needs it running here; resume needs it "
-    "neither running nor succeeded.",
+    "409": "The execution is in the wrong state: cancel needs it unfinished; resume needs it "
+    "neither running nor succeeded; fork needs it not running.",
     "426": "The route is a WebSocket; a plain request gets this, with `Upgrade: websocket`.",
     "500": "The server failed; the error was logged, the response holds no internals.",
     "503": "The journal cannot be used, or the server is shutting down.",
@@ -294,18 +294,33 @@ def _paths() -> dict[str, Any]:
         "/executions/{execution_id}/cancel": {
             "post": {
                 "operationId": "cancelExecution",
-                "summary": "Ask a running execution to stop (cooperatively, then by force).",
-                "description": "No body is needed. The execution ends `cancelled` within the grace "
-                "period; follow it on the events WebSocket or poll it.",
+                "summary": "Stop an execution wherever it runs (cooperatively, then by force).",
+                "description": "No body is needed. Run by this server or another process on the "
+                "same journal (202): it ends `cancelled` within the grace period (`force`: at "
+                "once); another process acts on the request recorded in the journal (its "
+                "`request_id`) within a second. Run by no process (interrupted, or waiting for "
+                "approval): cancelled now, durably (200).",
                 "parameters": [_ID_PARAMETER],
-                "responses": _responses(
-                    "202",
-                    "Being cancelled.",
-                    "CancelAccepted",
-                    "404",
-                    "409",
-                    ok_headers=("Location",),
-                ),
+                "requestBody": {"required": False, **_content(schema_ref("CancelRequest"))},
+                "responses": {
+                    **_responses(
+                        "202",
+                        "Being cancelled.",
+                        "CancelAccepted",
+                        "400",
+                        "404",
+                        "409",
+                        "413",
+                        "415",
+                        "422",
+                        ok_headers=("Location",),
+                    ),
+                    "200": {
+                        "description": "Cancelled now: no process ran it.",
+                        **_headers("Location"),
+                        **_content(schema_ref("ExecutionAccepted")),
+                    },
+                },
             }
         },
         "/executions/{execution_id}/resume": {
@@ -336,6 +351,44 @@ def _paths() -> dict[str, Any]:
                     "422",
                     ok_headers=("Location",),
                 ),
+            }
+        },
+        "/executions/{execution_id}/fork": {
+            "post": {
+                "operationId": "forkExecution",
+                "summary": (
+                    "Start a new execution reusing this one's outputs up to a step, and running "
+                    "that step and its dependents again (or plan it: `dry_run`)."
+                ),
+                "description": (
+                    "`from` is a step id, a map item `STEP[i]` or a loop iteration `STEP#k`. "
+                    "`inputs` change the recorded ones (a dotted key sets a nested value); "
+                    "inputs the journal redacted must be given again. 200 with the plan for a "
+                    "dry run (nothing is written); 409 `execution-running` while it runs; 422 "
+                    "`fork-refused` when `from` names no step, item or iteration it has, or it "
+                    "is a child execution. See docs/steering.md."
+                ),
+                "parameters": [_ID_PARAMETER],
+                "requestBody": {"required": True, **_content(schema_ref("ForkRequest"))},
+                "responses": {
+                    **_responses(
+                        "202",
+                        "The fork started. `Location` is its URL.",
+                        "ForkAccepted",
+                        "400",
+                        "404",
+                        "409",
+                        "413",
+                        "415",
+                        "422",
+                        ok_headers=("Location",),
+                    ),
+                    "200": {
+                        "description": "The dry run's plan: what is kept, what runs again.",
+                        **_headers(),
+                        **_content(schema_ref("ForkPlan")),
+                    },
+                },
             }
         },
         "/executions/{execution_id}/events": {

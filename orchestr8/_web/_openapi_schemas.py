@@ -140,6 +140,99 @@ def component_schemas() -> dict[str, Any]:
                 ),
             },
         },
+        "ForkRequest": {
+            "type": "object",
+            "required": ["from"],
+            "additionalProperties": False,
+            "properties": {
+                "from": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The step to run again with its dependents: STEP, a map "
+                    "item STEP[i] or a loop iteration STEP#k.",
+                },
+                "inputs": _nullable(
+                    {
+                        "type": "object",
+                        "description": "Inputs that change (a dotted key sets a nested "
+                        "value); checked against the workflow's `inputs` schema.",
+                    }
+                ),
+                "dry_run": {"type": "boolean", "default": False},
+                "timeout": _nullable(
+                    {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": LARGEST_NUMBER,
+                        "description": "Seconds; overrides the workflow's own `timeout`.",
+                    }
+                ),
+            },
+        },
+        "ForkAccepted": {
+            "type": "object",
+            "required": ["execution_id", "status", "forked_from", "fork_seq", "from", "links"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "status": schema_ref("ExecutionStatus"),
+                "forked_from": {"type": "string"},
+                "fork_seq": {"type": "integer", "minimum": 0},
+                "from": {"type": "string"},
+                "links": schema_ref("Links"),
+            },
+        },
+        "ForkPlan": {
+            "type": "object",
+            "required": [
+                "source",
+                "fork_seq",
+                "from",
+                "kept",
+                "rerun",
+                "kept_items",
+                "kept_iterations",
+                "repaid_calls",
+                "repaid_usage",
+            ],
+            "properties": {
+                "source": {"type": "string"},
+                "fork_seq": {"type": "integer", "minimum": 0},
+                "from": {"type": "string"},
+                "kept": {"type": "array", "items": {"type": "string"}},
+                "rerun": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["step", "reason"],
+                        "properties": {"step": {"type": "string"}, "reason": {"type": "string"}},
+                    },
+                },
+                "kept_items": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                },
+                "kept_iterations": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 1},
+                },
+                "repaid_calls": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["step", "agent", "usage"],
+                        "properties": {
+                            "step": {"type": "string"},
+                            "agent": _nullable({"type": "string"}),
+                            "usage": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+                "repaid_usage": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
         "ExecutionAccepted": {
             "type": "object",
             "required": ["execution_id", "status", "links"],
@@ -156,7 +249,35 @@ def component_schemas() -> dict[str, Any]:
                 "execution_id": {"type": "string"},
                 "status": schema_ref("ExecutionStatus"),
                 "cancel_requested": {"const": True},
+                "request_id": {
+                    "type": "integer",
+                    "description": "The cancel request recorded for the process that runs it.",
+                },
                 "links": schema_ref("Links"),
+            },
+        },
+        "CancelRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1000,
+                    "description": "Recorded on `execution.cancelled` (default `cancelled "
+                    "through the API`).",
+                },
+                "force": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "No grace: running steps are cancelled at once.",
+                },
+                "by": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1000,
+                    "description": "Who asks (default `api`), kept with the request.",
+                },
             },
         },
         "ExecutionSummary": {
@@ -210,6 +331,9 @@ def component_schemas() -> dict[str, Any]:
                 "parent",
                 "children",
                 "links",
+                "forked_from",
+                "fork_seq",
+                "forks",
             ],
             "properties": {
                 **summary_fields,
@@ -243,6 +367,21 @@ def component_schemas() -> dict[str, Any]:
                     },
                 },
                 "links": schema_ref("Links"),
+                "forked_from": _nullable(
+                    {"type": "string", "description": "The execution this one was forked from."}
+                ),
+                "fork_seq": _nullable(
+                    {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "The source's last seq when this one was forked from it.",
+                    }
+                ),
+                "forks": {
+                    "type": "array",
+                    "description": "The executions forked from this one, oldest first.",
+                    "items": {"type": "string"},
+                },
             },
         },
         "Event": {

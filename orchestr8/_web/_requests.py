@@ -1,4 +1,4 @@
-"""Reading requests: bodies as strict JSON, the execute and resume bodies, queries and headers.
+"""Reading requests: bodies as strict JSON, the execute, resume and fork bodies, queries, headers.
 
 Request bodies are read strictly, like workflow files: UTF-8 JSON only, no NaN or infinity, no
 duplicate keys, no lone surrogates (which no journal can store). Problems found in a body are
@@ -33,9 +33,11 @@ __all__ = [
     "MAX_CORRELATION_ID",
     "MAX_SEQ",
     "ExecuteRequest",
+    "ForkRequest",
     "ResumeRequest",
     "is_correlation_id",
     "parse_execute_request",
+    "parse_fork_request",
     "parse_resume_request",
     "query_int",
     "read_json_body",
@@ -43,6 +45,7 @@ __all__ = [
 
 _EXECUTE_KEYS: Final = ("workflow", "inputs", "timeout", "correlation_id")
 _RESUME_KEYS: Final = ("inputs", "timeout")
+_FORK_KEYS: Final = ("from", "inputs", "dry_run", "timeout")
 MAX_SEQ: Final = 2**62
 """The largest `after` (an event seq) taken: far beyond any journal, within SQLite's integers."""
 _END: Final = r"(?![\s\S])"
@@ -224,6 +227,46 @@ def parse_resume_request(document: Any) -> ResumeRequest:
     if problems:
         raise ProblemError.from_problems("invalid-request", sort_problems(problems))
     return ResumeRequest(inputs, timeout)
+
+
+@attrs.frozen
+class ForkRequest:
+    """The body of `POST /executions/{id}/fork`: the fork point, changed inputs, a dry run."""
+
+    from_step: str
+    inputs: dict[str, Any] | None = None
+    """Inputs that change (a dotted key sets a nested value, as `orchestr8 fork --input`)."""
+    dry_run: bool = False
+    timeout: float | None = None
+
+
+def parse_fork_request(document: Any) -> ForkRequest:
+    """Check the shape of a fork request body.
+
+    Raises:
+        ProblemError: 422 with every problem found.
+    """
+    problems = _body_problems(document, _FORK_KEYS)
+    inputs, timeout = _inputs_and_timeout(document, problems)
+    from_step = document.get("from")
+    if from_step is None:
+        problems.append(Problem("$", "missing required key 'from' (the step to fork from)"))
+    elif not isinstance(from_step, str) or not from_step:
+        problems.append(
+            Problem(
+                "$.from",
+                f"expected a step id (STEP, STEP[i] or STEP#k), got {json.dumps(from_step)[:40]}",
+            )
+        )
+    dry_run = document.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        problems.append(
+            Problem("$.dry_run", f"expected true or false, got {json.dumps(dry_run)[:40]}")
+        )
+    if problems:
+        raise ProblemError.from_problems("invalid-request", sort_problems(problems))
+    assert isinstance(from_step, str)
+    return ForkRequest(from_step, inputs, dry_run, timeout)
 
 
 def _body_problems(document: Any, keys: tuple[str, ...]) -> list[Problem]:

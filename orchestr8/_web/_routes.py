@@ -19,6 +19,8 @@ from quart import Response, g, request, websocket
 
 from .._errors import (
     ExecutionStateError,
+    ForkRefusedError,
+    ForkSourceRunningError,
     IdempotencyKeyReusedError,
     InputValidationError,
     MissingSecretError,
@@ -30,7 +32,15 @@ from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
 from .._journal._replay import replay
 from .._version import __version__
-from ._documents import execution_document, execution_links, execution_summary, json_response
+from ._cancel_route import cancel_execution
+from ._documents import (
+    execution_document,
+    execution_lineage,
+    execution_links,
+    execution_summary,
+    fork_accepted,
+    json_response,
+)
 from ._event_socket import stream_events
 from ._openapi import openapi_document
 from ._problems import ProblemError, current_path, problem_response
@@ -39,6 +49,7 @@ from ._requests import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_SEQ,
     parse_execute_request,
+    parse_fork_request,
     parse_resume_request,
     query_int,
     read_json_body,
@@ -177,7 +188,11 @@ class ServiceRoutes:
         record = await self.runtime.journal.get_execution(execution_id)
         state = replay(await self.runtime.journal.events(execution_id))
         status = await shown_status(self.runtime.journal, execution_id, state.status)
-        return json_response({**execution_document(record, state), "status": status})
+        forks = await self.runtime.journal.forks_of(execution_id)
+        return json_response(
+            {**execution_document(record, state), "status": status}
+            | execution_lineage(record, forks)
+        )
 
     async def get_journal(self, execution_id: str) -> Response:
         """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""
@@ -194,38 +209,11 @@ class ServiceRoutes:
         return json_response(document)
 
     async def cancel(self, execution_id: str) -> Response:
-        """`POST /executions/{id}/cancel`: ask a running execution to stop (202), else 409."""
-        journal = self.runtime.journal
-        await journal.get_execution(execution_id)
-        handle = self.runtime.find(execution_id)
-        # Committed up to now, the journal tells whether the run has already emitted its end
-        # (it may still be winding up, its handle not yet done).
-        await journal.flush()
-        status = (await journal.get_execution(execution_id)).status
-        if handle is not None and handle.result is None and not status.is_terminal:
-            handle.cancel("cancelled through the API")
-            links = execution_links(execution_id)
-            document = {
-                "execution_id": execution_id,
-                "status": str(ExecutionStatus.RUNNING),
-                "cancel_requested": True,
-                "links": links,
-            }
-            return json_response(document, 202, headers={"Location": links["self"]})
-        if handle is not None and handle.result is not None:
-            status = handle.result.status
-        if status.is_terminal:
-            raise ProblemError(
-                409,
-                "execution-finished",
-                f"execution {execution_id} already {status}; nothing to cancel",
-            )
-        raise ProblemError(
-            409,
-            "execution-not-running",
-            f"the journal says execution {execution_id} is {status}, but no process runs it "
-            "(the one that did stopped); `orchestr8 resume` continues it",
-        )
+        """`POST /executions/{id}/cancel`: stop an execution wherever it runs, else 409.
+
+        Here or in another process: 202 (cancelling); in no process: cancelled now, 200.
+        """
+        return await cancel_execution(self.runtime, execution_id)
 
     async def resume(self, execution_id: str) -> Response:
         """`POST /executions/{id}/resume`: continue a failed, cancelled or abandoned execution.
@@ -258,6 +246,37 @@ class ServiceRoutes:
             "links": links,
         }
         return json_response(document, 202, headers={"Location": links["self"]})
+
+    async def fork(self, execution_id: str) -> Response:
+        """`POST /executions/{id}/fork`: start a fork from a step (202), or plan one (200).
+
+        The steps not downstream of `from` keep the source's outputs; `from` and its
+        dependents run again with `inputs` changed (`_execution/_forking`).
+        """
+        if self.service.draining:
+            raise ProblemError(503, "shutting-down", "the server is shutting down; retry later")
+        body = parse_fork_request(await read_json_body())
+        try:
+            prepared = await self.runtime.plan_fork(
+                execution_id, body.from_step, inputs=body.inputs
+            )
+            if body.dry_run:
+                return json_response(prepared.plan.to_json())
+            handle = await self.runtime.start_fork(prepared, execution_timeout=body.timeout)
+        except ForkSourceRunningError as error:
+            raise ProblemError(409, "execution-running", str(error)) from None
+        except ForkRefusedError as error:
+            raise ProblemError(
+                422, "fork-refused", str(error), errors=[Problem("$.from", str(error))]
+            ) from None
+        except InputValidationError as error:
+            raise ProblemError.from_problems("invalid-inputs", error.problems) from None
+        except MissingSecretError as error:
+            raise _missing_secrets(error) from None
+        except WorkflowValidationError as error:
+            raise ProblemError.from_problems("invalid-workflow", error.problems) from None
+        document = fork_accepted(handle.execution_id, prepared.plan)
+        return json_response(document, 202, headers={"Location": document["links"]["self"]})
 
     async def follow_events(self, execution_id: str) -> Response | None:
         """WebSocket `/executions/{id}/events?after=SEQ`: past, then live events."""

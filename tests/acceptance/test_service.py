@@ -7,20 +7,15 @@ own journal, and is stopped with SIGTERM as an operator would.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 import trio
 import trio_websocket
+from serve_processes import environment, orchestr8_serve
 
 from orchestr8.testing import open_event_socket
 
@@ -39,86 +34,6 @@ LONG = {
     "name": "long",
     "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 60}}],
 }
-
-
-@attrs.define
-class Server:
-    """A running `orchestr8 serve` process, its URL and what it printed."""
-
-    process: trio.Process
-    url: str = ""
-    stdout: bytearray = attrs.Factory(bytearray)
-    stderr: bytearray = attrs.Factory(bytearray)
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1)
-
-    async def stop(self) -> int:
-        """SIGTERM, then wait for the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(20):
-            return await self.process.wait()
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")
-    }
-    return {**env, "NO_COLOR": "1", **extra}
-
-
-@asynccontextmanager
-async def orchestr8_serve(
-    journal: Path, *args: str, env: dict[str, str] | None = None
-) -> AsyncIterator[Server]:
-    """Start `orchestr8 serve --port 0` on `journal`; yield it once it prints its URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "orchestr8",
-        "serve",
-        "--port",
-        "0",
-        "--journal",
-        str(journal),
-        "--cancel-grace",
-        "0.5",
-        *args,
-    ]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or environment()
-    )
-    server = Server(process)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drain, process.stderr, server.stderr)
-        try:
-            with trio.fail_after(20):
-                assert process.stdout is not None
-                while b"\n" not in server.stdout:
-                    chunk = await process.stdout.receive_some()
-                    assert chunk, f"serve exited: {server.stderr.decode()}"
-                    server.stdout += chunk
-            line = server.stdout.decode().splitlines()[0]
-            assert line.startswith("orchestr8 serving on http://127.0.0.1:"), line
-            server.url = line.rsplit(" ", 1)[1]
-            nursery.start_soon(drain, process.stdout, server.stdout)
-            yield server
-        except BaseException:
-            # Shown by pytest with the failure: what the server said.
-            sys.stderr.write(f"server stderr:\n{server.stderr.decode()}\n")
-            raise
-        finally:
-            if process.returncode is None:
-                await server.stop()
-            nursery.cancel_scope.cancel()
-
-
-async def drain(stream: Any, into: bytearray) -> None:
-    while chunk := await stream.receive_some():
-        into += chunk
 
 
 async def receive_until_closed(

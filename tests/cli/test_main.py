@@ -529,10 +529,13 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
         [
             "orchestr8._cli",
             "orchestr8._cli._compare",
+            "orchestr8._cli._control_commands",
+            "orchestr8._cli._fork_command",
             "orchestr8._cli._gate_commands",
             "orchestr8._cli._group",
             "orchestr8._cli._inspect_commands",
             "orchestr8._cli._main",
+            "orchestr8._cli._retention_commands",
             "orchestr8._cli._run_commands",
             "orchestr8._shell",
             "orchestr8._shell._options",

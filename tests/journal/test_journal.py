@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import sqlite3
@@ -32,8 +33,10 @@ from orchestr8._journal._journal import (
 )
 from orchestr8._journal._memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
 from orchestr8._journal._replay import replay
+from orchestr8._journal._rules import EXECUTION_FIELDS
 from orchestr8._journal._sqlite import SQLiteJournal, Store
 from orchestr8._journal._sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from orchestr8._workflow._spec_hashes import step_spec_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = "2025-01-01T00:00:00.000Z"
@@ -1020,3 +1023,94 @@ def test_both_stores_offer_the_same_read_side() -> None:
             assert store.load_page(None, None, 10) == []
     finally:
         sqlite_store.close()
+
+
+def shared_document() -> dict[str, Any]:
+    return {"schema_version": "1.0", "name": "wf", "steps": [{"id": "a", "agent": "echo"}]}
+
+
+async def test_executions_of_one_document_keep_one_stored_copy_and_read_it_whole(
+    tmp_path: Path,
+) -> None:
+    """Equal documents are stored once (by digest); every read still gives the whole document."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as journal:
+        await journal.create_execution(record("run-1", workflow=shared_document()))
+        await journal.create_execution(
+            record("run-2", workflow=shared_document(), idempotency_key="k")
+        )
+        await journal.create_execution(record("run-3", workflow={**shared_document(), "name": "x"}))
+        assert (await journal.get_execution("run-2")).workflow == shared_document()
+        assert (await journal.find_by_idempotency_key("k")).workflow == shared_document()  # type: ignore[union-attr]
+        page = await journal.list_executions()
+        assert [item.workflow["name"] for item in page.items] == ["x", "wf", "wf"]
+    with closing(sqlite3.connect(path)) as connection:
+        rows = connection.execute(
+            "SELECT workflow, workflow_digest FROM executions ORDER BY execution_id"
+        ).fetchall()
+        documents = connection.execute("SELECT digest, document FROM workflow_documents").fetchall()
+    assert [text for text, _ in rows] == ["", "", ""]
+    assert rows[0][1] == rows[1][1] != rows[2][1]
+    assert len(documents) == 2
+    for digest, text in documents:
+        assert hashlib.sha256(text.encode()).hexdigest() == digest
+
+
+async def test_the_memory_store_shares_one_text_per_document() -> None:
+    """The memory journal keeps one text per document too, shared by its executions' rows."""
+    async with open_journal(None) as journal:
+        await journal.create_execution(record("run-1", workflow=shared_document()))
+        await journal.create_execution(record("run-2", workflow=shared_document()))
+        assert (await journal.get_execution("run-2")).workflow == shared_document()
+        assert isinstance(journal, MemoryJournal)
+        rows = [journal._store._executions[name].row for name in ("run-1", "run-2")]
+    workflow = EXECUTION_FIELDS.index("workflow")
+    assert rows[0][workflow] is rows[1][workflow]
+
+
+async def test_step_hashes_are_kept_with_the_document_that_first_brings_them(
+    opener: Opener,
+) -> None:
+    """The hashes come from the create that stores (or first can hash) the document."""
+    hashes = step_spec_hashes(shared_document())
+    async with opener() as journal:
+        await journal.create_execution(record("plain", workflow=shared_document()))
+        assert await journal.step_hashes("plain") is None
+        await journal.create_or_find(
+            record("hashed", workflow=shared_document()), step_hashes=step_spec_hashes
+        )
+        assert await journal.step_hashes("hashed") == hashes
+        assert await journal.step_hashes("plain") == hashes
+        await journal.create_or_find(
+            record("other", workflow={**shared_document(), "name": "o"}),
+            step_hashes=step_spec_hashes,
+        )
+        assert await journal.step_hashes("other") == hashes
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.step_hashes("nope")
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.step_hashes("\ud800")
+
+
+async def test_a_step_hasher_that_fails_refuses_only_that_create(opener: Opener) -> None:
+    """A document whose hashes cannot be made is not stored, and the journal goes on."""
+
+    def broken(document: Any) -> dict[str, str]:
+        raise ValueError("no hashes")
+
+    async with opener() as journal:
+        with pytest.raises(JournalError, match="cannot be stored: no hashes"):
+            await journal.create_or_find(record("bad"), step_hashes=broken)
+        await journal.create_or_find(record("good"), step_hashes=step_spec_hashes)
+        assert (await journal.get_execution("good")).workflow == record().workflow
+
+
+async def test_a_run_records_the_step_hashes_of_its_document() -> None:
+    """The runtime hands the journal the step hashes of every document it records."""
+    from orchestr8._execution._runtime import open_runtime
+
+    async with open_journal(None) as journal, open_runtime(journal=journal) as runtime:
+        handle = await runtime.start(runtime.load(shared_document()))
+        await handle.wait()
+        stored = await journal.get_execution(handle.execution_id)
+        assert await journal.step_hashes(handle.execution_id) == step_spec_hashes(stored.workflow)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from orchestr8._journal._records import ExecutionRecord
 from orchestr8._journal._rules import (
     EXECUTION_FIELDS,
     decode_execution,
+    document_digest,
     encode_execution,
     remember_unchanging_workflow,
 )
@@ -51,3 +53,14 @@ def test_remembering_another_document_forgets_the_first() -> None:
     again = encode_execution(ExecutionRecord("run-2", "first", first))[WORKFLOW]
     assert again == kept
     assert again is not kept
+
+
+def test_the_unchanging_documents_digest_is_made_once_and_is_the_sha256_of_its_text() -> None:
+    """Records of the remembered document share its text, and its digest is made once."""
+    shared = document("digest")
+    remember_unchanging_workflow(shared)
+    text = encode_execution(ExecutionRecord("run-1", "wf", shared))[WORKFLOW]
+    first = document_digest(text)
+    assert first == hashlib.sha256(text.encode()).hexdigest()
+    assert document_digest(text) is first
+    assert document_digest(str(text)) == first

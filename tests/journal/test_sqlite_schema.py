@@ -39,3 +39,40 @@ async def test_a_version_1_journal_gains_the_parent_columns_and_keeps_its_execut
     assert (stored.parent_id, stored.parent_step) == ("old", "s")
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_a_version_2_journal_keeps_its_full_documents_and_stores_new_ones_once(
+    tmp_path: Path,
+) -> None:
+    """Rows written before content addressing read back whole; new ones refer to one copy."""
+    from orchestr8._journal._retention import prune_journal_file
+
+    path = tmp_path / "old.db"
+    document = '{"schema_version":"1.0","name":"w","steps":[{"id":"a","agent":"echo"}]}'
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statements in _MIGRATIONS[:2]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(
+            "INSERT INTO executions (execution_id, workflow_name, workflow, inputs, status,"
+            " created_at, finished_at) VALUES ('old', 'w', ?, '{}', 'succeeded',"
+            " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z')",
+            (document,),
+        )
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 2")
+    async with open_journal(path) as journal:
+        old = await journal.get_execution("old")
+        await journal.create_execution(ExecutionRecord("new", "w", old.workflow))
+        assert (await journal.get_execution("new")).workflow == old.workflow
+        assert [item.workflow for item in (await journal.list_executions()).items] == [
+            old.workflow,
+            old.workflow,
+        ]
+        assert await journal.step_hashes("old") is None
+    assert old.workflow["steps"] == [{"id": "a", "agent": "echo"}]
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT count(*) FROM workflow_documents").fetchone() == (1,)
+    report = prune_journal_file(path, cutoff="2026-06-01T00:00:00.000Z", held=lambda ids: ())
+    assert report.pruned == ("old",)
+    assert report.documents == 0

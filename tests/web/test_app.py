@@ -783,13 +783,71 @@ async def test_cancel_after_the_end_is_out_is_409_even_while_the_run_winds_up(
     await finish(runtime, execution_id)
 
 
-async def test_cancel_of_an_execution_no_process_runs_is_409(
+async def test_cancel_of_an_execution_no_process_runs_cancels_it_now(
     client: Client, runtime: Runtime
 ) -> None:
-    """An execution left `running` by a dead process cannot be cancelled here: 409."""
+    """An execution left `running` by a dead process is cancelled here, durably: 200."""
     await orphan(runtime, "orphan-1")
-    document = await problem(await client.post("/executions/orphan-1/cancel"), 409)
-    assert document["type"] == "urn:orchestr8:problem:execution-not-running"
+    response = await client.post(
+        "/executions/orphan-1/cancel", json={"reason": "its process died", "by": "ops"}
+    )
+    assert response.status_code == 200
+    document = await response.get_json()
+    assert (document["execution_id"], document["status"]) == ("orphan-1", "cancelled")
+    assert response.headers["Location"] == "/executions/orphan-1"
+    events = await runtime.journal.events("orphan-1")
+    assert (events[-1].type, events[-1].data["reason"]) == (
+        "execution.cancelled",
+        "its process died",
+    )
+    again = await problem(await client.post("/executions/orphan-1/cancel"), 409)
+    assert again["detail"] == "execution orphan-1 already cancelled; nothing to cancel"
+
+
+async def test_cancel_of_an_execution_another_process_runs_records_a_request(
+    tmp_path: Path,
+) -> None:
+    """Locked elsewhere: 202 with the request's id; the request keeps the body's reason, force."""
+    from orchestr8._execution._lock import ExecutionLocks
+
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        client = create_app(runtime).test_client()
+        await orphan(runtime, "elsewhere")
+        other = ExecutionLocks(runtime.journal.path)
+        try:
+            assert other.acquire("elsewhere")
+            response = await client.post(
+                "/executions/elsewhere/cancel", json={"reason": "enough", "force": True}
+            )
+        finally:
+            other.close()
+        assert response.status_code == 202
+        document = await response.get_json()
+        assert document["cancel_requested"] is True
+        [request] = await runtime.journal.pending_requests(["elsewhere"])
+        assert document["request_id"] == request.request_id
+        assert request.body == {"reason": "enough", "force": True, "by": "api"}
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"reason": 3}, "$.reason"),
+        ({"reason": ""}, "$.reason"),
+        ({"by": "x" * 1001}, "$.by"),
+        ({"force": "yes"}, "$.force"),
+        ({"forse": True}, "$"),
+        ([], "$"),
+    ],
+)
+async def test_a_bad_cancel_body_is_422_naming_the_problem(
+    client: Client, runtime: Runtime, body: Any, path: str
+) -> None:
+    """Each problem of the optional body is named by its JSON path; nothing is cancelled."""
+    await orphan(runtime, "orphan-4")
+    document = await problem(await client.post("/executions/orphan-4/cancel", json=body), 422)
+    assert [error["path"] for error in document["errors"]] == [path]
+    assert (await runtime.journal.get_execution("orphan-4")).status == "running"
 
 
 async def orphan(runtime: Runtime, execution_id: str) -> None:

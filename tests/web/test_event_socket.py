@@ -161,34 +161,182 @@ async def test_the_end_is_sent_only_once_the_journal_has_committed_it(tmp_path: 
 
 
 async def test_an_interrupted_run_closes_4409_saying_interrupted(tmp_path: Path) -> None:
-    """Unfinished, run by no process: `interrupted`; locked by another runtime: not interrupted."""
+    """Unfinished, run by no process: its past events, then 4409 saying `interrupted`."""
     journal_path = tmp_path / "journal.db"
     async with open_runtime(journal=journal_path) as runtime:
-        for execution_id in ("dead", "elsewhere"):
-            await runtime.journal.create_execution(
-                ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
-            )
-            await runtime.journal.append(
-                Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
-            )
-        await runtime.journal.flush()
-        other_runtime_locks = ExecutionLocks(journal_path)
-        try:
-            assert other_runtime_locks.acquire("elsewhere")
-            closed = {}
-            for execution_id in ("dead", "elsewhere"):
-                socket = Socket()
-                with trio.fail_after(5):
-                    await relay(socket, runtime, execution_id, 16)
-                assert [event["type"] for event in socket.sent] == ["execution.started"]
-                assert socket.closed is not None
-                closed[execution_id] = socket.closed
-        finally:
-            other_runtime_locks.close()
-    assert closed["dead"] == (
+        await orphan(runtime, "dead")
+        socket = Socket()
+        with trio.fail_after(5):
+            await relay(socket, runtime, "dead", 16)
+    assert [event["type"] for event in socket.sent] == ["execution.started"]
+    assert socket.closed == (
         4409,
         "interrupted: the journal says running, but no process "
         "runs it; resume it, then reconnect with after=1",
     )
-    assert closed["elsewhere"][0] == 4409
-    assert closed["elsewhere"][1].startswith("running in another process")
+
+
+async def orphan(runtime: Runtime, execution_id: str) -> None:
+    """Record an unfinished execution that no runtime of this test runs."""
+    await runtime.journal.create_execution(
+        ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
+    )
+    await runtime.journal.append(
+        Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
+    )
+    await runtime.journal.flush()
+
+
+def event(execution_id: str, seq: int, kind: str, step_id: str | None = None) -> Event:
+    return Event(execution_id, seq, "2025-01-01T00:00:00.000Z", float(seq), kind, step_id)
+
+
+@pytest.mark.parametrize("ending", ["finishes", "dies"])
+async def test_an_execution_another_process_runs_is_tailed_from_the_journal(
+    tmp_path: Path, ending: str
+) -> None:
+    """Locked elsewhere: its events come from the journal as they are written, then 1000 after
+    its end; 4409 `interrupted` if its process lets go without an end."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "elsewhere")
+        other = ExecutionLocks(journal_path)
+        assert other.acquire("elsewhere")
+        socket = Socket()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(relay, socket, runtime, "elsewhere", 16)
+                with trio.fail_after(5):
+                    await socket.wait_for(1)
+                    await runtime.journal.append(event("elsewhere", 2, "step.started", "a"))
+                    await runtime.journal.flush()
+                    await socket.wait_for(2)
+                    if ending == "finishes":
+                        await runtime.journal.append(event("elsewhere", 3, "execution.succeeded"))
+                        await runtime.journal.flush()
+                    else:
+                        other.release("elsewhere")
+        finally:
+            other.close()
+    if ending == "finishes":
+        assert [sent["seq"] for sent in socket.sent] == [1, 2, 3]
+        assert socket.closed == (1000, "execution.succeeded")
+    else:
+        assert [sent["seq"] for sent in socket.sent] == [1, 2]
+        assert socket.closed is not None
+        assert socket.closed[0] == 4409
+        assert socket.closed[1].startswith("interrupted: the journal says running")
+
+
+async def test_a_tail_closes_1001_when_the_server_shuts_down(tmp_path: Path) -> None:
+    """While tailing another process's execution, shutting down closes 1001 with after=N."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "elsewhere")
+        other = ExecutionLocks(journal_path)
+        assert other.acquire("elsewhere")
+        socket = Socket()
+        closing = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        stream_events,
+                        socket,
+                        runtime,
+                        "elsewhere",
+                        after=0,
+                        buffer=16,
+                        closing=closing,
+                    )
+                )
+                with trio.fail_after(5):
+                    await socket.wait_for(1)
+                closing.set()
+        finally:
+            other.close()
+    assert socket.closed == (1001, "server shutting down; reconnect with after=1")
+
+
+async def test_a_tail_of_an_execution_that_ended_before_after_closes_1000(
+    tmp_path: Path,
+) -> None:
+    """A client that has every event, the end included, is told the ending at once."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        handle = await runtime.start(ECHO)
+        await handle.wait()
+        last = await runtime.journal.last_seq(handle.execution_id)
+        socket = Socket()
+        with trio.fail_after(5):
+            await stream_events(
+                socket,
+                runtime,
+                handle.execution_id,
+                after=last,
+                buffer=16,
+                closing=trio.Event(),
+            )
+    assert socket.sent == []
+    assert socket.closed == (1000, "execution.succeeded")
+
+
+async def test_a_waiting_execution_is_tailed_until_it_is_cancelled(tmp_path: Path) -> None:
+    """Waiting for approval, run by no process: not interrupted; a cancel ends the stream 1000."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "waiting")
+        await runtime.journal.append(
+            Event(
+                "waiting",
+                2,
+                "2025-01-01T00:00:00.000Z",
+                1.0,
+                "execution.waiting",
+                None,
+                None,
+                {"gates": ["review"]},
+            )
+        )
+        await runtime.journal.flush()
+        socket = Socket()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay, socket, runtime, "waiting", 16)
+            with trio.fail_after(5):
+                await socket.wait_for(2)
+                await runtime.cancel("waiting", reason="nobody answered")
+    assert [sent["type"] for sent in socket.sent] == [
+        "execution.started",
+        "execution.waiting",
+        "execution.cancelled",
+    ]
+    assert socket.closed == (1000, "execution.cancelled")
+
+
+async def test_a_tail_past_the_end_closes_1000_once_it_has_ended(tmp_path: Path) -> None:
+    """A client whose `after` is past everything gets nothing, then 1000 once it has ended."""
+    journal_path = tmp_path / "journal.db"
+    async with open_runtime(journal=journal_path) as runtime:
+        await orphan(runtime, "elsewhere")
+        other = ExecutionLocks(journal_path)
+        assert other.acquire("elsewhere")
+        socket = Socket()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        stream_events,
+                        socket,
+                        runtime,
+                        "elsewhere",
+                        after=9,
+                        buffer=16,
+                        closing=trio.Event(),
+                    )
+                )
+                await runtime.journal.append(event("elsewhere", 2, "execution.succeeded"))
+                await runtime.journal.flush()
+        finally:
+            other.close()
+    assert socket.sent == []
+    assert socket.closed == (1000, "execution.succeeded")
