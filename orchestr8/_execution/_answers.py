@@ -244,10 +244,11 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
 def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Problem]:
     """Every problem of an answer's body, each with its JSON path; empty when it is valid.
 
-    The body is `{"approve": bool, "input": {...}, "reason": str | null, "by": str}`. An
-    approval's `input` must fit `schema` (JSON Schema 2020-12; every error at its path, e.g.
-    `$.input.amount: 5 is less than the minimum of 10`); a rejection needs a `reason` and its
-    input is not checked against the schema (a person who says no owes no form).
+    The body is `{"approve": bool, "input": {...}, "reason": str | null, "by": str}`. The
+    `input` must fit `schema` (JSON Schema 2020-12; every error at its path, e.g.
+    `$.input.amount: 5 is less than the minimum of 10`), a rejection's too: the gate board
+    checks every answer against it again, and a recorded answer it refused would hold the gate's
+    one answer. A rejection also needs a `reason`.
     """
     if not isinstance(body, Mapping):
         return [Problem("$", f"expected an object, got {_type_name(body)}")]
@@ -273,7 +274,7 @@ def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Prob
     answer_input = body.get("input", {})
     if not isinstance(answer_input, Mapping):
         problems.append(Problem("$.input", f"expected an object, got {_type_name(answer_input)}"))
-    elif approve is True and schema is not None:
+    elif isinstance(approve, bool) and schema is not None:
         problems += _schema_problems(answer_input, schema)
     return problems
 

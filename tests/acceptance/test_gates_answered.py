@@ -200,3 +200,48 @@ async def test_a_server_adopts_a_waiting_execution_and_an_answer_applies_at_once
             stop.set()
         record = await runtime.journal.get_execution(second.execution_id)
         assert str(record.status) == "waiting"
+
+
+async def test_an_answer_over_rest_adopts_an_execution_that_started_waiting_later(
+    tmp_path: Path,
+) -> None:
+    """Waiting since after the server started: the answer resumes it here and applies (200)."""
+    import httpx
+
+    workflow, journal = tmp_path / "sign.json", tmp_path / "journal.db"
+    workflow.write_text(json.dumps(SIGN_ONLY))
+    async with (
+        open_runtime(journal=journal, cancel_grace=0.2) as runtime,
+        trio.open_nursery() as nursery,
+    ):
+        stop = trio.Event()
+        [url] = await nursery.start(
+            partial(serve, runtime, port=0, shutdown_trigger=stop.wait, adopt_waiting=True)
+        )
+        stopped = await trio.to_thread.run_sync(
+            partial(
+                cli,
+                "run",
+                str(workflow),
+                "--journal",
+                str(journal),
+                "--exit-when-waiting",
+                cwd=tmp_path,
+            )
+        )
+        assert stopped.returncode == 5, stopped.stderr
+        match = STARTED.search(stopped.stderr)
+        assert match is not None
+        execution_id = match.group(1)
+        assert runtime.find(execution_id) is None
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post(
+                f"/executions/{execution_id}/gates/sign",
+                json={"approve": False, "reason": "not this one", "input": {"amount": 10}},
+            )
+        assert response.status_code == 200, response.text
+        document = response.json()
+        assert document["runner"] == "here"
+        assert document["gate"]["status"] == "rejected"
+        assert "resumed by this server" in document["message"]
+        stop.set()

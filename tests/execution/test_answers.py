@@ -106,14 +106,20 @@ async def test_an_invalid_answer_lists_every_problem_and_records_nothing() -> No
         }
 
 
-async def test_a_rejection_needs_a_reason_and_skips_the_schema() -> None:
-    """No reason: refused at `$.reason`; with one, the input is not held to the form."""
+async def test_a_rejection_needs_a_reason_and_an_input_that_fits() -> None:
+    """No reason: refused at `$.reason`; its input is held to the schema like an approval's."""
     async with open_journal() as journal:
         await record_gated(journal, "e1", gate_opened("sign", AMOUNT_SCHEMA))
         with pytest.raises(GateAnswerInvalidError, match=r"\$\.reason: a rejection needs"):
             await submit_answer(journal, "e1", "sign", {"approve": False, "reason": "  "})
+        with pytest.raises(GateAnswerInvalidError, match="'amount' is a required property"):
+            await submit_answer(journal, "e1", "sign", {"approve": False, "reason": "too much"})
         outcome = await submit_answer(
-            journal, "e1", "sign", {"approve": False, "reason": "too much"}, by="ada@lab"
+            journal,
+            "e1",
+            "sign",
+            {"approve": False, "reason": "too much", "input": {"amount": 10}},
+            by="ada@lab",
         )
         assert outcome.request.body["by"] == "ada@lab"
         assert "rejection recorded" in outcome.message

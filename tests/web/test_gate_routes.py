@@ -101,7 +101,7 @@ async def test_an_answer_that_does_not_fit_is_422_with_every_path(
         422,
         "invalid-answer",
     )
-    assert [error["path"] for error in document["errors"]] == ["$.color", "$.reason"]
+    assert [error["path"] for error in document["errors"]] == ["$.color", "$.reason", "$.input"]
     problem(await post(url, "/executions/e1/gates/sign", [1]), 422, "invalid-answer")
     async with httpx.AsyncClient(base_url=url) as client:
         null = await client.post(
