@@ -287,7 +287,9 @@ def _schema_problems(value: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 
     try:
         Draft202012Validator.check_schema(schema)
-        errors = list(Draft202012Validator(schema).iter_errors(value))
+        # Formats checked as the gate board checks them (`_workflow/_approvals.py`).
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors = list(validator.iter_errors(value))
     except SchemaError as error:
         return [
             Problem("$.input", f"the gate's schema is not a valid JSON Schema: {error.message}")

@@ -327,6 +327,11 @@ def test_any_answer_either_fits_or_yields_problems_with_paths(body: Any, schema:
             {"properties": {"x": {"properties": {"y": {"items": {"type": "string"}}}}}},
             ["$.input.x.y[0]: True is not of type 'string'"],
         ),
+        (
+            {"approve": False, "reason": "r", "input": {"mail": "nope"}},
+            {"properties": {"mail": {"format": "email"}}},
+            ["$.input.mail: 'nope' is not a 'email'"],
+        ),
     ],
 )
 def test_each_problem_of_an_answer_is_named_at_its_path(
