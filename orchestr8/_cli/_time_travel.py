@@ -14,10 +14,12 @@ documents come from the journal's read models (`_journal/_state_at`, `_state_dif
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from .._errors import EventOutOfRangeError
+from .._journal._events import Event
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._state_at import check_seq, parse_moment, seq_at_time, state_document
 from .._journal._state_diff import StateDiff, UnitChange, state_diff
@@ -68,16 +70,14 @@ async def show_state_at(
     execution_id = record.execution_id
     last_seq = await store.last_seq(execution_id)
     try:
-        if at.strip().isdigit():
+        if re.fullmatch(r"[+-]?\d+", at.strip()):
             seq = check_seq(execution_id, last_seq, int(at))
             events = await store.events(execution_id, limit=seq)
         else:
             moment = parse_moment(at)
             if moment is None:
-                raise CommandError(
-                    f"--at {at}: expected an event's seq (1..{last_seq}) or a time "
-                    "(2026-12-07T14:03:05Z, or local time 2026-12-07 15:03:05)"
-                )
+                first = await store.events(execution_id, limit=1)
+                raise CommandError(f"--at {at}: {_expected_moment(execution_id, last_seq, first)}")
             every = await store.events(execution_id)
             events = every[: seq_at_time(execution_id, every, moment)]
     except EventOutOfRangeError as error:
@@ -105,6 +105,22 @@ async def show_state_at(
         events_limit=events_limit,
         journal=journal,
         children=statuses,
+    )
+
+
+def _expected_moment(execution_id: str, last_seq: int, first: Sequence[Event]) -> str:
+    """What `--at` takes, with the execution's own first event as the example time.
+
+    The example is given in UTC and in local time, to the second (a time to the second means
+    the end of that second, so both name the first event); the journal writes an event's `ts`
+    as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    """
+    if not first:
+        return f"expected an event's seq or a time, but execution {execution_id} has no events yet"
+    utc = first[0].ts[:19] + "Z"
+    return (
+        f"expected an event's seq (1..{last_seq}) or a time "
+        f"({utc}, or local time {local_time(first[0].ts)})"
     )
 
 
@@ -164,9 +180,10 @@ async def show_diff(
     Raises:
         CommandError: a seq names no event of the execution, or SEQ_A comes after SEQ_B.
     """
+    last_seq = await store.last_seq(record.execution_id)
     events = await store.events(record.execution_id, limit=max(first, second, 1))
     try:
-        diff = state_diff(record, events, first, second)
+        diff = state_diff(record, events, first, second, last_seq=last_seq)
     except EventOutOfRangeError as error:
         raise CommandError(f"--diff {first} {second}: {error}") from None
     return dump_json(diff.to_json()) if as_json else render_diff(diff, color=color)

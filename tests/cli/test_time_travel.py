@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from cli_in_process import Outcome, call, record_runs
 
 from orchestr8._cli._time_travel import MAX_DIFF_ROWS, render_diff, render_state_at
+from orchestr8._cli._views import local_time
+from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._state_diff import StateDiff, UnitChange
 
 
@@ -81,6 +84,70 @@ def test_at_outside_the_events_is_an_error_naming_their_range(
     )
     assert done.stderr.startswith("error: " + expected)
     assert "Traceback" not in done.stderr
+
+
+def test_the_times_inspect_prints_are_at_values(runs: dict[str, Any]) -> None:
+    """The last event's time as `inspect` prints it (local, to the second) travels to the end.
+
+    A time to the second means the end of that second: a run shorter than a second is found.
+    """
+    printed = inspect(runs, runs["first"]).stdout
+    finished = next(line for line in printed.splitlines() if line.startswith("finished"))
+    done = inspect(runs, runs["first"], "--at", finished.split(maxsplit=1)[1], "--json")
+    assert done.code == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["at"], document["status"]) == (runs["events"][-1]["seq"], "succeeded")
+
+
+def test_a_refused_time_shows_example_times_of_the_executions_first_event(
+    runs: dict[str, Any],
+) -> None:
+    """The examples are the first event's time in UTC and local time, and both are --at values."""
+    first_ts = runs["events"][0]["ts"]
+    utc, local = first_ts[:19] + "Z", local_time(first_ts)
+    done = inspect(runs, runs["first"], "--at", "soon")
+    assert done.stderr == (
+        f"error: --at soon: expected an event's seq (1..{runs['events'][-1]['seq']}) "
+        f"or a time ({utc}, or local time {local})\n"
+    )
+    for example in (utc, local):
+        assert json.loads(inspect(runs, runs["first"], "--at", example, "--json").stdout)["at"] >= 1
+
+
+def test_an_execution_without_events_says_so_for_any_at(tmp_path: Path) -> None:
+    """Recorded but never started: a seq or a time is refused saying it has no events yet."""
+    journal = tmp_path / "journal.db"
+
+    async def record() -> None:
+        async with open_journal(journal) as store:
+            await store.create_execution(ExecutionRecord("quiet", "w", {"steps": []}))
+
+    trio.run(record)
+    for at, reason in [("1", "has no events yet"), ("soon", "but execution quiet has no events")]:
+        done = call("inspect", "quiet", "--journal", str(journal), "--at", at, cwd=tmp_path)
+        assert done.code == 1
+        assert done.stderr.startswith(f"error: --at {at}: ")
+        assert reason in done.stderr
+
+
+@pytest.mark.parametrize("seqs", [("-1", "5"), ("0", "5"), ("-5", "2"), ("3", "900")])
+def test_diff_out_of_range_names_the_executions_whole_range(
+    runs: dict[str, Any], seqs: tuple[str, str]
+) -> None:
+    """Whatever the two seqs, the error names 1..the execution's last seq."""
+    done = inspect(runs, runs["first"], "--diff", *seqs)
+    assert done.code == 1
+    last = runs["events"][-1]["seq"]
+    assert done.stderr == (
+        f"error: --diff {seqs[0]} {seqs[1]}: execution {runs['first']} has events 1..{last}\n"
+    )
+
+
+def test_a_negative_at_seq_names_the_range(runs: dict[str, Any]) -> None:
+    """`--at -1` is a seq out of range, not a time that failed to parse."""
+    done = inspect(runs, runs["first"], "--at", "-1")
+    last = runs["events"][-1]["seq"]
+    assert done.stderr == f"error: --at -1: execution {runs['first']} has events 1..{last}\n"
 
 
 def test_diff_lists_what_changed_between_two_events(runs: dict[str, Any]) -> None:
