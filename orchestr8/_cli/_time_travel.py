@@ -313,4 +313,13 @@ def _note(step: Mapping[str, Any]) -> str:
             notes.append(f"{name}: map {items['count']}, {items.get('succeeded', 0)} succeeded")
         if "loop" in side:
             notes.append(f"{name}: loop {side['loop']['iterations']} iterations")
+    for key, noun in (("items_differ", "items"), ("iterations_differ", "iterations")):
+        if step.get(key):
+            notes.append(f"{noun} {_numbers(step[key])} differ")
     return "; ".join(notes)
+
+
+def _numbers(numbers: Sequence[int], shown: int = 10) -> str:
+    """Item indices or iteration numbers for a note: `0, 2, 4`, the first `shown` of many."""
+    text = ", ".join(str(number) for number in numbers[:shown])
+    return text if len(numbers) <= shown else f"{text} ... ({len(numbers)} in all)"

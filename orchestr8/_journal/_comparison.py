@@ -22,10 +22,17 @@ from ._events import Event
 from ._iterations import loop_progress
 from ._map_items import item_counts, split_item_id
 from ._records import ExecutionRecord
-from ._replay import ExecutionState, replay
+from ._replay import ExecutionState, StepState, replay
 from ._state_at import declared_step_ids, step_document
 
-__all__ = ["MAX_DIFF_LINES", "ComparedExecution", "compare_executions", "json_diff", "step_order"]
+__all__ = [
+    "MAX_DIFF_LINES",
+    "ComparedExecution",
+    "compare_executions",
+    "json_diff",
+    "parts_differing",
+    "step_order",
+]
 
 MAX_DIFF_LINES: Final = 200
 """The most lines a diff shows; the rest is counted on a last line."""
@@ -120,13 +127,15 @@ def _side(compared: ComparedExecution, state: ExecutionState) -> dict[str, Any]:
 
 @attrs.frozen
 class _Replayed:
-    """One side replayed once: its state, declared steps, map items and loops."""
+    """One side replayed once: its state, declared steps, map items, loops and their parts."""
 
     compared: ComparedExecution
     state: ExecutionState
     declared: frozenset[str]
     items: Mapping[str, Any]
     loops: Mapping[str, Any]
+    parts: Mapping[str, Mapping[int, StepState]]
+    """Each map step's items by index, each loop step's iterations by number."""
 
     @classmethod
     def of(cls, compared: ComparedExecution) -> _Replayed:
@@ -137,10 +146,14 @@ class _Replayed:
             frozenset(declared_step_ids(compared.record)),
             item_counts(state),
             loop_progress(compared.events),
+            _parts(state),
         )
 
     def step(self, step_id: str) -> dict[str, Any] | None:
-        """The step's side of a row; None when this workflow neither declares nor ran it."""
+        """The step's side of a row; None when this workflow neither declares nor ran it.
+
+        A loop step's tokens are its iterations' (a map step's already count its items').
+        """
         step = self.state.steps.get(step_id)
         if step is None and step_id not in self.declared:
             return None
@@ -149,7 +162,36 @@ class _Replayed:
             document["items"] = self.items[step_id].to_json()
         if step_id in self.loops:
             document["loop"] = self.loops[step_id].to_json()
+            usage = document["usage"]
+            for iteration in self.parts.get(step_id, {}).values():
+                for name, count in iteration.usage.items():
+                    usage[name] = usage.get(name, 0) + count
         return document
+
+
+def _parts(state: ExecutionState) -> dict[str, dict[int, StepState]]:
+    """The items (`ID[i]`) and iterations (`ID#k`) of `state`, by their step and number."""
+    parts: dict[str, dict[int, StepState]] = {}
+    for unit_id, unit in state.steps.items():
+        item = split_item_id(unit_id)
+        loop, separator, iteration = unit_id.rpartition("#")
+        if item is not None:
+            parts.setdefault(item[0], {})[item[1]] = unit
+        elif separator and loop and iteration.isdigit():
+            parts.setdefault(loop, {})[int(iteration)] = unit
+    return parts
+
+
+def parts_differing(first: Mapping[int, StepState], second: Mapping[int, StepState]) -> list[int]:
+    """The numbers of the items or iterations whose status, attempts or output differ."""
+
+    def seen(part: StepState | None) -> tuple[str, int, str] | None:
+        if part is None:
+            return None
+        return (str(part.status), part.total_attempts, _pretty(part.output))
+
+    numbers = sorted(set(first) | set(second))
+    return [number for number in numbers if seen(first.get(number)) != seen(second.get(number))]
 
 
 def compare_executions(first: ComparedExecution, second: ComparedExecution) -> dict[str, Any]:
@@ -163,7 +205,7 @@ def compare_executions(first: ComparedExecution, second: ComparedExecution) -> d
     sides = (_Replayed.of(first), _Replayed.of(second))
     units = [_units(side.compared.record, side.state) for side in sides]
     steps = [
-        _compare_step(step_id, sides[0].step(step_id), sides[1].step(step_id))
+        _with_parts(_compare_step(step_id, sides[0].step(step_id), sides[1].step(step_id)), sides)
         for step_id in step_order(*units)
     ]
     workflow_diff = json_diff(
@@ -201,6 +243,25 @@ def compare_executions(first: ComparedExecution, second: ComparedExecution) -> d
         "steps": steps,
         "differing_steps": sum(1 for step in steps if step["differs"]),
     }
+
+
+def _with_parts(row: dict[str, Any], sides: tuple[_Replayed, _Replayed]) -> dict[str, Any]:
+    """Add a map's `items_differ` (indices) or a loop's `iterations_differ` (numbers) to a row.
+
+    A map or loop step differs when any of its items or iterations does (another status, attempt
+    count or output), so a retried item shows though the map's own output is the same.
+    """
+    step_id = row["step_id"]
+    if row["a"] is None or row["b"] is None:
+        return row
+    is_loop = any("loop" in side for side in (row["a"], row["b"]))
+    is_map = any("items" in side for side in (row["a"], row["b"]))
+    if not (is_loop or is_map):
+        return row
+    differing = parts_differing(sides[0].parts.get(step_id, {}), sides[1].parts.get(step_id, {}))
+    row["iterations_differ" if is_loop else "items_differ"] = differing
+    row["differs"] = row["differs"] or bool(differing)
+    return row
 
 
 def _compare_step(

@@ -187,3 +187,51 @@ def test_a_loop_step_shows_its_iterations_on_each_side() -> None:
     [row] = compare_executions(one, one)["steps"]
     assert row["step_id"] == "loop"
     assert row["a"]["loop"] == {"iterations": 1, "max_iterations": 3, "until_held": True}
+
+
+def _mapped(retried: int | None, outputs: list[int]) -> ComparedExecution:
+    """A map `each` of len(outputs) items; item `retried` (if any) took two attempts."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "each"}]})
+    script = Script().add("execution.started").add("step.started", "each")
+    script.add("map.started", "each", count=len(outputs))
+    for index, output in enumerate(outputs):
+        unit = f"each[{index}]"
+        script.add("step.started", unit).add("attempt.started", unit, 1)
+        if index == retried:
+            script.add("attempt.failed", unit, 1, error={"type": "E"}).add(
+                "attempt.started", unit, 2
+            )
+        script.add("step.succeeded", unit, 2 if index == retried else 1, output=output)
+    script.add("step.succeeded", "each", output=outputs)
+    return ComparedExecution(record, script.events)
+
+
+def test_a_map_differs_by_the_items_that_differ_even_with_equal_outputs() -> None:
+    """A retried item, or another item output, is named by index and marks its map step."""
+    plain = _mapped(None, [1, 2, 3])
+    [row] = compare_executions(plain, _mapped(1, [1, 2, 3]))["steps"]
+    assert (row["output"], row["items_differ"], row["differs"]) == ("equal", [1], True)
+    [row] = compare_executions(plain, _mapped(None, [1, 5, 3, 4]))["steps"]
+    assert (row["items_differ"], row["differs"]) == ([1, 3], True)
+    [same] = compare_executions(plain, plain)["steps"]
+    assert (same["items_differ"], same["differs"]) == ([], False)
+
+
+def test_a_loop_counts_its_iterations_tokens_and_names_the_iterations_that_differ() -> None:
+    """A loop step's tokens are its iterations'; iterations are compared by number."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "loop"}]})
+
+    def looped(outputs: list[int]) -> ComparedExecution:
+        script = Script().add("execution.started").add("step.started", "loop", max_iterations=5)
+        for number, output in enumerate(outputs, start=1):
+            unit = f"loop#{number}"
+            script.add("step.started", unit).add("step.usage", unit, 1, output_tokens=output)
+            script.add("step.succeeded", unit, output=output)
+            script.add("iteration.finished", "loop", iteration=number, until=False)
+        script.add("step.succeeded", "loop", output=outputs[-1])
+        return ComparedExecution(record, script.events)
+
+    [row] = compare_executions(looped([1, 2, 3]), looped([1, 4]))["steps"]
+    assert (row["a"]["usage"], row["b"]["usage"]) == ({"output_tokens": 6}, {"output_tokens": 5})
+    assert (row["iterations_differ"], row["differs"]) == ([2, 3], True)
+    assert "items_differ" not in row
