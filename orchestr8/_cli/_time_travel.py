@@ -304,8 +304,11 @@ def render_comparison(document: Mapping[str, Any], *, color: bool) -> str:
 
 
 def _note(step: Mapping[str, Any]) -> str:
-    """A step row's last column: the output verdict, and a map's or a loop's progress."""
+    """A step row's last column: the output verdict, a fork's reuse, a map's or loop's progress."""
     notes = [step["output"]]
+    reused_by = step.get("reused_by")
+    if reused_by:
+        notes.append(f"{reused_by} reused {'a' if reused_by == 'b' else 'b'}'s (forked)")
     for name in ("a", "b"):
         side = step[name] or {}
         if "items" in side:

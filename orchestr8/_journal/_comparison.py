@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
-from ._events import Event
+from ._events import Event, EventType
 from ._iterations import loop_progress
 from ._map_items import item_counts, split_item_id
 from ._records import ExecutionRecord
@@ -136,6 +136,12 @@ class _Replayed:
     loops: Mapping[str, Any]
     parts: Mapping[str, Mapping[int, StepState]]
     """Each map step's items by index, each loop step's iterations by number."""
+    reused: Mapping[str, str]
+    """The units whose result a fork copied from another execution, with that execution's id."""
+
+    def reused_from(self, other: _Replayed, unit_id: str) -> bool:
+        """Whether this side's `unit_id` is `other`'s recorded result, copied by a fork."""
+        return self.reused.get(unit_id) == other.compared.record.execution_id
 
     @classmethod
     def of(cls, compared: ComparedExecution) -> _Replayed:
@@ -147,6 +153,7 @@ class _Replayed:
             item_counts(state),
             loop_progress(compared.events),
             _parts(state),
+            _reused(compared.events),
         )
 
     def step(self, step_id: str) -> dict[str, Any] | None:
@@ -169,6 +176,16 @@ class _Replayed:
         return document
 
 
+def _reused(events: Sequence[Event]) -> dict[str, str]:
+    """The units a fork copied (`reused_from` on their `step.succeeded`), with the source's id."""
+    reused: dict[str, str] = {}
+    for event in events:
+        source = event.data.get("reused_from")
+        if event.type == EventType.STEP_SUCCEEDED and event.step_id and isinstance(source, dict):
+            reused[event.step_id] = str(source.get("execution_id"))
+    return reused
+
+
 def _parts(state: ExecutionState) -> dict[str, dict[int, StepState]]:
     """The items (`ID[i]`) and iterations (`ID#k`) of `state`, by their step and number."""
     parts: dict[str, dict[int, StepState]] = {}
@@ -182,16 +199,27 @@ def _parts(state: ExecutionState) -> dict[str, dict[int, StepState]]:
     return parts
 
 
-def parts_differing(first: Mapping[int, StepState], second: Mapping[int, StepState]) -> list[int]:
-    """The numbers of the items or iterations whose status, attempts or output differ."""
+def parts_differing(
+    first: Mapping[int, StepState],
+    second: Mapping[int, StepState],
+    reused: Container[int] = (),
+) -> list[int]:
+    """The numbers of the items or iterations whose status, attempts or output differ.
 
-    def seen(part: StepState | None) -> tuple[str, int, str] | None:
+    For the numbers in `reused` (one side's copy of the other's result) attempts do not count.
+    """
+
+    def seen(part: StepState | None, attempts: bool) -> tuple[str, int, str] | None:
         if part is None:
             return None
-        return (str(part.status), part.total_attempts, _pretty(part.output))
+        return (str(part.status), part.total_attempts if attempts else 0, _pretty(part.output))
 
-    numbers = sorted(set(first) | set(second))
-    return [number for number in numbers if seen(first.get(number)) != seen(second.get(number))]
+    return [
+        number
+        for number in sorted(set(first) | set(second))
+        if seen(first.get(number), number not in reused)
+        != seen(second.get(number), number not in reused)
+    ]
 
 
 def compare_executions(first: ComparedExecution, second: ComparedExecution) -> dict[str, Any]:
@@ -205,7 +233,12 @@ def compare_executions(first: ComparedExecution, second: ComparedExecution) -> d
     sides = (_Replayed.of(first), _Replayed.of(second))
     units = [_units(side.compared.record, side.state) for side in sides]
     steps = [
-        _with_parts(_compare_step(step_id, sides[0].step(step_id), sides[1].step(step_id)), sides)
+        _with_parts(
+            _compare_step(
+                step_id, sides[0].step(step_id), sides[1].step(step_id), _reused_by(sides, step_id)
+            ),
+            sides,
+        )
         for step_id in step_order(*units)
     ]
     workflow_diff = json_diff(
@@ -258,16 +291,38 @@ def _with_parts(row: dict[str, Any], sides: tuple[_Replayed, _Replayed]) -> dict
     is_map = any("items" in side for side in (row["a"], row["b"]))
     if not (is_loop or is_map):
         return row
-    differing = parts_differing(sides[0].parts.get(step_id, {}), sides[1].parts.get(step_id, {}))
+    first, second = (side.parts.get(step_id, {}) for side in sides)
+    reused = {
+        number
+        for number in {*first, *second}
+        if _reused_by(sides, f"{step_id}[{number}]" if is_map else f"{step_id}#{number}")
+    }
+    differing = parts_differing(first, second, reused)
     row["iterations_differ" if is_loop else "items_differ"] = differing
     row["differs"] = row["differs"] or bool(differing)
     return row
 
 
+def _reused_by(sides: tuple[_Replayed, _Replayed], unit_id: str) -> str | None:
+    """`b` when b's unit is a's result copied by a fork (b forked from a), `a` the other way."""
+    if sides[1].reused_from(sides[0], unit_id):
+        return "b"
+    if sides[0].reused_from(sides[1], unit_id):
+        return "a"
+    return None
+
+
 def _compare_step(
-    step_id: str, first: Mapping[str, Any] | None, second: Mapping[str, Any] | None
+    step_id: str,
+    first: Mapping[str, Any] | None,
+    second: Mapping[str, Any] | None,
+    reused_by: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the comparison: both sides, where the step is, the output verdict and diff."""
+    """One row of the comparison: both sides, where the step is, the output verdict and diff.
+
+    `reused_by` names the side whose step is the other's result copied by a fork (`a` or `b`,
+    in the row as `reused_by`): its attempts and duration (it did not run) are no difference.
+    """
     if first is None or second is None:
         where = "a" if second is None else "b"
         return {
@@ -285,7 +340,7 @@ def _compare_step(
     differs = (
         output_diff is not None
         or first["status"] != second["status"]
-        or first["attempts"] != second["attempts"]
+        or (reused_by is None and first["attempts"] != second["attempts"])
     )
     return {
         "step_id": step_id,
@@ -295,4 +350,5 @@ def _compare_step(
         "output": "equal" if output_diff is None else "changed",
         "output_diff": output_diff,
         "differs": differs,
+        "reused_by": reused_by,
     }

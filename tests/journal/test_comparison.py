@@ -235,3 +235,33 @@ def test_a_loop_counts_its_iterations_tokens_and_names_the_iterations_that_diffe
     assert (row["a"]["usage"], row["b"]["usage"]) == ({"output_tokens": 6}, {"output_tokens": 5})
     assert (row["iterations_differ"], row["differs"]) == ([2, 3], True)
     assert "items_differ" not in row
+
+
+def test_a_result_a_fork_copied_from_the_other_side_is_no_difference() -> None:
+    """A fork's copied step (and item) did not run: its missing attempts do not count as one.
+
+    Compared with another execution than its source, the same copy differs as usual.
+    """
+    workflow = {"steps": [{"id": "fetch"}, {"id": "each"}]}
+    source = Script().add("execution.started")
+    source.add("step.started", "fetch").add("attempt.started", "fetch", 1)
+    source.add("step.succeeded", "fetch", 1, output=7)
+    source.add("step.started", "each").add("map.started", "each", count=1)
+    source.add("step.started", "each[0]").add("attempt.started", "each[0]", 1)
+    source.add("step.succeeded", "each[0]", 1, output=1).add("step.succeeded", "each", output=[1])
+    copied = {"execution_id": "source", "seq": 4}
+    fork = Script().add("execution.started")
+    fork.add("step.succeeded", "fetch", output=7, reused_from=copied)
+    fork.add("step.started", "each").add("map.started", "each", count=1)
+    fork.add("step.succeeded", "each[0]", output=1, reused_from=copied)
+    fork.add("step.succeeded", "each", output=[1])
+    first = ComparedExecution(ExecutionRecord("source", "w", workflow), source.events)
+    second = ComparedExecution(ExecutionRecord("fork", "w", workflow), fork.events)
+    fetch, each = compare_executions(first, second)["steps"]
+    assert (fetch["reused_by"], fetch["differs"]) == ("b", False)
+    assert (fetch["a"]["attempts"], fetch["b"]["attempts"]) == (1, 0)
+    assert (each["items_differ"], each["differs"]) == ([], False)
+    assert compare_executions(second, first)["steps"][0]["reused_by"] == "a"
+    other = ComparedExecution(ExecutionRecord("other", "w", workflow), source.events)
+    fetch, each = compare_executions(other, second)["steps"]
+    assert (fetch["reused_by"], fetch["differs"], each["items_differ"]) == (None, True, [0])
