@@ -293,6 +293,16 @@ def render_comparison(document: Mapping[str, Any], *, color: bool) -> str:
     headers = ["STEP", "A", "B", "A TRIES", "B TRIES", "A TIME", "B TIME", "A TOKENS", "B TOKENS"]
     table = render_table([*headers, "OUTPUT"], rows, color=color)
     parts = [header, "; ".join(verdicts), table]
+    children = [
+        f"  {step['step_id']}: orchestr8 compare {step['a']['child']['execution_id']} "
+        f"{step['b']['child']['execution_id']}"
+        for step in document["steps"]
+        if "child" in (step["a"] or {}) and "child" in (step["b"] or {})
+    ]
+    if children:
+        parts.append(
+            "sub-workflows run as child executions; compare them with:\n" + "\n".join(children)
+        )
     for step in document["steps"]:
         if step["output_diff"] is not None:
             parts.append(f"output of {step['step_id']}:\n{step['output_diff']}")

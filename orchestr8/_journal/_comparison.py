@@ -159,7 +159,8 @@ class _Replayed:
     def step(self, step_id: str) -> dict[str, Any] | None:
         """The step's side of a row; None when this workflow neither declares nor ran it.
 
-        A loop step's tokens are its iterations' (a map step's already count its items').
+        A loop step's tokens are its iterations' (a map step's already count its items'); a
+        sub-workflow step names its child execution (`child`), which has steps of its own.
         """
         step = self.state.steps.get(step_id)
         if step is None and step_id not in self.declared:
@@ -167,6 +168,8 @@ class _Replayed:
         document = step_document(step)
         if step_id in self.items:
             document["items"] = self.items[step_id].to_json()
+        if step is not None and step.child is not None:
+            document["child"] = {"execution_id": step.child}
         if step_id in self.loops:
             document["loop"] = self.loops[step_id].to_json()
             usage = document["usage"]

@@ -265,3 +265,13 @@ def test_a_result_a_fork_copied_from_the_other_side_is_no_difference() -> None:
     other = ComparedExecution(ExecutionRecord("other", "w", workflow), source.events)
     fetch, each = compare_executions(other, second)["steps"]
     assert (fetch["reused_by"], fetch["differs"], each["items_differ"]) == (None, True, [0])
+
+
+def test_a_sub_workflow_step_names_its_child_on_each_side() -> None:
+    """The child executions are named, so they can be compared in turn."""
+    record = ExecutionRecord("one", "w", {"steps": [{"id": "sub"}]})
+    script = Script().add("execution.started").add("step.started", "sub")
+    script.add("child.started", "sub", child_id="one.sub").add("step.succeeded", "sub", output=1)
+    one = ComparedExecution(record, script.events)
+    [row] = compare_executions(one, one)["steps"]
+    assert row["a"]["child"] == row["b"]["child"] == {"execution_id": "one.sub"}
