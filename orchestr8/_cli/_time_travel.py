@@ -79,7 +79,10 @@ async def show_state_at(
                 first = await store.events(execution_id, limit=1)
                 raise CommandError(f"--at {at}: {_expected_moment(execution_id, last_seq, first)}")
             every = await store.events(execution_id)
-            events = every[: seq_at_time(execution_id, every, moment)]
+            try:
+                events = every[: seq_at_time(execution_id, every, moment)]
+            except EventOutOfRangeError as error:
+                raise CommandError(f"--at {at}: {error}{_in_local_time(at, every)}") from None
     except EventOutOfRangeError as error:
         raise CommandError(f"--at {at}: {error}") from None
     document = state_document(record, events, last_seq=last_seq)
@@ -105,6 +108,22 @@ async def show_state_at(
         events_limit=events_limit,
         journal=journal,
         children=statuses,
+    )
+
+
+def _in_local_time(text: str, events: Sequence[Event]) -> str:
+    """For a time given without an offset (local time), the events' times in local time too.
+
+    `text` is a time `parse_moment` read.
+    """
+    import datetime
+
+    given = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if not events or given.tzinfo is not None:
+        return ""
+    return (
+        f"; a time without an offset is local time: from {local_time(events[0].ts)} "
+        f"to {local_time(events[-1].ts)}"
     )
 
 

@@ -114,6 +114,20 @@ def test_a_refused_time_shows_example_times_of_the_executions_first_event(
         assert json.loads(inspect(runs, runs["first"], "--at", example, "--json").stdout)["at"] >= 1
 
 
+def test_a_local_time_too_early_is_answered_with_the_events_local_times_too(
+    runs: dict[str, Any],
+) -> None:
+    """Without an offset the time is local, so the refusal names the events in local time."""
+    first, last = runs["events"][0]["ts"], runs["events"][-1]["ts"]
+    local = inspect(runs, runs["first"], "--at", "2020-01-01 10:00:00")
+    assert local.stderr.endswith(
+        f"; a time without an offset is local time: from {local_time(first)} "
+        f"to {local_time(last)}\n"
+    )
+    utc = inspect(runs, runs["first"], "--at", "2020-01-01T10:00:00+02:00")
+    assert utc.stderr.endswith(f"to {last} (seq {runs['events'][-1]['seq']})\n")
+
+
 def test_an_execution_without_events_says_so_for_any_at(tmp_path: Path) -> None:
     """Recorded but never started: a seq or a time is refused saying it has no events yet."""
     journal = tmp_path / "journal.db"
