@@ -336,6 +336,7 @@ def _compare_step(
             "output": "only in " + where,
             "output_diff": None,
             "differs": True,
+            "reused_by": None,
         }
     output_diff = json_diff(
         first["output"], second["output"], labels=(f"a {step_id}", f"b {step_id}")
