@@ -229,7 +229,10 @@ def render_diff(diff: StateDiff, *, color: bool) -> str:
     if diff.gates_opened:
         lines.append(f"{'opened':<10} gates {', '.join(diff.gates_opened)}")
     if diff.gates_resolved:
-        resolved = ", ".join(f"{gate} ({how})" for gate, how in diff.gates_resolved.items())
+        resolved = ", ".join(
+            f"{gate} ({how}{_answered(diff.answers.get(gate))})"
+            for gate, how in diff.gates_resolved.items()
+        )
         lines.append(f"{'resolved':<10} gates {resolved}")
     if not diff.units:
         return "\n".join([*lines, "", "no step changed"])
@@ -239,6 +242,16 @@ def render_diff(diff: StateDiff, *, color: bool) -> str:
     if left_out > 0:
         table += f"\n... and {left_out} more units changed; --json lists every one"
     return "\n".join([*lines, "", table])
+
+
+def _answered(answer: Mapping[str, Any] | None) -> str:
+    """Who answered a gate and why (` by ann: too early`), or how it timed out."""
+    if not answer:
+        return ""
+    if answer.get("how") == "timeout":
+        return " on timeout"
+    text = f" by {answer['by']}" if answer.get("by") else ""
+    return text + (f": {answer['reason']}" if answer.get("reason") else "")
 
 
 def _unit_row(change: UnitChange, *, color: bool) -> list[Cell]:

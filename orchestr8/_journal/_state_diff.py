@@ -76,6 +76,8 @@ class StateDiff:
     """Tokens and other counts used in between (`step.usage`), by name."""
     event_types: Mapping[str, int]
     """The events in between, counted by type, in the order each type first came."""
+    answers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """How each gate resolved in between was answered (`gate.resolved`'s data), by gate id."""
 
     @property
     def event_count(self) -> int:
@@ -90,7 +92,11 @@ class StateDiff:
             "to": self.second,
             "status": {"before": self.status[0], "after": self.status[1]},
             "units": [change.to_json() for change in self.units],
-            "gates": {"opened": list(self.gates_opened), "resolved": dict(self.gates_resolved)},
+            "gates": {
+                "opened": list(self.gates_opened),
+                "resolved": dict(self.gates_resolved),
+                "answers": {gate_id: dict(answer) for gate_id, answer in self.answers.items()},
+            },
             "usage": dict(self.usage),
             "events": {"count": self.event_count, "types": dict(self.event_types)},
         }
@@ -140,6 +146,7 @@ def state_diff(
         gates_resolved=resolved,
         usage=_usage_between(before.usage, after.usage),
         event_types=types,
+        answers=_answers(after, resolved),
     )
 
 
@@ -209,6 +216,16 @@ def _gate_changes(
         if not gate.is_open and (gate_id not in before.gates or before.gates[gate_id].is_open)
     }
     return opened, resolved
+
+
+def _answers(after: ExecutionState, resolved: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    """The answers (`gate.resolved` data) of the gates resolved in between (closed: none)."""
+    answers: dict[str, Mapping[str, Any]] = {}
+    for gate_id in resolved:
+        answer = after.gates[gate_id].answer
+        if answer is not None:
+            answers[gate_id] = answer
+    return answers
 
 
 def _usage_between(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:

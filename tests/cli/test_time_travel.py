@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from cli_in_process import Outcome, call, record_runs
@@ -293,6 +294,17 @@ def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
     )
     text = render_diff(diff, color=False)
     assert "from       seq 1 to seq 2: 1 event (1 gate.opened)" in text
+    answers = {
+        "h": {"approved": True, "by": "ann", "reason": "fine", "how": "answer"},
+        "t": {"approved": False, "by": "timeout", "how": "timeout"},
+        "q": {"approved": True, "how": "answer"},
+    }
+    resolved = {"h": "approved", "t": "rejected", "q": "approved", "c": "closed"}
+    answered = render_diff(
+        attrs.evolve(diff, gates_resolved=resolved, answers=answers), color=False
+    )
+    gates = "h (approved by ann: fine), t (rejected on timeout), q (approved), c (closed)"
+    assert f"resolved   gates {gates}" in answered
     assert "usage      output_tokens 7 more" in text
     assert "opened     gates g" in text
     assert "resolved   gates h (approved)" in text

@@ -77,7 +77,7 @@ def test_a_unit_new_since_the_earlier_event_has_no_old_fields() -> None:
         "count": 2,
         "types": {"step.started": 1, "execution.succeeded": 1},
     }
-    assert document["gates"] == {"opened": [], "resolved": {}}
+    assert document["gates"] == {"opened": [], "resolved": {}, "answers": {}}
 
 
 def test_the_same_event_twice_changes_nothing() -> None:
@@ -233,6 +233,7 @@ def test_gates_opened_and_resolved_in_between_are_named() -> None:
     assert diff.to_json()["gates"] == {
         "opened": [],
         "resolved": {"late": "closed", "quick": "approved"},
+        "answers": {"quick": {"approved": True}},
     }
 
 
