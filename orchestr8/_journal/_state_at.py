@@ -76,22 +76,31 @@ def parse_moment(text: str) -> datetime.datetime | None:
 _MICROSECOND: Final = datetime.timedelta(microseconds=1)
 
 _TIME_OF_DAY: Final = re.compile(
-    r"[T ](?P<hour>\d\d)(?::?(?P<minute>\d\d)(?::?(?P<second>\d\d)(?:[.,](?P<fraction>\d+))?)?)?"
-    r"(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d(?:\.\d+)?)?)?)?$"
+    r"(?P<hour>\d\d)(?::?(?P<minute>\d\d)(?::?(?P<second>\d\d)(?:[.,](?P<fraction>\d+))?)?)?"
+    r"(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?)?"
 )
-"""The time of day of an ISO-8601 time, to find the smallest unit it was written to."""
+"""The time of day of an ISO-8601 time and its offset, to find the unit it was written to."""
 
 
 def _unit_of(text: str) -> datetime.timedelta:
-    """The span the last unit of an ISO-8601 time covers: a day, an hour ... a microsecond."""
-    time_of_day = _TIME_OF_DAY.search(text)
-    if time_of_day is None:
-        if "T" in text or " " in text:
-            return _MICROSECOND
+    """The span the last unit of an ISO-8601 time covers: a day, an hour ... a microsecond.
+
+    `text` is one `datetime.fromisoformat` read (with `Z` for UTC). The time of day follows
+    the date (`YYYY-MM-DD`, `YYYYMMDD` or a week date) and one separator character.
+    """
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
         return datetime.timedelta(days=1)
-    fraction = time_of_day["fraction"]
-    if fraction is not None:
-        return datetime.timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
+    lengths = (10, 8) if text[4:5] == "-" else (8, 7)
+    found = (_TIME_OF_DAY.fullmatch(text, length + 1) for length in lengths)
+    time_of_day = next((match for match in found if match is not None), None)
+    if time_of_day is None or time_of_day["fraction"] is not None:
+        # A fraction names its last digit (at most microseconds); an unknown layout, the instant.
+        digits = 6 if time_of_day is None else len(time_of_day["fraction"])
+        return datetime.timedelta(microseconds=10 ** max(0, 6 - digits))
     if time_of_day["second"] is not None:
         return datetime.timedelta(seconds=1)
     if time_of_day["minute"] is not None:
