@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from event_scripts import Script
@@ -167,6 +168,16 @@ def test_a_moment_picks_the_last_event_recorded_by_then() -> None:
     assert seq_at_time("run-1", events, at) == 2
     assert seq_at_time("run-1", events, at.replace(second=3, microsecond=0)) == 3
     assert seq_at_time("run-1", events, at.replace(year=2030)) == 3
+
+
+def test_time_travel_stops_at_an_event_whose_time_cannot_be_read() -> None:
+    """An event without a readable time (not one the journal writes) ends the search there."""
+    events = Script().add("execution.started").add("step.started", "a").events
+    events[1] = attrs.evolve(events[1], ts="2025-01-01 noon")
+    naive = attrs.evolve(events[0], ts="2025-01-01T00:00:01")
+    later = datetime.datetime(2030, 1, 1, tzinfo=UTC)
+    assert seq_at_time("run-1", events, later) == 1
+    assert seq_at_time("run-1", [naive], datetime.datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1
 
 
 def test_a_moment_before_the_first_event_names_when_the_events_were_recorded() -> None:
