@@ -110,3 +110,24 @@ def test_the_waiting_note_names_each_gate_and_the_commands() -> None:
     assert "orchestr8 reject --journal 'my journal.db' abc 'g[1]' --reason TEXT" in note
     assert note.endswith("then continue it: orchestr8 resume --journal 'my journal.db' abc")
     assert "waiting for approval: gates" in waiting_note("abc", [], None)
+
+
+def test_a_gate_that_timed_out_for_good_points_to_fork_not_resume(tmp_path: Path) -> None:
+    """on_timeout fail: run and resume fail the same way, each says so and names fork --from."""
+    document = {
+        "schema_version": "1.1",
+        "name": "late",
+        "steps": [
+            {"id": "g", "approval": {"prompt": "ok?", "timeout": 0.05, "on_timeout": "fail"}}
+        ],
+    }
+    (tmp_path / "late.json").write_text(json.dumps(document))
+    ran = cli("run", "late.json", "--journal", "j.db", cwd=tmp_path)
+    assert ran.returncode == 2, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    for done in (ran, cli("resume", execution_id, "--journal", "j.db", cwd=tmp_path)):
+        assert done.returncode == 2, done.stderr
+        assert "gate g timed out for good (on_timeout: fail)" in done.stderr
+        fork = f"orchestr8 fork --journal j.db {execution_id} --from g"
+        assert f"ask it again with a fresh deadline: {fork}" in done.stderr
+        assert "resume it:" not in done.stderr
