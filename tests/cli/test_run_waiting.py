@@ -75,6 +75,7 @@ async def test_run_stops_at_the_gate_exits_5_and_resume_applies_the_answer(
     detail = json.loads(inspected.stdout)
     assert detail["status"] == "waiting"
     assert detail["gates"]["review"]["status"] == "open"
+    assert detail["steps"]["review"]["status"] == "waiting"
     assert detail["gates"]["review"]["prompt"] == "Refund bob? Proposed amount: 25"
     shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert "GATE" in shown.stdout
