@@ -144,6 +144,7 @@ async def inspect(
 
     async def action() -> int:
         from .._execution._liveness import interrupted_executions, list_shown_executions
+        from .._journal._gate_views import refused_answers
         from .._journal._journal import open_journal
         from .._journal._replay import replay
         from ._views import (
@@ -216,6 +217,7 @@ async def inspect(
                 if step.child is not None
             }
             forks = await store.forks_of(record.execution_id)
+            refused = refused_answers(await store.requests(record.execution_id))
         if timeline:
             import shutil
 
@@ -227,7 +229,12 @@ async def inspect(
             )
             return EXIT_OK
         detail = execution_detail(
-            record, events, interrupted=bool(interrupted), children=children, forks=forks
+            record,
+            events,
+            interrupted=bool(interrupted),
+            children=children,
+            forks=forks,
+            refused=refused,
         )
         click.echo(
             dump_json(detail)

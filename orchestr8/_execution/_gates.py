@@ -49,6 +49,7 @@ from .._errors import (
     JournalError,
 )
 from .._journal._events import EventType, utc_timestamp
+from .._journal._gate_views import is_expired
 from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
 from .._workflow._approvals import Approval, answer_problems
@@ -74,8 +75,12 @@ def _now() -> datetime.datetime:
     return utc_now()
 
 
-def gate_document(gate: GateState) -> dict[str, Any]:
-    """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered."""
+def gate_document(gate: GateState, *, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered.
+
+    `expired`: still open, though its deadline passed at `now` (default: the wall clock), as
+    happens while no process runs a `waiting` execution: a resume applies its `on_timeout`.
+    """
     return {
         "status": gate.status,
         "prompt": gate.prompt,
@@ -86,6 +91,7 @@ def gate_document(gate: GateState) -> dict[str, Any]:
         "opened_seq": gate.opened_seq,
         "resolved_seq": gate.resolved_seq,
         "answer": None if gate.answer is None else dict(gate.answer),
+        "expired": is_expired(gate, utc_now() if now is None else now),
     }
 
 

@@ -132,3 +132,22 @@ def test_a_gate_that_timed_out_for_good_points_to_fork_not_resume(tmp_path: Path
         fork = f"orchestr8 fork --journal j.db {execution_id} --from g"
         assert f"ask it again with a fresh deadline: {fork}" in done.stderr
         assert "resume it:" not in done.stderr
+
+
+async def test_inspect_lists_an_answer_the_resumed_run_refused(tmp_path: Path) -> None:
+    """An answer that does not fit is refused by the next run; inspect says so, and why."""
+    ran = cli("run", str(EXAMPLE), "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert ran.returncode == 5, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    async with open_journal(tmp_path / "j.db") as journal:
+        body = {"approve": True, "input": {"amount": -1}, "reason": None, "by": "ops"}
+        await journal.submit_request(execution_id, RequestKind.ANSWER, body, target="review")
+    again = cli("resume", execution_id, "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert again.returncode == 5, again.stderr
+    shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path).stdout
+    assert (
+        "  approval #1 of gate review by ops was refused: invalid answer: $.input.amount:" in shown
+    )
+    inspected = cli("inspect", execution_id, "--journal", "j.db", "--json", cwd=tmp_path)
+    (refused,) = json.loads(inspected.stdout)["refused_answers"]
+    assert (refused["gate_id"], refused["by"]) == ("review", "ops")
