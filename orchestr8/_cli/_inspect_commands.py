@@ -144,7 +144,8 @@ async def inspect(
 
     async def action() -> int:
         from .._execution._liveness import interrupted_executions, list_shown_executions
-        from .._journal._gate_views import refused_answers
+        from .._execution._gates import utc_now
+        from .._journal._gate_views import all_gates_expired, refused_answers
         from .._journal._journal import open_journal
         from .._journal._replay import replay
         from ._views import (
@@ -177,6 +178,10 @@ async def inspect(
                     store, status=status, limit=limit or 20, top_level=not include_children
                 )
                 summaries = [execution_summary(item.record, item.status) for item in page.items]
+                for summary in summaries:
+                    if summary["status"] == "waiting":
+                        gates = replay(await store.events(summary["execution_id"])).gates
+                        summary["gates_expired"] = all_gates_expired(gates.values(), utc_now())
                 if as_json:
                     click.echo(dump_json(summaries))
                 elif summaries:

@@ -202,12 +202,19 @@ def execution_summary(record: ExecutionRecord, status: str | None = None) -> dic
 
 
 def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool) -> str:
-    """The table of `inspect` without an id: newest first, one execution per row."""
+    """The table of `inspect` without an id: newest first, one execution per row.
+
+    A `waiting` execution whose open gates all expired (`gates_expired`) reads
+    `waiting (gates expired)`: a resume applies their `on_timeout`, no answer is needed.
+    """
     rows: list[list[Cell]] = [
         [
             summary["execution_id"],
             summary["workflow"],
-            (summary["status"], STATUS_COLORS.get(summary["status"])),
+            (
+                summary["status"] + (" (gates expired)" if summary.get("gates_expired") else ""),
+                STATUS_COLORS.get(summary["status"]),
+            ),
             local_time(summary["started_at"] or summary["created_at"]),
             format_duration(summary["duration"]),
         ]

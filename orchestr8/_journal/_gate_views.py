@@ -24,6 +24,7 @@ from ._replay import GateState
 from ._requests import ControlRequest, RequestKind
 
 __all__ = [
+    "all_gates_expired",
     "expiry_outcome",
     "is_expired",
     "refused_answer_line",
@@ -51,6 +52,12 @@ def is_expired(gate: GateState, now: datetime.datetime) -> bool:
     """Whether `gate` is still open though its deadline has passed at `now` (UTC)."""
     deadline = _parse(gate.deadline)
     return gate.is_open and deadline is not None and deadline <= now
+
+
+def all_gates_expired(gates: Iterable[GateState], now: datetime.datetime) -> bool:
+    """Whether `gates` has open gates and every one of them is expired at `now`."""
+    open_gates = [gate for gate in gates if gate.is_open]
+    return bool(open_gates) and all(is_expired(gate, now) for gate in open_gates)
 
 
 def expiry_outcome(on_timeout: str | None) -> str:

@@ -151,3 +151,31 @@ async def test_inspect_lists_an_answer_the_resumed_run_refused(tmp_path: Path) -
     inspected = cli("inspect", execution_id, "--journal", "j.db", "--json", cwd=tmp_path)
     (refused,) = json.loads(inspected.stdout)["refused_answers"]
     assert (refused["gate_id"], refused["by"]) == ("review", "ops")
+
+
+def test_a_gate_past_its_deadline_shows_expired_while_nobody_runs_it(tmp_path: Path) -> None:
+    """Its deadline passed while no process ran it: inspect says expired and what resume does."""
+    ran = cli("run", str(EXAMPLE), "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert ran.returncode == 5, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    # A day passes: the gate's recorded deadline is moved into the past.
+    with sqlite3.connect(tmp_path / "j.db") as connection:
+        connection.execute(
+            "UPDATE events SET data = json_set(data, '$.deadline', '2000-01-01T00:00:00.000Z')"
+            " WHERE execution_id = ? AND type = 'gate.opened'",
+            (execution_id,),
+        )
+    connection.close()
+    listed = cli("inspect", "--journal", "j.db", cwd=tmp_path).stdout
+    assert "waiting (gates expired)" in listed
+    (row,) = json.loads(cli("inspect", "--journal", "j.db", "--json", cwd=tmp_path).stdout)
+    assert row["gates_expired"] is True
+    shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path).stdout
+    (gate_row,) = [line for line in shown.splitlines() if line.startswith("review ")][-1:]
+    assert "expired" in gate_row
+    assert gate_row.endswith("timed out; resolves as rejected when resumed")
+    detail = json.loads(
+        cli("inspect", execution_id, "--journal", "j.db", "--json", cwd=tmp_path).stdout
+    )
+    assert detail["gates"]["review"]["expired"] is True
+    assert detail["steps"]["review"]["status"] == "waiting"

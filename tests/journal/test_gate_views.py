@@ -6,6 +6,7 @@ import datetime
 
 from orchestr8._execution._gates import gate_document
 from orchestr8._journal._gate_views import (
+    all_gates_expired,
     expiry_outcome,
     is_expired,
     refused_answer_line,
@@ -77,3 +78,13 @@ def test_refused_answers_are_listed_with_who_and_why() -> None:
     assert refused_answer_line({**listed[1], "detail": None}) == (
         "rejection #5 of gate g was refused: no reason given"
     )
+
+
+def test_all_gates_expired_needs_open_gates_all_past_their_deadlines() -> None:
+    """No open gate, or one still in time: not all expired; resolved gates do not count."""
+    past, future = gate("2030-01-01T11:00:00.000Z"), gate("2030-01-01T13:00:00.000Z")
+    resolved = gate(None, status="approved")
+    assert all_gates_expired([past, resolved], NOW)
+    assert not all_gates_expired([past, future], NOW)
+    assert not all_gates_expired([resolved], NOW)
+    assert not all_gates_expired([], NOW)
