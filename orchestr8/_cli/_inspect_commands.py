@@ -143,8 +143,8 @@ async def inspect(
     from ._support import EXIT_OK, CommandError, find_execution, guard, journal_path
 
     async def action() -> int:
-        from .._execution._liveness import interrupted_executions, list_shown_executions
         from .._execution._gates import utc_now
+        from .._execution._liveness import interrupted_executions, list_shown_executions
         from .._journal._gate_views import all_gates_expired, refused_answers
         from .._journal._journal import open_journal
         from .._journal._replay import replay
