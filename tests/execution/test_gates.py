@@ -511,10 +511,10 @@ async def test_a_loop_suspended_at_its_gate_asks_that_iteration_again_on_resume(
     assert [e.step_id for e in of_type(events, EventType.GATE_OPENED)] == ["g#1", "g#2", "g#2"]
 
 
-async def test_gates_that_fill_the_concurrency_limit_block_the_run(
+async def test_item_gates_that_fill_their_map_limit_block_the_run(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """max_concurrency 1: one waiting gate holds the slot, the next item cannot start: blocked."""
+    """max_concurrency 1 caps the map's items: a waiting item gate holds the map's only slot."""
     steps = (gate(for_each="`[0, 1]`"),)
     async with open_journal(None) as journal, runtime_on(journal) as runtime:
         handle = await runtime.start(document(*steps, max_concurrency=1))
