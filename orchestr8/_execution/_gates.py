@@ -353,6 +353,8 @@ class GateBoard:
             # answer's request may still be pending (settled `applied` by `deliver`).
             await self._deliver_pending(gate_id)
             return _outcome(gate_id, approval, recorded)
+        if step.for_each is not None and self._held:
+            await self._refuse_held_past_the_items()
         prompt = approval.prompt.render(self._state.inputs, self._state.outputs, local_values)
         before = self._before.pop(gate_id, None)
         # Open when its run stopped (suspended, or its process died): the same deadline. A gate
@@ -394,6 +396,16 @@ class GateBoard:
             self.notify()
         assert gate.answer is not None
         return _outcome(gate_id, approval, gate.answer)
+
+    async def _refuse_held_past_the_items(self) -> None:
+        """Refuse the early answers held for map items that cannot exist, now the count is known.
+
+        Before a map starts any index may come; once one of its item gates opens, an answer held
+        for an index at or past its item count would wait forever: it is refused, saying why.
+        """
+        for gate_id in [gate_id for gate_id in self._held if self._approval_of(gate_id) is None]:
+            for request in self._held.pop(gate_id):
+                await self._settle(request, "refused", self._not_found(gate_id))
 
     async def _take_waiting_answers(self, gate: _OpenGate) -> None:
         """Apply the answers that came before the gate opened: journaled ones and held ones.

@@ -621,6 +621,30 @@ async def test_gate_ids_past_the_map_items_or_the_loop_bound_are_not_found(
     assert refused.detail == "no gate 'g[7]': map g has 1 items (g[0] on)"
 
 
+async def test_an_early_answer_for_an_item_past_the_map_is_refused_once_the_map_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Held while the item count is unknown; refused, saying why, once the map's gates open."""
+    steps = (
+        {"id": "list", "agent": "work", "input": {"delay": 5, "items": ["a"]}},
+        gate(for_each="steps.list.output.items", depends_on=["list"]),
+    )
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(*steps))
+        board = handle.gates
+        assert board is not None
+        assert await board.answer("g[3]", APPROVE) is None
+        await handle.wait_blocked_on_gates()
+        await board.answer("g[0]", APPROVE)
+        result = await handle.wait()
+        requests = await journal.requests(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert [(r.target, r.outcome, r.detail) for r in requests] == [
+        ("g[3]", "refused", "no gate 'g[3]': map g has 1 items (g[0] on)"),
+        ("g[0]", "applied", None),
+    ]
+
+
 async def test_a_waiting_gate_holds_no_concurrency_slot(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
