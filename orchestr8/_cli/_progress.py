@@ -36,7 +36,15 @@ import trio
 
 from .._journal._events import Event, EventType
 from .._journal._map_items import split_item_id
-from ._views import STATUS_COLORS, describe, format_duration, paint, shorten, wants_color
+from ._views import (
+    STATUS_COLORS,
+    describe,
+    format_duration,
+    local_time,
+    paint,
+    shorten,
+    wants_color,
+)
 
 BEHIND_NOTICE_INTERVAL: Final = 1.0
 """At most one "the display fell behind" notice per this many seconds (trio clock)."""
@@ -68,6 +76,7 @@ _ITEM_TOLD: Final = frozenset(
 )
 """The events of a map item the view handles as a step's: those that make (or feed) a line."""
 _PROGRESS_WIDTH = 100
+_GATE_EVENTS: Final = frozenset({EventType.GATE_OPENED, EventType.GATE_RESOLVED})
 
 
 class ProgressView:
@@ -81,6 +90,7 @@ class ProgressView:
         live: bool | None = None,
         json_logs: bool = False,
         log_handler: logging.Handler | None = None,
+        tell_gate_openings: bool = True,
     ) -> None:
         """Show progress on `stream`.
 
@@ -91,7 +101,10 @@ class ProgressView:
             json_logs: stderr holds JSON log lines: show no events, log notes instead.
             log_handler: the handler writing log lines to the same stream; while `follow`
                 runs, its lines go around the status line (see `route_logs`).
+            tell_gate_openings: write a line when a gate opens (`run` leaves that to its
+                prompter, which also says how to answer); answers are always shown.
         """
+        self._tell_gate_openings = tell_gate_openings
         self._stream = stream
         self._log_handler = log_handler
         self._json_logs = json_logs
@@ -209,7 +222,9 @@ class ProgressView:
         self._last_seq = max(self._last_seq, event.seq)
         if self._first_elapsed is None:
             self._first_elapsed = event.elapsed
-        if event.step_id is not None:
+        if event.type in _GATE_EVENTS and event.step_id is not None:
+            self._show_gate_event(event, event.step_id)
+        elif event.step_id is not None:
             item = split_item_id(event.step_id)
             if item is not None and item[0] in self._items:
                 self._show_item_event(event, event.step_id, item[0])
@@ -217,6 +232,25 @@ class ProgressView:
                 self._show_step_event(event, event.step_id)
         else:
             self._show_execution_event(event)
+
+    def _show_gate_event(self, event: Event, gate_id: str) -> None:
+        """A gate that opened (what it asks, until when) or resolved (how, and by whom)."""
+        data = event.data
+        if event.type == EventType.GATE_OPENED:
+            if not self._tell_gate_openings:
+                return
+            deadline = data.get("deadline")
+            until = f" (until {local_time(deadline)})" if isinstance(deadline, str) else ""
+            prompt = shorten(str(data.get("prompt") or ""), _PROGRESS_WIDTH)
+            self._event_line(event, gate_id, f"waits for approval{until}: {prompt}", "yellow")
+            return
+        verdict = "approved" if data.get("approved") is True else "rejected"
+        if data.get("how") == "timeout":
+            line = f"{verdict}: no answer before the deadline"
+        else:
+            reason = data.get("reason")
+            line = f"{verdict} by {data.get('by') or '?'}" + (f": {reason}" if reason else "")
+        self._event_line(event, gate_id, line, "green" if verdict == "approved" else "yellow")
 
     def _notice_missed(self) -> None:
         if self._missed:

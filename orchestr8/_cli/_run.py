@@ -131,7 +131,11 @@ async def _drive_runtime(
             ):
                 handle, step_ids, headline = await begin(runtime)
                 view = ProgressView(
-                    sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
+                    sys.stderr,
+                    step_ids,
+                    json_logs=log_format == "json",
+                    log_handler=handler,
+                    tell_gate_openings=False,
                 )
                 if headline:
                     view.note(headline)

@@ -14,10 +14,12 @@ documents come from the journal's read models (`_journal/_state_at`, `_state_dif
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from .._errors import EventOutOfRangeError
+from .._journal._events import Event
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._state_at import check_seq, parse_moment, seq_at_time, state_document
 from .._journal._state_diff import StateDiff, UnitChange, state_diff
@@ -68,18 +70,19 @@ async def show_state_at(
     execution_id = record.execution_id
     last_seq = await store.last_seq(execution_id)
     try:
-        if at.strip().isdigit():
+        if re.fullmatch(r"[+-]?\d+", at.strip()):
             seq = check_seq(execution_id, last_seq, int(at))
             events = await store.events(execution_id, limit=seq)
         else:
             moment = parse_moment(at)
             if moment is None:
-                raise CommandError(
-                    f"--at {at}: expected an event's seq (1..{last_seq}) or a time "
-                    "(2026-12-07T14:03:05Z, or local time 2026-12-07 15:03:05)"
-                )
+                first = await store.events(execution_id, limit=1)
+                raise CommandError(f"--at {at}: {_expected_moment(execution_id, last_seq, first)}")
             every = await store.events(execution_id)
-            events = every[: seq_at_time(execution_id, every, moment)]
+            try:
+                events = every[: seq_at_time(execution_id, every, moment)]
+            except EventOutOfRangeError as error:
+                raise CommandError(f"--at {at}: {error}{_in_local_time(at, every)}") from None
     except EventOutOfRangeError as error:
         raise CommandError(f"--at {at}: {error}") from None
     document = state_document(record, events, last_seq=last_seq)
@@ -105,6 +108,38 @@ async def show_state_at(
         events_limit=events_limit,
         journal=journal,
         children=statuses,
+    )
+
+
+def _in_local_time(text: str, events: Sequence[Event]) -> str:
+    """For a time given without an offset (local time), the events' times in local time too.
+
+    `text` is a time `parse_moment` read.
+    """
+    import datetime
+
+    given = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if not events or given.tzinfo is not None:
+        return ""
+    return (
+        f"; a time without an offset is local time: from {local_time(events[0].ts)} "
+        f"to {local_time(events[-1].ts)}"
+    )
+
+
+def _expected_moment(execution_id: str, last_seq: int, first: Sequence[Event]) -> str:
+    """What `--at` takes, with the execution's own first event as the example time.
+
+    The example is given in UTC and in local time, to the second (a time to the second means
+    the end of that second, so both name the first event); the journal writes an event's `ts`
+    as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    """
+    if not first:
+        return f"expected an event's seq or a time, but execution {execution_id} has no events yet"
+    utc = first[0].ts[:19] + "Z"
+    return (
+        f"expected an event's seq (1..{last_seq}) or a time "
+        f"({utc}, or local time {local_time(first[0].ts)})"
     )
 
 
@@ -164,9 +199,10 @@ async def show_diff(
     Raises:
         CommandError: a seq names no event of the execution, or SEQ_A comes after SEQ_B.
     """
+    last_seq = await store.last_seq(record.execution_id)
     events = await store.events(record.execution_id, limit=max(first, second, 1))
     try:
-        diff = state_diff(record, events, first, second)
+        diff = state_diff(record, events, first, second, last_seq=last_seq)
     except EventOutOfRangeError as error:
         raise CommandError(f"--diff {first} {second}: {error}") from None
     return dump_json(diff.to_json()) if as_json else render_diff(diff, color=color)
@@ -193,7 +229,10 @@ def render_diff(diff: StateDiff, *, color: bool) -> str:
     if diff.gates_opened:
         lines.append(f"{'opened':<10} gates {', '.join(diff.gates_opened)}")
     if diff.gates_resolved:
-        resolved = ", ".join(f"{gate} ({how})" for gate, how in diff.gates_resolved.items())
+        resolved = ", ".join(
+            f"{gate} ({how}{_answered(diff.answers.get(gate))})"
+            for gate, how in diff.gates_resolved.items()
+        )
         lines.append(f"{'resolved':<10} gates {resolved}")
     if not diff.units:
         return "\n".join([*lines, "", "no step changed"])
@@ -203,6 +242,16 @@ def render_diff(diff: StateDiff, *, color: bool) -> str:
     if left_out > 0:
         table += f"\n... and {left_out} more units changed; --json lists every one"
     return "\n".join([*lines, "", table])
+
+
+def _answered(answer: Mapping[str, Any] | None) -> str:
+    """Who answered a gate and why (` by ann: too early`), or how it timed out."""
+    if not answer:
+        return ""
+    if answer.get("how") == "timeout":
+        return " on timeout"
+    text = f" by {answer['by']}" if answer.get("by") else ""
+    return text + (f": {answer['reason']}" if answer.get("reason") else "")
 
 
 def _unit_row(change: UnitChange, *, color: bool) -> list[Cell]:
@@ -276,6 +325,16 @@ def render_comparison(document: Mapping[str, Any], *, color: bool) -> str:
     headers = ["STEP", "A", "B", "A TRIES", "B TRIES", "A TIME", "B TIME", "A TOKENS", "B TOKENS"]
     table = render_table([*headers, "OUTPUT"], rows, color=color)
     parts = [header, "; ".join(verdicts), table]
+    children = [
+        f"  {step['step_id']}: orchestr8 compare {step['a']['child']['execution_id']} "
+        f"{step['b']['child']['execution_id']}"
+        for step in document["steps"]
+        if "child" in (step["a"] or {}) and "child" in (step["b"] or {})
+    ]
+    if children:
+        parts.append(
+            "sub-workflows run as child executions; compare them with:\n" + "\n".join(children)
+        )
     for step in document["steps"]:
         if step["output_diff"] is not None:
             parts.append(f"output of {step['step_id']}:\n{step['output_diff']}")
@@ -287,8 +346,11 @@ def render_comparison(document: Mapping[str, Any], *, color: bool) -> str:
 
 
 def _note(step: Mapping[str, Any]) -> str:
-    """A step row's last column: the output verdict, and a map's or a loop's progress."""
+    """A step row's last column: the output verdict, a fork's reuse, a map's or loop's progress."""
     notes = [step["output"]]
+    reused_by = step.get("reused_by")
+    if reused_by:
+        notes.append(f"{reused_by} reused {'a' if reused_by == 'b' else 'b'}'s (forked)")
     for name in ("a", "b"):
         side = step[name] or {}
         if "items" in side:
@@ -296,4 +358,13 @@ def _note(step: Mapping[str, Any]) -> str:
             notes.append(f"{name}: map {items['count']}, {items.get('succeeded', 0)} succeeded")
         if "loop" in side:
             notes.append(f"{name}: loop {side['loop']['iterations']} iterations")
+    for key, noun in (("items_differ", "items"), ("iterations_differ", "iterations")):
+        if step.get(key):
+            notes.append(f"{noun} {_numbers(step[key])} differ")
     return "; ".join(notes)
+
+
+def _numbers(numbers: Sequence[int], shown: int = 10) -> str:
+    """Item indices or iteration numbers for a note: `0, 2, 4`, the first `shown` of many."""
+    text = ", ".join(str(number) for number in numbers[:shown])
+    return text if len(numbers) <= shown else f"{text} ... ({len(numbers)} in all)"

@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
-from ._events import Event
+from ._events import Event, EventType
 from ._iterations import loop_progress
 from ._map_items import item_counts, split_item_id
 from ._records import ExecutionRecord
-from ._replay import ExecutionState, replay
+from ._replay import ExecutionState, StepState, replay
 from ._state_at import declared_step_ids, step_document
 
-__all__ = ["MAX_DIFF_LINES", "ComparedExecution", "compare_executions", "json_diff", "step_order"]
+__all__ = [
+    "MAX_DIFF_LINES",
+    "ComparedExecution",
+    "compare_executions",
+    "json_diff",
+    "parts_differing",
+    "step_order",
+]
 
 MAX_DIFF_LINES: Final = 200
 """The most lines a diff shows; the rest is counted on a last line."""
@@ -120,13 +127,21 @@ def _side(compared: ComparedExecution, state: ExecutionState) -> dict[str, Any]:
 
 @attrs.frozen
 class _Replayed:
-    """One side replayed once: its state, declared steps, map items and loops."""
+    """One side replayed once: its state, declared steps, map items, loops and their parts."""
 
     compared: ComparedExecution
     state: ExecutionState
     declared: frozenset[str]
     items: Mapping[str, Any]
     loops: Mapping[str, Any]
+    parts: Mapping[str, Mapping[int, StepState]]
+    """Each map step's items by index, each loop step's iterations by number."""
+    reused: Mapping[str, str]
+    """The units whose result a fork copied from another execution, with that execution's id."""
+
+    def reused_from(self, other: _Replayed, unit_id: str) -> bool:
+        """Whether this side's `unit_id` is `other`'s recorded result, copied by a fork."""
+        return self.reused.get(unit_id) == other.compared.record.execution_id
 
     @classmethod
     def of(cls, compared: ComparedExecution) -> _Replayed:
@@ -137,19 +152,77 @@ class _Replayed:
             frozenset(declared_step_ids(compared.record)),
             item_counts(state),
             loop_progress(compared.events),
+            _parts(state),
+            _reused(compared.events),
         )
 
     def step(self, step_id: str) -> dict[str, Any] | None:
-        """The step's side of a row; None when this workflow neither declares nor ran it."""
+        """The step's side of a row; None when this workflow neither declares nor ran it.
+
+        A loop step's tokens are its iterations' (a map step's already count its items'); a
+        sub-workflow step names its child execution (`child`), which has steps of its own.
+        """
         step = self.state.steps.get(step_id)
         if step is None and step_id not in self.declared:
             return None
         document = step_document(step)
         if step_id in self.items:
             document["items"] = self.items[step_id].to_json()
+        if step is not None and step.child is not None:
+            document["child"] = {"execution_id": step.child}
         if step_id in self.loops:
             document["loop"] = self.loops[step_id].to_json()
+            usage = document["usage"]
+            for iteration in self.parts.get(step_id, {}).values():
+                for name, count in iteration.usage.items():
+                    usage[name] = usage.get(name, 0) + count
         return document
+
+
+def _reused(events: Sequence[Event]) -> dict[str, str]:
+    """The units a fork copied (`reused_from` on their `step.succeeded`), with the source's id."""
+    reused: dict[str, str] = {}
+    for event in events:
+        source = event.data.get("reused_from")
+        if event.type == EventType.STEP_SUCCEEDED and event.step_id and isinstance(source, dict):
+            reused[event.step_id] = str(source.get("execution_id"))
+    return reused
+
+
+def _parts(state: ExecutionState) -> dict[str, dict[int, StepState]]:
+    """The items (`ID[i]`) and iterations (`ID#k`) of `state`, by their step and number."""
+    parts: dict[str, dict[int, StepState]] = {}
+    for unit_id, unit in state.steps.items():
+        item = split_item_id(unit_id)
+        loop, separator, iteration = unit_id.rpartition("#")
+        if item is not None:
+            parts.setdefault(item[0], {})[item[1]] = unit
+        elif separator and loop and iteration.isdigit():
+            parts.setdefault(loop, {})[int(iteration)] = unit
+    return parts
+
+
+def parts_differing(
+    first: Mapping[int, StepState],
+    second: Mapping[int, StepState],
+    reused: Container[int] = (),
+) -> list[int]:
+    """The numbers of the items or iterations whose status, attempts or output differ.
+
+    For the numbers in `reused` (one side's copy of the other's result) attempts do not count.
+    """
+
+    def seen(part: StepState | None, attempts: bool) -> tuple[str, int, str] | None:
+        if part is None:
+            return None
+        return (str(part.status), part.total_attempts if attempts else 0, _pretty(part.output))
+
+    return [
+        number
+        for number in sorted(set(first) | set(second))
+        if seen(first.get(number), number not in reused)
+        != seen(second.get(number), number not in reused)
+    ]
 
 
 def compare_executions(first: ComparedExecution, second: ComparedExecution) -> dict[str, Any]:
@@ -163,7 +236,12 @@ def compare_executions(first: ComparedExecution, second: ComparedExecution) -> d
     sides = (_Replayed.of(first), _Replayed.of(second))
     units = [_units(side.compared.record, side.state) for side in sides]
     steps = [
-        _compare_step(step_id, sides[0].step(step_id), sides[1].step(step_id))
+        _with_parts(
+            _compare_step(
+                step_id, sides[0].step(step_id), sides[1].step(step_id), _reused_by(sides, step_id)
+            ),
+            sides,
+        )
         for step_id in step_order(*units)
     ]
     workflow_diff = json_diff(
@@ -203,10 +281,51 @@ def compare_executions(first: ComparedExecution, second: ComparedExecution) -> d
     }
 
 
+def _with_parts(row: dict[str, Any], sides: tuple[_Replayed, _Replayed]) -> dict[str, Any]:
+    """Add a map's `items_differ` (indices) or a loop's `iterations_differ` (numbers) to a row.
+
+    A map or loop step differs when any of its items or iterations does (another status, attempt
+    count or output), so a retried item shows though the map's own output is the same.
+    """
+    step_id = row["step_id"]
+    if row["a"] is None or row["b"] is None:
+        return row
+    is_loop = any("loop" in side for side in (row["a"], row["b"]))
+    is_map = any("items" in side for side in (row["a"], row["b"]))
+    if not (is_loop or is_map):
+        return row
+    first, second = (side.parts.get(step_id, {}) for side in sides)
+    reused = {
+        number
+        for number in {*first, *second}
+        if _reused_by(sides, f"{step_id}[{number}]" if is_map else f"{step_id}#{number}")
+    }
+    differing = parts_differing(first, second, reused)
+    row["iterations_differ" if is_loop else "items_differ"] = differing
+    row["differs"] = row["differs"] or bool(differing)
+    return row
+
+
+def _reused_by(sides: tuple[_Replayed, _Replayed], unit_id: str) -> str | None:
+    """`b` when b's unit is a's result copied by a fork (b forked from a), `a` the other way."""
+    if sides[1].reused_from(sides[0], unit_id):
+        return "b"
+    if sides[0].reused_from(sides[1], unit_id):
+        return "a"
+    return None
+
+
 def _compare_step(
-    step_id: str, first: Mapping[str, Any] | None, second: Mapping[str, Any] | None
+    step_id: str,
+    first: Mapping[str, Any] | None,
+    second: Mapping[str, Any] | None,
+    reused_by: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the comparison: both sides, where the step is, the output verdict and diff."""
+    """One row of the comparison: both sides, where the step is, the output verdict and diff.
+
+    `reused_by` names the side whose step is the other's result copied by a fork (`a` or `b`,
+    in the row as `reused_by`): its attempts and duration (it did not run) are no difference.
+    """
     if first is None or second is None:
         where = "a" if second is None else "b"
         return {
@@ -217,6 +336,7 @@ def _compare_step(
             "output": "only in " + where,
             "output_diff": None,
             "differs": True,
+            "reused_by": None,
         }
     output_diff = json_diff(
         first["output"], second["output"], labels=(f"a {step_id}", f"b {step_id}")
@@ -224,7 +344,7 @@ def _compare_step(
     differs = (
         output_diff is not None
         or first["status"] != second["status"]
-        or first["attempts"] != second["attempts"]
+        or (reused_by is None and first["attempts"] != second["attempts"])
     )
     return {
         "step_id": step_id,
@@ -234,4 +354,5 @@ def _compare_step(
         "output": "equal" if output_diff is None else "changed",
         "output_diff": output_diff,
         "differs": differs,
+        "reused_by": reused_by,
     }

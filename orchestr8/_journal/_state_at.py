@@ -13,8 +13,9 @@ iterations after it), the approval gates and the tokens used. `inspect ID --at S
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from .._errors import EventOutOfRangeError
 from ._events import Event
@@ -55,15 +56,56 @@ def _range_text(execution_id: str, last_seq: int) -> str:
 
 
 def parse_moment(text: str) -> datetime.datetime | None:
-    """Read an ISO-8601 time (`2026-12-07T14:03:05Z`, `2026-12-07 15:03:05`), or None if not one.
+    """Read an ISO-8601 time as the last instant it names, or None if it is not a time.
 
+    A time names the whole of its last unit, so the times `inspect` prints (to the second) work
+    as `--at` values: `2026-12-07 15:03:05` is the end of that second, `2026-12-07T15:03Z` the
+    end of that minute, `2026-12-07` the end of that day, and `15:03:05.466` that millisecond.
     A time without an offset is local time, as `inspect` shows times; the result is aware.
     """
+    text = text.strip()
     try:
-        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        start = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else moment.astimezone()
+    if start.tzinfo is None:
+        start = start.astimezone()
+    return start + _unit_of(text) - _MICROSECOND
+
+
+_MICROSECOND: Final = datetime.timedelta(microseconds=1)
+
+_TIME_OF_DAY: Final = re.compile(
+    r"(?P<hour>\d\d)(?::?(?P<minute>\d\d)(?::?(?P<second>\d\d)(?:[.,](?P<fraction>\d+))?)?)?"
+    r"(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?)?"
+)
+"""The time of day of an ISO-8601 time and its offset, to find the unit it was written to."""
+
+
+def _unit_of(text: str) -> datetime.timedelta:
+    """The span the last unit of an ISO-8601 time covers: a day, an hour ... a microsecond.
+
+    `text` is one `datetime.fromisoformat` read (with `Z` for UTC). The time of day follows
+    the date (`YYYY-MM-DD`, `YYYYMMDD` or a week date) and one separator character.
+    """
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return datetime.timedelta(days=1)
+    lengths = (10, 8) if text[4:5] == "-" else (8, 7)
+    found = (_TIME_OF_DAY.fullmatch(text, length + 1) for length in lengths)
+    time_of_day = next((match for match in found if match is not None), None)
+    if time_of_day is None or time_of_day["fraction"] is not None:
+        # A fraction names its last digit (at most microseconds); an unknown layout, the instant.
+        digits = 6 if time_of_day is None else len(time_of_day["fraction"])
+        return datetime.timedelta(microseconds=10 ** max(0, 6 - digits))
+    if time_of_day["second"] is not None:
+        return datetime.timedelta(seconds=1)
+    if time_of_day["minute"] is not None:
+        return datetime.timedelta(minutes=1)
+    return datetime.timedelta(hours=1)
 
 
 def seq_at_time(execution_id: str, events: Sequence[Event], moment: datetime.datetime) -> int:
@@ -75,7 +117,7 @@ def seq_at_time(execution_id: str, events: Sequence[Event], moment: datetime.dat
     """
     chosen = 0
     for event in events:
-        recorded = parse_moment(event.ts)
+        recorded = _recorded_at(event)
         if recorded is None or recorded > moment:
             break
         chosen = event.seq
@@ -90,6 +132,15 @@ def seq_at_time(execution_id: str, events: Sequence[Event], moment: datetime.dat
             f"(seq 1) to {events[-1].ts} (seq {last_seq})"
         )
     raise EventOutOfRangeError(message, execution_id=execution_id, last_seq=last_seq)
+
+
+def _recorded_at(event: Event) -> datetime.datetime | None:
+    """When the event was recorded (its `ts`, UTC), or None if its time cannot be read."""
+    try:
+        recorded = datetime.datetime.fromisoformat(event.ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return recorded if recorded.tzinfo is not None else recorded.replace(tzinfo=datetime.UTC)
 
 
 def declared_step_ids(record: ExecutionRecord) -> list[str]:

@@ -11,18 +11,26 @@ at SEQ_B (a property test holds it to that).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .._errors import EventOutOfRangeError
 from ._events import Event
+from ._map_items import split_item_id
 from ._records import ExecutionRecord
 from ._replay import ExecutionState, StepState, replay
-from ._state_at import check_seq
+from ._state_at import check_seq, declared_step_ids
 
-__all__ = ["UNIT_FIELDS", "StateDiff", "UnitChange", "state_diff", "unit_fields"]
+__all__ = [
+    "UNIT_FIELDS",
+    "StateDiff",
+    "UnitChange",
+    "state_diff",
+    "unit_fields",
+    "unit_order",
+]
 
 UNIT_FIELDS = ("status", "attempts", "output", "error")
 """The fields of a unit a diff compares, in the order it lists them."""
@@ -68,6 +76,8 @@ class StateDiff:
     """Tokens and other counts used in between (`step.usage`), by name."""
     event_types: Mapping[str, int]
     """The events in between, counted by type, in the order each type first came."""
+    answers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """How each gate resolved in between was answered (`gate.resolved`'s data), by gate id."""
 
     @property
     def event_count(self) -> int:
@@ -82,24 +92,35 @@ class StateDiff:
             "to": self.second,
             "status": {"before": self.status[0], "after": self.status[1]},
             "units": [change.to_json() for change in self.units],
-            "gates": {"opened": list(self.gates_opened), "resolved": dict(self.gates_resolved)},
+            "gates": {
+                "opened": list(self.gates_opened),
+                "resolved": dict(self.gates_resolved),
+                "answers": {gate_id: dict(answer) for gate_id, answer in self.answers.items()},
+            },
             "usage": dict(self.usage),
             "events": {"count": self.event_count, "types": dict(self.event_types)},
         }
 
 
 def state_diff(
-    record: ExecutionRecord, events: Sequence[Event], first: int, second: int
+    record: ExecutionRecord,
+    events: Sequence[Event],
+    first: int,
+    second: int,
+    *,
+    last_seq: int | None = None,
 ) -> StateDiff:
     """Compare the execution's state after event `first` with the state after event `second`.
 
-    `events` are the execution's events in seq order, at least up to `second`.
+    `events` are the execution's events in seq order, at least up to `second`; `last_seq` is
+    its last seq (by default the last of `events`), the range an error names.
 
     Raises:
         EventOutOfRangeError: a seq is not one of the execution's events, or `first` comes after
             `second`.
     """
-    last_seq = events[-1].seq if events else 0
+    if last_seq is None:
+        last_seq = events[-1].seq if events else 0
     for seq in (first, second):
         check_seq(record.execution_id, last_seq, seq)
     if first > second:
@@ -120,11 +141,12 @@ def state_diff(
         first=first,
         second=second,
         status=(str(before.status), str(after.status)),
-        units=tuple(_unit_changes(before, after)),
+        units=tuple(_unit_changes(record, before, after)),
         gates_opened=opened,
         gates_resolved=resolved,
         usage=_usage_between(before.usage, after.usage),
         event_types=types,
+        answers=_answers(after, resolved),
     )
 
 
@@ -138,9 +160,12 @@ def unit_fields(step: StepState) -> dict[str, Any]:
     }
 
 
-def _unit_changes(before: ExecutionState, after: ExecutionState) -> list[UnitChange]:
+def _unit_changes(
+    record: ExecutionRecord, before: ExecutionState, after: ExecutionState
+) -> list[UnitChange]:
     changes = []
-    for unit_id, step in after.steps.items():
+    for unit_id in unit_order(declared_step_ids(record), after.steps):
+        step = after.steps[unit_id]
         new = unit_fields(step)
         old_step = before.steps.get(unit_id)
         if old_step is None:
@@ -151,6 +176,29 @@ def _unit_changes(before: ExecutionState, after: ExecutionState) -> list[UnitCha
         if changed:
             changes.append(UnitChange(unit_id, old, new, changed))
     return changes
+
+
+def unit_order(declared: Sequence[str], units: Iterable[str]) -> list[str]:
+    """`units` in the order a person reads them, whatever order they started or finished in.
+
+    Steps in workflow order (`declared`), then steps the workflow does not declare in the order
+    seen; each step followed by its map items by index (`ID[2]` before `ID[10]`) and its loop
+    iterations by number (`ID#2` before `ID#10`).
+    """
+    rank = {step_id: position for position, step_id in enumerate(declared)}
+
+    def key(unit_id: str) -> tuple[int, int]:
+        step_id, number = unit_id, 0
+        item = split_item_id(unit_id)
+        if item is not None:
+            step_id, number = item[0], item[1] + 1
+        else:
+            loop, separator, iteration = unit_id.rpartition("#")
+            if separator and loop and iteration.isdigit():
+                step_id, number = loop, int(iteration)
+        return (rank.setdefault(step_id, len(rank)), number)
+
+    return sorted(units, key=key)
 
 
 def _gate_changes(
@@ -168,6 +216,16 @@ def _gate_changes(
         if not gate.is_open and (gate_id not in before.gates or before.gates[gate_id].is_open)
     }
     return opened, resolved
+
+
+def _answers(after: ExecutionState, resolved: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    """The answers (`gate.resolved` data) of the gates resolved in between (closed: none)."""
+    answers: dict[str, Mapping[str, Any]] = {}
+    for gate_id in resolved:
+        answer = after.gates[gate_id].answer
+        if answer is not None:
+            answers[gate_id] = answer
+    return answers
 
 
 def _usage_between(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:

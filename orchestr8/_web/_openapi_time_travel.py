@@ -172,7 +172,16 @@ def time_travel_schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["step_id", "in", "a", "b", "output", "output_diff", "differs"],
+                        "required": [
+                            "step_id",
+                            "in",
+                            "a",
+                            "b",
+                            "output",
+                            "output_diff",
+                            "differs",
+                            "reused_by",
+                        ],
                         "properties": {
                             "step_id": {"type": "string"},
                             "in": {"enum": ["both", "a", "b"]},
@@ -181,6 +190,23 @@ def time_travel_schemas() -> dict[str, Any]:
                             "output": {"enum": ["equal", "changed", "only in a", "only in b"]},
                             "output_diff": diff,
                             "differs": {"type": "boolean"},
+                            "reused_by": {
+                                "enum": ["a", "b", None],
+                                "description": "The side whose step is the other's result, "
+                                "copied by a fork (it did not run), else null.",
+                            },
+                            "items_differ": {
+                                "type": "array",
+                                "items": {"type": "integer", "minimum": 0},
+                                "description": "A map step on both sides: the indices of "
+                                "the items whose status, attempts or output differ.",
+                            },
+                            "iterations_differ": {
+                                "type": "array",
+                                "items": {"type": "integer", "minimum": 1},
+                                "description": "A loop step on both sides: the numbers of "
+                                "the iterations whose status, attempts or output differ.",
+                            },
                         },
                     },
                 },

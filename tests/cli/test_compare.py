@@ -91,6 +91,14 @@ def test_the_comparison_text_shows_maps_and_loops_in_the_output_column() -> None
         "duration": None,
         "usage": {},
     }
+    row: dict[str, Any] = {
+        "step_id": "m",
+        "a": mapped,
+        "b": side,
+        "output": "equal",
+        "output_diff": None,
+        "differs": True,
+    }
     document = {
         "a": execution,
         "b": execution,
@@ -100,17 +108,17 @@ def test_the_comparison_text_shows_maps_and_loops_in_the_output_column() -> None
         "workflow_diff": None,
         "inputs_diff": None,
         "differing_steps": 1,
-        "steps": [
-            {
-                "step_id": "m",
-                "a": mapped,
-                "b": side,
-                "output": "equal",
-                "output_diff": None,
-                "differs": True,
-            },
-        ],
+        "steps": [row],
     }
     text = render_comparison(document, color=False)
     assert "1 step differs" in text
     assert text.splitlines()[-1].endswith("equal; a: map 3, 3 succeeded; a: loop 2 iterations")
+    row["items_differ"], row["iterations_differ"] = list(range(12)), [2]
+    row["reused_by"] = "b"
+    row["a"] = {**mapped, "child": {"execution_id": "x.m"}}
+    row["b"] = {**side, "child": {"execution_id": "y.m"}}
+    differing = render_comparison(document, color=False)
+    assert "equal; b reused a's (forked); a: map 3" in differing
+    assert differing.endswith("compare them with:\n  m: orchestr8 compare x.m y.m")
+    items = "items 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 ... (12 in all) differ; iterations 2 differ\n"
+    assert "iterations; " + items in differing

@@ -145,6 +145,42 @@ async def test_each_finished_iteration_of_a_loop_gets_a_line(
     ]
 
 
+async def test_gates_get_a_line_when_they_open_and_one_saying_how_they_resolved(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """`follow` tells a gate opening (what it asks, until when) and every resolution, by whom."""
+    stream = io.StringIO()
+    view = ProgressView(stream, ["review", "ship"], live=False)
+    factory = EventFactory("e1")
+    opened = {"prompt": "Ship it?", "deadline": None}
+    view.show(factory.create(EventType.GATE_OPENED, step_id="review", data=opened), "e1")
+    answer = {"approved": False, "by": "ann", "reason": "too early", "how": "answer"}
+    view.show(factory.create(EventType.GATE_RESOLVED, step_id="review", data=answer), "e1")
+    timed_out = {"approved": True, "how": "timeout"}
+    view.show(factory.create(EventType.GATE_RESOLVED, step_id="ship[2]", data=timed_out), "e1")
+    lines = [line.split(None, 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "review  waits for approval: Ship it?",
+        "review  rejected by ann: too early",
+        "ship[2]  approved: no answer before the deadline",
+    ]
+
+
+async def test_run_leaves_the_gate_opening_to_its_prompter(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """With `tell_gate_openings=False` an opening writes nothing; the answer still shows."""
+    stream = io.StringIO()
+    view = ProgressView(stream, ["review"], live=False, tell_gate_openings=False)
+    factory = EventFactory("e1")
+    data = {"prompt": "Ship it?", "deadline": "2030-01-01T00:00:00.000Z"}
+    view.show(factory.create(EventType.GATE_OPENED, step_id="review", data=data), "e1")
+    assert stream.getvalue() == ""
+    answer = {"approved": True, "by": "ann", "reason": None, "how": "answer"}
+    view.show(factory.create(EventType.GATE_RESOLVED, step_id="review", data=answer), "e1")
+    assert stream.getvalue().split(None, 1)[1] == "review  approved by ann\n"
+
+
 async def test_the_engine_narration_is_held_back_at_the_default_level_only(
     handler: logging.StreamHandler[Any],
 ) -> None:

@@ -7,10 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+import trio
 from cli_in_process import Outcome, call, record_runs
 
 from orchestr8._cli._time_travel import MAX_DIFF_ROWS, render_diff, render_state_at
+from orchestr8._cli._views import local_time
+from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._state_diff import StateDiff, UnitChange
 
 
@@ -81,6 +85,84 @@ def test_at_outside_the_events_is_an_error_naming_their_range(
     )
     assert done.stderr.startswith("error: " + expected)
     assert "Traceback" not in done.stderr
+
+
+def test_the_times_inspect_prints_are_at_values(runs: dict[str, Any]) -> None:
+    """The last event's time as `inspect` prints it (local, to the second) travels to the end.
+
+    A time to the second means the end of that second: a run shorter than a second is found.
+    """
+    printed = inspect(runs, runs["first"]).stdout
+    finished = next(line for line in printed.splitlines() if line.startswith("finished"))
+    done = inspect(runs, runs["first"], "--at", finished.split(maxsplit=1)[1], "--json")
+    assert done.code == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["at"], document["status"]) == (runs["events"][-1]["seq"], "succeeded")
+
+
+def test_a_refused_time_shows_example_times_of_the_executions_first_event(
+    runs: dict[str, Any],
+) -> None:
+    """The examples are the first event's time in UTC and local time, and both are --at values."""
+    first_ts = runs["events"][0]["ts"]
+    utc, local = first_ts[:19] + "Z", local_time(first_ts)
+    done = inspect(runs, runs["first"], "--at", "soon")
+    assert done.stderr == (
+        f"error: --at soon: expected an event's seq (1..{runs['events'][-1]['seq']}) "
+        f"or a time ({utc}, or local time {local})\n"
+    )
+    for example in (utc, local):
+        assert json.loads(inspect(runs, runs["first"], "--at", example, "--json").stdout)["at"] >= 1
+
+
+def test_a_local_time_too_early_is_answered_with_the_events_local_times_too(
+    runs: dict[str, Any],
+) -> None:
+    """Without an offset the time is local, so the refusal names the events in local time."""
+    first, last = runs["events"][0]["ts"], runs["events"][-1]["ts"]
+    local = inspect(runs, runs["first"], "--at", "2020-01-01 10:00:00")
+    assert local.stderr.endswith(
+        f"; a time without an offset is local time: from {local_time(first)} "
+        f"to {local_time(last)}\n"
+    )
+    utc = inspect(runs, runs["first"], "--at", "2020-01-01T10:00:00+02:00")
+    assert utc.stderr.endswith(f"to {last} (seq {runs['events'][-1]['seq']})\n")
+
+
+def test_an_execution_without_events_says_so_for_any_at(tmp_path: Path) -> None:
+    """Recorded but never started: a seq or a time is refused saying it has no events yet."""
+    journal = tmp_path / "journal.db"
+
+    async def record() -> None:
+        async with open_journal(journal) as store:
+            await store.create_execution(ExecutionRecord("quiet", "w", {"steps": []}))
+
+    trio.run(record)
+    for at, reason in [("1", "has no events yet"), ("soon", "but execution quiet has no events")]:
+        done = call("inspect", "quiet", "--journal", str(journal), "--at", at, cwd=tmp_path)
+        assert done.code == 1
+        assert done.stderr.startswith(f"error: --at {at}: ")
+        assert reason in done.stderr
+
+
+@pytest.mark.parametrize("seqs", [("-1", "5"), ("0", "5"), ("-5", "2"), ("3", "900")])
+def test_diff_out_of_range_names_the_executions_whole_range(
+    runs: dict[str, Any], seqs: tuple[str, str]
+) -> None:
+    """Whatever the two seqs, the error names 1..the execution's last seq."""
+    done = inspect(runs, runs["first"], "--diff", *seqs)
+    assert done.code == 1
+    last = runs["events"][-1]["seq"]
+    assert done.stderr == (
+        f"error: --diff {seqs[0]} {seqs[1]}: execution {runs['first']} has events 1..{last}\n"
+    )
+
+
+def test_a_negative_at_seq_names_the_range(runs: dict[str, Any]) -> None:
+    """`--at -1` is a seq out of range, not a time that failed to parse."""
+    done = inspect(runs, runs["first"], "--at", "-1")
+    last = runs["events"][-1]["seq"]
+    assert done.stderr == f"error: --at -1: execution {runs['first']} has events 1..{last}\n"
 
 
 def test_diff_lists_what_changed_between_two_events(runs: dict[str, Any]) -> None:
@@ -212,6 +294,17 @@ def test_a_long_diff_lists_the_first_units_and_counts_the_rest() -> None:
     )
     text = render_diff(diff, color=False)
     assert "from       seq 1 to seq 2: 1 event (1 gate.opened)" in text
+    answers = {
+        "h": {"approved": True, "by": "ann", "reason": "fine", "how": "answer"},
+        "t": {"approved": False, "by": "timeout", "how": "timeout"},
+        "q": {"approved": True, "how": "answer"},
+    }
+    resolved = {"h": "approved", "t": "rejected", "q": "approved", "c": "closed"}
+    answered = render_diff(
+        attrs.evolve(diff, gates_resolved=resolved, answers=answers), color=False
+    )
+    gates = "h (approved by ann: fine), t (rejected on timeout), q (approved), c (closed)"
+    assert f"resolved   gates {gates}" in answered
     assert "usage      output_tokens 7 more" in text
     assert "opened     gates g" in text
     assert "resolved   gates h (approved)" in text

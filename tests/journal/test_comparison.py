@@ -187,3 +187,91 @@ def test_a_loop_step_shows_its_iterations_on_each_side() -> None:
     [row] = compare_executions(one, one)["steps"]
     assert row["step_id"] == "loop"
     assert row["a"]["loop"] == {"iterations": 1, "max_iterations": 3, "until_held": True}
+
+
+def _mapped(retried: int | None, outputs: list[int]) -> ComparedExecution:
+    """A map `each` of len(outputs) items; item `retried` (if any) took two attempts."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "each"}]})
+    script = Script().add("execution.started").add("step.started", "each")
+    script.add("map.started", "each", count=len(outputs))
+    for index, output in enumerate(outputs):
+        unit = f"each[{index}]"
+        script.add("step.started", unit).add("attempt.started", unit, 1)
+        if index == retried:
+            script.add("attempt.failed", unit, 1, error={"type": "E"}).add(
+                "attempt.started", unit, 2
+            )
+        script.add("step.succeeded", unit, 2 if index == retried else 1, output=output)
+    script.add("step.succeeded", "each", output=outputs)
+    return ComparedExecution(record, script.events)
+
+
+def test_a_map_differs_by_the_items_that_differ_even_with_equal_outputs() -> None:
+    """A retried item, or another item output, is named by index and marks its map step."""
+    plain = _mapped(None, [1, 2, 3])
+    [row] = compare_executions(plain, _mapped(1, [1, 2, 3]))["steps"]
+    assert (row["output"], row["items_differ"], row["differs"]) == ("equal", [1], True)
+    [row] = compare_executions(plain, _mapped(None, [1, 5, 3, 4]))["steps"]
+    assert (row["items_differ"], row["differs"]) == ([1, 3], True)
+    [same] = compare_executions(plain, plain)["steps"]
+    assert (same["items_differ"], same["differs"]) == ([], False)
+
+
+def test_a_loop_counts_its_iterations_tokens_and_names_the_iterations_that_differ() -> None:
+    """A loop step's tokens are its iterations'; iterations are compared by number."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "loop"}]})
+
+    def looped(outputs: list[int]) -> ComparedExecution:
+        script = Script().add("execution.started").add("step.started", "loop", max_iterations=5)
+        for number, output in enumerate(outputs, start=1):
+            unit = f"loop#{number}"
+            script.add("step.started", unit).add("step.usage", unit, 1, output_tokens=output)
+            script.add("step.succeeded", unit, output=output)
+            script.add("iteration.finished", "loop", iteration=number, until=False)
+        script.add("step.succeeded", "loop", output=outputs[-1])
+        return ComparedExecution(record, script.events)
+
+    [row] = compare_executions(looped([1, 2, 3]), looped([1, 4]))["steps"]
+    assert (row["a"]["usage"], row["b"]["usage"]) == ({"output_tokens": 6}, {"output_tokens": 5})
+    assert (row["iterations_differ"], row["differs"]) == ([2, 3], True)
+    assert "items_differ" not in row
+
+
+def test_a_result_a_fork_copied_from_the_other_side_is_no_difference() -> None:
+    """A fork's copied step (and item) did not run: its missing attempts do not count as one.
+
+    Compared with another execution than its source, the same copy differs as usual.
+    """
+    workflow = {"steps": [{"id": "fetch"}, {"id": "each"}]}
+    source = Script().add("execution.started")
+    source.add("step.started", "fetch").add("attempt.started", "fetch", 1)
+    source.add("step.succeeded", "fetch", 1, output=7)
+    source.add("step.started", "each").add("map.started", "each", count=1)
+    source.add("step.started", "each[0]").add("attempt.started", "each[0]", 1)
+    source.add("step.succeeded", "each[0]", 1, output=1).add("step.succeeded", "each", output=[1])
+    copied = {"execution_id": "source", "seq": 4}
+    fork = Script().add("execution.started")
+    fork.add("step.succeeded", "fetch", output=7, reused_from=copied)
+    fork.add("step.started", "each").add("map.started", "each", count=1)
+    fork.add("step.succeeded", "each[0]", output=1, reused_from=copied)
+    fork.add("step.succeeded", "each", output=[1])
+    first = ComparedExecution(ExecutionRecord("source", "w", workflow), source.events)
+    second = ComparedExecution(ExecutionRecord("fork", "w", workflow), fork.events)
+    fetch, each = compare_executions(first, second)["steps"]
+    assert (fetch["reused_by"], fetch["differs"]) == ("b", False)
+    assert (fetch["a"]["attempts"], fetch["b"]["attempts"]) == (1, 0)
+    assert (each["items_differ"], each["differs"]) == ([], False)
+    assert compare_executions(second, first)["steps"][0]["reused_by"] == "a"
+    other = ComparedExecution(ExecutionRecord("other", "w", workflow), source.events)
+    fetch, each = compare_executions(other, second)["steps"]
+    assert (fetch["reused_by"], fetch["differs"], each["items_differ"]) == (None, True, [0])
+
+
+def test_a_sub_workflow_step_names_its_child_on_each_side() -> None:
+    """The child executions are named, so they can be compared in turn."""
+    record = ExecutionRecord("one", "w", {"steps": [{"id": "sub"}]})
+    script = Script().add("execution.started").add("step.started", "sub")
+    script.add("child.started", "sub", child_id="one.sub").add("step.succeeded", "sub", output=1)
+    one = ComparedExecution(record, script.events)
+    [row] = compare_executions(one, one)["steps"]
+    assert row["a"]["child"] == row["b"]["child"] == {"execution_id": "one.sub"}

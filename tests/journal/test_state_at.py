@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from event_scripts import Script
+from hypothesis import given
+from hypothesis import strategies as st
 from time_travel_runs import CHAIN, run, runtime_on
 
 from orchestr8._errors import EventOutOfRangeError
+from orchestr8._journal._events import Event
 from orchestr8._journal._records import ExecutionRecord
 from orchestr8._journal._replay import replay
 from orchestr8._journal._state_at import (
@@ -46,14 +50,114 @@ def test_an_execution_without_events_says_so() -> None:
 
 def test_moments_are_read_as_iso_times_and_naive_ones_as_local() -> None:
     """`Z` and offsets are kept; a time without one is local; anything else is None."""
-    assert parse_moment("2025-01-01T00:00:05Z") == datetime.datetime(
+    assert parse_moment("2025-01-01T02:00:05.000000+02:00") == datetime.datetime(
         2025, 1, 1, 0, 0, 5, tzinfo=UTC
     )
-    local = parse_moment("2025-01-01 10:00:00")
+    local = parse_moment("2025-01-01 10:00:00.000000")
     assert local is not None
     assert local.tzinfo is not None
     assert local == datetime.datetime(2025, 1, 1, 10).astimezone()
     assert parse_moment("soon") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "last_instant"),
+    [
+        ("2025-01-01T00:00:05Z", "2025-01-01T00:00:05.999999+00:00"),
+        ("2025-01-01T00:00Z", "2025-01-01T00:00:59.999999+00:00"),
+        ("2025-01-01T10Z", "2025-01-01T10:59:59.999999+00:00"),
+        ("2025-01-01T00:00:05.466Z", "2025-01-01T00:00:05.466999+00:00"),
+        ("2025-01-01T00:00:05.4+02:00", "2025-01-01T00:00:05.499999+02:00"),
+        ("2025-01-01 00:00:05,466123Z", "2025-01-01T00:00:05.466123+00:00"),
+        ("2025-01-01T00:00:05.4661239Z", "2025-01-01T00:00:05.466123+00:00"),
+        ("20250101T0000Z", "2025-01-01T00:00:59.999999+00:00"),
+        ("2025-01-01x00:00:05+01", "2025-01-01T00:00:05.999999+01:00"),
+        ("2025-W01-3T10Z", "2025-01-01T10:59:59.999999+00:00"),
+        ("2025W01T10:00Z", "2024-12-30T10:00:59.999999+00:00"),
+    ],
+)
+def test_a_moment_is_the_last_instant_of_the_unit_it_is_written_to(
+    text: str, last_instant: str
+) -> None:
+    """To the second is the end of that second, to the minute the end of that minute, and so on."""
+    assert parse_moment(text) == datetime.datetime.fromisoformat(last_instant)
+
+
+def test_a_day_is_the_end_of_that_local_day() -> None:
+    """A date alone names the whole of that day, in local time."""
+    assert (
+        parse_moment("2025-01-01")
+        == datetime.datetime(2025, 1, 1, 23, 59, 59, 999_999).astimezone()
+    )
+
+
+#: How a time is written to a unit: its strftime format, and the unit it names the whole of.
+WRITTEN_TO = {
+    "minute": ("%Y-%m-%dT%H:%M", datetime.timedelta(minutes=1)),
+    "second": ("%Y-%m-%dT%H:%M:%S", datetime.timedelta(seconds=1)),
+    "second as inspect prints it": ("%Y-%m-%d %H:%M:%S", datetime.timedelta(seconds=1)),
+    "millisecond": ("%Y-%m-%dT%H:%M:%S.%f", datetime.timedelta(milliseconds=1)),
+}
+
+#: The zones a time is written in: the suffix written, and the zone it converts to.
+ZONES = {
+    "UTC": ("Z", UTC),
+    "an offset": ("+05:30", datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
+    "local time": ("", None),
+}
+
+
+def _written(moment: datetime.datetime, precision: str, zone: str) -> str:
+    """`moment` as a person writes it to `precision` in `zone` (milliseconds: three digits)."""
+    layout, _ = WRITTEN_TO[precision]
+    suffix, tz = ZONES[zone]
+    text = moment.astimezone(tz).strftime(layout)
+    return (text[:-3] if precision == "millisecond" else text) + suffix
+
+
+def _truncated(moment: datetime.datetime, precision: str, zone: str) -> datetime.datetime:
+    """`moment` cut down to the start of its `precision` unit in `zone`."""
+    _, unit = WRITTEN_TO[precision]
+    local = moment.astimezone(ZONES[zone][1])
+    offset = local.utcoffset() or datetime.timedelta()
+    naive = local.replace(tzinfo=None) + offset
+    cut = naive - (naive - datetime.datetime(2000, 1, 1)) % unit
+    return cut - offset
+
+
+@given(
+    milliseconds=st.lists(st.integers(0, 300_000), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_the_time_of_any_event_written_to_any_unit_travels_to_the_last_event_of_that_unit(
+    milliseconds: list[int], data: st.DataObject
+) -> None:
+    """Any event's time, written to the minute, second or millisecond in any zone, is found.
+
+    The state is after the last event recorded within that unit: times `inspect` prints (to the
+    second, local time) travel to the end of that second, never "before the first event".
+    """
+    start = datetime.datetime(2026, 12, 7, 15, 48, 9, 459_000, tzinfo=UTC)
+    moments = [start + datetime.timedelta(milliseconds=n) for n in sorted(milliseconds)]
+    events = [
+        Event(
+            "run-1", seq, moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", 0.0, "step.progress"
+        )
+        for seq, moment in enumerate(moments, start=1)
+    ]
+    chosen = data.draw(st.sampled_from(moments))
+    precision = data.draw(st.sampled_from(sorted(WRITTEN_TO)))
+    zone = data.draw(st.sampled_from(sorted(ZONES)))
+    text = _written(chosen, precision, zone)
+    moment = parse_moment(text)
+    assert moment is not None, text
+    unit_start = _truncated(chosen, precision, zone)
+    expected = max(
+        seq
+        for seq, recorded in enumerate(moments, start=1)
+        if _truncated(recorded, precision, zone) <= unit_start
+    )
+    assert seq_at_time("run-1", events, moment) == expected, text
 
 
 def test_a_moment_picks_the_last_event_recorded_by_then() -> None:
@@ -64,6 +168,16 @@ def test_a_moment_picks_the_last_event_recorded_by_then() -> None:
     assert seq_at_time("run-1", events, at) == 2
     assert seq_at_time("run-1", events, at.replace(second=3, microsecond=0)) == 3
     assert seq_at_time("run-1", events, at.replace(year=2030)) == 3
+
+
+def test_time_travel_stops_at_an_event_whose_time_cannot_be_read() -> None:
+    """An event without a readable time (not one the journal writes) ends the search there."""
+    events = Script().add("execution.started").add("step.started", "a").events
+    events[1] = attrs.evolve(events[1], ts="2025-01-01 noon")
+    naive = attrs.evolve(events[0], ts="2025-01-01T00:00:01")
+    later = datetime.datetime(2030, 1, 1, tzinfo=UTC)
+    assert seq_at_time("run-1", events, later) == 1
+    assert seq_at_time("run-1", [naive], datetime.datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1
 
 
 def test_a_moment_before_the_first_event_names_when_the_events_were_recorded() -> None:

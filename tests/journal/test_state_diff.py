@@ -17,7 +17,7 @@ from orchestr8._errors import EventOutOfRangeError
 from orchestr8._journal._records import ExecutionRecord
 from orchestr8._journal._replay import replay
 from orchestr8._journal._state_at import state_document
-from orchestr8._journal._state_diff import state_diff
+from orchestr8._journal._state_diff import state_diff, unit_order
 
 RECORD = ExecutionRecord("run-1", "w", {"steps": [{"id": "a"}, {"id": "b"}]})
 
@@ -77,7 +77,7 @@ def test_a_unit_new_since_the_earlier_event_has_no_old_fields() -> None:
         "count": 2,
         "types": {"step.started": 1, "execution.succeeded": 1},
     }
-    assert document["gates"] == {"opened": [], "resolved": {}}
+    assert document["gates"] == {"opened": [], "resolved": {}, "answers": {}}
 
 
 def test_the_same_event_twice_changes_nothing() -> None:
@@ -100,6 +100,53 @@ def test_seqs_out_of_range_or_out_of_order_are_refused(
     """Either seq outside the events, or the later one first, is an error saying which."""
     with pytest.raises(EventOutOfRangeError, match=message):
         state_diff(RECORD, scripted().events, first, second)
+
+
+@pytest.mark.parametrize(("first", "second"), [(-1, 5), (0, 5), (-5, 2), (3, 20)])
+def test_out_of_range_names_the_executions_whole_range_whatever_was_read(
+    first: int, second: int
+) -> None:
+    """With only the events up to SEQ_B read, the error still names 1..the last seq."""
+    events = scripted().events[: max(first, second, 1)]
+    with pytest.raises(EventOutOfRangeError, match=r"^execution run-1 has events 1\.\.10$"):
+        state_diff(RECORD, events, first, second, last_seq=10)
+
+
+def test_items_and_iterations_are_listed_by_index_whatever_order_they_finished_in() -> None:
+    """Steps in workflow order, each followed by its items by index and iterations by number."""
+    record = ExecutionRecord("run-1", "w", {"steps": [{"id": "loop"}, {"id": "each"}]})
+    script = Script().add("execution.started")
+    for unit in ["each", "each[10]", "extra", "each[2]", "loop", "loop#10", "each[0]", "loop#2"]:
+        script.add("step.started", unit)
+    for unit in ["loop#2", "each[2]", "each[0]", "loop#10", "each[10]"]:
+        script.add("step.succeeded", unit, output=unit)
+    units = [change.unit_id for change in state_diff(record, script.events, 9, 14).units]
+    assert units == ["loop#2", "loop#10", "each[0]", "each[2]", "each[10]"]
+    everything = state_diff(record, script.events, 1, 14).to_json()["units"]
+    assert [change["unit"] for change in everything] == [
+        "loop",
+        "loop#2",
+        "loop#10",
+        "each",
+        "each[0]",
+        "each[2]",
+        "each[10]",
+        "extra",
+    ]
+
+
+@given(indices=st.permutations(range(12)), iterations=st.permutations(range(1, 12)))
+def test_any_finish_order_is_listed_in_index_order(
+    indices: list[int], iterations: list[int]
+) -> None:
+    """Whatever order items and iterations come in, `unit_order` puts them by number."""
+    units = [f"m[{index}]" for index in indices] + [f"r#{number}" for number in iterations]
+    assert unit_order(["r", "m"], [*units, "m", "r"]) == [
+        "r",
+        *(f"r#{number}" for number in range(1, 12)),
+        "m",
+        *(f"m[{index}]" for index in range(12)),
+    ]
 
 
 STEP_EVENTS = [
@@ -186,6 +233,7 @@ def test_gates_opened_and_resolved_in_between_are_named() -> None:
     assert diff.to_json()["gates"] == {
         "opened": [],
         "resolved": {"late": "closed", "quick": "approved"},
+        "answers": {"quick": {"approved": True}},
     }
 
 
