@@ -2,8 +2,8 @@
 
 On a terminal (stdin and stderr are ttys), when a gate of the execution (or of one of its child
 executions) opens, the prompt asks: the gate's prompt and a summary of its schema, `approve?
-[y/n]`, then, to reject, a reason, and either way each field of the input (its type, default,
-whether it is required). Input that does not fit is asked again with the problems named: a typo
+[y/n]`, then, to approve, each field of the input (its type, default, whether it is required),
+and to reject, a reason. Input that does not fit is asked again with the problems named: a typo
 never fails the run. Several open gates are asked one at a time, in the order they opened, by
 id. The answer goes through `submit_answer`, so the journal holds it like any other. A gate
 answered elsewhere meanwhile (`orchestr8 approve` in another terminal, REST) or resolved by its
@@ -337,12 +337,8 @@ class GatePrompter:
                     if reason is None:
                         return None
                     if reason.strip():
-                        break
+                        return {"approve": False, "input": {}, "reason": reason.strip()}
                     self._say("a rejection needs a reason")
-                answer_input = await self._read_input(gate.schema)
-                if answer_input is None:
-                    return None
-                return {"approve": False, "input": answer_input, "reason": reason.strip()}
             self._say("answer y or n")
 
     async def _read_input(self, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:

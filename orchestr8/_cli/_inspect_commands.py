@@ -143,7 +143,9 @@ async def inspect(
     from ._support import EXIT_OK, CommandError, find_execution, guard, journal_path
 
     async def action() -> int:
+        from .._execution._gates import utc_now
         from .._execution._liveness import interrupted_executions, list_shown_executions
+        from .._journal._gate_views import all_gates_expired, refused_answers
         from .._journal._journal import open_journal
         from .._journal._replay import replay
         from ._views import (
@@ -176,6 +178,10 @@ async def inspect(
                     store, status=status, limit=limit or 20, top_level=not include_children
                 )
                 summaries = [execution_summary(item.record, item.status) for item in page.items]
+                for summary in summaries:
+                    if summary["status"] == "waiting":
+                        gates = replay(await store.events(summary["execution_id"])).gates
+                        summary["gates_expired"] = all_gates_expired(gates.values(), utc_now())
                 if as_json:
                     click.echo(dump_json(summaries))
                 elif summaries:
@@ -216,6 +222,7 @@ async def inspect(
                 if step.child is not None
             }
             forks = await store.forks_of(record.execution_id)
+            refused = refused_answers(await store.requests(record.execution_id))
         if timeline:
             import shutil
 
@@ -227,7 +234,12 @@ async def inspect(
             )
             return EXIT_OK
         detail = execution_detail(
-            record, events, interrupted=bool(interrupted), children=children, forks=forks
+            record,
+            events,
+            interrupted=bool(interrupted),
+            children=children,
+            forks=forks,
+            refused=refused,
         )
         click.echo(
             dump_json(detail)

@@ -108,11 +108,7 @@ async def _drive_runtime(
                 level=logging.WARNING,
             )
         elif code != EXIT_OK:
-            view.note(
-                f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
-                f"resume it:  {_command('resume', journal_given, result.execution_id)}",
-                level=logging.WARNING,
-            )
+            view.note(failure_note(result, journal_given), level=logging.WARNING)
         return code
 
     # Held back from before the run starts: the progress view tells what the engine would log.
@@ -208,6 +204,29 @@ def waiting_note(execution_id: str, gates: list[str], journal_given: str | None)
         lines.append(f"reject:  orchestr8 reject{option} {execution_id} {quoted} --reason TEXT")
     lines.append(f"then continue it: {_command('resume', journal_given, execution_id)}")
     return "\n".join(lines)
+
+
+def failure_note(result: ExecutionResult, journal_given: str | None) -> str:
+    """What `run` says after a run that did not succeed: how to inspect it, how to go on.
+
+    A resume re-runs what failed; but a gate that timed out with `on_timeout: fail` keeps its
+    deadline across a resume and fails again at once, so for it the note points to `fork`
+    instead, which asks the gate again with a fresh deadline.
+    """
+    import shlex
+
+    inspect = f"inspect it: {_command('inspect', journal_given, result.execution_id)}"
+    error = result.error if isinstance(result.error, dict) else {}
+    gate_id = error.get("step_id")
+    if error.get("type") != "GateTimedOutError" or not isinstance(gate_id, str):
+        return f"{inspect}\nresume it:  {_command('resume', journal_given, result.execution_id)}"
+    fork = _command("fork", journal_given, result.execution_id)
+    return (
+        f"{inspect}\n"
+        f"gate {gate_id} timed out for good (on_timeout: fail): a resume keeps its deadline and"
+        " fails the same way\n"
+        f"ask it again with a fresh deadline: {fork} --from {shlex.quote(gate_id)}"
+    )
 
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:

@@ -17,6 +17,7 @@ from .._execution._gates import gate_document
 from .._execution._liveness import INTERRUPTED
 from .._execution._results import ExecutionResult
 from .._journal._events import Event, ExecutionStatus, StepStatus
+from .._journal._gate_views import expiry_outcome, refused_answer_line
 from .._journal._iterations import LoopProgress, is_iteration_of, loop_progress
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import describe_items, item_counts, split_item_id
@@ -201,12 +202,19 @@ def execution_summary(record: ExecutionRecord, status: str | None = None) -> dic
 
 
 def render_execution_list(summaries: Sequence[Mapping[str, Any]], *, color: bool) -> str:
-    """The table of `inspect` without an id: newest first, one execution per row."""
+    """The table of `inspect` without an id: newest first, one execution per row.
+
+    A `waiting` execution whose open gates all expired (`gates_expired`) reads
+    `waiting (gates expired)`: a resume applies their `on_timeout`, no answer is needed.
+    """
     rows: list[list[Cell]] = [
         [
             summary["execution_id"],
             summary["workflow"],
-            (summary["status"], STATUS_COLORS.get(summary["status"])),
+            (
+                summary["status"] + (" (gates expired)" if summary.get("gates_expired") else ""),
+                STATUS_COLORS.get(summary["status"]),
+            ),
             local_time(summary["started_at"] or summary["created_at"]),
             format_duration(summary["duration"]),
         ]
@@ -223,8 +231,11 @@ def execution_detail(
     interrupted: bool = False,
     children: Mapping[str, ExecutionRecord] | None = None,
     forks: Sequence[str] = (),
+    refused: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Everything `inspect ID` shows, as JSON: the execution, its steps and its events.
+
+    `refused` are the answers to its gates that were refused (`_gate_views.refused_answers`).
 
     `forks` are the executions forked from it; a fork also names its source, the source's seq
     it was forked at and the step it was forked from.
@@ -299,6 +310,7 @@ def execution_detail(
         **fork_lineage(record, events, forks),
         "steps": steps,
         "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
+        "refused_answers": [dict(answer) for answer in refused],
         "events": [event.to_json() for event in events],
     }
 
@@ -321,17 +333,24 @@ def fork_lineage(
 
 
 def render_gates(gates: Mapping[str, Mapping[str, Any]], *, color: bool) -> str:
-    """The gates table of `inspect ID`: each approval gate, its status, deadline and answer."""
+    """The gates table of `inspect ID`: each approval gate, its status, deadline and answer.
+
+    An open gate whose deadline passed (`expired`: no process applied its `on_timeout`) shows
+    `expired`, and what a resume does with it.
+    """
     rows: list[list[Cell]] = []
     for gate_id, gate in gates.items():
         answer = gate.get("answer") or {}
+        status = gate["status"]
         if answer:
             by = f"by {answer.get('by')}" + (
                 f": {answer['reason']}" if answer.get("reason") else ""
             )
+        elif gate.get("expired"):
+            status = "expired"
+            by = f"timed out; {expiry_outcome(gate.get('on_timeout'))}"
         else:
             by = shorten(gate.get("prompt") or "", 60)
-        status = gate["status"]
         rows.append(
             [
                 gate_id,
@@ -343,7 +362,13 @@ def render_gates(gates: Mapping[str, Mapping[str, Any]], *, color: bool) -> str:
     return render_table(["GATE", "STATUS", "DEADLINE", "ANSWER / PROMPT"], rows, color=color)
 
 
-GATE_COLORS = {"open": "yellow", "approved": "green", "rejected": "red", "closed": "red"}
+GATE_COLORS = {
+    "open": "yellow",
+    "expired": "red",
+    "approved": "green",
+    "rejected": "red",
+    "closed": "red",
+}
 """The colour of each gate status in `inspect`."""
 
 
@@ -465,6 +490,9 @@ def render_execution_detail(
         steps += "\n\n" + render_table(["MAP", "ITEMS"], map_rows, color=color)
     if detail.get("gates"):
         steps += "\n\n" + render_gates(detail["gates"], color=color)
+    steps += "".join(
+        f"\n  {refused_answer_line(refused)}" for refused in detail.get("refused_answers", ())
+    )
     shown_events = detail["events"]
     left_out = events_limit is not None and len(shown_events) > events_limit
     if left_out:

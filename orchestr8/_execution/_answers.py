@@ -28,14 +28,16 @@ from .._errors import (
     Problem,
 )
 from .._journal._events import Event
+from .._journal._gate_views import is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
+from ._gates import utc_now
 from ._lock import held_executions
 
 if TYPE_CHECKING:
     from .._journal._journal import ExecutionRecord, Journal
-    from .._journal._replay import GateState
+    from .._journal._replay import ExecutionState, GateState
     from ._runtime import Runtime
 
 __all__ = [
@@ -141,6 +143,7 @@ def gate_document(gate: GateState) -> dict[str, Any]:
         "opened_seq": gate.opened_seq,
         "resolved_seq": gate.resolved_seq,
         "answer": gate.answer,
+        "expired": is_expired(gate, utc_now()),
     }
 
 
@@ -194,6 +197,7 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
         raise GateNotFoundError(f"{where} has no approval step {step_id!r} ({listed}){hint}")
     if gate is None and isinstance(step, dict):
         _check_unit_form(where, step, gate_id)
+        _check_unit_exists(where, step, gate_id, state)
     spec_schema = approval.get("schema") if isinstance(approval, dict) else None
     prompt = approval.get("prompt") if isinstance(approval, dict) else None
     schema = gate.schema if gate is not None else spec_schema
@@ -241,14 +245,39 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
         )
 
 
+def _check_unit_exists(
+    where: str, step: Mapping[str, Any], gate_id: str, state: ExecutionState
+) -> None:
+    """Refuse a unit its step never has: an item past the map's items, or a loop iteration.
+
+    The map's item count is known once `map.started` recorded it; a loop iteration must be 1 to
+    its `max_iterations`.
+    """
+    step_id = str(step.get("id"))
+    suffix = gate_id[len(step_id) :]
+    recorded = state.steps.get(step_id)
+    count = recorded.items if recorded is not None else None
+    index = suffix[1:-1] if suffix.startswith("[") else ""
+    if index.isdigit() and count is not None and int(index) >= count:
+        raise GateNotFoundError(
+            f"{where}: no gate {gate_id!r}: map {step_id} has {count} items ({step_id}[0] on)"
+        )
+    repeat = step.get("repeat")
+    most = repeat.get("max_iterations") if isinstance(repeat, Mapping) else None
+    number = suffix[1:] if suffix.startswith("#") else ""
+    if number.isdigit() and isinstance(most, int) and not 1 <= int(number) <= most:
+        raise GateNotFoundError(
+            f"{where}: no gate {gate_id!r}: loop {step_id} has iterations {step_id}#1 to #{most}"
+        )
+
+
 def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Problem]:
     """Every problem of an answer's body, each with its JSON path; empty when it is valid.
 
-    The body is `{"approve": bool, "input": {...}, "reason": str | null, "by": str}`. The
-    `input` must fit `schema` (JSON Schema 2020-12; every error at its path, e.g.
-    `$.input.amount: 5 is less than the minimum of 10`), a rejection's too: the gate board
-    checks every answer against it again, and a recorded answer it refused would hold the gate's
-    one answer. A rejection also needs a `reason`.
+    The body is `{"approve": bool, "input": {...}, "reason": str | null, "by": str}`. An
+    approval's `input` must fit `schema` (JSON Schema 2020-12; every error at its path, e.g.
+    `$.input.amount: 5 is less than the minimum of 10`); a rejection needs a `reason` and its
+    input is not checked against the schema (a person who says no owes no form).
     """
     if not isinstance(body, Mapping):
         return [Problem("$", f"expected an object, got {_type_name(body)}")]
@@ -274,7 +303,7 @@ def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Prob
     answer_input = body.get("input", {})
     if not isinstance(answer_input, Mapping):
         problems.append(Problem("$.input", f"expected an object, got {_type_name(answer_input)}"))
-    elif isinstance(approve, bool) and schema is not None:
+    elif approve is True and schema is not None:
         problems += _schema_problems(answer_input, schema)
     return problems
 

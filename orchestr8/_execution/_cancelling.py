@@ -30,7 +30,7 @@ from ._lock import ExecutionLocks
 
 __all__ = ["CancelOutcome", "cancel_execution", "cancel_unowned"]
 
-_UNFINISHED_STEPS = frozenset({StepStatus.RUNNING, StepStatus.RETRYING})
+_UNFINISHED_STEPS = frozenset({StepStatus.RUNNING, StepStatus.WAITING, StepStatus.RETRYING})
 
 
 @attrs.frozen

@@ -210,18 +210,17 @@ class ExecutionRun:
     def blocked_on_gates(self) -> bool:
         """Whether the run waits only for answers: a gate waits, and nothing else may run now.
 
-        Every unit holding a concurrency slot is a waiting gate (a map's coordinator holds none;
-        a loop's step holds the slot its gate iteration waits in), and no step or item is ready,
-        or none may start because the waiting gates fill the concurrency limit.
+        Every running unit is a waiting gate (a map's coordinator waits for its items; a loop's
+        step for its gate iteration), and no step or item is ready: a waiting gate holds no
+        concurrency slot, so a ready one would start.
         """
         gates, state = self.gates, self.state
         if gates is None or not self._dispatching or state.ending is not Ending.COMPLETED:
             return False
         waiting = gates.waiting_count
-        busy = len(state.running) - state.coordinating
-        if not waiting or waiting < busy:
+        if not waiting or len(state.running) - state.coordinating > waiting:
             return False
-        return not (state.ready or state.items_ready) or busy >= state.limit
+        return not (state.ready or state.items_ready)
 
     async def wait_blocked_on_gates(self) -> None:
         """Return once the run is blocked on its gates (`blocked_on_gates`), or has ended."""

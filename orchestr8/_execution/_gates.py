@@ -49,6 +49,7 @@ from .._errors import (
     JournalError,
 )
 from .._journal._events import EventType, utc_timestamp
+from .._journal._gate_views import is_expired
 from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
 from .._workflow._approvals import Approval, answer_problems
@@ -74,8 +75,12 @@ def _now() -> datetime.datetime:
     return utc_now()
 
 
-def gate_document(gate: GateState) -> dict[str, Any]:
-    """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered."""
+def gate_document(gate: GateState, *, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered.
+
+    `expired`: still open, though its deadline passed at `now` (default: the wall clock), as
+    happens while no process runs a `waiting` execution: a resume applies its `on_timeout`.
+    """
     return {
         "status": gate.status,
         "prompt": gate.prompt,
@@ -86,6 +91,7 @@ def gate_document(gate: GateState) -> dict[str, Any]:
         "opened_seq": gate.opened_seq,
         "resolved_seq": gate.resolved_seq,
         "answer": None if gate.answer is None else dict(gate.answer),
+        "expired": is_expired(gate, utc_now() if now is None else now),
     }
 
 
@@ -216,9 +222,7 @@ class GateBoard:
         """
         approval = self._approval_of(gate_id)
         if approval is None:
-            raise GateNotFoundError(
-                f"execution {self.execution_id} has no approval gate '{gate_id}'"
-            )
+            raise GateNotFoundError(f"execution {self.execution_id}: {self._not_found(gate_id)}")
         if gate_id in self._resolved:
             raise GateAlreadyAnsweredError(f"gate '{gate_id}' was resolved already")
         problems = answer_problems(approval, body)
@@ -269,7 +273,7 @@ class GateBoard:
             return
         approval = self._approval_of(gate_id)
         if approval is None:
-            await self._settle(request, "refused", f"no approval gate '{gate_id}'")
+            await self._settle(request, "refused", self._not_found(gate_id))
             return
         problems = answer_problems(approval, request.body)
         if problems:
@@ -317,7 +321,7 @@ class GateBoard:
         Claimed before anything awaits, so an answer and the deadline never both resolve it.
         """
         gate.answer = answer
-        gate.waiting = False
+        self._set_waiting(gate, False)
         self._resolved[gate.gate_id] = answer
         try:
             event = await self._emitter.emit(
@@ -349,6 +353,8 @@ class GateBoard:
             # answer's request may still be pending (settled `applied` by `deliver`).
             await self._deliver_pending(gate_id)
             return _outcome(gate_id, approval, recorded)
+        if step.for_each is not None and self._held:
+            await self._refuse_held_past_the_items()
         prompt = approval.prompt.render(self._state.inputs, self._state.outputs, local_values)
         before = self._before.pop(gate_id, None)
         # Open when its run stopped (suspended, or its process died): the same deadline. A gate
@@ -384,11 +390,22 @@ class GateBoard:
                     await self._wait(gate, now)
         finally:
             del self._open[gate_id]
+            self._set_waiting(gate, False)
             # Resolved, or closed unresolved (the run stopped): nobody waits for it any more.
             gate.done.set()
             self.notify()
         assert gate.answer is not None
         return _outcome(gate_id, approval, gate.answer)
+
+    async def _refuse_held_past_the_items(self) -> None:
+        """Refuse the early answers held for map items that cannot exist, now the count is known.
+
+        Before a map starts any index may come; once one of its item gates opens, an answer held
+        for an index at or past its item count would wait forever: it is refused, saying why.
+        """
+        for gate_id in [gate_id for gate_id in self._held if self._approval_of(gate_id) is None]:
+            for request in self._held.pop(gate_id):
+                await self._settle(request, "refused", self._not_found(gate_id))
 
     async def _take_waiting_answers(self, gate: _OpenGate) -> None:
         """Apply the answers that came before the gate opened: journaled ones and held ones.
@@ -406,8 +423,21 @@ class GateBoard:
                     await self._time_out(gate)
                 await self._apply(gate, request)
         if gate.answer is None:
-            gate.waiting = True
+            self._set_waiting(gate, True)
             self.notify()
+
+    def _set_waiting(self, gate: _OpenGate, waiting: bool) -> None:
+        """Mark `gate` waiting for an answer or not; a waiting gate frees its concurrency slot.
+
+        While it waits, its unit counts in `RunState.gated`, not against `max_concurrency`, and
+        the engine starts what that lets start; once it resolves the unit counts again.
+        """
+        if gate.waiting == waiting:
+            return
+        gate.waiting = waiting
+        self._state.gated += 1 if waiting else -1
+        if waiting:
+            self._state.on_units_ready()
 
     async def _deliver_pending(self, gate_id: str) -> None:
         """Deliver the journal's pending answers for `gate_id` (recorded while no run took them)."""
@@ -454,8 +484,28 @@ class GateBoard:
         if step is None or step.approval is None:
             return None
         if step.for_each is not None or step.repeat is not None:
-            return step.approval if _unit_of(step, gate_id) else None
+            return step.approval if _unit_of(step, gate_id, self._item_count(step)) else None
         return step.approval if gate_id == step.id else None
+
+    def _not_found(self, gate_id: str) -> str:
+        """Why `gate_id` names no gate: no such approval step, or a unit it cannot have."""
+        step = self._steps.get(gate_step_id(gate_id))
+        if step is None or step.approval is None:
+            return f"no approval gate '{gate_id}'"
+        count = self._item_count(step)
+        if step.for_each is not None and count is not None:
+            return f"no gate '{gate_id}': map {step.id} has {count} items ({step.id}[0] on)"
+        if step.repeat is not None:
+            most = step.repeat.max_iterations
+            return f"no gate '{gate_id}': loop {step.id} has iterations {step.id}#1 to #{most}"
+        return f"no approval gate '{gate_id}'"
+
+    def _item_count(self, step: Step) -> int | None:
+        """How many items map `step` has, once known (it started, here or in the run resumed)."""
+        run = self._state.maps.get(step.id)
+        if run is not None:
+            return run.count
+        return self._state.recorded_item_counts.get(step.id)
 
     def _gate_state(self, gate: _OpenGate) -> GateState:
         approval, answer = gate.approval, gate.answer
@@ -474,13 +524,19 @@ class GateBoard:
         )
 
 
-def _unit_of(step: Step, gate_id: str) -> bool:
-    """Whether `gate_id` names a unit of `step`: `ID[i]` of a map, `ID#k` of a loop."""
+def _unit_of(step: Step, gate_id: str, item_count: int | None) -> bool:
+    """Whether `gate_id` names a unit of `step` that can exist: `ID[i]`, `ID#k`.
+
+    A map item's index is below the map's `item_count` once that is known (before, any index
+    may come); a loop iteration's number is 1 to `max_iterations`.
+    """
     suffix = gate_id[len(step.id) :]
     if step.for_each is not None and suffix.startswith("[") and suffix.endswith("]"):
-        return suffix[1:-1].isdigit()
+        index = suffix[1:-1]
+        return index.isdigit() and (item_count is None or int(index) < item_count)
     if step.repeat is not None and suffix.startswith("#"):
-        return suffix[1:].isdigit() and int(suffix[1:]) >= 1
+        number = suffix[1:]
+        return number.isdigit() and 1 <= int(number) <= step.repeat.max_iterations
     return False
 
 

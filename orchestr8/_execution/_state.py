@@ -108,6 +108,9 @@ class RunState:
     """Map items queued to start; they start before ready steps, so started maps finish."""
     coordinating: int = 0
     """Map steps waiting for their items: they hold a step actor but no concurrency slot."""
+    gated: int = 0
+    """Units waiting at an approval gate for an answer: they hold a step actor but no
+    concurrency slot, so the rest of the workflow keeps running (`_gates`)."""
     completed_items: Mapping[str, Mapping[int, Any]] = attrs.field(factory=dict)
     """The item outputs a resume reuses, by map step id and item index."""
     recorded_item_counts: Mapping[str, int] = attrs.field(factory=dict)
@@ -291,7 +294,8 @@ class RunState:
         Items of started maps come first, so a map started finishes before more steps start.
         Nothing starts once the run is ending. The caller starts it at once with `start`.
         """
-        if len(self.running) - self.coordinating < self.limit and self.ending is Ending.COMPLETED:
+        busy = len(self.running) - self.coordinating - self.gated
+        if busy < self.limit and self.ending is Ending.COMPLETED:
             if self.items_ready:
                 return self.items_ready.popleft()
             if self.ready:

@@ -98,6 +98,8 @@ class StepStatus(enum.StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
+    """At an approval gate, waiting for an answer: started, but nothing runs."""
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -17,15 +17,21 @@ import attrs
 from ._events import StepStatus
 from ._replay import ExecutionState
 
+#: What items that never started count as once their execution finished (cancelled or failed
+#: before they could start): not `pending`, which says they are still to run.
+NOT_STARTED = "not_started"
+
 #: The order item statuses are listed in, most telling first.
-ITEM_STATUS_ORDER = (
+ITEM_STATUS_ORDER: tuple[str, ...] = (
     StepStatus.SUCCEEDED,
     StepStatus.FAILED,
     StepStatus.CANCELLED,
     StepStatus.SKIPPED,
     StepStatus.RUNNING,
+    StepStatus.WAITING,
     StepStatus.RETRYING,
     StepStatus.PENDING,
+    NOT_STARTED,
 )
 
 
@@ -46,7 +52,8 @@ class ItemCounts:
     count: int | None
     """How many items `for_each` yielded (None: its `map.started` is not in the events)."""
     statuses: Mapping[str, int]
-    """How many items are in each status; items that never started count as `pending`."""
+    """How many items are in each status; items that never started count as `pending`, or as
+    `not_started` once the execution finished."""
     attempts: int
     """The attempts of all its items together."""
     failed: tuple[int, ...]
@@ -72,14 +79,16 @@ def describe_items(items: Mapping[str, Any]) -> str:
     The attempts follow when items were retried (`; 1004 attempts`).
     """
     counts = ", ".join(
-        f"{items[status]} {status}" for status in ITEM_STATUS_ORDER if items.get(status)
+        f"{items[status]} {status.replace('_', ' ')}"
+        for status in ITEM_STATUS_ORDER
+        if items.get(status)
     )
     total = "?" if items.get("count") is None else str(items["count"])
     line = f"map {total}: {counts}" if counts else f"map {total}"
     started = sum(
         items.get(status, 0)
         for status in ITEM_STATUS_ORDER
-        if status not in (StepStatus.PENDING, StepStatus.SKIPPED)
+        if status not in (StepStatus.PENDING, StepStatus.SKIPPED, NOT_STARTED)
     )
     if items.get("attempts", 0) > started:
         line += f"; {items['attempts']} attempts"
@@ -89,6 +98,7 @@ def describe_items(items: Mapping[str, Any]) -> str:
 def item_counts(state: ExecutionState) -> dict[str, ItemCounts]:
     """The items of every map step in `state`, counted, by map step id (in first-seen order)."""
     found: dict[str, dict[str, int]] = {}
+    unstarted_status = NOT_STARTED if state.status.is_terminal else StepStatus.PENDING
     attempts: dict[str, int] = {}
     failed: dict[str, list[int]] = {}
     for unit_id, unit in state.steps.items():
@@ -110,7 +120,7 @@ def item_counts(state: ExecutionState) -> dict[str, ItemCounts]:
         if count is not None:
             unstarted = count - sum(statuses.values())
             if unstarted > 0:
-                statuses[StepStatus.PENDING] = statuses.get(StepStatus.PENDING, 0) + unstarted
+                statuses[unstarted_status] = statuses.get(unstarted_status, 0) + unstarted
         ordered = {
             str(status): statuses[status] for status in ITEM_STATUS_ORDER if statuses.get(status)
         }

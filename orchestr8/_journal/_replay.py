@@ -209,6 +209,9 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                 }
         elif event.step_id is not None and event.type in _GATE_EVENT_TYPES:
             gates[event.step_id] = _reduce_gate(gates.get(event.step_id), event)
+            unit = steps.get(event.step_id)
+            if unit is not None:
+                steps[event.step_id] = _gate_unit(unit, event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
             if event.type == EventType.STEP_USAGE:
@@ -289,6 +292,15 @@ def _reduce_gate(gate: GateState | None, event: Event) -> GateState:
         resolved_seq=event.seq,
         answer=dict(data),
     )
+
+
+def _gate_unit(unit: StepState, event: Event) -> StepState:
+    """A gate's unit while its gate is open is `waiting` (nothing runs), then `running` again."""
+    if event.type == EventType.GATE_OPENED and unit.status is StepStatus.RUNNING:
+        return attrs.evolve(unit, status=StepStatus.WAITING)
+    if event.type == EventType.GATE_RESOLVED and unit.status is StepStatus.WAITING:
+        return attrs.evolve(unit, status=StepStatus.RUNNING)
+    return unit
 
 
 def _text(value: Any) -> str | None:

@@ -21,6 +21,7 @@ from .._errors import GateAlreadyAnsweredError, GateAnswerInvalidError, GateNotF
 from .._execution._adoption import adopt
 from .._execution._answers import AnswerOutcome, gate_document, submit_answer, wait_settled
 from .._execution._liveness import shown_status
+from .._journal._gate_views import refused_answers
 from .._journal._replay import GateState, replay
 from .._journal._requests import ControlRequest, RequestKind
 from ._documents import execution_links, json_response
@@ -49,6 +50,7 @@ class GateRoutes:
         journal = self.runtime.journal
         await journal.get_execution(execution_id)
         state = replay(await journal.events(execution_id))
+        requests = await journal.requests(execution_id)
         pending = [
             {
                 "request_id": request.request_id,
@@ -59,7 +61,7 @@ class GateRoutes:
                 "by": request.body.get("by"),
                 "created_at": request.created_at,
             }
-            for request in await journal.requests(execution_id)
+            for request in requests
             if request.kind == RequestKind.ANSWER and request.outcome is None
         ]
         document = {
@@ -67,6 +69,7 @@ class GateRoutes:
             "status": await shown_status(journal, execution_id, state.status),
             "gates": [gate_document(gate) for gate in state.gates.values()],
             "pending_answers": pending,
+            "refused_answers": refused_answers(requests),
         }
         return json_response(document)
 

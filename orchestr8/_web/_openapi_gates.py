@@ -127,6 +127,11 @@ def gate_schemas() -> dict[str, Any]:
                     "type": ["object", "null"],
                     "description": "The `gate.resolved` data: approved, input, by, reason, how.",
                 },
+                "expired": {
+                    "type": "boolean",
+                    "description": "Still open though its deadline passed (no process ran it):"
+                    " a resume applies on_timeout.",
+                },
             },
         },
         "PendingAnswer": {
@@ -144,12 +149,13 @@ def gate_schemas() -> dict[str, Any]:
         },
         "GateList": {
             "type": "object",
-            "required": ["execution_id", "status", "gates", "pending_answers"],
+            "required": ["execution_id", "status", "gates", "pending_answers", "refused_answers"],
             "properties": {
                 "execution_id": {"type": "string"},
                 "status": {"type": "string"},
                 "gates": {"type": "array", "items": _ref("Gate")},
                 "pending_answers": {"type": "array", "items": _ref("PendingAnswer")},
+                "refused_answers": {"type": "array", "items": _ref("RefusedAnswer")},
             },
         },
         "AnswerOutcome": {

@@ -315,6 +315,24 @@ def component_schemas() -> dict[str, Any]:
                 "opened_seq": {"type": "integer", "minimum": 0},
                 "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
                 "answer": _nullable({"type": "object"}),
+                "expired": {
+                    "type": "boolean",
+                    "description": "Still open though its deadline passed (no process ran it):"
+                    " a resume applies on_timeout. Absent in time-travel states.",
+                },
+            },
+        },
+        "RefusedAnswer": {
+            "type": "object",
+            "description": "An answer the execution's owner refused, and why (`detail`).",
+            "required": ["request_id", "gate_id", "approve", "by", "created_at", "detail"],
+            "properties": {
+                "request_id": {"type": "integer"},
+                "gate_id": _nullable({"type": "string"}),
+                "approve": {},
+                "by": {},
+                "created_at": {"type": "string"},
+                "detail": _nullable({"type": "string"}),
             },
         },
         "Execution": {
@@ -348,6 +366,11 @@ def component_schemas() -> dict[str, Any]:
                     "type": "object",
                     "description": "The approval gates by gate id, in the order they opened.",
                     "additionalProperties": schema_ref("GateState"),
+                },
+                "refused_answers": {
+                    "type": "array",
+                    "description": "Answers to its gates that were refused, oldest first.",
+                    "items": schema_ref("RefusedAnswer"),
                 },
                 "parent": _nullable(
                     {

@@ -30,6 +30,7 @@ from .._errors import (
 from .._execution._liveness import SHOWN_STATUSES, list_shown_executions, shown_status
 from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
+from .._journal._gate_views import refused_answers
 from .._journal._replay import replay
 from .._version import __version__
 from ._cancel_route import cancel_execution
@@ -189,8 +190,9 @@ class ServiceRoutes:
         state = replay(await self.runtime.journal.events(execution_id))
         status = await shown_status(self.runtime.journal, execution_id, state.status)
         forks = await self.runtime.journal.forks_of(execution_id)
+        refused = refused_answers(await self.runtime.journal.requests(execution_id))
         return json_response(
-            {**execution_document(record, state), "status": status}
+            {**execution_document(record, state), "status": status, "refused_answers": refused}
             | execution_lineage(record, forks)
         )
 

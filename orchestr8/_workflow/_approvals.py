@@ -210,8 +210,10 @@ def _answer_validator(text: str) -> Draft202012Validator:
 def answer_problems(approval: Approval, body: Any) -> list[Problem]:
     """What is wrong with an answer `{"approve", "input", "reason", "by"}` to a gate of `approval`.
 
-    `approve` must be a boolean, `input` an object (absent: `{}`) matching the gate's schema,
-    `reason` and `by` strings or null. Paths are the body's: `$.input.amount`.
+    `approve` must be a boolean, `input` an object (absent: `{}`), `reason` and `by` strings or
+    null. Only an approval's `input` must match the gate's schema: a person who says no owes no
+    form, so a rejection's input is kept as given, unchecked. Paths are the body's:
+    `$.input.amount`.
     """
     if not isinstance(body, Mapping):
         return [Problem("$", f"an answer is an object, not {json_type_name(body)}")]
@@ -229,7 +231,7 @@ def answer_problems(approval: Approval, body: Any) -> list[Problem]:
         problems.append(
             Problem("$.input", f"expected an object, got {json_type_name(answer_input)}")
         )
-    elif approval.schema is not None:
+    elif approval.schema is not None and body.get("approve") is True:
         validator = _answer_validator(json.dumps(approval.schema, sort_keys=True))
         problems += schema_problems(validator.iter_errors(dict(answer_input)), prefix="$.input")
     return problems

@@ -356,22 +356,3 @@ async def test_a_line_written_while_a_question_waits_goes_above_it() -> None:
         assert (
             stream.getvalue() == f"approve sign? [y/n] {erase}a note\napprove sign? [y/n] after\n"
         )
-
-
-async def test_a_rejection_fills_the_input_the_schema_asks_for_too() -> None:
-    """The gate checks every answer against its schema: a rejection is asked its fields."""
-    async with open_journal() as journal, trio.open_nursery() as nursery:
-        await record_gated(journal, "e1", gate_opened("sign", AMOUNT_SCHEMA))
-        screen, typed = Screen(), Typed()
-        send, receive = trio.open_memory_channel[object](16)
-        nursery.start_soon(prompter(journal, screen, typed).follow, receive)
-        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign", schema=AMOUNT_SCHEMA)))
-        await type_lines(typed, "n", "no budget", "10", "")
-        [request] = await journal.requests("e1")
-        assert request.body == {
-            "approve": False,
-            "input": {"amount": 10, "note": "ok"},
-            "reason": "no budget",
-            "by": "ada@lab",
-        }
-        await send.aclose()

@@ -9,9 +9,23 @@ from cli_processes import cli
 from event_scripts import Script
 
 from orchestr8._cli._views import execution_detail, render_execution_detail
+from orchestr8._journal._gate_views import refused_answers
 from orchestr8._journal._records import ExecutionRecord
+from orchestr8._journal._replay import replay
+from orchestr8._journal._requests import ControlRequest, RequestKind
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+REFUSED = ControlRequest(
+    1,
+    "run-1",
+    RequestKind.ANSWER,
+    "g",
+    {"approve": True, "by": "ann"},
+    "2030-01-01T11:00:00.000Z",
+    outcome="refused",
+    detail="gate 'g' was timed out already",
+)
 
 
 def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> None:
@@ -81,3 +95,28 @@ def test_inspect_counts_plans_under_the_steps_table() -> None:
     shown = render_execution_detail(detail, color=False).splitlines()
     assert "  a plans: 2 proposed, 1 rejected" in shown
     assert "  b replanned 2 times" in shown
+
+
+def test_inspect_shows_an_expired_gate_and_each_refused_answer() -> None:
+    """The GATES row says expired and what a resume does; a line per refused answer follows."""
+    record = ExecutionRecord("run-1", "gated", {"steps": [{"id": "g"}]})
+    script = Script().add("execution.started").add("step.started", "g", agent="approval")
+    script.add(
+        "gate.opened",
+        "g",
+        prompt="ok?",
+        on_timeout="approve",
+        timeout=1,
+        deadline="2025-01-01T00:00:03.000Z",
+    )
+    script.add("execution.waiting", gates=["g"])
+    refused = refused_answers([REFUSED])
+    detail = execution_detail(record, script.events, refused=refused)
+    assert detail["steps"]["g"]["status"] == "waiting"
+    assert detail["gates"]["g"]["expired"] is True
+    assert detail["refused_answers"] == refused
+    shown = render_execution_detail(detail, color=False)
+    (row,) = [line for line in shown.splitlines() if line.startswith("g ") and "expired" in line]
+    assert row.endswith("timed out; resolves as approved when resumed")
+    assert "  approval #1 of gate g by ann was refused: gate 'g' was timed out already" in shown
+    assert replay(script.events).gates["g"].is_open

@@ -75,6 +75,7 @@ async def test_run_stops_at_the_gate_exits_5_and_resume_applies_the_answer(
     detail = json.loads(inspected.stdout)
     assert detail["status"] == "waiting"
     assert detail["gates"]["review"]["status"] == "open"
+    assert detail["steps"]["review"]["status"] == "waiting"
     assert detail["gates"]["review"]["prompt"] == "Refund bob? Proposed amount: 25"
     shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path)
     assert "GATE" in shown.stdout
@@ -110,3 +111,71 @@ def test_the_waiting_note_names_each_gate_and_the_commands() -> None:
     assert "orchestr8 reject --journal 'my journal.db' abc 'g[1]' --reason TEXT" in note
     assert note.endswith("then continue it: orchestr8 resume --journal 'my journal.db' abc")
     assert "waiting for approval: gates" in waiting_note("abc", [], None)
+
+
+def test_a_gate_that_timed_out_for_good_points_to_fork_not_resume(tmp_path: Path) -> None:
+    """on_timeout fail: run and resume fail the same way, each says so and names fork --from."""
+    document = {
+        "schema_version": "1.1",
+        "name": "late",
+        "steps": [
+            {"id": "g", "approval": {"prompt": "ok?", "timeout": 0.05, "on_timeout": "fail"}}
+        ],
+    }
+    (tmp_path / "late.json").write_text(json.dumps(document))
+    ran = cli("run", "late.json", "--journal", "j.db", cwd=tmp_path)
+    assert ran.returncode == 2, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    for done in (ran, cli("resume", execution_id, "--journal", "j.db", cwd=tmp_path)):
+        assert done.returncode == 2, done.stderr
+        assert "gate g timed out for good (on_timeout: fail)" in done.stderr
+        fork = f"orchestr8 fork --journal j.db {execution_id} --from g"
+        assert f"ask it again with a fresh deadline: {fork}" in done.stderr
+        assert "resume it:" not in done.stderr
+
+
+async def test_inspect_lists_an_answer_the_resumed_run_refused(tmp_path: Path) -> None:
+    """An answer that does not fit is refused by the next run; inspect says so, and why."""
+    ran = cli("run", str(EXAMPLE), "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert ran.returncode == 5, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    async with open_journal(tmp_path / "j.db") as journal:
+        body = {"approve": True, "input": {"amount": -1}, "reason": None, "by": "ops"}
+        await journal.submit_request(execution_id, RequestKind.ANSWER, body, target="review")
+    again = cli("resume", execution_id, "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert again.returncode == 5, again.stderr
+    shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path).stdout
+    assert (
+        "  approval #1 of gate review by ops was refused: invalid answer: $.input.amount:" in shown
+    )
+    inspected = cli("inspect", execution_id, "--journal", "j.db", "--json", cwd=tmp_path)
+    (refused,) = json.loads(inspected.stdout)["refused_answers"]
+    assert (refused["gate_id"], refused["by"]) == ("review", "ops")
+
+
+def test_a_gate_past_its_deadline_shows_expired_while_nobody_runs_it(tmp_path: Path) -> None:
+    """Its deadline passed while no process ran it: inspect says expired and what resume does."""
+    ran = cli("run", str(EXAMPLE), "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+    assert ran.returncode == 5, ran.stderr
+    execution_id = execution_id_in(ran.stderr)
+    # A day passes: the gate's recorded deadline is moved into the past.
+    with sqlite3.connect(tmp_path / "j.db") as connection:
+        connection.execute(
+            "UPDATE events SET data = json_set(data, '$.deadline', '2000-01-01T00:00:00.000Z')"
+            " WHERE execution_id = ? AND type = 'gate.opened'",
+            (execution_id,),
+        )
+    connection.close()
+    listed = cli("inspect", "--journal", "j.db", cwd=tmp_path).stdout
+    assert "waiting (gates expired)" in listed
+    (row,) = json.loads(cli("inspect", "--journal", "j.db", "--json", cwd=tmp_path).stdout)
+    assert row["gates_expired"] is True
+    shown = cli("inspect", execution_id, "--journal", "j.db", cwd=tmp_path).stdout
+    (gate_row,) = [line for line in shown.splitlines() if line.startswith("review ")][-1:]
+    assert "expired" in gate_row
+    assert gate_row.endswith("timed out; resolves as rejected when resumed")
+    detail = json.loads(
+        cli("inspect", execution_id, "--journal", "j.db", "--json", cwd=tmp_path).stdout
+    )
+    assert detail["gates"]["review"]["expired"] is True
+    assert detail["steps"]["review"]["status"] == "waiting"

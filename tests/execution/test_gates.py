@@ -511,10 +511,10 @@ async def test_a_loop_suspended_at_its_gate_asks_that_iteration_again_on_resume(
     assert [e.step_id for e in of_type(events, EventType.GATE_OPENED)] == ["g#1", "g#2", "g#2"]
 
 
-async def test_gates_that_fill_the_concurrency_limit_block_the_run(
+async def test_item_gates_that_fill_their_map_limit_block_the_run(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """max_concurrency 1: one waiting gate holds the slot, the next item cannot start: blocked."""
+    """max_concurrency 1 caps the map's items: a waiting item gate holds the map's only slot."""
     steps = (gate(for_each="`[0, 1]`"),)
     async with open_journal(None) as journal, runtime_on(journal) as runtime:
         handle = await runtime.start(document(*steps, max_concurrency=1))
@@ -567,6 +567,98 @@ async def test_an_answer_for_a_gate_the_workflow_lacks_is_refused_when_delivered
         ("refused", "no approval gate 'other'"),
         ("refused", "invalid answer: $.approve: expected true or false"),
     ]
+
+
+async def test_a_rejection_owes_no_input_matching_the_schema(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A required property binds approvals only: a rejection's input is kept as given."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(gate(schema=schema)))
+        await handle.wait_blocked_on_gates()
+        assert handle.gates is not None
+        with pytest.raises(GateAnswerInvalidError):
+            await handle.gates.answer("g", {"approve": True, "input": {}})
+        answer = {"approve": False, "input": {"n": "x"}, "reason": "no", "by": "me"}
+        resolved = await handle.gates.answer("g", answer)
+        result = await handle.wait()
+    assert resolved is not None
+    assert resolved.status == "rejected"
+    assert result.steps["g"].output == {
+        "approved": False,
+        "input": {"n": "x"},
+        "by": "me",
+        "reason": "no",
+    }
+
+
+async def test_gate_ids_past_the_map_items_or_the_loop_bound_are_not_found(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """g[5] of a 1-item map and l#9 of a 3-iteration loop never exist: not found, not held."""
+    steps = (
+        gate(for_each="['a']"),
+        gate("l", repeat={"until": "output.approved", "max_iterations": 3}),
+    )
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(*steps))
+        await handle.wait_blocked_on_gates()
+        board = handle.gates
+        assert board is not None
+        with pytest.raises(GateNotFoundError, match=r"map g has 1 items"):
+            await board.answer("g[5]", APPROVE)
+        with pytest.raises(GateNotFoundError, match=r"l#1 to #3"):
+            await board.answer("l#9", APPROVE)
+        request = await journal.submit_request(
+            handle.execution_id, RequestKind.ANSWER, APPROVE, target="g[7]"
+        )
+        await board.deliver(request)
+        handle.cancel()
+        await handle.wait()
+        (refused,) = await journal.requests(handle.execution_id)
+    assert refused.outcome == "refused"
+    assert refused.detail == "no gate 'g[7]': map g has 1 items (g[0] on)"
+
+
+async def test_an_early_answer_for_an_item_past_the_map_is_refused_once_the_map_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Held while the item count is unknown; refused, saying why, once the map's gates open."""
+    steps = (
+        {"id": "list", "agent": "work", "input": {"delay": 5, "items": ["a"]}},
+        gate(for_each="steps.list.output.items", depends_on=["list"]),
+    )
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(*steps))
+        board = handle.gates
+        assert board is not None
+        assert await board.answer("g[3]", APPROVE) is None
+        await handle.wait_blocked_on_gates()
+        await board.answer("g[0]", APPROVE)
+        result = await handle.wait()
+        requests = await journal.requests(handle.execution_id)
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert [(r.target, r.outcome, r.detail) for r in requests] == [
+        ("g[3]", "refused", "no gate 'g[3]': map g has 1 items (g[0] on)"),
+        ("g[0]", "applied", None),
+    ]
+
+
+async def test_a_waiting_gate_holds_no_concurrency_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """max_concurrency 1: while g waits, the independent step still runs; then it blocks."""
+    steps = (gate(), {"id": "side", "agent": "work", "input": {"delay": 5}})
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        handle = await runtime.start(document(*steps, max_concurrency=1))
+        await handle.wait_blocked_on_gates()
+        assert trio.current_time() == pytest.approx(5.0)
+        assert CALLS == ["side"]
+        assert handle.gates is not None
+        await handle.gates.answer("g", APPROVE)
+        result = await handle.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED
 
 
 # -- properties ---------------------------------------------------------------------------------

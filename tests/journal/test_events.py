@@ -90,6 +90,7 @@ def test_statuses_are_the_documented_vocabulary() -> None:
     assert [status.value for status in StepStatus] == [
         "pending",
         "running",
+        "waiting",
         "retrying",
         "succeeded",
         "failed",

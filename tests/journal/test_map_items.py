@@ -62,3 +62,25 @@ def test_a_map_without_items_and_steps_without_maps() -> None:
     assert counts["each"].describe() == "map 0"
     assert describe_items({"count": 2, "succeeded": 2, "attempts": 2}) == "map 2: 2 succeeded"
     assert describe_items({"count": None, "failed": 1, "attempts": 1}) == "map ?: 1 failed"
+
+
+def test_items_that_never_started_in_a_finished_execution_are_not_pending() -> None:
+    """Cancelled before they started: `not started`, not `pending` (nothing will run them)."""
+    script = script_of_a_map().add("step.cancelled", "each[3]")
+    script.add("step.cancelled", "each").add("execution.cancelled", reason="enough")
+    (counts,) = item_counts(replay(script.events)).values()
+    assert counts.statuses == {"succeeded": 2, "failed": 1, "cancelled": 1, "not_started": 1}
+    assert counts.describe() == (
+        "map 5: 2 succeeded, 1 failed, 1 cancelled, 1 not started; 5 attempts"
+    )
+
+
+def test_items_waiting_at_their_gates_are_counted_waiting() -> None:
+    """Map items whose gates are open count as `waiting`, not `running`."""
+    script = Script().add("execution.started")
+    script.add("step.started", "ask", agent="approval").add("map.started", "ask", count=2)
+    for index in (0, 1):
+        script.add("step.started", f"ask[{index}]").add("gate.opened", f"ask[{index}]")
+    script.add("gate.resolved", "ask[1]", approved=True).add("step.succeeded", "ask[1]")
+    (counts,) = item_counts(replay(script.events)).values()
+    assert counts.statuses == {"succeeded": 1, "waiting": 1}

@@ -311,3 +311,21 @@ def test_replay_of_a_prefix_is_the_state_at_that_event() -> None:
     script.add("gate.resolved", "ok", approved=False)
     assert replay(script.events[:2]).gates["ok"].is_open
     assert replay(script.events).gates["ok"].status == "rejected"
+
+
+def test_a_unit_is_waiting_while_its_gate_is_open() -> None:
+    """gate.opened turns its running unit `waiting`; gate.resolved makes it `running` again."""
+    script = Script()
+    script.add("execution.started", elapsed=0.0)
+    script.add("step.started", "ok", agent="approval")
+    script.add("gate.opened", "ok", prompt="Ship?")
+    assert replay(script.events).steps["ok"].status is StepStatus.WAITING
+    script.add("execution.waiting", gates=["ok"])
+    assert replay(script.events).steps["ok"].status is StepStatus.WAITING
+    script.add("execution.resumed").add("step.started", "ok", agent="approval")
+    script.add("gate.opened", "ok", prompt="Ship?", reopened=True)
+    assert replay(script.events).steps["ok"].status is StepStatus.WAITING
+    script.add("gate.resolved", "ok", approved=True, how="answer")
+    assert replay(script.events).steps["ok"].status is StepStatus.RUNNING
+    script.add("step.succeeded", "ok", output={"approved": True})
+    assert replay(script.events).steps["ok"].status is StepStatus.SUCCEEDED

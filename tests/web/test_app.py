@@ -24,6 +24,7 @@ from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import ExecutionNotFoundError, JournalError, NonRetryableError
 from orchestr8._journal._journal import STALLED_AFTER
+from orchestr8._journal._requests import RequestKind
 from orchestr8._observability._redaction import Redactor, set_default_redactor
 from orchestr8._web._app import ServiceApp, create_app
 
@@ -1514,3 +1515,34 @@ async def test_a_skip_carries_its_reason_in_the_document_and_on_the_socket(
         "technical": {"reason": steps["technical"]["reason"]},
         "answer": {"reason": steps["answer"]["reason"]},
     }
+
+
+GATED = {
+    "schema_version": "1.1",
+    "name": "gated",
+    "steps": [{"id": "g", "approval": {"prompt": "ok?"}}],
+}
+
+
+async def test_an_open_gate_shows_its_step_waiting_and_refused_answers_are_listed(
+    client: Client, runtime: Runtime
+) -> None:
+    """steps.g is `waiting` while its gate is open; an answer refused is in refused_answers."""
+    execution_id = await start(client, GATED)
+    handle = runtime.get(execution_id)
+    await handle.wait_blocked_on_gates()
+    request = await runtime.journal.submit_request(
+        execution_id, RequestKind.ANSWER, {"approve": True, "by": "ops"}, target="nope"
+    )
+    assert handle.gates is not None
+    await handle.gates.deliver(request)
+    detail = await (await client.get(f"/executions/{execution_id}")).get_json()
+    assert detail["steps"]["g"]["status"] == "waiting"
+    assert detail["gates"]["g"]["status"] == "open"
+    assert detail["gates"]["g"]["expired"] is False
+    (answer,) = detail["refused_answers"]
+    assert answer["gate_id"] == "nope"
+    assert answer["by"] == "ops"
+    assert answer["detail"] == "no approval gate 'nope'"
+    handle.cancel()
+    await finish(runtime, execution_id)

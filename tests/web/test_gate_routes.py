@@ -80,6 +80,12 @@ async def test_gates_list_their_status_and_the_answers_not_yet_applied(
     assert document["gates"][1]["answer"]["by"] == "bob@desk"
     [pending] = document["pending_answers"]
     assert (pending["gate_id"], pending["approve"], pending["by"]) == ("sign", True, "api")
+    assert [gate["expired"] for gate in document["gates"]] == [False, False]
+    assert document["refused_answers"] == []
+    await runtime.journal.settle_request(pending["request_id"], "refused", "too late")
+    document = (await get(url, "/executions/e1/gates")).json()
+    [refused] = document["refused_answers"]
+    assert (refused["gate_id"], refused["detail"]) == ("sign", "too late")
     problem(await get(url, "/executions/nope/gates"), 404, "execution-not-found")
 
 
@@ -101,7 +107,7 @@ async def test_an_answer_that_does_not_fit_is_422_with_every_path(
         422,
         "invalid-answer",
     )
-    assert [error["path"] for error in document["errors"]] == ["$.color", "$.reason", "$.input"]
+    assert [error["path"] for error in document["errors"]] == ["$.color", "$.reason"]
     problem(await post(url, "/executions/e1/gates/sign", [1]), 422, "invalid-answer")
     async with httpx.AsyncClient(base_url=url) as client:
         null = await client.post(

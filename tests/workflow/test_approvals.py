@@ -182,14 +182,18 @@ def test_a_gate_may_run_per_item_and_per_iteration() -> None:
 
 
 def test_answers_are_checked_against_the_gate() -> None:
-    """approve is a boolean, input an object matching the schema, reason and by strings."""
+    """approve is a boolean, an approval's input matches the schema, reason and by strings."""
     approval = load_workflow(GATED).steps_by_id["review"].approval
     assert approval is not None
     assert answer_problems(approval, {"approve": True, "input": {"amount": 3}}) == []
     assert answer_problems(approval, {"approve": False, "input": None, "reason": "no"}) == []
+    (small,) = answer_problems(approval, {"approve": True, "input": {"amount": 0}})
+    assert small.path == "$.input.amount"
+    # Only an approval owes the schema: a rejection's (or a malformed answer's) input is kept.
+    assert answer_problems(approval, {"approve": False, "input": {"amount": 0}}) == []
     found = answer_problems(approval, {"approve": "yes", "input": {"amount": 0}, "by": 3})
     paths = [problem.path for problem in found]
-    assert paths == ["$.approve", "$.by", "$.input.amount"]
+    assert paths == ["$.approve", "$.by"]
     (wrong,) = answer_problems(approval, {"approve": True, "input": [1]})
     assert wrong.path == "$.input"
     (not_object,) = answer_problems(approval, "yes")
