@@ -159,7 +159,7 @@ async def _cancel_in_journal(
             store, locks, execution_id, reason=reason, force=force, by=by
         )
         if not outcome.requested:
-            click.echo(f"execution {execution_id} cancelled: {reason}")
+            report_cancelled(execution_id, reason, await _recorded_reason(store, execution_id))
             return EXIT_OK
         assert outcome.request is not None
         request_id = outcome.request.request_id
@@ -181,17 +181,42 @@ async def _cancel_in_journal(
                         store, locks, execution_id, reason=reason, force=force, by=by
                     )
                     if not outcome.requested:
-                        click.echo(f"execution {execution_id} cancelled: {reason}")
+                        recorded = await _recorded_reason(store, execution_id)
+                        report_cancelled(execution_id, reason, recorded)
                         return EXIT_OK
                 await trio.sleep(CANCEL_POLL_INTERVAL)
     finally:
         locks.close()
     status = (await store.get_execution(execution_id)).status
     if str(status) == "cancelled":
-        click.echo(f"execution {execution_id} cancelled: {reason}")
+        report_cancelled(execution_id, reason, await _recorded_reason(store, execution_id))
         return EXIT_OK
     report_not_cancelled(execution_id, str(status))
     return EXIT_INVALID
+
+
+async def _recorded_reason(store: Journal, execution_id: str) -> str | None:
+    """The reason the journal's `execution.cancelled` event holds (None: no such last event)."""
+    last_seq = await store.last_seq(execution_id)
+    for event in await store.events(execution_id, after=last_seq - 1):
+        reason = event.data.get("reason")
+        if str(event.type) == "execution.cancelled" and isinstance(reason, str):
+            return reason
+    return None
+
+
+def report_cancelled(execution_id: str, asked: str, recorded: str | None) -> None:
+    """Say the execution is cancelled, with the reason recorded (an earlier cancel's may win).
+
+    Only the first cancel's reason is recorded: a later one (even `--force`) only hurries it.
+    """
+    if recorded is None or recorded == asked:
+        click.echo(f"execution {execution_id} cancelled: {asked}")
+    else:
+        click.echo(
+            f"execution {execution_id} cancelled: {recorded} (the reason of an earlier cancel, "
+            f"kept; {asked!r} was not recorded)"
+        )
 
 
 def report_not_cancelled(execution_id: str, status: str) -> None:
