@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 from cli_processes import cli, environment
 
 from orchestr8 import Event, ExecutionRecord
@@ -179,13 +178,15 @@ def test_inspect_shows_waiting_as_waiting_and_a_dead_run_as_interrupted(tmp_path
 
 
 def test_cancel_prints_the_reason_the_journal_recorded_not_its_own(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An earlier cancel's reason won: `cancel` prints it, and says its own was not recorded."""
+    from orchestr8._cli import _control_commands
     from orchestr8._cli._control_commands import _cancel_in_journal
     from orchestr8._execution._lock import ExecutionLocks
 
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    # The journal is read in threads: on the real clock, with a short poll.
+    monkeypatch.setattr(_control_commands, "CANCEL_POLL_INTERVAL", 0.01)
 
     async def main() -> int:
         async with open_journal(tmp_path / "journal.db") as store:
@@ -213,7 +214,7 @@ def test_cancel_prints_the_reason_the_journal_recorded_not_its_own(
             owner.close()
             return code
 
-    assert trio.run(main, clock=clock) == 0
+    assert trio.run(main) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "execution run-1 cancelled: first (the reason of an earlier cancel, kept; 'third' was "
         "not recorded)"
