@@ -74,15 +74,17 @@ async def follow(
         if url is not None:
             if journal is not None:
                 raise _both_sources()
-            steps, _ = await server_steps(url, api_key, execution_id)
-            follower = Follower(progress_view(steps), execution_id, _hint(None))
+            steps, document = await server_steps(url, api_key, execution_id)
+            started_at = document.get("started_at")
+            view = progress_view(steps, started_at if isinstance(started_at, str) else None)
+            follower = Follower(view, execution_id, _hint(None))
             follower.last = after
             return await _until_interrupted(follow_url(url, api_key, follower))
         from .._journal._journal import open_journal
 
         async with open_journal(journal_path(journal, must_exist=True)) as store:
             record = await find_execution(store, execution_id)
-            view = progress_view(declared_steps(record))
+            view = progress_view(declared_steps(record), record.started_at)
             follower = Follower(view, record.execution_id, _hint(journal))
             follower.last = after
             return await _until_interrupted(follow_journal(store, follower))

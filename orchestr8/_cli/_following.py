@@ -224,6 +224,10 @@ async def server_steps(
     return (list(steps) if isinstance(steps, dict) else []), document
 
 
-def progress_view(step_ids: Sequence[str]) -> ProgressView:
-    """The progress view of `follow`: the events on stdout, as `run` shows them on stderr."""
-    return ProgressView(sys.stdout, step_ids)
+def progress_view(step_ids: Sequence[str], started_at: str | None = None) -> ProgressView:
+    """The progress view of `follow`: the events on stdout, as `run` shows them on stderr.
+
+    `started_at` is when the execution first started: the line that ends a resumed one gives
+    its whole duration, as `inspect` does.
+    """
+    return ProgressView(sys.stdout, step_ids, started_at=started_at)

@@ -36,7 +36,15 @@ import trio
 
 from .._journal._events import Event, EventType
 from .._journal._map_items import split_item_id
-from ._views import STATUS_COLORS, describe, format_duration, paint, shorten, wants_color
+from ._views import (
+    STATUS_COLORS,
+    describe,
+    format_duration,
+    paint,
+    shorten,
+    wall_duration,
+    wants_color,
+)
 
 BEHIND_NOTICE_INTERVAL: Final = 1.0
 """At most one "the display fell behind" notice per this many seconds (trio clock)."""
@@ -81,6 +89,7 @@ class ProgressView:
         live: bool | None = None,
         json_logs: bool = False,
         log_handler: logging.Handler | None = None,
+        started_at: str | None = None,
     ) -> None:
         """Show progress on `stream`.
 
@@ -91,6 +100,8 @@ class ProgressView:
             json_logs: stderr holds JSON log lines: show no events, log notes instead.
             log_handler: the handler writing log lines to the same stream; while `follow`
                 runs, its lines go around the status line (see `route_logs`).
+            started_at: when the execution first started (UTC ISO-8601): after a resume, the
+                line that ends it gives its whole duration, as `inspect` does, not this run's.
         """
         self._stream = stream
         self._log_handler = log_handler
@@ -104,6 +115,9 @@ class ProgressView:
         self._items: dict[str, list[int]] = {}
         """Each map step's items: how many ended, and how many it has."""
         self._first_elapsed: float | None = None
+        self._started_at = started_at
+        self._resumed_at: float | None = None
+        """The elapsed time of the last `execution.resumed` shown (None: no resume shown)."""
         self._last_seq = 0
         self._missed = 0
         self._last_notice = -BEHIND_NOTICE_INTERVAL
@@ -180,6 +194,10 @@ class ProgressView:
         self._last_seq = max(self._last_seq, event.seq)
         if self._first_elapsed is None:
             self._first_elapsed = event.elapsed
+        if event.type == EventType.EXECUTION_STARTED and self._started_at is None:
+            self._started_at = event.ts
+        elif event.type == EventType.EXECUTION_RESUMED:
+            self._resumed_at = event.elapsed
         if event.step_id is not None:
             item = split_item_id(event.step_id)
             if item is not None and item[0] in self._items:
@@ -293,8 +311,21 @@ class ProgressView:
             for memo in (self._attempts, self._started, self._last_error):
                 memo.pop(item_id, None)
 
+    def _execution_took(self, event: Event) -> str:
+        """How long the execution took up to `event`, as `inspect`'s header says it.
+
+        Within one run, the elapsed time; across a resume (the time waiting between runs
+        counts), the wall-clock time since it started, or, when that is unknown, this run's.
+        """
+        if self._resumed_at is None:
+            return format_duration(event.elapsed - (self._first_elapsed or 0.0))
+        wall = wall_duration(self._started_at, event.ts)
+        if wall is not None:
+            return format_duration(wall)
+        return f"{format_duration(event.elapsed - self._resumed_at)} (this run)"
+
     def _show_execution_event(self, event: Event) -> None:
-        took = format_duration(event.elapsed - (self._first_elapsed or 0.0))
+        took = self._execution_took(event)
         if event.type == EventType.EXECUTION_SUCCEEDED:
             self._event_line(event, "", f"execution succeeded in {took}", "green")
         elif event.type == EventType.EXECUTION_FAILED:

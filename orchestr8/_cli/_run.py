@@ -109,7 +109,8 @@ async def _drive_runtime(
         elif code != EXIT_OK:
             view.note(
                 f"inspect it: {_command('inspect', journal_given, result.execution_id)}\n"
-                f"resume it:  {_command('resume', journal_given, result.execution_id)}",
+                f"resume it:  {_command('resume', journal_given, result.execution_id)}"
+                + _fork_hint(result, journal_given),
                 level=logging.WARNING,
             )
         return code
@@ -132,8 +133,14 @@ async def _drive_runtime(
                 runtime.bus.subscribe(buffer=4096) as events,
             ):
                 handle, step_ids, headline = await begin(runtime)
+                # After a resume, the end's line gives the whole duration (from the first start).
+                record = await runtime.journal.get_execution(handle.execution_id)
                 view = ProgressView(
-                    sys.stderr, step_ids, json_logs=log_format == "json", log_handler=handler
+                    sys.stderr,
+                    step_ids,
+                    json_logs=log_format == "json",
+                    log_handler=handler,
+                    started_at=record.started_at,
                 )
                 if headline:
                     view.note(headline)
@@ -193,6 +200,22 @@ def waiting_note(execution_id: str, gates: list[str], journal_given: str | None)
         lines.append(f"reject:  orchestr8 reject{option} {execution_id} {quoted} --reason TEXT")
     lines.append(f"then continue it: {_command('resume', journal_given, execution_id)}")
     return "\n".join(lines)
+
+
+def _fork_hint(result: ExecutionResult, journal_given: str | None) -> str:
+    """After a failed step, the line that re-runs it (with changed input) as a fork, else ''."""
+    import shlex
+
+    from .._journal._map_items import split_item_id
+
+    error = result.error
+    step_id = error.get("step_id") if isinstance(error, dict) else None
+    if str(result.status) != "failed" or not isinstance(step_id, str):
+        return ""
+    item = split_item_id(step_id)
+    step = step_id if item is None else item[0]
+    fork = _command("fork", journal_given, result.execution_id)
+    return f"\nfork it:    {fork} --from {shlex.quote(step)}"
 
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:
