@@ -68,7 +68,14 @@ async def follow(
     from ._support import guard
 
     async def action() -> int:
-        from ._following import Follower, follow_journal, follow_url, progress_view, server_steps
+        from ._following import (
+            Follower,
+            follow_journal,
+            follow_url,
+            progress_view,
+            server_steps,
+            tell_if_waiting,
+        )
         from ._support import declared_steps, find_execution, journal_path
 
         if url is not None:
@@ -79,6 +86,7 @@ async def follow(
             view = progress_view(steps, started_at if isinstance(started_at, str) else None)
             follower = Follower(view, execution_id, _hint(None))
             follower.last = after
+            tell_if_waiting(follower, document)
             return await _until_interrupted(follow_url(url, api_key, follower))
         from .._journal._journal import open_journal
 
