@@ -227,3 +227,22 @@ def test_a_timestamp_that_does_not_parse_counts_no_time() -> None:
     """A bad or future `ts` adds nothing to the elapsed time (never a negative duration)."""
     assert _seconds_since("yesterday") == 0.0
     assert _seconds_since("2999-01-01T00:00:00.000Z") == 0.0
+
+
+async def test_runtime_cancel_defaults_its_reason_and_who_asked(runtime: Runtime) -> None:
+    """Without `reason`, the handle's default is recorded; without `by`, a request says `api`."""
+    await record(runtime.journal, "dead", [])
+    await runtime.cancel("dead")
+    [*_, cancelled] = await runtime.journal.events("dead")
+    assert cancelled.data["reason"] == "cancelled by request"
+    await record(runtime.journal, "held", [])
+    path = runtime.journal.path
+    assert path is not None
+    owner = ExecutionLocks(path)
+    try:
+        assert owner.acquire("held")
+        outcome = await runtime.cancel("held")
+    finally:
+        owner.close()
+    assert outcome.request is not None
+    assert outcome.request.body == {"reason": "cancelled by request", "force": False, "by": "api"}
