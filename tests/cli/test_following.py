@@ -236,3 +236,11 @@ async def test_follow_url_says_once_that_it_waits_at_its_gates(tmp_path: Path, a
     assert text.count("execution paused is waiting for approval: gate(s) g.") == 1
     assert "orchestr8 approve paused GATE" in text
     assert "execution cancelled after" in text
+
+
+def test_a_document_that_is_not_waiting_tells_nothing() -> None:
+    """Running, or without `last_seq`: nothing is said before following."""
+    shown, stream = follower("run-1")
+    for document in ({"status": "running", "last_seq": 3}, {"status": "waiting"}):
+        tell_if_waiting(shown, document)
+    assert (shown.told, stream.getvalue()) == (None, "")
