@@ -238,7 +238,7 @@ async def test_follow_url_says_once_that_it_waits_at_its_gates(tmp_path: Path, a
     assert "execution cancelled after" in text
 
 
-def test_a_document_that_is_not_waiting_tells_nothing() -> None:
+async def test_a_document_that_is_not_waiting_tells_nothing() -> None:
     """Running, or without `last_seq`: nothing is said before following."""
     shown, stream = follower("run-1")
     for document in ({"status": "running", "last_seq": 3}, {"status": "waiting"}):
