@@ -24,6 +24,7 @@ import asyncclick as click
 from ._compare import compare
 from ._control_commands import cancel, follow
 from ._fork_command import fork
+from ._gate_commands import approve, reject
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
 from ._retention_commands import prune
@@ -31,7 +32,7 @@ from ._run_commands import resume, run
 
 __all__ = ["cli", "run_command_line"]
 
-for _command in (run, resume, validate, schema, inspect, compare, prune, fork):
+for _command in (run, resume, validate, schema, inspect, compare, prune, fork, approve, reject):
     cli.add_command(_command)
 cli.add_command(follow)
 cli.add_command(cancel)

@@ -123,6 +123,10 @@ class ProgressView:
         self._last_notice = -BEHIND_NOTICE_INTERVAL
         self._status_shown = False
         self._status_text = ""
+        self._status_held = 0
+        """While above 0 a question waits on the terminal (`holding_status`): no status line."""
+        self._question = ""
+        """The question waiting for its answer (`ask`): written again below each new line."""
         self._clock_start = trio.current_time()
         # Log records may come from worker threads (sync agents): writes take turns.
         self._lock = threading.RLock()
@@ -136,6 +140,31 @@ class ProgressView:
             _NOTE_LOGGER.log(level, "%s", message)
         else:
             self._write(paint(message, color, self._live))
+
+    @contextlib.contextmanager
+    def holding_status(self) -> Iterator[None]:
+        """While the block runs the status line is cleared and not redrawn (a question is asked)."""
+        with self._lock:
+            self._clear_status()
+            self._status_held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._status_held -= 1
+                self._question = ""
+
+    def ask(self, question: str) -> None:
+        """Write a question, leaving the cursor on its line for the answer (`holding_status`).
+
+        Until the block holding the status ends, a line written meanwhile (a step that ended)
+        goes above the question, which is written again below it.
+        """
+        with self._lock:
+            self._clear_status()
+            self._stream.write(question)
+            self._stream.flush()
+            self._question = question
 
     @contextlib.contextmanager
     def route_logs(self) -> Iterator[None]:
@@ -350,7 +379,9 @@ class ProgressView:
     def _write(self, line: str) -> None:
         with self._lock:
             self._clear_status()
-            self._stream.write(line + "\n")
+            if self._question:
+                self._stream.write("\r\x1b[K" if self._live else "\n")
+            self._stream.write(line + "\n" + self._question)
             self._stream.flush()
 
     def write_log(self, text: str) -> None:
@@ -365,6 +396,8 @@ class ProgressView:
             self._stream.flush()
 
     def _draw_status(self) -> None:
+        if self._status_held:
+            return
         running = [
             step_id
             + (

@@ -87,6 +87,7 @@ async def _drive_runtime(
         open_shutdown_signals,
         watch_shutdown_signals,
     )
+    from ._gate_prompt import prompter_for_run
     from ._progress import ProgressView, hold_back_narration
     from ._support import CommandError
     from ._views import dump_json, render_result, result_document, wants_color
@@ -131,6 +132,7 @@ async def _drive_runtime(
                     sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
                 ) as runtime,
                 runtime.bus.subscribe(buffer=4096) as events,
+                runtime.bus.subscribe(buffer=4096) as gate_events,
             ):
                 handle, step_ids, headline = await begin(runtime)
                 # After a resume, the end's line gives the whole duration (from the first start).
@@ -155,6 +157,15 @@ async def _drive_runtime(
                 )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(view.follow, events, handle.execution_id)
+                    # JSON logs: stderr holds JSON lines only, so no questions, only the hints.
+                    prompter = prompter_for_run(
+                        view,
+                        runtime,
+                        handle.execution_id,
+                        journal_given,
+                        interactive=False if log_format == "json" else None,
+                    )
+                    nursery.start_soon(prompter.follow, gate_events)
                     if exit_when_waiting:
                         nursery.start_soon(_suspend_when_waiting, handle, gates_waiting)
                     try:

@@ -12,6 +12,8 @@ of sub-workflow steps), `_planning` (plan steps and replanning: a planner's plan
 run as a child execution), `_gates` (approval gates: the gate board, answers, waiting), `_control`
 (acting on the cancel requests and answers the journal holds for the executions it runs),
 `_cancelling` (cancelling an execution another process runs, or none), `_fork_plans` (what a fork
-of an execution keeps and runs again) and `_forking` (recording and starting that fork).
+of an execution keeps and runs again), `_forking` (recording and starting that fork),
+`_answers` (answering an approval gate from anywhere: checked, recorded, applied) and
+`_adoption` (a server resuming waiting executions and leaving them waiting on shutdown).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

@@ -351,6 +351,10 @@ class Runtime:
         record = await self.journal.get_execution(execution_id)
         return replayed_result(record.execution_id, replay(await self.journal.events(execution_id)))
 
+    def handles(self) -> list[ExecutionHandle]:
+        """The handles of every execution live in this runtime, children included."""
+        return list(self._live.values())
+
     async def cancel(
         self,
         execution_id: str,

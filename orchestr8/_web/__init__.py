@@ -5,6 +5,6 @@ Holds `_app` (the app: wiring and the API key check), `_routes` (the route handl
 `_problems` (errors as RFC 9457 problems), `_responses` (finishing every response, errors
 answered), `_event_socket` (the events WebSocket), `_openapi` (the spec's operations) with
 `_openapi_schemas` (its body schemas), `_serve` (Hypercorn in a runtime's scope) and `_command`
-(the `serve` command).
+(the `serve` command), and the approval gates' routes, `_gate_routes` with `_openapi_gates`.
 May import: `_shell` and every stage below it; never `_cli`.
 """

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .._errors import ExecutionNotFoundError, JournalError
 from .._execution._runtime import Runtime
 from .._observability._redaction import register_secret
+from ._gate_routes import GateRoutes
 from ._problems import ProblemError, problem_response
 from ._responses import (
     close_if_body_unread,
@@ -135,6 +136,13 @@ def create_app(
         "events_without_upgrade",
         routes.events_without_upgrade,
         methods=["GET"],
+    )
+    gates = GateRoutes(app.service)
+    app.add_url_rule(
+        "/executions/<execution_id>/gates", "list_gates", gates.list_gates, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/gates/<gate_id>", "answer_gate", gates.answer, methods=["POST"]
     )
     return app
 

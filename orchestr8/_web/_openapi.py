@@ -20,6 +20,7 @@ from ._event_socket import (
     CLOSE_TOO_SLOW,
     MAX_CLIENT_MESSAGE,
 )
+from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_schemas import component_schemas, schema_ref
 from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
 
@@ -425,6 +426,7 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        **gate_paths(),
     }
 
 
@@ -441,7 +443,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **gate_schemas()},
             "responses": {
                 code: {
                     "description": description,

@@ -43,6 +43,9 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",
+    "gate-not-found": "Approval gate not found",
+    "invalid-answer": "Answer does not fit the gate",
+    "gate-answered": "Gate answered or resolved already",
 }
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 

@@ -82,6 +82,7 @@ async def serve(
     max_body: int = MIB,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     cancel_executions: bool = False,
+    adopt_waiting: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API of `runtime` until `shutdown_trigger` returns (forever without one).
@@ -94,13 +95,19 @@ async def serve(
         max_body: the largest request body accepted, in bytes.
         shutdown_trigger: awaited; when it returns, the server shuts down in order.
         cancel_executions: on shutdown, also cancel the runtime's executions and wait for them
-            (up to its cancel grace and a little more), so event sockets see them end.
+            (up to its cancel grace and a little more), so event sockets see them end; those
+            blocked only on approval gates are suspended (left `waiting`) instead.
+        adopt_waiting: once listening, and before reporting it, resume the journal's `waiting`
+            executions that no process runs, so their gates' deadlines run and answers apply
+            (`_execution/_adoption.py`).
         task_status: `nursery.start` gets the list of URLs the server listens on.
 
     Raises:
         InsecureBindError: `host` is not loopback and there is no key.
         OSError: the address cannot be listened on.
     """
+    from .._execution._adoption import adopt_waiting as adopt_waiting_executions
+    from .._execution._adoption import leave_executions
     from ._app import create_app
     from ._event_socket import MAX_CLIENT_MESSAGE
 
@@ -124,7 +131,10 @@ async def serve(
         stopped.set()
 
     async with trio.open_nursery() as nursery:
-        task_status.started(await nursery.start(run_hypercorn))
+        urls = await nursery.start(run_hypercorn)
+        if adopt_waiting:
+            await adopt_waiting_executions(runtime)
+        task_status.started(urls)
         if shutdown_trigger is None:
             await trio.sleep_forever()
         else:
@@ -132,7 +142,7 @@ async def serve(
         app.start_draining()
         stop.set()
         if cancel_executions:
-            runtime.cancel_all("the server is shutting down")
+            await leave_executions(runtime, runtime.handles(), "the server is shutting down")
             with trio.move_on_after(runtime.cancel_grace + 2.0):
                 await runtime.wait_all()
         app.close_event_streams()
@@ -227,8 +237,8 @@ async def _run_service(
 
     def shut_down(signal_name: str) -> None:
         err.write(
-            f"{signal_name}: shutting down (running executions are cancelled); "
-            "signal again to stop at once\n"
+            f"{signal_name}: shutting down (running executions are cancelled, those waiting "
+            "only on approval gates stay waiting); signal again to stop at once\n"
         )
         err.flush()
         stop.set()
@@ -276,6 +286,7 @@ async def _run_service(
                             max_body=max_body,
                             shutdown_trigger=stop.wait,
                             cancel_executions=True,
+                            adopt_waiting=True,
                             task_status=task_status,
                         )
                         nursery.cancel_scope.cancel()

@@ -532,6 +532,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             "orchestr8._cli._compare",
             "orchestr8._cli._control_commands",
             "orchestr8._cli._fork_command",
+            "orchestr8._cli._gate_commands",
             "orchestr8._cli._group",
             "orchestr8._cli._inspect_commands",
             "orchestr8._cli._main",

@@ -1,0 +1,170 @@
+"""The OpenAPI description of the approval gates' routes and bodies (`_gate_routes`).
+
+`_openapi` merges `gate_paths()` into its paths and `gate_schemas()` into its component schemas;
+the operations follow the same conventions (problem responses by reference, the correlation
+header on every response).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["gate_paths", "gate_schemas"]
+
+_JSON: Final = "application/json"
+_ID: Final = {
+    "name": "execution_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The execution's id; a gate inside a sub-workflow belongs to the child "
+    "execution (`PARENT.STEP`).",
+}
+_GATE: Final = {
+    "name": "gate_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The gate's id: the approval step's id, a map item's `STEP[i]`, a loop "
+    "iteration's `STEP#k`, percent-encoded (`STEP%5B2%5D`, `STEP%233`).",
+}
+_COMMON: Final = ("401", "405", "500", "503")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}},
+        "content": {_JSON: {"schema": _ref(schema)}},
+    }
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: {"$ref": f"#/components/responses/{code}"} for code in sorted({*codes, *_COMMON})}
+
+
+def gate_paths() -> dict[str, Any]:
+    """The paths of the gate routes."""
+    return {
+        "/executions/{execution_id}/gates": {
+            "get": {
+                "operationId": "listGates",
+                "summary": "An execution's approval gates and the answers not yet applied.",
+                "parameters": [_ID],
+                "responses": {
+                    "200": _ok("The gates, in the order they opened.", "GateList"),
+                    **_errors("404"),
+                },
+            }
+        },
+        "/executions/{execution_id}/gates/{gate_id}": {
+            "post": {
+                "operationId": "answerGate",
+                "summary": "Approve or reject an approval gate.",
+                "description": "The answer is checked on submit: its `input` against the gate's "
+                "schema (422, every problem with its JSON path, nothing recorded, the gate stays "
+                "open); a rejection needs a `reason` (422). 409 when the gate was answered or "
+                "resolved already (the detail says by whom and when) or the execution ended; "
+                "404 no such execution or approval step. An answer for a gate that has not "
+                "opened yet is held and applied when it opens (`held: true`). A `waiting` "
+                "execution no process runs is resumed by this server.",
+                "parameters": [_ID, _GATE],
+                "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("Answer")}}},
+                "responses": {
+                    "200": _ok(
+                        "Applied: this server runs the execution and the gate took it.",
+                        "AnswerOutcome",
+                    ),
+                    "202": _ok(
+                        "Recorded: another process runs the execution and applies it within a "
+                        "second, or none does (`orchestr8 resume ID` continues it), or the gate "
+                        "has not opened yet (`held`).",
+                        "AnswerOutcome",
+                    ),
+                    **_errors("400", "404", "409", "413", "415", "422"),
+                },
+            }
+        },
+    }
+
+
+def gate_schemas() -> dict[str, Any]:
+    """The component schemas of the gate routes' bodies."""
+    nullable_string = {"type": ["string", "null"]}
+    return {
+        "Answer": {
+            "type": "object",
+            "required": ["approve"],
+            "additionalProperties": False,
+            "properties": {
+                "approve": {"type": "boolean", "description": "true approves, false rejects."},
+                "input": {
+                    "type": "object",
+                    "description": "The answer's input; must fit the gate's schema when approving.",
+                },
+                "reason": {**nullable_string, "description": "Why; required to reject."},
+                "by": {**nullable_string, "description": "Who answers (default `api`)."},
+            },
+        },
+        "Gate": {
+            "type": "object",
+            "required": ["gate_id", "status", "prompt", "schema", "deadline", "answer"],
+            "properties": {
+                "gate_id": {"type": "string"},
+                "status": {"enum": ["open", "approved", "rejected", "closed"]},
+                "prompt": {"type": "string"},
+                "schema": {"type": ["object", "null"]},
+                "timeout": {"type": ["number", "null"]},
+                "on_timeout": {"type": ["string", "null"]},
+                "deadline": {**nullable_string, "description": "UTC ISO-8601, or null."},
+                "opened_seq": {"type": ["integer", "null"]},
+                "resolved_seq": {"type": ["integer", "null"]},
+                "answer": {
+                    "type": ["object", "null"],
+                    "description": "The `gate.resolved` data: approved, input, by, reason, how.",
+                },
+            },
+        },
+        "PendingAnswer": {
+            "type": "object",
+            "required": ["request_id", "gate_id", "approve", "by", "created_at"],
+            "properties": {
+                "request_id": {"type": "integer"},
+                "gate_id": {"type": "string"},
+                "approve": {"type": "boolean"},
+                "input": {"type": ["object", "null"]},
+                "reason": nullable_string,
+                "by": {"type": "string"},
+                "created_at": {"type": "string"},
+            },
+        },
+        "GateList": {
+            "type": "object",
+            "required": ["execution_id", "status", "gates", "pending_answers"],
+            "properties": {
+                "execution_id": {"type": "string"},
+                "status": {"type": "string"},
+                "gates": {"type": "array", "items": _ref("Gate")},
+                "pending_answers": {"type": "array", "items": _ref("PendingAnswer")},
+            },
+        },
+        "AnswerOutcome": {
+            "type": "object",
+            "required": ["status", "execution_id", "gate_id", "request_id", "held", "message"],
+            "properties": {
+                "status": {"enum": ["applied", "recorded"]},
+                "execution_id": {"type": "string"},
+                "gate_id": {"type": "string"},
+                "request_id": {"type": "integer"},
+                "held": {"type": "boolean", "description": "The gate has not opened yet."},
+                "runner": {"enum": ["here", "elsewhere", "nobody"]},
+                "message": {"type": "string"},
+                "gate": {"oneOf": [_ref("Gate"), {"type": "null"}]},
+                "links": {"type": "object"},
+            },
+        },
+    }
