@@ -219,3 +219,18 @@ def test_cancel_prints_the_reason_the_journal_recorded_not_its_own(
         "execution run-1 cancelled: first (the reason of an earlier cancel, kept; 'third' was "
         "not recorded)"
     )
+
+
+def test_an_execution_not_ending_cancelled_has_no_recorded_reason(tmp_path: Path) -> None:
+    """The recorded reason is read from an `execution.cancelled` last event only."""
+    from orchestr8._cli._control_commands import _recorded_reason
+
+    async def main() -> str | None:
+        async with open_journal(tmp_path / "journal.db") as store:
+            await store.create_execution(ExecutionRecord("run-1", "pair", WORKFLOW))
+            stamp = "2025-01-01T00:00:00.000Z"
+            await store.append(Event("run-1", 1, stamp, 0.0, "execution.started"))
+            await store.flush()
+            return await _recorded_reason(store, "run-1")
+
+    assert trio.run(main) is None
