@@ -68,21 +68,31 @@ async def follow(
     from ._support import guard
 
     async def action() -> int:
-        from ._following import Follower, follow_journal, follow_url, progress_view, server_steps
+        from ._following import (
+            Follower,
+            follow_journal,
+            follow_url,
+            progress_view,
+            server_steps,
+            tell_if_waiting,
+        )
         from ._support import declared_steps, find_execution, journal_path
 
         if url is not None:
             if journal is not None:
                 raise _both_sources()
-            steps, _ = await server_steps(url, api_key, execution_id)
-            follower = Follower(progress_view(steps), execution_id, _hint(None))
+            steps, document = await server_steps(url, api_key, execution_id)
+            started_at = document.get("started_at")
+            view = progress_view(steps, started_at if isinstance(started_at, str) else None)
+            follower = Follower(view, execution_id, _hint(None))
             follower.last = after
+            tell_if_waiting(follower, document)
             return await _until_interrupted(follow_url(url, api_key, follower))
         from .._journal._journal import open_journal
 
         async with open_journal(journal_path(journal, must_exist=True)) as store:
             record = await find_execution(store, execution_id)
-            view = progress_view(declared_steps(record))
+            view = progress_view(declared_steps(record), record.started_at)
             follower = Follower(view, record.execution_id, _hint(journal))
             follower.last = after
             return await _until_interrupted(follow_journal(store, follower))
@@ -159,7 +169,7 @@ async def _cancel_in_journal(
             store, locks, execution_id, reason=reason, force=force, by=by
         )
         if not outcome.requested:
-            click.echo(f"execution {execution_id} cancelled: {reason}")
+            report_cancelled(execution_id, reason, await _recorded_reason(store, execution_id))
             return EXIT_OK
         assert outcome.request is not None
         request_id = outcome.request.request_id
@@ -181,17 +191,42 @@ async def _cancel_in_journal(
                         store, locks, execution_id, reason=reason, force=force, by=by
                     )
                     if not outcome.requested:
-                        click.echo(f"execution {execution_id} cancelled: {reason}")
+                        recorded = await _recorded_reason(store, execution_id)
+                        report_cancelled(execution_id, reason, recorded)
                         return EXIT_OK
                 await trio.sleep(CANCEL_POLL_INTERVAL)
     finally:
         locks.close()
     status = (await store.get_execution(execution_id)).status
     if str(status) == "cancelled":
-        click.echo(f"execution {execution_id} cancelled: {reason}")
+        report_cancelled(execution_id, reason, await _recorded_reason(store, execution_id))
         return EXIT_OK
     report_not_cancelled(execution_id, str(status))
     return EXIT_INVALID
+
+
+async def _recorded_reason(store: Journal, execution_id: str) -> str | None:
+    """The reason the journal's `execution.cancelled` event holds (None: no such last event)."""
+    last_seq = await store.last_seq(execution_id)
+    for event in await store.events(execution_id, after=last_seq - 1):
+        reason = event.data.get("reason")
+        if str(event.type) == "execution.cancelled" and isinstance(reason, str):
+            return reason
+    return None
+
+
+def report_cancelled(execution_id: str, asked: str, recorded: str | None) -> None:
+    """Say the execution is cancelled, with the reason recorded (an earlier cancel's may win).
+
+    Only the first cancel's reason is recorded: a later one (even `--force`) only hurries it.
+    """
+    if recorded is None or recorded == asked:
+        click.echo(f"execution {execution_id} cancelled: {asked}")
+    else:
+        click.echo(
+            f"execution {execution_id} cancelled: {recorded} (the reason of an earlier cancel, "
+            f"kept; {asked!r} was not recorded)"
+        )
 
 
 def report_not_cancelled(execution_id: str, status: str) -> None:

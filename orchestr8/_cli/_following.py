@@ -8,8 +8,9 @@ with the execution's exit code once it ends (0, 2, 3 or 130, as `run`).
 
 An execution no process runs is not an ending: an `interrupted` one (its process died) is said
 once, with the command that resumes it, and followed on until it is resumed; one `waiting` for
-approval is said once, with its open gates and how to answer them. Ctrl-C stops following (exit
-130) and leaves the execution alone.
+approval is said once, with its open gates and how to answer them (from its `execution.waiting`
+event, or through a server from `GET /executions/{id}` when that event is before `--after`).
+Ctrl-C stops following (exit 130) and leaves the execution alone.
 
 Imported by the `follow` command when it runs.
 """
@@ -73,6 +74,9 @@ class Follower:
             self.told = None
             self.view.note(f"execution {self.execution_id} resumed")
         self.view.show(event, self.execution_id)
+        if event.type == EventType.EXECUTION_WAITING:
+            gates = event.data.get("gates")
+            self.tell_waiting([str(gate) for gate in gates] if isinstance(gates, list) else [])
 
     def tell_interrupted(self) -> None:
         """Say once that no process runs the execution, and how to resume it."""
@@ -167,6 +171,27 @@ async def follow_url(url: str, api_key: str | None, follower: Follower) -> int:
         await trio.sleep(RECONNECT_DELAY)
 
 
+def tell_if_waiting(follower: Follower, document: dict[str, Any]) -> None:
+    """Before `follow_url`: say that the execution waits for answers, if its document says so.
+
+    Only when its last event (`execution.waiting`, which says it too) is not after
+    `follower.last`: the socket never sends it then.
+    """
+    last_seq = document.get("last_seq")
+    if document.get("status") != "waiting" or not isinstance(last_seq, int):
+        return
+    if follower.last < last_seq:
+        return
+    gates = document.get("gates")
+    follower.tell_waiting(
+        [
+            str(gate_id)
+            for gate_id, gate in (gates.items() if isinstance(gates, dict) else ())
+            if isinstance(gate, dict) and gate.get("status") == "open"
+        ]
+    )
+
+
 @asynccontextmanager
 async def _open_socket(
     url: str, headers: Sequence[tuple[str, str]]
@@ -224,6 +249,10 @@ async def server_steps(
     return (list(steps) if isinstance(steps, dict) else []), document
 
 
-def progress_view(step_ids: Sequence[str]) -> ProgressView:
-    """The progress view of `follow`: the events on stdout, as `run` shows them on stderr."""
-    return ProgressView(sys.stdout, step_ids)
+def progress_view(step_ids: Sequence[str], started_at: str | None = None) -> ProgressView:
+    """The progress view of `follow`: the events on stdout, as `run` shows them on stderr.
+
+    `started_at` is when the execution first started: the line that ends a resumed one gives
+    its whole duration, as `inspect` does.
+    """
+    return ProgressView(sys.stdout, step_ids, started_at=started_at)

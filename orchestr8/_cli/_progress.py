@@ -43,6 +43,7 @@ from ._views import (
     local_time,
     paint,
     shorten,
+    wall_duration,
     wants_color,
 )
 
@@ -91,6 +92,7 @@ class ProgressView:
         json_logs: bool = False,
         log_handler: logging.Handler | None = None,
         tell_gate_openings: bool = True,
+        started_at: str | None = None,
     ) -> None:
         """Show progress on `stream`.
 
@@ -103,6 +105,8 @@ class ProgressView:
                 runs, its lines go around the status line (see `route_logs`).
             tell_gate_openings: write a line when a gate opens (`run` leaves that to its
                 prompter, which also says how to answer); answers are always shown.
+            started_at: when the execution first started (UTC ISO-8601): after a resume, the
+                line that ends it gives its whole duration, as `inspect` does, not this run's.
         """
         self._tell_gate_openings = tell_gate_openings
         self._stream = stream
@@ -117,6 +121,9 @@ class ProgressView:
         self._items: dict[str, list[int]] = {}
         """Each map step's items: how many ended, and how many it has."""
         self._first_elapsed: float | None = None
+        self._started_at = started_at
+        self._resumed_at: float | None = None
+        """The elapsed time of the last `execution.resumed` shown (None: no resume shown)."""
         self._last_seq = 0
         self._missed = 0
         self._last_notice = -BEHIND_NOTICE_INTERVAL
@@ -222,6 +229,10 @@ class ProgressView:
         self._last_seq = max(self._last_seq, event.seq)
         if self._first_elapsed is None:
             self._first_elapsed = event.elapsed
+        if event.type == EventType.EXECUTION_STARTED and self._started_at is None:
+            self._started_at = event.ts
+        elif event.type == EventType.EXECUTION_RESUMED:
+            self._resumed_at = event.elapsed
         if event.type in _GATE_EVENTS and event.step_id is not None:
             self._show_gate_event(event, event.step_id)
         elif event.step_id is not None:
@@ -356,8 +367,21 @@ class ProgressView:
             for memo in (self._attempts, self._started, self._last_error):
                 memo.pop(item_id, None)
 
+    def _execution_took(self, event: Event) -> str:
+        """How long the execution took up to `event`, as `inspect`'s header says it.
+
+        Within one run, the elapsed time; across a resume (the time waiting between runs
+        counts), the wall-clock time since it started, or, when that is unknown, this run's.
+        """
+        if self._resumed_at is None:
+            return format_duration(event.elapsed - (self._first_elapsed or 0.0))
+        wall = wall_duration(self._started_at, event.ts)
+        if wall is not None:
+            return format_duration(wall)
+        return f"{format_duration(event.elapsed - self._resumed_at)} (this run)"
+
     def _show_execution_event(self, event: Event) -> None:
-        took = format_duration(event.elapsed - (self._first_elapsed or 0.0))
+        took = self._execution_took(event)
         if event.type == EventType.EXECUTION_SUCCEEDED:
             self._event_line(event, "", f"execution succeeded in {took}", "green")
         elif event.type == EventType.EXECUTION_FAILED:

@@ -130,12 +130,15 @@ async def _drive_runtime(
                 runtime.bus.subscribe(buffer=4096) as gate_events,
             ):
                 handle, step_ids, headline = await begin(runtime)
+                # After a resume, the end's line gives the whole duration (from the first start).
+                record = await runtime.journal.get_execution(handle.execution_id)
                 view = ProgressView(
                     sys.stderr,
                     step_ids,
                     json_logs=log_format == "json",
                     log_handler=handler,
                     tell_gate_openings=False,
+                    started_at=record.started_at,
                 )
                 if headline:
                     view.note(headline)
@@ -210,8 +213,9 @@ def failure_note(result: ExecutionResult, journal_given: str | None) -> str:
     """What `run` says after a run that did not succeed: how to inspect it, how to go on.
 
     A resume re-runs what failed; but a gate that timed out with `on_timeout: fail` keeps its
-    deadline across a resume and fails again at once, so for it the note points to `fork`
-    instead, which asks the gate again with a fresh deadline.
+    deadline across a resume and fails the same way at once, so for it the note points to `fork`
+    instead, which asks the gate again with a fresh deadline. After another failed step, a fork
+    from that step (with changed input) is offered beside the resume.
     """
     import shlex
 
@@ -219,7 +223,10 @@ def failure_note(result: ExecutionResult, journal_given: str | None) -> str:
     error = result.error if isinstance(result.error, dict) else {}
     gate_id = error.get("step_id")
     if error.get("type") != "GateTimedOutError" or not isinstance(gate_id, str):
-        return f"{inspect}\nresume it:  {_command('resume', journal_given, result.execution_id)}"
+        return (
+            f"{inspect}\nresume it:  {_command('resume', journal_given, result.execution_id)}"
+            + _fork_hint(result, journal_given)
+        )
     fork = _command("fork", journal_given, result.execution_id)
     return (
         f"{inspect}\n"
@@ -227,6 +234,22 @@ def failure_note(result: ExecutionResult, journal_given: str | None) -> str:
         " fails the same way\n"
         f"ask it again with a fresh deadline: {fork} --from {shlex.quote(gate_id)}"
     )
+
+
+def _fork_hint(result: ExecutionResult, journal_given: str | None) -> str:
+    """After a failed step, the line that re-runs it (with changed input) as a fork, else ''."""
+    import shlex
+
+    from .._journal._map_items import split_item_id
+
+    error = result.error
+    step_id = error.get("step_id") if isinstance(error, dict) else None
+    if str(result.status) != "failed" or not isinstance(step_id, str):
+        return ""
+    item = split_item_id(step_id)
+    step = step_id if item is None else item[0]
+    fork = _command("fork", journal_given, result.execution_id)
+    return f"\nfork it:    {fork} --from {shlex.quote(step)}"
 
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:

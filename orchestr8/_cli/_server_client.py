@@ -65,6 +65,15 @@ async def get_execution(
     return document
 
 
+def _recorded_reason(document: dict[str, Any]) -> str | None:
+    """The reason a cancelled execution's document records (its error's message), if any."""
+    error = document.get("error")
+    if str(document.get("status")) != "cancelled" or not isinstance(error, dict):
+        return None
+    message = error.get("message")
+    return message if isinstance(message, str) else None
+
+
 async def cancel_through_server(
     url: str,
     api_key: str | None,
@@ -86,7 +95,7 @@ async def cancel_through_server(
     """
     import asyncclick as click
 
-    from ._control_commands import report_not_cancelled
+    from ._control_commands import report_cancelled, report_not_cancelled
     from ._support import EXIT_INVALID, EXIT_OK
 
     base = url.rstrip("/")
@@ -96,7 +105,7 @@ async def cancel_through_server(
         "POST", endpoint, headers, {"reason": reason, "force": force, "by": by}
     )
     if status == 200:
-        click.echo(f"execution {execution_id} cancelled: {reason}")
+        report_cancelled(execution_id, reason, _recorded_reason(document))
         return EXIT_OK
     if status != 202:
         raise _problem(endpoint, status, document)
@@ -106,12 +115,13 @@ async def cancel_through_server(
     shown = ""
     with trio.move_on_after(wait_seconds):
         while True:
-            shown = str((await get_execution(base, headers, execution_id)).get("status"))
+            document = await get_execution(base, headers, execution_id)
+            shown = str(document.get("status"))
             if shown in ("succeeded", "failed", "cancelled"):
                 break
             await trio.sleep(poll_interval)
     if shown == "cancelled":
-        click.echo(f"execution {execution_id} cancelled: {reason}")
+        report_cancelled(execution_id, reason, _recorded_reason(document))
         return EXIT_OK
     report_not_cancelled(execution_id, shown)
     return EXIT_INVALID

@@ -169,7 +169,8 @@ def _parse_time(timestamp: str | None) -> datetime.datetime | None:
         return None
 
 
-def _wall_duration(started_at: str | None, finished_at: str | None) -> float | None:
+def wall_duration(started_at: str | None, finished_at: str | None) -> float | None:
+    """Seconds of wall clock between two UTC ISO-8601 timestamps (None: either is unknown)."""
     started, finished = _parse_time(started_at), _parse_time(finished_at)
     if started is None or finished is None:
         return None
@@ -196,7 +197,7 @@ def execution_summary(record: ExecutionRecord, status: str | None = None) -> dic
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
-        "duration": _wall_duration(record.started_at, record.finished_at),
+        "duration": wall_duration(record.started_at, record.finished_at),
         "parent_id": record.parent_id,
     }
 
@@ -302,7 +303,7 @@ def execution_detail(
         "created_at": record.created_at,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
-        "duration": _wall_duration(state.started_at, state.finished_at),
+        "duration": wall_duration(state.started_at, state.finished_at),
         "inputs": record.inputs,
         "output": state.output,
         "error": state.error,

@@ -8,11 +8,14 @@ was interrupted, or waits for approval gates, or never started), nobody would ac
 the execution is cancelled here, durably, under its lock. Its units left running get
 `step.cancelled`, its unfinished child executions are cancelled the same way (first), then
 `execution.cancelled` records the reason; the events are numbered on from the journal's last,
-and pending cancel requests of the execution are settled `applied`.
+their elapsed time carries on from the last event's by the wall-clock time since it (so the
+units cut short and the execution get their real durations), and pending cancel requests of the
+execution are settled `applied`.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -108,7 +111,8 @@ async def cancel_unowned(
     await journal.flush()
     record = await journal.get_execution(execution_id)
     _refuse_finished(execution_id, record.status)
-    state = replay(await journal.events(execution_id))
+    events = await journal.events(execution_id)
+    state = replay(events)
     for step in state.steps.values():
         if step.child is None:
             continue
@@ -118,7 +122,8 @@ async def cancel_unowned(
                 await cancel_unowned(journal, locks, step.child, reason, bus=bus)
             finally:
                 locks.release(step.child)
-    factory = EventFactory(execution_id, next_seq=state.last_seq + 1, elapsed_offset=state.elapsed)
+    offset = state.elapsed + (_seconds_since(events[-1].ts) if events else 0.0)
+    factory = EventFactory(execution_id, next_seq=state.last_seq + 1, elapsed_offset=offset)
     emitter = Emitter(factory, journal, bus if bus is not None else EventBus())
     for step_id, step in state.steps.items():
         if step.status in _UNFINISHED_STEPS:
@@ -137,6 +142,19 @@ async def cancel_unowned(
                 request.request_id, "applied", "cancelled while no process ran it"
             )
     return ExecutionStatus.CANCELLED
+
+
+def _seconds_since(timestamp: str) -> float:
+    """Wall-clock seconds from an event's `ts` to now (0 for a bad or future one).
+
+    The cancel's events carry on the elapsed time of the last event by this much, as its
+    process would have: a step left running then lasted until the cancel.
+    """
+    try:
+        moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, (datetime.datetime.now(datetime.UTC) - moment).total_seconds())
 
 
 def _refuse_finished(execution_id: str, status: ExecutionStatus) -> None:

@@ -106,7 +106,9 @@ class ControlLoop:
             if handle is None or run is None:
                 # It ended between the read and now: its run's end settles what is left.
                 return
-            if handle.done:
+            if handle.done or run.ending_settled:
+                # Also when its ending is being recorded: the cancel would change nothing.
+                await handle.finished()
                 result = handle.result
                 if result is not None and result.status.is_terminal:
                     await self._settle(

@@ -125,6 +125,8 @@ class ExecutionRun:
         self._stop_event = trio.Event()
         self._cancel_reason = ""
         self._forced = False
+        # Set once the scheduler has settled how the run ends: a cancel after it changes nothing.
+        self._ending_settled = False
         # Room for one report per step (and map item that may run at once), the cancel request
         # and the wake-ups: never blocks.
         self._report_send, self._report_receive = trio.open_memory_channel[Report](
@@ -188,7 +190,7 @@ class ExecutionRun:
         without it is already winding the run down. Returns False when the execution had
         already finished, or was already being cancelled and `force` changes nothing.
         """
-        if self._done.is_set():
+        if self._done.is_set() or self.ending_settled:
             return False
         if force and not self._forced:
             self._forced = True
@@ -262,6 +264,15 @@ class ExecutionRun:
     def cancel_requested(self) -> bool:
         """Whether a cancel was requested."""
         return self._cancel_event.is_set()
+
+    @property
+    def ending_settled(self) -> bool:
+        """Whether how the run ends is settled (its ending is being recorded), not by a cancel.
+
+        From then on a cancel changes nothing, though the run is not done until its ending
+        event is durable: `cancel` returns False, and a cancel request is refused with the end.
+        """
+        return self._ending_settled and not self._cancel_event.is_set()
 
     async def wait(self) -> ExecutionResult:
         """Wait until the execution has finished, and return its result.
@@ -455,6 +466,7 @@ class ExecutionRun:
             # Steps left unstarted because the timeout passed (before the scheduler woke): the
             # execution timed out just the same.
             state.end(Ending.TIMED_OUT)
+        self._ending_settled = True
         self._stop_event.set()
         if state.ending is Ending.WAITING:
             # Suspended: the waiting gates end at once (the stop), and nothing is closed, as

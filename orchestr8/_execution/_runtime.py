@@ -356,13 +356,21 @@ class Runtime:
         return list(self._live.values())
 
     async def cancel(
-        self, execution_id: str, *, reason: str, force: bool = False, by: str = "api"
+        self,
+        execution_id: str,
+        *,
+        reason: str = "cancelled by request",
+        force: bool = False,
+        by: str = "api",
     ) -> CancelOutcome:
         """Cancel an execution wherever it runs: here, in another process, or in none.
 
         Here, it is cancelled at once; in another process (which holds its lock), a cancel
         request is recorded in the journal for that process to act on; when no process runs it
         (interrupted, or waiting for answers), it is cancelled durably here (`_cancelling`).
+        `reason` is recorded on `execution.cancelled` (the default is `handle.cancel`'s);
+        `force` skips the grace; `by` says who asked, recorded with a request (default "api",
+        as over REST; the CLI sends `user@host`).
 
         Raises:
             ExecutionNotFoundError: no such execution.

@@ -175,3 +175,62 @@ def test_inspect_shows_waiting_as_waiting_and_a_dead_run_as_interrupted(tmp_path
     only = cli("inspect", "--journal", str(journal), "--status", "waiting", cwd=tmp_path)
     assert "waiting-run" in only.stdout
     assert "dead-run" not in only.stdout
+
+
+def test_cancel_prints_the_reason_the_journal_recorded_not_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier cancel's reason won: `cancel` prints it, and says its own was not recorded."""
+    from orchestr8._cli import _control_commands
+    from orchestr8._cli._control_commands import _cancel_in_journal
+    from orchestr8._execution._lock import ExecutionLocks
+
+    # The journal is read in threads: on the real clock, with a short poll.
+    monkeypatch.setattr(_control_commands, "CANCEL_POLL_INTERVAL", 0.01)
+
+    async def main() -> int:
+        async with open_journal(tmp_path / "journal.db") as store:
+            await store.create_execution(ExecutionRecord("run-1", "pair", WORKFLOW))
+            stamp = "2025-01-01T00:00:00.000Z"
+            await store.append(Event("run-1", 1, stamp, 0.0, "execution.started"))
+            await store.flush()
+            owner = ExecutionLocks(store.path, journal=store)
+            assert owner.acquire("run-1")
+            code = -1
+
+            async def cancel() -> None:
+                nonlocal code
+                code = await _cancel_in_journal(
+                    store, "run-1", reason="third", force=True, by="me", wait=True
+                )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel)
+                while not await store.requests("run-1"):
+                    await store.wait_for_request(0.05)
+                data = {"reason": "first", "error": {"type": "Cancelled", "message": "first"}}
+                await store.append(Event("run-1", 2, stamp, 1.0, "execution.cancelled", data=data))
+                await store.flush()
+            owner.close()
+            return code
+
+    assert trio.run(main) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "execution run-1 cancelled: first (the reason of an earlier cancel, kept; 'third' was "
+        "not recorded)"
+    )
+
+
+def test_an_execution_not_ending_cancelled_has_no_recorded_reason(tmp_path: Path) -> None:
+    """The recorded reason is read from an `execution.cancelled` last event only."""
+    from orchestr8._cli._control_commands import _recorded_reason
+
+    async def main() -> str | None:
+        async with open_journal(tmp_path / "journal.db") as store:
+            await store.create_execution(ExecutionRecord("run-1", "pair", WORKFLOW))
+            stamp = "2025-01-01T00:00:00.000Z"
+            await store.append(Event("run-1", 1, stamp, 0.0, "execution.started"))
+            await store.flush()
+            return await _recorded_reason(store, "run-1")
+
+    assert trio.run(main) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from serve_processes import serving
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._cli import _following
-from orchestr8._cli._following import Follower, follow_url, server_steps
+from orchestr8._cli._following import Follower, follow_url, server_steps, tell_if_waiting
 from orchestr8._cli._progress import ProgressView
 from orchestr8._shell._options import CommandError
 
@@ -184,3 +184,63 @@ async def test_a_resumed_execution_is_said_so(tmp_path: Path) -> None:
     text = stream.getvalue()
     assert text.count("execution run-1 resumed") == 1
     assert text.count("is interrupted") == 2
+
+
+async def waiting_orphan(runtime: Runtime, execution_id: str) -> None:
+    """An execution a run left waiting at its gate `g` (no process runs it)."""
+    await orphan(runtime, execution_id)
+    stamp = "2025-01-01T00:00:01.000Z"
+    opened = {"prompt": "ok?", "schema": None, "timeout": None, "on_timeout": "reject"}
+    for seq, kind, step_id, data in (
+        (2, "gate.opened", "g", {**opened, "deadline": None}),
+        (3, "execution.waiting", None, {"gates": ["g"]}),
+    ):
+        await runtime.journal.append(
+            Event(execution_id, seq, stamp, 1.0, kind, step_id, None, data)
+        )
+    await runtime.journal.flush()
+
+
+@pytest.mark.parametrize("after", [0, 3])
+async def test_follow_url_says_once_that_it_waits_at_its_gates(tmp_path: Path, after: int) -> None:
+    """A waiting execution: its gates and how to answer, once (also from past its last event)."""
+    async with (
+        open_runtime(journal=tmp_path / "journal.db") as runtime,
+        serving(runtime) as url,
+    ):
+        await waiting_orphan(runtime, "paused")
+        shown, stream = follower("paused")
+        shown.last = after
+        tell_if_waiting(shown, (await server_steps(url, None, "paused"))[1])
+        told = trio.Event()
+        tell = shown.tell_waiting
+
+        def telling(gates: Sequence[str]) -> None:
+            tell(gates)
+            told.set()
+
+        shown.tell_waiting = telling  # type: ignore[method-assign]
+        code: list[int] = []
+
+        async def follow() -> None:
+            code.append(await follow_url(url, None, shown))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow)
+                if not shown.told:
+                    await told.wait()
+                await runtime.cancel("paused", reason="no answer")
+    assert code == [130]
+    text = stream.getvalue()
+    assert text.count("execution paused is waiting for approval: gate(s) g.") == 1
+    assert "orchestr8 approve paused GATE" in text
+    assert "execution cancelled after" in text
+
+
+async def test_a_document_that_is_not_waiting_tells_nothing() -> None:
+    """Running, or without `last_seq`: nothing is said before following."""
+    shown, stream = follower("run-1")
+    for document in ({"status": "running", "last_seq": 3}, {"status": "waiting"}):
+        tell_if_waiting(shown, document)
+    assert (shown.told, stream.getvalue()) == (None, "")

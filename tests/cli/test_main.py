@@ -329,6 +329,7 @@ def test_a_failed_step_exits_2_with_a_line_per_transition(tmp_path: Path) -> Non
         r"after\s+skipped \(a dependency failed: broken\)",
         r"execution failed after .*: step broken failed",
         r"resume it:  orchestr8 resume --journal j.db [0-9a-f]{32}",
+        r"fork it:    orchestr8 fork --journal j.db [0-9a-f]{32} --from broken",
     ]
     for pattern in expected:
         assert any(re.search(pattern, line) for line in lines), (pattern, done.stderr)

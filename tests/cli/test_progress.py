@@ -480,3 +480,33 @@ def test_json_logs_leave_only_json_lines_on_stderr(tmp_path: Path) -> None:
     assert any("resume it:" in message for message in failed)
     assert "--timeout" in runs[1].stderr
     assert "missing.json" in runs[2].stderr
+
+
+def _event(seq: int, ts: str, elapsed: float, kind: str, **data: Any) -> Event:
+    return Event("run-1", seq, ts, elapsed, kind, None, None, data)
+
+
+@pytest.mark.parametrize("given", [True, False])
+async def test_after_a_resume_the_end_line_gives_the_whole_duration(given: bool) -> None:
+    """Across a resume the end's line counts from the first start (wall clock), as inspect does."""
+    started = _event(1, "2026-01-01T10:00:00.000Z", 0.0, EventType.EXECUTION_STARTED)
+    resumed = _event(2, "2026-01-01T10:02:40.000Z", 0.5, EventType.EXECUTION_RESUMED)
+    ended = _event(3, "2026-01-01T10:02:41.000Z", 1.5, EventType.EXECUTION_SUCCEEDED)
+    stream = io.StringIO()
+    view = ProgressView(stream, ["a"], live=False, started_at=started.ts if given else None)
+    for event in ([] if given else [started]) + [resumed, ended]:
+        view.show(event, "run-1")
+    assert stream.getvalue().splitlines()[-1].endswith("execution succeeded in 2m41s")
+
+
+async def test_a_resumed_run_whose_start_is_unknown_says_this_runs_duration() -> None:
+    """No start time known (a resume's view without it): the duration is this run's, said so."""
+    resumed = _event(5, "2026-01-01T10:02:40.000Z", 0.5, EventType.EXECUTION_RESUMED)
+    ended = _event(6, "2026-01-01T10:02:43.000Z", 2.5, EventType.EXECUTION_CANCELLED, reason="x")
+    stream = io.StringIO()
+    view = ProgressView(stream, ["a"], live=False)
+    view.show(resumed, "run-1")
+    view.show(ended, "run-1")
+    assert (
+        stream.getvalue().splitlines()[-1].endswith("execution cancelled after 2.00s (this run): x")
+    )

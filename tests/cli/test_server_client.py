@@ -50,7 +50,7 @@ async def test_cancel_url_waits_for_the_end_or_gives_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """202: without waiting, exit 0 at once; waiting past the server's grace, exit 1 saying so;
-    forced, it ends cancelled within the wait."""
+    forced, it ends cancelled within the wait, with the first cancel's reason (said so)."""
     async with (
         open_runtime(journal=tmp_path / "journal.db", cancel_grace=30) as runtime,
         serving(runtime) as url,
@@ -75,10 +75,15 @@ async def test_cancel_url_waits_for_the_end_or_gives_up(
         )
         assert code == 1
         assert "is still running 10s after the cancel request" in capsys.readouterr().err
+        capsys.readouterr()
         code = await cancel_through_server(
-            url, None, handle.execution_id, reason="x", force=True, by="me", wait=True
+            url, None, handle.execution_id, reason="third", force=True, by="me", wait=True
         )
         assert code == 0
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            f"execution {handle.execution_id} cancelled: x (the reason of an earlier cancel, "
+            "kept; 'third' was not recorded)"
+        )
         with trio.fail_after(5):
             assert (await handle.wait()).status is ExecutionStatus.CANCELLED
 

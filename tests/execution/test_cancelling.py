@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import trio
 
 from orchestr8 import Event, ExecutionRecord, ExecutionStatus, Runtime, open_runtime
 from orchestr8._errors import ExecutionNotFoundError, ExecutionStateError
-from orchestr8._execution._cancelling import cancel_execution, cancel_unowned
+from orchestr8._execution._cancelling import _seconds_since, cancel_execution, cancel_unowned
 from orchestr8._execution._lock import ExecutionLocks, held_executions
 from orchestr8._journal._journal import Journal
 from orchestr8._journal._replay import replay
@@ -192,3 +193,56 @@ async def test_writing_the_end_refuses_a_finished_execution(runtime: Runtime) ->
             await cancel_execution(journal, locks, "done", reason="x", by="me")
     finally:
         locks.close()
+
+
+def _moment(timestamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+async def test_the_cancel_events_count_the_time_since_the_last_event(runtime: Runtime) -> None:
+    """Elapsed carries on from the last event by the wall clock since it: durations stay right."""
+    journal = runtime.journal
+    await record(journal, "dead", [("step.started", "a", {})])
+    await runtime.cancel("dead", reason="gone", by="me")
+    events = await journal.events("dead")
+    last, cancelled = events[1], events[-1]
+    since = (_moment(cancelled.ts) - _moment(last.ts)).total_seconds()
+    assert since > 3600
+    assert cancelled.elapsed == pytest.approx(last.elapsed + since, abs=1.0)
+    assert replay(events).steps["a"].duration == pytest.approx(since, abs=1.0)
+
+
+async def test_the_cancel_events_of_an_execution_without_events_start_at_zero(
+    runtime: Runtime,
+) -> None:
+    """Nothing recorded yet (it never started): the cancel's events start the clock at zero."""
+    journal = runtime.journal
+    await journal.create_execution(ExecutionRecord("never", "ghost", WORKFLOW))
+    await runtime.cancel("never", reason="gone", by="me")
+    [cancelled] = await journal.events("never")
+    assert cancelled.elapsed == pytest.approx(0.0, abs=1.0)
+
+
+def test_a_timestamp_that_does_not_parse_counts_no_time() -> None:
+    """A bad or future `ts` adds nothing to the elapsed time (never a negative duration)."""
+    assert _seconds_since("yesterday") == 0.0
+    assert _seconds_since("2999-01-01T00:00:00.000Z") == 0.0
+
+
+async def test_runtime_cancel_defaults_its_reason_and_who_asked(runtime: Runtime) -> None:
+    """Without `reason`, the handle's default is recorded; without `by`, a request says `api`."""
+    await record(runtime.journal, "dead", [])
+    await runtime.cancel("dead")
+    [*_, cancelled] = await runtime.journal.events("dead")
+    assert cancelled.data["reason"] == "cancelled by request"
+    await record(runtime.journal, "held", [])
+    path = runtime.journal.path
+    assert path is not None
+    owner = ExecutionLocks(path)
+    try:
+        assert owner.acquire("held")
+        outcome = await runtime.cancel("held")
+    finally:
+        owner.close()
+    assert outcome.request is not None
+    assert outcome.request.body == {"reason": "cancelled by request", "force": False, "by": "api"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -15,7 +15,7 @@ from orchestr8._errors import JournalError
 from orchestr8._execution import _control
 from orchestr8._execution._control import REQUEST_POLL_INTERVAL, ControlLoop
 from orchestr8._execution._handle import ExecutionHandle
-from orchestr8._journal._journal import open_journal
+from orchestr8._journal._journal import Journal, open_journal
 from orchestr8._journal._requests import ControlRequest, RequestKind
 
 NAP = {
@@ -339,3 +339,37 @@ async def test_the_loop_forgets_runs_that_left(
     await trio.sleep(2 * REQUEST_POLL_INTERVAL)
     assert list(runtime._control._launched_at) == [second.execution_id]
     second.cancel(force=True)
+
+
+class SettleRecorder:
+    """Stands in for the journal of a control loop: records what it settles, reads nothing."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[int, str, str | None]] = []
+
+    async def settle_request(self, request_id: int, outcome: str, detail: str | None) -> None:
+        self.settled.append((request_id, outcome, detail))
+
+
+async def test_a_cancel_taken_after_the_ending_event_is_refused_naming_the_end(
+    clock: trio.testing.MockClock, runtime: Runtime
+) -> None:
+    """A cancel dispatched once the run wrote its ending (not yet done) is refused, not applied."""
+    quick = {**NAP, "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 1}}]}
+    recorder = SettleRecorder()
+    async with runtime.bus.subscribe() as events:
+        handle = await runtime.start(quick)
+        async for event in events:
+            if getattr(event, "type", None) == "execution.succeeded":
+                break
+        assert not handle.done
+        request = ControlRequest(
+            7, handle.execution_id, RequestKind.CANCEL, None, cancel_body(), "2999-01-01T00:00Z"
+        )
+        loop = ControlLoop(cast("Journal", recorder), {handle.execution_id: handle})
+        await loop.dispatch(request)
+    assert not handle.cancel("too late")
+    assert (await handle.wait()).status is ExecutionStatus.SUCCEEDED
+    assert recorder.settled == [
+        (7, "refused", f"execution {handle.execution_id} already succeeded")
+    ]
