@@ -28,7 +28,7 @@ from .._errors import (
     Problem,
 )
 from .._journal._events import Event
-from .._journal._gate_views import is_expired
+from .._journal._gate_views import expiry_outcome, is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
@@ -404,6 +404,9 @@ async def submit_answer(
     problems = answer_problems(body, spec.schema)
     if problems or not isinstance(body, Mapping):
         raise GateAnswerInvalidError(problems)
+    runner = _runner(journal, runtime, execution_id)
+    if runner == "nobody":
+        _refuse_if_expired(spec)
     try:
         request = await journal.submit_request(
             execution_id, RequestKind.ANSWER, _normalised(body, by), target=gate_id
@@ -414,7 +417,6 @@ async def submit_answer(
         raise GateAlreadyAnsweredError(
             _answered_message(spec, error.existing), existing=error.existing
         ) from None
-    runner = _runner(journal, runtime, execution_id)
     if runner == "here" and runtime is not None:
         handle = runtime.find(execution_id)
         board = None if handle is None else handle.gates
@@ -443,6 +445,23 @@ def _refuse_if_resolved(spec: GateSpec) -> None:
     raise GateAlreadyAnsweredError(
         f"gate {spec.gate_id} of execution {spec.execution_id} is resolved already: "
         f"{gate.status} ({how} at {spec.resolved_at}, event {gate.resolved_seq})",
+        existing=None,
+    )
+
+
+def _refuse_if_expired(spec: GateSpec) -> None:
+    """Refuse an answer for an open gate whose deadline passed while no process ran it.
+
+    The resume that continues the execution times the gate out before it reads any answer,
+    so such an answer could never apply: refused now, rather than recorded and refused later.
+    """
+    gate = spec.state
+    if gate is None or not is_expired(gate, utc_now()):
+        return
+    raise GateAlreadyAnsweredError(
+        f"gate {spec.gate_id} of execution {spec.execution_id} timed out at {gate.deadline} "
+        f"(its deadline passed while no process ran it): it takes no answer, and it "
+        f"{expiry_outcome(gate.on_timeout)} (`orchestr8 resume {spec.execution_id}`)",
         existing=None,
     )
 

@@ -14,6 +14,7 @@ from gate_scripts import (
     append,
     gate_opened,
     gate_resolved,
+    opened,
     record_gated,
 )
 from hypothesis import given
@@ -153,6 +154,21 @@ async def test_an_answer_nobody_applies_says_resume_continues_it(tmp_path: Path)
         [request] = await journal.requests("e1")
         assert (request.kind, request.target, request.outcome) == (RequestKind.ANSWER, "sign", None)
         assert outcome.to_json()["request_id"] == request.request_id
+
+
+async def test_an_answer_after_the_deadline_nobody_ran_is_refused_naming_it() -> None:
+    """Past an open gate's deadline with no process running it: 409 naming what resume does."""
+    async with open_journal() as journal:
+        late = {**opened("sign"), "deadline": "2020-01-01T00:00:00+00:00", "on_timeout": "approve"}
+        await record_gated(journal, "e1", (EventType.GATE_OPENED, "sign", late))
+        with pytest.raises(GateAlreadyAnsweredError) as refused:
+            await submit_answer(journal, "e1", "sign", {"approve": True})
+        assert await journal.requests("e1") == []
+    assert str(refused.value) == (
+        "gate sign of execution e1 timed out at 2020-01-01T00:00:00+00:00 (its deadline passed "
+        "while no process ran it): it takes no answer, and it resolves as approved when resumed "
+        "(`orchestr8 resume e1`)"
+    )
 
 
 async def test_an_answer_for_a_locked_execution_is_applied_by_its_process(tmp_path: Path) -> None:
