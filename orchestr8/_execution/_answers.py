@@ -385,6 +385,13 @@ async def submit_answer(
             (`existing`), or the execution has ended; the message says who answered and when.
     """
     spec = await find_gate(journal, execution_id, gate_id)
+    closed = spec.state is not None and spec.state.status == "closed"
+    if spec.finished is not None and not closed:
+        # Said first: whatever became of the gate or an earlier answer, nothing applies now.
+        raise GateAlreadyAnsweredError(
+            f"execution {execution_id} already {spec.finished}; its gates take no answers",
+            existing=None,
+        )
     _refuse_if_resolved(spec)
     existing = next(
         (
@@ -396,11 +403,6 @@ async def submit_answer(
     )
     if existing is not None:
         raise GateAlreadyAnsweredError(_answered_message(spec, existing), existing=existing)
-    if spec.finished is not None:
-        raise GateAlreadyAnsweredError(
-            f"execution {execution_id} already {spec.finished}; its gates take no answers",
-            existing=None,
-        )
     problems = answer_problems(body, spec.schema)
     if problems or not isinstance(body, Mapping):
         raise GateAnswerInvalidError(problems)

@@ -242,6 +242,22 @@ async def test_a_resolved_gate_and_a_finished_execution_take_no_answer() -> None
         assert answered_by(gate) == "someone"
 
 
+async def test_an_ended_execution_is_named_first_whatever_became_of_the_gate() -> None:
+    """After the run ended, a resolved gate or a held answer is not what the refusal says."""
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", gate_opened("sign"), gate_resolved("sign"))
+        await append(journal, "e1", (EventType.EXECUTION_SUCCEEDED, None, {"output": None}))
+        await record_gated(journal, "e2")
+        await submit_answer(journal, "e2", "sign", APPROVE)
+        await append(journal, "e2", (EventType.EXECUTION_FAILED, None, {"error": "boom"}))
+        for execution_id, status in (("e1", "succeeded"), ("e2", "failed")):
+            with pytest.raises(GateAlreadyAnsweredError) as raised:
+                await submit_answer(journal, execution_id, "sign", APPROVE)
+            assert str(raised.value) == (
+                f"execution {execution_id} already {status}; its gates take no answers"
+            )
+
+
 async def test_an_answer_to_an_execution_this_runtime_runs_waits_until_applied(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
