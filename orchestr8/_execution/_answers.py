@@ -27,7 +27,7 @@ from .._errors import (
     GateNotFoundError,
     Problem,
 )
-from .._journal._events import Event
+from .._journal._events import Event, StepStatus
 from .._journal._gate_views import expiry_outcome, is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
@@ -198,6 +198,7 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
     if gate is None and isinstance(step, dict):
         _check_unit_form(where, step, gate_id)
         _check_unit_exists(where, step, gate_id, state)
+        _check_not_skipped(where, step_id, gate_id, state)
     spec_schema = approval.get("schema") if isinstance(approval, dict) else None
     prompt = approval.get("prompt") if isinstance(approval, dict) else None
     schema = gate.schema if gate is not None else spec_schema
@@ -255,6 +256,13 @@ def _check_unit_exists(
     """
     step_id = str(step.get("id"))
     suffix = gate_id[len(step_id) :]
+    digits = suffix.strip("[]#")
+    if len(digits) > 1 and digits.startswith("0") and digits.isdigit():
+        written = suffix.replace(digits, str(int(digits)))
+        raise GateNotFoundError(
+            f"{where}: no gate {gate_id!r}: write the number without a leading zero, "
+            f"{step_id}{written}"
+        )
     recorded = state.steps.get(step_id)
     count = recorded.items if recorded is not None else None
     index = suffix[1:-1] if suffix.startswith("[") else ""
@@ -269,6 +277,17 @@ def _check_unit_exists(
         raise GateNotFoundError(
             f"{where}: no gate {gate_id!r}: loop {step_id} has iterations {step_id}#1 to #{most}"
         )
+
+
+def _check_not_skipped(where: str, step_id: str, gate_id: str, state: ExecutionState) -> None:
+    """Refuse a gate whose step (or item) the run skipped: it never opens, so no answer applies."""
+    for unit_id in dict.fromkeys((step_id, gate_id)):
+        unit = state.steps.get(unit_id)
+        if unit is not None and unit.status is StepStatus.SKIPPED:
+            reason = f" ({unit.reason})" if unit.reason else ""
+            raise GateNotFoundError(
+                f"{where}: gate {gate_id!r} never opens: step {unit_id} was skipped{reason}"
+            )
 
 
 def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Problem]:

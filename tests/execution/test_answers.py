@@ -108,6 +108,39 @@ async def test_a_gate_past_the_maps_items_or_the_loops_bound_is_not_found() -> N
         assert (await find_gate(journal, "e2", "poll#3")).step_id == "poll"
 
 
+async def test_a_number_with_a_leading_zero_is_refused_naming_the_gate_meant() -> None:
+    """review[01] and poll#02 would be held apart from review[1] and poll#2: refused instead."""
+    looped = {**GATED, "steps": [*GATED["steps"], {"id": "poll", "approval": {}, "repeat": {}}]}
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", workflow=looped)
+        with pytest.raises(GateNotFoundError) as raised:
+            await find_gate(journal, "e1", "review[01]")
+        assert str(raised.value) == (
+            "execution e1: no gate 'review[01]': write the number without a leading zero, "
+            "review[1]"
+        )
+        with pytest.raises(GateNotFoundError, match="leading zero, poll#2$"):
+            await find_gate(journal, "e1", "poll#02")
+        assert (await find_gate(journal, "e1", "review[0]")).step_id == "review"
+
+
+async def test_a_gate_whose_step_or_item_was_skipped_is_refused() -> None:
+    """A skipped gate never opens: an answer for it could never apply, so it is not held."""
+    skipped = {"reason": "when was false: inputs.go"}
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", (EventType.STEP_SKIPPED, "sign", skipped))
+        await append(journal, "e1", (EventType.STEP_SKIPPED, "review[1]", skipped))
+        with pytest.raises(GateNotFoundError) as raised:
+            await submit_answer(journal, "e1", "sign", APPROVE)
+        assert str(raised.value) == (
+            "execution e1: gate 'sign' never opens: step sign was skipped "
+            "(when was false: inputs.go)"
+        )
+        with pytest.raises(GateNotFoundError, match="step review\\[1\\] was skipped"):
+            await find_gate(journal, "e1", "review[1]")
+        assert await journal.requests("e1") == []
+
+
 async def test_an_invalid_answer_lists_every_problem_and_records_nothing() -> None:
     """Each schema error has its path under `$.input`; the gate stays open for a valid one."""
     async with open_journal() as journal:
