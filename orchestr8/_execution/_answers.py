@@ -194,6 +194,7 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
                 f"; {step_id} runs a sub-workflow: answer its gates in the child execution "
                 f"{record.execution_id}.{step_id}"
             )
+        hint = hint or _child_hint(record.execution_id, steps, step_id)
         raise GateNotFoundError(f"{where} has no approval step {step_id!r} ({listed}){hint}")
     if gate is None and isinstance(step, dict):
         _check_unit_form(where, step, gate_id)
@@ -217,6 +218,21 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
     )
 
 
+def _child_hint(execution_id: str, steps: Sequence[Mapping[str, Any]], step_id: str) -> str:
+    """Where to answer a gate of a sub-workflow asked on its parent: the child execution's id."""
+    for step in steps:
+        inner = step.get("workflow")
+        if not isinstance(inner, Mapping):
+            continue
+        for child_step in inner.get("steps", ()):
+            if isinstance(child_step, Mapping) and child_step.get("id") == step_id:
+                return (
+                    f"; {step_id} is a step of the sub-workflow of {step.get('id')}: answer it "
+                    f"in the child execution {execution_id}.{step.get('id')}"
+                )
+    return ""
+
+
 def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
     """Refuse a gate id whose form the step cannot have: `[i]` needs `for_each`, and so on."""
     step_id = str(step.get("id"))
@@ -229,10 +245,17 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
             f"{where}: {step_id} is a map (for_each): answer each item's gate, "
             f"{step_id}[0], {step_id}[1], ..."
         )
+    its_gates = (
+        f"its gates are {step_id}#1, {step_id}#2, ..."
+        if is_loop
+        else f"its gates are {step_id}[0], {step_id}[1], ..."
+        if is_map
+        else f"its gate is {step_id}"
+    )
     if indexed and not is_map:
         raise GateNotFoundError(
             f"{where}: {step_id} is not a map (for_each), so it has no gate {gate_id!r}; "
-            f"its gate is {step_id}"
+            f"{its_gates}"
         )
     if is_loop and not numbered:
         raise GateNotFoundError(
@@ -241,8 +264,7 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
         )
     if numbered and not is_loop:
         raise GateNotFoundError(
-            f"{where}: {step_id} is not a loop (repeat), so it has no gate {gate_id!r}; "
-            f"its gate is {step_id}"
+            f"{where}: {step_id} is not a loop (repeat), so it has no gate {gate_id!r}; {its_gates}"
         )
 
 

@@ -301,7 +301,7 @@ def plan_fork(
 
 
 def _when_reads(step: Step, names: frozenset[str]) -> bool:
-    """Whether `step`'s `when` reads one of the inputs `names` (any, when it reads `inputs` whole)."""
+    """Whether `step`'s `when` reads one of the inputs `names` (any, if it reads all inputs)."""
     when = step.when
     if when is None or not names or "inputs" not in when.roots:
         return False

@@ -203,7 +203,7 @@ def _schema_problems(text: str, path: str) -> tuple[Problem, ...]:
     kinds = kind if isinstance(kind, list) else [kind]
     if not problems and "object" not in kinds:
         message = (
-            f"must describe an object (type \"object\" or no type), not {json.dumps(kind)}: "
+            f'must describe an object (type "object" or no type), not {json.dumps(kind)}: '
             "an answer's input is always an object, so no approval could fit"
         )
         problems += (Problem(f"{path}.type", message),)

@@ -65,6 +65,18 @@ async def test_an_unknown_gate_is_refused_naming_the_approval_steps() -> None:
             await submit_answer(journal, "e1", "draft", APPROVE)
         with pytest.raises(GateNotFoundError, match=r"child execution e1\.child"):
             await find_gate(journal, "e1", "child")
+        nested = {
+            **GATED,
+            "steps": [
+                {"id": "inner", "workflow": {"steps": [{"id": "cg", "approval": {}}]}},
+            ],
+        }
+        await record_gated(journal, "e2", workflow=nested)
+        with pytest.raises(GateNotFoundError) as raised:
+            await find_gate(journal, "e2", "cg")
+        assert str(raised.value).endswith(
+            "; cg is a step of the sub-workflow of inner: answer it in the child execution e2.inner"
+        )
         assert await journal.requests("e1") == []
 
 
@@ -82,6 +94,8 @@ async def test_a_gate_id_must_fit_its_step_map_or_not() -> None:
         await record_gated(journal, "e2", workflow=looped)
         with pytest.raises(GateNotFoundError, match="poll#1, poll#2"):
             await find_gate(journal, "e2", "poll")
+        with pytest.raises(GateNotFoundError, match="no gate 'poll\\[0\\]'; its gates are poll#1"):
+            await find_gate(journal, "e2", "poll[0]")
         assert (await find_gate(journal, "e2", "poll#3")).step_id == "poll"
         assert (await find_gate(journal, "e1", "review[1]")).step_id == "review"
 
@@ -116,10 +130,9 @@ async def test_a_number_with_a_leading_zero_is_refused_naming_the_gate_meant() -
         with pytest.raises(GateNotFoundError) as raised:
             await find_gate(journal, "e1", "review[01]")
         assert str(raised.value) == (
-            "execution e1: no gate 'review[01]': write the number without a leading zero, "
-            "review[1]"
+            "execution e1: no gate 'review[01]': write the number without a leading zero, review[1]"
         )
-        with pytest.raises(GateNotFoundError, match="leading zero, poll#2$"):
+        with pytest.raises(GateNotFoundError, match=r"leading zero, poll#2$"):
             await find_gate(journal, "e1", "poll#02")
         assert (await find_gate(journal, "e1", "review[0]")).step_id == "review"
 
