@@ -30,6 +30,29 @@ def test_input_pairs_are_json_when_they_parse_and_keys_may_be_dotted() -> None:
     }
 
 
+def test_a_string_field_of_the_schema_keeps_the_text_given() -> None:
+    """`note=12` is text when the gate's schema says note is a string, as the prompt takes it."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "note": {"type": "string"},
+            "either": {"type": ["string", "number"]},
+            "flag": {"type": ["string", "boolean"]},
+            "amount": {"type": "integer"},
+            "meta": {"properties": {"tag": {"type": "string"}}},
+        },
+    }
+    pairs = ["note=12", "either=3", "flag=true", "amount=5", "meta.tag=null", "free=1"]
+    assert parse_answer_input(pairs, schema) == {
+        "note": "12",
+        "either": 3,
+        "flag": True,
+        "amount": 5,
+        "meta": {"tag": "null"},
+        "free": 1,
+    }
+
+
 @pytest.mark.parametrize(
     ("pairs", "message"),
     [
