@@ -14,6 +14,7 @@ invalid answer leaves the gate open for a valid one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -332,7 +333,9 @@ def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Prob
     approve = body.get("approve")
     if not isinstance(approve, bool):
         message = (
-            "required" if "approve" not in body else f"expected true or false, got {approve!r}"
+            "required"
+            if "approve" not in body
+            else f"expected true or false, got {json.dumps(approve, default=repr)}"
         )
         problems.append(Problem("$.approve", message))
     for key in ("reason", "by"):
@@ -373,8 +376,19 @@ def _schema_problems(value: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         path = "$.input"
         for segment in failure.absolute_path:
             path = append_path(path, segment)
-        problems.append(Problem(path, failure.message))
+        problems.append(Problem(path, _json_message(failure.message, failure.instance)))
     return sorted(dict.fromkeys(problems), key=lambda problem: problem.path)
+
+
+def _json_message(message: str, instance: Any) -> str:
+    """A schema error's message with the value it starts with as JSON (`true`, not `True`).
+
+    Strings stay in single quotes, as every problem shows them.
+    """
+    shown = repr(instance)
+    if isinstance(instance, str) or not message.startswith(shown):
+        return message
+    return json.dumps(instance, default=repr) + message[len(shown) :]
 
 
 def _type_name(value: object) -> str:

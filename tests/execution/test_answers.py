@@ -154,6 +154,20 @@ async def test_a_gate_whose_step_or_item_was_skipped_is_refused() -> None:
         assert await journal.requests("e1") == []
 
 
+def test_problems_show_the_values_as_json() -> None:
+    """true, null and objects are written as JSON in problems, never as Python's True or None."""
+    schema = {"properties": {"a": {"type": "string"}, "b": {"const": 1}, "c": {"type": "array"}}}
+    body = {"approve": True, "input": {"a": True, "b": {"x": 2}, "c": None}}
+    assert answer_problems(body, schema) == [
+        Problem("$.input.a", "true is not of type 'string'"),
+        Problem("$.input.b", "1 was expected"),
+        Problem("$.input.c", "null is not of type 'array'"),
+    ]
+    assert answer_problems({"approve": None}, None) == [
+        Problem("$.approve", "expected true or false, got null")
+    ]
+
+
 async def test_an_invalid_answer_lists_every_problem_and_records_nothing() -> None:
     """Each schema error has its path under `$.input`; the gate stays open for a valid one."""
     async with open_journal() as journal:
@@ -419,7 +433,7 @@ def test_any_answer_either_fits_or_yields_problems_with_paths(body: Any, schema:
         (
             {"approve": True, "input": {"x": {"y": [True]}}},
             {"properties": {"x": {"properties": {"y": {"items": {"type": "string"}}}}}},
-            ["$.input.x.y[0]: True is not of type 'string'"],
+            ["$.input.x.y[0]: true is not of type 'string'"],
         ),
         (
             {"approve": True, "input": {"mail": "nope"}},
