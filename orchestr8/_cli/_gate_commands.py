@@ -119,7 +119,8 @@ def _answer_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--url",
             metavar="URL",
-            help="Answer through the server at URL (POST /executions/{id}/gates/{gate}).",
+            help="Answer through the server at URL (POST /executions/{id}/gates/{gate}); "
+            "give the whole id.",
         ),
         click.option(
             "--api-key",
@@ -292,4 +293,7 @@ async def _answer_through_server(
             if isinstance(error, dict)
         ]
         raise CommandError(_invalid_message(gate, problems))
-    raise CommandError(str(document.get("detail") or f"HTTP {response.status_code}"))
+    detail = str(document.get("detail") or f"HTTP {response.status_code}")
+    if str(document.get("type")).endswith(":execution-not-found"):
+        detail += "; with --url give the whole execution id (a server takes no prefix)"
+    raise CommandError(detail)

@@ -198,6 +198,13 @@ async def test_approve_through_a_server_uses_the_gate_route(tmp_path: Path) -> N
         )
         assert refused.returncode == 1
         assert "answered already" in refused.stderr
+        prefix = await trio.to_thread.run_sync(
+            partial(cli, "approve", "e12", "sign", "--url", url, cwd=tmp_path)
+        )
+        assert prefix.returncode == 1
+        assert "with --url give the whole execution id (a server takes no prefix)" in (
+            prefix.stderr
+        )
         gone = await trio.to_thread.run_sync(
             partial(cli, "approve", "e1234", "sign", "--url", "http://127.0.0.1:1", cwd=tmp_path)
         )
