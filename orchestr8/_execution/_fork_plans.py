@@ -155,7 +155,7 @@ class ForkPlan:
                 detail = f" (keeps {len(kept)} item{'s' if len(kept) != 1 else ''})"
             elif rerun.step_id in self.kept_iterations:
                 count = self.kept_iterations[rerun.step_id]
-                detail = f" (keeps iteration{'s' if count != 1 else ''} 1-{count})"
+                detail = " (keeps iteration 1)" if count == 1 else f" (keeps iterations 1-{count})"
             lines.append(f"  {rerun.step_id}{detail}: {rerun.reason}")
         if self.repaid:
             lines.append("paid calls made again (as the source recorded them):")
