@@ -208,13 +208,22 @@ async def _answer(
             "reason": reason,
             "by": by or default_answerer(),
         }
-        if url is not None:
-            document = await _answer_through_server(url, api_key, execution_id, gate, body)
-        else:
-            document = await _answer_in_journal(journal, execution_id, gate, body, input_pairs)
-        if as_json:
-            from ._views import dump_json
+        from .._errors import Orchestr8Error
+        from ._support import CommandError
+        from ._views import dump_json
 
+        try:
+            if url is not None:
+                document = await _answer_through_server(url, api_key, execution_id, gate, body)
+            else:
+                document = await _answer_in_journal(journal, execution_id, gate, body, input_pairs)
+        except (Orchestr8Error, CommandError) as error:
+            if as_json:
+                # Refused: the JSON says so on stdout too; the reason goes to stderr, exit 1.
+                refused = {"status": "refused", "execution_id": execution_id, "gate_id": gate}
+                click.echo(dump_json({**refused, "message": str(error)}))
+            raise
+        if as_json:
             click.echo(dump_json(document))
         else:
             click.echo(str(document.get("message") or document.get("status")))

@@ -122,6 +122,17 @@ async def test_approve_records_the_answer_and_says_how_it_continues(tmp_path: Pa
     )
     assert again.returncode == 1
     assert "was answered already: approved by ada at" in again.stderr
+    as_json = await trio.to_thread.run_sync(
+        partial(cli, "approve", "e1234", "sign", "--json", "--journal", str(journal), cwd=tmp_path)
+    )
+    assert as_json.returncode == 1
+    refused = json.loads(as_json.stdout)
+    assert (refused["status"], refused["execution_id"], refused["gate_id"]) == (
+        "refused",
+        "e1234",
+        "sign",
+    )
+    assert "was answered already" in refused["message"]
 
 
 async def test_an_invalid_answer_exits_1_listing_every_problem(tmp_path: Path) -> None:
