@@ -206,6 +206,7 @@ class GatePrompter:
         self._asking: tuple[tuple[str, str], trio.CancelScope] | None = None
         self._answered_here: set[tuple[str, str]] = set()
         self._submitting: tuple[str, str] | None = None
+        self._untold: list[_OpenGate] = []
 
     async def follow(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         """Read the bus until it closes, asking about (or telling of) each gate that opens."""
@@ -214,6 +215,8 @@ class GatePrompter:
                 nursery.start_soon(self._ask_loop)
             async for event in events:
                 self.see(event)
+                if self._untold:
+                    await self._tell_unanswered()
             nursery.cancel_scope.cancel()
 
     def see(self, event: object) -> None:
@@ -236,7 +239,7 @@ class GatePrompter:
             )
             self._open[key] = gate
             if self._lines is None:
-                self._tell_how_to_answer(gate)
+                self._untold.append(gate)
             self._wake()
         elif event.type == EventType.GATE_RESOLVED:
             self._open.pop(key, None)
@@ -253,6 +256,26 @@ class GatePrompter:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    async def _tell_unanswered(self) -> None:
+        """Say how to answer each gate that opened, unless an answer for it was given already.
+
+        A held answer (or one recorded while nobody ran the execution) resolves its gate as it
+        opens: telling the user to answer it would mislead.
+        """
+        from .._journal._requests import RequestKind
+
+        untold, self._untold = self._untold, []
+        for gate in untold:
+            requests = await self._journal.requests(gate.execution_id)
+            answered = any(
+                request.kind == RequestKind.ANSWER
+                and request.target == gate.gate_id
+                and request.outcome != "refused"
+                for request in requests
+            )
+            if not answered and (gate.execution_id, gate.gate_id) in self._open:
+                self._tell_how_to_answer(gate)
 
     def _tell_how_to_answer(self, gate: _OpenGate) -> None:
         prompt = f": {gate.prompt}" if gate.prompt else ""
