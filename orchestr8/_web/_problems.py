@@ -10,8 +10,8 @@ redacted as a whole (`_redaction`): they may quote what the request held.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from urllib.parse import quote
 from typing import Any, Final
+from urllib.parse import quote
 
 from quart import Response, has_websocket_context, request, websocket
 from werkzeug.http import HTTP_STATUS_CODES
