@@ -207,6 +207,7 @@ class GatePrompter:
         self._answered_here: set[tuple[str, str]] = set()
         self._submitting: tuple[str, str] | None = None
         self._untold: list[_OpenGate] = []
+        self._withdrawn = ""
 
     async def follow(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         """Read the bus until it closes, asking about (or telling of) each gate that opens."""
@@ -248,7 +249,8 @@ class GatePrompter:
             asking = self._asking
             if asking is not None and asking[0] == key:
                 asking[1].cancel()
-                self._say(
+                # Said once the question is gone, so its line is not drawn again below this.
+                self._withdrawn = (
                     f"gate {event.step_id}: {_resolution(event.data)} elsewhere; question withdrawn"
                 )
             self._wake()
@@ -300,6 +302,9 @@ class GatePrompter:
                     ended = await self._ask_gate(gate)
                 finally:
                     self._asking = None
+            if self._withdrawn:
+                self._say(self._withdrawn)
+                self._withdrawn = ""
             if ended:
                 # The input ended: say how to answer each gate still open, and ask no more.
                 for remaining in self._open.values():

@@ -262,6 +262,27 @@ async def test_lines_are_read_in_a_thread_and_a_withdrawn_read_is_not_lost() -> 
             assert await lines.readline() is None
 
 
+async def test_a_withdrawn_question_is_not_drawn_again_below_the_line_saying_so() -> None:
+    """On the progress view, the withdrawn question's line is gone once the withdrawal is said."""
+    async with open_journal() as journal, trio.open_nursery() as nursery:
+        await record_gated(journal, "e1", gate_opened("sign"))
+        stream, typed = io.StringIO(), Typed()
+        view = ProgressView(stream, ["sign"], live=False)
+        gates = GatePrompter(
+            "e1", journal, view.note, lines=typed, ask=view.ask, hold=view.holding_status
+        )
+        send, receive = trio.open_memory_channel[object](16)
+        nursery.start_soon(gates.follow, receive)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.send(resolved("sign"))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.aclose()
+    shown = stream.getvalue()
+    assert shown.endswith("gate sign: approved by bob@desk elsewhere; question withdrawn\n")
+    assert shown.count("approve sign? [y/n] ") == 1
+
+
 async def test_a_run_prompts_only_on_a_terminal() -> None:
     """Not a terminal (or told so): only the commands; told interactive: questions on stderr."""
     async with open_runtime() as runtime:
