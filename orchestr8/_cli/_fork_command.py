@@ -98,9 +98,14 @@ async def fork(
         path = journal_path(journal, must_exist=True)
 
         def refused_inputs(error: InputValidationError) -> CommandError:
-            return CommandError(
-                f"{error}\ngive inputs the journal redacted again with --input NAME=VALUE"
+            redacted = any("redacted" in problem.message for problem in error.problems)
+            hint = (
+                "give inputs the journal redacted again with --input NAME=VALUE"
+                if redacted
+                else "the fork's inputs (the source's, changed by --input) must fit the "
+                "workflow's inputs schema"
             )
+            return CommandError(f"{error}\n{hint}")
 
         if dry_run:
             from .._execution._runtime import open_runtime

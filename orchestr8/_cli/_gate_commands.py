@@ -11,8 +11,8 @@ gate's schema: every problem listed). Heavy imports wait until a command runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncclick as click
 
@@ -26,8 +26,13 @@ __all__ = ["approve", "default_answerer", "parse_answer_input", "reject"]
 _API_KEY_VARIABLE = "ORCHESTR8_API_KEY"
 
 
-def parse_answer_input(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_answer_input(
+    pairs: Sequence[str], schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The answer's input from `--input KEY=VALUE` pairs: VALUE as JSON, else text; dotted KEYs.
+
+    When `schema` (the gate's) says a field is a string and VALUE parses as JSON of a type the
+    field does not take (`note=12`), the text is kept, as the interactive prompt keeps it.
 
     Raises:
         CommandError: a pair has no `=`, an empty key part, or sets a key inside a value that
@@ -50,6 +55,8 @@ def parse_answer_input(pairs: Sequence[str]) -> dict[str, Any]:
             value = text
         except RecursionError:
             raise CommandError(f"--input {key}: nested too deeply") from None
+        if not isinstance(value, str) and _takes_text_only(schema, parts, value):
+            value = text
         target = answer
         for depth, part in enumerate(parts[:-1]):
             inner = target.setdefault(part, {})
@@ -61,6 +68,24 @@ def parse_answer_input(pairs: Sequence[str]) -> dict[str, Any]:
             target = inner
         target[parts[-1]] = value
     return answer
+
+
+_JSON_TYPES: Final = ((bool, "boolean"), (int, "integer"), (float, "number"), (list, "array"))
+
+
+def _takes_text_only(schema: Mapping[str, Any] | None, parts: Sequence[str], value: Any) -> bool:
+    """Whether the schema's field at `parts` takes a string but not `value`'s JSON type."""
+    field: Any = schema
+    for part in parts:
+        properties = field.get("properties") if isinstance(field, Mapping) else None
+        field = properties.get(part) if isinstance(properties, Mapping) else None
+    kind = field.get("type") if isinstance(field, Mapping) else None
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "string" not in kinds:
+        return False
+    name = next((name for type_, name in _JSON_TYPES if isinstance(value, type_)), "other")
+    taken = name in kinds or (name == "integer" and "number" in kinds)
+    return not taken
 
 
 def default_answerer() -> str:
@@ -94,7 +119,8 @@ def _answer_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--url",
             metavar="URL",
-            help="Answer through the server at URL (POST /executions/{id}/gates/{gate}).",
+            help="Answer through the server at URL (POST /executions/{id}/gates/{gate}); "
+            "give the whole id.",
         ),
         click.option(
             "--api-key",
@@ -182,13 +208,22 @@ async def _answer(
             "reason": reason,
             "by": by or default_answerer(),
         }
-        if url is not None:
-            document = await _answer_through_server(url, api_key, execution_id, gate, body)
-        else:
-            document = await _answer_in_journal(journal, execution_id, gate, body)
-        if as_json:
-            from ._views import dump_json
+        from .._errors import Orchestr8Error
+        from ._support import CommandError
+        from ._views import dump_json
 
+        try:
+            if url is not None:
+                document = await _answer_through_server(url, api_key, execution_id, gate, body)
+            else:
+                document = await _answer_in_journal(journal, execution_id, gate, body, input_pairs)
+        except (Orchestr8Error, CommandError) as error:
+            if as_json:
+                # Refused: the JSON says so on stdout too; the reason goes to stderr, exit 1.
+                refused = {"status": "refused", "execution_id": execution_id, "gate_id": gate}
+                click.echo(dump_json({**refused, "message": str(error)}))
+            raise
+        if as_json:
             click.echo(dump_json(document))
         else:
             click.echo(str(document.get("message") or document.get("status")))
@@ -198,17 +233,24 @@ async def _answer(
 
 
 async def _answer_in_journal(
-    journal: str | None, execution_id: str, gate: str, body: dict[str, Any]
+    journal: str | None,
+    execution_id: str,
+    gate: str,
+    body: dict[str, Any],
+    input_pairs: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Record the answer in the journal; the outcome's JSON form."""
+    """Record the answer in the journal, its input read by the gate's schema; the outcome."""
     from .._errors import GateAnswerInvalidError
-    from .._execution._answers import submit_answer
+    from .._execution._answers import find_gate, submit_answer
     from .._journal._journal import open_journal
     from ._support import CommandError, find_execution, journal_path
 
     path = journal_path(journal, must_exist=True)
     async with open_journal(path) as store:
         record = await find_execution(store, execution_id)
+        if input_pairs:
+            spec = await find_gate(store, record.execution_id, gate)
+            body = {**body, "input": parse_answer_input(input_pairs, spec.schema)}
         try:
             outcome = await submit_answer(store, record.execution_id, gate, body)
         except GateAnswerInvalidError as error:
@@ -260,4 +302,7 @@ async def _answer_through_server(
             if isinstance(error, dict)
         ]
         raise CommandError(_invalid_message(gate, problems))
-    raise CommandError(str(document.get("detail") or f"HTTP {response.status_code}"))
+    detail = str(document.get("detail") or f"HTTP {response.status_code}")
+    if str(document.get("type")).endswith(":execution-not-found"):
+        detail += "; with --url give the whole execution id (a server takes no prefix)"
+    raise CommandError(detail)

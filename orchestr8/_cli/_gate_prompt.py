@@ -206,6 +206,8 @@ class GatePrompter:
         self._asking: tuple[tuple[str, str], trio.CancelScope] | None = None
         self._answered_here: set[tuple[str, str]] = set()
         self._submitting: tuple[str, str] | None = None
+        self._untold: list[_OpenGate] = []
+        self._withdrawn = ""
 
     async def follow(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         """Read the bus until it closes, asking about (or telling of) each gate that opens."""
@@ -214,6 +216,8 @@ class GatePrompter:
                 nursery.start_soon(self._ask_loop)
             async for event in events:
                 self.see(event)
+                if self._untold:
+                    await self._tell_unanswered()
             nursery.cancel_scope.cancel()
 
     def see(self, event: object) -> None:
@@ -236,7 +240,7 @@ class GatePrompter:
             )
             self._open[key] = gate
             if self._lines is None:
-                self._tell_how_to_answer(gate)
+                self._untold.append(gate)
             self._wake()
         elif event.type == EventType.GATE_RESOLVED:
             self._open.pop(key, None)
@@ -245,7 +249,8 @@ class GatePrompter:
             asking = self._asking
             if asking is not None and asking[0] == key:
                 asking[1].cancel()
-                self._say(
+                # Said once the question is gone, so its line is not drawn again below this.
+                self._withdrawn = (
                     f"gate {event.step_id}: {_resolution(event.data)} elsewhere; question withdrawn"
                 )
             self._wake()
@@ -253,6 +258,26 @@ class GatePrompter:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    async def _tell_unanswered(self) -> None:
+        """Say how to answer each gate that opened, unless an answer for it was given already.
+
+        A held answer (or one recorded while nobody ran the execution) resolves its gate as it
+        opens: telling the user to answer it would mislead.
+        """
+        from .._journal._requests import RequestKind
+
+        untold, self._untold = self._untold, []
+        for gate in untold:
+            requests = await self._journal.requests(gate.execution_id)
+            answered = any(
+                request.kind == RequestKind.ANSWER
+                and request.target == gate.gate_id
+                and request.outcome != "refused"
+                for request in requests
+            )
+            if not answered and (gate.execution_id, gate.gate_id) in self._open:
+                self._tell_how_to_answer(gate)
 
     def _tell_how_to_answer(self, gate: _OpenGate) -> None:
         prompt = f": {gate.prompt}" if gate.prompt else ""
@@ -277,6 +302,9 @@ class GatePrompter:
                     ended = await self._ask_gate(gate)
                 finally:
                     self._asking = None
+            if self._withdrawn:
+                self._say(self._withdrawn)
+                self._withdrawn = ""
             if ended:
                 # The input ended: say how to answer each gate still open, and ask no more.
                 for remaining in self._open.values():

@@ -14,6 +14,7 @@ invalid answer leaves the gate open for a valid one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -27,8 +28,8 @@ from .._errors import (
     GateNotFoundError,
     Problem,
 )
-from .._journal._events import Event
-from .._journal._gate_views import is_expired
+from .._journal._events import Event, StepStatus
+from .._journal._gate_views import expiry_outcome, is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
@@ -194,10 +195,12 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
                 f"; {step_id} runs a sub-workflow: answer its gates in the child execution "
                 f"{record.execution_id}.{step_id}"
             )
+        hint = hint or _child_hint(record.execution_id, steps, step_id)
         raise GateNotFoundError(f"{where} has no approval step {step_id!r} ({listed}){hint}")
     if gate is None and isinstance(step, dict):
         _check_unit_form(where, step, gate_id)
         _check_unit_exists(where, step, gate_id, state)
+        _check_not_skipped(where, step_id, gate_id, state)
     spec_schema = approval.get("schema") if isinstance(approval, dict) else None
     prompt = approval.get("prompt") if isinstance(approval, dict) else None
     schema = gate.schema if gate is not None else spec_schema
@@ -216,6 +219,21 @@ def _gate_spec(record: ExecutionRecord, events: Sequence[Event], gate_id: str) -
     )
 
 
+def _child_hint(execution_id: str, steps: Sequence[Mapping[str, Any]], step_id: str) -> str:
+    """Where to answer a gate of a sub-workflow asked on its parent: the child execution's id."""
+    for step in steps:
+        inner = step.get("workflow")
+        if not isinstance(inner, Mapping):
+            continue
+        for child_step in inner.get("steps", ()):
+            if isinstance(child_step, Mapping) and child_step.get("id") == step_id:
+                return (
+                    f"; {step_id} is a step of the sub-workflow of {step.get('id')}: answer it "
+                    f"in the child execution {execution_id}.{step.get('id')}"
+                )
+    return ""
+
+
 def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
     """Refuse a gate id whose form the step cannot have: `[i]` needs `for_each`, and so on."""
     step_id = str(step.get("id"))
@@ -228,10 +246,17 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
             f"{where}: {step_id} is a map (for_each): answer each item's gate, "
             f"{step_id}[0], {step_id}[1], ..."
         )
+    its_gates = (
+        f"its gates are {step_id}#1, {step_id}#2, ..."
+        if is_loop
+        else f"its gates are {step_id}[0], {step_id}[1], ..."
+        if is_map
+        else f"its gate is {step_id}"
+    )
     if indexed and not is_map:
         raise GateNotFoundError(
             f"{where}: {step_id} is not a map (for_each), so it has no gate {gate_id!r}; "
-            f"its gate is {step_id}"
+            f"{its_gates}"
         )
     if is_loop and not numbered:
         raise GateNotFoundError(
@@ -240,8 +265,7 @@ def _check_unit_form(where: str, step: Mapping[str, Any], gate_id: str) -> None:
         )
     if numbered and not is_loop:
         raise GateNotFoundError(
-            f"{where}: {step_id} is not a loop (repeat), so it has no gate {gate_id!r}; "
-            f"its gate is {step_id}"
+            f"{where}: {step_id} is not a loop (repeat), so it has no gate {gate_id!r}; {its_gates}"
         )
 
 
@@ -255,6 +279,13 @@ def _check_unit_exists(
     """
     step_id = str(step.get("id"))
     suffix = gate_id[len(step_id) :]
+    digits = suffix.strip("[]#")
+    if len(digits) > 1 and digits.startswith("0") and digits.isdigit():
+        written = suffix.replace(digits, str(int(digits)))
+        raise GateNotFoundError(
+            f"{where}: no gate {gate_id!r}: write the number without a leading zero, "
+            f"{step_id}{written}"
+        )
     recorded = state.steps.get(step_id)
     count = recorded.items if recorded is not None else None
     index = suffix[1:-1] if suffix.startswith("[") else ""
@@ -269,6 +300,17 @@ def _check_unit_exists(
         raise GateNotFoundError(
             f"{where}: no gate {gate_id!r}: loop {step_id} has iterations {step_id}#1 to #{most}"
         )
+
+
+def _check_not_skipped(where: str, step_id: str, gate_id: str, state: ExecutionState) -> None:
+    """Refuse a gate whose step (or item) the run skipped: it never opens, so no answer applies."""
+    for unit_id in dict.fromkeys((step_id, gate_id)):
+        unit = state.steps.get(unit_id)
+        if unit is not None and unit.status is StepStatus.SKIPPED:
+            reason = f" ({unit.reason})" if unit.reason else ""
+            raise GateNotFoundError(
+                f"{where}: gate {gate_id!r} never opens: step {unit_id} was skipped{reason}"
+            )
 
 
 def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Problem]:
@@ -291,7 +333,9 @@ def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Prob
     approve = body.get("approve")
     if not isinstance(approve, bool):
         message = (
-            "required" if "approve" not in body else f"expected true or false, got {approve!r}"
+            "required"
+            if "approve" not in body
+            else f"expected true or false, got {json.dumps(approve, default=repr)}"
         )
         problems.append(Problem("$.approve", message))
     for key in ("reason", "by"):
@@ -332,8 +376,19 @@ def _schema_problems(value: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         path = "$.input"
         for segment in failure.absolute_path:
             path = append_path(path, segment)
-        problems.append(Problem(path, failure.message))
+        problems.append(Problem(path, _json_message(failure.message, failure.instance)))
     return sorted(dict.fromkeys(problems), key=lambda problem: problem.path)
+
+
+def _json_message(message: str, instance: Any) -> str:
+    """A schema error's message with the value it starts with as JSON (`true`, not `True`).
+
+    Strings stay in single quotes, as every problem shows them.
+    """
+    shown = repr(instance)
+    if isinstance(instance, str) or not message.startswith(shown):
+        return message
+    return json.dumps(instance, default=repr) + message[len(shown) :]
 
 
 def _type_name(value: object) -> str:
@@ -385,6 +440,13 @@ async def submit_answer(
             (`existing`), or the execution has ended; the message says who answered and when.
     """
     spec = await find_gate(journal, execution_id, gate_id)
+    closed = spec.state is not None and spec.state.status == "closed"
+    if spec.finished is not None and not closed:
+        # Said first: whatever became of the gate or an earlier answer, nothing applies now.
+        raise GateAlreadyAnsweredError(
+            f"execution {execution_id} already {spec.finished}; its gates take no answers",
+            existing=None,
+        )
     _refuse_if_resolved(spec)
     existing = next(
         (
@@ -396,14 +458,12 @@ async def submit_answer(
     )
     if existing is not None:
         raise GateAlreadyAnsweredError(_answered_message(spec, existing), existing=existing)
-    if spec.finished is not None:
-        raise GateAlreadyAnsweredError(
-            f"execution {execution_id} already {spec.finished}; its gates take no answers",
-            existing=None,
-        )
     problems = answer_problems(body, spec.schema)
     if problems or not isinstance(body, Mapping):
         raise GateAnswerInvalidError(problems)
+    runner = _runner(journal, runtime, execution_id)
+    if runner == "nobody":
+        _refuse_if_expired(spec)
     try:
         request = await journal.submit_request(
             execution_id, RequestKind.ANSWER, _normalised(body, by), target=gate_id
@@ -414,7 +474,6 @@ async def submit_answer(
         raise GateAlreadyAnsweredError(
             _answered_message(spec, error.existing), existing=error.existing
         ) from None
-    runner = _runner(journal, runtime, execution_id)
     if runner == "here" and runtime is not None:
         handle = runtime.find(execution_id)
         board = None if handle is None else handle.gates
@@ -443,6 +502,23 @@ def _refuse_if_resolved(spec: GateSpec) -> None:
     raise GateAlreadyAnsweredError(
         f"gate {spec.gate_id} of execution {spec.execution_id} is resolved already: "
         f"{gate.status} ({how} at {spec.resolved_at}, event {gate.resolved_seq})",
+        existing=None,
+    )
+
+
+def _refuse_if_expired(spec: GateSpec) -> None:
+    """Refuse an answer for an open gate whose deadline passed while no process ran it.
+
+    The resume that continues the execution times the gate out before it reads any answer,
+    so such an answer could never apply: refused now, rather than recorded and refused later.
+    """
+    gate = spec.state
+    if gate is None or not is_expired(gate, utc_now()):
+        return
+    raise GateAlreadyAnsweredError(
+        f"gate {spec.gate_id} of execution {spec.execution_id} timed out at {gate.deadline} "
+        f"(its deadline passed while no process ran it): it takes no answer, and it "
+        f"{expiry_outcome(gate.on_timeout)} (`orchestr8 resume {spec.execution_id}`)",
         existing=None,
     )
 

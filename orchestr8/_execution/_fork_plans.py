@@ -12,6 +12,9 @@ on it, transitively, again. `plan_fork` decides which is which from the source's
   redacted) or skipped; any other step runs again, and so do its dependents. A map or loop that
   runs again for that reason alone keeps its items and iterations that succeeded, as a resume
   does.
+- A step the source skipped because its `when` was false is evaluated again by the fork, so
+  when that `when` reads an input the fork changes (`changed_inputs`) it is not kept: it is
+  re-checked (`RECHECKED`), and its dependents run again, as the fork will run them.
 - With another workflow document (`--workflow FILE`) every kept step (and every map or loop
   keeping items or iterations) must have the spec the source ran (`step_spec_hashes`):
   otherwise the fork is refused, with a diff of each change.
@@ -38,6 +41,9 @@ from ._map import item_id
 
 PAID_AGENTS: Final = frozenset({"llm", "research"})
 """Agents that call a paid model: a dry run lists them among the calls a fork pays again."""
+
+RECHECKED: Final = "re-checked: its when reads inputs"
+"""Why a skipped step whose `when` reads a changed input runs again (its `when` is evaluated)."""
 
 _KEPT_STATUSES: Final = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 
@@ -149,7 +155,7 @@ class ForkPlan:
                 detail = f" (keeps {len(kept)} item{'s' if len(kept) != 1 else ''})"
             elif rerun.step_id in self.kept_iterations:
                 count = self.kept_iterations[rerun.step_id]
-                detail = f" (keeps iteration{'s' if count != 1 else ''} 1-{count})"
+                detail = " (keeps iteration 1)" if count == 1 else f" (keeps iterations 1-{count})"
             lines.append(f"  {rerun.step_id}{detail}: {rerun.reason}")
         if self.repaid:
             lines.append("paid calls made again (as the source recorded them):")
@@ -216,13 +222,15 @@ def plan_fork(
     document: Mapping[str, Any],
     point_text: str,
     recorded_hashes: Mapping[str, str] | None = None,
+    changed_inputs: frozenset[str] = frozenset(),
 ) -> ForkPlan:
     """Decide what a fork of `record` from `point_text` keeps and runs again.
 
     `workflow` is what the fork runs, and `document` its journal document (the source's own
     unless another was given): kept steps must have the spec the source recorded, as
     `recorded_hashes` (the journal's, `Journal.step_hashes`) says, else as hashing the
-    recorded document says.
+    recorded document says. `changed_inputs` names the inputs the fork changes: a skipped
+    step whose `when` reads one of them is re-checked rather than kept.
 
     Raises:
         ForkRefusedError: the fork point is not one the workflow has, or a kept step's spec
@@ -252,6 +260,10 @@ def plan_fork(
             rerun[step_id] = f"it did not succeed in the source ({recorded.status})"
         elif recorded.output_redacted:
             rerun[step_id] = "its recorded output is redacted (it held a secret)"
+        elif recorded.status is StepStatus.SKIPPED and _when_reads(
+            workflow.steps_by_id[step_id], changed_inputs
+        ):
+            rerun[step_id] = RECHECKED
         if upstream:
             whole.add(step_id)
     kept = tuple(step.id for step in workflow.steps if step.id not in rerun)
@@ -286,6 +298,19 @@ def plan_fork(
         repaid=_repaid_calls(workflow, state, ordered_rerun, kept_items, kept_iterations),
         copied=_copied(events, units, kept_items),
     )
+
+
+def _when_reads(step: Step, names: frozenset[str]) -> bool:
+    """Whether `step`'s `when` reads one of the inputs `names` (any, if it reads all inputs)."""
+    when = step.when
+    if when is None or not names or "inputs" not in when.roots:
+        return False
+    read = {
+        str(reference.path[0])
+        for _, reference in when.located_references
+        if reference.source == "inputs" and reference.path
+    }
+    return not read or not read.isdisjoint(names)
 
 
 def _check_specs(

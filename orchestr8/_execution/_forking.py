@@ -107,8 +107,16 @@ def prepare_fork(
     else:
         loaded, _ = admit(workflow)
         document = default_redactor().redact_workflow(journal_document(loaded))
-    plan = plan_fork(record, events, loaded, document, point_text, recorded_hashes)
     inputs = fork_inputs(record.inputs, overrides or {})
+    secret = set(redacted_inputs(record.inputs))
+    changed = frozenset(
+        name
+        for name in {*inputs, *record.inputs}
+        if name not in secret and inputs.get(name) != record.inputs.get(name)
+    )
+    plan = plan_fork(
+        record, events, loaded, document, point_text, recorded_hashes, changed_inputs=changed
+    )
     missing = [name for name in redacted_inputs(inputs) if name not in (overrides or {})]
     if missing:
         raise InputValidationError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import quote
 
 from quart import Response, has_websocket_context, request, websocket
 from werkzeug.http import HTTP_STATUS_CODES
@@ -118,5 +119,10 @@ def problem_response(
 
 
 def current_path() -> str:
-    """The path of the request or WebSocket being handled."""
-    return websocket.path if has_websocket_context() else request.path
+    """The path of the request or WebSocket being handled, percent-encoded as a URL path.
+
+    Quart decodes it: `review%5B2%5D` and `ask%233` would come back with a raw `[` or `#`, which
+    a URL cannot hold; encoded again, the path is one a client can send.
+    """
+    path = websocket.path if has_websocket_context() else request.path
+    return quote(path, safe="/!$&'()*+,;=:@")

@@ -13,6 +13,8 @@ What is checked when the document loads, each problem at its JSON path:
 - the field needs schema_version "1.1";
 - `timeout`, when given, is a positive number of seconds;
 - `schema` is a valid JSON Schema (`check_schema` against the Draft 2020-12 meta-schema);
+- `schema` describes an object (`type` is "object", a list holding it, or not given): an
+  answer's `input` is always an object, so any other type would refuse every approval;
 - an approval step runs no agent, workflow or plan, and takes no `retry`, `breaker` or `timeout`
   policy, nor a replanning `on_error`: there is no call to retry or time out.
 
@@ -196,7 +198,16 @@ _META_VALIDATOR: Final = Draft202012Validator(Draft202012Validator.META_SCHEMA)
 def _schema_problems(text: str, path: str) -> tuple[Problem, ...]:
     """A gate's schema checked against the meta-schema, once per distinct schema and place."""
     schema = json.loads(text)
-    return tuple(schema_problems(_META_VALIDATOR.iter_errors(schema), prefix=path))
+    problems = tuple(schema_problems(_META_VALIDATOR.iter_errors(schema), prefix=path))
+    kind = schema.get("type", "object")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if not problems and "object" not in kinds:
+        message = (
+            f'must describe an object (type "object" or no type), not {json.dumps(kind)}: '
+            "an answer's input is always an object, so no approval could fit"
+        )
+        problems += (Problem(f"{path}.type", message),)
+    return problems
 
 
 @functools.lru_cache(maxsize=256)

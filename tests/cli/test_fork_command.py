@@ -166,6 +166,8 @@ def test_bad_fork_points_and_inputs_exit_1_with_the_problem(failed: dict[str, An
     nested = call(*base, "--from", "check", "--input", "value.x=1", cwd=failed["root"])
     assert nested.code == 1
     assert "$.inputs.value: is not an object, so value.x cannot be set in it" in nested.stderr
+    assert "the workflow's inputs schema" in nested.stderr
+    assert "redacted" not in nested.stderr
     missing = call("fork", "zzz", "--from", "a", "--journal", failed["journal"], cwd=failed["root"])
     assert missing.code == 1
     assert "no execution 'zzz'" in missing.stderr

@@ -30,6 +30,29 @@ def test_input_pairs_are_json_when_they_parse_and_keys_may_be_dotted() -> None:
     }
 
 
+def test_a_string_field_of_the_schema_keeps_the_text_given() -> None:
+    """`note=12` is text when the gate's schema says note is a string, as the prompt takes it."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "note": {"type": "string"},
+            "either": {"type": ["string", "number"]},
+            "flag": {"type": ["string", "boolean"]},
+            "amount": {"type": "integer"},
+            "meta": {"properties": {"tag": {"type": "string"}}},
+        },
+    }
+    pairs = ["note=12", "either=3", "flag=true", "amount=5", "meta.tag=null", "free=1"]
+    assert parse_answer_input(pairs, schema) == {
+        "note": "12",
+        "either": 3,
+        "flag": True,
+        "amount": 5,
+        "meta": {"tag": "null"},
+        "free": 1,
+    }
+
+
 @pytest.mark.parametrize(
     ("pairs", "message"),
     [
@@ -99,6 +122,17 @@ async def test_approve_records_the_answer_and_says_how_it_continues(tmp_path: Pa
     )
     assert again.returncode == 1
     assert "was answered already: approved by ada at" in again.stderr
+    as_json = await trio.to_thread.run_sync(
+        partial(cli, "approve", "e1234", "sign", "--json", "--journal", str(journal), cwd=tmp_path)
+    )
+    assert as_json.returncode == 1
+    refused = json.loads(as_json.stdout)
+    assert (refused["status"], refused["execution_id"], refused["gate_id"]) == (
+        "refused",
+        "e1234",
+        "sign",
+    )
+    assert "was answered already" in refused["message"]
 
 
 async def test_an_invalid_answer_exits_1_listing_every_problem(tmp_path: Path) -> None:
@@ -175,6 +209,13 @@ async def test_approve_through_a_server_uses_the_gate_route(tmp_path: Path) -> N
         )
         assert refused.returncode == 1
         assert "answered already" in refused.stderr
+        prefix = await trio.to_thread.run_sync(
+            partial(cli, "approve", "e12", "sign", "--url", url, cwd=tmp_path)
+        )
+        assert prefix.returncode == 1
+        assert "with --url give the whole execution id (a server takes no prefix)" in (
+            prefix.stderr
+        )
         gone = await trio.to_thread.run_sync(
             partial(cli, "approve", "e1234", "sign", "--url", "http://127.0.0.1:1", cwd=tmp_path)
         )

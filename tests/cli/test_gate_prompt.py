@@ -19,6 +19,7 @@ from orchestr8._cli._gate_prompt import (
     schema_summary,
 )
 from orchestr8._cli._progress import ProgressView
+from orchestr8._execution._answers import submit_answer
 from orchestr8._journal._events import Event, EventType
 from orchestr8._journal._journal import Journal, open_journal
 
@@ -93,16 +94,31 @@ async def test_not_on_a_terminal_each_gate_says_once_how_to_answer_it() -> None:
     """No questions: one line per gate with the approve and reject commands."""
     async with open_journal() as journal:
         screen = Screen()
-        gates = prompter(journal, screen, None)
+        send, receive = trio.open_memory_channel[object](16)
         for _ in range(2):  # a re-opened gate (after resume) is told once
-            gates.see(event(EventType.GATE_OPENED, "sign", opened("sign")))
-        gates.see(event(EventType.GATE_OPENED, "x", opened("x"), execution_id="other"))
-        gates.see("not an event")
+            await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await send.send(event(EventType.GATE_OPENED, "x", opened("x"), execution_id="other"))
+        await send.send("not an event")
+        await send.aclose()
+        await prompter(journal, screen, None).follow(receive)
     assert screen.lines == [
         "gate sign waits for an answer: Sign the draft?",
         "  answer it: " + answer_commands("e1", "sign", "j.db"),
     ]
     assert "orchestr8 reject --journal j.db e1 sign --reason TEXT" in screen.lines[1]
+
+
+async def test_not_on_a_terminal_a_gate_answered_already_is_not_told() -> None:
+    """A held answer resolves its gate as it opens: no line tells the user to answer it."""
+    async with open_journal() as journal:
+        await record_gated(journal, "e1")
+        await submit_answer(journal, "e1", "sign", {"approve": True, "input": {"amount": 12}})
+        screen = Screen()
+        send, receive = trio.open_memory_channel[object](16)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await send.aclose()
+        await prompter(journal, screen, None).follow(receive)
+    assert screen.lines == []
 
 
 async def test_an_approval_asks_each_field_again_until_the_input_fits() -> None:
@@ -194,7 +210,6 @@ async def test_an_answer_refused_on_submit_is_told_and_the_prompt_goes_on() -> N
         nursery.start_soon(prompter(journal, screen, typed).follow, receive)
         await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
         await trio.testing.wait_all_tasks_blocked()
-        from orchestr8._execution._answers import submit_answer
 
         await submit_answer(journal, "e1", "sign", {"approve": True}, by="dan")
         await type_lines(typed, "y")
@@ -247,13 +262,37 @@ async def test_lines_are_read_in_a_thread_and_a_withdrawn_read_is_not_lost() -> 
             assert await lines.readline() is None
 
 
+async def test_a_withdrawn_question_is_not_drawn_again_below_the_line_saying_so() -> None:
+    """On the progress view, the withdrawn question's line is gone once the withdrawal is said."""
+    async with open_journal() as journal, trio.open_nursery() as nursery:
+        await record_gated(journal, "e1", gate_opened("sign"))
+        stream, typed = io.StringIO(), Typed()
+        view = ProgressView(stream, ["sign"], live=False)
+        gates = GatePrompter(
+            "e1", journal, view.note, lines=typed, ask=view.ask, hold=view.holding_status
+        )
+        send, receive = trio.open_memory_channel[object](16)
+        nursery.start_soon(gates.follow, receive)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.send(resolved("sign"))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.aclose()
+    shown = stream.getvalue()
+    assert shown.endswith("gate sign: approved by bob@desk elsewhere; question withdrawn\n")
+    assert shown.count("approve sign? [y/n] ") == 1
+
+
 async def test_a_run_prompts_only_on_a_terminal() -> None:
     """Not a terminal (or told so): only the commands; told interactive: questions on stderr."""
     async with open_runtime() as runtime:
         stream = io.StringIO()
         view = ProgressView(stream, ["sign"], live=True)
         quiet = prompter_for_run(view, runtime, "e1", None, stdin=io.StringIO())
-        quiet.see(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        send, receive = trio.open_memory_channel[object](1)
+        await send.send(event(EventType.GATE_OPENED, "sign", opened("sign")))
+        await send.aclose()
+        await quiet.follow(receive)
         assert "answer it: orchestr8 approve e1 sign" in stream.getvalue()
         asking = prompter_for_run(view, runtime, "e1", None, interactive=True, stdin=io.StringIO())
         with view.holding_status():

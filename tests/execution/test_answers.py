@@ -14,6 +14,7 @@ from gate_scripts import (
     append,
     gate_opened,
     gate_resolved,
+    opened,
     record_gated,
 )
 from hypothesis import given
@@ -64,6 +65,18 @@ async def test_an_unknown_gate_is_refused_naming_the_approval_steps() -> None:
             await submit_answer(journal, "e1", "draft", APPROVE)
         with pytest.raises(GateNotFoundError, match=r"child execution e1\.child"):
             await find_gate(journal, "e1", "child")
+        nested = {
+            **GATED,
+            "steps": [
+                {"id": "inner", "workflow": {"steps": [{"id": "cg", "approval": {}}]}},
+            ],
+        }
+        await record_gated(journal, "e2", workflow=nested)
+        with pytest.raises(GateNotFoundError) as raised:
+            await find_gate(journal, "e2", "cg")
+        assert str(raised.value).endswith(
+            "; cg is a step of the sub-workflow of inner: answer it in the child execution e2.inner"
+        )
         assert await journal.requests("e1") == []
 
 
@@ -81,6 +94,8 @@ async def test_a_gate_id_must_fit_its_step_map_or_not() -> None:
         await record_gated(journal, "e2", workflow=looped)
         with pytest.raises(GateNotFoundError, match="poll#1, poll#2"):
             await find_gate(journal, "e2", "poll")
+        with pytest.raises(GateNotFoundError, match="no gate 'poll\\[0\\]'; its gates are poll#1"):
+            await find_gate(journal, "e2", "poll[0]")
         assert (await find_gate(journal, "e2", "poll#3")).step_id == "poll"
         assert (await find_gate(journal, "e1", "review[1]")).step_id == "review"
 
@@ -105,6 +120,52 @@ async def test_a_gate_past_the_maps_items_or_the_loops_bound_is_not_found() -> N
         with pytest.raises(GateNotFoundError, match="poll#1 to #3"):
             await find_gate(journal, "e2", "poll#0")
         assert (await find_gate(journal, "e2", "poll#3")).step_id == "poll"
+
+
+async def test_a_number_with_a_leading_zero_is_refused_naming_the_gate_meant() -> None:
+    """review[01] and poll#02 would be held apart from review[1] and poll#2: refused instead."""
+    looped = {**GATED, "steps": [*GATED["steps"], {"id": "poll", "approval": {}, "repeat": {}}]}
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", workflow=looped)
+        with pytest.raises(GateNotFoundError) as raised:
+            await find_gate(journal, "e1", "review[01]")
+        assert str(raised.value) == (
+            "execution e1: no gate 'review[01]': write the number without a leading zero, review[1]"
+        )
+        with pytest.raises(GateNotFoundError, match=r"leading zero, poll#2$"):
+            await find_gate(journal, "e1", "poll#02")
+        assert (await find_gate(journal, "e1", "review[0]")).step_id == "review"
+
+
+async def test_a_gate_whose_step_or_item_was_skipped_is_refused() -> None:
+    """A skipped gate never opens: an answer for it could never apply, so it is not held."""
+    skipped = {"reason": "when was false: inputs.go"}
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", (EventType.STEP_SKIPPED, "sign", skipped))
+        await append(journal, "e1", (EventType.STEP_SKIPPED, "review[1]", skipped))
+        with pytest.raises(GateNotFoundError) as raised:
+            await submit_answer(journal, "e1", "sign", APPROVE)
+        assert str(raised.value) == (
+            "execution e1: gate 'sign' never opens: step sign was skipped "
+            "(when was false: inputs.go)"
+        )
+        with pytest.raises(GateNotFoundError, match="step review\\[1\\] was skipped"):
+            await find_gate(journal, "e1", "review[1]")
+        assert await journal.requests("e1") == []
+
+
+def test_problems_show_the_values_as_json() -> None:
+    """true, null and objects are written as JSON in problems, never as Python's True or None."""
+    schema = {"properties": {"a": {"type": "string"}, "b": {"const": 1}, "c": {"type": "array"}}}
+    body = {"approve": True, "input": {"a": True, "b": {"x": 2}, "c": None}}
+    assert answer_problems(body, schema) == [
+        Problem("$.input.a", "true is not of type 'string'"),
+        Problem("$.input.b", "1 was expected"),
+        Problem("$.input.c", "null is not of type 'array'"),
+    ]
+    assert answer_problems({"approve": None}, None) == [
+        Problem("$.approve", "expected true or false, got null")
+    ]
 
 
 async def test_an_invalid_answer_lists_every_problem_and_records_nothing() -> None:
@@ -153,6 +214,21 @@ async def test_an_answer_nobody_applies_says_resume_continues_it(tmp_path: Path)
         [request] = await journal.requests("e1")
         assert (request.kind, request.target, request.outcome) == (RequestKind.ANSWER, "sign", None)
         assert outcome.to_json()["request_id"] == request.request_id
+
+
+async def test_an_answer_after_the_deadline_nobody_ran_is_refused_naming_it() -> None:
+    """Past an open gate's deadline with no process running it: 409 naming what resume does."""
+    async with open_journal() as journal:
+        late = {**opened("sign"), "deadline": "2020-01-01T00:00:00+00:00", "on_timeout": "approve"}
+        await record_gated(journal, "e1", (EventType.GATE_OPENED, "sign", late))
+        with pytest.raises(GateAlreadyAnsweredError) as refused:
+            await submit_answer(journal, "e1", "sign", {"approve": True})
+        assert await journal.requests("e1") == []
+    assert str(refused.value) == (
+        "gate sign of execution e1 timed out at 2020-01-01T00:00:00+00:00 (its deadline passed "
+        "while no process ran it): it takes no answer, and it resolves as approved when resumed "
+        "(`orchestr8 resume e1`)"
+    )
 
 
 async def test_an_answer_for_a_locked_execution_is_applied_by_its_process(tmp_path: Path) -> None:
@@ -224,6 +300,22 @@ async def test_a_resolved_gate_and_a_finished_execution_take_no_answer() -> None
         gate = (await find_gate(journal, "e4", "sign")).state
         assert gate is not None
         assert answered_by(gate) == "someone"
+
+
+async def test_an_ended_execution_is_named_first_whatever_became_of_the_gate() -> None:
+    """After the run ended, a resolved gate or a held answer is not what the refusal says."""
+    async with open_journal() as journal:
+        await record_gated(journal, "e1", gate_opened("sign"), gate_resolved("sign"))
+        await append(journal, "e1", (EventType.EXECUTION_SUCCEEDED, None, {"output": None}))
+        await record_gated(journal, "e2")
+        await submit_answer(journal, "e2", "sign", APPROVE)
+        await append(journal, "e2", (EventType.EXECUTION_FAILED, None, {"error": "boom"}))
+        for execution_id, status in (("e1", "succeeded"), ("e2", "failed")):
+            with pytest.raises(GateAlreadyAnsweredError) as raised:
+                await submit_answer(journal, execution_id, "sign", APPROVE)
+            assert str(raised.value) == (
+                f"execution {execution_id} already {status}; its gates take no answers"
+            )
 
 
 async def test_an_answer_to_an_execution_this_runtime_runs_waits_until_applied(
@@ -341,7 +433,7 @@ def test_any_answer_either_fits_or_yields_problems_with_paths(body: Any, schema:
         (
             {"approve": True, "input": {"x": {"y": [True]}}},
             {"properties": {"x": {"properties": {"y": {"items": {"type": "string"}}}}}},
-            ["$.input.x.y[0]: True is not of type 'string'"],
+            ["$.input.x.y[0]: true is not of type 'string'"],
         ),
         (
             {"approve": True, "input": {"mail": "nope"}},

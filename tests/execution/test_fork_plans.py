@@ -107,6 +107,8 @@ def test_a_dry_run_of_a_loop_counts_the_iterations_it_keeps_and_repays() -> None
     assert plan.kept_iterations == {"loop": 2}
     assert [dict(call.usage) for call in plan.repaid] == [{"input_tokens": 3}]
     assert "  loop (keeps iterations 1-2): the fork point" in plan.describe()
+    second = plan_fork(record, script.events, loaded, workflow, "loop#2")
+    assert "  loop (keeps iteration 1): the fork point" in second.describe()
     whole = plan_fork(record, script.events, loaded, workflow, "loop")
     assert whole.kept_iterations == {}
     assert [dict(call.usage) for call in whole.repaid] == [{"input_tokens": 6}]

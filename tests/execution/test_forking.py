@@ -496,3 +496,41 @@ async def test_gates_after_the_fork_point_are_asked_again_with_a_new_deadline(
     )
     assert before.data["deadline"] != opened[1].data["deadline"]
     assert opened[1].data["deadline"].startswith("2030-01-01T00:02:30")
+
+
+GUARDED = document(
+    {"id": "a", "agent": "count", "input": "a"},
+    {"id": "guard", "agent": "count", "depends_on": ["a"], "when": "inputs.value == 'go'"},
+    {"id": "other", "agent": "count", "depends_on": ["a"], "when": "inputs.docs"},
+    {"id": "end", "agent": "count", "depends_on": ["guard", "other"], "input": "end"},
+)
+
+
+async def test_a_skipped_step_whose_when_reads_a_changed_input_is_rechecked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The plan lists a skipped step reading a changed input as re-checked, as the fork runs it."""
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, GUARDED, {"value": "stop"})
+        CALLS.clear()
+        prepared = await runtime.plan_fork(source, "end", inputs={"value": "go"})
+        handle = await runtime.start_fork(prepared)
+        result = await handle.wait()
+    assert [(rerun.step_id, rerun.reason) for rerun in prepared.plan.rerun] == [
+        ("guard", "re-checked: its when reads inputs"),
+        ("end", "the fork point"),
+    ]
+    assert prepared.plan.kept == ("a", "other")
+    assert result.status is ExecutionStatus.SUCCEEDED
+    assert Counter({"guard": 1, "end": 1}) == CALLS
+
+
+async def test_a_skipped_step_is_kept_when_the_inputs_its_when_reads_are_unchanged(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A fork without changed inputs keeps a skipped step skipped: its when decides the same."""
+    async with open_runtime(agents=AGENTS) as runtime:
+        source = await run_source(runtime, GUARDED, {"value": "stop"})
+        prepared = await runtime.plan_fork(source, "end", inputs={"value": "stop"})
+    assert prepared.plan.kept == ("a", "guard", "other")
+    assert [rerun.step_id for rerun in prepared.plan.rerun] == ["end"]

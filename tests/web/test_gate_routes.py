@@ -133,6 +133,7 @@ async def test_gate_ids_with_brackets_and_hashes_work_percent_encoded(
         await post(url, "/executions/e1/gates/sign%232", {"approve": True}), 404, "gate-not-found"
     )
     assert "no gate 'sign#2'" in document["detail"]
+    assert document["instance"] == "/executions/e1/gates/sign%232"
     document = problem(
         await post(url, "/executions/e1/gates/draft", {"approve": True}), 404, "gate-not-found"
     )

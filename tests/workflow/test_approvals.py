@@ -99,6 +99,27 @@ def test_a_timeout_must_be_a_positive_number_of_seconds(timeout: float) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("schema", "shown"),
+    [({"type": "string"}, '"string"'), ({"type": ["array", "null"]}, '["array", "null"]')],
+)
+def test_a_schema_must_describe_an_object(schema: dict[str, Any], shown: str) -> None:
+    """An answer's input is always an object: a schema of another type is refused at load."""
+    document = with_gate({"prompt": "ok", "schema": schema})
+    assert problems_of(document) == [
+        f'$.steps[1].approval.schema.type: must describe an object (type "object" or no type), '
+        f"not {shown}: an answer's input is always an object, so no approval could fit"
+    ]
+
+
+@pytest.mark.parametrize(
+    "schema", [{}, {"type": "object"}, {"type": ["object", "null"]}, {"required": ["x"]}]
+)
+def test_a_schema_of_an_object_or_of_no_type_loads(schema: dict[str, Any]) -> None:
+    """No type, "object", or a list holding it: the schema fits an answer's input."""
+    assert load_workflow(with_gate({"prompt": "ok", "schema": schema})).steps[1].approval
+
+
 def test_a_schema_must_be_a_valid_json_schema() -> None:
     """The answer's schema is checked against the meta-schema, at its path."""
     document = with_gate({"prompt": "ok", "schema": {"type": "objekt"}})
