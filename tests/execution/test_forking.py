@@ -262,7 +262,7 @@ async def test_a_source_another_runtime_runs_is_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     """Its lock says it runs elsewhere (another runtime or process on the journal file)."""
-    workflow = document({"id": "wait", "agent": "sleep", "input": 10})
+    workflow = document({"id": "wait", "agent": "sleep", "input": {"seconds": 10}})
     journal = tmp_path / "j.db"
     async with open_runtime(journal=journal) as running, open_runtime(journal=journal) as other:
         handle = await running.start(workflow)
