@@ -146,7 +146,7 @@ async def follow_url(url: str, api_key: str | None, follower: Follower) -> int:
     while True:
         resource = f"{socket_base}/executions/{follower.execution_id}/events?after={follower.last}"
         try:
-            async with _open_socket(resource, headers) as socket:
+            async with open_client_socket(resource, headers) as socket:
                 while True:
                     message = await socket.get_message()
                     follower.show(Event.from_json(json.loads(message)))
@@ -193,10 +193,15 @@ def tell_if_waiting(follower: Follower, document: dict[str, Any]) -> None:
 
 
 @asynccontextmanager
-async def _open_socket(
+async def open_client_socket(
     url: str, headers: Sequence[tuple[str, str]]
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """A client WebSocket to `url`; a failed handshake raises its `HandshakeError` alone."""
+    """A client WebSocket to `url`, its TCP stream always closed when the block ends.
+
+    trio-websocket 0.12 leaves the stream open when the server closes first or refuses the
+    handshake, so the stream is owned here; a refused handshake or a closed connection raises
+    its `HandshakeError` or `ConnectionClosed` alone, not inside an ExceptionGroup.
+    """
     import trio_websocket
 
     parts = urlsplit(url)
