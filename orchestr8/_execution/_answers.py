@@ -33,7 +33,8 @@ from .._journal._gate_views import expiry_outcome, is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
-from ._gates import utc_now
+from ._gates import gate_document as gates_gate_document
+from ._gates import gate_step_id, utc_now
 from ._lock import held_executions
 
 if TYPE_CHECKING:
@@ -132,36 +133,8 @@ class AnswerOutcome:
 
 
 def gate_document(gate: GateState) -> dict[str, Any]:
-    """The JSON form of a gate for the views: status, prompt, schema, deadline, answer."""
-    return {
-        "gate_id": gate.gate_id,
-        "status": gate.status,
-        "prompt": gate.prompt,
-        "schema": gate.schema,
-        "timeout": gate.timeout,
-        "on_timeout": gate.on_timeout,
-        "deadline": gate.deadline,
-        "opened_seq": gate.opened_seq,
-        "resolved_seq": gate.resolved_seq,
-        "answer": gate.answer,
-        "expired": is_expired(gate, utc_now()),
-    }
-
-
-def gate_step_id(gate_id: str) -> str:
-    """The approval step of a gate id: `STEP[2]` and `STEP#3` (and `STEP#3[2]`) → `STEP`."""
-    step_id = gate_id
-    while True:
-        if step_id.endswith("]"):
-            head, bracket, index = step_id[:-1].rpartition("[")
-            if bracket and head and index.isdigit():
-                step_id = head
-                continue
-        head, hash_sign, number = step_id.rpartition("#")
-        if hash_sign and head and number.isdigit():
-            step_id = head
-            continue
-        return step_id
+    """The JSON form of a gate for the views, with its id: `_gates.gate_document` and `gate_id`."""
+    return {"gate_id": gate.gate_id, **gates_gate_document(gate)}
 
 
 async def find_gate(journal: Journal, execution_id: str, gate_id: str) -> GateSpec:

@@ -52,6 +52,7 @@ from .._journal._events import EventType, utc_timestamp
 from .._journal._gate_views import is_expired
 from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
+from .._journal._state_at import gate_document as state_gate_document
 from .._workflow._approvals import Approval, answer_problems
 from .._workflow._document import Step, Workflow
 
@@ -78,21 +79,13 @@ def _now() -> datetime.datetime:
 def gate_document(gate: GateState, *, now: datetime.datetime | None = None) -> dict[str, Any]:
     """A gate as JSON, for `inspect` and the REST API: what it asks, and how it was answered.
 
-    `expired`: still open, though its deadline passed at `now` (default: the wall clock), as
-    happens while no process runs a `waiting` execution: a resume applies its `on_timeout`.
+    The state document's form (`_state_at.gate_document`) plus `expired`: still open, though its
+    deadline passed at `now` (default: the wall clock), as happens while no process runs a
+    `waiting` execution: a resume applies its `on_timeout`.
     """
-    return {
-        "status": gate.status,
-        "prompt": gate.prompt,
-        "schema": gate.schema,
-        "timeout": gate.timeout,
-        "on_timeout": gate.on_timeout,
-        "deadline": gate.deadline,
-        "opened_seq": gate.opened_seq,
-        "resolved_seq": gate.resolved_seq,
-        "answer": None if gate.answer is None else dict(gate.answer),
-        "expired": is_expired(gate, utc_now() if now is None else now),
-    }
+    document = state_gate_document(gate)
+    document["expired"] = is_expired(gate, utc_now() if now is None else now)
+    return document
 
 
 def has_gates(workflow: Workflow) -> bool:
@@ -101,11 +94,19 @@ def has_gates(workflow: Workflow) -> bool:
 
 
 def gate_step_id(gate_id: str) -> str:
-    """The step id of a gate id: `ID` for `ID`, `ID[3]` and `ID#2` (step ids hold neither)."""
-    if gate_id.endswith("]") and "[" in gate_id:
-        return gate_id[: gate_id.rindex("[")]
-    step_id, _, number = gate_id.rpartition("#")
-    return step_id if step_id and number.isdigit() else gate_id
+    """The approval step of a gate id: `STEP[2]` and `STEP#3` (and `STEP#3[2]`) → `STEP`."""
+    step_id = gate_id
+    while True:
+        if step_id.endswith("]"):
+            head, bracket, index = step_id[:-1].rpartition("[")
+            if bracket and head and index.isdigit():
+                step_id = head
+                continue
+        head, hash_sign, number = step_id.rpartition("#")
+        if hash_sign and head and number.isdigit():
+            step_id = head
+            continue
+        return step_id
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
