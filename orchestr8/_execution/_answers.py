@@ -33,6 +33,7 @@ from .._journal._gate_views import expiry_outcome, is_expired
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
+from .._workflow._approvals import with_defaults
 from ._gates import gate_document as gates_gate_document
 from ._gates import gate_step_id, utc_now
 from ._lock import held_executions
@@ -321,7 +322,7 @@ def answer_problems(body: object, schema: Mapping[str, Any] | None) -> list[Prob
     if not isinstance(answer_input, Mapping):
         problems.append(Problem("$.input", f"expected an object, got {_type_name(answer_input)}"))
     elif approve is True and schema is not None:
-        problems += _schema_problems(answer_input, schema)
+        problems += _schema_problems(with_defaults(schema, answer_input), schema)
     return problems
 
 

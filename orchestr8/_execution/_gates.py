@@ -53,7 +53,7 @@ from .._journal._gate_views import is_expired
 from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
 from .._journal._state_at import gate_document as state_gate_document
-from .._workflow._approvals import Approval, answer_problems
+from .._workflow._approvals import Approval, answer_problems, with_defaults
 from .._workflow._document import Step, Workflow
 
 if TYPE_CHECKING:
@@ -295,11 +295,15 @@ class GateBoard:
             await self._settle(request, "refused", f"gate '{gate.gate_id}' was {how} already")
             return
         answer_input = body.get("input")
+        given = dict(answer_input) if isinstance(answer_input, Mapping) else {}
+        approval = self._approval_of(gate.gate_id)
+        if body["approve"] is True and approval is not None:
+            given = with_defaults(approval.schema, given)
         durable = await self._resolve(
             gate,
             {
                 "approved": bool(body["approve"]),
-                "input": dict(answer_input) if isinstance(answer_input, Mapping) else {},
+                "input": given,
                 "by": str(body.get("by") or "unknown"),
                 "reason": body.get("reason"),
                 "how": "answer",

@@ -51,6 +51,7 @@ __all__ = [
     "approval_problems",
     "approval_references",
     "raw_approval_problems",
+    "with_defaults",
 ]
 
 OnTimeout = Literal["reject", "approve", "fail"]
@@ -218,6 +219,22 @@ def _answer_validator(text: str) -> Draft202012Validator:
     )
 
 
+def with_defaults(schema: Any, answer_input: Mapping[str, Any]) -> dict[str, Any]:
+    """`answer_input` with the schema's top-level `default`s filled in where a field is absent.
+
+    Every way of answering (the prompt, `orchestr8 approve`, REST, `handle.gates.answer`) gets
+    the same output for the same answer: a field with a default need not be given, and a
+    required field with a default is not missing.
+    """
+    filled = dict(answer_input)
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if isinstance(properties, Mapping):
+        for name, field in properties.items():
+            if name not in filled and isinstance(field, Mapping) and "default" in field:
+                filled[name] = field["default"]
+    return filled
+
+
 def answer_problems(approval: Approval, body: Any) -> list[Problem]:
     """What is wrong with an answer `{"approve", "input", "reason", "by"}` to a gate of `approval`.
 
@@ -244,5 +261,6 @@ def answer_problems(approval: Approval, body: Any) -> list[Problem]:
         )
     elif approval.schema is not None and body.get("approve") is True:
         validator = _answer_validator(json.dumps(approval.schema, sort_keys=True))
-        problems += schema_problems(validator.iter_errors(dict(answer_input)), prefix="$.input")
+        filled = with_defaults(approval.schema, answer_input)
+        problems += schema_problems(validator.iter_errors(filled), prefix="$.input")
     return problems

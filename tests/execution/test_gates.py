@@ -593,6 +593,30 @@ async def test_a_rejection_owes_no_input_matching_the_schema(
     }
 
 
+async def test_an_approval_gets_the_schema_defaults_it_left_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A field with a default need not be given, even when required; a rejection gets none."""
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "default": 3}, "note": {"type": "string"}},
+        "required": ["n"],
+    }
+    async with open_journal(None) as journal, runtime_on(journal) as runtime:
+        approved = await runtime.start(document(gate(schema=schema)))
+        await approved.wait_blocked_on_gates()
+        assert approved.gates is not None
+        await approved.gates.answer("g", {"approve": True, "input": {"note": "ok"}, "by": "me"})
+        rejected = await runtime.start(document(gate(schema=schema)))
+        await rejected.wait_blocked_on_gates()
+        assert rejected.gates is not None
+        await rejected.gates.answer("g", {"approve": False, "reason": "no", "by": "me"})
+        approved_output = (await approved.wait()).steps["g"].output
+        rejected_output = (await rejected.wait()).steps["g"].output
+    assert approved_output["input"] == {"note": "ok", "n": 3}
+    assert rejected_output["input"] == {}
+
+
 async def test_gate_ids_past_the_map_items_or_the_loop_bound_are_not_found(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -14,6 +14,7 @@ from orchestr8._workflow._approvals import (
     answer_problems,
     approval_problems,
     raw_approval_problems,
+    with_defaults,
 )
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
 from orchestr8._workflow._document import workflow_schema
@@ -220,3 +221,12 @@ def test_answers_are_checked_against_the_gate() -> None:
     (not_object,) = answer_problems(approval, "yes")
     assert not_object.path == "$"
     assert answer_problems(Approval(prompt="any"), {"approve": True, "input": {"x": 1}}) == []
+
+
+def test_defaults_fill_the_fields_an_answer_left_out() -> None:
+    """Top-level defaults are added where absent; given values and other schemas stay as given."""
+    schema = {"type": "object", "properties": {"n": {"default": 3}, "m": {"type": "integer"}}}
+    assert with_defaults(schema, {}) == {"n": 3}
+    assert with_defaults(schema, {"n": 5}) == {"n": 5}
+    assert with_defaults(None, {"x": 1}) == {"x": 1}
+    assert with_defaults({"properties": []}, {}) == {}
