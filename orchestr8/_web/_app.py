@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .._errors import ExecutionNotFoundError, JournalError
 from .._execution._runtime import Runtime
 from .._observability._redaction import register_secret
+from ._dashboard import register_dashboard
 from ._gate_routes import GateRoutes
 from ._problems import ProblemError, problem_response
 from ._responses import (
@@ -144,6 +145,7 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>/gates/<gate_id>", "answer_gate", gates.answer, methods=["POST"]
     )
+    register_dashboard(app, runtime)
     return app
 
 

@@ -77,11 +77,12 @@ def test_every_route_of_the_app_is_documented_and_nothing_else() -> None:
     """Each rule and method of the app is a documented operation, and each operation a rule.
 
     A WebSocket operation also stands for the plain `GET` of its path, which answers 426 or 404.
+    The dashboard's pages (`/`, `/ui/...`) are for browsers, not the API, and left out.
     """
     app = create_app(None)  # type: ignore[arg-type]
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("dashboard_"):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():
