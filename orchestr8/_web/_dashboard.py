@@ -69,7 +69,11 @@ class DashboardPages:
     async def executions(self) -> Response:
         """`GET /ui/`: the executions list (filled and kept live by `list.js`)."""
         return page_response(
-            "executions.html", page="list", title="Executions", statuses=SHOWN_STATUSES
+            "executions.html",
+            page="list",
+            title="Executions",
+            statuses=SHOWN_STATUSES,
+            styles=["list"],
         )
 
     async def execution(self, execution_id: str) -> Response:
@@ -85,13 +89,16 @@ class DashboardPages:
             title=f"{record.workflow_name} · {execution_id[:8]}",
             record=record,
             status=status,
+            styles=["graph", "timeline", "journal", "step_panel", "actions"],
         )
 
     async def compare(self) -> Response:
         """`GET /ui/compare?a=ID&b=ID`: two executions side by side (filled by `compare.js`)."""
         first = request.args.get("a", "")
         second = request.args.get("b", "")
-        return page_response("compare.html", page="compare", title="Compare", a=first, b=second)
+        return page_response(
+            "compare.html", page="compare", title="Compare", a=first, b=second, styles=["compare"]
+        )
 
     async def static(self, path: str) -> Response:
         """`GET /ui/static/{path}`: one of the dashboard's files, revalidated by ETag."""
