@@ -68,15 +68,38 @@ def dashboard(tmp_path: Path) -> Iterator[DashboardServer]:
         yield server
 
 
+class BrowserProblems(list[str]):
+    """The console errors and uncaught exceptions of a test's page, while the test runs.
+
+    Recording stops when the test's teardown begins, so what the page logs while the server it
+    watched stops (a lost WebSocket, say) is never held against the test.
+    """
+
+    recording: bool = True
+
+    def record(self, problem: str) -> None:
+        """Keep `problem` if the test is still running."""
+        if self.recording:
+            self.append(problem)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop recording the page's problems before any fixture is torn down."""
+    problems = getattr(item, "funcargs", {}).get("browser_problems")
+    if isinstance(problems, BrowserProblems):
+        problems.recording = False
+
+
 @pytest.fixture
-def browser_problems() -> list[str]:
+def browser_problems() -> BrowserProblems:
     """The console errors and uncaught exceptions of the test's page; a test expecting one
     (the 404 page's own status, say) checks and removes it, and whatever is left fails the test."""
-    return []
+    return BrowserProblems()
 
 
 @pytest.fixture
-def page(browser: object, browser_problems: list[str]) -> Iterator[object]:
+def page(browser: object, browser_problems: BrowserProblems) -> Iterator[object]:
     """A fresh page (own cookies); the test fails on any console error or uncaught exception."""
     from playwright.sync_api import Browser, ConsoleMessage, Error
 
@@ -88,10 +111,10 @@ def page(browser: object, browser_problems: list[str]) -> Iterator[object]:
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
-            problems.append(f"console error: {message.text}")
+            problems.record(f"console error: {message.text}")
 
     def on_error(error: Error) -> None:
-        problems.append(f"page error: {error}")
+        problems.record(f"page error: {error}")
 
     opened.on("console", on_console)
     opened.on("pageerror", on_error)
