@@ -145,7 +145,8 @@ export function mount(page, container) {
     const stepId = selected;
     page.select(null);
     const node = stepId && document.querySelector(`#graph [data-step-id="${CSS.escape(stepId)}"]`);
-    const focusable = node && (node.matches("button, a, [tabindex]") ? node : node.querySelector("button, a, [tabindex]"));
+    const controls = "button, a, [role=\"button\"], [tabindex]";
+    const focusable = node && (node.matches(controls) ? node : node.querySelector(controls));
     (focusable || document.getElementById("main")).focus();
   };
 
