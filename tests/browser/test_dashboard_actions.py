@@ -76,9 +76,7 @@ def open_gate(page: Page, dashboard: DashboardServer) -> str:
     return execution_id
 
 
-def test_a_gate_form_approves_and_the_run_continues(
-    page: Page, dashboard: DashboardServer
-) -> None:
+def test_a_gate_form_approves_and_the_run_continues(page: Page, dashboard: DashboardServer) -> None:
     """The form built from the gate's schema approves; the next step gets the answer."""
     execution_id = open_gate(page, dashboard)
     gate = page.locator('[data-gate-id="review"]')
@@ -101,7 +99,9 @@ def test_a_wrong_answer_shows_the_error_next_to_its_field(
     gate = page.locator('[data-gate-id="review"]')
     gate.get_by_role("button", name="Approve").click()
     expect(gate.get_by_label("name")).to_have_attribute("aria-invalid", "true")
-    expect(gate.locator(".field-error:visible").first).to_contain_text("'name' is a required property")
+    expect(gate.locator(".field-error:visible").first).to_contain_text(
+        "'name' is a required property"
+    )
     gates = dashboard.client.get(f"/executions/{execution_id}/gates").json()["gates"]
     assert [gate["status"] for gate in gates] == ["open"]
     assert browser_problems == [

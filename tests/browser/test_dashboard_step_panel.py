@@ -17,9 +17,7 @@ RETRIED: dict[str, Any] = {
             "agent": {"id": "fail", "config": {"times": 1, "message": "not yet"}},
             "depends_on": ["first"],
             "input": {"text": "${steps.first.output.topic}"},
-            "policy": {
-                "retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}
-            },
+            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"}},
         },
     ],
 }

@@ -104,3 +104,33 @@ def test_unknown_units_and_steps_without_input() -> None:
     assert (
         gate["resolved_input"]["reason"] == "the recorded workflow declares no input for this step"
     )
+
+
+def test_a_skipped_step_and_a_cancelled_attempt() -> None:
+    """A skipped step has no resolved input; a cancel cuts its open attempt as interrupted."""
+    history = events(
+        ("execution.started", None, {}),
+        ("step.skipped", "later", {"reason": "when was false"}),
+        ("step.started", "a", {"agent": "echo"}),
+        ("attempt.started", "a", {}),
+        ("step.cancelled", "a", {}),
+    )
+    resolved, _, reason = resolve_input(RECORD, history, "later")
+    assert not resolved
+    assert reason == "the step was skipped: its input was never resolved"
+    assert [attempt.outcome for attempt in attempts_of(history, "a")] == ["interrupted"]
+
+
+def test_an_item_past_the_end_of_for_each_is_explained() -> None:
+    """An item the map's `for_each` does not give cannot be resolved, and says which."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "mapped",
+        "steps": [{"id": "m", "agent": "echo", "for_each": "inputs.xs", "input": "${item}"}],
+    }
+    record = ExecutionRecord("e1", "mapped", workflow, {"xs": [1]})
+    history = events(("execution.started", None, {}), ("step.started", "m[4]", {}))
+    resolved, _, reason = resolve_input(record, history, "m[4]")
+    assert not resolved
+    assert reason is not None
+    assert "for_each gives no item 4" in reason

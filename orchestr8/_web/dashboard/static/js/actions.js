@@ -6,8 +6,8 @@
 import { getJSON, postJSON } from "./api.js";
 import { showError } from "./banner.js";
 import { element } from "./format.js";
-import { FieldError, schemaForm } from "./schema_form.js";
 import { forkDialog } from "./fork_dialog.js";
+import { FieldError, schemaForm } from "./schema_form.js";
 
 const CANCELLABLE = new Set(["pending", "running", "retrying", "waiting"]);
 const RESUMABLE = new Set(["failed", "cancelled", "interrupted"]);
@@ -136,12 +136,12 @@ export function mount(page, container) {
     update();
   };
 
+  const fork = forkDialog(page, say);
   const buttons = {
     cancel: element("button", { type: "button", className: "danger", onclick: () => dialog.showModal() }, "Cancel…"),
     resume: element("button", { type: "button", onclick: resume }, "Resume"),
     fork: element("button", { type: "button", onclick: () => fork.open() }, "Fork…"),
   };
-  const fork = forkDialog(page, say);
 
   function update() {
     buttons.cancel.disabled = !CANCELLABLE.has(page.status);

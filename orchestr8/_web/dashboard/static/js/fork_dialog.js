@@ -4,7 +4,7 @@
 // Inputs the journal keeps redacted (`***`) are left out of what is sent, so the server names
 // each one it needs again instead of running with `***` as a value.
 
-import { postJSON, getJSON } from "./api.js";
+import { getJSON, postJSON } from "./api.js";
 import { showError } from "./banner.js";
 import { element } from "./format.js";
 
