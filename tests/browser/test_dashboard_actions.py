@@ -68,7 +68,7 @@ FLAKY: dict[str, Any] = {
 }
 
 
-def open_gate(page: Page, dashboard: DashboardServer) -> str:
+def open_gate(dashboard: DashboardServer, page: Page) -> str:
     """Start the gated workflow, open its page, and wait there for its gate's form."""
     execution_id = dashboard.start(GATED)
     page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
@@ -76,9 +76,9 @@ def open_gate(page: Page, dashboard: DashboardServer) -> str:
     return execution_id
 
 
-def test_a_gate_form_approves_and_the_run_continues(page: Page, dashboard: DashboardServer) -> None:
+def test_a_gate_form_approves_and_the_run_continues(dashboard: DashboardServer, page: Page) -> None:
     """The form built from the gate's schema approves; the next step gets the answer."""
-    execution_id = open_gate(page, dashboard)
+    execution_id = open_gate(dashboard, page)
     gate = page.locator('[data-gate-id="review"]')
     expect(gate.get_by_label("tier")).to_have_value('"silver"')
     expect(gate.get_by_text("Who signs off")).to_be_visible()
@@ -95,7 +95,7 @@ def test_a_wrong_answer_shows_the_error_next_to_its_field(
     dashboard: DashboardServer, page: Page, browser_problems: list[str]
 ) -> None:
     """Approving without the required name marks that field; the gate stays open."""
-    execution_id = open_gate(page, dashboard)
+    execution_id = open_gate(dashboard, page)
     gate = page.locator('[data-gate-id="review"]')
     gate.get_by_role("button", name="Approve").click()
     expect(gate.get_by_label("name")).to_have_attribute("aria-invalid", "true")
@@ -110,9 +110,9 @@ def test_a_wrong_answer_shows_the_error_next_to_its_field(
     browser_problems.clear()
 
 
-def test_a_gate_is_rejected_with_a_reason(page: Page, dashboard: DashboardServer) -> None:
+def test_a_gate_is_rejected_with_a_reason(dashboard: DashboardServer, page: Page) -> None:
     """Reject needs a reason; with one the gate resolves rejected and the guarded step skips."""
-    execution_id = open_gate(page, dashboard)
+    execution_id = open_gate(dashboard, page)
     gate = page.locator('[data-gate-id="review"]')
     gate.get_by_role("button", name="Reject").click()
     expect(gate.get_by_role("alert")).to_have_text("A rejection needs a reason.")
@@ -125,7 +125,7 @@ def test_a_gate_is_rejected_with_a_reason(page: Page, dashboard: DashboardServer
 
 
 def test_cancel_asks_first_then_stops_a_running_step(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Cancel opens a confirmation; keeping it running changes nothing; confirming cancels."""
     execution_id = dashboard.start(SLEEPY)
@@ -147,7 +147,7 @@ def test_cancel_asks_first_then_stops_a_running_step(
 
 
 def test_resume_of_a_failed_run_goes_live_and_succeeds(
-    page: Page, dashboard: DashboardServer, tmp_path: Path
+    dashboard: DashboardServer, page: Page, tmp_path: Path
 ) -> None:
     """Resume is offered for a failed run; after it the page follows the run to its success."""
     (tmp_path / "flaky_agent.py").write_text(FLAKY_MODULE)
@@ -162,7 +162,7 @@ def test_resume_of_a_failed_run_goes_live_and_succeeds(
 
 
 def test_fork_previews_its_plan_then_starts_and_opens_the_new_execution(
-    page: Page, dashboard: DashboardServer, tmp_path: Path
+    dashboard: DashboardServer, page: Page, tmp_path: Path
 ) -> None:
     """Fork from a step: the dry-run plan names what reruns; starting goes to the new page."""
     (tmp_path / "flaky_agent.py").write_text(FLAKY_MODULE)

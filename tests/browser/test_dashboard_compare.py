@@ -23,7 +23,7 @@ OTHER: dict[str, Any] = {
 
 
 def test_compare_shows_the_changed_output_side_by_side(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Headers per run, one row per step, the changed key marked and the same ones folded."""
     first = dashboard.run(GREET, {"name": "Ada"})
@@ -45,7 +45,7 @@ def test_compare_shows_the_changed_output_side_by_side(
     expect(page.locator('tr[data-step-id="fixed"] .output-verdict')).to_have_text("equal")
 
 
-def test_steps_of_one_side_only_are_marked(page: Page, dashboard: DashboardServer) -> None:
+def test_steps_of_one_side_only_are_marked(dashboard: DashboardServer, page: Page) -> None:
     """Comparing two workflows marks each step with the side that has it."""
     first = dashboard.run(GREET, {"name": "Ada"})
     second = dashboard.run(OTHER)
@@ -56,7 +56,7 @@ def test_steps_of_one_side_only_are_marked(page: Page, dashboard: DashboardServe
 
 
 def test_an_unknown_id_reads_as_an_error(
-    page: Page, dashboard: DashboardServer, browser_problems: list[str]
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
 ) -> None:
     """An id the journal does not know says which one, in words."""
     first = dashboard.run(OTHER)

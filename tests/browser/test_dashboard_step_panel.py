@@ -24,7 +24,7 @@ RETRIED: dict[str, Any] = {
 
 
 def test_the_panel_shows_a_retried_steps_attempts_inputs_and_output(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Two attempts (failed, then succeeded), the declared and resolved input, the output."""
     execution_id = dashboard.run(RETRIED, {"topic": "owls"})
@@ -47,7 +47,7 @@ def test_the_panel_shows_a_retried_steps_attempts_inputs_and_output(
 
 
 def test_selecting_a_node_opens_the_panel_and_escape_gives_focus_back(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Activating a step's node opens its panel; Escape closes it and focuses the node again."""
     execution_id = dashboard.run(RETRIED, {"topic": "owls"})
@@ -67,7 +67,7 @@ def test_selecting_a_node_opens_the_panel_and_escape_gives_focus_back(
 
 
 def test_an_unknown_step_in_the_address_reads_as_an_error(
-    page: Page, dashboard: DashboardServer, browser_problems: list[str]
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
 ) -> None:
     """`?step=` naming no step shows the problem in the panel, not a blank one."""
     execution_id = dashboard.run(RETRIED, {"topic": "owls"})
