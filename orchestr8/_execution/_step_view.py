@@ -150,17 +150,22 @@ def _local_values(
 
 
 def resolve_input(
-    record: ExecutionRecord, events: Sequence[Event], unit_id: str
+    record: ExecutionRecord,
+    events: Sequence[Event],
+    unit_id: str,
+    state: ExecutionState | None = None,
 ) -> tuple[bool, Any, str | None]:
     """The step's input with its references evaluated: `(resolved, value, why not)`.
 
     Read against the recorded (redacted) inputs and outputs, so a redacted value stays `***`;
     `${secrets.NAME}` reads as `***` too. A step that has not started cannot be resolved yet.
+    `state` is `replay(events)` when the caller has it already (one replay per request).
     """
     declared = _declared_step(record, _base_step_id(unit_id))
     if declared is None or "input" not in declared:
         return False, None, "the recorded workflow declares no input for this step"
-    state = replay(events)
+    if state is None:
+        state = replay(events)
     step = state.steps.get(unit_id)
     if step is None or step.status is StepStatus.PENDING:
         return False, None, "the step has not started: its references are resolved when it runs"
@@ -193,7 +198,7 @@ def step_view(
     base = _base_step_id(unit_id)
     declared = _declared_step(record, base) or {}
     step = state.steps.get(unit_id)
-    resolved, value, why = resolve_input(record, events, unit_id)
+    resolved, value, why = resolve_input(record, events, unit_id, state)
     agent = declared.get("agent")
     for event in events:
         if event.step_id == unit_id and event.type == EventType.STEP_STARTED:
