@@ -120,3 +120,34 @@ async def test_an_unknown_execution_is_a_404(client: Client) -> None:
     status, document = await get(client, "/executions/missing/steps/flaky")
     assert status == 404
     assert document["type"] == "urn:orchestr8:problem:execution-not-found"
+
+
+PARENT: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "parent",
+    "steps": [
+        {
+            "id": "sub",
+            "workflow": {
+                "schema_version": "1.1",
+                "name": "child",
+                "inputs": {"type": "object", "properties": {"text": {"type": "string"}}},
+                "steps": [{"id": "say", "agent": "echo", "input": "${inputs.text}"}],
+                "output": "${steps.say.output}",
+            },
+            "input": {"text": "${inputs.topic}"},
+        }
+    ],
+}
+
+
+async def test_a_sub_workflow_step_links_its_child(runtime: Runtime, client: Client) -> None:
+    """A sub-workflow step is of kind `workflow` and names the child execution it ran."""
+    execution_id = await finished(runtime, PARENT, {"topic": "owls"})
+    status, document = await get(client, f"/executions/{execution_id}/steps/sub")
+    assert status == 200
+    assert document["kind"] == "workflow"
+    child = document["child_execution_id"]
+    assert child is not None
+    assert (await runtime.journal.get_execution(child)).parent_id == execution_id
+    assert document["resolved_input"]["value"] == {"text": "owls"}
