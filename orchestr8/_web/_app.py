@@ -35,6 +35,7 @@ from ._responses import (
     unexpected_error,
 )
 from ._routes import ServiceRoutes, ServiceState
+from ._step_routes import StepRoutes
 from ._time_travel_routes import TimeTravelRoutes
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -144,6 +145,10 @@ def create_app(
     )
     app.add_url_rule(
         "/executions/<execution_id>/gates/<gate_id>", "answer_gate", gates.answer, methods=["POST"]
+    )
+    steps = StepRoutes(runtime)
+    app.add_url_rule(
+        "/executions/<execution_id>/steps/<path:step_id>", "get_step", steps.step, methods=["GET"]
     )
     register_dashboard(app, runtime)
     return app

@@ -1,6 +1,205 @@
-// Mounted by the execution page; filled in by its own slice.
+// The step panel: everything about the step the page selected (a step, a map item `ID[3]` or a
+// loop iteration `ID#2`) from GET /executions/{id}/steps/{step}: status, agent, attempts with
+// their durations and errors, the declared and the resolved input, the output, the error, the
+// tokens, its gate and its child execution. It refreshes (at most twice a second) while events
+// for that step arrive, and closes with Escape or its close button, handing focus back to the
+// step's node in the graph. `?step=ID` in the page's address opens it on that step.
 
+import { getJSON } from "./api.js";
+import { showError } from "./banner.js";
+import { duration, element, shortId, statusBadge, timestamp } from "./format.js";
+import { jsonView } from "./json_view.js";
+
+const REFRESH_MS = 500;
+
+function belongsTo(eventStep, stepId) {
+  return eventStep === stepId || eventStep.startsWith(`${stepId}[`) || eventStep.startsWith(`${stepId}#`);
+}
+
+function section(title, ...content) {
+  return element("section", { className: "step-section" }, element("h3", {}, title), ...content);
+}
+
+function attemptsTable(attempts) {
+  if (!attempts.length) return element("p", { className: "empty" }, "No attempts yet.");
+  const rows = attempts.map((attempt) =>
+    element(
+      "tr",
+      { dataset: { attempt: attempt.attempt } },
+      element("td", {}, String(attempt.attempt)),
+      element("td", {}, statusBadge(attempt.outcome)),
+      element("td", { title: attempt.started }, timestamp(attempt.started)),
+      element("td", {}, attempt.duration === null ? "…" : duration(attempt.duration)),
+      element("td", { className: "mono attempt-error" }, attempt.error ? errorText(attempt.error) : ""),
+    ),
+  );
+  return element(
+    "table",
+    { className: "attempts", "aria-label": "Attempts" },
+    element("thead", {}, element("tr", {}, ...["#", "Outcome", "Started", "Duration", "Error"].map((name) => element("th", { scope: "col" }, name)))),
+    element("tbody", {}, rows),
+  );
+}
+
+function errorText(error) {
+  if (error && typeof error === "object" && "message" in error) {
+    return error.type ? `${error.type}: ${error.message}` : String(error.message);
+  }
+  return typeof error === "string" ? error : JSON.stringify(error, null, 2);
+}
+
+function inputTabs(step) {
+  const resolved = step.resolved_input;
+  const panels = [
+    ["declared", "Declared", () => jsonView(step.declared_input, "Declared input")],
+    [
+      "resolved",
+      "Resolved",
+      () => (resolved.resolved ? jsonView(resolved.value, "Resolved input") : element("p", { className: "empty" }, resolved.reason)),
+    ],
+  ];
+  const tabs = element("div", { role: "tablist", className: "input-tabs", "aria-label": "Input" });
+  const bodies = [];
+  const buttons = panels.map(([key, title], index) =>
+    element("button", { type: "button", role: "tab", id: `input-tab-${key}`, "aria-controls": `input-panel-${key}`, "aria-selected": String(index === 1), tabindex: index === 1 ? 0 : -1 }, title),
+  );
+  const choose = (chosen) => {
+    buttons.forEach((button, index) => {
+      const selected = button === chosen;
+      button.setAttribute("aria-selected", String(selected));
+      button.tabIndex = selected ? 0 : -1;
+      bodies[index].hidden = !selected;
+    });
+    chosen.focus();
+  };
+  buttons.forEach((button, index) => {
+    button.addEventListener("click", () => choose(button));
+    button.addEventListener("keydown", (event) => {
+      const move = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (move) choose(buttons[(index + move + buttons.length) % buttons.length]);
+    });
+    tabs.append(button);
+  });
+  for (const [index, [key, , build]] of panels.entries()) {
+    bodies.push(element("div", { role: "tabpanel", id: `input-panel-${key}`, "aria-labelledby": `input-tab-${key}`, hidden: index !== 1 }, build()));
+  }
+  return section("Input", tabs, ...bodies);
+}
+
+function usageList(usage) {
+  const entries = Object.entries(usage || {});
+  if (!entries.length) return element("p", { className: "empty" }, "No tokens recorded.");
+  return element("dl", { className: "facts usage" }, entries.flatMap(([name, count]) => [element("dt", {}, name.replaceAll("_", " ")), element("dd", {}, count.toLocaleString())]));
+}
+
+function agentName(agent) {
+  if (!agent) return "—";
+  return typeof agent === "string" ? agent : agent.id || JSON.stringify(agent);
+}
+
+function render(step, close) {
+  const facts = element(
+    "dl",
+    { className: "facts" },
+    element("dt", {}, "Kind"), element("dd", {}, step.kind),
+    element("dt", {}, "Agent"), element("dd", { className: "mono step-agent" }, agentName(step.agent)),
+    element("dt", {}, "Attempts"), element("dd", { className: "step-attempt-count" }, String(step.attempt_count)),
+    element("dt", {}, "Duration"), element("dd", {}, step.duration === null ? "—" : duration(step.duration)),
+    step.depends_on.length ? [element("dt", {}, "Depends on"), element("dd", { className: "mono" }, step.depends_on.join(", "))] : null,
+    step.reason ? [element("dt", {}, "Reason"), element("dd", {}, step.reason)] : null,
+    step.child_execution_id
+      ? [element("dt", {}, "Child"), element("dd", {}, element("a", { href: `/ui/executions/${encodeURIComponent(step.child_execution_id)}` }, `execution ${shortId(step.child_execution_id)}`))]
+      : null,
+  );
+  const members = [...step.items, ...step.iterations];
+  return [
+    element(
+      "header",
+      { className: "step-panel-head" },
+      element("h2", { id: "step-panel-title", className: "mono" }, step.step_id),
+      statusBadge(step.status),
+      element("button", { type: "button", className: "step-panel-close", "aria-label": "Close step details", onclick: close }, "✕"),
+    ),
+    facts,
+    step.error ? section("Error", element("pre", { className: "step-error mono", role: "alert" }, errorText(step.error))) : null,
+    section("Attempts", attemptsTable(step.attempts)),
+    step.kind === "approval" && step.gate
+      ? section("Gate", element("p", {}, `${step.gate.status}: ${step.gate.prompt || ""}`))
+      : null,
+    inputTabs(step),
+    section("Output", step.output === null && step.status !== "succeeded" ? element("p", { className: "empty" }, "No output yet.") : jsonView(step.output, "Output")),
+    section("Tokens", usageList(step.usage)),
+    members.length ? section(step.items.length ? "Items" : "Iterations", element("p", { className: "mono" }, members.join(", "))) : null,
+  ];
+}
+
+/** Show the selected step's details in `container`, following the page's "select" and events. */
 export function mount(page, container) {
-  void page;
-  void container;
+  let selected = null;
+  let timer = null;
+  let generation = 0;
+  container.setAttribute("aria-labelledby", "step-panel-title");
+  container.tabIndex = -1;
+
+  const close = () => {
+    const stepId = selected;
+    page.select(null);
+    const node = stepId && document.querySelector(`#graph [data-step-id="${CSS.escape(stepId)}"]`);
+    const controls = "button, a, [role=\"button\"], [tabindex]";
+    const focusable = node && (node.matches(controls) ? node : node.querySelector(controls));
+    (focusable || document.getElementById("main")).focus();
+  };
+
+  const load = async (focus) => {
+    const stepId = selected;
+    const mine = ++generation;
+    try {
+      const step = await getJSON(page.path(`/steps/${encodeURIComponent(stepId)}`));
+      if (mine !== generation) return;
+      container.replaceChildren(...render(step, close).filter(Boolean));
+      container.dataset.stepId = stepId;
+      container.dataset.status = step.status;
+    } catch (error) {
+      if (mine !== generation) return;
+      showError(container, error, `Step ${stepId} could not be read`);
+      container.prepend(element("button", { type: "button", className: "step-panel-close", "aria-label": "Close step details", onclick: close }, "✕"));
+    }
+    if (focus) container.focus();
+  };
+
+  page.addEventListener("select", ({ detail }) => {
+    selected = detail.stepId;
+    clearTimeout(timer);
+    timer = null;
+    if (!selected) {
+      generation++;
+      container.hidden = true;
+      container.replaceChildren();
+      delete container.dataset.stepId;
+      return;
+    }
+    container.hidden = false;
+    load(true);
+  });
+
+  page.addEventListener("events", ({ detail }) => {
+    if (!selected || timer) return;
+    if (!detail.events.some((event) => event.step_id && belongsTo(event.step_id, selected))) return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (selected) load(false);
+    }, REFRESH_MS);
+  });
+
+  container.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      close();
+    }
+  });
+
+  const wanted = new URLSearchParams(location.search).get("step");
+  if (wanted) {
+    page.addEventListener("document", () => page.selected !== wanted && page.select(wanted), { once: true });
+  }
 }

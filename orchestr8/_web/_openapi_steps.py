@@ -1,0 +1,157 @@
+"""The OpenAPI description of the step route and its body (`_step_routes`).
+
+`_openapi` merges `step_paths()` into its paths and `step_schemas()` into its component schemas,
+with the conventions of the other operations (problem responses by reference, the correlation
+header on every response). The document is built by `_execution/_step_view.step_view`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["step_paths", "step_schemas"]
+
+_JSON: Final = "application/json"
+_COMMON: Final = ("401", "405", "500", "503")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def step_paths() -> dict[str, Any]:
+    """The path of the step route."""
+    return {
+        "/executions/{execution_id}/steps/{step_id}": {
+            "get": {
+                "operationId": "getStep",
+                "summary": "One step of an execution: input (declared and resolved), output, "
+                "error, attempts, tokens, gate and child execution.",
+                "parameters": [
+                    {
+                        "name": "execution_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "step_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "A step id, a map item's `STEP[i]` or a loop iteration's "
+                        "`STEP#k`, percent-encoded (`STEP%5B2%5D`, `STEP%232`).",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The step, as the journal tells it now.",
+                        "headers": {
+                            "X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}
+                        },
+                        "content": {_JSON: {"schema": _ref("StepView")}},
+                    },
+                    **{
+                        code: {"$ref": f"#/components/responses/{code}"}
+                        for code in sorted({"404", *_COMMON})
+                    },
+                },
+            }
+        }
+    }
+
+
+def step_schemas() -> dict[str, Any]:
+    """`StepView` and `StepAttempt`."""
+    timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
+    attempt = {
+        "type": "object",
+        "required": ["attempt", "started", "finished", "duration", "outcome", "error"],
+        "properties": {
+            "attempt": {"type": "integer", "minimum": 1},
+            "started": timestamp,
+            "finished": _nullable(timestamp),
+            "duration": _nullable({"type": "number", "minimum": 0}),
+            "outcome": {"enum": ["succeeded", "failed", "interrupted", "running"]},
+            "error": {},
+        },
+    }
+    resolved = {
+        "type": "object",
+        "required": ["resolved", "value", "reason"],
+        "description": "The input with its references evaluated against the recorded (redacted) "
+        "inputs and outputs; `resolved` false with a `reason` when it cannot be (not started).",
+        "properties": {
+            "resolved": {"type": "boolean"},
+            "value": {},
+            "reason": _nullable({"type": "string"}),
+        },
+    }
+    required = [
+        "execution_id",
+        "step_id",
+        "declared_step",
+        "kind",
+        "agent",
+        "depends_on",
+        "status",
+        "attempt_count",
+        "attempts",
+        "duration",
+        "declared_input",
+        "resolved_input",
+        "output",
+        "error",
+        "reason",
+        "usage",
+        "gate",
+        "child_execution_id",
+        "items",
+        "iterations",
+    ]
+    return {
+        "StepAttempt": attempt,
+        "StepView": {
+            "type": "object",
+            "required": required,
+            "properties": {
+                "execution_id": {"type": "string"},
+                "step_id": {"type": "string"},
+                "declared_step": {
+                    "type": "string",
+                    "description": "The workflow's step the unit belongs to (`ID` for `ID[3]`).",
+                },
+                "kind": {
+                    "enum": ["agent", "map", "loop", "approval", "workflow", "item", "iteration"]
+                },
+                "agent": {"description": "The agent's id (or its declaration); null if none."},
+                "depends_on": {"type": "array", "items": {"type": "string"}},
+                "status": _ref("StepStatus"),
+                "attempt_count": {"type": "integer", "minimum": 0},
+                "attempts": {"type": "array", "items": _ref("StepAttempt")},
+                "duration": _nullable({"type": "number", "minimum": 0}),
+                "declared_input": {"description": "The step's `input` as the workflow wrote it."},
+                "resolved_input": resolved,
+                "output": {},
+                "error": {},
+                "reason": _nullable({"type": "string"}),
+                "usage": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "gate": _nullable({"allOf": [_ref("GateState")]}),
+                "child_execution_id": _nullable({"type": "string"}),
+                "items": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "A map step's item ids (`ID[i]`) the journal names.",
+                },
+                "iterations": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "A loop step's iteration ids (`ID#k`) the journal names.",
+                },
+            },
+        },
+    }

@@ -1,0 +1,184 @@
+"""The execution page's actions in a real browser: gate forms, cancel, resume and fork."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dashboard_server import DashboardServer
+from playwright.sync_api import Page, expect
+
+GATED: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "gated",
+    "steps": [
+        {
+            "id": "review",
+            "approval": {
+                "prompt": "Ship it?",
+                "schema": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "description": "Who signs off"},
+                        "tier": {"enum": ["gold", "silver"], "default": "silver"},
+                    },
+                },
+            },
+        },
+        {
+            "id": "ship",
+            "agent": "echo",
+            "depends_on": ["review"],
+            "when": "steps.review.output.approved",
+            "input": {
+                "by": "${steps.review.output.input.name}",
+                "tier": "${steps.review.output.input.tier}",
+            },
+        },
+    ],
+}
+SLEEPY: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "sleepy",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 60}}],
+}
+FLAKY_MODULE = '''
+from pathlib import Path
+
+def flaky(input):
+    """Fail until the file `fixed` exists beside this module: a fault fixed between runs."""
+    if not (Path(__file__).parent / "fixed").exists():
+        raise RuntimeError("the service is down")
+    return input
+'''
+FLAKY: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "flaky",
+    "steps": [
+        {"id": "first", "agent": "echo", "input": {"n": "${inputs.n}"}},
+        {
+            "id": "call",
+            "agent": {"id": "python", "config": {"callable": "flaky_agent:flaky"}},
+            "depends_on": ["first"],
+            "input": {"n": "${steps.first.output.n}"},
+            "policy": {"retry": {"max_attempts": 1}},
+        },
+    ],
+}
+
+
+def open_gate(dashboard: DashboardServer, page: Page) -> str:
+    """Start the gated workflow, open its page, and wait there for its gate's form."""
+    execution_id = dashboard.start(GATED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(page.locator('[data-gate-id="review"]')).to_contain_text("Ship it?")
+    return execution_id
+
+
+def test_a_gate_form_approves_and_the_run_continues(dashboard: DashboardServer, page: Page) -> None:
+    """The form built from the gate's schema approves; the next step gets the answer."""
+    execution_id = open_gate(dashboard, page)
+    gate = page.locator('[data-gate-id="review"]')
+    expect(gate.get_by_label("tier")).to_have_value('"silver"')
+    expect(gate.get_by_text("Who signs off")).to_be_visible()
+    gate.get_by_label("name").fill("Ada")
+    gate.get_by_label("tier").select_option(label="gold")
+    gate.get_by_role("button", name="Approve").click()
+    expect(page.locator("#execution-status")).to_have_text("succeeded", timeout=15_000)
+    expect(gate).to_have_count(0)
+    output = dashboard.execution(execution_id)["steps"]["ship"]["output"]
+    assert output == {"by": "Ada", "tier": "gold"}
+
+
+def test_a_wrong_answer_shows_the_error_next_to_its_field(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """Approving without the required name marks that field; the gate stays open."""
+    execution_id = open_gate(dashboard, page)
+    gate = page.locator('[data-gate-id="review"]')
+    gate.get_by_role("button", name="Approve").click()
+    expect(gate.get_by_label("name")).to_have_attribute("aria-invalid", "true")
+    expect(gate.locator(".field-error:visible").first).to_contain_text(
+        "'name' is a required property"
+    )
+    gates = dashboard.client.get(f"/executions/{execution_id}/gates").json()["gates"]
+    assert [gate["status"] for gate in gates] == ["open"]
+    assert browser_problems == [
+        "console error: Failed to load resource: the server responded with a status of 422 ()"
+    ]
+    browser_problems.clear()
+
+
+def test_a_gate_is_rejected_with_a_reason(dashboard: DashboardServer, page: Page) -> None:
+    """Reject needs a reason; with one the gate resolves rejected and the guarded step skips."""
+    execution_id = open_gate(dashboard, page)
+    gate = page.locator('[data-gate-id="review"]')
+    gate.get_by_role("button", name="Reject").click()
+    expect(gate.get_by_role("alert")).to_have_text("A rejection needs a reason.")
+    gate.get_by_label("Reason to reject").fill("not today")
+    gate.get_by_role("button", name="Reject").click()
+    expect(page.locator("#execution-status")).to_have_text("succeeded", timeout=15_000)
+    document = dashboard.execution(execution_id)
+    assert document["steps"]["review"]["output"]["approved"] is False
+    assert document["steps"]["ship"]["status"] == "skipped"
+
+
+def test_cancel_asks_first_then_stops_a_running_step(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """Cancel opens a confirmation; keeping it running changes nothing; confirming cancels."""
+    execution_id = dashboard.start(SLEEPY)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    cancel = page.get_by_role("button", name="Cancel…")
+    expect(cancel).to_be_enabled()
+    expect(page.get_by_role("button", name="Resume")).to_be_disabled()
+    cancel.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Keep running").click()
+    expect(dialog).to_be_hidden()
+    assert dashboard.execution(execution_id)["status"] == "running"
+    cancel.click()
+    dialog.get_by_label("Reason (optional)").fill("enough")
+    dialog.get_by_role("button", name="Cancel execution").click()
+    expect(page.locator("#execution-status")).to_have_text("cancelled", timeout=15_000)
+    expect(page.get_by_role("button", name="Resume")).to_be_enabled()
+    expect(cancel).to_be_disabled()
+
+
+def test_resume_of_a_failed_run_goes_live_and_succeeds(
+    dashboard: DashboardServer, page: Page, tmp_path: Path
+) -> None:
+    """Resume is offered for a failed run; after it the page follows the run to its success."""
+    (tmp_path / "flaky_agent.py").write_text(FLAKY_MODULE)
+    execution_id = dashboard.run(FLAKY, {"n": 1})
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(page.locator("#execution-status")).to_have_text("failed")
+    (tmp_path / "fixed").write_text("")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#execution-status")).to_have_text("succeeded", timeout=15_000)
+    expect(page.locator(".action-status")).to_contain_text("Resumed")
+    expect(page.get_by_role("button", name="Resume")).to_be_disabled()
+
+
+def test_fork_previews_its_plan_then_starts_and_opens_the_new_execution(
+    dashboard: DashboardServer, page: Page, tmp_path: Path
+) -> None:
+    """Fork from a step: the dry-run plan names what reruns; starting goes to the new page."""
+    (tmp_path / "flaky_agent.py").write_text(FLAKY_MODULE)
+    (tmp_path / "fixed").write_text("")
+    execution_id = dashboard.run(FLAKY, {"n": 1})
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    page.get_by_role("button", name="Fork…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Inputs (JSON)")).to_have_value('{\n  "n": 1\n}')
+    dialog.get_by_label("Run again from step").select_option("call")
+    dialog.get_by_label("Inputs (JSON)").fill('{"n": 2}')
+    dialog.get_by_role("button", name="Preview").click()
+    expect(dialog.locator(".fork-rerun")).to_contain_text("call")
+    expect(dialog.locator(".fork-kept")).to_contain_text("first")
+    dialog.get_by_role("button", name="Start fork").click()
+    expect(page).not_to_have_url(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(page.locator("#execution-status")).to_have_text("succeeded", timeout=15_000)
+    new_id = page.url.rsplit("/", 1)[1]
+    assert dashboard.execution(new_id)["forked_from"] == execution_id
