@@ -190,7 +190,15 @@ class ServiceRoutes:
             )
         except ValueError:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page") from None
-        items = [{**execution_summary(item.record), "status": item.status} for item in page.items]
+        items = [
+            {
+                **execution_summary(item.record),
+                "status": item.status,
+                "parent_id": item.record.parent_id,
+                "forked_from": item.record.forked_from,
+            }
+            for item in page.items
+        ]
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_execution(self, execution_id: str) -> Response:
