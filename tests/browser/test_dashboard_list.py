@@ -85,6 +85,7 @@ def test_an_id_prefix_finds_the_execution_and_a_bad_one_says_why(
     search.fill("zz-top")
     error = page.get_by_role("alert")
     expect(error).to_contain_text("Invalid id prefix")
+    expect(error).to_contain_text("“zz-top” cannot start an execution id.")
     expect(error).to_contain_text("id_prefix: use 1 to 32 characters from 0 to 9 and a to f")
     expect(search).to_have_attribute("aria-invalid", "true")
     search.fill("")
@@ -131,6 +132,7 @@ def test_child_executions_show_only_when_asked(page: Page, dashboard: DashboardS
     expect(page.locator("tbody tr")).to_have_count(1)
     page.get_by_label("Show child executions").check()
     child = row(page, f"{parent}.sub")
+    expect(child.locator("a").first).to_have_text(f"{parent[:8]}.sub")
     expect(child.locator(".lineage")).to_have_text(f"child of {parent[:8]}")
     expect(page).to_have_url(re.compile(r"top_level=false"))
 

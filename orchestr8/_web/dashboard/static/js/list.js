@@ -68,7 +68,7 @@ function apiQuery(filters) {
 
 function invalidPrefix(prefix) {
   const message = "use 1 to 32 characters from 0 to 9 and a to f";
-  return new ApiError(400, "Invalid id prefix", `“${prefix}”: ${message}`, [{ path: "id_prefix", message }]);
+  return new ApiError(400, "Invalid id prefix", `“${prefix}” cannot start an execution id.`, [{ path: "id_prefix", message }]);
 }
 
 function updatePager() {

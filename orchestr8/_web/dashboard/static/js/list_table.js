@@ -15,8 +15,14 @@ export function runSeconds(item, now = Date.now()) {
   return Number.isNaN(start) || Number.isNaN(end) ? null : Math.max(0, (end - start) / 1000);
 }
 
+/** An id as the list shows it: 8 characters, and a child's path after the dot (`1140ec2c.sub`). */
+export function listedId(id) {
+  const dot = id.indexOf(".");
+  return dot < 0 ? shortId(id) : shortId(id) + id.slice(dot);
+}
+
 function executionLink(id) {
-  return element("a", { href: `/ui/executions/${encodeURIComponent(id)}`, className: "mono", title: id }, shortId(id));
+  return element("a", { href: `/ui/executions/${encodeURIComponent(id)}`, className: "mono", title: id }, listedId(id));
 }
 
 function lineage(item) {
@@ -113,7 +119,7 @@ export class ExecutionTable {
     const id = item.execution_id;
     const box = element("input", {
       type: "checkbox",
-      "aria-label": `Select ${shortId(id)} (${item.workflow}) for comparison`,
+      "aria-label": `Select ${listedId(id)} (${item.workflow}) for comparison`,
     });
     box.checked = this.selected.includes(id);
     box.addEventListener("change", () => this.toggle(id, box.checked));
