@@ -151,3 +151,22 @@ def test_ticking_two_rows_opens_their_comparison(page: Page, dashboard: Dashboar
     expect(compare).to_have_text("Compare selected (2 of 2)")
     compare.click()
     expect(page).to_have_url(f"{dashboard.url}/ui/compare?a={first}&b={second}")
+
+
+def test_an_older_page_updates_statuses_but_takes_no_new_rows(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """On page 2 a running row turns succeeded in place; a newer run does not push into it."""
+    slow = dashboard.start(workflow("slow", seconds=2.0))
+    newer = dashboard.run(workflow("quick"))
+    page.goto(f"{dashboard.url}/ui/?limit=1")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_have_attribute("data-execution-id", newer)
+    page.get_by_role("button", name="Older →").click()
+    expect(rows.first).to_have_attribute("data-execution-id", slow)
+    expect(rows.first.locator(".status")).to_have_text("running")
+    newest = dashboard.run(workflow("quicker"))
+    expect(rows.first.locator(".status")).to_have_text("succeeded", timeout=15_000)
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name="← Newer").click()
+    expect(rows.first).to_have_attribute("data-execution-id", newest)
