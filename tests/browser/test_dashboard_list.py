@@ -1,4 +1,8 @@
-"""The executions list in a browser: live rows, filters in the URL, id search, paging, compare."""
+"""The executions list in a browser: live rows, filters in the URL, id search, paging, compare.
+
+Every test takes `dashboard` before `page`, so the page (which polls every second) closes before
+the server stops: a poll of a stopped server would be a console error, failing the test.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def row(page: Page, execution_id: str) -> Any:
 
 
 def test_a_run_started_after_the_page_opened_appears_and_turns_succeeded(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Without a reload, a new run appears at the top as running, then says succeeded."""
     earlier = dashboard.run(workflow("earlier"))
@@ -46,7 +50,7 @@ def test_a_run_started_after_the_page_opened_appears_and_turns_succeeded(
 
 
 def test_filters_by_status_and_workflow_are_kept_in_the_url(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Status and workflow filters narrow the rows, land in the URL and survive a reload."""
     good = dashboard.run(workflow("good"))
@@ -70,7 +74,7 @@ def test_filters_by_status_and_workflow_are_kept_in_the_url(
 
 
 def test_an_id_prefix_finds_the_execution_and_a_bad_one_says_why(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """Typing the start of an id keeps its row; a non-hex prefix is a readable error."""
     first = dashboard.run(workflow("one"))
@@ -94,7 +98,7 @@ def test_an_id_prefix_finds_the_execution_and_a_bad_one_says_why(
 
 
 def test_older_and_newer_page_through_the_executions(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """With `?limit=2`, five runs make three pages; Older and Newer walk them by cursor."""
     ids = [dashboard.run(workflow(f"run-{index}")) for index in range(5)]
@@ -119,7 +123,7 @@ def test_older_and_newer_page_through_the_executions(
     expect(newer).to_be_disabled()
 
 
-def test_child_executions_show_only_when_asked(page: Page, dashboard: DashboardServer) -> None:
+def test_child_executions_show_only_when_asked(dashboard: DashboardServer, page: Page) -> None:
     """A sub-workflow's child row is hidden until "Show child executions" is ticked."""
     parent = dashboard.run(
         {
@@ -137,7 +141,7 @@ def test_child_executions_show_only_when_asked(page: Page, dashboard: DashboardS
     expect(page).to_have_url(re.compile(r"top_level=false"))
 
 
-def test_ticking_two_rows_opens_their_comparison(page: Page, dashboard: DashboardServer) -> None:
+def test_ticking_two_rows_opens_their_comparison(dashboard: DashboardServer, page: Page) -> None:
     """Compare stays disabled until two rows are ticked, then goes to /ui/compare?a=&b=."""
     first = dashboard.run(workflow("left"))
     second = dashboard.run(workflow("right"))
@@ -154,7 +158,7 @@ def test_ticking_two_rows_opens_their_comparison(page: Page, dashboard: Dashboar
 
 
 def test_an_older_page_updates_statuses_but_takes_no_new_rows(
-    page: Page, dashboard: DashboardServer
+    dashboard: DashboardServer, page: Page
 ) -> None:
     """On page 2 a running row turns succeeded in place; a newer run does not push into it."""
     slow = dashboard.start(workflow("slow", seconds=2.0))
