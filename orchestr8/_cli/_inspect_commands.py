@@ -5,6 +5,7 @@ Heavy imports wait until a command runs.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 
@@ -92,6 +93,19 @@ def schema() -> int:
     help="List child executions (sub-workflows, plans) too, not only top-level ones.",
 )
 @click.option(
+    "--workflow",
+    "workflow_name",
+    default=None,
+    metavar="NAME",
+    help="List only executions of the workflow with exactly this name.",
+)
+@click.option(
+    "--id-prefix",
+    default=None,
+    metavar="HEX",
+    help="List only executions whose id starts with these hex characters.",
+)
+@click.option(
     "--timeline",
     is_flag=True,
     help="With ID: draw each step's attempts and retry waits on a time axis.",
@@ -127,6 +141,8 @@ async def inspect(
     status: str | None,
     timeline: bool,
     include_children: bool,
+    workflow_name: str | None,
+    id_prefix: str | None,
     events_shown: str,
     journal: str | None,
     at: str | None,
@@ -147,6 +163,7 @@ async def inspect(
         from .._execution._liveness import interrupted_executions, list_shown_executions
         from .._journal._gate_views import all_gates_expired, refused_answers
         from .._journal._journal import open_journal
+        from .._journal._page_filter import ID_PREFIX_PATTERN
         from .._journal._replay import replay
         from ._views import (
             dump_json,
@@ -164,6 +181,12 @@ async def inspect(
             raise CommandError(
                 "--limit, --status and --children apply to the list, not to one execution"
             )
+        if execution_id is not None and (workflow_name is not None or id_prefix is not None):
+            raise CommandError("--workflow and --id-prefix apply to the list, not to one execution")
+        if id_prefix is not None and re.fullmatch(ID_PREFIX_PATTERN, id_prefix) is None:
+            raise CommandError(
+                f"--id-prefix {id_prefix!r}: expected 1 to 32 lowercase hex characters"
+            )
         if timeline and (execution_id is None or as_json):
             raise CommandError("--timeline needs an execution ID and draws text, not --json")
         _check_time_travel(execution_id, at, diff, timeline)
@@ -175,7 +198,12 @@ async def inspect(
         async with open_journal(path) as store:
             if execution_id is None:
                 page = await list_shown_executions(
-                    store, status=status, limit=limit or 20, top_level=not include_children
+                    store,
+                    status=status,
+                    limit=limit or 20,
+                    top_level=not include_children,
+                    workflow=workflow_name,
+                    id_prefix=id_prefix,
                 )
                 summaries = [execution_summary(item.record, item.status) for item in page.items]
                 for summary in summaries:
@@ -187,7 +215,12 @@ async def inspect(
                 elif summaries:
                     click.echo(render_execution_list(summaries, color=color))
                 else:
-                    click.echo("no executions" + (f" with status {status}" if status else ""))
+                    named = [
+                        f"with status {status}" if status else "",
+                        f"of workflow {workflow_name!r}" if workflow_name else "",
+                        f"with an id starting {id_prefix!r}" if id_prefix else "",
+                    ]
+                    click.echo(" ".join(["no executions", *filter(None, named)]))
                 return EXIT_OK
             record = await find_execution(store, execution_id)
             if at is not None:

@@ -90,8 +90,13 @@ async def list_shown_executions(
     before: str | None = None,
     scan_pages: int = 20,
     top_level: bool = False,
+    workflow: str | None = None,
+    id_prefix: str | None = None,
 ) -> ShownPage:
     """A page of executions, newest first, with the status to show; optionally only `status`.
+
+    `workflow` (an exact workflow name) and `id_prefix` (the start of the execution id) are
+    applied by the journal (`Journal.list_executions`), so they hold for every status.
 
     Filtering by a status the derived one changes (`pending`, `running`, `interrupted`) reads
     journal pages until `limit` executions match, at most `scan_pages` of them: a page may then
@@ -99,7 +104,8 @@ async def list_shown_executions(
     executions (a sub-workflow's, a plan's, a map item's), the same way.
 
     Raises:
-        ValueError: `limit` is below 1, `before` is not a cursor, `status` is no status.
+        ValueError: `limit` is below 1, `before` is not a cursor, `status` is no status,
+            `id_prefix` is not 1 to 32 lowercase hex characters.
         JournalError: the journal or its lock file cannot be read.
     """
     if status is not None and status not in SHOWN_STATUSES:
@@ -108,7 +114,13 @@ async def list_shown_executions(
     items: list[ShownExecution] = []
     cursor = before
     for _ in range(scan_pages):
-        page = await journal.list_executions(status=journal_status, limit=limit, before=cursor)
+        page = await journal.list_executions(
+            status=journal_status,
+            limit=limit,
+            before=cursor,
+            workflow=workflow,
+            id_prefix=id_prefix,
+        )
         interrupted = await interrupted_executions(
             journal, [(record.execution_id, record.status) for record in page.items]
         )

@@ -3,8 +3,8 @@
 Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its read side),
 `_writer` (the write side: writer task, group commit, lag cap, failure and reopening), `_records`,
 `_rules`, `_sqlite` (the SQLite store) on `_sqlite_schema` (its file format), `_memory`,
-`_recovery`, `_retention` (pruning old finished executions from a file, and compacting it), and
-the read models built from events:
+`_recovery`, `_retention` (pruning old finished executions from a file, and compacting it),
+`_page_filter` (which executions a list page keeps), and the read models built from events:
 `_replay` (execution and step state), `_timeline` (attempts over time) and `_map_items` (a map's
 items counted by status); time travel: `_state_at` (the state after one event), `_state_diff`
 (what changed between two) and `_comparison` (two executions side by side).

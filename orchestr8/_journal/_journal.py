@@ -30,6 +30,7 @@ import trio
 from .._errors import ExecutionNotFoundError, JournalError, unwrap_single_error
 from .._json import has_lone_surrogate
 from ._events import Event, ExecutionStatus
+from ._page_filter import PageFilter
 
 # Re-exported: the journal's interface hands these out and takes them in.
 from ._records import BatchOutcome as BatchOutcome
@@ -158,7 +159,7 @@ class ReadableStore(Protocol):
         ...
 
     def load_page(
-        self, status: str | None, before: tuple[str, str] | None, limit: int
+        self, status: str | None, before: tuple[str, str] | None, limit: int, only: PageFilter
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
         ...
@@ -257,20 +258,29 @@ class Journal(JournalWriter):
         status: ExecutionStatus | str | None = None,
         limit: int = 50,
         before: str | None = None,
+        workflow: str | None = None,
+        id_prefix: str | None = None,
     ) -> ExecutionPage:
         """Return a page of executions, newest first, optionally only those with `status`.
 
         Pages are ordered by (`created_at`, `execution_id`) so the cursor stays valid while new
-        executions are recorded.
+        executions are recorded. `workflow` keeps the executions of the workflow of that exact
+        name, `id_prefix` those whose id starts with it (see `PageFilter`).
 
         Raises:
-            ValueError: `limit` is below 1 or `before` is not a cursor from a previous page.
+            ValueError: `limit` is below 1, `before` is not a cursor from a previous page, or
+                `id_prefix` is not 1 to 32 lowercase hex characters.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         position = None if before is None else decode_cursor(before)
         wanted = None if status is None else str(ExecutionStatus(status))
-        rows = await self._query(lambda storage: storage.load_page(wanted, position, limit + 1))
+        only = PageFilter(workflow=workflow, id_prefix=id_prefix)
+        if only.nothing_matches():
+            return ExecutionPage(items=(), next_cursor=None)
+        rows = await self._query(
+            lambda storage: storage.load_page(wanted, position, limit + 1, only)
+        )
         items = tuple(rows[:limit])
         more = len(rows) > limit
         cursor = encode_cursor(items[-1].created_at, items[-1].execution_id) if more else None

@@ -35,6 +35,7 @@ from ._journal import (
     KeyHeld,
     ReadableStore,
 )
+from ._page_filter import PageFilter
 from ._requests import MemoryRequests, RequestStore
 from ._rules import (
     EXECUTION_FIELDS,
@@ -54,6 +55,8 @@ _Result = TypeVar("_Result")
 
 _COLUMN = {name: index for index, name in enumerate(EXECUTION_FIELDS)}
 _STATUS = _COLUMN["status"]
+_EXECUTION_ID = _COLUMN["execution_id"]
+_WORKFLOW_NAME = _COLUMN["workflow_name"]
 _FORKED_FROM = _COLUMN["forked_from"]
 _STARTED_AT = _COLUMN["started_at"]
 _FINISHED_AT = _COLUMN["finished_at"]
@@ -169,7 +172,7 @@ class MemoryStore:
         ]
 
     def load_page(
-        self, status: str | None, before: tuple[str, str] | None, limit: int
+        self, status: str | None, before: tuple[str, str] | None, limit: int, only: PageFilter
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
         order = self._by_time
@@ -178,7 +181,9 @@ class MemoryStore:
         found: list[ExecutionRecord] = []
         for index in range(end - 1, -1, -1):
             row = self._executions[order[index][1]].row
-            if status is None or row[_STATUS] == status:
+            if (status is None or row[_STATUS] == status) and only.matches(
+                row[_EXECUTION_ID], row[_WORKFLOW_NAME]
+            ):
                 found.append(decode_execution(row))
                 if len(found) >= limit:
                     break

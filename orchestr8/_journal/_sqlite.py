@@ -32,6 +32,7 @@ from ._journal import (
     KeyHeld,
     ReadableStore,
 )
+from ._page_filter import PageFilter
 from ._requests import RequestStore, SQLiteRequests
 from ._rules import (
     EXECUTION_FIELDS,
@@ -227,7 +228,7 @@ class Store:
         return [decode_event(row) for row in rows]
 
     def load_page(
-        self, status: str | None, before: tuple[str, str] | None, limit: int
+        self, status: str | None, before: tuple[str, str] | None, limit: int, only: PageFilter
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions ordered by (created_at, execution_id), newest first."""
         conditions: list[str] = []
@@ -235,6 +236,13 @@ class Store:
         if status is not None:
             conditions.append("e.status = ?")
             parameters.append(status)
+        if only.workflow is not None:
+            conditions.append("e.workflow_name = ?")
+            parameters.append(only.workflow)
+        id_range = only.id_range()
+        if id_range is not None:
+            conditions.append("e.execution_id >= ? AND e.execution_id < ?")
+            parameters.extend(id_range)
         if before is not None:
             conditions.append("(e.created_at, e.execution_id) < (?, ?)")
             parameters.extend(before)

@@ -81,6 +81,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX executions_by_fork ON executions (forked_from, created_at, execution_id)"
         " WHERE forked_from IS NOT NULL",
     ),
+    (
+        # The dashboard (issue 16) lists one workflow's executions, newest first, a page at a time.
+        "CREATE INDEX executions_by_workflow"
+        " ON executions (workflow_name, created_at, execution_id)",
+    ),
 )
 """Migration N (0-based) takes a journal from `user_version` N to N + 1."""
 

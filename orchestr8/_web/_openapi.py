@@ -216,6 +216,17 @@ def _paths() -> dict[str, Any]:
                         "true: leave out child executions (sub-workflows, plans, map items).",
                         {"type": "boolean", "default": False},
                     ),
+                    _query(
+                        "workflow",
+                        "Only executions of the workflow with exactly this name (empty: any).",
+                        {"type": "string"},
+                    ),
+                    _query(
+                        "id_prefix",
+                        "Only executions whose id starts with these lowercase hex characters"
+                        " (empty: any).",
+                        {"type": "string", "pattern": "^([0-9a-f]{1,32})?$"},
+                    ),
                 ],
                 "responses": _responses("200", "A page of executions.", "ExecutionPage", "400"),
             }

@@ -290,6 +290,12 @@ def component_schemas() -> dict[str, Any]:
                     "required": ["self"],
                     "properties": {"self": {"type": "string"}},
                 },
+                "parent_id": _nullable(
+                    {"type": "string", "description": "The parent of a child execution."}
+                ),
+                "forked_from": _nullable(
+                    {"type": "string", "description": "The execution this one was forked from."}
+                ),
             },
         },
         "ExecutionPage": {

@@ -31,6 +31,7 @@ from .._execution._liveness import SHOWN_STATUSES, list_shown_executions, shown_
 from .._execution._runtime import Runtime
 from .._journal._events import ExecutionStatus
 from .._journal._gate_views import refused_answers
+from .._journal._page_filter import ID_PREFIX_PATTERN
 from .._journal._replay import replay
 from .._version import __version__
 from ._cancel_route import cancel_execution
@@ -171,6 +172,12 @@ class ServiceRoutes:
         top_level = request.args.get("top_level", "false")
         if top_level not in ("true", "false"):
             raise ProblemError.parameter("top_level", f"expected true or false, got {top_level!r}")
+        workflow = request.args.get("workflow") or None
+        id_prefix = request.args.get("id_prefix") or None
+        if id_prefix is not None and re.fullmatch(ID_PREFIX_PATTERN, id_prefix) is None:
+            raise ProblemError.parameter(
+                "id_prefix", f"expected 1 to 32 lowercase hex characters, got {id_prefix!r}"
+            )
         try:
             page = await list_shown_executions(
                 self.runtime.journal,
@@ -178,10 +185,20 @@ class ServiceRoutes:
                 limit=limit,
                 before=cursor,
                 top_level=top_level == "true",
+                workflow=workflow,
+                id_prefix=id_prefix,
             )
         except ValueError:
             raise ProblemError.parameter("cursor", "not a cursor from a previous page") from None
-        items = [{**execution_summary(item.record), "status": item.status} for item in page.items]
+        items = [
+            {
+                **execution_summary(item.record),
+                "status": item.status,
+                "parent_id": item.record.parent_id,
+                "forked_from": item.record.forked_from,
+            }
+            for item in page.items
+        ]
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_execution(self, execution_id: str) -> Response:

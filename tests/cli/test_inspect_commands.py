@@ -68,6 +68,42 @@ def test_inspect_names_each_child_and_each_child_its_parent(tmp_path: Path) -> N
     assert "--children apply to the list, not to one execution" in refused.stderr
 
 
+def test_the_list_narrows_by_workflow_and_id_prefix(tmp_path: Path) -> None:
+    """`--workflow NAME` and `--id-prefix HEX` keep the matching executions; bad ones exit 1."""
+    journal = str(tmp_path / "journal.db")
+    example = str(EXAMPLES / "sub_workflow.json")
+    done = cli("run", example, "--journal", journal, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    parent_id = json.loads(done.stdout)["execution_id"]
+    name = json.loads(Path(example).read_text())["name"]
+
+    def listed(*options: str) -> list[str]:
+        shown = cli("inspect", "--journal", journal, "--json", *options, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        return [item["execution_id"] for item in json.loads(shown.stdout)]
+
+    assert listed("--workflow", name) == [parent_id]
+    assert listed("--id-prefix", parent_id[:5], "--workflow", name) == [parent_id]
+    assert listed("--workflow", "elsewhere") == []
+    empty = cli(
+        "inspect",
+        "--journal",
+        journal,
+        "--workflow",
+        "elsewhere",
+        "--status",
+        "failed",
+        cwd=tmp_path,
+    )
+    assert empty.stdout == "no executions with status failed of workflow 'elsewhere'\n"
+    bad = cli("inspect", "--journal", journal, "--id-prefix", "XYZ", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "--id-prefix 'XYZ': expected 1 to 32 lowercase hex characters" in bad.stderr
+    one = cli("inspect", parent_id, "--workflow", name, "--journal", journal, cwd=tmp_path)
+    assert one.returncode == 1
+    assert "--workflow and --id-prefix apply to the list, not to one execution" in one.stderr
+
+
 def test_resuming_a_child_directly_is_refused_naming_its_parent(tmp_path: Path) -> None:
     """`resume CHILD` exits 1 and says to resume the parent, which resumes the child."""
     journal = str(tmp_path / "journal.db")

@@ -126,3 +126,22 @@ async def test_a_waiting_execution_nobody_runs_is_waiting_not_interrupted(tmp_pa
         page = await list_shown_executions(journal, status="waiting")
         assert [shown.status for shown in page.items] == ["waiting"]
         assert (await list_shown_executions(journal, status=INTERRUPTED)).items == ()
+
+
+async def test_workflow_and_id_prefix_filters_hold_for_interrupted(tmp_path: Path) -> None:
+    """The journal-level filters narrow the derived status too: interrupted of one workflow."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        await record(journal, "a1", EventType.EXECUTION_STARTED)
+        await record(journal, "a2", EventType.EXECUTION_STARTED, EventType.EXECUTION_SUCCEEDED)
+        await record(journal, "b1", EventType.EXECUTION_STARTED)
+        await journal.create_execution(
+            ExecutionRecord(execution_id="a3", workflow_name="other", workflow=WORKFLOW)
+        )
+        by_prefix = await list_shown_executions(journal, status=INTERRUPTED, id_prefix="a")
+        assert [item.record.execution_id for item in by_prefix.items] == ["a3", "a1"]
+        by_workflow = await list_shown_executions(
+            journal, status=INTERRUPTED, workflow="w", id_prefix="a"
+        )
+        assert [item.record.execution_id for item in by_workflow.items] == ["a1"]
+        with pytest.raises(ValueError, match="id_prefix"):
+            await list_shown_executions(journal, id_prefix="A")

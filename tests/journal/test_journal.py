@@ -32,6 +32,7 @@ from orchestr8._journal._journal import (
     open_journal,
 )
 from orchestr8._journal._memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
+from orchestr8._journal._page_filter import PageFilter
 from orchestr8._journal._replay import replay
 from orchestr8._journal._rules import EXECUTION_FIELDS
 from orchestr8._journal._sqlite import SQLiteJournal, Store
@@ -948,7 +949,10 @@ def _snapshot(store: Any) -> list[Any]:
     for status in (None, *ExecutionStatus):
         for before in (None, (_STAMPS[1], "b"), (_STAMPS[0], "\xe9")):
             for limit in (1, 10):
-                seen.append(store.load_page(status, before, limit))
+                seen.append(store.load_page(status, before, limit, PageFilter()))
+    for only in (PageFilter("wf"), PageFilter(id_prefix="a"), PageFilter("other", "b")):
+        for before in (None, (_STAMPS[1], "b")):
+            seen.append(store.load_page(None, before, 10, only))
     return seen
 
 
@@ -1020,7 +1024,7 @@ def test_both_stores_offer_the_same_read_side() -> None:
             assert store.load_by_idempotency_key("key") is None
             assert store.load_last_seq("run-1") is None
             assert store.load_events("run-1", 0, None) is None
-            assert store.load_page(None, None, 10) == []
+            assert store.load_page(None, None, 10, PageFilter()) == []
     finally:
         sqlite_store.close()
 

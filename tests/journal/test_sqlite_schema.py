@@ -11,8 +11,9 @@ from orchestr8._journal._sqlite_schema import _MIGRATIONS, APPLICATION_ID, SCHEM
 
 
 def test_the_schema_version_counts_the_migrations() -> None:
-    """Version 2 added the parent links of child executions, version 3 the steering tables."""
-    assert SCHEMA_VERSION == len(_MIGRATIONS) == 3
+    """Version 2 added the parent links of child executions, version 3 the steering tables, 4
+    the index the dashboard lists one workflow's executions by."""
+    assert SCHEMA_VERSION == len(_MIGRATIONS) == 4
 
 
 async def test_a_version_1_journal_gains_the_parent_columns_and_keeps_its_executions(
@@ -76,3 +77,27 @@ async def test_a_version_2_journal_keeps_its_full_documents_and_stores_new_ones_
     report = prune_journal_file(path, cutoff="2026-06-01T00:00:00.000Z", held=lambda ids: ())
     assert report.pruned == ("old",)
     assert report.documents == 0
+
+
+async def test_a_version_3_journal_gains_the_workflow_index(tmp_path: Path) -> None:
+    """Opening a version 3 journal adds the index on (workflow_name, created_at, execution_id)."""
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as connection, connection:
+        for statements in _MIGRATIONS[:3]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(
+            "INSERT INTO executions (execution_id, workflow_name, workflow, inputs, status,"
+            " created_at) VALUES ('0ld', 'w', '{}', '{}', 'succeeded', '2026-01-01T00:00:00.000Z')"
+        )
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("PRAGMA user_version = 3")
+    async with open_journal(path) as journal:
+        page = await journal.list_executions(workflow="w")
+    assert [item.execution_id for item in page.items] == ["0ld"]
+    with closing(sqlite3.connect(path)) as connection:
+        indexes = connection.execute(
+            "SELECT name FROM sqlite_master"
+            " WHERE type = 'index' AND name = 'executions_by_workflow'"
+        ).fetchall()
+    assert indexes == [("executions_by_workflow",)]

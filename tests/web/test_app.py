@@ -682,12 +682,41 @@ async def test_an_unfinished_execution_no_process_runs_reads_as_interrupted(
         ("limit=501", "limit"),
         ("limit=ten", "limit"),
         ("cursor=zzz", "cursor"),
+        ("id_prefix=ABC", "id_prefix"),
+        ("id_prefix=xyz", "id_prefix"),
+        (f"id_prefix={'a' * 33}", "id_prefix"),
     ],
 )
 async def test_bad_list_parameters_are_400(client: Client, query: str, name: str) -> None:
     """A bad status, limit or cursor is a 400 problem naming the parameter."""
     document = await problem(await client.get(f"/executions?{query}"), 400)
     assert document["errors"][0]["path"] == name
+
+
+async def test_list_filters_by_workflow_and_id_prefix_with_status_and_paging(
+    client: Client, runtime: Runtime
+) -> None:
+    """`workflow` keeps one workflow's executions, `id_prefix` the ids starting so; both combine."""
+    greeted = []
+    for name in ("a", "b", "c"):
+        greeted.append(await start(client, ECHO, inputs={"who": name}))
+        await finish(runtime, greeted[-1])
+    failed = await start(client, FAIL)
+    await finish(runtime, failed)
+
+    async def listed(query: str) -> list[str]:
+        page = await (await client.get(f"/executions?{query}")).get_json()
+        return [item["execution_id"] for item in page["items"]]
+
+    assert await listed("workflow=greet") == greeted[::-1]
+    assert await listed("workflow=boom&status=failed") == [failed]
+    assert await listed("workflow=greet&status=failed") == []
+    assert await listed(f"id_prefix={failed[:6]}") == [failed]
+    assert await listed(f"workflow=greet&id_prefix={failed[:32]}") == []
+    assert await listed("workflow=&id_prefix=") == [failed, *greeted[::-1]]
+    first = await (await client.get("/executions?workflow=greet&limit=2")).get_json()
+    rest = await listed(f"workflow=greet&limit=2&cursor={first['next_cursor']}")
+    assert [item["execution_id"] for item in first["items"]] + rest == greeted[::-1]
 
 
 async def test_journal_pages_events_in_seq_order_with_the_next_cursor(

@@ -87,6 +87,8 @@ async def test_the_list_leaves_out_children_when_asked_for_top_level_executions(
         execution_id,
         f"{execution_id}.sub",
     }
+    parents = {item["execution_id"]: item["parent_id"] for item in every["items"]}
+    assert parents == {execution_id: None, f"{execution_id}.sub": execution_id}
     top = await (await client.get("/executions?top_level=true")).get_json()
     assert [item["execution_id"] for item in top["items"]] == [execution_id]
     refused = await client.get("/executions?top_level=yes")

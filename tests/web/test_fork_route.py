@@ -60,6 +60,9 @@ async def test_a_fork_is_202_with_its_links_and_lineage_on_both_sides(
     original = await (await client.get(f"/executions/{source}")).get_json()
     assert original["forks"] == [fork_id]
     assert original["forked_from"] is None
+    listed = await (await client.get("/executions")).get_json()
+    lineage = {item["execution_id"]: item["forked_from"] for item in listed["items"]}
+    assert lineage == {fork_id: source, source: None}
 
 
 async def test_a_dry_run_is_200_with_the_plan_and_starts_nothing(
