@@ -47,6 +47,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "gate-not-found": "Approval gate not found",
     "invalid-answer": "Answer does not fit the gate",
     "gate-answered": "Gate answered or resolved already",
+    "group-not-found": "No map, loop, sub-workflow or plan step of that id",
 }
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 
