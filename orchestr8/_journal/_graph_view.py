@@ -134,22 +134,31 @@ def graph_document(
     and `status` the execution's status as views show it (`interrupted` included). Each node has
     `id`, `kind`, `agent`, `depends_on`, `status`, `attempts`, `started` (seconds after the
     execution started), `duration` and, for a map, loop, sub-workflow or plan, a `group`.
+    Under the `sequential` strategy each step also depends on the one declared before it.
     """
     maps = item_counts(state)
     loops = _iteration_units(state)
+    sequential = workflow.get("strategy") == "sequential"
     nodes: list[dict[str, Any]] = []
+    previous: str | None = None
     for step in _declared_steps(workflow):
         step_id = str(step["id"])
         kind = step_kind(step)
         unit = state.steps.get(step_id)
-        depends_on = step.get("depends_on")
+        declared = step.get("depends_on")
+        depends_on = (
+            [name for name in declared if isinstance(name, str)]
+            if isinstance(declared, list)
+            else []
+        )
+        if sequential and previous is not None and previous not in depends_on:
+            depends_on.append(previous)
+        previous = step_id
         node: dict[str, Any] = {
             "id": step_id,
             "kind": kind,
             "agent": _agent_id(step),
-            "depends_on": [name for name in depends_on if isinstance(name, str)]
-            if isinstance(depends_on, list)
-            else [],
+            "depends_on": depends_on,
             "status": str(unit.status if unit is not None else StepStatus.PENDING),
             "attempts": unit.total_attempts if unit is not None else 0,
             "started": _seconds(unit.started) if unit is not None else None,

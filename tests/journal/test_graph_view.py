@@ -231,3 +231,17 @@ def test_ten_thousand_steps_stay_well_under_two_megabytes() -> None:
     document = graph_document("run-1", {"steps": steps}, replay(script.events), status="succeeded")
     size = len(json.dumps(document, separators=(",", ":")))
     assert size < 1_500_000
+
+
+def test_a_sequential_workflow_chains_each_step_to_the_one_before() -> None:
+    """`strategy: sequential` adds the implicit edge from the previous step, once."""
+    workflow = {
+        "strategy": "sequential",
+        "steps": [
+            {"id": "a", "agent": "echo"},
+            {"id": "b", "agent": "echo"},
+            {"id": "c", "agent": "echo", "depends_on": ["b"]},
+        ],
+    }
+    document = graph_document("run-1", workflow, replay([]), status="pending")
+    assert [node["depends_on"] for node in document["nodes"]] == [[], ["a"], ["b"]]
