@@ -87,6 +87,30 @@ def test_a_map_is_one_node_with_counts_that_expands_into_its_items(
     expect(each).to_have_attribute("aria-expanded", "false")
 
 
+def test_a_maps_counts_follow_its_items_live(page: Page, dashboard: DashboardServer) -> None:
+    """Items finishing one by one move the map node's counts while the page watches."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "slow-map",
+        "steps": [
+            {
+                "id": "each",
+                "agent": "sleep",
+                "for_each": "inputs.xs",
+                "max_concurrency": 1,
+                "input": {"seconds": 1.5},
+            }
+        ],
+    }
+    execution_id = dashboard.start(workflow, {"xs": [1, 2, 3]})
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    each = node(page, "each")
+    expect(each).to_contain_text("1/3 succeeded \u00b7 1 running", timeout=10_000)
+    expect(each).to_contain_text("2/3 succeeded \u00b7 1 running", timeout=10_000)
+    expect(each).to_contain_text("3/3 succeeded", timeout=10_000)
+    expect(each).to_have_attribute("data-status", "succeeded")
+
+
 def test_the_keyboard_moves_along_edges_and_selects(page: Page, dashboard: DashboardServer) -> None:
     """The first step is the tab stop; arrows follow edges and columns; Enter selects."""
     execution_id = dashboard.run(DIAMOND)

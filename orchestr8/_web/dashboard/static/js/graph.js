@@ -33,6 +33,7 @@ const EXECUTION_CHANGES = new Set([
 ]);
 const OVERSCAN = 240;
 const REFRESH_MS = 1000;
+const REFRESH_SOON_MS = 250;
 const MIN_ZOOM = 0.1;
 const MAX_ZOOM = 2;
 
@@ -59,6 +60,7 @@ class GraphView {
     this.appliedSeq = 0;
     this.frame = 0;
     this.refreshTimer = null;
+    this.lastRefresh = -Infinity;
     this.ready = false;
     this.zoomText = element("span", { className: "graph-zoom", "aria-live": "polite" }, "100%");
     this.info = element("span", { className: "graph-info" });
@@ -322,7 +324,7 @@ class GraphView {
       if (this.applyToNode(node, event, status)) changed.add(stepId);
     }
     for (const id of changed) this.redraw(id);
-    if (groupsChanged) this.refresh(REFRESH_MS);
+    if (groupsChanged) this.refresh(Math.max(REFRESH_SOON_MS, this.lastRefresh + REFRESH_MS - performance.now()));
   }
 
   /** Change `node` by one of its events; whether anything shown changed. */
@@ -358,7 +360,7 @@ class GraphView {
     if (node.group) this.members.setGroup(node);
   }
 
-  /** Read the graph again after `delay` ms (at most one read pending): groups' counts and a resume. */
+  /** Read the graph again after `delay` ms (one read pending at most, about one a second). */
   refresh(delay) {
     if (this.refreshTimer !== null) {
       if (delay > 0) return;
@@ -366,6 +368,7 @@ class GraphView {
     }
     this.refreshTimer = setTimeout(async () => {
       this.refreshTimer = null;
+      this.lastRefresh = performance.now();
       let doc;
       try {
         doc = await getJSON(this.page.path("/graph"));
