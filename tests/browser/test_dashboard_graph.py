@@ -111,6 +111,29 @@ def test_a_maps_counts_follow_its_items_live(page: Page, dashboard: DashboardSer
     expect(each).to_have_attribute("data-status", "succeeded")
 
 
+def test_a_sub_workflow_node_links_to_its_child_execution(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """Expanding a sub-workflow step offers its child execution's page."""
+    inner = {"schema_version": "1.0", "name": "inner", "steps": [{"id": "x", "agent": "echo"}]}
+    workflow = {
+        "schema_version": "1.1",
+        "name": "outer",
+        "steps": [{"id": "nested", "workflow": inner, "input": {}}],
+    }
+    execution_id = dashboard.run(workflow)
+    (child,) = dashboard.execution(execution_id)["children"]
+    child_id = child["execution_id"]
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    nested = node(page, "nested")
+    expect(nested).to_have_attribute("data-group", "workflow")
+    expect(nested).to_contain_text(f"child run {child_id[:8]}")
+    nested.press("Enter")
+    page.get_by_role("link", name=f"Open child execution {child_id[:8]}").click()
+    expect(page).to_have_url(f"{dashboard.url}/ui/executions/{child_id}")
+    expect(node(page, "x").locator(".status")).to_have_text("succeeded")
+
+
 def test_the_keyboard_moves_along_edges_and_selects(page: Page, dashboard: DashboardServer) -> None:
     """The first step is the tab stop; arrows follow edges and columns; Enter selects."""
     execution_id = dashboard.run(DIAMOND)
