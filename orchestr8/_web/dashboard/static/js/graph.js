@@ -1,47 +1,20 @@
 // The execution's DAG, left to right, coloured and labelled by status and updated live. Reads the
 // graph document (`GET /executions/{id}/graph`, the page's summary), lays it out (graph_layout),
 // draws only the nodes and edges inside the visible part of the scrollable panel (so 10,000 steps
-// cost what a screenful does), and on each batch of live events updates only the nodes whose
-// status or attempts changed. Groups (map items, loop iterations, child executions) are one node
+// cost what a screenful does), and on each batch of live events (graph_live) redraws only the
+// nodes whose status or attempts changed. Groups (map items, loop iterations, child executions) are one node
 // with counts that expands into a member list (graph_members). Keyboard: Tab reaches the current
 // node, arrow keys move along edges and within a column, Enter/Space selects (and expands a group).
 
-import { getJSON } from "./api.js";
 import { element } from "./format.js";
 import { arrowDefinitions, drawEdge, drawNode, svg, updateNode } from "./graph_draw.js";
 import { NODE_HEIGHT, NODE_WIDTH, layout } from "./graph_layout.js";
+import { LiveGraph, ownerOf } from "./graph_live.js";
 import { MemberList } from "./graph_members.js";
 
-const STEP_STATUS = {
-  "step.started": "running",
-  "attempt.started": "running",
-  "retry.scheduled": "retrying",
-  "step.succeeded": "succeeded",
-  "step.failed": "failed",
-  "step.skipped": "skipped",
-  "step.cancelled": "cancelled",
-  "gate.opened": "waiting",
-  "gate.resolved": "running",
-};
-const ENDINGS = new Set(["step.succeeded", "step.failed", "step.skipped", "step.cancelled"]);
-const EXECUTION_CHANGES = new Set([
-  "execution.resumed",
-  "execution.waiting",
-  "execution.succeeded",
-  "execution.failed",
-  "execution.cancelled",
-]);
 const OVERSCAN = 240;
-const REFRESH_MS = 1000;
-const REFRESH_SOON_MS = 250;
 const MIN_ZOOM = 0.1;
 const MAX_ZOOM = 2;
-
-/** The step a member unit belongs to (`each[3]` → `each`, `draft#2` → `draft`), else null. */
-function ownerOf(unitId) {
-  const cut = unitId.search(/[[#]/);
-  return cut > 0 ? unitId.slice(0, cut) : null;
-}
 
 /** Draw the execution's graph in `container` and keep it live. */
 export function mount(page, container) {
@@ -57,10 +30,7 @@ class GraphView {
     this.scale = 1;
     this.current = null;
     this.selected = null;
-    this.appliedSeq = 0;
     this.frame = 0;
-    this.refreshTimer = null;
-    this.lastRefresh = -Infinity;
     this.ready = false;
     this.zoomText = element("span", { className: "graph-zoom", "aria-live": "polite" }, "100%");
     this.info = element("span", { className: "graph-info" });
@@ -93,16 +63,20 @@ class GraphView {
     });
     new ResizeObserver(() => this.schedule()).observe(this.scroller);
     page.addEventListener("document", ({ detail }) => this.setDocument(detail));
-    page.addEventListener("events", ({ detail }) => this.apply(detail.events));
+    this.live = new LiveGraph(page, {
+      redraw: (id) => this.redraw(id),
+      memberStatus: (id, status) => this.members.setStatus(id, status),
+    });
+    page.addEventListener("events", ({ detail }) => this.live.apply(detail.events));
     page.addEventListener("select", ({ detail }) => this.highlight(detail.stepId));
-    page.addEventListener("ended", () => this.refresh(0));
+    page.addEventListener("ended", () => this.live.refresh(0));
   }
 
   /** A new graph document: lay it out and draw what is visible. */
   setDocument(doc) {
     if (!doc || !Array.isArray(doc.nodes)) return;
     this.nodes = new Map(doc.nodes.map((node) => [node.id, { ...node }]));
-    this.appliedSeq = doc.last_seq || 0;
+    this.live.reset(this.nodes, doc.last_seq || 0);
     this.layout = layout(doc.nodes);
     this.dependents = new Map();
     for (const edge of this.layout.edges) {
@@ -302,104 +276,11 @@ class GraphView {
     this.members.select(stepId);
   }
 
-  /** Apply a batch of live events: update only the nodes they change. */
-  apply(events) {
-    const changed = new Set();
-    let groupsChanged = false;
-    for (const event of events) {
-      this.appliedSeq = Math.max(this.appliedSeq, event.seq);
-      const stepId = event.step_id;
-      if (!stepId) {
-        if (EXECUTION_CHANGES.has(event.type)) groupsChanged = true;
-        continue;
-      }
-      const node = this.nodes.get(stepId);
-      const status = STEP_STATUS[event.type];
-      if (!node) {
-        const owner = ownerOf(stepId);
-        if (owner && this.nodes.get(owner)?.group) groupsChanged = true;
-        if (status) this.members.setStatus(stepId, status);
-        continue;
-      }
-      if (this.applyToNode(node, event, status)) changed.add(stepId);
-    }
-    for (const id of changed) this.redraw(id);
-    if (groupsChanged) this.refresh(Math.max(REFRESH_SOON_MS, this.lastRefresh + REFRESH_MS - performance.now()));
-  }
-
-  /** Change `node` by one of its events; whether anything shown changed. */
-  applyToNode(node, event, status) {
-    let changed = false;
-    if (event.type === "attempt.started") {
-      node.attempts += 1;
-      changed = true;
-    }
-    if (status && node.status !== status) {
-      node.status = status;
-      changed = true;
-    }
-    if (event.type === "step.started" && node.started === null) node.started = event.elapsed;
-    if (ENDINGS.has(event.type) && node.started !== null) node.duration = event.elapsed - node.started;
-    if (node.group && (node.group.kind === "workflow" || node.group.kind === "plan")) {
-      if (event.type === "child.started" && event.data?.child_id) node.group.child_execution_id = event.data.child_id;
-      node.group.counts = { [node.status]: 1 };
-      changed = true;
-    }
-    if (event.type === "map.started" && node.group && Number.isInteger(event.data?.count)) {
-      node.group.total = event.data.count;
-      changed = true;
-    }
-    return changed;
-  }
-
   /** Bring node `id`'s drawing (if drawn) and its member list (if open) up to date. */
   redraw(id) {
     const node = this.nodes.get(id);
     const group = this.drawn.get(id);
     if (group) updateNode(group, node);
     if (node.group) this.members.setGroup(node);
-  }
-
-  /** Read the graph again after `delay` ms (one read pending at most, about one a second). */
-  refresh(delay) {
-    if (this.refreshTimer !== null) {
-      if (delay > 0) return;
-      clearTimeout(this.refreshTimer);
-    }
-    this.refreshTimer = setTimeout(async () => {
-      this.refreshTimer = null;
-      this.lastRefresh = performance.now();
-      let doc;
-      try {
-        doc = await getJSON(this.page.path("/graph"));
-      } catch {
-        return;
-      }
-      this.merge(doc);
-    }, delay);
-  }
-
-  /** Merge a fresh graph document: groups always; statuses only if it is not older than the events. */
-  merge(doc) {
-    const current = doc.last_seq >= this.appliedSeq;
-    for (const fresh of doc.nodes) {
-      const node = this.nodes.get(fresh.id);
-      if (!node) continue;
-      let changed = false;
-      if (fresh.group && JSON.stringify(fresh.group) !== JSON.stringify(node.group)) {
-        node.group = fresh.group;
-        changed = true;
-      }
-      if (current) {
-        for (const field of ["status", "attempts", "started", "duration"]) {
-          if (node[field] !== fresh[field]) {
-            node[field] = fresh[field];
-            changed = true;
-          }
-        }
-      }
-      if (changed) this.redraw(fresh.id);
-    }
-    if (current) this.appliedSeq = doc.last_seq;
   }
 }
