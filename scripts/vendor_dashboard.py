@@ -49,7 +49,10 @@ def _check_integrity(tarball: bytes, integrity: str, name: str) -> None:
 
 def _member(archive: tarfile.TarFile, path: str, name: str) -> bytes:
     """The bytes of `path` in the package's tarball."""
-    extracted = archive.extractfile(path)
+    try:
+        extracted = archive.extractfile(path)
+    except KeyError:
+        extracted = None
     if extracted is None:
         raise SystemExit(f"{name}: {path} is not a file in the tarball")
     return extracted.read()
