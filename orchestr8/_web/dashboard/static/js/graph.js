@@ -69,7 +69,7 @@ class GraphView {
     });
     page.addEventListener("events", ({ detail }) => this.live.apply(detail.events));
     page.addEventListener("select", ({ detail }) => this.highlight(detail.stepId));
-    page.addEventListener("ended", () => this.live.refresh(0));
+    page.addEventListener("ended", () => this.live.settle());
   }
 
   /** A new graph document: lay it out and draw what is visible. */

@@ -41,6 +41,7 @@ export class LiveGraph {
     this.hooks = hooks;
     this.nodes = new Map();
     this.appliedSeq = 0;
+    this.documentSeq = 0;
     this.refreshTimer = null;
     this.lastRefresh = -Infinity;
   }
@@ -49,6 +50,12 @@ export class LiveGraph {
   reset(nodes, lastSeq) {
     this.nodes = nodes;
     this.appliedSeq = lastSeq;
+    this.documentSeq = lastSeq;
+  }
+
+  /** The stream ended: read the graph once more, unless no event came since the last read. */
+  settle() {
+    if (this.appliedSeq > this.documentSeq) this.refresh(0);
   }
 
   /** Apply a batch of live events: update only the nodes they change. */
@@ -142,5 +149,6 @@ export class LiveGraph {
       if (changed) this.hooks.redraw(fresh.id);
     }
     if (current) this.appliedSeq = doc.last_seq;
+    this.documentSeq = Math.max(this.documentSeq, doc.last_seq);
   }
 }
