@@ -22,6 +22,7 @@ from .._execution._runtime import Runtime
 from .._observability._redaction import register_secret
 from ._dashboard import register_dashboard
 from ._gate_routes import GateRoutes
+from ._graph_routes import GraphRoutes
 from ._problems import ProblemError, problem_response
 from ._responses import (
     close_if_body_unread,
@@ -149,6 +150,14 @@ def create_app(
     steps = StepRoutes(runtime)
     app.add_url_rule(
         "/executions/<execution_id>/steps/<path:step_id>", "get_step", steps.step, methods=["GET"]
+    )
+    graph = GraphRoutes(runtime)
+    app.add_url_rule("/executions/<execution_id>/graph", "get_graph", graph.graph, methods=["GET"])
+    app.add_url_rule(
+        "/executions/<execution_id>/graph/<step_id>/members",
+        "list_group_members",
+        graph.members,
+        methods=["GET"],
     )
     register_dashboard(app, runtime)
     return app

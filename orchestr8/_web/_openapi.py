@@ -21,6 +21,7 @@ from ._event_socket import (
     MAX_CLIENT_MESSAGE,
 )
 from ._openapi_gates import gate_paths, gate_schemas
+from ._openapi_graph import graph_paths, graph_schemas
 from ._openapi_schemas import component_schemas, schema_ref
 from ._openapi_steps import step_paths, step_schemas
 from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
@@ -440,6 +441,7 @@ def _paths() -> dict[str, Any]:
         },
         **gate_paths(),
         **step_paths(),
+        **graph_paths(),
     }
 
 
@@ -456,7 +458,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {
-            "schemas": {**component_schemas(), **gate_schemas(), **step_schemas()},
+            "schemas": {**component_schemas(), **gate_schemas(), **step_schemas(), **graph_schemas()},
             "responses": {
                 code: {
                     "description": description,

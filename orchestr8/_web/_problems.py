@@ -48,6 +48,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "invalid-answer": "Answer does not fit the gate",
     "gate-answered": "Gate answered or resolved already",
     "step-not-found": "Step not found",
+    "group-not-found": "No map, loop, sub-workflow or plan step of that id",
 }
 """Every problem type the API sends as `urn:orchestr8:problem:<name>`, with its title."""
 

@@ -1,4 +1,7 @@
-// The execution page: read the summary, mount the panels, then follow the events live.
+// The execution page: read the summary, mount the panels, then follow the events live. The
+// summary is the graph document (`GET /executions/{id}/graph`: execution_id, workflow, status,
+// last_seq and one compact node per step, no outputs), so that a 10,000-step run loads fast;
+// panels needing more (outputs, gates) read their own routes.
 
 import { getJSON } from "./api.js";
 import { showError } from "./banner.js";
@@ -39,7 +42,7 @@ async function start() {
   actions.mount(page, document.getElementById("actions"));
   let summary;
   try {
-    summary = await getJSON(page.path());
+    summary = await getJSON(page.path("/graph"));
   } catch (error) {
     showError(document.getElementById("graph"), error, "The execution could not be read");
     return;
