@@ -458,7 +458,12 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {
-            "schemas": {**component_schemas(), **gate_schemas(), **step_schemas(), **graph_schemas()},
+            "schemas": {
+                **component_schemas(),
+                **gate_schemas(),
+                **step_schemas(),
+                **graph_schemas(),
+            },
             "responses": {
                 code: {
                     "description": description,
