@@ -5,8 +5,9 @@ Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its
 `_rules`, `_sqlite` (the SQLite store) on `_sqlite_schema` (its file format), `_memory`,
 `_recovery`, `_retention` (pruning old finished executions from a file, and compacting it), and
 the read models built from events:
-`_replay` (execution and step state), `_timeline` (attempts over time) and `_map_items` (a map's
-items counted by status); time travel: `_state_at` (the state after one event), `_state_diff`
+`_replay` (execution and step state), `_timeline` and its row model `_timeline_rows` (attempts
+over time) and `_map_items` (a map's items counted by status); `_event_query` (the journal's
+filtered, newest-first reads); time travel: `_state_at` (the state after one event), `_state_diff`
 (what changed between two) and `_comparison` (two executions side by side).
 May import: `_observability`, `_json`, `_errors`. Never the engine or a view.
 """
