@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from orchestr8._journal._journal import ExecutionRecord, open_journal
 
 TS = "2025-01-01T00:00:00.000Z"
 STEPS = [None, "a", "a[0]", "a[1]", "a#2", "a#2[3]", "ab", "a_b", "b", "a%"]
+NUMBERS = itertools.count()
 TYPES = [EventType.STEP_STARTED, EventType.STEP_PROGRESS, EventType.STEP_FAILED]
 
 
@@ -37,7 +39,7 @@ async def read(
     tmp_path: Path, store: str, appended: list[Event], queries: list[EventQuery]
 ) -> list[list[Event]]:
     """Append the events to a fresh journal of one kind, then answer each query."""
-    path = tmp_path / f"journal-{len(list(tmp_path.iterdir()))}.db" if store == "sqlite" else None
+    path = tmp_path / f"journal-{next(NUMBERS)}.db" if store == "sqlite" else None
     async with open_journal(path) as journal:
         workflow = {"schema_version": "1.0", "name": "wf", "steps": []}
         await journal.create_execution(
