@@ -8,7 +8,8 @@ segment (`attempt` when it succeeded, `failed`, `running` while it runs, `interr
 crash or a cancel cut it short), each retry wait a `wait` segment, each breaker or limiter
 rejection a `rejected` instant (start equals end). The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes; `resumes` lists when the
-execution was resumed, so a view shades the gap before each.
+execution was resumed and `gaps` each resume's gap (from the last event before it), which a view
+shades.
 
 Map items and loop iterations are grouped as the chart shows them: a map step's row draws the
 attempts of all its items together, and each item gets a row of its own (`ID[3]`, with `parent`
@@ -103,6 +104,8 @@ class Timeline:
     """The earliest `elapsed` of the events (the axis starts there)."""
     last: float
     """The latest `elapsed` of the events (open attempts are drawn up to it)."""
+    gaps: tuple[tuple[float, float], ...] = ()
+    """Each resume's gap: from the last event before it (the crash, at the latest) to it."""
 
     @property
     def span(self) -> float:
@@ -117,6 +120,7 @@ class Timeline:
             "last": self.last,
             "span": self.span,
             "resumes": list(self.resumes),
+            "gaps": [list(gap) for gap in self.gaps],
             "total_rows": len(self.rows),
             "offset": offset,
             "rows": [row.to_json() for row in self.rows[offset:stop]],
@@ -164,7 +168,7 @@ def timeline_rows(events: Sequence[Event], *, interrupted: bool = False) -> Time
     ordered = sorted(events, key=lambda event: event.seq)
     if not ordered:
         return Timeline((), (), 0.0, 0.0)
-    rows, resumes, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
+    rows, gaps, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
     state = replay(ordered)
     counts = item_counts(state)
     shown: list[TimelineRow] = []
@@ -182,7 +186,8 @@ def timeline_rows(events: Sequence[Event], *, interrupted: bool = False) -> Time
                 items=counts[name].to_json() if name in counts else None,
             )
         )
-    return Timeline(tuple(shown), tuple(resumes), first, last)
+    resumes = tuple(resumed for _, resumed in gaps)
+    return Timeline(tuple(shown), resumes, first, last, tuple(gaps))
 
 
 def _status(step: StepState | None, interrupted: bool) -> str:
@@ -194,13 +199,13 @@ def _status(step: StepState | None, interrupted: bool) -> str:
 
 def _collect(
     events: Sequence[Event], open_kind: str
-) -> tuple[dict[str, tuple[_Row, str | None, str | None]], list[float], float, float]:
-    """Fold the events into rows; return them grouped, the resume times and the time range.
+) -> tuple[dict[str, tuple[_Row, str | None, str | None]], list[tuple[float, float]], float, float]:
+    """Fold the events into rows; return them grouped, the resume gaps and the time range.
 
     Attempts still open after the last event are drawn as `open_kind`: running, or interrupted.
     """
     rows: dict[str, _Row] = {}
-    resumes: list[float] = []
+    gaps: list[tuple[float, float]] = []
     first, last = events[0].elapsed, events[0].elapsed
     for event in events:
         at = event.elapsed
@@ -210,7 +215,7 @@ def _collect(
                 row.close_attempt(_INTERRUPTED, last)
                 row.close_wait(last)
                 row.close_span(_INTERRUPTED, last)
-            resumes.append(at)
+            gaps.append((last, at))
         first, last = min(first, at), max(last, at)
         if event.step_id is None:
             continue
@@ -247,7 +252,7 @@ def _collect(
         row.close_attempt(open_kind, last)
         row.close_wait(last)
         row.close_span(open_kind, last)
-    return _grouped(rows), resumes, first, last
+    return _grouped(rows), gaps, first, last
 
 
 def _split_iteration_id(unit_id: str) -> tuple[str, int] | None:

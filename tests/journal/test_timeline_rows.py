@@ -55,6 +55,7 @@ def test_a_resume_cuts_open_attempts_and_later_ones_run_on() -> None:
     """The attempt cut by the crash ends interrupted at the last event before the resume."""
     timeline = timeline_rows(RETRIED)
     assert timeline.resumes == (4.0,)
+    assert timeline.gaps == ((3.5, 4.0),)
     assert timeline.rows[1].segments == (
         Segment("rejected", 3.0, 3.0, 1),
         Segment("interrupted", 3.5, 3.5, 1),
@@ -77,7 +78,7 @@ def test_the_json_form_pages_its_rows() -> None:
         "attempt": 1,
     }
     assert (document["first"], document["last"], document["span"]) == (0.0, 4.0, 4.0)
-    assert document["resumes"] == [4.0]
+    assert (document["resumes"], document["gaps"]) == ([4.0], [[3.5, 4.0]])
 
 
 def map_events(count: int) -> list[Event]:
