@@ -21,6 +21,13 @@ const FAMILIES = {
 const PAGE = 100;
 const MAX_ROWS = 2000;
 
+/** The time of day of an ISO timestamp, to the millisecond (the date is in the cell's title). */
+export function clock(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso || "";
+  return `${date.toLocaleTimeString([], { hour12: false })}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}
+
 /** A short summary of an event's data for its row. */
 export function summarize(event) {
   const data = event.data || {};
@@ -178,7 +185,7 @@ class Journal {
       "tr",
       { tabindex: "0", dataset: { seq: event.seq, type: event.type }, "aria-selected": String(selected), title: "Show the state at this event" },
       element("td", { className: "mono" }, String(event.seq)),
-      element("td", { title: event.ts }, timestamp(event.ts)),
+      element("td", { title: timestamp(event.ts) }, clock(event.ts)),
       element("td", {}, duration(event.elapsed)),
       element("td", { className: "mono" }, event.type),
       element("td", { className: "mono" }, event.step_id || ""),

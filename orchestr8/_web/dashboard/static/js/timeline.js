@@ -308,8 +308,10 @@ class Timeline {
   drawAxis(first, end, scale, width, top) {
     const step = niceStep(90 / scale);
     const parts = [svg("rect", { class: "axis-ground", x: 0, y: 0, width, height: AXIS })];
+    const hidden = this.scroller.scrollLeft + LABELS;
     for (let value = Math.ceil(first / step) * step; value <= end + 1e-9; value += step) {
       const x = LABELS + (value - first) * scale;
+      if (x < hidden) continue; // under the step names
       const label = svg("text", { class: "tick", x: x + 3, y: 16 });
       label.textContent = tickLabel(value, step);
       parts.push(svg("line", { x1: x, x2: x, y1: 20, y2: AXIS }), label);
