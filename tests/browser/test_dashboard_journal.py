@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dashboard_server import DashboardServer
@@ -116,3 +117,35 @@ def test_live_events_appear_on_top_as_they_happen(page: Page, dashboard: Dashboa
     expect(rows(page).first).to_contain_text("execution.succeeded", timeout=15_000)
     expect(page.locator('#journal tr[data-type="execution.succeeded"]')).to_have_count(1)
     expect(page.locator('#journal tr[data-type="execution.started"]')).to_have_count(1)
+
+
+PAUSED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "paused",
+    "strategy": "sequential",
+    "steps": [
+        *({"id": f"quick{index}", "agent": "echo", "input": index} for index in range(6)),
+        {"id": "nap", "agent": "sleep", "input": {"seconds": 3.0}},
+        {"id": "after", "agent": "echo", "input": 1},
+    ],
+}
+
+
+def test_new_events_wait_behind_a_button_while_the_reader_scrolled_down(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """Scrolled down, the rows stay put and a button counts the new events; it shows them."""
+    page.set_viewport_size({"width": 1200, "height": 400})
+    execution_id = dashboard.start(PAUSED)
+    open_journal(page, dashboard, execution_id)
+    expect(page.locator('#journal tr[data-type="attempt.started"]').first).to_be_visible()
+    scroller = page.locator("#journal .journal-scroll")
+    scroller.evaluate("(element) => { element.scrollTop = 60; }")
+    button = page.locator("#journal .journal-new")
+    expect(button).to_have_text(re.compile(r"^\d+ new events? — show them$"), timeout=15_000)
+    assert scroller.evaluate("(element) => element.scrollTop") > 0
+    expect(rows(page).first).not_to_contain_text("execution.succeeded")
+    dashboard.wait_for_status(execution_id, "succeeded")
+    button.click()
+    expect(rows(page).first).to_contain_text("execution.succeeded")
+    expect(button).to_be_hidden()

@@ -57,6 +57,8 @@ class Timeline {
     this.page = page;
     this.container = container;
     this.data = null;
+    this.parents = new Set();
+    this.running = false;
     this.zoom = 1;
     this.expanded = new Set();
     this.fetchedAt = 0;
@@ -113,7 +115,8 @@ class Timeline {
     this.scroller.addEventListener("scroll", () => this.queueDraw());
     this.scroller.addEventListener("keydown", (event) => this.key(event));
     this.scroller.addEventListener("wheel", (event) => this.wheel(event), { passive: false });
-    window.addEventListener("resize", () => this.queueDraw());
+    // A hidden tab has no size: draw again when it shows (and when the window is resized).
+    new ResizeObserver(() => this.queueDraw()).observe(this.scroller);
   }
 
   /** Read the timeline now, or once more after the read under way, at most every 500 ms. */
@@ -130,6 +133,8 @@ class Timeline {
     this.reading = getJSON(this.page.path(`/timeline${query({ limit: 10000 })}`))
       .then((data) => {
         this.data = data;
+        this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
+        this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
         this.fetchedAt = performance.now();
         this.status.hidden = data.rows.length > 0;
         this.status.textContent = "No step has started yet.";
@@ -147,7 +152,7 @@ class Timeline {
   }
 
   live() {
-    return this.data && !TERMINAL.has(this.page.status) && this.data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
+    return Boolean(this.data && this.running && !TERMINAL.has(this.page.status));
   }
 
   /** The end of the axis: the last event, or now while bars are running. */
@@ -269,7 +274,7 @@ class Timeline {
   }
 
   drawLabel(row, y) {
-    const grouped = row.group && this.data.rows.some((other) => other.parent === row.step_id);
+    const grouped = Boolean(row.group && this.parents.has(row.step_id));
     const open = this.expanded.has(row.step_id);
     const indent = row.parent ? 16 : 0;
     const counts = row.items ? `, ${row.items.count ?? "?"} items` : "";
