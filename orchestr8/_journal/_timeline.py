@@ -198,7 +198,8 @@ def render_timeline(
     ordered = sorted(events, key=lambda event: event.seq)
     if not ordered:
         return "(no events)"
-    timeline = timeline_rows(ordered, interrupted=interrupted)
+    state = replay(ordered)
+    timeline = timeline_rows(ordered, interrupted=interrupted, state=state)
     rows, first, last = timeline.rows, timeline.first, timeline.last
     span = max(last - first, _MIN_SPAN)
     names = [row.step_id for row in rows]
@@ -224,7 +225,7 @@ def render_timeline(
         label = _paint(_fit(name, name_width, color), _ANSI["bold"], color)
         code = _ANSI.get(status.split(" ", 1)[0])
         lines.append(f"{label}  {_draw(cells, color)}  {_paint(status, code, color)}".rstrip())
-    groups = item_counts(replay(ordered))
+    groups = item_counts(state)
     if groups:
         # Under the chart, so a long count never narrows the bars.
         lines.append("")

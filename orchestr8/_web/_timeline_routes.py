@@ -46,8 +46,9 @@ class TimelineRoutes:
         limit = query_int("limit", default=TIMELINE_ROWS_LIMIT, low=1, high=TIMELINE_ROWS_LIMIT)
         journal = self.runtime.journal
         events = await journal.events(execution_id)
-        status = await shown_status(journal, execution_id, replay(events).status)
-        timeline = timeline_rows(events, interrupted=status == INTERRUPTED)
+        state = replay(events)
+        status = await shown_status(journal, execution_id, state.status)
+        timeline = timeline_rows(events, interrupted=status == INTERRUPTED, state=state)
         document: dict[str, Any] = {
             "execution_id": execution_id,
             "status": str(status),

@@ -258,13 +258,7 @@ class Journal {
 /** Mount the journal panel: the newest events, filters, paging, live rows and the state view. */
 export function mount(page, container) {
   const journal = new Journal(page, container);
-  let started = false;
-  page.addEventListener("document", ({ detail }) => {
-    journal.noteSteps(Object.keys(detail.steps || {}));
-    if (!started) {
-      started = true;
-      journal.reload();
-    }
-  });
+  journal.reload(); // at once: the newest page needs nothing from the summary
+  page.addEventListener("document", ({ detail }) => journal.noteSteps(Object.keys(detail.steps || {})));
   page.addEventListener("events", ({ detail }) => journal.live(detail.events));
 }

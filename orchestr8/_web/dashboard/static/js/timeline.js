@@ -326,9 +326,10 @@ class Timeline {
   }
 }
 
-/** Mount the timeline panel: read it with the summary, again (throttled) as events arrive. */
+/** Mount the timeline panel: read it now, again (throttled) as summaries and events arrive. */
 export function mount(page, container) {
   const timeline = new Timeline(page, container);
+  timeline.refresh(); // at once: a big run's summary must not hold the chart back
   page.addEventListener("document", () => timeline.refresh());
   page.addEventListener("events", () => timeline.refresh());
   page.addEventListener("ended", () => timeline.refresh());
