@@ -234,9 +234,12 @@ class Timeline {
       drawn.push(this.drawRow(row, y, x, end));
       labels.push(this.drawLabel(row, y));
     }
+    // Redraws replace the labels: the one with the keyboard focus gets it back.
+    const focused = this.labelLayer.contains(document.activeElement) ? document.activeElement.dataset.stepId : null;
     this.rowLayer.replaceChildren(...drawn);
     this.labelLayer.setAttribute("transform", `translate(${left},0)`);
     this.labelLayer.replaceChildren(...labels);
+    if (focused !== null) this.labelLayer.querySelector(`[data-step-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
     this.drawAxis(first, end, scale, width, top);
   }
 
@@ -307,7 +310,6 @@ class Timeline {
     if (this.expanded.has(stepId)) this.expanded.delete(stepId);
     else this.expanded.add(stepId);
     this.draw();
-    this.labelLayer.querySelector(`[data-step-id="${CSS.escape(stepId)}"]`)?.focus();
   }
 
   drawAxis(first, end, scale, width, top) {
