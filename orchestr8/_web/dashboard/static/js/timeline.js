@@ -75,7 +75,7 @@ class Timeline {
     const legend = element(
       "ul",
       { className: "timeline-legend", "aria-label": "Legend" },
-      ...Object.entries({ attempt: "attempt", failed: "failed attempt (hatched)", wait: "retry wait (dotted)", rejected: "rejected (◆)", running: "running", interrupted: "interrupted", gap: "resume gap (shaded)" }).map(
+      ...Object.entries({ attempt: "attempt", failed: "failed attempt (hatched or ✗)", wait: "retry wait (dotted)", rejected: "rejected (◆)", running: "running", interrupted: "interrupted", gap: "resume gap (shaded)" }).map(
         ([kind, text]) => element("li", { dataset: { kind } }, element("span", { className: "swatch", "aria-hidden": "true" }), text),
       ),
     );
@@ -272,7 +272,15 @@ class Timeline {
     }
     const bar = svg("rect", { x: left, y: y + 5, width: right - left, height: ROW - 10, rx: 2 });
     const shape = svg("g", attributes, bar);
-    if (segment.kind === "failed") shape.append(svg("rect", { class: "hatching", x: left, y: y + 5, width: right - left, height: ROW - 10 }));
+    if (segment.kind === "failed") {
+      shape.append(svg("rect", { class: "hatching", x: left, y: y + 5, width: right - left, height: ROW - 10 }));
+      if (right - left < 10) {
+        // Too narrow for the hatching to show: a cross says "failed" instead.
+        const cross = svg("text", { class: "seg-cross", x: (left + right) / 2, y: y + ROW / 2 + 4, "text-anchor": "middle" });
+        cross.textContent = "✗";
+        shape.append(cross);
+      }
+    }
     return shape;
   }
 
