@@ -180,3 +180,9 @@ def test_every_segment_lies_on_the_axis_in_order(specs: list[tuple[float, str, s
         for segment in row.segments:
             assert segment.kind in SEGMENT_KINDS
             assert timeline.first <= segment.start <= segment.end <= timeline.last
+
+
+def test_a_step_seen_only_in_a_progress_event_is_a_pending_row() -> None:
+    """A step whose only event says nothing of its attempts is a row without segments, pending."""
+    [row] = timeline_rows(events((0.0, "execution.started"), (0.5, "step.progress", "x", 1))).rows
+    assert (row.step_id, row.segments, row.status, row.attempts) == ("x", (), "pending", 0)
