@@ -72,7 +72,7 @@ def test_zoom_changes_the_axis_by_button_and_key(page: Page, dashboard: Dashboar
 def test_a_maps_items_are_collapsed_under_it_until_expanded(
     page: Page, dashboard: DashboardServer
 ) -> None:
-    """A map's row holds its items' bars; Enter on it shows a row per item, Enter hides them."""
+    """A map's row holds its items' bars; Enter shows a row per item (arrows move), Enter hides."""
     execution_id = dashboard.run(MAPPED, {"docs": ["a", "b", "c"]})
     page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
     group = page.locator('#timeline .row-label[data-step-id="each"]')
@@ -81,6 +81,10 @@ def test_a_maps_items_are_collapsed_under_it_until_expanded(
     expect(page.locator('#timeline .row[data-step-id="each"] .seg-attempt').first).to_be_visible()
     group.focus()
     page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator('#timeline .row-label[data-step-id="each[0]"]')).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(group).to_be_focused()
     expect(page.locator('#timeline .row-label[data-step-id="each"]')).to_have_attribute(
         "aria-expanded", "true"
     )

@@ -93,7 +93,7 @@ class Timeline {
       className: "timeline-scroll",
       tabindex: "0",
       role: "group",
-      "aria-label": "Timeline chart: + and - zoom, 0 resets, arrow keys scroll",
+      "aria-label": "Timeline chart: + and - zoom, 0 resets, arrow keys scroll or move between steps",
     });
     this.chart = svg("svg", { class: "timeline-chart", role: "img", "aria-label": "Gantt chart of the steps' attempts" });
     this.defs = svg(
@@ -310,12 +310,30 @@ class Timeline {
     label.append(title(words), text, mark);
     label.addEventListener("click", () => (grouped ? this.toggle(row.step_id) : this.page.select(row.step_id)));
     label.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        this.focusRow(row.step_id, event.key === "ArrowDown" ? 1 : -1);
+        return;
+      }
       if (event.key !== "Enter" && event.key !== " ") return;
       event.preventDefault();
       if (grouped) this.toggle(row.step_id);
       else this.page.select(row.step_id);
     });
     return label;
+  }
+
+  /** Move the keyboard focus `by` rows from `stepId`'s, scrolling it into view (rows are virtual). */
+  focusRow(stepId, by) {
+    const rows = this.shownRows();
+    const index = rows.findIndex((row) => row.step_id === stepId) + by;
+    if (index < 0 || index >= rows.length) return;
+    const top = AXIS + index * ROW;
+    const view = this.scroller;
+    if (top - AXIS < view.scrollTop) view.scrollTop = top - AXIS;
+    else if (top + ROW > view.scrollTop + view.clientHeight) view.scrollTop = top + ROW - view.clientHeight;
+    this.draw();
+    this.labelLayer.querySelector(`[data-step-id="${CSS.escape(rows[index].step_id)}"]`)?.focus({ preventScroll: true });
   }
 
   toggle(stepId) {
