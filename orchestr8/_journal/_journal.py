@@ -29,6 +29,7 @@ import trio
 
 from .._errors import ExecutionNotFoundError, JournalError, unwrap_single_error
 from .._json import has_lone_surrogate
+from ._event_query import EventQuery
 from ._events import Event, ExecutionStatus
 from ._page_filter import PageFilter
 
@@ -156,6 +157,10 @@ class ReadableStore(Protocol):
 
     def load_events(self, execution_id: str, after: int, limit: int | None) -> list[Event] | None:
         """Return events with seq > after in seq order, or None for an unknown execution."""
+        ...
+
+    def load_matching_events(self, execution_id: str, query: EventQuery) -> list[Event] | None:
+        """Return the events `query` asks for, in its order, or None for an unknown execution."""
         ...
 
     def load_page(
@@ -300,6 +305,21 @@ class Journal(JournalWriter):
         if not has_lone_surrogate(execution_id):
             found = await self._query(
                 lambda storage: storage.load_events(execution_id, after, limit)
+            )
+        if found is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")
+        return found
+
+    async def matching_events(self, execution_id: str, query: EventQuery) -> list[Event]:
+        """Return the execution's events that `query` asks for (types, step, seq window, order).
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        found = None
+        if not has_lone_surrogate(execution_id):
+            found = await self._query(
+                lambda storage: storage.load_matching_events(execution_id, query)
             )
         if found is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the journal")

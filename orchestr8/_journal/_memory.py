@@ -26,6 +26,7 @@ import trio
 
 from .._errors import JournalError
 from .._json import make_encoder
+from ._event_query import EventQuery
 from ._events import Event
 from ._journal import (
     BatchOutcome,
@@ -170,6 +171,16 @@ class MemoryStore:
             Event(row[0], seq, row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
             for seq, row in enumerate(rows[start:stop], start + 1)
         ]
+
+    def load_matching_events(self, execution_id: str, query: EventQuery) -> list[Event] | None:
+        """Return the events `query` asks for, in its order, or None for an unknown execution."""
+        found = self.load_events(execution_id, 0, None)
+        if found is None:
+            return None
+        matching = [event for event in found if query.matches(event)]
+        if query.descending:
+            matching.reverse()
+        return matching if query.limit is None else matching[: query.limit]
 
     def load_page(
         self, status: str | None, before: tuple[str, str] | None, limit: int, only: PageFilter

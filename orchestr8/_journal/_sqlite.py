@@ -23,6 +23,7 @@ import trio
 
 from .._errors import JournalError
 from .._json import make_encoder
+from ._event_query import EventQuery
 from ._events import Event
 from ._journal import (
     BatchOutcome,
@@ -223,6 +224,17 @@ class Store:
             query += " LIMIT ?"
             parameters.append(limit)
         rows = self._reader.execute(query, parameters).fetchall()
+        if not rows and _last_seq(self._reader, execution_id) is None:
+            return None
+        return [decode_event(row) for row in rows]
+
+    def load_matching_events(self, execution_id: str, query: EventQuery) -> list[Event] | None:
+        """Return the events `query` asks for, in its order, or None for an unknown execution."""
+        conditions, parameters = query.sql()
+        rows = self._reader.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE execution_id = ? AND {conditions}",
+            [execution_id, *parameters],
+        ).fetchall()
         if not rows and _last_seq(self._reader, execution_id) is None:
             return None
         return [decode_event(row) for row in rows]

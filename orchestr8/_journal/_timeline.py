@@ -1,6 +1,8 @@
 """The timeline of `orchestr8 inspect ID --timeline`: each step's attempts on a time axis.
 
-A pure function of the journal's events. One row per step, in the order the steps first appear;
+A pure function of the journal's events, drawn from the row model of `_timeline_rows` (which
+`GET /executions/{id}/timeline` serves as JSON too, so the chart and the dashboard agree).
+One row per step, in the order the steps first appear;
 each attempt is a bar, each retry wait a dotted run, each rejection a `!`; the step's final status
 ends the row. Parallel steps overlap on the axis. The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes, so a resumed execution is
@@ -27,23 +29,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-import attrs
+from ._events import Event
+from ._map_items import item_counts
+from ._replay import replay
+from ._timeline_rows import ITEM_ROWS, SEGMENT_KINDS, TimelineRow, timeline_rows
 
-from ._events import Event, EventType
-from ._map_items import item_counts, split_item_id
-from ._replay import StepState, replay
+__all__ = ["ITEM_ROWS", "render_timeline"]
 
-__all__ = ["render_timeline"]
-
-# Kinds of cell, drawn in this order (later kinds win a shared cell).
-_WAIT, _OK, _FAILED, _RUNNING, _INTERRUPTED, _REJECTED = (
-    "wait",
-    "ok",
-    "failed",
-    "running",
-    "interrupted",
-    "rejected",
-)
+# Kinds of cell: the row model's segment kinds (later kinds win a shared cell).
+_OK, _FAILED, _RUNNING, _INTERRUPTED, _WAIT, _REJECTED = SEGMENT_KINDS
 _ASCII: Mapping[str, str] = {
     _OK: "=",
     _FAILED: "x",
@@ -86,140 +80,8 @@ _ANSI: Mapping[str, str] = {
     "bold": "1",
 }
 _MIN_BAR = 10
-#: A map with more items than this draws them only in its own row, not one row each.
-ITEM_ROWS = 10
 _MAX_NAME = 30
 _MIN_SPAN = 0.01
-
-
-@attrs.define
-class _Row:
-    """What one step's events draw: bars and waits (kind, start, end) and rejection times."""
-
-    step_id: str
-    segments: list[tuple[str, float, float]] = attrs.Factory(list)
-    marks: list[float] = attrs.Factory(list)
-    attempt_start: float | None = None
-    wait: tuple[float, float] | None = None
-    spans: list[tuple[str, float, float]] = attrs.Factory(list)
-    """The step's own runs, `step.started` to its end: the bar of a loop step (no attempts)."""
-    span_start: float | None = None
-
-    def close_span(self, kind: str, at: float) -> None:
-        if self.span_start is not None:
-            self.spans.append((kind, self.span_start, at))
-            self.span_start = None
-
-    def close_attempt(self, kind: str, at: float) -> None:
-        if self.attempt_start is not None:
-            self.segments.append((kind, self.attempt_start, at))
-            self.attempt_start = None
-
-    def close_wait(self, at: float, *, ended: bool = False) -> None:
-        """End the open wait at `at` if the next attempt came (`ended`), else by `at` at most."""
-        if self.wait is not None:
-            start, planned = self.wait
-            self.segments.append((_WAIT, start, max(start, at if ended else min(at, planned))))
-            self.wait = None
-
-
-def _collect(
-    events: Sequence[Event], open_kind: str
-) -> tuple[dict[str, _Row], list[float], float, float]:
-    """Fold the events into rows; return them, the resume times and the time range.
-
-    Attempts still open after the last event are drawn as `open_kind`: running, or interrupted.
-    """
-    rows: dict[str, _Row] = {}
-    resumes: list[float] = []
-    first, last = events[0].elapsed, events[0].elapsed
-    for event in events:
-        at = event.elapsed
-        kind = event.type
-        if kind == EventType.EXECUTION_RESUMED:
-            for row in rows.values():
-                row.close_attempt(_INTERRUPTED, last)
-                row.close_wait(last)
-                row.close_span(_INTERRUPTED, last)
-            resumes.append(at)
-        first, last = min(first, at), max(last, at)
-        if event.step_id is None:
-            continue
-        row = rows.setdefault(event.step_id, _Row(event.step_id))
-        if kind == EventType.STEP_STARTED:
-            row.close_span(_INTERRUPTED, at)
-            row.span_start = at
-        elif kind == EventType.ATTEMPT_STARTED:
-            row.close_wait(at, ended=True)
-            row.close_attempt(_INTERRUPTED, at)
-            row.attempt_start = at
-        elif kind == EventType.ATTEMPT_FAILED:
-            row.close_attempt(_FAILED, at)
-        elif kind == EventType.RETRY_SCHEDULED:
-            row.close_attempt(_FAILED, at)
-            delay = event.data.get("delay", 0.0)
-            row.wait = (at, at + (float(delay) if isinstance(delay, int | float) else 0.0))
-        elif kind in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
-            row.close_wait(at, ended=True)
-            row.marks.append(at)
-        elif kind == EventType.STEP_SUCCEEDED:
-            row.close_attempt(_OK, at)
-            row.close_span(_OK, at)
-        elif kind == EventType.STEP_FAILED:
-            row.close_attempt(_FAILED, at)
-            row.close_wait(at)
-            row.close_span(_FAILED, at)
-        elif kind in (EventType.STEP_CANCELLED, EventType.STEP_SKIPPED):
-            row.close_attempt(_INTERRUPTED, at)
-            row.close_wait(at)
-            row.close_span(_INTERRUPTED, at)
-    for row in rows.values():
-        row.close_attempt(open_kind, last)
-        row.close_wait(last)
-        row.close_span(open_kind, last)
-    return _grouped(rows), resumes, first, last
-
-
-def _split_iteration_id(unit_id: str) -> tuple[str, int] | None:
-    """`("ID", k)` for a loop iteration's unit id `ID#k`, else None."""
-    step_id, separator, number = unit_id.rpartition("#")
-    return (step_id, int(number)) if separator and number.isdigit() else None
-
-
-def _grouped(rows: dict[str, _Row]) -> dict[str, _Row]:
-    """Put unit rows under their step's: map items (small maps only) and loop iterations.
-
-    A map step's row draws its items' bars too; a loop step's row draws its own span. Item and
-    iteration rows follow their step's row, in index (iteration) order.
-    """
-    items: dict[str, list[tuple[int, _Row]]] = {}
-    iterations: dict[str, list[tuple[int, _Row]]] = {}
-    units: set[str] = set()
-    for name, row in rows.items():
-        for split, owners in ((split_item_id, items), (_split_iteration_id, iterations)):
-            parsed = split(name)
-            if parsed is not None and parsed[0] in rows:
-                owners.setdefault(parsed[0], []).append((parsed[1], row))
-                units.add(name)
-                break
-    if not units:
-        return rows
-    grouped: dict[str, _Row] = {}
-    for name, row in rows.items():
-        if name in units:
-            continue
-        grouped[name] = row
-        members = sorted(items.get(name, ()), key=lambda member: member[0])
-        for _, item in members:
-            row.segments.extend(item.segments)
-            row.marks.extend(item.marks)
-        if len(members) <= ITEM_ROWS:
-            grouped.update((item.step_id, item) for _, item in members)
-        loop = sorted(iterations.get(name, ()), key=lambda member: member[0])
-        if loop:
-            row.segments.extend(row.spans)
-            grouped.update((iteration.step_id, iteration) for _, iteration in loop)
-    return grouped
 
 
 def _nice_step(span: float, columns: int, label_width: int) -> float:
@@ -262,21 +124,24 @@ def _paint(text: str, code: str | None, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color and code and text.strip() else text
 
 
-def _cells(row: _Row, first: float, span: float, width: int) -> list[str | None]:
-    """The kind of every column of a row's bar (None: empty)."""
+def _cells(row: TimelineRow, first: float, span: float, width: int) -> list[str | None]:
+    """The kind of every column of a row's bar (None: empty); rejections are drawn last."""
     cells: list[str | None] = [None] * width
 
     def column(at: float) -> int:
         return max(0, min(width - 1, int((at - first) / span * width)))
 
-    ordered = sorted(row.segments, key=lambda segment: (segment[0] != _WAIT, segment[1]))
-    for kind, start, end in ordered:
-        begin = column(start)
-        stop = max(begin, min(width - 1, math.ceil((end - first) / span * width - 1e-9) - 1))
+    runs = [segment for segment in row.segments if segment.kind != _REJECTED]
+    ordered = sorted(runs, key=lambda segment: (segment.kind != _WAIT, segment.start))
+    for segment in ordered:
+        begin = column(segment.start)
+        end = math.ceil((segment.end - first) / span * width - 1e-9) - 1
+        stop = max(begin, min(width - 1, end))
         for index in range(begin, stop + 1):
-            cells[index] = kind
-    for at in row.marks:
-        cells[column(at)] = _REJECTED
+            cells[index] = segment.kind
+    for segment in row.segments:
+        if segment.kind == _REJECTED:
+            cells[column(segment.start)] = _REJECTED
     return cells
 
 
@@ -295,17 +160,12 @@ def _draw(cells: Sequence[str | None], color: bool) -> str:
     return "".join(parts)
 
 
-def _status_text(state: StepState | None, interrupted: bool) -> str:
-    if state is None:
-        return "pending"
-    text = str(state.status)
-    if interrupted and text in ("running", "retrying"):
-        text = _INTERRUPTED
-    duration = state.duration
-    if duration is not None:
-        text += f" {_seconds(duration)}"
-    if state.total_attempts > 1:
-        text += f" ({state.total_attempts} attempts)"
+def _status_text(row: TimelineRow) -> str:
+    text = row.status
+    if row.duration is not None:
+        text += f" {_seconds(row.duration)}"
+    if row.attempts > 1:
+        text += f" ({row.attempts} attempts)"
     return text
 
 
@@ -338,11 +198,12 @@ def render_timeline(
     ordered = sorted(events, key=lambda event: event.seq)
     if not ordered:
         return "(no events)"
-    rows, resumes, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
     state = replay(ordered)
+    timeline = timeline_rows(ordered, interrupted=interrupted, state=state)
+    rows, first, last = timeline.rows, timeline.first, timeline.last
     span = max(last - first, _MIN_SPAN)
-    names = list(rows)
-    statuses = [_status_text(state.steps.get(name), interrupted) for name in names]
+    names = [row.step_id for row in rows]
+    statuses = [_status_text(row) for row in rows]
     name_width = max(
         4, min(_MAX_NAME, max(width // 4, 4), max((len(name) for name in names), default=4))
     )
@@ -358,8 +219,8 @@ def render_timeline(
         f"{' ' * name_width}  {_paint(''.join(rule), _ANSI['axis'], color)}".rstrip(),
     ]
     seen: set[str] = set()
-    for name, status in zip(names, statuses, strict=True):
-        cells = _cells(rows[name], first, span, bar_width)
+    for row, name, status in zip(rows, names, statuses, strict=True):
+        cells = _cells(row, first, span, bar_width)
         seen.update(kind for kind in cells if kind is not None)
         label = _paint(_fit(name, name_width, color), _ANSI["bold"], color)
         code = _ANSI.get(status.split(" ", 1)[0])
@@ -372,7 +233,7 @@ def render_timeline(
             f"{_fit(name, name_width, color)}  {counts.describe()}"
             for name, counts in groups.items()
         )
-    lines.extend(_footer(seen, resumes, color))
+    lines.extend(_footer(seen, timeline.resumes, color))
     return "\n".join(lines)
 
 

@@ -2,9 +2,9 @@
 
 `create_app(runtime)` builds the app; `_serve.serve` runs it with Hypercorn. This module wires
 it: the API key check before every request, the route handlers (`_routes`; `_time_travel_routes` for
-the state at one event and comparisons), and how every response is finished and every error
-answered (`_responses`). The routes are described by
-`orchestr8._web._openapi` and in `docs/rest.md`.
+the state at one event and comparisons, `_timeline_routes` for the timeline and the journal),
+and how every response is finished and every error answered (`_responses`). The routes are
+described by `orchestr8._web._openapi` and in `docs/rest.md`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ._responses import (
 from ._routes import ServiceRoutes, ServiceState
 from ._step_routes import StepRoutes
 from ._time_travel_routes import TimeTravelRoutes
+from ._timeline_routes import TimelineRoutes
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted by default, in bytes (1 MiB)."""
@@ -121,8 +122,12 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>", "get_execution", routes.get_execution, methods=["GET"]
     )
+    timeline = TimelineRoutes(runtime)
     app.add_url_rule(
-        "/executions/<execution_id>/journal", "get_journal", routes.get_journal, methods=["GET"]
+        "/executions/<execution_id>/journal", "get_journal", timeline.journal, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/executions/<execution_id>/timeline", "get_timeline", timeline.timeline, methods=["GET"]
     )
     app.add_url_rule(
         "/executions/<execution_id>/cancel", "cancel_execution", routes.cancel, methods=["POST"]

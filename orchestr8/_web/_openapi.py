@@ -24,6 +24,7 @@ from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_graph import graph_paths, graph_schemas
 from ._openapi_schemas import component_schemas, schema_ref
 from ._openapi_steps import step_paths, step_schemas
+from ._openapi_timeline import journal_filter_parameters, timeline_paths, timeline_schemas
 from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
 
 _JSON: Final = "application/json"
@@ -255,6 +256,11 @@ def _paths() -> dict[str, Any]:
                         "The event's seq; the last event by default.",
                         {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
                     ),
+                    _query(
+                        "since",
+                        "Add `changes`: what changed from this event to `at` (at most `at`).",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                    ),
                 ],
                 "responses": _responses(
                     "200", "The state after event `at`.", "ExecutionStateAt", "400", "404", "422"
@@ -286,6 +292,9 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getJournal",
                 "summary": "Recorded events in seq order, a page at a time.",
+                "description": "Oldest first after `after` (pass `next_after` as `after`), or "
+                "newest first with `order=desc` (pass `next_before` as `before`); `type` and "
+                "`step` filter the events. 400 names an unknown event type.",
                 "parameters": [
                     _ID_PARAMETER,
                     _AFTER,
@@ -294,10 +303,11 @@ def _paths() -> dict[str, Any]:
                         "At most this many events.",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                     ),
+                    *journal_filter_parameters(),
                 ],
                 "responses": _responses(
                     "200",
-                    "A page of events; pass `next_after` as `after`.",
+                    "A page of events; pass `next_after` as `after` (`next_before` as `before`).",
                     "JournalPage",
                     "400",
                     "404",
@@ -442,6 +452,7 @@ def _paths() -> dict[str, Any]:
         **gate_paths(),
         **step_paths(),
         **graph_paths(),
+        **timeline_paths(),
     }
 
 
@@ -463,6 +474,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 **gate_schemas(),
                 **step_schemas(),
                 **graph_schemas(),
+                **timeline_schemas(),
             },
             "responses": {
                 code: {

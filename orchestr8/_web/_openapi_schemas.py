@@ -429,11 +429,19 @@ def component_schemas() -> dict[str, Any]:
         },
         "JournalPage": {
             "type": "object",
-            "required": ["execution_id", "events", "next_after", "has_more"],
+            "required": ["execution_id", "events", "has_more"],
             "properties": {
                 "execution_id": {"type": "string"},
                 "events": {"type": "array", "items": schema_ref("Event")},
-                "next_after": {"type": "integer", "minimum": 0},
+                "next_after": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Oldest first (the default): the `after` of the next page.",
+                },
+                "next_before": {
+                    "oneOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],
+                    "description": "With `order=desc`: the `before` of the next (older) page.",
+                },
                 "has_more": {"type": "boolean"},
             },
         },

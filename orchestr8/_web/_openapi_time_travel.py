@@ -142,6 +142,7 @@ def time_travel_schemas() -> dict[str, Any]:
                 "usage": _COUNTS,
                 "steps": {"type": "object", "additionalProperties": _ref("StepAt")},
                 "gates": {"type": "object", "additionalProperties": _ref("GateState")},
+                "changes": _ref("StateDiff"),
             },
         },
         "Comparison": {

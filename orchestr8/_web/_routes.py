@@ -213,20 +213,6 @@ class ServiceRoutes:
             | execution_lineage(record, forks)
         )
 
-    async def get_journal(self, execution_id: str) -> Response:
-        """`GET /executions/{id}/journal`: recorded events after a seq, in seq order."""
-        after = query_int("after", default=0, low=0, high=MAX_SEQ)
-        limit = query_int("limit", default=100, low=1, high=1000)
-        events = await self.runtime.journal.events(execution_id, after=after, limit=limit + 1)
-        page = events[:limit]
-        document = {
-            "execution_id": execution_id,
-            "events": [event.to_json() for event in page],
-            "next_after": page[-1].seq if page else after,
-            "has_more": len(events) > limit,
-        }
-        return json_response(document)
-
     async def cancel(self, execution_id: str) -> Response:
         """`POST /executions/{id}/cancel`: stop an execution wherever it runs, else 409.
 

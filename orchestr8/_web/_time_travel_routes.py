@@ -1,7 +1,9 @@
 """The time-travel routes: an execution's state after one event, and two executions compared.
 
 `GET /executions/{id}/state?at=SEQ` answers with the document `inspect ID --at SEQ --json`
-prints (`_journal/_state_at`), `at` defaulting to the last event; `GET
+prints (`_journal/_state_at`), `at` defaulting to the last event; with `since=SEQ2` it adds
+`changes`, what changed from event SEQ2 to SEQ (`inspect ID --diff SEQ2 SEQ --json`,
+`_journal/_state_diff`), which the dashboard's time-travel view highlights; `GET
 /executions/compare?a=ID&b=ID` with the one `compare ID_A ID_B --json` prints
 (`_journal/_comparison`). Both read the journal only, so they work for executions any process
 ran or runs. `_app` registers these handlers; the static `/executions/compare` rule wins over
@@ -20,6 +22,7 @@ from .._journal._comparison import ComparedExecution, compare_executions
 from .._journal._journal import Journal
 from .._journal._replay import replay
 from .._journal._state_at import check_seq, state_document
+from .._journal._state_diff import state_diff
 from ._documents import json_response
 from ._problems import ProblemError
 from ._requests import MAX_SEQ, query_int
@@ -35,7 +38,9 @@ class TimeTravelRoutes:
         self.runtime = runtime
 
     async def state(self, execution_id: str) -> Response:
-        """`GET /executions/{id}/state?at=SEQ`: the state right after event SEQ (default: last).
+        """`GET /executions/{id}/state?at=SEQ[&since=SEQ2]`: the state right after event SEQ.
+
+        `at` defaults to the last event; `since` adds what changed since event SEQ2 (`changes`).
 
         At the last event the status is the one every view shows (`interrupted` when its process
         died), as `GET /executions/{id}` gives it.
@@ -56,6 +61,11 @@ class TimeTravelRoutes:
                 ) from None
         events = await journal.events(execution_id, limit=at) if at else []
         document = state_document(record, events, last_seq=last_seq)
+        if "since" in request.args:
+            since = query_int("since", default=0, low=1, high=MAX_SEQ)
+            if since > at:
+                raise ProblemError.parameter("since", f"expected at most at={at}, got {since}")
+            document["changes"] = state_diff(record, events, since, at).to_json()
         if at == last_seq:
             document["status"] = await shown_status(journal, execution_id, replay(events).status)
         return json_response(document)

@@ -1,0 +1,105 @@
+"""The execution page's timeline, in a real browser: attempts, retry waits, zoom, groups, live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboard_server import DashboardServer
+from playwright.sync_api import Page, expect
+
+RETRIED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "retried",
+    "steps": [
+        {"id": "first", "agent": "echo", "input": "hello"},
+        {
+            "id": "flaky",
+            "agent": {"id": "fail", "config": {"times": 1}},
+            "depends_on": ["first"],
+            "input": "x",
+            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05}},
+        },
+    ],
+}
+MAPPED: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "mapped",
+    "steps": [{"id": "each", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"}],
+}
+SLOW: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "slow",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 1.5}}],
+}
+
+
+def test_the_timeline_shows_a_failed_attempt_a_retry_wait_and_the_success(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """The flaky step's row: attempt 1 failed (hatched), a dotted wait, attempt 2 succeeded."""
+    execution_id = dashboard.run(RETRIED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    row = page.locator('#timeline .row[data-step-id="flaky"]')
+    expect(row.locator('.seg-failed[data-attempt="1"] .hatching')).to_have_count(1)
+    expect(row.locator('.seg-wait[data-attempt="1"]')).to_have_count(1)
+    expect(row.locator('.seg-attempt[data-attempt="2"]')).to_have_count(1)
+    expect(row.locator(".seg-failed title")).to_contain_text("attempt 1: failed")
+    label = page.locator('#timeline .row-label[data-step-id="flaky"]')
+    expect(label).to_have_attribute("aria-label", "flaky: succeeded, 2 attempts")
+    expect(page.locator("#timeline .timeline-legend")).to_contain_text("retry wait (dotted)")
+
+
+def test_zoom_changes_the_axis_by_button_and_key(page: Page, dashboard: DashboardServer) -> None:
+    """Zooming in gives finer ticks; `-` and Reset go back to the whole run."""
+    execution_id = dashboard.run(RETRIED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    ticks = page.locator("#timeline .timeline-axis .tick")
+    expect(ticks.first).to_be_visible()
+    before = ticks.all_text_contents()
+    page.get_by_role("button", name="Zoom in").click()
+    page.get_by_role("button", name="Zoom in").click()
+    expect(page.locator("#timeline .timeline-zoom")).to_have_text("Zoom 225%")
+    expect(ticks).not_to_have_text(before)
+    chart = page.get_by_role("group", name="Timeline chart")
+    chart.focus()
+    page.keyboard.press("-")
+    expect(page.locator("#timeline .timeline-zoom")).to_have_text("Zoom 150%")
+    page.keyboard.press("0")
+    expect(page.locator("#timeline .timeline-zoom")).to_have_text("Zoom 100%")
+    expect(ticks).to_have_text(before)
+
+
+def test_a_maps_items_are_collapsed_under_it_until_expanded(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """A map's row holds its items' bars; Enter shows a row per item (arrows move), Enter hides."""
+    execution_id = dashboard.run(MAPPED, {"docs": ["a", "b", "c"]})
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    group = page.locator('#timeline .row-label[data-step-id="each"]')
+    expect(group).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#timeline .row")).to_have_count(1)
+    expect(page.locator('#timeline .row[data-step-id="each"] .seg-attempt').first).to_be_visible()
+    group.focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator('#timeline .row-label[data-step-id="each[0]"]')).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(group).to_be_focused()
+    expect(page.locator('#timeline .row-label[data-step-id="each"]')).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    expect(page.locator('#timeline .row[data-step-id="each[2]"]')).to_have_count(1)
+    page.keyboard.press("Enter")
+    expect(page.locator("#timeline .row")).to_have_count(1)
+
+
+def test_a_running_bar_is_drawn_and_ends_when_the_step_does(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """While the step runs its bar says running; the live events turn it into a finished one."""
+    execution_id = dashboard.start(SLOW)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    row = page.locator('#timeline .row[data-step-id="nap"]')
+    expect(row.locator(".seg-running")).to_have_count(1)
+    expect(row.locator(".seg-attempt")).to_have_count(1, timeout=15_000)
+    expect(row.locator(".seg-running")).to_have_count(0)
