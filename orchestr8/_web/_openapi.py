@@ -22,6 +22,7 @@ from ._event_socket import (
 )
 from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_schemas import component_schemas, schema_ref
+from ._openapi_sessions import add_session_security
 from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
 
 _JSON: Final = "application/json"
@@ -467,4 +468,4 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
     }
     if auth:
         document["security"] = [{"bearer": []}]
-    return document
+    return add_session_security(document, auth=auth)
