@@ -85,9 +85,9 @@ async def serve_command(
     sync_workers: int | None,
     open_browser: bool,
 ) -> int:
-    """Serve the REST API, live event WebSockets and the web dashboard at /ui/ (docs/rest.md).
+    """Serve the REST API and live event WebSockets (see docs/rest.md).
 
-    Prints the URL it listens on; with --open, opens the dashboard in a browser. SIGINT or
+    Prints the URL it listens on; with --open, opens the dashboard (/ui/) in a browser. SIGINT or
     SIGTERM stops it cleanly: no new connections, running executions cancelled (recorded as
     cancelled), the journal saved; exit code 0. Exit code 4 when asked to listen beyond loopback
     without an API key.
