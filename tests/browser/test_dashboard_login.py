@@ -1,0 +1,105 @@
+"""Signing in to the dashboard in a real browser: the key once, then a session for pages, API
+calls and the live WebSocket, until signing out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dashboard_server import DashboardServer, start_dashboard
+from playwright.sync_api import Page, expect
+
+KEY = "dashboard-browser-key-0123456789"
+NAP: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "strategy": "sequential",
+    "steps": [
+        {"id": "first", "agent": "echo", "input": {"n": 1}},
+        {"id": "wait", "agent": "sleep", "input": {"seconds": 1.5}},
+        {"id": "last", "agent": "echo", "input": {"n": 2}},
+    ],
+}
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[DashboardServer]:
+    """A real `orchestr8 serve` with an API key (its `client` sends the key as Bearer)."""
+    with start_dashboard(tmp_path / "journal.db", api_key=KEY) as server:
+        yield server
+
+
+def sign_in(page: Page, key: str) -> None:
+    """Type `key` into the login form and submit it with Enter, as a person would."""
+    field = page.get_by_label("API key")
+    expect(field).to_be_focused()
+    field.fill(key)
+    field.press("Enter")
+
+
+def test_with_a_key_the_dashboard_opens_on_the_login_page(
+    page: Page, keyed: DashboardServer
+) -> None:
+    """Opening /ui/ without a session shows the login form, the key field ready to type in."""
+    page.goto(keyed.url + "/ui/")
+    expect(page).to_have_url(keyed.url + "/ui/login?next=/ui/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_label("API key")).to_be_focused()
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+
+
+def test_a_wrong_key_says_so_and_keeps_the_field_focused(
+    page: Page, keyed: DashboardServer, browser_problems: list[str]
+) -> None:
+    """A wrong key: the page says the key is wrong, and the field keeps the focus for a retry."""
+    page.goto(keyed.url + "/ui/")
+    sign_in(page, "not-the-key")
+    expect(page.get_by_role("alert")).to_contain_text("That key is wrong")
+    field = page.get_by_label("API key")
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    assert browser_problems == [
+        "console error: Failed to load resource: the server responded with a status of 401 ()"
+    ]
+    browser_problems.clear()
+
+
+def test_the_right_key_opens_the_page_asked_for_and_it_follows_the_run_live(
+    page: Page, keyed: DashboardServer
+) -> None:
+    """Signed in, the execution page first asked for opens; its API calls and WebSocket work."""
+    execution_id = keyed.start(NAP)
+    page.goto(f"{keyed.url}/ui/executions/{execution_id}")
+    expect(page).to_have_url(f"{keyed.url}/ui/login?next=/ui/executions/{execution_id}")
+    sign_in(page, KEY)
+    expect(page).to_have_url(f"{keyed.url}/ui/executions/{execution_id}")
+    # The step's badge is drawn from the API's summary and moved on by the WebSocket's events.
+    expect(page.locator('[data-step-id="last"] .status')).to_have_text("succeeded", timeout=15_000)
+    expect(page.locator("#execution-status")).to_have_text("succeeded")
+    page.get_by_role("link", name="Executions").click()
+    expect(page.locator(f'tr[data-execution-id="{execution_id}"]')).to_contain_text("succeeded")
+
+
+def test_signing_out_returns_to_the_login_page_and_stays_signed_out(
+    page: Page, keyed: DashboardServer
+) -> None:
+    """Sign out: the login page again, and the dashboard asks for the key once more."""
+    page.goto(keyed.url + "/ui/")
+    sign_in(page, KEY)
+    expect(page).to_have_url(keyed.url + "/ui/")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(keyed.url + "/ui/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto(keyed.url + "/ui/compare")
+    expect(page).to_have_url(keyed.url + "/ui/login?next=/ui/compare")
+
+
+def test_without_a_key_the_login_page_sends_you_to_the_dashboard(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """No API key, no login: /ui/login goes straight on to the executions list."""
+    page.goto(dashboard.url + "/ui/login")
+    expect(page).to_have_url(dashboard.url + "/ui/")
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
