@@ -15,7 +15,7 @@ from typing import Final
 from quart import Quart, Response, request
 
 from ._dashboard import page_response
-from ._sessions import SESSION_COOKIE, local_next, session_token
+from ._sessions import SESSION_COOKIE, local_next, session_token, valid_session
 
 __all__ = ["LoginPages", "register_login_pages"]
 
@@ -31,9 +31,9 @@ class LoginPages:
         self.api_key = api_key
 
     async def login_form(self) -> Response:
-        """`GET /ui/login`: the form asking for the key (without a key: go straight to /ui/)."""
+        """`GET /ui/login`: the form asking for the key (no key, or signed in: go on to next)."""
         target = local_next(request.args.get("next"))
-        if self.api_key is None:
+        if self.api_key is None or valid_session(request.cookies.get(SESSION_COOKIE), self.api_key):
             return _see_other(target)
         return _login_page(target, None, 200)
 
@@ -43,8 +43,7 @@ class LoginPages:
         target = local_next(form.get("next"))
         if self.api_key is None:
             return _see_other(target)
-        given = form.get("key", "").strip().encode("latin-1", "replace")
-        if not hmac.compare_digest(given, self.api_key):
+        if not _is_the_key(form.get("key", ""), self.api_key):
             return _login_page(target, _WRONG_KEY, 401)
         response = _see_other(target)
         response.set_cookie(
@@ -62,6 +61,17 @@ class LoginPages:
         response = _see_other("/ui/login" if self.api_key is not None else _DEFAULT_NEXT)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
         return response
+
+
+def _is_the_key(given: str, api_key: bytes) -> bool:
+    """Whether `given` is the key, as typed or pasted with spaces around (constant time)."""
+    if not given.isascii():
+        return False
+    typed = given.encode("ascii")
+    # Both compared, always: the time taken does not say whether the spaces mattered.
+    exact = hmac.compare_digest(typed, api_key)
+    trimmed = hmac.compare_digest(typed.strip(), api_key)
+    return exact or trimmed
 
 
 def _see_other(location: str) -> Response:

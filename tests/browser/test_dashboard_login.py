@@ -82,6 +82,32 @@ def test_the_right_key_opens_the_page_asked_for_and_it_follows_the_run_live(
     expect(page.locator(f'tr[data-execution-id="{execution_id}"]')).to_contain_text("succeeded")
 
 
+def test_the_session_lets_the_page_change_things_through_the_api(
+    page: Page, keyed: DashboardServer
+) -> None:
+    """A POST the page sends with its session (as its action buttons do) passes the CSRF check."""
+    page.goto(keyed.url + "/ui/")
+    sign_in(page, KEY)
+    expect(page).to_have_url(keyed.url + "/ui/")
+    started = page.evaluate(
+        """async (workflow) => {
+            const response = await fetch("/workflows/execute", {
+                method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({workflow}),
+            });
+            return [response.status, (await response.json()).execution_id];
+        }""",
+        {**NAP, "name": "from-the-page"},
+    )
+    assert started[0] == 202
+    keyed.wait_for_status(started[1], "succeeded")
+    page.reload()
+    row = page.locator(f'tr[data-execution-id="{started[1]}"]')
+    expect(row).to_contain_text("from-the-page")
+    expect(row).to_contain_text("succeeded")
+
+
 def test_signing_out_returns_to_the_login_page_and_stays_signed_out(
     page: Page, keyed: DashboardServer
 ) -> None:

@@ -97,6 +97,20 @@ async def test_the_right_key_sets_a_strict_http_only_session_cookie(keyed: Clien
     assert KEY not in cookie
 
 
+@pytest.mark.parametrize("typed", [f" {KEY}", f"{KEY}\n", f"\t{KEY} "])
+async def test_a_key_pasted_with_spaces_around_still_signs_in(keyed: Client, typed: str) -> None:
+    """Spaces or a newline picked up around the key when pasting it do not make it wrong."""
+    response = await keyed.post("/ui/login", form={"key": typed})
+    assert response.status_code == 303
+    assert response.headers["Set-Cookie"].startswith(f"{SESSION_COOKIE}={TOKEN};")
+
+
+async def test_signed_in_the_login_page_goes_on_to_next(keyed: Client) -> None:
+    """Opening the login page with a valid session skips the form."""
+    response = await keyed.get("/ui/login", query_string={"next": "/ui/compare"}, headers=COOKIE)
+    assert (response.status_code, response.headers["Location"]) == (303, "/ui/compare")
+
+
 async def test_over_https_the_cookie_is_secure(keyed: Client) -> None:
     """Behind https the session cookie is marked Secure."""
     response = await keyed.open("/ui/login", method="POST", form={"key": KEY}, scheme="https")  # type: ignore[call-arg]
@@ -104,7 +118,7 @@ async def test_over_https_the_cookie_is_secure(keyed: Client) -> None:
     assert "Secure" in response.headers["Set-Cookie"]
 
 
-@pytest.mark.parametrize("wrong", ["", "nope", KEY + "x", KEY[:-1], "clé"])
+@pytest.mark.parametrize("wrong", ["", "nope", KEY + "x", KEY[:-1], "clé", KEY[:-1] + "€"])
 async def test_a_wrong_key_is_a_401_page_that_says_so(keyed: Client, wrong: str) -> None:
     """A wrong key sets no cookie and shows the form again, saying the key is wrong."""
     response = await keyed.post("/ui/login", form={"key": wrong, "next": "/ui/compare"})
@@ -124,10 +138,10 @@ async def test_the_login_never_sends_the_browser_off_the_dashboard(
     keyed: Client, target: str
 ) -> None:
     """`next` naming another host or anything outside /ui/ ends at the executions list."""
-    response = await keyed.post("/ui/login", form={"key": KEY, "next": target})
-    assert response.headers["Location"] == "/ui/"
     form = await text(await keyed.get("/ui/login", query_string={"next": target}))
     assert 'name="next" value="/ui/"' in form
+    response = await keyed.post("/ui/login", form={"key": KEY, "next": target})
+    assert response.headers["Location"] == "/ui/"
 
 
 async def test_without_a_key_there_is_no_login(open_service: Client) -> None:
