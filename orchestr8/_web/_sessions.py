@@ -110,7 +110,11 @@ def same_host(headers: Headers, host: str, *, websocket: bool) -> bool:
         origin = headers.get("Referer")
     if not origin:
         return False
-    return urlsplit(origin).netloc.lower() == host.lower()
+    try:
+        named = urlsplit(origin).netloc
+    except ValueError:  # not a URL at all (`http://[::1`): no host named
+        return False
+    return named.lower() == host.lower()
 
 
 def cross_site(method: str, path: str, headers: Headers, host: str, *, websocket: bool) -> bool:

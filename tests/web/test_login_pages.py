@@ -200,7 +200,13 @@ async def test_the_cookie_opens_pages_and_the_api_and_offers_to_sign_out(
 
 @pytest.mark.parametrize(
     "origin",
-    [{}, {"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil/ui/"}],
+    [
+        {},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://[::1"},
+        {"Referer": "http://evil/ui/"},
+    ],
 )
 async def test_a_cookie_post_from_another_site_is_refused(
     keyed: Client, origin: dict[str, str]

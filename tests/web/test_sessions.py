@@ -141,6 +141,8 @@ def test_page_loads_go_to_the_login_page_api_requests_do_not(
         ({"Referer": f"http://{HOST}/ui/executions/x"}, True),
         ({"Origin": "http://evil.example", "Referer": f"http://{HOST}/ui/"}, False),
         ({"Origin": "null"}, False),
+        ({"Origin": "http://[::1"}, False),
+        ({"Referer": "http://[bad/ui/"}, False),
         ({"Origin": "http://127.0.0.1:9999"}, False),
         ({}, False),
     ],
@@ -148,6 +150,12 @@ def test_page_loads_go_to_the_login_page_api_requests_do_not(
 def test_same_host_reads_the_origin_then_the_referer(headers: dict[str, str], same: bool) -> None:
     """A request is same-host when its Origin (or, lacking one, its Referer) names this host."""
     assert same_host(Headers(headers), HOST, websocket=False) is same
+
+
+@given(st.text(st.characters(exclude_characters="\r\n")))
+def test_any_origin_header_is_judged_without_error(origin: str) -> None:
+    """Whatever a client puts in Origin, the check answers (never a 500)."""
+    assert same_host(Headers({"Origin": origin}), HOST, websocket=True) in (True, False)
 
 
 def test_a_websocket_handshake_counts_only_its_origin() -> None:
