@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from dashboard_server import DashboardServer, start_dashboard
@@ -21,6 +22,11 @@ NAP: dict[str, Any] = {
         {"id": "wait", "agent": "sleep", "input": {"seconds": 1.5}},
         {"id": "last", "agent": "echo", "input": {"n": 2}},
     ],
+}
+GATE: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "gate",
+    "steps": [{"id": "review", "approval": {"prompt": "Go on?"}}],
 }
 
 
@@ -106,6 +112,37 @@ def test_the_session_lets_the_page_change_things_through_the_api(
     row = page.locator(f'tr[data-execution-id="{started[1]}"]')
     expect(row).to_contain_text("from-the-page")
     expect(row).to_contain_text("succeeded")
+
+
+def test_a_new_key_ends_the_session_of_an_open_page(
+    page: Page, tmp_path: Path, browser_problems: list[str]
+) -> None:
+    """The server restarts with another key: the open execution page goes to the login page,
+    and the new key brings it back."""
+    journal = tmp_path / "journal.db"
+    with start_dashboard(journal, api_key=KEY) as first:
+        # Waiting at a gate, it outlives the server: the page's socket closes 1001 and retries.
+        execution_id = first.start(GATE)
+        page.goto(f"{first.url}/ui/executions/{execution_id}")
+        sign_in(page, KEY)
+        expect(page.locator('[data-step-id="review"]')).to_be_visible()
+        gates = first.client.get(f"/executions/{execution_id}/gates")
+        assert gates.status_code == 200, gates.text
+    port = first.url.rsplit(":", 1)[1]
+    with start_dashboard(journal, "--port", port, api_key=KEY + "-new") as second:
+        assert second.url == first.url
+        # api.js sends the browser there on the 401, `next` percent-encoded whole.
+        back = quote(f"/ui/executions/{execution_id}", safe="")
+        expect(page).to_have_url(f"{first.url}/ui/login?next={back}", timeout=20_000)
+        sign_in(page, KEY + "-new")
+        expect(page).to_have_url(f"{second.url}/ui/executions/{execution_id}")
+        expect(page.locator('[data-step-id="review"]')).to_be_visible()
+        # Leave before this server stops too, or the page would retry against it meanwhile.
+        page.goto("about:blank")
+    # Meanwhile the browser logged the refused reconnections and the 401 that ended them.
+    expected = ("WebSocket connection to", "Failed to load resource")
+    assert all(any(words in problem for words in expected) for problem in browser_problems)
+    browser_problems.clear()
 
 
 def test_signing_out_returns_to_the_login_page_and_stays_signed_out(
