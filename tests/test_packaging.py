@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +43,44 @@ def test_classifiers_carry_no_licence_and_name_the_supported_pythons() -> None:
     assert not [classifier for classifier in classifiers if classifier.startswith("License ::")]
     assert metadata["requires-python"] == ">=3.11"
     assert "Programming Language :: Python :: 3.11" in classifiers
+
+
+DASHBOARD = ROOT / "orchestr8" / "_web" / "dashboard"
+
+
+def built_wheel(directory: Path) -> zipfile.ZipFile:
+    """The wheel hatchling builds from this tree (in-process, offline), opened."""
+    hatchling = pytest.importorskip(
+        "hatchling.builders.wheel", reason="hatchling (in the dev extra) builds the wheel"
+    )
+    builder = hatchling.WheelBuilder(str(ROOT))
+    [wheel] = builder.build(directory=str(directory), versions=["standard"])
+    return zipfile.ZipFile(wheel)
+
+
+def test_the_wheel_carries_the_dashboard_templates_static_files_and_vendored_libraries(
+    tmp_path: Path,
+) -> None:
+    """`pip install orchestr8` gets every file the dashboard serves: no Node, no download."""
+    with built_wheel(tmp_path) as wheel:
+        shipped = set(wheel.namelist())
+        prefix = "orchestr8/_web/dashboard/"
+        assert {
+            prefix + "templates/base.html",
+            prefix + "templates/login.html",
+            prefix + "static/js/api.js",
+            prefix + "static/css/dashboard.css",
+            prefix + "static/css/login.css",
+        } <= shipped
+        in_tree = {
+            path.relative_to(ROOT).as_posix()
+            for path in DASHBOARD.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+        assert in_tree <= shipped, sorted(in_tree - shipped)
+        manifest = DASHBOARD / "static" / "vendor" / "manifest.json"
+        if manifest.exists():
+            for entry in json.loads(manifest.read_text(encoding="utf-8")):
+                name = f"{prefix}static/vendor/{entry['file']}"
+                assert name in shipped, name
+                assert hashlib.sha256(wheel.read(name)).hexdigest() == entry["sha256"]

@@ -23,6 +23,7 @@ from .._observability._redaction import register_secret
 from ._dashboard import register_dashboard
 from ._gate_routes import GateRoutes
 from ._graph_routes import GraphRoutes
+from ._login_pages import register_login_pages
 from ._problems import ProblemError, problem_response
 from ._responses import (
     close_if_body_unread,
@@ -36,6 +37,17 @@ from ._responses import (
     unexpected_error,
 )
 from ._routes import ServiceRoutes, ServiceState
+from ._sessions import (
+    SESSION_COOKIE,
+    cross_site,
+    login_redirect,
+    mark_signed_in,
+    needs_login_page,
+    public_path,
+    session_token,
+    unsafe_without_origin,
+    valid_session,
+)
 from ._step_routes import StepRoutes
 from ._time_travel_routes import TimeTravelRoutes
 from ._timeline_routes import TimelineRoutes
@@ -45,8 +57,6 @@ DEFAULT_MAX_BODY: Final = 1024 * 1024
 
 DEFAULT_EVENTS_BUFFER: Final = 1024
 """How many bus events a WebSocket client may fall behind by default before it is closed."""
-
-_UNAUTHENTICATED_PATHS: Final = frozenset({"/health"})
 
 
 class ServiceApp(QuartTrio):
@@ -74,7 +84,8 @@ def create_app(
 
     Args:
         runtime: the runtime from `open_runtime` in which executions run.
-        api_key: when set, every route but `GET /health` requires `Authorization: Bearer <key>`.
+        api_key: when set, every route but `GET /health`, the dashboard's login page and its
+            static files requires `Authorization: Bearer <key>` or the dashboard's session cookie.
         max_body: the largest request body accepted, in bytes (413 beyond).
         events_buffer: how many bus events a WebSocket client may fall behind before it is closed.
 
@@ -88,6 +99,7 @@ def create_app(
     if api_key is not None:
         # Redacted wherever it would show: a problem body quoting a request, a log line.
         register_secret(api_key)
+        register_secret(session_token(api_key.encode()))
     app = ServiceApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.service = ServiceState(
@@ -164,23 +176,40 @@ def create_app(
         graph.members,
         methods=["GET"],
     )
+    register_login_pages(app, app.service.api_key)
     register_dashboard(app, runtime)
     return app
 
 
 def _authenticator(service: ServiceState) -> Callable[[], Awaitable[Response | None]]:
-    """The check run before every request and handshake: the API key, when the service has one."""
+    """The check run before every request and handshake: the API key, or the session cookie.
+
+    The cookie is the dashboard's (`_sessions`); no unsafe request or handshake may come from
+    another site's page, with or without a key.
+    """
 
     async def authenticate() -> Response | None:
         """Refuse a request without the API key (before routing, so unknown routes say 401 too)."""
-        connection = websocket if has_websocket_context() else request
-        if service.api_key is None or connection.path in _UNAUTHENTICATED_PATHS:
+        socket = has_websocket_context()
+        connection = websocket if socket else request
+        method = "GET" if socket else request.method
+        path = connection.path
+        if cross_site(method, path, connection.headers, connection.host, websocket=socket):
+            return _cross_site_problem("its Origin header names another site")
+        if service.api_key is None or public_path(path):
             return None
         scheme, _, token = connection.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
             token.strip().encode("latin-1", "replace"), service.api_key
         ):
             return None
+        if valid_session(connection.cookies.get(SESSION_COOKIE), service.api_key):
+            if unsafe_without_origin(method, connection.headers, connection.host, websocket=socket):
+                return _cross_site_problem("it carries no Origin header naming this server")
+            mark_signed_in()
+            return None
+        if not socket and needs_login_page(method, path):
+            return login_redirect(path, request.query_string.decode("latin-1"))
         # Worded so that no `key: value` secret pattern matches: problems are redacted whole.
         detail = "send the API key in the Authorization header, as `Bearer <key>`"
         return problem_response(
@@ -188,3 +217,12 @@ def _authenticator(service: ServiceState) -> Callable[[], Awaitable[Response | N
         )
 
     return authenticate
+
+
+def _cross_site_problem(reason: str) -> Response:
+    """The 403 for a request that may come from another site's page, saying why."""
+    detail = (
+        f"refused as a possible cross-site request: {reason}; the dashboard's own pages, "
+        "or a client sending the API key as a Bearer header, are accepted"
+    )
+    return problem_response(403, "cross-site-request", detail)

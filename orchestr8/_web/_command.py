@@ -67,6 +67,12 @@ __all__ = ["main", "register_serve", "serve_command"]
     help="A JSON object of secrets by name for ${secrets.NAME}; "
     "over $ORCHESTR8_SECRET_NAME variables.",
 )
+@click.option(
+    "--open",
+    "open_browser",
+    is_flag=True,
+    help="Once listening, open the dashboard (URL/ui/) in a web browser ($BROWSER first).",
+)
 @sync_workers_option
 async def serve_command(
     host: str,
@@ -77,12 +83,14 @@ async def serve_command(
     cancel_grace: float,
     secrets_file: str | None,
     sync_workers: int | None,
+    open_browser: bool,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
-    Prints the URL it listens on. SIGINT or SIGTERM stops it cleanly: no new connections, running
-    executions cancelled (recorded as cancelled), the journal saved; exit code 0. Exit code 4 when
-    asked to listen beyond loopback without an API key.
+    Prints the URL it listens on; with --open, opens the dashboard (/ui/) in a browser. SIGINT or
+    SIGTERM stops it cleanly: no new connections, running executions cancelled (recorded as
+    cancelled), the journal saved; exit code 0. Exit code 4 when asked to listen beyond loopback
+    without an API key.
     """
     return await run_service(
         host=host,
@@ -93,6 +101,7 @@ async def serve_command(
         cancel_grace=cancel_grace,
         secrets_file=secrets_file,
         sync_workers=sync_workers,
+        open_browser=open_browser,
     )
 
 

@@ -20,6 +20,7 @@ from .._execution._liveness import SHOWN_STATUSES, shown_status
 from .._execution._runtime import Runtime
 from .._version import __version__
 from ._dashboard_assets import render_page, static_asset
+from ._sessions import is_signed_in
 
 __all__ = ["CONTENT_SECURITY_POLICY", "register_dashboard", "security_headers"]
 
@@ -44,7 +45,7 @@ async def security_headers(response: Response) -> Response:
 
 def page_response(template: str, http_status: int = 200, **context: object) -> Response:
     """A rendered page; every page knows the server's version and whether it needs a login."""
-    body = render_page(template, version=__version__, **context)
+    body = render_page(template, version=__version__, signed_in=is_signed_in(), **context)
     response = Response(body, http_status, content_type=_HTML)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -23,6 +23,7 @@ from ._event_socket import (
 from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_graph import graph_paths, graph_schemas
 from ._openapi_schemas import component_schemas, schema_ref
+from ._openapi_sessions import add_session_security
 from ._openapi_steps import step_paths, step_schemas
 from ._openapi_timeline import journal_filter_parameters, timeline_paths, timeline_schemas
 from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_ID, MAX_SEQ
@@ -499,4 +500,4 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
     }
     if auth:
         document["security"] = [{"bearer": []}]
-    return document
+    return add_session_security(document, auth=auth)

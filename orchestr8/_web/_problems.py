@@ -41,6 +41,7 @@ PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "execution-running": "Execution still running",
     "fork-refused": "Fork refused",
     "unauthorized": "Unauthorized",
+    "cross-site-request": "Cross-site request refused",
     "upgrade-required": "WebSocket upgrade required",
     "journal-unavailable": "Journal unavailable",
     "shutting-down": "Server shutting down",

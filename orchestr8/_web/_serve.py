@@ -34,6 +34,7 @@ from .._shell._process import (
     open_shutdown_signals,
     watch_shutdown_signals,
 )
+from ._open_browser import dashboard_url, open_in_browser
 
 if TYPE_CHECKING:
     from .._execution._runtime import Runtime
@@ -165,6 +166,7 @@ async def run_service(
     err: TextIO = sys.stderr,
     secrets_file: str | None = None,
     sync_workers: int | None = None,
+    open_browser: bool = False,
 ) -> int:
     """Run the service the way `orchestr8 serve` does and return its exit code.
 
@@ -172,7 +174,8 @@ async def run_service(
     then from `ORCHESTR8_SECRET_NAME` environment variables. `sync_workers` bounds the threads
     of blocking agent code (None: the runtime's default).
 
-    Prints `orchestr8 serving on URL` on `out` once listening; stops on SIGINT or SIGTERM (exit
+    Prints `orchestr8 serving on URL` on `out` once listening, then with `open_browser` opens
+    the dashboard (`URL/ui/`) in a web browser; stops on SIGINT or SIGTERM (exit
     0; a second signal exits 130 at once, after saving the journal). Exit 4 when asked to listen
     beyond loopback without a key, 1 for other configuration problems (printed as `error: ...`).
     """
@@ -190,6 +193,7 @@ async def run_service(
             err,
             secrets_file,
             sync_workers,
+            open_browser,
         )
 
     def report(error: BaseException) -> None:
@@ -215,6 +219,7 @@ async def _run_service(
     err: TextIO,
     secrets_file: str | None,
     sync_workers: int | None = None,
+    open_browser: bool = False,
 ) -> int:
     from .._agents._sync_calls import DEFAULT_SYNC_WORKERS
     from .._errors import JournalError
@@ -295,6 +300,8 @@ async def _run_service(
                     for url in urls:
                         out.write(f"orchestr8 serving on {url}\n")
                     out.flush()
+                    if open_browser:
+                        open_in_browser(dashboard_url(urls[0]), err)
                     auth = "API key required" if api_key else "no API key (loopback only)"
                     err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
                     err.flush()

@@ -117,9 +117,9 @@ def test_every_reference_resolves_and_every_operation_is_complete() -> None:
 
 
 def test_with_a_key_every_operation_but_health_requires_bearer() -> None:
-    """With an API key the document requires bearer auth globally and exempts /health."""
+    """With an API key the document requires bearer (or the session cookie) and exempts /health."""
     secured = openapi_document(auth=True)
-    assert secured["security"] == [{"bearer": []}]
+    assert secured["security"] == [{"bearer": []}, {"cookieAuth": []}]
     assert secured["paths"]["/health"]["get"]["security"] == []
     assert "security" not in SPEC
 

@@ -2,6 +2,7 @@
 // loses nothing and repeats nothing, a banner while the connection is down, and batching, so that
 // a thousand events a second cost one DOM update per animation frame, not a thousand.
 
+import { getJSON } from "./api.js";
 import { hideBanner, showBanner } from "./banner.js";
 
 const FINISHED = 1000;
@@ -30,11 +31,24 @@ export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
     onBatch(batch);
   };
 
+  // A handshake refused before the socket opened may mean the session ended (signed out in
+  // another tab, the server's key changed): an API call then answers 401, and api.js sends the
+  // browser to the login page instead of reconnecting here forever.
+  const reconnect = (wasOpen) => {
+    const again = () => {
+      if (!closed) connect();
+    };
+    if (wasOpen) again();
+    else getJSON("/executions?limit=1").then(again, again);
+  };
+
   const connect = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/executions/${encodeURIComponent(executionId)}/events?after=${last}`;
     socket = new WebSocket(url);
+    let opened = false;
     socket.addEventListener("open", () => {
+      opened = true;
       delay = 250;
       hideBanner();
     });
@@ -57,7 +71,7 @@ export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
         return;
       }
       showBanner(`Connection to the server lost; reconnecting from event ${last}…`);
-      timer = setTimeout(connect, delay);
+      timer = setTimeout(() => reconnect(opened), delay);
       delay = Math.min(delay * 2, 5000);
     });
   };
