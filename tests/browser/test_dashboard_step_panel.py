@@ -49,7 +49,7 @@ def test_the_panel_shows_a_retried_steps_attempts_inputs_and_output(
 def test_selecting_a_node_opens_the_panel_and_escape_gives_focus_back(
     dashboard: DashboardServer, page: Page
 ) -> None:
-    """Activating a step's node opens its panel; Escape closes it and focuses the node again."""
+    """Activating a step's node opens its panel and leaves focus on the node; Escape closes it."""
     execution_id = dashboard.run(RETRIED, {"topic": "owls"})
     page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
     # The node itself or the control inside it, whichever the graph makes activatable.
@@ -60,7 +60,9 @@ def test_selecting_a_node_opens_the_panel_and_escape_gives_focus_back(
     node.click()
     panel = page.get_by_role("complementary", name="first")
     expect(panel).to_be_visible()
-    expect(panel).to_be_focused()
+    expect(node).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(panel.get_by_role("button", name="Close step details")).to_be_focused()
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     expect(node).to_be_focused()

@@ -2,8 +2,9 @@
 // loop iteration `ID#2`) from GET /executions/{id}/steps/{step}: status, agent, attempts with
 // their durations and errors, the declared and the resolved input, the output, the error, the
 // tokens, its gate and its child execution. It refreshes (at most twice a second) while events
-// for that step arrive, and closes with Escape or its close button, handing focus back to the
-// step's node in the graph. `?step=ID` in the page's address opens it on that step.
+// for that step arrive. Opening it leaves focus where it was (the graph's arrow keys keep
+// working; a live region says what opened); Escape in the graph or the panel, or its close
+// button, closes it and hands focus back to the step's node. `?step=ID` in the page's address opens it on that step.
 
 import { getJSON } from "./api.js";
 import { showError } from "./banner.js";
@@ -138,6 +139,7 @@ export function mount(page, container) {
   let selected = null;
   let timer = null;
   let generation = 0;
+  let announce = false;
   container.setAttribute("aria-labelledby", "step-panel-title");
   container.tabIndex = -1;
 
@@ -150,7 +152,7 @@ export function mount(page, container) {
     (focusable || document.getElementById("main")).focus();
   };
 
-  const load = async (focus) => {
+  const load = async () => {
     const stepId = selected;
     const mine = ++generation;
     try {
@@ -159,12 +161,15 @@ export function mount(page, container) {
       container.replaceChildren(...render(step, close).filter(Boolean));
       container.dataset.stepId = stepId;
       container.dataset.status = step.status;
+      if (announce) {
+        announce = false;
+        document.getElementById("step-announcer").textContent = `Details of step ${stepId}, ${step.status}, shown beside the graph`;
+      }
     } catch (error) {
       if (mine !== generation) return;
       showError(container, error, `Step ${stepId} could not be read`);
       container.prepend(element("button", { type: "button", className: "step-panel-close", "aria-label": "Close step details", onclick: close }, "✕"));
     }
-    if (focus) container.focus();
   };
 
   page.addEventListener("select", ({ detail }) => {
@@ -179,7 +184,10 @@ export function mount(page, container) {
       return;
     }
     container.hidden = false;
-    load(true);
+    // Focus stays where the selection came from (the graph's arrow keys keep working); the
+    // live region says what opened, and Tab or the panel's controls reach it.
+    announce = true;
+    load();
   });
 
   page.addEventListener("events", ({ detail }) => {
@@ -187,15 +195,17 @@ export function mount(page, container) {
     if (!detail.events.some((event) => event.step_id && belongsTo(event.step_id, selected))) return;
     timer = setTimeout(() => {
       timer = null;
-      if (selected) load(false);
+      if (selected) load();
     }, REFRESH_MS);
   });
 
-  container.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      close();
-    }
+  // Escape closes the panel from the panel itself or from the graph that opened it.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !selected || event.defaultPrevented) return;
+    const from = event.target instanceof Element ? event.target : null;
+    if (from && !from.closest("#step-panel, #graph")) return;
+    event.preventDefault();
+    close();
   });
 
   const wanted = new URLSearchParams(location.search).get("step");
