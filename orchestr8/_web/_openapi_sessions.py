@@ -42,10 +42,11 @@ def add_session_security(document: dict[str, Any], *, auth: bool) -> dict[str, A
     reference = {"$ref": "#/components/responses/403"}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            responses = operation["responses"]
             if method == "post" or path.endswith("/events"):
-                responses = operation["responses"]
                 responses["403"] = reference
-                operation["responses"] = dict(sorted(responses.items()))
+            # Every operation lists its responses in code order, whichever module described it.
+            operation["responses"] = dict(sorted(responses.items()))
     if auth:
         document["security"].append({COOKIE_SCHEME: []})
     return document

@@ -38,9 +38,9 @@ class GraphView {
     const toolbar = element(
       "div",
       { className: "graph-toolbar", role: "toolbar", "aria-label": "Graph view" },
-      button("Zoom out", "\u2212", () => this.zoom(this.scale / 1.25)),
+      button("Zoom out of the graph", "\u2212", () => this.zoom(this.scale / 1.25)),
       this.zoomText,
-      button("Zoom in", "+", () => this.zoom(this.scale * 1.25)),
+      button("Zoom in on the graph", "+", () => this.zoom(this.scale * 1.25)),
       button("Fit the whole graph", "Fit", () => this.fit()),
       button("Actual size", "1:1", () => this.zoom(1)),
       this.info,

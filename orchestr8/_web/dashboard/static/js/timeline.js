@@ -83,8 +83,8 @@ class Timeline {
     const tools = element(
       "div",
       { className: "timeline-tools" },
-      button("Zoom in", "+ Zoom in", () => this.zoomBy(ZOOM_STEP)),
-      button("Zoom out", "− Zoom out", () => this.zoomBy(1 / ZOOM_STEP)),
+      button("Zoom in on the timeline", "+ Zoom in", () => this.zoomBy(ZOOM_STEP)),
+      button("Zoom out of the timeline", "− Zoom out", () => this.zoomBy(1 / ZOOM_STEP)),
       button("Reset zoom", "Reset", () => this.zoomBy(0)),
       this.zoomText,
       legend,
