@@ -90,7 +90,7 @@ class DashboardPages:
             title=f"{record.workflow_name} · {execution_id[:8]}",
             record=record,
             status=status,
-            styles=["graph", "timeline", "journal", "step_panel", "actions"],
+            styles=["graph", "timeline", "journal", "step_panel", "actions", "json_view"],
         )
 
     async def compare(self) -> Response:

@@ -6,7 +6,7 @@
 import { getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
 import { duration, element, statusBadge, timestamp } from "./format.js";
-import { jsonTree } from "./json_tree.js";
+import { jsonView } from "./json_view.js";
 
 function changeWords(change) {
   return change.before === null ? "started" : `changed: ${change.changed.join(", ")}`;
@@ -94,7 +94,10 @@ export function mount(page, container) {
         "details",
         { className: "state-document" },
         element("summary", {}, "The whole state (JSON)"),
-        jsonTree(document, { open: 2, mark: (path) => (path.length === 2 && path[0] === "steps" && changedUnits.has(path[1]) ? "changed" : null) }),
+        jsonView(document, "The state at this event", {
+          openDepth: 2,
+          mark: (path) => (path.length === 2 && path[0] === "steps" && changedUnits.has(path[1]) ? "changed" : null),
+        }),
       ),
     );
   });
