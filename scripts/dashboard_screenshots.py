@@ -71,7 +71,9 @@ def example(name: str) -> dict[str, Any]:
 @contextmanager
 def server(journal: Path, api_key: str | None = None) -> Iterator[httpx.Client]:
     """`orchestr8 serve --port 0` over `journal` until the block ends; a client on it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ORCHESTR8_API_KEY", "ORCHESTR8_JOURNAL")
+    }
     if api_key is not None:
         env["ORCHESTR8_API_KEY"] = api_key
     command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0", "--journal", str(journal)]
