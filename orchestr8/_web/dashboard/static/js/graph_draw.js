@@ -14,7 +14,7 @@ const ICONS = {
   failed: "\u2717",
   skipped: "\u21B7",
   cancelled: "\u25A0",
-  waiting: "\u23F8",
+  waiting: "\u2016",
   interrupted: "\u26A0",
 };
 const SHOWN_COUNTS = ["failed", "running", "retrying", "waiting", "cancelled", "skipped", "not_started"];

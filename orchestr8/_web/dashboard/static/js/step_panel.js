@@ -4,7 +4,8 @@
 // tokens, its gate and its child execution. It refreshes (at most twice a second) while events
 // for that step arrive. Opening it leaves focus where it was (the graph's arrow keys keep
 // working; a live region says what opened); Escape in the graph or the panel, or its close
-// button, closes it and hands focus back to the step's node. `?step=ID` in the page's address opens it on that step.
+// button, closes it and hands focus back to the step's node. `?step=ID` in the page's address
+// opens it on that step. A map's or a loop's members are buttons that select them.
 
 import { getJSON } from "./api.js";
 import { showError } from "./banner.js";
@@ -21,9 +22,17 @@ function section(title, ...content) {
   return element("section", { className: "step-section" }, element("h3", {}, title), ...content);
 }
 
-function attemptsTable(attempts) {
+// Steps whose work is done by their members: their attempts and inputs are the members'.
+const GROUP_KINDS = { map: "items", loop: "iterations" };
+
+function attemptsTable(step) {
+  const { attempts } = step;
+  if (!attempts.length && GROUP_KINDS[step.kind]) {
+    return element("p", { className: "empty" }, `A ${step.kind} step's attempts are its ${GROUP_KINDS[step.kind]}': select one below.`);
+  }
   if (!attempts.length) return element("p", { className: "empty" }, "No attempts yet.");
-  const rows = attempts.map((attempt) =>
+  // An attempt's error gets a full-width row of its own under the attempt: the panel is narrow.
+  const rows = attempts.flatMap((attempt) => [
     element(
       "tr",
       { dataset: { attempt: attempt.attempt } },
@@ -31,13 +40,15 @@ function attemptsTable(attempts) {
       element("td", {}, statusBadge(attempt.outcome)),
       element("td", { title: attempt.started }, timestamp(attempt.started)),
       element("td", {}, attempt.duration === null ? "…" : duration(attempt.duration)),
-      element("td", { className: "mono attempt-error" }, attempt.error ? errorText(attempt.error) : ""),
     ),
-  );
+    attempt.error
+      ? element("tr", { className: "attempt-error-row" }, element("td", { colspan: 4, className: "mono attempt-error" }, errorText(attempt.error)))
+      : null,
+  ]);
   return element(
     "table",
     { className: "attempts", "aria-label": "Attempts" },
-    element("thead", {}, element("tr", {}, ...["#", "Outcome", "Started", "Duration", "Error"].map((name) => element("th", { scope: "col" }, name)))),
+    element("thead", {}, element("tr", {}, ...["#", "Outcome", "Started", "Duration"].map((name) => element("th", { scope: "col" }, name)))),
     element("tbody", {}, rows),
   );
 }
@@ -51,6 +62,10 @@ function errorText(error) {
 
 function inputTabs(step) {
   const resolved = step.resolved_input;
+  if (GROUP_KINDS[step.kind] && !resolved.resolved) {
+    const note = `Each of its ${GROUP_KINDS[step.kind]} resolves this input on its own: select one below to see what it was given.`;
+    return section("Input", jsonView(step.declared_input, "Declared input"), element("p", { className: "empty" }, note));
+  }
   const panels = [
     ["declared", "Declared", () => jsonView(step.declared_input, "Declared input")],
     [
@@ -98,13 +113,23 @@ function agentName(agent) {
   return typeof agent === "string" ? agent : agent.id || JSON.stringify(agent);
 }
 
-function render(step, close) {
+function memberList(members, select) {
+  return element(
+    "ul",
+    { className: "step-members" },
+    members.map((member) => element("li", {}, element("button", { type: "button", className: "mono link-button", onclick: () => select(member) }, member))),
+  );
+}
+
+function render(step, close, select) {
   const facts = element(
     "dl",
     { className: "facts" },
     element("dt", {}, "Kind"), element("dd", {}, step.kind),
     element("dt", {}, "Agent"), element("dd", { className: "mono step-agent" }, agentName(step.agent)),
-    element("dt", {}, "Attempts"), element("dd", { className: "step-attempt-count" }, String(step.attempt_count)),
+    GROUP_KINDS[step.kind]
+      ? [element("dt", {}, step.kind === "map" ? "Items" : "Iterations"), element("dd", {}, String(step.items.length + step.iterations.length))]
+      : [element("dt", {}, "Attempts"), element("dd", { className: "step-attempt-count" }, String(step.attempt_count))],
     element("dt", {}, "Duration"), element("dd", {}, step.duration === null ? "—" : duration(step.duration)),
     step.depends_on.length ? [element("dt", {}, "Depends on"), element("dd", { className: "mono" }, step.depends_on.join(", "))] : null,
     step.reason ? [element("dt", {}, "Reason"), element("dd", {}, step.reason)] : null,
@@ -123,14 +148,14 @@ function render(step, close) {
     ),
     facts,
     step.error ? section("Error", element("pre", { className: "step-error mono", role: "alert" }, errorText(step.error))) : null,
-    section("Attempts", attemptsTable(step.attempts)),
+    section("Attempts", attemptsTable(step)),
     step.kind === "approval" && step.gate
       ? section("Gate", element("p", {}, `${step.gate.status}: ${step.gate.prompt || ""}`))
       : null,
     inputTabs(step),
     section("Output", step.output === null && step.status !== "succeeded" ? element("p", { className: "empty" }, "No output yet.") : jsonView(step.output, "Output")),
     section("Tokens", usageList(step.usage)),
-    members.length ? section(step.items.length ? "Items" : "Iterations", element("p", { className: "mono" }, members.join(", "))) : null,
+    members.length ? section(step.items.length ? "Items" : "Iterations", memberList(members, select)) : null,
   ];
 }
 
@@ -158,7 +183,7 @@ export function mount(page, container) {
     try {
       const step = await getJSON(page.path(`/steps/${encodeURIComponent(stepId)}`));
       if (mine !== generation) return;
-      container.replaceChildren(...render(step, close).filter(Boolean));
+      container.replaceChildren(...render(step, close, (member) => page.select(member)).filter(Boolean));
       container.dataset.stepId = stepId;
       container.dataset.status = step.status;
       if (announce) {
