@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from dashboard_server import DashboardServer
+from link_proxy import link_proxy
 from playwright.sync_api import Page, expect
 
 RETRIED: dict[str, Any] = {
@@ -31,6 +34,17 @@ SLOW: dict[str, Any] = {
     "name": "slow",
     "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": 1.5}}],
 }
+PACED_STEPS = 6
+PACED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "paced",
+    "strategy": "sequential",
+    "steps": [
+        {"id": f"s{index}", "agent": "sleep", "input": {"seconds": 0.4}}
+        for index in range(PACED_STEPS)
+    ],
+}
+NETWORK_ERROR = re.compile(r"Failed to load resource|WebSocket connection to|net::ERR_")
 
 
 def test_the_timeline_shows_a_failed_attempt_a_retry_wait_and_the_success(
@@ -103,3 +117,42 @@ def test_a_running_bar_is_drawn_and_ends_when_the_step_does(
     expect(row.locator(".seg-running")).to_have_count(1)
     expect(row.locator(".seg-attempt")).to_have_count(1, timeout=15_000)
     expect(row.locator(".seg-running")).to_have_count(0)
+
+
+def test_an_outage_keeps_the_timeline_and_journal_and_they_catch_up_after_it(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """While the link is cut no panel turns into an error; after it both show the final state."""
+    port = urlsplit(dashboard.url).port
+    assert port is not None
+    with link_proxy(port) as proxy:
+        execution_id = dashboard.start(PACED)
+        page.goto(f"{proxy.url}/ui/executions/{execution_id}")
+        page.get_by_role("tab", name="Timeline").click()
+        expect(page.locator('#timeline .row-label[data-step-id="s1"]')).to_be_visible(
+            timeout=15_000
+        )
+        proxy.cut()
+        expect(page.locator("#banner")).to_contain_text("Connection to the server lost")
+        # A read that fails during the outage (a new filter) keeps the rows shown.
+        page.get_by_role("tab", name="Journal").click()
+        shown = page.locator("#journal tbody tr[data-seq]").count()
+        assert shown > 0
+        page.get_by_text("Event types").click()
+        page.get_by_label("step.succeeded").check()
+        expect(page.locator("#journal .journal-filter-text")).to_have_text("Showing 1 type")
+        expect(page.locator("#journal .error-message")).to_have_count(0)
+        expect(page.locator("#journal tbody tr[data-seq]")).to_have_count(shown)
+        dashboard.wait_for_status(execution_id, "succeeded")
+        proxy.restore()
+        expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+        # "reconnected": the journal reads its filtered page again, the timeline its rows.
+        expect(page.locator("#journal tbody tr[data-seq]")).to_have_count(PACED_STEPS)
+        page.get_by_role("tab", name="Timeline").click()
+        for index in range(PACED_STEPS):
+            label = page.locator(f'#timeline .row-label[data-step-id="s{index}"]')
+            expect(label).to_have_attribute("data-status", "succeeded")
+        expect(page.locator("#timeline .error-message, #journal .error-message")).to_have_count(0)
+    unexpected = [problem for problem in browser_problems if not NETWORK_ERROR.search(problem)]
+    assert unexpected == []
+    browser_problems.clear()

@@ -100,6 +100,11 @@ export class ExecutionPage extends EventTarget {
     );
   }
 
+  /** Whether a failed read is part of an outage (no connection): keep the panel's last content. */
+  outage(error) {
+    return this.offline || error?.status === 0;
+  }
+
   /** The seq of the last event seen (summary or live). */
   get lastSeq() {
     return this.stream ? this.stream.last : this.document?.last_seq || 0;

@@ -56,8 +56,12 @@ function summary(changes) {
 export function mount(page, container) {
   container.hidden = true;
   let shown = null;
-  page.addEventListener("travel", async ({ detail }) => {
-    const seq = detail.seq;
+  // A state that could not be read for want of a connection is read again once it is back.
+  page.addEventListener("reconnected", () => {
+    if (shown !== null && shown !== undefined && container.querySelector(".error-message")) show(shown);
+  });
+  page.addEventListener("travel", ({ detail }) => show(detail.seq));
+  async function show(seq) {
     shown = seq;
     if (seq === null || seq === undefined) {
       container.hidden = true;
@@ -100,5 +104,5 @@ export function mount(page, container) {
         }),
       ),
     );
-  });
+  }
 }

@@ -144,7 +144,10 @@ class Timeline {
         this.status.textContent = "No step has started yet.";
         this.queueDraw();
       })
-      .catch((error) => showError(this.status, error, "The timeline could not be read"))
+      .catch((error) => {
+        // During an outage the chart keeps what it shows (the banner says why); "reconnected" reads again.
+        if (!(this.data && this.page.outage(error))) showError(this.status, error, "The timeline could not be read");
+      })
       .finally(() => {
         this.status.hidden = this.status.hidden && !this.status.querySelector(".error-message");
         this.reading = null;
@@ -365,4 +368,5 @@ export function mount(page, container) {
   page.addEventListener("document", () => timeline.refresh());
   page.addEventListener("events", () => timeline.refresh());
   page.addEventListener("ended", () => timeline.refresh());
+  page.addEventListener("reconnected", () => timeline.refresh());
 }
