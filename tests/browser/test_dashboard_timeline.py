@@ -156,3 +156,17 @@ def test_an_outage_keeps_the_timeline_and_journal_and_they_catch_up_after_it(
     unexpected = [problem for problem in browser_problems if not NETWORK_ERROR.search(problem)]
     assert unexpected == []
     browser_problems.clear()
+
+
+def test_the_axis_starts_at_0_and_reads_milliseconds_below_a_second(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """A short run's axis: a `0` tick first, then `50 ms`-style ticks, never `0.05s`."""
+    execution_id = dashboard.run(RETRIED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    ticks = page.locator("#timeline .timeline-axis .tick")
+    expect(ticks.first).to_have_text("0")
+    page.get_by_role("button", name="Zoom in on the timeline").click()
+    expect(ticks.nth(1)).to_have_text(re.compile(r"^\d+ ms$"))
+    labels = ticks.all_text_contents()
+    assert not [label for label in labels if re.fullmatch(r"0\.\d+s", label)], labels

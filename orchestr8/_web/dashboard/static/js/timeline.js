@@ -168,9 +168,14 @@ class Timeline {
     return this.live() ? last + (performance.now() - this.fetchedAt) / 1000 : last;
   }
 
+  /** Where the axis starts: 0, the execution's start, so the first tick reads 0 (earlier if need be). */
+  origin() {
+    return Math.min(0, this.data.first);
+  }
+
   scale() {
     const width = Math.max(200, this.scroller.clientWidth - LABELS - 24);
-    return (width / Math.max(this.end() - this.data.first, 0.01)) * this.zoom;
+    return (width / Math.max(this.end() - this.origin(), 0.01)) * this.zoom;
   }
 
   shownRows() {
@@ -217,7 +222,7 @@ class Timeline {
   draw() {
     const rows = this.shownRows();
     const scale = this.scale();
-    const first = this.data.first;
+    const first = this.origin();
     const end = this.end();
     const x = (at) => LABELS + (at - first) * scale;
     const width = LABELS + (end - first) * scale + 24;
