@@ -9,7 +9,8 @@ crash or a cancel cut it short), each retry wait a `wait` segment, each breaker 
 rejection a `rejected` instant (start equals end). The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes; `resumes` lists when the
 execution was resumed and `gaps` each resume's gap (from the last event before it), which a view
-shades.
+shades. Attempt numbers run on across resumes as `replay`'s `total_attempts` counts them: a run
+resumed after two attempts numbers its first attempt 3 (the events say 1).
 
 Map items and loop iterations are grouped as the chart shows them: a map step's row draws the
 attempts of all its items together, and each item gets a row of its own (`ID[3]`, with `parent`
@@ -138,6 +139,29 @@ class _Row:
     spans: list[Segment] = attrs.Factory(list)
     """The step's own runs, `step.started` to its end: the bar of a loop step (no attempts)."""
     span_start: float | None = None
+    earlier: int = 0
+    """Attempts made in runs before the last resume: this run's attempt numbers add to them."""
+    run_attempts: int = 0
+    """The attempts this run has made so far, counted as `replay` counts them."""
+    succeeded: bool = False
+    """Whether the unit has succeeded: a resume carries over the attempts of every other unit."""
+
+    def number(self, attempt: int | None) -> int | None:
+        """An event's attempt number across resumes (replay's `total_attempts` numbering)."""
+        return None if attempt is None else self.earlier + attempt
+
+    def count(self, attempt: int | None, *, started: bool) -> int | None:
+        """Count an attempt started (or used up by a rejection); its number across resumes."""
+        if started and attempt is None:
+            attempt = self.run_attempts + 1
+        self.run_attempts = max(self.run_attempts, attempt or 0)
+        return self.number(attempt)
+
+    def resume(self) -> None:
+        """A resume: an unfinished unit's attempts so far become earlier ones (as replay does)."""
+        if not self.succeeded:
+            self.earlier += self.run_attempts
+            self.run_attempts = 0
 
     def close_span(self, kind: str, at: float) -> None:
         if self.span_start is not None:
@@ -157,6 +181,19 @@ class _Row:
             end = max(start, at if ended else min(at, planned))
             self.segments.append(Segment(_WAIT, start, end, attempt))
             self.wait = None
+
+
+#: The events after which a unit is no longer `succeeded` in replay's state.
+_UNFINISHING: Final = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.ATTEMPT_STARTED,
+        EventType.RETRY_SCHEDULED,
+        EventType.STEP_FAILED,
+        EventType.STEP_CANCELLED,
+        EventType.STEP_SKIPPED,
+    }
+)
 
 
 def timeline_rows(
@@ -219,29 +256,33 @@ def _collect(
                 row.close_attempt(_INTERRUPTED, last)
                 row.close_wait(last)
                 row.close_span(_INTERRUPTED, last)
+                row.resume()
             gaps.append((last, at))
         first, last = min(first, at), max(last, at)
         if event.step_id is None:
             continue
         row = rows.setdefault(event.step_id, _Row(event.step_id))
+        if kind in _UNFINISHING:
+            row.succeeded = False
         if kind == EventType.STEP_STARTED:
             row.close_span(_INTERRUPTED, at)
             row.span_start = at
         elif kind == EventType.ATTEMPT_STARTED:
             row.close_wait(at, ended=True)
             row.close_attempt(_INTERRUPTED, at)
-            row.attempt_start = (at, event.attempt)
+            row.attempt_start = (at, row.count(event.attempt, started=True))
         elif kind == EventType.ATTEMPT_FAILED:
             row.close_attempt(_FAILED, at)
         elif kind == EventType.RETRY_SCHEDULED:
             row.close_attempt(_FAILED, at)
             delay = event.data.get("delay", 0.0)
             planned = at + (float(delay) if isinstance(delay, int | float) else 0.0)
-            row.wait = (at, planned, event.attempt)
+            row.wait = (at, planned, row.number(event.attempt))
         elif kind in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
             row.close_wait(at, ended=True)
-            row.segments.append(Segment(_REJECTED, at, at, event.attempt))
+            row.segments.append(Segment(_REJECTED, at, at, row.count(event.attempt, started=False)))
         elif kind == EventType.STEP_SUCCEEDED:
+            row.succeeded = True
             row.close_attempt(_OK, at)
             row.close_span(_OK, at)
         elif kind == EventType.STEP_FAILED:
