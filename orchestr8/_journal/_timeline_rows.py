@@ -22,6 +22,8 @@ follow it in order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from itertools import pairwise
 from typing import Any, Final
 
 import attrs
@@ -107,6 +109,8 @@ class Timeline:
     """The latest `elapsed` of the events (open attempts are drawn up to it)."""
     gaps: tuple[tuple[float, float], ...] = ()
     """Each resume's gap: from the last event before it (the crash, at the latest) to it."""
+    downtimes: tuple[float | None, ...] = ()
+    """Each gap's wall-clock length (the events' `ts`): the axis's `elapsed` skips the downtime."""
 
     @property
     def span(self) -> float:
@@ -122,6 +126,7 @@ class Timeline:
             "span": self.span,
             "resumes": list(self.resumes),
             "gaps": [list(gap) for gap in self.gaps],
+            "downtimes": list(self.downtimes),
             "total_rows": len(self.rows),
             "offset": offset,
             "rows": [row.to_json() for row in self.rows[offset:stop]],
@@ -209,6 +214,7 @@ def timeline_rows(
     if not ordered:
         return Timeline((), (), 0.0, 0.0)
     rows, gaps, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
+    downtimes = _downtimes(ordered)
     if state is None:
         state = replay(ordered)
     counts = item_counts(state)
@@ -228,7 +234,25 @@ def timeline_rows(
             )
         )
     resumes = tuple(resumed for _, resumed in gaps)
-    return Timeline(tuple(shown), resumes, first, last, tuple(gaps))
+    return Timeline(tuple(shown), resumes, first, last, tuple(gaps), downtimes)
+
+
+def _moment(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+
+
+def _downtimes(events: Sequence[Event]) -> tuple[float | None, ...]:
+    """Each resume's wall-clock distance from the event before it (None: unreadable `ts`)."""
+    downtimes: list[float | None] = []
+    for before, event in pairwise(events):
+        if event.type == EventType.EXECUTION_RESUMED:
+            start, stop = _moment(before.ts), _moment(event.ts)
+            seconds = None if start is None or stop is None else (stop - start).total_seconds()
+            downtimes.append(None if seconds is None else max(0.0, seconds))
+    return tuple(downtimes)
 
 
 def _status(step: StepState | None, interrupted: bool) -> str:

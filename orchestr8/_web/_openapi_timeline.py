@@ -187,6 +187,14 @@ def timeline_schemas() -> dict[str, Any]:
                 "description": "Each resume's gap: [the last event before it, the resume].",
                 "items": {"type": "array", "items": _SECONDS, "minItems": 2, "maxItems": 2},
             },
+            "downtimes": {
+                "type": "array",
+                "description": (
+                    "Each gap's wall-clock length in seconds (from the events' ts; null if "
+                    "unreadable): the elapsed axis does not count the time no process ran."
+                ),
+                "items": {"type": ["number", "null"], "minimum": 0},
+            },
             "total_rows": {"type": "integer", "minimum": 0},
             "offset": {"type": "integer", "minimum": 0},
             "rows": {"type": "array", "items": _ref("TimelineRow")},

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dashboard_server import DashboardServer
+from dashboard_server import DashboardServer, start_dashboard
 from link_proxy import link_proxy
 from playwright.sync_api import Page, expect
 
@@ -170,3 +172,41 @@ def test_the_axis_starts_at_0_and_reads_milliseconds_below_a_second(
     expect(ticks.nth(1)).to_have_text(re.compile(r"^\d+ ms$"))
     labels = ticks.all_text_contents()
     assert not [label for label in labels if re.fullmatch(r"0\.\d+s", label)], labels
+
+
+def test_a_crash_and_resume_show_the_cut_attempt_the_gap_and_when_it_resumed(
+    page: Page, tmp_path: Path
+) -> None:
+    """A SIGKILLed server's attempt is a visible interrupted bar; the gap says when it resumed."""
+    journal = tmp_path / "journal.db"
+    with start_dashboard(journal) as first:
+        execution_id = first.start(SLOW)
+        deadline = time.monotonic() + 20
+        while "attempt.started" not in {
+            event["type"]
+            for event in first.client.get(f"/executions/{execution_id}/journal").json()["events"]
+        }:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        first.process.kill()
+        first.process.wait()
+    with start_dashboard(journal) as second:
+        assert second.client.post(f"/executions/{execution_id}/resume").status_code == 202
+        second.wait_for_status(execution_id, "succeeded")
+        timeline = second.client.get(f"/executions/{execution_id}/timeline").json()
+        [nap] = timeline["rows"]
+        assert [(s["kind"], s["attempt"]) for s in nap["segments"]] == [
+            ("interrupted", 1),
+            ("attempt", 2),
+        ]
+        assert nap["attempts"] == 2
+        page.goto(f"{second.url}/ui/executions/{execution_id}")
+        cut = page.locator('#timeline .row[data-step-id="nap"] .seg-interrupted rect')
+        expect(cut).to_have_count(1)
+        assert float(cut.get_attribute("width") or 0) >= 8
+        gap = page.locator("#timeline .timeline-gaps .gap rect")
+        expect(gap).to_have_count(1)
+        assert float(gap.get_attribute("width") or 0) >= 10
+        expect(page.locator("#timeline .timeline-resumes")).to_contain_text(
+            re.compile(r"Resumed at .+, after .+ without a process")
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -239,3 +240,21 @@ def test_a_step_seen_only_in_a_progress_event_is_a_pending_row() -> None:
     """A step whose only event says nothing of its attempts is a row without segments, pending."""
     [row] = timeline_rows(events((0.0, "execution.started"), (0.5, "step.progress", "x", 1))).rows
     assert (row.step_id, row.segments, row.status, row.attempts) == ("x", (), "pending", 0)
+
+
+def test_a_gaps_downtime_is_read_from_the_wall_clock() -> None:
+    """The elapsed axis skips the downtime; `downtimes` says how long no process ran."""
+    cut, resumed, unreadable = events(
+        (1.0, "attempt.started", "s", 1),
+        (1.1, "execution.resumed"),
+        (1.2, "execution.resumed"),
+    )
+    timeline = timeline_rows(
+        [
+            attrs.evolve(cut, ts="2025-01-01T00:00:00.000Z"),
+            attrs.evolve(resumed, ts="2025-01-01T00:02:30.500Z"),
+            attrs.evolve(unreadable, ts="yesterday"),
+        ]
+    )
+    assert timeline.downtimes == (150.5, None)
+    assert timeline.to_json()["downtimes"] == [150.5, None]

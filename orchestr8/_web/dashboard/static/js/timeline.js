@@ -18,6 +18,10 @@ const LABELS = 190;
 const REFRESH = 500;
 const ZOOM_STEP = 1.5;
 const ZOOM_MAX = 2000;
+// A resume gap and an attempt a crash cut short may last no time on the `elapsed` axis (it skips
+// the downtime; the crash left no event): they are drawn at least this wide, in pixels.
+const GAP_MIN = 10;
+const INTERRUPTED_MIN = 8;
 const KIND_WORDS = {
   attempt: "succeeded",
   failed: "failed",
@@ -50,6 +54,12 @@ export function describeSegment(row, segment) {
   const what = segment.kind === "wait" ? `retry wait after ${attempt}` : `${attempt}: ${KIND_WORDS[segment.kind]}`;
   const length = segment.kind === "rejected" ? `at ${duration(segment.start)}` : `${duration(span)}, ${duration(segment.start)} → ${duration(segment.end)}`;
   return `${row.step_id} — ${what} (${length})`;
+}
+
+/** Words for a resume gap: when the run was resumed and how long no process ran it. */
+export function resumeWords([start, stop], downtime) {
+  const down = downtime === null || downtime === undefined ? duration(stop - start) : duration(downtime);
+  return `Resumed at ${duration(stop)}, after ${down} without a process (the axis leaves that time out)`;
 }
 
 class Timeline {
@@ -112,7 +122,8 @@ class Timeline {
     this.chart.append(this.defs, this.gapLayer, this.rowLayer, this.axisLayer, this.labelLayer);
     this.scroller.append(this.chart);
     this.status = element("p", { className: "empty" }, "Reading the timeline…");
-    this.container.replaceChildren(tools, this.status, this.scroller);
+    this.resumes = element("ul", { className: "timeline-resumes", "aria-label": "Resumes" });
+    this.container.replaceChildren(tools, this.status, this.resumes, this.scroller);
     this.scroller.addEventListener("scroll", () => this.queueDraw());
     this.scroller.addEventListener("keydown", (event) => this.key(event));
     this.scroller.addEventListener("wheel", (event) => this.wheel(event), { passive: false });
@@ -142,6 +153,7 @@ class Timeline {
         this.fetchedAt = performance.now();
         this.status.hidden = data.rows.length > 0;
         this.status.textContent = "No step has started yet.";
+        this.resumes.replaceChildren(...data.gaps.map((gap, index) => element("li", {}, resumeWords(gap, data.downtimes?.[index]))));
         this.queueDraw();
       })
       .catch((error) => {
@@ -234,9 +246,17 @@ class Timeline {
     const from = Math.max(0, Math.floor((top - AXIS) / ROW) - 2);
     const to = Math.min(rows.length, from + Math.ceil(this.scroller.clientHeight / ROW) + 5);
     this.gapLayer.replaceChildren(
-      ...this.data.gaps.map(([start, stop]) =>
-        svg("rect", { class: "gap", x: x(start), y: AXIS, width: Math.max(2, (stop - start) * scale), height: rows.length * ROW }, title(`resume gap: ${duration(stop - start)}, resumed at ${duration(stop)}`)),
-      ),
+      ...this.data.gaps.map(([start, stop], index) => {
+        const left = x(start);
+        const right = Math.max(left + GAP_MIN, x(stop));
+        return svg(
+          "g",
+          { class: "gap" },
+          svg("rect", { x: left, y: AXIS, width: right - left, height: rows.length * ROW }),
+          svg("line", { class: "resume-line", x1: right, x2: right, y1: AXIS, y2: AXIS + rows.length * ROW }),
+          title(resumeWords([start, stop], this.data.downtimes?.[index])),
+        );
+      }),
     );
     const drawn = [];
     const labels = [svg("rect", { class: "label-ground", x: 0, y: AXIS, width: LABELS - 4, height: rows.length * ROW })];
@@ -263,7 +283,7 @@ class Timeline {
     for (const segment of ordered) {
       const stop = segment.kind === "running" && this.live() ? end : segment.end;
       const left = x(segment.start);
-      const right = Math.max(left + 2, x(stop));
+      const right = Math.max(left + (segment.kind === "interrupted" ? INTERRUPTED_MIN : 2), x(stop));
       if (right <= reach[segment.kind] + 0.5) continue; // hidden under a bar of its kind already drawn
       reach[segment.kind] = right;
       const shape = this.drawSegment(segment, left, right, y);
