@@ -31,6 +31,18 @@ MAPPED: dict[str, Any] = {
     "name": "mapped",
     "steps": [{"id": "each", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"}],
 }
+LOOPED: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "looped",
+    "steps": [
+        {
+            "id": "draft",
+            "agent": "echo",
+            "input": {"round": "${iteration}"},
+            "repeat": {"until": "output.round == `3`", "max_iterations": 5},
+        }
+    ],
+}
 SLOW: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "slow",
@@ -210,3 +222,26 @@ def test_a_crash_and_resume_show_the_cut_attempt_the_gap_and_when_it_resumed(
         expect(page.locator("#timeline .timeline-resumes")).to_contain_text(
             re.compile(r"Resumed at .+, after .+ without a process")
         )
+
+
+def test_a_collapsed_loop_row_shows_the_bars_of_its_iterations(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """Collapsed, a loop's row draws each iteration's attempt, each tooltip naming its iteration."""
+    execution_id = dashboard.run(LOOPED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    label = page.locator('#timeline .row-label[data-step-id="draft"]')
+    expect(label).to_have_attribute("aria-expanded", "false")
+    bars = page.locator('#timeline .row[data-step-id="draft"] .seg-attempt')
+    expect(bars).to_have_count(3)
+    expect(bars.locator("title")).to_contain_text(
+        [
+            re.compile(r"^draft#1 — attempt 1: succeeded"),
+            re.compile(r"^draft#2 — attempt 1: succeeded"),
+            re.compile(r"^draft#3 — attempt 1: succeeded"),
+        ]
+    )
+    label.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator('#timeline .row[data-step-id="draft#3"] .seg-attempt')).to_have_count(1)
+    expect(page.locator('#timeline .row[data-step-id="draft"] .seg')).to_have_count(1)

@@ -51,7 +51,9 @@ function title(text) {
 export function describeSegment(row, segment) {
   const attempt = segment.attempt ? `attempt ${segment.attempt}` : "run";
   const span = segment.end - segment.start;
-  const what = segment.kind === "wait" ? `retry wait after ${attempt}` : `${attempt}: ${KIND_WORDS[segment.kind]}`;
+  // A cancel cuts attempts short as a crash does: the words follow the row's status.
+  const word = segment.kind === "interrupted" && row.status === "cancelled" ? "cancelled" : KIND_WORDS[segment.kind];
+  const what = segment.kind === "wait" ? `retry wait after ${attempt}` : `${attempt}: ${word}`;
   const length = segment.kind === "rejected" ? `at ${duration(segment.start)}` : `${duration(span)}, ${duration(segment.start)} → ${duration(segment.end)}`;
   return `${row.step_id} — ${what} (${length})`;
 }
@@ -68,6 +70,7 @@ class Timeline {
     this.container = container;
     this.data = null;
     this.parents = new Set();
+    this.members = new Map();
     this.running = false;
     this.zoom = 1;
     this.expanded = new Set();
@@ -148,7 +151,11 @@ class Timeline {
       .then((data) => {
         this.readTime = performance.now() - asked;
         this.data = data;
-        this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
+        this.members = new Map();
+        for (const row of data.rows) {
+          if (row.parent) this.members.set(row.parent, [...(this.members.get(row.parent) || []), row]);
+        }
+        this.parents = new Set(this.members.keys());
         this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
         this.fetchedAt = performance.now();
         this.status.hidden = data.rows.length > 0;
@@ -279,7 +286,7 @@ class Timeline {
     const group = svg("g", { class: "row", "data-step-id": row.step_id, "data-status": row.status });
     group.append(svg("line", { class: "row-rule", x1: LABELS, x2: x(end), y1: y + ROW, y2: y + ROW }));
     const reach = { attempt: -1, failed: -1, wait: -1, running: -1, interrupted: -1, rejected: -1 };
-    const ordered = [...row.segments].sort((a, b) => (a.kind === "wait") - (b.kind === "wait") || a.start - b.start);
+    const ordered = [...this.segmentsOf(row)].sort((a, b) => (a.kind === "wait") - (b.kind === "wait") || a.start - b.start);
     for (const segment of ordered) {
       const stop = segment.kind === "running" && this.live() ? end : segment.end;
       const left = x(segment.start);
@@ -287,10 +294,17 @@ class Timeline {
       if (right <= reach[segment.kind] + 0.5) continue; // hidden under a bar of its kind already drawn
       reach[segment.kind] = right;
       const shape = this.drawSegment(segment, left, right, y);
-      shape.append(title(describeSegment(row, { ...segment, end: stop })));
+      shape.append(title(describeSegment(segment.member || row, { ...segment, end: stop })));
       group.append(shape);
     }
     return group;
+  }
+
+  /** A row's segments; a collapsed loop's row shows its iterations' bars, as a map's row does. */
+  segmentsOf(row) {
+    if (row.group !== "loop" || this.expanded.has(row.step_id)) return row.segments;
+    const bars = (this.members.get(row.step_id) || []).flatMap((member) => member.segments.map((segment) => ({ ...segment, member })));
+    return bars.length ? bars : row.segments;
   }
 
   drawSegment(segment, left, right, y) {
