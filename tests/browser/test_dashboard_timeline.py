@@ -220,7 +220,7 @@ def test_a_crash_and_resume_show_the_cut_attempt_the_gap_and_when_it_resumed(
         expect(gap).to_have_count(1)
         assert float(gap.get_attribute("width") or 0) >= 10
         expect(page.locator("#timeline .timeline-resumes")).to_contain_text(
-            re.compile(r"Resumed at .+, after .+ without a process")
+            re.compile(r"Resumed at .+, .+ after the last event before it")
         )
 
 
@@ -245,3 +245,13 @@ def test_a_collapsed_loop_row_shows_the_bars_of_its_iterations(
     page.keyboard.press("Enter")
     expect(page.locator('#timeline .row[data-step-id="draft#3"] .seg-attempt')).to_have_count(1)
     expect(page.locator('#timeline .row[data-step-id="draft"] .seg')).to_have_count(1)
+
+
+def test_a_click_anywhere_on_a_step_name_selects_the_step(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """The name cell takes the click between its words too; the step panel shows the step."""
+    execution_id = dashboard.run(RETRIED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    page.locator('#timeline .row-label[data-step-id="flaky"]').click()
+    expect(page.get_by_role("complementary", name="flaky")).to_be_visible()

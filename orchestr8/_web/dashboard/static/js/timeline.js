@@ -58,10 +58,10 @@ export function describeSegment(row, segment) {
   return `${row.step_id} — ${what} (${length})`;
 }
 
-/** Words for a resume gap: when the run was resumed and how long no process ran it. */
+/** Words for a resume gap: when the run was resumed, and how long after the event before it. */
 export function resumeWords([start, stop], downtime) {
   const down = downtime === null || downtime === undefined ? duration(stop - start) : duration(downtime);
-  return `Resumed at ${duration(stop)}, after ${down} without a process (the axis leaves that time out)`;
+  return `Resumed at ${duration(stop)}, ${down} after the last event before it (the axis leaves that time out)`;
 }
 
 class Timeline {
@@ -349,7 +349,9 @@ class Timeline {
     text.textContent = `${grouped ? (open ? "▾ " : "▸ ") : ""}${row.step_id}`;
     const mark = svg("text", { class: "row-status", x: LABELS - 10, y: y + ROW / 2 + 4, "text-anchor": "end" });
     mark.textContent = row.status;
-    label.append(title(words), text, mark);
+    // The whole name cell takes the click, not only the glyphs of its words.
+    const hit = svg("rect", { class: "label-hit", x: 0, y, width: LABELS - 4, height: ROW });
+    label.append(title(words), hit, text, mark);
     label.addEventListener("click", () => (grouped ? this.toggle(row.step_id) : this.page.select(row.step_id)));
     label.addEventListener("keydown", (event) => {
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
