@@ -27,11 +27,18 @@ const FEW_STEPS = 25;
 
 function stepsTable(document, changes, showAll, onToggle) {
   const changed = new Map((changes?.units || []).map((change) => [change.unit, change]));
-  const units = [...changed.keys()];
-  for (const unit of Object.keys(document.steps)) if (!changed.has(unit)) units.push(unit);
+  // The changed units first, each map item or loop iteration followed by its step (its counts).
+  const units = [];
+  for (const unit of changed.keys()) {
+    if (!units.includes(unit)) units.push(unit);
+    const owner = unit.match(/^(.+)(\[\d+\]|#\d+)$/)?.[1];
+    if (owner && document.steps[owner] && !units.includes(owner)) units.push(owner);
+  }
+  const first = units.length;
+  for (const unit of Object.keys(document.steps)) if (!units.includes(unit)) units.push(unit);
   const total = units.length;
   const shortened = total > FEW_STEPS && !showAll;
-  const shown = shortened ? units.slice(0, changed.size) : units;
+  const shown = shortened ? units.slice(0, first) : units;
   const body = element("tbody");
   for (const unit of shown) {
     const step = document.steps[unit] || changed.get(unit).after;
@@ -52,7 +59,7 @@ function stepsTable(document, changes, showAll, onToggle) {
   const table = element(
     "table",
     { className: "state-steps" },
-    element("caption", {}, shortened ? `Steps this event changed (${shown.length} of ${total})` : `Steps at this event (${total}; the changed ones first)`),
+    element("caption", {}, shortened ? `Steps this event changed, with their map or loop (${shown.length} of ${total})` : `Steps at this event (${total}; the changed ones first)`),
     element("thead", {}, element("tr", {}, ...["Step", "Status", "Attempts", "Duration", "This event"].map((name) => element("th", { scope: "col" }, name)))),
     body,
   );
