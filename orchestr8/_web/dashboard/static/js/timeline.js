@@ -61,12 +61,14 @@ class Timeline {
     this.running = false;
     this.zoom = 1;
     this.expanded = new Set();
-    this.fetchedAt = 0;
+    this.fetchedAt = -Infinity;
     this.readTime = 0;
     this.reading = null;
     this.again = false;
     this.timer = null;
     this.drawQueued = false;
+    this.drawn = false;
+    this.stale = false;
     this.build();
   }
 
@@ -117,11 +119,25 @@ class Timeline {
     this.scroller.addEventListener("keydown", (event) => this.key(event));
     this.scroller.addEventListener("wheel", (event) => this.wheel(event), { passive: false });
     // A hidden tab has no size: draw again when it shows (and when the window is resized).
-    new ResizeObserver(() => this.queueDraw()).observe(this.scroller);
+    new ResizeObserver(() => this.shown()).observe(this.scroller);
+  }
+
+  /** The panel was resized or showed: draw, and read again if events came while it was hidden. */
+  shown() {
+    if (this.stale && !this.container.hidden) {
+      this.stale = false;
+      this.refresh();
+    }
+    this.queueDraw();
   }
 
   /** Read the timeline now, or once more after the read under way, at most every 500 ms. */
   refresh() {
+    // A hidden panel reads nothing: it reads once when it shows.
+    if (this.container.hidden && this.data) {
+      this.stale = true;
+      return;
+    }
     if (this.reading) {
       this.again = true;
       return;
@@ -206,6 +222,7 @@ class Timeline {
     this.drawQueued = true;
     requestAnimationFrame(() => {
       this.drawQueued = false;
+      if (this.container.hidden) return; // drawn again by the ResizeObserver when it shows
       if (this.data) this.draw();
       if (this.live()) setTimeout(() => this.queueDraw(), 250);
     });
@@ -244,7 +261,11 @@ class Timeline {
     this.labelLayer.setAttribute("transform", `translate(${left},0)`);
     this.labelLayer.replaceChildren(...labels);
     if (focused !== null) this.labelLayer.querySelector(`[data-step-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
-    this.drawAxis(first, end, scale, width, top);
+    this.drawAxis(first, end, scale, width, top, left);
+    if (!this.drawn) {
+      this.drawn = true;
+      performance.mark("orchestr8:timeline-ready");
+    }
   }
 
   drawRow(row, y, x, end) {
@@ -342,10 +363,11 @@ class Timeline {
     this.draw();
   }
 
-  drawAxis(first, end, scale, width, top) {
+  drawAxis(first, end, scale, width, top, left) {
     const step = niceStep(90 / scale);
     const parts = [svg("rect", { class: "axis-ground", x: 0, y: 0, width, height: AXIS })];
-    const hidden = this.scroller.scrollLeft + LABELS;
+    // `left` was read before the rows changed: reading scrollLeft now would force a layout.
+    const hidden = left + LABELS;
     for (let value = Math.ceil(first / step) * step; value <= end + 1e-9; value += step) {
       const x = LABELS + (value - first) * scale;
       if (x < hidden) continue; // under the step names
