@@ -165,7 +165,8 @@ def open_once(browser: Browser, url: str) -> dict[str, float]:
     timing = page.evaluate(
         """(marks) => {
           const at = (mark) => performance.getEntriesByName(mark)[0].startTime;
-          const ready = Object.fromEntries(Object.entries(marks).map(([mark, key]) => [key, at(mark)]));
+          const ready = {};
+          for (const [mark, key] of Object.entries(marks)) ready[key] = at(mark);
           const tasks = window.__bench.longTasks;
           const lastEnd = tasks.reduce((end, [start, length]) => Math.max(end, start + length), 0);
           return {
