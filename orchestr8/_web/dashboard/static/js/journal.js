@@ -21,7 +21,7 @@ const FAMILIES = {
 const PAGE = 100;
 // The most rows live events keep in the table (older ones stay a click on "Older events" away):
 // at 1,000 events a second a longer table costs more layout per frame than anyone can read.
-const MAX_ROWS = 500;
+const MAX_ROWS = 200;
 // One formatter for every row: `toLocaleTimeString` builds a new one per call, which at 1,000
 // events a second was the journal's biggest cost.
 const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "numeric", minute: "numeric", second: "numeric", hour12: false });
