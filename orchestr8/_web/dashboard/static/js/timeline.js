@@ -3,19 +3,25 @@
 // and loop iterations sit under their step, collapsed until it is expanded. Failed attempts are
 // hatched, retry waits dotted, rejections a diamond, the resume gap shaded — never colour alone.
 // Zoom with the buttons, + / - / 0 keys, or ctrl+wheel around the pointer; scroll sideways.
-// Only the rows in view are drawn, so 10,000 rows stay fast; live events re-read the timeline at
-// most every 500 ms (less often when a read is slow), and running bars grow between reads.
+// Only the rows in view are drawn, so 10,000 rows stay fast. Live events are folded into the rows
+// (timeline_live) and drawn at the next frame; the whole timeline is read again only when an event
+// is one the fold leaves to the server (map items, loop iterations, a resume...: at most every
+// 500 ms, less often when a read is slow), every few seconds to settle any difference, and when
+// the run ends. A hidden panel reads nothing until it shows. Running bars grow between events.
 
 import { getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
 import { duration, element } from "./format.js";
 import { niceStep, tickLabel } from "./timeline_axis.js";
+import { LiveRows } from "./timeline_live.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const ROW = 26;
 const AXIS = 28;
 const LABELS = 190;
 const REFRESH = 500;
+// While events are folded in, the whole timeline is still read this often (or 10 reads' time).
+const SETTLE = 5000;
 const ZOOM_STEP = 1.5;
 const ZOOM_MAX = 2000;
 const KIND_WORDS = {
@@ -69,6 +75,8 @@ class Timeline {
     this.drawQueued = false;
     this.drawn = false;
     this.stale = false;
+    this.liveRows = new LiveRows();
+    this.unread = [];
     this.build();
   }
 
@@ -153,6 +161,10 @@ class Timeline {
       .then((data) => {
         this.readTime = performance.now() - asked;
         this.data = data;
+        // Events that came while the read was under way, and are newer than what it read.
+        this.liveRows.reset(data);
+        this.liveRows.fold(this.unread);
+        this.unread = [];
         this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
         this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
         this.fetchedAt = performance.now();
@@ -169,6 +181,20 @@ class Timeline {
           this.refresh();
         }
       });
+  }
+
+  /** A batch of live events: fold them into the rows, and read the timeline only when needed. */
+  follow(events) {
+    if (this.reading || !this.data) this.unread.push(...events);
+    if (!this.data) {
+      if (!this.reading) this.refresh(); // the first read failed: try again
+      return;
+    }
+    const needsRead = this.liveRows.fold(events);
+    this.running = this.liveRows.running;
+    this.status.hidden = this.data.rows.length > 0;
+    if (needsRead || performance.now() - this.fetchedAt > Math.max(SETTLE, 10 * this.readTime)) this.refresh();
+    else this.queueDraw();
   }
 
   live() {
@@ -380,11 +406,11 @@ class Timeline {
   }
 }
 
-/** Mount the timeline panel: read it now, again (throttled) as summaries and events arrive. */
+/** Mount the timeline panel: read it now, fold live events in, read again when they need it. */
 export function mount(page, container) {
   const timeline = new Timeline(page, container);
   timeline.refresh(); // at once: a big run's summary must not hold the chart back
   page.addEventListener("document", () => timeline.refresh());
-  page.addEventListener("events", () => timeline.refresh());
+  page.addEventListener("events", ({ detail }) => timeline.follow(detail.events));
   page.addEventListener("ended", () => timeline.refresh());
 }
