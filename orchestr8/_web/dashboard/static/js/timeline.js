@@ -22,6 +22,8 @@ const LABELS = 190;
 const REFRESH = 500;
 // While events are folded in, the whole timeline is still read this often (or 10 reads' time).
 const SETTLE = 5000;
+// How often live events (and running bars) redraw the rows in view.
+const LIVE_DRAW = 250;
 const ZOOM_STEP = 1.5;
 const ZOOM_MAX = 2000;
 const KIND_WORDS = {
@@ -77,6 +79,7 @@ class Timeline {
     this.stale = false;
     this.liveRows = new LiveRows();
     this.unread = [];
+    this.drawTimer = null;
     this.build();
   }
 
@@ -194,7 +197,16 @@ class Timeline {
     this.running = this.liveRows.running;
     this.status.hidden = this.data.rows.length > 0;
     if (needsRead || performance.now() - this.fetchedAt > Math.max(SETTLE, 10 * this.readTime)) this.refresh();
-    else this.queueDraw();
+    else this.drawSoon();
+  }
+
+  /** Draw within 250 ms: events come every frame, but redrawing the rows in view each frame is waste. */
+  drawSoon() {
+    if (this.drawTimer) return;
+    this.drawTimer = setTimeout(() => {
+      this.drawTimer = null;
+      this.queueDraw();
+    }, LIVE_DRAW);
   }
 
   live() {
@@ -250,7 +262,7 @@ class Timeline {
       this.drawQueued = false;
       if (this.container.hidden) return; // drawn again by the ResizeObserver when it shows
       if (this.data) this.draw();
-      if (this.live()) setTimeout(() => this.queueDraw(), 250);
+      if (this.live()) this.drawSoon();
     });
   }
 
