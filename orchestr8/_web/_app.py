@@ -135,7 +135,7 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>", "get_execution", routes.get_execution, methods=["GET"]
     )
-    replays = ReplayCache(runtime.journal)
+    replays = ReplayCache(lambda: runtime.journal)
     timeline = TimelineRoutes(runtime, replays)
     app.add_url_rule(
         "/executions/<execution_id>/journal", "get_journal", timeline.journal, methods=["GET"]

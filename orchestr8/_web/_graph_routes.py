@@ -39,7 +39,7 @@ class GraphRoutes:
     def __init__(self, runtime: Runtime, replays: ReplayCache | None = None) -> None:
         """Serve the executions of `runtime`'s journal, replayed through `replays` if given."""
         self.runtime = runtime
-        self.replays = replays or ReplayCache(runtime.journal)
+        self.replays = replays or ReplayCache(lambda: runtime.journal)
 
     async def graph(self, execution_id: str) -> Response:
         """`GET /executions/{id}/graph`: every step as a node with its state, no outputs."""

@@ -16,7 +16,7 @@ held, so a huge run does not keep memory it no longer uses.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import attrs
@@ -48,12 +48,16 @@ class ReplayCache:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: Callable[[], Journal],
         *,
         entries: int = REPLAY_CACHE_ENTRIES,
         events: int = REPLAY_CACHE_EVENTS,
     ) -> None:
-        """Cache reads of `journal`, keeping at most `entries` executions and `events` events."""
+        """Cache reads of the journal `journal()` gives, at most `entries` runs and `events` events.
+
+        The journal is asked for at each read, not here: the app's routes are built before a
+        runtime need exist (the OpenAPI check builds the app over none).
+        """
         self.journal = journal
         self.entries = entries
         self.events = events
@@ -78,14 +82,15 @@ class ReplayCache:
 
     async def _read(self, execution_id: str) -> Replayed:
         """`read` without the lock: the cached entry if current, else the journal replayed."""
-        last_seq = await self.journal.last_seq(execution_id)
+        journal = self.journal()
+        last_seq = await journal.last_seq(execution_id)
         cached = self._cached.get(execution_id)
         if cached is not None and cached.last_seq == last_seq:
             self.hits += 1
             self._cached.move_to_end(execution_id)
             return cached
         self.misses += 1
-        events = tuple(await self.journal.events(execution_id))
+        events = tuple(await journal.events(execution_id))
         replayed = Replayed(events[-1].seq if events else 0, events, replay(events))
         self._keep(execution_id, replayed)
         return replayed

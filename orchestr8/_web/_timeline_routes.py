@@ -40,7 +40,7 @@ class TimelineRoutes:
     def __init__(self, runtime: Runtime, replays: ReplayCache | None = None) -> None:
         """Serve the executions of `runtime`'s journal, replayed through `replays` if given."""
         self.runtime = runtime
-        self.replays = replays or ReplayCache(runtime.journal)
+        self.replays = replays or ReplayCache(lambda: runtime.journal)
 
     async def timeline(self, execution_id: str) -> Response:
         """`GET /executions/{id}/timeline`: the rows of the Gantt chart, paged by offset/limit."""

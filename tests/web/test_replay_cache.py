@@ -54,7 +54,7 @@ async def test_an_unchanged_execution_is_replayed_once() -> None:
     """A second read with no new event is the first one's events and state, not a new replay."""
     async with open_journal(None) as journal:
         await add(journal, "a", steps=3)
-        cache = ReplayCache(journal)
+        cache = ReplayCache(lambda: journal)
         first = await cache.read("a")
         second = await cache.read("a")
     assert second is first
@@ -68,7 +68,7 @@ async def test_a_new_event_is_read_and_replayed_again() -> None:
     """A running execution's next event changes its last seq, so the next read replays anew."""
     async with open_journal(None) as journal:
         await add(journal, "a", steps=1, ended=False)
-        cache = ReplayCache(journal)
+        cache = ReplayCache(lambda: journal)
         before = await cache.read("a")
         await journal.append(Event("a", 4, OLD, 1.0, EventType.EXECUTION_SUCCEEDED))
         await journal.flush()
@@ -82,7 +82,7 @@ async def test_panels_reading_together_share_one_replay() -> None:
     """Reads of one execution that arrive together wait for one another: one replay for all."""
     async with open_journal(None) as journal:
         await add(journal, "a", steps=20)
-        cache = ReplayCache(journal)
+        cache = ReplayCache(lambda: journal)
         results = []
 
         async def read() -> None:
@@ -100,12 +100,12 @@ async def test_the_least_recently_read_executions_go_first() -> None:
     async with open_journal(None) as journal:
         for execution_id in "abc":
             await add(journal, execution_id, steps=2)
-        by_entries = ReplayCache(journal, entries=2)
+        by_entries = ReplayCache(lambda: journal, entries=2)
         for execution_id in "abac":  # b is read longest ago when c comes
             await by_entries.read(execution_id)
         await by_entries.read("a")
         await by_entries.read("b")
-        by_events = ReplayCache(journal, events=8)
+        by_events = ReplayCache(lambda: journal, events=8)
         await by_events.read("a")
         await by_events.read("b")
         await by_events.read("b")
@@ -118,7 +118,7 @@ async def test_an_execution_bigger_than_the_bound_is_still_kept_alone() -> None:
     """The newest read always stays, even when it alone holds more events than the bound."""
     async with open_journal(None) as journal:
         await add(journal, "a", steps=5)
-        cache = ReplayCache(journal, events=2)
+        cache = ReplayCache(lambda: journal, events=2)
         await cache.read("a")
         await cache.read("a")
     assert cache.hits == 1
@@ -129,7 +129,7 @@ async def test_a_pruned_execution_is_not_served_from_the_cache(tmp_path: Path) -
     path = tmp_path / "journal.db"
     async with open_journal(path) as journal:
         await add(journal, "old")
-        cache = ReplayCache(journal)
+        cache = ReplayCache(lambda: journal)
         await cache.read("old")
         await trio.to_thread.run_sync(
             lambda: prune_journal_file(path, cutoff=CUTOFF, held=lambda ids: ())
