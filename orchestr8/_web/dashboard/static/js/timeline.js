@@ -80,6 +80,7 @@ class Timeline {
     this.liveRows = new LiveRows();
     this.unread = [];
     this.drawTimer = null;
+    this.lastAt = 0;
     this.build();
   }
 
@@ -170,7 +171,7 @@ class Timeline {
         this.unread = [];
         this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
         this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
-        this.fetchedAt = performance.now();
+        this.fetchedAt = this.lastAt = performance.now();
         this.status.hidden = data.rows.length > 0;
         this.status.textContent = "No step has started yet.";
         this.queueDraw();
@@ -194,6 +195,7 @@ class Timeline {
       return;
     }
     const needsRead = this.liveRows.fold(events);
+    this.lastAt = performance.now(); // `data.last` is the newest event's time now
     this.running = this.liveRows.running;
     this.status.hidden = this.data.rows.length > 0;
     if (needsRead || performance.now() - this.fetchedAt > Math.max(SETTLE, 10 * this.readTime)) this.refresh();
@@ -216,7 +218,7 @@ class Timeline {
   /** The end of the axis: the last event, or now while bars are running. */
   end() {
     const last = this.data.last;
-    return this.live() ? last + (performance.now() - this.fetchedAt) / 1000 : last;
+    return this.live() ? last + (performance.now() - this.lastAt) / 1000 : last;
   }
 
   scale() {
