@@ -70,3 +70,35 @@ def test_the_hidden_journal_shows_the_events_that_came_while_it_was_hidden(
     newest = page.locator("#journal tbody tr").first
     expect(newest).to_have_attribute("data-type", "execution.succeeded")
     expect(page.locator('#journal tbody tr[data-type="retry.scheduled"]')).to_have_count(1)
+
+
+NAP_THEN_FAN_OUT: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "nap-then-fan-out",
+    "strategy": "parallel",
+    "steps": [
+        {"id": "nap", "agent": "sleep", "input": {"seconds": 1.5}},
+        *(
+            {"id": f"s{index}", "agent": "echo", "input": index, "depends_on": ["nap"]}
+            for index in range(80)
+        ),
+    ],
+}
+
+
+def test_a_hidden_journal_that_missed_more_than_a_table_reads_the_newest_page(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """Over 200 events while the journal was hidden: it shows the newest page; older on a click."""
+    execution_id = dashboard.start(NAP_THEN_FAN_OUT)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(page.locator('#timeline .row[data-step-id="nap"] .seg-running')).to_have_count(1)
+    assert dashboard.wait_for_status(execution_id, "succeeded") == "succeeded"
+    expect(page.locator("#execution-status")).to_have_text("succeeded")
+    page.get_by_role("tab", name="Journal").click()
+    expect(page.locator("#journal tbody tr").first).to_have_attribute(
+        "data-type", "execution.succeeded"
+    )
+    expect(page.locator("#journal tbody tr")).to_have_count(100)
+    page.get_by_role("button", name="Older events").click()
+    expect(page.locator("#journal tbody tr")).to_have_count(200)
