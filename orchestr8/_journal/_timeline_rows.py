@@ -82,6 +82,8 @@ class TimelineRow:
     """`map` or `loop` for a step whose items or iterations are grouped under it, else None."""
     items: dict[str, Any] | None = None
     """A map step's items counted by status (`ItemCounts.to_json()`), else None."""
+    earlier_attempts: int = 0
+    """Attempts made before the last resume: a live view adds them to new events' attempt."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form of `GET /executions/{id}/timeline`'s rows."""
@@ -93,6 +95,7 @@ class TimelineRow:
             "parent": self.parent,
             "group": self.group,
             "items": self.items,
+            "earlier_attempts": self.earlier_attempts,
             "segments": [segment.to_json() for segment in self.segments],
         }
 
@@ -231,6 +234,7 @@ def timeline_rows(
                 parent=parent,
                 group=group,
                 items=counts[name].to_json() if name in counts else None,
+                earlier_attempts=row.earlier,
             )
         )
     resumes = tuple(resumed for _, resumed in gaps)

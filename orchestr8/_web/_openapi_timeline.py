@@ -156,6 +156,11 @@ def timeline_schemas() -> dict[str, Any]:
             "parent": _nullable({"type": "string"}),
             "group": _nullable({"enum": ["map", "loop"]}),
             "items": _nullable({"type": "object"}),
+            "earlier_attempts": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Attempts before the last resume (added to live events' attempt).",
+            },
             "segments": {"type": "array", "items": _ref("TimelineSegment")},
         },
     }

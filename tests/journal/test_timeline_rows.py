@@ -234,6 +234,7 @@ def test_a_resumed_steps_attempts_are_numbered_after_the_earlier_runs() -> None:
         ("attempt", 4),
     ]
     assert row.attempts == 4
+    assert row.to_json()["earlier_attempts"] == 2
 
 
 def test_a_step_seen_only_in_a_progress_event_is_a_pending_row() -> None:
