@@ -9,7 +9,8 @@ crash or a cancel cut it short), each retry wait a `wait` segment, each breaker 
 rejection a `rejected` instant (start equals end). The axis is the events' `elapsed` (trio-clock
 seconds since the execution started), which carries on across resumes; `resumes` lists when the
 execution was resumed and `gaps` each resume's gap (from the last event before it), which a view
-shades.
+shades. Attempt numbers run on across resumes as `replay`'s `total_attempts` counts them: a run
+resumed after two attempts numbers its first attempt 3 (the events say 1).
 
 Map items and loop iterations are grouped as the chart shows them: a map step's row draws the
 attempts of all its items together, and each item gets a row of its own (`ID[3]`, with `parent`
@@ -21,6 +22,8 @@ follow it in order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from itertools import pairwise
 from typing import Any, Final
 
 import attrs
@@ -79,6 +82,8 @@ class TimelineRow:
     """`map` or `loop` for a step whose items or iterations are grouped under it, else None."""
     items: dict[str, Any] | None = None
     """A map step's items counted by status (`ItemCounts.to_json()`), else None."""
+    earlier_attempts: int = 0
+    """Attempts made before the last resume: a live view adds them to new events' attempt."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form of `GET /executions/{id}/timeline`'s rows."""
@@ -90,6 +95,7 @@ class TimelineRow:
             "parent": self.parent,
             "group": self.group,
             "items": self.items,
+            "earlier_attempts": self.earlier_attempts,
             "segments": [segment.to_json() for segment in self.segments],
         }
 
@@ -106,6 +112,8 @@ class Timeline:
     """The latest `elapsed` of the events (open attempts are drawn up to it)."""
     gaps: tuple[tuple[float, float], ...] = ()
     """Each resume's gap: from the last event before it (the crash, at the latest) to it."""
+    downtimes: tuple[float | None, ...] = ()
+    """Each gap's wall-clock length (the events' `ts`): the axis's `elapsed` skips the downtime."""
 
     @property
     def span(self) -> float:
@@ -121,6 +129,7 @@ class Timeline:
             "span": self.span,
             "resumes": list(self.resumes),
             "gaps": [list(gap) for gap in self.gaps],
+            "downtimes": list(self.downtimes),
             "total_rows": len(self.rows),
             "offset": offset,
             "rows": [row.to_json() for row in self.rows[offset:stop]],
@@ -138,6 +147,29 @@ class _Row:
     spans: list[Segment] = attrs.Factory(list)
     """The step's own runs, `step.started` to its end: the bar of a loop step (no attempts)."""
     span_start: float | None = None
+    earlier: int = 0
+    """Attempts made in runs before the last resume: this run's attempt numbers add to them."""
+    run_attempts: int = 0
+    """The attempts this run has made so far, counted as `replay` counts them."""
+    succeeded: bool = False
+    """Whether the unit has succeeded: a resume carries over the attempts of every other unit."""
+
+    def number(self, attempt: int | None) -> int | None:
+        """An event's attempt number across resumes (replay's `total_attempts` numbering)."""
+        return None if attempt is None else self.earlier + attempt
+
+    def count(self, attempt: int | None, *, started: bool) -> int | None:
+        """Count an attempt started (or used up by a rejection); its number across resumes."""
+        if started and attempt is None:
+            attempt = self.run_attempts + 1
+        self.run_attempts = max(self.run_attempts, attempt or 0)
+        return self.number(attempt)
+
+    def resume(self) -> None:
+        """A resume: an unfinished unit's attempts so far become earlier ones (as replay does)."""
+        if not self.succeeded:
+            self.earlier += self.run_attempts
+            self.run_attempts = 0
 
     def close_span(self, kind: str, at: float) -> None:
         if self.span_start is not None:
@@ -159,6 +191,19 @@ class _Row:
             self.wait = None
 
 
+#: The events after which a unit is no longer `succeeded` in replay's state.
+_UNFINISHING: Final = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.ATTEMPT_STARTED,
+        EventType.RETRY_SCHEDULED,
+        EventType.STEP_FAILED,
+        EventType.STEP_CANCELLED,
+        EventType.STEP_SKIPPED,
+    }
+)
+
+
 def timeline_rows(
     events: Sequence[Event], *, interrupted: bool = False, state: ExecutionState | None = None
 ) -> Timeline:
@@ -172,6 +217,7 @@ def timeline_rows(
     if not ordered:
         return Timeline((), (), 0.0, 0.0)
     rows, gaps, first, last = _collect(ordered, _INTERRUPTED if interrupted else _RUNNING)
+    downtimes = _downtimes(ordered)
     if state is None:
         state = replay(ordered)
     counts = item_counts(state)
@@ -188,10 +234,29 @@ def timeline_rows(
                 parent=parent,
                 group=group,
                 items=counts[name].to_json() if name in counts else None,
+                earlier_attempts=row.earlier,
             )
         )
     resumes = tuple(resumed for _, resumed in gaps)
-    return Timeline(tuple(shown), resumes, first, last, tuple(gaps))
+    return Timeline(tuple(shown), resumes, first, last, tuple(gaps), downtimes)
+
+
+def _moment(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+
+
+def _downtimes(events: Sequence[Event]) -> tuple[float | None, ...]:
+    """Each resume's wall-clock distance from the event before it (None: unreadable `ts`)."""
+    downtimes: list[float | None] = []
+    for before, event in pairwise(events):
+        if event.type == EventType.EXECUTION_RESUMED:
+            start, stop = _moment(before.ts), _moment(event.ts)
+            seconds = None if start is None or stop is None else (stop - start).total_seconds()
+            downtimes.append(None if seconds is None else max(0.0, seconds))
+    return tuple(downtimes)
 
 
 def _status(step: StepState | None, interrupted: bool) -> str:
@@ -219,29 +284,33 @@ def _collect(
                 row.close_attempt(_INTERRUPTED, last)
                 row.close_wait(last)
                 row.close_span(_INTERRUPTED, last)
+                row.resume()
             gaps.append((last, at))
         first, last = min(first, at), max(last, at)
         if event.step_id is None:
             continue
         row = rows.setdefault(event.step_id, _Row(event.step_id))
+        if kind in _UNFINISHING:
+            row.succeeded = False
         if kind == EventType.STEP_STARTED:
             row.close_span(_INTERRUPTED, at)
             row.span_start = at
         elif kind == EventType.ATTEMPT_STARTED:
             row.close_wait(at, ended=True)
             row.close_attempt(_INTERRUPTED, at)
-            row.attempt_start = (at, event.attempt)
+            row.attempt_start = (at, row.count(event.attempt, started=True))
         elif kind == EventType.ATTEMPT_FAILED:
             row.close_attempt(_FAILED, at)
         elif kind == EventType.RETRY_SCHEDULED:
             row.close_attempt(_FAILED, at)
             delay = event.data.get("delay", 0.0)
             planned = at + (float(delay) if isinstance(delay, int | float) else 0.0)
-            row.wait = (at, planned, event.attempt)
+            row.wait = (at, planned, row.number(event.attempt))
         elif kind in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
             row.close_wait(at, ended=True)
-            row.segments.append(Segment(_REJECTED, at, at, event.attempt))
+            row.segments.append(Segment(_REJECTED, at, at, row.count(event.attempt, started=False)))
         elif kind == EventType.STEP_SUCCEEDED:
+            row.succeeded = True
             row.close_attempt(_OK, at)
             row.close_span(_OK, at)
         elif kind == EventType.STEP_FAILED:

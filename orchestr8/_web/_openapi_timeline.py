@@ -156,6 +156,11 @@ def timeline_schemas() -> dict[str, Any]:
             "parent": _nullable({"type": "string"}),
             "group": _nullable({"enum": ["map", "loop"]}),
             "items": _nullable({"type": "object"}),
+            "earlier_attempts": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Attempts before the last resume (added to live events' attempt).",
+            },
             "segments": {"type": "array", "items": _ref("TimelineSegment")},
         },
     }
@@ -186,6 +191,14 @@ def timeline_schemas() -> dict[str, Any]:
                 "type": "array",
                 "description": "Each resume's gap: [the last event before it, the resume].",
                 "items": {"type": "array", "items": _SECONDS, "minItems": 2, "maxItems": 2},
+            },
+            "downtimes": {
+                "type": "array",
+                "description": (
+                    "Each gap's wall-clock length in seconds (from the events' ts; null if "
+                    "unreadable): the elapsed axis does not count the time no process ran."
+                ),
+                "items": {"type": ["number", "null"], "minimum": 0},
             },
             "total_rows": {"type": "integer", "minimum": 0},
             "offset": {"type": "integer", "minimum": 0},

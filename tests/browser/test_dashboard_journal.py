@@ -152,3 +152,42 @@ def test_new_events_wait_behind_a_button_while_the_reader_scrolled_down(
     button.click()
     expect(rows(page).first).to_contain_text("execution.succeeded")
     expect(button).to_be_hidden()
+
+
+BIG: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "big",
+    "steps": [
+        *({"id": f"s{index}", "agent": "echo", "input": index} for index in range(30)),
+        {"id": "fan", "agent": "echo", "for_each": "inputs.docs", "input": "${item}"},
+    ],
+}
+
+
+def test_on_a_big_run_the_state_lists_the_changed_steps_first_and_all_on_request(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """31 steps: only the changed ones until "Show all"; a map says its items' counts there."""
+    execution_id = dashboard.run(BIG, {"docs": ["a", "b", "c", "d"]})
+    open_journal(page, dashboard, execution_id)
+    page.get_by_label("Step (with its items and iterations)").fill("fan")
+    page.get_by_label("Step (with its items and iterations)").press("Enter")
+    event = page.locator('#journal tr[data-type="step.succeeded"]', has_text="fan[2]")
+    event.click()
+    seq_cell = event.locator("td").first
+    assert seq_cell.evaluate("cell => getComputedStyle(cell).whiteSpace") == "nowrap"
+    view = page.locator("#state-view")
+    table = view.locator(".state-steps tbody tr")
+    expect(table.first).to_have_attribute("data-changed", "true")
+    expect(table.first).to_have_attribute("data-unit", "fan[2]")
+    show_all = view.get_by_role("button", name=re.compile(r"Show all 3\d steps"))
+    expect(show_all).to_be_visible()
+    # The item's map follows it, with its items counted at this event.
+    expect(table).to_have_count(2)
+    expect(table.nth(1)).to_have_attribute("data-unit", "fan")
+    expect(table.nth(1)).to_contain_text(re.compile(r"4 items: [1-4] succeeded"))
+    show_all.click()
+    expect(view.locator('tr[data-unit="s0"]')).to_have_count(1)
+    expect(table.first).to_have_attribute("data-unit", "fan[2]")
+    view.get_by_role("button", name="Show only the changed steps").click()
+    expect(view.locator('tr[data-unit="s0"]')).to_have_count(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,8 +60,9 @@ def test_a_resume_cuts_open_attempts_and_later_ones_run_on() -> None:
     assert timeline.rows[1].segments == (
         Segment("rejected", 3.0, 3.0, 1),
         Segment("interrupted", 3.5, 3.5, 1),
-        Segment("running", 4.0, 4.0, 1),
+        Segment("running", 4.0, 4.0, 2),
     )
+    assert timeline.rows[1].attempts == 2
     interrupted = timeline_rows(RETRIED, interrupted=True).rows[1]
     assert interrupted.segments[-1].kind == "interrupted"
     assert interrupted.status == "interrupted"
@@ -182,7 +184,78 @@ def test_every_segment_lies_on_the_axis_in_order(specs: list[tuple[float, str, s
             assert timeline.first <= segment.start <= segment.end <= timeline.last
 
 
+@given(
+    st.lists(
+        st.tuples(kinds, st.sampled_from(["a", "b"]), st.one_of(st.none(), st.integers(1, 4))),
+        max_size=30,
+    )
+)
+def test_attempt_numbers_run_on_across_resumes_as_replay_counts_them(
+    specs: list[tuple[str, str, int | None]],
+) -> None:
+    """A row's last attempt number is the step's attempt count, however often it was resumed."""
+    timeline = timeline_rows(
+        events(
+            *(
+                (float(at), kind, None if kind == "execution.resumed" else step, attempt)
+                for at, (kind, step, attempt) in enumerate(specs)
+            )
+        )
+    )
+    for row in timeline.rows:
+        numbers = [s.attempt or 0 for s in row.segments if s.kind != "wait"]
+        assert max(numbers, default=row.attempts) == row.attempts
+
+
+def test_a_resumed_steps_attempts_are_numbered_after_the_earlier_runs() -> None:
+    """Two attempts, a crash, a resume: the next attempts are 3 and 4, as replay counts them."""
+    timeline = timeline_rows(
+        events(
+            (0.0, "execution.started"),
+            (0.0, "step.started", "s"),
+            (0.0, "attempt.started", "s", 1),
+            (1.0, "retry.scheduled", "s", 1, {"delay": 0.5}),
+            (1.5, "attempt.started", "s", 2),
+            (2.0, "execution.resumed"),
+            (2.0, "step.started", "s"),
+            (2.0, "attempt.started", "s", 1),
+            (3.0, "retry.scheduled", "s", 1, {"delay": 0.5}),
+            (3.5, "attempt.started", "s", 2),
+            (4.0, "step.succeeded", "s", 2),
+        )
+    )
+    [row] = timeline.rows
+    assert [(s.kind, s.attempt) for s in row.segments] == [
+        ("failed", 1),
+        ("wait", 1),
+        ("interrupted", 2),
+        ("failed", 3),
+        ("wait", 3),
+        ("attempt", 4),
+    ]
+    assert row.attempts == 4
+    assert row.to_json()["earlier_attempts"] == 2
+
+
 def test_a_step_seen_only_in_a_progress_event_is_a_pending_row() -> None:
     """A step whose only event says nothing of its attempts is a row without segments, pending."""
     [row] = timeline_rows(events((0.0, "execution.started"), (0.5, "step.progress", "x", 1))).rows
     assert (row.step_id, row.segments, row.status, row.attempts) == ("x", (), "pending", 0)
+
+
+def test_a_gaps_downtime_is_read_from_the_wall_clock() -> None:
+    """The elapsed axis skips the downtime; `downtimes` says how long no process ran."""
+    cut, resumed, unreadable = events(
+        (1.0, "attempt.started", "s", 1),
+        (1.1, "execution.resumed"),
+        (1.2, "execution.resumed"),
+    )
+    timeline = timeline_rows(
+        [
+            attrs.evolve(cut, ts="2025-01-01T00:00:00.000Z"),
+            attrs.evolve(resumed, ts="2025-01-01T00:02:30.500Z"),
+            attrs.evolve(unreadable, ts="yesterday"),
+        ]
+    )
+    assert timeline.downtimes == (150.5, None)
+    assert timeline.to_json()["downtimes"] == [150.5, None]

@@ -154,7 +154,8 @@ class Journal {
     } catch (error) {
       if (generation === this.generation) {
         this.loading = false;
-        showError(this.message, error, "The journal could not be read");
+        // During an outage the rows stay (the banner says why); "reconnected" reads them again.
+        if (!(this.body.rows.length && this.page.outage(error))) showError(this.message, error, "The journal could not be read");
       }
       return;
     }
@@ -200,7 +201,7 @@ class Journal {
       const answer = await getJSON(this.page.path(`/journal${this.filterQuery({ before: this.oldest })}`));
       if (generation === this.generation) this.append(answer);
     } catch (error) {
-      showError(this.message, error, "Older events could not be read");
+      if (!this.page.outage(error)) showError(this.message, error, "Older events could not be read");
     } finally {
       this.olderButton.disabled = false;
     }
@@ -295,4 +296,5 @@ export function mount(page, container) {
   journal.reload(); // at once: the newest page needs nothing from the summary
   page.addEventListener("document", ({ detail }) => journal.noteSteps(Object.keys(detail.steps || {})));
   page.addEventListener("events", ({ detail }) => journal.live(detail.events));
+  page.addEventListener("reconnected", () => journal.reload());
 }

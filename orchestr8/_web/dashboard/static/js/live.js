@@ -11,10 +11,12 @@ const RETRYABLE = new Set([1001, 1006, 1011, 1013]);
 /**
  * Follow `executionId`'s events after seq `after`; `onBatch(events)` gets them in seq order, at
  * most once per animation frame. `onEnd(code, reason)` is called when the stream ends for good
- * (the execution finished: 1000; interrupted or not running anywhere: 4409).
+ * (the execution finished: 1000; interrupted or not running anywhere: 4409). `onLost()` is
+ * called when the connection drops and a reconnect is scheduled, `onReconnect()` when the stream
+ * opens again after such a loss.
  * Returns { close(), get last() }.
  */
-export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
+export function followEvents(executionId, after, onBatch, onEnd = () => {}, { onLost = () => {}, onReconnect = () => {} } = {}) {
   let last = after;
   let socket = null;
   let queue = [];
@@ -22,6 +24,7 @@ export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
   let closed = false;
   let delay = 250;
   let timer = null;
+  let lost = false;
 
   const flush = () => {
     scheduled = false;
@@ -51,6 +54,10 @@ export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
       opened = true;
       delay = 250;
       hideBanner();
+      if (lost) {
+        lost = false;
+        onReconnect();
+      }
     });
     socket.addEventListener("message", (message) => {
       const event = JSON.parse(message.data);
@@ -71,6 +78,10 @@ export function followEvents(executionId, after, onBatch, onEnd = () => {}) {
         return;
       }
       showBanner(`Connection to the server lost; reconnecting from event ${last}…`);
+      if (!lost) {
+        lost = true;
+        onLost();
+      }
       timer = setTimeout(() => reconnect(opened), delay);
       delay = Math.min(delay * 2, 5000);
     });

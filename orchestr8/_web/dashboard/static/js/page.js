@@ -6,6 +6,10 @@
 //   "select"   — a step was selected (detail: {stepId}); null clears the selection
 //   "travel"   — show the state at an event (detail: {seq}); null returns to now
 //   "ended"    — the live stream ended (detail: {code, reason})
+//   "reconnected" — the live stream opened again after a loss (no detail)
+// `page.offline` is true from a loss of the live connection until it is open again: a panel whose
+// read fails meanwhile keeps its last content (the banner says the connection is lost) and reads
+// again on "reconnected".
 // Panels talk to each other only through the page.
 
 import { followEvents } from "./live.js";
@@ -26,6 +30,7 @@ export class ExecutionPage extends EventTarget {
     this.status = document.getElementById("execution-status")?.dataset.status || "pending";
     this.selected = null;
     this.stream = null;
+    this.offline = false;
   }
 
   /** The API path of this execution, plus `suffix`. */
@@ -80,9 +85,24 @@ export class ExecutionPage extends EventTarget {
       },
       (code, reason) => {
         if (code === 4409 && reason.startsWith("interrupted")) this.setStatus("interrupted");
+        this.offline = false;
         this.emit("ended", { code, reason });
       },
+      {
+        onLost: () => {
+          this.offline = true;
+        },
+        onReconnect: () => {
+          this.offline = false;
+          this.emit("reconnected");
+        },
+      },
     );
+  }
+
+  /** Whether a failed read is part of an outage (no connection): keep the panel's last content. */
+  outage(error) {
+    return this.offline || error?.status === 0;
   }
 
   /** The seq of the last event seen (summary or live). */

@@ -12,33 +12,61 @@ function changeWords(change) {
   return change.before === null ? "started" : `changed: ${change.changed.join(", ")}`;
 }
 
-function stepsTable(document, changes) {
+/** A map's items at this event in words (`6 items: 4 succeeded, 2 running`), else "". */
+export function itemWords(items) {
+  if (!items) return "";
+  const counts = Object.entries(items)
+    .filter(([name, value]) => !["count", "attempts", "failed_items"].includes(name) && typeof value === "number" && value > 0)
+    .map(([name, value]) => `${value} ${name}`);
+  const count = items.count ?? "?";
+  return `${count} item${count === 1 ? "" : "s"}${counts.length ? `: ${counts.join(", ")}` : ""}`;
+}
+
+// Above this many steps, the table lists only the steps the event changed, until asked for all.
+const FEW_STEPS = 25;
+
+function stepsTable(document, changes, showAll, onToggle) {
   const changed = new Map((changes?.units || []).map((change) => [change.unit, change]));
-  const units = [...Object.keys(document.steps)];
-  for (const unit of changed.keys()) if (!units.includes(unit)) units.push(unit);
+  // The changed units first, each map item or loop iteration followed by its step (its counts).
+  const units = [];
+  for (const unit of changed.keys()) {
+    if (!units.includes(unit)) units.push(unit);
+    const owner = unit.match(/^(.+)(\[\d+\]|#\d+)$/)?.[1];
+    if (owner && document.steps[owner] && !units.includes(owner)) units.push(owner);
+  }
+  const first = units.length;
+  for (const unit of Object.keys(document.steps)) if (!units.includes(unit)) units.push(unit);
+  const total = units.length;
+  const shortened = total > FEW_STEPS && !showAll;
+  const shown = shortened ? units.slice(0, first) : units;
   const body = element("tbody");
-  for (const unit of units) {
+  for (const unit of shown) {
     const step = document.steps[unit] || changed.get(unit).after;
     const change = changed.get(unit);
+    const items = itemWords(step.items);
     body.append(
       element(
         "tr",
         { dataset: { unit, ...(change ? { changed: "true" } : {}) } },
         element("th", { scope: "row", className: "mono" }, unit),
-        element("td", {}, statusBadge(step.status)),
-        element("td", {}, String(step.attempts ?? 0)),
+        element("td", {}, statusBadge(step.status), items ? element("span", { className: "state-items" }, items) : ""),
+        element("td", {}, String(step.items?.attempts ?? step.attempts ?? 0)),
         element("td", {}, step.duration === null || step.duration === undefined ? "" : duration(step.duration)),
         element("td", { className: "change" }, change ? element("strong", {}, `● ${changeWords(change)}`) : ""),
       ),
     );
   }
-  return element(
+  const table = element(
     "table",
     { className: "state-steps" },
-    element("caption", {}, "Steps at this event"),
+    element("caption", {}, shortened ? `Steps this event changed, with their map or loop (${shown.length} of ${total})` : `Steps at this event (${total}; the changed ones first)`),
     element("thead", {}, element("tr", {}, ...["Step", "Status", "Attempts", "Duration", "This event"].map((name) => element("th", { scope: "col" }, name)))),
     body,
   );
+  if (total <= FEW_STEPS) return table;
+  const toggle = element("button", { type: "button", className: "state-all", "aria-pressed": String(showAll) }, showAll ? "Show only the changed steps" : `Show all ${total} steps`);
+  toggle.addEventListener("click", onToggle);
+  return element("div", { className: "state-steps-box" }, toggle, table);
 }
 
 function summary(changes) {
@@ -56,8 +84,13 @@ function summary(changes) {
 export function mount(page, container) {
   container.hidden = true;
   let shown = null;
-  page.addEventListener("travel", async ({ detail }) => {
-    const seq = detail.seq;
+  let showAll = false;
+  // A state that could not be read for want of a connection is read again once it is back.
+  page.addEventListener("reconnected", () => {
+    if (shown !== null && shown !== undefined && container.querySelector(".error-message")) show(shown);
+  });
+  page.addEventListener("travel", ({ detail }) => show(detail.seq));
+  async function show(seq) {
     shown = seq;
     if (seq === null || seq === undefined) {
       container.hidden = true;
@@ -76,6 +109,12 @@ export function mount(page, container) {
     if (shown !== seq) return;
     const back = element("button", { type: "button", className: "back-to-now" }, "Back to now");
     back.addEventListener("click", () => page.travel(null));
+    // "Show all N steps" and back: only the table is drawn again; the button keeps the focus.
+    const toggle = () => {
+      showAll = !showAll;
+      container.querySelector(".state-steps-box")?.replaceWith(stepsTable(document, document.changes, showAll, toggle));
+      container.querySelector(".state-all")?.focus();
+    };
     const changedUnits = new Set((document.changes?.units || []).map((change) => change.unit));
     container.replaceChildren(
       element(
@@ -89,7 +128,7 @@ export function mount(page, container) {
       ),
       element("h3", {}, "What this event changed"),
       summary(document.changes),
-      stepsTable(document, document.changes),
+      stepsTable(document, document.changes, showAll, toggle),
       element(
         "details",
         { className: "state-document" },
@@ -100,5 +139,5 @@ export function mount(page, container) {
         }),
       ),
     );
-  });
+  }
 }

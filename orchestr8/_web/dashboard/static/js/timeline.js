@@ -26,6 +26,10 @@ const SETTLE = 5000;
 const LIVE_DRAW = 250;
 const ZOOM_STEP = 1.5;
 const ZOOM_MAX = 2000;
+// A resume gap and an attempt a crash cut short may last no time on the `elapsed` axis (it skips
+// the downtime; the crash left no event): they are drawn at least this wide, in pixels.
+const GAP_MIN = 10;
+const INTERRUPTED_MIN = 8;
 const KIND_WORDS = {
   attempt: "succeeded",
   failed: "failed",
@@ -55,9 +59,17 @@ function title(text) {
 export function describeSegment(row, segment) {
   const attempt = segment.attempt ? `attempt ${segment.attempt}` : "run";
   const span = segment.end - segment.start;
-  const what = segment.kind === "wait" ? `retry wait after ${attempt}` : `${attempt}: ${KIND_WORDS[segment.kind]}`;
+  // A cancel cuts attempts short as a crash does: the words follow the row's status.
+  const word = segment.kind === "interrupted" && row.status === "cancelled" ? "cancelled" : KIND_WORDS[segment.kind];
+  const what = segment.kind === "wait" ? `retry wait after ${attempt}` : `${attempt}: ${word}`;
   const length = segment.kind === "rejected" ? `at ${duration(segment.start)}` : `${duration(span)}, ${duration(segment.start)} → ${duration(segment.end)}`;
   return `${row.step_id} — ${what} (${length})`;
+}
+
+/** Words for a resume gap: when the run was resumed, and how long after the event before it. */
+export function resumeWords([start, stop], downtime) {
+  const down = downtime === null || downtime === undefined ? duration(stop - start) : duration(downtime);
+  return `Resumed at ${duration(stop)}, ${down} after the last event before it (the axis leaves that time out)`;
 }
 
 class Timeline {
@@ -66,6 +78,7 @@ class Timeline {
     this.container = container;
     this.data = null;
     this.parents = new Set();
+    this.members = new Map();
     this.running = false;
     this.zoom = 1;
     this.expanded = new Set();
@@ -126,7 +139,8 @@ class Timeline {
     this.chart.append(this.defs, this.gapLayer, this.rowLayer, this.axisLayer, this.labelLayer);
     this.scroller.append(this.chart);
     this.status = element("p", { className: "empty" }, "Reading the timeline…");
-    this.container.replaceChildren(tools, this.status, this.scroller);
+    this.resumes = element("ul", { className: "timeline-resumes", "aria-label": "Resumes" });
+    this.container.replaceChildren(tools, this.status, this.resumes, this.scroller);
     this.scroller.addEventListener("scroll", () => this.queueDraw());
     this.scroller.addEventListener("keydown", (event) => this.key(event));
     this.scroller.addEventListener("wheel", (event) => this.wheel(event), { passive: false });
@@ -169,14 +183,23 @@ class Timeline {
         this.liveRows.reset(data);
         this.liveRows.fold(this.unread);
         this.unread = [];
-        this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
+        // Items and iterations come only from reads (the live fold leaves them to the server).
+        this.members = new Map();
+        for (const row of data.rows) {
+          if (row.parent) this.members.set(row.parent, [...(this.members.get(row.parent) || []), row]);
+        }
+        this.parents = new Set(this.members.keys());
         this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
         this.fetchedAt = this.lastAt = performance.now();
         this.status.hidden = data.rows.length > 0;
         this.status.textContent = "No step has started yet.";
+        this.resumes.replaceChildren(...data.gaps.map((gap, index) => element("li", {}, resumeWords(gap, data.downtimes?.[index]))));
         this.queueDraw();
       })
-      .catch((error) => showError(this.status, error, "The timeline could not be read"))
+      .catch((error) => {
+        // During an outage the chart keeps what it shows (the banner says why); "reconnected" reads again.
+        if (!(this.data && this.page.outage(error))) showError(this.status, error, "The timeline could not be read");
+      })
       .finally(() => {
         this.status.hidden = this.status.hidden && !this.status.querySelector(".error-message");
         this.reading = null;
@@ -221,9 +244,14 @@ class Timeline {
     return this.live() ? last + (performance.now() - this.lastAt) / 1000 : last;
   }
 
+  /** Where the axis starts: 0, the execution's start, so the first tick reads 0 (earlier if need be). */
+  origin() {
+    return Math.min(0, this.data.first);
+  }
+
   scale() {
     const width = Math.max(200, this.scroller.clientWidth - LABELS - 24);
-    return (width / Math.max(this.end() - this.data.first, 0.01)) * this.zoom;
+    return (width / Math.max(this.end() - this.origin(), 0.01)) * this.zoom;
   }
 
   shownRows() {
@@ -271,7 +299,7 @@ class Timeline {
   draw() {
     const rows = this.shownRows();
     const scale = this.scale();
-    const first = this.data.first;
+    const first = this.origin();
     const end = this.end();
     const x = (at) => LABELS + (at - first) * scale;
     const width = LABELS + (end - first) * scale + 24;
@@ -283,9 +311,17 @@ class Timeline {
     const from = Math.max(0, Math.floor((top - AXIS) / ROW) - 2);
     const to = Math.min(rows.length, from + Math.ceil(this.scroller.clientHeight / ROW) + 5);
     this.gapLayer.replaceChildren(
-      ...this.data.gaps.map(([start, stop]) =>
-        svg("rect", { class: "gap", x: x(start), y: AXIS, width: Math.max(2, (stop - start) * scale), height: rows.length * ROW }, title(`resume gap: ${duration(stop - start)}, resumed at ${duration(stop)}`)),
-      ),
+      ...this.data.gaps.map(([start, stop], index) => {
+        const left = x(start);
+        const right = Math.max(left + GAP_MIN, x(stop));
+        return svg(
+          "g",
+          { class: "gap" },
+          svg("rect", { x: left, y: AXIS, width: right - left, height: rows.length * ROW }),
+          svg("line", { class: "resume-line", x1: right, x2: right, y1: AXIS, y2: AXIS + rows.length * ROW }),
+          title(resumeWords([start, stop], this.data.downtimes?.[index])),
+        );
+      }),
     );
     const drawn = [];
     const labels = [svg("rect", { class: "label-ground", x: 0, y: AXIS, width: LABELS - 4, height: rows.length * ROW })];
@@ -312,18 +348,25 @@ class Timeline {
     const group = svg("g", { class: "row", "data-step-id": row.step_id, "data-status": row.status });
     group.append(svg("line", { class: "row-rule", x1: LABELS, x2: x(end), y1: y + ROW, y2: y + ROW }));
     const reach = { attempt: -1, failed: -1, wait: -1, running: -1, interrupted: -1, rejected: -1 };
-    const ordered = [...row.segments].sort((a, b) => (a.kind === "wait") - (b.kind === "wait") || a.start - b.start);
+    const ordered = [...this.segmentsOf(row)].sort((a, b) => (a.kind === "wait") - (b.kind === "wait") || a.start - b.start);
     for (const segment of ordered) {
       const stop = segment.kind === "running" && this.live() ? end : segment.end;
       const left = x(segment.start);
-      const right = Math.max(left + 2, x(stop));
+      const right = Math.max(left + (segment.kind === "interrupted" ? INTERRUPTED_MIN : 2), x(stop));
       if (right <= reach[segment.kind] + 0.5) continue; // hidden under a bar of its kind already drawn
       reach[segment.kind] = right;
       const shape = this.drawSegment(segment, left, right, y);
-      shape.append(title(describeSegment(row, { ...segment, end: stop })));
+      shape.append(title(describeSegment(segment.member || row, { ...segment, end: stop })));
       group.append(shape);
     }
     return group;
+  }
+
+  /** A row's segments; a collapsed loop's row shows its iterations' bars, as a map's row does. */
+  segmentsOf(row) {
+    if (row.group !== "loop" || this.expanded.has(row.step_id)) return row.segments;
+    const bars = (this.members.get(row.step_id) || []).flatMap((member) => member.segments.map((segment) => ({ ...segment, member })));
+    return bars.length ? bars : row.segments;
   }
 
   drawSegment(segment, left, right, y) {
@@ -368,7 +411,9 @@ class Timeline {
     text.textContent = `${grouped ? (open ? "▾ " : "▸ ") : ""}${row.step_id}`;
     const mark = svg("text", { class: "row-status", x: LABELS - 10, y: y + ROW / 2 + 4, "text-anchor": "end" });
     mark.textContent = row.status;
-    label.append(title(words), text, mark);
+    // The whole name cell takes the click, not only the glyphs of its words.
+    const hit = svg("rect", { class: "label-hit", x: 0, y, width: LABELS - 4, height: ROW });
+    label.append(title(words), hit, text, mark);
     label.addEventListener("click", () => (grouped ? this.toggle(row.step_id) : this.page.select(row.step_id)));
     label.addEventListener("keydown", (event) => {
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
@@ -427,4 +472,5 @@ export function mount(page, container) {
   page.addEventListener("document", () => timeline.refresh());
   page.addEventListener("events", ({ detail }) => timeline.follow(detail.events));
   page.addEventListener("ended", () => timeline.refresh());
+  page.addEventListener("reconnected", () => timeline.refresh());
 }

@@ -11,6 +11,11 @@ const CLOSED_AS = { "step.succeeded": "attempt", "step.failed": "failed", "attem
 // Events that change nothing the chart draws.
 const QUIET = new Set(["step.progress", "step.usage"]);
 
+/** An event's attempt number across resumes, as the server numbers it (replay's total count). */
+function numbered(row, event) {
+  return event.attempt === null || event.attempt === undefined ? null : (row.earlier_attempts ?? 0) + event.attempt;
+}
+
 /** Whether `stepId` names a map item (`ID[3]`) or a loop iteration (`ID#2`), not a step. */
 export function isMember(stepId) {
   return /[[#]/.test(stepId);
@@ -78,7 +83,7 @@ export class LiveRows {
       if (open.wait) open.wait.end = Math.max(open.wait.start, at);
       if (open.running) open.running.kind = "interrupted";
       open.wait = null;
-      open.running = { kind: RUNNING, start: at, end: at, attempt: event.attempt ?? null };
+      open.running = { kind: RUNNING, start: at, end: at, attempt: numbered(row, event) };
       row.segments.push(open.running);
       row.attempts += 1;
       row.status = RUNNING;
@@ -93,7 +98,7 @@ export class LiveRows {
     }
     if (event.type === "retry.scheduled") {
       const delay = typeof event.data?.delay === "number" ? event.data.delay : 0;
-      open.wait = { kind: "wait", start: at, end: at + delay, attempt: event.attempt ?? null };
+      open.wait = { kind: "wait", start: at, end: at + delay, attempt: numbered(row, event) };
       row.segments.push(open.wait);
       row.status = "retrying";
     } else if (event.type === "step.succeeded" || event.type === "step.failed") {
