@@ -64,7 +64,9 @@ def attempts_of(events: Sequence[Event], unit_id: str) -> list[StepAttempt]:
     """Every attempt of `unit_id` the events hold, across resumes, numbered from 1 in order.
 
     An attempt still open when the execution resumed (its process died) is `interrupted`; one
-    still open after the last event is `running`, unless the step ended without closing it.
+    still open after the last event is `running`, unless the step ended without closing it. A
+    call a circuit breaker or a rate limit refused (`breaker.rejected`, `attempt.rejected`) used
+    up its attempt without running: it is an attempt of no duration, `rejected`, with the error.
     """
     attempts: list[StepAttempt] = []
     current: StepAttempt | None = None
@@ -86,6 +88,12 @@ def attempts_of(events: Sequence[Event], unit_id: str) -> list[StepAttempt]:
             close(event, "interrupted")
             current = StepAttempt(len(attempts) + 1, event.elapsed, event.ts)
             attempts.append(current)
+        elif event.type in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
+            close(event, "interrupted")
+            rejected = StepAttempt(len(attempts) + 1, event.elapsed, event.ts)
+            rejected.finished, rejected.finished_at = event.elapsed, event.ts
+            rejected.outcome, rejected.error = "rejected", event.data.get("error")
+            attempts.append(rejected)
         elif event.type in (EventType.ATTEMPT_FAILED, EventType.STEP_FAILED):
             close(event, "failed", event.data.get("error"))
         elif event.type == EventType.STEP_SUCCEEDED:

@@ -76,7 +76,7 @@ def step_schemas() -> dict[str, Any]:
             "started": timestamp,
             "finished": _nullable(timestamp),
             "duration": _nullable({"type": "number", "minimum": 0}),
-            "outcome": {"enum": ["succeeded", "failed", "interrupted", "running"]},
+            "outcome": {"enum": ["succeeded", "failed", "interrupted", "running", "rejected"]},
             "error": {},
         },
     }
