@@ -160,7 +160,8 @@ def graph_document(
     and `status` the execution's status as views show it (`interrupted` included: then its
     running steps and members are `interrupted` too, `shown_step_status`). Each node has
     `id`, `kind`, `agent`, `depends_on`, `status`, `attempts`, `started` (seconds after the
-    execution started), `duration` and, for a map, loop, sub-workflow or plan, a `group`.
+    execution started), `duration` and, for a map, loop, sub-workflow or plan, a `group`; an
+    approval step whose gate opened has its `gate` status (`open`, `approved`, `rejected`...).
     Under the `sequential` strategy each step also depends on the one declared before it.
     """
     maps = item_counts(state)
@@ -199,6 +200,9 @@ def graph_document(
             node["group"] = group
         elif unit is not None and unit.child is not None:
             node["child_execution_id"] = unit.child
+        gate = state.gates.get(step_id)
+        if gate is not None:
+            node["gate"] = gate.status
         nodes.append(node)
     name = workflow.get("name")
     return {

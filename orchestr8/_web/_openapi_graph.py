@@ -160,6 +160,11 @@ def graph_schemas() -> dict[str, Any]:
             "duration": seconds,
             "group": _ref("NodeGroup"),
             "child_execution_id": {"type": "string"},
+            "gate": {
+                "enum": ["open", "approved", "rejected", "closed"],
+                "description": "An approval step's gate, once opened: how it was answered "
+                "(a rejected gate's step still succeeds; its dependents read the answer).",
+            },
         },
     }
     member = {
