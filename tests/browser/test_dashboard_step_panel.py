@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dashboard_server import DashboardServer
@@ -82,3 +83,85 @@ def test_an_unknown_step_in_the_address_reads_as_an_error(
         "console error: Failed to load resource: the server responded with a status of 404 ()"
     ]
     browser_problems.clear()
+
+
+MAPPED: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "mapped",
+    "steps": [
+        {"id": "fetch", "agent": "echo", "input": {"xs": [1, 2]}},
+        {
+            "id": "each",
+            "agent": "echo",
+            "for_each": "steps.fetch.output.xs",
+            "depends_on": ["fetch"],
+            "input": {"x": "${item}"},
+        },
+    ],
+}
+
+
+def test_the_selected_step_is_kept_in_the_address_and_closing_removes_it(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """Selecting writes `?step=` (brackets encoded); a reload shows that step; closing drops it."""
+    execution_id = dashboard.run(MAPPED)
+    address = f"{dashboard.url}/ui/executions/{execution_id}"
+    page.goto(address)
+    page.locator('.graph-node[data-step-id="fetch"]').click()
+    expect(page).to_have_url(f"{address}?step=fetch")
+    page.locator('.graph-node[data-step-id="each"]').click()
+    page.locator("#step-panel").get_by_role("button", name="each[1]").click()
+    expect(page).to_have_url(f"{address}?step=each%5B1%5D")
+    page.reload()
+    expect(page.get_by_role("complementary", name="each[1]")).to_be_visible()
+    page.get_by_role("button", name="Close step details").click()
+    expect(page).to_have_url(address)
+
+
+WORDED: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "worded",
+    "steps": [
+        {"id": "review", "approval": {"prompt": "Ship it?"}},
+        {
+            "id": "ship",
+            "agent": "echo",
+            "depends_on": ["review"],
+            "when": "steps.review.output.approved",
+            "input": {},
+        },
+        {"id": "broken", "agent": "fail", "depends_on": ["review"], "input": {}},
+    ],
+}
+
+
+def test_skipped_failed_and_approval_steps_say_what_happened(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """Skipped shows its reason, failed says so, an approval shows its gate's answer and by whom."""
+    execution_id = dashboard.start(WORDED)
+    address = f"{dashboard.url}/ui/executions/{execution_id}"
+    page.goto(address)
+    expect(page.locator('[data-gate-id="review"]')).to_contain_text("Ship it?")
+    answer = {"approve": False, "reason": "not today", "by": "ann"}
+    response = dashboard.client.post(f"/executions/{execution_id}/gates/review", json=answer)
+    assert response.status_code in (200, 202), response.text
+    dashboard.wait_for_status(execution_id, "failed", "succeeded")
+    page.goto(f"{address}?step=ship")
+    panel = page.get_by_role("complementary", name="ship")
+    expect(panel.locator(".step-no-output")).to_have_text(re.compile(r"^Skipped: .+"))
+    expect(panel).to_contain_text("No attempts: the step was skipped.")
+    page.goto(f"{address}?step=broken")
+    panel = page.get_by_role("complementary", name="broken")
+    expect(panel.locator(".step-no-output")).to_have_text("No output: the step failed.")
+    page.goto(f"{address}?step=review")
+    panel = page.get_by_role("complementary", name="review")
+    expect(panel.locator(".step-panel-head .status")).to_have_text("succeeded")
+    gate = panel.locator(".gate-facts")
+    expect(gate.locator(".status")).to_have_text("rejected")
+    expect(gate).to_contain_text("Ship it?")
+    expect(gate).to_contain_text("ann")
+    expect(gate).to_contain_text("not today")
+    expect(panel.locator(".step-agent")).to_have_count(0)
+    expect(panel.get_by_role("table", name="Attempts")).to_have_count(0)
