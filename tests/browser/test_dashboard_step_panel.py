@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+from cli_processes import environment
 from dashboard_server import DashboardServer
 from playwright.sync_api import Page, expect
 
@@ -85,6 +90,7 @@ def test_an_unknown_step_in_the_address_reads_as_an_error(
     browser_problems.clear()
 
 
+SLOW_STEP: dict[str, Any] = {"id": "nap", "agent": "sleep", "input": {"seconds": 60}}
 MAPPED: dict[str, Any] = {
     "schema_version": "1.1",
     "name": "mapped",
@@ -165,3 +171,44 @@ def test_skipped_failed_and_approval_steps_say_what_happened(
     expect(gate).to_contain_text("not today")
     expect(panel.locator(".step-agent")).to_have_count(0)
     expect(panel.get_by_role("table", name="Attempts")).to_have_count(0)
+
+
+def test_a_step_whose_run_was_killed_reads_interrupted(
+    dashboard: DashboardServer, page: Page, tmp_path: Path
+) -> None:
+    """`orchestr8 run` SIGKILLed mid-step: the node, the panel and its attempt say interrupted."""
+    workflow = tmp_path / "slow.json"
+    slow = {"schema_version": "1.0", "name": "slow", "steps": [SLOW_STEP]}
+    workflow.write_text(json.dumps(slow))
+    command = [sys.executable, "-m", "orchestr8", "run", str(workflow)]
+    process = subprocess.Popen(
+        [*command, "--journal", str(dashboard.journal)],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert first.startswith("execution "), first
+        execution_id = first.split()[1]
+        page.goto(f"{dashboard.url}/ui/executions/{execution_id}?step=nap")
+        running = page.get_by_role("complementary", name="nap")
+        attempt = running.get_by_role("table", name="Attempts").locator("tbody tr[data-attempt]")
+        expect(attempt.locator(".status")).to_have_text("running", timeout=15_000)
+    finally:
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    dashboard.wait_for_status(execution_id, "interrupted")
+    page.reload()
+    expect(page.locator("#execution-status")).to_have_text("interrupted")
+    expect(page.locator('.graph-node[data-step-id="nap"] .status')).to_have_text("interrupted")
+    panel = page.get_by_role("complementary", name="nap")
+    expect(panel.locator(".step-panel-head .status")).to_have_text("interrupted")
+    attempt = panel.get_by_role("table", name="Attempts").locator("tbody tr[data-attempt]")
+    expect(attempt).to_have_count(1)
+    expect(attempt.locator(".status")).to_have_text("interrupted")
