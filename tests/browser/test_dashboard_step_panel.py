@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cli_processes import environment
 from dashboard_server import DashboardServer
+from link_proxy import link_proxy
 from playwright.sync_api import Page, expect
 
 RETRIED: dict[str, Any] = {
@@ -90,6 +92,7 @@ def test_an_unknown_step_in_the_address_reads_as_an_error(
     browser_problems.clear()
 
 
+NETWORK_ERROR = re.compile(r"Failed to load resource|WebSocket connection to|net::ERR_")
 SLOW_STEP: dict[str, Any] = {"id": "nap", "agent": "sleep", "input": {"seconds": 60}}
 MAPPED: dict[str, Any] = {
     "schema_version": "1.1",
@@ -212,3 +215,33 @@ def test_a_step_whose_run_was_killed_reads_interrupted(
     attempt = panel.get_by_role("table", name="Attempts").locator("tbody tr[data-attempt]")
     expect(attempt).to_have_count(1)
     expect(attempt.locator(".status")).to_have_text("interrupted")
+
+
+def test_a_refresh_that_cannot_reach_the_server_keeps_the_panel(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """Offline, reading the step again keeps what the panel shows, says so, and never errors."""
+    execution_id = dashboard.run(RETRIED, {"topic": "owls"})
+    port = urlsplit(dashboard.url).port
+    assert port is not None
+    with link_proxy(port) as proxy:
+        page.goto(f"{proxy.url}/ui/executions/{execution_id}?step=flaky")
+        panel = page.get_by_role("complementary", name="flaky")
+        expect(panel.locator(".step-panel-head .status")).to_have_text("succeeded")
+        proxy.cut()
+        page.locator('.graph-node[data-step-id="flaky"]').click()
+        expect(panel.locator(".step-stale")).to_have_text(
+            "Shown as last read: the server cannot be reached."
+        )
+        expect(panel.get_by_role("alert")).to_have_count(0)
+        expect(
+            panel.get_by_role("table", name="Attempts").locator("tr[data-attempt]")
+        ).to_have_count(2)
+        proxy.restore()
+        page.locator('.graph-node[data-step-id="flaky"]').click()
+        expect(panel.locator(".step-stale")).to_have_count(0)
+        expect(panel.locator(".step-panel-head .status")).to_have_text("succeeded")
+    # The browser logs the refused requests; nothing else may show up.
+    unexpected = [problem for problem in browser_problems if not NETWORK_ERROR.search(problem)]
+    assert unexpected == []
+    browser_problems.clear()

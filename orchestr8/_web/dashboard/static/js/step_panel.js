@@ -248,6 +248,10 @@ export function mount(page, container) {
       // Offline: keep what is shown (the banner says so); "reconnected" reads it again.
       if ((page.offline || error.status === 0) && container.dataset.stepId === stepId) {
         stale = true;
+        if (!container.querySelector(".step-stale")) {
+          const note = element("p", { className: "step-stale", role: "status" }, "Shown as last read: the server cannot be reached.");
+          container.querySelector(".step-panel-head")?.after(note);
+        }
         return;
       }
       showError(container, error, `Step ${stepId} could not be read`);
