@@ -136,6 +136,12 @@ function agentName(agent) {
   return typeof agent === "string" ? agent : agent.id || JSON.stringify(agent);
 }
 
+/** Whether a value says something: not null, not an empty object or array. */
+function hasValue(value) {
+  if (value === undefined || value === null) return false;
+  return typeof value !== "object" || Object.keys(value).length > 0;
+}
+
 /** An approval step's gate: its status, what it asked, and how it was answered, by whom and why. */
 function gateSection(gate) {
   const answer = gate.answer || {};
@@ -145,13 +151,13 @@ function gateSection(gate) {
     element(
       "dl",
       { className: "facts gate-facts" },
-      element("dt", {}, "Gate"), element("dd", {}, statusBadge(gate.status)),
+      element("dt", {}, "Status"), element("dd", {}, statusBadge(gate.status)),
       fact("Asks", gate.prompt),
       fact("Answered by", answer.by, "mono"),
       fact("Reason", answer.reason),
       fact("How", answer.how),
     ),
-    answer.input !== undefined && answer.input !== null ? jsonView(answer.input, "Answer") : null,
+    hasValue(answer.input) ? jsonView(answer.input, "Answer") : null,
   );
 }
 
@@ -195,7 +201,7 @@ function render(step, close, select) {
     step.error ? section("Error", element("pre", { className: "step-error mono", role: "alert" }, errorText(step.error))) : null,
     approval ? null : section("Attempts", attemptsTable(step)),
     approval ? (step.gate ? gateSection(step.gate) : section("Gate", element("p", { className: "empty" }, "The gate has not opened yet."))) : null,
-    inputTabs(step),
+    approval && step.declared_input === null ? null : inputTabs(step),
     section("Output", step.output === null && step.status !== "succeeded" ? element("p", { className: "empty step-no-output" }, noOutput(step)) : jsonView(step.output, "Output")),
     section("Tokens", usageList(step.usage)),
     members.length ? section(step.items.length ? "Items" : "Iterations", memberList(members, select)) : null,
