@@ -17,7 +17,7 @@ const ICONS = {
   waiting: "\u2016",
   interrupted: "\u26A0",
 };
-const SHOWN_COUNTS = ["failed", "running", "retrying", "waiting", "cancelled", "skipped", "not_started"];
+const SHOWN_COUNTS = ["failed", "interrupted", "running", "retrying", "waiting", "cancelled", "skipped", "not_started"];
 
 /** An SVG element with attributes, and text content when given. */
 export function svg(tag, attributes = {}, text = null) {
