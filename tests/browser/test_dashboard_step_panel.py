@@ -206,7 +206,11 @@ def test_a_step_whose_run_was_killed_reads_interrupted(
         process.wait()
         if process.stderr is not None:
             process.stderr.close()
-    dashboard.wait_for_status(execution_id, "interrupted")
+    # The open page learns it when the stream ends (4409 interrupted); a reload reads the same.
+    panel = page.get_by_role("complementary", name="nap")
+    expect(page.locator("#execution-status")).to_have_text("interrupted", timeout=15_000)
+    expect(page.locator('.graph-node[data-step-id="nap"] .status')).to_have_text("interrupted")
+    expect(panel.locator(".step-panel-head .status")).to_have_text("interrupted")
     page.reload()
     expect(page.locator("#execution-status")).to_have_text("interrupted")
     expect(page.locator('.graph-node[data-step-id="nap"] .status')).to_have_text("interrupted")

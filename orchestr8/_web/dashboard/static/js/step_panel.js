@@ -285,6 +285,11 @@ export function mount(page, container) {
     load();
   });
 
+  // The process running the execution died: its running step reads interrupted now.
+  page.addEventListener("ended", ({ detail }) => {
+    if (selected && String(detail?.reason || "").startsWith("interrupted")) load();
+  });
+
   page.addEventListener("reconnected", () => {
     if (selected && (stale || !container.dataset.stepId)) load();
   });
