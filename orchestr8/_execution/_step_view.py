@@ -21,6 +21,7 @@ import attrs
 
 from .._errors import Orchestr8Error, Problem
 from .._journal._events import Event, EventType, StepStatus
+from .._journal._graph_view import INTERRUPTED, shown_step_status
 from .._journal._iterations import is_iteration_of
 from .._journal._map_items import split_item_id
 from .._journal._records import ExecutionRecord
@@ -63,7 +64,9 @@ def attempts_of(events: Sequence[Event], unit_id: str) -> list[StepAttempt]:
     """Every attempt of `unit_id` the events hold, across resumes, numbered from 1 in order.
 
     An attempt still open when the execution resumed (its process died) is `interrupted`; one
-    still open after the last event is `running`, unless the step ended without closing it.
+    still open after the last event is `running`, unless the step ended without closing it. A
+    call a circuit breaker or a rate limit refused (`breaker.rejected`, `attempt.rejected`) used
+    up its attempt without running: it is an attempt of no duration, `rejected`, with the error.
     """
     attempts: list[StepAttempt] = []
     current: StepAttempt | None = None
@@ -85,6 +88,12 @@ def attempts_of(events: Sequence[Event], unit_id: str) -> list[StepAttempt]:
             close(event, "interrupted")
             current = StepAttempt(len(attempts) + 1, event.elapsed, event.ts)
             attempts.append(current)
+        elif event.type in (EventType.ATTEMPT_REJECTED, EventType.BREAKER_REJECTED):
+            close(event, "interrupted")
+            rejected = StepAttempt(len(attempts) + 1, event.elapsed, event.ts)
+            rejected.finished, rejected.finished_at = event.elapsed, event.ts
+            rejected.outcome, rejected.error = "rejected", event.data.get("error")
+            attempts.append(rejected)
         elif event.type in (EventType.ATTEMPT_FAILED, EventType.STEP_FAILED):
             close(event, "failed", event.data.get("error"))
         elif event.type == EventType.STEP_SUCCEEDED:
@@ -189,9 +198,13 @@ def _knows(record: ExecutionRecord, state: ExecutionState, unit_id: str) -> bool
 
 
 def step_view(
-    record: ExecutionRecord, events: Sequence[Event], unit_id: str
+    record: ExecutionRecord, events: Sequence[Event], unit_id: str, *, status: str = ""
 ) -> dict[str, Any] | None:
-    """The step document of `unit_id` in the execution, or None if it has no such step."""
+    """The step document of `unit_id` in the execution, or None if it has no such step.
+
+    `status` is the execution's status as views show it (`_liveness.shown_status`): when it is
+    `interrupted`, a running step and its open attempt are shown `interrupted` too.
+    """
     state = replay(events)
     if not _knows(record, state, unit_id):
         return None
@@ -205,6 +218,12 @@ def step_view(
             agent = event.data.get("agent", agent)
     gate = state.gates.get(unit_id)
     document = step_document(step)
+    document["status"] = shown_step_status(str(document["status"]), status)
+    attempts = [attempt.to_json() for attempt in attempts_of(events, unit_id)]
+    if status == INTERRUPTED:
+        for attempt in attempts:
+            if attempt["outcome"] == "running":
+                attempt["outcome"] = INTERRUPTED
     document.update(
         {
             "execution_id": record.execution_id,
@@ -216,7 +235,7 @@ def step_view(
             "declared_input": declared.get("input"),
             "resolved_input": {"resolved": resolved, "value": value, "reason": why},
             "attempt_count": document["attempts"],
-            "attempts": [attempt.to_json() for attempt in attempts_of(events, unit_id)],
+            "attempts": attempts,
             "gate": None if gate is None else {"gate_id": unit_id, **gate_document(gate)},
             "child_execution_id": None if step is None else step.child,
             "items": sorted(

@@ -21,9 +21,11 @@ from ._replay import ExecutionState, StepState
 
 __all__ = [
     "GROUP_KINDS",
+    "INTERRUPTED",
     "STEP_KINDS",
     "graph_document",
     "group_members",
+    "shown_step_status",
     "step_kind",
 ]
 
@@ -31,6 +33,30 @@ __all__ = [
 STEP_KINDS: Final = ("agent", "map", "loop", "workflow", "plan", "approval")
 #: The kinds of node that collapse members (items, iterations, a child execution) into one.
 GROUP_KINDS: Final = ("map", "loop", "workflow", "plan")
+#: The execution status views show when no process runs an unfinished execution (`_liveness`).
+INTERRUPTED: Final = "interrupted"
+#: The step statuses that say a process works on the step now: `interrupted` once none does.
+_IN_PROGRESS: Final = frozenset({str(StepStatus.RUNNING), str(StepStatus.RETRYING)})
+
+
+def shown_step_status(status: str, execution_status: str) -> str:
+    """A step's status as views show it: a running step of an interrupted execution is interrupted.
+
+    The journal keeps such a step `running` (its process died without a word); the execution's
+    shown status (`_execution/_liveness`) says no process runs it, so neither does the step run.
+    """
+    if execution_status == INTERRUPTED and status in _IN_PROGRESS:
+        return INTERRUPTED
+    return status
+
+
+def _shown_counts(counts: Mapping[str, int], execution_status: str) -> dict[str, int]:
+    """Members counted by status, their running ones counted `interrupted` when the run is."""
+    shown: dict[str, int] = {}
+    for status, count in counts.items():
+        key = shown_step_status(status, execution_status)
+        shown[key] = shown.get(key, 0) + count
+    return shown
 
 
 def step_kind(step: Mapping[str, Any]) -> str:
@@ -131,9 +157,11 @@ def graph_document(
     """The graph of an execution: its declared steps as nodes, each with its state, no outputs.
 
     `workflow` is the recorded workflow document, `state` the replay of the execution's events
-    and `status` the execution's status as views show it (`interrupted` included). Each node has
+    and `status` the execution's status as views show it (`interrupted` included: then its
+    running steps and members are `interrupted` too, `shown_step_status`). Each node has
     `id`, `kind`, `agent`, `depends_on`, `status`, `attempts`, `started` (seconds after the
-    execution started), `duration` and, for a map, loop, sub-workflow or plan, a `group`.
+    execution started), `duration` and, for a map, loop, sub-workflow or plan, a `group`; an
+    approval step whose gate opened has its `gate` status (`open`, `approved`, `rejected`...).
     Under the `sequential` strategy each step also depends on the one declared before it.
     """
     maps = item_counts(state)
@@ -159,16 +187,22 @@ def graph_document(
             "kind": kind,
             "agent": _agent_id(step),
             "depends_on": depends_on,
-            "status": str(unit.status if unit is not None else StepStatus.PENDING),
+            "status": shown_step_status(
+                str(unit.status if unit is not None else StepStatus.PENDING), status
+            ),
             "attempts": unit.total_attempts if unit is not None else 0,
             "started": _seconds(unit.started) if unit is not None else None,
             "duration": _seconds(unit.duration) if unit is not None else None,
         }
         group = _group(kind, step, unit, maps, loops)
         if group is not None:
+            group["counts"] = _shown_counts(group["counts"], status)
             node["group"] = group
         elif unit is not None and unit.child is not None:
             node["child_execution_id"] = unit.child
+        gate = state.gates.get(step_id)
+        if gate is not None:
+            node["gate"] = gate.status
         nodes.append(node)
     name = workflow.get("name")
     return {
@@ -180,13 +214,15 @@ def graph_document(
     }
 
 
-def _member(member_id: str, unit: StepState | None, unstarted: str) -> dict[str, Any]:
+def _member(
+    member_id: str, unit: StepState | None, unstarted: str, execution_status: str
+) -> dict[str, Any]:
     """One member of a group as the expanded node lists it."""
     if unit is None:
         return {"id": member_id, "status": unstarted, "attempts": 0, "duration": None}
     return {
         "id": member_id,
-        "status": str(unit.status),
+        "status": shown_step_status(str(unit.status), execution_status),
         "attempts": unit.total_attempts,
         "duration": _seconds(unit.duration),
     }
@@ -200,8 +236,12 @@ def group_members(
     *,
     offset: int,
     limit: int,
+    status: str = "",
 ) -> dict[str, Any] | None:
     """One page of a group's members (a map's items, a loop's iterations), or None if no group.
+
+    `status` is the execution's status as views show it: when `interrupted`, so are its running
+    members.
 
     Items are listed by index, every item `for_each` yielded (those not started yet `pending`,
     or `not_started` once the execution ended); iterations in order, as far as they ran. A
@@ -241,6 +281,6 @@ def group_members(
         "next_offset": following if following < len(member_ids) else None,
         "child_execution_id": unit.child if unit is not None else None,
         "members": [
-            _member(member_id, state.steps.get(member_id), unstarted) for member_id in page
+            _member(member_id, state.steps.get(member_id), unstarted, status) for member_id in page
         ],
     }

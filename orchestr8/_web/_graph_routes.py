@@ -56,8 +56,9 @@ class GraphRoutes:
         journal = self.runtime.journal
         record = await journal.get_execution(execution_id)
         state = (await self.replays.read(execution_id)).state
+        status = await shown_status(journal, execution_id, state.status)
         document = group_members(
-            execution_id, record.workflow, state, step_id, offset=offset, limit=limit
+            execution_id, record.workflow, state, step_id, offset=offset, limit=limit, status=status
         )
         if document is None:
             message = (

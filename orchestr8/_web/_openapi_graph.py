@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from .._journal._events import StepStatus
+from .._journal._graph_view import INTERRUPTED
+
 __all__ = ["graph_paths", "graph_schemas"]
 
 _JSON: Final = "application/json"
@@ -31,7 +34,8 @@ _COMMON: Final = ("401", "405", "500", "503")
 _STATUS_WORD: Final = {
     "type": "string",
     "description": "A step status (pending, running, retrying, succeeded, failed, skipped, "
-    "cancelled, waiting), or `not_started` for a map item its finished execution never ran.",
+    "cancelled, waiting, interrupted), or `not_started` for a map item its finished execution "
+    "never ran.",
 }
 
 
@@ -115,7 +119,7 @@ def graph_paths() -> dict[str, Any]:
 
 
 def graph_schemas() -> dict[str, Any]:
-    """`ExecutionGraph`, `GraphNode`, `NodeGroup` and `GroupMembers`."""
+    """`ExecutionGraph`, `GraphNode`, `NodeGroup`, `GroupMembers` and `ShownStepStatus`."""
     seconds = _nullable({"type": "number", "minimum": 0})
     counts = {
         "type": "object",
@@ -147,7 +151,7 @@ def graph_schemas() -> dict[str, Any]:
             "kind": {"enum": ["agent", "map", "loop", "workflow", "plan", "approval"]},
             "agent": _nullable({"type": "string"}),
             "depends_on": {"type": "array", "items": {"type": "string"}},
-            "status": _ref("StepStatus"),
+            "status": _ref("ShownStepStatus"),
             "attempts": {"type": "integer", "minimum": 0},
             "started": {
                 **seconds,
@@ -156,6 +160,11 @@ def graph_schemas() -> dict[str, Any]:
             "duration": seconds,
             "group": _ref("NodeGroup"),
             "child_execution_id": {"type": "string"},
+            "gate": {
+                "enum": ["open", "approved", "rejected", "closed"],
+                "description": "An approval step's gate, once opened: how it was answered "
+                "(a rejected gate's step still succeeds; its dependents read the answer).",
+            },
         },
     }
     member = {
@@ -169,6 +178,11 @@ def graph_schemas() -> dict[str, Any]:
         },
     }
     return {
+        "ShownStepStatus": {
+            "description": "A step's status as views show it: the journal's, or `interrupted` "
+            "for a running step of an execution no process runs any more.",
+            "enum": [*(str(status) for status in StepStatus), INTERRUPTED],
+        },
         "NodeGroup": group,
         "GraphNode": node,
         "ExecutionGraph": {

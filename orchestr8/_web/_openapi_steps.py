@@ -76,7 +76,7 @@ def step_schemas() -> dict[str, Any]:
             "started": timestamp,
             "finished": _nullable(timestamp),
             "duration": _nullable({"type": "number", "minimum": 0}),
-            "outcome": {"enum": ["succeeded", "failed", "interrupted", "running"]},
+            "outcome": {"enum": ["succeeded", "failed", "interrupted", "running", "rejected"]},
             "error": {},
         },
     }
@@ -130,7 +130,7 @@ def step_schemas() -> dict[str, Any]:
                 },
                 "agent": {"description": "The agent's id (or its declaration); null if none."},
                 "depends_on": {"type": "array", "items": {"type": "string"}},
-                "status": _ref("StepStatus"),
+                "status": _ref("ShownStepStatus"),
                 "attempt_count": {"type": "integer", "minimum": 0},
                 "attempts": {"type": "array", "items": _ref("StepAttempt")},
                 "duration": _nullable({"type": "number", "minimum": 0}),

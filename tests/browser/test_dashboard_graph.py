@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dashboard_server import DashboardServer
@@ -174,3 +175,86 @@ def test_five_hundred_steps_draw_with_the_layered_layout_and_their_final_statuse
     page.get_by_role("button", name="Fit the whole graph").click()
     expect(node(page, "s499").locator(".status")).to_have_text("succeeded")
     expect(page.locator('.graph-node[data-status="succeeded"]')).to_have_count(500)
+
+
+def test_up_and_down_carry_on_into_a_wrapped_ranks_next_sub_column(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """A rank of 320 steps wraps into sub-columns of 40; ArrowDown walks on from s39 to s40."""
+    steps = [{"id": f"s{n}", "agent": "echo", "input": n} for n in range(320)]
+    execution_id = dashboard.run({"schema_version": "1.0", "name": "wide", "steps": steps})
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(page.locator(".graph-info")).to_have_text("320 steps \u00b7 layered layout")
+    node(page, "s0").focus()
+    for _ in range(40):
+        page.keyboard.press("ArrowDown")
+    expect(node(page, "s40")).to_be_focused()
+    # The head of the second sub-column: one node width and half a rank gap right of the first.
+    expect(node(page, "s40")).to_have_attribute("transform", "translate(232,16)")
+    page.keyboard.press("ArrowUp")
+    expect(node(page, "s39")).to_be_focused()
+
+
+def test_a_maps_node_is_announced_by_its_items_not_its_attempts(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """A map of five items reads `5 items` to a screen reader, not `0 attempts`."""
+    execution_id = dashboard.run(MAPPED)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(node(page, "each")).to_have_attribute("aria-label", re.compile(r", 5 items,"))
+    expect(node(page, "each")).not_to_have_attribute("aria-label", re.compile("attempt"))
+
+
+def test_a_map_cancelled_before_its_items_were_known_says_so(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """Cancelled while the step giving its items ran, a map reads so, not `0/? succeeded`."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "early",
+        "steps": [
+            {"id": "fetch", "agent": "sleep", "input": {"seconds": 60}},
+            {
+                "id": "each",
+                "agent": "echo",
+                "for_each": "steps.fetch.output.xs",
+                "depends_on": ["fetch"],
+                "input": {"x": "${item}"},
+            },
+        ],
+    }
+    execution_id = dashboard.start(workflow)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(node(page, "fetch").locator(".status")).to_have_text("running")
+    response = dashboard.client.post(f"/executions/{execution_id}/cancel", json={})
+    assert response.status_code in (200, 202), response.text
+    expect(page.locator("#execution-status")).to_have_text("cancelled", timeout=15_000)
+    status = node(page, "each").get_attribute("data-status")
+    expect(node(page, "each").locator(".node-subtitle")).to_have_text(
+        f"{status} before items known"
+    )
+
+
+def test_a_rejected_gates_node_says_rejected_while_its_status_is_the_apis(
+    page: Page, dashboard: DashboardServer
+) -> None:
+    """The gate's answer is the node's second line; its status word stays `succeeded`."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "gated",
+        "steps": [{"id": "review", "approval": {"prompt": "Ship it?"}}],
+    }
+    execution_id = dashboard.start(workflow)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    expect(node(page, "review").locator(".node-subtitle")).to_have_text("approval \u00b7 gate open")
+    answer = {"approve": False, "reason": "not today", "by": "ann"}
+    response = dashboard.client.post(f"/executions/{execution_id}/gates/review", json=answer)
+    assert response.status_code in (200, 202), response.text
+    expect(node(page, "review").locator(".status")).to_have_text("succeeded", timeout=15_000)
+    expect(node(page, "review").locator(".node-subtitle")).to_have_text(
+        "approval \u00b7 gate rejected"
+    )
+    page.reload()
+    expect(node(page, "review").locator(".node-subtitle")).to_have_text(
+        "approval \u00b7 gate rejected"
+    )

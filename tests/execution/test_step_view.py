@@ -134,3 +134,23 @@ def test_an_item_past_the_end_of_for_each_is_explained() -> None:
     assert not resolved
     assert reason is not None
     assert "for_each gives no item 4" in reason
+
+
+def test_a_call_the_breaker_refused_is_a_rejected_attempt_with_its_error() -> None:
+    """A breaker-rejected call is an attempt row `rejected`, of no duration, carrying the error."""
+    refused = {"type": "CircuitOpenError", "message": "the circuit is open"}
+    history = events(
+        ("execution.started", None, {}),
+        ("step.started", "a", {"agent": "echo"}),
+        ("breaker.rejected", "a", {"error": refused, "retry_after": 5.0}),
+        ("step.failed", "a", {"error": refused}),
+    )
+    [rejected] = [attempt.to_json() for attempt in attempts_of(history, "a")]
+    assert (rejected["outcome"], rejected["duration"], rejected["error"]) == (
+        "rejected",
+        0.0,
+        refused,
+    )
+    document = step_view(RECORD, history, "a")
+    assert document is not None
+    assert (document["status"], len(document["attempts"])) == ("failed", 1)

@@ -245,3 +245,20 @@ def test_a_sequential_workflow_chains_each_step_to_the_one_before() -> None:
     }
     document = graph_document("run-1", workflow, replay([]), status="pending")
     assert [node["depends_on"] for node in document["nodes"]] == [[], ["a"], ["b"]]
+
+
+def test_an_approval_node_carries_its_gate_and_an_interrupted_runs_running_steps_read_so() -> None:
+    """A rejected gate shows on its node; when the run is interrupted, so are its running units."""
+    script = script_of_shapes()
+    script.add("step.started", "gate").add("gate.opened", "gate", prompt="ok?")
+    script.add("gate.resolved", "gate", approved=False, by="ann", reason="no")
+    document = graph_document("run-1", WORKFLOW, replay(script.events), status="interrupted")
+    nodes = {node["id"]: node for node in document["nodes"]}
+    assert nodes["gate"]["gate"] == "rejected"
+    assert "gate" not in nodes["fetch"]
+    assert nodes["draft"]["group"]["counts"] == {"interrupted": 1, "succeeded": 1}
+    members = group_members(
+        "run-1", WORKFLOW, replay(script.events), "draft", offset=0, limit=5, status="interrupted"
+    )
+    assert members is not None
+    assert [member["status"] for member in members["members"]] == ["succeeded", "interrupted"]

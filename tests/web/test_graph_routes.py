@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from quart.typing import TestClientProtocol as Client
 
-from orchestr8 import Runtime, open_runtime
+from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._web._app import create_app
 from orchestr8._web._openapi import openapi_document
 
@@ -126,3 +126,35 @@ async def test_the_graph_of_an_unknown_execution_is_404(client: Client) -> None:
     assert (status, problem["detail"]) == (404, "no execution 'nope'")
     status, problem = await get(client, "/executions/nope/graph/each/members", MEMBERS)
     assert status == 404
+
+
+async def orphaned(runtime: Runtime, execution_id: str) -> None:
+    """Record an execution whose process died while `fetch` ran: no process holds its lock."""
+    await runtime.journal.create_execution(
+        ExecutionRecord(execution_id=execution_id, workflow_name="mapped", workflow=WORKFLOW)
+    )
+    at = "2025-01-01T00:00:00.000Z"
+    for seq, (kind, step) in enumerate(
+        (("execution.started", None), ("step.started", "fetch"), ("attempt.started", "fetch")),
+        start=1,
+    ):
+        await runtime.journal.append(
+            Event(execution_id, seq, at, 0.1 * seq, kind, step, 1 if step else None)
+        )
+    await runtime.journal.flush()
+
+
+async def test_the_running_step_of_an_interrupted_execution_is_interrupted(
+    tmp_path: Path,
+) -> None:
+    """When no process runs the execution, its running step's node reads `interrupted`."""
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        client = create_app(runtime).test_client()
+        await orphaned(runtime, "orphan-1")
+        status, document = await get(client, "/executions/orphan-1/graph", GRAPH)
+        assert (status, document["status"]) == (200, "interrupted")
+        nodes = {node["id"]: node for node in document["nodes"]}
+        assert (nodes["fetch"]["status"], nodes["fetch"]["attempts"]) == ("interrupted", 1)
+        assert nodes["each"]["status"] == "pending"
+        status, members = await get(client, "/executions/orphan-1/graph/each/members", MEMBERS)
+        assert (status, members["members"]) == (200, [])

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from quart.typing import TestClientProtocol as Client
 
-from orchestr8 import Runtime, open_runtime
+from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._web._app import create_app
 from orchestr8._web._openapi import openapi_document
 
@@ -151,3 +151,26 @@ async def test_a_sub_workflow_step_links_its_child(runtime: Runtime, client: Cli
     assert child is not None
     assert (await runtime.journal.get_execution(child)).parent_id == execution_id
     assert document["resolved_input"]["value"] == {"text": "owls"}
+
+
+async def test_a_running_step_of_an_interrupted_execution_reads_interrupted(
+    tmp_path: Path,
+) -> None:
+    """No process runs the execution: its running step and open attempt read `interrupted`."""
+    async with open_runtime(journal=tmp_path / "journal.db") as runtime:
+        client = create_app(runtime).test_client()
+        await runtime.journal.create_execution(
+            ExecutionRecord(execution_id="orphan", workflow_name="retried", workflow=RETRIED)
+        )
+        at = "2025-01-01T00:00:00.000Z"
+        for seq, (kind, step) in enumerate(
+            (("execution.started", None), ("step.started", "first"), ("attempt.started", "first")),
+            start=1,
+        ):
+            await runtime.journal.append(
+                Event("orphan", seq, at, 0.5 * seq, kind, step, 1 if step else None)
+            )
+        await runtime.journal.flush()
+        status, document = await get(client, "/executions/orphan/steps/first")
+        assert (status, document["status"]) == (200, "interrupted")
+        assert [attempt["outcome"] for attempt in document["attempts"]] == ["interrupted"]

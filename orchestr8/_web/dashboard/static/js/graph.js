@@ -69,7 +69,7 @@ class GraphView {
     });
     page.addEventListener("events", ({ detail }) => this.live.apply(detail.events));
     page.addEventListener("select", ({ detail }) => this.highlight(detail.stepId));
-    page.addEventListener("ended", () => this.live.settle());
+    page.addEventListener("ended", ({ detail }) => this.live.settle(detail?.reason || ""));
   }
 
   /** A new graph document: lay it out and draw what is visible. */
@@ -83,12 +83,18 @@ class GraphView {
       if (!this.dependents.has(edge.from)) this.dependents.set(edge.from, []);
       this.dependents.get(edge.from).push(edge.to);
     }
+    // Up/Down walk a rank top to bottom; a rank the layered layout wrapped into sub-columns is one
+    // column here, so the keys carry on from the foot of one sub-column to the head of the next.
     this.columns = new Map();
+    this.columnOf = new Map();
     for (const [id, position] of this.layout.positions) {
-      if (!this.columns.has(position.x)) this.columns.set(position.x, []);
-      this.columns.get(position.x).push(id);
+      const key = position.rank ?? Math.round(position.x);
+      if (!this.columns.has(key)) this.columns.set(key, []);
+      this.columns.get(key).push(id);
+      this.columnOf.set(id, key);
     }
-    for (const column of this.columns.values()) column.sort((a, b) => this.layout.positions.get(a).y - this.layout.positions.get(b).y);
+    const { positions } = this.layout;
+    for (const column of this.columns.values()) column.sort((a, b) => positions.get(a).x - positions.get(b).x || positions.get(a).y - positions.get(b).y);
     this.current = doc.nodes.length ? doc.nodes[0].id : null;
     const count = doc.nodes.length;
     this.info.textContent = `${count} step${count === 1 ? "" : "s"} \u00B7 ${this.layout.kind === "dagre" ? "dagre" : "layered"} layout`;
@@ -240,7 +246,7 @@ class GraphView {
     if (key === "ArrowRight") return nearest(this.dependents.get(id) || []);
     if (key === "ArrowLeft") return nearest(this.nodes.get(id).depends_on.filter((dep) => this.nodes.has(dep)));
     if (key === "ArrowUp" || key === "ArrowDown") {
-      const column = this.columns.get(here.x);
+      const column = this.columns.get(this.columnOf.get(id));
       const index = column.indexOf(id) + (key === "ArrowUp" ? -1 : 1);
       return column[index] || null;
     }

@@ -17,7 +17,7 @@ const ICONS = {
   waiting: "\u2016",
   interrupted: "\u26A0",
 };
-const SHOWN_COUNTS = ["failed", "running", "retrying", "waiting", "cancelled", "skipped", "not_started"];
+const SHOWN_COUNTS = ["failed", "interrupted", "running", "retrying", "waiting", "cancelled", "skipped", "not_started"];
 
 /** An SVG element with attributes, and text content when given. */
 export function svg(tag, attributes = {}, text = null) {
@@ -32,36 +32,56 @@ function fit(text, limit) {
   return text.length > limit ? `${text.slice(0, limit - 1)}\u2026` : text;
 }
 
-/** A group's counts as people read them: `37/100 succeeded · 2 failed`. */
-export function describeGroup(group) {
+// A step in one of these statuses will not run more members than it has now.
+const ENDED = new Set(["succeeded", "failed", "skipped", "cancelled", "interrupted"]);
+
+/** How many members a group has so far: a map's items (once known), a loop's iterations run. */
+function memberCount(group) {
+  const counted = Object.values(group.counts || {}).reduce((sum, count) => sum + count, 0);
+  return group.kind === "map" && Number.isInteger(group.total) ? group.total : counted;
+}
+
+/** A group's counts as people read them: `37/100 succeeded · 2 failed`; `status` is its node's. */
+export function describeGroup(group, status = "") {
   if (group.kind === "workflow" || group.kind === "plan") {
     return group.child_execution_id ? `child run ${group.child_execution_id.slice(0, 8)}` : "child run not started";
   }
   const counts = group.counts || {};
-  const total = group.total === null || group.total === undefined ? "?" : group.total;
+  const unknown = group.total === null || group.total === undefined;
+  if (group.kind === "map" && unknown && !memberCount(group) && ENDED.has(status)) return `${status} before items known`;
+  const total = unknown ? "?" : group.total;
   const unit = group.kind === "loop" ? "iterations" : "";
   const parts = [`${counts.succeeded || 0}/${total} ${unit ? `${unit} ` : ""}succeeded`];
   for (const status of SHOWN_COUNTS) if (counts[status]) parts.push(`${counts[status]} ${status.replace("_", " ")}`);
   return parts.join(" \u00B7 ");
 }
 
-/** What a screen reader says of a node: `step fetch, succeeded, 2 attempts`. */
+/** A count with its noun, singular or plural: `1 item`, `6 items`. */
+function counted(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** What a screen reader says of a node: `step fetch, succeeded, 2 attempts` (a map: `6 items`). */
 export function describeNode(node) {
   const parts = [`step ${node.id}`, node.status];
-  if (node.attempts) parts.push(`${node.attempts} attempt${node.attempts === 1 ? "" : "s"}`);
-  if (node.group) parts.push(`${node.group.kind}: ${describeGroup(node.group)}`);
+  const unit = { map: "item", loop: "iteration" }[node.group?.kind];
+  if (unit) parts.push(counted(memberCount(node.group), unit));
+  else if (node.attempts) parts.push(counted(node.attempts, "attempt"));
+  if (node.gate) parts.push(`gate ${node.gate}`);
+  if (node.group) parts.push(`${node.group.kind}: ${describeGroup(node.group, node.status)}`);
   return parts.join(", ");
 }
 
-/** The second line of a node: its group's counts, else its agent or kind. */
+/** The second line of a node: its group's counts, its gate's answer, else its agent or kind. */
 function subtitle(node) {
-  if (node.group) return describeGroup(node.group);
+  if (node.group) return describeGroup(node.group, node.status);
+  if (node.kind === "approval" && node.gate) return `approval \u00B7 gate ${node.gate}`;
   return node.agent ? `${node.kind === "agent" ? "" : `${node.kind} \u00B7 `}${node.agent}` : node.kind;
 }
 
 /** The right end of the status line: attempts when retried, else how long it ran. */
 function detail(node) {
-  if (node.attempts > 1) return `${node.attempts} attempts`;
+  if (node.attempts > 1 && !node.group) return `${node.attempts} attempts`;
   return node.duration === null || node.duration === undefined ? "" : duration(node.duration);
 }
 
@@ -97,6 +117,7 @@ export function drawNode(node, position) {
 /** Bring a drawn node up to date with `node` (status, counts, attempts, labels). */
 export function updateNode(group, node) {
   group.dataset.status = node.status;
+  if (node.gate) group.dataset.gate = node.gate;
   const label = describeNode(node);
   group.setAttribute("aria-label", label);
   group.querySelector("title").textContent = label;

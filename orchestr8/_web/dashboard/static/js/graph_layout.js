@@ -17,8 +17,8 @@ export const MAX_ROWS = 40;
 
 /**
  * Lay out `nodes` (the graph document's, with `id` and `depends_on`) left to right:
- * {kind: "dagre"|"layered", positions: Map(id → {x, y} top-left), edges: [{from, to, points?}],
- * width, height}.
+ * {kind: "dagre"|"layered", positions: Map(id → {x, y} top-left, plus `rank` in the layered
+ * layout, whose tall ranks wrap into several sub-columns), edges: [{from, to, points?}], width, height}.
  */
 export function layout(nodes) {
   return nodes.length > DAGRE_LIMIT ? layered(nodes) : withDagre(nodes);
@@ -105,13 +105,14 @@ export function layered(nodes) {
   const height = MARGIN * 2 + tallest * NODE_HEIGHT + (tallest - 1) * ROW_GAP;
   const positions = new Map();
   let x = MARGIN;
-  for (const column of columns) {
+  for (const [r, column] of columns.entries()) {
     const wraps = Math.max(1, Math.ceil(column.length / MAX_ROWS));
     column.forEach((node, index) => {
       const sub = Math.floor(index / MAX_ROWS);
       const rows = Math.min(MAX_ROWS, column.length - sub * MAX_ROWS);
       const offset = ((tallest - rows) * (NODE_HEIGHT + ROW_GAP)) / 2;
       positions.set(node.id, {
+        rank: r,
         x: x + sub * (NODE_WIDTH + RANK_GAP / 2),
         y: MARGIN + offset + (index % MAX_ROWS) * (NODE_HEIGHT + ROW_GAP),
       });

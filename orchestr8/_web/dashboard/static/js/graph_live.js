@@ -55,9 +55,12 @@ export class LiveGraph {
     this.documentSeq = lastSeq;
   }
 
-  /** The stream ended: read the graph once more, unless no event came since the last read. */
-  settle() {
-    if (this.appliedSeq > this.documentSeq) this.refresh(0);
+  /**
+   * The stream ended: read the graph once more, unless no event came since the last read; an
+   * execution found interrupted is always read again (its running steps are interrupted now).
+   */
+  settle(reason = "") {
+    if (this.appliedSeq > this.documentSeq || reason.startsWith("interrupted")) this.refresh(0);
   }
 
   /** Apply a batch of live events: update only the nodes they change. */
@@ -104,6 +107,10 @@ export class LiveGraph {
       node.group.counts = { [node.status]: 1 };
       changed = true;
     }
+    if (event.type === "gate.opened" || event.type === "gate.resolved") {
+      node.gate = event.type === "gate.opened" ? "open" : event.data?.approved ? "approved" : "rejected";
+      changed = true;
+    }
     if (event.type === "map.started" && node.group && Number.isInteger(event.data?.count)) {
       node.group.total = event.data.count;
       changed = true;
@@ -143,7 +150,7 @@ export class LiveGraph {
         changed = true;
       }
       if (current) {
-        for (const field of ["status", "attempts", "started", "duration"]) {
+        for (const field of ["status", "attempts", "started", "duration", "gate"]) {
           if (node[field] !== fresh[field]) {
             node[field] = fresh[field];
             changed = true;

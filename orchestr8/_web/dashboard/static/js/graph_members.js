@@ -26,7 +26,7 @@ export class MemberList {
     this.stepId = node.id;
     this.rows.clear();
     const close = element("button", { type: "button", className: "members-close", onclick: () => this.close() }, "Close");
-    this.summary = element("p", { className: "members-summary" }, describeGroup(node.group));
+    this.summary = element("p", { className: "members-summary" }, describeGroup(node.group, node.status));
     this.list = element("ul", { className: "members-list", "aria-label": `Members of ${node.id}` });
     this.more = element("div", { className: "members-more" });
     const heading = element("h2", { id: "members-heading" }, `${node.id}: ${node.group.kind === "loop" ? "iterations" : node.group.kind === "map" ? "items" : "child execution"}`);
@@ -91,7 +91,7 @@ export class MemberList {
 
   /** The group's counts changed: update the summary line. */
   setGroup(node) {
-    if (this.stepId === node.id && this.summary) this.summary.textContent = describeGroup(node.group);
+    if (this.stepId === node.id && this.summary) this.summary.textContent = describeGroup(node.group, node.status);
   }
 
   /** Mark the selected member, if listed. */

@@ -5,7 +5,11 @@
 // for that step arrive. Opening it leaves focus where it was (the graph's arrow keys keep
 // working; a live region says what opened); Escape in the graph or the panel, or its close
 // button, closes it and hands focus back to the step's node. `?step=ID` in the page's address
-// opens it on that step. A map's or a loop's members are buttons that select them.
+// opens it on that step, and selecting a step writes it there (closing removes it), so a reload
+// or a shared link shows the same step. A map's or a loop's members are buttons that select them.
+// An approval step shows its gate (status, answer, by whom, why) instead of an agent's attempts.
+// A read that fails while the connection is lost keeps what the panel shows (the banner says the
+// connection is lost); the panel reads again once the page says it has "reconnected".
 
 import { getJSON } from "./api.js";
 import { showError } from "./banner.js";
@@ -25,12 +29,31 @@ function section(title, ...content) {
 // Steps whose work is done by their members: their attempts and inputs are the members'.
 const GROUP_KINDS = { map: "items", loop: "iterations" };
 
+// Why a step that did not succeed has no output, by its status.
+const NO_OUTPUT = {
+  failed: "No output: the step failed.",
+  cancelled: "No output: the step was cancelled.",
+  interrupted: "No output: the step was interrupted (no process runs its execution).",
+};
+
+/** What the Output section says when the step has none, by its status. */
+function noOutput(step) {
+  if (step.status === "skipped") return `Skipped: ${step.reason || "no reason recorded"}`;
+  return NO_OUTPUT[step.status] || "No output yet.";
+}
+
+/** What the Attempts section says when the step made none, by its status. */
+function noAttempts(step) {
+  if (step.status === "skipped") return "No attempts: the step was skipped.";
+  return NO_OUTPUT[step.status] ? "No attempts were made." : "No attempts yet.";
+}
+
 function attemptsTable(step) {
   const { attempts } = step;
   if (!attempts.length && GROUP_KINDS[step.kind]) {
     return element("p", { className: "empty" }, `A ${step.kind} step's attempts are its ${GROUP_KINDS[step.kind]}': select one below.`);
   }
-  if (!attempts.length) return element("p", { className: "empty" }, "No attempts yet.");
+  if (!attempts.length) return element("p", { className: "empty" }, noAttempts(step));
   // An attempt's error gets a full-width row of its own under the attempt: the panel is narrow.
   const rows = attempts.flatMap((attempt) => [
     element(
@@ -39,7 +62,7 @@ function attemptsTable(step) {
       element("td", {}, String(attempt.attempt)),
       element("td", {}, statusBadge(attempt.outcome)),
       element("td", { title: attempt.started }, timestamp(attempt.started)),
-      element("td", {}, attempt.duration === null ? "…" : duration(attempt.duration)),
+      element("td", {}, attempt.duration !== null ? duration(attempt.duration) : attempt.outcome === "running" ? "…" : "—"),
     ),
     attempt.error
       ? element("tr", { className: "attempt-error-row" }, element("td", { colspan: 4, className: "mono attempt-error" }, errorText(attempt.error)))
@@ -113,6 +136,31 @@ function agentName(agent) {
   return typeof agent === "string" ? agent : agent.id || JSON.stringify(agent);
 }
 
+/** Whether a value says something: not null, not an empty object or array. */
+function hasValue(value) {
+  if (value === undefined || value === null) return false;
+  return typeof value !== "object" || Object.keys(value).length > 0;
+}
+
+/** An approval step's gate: its status, what it asked, and how it was answered, by whom and why. */
+function gateSection(gate) {
+  const answer = gate.answer || {};
+  const fact = (name, value, className = "") => (value === undefined || value === null || value === "" ? null : [element("dt", {}, name), element("dd", { className }, String(value))]);
+  return section(
+    "Gate",
+    element(
+      "dl",
+      { className: "facts gate-facts" },
+      element("dt", {}, "Status"), element("dd", {}, statusBadge(gate.status)),
+      fact("Asks", gate.prompt),
+      fact("Answered by", answer.by, "mono"),
+      fact("Reason", answer.reason),
+      fact("How", answer.how),
+    ),
+    hasValue(answer.input) ? jsonView(answer.input, "Answer") : null,
+  );
+}
+
 function memberList(members, select) {
   return element(
     "ul",
@@ -122,14 +170,17 @@ function memberList(members, select) {
 }
 
 function render(step, close, select) {
+  const approval = step.kind === "approval";
   const facts = element(
     "dl",
     { className: "facts" },
     element("dt", {}, "Kind"), element("dd", {}, step.kind),
-    element("dt", {}, "Agent"), element("dd", { className: "mono step-agent" }, agentName(step.agent)),
+    approval ? null : [element("dt", {}, "Agent"), element("dd", { className: "mono step-agent" }, agentName(step.agent))],
     GROUP_KINDS[step.kind]
       ? [element("dt", {}, step.kind === "map" ? "Items" : "Iterations"), element("dd", {}, String(step.items.length + step.iterations.length))]
-      : [element("dt", {}, "Attempts"), element("dd", { className: "step-attempt-count" }, String(step.attempt_count))],
+      : approval
+        ? null
+        : [element("dt", {}, "Attempts"), element("dd", { className: "step-attempt-count" }, String(step.attempt_count))],
     element("dt", {}, "Duration"), element("dd", {}, step.duration === null ? "—" : duration(step.duration)),
     step.depends_on.length ? [element("dt", {}, "Depends on"), element("dd", { className: "mono" }, step.depends_on.join(", "))] : null,
     step.reason ? [element("dt", {}, "Reason"), element("dd", {}, step.reason)] : null,
@@ -148,15 +199,21 @@ function render(step, close, select) {
     ),
     facts,
     step.error ? section("Error", element("pre", { className: "step-error mono", role: "alert" }, errorText(step.error))) : null,
-    section("Attempts", attemptsTable(step)),
-    step.kind === "approval" && step.gate
-      ? section("Gate", element("p", {}, `${step.gate.status}: ${step.gate.prompt || ""}`))
-      : null,
-    inputTabs(step),
-    section("Output", step.output === null && step.status !== "succeeded" ? element("p", { className: "empty" }, "No output yet.") : jsonView(step.output, "Output")),
+    approval ? null : section("Attempts", attemptsTable(step)),
+    approval ? (step.gate ? gateSection(step.gate) : section("Gate", element("p", { className: "empty" }, "The gate has not opened yet."))) : null,
+    approval && step.declared_input === null ? null : inputTabs(step),
+    section("Output", step.output === null && step.status !== "succeeded" ? element("p", { className: "empty step-no-output" }, noOutput(step)) : jsonView(step.output, "Output")),
     section("Tokens", usageList(step.usage)),
     members.length ? section(step.items.length ? "Items" : "Iterations", memberList(members, select)) : null,
   ];
+}
+
+/** Put the selected step in the page's address as `?step=ID` (none: removed), keeping history. */
+export function rememberStep(stepId) {
+  const url = new URL(location.href);
+  if (stepId) url.searchParams.set("step", stepId);
+  else url.searchParams.delete("step");
+  if (url.href !== location.href) history.replaceState(history.state, "", url);
 }
 
 /** Show the selected step's details in `container`, following the page's "select" and events. */
@@ -165,6 +222,7 @@ export function mount(page, container) {
   let timer = null;
   let generation = 0;
   let announce = false;
+  let stale = false;
   container.setAttribute("aria-labelledby", "step-panel-title");
   container.tabIndex = -1;
 
@@ -183,6 +241,7 @@ export function mount(page, container) {
     try {
       const step = await getJSON(page.path(`/steps/${encodeURIComponent(stepId)}`));
       if (mine !== generation) return;
+      stale = false;
       container.replaceChildren(...render(step, close, (member) => page.select(member)).filter(Boolean));
       container.dataset.stepId = stepId;
       container.dataset.status = step.status;
@@ -192,13 +251,24 @@ export function mount(page, container) {
       }
     } catch (error) {
       if (mine !== generation) return;
+      // Offline: keep what is shown (the banner says so); "reconnected" reads it again.
+      if ((page.offline || error.status === 0) && container.dataset.stepId === stepId) {
+        stale = true;
+        if (!container.querySelector(".step-stale")) {
+          const note = element("p", { className: "step-stale", role: "status" }, "Shown as last read: the server cannot be reached.");
+          container.querySelector(".step-panel-head")?.after(note);
+        }
+        return;
+      }
       showError(container, error, `Step ${stepId} could not be read`);
+      delete container.dataset.stepId;
       container.prepend(element("button", { type: "button", className: "step-panel-close", "aria-label": "Close step details", onclick: close }, "✕"));
     }
   };
 
   page.addEventListener("select", ({ detail }) => {
     selected = detail.stepId;
+    rememberStep(selected);
     clearTimeout(timer);
     timer = null;
     if (!selected) {
@@ -213,6 +283,15 @@ export function mount(page, container) {
     // live region says what opened, and Tab or the panel's controls reach it.
     announce = true;
     load();
+  });
+
+  // The process running the execution died: its running step reads interrupted now.
+  page.addEventListener("ended", ({ detail }) => {
+    if (selected && String(detail?.reason || "").startsWith("interrupted")) load();
+  });
+
+  page.addEventListener("reconnected", () => {
+    if (selected && (stale || !container.dataset.stepId)) load();
   });
 
   page.addEventListener("events", ({ detail }) => {
