@@ -105,6 +105,8 @@ def test_a_maps_items_are_collapsed_under_it_until_expanded(
     page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
     group = page.locator('#timeline .row-label[data-step-id="each"]')
     expect(group).to_have_attribute("aria-expanded", "false")
+    # Its attempts are its items': it is announced by them.
+    expect(group).to_have_attribute("aria-label", re.compile(r"^each: succeeded, 3 items;"))
     expect(page.locator("#timeline .row")).to_have_count(1)
     expect(page.locator('#timeline .row[data-step-id="each"] .seg-attempt').first).to_be_visible()
     group.focus()
@@ -231,6 +233,7 @@ def test_a_collapsed_loop_row_shows_the_bars_of_its_iterations(
     page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
     label = page.locator('#timeline .row-label[data-step-id="draft"]')
     expect(label).to_have_attribute("aria-expanded", "false")
+    expect(label).to_have_attribute("aria-label", re.compile(r"^draft: succeeded, 3 iterations;"))
     bars = page.locator('#timeline .row[data-step-id="draft"] .seg-attempt')
     expect(bars).to_have_count(3)
     expect(bars.locator("title")).to_contain_text(

@@ -396,8 +396,16 @@ class Timeline {
     const grouped = Boolean(row.group && this.parents.has(row.step_id));
     const open = this.expanded.has(row.step_id);
     const indent = row.parent ? 16 : 0;
-    const counts = row.items ? `, ${row.items.count ?? "?"} items` : "";
-    const words = `${row.step_id}: ${row.status}, ${row.attempts} attempt${row.attempts === 1 ? "" : "s"}${counts}`;
+    // A map's or a loop's attempts are its members': name those instead.
+    const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+    const iterations = (this.members.get(row.step_id) || []).length;
+    const tally =
+      row.group === "map"
+        ? plural(row.items?.count ?? "?", "item")
+        : row.group === "loop"
+          ? plural(iterations, "iteration")
+          : plural(row.attempts, "attempt");
+    const words = `${row.step_id}: ${row.status}, ${tally}`;
     const label = svg("g", {
       class: "row-label",
       "data-step-id": row.step_id,
