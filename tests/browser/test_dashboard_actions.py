@@ -377,3 +377,35 @@ def test_a_refused_fork_lists_its_problems_without_api_jargon(
     expect(error.locator("li")).to_contain_text("$.inputs.n")
     expect(error).not_to_contain_text("see errors")
     browser_problems.clear()
+
+
+TWO_GATES: dict[str, Any] = {
+    "schema_version": "1.1",
+    "name": "two-gates",
+    "steps": [
+        {"id": "first", "approval": {"prompt": "First?"}},
+        {"id": "pause", "agent": "sleep", "input": {"seconds": 1}, "depends_on": ["first"]},
+        {"id": "second", "approval": {"prompt": "Second?"}, "depends_on": ["pause"]},
+    ],
+}
+
+
+def test_a_gate_read_lost_to_the_network_keeps_the_cards_until_the_next_read(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """A failed read while unreachable keeps the cards, no error box; the next read updates."""
+    execution_id = dashboard.start(TWO_GATES)
+    page.goto(f"{dashboard.url}/ui/executions/{execution_id}")
+    first = page.locator('[data-gate-id="first"]')
+    expect(first).to_contain_text("First?")
+    page.route("**/gates", lambda route: route.abort())
+    with page.expect_event("requestfailed"):
+        dashboard.client.post(f"/executions/{execution_id}/gates/first", json={"approve": True})
+    expect(first).to_be_visible()
+    expect(page.locator(".gates .error-message")).to_have_count(0)
+    page.unroute("**/gates")
+    expect(page.locator('[data-gate-id="second"]')).to_contain_text("Second?", timeout=15_000)
+    expect(first).to_have_count(0)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    dashboard.client.post(f"/executions/{execution_id}/gates/second", json={"approve": True})
+    browser_problems.clear()

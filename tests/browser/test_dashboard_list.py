@@ -231,3 +231,22 @@ def test_the_page_shown_is_in_the_url_so_reload_and_back_keep_it(
     page.get_by_role("button", name="← Newer").click()
     expect(page.locator("#page-number")).to_have_text("Page 1")
     expect(rows.first).to_have_attribute("data-execution-id", ids[2])
+
+
+def test_an_unreachable_server_reads_plainly_and_keeps_the_rows(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """No raw 'Failed to fetch': a sentence for people (the browser's words in the tooltip)."""
+    execution_id = dashboard.run(workflow("one"))
+    page.goto(f"{dashboard.url}/ui/")
+    expect(row(page, execution_id)).to_be_visible()
+    page.route("**/executions?*", lambda route: route.abort())
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("The server cannot be reached")
+    expect(error).to_contain_text("Is it still running?")
+    expect(error).not_to_contain_text("Failed to fetch")
+    expect(error).to_have_attribute("title", "Failed to fetch")
+    expect(row(page, execution_id)).to_be_visible()
+    page.unroute("**/executions?*")
+    expect(error).to_have_count(0)
+    browser_problems.clear()
