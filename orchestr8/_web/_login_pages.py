@@ -102,6 +102,4 @@ def register_login_pages(app: Quart, api_key: bytes | None) -> None:
     app.add_url_rule("/ui/login", "dashboard_login_form", pages.login_form, methods=["GET"])
     app.add_url_rule("/ui/login", "dashboard_login", pages.login, methods=["POST"])
     app.add_url_rule("/ui/logout", "dashboard_logout", pages.logout, methods=["POST"])
-    app.add_url_rule(
-        "/ui/logout", "dashboard_logout_link", pages.logout_link, methods=["GET"]
-    )
+    app.add_url_rule("/ui/logout", "dashboard_logout_link", pages.logout_link, methods=["GET"])

@@ -103,9 +103,7 @@ def test_a_prefix_of_several_executions_is_called_ambiguous(
     expect(error).to_contain_text(f"ambiguous: {count} executions start with “{shared}”")
 
 
-def test_a_step_one_side_has_not_finished_says_so(
-    dashboard: DashboardServer, page: Page
-) -> None:
+def test_a_step_one_side_has_not_finished_says_so(dashboard: DashboardServer, page: Page) -> None:
     """A step still running in B reads 'not finished in B', not 'changed'."""
     first = dashboard.run(NAP, {"seconds": 0})
     second = dashboard.start(NAP, {"seconds": 60})
