@@ -2,15 +2,18 @@
 
 Starts `orchestr8 serve` on a free loopback port with a fresh SQLite journal and drives Debian's
 Chromium through Playwright, as the browser tests do. Every figure is read from the browser's own
-performance timing (`performance.now()`, the `orchestr8:graph-ready` mark the graph sets once it
-has drawn, long tasks, animation frames), never from a timer around Playwright calls. It prints
+performance timing (`performance.now()`, the `orchestr8:graph-ready`, `orchestr8:timeline-ready` and
+`orchestr8:journal-ready` marks each panel sets once it has first drawn, long tasks, animation
+frames), never from a timer around Playwright calls. It prints
 one JSON object per line:
 
 - `open_finished`: the execution page of a finished run, opened cold `--repeats` times, for the
   baseline run (10 steps) and the big one (10,000 steps by default), side by side in the same run:
-  `graph_ready_ms` (navigation start to the graph drawn), `interactive_ms` (navigation start to the
-  end of the last long task after it: when the page answers input again), `long_tasks_ms` (total
-  main-thread time in long tasks), and the summary document's size in bytes.
+  when each panel was first drawn (`graph_ready_ms`, `timeline_ready_ms`, `journal_ready_ms`:
+  navigation start to the panel's `orchestr8:<panel>-ready` mark), `interactive_ms` (the latest of
+  those marks and the end of the last long task: every panel drawn and the main thread free to
+  answer input), `long_tasks_ms` (total main-thread time in long tasks), and the summary
+  document's size in bytes.
 - `live_stream`: the execution page open while the run emits about `--rate` events a second
   (parallel `sleep` steps under `max_concurrency`): events per second the journal recorded, and on
   the page the animation-frame gaps (p50/p99/max, ms), total long-task time, and the latency of a
@@ -50,6 +53,13 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# The marks the execution page's panels set when first drawn, and the key each is reported under.
+MARKS = {
+    "orchestr8:graph-ready": "graph_ready_ms",
+    "orchestr8:timeline-ready": "timeline_ready_ms",
+    "orchestr8:journal-ready": "journal_ready_ms",
+}
 
 # Observers installed before any page script runs: long tasks and animation-frame gaps.
 PROBES = """
@@ -147,21 +157,25 @@ def open_once(browser: Browser, url: str) -> dict[str, float]:
     page = context.new_page()
     page.goto(url)
     page.wait_for_function(
-        "() => performance.getEntriesByName('orchestr8:graph-ready').length > 0", timeout=120_000
+        f"() => {list(MARKS)!r}.every((mark) => performance.getEntriesByName(mark).length > 0)",
+        timeout=120_000,
     )
     # Let the main thread settle, then read when it last was busy.
     page.wait_for_timeout(1500)
     timing = page.evaluate(
-        """() => {
-          const ready = performance.getEntriesByName('orchestr8:graph-ready')[0].startTime;
+        """(marks) => {
+          const at = (mark) => performance.getEntriesByName(mark)[0].startTime;
+          const ready = {};
+          for (const [mark, key] of Object.entries(marks)) ready[key] = at(mark);
           const tasks = window.__bench.longTasks;
           const lastEnd = tasks.reduce((end, [start, length]) => Math.max(end, start + length), 0);
           return {
-            graph_ready_ms: ready,
-            interactive_ms: Math.max(ready, lastEnd),
+            ...ready,
+            interactive_ms: Math.max(lastEnd, ...Object.values(ready)),
             long_tasks_ms: tasks.reduce((sum, [, length]) => sum + length, 0),
           };
-        }"""
+        }""",
+        MARKS,
     )
     context.close()
     return {key: round(value, 1) for key, value in timing.items()}

@@ -25,6 +25,7 @@ from ._gate_routes import GateRoutes
 from ._graph_routes import GraphRoutes
 from ._login_pages import register_login_pages
 from ._problems import ProblemError, problem_response
+from ._replay_cache import ReplayCache
 from ._responses import (
     close_if_body_unread,
     correlation_header,
@@ -134,7 +135,8 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>", "get_execution", routes.get_execution, methods=["GET"]
     )
-    timeline = TimelineRoutes(runtime)
+    replays = ReplayCache(lambda: runtime.journal)
+    timeline = TimelineRoutes(runtime, replays)
     app.add_url_rule(
         "/executions/<execution_id>/journal", "get_journal", timeline.journal, methods=["GET"]
     )
@@ -168,7 +170,7 @@ def create_app(
     app.add_url_rule(
         "/executions/<execution_id>/steps/<path:step_id>", "get_step", steps.step, methods=["GET"]
     )
-    graph = GraphRoutes(runtime)
+    graph = GraphRoutes(runtime, replays)
     app.add_url_rule("/executions/<execution_id>/graph", "get_graph", graph.graph, methods=["GET"])
     app.add_url_rule(
         "/executions/<execution_id>/graph/<step_id>/members",

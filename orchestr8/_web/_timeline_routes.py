@@ -7,7 +7,8 @@ rows, so a 10,000-step run need not come in one body. `GET /executions/{id}/jour
 recorded events: oldest first after a seq (`after`, as it always did), or newest first before one
 (`order=desc&before=SEQ`), filtered by event type (`type=`, a comma list, repeatable) and by step
 (`step=`, its map items and loop iterations included), read by the journal with
-`Journal.matching_events` (SQL in SQLite). Both read the journal only.
+`Journal.matching_events` (SQL in SQLite). Both read the journal only (the timeline through the
+`ReplayCache` it shares with the graph routes).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from quart import Response, request
 from .._execution._liveness import INTERRUPTED, shown_status
 from .._execution._runtime import Runtime
 from .._journal._event_query import EventQuery, unknown_event_types
-from .._journal._replay import replay
 from .._journal._timeline_rows import timeline_rows
 from ._documents import json_response
 from ._problems import ProblemError
+from ._replay_cache import ReplayCache
 from ._requests import MAX_SEQ, query_int
 
 __all__ = ["TIMELINE_ROWS_LIMIT", "TimelineRoutes"]
@@ -36,23 +37,24 @@ _JOURNAL_LIMIT: Final = 1000
 class TimelineRoutes:
     """The handlers of the timeline and journal routes, reading one runtime's journal."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        """Serve the executions of `runtime`'s journal."""
+    def __init__(self, runtime: Runtime, replays: ReplayCache | None = None) -> None:
+        """Serve the executions of `runtime`'s journal, replayed through `replays` if given."""
         self.runtime = runtime
+        self.replays = replays or ReplayCache(lambda: runtime.journal)
 
     async def timeline(self, execution_id: str) -> Response:
         """`GET /executions/{id}/timeline`: the rows of the Gantt chart, paged by offset/limit."""
         offset = query_int("offset", default=0, low=0, high=MAX_SEQ)
         limit = query_int("limit", default=TIMELINE_ROWS_LIMIT, low=1, high=TIMELINE_ROWS_LIMIT)
         journal = self.runtime.journal
-        events = await journal.events(execution_id)
-        state = replay(events)
+        replayed = await self.replays.read(execution_id)
+        events, state = replayed.events, replayed.state
         status = await shown_status(journal, execution_id, state.status)
         timeline = timeline_rows(events, interrupted=status == INTERRUPTED, state=state)
         document: dict[str, Any] = {
             "execution_id": execution_id,
             "status": str(status),
-            "last_seq": events[-1].seq if events else 0,
+            "last_seq": replayed.last_seq,
             **timeline.to_json(offset=offset, limit=limit),
         }
         return json_response(document)

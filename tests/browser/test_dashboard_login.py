@@ -125,7 +125,7 @@ def test_a_new_key_ends_the_session_of_an_open_page(
         execution_id = first.start(GATE)
         page.goto(f"{first.url}/ui/executions/{execution_id}")
         sign_in(page, KEY)
-        expect(page.locator('[data-step-id="review"]')).to_be_visible()
+        expect(page.locator('#graph [data-step-id="review"]')).to_be_visible()
         gates = first.client.get(f"/executions/{execution_id}/gates")
         assert gates.status_code == 200, gates.text
     port = first.url.rsplit(":", 1)[1]
@@ -136,7 +136,7 @@ def test_a_new_key_ends_the_session_of_an_open_page(
         expect(page).to_have_url(f"{first.url}/ui/login?next={back}", timeout=20_000)
         sign_in(page, KEY + "-new")
         expect(page).to_have_url(f"{second.url}/ui/executions/{execution_id}")
-        expect(page.locator('[data-step-id="review"]')).to_be_visible()
+        expect(page.locator('#graph [data-step-id="review"]')).to_be_visible()
         # Leave before this server stops too, or the page would retry against it meanwhile.
         page.goto("about:blank")
     # Meanwhile the browser logged the refused reconnections and the 401 that ended them.

@@ -1,8 +1,9 @@
 // The graph's live side: folds each batch of events into the graph's nodes (status, attempts,
 // times, a child run, a map's item count) and says which nodes changed, so the view redraws only
 // those; events of a group's members and the execution's end make it read the graph document
-// again (250 ms later, about once a second at most) for the groups' counts, whose statuses win
-// only when the document is not older than the events already applied.
+// again (250 ms later, about once a second at most, less often when a read is slow: never more
+// than a fifth of the time) for the groups' counts, whose statuses win only when the document is
+// not older than the events already applied.
 
 import { getJSON } from "./api.js";
 
@@ -44,6 +45,7 @@ export class LiveGraph {
     this.documentSeq = 0;
     this.refreshTimer = null;
     this.lastRefresh = -Infinity;
+    this.readTime = 0;
   }
 
   /** Start from a document's nodes (a Map the view shares), read at `lastSeq`. */
@@ -80,7 +82,8 @@ export class LiveGraph {
       if (this.applyToNode(node, event, status)) changed.add(stepId);
     }
     for (const id of changed) this.hooks.redraw(id);
-    if (groupsChanged) this.refresh(Math.max(REFRESH_SOON_MS, this.lastRefresh + REFRESH_MS - performance.now()));
+    const period = Math.max(REFRESH_MS, 5 * this.readTime); // a 10,000-step document is slow to read
+    if (groupsChanged) this.refresh(Math.max(REFRESH_SOON_MS, this.lastRefresh + period - performance.now()));
   }
 
   /** Change `node` by one of its events; whether anything shown changed. */
@@ -124,6 +127,7 @@ export class LiveGraph {
         return;
       }
       this.merge(doc);
+      this.readTime = performance.now() - this.lastRefresh;
     }, delay);
   }
 

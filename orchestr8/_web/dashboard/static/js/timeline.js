@@ -3,19 +3,27 @@
 // and loop iterations sit under their step, collapsed until it is expanded. Failed attempts are
 // hatched, retry waits dotted, rejections a diamond, the resume gap shaded — never colour alone.
 // Zoom with the buttons, + / - / 0 keys, or ctrl+wheel around the pointer; scroll sideways.
-// Only the rows in view are drawn, so 10,000 rows stay fast; live events re-read the timeline at
-// most every 500 ms (less often when a read is slow), and running bars grow between reads.
+// Only the rows in view are drawn, so 10,000 rows stay fast. Live events are folded into the rows
+// (timeline_live) and drawn at the next frame; the whole timeline is read again only when an event
+// is one the fold leaves to the server (map items, loop iterations, a resume...: at most every
+// 500 ms, less often when a read is slow), every few seconds to settle any difference, and when
+// the run ends. A hidden panel reads nothing until it shows. Running bars grow between events.
 
 import { getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
 import { duration, element } from "./format.js";
 import { niceStep, tickLabel } from "./timeline_axis.js";
+import { LiveRows } from "./timeline_live.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const ROW = 26;
 const AXIS = 28;
 const LABELS = 190;
 const REFRESH = 500;
+// While events are folded in, the whole timeline is still read this often (or 10 reads' time).
+const SETTLE = 5000;
+// How often live events (and running bars) redraw the rows in view.
+const LIVE_DRAW = 250;
 const ZOOM_STEP = 1.5;
 const ZOOM_MAX = 2000;
 const KIND_WORDS = {
@@ -61,12 +69,18 @@ class Timeline {
     this.running = false;
     this.zoom = 1;
     this.expanded = new Set();
-    this.fetchedAt = 0;
+    this.fetchedAt = -Infinity;
     this.readTime = 0;
     this.reading = null;
     this.again = false;
     this.timer = null;
     this.drawQueued = false;
+    this.drawn = false;
+    this.stale = false;
+    this.liveRows = new LiveRows();
+    this.unread = [];
+    this.drawTimer = null;
+    this.lastAt = 0;
     this.build();
   }
 
@@ -117,11 +131,25 @@ class Timeline {
     this.scroller.addEventListener("keydown", (event) => this.key(event));
     this.scroller.addEventListener("wheel", (event) => this.wheel(event), { passive: false });
     // A hidden tab has no size: draw again when it shows (and when the window is resized).
-    new ResizeObserver(() => this.queueDraw()).observe(this.scroller);
+    new ResizeObserver(() => this.shown()).observe(this.scroller);
+  }
+
+  /** The panel was resized or showed: draw, and read again if events came while it was hidden. */
+  shown() {
+    if (this.stale && !this.container.hidden) {
+      this.stale = false;
+      this.refresh();
+    }
+    this.queueDraw();
   }
 
   /** Read the timeline now, or once more after the read under way, at most every 500 ms. */
   refresh() {
+    // A hidden panel reads nothing: it reads once when it shows.
+    if (this.container.hidden && this.data) {
+      this.stale = true;
+      return;
+    }
     if (this.reading) {
       this.again = true;
       return;
@@ -137,9 +165,13 @@ class Timeline {
       .then((data) => {
         this.readTime = performance.now() - asked;
         this.data = data;
+        // Events that came while the read was under way, and are newer than what it read.
+        this.liveRows.reset(data);
+        this.liveRows.fold(this.unread);
+        this.unread = [];
         this.parents = new Set(data.rows.map((row) => row.parent).filter(Boolean));
         this.running = data.rows.some((row) => row.segments.some((segment) => segment.kind === "running"));
-        this.fetchedAt = performance.now();
+        this.fetchedAt = this.lastAt = performance.now();
         this.status.hidden = data.rows.length > 0;
         this.status.textContent = "No step has started yet.";
         this.queueDraw();
@@ -155,6 +187,30 @@ class Timeline {
       });
   }
 
+  /** A batch of live events: fold them into the rows, and read the timeline only when needed. */
+  follow(events) {
+    if (this.reading || !this.data) this.unread.push(...events);
+    if (!this.data) {
+      if (!this.reading) this.refresh(); // the first read failed: try again
+      return;
+    }
+    const needsRead = this.liveRows.fold(events);
+    this.lastAt = performance.now(); // `data.last` is the newest event's time now
+    this.running = this.liveRows.running;
+    this.status.hidden = this.data.rows.length > 0;
+    if (needsRead || performance.now() - this.fetchedAt > Math.max(SETTLE, 10 * this.readTime)) this.refresh();
+    else this.drawSoon();
+  }
+
+  /** Draw within 250 ms: events come every frame, but redrawing the rows in view each frame is waste. */
+  drawSoon() {
+    if (this.drawTimer) return;
+    this.drawTimer = setTimeout(() => {
+      this.drawTimer = null;
+      this.queueDraw();
+    }, LIVE_DRAW);
+  }
+
   live() {
     return Boolean(this.data && this.running && !TERMINAL.has(this.page.status));
   }
@@ -162,7 +218,7 @@ class Timeline {
   /** The end of the axis: the last event, or now while bars are running. */
   end() {
     const last = this.data.last;
-    return this.live() ? last + (performance.now() - this.fetchedAt) / 1000 : last;
+    return this.live() ? last + (performance.now() - this.lastAt) / 1000 : last;
   }
 
   scale() {
@@ -206,8 +262,9 @@ class Timeline {
     this.drawQueued = true;
     requestAnimationFrame(() => {
       this.drawQueued = false;
+      if (this.container.hidden) return; // drawn again by the ResizeObserver when it shows
       if (this.data) this.draw();
-      if (this.live()) setTimeout(() => this.queueDraw(), 250);
+      if (this.live()) this.drawSoon();
     });
   }
 
@@ -244,7 +301,11 @@ class Timeline {
     this.labelLayer.setAttribute("transform", `translate(${left},0)`);
     this.labelLayer.replaceChildren(...labels);
     if (focused !== null) this.labelLayer.querySelector(`[data-step-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
-    this.drawAxis(first, end, scale, width, top);
+    this.drawAxis(first, end, scale, width, top, left);
+    if (!this.drawn) {
+      this.drawn = true;
+      performance.mark("orchestr8:timeline-ready");
+    }
   }
 
   drawRow(row, y, x, end) {
@@ -342,10 +403,11 @@ class Timeline {
     this.draw();
   }
 
-  drawAxis(first, end, scale, width, top) {
+  drawAxis(first, end, scale, width, top, left) {
     const step = niceStep(90 / scale);
     const parts = [svg("rect", { class: "axis-ground", x: 0, y: 0, width, height: AXIS })];
-    const hidden = this.scroller.scrollLeft + LABELS;
+    // `left` was read before the rows changed: reading scrollLeft now would force a layout.
+    const hidden = left + LABELS;
     for (let value = Math.ceil(first / step) * step; value <= end + 1e-9; value += step) {
       const x = LABELS + (value - first) * scale;
       if (x < hidden) continue; // under the step names
@@ -358,11 +420,11 @@ class Timeline {
   }
 }
 
-/** Mount the timeline panel: read it now, again (throttled) as summaries and events arrive. */
+/** Mount the timeline panel: read it now, fold live events in, read again when they need it. */
 export function mount(page, container) {
   const timeline = new Timeline(page, container);
   timeline.refresh(); // at once: a big run's summary must not hold the chart back
   page.addEventListener("document", () => timeline.refresh());
-  page.addEventListener("events", () => timeline.refresh());
+  page.addEventListener("events", ({ detail }) => timeline.follow(detail.events));
   page.addEventListener("ended", () => timeline.refresh());
 }
