@@ -1,10 +1,12 @@
-"""The dashboard's sign-in pages: `GET`/`POST /ui/login` and `POST /ui/logout`.
+"""The dashboard's sign-in pages: `GET`/`POST /ui/login`, `POST /ui/logout` and `GET /ui/logout`.
 
 With an API key set, the login page takes the key in a plain HTML form (no script: the CSP
 forbids inline code and the page needs none) and answers with the session cookie of
 `_sessions`; a wrong key gets the form again with a 401 saying so. Without a key there is nothing
 to sign in to and the login page sends the browser on to the dashboard. Logging in is not rate
-limited (docs/dashboard.md says so): the key is meant to be long and random.
+limited (docs/dashboard.md says so): the key is meant to be long and random. Signing out takes a
+POST (the top bar's button); a typed or bookmarked `GET /ui/logout` changes nothing and goes to
+the dashboard, whose top bar has that button.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class LoginPages:
         )
         return response
 
+    async def logout_link(self) -> Response:
+        """`GET /ui/logout`: sign nothing out (a link must not); go to the dashboard instead."""
+        return _see_other(_DEFAULT_NEXT)
+
     async def logout(self) -> Response:
         """`POST /ui/logout`: forget the session cookie in this browser and show the login page."""
         response = _see_other("/ui/login" if self.api_key is not None else _DEFAULT_NEXT)
@@ -91,8 +97,9 @@ def _login_page(target: str, error: str | None, http_status: int) -> Response:
 
 
 def register_login_pages(app: Quart, api_key: bytes | None) -> None:
-    """Add `/ui/login` (GET and POST) and `/ui/logout` (POST) to the service app."""
+    """Add `/ui/login` and `/ui/logout` (GET and POST each) to the service app."""
     pages = LoginPages(api_key)
     app.add_url_rule("/ui/login", "dashboard_login_form", pages.login_form, methods=["GET"])
     app.add_url_rule("/ui/login", "dashboard_login", pages.login, methods=["POST"])
     app.add_url_rule("/ui/logout", "dashboard_logout", pages.logout, methods=["POST"])
+    app.add_url_rule("/ui/logout", "dashboard_logout_link", pages.logout_link, methods=["GET"])

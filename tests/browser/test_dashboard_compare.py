@@ -66,3 +66,50 @@ def test_an_unknown_id_reads_as_an_error(
         "console error: Failed to load resource: the server responded with a status of 404 ()"
     ]
     browser_problems.clear()
+
+
+NAP: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "nap",
+    "steps": [{"id": "nap", "agent": "sleep", "input": {"seconds": "${inputs.seconds}"}}],
+}
+
+
+def test_the_short_ids_the_pages_show_are_enough_to_compare(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """8-character prefixes resolve to their executions; the inputs fit a whole id."""
+    first = dashboard.run(GREET, {"name": "Ada"})
+    second = dashboard.run(GREET, {"name": "Grace"})
+    page.goto(f"{dashboard.url}/ui/compare?a={first[:8]}&b={second[:8]}")
+    expect(page.locator('tr[data-step-id="greet"] .output-verdict')).to_have_text("changed")
+    expect(page.get_by_role("region", name="Execution A").get_by_role("link")).to_have_attribute(
+        "href", f"/ui/executions/{first}"
+    )
+    field = page.get_by_label("First")
+    field.fill(first)
+    assert field.evaluate("(input) => input.scrollWidth <= input.clientWidth")
+
+
+def test_a_prefix_of_several_executions_is_called_ambiguous(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """A prefix that starts more than one id says how many, not 'no execution'."""
+    ids = [dashboard.start(OTHER) for _ in range(17)]
+    shared = next(char for char in "0123456789abcdef" if sum(i[0] == char for i in ids) > 1)
+    count = sum(i[0] == shared for i in ids)
+    page.goto(f"{dashboard.url}/ui/compare?a={shared}&b={ids[0]}")
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text(f"ambiguous: {count} executions start with “{shared}”")
+
+
+def test_a_step_one_side_has_not_finished_says_so(dashboard: DashboardServer, page: Page) -> None:
+    """A step still running in B reads 'not finished in B', not 'changed'."""
+    first = dashboard.run(NAP, {"seconds": 0})
+    second = dashboard.start(NAP, {"seconds": 60})
+    dashboard.wait_for_status(second, "running")
+    page.goto(f"{dashboard.url}/ui/compare?a={first}&b={second}")
+    verdict = page.locator('tr[data-step-id="nap"] .output-verdict')
+    expect(verdict).to_have_text("not finished in B")
+    expect(page.locator('.output-diff-row[data-step-id="nap"]')).to_have_count(0)
+    dashboard.client.post(f"/executions/{second}/cancel", json={})

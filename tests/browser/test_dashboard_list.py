@@ -174,3 +174,79 @@ def test_an_older_page_updates_statuses_but_takes_no_new_rows(
     expect(rows).to_have_count(1)
     page.get_by_role("button", name="← Newer").click()
     expect(rows.first).to_have_attribute("data-execution-id", newest)
+
+
+def test_a_bad_status_or_cursor_in_the_url_shows_the_api_s_problem(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """?status=bogus and ?cursor=garbage are not ignored: the API's problem replaces the table."""
+    dashboard.run(workflow("one"))
+    page.goto(f"{dashboard.url}/ui/?status=bogus")
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("status: expected one of")
+    expect(error).to_contain_text("got 'bogus'")
+    expect(page.get_by_label("Status")).to_have_value("bogus")
+    expect(page.locator("tbody tr")).to_have_count(0)
+    page.goto(f"{dashboard.url}/ui/?cursor=garbage")
+    expect(page.get_by_role("alert")).to_contain_text("cursor: not a cursor from a previous page")
+    expect(page.locator("tbody tr")).to_have_count(0)
+    page.get_by_label("Status").select_option("succeeded")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    browser_problems.clear()
+
+
+def test_a_bad_limit_is_said_once(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """?limit=0: the problem's detail names the parameter; the same words are not listed again."""
+    page.goto(f"{dashboard.url}/ui/?limit=0")
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("limit:")
+    assert error.inner_text().count("limit:") == 1
+    browser_problems.clear()
+
+
+def test_the_page_shown_is_in_the_url_so_reload_and_back_keep_it(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    """Older pushes a history entry with its cursor: reload stays on page 2, Back returns to 1."""
+    ids = [dashboard.run(workflow(f"run-{index}")) for index in range(3)]
+    page.goto(f"{dashboard.url}/ui/?limit=2")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_have_attribute("data-execution-id", ids[2])
+    page.get_by_role("button", name="Older →").click()
+    expect(page).to_have_url(re.compile(r"limit=2&cursor=[^&]+&page=2$"))
+    expect(rows.first).to_have_attribute("data-execution-id", ids[0])
+    page.reload()
+    expect(page.locator("#page-number")).to_have_text("Page 2")
+    expect(rows.first).to_have_attribute("data-execution-id", ids[0])
+    expect(page.get_by_role("button", name="← Newer")).to_be_enabled()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/ui/\?limit=2$"))
+    expect(page.locator("#page-number")).to_have_text("Page 1")
+    expect(rows.first).to_have_attribute("data-execution-id", ids[2])
+    page.go_forward()
+    expect(page.locator("#page-number")).to_have_text("Page 2")
+    page.get_by_role("button", name="← Newer").click()
+    expect(page.locator("#page-number")).to_have_text("Page 1")
+    expect(rows.first).to_have_attribute("data-execution-id", ids[2])
+
+
+def test_an_unreachable_server_reads_plainly_and_keeps_the_rows(
+    dashboard: DashboardServer, page: Page, browser_problems: list[str]
+) -> None:
+    """No raw 'Failed to fetch': a sentence for people (the browser's words in the tooltip)."""
+    execution_id = dashboard.run(workflow("one"))
+    page.goto(f"{dashboard.url}/ui/")
+    expect(row(page, execution_id)).to_be_visible()
+    page.route("**/executions?*", lambda route: route.abort())
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("The server cannot be reached")
+    expect(error).to_contain_text("Is it still running?")
+    expect(error).not_to_contain_text("Failed to fetch")
+    expect(error).to_have_attribute("title", "Failed to fetch")
+    expect(row(page, execution_id)).to_be_visible()
+    page.unroute("**/executions?*")
+    expect(error).to_have_count(0)
+    browser_problems.clear()

@@ -299,3 +299,12 @@ async def test_the_session_token_is_redacted_like_the_key(runtime: Runtime) -> N
     """The token is a credential too: wherever the key would be redacted, so is it."""
     create_app(runtime, api_key=KEY)
     assert TOKEN not in redact_text(f"cookie {TOKEN} seen")
+
+
+async def test_a_typed_logout_link_goes_to_the_dashboard_and_keeps_the_session(
+    keyed: Client,
+) -> None:
+    """GET /ui/logout (typed or bookmarked) is no 404: 303 to /ui/, the cookie left alone."""
+    response = await keyed.get("/ui/logout", headers=COOKIE)
+    assert (response.status_code, response.headers["Location"]) == (303, "/ui/")
+    assert "set-cookie" not in response.headers

@@ -2,16 +2,21 @@
 // of its open approval gates, all through the REST API. A button is enabled only while its
 // action applies to the execution's status (updated live); every outcome shows on the status
 // line, and every refusal as a readable error (the problem's title, detail and field errors).
+// While the connection is lost (`page.offline`) a failed read of the gates keeps the cards shown;
+// they are read again when the page says "reconnected". The heading's gate badge counts the open
+// gates, since the execution's status stays `running` while it waits for a person.
 
 import { getJSON, postJSON } from "./api.js";
 import { showError } from "./banner.js";
 import { element } from "./format.js";
+import { showOpenGates } from "./header.js";
 import { forkDialog } from "./fork_dialog.js";
 import { FieldError, schemaForm } from "./schema_form.js";
 
 const CANCELLABLE = new Set(["pending", "running", "retrying", "waiting"]);
 const RESUMABLE = new Set(["failed", "cancelled", "interrupted"]);
 const FORKABLE = new Set(["succeeded", "failed", "cancelled", "interrupted"]);
+const FINAL = new Set(["succeeded", "failed", "cancelled", "interrupted"]);
 const GATE_EVENTS = new Set(["gate.opened", "gate.resolved", "execution.waiting", "execution.resumed", "execution.succeeded", "execution.failed", "execution.cancelled"]);
 
 function cancelDialog(onConfirm) {
@@ -29,7 +34,8 @@ function cancelDialog(onConfirm) {
       element(
         "div",
         { className: "dialog-buttons" },
-        element("button", { type: "submit", value: "keep" }, "Keep running"),
+        // The only submit button: Enter in the reason field means "Cancel execution".
+        element("button", { type: "button", onclick: () => dialog.close("keep") }, "Keep running"),
         element("button", { type: "submit", value: "cancel", className: "danger" }, "Cancel execution"),
       ),
     ),
@@ -37,14 +43,22 @@ function cancelDialog(onConfirm) {
   dialog.addEventListener("close", () => {
     if (dialog.returnValue === "cancel") onConfirm(reason.value.trim());
     reason.value = "";
+    dialog.returnValue = "";
   });
   return dialog;
 }
 
 function gateCard(page, gate, say, refresh) {
   const form = schemaForm(gate.schema || {}, "$.input");
-  const problems = element("div", { className: "gate-problems" });
-  const reason = element("input", { id: `reject-reason-${gate.gate_id}`, type: "text", maxlength: 1000 });
+  const problems = element("div", { className: "gate-problems", id: `gate-problems-${gate.gate_id}` });
+  const reason = element("input", { id: `reject-reason-${gate.gate_id}`, type: "text", maxlength: 1000, "aria-describedby": problems.id });
+  const reasonOk = () => {
+    reason.removeAttribute("aria-invalid");
+    problems.replaceChildren();
+  };
+  reason.addEventListener("input", () => {
+    if (reason.getAttribute("aria-invalid") === "true" && reason.value.trim()) reasonOk();
+  });
   const send = async (approve) => {
     problems.replaceChildren();
     const body = { approve, by: "dashboard" };
@@ -58,15 +72,19 @@ function gateCard(page, gate, say, refresh) {
       form.showErrors([]);
     } else {
       if (!reason.value.trim()) {
+        reason.setAttribute("aria-invalid", "true");
         reason.focus();
         problems.append(element("p", { className: "field-error", role: "alert" }, "A rejection needs a reason."));
         return;
       }
+      reasonOk();
       body.reason = reason.value.trim();
     }
     try {
       const outcome = await postJSON(page.path(`/gates/${encodeURIComponent(gate.gate_id)}`), body);
-      say(outcome.message || `Gate ${gate.gate_id}: ${approve ? "approved" : "rejected"}`);
+      // The card goes away: focus moves to the status line saying what happened, not to <body>.
+      const recorded = outcome.status === "recorded" && outcome.message ? outcome.message.split(": ").slice(1).join(": ") : "";
+      say(recorded ? `Gate '${gate.gate_id}': ${recorded}` : `Gate '${gate.gate_id}' ${approve ? "approved" : "rejected"}.`, { focus: true });
       refresh();
     } catch (error) {
       if (error.errors && error.errors.some((item) => item.path.startsWith("$.input"))) {
@@ -91,11 +109,11 @@ function gateCard(page, gate, say, refresh) {
     gate.deadline ? element("p", { className: "hint" }, `Times out at ${new Date(gate.deadline).toLocaleString()} (then: ${gate.on_timeout || "reject"})`) : null,
     formElement,
     element(
-      "div",
-      { className: "gate-reject" },
+      "form",
+      { novalidate: true, className: "gate-reject", onsubmit: (event) => { event.preventDefault(); send(false); } },
       element("label", { for: `reject-reason-${gate.gate_id}` }, "Reason to reject"),
       reason,
-      element("button", { type: "button", className: "danger", onclick: () => send(false) }, "Reject"),
+      element("button", { type: "submit", className: "danger" }, "Reject"),
     ),
     problems,
   );
@@ -103,10 +121,14 @@ function gateCard(page, gate, say, refresh) {
 
 /** Mount the action buttons and the open gates' forms in `container`. */
 export function mount(page, container) {
-  const status = element("div", { className: "action-status", role: "status", "aria-live": "polite" });
+  const status = element("div", { className: "action-status", role: "status", "aria-live": "polite", tabindex: -1 });
   const gates = element("section", { className: "gates", "aria-label": "Open approval gates", hidden: true });
-  const say = (text) => {
+  const gatesError = element("div", { className: "gates-error" });
+  let cancelRequested = false; // "Cancel requested" is said until the execution has ended
+  const say = (text, { focus = false } = {}) => {
+    cancelRequested = false;
     status.textContent = text;
+    if (focus) status.focus();
   };
   const fail = (error, what) => showError(status, error, what);
 
@@ -116,6 +138,7 @@ export function mount(page, container) {
       const outcome = await postJSON(page.path("/cancel"), reason ? { reason } : {});
       if (outcome.status === "cancelled") page.setStatus("cancelled");
       say(outcome.status === "cancelled" ? "Cancelled." : "Cancel requested; the execution stops shortly.");
+      cancelRequested = outcome.status !== "cancelled";
     } catch (error) {
       fail(error, "Cancel failed");
     }
@@ -147,6 +170,7 @@ export function mount(page, container) {
     buttons.cancel.disabled = !CANCELLABLE.has(page.status);
     buttons.resume.disabled = !RESUMABLE.has(page.status);
     buttons.fork.disabled = !FORKABLE.has(page.status);
+    if (cancelRequested && FINAL.has(page.status)) say(page.status === "cancelled" ? "Cancelled." : `The execution ended ${page.status}.`);
   }
 
   let loading = null;
@@ -160,16 +184,21 @@ export function mount(page, container) {
       const wanted = new Set(open.map((gate) => gate.gate_id));
       for (const card of gates.querySelectorAll("[data-gate-id]")) if (!wanted.has(card.dataset.gateId)) card.remove();
       for (const gate of open) if (!shown.has(gate.gate_id)) gates.append(gateCard(page, gate, say, refreshGates));
+      gatesError.replaceChildren();
       gates.hidden = open.length === 0;
+      showOpenGates(open.length);
     } catch (error) {
+      // Offline, the banner says so already: the cards stay as they were until "reconnected".
+      if (page.offline || error.status === 0) return;
       gates.hidden = false;
-      showError(gates, error, "The approval gates could not be read");
+      showError(gatesError, error, "The approval gates could not be read");
     } finally {
       loading = null;
     }
   };
 
   container.replaceChildren(buttons.cancel, buttons.resume, buttons.fork, status, dialog, fork.dialog);
+  gates.append(gatesError);
   container.after(gates);
   update();
   page.addEventListener("document", () => {
@@ -181,4 +210,5 @@ export function mount(page, container) {
     if (detail.events.some((event) => GATE_EVENTS.has(event.type))) refreshGates();
   });
   page.addEventListener("ended", update);
+  page.addEventListener("reconnected", refreshGates);
 }

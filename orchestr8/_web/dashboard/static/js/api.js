@@ -3,15 +3,18 @@
 
 /** An API answer that was not a success: the problem document's words, ready to show. */
 export class ApiError extends Error {
-  constructor(status, title, detail, errors = []) {
+  constructor(status, title, detail, errors = [], raw = "") {
     super(detail ? `${title}: ${detail}` : title);
     this.name = "ApiError";
     this.status = status;
     this.title = title;
     this.detail = detail;
     this.errors = errors; // [{path, message}] for validation problems
+    this.raw = raw; // the browser's own words for a network failure, for a tooltip only
   }
 }
+
+const UNREACHABLE = "Is it still running? The page tries again when the connection is back.";
 
 async function readProblem(response) {
   const text = await response.text();
@@ -35,7 +38,8 @@ async function send(method, url, body) {
   try {
     response = await fetch(url, init);
   } catch (error) {
-    throw new ApiError(0, "The server cannot be reached", String(error.message || error));
+    // The browser's words ("Failed to fetch") mean nothing to a reader; they stay in a tooltip.
+    throw new ApiError(0, "The server cannot be reached", UNREACHABLE, [], String(error.message || error));
   }
   if (response.status === 401 && document.body.dataset.page !== "login") {
     window.location.assign(`/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`);

@@ -2,13 +2,37 @@
 // per execution (status, workflow, duration, tokens, a link back to it), then one row per step:
 // status, duration, attempts and tokens of each side, and the output diff — the two outputs side
 // by side, the keys that changed marked (with a word, not only a colour), unchanged ones folded
-// away. Steps only one execution has are marked so.
+// away. Steps only one execution has are marked so, and a step one side has not finished reads
+// "not finished in B" rather than "changed". The ids may be the 8-character prefixes the pages
+// show: each is resolved to the one execution it starts (or the page says it is ambiguous).
 
-import { getJSON, query } from "./api.js";
+import { ApiError, getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
 import { duration, element, shortId, statusBadge } from "./format.js";
 
 const SIDES = ["a", "b"];
+const UNFINISHED = new Set(["pending", "running", "retrying", "waiting"]);
+const FULL_ID = /^[0-9a-f]{32}(\..+)?$/;
+const PREFIX = /^[0-9a-f]{1,31}$/;
+const SHOWN_MATCHES = 50;
+
+/** The full id `given` names: itself, or the one execution whose id starts with it. */
+async function resolveId(given, name) {
+  if (FULL_ID.test(given) || !PREFIX.test(given)) return given;
+  const page = await getJSON(`/executions${query({ id_prefix: given, top_level: "false", limit: SHOWN_MATCHES })}`);
+  const ids = page.items.map((item) => item.execution_id);
+  if (ids.length === 1) return ids[0];
+  if (ids.length === 0) return given; // the comparison says there is no such execution
+  const count = page.next_cursor ? `more than ${SHOWN_MATCHES}` : String(ids.length);
+  const detail = `ambiguous: ${count} executions start with “${given}”; give more of the id.`;
+  throw new ApiError(400, `${name.toUpperCase()} is ambiguous`, detail, [{ path: name, message: ids.slice(0, 5).join(", ") + (ids.length > 5 ? ", …" : "") }]);
+}
+
+/** Which side has not finished the step (its status is not final), or null. */
+function unfinishedSide(entry) {
+  const open = SIDES.filter((name) => entry[name] && UNFINISHED.has(entry[name].status));
+  return open.length ? open.map((name) => name.toUpperCase()).join(" and ") : null;
+}
 
 function tokens(usage) {
   const total = Object.values(usage || {}).reduce((sum, count) => sum + count, 0);
@@ -78,7 +102,8 @@ function cell(step, read) {
 function stepRows(entry) {
   const { a, b } = entry;
   const only = entry.in === "both" ? null : `only in ${entry.in.toUpperCase()}`;
-  const verdict = only || entry.output;
+  const unfinished = only || entry.output === "equal" ? null : unfinishedSide(entry);
+  const verdict = only || (unfinished ? `not finished in ${unfinished}` : entry.output);
   const main = element(
     "tr",
     { dataset: { stepId: entry.step_id, output: entry.output }, className: entry.differs ? "differs" : "" },
@@ -93,7 +118,7 @@ function stepRows(entry) {
     cell(b, (step) => tokens(step.usage)),
     element("td", { className: "output-verdict" }, verdict, entry.reused_by ? ` (reused by ${entry.reused_by.toUpperCase()})` : ""),
   );
-  if (entry.output === "equal" || only) return [main];
+  if (entry.output === "equal" || only || unfinished) return [main];
   const detail = element(
     "tr",
     { className: "output-diff-row", dataset: { stepId: entry.step_id } },
@@ -132,7 +157,8 @@ async function load() {
   }
   container.replaceChildren(element("p", { className: "empty" }, "Loading…"));
   try {
-    const comparison = await getJSON(`/executions/compare${query({ a: first, b: second })}`);
+    const [a, b] = await Promise.all([resolveId(first, "a"), resolveId(second, "b")]);
+    const comparison = await getJSON(`/executions/compare${query({ a, b })}`);
     container.replaceChildren(...render(comparison));
   } catch (error) {
     showError(container, error, "The executions could not be compared");

@@ -5,6 +5,7 @@
 
 import { getJSON } from "./api.js";
 import { showError } from "./banner.js";
+import { showCreated } from "./header.js";
 import { ExecutionPage } from "./page.js";
 import * as actions from "./actions.js";
 import * as graph from "./graph.js";
@@ -34,6 +35,7 @@ function wireTabs() {
 
 async function start() {
   const page = new ExecutionPage(document.body.dataset.executionId);
+  showCreated();
   wireTabs();
   graph.mount(page, document.getElementById("graph"));
   stepPanel.mount(page, document.getElementById("step-panel"));

@@ -2,13 +2,16 @@
 // (filled with the recorded ones), preview the plan (a dry run: which steps keep their recorded
 // output, which run again and why), then start the fork and go to the new execution's page.
 // Inputs the journal keeps redacted (`***`) are left out of what is sent, so the server names
-// each one it needs again instead of running with `***` as a value.
+// each one it needs again instead of running with `***` as a value. Only declared steps are
+// offered: a fork runs a map or a loop again as a whole, never from one of its items.
 
 import { getJSON, postJSON } from "./api.js";
 import { showError } from "./banner.js";
 import { element } from "./format.js";
 
 const REDACTED = "***";
+// A declared step's id; map items (`fan[2]`) and loop iterations (`loopy#2`) are not fork points.
+const DECLARED_STEP = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
 function withoutRedacted(inputs) {
   return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== REDACTED));
@@ -91,8 +94,8 @@ export function forkDialog(page, say) {
     dialog.showModal();
     try {
       const execution = await getJSON(page.path());
-      const steps = Object.keys(execution.steps || {});
-      step.replaceChildren(...steps.map((id) => element("option", { value: id, selected: id === page.selected }, id)));
+      const steps = Object.keys(execution.steps || {}).filter((id) => DECLARED_STEP.test(id));
+      step.replaceChildren(...steps.map((id) => element("option", { value: id, selected: id === (page.selected || "").split(/[[#]/)[0] }, id)));
       inputs.value = JSON.stringify(execution.inputs || {}, null, 2);
     } catch (error) {
       showError(result, error, "The execution could not be read");

@@ -1,10 +1,15 @@
 // The executions list page: filters kept in the URL, paging by cursors, and a live first page.
+// The page shown is in the URL too (`cursor` and `page`; the cursors of the newer pages in the
+// history entry's state): Older and Newer push a history entry, so Back and reload keep the page;
+// a filter change replaces the entry and starts again at page 1. What the URL asks for goes to the
+// API as it is, so a bad status or cursor shows the API's problem instead of being ignored.
 // The current page is read again every second while the tab is visible: on the first page new
 // executions appear at the top and statuses change in place; on older pages only statuses
 // change (so rows never shift under the reader). The table itself is `list_table.js`.
 
 import { ApiError, getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
+import { element } from "./format.js";
 import { ExecutionTable } from "./list_table.js";
 
 const POLL_MS = 1000;
@@ -23,6 +28,7 @@ const compareHint = document.getElementById("compare-hint");
 const table = new ExecutionTable(document.getElementById("executions"), selectionChanged);
 let cursor = null; // the cursor of the page shown (null: the first page)
 let newerCursors = []; // the cursors of the pages before it, for "← Newer"
+let pageIndex = 1; // the number of the page shown, as the pager says it
 let nextCursor = null;
 let generation = 0; // bumped by every new filter or page, so late answers are dropped
 let timer = null;
@@ -45,10 +51,27 @@ function restoreFilters() {
   const search = new URLSearchParams(location.search);
   const elements = form.elements;
   const status = search.get("status") || "";
-  elements.status.value = [...elements.status.options].some((option) => option.value === status) ? status : "";
+  for (const option of elements.status.querySelectorAll("option[data-unknown]")) option.remove();
+  if (![...elements.status.options].some((option) => option.value === status)) {
+    // Kept so that the API names the problem; the select shows what the URL asked for.
+    elements.status.append(element("option", { value: status, dataset: { unknown: "" } }, `${status} (unknown)`));
+  }
+  elements.status.value = status;
   elements.workflow.value = search.get("workflow") || "";
   elements.id_prefix.value = search.get("id_prefix") || "";
   elements.show_children.checked = search.get("top_level") === "false";
+  cursor = search.get("cursor") || null;
+  const saved = history.state && Array.isArray(history.state.newerCursors) ? history.state.newerCursors : null;
+  // A shared link has a cursor but no history: "← Newer" then goes back to the first page.
+  newerCursors = saved || (cursor === null ? [] : [null]);
+  const number = Number.parseInt(search.get("page") || "", 10);
+  pageIndex = cursor === null ? 1 : Number.isInteger(number) && number > 1 ? number : newerCursors.length + 1;
+}
+
+/** The URL of the filters and the page shown. */
+function pageURL() {
+  const paging = cursor === null ? {} : { cursor, page: pageIndex };
+  return `${location.pathname}${query({ ...readFilters(), ...paging })}`;
 }
 
 /** The sentence shown when the filters match nothing, naming them. */
@@ -74,7 +97,7 @@ function invalidPrefix(prefix) {
 function updatePager() {
   newerButton.disabled = cursor === null;
   olderButton.disabled = nextCursor === null;
-  pageNumber.textContent = `Page ${newerCursors.length + 1}`;
+  pageNumber.textContent = `Page ${pageIndex}`;
 }
 
 function announce(added) {
@@ -114,9 +137,20 @@ async function load(fresh) {
 
 /** Write the filters into the URL (no new history entry) and show their first page. */
 function applyFilters() {
-  history.replaceState(null, "", `${location.pathname}${query(readFilters())}`);
+  for (const option of form.elements.status.querySelectorAll("option[data-unknown]:not(:checked)")) option.remove();
   cursor = null;
   newerCursors = [];
+  pageIndex = 1;
+  history.replaceState({ newerCursors }, "", pageURL());
+  restart();
+}
+
+/** Show another page: a new history entry, so that Back returns to the page before. */
+function turnPage(to, newer, step) {
+  cursor = to;
+  newerCursors = newer;
+  pageIndex = cursor === null ? 1 : pageIndex + step;
+  history.pushState({ newerCursors }, "", pageURL());
   restart();
 }
 
@@ -147,14 +181,11 @@ compareButton.addEventListener("click", () => {
 
 olderButton.addEventListener("click", () => {
   if (nextCursor === null) return;
-  newerCursors.push(cursor);
-  cursor = nextCursor;
-  restart();
+  turnPage(nextCursor, [...newerCursors, cursor], 1);
 });
 
 newerButton.addEventListener("click", () => {
-  cursor = newerCursors.length ? newerCursors.pop() : null;
-  restart();
+  turnPage(newerCursors.length ? newerCursors[newerCursors.length - 1] : null, newerCursors.slice(0, -1), -1);
 });
 
 form.addEventListener("submit", (event) => {
@@ -177,9 +208,10 @@ document.addEventListener("visibilitychange", () => {
 });
 window.addEventListener("popstate", () => {
   restoreFilters();
-  applyFilters();
+  restart();
 });
 
 restoreFilters();
 selectionChanged([]);
-applyFilters();
+history.replaceState({ newerCursors }, "", pageURL());
+restart();

@@ -3,6 +3,9 @@
 // (defaults filled in, required ones marked, descriptions as hints); anything else is a JSON
 // text area. The server checks the answer: its problem's `errors` ({path, message}) are shown
 // next to the fields they name, so a person sees what to fix where.
+// An optional field the person never touched is left out of the answer (an unticked box is not
+// `false`, an optional object with every field empty is not `{}`), so that the answer says only
+// what the person said and an optional object's own required fields do not fail it.
 
 import { element } from "./format.js";
 
@@ -31,6 +34,17 @@ class Field {
     this.required = required;
     this.id = `field-${++counter}`;
     this.message = element("p", { className: "field-error", id: `${this.id}-error`, hidden: true });
+    this.touched = false; // set by the first input or change in this field
+  }
+
+  /** Remember that the person changed this field's control. */
+  watch(control) {
+    const touch = () => {
+      this.touched = true;
+    };
+    control.addEventListener("input", touch);
+    control.addEventListener("change", touch);
+    return control;
   }
 
   label(name) {
@@ -43,6 +57,7 @@ class Field {
   }
 
   describe(control) {
+    this.watch(control);
     const ids = [this.schema.description ? `${this.id}-hint` : null, `${this.id}-error`].filter(Boolean);
     control.setAttribute("aria-describedby", ids.join(" "));
     if (this.required) control.setAttribute("aria-required", "true");
@@ -88,12 +103,18 @@ class ScalarField extends Field {
     const { control, schema } = this;
     const type = typeOf(schema);
     if (schema.enum) return control.value === "" ? undefined : JSON.parse(control.value);
-    if (type === "boolean") return control.checked;
+    if (type === "boolean") {
+      const said = this.required || this.touched || schema.default !== undefined;
+      return said ? control.checked : undefined;
+    }
     if (isArrayOfScalars(schema)) {
       const lines = control.value.split("\n").map((line) => line.trim()).filter(Boolean);
       if (!lines.length && !this.required) return undefined;
       const itemType = typeOf(schema.items);
       return lines.map((line) => scalarOf(line, itemType, this));
+    }
+    if ((type === "number" || type === "integer") && control.validity?.badInput) {
+      throw new FieldError(this, "not a finite number");
     }
     if (control.value === "") return undefined;
     return scalarOf(control.value, type, this);
@@ -104,6 +125,7 @@ function scalarOf(text, type, field) {
   if (type === "number" || type === "integer") {
     const number = Number(text);
     if (Number.isNaN(number)) throw new FieldError(field, `${text} is not a number`);
+    if (!Number.isFinite(number)) throw new FieldError(field, `${text} is not a finite number`);
     return number;
   }
   if (type === "boolean") return text === "true";
@@ -133,7 +155,8 @@ class ObjectField extends Field {
     const required = new Set(this.schema.required || []);
     this.children = Object.entries(this.schema.properties).map(([key, schema]) => [key, fieldFor(`${this.path}.${key}`, schema, required.has(key))]);
     const built = this.children.map(([key, field]) => field.build(field.schema.title || key));
-    const legend = name === null ? null : element("legend", {}, name);
+    const marker = this.required ? element("span", { className: "required" }, " (required)") : null;
+    const legend = name === null ? null : element("legend", {}, name, marker);
     return element("fieldset", { className: "field-group" }, legend, this.hint(), this.message, ...built);
   }
 
@@ -143,6 +166,7 @@ class ObjectField extends Field {
       const child = field.read();
       if (child !== undefined) value[key] = child;
     }
+    if (!this.required && Object.keys(value).length === 0) return undefined;
     return value;
   }
 
