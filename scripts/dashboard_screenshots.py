@@ -164,7 +164,7 @@ def execution_views(browser: Browser, client: httpx.Client, out: Path) -> None:
     shoot(page, out, "journal")
 
     page.goto(f"{base}/ui/executions/{waiting}")
-    expect(page.locator(".gate form")).to_be_visible()
+    expect(page.locator(".gate .gate-form")).to_be_visible()
     shoot(page, out, "gate")
 
     page.goto(f"{base}/ui/compare?a={refund}&b={other}")
