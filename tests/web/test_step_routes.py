@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from documented_reads import get_documented
 from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._web._app import create_app
-from orchestr8._web._openapi import openapi_document
 
-SPEC = openapi_document(auth=False)
 RETRIED: dict[str, Any] = {
     "schema_version": "1.1",
     "name": "retried",
@@ -58,16 +56,8 @@ async def finished(runtime: Runtime, workflow: dict[str, Any], inputs: dict[str,
 
 
 async def get(client: Client, url: str) -> tuple[int, Any]:
-    """GET `url` and check the body against the documented schema of its status."""
-    response = await client.get(url)
-    document = json.loads(await response.get_data(as_text=True))
-    answer = SPEC["paths"]["/executions/{execution_id}/steps/{step_id}"]["get"]["responses"]
-    entry = answer[str(response.status_code)]
-    if "$ref" in entry:
-        entry = SPEC["components"]["responses"][entry["$ref"].rsplit("/", 1)[1]]
-    schema = next(iter(entry["content"].values()))["schema"]
-    Draft202012Validator({**schema, "components": SPEC["components"]}).validate(document)
-    return response.status_code, document
+    """GET a step's document, checked against the documented schema of its status."""
+    return await get_documented(client, url, "/executions/{execution_id}/steps/{step_id}")
 
 
 INPUTS = {"topic": "owls", "api_key": "sk-secret-value", "items": ["x", "y"]}

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from documented_reads import get_documented as get
 from quart.typing import TestClientProtocol as Client
 
 from orchestr8 import Runtime, open_runtime
 from orchestr8._journal._records import ExecutionRecord
 from orchestr8._journal._state_at import state_document
 from orchestr8._web._app import create_app
-from orchestr8._web._openapi import openapi_document
 
-SPEC = openapi_document(auth=False)
 FIRST = {
     "schema_version": "1.0",
     "name": "first",
@@ -50,19 +47,6 @@ async def finished(runtime: Runtime, workflow: dict[str, Any], n: int, **options
     await handle.wait()
     await runtime.journal.flush()
     return handle.execution_id
-
-
-async def get(client: Client, url: str, template: str) -> tuple[int, Any]:
-    """GET `url`, check the body against the documented schema of `template`, return both."""
-    response = await client.get(url)
-    document = json.loads(await response.get_data(as_text=True))
-    operation = SPEC["paths"][template]["get"]["responses"][str(response.status_code)]
-    if "$ref" in operation:
-        operation = SPEC["components"]["responses"][operation["$ref"].rsplit("/", 1)[1]]
-    [(_, content)] = operation["content"].items()
-    schema = {**content["schema"], "components": SPEC["components"]}
-    Draft202012Validator(schema).validate(document)
-    return response.status_code, document
 
 
 STATE = "/executions/{execution_id}/state"
