@@ -22,7 +22,8 @@ from ._event_socket import (
 )
 from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_graph import graph_paths, graph_schemas
-from ._openapi_schemas import component_schemas, schema_ref
+from ._openapi_parts import schema_ref
+from ._openapi_schemas import component_schemas
 from ._openapi_sessions import add_session_security
 from ._openapi_steps import step_paths, step_schemas
 from ._openapi_timeline import journal_filter_parameters, timeline_paths, timeline_schemas

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ._openapi_parts import JSON, error_responses, json_answer, schema_ref
+
 __all__ = ["gate_paths", "gate_schemas"]
 
-_JSON: Final = "application/json"
 _ID: Final = {
     "name": "execution_id",
     "in": "path",
@@ -28,23 +29,6 @@ _GATE: Final = {
     "description": "The gate's id: the approval step's id, a map item's `STEP[i]`, a loop "
     "iteration's `STEP#k`, percent-encoded (`STEP%5B2%5D`, `STEP%233`).",
 }
-_COMMON: Final = ("401", "405", "500", "503")
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _ok(description: str, schema: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {"X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}},
-        "content": {_JSON: {"schema": _ref(schema)}},
-    }
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: {"$ref": f"#/components/responses/{code}"} for code in sorted({*codes, *_COMMON})}
 
 
 def gate_paths() -> dict[str, Any]:
@@ -56,8 +40,8 @@ def gate_paths() -> dict[str, Any]:
                 "summary": "An execution's approval gates and the answers not yet applied.",
                 "parameters": [_ID],
                 "responses": {
-                    "200": _ok("The gates, in the order they opened.", "GateList"),
-                    **_errors("404"),
+                    "200": json_answer("The gates, in the order they opened.", "GateList"),
+                    **error_responses("404"),
                 },
             }
         },
@@ -73,19 +57,22 @@ def gate_paths() -> dict[str, Any]:
                 "opened yet is held and applied when it opens (`held: true`). A `waiting` "
                 "execution no process runs is resumed by this server.",
                 "parameters": [_ID, _GATE],
-                "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("Answer")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": schema_ref("Answer")}},
+                },
                 "responses": {
-                    "200": _ok(
+                    "200": json_answer(
                         "Applied: this server runs the execution and the gate took it.",
                         "AnswerOutcome",
                     ),
-                    "202": _ok(
+                    "202": json_answer(
                         "Recorded: another process runs the execution and applies it within a "
                         "second, or none does (`orchestr8 resume ID` continues it), or the gate "
                         "has not opened yet (`held`).",
                         "AnswerOutcome",
                     ),
-                    **_errors("400", "404", "409", "413", "415", "422"),
+                    **error_responses("400", "404", "409", "413", "415", "422"),
                 },
             }
         },
@@ -153,9 +140,9 @@ def gate_schemas() -> dict[str, Any]:
             "properties": {
                 "execution_id": {"type": "string"},
                 "status": {"type": "string"},
-                "gates": {"type": "array", "items": _ref("Gate")},
-                "pending_answers": {"type": "array", "items": _ref("PendingAnswer")},
-                "refused_answers": {"type": "array", "items": _ref("RefusedAnswer")},
+                "gates": {"type": "array", "items": schema_ref("Gate")},
+                "pending_answers": {"type": "array", "items": schema_ref("PendingAnswer")},
+                "refused_answers": {"type": "array", "items": schema_ref("RefusedAnswer")},
             },
         },
         "AnswerOutcome": {
@@ -169,7 +156,7 @@ def gate_schemas() -> dict[str, Any]:
                 "held": {"type": "boolean", "description": "The gate has not opened yet."},
                 "runner": {"enum": ["here", "elsewhere", "nobody"]},
                 "message": {"type": "string"},
-                "gate": {"oneOf": [_ref("Gate"), {"type": "null"}]},
+                "gate": {"oneOf": [schema_ref("Gate"), {"type": "null"}]},
                 "links": {"type": "object"},
             },
         },

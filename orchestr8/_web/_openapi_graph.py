@@ -12,10 +12,10 @@ from typing import Any, Final
 
 from .._journal._events import StepStatus
 from .._journal._graph_view import INTERRUPTED
+from ._openapi_parts import error_responses, json_answer, nullable, schema_ref
 
 __all__ = ["graph_paths", "graph_schemas"]
 
-_JSON: Final = "application/json"
 _ID: Final = {
     "name": "execution_id",
     "in": "path",
@@ -30,33 +30,12 @@ _STEP: Final = {
     "schema": {"type": "string"},
     "description": "The id of a map, loop, sub-workflow or plan step of the execution.",
 }
-_COMMON: Final = ("401", "405", "500", "503")
 _STATUS_WORD: Final = {
     "type": "string",
     "description": "A step status (pending, running, retrying, succeeded, failed, skipped, "
     "cancelled, waiting, interrupted), or `not_started` for a map item its finished execution "
     "never ran.",
 }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def _ok(description: str, schema: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {"X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}},
-        "content": {_JSON: {"schema": _ref(schema)}},
-    }
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: {"$ref": f"#/components/responses/{code}"} for code in sorted({*codes, *_COMMON})}
 
 
 def graph_paths() -> dict[str, Any]:
@@ -73,8 +52,8 @@ def graph_paths() -> dict[str, Any]:
                 "execution page's summary, then follows the events after `last_seq`.",
                 "parameters": [_ID],
                 "responses": {
-                    "200": _ok("The execution's graph.", "ExecutionGraph"),
-                    **_errors("404"),
+                    "200": json_answer("The execution's graph.", "ExecutionGraph"),
+                    **error_responses("404"),
                 },
             }
         },
@@ -110,8 +89,8 @@ def graph_paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _ok("One page of the members.", "GroupMembers"),
-                    **_errors("400", "404"),
+                    "200": json_answer("One page of the members.", "GroupMembers"),
+                    **error_responses("400", "404"),
                 },
             }
         },
@@ -120,7 +99,7 @@ def graph_paths() -> dict[str, Any]:
 
 def graph_schemas() -> dict[str, Any]:
     """`ExecutionGraph`, `GraphNode`, `NodeGroup`, `GroupMembers` and `ShownStepStatus`."""
-    seconds = _nullable({"type": "number", "minimum": 0})
+    seconds = nullable({"type": "number", "minimum": 0})
     counts = {
         "type": "object",
         "description": "How many members are in each status.",
@@ -131,7 +110,7 @@ def graph_schemas() -> dict[str, Any]:
         "required": ["kind", "total", "counts"],
         "properties": {
             "kind": {"enum": ["map", "loop", "workflow", "plan"]},
-            "total": _nullable(
+            "total": nullable(
                 {
                     "type": "integer",
                     "minimum": 0,
@@ -149,16 +128,16 @@ def graph_schemas() -> dict[str, Any]:
         "properties": {
             "id": {"type": "string"},
             "kind": {"enum": ["agent", "map", "loop", "workflow", "plan", "approval"]},
-            "agent": _nullable({"type": "string"}),
+            "agent": nullable({"type": "string"}),
             "depends_on": {"type": "array", "items": {"type": "string"}},
-            "status": _ref("ShownStepStatus"),
+            "status": schema_ref("ShownStepStatus"),
             "attempts": {"type": "integer", "minimum": 0},
             "started": {
                 **seconds,
                 "description": "Seconds after the execution started that it started.",
             },
             "duration": seconds,
-            "group": _ref("NodeGroup"),
+            "group": schema_ref("NodeGroup"),
             "child_execution_id": {"type": "string"},
             "gate": {
                 "enum": ["open", "approved", "rejected", "closed"],
@@ -191,9 +170,9 @@ def graph_schemas() -> dict[str, Any]:
             "properties": {
                 "execution_id": {"type": "string"},
                 "workflow": {"type": "string"},
-                "status": _ref("ExecutionStatus"),
+                "status": schema_ref("ExecutionStatus"),
                 "last_seq": {"type": "integer", "minimum": 0},
-                "nodes": {"type": "array", "items": _ref("GraphNode")},
+                "nodes": {"type": "array", "items": schema_ref("GraphNode")},
             },
         },
         "GroupMembers": {
@@ -214,8 +193,8 @@ def graph_schemas() -> dict[str, Any]:
                 "kind": {"enum": ["map", "loop", "workflow", "plan"]},
                 "total": {"type": "integer", "minimum": 0},
                 "offset": {"type": "integer", "minimum": 0},
-                "next_offset": _nullable({"type": "integer", "minimum": 1}),
-                "child_execution_id": _nullable({"type": "string"}),
+                "next_offset": nullable({"type": "integer", "minimum": 1}),
+                "child_execution_id": nullable({"type": "string"}),
                 "members": {"type": "array", "items": member},
             },
         },

@@ -15,19 +15,11 @@ from .._execution._liveness import SHOWN_STATUSES
 from .._journal._events import EventType, StepStatus
 from .._json import LARGEST_NUMBER
 from .._workflow._document import workflow_schema
+from ._openapi_parts import nullable, schema_ref
 from ._openapi_time_travel import time_travel_schemas
 from ._requests import CORRELATION_ID_PATTERN, MAX_CORRELATION_ID
 
-__all__ = ["component_schemas", "schema_ref"]
-
-
-def schema_ref(name: str) -> dict[str, str]:
-    """A `$ref` to the component schema `name`."""
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
+__all__ = ["component_schemas"]
 
 
 _execution_link: dict[str, Any] = {
@@ -52,10 +44,10 @@ def component_schemas() -> dict[str, Any]:
         "properties": {
             "status": schema_ref("StepStatus"),
             "attempts": {"type": "integer", "minimum": 0},
-            "duration": _nullable({"type": "number"}),
+            "duration": nullable({"type": "number"}),
             "output": {},
-            "error": _nullable({"type": "object"}),
-            "reason": _nullable(
+            "error": nullable({"type": "object"}),
+            "reason": nullable(
                 {"type": "string", "description": "Why a skipped step was skipped."}
             ),
             "items": {
@@ -64,7 +56,7 @@ def component_schemas() -> dict[str, Any]:
                 " each status, attempts, failed_items.",
                 "required": ["count", "attempts", "failed_items"],
                 "properties": {
-                    "count": _nullable({"type": "integer", "minimum": 0}),
+                    "count": nullable({"type": "integer", "minimum": 0}),
                     "attempts": {"type": "integer", "minimum": 0},
                     "failed_items": {"type": "array", "items": {"type": "integer"}},
                 },
@@ -77,9 +69,9 @@ def component_schemas() -> dict[str, Any]:
         "workflow": {"type": "string"},
         "status": schema_ref("ExecutionStatus"),
         "created_at": timestamp,
-        "started_at": _nullable(timestamp),
-        "finished_at": _nullable(timestamp),
-        "correlation_id": _nullable({"type": "string"}),
+        "started_at": nullable(timestamp),
+        "finished_at": nullable(timestamp),
+        "correlation_id": nullable({"type": "string"}),
     }
     return {
         # The journal's statuses, and `interrupted`, derived for a run whose process died.
@@ -92,13 +84,13 @@ def component_schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "workflow": schema_ref("Workflow"),
-                "inputs": _nullable(
+                "inputs": nullable(
                     {
                         "type": "object",
                         "description": "Checked against the workflow's `inputs` schema.",
                     }
                 ),
-                "timeout": _nullable(
+                "timeout": nullable(
                     {
                         "type": "number",
                         "exclusiveMinimum": 0,
@@ -106,7 +98,7 @@ def component_schemas() -> dict[str, Any]:
                         "description": "Seconds; overrides the workflow's own `timeout`.",
                     }
                 ),
-                "correlation_id": _nullable(
+                "correlation_id": nullable(
                     {
                         "type": "string",
                         "minLength": 1,
@@ -122,7 +114,7 @@ def component_schemas() -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "inputs": _nullable(
+                "inputs": nullable(
                     {
                         "type": "object",
                         "description": "Inputs the journal "
@@ -130,7 +122,7 @@ def component_schemas() -> dict[str, Any]:
                         "workflow's `inputs` schema.",
                     }
                 ),
-                "timeout": _nullable(
+                "timeout": nullable(
                     {
                         "type": "number",
                         "exclusiveMinimum": 0,
@@ -151,7 +143,7 @@ def component_schemas() -> dict[str, Any]:
                     "description": "The step to run again with its dependents: STEP, a map "
                     "item STEP[i] or a loop iteration STEP#k.",
                 },
-                "inputs": _nullable(
+                "inputs": nullable(
                     {
                         "type": "object",
                         "description": "Inputs that change (a dotted key sets a nested "
@@ -159,7 +151,7 @@ def component_schemas() -> dict[str, Any]:
                     }
                 ),
                 "dry_run": {"type": "boolean", "default": False},
-                "timeout": _nullable(
+                "timeout": nullable(
                     {
                         "type": "number",
                         "exclusiveMinimum": 0,
@@ -222,7 +214,7 @@ def component_schemas() -> dict[str, Any]:
                         "required": ["step", "agent", "usage"],
                         "properties": {
                             "step": {"type": "string"},
-                            "agent": _nullable({"type": "string"}),
+                            "agent": nullable({"type": "string"}),
                             "usage": {
                                 "type": "object",
                                 "additionalProperties": {"type": "integer"},
@@ -290,10 +282,10 @@ def component_schemas() -> dict[str, Any]:
                     "required": ["self"],
                     "properties": {"self": {"type": "string"}},
                 },
-                "parent_id": _nullable(
+                "parent_id": nullable(
                     {"type": "string", "description": "The parent of a child execution."}
                 ),
-                "forked_from": _nullable(
+                "forked_from": nullable(
                     {"type": "string", "description": "The execution this one was forked from."}
                 ),
             },
@@ -303,7 +295,7 @@ def component_schemas() -> dict[str, Any]:
             "required": ["items", "next_cursor"],
             "properties": {
                 "items": {"type": "array", "items": schema_ref("ExecutionSummary")},
-                "next_cursor": _nullable({"type": "string"}),
+                "next_cursor": nullable({"type": "string"}),
             },
         },
         "StepState": step,
@@ -313,14 +305,14 @@ def component_schemas() -> dict[str, Any]:
             "required": ["status", "prompt", "schema", "deadline", "answer"],
             "properties": {
                 "status": {"type": "string", "enum": ["open", "approved", "rejected", "closed"]},
-                "prompt": _nullable({"type": "string"}),
-                "schema": _nullable({"type": "object"}),
-                "timeout": _nullable({"type": "number"}),
-                "on_timeout": _nullable({"type": "string", "enum": ["reject", "approve", "fail"]}),
-                "deadline": _nullable({"type": "string", "format": "date-time"}),
+                "prompt": nullable({"type": "string"}),
+                "schema": nullable({"type": "object"}),
+                "timeout": nullable({"type": "number"}),
+                "on_timeout": nullable({"type": "string", "enum": ["reject", "approve", "fail"]}),
+                "deadline": nullable({"type": "string", "format": "date-time"}),
                 "opened_seq": {"type": "integer", "minimum": 0},
-                "resolved_seq": _nullable({"type": "integer", "minimum": 1}),
-                "answer": _nullable({"type": "object"}),
+                "resolved_seq": nullable({"type": "integer", "minimum": 1}),
+                "answer": nullable({"type": "object"}),
                 "expired": {
                     "type": "boolean",
                     "description": "Still open though its deadline passed (no process ran it):"
@@ -334,11 +326,11 @@ def component_schemas() -> dict[str, Any]:
             "required": ["request_id", "gate_id", "approve", "by", "created_at", "detail"],
             "properties": {
                 "request_id": {"type": "integer"},
-                "gate_id": _nullable({"type": "string"}),
+                "gate_id": nullable({"type": "string"}),
                 "approve": {},
                 "by": {},
                 "created_at": {"type": "string"},
-                "detail": _nullable({"type": "string"}),
+                "detail": nullable({"type": "string"}),
             },
         },
         "Execution": {
@@ -361,11 +353,11 @@ def component_schemas() -> dict[str, Any]:
             ],
             "properties": {
                 **summary_fields,
-                "duration": _nullable({"type": "number"}),
-                "idempotency_key": _nullable({"type": "string"}),
+                "duration": nullable({"type": "number"}),
+                "idempotency_key": nullable({"type": "string"}),
                 "inputs": {"type": "object"},
                 "output": {},
-                "error": _nullable({"type": "object"}),
+                "error": nullable({"type": "object"}),
                 "last_seq": {"type": "integer", "minimum": 0},
                 "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
                 "gates": {
@@ -378,7 +370,7 @@ def component_schemas() -> dict[str, Any]:
                     "description": "Answers to its gates that were refused, oldest first.",
                     "items": schema_ref("RefusedAnswer"),
                 },
-                "parent": _nullable(
+                "parent": nullable(
                     {
                         "type": "object",
                         "description": "The execution whose sub-workflow step runs this one.",
@@ -396,10 +388,10 @@ def component_schemas() -> dict[str, Any]:
                     },
                 },
                 "links": schema_ref("Links"),
-                "forked_from": _nullable(
+                "forked_from": nullable(
                     {"type": "string", "description": "The execution this one was forked from."}
                 ),
-                "fork_seq": _nullable(
+                "fork_seq": nullable(
                     {
                         "type": "integer",
                         "minimum": 0,

@@ -7,20 +7,11 @@ header on every response). The document is built by `_execution/_step_view.step_
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
+
+from ._openapi_parts import COMMON_ERRORS, JSON, nullable, schema_ref
 
 __all__ = ["step_paths", "step_schemas"]
-
-_JSON: Final = "application/json"
-_COMMON: Final = ("401", "405", "500", "503")
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
 
 
 def step_paths() -> dict[str, Any]:
@@ -53,11 +44,11 @@ def step_paths() -> dict[str, Any]:
                         "headers": {
                             "X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}
                         },
-                        "content": {_JSON: {"schema": _ref("StepView")}},
+                        "content": {JSON: {"schema": schema_ref("StepView")}},
                     },
                     **{
                         code: {"$ref": f"#/components/responses/{code}"}
-                        for code in sorted({"404", *_COMMON})
+                        for code in sorted({"404", *COMMON_ERRORS})
                     },
                 },
             }
@@ -74,8 +65,8 @@ def step_schemas() -> dict[str, Any]:
         "properties": {
             "attempt": {"type": "integer", "minimum": 1},
             "started": timestamp,
-            "finished": _nullable(timestamp),
-            "duration": _nullable({"type": "number", "minimum": 0}),
+            "finished": nullable(timestamp),
+            "duration": nullable({"type": "number", "minimum": 0}),
             "outcome": {"enum": ["succeeded", "failed", "interrupted", "running", "rejected"]},
             "error": {},
         },
@@ -88,7 +79,7 @@ def step_schemas() -> dict[str, Any]:
         "properties": {
             "resolved": {"type": "boolean"},
             "value": {},
-            "reason": _nullable({"type": "string"}),
+            "reason": nullable({"type": "string"}),
         },
     }
     required = [
@@ -130,18 +121,18 @@ def step_schemas() -> dict[str, Any]:
                 },
                 "agent": {"description": "The agent's id (or its declaration); null if none."},
                 "depends_on": {"type": "array", "items": {"type": "string"}},
-                "status": _ref("ShownStepStatus"),
+                "status": schema_ref("ShownStepStatus"),
                 "attempt_count": {"type": "integer", "minimum": 0},
-                "attempts": {"type": "array", "items": _ref("StepAttempt")},
-                "duration": _nullable({"type": "number", "minimum": 0}),
+                "attempts": {"type": "array", "items": schema_ref("StepAttempt")},
+                "duration": nullable({"type": "number", "minimum": 0}),
                 "declared_input": {"description": "The step's `input` as the workflow wrote it."},
                 "resolved_input": resolved,
                 "output": {},
                 "error": {},
-                "reason": _nullable({"type": "string"}),
+                "reason": nullable({"type": "string"}),
                 "usage": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "gate": _nullable({"allOf": [_ref("GateState")]}),
-                "child_execution_id": _nullable({"type": "string"}),
+                "gate": nullable({"allOf": [schema_ref("GateState")]}),
+                "child_execution_id": nullable({"type": "string"}),
                 "items": {
                     "type": "array",
                     "items": {"type": "string"},

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
+from ._openapi_parts import nullable, schema_ref
 
 _COUNTS = {
     "type": "object",
@@ -40,7 +33,7 @@ def time_travel_schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
     step_at = {
         "allOf": [
-            _ref("StepState"),
+            schema_ref("StepState"),
             {
                 "type": "object",
                 "required": ["usage"],
@@ -71,15 +64,15 @@ def time_travel_schemas() -> dict[str, Any]:
         "properties": {
             "execution_id": {"type": "string"},
             "workflow": {"type": "string"},
-            "status": _ref("ExecutionStatus"),
-            "started_at": _nullable(timestamp),
-            "finished_at": _nullable(timestamp),
-            "duration": _nullable({"type": "number", "minimum": 0}),
+            "status": schema_ref("ExecutionStatus"),
+            "started_at": nullable(timestamp),
+            "finished_at": nullable(timestamp),
+            "duration": nullable({"type": "number", "minimum": 0}),
             "usage": _COUNTS,
             "last_seq": {"type": "integer", "minimum": 0},
         },
     }
-    diff = _nullable(
+    diff = nullable(
         {
             "type": "string",
             "description": "A unified diff of the two values as pretty JSON (sorted keys), cut "
@@ -118,18 +111,18 @@ def time_travel_schemas() -> dict[str, Any]:
                     "minimum": 0,
                     "description": "The seq of the event the state is right after (0: none yet).",
                 },
-                "at_time": _nullable(timestamp),
-                "at_type": _nullable({"type": "string"}),
+                "at_time": nullable(timestamp),
+                "at_type": nullable({"type": "string"}),
                 "last_seq": {"type": "integer", "minimum": 0},
-                "status": _ref("ExecutionStatus"),
+                "status": schema_ref("ExecutionStatus"),
                 "created_at": timestamp,
-                "started_at": _nullable(timestamp),
-                "finished_at": _nullable(timestamp),
-                "duration": _nullable({"type": "number", "minimum": 0}),
+                "started_at": nullable(timestamp),
+                "finished_at": nullable(timestamp),
+                "duration": nullable({"type": "number", "minimum": 0}),
                 "inputs": {"type": "object"},
                 "output": {},
-                "error": _nullable({"type": "object"}),
-                "parent": _nullable(
+                "error": nullable({"type": "object"}),
+                "parent": nullable(
                     {
                         "type": "object",
                         "required": ["execution_id", "step_id"],
@@ -140,9 +133,9 @@ def time_travel_schemas() -> dict[str, Any]:
                     }
                 ),
                 "usage": _COUNTS,
-                "steps": {"type": "object", "additionalProperties": _ref("StepAt")},
-                "gates": {"type": "object", "additionalProperties": _ref("GateState")},
-                "changes": _ref("StateDiff"),
+                "steps": {"type": "object", "additionalProperties": schema_ref("StepAt")},
+                "gates": {"type": "object", "additionalProperties": schema_ref("GateState")},
+                "changes": schema_ref("StateDiff"),
             },
         },
         "Comparison": {
@@ -186,8 +179,8 @@ def time_travel_schemas() -> dict[str, Any]:
                         "properties": {
                             "step_id": {"type": "string"},
                             "in": {"enum": ["both", "a", "b"]},
-                            "a": _nullable(_ref("StepAt")),
-                            "b": _nullable(_ref("StepAt")),
+                            "a": nullable(schema_ref("StepAt")),
+                            "b": nullable(schema_ref("StepAt")),
                             "output": {"enum": ["equal", "changed", "only in a", "only in b"]},
                             "output_diff": diff,
                             "differs": {"type": "boolean"},

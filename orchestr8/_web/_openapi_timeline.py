@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ._openapi_parts import COMMON_ERRORS, JSON, nullable, schema_ref
 from ._requests import MAX_SEQ
 from ._timeline_routes import TIMELINE_ROWS_LIMIT
 
 __all__ = ["journal_filter_parameters", "timeline_paths", "timeline_schemas"]
 
-_JSON: Final = "application/json"
-_COMMON: Final = ("401", "405", "500", "503")
 _SECONDS: Final = {"type": "number", "description": "Seconds on the `elapsed` axis."}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +61,9 @@ def journal_filter_parameters() -> list[dict[str, Any]]:
 
 def timeline_paths() -> dict[str, Any]:
     """The path of the timeline route."""
-    errors = {code: {"$ref": f"#/components/responses/{code}"} for code in ("400", "404", *_COMMON)}
+    errors = {
+        code: {"$ref": f"#/components/responses/{code}"} for code in ("400", "404", *COMMON_ERRORS)
+    }
     return {
         "/executions/{execution_id}/timeline": {
             "get": {
@@ -111,7 +104,7 @@ def timeline_paths() -> dict[str, Any]:
                         "headers": {
                             "X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"}
                         },
-                        "content": {_JSON: {"schema": _ref("Timeline")}},
+                        "content": {JSON: {"schema": schema_ref("Timeline")}},
                     },
                     **errors,
                 },
@@ -133,7 +126,7 @@ def timeline_schemas() -> dict[str, Any]:
             },
             "start": _SECONDS,
             "end": _SECONDS,
-            "attempt": _nullable({"type": "integer", "minimum": 1}),
+            "attempt": nullable({"type": "integer", "minimum": 1}),
         },
     }
     row = {
@@ -152,16 +145,16 @@ def timeline_schemas() -> dict[str, Any]:
             "step_id": {"type": "string"},
             "status": {"type": "string"},
             "attempts": {"type": "integer", "minimum": 0},
-            "duration": _nullable({"type": "number", "minimum": 0}),
-            "parent": _nullable({"type": "string"}),
-            "group": _nullable({"enum": ["map", "loop"]}),
-            "items": _nullable({"type": "object"}),
+            "duration": nullable({"type": "number", "minimum": 0}),
+            "parent": nullable({"type": "string"}),
+            "group": nullable({"enum": ["map", "loop"]}),
+            "items": nullable({"type": "object"}),
             "earlier_attempts": {
                 "type": "integer",
                 "minimum": 0,
                 "description": "Attempts before the last resume (added to live events' attempt).",
             },
-            "segments": {"type": "array", "items": _ref("TimelineSegment")},
+            "segments": {"type": "array", "items": schema_ref("TimelineSegment")},
         },
     }
     timeline = {
@@ -181,7 +174,7 @@ def timeline_schemas() -> dict[str, Any]:
         ],
         "properties": {
             "execution_id": {"type": "string"},
-            "status": _ref("ExecutionStatus"),
+            "status": schema_ref("ExecutionStatus"),
             "last_seq": {"type": "integer", "minimum": 0},
             "first": _SECONDS,
             "last": _SECONDS,
@@ -202,7 +195,7 @@ def timeline_schemas() -> dict[str, Any]:
             },
             "total_rows": {"type": "integer", "minimum": 0},
             "offset": {"type": "integer", "minimum": 0},
-            "rows": {"type": "array", "items": _ref("TimelineRow")},
+            "rows": {"type": "array", "items": schema_ref("TimelineRow")},
         },
     }
     unit_fields = {
@@ -235,7 +228,7 @@ def timeline_schemas() -> dict[str, Any]:
                     "properties": {
                         "unit": {"type": "string"},
                         "changed": {"type": "array", "items": {"type": "string"}},
-                        "before": _nullable(unit_fields),
+                        "before": nullable(unit_fields),
                         "after": unit_fields,
                     },
                 },
