@@ -4,7 +4,9 @@ Each execution is replayed from its events; `compare_executions` lines their ste
 of the step ids, in workflow order, steps of one side only marked so) with, for each side, the
 status, duration, attempts and tokens (`step.usage`), a map step's items counted and a loop
 step's iterations (items and iterations are folded under their step, not rows of their own),
-and whether the outputs are equal, with a unified diff of their pretty JSON when they are not.
+and whether the outputs are equal, with a unified diff of their pretty JSON when they are not
+(a step one side has not finished yet, pending, running or waiting, has no output to compare:
+its verdict is `not finished in a` or `b`, with no diff).
 The workflow documents and the inputs are compared the same way. Huge outputs are cut before
 they are diffed, and every diff is cut to `MAX_DIFF_LINES` lines, saying how much it left out.
 """
@@ -346,13 +348,29 @@ def _compare_step(
         or first["status"] != second["status"]
         or (reused_by is None and first["attempts"] != second["attempts"])
     )
+    unfinished = [name for name, side in (("a", first), ("b", second)) if _unfinished(side)]
+    if output_diff is None:
+        verdict = "equal"
+    elif unfinished:
+        # An output that is not there yet has not changed: say which side has not finished.
+        verdict, output_diff = "not finished in " + " and ".join(unfinished), None
+    else:
+        verdict = "changed"
     return {
         "step_id": step_id,
         "in": "both",
         "a": dict(first),
         "b": dict(second),
-        "output": "equal" if output_diff is None else "changed",
+        "output": verdict,
         "output_diff": output_diff,
         "differs": differs,
         "reused_by": reused_by,
     }
+
+
+_UNFINISHED: frozenset[str] = frozenset({"pending", "running", "retrying", "waiting"})
+
+
+def _unfinished(side: Mapping[str, Any]) -> bool:
+    """Whether a step's side has no final status yet (so no output to compare)."""
+    return str(side["status"]) in _UNFINISHED

@@ -181,7 +181,17 @@ def time_travel_schemas() -> dict[str, Any]:
                             "in": {"enum": ["both", "a", "b"]},
                             "a": nullable(schema_ref("StepAt")),
                             "b": nullable(schema_ref("StepAt")),
-                            "output": {"enum": ["equal", "changed", "only in a", "only in b"]},
+                            "output": {
+                                "enum": [
+                                    "equal",
+                                    "changed",
+                                    "only in a",
+                                    "only in b",
+                                    "not finished in a",
+                                    "not finished in b",
+                                    "not finished in a and b",
+                                ]
+                            },
                             "output_diff": diff,
                             "differs": {"type": "boolean"},
                             "reused_by": {

@@ -135,6 +135,18 @@ def test_a_declared_step_that_never_ran_is_pending_not_absent() -> None:
     )
 
 
+def test_a_step_one_side_has_not_finished_is_not_called_changed() -> None:
+    """Its output is not there yet: the verdict names the side, with no diff to read."""
+    one = execution("one", ["a", "b"], {"a": 1})
+    two = execution("two", ["a", "b"], {"a": 1, "b": 2})
+    [_, b] = compare_executions(one, two)["steps"]
+    assert (b["output"], b["output_diff"], b["differs"]) == ("not finished in a", None, True)
+    [_, b] = compare_executions(two, one)["steps"]
+    assert b["output"] == "not finished in b"
+    [a, _] = compare_executions(one, one)["steps"]
+    assert a["output"] == "equal"
+
+
 def test_the_status_to_show_overrides_the_replayed_one() -> None:
     """A side given a status (`interrupted`) shows it instead of its replayed one."""
     one = execution("one", ["a"], {})

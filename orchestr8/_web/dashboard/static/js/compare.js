@@ -3,15 +3,15 @@
 // status, duration, attempts and tokens of each side, and the output diff — the two outputs side
 // by side, the keys that changed marked (with a word, not only a colour), unchanged ones folded
 // away. Steps only one execution has are marked so, and a step one side has not finished reads
-// "not finished in B" rather than "changed". The ids may be the 8-character prefixes the pages
-// show: each is resolved to the one execution it starts (or the page says it is ambiguous).
+// "not finished in B" (the comparison's verdict) rather than "changed". The ids may be the
+// 8-character prefixes the pages show: each is resolved to the one execution it starts (or the
+// page says it is ambiguous).
 
 import { ApiError, getJSON, query } from "./api.js";
 import { showError } from "./banner.js";
 import { duration, element, shortId, statusBadge } from "./format.js";
 
 const SIDES = ["a", "b"];
-const UNFINISHED = new Set(["pending", "running", "retrying", "waiting"]);
 const FULL_ID = /^[0-9a-f]{32}(\..+)?$/;
 const PREFIX = /^[0-9a-f]{1,31}$/;
 const SHOWN_MATCHES = 50;
@@ -28,10 +28,10 @@ async function resolveId(given, name) {
   throw new ApiError(400, `${name.toUpperCase()} is ambiguous`, detail, [{ path: name, message: ids.slice(0, 5).join(", ") + (ids.length > 5 ? ", …" : "") }]);
 }
 
-/** Which side has not finished the step (its status is not final), or null. */
-function unfinishedSide(entry) {
-  const open = SIDES.filter((name) => entry[name] && UNFINISHED.has(entry[name].status));
-  return open.length ? open.map((name) => name.toUpperCase()).join(" and ") : null;
+/** The comparison's verdict on a step one side has not finished ("not finished in B"), or null. */
+function unfinishedVerdict(entry) {
+  if (!entry.output.startsWith("not finished in ")) return null;
+  return entry.output.replace(/\b[ab]\b/g, (side) => side.toUpperCase());
 }
 
 function tokens(usage) {
@@ -102,8 +102,8 @@ function cell(step, read) {
 function stepRows(entry) {
   const { a, b } = entry;
   const only = entry.in === "both" ? null : `only in ${entry.in.toUpperCase()}`;
-  const unfinished = only || entry.output === "equal" ? null : unfinishedSide(entry);
-  const verdict = only || (unfinished ? `not finished in ${unfinished}` : entry.output);
+  const unfinished = only ? null : unfinishedVerdict(entry);
+  const verdict = only || unfinished || entry.output;
   const main = element(
     "tr",
     { dataset: { stepId: entry.step_id, output: entry.output }, className: entry.differs ? "differs" : "" },
