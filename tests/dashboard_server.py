@@ -20,6 +20,22 @@ from typing import Any
 import attrs
 import httpx
 
+RETRIED: dict[str, Any] = {
+    "schema_version": "1.0",
+    "name": "retried",
+    "steps": [
+        {"id": "first", "agent": "echo", "input": "hello"},
+        {
+            "id": "flaky",
+            "agent": {"id": "fail", "config": {"times": 1}},
+            "depends_on": ["first"],
+            "input": "x",
+            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05}},
+        },
+    ],
+}
+"""A workflow whose second step fails once and succeeds on its retry: a retry to look at."""
+
 
 @attrs.define
 class DashboardServer:

@@ -22,7 +22,7 @@ from ._event_socket import (
 )
 from ._openapi_gates import gate_paths, gate_schemas
 from ._openapi_graph import graph_paths, graph_schemas
-from ._openapi_parts import schema_ref
+from ._openapi_parts import path_parameter, schema_ref
 from ._openapi_schemas import component_schemas
 from ._openapi_sessions import add_session_security
 from ._openapi_steps import step_paths, step_schemas
@@ -31,13 +31,9 @@ from ._requests import CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_CORRELATION_
 
 _JSON: Final = "application/json"
 _PROBLEM: Final = "application/problem+json"
-_ID_PARAMETER: Final = {
-    "name": "execution_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The execution's id, as returned by `POST /workflows/execute`.",
-}
+_ID_PARAMETER: Final = path_parameter(
+    "execution_id", "The execution's id, as returned by `POST /workflows/execute`."
+)
 
 _ERRORS: Final = {
     "400": "The request is malformed: invalid JSON, or an invalid query parameter or header.",

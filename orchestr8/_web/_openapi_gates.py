@@ -9,26 +9,20 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._openapi_parts import JSON, error_responses, json_answer, schema_ref
+from ._openapi_parts import JSON, error_responses, json_answer, path_parameter, schema_ref
 
 __all__ = ["gate_paths", "gate_schemas"]
 
-_ID: Final = {
-    "name": "execution_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The execution's id; a gate inside a sub-workflow belongs to the child "
+_ID: Final = path_parameter(
+    "execution_id",
+    "The execution's id; a gate inside a sub-workflow belongs to the child "
     "execution (`PARENT.STEP`).",
-}
-_GATE: Final = {
-    "name": "gate_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The gate's id: the approval step's id, a map item's `STEP[i]`, a loop "
+)
+_GATE: Final = path_parameter(
+    "gate_id",
+    "The gate's id: the approval step's id, a map item's `STEP[i]`, a loop "
     "iteration's `STEP#k`, percent-encoded (`STEP%5B2%5D`, `STEP%233`).",
-}
+)
 
 
 def gate_paths() -> dict[str, Any]:

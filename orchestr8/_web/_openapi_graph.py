@@ -12,24 +12,14 @@ from typing import Any, Final
 
 from .._journal._events import StepStatus
 from .._journal._graph_view import INTERRUPTED
-from ._openapi_parts import error_responses, json_answer, nullable, schema_ref
+from ._openapi_parts import error_responses, json_answer, nullable, path_parameter, schema_ref
 
 __all__ = ["graph_paths", "graph_schemas"]
 
-_ID: Final = {
-    "name": "execution_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The execution's id.",
-}
-_STEP: Final = {
-    "name": "step_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The id of a map, loop, sub-workflow or plan step of the execution.",
-}
+_ID: Final = path_parameter("execution_id", "The execution's id.")
+_STEP: Final = path_parameter(
+    "step_id", "The id of a map, loop, sub-workflow or plan step of the execution."
+)
 _STATUS_WORD: Final = {
     "type": "string",
     "description": "A step status (pending, running, retrying, succeeded, failed, skipped, "

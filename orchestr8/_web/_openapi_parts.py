@@ -16,6 +16,7 @@ __all__ = [
     "error_responses",
     "json_answer",
     "nullable",
+    "path_parameter",
     "schema_ref",
 ]
 
@@ -34,6 +35,15 @@ def schema_ref(name: str) -> dict[str, str]:
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema`, or JSON null."""
     return {"oneOf": [schema, {"type": "null"}]}
+
+
+def path_parameter(name: str, description: str | None = None) -> dict[str, Any]:
+    """A required string parameter of the path, `{name}`, described when `description` is given."""
+    parameter: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    parameter["schema"] = {"type": "string"}
+    if description is not None:
+        parameter["description"] = description
+    return parameter
 
 
 def json_answer(description: str, schema: str) -> dict[str, Any]:

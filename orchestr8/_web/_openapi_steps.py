@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._openapi_parts import COMMON_ERRORS, JSON, nullable, schema_ref
+from ._openapi_parts import COMMON_ERRORS, JSON, nullable, path_parameter, schema_ref
 
 __all__ = ["step_paths", "step_schemas"]
 
@@ -23,20 +23,12 @@ def step_paths() -> dict[str, Any]:
                 "summary": "One step of an execution: input (declared and resolved), output, "
                 "error, attempts, tokens, gate and child execution.",
                 "parameters": [
-                    {
-                        "name": "execution_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "step_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "A step id, a map item's `STEP[i]` or a loop iteration's "
+                    path_parameter("execution_id"),
+                    path_parameter(
+                        "step_id",
+                        "A step id, a map item's `STEP[i]` or a loop iteration's "
                         "`STEP#k`, percent-encoded (`STEP%5B2%5D`, `STEP%232`).",
-                    },
+                    ),
                 ],
                 "responses": {
                     "200": {

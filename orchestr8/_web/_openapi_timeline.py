@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._openapi_parts import COMMON_ERRORS, JSON, nullable, schema_ref
+from ._openapi_parts import COMMON_ERRORS, JSON, nullable, path_parameter, schema_ref
 from ._requests import MAX_SEQ
 from ._timeline_routes import TIMELINE_ROWS_LIMIT
 
@@ -76,12 +76,7 @@ def timeline_paths() -> dict[str, Any]:
                 "its items' segments. `offset` and `limit` page the rows; `total_rows` says how "
                 "many there are.",
                 "parameters": [
-                    {
-                        "name": "execution_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
+                    path_parameter("execution_id"),
                     _query(
                         "offset",
                         "Skip this many rows.",

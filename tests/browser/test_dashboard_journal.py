@@ -5,23 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dashboard_server import DashboardServer
+from dashboard_server import RETRIED, DashboardServer
 from playwright.sync_api import Page, expect
 
-RETRIED: dict[str, Any] = {
-    "schema_version": "1.0",
-    "name": "retried",
-    "steps": [
-        {"id": "first", "agent": "echo", "input": "hello"},
-        {
-            "id": "flaky",
-            "agent": {"id": "fail", "config": {"times": 1}},
-            "depends_on": ["first"],
-            "input": "x",
-            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05}},
-        },
-    ],
-}
 MANY: dict[str, Any] = {
     "schema_version": "1.0",
     "name": "many",

@@ -8,24 +8,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dashboard_server import DashboardServer, start_dashboard
+from dashboard_server import RETRIED, DashboardServer, start_dashboard
 from link_proxy import link_proxy
 from playwright.sync_api import Page, expect
 
-RETRIED: dict[str, Any] = {
-    "schema_version": "1.0",
-    "name": "retried",
-    "steps": [
-        {"id": "first", "agent": "echo", "input": "hello"},
-        {
-            "id": "flaky",
-            "agent": {"id": "fail", "config": {"times": 1}},
-            "depends_on": ["first"],
-            "input": "x",
-            "policy": {"retry": {"max_attempts": 2, "initial_delay": 0.05}},
-        },
-    ],
-}
 MAPPED: dict[str, Any] = {
     "schema_version": "1.1",
     "name": "mapped",
