@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_TOKENS",
     "MINIMUM_INPUTS",
+    "DatasetInput",
     "EvalArm",
     "EvalSpec",
     "eval_spec_from_options",
@@ -68,6 +69,14 @@ _SPEC_KEYS: Final = frozenset(
     }
 )
 _ARM_KEYS: Final = frozenset({"template", "model"})
+
+
+@attrs.frozen
+class DatasetInput:
+    """One dataset line: its line number in the file and its template variables."""
+
+    line: int
+    variables: Mapping[str, JSON]
 
 
 @attrs.frozen
@@ -313,10 +322,8 @@ def _integer(
     return value
 
 
-def load_dataset(
-    path: str | os.PathLike[str], *, allow_small: bool = False
-) -> list[dict[str, JSON]]:
-    """The inputs of a JSON Lines dataset: one object per non-blank line, in file order.
+def load_dataset(path: str | os.PathLike[str], *, allow_small: bool = False) -> list[DatasetInput]:
+    """The inputs of a JSON Lines dataset: one object per non-blank line, with its number.
 
     Raises:
         EvalDatasetError: the file cannot be read; a line is not JSON or not an object (its
@@ -334,10 +341,10 @@ def load_dataset(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise EvalDatasetError(f"{label}: not UTF-8 text ({error.reason})") from None
-    inputs: list[dict[str, JSON]] = []
+    inputs: list[DatasetInput] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            inputs.append(_dataset_line(label, number, line))
+            inputs.append(DatasetInput(number, _dataset_line(label, number, line)))
     if not inputs:
         raise EvalDatasetError(f"{label}: no inputs (one JSON object per line)")
     if len(inputs) < MINIMUM_INPUTS and not allow_small:

@@ -222,7 +222,10 @@ def test_a_dataset_is_one_object_per_line_blank_lines_skipped(tmp_path: Path) ->
     lines = [json.dumps({"topic": f"t{index}"}) for index in range(MINIMUM_INPUTS)]
     path = write_dataset(tmp_path, [lines[0], "", "   ", *lines[1:]])
     inputs = load_dataset(path)
-    assert inputs == [{"topic": f"t{index}"} for index in range(MINIMUM_INPUTS)]
+    assert [entry.variables for entry in inputs] == [
+        {"topic": f"t{index}"} for index in range(MINIMUM_INPUTS)
+    ]
+    assert [entry.line for entry in inputs] == [1, *range(4, MINIMUM_INPUTS + 3)]
 
 
 @pytest.mark.parametrize(
