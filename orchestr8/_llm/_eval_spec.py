@@ -69,6 +69,7 @@ _SPEC_KEYS: Final = frozenset(
     }
 )
 _ARM_KEYS: Final = frozenset({"template", "model"})
+_JUDGE_KEYS: Final = frozenset({"model", "k"})
 
 
 @attrs.frozen
@@ -103,7 +104,7 @@ class EvalSpec:
     expect: Mapping[str, Any] | None = None
     """Expectations scoring both arms alike; None: each template's own."""
     judge: Mapping[str, Any] | None = None
-    """The LLM judge for completeness (`{"model": "provider:model", "k": 3}`), if any."""
+    """The completeness judge of both arms (`{"model": "provider:model", "k": 3}`), if any."""
 
 
 def load_eval_spec(path: str | os.PathLike[str]) -> EvalSpec:
@@ -214,7 +215,14 @@ def _spec_of(
         if value is not None and not isinstance(value, dict):
             problems.append(Problem(append_path("$", key), "must be an object"))
     if isinstance(judge, dict):
+        for key in sorted(set(judge) - _JUDGE_KEYS):
+            problems.append(
+                Problem(append_path("$.judge", key), f"unknown key (known: {_known(_JUDGE_KEYS)})")
+            )
         _model(judge, "$.judge", problems, required=True)
+        samples = judge.get("k", 3)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 20:
+            problems.append(Problem("$.judge.k", "must be a whole number from 1 to 20"))
     arm_a, arm_b = arms["a"], arms["b"]
     if (
         arm_a is not None

@@ -93,7 +93,7 @@ def test_every_problem_of_a_spec_is_named_by_its_path(tmp_path: Path) -> None:
             "temperature": 5,
             "allow_small": "yes",
             "expect": [],
-            "judge": {"model": "gpt"},
+            "judge": {"model": "gpt", "k": 0, "samples": 2},
             "extra": True,
         },
     )
@@ -113,9 +113,11 @@ def test_every_problem_of_a_spec_is_named_by_its_path(tmp_path: Path) -> None:
         "$.temperature: must be a number from 0 to 2",
         "$.allow_small: must be true or false",
         "$.expect: must be an object",
+        "$.judge.samples: unknown key (known: k, model)",
         "$.judge.model: must name its provider, as provider:model, got 'gpt'",
+        "$.judge.k: must be a whole number from 1 to 20",
     ]
-    assert str(error.value).startswith(f"{path}: invalid eval spec (13 problems):\n  $.extra")
+    assert str(error.value).startswith(f"{path}: invalid eval spec (15 problems):\n  $.extra")
 
 
 def test_the_arms_must_differ(tmp_path: Path) -> None:
