@@ -50,7 +50,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── InsecureBindError                (PermissionError) serving beyond loopback without a key
     ├── EvalError                        `orchestr8 eval` cannot compare its two arms
     │   ├── EvalSpecError                (ValueError) an eval spec (a file or flags) is unusable
-    │   └── EvalDatasetError             (ValueError) a dataset line is not an object, or too few
+    │   ├── EvalDatasetError             (ValueError) a dataset line is not an object, or too few
+    │   └── EvalCallsFailedError         model calls failed for good (the others are cached)
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
         │   └── ProviderResponseError    a model provider answered with something malformed
@@ -326,6 +327,10 @@ class EvalSpecError(EvalError, ValueError):
 
 class EvalDatasetError(EvalError, ValueError):
     """A dataset is unusable: unreadable, a line that is not a JSON object, or too few lines."""
+
+
+class EvalCallsFailedError(EvalError):
+    """Some of an eval's model calls failed for good; the outputs of the others are cached."""
 
 
 class ResilienceError(Orchestr8Error):
