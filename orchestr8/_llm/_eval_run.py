@@ -37,6 +37,7 @@ __all__ = [
     "ArmScore",
     "EvalArmRunner",
     "EvalProgress",
+    "PricedProvider",
     "call_cached",
     "call_order",
     "request_key",
@@ -61,8 +62,21 @@ class ArmScore:
     passed: bool | None
 
 
-class EvalArmRunner(Protocol):
-    """One arm as the runner drives it: its name, provider, requests, scores and prices."""
+class PricedProvider(Protocol):
+    """A provider and how its calls are priced: what `call_cached` needs of an arm or a judge."""
+
+    @property
+    def provider(self) -> Provider:
+        """Where the calls go."""
+        ...
+
+    def cost(self, usage: Usage) -> float | None:
+        """What a call with `usage` cost in USD, or None when the model's price is unknown."""
+        ...
+
+
+class EvalArmRunner(PricedProvider, Protocol):
+    """One arm as the runner drives it: its name, requests and scores, beside its provider."""
 
     @property
     def name(self) -> str:
@@ -79,17 +93,8 @@ class EvalArmRunner(Protocol):
         """The template's path, for the report."""
         ...
 
-    @property
-    def provider(self) -> Provider:
-        """Where the arm's calls go."""
-        ...
-
     def request(self, variables: Mapping[str, JSON]) -> ChatRequest:
         """The request for one input; raises an `Orchestr8Error` when it does not render."""
-        ...
-
-    def cost(self, usage: Usage) -> float | None:
-        """What a call with `usage` cost in USD, or None when the model's price is unknown."""
         ...
 
     async def score(self, text: str) -> ArmScore:
@@ -265,7 +270,7 @@ async def _call_all(
 
 
 async def call_cached(
-    arm: EvalArmRunner, request: ChatRequest, key: str, cache: EvalCache
+    arm: PricedProvider, request: ChatRequest, key: str, cache: EvalCache
 ) -> CachedReply:
     """The reply to `request` from the cache, else from one call (with retries), then cached.
 
