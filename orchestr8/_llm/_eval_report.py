@@ -309,7 +309,7 @@ def dimension_rows(report: EvalReport) -> list[tuple[str, ...]]:
                 _p(result.p_adjusted),
                 comparison.test.test,
                 effect,
-                "-" if detectable is None else number(detectable),
+                "-" if detectable is None else _detectable(comparison.kind, detectable),
                 _VERDICT_WORDS[result.verdict],
             )
         )
@@ -353,6 +353,10 @@ def _percent(value: float) -> str:
 
 def _signed_percent(value: float) -> str:
     return f"{100 * value:+.0f}pp"
+
+
+def _detectable(kind: str, value: float) -> str:
+    return f"{100 * value:.0f}pp" if kind == "pass_fail" else f"{value:.1f}"
 
 
 def _p(value: float) -> str:

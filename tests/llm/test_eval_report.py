@@ -152,6 +152,7 @@ def test_the_tables_people_read() -> None:
     assert rows[1][-1] == "B worse"
     assert rows[2][1:4] == ("100%", "33%", "-67pp")
     assert rows[2][8].startswith("OR ")
+    assert rows[2][9].endswith("pp")
     arms = arm_rows(report)
     assert arms[0] == (
         "a",
