@@ -280,3 +280,18 @@ def test_an_empty_or_unreadable_dataset(tmp_path: Path) -> None:
         load_dataset(binary)
     with pytest.raises(EvalDatasetError, match="cannot read"):
         load_dataset(tmp_path / "missing.jsonl")
+
+
+def test_files_over_the_size_limit_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec or dataset larger than the limit is not read into memory, and says so."""
+    from orchestr8._llm import _eval_spec
+
+    monkeypatch.setattr(_eval_spec, "MAX_FILE_BYTES", 8)
+    spec = write_spec(tmp_path, {"dataset": "a-long-name.jsonl"})
+    with pytest.raises(EvalSpecError, match="larger than the 64 MiB limit"):
+        load_eval_spec(spec)
+    dataset = write_dataset(tmp_path, ['{"topic": "long enough"}'])
+    with pytest.raises(EvalDatasetError, match="larger than the 64 MiB limit"):
+        load_dataset(dataset)
