@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from .._errors import EvalSpecError, Orchestr8Error, Problem, TemplateError
+from .._errors import Orchestr8Error, TemplateError
 from .._json import JSON
 from ._chat import ChatMessage, ChatReply, ChatRequest, Usage
 from ._eval_cache import EvalCache
@@ -180,7 +180,7 @@ def prepare_arms(
         EvalSpecError: a template is unusable, a model or the judge's cannot be resolved, the
             expectations do not compile, or there is nothing to score.
     """
-    shared = None if spec.expect is None else _compile(spec.expect, "$.expect")
+    shared = None if spec.expect is None else _compile(spec, spec.expect)
     return (
         _prepare(spec, spec.a, shared, catalog, cache),
         _prepare(spec, spec.b, shared, catalog, cache),
@@ -199,22 +199,22 @@ def _prepare(
     try:
         file = load_template(arm.template, directory=Path.cwd())
     except TemplateError as error:
-        raise _spec_error(f"{where}.template", str(error)) from None
-    resolved = _resolve(catalog, arm.model, f"{where}.model")
+        raise spec.problem(f"{where}.template", str(error)) from None
+    resolved = _resolve(spec, catalog, arm.model, f"{where}.model")
     expect = shared if shared is not None else file.expect
     if expect is None:
-        raise _spec_error(
+        raise spec.problem(
             "$.expect",
             f"nothing to score: the spec has no expect and template {arm.template} declares none",
         )
     if spec.judge is not None:
         if expect.completeness is None:
-            raise _spec_error("$.judge", "the expectations declare no completeness sections")
+            raise spec.problem("$.judge", "the expectations declare no completeness sections")
         judged = JudgeSpec(str(spec.judge["model"]), int(spec.judge.get("k", 3)))
         expect = attrs.evolve(expect, completeness=attrs.evolve(expect.completeness, judge=judged))
     judge = None
     if expect.judge is not None:
-        judge = _resolve(catalog, expect.judge.model, "$.judge.model")
+        judge = _resolve(spec, catalog, expect.judge.model, "$.judge.model")
     return TemplateArm(
         name=arm.name,
         model=arm.model,
@@ -229,26 +229,21 @@ def _prepare(
     )
 
 
-def _compile(expect: Mapping[str, Any], where: str) -> Expectations:
+def _compile(spec: EvalSpec, expect: Mapping[str, Any]) -> Expectations:
     """The compiled `expect` of the spec, or an `EvalSpecError` at its path."""
     try:
-        return compile_expect(expect, where)
+        return compile_expect(expect, "$.expect")
     except TemplateError as error:
         path, _, problem = str(error).partition(": ")
-        raise _spec_error(path, problem) from None
+        raise spec.problem(path, problem) from None
 
 
-def _resolve(catalog: ModelCatalog, model: str, where: str) -> ResolvedModel:
+def _resolve(spec: EvalSpec, catalog: ModelCatalog, model: str, where: str) -> ResolvedModel:
     """Resolve `model`, or an `EvalSpecError` at `where` saying why it cannot be."""
     try:
         return catalog.resolve(model, bare_allowed=False)
     except Orchestr8Error as error:
-        raise _spec_error(where, str(error)) from None
-
-
-def _spec_error(where: str, message: str) -> EvalSpecError:
-    """One problem of the eval, at its JSON path."""
-    return EvalSpecError([Problem(where, message)], "eval")
+        raise spec.problem(where, str(error)) from None
 
 
 async def evaluate(

@@ -105,6 +105,15 @@ class EvalSpec:
     """Expectations scoring both arms alike; None: each template's own."""
     judge: Mapping[str, Any] | None = None
     """The completeness judge of both arms (`{"model": "provider:model", "k": 3}`), if any."""
+    source: str = "the spec"
+    """Where the spec came from, for messages: the file's path, or `the options`."""
+    from_flags: bool = False
+    """Whether the flags described it: problems are then named by flag, not JSON path."""
+
+    def problem(self, path: str, message: str) -> EvalSpecError:
+        """An `EvalSpecError` of one problem found later (an arm's model, its template)."""
+        where = _FLAGS.get(path, path) if self.from_flags else path
+        return EvalSpecError([Problem(where, message)], self.source)
 
 
 def load_eval_spec(path: str | os.PathLike[str]) -> EvalSpec:
@@ -251,6 +260,8 @@ def _spec_of(
         allow_small=allow_small,
         expect=expect,
         judge=judge,
+        source=label,
+        from_flags=flags,
     )
 
 
