@@ -149,8 +149,8 @@ class Score:
     @property
     def overall(self) -> float | None:
         """The mean of the declared dimensions, or None when none is declared."""
-        values = [value for value in (self.structure, self.constraints, self.completeness)]
-        declared = [value for value in values if value is not None]
+        dimensions = (self.structure, self.constraints, self.completeness)
+        declared = [value for value in dimensions if value is not None]
         return statistics.fmean(declared) if declared else None
 
     def to_json(self) -> dict[str, JSON]:
