@@ -138,6 +138,25 @@ async def test_variables_map_the_step_input_keeping_types(fake: FakeAnthropic) -
     assert sent["messages"] == [{"role": "user", "content": "<topic>the sea</topic>"}]
 
 
+async def test_variables_may_be_objects_and_arrays_of_placeholders(fake: FakeAnthropic) -> None:
+    """A `variables` value that is an object or array is filled recursively."""
+    fake.reply_text("ok")
+    template = {
+        "version": "1",
+        "variables": {"facts": {"type": "object"}},
+        "messages": [{"role": "user", "content": "Facts: ${vars.facts}"}],
+    }
+    config = {
+        "model": "claude-test",
+        "template": template,
+        "variables": {"facts": {"list": ["${input.a}", 3, "plain"], "b": "${input.b}"}},
+    }
+    await run_agent("llm", {"a": 1, "b": [True]}, config=config)
+    assert fake.requests[0].json["messages"][0]["content"] == (
+        'Facts: {"list": [1, 3, "plain"], "b": [true]}'
+    )
+
+
 async def test_a_template_output_schema_makes_a_json_reply(fake: FakeAnthropic) -> None:
     """The template's `output_schema` is applied like the config's: output gains `json`."""
     fake.reply_json({"title": "T"})
@@ -222,6 +241,13 @@ async def test_a_missing_variable_fails_without_a_call(fake: FakeAnthropic) -> N
     ("config", "error", "problem"),
     [
         ({"template": 3}, AgentConfigurationError, "template must be a path to a .json or .xml"),
+        ({"template": []}, AgentConfigurationError, "template must be a path to a .json or .xml"),
+        (
+            {"template": ""},
+            AgentConfigurationError,
+            "template must be a path to a .json or .xml template file, or an inline template "
+            "object; got a string",
+        ),
         (
             {"template": "prompts/brief.json"},
             TemplateError,
