@@ -15,8 +15,9 @@ Config (validated when the agent is built, which needs neither an API key nor `a
   `expect` (what the reply is scored against; see `actors._llm_templates`).
 
 Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens"}, "model",
-"stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress` events; token counts are
-recorded per API call as `step.usage` events. The full reference is `docs/llm.md`.
+"stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress` events; token
+counts are recorded per API call as `step.usage` events, each call as `llm.called` and each score
+as `step.scored`. The full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations

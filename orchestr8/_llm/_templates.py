@@ -235,15 +235,12 @@ def _variables(value: Any, locate: _Locator) -> dict[str, TemplateVariable]:
 
 def _string(document: Mapping[str, Any], key: str, locate: _Locator, required: bool) -> str | None:
     value = document.get(key)
-    if value is None and not required:
+    if value is None:
+        if required:
+            raise locate.error(f"$.{key}", "is required: a non-empty string")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise locate.error(
-            f"$.{key}",
-            "is required: a non-empty string"
-            if value is None
-            else f"must be a non-empty string, got {value!r}",
-        )
+        raise locate.error(f"$.{key}", f"must be a non-empty string, got {value!r}")
     return value
 
 

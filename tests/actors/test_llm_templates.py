@@ -348,3 +348,27 @@ async def test_a_broken_template_is_a_load_problem_at_the_step(prompts: Path) ->
         "agent 'llm': template prompts/broken.json: $.messages[0].content: placeholder "
         "${vars.topik} names an undeclared variable (declared: topic, words)"
     )
+
+
+async def test_a_workflow_without_a_file_cannot_use_a_relative_template_path() -> None:
+    """A document given as data (as over REST) has no directory: the load error says why."""
+    workflow = {
+        "schema_version": "1.0",
+        "name": "no-file",
+        "steps": [
+            {
+                "id": "brief",
+                "agent": {
+                    "id": "llm",
+                    "config": {"model": "claude-test", "template": "prompts/brief.json"},
+                },
+            }
+        ],
+    }
+    async with open_runtime() as runtime:
+        with pytest.raises(WorkflowValidationError) as caught:
+            await runtime.start(workflow)
+    (problem,) = caught.value.problems
+    assert problem.path == "$.steps[0].agent"
+    assert "a relative path needs the workflow file's directory" in problem.message
+    assert "it came over REST" in problem.message
