@@ -206,7 +206,7 @@ async def test_an_input_that_does_not_render_names_its_line(tmp_path: Path) -> N
 async def test_calls_run_at_most_concurrency_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Replies stream slowly: 4 calls at a time take a quarter of the time of 1 at a time."""
+    """Slow streamed replies: 4 calls at a time take about a quarter of the time, never less."""
 
     @attrs.frozen
     class StreamingArm(WordArm):
@@ -230,8 +230,8 @@ async def test_calls_run_at_most_concurrency_at_once(
                 concurrency=concurrency,
             )
         elapsed[concurrency] = trio.current_time() - started
-    assert elapsed[4] == pytest.approx(elapsed[1] / 4)
-    assert elapsed[4] > 0
+    # Never more than 4 at once: not faster than a quarter; but truly 4 at once: well under half.
+    assert elapsed[1] / 4 - 1e-6 <= elapsed[4] < elapsed[1] / 2
 
 
 async def test_an_unknown_price_makes_the_cost_unknown(tmp_path: Path) -> None:
