@@ -1,25 +1,32 @@
-"""The `llm` agent: one step's conversation with an Anthropic model through the Messages API.
+"""The `llm` agent: one step's conversation with a model of any provider in the catalog.
 
-Config (validated when the agent is built, which needs neither an API key nor `anthropic`):
+Config (validated when the agent is built, which needs neither an API key nor an SDK):
 
-- `model` (required), `max_tokens` (1024), `temperature`, `system`;
+- `model` (required): `provider:model` (`openai:gpt-4.1`, `local:llama3.1`); a bare model id
+  means `anthropic:`; `max_tokens` (1024), `temperature`, `system`;
+- `fallback`: more `provider:model` names, tried in order when a call fails retryably, its
+  provider's circuit breaker is open, or the provider refuses the key or the model (see
+  `orchestr8._llm._fallback`);
 - `prompt`: a string (one user message) or a list of ``{"role", "content"}`` messages, with
   `${input...}` placeholders filled from the step input (see `actors._llm_prompt`); without it
   the step input is the user message;
 - `output_schema`: a JSON Schema the reply must be JSON for (output gets `"json"`);
 - `tools` and `max_turns` (5): other agents the model may call, in a loop of at most that many
   API calls;
-- `request_timeout` (60 s), `api_key` (prefer the `ANTHROPIC_API_KEY` environment variable).
+- `request_timeout` (60 s), `api_key` (the key of the `anthropic` provider; prefer the
+  `ANTHROPIC_API_KEY` environment variable, or a provider's `api_key` reference).
 
-Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens"}, "model",
-"stop_reason"}``. Reply text streams out as coalesced `step.progress` events; token counts are
-recorded per API call as `step.usage` events. The full reference is `docs/llm.md`.
+Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens", ...}, "model",
+"provider", "stop_reason"}``. Reply text streams out as coalesced `step.progress` events; token
+counts are recorded per API call as `step.usage` events, and every call as `llm.called`. The
+full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
@@ -30,15 +37,20 @@ from orchestr8 import (
     AgentConfigurationError,
     AgentContext,
     AgentRegistry,
-    AnthropicProvider,
     Capability,
     ChatMessage,
-    ChatReply,
     ChatRequest,
+    LLMSession,
     MissingAPIKeyError,
+    ModelName,
     ModelUse,
     NonRetryableError,
+    ProviderCatalog,
     ToolSpec,
+    Usage,
+    complete_with_fallback,
+    detached_session,
+    parse_model_name,
 )
 
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
@@ -66,6 +78,23 @@ class MaxTurnsExceededError(NonRetryableError):
     """The model still asked for tools after `max_turns` API calls."""
 
 
+def _fallbacks(value: Any) -> tuple[ModelName, ...]:
+    """The `fallback` models, each `provider:model`, none repeated."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise AgentConfigurationError(
+            'fallback must be a list of "provider:model" names, e.g. ["openai:gpt-4.1"]'
+        )
+    names: list[ModelName] = []
+    for index, text in enumerate(value):
+        name = parse_model_name(text, field=f"fallback[{index}]")
+        if name in names:
+            raise AgentConfigurationError(f"fallback[{index}]: {str(name)!r} is listed twice")
+        names.append(name)
+    return tuple(names)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -87,6 +116,7 @@ class LLMAgent(Agent):
     config_keys = frozenset(
         {
             "api_key",
+            "fallback",
             "max_tokens",
             "max_turns",
             "model",
@@ -114,14 +144,10 @@ class LLMAgent(Agent):
                 "(a bare model id means Anthropic)"
             )
         self.model = model
-        provider, _, bare = model.partition(":")
-        if not bare:
-            provider, bare = "anthropic", model
-        if provider != "anthropic" or not bare:
-            raise AgentConfigurationError(
-                f"model {model!r}: unknown provider {provider!r}; known: 'anthropic'"
-            )
-        self._bare_model = bare
+        self._candidates = (
+            parse_model_name(model, field="model", bare_allowed=True),
+            *_fallbacks(config.get("fallback")),
+        )
         self.max_tokens = _positive_int(config, "max_tokens", DEFAULT_MAX_TOKENS)
         self.max_turns = _positive_int(config, "max_turns", DEFAULT_MAX_TURNS)
         temperature = config.get("temperature")
@@ -154,21 +180,27 @@ class LLMAgent(Agent):
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
         )
-        self._provider = AnthropicProvider(api_key=api_key, request_timeout=self.request_timeout)
+        self._api_key: str | None = api_key
 
     def __repr__(self) -> str:
         """Show the model, never the config (it may hold an API key)."""
         return f"<LLMAgent model={self.model!r}>"
 
     def model_uses(self) -> list[ModelUse]:
-        """The model this agent calls and what it needs of its provider, checked at load."""
+        """The models this agent calls (its fallbacks too) and what it needs, checked at load."""
         needs = {Capability.STREAMING}
         if self.tools:
             needs.add(Capability.TOOLS)
         if self.output_schema is not None:
             needs.add(Capability.JSON_OUTPUT)
-        model = self.model if ":" in self.model else f"anthropic:{self.model}"
-        return [ModelUse(model, frozenset(needs), "config.model")]
+        return [
+            ModelUse(
+                str(name),
+                frozenset(needs),
+                "config.model" if index == 0 else f"config.fallback[{index - 1}]",
+            )
+            for index, name in enumerate(self._candidates)
+        ]
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the conversation for one attempt and return the reply, its usage and metadata.
@@ -181,16 +213,31 @@ class LLMAgent(Agent):
         """
         messages = [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
         request = self._request(input)
-        usage = {"input_tokens": 0, "output_tokens": 0}
+        usage = Usage()
         progress = ProgressCoalescer(context)
-        async with self._provider.hold():
+        session = context.llm or detached_session()
+        catalog = self._catalog(session)
+        answering = 0
+        async with AsyncExitStack() as held:
+            await self._hold_primary(catalog, held)
             for turn in range(1, self.max_turns + 1):
-                context.logger.debug("calling %s (turn %d)", self.model, turn)
-                reply = await self._call(
-                    context, attrs.evolve(request, messages=messages), progress
-                )
-                usage["input_tokens"] += reply.usage.input_tokens
-                usage["output_tokens"] += reply.usage.output_tokens
+                context.logger.debug("calling %s (turn %d)", self._candidates[answering], turn)
+                try:
+                    answered = await complete_with_fallback(
+                        self._candidates,
+                        attrs.evolve(request, messages=messages),
+                        catalog=catalog,
+                        session=session,
+                        context=context,
+                        request_timeout=lambda: self._timeout(context),
+                        on_text=progress.add,
+                        on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+                        start=answering,
+                    )
+                finally:
+                    progress.flush()
+                reply, answering = answered.reply, answered.index
+                usage = usage + reply.usage
                 if not reply.tool_calls or not self.tools:
                     break
                 if turn == self.max_turns:
@@ -209,22 +256,36 @@ class LLMAgent(Agent):
         output: dict[str, Any] = {"text": reply.text}
         if self.output_schema is not None:
             output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
-        output.update(usage=usage, model=reply.model, stop_reason=reply.stop_reason)
+        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        output.update(
+            usage={**counts, **usage.as_counts()},
+            model=reply.model,
+            provider=self._candidates[answering].provider,
+            stop_reason=reply.stop_reason,
+        )
         return output
 
-    async def _call(
-        self, context: AgentContext, request: ChatRequest, progress: ProgressCoalescer
-    ) -> ChatReply:
-        """One call to the model: its text streamed as progress, its usage recorded."""
+    async def _hold_primary(self, catalog: ProviderCatalog, held: AsyncExitStack) -> None:
+        """Keep the primary provider's client open for the run's turns, when it can be made.
+
+        A provider that cannot be made now (no key) is not held: its call then fails and falls
+        back.
+        """
         try:
-            return await self._provider.complete(
-                request,
-                timeout=self._timeout(context),
-                on_text=progress.add,
-                on_usage=lambda spent: context.record_usage(**spent.as_counts()),
-            )
-        finally:
-            progress.flush()
+            provider = catalog.resolve(str(self._candidates[0])).provider
+            hold = getattr(provider, "hold", None)
+            if hold is not None:
+                await held.enter_async_context(hold())
+        except NonRetryableError:
+            return
+
+    def _catalog(self, session: LLMSession) -> ProviderCatalog:
+        """The session's providers; a config `api_key` becomes the `anthropic` provider's key."""
+        catalog = session.catalog
+        spec = catalog.spec("anthropic")
+        if self._api_key is None or spec is None:
+            return catalog
+        return catalog.overlay({"anthropic": attrs.evolve(spec, api_key=self._api_key)})
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:
@@ -238,7 +299,7 @@ class LLMAgent(Agent):
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())
         return ChatRequest(
-            model=self._bare_model,
+            model=self._candidates[0].model,
             messages=(),
             system="\n\n".join(parts) if parts else None,
             max_tokens=self.max_tokens,

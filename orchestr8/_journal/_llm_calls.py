@@ -66,12 +66,13 @@ def fold_llm_call(calls: LLMCalls | None, data: Mapping[str, Any]) -> LLMCalls:
             models += (name,)
     cost = data.get("cost_usd")
     priced = isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost)
+    amount = float(cost) if priced and cost is not None else 0.0
     return LLMCalls(
         calls=calls.calls + 1,
         failed=calls.failed + failed,
         providers=providers,
         models=models,
-        cost_usd=calls.cost_usd + (float(cost) if priced else 0.0),
+        cost_usd=calls.cost_usd + amount,
         unpriced=calls.unpriced + (not priced),
     )
 
@@ -92,7 +93,8 @@ def total_llm_calls(per_step: Mapping[str, LLMCalls | None]) -> LLMCalls | None:
         total = LLMCalls(
             calls=total.calls + calls.calls,
             failed=total.failed + calls.failed,
-            providers=total.providers + tuple(p for p in calls.providers if p not in total.providers),
+            providers=total.providers
+            + tuple(p for p in calls.providers if p not in total.providers),
             models=total.models + tuple(m for m in calls.models if m not in total.models),
             cost_usd=total.cost_usd + calls.cost_usd,
             unpriced=total.unpriced + calls.unpriced,

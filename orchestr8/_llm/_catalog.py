@@ -21,6 +21,7 @@ of kind `openai` is first made.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -30,7 +31,7 @@ from typing import Final
 
 import attrs
 
-from .._errors import MissingSecretError, NonRetryableError
+from .._errors import MissingAPIKeyError, NonRetryableError, UnknownProviderError
 from .._workflow._converter import converter
 from .._workflow._provider_specs import ModelPrice, ProviderSpec, bind_provider_secrets
 from ._chat import ALL_CAPABILITIES, Capability
@@ -43,7 +44,6 @@ __all__ = [
     "OPENAI_EXTRA",
     "ProviderCatalog",
     "ResolvedModel",
-    "UnknownProviderError",
 ]
 
 #: Where the built-in `local` provider looks for a model server: Ollama's OpenAI-compatible API.
@@ -64,10 +64,6 @@ BUILT_IN_PROVIDERS: Final[Mapping[str, ProviderSpec]] = types.MappingProxyType(
         ),
     }
 )
-
-
-class UnknownProviderError(NonRetryableError):
-    """A model name's provider is in no catalog; the message lists the known ones."""
 
 
 @attrs.frozen
@@ -134,7 +130,7 @@ class ProviderCatalog:
     def overlay(
         self, providers: Mapping[str, ProviderSpec], secrets: Mapping[str, str] | None = None
     ) -> ProviderCatalog:
-        """This catalog with a workflow's `providers` over it, sharing its provider instances.
+        """A catalog with a workflow's `providers` over this one's, sharing its provider instances.
 
         `secrets`: the execution's secret values, looked up before the runtime's. Without
         providers or secrets it is this catalog itself.
@@ -229,8 +225,9 @@ class ProviderCatalog:
             return bind_provider_secrets(spec, secrets, environ)
         except KeyError as error:
             secret = str(error.args[0])
-            raise MissingSecretError(
-                [secret], where=f"provider {name!r} references it; set ORCHESTR8_SECRET_{secret}"
+            raise MissingAPIKeyError(
+                f"provider {name!r} uses the secret {secret!r}, which is not set: set"
+                f" ORCHESTR8_SECRET_{secret} or put it in a secrets file"
             ) from None
 
 
@@ -283,12 +280,14 @@ def _make_provider(name: str, spec: ProviderSpec) -> Provider:
         raise NonRetryableError(
             f"provider {name!r} is of kind openai, which needs the openai package: {OPENAI_EXTRA}"
         )
-    from ._openai_provider import OpenAIProvider
-
-    return OpenAIProvider(
+    # Imported by name: the module (and through it the SDK) loads only when a provider of this
+    # kind is first made.
+    module = importlib.import_module(f"{__package__}._openai_provider")
+    provider: Provider = module.OpenAIProvider(
         name,
         base_url=spec.base_url,
         api_key=spec.api_key,
         capabilities=_capabilities(spec),
         headers=spec.headers,
     )
+    return provider

@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from .._errors import (
+    AllProvidersFailedError,
     BudgetExhaustedError,
     CircuitOpenError,
     MissingAPIKeyError,
@@ -54,7 +55,6 @@ from ._session import LLMSession
 __all__ = [
     "FALLBACK_STATUSES",
     "PROVIDER_BREAKER_PREFIX",
-    "AllProvidersFailedError",
     "FallbackReply",
     "complete_with_fallback",
     "cost_of_call",
@@ -70,10 +70,6 @@ PROVIDER_BREAKER_PREFIX: Final = "llm-provider:"
 
 # Providers say `error 404 (...)` (see `describe_provider` and the providers' error mapping).
 _STATUS: Final = re.compile(r"\berror (\d{3})\b")
-
-
-class AllProvidersFailedError(RetryableError):
-    """Every candidate of a call failed, one of them retryably; the message names each failure."""
 
 
 @attrs.frozen
@@ -127,7 +123,7 @@ async def complete_with_fallback(
     catalog: ProviderCatalog,
     session: LLMSession,
     context: Any,
-    timeout: Callable[[], float],
+    request_timeout: Callable[[], float],
     on_text: TextCallback | None = None,
     on_usage: UsageCallback | None = None,
     start: int = 0,
@@ -141,7 +137,7 @@ async def complete_with_fallback(
         catalog: resolves the candidates to providers.
         session: the execution's session: breakers, and where calls are journaled.
         context: the calling agent's context (for the session).
-        timeout: the request timeout to give a call, asked just before it is made.
+        request_timeout: the request timeout to give a call, asked just before it is made.
         on_text: each text delta of a streamed reply.
         on_usage: each call's usage, as soon as it is known (failed calls too).
         start: the candidate to start from (the one that last answered).
@@ -164,7 +160,7 @@ async def complete_with_fallback(
                 catalog=catalog,
                 session=session,
                 context=context,
-                timeout=timeout,
+                request_timeout=request_timeout,
                 on_text=on_text,
                 on_usage=on_usage,
                 extra=extra,
@@ -194,7 +190,7 @@ async def _call_one(
     catalog: ProviderCatalog,
     session: LLMSession,
     context: Any,
-    timeout: Callable[[], float],
+    request_timeout: Callable[[], float],
     on_text: TextCallback | None,
     on_usage: UsageCallback | None,
     extra: Mapping[str, JSON] | None,
@@ -215,7 +211,7 @@ async def _call_one(
         try:
             reply = await resolved.provider.complete(
                 attrs.evolve(request, model=name.model),
-                timeout=timeout(),
+                timeout=request_timeout(),
                 on_text=on_text,
                 on_usage=usage_seen,
             )

@@ -15,14 +15,13 @@ from typing import Final
 
 import attrs
 
-from .._errors import AgentConfigurationError
+from .._errors import ModelNameError
 from .._workflow._provider_specs import PROVIDER_NAME_PATTERN
 
 __all__ = [
     "BARE_MODEL_PROVIDER",
     "PROVIDER_NAME_PATTERN",
     "ModelName",
-    "ModelNameError",
     "model_name_problem",
     "parse_model_name",
 ]
@@ -31,10 +30,6 @@ __all__ = [
 BARE_MODEL_PROVIDER: Final = "anthropic"
 
 _PROVIDER_NAME: Final = re.compile(PROVIDER_NAME_PATTERN)
-
-
-class ModelNameError(AgentConfigurationError):
-    """A model name is malformed or lacks a provider; the message names the field."""
 
 
 @attrs.frozen

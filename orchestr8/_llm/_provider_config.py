@@ -16,14 +16,14 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import cattrs
 from jsonschema import Draft202012Validator
 
-from .._errors import Orchestr8Error, Problem
+from .._errors import Problem, ProviderConfigError
 from .._json import json_value_problems, parse_strict
 from .._workflow._converter import converter
 from .._workflow._document import workflow_schema
@@ -33,7 +33,6 @@ from .._workflow._schema_problems import schema_problems, sort_problems
 __all__ = [
     "MAX_PROVIDER_CONFIG_BYTES",
     "PROVIDERS_VARIABLE",
-    "ProviderConfigError",
     "ProviderSource",
     "configured_providers",
     "parse_provider_config",
@@ -49,20 +48,6 @@ MAX_PROVIDER_CONFIG_BYTES: Final = 1024 * 1024
 #: What `open_runtime(providers=...)` takes: a config file's path, or a `{"providers": ...}`
 #: document or its `providers` mapping (of specs or their JSON forms).
 ProviderSource = str | os.PathLike[str] | Mapping[str, Any]
-
-
-class ProviderConfigError(Orchestr8Error, ValueError):
-    """A provider config file is unreadable or invalid; every problem with its JSON path."""
-
-    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
-        """Keep the problems and the file they were found in (None: a mapping)."""
-        self.problems = tuple(problems)
-        self.source = source
-        where = f"{source}: " if source else ""
-        count = len(self.problems)
-        lines = "\n".join(f"  {problem}" for problem in self.problems)
-        plural = "s" if count != 1 else ""
-        super().__init__(f"{where}invalid provider config ({count} problem{plural}):\n{lines}")
 
 
 @functools.cache

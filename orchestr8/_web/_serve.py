@@ -173,8 +173,8 @@ async def run_service(
 
     `${secrets.NAME}` references are resolved from `secrets_file` (a JSON object of strings),
     then from `ORCHESTR8_SECRET_NAME` environment variables. `providers_file` is the provider
-    config file (None: the one `ORCHESTR8_PROVIDERS` names, if any). `sync_workers` bounds the threads
-    of blocking agent code (None: the runtime's default).
+    config file (None: the one `ORCHESTR8_PROVIDERS` names, if any). `sync_workers` bounds the
+    threads of blocking agent code (None: the runtime's default).
 
     Prints `orchestr8 serving on URL` on `out` once listening, then with `open_browser` opens
     the dashboard (`URL/ui/`) in a web browser; stops on SIGINT or SIGTERM (exit

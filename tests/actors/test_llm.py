@@ -280,6 +280,7 @@ async def test_output_contract_for_plain_text(fake: FakeAnthropic) -> None:
         "text": "Hello!",
         "usage": {"input_tokens": 11, "output_tokens": 4},
         "model": "claude-test-2026",
+        "provider": "anthropic",
         "stop_reason": "end_turn",
     }
     assert recorder.usage == [{"input_tokens": 11, "output_tokens": 4}]
@@ -293,7 +294,7 @@ async def test_output_schema_parses_and_validates_json(fake: FakeAnthropic, fenc
     fake.reply_json({"score": 0.5}, fenced=fenced)
     output = await run_agent({"output_schema": SCHEMA}, "rate it")
     assert output["json"] == {"score": 0.5}
-    assert list(output) == ["text", "json", "usage", "model", "stop_reason"]
+    assert list(output) == ["text", "json", "usage", "model", "provider", "stop_reason"]
     assert json.dumps(SCHEMA) in fake.requests[0].json["system"]
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from orchestr8._errors import ProviderConfigError
 from orchestr8._llm._provider_config import (
     PROVIDERS_VARIABLE,
-    ProviderConfigError,
     configured_providers,
     parse_provider_config,
     read_provider_config,
