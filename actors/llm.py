@@ -256,9 +256,8 @@ class LLMAgent(Agent):
         output: dict[str, Any] = {"text": reply.text}
         if self.output_schema is not None:
             output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
-        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
         output.update(
-            usage={**counts, **usage.as_counts()},
+            usage=usage.as_counts(),
             model=reply.model,
             provider=self._candidates[answering].provider,
             stop_reason=reply.stop_reason,

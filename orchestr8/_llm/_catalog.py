@@ -43,7 +43,9 @@ __all__ = [
     "LOCAL_BASE_URL",
     "OPENAI_EXTRA",
     "ProviderCatalog",
+    "ProviderFactory",
     "ResolvedModel",
+    "make_provider",
 ]
 
 #: Where the built-in `local` provider looks for a model server: Ollama's OpenAI-compatible API.
@@ -81,17 +83,22 @@ class ResolvedModel:
 SecretLookup = Callable[[str], "str | None"]
 
 
+ProviderFactory = Callable[[str, ProviderSpec], Provider]
+"""Makes the provider of a name and its spec (references bound); `make_provider` by default."""
+
+
 class _Instances:
     """The provider instances of one runtime, by name and bound spec, and their closing."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: ProviderFactory) -> None:
+        self.factory = factory
         self.made: dict[tuple[str, str], Provider] = {}
 
     def get(self, name: str, spec: ProviderSpec) -> Provider:
         key = (name, json.dumps(converter.unstructure(spec), sort_keys=True))
         provider = self.made.get(key)
         if provider is None:
-            provider = self.made[key] = _make_provider(name, spec)
+            provider = self.made[key] = self.factory(name, spec)
         return provider
 
     async def aclose(self) -> None:
@@ -113,6 +120,7 @@ class ProviderCatalog:
         *,
         secrets: SecretLookup | None = None,
         environ: Mapping[str, str] | None = None,
+        factory: ProviderFactory | None = None,
     ) -> None:
         """A catalog of the built-ins with `configured` over them.
 
@@ -120,11 +128,13 @@ class ProviderCatalog:
             configured: specs from a provider config file, by name.
             secrets: looks a `${secrets.NAME}` value up (the runtime's secrets); None: none.
             environ: where `${env.NAME}` is read; None: `os.environ` when a provider is made.
+            factory: makes a provider from its name and bound spec (`make_provider`, by kind,
+                by default); a program may plug in its own implementations of `Provider`.
         """
         self._specs: Mapping[str, ProviderSpec] = {**BUILT_IN_PROVIDERS, **(configured or {})}
         self._lookup: SecretLookup = secrets or (lambda name: None)
         self._environ = environ
-        self._instances = _Instances()
+        self._instances = _Instances(factory or make_provider)
         self._own_secrets: Mapping[str, str] = {}
 
     def overlay(
@@ -264,8 +274,12 @@ def _capabilities(spec: ProviderSpec) -> frozenset[Capability] | None:
     return frozenset(Capability(capability) for capability in spec.capabilities)
 
 
-def _make_provider(name: str, spec: ProviderSpec) -> Provider:
-    """A provider instance of `spec`'s kind, its references already bound."""
+def make_provider(name: str, spec: ProviderSpec) -> Provider:
+    """A provider instance of `spec`'s kind (`AnthropicProvider`, `OpenAIProvider`), bound.
+
+    Raises:
+        NonRetryableError: the kind is `openai` and the `openai` package is not installed.
+    """
     if spec.kind == "anthropic":
         from ._anthropic_provider import AnthropicProvider
 

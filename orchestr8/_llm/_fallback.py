@@ -103,15 +103,16 @@ def _status_of(error: BaseException) -> int | None:
 def cost_of_call(usage: Usage, price: ModelPrice | None) -> float | None:
     """What a call cost in US dollars at `price` (per million tokens), or None without a price.
 
-    `input_tokens` are the uncached input tokens; cached ones are priced at `cached_input`
-    (else the input price).
+    `input_tokens` include the cached ones (`Usage`): those are priced at `cached_input` (else
+    the input price), the rest at `input`.
     """
     if price is None:
         return None
-    cached = price.cached_input if price.cached_input is not None else price.input
+    cached_price = price.cached_input if price.cached_input is not None else price.input
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
     return (
-        usage.input_tokens * price.input
-        + usage.cached_input_tokens * cached
+        (usage.input_tokens - cached) * price.input
+        + cached * cached_price
         + usage.output_tokens * price.output
     ) / 1_000_000
 
