@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from scripted_providers import ScriptedProvider, ScriptedProviders
 
 from orchestr8 import (
     AnthropicProvider,
@@ -16,8 +17,6 @@ from orchestr8 import (
 )
 from orchestr8._llm import _catalog
 from orchestr8._llm._catalog import BUILT_IN_PROVIDERS, LOCAL_BASE_URL, make_provider
-
-from scripted_providers import ScriptedProvider, ScriptedProviders
 
 
 def test_the_built_ins_are_anthropic_openai_and_a_local_ollama() -> None:
