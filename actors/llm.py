@@ -272,9 +272,7 @@ class LLMAgent(Agent):
         """
         try:
             provider = catalog.resolve(str(self._candidates[0])).provider
-            hold = getattr(provider, "hold", None)
-            if hold is not None:
-                await held.enter_async_context(hold())
+            await held.enter_async_context(provider.hold())
         except NonRetryableError:
             return
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from orchestr8 import Capability, ChatMessage, ChatReply, ChatRequest, ProviderSpec, Usage
 from orchestr8._llm._chat import ALL_CAPABILITIES
@@ -21,6 +23,7 @@ class ScriptedProvider:
         self.usage = usage or Usage(input_tokens=10, output_tokens=2)
         self.requests: list[ChatRequest] = []
         self.closed = 0
+        self.holders = 0
 
     async def complete(
         self,
@@ -46,6 +49,15 @@ class ScriptedProvider:
             provider=self.name,
             assistant_message=ChatMessage("assistant", answer),
         )
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[object]:
+        """Count the holders (there is no client to keep open)."""
+        self.holders += 1
+        try:
+            yield self
+        finally:
+            self.holders -= 1
 
     async def aclose(self) -> None:
         """Count the closings."""

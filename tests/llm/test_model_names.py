@@ -6,10 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestr8._errors import AgentConfigurationError
+from orchestr8._errors import AgentConfigurationError, ModelNameError
 from orchestr8._llm._model_names import (
     ModelName,
-    ModelNameError,
     model_name_problem,
     parse_model_name,
 )
