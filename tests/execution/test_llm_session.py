@@ -1,0 +1,127 @@
+"""The LLM session of an execution: the catalog it calls, the breakers it shares, what it journals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestr8 import ExecutionResult, MissingSecretError, open_runtime, replay
+from orchestr8._execution._llm_session import PROVIDER_BREAKER_POLICY
+from orchestr8._journal._events import EventType
+from orchestr8.testing import FakeAnthropic
+
+NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
+
+
+@pytest.fixture(autouse=True)
+def a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The providers find a key (the fakes take any) and no real endpoint."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.delenv("ORCHESTR8_PROVIDERS", raising=False)
+
+
+def workflow(config: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """One llm step with `config`, never retried."""
+    return {
+        "schema_version": "1.1",
+        "name": "llm-session",
+        "steps": [
+            {
+                "id": "ask",
+                "agent": {"id": "llm", "config": config},
+                "input": "hi",
+                "policy": NO_RETRY,
+            }
+        ],
+        **more,
+    }
+
+
+async def execute(
+    document: dict[str, Any], providers: Any = None
+) -> tuple[ExecutionResult, list[Any], Any]:
+    """Run `document` with `providers`; its result, its events and the runtime's breakers."""
+    async with open_runtime(providers=providers) as runtime:
+        handle = await runtime.start(document)
+        result = await handle.wait()
+        events = await runtime.journal.events(result.execution_id)
+        breakers = runtime.resilience.breakers
+    return result, events, breakers
+
+
+async def test_a_failing_primary_falls_back_to_a_second_provider() -> None:
+    """The primary's 529 moves the call to `backup`; both calls are journaled, the output says who."""
+    primary, backup = FakeAnthropic(), FakeAnthropic()
+    primary.reply_overloaded()
+    backup.reply_text("from the backup", input_tokens=7, output_tokens=3)
+    with primary, backup:
+        async with primary.serve() as primary_url, backup.serve() as backup_url:
+            providers = {
+                "providers": {
+                    "anthropic": {"kind": "anthropic", "base_url": primary_url},
+                    "backup": {
+                        "kind": "anthropic",
+                        "base_url": backup_url,
+                        "prices": {"*": {"input": 1.0, "output": 5.0}},
+                    },
+                }
+            }
+            config = {"model": "claude-a", "fallback": ["backup:claude-b"]}
+            result, events, breakers = await execute(workflow(config), providers)
+    assert result.status == "succeeded", result.error
+    assert result.output["ask"] == {
+        "text": "from the backup",
+        "usage": {"input_tokens": 7, "output_tokens": 3},
+        "model": "claude-b",
+        "provider": "backup",
+        "stop_reason": "end_turn",
+    }
+    calls = [event for event in events if event.type == EventType.LLM_CALLED]
+    assert [(call.data["provider"], call.data["outcome"]) for call in calls] == [
+        ("anthropic", "failed"),
+        ("backup", "succeeded"),
+    ]
+    assert calls[0].data["error"]["type"] == "RetryableError"
+    assert calls[1].data["cost_usd"] == pytest.approx((7 * 1.0 + 3 * 5.0) / 1e6)
+    assert all(call.step_id == "ask" and call.attempt == 1 for call in calls)
+    anthropic = breakers.find("llm-provider:anthropic")
+    assert anthropic is not None
+    assert anthropic.statistics().failures == 1
+    assert breakers.find("llm-provider:backup").statistics().successes == 1
+    step = replay(events).steps["ask"]
+    assert step.llm is not None
+    assert (step.llm.calls, step.llm.failed, step.llm.providers) == (2, 1, ("backup",))
+
+
+async def test_a_workflow_declares_its_own_provider_with_a_secret_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workflow's `providers` entry is used, its `${secrets.NAME}` key resolved at the start."""
+    monkeypatch.setenv("ORCHESTR8_SECRET_TEAM_KEY", "sk-team-secret")
+    fake = FakeAnthropic()
+    fake.reply_text("team reply")
+    with fake:
+        async with fake.serve() as url:
+            team = {"kind": "anthropic", "base_url": url, "api_key": "${secrets.TEAM_KEY}"}
+            document = workflow({"model": "team:claude-t"}, providers={"team": team})
+            result, events, _ = await execute(document)
+    assert result.status == "succeeded", result.error
+    assert result.output["ask"]["provider"] == "team"
+    assert fake.requests[0].has_credentials
+    assert "sk-team-secret" not in str([event.data for event in events])
+
+
+async def test_a_missing_provider_secret_fails_at_the_start() -> None:
+    """A workflow provider's key secret that is not set is refused before anything runs."""
+    team = {"kind": "anthropic", "base_url": "http://127.0.0.1:9/", "api_key": "${secrets.NOPE}"}
+    with pytest.raises(MissingSecretError, match="NOPE"):
+        await execute(workflow({"model": "team:m"}, providers={"team": team}))
+
+
+def test_every_provider_breaker_uses_the_documented_policy() -> None:
+    """Provider breakers open after 5 failures for 60 s, then admit 3 probes."""
+    assert PROVIDER_BREAKER_POLICY.failure_threshold == 5
+    assert PROVIDER_BREAKER_POLICY.reset_timeout == 60.0
+    assert PROVIDER_BREAKER_POLICY.half_open_requests == 3
