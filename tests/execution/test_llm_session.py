@@ -1,4 +1,4 @@
-"""The LLM session of an execution: the catalog it calls, the breakers it shares, what it journals."""
+"""An execution's LLM session: the catalog it calls, the breakers it shares, what it journals."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def execute(
 
 
 async def test_a_failing_primary_falls_back_to_a_second_provider() -> None:
-    """The primary's 529 moves the call to `backup`; both calls are journaled, the output says who."""
+    """A 529 of the primary moves the call to `backup`; both are journaled, the output says who."""
     primary, backup = FakeAnthropic(), FakeAnthropic()
     primary.reply_overloaded()
     backup.reply_text("from the backup", input_tokens=7, output_tokens=3)
