@@ -145,7 +145,8 @@ def llm_call_span(provider: str, system: str, model: str) -> SpanScope | LogScop
     Attributes (OpenTelemetry's `gen_ai` conventions): `gen_ai.operation.name` `chat`,
     `gen_ai.system` (the provider's kind: `anthropic`, `openai`), `gen_ai.request.model`, and
     `orchestr8.llm.provider` (the catalog's name: `local`). `record_llm_response` adds what
-    the answer said. Outside a traced execution nothing is recorded (a `LogScope` binding no ids).
+    the answer said. In an execution that decided not to trace, it is a `LogScope` binding no
+    ids: nothing is recorded.
     """
     if active_tracer.get() is None:
         return LogScope(_NO_IDS)

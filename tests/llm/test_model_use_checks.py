@@ -95,7 +95,7 @@ def test_the_openai_package_missing_is_refused(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_under_a_cost_cap_a_model_needs_a_price() -> None:
-    """With a cap, an unpriced model is refused; a priced one (local: 0) passes; no cap, no check."""
+    """Under a cap an unpriced model is refused, a priced one (local) passes; uncapped, no check."""
     assert problems(ModelUse("local:llama3.1"), capped=True) == []
     assert problems(ModelUse("anthropic:claude")) == []
     assert problems(ModelUse("anthropic:claude"), capped=True) == [
