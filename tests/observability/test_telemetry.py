@@ -862,15 +862,17 @@ async def test_each_model_call_is_a_chat_span_with_gen_ai_attributes(otel: Otel)
     assert {name: attributes.get(name) for name in expected} == expected
 
 
-async def test_a_failed_model_call_span_records_the_error_and_its_usage(otel: Otel) -> None:
+def test_a_failed_model_call_span_records_the_error_and_its_usage(otel: Otel) -> None:
     """A call that fails is a failed span; usage the provider still reported is on it."""
     from orchestr8._observability._telemetry import llm_call_span, record_llm_response
 
-    async with open_runtime():
-        with execution_span("w", "e-1"), attempt_span("s", "llm", 1):
-            with pytest.raises(RuntimeError), llm_call_span("local", "openai", "m") as span:
-                record_llm_response(span, None, 3, 0)
-                raise RuntimeError("boom")
+    def fail_after_usage() -> None:
+        with llm_call_span("local", "openai", "m") as span:
+            record_llm_response(span, None, 3, 0)
+            raise RuntimeError("boom")
+
+    with execution_span("w", "e-1"), attempt_span("s", "llm", 1), pytest.raises(RuntimeError):
+        fail_after_usage()
     (chat,) = otel.named("chat m")
     attributes = dict(chat.attributes or {})
     assert attributes["orchestr8.llm.outcome"] == "failed"
