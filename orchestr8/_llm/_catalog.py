@@ -136,6 +136,7 @@ class ProviderCatalog:
         self._environ = environ
         self._instances = _Instances(factory or make_provider)
         self._own_secrets: Mapping[str, str] = {}
+        self._root = self
 
     def overlay(
         self, providers: Mapping[str, ProviderSpec], secrets: Mapping[str, str] | None = None
@@ -153,7 +154,13 @@ class ProviderCatalog:
         layered._environ = self._environ
         layered._instances = self._instances
         layered._own_secrets = {**self._own_secrets, **(secrets or {})}
+        layered._root = self._root
         return layered
+
+    @property
+    def root(self) -> ProviderCatalog:
+        """The catalog every overlay of this one was laid over: the runtime's own."""
+        return self._root
 
     @property
     def names(self) -> tuple[str, ...]:
