@@ -145,11 +145,14 @@ async def complete_with_fallback(
         extra: more fields for every `llm.called` event (a template's provenance).
 
     Raises:
+        ValueError: there is no candidate from `start` on.
         AllProvidersFailedError: every candidate failed and one of them retryably.
         NonRetryableError: every candidate failed for good, or one failed in a way that does not
             fall back (its own error, when it was the only candidate tried).
         RetryableError: the only candidate tried failed retryably.
     """
+    if not candidates:
+        raise ValueError("complete_with_fallback needs at least one candidate")
     failures: list[tuple[int, ModelName, BaseException]] = []
     for index in range(start, len(candidates)):
         name = candidates[index]
@@ -180,7 +183,7 @@ async def complete_with_fallback(
                 raise
             raise _failure(failures) from error
         return FallbackReply(answered, index)
-    raise AssertionError("complete_with_fallback needs at least one candidate")
+    raise ValueError(f"no candidate from {start}: there are {len(candidates)}")
 
 
 async def _call_one(

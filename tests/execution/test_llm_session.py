@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from orchestr8 import ExecutionResult, MissingSecretError, open_runtime, replay
+from orchestr8 import AgentContext, ExecutionResult, MissingSecretError, Spend, open_runtime, replay
+from orchestr8._llm._session import NO_RESERVATION
 from orchestr8._cli._views import _step_note
 from orchestr8._execution._llm_session import PROVIDER_BREAKER_POLICY
 from orchestr8._execution._step_view import step_view
@@ -130,6 +131,34 @@ async def test_a_missing_provider_secret_fails_at_the_start() -> None:
     team = {"kind": "anthropic", "base_url": "http://127.0.0.1:9/", "api_key": "${secrets.NOPE}"}
     with pytest.raises(MissingSecretError, match="NOPE"):
         await execute(workflow({"model": "team:m"}, providers={"team": team}))
+
+
+async def scoring_agent(input: Any, context: AgentContext) -> Any:
+    """An agent using its session without a budget: it holds nothing, and records a score."""
+    session = context.llm
+    assert session is not None
+    reservation = await session.reserve(context, Spend(cost_usd=1.0), model="anthropic:m")
+    assert reservation is NO_RESERVATION
+    session.settle(context, reservation, Spend(cost_usd=0.5))
+    session.record_score(context, {"structure": 100, "constraints": 50, "completeness": 75})
+    return "scored"
+
+
+async def test_a_session_without_a_budget_holds_nothing_and_journals_scores() -> None:
+    """`reserve` is free without a budget; `record_score` becomes the step's `step.scored`."""
+    document = {
+        "schema_version": "1.1",
+        "name": "scores",
+        "steps": [{"id": "rate", "agent": "scorer"}],
+    }
+    async with open_runtime(agents={"scorer": scoring_agent}) as runtime:
+        result = await (await runtime.start(document)).wait()
+        events = await runtime.journal.events(result.execution_id)
+    assert result.status == "succeeded", result.error
+    (scored,) = [event for event in events if event.type == EventType.STEP_SCORED]
+    assert (scored.step_id, scored.attempt) == ("rate", 1)
+    assert scored.data == {"structure": 100, "constraints": 50, "completeness": 75}
+    assert not [event for event in events if event.type.startswith("budget.")]
 
 
 def test_every_provider_breaker_uses_the_documented_policy() -> None:

@@ -153,3 +153,11 @@ def test_the_openai_kind_without_its_package_is_refused(monkeypatch: pytest.Monk
     assert catalog.missing_package("anthropic") is None
     with pytest.raises(Exception, match=r"pip install 'orchestr8\[openai\]'"):
         catalog.resolve("openai:gpt-4.1")
+
+
+def test_secret_values_read_the_execution_s_first_then_the_runtime_s() -> None:
+    """The mapping binding reads: the execution's values, then the runtime's lookup."""
+    values = _catalog._SecretValues({"A": "1"}, {"B": "2"}.get)
+    assert (values["A"], values["B"], list(values), len(values)) == ("1", "2", ["A"], 1)
+    with pytest.raises(KeyError):
+        values["C"]

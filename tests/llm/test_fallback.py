@@ -275,6 +275,22 @@ async def test_a_cancelled_call_leaves_the_breaker_as_it_was(
     assert session.calls == []
 
 
+def test_a_status_attribute_decides_like_the_message() -> None:
+    """An error carrying `status` is judged by it, whatever its message says."""
+    refused = NonRetryableError("no such model")
+    refused.status = 404  # type: ignore[attr-defined]
+    assert falls_back(refused)
+
+
+async def test_a_call_needs_a_candidate(autojump_clock: trio.testing.MockClock) -> None:
+    """No candidate at all is a programming error, said plainly."""
+    session, _ = setup()
+    with pytest.raises(ValueError, match="at least one candidate"):
+        await call(session, [])
+    with pytest.raises(ValueError, match="no candidate from 3: there are 3"):
+        await call(session, setup()[1], start=3)
+
+
 def test_the_cost_prices_cached_input_apart() -> None:
     """Cached input tokens are part of the input and priced at the cached price."""
     usage = Usage(input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=100_000)

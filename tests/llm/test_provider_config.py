@@ -114,3 +114,20 @@ def test_a_mapping_is_a_document_its_providers_or_built_specs() -> None:
         configured_providers({"local": ProviderSpec(kind="openai", base_url="nope")})
     with pytest.raises(ProviderConfigError, match="kind"):
         parse_provider_config({"providers": {"local": {"kind": 1}}})
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"providers": {}, "providers": {}}', "$: duplicate key 'providers'"),
+        ('{"providers": {"a": {"kind": "openai", "base_url": NaN}}}', "$: "),
+        ("[" * 100_000, "$: "),
+    ],
+)
+def test_json_that_is_not_plain_json_is_refused(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    """Repeated keys, NaN and absurd nesting are refused as problems, never a traceback."""
+    with pytest.raises(ProviderConfigError) as caught:
+        read_provider_config(write(tmp_path, content))
+    assert str(caught.value.problems[0]).startswith(expected)

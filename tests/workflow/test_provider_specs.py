@@ -157,3 +157,13 @@ def test_binding_replaces_secrets_and_environment_references() -> None:
     assert bound.headers == {"A": "Bearer t1", "B": "${env.TOKEN}", "C": "k1"}
     unset = bind_provider_secrets(ProviderSpec(kind="openai", api_key="${env.NONE}"), {}, {})
     assert unset.api_key is None
+
+
+def test_specs_built_in_python_are_checked_too() -> None:
+    """A name or URL the schema would have refused is a problem for specs built in Python."""
+    specs = {"Bad": ProviderSpec(kind="openai", base_url="http://[::1")}
+    assert [str(problem) for problem in provider_spec_problems(specs)] == [
+        "$.providers.Bad: 'Bad' is not a provider name (lower-case letters, digits, '_' or '-',"
+        " starting with a letter)",
+        "$.providers.Bad.base_url: 'http://[::1' is not a URL (Invalid IPv6 URL)",
+    ]
