@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from orchestr8 import AgentContext, ExecutionResult, MissingSecretError, Spend, open_runtime, replay
-from orchestr8._llm._session import NO_RESERVATION
 from orchestr8._cli._views import _step_note
 from orchestr8._execution._llm_session import PROVIDER_BREAKER_POLICY
 from orchestr8._execution._step_view import step_view
 from orchestr8._journal._events import EventType
+from orchestr8._llm._session import NO_RESERVATION
 from orchestr8.testing import FakeAnthropic
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
