@@ -128,9 +128,7 @@ def admit_file(
     from .._agents._registry import AgentRegistry
     from .._execution._admission import admit_workflow
 
-    return admit_workflow(
-        Path(file), registry or AgentRegistry(), source=file, providers=providers
-    )
+    return admit_workflow(Path(file), registry or AgentRegistry(), source=file, providers=providers)
 
 
 def load_providers(providers_file: str | None) -> dict[str, ProviderSpec]:

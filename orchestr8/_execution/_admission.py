@@ -151,9 +151,7 @@ def _admit_child(
     if directory is not None and reference is not None and reference.endswith(".json"):
         directory = (directory / reference).resolve().parent
     try:
-        children[step.id] = admit_workflow(
-            child, registry, directory=directory, providers=catalog
-        )
+        children[step.id] = admit_workflow(child, registry, directory=directory, providers=catalog)
     except WorkflowValidationError as error:
         where = f"$.steps[{index}].workflow"
         problems += [
