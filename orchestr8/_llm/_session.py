@@ -15,13 +15,15 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .._json import JSON
-from ._catalog import ProviderCatalog
 from ._provider import ProviderGuard
+
+if TYPE_CHECKING:
+    from ._catalog import ProviderCatalog
 
 __all__ = ["NO_RESERVATION", "LLMSession", "Reservation", "Spend", "detached_session"]
 
@@ -124,6 +126,8 @@ class _DetachedSession:
     @functools.cached_property
     def catalog(self) -> ProviderCatalog:
         """The built-in providers only, made on first use."""
+        from ._catalog import ProviderCatalog
+
         return ProviderCatalog()
 
     def provider_guard(self, provider: str) -> ProviderGuard | None:
