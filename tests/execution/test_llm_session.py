@@ -166,3 +166,33 @@ def test_every_provider_breaker_uses_the_documented_policy() -> None:
     assert PROVIDER_BREAKER_POLICY.failure_threshold == 5
     assert PROVIDER_BREAKER_POLICY.reset_timeout == 60.0
     assert PROVIDER_BREAKER_POLICY.half_open_requests == 3
+
+
+async def test_a_provider_breaker_opens_is_journaled_and_then_skips_the_provider() -> None:
+    """Five failures open `llm-provider:anthropic` (journaled in the step that caused it); the
+    next step's call goes straight to the fallback."""
+    primary, backup = FakeAnthropic(), FakeAnthropic()
+    for _ in range(5):
+        primary.reply_overloaded()
+    for number in range(6):
+        backup.reply_text(f"answer {number}")
+    config = {"model": "claude-a", "fallback": ["backup:claude-b"]}
+    steps = [
+        {"id": f"s{number}", "agent": {"id": "llm", "config": config}, "input": "hi"}
+        for number in range(6)
+    ]
+    document = {"schema_version": "1.1", "name": "breaking", "strategy": "sequential"}
+    with primary, backup:
+        async with primary.serve() as primary_url, backup.serve() as backup_url:
+            providers = {
+                "anthropic": {"kind": "anthropic", "base_url": primary_url},
+                "backup": {"kind": "anthropic", "base_url": backup_url},
+            }
+            result, events, _ = await execute({**document, "steps": steps}, providers)
+    assert result.status == "succeeded", result.error
+    (opened,) = [event for event in events if event.type == EventType.BREAKER_OPENED]
+    assert (opened.step_id, opened.data["key"]) == ("s4", "llm-provider:anthropic")
+    last = [
+        event for event in events if event.type == EventType.LLM_CALLED and event.step_id == "s5"
+    ]
+    assert [call.data["provider"] for call in last] == ["backup"]
