@@ -14,12 +14,15 @@ Config (validated when the agent is built, which needs neither an API key nor an
 - `tools` and `max_turns` (5): other agents the model may call, in a loop of at most that many
   API calls;
 - `request_timeout` (60 s), `api_key` (the key of the `anthropic` provider; prefer the
-  `ANTHROPIC_API_KEY` environment variable, or a provider's `api_key` reference).
+  `ANTHROPIC_API_KEY` environment variable, or a provider's `api_key` reference);
+- `template` (a template file, relative to the workflow file, or an inline template; instead of
+  `prompt`, `system` and `output_schema`), `variables` (where its variables come from) and
+  `expect` (what the reply is scored against; see `actors._llm_templates`).
 
 Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens", ...}, "model",
-"provider", "stop_reason"}``. Reply text streams out as coalesced `step.progress` events; token
-counts are recorded per API call as `step.usage` events, and every call as `llm.called`. The
-full reference is `docs/llm.md`.
+"provider", "stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress`
+events; token counts are recorded per API call as `step.usage` events, each call as
+`llm.called` and each score as `step.scored`. The full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from orchestr8 import (
     AgentRegistry,
     Capability,
     ChatMessage,
+    ChatReply,
     ChatRequest,
     LLMSession,
     MissingAPIKeyError,
@@ -56,6 +60,11 @@ from orchestr8 import (
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
 from ._llm_output import ModelOutputError, OutputSchema
 from ._llm_prompt import PromptInputError, PromptTemplate, compile_text, messages_from_input
+from ._llm_templates import (
+    TemplatePrompt,
+    expectations_of,
+    score_and_record,
+)
 from ._llm_tools import Tool, compile_tools, run_tool_calls
 
 __all__ = [
@@ -116,6 +125,7 @@ class LLMAgent(Agent):
     config_keys = frozenset(
         {
             "api_key",
+            "expect",
             "fallback",
             "max_tokens",
             "max_turns",
@@ -125,7 +135,9 @@ class LLMAgent(Agent):
             "request_timeout",
             "system",
             "temperature",
+            "template",
             "tools",
+            "variables",
         }
     )
 
@@ -176,6 +188,16 @@ class LLMAgent(Agent):
         self._prompt = None if prompt is None else PromptTemplate.compile(prompt)
         schema = config.get("output_schema")
         self.output_schema = None if schema is None else OutputSchema(schema)
+        self._template = TemplatePrompt(config) if "template" in config else None
+        if self._template is not None and self._template.file.output_schema is not None:
+            self.output_schema = OutputSchema(self._template.file.output_schema)
+        self._expect = expectations_of(config, self._template)
+        judge = None if self._expect is None else self._expect.judge
+        self._judge = (
+            None
+            if judge is None
+            else parse_model_name(judge.model, field="expect.completeness.judge.model")
+        )
         tools = config.get("tools")
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
@@ -193,7 +215,7 @@ class LLMAgent(Agent):
             needs.add(Capability.TOOLS)
         if self.output_schema is not None:
             needs.add(Capability.JSON_OUTPUT)
-        return [
+        uses = [
             ModelUse(
                 str(name),
                 frozenset(needs),
@@ -201,6 +223,11 @@ class LLMAgent(Agent):
             )
             for index, name in enumerate(self._candidates)
         ]
+        if self._expect is not None and self._expect.judge is not None:
+            where = "config.expect" if "expect" in self.config else "config.template"
+            judge = frozenset({Capability.JSON_OUTPUT})
+            uses.append(ModelUse(self._expect.judge.model, judge, where))
+        return uses
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the conversation for one attempt and return the reply, its usage and metadata.
@@ -211,12 +238,19 @@ class LLMAgent(Agent):
             RetryableError: a retryable API error, or `ModelOutputError` for a bad JSON reply.
             NonRetryableError: any other API error, or `MaxTurnsExceededError`.
         """
-        messages = [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
-        request = self._request(input)
+        rendered = None if self._template is None else self._template.render(input)
+        messages = (
+            [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
+            if rendered is None
+            else list(rendered.messages)
+        )
+        request = self._request(input, None if rendered is None else rendered.system)
         usage = Usage()
         progress = ProgressCoalescer(context)
         session = context.llm or detached_session()
         catalog = self._catalog(session)
+        template = self._template
+        provenance = None if template is None else {"template": template.file.provenance()}
         answering = 0
         async with AsyncExitStack() as held:
             await self._hold_primary(catalog, held)
@@ -233,6 +267,7 @@ class LLMAgent(Agent):
                         on_text=progress.add,
                         on_usage=lambda spent: context.record_usage(**spent.as_counts()),
                         start=answering,
+                        extra=provenance,
                     )
                 finally:
                     progress.flush()
@@ -262,7 +297,40 @@ class LLMAgent(Agent):
             provider=self._candidates[answering].provider,
             stop_reason=reply.stop_reason,
         )
+        if self._expect is not None:
+            judge = self._judge
+            output["score"] = await score_and_record(
+                self._expect,
+                reply.text,
+                context,
+                session,
+                complete=None
+                if judge is None
+                else lambda judged: self._ask_judge(judge, judged, context, catalog, session),
+                judge_model=None if judge is None else judge.model,
+                template=None if self._template is None else self._template.file,
+            )
         return output
+
+    async def _ask_judge(
+        self,
+        judge: ModelName,
+        request: ChatRequest,
+        context: AgentContext,
+        catalog: ProviderCatalog,
+        session: LLMSession,
+    ) -> ChatReply:
+        """One call of the completeness judge, journaled (without the template) and counted."""
+        answered = await complete_with_fallback(
+            (judge,),
+            request,
+            catalog=catalog,
+            session=session,
+            context=context,
+            request_timeout=lambda: self._timeout(context),
+            on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+        )
+        return answered.reply
 
     async def _hold_primary(self, catalog: ProviderCatalog, held: AsyncExitStack) -> None:
         """Keep the primary provider's client open for the run's turns, when it can be made.
@@ -289,9 +357,12 @@ class LLMAgent(Agent):
             return messages_from_input(input)
         return self._prompt.render(input)
 
-    def _request(self, input: Any) -> ChatRequest:
-        """The parameters every call of this run shares (all but the messages)."""
-        system = self._system
+    def _request(self, input: Any, template_system: str | None = None) -> ChatRequest:
+        """The parameters every call of this run shares (all but the messages).
+
+        `template_system` is the rendered template's system text, used instead of `system`.
+        """
+        system = template_system or self._system
         parts = [system if isinstance(system, str) else system.render(input)] if system else []
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())
