@@ -152,3 +152,19 @@ async def test_every_command_that_runs_or_checks_workflows_offers_providers(
     for command in ("run", "validate", "resume", "fork", "serve"):
         shown = await orchestr8(command, "--help", env=env)
         assert "--providers FILE" in shown.stdout.decode(), command
+
+
+async def test_serve_and_validate_refuse_a_bad_or_empty_providers_option(tmp_path: Path) -> None:
+    """`serve` stops before listening on an invalid config file; an empty path is refused."""
+    providers = tmp_path / "providers.json"
+    providers.write_text('{"providers": {"x": {"kind": "grpc"}}}', "utf-8")
+    env = environment(tmp_path)
+    served = await orchestr8("serve", "--port", "0", "--providers", str(providers), env=env)
+    assert served.returncode == 1
+    assert "$.providers.x.kind: expected one of 'anthropic', 'openai'" in served.stderr.decode()
+    assert "serving on" not in served.stdout.decode()
+    workflow = tmp_path / "fallback.json"
+    workflow.write_text(json.dumps(WORKFLOW), "utf-8")
+    empty = await orchestr8("validate", str(workflow), "--providers", " ", env=env)
+    assert empty.returncode == 1
+    assert "error: --providers: the path is empty" in empty.stderr.decode()
