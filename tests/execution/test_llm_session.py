@@ -11,6 +11,7 @@ from orchestr8._cli._views import _step_note
 from orchestr8._execution._llm_session import PROVIDER_BREAKER_POLICY
 from orchestr8._execution._step_view import step_view
 from orchestr8._journal._events import EventType
+from orchestr8._journal._records import ExecutionRecord
 from orchestr8._llm._session import NO_RESERVATION
 from orchestr8.testing import FakeAnthropic
 
@@ -51,13 +52,7 @@ async def execute(
         result = await handle.wait()
         events = await runtime.journal.events(result.execution_id)
         breakers = runtime.resilience.breakers
-        views.append(
-            step_view(await runtime.journal.get_execution(result.execution_id), events, "ask")
-        )
     return result, events, breakers
-
-
-views: list[Any] = []
 
 
 async def test_a_failing_primary_falls_back_to_a_second_provider() -> None:
@@ -102,7 +97,10 @@ async def test_a_failing_primary_falls_back_to_a_second_provider() -> None:
     step = replay(events).steps["ask"]
     assert step.llm is not None
     assert (step.llm.calls, step.llm.failed, step.llm.providers) == (2, 1, ("backup",))
-    assert views[-1]["llm"] == step.llm.to_json()
+    record = ExecutionRecord(result.execution_id, "llm-session", workflow(config))
+    view = step_view(record, events, "ask")
+    assert view is not None
+    assert view["llm"] == step.llm.to_json()
     assert _step_note({"error": None, "llm": step.llm.to_json()}) == (
         "2 model calls (1 failed), answered by backup:claude-b"
     )
