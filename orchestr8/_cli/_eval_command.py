@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import asyncclick as click
 
+from .._shell._options import providers_option
+
 if TYPE_CHECKING:
     from .._llm._catalog import ProviderCatalog
     from .._llm._eval_report import EvalReport
@@ -34,14 +36,7 @@ __all__ = ["eval_command"]
 @click.option("--model", metavar="PROVIDER:MODEL", help="The model of both arms (or of A).")
 @click.option("--model-b", metavar="PROVIDER:MODEL", help="Arm B's model (default: --model).")
 @click.option("--dataset", metavar="FILE", help="The inputs: JSON Lines, one object per line.")
-@click.option(
-    "--providers",
-    "providers_file",
-    metavar="FILE",
-    default=None,
-    help='A provider config file, {"providers": {NAME: {kind, base_url, api_key, ...}}},'
-    " over the built-in anthropic, openai and local; default: $ORCHESTR8_PROVIDERS.",
-)
+@providers_option
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
@@ -142,9 +137,9 @@ def _catalog(providers_file: str | None) -> ProviderCatalog:
     """The provider catalog: the built-ins, then `--providers` (or `$ORCHESTR8_PROVIDERS`)."""
     from .._execution._secrets import Secrets
     from .._llm._catalog import ProviderCatalog
-    from .._llm._provider_config import configured_providers
+    from ._support import load_providers
 
-    return ProviderCatalog(configured_providers(providers_file), secrets=Secrets().lookup)
+    return ProviderCatalog(load_providers(providers_file), secrets=Secrets().lookup)
 
 
 class _Progress:
