@@ -183,3 +183,33 @@ def test_a_spec_file_runs_with_its_own_paths(project: Path) -> None:
     outcome = run_with(fake, "eval", "evals/spec.json", "--cache", "cache", cwd=project)
     assert outcome.code == 0, outcome.stderr
     assert "20 inputs, seed 1" in outcome.stdout
+
+
+def test_a_providers_file_names_and_prices_the_arms_models(project: Path) -> None:
+    """--providers adds a provider whose price override costs the outputs; a bad file exits 1."""
+    (project / "providers.json").write_text(
+        json.dumps(
+            {
+                "providers": {
+                    "house": {
+                        "kind": "anthropic",
+                        "prices": {"*": {"input": 1.0, "output": 2.0}},
+                    }
+                }
+            }
+        )
+    )
+    fake = FakeAnthropic()
+    for _ in range(40):
+        fake.reply_text("The main risk is cost.", input_tokens=1000, output_tokens=500)
+    args = flags("--json", "--providers", "providers.json")
+    args = tuple("house:m" if value == MODEL else value for value in args)
+    outcome = run_with(fake, *args, cwd=project)
+    assert outcome.code == 0, outcome.stderr
+    arms = json.loads(outcome.stdout)["arms"]
+    assert arms["a"]["model"] == "house:m"
+    assert arms["a"]["cost_usd"] == pytest.approx(20 * (1000 * 1.0 + 500 * 2.0) / 1_000_000)
+    (project / "providers.json").write_text('{"providers": {"house": {"kind": "nope"}}}')
+    refused = call(*args, cwd=project)
+    assert refused.code == 1
+    assert "invalid provider config" in refused.stderr
