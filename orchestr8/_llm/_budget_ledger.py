@@ -36,7 +36,6 @@ __all__ = [
     "BudgetLedger",
     "Shortfall",
     "scope_of",
-    "with_cost_cap",
 ]
 
 #: The scope of the workflow's budget; a step's is `steps.ID`.
@@ -57,20 +56,6 @@ _CENT_FRACTION: Final = 1e-9
 def scope_of(step_id: str) -> str:
     """The scope name of a step's budget, as events and gate ids show it."""
     return f"steps.{step_id}"
-
-
-def with_cost_cap(budget: Budget | None, max_cost_usd: float | None) -> Budget | None:
-    """`budget` with its cost cap lowered to `max_cost_usd` (`run --max-cost`), or made from it.
-
-    The lower of the two caps wins; the other limits and `on_exhaust` are kept.
-    """
-    if max_cost_usd is None:
-        return budget
-    if budget is None:
-        return Budget(max_cost_usd=max_cost_usd)
-    current = budget.max_cost_usd
-    cap = max_cost_usd if current is None else min(current, max_cost_usd)
-    return attrs.evolve(budget, max_cost_usd=cap)
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
@@ -28,12 +28,18 @@ from .._errors import Problem
 from ._conditions import require_version_1_1
 from ._schema import add_schema_checks, schema_metadata
 
+if TYPE_CHECKING:
+    from ._document import Workflow
+
 __all__ = [
     "LIMIT_NAMES",
     "Budget",
     "OnExhaust",
     "budget_problems",
+    "capped_workflow",
+    "cost_capped",
     "raw_budget_problems",
+    "with_cost_cap",
 ]
 
 OnExhaust = Literal["fail", "pause"]
@@ -123,3 +129,50 @@ def _problems(where: str, version: str, *, names: Collection[str]) -> list[Probl
         message = f"a budget sets at least one limit: {', '.join(LIMIT_NAMES)}"
         problems.append(Problem(where, message))
     return problems
+
+
+def with_cost_cap(budget: Budget | None, max_cost_usd: float | None) -> Budget | None:
+    """`budget` with its cost cap lowered to `max_cost_usd` (`run --max-cost`), or made from it.
+
+    The lower of the two caps wins; the other limits and `on_exhaust` are kept.
+    """
+    if max_cost_usd is None:
+        return budget
+    if budget is None:
+        return Budget(max_cost_usd=max_cost_usd)
+    current = budget.max_cost_usd
+    cap = max_cost_usd if current is None else min(current, max_cost_usd)
+    return attrs.evolve(budget, max_cost_usd=cap)
+
+
+def capped_workflow(workflow: Workflow, max_cost_usd: float | None) -> Workflow:
+    """`workflow` with its budget's cost cap lowered to `max_cost_usd`; as it is when None.
+
+    The cap becomes part of the workflow the journal records, so a resume or a fork keeps it.
+    A "1.0" document becomes "1.1", the version budgets came with (a "1.0" document reads the
+    same as "1.1").
+
+    Raises:
+        ValueError: `max_cost_usd` is negative or not finite.
+    """
+    if max_cost_usd is None:
+        return workflow
+    budget = with_cost_cap(workflow.budget, max_cost_usd)
+    if budget == workflow.budget:
+        return workflow
+    return attrs.evolve(workflow, schema_version="1.1", budget=budget)
+
+
+def cost_capped(workflow: Workflow, step_id: str) -> bool:
+    """Whether a cost cap covers the model calls of `step_id`: its own or the workflow's.
+
+    `run --max-cost` is part of the workflow's budget by the time agents are built
+    (`capped_workflow`), so this sees it too. With a cost cap, a model without a price is
+    refused at load.
+
+    Raises:
+        KeyError: the workflow has no such step.
+    """
+    step = workflow.steps_by_id[step_id]
+    capped = (budget for budget in (workflow.budget, step.budget) if budget is not None)
+    return any(budget.max_cost_usd is not None for budget in capped)

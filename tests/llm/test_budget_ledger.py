@@ -21,7 +21,6 @@ from orchestr8._llm._budget_ledger import (
     BudgetLedger,
     Shortfall,
     scope_of,
-    with_cost_cap,
 )
 from orchestr8._llm._session import Reservation, Spend
 from orchestr8._workflow._budgets import Budget
@@ -143,19 +142,6 @@ def test_raise_limits_only_raises_set_limits() -> None:
             ledger.raise_limits(WORKFLOW_SCOPE, limits)
     with pytest.raises(KeyError):
         ledger.raise_limits(scope_of("a"), {"max_cost_usd": 1})
-
-
-def test_with_cost_cap_takes_the_lower_cap() -> None:
-    """run --max-cost lowers a workflow's cost cap, or makes a budget of it; None keeps it."""
-    budget = Budget(max_cost_usd=2.0, max_llm_calls=5, on_exhaust="pause")
-    assert with_cost_cap(budget, None) is budget
-    assert with_cost_cap(None, None) is None
-    assert with_cost_cap(None, 1.5) == Budget(max_cost_usd=1.5)
-    assert with_cost_cap(budget, 1.0) == Budget(
-        max_cost_usd=1.0, max_llm_calls=5, on_exhaust="pause"
-    )
-    assert with_cost_cap(budget, 3.0) == budget
-    assert with_cost_cap(Budget(max_llm_calls=1), 3.0) == Budget(max_cost_usd=3.0, max_llm_calls=1)
 
 
 SPENDS = st.builds(

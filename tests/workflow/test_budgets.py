@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestr8._errors import WorkflowValidationError
-from orchestr8._workflow._budgets import LIMIT_NAMES, Budget, raw_budget_problems
+from orchestr8._workflow._budgets import (
+    LIMIT_NAMES,
+    Budget,
+    capped_workflow,
+    cost_capped,
+    raw_budget_problems,
+    with_cost_cap,
+)
 from orchestr8._workflow._codec import load_workflow, workflow_to_json
 from orchestr8._workflow._document import Step, Workflow, workflow_schema
 
@@ -197,3 +204,44 @@ def test_every_valid_budget_loads_and_round_trips(budget: dict[str, Any]) -> Non
     written = workflow_to_json(loaded)["budget"]
     expected = {key: value for key, value in budget.items() if value != "fail"}
     assert written == expected
+
+
+def test_with_cost_cap_takes_the_lower_cap() -> None:
+    """run --max-cost lowers a workflow's cost cap, or makes a budget of it; None keeps it."""
+    budget = Budget(max_cost_usd=2.0, max_llm_calls=5, on_exhaust="pause")
+    assert with_cost_cap(budget, None) is budget
+    assert with_cost_cap(None, None) is None
+    assert with_cost_cap(None, 1.5) == Budget(max_cost_usd=1.5)
+    assert with_cost_cap(budget, 1.0) == Budget(
+        max_cost_usd=1.0, max_llm_calls=5, on_exhaust="pause"
+    )
+    assert with_cost_cap(budget, 3.0) == budget
+    assert with_cost_cap(Budget(max_llm_calls=1), 3.0) == Budget(max_cost_usd=3.0, max_llm_calls=1)
+
+
+def test_capped_workflow_folds_max_cost_into_the_workflow() -> None:
+    """--max-cost becomes the workflow's budget (a 1.0 document turns 1.1); None changes nothing."""
+    plain = load_workflow(with_budgets(version="1.0"))
+    assert capped_workflow(plain, None) is plain
+    capped = capped_workflow(plain, 0.5)
+    assert capped.budget == Budget(max_cost_usd=0.5)
+    assert capped.schema_version == "1.1"
+    assert capped.steps == plain.steps
+    budgeted = load_workflow(BUDGETED)
+    assert capped_workflow(budgeted, 5.0) is budgeted
+    assert capped_workflow(budgeted, 1.0).budget == Budget(
+        max_cost_usd=1.0, max_input_tokens=10000, max_output_tokens=2000
+    )
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match="max_cost_usd"):
+            capped_workflow(plain, bad)
+
+
+def test_cost_capped_sees_the_workflows_and_the_steps_cap() -> None:
+    """A step is cost-capped by its own or the workflow's cost cap; token limits do not count."""
+    document = with_budgets(workflow={"max_llm_calls": 4}, step={"max_cost_usd": 1})
+    workflow = load_workflow(document)
+    assert not cost_capped(workflow, "draft")
+    assert cost_capped(workflow, "review")
+    assert cost_capped(capped_workflow(workflow, 2.0), "draft")
+    assert not cost_capped(load_workflow(with_budgets()), "draft")
