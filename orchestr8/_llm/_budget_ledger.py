@@ -29,6 +29,8 @@ import attrs
 
 from .._errors import BudgetExhaustedError
 from .._workflow._budgets import LIMIT_NAMES, Budget, OnExhaust
+from ._chat import ChatRequest, Usage
+from ._prices import PriceEntry, cost_of
 from ._session import Reservation, Spend
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "BudgetLedger",
     "Shortfall",
     "scope_of",
+    "spend_of",
+    "worst_case",
 ]
 
 #: The scope of the workflow's budget; a step's is `steps.ID`.
@@ -56,6 +60,27 @@ _CENT_FRACTION: Final = 1e-9
 def scope_of(step_id: str) -> str:
     """The scope name of a step's budget, as events and gate ids show it."""
     return f"steps.{step_id}"
+
+
+def worst_case(request: ChatRequest, price: PriceEntry | None) -> Spend:
+    """The most one call of `request` may spend: what a reservation holds for it.
+
+    Input: the request's characters (system prompt, messages, tools, JSON schema) / 4, rounded
+    up (`ChatRequest.estimated_input_tokens`); output: its `max_tokens`, the most a model may
+    answer; one call; priced at `price` with no cache discount (0 without a price).
+    """
+    usage = Usage(input_tokens=request.estimated_input_tokens(), output_tokens=request.max_tokens)
+    return spend_of(usage, price)
+
+
+def spend_of(usage: Usage, price: PriceEntry | None) -> Spend:
+    """What one call that used `usage` spent, priced at `price` (0 without a price)."""
+    return Spend(
+        cost_usd=0.0 if price is None else cost_of(usage, price),
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        llm_calls=1,
+    )
 
 
 @attrs.frozen
@@ -212,20 +237,21 @@ class BudgetLedger:
             raise found.error()
         return found
 
-    def settle(self, reservation: Reservation, spent: Spend) -> None:
-        """Replace the hold of `reservation` by `spent`; a settled or empty one is left alone."""
+    def settle(self, reservation: Reservation, spent: Spend) -> bool:
+        """Replace the hold of `reservation` by `spent`; False (and nothing done) if none held."""
         names = self._open.pop(reservation.number, None)
         if names is None:
-            return
+            return False
         for name in names:
             state = self._scopes[name]
             state.held = _minus(state.held, reservation.ask)
             state.settled = state.settled + spent
         self._spent = self._spent + spent
+        return True
 
-    def release(self, reservation: Reservation) -> None:
-        """Drop the hold of `reservation`: its call spent nothing the ledger can know of."""
-        self.settle(reservation, Spend())
+    def release(self, reservation: Reservation) -> bool:
+        """Drop the hold of `reservation` (its call spent nothing known); whether it held."""
+        return self.settle(reservation, Spend())
 
     def restore(self, step_id: str, spent: Spend) -> None:
         """Count `spent`, found in the journal of an earlier run, as settled for `step_id`."""

@@ -21,7 +21,11 @@ from orchestr8._llm._budget_ledger import (
     BudgetLedger,
     Shortfall,
     scope_of,
+    spend_of,
+    worst_case,
 )
+from orchestr8._llm._chat import ChatMessage, ChatRequest, Usage
+from orchestr8._llm._prices import PriceEntry
 from orchestr8._llm._session import Reservation, Spend
 from orchestr8._workflow._budgets import Budget
 
@@ -243,3 +247,32 @@ def test_sequential_reservations_stop_at_the_cap(asks: list[Spend]) -> None:
         if isinstance(found, Shortfall):
             assert found.asked > found.remaining
     assert all(value >= 0 for value in ledger.remaining().values())
+
+
+def test_the_worst_case_is_the_prompt_estimate_plus_max_tokens() -> None:
+    """Characters / 4 rounded up, plus max_tokens of output, one call, priced without cache."""
+    request = ChatRequest(
+        model="claude-sonnet-4-5",
+        system="x" * 10,
+        messages=(ChatMessage(role="user", content="y" * 30),),
+        max_tokens=500,
+    )
+    price = PriceEntry(3.0, 15.0, 0.3)
+    assert worst_case(request, price) == Spend(
+        cost_usd=(10 * 3.0 + 500 * 15.0) / 1_000_000,
+        input_tokens=10,
+        output_tokens=500,
+        llm_calls=1,
+    )
+    assert worst_case(request, None).cost_usd == 0
+
+
+def test_a_calls_spend_prices_its_real_usage() -> None:
+    """spend_of prices cached input apart and counts one call."""
+    usage = Usage(input_tokens=1000, output_tokens=200, cached_input_tokens=600)
+    assert spend_of(usage, PriceEntry(1.0, 2.0, 0.1)) == Spend(
+        cost_usd=(400 * 1.0 + 600 * 0.1 + 200 * 2.0) / 1_000_000,
+        input_tokens=1000,
+        output_tokens=200,
+        llm_calls=1,
+    )
