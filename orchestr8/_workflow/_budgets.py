@@ -5,15 +5,17 @@
 workflow's budget) or of one step (the step's, all its attempts, map items and iterations
 together) may spend. Every limit is optional, but a budget names at least one. Before each call
 the call's worst case is reserved against every budget that applies; a call no budget can cover
-fails with `BudgetExhaustedError` (`on_exhaust: "fail"`) or waits at an approval gate that may
-raise the limit (`"pause"`). The ledger is `_llm/_budget_ledger.py`; the rules are in
-docs/budgets.md.
+fails with `BudgetExhaustedError` (`on_exhaust: "fail"`; `"pause"` is reserved for waiting at
+an approval gate that may raise the limit, and refused at load for now). The ledger is
+`_llm/_budget_ledger.py`; the rules are in docs/budgets.md.
 
 What is checked when the document loads, each problem at its JSON path:
 
 - the field needs schema_version "1.1";
 - `max_cost_usd` is a finite number ≥ 0; the token and call limits are integers ≥ 0;
-- a budget names at least one limit.
+- a budget names at least one limit;
+- `on_exhaust` is `fail`: `pause` (waiting at an approval gate for a raised limit) is refused
+  as not supported yet.
 """
 
 from __future__ import annotations
@@ -89,8 +91,7 @@ class Budget:
         default="fail",
         metadata=schema_metadata(
             "fail: a call the budget cannot cover fails its step (BudgetExhaustedError, not"
-            " retried); pause: the call waits at an approval gate whose answer may raise the"
-            " limits."
+            " retried); pause (waiting for a raised limit) is not supported yet."
         ),
     )
 
@@ -108,7 +109,7 @@ def budget_problems(budget: Budget | None, where: str, version: str) -> list[Pro
     """The problems of a built `budget` found at `where` (`$.budget`, `$.steps[2].budget`)."""
     if budget is None:
         return []
-    return _problems(where, version, names=budget.limits().keys())
+    return _problems(where, version, names=budget.limits().keys(), on_exhaust=budget.on_exhaust)
 
 
 def raw_budget_problems(budget: Any, where: str, version: object) -> list[Problem]:
@@ -119,15 +120,20 @@ def raw_budget_problems(budget: Any, where: str, version: object) -> list[Proble
     if not isinstance(budget, Mapping) or not isinstance(version, str):
         return []
     names = [name for name in LIMIT_NAMES if budget.get(name) is not None]
-    return _problems(where, version, names=names)
+    return _problems(where, version, names=names, on_exhaust=budget.get("on_exhaust"))
 
 
-def _problems(where: str, version: str, *, names: Collection[str]) -> list[Problem]:
+def _problems(
+    where: str, version: str, *, names: Collection[str], on_exhaust: object
+) -> list[Problem]:
     problems: list[Problem] = []
     require_version_1_1(version, where, "budget", problems)
     if not names:
         message = f"a budget sets at least one limit: {', '.join(LIMIT_NAMES)}"
         problems.append(Problem(where, message))
+    if on_exhaust == "pause":
+        message = 'on_exhaust "pause" is not supported yet: use "fail"'
+        problems.append(Problem(f"{where}.on_exhaust", message))
     return problems
 
 

@@ -27,11 +27,12 @@ BUDGETED: dict[str, Any] = {
     "name": "budgeted",
     "steps": [
         {"id": "draft", "agent": "echo"},
-        {"id": "review", "agent": "echo", "budget": {"max_llm_calls": 3, "on_exhaust": "pause"}},
+        {"id": "review", "agent": "echo", "budget": {"max_llm_calls": 3}},
     ],
     "budget": {"max_cost_usd": 2.0, "max_input_tokens": 10000, "max_output_tokens": 2000},
 }
 
+NO_PAUSE = 'on_exhaust "pause" is not supported yet: use "fail"'
 NO_LIMIT = f"a budget sets at least one limit: {', '.join(LIMIT_NAMES)}"
 
 
@@ -61,7 +62,7 @@ def test_budgets_load_on_the_workflow_and_a_step() -> None:
         max_cost_usd=2.0, max_input_tokens=10000, max_output_tokens=2000
     )
     assert workflow.budget.on_exhaust == "fail"
-    assert workflow.steps_by_id["review"].budget == Budget(max_llm_calls=3, on_exhaust="pause")
+    assert workflow.steps_by_id["review"].budget == Budget(max_llm_calls=3)
     assert workflow.steps_by_id["draft"].budget is None
 
 
@@ -76,7 +77,7 @@ def test_a_budget_built_in_python_equals_the_loaded_one() -> None:
         name="budgeted",
         steps=(
             Step(id="draft", agent="echo"),
-            Step(id="review", agent="echo", budget=Budget(max_llm_calls=3, on_exhaust="pause")),
+            Step(id="review", agent="echo", budget=Budget(max_llm_calls=3)),
         ),
         budget=Budget(max_cost_usd=2.0, max_input_tokens=10000, max_output_tokens=2000),
     )
@@ -105,7 +106,8 @@ def test_limits_lists_only_the_limits_set() -> None:
         ({"max_llm_calls": 1, "on_exhaust": "wait"}, "$.budget.on_exhaust: expected one of"),
         ({"max_llm_calls": 1, "max_dollars": 3}, "$.budget: unknown key 'max_dollars'"),
         ({}, f"$.budget: {NO_LIMIT}"),
-        ({"on_exhaust": "pause"}, f"$.budget: {NO_LIMIT}"),
+        ({"on_exhaust": "fail"}, f"$.budget: {NO_LIMIT}"),
+        ({"max_llm_calls": 1, "on_exhaust": "pause"}, f"$.budget.on_exhaust: {NO_PAUSE}"),
         ({"max_cost_usd": None}, f"$.budget: {NO_LIMIT}"),
         ("2.0", "$.budget: expected an object or null, got a string"),
     ],
@@ -113,6 +115,20 @@ def test_limits_lists_only_the_limits_set() -> None:
 def test_a_bad_workflow_budget_is_refused_at_its_path(budget: Any, problem: str) -> None:
     """Negative, non-number, non-integer, unknown or empty budgets are problems at $.budget."""
     assert any(found.startswith(problem) for found in problems_of(with_budgets(workflow=budget)))
+
+
+def test_pause_is_refused_at_load_until_it_is_supported() -> None:
+    """on_exhaust pause, on the workflow or a step, built or loaded, is a problem at its path."""
+    document = with_budgets(step={"max_llm_calls": 1, "on_exhaust": "pause"})
+    assert problems_of(document) == [f"$.steps[1].budget.on_exhaust: {NO_PAUSE}"]
+    document["steps"][0]["depends_on"] = ["nowhere"]
+    assert f"$.steps[1].budget.on_exhaust: {NO_PAUSE}" in problems_of(document)
+    with pytest.raises(WorkflowValidationError, match="not supported yet"):
+        Workflow(
+            name="python",
+            steps=(Step(id="a", agent="echo"),),
+            budget=Budget(max_cost_usd=1, on_exhaust="pause"),
+        )
 
 
 def test_a_bad_step_budget_is_refused_at_its_path() -> None:
@@ -196,8 +212,13 @@ def test_the_schema_describes_budgets() -> None:
 def test_every_valid_budget_loads_and_round_trips(budget: dict[str, Any]) -> None:
     """Any budget with a limit loads and writes back as written; one without is refused."""
     document = with_budgets(workflow=budget)
+    expected_problems = []
     if not set(budget) & set(LIMIT_NAMES):
-        assert problems_of(document) == [f"$.budget: {NO_LIMIT}"]
+        expected_problems.append(f"$.budget: {NO_LIMIT}")
+    if budget.get("on_exhaust") == "pause":
+        expected_problems.append(f"$.budget.on_exhaust: {NO_PAUSE}")
+    if expected_problems:
+        assert problems_of(document) == expected_problems
         return
     loaded = load_workflow(document)
     assert loaded.budget is not None
@@ -208,13 +229,11 @@ def test_every_valid_budget_loads_and_round_trips(budget: dict[str, Any]) -> Non
 
 def test_with_cost_cap_takes_the_lower_cap() -> None:
     """run --max-cost lowers a workflow's cost cap, or makes a budget of it; None keeps it."""
-    budget = Budget(max_cost_usd=2.0, max_llm_calls=5, on_exhaust="pause")
+    budget = Budget(max_cost_usd=2.0, max_llm_calls=5)
     assert with_cost_cap(budget, None) is budget
     assert with_cost_cap(None, None) is None
     assert with_cost_cap(None, 1.5) == Budget(max_cost_usd=1.5)
-    assert with_cost_cap(budget, 1.0) == Budget(
-        max_cost_usd=1.0, max_llm_calls=5, on_exhaust="pause"
-    )
+    assert with_cost_cap(budget, 1.0) == Budget(max_cost_usd=1.0, max_llm_calls=5)
     assert with_cost_cap(budget, 3.0) == budget
     assert with_cost_cap(Budget(max_llm_calls=1), 3.0) == Budget(max_cost_usd=3.0, max_llm_calls=1)
 
