@@ -38,7 +38,13 @@ from orchestr8 import (
     MissingAPIKeyError,
     ModelUse,
     NonRetryableError,
+    Spend,
     ToolSpec,
+    Usage,
+    call_spend,
+    detached_session,
+    price_for,
+    worst_case_spend,
 )
 
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
@@ -215,16 +221,31 @@ class LLMAgent(Agent):
     async def _call(
         self, context: AgentContext, request: ChatRequest, progress: ProgressCoalescer
     ) -> ChatReply:
-        """One call to the model: its text streamed as progress, its usage recorded."""
+        """One call to the model: its text streamed as progress, its usage recorded.
+
+        Its worst case is reserved on the execution's budgets first (`BudgetExhaustedError`
+        when they cannot cover it: the call is not made), and settled with what it spent once
+        it ends, failed or not (nothing known: the hold is released).
+        """
+        session = context.llm or detached_session()
+        price = price_for(self._provider.kind, self._bare_model)
+        reservation = await session.reserve(
+            context, worst_case_spend(request, price), model=self.model
+        )
+        used: list[Usage] = []
+
+        def on_usage(usage: Usage) -> None:
+            used.append(usage)
+            context.record_usage(**usage.as_counts())
+
         try:
             return await self._provider.complete(
-                request,
-                timeout=self._timeout(context),
-                on_text=progress.add,
-                on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+                request, timeout=self._timeout(context), on_text=progress.add, on_usage=on_usage
             )
         finally:
             progress.flush()
+            spent = call_spend(sum(used, Usage()), price) if used else Spend()
+            session.settle(context, reservation, spent)
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:

@@ -46,8 +46,10 @@ from .._supervision._supervisor import Supervisor, open_supervisor
 from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._gates import GateBoard, has_gates
+from ._llm_session import ExecutionLLMSession
 from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
+from ._spending import ExecutionBudget, JournalSpend
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
 from ._step_run import StepActor, StepRunner
@@ -98,12 +100,14 @@ class ExecutionRun:
         sync_limiter: trio.CapacityLimiter | None = None,
         children: ChildRunner | None = None,
         gates_before: Mapping[str, GateState] | None = None,
+        budget_spent: JournalSpend | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
-        `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`).
+        `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`);
+        `budget_spent` what its journal says its budgets spent (`journal_spend`).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
@@ -152,6 +156,11 @@ class ExecutionRun:
                 before=gates_before,
             )
         self._waiting_gates: list[str] = []
+        budget = ExecutionBudget.for_workflow(workflow, emitter)
+        if budget is not None and budget_spent is not None:
+            budget.restore(budget_spent)
+        self.llm = ExecutionLLMSession(emitter, budget)
+        """What the execution's agents reach as `AgentContext.llm`: budgets, calls, scores."""
         self.steps = StepRunner(
             execution_id=execution_id,
             state=self.state,
@@ -166,6 +175,7 @@ class ExecutionRun:
             children=children,
             correlation_id=self.correlation_id,
             gates=self.gates,
+            llm=self.llm,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()

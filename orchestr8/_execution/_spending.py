@@ -16,6 +16,7 @@ for; so a resume never spends past a cap and never forgets a call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +52,9 @@ def _spend_of(data: Mapping[str, Any]) -> Spend:
         return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
     cost = data.get("cost_usd")
-    usable = isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0
+    dollars = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
     return Spend(
-        cost_usd=float(cost) if usable else 0.0,
+        cost_usd=dollars if math.isfinite(dollars) and dollars >= 0 else 0.0,
         input_tokens=count("input_tokens"),
         output_tokens=count("output_tokens"),
         llm_calls=count("llm_calls"),

@@ -51,6 +51,7 @@ from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience, StepListener, current_step
 
 if TYPE_CHECKING:
+    from .._llm._session import LLMSession
     from ._children import ChildRunner
     from ._gates import GateBoard
 
@@ -76,12 +77,14 @@ class StepRunner:
         children: ChildRunner | None = None,
         correlation_id: str | None = None,
         gates: GateBoard | None = None,
+        llm: LLMSession | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
         `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
         when a timeout or a failure winds the run down) stops every step's retries. `gates` runs
-        the approval steps (an execution without them has none).
+        the approval steps (an execution without them has none); `llm` is the execution's LLM
+        session, every agent's `AgentContext.llm`.
         """
         self.execution_id = execution_id
         self.workflow = state.workflow
@@ -94,6 +97,7 @@ class StepRunner:
         self._stop_event = stop_event
         self._random = random_source
         self._sync_limiter = sync_limiter
+        self._llm = llm
         self._children = children
         self._correlation_id = correlation_id or execution_id
         self.listeners: dict[str, StepListener] = {}
@@ -404,6 +408,7 @@ class StepRunner:
             usage_callback=self._on_usage,
             cancel_event=self._cancel_event,
             sync_limiter=self._sync_limiter,
+            llm=self._llm,
         )
         with attempt_span(step_id, agent_id, number, deadline=deadline):
             try:

@@ -37,9 +37,9 @@ __all__ = [
     "WORKFLOW_SCOPE",
     "BudgetLedger",
     "Shortfall",
+    "call_spend",
     "scope_of",
-    "spend_of",
-    "worst_case",
+    "worst_case_spend",
 ]
 
 #: The scope of the workflow's budget; a step's is `steps.ID`.
@@ -62,7 +62,7 @@ def scope_of(step_id: str) -> str:
     return f"steps.{step_id}"
 
 
-def worst_case(request: ChatRequest, price: PriceEntry | None) -> Spend:
+def worst_case_spend(request: ChatRequest, price: PriceEntry | None) -> Spend:
     """The most one call of `request` may spend: what a reservation holds for it.
 
     Input: the request's characters (system prompt, messages, tools, JSON schema) / 4, rounded
@@ -70,10 +70,10 @@ def worst_case(request: ChatRequest, price: PriceEntry | None) -> Spend:
     answer; one call; priced at `price` with no cache discount (0 without a price).
     """
     usage = Usage(input_tokens=request.estimated_input_tokens(), output_tokens=request.max_tokens)
-    return spend_of(usage, price)
+    return call_spend(usage, price)
 
 
-def spend_of(usage: Usage, price: PriceEntry | None) -> Spend:
+def call_spend(usage: Usage, price: PriceEntry | None) -> Spend:
     """What one call that used `usage` spent, priced at `price` (0 without a price)."""
     return Spend(
         cost_usd=0.0 if price is None else cost_of(usage, price),

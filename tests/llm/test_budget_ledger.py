@@ -20,9 +20,9 @@ from orchestr8._llm._budget_ledger import (
     WORKFLOW_SCOPE,
     BudgetLedger,
     Shortfall,
+    call_spend,
     scope_of,
-    spend_of,
-    worst_case,
+    worst_case_spend,
 )
 from orchestr8._llm._chat import ChatMessage, ChatRequest, Usage
 from orchestr8._llm._prices import PriceEntry
@@ -258,19 +258,19 @@ def test_the_worst_case_is_the_prompt_estimate_plus_max_tokens() -> None:
         max_tokens=500,
     )
     price = PriceEntry(3.0, 15.0, 0.3)
-    assert worst_case(request, price) == Spend(
+    assert worst_case_spend(request, price) == Spend(
         cost_usd=(10 * 3.0 + 500 * 15.0) / 1_000_000,
         input_tokens=10,
         output_tokens=500,
         llm_calls=1,
     )
-    assert worst_case(request, None).cost_usd == 0
+    assert worst_case_spend(request, None).cost_usd == 0
 
 
 def test_a_calls_spend_prices_its_real_usage() -> None:
-    """spend_of prices cached input apart and counts one call."""
+    """call_spend prices cached input apart and counts one call."""
     usage = Usage(input_tokens=1000, output_tokens=200, cached_input_tokens=600)
-    assert spend_of(usage, PriceEntry(1.0, 2.0, 0.1)) == Spend(
+    assert call_spend(usage, PriceEntry(1.0, 2.0, 0.1)) == Spend(
         cost_usd=(400 * 1.0 + 600 * 0.1 + 200 * 2.0) / 1_000_000,
         input_tokens=1000,
         output_tokens=200,
