@@ -26,6 +26,7 @@ from .._agents._registry import AgentRegistry
 from .._agents._workflow_directory import agents_built_in
 from .._errors import AgentError, Problem, WorkflowValidationError
 from .._observability._redaction import default_redactor, redact_text
+from .._workflow._budgets import capped_workflow
 from .._workflow._codec import load_workflow
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
@@ -80,6 +81,7 @@ def admit_workflow(
     source: str | None = None,
     workflows: WorkflowCatalog | None = None,
     directory: Path | None = None,
+    max_cost_usd: float | None = None,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
@@ -88,15 +90,19 @@ def admit_workflow(
     too, their problems located under their step (`$.steps[2].workflow.steps[0].agent`).
     Agents are built inside `agents_built_in` with the workflow file's directory (`directory`
     when `workflow` is no path: a child's is its parent's, or its own file's).
+    `max_cost_usd` (`run --max-cost`) lowers the workflow's cost cap before its agents are
+    built and checked (`capped_workflow`).
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
+        ValueError: `max_cost_usd` is negative or not finite.
     """
     loaded = (
         workflow
         if isinstance(workflow, Workflow)
         else load_workflow(workflow, agent_exists=registry.check, workflows=workflows)
     )
+    loaded = capped_workflow(loaded, max_cost_usd)
     path = _path_of(workflow)
     if path is not None:
         directory = Path(path).resolve().parent
@@ -182,17 +188,24 @@ class AdmittedWorkflows:
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
 
-    def admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
+    def admit(
+        self, workflow: WorkflowLike, *, max_cost_usd: float | None = None
+    ) -> tuple[Workflow, Mapping[str, Agent]]:
         """The loaded workflow and its agents by step id, built on its first admission only.
+
+        `max_cost_usd` caps the workflow's cost (`admit_workflow`): a capped workflow is a new
+        one, admitted anew.
 
         Raises:
             WorkflowValidationError: with every problem found.
         """
-        if isinstance(workflow, Workflow):
+        if isinstance(workflow, Workflow) and max_cost_usd is None:
             entry = self._admitted.get(id(workflow))
             if entry is not None and entry[0]() is workflow:
                 return workflow, entry[1]
-        admitted = admit_workflow(workflow, self._registry, workflows=self._workflows)
+        admitted = admit_workflow(
+            workflow, self._registry, workflows=self._workflows, max_cost_usd=max_cost_usd
+        )
         self.remember(admitted)
         return admitted.workflow, admitted.agents
 

@@ -16,12 +16,14 @@ for; so a resume never spends past a cap and never forgets a call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._errors import JournalError
 from .._journal._events import Event, EventType
 from .._llm._budget_ledger import BudgetLedger, Shortfall
 from .._llm._session import NO_RESERVATION, Reservation, Spend
@@ -133,6 +135,10 @@ class ExecutionBudget:
             data={"reservation": found.number, "model": model, **ask.to_json(), "scope": scopes[0]},
             trusted=True,
         )
+        # Durable before the call is made: a process killed during the call leaves the hold in
+        # the journal, and the resume counts it. (A failed journal cancels the run anyway.)
+        with contextlib.suppress(JournalError):
+            await self._emitter.flush()
         return found
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
