@@ -110,8 +110,12 @@ def load_secrets(secrets_file: str | None) -> Secrets | None:
         raise CommandError(f"--secrets-file {error}") from None
 
 
-def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWorkflow:
+def admit_file(
+    file: str, registry: AgentRegistry | None = None, *, max_cost_usd: float | None = None
+) -> AdmittedWorkflow:
     """Admit the workflow file: its document checked, each step's agent built from its config.
+
+    `max_cost_usd` (`run --max-cost`) lowers the workflow's cost cap first.
 
     Raises:
         WorkflowValidationError: with every problem found.
@@ -119,7 +123,9 @@ def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWork
     from .._agents._registry import AgentRegistry
     from .._execution._admission import admit_workflow
 
-    return admit_workflow(Path(file), registry or AgentRegistry(), source=file)
+    return admit_workflow(
+        Path(file), registry or AgentRegistry(), source=file, max_cost_usd=max_cost_usd
+    )
 
 
 async def resume_recorded(journal: Journal, handle: ExecutionHandle, last_seq: int) -> bool:
@@ -244,6 +250,13 @@ def check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise CommandError(f"--timeout must be a number of seconds above 0, got {timeout}")
     return timeout
+
+
+def check_max_cost(max_cost: float | None) -> float | None:
+    """`run --max-cost`, checked: a finite number of US dollars >= 0 (or None: not given)."""
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise CommandError(f"--max-cost must be a number of US dollars >= 0, got {max_cost}")
+    return max_cost
 
 
 def declared_steps(record: ExecutionRecord) -> list[str]:
