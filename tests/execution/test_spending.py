@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from orchestr8 import BudgetExhaustedError, ExecutionResult, open_runtime, price_for
 from orchestr8._execution._spending import JournalSpend, journal_spend
 from orchestr8._journal._events import Event
 from orchestr8._llm._session import Spend
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
+from tests.cli_processes import cli, environment, event_types
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
 MODEL = "claude-sonnet-4-5"
@@ -270,3 +276,91 @@ async def test_a_budget_exhausted_error_is_never_retried() -> None:
     assert isinstance(error, NonRetryableError)
     assert isinstance(error, ExecutionError)
     assert not is_retryable(error)
+
+
+async def test_a_resume_after_a_kill_counts_the_call_in_flight_and_never_repays(
+    tmp_path: Path,
+) -> None:
+    """Killed during b's call: the resume counts that call at its worst case, so the two-call
+    cap refuses b's new call, and a (succeeded) is not called again."""
+    workflow = document(llm_step("a"), llm_step("b"), budget={"max_llm_calls": 2})
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(workflow))
+    journal = tmp_path / "j.db"
+    fake = SignallingFake()
+    fake.reply_text("a", input_tokens=5, output_tokens=5)
+    fake.reply_text("b takes forever", delay=600)
+    async with fake.serve() as base_url:
+        env = environment(tmp_path, ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="sk-test")
+        command = [sys.executable, "-m", "orchestr8", "run", str(path), "--journal", str(journal)]
+        process = await trio.lowlevel.open_process(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            with trio.fail_after(20):
+                await fake.second_request.wait()
+        finally:
+            process.kill()
+            await process.wait()
+        assert "budget.reserved" in event_types(journal, only_execution(journal))
+        execution_id = only_execution(journal)
+        types = event_types(journal, execution_id)
+        assert types.count("budget.reserved") == 2
+        assert types.count("budget.settled") == 1
+        resumed = await trio.to_thread.run_sync(
+            lambda: cli(
+                "resume", execution_id, "--journal", str(journal), "--json", cwd=tmp_path, env=env
+            )
+        )
+    assert resumed.returncode == 2, resumed.stderr
+    assert len(fake.requests) == 2
+    result = json.loads(resumed.stdout)
+    assert result["steps"]["a"]["status"] == "succeeded"
+    assert result["steps"]["b"]["error"]["type"] == "BudgetExhaustedError"
+    assert (
+        "max_llm_calls would need 1 more but 0 is left" in result["steps"]["b"]["error"]["message"]
+    )
+    types = event_types(journal, execution_id)
+    assert types.count("budget.exhausted") == 1
+    assert types.count("budget.reserved") == 2
+
+
+class SignallingFake(FakeAnthropic):
+    """FakeAnthropic that says when its second request (b's call) has arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second_request = trio.Event()
+
+    def _respond(self, method: str, path: str, headers: Any, body: bytes) -> Any:
+        answer = super()._respond(method, path, headers, body)
+        if len(self.requests) == 2:
+            self.second_request.set()
+        return answer
+
+
+def only_execution(journal: Path) -> str:
+    """The id of the one execution the journal holds."""
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as connection:
+        [(execution_id,)] = connection.execute("SELECT execution_id FROM executions").fetchall()
+    connection.close()
+    return str(execution_id)
+
+
+async def test_a_fork_carries_the_kept_steps_spend(fake: FakeAnthropic) -> None:
+    """Forked from b, the fork keeps a's call in its budget: b is still refused, a not re-run."""
+    fake.reply_text("a", input_tokens=5, output_tokens=5)
+    workflow = document(llm_step("a"), llm_step("b"), budget={"max_llm_calls": 1})
+    async with open_runtime() as runtime:
+        handle = await runtime.start(workflow)
+        source = await handle.wait()
+        assert source.steps["b"].error is not None
+        forked = await (await runtime.fork(source.execution_id, "b")).wait()
+        events = await runtime.journal.events(forked.execution_id)
+    assert len(fake.requests) == 1
+    assert forked.steps["a"].output["text"] == "a"
+    assert forked.steps["b"].error is not None
+    assert forked.steps["b"].error["type"] == "BudgetExhaustedError"
+    copied = [event for event in of_type(events, "budget.settled") if "reused_from" in event.data]
+    assert [event.step_id for event in copied] == ["a"]
+    assert journal_spend(events).steps["a"].llm_calls == 1
