@@ -156,7 +156,7 @@ class ExecutionRun:
                 before=gates_before,
             )
         self._waiting_gates: list[str] = []
-        budget = ExecutionBudget.for_workflow(workflow, emitter)
+        budget = ExecutionBudget.for_workflow(workflow, emitter, self.gates)
         if budget is not None and budget_spent is not None:
             budget.restore(budget_spent)
         self.llm = ExecutionLLMSession(emitter, budget)

@@ -8,10 +8,14 @@ workflow's — its step being the unit's step (`ID` for the item `ID[3]` or the 
 Events, only for calls a budget covers: `budget.reserved` once a call's worst case is held,
 `budget.settled` once the call ended (with what it spent; all zeros when nothing is known of its
 usage), `budget.exhausted` when a budget cannot cover a call, which then fails with
-`BudgetExhaustedError` (never retried). A resumed or forked execution first counts what its
-journal holds (`journal_spend`): settled calls at what they spent, calls reserved but never
-settled (the process died during the call) at their worst case, since they may have been paid
-for; so a resume never spends past a cap and never forgets a call.
+`BudgetExhaustedError` (never retried) or, under `on_exhaust: "pause"`, waits at the budget's
+approval gate (`budget`, `STEP.budget`) until a person raises the limits (approve, with the new
+limits as input) or refuses (reject: the call fails).
+
+A resumed or forked execution first counts what its journal holds (`journal_spend`): settled
+calls at what they spent, calls reserved but never settled (the process died during the call)
+at their worst case, since they may have been paid for; so a resume never spends past a cap and
+never forgets a call.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ import attrs
 
 from .._errors import JournalError
 from .._journal._events import Event, EventType
-from .._llm._budget_ledger import BudgetLedger, Shortfall
+from .._llm._budget_ledger import WORKFLOW_SCOPE, BudgetLedger, Shortfall
 from .._llm._session import NO_RESERVATION, Reservation, Spend
+from .._workflow._budgets import pause_approval, pause_gate_id
 from .._workflow._document import Workflow
 from ._gates import gate_step_id
 
 if TYPE_CHECKING:
     from ._emitter import Emitter
+    from ._gates import GateBoard
 
 __all__ = ["ExecutionBudget", "JournalSpend", "journal_spend"]
 
@@ -88,18 +94,32 @@ def journal_spend(events: Iterable[Event]) -> JournalSpend:
 class ExecutionBudget:
     """The budgets of one execution: check and hold before each call, settle after it."""
 
-    def __init__(self, ledger: BudgetLedger, emitter: Emitter) -> None:
-        """Keep `ledger` and journal its changes through `emitter`."""
+    def __init__(
+        self,
+        workflow: Workflow,
+        ledger: BudgetLedger,
+        emitter: Emitter,
+        gates: GateBoard | None = None,
+    ) -> None:
+        """Keep `ledger` (of `workflow`'s budgets), journal through `emitter`, pause at `gates`."""
+        self._workflow = workflow
         self.ledger = ledger
         self._emitter = emitter
+        self._gates = gates
+        self._pauses: dict[str, int] = {}
 
     @classmethod
-    def for_workflow(cls, workflow: Workflow, emitter: Emitter) -> ExecutionBudget | None:
-        """The budgets of an execution of `workflow`, or None when it sets none."""
+    def for_workflow(
+        cls, workflow: Workflow, emitter: Emitter, gates: GateBoard | None = None
+    ) -> ExecutionBudget | None:
+        """The budgets of an execution of `workflow`, or None when it sets none.
+
+        `gates` is the execution's gate board, where a budget with `on_exhaust: "pause"` waits.
+        """
         steps = {step.id: step.budget for step in workflow.steps if step.budget is not None}
         if workflow.budget is None and not steps:
             return None
-        return cls(BudgetLedger(workflow.budget, steps), emitter)
+        return cls(workflow, BudgetLedger(workflow.budget, steps), emitter, gates)
 
     def restore(self, spent: JournalSpend) -> None:
         """Count what an earlier run of the execution (or the one it forks) spent."""
@@ -118,8 +138,7 @@ class ExecutionBudget:
         scopes = self.ledger.scopes(step_id)
         if not scopes:
             return NO_RESERVATION
-        found = self.ledger.try_reserve(step_id, ask)
-        if isinstance(found, Shortfall):
+        while isinstance(found := self.ledger.try_reserve(step_id, ask), Shortfall):
             await self._emitter.emit(
                 EventType.BUDGET_EXHAUSTED,
                 step_id=unit_id,
@@ -127,7 +146,8 @@ class ExecutionBudget:
                 data=found.to_json(),
                 trusted=True,
             )
-            raise found.error()
+            if found.on_exhaust != "pause" or not await self._paused(found):
+                raise found.error()
         await self._emitter.emit(
             EventType.BUDGET_RESERVED,
             step_id=unit_id,
@@ -140,6 +160,33 @@ class ExecutionBudget:
         with contextlib.suppress(JournalError):
             await self._emitter.flush()
         return found
+
+    async def _paused(self, shortfall: Shortfall) -> bool:
+        """Wait at the scope's budget gate; whether its answer raised the limits (approved).
+
+        The gate id is `budget` for the workflow's budget and `STEP.budget` for a step's, then
+        `#2`, `#3`... for the scope's later pauses in the same run. Its answer's input holds new
+        limits (`{"max_cost_usd": 5}`), each only ever raising one.
+        """
+        scope = shortfall.scope
+        number = self._pauses.get(scope, 0) + 1
+        self._pauses[scope] = number
+        step_id = None if scope == WORKFLOW_SCOPE else scope.removeprefix("steps.")
+        gate_id = pause_gate_id(step_id, number)
+        approval = pause_approval(self._workflow, gate_id)
+        if self._gates is None or approval is None:
+            return False
+        limits = self.ledger.limits(scope)
+        prompt = (
+            f"{shortfall.message()}. Approve with new limits to go on"
+            f" ({', '.join(f'{name} is {value:g}' for name, value in limits.items())}),"
+            " or reject to fail the call."
+        )
+        answer = await self._gates.ask(gate_id, approval, prompt)
+        if not answer["approved"]:
+            return False
+        self.ledger.raise_limits(scope, answer["input"])
+        return True
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
         """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing."""

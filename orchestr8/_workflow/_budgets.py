@@ -5,17 +5,15 @@
 workflow's budget) or of one step (the step's, all its attempts, map items and iterations
 together) may spend. Every limit is optional, but a budget names at least one. Before each call
 the call's worst case is reserved against every budget that applies; a call no budget can cover
-fails with `BudgetExhaustedError` (`on_exhaust: "fail"`; `"pause"` is reserved for waiting at
-an approval gate that may raise the limit, and refused at load for now). The ledger is
-`_llm/_budget_ledger.py`; the rules are in docs/budgets.md.
+fails with `BudgetExhaustedError` (`on_exhaust: "fail"`) or waits at an approval gate whose
+answer may raise the limits (`"pause"`). The ledger is `_llm/_budget_ledger.py`, the run time
+`_execution/_spending.py`; the rules are in docs/budgets.md.
 
 What is checked when the document loads, each problem at its JSON path:
 
 - the field needs schema_version "1.1";
 - `max_cost_usd` is a finite number ≥ 0; the token and call limits are integers ≥ 0;
-- a budget names at least one limit;
-- `on_exhaust` is `fail`: `pause` (waiting at an approval gate for a raised limit) is refused
-  as not supported yet.
+- a budget names at least one limit.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import attrs
 
 from .._errors import Problem
+from ._approvals import Approval
 from ._conditions import require_version_1_1
 from ._schema import add_schema_checks, schema_metadata
 
@@ -37,9 +36,12 @@ __all__ = [
     "LIMIT_NAMES",
     "Budget",
     "OnExhaust",
+    "budget_pauses",
     "budget_problems",
     "capped_workflow",
     "cost_capped",
+    "pause_approval",
+    "pause_gate_id",
     "raw_budget_problems",
     "with_cost_cap",
 ]
@@ -91,7 +93,8 @@ class Budget:
         default="fail",
         metadata=schema_metadata(
             "fail: a call the budget cannot cover fails its step (BudgetExhaustedError, not"
-            " retried); pause (waiting for a raised limit) is not supported yet."
+            " retried); pause: the call waits at an approval gate (budget, or STEP.budget)"
+            " whose answer may raise the limits; a rejection fails it."
         ),
     )
 
@@ -109,7 +112,7 @@ def budget_problems(budget: Budget | None, where: str, version: str) -> list[Pro
     """The problems of a built `budget` found at `where` (`$.budget`, `$.steps[2].budget`)."""
     if budget is None:
         return []
-    return _problems(where, version, names=budget.limits().keys(), on_exhaust=budget.on_exhaust)
+    return _problems(where, version, names=budget.limits().keys())
 
 
 def raw_budget_problems(budget: Any, where: str, version: object) -> list[Problem]:
@@ -120,20 +123,15 @@ def raw_budget_problems(budget: Any, where: str, version: object) -> list[Proble
     if not isinstance(budget, Mapping) or not isinstance(version, str):
         return []
     names = [name for name in LIMIT_NAMES if budget.get(name) is not None]
-    return _problems(where, version, names=names, on_exhaust=budget.get("on_exhaust"))
+    return _problems(where, version, names=names)
 
 
-def _problems(
-    where: str, version: str, *, names: Collection[str], on_exhaust: object
-) -> list[Problem]:
+def _problems(where: str, version: str, *, names: Collection[str]) -> list[Problem]:
     problems: list[Problem] = []
     require_version_1_1(version, where, "budget", problems)
     if not names:
         message = f"a budget sets at least one limit: {', '.join(LIMIT_NAMES)}"
         problems.append(Problem(where, message))
-    if on_exhaust == "pause":
-        message = 'on_exhaust "pause" is not supported yet: use "fail"'
-        problems.append(Problem(f"{where}.on_exhaust", message))
     return problems
 
 
@@ -182,3 +180,53 @@ def cost_capped(workflow: Workflow, step_id: str) -> bool:
     step = workflow.steps_by_id[step_id]
     capped = (budget for budget in (workflow.budget, step.budget) if budget is not None)
     return any(budget.max_cost_usd is not None for budget in capped)
+
+
+def budget_pauses(workflow: Workflow) -> bool:
+    """Whether a budget of `workflow` (its own or a step's) pauses when it runs out."""
+    budgets = (workflow.budget, *(step.budget for step in workflow.steps))
+    return any(budget is not None and budget.on_exhaust == "pause" for budget in budgets)
+
+
+def pause_gate_id(step_id: str | None, number: int = 1) -> str:
+    """The id of a budget's pause gate, so a person can answer it (`orchestr8 approve ID GATE`).
+
+    `budget` for the workflow's budget (`step_id` None), `STEP.budget` for a step's; `#2`,
+    `#3`... for the later pauses of one run. A step id holds no `.`, so none is a step's.
+    """
+    base = "budget" if step_id is None else f"{step_id}.budget"
+    return base if number == 1 else f"{base}#{number}"
+
+
+def pause_approval(workflow: Workflow, gate_id: str) -> Approval | None:
+    """The gate a pausing budget of `workflow` opens as `gate_id`, or None if it has none.
+
+    Known before it opens, so an early answer (recorded while no process ran the execution)
+    is held for it. Its answer's input holds new values for the budget's limits.
+    """
+    base, hash_sign, number = gate_id.rpartition("#")
+    if not (hash_sign and number.isdigit() and int(number) >= 2 and str(int(number)) == number):
+        base = gate_id
+    if base == "budget":
+        budget = workflow.budget
+    elif base.endswith(".budget") and base[: -len(".budget")] in workflow.steps_by_id:
+        budget = workflow.steps_by_id[base[: -len(".budget")]].budget
+    else:
+        return None
+    if budget is None or budget.on_exhaust != "pause":
+        return None
+    properties = {
+        name: {
+            "type": "number" if name == "max_cost_usd" else "integer",
+            "minimum": 0,
+            "description": f"the new {name}; a limit only ever goes up",
+        }
+        for name in budget.limits()
+    }
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+    return Approval(prompt="A budget ran out: approve with new limits, or reject.", schema=schema)

@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 import trio
 
-from orchestr8 import BudgetExhaustedError, ExecutionResult, open_runtime, price_for
+from orchestr8 import (
+    BudgetExhaustedError,
+    ExecutionResult,
+    GateAnswerInvalidError,
+    open_runtime,
+    price_for,
+)
 from orchestr8._execution._spending import JournalSpend, journal_spend
 from orchestr8._journal._events import Event
 from orchestr8._llm._session import Spend
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
+from tests.cli_in_process import call
 from tests.cli_processes import cli, environment, event_types
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
@@ -364,3 +371,105 @@ async def test_a_fork_carries_the_kept_steps_spend(fake: FakeAnthropic) -> None:
     copied = [event for event in of_type(events, "budget.settled") if "reused_from" in event.data]
     assert [event.step_id for event in copied] == ["a"]
     assert journal_spend(events).steps["a"].llm_calls == 1
+
+
+async def test_pause_waits_for_a_raised_limit_then_makes_the_call(fake: FakeAnthropic) -> None:
+    """on_exhaust pause: gate `budget` opens with the shortfall; approving a higher
+    max_llm_calls lets the call go on, and the step succeeds."""
+    fake.reply_text("a")
+    fake.reply_text("b")
+    budget = {"max_llm_calls": 1, "on_exhaust": "pause"}
+    async with open_runtime() as runtime:
+        handle = await runtime.start(document(llm_step("a"), llm_step("b"), budget=budget))
+        await handle.wait_blocked_on_gates()
+        (gate,) = handle.open_gates()
+        assert gate.gate_id == "budget"
+        assert gate.prompt is not None
+        assert gate.prompt.startswith(
+            "the workflow's budget cannot cover this model call: max_llm_calls would need 1 more"
+            " but 0 is left. Approve with new limits to go on (max_llm_calls is 1)"
+        )
+        assert gate.schema is not None
+        assert gate.schema["properties"]["max_llm_calls"]["type"] == "integer"
+        assert handle.gates is not None
+        with pytest.raises(GateAnswerInvalidError):
+            await handle.gates.answer("budget", {"approve": True, "input": {"max_dollars": 1}})
+        with pytest.raises(GateAnswerInvalidError):
+            await handle.gates.answer("budget", {"approve": True, "input": {}})
+        await handle.gates.answer("budget", {"approve": True, "input": {"max_llm_calls": 2}})
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.succeeded, result.error
+    assert result.steps["b"].output["text"] == "b"
+    [exhausted] = of_type(events, "budget.exhausted")
+    assert exhausted.data["on_exhaust"] == "pause"
+    assert [event.step_id for event in of_type(events, "gate.resolved")] == ["budget"]
+    assert len(of_type(events, "budget.settled")) == 2
+
+
+async def test_a_rejected_pause_fails_the_call(fake: FakeAnthropic) -> None:
+    """Rejecting a step's pause gate (`STEP.budget`) fails the call with the shortfall."""
+    step = llm_step("b", budget={"max_output_tokens": 10, "on_exhaust": "pause"})
+    async with open_runtime() as runtime:
+        handle = await runtime.start(document(step))
+        await handle.wait_blocked_on_gates()
+        assert [gate.gate_id for gate in handle.open_gates()] == ["b.budget"]
+        assert handle.gates is not None
+        await handle.gates.answer("b.budget", {"approve": False, "reason": "too dear"})
+        result = await handle.wait()
+    error = result.steps["b"].error
+    assert error is not None
+    assert error["type"] == "BudgetExhaustedError"
+    assert "steps.b.budget cannot cover this model call: max_output_tokens" in error["message"]
+    assert fake.requests == []
+
+
+async def test_a_raise_too_small_opens_the_next_gate(fake: FakeAnthropic) -> None:
+    """An approval that still falls short pauses again, at `budget#2`."""
+    fake.reply_text("b", input_tokens=5, output_tokens=5)
+    step = llm_step("b")
+    budget = {"max_output_tokens": 10, "on_exhaust": "pause"}
+    async with open_runtime() as runtime:
+        handle = await runtime.start(document(step, budget=budget))
+        assert handle.gates is not None
+        await handle.wait_blocked_on_gates()
+        await handle.gates.answer("budget", {"approve": True, "input": {"max_output_tokens": 50}})
+        await handle.wait_blocked_on_gates()
+        assert [gate.gate_id for gate in handle.open_gates()] == ["budget#2"]
+        await handle.gates.answer(
+            "budget#2", {"approve": True, "input": {"max_output_tokens": 500}}
+        )
+        result = await handle.wait()
+    assert result.succeeded, result.error
+
+
+def test_a_paused_run_is_answered_from_the_command_line_and_resumed(tmp_path: Path) -> None:
+    """run --exit-when-waiting stops at gate budget (exit 5); orchestr8 approve raises the
+    limit; resume makes the call, and the step that already ran is not called again."""
+    workflow = document(
+        llm_step("a"), llm_step("b"), budget={"max_llm_calls": 1, "on_exhaust": "pause"}
+    )
+    (tmp_path / "w.json").write_text(json.dumps(workflow))
+    fake = FakeAnthropic()
+    fake.reply_text("a")
+    fake.reply_text("b")
+    with fake, use_fake_anthropic(fake):
+        ran = call("run", "w.json", "--journal", "j.db", "--exit-when-waiting", cwd=tmp_path)
+        assert ran.code == 5, ran.stderr
+        assert "gate budget waits for an answer" in ran.stderr
+        execution_id = only_execution(tmp_path / "j.db")
+        approved = call(
+            "approve",
+            execution_id,
+            "budget",
+            "--input",
+            "max_llm_calls=2",
+            "--journal",
+            "j.db",
+            cwd=tmp_path,
+        )
+        assert approved.code == 0, approved.stderr
+        resumed = call("resume", execution_id, "--journal", "j.db", "--json", cwd=tmp_path)
+    assert resumed.code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"]["b"]["output"]["text"] == "b"
+    assert len(fake.requests) == 2

@@ -14,8 +14,11 @@ from orchestr8._errors import WorkflowValidationError
 from orchestr8._workflow._budgets import (
     LIMIT_NAMES,
     Budget,
+    budget_pauses,
     capped_workflow,
     cost_capped,
+    pause_approval,
+    pause_gate_id,
     raw_budget_problems,
     with_cost_cap,
 )
@@ -32,7 +35,6 @@ BUDGETED: dict[str, Any] = {
     "budget": {"max_cost_usd": 2.0, "max_input_tokens": 10000, "max_output_tokens": 2000},
 }
 
-NO_PAUSE = 'on_exhaust "pause" is not supported yet: use "fail"'
 NO_LIMIT = f"a budget sets at least one limit: {', '.join(LIMIT_NAMES)}"
 
 
@@ -107,7 +109,6 @@ def test_limits_lists_only_the_limits_set() -> None:
         ({"max_llm_calls": 1, "max_dollars": 3}, "$.budget: unknown key 'max_dollars'"),
         ({}, f"$.budget: {NO_LIMIT}"),
         ({"on_exhaust": "fail"}, f"$.budget: {NO_LIMIT}"),
-        ({"max_llm_calls": 1, "on_exhaust": "pause"}, f"$.budget.on_exhaust: {NO_PAUSE}"),
         ({"max_cost_usd": None}, f"$.budget: {NO_LIMIT}"),
         ("2.0", "$.budget: expected an object or null, got a string"),
     ],
@@ -117,18 +118,13 @@ def test_a_bad_workflow_budget_is_refused_at_its_path(budget: Any, problem: str)
     assert any(found.startswith(problem) for found in problems_of(with_budgets(workflow=budget)))
 
 
-def test_pause_is_refused_at_load_until_it_is_supported() -> None:
-    """on_exhaust pause, on the workflow or a step, built or loaded, is a problem at its path."""
-    document = with_budgets(step={"max_llm_calls": 1, "on_exhaust": "pause"})
-    assert problems_of(document) == [f"$.steps[1].budget.on_exhaust: {NO_PAUSE}"]
-    document["steps"][0]["depends_on"] = ["nowhere"]
-    assert f"$.steps[1].budget.on_exhaust: {NO_PAUSE}" in problems_of(document)
-    with pytest.raises(WorkflowValidationError, match="not supported yet"):
-        Workflow(
-            name="python",
-            steps=(Step(id="a", agent="echo"),),
-            budget=Budget(max_cost_usd=1, on_exhaust="pause"),
-        )
+def test_budget_pauses_sees_any_pausing_budget() -> None:
+    """A workflow pauses when its budget or a step's says on_exhaust pause."""
+    assert not budget_pauses(load_workflow(BUDGETED))
+    step = with_budgets(step={"max_llm_calls": 1, "on_exhaust": "pause"})
+    assert budget_pauses(load_workflow(step))
+    top = with_budgets(workflow={"max_llm_calls": 1, "on_exhaust": "pause"})
+    assert budget_pauses(load_workflow(top))
 
 
 def test_a_bad_step_budget_is_refused_at_its_path() -> None:
@@ -212,13 +208,8 @@ def test_the_schema_describes_budgets() -> None:
 def test_every_valid_budget_loads_and_round_trips(budget: dict[str, Any]) -> None:
     """Any budget with a limit loads and writes back as written; one without is refused."""
     document = with_budgets(workflow=budget)
-    expected_problems = []
     if not set(budget) & set(LIMIT_NAMES):
-        expected_problems.append(f"$.budget: {NO_LIMIT}")
-    if budget.get("on_exhaust") == "pause":
-        expected_problems.append(f"$.budget.on_exhaust: {NO_PAUSE}")
-    if expected_problems:
-        assert problems_of(document) == expected_problems
+        assert problems_of(document) == [f"$.budget: {NO_LIMIT}"]
         return
     loaded = load_workflow(document)
     assert loaded.budget is not None
@@ -264,3 +255,30 @@ def test_cost_capped_sees_the_workflows_and_the_steps_cap() -> None:
     assert cost_capped(workflow, "review")
     assert cost_capped(capped_workflow(workflow, 2.0), "draft")
     assert not cost_capped(load_workflow(with_budgets()), "draft")
+
+
+def test_pause_gates_are_named_by_scope_and_number() -> None:
+    """budget and STEP.budget, then #2, #3...: never a step id (a step id holds no '.')."""
+    assert pause_gate_id(None) == "budget"
+    assert pause_gate_id("draft") == "draft.budget"
+    assert pause_gate_id("draft", 3) == "draft.budget#3"
+
+
+def test_pause_approval_knows_the_gates_of_pausing_budgets_only() -> None:
+    """The gate of a pausing budget asks for its limits; other ids, or fail budgets, have none."""
+    document = with_budgets(
+        workflow={"max_cost_usd": 1, "max_llm_calls": 3, "on_exhaust": "pause"},
+        step={"max_output_tokens": 10},
+    )
+    workflow = load_workflow(document)
+    approval = pause_approval(workflow, "budget#2")
+    assert approval is not None
+    assert approval.schema is not None
+    assert approval.schema["properties"]["max_cost_usd"]["type"] == "number"
+    assert approval.schema["properties"]["max_llm_calls"]["type"] == "integer"
+    assert approval.schema["minProperties"] == 1
+    assert pause_approval(workflow, "budget") == approval
+    for gate_id in ("review.budget", "draft.budget", "budget#1", "budget#02", "nope", "x.budget"):
+        assert pause_approval(workflow, gate_id) is None, gate_id
+    document["steps"][1]["budget"]["on_exhaust"] = "pause"
+    assert pause_approval(load_workflow(document), "review.budget#4") is not None
