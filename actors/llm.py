@@ -9,11 +9,15 @@ Config (validated when the agent is built, which needs neither an API key nor `a
 - `output_schema`: a JSON Schema the reply must be JSON for (output gets `"json"`);
 - `tools` and `max_turns` (5): other agents the model may call, in a loop of at most that many
   API calls;
-- `request_timeout` (60 s), `api_key` (prefer the `ANTHROPIC_API_KEY` environment variable).
+- `request_timeout` (60 s), `api_key` (prefer the `ANTHROPIC_API_KEY` environment variable);
+- `template` (a template file, relative to the workflow file, or an inline template; instead of
+  `prompt`, `system` and `output_schema`), `variables` (where its variables come from) and
+  `expect` (what the reply is scored against; see `actors._llm_templates`).
 
 Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens"}, "model",
-"stop_reason"}``. Reply text streams out as coalesced `step.progress` events; token counts are
-recorded per API call as `step.usage` events. The full reference is `docs/llm.md`.
+"stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress` events; token
+counts are recorded per API call as `step.usage` events, each call as `llm.called` and each score
+as `step.scored`. The full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from orchestr8 import (
     ToolSpec,
     Usage,
     call_spend,
+    cost_of,
     detached_session,
     price_for,
     worst_case_spend,
@@ -50,6 +55,13 @@ from orchestr8 import (
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
 from ._llm_output import ModelOutputError, OutputSchema
 from ._llm_prompt import PromptInputError, PromptTemplate, compile_text, messages_from_input
+from ._llm_templates import (
+    TemplatePrompt,
+    call_record,
+    expectations_of,
+    judge_model_of,
+    score_and_record,
+)
 from ._llm_tools import Tool, compile_tools, run_tool_calls
 
 __all__ = [
@@ -93,6 +105,7 @@ class LLMAgent(Agent):
     config_keys = frozenset(
         {
             "api_key",
+            "expect",
             "max_tokens",
             "max_turns",
             "model",
@@ -101,7 +114,9 @@ class LLMAgent(Agent):
             "request_timeout",
             "system",
             "temperature",
+            "template",
             "tools",
+            "variables",
         }
     )
 
@@ -156,6 +171,11 @@ class LLMAgent(Agent):
         self._prompt = None if prompt is None else PromptTemplate.compile(prompt)
         schema = config.get("output_schema")
         self.output_schema = None if schema is None else OutputSchema(schema)
+        self._template = TemplatePrompt(config) if "template" in config else None
+        if self._template is not None and self._template.file.output_schema is not None:
+            self.output_schema = OutputSchema(self._template.file.output_schema)
+        self._expect = expectations_of(config, self._template)
+        self._judge_model = judge_model_of(self._expect)
         tools = config.get("tools")
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
@@ -174,7 +194,12 @@ class LLMAgent(Agent):
         if self.output_schema is not None:
             needs.add(Capability.JSON_OUTPUT)
         model = self.model if ":" in self.model else f"anthropic:{self.model}"
-        return [ModelUse(model, frozenset(needs), "config.model")]
+        uses = [ModelUse(model, frozenset(needs), "config.model")]
+        if self._expect is not None and self._expect.judge is not None:
+            where = "config.expect" if "expect" in self.config else "config.template"
+            judge = frozenset({Capability.JSON_OUTPUT})
+            uses.append(ModelUse(self._expect.judge.model, judge, where))
+        return uses
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the conversation for one attempt and return the reply, its usage and metadata.
@@ -185,8 +210,13 @@ class LLMAgent(Agent):
             RetryableError: a retryable API error, or `ModelOutputError` for a bad JSON reply.
             NonRetryableError: any other API error, or `MaxTurnsExceededError`.
         """
-        messages = [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
-        request = self._request(input)
+        rendered = None if self._template is None else self._template.render(input)
+        messages = (
+            [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
+            if rendered is None
+            else list(rendered.messages)
+        )
+        request = self._request(input, None if rendered is None else rendered.system)
         usage = {"input_tokens": 0, "output_tokens": 0}
         progress = ProgressCoalescer(context)
         async with self._provider.hold():
@@ -216,45 +246,86 @@ class LLMAgent(Agent):
         if self.output_schema is not None:
             output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
         output.update(usage=usage, model=reply.model, stop_reason=reply.stop_reason)
+        if self._expect is not None:
+            output["score"] = await score_and_record(
+                self._expect,
+                reply.text,
+                context,
+                context.llm or detached_session(),
+                complete=lambda judged: self._call(context, judged, progress, template=False),
+                judge_model=self._judge_model,
+                template=None if self._template is None else self._template.file,
+            )
         return output
 
     async def _call(
-        self, context: AgentContext, request: ChatRequest, progress: ProgressCoalescer
+        self,
+        context: AgentContext,
+        request: ChatRequest,
+        progress: ProgressCoalescer,
+        *,
+        template: bool = True,
     ) -> ChatReply:
         """One call to the model: its text streamed as progress, its usage recorded.
 
         Its worst case is reserved on the execution's budgets first (`BudgetExhaustedError`
         when they cannot cover it: the call is not made), and settled with what it spent once
-        it ends, failed or not (nothing known: the hold is released).
+        it ends, failed or not (nothing known: the hold is released). The call is journaled as
+        `llm.called` with its cost, and the template's provenance unless `template` is false (a
+        judge's call).
         """
         session = context.llm or detached_session()
         price = price_for(self._provider.kind, self._bare_model)
         reservation = await session.reserve(
             context, worst_case_spend(request, price), model=self.model
         )
-        used: list[Usage] = []
+        spent: list[Usage] = []
 
         def on_usage(usage: Usage) -> None:
-            used.append(usage)
+            spent.append(usage)
             context.record_usage(**usage.as_counts())
 
+        def record(error: BaseException | None) -> None:
+            file = None if self._template is None or not template else self._template.file
+            latency = trio.current_time() - started
+            usage = sum(spent, Usage())
+            call = call_record(
+                provider=self._provider.name,
+                model=request.model,
+                usage=usage,
+                latency=latency,
+                error=error,
+                template=file,
+            )
+            call["cost_usd"] = None if price is None else cost_of(usage, price)
+            session.record_call(context, call)
+
+        started = trio.current_time()
         try:
-            return await self._provider.complete(
+            reply = await self._provider.complete(
                 request, timeout=self._timeout(context), on_text=progress.add, on_usage=on_usage
             )
+        except Exception as error:
+            record(error)
+            raise
         finally:
             progress.flush()
-            spent = call_spend(sum(used, Usage()), price) if used else Spend()
-            session.settle(context, reservation, spent)
+            used = call_spend(sum(spent, Usage()), price) if spent else Spend()
+            session.settle(context, reservation, used)
+        record(None)
+        return reply
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:
             return messages_from_input(input)
         return self._prompt.render(input)
 
-    def _request(self, input: Any) -> ChatRequest:
-        """The parameters every call of this run shares (all but the messages)."""
-        system = self._system
+    def _request(self, input: Any, template_system: str | None = None) -> ChatRequest:
+        """The parameters every call of this run shares (all but the messages).
+
+        `template_system` is the rendered template's system text, used instead of `system`.
+        """
+        system = template_system or self._system
         parts = [system if isinstance(system, str) else system.render(input)] if system else []
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ._errors import SecretsFileError as SecretsFileError
     from ._errors import SupervisorGaveUpError as SupervisorGaveUpError
     from ._errors import TemplateError as TemplateError
+    from ._errors import TemplateInputError as TemplateInputError
     from ._errors import UnknownAgentError as UnknownAgentError
     from ._errors import WorkflowError as WorkflowError
     from ._errors import WorkflowValidationError as WorkflowValidationError
@@ -102,16 +103,25 @@ if TYPE_CHECKING:
     from ._llm._chat import ToolCall as ToolCall
     from ._llm._chat import ToolSpec as ToolSpec
     from ._llm._chat import Usage as Usage
+    from ._llm._judge import ModelJudge as ModelJudge
     from ._llm._model_uses import ModelUse as ModelUse
     from ._llm._prices import PriceEntry as PriceEntry
     from ._llm._prices import cost_of as cost_of
     from ._llm._prices import price_for as price_for
     from ._llm._provider import Provider as Provider
     from ._llm._provider import ProviderGuard as ProviderGuard
+    from ._llm._scoring import Expectations as Expectations
+    from ._llm._scoring import Judge as Judge
+    from ._llm._scoring import Score as Score
+    from ._llm._scoring import compile_expect as compile_expect
+    from ._llm._scoring import score_reply as score_reply
     from ._llm._session import LLMSession as LLMSession
     from ._llm._session import Reservation as Reservation
     from ._llm._session import Spend as Spend
     from ._llm._session import detached_session as detached_session
+    from ._llm._templates import PromptTemplateFile as PromptTemplateFile
+    from ._llm._templates import RenderedPrompt as RenderedPrompt
+    from ._llm._templates import load_template as load_template
     from ._resilience._breaker import BreakerState as BreakerState
     from ._resilience._breaker import BreakerStatistics as BreakerStatistics
     from ._resilience._breaker import BreakerTransition as BreakerTransition

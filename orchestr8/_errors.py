@@ -52,6 +52,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
         ├── RetryableError               an agent says: this attempt may be tried again
         │   └── ProviderResponseError    a model provider answered with something malformed
         ├── NonRetryableError            an agent says: never try this again
+        │   └── TemplateInputError       a prompt template's variable has no value, or a wrong one
         ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
         ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
         ├── CallStoppedError             the caller's stop signal ended the call before an attempt
@@ -320,6 +321,10 @@ class RetryableError(ResilienceError):
 
 class NonRetryableError(ResilienceError):
     """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
+
+
+class TemplateInputError(NonRetryableError):
+    """A prompt template's variable has no value (and no default), or a value of the wrong type."""
 
 
 class MissingAPIKeyError(AgentConfigurationError, NonRetryableError):
