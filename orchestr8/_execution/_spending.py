@@ -162,7 +162,7 @@ class ExecutionBudget:
         return found
 
     async def _paused(self, shortfall: Shortfall) -> bool:
-        """Wait at the scope's budget gate; whether its answer raised the limits (approved).
+        """Wait at the scope's budget gate (it pauses); whether the answer raised the limits.
 
         The gate id is `budget` for the workflow's budget and `STEP.budget` for a step's, then
         `#2`, `#3`... for the scope's later pauses in the same run. Its answer's input holds new
@@ -174,8 +174,8 @@ class ExecutionBudget:
         step_id = None if scope == WORKFLOW_SCOPE else scope.removeprefix("steps.")
         gate_id = pause_gate_id(step_id, number)
         approval = pause_approval(self._workflow, gate_id)
-        if self._gates is None or approval is None:
-            return False
+        assert self._gates is not None, "a workflow with a pausing budget has a gate board"
+        assert approval is not None, "a pausing budget has a gate"
         limits = self.ledger.limits(scope)
         prompt = (
             f"{shortfall.message()}. Approve with new limits to go on"

@@ -473,3 +473,50 @@ def test_a_paused_run_is_answered_from_the_command_line_and_resumed(tmp_path: Pa
     assert resumed.code == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"]["b"]["output"]["text"] == "b"
     assert len(fake.requests) == 2
+
+
+async def test_a_raise_is_applied_again_when_the_execution_resumes(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The gate answered before a failure answers again from the journal on resume: its raised
+    limit holds, and nobody is asked twice."""
+    fake.reply_text("a")
+    fake.reply_bad_request()
+    fake.reply_text("b")
+    journal = tmp_path / "j.db"
+    budget = {"max_llm_calls": 1, "on_exhaust": "pause"}
+    async with open_runtime(journal=journal) as runtime:
+        handle = await runtime.start(document(llm_step("a"), llm_step("b"), budget=budget))
+        await handle.wait_blocked_on_gates()
+        assert handle.gates is not None
+        await handle.gates.answer("budget", {"approve": True, "input": {"max_llm_calls": 2}})
+        first = await handle.wait()
+    assert not first.succeeded
+    async with open_runtime(journal=journal) as runtime:
+        second = await (await runtime.resume(first.execution_id)).wait()
+        events = await runtime.journal.events(first.execution_id)
+    assert second.succeeded, second.error
+    assert len(of_type(events, "gate.opened")) == 1
+    assert len(fake.requests) == 3
+
+
+async def test_the_session_journals_calls_and_scores_and_keeps_no_breaker() -> None:
+    """record_call and record_score become llm.called and step.scored of the calling unit."""
+    from orchestr8 import AgentContext
+
+    async def scorer(input: Any, context: AgentContext) -> Any:
+        assert context.llm is not None
+        assert context.llm.provider_guard("anthropic") is None
+        context.llm.record_call(context, {"provider": "anthropic", "cost_usd": 0.5})
+        context.llm.record_score(context, {"structure": 100})
+        return "done"
+
+    async with open_runtime(agents={"scorer": scorer}) as runtime:
+        workflow = document({"id": "s", "agent": "scorer"})
+        result = await (await runtime.start(workflow)).wait()
+        events = await runtime.journal.events(result.execution_id)
+    assert result.succeeded
+    [called] = of_type(events, "llm.called")
+    [scored] = of_type(events, "step.scored")
+    assert (called.step_id, called.attempt, called.data["cost_usd"]) == ("s", 1, 0.5)
+    assert scored.data == {"structure": 100}
