@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from orchestr8 import ExecutionStatus, open_runtime, price_for
+from orchestr8 import ExecutionStatus, open_runtime, price_for, replay
+from orchestr8._web._documents import execution_document, execution_lineage
+from orchestr8._web._openapi import openapi_document
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "budget.json"
 TOPICS = ["trio", "attrs", "cattrs"]
 MODEL = "claude-sonnet-4-5"
+SPEC = openapi_document(auth=False)
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +36,7 @@ async def test_the_briefs_are_written_within_the_budget() -> None:
             handle = await runtime.start(EXAMPLE, {"topics": TOPICS})
             result = await handle.wait()
             events = await runtime.journal.events(handle.execution_id)
+            record = await runtime.journal.get_execution(handle.execution_id)
     assert result.status is ExecutionStatus.SUCCEEDED, result.error
     assert result.output["brief"] == "The brief."
     settled = [event for event in events if event.type == "budget.settled"]
@@ -51,6 +56,16 @@ async def test_the_briefs_are_written_within_the_budget() -> None:
         "brief": "workflow",
     }
     fake.assert_all_used()
+    document = {**execution_document(record, replay(events)), **execution_lineage(record, [])}
+    schema = {"$ref": "#/components/schemas/Execution", "components": SPEC["components"]}
+    Draft202012Validator(schema).validate(document)
+    assert document["cost_usd"] == pytest.approx(expected / 1e6)
+    assert document["steps"]["outline"]["cost_usd"] == pytest.approx(
+        3 * (30 * haiku.input + 40 * haiku.output) / 1e6
+    )
+    assert document["steps"]["brief"]["cost_usd"] == pytest.approx(
+        (400 * sonnet.input + 300 * sonnet.output) / 1e6
+    )
 
 
 async def test_a_lower_cap_refuses_what_it_cannot_cover() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ._costs import add_cost, call_cost
 from ._events import Event, EventType, ExecutionStatus, StepStatus
 
 
@@ -46,6 +47,8 @@ class StepState:
     """The attempts it made in runs before the last resume (`attempts` counts the last run's)."""
     earlier_seconds: float = 0.0
     """How long it ran in runs before the last resume, each run to its end or interruption."""
+    cost_usd: float | None = None
+    """What its priced model calls cost (`llm.called`), across resumes; None: none priced."""
 
     @property
     def total_attempts(self) -> int:
@@ -74,6 +77,7 @@ class StepState:
             plans=self.plans,
             rejected_plans=self.rejected_plans,
             replans=self.replans,
+            cost_usd=self.cost_usd,
         )
 
     @property
@@ -136,6 +140,8 @@ class ExecutionState:
     """Every `step.usage` count of the execution summed, across resumes."""
     gates: Mapping[str, GateState] = attrs.field(factory=dict)
     """Its approval gates by gate id, in the order they first opened."""
+    cost_usd: float | None = None
+    """What its priced model calls cost in all (`llm.called`), across resumes; None: none."""
 
 
 _STEP_ENDINGS: Mapping[str, StepStatus] = {
@@ -153,6 +159,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
+        EventType.LLM_CALLED,
         EventType.CHILD_STARTED,
         EventType.PLAN_PROPOSED,
         EventType.PLAN_REJECTED,
@@ -182,6 +189,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
     steps: dict[str, StepState] = {}
     usage: dict[str, int] = {}
     gates: dict[str, GateState] = {}
+    cost: float | None = None
     execution_id: str | None = None
     for event in events:
         interrupted_at = state.elapsed
@@ -214,14 +222,17 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                 steps[event.step_id] = _gate_unit(unit, event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
-            if event.type == EventType.STEP_USAGE:
-                _add_counts(usage, event.data)
+            if event.type == EventType.LLM_CALLED:
+                cost = add_cost(cost, call_cost(event.data))
+            if event.type in (EventType.STEP_USAGE, EventType.LLM_CALLED):
+                if event.type == EventType.STEP_USAGE:
+                    _add_counts(usage, event.data)
                 if event.step_id.endswith("]") and "[" in event.step_id:
-                    # A map item's usage also counts for its map step (`ID[3]` for `ID`).
+                    # A map item's usage and calls count for its map step (`ID[3]` for `ID`).
                     owner = event.step_id[: event.step_id.rindex("[")]
                     if owner in steps:
                         steps[owner] = _reduce_step(steps[owner], event)
-    return attrs.evolve(state, steps=steps, usage=usage, gates=gates)
+    return attrs.evolve(state, steps=steps, usage=usage, gates=gates, cost_usd=cost)
 
 
 def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:
@@ -321,9 +332,12 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
             replans=step.replans,
             earlier_attempts=step.earlier_attempts,
             earlier_seconds=step.earlier_seconds,
+            cost_usd=step.cost_usd,
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
+    if event.type == EventType.LLM_CALLED:
+        return attrs.evolve(step, cost_usd=add_cost(step.cost_usd, call_cost(event.data)))
     if event.type == EventType.MAP_STARTED:
         count = event.data.get("count")
         return attrs.evolve(step, items=count if isinstance(count, int) else None)
