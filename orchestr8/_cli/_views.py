@@ -352,12 +352,12 @@ def render_spend(detail: Mapping[str, Any], *, color: bool) -> str:
     rows: list[list[Cell]] = [
         [
             step_id,
-            str(step["usage"].get("input_tokens", 0)),
-            str(step["usage"].get("output_tokens", 0)),
-            format_cost(step["cost_usd"]),
+            str((step.get("usage") or {}).get("input_tokens", 0)),
+            str((step.get("usage") or {}).get("output_tokens", 0)),
+            format_cost(step.get("cost_usd")),
         ]
         for step_id, step in detail["steps"].items()
-        if "usage" in step
+        if step.get("usage") or step.get("cost_usd") is not None
     ]
     if not rows:
         return ""
