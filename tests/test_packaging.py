@@ -90,6 +90,9 @@ def test_the_wheel_carries_the_price_table(tmp_path: Path) -> None:
     """The vendored, dated price table ships as package data beside the module that reads it."""
     with built_wheel(tmp_path) as wheel:
         table = json.loads(wheel.read("orchestr8/_llm/prices.json"))
-        assert table["as_of"] == json.loads(
-            (ROOT / "orchestr8" / "_llm" / "prices.json").read_text(encoding="utf-8")
-        )["as_of"]
+        assert (
+            table["as_of"]
+            == json.loads(
+                (ROOT / "orchestr8" / "_llm" / "prices.json").read_text(encoding="utf-8")
+            )["as_of"]
+        )

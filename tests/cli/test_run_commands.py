@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_in_process import call
 
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
-from tests.cli_in_process import call
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import trio
+from cli_in_process import call
+from cli_processes import cli, environment, event_types
 
 from orchestr8 import (
     BudgetExhaustedError,
@@ -24,8 +26,6 @@ from orchestr8._execution._spending import JournalSpend, journal_spend
 from orchestr8._journal._events import Event
 from orchestr8._llm._session import Spend
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
-from tests.cli_in_process import call
-from tests.cli_processes import cli, environment, event_types
 
 NO_RETRY: dict[str, Any] = {"retry": {"max_attempts": 1}, "circuit_breaker": None}
 MODEL = "claude-sonnet-4-5"
