@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -520,3 +521,22 @@ async def test_the_session_journals_calls_and_scores_and_keeps_no_breaker() -> N
     [scored] = of_type(events, "step.scored")
     assert (called.step_id, called.attempt, called.data["cost_usd"]) == ("s", 1, 0.5)
     assert scored.data == {"structure": 100}
+
+
+async def test_a_runtime_wide_cap_applies_to_every_start_and_bad_caps_are_refused(
+    fake: FakeAnthropic,
+) -> None:
+    """open_runtime(max_cost_usd=) caps each execution (the lower cap wins); negative, NaN or
+    infinite caps are a ValueError naming max_cost_usd."""
+    async with open_runtime(max_cost_usd=0.0) as runtime:
+        handle = await runtime.start(document(llm_step("a")), max_cost_usd=5.0)
+        result = await handle.wait()
+        record = await runtime.journal.get_execution(result.execution_id)
+        for bad in (-1.0, math.nan, math.inf):
+            with pytest.raises(ValueError, match="max_cost_usd must be a finite number"):
+                await runtime.start(document(llm_step("a")), max_cost_usd=bad)
+    assert record.workflow["budget"] == {"max_cost_usd": 0.0}
+    assert fake.requests == []
+    with pytest.raises(ValueError, match="max_cost_usd"):
+        async with open_runtime(max_cost_usd=-0.5):
+            pass
