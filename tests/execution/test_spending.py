@@ -540,3 +540,17 @@ async def test_a_runtime_wide_cap_applies_to_every_start_and_bad_caps_are_refuse
     with pytest.raises(ValueError, match="max_cost_usd"):
         async with open_runtime(max_cost_usd=-0.5):
             pass
+
+
+async def test_a_fork_with_a_bigger_workflow_budget_goes_on(fake: FakeAnthropic) -> None:
+    """The workflow's budget is no part of a step: a fork with a larger one keeps a, runs b."""
+    fake.reply_text("a")
+    fake.reply_text("b")
+    workflow = document(llm_step("a"), llm_step("b"), budget={"max_llm_calls": 1})
+    bigger = document(llm_step("a"), llm_step("b"), budget={"max_llm_calls": 2})
+    async with open_runtime() as runtime:
+        source = await (await runtime.start(workflow)).wait()
+        forked = await (await runtime.fork(source.execution_id, "b", workflow=bigger)).wait()
+    assert forked.succeeded, forked.error
+    assert forked.steps["b"].output["text"] == "b"
+    assert len(fake.requests) == 2
