@@ -19,7 +19,7 @@ What is checked when the document loads, each problem at its JSON path:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
@@ -41,6 +41,7 @@ __all__ = [
     "capped_workflow",
     "cost_capped",
     "pause_approval",
+    "pause_gate_clashes",
     "pause_gate_id",
     "raw_budget_problems",
     "with_cost_cap",
@@ -106,6 +107,17 @@ class Budget:
             if value is not None:
                 found[name] = value
         return found
+
+
+def pause_gate_clashes(budget: Budget | None, step_ids: Sequence[str]) -> list[Problem]:
+    """A step named `budget` beside a workflow budget that pauses: both would be gate `budget`."""
+    if budget is None or budget.on_exhaust != "pause" or "budget" not in step_ids:
+        return []
+    message = (
+        'a step named "budget" would share its id with the pause gate of the workflow\'s'
+        " budget (on_exhaust pause): rename the step"
+    )
+    return [Problem(f"$.steps[{step_ids.index('budget')}].id", message)]
 
 
 def budget_problems(budget: Budget | None, where: str, version: str) -> list[Problem]:

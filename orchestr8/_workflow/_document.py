@@ -19,7 +19,7 @@ import attrs
 
 from .._errors import Problem, WorkflowValidationError
 from ._approvals import Approval, approval_problems, approval_references
-from ._budgets import Budget, budget_problems
+from ._budgets import Budget, budget_problems, pause_gate_clashes
 from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
@@ -456,6 +456,7 @@ class Workflow:
                 step.budget, f"$.steps[{index}].budget", self.schema_version
             )
         config_problems += budget_problems(self.budget, "$.budget", self.schema_version)
+        config_problems += pause_gate_clashes(self.budget, [step.id for step in self.steps])
         steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
         object.__setattr__(self, "steps", steps)
         output = self.output.located_references if self.output is not None else ()

@@ -282,3 +282,15 @@ def test_pause_approval_knows_the_gates_of_pausing_budgets_only() -> None:
         assert pause_approval(workflow, gate_id) is None, gate_id
     document["steps"][1]["budget"]["on_exhaust"] = "pause"
     assert pause_approval(load_workflow(document), "review.budget#4") is not None
+
+
+def test_a_step_named_budget_cannot_stand_beside_a_pausing_workflow_budget() -> None:
+    """Gate `budget` would be both the approval step's and the budget's: refused at the step id."""
+    document = with_budgets(workflow={"max_llm_calls": 1, "on_exhaust": "pause"})
+    document["steps"][1]["id"] = "budget"
+    assert problems_of(document) == [
+        '$.steps[1].id: a step named "budget" would share its id with the pause gate of the'
+        " workflow's budget (on_exhaust pause): rename the step"
+    ]
+    document["budget"]["on_exhaust"] = "fail"
+    assert load_workflow(document).budget is not None
