@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from orchestr8 import (
-    JSON,
     AgentConfigurationError,
     AgentContext,
     ChatReply,
@@ -26,7 +25,6 @@ from orchestr8 import (
     ModelJudge,
     PromptTemplateFile,
     RenderedPrompt,
-    Usage,
     compile_expect,
     load_template,
     score_reply,
@@ -37,9 +35,7 @@ from ._llm_prompt import Placeholder, PromptInputError, TextTemplate, compile_te
 
 __all__ = [
     "TemplatePrompt",
-    "call_record",
     "expectations_of",
-    "judge_model_of",
     "score_and_record",
 ]
 
@@ -161,50 +157,6 @@ def expectations_of(
     if "expect" in config:
         return compile_expect(config["expect"], "config.expect")
     return None if template is None else template.file.expect
-
-
-def judge_model_of(expectations: Expectations | None) -> str | None:
-    """The bare model id of the completeness judge, when one is declared.
-
-    Raises:
-        AgentConfigurationError: the judge's provider is not one the agent can call.
-    """
-    judge = None if expectations is None else expectations.judge
-    if judge is None:
-        return None
-    provider, _, bare = judge.model.partition(":")
-    if provider != "anthropic":
-        raise AgentConfigurationError(
-            f"completeness judge model {judge.model!r}: unknown provider {provider!r}; "
-            "known: 'anthropic'"
-        )
-    return bare
-
-
-def call_record(
-    *,
-    provider: str,
-    model: str,
-    usage: Usage,
-    latency: float,
-    error: BaseException | None = None,
-    template: PromptTemplateFile | None = None,
-) -> dict[str, JSON]:
-    """The `llm.called` data of one finished call, with the template's provenance if any."""
-    record: dict[str, JSON] = {
-        "provider": provider,
-        "model": model,
-        "usage": usage.to_json(),
-        "cost_usd": None,
-        "latency_s": latency,
-        "fallback_index": 0,
-        "outcome": "failed" if error is not None else "succeeded",
-    }
-    if error is not None:
-        record["error"] = {"type": type(error).__name__, "message": str(error)}
-    if template is not None:
-        record["template"] = template.provenance()
-    return record
 
 
 async def score_and_record(

@@ -1,29 +1,35 @@
-"""The `llm` agent: one step's conversation with an Anthropic model through the Messages API.
+"""The `llm` agent: one step's conversation with a model of any provider in the catalog.
 
-Config (validated when the agent is built, which needs neither an API key nor `anthropic`):
+Config (validated when the agent is built, which needs neither an API key nor an SDK):
 
-- `model` (required), `max_tokens` (1024), `temperature`, `system`;
+- `model` (required): `provider:model` (`openai:gpt-4.1`, `local:llama3.1`); a bare model id
+  means `anthropic:`; `max_tokens` (1024), `temperature`, `system`;
+- `fallback`: more `provider:model` names, tried in order when a call fails retryably, its
+  provider's circuit breaker is open, or the provider refuses the key or the model (see
+  `orchestr8._llm._fallback`);
 - `prompt`: a string (one user message) or a list of ``{"role", "content"}`` messages, with
   `${input...}` placeholders filled from the step input (see `actors._llm_prompt`); without it
   the step input is the user message;
 - `output_schema`: a JSON Schema the reply must be JSON for (output gets `"json"`);
 - `tools` and `max_turns` (5): other agents the model may call, in a loop of at most that many
   API calls;
-- `request_timeout` (60 s), `api_key` (prefer the `ANTHROPIC_API_KEY` environment variable);
+- `request_timeout` (60 s), `api_key` (the key of the `anthropic` provider; prefer the
+  `ANTHROPIC_API_KEY` environment variable, or a provider's `api_key` reference);
 - `template` (a template file, relative to the workflow file, or an inline template; instead of
   `prompt`, `system` and `output_schema`), `variables` (where its variables come from) and
   `expect` (what the reply is scored against; see `actors._llm_templates`).
 
-Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens"}, "model",
-"stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress` events; token
-counts are recorded per API call as `step.usage` events, each call as `llm.called` and each score
-as `step.scored`. The full reference is `docs/llm.md`.
+Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens", ...}, "model",
+"provider", "stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress`
+events; token counts are recorded per API call as `step.usage` events, each call as
+`llm.called` and each score as `step.scored`. The full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
@@ -34,22 +40,21 @@ from orchestr8 import (
     AgentConfigurationError,
     AgentContext,
     AgentRegistry,
-    AnthropicProvider,
     Capability,
     ChatMessage,
     ChatReply,
     ChatRequest,
+    LLMSession,
     MissingAPIKeyError,
+    ModelName,
     ModelUse,
     NonRetryableError,
-    Spend,
+    ProviderCatalog,
     ToolSpec,
     Usage,
-    call_spend,
-    cost_of,
+    complete_with_fallback,
     detached_session,
-    price_for,
-    worst_case_spend,
+    parse_model_name,
 )
 
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
@@ -57,9 +62,7 @@ from ._llm_output import ModelOutputError, OutputSchema
 from ._llm_prompt import PromptInputError, PromptTemplate, compile_text, messages_from_input
 from ._llm_templates import (
     TemplatePrompt,
-    call_record,
     expectations_of,
-    judge_model_of,
     score_and_record,
 )
 from ._llm_tools import Tool, compile_tools, run_tool_calls
@@ -84,6 +87,23 @@ class MaxTurnsExceededError(NonRetryableError):
     """The model still asked for tools after `max_turns` API calls."""
 
 
+def _fallbacks(value: Any) -> tuple[ModelName, ...]:
+    """The `fallback` models, each `provider:model`, none repeated."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise AgentConfigurationError(
+            'fallback must be a list of "provider:model" names, e.g. ["openai:gpt-4.1"]'
+        )
+    names: list[ModelName] = []
+    for index, text in enumerate(value):
+        name = parse_model_name(text, field=f"fallback[{index}]")
+        if name in names:
+            raise AgentConfigurationError(f"fallback[{index}]: {str(name)!r} is listed twice")
+        names.append(name)
+    return tuple(names)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -106,6 +126,7 @@ class LLMAgent(Agent):
         {
             "api_key",
             "expect",
+            "fallback",
             "max_tokens",
             "max_turns",
             "model",
@@ -135,14 +156,10 @@ class LLMAgent(Agent):
                 "(a bare model id means Anthropic)"
             )
         self.model = model
-        provider, _, bare = model.partition(":")
-        if not bare:
-            provider, bare = "anthropic", model
-        if provider != "anthropic" or not bare:
-            raise AgentConfigurationError(
-                f"model {model!r}: unknown provider {provider!r}; known: 'anthropic'"
-            )
-        self._bare_model = bare
+        self._candidates = (
+            parse_model_name(model, field="model", bare_allowed=True),
+            *_fallbacks(config.get("fallback")),
+        )
         self.max_tokens = _positive_int(config, "max_tokens", DEFAULT_MAX_TOKENS)
         self.max_turns = _positive_int(config, "max_turns", DEFAULT_MAX_TURNS)
         temperature = config.get("temperature")
@@ -175,26 +192,37 @@ class LLMAgent(Agent):
         if self._template is not None and self._template.file.output_schema is not None:
             self.output_schema = OutputSchema(self._template.file.output_schema)
         self._expect = expectations_of(config, self._template)
-        self._judge_model = judge_model_of(self._expect)
+        judge = None if self._expect is None else self._expect.judge
+        self._judge = (
+            None
+            if judge is None
+            else parse_model_name(judge.model, field="expect.completeness.judge.model")
+        )
         tools = config.get("tools")
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
         )
-        self._provider = AnthropicProvider(api_key=api_key, request_timeout=self.request_timeout)
+        self._api_key: str | None = api_key
 
     def __repr__(self) -> str:
         """Show the model, never the config (it may hold an API key)."""
         return f"<LLMAgent model={self.model!r}>"
 
     def model_uses(self) -> list[ModelUse]:
-        """The model this agent calls and what it needs of its provider, checked at load."""
+        """The models this agent calls (its fallbacks too) and what it needs, checked at load."""
         needs = {Capability.STREAMING}
         if self.tools:
             needs.add(Capability.TOOLS)
         if self.output_schema is not None:
             needs.add(Capability.JSON_OUTPUT)
-        model = self.model if ":" in self.model else f"anthropic:{self.model}"
-        uses = [ModelUse(model, frozenset(needs), "config.model")]
+        uses = [
+            ModelUse(
+                str(name),
+                frozenset(needs),
+                "config.model" if index == 0 else f"config.fallback[{index - 1}]",
+            )
+            for index, name in enumerate(self._candidates)
+        ]
         if self._expect is not None and self._expect.judge is not None:
             where = "config.expect" if "expect" in self.config else "config.template"
             judge = frozenset({Capability.JSON_OUTPUT})
@@ -217,16 +245,34 @@ class LLMAgent(Agent):
             else list(rendered.messages)
         )
         request = self._request(input, None if rendered is None else rendered.system)
-        usage = {"input_tokens": 0, "output_tokens": 0}
+        usage = Usage()
         progress = ProgressCoalescer(context)
-        async with self._provider.hold():
+        session = context.llm or detached_session()
+        catalog = self._catalog(session)
+        template = self._template
+        provenance = None if template is None else {"template": template.file.provenance()}
+        answering = 0
+        async with AsyncExitStack() as held:
+            await self._hold_primary(catalog, held)
             for turn in range(1, self.max_turns + 1):
-                context.logger.debug("calling %s (turn %d)", self.model, turn)
-                reply = await self._call(
-                    context, attrs.evolve(request, messages=messages), progress
-                )
-                usage["input_tokens"] += reply.usage.input_tokens
-                usage["output_tokens"] += reply.usage.output_tokens
+                context.logger.debug("calling %s (turn %d)", self._candidates[answering], turn)
+                try:
+                    answered = await complete_with_fallback(
+                        self._candidates,
+                        attrs.evolve(request, messages=messages),
+                        catalog=catalog,
+                        session=session,
+                        context=context,
+                        request_timeout=lambda: self._timeout(context),
+                        on_text=progress.add,
+                        on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+                        start=answering,
+                        extra=provenance,
+                    )
+                finally:
+                    progress.flush()
+                reply, answering = answered.reply, answered.index
+                usage = usage + reply.usage
                 if not reply.tool_calls or not self.tools:
                     break
                 if turn == self.max_turns:
@@ -245,75 +291,66 @@ class LLMAgent(Agent):
         output: dict[str, Any] = {"text": reply.text}
         if self.output_schema is not None:
             output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
-        output.update(usage=usage, model=reply.model, stop_reason=reply.stop_reason)
+        output.update(
+            usage=usage.as_counts(),
+            model=reply.model,
+            provider=self._candidates[answering].provider,
+            stop_reason=reply.stop_reason,
+        )
         if self._expect is not None:
+            judge = self._judge
             output["score"] = await score_and_record(
                 self._expect,
                 reply.text,
                 context,
-                context.llm or detached_session(),
-                complete=lambda judged: self._call(context, judged, progress, template=False),
-                judge_model=self._judge_model,
+                session,
+                complete=None
+                if judge is None
+                else lambda judged: self._ask_judge(judge, judged, context, catalog, session),
+                judge_model=None if judge is None else judge.model,
                 template=None if self._template is None else self._template.file,
             )
         return output
 
-    async def _call(
+    async def _ask_judge(
         self,
-        context: AgentContext,
+        judge: ModelName,
         request: ChatRequest,
-        progress: ProgressCoalescer,
-        *,
-        template: bool = True,
+        context: AgentContext,
+        catalog: ProviderCatalog,
+        session: LLMSession,
     ) -> ChatReply:
-        """One call to the model: its text streamed as progress, its usage recorded.
-
-        Its worst case is reserved on the execution's budgets first (`BudgetExhaustedError`
-        when they cannot cover it: the call is not made), and settled with what it spent once
-        it ends, failed or not (nothing known: the hold is released). The call is journaled as
-        `llm.called` with its cost, and the template's provenance unless `template` is false (a
-        judge's call).
-        """
-        session = context.llm or detached_session()
-        price = price_for(self._provider.kind, self._bare_model)
-        reservation = await session.reserve(
-            context, worst_case_spend(request, price), model=self.model
+        """One call of the completeness judge, journaled (without the template) and counted."""
+        answered = await complete_with_fallback(
+            (judge,),
+            request,
+            catalog=catalog,
+            session=session,
+            context=context,
+            request_timeout=lambda: self._timeout(context),
+            on_usage=lambda spent: context.record_usage(**spent.as_counts()),
         )
-        spent: list[Usage] = []
+        return answered.reply
 
-        def on_usage(usage: Usage) -> None:
-            spent.append(usage)
-            context.record_usage(**usage.as_counts())
+    async def _hold_primary(self, catalog: ProviderCatalog, held: AsyncExitStack) -> None:
+        """Keep the primary provider's client open for the run's turns, when it can be made.
 
-        def record(error: BaseException | None) -> None:
-            file = None if self._template is None or not template else self._template.file
-            latency = trio.current_time() - started
-            usage = sum(spent, Usage())
-            call = call_record(
-                provider=self._provider.name,
-                model=request.model,
-                usage=usage,
-                latency=latency,
-                error=error,
-                template=file,
-            )
-            call["cost_usd"] = None if price is None else cost_of(usage, price)
-            session.record_call(context, call)
-
-        started = trio.current_time()
+        A provider that cannot be made now (no key) is not held: its call then fails and falls
+        back.
+        """
         try:
-            reply = await self._provider.complete(
-                request, timeout=self._timeout(context), on_text=progress.add, on_usage=on_usage
-            )
-        except Exception as error:
-            record(error)
-            raise
-        finally:
-            progress.flush()
-            used = call_spend(sum(spent, Usage()), price) if spent else Spend()
-            session.settle(context, reservation, used)
-        record(None)
-        return reply
+            provider = catalog.resolve(str(self._candidates[0])).provider
+            await held.enter_async_context(provider.hold())
+        except NonRetryableError:
+            return
+
+    def _catalog(self, session: LLMSession) -> ProviderCatalog:
+        """The session's providers; a config `api_key` becomes the `anthropic` provider's key."""
+        catalog = session.catalog
+        spec = catalog.spec("anthropic")
+        if self._api_key is None or spec is None:
+            return catalog
+        return catalog.overlay({"anthropic": attrs.evolve(spec, api_key=self._api_key)})
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:
@@ -330,7 +367,7 @@ class LLMAgent(Agent):
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())
         return ChatRequest(
-            model=self._bare_model,
+            model=self._candidates[0].model,
             messages=(),
             system="\n\n".join(parts) if parts else None,
             max_tokens=self.max_tokens,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncclick as click
 
-from .._shell._options import GraceSeconds, sync_workers_option
+from .._shell._options import GraceSeconds, providers_option, sync_workers_option
 from ._group import journal_option
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="A JSON object of secrets by name for ${secrets.NAME}; "
             "over $ORCHESTR8_SECRET_NAME variables.",
         ),
+        providers_option,
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -102,6 +103,7 @@ async def run(
     as_json: bool,
     secrets_file: str | None,
     exit_when_waiting: bool = False,
+    providers_file: str | None = None,
     max_cost: float | None = None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
@@ -118,6 +120,7 @@ async def run(
         check_timeout,
         guard,
         journal_path,
+        load_providers,
         load_secrets,
         parse_inputs,
     )
@@ -129,10 +132,11 @@ async def run(
         cost_cap = check_max_cost(max_cost)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
+        providers = load_providers(providers_file)
         allow_local_imports()
         # Admitted before the journal opens (a bad file or input leaves none behind), once:
         # the runtime starts this admission as it is.
-        admission = admit(admit_file(file, max_cost_usd=cost_cap), inputs)
+        admission = admit(admit_file(file, providers=providers, max_cost_usd=cost_cap), inputs)
         workflow = admission.workflow
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
@@ -155,6 +159,7 @@ async def run(
             secrets=secrets,
             sync_workers=sync_workers,
             exit_when_waiting=exit_when_waiting,
+            providers=providers,
         )
 
     return await guard(action)
@@ -188,6 +193,7 @@ async def resume(
     as_json: bool,
     secrets_file: str | None,
     exit_when_waiting: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
@@ -206,6 +212,7 @@ async def resume(
         find_execution,
         guard,
         journal_path,
+        load_providers,
         load_secrets,
         parse_inputs,
         resume_recorded,
@@ -215,6 +222,7 @@ async def resume(
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
+        providers = load_providers(providers_file)
         allow_local_imports()
         path = journal_path(journal, must_exist=True)
 
@@ -270,6 +278,7 @@ async def resume(
             secrets=secrets,
             sync_workers=sync_workers,
             exit_when_waiting=exit_when_waiting,
+            providers=providers,
         )
 
     return await guard(action)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .._execution._results import ExecutionResult
     from .._execution._secrets import Secrets
     from .._journal._journal import ExecutionRecord, Journal
+    from .._workflow._provider_specs import ProviderSpec
 
 EXIT_OK = ExitCode.OK
 EXIT_INVALID = ExitCode.INVALID
@@ -111,11 +112,17 @@ def load_secrets(secrets_file: str | None) -> Secrets | None:
 
 
 def admit_file(
-    file: str, registry: AgentRegistry | None = None, *, max_cost_usd: float | None = None
+    file: str,
+    registry: AgentRegistry | None = None,
+    *,
+    providers: Mapping[str, ProviderSpec] | None = None,
+    max_cost_usd: float | None = None,
 ) -> AdmittedWorkflow:
     """Admit the workflow file: its document checked, each step's agent built from its config.
 
-    `max_cost_usd` (`run --max-cost`) lowers the workflow's cost cap first.
+    `providers`: the provider config file's specs (`load_providers`), which the models the
+    steps call are checked against. `max_cost_usd` (`run --max-cost`) lowers the workflow's
+    cost cap first.
 
     Raises:
         WorkflowValidationError: with every problem found.
@@ -124,8 +131,25 @@ def admit_file(
     from .._execution._admission import admit_workflow
 
     return admit_workflow(
-        Path(file), registry or AgentRegistry(), source=file, max_cost_usd=max_cost_usd
+        Path(file),
+        registry or AgentRegistry(),
+        source=file,
+        providers=providers,
+        max_cost_usd=max_cost_usd,
     )
+
+
+def load_providers(providers_file: str | None) -> dict[str, ProviderSpec]:
+    """The specs of `--providers FILE`, else of the file `ORCHESTR8_PROVIDERS` names, else none.
+
+    Raises:
+        ProviderConfigError: the file is unreadable or invalid (each problem with its path).
+    """
+    from .._llm._provider_config import configured_providers
+
+    if providers_file is not None and not providers_file.strip():
+        raise CommandError("--providers: the path is empty")
+    return configured_providers(providers_file)
 
 
 async def resume_recorded(journal: Journal, handle: ExecutionHandle, last_seq: int) -> bool:

@@ -39,6 +39,7 @@ from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._errors import ExecutionStateError, JournalError
 from .._journal._events import Event, EventType, StepStatus
+from .._llm._catalog import ProviderCatalog
 from .._observability._metrics import engine_metrics
 from .._observability._telemetry import execution_span
 from .._supervision._bus import EventBus
@@ -46,7 +47,6 @@ from .._supervision._supervisor import Supervisor, open_supervisor
 from ._conclusion import Conclusion
 from ._emitter import Emitter
 from ._gates import GateBoard, has_gates
-from ._llm_session import ExecutionLLMSession
 from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
 from ._spending import ExecutionBudget, JournalSpend
@@ -100,6 +100,7 @@ class ExecutionRun:
         sync_limiter: trio.CapacityLimiter | None = None,
         children: ChildRunner | None = None,
         gates_before: Mapping[str, GateState] | None = None,
+        providers: ProviderCatalog | None = None,
         budget_spent: JournalSpend | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
@@ -108,6 +109,8 @@ class ExecutionRun:
         the agents admission built, by step id (a step not in it has its agent built when it runs).
         `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`);
         `budget_spent` what its journal says its budgets spent (`journal_spend`).
+        `providers` is the runtime's provider catalog (None: the steps' model calls use the
+        built-in providers, without breakers or journaled calls).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
@@ -159,8 +162,6 @@ class ExecutionRun:
         budget = ExecutionBudget.for_workflow(workflow, emitter, self.gates)
         if budget is not None and budget_spent is not None:
             budget.restore(budget_spent)
-        self.llm = ExecutionLLMSession(emitter, budget)
-        """What the execution's agents reach as `AgentContext.llm`: budgets, calls, scores."""
         self.steps = StepRunner(
             execution_id=execution_id,
             state=self.state,
@@ -175,7 +176,8 @@ class ExecutionRun:
             children=children,
             correlation_id=self.correlation_id,
             gates=self.gates,
-            llm=self.llm,
+            providers=providers,
+            budget=budget,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()

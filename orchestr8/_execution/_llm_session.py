@@ -1,46 +1,78 @@
-"""The LLM session of an execution: what `AgentContext.llm` is for the agents of one execution.
+"""The LLM session of one execution: what `AgentContext.llm` is while the engine runs a step.
 
-One per execution, made with its run (`ExecutionRun`). Reservations and settlements go to the
-execution's budgets (`_spending.ExecutionBudget`; none when the workflow sets no budget, and then
-a reservation holds nothing and records nothing). Finished calls and scores become `llm.called`
-and `step.scored` events of the calling unit and attempt.
+One `ExecutionLLMSession` per execution, made when its steps' runner is, and handed to every
+attempt's context (no allocation per step). It holds:
+
+- the providers its calls may use: the runtime's catalog with the workflow's own `providers`
+  over it (`ProviderCatalog.overlay`); provider instances are the runtime's, shared;
+- each provider's circuit breaker, one per runtime, from the shared breaker registry under the
+  key `llm-provider:NAME` (`PROVIDER_BREAKER_POLICY`: 5 failures in a row open it for 60 s, then
+  3 probes); its transitions are journaled like any breaker's, in the step whose call caused them;
+- `record_call` and `record_score`, which emit `llm.called` and `step.scored` for the calling
+  step and attempt, as `step.usage` is emitted, and nothing once that step was given up on;
+- `reserve` and `settle`, handed to the execution's budgets (`_spending.ExecutionBudget`; none
+  when the workflow sets no budget: a call then holds and records nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._journal._events import EventType
 from .._json import JSON
+from .._llm._catalog import ProviderCatalog
+from .._llm._fallback import PROVIDER_BREAKER_PREFIX
 from .._llm._provider import ProviderGuard
 from .._llm._session import NO_RESERVATION, Reservation, Spend
+from .._workflow._policy import CircuitBreakerPolicy
+from ._emitter import Emitter
+from ._step_resilience import SharedResilience, StepListener
 
 if TYPE_CHECKING:
-    from ._emitter import Emitter
     from ._spending import ExecutionBudget
 
-__all__ = ["ExecutionLLMSession"]
+__all__ = ["PROVIDER_BREAKER_POLICY", "ExecutionLLMSession"]
+
+#: The breaker every provider gets: open after 5 failures in a row, for 60 s, then 3 probes.
+PROVIDER_BREAKER_POLICY: Final = CircuitBreakerPolicy()
 
 
 class ExecutionLLMSession:
-    """The session every agent of one execution reaches through `AgentContext.llm`."""
+    """The `LLMSession` of one execution: its catalog, the provider breakers, its LLM events."""
 
-    def __init__(self, emitter: Emitter, budget: ExecutionBudget | None = None) -> None:
-        """Journal through `emitter`; hold and settle calls on `budget` (None: no budget)."""
+    def __init__(
+        self,
+        *,
+        catalog: ProviderCatalog,
+        resilience: SharedResilience,
+        emitter: Emitter,
+        listeners: Mapping[str, StepListener],
+        budget: ExecutionBudget | None = None,
+    ) -> None:
+        """Serve the calls of one execution.
+
+        `listeners` are the execution's step listeners by step id (the runner's own mapping):
+        a call of a step that has none, or whose listener is silenced, is not journaled.
+        """
+        self.catalog = catalog
+        self._resilience = resilience
         self._emitter = emitter
+        self._listeners = listeners
         self.budget = budget
         """The execution's budgets, or None when its workflow sets none."""
 
-    def provider_guard(self, provider: str) -> ProviderGuard | None:
-        """No circuit breaker is kept per provider by this session."""
-        return None
+    def provider_guard(self, provider: str) -> ProviderGuard:
+        """The runtime's circuit breaker of `provider` (`llm-provider:NAME`), made on first use."""
+        return self._resilience.breakers.get(
+            PROVIDER_BREAKER_PREFIX + provider, PROVIDER_BREAKER_POLICY
+        )
 
     async def reserve(self, context: Any, ask: Spend, *, model: str) -> Reservation:
         """Hold `ask` on the budgets of the caller's step and the workflow (see `_spending`).
 
         Raises:
-            BudgetExhaustedError: a budget cannot cover `ask`.
+            BudgetExhaustedError: a budget cannot cover `ask` (after its pause gate, if any).
         """
         if self.budget is None:
             return NO_RESERVATION
@@ -52,16 +84,18 @@ class ExecutionLLMSession:
             self.budget.settle(context, reservation, spent)
 
     def record_call(self, context: Any, call: Mapping[str, JSON]) -> None:
-        """Journal one finished call as `llm.called`."""
-        self._emitter.emit_nowait(
-            EventType.LLM_CALLED, step_id=context.step_id, attempt=context.attempt, data=dict(call)
-        )
+        """Journal one finished model call of the calling step as `llm.called`."""
+        self._emit(EventType.LLM_CALLED, context, call)
 
     def record_score(self, context: Any, score: Mapping[str, JSON]) -> None:
-        """Journal a reply's adherence score as `step.scored`."""
+        """Journal the adherence score of a reply of the calling step as `step.scored`."""
+        self._emit(EventType.STEP_SCORED, context, score)
+
+    def _emit(self, event_type: EventType, context: Any, data: Mapping[str, JSON]) -> None:
+        listener = self._listeners.get(context.step_id)
+        if listener is None or listener.silenced:
+            # Silenced, or a map item that ended (an agent's late report): not recorded.
+            return
         self._emitter.emit_nowait(
-            EventType.STEP_SCORED,
-            step_id=context.step_id,
-            attempt=context.attempt,
-            data=dict(score),
+            event_type, step_id=context.step_id, attempt=context.attempt, data=dict(data)
         )

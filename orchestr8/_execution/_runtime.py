@@ -48,11 +48,14 @@ from .._journal._events import EventFactory, EventType
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
 from .._json import JSON
+from .._llm._catalog import ProviderCatalog
+from .._llm._provider_config import ProviderSource, configured_providers
 from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
 from .._workflow._budgets import capped_workflow
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._provider_specs import ProviderSpec
 from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
@@ -92,6 +95,7 @@ class Runtime:
         sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
         workflows: WorkflowCatalog | None = None,
+        providers: Mapping[str, ProviderSpec] | None = None,
         max_cost_usd: float | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
@@ -118,7 +122,9 @@ class Runtime:
         """Acts on the cancel requests and answers the journal holds for the live executions."""
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
-        self._admitted = AdmittedWorkflows(registry, workflows)
+        self.providers = ProviderCatalog(providers, secrets=self.secrets.lookup)
+        """The model providers its executions' calls may use (`open_runtime(providers=...)`)."""
+        self._admitted = AdmittedWorkflows(registry, workflows, self.providers)
         self._starter = Starter(
             journal=journal,
             secrets=self.secrets,
@@ -130,6 +136,7 @@ class Runtime:
             sync_limiter=sync_limiter,
             locks=locks,
             admit=self._admit,
+            providers=self.providers,
             launch=self._launch,
             handle_for=self._handle_for,
             adopt=self._adopt,
@@ -482,6 +489,7 @@ async def open_runtime(
     sync_workers: int = DEFAULT_SYNC_WORKERS,
     secrets: Secrets | None = None,
     workflows: Mapping[str, WorkflowDocumentSource] | None = None,
+    providers: ProviderSource | None = None,
     max_cost_usd: float | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
@@ -499,17 +507,22 @@ async def open_runtime(
         workflows: workflows by name, for sub-workflow steps that name one (`"workflow":
             "NAME"`): a path, JSON text or a parsed document each; they shadow the
             `orchestr8.workflows` entry points.
+        providers: the model providers over the built-in ones: a provider config file's path,
+            or its document (`{"providers": {...}}`) or `providers` mapping; None: the file
+            `ORCHESTR8_PROVIDERS` names, if any. Their clients are closed with the runtime.
         max_cost_usd: the most the model calls of each execution it starts may cost, in US
             dollars (see `Runtime.start`); None: only the workflows' own budgets.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, `sync_workers` is below 1, or
             `max_cost_usd` is negative, infinite or NaN.
+        ProviderConfigError: `providers` is unreadable or invalid.
     """
     if not (cancel_grace >= 0 and math.isfinite(cancel_grace)):
         raise ValueError(f"cancel_grace must be a finite number of seconds >= 0: {cancel_grace}")
     _lower_cap(max_cost_usd, None)
     sync_limiter = sync_worker_limiter(sync_workers)
+    configured = configured_providers(providers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(
@@ -529,8 +542,10 @@ async def open_runtime(
                 sync_limiter=sync_limiter,
                 secrets=secrets,
                 workflows=WorkflowCatalog(workflows),
+                providers=configured,
                 max_cost_usd=max_cost_usd,
             )
+            stack.push_async_callback(runtime.providers.aclose)
             nursery.start_soon(runtime._control.run)
             body_failed = False
             try:

@@ -10,12 +10,13 @@ as it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from ._costs import add_cost, call_cost
 from ._events import Event, EventType, ExecutionStatus, StepStatus
+from ._llm_calls import LLMCalls, fold_llm_call
 
 
 @attrs.frozen
@@ -47,13 +48,19 @@ class StepState:
     """The attempts it made in runs before the last resume (`attempts` counts the last run's)."""
     earlier_seconds: float = 0.0
     """How long it ran in runs before the last resume, each run to its end or interruption."""
-    cost_usd: float | None = None
-    """What its priced model calls cost (`llm.called`), across resumes; None: none priced."""
+    llm: LLMCalls | None = None
+    """Its model calls (`llm.called`), across resumes; None when it called no model."""
 
     @property
     def total_attempts(self) -> int:
         """Every attempt the journal holds for it, across resumes: what views show."""
         return self.earlier_attempts + self.attempts
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What its priced model calls cost (`llm.called`), across resumes; None: none priced."""
+        llm = self.llm
+        return None if llm is None or llm.unpriced == llm.calls else llm.cost_usd
 
     @property
     def duration(self) -> float | None:
@@ -77,7 +84,7 @@ class StepState:
             plans=self.plans,
             rejected_plans=self.rejected_plans,
             replans=self.replans,
-            cost_usd=self.cost_usd,
+            llm=self.llm,
         )
 
     @property
@@ -168,6 +175,8 @@ _STEP_EVENT_TYPES = frozenset(
         *_STEP_ENDINGS,
     }
 )
+# A map item's usage and model calls also count for its map step (`ID[3]` for `ID`).
+_COUNTED_FOR_THE_MAP: Final = frozenset({EventType.STEP_USAGE, EventType.LLM_CALLED})
 _EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
     EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
     EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
@@ -224,7 +233,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
             if event.type == EventType.LLM_CALLED:
                 cost = add_cost(cost, call_cost(event.data))
-            if event.type in (EventType.STEP_USAGE, EventType.LLM_CALLED):
+            if event.type in _COUNTED_FOR_THE_MAP:
                 if event.type == EventType.STEP_USAGE:
                     _add_counts(usage, event.data)
                 if event.step_id.endswith("]") and "[" in event.step_id:
@@ -332,12 +341,12 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
             replans=step.replans,
             earlier_attempts=step.earlier_attempts,
             earlier_seconds=step.earlier_seconds,
-            cost_usd=step.cost_usd,
+            llm=step.llm,
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
     if event.type == EventType.LLM_CALLED:
-        return attrs.evolve(step, cost_usd=add_cost(step.cost_usd, call_cost(event.data)))
+        return attrs.evolve(step, llm=fold_llm_call(step.llm, event.data))
     if event.type == EventType.MAP_STARTED:
         count = event.data.get("count")
         return attrs.evolve(step, items=count if isinstance(count, int) else None)

@@ -17,6 +17,7 @@ from orchestr8 import (
     JSON,
     AgentConfigurationError,
     ExecutionStatus,
+    ProviderCatalog,
     ProviderGuard,
     Reservation,
     Spend,
@@ -50,6 +51,7 @@ class RecordingSession:
 
     calls: list[Mapping[str, JSON]] = attrs.Factory(list)
     scores: list[Mapping[str, JSON]] = attrs.Factory(list)
+    catalog: ProviderCatalog = attrs.Factory(ProviderCatalog)
 
     def provider_guard(self, provider: str) -> ProviderGuard | None:
         """No breakers here."""
@@ -280,9 +282,9 @@ async def test_a_missing_variable_fails_without_a_call(fake: FakeAnthropic) -> N
             "config.expect.constraints: unknown checker 'max_word'",
         ),
         (
-            {"expect": {"completeness": {"sections": ["a"], "judge": {"model": "openai:x"}}}},
+            {"expect": {"completeness": {"sections": ["a"], "judge": {"model": "claude-x"}}}},
             AgentConfigurationError,
-            "completeness judge model 'openai:x': unknown provider 'openai'",
+            "config.expect.completeness.judge.model: must name a provider and a model",
         ),
     ],
 )
