@@ -532,3 +532,21 @@ async def test_a_fork_with_a_bigger_workflow_budget_goes_on(fake: FakeAnthropic)
     assert forked.succeeded, forked.error
     assert forked.steps["b"].output["text"] == "b"
     assert len(fake.requests) == 2
+
+
+async def test_under_a_cost_cap_a_model_without_a_price_is_refused_at_load() -> None:
+    """A workflow cap, a step cap or max_cost_usd make an unpriced model a load problem."""
+    from orchestr8 import WorkflowValidationError
+
+    unpriced = llm_step("a")
+    unpriced["agent"]["config"]["model"] = "anthropic:claude-unreleased"
+    async with open_runtime() as runtime:
+        runtime.load(document(unpriced))
+        for workflow in (
+            document(unpriced, budget={"max_cost_usd": 1}),
+            document({**unpriced, "budget": {"max_cost_usd": 1}}),
+        ):
+            with pytest.raises(WorkflowValidationError, match="has no price"):
+                runtime.load(workflow)
+        with pytest.raises(WorkflowValidationError, match="has no price"):
+            await runtime.start(document(unpriced), max_cost_usd=1.0)
