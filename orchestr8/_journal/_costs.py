@@ -2,10 +2,10 @@
 
 The `llm` agent journals each API call as `llm.called` with its `cost_usd`: the call's usage
 priced by the provider's price (docs/budgets.md), or null when the model has no price. Replay
-sums them per step (a map item's calls count for its map step too, a resumed step keeps what its
-earlier runs paid) and for the execution, so `inspect` and the REST documents show what a step
-and a run cost. `None` means no call was priced (none was made, or no price was known); a step
-whose calls were only partly priced shows the priced part.
+sums them for the execution (`ExecutionState.cost_usd`; per step, `_llm_calls` folds them into
+`StepState.llm`, whose `cost_usd` a step shows), so `inspect` and the REST documents show what a
+run cost. `None` means no call was priced (none was made, or no price was known); a run whose
+calls were only partly priced shows the priced part.
 """
 
 from __future__ import annotations
