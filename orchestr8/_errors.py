@@ -51,6 +51,10 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   └── SecretsFileError             (ValueError) a secrets file is unreadable or malformed
     ├── ProviderConfigError              (ValueError) a provider config file is unusable
     ├── InsecureBindError                (PermissionError) serving beyond loopback without a key
+    ├── EvalError                        `orchestr8 eval` cannot compare its two arms
+    │   ├── EvalSpecError                (ValueError) an eval spec (a file or flags) is unusable
+    │   ├── EvalDatasetError             (ValueError) a dataset line is not an object, or too few
+    │   └── EvalCallsFailedError         model calls failed for good (the others are cached)
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
         │   ├── ProviderResponseError    a model provider answered with something malformed
@@ -309,6 +313,29 @@ class SecretsFileError(SecretError, ValueError):
 
 class InsecureBindError(Orchestr8Error, PermissionError):
     """Asked to listen on an address beyond loopback without an API key."""
+
+
+class EvalError(Orchestr8Error):
+    """Base of the errors that keep `orchestr8 eval` from comparing its arms."""
+
+
+class EvalSpecError(EvalError, ValueError):
+    """An eval spec (a file or the command's flags) is unusable; `problems` lists every one."""
+
+    def __init__(self, problems: Sequence[Problem], source: str) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"{source}: invalid eval spec ({len(self.problems)} {noun}):\n{lines}")
+
+
+class EvalDatasetError(EvalError, ValueError):
+    """A dataset is unusable: unreadable, a line that is not a JSON object, or too few lines."""
+
+
+class EvalCallsFailedError(EvalError):
+    """Some of an eval's model calls failed for good; the outputs of the others are cached."""
 
 
 class ResilienceError(Orchestr8Error):

@@ -10,7 +10,7 @@ through the `orchestr8.commands` entry-point group, so this package never import
 This module assembles the command line: the group and its plumbing are in `_group`, `run` and
 `resume` in `_run_commands` (driven by `_run`), `validate`, `schema` and `inspect` in
 `_inspect_commands`, `compare` in `_compare`, `prune` in `_retention_commands`, `fork` in
-`_fork_command`; their shared helpers live in `_support`.
+`_fork_command`, `eval` in `_eval_command`; their shared helpers live in `_support`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncclick as click
 
 from ._compare import compare
 from ._control_commands import cancel, follow
+from ._eval_command import eval_command
 from ._fork_command import fork
 from ._gate_commands import approve, reject
 from ._group import add_logging_options, cli, show_usage_error
@@ -36,6 +37,7 @@ for _command in (run, resume, validate, schema, inspect, compare, prune, fork, a
     cli.add_command(_command)
 cli.add_command(follow)
 cli.add_command(cancel)
+cli.add_command(eval_command)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

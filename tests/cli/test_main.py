@@ -531,6 +531,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             "orchestr8._cli",
             "orchestr8._cli._compare",
             "orchestr8._cli._control_commands",
+            "orchestr8._cli._eval_command",
             "orchestr8._cli._fork_command",
             "orchestr8._cli._gate_commands",
             "orchestr8._cli._group",
