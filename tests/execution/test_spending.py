@@ -178,6 +178,34 @@ async def test_map_items_running_at_once_never_jointly_overspend(fake: FakeAnthr
     assert sum(output is not None for output in outputs) == 3
 
 
+async def test_a_map_under_a_tiny_cap_never_opens_the_shared_breaker(fake: FakeAnthropic) -> None:
+    """Twenty items, retried, past a two-call cap: every refusal is neutral for the llm breaker.
+
+    The items beyond the cap fail with BudgetExhaustedError (not CircuitOpenError), no breaker
+    opens, and the runtime's next execution of the same agent is unaffected.
+    """
+    for _ in range(3):
+        fake.reply_text("ok", input_tokens=5, output_tokens=5)
+    step = llm_step("each", for_each="inputs.items", on_item_error="continue")
+    step["input"] = "Item ${item}"
+    step["policy"] = {"retry": {"max_attempts": 3, "jitter": "none"}}
+    capped = document(step, budget={"max_llm_calls": 2})
+    capped["inputs"] = {"type": "object"}
+    async with open_runtime() as runtime:
+        first = await (await runtime.start(capped, inputs={"items": list(range(20))})).wait()
+        events = await runtime.journal.events(first.execution_id)
+        second = await (await runtime.start(document(llm_step("after")))).wait()
+        breaker = runtime.resilience.breakers.find("llm")
+    failed = [event for event in of_type(events, "step.failed") if event.step_id != "each"]
+    errors = [event.data["error"]["type"] for event in failed]
+    assert errors == ["BudgetExhaustedError"] * 18
+    assert not [event for event in events if event.type.startswith("breaker.")]
+    assert second.succeeded
+    assert breaker is not None
+    assert breaker.statistics().failures == 0
+    assert len(fake.requests) == 3
+
+
 async def test_a_failed_call_without_usage_counts_nothing(fake: FakeAnthropic) -> None:
     """A call the API refused is settled with zeros: its hold is released."""
     fake.reply_bad_request()
