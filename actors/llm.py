@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import attrs
 import trio
 
 from orchestr8 import (
@@ -29,23 +30,21 @@ from orchestr8 import (
     AgentConfigurationError,
     AgentContext,
     AgentRegistry,
+    AnthropicProvider,
+    Capability,
+    ChatMessage,
+    ChatReply,
+    ChatRequest,
+    MissingAPIKeyError,
+    ModelUse,
     NonRetryableError,
+    ToolSpec,
 )
 
-from ._llm_client import (
-    AnthropicClientFactory,
-    ClientLease,
-    MissingAPIKeyError,
-    ProgressCoalescer,
-    stream_message,
-    use_anthropic_client,
-)
+from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
 from ._llm_output import ModelOutputError, OutputSchema
 from ._llm_prompt import PromptInputError, PromptTemplate, compile_text, messages_from_input
 from ._llm_tools import Tool, compile_tools, run_tool_calls
-
-if TYPE_CHECKING:
-    from anthropic.types import Message
 
 __all__ = [
     "AnthropicClientFactory",
@@ -111,9 +110,18 @@ class LLMAgent(Agent):
         model = config.get("model")
         if not isinstance(model, str) or not model:
             raise AgentConfigurationError(
-                "model is required: the Anthropic model id, e.g. 'claude-sonnet-4-5'"
+                "model is required: 'provider:model', e.g. 'anthropic:claude-sonnet-4-5' "
+                "(a bare model id means Anthropic)"
             )
         self.model = model
+        provider, _, bare = model.partition(":")
+        if not bare:
+            provider, bare = "anthropic", model
+        if provider != "anthropic" or not bare:
+            raise AgentConfigurationError(
+                f"model {model!r}: unknown provider {provider!r}; known: 'anthropic'"
+            )
+        self._bare_model = bare
         self.max_tokens = _positive_int(config, "max_tokens", DEFAULT_MAX_TOKENS)
         self.max_turns = _positive_int(config, "max_turns", DEFAULT_MAX_TURNS)
         temperature = config.get("temperature")
@@ -146,11 +154,21 @@ class LLMAgent(Agent):
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
         )
-        self._clients = ClientLease(api_key, self.request_timeout)
+        self._provider = AnthropicProvider(api_key=api_key, request_timeout=self.request_timeout)
 
     def __repr__(self) -> str:
         """Show the model, never the config (it may hold an API key)."""
         return f"<LLMAgent model={self.model!r}>"
+
+    def model_uses(self) -> list[ModelUse]:
+        """The model this agent calls and what it needs of its provider, checked at load."""
+        needs = {Capability.STREAMING}
+        if self.tools:
+            needs.add(Capability.TOOLS)
+        if self.output_schema is not None:
+            needs.add(Capability.JSON_OUTPUT)
+        model = self.model if ":" in self.model else f"anthropic:{self.model}"
+        return [ModelUse(model, frozenset(needs), "config.model")]
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the conversation for one attempt and return the reply, its usage and metadata.
@@ -161,64 +179,76 @@ class LLMAgent(Agent):
             RetryableError: a retryable API error, or `ModelOutputError` for a bad JSON reply.
             NonRetryableError: any other API error, or `MaxTurnsExceededError`.
         """
-        messages = self._messages(input)
+        messages = [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
         request = self._request(input)
         usage = {"input_tokens": 0, "output_tokens": 0}
         progress = ProgressCoalescer(context)
-        async with self._clients.open() as client:
+        async with self._provider.hold():
             for turn in range(1, self.max_turns + 1):
                 context.logger.debug("calling %s (turn %d)", self.model, turn)
-                message = await stream_message(
-                    client,
-                    {**request, "messages": messages},
-                    context=context,
-                    timeout=self._timeout(context),
-                    progress=progress,
+                reply = await self._call(
+                    context, attrs.evolve(request, messages=messages), progress
                 )
-                usage["input_tokens"] += message.usage.input_tokens or 0
-                usage["output_tokens"] += message.usage.output_tokens or 0
-                calls = [block for block in message.content if block.type == "tool_use"]
-                if not calls or not self.tools:
+                usage["input_tokens"] += reply.usage.input_tokens
+                usage["output_tokens"] += reply.usage.output_tokens
+                if not reply.tool_calls or not self.tools:
                     break
                 if turn == self.max_turns:
-                    names = ", ".join(sorted({call.name for call in calls}))
+                    names = ", ".join(sorted({call.name for call in reply.tool_calls}))
                     raise MaxTurnsExceededError(
                         f"the model still asked for tools ({names}) after max_turns="
                         f"{self.max_turns} API calls; raise max_turns or simplify the task"
                     )
-                messages.append({"role": "assistant", "content": _content(message)})
+                messages.append(reply.assistant_message)
                 tool_calls = [
-                    {"id": call.id, "name": call.name, "input": call.input} for call in calls
+                    {"id": call.id, "name": call.name, "input": dict(call.input)}
+                    for call in reply.tool_calls
                 ]
                 results = await run_tool_calls(self.tools, tool_calls, context)
-                messages.append({"role": "user", "content": results})
-        text = "".join(block.text for block in message.content if block.type == "text")
-        output: dict[str, Any] = {"text": text}
+                messages.append(ChatMessage("user", tuple(results)))
+        output: dict[str, Any] = {"text": reply.text}
         if self.output_schema is not None:
-            output["json"] = self.output_schema.parse(text, message.stop_reason)
-        output.update(usage=usage, model=message.model, stop_reason=message.stop_reason)
+            output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
+        output.update(usage=usage, model=reply.model, stop_reason=reply.stop_reason)
         return output
+
+    async def _call(
+        self, context: AgentContext, request: ChatRequest, progress: ProgressCoalescer
+    ) -> ChatReply:
+        """One call to the model: its text streamed as progress, its usage recorded."""
+        try:
+            return await self._provider.complete(
+                request,
+                timeout=self._timeout(context),
+                on_text=progress.add,
+                on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+            )
+        finally:
+            progress.flush()
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:
             return messages_from_input(input)
         return self._prompt.render(input)
 
-    def _request(self, input: Any) -> dict[str, Any]:
-        """The parameters every call of this run shares (all but `messages`)."""
-        request: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens}
+    def _request(self, input: Any) -> ChatRequest:
+        """The parameters every call of this run shares (all but the messages)."""
         system = self._system
         parts = [system if isinstance(system, str) else system.render(input)] if system else []
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())
-        if parts:
-            request["system"] = "\n\n".join(parts)
-        if self.temperature is not None:
-            # anthropic 2.x no longer has a `temperature` argument; the API still reads the field.
-            request["extra_body"] = {"temperature": self.temperature}
-        if self.tools:
-            request["tools"] = [tool.definition() for tool in self.tools.values()]
-        return request
+        return ChatRequest(
+            model=self._bare_model,
+            messages=(),
+            system="\n\n".join(parts) if parts else None,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            tools=tuple(
+                ToolSpec(tool.name, tool.description, tool.input_schema)
+                for tool in self.tools.values()
+            ),
+            json_schema=None if self.output_schema is None else self.output_schema.schema,
+        )
 
     def _timeout(self, context: AgentContext) -> float:
         """The request timeout, no longer than the time left before the attempt's deadline.
@@ -228,20 +258,3 @@ class LLMAgent(Agent):
         deadline = min(context.deadline, trio.current_effective_deadline())
         left = deadline - trio.current_time()
         return max(min(self.request_timeout, left), _MIN_TIMEOUT)
-
-
-def _content(message: Message) -> list[dict[str, Any]]:
-    """The reply's content blocks as the next request sends them back (SDK-only fields off)."""
-    blocks: list[dict[str, Any]] = []
-    for block in message.content:
-        if block.type == "text":
-            blocks.append({"type": "text", "text": block.text})
-        elif block.type == "tool_use":
-            blocks.append(
-                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-            )
-        else:
-            data = block.to_dict()
-            data.pop("parsed_output", None)
-            blocks.append(data)
-    return blocks

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._agents._contract import Agent as Agent
     from ._agents._contract import AgentContext as AgentContext
     from ._agents._registry import AgentRegistry as AgentRegistry
+    from ._agents._workflow_directory import workflow_directory as workflow_directory
     from ._errors import ActorError as ActorError
     from ._errors import ActorNameTakenError as ActorNameTakenError
     from ._errors import ActorStoppedError as ActorStoppedError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ._errors import AgentExitError as AgentExitError
     from ._errors import AskTimeoutError as AskTimeoutError
     from ._errors import AttemptTimeoutError as AttemptTimeoutError
+    from ._errors import BudgetExhaustedError as BudgetExhaustedError
     from ._errors import BulkheadFullError as BulkheadFullError
     from ._errors import CallStoppedError as CallStoppedError
     from ._errors import CircuitOpenError as CircuitOpenError
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from ._errors import MailboxFullError as MailboxFullError
     from ._errors import MapItemFailedError as MapItemFailedError
     from ._errors import MapItemsError as MapItemsError
+    from ._errors import MissingAPIKeyError as MissingAPIKeyError
     from ._errors import MissingSecretError as MissingSecretError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from ._errors import PlannerFailedError as PlannerFailedError
     from ._errors import PlanRejectedError as PlanRejectedError
     from ._errors import Problem as Problem
+    from ._errors import ProviderResponseError as ProviderResponseError
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
     from ._errors import ResilienceError as ResilienceError
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
     from ._errors import SecretError as SecretError
     from ._errors import SecretsFileError as SecretsFileError
     from ._errors import SupervisorGaveUpError as SupervisorGaveUpError
+    from ._errors import TemplateError as TemplateError
     from ._errors import UnknownAgentError as UnknownAgentError
     from ._errors import WorkflowError as WorkflowError
     from ._errors import WorkflowValidationError as WorkflowValidationError
@@ -87,6 +92,21 @@ if TYPE_CHECKING:
     from ._journal._requests import ControlRequest as ControlRequest
     from ._journal._requests import RequestKind as RequestKind
     from ._json import JSON as JSON
+    from ._llm._anthropic_provider import AnthropicProvider as AnthropicProvider
+    from ._llm._chat import Capability as Capability
+    from ._llm._chat import ChatMessage as ChatMessage
+    from ._llm._chat import ChatReply as ChatReply
+    from ._llm._chat import ChatRequest as ChatRequest
+    from ._llm._chat import ToolCall as ToolCall
+    from ._llm._chat import ToolSpec as ToolSpec
+    from ._llm._chat import Usage as Usage
+    from ._llm._model_uses import ModelUse as ModelUse
+    from ._llm._provider import Provider as Provider
+    from ._llm._provider import ProviderGuard as ProviderGuard
+    from ._llm._session import LLMSession as LLMSession
+    from ._llm._session import Reservation as Reservation
+    from ._llm._session import Spend as Spend
+    from ._llm._session import detached_session as detached_session
     from ._resilience._breaker import BreakerState as BreakerState
     from ._resilience._breaker import BreakerStatistics as BreakerStatistics
     from ._resilience._breaker import BreakerTransition as BreakerTransition

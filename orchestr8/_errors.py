@@ -20,6 +20,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── AgentError                       agents
     │   ├── UnknownAgentError            (LookupError) no agent with that id
     │   ├── AgentConfigurationError      (ValueError) an agent's config is unusable
+    │   │   ├── TemplateError            a prompt template file is unusable
+    │   │   └── MissingAPIKeyError       (NonRetryableError) a model provider has no API key
     │   └── AgentExitError               (NonRetryableError) an agent raised SystemExit or the like
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
@@ -33,6 +35,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── MapItemFailedError           an item of a map failed for good, failing its map step
     │   ├── PlannerFailedError           a replanning planner failed for good, failing its step
     │   ├── IterationLimitError          a loop ran `max_iterations` times without `until` holding
+    │   ├── BudgetExhaustedError         (NonRetryableError) a budget cannot cover a model call
     │   ├── ForkRefusedError             (ValueError) an execution cannot be forked as asked
     │   │   └── ForkSourceRunningError   the execution to fork still runs
     │   └── GateError                    approval gates
@@ -47,6 +50,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── InsecureBindError                (PermissionError) serving beyond loopback without a key
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
+        │   └── ProviderResponseError    a model provider answered with something malformed
         ├── NonRetryableError            an agent says: never try this again
         ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
         ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
@@ -169,6 +173,10 @@ class UnknownAgentError(AgentError, LookupError):
 
 class AgentConfigurationError(AgentError, ValueError):
     """An agent's configuration (or its environment, such as a missing API key) is unusable."""
+
+
+class TemplateError(AgentConfigurationError):
+    """A prompt template file is unusable: unreadable, malformed, or using an unknown variable."""
 
 
 class ExecutionError(Orchestr8Error):
@@ -312,6 +320,18 @@ class RetryableError(ResilienceError):
 
 class NonRetryableError(ResilienceError):
     """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
+
+
+class MissingAPIKeyError(AgentConfigurationError, NonRetryableError):
+    """A model provider needs an API key and none is configured; no retry can find one."""
+
+
+class ProviderResponseError(RetryableError):
+    """A model provider answered with something malformed; the message says which and how."""
+
+
+class BudgetExhaustedError(ExecutionError, NonRetryableError):
+    """A budget cannot cover a model call; the message names the limit, its scope, what is left."""
 
 
 class AgentExitError(AgentError, NonRetryableError):

@@ -23,6 +23,7 @@ import trio
 
 from .._errors import AgentConfigurationError
 from .._json import JSON, json_value
+from .._llm._session import LLMSession
 from ._sync_calls import run_sync_abandonable
 
 T = TypeVar("T")
@@ -140,6 +141,10 @@ class AgentContext:
 
     sync_limiter: trio.CapacityLimiter | None = None
     """The runtime's pool of threads for blocking agent code (`run_sync`); None: trio's default."""
+
+    llm: LLMSession | None = None
+    """The execution's LLM session (budgets, provider breakers, journaled calls and scores) for
+    agents that call models; None outside an engine (`detached_session()` stands in)."""
 
     @functools.cached_property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

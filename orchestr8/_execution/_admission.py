@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
+from .._agents._workflow_directory import agents_built_in
 from .._errors import AgentError, Problem, WorkflowValidationError
 from .._observability._redaction import default_redactor, redact_text
 from .._workflow._codec import load_workflow
@@ -77,12 +79,15 @@ def admit_workflow(
     *,
     source: str | None = None,
     workflows: WorkflowCatalog | None = None,
+    directory: Path | None = None,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
     `source` names the file in messages (default: the path, when `workflow` is one);
     `workflows` holds the registered names sub-workflows may use. Child workflows are admitted
     too, their problems located under their step (`$.steps[2].workflow.steps[0].agent`).
+    Agents are built inside `agents_built_in` with the workflow file's directory (`directory`
+    when `workflow` is no path: a child's is its parent's, or its own file's).
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -92,6 +97,9 @@ def admit_workflow(
         if isinstance(workflow, Workflow)
         else load_workflow(workflow, agent_exists=registry.check, workflows=workflows)
     )
+    path = _path_of(workflow)
+    if path is not None:
+        directory = Path(path).resolve().parent
     problems: list[Problem] = []
     agents: dict[str, Agent] = {}
     children: dict[str, AdmittedWorkflow] = {}
@@ -99,10 +107,11 @@ def admit_workflow(
         if step.plan is not None or not isinstance(step.on_error, str):
             problems += planner_agent_problems(step, index, registry)
         if step.agent is None:
-            _admit_child(step, index, registry, children, problems)
+            _admit_child(step, index, registry, children, problems, directory)
             continue
         try:
-            agents[step.id] = registry.create(step.agent.id, step.agent.config)
+            with agents_built_in(directory):
+                agents[step.id] = registry.create(step.agent.id, step.agent.config)
         except AgentError as error:
             # The agent may quote its config: its secret values are redacted too.
             with default_redactor().lease(secret_values_of(loaded, {}, {})):
@@ -119,13 +128,21 @@ def _admit_child(
     registry: AgentRegistry,
     children: dict[str, AdmittedWorkflow],
     problems: list[Problem],
+    directory: Path | None,
 ) -> None:
-    """Admit a sub-workflow step's child, or add its problems located under the step."""
+    """Admit a sub-workflow step's child, or add its problems located under the step.
+
+    A child read from a file builds its agents in that file's directory, any other in its
+    parent's.
+    """
     child = step.workflow.workflow if step.workflow is not None else None
     if child is None:
         return
+    reference = step.workflow.reference if step.workflow is not None else None
+    if directory is not None and reference is not None and reference.endswith(".json"):
+        directory = (directory / reference).resolve().parent
     try:
-        children[step.id] = admit_workflow(child, registry)
+        children[step.id] = admit_workflow(child, registry, directory=directory)
     except WorkflowValidationError as error:
         where = f"$.steps[{index}].workflow"
         problems += [

@@ -55,6 +55,11 @@ class EventType(enum.StrEnum):
     GATE_OPENED = "gate.opened"
     GATE_RESOLVED = "gate.resolved"
     EXECUTION_WAITING = "execution.waiting"
+    LLM_CALLED = "llm.called"
+    STEP_SCORED = "step.scored"
+    BUDGET_RESERVED = "budget.reserved"
+    BUDGET_SETTLED = "budget.settled"
+    BUDGET_EXHAUSTED = "budget.exhausted"
 
     @property
     def is_terminal(self) -> bool:

@@ -29,6 +29,7 @@ from orchestr8 import (
     AgentRegistry,
     ExecutionResult,
     NonRetryableError,
+    ProviderResponseError,
     RetryableError,
     open_runtime,
 )
@@ -510,7 +511,10 @@ async def test_rate_limit_retry_after_sets_the_retry_delay(
     assert result.steps["ask"].attempts == 2
     [failed] = of_type(events, "attempt.failed")
     assert failed.data["error"]["type"] == "RetryableError"
-    assert "Anthropic API error 429 (rate_limit_error)" in failed.data["error"]["message"]
+    assert (
+        "(anthropic at http://fake-anthropic.invalid): error 429 (rate_limit_error)"
+        in failed.data["error"]["message"]
+    )
     [scheduled] = of_type(events, "retry.scheduled")
     assert scheduled.data["delay"] >= 7
     started = of_type(events, "attempt.started")
@@ -554,11 +558,11 @@ async def test_transient_api_errors_are_retryable(
     [
         (
             lambda fake: fake.reply_bad_request("max_tokens: must be at most 8192"),
-            "Anthropic API error 400 (invalid_request_error): max_tokens: must be at most 8192",
+            "error 400 (invalid_request_error): max_tokens: must be at most 8192",
         ),
         (
             lambda fake: fake.reply_unauthorized(),
-            "Anthropic API error 401 (authentication_error): invalid x-api-key",
+            "error 401 (authentication_error): invalid x-api-key",
         ),
         (
             lambda fake: fake.reply_error(403, "permission_error", "no access to model"),
@@ -573,7 +577,7 @@ async def test_transient_api_errors_are_retryable(
 )
 async def test_client_errors_are_not_retried(fake: FakeAnthropic, script: Any, text: str) -> None:
     script(fake)
-    with pytest.raises(NonRetryableError, match="Anthropic API error") as caught:
+    with pytest.raises(NonRetryableError, match="provider 'anthropic'") as caught:
         await run_agent({}, "hi")
     assert text in str(caught.value)
 
@@ -591,7 +595,10 @@ async def test_a_bad_request_fails_the_step_at_once(
 @pytest.mark.parametrize(
     ("error", "text"),
     [
-        (httpx2.ConnectError("connection refused"), "could not reach the Anthropic API at "),
+        (
+            httpx2.ConnectError("connection refused"),
+            r"could not reach provider 'anthropic' \(anthropic at ",
+        ),
         (httpx2.ReadTimeout("read timed out"), "did not answer within the request timeout of 60"),
     ],
 )
@@ -727,3 +734,36 @@ async def test_orchestr8_run_in_a_subprocess_uses_the_fake_server(tmp_path: Path
     [request] = fake.requests
     assert request.json["messages"] == [{"role": "user", "content": "Summarise bees"}]
     fake.assert_all_used()
+
+
+async def test_a_json_body_answering_a_stream_names_the_provider_not_an_assertion() -> None:
+    """A server that answers a streaming request with plain JSON fails the attempt, retryably."""
+
+    def json_body(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200,
+            json={
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-test",
+                "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            },
+        )
+
+    fake = FakeAnthropic()
+
+    def factory() -> Any:
+        client = fake.make_client()
+        client._client = httpx2.AsyncClient(transport=httpx2.MockTransport(json_body))
+        return client
+
+    with (
+        use_anthropic_client(factory),
+        pytest.raises(ProviderResponseError, match="without a message stream") as caught,
+    ):
+        await run_agent({}, "hi")
+    assert "provider 'anthropic'" in str(caught.value)
+    assert isinstance(caught.value, RetryableError)

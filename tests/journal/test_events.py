@@ -53,6 +53,11 @@ DOCUMENTED_EVENT_TYPES = {
     "gate.opened",
     "gate.resolved",
     "execution.waiting",
+    "llm.called",
+    "step.scored",
+    "budget.reserved",
+    "budget.settled",
+    "budget.exhausted",
 }
 
 
