@@ -101,6 +101,7 @@ if TYPE_CHECKING:
     from ._llm._chat import ToolSpec as ToolSpec
     from ._llm._chat import Usage as Usage
     from ._llm._model_uses import ModelUse as ModelUse
+    from ._llm._openai_provider import OpenAIProvider as OpenAIProvider
     from ._llm._provider import Provider as Provider
     from ._llm._provider import ProviderGuard as ProviderGuard
     from ._llm._session import LLMSession as LLMSession

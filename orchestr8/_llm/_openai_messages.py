@@ -22,9 +22,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._chat import Capability, ChatMessage, ChatRequest, ToolSpec
+from ._chat import Capability, ChatRequest, ToolSpec
 
-__all__ = ["chat_completion_body", "estimate_prompt_characters"]
+__all__ = ["chat_completion_body"]
 
 _JSON_OBJECT_INSTRUCTION = (
     "Answer with one JSON object only, no prose, that validates against this JSON Schema:\n"
@@ -132,22 +132,3 @@ def chat_completion_body(
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
-
-
-def estimate_prompt_characters(body: Mapping[str, Any]) -> int:
-    """How many characters the prompt of `body` has: its messages, tools and response format."""
-    size = 0
-    for message in body.get("messages", ()):
-        content = message.get("content")
-        size += len(content) if isinstance(content, str) else 0
-        for call in message.get("tool_calls", ()):
-            size += len(call["function"]["arguments"]) + len(call["function"]["name"])
-    for part in ("tools", "response_format"):
-        if part in body:
-            size += len(json.dumps(body[part], ensure_ascii=False))
-    return size
-
-
-def message_of(role: str, content: str | tuple[Mapping[str, Any], ...]) -> ChatMessage:
-    """A neutral message (a helper for the reply's `assistant_message`)."""
-    return ChatMessage(role=role, content=content)

@@ -181,12 +181,16 @@ class StreamedCompletion:
         if not isinstance(choice, dict):
             raise self._problem(f"stream chunk {self.chunks} has a choice that is not an object")
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise self._problem(f"stream chunk {self.chunks} has a delta that is not an object")
         content = delta.get("content")
         if isinstance(content, str) and content:
             self.text_parts.append(content)
             if self._on_text is not None:
                 self._on_text(content)
         for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict) or not isinstance(call.get("function", {}), dict):
+                raise self._problem(f"stream chunk {self.chunks} has a malformed tool call")
             index = call.get("index", 0)
             parts = self._calls.setdefault(index if isinstance(index, int) else 0, _ToolCallParts())
             parts.id = call.get("id") or parts.id
@@ -253,11 +257,13 @@ def completion_reply(
     content = message.get("content")
     parts = []
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {} if isinstance(call, dict) else {}
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise problem("a tool call of the completion has no 'function' object")
         arguments = function.get("arguments")
         parts.append(
             _ToolCallParts(
-                id=str(call.get("id") or "") if isinstance(call, dict) else "",
+                id=str(call.get("id") or ""),
                 name=str(function.get("name") or ""),
                 arguments=[arguments] if isinstance(arguments, str) else [],
             )
