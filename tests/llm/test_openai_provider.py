@@ -12,6 +12,8 @@ import openai
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestr8 import (
     AgentConfigurationError,
@@ -581,3 +583,43 @@ async def test_a_call_over_loopback_to_the_served_fake() -> None:
     [sent] = fake.requests
     assert sent.has_credentials  # the placeholder key; servers that need none ignore it
     fake.assert_all_used()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.text(max_size=60),
+    arguments=st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3),
+    chunk_size=st.integers(min_value=1, max_value=12),
+)
+def test_a_streamed_reply_is_the_same_reply_as_the_whole_one(
+    text: str, arguments: dict[str, Any], chunk_size: int
+) -> None:
+    """Whatever the text, arguments and chunking, streaming reassembles the non-streamed reply."""
+
+    async def both() -> tuple[Any, Any, list[str]]:
+        fake = FakeOpenAI(chunk_size=chunk_size)
+        texts: list[str] = []
+        with fake, use_fake_openai(fake):
+            replies = []
+            for stream in (True, False):
+                fake.reply_tool_calls([{"name": "t", "arguments": arguments, "id": "c"}], text=text)
+                replies.append(
+                    await local().complete(request(stream=stream), timeout=10, on_text=texts.append)
+                )
+        return replies[0], replies[1], texts
+
+    streamed, whole, texts = trio.run(both)
+    assert "".join(texts) == streamed.text == whole.text == text
+    assert streamed.tool_calls == whole.tool_calls
+    assert streamed.tool_calls[0].input == arguments
+    assert streamed.assistant_message == whole.assistant_message
+    assert streamed.usage == whole.usage
