@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
@@ -288,27 +287,26 @@ class _Call:
         """Read a streamed answer line by line into the reply."""
         reader = StreamedCompletion(self.problem, model=self._request.model, on_text=self._on_text)
         failure: RetryableError | NonRetryableError | None = None
-        drain_until = math.inf
+        lines = response.iter_lines()
         try:
-            async with aclosing(response.iter_lines()) as lines:
+            async with aclosing(lines):
                 async for line in lines:
-                    if failure is not None:
-                        # Read to the end (bounded): a body left half-read leaves the HTTP
-                        # client's async generators to the garbage collector.
-                        if trio.current_time() > drain_until:
-                            break
-                        continue
                     try:
                         error = reader.feed(line)
                     except ProviderResponseError as malformed:
                         failure = malformed
-                    else:
-                        if error is not None:
-                            failure = self._stream_error(error)
-                        elif reader.usage is not None:
-                            self.report(reader.usage)
-                    if failure is not None:
-                        drain_until = trio.current_time() + _DRAIN_TIMEOUT
+                        break
+                    if error is not None:
+                        failure = self._stream_error(error)
+                        break
+                    if reader.usage is not None:
+                        self.report(reader.usage)
+                if failure is not None:
+                    # Read the rest for a moment: a body left half-read leaves the HTTP client's
+                    # async generators to the garbage collector (cancelling the read ends them).
+                    with trio.move_on_after(_DRAIN_TIMEOUT):
+                        async for _ in lines:
+                            pass
         finally:
             usage = self.report(reader.usage or self.estimate(reader.output_characters))
         if failure is not None:

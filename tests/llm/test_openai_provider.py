@@ -623,3 +623,15 @@ def test_a_streamed_reply_is_the_same_reply_as_the_whole_one(
     assert streamed.tool_calls[0].input == arguments
     assert streamed.assistant_message == whole.assistant_message
     assert streamed.usage == whole.usage
+
+
+async def test_after_a_failure_the_rest_of_the_stream_is_read_for_a_moment_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A slow server that keeps sending after a bad chunk is left after a second of draining."""
+    with FakeOpenAI(delay=5.0) as fake:
+        fake.reply_malformed("not_json")
+        start = trio.current_time()
+        error, _, _ = await call(fake, request())
+    assert type(error) is ProviderResponseError
+    assert trio.current_time() - start == pytest.approx(6.0)  # the bad chunk at 5 s, then 1 s
