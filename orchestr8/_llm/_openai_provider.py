@@ -180,7 +180,6 @@ class OpenAIProvider:
             api_key=key or NO_KEY,
             max_retries=0,
             timeout=self._timeout,
-            default_headers=self._headers or None,
         )
 
     # -- a call ---------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ class OpenAIProvider:
         async with self.hold() as client:
             try:
                 async with client.chat.completions.with_streaming_response.create(
-                    **body, timeout=timeout
+                    **body, timeout=timeout, extra_headers=self._headers or None
                 ) as response:
                     if request.stream:
                         return await call.read_stream(response)
