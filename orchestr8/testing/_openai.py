@@ -73,7 +73,7 @@ _MODELS_PATH = "/v1/models"
 _TOKEN_LIMIT = 200_000
 _REQUEST_LIMIT = 500
 
-Usage = Mapping[str, Any] | Literal["counted"] | None
+ReplyUsage = Mapping[str, Any] | Literal["counted"] | None
 """A reply's usage: counted from the token options, sent verbatim, or None (none sent)."""
 
 
@@ -167,7 +167,7 @@ class FakeOpenAI:
         completion_tokens: int | None = None,
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
-        usage: Usage = "counted",
+        usage: ReplyUsage = "counted",
         model: str | None = None,
         chunk_size: int | None = None,
         delay: float | None = None,
