@@ -1,25 +1,35 @@
-"""The `llm` agent: one step's conversation with an Anthropic model through the Messages API.
+"""The `llm` agent: one step's conversation with a model of any provider in the catalog.
 
-Config (validated when the agent is built, which needs neither an API key nor `anthropic`):
+Config (validated when the agent is built, which needs neither an API key nor an SDK):
 
-- `model` (required), `max_tokens` (1024), `temperature`, `system`;
+- `model` (required): `provider:model` (`openai:gpt-4.1`, `local:llama3.1`); a bare model id
+  means `anthropic:`; `max_tokens` (1024), `temperature`, `system`;
+- `fallback`: more `provider:model` names, tried in order when a call fails retryably, its
+  provider's circuit breaker is open, or the provider refuses the key or the model (see
+  `orchestr8._llm._fallback`);
 - `prompt`: a string (one user message) or a list of ``{"role", "content"}`` messages, with
   `${input...}` placeholders filled from the step input (see `actors._llm_prompt`); without it
   the step input is the user message;
 - `output_schema`: a JSON Schema the reply must be JSON for (output gets `"json"`);
 - `tools` and `max_turns` (5): other agents the model may call, in a loop of at most that many
   API calls;
-- `request_timeout` (60 s), `api_key` (prefer the `ANTHROPIC_API_KEY` environment variable).
+- `request_timeout` (60 s), `api_key` (the key of the `anthropic` provider; prefer the
+  `ANTHROPIC_API_KEY` environment variable, or a provider's `api_key` reference);
+- `template` (a template file, relative to the workflow file, or an inline template; instead of
+  `prompt`, `system` and `output_schema`), `variables` (where its variables come from) and
+  `expect` (what the reply is scored against; see `actors._llm_templates`).
 
-Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens"}, "model",
-"stop_reason"}``. Reply text streams out as coalesced `step.progress` events; token counts are
-recorded per API call as `step.usage` events. The full reference is `docs/llm.md`.
+Output: ``{"text", "json"?, "usage": {"input_tokens", "output_tokens", ...}, "model",
+"provider", "stop_reason", "score"?}``. Reply text streams out as coalesced `step.progress`
+events; token counts are recorded per API call as `step.usage` events, each call as
+`llm.called` and each score as `step.scored`. The full reference is `docs/llm.md`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
@@ -30,20 +40,31 @@ from orchestr8 import (
     AgentConfigurationError,
     AgentContext,
     AgentRegistry,
-    AnthropicProvider,
     Capability,
     ChatMessage,
     ChatReply,
     ChatRequest,
+    LLMSession,
     MissingAPIKeyError,
+    ModelName,
     ModelUse,
     NonRetryableError,
+    ProviderCatalog,
     ToolSpec,
+    Usage,
+    complete_with_fallback,
+    detached_session,
+    parse_model_name,
 )
 
 from ._llm_client import AnthropicClientFactory, ProgressCoalescer, use_anthropic_client
 from ._llm_output import ModelOutputError, OutputSchema
 from ._llm_prompt import PromptInputError, PromptTemplate, compile_text, messages_from_input
+from ._llm_templates import (
+    TemplatePrompt,
+    expectations_of,
+    score_and_record,
+)
 from ._llm_tools import Tool, compile_tools, run_tool_calls
 
 __all__ = [
@@ -64,6 +85,23 @@ _MIN_TIMEOUT = 0.001
 
 class MaxTurnsExceededError(NonRetryableError):
     """The model still asked for tools after `max_turns` API calls."""
+
+
+def _fallbacks(value: Any) -> tuple[ModelName, ...]:
+    """The `fallback` models, each `provider:model`, none repeated."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise AgentConfigurationError(
+            'fallback must be a list of "provider:model" names, e.g. ["openai:gpt-4.1"]'
+        )
+    names: list[ModelName] = []
+    for index, text in enumerate(value):
+        name = parse_model_name(text, field=f"fallback[{index}]")
+        if name in names:
+            raise AgentConfigurationError(f"fallback[{index}]: {str(name)!r} is listed twice")
+        names.append(name)
+    return tuple(names)
 
 
 def _number(value: Any) -> bool:
@@ -87,6 +125,8 @@ class LLMAgent(Agent):
     config_keys = frozenset(
         {
             "api_key",
+            "expect",
+            "fallback",
             "max_tokens",
             "max_turns",
             "model",
@@ -95,7 +135,9 @@ class LLMAgent(Agent):
             "request_timeout",
             "system",
             "temperature",
+            "template",
             "tools",
+            "variables",
         }
     )
 
@@ -114,14 +156,10 @@ class LLMAgent(Agent):
                 "(a bare model id means Anthropic)"
             )
         self.model = model
-        provider, _, bare = model.partition(":")
-        if not bare:
-            provider, bare = "anthropic", model
-        if provider != "anthropic" or not bare:
-            raise AgentConfigurationError(
-                f"model {model!r}: unknown provider {provider!r}; known: 'anthropic'"
-            )
-        self._bare_model = bare
+        self._candidates = (
+            parse_model_name(model, field="model", bare_allowed=True),
+            *_fallbacks(config.get("fallback")),
+        )
         self.max_tokens = _positive_int(config, "max_tokens", DEFAULT_MAX_TOKENS)
         self.max_turns = _positive_int(config, "max_turns", DEFAULT_MAX_TURNS)
         temperature = config.get("temperature")
@@ -150,25 +188,46 @@ class LLMAgent(Agent):
         self._prompt = None if prompt is None else PromptTemplate.compile(prompt)
         schema = config.get("output_schema")
         self.output_schema = None if schema is None else OutputSchema(schema)
+        self._template = TemplatePrompt(config) if "template" in config else None
+        if self._template is not None and self._template.file.output_schema is not None:
+            self.output_schema = OutputSchema(self._template.file.output_schema)
+        self._expect = expectations_of(config, self._template)
+        judge = None if self._expect is None else self._expect.judge
+        self._judge = (
+            None
+            if judge is None
+            else parse_model_name(judge.model, field="expect.completeness.judge.model")
+        )
         tools = config.get("tools")
         self.tools: dict[str, Tool] = (
             {} if tools is None else compile_tools(tools, registry or AgentRegistry())
         )
-        self._provider = AnthropicProvider(api_key=api_key, request_timeout=self.request_timeout)
+        self._api_key: str | None = api_key
 
     def __repr__(self) -> str:
         """Show the model, never the config (it may hold an API key)."""
         return f"<LLMAgent model={self.model!r}>"
 
     def model_uses(self) -> list[ModelUse]:
-        """The model this agent calls and what it needs of its provider, checked at load."""
+        """The models this agent calls (its fallbacks too) and what it needs, checked at load."""
         needs = {Capability.STREAMING}
         if self.tools:
             needs.add(Capability.TOOLS)
         if self.output_schema is not None:
             needs.add(Capability.JSON_OUTPUT)
-        model = self.model if ":" in self.model else f"anthropic:{self.model}"
-        return [ModelUse(model, frozenset(needs), "config.model")]
+        uses = [
+            ModelUse(
+                str(name),
+                frozenset(needs),
+                "config.model" if index == 0 else f"config.fallback[{index - 1}]",
+            )
+            for index, name in enumerate(self._candidates)
+        ]
+        if self._expect is not None and self._expect.judge is not None:
+            where = "config.expect" if "expect" in self.config else "config.template"
+            judge = frozenset({Capability.JSON_OUTPUT})
+            uses.append(ModelUse(self._expect.judge.model, judge, where))
+        return uses
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Run the conversation for one attempt and return the reply, its usage and metadata.
@@ -179,18 +238,41 @@ class LLMAgent(Agent):
             RetryableError: a retryable API error, or `ModelOutputError` for a bad JSON reply.
             NonRetryableError: any other API error, or `MaxTurnsExceededError`.
         """
-        messages = [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
-        request = self._request(input)
-        usage = {"input_tokens": 0, "output_tokens": 0}
+        rendered = None if self._template is None else self._template.render(input)
+        messages = (
+            [ChatMessage(m["role"], m["content"]) for m in self._messages(input)]
+            if rendered is None
+            else list(rendered.messages)
+        )
+        request = self._request(input, None if rendered is None else rendered.system)
+        usage = Usage()
         progress = ProgressCoalescer(context)
-        async with self._provider.hold():
+        session = context.llm or detached_session()
+        catalog = self._catalog(session)
+        template = self._template
+        provenance = None if template is None else {"template": template.file.provenance()}
+        answering = 0
+        async with AsyncExitStack() as held:
+            await self._hold_primary(catalog, held)
             for turn in range(1, self.max_turns + 1):
-                context.logger.debug("calling %s (turn %d)", self.model, turn)
-                reply = await self._call(
-                    context, attrs.evolve(request, messages=messages), progress
-                )
-                usage["input_tokens"] += reply.usage.input_tokens
-                usage["output_tokens"] += reply.usage.output_tokens
+                context.logger.debug("calling %s (turn %d)", self._candidates[answering], turn)
+                try:
+                    answered = await complete_with_fallback(
+                        self._candidates,
+                        attrs.evolve(request, messages=messages),
+                        catalog=catalog,
+                        session=session,
+                        context=context,
+                        request_timeout=lambda: self._timeout(context),
+                        on_text=progress.add,
+                        on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+                        start=answering,
+                        extra=provenance,
+                    )
+                finally:
+                    progress.flush()
+                reply, answering = answered.reply, answered.index
+                usage = usage + reply.usage
                 if not reply.tool_calls or not self.tools:
                     break
                 if turn == self.max_turns:
@@ -209,36 +291,83 @@ class LLMAgent(Agent):
         output: dict[str, Any] = {"text": reply.text}
         if self.output_schema is not None:
             output["json"] = self.output_schema.parse(reply.text, reply.stop_reason)
-        output.update(usage=usage, model=reply.model, stop_reason=reply.stop_reason)
+        output.update(
+            usage=usage.as_counts(),
+            model=reply.model,
+            provider=self._candidates[answering].provider,
+            stop_reason=reply.stop_reason,
+        )
+        if self._expect is not None:
+            judge = self._judge
+            output["score"] = await score_and_record(
+                self._expect,
+                reply.text,
+                context,
+                session,
+                complete=None
+                if judge is None
+                else lambda judged: self._ask_judge(judge, judged, context, catalog, session),
+                judge_model=None if judge is None else judge.model,
+                template=None if self._template is None else self._template.file,
+            )
         return output
 
-    async def _call(
-        self, context: AgentContext, request: ChatRequest, progress: ProgressCoalescer
+    async def _ask_judge(
+        self,
+        judge: ModelName,
+        request: ChatRequest,
+        context: AgentContext,
+        catalog: ProviderCatalog,
+        session: LLMSession,
     ) -> ChatReply:
-        """One call to the model: its text streamed as progress, its usage recorded."""
+        """One call of the completeness judge, journaled (without the template) and counted."""
+        answered = await complete_with_fallback(
+            (judge,),
+            request,
+            catalog=catalog,
+            session=session,
+            context=context,
+            request_timeout=lambda: self._timeout(context),
+            on_usage=lambda spent: context.record_usage(**spent.as_counts()),
+        )
+        return answered.reply
+
+    async def _hold_primary(self, catalog: ProviderCatalog, held: AsyncExitStack) -> None:
+        """Keep the primary provider's client open for the run's turns, when it can be made.
+
+        A provider that cannot be made now (no key) is not held: its call then fails and falls
+        back.
+        """
         try:
-            return await self._provider.complete(
-                request,
-                timeout=self._timeout(context),
-                on_text=progress.add,
-                on_usage=lambda spent: context.record_usage(**spent.as_counts()),
-            )
-        finally:
-            progress.flush()
+            provider = catalog.resolve(str(self._candidates[0])).provider
+            await held.enter_async_context(provider.hold())
+        except NonRetryableError:
+            return
+
+    def _catalog(self, session: LLMSession) -> ProviderCatalog:
+        """The session's providers; a config `api_key` becomes the `anthropic` provider's key."""
+        catalog = session.catalog
+        spec = catalog.spec("anthropic")
+        if self._api_key is None or spec is None:
+            return catalog
+        return catalog.overlay({"anthropic": attrs.evolve(spec, api_key=self._api_key)})
 
     def _messages(self, input: Any) -> list[dict[str, Any]]:
         if self._prompt is None:
             return messages_from_input(input)
         return self._prompt.render(input)
 
-    def _request(self, input: Any) -> ChatRequest:
-        """The parameters every call of this run shares (all but the messages)."""
-        system = self._system
+    def _request(self, input: Any, template_system: str | None = None) -> ChatRequest:
+        """The parameters every call of this run shares (all but the messages).
+
+        `template_system` is the rendered template's system text, used instead of `system`.
+        """
+        system = template_system or self._system
         parts = [system if isinstance(system, str) else system.render(input)] if system else []
         if self.output_schema is not None:
             parts.append(self.output_schema.instruction())
         return ChatRequest(
-            model=self._bare_model,
+            model=self._candidates[0].model,
             messages=(),
             system="\n\n".join(parts) if parts else None,
             max_tokens=self.max_tokens,

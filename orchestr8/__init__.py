@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._errors import AgentConfigurationError as AgentConfigurationError
     from ._errors import AgentError as AgentError
     from ._errors import AgentExitError as AgentExitError
+    from ._errors import AllProvidersFailedError as AllProvidersFailedError
     from ._errors import AskTimeoutError as AskTimeoutError
     from ._errors import AttemptTimeoutError as AttemptTimeoutError
     from ._errors import BudgetExhaustedError as BudgetExhaustedError
@@ -52,12 +53,14 @@ if TYPE_CHECKING:
     from ._errors import MapItemsError as MapItemsError
     from ._errors import MissingAPIKeyError as MissingAPIKeyError
     from ._errors import MissingSecretError as MissingSecretError
+    from ._errors import ModelNameError as ModelNameError
     from ._errors import NonRetryableError as NonRetryableError
     from ._errors import Orchestr8Error as Orchestr8Error
     from ._errors import OutputNotSerialisableError as OutputNotSerialisableError
     from ._errors import PlannerFailedError as PlannerFailedError
     from ._errors import PlanRejectedError as PlanRejectedError
     from ._errors import Problem as Problem
+    from ._errors import ProviderConfigError as ProviderConfigError
     from ._errors import ProviderResponseError as ProviderResponseError
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
@@ -67,7 +70,9 @@ if TYPE_CHECKING:
     from ._errors import SecretsFileError as SecretsFileError
     from ._errors import SupervisorGaveUpError as SupervisorGaveUpError
     from ._errors import TemplateError as TemplateError
+    from ._errors import TemplateInputError as TemplateInputError
     from ._errors import UnknownAgentError as UnknownAgentError
+    from ._errors import UnknownProviderError as UnknownProviderError
     from ._errors import WorkflowError as WorkflowError
     from ._errors import WorkflowValidationError as WorkflowValidationError
     from ._execution._results import ExecutionResult as ExecutionResult
@@ -93,6 +98,8 @@ if TYPE_CHECKING:
     from ._journal._requests import RequestKind as RequestKind
     from ._json import JSON as JSON
     from ._llm._anthropic_provider import AnthropicProvider as AnthropicProvider
+    from ._llm._catalog import ProviderCatalog as ProviderCatalog
+    from ._llm._catalog import ResolvedModel as ResolvedModel
     from ._llm._chat import Capability as Capability
     from ._llm._chat import ChatMessage as ChatMessage
     from ._llm._chat import ChatReply as ChatReply
@@ -100,14 +107,27 @@ if TYPE_CHECKING:
     from ._llm._chat import ToolCall as ToolCall
     from ._llm._chat import ToolSpec as ToolSpec
     from ._llm._chat import Usage as Usage
+    from ._llm._fallback import FallbackReply as FallbackReply
+    from ._llm._fallback import complete_with_fallback as complete_with_fallback
+    from ._llm._judge import ModelJudge as ModelJudge
+    from ._llm._model_names import ModelName as ModelName
+    from ._llm._model_names import parse_model_name as parse_model_name
     from ._llm._model_uses import ModelUse as ModelUse
     from ._llm._openai_provider import OpenAIProvider as OpenAIProvider
     from ._llm._provider import Provider as Provider
     from ._llm._provider import ProviderGuard as ProviderGuard
+    from ._llm._scoring import Expectations as Expectations
+    from ._llm._scoring import Judge as Judge
+    from ._llm._scoring import Score as Score
+    from ._llm._scoring import compile_expect as compile_expect
+    from ._llm._scoring import score_reply as score_reply
     from ._llm._session import LLMSession as LLMSession
     from ._llm._session import Reservation as Reservation
     from ._llm._session import Spend as Spend
     from ._llm._session import detached_session as detached_session
+    from ._llm._templates import PromptTemplateFile as PromptTemplateFile
+    from ._llm._templates import RenderedPrompt as RenderedPrompt
+    from ._llm._templates import load_template as load_template
     from ._resilience._breaker import BreakerState as BreakerState
     from ._resilience._breaker import BreakerStatistics as BreakerStatistics
     from ._resilience._breaker import BreakerTransition as BreakerTransition
@@ -156,6 +176,8 @@ if TYPE_CHECKING:
     from ._workflow._policy import Policy as Policy
     from ._workflow._policy import RateLimitPolicy as RateLimitPolicy
     from ._workflow._policy import RetryPolicy as RetryPolicy
+    from ._workflow._provider_specs import ModelPrice as ModelPrice
+    from ._workflow._provider_specs import ProviderSpec as ProviderSpec
     from ._workflow._references import Reference as Reference
 
 

@@ -21,7 +21,9 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   ├── UnknownAgentError            (LookupError) no agent with that id
     │   ├── AgentConfigurationError      (ValueError) an agent's config is unusable
     │   │   ├── TemplateError            a prompt template file is unusable
-    │   │   └── MissingAPIKeyError       (NonRetryableError) a model provider has no API key
+    │   │   ├── MissingAPIKeyError       (NonRetryableError) a model provider has no API key
+    │   │   ├── ModelNameError           a model name is malformed, or names no provider
+    │   │   └── UnknownProviderError     (NonRetryableError) a model's provider is in no catalog
     │   └── AgentExitError               (NonRetryableError) an agent raised SystemExit or the like
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
@@ -47,11 +49,14 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── SecretError                      `${secrets.NAME}` values
     │   ├── MissingSecretError           (LookupError) a referenced secret is not set
     │   └── SecretsFileError             (ValueError) a secrets file is unreadable or malformed
+    ├── ProviderConfigError              (ValueError) a provider config file is unusable
     ├── InsecureBindError                (PermissionError) serving beyond loopback without a key
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
-        │   └── ProviderResponseError    a model provider answered with something malformed
+        │   ├── ProviderResponseError    a model provider answered with something malformed
+        │   └── AllProvidersFailedError  every model of a call and its fallbacks failed
         ├── NonRetryableError            an agent says: never try this again
+        │   └── TemplateInputError       a prompt template's variable has no value, or a wrong one
         ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
         ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
         ├── CallStoppedError             the caller's stop signal ended the call before an attempt
@@ -322,12 +327,42 @@ class NonRetryableError(ResilienceError):
     """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
 
 
+class TemplateInputError(NonRetryableError):
+    """A prompt template's variable has no value (and no default), or a value of the wrong type."""
+
+
 class MissingAPIKeyError(AgentConfigurationError, NonRetryableError):
     """A model provider needs an API key and none is configured; no retry can find one."""
 
 
 class ProviderResponseError(RetryableError):
     """A model provider answered with something malformed; the message says which and how."""
+
+
+class AllProvidersFailedError(RetryableError):
+    """Every candidate of a call failed, one of them retryably; the message names each failure."""
+
+
+class ModelNameError(AgentConfigurationError):
+    """A model name is malformed or lacks a provider; the message names the field."""
+
+
+class UnknownProviderError(AgentConfigurationError, NonRetryableError):
+    """A model name's provider is in no catalog; the message lists the known ones."""
+
+
+class ProviderConfigError(Orchestr8Error, ValueError):
+    """A provider config file is unreadable or invalid; every problem with its JSON path."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        """Keep the problems and the file they were found in (None: a mapping)."""
+        self.problems = tuple(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        count = len(self.problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        plural = "s" if count != 1 else ""
+        super().__init__(f"{where}invalid provider config ({count} problem{plural}):\n{lines}")
 
 
 class BudgetExhaustedError(ExecutionError, NonRetryableError):

@@ -64,6 +64,7 @@ async def fork(
     as_json: bool,
     secrets_file: str | None,
     exit_when_waiting: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     """Re-run an execution from a step, reusing the outputs before it.
 
@@ -83,6 +84,7 @@ async def fork(
         find_execution,
         guard,
         journal_path,
+        load_providers,
         load_secrets,
         parse_inputs,
     )
@@ -93,8 +95,13 @@ async def fork(
         checked_timeout = check_timeout(timeout_seconds)
         overrides = parse_inputs(input_pairs, None)
         secrets = load_secrets(secrets_file)
+        providers = load_providers(providers_file)
         allow_local_imports()
-        workflow = admit_file(workflow_file).workflow if workflow_file is not None else None
+        workflow = (
+            admit_file(workflow_file, providers=providers).workflow
+            if workflow_file is not None
+            else None
+        )
         path = journal_path(journal, must_exist=True)
 
         def refused_inputs(error: InputValidationError) -> CommandError:
@@ -111,7 +118,7 @@ async def fork(
             from .._execution._runtime import open_runtime
             from ._views import dump_json
 
-            async with open_runtime(journal=path, secrets=secrets) as runtime:
+            async with open_runtime(journal=path, secrets=secrets, providers=providers) as runtime:
                 record = await find_execution(runtime.journal, execution_id)
                 try:
                     prepared = await runtime.plan_fork(
@@ -150,6 +157,7 @@ async def fork(
             secrets=secrets,
             sync_workers=sync_workers,
             exit_when_waiting=exit_when_waiting,
+            providers=providers,
         )
 
     return await guard(action)

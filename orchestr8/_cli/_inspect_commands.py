@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
+from .._shell._options import providers_option
 from ._group import journal_option
 
 __all__ = ["inspect", "schema", "validate"]
@@ -21,12 +22,13 @@ _STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled"
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-async def validate(files: Sequence[str]) -> int:
+@providers_option
+async def validate(files: Sequence[str], providers_file: str | None = None) -> int:
     """Check workflow files without running them.
 
     Checks the JSON, the schema, the step graph and references, that every agent exists and that
-    it accepts its config. Problems go to stderr as `JSON path: message`; the exit code is 1 if
-    any file is invalid.
+    it accepts its config, and that every model a step calls has a provider that can serve it.
+    Problems go to stderr as `JSON path: message`; the exit code is 1 if any file is invalid.
     """
     from .._errors import WorkflowValidationError
     from ._support import (
@@ -35,18 +37,20 @@ async def validate(files: Sequence[str]) -> int:
         admit_file,
         allow_local_imports,
         guard,
+        load_providers,
         report_error,
     )
 
     async def action() -> int:
         from .._agents._registry import AgentRegistry
 
+        providers = load_providers(providers_file)
         allow_local_imports()
         registry = AgentRegistry()
         code = EXIT_OK
         for file in files:
             try:
-                workflow = admit_file(file, registry).workflow
+                workflow = admit_file(file, registry, providers=providers).workflow
             except WorkflowValidationError as error:
                 report_error(str(error))
                 code = EXIT_INVALID

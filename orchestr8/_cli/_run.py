@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .._execution._runtime import ExecutionHandle, Runtime
     from .._execution._secrets import Secrets
     from .._journal._journal import Journal
+    from .._workflow._provider_specs import ProviderSpec
     from ._progress import ProgressView
 
 Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]]]
@@ -36,10 +37,12 @@ async def drive(
     secrets: Secrets | None = None,
     sync_workers: int | None = None,
     exit_when_waiting: bool = False,
+    providers: Mapping[str, ProviderSpec] | None = None,
 ) -> int:
     """Start or resume an execution, show its progress, print its result, return the exit code.
 
     `secrets` resolves `${secrets.NAME}` (default: `ORCHESTR8_SECRET_NAME` variables);
+    `providers` are the provider config file's specs (`--providers`);
     `sync_workers` bounds the threads of blocking agent code (None: the runtime's default);
     `exit_when_waiting` suspends the execution once only approval gates wait (exit code 5).
     """
@@ -58,6 +61,7 @@ async def drive(
             secrets,
             sync_workers,
             exit_when_waiting,
+            providers,
         )
     finally:
         shutdown_telemetry()
@@ -72,6 +76,7 @@ async def _drive_runtime(
     secrets: Secrets | None,
     sync_workers: int | None,
     exit_when_waiting: bool = False,
+    providers: Mapping[str, ProviderSpec] | None = None,
 ) -> int:
     """The body of `drive`: the runtime, the progress view and the signal handling."""
     from functools import partial
@@ -125,6 +130,7 @@ async def _drive_runtime(
                     cancel_grace=cancel_grace,
                     secrets=secrets,
                     sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                    providers=providers,
                 ) as runtime,
                 runtime.bus.subscribe(buffer=4096) as events,
                 runtime.bus.subscribe(buffer=4096) as gate_events,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncclick as click
 
-from .._shell._options import GraceSeconds, sync_workers_option
+from .._shell._options import GraceSeconds, providers_option, sync_workers_option
 from ._group import journal_option
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="A JSON object of secrets by name for ${secrets.NAME}; "
             "over $ORCHESTR8_SECRET_NAME variables.",
         ),
+        providers_option,
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -93,6 +94,7 @@ async def run(
     as_json: bool,
     secrets_file: str | None,
     exit_when_waiting: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -107,6 +109,7 @@ async def run(
         check_timeout,
         guard,
         journal_path,
+        load_providers,
         load_secrets,
         parse_inputs,
     )
@@ -117,10 +120,11 @@ async def run(
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
+        providers = load_providers(providers_file)
         allow_local_imports()
         # Admitted before the journal opens (a bad file or input leaves none behind), once:
         # the runtime starts this admission as it is.
-        admission = admit(admit_file(file), inputs)
+        admission = admit(admit_file(file, providers=providers), inputs)
         workflow = admission.workflow
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
@@ -143,6 +147,7 @@ async def run(
             secrets=secrets,
             sync_workers=sync_workers,
             exit_when_waiting=exit_when_waiting,
+            providers=providers,
         )
 
     return await guard(action)
@@ -176,6 +181,7 @@ async def resume(
     as_json: bool,
     secrets_file: str | None,
     exit_when_waiting: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     """Continue an execution that died, failed or was cancelled.
 
@@ -194,6 +200,7 @@ async def resume(
         find_execution,
         guard,
         journal_path,
+        load_providers,
         load_secrets,
         parse_inputs,
         resume_recorded,
@@ -203,6 +210,7 @@ async def resume(
         checked_timeout = check_timeout(timeout_seconds)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
+        providers = load_providers(providers_file)
         allow_local_imports()
         path = journal_path(journal, must_exist=True)
 
@@ -258,6 +266,7 @@ async def resume(
             secrets=secrets,
             sync_workers=sync_workers,
             exit_when_waiting=exit_when_waiting,
+            providers=providers,
         )
 
     return await guard(action)

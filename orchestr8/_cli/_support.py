@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .._execution._results import ExecutionResult
     from .._execution._secrets import Secrets
     from .._journal._journal import ExecutionRecord, Journal
+    from .._workflow._provider_specs import ProviderSpec
 
 EXIT_OK = ExitCode.OK
 EXIT_INVALID = ExitCode.INVALID
@@ -110,8 +111,16 @@ def load_secrets(secrets_file: str | None) -> Secrets | None:
         raise CommandError(f"--secrets-file {error}") from None
 
 
-def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWorkflow:
+def admit_file(
+    file: str,
+    registry: AgentRegistry | None = None,
+    *,
+    providers: Mapping[str, ProviderSpec] | None = None,
+) -> AdmittedWorkflow:
     """Admit the workflow file: its document checked, each step's agent built from its config.
+
+    `providers`: the provider config file's specs (`load_providers`), which the models the
+    steps call are checked against.
 
     Raises:
         WorkflowValidationError: with every problem found.
@@ -119,7 +128,20 @@ def admit_file(file: str, registry: AgentRegistry | None = None) -> AdmittedWork
     from .._agents._registry import AgentRegistry
     from .._execution._admission import admit_workflow
 
-    return admit_workflow(Path(file), registry or AgentRegistry(), source=file)
+    return admit_workflow(Path(file), registry or AgentRegistry(), source=file, providers=providers)
+
+
+def load_providers(providers_file: str | None) -> dict[str, ProviderSpec]:
+    """The specs of `--providers FILE`, else of the file `ORCHESTR8_PROVIDERS` names, else none.
+
+    Raises:
+        ProviderConfigError: the file is unreadable or invalid (each problem with its path).
+    """
+    from .._llm._provider_config import configured_providers
+
+    if providers_file is not None and not providers_file.strip():
+        raise CommandError("--providers: the path is empty")
+    return configured_providers(providers_file)
 
 
 async def resume_recorded(journal: Journal, handle: ExecutionHandle, last_seq: int) -> bool:

@@ -287,6 +287,8 @@ def execution_detail(
             child = children.get(step.child)
             status = str(child.status) if child is not None else "unknown"
             steps[step_id]["child"] = {"execution_id": step.child, "status": status}
+        if step.llm is not None:
+            steps[step_id]["llm"] = step.llm.to_json()
         if step.plans or step.replans:
             steps[step_id]["plans"] = {
                 "proposed": step.plans,
@@ -401,13 +403,27 @@ def _iterations_after_their_loop(
 
 
 def _step_note(step: Mapping[str, Any]) -> str:
-    """A step row's last column: its error or skip reason, after a loop step's progress."""
+    """A step row's last column: its error or skip reason, after a loop's progress or its models."""
     error = describe(step["error"]) or step.get("reason") or ""
     loop = step.get("loop")
-    if loop is None:
-        return shorten(error, 80)
-    progress = LoopProgress(loop["max_iterations"], loop["iterations"], loop["until_held"])
-    return shorten("; ".join(text for text in (progress.describe(), error) if text), 80)
+    before = ""
+    if loop is not None:
+        progress = LoopProgress(loop["max_iterations"], loop["iterations"], loop["until_held"])
+        before = progress.describe()
+    elif step.get("llm") is not None:
+        before = _model_calls(step["llm"])
+    return shorten("; ".join(text for text in (before, error) if text), 80)
+
+
+def _model_calls(llm: Mapping[str, Any]) -> str:
+    """A step's model calls in a few words: `2 model calls (1 failed), answered by backup`."""
+    calls, failed = llm["calls"], llm["failed"]
+    text = f"{calls} model call{'s' if calls != 1 else ''}"
+    if failed:
+        text += f" ({failed} failed)"
+    if llm["models"]:
+        text += f", answered by {', '.join(llm['models'])}"
+    return text
 
 
 def render_execution_detail(

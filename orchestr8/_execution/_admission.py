@@ -25,10 +25,13 @@ from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._agents._workflow_directory import agents_built_in
 from .._errors import AgentError, Problem, WorkflowValidationError
+from .._llm._catalog import ProviderCatalog
+from .._llm._model_use_checks import model_use_problems
 from .._observability._redaction import default_redactor, redact_text
 from .._workflow._codec import load_workflow
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._provider_specs import ProviderSpec
 from .._workflow._sub_workflows import WorkflowCatalog
 from ._planning import planner_agent_problems
 from ._secrets import secret_values_of
@@ -80,6 +83,7 @@ def admit_workflow(
     source: str | None = None,
     workflows: WorkflowCatalog | None = None,
     directory: Path | None = None,
+    providers: ProviderCatalog | Mapping[str, ProviderSpec] | None = None,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
@@ -87,7 +91,9 @@ def admit_workflow(
     `workflows` holds the registered names sub-workflows may use. Child workflows are admitted
     too, their problems located under their step (`$.steps[2].workflow.steps[0].agent`).
     Agents are built inside `agents_built_in` with the workflow file's directory (`directory`
-    when `workflow` is no path: a child's is its parent's, or its own file's).
+    when `workflow` is no path: a child's is its parent's, or its own file's). The models the
+    agents declare they call are checked against `providers` (a catalog, or a provider config
+    file's specs; None: the built-in providers) with the workflow's own over them.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -100,6 +106,7 @@ def admit_workflow(
     path = _path_of(workflow)
     if path is not None:
         directory = Path(path).resolve().parent
+    catalog = providers if isinstance(providers, ProviderCatalog) else ProviderCatalog(providers)
     problems: list[Problem] = []
     agents: dict[str, Agent] = {}
     children: dict[str, AdmittedWorkflow] = {}
@@ -107,7 +114,7 @@ def admit_workflow(
         if step.plan is not None or not isinstance(step.on_error, str):
             problems += planner_agent_problems(step, index, registry)
         if step.agent is None:
-            _admit_child(step, index, registry, children, problems, directory)
+            _admit_child(step, index, registry, children, problems, directory, catalog)
             continue
         try:
             with agents_built_in(directory):
@@ -117,6 +124,7 @@ def admit_workflow(
             with default_redactor().lease(secret_values_of(loaded, {}, {})):
                 message = redact_text(str(error))
             problems.append(Problem(f"$.steps[{index}].agent", message))
+    problems += model_use_problems(loaded, agents, catalog)
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
     return AdmittedWorkflow(loaded, agents, children)
@@ -129,6 +137,7 @@ def _admit_child(
     children: dict[str, AdmittedWorkflow],
     problems: list[Problem],
     directory: Path | None,
+    catalog: ProviderCatalog,
 ) -> None:
     """Admit a sub-workflow step's child, or add its problems located under the step.
 
@@ -142,7 +151,7 @@ def _admit_child(
     if directory is not None and reference is not None and reference.endswith(".json"):
         directory = (directory / reference).resolve().parent
     try:
-        children[step.id] = admit_workflow(child, registry, directory=directory)
+        children[step.id] = admit_workflow(child, registry, directory=directory, providers=catalog)
     except WorkflowValidationError as error:
         where = f"$.steps[{index}].workflow"
         problems += [
@@ -171,13 +180,20 @@ def _path_of(workflow: WorkflowLike) -> str | None:
 class AdmittedWorkflows:
     """The workflows a runtime admitted, so each is loaded and has its agents built only once."""
 
-    def __init__(self, registry: AgentRegistry, workflows: WorkflowCatalog | None = None) -> None:
+    def __init__(
+        self,
+        registry: AgentRegistry,
+        workflows: WorkflowCatalog | None = None,
+        providers: ProviderCatalog | None = None,
+    ) -> None:
         """Build agents from `registry`, which does not change for the runtime's life.
 
-        `workflows` holds the registered names sub-workflows may use.
+        `workflows` holds the registered names sub-workflows may use; `providers` the runtime's
+        provider catalog the models of the agents are checked against.
         """
         self._registry = registry
         self._workflows = workflows
+        self._providers = providers
         # By id(): a weak reference to each workflow and the agents built for its steps. An
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
@@ -192,7 +208,9 @@ class AdmittedWorkflows:
             entry = self._admitted.get(id(workflow))
             if entry is not None and entry[0]() is workflow:
                 return workflow, entry[1]
-        admitted = admit_workflow(workflow, self._registry, workflows=self._workflows)
+        admitted = admit_workflow(
+            workflow, self._registry, workflows=self._workflows, providers=self._providers
+        )
         self.remember(admitted)
         return admitted.workflow, admitted.agents
 

@@ -39,6 +39,7 @@ from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._errors import ExecutionStateError, JournalError
 from .._journal._events import Event, EventType, StepStatus
+from .._llm._catalog import ProviderCatalog
 from .._observability._metrics import engine_metrics
 from .._observability._telemetry import execution_span
 from .._supervision._bus import EventBus
@@ -98,12 +99,15 @@ class ExecutionRun:
         sync_limiter: trio.CapacityLimiter | None = None,
         children: ChildRunner | None = None,
         gates_before: Mapping[str, GateState] | None = None,
+        providers: ProviderCatalog | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
         `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`).
+        `providers` is the runtime's provider catalog (None: the steps' model calls use the
+        built-in providers, without breakers or journaled calls).
         """
         self.execution_id = execution_id
         self.correlation_id = correlation_id or execution_id
@@ -166,6 +170,7 @@ class ExecutionRun:
             children=children,
             correlation_id=self.correlation_id,
             gates=self.gates,
+            providers=providers,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()

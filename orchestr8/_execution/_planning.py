@@ -48,6 +48,8 @@ from .._errors import (
 )
 from .._journal._events import EventType, describe_error
 from .._json import json_value
+from .._llm._catalog import ProviderCatalog
+from .._llm._model_use_checks import model_use_problems
 from .._resilience._pipeline import Rejection, call_with_policy
 from .._workflow._codec import parse_workflow
 from .._workflow._document import PlanSpec, Replanning, Step, Workflow
@@ -184,7 +186,9 @@ class PlanAgent(Agent):
             plan = check_plan(
                 output, self._spec, name=self._name, agent_exists=self._registry.check
             )
-            built = _agent_config_problems(plan, self._registry)
+            session = context.llm
+            catalog = session.catalog.root if session is not None else ProviderCatalog()
+            built = _agent_config_problems(plan, self._registry, catalog)
             if built:
                 raise PlanRejectedError(built)
         except PlanRejectedError as error:
@@ -341,17 +345,24 @@ class _NumberedOn:
         self._listener.rejected(self._offset + attempt, error)
 
 
-def _agent_config_problems(plan: Workflow, registry: AgentRegistry) -> list[Problem]:
-    """The problems of building a plan's agents from their configs, as admission finds them."""
+def _agent_config_problems(
+    plan: Workflow, registry: AgentRegistry, catalog: ProviderCatalog
+) -> list[Problem]:
+    """The problems of building a plan's agents from their configs, as admission finds them.
+
+    The models they call are checked against `catalog`, the runtime's providers: a plan, like
+    any child workflow, does not see its parent's own `providers`.
+    """
     problems: list[Problem] = []
+    agents: dict[str, Agent] = {}
     for index, step in enumerate(plan.steps):
         if step.agent is not None:
             try:
-                registry.create(step.agent.id, step.agent.config)
+                agents[step.id] = registry.create(step.agent.id, step.agent.config)
             except AgentError as error:
                 problems.append(Problem(f"$.steps[{index}].agent", str(error)))
         problems += planner_agent_problems(step, index, registry)
-    return problems
+    return problems + model_use_problems(plan, agents, catalog)
 
 
 def planner_agent_problems(step: Step, index: int, registry: AgentRegistry) -> list[Problem]:

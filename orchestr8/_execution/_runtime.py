@@ -48,10 +48,13 @@ from .._journal._events import EventFactory, EventType
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
 from .._json import JSON
+from .._llm._catalog import ProviderCatalog
+from .._llm._provider_config import ProviderSource, configured_providers
 from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
+from .._workflow._provider_specs import ProviderSpec
 from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows
@@ -91,6 +94,7 @@ class Runtime:
         sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
         workflows: WorkflowCatalog | None = None,
+        providers: Mapping[str, ProviderSpec] | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
@@ -114,7 +118,9 @@ class Runtime:
         """Acts on the cancel requests and answers the journal holds for the live executions."""
         self._only_stragglers = trio.Event()
         self._resuming: set[str] = set()
-        self._admitted = AdmittedWorkflows(registry, workflows)
+        self.providers = ProviderCatalog(providers, secrets=self.secrets.lookup)
+        """The model providers its executions' calls may use (`open_runtime(providers=...)`)."""
+        self._admitted = AdmittedWorkflows(registry, workflows, self.providers)
         self._starter = Starter(
             journal=journal,
             secrets=self.secrets,
@@ -126,6 +132,7 @@ class Runtime:
             sync_limiter=sync_limiter,
             locks=locks,
             admit=self._admit,
+            providers=self.providers,
             launch=self._launch,
             handle_for=self._handle_for,
             adopt=self._adopt,
@@ -471,6 +478,7 @@ async def open_runtime(
     sync_workers: int = DEFAULT_SYNC_WORKERS,
     secrets: Secrets | None = None,
     workflows: Mapping[str, WorkflowDocumentSource] | None = None,
+    providers: ProviderSource | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -487,13 +495,18 @@ async def open_runtime(
         workflows: workflows by name, for sub-workflow steps that name one (`"workflow":
             "NAME"`): a path, JSON text or a parsed document each; they shadow the
             `orchestr8.workflows` entry points.
+        providers: the model providers over the built-in ones: a provider config file's path,
+            or its document (`{"providers": {...}}`) or `providers` mapping; None: the file
+            `ORCHESTR8_PROVIDERS` names, if any. Their clients are closed with the runtime.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, or `sync_workers` is below 1.
+        ProviderConfigError: `providers` is unreadable or invalid.
     """
     if not (cancel_grace >= 0 and math.isfinite(cancel_grace)):
         raise ValueError(f"cancel_grace must be a finite number of seconds >= 0: {cancel_grace}")
     sync_limiter = sync_worker_limiter(sync_workers)
+    configured = configured_providers(providers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(
@@ -513,7 +526,9 @@ async def open_runtime(
                 sync_limiter=sync_limiter,
                 secrets=secrets,
                 workflows=WorkflowCatalog(workflows),
+                providers=configured,
             )
+            stack.push_async_callback(runtime.providers.aclose)
             nursery.start_soon(runtime._control.run)
             body_failed = False
             try:

@@ -37,6 +37,7 @@ from .._observability._redaction import (
 )
 from .._workflow._config_secrets import bind_config_secrets, config_references
 from .._workflow._document import AgentSpec, Step, Workflow
+from .._workflow._provider_specs import provider_secret_names
 
 MAX_SECRETS_FILE_BYTES: Final = 1024 * 1024
 """The largest secrets file read (1 MiB)."""
@@ -146,6 +147,9 @@ def _workflow_secrets(workflow: Workflow, redactor: Redactor) -> _WorkflowSecret
         names.update(_config_secret_names(config))
         literals += secret_values_in(step.input.source, redactor)
         literals += secret_values_in(config, redactor)
+    # A provider's key and headers (`providers`) are resolved by the provider catalog when it
+    # makes the provider; named here, they are checked at the start and leased to the redactor.
+    names.update(provider_secret_names(workflow.providers))
     found = _WorkflowSecrets(frozenset(names), tuple(literals), redactor)
     # Forgotten when the workflow is: its id may then be reused by another object.
     reference = weakref.ref(workflow, lambda _: _found.pop(key, None))
@@ -154,7 +158,7 @@ def _workflow_secrets(workflow: Workflow, redactor: Redactor) -> _WorkflowSecret
 
 
 def secret_names(workflow: Workflow) -> frozenset[str]:
-    """Every secret the workflow references, in step inputs and agent configs."""
+    """Every secret the workflow references, in step inputs, agent configs and providers."""
     return _workflow_secrets(workflow, default_redactor()).names
 
 

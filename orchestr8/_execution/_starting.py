@@ -27,6 +27,7 @@ from .._journal._events import EventFactory
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._replay import ExecutionState
 from .._journal._rules import remember_unchanging_workflow
+from .._llm._catalog import ProviderCatalog
 from .._observability._redaction import (
     Redactor,
     SecretLease,
@@ -66,6 +67,7 @@ class Starter:
         sync_limiter: trio.CapacityLimiter,
         locks: ExecutionLocks,
         admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
+        providers: ProviderCatalog | None = None,
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
         handle_for: Callable[[ExecutionRecord], Awaitable[ExecutionHandle]],
         adopt: Callable[[ExecutionRun], Callable[[], object]],
@@ -81,6 +83,7 @@ class Starter:
         self._sync_limiter = sync_limiter
         self._locks = locks
         self._admit = admit
+        self._providers = providers
         self._launch = launch
         self._handle_for = handle_for
         self._adopt = adopt
@@ -396,6 +399,7 @@ class Starter:
             sync_limiter=self._sync_limiter,
             children=self.children,
             gates_before=state.gates if state is not None else None,
+            providers=self._providers,
         )
 
 

@@ -31,6 +31,7 @@ from .._errors import (
 )
 from .._journal._events import EventType, StepStatus, describe_error
 from .._json import json_value
+from .._llm._catalog import ProviderCatalog
 from .._observability._logging import bind_log_context, log_context, reset_log_context
 from .._observability._metrics import ALL_STEPS, STEP_ID_SERIES_LIMIT, engine_metrics
 from .._observability._telemetry import attempt_span
@@ -42,6 +43,7 @@ from .._workflow._plan_fragments import plan_workflow_name
 from .._workflow._step_conditions import filters_items
 from ._children import ParentLink, agent_id_of
 from ._emitter import Emitter
+from ._llm_session import ExecutionLLMSession
 from ._loop import run_loop
 from ._map import MapCoordinator, MapItem
 from ._planning import PlanAgent, Replanner
@@ -76,12 +78,14 @@ class StepRunner:
         children: ChildRunner | None = None,
         correlation_id: str | None = None,
         gates: GateBoard | None = None,
+        providers: ProviderCatalog | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
         `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
         when a timeout or a failure winds the run down) stops every step's retries. `gates` runs
-        the approval steps (an execution without them has none).
+        the approval steps (an execution without them has none). `providers` (the runtime's
+        catalog) gives the execution its LLM session, which every attempt's context carries.
         """
         self.execution_id = execution_id
         self.workflow = state.workflow
@@ -102,6 +106,15 @@ class StepRunner:
         """Whether step metrics carry the step's id, or `ALL_STEPS` (a very wide workflow)."""
         self._maps = MapCoordinator(state=state, emitter=emitter, stop_event=stop_event)
         self._gates = gates
+        self.llm: ExecutionLLMSession | None = None
+        """The execution's LLM session (`AgentContext.llm`); None without a runtime's catalog."""
+        if providers is not None:
+            self.llm = ExecutionLLMSession(
+                catalog=providers.overlay(state.workflow.providers),
+                resilience=resilience,
+                emitter=emitter,
+                listeners=self.listeners,
+            )
 
     @property
     def suspending(self) -> bool:
@@ -404,6 +417,7 @@ class StepRunner:
             usage_callback=self._on_usage,
             cancel_event=self._cancel_event,
             sync_limiter=self._sync_limiter,
+            llm=self.llm,
         )
         with attempt_span(step_id, agent_id, number, deadline=deadline):
             try:

@@ -243,6 +243,7 @@ def step_view(
                 key=lambda unit: (split_item_id(unit) or ("", 0))[1],
             ),
             "iterations": [unit for unit in state.steps if is_iteration_of(unit, unit_id)],
+            "llm": None if step is None or step.llm is None else step.llm.to_json(),
         }
     )
     return document

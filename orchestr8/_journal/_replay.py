@@ -10,11 +10,12 @@ as it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from ._events import Event, EventType, ExecutionStatus, StepStatus
+from ._llm_calls import LLMCalls, fold_llm_call
 
 
 @attrs.frozen
@@ -46,6 +47,8 @@ class StepState:
     """The attempts it made in runs before the last resume (`attempts` counts the last run's)."""
     earlier_seconds: float = 0.0
     """How long it ran in runs before the last resume, each run to its end or interruption."""
+    llm: LLMCalls | None = None
+    """Its model calls (`llm.called`), across resumes; None when it called no model."""
 
     @property
     def total_attempts(self) -> int:
@@ -74,6 +77,7 @@ class StepState:
             plans=self.plans,
             rejected_plans=self.rejected_plans,
             replans=self.replans,
+            llm=self.llm,
         )
 
     @property
@@ -153,6 +157,7 @@ _STEP_EVENT_TYPES = frozenset(
         EventType.BREAKER_REJECTED,
         EventType.RETRY_SCHEDULED,
         EventType.STEP_USAGE,
+        EventType.LLM_CALLED,
         EventType.CHILD_STARTED,
         EventType.PLAN_PROPOSED,
         EventType.PLAN_REJECTED,
@@ -161,6 +166,8 @@ _STEP_EVENT_TYPES = frozenset(
         *_STEP_ENDINGS,
     }
 )
+# A map item's usage and model calls also count for its map step (`ID[3]` for `ID`).
+_COUNTED_FOR_THE_MAP: Final = frozenset({EventType.STEP_USAGE, EventType.LLM_CALLED})
 _EXECUTION_ENDINGS: Mapping[str, ExecutionStatus] = {
     EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
     EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
@@ -214,10 +221,11 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                 steps[event.step_id] = _gate_unit(unit, event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
-            if event.type == EventType.STEP_USAGE:
-                _add_counts(usage, event.data)
+            if event.type in _COUNTED_FOR_THE_MAP:
+                if event.type == EventType.STEP_USAGE:
+                    _add_counts(usage, event.data)
                 if event.step_id.endswith("]") and "[" in event.step_id:
-                    # A map item's usage also counts for its map step (`ID[3]` for `ID`).
+                    # A map item's usage and calls count for its map step (`ID[3]` for `ID`).
                     owner = event.step_id[: event.step_id.rindex("[")]
                     if owner in steps:
                         steps[owner] = _reduce_step(steps[owner], event)
@@ -321,9 +329,12 @@ def _reduce_step(step: StepState, event: Event) -> StepState:
             replans=step.replans,
             earlier_attempts=step.earlier_attempts,
             earlier_seconds=step.earlier_seconds,
+            llm=step.llm,
         )
     if event.type == EventType.STEP_USAGE:
         return attrs.evolve(step, usage=_add_counts(dict(step.usage), event.data))
+    if event.type == EventType.LLM_CALLED:
+        return attrs.evolve(step, llm=fold_llm_call(step.llm, event.data))
     if event.type == EventType.MAP_STARTED:
         count = event.data.get("count")
         return attrs.evolve(step, items=count if isinstance(count, int) else None)

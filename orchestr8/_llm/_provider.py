@@ -94,6 +94,10 @@ class ProviderGuard(Protocol):
         """Settle an admitted call that failed with `error`."""
         ...
 
+    def record_neutral(self, ticket: int) -> None:
+        """Settle an admitted call with no verdict on the provider (cancelled, or a bad request)."""
+        ...
+
 
 def describe_provider(name: str, kind: str, base_url: object) -> str:
     """How error messages name a provider: `provider 'local' (openai at http://...)`."""

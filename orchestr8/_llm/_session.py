@@ -12,14 +12,18 @@ stands in: no breakers, no budget, nothing journaled.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .._json import JSON
 from ._provider import ProviderGuard
+
+if TYPE_CHECKING:
+    from ._catalog import ProviderCatalog
 
 __all__ = ["NO_RESERVATION", "LLMSession", "Reservation", "Spend", "detached_session"]
 
@@ -83,6 +87,11 @@ NO_RESERVATION = Reservation(0, Spend())
 class LLMSession(Protocol):
     """What an agent that calls models may ask of the execution it runs in."""
 
+    @property
+    def catalog(self) -> ProviderCatalog:
+        """The providers its calls may use: the runtime's, with the workflow's own over them."""
+        ...
+
     def provider_guard(self, provider: str) -> ProviderGuard | None:
         """The circuit breaker of `provider` (shared by the runtime), or None where none is kept."""
         ...
@@ -113,6 +122,13 @@ class LLMSession(Protocol):
 
 class _DetachedSession:
     """The session of an agent called outside any engine: no breakers, budget or journal."""
+
+    @functools.cached_property
+    def catalog(self) -> ProviderCatalog:
+        """The built-in providers only, made on first use."""
+        from ._catalog import ProviderCatalog
+
+        return ProviderCatalog()
 
     def provider_guard(self, provider: str) -> ProviderGuard | None:
         """No breaker is kept outside an engine."""

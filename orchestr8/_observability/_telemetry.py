@@ -5,6 +5,8 @@ Spans (names, attributes and parentage are documented in `docs/observability.md`
 - `orchestrator.execute`, one per execution (`execution_span`);
 - `agent.run`, one per attempt, a child of the execution (`attempt_span`);
 - `resilience.retry`, the backoff wait between two attempts (`retry_span`);
+- `chat MODEL`, one per model API call of the `llm` agent, with the OpenTelemetry `gen_ai.*`
+  attributes (`llm_call_span`, `record_llm_response`);
 - breaker transitions and refused attempts as span events (`record_breaker_transition`,
   `record_rejection`).
 
@@ -65,10 +67,12 @@ __all__ = [
     "configure_from_environment",
     "engine_metrics",
     "execution_span",
+    "llm_call_span",
     "meter",
     "record_breaker_transition",
     "record_error",
     "record_execution_result",
+    "record_llm_response",
     "record_rejection",
     "retry_span",
     "shutdown_telemetry",
@@ -133,6 +137,45 @@ def attempt_span(
     if parent is None and active_tracer.get() is None:
         return LogScope(ids)
     return SpanScope(ATTEMPT_SPAN, ids, parent=parent, deadline=deadline, outcome="attempt.outcome")
+
+
+def llm_call_span(provider: str, system: str, model: str) -> SpanScope | LogScope:
+    """The `chat MODEL` span around one model API call; a child of the current (attempt) span.
+
+    Attributes (OpenTelemetry's `gen_ai` conventions): `gen_ai.operation.name` `chat`,
+    `gen_ai.system` (the provider's kind: `anthropic`, `openai`), `gen_ai.request.model`, and
+    `orchestr8.llm.provider` (the catalog's name: `local`). `record_llm_response` adds what
+    the answer said. In an execution that decided not to trace, it is a `LogScope` binding no
+    ids: nothing is recorded.
+    """
+    if active_tracer.get() is None:
+        return LogScope(_NO_IDS)
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": system,
+        "gen_ai.request.model": model,
+        "orchestr8.llm.provider": provider,
+    }
+    return SpanScope(f"chat {model}", _NO_IDS, attributes, outcome="orchestr8.llm.outcome")
+
+
+def record_llm_response(
+    span: Span, response_model: str | None, input_tokens: int, output_tokens: int
+) -> None:
+    """Add a call's answer to its `llm_call_span`: `gen_ai.response.model` and token usage.
+
+    `gen_ai.usage.input_tokens` and `gen_ai.usage.output_tokens`; a failed call that still
+    reported usage records it too (without a response model).
+    """
+    if not span.is_recording():
+        return
+    if response_model:
+        span.set_attribute("gen_ai.response.model", response_model)
+    span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+
+
+_NO_IDS: Final[Mapping[str, Any]] = {}
 
 
 def retry_span(

@@ -68,3 +68,15 @@ def journal_path(option: str | None, *, must_exist: bool = False) -> Path:
     if must_exist and not path.exists():
         raise CommandError(f"there is no journal at {path}")
     return path
+
+
+def providers_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--providers FILE`: the provider config file (`providers_file`; `open_runtime`)."""
+    return click.option(
+        "--providers",
+        "providers_file",
+        metavar="FILE",
+        default=None,
+        help='A provider config file, {"providers": {NAME: {kind, base_url, api_key, ...}}},'
+        " over the built-in anthropic, openai and local; default: $ORCHESTR8_PROVIDERS.",
+    )(function)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncclick as click
 
-from .._shell._options import GraceSeconds, sync_workers_option
+from .._shell._options import GraceSeconds, providers_option, sync_workers_option
 from .._shell._process import run_command
 from ._serve import API_KEY_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, MIB, run_service
 
@@ -74,6 +74,7 @@ __all__ = ["main", "register_serve", "serve_command"]
     help="Once listening, open the dashboard (URL/ui/) in a web browser ($BROWSER first).",
 )
 @sync_workers_option
+@providers_option
 async def serve_command(
     host: str,
     port: int,
@@ -84,6 +85,7 @@ async def serve_command(
     secrets_file: str | None,
     sync_workers: int | None,
     open_browser: bool,
+    providers_file: str | None = None,
 ) -> int:
     """Serve the REST API and live event WebSockets (see docs/rest.md).
 
@@ -102,6 +104,7 @@ async def serve_command(
         secrets_file=secrets_file,
         sync_workers=sync_workers,
         open_browser=open_browser,
+        providers_file=providers_file,
     )
 
 

@@ -48,6 +48,33 @@ def step_paths() -> dict[str, Any]:
     }
 
 
+_LLM_CALLS: dict[str, Any] = {
+    "type": "object",
+    "description": "A step's model calls, from its `llm.called` events (docs/llm.md).",
+    "required": ["calls", "failed", "providers", "models", "cost_usd", "unpriced"],
+    "properties": {
+        "calls": {"type": "integer", "minimum": 0},
+        "failed": {"type": "integer", "minimum": 0},
+        "providers": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The providers that answered, in the order they first did.",
+        },
+        "models": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The `provider:model` names that answered.",
+        },
+        "cost_usd": {
+            "type": "number",
+            "minimum": 0,
+            "description": "The summed cost of the calls whose price was known.",
+        },
+        "unpriced": {"type": "integer", "minimum": 0, "description": "Calls of unknown cost."},
+    },
+}
+
+
 def step_schemas() -> dict[str, Any]:
     """`StepView` and `StepAttempt`."""
     timestamp = {"type": "string", "description": "UTC ISO-8601 with milliseconds."}
@@ -95,9 +122,11 @@ def step_schemas() -> dict[str, Any]:
         "child_execution_id",
         "items",
         "iterations",
+        "llm",
     ]
     return {
         "StepAttempt": attempt,
+        "LLMCalls": _LLM_CALLS,
         "StepView": {
             "type": "object",
             "required": required,
@@ -130,6 +159,7 @@ def step_schemas() -> dict[str, Any]:
                     "items": {"type": "string"},
                     "description": "A map step's item ids (`ID[i]`) the journal names.",
                 },
+                "llm": nullable({"allOf": [schema_ref("LLMCalls")]}),
                 "iterations": {
                     "type": "array",
                     "items": {"type": "string"},

@@ -167,12 +167,14 @@ async def run_service(
     secrets_file: str | None = None,
     sync_workers: int | None = None,
     open_browser: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     """Run the service the way `orchestr8 serve` does and return its exit code.
 
     `${secrets.NAME}` references are resolved from `secrets_file` (a JSON object of strings),
-    then from `ORCHESTR8_SECRET_NAME` environment variables. `sync_workers` bounds the threads
-    of blocking agent code (None: the runtime's default).
+    then from `ORCHESTR8_SECRET_NAME` environment variables. `providers_file` is the provider
+    config file (None: the one `ORCHESTR8_PROVIDERS` names, if any). `sync_workers` bounds the
+    threads of blocking agent code (None: the runtime's default).
 
     Prints `orchestr8 serving on URL` on `out` once listening, then with `open_browser` opens
     the dashboard (`URL/ui/`) in a web browser; stops on SIGINT or SIGTERM (exit
@@ -194,6 +196,7 @@ async def run_service(
             secrets_file,
             sync_workers,
             open_browser,
+            providers_file,
         )
 
     def report(error: BaseException) -> None:
@@ -220,6 +223,7 @@ async def _run_service(
     secrets_file: str | None,
     sync_workers: int | None = None,
     open_browser: bool = False,
+    providers_file: str | None = None,
 ) -> int:
     from .._agents._sync_calls import DEFAULT_SYNC_WORKERS
     from .._errors import JournalError
@@ -259,6 +263,7 @@ async def _run_service(
                         cancel_grace=cancel_grace,
                         secrets=secrets,
                         sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
+                        providers=providers_file,
                     ) as runtime,
                     trio.open_nursery() as nursery,
                 ):

@@ -47,6 +47,7 @@ from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
 from ._plans import plan_agent_checks
+from ._provider_specs import PROVIDER_NAME_PATTERN
 from ._schema_problems import schema_problems, sort_problems
 from ._step_conditions import outline_condition
 from ._sub_workflows import (
@@ -64,7 +65,9 @@ MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
 WorkflowSource = str | os.PathLike[str] | Mapping[str, Any]
 
 _PATTERN_NAMES: Final = {
-    STEP_ID_PATTERN: "a valid step id (a letter or '_', then letters, digits, '_' or '-')"
+    STEP_ID_PATTERN: "a valid step id (a letter or '_', then letters, digits, '_' or '-')",
+    PROVIDER_NAME_PATTERN: "a provider name (a lower-case letter, then lower-case letters,"
+    " digits, '_' or '-')",
 }
 
 

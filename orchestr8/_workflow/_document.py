@@ -36,6 +36,7 @@ from ._policy_spec import (
     overlay_policy,
     resolve_policy,
 )
+from ._provider_specs import PROVIDERS_CONSTRAINTS, ProviderSpec, provider_spec_problems
 from ._schema import add_schema_checks, schema_for_class, schema_metadata
 from ._schema_problems import sort_problems
 from ._step_conditions import locate_conditions
@@ -383,6 +384,14 @@ class Workflow:
             "The execution's output: JSON; strings may hold ${...} references.", json_type=Any
         ),
     )
+    providers: dict[str, ProviderSpec] = attrs.field(
+        factory=dict,
+        metadata=_meta(
+            "Model providers by name, over the built-in ones and a provider config file;"
+            ' an llm step names one in its model ("local:llama3.1"). Schema "1.1".',
+            PROVIDERS_CONSTRAINTS,
+        ),
+    )
     _analysis: _Analysis = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -447,6 +456,7 @@ class Workflow:
             output_references=[(f"$.output{suffix}", reference) for suffix, reference in output],
         )
         problems = config_problems + list(graph.problems)
+        problems += provider_spec_problems(self.providers, version=self.schema_version)
         policies = self._resolve_policies(problems)
         if problems:
             raise WorkflowValidationError(sort_problems(problems))

@@ -205,7 +205,10 @@ def _type_schema(
     if origin is tuple:
         return {"type": "array", "items": _type_schema(arguments[0], definitions, absent)}
     if origin is dict or annotation is dict:
-        return {"type": "object"}
+        schema = {"type": "object"}
+        if len(arguments) == 2 and arguments[1] is not Any:
+            schema["additionalProperties"] = _type_schema(arguments[1], definitions, absent)
+        return schema
     if isinstance(annotation, type) and attrs.has(annotation):
         name = annotation.__name__
         if name not in definitions:

@@ -128,6 +128,10 @@ def test_building_the_agent_needs_neither_anthropic_nor_a_key() -> None:
         ({"model": "m", "max_turns": 1.5}, r"max_turns must be"),
         ({"model": "m", "temperature": 1.5}, r"temperature must be a number from 0 to 1"),
         ({"model": "m", "request_timeout": 0}, r"request_timeout must be"),
+        ({"model": "m", "fallback": "openai:x"}, r"fallback must be a list"),
+        ({"model": "m", "fallback": ["gpt-4.1"]}, r"fallback\[0\]: 'gpt-4.1' names no provider"),
+        ({"model": "m", "fallback": ["a:x", "a:x"]}, r"fallback\[1\]: 'a:x' is listed twice"),
+        ({"model": "Bad:m"}, r"model: 'Bad' in 'Bad:m' is not a provider name"),
         ({"model": "m", "system": ["x"]}, r"system must be a string"),
         ({"model": "m", "api_key": ""}, r"api_key must be a non-empty string"),
         ({"model": "m", "prompt": 3}, r"prompt must be a string"),
@@ -280,6 +284,7 @@ async def test_output_contract_for_plain_text(fake: FakeAnthropic) -> None:
         "text": "Hello!",
         "usage": {"input_tokens": 11, "output_tokens": 4},
         "model": "claude-test-2026",
+        "provider": "anthropic",
         "stop_reason": "end_turn",
     }
     assert recorder.usage == [{"input_tokens": 11, "output_tokens": 4}]
@@ -293,7 +298,7 @@ async def test_output_schema_parses_and_validates_json(fake: FakeAnthropic, fenc
     fake.reply_json({"score": 0.5}, fenced=fenced)
     output = await run_agent({"output_schema": SCHEMA}, "rate it")
     assert output["json"] == {"score": 0.5}
-    assert list(output) == ["text", "json", "usage", "model", "stop_reason"]
+    assert list(output) == ["text", "json", "usage", "model", "provider", "stop_reason"]
     assert json.dumps(SCHEMA) in fake.requests[0].json["system"]
 
 
@@ -642,6 +647,20 @@ async def test_missing_api_key_is_a_configuration_error_before_any_call() -> Non
     assert fake.requests == []
     # The message survives the redaction every journaled error goes through, word for word.
     assert redact_text(str(caught.value)) == str(caught.value)
+
+
+async def test_a_config_api_key_is_the_anthropic_provider_s_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`api_key` in the config is sent by the `anthropic` provider; no variable is needed."""
+    fake = FakeAnthropic()
+    fake.reply_text("keyed")
+    with fake:
+        async with fake.serve() as url:
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+            output = await run_agent({"api_key": SECRET}, "hi")
+    assert output["text"] == "keyed"
+    assert fake.requests[0].has_credentials
 
 
 async def test_one_client_per_run_reused_across_turns_and_closed_after() -> None:

@@ -14,7 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestr8._agents._contract import AgentContext
+from orchestr8._agents._contract import Agent, AgentContext
 from orchestr8._agents._registry import AgentRegistry
 from orchestr8._errors import (
     AgentConfigurationError,
@@ -32,6 +32,7 @@ from orchestr8._execution._step_resilience import SharedResilience, StepListener
 from orchestr8._journal._events import Event, EventFactory, EventType, ExecutionStatus, StepStatus
 from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._replay import replay
+from orchestr8._llm._model_uses import ModelUse
 from orchestr8._supervision._bus import EventBus
 from orchestr8._workflow._codec import load_workflow
 
@@ -69,7 +70,22 @@ async def fails_first_time(input: Any, context: AgentContext) -> Any:
     return f"fixed {input}"
 
 
-AGENTS = {
+class Modelled(Agent):
+    """An agent calling the model its config names (checked against the providers)."""
+
+    config_keys = frozenset({"model"})
+
+    def model_uses(self) -> list[ModelUse]:
+        """The configured model."""
+        return [ModelUse(self.config["model"])]
+
+    async def run(self, input: Any, context: AgentContext) -> Any:
+        """Not called: its plan is refused."""
+        raise NotImplementedError
+
+
+AGENTS: dict[str, Any] = {
+    "modelled": Modelled,
     "planner": planner,
     "shout": shout,
     "broken": broken,
@@ -227,6 +243,20 @@ async def test_an_invalid_plan_is_refused_fed_back_and_the_retry_succeeds(case: 
     assert any(problem in line for line in rejected.data["problems"])
     [failed] = of_type(events, EventType.ATTEMPT_FAILED)
     assert failed.data["error"]["type"] == "PlanRejectedError"
+
+
+async def test_a_plan_calling_a_model_of_an_unknown_provider_is_refused() -> None:
+    """The models a plan's agents call are checked as admission checks them, and fed back."""
+    bad = {"steps": [{"id": "a", "agent": {"id": "modelled", "config": {"model": "nope:m"}}}]}
+    PLANS.extend([bad, good_plan()])
+    async with open_runtime(agents=AGENTS) as runtime:
+        handle = await runtime.start(planning(max_depth=1, allowed=["shout", "modelled"]))
+        result = await handle.wait()
+    assert result.status is ExecutionStatus.SUCCEEDED, result.error
+    assert (
+        "$.steps[0].agent.config.model: unknown provider 'nope' (known: anthropic, local,"
+        in (REQUESTS[1]["feedback"])
+    )
 
 
 async def test_a_planner_that_never_writes_a_valid_plan_fails_the_step() -> None:

@@ -823,3 +823,70 @@ async def test_engine_run_with_failures_and_retries_traces_and_counts_them(
     assert durations["broken"].sum == pytest.approx(0.5)
     in_flight = [p for p in otel.points(EXECUTIONS_IN_FLIGHT) if p.attributes == labels]
     assert [p.value for p in in_flight] == [0]
+
+
+# -- model calls ------------------------------------------------------------------------------
+
+
+async def test_each_model_call_is_a_chat_span_with_gen_ai_attributes(otel: Otel) -> None:
+    """An llm step's API call is a `chat MODEL` span under its attempt, with `gen_ai.*` set."""
+    from orchestr8.testing import FakeAnthropic, use_fake_anthropic
+
+    fake = FakeAnthropic()
+    fake.reply_text("hi", input_tokens=12, output_tokens=5, model="claude-x-2026")
+    document = {
+        "schema_version": "1.1",
+        "name": "traced-llm",
+        "steps": [
+            {"id": "ask", "agent": {"id": "llm", "config": {"model": "claude-x"}}, "input": "hi"}
+        ],
+    }
+    with fake, use_fake_anthropic(fake):
+        async with open_runtime() as runtime:
+            result = await (await runtime.start(document)).wait()
+    assert result.status == "succeeded", result.error
+    (chat,) = otel.named("chat claude-x")
+    (attempt,) = otel.named("agent.run")
+    assert parent_id(chat) == attempt.context.span_id
+    attributes = dict(chat.attributes or {})
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "anthropic",
+        "gen_ai.request.model": "claude-x",
+        "orchestr8.llm.provider": "anthropic",
+        "gen_ai.response.model": "claude-x-2026",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 5,
+        "orchestr8.llm.outcome": "succeeded",
+    }
+    assert {name: attributes.get(name) for name in expected} == expected
+
+
+def test_a_failed_model_call_span_records_the_error_and_its_usage(otel: Otel) -> None:
+    """A call that fails is a failed span; usage the provider still reported is on it."""
+    from orchestr8._observability._telemetry import llm_call_span, record_llm_response
+
+    def fail_after_usage() -> None:
+        with llm_call_span("local", "openai", "m") as span:
+            record_llm_response(span, None, 3, 0)
+            raise RuntimeError("boom")
+
+    with execution_span("w", "e-1"), attempt_span("s", "llm", 1), pytest.raises(RuntimeError):
+        fail_after_usage()
+    (chat,) = otel.named("chat m")
+    attributes = dict(chat.attributes or {})
+    assert attributes["orchestr8.llm.outcome"] == "failed"
+    assert attributes["gen_ai.usage.input_tokens"] == 3
+    assert "gen_ai.response.model" not in attributes
+    assert chat.status.status_code == StatusCode.ERROR
+
+
+def test_in_an_untraced_execution_a_model_call_records_nothing() -> None:
+    """In an execution that traces nothing, the call span is a no-op that binds no ids."""
+    from orchestr8._observability._telemetry import LogScope, llm_call_span
+
+    with execution_span("w", "e-1"):
+        scope = llm_call_span("anthropic", "anthropic", "m")
+        assert isinstance(scope, LogScope)
+        with scope as span:
+            assert not span.is_recording()

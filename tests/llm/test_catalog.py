@@ -1,0 +1,163 @@
+"""The provider catalog: built-ins, config and workflow layers, lazy shared instances, closing."""
+
+from __future__ import annotations
+
+import pytest
+from scripted_providers import ScriptedProvider, ScriptedProviders
+
+from orchestr8 import (
+    AnthropicProvider,
+    Capability,
+    MissingAPIKeyError,
+    ModelNameError,
+    ModelPrice,
+    ProviderCatalog,
+    ProviderSpec,
+    UnknownProviderError,
+)
+from orchestr8._llm import _catalog
+from orchestr8._llm._catalog import BUILT_IN_PROVIDERS, LOCAL_BASE_URL, make_provider
+
+
+def test_the_built_ins_are_anthropic_openai_and_a_local_ollama() -> None:
+    """Every catalog starts with anthropic, openai and local (Ollama's address, priced 0)."""
+    catalog = ProviderCatalog()
+    assert catalog.names == ("anthropic", "local", "openai")
+    assert BUILT_IN_PROVIDERS["local"].base_url == LOCAL_BASE_URL == "http://127.0.0.1:11434/v1"
+    assert catalog.price("local", "llama3.1") == ModelPrice(input=0.0, output=0.0)
+    assert catalog.price("anthropic", "claude-sonnet-4-5") is None
+
+
+def test_later_layers_win_by_name() -> None:
+    """A config file's spec replaces a built-in; a workflow's replaces both, in its overlay only."""
+    configured = {"local": ProviderSpec(kind="openai", base_url="http://10.0.0.2:8000/v1")}
+    catalog = ProviderCatalog(configured)
+    assert catalog.spec("local") == configured["local"]
+    mine = ProviderSpec(kind="anthropic", base_url="http://127.0.0.1:9/")
+    overlay = catalog.overlay({"local": mine, "team": mine})
+    assert overlay.spec("local") == mine
+    assert overlay.names == ("anthropic", "local", "openai", "team")
+    assert catalog.spec("team") is None
+    assert catalog.overlay({}) is catalog
+
+
+def test_resolving_gives_the_provider_the_bare_model_and_its_price() -> None:
+    """`provider:model` resolves to the provider, the id it is sent and the price override."""
+    price = ModelPrice(input=1.0, output=2.0)
+    local = ScriptedProvider("local")
+    catalog = ProviderCatalog(
+        {"local": ProviderSpec(kind="openai", prices={"llama3.1:8b": price})},
+        factory=ScriptedProviders(local),
+    )
+    resolved = catalog.resolve("local:llama3.1:8b")
+    assert resolved.provider is local
+    assert resolved.model == "llama3.1:8b"
+    assert resolved.price == price
+    assert catalog.resolve("local:other").price is None
+
+
+def test_a_bare_model_resolves_to_anthropic_only_where_allowed() -> None:
+    """`resolve` reads a bare name as Anthropic's unless told a provider is required."""
+    catalog = ProviderCatalog(factory=ScriptedProviders(ScriptedProvider("anthropic")))
+    assert catalog.resolve("claude-sonnet-4-5").provider.name == "anthropic"
+    with pytest.raises(ModelNameError, match="names no provider"):
+        catalog.resolve("claude-sonnet-4-5", bare_allowed=False)
+
+
+def test_an_unknown_provider_lists_the_known_ones() -> None:
+    """Resolving a name of no provider says which providers exist and where to declare one."""
+    with pytest.raises(UnknownProviderError) as caught:
+        ProviderCatalog().resolve("vllm:qwen")
+    assert str(caught.value) == (
+        "unknown provider 'vllm' (known: anthropic, local, openai); declare it in the "
+        "workflow's providers or in a provider config file (--providers)"
+    )
+    with pytest.raises(UnknownProviderError):
+        ProviderCatalog().capabilities("vllm")
+
+
+def test_one_instance_per_provider_is_shared_by_overlays_and_closed_once() -> None:
+    """Instances are made on first use, shared by every overlay with the same spec, and closed."""
+    anthropic = ScriptedProvider("anthropic")
+    factory = ScriptedProviders(anthropic)
+    catalog = ProviderCatalog(factory=factory)
+    assert factory.made == []
+    first = catalog.resolve("anthropic:a").provider
+    second = catalog.overlay({"other": ProviderSpec(kind="openai")}).resolve("anthropic:b")
+    assert first is second.provider is anthropic
+    assert len(factory.made) == 1
+
+    async def close() -> None:
+        await catalog.aclose()
+        await catalog.aclose()
+
+    import trio
+
+    trio.run(close)
+    assert anthropic.closed == 1
+
+
+def test_references_are_bound_when_the_provider_is_made() -> None:
+    """`${secrets.NAME}` comes from the execution's or the runtime's secrets, `${env.NAME}` from the
+    environment; the provider is made from the bound spec."""
+    factory = ScriptedProviders(ScriptedProvider("team"))
+    spec = ProviderSpec(
+        kind="anthropic",
+        api_key="${secrets.TEAM_KEY}",
+        headers={"X-Org": "${env.ORG}", "X-Run": "${secrets.RUN}"},
+    )
+    catalog = ProviderCatalog(
+        {"team": spec},
+        secrets={"TEAM_KEY": "k-1"}.get,
+        environ={"ORG": "research"},
+        factory=factory,
+    )
+    catalog.overlay({}, {"RUN": "r-7"}).resolve("team:m")
+    bound = factory.made[0][1]
+    assert bound.api_key == "k-1"
+    assert bound.headers == {"X-Org": "research", "X-Run": "r-7"}
+
+
+def test_a_missing_secret_is_a_missing_key_naming_the_provider() -> None:
+    """A provider whose key secret is not set fails as having no key, saying how to set it."""
+    catalog = ProviderCatalog({"team": ProviderSpec(kind="anthropic", api_key="${secrets.K}")})
+    with pytest.raises(MissingAPIKeyError, match="provider 'team' uses the secret 'K'"):
+        catalog.resolve("team:m")
+
+
+def test_capabilities_are_the_kind_s_unless_the_spec_lists_them() -> None:
+    """A spec's `capabilities` replace its kind's (all three)."""
+    catalog = ProviderCatalog({"small": ProviderSpec(kind="openai", capabilities=("streaming",))})
+    assert catalog.capabilities("anthropic") == frozenset(Capability)
+    assert catalog.capabilities("small") == {Capability.STREAMING}
+
+
+def test_an_anthropic_kind_makes_an_anthropic_provider_with_its_spec() -> None:
+    """The default factory builds `AnthropicProvider` with the spec's URL, key and headers."""
+    spec = ProviderSpec(kind="anthropic", base_url="http://127.0.0.1:1/", capabilities=("tools",))
+    provider = make_provider("backup", spec)
+    assert isinstance(provider, AnthropicProvider)
+    assert provider.name == "backup"
+    assert provider.base_url == "http://127.0.0.1:1/"
+    assert provider.capabilities == {Capability.TOOLS}
+
+
+def test_the_openai_kind_without_its_package_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without `openai` installed, a provider of that kind names the extra to install."""
+    monkeypatch.setattr(_catalog, "_openai_installed", lambda: False)
+    catalog = ProviderCatalog()
+    assert catalog.missing_package("openai") == (
+        "provider 'openai' is of kind openai, which needs the openai package:"
+        " pip install 'orchestr8[openai]'"
+    )
+    assert catalog.missing_package("anthropic") is None
+    with pytest.raises(Exception, match=r"pip install 'orchestr8\[openai\]'"):
+        catalog.resolve("openai:gpt-4.1")
+
+
+def test_secret_values_read_the_execution_s_first_then_the_runtime_s() -> None:
+    """The mapping binding reads: the execution's values, then the runtime's lookup."""
+    values = _catalog._SecretValues({"A": "1"}, {"B": "2"}.get)
+    assert (values["A"], values["B"], list(values), len(values)) == ("1", "2", ["A"], 1)
+    with pytest.raises(KeyError):
+        values["C"]
