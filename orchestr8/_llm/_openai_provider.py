@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import trio
 
 from .._errors import (
-    AgentConfigurationError,
     MissingAPIKeyError,
+    MissingPackageError,
     NonRetryableError,
     ProviderResponseError,
     RetryableError,
@@ -75,12 +75,13 @@ def require_openai(provider: str = "openai") -> None:
     """Check that the `openai` package is installed, without importing it (validation stays fast).
 
     Raises:
-        AgentConfigurationError: it is not installed; the message says what to install.
+        MissingPackageError: it is not installed (an `AgentConfigurationError`, not retried);
+            the message names the provider and what to install.
     """
     if importlib.util.find_spec("openai") is None:
-        raise AgentConfigurationError(
-            f"provider {provider!r} (kind openai) needs the openai package, which is not "
-            "installed: pip install 'orchestr8[openai]'"
+        raise MissingPackageError(
+            f"provider {provider!r} is of kind openai, which needs the openai package: "
+            "pip install 'orchestr8[openai]'"
         )
 
 
@@ -136,7 +137,7 @@ class OpenAIProvider:
         """Keep one client open for the calls inside this block; closed when the last holder ends.
 
         Raises:
-            AgentConfigurationError: the `openai` package is not installed.
+            MissingPackageError: the `openai` package is not installed.
             MissingAPIKeyError: OpenAI's own API and no key in the config or `OPENAI_API_KEY`.
         """
         if self._client is None:

@@ -28,7 +28,7 @@ from orchestr8 import (
     ToolSpec,
     Usage,
 )
-from orchestr8._errors import ProviderResponseError
+from orchestr8._errors import MissingPackageError, ProviderResponseError
 from orchestr8._llm._openai_provider import NO_KEY, require_openai
 from orchestr8.testing import FakeOpenAI, use_fake_openai, use_openai_client
 
@@ -548,12 +548,14 @@ def test_require_openai_names_the_extra_when_the_package_is_missing(
     """Without the `openai` package the error says what to install; with it, nothing happens."""
     require_openai("local")
     monkeypatch.setitem(sys.modules, "openai", None)
-    with pytest.raises(AgentConfigurationError) as caught:
+    with pytest.raises(MissingPackageError) as caught:
         require_openai("local")
     assert str(caught.value) == (
-        "provider 'local' (kind openai) needs the openai package, which is not installed: "
+        "provider 'local' is of kind openai, which needs the openai package: "
         "pip install 'orchestr8[openai]'"
     )
+    assert isinstance(caught.value, AgentConfigurationError)
+    assert isinstance(caught.value, NonRetryableError)  # another attempt cannot install it
 
 
 async def test_a_call_without_the_package_fails_with_the_install_hint(
@@ -561,7 +563,7 @@ async def test_a_call_without_the_package_fails_with_the_install_hint(
 ) -> None:
     """The first call of a provider without `openai` installed fails with the install hint."""
     monkeypatch.setitem(sys.modules, "openai", None)
-    with pytest.raises(AgentConfigurationError, match=r"pip install 'orchestr8\[openai\]'"):
+    with pytest.raises(MissingPackageError, match=r"pip install 'orchestr8\[openai\]'"):
         async with local().hold():
             pass
 
