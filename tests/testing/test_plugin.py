@@ -204,3 +204,20 @@ def test_fake_openai_fails_the_test_on_an_unused_reply(pytester: pytest.Pytester
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*FakeOpenAI: scripted reply never requested*"])
+
+
+def test_fake_openai_answers_the_llm_agent_on_a_local_model(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `llm` step on `local:llama3.1` talks to the scripted fake, with no server or key."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run_inner(
+        pytester,
+        LLM_WORKFLOW_TEST.replace("fake_anthropic", "fake_openai")
+        .replace('"claude-test"', '"local:llama3.1"')
+        .format(
+            script='fake_openai.reply_text("Hello from a local model")',
+            check='assert result.output == "Hello from a local model"',
+        ),
+    )
+    result.assert_outcomes(passed=1)
