@@ -404,9 +404,15 @@ class FakeAnthropic:
             "timeout": 60.0,
             **options,
         }
-        return anthropic.AsyncAnthropic(
+        from anthropic._base_client import get_platform
+
+        client = anthropic.AsyncAnthropic(
             http_client=httpx2.AsyncClient(transport=self.transport), **settings
         )
+        # The SDK works out its platform headers in a worker thread on a client's first request,
+        # which an autojumping MockClock takes for idleness (and jumps to the next deadline).
+        client._platform = get_platform()
+        return client
 
     # -- over the network -----------------------------------------------------------------------
 

@@ -460,9 +460,15 @@ class FakeOpenAI:
             "timeout": 60.0,
             **options,
         }
-        return openai.AsyncOpenAI(
+        from openai._base_client import get_platform
+
+        client = openai.AsyncOpenAI(
             http_client=httpx2.AsyncClient(transport=self.transport), **settings
         )
+        # The SDK works out its platform headers in a worker thread on a client's first request,
+        # which an autojumping MockClock takes for idleness (and jumps to the next deadline).
+        client._platform = get_platform()
+        return client
 
     # -- over the network -----------------------------------------------------------------------
 

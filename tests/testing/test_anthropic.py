@@ -310,3 +310,17 @@ async def test_a_rate_limit_reports_nothing_left() -> None:
     assert headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert headers["anthropic-ratelimit-tokens-remaining"] == "0"
     assert "retry-after" not in (await post(fake, MESSAGE)).headers
+
+
+async def test_a_fake_client_never_waits_for_a_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The SDK's platform headers are worked out at once, so MockClock sees no idle thread wait."""
+    fake = FakeAnthropic()
+    fake.reply_text("at once")
+    client = fake.make_client()
+    assert client._platform is not None
+    with trio.fail_after(5):
+        await client.messages.create(**MESSAGE)
+    assert trio.current_time() == 0
+    await client.close()

@@ -453,3 +453,17 @@ def test_describe_names_the_model_and_last_message() -> None:
     assert "(model 'gpt-test', last message \"hi\")" in fake.unexpected[1]
     assert fake.requests[0].json is None
     assert not fake.requests[0].include_usage
+
+
+async def test_a_fake_client_never_waits_for_a_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The SDK's platform headers are worked out at once, so MockClock sees no idle thread wait."""
+    fake = FakeOpenAI()
+    fake.reply_text("at once")
+    client = fake.make_client()
+    assert client._platform is not None
+    with trio.fail_after(5):
+        await client.chat.completions.create(**REQUEST)
+    assert trio.current_time() == 0
+    await client.close()
