@@ -98,6 +98,8 @@ if TYPE_CHECKING:
     from ._journal._requests import RequestKind as RequestKind
     from ._json import JSON as JSON
     from ._llm._anthropic_provider import AnthropicProvider as AnthropicProvider
+    from ._llm._budget_ledger import call_spend as call_spend
+    from ._llm._budget_ledger import worst_case_spend as worst_case_spend
     from ._llm._catalog import ProviderCatalog as ProviderCatalog
     from ._llm._catalog import ResolvedModel as ResolvedModel
     from ._llm._chat import Capability as Capability
@@ -114,6 +116,9 @@ if TYPE_CHECKING:
     from ._llm._model_names import parse_model_name as parse_model_name
     from ._llm._model_uses import ModelUse as ModelUse
     from ._llm._openai_provider import OpenAIProvider as OpenAIProvider
+    from ._llm._prices import PriceEntry as PriceEntry
+    from ._llm._prices import cost_of as cost_of
+    from ._llm._prices import price_for as price_for
     from ._llm._provider import Provider as Provider
     from ._llm._provider import ProviderGuard as ProviderGuard
     from ._llm._scoring import Expectations as Expectations
@@ -160,6 +165,7 @@ if TYPE_CHECKING:
     from ._supervision._supervisor import open_supervisor as open_supervisor
     from ._web._app import create_app as create_app
     from ._web._serve import serve as serve
+    from ._workflow._budgets import Budget as Budget
     from ._workflow._codec import load_workflow as load_workflow
     from ._workflow._codec import parse_workflow as parse_workflow
     from ._workflow._codec import validate_workflow_document as validate_workflow_document

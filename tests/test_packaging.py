@@ -84,3 +84,15 @@ def test_the_wheel_carries_the_dashboard_templates_static_files_and_vendored_lib
                 name = f"{prefix}static/vendor/{entry['file']}"
                 assert name in shipped, name
                 assert hashlib.sha256(wheel.read(name)).hexdigest() == entry["sha256"]
+
+
+def test_the_wheel_carries_the_price_table(tmp_path: Path) -> None:
+    """The vendored, dated price table ships as package data beside the module that reads it."""
+    with built_wheel(tmp_path) as wheel:
+        table = json.loads(wheel.read("orchestr8/_llm/prices.json"))
+        assert (
+            table["as_of"]
+            == json.loads(
+                (ROOT / "orchestr8" / "_llm" / "prices.json").read_text(encoding="utf-8")
+            )["as_of"]
+        )

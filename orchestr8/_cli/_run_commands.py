@@ -82,6 +82,15 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     metavar="FILE",
     help="A JSON object of inputs ('-' for stdin); --input values override it.",
 )
+@click.option(
+    "--max-cost",
+    "max_cost",
+    type=float,
+    default=None,
+    metavar="USD",
+    help="Cap what the execution's model calls may cost, in US dollars (the lower of it and"
+    " the workflow's budget.max_cost_usd wins).",
+)
 @run_options
 async def run(
     file: str,
@@ -95,6 +104,7 @@ async def run(
     secrets_file: str | None,
     exit_when_waiting: bool = False,
     providers_file: str | None = None,
+    max_cost: float | None = None,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
@@ -106,6 +116,7 @@ async def run(
     from ._support import (
         admit_file,
         allow_local_imports,
+        check_max_cost,
         check_timeout,
         guard,
         journal_path,
@@ -118,13 +129,14 @@ async def run(
         from .._execution._admission import admit
 
         checked_timeout = check_timeout(timeout_seconds)
+        cost_cap = check_max_cost(max_cost)
         inputs = parse_inputs(input_pairs, inputs_file)
         secrets = load_secrets(secrets_file)
         providers = load_providers(providers_file)
         allow_local_imports()
         # Admitted before the journal opens (a bad file or input leaves none behind), once:
         # the runtime starts this admission as it is.
-        admission = admit(admit_file(file, providers=providers), inputs)
+        admission = admit(admit_file(file, providers=providers, max_cost_usd=cost_cap), inputs)
         workflow = admission.workflow
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:

@@ -116,11 +116,13 @@ def admit_file(
     registry: AgentRegistry | None = None,
     *,
     providers: Mapping[str, ProviderSpec] | None = None,
+    max_cost_usd: float | None = None,
 ) -> AdmittedWorkflow:
     """Admit the workflow file: its document checked, each step's agent built from its config.
 
     `providers`: the provider config file's specs (`load_providers`), which the models the
-    steps call are checked against.
+    steps call are checked against. `max_cost_usd` (`run --max-cost`) lowers the workflow's
+    cost cap first.
 
     Raises:
         WorkflowValidationError: with every problem found.
@@ -128,7 +130,13 @@ def admit_file(
     from .._agents._registry import AgentRegistry
     from .._execution._admission import admit_workflow
 
-    return admit_workflow(Path(file), registry or AgentRegistry(), source=file, providers=providers)
+    return admit_workflow(
+        Path(file),
+        registry or AgentRegistry(),
+        source=file,
+        providers=providers,
+        max_cost_usd=max_cost_usd,
+    )
 
 
 def load_providers(providers_file: str | None) -> dict[str, ProviderSpec]:
@@ -266,6 +274,13 @@ def check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise CommandError(f"--timeout must be a number of seconds above 0, got {timeout}")
     return timeout
+
+
+def check_max_cost(max_cost: float | None) -> float | None:
+    """`run --max-cost`, checked: a finite number of US dollars >= 0 (or None: not given)."""
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise CommandError(f"--max-cost must be a number of US dollars >= 0, got {max_cost}")
+    return max_cost
 
 
 def declared_steps(record: ExecutionRecord) -> list[str]:

@@ -279,6 +279,9 @@ def execution_detail(
             "error": step.error,
             "reason": step.reason,
         }
+        if step.usage or step.cost_usd is not None:
+            steps[step_id]["usage"] = dict(step.usage)
+            steps[step_id]["cost_usd"] = step.cost_usd
         if step_id in groups:
             steps[step_id]["items"] = groups[step_id].to_json()
         if step_id in loops:
@@ -311,6 +314,8 @@ def execution_detail(
         "error": state.error,
         "parent": parent,
         **fork_lineage(record, events, forks),
+        "usage": dict(state.usage),
+        "cost_usd": state.cost_usd,
         "steps": steps,
         "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "refused_answers": [dict(answer) for answer in refused],
@@ -333,6 +338,40 @@ def fork_lineage(
         "from_step": from_step,
         "forks": list(forks),
     }
+
+
+def format_cost(cost: float | None) -> str:
+    """US dollars as `inspect` shows them: `$0.0123` (4 significant digits), `-` for none."""
+    return "-" if cost is None else f"${cost:.4g}" if cost < 1 else f"${cost:,.2f}"
+
+
+def render_spend(detail: Mapping[str, Any], *, color: bool) -> str:
+    """The tokens and cost of each step that called a model, and the total; "" when none did.
+
+    Tokens are the steps' `step.usage` counts, the cost the sum of their `llm.called` costs
+    (see docs/budgets.md); a map step counts its items.
+    """
+    rows: list[list[Cell]] = [
+        [
+            step_id,
+            str((step.get("usage") or {}).get("input_tokens", 0)),
+            str((step.get("usage") or {}).get("output_tokens", 0)),
+            format_cost(step.get("cost_usd")),
+        ]
+        for step_id, step in detail["steps"].items()
+        if step.get("usage") or step.get("cost_usd") is not None
+    ]
+    if not rows:
+        return ""
+    usage = detail.get("usage") or {}
+    total = [
+        "total",
+        str(usage.get("input_tokens", 0)),
+        str(usage.get("output_tokens", 0)),
+        format_cost(detail.get("cost_usd")),
+    ]
+    headers = ["SPEND", "INPUT TOKENS", "OUTPUT TOKENS", "COST"]
+    return "\n\n" + render_table(headers, [*rows, total], color=color)
 
 
 def render_gates(gates: Mapping[str, Mapping[str, Any]], *, color: bool) -> str:
@@ -498,6 +537,7 @@ def render_execution_detail(
         for step_id, step in detail["steps"].items()
         if "plans" in step
     )
+    steps += render_spend(detail, color=color)
     map_rows: list[list[Cell]] = [
         [step_id, describe_items(step["items"])]
         for step_id, step in detail["steps"].items()

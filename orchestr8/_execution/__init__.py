@@ -13,7 +13,9 @@ run as a child execution), `_gates` (approval gates: the gate board, answers, wa
 (acting on the cancel requests and answers the journal holds for the executions it runs),
 `_cancelling` (cancelling an execution another process runs, or none), `_fork_plans` (what a fork
 of an execution keeps and runs again), `_forking` (recording and starting that fork),
-`_answers` (answering an approval gate from anywhere: checked, recorded, applied) and
-`_adoption` (a server resuming waiting executions and leaving them waiting on shutdown).
+`_answers` (answering an approval gate from anywhere: checked, recorded, applied),
+`_adoption` (a server resuming waiting executions and leaving them waiting on shutdown),
+`_llm_session` (the `AgentContext.llm` of an execution's agents) and `_spending` (its budgets
+at run time, and their spend rebuilt from the journal).
 May import every stage below it; never a view (`_cli`, `_web`) or `_shell`.
 """

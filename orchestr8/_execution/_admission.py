@@ -28,6 +28,7 @@ from .._errors import AgentError, Problem, WorkflowValidationError
 from .._llm._catalog import ProviderCatalog
 from .._llm._model_use_checks import model_use_problems
 from .._observability._redaction import default_redactor, redact_text
+from .._workflow._budgets import capped_workflow, cost_capped
 from .._workflow._codec import load_workflow
 from .._workflow._document import Step, Workflow
 from .._workflow._inputs import validate_inputs
@@ -84,6 +85,7 @@ def admit_workflow(
     workflows: WorkflowCatalog | None = None,
     directory: Path | None = None,
     providers: ProviderCatalog | Mapping[str, ProviderSpec] | None = None,
+    max_cost_usd: float | None = None,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
@@ -94,15 +96,19 @@ def admit_workflow(
     when `workflow` is no path: a child's is its parent's, or its own file's). The models the
     agents declare they call are checked against `providers` (a catalog, or a provider config
     file's specs; None: the built-in providers) with the workflow's own over them.
+    `max_cost_usd` (`run --max-cost`) lowers the workflow's cost cap before its agents are
+    built and checked (`capped_workflow`).
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
+        ValueError: `max_cost_usd` is negative or not finite.
     """
     loaded = (
         workflow
         if isinstance(workflow, Workflow)
         else load_workflow(workflow, agent_exists=registry.check, workflows=workflows)
     )
+    loaded = capped_workflow(loaded, max_cost_usd)
     path = _path_of(workflow)
     if path is not None:
         directory = Path(path).resolve().parent
@@ -124,7 +130,9 @@ def admit_workflow(
             with default_redactor().lease(secret_values_of(loaded, {}, {})):
                 message = redact_text(str(error))
             problems.append(Problem(f"$.steps[{index}].agent", message))
-    problems += model_use_problems(loaded, agents, catalog)
+    problems += model_use_problems(
+        loaded, agents, catalog, cost_capped=lambda step_id: cost_capped(loaded, step_id)
+    )
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
     return AdmittedWorkflow(loaded, agents, children)
@@ -198,18 +206,27 @@ class AdmittedWorkflows:
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
 
-    def admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
+    def admit(
+        self, workflow: WorkflowLike, *, max_cost_usd: float | None = None
+    ) -> tuple[Workflow, Mapping[str, Agent]]:
         """The loaded workflow and its agents by step id, built on its first admission only.
+
+        `max_cost_usd` caps the workflow's cost (`admit_workflow`): a capped workflow is a new
+        one, admitted anew.
 
         Raises:
             WorkflowValidationError: with every problem found.
         """
-        if isinstance(workflow, Workflow):
+        if isinstance(workflow, Workflow) and max_cost_usd is None:
             entry = self._admitted.get(id(workflow))
             if entry is not None and entry[0]() is workflow:
                 return workflow, entry[1]
         admitted = admit_workflow(
-            workflow, self._registry, workflows=self._workflows, providers=self._providers
+            workflow,
+            self._registry,
+            workflows=self._workflows,
+            providers=self._providers,
+            max_cost_usd=max_cost_usd,
         )
         self.remember(admitted)
         return admitted.workflow, admitted.agents

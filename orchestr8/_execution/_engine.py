@@ -49,6 +49,7 @@ from ._emitter import Emitter
 from ._gates import GateBoard, has_gates
 from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
+from ._spending import ExecutionBudget, JournalSpend
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
 from ._step_run import StepActor, StepRunner
@@ -100,12 +101,14 @@ class ExecutionRun:
         children: ChildRunner | None = None,
         gates_before: Mapping[str, GateState] | None = None,
         providers: ProviderCatalog | None = None,
+        budget_spent: JournalSpend | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
-        `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`).
+        `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`);
+        `budget_spent` what its journal says its budgets spent (`journal_spend`).
         `providers` is the runtime's provider catalog (None: the steps' model calls use the
         built-in providers, without breakers or journaled calls).
         """
@@ -156,6 +159,9 @@ class ExecutionRun:
                 before=gates_before,
             )
         self._waiting_gates: list[str] = []
+        budget = ExecutionBudget.for_workflow(workflow, emitter, self.gates)
+        if budget is not None and budget_spent is not None:
+            budget.restore(budget_spent)
         self.steps = StepRunner(
             execution_id=execution_id,
             state=self.state,
@@ -171,6 +177,7 @@ class ExecutionRun:
             correlation_id=self.correlation_id,
             gates=self.gates,
             providers=providers,
+            budget=budget,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()

@@ -59,6 +59,10 @@ _COPIED_TYPES: Final = frozenset(
     }
 )
 
+# Every budget event of a kept unit is copied, not only its last: the spend of the calls a
+# fork keeps counts in its budgets (`_spending.journal_spend`), and is never paid again.
+_COPIED_IN_FULL: Final = frozenset({EventType.BUDGET_RESERVED, EventType.BUDGET_SETTLED})
+
 
 @attrs.frozen
 class ForkPoint:
@@ -396,10 +400,13 @@ def _owner(unit_id: str) -> str | None:
 def _copied(
     events: Sequence[Event], units: set[str], kept_items: Mapping[str, tuple[int, ...]]
 ) -> tuple[Event, ...]:
-    """The last event of each copied type per unit (a map's `map.started` too), in seq order."""
+    """Per unit, the last event of each copied type (a map's too) and every budget event, by seq."""
     last: dict[tuple[str, str], Event] = {}
+    in_full: list[Event] = []
     for event in events:
         unit = event.step_id
+        if unit in units and event.type in _COPIED_IN_FULL:
+            in_full.append(event)
         if unit is None or event.type not in _COPIED_TYPES:
             continue
         if unit in units or (event.type == EventType.MAP_STARTED and unit in kept_items):
@@ -408,7 +415,7 @@ def _copied(
                 last.pop((unit, EventType.STEP_SUCCEEDED), None)
                 last.pop((unit, EventType.STEP_SKIPPED), None)
             last[(unit, event.type)] = event
-    return tuple(sorted(last.values(), key=lambda event: event.seq))
+    return tuple(sorted([*last.values(), *in_full], key=lambda event: event.seq))
 
 
 def _repaid_calls(

@@ -54,6 +54,7 @@ from .._journal._replay import GateState
 from .._journal._requests import ControlRequest, RequestKind
 from .._journal._state_at import gate_document as state_gate_document
 from .._workflow._approvals import Approval, answer_problems, with_defaults
+from .._workflow._budgets import budget_pauses, pause_approval
 from .._workflow._document import Step, Workflow
 
 if TYPE_CHECKING:
@@ -89,8 +90,8 @@ def gate_document(gate: GateState, *, now: datetime.datetime | None = None) -> d
 
 
 def has_gates(workflow: Workflow) -> bool:
-    """Whether `workflow` has an approval step, so its executions need a gate board."""
-    return any(step.approval is not None for step in workflow.steps)
+    """Whether `workflow` has an approval step or a budget that pauses: it needs a gate board."""
+    return any(step.approval is not None for step in workflow.steps) or budget_pauses(workflow)
 
 
 def gate_step_id(gate_id: str) -> str:
@@ -186,6 +187,8 @@ class GateBoard:
             if gate.answer is not None
         }
         self._changed = trio.Event()
+        # Gates no approval step declares, opened at run time (a budget's pause), by gate id.
+        self._asked: dict[str, Approval] = {}
 
     # -- what the views ask ---------------------------------------------------------------------
 
@@ -361,6 +364,27 @@ class GateBoard:
         if step.for_each is not None and self._held:
             await self._refuse_held_past_the_items()
         prompt = approval.prompt.render(self._state.inputs, self._state.outputs, local_values)
+        return await self._open_and_wait(gate_id, approval, prompt)
+
+    async def ask(self, gate_id: str, approval: Approval, prompt: str) -> dict[str, Any]:
+        """Open a gate no approval step declares (a budget's pause), wait, return its outcome.
+
+        The gate is answered like any (`orchestr8 approve ID GATE`, REST, `handle.gates`);
+        the outcome is `{"approved", "input", "by", "reason"}`. A gate resolved in the run this
+        one resumes answers again from its record, asking nobody.
+
+        Raises:
+            CallStoppedError: the run stopped (cancel, timeout, failure, suspend) while it waited.
+        """
+        self._asked[gate_id] = approval
+        recorded = self._resolved.get(gate_id)
+        if recorded is not None:
+            await self._deliver_pending(gate_id)
+            return dict(_outcome(gate_id, approval, recorded))
+        return dict(await self._open_and_wait(gate_id, approval, prompt))
+
+    async def _open_and_wait(self, gate_id: str, approval: Approval, prompt: Any) -> Any:
+        """Open the gate (`gate.opened`), take the answers waiting for it, wait for the rest."""
         before = self._before.pop(gate_id, None)
         # Open when its run stopped (suspended, or its process died): the same deadline. A gate
         # its execution closed (cancelled, failed) asks again, with a new one.
@@ -485,6 +509,9 @@ class GateBoard:
     # -- lookups --------------------------------------------------------------------------------
 
     def _approval_of(self, gate_id: str) -> Approval | None:
+        asked = self._asked.get(gate_id) or pause_approval(self._state.workflow, gate_id)
+        if asked is not None:
+            return asked
         step = self._steps.get(gate_step_id(gate_id))
         if step is None or step.approval is None:
             return None

@@ -10,13 +10,14 @@ attempt's context (no allocation per step). It holds:
   3 probes); its transitions are journaled like any breaker's, in the step whose call caused them;
 - `record_call` and `record_score`, which emit `llm.called` and `step.scored` for the calling
   step and attempt, as `step.usage` is emitted, and nothing once that step was given up on;
-- `reserve` and `settle`: no budget is kept here (a call reserves nothing and settles nothing).
+- `reserve` and `settle`, handed to the execution's budgets (`_spending.ExecutionBudget`; none
+  when the workflow sets no budget: a call then holds and records nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._journal._events import EventType
 from .._json import JSON
@@ -27,6 +28,9 @@ from .._llm._session import NO_RESERVATION, Reservation, Spend
 from .._workflow._policy import CircuitBreakerPolicy
 from ._emitter import Emitter
 from ._step_resilience import SharedResilience, StepListener
+
+if TYPE_CHECKING:
+    from ._spending import ExecutionBudget
 
 __all__ = ["PROVIDER_BREAKER_POLICY", "ExecutionLLMSession"]
 
@@ -44,6 +48,7 @@ class ExecutionLLMSession:
         resilience: SharedResilience,
         emitter: Emitter,
         listeners: Mapping[str, StepListener],
+        budget: ExecutionBudget | None = None,
     ) -> None:
         """Serve the calls of one execution.
 
@@ -54,6 +59,8 @@ class ExecutionLLMSession:
         self._resilience = resilience
         self._emitter = emitter
         self._listeners = listeners
+        self.budget = budget
+        """The execution's budgets, or None when its workflow sets none."""
 
     def provider_guard(self, provider: str) -> ProviderGuard:
         """The runtime's circuit breaker of `provider` (`llm-provider:NAME`), made on first use."""
@@ -62,11 +69,19 @@ class ExecutionLLMSession:
         )
 
     async def reserve(self, context: Any, ask: Spend, *, model: str) -> Reservation:
-        """No budget is kept: nothing is held."""
-        return NO_RESERVATION
+        """Hold `ask` on the budgets of the caller's step and the workflow (see `_spending`).
+
+        Raises:
+            BudgetExhaustedError: a budget cannot cover `ask` (after its pause gate, if any).
+        """
+        if self.budget is None:
+            return NO_RESERVATION
+        return await self.budget.reserve(context, ask, model=model)
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
-        """Nothing was held, so nothing is settled."""
+        """Replace the hold of `reservation` by what the call spent."""
+        if self.budget is not None:
+            self.budget.settle(context, reservation, spent)
 
     def record_call(self, context: Any, call: Mapping[str, JSON]) -> None:
         """Journal one finished model call of the calling step as `llm.called`."""

@@ -52,6 +52,7 @@ from .._llm._catalog import ProviderCatalog
 from .._llm._provider_config import ProviderSource, configured_providers
 from .._observability._redaction import SecretLease, default_redactor
 from .._supervision._bus import EventBus
+from .._workflow._budgets import capped_workflow
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
 from .._workflow._provider_specs import ProviderSpec
@@ -95,9 +96,12 @@ class Runtime:
         secrets: Secrets | None = None,
         workflows: WorkflowCatalog | None = None,
         providers: Mapping[str, ProviderSpec] | None = None,
+        max_cost_usd: float | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
+        self.max_cost_usd = max_cost_usd
+        """The cost cap of every execution started here (`open_runtime(max_cost_usd=)`)."""
         self.secrets = secrets if secrets is not None else Secrets()
         for value in self.secrets.values.values():
             # Like secret environment variables: known for the life of the process.
@@ -162,10 +166,13 @@ class Runtime:
         execution_timeout: float | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> ExecutionHandle:
         """Validate, record and start an execution; returns once it is running.
 
-        `execution_timeout` (seconds) overrides the workflow's own `timeout`. With an
+        `execution_timeout` (seconds) overrides the workflow's own `timeout`. `max_cost_usd`
+        caps what its model calls may cost in all (with the runtime's cap, the lower wins):
+        it lowers the workflow's `budget.max_cost_usd`, or makes one. With an
         `idempotency_key` seen before, returns the execution started then instead of another,
         provided the workflow and inputs are those it started with. An `Admission` (the CLI
         admits before it opens the journal) comes with its inputs checked: `inputs` must be None.
@@ -176,7 +183,9 @@ class Runtime:
             IdempotencyKeyReusedError: the key started an execution of another workflow or
                 other inputs.
             ExecutionStateError: another run holds the new execution's lock (never expected).
+            ValueError: `max_cost_usd` is negative or not finite.
         """
+        cap = _lower_cap(self.max_cost_usd, max_cost_usd)
         if isinstance(workflow, Admission):
             if inputs is not None:
                 raise TypeError("an Admission comes with its inputs; pass no inputs with it")
@@ -184,8 +193,10 @@ class Runtime:
             checked_inputs = workflow.inputs
             # Its children's agents were built with it: their runs reuse them.
             self._admitted.remember(workflow.admitted)
+            # Admitted with its cap (the CLI's --max-cost); a lower one changes no step.
+            loaded = capped_workflow(loaded, cap)
         else:
-            loaded, agents = self._admit(workflow)
+            loaded, agents = self._admitted.admit(workflow, max_cost_usd=cap)
             checked_inputs = validate_inputs(loaded, inputs)
         return await self._starter.start(
             loaded,
@@ -479,6 +490,7 @@ async def open_runtime(
     secrets: Secrets | None = None,
     workflows: Mapping[str, WorkflowDocumentSource] | None = None,
     providers: ProviderSource | None = None,
+    max_cost_usd: float | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -498,13 +510,17 @@ async def open_runtime(
         providers: the model providers over the built-in ones: a provider config file's path,
             or its document (`{"providers": {...}}`) or `providers` mapping; None: the file
             `ORCHESTR8_PROVIDERS` names, if any. Their clients are closed with the runtime.
+        max_cost_usd: the most the model calls of each execution it starts may cost, in US
+            dollars (see `Runtime.start`); None: only the workflows' own budgets.
 
     Raises:
-        ValueError: `cancel_grace` is negative, infinite or NaN, or `sync_workers` is below 1.
+        ValueError: `cancel_grace` is negative, infinite or NaN, `sync_workers` is below 1, or
+            `max_cost_usd` is negative, infinite or NaN.
         ProviderConfigError: `providers` is unreadable or invalid.
     """
     if not (cancel_grace >= 0 and math.isfinite(cancel_grace)):
         raise ValueError(f"cancel_grace must be a finite number of seconds >= 0: {cancel_grace}")
+    _lower_cap(max_cost_usd, None)
     sync_limiter = sync_worker_limiter(sync_workers)
     configured = configured_providers(providers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
@@ -527,6 +543,7 @@ async def open_runtime(
                 secrets=secrets,
                 workflows=WorkflowCatalog(workflows),
                 providers=configured,
+                max_cost_usd=max_cost_usd,
             )
             stack.push_async_callback(runtime.providers.aclose)
             nursery.start_soon(runtime._control.run)
@@ -557,6 +574,19 @@ async def open_runtime(
                     finally:
                         if runtime._live:
                             runtime._only_stragglers.set()
+
+
+def _lower_cap(first: float | None, second: float | None) -> float | None:
+    """The lower of two cost caps (None: no cap), each checked.
+
+    Raises:
+        ValueError: a cap is negative, infinite or NaN.
+    """
+    for cap in (first, second):
+        if cap is not None and not (math.isfinite(cap) and cap >= 0):
+            raise ValueError(f"max_cost_usd must be a finite number of US dollars >= 0: {cap}")
+    caps = [cap for cap in (first, second) if cap is not None]
+    return min(caps) if caps else None
 
 
 def _only_cancelled(error: BaseException) -> bool:

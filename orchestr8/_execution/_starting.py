@@ -47,6 +47,7 @@ from ._handle import ExecutionHandle
 from ._lock import ExecutionLocks
 from ._resumption import plan_resume
 from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
+from ._spending import JournalSpend, journal_spend
 from ._state import RunState
 from ._step_resilience import SharedResilience
 
@@ -306,7 +307,8 @@ class Starter:
         """
         execution_id = record.execution_id
         admit = self._admit if workflow is None else lambda _: self._admit(workflow)
-        plan = plan_resume(record, await self._journal.events(execution_id), admit, supplied)
+        events = await self._journal.events(execution_id)
+        plan = plan_resume(record, events, admit, supplied)
         loaded, inputs, state = plan.workflow, plan.inputs, plan.state
         secrets = self._secrets.resolve(secret_names(loaded))
         plan.warn()
@@ -327,6 +329,7 @@ class Starter:
             units=plan.units,
             state=state,
             correlation_id=record.correlation_id,
+            budget_spent=journal_spend(events),
         )
         return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
@@ -364,6 +367,7 @@ class Starter:
         units: Mapping[str, Any] | None = None,
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
+        budget_spent: JournalSpend | None = None,
     ) -> ExecutionRun:
         """The run of an execution, wired to the runtime's shared parts."""
         return ExecutionRun(
@@ -399,6 +403,7 @@ class Starter:
             sync_limiter=self._sync_limiter,
             children=self.children,
             gates_before=state.gates if state is not None else None,
+            budget_spent=budget_spent,
             providers=self._providers,
         )
 

@@ -55,6 +55,7 @@ from ._step_resilience import SharedResilience, StepListener, current_step
 if TYPE_CHECKING:
     from ._children import ChildRunner
     from ._gates import GateBoard
+    from ._spending import ExecutionBudget
 
 _logger = logging.getLogger("orchestr8.engine")
 
@@ -79,13 +80,15 @@ class StepRunner:
         correlation_id: str | None = None,
         gates: GateBoard | None = None,
         providers: ProviderCatalog | None = None,
+        budget: ExecutionBudget | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
         `cancel_event` is what agents see as a cancel request; `stop_event` (set on a cancel and
         when a timeout or a failure winds the run down) stops every step's retries. `gates` runs
         the approval steps (an execution without them has none). `providers` (the runtime's
-        catalog) gives the execution its LLM session, which every attempt's context carries.
+        catalog) gives the execution its LLM session, which every attempt's context carries;
+        `budget` holds the execution's budgets, which that session reserves and settles on.
         """
         self.execution_id = execution_id
         self.workflow = state.workflow
@@ -114,6 +117,7 @@ class StepRunner:
                 resilience=resilience,
                 emitter=emitter,
                 listeners=self.listeners,
+                budget=budget,
             )
 
     @property

@@ -7,7 +7,8 @@ Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its
 `_page_filter` (which executions a list page keeps), `_event_query` (the journal's filtered,
 newest-first reads), and the read models built from events: `_replay` (execution and step
 state), `_timeline` and its row model `_timeline_rows` (attempts over time), `_map_items` (a
-map's items counted by status) and `_graph_view` (the steps as a graph, for the dashboard); time
+map's items counted by status), `_costs` (what model calls cost, from `llm.called`) and
+`_graph_view` (the steps as a graph, for the dashboard); time
 travel: `_state_at` (the state after one event), `_state_diff` (what changed between two) and
 `_comparison` (two executions side by side).
 May import: `_observability`, `_json`, `_errors`. Never the engine or a view.

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._costs import add_cost, call_cost
 from ._events import Event, EventType, ExecutionStatus, StepStatus
 from ._llm_calls import LLMCalls, fold_llm_call
 
@@ -54,6 +55,12 @@ class StepState:
     def total_attempts(self) -> int:
         """Every attempt the journal holds for it, across resumes: what views show."""
         return self.earlier_attempts + self.attempts
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What its priced model calls cost (`llm.called`), across resumes; None: none priced."""
+        llm = self.llm
+        return None if llm is None or llm.unpriced == llm.calls else llm.cost_usd
 
     @property
     def duration(self) -> float | None:
@@ -140,6 +147,8 @@ class ExecutionState:
     """Every `step.usage` count of the execution summed, across resumes."""
     gates: Mapping[str, GateState] = attrs.field(factory=dict)
     """Its approval gates by gate id, in the order they first opened."""
+    cost_usd: float | None = None
+    """What its priced model calls cost in all (`llm.called`), across resumes; None: none."""
 
 
 _STEP_ENDINGS: Mapping[str, StepStatus] = {
@@ -189,6 +198,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
     steps: dict[str, StepState] = {}
     usage: dict[str, int] = {}
     gates: dict[str, GateState] = {}
+    cost: float | None = None
     execution_id: str | None = None
     for event in events:
         interrupted_at = state.elapsed
@@ -221,6 +231,8 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                 steps[event.step_id] = _gate_unit(unit, event)
         elif event.step_id is not None and event.type in _STEP_EVENT_TYPES:
             steps[event.step_id] = _reduce_step(steps.get(event.step_id, StepState()), event)
+            if event.type == EventType.LLM_CALLED:
+                cost = add_cost(cost, call_cost(event.data))
             if event.type in _COUNTED_FOR_THE_MAP:
                 if event.type == EventType.STEP_USAGE:
                     _add_counts(usage, event.data)
@@ -229,7 +241,7 @@ def replay(events: Iterable[Event]) -> ExecutionState:
                     owner = event.step_id[: event.step_id.rindex("[")]
                     if owner in steps:
                         steps[owner] = _reduce_step(steps[owner], event)
-    return attrs.evolve(state, steps=steps, usage=usage, gates=gates)
+    return attrs.evolve(state, steps=steps, usage=usage, gates=gates, cost_usd=cost)
 
 
 def _add_counts(totals: dict[str, int], counts: Mapping[str, Any]) -> dict[str, int]:

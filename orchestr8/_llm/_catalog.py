@@ -36,6 +36,7 @@ from .._workflow._converter import converter
 from .._workflow._provider_specs import ModelPrice, ProviderSpec, bind_provider_secrets
 from ._chat import ALL_CAPABILITIES, Capability
 from ._model_names import parse_model_name
+from ._prices import price_for
 from ._provider import Provider
 
 __all__ = [
@@ -201,13 +202,23 @@ class ProviderCatalog:
         return None
 
     def price(self, name: str, model: str) -> ModelPrice | None:
-        """The price of `model` at provider `name`: its spec's override, else None.
+        """The price of `model` at provider `name`: its spec's `prices`, else the price table.
+
+        The lookup is `price_for`'s (the model as written, then without its release suffix,
+        then `"*"`; the overrides before the vendored table of the provider's kind); None when
+        neither knows the model.
 
         Raises:
             UnknownProviderError: there is no provider `name`.
         """
         spec = self._known(name)
-        return spec.prices.get(model) or spec.prices.get("*")
+        given = spec.prices.get(model) or spec.prices.get("*")
+        if given is not None:
+            return given
+        entry = price_for(spec.kind, model, spec.prices)
+        if entry is None:
+            return None
+        return ModelPrice(input=entry.input, output=entry.output, cached_input=entry.cached_input)
 
     def resolve(self, model_name: str, *, bare_allowed: bool = True) -> ResolvedModel:
         """The provider, bare model id and price of `provider:model` (a bare name: anthropic).

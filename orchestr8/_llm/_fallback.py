@@ -46,11 +46,13 @@ from .._errors import (
 from .._json import JSON
 from .._observability._telemetry import llm_call_span, record_llm_response
 from .._workflow._provider_specs import ModelPrice
+from ._budget_ledger import call_spend, worst_case_spend
 from ._catalog import ProviderCatalog, ResolvedModel
 from ._chat import ChatReply, ChatRequest, Usage
 from ._model_names import ModelName
+from ._prices import price_entry
 from ._provider import TextCallback, UsageCallback
-from ._session import LLMSession
+from ._session import LLMSession, Spend
 
 __all__ = [
     "FALLBACK_STATUSES",
@@ -199,11 +201,53 @@ async def _call_one(
     on_usage: UsageCallback | None,
     extra: Mapping[str, JSON] | None,
 ) -> ChatReply:
-    """One call to one candidate, under its provider's breaker, journaled and traced."""
+    """One call to one candidate, under its provider's breaker, journaled and traced.
+
+    Its worst case is reserved on the execution's budgets first (`BudgetExhaustedError` when
+    they cannot cover it: the call is not made) and settled with what it spent once it ends,
+    failed or not (no usage known: the hold is released).
+    """
     resolved = catalog.resolve(str(name))
+    call = attrs.evolve(request, model=name.model)
+    price = None if resolved.price is None else price_entry(resolved.price)
+    reservation = await session.reserve(context, worst_case_spend(call, price), model=str(name))
+    spent: list[Usage] = []
+    try:
+        return await _guarded_call(
+            index,
+            name,
+            call,
+            resolved,
+            session=session,
+            context=context,
+            request_timeout=request_timeout,
+            on_text=on_text,
+            on_usage=on_usage,
+            extra=extra,
+            spent=spent,
+        )
+    finally:
+        used = call_spend(_sum(spent), price) if spent else Spend()
+        session.settle(context, reservation, used)
+
+
+async def _guarded_call(
+    index: int,
+    name: ModelName,
+    call: ChatRequest,
+    resolved: ResolvedModel,
+    *,
+    session: LLMSession,
+    context: Any,
+    request_timeout: Callable[[], float],
+    on_text: TextCallback | None,
+    on_usage: UsageCallback | None,
+    extra: Mapping[str, JSON] | None,
+    spent: list[Usage],
+) -> ChatReply:
+    """The call itself, under the provider's breaker; `spent` gathers its usage."""
     guard = session.provider_guard(name.provider)
     ticket = guard.admit() if guard is not None else 0
-    spent: list[Usage] = []
 
     def usage_seen(usage: Usage) -> None:
         spent.append(usage)
@@ -214,7 +258,7 @@ async def _call_one(
     with llm_call_span(name.provider, resolved.provider.kind, name.model) as span:
         try:
             reply = await resolved.provider.complete(
-                attrs.evolve(request, model=name.model),
+                call,
                 timeout=request_timeout(),
                 on_text=on_text,
                 on_usage=usage_seen,

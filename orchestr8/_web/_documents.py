@@ -103,6 +103,7 @@ def execution_document(record: ExecutionRecord, state: ExecutionState) -> dict[s
         "output": state.output,
         "error": state.error,
         "last_seq": state.last_seq,
+        "cost_usd": state.cost_usd,
         "steps": steps,
         "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "parent": _parent_document(record),
@@ -155,6 +156,7 @@ def _step_document(step: StepState) -> dict[str, Any]:
         "output": step.output,
         "error": step.error,
         "reason": step.reason,
+        "cost_usd": step.cost_usd,
     }
 
 

@@ -50,6 +50,14 @@ def component_schemas() -> dict[str, Any]:
             "reason": nullable(
                 {"type": "string", "description": "Why a skipped step was skipped."}
             ),
+            "cost_usd": nullable(
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "What its priced model calls cost in US dollars (llm.called;"
+                    " a map step's include its items'), across resumes; null: none priced.",
+                }
+            ),
             "items": {
                 "type": "object",
                 "description": "A map step's items (for_each), counted: count, how many are in"
@@ -359,6 +367,14 @@ def component_schemas() -> dict[str, Any]:
                 "output": {},
                 "error": nullable({"type": "object"}),
                 "last_seq": {"type": "integer", "minimum": 0},
+                "cost_usd": nullable(
+                    {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "What its priced model calls cost in all, in US dollars;"
+                        " null: none priced.",
+                    }
+                ),
                 "steps": {"type": "object", "additionalProperties": schema_ref("StepState")},
                 "gates": {
                     "type": "object",

@@ -8,7 +8,7 @@ and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), 
 (`_policy`, `_policy_spec`), secret references in agent configs (`_config_secrets`),
 sub-workflows (`_sub_workflows`), plans written by an agent (`_plans`: the plan fields at
 load; `_plan_fragments`: a planner's fragment checked before it runs), the map fields of a
-step (`_map_fields`), approval steps with their answers' checks (`_approvals`), and per-step
-spec hashes (`_spec_hashes`).
+step (`_map_fields`), approval steps with their answers' checks (`_approvals`), budgets on a
+workflow and a step (`_budgets`), and per-step spec hashes (`_spec_hashes`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

@@ -33,6 +33,7 @@ from .._json import (
     parse_strict,
 )
 from ._approvals import raw_approval_problems
+from ._budgets import raw_budget_problems
 from ._conditions import require_version_1_1
 from ._config_secrets import config_references
 from ._converter import converter
@@ -388,6 +389,10 @@ def _document_checks(
             require_version_1_1(known_version, f"$.steps[{index}].plan", "plan", problems)
         if known_version is not None and isinstance(step.get("on_error"), Mapping):
             require_version_1_1(known_version, f"$.steps[{index}].on_error", "replan", problems)
+        problems += raw_budget_problems(step.get("budget"), f"$.steps[{index}].budget", version)
+    problems += raw_budget_problems(
+        document.get("budget"), "$.budget", document.get("schema_version")
+    )
     problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(

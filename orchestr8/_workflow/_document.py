@@ -19,6 +19,7 @@ import attrs
 
 from .._errors import Problem, WorkflowValidationError
 from ._approvals import Approval, approval_problems, approval_references
+from ._budgets import Budget, budget_problems, pause_gate_clashes
 from ._conditions import Expression
 from ._config_secrets import config_references
 from ._expressions import Template, compile_template
@@ -295,6 +296,13 @@ class Step:
             ' succeeds with the last output. Schema "1.1".'
         ),
     )
+    budget: Budget | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "What this step's model calls may spend (all its attempts, items and iterations"
+            ' together), on top of the workflow\'s budget. Schema "1.1".'
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -384,6 +392,13 @@ class Workflow:
             "The execution's output: JSON; strings may hold ${...} references.", json_type=Any
         ),
     )
+    budget: Budget | None = attrs.field(
+        default=None,
+        metadata=_meta(
+            "What the execution's model calls may spend in all; run --max-cost lowers the"
+            ' cost cap. Schema "1.1".'
+        ),
+    )
     providers: dict[str, ProviderSpec] = attrs.field(
         factory=dict,
         metadata=_meta(
@@ -446,6 +461,11 @@ class Workflow:
                 )
                 config_problems += literal_input_problems(index, step.workflow, step.input)
             config_problems += plan_field_problems(step, index, self.schema_version)
+            config_problems += budget_problems(
+                step.budget, f"$.steps[{index}].budget", self.schema_version
+            )
+        config_problems += budget_problems(self.budget, "$.budget", self.schema_version)
+        config_problems += pause_gate_clashes(self.budget, [step.id for step in self.steps])
         steps, outlines = map_fields(self.schema_version, self.steps, outlines, config_problems)
         object.__setattr__(self, "steps", steps)
         output = self.output.located_references if self.output is not None else ()

@@ -1,4 +1,4 @@
-"""What `inspect ID` shows of loops: each loop's progress, its iterations right after it."""
+"""What `inspect ID` shows of loops (progress, iterations after them) and of model spend."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from event_scripts import Script
 
-from orchestr8._cli._views import execution_detail, render_execution_detail
+from orchestr8._cli._views import execution_detail, format_cost, render_execution_detail
 from orchestr8._journal._journal import ExecutionRecord
 
 WORKFLOW: dict[str, Any] = {
@@ -124,3 +124,56 @@ def test_the_gates_table_shows_each_gate_its_deadline_and_who_answered() -> None
     assert lines[2].split()[:2] == ["review[1]", "rejected"]
     assert lines[2].endswith("by ada: too risky")
     assert lines[3].endswith("by timeout")
+
+
+def spent() -> Script:
+    """Two steps that called models (one unpriced), and one that did not."""
+    script = Script().add("execution.started")
+    script.add("step.started", "draft", agent="llm").add("attempt.started", "draft", attempt=1)
+    script.add("step.usage", "draft", attempt=1, input_tokens=1200, output_tokens=300)
+    script.add("llm.called", "draft", attempt=1, cost_usd=0.0081)
+    script.add("step.succeeded", "draft", attempt=1, output="d")
+    script.add("step.started", "after", agent="echo")
+    script.add("step.succeeded", "after", attempt=1, output="e")
+    script.add("step.started", "local", agent="llm")
+    script.add("step.usage", "local", attempt=1, input_tokens=10, output_tokens=5)
+    script.add("llm.called", "local", attempt=1, cost_usd=None)
+    script.add("step.succeeded", "local", attempt=1, output="l")
+    return script.add("execution.succeeded", output={})
+
+
+def test_the_detail_carries_tokens_and_cost_per_step_and_in_all() -> None:
+    """`--json`: a step that called a model has usage and cost_usd; the execution its totals."""
+    record = ExecutionRecord("run-1", "spend", {"steps": [{"id": "draft"}, {"id": "after"}]})
+    detail = execution_detail(record, spent().events)
+    assert detail["steps"]["draft"]["usage"] == {"input_tokens": 1200, "output_tokens": 300}
+    assert detail["steps"]["draft"]["cost_usd"] == 0.0081
+    assert detail["steps"]["local"]["cost_usd"] is None
+    assert "usage" not in detail["steps"]["after"]
+    assert detail["usage"] == {"input_tokens": 1210, "output_tokens": 305}
+    assert detail["cost_usd"] == 0.0081
+
+
+def test_the_spend_table_shows_each_step_that_called_a_model_and_the_total() -> None:
+    """A SPEND table after the steps: tokens and cost per step, `-` when unpriced, a total."""
+    record = ExecutionRecord("run-1", "spend", {"steps": [{"id": "draft"}, {"id": "after"}]})
+    text = render_execution_detail(execution_detail(record, spent().events), color=False)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("SPEND"))
+    assert lines[start].split() == ["SPEND", "INPUT", "TOKENS", "OUTPUT", "TOKENS", "COST"]
+    assert lines[start + 1].split() == ["draft", "1200", "300", "$0.0081"]
+    assert lines[start + 2].split() == ["local", "10", "5", "-"]
+    assert lines[start + 3].split() == ["total", "1210", "305", "$0.0081"]
+    plain = render_execution_detail(execution_detail(RECORD, failed_loop().events), color=False)
+    assert "SPEND" not in plain
+
+
+def test_costs_are_shown_in_dollars() -> None:
+    """Under a dollar: four significant digits; from a dollar on: cents; none: a dash."""
+    assert [format_cost(cost) for cost in (None, 0.000123456, 0.5, 12.345, 1234.5)] == [
+        "-",
+        "$0.0001235",
+        "$0.5",
+        "$12.35",
+        "$1,234.50",
+    ]

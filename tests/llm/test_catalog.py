@@ -25,7 +25,13 @@ def test_the_built_ins_are_anthropic_openai_and_a_local_ollama() -> None:
     assert catalog.names == ("anthropic", "local", "openai")
     assert BUILT_IN_PROVIDERS["local"].base_url == LOCAL_BASE_URL == "http://127.0.0.1:11434/v1"
     assert catalog.price("local", "llama3.1") == ModelPrice(input=0.0, output=0.0)
-    assert catalog.price("anthropic", "claude-sonnet-4-5") is None
+    assert catalog.price("anthropic", "claude-sonnet-4-5") == ModelPrice(
+        input=3.0, output=15.0, cached_input=0.3
+    )
+    assert catalog.price("anthropic", "claude-sonnet-4-5-20250929") == catalog.price(
+        "anthropic", "claude-sonnet-4-5"
+    )
+    assert catalog.price("anthropic", "claude-unreleased") is None
 
 
 def test_later_layers_win_by_name() -> None:

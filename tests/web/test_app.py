@@ -186,8 +186,10 @@ async def test_execution_detail_reports_timing_output_and_every_step(
             "output": {"hello": "Ada"},
             "error": None,
             "reason": None,
+            "cost_usd": None,
         }
     }
+    assert detail["cost_usd"] is None
     assert detail["last_seq"] >= 5
 
 

@@ -1,0 +1,201 @@
+"""An execution's budgets at run time: its ledger, the budget events, and spend from the journal.
+
+One `ExecutionBudget` per execution whose workflow or steps set a `budget` (none otherwise: an
+execution without budgets pays nothing for them). The execution's LLM session hands it every
+reservation and settlement (`_llm_session`); a call is checked against its step's budget and the
+workflow's — its step being the unit's step (`ID` for the item `ID[3]` or the iteration `ID#2`).
+
+Events, only for calls a budget covers: `budget.reserved` once a call's worst case is held,
+`budget.settled` once the call ended (with what it spent; all zeros when nothing is known of its
+usage), `budget.exhausted` when a budget cannot cover a call, which then fails with
+`BudgetExhaustedError` (never retried) or, under `on_exhaust: "pause"`, waits at the budget's
+approval gate (`budget`, `STEP.budget`) until a person raises the limits (approve, with the new
+limits as input) or refuses (reject: the call fails).
+
+A resumed or forked execution first counts what its journal holds (`journal_spend`): settled
+calls at what they spent, calls reserved but never settled (the process died during the call)
+at their worst case, since they may have been paid for; so a resume never spends past a cap and
+never forgets a call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._errors import JournalError
+from .._journal._events import Event, EventType
+from .._llm._budget_ledger import WORKFLOW_SCOPE, BudgetLedger, Shortfall
+from .._llm._session import NO_RESERVATION, Reservation, Spend
+from .._workflow._budgets import pause_approval, pause_gate_id
+from .._workflow._document import Workflow
+from ._gates import gate_step_id
+
+if TYPE_CHECKING:
+    from ._emitter import Emitter
+    from ._gates import GateBoard
+
+__all__ = ["ExecutionBudget", "JournalSpend", "journal_spend"]
+
+
+@attrs.frozen
+class JournalSpend:
+    """What an execution's journal says its budgets spent: per step, and the last reservation."""
+
+    steps: Mapping[str, Spend]
+    """Settled spend plus unsettled reservations at their worst case, by step id."""
+    last_reservation: int
+    """The highest reservation number recorded; new ones count on from it."""
+
+
+def _spend_of(data: Mapping[str, Any]) -> Spend:
+    """The spend a budget event carries; what is not a whole count (or a cost) counts as 0."""
+
+    def count(name: str) -> int:
+        value = data.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    cost = data.get("cost_usd")
+    dollars = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
+    return Spend(
+        cost_usd=dollars if math.isfinite(dollars) and dollars >= 0 else 0.0,
+        input_tokens=count("input_tokens"),
+        output_tokens=count("output_tokens"),
+        llm_calls=count("llm_calls"),
+    )
+
+
+def journal_spend(events: Iterable[Event]) -> JournalSpend:
+    """Fold the budget events of an execution's journal into what its budgets spent."""
+    held: dict[int, tuple[str, Spend]] = {}
+    steps: dict[str, Spend] = {}
+    last = 0
+    for event in events:
+        if event.type not in (EventType.BUDGET_RESERVED, EventType.BUDGET_SETTLED):
+            continue
+        number = event.data.get("reservation")
+        if not isinstance(number, int) or isinstance(number, bool) or event.step_id is None:
+            continue
+        step_id = gate_step_id(event.step_id)
+        if event.type == EventType.BUDGET_RESERVED:
+            held[number] = (step_id, _spend_of(event.data))
+            last = max(last, number)
+        elif held.pop(number, None) is not None:
+            steps[step_id] = steps.get(step_id, Spend()) + _spend_of(event.data)
+    for step_id, ask in held.values():
+        steps[step_id] = steps.get(step_id, Spend()) + ask
+    return JournalSpend(steps, last)
+
+
+class ExecutionBudget:
+    """The budgets of one execution: check and hold before each call, settle after it."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        ledger: BudgetLedger,
+        emitter: Emitter,
+        gates: GateBoard | None = None,
+    ) -> None:
+        """Keep `ledger` (of `workflow`'s budgets), journal through `emitter`, pause at `gates`."""
+        self._workflow = workflow
+        self.ledger = ledger
+        self._emitter = emitter
+        self._gates = gates
+        self._pauses: dict[str, int] = {}
+
+    @classmethod
+    def for_workflow(
+        cls, workflow: Workflow, emitter: Emitter, gates: GateBoard | None = None
+    ) -> ExecutionBudget | None:
+        """The budgets of an execution of `workflow`, or None when it sets none.
+
+        `gates` is the execution's gate board, where a budget with `on_exhaust: "pause"` waits.
+        """
+        steps = {step.id: step.budget for step in workflow.steps if step.budget is not None}
+        if workflow.budget is None and not steps:
+            return None
+        return cls(workflow, BudgetLedger(workflow.budget, steps), emitter, gates)
+
+    def restore(self, spent: JournalSpend) -> None:
+        """Count what an earlier run of the execution (or the one it forks) spent."""
+        for step_id, spend in spent.steps.items():
+            self.ledger.restore(step_id, spend)
+        self.ledger.skip_numbers(spent.last_reservation)
+
+    async def reserve(self, context: Any, ask: Spend, *, model: str) -> Reservation:
+        """Hold `ask` for a call of `model` by the unit `context.step_id`, or refuse it.
+
+        Raises:
+            BudgetExhaustedError: a budget of the step or the workflow cannot cover `ask`.
+        """
+        unit_id: str = context.step_id
+        step_id = gate_step_id(unit_id)
+        scopes = self.ledger.scopes(step_id)
+        if not scopes:
+            return NO_RESERVATION
+        while isinstance(found := self.ledger.try_reserve(step_id, ask), Shortfall):
+            await self._emitter.emit(
+                EventType.BUDGET_EXHAUSTED,
+                step_id=unit_id,
+                attempt=context.attempt,
+                data=found.to_json(),
+                trusted=True,
+            )
+            if found.on_exhaust != "pause" or not await self._paused(found):
+                raise found.error()
+        await self._emitter.emit(
+            EventType.BUDGET_RESERVED,
+            step_id=unit_id,
+            attempt=context.attempt,
+            data={"reservation": found.number, "model": model, **ask.to_json(), "scope": scopes[0]},
+            trusted=True,
+        )
+        # Durable before the call is made: a process killed during the call leaves the hold in
+        # the journal, and the resume counts it. (A failed journal cancels the run anyway.)
+        with contextlib.suppress(JournalError):
+            await self._emitter.flush()
+        return found
+
+    async def _paused(self, shortfall: Shortfall) -> bool:
+        """Wait at the scope's budget gate (it pauses); whether the answer raised the limits.
+
+        The gate id is `budget` for the workflow's budget and `STEP.budget` for a step's, then
+        `#2`, `#3`... for the scope's later pauses in the same run. Its answer's input holds new
+        limits (`{"max_cost_usd": 5}`), each only ever raising one.
+        """
+        scope = shortfall.scope
+        number = self._pauses.get(scope, 0) + 1
+        self._pauses[scope] = number
+        step_id = None if scope == WORKFLOW_SCOPE else scope.removeprefix("steps.")
+        gate_id = pause_gate_id(step_id, number)
+        approval = pause_approval(self._workflow, gate_id)
+        assert self._gates is not None, "a workflow with a pausing budget has a gate board"
+        assert approval is not None, "a pausing budget has a gate"
+        limits = self.ledger.limits(scope)
+        prompt = (
+            f"{shortfall.message()}. Approve with new limits to go on"
+            f" ({', '.join(f'{name} is {value:g}' for name, value in limits.items())}),"
+            " or reject to fail the call."
+        )
+        answer = await self._gates.ask(gate_id, approval, prompt)
+        if not answer["approved"]:
+            return False
+        self.ledger.raise_limits(scope, answer["input"])
+        return True
+
+    def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
+        """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing."""
+        if not self.ledger.settle(reservation, spent):
+            return
+        self._emitter.emit_nowait(
+            EventType.BUDGET_SETTLED,
+            step_id=context.step_id,
+            attempt=context.attempt,
+            data={"reservation": reservation.number, **spent.to_json()},
+            trusted=True,
+        )
