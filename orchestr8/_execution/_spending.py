@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,6 +30,8 @@ import attrs
 from .._errors import JournalError
 from .._journal._events import Event, EventType
 from .._llm._budget_ledger import WORKFLOW_SCOPE, BudgetLedger, Shortfall
+from .._llm._input_calibration import InputCalibration
+from .._llm._prices import PriceEntry
 from .._llm._session import NO_RESERVATION, Reservation, Spend
 from .._workflow._budgets import pause_approval, pause_gate_id
 from .._workflow._document import Workflow
@@ -107,6 +109,10 @@ class ExecutionBudget:
         self._emitter = emitter
         self._gates = gates
         self._pauses: dict[str, int] = {}
+        self.calibration = InputCalibration()
+        """Per model, how far real input outran the estimate in this run (`_input_calibration`)."""
+        # Open reservations: their model and the input estimate before calibration.
+        self._estimates: dict[int, tuple[str, int]] = {}
 
     @classmethod
     def for_workflow(
@@ -127,8 +133,19 @@ class ExecutionBudget:
             self.ledger.restore(step_id, spend)
         self.ledger.skip_numbers(spent.last_reservation)
 
-    async def reserve(self, context: Any, ask: Spend, *, model: str) -> Reservation:
+    async def reserve(
+        self,
+        context: Any,
+        ask: Spend,
+        *,
+        model: str,
+        price_of: Callable[[str], PriceEntry | None] | None = None,
+    ) -> Reservation:
         """Hold `ask` for a call of `model` by the unit `context.step_id`, or refuse it.
+
+        `ask` is the call's estimated worst case; what is held is that with its input scaled by
+        what earlier calls of `model` in this run really billed (`InputCalibration`), priced by
+        `price_of(model)` (None: the extra input costs nothing).
 
         Raises:
             BudgetExhaustedError: a budget of the step or the workflow cannot cover `ask`.
@@ -138,6 +155,9 @@ class ExecutionBudget:
         scopes = self.ledger.scopes(step_id)
         if not scopes:
             return NO_RESERVATION
+        estimated_input = ask.input_tokens
+        if self.calibration.ratio(model) > 1.0:
+            ask = self.calibration.ask(model, ask, None if price_of is None else price_of(model))
         while isinstance(found := self.ledger.try_reserve(step_id, ask), Shortfall):
             await self._emitter.emit(
                 EventType.BUDGET_EXHAUSTED,
@@ -155,6 +175,7 @@ class ExecutionBudget:
             data={"reservation": found.number, "model": model, **ask.to_json(), "scope": scopes[0]},
             trusted=True,
         )
+        self._estimates[found.number] = (model, estimated_input)
         # Durable before the call is made: a process killed during the call leaves the hold in
         # the journal, and the resume counts it. (A failed journal cancels the run anyway.)
         with contextlib.suppress(JournalError):
@@ -189,9 +210,15 @@ class ExecutionBudget:
         return True
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
-        """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing."""
+        """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing.
+
+        A call with known usage calibrates the input estimates of its model's later calls.
+        """
         if not self.ledger.settle(reservation, spent):
             return
+        estimate = self._estimates.pop(reservation.number, None)
+        if estimate is not None and spent.llm_calls:
+            self.calibration.observe(estimate[0], estimate[1], spent.input_tokens)
         self._emitter.emit_nowait(
             EventType.BUDGET_SETTLED,
             step_id=context.step_id,

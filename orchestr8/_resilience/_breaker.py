@@ -223,7 +223,7 @@ class CircuitBreaker:
         what was called: a budget refused the call, its prompt could not be built) or an
         `exclude`d type.
         """
-        if isinstance(error, BreakerNeutral) or isinstance(error, self.exclude):
+        if isinstance(error, (BreakerNeutral, self.exclude)):
             self.record_neutral(ticket)
             return
         self._failed += 1

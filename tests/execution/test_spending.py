@@ -578,3 +578,22 @@ async def test_under_a_cost_cap_a_model_without_a_price_is_refused_at_load() -> 
                 runtime.load(workflow)
         with pytest.raises(WorkflowValidationError, match="has no price"):
             await runtime.start(document(unpriced), max_cost_usd=1.0)
+
+
+async def test_a_model_that_bills_more_than_estimated_is_reserved_at_what_it_billed(
+    fake: FakeAnthropic,
+) -> None:
+    """A one-character prompt billed 2,000 tokens: the next call asks 2,000 and the cap holds."""
+    fake.reply_text("ok", input_tokens=2000, output_tokens=2)
+    workflow = document(
+        llm_step("a"), llm_step("b", on_error="continue"), budget={"max_input_tokens": 3000}
+    )
+    result, events = await execute(workflow)
+    assert len(fake.requests) == 1
+    [reserved] = of_type(events, "budget.reserved")
+    [exhausted] = of_type(events, "budget.exhausted")
+    assert reserved.data["input_tokens"] < 20
+    assert exhausted.data["limit"] == "max_input_tokens"
+    assert exhausted.data["asked"] == 2000
+    assert exhausted.data["remaining"] == 1000
+    assert result.steps["b"].error is not None
