@@ -341,8 +341,8 @@ def fork_lineage(
 
 
 def format_cost(cost: float | None) -> str:
-    """US dollars as `inspect` shows them: `$0.0123` (4 significant digits), `-` for none."""
-    return "-" if cost is None else f"${cost:.4g}" if cost < 1 else f"${cost:,.2f}"
+    """US dollars as `inspect` shows them: six fixed decimals (`$0.000050`), `-` for none."""
+    return "-" if cost is None else f"${cost:,.6f}"
 
 
 def render_spend(detail: Mapping[str, Any], *, color: bool) -> str:

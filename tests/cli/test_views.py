@@ -161,19 +161,21 @@ def test_the_spend_table_shows_each_step_that_called_a_model_and_the_total() -> 
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("SPEND"))
     assert lines[start].split() == ["SPEND", "INPUT", "TOKENS", "OUTPUT", "TOKENS", "COST"]
-    assert lines[start + 1].split() == ["draft", "1200", "300", "$0.0081"]
+    assert lines[start + 1].split() == ["draft", "1200", "300", "$0.008100"]
     assert lines[start + 2].split() == ["local", "10", "5", "-"]
-    assert lines[start + 3].split() == ["total", "1210", "305", "$0.0081"]
+    assert lines[start + 3].split() == ["total", "1210", "305", "$0.008100"]
     plain = render_execution_detail(execution_detail(RECORD, failed_loop().events), color=False)
     assert "SPEND" not in plain
 
 
 def test_costs_are_shown_in_dollars() -> None:
-    """Under a dollar: four significant digits; from a dollar on: cents; none: a dash."""
-    assert [format_cost(cost) for cost in (None, 0.000123456, 0.5, 12.345, 1234.5)] == [
+    """Six fixed decimals (never `5e-05`), thousands separated; none: a dash."""
+    costs = (None, 0.00005, 0.000123456, 0.5, 12.345, 1234.5)
+    assert [format_cost(cost) for cost in costs] == [
         "-",
-        "$0.0001235",
-        "$0.5",
-        "$12.35",
-        "$1,234.50",
+        "$0.000050",
+        "$0.000123",
+        "$0.500000",
+        "$12.345000",
+        "$1,234.500000",
     ]
