@@ -21,13 +21,14 @@ never forgets a call.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import JournalError
+from .._errors import BudgetExhaustedError, JournalError
 from .._journal._events import Event, EventType
 from .._llm._budget_ledger import WORKFLOW_SCOPE, BudgetLedger, Shortfall
 from .._llm._input_calibration import InputCalibration
@@ -41,7 +42,46 @@ if TYPE_CHECKING:
     from ._emitter import Emitter
     from ._gates import GateBoard
 
-__all__ = ["ExecutionBudget", "JournalSpend", "journal_spend"]
+__all__ = [
+    "ExecutionBudget",
+    "JournalSpend",
+    "ParentBudget",
+    "journal_spend",
+    "link_to_parent",
+]
+
+
+@attrs.frozen
+class ParentBudget:
+    """The budgets a child execution's calls also count against: its parent step's, as it runs.
+
+    A sub-workflow step's (or a plan's) child execution calls models on behalf of that step: each
+    of its calls is reserved on its own budgets and then, as a call of `step_id` (attempt
+    `attempt`), on the parent's (and so on up to the root), where the parent's journal records
+    it. So a workflow budget and `run --max-cost` cap the whole execution tree.
+    """
+
+    budget: ExecutionBudget
+    step_id: str
+    """The parent's unit that runs the child (`c`, a map item's `c[2]`, an iteration's `c#3`)."""
+    attempt: int
+
+
+def link_to_parent(
+    budget: ExecutionBudget | None, unit_id: str, attempt: int
+) -> ParentBudget | None:
+    """The link a child run by `unit_id` gets to its parent's budgets; None when none covers it."""
+    if budget is None or not budget.covers(unit_id):
+        return None
+    return ParentBudget(budget, unit_id, attempt)
+
+
+@attrs.frozen
+class _Caller:
+    """The calling unit a parent's budget sees for a child's call (an `AgentContext`'s part)."""
+
+    step_id: str
+    attempt: int
 
 
 @attrs.frozen
@@ -102,9 +142,17 @@ class ExecutionBudget:
         ledger: BudgetLedger,
         emitter: Emitter,
         gates: GateBoard | None = None,
+        parent: ParentBudget | None = None,
     ) -> None:
-        """Keep `ledger` (of `workflow`'s budgets), journal through `emitter`, pause at `gates`."""
+        """Keep `ledger` (of `workflow`'s budgets), journal through `emitter`, pause at `gates`.
+
+        `parent` is the parent execution's budgets a child's calls count against too.
+        """
         self._workflow = workflow
+        self._parent = parent
+        # With a parent: each call's own reservation and the parent's, by a number of our own.
+        self._links: dict[int, tuple[Reservation, Reservation]] = {}
+        self._link_numbers = itertools.count(1)
         self.ledger = ledger
         self._emitter = emitter
         self._gates = gates
@@ -116,16 +164,25 @@ class ExecutionBudget:
 
     @classmethod
     def for_workflow(
-        cls, workflow: Workflow, emitter: Emitter, gates: GateBoard | None = None
+        cls,
+        workflow: Workflow,
+        emitter: Emitter,
+        gates: GateBoard | None = None,
+        parent: ParentBudget | None = None,
     ) -> ExecutionBudget | None:
-        """The budgets of an execution of `workflow`, or None when it sets none.
+        """The budgets of an execution of `workflow`, or None when it sets none and has no parent.
 
-        `gates` is the execution's gate board, where a budget with `on_exhaust: "pause"` waits.
+        `gates` is the execution's gate board, where a budget with `on_exhaust: "pause"` waits;
+        `parent` the budgets of the parent step of a child execution (`link_to_parent`).
         """
         steps = {step.id: step.budget for step in workflow.steps if step.budget is not None}
-        if workflow.budget is None and not steps:
+        if workflow.budget is None and not steps and parent is None:
             return None
-        return cls(workflow, BudgetLedger(workflow.budget, steps), emitter, gates)
+        return cls(workflow, BudgetLedger(workflow.budget, steps), emitter, gates, parent)
+
+    def covers(self, unit_id: str) -> bool:
+        """Whether any budget (this execution's or an ancestor's) covers the calls of `unit_id`."""
+        return self._parent is not None or self.ledger.covers(gate_step_id(unit_id))
 
     def restore(self, spent: JournalSpend) -> None:
         """Count what an earlier run of the execution (or the one it forks) spent."""
@@ -140,16 +197,66 @@ class ExecutionBudget:
         *,
         model: str,
         price_of: Callable[[str], PriceEntry | None] | None = None,
+        pause: bool = True,
     ) -> Reservation:
         """Hold `ask` for a call of `model` by the unit `context.step_id`, or refuse it.
+
+        `pause` False: a budget set to pause refuses instead (a child's call at its parent's).
 
         `ask` is the call's estimated worst case; what is held is that with its input scaled by
         what earlier calls of `model` in this run really billed (`InputCalibration`), priced by
         `price_of(model)` (None: the extra input costs nothing).
 
+        A child execution's call is then reserved on its parent step's budgets too (never
+        pausing there: a parent's budget that cannot cover it refuses it).
+
         Raises:
-            BudgetExhaustedError: a budget of the step or the workflow cannot cover `ask`.
+            BudgetExhaustedError: a budget of the step or the workflow (or of a parent step or
+                workflow) cannot cover `ask`.
         """
+        if self._parent is None:
+            return await self._reserve_own(
+                context, ask, model=model, price_of=price_of, pause=pause
+            )
+        return await self._reserve_linked(context, ask, model, price_of, self._parent)
+
+    async def _reserve_linked(
+        self,
+        context: Any,
+        ask: Spend,
+        model: str,
+        price_of: Callable[[str], PriceEntry | None] | None,
+        parent: ParentBudget,
+    ) -> Reservation:
+        """Reserve on this execution's budgets, then on the parent's; the pair under one number."""
+        own = await self._reserve_own(context, ask, model=model, price_of=price_of)
+        caller = _Caller(parent.step_id, parent.attempt)
+        try:
+            upper = await parent.budget.reserve(
+                caller, ask, model=model, price_of=price_of, pause=False
+            )
+        except BudgetExhaustedError as refused:
+            self._settle_own(context, own, Spend())
+            raise BudgetExhaustedError(
+                f"in the parent execution, for its step {parent.step_id}: {refused}"
+            ) from None
+        except BaseException:
+            self._settle_own(context, own, Spend())
+            raise
+        number = next(self._link_numbers)
+        self._links[number] = (own, upper)
+        return Reservation(number, own.ask if own.number else upper.ask)
+
+    async def _reserve_own(
+        self,
+        context: Any,
+        ask: Spend,
+        *,
+        model: str,
+        price_of: Callable[[str], PriceEntry | None] | None,
+        pause: bool = True,
+    ) -> Reservation:
+        """Hold `ask` on this execution's budgets of the caller (see `reserve`)."""
         unit_id: str = context.step_id
         step_id = gate_step_id(unit_id)
         scopes = self.ledger.scopes(step_id)
@@ -166,7 +273,7 @@ class ExecutionBudget:
                 data=found.to_json(),
                 trusted=True,
             )
-            if found.on_exhaust != "pause" or not await self._paused(found):
+            if not pause or found.on_exhaust != "pause" or not await self._paused(found):
                 raise found.error()
         await self._emitter.emit(
             EventType.BUDGET_RESERVED,
@@ -212,8 +319,23 @@ class ExecutionBudget:
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
         """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing.
 
-        A call with known usage calibrates the input estimates of its model's later calls.
+        A call with known usage calibrates the input estimates of its model's later calls. A
+        child's call is settled on its parent step's budgets too.
         """
+        if self._parent is not None:
+            linked = self._links.pop(reservation.number, None)
+            if linked is None:
+                return
+            own, upper = linked
+            self._settle_own(context, own, spent)
+            self._parent.budget.settle(
+                _Caller(self._parent.step_id, self._parent.attempt), upper, spent
+            )
+            return
+        self._settle_own(context, reservation, spent)
+
+    def _settle_own(self, context: Any, reservation: Reservation, spent: Spend) -> None:
+        """Settle `reservation` on this execution's budgets, and journal it; no hold: nothing."""
         if not self.ledger.settle(reservation, spent):
             return
         estimate = self._estimates.pop(reservation.number, None)

@@ -597,3 +597,68 @@ async def test_a_model_that_bills_more_than_estimated_is_reserved_at_what_it_bil
     assert exhausted.data["asked"] == 2000
     assert exhausted.data["remaining"] == 1000
     assert result.steps["b"].error is not None
+
+
+def child_step(step_id: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    """A sub-workflow step whose inline child runs `steps` one after another."""
+    child = {
+        "schema_version": "1.1",
+        "name": "child",
+        "strategy": "sequential",
+        "steps": list(steps),
+    }
+    return {"id": step_id, "workflow": child, "policy": NO_RETRY}
+
+
+async def test_max_cost_caps_a_child_execution_too(fake: FakeAnthropic) -> None:
+    """--max-cost covers the execution tree: a child's call the parent's cap cannot cover is refused.
+
+    The refusal is journaled by the parent, on the sub-workflow step; no API call is made.
+    """
+    workflow = document(child_step("c", llm_step("s")))
+    result, events = await execute(workflow, max_cost_usd=0.0001)
+    assert not result.succeeded
+    assert fake.requests == []
+    [exhausted] = of_type(events, "budget.exhausted")
+    assert exhausted.step_id == "c"
+    assert exhausted.data["limit"] == "max_cost_usd"
+    error = result.steps["c"].error
+    assert error is not None
+    assert "in the parent execution, for its step c" in error["message"]
+
+
+async def test_a_parents_budget_counts_its_childrens_calls(fake: FakeAnthropic) -> None:
+    """Three calls in two children under the parent's two-call budget: the third is refused.
+
+    The parent's journal holds the children's reservations and settlements on their steps, so
+    a resume of the parent counts them.
+    """
+    for _ in range(2):
+        fake.reply_text("ok", input_tokens=10, output_tokens=5)
+    workflow = document(
+        child_step("c", llm_step("s"), llm_step("t")),
+        child_step("d", llm_step("u")),
+        budget={"max_llm_calls": 2},
+    )
+    workflow["steps"][1]["depends_on"] = ["c"]
+    workflow["steps"][1]["on_error"] = "continue"
+    result, events = await execute(workflow)
+    assert len(fake.requests) == 2
+    assert [event.step_id for event in of_type(events, "budget.settled")] == ["c", "c"]
+    assert [event.step_id for event in of_type(events, "budget.exhausted")] == ["d"]
+    assert journal_spend(events).steps["c"] == Spend(
+        cost_usd=of_type(events, "budget.settled")[0].data["cost_usd"] * 2,
+        input_tokens=20,
+        output_tokens=10,
+        llm_calls=2,
+    )
+    assert result.steps["c"].error is None
+
+
+async def test_under_a_cap_a_childs_model_without_a_price_is_refused_at_load() -> None:
+    """A cost cap on the parent covers its children: their models need a price at load."""
+    step = llm_step("s")
+    step["agent"]["config"]["model"] = "anthropic:no-such-model"
+    workflow = document(child_step("c", step), budget={"max_cost_usd": 1.0})
+    with pytest.raises(Exception, match=r"\$\.steps\[0\]\.workflow\.steps\[0\]\.agent.*no price"):
+        await execute(workflow)
