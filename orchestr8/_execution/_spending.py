@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
 from .._errors import BudgetExhaustedError, JournalError
 from .._journal._events import Event, EventType
@@ -161,6 +162,11 @@ class ExecutionBudget:
         """Per model, how far real input outran the estimate in this run (`_input_calibration`)."""
         # Open reservations: their model and the input estimate before calibration.
         self._estimates: dict[int, tuple[str, int]] = {}
+        # The models a settled call told what they bill; the first call of each other model
+        # in flight (set when it ends), and the reservation numbers of those first calls.
+        self._billed_models: set[str] = set()
+        self._probes: dict[str, trio.Event] = {}
+        self._probe_numbers: dict[int, str] = {}
 
     @classmethod
     def for_workflow(
@@ -262,6 +268,57 @@ class ExecutionBudget:
         scopes = self.ledger.scopes(step_id)
         if not scopes:
             return NO_RESERVATION
+        while self._needs_probe(scopes, model):
+            probe = self._probes.get(model)
+            if probe is None:
+                break
+            # The model's first call is in flight: wait for what it bills (see `_needs_probe`).
+            await probe.wait()
+        probing = self._needs_probe(scopes, model)
+        if probing:
+            self._probes[model] = trio.Event()
+        try:
+            found = await self._hold(context, unit_id, step_id, scopes, ask, model, price_of, pause)
+        except BaseException:
+            if probing:
+                self._end_probe(model)
+            raise
+        if probing:
+            self._probe_numbers[found.number] = model
+        return found
+
+    def _needs_probe(self, scopes: tuple[str, ...], model: str) -> bool:
+        """Whether a call of `model` must first learn what it bills: run alone until one settles.
+
+        So under an input-token or cost limit, a model's first call runs alone: the calls of a
+        map's first wave are reserved at what that call billed, not at a blind estimate.
+        """
+        if model in self._billed_models:
+            return False
+        return any(
+            "max_input_tokens" in self.ledger.limits(scope)
+            or "max_cost_usd" in self.ledger.limits(scope)
+            for scope in scopes
+        )
+
+    def _end_probe(self, model: str) -> None:
+        """The first call of `model` ended: wake the calls waiting for it."""
+        probe = self._probes.pop(model, None)
+        if probe is not None:
+            probe.set()
+
+    async def _hold(
+        self,
+        context: Any,
+        unit_id: str,
+        step_id: str,
+        scopes: tuple[str, ...],
+        ask: Spend,
+        model: str,
+        price_of: Callable[[str], PriceEntry | None] | None,
+        pause: bool,
+    ) -> Reservation:
+        """Calibrate `ask`, then check and hold it (pausing or refusing), and journal the hold."""
         estimated_input = ask.input_tokens
         if self.calibration.ratio(model) > 1.0:
             ask = self.calibration.ask(model, ask, None if price_of is None else price_of(model))
@@ -341,6 +398,10 @@ class ExecutionBudget:
         estimate = self._estimates.pop(reservation.number, None)
         if estimate is not None and spent.llm_calls:
             self.calibration.observe(estimate[0], estimate[1], spent.input_tokens)
+            self._billed_models.add(estimate[0])
+        probed = self._probe_numbers.pop(reservation.number, None)
+        if probed is not None:
+            self._end_probe(probed)
         self._emitter.emit_nowait(
             EventType.BUDGET_SETTLED,
             step_id=context.step_id,

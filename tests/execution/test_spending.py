@@ -662,3 +662,42 @@ async def test_under_a_cap_a_childs_model_without_a_price_is_refused_at_load() -
     workflow = document(child_step("c", step), budget={"max_cost_usd": 1.0})
     with pytest.raises(Exception, match=r"\$\.steps\[0\]\.workflow\.steps\[0\]\.agent.*no price"):
         await execute(workflow)
+
+
+async def test_a_models_first_call_runs_alone_so_a_parallel_map_keeps_an_input_cap(
+    fake: FakeAnthropic,
+) -> None:
+    """Ten items at once, each billed 2,000 tokens for a 10-token estimate, cap 5,000.
+
+    The first call runs alone; the others then ask 2,000 each: two calls are made, 4,000 tokens,
+    where blind estimates would have let all ten through (20,000).
+    """
+    for _ in range(2):
+        fake.reply_text("ok", input_tokens=2000, output_tokens=2)
+    step = llm_step("each", for_each="inputs.items", on_item_error="continue")
+    step["input"] = "Item ${item}"
+    workflow = document(step, budget={"max_input_tokens": 5000})
+    workflow["inputs"] = {"type": "object"}
+    result, events = await execute(workflow, inputs={"items": list(range(10))})
+    assert len(fake.requests) == 2
+    assert [event.data["input_tokens"] for event in of_type(events, "budget.reserved")] == [
+        10,
+        2000,
+    ]
+    assert sum(event.data["input_tokens"] for event in of_type(events, "budget.settled")) == 4000
+    assert len(of_type(events, "budget.exhausted")) == 8
+    assert sum(output is not None for output in result.steps["each"].output) == 2
+
+
+async def test_a_call_limit_alone_never_makes_a_first_call_wait(fake: FakeAnthropic) -> None:
+    """Without an input or cost limit the estimate cannot overspend: items start together."""
+    for _ in range(3):
+        fake.reply_text("ok", input_tokens=5, output_tokens=5)
+    step = llm_step("each", for_each="inputs.items")
+    step["input"] = "Item ${item}"
+    workflow = document(step, budget={"max_llm_calls": 3})
+    workflow["inputs"] = {"type": "object"}
+    result, events = await execute(workflow, inputs={"items": list(range(3))})
+    assert result.succeeded
+    kinds = [event.type for event in events if event.type.startswith("budget.")]
+    assert kinds[:3] == ["budget.reserved"] * 3
