@@ -158,6 +158,8 @@ class ExecutionBudget:
         self._emitter = emitter
         self._gates = gates
         self._pauses: dict[str, int] = {}
+        # The calls waiting at each scope's pause gates: gate id -> (step id, ask).
+        self._waiting: dict[str, dict[str, tuple[str, Spend]]] = {}
         self.calibration = InputCalibration()
         """Per model, how far real input outran the estimate in this run (`_input_calibration`)."""
         # Open reservations: their model and the input estimate before calibration.
@@ -330,7 +332,9 @@ class ExecutionBudget:
                 data=found.to_json(),
                 trusted=True,
             )
-            if not pause or found.on_exhaust != "pause" or not await self._paused(found):
+            if not pause or found.on_exhaust != "pause":
+                raise found.error()
+            if not await self._paused(found, step_id, ask):
                 raise found.error()
         await self._emitter.emit(
             EventType.BUDGET_RESERVED,
@@ -346,7 +350,7 @@ class ExecutionBudget:
             await self._emitter.flush()
         return found
 
-    async def _paused(self, shortfall: Shortfall) -> bool:
+    async def _paused(self, shortfall: Shortfall, caller: str, ask: Spend) -> bool:
         """Wait at the scope's budget gate (it pauses); whether the answer raised the limits.
 
         The gate id is `budget` for the workflow's budget and `STEP.budget` for a step's, then
@@ -367,11 +371,42 @@ class ExecutionBudget:
             f" ({', '.join(f'{name} is {value:g}' for name, value in limits.items())}),"
             " or reject to fail the call."
         )
-        answer = await self._gates.ask(gate_id, approval, prompt)
+        waiting = self._waiting.setdefault(scope, {})
+        waiting[gate_id] = (caller, ask)
+        try:
+            answer = await self._gates.ask(gate_id, approval, prompt)
+        finally:
+            waiting.pop(gate_id, None)
         if not answer["approved"]:
             return False
         self.ledger.raise_limits(scope, answer["input"])
+        if answer["input"]:
+            await self._resolve_covered(scope, gate_id, caller, ask)
         return True
+
+    async def _resolve_covered(self, scope: str, raised_at: str, step_id: str, ask: Spend) -> None:
+        """After a raise at gate `raised_at`, approve the scope's other waiting calls it covers.
+
+        In the order their gates opened, each call that still fits beside the approved call (and
+        the ones approved before it here) has its gate resolved as approved with no new limits
+        (`how: "covered"`), so one raise never needs one approval per waiting call.
+        """
+        assert self._gates is not None, "a workflow with a pausing budget has a gate board"
+        covered = {step_id: ask}
+        for gate_id, (other_step, other_ask) in list(self._waiting.get(scope, {}).items()):
+            together = dict(covered)
+            together[other_step] = together.get(other_step, Spend()) + other_ask
+            if any(self.ledger.shortfall(unit, spend) for unit, spend in together.items()):
+                continue
+            answer = {
+                "approved": True,
+                "input": {},
+                "by": "orchestr8",
+                "reason": f"covered by the limits approved at gate {raised_at}",
+                "how": "covered",
+            }
+            if await self._gates.resolve_open(gate_id, answer):
+                covered = together
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
         """Replace the hold of `reservation` by `spent`, and journal it; no hold: nothing.

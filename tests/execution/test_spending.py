@@ -701,3 +701,33 @@ async def test_a_call_limit_alone_never_makes_a_first_call_wait(fake: FakeAnthro
     assert result.succeeded
     kinds = [event.type for event in events if event.type.startswith("budget.")]
     assert kinds[:3] == ["budget.reserved"] * 3
+
+
+async def test_a_raise_resolves_the_other_pauses_it_covers(fake: FakeAnthropic) -> None:
+    """Three items past a one-call step budget: two wait at m.budget and m.budget#2.
+
+    Approving max_llm_calls 3 at one gate resolves the other as covered: all three calls run.
+    """
+    for _ in range(3):
+        fake.reply_text("ok")
+    step = llm_step("m", for_each="inputs.items")
+    step["input"] = "Item ${item}"
+    step["budget"] = {"max_llm_calls": 1, "on_exhaust": "pause"}
+    step["policy"] = {"timeout": None, "retry": {"max_attempts": 1}, "circuit_breaker": None}
+    workflow = document(step)
+    workflow["inputs"] = {"type": "object"}
+    async with open_runtime() as runtime:
+        handle = await runtime.start(workflow, inputs={"items": [0, 1, 2]})
+        await handle.wait_blocked_on_gates()
+        gates = sorted(gate.gate_id for gate in handle.open_gates())
+        assert gates == ["m.budget", "m.budget#2"]
+        assert handle.gates is not None
+        await handle.gates.answer(gates[0], {"approve": True, "input": {"max_llm_calls": 3}})
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.succeeded, result.error
+    assert len(fake.requests) == 3
+    resolved = {event.step_id: event.data for event in of_type(events, "gate.resolved")}
+    assert resolved[gates[1]]["how"] == "covered"
+    assert resolved[gates[1]]["by"] == "orchestr8"
+    assert resolved[gates[1]]["reason"] == "covered by the limits approved at gate m.budget"
