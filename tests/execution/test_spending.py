@@ -611,7 +611,7 @@ def child_step(step_id: str, *steps: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_max_cost_caps_a_child_execution_too(fake: FakeAnthropic) -> None:
-    """--max-cost covers the execution tree: a child's call the parent's cap cannot cover is refused.
+    """--max-cost covers the execution tree: a call of a child the cap cannot cover is refused.
 
     The refusal is journaled by the parent, on the sub-workflow step; no API call is made.
     """
