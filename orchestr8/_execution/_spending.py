@@ -1,16 +1,24 @@
 """An execution's budgets at run time: its ledger, the budget events, and spend from the journal.
 
-One `ExecutionBudget` per execution whose workflow or steps set a `budget` (none otherwise: an
-execution without budgets pays nothing for them). The execution's LLM session hands it every
-reservation and settlement (`_llm_session`); a call is checked against its step's budget and the
-workflow's — its step being the unit's step (`ID` for the item `ID[3]` or the iteration `ID#2`).
+One `ExecutionBudget` per execution whose workflow or steps set a `budget`, or whose parent
+step a budget covers (none otherwise: an execution without budgets pays nothing for them). The
+execution's LLM session hands it every reservation and settlement (`_llm_session`); a call is
+checked against its step's budget and the workflow's — its step being the unit's step (`ID` for
+the item `ID[3]` or the iteration `ID#2`).
 
 Events, only for calls a budget covers: `budget.reserved` once a call's worst case is held,
 `budget.settled` once the call ended (with what it spent; all zeros when nothing is known of its
 usage), `budget.exhausted` when a budget cannot cover a call, which then fails with
 `BudgetExhaustedError` (never retried) or, under `on_exhaust: "pause"`, waits at the budget's
 approval gate (`budget`, `STEP.budget`) until a person raises the limits (approve, with the new
-limits as input) or refuses (reject: the call fails).
+limits as input) or refuses (reject: the call fails). An approved raise also resolves the
+scope's other waiting gates it now covers (`how: "covered"`).
+
+Estimates learn (`_input_calibration`): a call's input is scaled by what the model's settled
+calls billed in this run, and under an input-token or cost limit a model's first call runs alone
+(the others wait for it to settle). A child execution (sub-workflow, plan) gets a
+`ParentBudget`: each of its calls is held on its own budgets, then on its parent step's, which
+journals it; so a workflow budget and `run --max-cost` cap the whole execution tree.
 
 A resumed or forked execution first counts what its journal holds (`journal_spend`): settled
 calls at what they spent, calls reserved but never settled (the process died during the call)
