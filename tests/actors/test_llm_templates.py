@@ -373,4 +373,4 @@ async def test_a_workflow_without_a_file_cannot_use_a_relative_template_path() -
     (problem,) = caught.value.problems
     assert problem.path == "$.steps[0].agent"
     assert "a relative path needs the workflow file's directory" in problem.message
-    assert "it came over REST" in problem.message
+    assert "this workflow has no file" in problem.message
