@@ -115,6 +115,7 @@ if TYPE_CHECKING:
     from ._llm._model_names import ModelName as ModelName
     from ._llm._model_names import parse_model_name as parse_model_name
     from ._llm._model_uses import ModelUse as ModelUse
+    from ._llm._openai_provider import OpenAIProvider as OpenAIProvider
     from ._llm._prices import PriceEntry as PriceEntry
     from ._llm._prices import cost_of as cost_of
     from ._llm._prices import price_for as price_for

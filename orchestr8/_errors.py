@@ -23,7 +23,8 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     │   │   ├── TemplateError            a prompt template file is unusable
     │   │   ├── MissingAPIKeyError       (NonRetryableError) a model provider has no API key
     │   │   ├── ModelNameError           a model name is malformed, or names no provider
-    │   │   └── UnknownProviderError     (NonRetryableError) a model's provider is in no catalog
+    │   │   ├── UnknownProviderError     (NonRetryableError) a model's provider is in no catalog
+    │   │   └── MissingPackageError      (NonRetryableError) a provider's optional package is absent
     │   └── AgentExitError               (NonRetryableError) an agent raised SystemExit or the like
     ├── ExecutionError                   executions
     │   ├── ExecutionNotFoundError       (LookupError) no execution with that id
@@ -376,6 +377,10 @@ class ModelNameError(AgentConfigurationError):
 
 class UnknownProviderError(AgentConfigurationError, NonRetryableError):
     """A model name's provider is in no catalog; the message lists the known ones."""
+
+
+class MissingPackageError(AgentConfigurationError, NonRetryableError):
+    """A provider needs an optional package that is not installed (the message says which extra)."""
 
 
 class ProviderConfigError(Orchestr8Error, ValueError):

@@ -4,8 +4,10 @@ Everything public is listed in `__all__`. The harness (`run_agent`, `run_workflo
 `capture_events`) runs agents and workflows in memory (see ``docs/testing.md``); `FakeAnthropic`
 is a scripted stand-in for the Anthropic Messages API (see ``docs/llm.md``, "Testing LLM agents
 offline"), which `use_fake_anthropic` plugs into the `use_anthropic_client` hook the `llm` agent
-of `actors` reads. Names are imported on first use (PEP 562), so loading the pytest plugin
-(`orchestr8.testing._plugin`, the `pytest11` entry point `orchestr8`) imports none of them.
+of `actors` reads; `FakeOpenAI` is its twin for OpenAI-compatible servers, which
+`use_fake_openai` plugs into the `use_openai_client` hook OpenAI-kind providers read. Names are
+imported on first use (PEP 562), so loading the pytest plugin (`orchestr8.testing._plugin`, the
+`pytest11` entry point `orchestr8`) imports none of them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
     from ._harness import capture_events as capture_events
     from ._harness import run_agent as run_agent
     from ._harness import run_workflow_for_test as run_workflow_for_test
+    from ._openai import FakeOpenAI as FakeOpenAI
+    from ._openai import OpenAIRequest as OpenAIRequest
+    from ._openai import use_fake_openai as use_fake_openai
+    from ._openai_hook import OpenAIClientFactory as OpenAIClientFactory
+    from ._openai_hook import openai_client_factory as openai_client_factory
+    from ._openai_hook import use_openai_client as use_openai_client
     from ._websocket import open_event_socket as open_event_socket
 
 _EXPORTS: dict[str, str] = {
@@ -38,14 +46,20 @@ _EXPORTS: dict[str, str] = {
     "Context7Request": "_context7",
     "FakeAnthropic": "_anthropic",
     "FakeContext7": "_context7",
+    "FakeOpenAI": "_openai",
+    "OpenAIClientFactory": "_openai_hook",
+    "OpenAIRequest": "_openai",
     "WorkflowRun": "_harness",
     "anthropic_client_factory": "_anthropic_hook",
     "capture_events": "_harness",
     "open_event_socket": "_websocket",
+    "openai_client_factory": "_openai_hook",
     "run_agent": "_harness",
     "run_workflow_for_test": "_harness",
     "use_anthropic_client": "_anthropic_hook",
     "use_fake_anthropic": "_anthropic",
+    "use_fake_openai": "_openai",
+    "use_openai_client": "_openai_hook",
 }
 
 __all__ = sorted(_EXPORTS)

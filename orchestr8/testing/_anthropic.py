@@ -6,7 +6,9 @@ the real API would: a JSON message, or, when the request asks to stream, the rea
 event sequence (`message_start`, `ping`, `content_block_start`, `content_block_delta` with
 `text_delta` / `input_json_delta`, `content_block_stop`, `message_delta` with the usage and
 stop reason, `message_stop`). Errors have the API's JSON shape and headers (`retry-after`,
-`request-id`). Every request is recorded without its credentials.
+`request-id`); every message carries the `anthropic-ratelimit-*` headers, counting down the
+requests and tokens left, and a 429 reports none left. Every request is recorded without its
+credentials.
 
 A request the script does not cover (no reply left, another endpoint) gets a 400 error whose
 message names it, and is remembered: `assert_all_used()`, which also checks that every scripted
@@ -35,7 +37,16 @@ import trio
 
 from ._anthropic_hook import use_anthropic_client
 from ._anthropic_server import serve_on_loopback
-from ._anthropic_wire import Chunks, ScriptedReply, WireResponse, error_response, message_response
+from ._anthropic_wire import (
+    REQUEST_LIMIT,
+    TOKEN_LIMIT,
+    Chunks,
+    ScriptedReply,
+    WireResponse,
+    error_response,
+    message_response,
+    rate_limit_headers,
+)
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -118,6 +129,7 @@ class FakeAnthropic:
         self._replies: deque[ScriptedReply] = deque()
         self._ids = itertools.count(1)
         self._tool_ids = itertools.count(1)
+        self._tokens_used = 0
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -128,17 +140,26 @@ class FakeAnthropic:
         stop_reason: str = "end_turn",
         input_tokens: int = 10,
         output_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
         model: str | None = None,
         chunk_size: int | None = None,
         delay: float | None = None,
     ) -> None:
         """Script a reply with these content blocks (`model` defaults to the request's).
 
-        `output_tokens` defaults to a quarter of the characters in the content, at least 1.
+        `output_tokens` defaults to a quarter of the characters in the content, at least 1. The
+        prompt-cache counts, when given, go into the usage (of the message, and of
+        `message_start` when streamed), as the API reports a cache hit or write.
         """
         blocks = [dict(block) for block in content]
         if output_tokens is None:
             output_tokens = max(1, len(json.dumps(blocks)) // 4)
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+        if cache_creation_input_tokens is not None:
+            usage["cache_creation_input_tokens"] = cache_creation_input_tokens
+        if cache_read_input_tokens is not None:
+            usage["cache_read_input_tokens"] = cache_read_input_tokens
         message = {
             "type": "message",
             "role": "assistant",
@@ -146,7 +167,7 @@ class FakeAnthropic:
             "content": blocks,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "usage": usage,
         }
         kinds = ", ".join(block.get("type", "?") for block in blocks) or "empty"
         self._replies.append(
@@ -202,8 +223,14 @@ class FakeAnthropic:
         )
 
     def reply_rate_limited(self, retry_after: float | None = 1.0) -> None:
-        """Script a 429 `rate_limit_error`, with a `retry-after` header unless None."""
-        headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+        """Script a 429 `rate_limit_error`, with a `retry-after` header unless None.
+
+        Its `anthropic-ratelimit-*` headers say no requests or tokens are left until the reset.
+        """
+        wait = 60.0 if retry_after is None else retry_after
+        headers = rate_limit_headers(requests_left=0, tokens_left=0, reset_after=wait)
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
         self.reply_error(
             429,
             "rate_limit_error",
@@ -327,6 +354,14 @@ class FakeAnthropic:
             assert reply.error is not None
             return self._error(reply.status, reply.error, reply.headers)
         body = request.json if isinstance(request.json, Mapping) else {}
+        usage = reply.message["usage"]
+        self._tokens_used += usage["input_tokens"] + usage["output_tokens"]
+        limits = rate_limit_headers(
+            requests_left=max(0, REQUEST_LIMIT - len(self.requests)),
+            tokens_left=max(0, TOKEN_LIMIT - self._tokens_used),
+            reset_after=60.0,
+        )
+        reply = attrs.evolve(reply, headers={**limits, **reply.headers})
         message_id = f"msg_fake_{next(self._ids):04d}"
         request_id = f"req_fake_{next(self._ids):04d}"
         return message_response(
@@ -369,9 +404,15 @@ class FakeAnthropic:
             "timeout": 60.0,
             **options,
         }
-        return anthropic.AsyncAnthropic(
+        from anthropic._base_client import get_platform
+
+        client = anthropic.AsyncAnthropic(
             http_client=httpx2.AsyncClient(transport=self.transport), **settings
         )
+        # The SDK works out its platform headers in a worker thread on a client's first request,
+        # which an autojumping MockClock takes for idleness (and jumps to the next deadline).
+        client._platform = get_platform()
+        return client
 
     # -- over the network -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The Anthropic Messages API's wire format, for `FakeAnthropic`: messages, errors and streams.
 
 A scripted reply becomes what the real API sends: a JSON message; an error with the API's JSON
-shape (`{"type": "error", "error": ..., "request_id": ...}`) and its `request-id` header; or, when
+shape (`{"type": "error", "error": ..., "request_id": ...}`) and its `request-id` header (and the
+`anthropic-ratelimit-*` headers of `rate_limit_headers`); or, when
 the request asks to stream, the server-sent event sequence (`message_start`, `ping`, per content
 block `content_block_start`, `content_block_delta`s of `chunk_size` characters and
 `content_block_stop`, then `message_delta` and `message_stop`), each event after its delay.
@@ -9,6 +10,7 @@ block `content_block_start`, `content_block_delta`s of `chunk_size` characters a
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +43,29 @@ class WireResponse:
     chunks: Chunks
 
 
+REQUEST_LIMIT = 1000
+"""The requests per minute the fake's `anthropic-ratelimit-requests-limit` header reports."""
+
+TOKEN_LIMIT = 400_000
+"""The tokens per minute the fake's `anthropic-ratelimit-tokens-limit` header reports."""
+
+
+def rate_limit_headers(
+    *, requests_left: int, tokens_left: int, reset_after: float
+) -> dict[str, str]:
+    """The `anthropic-ratelimit-*` headers: limits, what is left, and the reset (RFC 3339)."""
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=reset_after)
+    reset = moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {
+        "anthropic-ratelimit-requests-limit": str(REQUEST_LIMIT),
+        "anthropic-ratelimit-requests-remaining": str(requests_left),
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-limit": str(TOKEN_LIMIT),
+        "anthropic-ratelimit-tokens-remaining": str(tokens_left),
+        "anthropic-ratelimit-tokens-reset": reset,
+    }
+
+
 def _sse(event: Mapping[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
@@ -57,7 +82,7 @@ def stream_events(message: Mapping[str, Any], chunk_size: int) -> list[dict[str,
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+        "usage": {**usage, "output_tokens": 1},
     }
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
     for index, block in enumerate(message["content"]):

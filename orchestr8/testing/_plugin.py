@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .._execution._runtime import Runtime
     from ._anthropic import FakeAnthropic
     from ._harness import AgentRun, CapturedEvents, WorkflowRun
+    from ._openai import FakeOpenAI
 
 
 @pytest.fixture
@@ -72,5 +73,20 @@ async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
 
     fake = FakeAnthropic()
     with use_fake_anthropic(fake):
+        yield fake
+    fake.assert_all_used()
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A `FakeOpenAI` that OpenAI-kind providers in the test call; checked when the test ends.
+
+    Script its replies before the provider calls it. At teardown the test fails if a request was
+    not scripted or a scripted reply was never requested.
+    """
+    from ._openai import FakeOpenAI, use_fake_openai
+
+    fake = FakeOpenAI()
+    with use_fake_openai(fake):
         yield fake
     fake.assert_all_used()

@@ -262,3 +262,65 @@ async def test_serve_answers_over_loopback_http_without_recording_the_key() -> N
 def test_rejects_bad_stream_settings() -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         FakeAnthropic(chunk_size=0)
+
+
+async def test_cache_usage_fields_reach_the_sdk_in_json_and_streamed_messages() -> None:
+    """Prompt-cache counts are in the message's usage and in `message_start` when streamed."""
+    fake = FakeAnthropic()
+    options = {"cache_read_input_tokens": 30, "cache_creation_input_tokens": 5}
+    fake.reply_text("cached", input_tokens=4, **options)
+    fake.reply_text("cached", input_tokens=4, **options)
+    client = fake.make_client()
+    message = await client.messages.create(**MESSAGE)
+    async with client.messages.stream(**MESSAGE) as stream:
+        streamed = await stream.get_final_message()
+    await client.close()
+    for usage in (message.usage, streamed.usage):
+        assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (30, 5)
+        assert usage.input_tokens == 4
+    fake.reply_text("plain")
+    start = sse_events((await post(fake, {**MESSAGE, "stream": True})).content)[0][1]
+    assert start["message"]["usage"] == {"input_tokens": 10, "output_tokens": 1}
+
+
+async def test_replies_carry_rate_limit_headers_that_count_down() -> None:
+    """Every message reports the requests and tokens left and when they reset (RFC 3339)."""
+    fake = FakeAnthropic()
+    fake.reply_text("one", input_tokens=10, output_tokens=5)
+    fake.reply_text("two", input_tokens=10, output_tokens=5)
+    first = (await post(fake, MESSAGE)).headers
+    second = (await post(fake, MESSAGE)).headers
+    assert first["anthropic-ratelimit-requests-limit"] == "1000"
+    assert int(first["anthropic-ratelimit-requests-remaining"]) - 1 == int(
+        second["anthropic-ratelimit-requests-remaining"]
+    )
+    assert int(first["anthropic-ratelimit-tokens-remaining"]) - 15 == int(
+        second["anthropic-ratelimit-tokens-remaining"]
+    )
+    assert first["anthropic-ratelimit-tokens-reset"].endswith("Z")
+
+
+async def test_a_rate_limit_reports_nothing_left() -> None:
+    """A 429 keeps its `retry-after` and says no requests or tokens are left."""
+    fake = FakeAnthropic()
+    fake.reply_rate_limited(retry_after=2)
+    fake.reply_rate_limited(retry_after=None)
+    headers = (await post(fake, MESSAGE)).headers
+    assert headers["retry-after"] == "2"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert headers["anthropic-ratelimit-tokens-remaining"] == "0"
+    assert "retry-after" not in (await post(fake, MESSAGE)).headers
+
+
+async def test_a_fake_client_never_waits_for_a_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The SDK's platform headers are worked out at once, so MockClock sees no idle thread wait."""
+    fake = FakeAnthropic()
+    fake.reply_text("at once")
+    client = fake.make_client()
+    assert client._platform is not None
+    with trio.fail_after(5):
+        await client.messages.create(**MESSAGE)
+    assert trio.current_time() == 0
+    await client.close()

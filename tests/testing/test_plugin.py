@@ -171,3 +171,53 @@ def test_fake_anthropic_fails_the_test_on_an_unscripted_request(
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*unexpected request *POST /v1/messages*"])
+
+
+def test_fake_openai_answers_clients_from_the_hook(pytester: pytest.Pytester) -> None:
+    """`fake_openai` plugs the fake into the client hook; a client from it gets the reply."""
+    result = run_inner(
+        pytester,
+        """
+        from orchestr8.testing import openai_client_factory
+
+        async def test_it(fake_openai):
+            fake_openai.reply_text("Hello from the OpenAI fake")
+            client = openai_client_factory()()
+            completion = await client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+            )
+            await client.close()
+            assert completion.choices[0].message.content == "Hello from the OpenAI fake"
+    """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_fake_openai_fails_the_test_on_an_unused_reply(pytester: pytest.Pytester) -> None:
+    """A scripted OpenAI reply nobody requested fails the test when it ends."""
+    result = run_inner(
+        pytester,
+        """
+        async def test_forgot_to_call(fake_openai):
+            fake_openai.reply_text("never asked for")
+    """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FakeOpenAI: scripted reply never requested*"])
+
+
+def test_fake_openai_answers_the_llm_agent_on_a_local_model(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `llm` step on `local:llama3.1` talks to the scripted fake, with no server or key."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run_inner(
+        pytester,
+        LLM_WORKFLOW_TEST.replace("fake_anthropic", "fake_openai")
+        .replace('"claude-test"', '"local:llama3.1"')
+        .format(
+            script='fake_openai.reply_text("Hello from a local model")',
+            check='assert result.output == "Hello from a local model"',
+        ),
+    )
+    result.assert_outcomes(passed=1)
