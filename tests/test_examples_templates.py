@@ -109,7 +109,9 @@ async def test_the_templates_example_resumes_and_forks_from_another_directory(
         )
         assert ran.returncode == 2, ran.stderr.decode()
         execution_id = json.loads(ran.stdout)["execution_id"]
-        resumed = await _run(["resume", execution_id, "--json", "--journal", journal], elsewhere, url)
+        resumed = await _run(
+            ["resume", execution_id, "--json", "--journal", journal], elsewhere, url
+        )
         assert resumed.returncode == 0, resumed.stderr.decode()
         assert json.loads(resumed.stdout)["output"]["review"] == REVIEW
         forked = await _run(
