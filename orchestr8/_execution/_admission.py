@@ -24,7 +24,7 @@ import attrs
 from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._agents._workflow_directory import agents_built_in
-from .._errors import AgentError, Problem, WorkflowValidationError
+from .._errors import AgentConfigurationError, AgentError, Problem, WorkflowValidationError
 from .._journal._events import Event, EventType
 from .._llm._catalog import ProviderCatalog
 from .._llm._model_use_checks import model_use_problems
@@ -132,16 +132,29 @@ def admit_workflow(
             with agents_built_in(directory):
                 agents[step.id] = registry.create(step.agent.id, step.agent.config)
         except AgentError as error:
-            # The agent may quote its config: its secret values are redacted too.
-            with default_redactor().lease(secret_values_of(loaded, {}, {})):
-                message = redact_text(str(error))
-            problems.append(Problem(f"$.steps[{index}].agent", message))
+            problems += _agent_problems(error, index, loaded)
     problems += model_use_problems(
         loaded, agents, catalog, cost_capped=lambda step_id: cost_capped(loaded, step_id)
     )
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
     return AdmittedWorkflow(loaded, agents, children, directory)
+
+
+def _agent_problems(error: AgentError, index: int, loaded: Workflow) -> list[Problem]:
+    """The problems of a step's agent that could not be built: each at its path when it says.
+
+    An `AgentConfigurationError` listing its `problems` gives one per problem, at
+    `$.steps[i].agent.config...`; any other, one at the agent.
+    """
+    # The agent may quote its config: its secret values are redacted too.
+    with default_redactor().lease(secret_values_of(loaded, {}, {})):
+        if isinstance(error, AgentConfigurationError) and error.problems:
+            return [
+                Problem(f"$.steps[{index}].agent.{where}", redact_text(message))
+                for where, message in error.problems
+            ]
+        return [Problem(f"$.steps[{index}].agent", redact_text(str(error)))]
 
 
 def _admit_child(
