@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_the_templates_example_validates_from_any_directory(tmp_path: Path) -> N
     assert checked.returncode == 0, checked.stderr
 
 
-async def _run(arguments: list[str], cwd: Path, url: str) -> trio.CompletedProcess[bytes]:
+async def _run(arguments: list[str], cwd: Path, url: str) -> subprocess.CompletedProcess[bytes]:
     """Run `python -m orchestr8 ARGUMENTS` in `cwd` against the fake Anthropic at `url`."""
     return await trio.run_process(
         [sys.executable, "-m", "orchestr8", *arguments],
