@@ -254,6 +254,8 @@ class AdmittedWorkflows:
         # By id(): a weak reference to each workflow and the agents built for its steps. An
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
+        # By id() too: the directory a workflow's agents were built in (its file's), if any.
+        self._directories: dict[int, Path] = {}
 
     def admit(
         self,
@@ -286,10 +288,20 @@ class AdmittedWorkflows:
         self.remember(admitted)
         return admitted.workflow, admitted.agents
 
+    def directory_of(self, workflow: Workflow) -> Path | None:
+        """The directory `workflow`'s agents were built in when this runtime admitted it."""
+        entry = self._admitted.get(id(workflow))
+        if entry is None or entry[0]() is not workflow:
+            return None
+        return self._directories.get(id(workflow))
+
     def remember(self, admitted: AdmittedWorkflow) -> None:
         """Keep the agents of a workflow admitted elsewhere (the CLI's), and of its children."""
         loaded, key = admitted.workflow, id(admitted.workflow)
         self._admitted[key] = (weakref.ref(loaded), admitted.agents)
+        if admitted.directory is not None:
+            self._directories[key] = admitted.directory
+            weakref.finalize(loaded, self._directories.pop, key, None)
         weakref.finalize(loaded, self._admitted.pop, key, None)
         for child in admitted.children.values():
             self.remember(child)

@@ -203,7 +203,8 @@ class Runtime:
             loaded = capped_workflow(loaded, cap)
         else:
             loaded, agents = self._admitted.admit(workflow, max_cost_usd=cap)
-            directory = file_directory(workflow)
+            # A path's own directory; a workflow `load` read from a file keeps its file's.
+            directory = file_directory(workflow) or self._admitted.directory_of(loaded)
             checked_inputs = validate_inputs(loaded, inputs)
         return await self._starter.start(
             loaded,

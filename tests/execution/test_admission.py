@@ -217,3 +217,22 @@ def test_the_recorded_directory_comes_from_execution_started_and_old_journals_ha
     assert recorded_directory([started({"directory": "/flows"})]) == Path("/flows")
     assert recorded_directory([started({"workflow": "x"})]) is None
     assert recorded_directory([]) is None
+
+
+async def test_a_workflow_loaded_from_a_file_records_its_directory_when_started(
+    tmp_path: Path,
+) -> None:
+    """`load(path)` then `start(workflow)` records the file's directory, as `start(path)` does."""
+    path = tmp_path / "flow.json"
+    echo = {"schema_version": "1.0", "name": "f", "steps": [{"id": "a", "agent": "echo"}]}
+    path.write_text(json.dumps(echo))
+    async with open_runtime() as runtime:
+        loaded = runtime.load(path)
+        handle = await runtime.start(loaded)
+        await handle.wait()
+        from_document = await runtime.start({**echo, "name": "d"})
+        await from_document.wait()
+        started = (await runtime.journal.events(handle.execution_id))[0]
+        other = (await runtime.journal.events(from_document.execution_id))[0]
+    assert started.data["directory"] == str(await trio.Path(tmp_path).resolve())
+    assert "directory" not in other.data
