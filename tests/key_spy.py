@@ -27,6 +27,8 @@ class KeySpy:
     content_type: str = "application/json"
     body: bytes = API_ERROR
     seen: list[dict[str, str]] = attrs.Factory(list)
+    requested: trio.Event = attrs.Factory(trio.Event)
+    """Set once the first request's credentials are recorded."""
 
     def sent(self, secret: str) -> bool:
         """Whether any request carried `secret` in a credential header."""
@@ -53,6 +55,7 @@ class KeySpy:
                     break
                 rest += chunk
             self.seen.append({k: v for k, v in headers.items() if k in CREDENTIAL_HEADERS})
+            self.requested.set()
             reason = b"OK" if self.status == 200 else b"Error"
             await stream.send_all(
                 b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
