@@ -129,12 +129,25 @@ class AnthropicProvider:
                     message = await _stream(client, parameters, timeout, on_text, usage, where)
                 else:
                     message = await client.messages.create(**parameters, timeout=timeout)
+                    if not isinstance(message, anthropic.types.Message):
+                        raise ProviderResponseError(
+                            f"{where} answered malformed output: not a Messages API message"
+                            f" but {type(message).__name__} {str(message)[:200]!r}"
+                        )
                     usage.update(_usage_counts(message.usage))
+                reply = self._reply(message, _usage_of(usage))
             except anthropic.APIStatusError as error:
                 raise map_status_error(error, where) from error
-            except (anthropic.APIResponseValidationError, ValueError) as error:
+            except (
+                anthropic.APIResponseValidationError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                KeyError,
+            ) as error:
                 # A body that is not the Messages API's: unparseable JSON or server-sent events
-                # (json's ValueError), or fields of the wrong shape (pydantic's ValueError).
+                # (json's ValueError), or fields of the wrong shape (the SDK builds its models
+                # without validating them, so a wrong field fails when it is read).
                 raise ProviderResponseError(
                     f"{where} answered malformed output: {type(error).__name__}: {error}"
                 ) from error
@@ -150,7 +163,7 @@ class AnthropicProvider:
             finally:
                 if usage and on_usage is not None:
                     on_usage(_usage_of(usage))
-        return self._reply(message, _usage_of(usage))
+        return reply
 
     async def aclose(self) -> None:
         """Nothing to do: the client never outlives its last holder (`hold` closes it then).

@@ -188,3 +188,28 @@ def test_secret_values_read_the_execution_s_first_then_the_runtime_s() -> None:
     assert (values["A"], values["B"], list(values), len(values)) == ("1", "2", ["A"], 1)
     with pytest.raises(KeyError):
         values["C"]
+
+
+def test_only_the_built_in_providers_read_their_environment_variable() -> None:
+    """Built-in `anthropic`/`openai` read their key variable; a declared one never does."""
+    built_in = make_provider("anthropic", BUILT_IN_PROVIDERS["anthropic"])
+    declared = make_provider("anthropic", ProviderSpec(kind="anthropic", base_url="http://h/"))
+    lab = make_provider("lab", ProviderSpec(kind="openai", base_url="http://h/v1"))
+    openai_built_in = make_provider("openai", BUILT_IN_PROVIDERS["openai"])
+    assert built_in._key_variable == "ANTHROPIC_API_KEY"  # type: ignore[attr-defined]
+    assert declared._key_variable is None  # type: ignore[attr-defined]
+    assert lab._key_variable is None  # type: ignore[attr-defined]
+    assert openai_built_in._key_variable == "OPENAI_API_KEY"  # type: ignore[attr-defined]
+
+
+def test_a_spec_key_naming_an_unset_variable_is_a_missing_key() -> None:
+    """`api_key: ${env.NOPE}` unset: `MissingAPIKeyError` names the provider and the variable."""
+    spec = ProviderSpec(kind="anthropic", base_url="http://h/", api_key="${env.NOPE}")
+    catalog = ProviderCatalog({"b": spec}, environ={})
+    with pytest.raises(MissingAPIKeyError) as caught:
+        catalog.resolve("b:m")
+    assert str(caught.value) == (
+        "provider 'b' takes its API key from the environment variable 'NOPE', which is not set"
+    )
+    set_catalog = ProviderCatalog({"b": spec}, environ={"NOPE": "sk-b"})
+    assert set_catalog.resolve("b:m").provider._api_key == "sk-b"  # type: ignore[attr-defined]

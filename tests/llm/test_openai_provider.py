@@ -14,6 +14,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from key_spy import KeySpy
 
 from orchestr8 import (
     AgentConfigurationError,
@@ -660,3 +661,33 @@ async def test_the_providers_headers_go_with_every_request() -> None:
         assert sent.headers["x-team"] == "bees"
         assert sent.has_credentials
         assert "azure-secret" not in repr(sent)
+
+
+async def test_a_declared_provider_never_reads_openai_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without `key_variable`: OpenAI's own API is refused keyless, another server gets none."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret")
+    official = OpenAIProvider(
+        "team", base_url="https://api.openai.com/v1", api_key=None, key_variable=None
+    )
+    with pytest.raises(MissingAPIKeyError, match=r"provider 'team'.*only the key its spec"):
+        await official.complete(request(), timeout=10)
+    spy = KeySpy()
+    async with spy.serve() as url:
+        lab = OpenAIProvider("lab", base_url=f"{url}/v1", api_key=None, key_variable=None)
+        with pytest.raises(ProviderUnavailableError):
+            await lab.complete(request(), timeout=10)
+    assert spy.seen == [{"authorization": f"Bearer {NO_KEY}"}]
+
+
+@pytest.mark.parametrize(
+    "body", [b"data: {not json}\n\n", b'data: {"choices": 5}\n\ndata: [DONE]\n\n']
+)
+async def test_a_garbage_stream_on_loopback_is_a_provider_response_error(body: bytes) -> None:
+    """A server streaming garbage fails the call with `ProviderResponseError` naming it."""
+    spy = KeySpy(status=200, content_type="text/event-stream", body=body)
+    async with spy.serve() as url:
+        provider = OpenAIProvider("go", base_url=f"{url}/v1", api_key=None)
+        with pytest.raises(ProviderResponseError, match=r"^provider 'go' \(openai at .*malformed"):
+            await provider.complete(request(), timeout=10)
