@@ -22,7 +22,7 @@ from key_spy import KeySpy
 from serve_processes import environment as serve_environment
 from serve_processes import orchestr8_serve
 
-from orchestr8.testing import FakeAnthropic
+from orchestr8.testing import FakeAnthropic, FakeOpenAI
 
 SECRET = "sk-env-secret-0451"
 OPENAI_SECRET = "sk-openai-secret-0451"
@@ -149,3 +149,34 @@ async def test_a_workflow_posted_to_serve_never_gets_the_server_s_key(tmp_path: 
                 await spy.requested.wait()
             await server.stop()
     assert spy.seen == [{}]
+
+
+async def test_local_and_openai_models_run_under_a_cost_cap(tmp_path: Path) -> None:
+    """`local:` (moved by a providers file, still priced 0) and `openai:` answer over `run`."""
+    fake = FakeOpenAI()
+    fake.reply_text("from local")
+    fake.reply_text("from openai")
+    providers = tmp_path / "providers.json"
+    document = workflow("local:llama3.1:8b")
+    document["strategy"] = "sequential"
+    document["steps"].append({**document["steps"][0], "id": "again"})
+    document["steps"][1]["agent"] = {"id": "llm", "config": {"model": "openai:gpt-4.1"}}
+    with fake:
+        async with fake.serve() as url:
+            spec = {"kind": "openai", "base_url": url}
+            providers.write_text(json.dumps({"providers": {"local": spec}}), "utf-8")
+            done = await run(
+                tmp_path,
+                document,
+                "--providers",
+                str(providers),
+                "--max-cost",
+                "1",
+                OPENAI_API_KEY=OPENAI_SECRET,
+                OPENAI_BASE_URL=url,
+            )
+    assert done.returncode == 0, done.stderr.decode()
+    output = json.loads(done.stdout)["output"]
+    assert (output["ask"]["provider"], output["ask"]["text"]) == ("local", "from local")
+    assert (output["again"]["provider"], output["again"]["text"]) == ("openai", "from openai")
+    assert [request.has_credentials for request in fake.requests] == [True, True]
