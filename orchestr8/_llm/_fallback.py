@@ -24,7 +24,7 @@ provider it was, the usage, the cost when the price is known, the latency and th
 index (`fallback_index`, 0 for the primary), and gets a span with the `gen_ai.*` attributes.
 A candidate skipped because its breaker is open is journaled too, as an `llm.called` with
 `outcome: "skipped"` and `reason: "circuit open"` (no usage, no cost), so `inspect` can say why
-the primary did not answer.
+the primary did not answer; so is one whose spec'd key is not set (`reason: "no API key"`).
 
 Whether a non-retryable error falls back is read from its `status` attribute (the providers
 raise `ProviderRefusedError` with the HTTP status), never from its message.
@@ -63,6 +63,7 @@ __all__ = [
     "FALLBACK_STATUSES",
     "PROVIDER_BREAKER_PREFIX",
     "SKIPPED_CIRCUIT_OPEN",
+    "SKIPPED_NO_KEY",
     "FallbackReply",
     "complete_with_fallback",
     "cost_of_call",
@@ -78,6 +79,9 @@ PROVIDER_BREAKER_PREFIX: Final = "llm-provider:"
 
 #: The `reason` of an `llm.called` whose candidate was skipped because its breaker is open.
 SKIPPED_CIRCUIT_OPEN: Final = "circuit open"
+
+#: The `reason` of an `llm.called` whose candidate was skipped because its spec'd key is not set.
+SKIPPED_NO_KEY: Final = "no API key"
 
 
 @attrs.frozen
@@ -210,7 +214,11 @@ async def _call_one(
     they cannot cover it: the call is not made) and settled with what it spent once it ends,
     failed or not (no usage known: the hold is released).
     """
-    resolved = catalog.resolve(str(name))
+    try:
+        resolved = catalog.resolve(str(name))
+    except MissingAPIKeyError as error:
+        session.record_call(context, _skipped(index, name, error, SKIPPED_NO_KEY, extra=extra))
+        raise
     call = attrs.evolve(request, model=name.model)
     price = None if resolved.price is None else price_entry(resolved.price)
     reservation = await session.reserve(context, worst_case_spend(call, price), model=str(name))
@@ -253,7 +261,9 @@ async def _guarded_call(
     try:
         ticket = guard.admit() if guard is not None else 0
     except CircuitOpenError as error:
-        session.record_call(context, _skipped(index, name, error, extra=extra))
+        session.record_call(
+            context, _skipped(index, name, error, SKIPPED_CIRCUIT_OPEN, extra=extra)
+        )
         raise
 
     def usage_seen(usage: Usage) -> None:
@@ -328,9 +338,14 @@ def _record(
 
 
 def _skipped(
-    index: int, name: ModelName, error: CircuitOpenError, *, extra: Mapping[str, JSON] | None
+    index: int,
+    name: ModelName,
+    error: Exception,
+    reason: str,
+    *,
+    extra: Mapping[str, JSON] | None,
 ) -> dict[str, JSON]:
-    """The data of the `llm.called` event of a candidate skipped for its open breaker."""
+    """The data of the `llm.called` event of a candidate skipped without a request, and why."""
     record: dict[str, JSON] = {
         "provider": name.provider,
         "model": name.model,
@@ -339,7 +354,7 @@ def _skipped(
         "latency_s": 0.0,
         "fallback_index": index,
         "outcome": "skipped",
-        "reason": SKIPPED_CIRCUIT_OPEN,
+        "reason": reason,
         "error": {"type": type(error).__name__, "message": message_of(error)},
     }
     if extra:

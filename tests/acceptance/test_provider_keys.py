@@ -114,13 +114,30 @@ async def test_an_unset_spec_key_is_a_missing_key_and_the_call_falls_back(tmp_pa
             spec = {"kind": "anthropic", "base_url": url, "api_key": "${env.NOPE_NOT_SET}"}
             providers.write_text(json.dumps({"providers": {"b": spec}}), "utf-8")
             document = workflow("b:claude-haiku-4-5", fallback=["anthropic:claude-haiku-4-5"])
+            journal = str(tmp_path / "journal.db")
             done = await run(
                 tmp_path,
                 document,
                 "--providers",
                 str(providers),
+                "--journal",
+                journal,
                 ANTHROPIC_API_KEY=SECRET,
                 ANTHROPIC_BASE_URL=fake_url,
+            )
+            shown = await trio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestr8",
+                    "inspect",
+                    "--journal",
+                    journal,
+                    json.loads(done.stdout)["execution_id"],
+                ],
+                env=environment(tmp_path),
+                capture_stdout=True,
+                check=False,
             )
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout)["output"]["ask"]["provider"] == "anthropic"
@@ -130,6 +147,7 @@ async def test_an_unset_spec_key_is_a_missing_key_and_the_call_falls_back(tmp_pa
         "provider 'b' takes its API key from the environment variable 'NOPE_NOT_SET',"
         " which is not set" in done.stderr.decode()
     )
+    assert "answered by anthropic:claude-haiku-4-5; b skipped: no API key" in shown.stdout.decode()
 
 
 async def test_a_workflow_posted_to_serve_never_gets_the_server_s_key(tmp_path: Path) -> None:
