@@ -198,3 +198,9 @@ async def test_a_provider_breaker_opens_is_journaled_and_then_skips_the_provider
         ("backup", "succeeded"),
     ]
     assert last[0].data["reason"] == "circuit open"
+    state = replay(events)
+    skipped = state.steps["s5"].llm
+    assert skipped is not None
+    assert _step_note({"error": None, "llm": skipped.to_json()}) == (
+        "1 model call, answered by backup:claude-b; anthropic skipped: circuit open"
+    )
