@@ -307,3 +307,27 @@ def test_the_cost_prices_cached_input_apart() -> None:
     assert cost_of_call(usage, price) == pytest.approx(0.6 * 3 + 0.4 * 0.3 + 0.1 * 15)
     assert cost_of_call(usage, ModelPrice(input=3.0, output=15.0)) == pytest.approx(3 + 1.5)
     assert cost_of_call(usage, None) is None
+
+
+async def test_a_provider_whose_spec_key_is_unset_is_skipped_and_journaled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`api_key: ${env.NOPE}` unset: no call to it, an `llm.called` skipped, the fallback answers."""
+    backup = ScriptedProvider("backup", "from backup")
+    specs = {
+        "team": ProviderSpec(kind="anthropic", base_url="http://h/", api_key="${env.NOPE}"),
+        "backup": ProviderSpec(kind="anthropic"),
+    }
+    catalog = ProviderCatalog(specs, environ={}, factory=ScriptedProviders(backup))
+    session = RecordingSession(catalog, CircuitBreakerPolicy())
+    names = [parse_model_name(text, field="model") for text in ("team:m", "backup:claude-b")]
+    answered = await call(session, names)
+    assert (answered.index, answered.reply.provider) == (1, "backup")
+    skipped, succeeded = session.calls
+    assert (skipped["provider"], skipped["outcome"], skipped["reason"]) == (
+        "team",
+        "skipped",
+        "no API key",
+    )
+    assert skipped["error"]["type"] == "MissingAPIKeyError"
+    assert succeeded["outcome"] == "succeeded"
