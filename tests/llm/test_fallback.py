@@ -312,7 +312,7 @@ def test_the_cost_prices_cached_input_apart() -> None:
 async def test_a_provider_whose_spec_key_is_unset_is_skipped_and_journaled(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """`api_key: ${env.NOPE}` unset: no call to it, an `llm.called` skipped, the fallback answers."""
+    """`api_key: ${env.NOPE}` unset: no call, an `llm.called` skipped, the fallback answers."""
     backup = ScriptedProvider("backup", "from backup")
     specs = {
         "team": ProviderSpec(kind="anthropic", base_url="http://h/", api_key="${env.NOPE}"),
