@@ -62,7 +62,9 @@ if TYPE_CHECKING:
     from ._errors import PlanRejectedError as PlanRejectedError
     from ._errors import Problem as Problem
     from ._errors import ProviderConfigError as ProviderConfigError
+    from ._errors import ProviderRefusedError as ProviderRefusedError
     from ._errors import ProviderResponseError as ProviderResponseError
+    from ._errors import ProviderUnavailableError as ProviderUnavailableError
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import ReferenceResolutionError as ReferenceResolutionError
     from ._errors import ResilienceError as ResilienceError

@@ -59,9 +59,11 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
         │   ├── ProviderResponseError    a model provider answered with something malformed
+        │   ├── ProviderUnavailableError a model provider answered a retryable HTTP status
         │   └── AllProvidersFailedError  every model of a call and its fallbacks failed
         ├── NonRetryableError            an agent says: never try this again
-        │   └── TemplateInputError       a prompt template's variable has no value, or a wrong one
+        │   ├── TemplateInputError       a prompt template's variable has no value, or a wrong one
+        │   └── ProviderRefusedError     a model provider refused the call with an HTTP status
         ├── AttemptTimeoutError          (TimeoutError) one attempt ran past its timeout
         ├── DeadlineExceededError        (TimeoutError) all attempts together ran past the deadline
         ├── CallStoppedError             the caller's stop signal ended the call before an attempt
@@ -391,6 +393,27 @@ class MissingAPIKeyError(AgentConfigurationError, NonRetryableError, BreakerNeut
 
 class ProviderResponseError(RetryableError):
     """A model provider answered with something malformed; the message says which and how."""
+
+
+class ProviderUnavailableError(RetryableError):
+    """A model provider answered a retryable HTTP error (429, 5xx...); `status` says which."""
+
+    def __init__(
+        self, message: str = "", *, status: int | None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+
+
+class ProviderRefusedError(NonRetryableError):
+    """A model provider refused the call for good (401, 403, 404, 400...); `status` says which.
+
+    `status` is None for an error event in the middle of a stream (the HTTP status was 200).
+    """
+
+    def __init__(self, message: str = "", *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AllProvidersFailedError(RetryableError):

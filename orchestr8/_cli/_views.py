@@ -498,7 +498,8 @@ def _model_calls(llm: Mapping[str, Any]) -> str:
         text += f" ({failed} failed)"
     if llm["models"]:
         text += f", answered by {', '.join(llm['models'])}"
-    return text
+    skipped = llm.get("skipped") or ()
+    return "; ".join((text, *skipped))
 
 
 def render_execution_detail(

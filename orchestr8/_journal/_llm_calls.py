@@ -4,8 +4,10 @@ The `llm` agent journals every API call it makes as `llm.called` (`{"provider", 
 "cost_usd", "latency_s", "fallback_index", "outcome", "error"?}`, see docs/events.md). Replay
 folds them per step into an `LLMCalls` (a map item's calls count for its map step too), which
 `inspect` and the REST step documents show: the calls made, those that failed, the providers
-that answered (so a fallback shows), and the cost of those whose price was known. A step that
-calls no model has none, and costs replay nothing.
+that answered (so a fallback shows), and the cost of those whose price was known. A candidate
+skipped because its breaker was open (`outcome: "skipped"`) is no call: it is listed in
+`skipped` with its reason (`anthropic skipped: circuit open`). A step that calls no model has
+none, and costs replay nothing.
 
 Across a resume a step keeps its earlier calls: their tokens were spent, so they stay counted.
 """
@@ -40,10 +42,12 @@ class LLMCalls:
     """The summed cost of the calls whose price was known."""
     unpriced: int = 0
     """Calls whose cost is unknown (`cost_usd` null): `cost_usd` leaves them out."""
+    skipped: tuple[str, ...] = ()
+    """Each provider skipped without a call, with why, once: `anthropic skipped: circuit open`."""
 
     def to_json(self) -> dict[str, JSON]:
         """The summary as REST and `inspect --json` show it."""
-        return {
+        summary: dict[str, JSON] = {
             "calls": self.calls,
             "failed": self.failed,
             "providers": list(self.providers),
@@ -51,11 +55,19 @@ class LLMCalls:
             "cost_usd": self.cost_usd,
             "unpriced": self.unpriced,
         }
+        if self.skipped:
+            summary["skipped"] = list(self.skipped)
+        return summary
 
 
 def fold_llm_call(calls: LLMCalls | None, data: Mapping[str, Any]) -> LLMCalls:
     """`calls` with one more `llm.called` event's `data`; malformed fields count as absent."""
     calls = calls or LLMCalls()
+    if data.get("outcome") == "skipped":
+        note = f"{data.get('provider')} skipped: {data.get('reason') or 'not called'}"
+        if note in calls.skipped:
+            return calls
+        return attrs.evolve(calls, skipped=(*calls.skipped, note))
     failed = data.get("outcome") == "failed"
     providers, models = calls.providers, calls.models
     provider, model = data.get("provider"), data.get("model")
@@ -75,6 +87,7 @@ def fold_llm_call(calls: LLMCalls | None, data: Mapping[str, Any]) -> LLMCalls:
         models=models,
         cost_usd=round_cost(calls.cost_usd + amount),
         unpriced=calls.unpriced + (not priced),
+        skipped=calls.skipped,
     )
 
 
@@ -99,5 +112,6 @@ def total_llm_calls(per_step: Mapping[str, LLMCalls | None]) -> LLMCalls | None:
             models=total.models + tuple(m for m in calls.models if m not in total.models),
             cost_usd=round_cost(total.cost_usd + calls.cost_usd),
             unpriced=total.unpriced + calls.unpriced,
+            skipped=total.skipped + tuple(s for s in calls.skipped if s not in total.skipped),
         )
     return total

@@ -6,6 +6,12 @@ timeout, because the step's resilience policy is the only retry layer; every API
 onto `RetryableError` (with the server's ``retry-after`` as `retry_after`) or `NonRetryableError`
 naming the provider, and the API key never appears in an error, an event or a log record.
 
+The key: `api_key` when given; else, when `key_variable` names an environment variable (the
+built-in `anthropic` provider: `ANTHROPIC_API_KEY`), that variable's value. A provider given
+neither (one declared in a config file or a workflow without an `api_key`) sends no key at all to
+its own `base_url`, and refuses to call Anthropic's own API keyless (`MissingAPIKeyError`): a
+key is never sent to a server it was not given for.
+
 One client serves the calls in flight and is closed after the last of them, so no socket
 outlives the runs that opened it. Tests plug in a client factory with `use_anthropic_client`
 (`orchestr8.testing`), which wins over the key and `ANTHROPIC_BASE_URL`.
@@ -20,13 +26,15 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import trio
 
 from .._errors import (
     MissingAPIKeyError,
-    NonRetryableError,
+    ProviderRefusedError,
     ProviderResponseError,
+    ProviderUnavailableError,
     RetryableError,
 )
 from ..testing._anthropic_hook import anthropic_client_factory
@@ -73,12 +81,14 @@ class AnthropicProvider:
         capabilities: frozenset[Capability] | None = None,
         headers: Mapping[str, str] | None = None,
         request_timeout: float = 60.0,
-        key_variable: str = ANTHROPIC_KEY_VARIABLE,
+        key_variable: str | None = ANTHROPIC_KEY_VARIABLE,
     ) -> None:
         """Configure the provider; nothing is imported or connected until the first call.
 
         Without `base_url` the SDK reads `ANTHROPIC_BASE_URL`; without `api_key` the key comes
-        from the environment variable `key_variable` when the first call needs it.
+        from the environment variable `key_variable` when the first call needs it. With
+        `key_variable` None no environment variable is read: no `api_key` means no key is sent
+        (refused for Anthropic's own API, which needs one).
         """
         self.name = name
         self.capabilities = ALL_CAPABILITIES if capabilities is None else capabilities
@@ -119,9 +129,28 @@ class AnthropicProvider:
                     message = await _stream(client, parameters, timeout, on_text, usage, where)
                 else:
                     message = await client.messages.create(**parameters, timeout=timeout)
+                    if not isinstance(message, anthropic.types.Message):
+                        raise ProviderResponseError(
+                            f"{where} answered malformed output: not a Messages API message"
+                            f" but {type(message).__name__} {str(message)[:200]!r}"
+                        )
                     usage.update(_usage_counts(message.usage))
+                reply = self._reply(message, _usage_of(usage))
             except anthropic.APIStatusError as error:
                 raise map_status_error(error, where) from error
+            except (
+                anthropic.APIResponseValidationError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                KeyError,
+            ) as error:
+                # A body that is not the Messages API's: unparseable JSON or server-sent events
+                # (json's ValueError), or fields of the wrong shape (the SDK builds its models
+                # without validating them, so a wrong field fails when it is read).
+                raise ProviderResponseError(
+                    f"{where} answered malformed output: {type(error).__name__}: {error}"
+                ) from error
             except anthropic.APITimeoutError as error:
                 raise RetryableError(
                     f"{where} did not answer within the request timeout of {timeout:g} s"
@@ -134,14 +163,14 @@ class AnthropicProvider:
             finally:
                 if usage and on_usage is not None:
                     on_usage(_usage_of(usage))
-        return self._reply(message, _usage_of(usage))
+        return reply
 
     async def aclose(self) -> None:
-        """Close the client if no call uses it (a call in flight closes it when it ends)."""
-        client, self._client = self._client, None
-        if client is not None and self._users == 0:
-            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-                await client.close()
+        """Nothing to do: the client never outlives its last holder (`hold` closes it then).
+
+        A call or holder in flight keeps its client until it ends, then closes it; dropping the
+        client here instead would leave it to no one (the same rule as `OpenAIProvider`).
+        """
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[AsyncAnthropic]:
@@ -168,20 +197,41 @@ class AnthropicProvider:
         factory = anthropic_client_factory()
         if factory is not None:
             return factory()
-        key = self._api_key or os.environ.get(self._key_variable)
-        if not key:
+        key = self._api_key
+        if not key and self._key_variable is not None:
+            key = os.environ.get(self._key_variable)
+            if not key:
+                raise MissingAPIKeyError(
+                    f"{self.describe()} has no API key; set the {self._key_variable} environment"
+                    " variable (no key was found there or in the configuration)"
+                )
+        if not key and self._official():
             raise MissingAPIKeyError(
-                f"{self.describe()} has no API key; set the {self._key_variable} environment "
-                "variable (no key was found there or in the configuration)"
+                f"{self.describe()} has no API key: a provider declared in a config file or a"
+                ' workflow gets only the key its spec names; give it "api_key":'
+                ' "${env.NAME}" or "${secrets.NAME}"'
             )
         import anthropic
 
-        options: dict[str, Any] = {"api_key": key, "max_retries": 0, "timeout": self._timeout}
+        headers: dict[str, Any] = dict(self._headers)
+        if not key:
+            # An explicit (empty) key stops the SDK reading ANTHROPIC_API_KEY and its other
+            # credential sources; omitting the header sends no credential at all.
+            headers["Authorization"] = anthropic.Omit()
+        options: dict[str, Any] = {
+            "api_key": key or "",
+            "max_retries": 0,
+            "timeout": self._timeout,
+        }
         if self.base_url is not None:
             options["base_url"] = self.base_url
-        if self._headers:
-            options["default_headers"] = self._headers
+        if headers:
+            options["default_headers"] = headers
         return anthropic.AsyncAnthropic(**options)
+
+    def _official(self) -> bool:
+        """Whether calls go to Anthropic's own API (no `base_url`: it or `ANTHROPIC_BASE_URL`)."""
+        return self.base_url is None or urlsplit(self.base_url).hostname == "api.anthropic.com"
 
     def _reply(self, message: Message, usage: Usage) -> ChatReply:
         """The neutral reply of a Messages API message."""
@@ -296,8 +346,11 @@ def _content_blocks(message: Message) -> list[dict[str, Any]]:
 
 def map_status_error(
     error: Any, provider: str = "the Anthropic API"
-) -> RetryableError | NonRetryableError:
+) -> ProviderUnavailableError | ProviderRefusedError:
     """Map an `anthropic.APIStatusError` onto the retry classification, with a clear message.
+
+    The error carries the HTTP status as `status` (None for an error event inside a stream),
+    which fallback reads.
 
     408, 409, 429 and 5xx (529 is "overloaded") are retryable, other 4xx are not; an error event
     in the middle of a stream (the HTTP status was 200) is judged by its error type. The
@@ -320,9 +373,10 @@ def map_status_error(
     should_retry = headers.get("x-should-retry")
     if should_retry in ("true", "false"):
         retryable = should_retry == "true"
+    code = status if status >= 400 else None
     if retryable:
-        return RetryableError(text, retry_after=retry_after_seconds(headers))
-    return NonRetryableError(text)
+        return ProviderUnavailableError(text, status=code, retry_after=retry_after_seconds(headers))
+    return ProviderRefusedError(text, status=code)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -22,7 +22,6 @@ of kind `openai` is first made.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import types
@@ -31,12 +30,17 @@ from typing import Final
 
 import attrs
 
-from .._errors import MissingAPIKeyError, NonRetryableError, UnknownProviderError
+from .._errors import MissingAPIKeyError, MissingPackageError, UnknownProviderError
 from .._workflow._converter import converter
-from .._workflow._provider_specs import ModelPrice, ProviderSpec, bind_provider_secrets
+from .._workflow._provider_specs import (
+    ModelPrice,
+    ProviderSpec,
+    bind_provider_secrets,
+    environment_reference,
+)
 from ._chat import ALL_CAPABILITIES, Capability
 from ._model_names import parse_model_name
-from ._prices import price_for
+from ._prices import price_for, price_table
 from ._provider import Provider
 
 __all__ = [
@@ -194,19 +198,21 @@ class ProviderCatalog:
     def missing_package(self, name: str) -> str | None:
         """What provider `name` needs installed that is not, or None (also for unknown ones)."""
         spec = self._specs.get(name)
-        if spec is not None and spec.kind == "openai" and not _openai_installed():
-            return (
-                f"provider {name!r} is of kind openai, which needs the openai package:"
-                f" {OPENAI_EXTRA}"
-            )
+        if spec is not None and spec.kind == "openai":
+            try:
+                _require_openai(name)
+            except MissingPackageError as error:
+                return str(error)
         return None
 
     def price(self, name: str, model: str) -> ModelPrice | None:
         """The price of `model` at provider `name`: its spec's `prices`, else the price table.
 
         The lookup is `price_for`'s (the model as written, then without its release suffix,
-        then `"*"`; the overrides before the vendored table of the provider's kind); None when
-        neither knows the model.
+        then `"*"`; the overrides before the vendored table); None when neither knows the model.
+        The table's section is the one named like the provider when there is one (`anthropic`,
+        `openai`, `local`: a `local` redefined in a config file keeps its zero price), else the
+        one of its kind.
 
         Raises:
             UnknownProviderError: there is no provider `name`.
@@ -215,7 +221,8 @@ class ProviderCatalog:
         given = spec.prices.get(model) or spec.prices.get("*")
         if given is not None:
             return given
-        entry = price_for(spec.kind, model, spec.prices)
+        section = name if name in price_table().models else spec.kind
+        entry = price_for(section, model, spec.prices)
         if entry is None:
             return None
         return ModelPrice(input=entry.input, output=entry.output, cached_input=entry.cached_input)
@@ -249,6 +256,12 @@ class ProviderCatalog:
         """The spec with its references replaced by their values, for making the instance."""
         secrets = _SecretValues(self._own_secrets, self._lookup)
         environ = os.environ if self._environ is None else self._environ
+        variable = environment_reference(spec.api_key)
+        if variable is not None and not environ.get(variable):
+            raise MissingAPIKeyError(
+                f"provider {name!r} takes its API key from the environment variable"
+                f" {variable!r}, which is not set"
+            )
         try:
             return bind_provider_secrets(spec, secrets, environ)
         except KeyError as error:
@@ -281,9 +294,13 @@ class _SecretValues(Mapping[str, str]):
         return len(self._own)
 
 
-def _openai_installed() -> bool:
-    """Whether the `openai` package can be imported (without importing it)."""
-    return importlib.util.find_spec("openai") is not None
+def _require_openai(name: str) -> None:
+    """`require_openai` of the OpenAI provider's module, imported by name (see `make_provider`).
+
+    Raises:
+        MissingPackageError: the `openai` package is not installed.
+    """
+    importlib.import_module(f"{__package__}._openai_provider").require_openai(name)
 
 
 def _capabilities(spec: ProviderSpec) -> frozenset[Capability] | None:
@@ -295,11 +312,17 @@ def _capabilities(spec: ProviderSpec) -> frozenset[Capability] | None:
 def make_provider(name: str, spec: ProviderSpec) -> Provider:
     """A provider instance of `spec`'s kind (`AnthropicProvider`, `OpenAIProvider`), bound.
 
+    Only the built-in `anthropic` and `openai` (their spec as built in) read their environment
+    variable for a key (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`); a provider declared in a config
+    file or a workflow is given the key its spec names and no other, so the environment's key
+    never goes to a server it was not meant for.
+
     Raises:
-        NonRetryableError: the kind is `openai` and the `openai` package is not installed.
+        MissingPackageError: the kind is `openai` and the `openai` package is not installed.
     """
+    built_in = BUILT_IN_PROVIDERS.get(name) == spec
     if spec.kind == "anthropic":
-        from ._anthropic_provider import AnthropicProvider
+        from ._anthropic_provider import ANTHROPIC_KEY_VARIABLE, AnthropicProvider
 
         return AnthropicProvider(
             name,
@@ -307,11 +330,9 @@ def make_provider(name: str, spec: ProviderSpec) -> Provider:
             api_key=spec.api_key,
             capabilities=_capabilities(spec),
             headers=spec.headers,
+            key_variable=ANTHROPIC_KEY_VARIABLE if built_in else None,
         )
-    if not _openai_installed():
-        raise NonRetryableError(
-            f"provider {name!r} is of kind openai, which needs the openai package: {OPENAI_EXTRA}"
-        )
+    _require_openai(name)
     # Imported by name: the module (and through it the SDK) loads only when a provider of this
     # kind is first made.
     module = importlib.import_module(f"{__package__}._openai_provider")
@@ -321,5 +342,6 @@ def make_provider(name: str, spec: ProviderSpec) -> Provider:
         api_key=spec.api_key,
         capabilities=_capabilities(spec),
         headers=spec.headers,
+        key_variable=module.OPENAI_KEY_VARIABLE if built_in else None,
     )
     return provider

@@ -22,12 +22,17 @@ and any other error or a cancellation leaves it as it was. Every call that reach
 answered or failed, is journaled as `llm.called` through `LLMSession.record_call`, with which
 provider it was, the usage, the cost when the price is known, the latency and the candidate's
 index (`fallback_index`, 0 for the primary), and gets a span with the `gen_ai.*` attributes.
+A candidate skipped because its breaker is open is journaled too, as an `llm.called` with
+`outcome: "skipped"` and `reason: "circuit open"` (no usage, no cost), so `inspect` can say why
+the primary did not answer; so is one whose spec'd key is not set (`reason: "no API key"`).
+
+Whether a non-retryable error falls back is read from its `status` attribute (the providers
+raise `ProviderRefusedError` with the HTTP status), never from its message.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -57,6 +62,8 @@ from ._session import LLMSession, Spend
 __all__ = [
     "FALLBACK_STATUSES",
     "PROVIDER_BREAKER_PREFIX",
+    "SKIPPED_CIRCUIT_OPEN",
+    "SKIPPED_NO_KEY",
     "FallbackReply",
     "complete_with_fallback",
     "cost_of_call",
@@ -70,8 +77,11 @@ FALLBACK_STATUSES: Final = frozenset({401, 403, 404})
 #: The shared breaker registry's key of a provider's breaker: `llm-provider:local`.
 PROVIDER_BREAKER_PREFIX: Final = "llm-provider:"
 
-# Providers say `error 404 (...)` (see `describe_provider` and the providers' error mapping).
-_STATUS: Final = re.compile(r"\berror (\d{3})\b")
+#: The `reason` of an `llm.called` whose candidate was skipped because its breaker is open.
+SKIPPED_CIRCUIT_OPEN: Final = "circuit open"
+
+#: The `reason` of an `llm.called` whose candidate was skipped because its spec'd key is not set.
+SKIPPED_NO_KEY: Final = "no API key"
 
 
 @attrs.frozen
@@ -94,12 +104,9 @@ def falls_back(error: BaseException) -> bool:
 
 
 def _status_of(error: BaseException) -> int | None:
-    """The HTTP status an error carries (`status` attribute) or names in its message."""
+    """The HTTP status an error carries (`ProviderRefusedError.status`), else None."""
     status = getattr(error, "status", None)
-    if isinstance(status, int):
-        return status
-    found = _STATUS.search(str(error))
-    return int(found.group(1)) if found else None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
 def cost_of_call(usage: Usage, price: ModelPrice | None) -> float | None:
@@ -207,7 +214,11 @@ async def _call_one(
     they cannot cover it: the call is not made) and settled with what it spent once it ends,
     failed or not (no usage known: the hold is released).
     """
-    resolved = catalog.resolve(str(name))
+    try:
+        resolved = catalog.resolve(str(name))
+    except MissingAPIKeyError as error:
+        session.record_call(context, _skipped(index, name, error, SKIPPED_NO_KEY, extra=extra))
+        raise
     call = attrs.evolve(request, model=name.model)
     price = None if resolved.price is None else price_entry(resolved.price)
     reservation = await session.reserve(context, worst_case_spend(call, price), model=str(name))
@@ -247,7 +258,13 @@ async def _guarded_call(
 ) -> ChatReply:
     """The call itself, under the provider's breaker; `spent` gathers its usage."""
     guard = session.provider_guard(name.provider)
-    ticket = guard.admit() if guard is not None else 0
+    try:
+        ticket = guard.admit() if guard is not None else 0
+    except CircuitOpenError as error:
+        session.record_call(
+            context, _skipped(index, name, error, SKIPPED_CIRCUIT_OPEN, extra=extra)
+        )
+        raise
 
     def usage_seen(usage: Usage) -> None:
         spent.append(usage)
@@ -315,6 +332,31 @@ def _record(
     }
     if error is not None:
         record["error"] = {"type": type(error).__name__, "message": message_of(error)}
+    if extra:
+        record.update(extra)
+    return record
+
+
+def _skipped(
+    index: int,
+    name: ModelName,
+    error: Exception,
+    reason: str,
+    *,
+    extra: Mapping[str, JSON] | None,
+) -> dict[str, JSON]:
+    """The data of the `llm.called` event of a candidate skipped without a request, and why."""
+    record: dict[str, JSON] = {
+        "provider": name.provider,
+        "model": name.model,
+        "usage": Usage().to_json(),
+        "cost_usd": None,
+        "latency_s": 0.0,
+        "fallback_index": index,
+        "outcome": "skipped",
+        "reason": reason,
+        "error": {"type": type(error).__name__, "message": message_of(error)},
+    }
     if extra:
         record.update(extra)
     return record

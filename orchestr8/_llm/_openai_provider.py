@@ -35,7 +35,9 @@ from .._errors import (
     MissingAPIKeyError,
     MissingPackageError,
     NonRetryableError,
+    ProviderRefusedError,
     ProviderResponseError,
+    ProviderUnavailableError,
     RetryableError,
 )
 from ..testing._openai_hook import openai_client_factory
@@ -103,12 +105,15 @@ class OpenAIProvider:
         capabilities: frozenset[Capability] | None = None,
         headers: Mapping[str, str] | None = None,
         request_timeout: float = 60.0,
+        key_variable: str | None = OPENAI_KEY_VARIABLE,
     ) -> None:
         """Configure the provider; nothing is imported or connected until the first call.
 
         `base_url` None means `OPENAI_BASE_URL`, else OpenAI's own API; either needs a key, as
-        does any `base_url` on api.openai.com: `api_key`, else `OPENAI_API_KEY`. Any other
-        server gets `api_key` if given and a placeholder otherwise (local servers need none).
+        does any `base_url` on api.openai.com. The key is `api_key`, else the environment
+        variable `key_variable` (None: none is read; the catalog passes None for every provider
+        but the built-in `openai`, so a declared provider gets only its own key). A server that
+        needs no key gets a placeholder when there is none (local servers ignore it).
         `capabilities` None means all of them; `headers` go with every request.
         """
         self.name = name
@@ -117,6 +122,7 @@ class OpenAIProvider:
         self.base_url = url.rstrip("/")
         self._needs_key = base_url is None or _is_official(url)
         self._api_key = api_key
+        self._key_variable = key_variable
         self._headers = dict(headers or {})
         self._timeout = request_timeout
         self._client: AsyncOpenAI | None = None
@@ -168,10 +174,16 @@ class OpenAIProvider:
         require_openai(self.name)
         key = self._api_key
         if not key and self._needs_key:
-            key = os.environ.get(OPENAI_KEY_VARIABLE)
+            if self._key_variable is None:
+                raise MissingAPIKeyError(
+                    f"{self.describe()} has no API key: a provider declared in a config file or"
+                    ' a workflow gets only the key its spec names; give it "api_key":'
+                    ' "${env.NAME}" or "${secrets.NAME}"'
+                )
+            key = os.environ.get(self._key_variable)
             if not key:
                 raise MissingAPIKeyError(
-                    f"{self.describe()} has no API key; set the {OPENAI_KEY_VARIABLE} "
+                    f"{self.describe()} has no API key; set the {self._key_variable} "
                     "environment variable (no key was found there or in the configuration)"
                 )
         import openai
@@ -220,7 +232,7 @@ class OpenAIProvider:
                     f"could not reach {self.describe()}: {type(cause).__name__}: {cause}"
                 ) from error
 
-    def _status_error(self, error: Any) -> RetryableError | NonRetryableError:
+    def _status_error(self, error: Any) -> ProviderUnavailableError | ProviderRefusedError:
         """Map an `openai.APIStatusError` onto the retry classification, with a clear message.
 
         408, 409, 429 and 5xx are retryable (with the server's `retry-after`), other 4xx are
@@ -233,16 +245,18 @@ class OpenAIProvider:
         text = f"{self.describe()}: error {status} ({kind or 'unknown type'}): {message}"
         if error.request_id:
             text += f" [request-id {error.request_id}]"
-        if status == 401 and self._needs_key and not self._api_key:
-            text += f"; check the API key in {OPENAI_KEY_VARIABLE}"
+        if status == 401 and self._needs_key and not self._api_key and self._key_variable:
+            text += f"; check the API key in {self._key_variable}"
         headers = error.response.headers
         retryable = status in _RETRYABLE_STATUSES or status >= 500
         should_retry = headers.get("x-should-retry")
         if should_retry in ("true", "false"):
             retryable = should_retry == "true"
         if retryable:
-            return RetryableError(text, retry_after=retry_after_seconds(headers))
-        return NonRetryableError(text)
+            return ProviderUnavailableError(
+                text, status=status, retry_after=retry_after_seconds(headers)
+            )
+        return ProviderRefusedError(text, status=status)
 
 
 class _Call:
@@ -334,5 +348,5 @@ class _Call:
         kind = str(error.get("type") or error.get("code") or "unknown type")
         text = f"{self._where}: error while streaming ({kind}): {error.get('message')}"
         if kind in _NOT_RETRYABLE_STREAM_ERRORS:
-            return NonRetryableError(text)
-        return RetryableError(text)
+            return ProviderRefusedError(text, status=None)
+        return ProviderUnavailableError(text, status=None)

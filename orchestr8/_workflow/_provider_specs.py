@@ -42,6 +42,7 @@ __all__ = [
     "ProviderKind",
     "ProviderSpec",
     "bind_provider_secrets",
+    "environment_reference",
     "provider_secret_names",
     "provider_spec_problems",
     "raw_provider_problems",
@@ -304,6 +305,14 @@ def bind_provider_secrets(
         for header, value in bound["headers"].items()
     }
     return attrs.evolve(spec, api_key=api_key, headers=headers)
+
+
+def environment_reference(value: str | None) -> str | None:
+    """The variable a value that is one whole `${env.NAME}` reference names, else None."""
+    if value is None:
+        return None
+    found = _WHOLE_REFERENCE.match(value)
+    return found.group(2) if found is not None and found.group(1) == "env" else None
 
 
 def _bind_environment(match: re.Match[str], environ: Mapping[str, str]) -> str:

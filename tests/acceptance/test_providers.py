@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from cli_processes import environment
+from key_spy import KeySpy
 
 from orchestr8.testing import FakeAnthropic
 
@@ -168,3 +170,81 @@ async def test_serve_and_validate_refuse_a_bad_or_empty_providers_option(tmp_pat
     empty = await orchestr8("validate", str(workflow), "--providers", " ", env=env)
     assert empty.returncode == 1
     assert "error: --providers: the path is empty" in empty.stderr.decode()
+
+
+# The anthropic SDK leaves its own SSE decoder's async generators suspended when a chunk is not
+# JSON (in the garbage server's stream); trio finalises them with a ResourceWarning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_garbage_stream_falls_back_and_names_the_provider(tmp_path: Path) -> None:
+    """Malformed SSE from `gs` is a ProviderResponseError naming it; the fallback answers."""
+    garbage = KeySpy(
+        status=200,
+        content_type="text/event-stream",
+        body=b"event: message_start\ndata: {not json}\n\n",
+    )
+    fake = FakeAnthropic()
+    fake.reply_text("from the fallback")
+    journal = str(tmp_path / "journal.db")
+    with fake:
+        async with garbage.serve() as garbage_url, fake.serve() as fake_url:
+            document = {
+                **WORKFLOW,
+                "providers": {"gs": {"kind": "anthropic", "base_url": garbage_url}},
+            }
+            document["steps"] = [
+                {
+                    **WORKFLOW["steps"][0],
+                    "agent": {
+                        "id": "llm",
+                        "config": {"model": "gs:m", "fallback": ["anthropic:claude-haiku-4-5"]},
+                    },
+                }
+            ]
+            workflow = tmp_path / "garbage.json"
+            workflow.write_text(json.dumps(document), "utf-8")
+            env = environment(tmp_path, ANTHROPIC_API_KEY="sk-main", ANTHROPIC_BASE_URL=fake_url)
+            done = await orchestr8("run", str(workflow), "--json", "--journal", journal, env=env)
+            assert done.returncode == 0, done.stderr.decode()
+            result = json.loads(done.stdout)
+            events = await orchestr8(
+                "inspect", result["execution_id"], "--journal", journal, "--json", env=env
+            )
+    assert result["output"]["provider"] == "anthropic"
+    calls = [e["data"] for e in json.loads(events.stdout)["events"] if e["type"] == "llm.called"]
+    assert calls[0]["provider"] == "gs"
+    assert calls[0]["error"]["type"] == "ProviderResponseError"
+    assert calls[0]["error"]["message"].startswith("provider 'gs' (anthropic at ")
+    assert (calls[1]["provider"], calls[1]["outcome"]) == ("anthropic", "succeeded")
+
+
+async def test_inspect_says_when_an_open_breaker_skipped_the_primary(tmp_path: Path) -> None:
+    """Five failures open anthropic's breaker; the sixth step's skip is journaled and shown."""
+    primary, backup = FakeAnthropic(), FakeAnthropic()
+    for _ in range(5):
+        primary.reply_overloaded()
+    for number in range(6):
+        backup.reply_text(f"answer {number}")
+    config = {"model": "claude-a", "fallback": ["backup:claude-b"]}
+    steps = [
+        {"id": f"s{number}", "agent": {"id": "llm", "config": config}, "input": "hi"}
+        for number in range(6)
+    ]
+    journal = str(tmp_path / "journal.db")
+    with primary, backup:
+        async with primary.serve() as primary_url, backup.serve() as backup_url:
+            document = {
+                "schema_version": "1.1",
+                "name": "breaking",
+                "strategy": "sequential",
+                "providers": {"backup": {"kind": "anthropic", "base_url": backup_url}},
+                "steps": steps,
+            }
+            workflow = tmp_path / "breaking.json"
+            workflow.write_text(json.dumps(document), "utf-8")
+            env = environment(tmp_path, ANTHROPIC_API_KEY="sk", ANTHROPIC_BASE_URL=primary_url)
+            done = await orchestr8("run", str(workflow), "--json", "--journal", journal, env=env)
+            assert done.returncode == 0, done.stderr.decode()
+            execution = json.loads(done.stdout)["execution_id"]
+            shown = await orchestr8("inspect", execution, "--journal", journal, env=env)
+    row = next(line for line in shown.stdout.decode().splitlines() if " s5 " in f" {line} ")
+    assert "answered by backup:claude-b; anthropic skipped: circuit open" in row

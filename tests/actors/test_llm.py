@@ -580,7 +580,7 @@ async def test_rate_limit_retry_after_sets_the_retry_delay(
     assert result.succeeded
     assert result.steps["ask"].attempts == 2
     [failed] = of_type(events, "attempt.failed")
-    assert failed.data["error"]["type"] == "RetryableError"
+    assert failed.data["error"]["type"] == "ProviderUnavailableError"
     assert (
         "(anthropic at http://fake-anthropic.invalid): error 429 (rate_limit_error)"
         in failed.data["error"]["message"]

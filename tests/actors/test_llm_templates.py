@@ -227,7 +227,7 @@ async def test_a_failed_call_is_journaled_with_its_error(fake: FakeAnthropic) ->
         await run_agent("llm", "hi", config={"model": "claude-test"}, context={"llm": session})
     (call,) = session.calls
     assert call["outcome"] == "failed"
-    assert call["error"]["type"] == "NonRetryableError"  # type: ignore[index,call-overload]
+    assert call["error"]["type"] == "ProviderRefusedError"  # type: ignore[index,call-overload]
 
 
 async def test_a_missing_variable_fails_without_a_call(fake: FakeAnthropic) -> None:

@@ -87,7 +87,7 @@ async def test_a_failing_primary_falls_back_to_a_second_provider() -> None:
         ("anthropic", "failed"),
         ("backup", "succeeded"),
     ]
-    assert calls[0].data["error"]["type"] == "RetryableError"
+    assert calls[0].data["error"]["type"] == "ProviderUnavailableError"
     assert calls[1].data["cost_usd"] == pytest.approx((7 * 1.0 + 3 * 5.0) / 1e6)
     assert all(call.step_id == "ask" and call.attempt == 1 for call in calls)
     anthropic = breakers.find("llm-provider:anthropic")
@@ -168,7 +168,7 @@ def test_every_provider_breaker_uses_the_documented_policy() -> None:
 
 async def test_a_provider_breaker_opens_is_journaled_and_then_skips_the_provider() -> None:
     """Five failures open `llm-provider:anthropic` (journaled in the step that caused it); the
-    next step's call goes straight to the fallback."""
+    next step's call goes straight to the fallback, the skipped primary journaled as such."""
     primary, backup = FakeAnthropic(), FakeAnthropic()
     for _ in range(5):
         primary.reply_overloaded()
@@ -193,4 +193,14 @@ async def test_a_provider_breaker_opens_is_journaled_and_then_skips_the_provider
     last = [
         event for event in events if event.type == EventType.LLM_CALLED and event.step_id == "s5"
     ]
-    assert [call.data["provider"] for call in last] == ["backup"]
+    assert [(call.data["provider"], call.data["outcome"]) for call in last] == [
+        ("anthropic", "skipped"),
+        ("backup", "succeeded"),
+    ]
+    assert last[0].data["reason"] == "circuit open"
+    state = replay(events)
+    skipped = state.steps["s5"].llm
+    assert skipped is not None
+    assert _step_note({"error": None, "llm": skipped.to_json()}) == (
+        "1 model call, answered by backup:claude-b; anthropic skipped: circuit open"
+    )

@@ -99,3 +99,24 @@ def test_totals_add_up_whichever_way_the_calls_are_split(providers: list[str], s
     assert total == whole
     if whole is not None:
         assert whole.cost_usd == pytest.approx(len(data))
+
+
+def test_a_skipped_provider_is_no_call_but_is_listed_once_with_its_reason() -> None:
+    """`outcome: skipped` adds no call and no cost; each `NAME skipped: REASON` is listed once."""
+    calls = None
+    for data in (
+        called("anthropic", "skipped", reason="circuit open"),
+        called("backup", cost=0.5),
+        called("anthropic", "skipped", reason="circuit open"),
+        called("b", "skipped"),
+    ):
+        calls = fold_llm_call(calls, data)
+    assert calls is not None
+    assert (calls.calls, calls.failed, calls.cost_usd) == (1, 0, 0.5)
+    assert calls.skipped == ("anthropic skipped: circuit open", "b skipped: not called")
+    assert calls.to_json()["skipped"] == list(calls.skipped)
+    assert "skipped" not in LLMCalls().to_json()
+    other = fold_llm_call(None, called("c", "skipped", reason="no API key"))
+    total = total_llm_calls({"a": calls, "b": other, "c": calls})
+    assert total is not None
+    assert total.skipped == (*calls.skipped, "c skipped: no API key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from key_spy import KeySpy
 
 from orchestr8 import (
     AnthropicProvider,
@@ -12,6 +13,9 @@ from orchestr8 import (
     ChatMessage,
     ChatRequest,
     MissingAPIKeyError,
+    ProviderRefusedError,
+    ProviderResponseError,
+    ProviderUnavailableError,
     ToolSpec,
     Usage,
 )
@@ -114,3 +118,87 @@ async def test_a_configured_key_base_url_and_headers_reach_the_client(
     assert reply.text == "hello"
     assert fake.requests[0].headers["x-team"] == "bees"
     assert fake.requests[0].has_credentials
+
+
+async def test_aclose_while_held_leaves_the_client_to_its_holder() -> None:
+    """`aclose` during a `hold` does not orphan the client: the holder's end closes it."""
+    fake = FakeAnthropic()
+    fake.reply_text("one")
+    clients: list[Any] = []
+
+    def factory() -> Any:
+        clients.append(fake.make_client())
+        return clients[-1]
+
+    provider = AnthropicProvider()
+    with fake, use_anthropic_client(factory):
+        async with provider.hold():
+            await provider.aclose()
+            await provider.complete(request(), timeout=10)
+        assert len(clients) == 1
+        assert clients[0].is_closed()
+
+
+async def test_a_provider_without_a_key_variable_sends_no_key_to_its_own_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A declared provider (no `key_variable`) never reads ANTHROPIC_API_KEY and sends none."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-secret")
+    spy = KeySpy()
+    async with spy.serve() as url:
+        provider = AnthropicProvider("b", base_url=url, key_variable=None)
+        with pytest.raises(ProviderUnavailableError) as caught:
+            await provider.complete(request(), timeout=10)
+    assert spy.seen == [{}]
+    assert caught.value.status == 500
+
+
+async def test_a_declared_provider_of_anthropic_s_own_api_needs_its_own_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without `key_variable` and `api_key`, Anthropic's own API is refused before any call."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-secret")
+    for base_url in (None, "https://api.anthropic.com"):
+        provider = AnthropicProvider("team", base_url=base_url, key_variable=None)
+        with pytest.raises(MissingAPIKeyError, match=r"provider 'team'.*only the key its spec"):
+            await provider.complete(request(), timeout=10)
+
+
+# The anthropic SDK leaves its own SSE decoder's async generators suspended when a chunk is not
+# JSON; trio finalises them with a ResourceWarning (silent outside tests), which is not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/event-stream", b"event: message_start\ndata: {not json}\n\n"),
+        ("application/json", b'{"id": 1, "content": "not blocks"}'),
+    ],
+)
+async def test_malformed_output_is_a_provider_response_error_naming_the_provider(
+    content_type: str, body: bytes
+) -> None:
+    """Garbage SSE or a JSON body of the wrong shape: `ProviderResponseError` naming 'gs'."""
+    spy = KeySpy(status=200, content_type=content_type, body=body)
+    async with spy.serve() as url:
+        provider = AnthropicProvider("gs", base_url=url, api_key="sk-gs")
+        for stream in (True, False):
+            with pytest.raises(ProviderResponseError, match=r"^provider 'gs' \(anthropic at "):
+                await provider.complete(request(stream=stream), timeout=10)
+
+
+async def test_status_errors_carry_their_http_status() -> None:
+    """401 is refused with `status` 401 (fallback reads it); 529 is unavailable with 529."""
+    fake = FakeAnthropic()
+    fake.reply_unauthorized()
+    fake.reply_overloaded()
+    errors: list[Exception] = []
+    with use_fake_anthropic(fake):
+        for _ in range(2):
+            try:
+                await AnthropicProvider().complete(request(), timeout=10)
+            except (ProviderRefusedError, ProviderUnavailableError) as error:
+                errors.append(error)
+    assert [(type(e).__name__, getattr(e, "status", None)) for e in errors] == [
+        ("ProviderRefusedError", 401),
+        ("ProviderUnavailableError", 529),
+    ]

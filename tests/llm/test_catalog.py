@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from scripted_providers import ScriptedProvider, ScriptedProviders
 
@@ -15,6 +17,7 @@ from orchestr8 import (
     ProviderSpec,
     UnknownProviderError,
 )
+from orchestr8._errors import MissingPackageError
 from orchestr8._llm import _catalog
 from orchestr8._llm._catalog import BUILT_IN_PROVIDERS, LOCAL_BASE_URL, make_provider
 
@@ -24,7 +27,9 @@ def test_the_built_ins_are_anthropic_openai_and_a_local_ollama() -> None:
     catalog = ProviderCatalog()
     assert catalog.names == ("anthropic", "local", "openai")
     assert BUILT_IN_PROVIDERS["local"].base_url == LOCAL_BASE_URL == "http://127.0.0.1:11434/v1"
-    assert catalog.price("local", "llama3.1") == ModelPrice(input=0.0, output=0.0)
+    zero = catalog.price("local", "llama3.1")
+    assert zero is not None
+    assert (zero.input, zero.output) == (0.0, 0.0)
     assert catalog.price("anthropic", "claude-sonnet-4-5") == ModelPrice(
         input=3.0, output=15.0, cached_input=0.3
     )
@@ -59,7 +64,23 @@ def test_resolving_gives_the_provider_the_bare_model_and_its_price() -> None:
     assert resolved.provider is local
     assert resolved.model == "llama3.1:8b"
     assert resolved.price == price
-    assert catalog.resolve("local:other").price is None
+    # A redefined `local` keeps the table's `local` section (zero) for models it does not price.
+    zero = catalog.resolve("local:other").price
+    assert zero is not None
+    assert (zero.input, zero.output) == (0.0, 0.0)
+
+
+def test_the_price_table_section_is_the_provider_s_name_then_its_kind() -> None:
+    """`local` (of kind openai) reads the table's `local` section; another openai-kind name not."""
+    catalog = ProviderCatalog(
+        {"local": ProviderSpec(kind="openai"), "lab": ProviderSpec(kind="openai")},
+        factory=ScriptedProviders(ScriptedProvider("local"), ScriptedProvider("lab")),
+    )
+    zero = catalog.price("local", "llama3.1")
+    assert zero is not None
+    assert (zero.input, zero.output) == (0.0, 0.0)
+    assert catalog.price("lab", "llama3.1") is None
+    assert catalog.price("lab", "gpt-4.1") == catalog.price("openai", "gpt-4.1")
 
 
 def test_a_bare_model_resolves_to_anthropic_only_where_allowed() -> None:
@@ -150,14 +171,14 @@ def test_an_anthropic_kind_makes_an_anthropic_provider_with_its_spec() -> None:
 
 def test_the_openai_kind_without_its_package_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without `openai` installed, a provider of that kind names the extra to install."""
-    monkeypatch.setattr(_catalog, "_openai_installed", lambda: False)
+    monkeypatch.setitem(sys.modules, "openai", None)
     catalog = ProviderCatalog()
     assert catalog.missing_package("openai") == (
         "provider 'openai' is of kind openai, which needs the openai package:"
         " pip install 'orchestr8[openai]'"
     )
     assert catalog.missing_package("anthropic") is None
-    with pytest.raises(Exception, match=r"pip install 'orchestr8\[openai\]'"):
+    with pytest.raises(MissingPackageError, match=r"pip install 'orchestr8\[openai\]'"):
         catalog.resolve("openai:gpt-4.1")
 
 
@@ -167,3 +188,28 @@ def test_secret_values_read_the_execution_s_first_then_the_runtime_s() -> None:
     assert (values["A"], values["B"], list(values), len(values)) == ("1", "2", ["A"], 1)
     with pytest.raises(KeyError):
         values["C"]
+
+
+def test_only_the_built_in_providers_read_their_environment_variable() -> None:
+    """Built-in `anthropic`/`openai` read their key variable; a declared one never does."""
+    built_in = make_provider("anthropic", BUILT_IN_PROVIDERS["anthropic"])
+    declared = make_provider("anthropic", ProviderSpec(kind="anthropic", base_url="http://h/"))
+    lab = make_provider("lab", ProviderSpec(kind="openai", base_url="http://h/v1"))
+    openai_built_in = make_provider("openai", BUILT_IN_PROVIDERS["openai"])
+    assert built_in._key_variable == "ANTHROPIC_API_KEY"  # type: ignore[attr-defined]
+    assert declared._key_variable is None  # type: ignore[attr-defined]
+    assert lab._key_variable is None  # type: ignore[attr-defined]
+    assert openai_built_in._key_variable == "OPENAI_API_KEY"  # type: ignore[attr-defined]
+
+
+def test_a_spec_key_naming_an_unset_variable_is_a_missing_key() -> None:
+    """`api_key: ${env.NOPE}` unset: `MissingAPIKeyError` names the provider and the variable."""
+    spec = ProviderSpec(kind="anthropic", base_url="http://h/", api_key="${env.NOPE}")
+    catalog = ProviderCatalog({"b": spec}, environ={})
+    with pytest.raises(MissingAPIKeyError) as caught:
+        catalog.resolve("b:m")
+    assert str(caught.value) == (
+        "provider 'b' takes its API key from the environment variable 'NOPE', which is not set"
+    )
+    set_catalog = ProviderCatalog({"b": spec}, environ={"NOPE": "sk-b"})
+    assert set_catalog.resolve("b:m").provider._api_key == "sk-b"  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from orchestr8 import (
     ModelPrice,
     NonRetryableError,
     ProviderCatalog,
+    ProviderRefusedError,
     ProviderResponseError,
     ProviderSpec,
     RetryableError,
@@ -110,13 +111,13 @@ async def call(session: RecordingSession, names: list[Any], **options: Any) -> A
         (ProviderResponseError("provider 'a': a JSON body answered a stream"), True),
         (CircuitOpenError("open", retry_after=3), True),
         (MissingAPIKeyError("provider 'a' has no API key"), True),
-        (
-            NonRetryableError("provider 'a' (anthropic at x): error 401 (authentication_error)"),
-            True,
-        ),
-        (NonRetryableError("provider 'a' (anthropic at x): error 403 (permission_error)"), True),
-        (NonRetryableError("provider 'a' (openai at x): error 404 (not_found_error): model"), True),
-        (NonRetryableError("provider 'a' (anthropic at x): error 400 (invalid_request)"), False),
+        (ProviderRefusedError("provider 'a': authentication_error", status=401), True),
+        (ProviderRefusedError("provider 'a': permission_error", status=403), True),
+        (ProviderRefusedError("provider 'a': not_found_error: model", status=404), True),
+        (ProviderRefusedError("provider 'a': invalid_request", status=400), False),
+        (ProviderRefusedError("provider 'a': error while streaming", status=None), False),
+        # The status is read from the error, never from its message.
+        (NonRetryableError("provider 'a' (anthropic at x): error 401 (auth)"), False),
         (BudgetExhaustedError("workflow budget max_cost_usd: asked 0.2, 0.1 left"), False),
         (ValueError("a bug"), False),
     ],
@@ -186,7 +187,9 @@ async def test_every_candidate_failing_names_each_failure(
     """When all fail, the error lists each; retryable if any was, with the shortest wait."""
     session, names = setup(
         ScriptedProvider("anthropic", RetryableError("slow down", retry_after=7)),
-        ScriptedProvider("backup", NonRetryableError("error 401 (authentication_error)")),
+        ScriptedProvider(
+            "backup", ProviderRefusedError("error 401 (authentication_error)", status=401)
+        ),
         ScriptedProvider("third", RetryableError("busy", retry_after=2)),
     )
     with pytest.raises(AllProvidersFailedError) as caught:
@@ -203,8 +206,8 @@ async def test_only_final_refusals_make_a_non_retryable_failure(
 ) -> None:
     """Key and model refusals everywhere: no retry could help, so the step is not retried."""
     session, names = setup(
-        ScriptedProvider("anthropic", NonRetryableError("error 401 (authentication_error)")),
-        ScriptedProvider("backup", NonRetryableError("error 404 (not_found_error)")),
+        ScriptedProvider("anthropic", ProviderRefusedError("authentication_error", status=401)),
+        ScriptedProvider("backup", ProviderRefusedError("not_found_error", status=404)),
     )
     with pytest.raises(NonRetryableError, match="every provider failed") as caught:
         await call(session, names[:2])
@@ -214,7 +217,7 @@ async def test_only_final_refusals_make_a_non_retryable_failure(
 async def test_an_open_breaker_skips_its_provider_without_a_call(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """One breaker per provider: once open, calls go straight to the fallback, journaling none."""
+    """One breaker per provider: once open, calls go straight to the fallback, journaled skipped."""
     failing = RetryableError("error 500 (api_error)")
     primary = ScriptedProvider("anthropic", failing, failing)
     session, names = setup(primary, ScriptedProvider("backup", "b1", "b2", "b3"), threshold=2)
@@ -222,13 +225,19 @@ async def test_an_open_breaker_skips_its_provider_without_a_call(
         answered = await call(session, names)
         assert answered.index == 1
     assert len(primary.requests) == 2
-    assert [record["provider"] for record in session.calls] == [
-        "anthropic",
-        "backup",
-        "anthropic",
-        "backup",
-        "backup",
+    assert [(record["provider"], record["outcome"]) for record in session.calls] == [
+        ("anthropic", "failed"),
+        ("backup", "succeeded"),
+        ("anthropic", "failed"),
+        ("backup", "succeeded"),
+        ("anthropic", "skipped"),
+        ("backup", "succeeded"),
     ]
+    skipped = session.calls[4]
+    assert skipped["reason"] == "circuit open"
+    assert skipped["usage"] == Usage().to_json()
+    assert skipped["cost_usd"] is None
+    assert skipped["error"]["type"] == "CircuitOpenError"
 
 
 async def test_an_open_breaker_alone_is_retryable_after_its_wait(
@@ -298,3 +307,27 @@ def test_the_cost_prices_cached_input_apart() -> None:
     assert cost_of_call(usage, price) == pytest.approx(0.6 * 3 + 0.4 * 0.3 + 0.1 * 15)
     assert cost_of_call(usage, ModelPrice(input=3.0, output=15.0)) == pytest.approx(3 + 1.5)
     assert cost_of_call(usage, None) is None
+
+
+async def test_a_provider_whose_spec_key_is_unset_is_skipped_and_journaled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`api_key: ${env.NOPE}` unset: no call, an `llm.called` skipped, the fallback answers."""
+    backup = ScriptedProvider("backup", "from backup")
+    specs = {
+        "team": ProviderSpec(kind="anthropic", base_url="http://h/", api_key="${env.NOPE}"),
+        "backup": ProviderSpec(kind="anthropic"),
+    }
+    catalog = ProviderCatalog(specs, environ={}, factory=ScriptedProviders(backup))
+    session = RecordingSession(catalog, CircuitBreakerPolicy())
+    names = [parse_model_name(text, field="model") for text in ("team:m", "backup:claude-b")]
+    answered = await call(session, names)
+    assert (answered.index, answered.reply.provider) == (1, "backup")
+    skipped, succeeded = session.calls
+    assert (skipped["provider"], skipped["outcome"], skipped["reason"]) == (
+        "team",
+        "skipped",
+        "no API key",
+    )
+    assert skipped["error"]["type"] == "MissingAPIKeyError"
+    assert succeeded["outcome"] == "succeeded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from orchestr8 import (
     load_workflow,
 )
 from orchestr8._execution._admission import admit_workflow
-from orchestr8._llm import _catalog
 from orchestr8._llm._model_use_checks import model_use_problems
 
 
@@ -87,7 +87,7 @@ def test_a_malformed_name_is_refused() -> None:
 
 def test_the_openai_package_missing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """An openai-kind provider without the package names the extra to install."""
-    monkeypatch.setattr(_catalog, "_openai_installed", lambda: False)
+    monkeypatch.setitem(sys.modules, "openai", None)
     assert problems(ModelUse("openai:gpt-4.1")) == [
         "$.steps[1].agent.config.model: provider 'openai' is of kind openai, which needs the"
         " openai package: pip install 'orchestr8[openai]'"

@@ -14,6 +14,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from key_spy import KeySpy
 
 from orchestr8 import (
     AgentConfigurationError,
@@ -28,7 +29,12 @@ from orchestr8 import (
     ToolSpec,
     Usage,
 )
-from orchestr8._errors import MissingPackageError, ProviderResponseError
+from orchestr8._errors import (
+    MissingPackageError,
+    ProviderRefusedError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+)
 from orchestr8._llm._openai_provider import NO_KEY, require_openai
 from orchestr8.testing import FakeOpenAI, use_fake_openai, use_openai_client
 
@@ -271,38 +277,43 @@ async def test_openais_own_api_gets_max_completion_tokens() -> None:
 ERRORS: list[tuple[Callable[[FakeOpenAI], None], type[Exception], str, float | None]] = [
     (
         lambda fake: fake.reply_rate_limited(retry_after=7),
-        RetryableError,
+        ProviderUnavailableError,
         "error 429 (requests/rate_limit_exceeded): Rate limit reached",
         7.0,
     ),
-    (lambda fake: fake.reply_server_error(), RetryableError, "error 500 (server_error)", None),
+    (
+        lambda fake: fake.reply_server_error(),
+        ProviderUnavailableError,
+        "error 500 (server_error)",
+        None,
+    ),
     (
         lambda fake: fake.reply_error(408, "timeout", "slow", headers={"retry-after-ms": "1500"}),
-        RetryableError,
+        ProviderUnavailableError,
         "error 408 (timeout): slow",
         1.5,
     ),
     (
         lambda fake: fake.reply_error(409, "conflict", "busy"),
-        RetryableError,
+        ProviderUnavailableError,
         "error 409",
         None,
     ),
     (
         lambda fake: fake.reply_bad_request("max_tokens is too large"),
-        NonRetryableError,
+        ProviderRefusedError,
         "error 400 (invalid_request_error): max_tokens is too large",
         None,
     ),
     (
         lambda fake: fake.reply_unauthorized(),
-        NonRetryableError,
+        ProviderRefusedError,
         "error 401 (invalid_request_error/invalid_api_key): Incorrect API key provided",
         None,
     ),
     (
         lambda fake: fake.reply_model_not_found("llama3.1"),
-        NonRetryableError,
+        ProviderRefusedError,
         "error 404 (invalid_request_error/model_not_found): The model `llama3.1` does not exist",
         None,
     ),
@@ -310,13 +321,13 @@ ERRORS: list[tuple[Callable[[FakeOpenAI], None], type[Exception], str, float | N
         lambda fake: fake.reply_error(
             503, "overloaded", "later", headers={"x-should-retry": "false"}
         ),
-        NonRetryableError,
+        ProviderRefusedError,
         "error 503 (overloaded): later",
         None,
     ),
     (
         lambda fake: fake.reply_error(400, "odd", "try again", headers={"x-should-retry": "true"}),
-        RetryableError,
+        ProviderUnavailableError,
         "error 400 (odd): try again",
         None,
     ),
@@ -336,6 +347,7 @@ async def test_status_errors_are_classified_and_name_the_provider(
         error, _, usages = await call(fake, request())
     assert type(error) is error_class
     assert str(error).startswith(f"{WHERE}: {message}")
+    assert getattr(error, "status", None) == int(message.split()[1])  # structured, for fallback
     assert "[request-id req_fake_" in str(error)
     assert usages == []  # nothing was spent
     if isinstance(error, RetryableError):
@@ -361,7 +373,7 @@ async def test_an_error_chunk_mid_stream_fails_after_the_text_and_reports_an_est
     with FakeOpenAI() as fake:
         fake.reply_stream_error("server_error", "the model crashed", text="partial answer")
         error, texts, usages = await call(fake, request())
-    assert type(error) is RetryableError
+    assert type(error) is ProviderUnavailableError
     assert str(error) == f"{WHERE}: error while streaming (server_error): the model crashed"
     assert "".join(texts) == "partial answer"
     [usage] = usages
@@ -374,7 +386,7 @@ async def test_an_invalid_request_error_chunk_is_not_retried() -> None:
     with FakeOpenAI() as fake:
         fake.reply_stream_error("invalid_request_error", "context too long")
         error, _, _ = await call(fake, request())
-    assert type(error) is NonRetryableError
+    assert type(error) is ProviderRefusedError
 
 
 @pytest.mark.parametrize(
@@ -649,3 +661,33 @@ async def test_the_providers_headers_go_with_every_request() -> None:
         assert sent.headers["x-team"] == "bees"
         assert sent.has_credentials
         assert "azure-secret" not in repr(sent)
+
+
+async def test_a_declared_provider_never_reads_openai_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without `key_variable`: OpenAI's own API is refused keyless, another server gets none."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret")
+    official = OpenAIProvider(
+        "team", base_url="https://api.openai.com/v1", api_key=None, key_variable=None
+    )
+    with pytest.raises(MissingAPIKeyError, match=r"provider 'team'.*only the key its spec"):
+        await official.complete(request(), timeout=10)
+    spy = KeySpy()
+    async with spy.serve() as url:
+        lab = OpenAIProvider("lab", base_url=f"{url}/v1", api_key=None, key_variable=None)
+        with pytest.raises(ProviderUnavailableError):
+            await lab.complete(request(), timeout=10)
+    assert spy.seen == [{"authorization": f"Bearer {NO_KEY}"}]
+
+
+@pytest.mark.parametrize(
+    "body", [b"data: {not json}\n\n", b'data: {"choices": 5}\n\ndata: [DONE]\n\n']
+)
+async def test_a_garbage_stream_on_loopback_is_a_provider_response_error(body: bytes) -> None:
+    """A server streaming garbage fails the call with `ProviderResponseError` naming it."""
+    spy = KeySpy(status=200, content_type="text/event-stream", body=body)
+    async with spy.serve() as url:
+        provider = OpenAIProvider("go", base_url=f"{url}/v1", api_key=None)
+        with pytest.raises(ProviderResponseError, match=r"^provider 'go' \(openai at .*malformed"):
+            await provider.complete(request(), timeout=10)
