@@ -597,12 +597,14 @@ async def test_a_call_over_loopback_to_the_served_fake() -> None:
     fake.assert_all_used()
 
 
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+
+
+# A named function, not a lambda: Hypothesis reads a lambda's source to check that it recurses,
+# and a lambda spread over several lines defeats that reading now and then.
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=6,
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8), _containers, max_leaves=6
 )
 
 
