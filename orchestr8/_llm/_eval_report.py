@@ -295,7 +295,7 @@ def dimension_rows(report: EvalReport) -> list[tuple[str, ...]]:
         if comparison.kind == "score":
             effect = "-" if comparison.effect_size is None else f"d_z {comparison.effect_size:+.2f}"
         else:
-            effect = f"OR {comparison.effect_size:.2f}"
+            effect = "-" if comparison.effect_size is None else _odds(comparison.effect_size)
         detectable = comparison.minimum_detectable_effect
         low, high = comparison.interval.low, comparison.interval.high
         rows.append(
@@ -357,6 +357,11 @@ def _signed_percent(value: float) -> str:
 
 def _detectable(kind: str, value: float) -> str:
     return f"{100 * value:.0f}pp" if kind == "pass_fail" else f"{value:.1f}"
+
+
+def _odds(value: float) -> str:
+    """An odds ratio: two decimals, or two significant digits when that would show 0.00."""
+    return f"OR {value:.2f}" if value >= 0.01 else f"OR {value:.2g}"
 
 
 def _p(value: float) -> str:

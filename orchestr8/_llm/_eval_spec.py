@@ -345,8 +345,9 @@ def load_dataset(path: str | os.PathLike[str], *, allow_small: bool = False) -> 
     """The inputs of a JSON Lines dataset: one object per non-blank line, with its number.
 
     Raises:
-        EvalDatasetError: the file cannot be read; a line is not JSON or not an object (its
-            number is given); or fewer than `MINIMUM_INPUTS` lines without `allow_small`.
+        EvalDatasetError: the file cannot be read; lines are not JSON or not objects (every
+            such line is named, one per line of the message); fewer than 2 lines (nothing to
+            compare); or fewer than `MINIMUM_INPUTS` lines without `allow_small`.
     """
     label = os.fspath(path)
     try:
@@ -361,11 +362,21 @@ def load_dataset(path: str | os.PathLike[str], *, allow_small: bool = False) -> 
     except UnicodeDecodeError as error:
         raise EvalDatasetError(f"{label}: not UTF-8 text ({error.reason})") from None
     inputs: list[DatasetInput] = []
+    bad_lines: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            inputs.append(DatasetInput(number, _dataset_line(label, number, line)))
+            try:
+                inputs.append(DatasetInput(number, _dataset_line(label, number, line)))
+            except EvalDatasetError as error:
+                bad_lines.append(str(error))
+    if bad_lines:
+        raise EvalDatasetError("\n".join(bad_lines))
     if not inputs:
         raise EvalDatasetError(f"{label}: no inputs (one JSON object per line)")
+    if len(inputs) < 2:
+        raise EvalDatasetError(
+            f"{label}: 1 input: a paired comparison needs at least 2, even with --allow-small"
+        )
     if len(inputs) < MINIMUM_INPUTS and not allow_small:
         _, detectable = minimum_detectable_effect([0.0] * len(inputs))
         raise EvalDatasetError(

@@ -15,10 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from orchestr8._llm._eval_run import call_order
-from orchestr8.testing import FakeAnthropic
+from orchestr8.testing import FakeAnthropic, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "eval"
@@ -106,3 +107,45 @@ async def test_the_example_eval_finds_b_worse_then_reruns_from_the_cache(tmp_pat
     assert cached["arms"]["a"]["spent_usd"] == 0.0
     assert cached["arms"]["a"]["cost_usd"] == report["arms"]["a"]["cost_usd"]
     assert cached["dimensions"] == report["dimensions"]
+
+
+async def test_the_documented_flag_commands_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval.md's two flag-form commands work in the example directory: the templates' expect.
+
+    The second command's arm A is the first's arm A, so it comes from the cache: 48 Anthropic
+    calls in all, and 24 to the local model.
+    """
+    workdir = tmp_path / "eval"
+    shutil.copytree(EXAMPLE, workdir)
+    anthropic, local = FakeAnthropic(), FakeOpenAI()
+    for _ in range(48):
+        anthropic.reply_text(GOOD.format(topic="It"), input_tokens=60, output_tokens=25)
+    for _ in range(24):
+        local.reply_text(WITHOUT_RISKS.format(topic="It"), prompt_tokens=60, completion_tokens=25)
+    async with anthropic.serve() as anthropic_url, local.serve() as local_url:
+        providers = workdir / "providers.json"
+        providers.write_text(
+            json.dumps({"providers": {"local": {"kind": "openai", "base_url": local_url}}}),
+            encoding="utf-8",
+        )
+        monkeypatch.setenv("ORCHESTR8_PROVIDERS", str(providers))
+        templates = await orchestr8_eval(
+                "--a", "brief-v1.json", "--b", "brief-v2.json",
+                "--model", "anthropic:claude-sonnet-4-5", "--dataset", "topics.jsonl",
+                cwd=workdir, base_url=anthropic_url,
+        )  # fmt: skip
+        models = await orchestr8_eval(
+            "--a", "brief-v1.json", "--model", "anthropic:claude-sonnet-4-5",
+            "--model-b", "local:llama3.1", "--dataset", "topics.jsonl",
+            cwd=workdir, base_url=anthropic_url,
+        )  # fmt: skip
+    anthropic.assert_all_used()
+    local.assert_all_used()
+    code, stdout, stderr = templates
+    assert code == 0, stderr
+    assert "24 inputs, seed 0" in stdout
+    code, stdout, stderr = models
+    assert code == 2, stderr
+    assert "B is significantly worse on: structure" in stdout

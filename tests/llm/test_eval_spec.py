@@ -295,3 +295,21 @@ def test_files_over_the_size_limit_are_refused(
     dataset = write_dataset(tmp_path, ['{"topic": "long enough"}'])
     with pytest.raises(EvalDatasetError, match="larger than the 64 MiB limit"):
         load_dataset(dataset)
+
+
+def test_a_single_input_is_refused_even_when_small_is_allowed(tmp_path: Path) -> None:
+    """One input leaves nothing to compare: refused, never an empty report that passes."""
+    path = write_dataset(tmp_path, [json.dumps({"n": 1})])
+    with pytest.raises(EvalDatasetError, match="needs at least 2, even with --allow-small"):
+        load_dataset(path, allow_small=True)
+
+
+def test_every_bad_dataset_line_is_named(tmp_path: Path) -> None:
+    """Lines 2 and 4 broken: both are reported at once, so one fix-and-rerun suffices."""
+    lines = [json.dumps({"n": index}) for index in range(25)]
+    lines[1], lines[3] = "{nope", "[1]"
+    path = write_dataset(tmp_path, lines)
+    with pytest.raises(EvalDatasetError) as error:
+        load_dataset(path)
+    reported = str(error.value).splitlines()
+    assert [line.split(": ")[0] for line in reported] == [f"{path}:2", f"{path}:4"]
