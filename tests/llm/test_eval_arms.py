@@ -8,12 +8,14 @@ from typing import Any
 
 import attrs
 import pytest
+import trio.testing
 
-from orchestr8._errors import EvalSpecError
+from orchestr8._errors import EvalCallsFailedError, EvalSpecError
 from orchestr8._llm._catalog import ProviderCatalog
 from orchestr8._llm._chat import Usage
 from orchestr8._llm._eval_arms import evaluate, prepare_arms
 from orchestr8._llm._eval_cache import EvalCache
+from orchestr8._llm._eval_report import arm_rows
 from orchestr8._llm._eval_spec import EvalArm, EvalSpec
 from orchestr8._workflow._provider_specs import ModelPrice, ProviderSpec
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
@@ -193,3 +195,59 @@ async def test_a_judge_samples_each_reply_k_times_and_caches_every_sample(
     # Scored input by input, A then B: verdicts (T, F), (T, T), (F, F), (T, T) on risks.
     assert completeness.mean_a == pytest.approx((75.0 + 50.0) / 2)
     assert completeness.mean_b == pytest.approx(100.0)
+
+
+async def test_a_judge_answer_that_is_not_a_verdict_is_retried_and_never_cached(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`sure! looks good` is paid for but retried; the report counts every judge call."""
+    spec = spec_for(
+        tmp_path, judge={"model": "anthropic:claude-haiku-4-5", "k": 1}, allow_small=True
+    )
+    spec.dataset.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("bees", "ants")))
+    fake = FakeAnthropic()
+    for number in range(4):
+        fake.reply_text(f"<summary>insects {number}</summary>")
+    fake.reply_text("sure! looks good", input_tokens=30, output_tokens=4)
+    for _ in range(4):
+        fake.reply_json({"summary": True, "risks": False}, input_tokens=30, output_tokens=4)
+    cache = EvalCache(tmp_path / "cache")
+    with use_fake_anthropic(fake):
+        report = await evaluate(spec, catalog=ProviderCatalog(), cache=cache, concurrency=1)
+        again = await evaluate(spec, catalog=ProviderCatalog(), cache=cache, concurrency=1)
+    fake.assert_all_used()
+    assert report.judge is not None
+    assert again.judge is not None
+    assert (report.judge.samples, report.judge.from_cache) == (4, 0)
+    assert report.judge.model == "anthropic:claude-haiku-4-5"
+    assert report.judge.input_tokens == 4 * 30  # the sample kept; the retried answer not cached
+    assert report.judge.spent_usd is not None
+    assert report.judge.spent_usd > 0
+    assert (again.judge.samples, again.judge.from_cache, again.judge.spent_usd) == (4, 4, 0.0)
+    assert report.to_json()["judge"]["samples"] == 4
+    assert arm_rows(report)[-1][:3] == ("judge", "anthropic:claude-haiku-4-5", "-")
+
+
+async def test_replies_the_judge_cannot_score_are_named_after_the_others(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A judge that never answers a verdict for one reply: three tries, then named with its arm."""
+    spec = spec_for(
+        tmp_path, judge={"model": "anthropic:claude-haiku-4-5", "k": 1}, allow_small=True
+    )
+    spec.dataset.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("bees", "ants")))
+    fake = FakeAnthropic()
+    for number in range(4):
+        fake.reply_text(f"<summary>insects {number}</summary>")
+    for _ in range(3):
+        fake.reply_text("sure! looks good")
+    for _ in range(3):
+        fake.reply_json({"summary": True, "risks": True})
+    with use_fake_anthropic(fake), pytest.raises(EvalCallsFailedError) as error:
+        await evaluate(
+            spec, catalog=ProviderCatalog(), cache=EvalCache(tmp_path / "c"), concurrency=1
+        )
+    fake.assert_all_used()
+    message = str(error.value)
+    assert message.startswith("1 of 4 outputs could not be scored (first: input 1, arm a: ")
+    assert "'sure! looks good', not a true/false verdict for each section" in message

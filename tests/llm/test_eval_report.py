@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from orchestr8._llm._eval_report import (
@@ -199,3 +200,16 @@ def test_a_tiny_odds_ratio_is_not_printed_as_zero() -> None:
     report = build_report(a, b, seed=1, arms=ARMS)
     effect = dimension_rows(report)[-1][DIMENSION_HEADERS.index("effect")]
     assert effect == "OR 0.00042"
+
+
+def test_estimated_token_counts_are_flagged() -> None:
+    """Outputs whose provider sent no usage: `~` in the table, a count in the JSON."""
+    a = [output(100, 100) for _ in range(20)]
+    b = [attrs.evolve(output(100, 100), estimated=index < 3) for index in range(20)]
+    report = build_report(a, b, seed=1, arms=ARMS)
+    rows = arm_rows(report)
+    tokens = ARM_HEADERS.index("tokens in/out")
+    assert (rows[0][tokens], rows[1][tokens]) == ("2000/400", "~2000/400")
+    document = report.to_json()
+    assert document["arms"]["b"]["tokens_estimated"] == 3
+    assert document["judge"] is None
