@@ -93,6 +93,8 @@ class EvalCache:
     """A directory of cached replies, created on the first store."""
 
     directory: Path
+    stored: int = 0
+    """How many replies this cache object has stored (what an interrupted run kept)."""
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
@@ -150,6 +152,7 @@ class EvalCache:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 file.write(encode_json(reply.to_json()))
             os.replace(temporary, path)
+            self.stored += 1
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,3 +151,46 @@ async def test_the_documented_flag_commands_run_as_written(
     code, stdout, stderr = models
     assert code == 2, stderr
     assert "B is significantly worse on: structure" in stdout
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_stops_the_eval_with_130_and_says_what_was_cached(
+    tmp_path: Path, signal_number: signal.Signals
+) -> None:
+    """SIGTERM or SIGINT mid-eval: 130, and stderr says how many outputs a rerun starts from."""
+    workdir = tmp_path / "eval"
+    shutil.copytree(EXAMPLE, workdir)
+    fake = FakeAnthropic()
+    for number in range(40):
+        fake.reply_text(GOOD.format(topic="It"), delay=0 if number < 4 else 600)
+    async with fake.serve() as base_url:
+        env = {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-acceptance",
+            "NO_COLOR": "1",
+        }
+        command = [sys.executable, "-m", "orchestr8", "eval", "spec.json", "--concurrency", "1"]
+        process = await trio.lowlevel.open_process(
+            command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        assert process.stderr is not None
+        seen = b""
+        with trio.fail_after(60):
+            while b"called 4 of 48" not in seen:
+                chunk = await process.stderr.receive_some()
+                assert chunk, seen.decode()
+                seen += chunk
+            process.send_signal(signal_number)
+            while chunk := await process.stderr.receive_some():
+                seen += chunk
+            code = await process.wait()
+    stderr = seen.decode()
+    assert code == 130, stderr
+    name = signal_number.name
+    assert f"interrupted ({name}): stopping; interrupt again to exit at once" in stderr
+    assert (
+        f"stopped by {name}: 4 outputs were made and cached by this run; run the same command "
+        "again to carry on from them"
+    ) in stderr
+    assert "Traceback" not in stderr
