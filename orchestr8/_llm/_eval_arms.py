@@ -28,7 +28,13 @@ from typing import Any, Protocol
 
 import attrs
 
-from .._errors import Orchestr8Error, ProviderResponseError, TemplateError
+from .._errors import (
+    EvalSpecError,
+    Orchestr8Error,
+    Problem,
+    ProviderResponseError,
+    TemplateError,
+)
 from .._json import JSON
 from ._chat import ChatMessage, ChatReply, ChatRequest, Usage
 from ._eval_cache import CachedReply, EvalCache
@@ -268,10 +274,16 @@ def prepare_arms(
     """
     shared = None if spec.expect is None else _compile(spec, spec.expect)
     tally = JudgeTally()
-    return (
-        _prepare(spec, spec.a, shared, catalog, cache, tally),
-        _prepare(spec, spec.b, shared, catalog, cache, tally),
-    )
+    prepared: list[TemplateArm] = []
+    problems: list[Problem] = []
+    for arm in (spec.a, spec.b):
+        try:
+            prepared.append(_prepare(spec, arm, shared, catalog, cache, tally))
+        except EvalSpecError as error:
+            problems += [problem for problem in error.problems if problem not in problems]
+    if problems:
+        raise EvalSpecError(problems, spec.source)
+    return prepared[0], prepared[1]
 
 
 def _prepare(
@@ -288,7 +300,7 @@ def _prepare(
         file = load_template(arm.template, directory=Path.cwd())
     except TemplateError as error:
         raise spec.problem(f"{where}.template", str(error)) from None
-    resolved = _resolve(spec, catalog, arm.model, f"{where}.model")
+    resolved = _resolve(spec, catalog, arm.model, arm.model_path or f"{where}.model")
     expect = shared if shared is not None else file.expect
     if expect is None:
         raise spec.problem(
@@ -320,12 +332,25 @@ def _prepare(
 
 
 def _compile(spec: EvalSpec, expect: Mapping[str, Any]) -> Expectations:
-    """The compiled `expect` of the spec, or an `EvalSpecError` at its path."""
+    """The compiled `expect` of the spec, or an `EvalSpecError` with a problem per dimension.
+
+    Each dimension is compiled on its own first, so a problem in `structure` does not hide one
+    in `constraints`.
+    """
+    problems: list[Problem] = []
+    for name, value in expect.items():
+        try:
+            compile_expect({name: value}, "$.expect")
+        except TemplateError as error:
+            path, _, problem = str(error).partition(": ")
+            problems.append(Problem(path, problem))
     try:
-        return compile_expect(expect, "$.expect")
+        if not problems:
+            return compile_expect(expect, "$.expect")
     except TemplateError as error:
         path, _, problem = str(error).partition(": ")
-        raise spec.problem(path, problem) from None
+        problems.append(Problem(path, problem))
+    raise EvalSpecError(problems, spec.source)
 
 
 def _resolve(spec: EvalSpec, catalog: ModelCatalog, model: str, where: str) -> ResolvedModel:
@@ -333,7 +358,12 @@ def _resolve(spec: EvalSpec, catalog: ModelCatalog, model: str, where: str) -> R
     try:
         return catalog.resolve(model, bare_allowed=False)
     except Orchestr8Error as error:
-        raise spec.problem(where, str(error)) from None
+        # An eval has no workflow: its providers come from --providers alone.
+        message = str(error).replace(
+            "declare it in the workflow's providers or in a provider config file (--providers)",
+            "declare it in a provider config file (--providers, or $ORCHESTR8_PROVIDERS)",
+        )
+        raise spec.problem(where, message) from None
 
 
 async def evaluate(

@@ -87,6 +87,8 @@ class EvalArm:
     name: str
     template: Path
     model: str
+    model_path: str | None = attrs.field(default=None, eq=False)
+    """Where the model was given: `$.model` when the arm takes the spec's; None: in the arm."""
 
 
 @attrs.frozen
@@ -160,6 +162,7 @@ _FLAGS: Final = {
     "$.arms.b.template": "--b",
     "$.arms.a.model": "--model",
     "$.arms.b.model": "--model-b",
+    "$.arms": "--a/--b and --model/--model-b",
 }
 
 
@@ -203,7 +206,9 @@ def _spec_of(
         problems.append(Problem("$.arms", 'must be an object with exactly the arms "a" and "b"'))
     else:
         for name in ("a", "b"):
-            arms[name] = _arm(name, arms_value[name], default_model, directory, problems)
+            arms[name] = _arm(
+                name, arms_value[name], default_model, "model" in document, directory, problems
+            )
     seed = _integer(document, "seed", 0, minimum=0, problems=problems)
     max_tokens = _integer(document, "max_tokens", DEFAULT_MAX_TOKENS, minimum=1, problems=problems)
     concurrency = _integer(
@@ -274,10 +279,15 @@ def _arm(
     name: str,
     value: Any,
     default_model: str | None,
+    default_given: bool,
     directory: Path,
     problems: list[Problem],
 ) -> EvalArm | None:
-    """Check one arm; None (with its problems added) when it is unusable."""
+    """Check one arm; None (with its problems added) when it is unusable.
+
+    `default_given`: the spec has a `model` (maybe a bad one, already reported at `$.model`), so
+    an arm without its own is not reported again.
+    """
     where = append_path("$.arms", name)
     if not isinstance(value, dict):
         problems.append(Problem(where, "must be an object with a template and a model"))
@@ -287,10 +297,11 @@ def _arm(
             Problem(append_path(where, key), f"unknown key (known: {_known(_ARM_KEYS)})")
         )
     template = _path(value, "template", where, directory, problems)
-    model = _model(value, where, problems, required=default_model is None) or default_model
+    own = _model(value, where, problems, required=not default_given)
+    model = own or default_model
     if template is None or model is None:
         return None
-    return EvalArm(name, template, model)
+    return EvalArm(name, template, model, None if own is not None else "$.model")
 
 
 def _path(

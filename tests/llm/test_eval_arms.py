@@ -251,3 +251,43 @@ async def test_replies_the_judge_cannot_score_are_named_after_the_others(
     message = str(error.value)
     assert message.startswith("1 of 4 outputs could not be scored (first: input 1, arm a: ")
     assert "'sure! looks good', not a true/false verdict for each section" in message
+
+
+def test_the_specs_unknown_model_is_named_once_at_its_own_path(tmp_path: Path) -> None:
+    """`"model": "vllm:llama"` for both arms: one problem at `$.model`, pointing at --providers."""
+    spec = spec_for(tmp_path)
+    inherited = attrs.evolve(
+        spec,
+        a=EvalArm("a", spec.a.template, "vllm:llama", "$.model"),
+        b=EvalArm("b", spec.a.template, "vllm:llama", "$.model"),
+    )
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(inherited, ProviderCatalog(), EvalCache(tmp_path))
+    [problem] = problems(error)
+    assert problem.startswith("$.model: unknown provider 'vllm'")
+    assert problem.endswith(
+        "declare it in a provider config file (--providers, or $ORCHESTR8_PROVIDERS)"
+    )
+    assert "workflow" not in problem
+
+
+def test_problems_of_two_arms_and_of_two_dimensions_are_all_named(tmp_path: Path) -> None:
+    """Both arms' bad models, and bad structure and constraints: every problem at once."""
+    spec = spec_for(tmp_path)
+    both = attrs.evolve(
+        spec,
+        a=attrs.evolve(spec.a, model="nowhere:m"),
+        b=attrs.evolve(spec.b, model="elsewhere:m"),
+    )
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(both, ProviderCatalog(), EvalCache(tmp_path))
+    assert [problem.split(": ")[0] for problem in problems(error)] == [
+        "$.arms.a.model",
+        "$.arms.b.model",
+    ]
+    expect = {"structure": {"required_tags": 3}, "constraints": {"max_words": "many"}}
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(spec_for(tmp_path, expect=expect), ProviderCatalog(), EvalCache(tmp_path))
+    paths = [problem.split(": ")[0] for problem in problems(error)]
+    assert paths[0].startswith("$.expect.structure")
+    assert paths[1].startswith("$.expect.constraints")
