@@ -17,7 +17,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import asyncclick as click
-import trio
 
 from .._shell._options import providers_option
 
@@ -94,6 +93,7 @@ async def eval_command(
         from pathlib import Path
 
         import attrs
+        import trio
 
         from .._llm._eval_arms import evaluate
         from .._llm._eval_cache import DEFAULT_CACHE_DIRECTORY, EvalCache
