@@ -25,6 +25,7 @@ from orchestr8 import (
     ModelJudge,
     PromptTemplateFile,
     RenderedPrompt,
+    TemplateError,
     compile_expect,
     load_template,
     score_reply,
@@ -155,8 +156,39 @@ def expectations_of(
     if template is None and "variables" in config:
         raise AgentConfigurationError("variables needs a template: they fill its placeholders")
     if "expect" in config:
-        return compile_expect(config["expect"], "config.expect")
+        return _config_expectations(config["expect"])
     return None if template is None else template.file.expect
+
+
+def _config_expectations(expect: Any) -> Expectations:
+    """`expect` of the config compiled; its problems each at their path, one per dimension.
+
+    Raises:
+        TemplateError: with `problems`: the first problem of each dimension that has one.
+    """
+    try:
+        return compile_expect(expect, "config.expect")
+    except TemplateError as error:
+        first = str(error)
+    parts = [{key: value} for key, value in expect.items()] if isinstance(expect, Mapping) else []
+    problems: list[str] = []
+    for part in parts:
+        try:
+            compile_expect(part, "config.expect")
+        except TemplateError as error:
+            problems.append(str(error))
+    found = problems or [first]
+    raise TemplateError("; ".join(found), problems=[_located(problem) for problem in found])
+
+
+def _located(problem: str) -> tuple[str, str]:
+    """`(path, message)` of a `compile_expect` problem, which starts with its path."""
+    where, _, message = problem.partition(": ")
+    return (
+        (where, message)
+        if message and where.startswith("config.expect")
+        else ("config.expect", problem)
+    )
 
 
 async def score_and_record(

@@ -47,6 +47,7 @@ from orchestr8 import (
     LLMSession,
     MissingAPIKeyError,
     ModelName,
+    ModelNameError,
     ModelUse,
     NonRetryableError,
     ProviderCatalog,
@@ -87,21 +88,49 @@ class MaxTurnsExceededError(NonRetryableError):
     """The model still asked for tools after `max_turns` API calls."""
 
 
-def _fallbacks(value: Any) -> tuple[ModelName, ...]:
-    """The `fallback` models, each `provider:model`, none repeated."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
+def _candidates(model: str, fallback: Any) -> tuple[ModelName, ...]:
+    """The model, then the `fallback` models (each `provider:model`, none repeated).
+
+    Raises:
+        ModelNameError: listing every bad name at once, each at its path (`problems`).
+    """
+    if fallback is not None and not isinstance(fallback, list):
         raise AgentConfigurationError(
-            'fallback must be a list of "provider:model" names, e.g. ["openai:gpt-4.1"]'
+            'fallback must be a list of "provider:model" names, e.g. ["openai:gpt-4.1"]',
+            problems=[("config.fallback", 'must be a list of "provider:model" names')],
         )
+    problems: list[tuple[str, str]] = []
     names: list[ModelName] = []
-    for index, text in enumerate(value):
-        name = parse_model_name(text, field=f"fallback[{index}]")
-        if name in names:
-            raise AgentConfigurationError(f"fallback[{index}]: {str(name)!r} is listed twice")
+    fallbacks: list[ModelName] = []
+    for index, text in enumerate([model, *(fallback or [])]):
+        field = "model" if index == 0 else f"fallback[{index - 1}]"
+        try:
+            name = parse_model_name(text, field=field, bare_allowed=index == 0)
+        except ModelNameError as error:
+            problems.append((f"config.{field}", str(error).removeprefix(f"{field}: ")))
+            continue
+        if index > 0 and name in fallbacks:
+            problems.append((f"config.{field}", f"{str(name)!r} is listed twice"))
+        if index > 0:
+            fallbacks.append(name)
         names.append(name)
+    if problems:
+        raise ModelNameError(
+            "; ".join(f"{where.removeprefix('config.')}: {message}" for where, message in problems),
+            problems=problems,
+        )
     return tuple(names)
+
+
+def _together(
+    first: AgentConfigurationError, second: AgentConfigurationError
+) -> AgentConfigurationError:
+    """One error with the problems of both; a problem without a path is at `config`."""
+    problems = [
+        *first.problems,
+        *(second.problems or [("config", str(second))]),
+    ]
+    return AgentConfigurationError(f"{first}; {second}", problems=problems)
 
 
 def _number(value: Any) -> bool:
@@ -156,10 +185,23 @@ class LLMAgent(Agent):
                 "(a bare model id means Anthropic)"
             )
         self.model = model
-        self._candidates = (
-            parse_model_name(model, field="model", bare_allowed=True),
-            *_fallbacks(config.get("fallback")),
-        )
+        # Every problem at once: bad model names, and the first problem of the other keys.
+        names: ModelNameError | None = None
+        try:
+            self._candidates = _candidates(model, config.get("fallback"))
+        except ModelNameError as error:
+            names = error
+        try:
+            self._configure(config, registry)
+        except AgentConfigurationError as error:
+            if names is None:
+                raise
+            raise _together(names, error) from None
+        if names is not None:
+            raise names
+
+    def _configure(self, config: Mapping[str, Any], registry: AgentRegistry | None) -> None:
+        """Check and compile every key but the model names (`__init__` checks those)."""
         self.max_tokens = _positive_int(config, "max_tokens", DEFAULT_MAX_TOKENS)
         self.max_turns = _positive_int(config, "max_turns", DEFAULT_MAX_TURNS)
         temperature = config.get("temperature")
@@ -204,6 +246,12 @@ class LLMAgent(Agent):
         )
         self._api_key: str | None = api_key
 
+    def _judge_where(self) -> str:
+        """Where the judge's model is written: the config's `expect`, else the template's."""
+        if "expect" in self.config:
+            return "config.expect.completeness.judge.model"
+        return "config.template"
+
     def __repr__(self) -> str:
         """Show the model, never the config (it may hold an API key)."""
         return f"<LLMAgent model={self.model!r}>"
@@ -224,9 +272,8 @@ class LLMAgent(Agent):
             for index, name in enumerate(self._candidates)
         ]
         if self._expect is not None and self._expect.judge is not None:
-            where = "config.expect" if "expect" in self.config else "config.template"
             judge = frozenset({Capability.JSON_OUTPUT})
-            uses.append(ModelUse(self._expect.judge.model, judge, where))
+            uses.append(ModelUse(self._expect.judge.model, judge, self._judge_where()))
         return uses
 
     async def run(self, input: Any, context: AgentContext) -> Any:

@@ -183,7 +183,18 @@ class UnknownAgentError(AgentError, LookupError):
 
 
 class AgentConfigurationError(AgentError, ValueError):
-    """An agent's configuration (or its environment, such as a missing API key) is unusable."""
+    """An agent's configuration (or its environment, such as a missing API key) is unusable.
+
+    `problems` (optional) lists each problem found as `(where, message)`, `where` being the
+    path inside the agent's spec (`config.fallback[0]`): admission then reports each at its own
+    JSON path (`$.steps[0].agent.config.fallback[0]`) instead of one at the agent.
+    """
+
+    def __init__(self, *args: object, problems: Sequence[tuple[str, str]] = ()) -> None:
+        """Take the message; `problems` are the `(where, message)` pairs it sums up."""
+        super().__init__(*args)
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        """Each problem found, `(where inside the agent's spec, message)`; may be empty."""
 
 
 class TemplateError(AgentConfigurationError):

@@ -92,7 +92,9 @@ class AgentRegistry:
         try:
             agent = factory(config)
         except AgentConfigurationError as error:
-            raise AgentConfigurationError(f"agent {agent_id!r}: {error}") from error
+            raise AgentConfigurationError(
+                f"agent {agent_id!r}: {error}", problems=error.problems
+            ) from error
         except Exception as error:
             raise AgentConfigurationError(
                 f"agent {agent_id!r} could not be built from its config: "

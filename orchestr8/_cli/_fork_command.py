@@ -9,6 +9,7 @@ command runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncclick as click
@@ -97,11 +98,11 @@ async def fork(
         secrets = load_secrets(secrets_file)
         providers = load_providers(providers_file)
         allow_local_imports()
-        workflow = (
-            admit_file(workflow_file, providers=providers).workflow
-            if workflow_file is not None
-            else None
-        )
+        if workflow_file is not None:
+            # Checked now, before the journal opens; the runtime admits the file itself, so
+            # its agents are built in the file's directory and the fork records that one.
+            admit_file(workflow_file, providers=providers)
+        workflow = Path(workflow_file) if workflow_file is not None else None
         path = journal_path(journal, must_exist=True)
 
         def refused_inputs(error: InputValidationError) -> CommandError:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
 from .._agents._workflow_directory import agents_built_in
-from .._errors import AgentError, Problem, WorkflowValidationError
+from .._errors import AgentConfigurationError, AgentError, Problem, WorkflowValidationError
+from .._journal._events import Event, EventType
 from .._llm._catalog import ProviderCatalog
 from .._llm._model_use_checks import model_use_problems
 from .._observability._redaction import default_redactor, redact_text
@@ -41,9 +42,12 @@ __all__ = [
     "Admission",
     "AdmittedWorkflow",
     "AdmittedWorkflows",
+    "Admitter",
     "WorkflowLike",
     "admit",
     "admit_workflow",
+    "file_directory",
+    "recorded_directory",
 ]
 
 WorkflowLike = Workflow | Mapping[str, Any] | str | os.PathLike[str]
@@ -60,6 +64,8 @@ class AdmittedWorkflow:
     """Each step's agent by step id, built from the step's config; it runs the step."""
     children: Mapping[str, AdmittedWorkflow] = attrs.field(factory=dict)
     """Each sub-workflow step's child workflow, admitted too, by step id."""
+    directory: Path | None = None
+    """The directory its agents were built in (its file's), None for a workflow with no file."""
 
 
 @attrs.frozen(eq=False)
@@ -126,16 +132,29 @@ def admit_workflow(
             with agents_built_in(directory):
                 agents[step.id] = registry.create(step.agent.id, step.agent.config)
         except AgentError as error:
-            # The agent may quote its config: its secret values are redacted too.
-            with default_redactor().lease(secret_values_of(loaded, {}, {})):
-                message = redact_text(str(error))
-            problems.append(Problem(f"$.steps[{index}].agent", message))
+            problems += _agent_problems(error, index, loaded)
     problems += model_use_problems(
         loaded, agents, catalog, cost_capped=lambda step_id: cost_capped(loaded, step_id)
     )
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
-    return AdmittedWorkflow(loaded, agents, children)
+    return AdmittedWorkflow(loaded, agents, children, directory)
+
+
+def _agent_problems(error: AgentError, index: int, loaded: Workflow) -> list[Problem]:
+    """The problems of a step's agent that could not be built: each at its path when it says.
+
+    An `AgentConfigurationError` listing its `problems` gives one per problem, at
+    `$.steps[i].agent.config...`; any other, one at the agent.
+    """
+    # The agent may quote its config: its secret values are redacted too.
+    with default_redactor().lease(secret_values_of(loaded, {}, {})):
+        if isinstance(error, AgentConfigurationError) and error.problems:
+            return [
+                Problem(f"$.steps[{index}].agent.{where}", redact_text(message))
+                for where, message in error.problems
+            ]
+        return [Problem(f"$.steps[{index}].agent", redact_text(str(error)))]
 
 
 def _admit_child(
@@ -176,6 +195,36 @@ def admit(admitted: AdmittedWorkflow, inputs: Mapping[str, Any] | None) -> Admis
     return Admission(admitted, validate_inputs(admitted.workflow, inputs))
 
 
+class Admitter(Protocol):
+    """The runtime's admission: a workflow loaded and its agents built (once per workflow)."""
+
+    def __call__(
+        self, workflow: WorkflowLike, *, directory: Path | None = None
+    ) -> tuple[Workflow, Mapping[str, Agent]]:
+        """The loaded workflow and its agents, built in `directory` when it has no file."""
+        ...
+
+
+def file_directory(workflow: WorkflowLike) -> Path | None:
+    """The directory of the file `workflow` is read from; None for a document or JSON text."""
+    path = _path_of(workflow)
+    return None if path is None else Path(path).resolve().parent
+
+
+def recorded_directory(events: Sequence[Event]) -> Path | None:
+    """The workflow file's directory an execution's `execution.started` recorded, if any.
+
+    Resume and fork build the agents of the journaled workflow there, so relative paths in
+    agent configs (templates) resolve as they did at the start. Journals written before the
+    directory was recorded have none: their workflows are admitted without one, as before.
+    """
+    for event in events:
+        if event.type is EventType.EXECUTION_STARTED:
+            directory = event.data.get("directory")
+            return Path(directory) if isinstance(directory, str) else None
+    return None
+
+
 def _path_of(workflow: WorkflowLike) -> str | None:
     """The file `workflow` was read from, or None for a document, JSON text or a workflow."""
     if isinstance(workflow, Workflow | Mapping):
@@ -205,14 +254,21 @@ class AdmittedWorkflows:
         # By id(): a weak reference to each workflow and the agents built for its steps. An
         # entry goes when its workflow is dropped.
         self._admitted: dict[int, tuple[weakref.ref[Workflow], Mapping[str, Agent]]] = {}
+        # By id() too: the directory a workflow's agents were built in (its file's), if any.
+        self._directories: dict[int, Path] = {}
 
     def admit(
-        self, workflow: WorkflowLike, *, max_cost_usd: float | None = None
+        self,
+        workflow: WorkflowLike,
+        *,
+        max_cost_usd: float | None = None,
+        directory: Path | None = None,
     ) -> tuple[Workflow, Mapping[str, Agent]]:
         """The loaded workflow and its agents by step id, built on its first admission only.
 
         `max_cost_usd` caps the workflow's cost (`admit_workflow`): a capped workflow is a new
-        one, admitted anew.
+        one, admitted anew. `directory` is where agents of a workflow with no file are built
+        (a resumed execution's recorded one); a path's own directory wins.
 
         Raises:
             WorkflowValidationError: with every problem found.
@@ -227,14 +283,25 @@ class AdmittedWorkflows:
             workflows=self._workflows,
             providers=self._providers,
             max_cost_usd=max_cost_usd,
+            directory=directory,
         )
         self.remember(admitted)
         return admitted.workflow, admitted.agents
+
+    def directory_of(self, workflow: Workflow) -> Path | None:
+        """The directory `workflow`'s agents were built in when this runtime admitted it."""
+        entry = self._admitted.get(id(workflow))
+        if entry is None or entry[0]() is not workflow:
+            return None
+        return self._directories.get(id(workflow))
 
     def remember(self, admitted: AdmittedWorkflow) -> None:
         """Keep the agents of a workflow admitted elsewhere (the CLI's), and of its children."""
         loaded, key = admitted.workflow, id(admitted.workflow)
         self._admitted[key] = (weakref.ref(loaded), admitted.agents)
+        if admitted.directory is not None:
+            self._directories[key] = admitted.directory
+            weakref.finalize(loaded, self._directories.pop, key, None)
         weakref.finalize(loaded, self._admitted.pop, key, None)
         for child in admitted.children.values():
             self.remember(child)

@@ -31,6 +31,7 @@ import math
 import random
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -102,6 +103,7 @@ class ExecutionRun:
         gates_before: Mapping[str, GateState] | None = None,
         providers: ProviderCatalog | None = None,
         budget_spent: JournalSpend | None = None,
+        directory: Path | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
 
@@ -110,9 +112,11 @@ class ExecutionRun:
         `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`);
         `budget_spent` what its journal says its budgets spent (`journal_spend`).
         `providers` is the runtime's provider catalog (None: the steps' model calls use the
-        built-in providers, without breakers or journaled calls).
+        built-in providers, without breakers or journaled calls). `directory` is the workflow
+        file's (None: it has no file), recorded in `execution.started` for resume and fork.
         """
         self.execution_id = execution_id
+        self._directory = directory
         self.correlation_id = correlation_id or execution_id
         self.workflow = workflow = state.workflow
         self.inputs = state.inputs
@@ -178,6 +182,7 @@ class ExecutionRun:
             gates=self.gates,
             providers=providers,
             budget=budget,
+            directory=directory,
         )
         """Runs each step's agent; the step actors call it."""
         self._done = trio.Event()
@@ -439,11 +444,14 @@ class ExecutionRun:
                     step_id: len(items) for step_id, items in self.state.completed_items.items()
                 }
             return data
-        return {
+        data = {
             "workflow": self.workflow.name,
             "inputs": dict(self.inputs),
             "correlation_id": self.correlation_id,
         }
+        if self._directory is not None:
+            data["directory"] = str(self._directory)
+        return data
 
     async def _schedule(self, supervisor: Supervisor, deadline: float) -> None:
         """Start steps as they become ready until all finished; settle how the run ended."""

@@ -13,12 +13,12 @@ asked again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .._agents._contract import Agent
 from .._errors import ForkRefusedError, InputValidationError, Problem
 from .._journal._events import Event, EventFactory
 from .._journal._journal import ExecutionRecord
@@ -27,7 +27,7 @@ from .._observability._redaction import default_redactor, redact
 from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
 from .._workflow._inputs import validate_inputs
-from ._admission import WorkflowLike
+from ._admission import Admitter, WorkflowLike, file_directory, recorded_directory
 from ._fork_plans import ForkPlan, plan_fork
 from ._secrets import redacted_inputs
 
@@ -42,6 +42,8 @@ class PreparedFork:
     """The journal document of `workflow`, redacted, as the fork's record keeps it."""
     inputs: Mapping[str, Any]
     """The fork's inputs, checked against the workflow's `inputs` schema (secrets and all)."""
+    directory: Path | None = None
+    """The workflow file's directory (the source's, or the replacing file's); None: no file."""
 
     def record(self, execution_id: str) -> ExecutionRecord:
         """The fork's journal record: the workflow and redacted inputs, and where it came from."""
@@ -59,7 +61,7 @@ class PreparedFork:
 
         Its correlation id is its own id, as for any execution started without one.
         """
-        return {
+        data = {
             "workflow": redact(self.workflow.name),
             "inputs": redact(dict(self.inputs)),
             "correlation_id": execution_id,
@@ -67,6 +69,9 @@ class PreparedFork:
             "fork_seq": self.plan.fork_seq,
             "from_step": str(self.plan.point),
         }
+        if self.directory is not None:
+            data["directory"] = str(self.directory)
+        return data
 
     def supplied(self) -> dict[str, Any]:
         """The inputs the fork's record keeps redacted, for its run to take again (`_secrets`)."""
@@ -76,7 +81,7 @@ class PreparedFork:
 def prepare_fork(
     record: ExecutionRecord,
     events: Sequence[Event],
-    admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
+    admit: Admitter,
     point_text: str,
     *,
     workflow: WorkflowLike | None = None,
@@ -87,7 +92,8 @@ def prepare_fork(
 
     `workflow` replaces the source's recorded document (its kept steps must be unchanged, as
     `recorded_hashes`, the journal's step hashes of the source, say); `overrides` change the
-    source's inputs (`fork_inputs`).
+    source's inputs (`fork_inputs`). Agents are built in the directory of `workflow`'s file,
+    else in the one the source recorded (`recorded_directory`).
 
     Raises:
         ForkRefusedError: `record` is a child execution, the fork point is not one the workflow
@@ -102,9 +108,11 @@ def prepare_fork(
             f"step {record.parent_step}); fork {record.parent_id} from that step instead"
         )
     if workflow is None:
-        loaded, _ = admit(record.workflow)
+        directory = recorded_directory(events)
+        loaded, _ = admit(record.workflow, directory=directory)
         document: Mapping[str, Any] = record.workflow
     else:
+        directory = file_directory(workflow)
         loaded, _ = admit(workflow)
         document = default_redactor().redact_workflow(journal_document(loaded))
     inputs = fork_inputs(record.inputs, overrides or {})
@@ -129,7 +137,7 @@ def prepare_fork(
                 for name in missing
             ]
         )
-    return PreparedFork(plan, loaded, document, validate_inputs(loaded, inputs))
+    return PreparedFork(plan, loaded, document, validate_inputs(loaded, inputs), directory)
 
 
 def copied_events(plan: ForkPlan, factory: EventFactory) -> list[Event]:

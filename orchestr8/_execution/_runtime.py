@@ -58,7 +58,7 @@ from .._workflow._inputs import validate_inputs
 from .._workflow._provider_specs import ProviderSpec
 from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
-from ._admission import Admission, AdmittedWorkflows
+from ._admission import Admission, AdmittedWorkflows, file_directory
 from ._admission import WorkflowLike as WorkflowLike
 from ._cancelling import CancelOutcome, cancel_execution
 from ._control import ControlLoop
@@ -153,9 +153,14 @@ class Runtime:
         """
         return self._admit(workflow)[0]
 
-    def _admit(self, workflow: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
-        """The loaded workflow and its agents by step id, built on its first admission only."""
-        return self._admitted.admit(workflow)
+    def _admit(
+        self, workflow: WorkflowLike, *, directory: Path | None = None
+    ) -> tuple[Workflow, Mapping[str, Agent]]:
+        """The loaded workflow and its agents by step id, built on its first admission only.
+
+        `directory`: where the agents of a workflow with no file are built (`Admitter`).
+        """
+        return self._admitted.admit(workflow, directory=directory)
 
     async def start(
         self,
@@ -190,6 +195,7 @@ class Runtime:
             if inputs is not None:
                 raise TypeError("an Admission comes with its inputs; pass no inputs with it")
             loaded, agents = workflow.workflow, workflow.admitted.agents
+            directory = workflow.admitted.directory
             checked_inputs = workflow.inputs
             # Its children's agents were built with it: their runs reuse them.
             self._admitted.remember(workflow.admitted)
@@ -197,6 +203,8 @@ class Runtime:
             loaded = capped_workflow(loaded, cap)
         else:
             loaded, agents = self._admitted.admit(workflow, max_cost_usd=cap)
+            # A path's own directory; a workflow `load` read from a file keeps its file's.
+            directory = file_directory(workflow) or self._admitted.directory_of(loaded)
             checked_inputs = validate_inputs(loaded, inputs)
         return await self._starter.start(
             loaded,
@@ -206,6 +214,7 @@ class Runtime:
             execution_timeout=execution_timeout,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
+            directory=directory,
         )
 
     async def resume(

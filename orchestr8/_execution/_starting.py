@@ -15,6 +15,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -39,7 +40,7 @@ from .._supervision._bus import EventBus
 from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
 from .._workflow._spec_hashes import step_spec_hashes
-from ._admission import WorkflowLike
+from ._admission import Admitter, WorkflowLike, recorded_directory
 from ._children import ChildRunner
 from ._emitter import Emitter
 from ._engine import ExecutionRun
@@ -67,7 +68,7 @@ class Starter:
         random_source: random.Random | None,
         sync_limiter: trio.CapacityLimiter,
         locks: ExecutionLocks,
-        admit: Callable[[WorkflowLike], tuple[Workflow, Mapping[str, Agent]]],
+        admit: Admitter,
         providers: ProviderCatalog | None = None,
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
         handle_for: Callable[[ExecutionRecord], Awaitable[ExecutionHandle]],
@@ -104,8 +105,11 @@ class Starter:
         execution_timeout: float | None,
         correlation_id: str | None,
         idempotency_key: str | None,
+        directory: Path | None = None,
     ) -> ExecutionHandle:
         """Record and launch an execution of an admitted workflow (see `Runtime.start`).
+
+        `directory` is the workflow file's, recorded in `execution.started` for resume and fork.
 
         Raises:
             IdempotencyKeyReusedError: the key started an execution of another workflow or
@@ -121,6 +125,7 @@ class Starter:
                 execution_timeout,
                 correlation_id,
                 None,
+                directory,
             )
         # One start per key at a time here: a second one waits and gets the first's handle.
         lock = self._key_locks.setdefault(idempotency_key, trio.Lock())
@@ -138,6 +143,7 @@ class Starter:
                     execution_timeout,
                     correlation_id,
                     idempotency_key,
+                    directory,
                 )
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
@@ -152,6 +158,7 @@ class Starter:
         execution_timeout: float | None,
         correlation_id: str | None,
         idempotency_key: str | None,
+        directory: Path | None,
     ) -> ExecutionHandle:
         """Record and launch a new execution of an admitted workflow (the body of `start`)."""
         secrets = self._secrets.resolve(secret_names(loaded))
@@ -168,6 +175,7 @@ class Starter:
                 execution_timeout,
                 correlation_id,
                 idempotency_key,
+                directory,
             )
         except BaseException:
             lease.release()
@@ -184,6 +192,7 @@ class Starter:
         execution_timeout: float | None,
         correlation_id: str | None,
         idempotency_key: str | None,
+        directory: Path | None,
     ) -> ExecutionHandle:
         """Record `loaded` and run `bound` (its secrets resolved); the run takes over `lease`."""
         record = _new_record(
@@ -203,6 +212,7 @@ class Starter:
             emitter,
             execution_timeout,
             correlation_id=record.correlation_id,
+            directory=directory,
         )
         # The record and its `execution.started` commit together: none exists without the other.
         stored, created = await self._journal.create_or_find(
@@ -306,8 +316,13 @@ class Starter:
         its parent loaded it) stands in for the journaled document.
         """
         execution_id = record.execution_id
-        admit = self._admit if workflow is None else lambda _: self._admit(workflow)
         events = await self._journal.events(execution_id)
+        # Built where the workflow file was, as at the start (a template's relative path).
+        directory = recorded_directory(events)
+
+        def admit(document: WorkflowLike) -> tuple[Workflow, Mapping[str, Agent]]:
+            return self._admit(document if workflow is None else workflow, directory=directory)
+
         plan = plan_resume(record, events, admit, supplied)
         loaded, inputs, state = plan.workflow, plan.inputs, plan.state
         secrets = self._secrets.resolve(secret_names(loaded))
@@ -330,6 +345,7 @@ class Starter:
             state=state,
             correlation_id=record.correlation_id,
             budget_spent=journal_spend(events),
+            directory=directory,
         )
         return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
 
@@ -368,6 +384,7 @@ class Starter:
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
         budget_spent: JournalSpend | None = None,
+        directory: Path | None = None,
     ) -> ExecutionRun:
         """The run of an execution, wired to the runtime's shared parts."""
         return ExecutionRun(
@@ -405,6 +422,7 @@ class Starter:
             gates_before=state.gates if state is not None else None,
             budget_spent=budget_spent,
             providers=self._providers,
+            directory=directory,
         )
 
 

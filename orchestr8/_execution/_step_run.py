@@ -15,12 +15,14 @@ import os
 import random
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from .._agents._contract import Agent, AgentContext
 from .._agents._registry import AgentRegistry
+from .._agents._workflow_directory import agents_built_in
 from .._errors import (
     AgentExitError,
     CallStoppedError,
@@ -81,6 +83,7 @@ class StepRunner:
         gates: GateBoard | None = None,
         providers: ProviderCatalog | None = None,
         budget: ExecutionBudget | None = None,
+        directory: Path | None = None,
     ) -> None:
         """Run the steps of `state`'s workflow, rendering inputs from its finished steps' outputs.
 
@@ -89,8 +92,10 @@ class StepRunner:
         the approval steps (an execution without them has none). `providers` (the runtime's
         catalog) gives the execution its LLM session, which every attempt's context carries;
         `budget` holds the execution's budgets, which that session reserves and settles on.
+        `directory` (the workflow file's) is where an agent built at run time is built.
         """
         self.execution_id = execution_id
+        self._directory = directory
         self.workflow = state.workflow
         self._state = state
         self._emitter = emitter
@@ -197,7 +202,8 @@ class StepRunner:
                 if spec is None:
                     agent = self._child_agent(step, local_values)
                 else:
-                    agent = self._registry.create(agent_id, spec.config)
+                    with agents_built_in(self._directory):
+                        agent = self._registry.create(agent_id, spec.config)
             policy = self.workflow.policy_for(step.id)
             breaker, bulkhead, rate_limiter = self._resilience.layers(
                 policy.key or agent.resilience_key or agent_id, policy

@@ -83,7 +83,7 @@ def model_use_problems(
                     Problem(
                         where,
                         f"{name} has no price and a cost cap applies to this step: add its price"
-                        f' to provider {name.provider!r}\'s prices (or a "*" entry)',
+                        f' to the "prices" of provider {name.provider!r} (or a "*" entry)',
                     )
                 )
     return problems

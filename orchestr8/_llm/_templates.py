@@ -460,8 +460,8 @@ def load_template(
         if directory is None:
             raise TemplateError(
                 f"template {shown}: a relative path needs the workflow file's directory, and "
-                "this workflow has none (it was not loaded from a file, e.g. it came over "
-                "REST): use an absolute path or an inline template object"
+                "this workflow has no file (it was given as a document or JSON text): use an "
+                "absolute path or an inline template object"
             )
         path = directory / path
     suffix = path.suffix.lower()

@@ -124,8 +124,9 @@ class Redactor:
         self._keys: tuple[str, ...] = tuple(dict.fromkeys(keys))
         self._suffixes = tuple({_normalise(key) for key in self._keys if _normalise(key)})
         alternatives = sorted({_key_regex(key) for key in self._keys}, key=len, reverse=True)
+        # A key right after `/` or a backslash names a file (`/etc/passwd: the file`): no key.
         self._text_pattern = re.compile(
-            rf"(?P<key>{'|'.join(alternatives)}){_TEXT_VALUE}", re.IGNORECASE
+            rf"(?<![/\\])(?P<key>{'|'.join(alternatives)}){_TEXT_VALUE}", re.IGNORECASE
         )
         self._key_cache: dict[str, bool] = {}
         self._secrets = SecretValues()

@@ -48,7 +48,7 @@ from ._graph import StepOutline, analyse_graph
 from ._loops import LOOP_LOCALS, outline_repeat
 from ._map_fields import raw_map_outline
 from ._plans import plan_agent_checks
-from ._provider_specs import PROVIDER_NAME_PATTERN
+from ._provider_specs import PROVIDER_NAME_PATTERN, raw_provider_problems
 from ._schema_problems import schema_problems, sort_problems
 from ._step_conditions import outline_condition
 from ._sub_workflows import (
@@ -393,6 +393,7 @@ def _document_checks(
     problems += raw_budget_problems(
         document.get("budget"), "$.budget", document.get("schema_version")
     )
+    problems += raw_provider_problems(document.get("providers"), document.get("schema_version"))
     problems += _agent_checks(steps, agent_exists)
     strategy = document.get("strategy", "dag")
     graph = analyse_graph(

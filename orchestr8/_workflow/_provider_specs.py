@@ -44,6 +44,7 @@ __all__ = [
     "bind_provider_secrets",
     "provider_secret_names",
     "provider_spec_problems",
+    "raw_provider_problems",
 ]
 
 #: What a provider's name looks like, in model names (`local:llama3.1`), config files and a
@@ -186,6 +187,37 @@ def provider_spec_problems(
                     problems.append(Problem(f"{where}.capabilities[{index}]", message))
                 seen.add(capability)
     return problems
+
+
+def raw_provider_problems(providers: Any, version: object) -> list[Problem]:
+    """`provider_spec_problems` on the raw `providers` of a document the schema refused.
+
+    So a literal key, an `${env.NAME}` or credentials in a URL are reported with the schema's
+    problems, not after them: each well-named entry is checked on its `base_url`, `api_key` and
+    `headers` that are strings. What the schema reports (a bad name, kind or type) is left to it.
+    """
+    if not isinstance(providers, Mapping) or not isinstance(version, str):
+        return []
+    specs: dict[str, ProviderSpec] = {}
+    for name, entry in providers.items():
+        if not isinstance(entry, Mapping) or not _PROVIDER_NAME.match(name):
+            continue
+        headers = entry.get("headers")
+        specs[name] = ProviderSpec(
+            kind="openai",
+            base_url=_text_or_none(entry.get("base_url")),
+            api_key=_text_or_none(entry.get("api_key")),
+            headers={
+                header: value
+                for header, value in (headers.items() if isinstance(headers, Mapping) else ())
+                if isinstance(value, str)
+            },
+        )
+    return provider_spec_problems(specs, version=version)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _url_problem(url: str) -> str | None:

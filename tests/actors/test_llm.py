@@ -31,6 +31,7 @@ from orchestr8 import (
     NonRetryableError,
     ProviderResponseError,
     RetryableError,
+    WorkflowValidationError,
     open_runtime,
 )
 from orchestr8._observability._redaction import redact_text
@@ -169,6 +170,70 @@ def test_building_the_agent_needs_neither_anthropic_nor_a_key() -> None:
 def test_bad_config_fails_at_construction(config: dict[str, Any], message: str) -> None:
     with pytest.raises(AgentConfigurationError, match=message):
         LLMAgent(config)
+
+
+def test_every_bad_model_name_and_expect_problem_is_listed_each_at_its_path() -> None:
+    """Bad names of the model and each fallback, and each dimension's expect problem, at once."""
+    config = {
+        "model": "anthropic:",
+        "prompt": "hi",
+        "fallback": ["gpt-4.1", "openai:gpt-4.1", "openai:gpt-4.1"],
+        "expect": {"structure": {"json_schema": 3}, "constraints": {"max_word": 1}},
+    }
+    with pytest.raises(AgentConfigurationError) as caught:
+        LLMAgent(config)
+    assert [where for where, _ in caught.value.problems] == [
+        "config.model",
+        "config.fallback[0]",
+        "config.fallback[2]",
+        "config.expect.structure.json_schema",
+        "config.expect.constraints",
+    ]
+    assert str(caught.value).startswith("model: 'anthropic:' names provider 'anthropic' but no")
+
+
+def test_a_problem_without_a_path_beside_bad_names_is_at_config() -> None:
+    """A bad key the agent does not locate is listed at `config`, after the bad names."""
+    with pytest.raises(AgentConfigurationError) as caught:
+        LLMAgent({"model": "m", "fallback": ["gpt"], "temperature": 5})
+    assert caught.value.problems == (
+        (
+            "config.fallback[0]",
+            "'gpt' names no provider: write 'provider:model' (e.g. 'anthropic:gpt' or "
+            "'openai:gpt')",
+        ),
+        ("config", "temperature must be a number from 0 to 1, got 5"),
+    )
+
+
+async def test_admission_reports_each_config_problem_at_its_json_path() -> None:
+    """Validation shows every located problem of an llm step, at `$.steps[i].agent.config...`."""
+    workflow = {
+        "schema_version": "1.1",
+        "name": "bad-names",
+        "steps": [
+            {
+                "id": "s",
+                "agent": {
+                    "id": "llm",
+                    "config": {
+                        "model": "Bad:m",
+                        "prompt": "hi",
+                        "fallback": ["gpt", "openai:x"],
+                        "expect": {"completeness": {"sections": ["a"], "judge": {"model": "j"}}},
+                    },
+                },
+            }
+        ],
+    }
+    async with open_runtime() as runtime:
+        with pytest.raises(WorkflowValidationError) as caught:
+            runtime.load(workflow)
+    assert [problem.path for problem in caught.value.problems] == [
+        "$.steps[0].agent.config.model",
+        "$.steps[0].agent.config.fallback[0]",
+        "$.steps[0].agent.config.expect.completeness.judge.model",
+    ]
 
 
 def test_workflow_validation_reports_a_bad_llm_config() -> None:

@@ -373,4 +373,18 @@ async def test_a_workflow_without_a_file_cannot_use_a_relative_template_path() -
     (problem,) = caught.value.problems
     assert problem.path == "$.steps[0].agent"
     assert "a relative path needs the workflow file's directory" in problem.message
-    assert "it came over REST" in problem.message
+    assert "this workflow has no file" in problem.message
+
+
+def test_the_judge_model_of_the_config_is_declared_at_its_own_path() -> None:
+    """A judge named in the config's `expect` is checked at `config.expect...judge.model`."""
+    config = {
+        "model": "claude-test",
+        "prompt": "hi",
+        "expect": {"completeness": {"sections": ["a"], "judge": {"model": "openai:gpt-judge"}}},
+    }
+    uses = LLMAgent(config).model_uses()
+    assert [(use.model, use.where) for use in uses] == [
+        ("anthropic:claude-test", "config.model"),
+        ("openai:gpt-judge", "config.expect.completeness.judge.model"),
+    ]

@@ -19,10 +19,15 @@ from orchestr8._errors import (
     InputValidationError,
     WorkflowValidationError,
 )
-from orchestr8._execution._admission import admit, admit_workflow
+from orchestr8._execution._admission import (
+    admit,
+    admit_workflow,
+    file_directory,
+    recorded_directory,
+)
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._execution._secrets import Secrets
-from orchestr8._journal._events import ExecutionStatus
+from orchestr8._journal._events import Event, EventType, ExecutionStatus
 from orchestr8._workflow._inputs import validate_inputs
 
 BUILT: list[Mapping[str, Any]] = []
@@ -191,3 +196,43 @@ async def test_find_returns_a_live_handle_or_none() -> None:
         assert runtime.find("no-such-execution") is None
         release.set()
         await handle.wait()
+
+
+def test_the_workflow_file_directory_is_that_of_a_path_only(tmp_path: Path) -> None:
+    """A path gives its file's directory; a document or JSON text has none."""
+    assert file_directory(tmp_path / "flow.json") == tmp_path.resolve()
+    assert file_directory(str(tmp_path / "flow.json")) == tmp_path.resolve()
+    assert file_directory({"name": "x"}) is None
+    assert file_directory('{"name": "x"}') is None
+
+
+def test_the_recorded_directory_comes_from_execution_started_and_old_journals_have_none() -> None:
+    """`execution.started` data says where the file was; without `directory` (older), None."""
+
+    def started(data: dict[str, Any]) -> Event:
+        return Event(
+            "e1", 1, "2026-01-01T00:00:00Z", 0.0, EventType.EXECUTION_STARTED, None, None, data
+        )
+
+    assert recorded_directory([started({"directory": "/flows"})]) == Path("/flows")
+    assert recorded_directory([started({"workflow": "x"})]) is None
+    assert recorded_directory([]) is None
+
+
+async def test_a_workflow_loaded_from_a_file_records_its_directory_when_started(
+    tmp_path: Path,
+) -> None:
+    """`load(path)` then `start(workflow)` records the file's directory, as `start(path)` does."""
+    path = tmp_path / "flow.json"
+    echo = {"schema_version": "1.0", "name": "f", "steps": [{"id": "a", "agent": "echo"}]}
+    path.write_text(json.dumps(echo))
+    async with open_runtime() as runtime:
+        loaded = runtime.load(path)
+        handle = await runtime.start(loaded)
+        await handle.wait()
+        from_document = await runtime.start({**echo, "name": "d"})
+        await from_document.wait()
+        started = (await runtime.journal.events(handle.execution_id))[0]
+        other = (await runtime.journal.events(from_document.execution_id))[0]
+    assert started.data["directory"] == str(await trio.Path(tmp_path).resolve())
+    assert "directory" not in other.data

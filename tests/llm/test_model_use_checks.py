@@ -100,7 +100,7 @@ def test_under_a_cost_cap_a_model_needs_a_price() -> None:
     assert problems(ModelUse("anthropic:claude")) == []
     assert problems(ModelUse("anthropic:claude"), capped=True) == [
         "$.steps[1].agent.config.model: anthropic:claude has no price and a cost cap applies"
-        " to this step: add its price to provider 'anthropic''s prices (or a \"*\" entry)"
+        ' to this step: add its price to the "prices" of provider \'anthropic\' (or a "*" entry)'
     ]
 
 

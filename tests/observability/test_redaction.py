@@ -202,6 +202,8 @@ def test_extra_keys() -> None:
         ("X-API-Key: k1, other", "X-API-Key: ***, other"),
         ("max_tokens=1024 input_tokens: 5", "max_tokens=1024 input_tokens: 5"),
         ("no secrets here", "no secrets here"),
+        ("template /etc/passwd: the file", "template /etc/passwd: the file"),
+        (r"C:\\token: the end", r"C:\\token: the end"),
     ],
 )
 def test_free_text(text: str, expected: str) -> None:

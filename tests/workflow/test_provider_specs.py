@@ -120,6 +120,36 @@ def test_every_bad_field_is_a_problem_at_its_path(providers: Any, expected: str)
     )
 
 
+def test_reference_problems_are_reported_with_the_schema_problems() -> None:
+    """A literal key, `${env...}` and credentials in a URL show beside a bad kind or price."""
+    providers = {
+        "bad": {"kind": "grpc", "api_key": "sk-abc123"},
+        "env": {
+            "kind": "anthropic",
+            "base_url": "http://user:pass@host/",
+            "headers": {"X": "${env.HOME}", "N": 3},
+            "prices": {"*": {"input": -1}},
+        },
+        "Loud": {"kind": "openai", "api_key": "sk-abc123"},
+        "odd": "not an object",
+    }
+    assert problems_of(providers) == [
+        "$.providers: 'Loud' is not a provider name (a lower-case letter, then lower-case"
+        " letters, digits, '_' or '-')",
+        "$.providers.bad.api_key: a key is never written in a document: use a reference,"
+        " ${secrets.NAME}",
+        "$.providers.bad.kind: expected one of 'anthropic', 'openai', got 'grpc'",
+        "$.providers.env.base_url: a base URL must not hold credentials: put the key in api_key"
+        " as a reference",
+        "$.providers.env.headers.N: expected a string, got an integer",
+        "$.providers.env.headers.X: a workflow may not read the environment (${env.NAME}): use"
+        " ${secrets.NAME}, or name the key in a provider config file (--providers)",
+        "$.providers.env.prices['*']: missing required key 'output'",
+        "$.providers.env.prices['*'].input: must be at least 0, got -1",
+        "$.providers.odd: expected an object, got a string",
+    ]
+
+
 def test_providers_need_schema_version_1_1() -> None:
     """A 1.0 document may not declare providers."""
     assert problems_of({"x": {"kind": "openai"}}, "1.0") == [
