@@ -291,3 +291,19 @@ def test_problems_of_two_arms_and_of_two_dimensions_are_all_named(tmp_path: Path
     paths = [problem.split(": ")[0] for problem in problems(error)]
     assert paths[0].startswith("$.expect.structure")
     assert paths[1].startswith("$.expect.constraints")
+
+
+def test_a_judge_sample_without_a_price_makes_the_judges_cost_unknown() -> None:
+    """One unpriced sample: the judge's cost is unknown, never a partial sum."""
+    from orchestr8._llm._eval_arms import JudgeTally
+    from orchestr8._llm._eval_cache import CachedReply
+
+    tally = JudgeTally()
+    assert tally.summary() is None
+    tally.add_judge("local:judge", ProviderCatalog().resolve("local:judge").provider)
+    tally.add(CachedReply("{}", 10, 2, 0.5, 0.1), from_cache=True)
+    tally.add(CachedReply("{}", 10, 2, None, 0.1, estimated=True), from_cache=False)
+    summary = tally.summary()
+    assert summary is not None
+    assert (summary.cost_usd, summary.spent_usd, summary.estimated) == (None, None, 1)
+    assert (summary.samples, summary.from_cache, summary.input_tokens) == (2, 1, 20)
