@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from orchestr8 import AgentConfigurationError, NonRetryableError
+from orchestr8 import AgentConfigurationError, BreakerNeutral, NonRetryableError
 
 __all__ = [
     "Placeholder",
@@ -47,7 +47,7 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ROLES = ("user", "assistant")
 
 
-class PromptInputError(NonRetryableError):
+class PromptInputError(NonRetryableError, BreakerNeutral):
     """The step input lacks what a prompt placeholder asks for, or cannot make a prompt at all."""
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._errors import AllProvidersFailedError as AllProvidersFailedError
     from ._errors import AskTimeoutError as AskTimeoutError
     from ._errors import AttemptTimeoutError as AttemptTimeoutError
+    from ._errors import BreakerNeutral as BreakerNeutral
     from ._errors import BudgetExhaustedError as BudgetExhaustedError
     from ._errors import BulkheadFullError as BulkheadFullError
     from ._errors import CallStoppedError as CallStoppedError

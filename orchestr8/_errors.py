@@ -70,6 +70,12 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
         ├── BulkheadFullError            the bulkhead had no free slot in time
         └── RateLimitedError             the rate limiter had no token in time
 
+`BreakerNeutral` is a mixin, not a branch: an error that also inherits it says nothing about the
+health of what was called (a budget that cannot cover a call, a prompt or template input that is
+missing, an API key that is not set), so circuit breakers count it as neither a success nor a
+failure. Here: `BudgetExhaustedError`, `TemplateInputError`, `MissingAPIKeyError`,
+`UnknownProviderError`.
+
 Cancellation (`trio.Cancelled`) is never part of this tree: it is never caught as an error,
 retried or wrapped.
 """
@@ -84,6 +90,15 @@ import attrs
 
 class Orchestr8Error(Exception):
     """Base of every error orchestr8 raises on purpose, so callers can catch them all at once."""
+
+
+class BreakerNeutral:
+    """Mixin for errors that say nothing about the called service's health: breakers ignore them.
+
+    A circuit breaker counts an error that inherits this as neither a success nor a failure (as
+    it does a cancellation): a call refused by a budget, or a prompt that cannot be built, never
+    opens a breaker that other calls and executions share.
+    """
 
 
 class ActorError(Orchestr8Error):
@@ -371,11 +386,11 @@ class NonRetryableError(ResilienceError):
     """Raised by an agent (or a subclass of it) for a failure that no retry can fix."""
 
 
-class TemplateInputError(NonRetryableError):
+class TemplateInputError(NonRetryableError, BreakerNeutral):
     """A prompt template's variable has no value (and no default), or a value of the wrong type."""
 
 
-class MissingAPIKeyError(AgentConfigurationError, NonRetryableError):
+class MissingAPIKeyError(AgentConfigurationError, NonRetryableError, BreakerNeutral):
     """A model provider needs an API key and none is configured; no retry can find one."""
 
 
@@ -391,7 +406,7 @@ class ModelNameError(AgentConfigurationError):
     """A model name is malformed or lacks a provider; the message names the field."""
 
 
-class UnknownProviderError(AgentConfigurationError, NonRetryableError):
+class UnknownProviderError(AgentConfigurationError, NonRetryableError, BreakerNeutral):
     """A model name's provider is in no catalog; the message lists the known ones."""
 
 
@@ -413,7 +428,7 @@ class ProviderConfigError(Orchestr8Error, ValueError):
         super().__init__(f"{where}invalid provider config ({count} problem{plural}):\n{lines}")
 
 
-class BudgetExhaustedError(ExecutionError, NonRetryableError):
+class BudgetExhaustedError(ExecutionError, NonRetryableError, BreakerNeutral):
     """A budget cannot cover a model call; the message names the limit, its scope, what is left."""
 
 

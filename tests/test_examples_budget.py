@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from orchestr8 import ExecutionStatus, open_runtime, price_for, replay
+from orchestr8._execution._spending import journal_spend
 from orchestr8._web._documents import execution_document, execution_lineage
 from orchestr8._web._openapi import openapi_document
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
@@ -69,8 +70,10 @@ async def test_the_briefs_are_written_within_the_budget() -> None:
 
 
 async def test_a_lower_cap_refuses_what_it_cannot_cover() -> None:
-    """Under a 0.4-cent cap some outlines are refused and the brief never runs: the spend held
-    and settled never passes the cap."""
+    """Under a 0.4-cent cap the brief is refused: the spend held and settled never passes it.
+
+    The first outline runs alone (a cost cap) and settles at what it billed, far below its
+    worst case, so the other outlines fit; the brief's worst case does not."""
     fake = FakeAnthropic()
     for _ in TOPICS:
         fake.reply_text("- outline", input_tokens=30, output_tokens=40)
@@ -83,10 +86,13 @@ async def test_a_lower_cap_refuses_what_it_cannot_cover() -> None:
             events = await runtime.journal.events(handle.execution_id)
     assert result.status is ExecutionStatus.FAILED
     reserved = [event.data["cost_usd"] for event in events if event.type == "budget.reserved"]
-    assert len(reserved) == 2
-    assert sum(reserved) <= 0.004
+    assert len(reserved) == len(TOPICS)
+    spent = journal_spend(events)
+    assert sum(spend.cost_usd for spend in spent.steps.values()) <= 0.004
     assert len(fake.requests) <= len(reserved)
     exhausted = [event for event in events if event.type == "budget.exhausted"]
     assert exhausted
     assert {event.data["limit"] for event in exhausted} == {"max_cost_usd"}
-    assert "brief" not in {event.step_id for event in events if event.type == "step.started"}
+    assert [event.step_id for event in exhausted] == ["brief"]
+    assert result.steps["brief"].error is not None
+    assert result.steps["brief"].error["type"] == "BudgetExhaustedError"

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 from .._execution._gates import gate_document
 from .._execution._liveness import INTERRUPTED
 from .._execution._results import ExecutionResult
+from .._journal._budget_views import budget_spend
+from .._journal._costs import add_cost
 from .._journal._events import Event, ExecutionStatus, StepStatus
 from .._journal._gate_views import expiry_outcome, refused_answer_line
 from .._journal._iterations import LoopProgress, is_iteration_of, loop_progress
@@ -245,6 +247,9 @@ def execution_detail(
     (by child id; `unknown` when absent); a child execution names its parent.
     """
     state = replay(events)
+    budgets = budget_spend(events)
+    extra_usage: dict[str, int] = {}
+    extra_cost: float | None = None
     children = children or {}
     declared = [
         step["id"]
@@ -282,6 +287,23 @@ def execution_detail(
         if step.usage or step.cost_usd is not None:
             steps[step_id]["usage"] = dict(step.usage)
             steps[step_id]["cost_usd"] = step.cost_usd
+        budget = budgets.steps.get(step_id)
+        if budget is not None and budget.settled and "usage" not in steps[step_id]:
+            # No call of its own in this journal: a fork's kept step, or a sub-workflow step
+            # whose children's calls its budgets counted. Their settled spend stands in.
+            usage = {
+                name: int(budget.settled[name])
+                for name in ("input_tokens", "output_tokens")
+                if budget.settled.get(name)
+            }
+            cost = budget.settled.get("cost_usd")
+            steps[step_id]["usage"] = usage
+            steps[step_id]["cost_usd"] = cost
+            for name, value in usage.items():
+                extra_usage[name] = extra_usage.get(name, 0) + value
+            extra_cost = add_cost(extra_cost, cost)
+        if budget is not None and budget.held:
+            steps[step_id]["unsettled"] = dict(budget.held)
         if step_id in groups:
             steps[step_id]["items"] = groups[step_id].to_json()
         if step_id in loops:
@@ -314,8 +336,12 @@ def execution_detail(
         "error": state.error,
         "parent": parent,
         **fork_lineage(record, events, forks),
-        "usage": dict(state.usage),
-        "cost_usd": state.cost_usd,
+        "usage": {
+            name: state.usage.get(name, 0) + extra_usage.get(name, 0)
+            for name in (*state.usage, *(n for n in extra_usage if n not in state.usage))
+        },
+        "cost_usd": add_cost(state.cost_usd, extra_cost),
+        **({"unsettled": dict(budgets.held)} if budgets.held else {}),
         "steps": steps,
         "gates": {gate_id: gate_document(gate) for gate_id, gate in state.gates.items()},
         "refused_answers": [dict(answer) for answer in refused],
@@ -341,8 +367,8 @@ def fork_lineage(
 
 
 def format_cost(cost: float | None) -> str:
-    """US dollars as `inspect` shows them: `$0.0123` (4 significant digits), `-` for none."""
-    return "-" if cost is None else f"${cost:.4g}" if cost < 1 else f"${cost:,.2f}"
+    """US dollars as `inspect` shows them: six fixed decimals (`$0.000050`), `-` for none."""
+    return "-" if cost is None else f"${cost:,.6f}"
 
 
 def render_spend(detail: Mapping[str, Any], *, color: bool) -> str:
@@ -360,6 +386,16 @@ def render_spend(detail: Mapping[str, Any], *, color: bool) -> str:
         ]
         for step_id, step in detail["steps"].items()
         if step.get("usage") or step.get("cost_usd") is not None
+    ]
+    rows += [
+        [
+            f"{step_id} (held, unsettled)",
+            str(int(step["unsettled"].get("input_tokens", 0))),
+            str(int(step["unsettled"].get("output_tokens", 0))),
+            format_cost(step["unsettled"].get("cost_usd")),
+        ]
+        for step_id, step in detail["steps"].items()
+        if step.get("unsettled")
     ]
     if not rows:
         return ""

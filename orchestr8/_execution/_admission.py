@@ -92,6 +92,7 @@ def admit_workflow(
     directory: Path | None = None,
     providers: ProviderCatalog | Mapping[str, ProviderSpec] | None = None,
     max_cost_usd: float | None = None,
+    cost_capped_above: bool = False,
 ) -> AdmittedWorkflow:
     """Load `workflow`, check its agents exist, and build each step's agent from its config.
 
@@ -103,7 +104,8 @@ def admit_workflow(
     agents declare they call are checked against `providers` (a catalog, or a provider config
     file's specs; None: the built-in providers) with the workflow's own over them.
     `max_cost_usd` (`run --max-cost`) lowers the workflow's cost cap before its agents are
-    built and checked (`capped_workflow`).
+    built and checked (`capped_workflow`). `cost_capped_above`: a child whose parent step a cost
+    cap covers (its calls count against it too), so every model it calls needs a price.
 
     Raises:
         WorkflowValidationError: with every problem found, each as `JSON path: message`.
@@ -126,7 +128,8 @@ def admit_workflow(
         if step.plan is not None or not isinstance(step.on_error, str):
             problems += planner_agent_problems(step, index, registry)
         if step.agent is None:
-            _admit_child(step, index, registry, children, problems, directory, catalog)
+            capped = cost_capped_above or cost_capped(loaded, step.id)
+            _admit_child(step, index, registry, children, problems, directory, catalog, capped)
             continue
         try:
             with agents_built_in(directory):
@@ -134,7 +137,10 @@ def admit_workflow(
         except AgentError as error:
             problems += _agent_problems(error, index, loaded)
     problems += model_use_problems(
-        loaded, agents, catalog, cost_capped=lambda step_id: cost_capped(loaded, step_id)
+        loaded,
+        agents,
+        catalog,
+        cost_capped=lambda step_id: cost_capped_above or cost_capped(loaded, step_id),
     )
     if problems:
         raise WorkflowValidationError(problems, source=source or _path_of(workflow))
@@ -165,11 +171,12 @@ def _admit_child(
     problems: list[Problem],
     directory: Path | None,
     catalog: ProviderCatalog,
+    cost_capped_above: bool,
 ) -> None:
     """Admit a sub-workflow step's child, or add its problems located under the step.
 
     A child read from a file builds its agents in that file's directory, any other in its
-    parent's.
+    parent's. `cost_capped_above`: a cost cap covers the step, so the child's models need prices.
     """
     child = step.workflow.workflow if step.workflow is not None else None
     if child is None:
@@ -178,7 +185,13 @@ def _admit_child(
     if directory is not None and reference is not None and reference.endswith(".json"):
         directory = (directory / reference).resolve().parent
     try:
-        children[step.id] = admit_workflow(child, registry, directory=directory, providers=catalog)
+        children[step.id] = admit_workflow(
+            child,
+            registry,
+            directory=directory,
+            providers=catalog,
+            cost_capped_above=cost_capped_above,
+        )
     except WorkflowValidationError as error:
         where = f"$.steps[{index}].workflow"
         problems += [

@@ -55,6 +55,7 @@ from .._workflow._sub_workflows import SubWorkflow
 from ._emitter import Emitter
 from ._results import ExecutionResult
 from ._secrets import redacted_inputs
+from ._spending import link_to_parent
 
 if TYPE_CHECKING:
     from ._engine import ExecutionRun
@@ -154,6 +155,9 @@ class ChildRunner:
         if record is not None and record.status is ExecutionStatus.SUCCEEDED:
             return record.output
         timeout = _child_timeout(context.deadline, child.timeout)
+        parent_budget = link_to_parent(
+            getattr(context.llm, "budget", None), context.step_id, context.attempt
+        )
         if record is None:
             inputs = _child_inputs(child, input)
             run, lease = await self._starter.child_run(
@@ -164,10 +168,15 @@ class ChildRunner:
                 parent_step=context.step_id,
                 correlation_id=parent.correlation_id,
                 child_timeout=timeout,
+                parent_budget=parent_budget,
             )
         else:
             run, lease = await self._starter.resumed_run(
-                record, timeout, _resupplied(record, input), workflow=child
+                record,
+                timeout,
+                _resupplied(record, input),
+                workflow=child,
+                parent_budget=parent_budget,
             )
         try:
             release = self._starter.hold_child(run)

@@ -50,7 +50,7 @@ from ._emitter import Emitter
 from ._gates import GateBoard, has_gates
 from ._map import unit_capacity
 from ._results import ExecutionResult, StepResult
-from ._spending import ExecutionBudget, JournalSpend
+from ._spending import ExecutionBudget, JournalSpend, ParentBudget
 from ._state import Ending, RunState, StepSlot
 from ._step_resilience import SharedResilience
 from ._step_run import StepActor, StepRunner
@@ -103,6 +103,7 @@ class ExecutionRun:
         gates_before: Mapping[str, GateState] | None = None,
         providers: ProviderCatalog | None = None,
         budget_spent: JournalSpend | None = None,
+        parent_budget: ParentBudget | None = None,
         directory: Path | None = None,
     ) -> None:
         """Prepare an execution from its `state` (`RunState.begin`: a resume's reused outputs too).
@@ -110,7 +111,8 @@ class ExecutionRun:
         `sync_limiter` is the runtime's pool of threads for blocking agent code; `agents` holds
         the agents admission built, by step id (a step not in it has its agent built when it runs).
         `gates_before` holds the gates of the run a resume continues (`ExecutionState.gates`);
-        `budget_spent` what its journal says its budgets spent (`journal_spend`).
+        `budget_spent` what its journal says its budgets spent (`journal_spend`);
+        `parent_budget` the parent step's budgets a child execution's calls count against too.
         `providers` is the runtime's provider catalog (None: the steps' model calls use the
         built-in providers, without breakers or journaled calls). `directory` is the workflow
         file's (None: it has no file), recorded in `execution.started` for resume and fork.
@@ -163,7 +165,7 @@ class ExecutionRun:
                 before=gates_before,
             )
         self._waiting_gates: list[str] = []
-        budget = ExecutionBudget.for_workflow(workflow, emitter, self.gates)
+        budget = ExecutionBudget.for_workflow(workflow, emitter, self.gates, parent_budget)
         if budget is not None and budget_spent is not None:
             budget.restore(budget_spent)
         self.steps = StepRunner(

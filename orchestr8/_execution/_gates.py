@@ -383,6 +383,18 @@ class GateBoard:
             return dict(_outcome(gate_id, approval, recorded))
         return dict(await self._open_and_wait(gate_id, approval, prompt))
 
+    async def resolve_open(self, gate_id: str, answer: dict[str, Any]) -> bool:
+        """Resolve the open, unanswered gate `gate_id` with `answer` (the runtime's own answer).
+
+        A budget's raise resolves the other pauses it covers this way. False (nothing done)
+        when no such gate is open or it has an answer already.
+        """
+        gate = self._open.get(gate_id)
+        if gate is None or gate.answer is not None:
+            return False
+        await self._resolve(gate, answer)
+        return True
+
     async def _open_and_wait(self, gate_id: str, approval: Approval, prompt: Any) -> Any:
         """Open the gate (`gate.opened`), take the answers waiting for it, wait for the rest."""
         before = self._before.pop(gate_id, None)

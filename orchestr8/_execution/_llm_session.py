@@ -23,6 +23,8 @@ from .._journal._events import EventType
 from .._json import JSON
 from .._llm._catalog import ProviderCatalog
 from .._llm._fallback import PROVIDER_BREAKER_PREFIX
+from .._llm._model_names import parse_model_name
+from .._llm._prices import PriceEntry, price_entry
 from .._llm._provider import ProviderGuard
 from .._llm._session import NO_RESERVATION, Reservation, Spend
 from .._workflow._policy import CircuitBreakerPolicy
@@ -76,7 +78,13 @@ class ExecutionLLMSession:
         """
         if self.budget is None:
             return NO_RESERVATION
-        return await self.budget.reserve(context, ask, model=model)
+        return await self.budget.reserve(context, ask, model=model, price_of=self._price_of)
+
+    def _price_of(self, model: str) -> PriceEntry | None:
+        """The price of `provider:model` in this execution's catalog; None when none is known."""
+        name = parse_model_name(model, field="model", bare_allowed=True)
+        found = self.catalog.price(name.provider, name.model)
+        return None if found is None else price_entry(found)
 
     def settle(self, context: Any, reservation: Reservation, spent: Spend) -> None:
         """Replace the hold of `reservation` by what the call spent."""

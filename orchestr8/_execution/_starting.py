@@ -48,7 +48,7 @@ from ._handle import ExecutionHandle
 from ._lock import ExecutionLocks
 from ._resumption import plan_resume
 from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
-from ._spending import JournalSpend, journal_spend
+from ._spending import JournalSpend, ParentBudget, journal_spend
 from ._state import RunState
 from ._step_resilience import SharedResilience
 
@@ -240,10 +240,12 @@ class Starter:
         parent_step: str,
         correlation_id: str,
         child_timeout: float | None,
+        parent_budget: ParentBudget | None = None,
     ) -> tuple[ExecutionRun, SecretLease]:
         """Record a sub-workflow step's child execution and build its run (and its lease).
 
-        The run is not launched: the parent's step runs it in its own task (`_children`).
+        The run is not launched: the parent's step runs it in its own task (`_children`). Its
+        calls count against `parent_budget` too (the parent step's budgets).
         """
         loaded, agents = self._admit(loaded)
         secrets = self._secrets.resolve(secret_names(loaded))
@@ -270,6 +272,7 @@ class Starter:
                 emitter,
                 child_timeout,
                 correlation_id=correlation_id,
+                parent_budget=parent_budget,
             )
             await self._journal.create_or_find(
                 record, first_event=run.start_event(), step_hashes=step_spec_hashes
@@ -309,11 +312,13 @@ class Starter:
         supplied: Mapping[str, Any] | None,
         *,
         workflow: Workflow | None = None,
+        parent_budget: ParentBudget | None = None,
     ) -> tuple[ExecutionRun, SecretLease]:
         """Replay the execution's events and build the run that continues it (and its lease).
 
         The caller holds the execution's lock, and launches the run. `workflow` (a child's, as
-        its parent loaded it) stands in for the journaled document.
+        its parent loaded it) stands in for the journaled document; `parent_budget` is a
+        child's parent step's budgets.
         """
         execution_id = record.execution_id
         events = await self._journal.events(execution_id)
@@ -345,6 +350,7 @@ class Starter:
             state=state,
             correlation_id=record.correlation_id,
             budget_spent=journal_spend(events),
+            parent_budget=parent_budget,
             directory=directory,
         )
         return run, default_redactor().lease(secret_values_of(loaded, inputs, secrets))
@@ -384,6 +390,7 @@ class Starter:
         state: ExecutionState | None = None,
         correlation_id: str | None = None,
         budget_spent: JournalSpend | None = None,
+        parent_budget: ParentBudget | None = None,
         directory: Path | None = None,
     ) -> ExecutionRun:
         """The run of an execution, wired to the runtime's shared parts."""
@@ -421,6 +428,7 @@ class Starter:
             children=self.children,
             gates_before=state.gates if state is not None else None,
             budget_spent=budget_spent,
+            parent_budget=parent_budget,
             providers=self._providers,
             directory=directory,
         )

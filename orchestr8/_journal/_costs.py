@@ -6,15 +6,26 @@ sums them for the execution (`ExecutionState.cost_usd`; per step, `_llm_calls` f
 `StepState.llm`, whose `cost_usd` a step shows), so `inspect` and the REST documents show what a
 run cost. `None` means no call was priced (none was made, or no price was known); a run whose
 calls were only partly priced shows the priced part.
+
+Sums are rounded to `COST_DECIMALS` (10) decimal places, a ten-billionth of a dollar, so float
+noise (`0.005600000000000001`) never reaches a view: `--json` and REST show `0.0056`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["add_cost", "call_cost"]
+__all__ = ["COST_DECIMALS", "add_cost", "call_cost", "round_cost"]
+
+#: The decimal places a summed cost keeps: float noise below a ten-billionth of a dollar goes.
+COST_DECIMALS: Final = 10
+
+
+def round_cost(cost: float) -> float:
+    """`cost` in US dollars rounded to `COST_DECIMALS` places (sums of floats carry noise)."""
+    return round(cost, COST_DECIMALS)
 
 
 def call_cost(data: Mapping[str, Any]) -> float | None:
@@ -29,4 +40,4 @@ def add_cost(total: float | None, cost: float | None) -> float | None:
     """`total` with `cost` added; None only while both are None (nothing priced yet)."""
     if cost is None:
         return total
-    return cost if total is None else total + cost
+    return cost if total is None else round_cost(total + cost)

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from .._json import JSON
+from ._costs import round_cost
 
 __all__ = ["LLMCalls", "fold_llm_call", "total_llm_calls"]
 
@@ -72,7 +73,7 @@ def fold_llm_call(calls: LLMCalls | None, data: Mapping[str, Any]) -> LLMCalls:
         failed=calls.failed + failed,
         providers=providers,
         models=models,
-        cost_usd=calls.cost_usd + amount,
+        cost_usd=round_cost(calls.cost_usd + amount),
         unpriced=calls.unpriced + (not priced),
     )
 
@@ -96,7 +97,7 @@ def total_llm_calls(per_step: Mapping[str, LLMCalls | None]) -> LLMCalls | None:
             providers=total.providers
             + tuple(p for p in calls.providers if p not in total.providers),
             models=total.models + tuple(m for m in calls.models if m not in total.models),
-            cost_usd=total.cost_usd + calls.cost_usd,
+            cost_usd=round_cost(total.cost_usd + calls.cost_usd),
             unpriced=total.unpriced + calls.unpriced,
         )
     return total

@@ -72,6 +72,9 @@ class StepState:
     def carried_over(self, interrupted_at: float) -> StepState:
         """The state a resume starts it from: pending, keeping what its earlier runs counted.
 
+        Kept: attempts, time, plans, its model calls and its usage (tokens), so a resumed map
+        step counts the items it reuses, as the execution's total does.
+
         A run still going when its process stopped ran until `interrupted_at` (the last event).
         """
         ran = 0.0
@@ -85,6 +88,8 @@ class StepState:
             rejected_plans=self.rejected_plans,
             replans=self.replans,
             llm=self.llm,
+            # Its tokens so far (a map's reused items, earlier attempts), like its calls' cost.
+            usage=self.usage,
         )
 
     @property

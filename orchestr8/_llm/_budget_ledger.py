@@ -34,6 +34,7 @@ from ._prices import PriceEntry, cost_of
 from ._session import Reservation, Spend
 
 __all__ = [
+    "CALL_INPUT_FLOOR",
     "WORKFLOW_SCOPE",
     "BudgetLedger",
     "Shortfall",
@@ -62,14 +63,22 @@ def scope_of(step_id: str) -> str:
     return f"steps.{step_id}"
 
 
+#: Input tokens every call is estimated at beyond its characters / 4: the framing a provider
+#: bills around the messages (a one-word prompt bills about 8 at Anthropic and OpenAI).
+CALL_INPUT_FLOOR: Final = 8
+
+
 def worst_case_spend(request: ChatRequest, price: PriceEntry | None) -> Spend:
-    """The most one call of `request` may spend: what a reservation holds for it.
+    """The most one call of `request` may spend, as estimated: what a reservation holds for it.
 
     Input: the request's characters (system prompt, messages, tools, JSON schema) / 4, rounded
-    up (`ChatRequest.estimated_input_tokens`); output: its `max_tokens`, the most a model may
-    answer; one call; priced at `price` with no cache discount (0 without a price).
+    up (`ChatRequest.estimated_input_tokens`), plus `CALL_INPUT_FLOOR` tokens of framing;
+    output: its `max_tokens`, the most a model may answer; one call; priced at `price` with no
+    cache discount (0 without a price). The execution scales the input by what earlier calls
+    of the model billed (`_input_calibration`).
     """
-    usage = Usage(input_tokens=request.estimated_input_tokens(), output_tokens=request.max_tokens)
+    estimated_input = request.estimated_input_tokens() + CALL_INPUT_FLOOR
+    usage = Usage(input_tokens=estimated_input, output_tokens=request.max_tokens)
     return call_spend(usage, price)
 
 

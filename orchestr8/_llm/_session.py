@@ -61,9 +61,9 @@ class Spend:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        """The spend as budget events carry it."""
+        """The spend as budget events carry it (the cost rounded to 10 decimal places)."""
         return {
-            "cost_usd": self.cost_usd,
+            "cost_usd": round(self.cost_usd, 10),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "llm_calls": self.llm_calls,

@@ -12,7 +12,9 @@ States and rules (drawn in `docs/resilience.md`, "Circuit breaker"):
 - `forced_open` and `disabled` are manual: the first rejects everything until `close()`, the
   second lets everything through and records nothing.
 
-What counts: an `Exception` is a failure unless its type is in `exclude` (then it is neutral).
+What counts: an `Exception` is a failure unless it is a `BreakerNeutral` (a budget refused the
+call, a prompt could not be built: nothing about the health of what was called) or its type is
+in `exclude`; those are neutral.
 `trio.Cancelled` and other `BaseException`s are neutral: a cancelled probe frees its permit and
 counts for nothing. Each admitted call holds a ticket, the breaker's generation at admission; every
 transition starts a new generation, so results of calls admitted before a transition (say, slow
@@ -30,7 +32,7 @@ from typing import Final, NoReturn, TypeVar, TypeVarTuple
 import attrs
 import trio
 
-from .._errors import CircuitOpenError
+from .._errors import BreakerNeutral, CircuitOpenError
 from .._workflow._policy import CircuitBreakerPolicy, _at_least_one, _not_negative
 
 T = TypeVar("T")
@@ -215,8 +217,13 @@ class CircuitBreaker:
                 self._transition(_CLOSED, trio.current_time(), "probes_succeeded")
 
     def record_failure(self, ticket: int, error: BaseException) -> None:
-        """Record that the call admitted with `ticket` raised `error` (neutral if excluded)."""
-        if isinstance(error, self.exclude):
+        """Record that the call admitted with `ticket` raised `error`.
+
+        Neutral instead when `error` is a `BreakerNeutral` (it says nothing about the health of
+        what was called: a budget refused the call, its prompt could not be built) or an
+        `exclude`d type.
+        """
+        if isinstance(error, (BreakerNeutral, self.exclude)):
             self.record_neutral(ticket)
             return
         self._failed += 1

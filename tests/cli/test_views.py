@@ -161,19 +161,74 @@ def test_the_spend_table_shows_each_step_that_called_a_model_and_the_total() -> 
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("SPEND"))
     assert lines[start].split() == ["SPEND", "INPUT", "TOKENS", "OUTPUT", "TOKENS", "COST"]
-    assert lines[start + 1].split() == ["draft", "1200", "300", "$0.0081"]
+    assert lines[start + 1].split() == ["draft", "1200", "300", "$0.008100"]
     assert lines[start + 2].split() == ["local", "10", "5", "-"]
-    assert lines[start + 3].split() == ["total", "1210", "305", "$0.0081"]
+    assert lines[start + 3].split() == ["total", "1210", "305", "$0.008100"]
     plain = render_execution_detail(execution_detail(RECORD, failed_loop().events), color=False)
     assert "SPEND" not in plain
 
 
 def test_costs_are_shown_in_dollars() -> None:
-    """Under a dollar: four significant digits; from a dollar on: cents; none: a dash."""
-    assert [format_cost(cost) for cost in (None, 0.000123456, 0.5, 12.345, 1234.5)] == [
+    """Six fixed decimals (never `5e-05`), thousands separated; none: a dash."""
+    costs = (None, 0.00005, 0.000123456, 0.5, 12.345, 1234.5)
+    assert [format_cost(cost) for cost in costs] == [
         "-",
-        "$0.0001235",
-        "$0.5",
-        "$12.35",
-        "$1,234.50",
+        "$0.000050",
+        "$0.000123",
+        "$0.500000",
+        "$12.345000",
+        "$1,234.500000",
     ]
+
+
+def budgeted() -> Script:
+    """A step `a` whose reservation was settled in a source run (copied by a fork), and a step
+    `b` whose call was reserved but cut off by a kill before it settled."""
+    script = Script().add("execution.started")
+    script.add("step.started", "a", agent="llm")
+    script.add("step.succeeded", "a", attempt=1, output="kept")
+    script.add(
+        "budget.settled",
+        "a",
+        reservation=1,
+        cost_usd=0.00005,
+        input_tokens=10,
+        output_tokens=5,
+        llm_calls=1,
+        reused_from="source",
+    )
+    script.add("step.started", "b", agent="llm")
+    script.add("attempt.started", "b", attempt=1)
+    return script.add(
+        "budget.reserved",
+        "b",
+        reservation=2,
+        model="anthropic:claude-haiku-4-5",
+        cost_usd=0.0051,
+        input_tokens=10,
+        output_tokens=1000,
+        llm_calls=1,
+        scope="workflow",
+    )
+
+
+def test_an_unsettled_hold_and_a_kept_steps_spend_are_shown() -> None:
+    """A hold never settled shows as `b (held, unsettled)`; a fork's kept step shows its spend."""
+    record = ExecutionRecord("run-2", "kill", {"steps": [{"id": "a"}, {"id": "b"}]})
+    detail = execution_detail(record, budgeted().events)
+    assert detail["steps"]["a"]["usage"] == {"input_tokens": 10, "output_tokens": 5}
+    assert detail["steps"]["a"]["cost_usd"] == 0.00005
+    assert detail["steps"]["b"]["unsettled"] == {
+        "cost_usd": 0.0051,
+        "input_tokens": 10,
+        "output_tokens": 1000,
+        "llm_calls": 1,
+    }
+    assert detail["unsettled"] == detail["steps"]["b"]["unsettled"]
+    assert detail["cost_usd"] == 0.00005
+    lines = render_execution_detail(detail, color=False).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("SPEND"))
+    assert lines[start + 1].split() == ["a", "10", "5", "$0.000050"]
+    assert lines[start + 2].split() == ["b", "(held,", "unsettled)", "10", "1000", "$0.005100"]
+    assert lines[start + 3].split() == ["total", "10", "5", "$0.000050"]
+    assert "unsettled" not in execution_detail(RECORD, failed_loop().events)

@@ -178,6 +178,34 @@ async def test_map_items_running_at_once_never_jointly_overspend(fake: FakeAnthr
     assert sum(output is not None for output in outputs) == 3
 
 
+async def test_a_map_under_a_tiny_cap_never_opens_the_shared_breaker(fake: FakeAnthropic) -> None:
+    """Twenty items, retried, past a two-call cap: every refusal is neutral for the llm breaker.
+
+    The items beyond the cap fail with BudgetExhaustedError (not CircuitOpenError), no breaker
+    opens, and the runtime's next execution of the same agent is unaffected.
+    """
+    for _ in range(3):
+        fake.reply_text("ok", input_tokens=5, output_tokens=5)
+    step = llm_step("each", for_each="inputs.items", on_item_error="continue")
+    step["input"] = "Item ${item}"
+    step["policy"] = {"retry": {"max_attempts": 3, "jitter": "none"}}
+    capped = document(step, budget={"max_llm_calls": 2})
+    capped["inputs"] = {"type": "object"}
+    async with open_runtime() as runtime:
+        first = await (await runtime.start(capped, inputs={"items": list(range(20))})).wait()
+        events = await runtime.journal.events(first.execution_id)
+        second = await (await runtime.start(document(llm_step("after")))).wait()
+        breaker = runtime.resilience.breakers.find("llm")
+    failed = [event for event in of_type(events, "step.failed") if event.step_id != "each"]
+    errors = [event.data["error"]["type"] for event in failed]
+    assert errors == ["BudgetExhaustedError"] * 18
+    assert not [event for event in events if event.type.startswith("breaker.")]
+    assert second.succeeded
+    assert breaker is not None
+    assert breaker.statistics().failures == 0
+    assert len(fake.requests) == 3
+
+
 async def test_a_failed_call_without_usage_counts_nothing(fake: FakeAnthropic) -> None:
     """A call the API refused is settled with zeros: its hold is released."""
     fake.reply_bad_request()
@@ -550,3 +578,156 @@ async def test_under_a_cost_cap_a_model_without_a_price_is_refused_at_load() -> 
                 runtime.load(workflow)
         with pytest.raises(WorkflowValidationError, match="has no price"):
             await runtime.start(document(unpriced), max_cost_usd=1.0)
+
+
+async def test_a_model_that_bills_more_than_estimated_is_reserved_at_what_it_billed(
+    fake: FakeAnthropic,
+) -> None:
+    """A one-character prompt billed 2,000 tokens: the next call asks 2,000 and the cap holds."""
+    fake.reply_text("ok", input_tokens=2000, output_tokens=2)
+    workflow = document(
+        llm_step("a"), llm_step("b", on_error="continue"), budget={"max_input_tokens": 3000}
+    )
+    result, events = await execute(workflow)
+    assert len(fake.requests) == 1
+    [reserved] = of_type(events, "budget.reserved")
+    [exhausted] = of_type(events, "budget.exhausted")
+    assert reserved.data["input_tokens"] < 20
+    assert exhausted.data["limit"] == "max_input_tokens"
+    assert exhausted.data["asked"] == 2000
+    assert exhausted.data["remaining"] == 1000
+    assert result.steps["b"].error is not None
+
+
+def child_step(step_id: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    """A sub-workflow step whose inline child runs `steps` one after another."""
+    child = {
+        "schema_version": "1.1",
+        "name": "child",
+        "strategy": "sequential",
+        "steps": list(steps),
+    }
+    return {"id": step_id, "workflow": child, "policy": NO_RETRY}
+
+
+async def test_max_cost_caps_a_child_execution_too(fake: FakeAnthropic) -> None:
+    """--max-cost covers the execution tree: a call of a child the cap cannot cover is refused.
+
+    The refusal is journaled by the parent, on the sub-workflow step; no API call is made.
+    """
+    workflow = document(child_step("c", llm_step("s")))
+    result, events = await execute(workflow, max_cost_usd=0.0001)
+    assert not result.succeeded
+    assert fake.requests == []
+    [exhausted] = of_type(events, "budget.exhausted")
+    assert exhausted.step_id == "c"
+    assert exhausted.data["limit"] == "max_cost_usd"
+    error = result.steps["c"].error
+    assert error is not None
+    assert "in the parent execution, for its step c" in error["message"]
+
+
+async def test_a_parents_budget_counts_its_childrens_calls(fake: FakeAnthropic) -> None:
+    """Three calls in two children under the parent's two-call budget: the third is refused.
+
+    The parent's journal holds the children's reservations and settlements on their steps, so
+    a resume of the parent counts them.
+    """
+    for _ in range(2):
+        fake.reply_text("ok", input_tokens=10, output_tokens=5)
+    workflow = document(
+        child_step("c", llm_step("s"), llm_step("t")),
+        child_step("d", llm_step("u")),
+        budget={"max_llm_calls": 2},
+    )
+    workflow["steps"][1]["depends_on"] = ["c"]
+    workflow["steps"][1]["on_error"] = "continue"
+    result, events = await execute(workflow)
+    assert len(fake.requests) == 2
+    assert [event.step_id for event in of_type(events, "budget.settled")] == ["c", "c"]
+    assert [event.step_id for event in of_type(events, "budget.exhausted")] == ["d"]
+    assert journal_spend(events).steps["c"] == Spend(
+        cost_usd=of_type(events, "budget.settled")[0].data["cost_usd"] * 2,
+        input_tokens=20,
+        output_tokens=10,
+        llm_calls=2,
+    )
+    assert result.steps["c"].error is None
+
+
+async def test_under_a_cap_a_childs_model_without_a_price_is_refused_at_load() -> None:
+    """A cost cap on the parent covers its children: their models need a price at load."""
+    step = llm_step("s")
+    step["agent"]["config"]["model"] = "anthropic:no-such-model"
+    workflow = document(child_step("c", step), budget={"max_cost_usd": 1.0})
+    with pytest.raises(Exception, match=r"\$\.steps\[0\]\.workflow\.steps\[0\]\.agent.*no price"):
+        await execute(workflow)
+
+
+async def test_a_models_first_call_runs_alone_so_a_parallel_map_keeps_an_input_cap(
+    fake: FakeAnthropic,
+) -> None:
+    """Ten items at once, each billed 2,000 tokens for a 10-token estimate, cap 5,000.
+
+    The first call runs alone; the others then ask 2,000 each: two calls are made, 4,000 tokens,
+    where blind estimates would have let all ten through (20,000).
+    """
+    for _ in range(2):
+        fake.reply_text("ok", input_tokens=2000, output_tokens=2)
+    step = llm_step("each", for_each="inputs.items", on_item_error="continue")
+    step["input"] = "Item ${item}"
+    workflow = document(step, budget={"max_input_tokens": 5000})
+    workflow["inputs"] = {"type": "object"}
+    result, events = await execute(workflow, inputs={"items": list(range(10))})
+    assert len(fake.requests) == 2
+    assert [event.data["input_tokens"] for event in of_type(events, "budget.reserved")] == [
+        10,
+        2000,
+    ]
+    assert sum(event.data["input_tokens"] for event in of_type(events, "budget.settled")) == 4000
+    assert len(of_type(events, "budget.exhausted")) == 8
+    assert sum(output is not None for output in result.steps["each"].output) == 2
+
+
+async def test_a_call_limit_alone_never_makes_a_first_call_wait(fake: FakeAnthropic) -> None:
+    """Without an input or cost limit the estimate cannot overspend: items start together."""
+    for _ in range(3):
+        fake.reply_text("ok", input_tokens=5, output_tokens=5)
+    step = llm_step("each", for_each="inputs.items")
+    step["input"] = "Item ${item}"
+    workflow = document(step, budget={"max_llm_calls": 3})
+    workflow["inputs"] = {"type": "object"}
+    result, events = await execute(workflow, inputs={"items": list(range(3))})
+    assert result.succeeded
+    kinds = [event.type for event in events if event.type.startswith("budget.")]
+    assert kinds[:3] == ["budget.reserved"] * 3
+
+
+async def test_a_raise_resolves_the_other_pauses_it_covers(fake: FakeAnthropic) -> None:
+    """Three items past a one-call step budget: two wait at m.budget and m.budget#2.
+
+    Approving max_llm_calls 3 at one gate resolves the other as covered: all three calls run.
+    """
+    for _ in range(3):
+        fake.reply_text("ok")
+    step = llm_step("m", for_each="inputs.items")
+    step["input"] = "Item ${item}"
+    step["budget"] = {"max_llm_calls": 1, "on_exhaust": "pause"}
+    step["policy"] = {"timeout": None, "retry": {"max_attempts": 1}, "circuit_breaker": None}
+    workflow = document(step)
+    workflow["inputs"] = {"type": "object"}
+    async with open_runtime() as runtime:
+        handle = await runtime.start(workflow, inputs={"items": [0, 1, 2]})
+        await handle.wait_blocked_on_gates()
+        gates = sorted(gate.gate_id for gate in handle.open_gates())
+        assert gates == ["m.budget", "m.budget#2"]
+        assert handle.gates is not None
+        await handle.gates.answer(gates[0], {"approve": True, "input": {"max_llm_calls": 3}})
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.succeeded, result.error
+    assert len(fake.requests) == 3
+    resolved = {event.step_id: event.data for event in of_type(events, "gate.resolved")}
+    assert resolved[gates[1]]["how"] == "covered"
+    assert resolved[gates[1]]["by"] == "orchestr8"
+    assert resolved[gates[1]]["reason"] == "covered by the limits approved at gate m.budget"

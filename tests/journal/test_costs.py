@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from event_scripts import Script
 
-from orchestr8._journal._costs import add_cost, call_cost
+from orchestr8._journal._costs import add_cost, call_cost, round_cost
 from orchestr8._journal._replay import replay
 
 
@@ -61,3 +61,10 @@ def test_replay_sums_costs_per_step_per_map_and_in_all() -> None:
     assert state.steps["free"].cost_usd is None
     assert state.cost_usd == 1.375
     assert replay(Script().add("execution.started").events).cost_usd is None
+
+
+def test_sums_carry_no_float_noise() -> None:
+    """0.1 + 0.2 is 0.3 to ten decimals, not 0.30000000000000004."""
+    assert 0.1 + 0.2 != 0.3
+    assert add_cost(0.1, 0.2) == 0.3
+    assert round_cost(0.1 + 0.2) == 0.3

@@ -329,3 +329,19 @@ def test_a_unit_is_waiting_while_its_gate_is_open() -> None:
     assert replay(script.events).steps["ok"].status is StepStatus.RUNNING
     script.add("step.succeeded", "ok", output={"approved": True})
     assert replay(script.events).steps["ok"].status is StepStatus.SUCCEEDED
+
+
+def test_a_resumed_map_step_keeps_the_tokens_of_the_items_it_reuses() -> None:
+    """Item 0 ran before the resume, item 1 after: the map step counts both, as the total does."""
+    script = Script().add("execution.started")
+    script.add("step.started", "m", agent="llm")
+    script.add("step.started", "m[0]", agent="llm")
+    script.add("step.usage", "m[0]", input_tokens=10, output_tokens=8)
+    script.add("step.succeeded", "m[0]", attempt=1, output="a")
+    script.add("execution.resumed")
+    script.add("step.started", "m", agent="llm")
+    script.add("step.started", "m[1]", agent="llm")
+    script.add("step.usage", "m[1]", input_tokens=10, output_tokens=8)
+    state = replay(script.events)
+    assert state.steps["m"].usage == {"input_tokens": 20, "output_tokens": 16}
+    assert state.usage == {"input_tokens": 20, "output_tokens": 16}

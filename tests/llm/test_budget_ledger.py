@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 
 from orchestr8._errors import BudgetExhaustedError
 from orchestr8._llm._budget_ledger import (
+    CALL_INPUT_FLOOR,
     WORKFLOW_SCOPE,
     BudgetLedger,
     Shortfall,
@@ -250,7 +251,7 @@ def test_sequential_reservations_stop_at_the_cap(asks: list[Spend]) -> None:
 
 
 def test_the_worst_case_is_the_prompt_estimate_plus_max_tokens() -> None:
-    """Characters / 4 rounded up, plus max_tokens of output, one call, priced without cache."""
+    """Characters / 4 rounded up plus the per-call floor, max_tokens out, priced without cache."""
     request = ChatRequest(
         model="claude-sonnet-4-5",
         system="x" * 10,
@@ -259,8 +260,8 @@ def test_the_worst_case_is_the_prompt_estimate_plus_max_tokens() -> None:
     )
     price = PriceEntry(3.0, 15.0, 0.3)
     assert worst_case_spend(request, price) == Spend(
-        cost_usd=(10 * 3.0 + 500 * 15.0) / 1_000_000,
-        input_tokens=10,
+        cost_usd=((10 + CALL_INPUT_FLOOR) * 3.0 + 500 * 15.0) / 1_000_000,
+        input_tokens=10 + CALL_INPUT_FLOOR,
         output_tokens=500,
         llm_calls=1,
     )

@@ -156,6 +156,70 @@ async def test_an_outside_cancel_is_not_a_breaker_failure(autojump_clock: trio.a
     assert bulkhead.statistics().in_use == 0
 
 
+class RefusedByBudgetError(orchestr8.NonRetryableError, orchestr8.BreakerNeutral):
+    """An agent's own error that says nothing about the health of what it calls."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        orchestr8.BudgetExhaustedError("the workflow's budget cannot cover this model call"),
+        orchestr8.TemplateInputError("variable topic has no value"),
+        orchestr8.MissingAPIKeyError("provider 'anthropic' needs ANTHROPIC_API_KEY"),
+        orchestr8.UnknownProviderError("no provider 'nope'"),
+        RefusedByBudgetError("refused"),
+    ],
+)
+async def test_errors_that_say_nothing_about_the_service_never_open_the_breaker(
+    autojump_clock: trio.abc.Clock, error: Exception
+) -> None:
+    """A BreakerNeutral error, raised any number of times, is neither a failure nor a success."""
+
+    async def refused(attempt: int) -> None:
+        raise error
+
+    breaker = CircuitBreaker(failure_threshold=1)
+    for _ in range(5):
+        with pytest.raises(type(error)):
+            await call_with_policy(refused, policy(), breaker=breaker)
+    statistics = breaker.statistics()
+    assert breaker.state is BreakerState.CLOSED
+    assert (statistics.failures, statistics.successes, statistics.consecutive_failures) == (0, 0, 0)
+
+
+async def test_a_neutral_error_gives_back_a_half_open_probe_permit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A probe refused by a budget frees its permit; the next real success closes the breaker."""
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, half_open_requests=1)
+    with pytest.raises(BoomError):
+        await call_with_policy(always_fail, policy(attempts=1), breaker=breaker)
+    await trio.sleep(10.0)
+
+    async def refused(attempt: int) -> None:
+        raise orchestr8.BudgetExhaustedError("no budget left")
+
+    with pytest.raises(orchestr8.BudgetExhaustedError):
+        await call_with_policy(refused, policy(), breaker=breaker)
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert await call_with_policy(echo_attempt, policy(), breaker=breaker) == 1
+    assert breaker.statistics().state is BreakerState.CLOSED
+
+
+async def test_a_model_output_error_still_counts_against_the_breaker(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A reply that cannot be used (an ordinary RetryableError) is a failure: it was paid for."""
+
+    async def unusable(attempt: int) -> None:
+        raise orchestr8.RetryableError("the reply is not JSON")
+
+    breaker = CircuitBreaker(failure_threshold=2)
+    with pytest.raises(CircuitOpenError):
+        await call_with_policy(unusable, policy(attempts=3), breaker=breaker)
+    assert breaker.statistics().failures == 2
+
+
 async def test_a_backoff_that_would_end_at_or_after_the_deadline_is_not_started(
     autojump_clock: trio.abc.Clock,
 ) -> None:
