@@ -55,6 +55,7 @@ every `Orchestr8Error` in orchestr8 is drawn here under one of its bases::
     ├── EvalError                        `orchestr8 eval` cannot compare its two arms
     │   ├── EvalSpecError                (ValueError) an eval spec (a file or flags) is unusable
     │   ├── EvalDatasetError             (ValueError) a dataset line is not an object, or too few
+    │   ├── EvalCacheError               the output cache cannot be used (checked before a call)
     │   └── EvalCallsFailedError         model calls failed for good (the others are cached)
     └── ResilienceError                  the resilience pipeline
         ├── RetryableError               an agent says: this attempt may be tried again
@@ -361,6 +362,10 @@ class EvalSpecError(EvalError, ValueError):
 
 class EvalDatasetError(EvalError, ValueError):
     """A dataset is unusable: unreadable, a line that is not a JSON object, or too few lines."""
+
+
+class EvalCacheError(EvalError):
+    """The eval's output cache cannot be used: not a directory, not writable, an entry blocked."""
 
 
 class EvalCallsFailedError(EvalError):

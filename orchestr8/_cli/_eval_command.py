@@ -5,12 +5,15 @@ The spec comes from a file (`orchestr8 eval spec.json`) or from flags for the co
 arms through the provider catalog (`--providers`) and the output cache (`--cache`), and the report
 (`_llm/_eval_report`) is printed as tables or, with `--json`, as one document. Exit codes: 0 when
 B is not significantly worse on any dimension, 2 when it is (for CI), 1 for bad input or calls
-that failed (see `docs/eval.md`). Progress goes to stderr. Heavy imports wait until it runs.
+that failed, 130 when SIGINT or SIGTERM stopped it (see `docs/eval.md`). The first signal
+cancels the calls in flight and says how many outputs this run cached (a rerun carries on from
+them); a second one exits at once. Progress goes to stderr. Heavy imports wait until it runs.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
 import asyncclick as click
@@ -90,11 +93,12 @@ async def eval_command(
         from pathlib import Path
 
         import attrs
+        import trio
 
         from .._llm._eval_arms import evaluate
         from .._llm._eval_cache import DEFAULT_CACHE_DIRECTORY, EvalCache
         from .._llm._eval_spec import eval_spec_from_options, load_eval_spec
-        from .._shell._process import ExitCode
+        from .._shell._process import ExitCode, open_shutdown_signals, watch_shutdown_signals
 
         flags = (template_a, template_b, model, model_b, dataset)
         if spec_file is not None and any(flag is not None for flag in flags):
@@ -115,17 +119,43 @@ async def eval_command(
             spec = attrs.evolve(spec, seed=seed)
         catalog = _catalog(providers_file)
         cache = EvalCache(Path(cache_directory or DEFAULT_CACHE_DIRECTORY))
-        try:
-            report = await evaluate(
-                spec,
-                catalog=catalog,
-                cache=cache,
-                concurrency=concurrency,
-                allow_small=allow_small,
-                progress=_Progress(),
+        stop = trio.CancelScope()
+        interrupted: list[str] = []
+
+        def graceful(name: str) -> None:
+            interrupted.append(name)
+            click.echo(f"interrupted ({name}): stopping; interrupt again to exit at once", err=True)
+            stop.cancel()
+
+        async def forced(name: str) -> None:
+            click.echo(f"interrupted again ({name}): exiting now", err=True)
+
+        report = None
+        with open_shutdown_signals() as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(watch_shutdown_signals, signals, graceful=graceful, forced=forced)
+                )
+                try:
+                    with stop:
+                        report = await evaluate(
+                            spec,
+                            catalog=catalog,
+                            cache=cache,
+                            concurrency=concurrency,
+                            allow_small=allow_small,
+                            progress=_Progress(),
+                        )
+                finally:
+                    nursery.cancel_scope.cancel()
+                    await catalog.aclose()
+        if report is None:
+            click.echo(
+                f"stopped by {interrupted[0]}: {cache.stored} outputs were made and cached by "
+                "this run; run the same command again to carry on from them",
+                err=True,
             )
-        finally:
-            await catalog.aclose()
+            return ExitCode.INTERRUPTED
         _show(report, as_json=as_json)
         # 2, as a failed step is for `run`: the comparison ran, and B failed it.
         return ExitCode.STEP_FAILED if report.b_significantly_worse else ExitCode.OK

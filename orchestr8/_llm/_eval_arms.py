@@ -14,31 +14,51 @@ template's `output_schema` asks for JSON), makes non-streaming requests of the s
 `max_tokens` and `temperature`, prices a call by the provider's price override or else the
 vendored table (`_prices`; None when neither knows the model), and scores a reply with
 `score_reply`: every declared dimension, `overall`, and pass/fail (every check passed). A
-judge's calls go through the eval's cache, each of the k samples of a reply under its own key.
+judge's calls go through the eval's cache, each of the k samples of a reply under its own key; an
+answer that is not a verdict is retried like a failed call and never cached, and every sample
+(made now or read from the cache) is added up in the eval's `JudgeTally` for the report.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 
-from .._errors import Orchestr8Error, TemplateError
+from .._errors import (
+    EvalSpecError,
+    Orchestr8Error,
+    Problem,
+    ProviderResponseError,
+    TemplateError,
+)
 from .._json import JSON
 from ._chat import ChatMessage, ChatReply, ChatRequest, Usage
-from ._eval_cache import EvalCache
-from ._eval_report import EvalReport
+from ._eval_cache import CachedReply, EvalCache
+from ._eval_report import EvalReport, JudgeSummary
 from ._eval_run import ArmScore, EvalProgress, call_cached, request_key, run_eval
 from ._eval_spec import EvalArm, EvalSpec, load_dataset
-from ._judge import ModelJudge
+from ._judge import ModelJudge, verdict_of
 from ._prices import cost_of, price_for
 from ._provider import Provider
 from ._scoring import Expectations, JudgeSpec, compile_expect, score_reply
 from ._templates import PromptTemplateFile, load_template
 
-__all__ = ["ModelCatalog", "ResolvedModel", "TemplateArm", "evaluate", "prepare_arms"]
+__all__ = [
+    "JudgeTally",
+    "ModelCatalog",
+    "ResolvedModel",
+    "TemplateArm",
+    "evaluate",
+    "prepare_arms",
+]
+
+
+_PREVIEW = 200
+"""How much of a judge's answer that is not a verdict the error shows."""
 
 
 class ResolvedModel(Protocol):
@@ -68,6 +88,61 @@ class ModelCatalog(Protocol):
         ...
 
 
+@attrs.define
+class JudgeTally:
+    """The judges' samples of an eval added up (calls, cache, tokens, cost) for its report."""
+
+    models: list[str] = attrs.field(factory=list)
+    providers: list[Provider] = attrs.field(factory=list)
+    samples: int = 0
+    from_cache: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: int = 0
+    costs: list[float | None] = attrs.field(factory=list)
+    spent: list[float | None] = attrs.field(factory=list)
+
+    def add_judge(self, model: str, provider: Provider) -> None:
+        """An arm is judged by `model` (`provider:model`) through `provider`."""
+        if model not in self.models:
+            self.models.append(model)
+        if all(provider is not known for known in self.providers):
+            self.providers.append(provider)
+
+    def add(self, reply: CachedReply, *, from_cache: bool) -> None:
+        """One sample, made now or read from the cache."""
+        self.samples += 1
+        self.from_cache += from_cache
+        self.input_tokens += reply.input_tokens
+        self.output_tokens += reply.output_tokens
+        self.estimated += reply.estimated
+        self.costs.append(reply.cost_usd)
+        if not from_cache:
+            self.spent.append(reply.cost_usd)
+
+    def summary(self) -> JudgeSummary | None:
+        """The samples added up; None when no arm has a judge."""
+        if not self.models:
+            return None
+        return JudgeSummary(
+            model=", ".join(self.models),
+            samples=self.samples,
+            from_cache=self.from_cache,
+            cost_usd=_sum(self.costs),
+            spent_usd=_sum(self.spent),
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            estimated=self.estimated,
+        )
+
+
+def _sum(costs: list[float | None]) -> float | None:
+    """The total, or None when any cost is unknown (a partial sum would under-count)."""
+    if any(cost is None for cost in costs):
+        return None
+    return math.fsum(cost for cost in costs if cost is not None)
+
+
 @attrs.frozen
 class TemplateArm:
     """One arm of an eval: a prompt template on a model, scored against expectations."""
@@ -82,6 +157,7 @@ class TemplateArm:
     temperature: float | None
     cache: EvalCache
     judge: ResolvedModel | None = None
+    tally: JudgeTally = attrs.field(factory=JudgeTally)
 
     @property
     def provider(self) -> Provider:
@@ -113,7 +189,8 @@ class TemplateArm:
         """Score one reply: its declared dimensions, overall, and whether every check passed."""
         judge = None
         if self.judge is not None:
-            judge = ModelJudge(_CachedJudgeCalls(self.judge, self.cache), self.judge.model)
+            calls = _CachedJudgeCalls(self.judge, self.cache, self.tally)
+            judge = ModelJudge(calls, self.judge.model)
         score = await score_reply(self.expect, text, judge=judge)
         dimensions = {
             "structure": score.structure,
@@ -154,6 +231,7 @@ class _CachedJudgeCalls:
 
     resolved: ResolvedModel
     cache: EvalCache
+    tally: JudgeTally
     samples: dict[str, int] = attrs.field(factory=dict)
 
     async def __call__(self, request: ChatRequest) -> ChatReply:
@@ -161,7 +239,21 @@ class _CachedJudgeCalls:
         first = request_key(provider, request)
         sample = self.samples[first] = self.samples.get(first, 0) + 1
         key = request_key(provider, request, sample)
-        reply = await call_cached(_JudgeArm(self.resolved), request, key, self.cache)
+        cached = self.cache.load(key)
+        sections = [str(name) for name in (request.json_schema or {}).get("required") or ()]
+
+        def check(text: str) -> None:
+            if verdict_of(text, sections) is None:
+                shown = text if len(text) <= _PREVIEW else text[:_PREVIEW] + "..."
+                raise ProviderResponseError(
+                    f"provider {provider.name!r}: the judge model {request.model!r} answered "
+                    f"{shown!r}, not a true/false verdict for each section ({', '.join(sections)})"
+                )
+
+        reply = cached or await call_cached(
+            _JudgeArm(self.resolved), request, key, self.cache, check=check
+        )
+        self.tally.add(reply, from_cache=cached is not None)
         return ChatReply(
             text=reply.text,
             model=request.model,
@@ -181,10 +273,17 @@ def prepare_arms(
             expectations do not compile, or there is nothing to score.
     """
     shared = None if spec.expect is None else _compile(spec, spec.expect)
-    return (
-        _prepare(spec, spec.a, shared, catalog, cache),
-        _prepare(spec, spec.b, shared, catalog, cache),
-    )
+    tally = JudgeTally()
+    prepared: list[TemplateArm] = []
+    problems: list[Problem] = []
+    for arm in (spec.a, spec.b):
+        try:
+            prepared.append(_prepare(spec, arm, shared, catalog, cache, tally))
+        except EvalSpecError as error:
+            problems += [problem for problem in error.problems if problem not in problems]
+    if problems:
+        raise EvalSpecError(problems, spec.source)
+    return prepared[0], prepared[1]
 
 
 def _prepare(
@@ -193,6 +292,7 @@ def _prepare(
     shared: Expectations | None,
     catalog: ModelCatalog,
     cache: EvalCache,
+    tally: JudgeTally,
 ) -> TemplateArm:
     """Load one arm's template, resolve its model and settle its expectations."""
     where = f"$.arms.{arm.name}"
@@ -200,7 +300,7 @@ def _prepare(
         file = load_template(arm.template, directory=Path.cwd())
     except TemplateError as error:
         raise spec.problem(f"{where}.template", str(error)) from None
-    resolved = _resolve(spec, catalog, arm.model, f"{where}.model")
+    resolved = _resolve(spec, catalog, arm.model, arm.model_path or f"{where}.model")
     expect = shared if shared is not None else file.expect
     if expect is None:
         raise spec.problem(
@@ -215,6 +315,7 @@ def _prepare(
     judge = None
     if expect.judge is not None:
         judge = _resolve(spec, catalog, expect.judge.model, "$.judge.model")
+        tally.add_judge(expect.judge.model, judge.provider)
     return TemplateArm(
         name=arm.name,
         model=arm.model,
@@ -226,16 +327,30 @@ def _prepare(
         temperature=spec.temperature,
         cache=cache,
         judge=judge,
+        tally=tally,
     )
 
 
 def _compile(spec: EvalSpec, expect: Mapping[str, Any]) -> Expectations:
-    """The compiled `expect` of the spec, or an `EvalSpecError` at its path."""
+    """The compiled `expect` of the spec, or an `EvalSpecError` with a problem per dimension.
+
+    Each dimension is compiled on its own first, so a problem in `structure` does not hide one
+    in `constraints`.
+    """
+    problems: list[Problem] = []
+    for name, value in expect.items():
+        try:
+            compile_expect({name: value}, "$.expect")
+        except TemplateError as error:
+            path, _, problem = str(error).partition(": ")
+            problems.append(Problem(path, problem))
     try:
-        return compile_expect(expect, "$.expect")
+        if not problems:
+            return compile_expect(expect, "$.expect")
     except TemplateError as error:
         path, _, problem = str(error).partition(": ")
-        raise spec.problem(path, problem) from None
+        problems.append(Problem(path, problem))
+    raise EvalSpecError(problems, spec.source)
 
 
 def _resolve(spec: EvalSpec, catalog: ModelCatalog, model: str, where: str) -> ResolvedModel:
@@ -243,7 +358,12 @@ def _resolve(spec: EvalSpec, catalog: ModelCatalog, model: str, where: str) -> R
     try:
         return catalog.resolve(model, bare_allowed=False)
     except Orchestr8Error as error:
-        raise spec.problem(where, str(error)) from None
+        # An eval has no workflow: its providers come from --providers alone.
+        message = str(error).replace(
+            "declare it in the workflow's providers or in a provider config file (--providers)",
+            "declare it in a provider config file (--providers, or $ORCHESTR8_PROVIDERS)",
+        )
+        raise spec.problem(where, message) from None
 
 
 async def evaluate(
@@ -273,4 +393,5 @@ async def evaluate(
         cache=cache,
         concurrency=concurrency or spec.concurrency,
         progress=progress,
+        judge=arms[0].tally,
     )

@@ -8,8 +8,10 @@ detectable effect. Verdicts use Holm-adjusted p-values across the dimensions, so
 of them does not raise the chance of a false alarm above alpha; the direction is the sign of the
 mean difference. Per arm: cost (unknown, never under-counted, when any output's price is unknown),
 what this run spent (nothing for outputs from the cache), tokens, and latency p50/p95 (nearest
-rank) as measured when each output was made. `to_json` is the `--json` document; `dimension_rows`
-and `arm_rows` are the cells of the tables a person reads.
+rank) as measured when each output was made; token counts some of which were estimated (a
+provider that sent no usage) are marked `~`. The judge's calls, when the completeness dimension
+has one, are added up in a row of their own (`judge`): they cost money too. `to_json` is the
+`--json` document; `dimension_rows` and `arm_rows` are the cells of the tables a person reads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "ArmSummary",
     "DimensionResult",
     "EvalReport",
+    "JudgeSummary",
     "Verdict",
     "arm_rows",
     "build_report",
@@ -98,6 +101,25 @@ class ArmOutput:
     input_tokens: int = 0
     output_tokens: int = 0
     from_cache: bool = False
+    estimated: bool = False
+    """Whether the token counts are estimates (the provider sent no usage)."""
+
+
+@attrs.frozen
+class JudgeSummary:
+    """What the completeness judge's samples of both arms cost: calls, cache, tokens, USD."""
+
+    model: str
+    samples: int
+    from_cache: int
+    cost_usd: float | None
+    """Every sample's cost, None when the judge model's price is unknown."""
+    spent_usd: float | None
+    """The cost of the samples made by this run (not read from the cache)."""
+    input_tokens: int
+    output_tokens: int
+    estimated: int = 0
+    """How many samples' token counts are estimates."""
 
 
 @attrs.frozen
@@ -125,6 +147,8 @@ class ArmSummary:
     output_tokens: int
     latency_p50_s: float
     latency_p95_s: float
+    estimated: int = 0
+    """How many outputs' token counts are estimates (the provider sent no usage)."""
 
 
 @attrs.frozen
@@ -136,6 +160,7 @@ class EvalReport:
     dimensions: tuple[DimensionResult, ...]
     a: ArmSummary
     b: ArmSummary
+    judge: JudgeSummary | None = None
 
     @property
     def b_significantly_worse(self) -> bool:
@@ -156,6 +181,7 @@ class EvalReport:
             "power": POWER,
             "dimensions": [_dimension_json(result) for result in self.dimensions],
             "arms": {arm.name: _arm_json(arm) for arm in (self.a, self.b)},
+            "judge": None if self.judge is None else attrs.asdict(self.judge),
             "outputs_from_cache": self.from_cache,
             "b_significantly_worse": self.b_significantly_worse,
         }
@@ -167,10 +193,12 @@ def build_report(
     *,
     seed: int,
     arms: Mapping[str, tuple[str, str]],
+    judge: JudgeSummary | None = None,
 ) -> EvalReport:
     """Compare the arms' paired outputs, given in the same input order.
 
-    `arms` maps an arm's name to its (model, template) for the per-arm table. A dimension is
+    `arms` maps an arm's name to its (model, template) for the per-arm table; `judge` sums the
+    judge's samples when there is one. A dimension is
     compared over the inputs where both arms scored it, and left out when there are fewer than
     two such inputs.
     """
@@ -205,6 +233,7 @@ def build_report(
         dimensions=dimensions,
         a=_summary("a", outputs_a, *arms["a"]),
         b=_summary("b", outputs_b, *arms["b"]),
+        judge=judge,
     )
 
 
@@ -232,6 +261,7 @@ def _summary(name: str, outputs: Sequence[ArmOutput], model: str, template: str)
         output_tokens=sum(output.output_tokens for output in outputs),
         latency_p50_s=_nearest_rank(latencies, 0.50),
         latency_p95_s=_nearest_rank(latencies, 0.95),
+        estimated=sum(1 for output in outputs if output.estimated),
     )
 
 
@@ -281,6 +311,7 @@ def _arm_json(arm: ArmSummary) -> dict[str, Any]:
         "spent_usd": arm.spent_usd,
         "input_tokens": arm.input_tokens,
         "output_tokens": arm.output_tokens,
+        "tokens_estimated": arm.estimated,
         "latency_s": {"p50": arm.latency_p50_s, "p95": arm.latency_p95_s},
     }
 
@@ -295,7 +326,7 @@ def dimension_rows(report: EvalReport) -> list[tuple[str, ...]]:
         if comparison.kind == "score":
             effect = "-" if comparison.effect_size is None else f"d_z {comparison.effect_size:+.2f}"
         else:
-            effect = f"OR {comparison.effect_size:.2f}"
+            effect = "-" if comparison.effect_size is None else _odds(comparison.effect_size)
         detectable = comparison.minimum_detectable_effect
         low, high = comparison.interval.low, comparison.interval.high
         rows.append(
@@ -317,21 +348,44 @@ def dimension_rows(report: EvalReport) -> list[tuple[str, ...]]:
 
 
 def arm_rows(report: EvalReport) -> list[tuple[str, ...]]:
-    """The per-arm table's rows, formatted for people (see `ARM_HEADERS`)."""
-    return [
+    """The per-arm table's rows, then the judge's, formatted for people (see `ARM_HEADERS`).
+
+    Token counts of which some are estimates start with `~`.
+    """
+    rows: list[tuple[str, ...]] = [
         (
             arm.name,
             arm.model,
             arm.template,
             _usd(arm.cost_usd),
             _usd(arm.spent_usd),
-            f"{arm.input_tokens}/{arm.output_tokens}",
+            _tokens(arm.input_tokens, arm.output_tokens, estimated=arm.estimated > 0),
             f"{arm.latency_p50_s:.2f}s",
             f"{arm.latency_p95_s:.2f}s",
             f"{arm.from_cache}/{arm.outputs}",
         )
         for arm in (report.a, report.b)
     ]
+    judge = report.judge
+    if judge is not None:
+        rows.append(
+            (
+                "judge",
+                judge.model,
+                "-",
+                _usd(judge.cost_usd),
+                _usd(judge.spent_usd),
+                _tokens(judge.input_tokens, judge.output_tokens, estimated=judge.estimated > 0),
+                "-",
+                "-",
+                f"{judge.from_cache}/{judge.samples}",
+            )
+        )
+    return rows
+
+
+def _tokens(input_tokens: int, output_tokens: int, *, estimated: bool) -> str:
+    return f"{'~' if estimated else ''}{input_tokens}/{output_tokens}"
 
 
 def verdict_word(verdict: Verdict) -> str:
@@ -357,6 +411,11 @@ def _signed_percent(value: float) -> str:
 
 def _detectable(kind: str, value: float) -> str:
     return f"{100 * value:.0f}pp" if kind == "pass_fail" else f"{value:.1f}"
+
+
+def _odds(value: float) -> str:
+    """An odds ratio: two decimals, or two significant digits when that would show 0.00."""
+    return f"OR {value:.2f}" if value >= 0.01 else f"OR {value:.2g}"
 
 
 def _p(value: float) -> str:

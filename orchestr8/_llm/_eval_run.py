@@ -3,20 +3,30 @@
 An arm (`EvalArmRunner`, made from a template and a model by `_eval_arms`) renders an input into
 a request for its provider, scores a reply and prices a call. The runner first renders every
 (input, arm) request, so a line that does not render is an `EvalDatasetError` naming it before
-anything is spent. Then each call is looked up in the cache (`_eval_cache`); the rest are made in
+anything is spent. Then each call is looked up in the cache (`_eval_cache`); a request that is
+byte-identical to another one (the same cache key: both arms rendered the same prompt for the same
+model) is made once and its reply shared, counted as from the cache. Before the first call the
+cache is checked (`EvalCache.check`) and every provider that will be called, the judge's
+included, is made ready (`Provider.hold`: a missing API key stops the eval before anything is
+paid for, and one client serves all of a provider's calls). The rest are made in
 the order `call_order` draws from the seed, A's and B's calls shuffled together, so drift in a
 provider (load, a deployment) hits both arms alike, with at most `concurrency` calls at once. A
 call that fails retryably is tried up to `CALL_ATTEMPTS` times, after the provider's
 `retry_after` or a pause that doubles from `FIRST_PAUSE_SECONDS`; a call that still fails does not
 stop the others, and once all have ended `EvalCallsFailedError` says how many failed and why (the
 outputs that succeeded are cached, so running again only pays for the failures). Then every
-reply is scored, in dataset order, and the report (`_eval_report`) is built from the scores.
+reply is scored, at most `concurrency` at once; a judge's answer that is not a verdict is
+retried like a failed call (`call_cached`'s `check`), and a reply that still cannot be scored
+does not stop the others: `EvalCallsFailedError` names them once all are scored. The report
+(`_eval_report`) is built from the scores, with the judge's calls (`JudgeCalls`) in a row of
+their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import attrs
@@ -26,7 +36,7 @@ from .._errors import EvalCallsFailedError, EvalDatasetError, Orchestr8Error, Re
 from .._json import JSON
 from ._chat import ChatRequest, Usage
 from ._eval_cache import CachedReply, EvalCache, cache_key
-from ._eval_report import ArmOutput, EvalReport, build_report
+from ._eval_report import ArmOutput, EvalReport, JudgeSummary, build_report
 from ._eval_spec import DatasetInput
 from ._provider import Provider
 
@@ -37,6 +47,7 @@ __all__ = [
     "ArmScore",
     "EvalArmRunner",
     "EvalProgress",
+    "JudgeCalls",
     "PricedProvider",
     "call_cached",
     "call_order",
@@ -99,6 +110,19 @@ class EvalArmRunner(PricedProvider, Protocol):
 
     async def score(self, text: str) -> ArmScore:
         """Score one reply against the arm's expectations."""
+        ...
+
+
+class JudgeCalls(Protocol):
+    """An eval's completeness judges as the runner sees them: who is called, what it cost."""
+
+    @property
+    def providers(self) -> Sequence[Provider]:
+        """The judges' providers, made ready before the first call."""
+        ...
+
+    def summary(self) -> JudgeSummary | None:
+        """The judges' samples added up, or None when no judge was asked anything."""
         ...
 
 
@@ -174,12 +198,16 @@ async def run_eval(
     cache: EvalCache,
     concurrency: int,
     progress: EvalProgress | None = None,
+    judge: JudgeCalls | None = None,
 ) -> EvalReport:
     """Give every input to both arms, cached, and report how B compares with A.
 
     Raises:
         EvalDatasetError: an input does not render in an arm's template (named by its line).
-        EvalCallsFailedError: calls failed for good (raised once every call has ended).
+        EvalCacheError: the cache cannot hold the replies (checked before any call).
+        MissingAPIKeyError: a provider to be called has no API key (before any call).
+        EvalCallsFailedError: calls failed, or replies could not be scored, for good (raised
+            once every call and score has ended).
         OSError: the cache cannot be written.
     """
     by_name = {arm.name: arm for arm in arms}
@@ -196,34 +224,100 @@ async def run_eval(
     ]
     outcomes: dict[tuple[int, str], _Outcome] = {}
     to_call: list[_Job] = []
+    first_of_key: dict[str, _Job] = {}
+    shared: list[_Job] = []
     for job in jobs:
         cached = cache.load(job.key)
         outcomes[job.index, job.arm.name] = _Outcome(cached, from_cache=cached is not None)
-        if cached is None:
+        if cached is not None:
+            continue
+        if job.key in first_of_key:
+            shared.append(job)
+        else:
+            first_of_key[job.key] = job
             to_call.append(job)
+    cache.check(job.key for job in to_call)
     if progress is not None:
         progress.calls_planned(len(jobs), len(jobs) - len(to_call))
-    await _call_all(to_call, outcomes, cache, concurrency, progress)
-    failures = [
-        (job, error)
-        for job in to_call
-        if (error := outcomes[job.index, job.arm.name].error) is not None
-    ]
-    if failures:
-        raise EvalCallsFailedError(_failure_message(failures, len(jobs)))
+    providers = [job.arm.provider for job in to_call]
+    providers += judge.providers if judge is not None else []
+    async with contextlib.AsyncExitStack() as ready:
+        for provider in {id(provider): provider for provider in providers}.values():
+            await ready.enter_async_context(provider.hold())
+        await _call_all(to_call, outcomes, cache, concurrency, progress)
+        failures = [
+            (job, error)
+            for job in to_call
+            if (error := outcomes[job.index, job.arm.name].error) is not None
+        ]
+        if failures:
+            raise EvalCallsFailedError(_failure_message(failures, len(jobs)))
+        for job in shared:
+            first = first_of_key[job.key]
+            reply = outcomes[first.index, first.arm.name].reply
+            outcomes[job.index, job.arm.name] = _Outcome(reply, from_cache=True)
+        scores = await _score_all(arms, len(inputs), outcomes, concurrency)
     outputs: dict[str, list[ArmOutput]] = {"a": [], "b": []}
     for index in range(len(inputs)):
         for arm in arms:
             outcome = outcomes[index, arm.name]
             if outcome.reply is not None:
-                score = await arm.score(outcome.reply.text)
+                score = scores[index, arm.name]
                 outputs[arm.name].append(_output(score, outcome.reply, outcome.from_cache))
     return build_report(
         outputs["a"],
         outputs["b"],
         seed=seed,
         arms={arm.name: (arm.model, arm.template) for arm in arms},
+        judge=None if judge is None else judge.summary(),
     )
+
+
+async def _score_all(
+    arms: Sequence[EvalArmRunner],
+    count: int,
+    outcomes: Mapping[tuple[int, str], _Outcome],
+    concurrency: int,
+) -> dict[tuple[int, str], ArmScore]:
+    """Score every reply in dataset order, A then B, at most `concurrency` at once.
+
+    A reply that cannot be scored does not stop the others; they are named at the end.
+
+    Raises:
+        EvalCallsFailedError: some replies could not be scored (a judge that never answered
+            with a verdict, a judge call that failed for good); the others were all scored.
+    """
+    scores: dict[tuple[int, str], ArmScore] = {}
+    failures: list[tuple[int, str, Orchestr8Error]] = []
+    replies = [
+        (index, arm, reply.text)
+        for index in range(count)
+        for arm in arms
+        if (reply := outcomes[index, arm.name].reply) is not None
+    ]
+    send, receive = trio.open_memory_channel[tuple[int, EvalArmRunner, str]](len(replies))
+    for item in replies:
+        send.send_nowait(item)
+    send.close()
+
+    async def worker() -> None:
+        async for index, arm, text in receive:
+            try:
+                scores[index, arm.name] = await arm.score(text)
+            except Orchestr8Error as error:
+                failures.append((index, arm.name, error))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(concurrency, len(replies))):
+            nursery.start_soon(worker)
+    if failures:
+        index, name, error = min(failures, key=lambda failure: failure[:2])
+        raise EvalCallsFailedError(
+            f"{len(failures)} of {2 * count} outputs could not be scored (first: input "
+            f"{index + 1}, arm {name}: {error}); the outputs and the judge's samples that "
+            "succeeded are cached: run again to retry only what failed"
+        )
+    return scores
 
 
 def _request(arm: EvalArmRunner, entry: DatasetInput, dataset: str) -> ChatRequest:
@@ -270,9 +364,18 @@ async def _call_all(
 
 
 async def call_cached(
-    arm: PricedProvider, request: ChatRequest, key: str, cache: EvalCache
+    arm: PricedProvider,
+    request: ChatRequest,
+    key: str,
+    cache: EvalCache,
+    *,
+    check: Callable[[str], object] | None = None,
 ) -> CachedReply:
     """The reply to `request` from the cache, else from one call (with retries), then cached.
+
+    `check`, when given, is called with a fresh reply's text before it is cached; the
+    `RetryableError` it raises for an answer that is not what was asked (a judge's verdict that
+    is not one) is retried like a failed call, and such a reply is never cached.
 
     Raises:
         RetryableError: the last of `CALL_ATTEMPTS` attempts failed retryably.
@@ -287,6 +390,8 @@ async def call_cached(
         started = trio.current_time()
         try:
             reply = await arm.provider.complete(request, timeout=CALL_TIMEOUT_SECONDS)
+            if check is not None:
+                check(reply.text)
         except RetryableError as error:
             if attempt == CALL_ATTEMPTS:
                 raise
@@ -300,6 +405,7 @@ async def call_cached(
             output_tokens=reply.usage.output_tokens,
             cost_usd=arm.cost(reply.usage),
             latency_s=trio.current_time() - started,
+            estimated=reply.usage.estimated,
         )
         cache.store(key, fresh)
         return fresh
@@ -325,4 +431,5 @@ def _output(score: ArmScore, reply: CachedReply, from_cache: bool) -> ArmOutput:
         input_tokens=reply.input_tokens,
         output_tokens=reply.output_tokens,
         from_cache=from_cache,
+        estimated=reply.estimated,
     )

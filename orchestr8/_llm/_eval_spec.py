@@ -87,6 +87,8 @@ class EvalArm:
     name: str
     template: Path
     model: str
+    model_path: str | None = attrs.field(default=None, eq=False)
+    """Where the model was given: `$.model` when the arm takes the spec's; None: in the arm."""
 
 
 @attrs.frozen
@@ -160,6 +162,7 @@ _FLAGS: Final = {
     "$.arms.b.template": "--b",
     "$.arms.a.model": "--model",
     "$.arms.b.model": "--model-b",
+    "$.arms": "--a/--b and --model/--model-b",
 }
 
 
@@ -203,7 +206,9 @@ def _spec_of(
         problems.append(Problem("$.arms", 'must be an object with exactly the arms "a" and "b"'))
     else:
         for name in ("a", "b"):
-            arms[name] = _arm(name, arms_value[name], default_model, directory, problems)
+            arms[name] = _arm(
+                name, arms_value[name], default_model, "model" in document, directory, problems
+            )
     seed = _integer(document, "seed", 0, minimum=0, problems=problems)
     max_tokens = _integer(document, "max_tokens", DEFAULT_MAX_TOKENS, minimum=1, problems=problems)
     concurrency = _integer(
@@ -274,10 +279,15 @@ def _arm(
     name: str,
     value: Any,
     default_model: str | None,
+    default_given: bool,
     directory: Path,
     problems: list[Problem],
 ) -> EvalArm | None:
-    """Check one arm; None (with its problems added) when it is unusable."""
+    """Check one arm; None (with its problems added) when it is unusable.
+
+    `default_given`: the spec has a `model` (maybe a bad one, already reported at `$.model`), so
+    an arm without its own is not reported again.
+    """
     where = append_path("$.arms", name)
     if not isinstance(value, dict):
         problems.append(Problem(where, "must be an object with a template and a model"))
@@ -287,10 +297,11 @@ def _arm(
             Problem(append_path(where, key), f"unknown key (known: {_known(_ARM_KEYS)})")
         )
     template = _path(value, "template", where, directory, problems)
-    model = _model(value, where, problems, required=default_model is None) or default_model
+    own = _model(value, where, problems, required=not default_given)
+    model = own or default_model
     if template is None or model is None:
         return None
-    return EvalArm(name, template, model)
+    return EvalArm(name, template, model, None if own is not None else "$.model")
 
 
 def _path(
@@ -345,8 +356,9 @@ def load_dataset(path: str | os.PathLike[str], *, allow_small: bool = False) -> 
     """The inputs of a JSON Lines dataset: one object per non-blank line, with its number.
 
     Raises:
-        EvalDatasetError: the file cannot be read; a line is not JSON or not an object (its
-            number is given); or fewer than `MINIMUM_INPUTS` lines without `allow_small`.
+        EvalDatasetError: the file cannot be read; lines are not JSON or not objects (every
+            such line is named, one per line of the message); fewer than 2 lines (nothing to
+            compare); or fewer than `MINIMUM_INPUTS` lines without `allow_small`.
     """
     label = os.fspath(path)
     try:
@@ -361,11 +373,21 @@ def load_dataset(path: str | os.PathLike[str], *, allow_small: bool = False) -> 
     except UnicodeDecodeError as error:
         raise EvalDatasetError(f"{label}: not UTF-8 text ({error.reason})") from None
     inputs: list[DatasetInput] = []
+    bad_lines: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            inputs.append(DatasetInput(number, _dataset_line(label, number, line)))
+            try:
+                inputs.append(DatasetInput(number, _dataset_line(label, number, line)))
+            except EvalDatasetError as error:
+                bad_lines.append(str(error))
+    if bad_lines:
+        raise EvalDatasetError("\n".join(bad_lines))
     if not inputs:
         raise EvalDatasetError(f"{label}: no inputs (one JSON object per line)")
+    if len(inputs) < 2:
+        raise EvalDatasetError(
+            f"{label}: 1 input: a paired comparison needs at least 2, even with --allow-small"
+        )
     if len(inputs) < MINIMUM_INPUTS and not allow_small:
         _, detectable = minimum_detectable_effect([0.0] * len(inputs))
         raise EvalDatasetError(

@@ -18,7 +18,7 @@ from ._chat import ChatMessage, ChatReply, ChatRequest
 from ._checkers import parse_reply_json
 from ._templates import escape_xml
 
-__all__ = ["JUDGE_SYSTEM", "ModelJudge", "verdict_schema"]
+__all__ = ["JUDGE_SYSTEM", "ModelJudge", "verdict_of", "verdict_schema"]
 
 #: The judge's system prompt.
 JUDGE_SYSTEM = (
@@ -40,6 +40,18 @@ def verdict_schema(sections: Sequence[str]) -> dict[str, Any]:
         "required": list(sections),
         "additionalProperties": False,
     }
+
+
+def verdict_of(text: str, sections: Sequence[str]) -> dict[str, bool] | None:
+    """The verdict in a judge's answer: one boolean per section and nothing else, else None."""
+    _, verdict, _ = parse_reply_json(text)
+    if (
+        not isinstance(verdict, dict)
+        or set(verdict) != set(sections)
+        or not all(isinstance(value, bool) for value in verdict.values())
+    ):
+        return None
+    return verdict
 
 
 def judge_prompt(sections: Sequence[str], reply_text: str) -> str:
@@ -84,12 +96,8 @@ class ModelJudge:
                 next attempt may answer as asked).
         """
         reply = await self._complete(self.request(sections, reply_text))
-        _, verdict, _ = parse_reply_json(reply.text)
-        if (
-            not isinstance(verdict, dict)
-            or set(verdict) != set(sections)
-            or not all(isinstance(value, bool) for value in verdict.values())
-        ):
+        verdict = verdict_of(reply.text, sections)
+        if verdict is None:
             shown = reply.text if len(reply.text) <= _PREVIEW else reply.text[:_PREVIEW] + "..."
             raise ProviderResponseError(
                 f"provider {reply.provider!r}: the judge model {self.model!r} answered "

@@ -44,7 +44,7 @@ from ..testing._openai_hook import openai_client_factory
 from ._anthropic_provider import retry_after_seconds
 from ._chat import ALL_CAPABILITIES, Capability, ChatReply, ChatRequest, Usage, estimate_tokens
 from ._openai_messages import chat_completion_body
-from ._openai_replies import StreamedCompletion, completion_reply, usage_of
+from ._openai_replies import StreamedCompletion, completion_reply, reply_characters, usage_of
 from ._provider import TextCallback, UsageCallback, describe_provider
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ class OpenAIProvider:
         on_usage: UsageCallback | None = None,
     ) -> ChatReply:
         """Make one Chat Completions call (see `Provider.complete` for the rules it keeps)."""
+        import httpx2
         import openai
 
         body = chat_completion_body(
@@ -230,6 +231,13 @@ class OpenAIProvider:
                 cause = error.__cause__ or error
                 raise RetryableError(
                     f"could not reach {self.describe()}: {type(cause).__name__}: {cause}"
+                ) from error
+            except httpx2.TransportError as error:
+                # The SDK wraps errors of sending, not of reading the body: a server that drops
+                # the connection mid-reply surfaces here, and is as retryable as a refusal.
+                raise RetryableError(
+                    f"could not reach {self.describe()}: the connection broke while the reply "
+                    f"was read: {type(error).__name__}: {error}"
                 ) from error
 
     def _status_error(self, error: Any) -> ProviderUnavailableError | ProviderRefusedError:
@@ -339,7 +347,7 @@ class _Call:
         if isinstance(usage_field, dict):
             usage = self.report(usage_of(usage_field))
         else:
-            usage = self.report(self.estimate(len(content)))
+            usage = self.report(self.estimate(reply_characters(body)))
         return completion_reply(
             body, self.problem, model=self._request.model, provider=self._provider, usage=usage
         )

@@ -22,7 +22,7 @@ import attrs
 from .._errors import ProviderResponseError
 from ._chat import ChatMessage, ChatReply, ToolCall, Usage
 
-__all__ = ["StreamedCompletion", "completion_reply", "usage_of"]
+__all__ = ["StreamedCompletion", "completion_reply", "reply_characters", "usage_of"]
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -233,6 +233,30 @@ class StreamedCompletion:
             usage=usage,
             provider=provider,
         )
+
+
+def reply_characters(body: Any) -> int:
+    """Characters of a completion's reply text and tool calls: what an estimated usage counts.
+
+    Only the first choice's `content` and its tool calls' names and arguments, as when streaming
+    (never the JSON around them); 0 for a body of another shape.
+    """
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        return 0
+    content = message.get("content")
+    total = len(content) if isinstance(content, str) else 0
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            total += sum(
+                len(part)
+                for part in (function.get("name"), function.get("arguments"))
+                if isinstance(part, str)
+            )
+    return total
 
 
 def completion_reply(

@@ -139,14 +139,15 @@ def mcnemar_exact(a_only: int, b_only: int) -> TestResult:
     `a_only` counts the inputs only arm A passed, `b_only` those only B passed; the pairs both
     passed or both failed say nothing about the difference. p is twice the smaller tail of
     Binomial(a_only + b_only, 1/2), at most 1, computed exactly in integers; with no discordant
-    pair p is 1. The statistic is the smaller count.
+    pair p is 1 and the test is `none` (every difference is 0: there is nothing to test). The
+    statistic is the smaller count.
     """
     if a_only < 0 or b_only < 0:
         raise ValueError("discordant pair counts cannot be negative")
     total = a_only + b_only
     smaller = min(a_only, b_only)
     if total == 0:
-        return TestResult("mcnemar-exact", 0.0, 1.0)
+        return TestResult("none", 0.0, 1.0)
     tail = sum(math.comb(total, index) for index in range(smaller + 1))
     p_value = min(1.0, 2 * tail / (1 << total))
     return TestResult("mcnemar-exact", float(smaller), p_value)
@@ -231,8 +232,8 @@ def _exact_signed_rank_p(count: int, statistic: int) -> float:
 def cohens_dz(differences: Sequence[float]) -> float | None:
     """Paired Cohen's d_z: the mean difference over the standard deviation of the differences.
 
-    0 when every difference is zero; None when they are all the same non-zero value (no spread
-    to scale by) or there is only one.
+    None when the differences have no spread (all equal, zero included: there is nothing to
+    scale by, and the report shows `-`) or there is only one.
     """
     values = list(differences)
     if len(values) < 2:
@@ -240,7 +241,7 @@ def cohens_dz(differences: Sequence[float]) -> float | None:
     mean = statistics.fmean(values)
     spread = statistics.stdev(values)
     if spread == 0:
-        return 0.0 if mean == 0 else None
+        return None
     return mean / spread
 
 

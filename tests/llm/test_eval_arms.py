@@ -8,12 +8,14 @@ from typing import Any
 
 import attrs
 import pytest
+import trio.testing
 
-from orchestr8._errors import EvalSpecError
+from orchestr8._errors import EvalCallsFailedError, EvalSpecError
 from orchestr8._llm._catalog import ProviderCatalog
 from orchestr8._llm._chat import Usage
 from orchestr8._llm._eval_arms import evaluate, prepare_arms
 from orchestr8._llm._eval_cache import EvalCache
+from orchestr8._llm._eval_report import arm_rows
 from orchestr8._llm._eval_spec import EvalArm, EvalSpec
 from orchestr8._workflow._provider_specs import ModelPrice, ProviderSpec
 from orchestr8.testing import FakeAnthropic, use_fake_anthropic
@@ -193,3 +195,115 @@ async def test_a_judge_samples_each_reply_k_times_and_caches_every_sample(
     # Scored input by input, A then B: verdicts (T, F), (T, T), (F, F), (T, T) on risks.
     assert completeness.mean_a == pytest.approx((75.0 + 50.0) / 2)
     assert completeness.mean_b == pytest.approx(100.0)
+
+
+async def test_a_judge_answer_that_is_not_a_verdict_is_retried_and_never_cached(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`sure! looks good` is paid for but retried; the report counts every judge call."""
+    spec = spec_for(
+        tmp_path, judge={"model": "anthropic:claude-haiku-4-5", "k": 1}, allow_small=True
+    )
+    spec.dataset.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("bees", "ants")))
+    fake = FakeAnthropic()
+    for number in range(4):
+        fake.reply_text(f"<summary>insects {number}</summary>")
+    fake.reply_text("sure! looks good", input_tokens=30, output_tokens=4)
+    for _ in range(4):
+        fake.reply_json({"summary": True, "risks": False}, input_tokens=30, output_tokens=4)
+    cache = EvalCache(tmp_path / "cache")
+    with use_fake_anthropic(fake):
+        report = await evaluate(spec, catalog=ProviderCatalog(), cache=cache, concurrency=1)
+        again = await evaluate(spec, catalog=ProviderCatalog(), cache=cache, concurrency=1)
+    fake.assert_all_used()
+    assert report.judge is not None
+    assert again.judge is not None
+    assert (report.judge.samples, report.judge.from_cache) == (4, 0)
+    assert report.judge.model == "anthropic:claude-haiku-4-5"
+    assert report.judge.input_tokens == 4 * 30  # the sample kept; the retried answer not cached
+    assert report.judge.spent_usd is not None
+    assert report.judge.spent_usd > 0
+    assert (again.judge.samples, again.judge.from_cache, again.judge.spent_usd) == (4, 4, 0.0)
+    assert report.to_json()["judge"]["samples"] == 4
+    assert arm_rows(report)[-1][:3] == ("judge", "anthropic:claude-haiku-4-5", "-")
+
+
+async def test_replies_the_judge_cannot_score_are_named_after_the_others(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A judge that never answers a verdict for one reply: three tries, then named with its arm."""
+    spec = spec_for(
+        tmp_path, judge={"model": "anthropic:claude-haiku-4-5", "k": 1}, allow_small=True
+    )
+    spec.dataset.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("bees", "ants")))
+    fake = FakeAnthropic()
+    for number in range(4):
+        fake.reply_text(f"<summary>insects {number}</summary>")
+    for _ in range(3):
+        fake.reply_text("sure! looks good")
+    for _ in range(3):
+        fake.reply_json({"summary": True, "risks": True})
+    with use_fake_anthropic(fake), pytest.raises(EvalCallsFailedError) as error:
+        await evaluate(
+            spec, catalog=ProviderCatalog(), cache=EvalCache(tmp_path / "c"), concurrency=1
+        )
+    fake.assert_all_used()
+    message = str(error.value)
+    assert message.startswith("1 of 4 outputs could not be scored (first: input 1, arm a: ")
+    assert "'sure! looks good', not a true/false verdict for each section" in message
+
+
+def test_the_specs_unknown_model_is_named_once_at_its_own_path(tmp_path: Path) -> None:
+    """`"model": "vllm:llama"` for both arms: one problem at `$.model`, pointing at --providers."""
+    spec = spec_for(tmp_path)
+    inherited = attrs.evolve(
+        spec,
+        a=EvalArm("a", spec.a.template, "vllm:llama", "$.model"),
+        b=EvalArm("b", spec.a.template, "vllm:llama", "$.model"),
+    )
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(inherited, ProviderCatalog(), EvalCache(tmp_path))
+    [problem] = problems(error)
+    assert problem.startswith("$.model: unknown provider 'vllm'")
+    assert problem.endswith(
+        "declare it in a provider config file (--providers, or $ORCHESTR8_PROVIDERS)"
+    )
+    assert "workflow" not in problem
+
+
+def test_problems_of_two_arms_and_of_two_dimensions_are_all_named(tmp_path: Path) -> None:
+    """Both arms' bad models, and bad structure and constraints: every problem at once."""
+    spec = spec_for(tmp_path)
+    both = attrs.evolve(
+        spec,
+        a=attrs.evolve(spec.a, model="nowhere:m"),
+        b=attrs.evolve(spec.b, model="elsewhere:m"),
+    )
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(both, ProviderCatalog(), EvalCache(tmp_path))
+    assert [problem.split(": ")[0] for problem in problems(error)] == [
+        "$.arms.a.model",
+        "$.arms.b.model",
+    ]
+    expect = {"structure": {"required_tags": 3}, "constraints": {"max_words": "many"}}
+    with pytest.raises(EvalSpecError) as error:
+        prepare_arms(spec_for(tmp_path, expect=expect), ProviderCatalog(), EvalCache(tmp_path))
+    paths = [problem.split(": ")[0] for problem in problems(error)]
+    assert paths[0].startswith("$.expect.structure")
+    assert paths[1].startswith("$.expect.constraints")
+
+
+def test_a_judge_sample_without_a_price_makes_the_judges_cost_unknown() -> None:
+    """One unpriced sample: the judge's cost is unknown, never a partial sum."""
+    from orchestr8._llm._eval_arms import JudgeTally
+    from orchestr8._llm._eval_cache import CachedReply
+
+    tally = JudgeTally()
+    assert tally.summary() is None
+    tally.add_judge("local:judge", ProviderCatalog().resolve("local:judge").provider)
+    tally.add(CachedReply("{}", 10, 2, 0.5, 0.1), from_cache=True)
+    tally.add(CachedReply("{}", 10, 2, None, 0.1, estimated=True), from_cache=False)
+    summary = tally.summary()
+    assert summary is not None
+    assert (summary.cost_usd, summary.spent_usd, summary.estimated) == (None, None, 1)
+    assert (summary.samples, summary.from_cache, summary.input_tokens) == (2, 1, 20)

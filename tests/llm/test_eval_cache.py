@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestr8._errors import EvalCacheError
 from orchestr8._llm._eval_cache import CachedReply, EvalCache, cache_key
 
 REQUEST = {"system": "be brief", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9}
@@ -62,10 +63,11 @@ def test_a_stored_reply_is_loaded_back(tmp_path: Path) -> None:
     st.text(),
     st.integers(min_value=0, max_value=10**9),
     st.one_of(st.none(), st.floats(min_value=0, max_value=100)),
+    st.booleans(),
 )
-def test_any_reply_round_trips(text: str, tokens: int, cost: float | None) -> None:
-    """Whatever the text (any Unicode), tokens and cost, the entry reads back equal."""
-    reply = CachedReply(text, tokens, tokens, cost, 1.5)
+def test_any_reply_round_trips(text: str, tokens: int, cost: float | None, estimated: bool) -> None:
+    """Whatever the text (any Unicode), tokens, cost and estimate flag, the entry reads back."""
+    reply = CachedReply(text, tokens, tokens, cost, 1.5, estimated)
     assert CachedReply.from_json(reply.to_json()) == reply
 
 
@@ -80,6 +82,8 @@ def test_any_reply_round_trips(text: str, tokens: int, cost: float | None) -> No
         '{"format": 1, "text": "x", "input_tokens": 1, "output_tokens": 1, "latency_s": "1"}',
         '{"format": 1, "text": "x", "input_tokens": 1, "output_tokens": 1, "latency_s": 1, '
         '"cost_usd": "free"}',
+        '{"format": 1, "text": "x", "input_tokens": 1, "output_tokens": 1, "latency_s": 1, '
+        '"cost_usd": null, "estimated": "yes"}',
     ],
 )
 def test_a_damaged_entry_is_a_miss(tmp_path: Path, content: str) -> None:
@@ -97,3 +101,17 @@ def test_a_failed_store_leaves_no_temporary_file(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         cache.store(key(), REPLY)
     assert os.listdir(tmp_path / key()[:2]) == [f"{key()}.json"]
+
+
+def test_a_usable_cache_passes_its_check_and_an_unwritable_one_does_not(tmp_path: Path) -> None:
+    """check() creates a missing directory; one that cannot be written is refused by name."""
+    EvalCache(tmp_path / "new").check([key()])
+    assert (tmp_path / "new").is_dir()
+    blocked = tmp_path / "blocked"
+    (blocked / key()[:2]).parent.mkdir()
+    (blocked / key()[:2]).write_text("a file where a folder goes")
+    with pytest.raises(EvalCacheError, match=r"should be a directory but is not"):
+        EvalCache(blocked).check([key()])
+    (tmp_path / "parent").write_text("x")
+    with pytest.raises(EvalCacheError, match=r"cannot be written"):
+        EvalCache(tmp_path / "parent" / "child").check([])

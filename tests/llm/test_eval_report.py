@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from orchestr8._llm._eval_report import (
@@ -148,7 +149,7 @@ def test_the_tables_people_read() -> None:
     rows = dimension_rows(report)
     assert [row[0] for row in rows] == ["structure", "constraints", "pass"]
     assert all(len(row) == len(DIMENSION_HEADERS) for row in rows)
-    assert rows[0][8] == "d_z +0.00"
+    assert rows[0][8] == "-"
     assert rows[1][-1] == "B worse"
     assert rows[2][1:4] == ("100%", "33%", "-67pp")
     assert rows[2][8].startswith("OR ")
@@ -181,3 +182,34 @@ def test_the_arms_must_pair_up() -> None:
     """Outputs of different lengths, or none, are a programming error."""
     with pytest.raises(ValueError, match="same, non-zero number"):
         build_report([output(1, 1)], [], seed=0, arms=ARMS)
+
+
+def test_identical_arms_show_no_effect_and_no_test() -> None:
+    """When every difference is 0 the effect is `-` and both tests are `none`, as eval.md says."""
+    same = [output(100, 50 + index, passed=index % 2 == 0) for index in range(20)]
+    report = build_report(same, same, seed=1, arms=ARMS)
+    rows = dimension_rows(report)
+    assert [row[DIMENSION_HEADERS.index("test")] for row in rows] == ["none"] * 3
+    assert [row[DIMENSION_HEADERS.index("effect")] for row in rows] == ["-", "-", "OR 1.00"]
+
+
+def test_a_tiny_odds_ratio_is_not_printed_as_zero() -> None:
+    """An odds ratio below 0.01 keeps two significant digits instead of reading `OR 0.00`."""
+    a = [output(100, 100, passed=True) for _ in range(40)] * 30
+    b = [output(100, 100, passed=False) for _ in range(40)] * 30
+    report = build_report(a, b, seed=1, arms=ARMS)
+    effect = dimension_rows(report)[-1][DIMENSION_HEADERS.index("effect")]
+    assert effect == "OR 0.00042"
+
+
+def test_estimated_token_counts_are_flagged() -> None:
+    """Outputs whose provider sent no usage: `~` in the table, a count in the JSON."""
+    a = [output(100, 100) for _ in range(20)]
+    b = [attrs.evolve(output(100, 100), estimated=index < 3) for index in range(20)]
+    report = build_report(a, b, seed=1, arms=ARMS)
+    rows = arm_rows(report)
+    tokens = ARM_HEADERS.index("tokens in/out")
+    assert (rows[0][tokens], rows[1][tokens]) == ("2000/400", "~2000/400")
+    document = report.to_json()
+    assert document["arms"]["b"]["tokens_estimated"] == 3
+    assert document["judge"] is None

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestr8._errors import EvalCallsFailedError, EvalDatasetError, TemplateError
+from orchestr8._errors import EvalCacheError, EvalCallsFailedError, EvalDatasetError, TemplateError
 from orchestr8._json import JSON
 from orchestr8._llm._anthropic_provider import AnthropicProvider
 from orchestr8._llm._chat import ChatMessage, ChatRequest, Usage
@@ -264,3 +264,79 @@ def test_the_request_key_covers_the_provider_and_the_request() -> None:
     assert request_key(local, request) == request_key(
         AnthropicProvider("other", base_url="http://127.0.0.1:9/"), request
     )
+
+
+@attrs.frozen
+class SameArm(WordArm):
+    """An arm whose request does not name the arm: both arms send byte-identical requests."""
+
+    def request(self, variables: Mapping[str, JSON]) -> ChatRequest:
+        return attrs.evolve(
+            super().request(variables),
+            messages=(ChatMessage(role="user", content=f"topic: {variables['topic']}"),),
+        )
+
+
+async def test_a_request_both_arms_send_is_paid_for_once(tmp_path: Path) -> None:
+    """Identical requests share one cache key: one call each, the other arm shares the reply."""
+    fake = FakeAnthropic()
+    for _ in range(20):
+        fake.reply_text("good", input_tokens=10, output_tokens=2)
+    provider = AnthropicProvider()
+    progress = Progress()
+    with use_fake_anthropic(fake):
+        report = await run_eval(
+            (SameArm("a", provider), SameArm("b", provider)),
+            inputs(20),
+            dataset="d",
+            seed=1,
+            cache=EvalCache(tmp_path),
+            concurrency=2,
+            progress=progress,
+        )
+    fake.assert_all_used()
+    assert len(fake.requests) == 20
+    assert progress.planned == [(40, 20)]
+    assert report.from_cache == 20
+    assert report.a.spent_usd is not None
+    assert report.b.spent_usd is not None
+    assert report.a.spent_usd + report.b.spent_usd == pytest.approx(20 * 12 * 0.000001)
+
+
+async def test_an_unusable_cache_is_refused_before_any_call(tmp_path: Path) -> None:
+    """--cache naming a file, or an entry's place taken by a directory: refused, nothing paid."""
+    fake = FakeAnthropic()
+    not_a_directory = tmp_path / "cache.txt"
+    not_a_directory.write_text("x")
+    with use_fake_anthropic(fake), pytest.raises(EvalCacheError, match="is not a directory"):
+        await run_eval(
+            arms(), inputs(20), dataset="d", seed=1, cache=EvalCache(not_a_directory),
+            concurrency=1,
+        )  # fmt: skip
+    arm = arms()[0]
+    key = request_key(arm.provider, arm.request({"topic": "t0"}))
+    (tmp_path / "cache" / key[:2] / f"{key}.json").mkdir(parents=True)
+    with use_fake_anthropic(fake), pytest.raises(EvalCacheError) as error:
+        await run_eval(
+            arms(), inputs(20), dataset="d", seed=1, cache=EvalCache(tmp_path / "cache"),
+            concurrency=1,
+        )  # fmt: skip
+    assert f"{key}.json should be a file but is not: remove it" in str(error.value)
+    assert fake.requests == []
+
+
+async def test_a_provider_without_a_key_stops_the_eval_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arm B on OpenAI's own API with no key: refused up front, arm A's calls never paid."""
+    from orchestr8 import MissingAPIKeyError, OpenAIProvider
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    fake = FakeAnthropic()
+    b = WordArm("b", OpenAIProvider("openai", base_url=None, api_key=None))
+    with use_fake_anthropic(fake), pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
+        await run_eval(
+            (arms()[0], b), inputs(20), dataset="d", seed=1, cache=EvalCache(tmp_path),
+            concurrency=2,
+        )  # fmt: skip
+    assert fake.requests == []

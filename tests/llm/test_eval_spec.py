@@ -206,10 +206,8 @@ def test_flag_problems_are_named_by_flag() -> None:
         "--dataset: is required",
         "--model: must name its provider, as provider:model, got 'bare'",
         "--a: is required",
-        "--model: is required: a model as provider:model",
         "--b: is required",
-        "--model-b: is required: a model as provider:model",
-    ]
+    ]  # a bad --model is reported once, not again as missing for each arm
     assert str(error.value).startswith("the options: invalid eval spec")
 
 
@@ -295,3 +293,44 @@ def test_files_over_the_size_limit_are_refused(
     dataset = write_dataset(tmp_path, ['{"topic": "long enough"}'])
     with pytest.raises(EvalDatasetError, match="larger than the 64 MiB limit"):
         load_dataset(dataset)
+
+
+def test_a_single_input_is_refused_even_when_small_is_allowed(tmp_path: Path) -> None:
+    """One input leaves nothing to compare: refused, never an empty report that passes."""
+    path = write_dataset(tmp_path, [json.dumps({"n": 1})])
+    with pytest.raises(EvalDatasetError, match="needs at least 2, even with --allow-small"):
+        load_dataset(path, allow_small=True)
+
+
+def test_every_bad_dataset_line_is_named(tmp_path: Path) -> None:
+    """Lines 2 and 4 broken: both are reported at once, so one fix-and-rerun suffices."""
+    lines = [json.dumps({"n": index}) for index in range(25)]
+    lines[1], lines[3] = "{nope", "[1]"
+    path = write_dataset(tmp_path, lines)
+    with pytest.raises(EvalDatasetError) as error:
+        load_dataset(path)
+    reported = str(error.value).splitlines()
+    assert [line.split(": ")[0] for line in reported] == [f"{path}:2", f"{path}:4"]
+
+
+def test_identical_arms_from_flags_name_the_flags() -> None:
+    """The same template and model for both arms: said in flags, not as `$.arms`."""
+    with pytest.raises(EvalSpecError) as error:
+        eval_spec_from_options(
+            template_a="a.json", template_b=None, model="local:m", model_b=None, dataset="d"
+        )
+    assert problems_of(error) == [
+        "--a/--b and --model/--model-b: the arms are the same: they must differ by template, "
+        "model or both"
+    ]
+
+
+def test_an_arm_taking_the_specs_model_remembers_where_it_was_given(tmp_path: Path) -> None:
+    """Arm A inherits `$.model`, arm B has its own: later problems point at the right place."""
+    document = {
+        "dataset": "d.jsonl",
+        "model": "local:m",
+        "arms": {"a": {"template": "a.json"}, "b": {"template": "a.json", "model": "local:n"}},
+    }
+    spec = load_eval_spec(write_spec(tmp_path, document))
+    assert (spec.a.model_path, spec.b.model_path) == ("$.model", None)

@@ -136,11 +136,18 @@ async def test_without_usage_from_the_server_the_usage_is_estimated(stream: bool
         reply, _, usages = await call(fake, chat)
     assert reply.usage.estimated
     assert reply.usage.input_tokens == chat.estimated_input_tokens() == 20
-    if stream:
-        assert reply.usage.output_tokens == 10
-    else:
-        assert reply.usage.output_tokens > 10  # the whole JSON body, a conservative estimate
+    assert reply.usage.output_tokens == 10  # the reply's 40 characters, never the JSON around
     assert usages == [reply.usage]
+
+
+async def test_an_estimate_without_streaming_counts_tool_call_names_and_arguments() -> None:
+    """A plain reply of tool calls without usage: the names and argument text are counted."""
+    with FakeOpenAI() as fake:
+        fake.reply_tool_calls([{"name": "lookup", "arguments": {"q": "t" * 24}}], usage=None)
+        reply, _, _ = await call(fake, request(stream=False))
+    arguments = json.dumps({"q": "t" * 24})
+    assert reply.usage.estimated
+    assert reply.usage.output_tokens == -(-(len("lookup") + len(arguments)) // 4)
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -459,6 +466,38 @@ async def test_a_timeout_and_a_refused_connection_are_retryable() -> None:
         with use_openai_client(factory), pytest.raises(RetryableError) as caught:
             await local().complete(request(), timeout=10)
         assert str(caught.value) == text
+
+
+class _BrokenBody(httpx2.AsyncByteStream):
+    """A body that sends its first bytes, then loses the connection."""
+
+    def __init__(self, first: bytes) -> None:
+        self._first = first
+
+    async def __aiter__(self) -> Any:
+        yield self._first
+        raise httpx2.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_connection_dropped_mid_reply_is_retryable(stream: bool) -> None:
+    """The body cut off while it is read: a retryable error naming the provider, no traceback."""
+
+    async def drop(request: httpx2.Request) -> httpx2.Response:
+        first = b'data: {"choices": [' if stream else b'{"choices": ['
+        kind = "text/event-stream" if stream else "application/json"
+        return httpx2.Response(200, headers={"content-type": kind}, stream=_BrokenBody(first))
+
+    def factory() -> openai.AsyncOpenAI:
+        client = httpx2.AsyncClient(transport=httpx2.MockTransport(drop))
+        return openai.AsyncOpenAI(api_key="k", base_url=LOCAL, max_retries=0, http_client=client)
+
+    with use_openai_client(factory), pytest.raises(RetryableError) as caught:
+        await local().complete(request(stream=stream), timeout=10)
+    assert str(caught.value).startswith(
+        f"could not reach {WHERE}: the connection broke while the reply was read: "
+        "RemoteProtocolError: peer closed connection"
+    )
 
 
 async def test_cancellation_passes_through_and_still_reports_usage(

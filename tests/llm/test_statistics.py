@@ -155,7 +155,7 @@ def test_interval_covers_a_clear_shift_and_excludes_zero() -> None:
 def test_cohens_dz_is_mean_over_standard_deviation() -> None:
     """d_z = mean / sd of the differences; undefined without spread, 0 for no difference."""
     assert cohens_dz([1.0, 3.0]) == pytest.approx(2.0 / statistics.stdev([1.0, 3.0]))
-    assert cohens_dz([0.0, 0.0, 0.0]) == 0.0
+    assert cohens_dz([0.0, 0.0, 0.0]) is None
     assert cohens_dz([2.0, 2.0]) is None
     assert cohens_dz([5.0]) is None
 
