@@ -9,12 +9,12 @@ libraries are not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from orchestr8 import Agent, AgentContext
+from orchestr8 import Agent, AgentContext, ModelUse
 
 from ._core import CONFIG_KEYS, ResearchCore, ResearchSettings
 
@@ -42,6 +42,15 @@ class ResearchAgent(Agent):
         self.core = ResearchCore(
             ResearchSettings.from_config(self.config), transport=transport, llm=llm
         )
+
+    def model_uses(self) -> Sequence[ModelUse]:
+        """The model its `llm` agent answers with, checked at load like an `llm` step's own.
+
+        The answer goes through the `llm` agent with this step's context, so the model's calls
+        are budgeted, guarded by their provider's breaker and journaled as `llm.called`.
+        """
+        declare = getattr(self.core.llm, "model_uses", None)
+        return list(declare()) if declare is not None else []
 
     async def run(self, input: Any, context: AgentContext) -> Any:
         """Research the question for one attempt; see `ResearchCore.research`."""

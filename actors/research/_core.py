@@ -219,7 +219,8 @@ class ResearchCore:
             from actors.llm import LLMAgent
 
             llm = LLMAgent(settings.llm_config())
-        self._llm = llm
+        self.llm = llm
+        """The agent that writes the answer: the `llm` agent, or a stand-in given by a test."""
 
     async def research(self, input: Any, context: AgentContext) -> dict[str, Any]:
         """Resolve the library, fetch its documentation and answer the question.
@@ -252,7 +253,7 @@ class ResearchCore:
                 library, question, max_chars=settings.max_chars
             )
         context.progress({"stage": "answering", "chars": len(documentation.text)})
-        answer = await self._llm.run(render_prompt(library, documentation, question), context)
+        answer = await self.llm.run(render_prompt(library, documentation, question), context)
         if not isinstance(answer, Mapping) or not isinstance(answer.get("text"), str):
             raise NonRetryableError("the llm agent returned no answer text")
         return {

@@ -44,6 +44,7 @@ from orchestr8 import (
     AgentContext,
     NonRetryableError,
     RetryableError,
+    open_runtime,
     run_workflow,
 )
 from orchestr8.testing import FakeAnthropic, FakeContext7, run_agent, use_fake_anthropic
@@ -725,3 +726,44 @@ async def test_research_brief_example_runs_offline(context7: FakeContext7, tmp_p
     assert "about React in three Markdown bullet points" in summary_prompt
     assert "Keep state with `useState`." in summary_prompt
     anthropic_fake.assert_all_used()
+
+
+async def test_a_workflow_budget_covers_the_research_answer(
+    context7: FakeContext7,
+    anthropic_fake: FakeAnthropic,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The answer's model call is reserved and settled on the workflow's budget, and journaled."""
+    anthropic_fake.reply_text("Use useState.", input_tokens=40, output_tokens=5)
+    workflow = {
+        "schema_version": "1.1",
+        "name": "ask",
+        "budget": {"max_llm_calls": 1},
+        "steps": [
+            {
+                "id": "ask",
+                "agent": {"id": "research", "config": {"model": MODEL}},
+                "input": QUESTION,
+            }
+        ],
+    }
+    research = partial(ResearchAgent, transport=context7.transport())
+    async with open_runtime(agents={"research": research}) as runtime:
+        handle = await runtime.start(workflow)
+        result = await handle.wait()
+        events = await runtime.journal.events(handle.execution_id)
+    assert result.succeeded, result.error
+    types = [event.type for event in events]
+    assert "budget.reserved" in types
+    assert "budget.settled" in types
+    (called,) = [event for event in events if event.type == "llm.called"]
+    assert called.data["provider"] == "anthropic"
+
+
+def test_the_research_agent_declares_its_model_for_the_checks_at_load(
+    context7: FakeContext7,
+) -> None:
+    """Its model is checked at load like an `llm` step's (a price under a cap, the provider)."""
+    (use,) = agent(context7).model_uses()
+    assert use.model == f"anthropic:{MODEL}"
+    assert ResearchAgent({"model": MODEL}, llm=ExplodingLLM({})).model_uses() == []
