@@ -20,7 +20,8 @@ the same runtime and journal. What that gives, and the decisions behind it:
   grace ran out, the parent's timeout, `fail_fast`) the child is stopped by force too, and still
   records how it ended. The attempt's deadline (the step's attempt timeout or total deadline) is
   the child's timeout, when it is earlier than the child's own. A child that does not succeed
-  fails the attempt with `ChildExecutionError`, which the step's policy may retry; one cancelled
+  fails the attempt with `ChildExecutionError`, which the step's policy may retry (a child that
+  ran out of budget fails it with `BudgetExhaustedError`, which no retry can help); one cancelled
   with its parent ends the step `cancelled`. When the child's error is a layer's rejection
   (`CircuitOpenError` after earlier attempts opened the breaker), the message adds the last real
   error the child's journal holds (`... (after RuntimeError: boom)`), so the root is not lost.
@@ -39,6 +40,7 @@ import trio
 
 from .._agents._contract import Agent, AgentContext
 from .._errors import (
+    BudgetExhaustedError,
     CallStoppedError,
     ChildExecutionError,
     ExecutionNotFoundError,
@@ -204,7 +206,11 @@ class ChildRunner:
         if result.status is ExecutionStatus.CANCELLED and context.cancel_requested:
             # Cancelled with its parent: the step ends cancelled too, not failed.
             raise CallStoppedError(f"child execution {child_id} was cancelled with its parent")
-        raise ChildExecutionError(await self._failure_message(child_id, result))
+        message = await self._failure_message(child_id, result)
+        if (result.error or {}).get("type") == BudgetExhaustedError.__name__:
+            # No retry of the step can find money the budget does not have.
+            raise BudgetExhaustedError(message)
+        raise ChildExecutionError(message)
 
     async def _failure_message(self, child_id: str, result: ExecutionResult) -> str:
         """Why the child failed, with its root error when a layer's rejection hides it."""

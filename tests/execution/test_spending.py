@@ -625,6 +625,9 @@ async def test_max_cost_caps_a_child_execution_too(fake: FakeAnthropic) -> None:
     error = result.steps["c"].error
     assert error is not None
     assert "in the parent execution, for its step c" in error["message"]
+    # Not retried: the step fails with the budget's own error after one attempt.
+    assert error["type"] == "BudgetExhaustedError"
+    assert result.steps["c"].attempts == 1
 
 
 async def test_a_parents_budget_counts_its_childrens_calls(fake: FakeAnthropic) -> None:
