@@ -28,8 +28,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import trio
-
 from .._errors import (
     MissingAPIKeyError,
     ProviderRefusedError,
@@ -47,6 +45,7 @@ from ._chat import (
     ToolCall,
     Usage,
 )
+from ._client_lease import ClientLease
 from ._provider import TextCallback, UsageCallback, describe_provider
 
 if TYPE_CHECKING:
@@ -63,7 +62,6 @@ __all__ = [
 ANTHROPIC_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _RETRYABLE_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
-_CLOSE_TIMEOUT = 5.0
 _STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "end_turn", "pause_turn": "end_turn"}
 
 
@@ -97,8 +95,7 @@ class AnthropicProvider:
         self._key_variable = key_variable
         self._headers = dict(headers or {})
         self._timeout = request_timeout
-        self._client: AsyncAnthropic | None = None
-        self._users = 0
+        self._lease: ClientLease[AsyncAnthropic] = ClientLease(self._make_client)
 
     def __repr__(self) -> str:
         """Name the provider, never its key."""
@@ -179,19 +176,8 @@ class AnthropicProvider:
         Raises:
             MissingAPIKeyError: no test hook is active and no API key is configured.
         """
-        if self._client is None:
-            self._client = self._make_client()
-        client = self._client
-        self._users += 1
-        try:
+        async with self._lease.hold() as client:
             yield client
-        finally:
-            self._users -= 1
-            if self._users == 0 and self._client is client:
-                self._client = None
-                # Shielded and bounded, so a cancelled run still releases its connections.
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-                    await client.close()
 
     def _make_client(self) -> AsyncAnthropic:
         factory = anthropic_client_factory()

@@ -43,6 +43,7 @@ from .._errors import (
 from ..testing._openai_hook import openai_client_factory
 from ._anthropic_provider import retry_after_seconds
 from ._chat import ALL_CAPABILITIES, Capability, ChatReply, ChatRequest, Usage, estimate_tokens
+from ._client_lease import ClientLease
 from ._openai_messages import chat_completion_body
 from ._openai_replies import StreamedCompletion, completion_reply, reply_characters, usage_of
 from ._provider import TextCallback, UsageCallback, describe_provider
@@ -69,7 +70,6 @@ NO_KEY = "no-key-needed"
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _NOT_RETRYABLE_STREAM_ERRORS = frozenset({"invalid_request_error", "invalid_api_key"})
-_CLOSE_TIMEOUT = 5.0
 _DRAIN_TIMEOUT = 1.0
 
 
@@ -125,8 +125,7 @@ class OpenAIProvider:
         self._key_variable = key_variable
         self._headers = dict(headers or {})
         self._timeout = request_timeout
-        self._client: AsyncOpenAI | None = None
-        self._users = 0
+        self._lease: ClientLease[AsyncOpenAI] = ClientLease(self._make_client)
 
     def __repr__(self) -> str:
         """Name the provider and its server, never its key."""
@@ -146,19 +145,8 @@ class OpenAIProvider:
             MissingPackageError: the `openai` package is not installed.
             MissingAPIKeyError: OpenAI's own API and no key in the config or `OPENAI_API_KEY`.
         """
-        if self._client is None:
-            self._client = self._make_client()
-        client = self._client
-        self._users += 1
-        try:
+        async with self._lease.hold() as client:
             yield client
-        finally:
-            self._users -= 1
-            if self._users == 0 and self._client is client:
-                self._client = None
-                # Shielded and bounded, so a cancelled run still releases its connections.
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-                    await client.close()
 
     async def aclose(self) -> None:
         """Nothing to do: the client never outlives its last holder (`hold` closes it then).

@@ -22,31 +22,25 @@ base_url:`` for subprocesses (``ANTHROPIC_BASE_URL``). The answers' wire format 
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx2
-import trio
 
 from ._anthropic_hook import use_anthropic_client
 from ._anthropic_server import serve_on_loopback
 from ._anthropic_wire import (
     REQUEST_LIMIT,
     TOKEN_LIMIT,
-    Chunks,
     ScriptedReply,
     WireResponse,
     error_response,
     message_response,
     rate_limit_headers,
 )
+from ._scripted_fake import ScriptedFake
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -100,36 +94,18 @@ class AnthropicRequest:
         return text
 
 
-class _DelayedStream(httpx2.AsyncByteStream):
-    """A response body whose chunks arrive after their delays (trio clock)."""
-
-    def __init__(self, chunks: Chunks) -> None:
-        self._chunks = chunks
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for delay, chunk in self._chunks:
-            if delay > 0:
-                await trio.sleep(delay)
-            yield chunk
-
-
-class FakeAnthropic:
+class FakeAnthropic(ScriptedFake[ScriptedReply, AnthropicRequest]):
     """A scripted fake of the Anthropic Messages API; see the module docstring for the tour."""
 
     def __init__(self, *, chunk_size: int = 10, delay: float = 0.0) -> None:
         """Stream text in deltas of `chunk_size` characters, `delay` seconds apart by default."""
-        if chunk_size < 1 or not (math.isfinite(delay) and delay >= 0):
-            raise ValueError("chunk_size must be >= 1 and delay a finite number >= 0")
-        self.chunk_size = chunk_size
-        self.delay = delay
-        self.requests: list[AnthropicRequest] = []
-        """Every request received, in order."""
-        self.unexpected: list[str] = []
-        """A description of every request the script did not cover."""
-        self._replies: deque[ScriptedReply] = deque()
-        self._ids = itertools.count(1)
-        self._tool_ids = itertools.count(1)
-        self._tokens_used = 0
+        super().__init__(
+            name="FakeAnthropic",
+            chunk_size=chunk_size,
+            delay=delay,
+            credential_headers=_CREDENTIAL_HEADERS,
+            request_factory=AnthropicRequest,
+        )
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -275,74 +251,21 @@ class FakeAnthropic:
             )
         )
 
-    # -- checking -------------------------------------------------------------------------------
-
-    @property
-    def pending(self) -> int:
-        """How many scripted replies no request has taken yet."""
-        return len(self._replies)
-
-    def assert_all_used(self) -> None:
-        """Fail unless every request was scripted and every scripted reply was used.
-
-        Raises:
-            AssertionError: naming each unexpected request and each unused reply.
-        """
-        problems = [f"unexpected request {text}" for text in self.unexpected]
-        problems += [f"scripted reply never requested: {reply.label}" for reply in self._replies]
-        if problems:
-            raise AssertionError("FakeAnthropic: " + "; ".join(problems))
-
-    def __enter__(self) -> FakeAnthropic:
-        """Use the fake for a block; leaving it normally calls `assert_all_used`."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Check the script was followed, unless the block already failed."""
-        if exc_type is None:
-            self.assert_all_used()
-
     # -- answering ------------------------------------------------------------------------------
 
     def _respond(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> WireResponse:
         """Record one request and build the answer the script holds for it."""
-        lowered = {key.lower(): value for key, value in headers.items()}
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        request = AnthropicRequest(
-            method=method.upper(),
-            path=path,
-            headers={k: v for k, v in lowered.items() if k not in _CREDENTIAL_HEADERS},
-            json=parsed,
-            has_credentials=bool(_CREDENTIAL_HEADERS & lowered.keys()),
-        )
-        self.requests.append(request)
-        number = len(self.requests)
+        request = self._record(method, path, headers, body)
         if request.method != "POST" or path != _MESSAGES_PATH:
             problem = f"only POST {_MESSAGES_PATH} is scripted"
         elif not self._replies:
             problem = "no scripted reply is left"
         else:
             return self._answer(self._replies.popleft(), request)
-        text = f"#{number} {request.describe()}: {problem}"
-        self.unexpected.append(text)
-        return self._error(
-            400,
-            {
-                "type": "invalid_request_error",
-                "message": f"FakeAnthropic: unexpected request {text}",
-            },
-            {},
-        )
+        message = self._unexpected_request(request, problem)
+        return self._error(400, {"type": "invalid_request_error", "message": message}, {})
 
     def _error(
         self, status: int, error: Mapping[str, Any], headers: Mapping[str, str]
@@ -374,21 +297,6 @@ class FakeAnthropic:
 
     # -- in process -----------------------------------------------------------------------------
 
-    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
-        response = self._respond(
-            request.method, request.url.path, dict(request.headers), await request.aread()
-        )
-        return httpx2.Response(
-            response.status,
-            headers=dict(response.headers),
-            stream=_DelayedStream(response.chunks),
-        )
-
-    @property
-    def transport(self) -> httpx2.MockTransport:
-        """An `httpx2` transport answering from the script, for an `httpx2.AsyncClient`."""
-        return httpx2.MockTransport(self._handle)
-
     def make_client(self, **options: Any) -> AsyncAnthropic:
         """Build an `anthropic.AsyncAnthropic` talking to this fake in process, never retrying.
 
@@ -396,18 +304,10 @@ class FakeAnthropic:
         ``max_retries=0``, ``timeout=60.0``).
         """
         import anthropic
-
-        settings: dict[str, Any] = {
-            "api_key": FAKE_API_KEY,
-            "base_url": FAKE_BASE_URL,
-            "max_retries": 0,
-            "timeout": 60.0,
-            **options,
-        }
         from anthropic._base_client import get_platform
 
         client = anthropic.AsyncAnthropic(
-            http_client=httpx2.AsyncClient(transport=self.transport), **settings
+            **self._client_settings(FAKE_API_KEY, FAKE_BASE_URL, options)
         )
         # The SDK works out its platform headers in a worker thread on a client's first request,
         # which an autojumping MockClock takes for idleness (and jumps to the next deadline).

@@ -24,19 +24,13 @@ wire format is built in `_openai_wire`.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-import httpx2
 
-from ._anthropic import _DelayedStream
 from ._anthropic_server import serve_on_loopback
 from ._anthropic_wire import WireResponse
 from ._openai_hook import use_openai_client
@@ -49,6 +43,7 @@ from ._openai_wire import (
     models_response,
     rate_limit_headers,
 )
+from ._scripted_fake import ScriptedFake
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -133,27 +128,22 @@ def _usage_object(prompt: int, completion: int, cached: int, reasoning: int) -> 
     }
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedFake[ScriptedCompletion, OpenAIRequest]):
     """A scripted fake of the OpenAI Chat Completions API; see the module docstring for the tour."""
 
     def __init__(
         self, *, chunk_size: int = 10, delay: float = 0.0, models: Sequence[str] = ()
     ) -> None:
         """Stream in deltas of `chunk_size` characters, `delay` seconds apart; know `models`."""
-        if chunk_size < 1 or not (math.isfinite(delay) and delay >= 0):
-            raise ValueError("chunk_size must be >= 1 and delay a finite number >= 0")
-        self.chunk_size = chunk_size
-        self.delay = delay
+        super().__init__(
+            name="FakeOpenAI",
+            chunk_size=chunk_size,
+            delay=delay,
+            credential_headers=_CREDENTIAL_HEADERS,
+            request_factory=OpenAIRequest,
+        )
         self.models: list[str] = list(models)
         """The models `GET /v1/models` lists (scripted replies naming a model add it)."""
-        self.requests: list[OpenAIRequest] = []
-        """Every request received, in order."""
-        self.unexpected: list[str] = []
-        """A description of every request the script did not cover."""
-        self._replies: deque[ScriptedCompletion] = deque()
-        self._ids = itertools.count(1)
-        self._tool_ids = itertools.count(1)
-        self._tokens_used = 0
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -327,58 +317,13 @@ class FakeOpenAI:
         reply = self._replies.pop()
         self._replies.append(attrs.evolve(reply, label=f"malformed {kind}", malformed=kind))
 
-    # -- checking -------------------------------------------------------------------------------
-
-    @property
-    def pending(self) -> int:
-        """How many scripted replies no request has taken yet."""
-        return len(self._replies)
-
-    def assert_all_used(self) -> None:
-        """Fail unless every request was scripted and every scripted reply was used.
-
-        Raises:
-            AssertionError: naming each unexpected request and each unused reply.
-        """
-        problems = [f"unexpected request {text}" for text in self.unexpected]
-        problems += [f"scripted reply never requested: {reply.label}" for reply in self._replies]
-        if problems:
-            raise AssertionError("FakeOpenAI: " + "; ".join(problems))
-
-    def __enter__(self) -> FakeOpenAI:
-        """Use the fake for a block; leaving it normally calls `assert_all_used`."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Check the script was followed, unless the block already failed."""
-        if exc_type is None:
-            self.assert_all_used()
-
     # -- answering ------------------------------------------------------------------------------
 
     def _respond(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> WireResponse:
         """Record one request and build the answer the script holds for it."""
-        lowered = {key.lower(): value for key, value in headers.items()}
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        request = OpenAIRequest(
-            method=method.upper(),
-            path=path,
-            headers={k: v for k, v in lowered.items() if k not in _CREDENTIAL_HEADERS},
-            json=parsed,
-            has_credentials=bool(_CREDENTIAL_HEADERS & lowered.keys()),
-        )
-        self.requests.append(request)
-        number = len(self.requests)
+        request = self._record(method, path, headers, body)
         if request.method == "GET" and path == _MODELS_PATH:
             return models_response(self.models, request_id=self._request_id())
         if request.method != "POST" or path != _COMPLETIONS_PATH:
@@ -387,14 +332,10 @@ class FakeOpenAI:
             problem = "no scripted reply is left"
         else:
             return self._answer(self._replies.popleft(), request)
-        text = f"#{number} {request.describe()}: {problem}"
-        self.unexpected.append(text)
+        message = self._unexpected_request(request, problem)
         return error_response(
             400,
-            {
-                "message": f"FakeOpenAI: unexpected request {text}",
-                "type": "invalid_request_error",
-            },
+            {"message": message, "type": "invalid_request_error"},
             {},
             request_id=self._request_id(),
         )
@@ -430,21 +371,6 @@ class FakeOpenAI:
 
     # -- in process -----------------------------------------------------------------------------
 
-    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
-        response = self._respond(
-            request.method, request.url.path, dict(request.headers), await request.aread()
-        )
-        return httpx2.Response(
-            response.status,
-            headers=dict(response.headers),
-            stream=_DelayedStream(response.chunks),
-        )
-
-    @property
-    def transport(self) -> httpx2.MockTransport:
-        """An `httpx2` transport answering from the script, for an `httpx2.AsyncClient`."""
-        return httpx2.MockTransport(self._handle)
-
     def make_client(self, **options: Any) -> AsyncOpenAI:
         """Build an `openai.AsyncOpenAI` talking to this fake in process, never retrying.
 
@@ -452,19 +378,9 @@ class FakeOpenAI:
         ``max_retries=0``, ``timeout=60.0``).
         """
         import openai
-
-        settings: dict[str, Any] = {
-            "api_key": FAKE_API_KEY,
-            "base_url": FAKE_BASE_URL,
-            "max_retries": 0,
-            "timeout": 60.0,
-            **options,
-        }
         from openai._base_client import get_platform
 
-        client = openai.AsyncOpenAI(
-            http_client=httpx2.AsyncClient(transport=self.transport), **settings
-        )
+        client = openai.AsyncOpenAI(**self._client_settings(FAKE_API_KEY, FAKE_BASE_URL, options))
         # The SDK works out its platform headers in a worker thread on a client's first request,
         # which an autojumping MockClock takes for idleness (and jumps to the next deadline).
         client._platform = get_platform()

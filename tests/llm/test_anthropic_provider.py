@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,17 @@ from orchestr8.testing import FakeAnthropic, use_anthropic_client, use_fake_anth
 def request(**changes: Any) -> ChatRequest:
     base: dict[str, Any] = {"model": "claude-test", "messages": [ChatMessage("user", "hi")]}
     return ChatRequest(**(base | changes))
+
+
+def keeping_factory(fake: FakeAnthropic) -> tuple[Callable[[], Any], list[Any]]:
+    """A client factory for `fake` and the list of every client it made, to count and check."""
+    clients: list[Any] = []
+
+    def factory() -> Any:
+        clients.append(fake.make_client())
+        return clients[-1]
+
+    return factory, clients
 
 
 async def test_a_plain_call_returns_the_text_usage_and_the_turn_to_send_back() -> None:
@@ -73,12 +85,7 @@ async def test_one_client_serves_every_call_while_held_and_closes_after() -> Non
     fake = FakeAnthropic()
     fake.reply_text("one")
     fake.reply_text("two")
-    clients: list[Any] = []
-
-    def factory() -> Any:
-        clients.append(fake.make_client())
-        return clients[-1]
-
+    factory, clients = keeping_factory(fake)
     provider = AnthropicProvider()
     with fake, use_anthropic_client(factory):
         async with provider.hold():
@@ -124,12 +131,7 @@ async def test_aclose_while_held_leaves_the_client_to_its_holder() -> None:
     """`aclose` during a `hold` does not orphan the client: the holder's end closes it."""
     fake = FakeAnthropic()
     fake.reply_text("one")
-    clients: list[Any] = []
-
-    def factory() -> Any:
-        clients.append(fake.make_client())
-        return clients[-1]
-
+    factory, clients = keeping_factory(fake)
     provider = AnthropicProvider()
     with fake, use_anthropic_client(factory):
         async with provider.hold():
