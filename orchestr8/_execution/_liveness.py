@@ -25,7 +25,7 @@ import attrs
 from .._journal._events import ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._records import encode_cursor
-from ._lock import held_executions
+from ._claims import held
 
 INTERRUPTED: Final = "interrupted"
 """The status shown for an execution that is not finished, but that no process runs."""
@@ -48,11 +48,13 @@ async def interrupted_executions(
     Raises:
         JournalError: the journal or its lock file cannot be read.
     """
-    path = journal.path
     unfinished = {execution_id for execution_id, status in candidates if status in _LIVE}
-    if path is None or not unfinished:
+    if not unfinished:
         return frozenset()
-    unlocked = unfinished - held_executions(path, unfinished)
+    holding = await held(journal, unfinished)
+    if holding is None:
+        return frozenset()
+    unlocked = unfinished - holding
     interrupted = set()
     for execution_id in unlocked:
         if (await journal.get_execution(execution_id)).status in _LIVE:

@@ -61,11 +61,11 @@ from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows, file_directory
 from ._admission import WorkflowLike as WorkflowLike
 from ._cancelling import CancelOutcome, cancel_execution
+from ._claims import ExecutionClaims, open_claims
 from ._control import ControlLoop
 from ._engine import ExecutionRun
 from ._forking import PreparedFork, copied_events, prepare_fork
 from ._handle import ExecutionHandle as ExecutionHandle
-from ._lock import ExecutionLocks
 from ._results import ExecutionResult, replayed_result
 from ._secrets import Secrets, secret_names
 from ._starting import Starter
@@ -91,7 +91,7 @@ class Runtime:
         bus: EventBus,
         cancel_grace: float,
         random_source: random.Random | None,
-        locks: ExecutionLocks,
+        locks: ExecutionClaims,
         sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
         workflows: WorkflowCatalog | None = None,
@@ -249,7 +249,7 @@ class Runtime:
         self._resuming.add(execution_id)
         try:
             # Locked before the journal is replayed: what another process still runs is not read.
-            if not self._locks.acquire(execution_id):
+            if not await self._locks.acquire(execution_id):
                 raise ExecutionStateError(
                     f"execution {execution_id} is running in another process or runtime; "
                     "it cannot be resumed until that run ends"
@@ -257,7 +257,7 @@ class Runtime:
             try:
                 run, lease = await self._starter.resumed_run(record, execution_timeout, inputs)
             except BaseException:
-                self._locks.release(execution_id)
+                await self._locks.release(execution_id)
                 raise
             return await self._launch(run, lease)
         finally:
@@ -285,12 +285,12 @@ class Runtime:
         if execution_id in self._live or execution_id in self._resuming:
             raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         # Locked while its events are read: what another process still runs is not forked.
-        if not self._locks.acquire(execution_id):
+        if not await self._locks.acquire(execution_id):
             raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         try:
             events = await self.journal.events(execution_id)
         finally:
-            self._locks.release(execution_id)
+            await self._locks.release(execution_id)
         recorded_hashes = None if workflow is None else await self.journal.step_hashes(execution_id)
         return prepare_fork(
             record,
@@ -331,7 +331,7 @@ class Runtime:
         # A secret not set refuses the fork before anything is recorded.
         self.secrets.resolve(secret_names(prepared.workflow))
         fork_id = uuid.uuid4().hex
-        if not self._locks.acquire(fork_id):
+        if not await self._locks.acquire(fork_id):
             raise ExecutionStateError(f"execution {fork_id} is running in another process")
         try:
             record = prepared.record(fork_id)
@@ -347,7 +347,7 @@ class Runtime:
                 record, execution_timeout, prepared.supplied(), workflow=prepared.workflow
             )
         except BaseException:
-            self._locks.release(fork_id)
+            await self._locks.release(fork_id)
             raise
         return await self._launch(run, lease)
 
@@ -484,7 +484,8 @@ class Runtime:
             # Its events are all emitted (redacted): its secrets need not be known any more.
             lease.release()
             # `run.run()` flushed the journal: another process may resume what it left.
-            self._locks.release(run.execution_id)
+            with trio.CancelScope(shield=True):
+                await self._locks.release(run.execution_id)
 
 
 @asynccontextmanager
@@ -537,8 +538,7 @@ async def open_runtime(
             journal = await stack.enter_async_context(
                 open_journal(None if journal is None else Path(journal))
             )
-        locks = ExecutionLocks(journal.path, journal=journal)
-        stack.callback(locks.close)
+        locks = await stack.enter_async_context(open_claims(journal))
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
                 nursery,

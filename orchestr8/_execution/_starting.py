@@ -42,10 +42,10 @@ from .._workflow._document import Workflow
 from .._workflow._spec_hashes import step_spec_hashes
 from ._admission import Admitter, WorkflowLike, recorded_directory
 from ._children import ChildRunner
+from ._claims import ExecutionClaims
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._handle import ExecutionHandle
-from ._lock import ExecutionLocks
 from ._resumption import plan_resume
 from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
 from ._spending import JournalSpend, ParentBudget, journal_spend
@@ -67,7 +67,7 @@ class Starter:
         cancel_grace: float,
         random_source: random.Random | None,
         sync_limiter: trio.CapacityLimiter,
-        locks: ExecutionLocks,
+        locks: ExecutionClaims,
         admit: Admitter,
         providers: ProviderCatalog | None = None,
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
@@ -223,7 +223,7 @@ class Starter:
             lease.release()
             return await self._handle_for(stored)
         # The id is new, so no other process can hold its lock unless something is badly wrong.
-        if not self._locks.acquire(record.execution_id):
+        if not await self._locks.acquire(record.execution_id):
             raise ExecutionStateError(
                 f"execution {record.execution_id} is running in another process or runtime; "
                 "it cannot be started"
@@ -282,7 +282,7 @@ class Starter:
             raise
         return run, lease
 
-    def hold_child(self, run: ExecutionRun) -> Callable[[], None]:
+    async def hold_child(self, run: ExecutionRun) -> Callable[[], Awaitable[None]]:
         """Lock a child execution and keep it live in the runtime while it runs; returns the undo.
 
         Its parent's lock already keeps every other run away: this one makes the child show as
@@ -292,16 +292,16 @@ class Starter:
             ExecutionStateError: another run holds the child's lock (never expected).
         """
         execution_id = run.execution_id
-        if not self._locks.acquire(execution_id):
+        if not await self._locks.acquire(execution_id):
             raise ExecutionStateError(
                 f"execution {execution_id} is running in another process or runtime; "
                 "its parent's step cannot run it"
             )
         forget = self._adopt(run)
 
-        def release() -> None:
+        async def release() -> None:
             forget()
-            self._locks.release(execution_id)
+            await self._locks.release(execution_id)
 
         return release
 

@@ -33,12 +33,16 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from .._errors import JournalError
+from ._events import ExecutionStatus
 
 if TYPE_CHECKING:
     import psycopg
 
 WORK_CHANNEL: Final = "orchestr8_work"
 """The LISTEN/NOTIFY channel that wakes workers: an execution was queued or released."""
+
+_TERMINAL: Final = tuple(str(status) for status in ExecutionStatus if status.is_terminal)
+"""The recorded statuses of an execution that ended: it leaves the queue when released."""
 
 _DEAD_HOLDER: Final = """NOT EXISTS (
     SELECT 1 FROM workers AS w JOIN pg_stat_activity AS a
@@ -131,23 +135,21 @@ def renew(connection: psycopg.Connection[Any], holder: str, ttl: float) -> froze
     return frozenset(str(row[0]) for row in rows)
 
 
-def release(
-    connection: psycopg.Connection[Any],
-    execution_id: str,
-    holder: str,
-    *,
-    keep_queued: bool = False,
-) -> bool:
-    """Give up the holder's lease; True if it held it. `keep_queued`: a worker runs it again.
+def release(connection: psycopg.Connection[Any], execution_id: str, holder: str) -> bool:
+    """Give up the holder's lease; True if it held it.
 
-    The epoch stays: the next claim raises it. Releasing a queued execution wakes the workers.
+    The epoch stays (the next claim raises it). A queued execution stays queued unless it ended
+    (its recorded status is terminal), and then wakes the workers: one resumes it.
     """
     with connection.transaction():
         row = connection.execute(
-            """UPDATE leases SET holder = NULL, expires_at = NULL, queued = queued AND %s
-               WHERE execution_id = %s AND holder = %s
-               RETURNING queued""",
-            (keep_queued, execution_id, holder),
+            """UPDATE leases AS l SET holder = NULL, expires_at = NULL,
+                   queued = l.queued AND NOT EXISTS (
+                       SELECT 1 FROM executions AS e
+                       WHERE e.execution_id = l.execution_id AND e.status = ANY(%s))
+               WHERE l.execution_id = %s AND l.holder = %s
+               RETURNING l.queued""",
+            (list(_TERMINAL), execution_id, holder),
         ).fetchone()
         if row is not None and row[0]:
             connection.execute(f"NOTIFY {WORK_CHANNEL}")
@@ -218,6 +220,17 @@ def held(connection: psycopg.Connection[Any], execution_ids: Iterable[str]) -> f
         f"""SELECT execution_id FROM leases AS l
             WHERE l.execution_id = ANY(%s) AND NOT {_free("l")}""",
         (wanted,),
+    ).fetchall()
+    return frozenset(str(row[0]) for row in rows)
+
+
+def queued(connection: psycopg.Connection[Any], execution_ids: Iterable[str]) -> frozenset[str]:
+    """Which of the executions are queued for the workers (a worker runs them, or will)."""
+    wanted = sorted(set(execution_ids))
+    if not wanted:
+        return frozenset()
+    rows = connection.execute(
+        "SELECT execution_id FROM leases WHERE queued AND execution_id = ANY(%s)", (wanted,)
     ).fetchall()
     return frozenset(str(row[0]) for row in rows)
 

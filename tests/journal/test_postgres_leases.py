@@ -127,6 +127,8 @@ def test_workers_claim_queued_executions_oldest_first_without_sharing_one(
     for execution_id in ("e2", "e1", "e3"):
         leases.submit(first, execution_id)
     assert leases.queued_count(first) == 3
+    assert leases.queued(first, ["e1", "nope"]) == {"e1"}
+    assert leases.queued(first, []) == frozenset()
     assert leases.claim_queued(first, "a", TTL, 0) == []
     assert [claim.execution_id for claim in leases.claim_queued(first, "a", TTL, 2)] == [
         "e1",
@@ -135,9 +137,10 @@ def test_workers_claim_queued_executions_oldest_first_without_sharing_one(
     claimed = leases.claim_queued(second, "b", TTL, 5)
     assert claimed == [leases.Claim("e3", 1, 1)]
     assert leases.claim_queued(second, "b", TTL, 5) == []
-    assert leases.release(first, "e1", "a", keep_queued=True)
+    assert leases.release(first, "e1", "a")
     assert leases.claim_queued(second, "b", TTL, 5) == [leases.Claim("e1", 2, 2)]
     leases.finish(second, "e1")
+    first.execute("UPDATE executions SET status = 'succeeded' WHERE execution_id = 'e2'")
     assert leases.release(first, "e2", "a")
     assert leases.claim_queued(second, "b", TTL, 5) == []
     assert leases.queued_count(first) == 1
@@ -156,7 +159,7 @@ def test_submit_and_a_queued_release_notify_the_workers(
         leases.WORK_CHANNEL
     ]
     leases.claim_queued(sender, "a", TTL, 1)
-    leases.release(sender, "e1", "a", keep_queued=True)
+    leases.release(sender, "e1", "a")
     assert len(list(listener.notifies(timeout=5, stop_after=1))) == 1
 
 
@@ -254,7 +257,7 @@ def test_interleaved_claims_keep_one_live_writer_and_growing_epochs(
                         (holder,),
                     )
                 elif action == "release":
-                    leases.release(connection, argument, holder, keep_queued=True)
+                    leases.release(connection, argument, holder)
                     fence.drop(argument)
                 else:
                     leases.stop_worker(connection, holder)
