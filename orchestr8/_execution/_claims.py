@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEASE_TTL",
+    "SUBMIT_NEEDS_POSTGRES",
     "ExecutionClaims",
     "FileLockClaims",
     "LeaseClaims",
@@ -59,6 +60,12 @@ __all__ = [
 
 LEASE_TTL: Final = 5.0
 """Seconds a lease lives without a heartbeat: the longest a dead worker's executions wait."""
+
+SUBMIT_NEEDS_POSTGRES: Final = (
+    "submitting an execution for workers needs a PostgreSQL journal "
+    "(--journal postgresql://...); run it here instead"
+)
+"""Why `submit` refuses a SQLite or memory journal: no worker runs what is queued there."""
 
 _logger = logging.getLogger("orchestr8.claims")
 _Result = TypeVar("_Result")
@@ -407,8 +414,5 @@ async def submit_execution(journal: Journal, execution_id: str) -> None:
     """
     parts = postgres_parts(journal)
     if parts is None:
-        raise JournalError(
-            "submitting an execution for workers needs a PostgreSQL journal "
-            "(--journal postgresql://...); run it here instead"
-        )
+        raise JournalError(SUBMIT_NEEDS_POSTGRES)
     await _reader(parts).run(lambda connection: leases.submit(connection, execution_id))

@@ -44,7 +44,7 @@ from .._errors import (
     exception_leaves,
     unwrap_single_error,
 )
-from .._journal._events import EventFactory, EventType
+from .._journal._events import EventFactory, EventType, ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
 from .._json import JSON
@@ -61,7 +61,13 @@ from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows, file_directory
 from ._admission import WorkflowLike as WorkflowLike
 from ._cancelling import CancelOutcome, cancel_execution
-from ._claims import ExecutionClaims, open_claims
+from ._claims import (
+    SUBMIT_NEEDS_POSTGRES,
+    ExecutionClaims,
+    open_claims,
+    postgres_parts,
+    submit_execution,
+)
 from ._control import ControlLoop
 from ._engine import ExecutionRun
 from ._forking import PreparedFork, copied_events, prepare_fork
@@ -142,6 +148,11 @@ class Runtime:
             adopt=self._adopt,
         )
 
+    @property
+    def claims(self) -> ExecutionClaims:
+        """How this runtime claims the executions it runs: locks on SQLite, leases on PostgreSQL."""
+        return self._locks
+
     def load(self, workflow: WorkflowLike) -> Workflow:
         """Load a workflow and check its agents exist and accept their config.
 
@@ -216,6 +227,79 @@ class Runtime:
             idempotency_key=idempotency_key,
             directory=directory,
         )
+
+    async def submit(
+        self,
+        workflow: WorkflowLike | Admission,
+        inputs: Mapping[str, JSON] | None = None,
+        *,
+        execution_id: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+        max_cost_usd: float | None = None,
+    ) -> ExecutionRecord:
+        """Admit and record an execution for a worker to run (`orchestr8 worker`); its record.
+
+        Admitted exactly like `start`, then recorded (status `pending`, no events yet) and
+        queued on the journal's leases; the workers are woken and one of them runs it. Follow
+        it through the journal (`result`, `journal.events`). With an `idempotency_key` seen
+        before, returns that execution's record instead of queueing another.
+
+        Raises:
+            JournalError: the journal is not PostgreSQL (only workers run queued executions).
+            WorkflowValidationError: the workflow is invalid.
+            InputValidationError: the inputs do not fit, or an input would reach the worker
+                redacted (a secret-looking key: pass it as `${secrets.NAME}`).
+            IdempotencyKeyReusedError: the key was used with another workflow or other inputs.
+        """
+        if postgres_parts(self.journal) is None:
+            raise JournalError(SUBMIT_NEEDS_POSTGRES)
+        cap = _lower_cap(self.max_cost_usd, max_cost_usd)
+        if isinstance(workflow, Admission):
+            if inputs is not None:
+                raise TypeError("an Admission comes with its inputs; pass no inputs with it")
+            self._admitted.remember(workflow.admitted)
+            loaded, checked_inputs = capped_workflow(workflow.workflow, cap), workflow.inputs
+        else:
+            loaded, _ = self._admitted.admit(workflow, max_cost_usd=cap)
+            checked_inputs = validate_inputs(loaded, inputs)
+        record, created = await self._starter.record_submitted(
+            loaded,
+            checked_inputs,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+        )
+        if created or record.status is ExecutionStatus.PENDING:
+            await submit_execution(self.journal, record.execution_id)
+        return record
+
+    async def run_claimed(
+        self, execution_id: str, *, execution_timeout: float | None = None
+    ) -> ExecutionHandle | None:
+        """Run an execution a worker claimed: start it if it never started, else resume it.
+
+        Succeeded steps of a run another worker left are reused, never run again. Returns None
+        (and lets the claim go) when it has ended already or another runtime holds it.
+
+        Raises:
+            InputValidationError, WorkflowValidationError, MissingSecretError: it cannot run
+                here (the claim is let go).
+        """
+        if not await self._locks.acquire(execution_id):
+            return None
+        try:
+            record = await self.journal.get_execution(execution_id)
+            if record.status.is_terminal or record.parent_id is not None:
+                await self._locks.release(execution_id)
+                return None
+            if await self.journal.last_seq(execution_id) == 0:
+                return await self._starter.start_recorded(record, execution_timeout)
+            run, lease = await self._starter.resumed_run(record, execution_timeout, None)
+        except BaseException:
+            await self._locks.release(execution_id)
+            raise
+        return await self._launch(run, lease)
 
     async def resume(
         self,
@@ -501,6 +585,7 @@ async def open_runtime(
     workflows: Mapping[str, WorkflowDocumentSource] | None = None,
     providers: ProviderSource | None = None,
     max_cost_usd: float | None = None,
+    claims: ExecutionClaims | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -522,6 +607,8 @@ async def open_runtime(
             `ORCHESTR8_PROVIDERS` names, if any. Their clients are closed with the runtime.
         max_cost_usd: the most the model calls of each execution it starts may cost, in US
             dollars (see `Runtime.start`); None: only the workflows' own budgets.
+        claims: how the runtime claims the executions it runs (a worker passes its leases,
+            `_claims.LeaseClaims`); None: `open_claims(journal)`, closed with the runtime.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, `sync_workers` is below 1, or
@@ -538,7 +625,9 @@ async def open_runtime(
             journal = await stack.enter_async_context(
                 open_journal(None if journal is None else Path(journal))
             )
-        locks = await stack.enter_async_context(open_claims(journal))
+        locks = (
+            claims if claims is not None else await stack.enter_async_context(open_claims(journal))
+        )
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
                 nursery,
