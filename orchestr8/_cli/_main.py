@@ -30,6 +30,7 @@ from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
 from ._retention_commands import prune
 from ._run_commands import resume, run
+from ._worker_command import worker
 
 __all__ = ["cli", "run_command_line"]
 
@@ -38,6 +39,7 @@ for _command in (run, resume, validate, schema, inspect, compare, prune, fork, a
 cli.add_command(follow)
 cli.add_command(cancel)
 cli.add_command(eval_command)
+cli.add_command(worker)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

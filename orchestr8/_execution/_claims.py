@@ -115,13 +115,25 @@ class PostgresParts:
     fencing: leases.Fencing
 
 
+_fencings: weakref.WeakKeyDictionary[Journal, leases.Fencing] = weakref.WeakKeyDictionary()
+"""The fencing of each PostgreSQL journal object, hooked into its writer on first use."""
+
+
 def postgres_parts(journal: Journal) -> PostgresParts | None:
-    """The URL and fencing of a PostgreSQL journal; None for SQLite and memory journals."""
-    fencing = getattr(journal, "fencing", None)
+    """The URL and fencing of a PostgreSQL journal; None for SQLite and memory journals.
+
+    The first call for a journal object hooks its fencing into the journal's writer, so every
+    batch it commits from then on is checked against the leases (`Fencing.check`).
+    """
     url = getattr(journal, "url", None)
-    if isinstance(fencing, leases.Fencing) and isinstance(url, str):
-        return PostgresParts(url, fencing)
-    return None
+    add_batch_hook = getattr(journal, "add_batch_hook", None)
+    if not isinstance(url, str) or add_batch_hook is None:
+        return None
+    fencing = _fencings.get(journal)
+    if fencing is None:
+        fencing = _fencings[journal] = leases.Fencing()
+        add_batch_hook(fencing.refusal)
+    return PostgresParts(url, fencing)
 
 
 def default_holder(name: str | None = None) -> str:

@@ -260,6 +260,16 @@ class Fencing:
         """The execution's lease is given up: its events are refused if it has a lease row."""
         self.epochs.pop(execution_id, None)
 
+    def refusal(
+        self, connection: psycopg.Connection[Any], execution_ids: Collection[str]
+    ) -> JournalError | None:
+        """The error refusing the batch, or None: the PostgreSQL writer's batch hook."""
+        try:
+            self.check(connection, execution_ids)
+        except JournalError as error:
+            return error
+        return None
+
     def check(self, connection: psycopg.Connection[Any], execution_ids: Collection[str]) -> None:
         """Refuse the batch unless every leased execution in it is held here, live, at its epoch.
 
