@@ -102,7 +102,7 @@ async def _follow(
     view = progress_view(step_ids)
     option = _journal_option(journal_given)
     follower = Follower(view, execution_id, lambda name: f"orchestr8 {name}{option}")
-    code = EXIT_INTERRUPTED
+    code: int = EXIT_INTERRUPTED
     followed = False
     with open_shutdown_signals() as signals:
         async with trio.open_nursery() as nursery:
