@@ -95,11 +95,13 @@ async def _follow(
     from .._execution._results import replayed_result
     from .._journal._replay import replay
     from .._shell._process import open_shutdown_signals
-    from ._following import Follower, follow_journal, progress_view
+    from ._following import Follower, follow_journal
+    from ._progress import ProgressView
     from ._support import EXIT_INTERRUPTED
     from ._views import dump_json, render_result, result_document, wants_color
 
-    view = progress_view(step_ids)
+    # On stderr, as `run` shows it: stdout holds the result alone.
+    view = ProgressView(sys.stderr, step_ids)
     option = _journal_option(journal_given)
     follower = Follower(view, execution_id, lambda name: f"orchestr8 {name}{option}")
     code: int = EXIT_INTERRUPTED

@@ -1,0 +1,81 @@
+"""Real `orchestr8 worker` processes on a real PostgreSQL: submit, failover, fencing, steering.
+
+Every step appends one line per real run to a log file, so each test counts how often a step ran
+whichever worker ran it, and reads the journal straight from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from worker_processes import (
+    check_events,
+    holder_pid,
+    orchestr8,
+    runs,
+    start_worker,
+    status,
+    submit,
+    succeeded_steps,
+    wait_until,
+    workers,
+    workflow,
+    write_agent,
+)
+
+pytestmark = pytest.mark.usefixtures("postgres_server")
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    """The test's working directory, holding the counting step agent."""
+    write_agent(tmp_path)
+    return tmp_path
+
+
+def test_a_submitted_execution_runs_on_a_worker_and_wait_exits_like_run(
+    directory: Path, postgres_url: str
+) -> None:
+    """`run --submit --wait` queues the execution, a worker runs it, the command exits 0."""
+    log = directory / "runs.log"
+    flow = workflow(directory, log, [0, 0, 0])
+    with workers(directory, postgres_url, 1, "--concurrency", "2"):
+        done = orchestr8(
+            directory, "run", str(flow), "--submit", "--wait", "--json", "--journal", postgres_url
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded"
+    execution_id = result["execution_id"]
+    assert [step for _, step, _ in runs(log)] == ["s0", "s1", "s2"]
+    assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
+    check_events(postgres_url, execution_id)
+    rows = orchestr8(directory, "run", str(flow), "--submit", "--journal", "x.db")
+    assert rows.returncode == 1
+    assert "PostgreSQL journal" in rows.stderr
+
+
+def test_a_killed_workers_execution_is_taken_over_without_rerunning_succeeded_steps(
+    directory: Path, postgres_url: str
+) -> None:
+    """SIGKILL mid-step: another worker resumes it long before the lease TTL (its session
+    died); steps the journal holds as succeeded never run again, the one running runs twice."""
+    log = directory / "runs.log"
+    flow = workflow(directory, log, [0, 3, 0])
+    with workers(directory, postgres_url, 2, "--lease-ttl", "600") as started:
+        execution_id = submit(directory, postgres_url, flow)
+        wait_until(lambda: any(step == "s1" for _, step, _ in runs(log)), "s1 to start")
+        holder = holder_pid(postgres_url, execution_id)
+        victim = next(worker for worker in started if worker.pid == holder)
+        victim.signal(signal.SIGKILL)
+        victim.wait()
+        wait_until(lambda: status(postgres_url, execution_id) == "succeeded", "the takeover")
+    steps = [step for _, step, _ in runs(log)]
+    assert steps.count("s0") == 1
+    assert steps.count("s1") == 2
+    assert steps.count("s2") == 1
+    assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
+    check_events(postgres_url, execution_id)
