@@ -11,10 +11,13 @@ import signal
 from pathlib import Path
 
 import pytest
+from link_proxy import link_proxy
+from postgres_server import PostgresServer
 from worker_processes import (
     check_events,
     holder_pid,
     orchestr8,
+    query,
     runs,
     start_worker,
     status,
@@ -77,5 +80,78 @@ def test_a_killed_workers_execution_is_taken_over_without_rerunning_succeeded_st
     assert steps.count("s0") == 1
     assert steps.count("s1") == 2
     assert steps.count("s2") == 1
+    assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
+    check_events(postgres_url, execution_id)
+
+
+def journal_rows(url: str, execution_id: str) -> list[tuple[object, ...]]:
+    """Every event of the execution as the database holds it: (seq, type, step)."""
+    return query(
+        url,
+        "SELECT seq, type, step_id FROM events WHERE execution_id = %s ORDER BY seq",
+        execution_id,
+    )
+
+
+def test_a_frozen_worker_past_its_lease_never_writes_again(
+    directory: Path, postgres_url: str
+) -> None:
+    """SIGSTOP a worker mid-step past its lease: another takes the execution over; after
+    SIGCONT its late step result is refused (fenced), so the step completes once."""
+    log = directory / "runs.log"
+    flow = workflow(directory, log, [0, 3, 0])
+    with workers(directory, postgres_url, 1, "--lease-ttl", "2") as (frozen,):
+        execution_id = submit(directory, postgres_url, flow)
+        wait_until(lambda: any(step == "s1" for _, step, _ in runs(log)), "s1 to start")
+        frozen.signal(signal.SIGSTOP)
+        taker = start_worker(directory, postgres_url, "taker", "--lease-ttl", "2")
+        try:
+            wait_until(lambda: status(postgres_url, execution_id) == "succeeded", "the takeover")
+            before = journal_rows(postgres_url, execution_id)
+            frozen.signal(signal.SIGCONT)
+            wait_until(
+                lambda: "refused to write" in frozen.output() or "lost" in frozen.output(),
+                "the frozen worker to find its lease gone",
+            )
+            assert frozen.process.poll() is None  # it goes on, claiming anew
+        finally:
+            taker.process.kill()
+            taker.wait()
+    assert journal_rows(postgres_url, execution_id) == before
+    assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
+    steps = [step for _, step, _ in runs(log)]
+    assert (steps.count("s0"), steps.count("s1"), steps.count("s2")) == (1, 2, 1)
+    check_events(postgres_url, execution_id)
+
+
+def test_a_worker_cut_off_from_the_database_is_replaced_and_fenced(
+    directory: Path, postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Cut a worker's link to PostgreSQL mid-step: its sessions end, another worker takes the
+    execution over at once; when the link is back its stalled writes are refused."""
+    log = directory / "runs.log"
+    flow = workflow(directory, log, [0, 3, 0])
+    database = postgres_url.rsplit("/", 1)[1]
+    with link_proxy(postgres_server.port) as proxy:
+        proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        with workers(directory, proxied, 1, "--lease-ttl", "600") as (cut_off,):
+            execution_id = submit(directory, postgres_url, flow)
+            wait_until(lambda: any(step == "s1" for _, step, _ in runs(log)), "s1 to start")
+            proxy.cut()
+            taker = start_worker(directory, postgres_url, "taker")
+            try:
+                wait_until(
+                    lambda: status(postgres_url, execution_id) == "succeeded", "the takeover"
+                )
+                before = journal_rows(postgres_url, execution_id)
+                proxy.restore()
+                wait_until(
+                    lambda: "refused to write" in cut_off.output(),
+                    "the cut-off worker's late write to be refused",
+                )
+            finally:
+                taker.process.kill()
+                taker.wait()
+    assert journal_rows(postgres_url, execution_id) == before
     assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
     check_events(postgres_url, execution_id)
