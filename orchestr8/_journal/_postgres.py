@@ -73,8 +73,6 @@ class PostgresJournal(Journal):
         reconnect_within: float = RECONNECT_WITHIN,
     ) -> None:
         super().__init__(queue_size=queue_size, close_timeout=close_timeout)
-        if reconnect_within < 0:
-            raise ValueError(f"reconnect_within must not be negative, got {reconnect_within}")
         self._store = store
         self._url = store.url
         self._reconnect_within = reconnect_within
@@ -98,7 +96,10 @@ class PostgresJournal(Journal):
         Raises:
             JournalError: the URL is malformed, the database cannot be reached or used, or its
                 schema is older (run `orchestr8 journal migrate`) or newer than this code's.
+            ValueError: `reconnect_within` is negative.
         """
+        if reconnect_within < 0:
+            raise ValueError(f"reconnect_within must not be negative, got {reconnect_within}")
         store = await trio.to_thread.run_sync(
             PostgresStore.open, url, limiter=trio.CapacityLimiter(1)
         )
