@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -127,12 +129,14 @@ def postgres_parts(journal: Journal) -> PostgresParts | None:
     """
     url = getattr(journal, "url", None)
     add_batch_hook = getattr(journal, "add_batch_hook", None)
-    if not isinstance(url, str) or add_batch_hook is None:
+    set_append_guard = getattr(journal, "set_append_guard", None)
+    if not isinstance(url, str) or add_batch_hook is None or set_append_guard is None:
         return None
     fencing = _fencings.get(journal)
     if fencing is None:
         fencing = _fencings[journal] = leases.Fencing()
         add_batch_hook(fencing.refusal)
+        set_append_guard(fencing.lapsed)
     return PostgresParts(url, fencing)
 
 
@@ -231,8 +235,10 @@ class LeaseClaims:
                 "this PostgreSQL journal object is in use by another runtime "
                 f"({fencing.holder}); open another journal for another runtime"
             )
+        began = time.monotonic()
         await self._register()
         fencing.holder = self.holder
+        fencing.deadline = began + self.ttl
 
     async def _register(self) -> None:
         host = socket.gethostname()
@@ -307,6 +313,7 @@ class LeaseClaims:
 
     async def renew(self) -> None:
         """Renew the leases once; drop (and say `lost`) those that could not be renewed."""
+        began = time.monotonic()
         try:
             still = await self.link.run(self._renew_on)
         except JournalError as error:
@@ -319,7 +326,11 @@ class LeaseClaims:
             )
             self.parts.fencing.drop(execution_id)
         if gone:
+            # Nothing more is written under this holder: the journal refuses every append.
+            self.parts.fencing.deadline = -math.inf
             self.lost.set()
+        elif self.parts.fencing.deadline != -math.inf:
+            self.parts.fencing.deadline = began + self.ttl
 
     def _renew_on(self, connection: psycopg.Connection[Any]) -> frozenset[str]:
         if self.link.reconnected:
@@ -347,6 +358,7 @@ class LeaseClaims:
             await self.link.close()
         if self.parts.fencing.holder == self.holder:
             self.parts.fencing.holder = None
+            self.parts.fencing.deadline = math.inf
 
 
 @asynccontextmanager

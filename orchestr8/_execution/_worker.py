@@ -188,18 +188,24 @@ async def _serve(
         nursery.start_soon(_wake_on, stop, wake_up)
         nursery.start_soon(_wake_on, claims.lost, wake_up)
         nursery.start_soon(_wake_on, failed, wake_up)
-        while not (stop.is_set() or claims.lost.is_set() or failed.is_set()):
-            # Renewed before claiming: a notification that arrives meanwhile is not missed.
-            wake = trio.Event()
-            free = settings.concurrency - len(running)
-            if free > 0:
-                for claim in await claims.claim_queued(free):
-                    handle = await _run_one(runtime, claim.execution_id, report)
-                    if handle is not None:
-                        running[claim.execution_id] = handle
-                        nursery.start_soon(_watch, handle, running, report, wake_up)
-            with trio.move_on_after(settings.poll_interval):
-                await wake.wait()
+        try:
+            while not (stop.is_set() or claims.lost.is_set() or failed.is_set()):
+                # Renewed before claiming: a notification that arrives meanwhile is not missed.
+                wake = trio.Event()
+                free = settings.concurrency - len(running)
+                if free > 0:
+                    for execution_id in await _claim(claims, free):
+                        handle = await _run_one(runtime, claims, execution_id, report)
+                        if handle is not None:
+                            running[execution_id] = handle
+                            nursery.start_soon(_watch, handle, running, report, wake_up)
+                with trio.move_on_after(settings.poll_interval):
+                    await wake.wait()
+        except BaseException:
+            # Leaving the runtime cancels what runs: write none of it (no `cancelled` ending),
+            # so other workers resume those executions.
+            claims.parts.fencing.deadline = -math.inf
+            raise
         if claims.lost.is_set() or failed.is_set():
             _logger.warning("a lease was lost or the journal failed: handing executions over")
             await _hand_over(claims, running, report)
@@ -211,8 +217,17 @@ async def _serve(
         raise JournalError(f"worker {claims.holder} lost a lease: it claims anew")
 
 
+async def _claim(claims: LeaseClaims, limit: int) -> list[str]:
+    """Claim up to `limit` queued executions; none while the database cannot be reached."""
+    try:
+        return [claim.execution_id for claim in await claims.claim_queued(limit)]
+    except JournalError as error:
+        _logger.warning("cannot claim executions now (trying again): %s", error)
+        return []
+
+
 async def _run_one(
-    runtime: Runtime, execution_id: str, report: WorkerReport
+    runtime: Runtime, claims: LeaseClaims, execution_id: str, report: WorkerReport
 ) -> ExecutionHandle | None:
     """Start or resume one claimed execution; fail it when it cannot run on any worker."""
     try:
@@ -220,6 +235,11 @@ async def _run_one(
     except _REFUSED as error:
         _logger.warning("execution %s cannot run: %s", execution_id, error)
         await _fail_unrunnable(runtime, execution_id, error)
+        return None
+    except JournalError as error:
+        # The journal could not be read: let it go, still queued, for this or another worker.
+        _logger.warning("execution %s cannot start now: %s", execution_id, error)
+        await claims.release(execution_id)
         return None
     if handle is not None:
         report.started += 1
@@ -288,7 +308,8 @@ async def _hand_over(
         len(running),
         ", ".join(sorted(running)),
     )
-    claims.parts.fencing.epochs.clear()
+    # Refused from now on, at append and at commit: the runs stop without another event.
+    claims.parts.fencing.deadline = -math.inf
     with trio.CancelScope(shield=True):
         try:
             await claims.link.run(lambda connection: leases.stop_worker(connection, claims.holder))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ from orchestr8._execution._claims import (
     submit_execution,
 )
 from orchestr8._journal import _postgres_leases as leases
-from orchestr8._journal._journal import open_journal
+from orchestr8._journal._events import Event
+from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._postgres_schema import connect
+
+WORKFLOW = {"schema_version": "1.0", "name": "w", "steps": [{"id": "a", "agent": "echo"}]}
 
 
 async def test_a_sqlite_journal_is_claimed_by_its_execution_locks(tmp_path: Path) -> None:
@@ -176,7 +180,8 @@ async def test_renewal_survives_a_lost_connection_by_registering_again(postgres_
         await claims.renew()  # fails: the connection is gone (logged, nothing lost yet)
         await claims.renew()  # a new session, registered again: the lease lives on
         assert not claims.lost.is_set()
-        assert await held(_JournalStandIn(claims.parts), ["e1"]) == {"e1"}
+        async with open_journal(postgres_url) as journal:
+            assert await held(journal, ["e1"]) == {"e1"}
     finally:
         await claims.close()
 
@@ -186,8 +191,10 @@ async def test_the_heartbeat_renews_every_fifth_of_the_ttl(
 ) -> None:
     """`open_claims` runs the heartbeat: the lease is renewed while the runtime lives."""
     _record(postgres_url, "e1")
-    journal = _JournalStandIn(PostgresParts(postgres_url, leases.Fencing()))
-    async with open_claims(journal, name="beat", ttl=0.5) as claims:
+    async with (
+        open_journal(postgres_url) as journal,
+        open_claims(journal, name="beat", ttl=0.5) as claims,
+    ):
         assert isinstance(claims, LeaseClaims)
         assert await claims.acquire("e1")
         renewed = _sql(postgres_url, "SELECT expires_at FROM leases")[0][0]
@@ -198,16 +205,54 @@ async def test_the_heartbeat_renews_every_fifth_of_the_ttl(
         else:
             raise AssertionError("the heartbeat never renewed the lease")
         assert not claims.lost.is_set()
-    assert await held(journal, ["e1"]) == frozenset()
+        await claims.release("e1")
+        assert await held(journal, ["e1"]) == frozenset()
 
 
-class _JournalStandIn:
-    """What `postgres_parts` reads of a PostgreSQL journal: its URL and batch hooks."""
+async def test_a_lease_lapsed_by_this_process_clock_fails_the_journal_at_append(
+    postgres_url: str,
+) -> None:
+    """Past the last renewal plus the TTL (a frozen process), an append fails the journal
+    before the event is queued, so nothing starts on a lease another worker may hold."""
 
-    def __init__(self, parts: PostgresParts) -> None:
-        self.url = parts.url
-        self.hooks: list[Any] = []
-        self.path = None
+    async def scenario() -> None:
+        async with open_journal(postgres_url) as journal:
+            await journal.create_execution(
+                ExecutionRecord(execution_id="e1", workflow_name="w", workflow=WORKFLOW)
+            )
+            async with open_claims(journal, ttl=30) as claims:
+                assert isinstance(claims, LeaseClaims)
+                assert await claims.acquire("e1")
+                await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+                await journal.flush()
+                claims.parts.fencing.deadline = time.monotonic() - 1
+                with pytest.raises(JournalError, match="not renewed in time"):
+                    journal.append_nowait(Event("e1", 2, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+                assert journal.statistics().failed
+                assert await journal.last_seq("e1") == 1
 
-    def add_batch_hook(self, hook: Any) -> None:
-        self.hooks.append(hook)
+    # Leaving the journal raises its failure, as a failed SQLite write does.
+    with pytest.raises(JournalError, match="not renewed in time"):
+        await scenario()
+
+
+async def test_events_of_an_execution_leased_elsewhere_are_refused_at_commit(
+    postgres_url: str,
+) -> None:
+    """The writer's fence refuses a batch of an execution whose lease this journal lacks."""
+
+    async def scenario() -> None:
+        async with open_journal(postgres_url) as journal:
+            await journal.create_execution(
+                ExecutionRecord(execution_id="e1", workflow_name="w", workflow=WORKFLOW)
+            )
+            async with open_claims(journal, ttl=30):
+                connection = connect(postgres_url, purpose="orchestr8 test")
+                leases.submit(connection, "e1")
+                connection.close()
+                await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+                with pytest.raises(JournalError, match="holds no lease on it"):
+                    await journal.flush()
+
+    with pytest.raises(JournalError, match="holds no lease on it"):
+        await scenario()
