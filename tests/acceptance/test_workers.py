@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 
 import pytest
+import trio
+from gate_scripts import SIGN_ONLY
 from link_proxy import link_proxy
 from postgres_server import PostgresServer
 from worker_processes import (
@@ -28,6 +30,10 @@ from worker_processes import (
     workflow,
     write_agent,
 )
+
+from orchestr8._execution._answers import submit_answer
+from orchestr8._execution._runtime import open_runtime
+from orchestr8._journal._journal import open_journal
 
 pytestmark = pytest.mark.usefixtures("postgres_server")
 
@@ -157,3 +163,56 @@ def test_a_worker_cut_off_from_the_database_is_replaced_and_fenced(
     assert journal_rows(postgres_url, execution_id) == before
     assert succeeded_steps(postgres_url, execution_id) == ["s0", "s1", "s2"]
     check_events(postgres_url, execution_id)
+
+
+def test_cancel_approval_and_timeout_work_on_worker_held_executions(
+    directory: Path, postgres_url: str
+) -> None:
+    """Steering reaches whichever worker holds an execution: a cancel and a gate's answer are
+    recorded in the journal and applied by that worker; a workflow timeout fails it there."""
+    log = directory / "runs.log"
+    long_flow = workflow(directory, log, [30], name="long")
+    timed_flow = workflow(directory, log, [30], name="timed", timeout=1.0)
+    gated = directory / "gated.json"
+    gated.write_text(json.dumps(SIGN_ONLY))
+    with workers(directory, postgres_url, 2):
+        cancelled = submit(directory, postgres_url, long_flow)
+        signed = submit(directory, postgres_url, gated)
+        timed = submit(directory, postgres_url, timed_flow)
+        wait_until(lambda: any(run[0] == cancelled for run in runs(log)), "the long step")
+        wait_until(
+            lambda: bool(
+                query(
+                    postgres_url,
+                    "SELECT 1 FROM events WHERE execution_id = %s AND type = 'gate.opened'",
+                    signed,
+                )
+            ),
+            "the gate to open",
+        )
+
+        async def steer() -> None:
+            async with open_journal(postgres_url) as journal:
+                async with open_runtime(journal=journal) as runtime:
+                    outcome = await runtime.cancel(cancelled, reason="enough")
+                    assert outcome.requested
+                answer = await submit_answer(
+                    journal, signed, "sign", {"approve": True, "input": {"amount": 12}}, by="ada"
+                )
+                assert answer.runner == "elsewhere"
+
+        trio.run(steer)
+        for execution_id, ending in ((cancelled, "cancelled"), (signed, "succeeded")):
+            wait_until(
+                lambda execution_id=execution_id, ending=ending: (
+                    status(postgres_url, execution_id) == ending
+                ),
+                f"execution {execution_id} to end {ending}",
+            )
+        wait_until(lambda: status(postgres_url, timed) == "failed", "the timeout")
+    error = query(postgres_url, "SELECT error FROM executions WHERE execution_id = %s", timed)
+    assert "ExecutionTimeoutError" in str(error[0][0])
+    for execution_id in (cancelled, signed, timed):
+        check_events(postgres_url, execution_id)
+        assert holder_pid(postgres_url, execution_id) is None
+    assert query(postgres_url, "SELECT count(*) FROM leases WHERE queued") == [(0,)]
