@@ -137,16 +137,27 @@ def workers(directory: Path, url: str, count: int, *options: str) -> Iterator[li
         yield started
     finally:
         for worker in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.process.pid, signal.SIGCONT)
-            if worker.process.poll() is None:
-                worker.process.kill()
+            stop(worker)
+
+
+def stop(worker: Worker) -> None:
+    """Stop a worker as an operator would (SIGTERM: it drains, hands over, exits), else kill it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker.process.pid, signal.SIGCONT)
+    if worker.process.poll() is None:
+        worker.process.terminate()
+        try:
             worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+    worker.process.wait(timeout=30)
 
 
 def start_worker(directory: Path, url: str, name: str, *options: str) -> Worker:
     """Start one `orchestr8 worker --name NAME` on the journal at `url`."""
     stderr = directory / f"{name}-{time.monotonic_ns()}.stderr"
+    # Stopping hands what runs over at once unless a test asks for a drain.
+    drain = () if "--drain" in options else ("--drain", "0")
     with stderr.open("w") as sink:
         process = subprocess.Popen(
             [
@@ -158,6 +169,7 @@ def start_worker(directory: Path, url: str, name: str, *options: str) -> Worker:
                 url,
                 "--name",
                 name,
+                *drain,
                 *options,
             ],
             cwd=directory,

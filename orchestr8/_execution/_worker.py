@@ -89,8 +89,13 @@ class WorkerReport:
 
     started: int = 0
     ended: int = 0
-    handed_over: int = 0
+    handed: set[str] = attrs.Factory(set)
     reopened: int = 0
+
+    @property
+    def handed_over(self) -> int:
+        """How many runs were handed over to other workers (still running when it stopped)."""
+        return len(self.handed)
 
 
 RuntimeOpener = Callable[[Journal, LeaseClaims], AbstractAsyncContextManager["Runtime"]]
@@ -272,7 +277,8 @@ async def _watch(
     """Free the run's slot once it ended, and claim again."""
     await handle.finished()
     running.pop(handle.execution_id, None)
-    report.ended += 1
+    if handle.execution_id not in report.handed:
+        report.ended += 1
     wake_up()
 
 
@@ -302,14 +308,17 @@ async def _hand_over(
     claims: LeaseClaims, running: Mapping[str, ExecutionHandle], report: WorkerReport
 ) -> None:
     """Let other workers resume what still runs: free every lease, write nothing more."""
-    report.handed_over += len(running)
+    report.handed.update(running)
     _logger.warning(
         "handing %d execution(s) over to other workers: %s",
         len(running),
         ", ".join(sorted(running)),
     )
-    # Refused from now on, at append and at commit: the runs stop without another event.
+    # Refused from now on, at append and at commit: the runs stop without another event, and
+    # at once (no grace: nothing a step does now could be recorded).
     claims.parts.fencing.deadline = -math.inf
+    for handle in running.values():
+        handle.cancel("handed over to another worker", force=True)
     with trio.CancelScope(shield=True):
         try:
             await claims.link.run(lambda connection: leases.stop_worker(connection, claims.holder))
