@@ -249,39 +249,51 @@ def test_a_graceful_stop_drains_then_hands_over_what_still_runs(
 
 
 def test_random_kills_across_three_workers_lose_and_duplicate_nothing(
-    directory: Path, postgres_url: str
+    directory: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chaos: 30 executions of 3-5 short steps on 3 workers, workers SIGKILLed and replaced at
     random; every execution ends succeeded with gap-free seqs, each step journaled succeeded
     once, and a step ran again only after the worker running it was killed."""
     chooser = random.Random(18)
     log = directory / "runs.log"
-    submitted = []
-    for index in range(30):
-        durations = [chooser.uniform(0.01, 0.05) for _ in range(chooser.randint(3, 5))]
-        flow = workflow(directory, log, durations, name=f"chaos{index}")
-        submitted.append(submit(directory, postgres_url, flow))
+    flows = [
+        workflow(
+            directory,
+            log,
+            [chooser.uniform(0.01, 0.05) for _ in range(chooser.randint(3, 5))],
+            name=f"chaos{index}",
+        )
+        for index in range(30)
+    ]
+    monkeypatch.syspath_prepend(str(directory))
+    submitted: list[str] = []
+
+    async def submit_all() -> None:
+        async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+            for flow in flows:
+                submitted.append((await runtime.submit(flow)).execution_id)
+
+    def all_ended() -> bool:
+        rows = query(
+            postgres_url,
+            "SELECT count(*) FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled')",
+        )
+        return int(rows[0][0]) == len(submitted)
+
     killed: set[int] = set()
     with workers(directory, postgres_url, 3, "--lease-ttl", "2") as pool:
-
-        def all_ended() -> bool:
-            rows = query(
-                postgres_url,
-                "SELECT count(*) FROM executions WHERE status IN ('succeeded', 'failed',"
-                " 'cancelled')",
-            )
-            return int(rows[0][0]) == len(submitted)
-
-        for round in range(6):
+        trio.run(submit_all)
+        for round in range(8):
             if all_ended():
                 break
-            time.sleep(chooser.uniform(0.2, 0.6))
+            time.sleep(chooser.uniform(0.1, 0.4))
             victim = pool.pop(chooser.randrange(len(pool)))
             victim.signal(signal.SIGKILL)
             victim.wait()
             killed.add(victim.pid)
             pool.append(start_worker(directory, postgres_url, f"chaos{round}", "--lease-ttl", "2"))
         wait_until(all_ended, "every execution to end", limit=120)
+    assert killed
     for execution_id in submitted:
         assert status(postgres_url, execution_id) == "succeeded"
         check_events(postgres_url, execution_id)
