@@ -277,10 +277,21 @@ class LeaseClaims:
         claimed = await self.link.run(
             lambda connection: leases.claim_queued(connection, self.holder, self.ttl, limit)
         )
+        fresh = []
         for claim in claimed:
+            known = self.parts.fencing.epochs.get(claim.execution_id)
+            if claim.execution_id in self._held and known is not None:
+                # Its lease lapsed while it runs here and nobody else claimed it: it goes on at
+                # the new epoch. Another claim in between would leave it lost (refused writes).
+                if claim.epoch == known + 1:
+                    self.parts.fencing.hold(claim.execution_id, claim.epoch)
+                else:
+                    self._lose(claim.execution_id)
+                continue
             self.parts.fencing.hold(claim.execution_id, claim.epoch)
             self._claimed.add(claim.execution_id)
-        return claimed
+            fresh.append(claim)
+        return fresh
 
     async def release(self, execution_id: str) -> None:
         """Give up the lease; a queued execution that has not ended stays queued.
@@ -321,16 +332,16 @@ class LeaseClaims:
             return
         gone = (self._held | self._claimed) - still
         for execution_id in gone:
-            _logger.warning(
-                "lost the lease of execution %s: another worker may run it", execution_id
-            )
-            self.parts.fencing.drop(execution_id)
-        if gone:
-            # Nothing more is written under this holder: the journal refuses every append.
-            self.parts.fencing.deadline = -math.inf
-            self.lost.set()
-        elif self.parts.fencing.deadline != -math.inf:
+            self._lose(execution_id)
+        if not gone and self.parts.fencing.deadline != -math.inf:
             self.parts.fencing.deadline = began + self.ttl
+
+    def _lose(self, execution_id: str) -> None:
+        """A lease is gone: nothing more is written under this holder (every append refused)."""
+        _logger.warning("lost the lease of execution %s: another worker may run it", execution_id)
+        self.parts.fencing.drop(execution_id)
+        self.parts.fencing.deadline = -math.inf
+        self.lost.set()
 
     def _renew_on(self, connection: psycopg.Connection[Any]) -> frozenset[str]:
         if self.link.reconnected:

@@ -256,3 +256,22 @@ async def test_events_of_an_execution_leased_elsewhere_are_refused_at_commit(
 
     with pytest.raises(JournalError, match="holds no lease on it"):
         await scenario()
+
+
+async def test_reclaiming_an_execution_running_here_keeps_or_loses_it(postgres_url: str) -> None:
+    """A queued execution this runtime runs, its lease lapsed: claimed again at the next epoch it
+    goes on here; claimed by another holder in between, it is lost."""
+    _record(postgres_url, "e1", "e2")
+    claims = LeaseClaims(PostgresParts(postgres_url, leases.Fencing()), ttl=30)
+    await claims.open()
+    try:
+        for execution_id in ("e1", "e2"):
+            assert await claims.acquire(execution_id)
+        _sql(postgres_url, "UPDATE leases SET queued = true, submitted_at = now()")
+        _sql(postgres_url, "UPDATE leases SET expires_at = now() - interval '1 second'")
+        _sql(postgres_url, "UPDATE leases SET epoch = 5 WHERE execution_id = 'e2'")
+        assert await claims.claim_queued(5) == []
+        assert claims.parts.fencing.epochs == {"e1": 2}
+        assert claims.lost.is_set()
+    finally:
+        await claims.close()

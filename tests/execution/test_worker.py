@@ -175,3 +175,43 @@ async def test_a_worker_needs_a_postgresql_journal(tmp_path: Path) -> None:
 
     with pytest.raises(JournalError, match="needs a PostgreSQL journal"):
         await run_worker(journal, worker_runtime(Secrets()), WorkerSettings(), trio.Event())
+
+
+async def test_a_worker_that_loses_a_lease_hands_over_and_claims_anew(postgres_url: str) -> None:
+    """A lease gone while its step runs: the worker writes nothing more for it, opens its
+    journal again, and claims the execution anew (resumed, its first step reused)."""
+    flow = {
+        "schema_version": "1.0",
+        "name": "naps",
+        "steps": [
+            {"id": "first", "agent": "echo", "input": {"text": "once"}},
+            {"id": "nap", "agent": "sleep", "input": {"seconds": 1.5}, "depends_on": ["first"]},
+        ],
+    }
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        record = await runtime.submit(flow)
+        expired = False
+
+        async def ended_after_expiry() -> bool:
+            nonlocal expired
+            if not expired:
+                events = await journal.events(record.execution_id)
+                if any(event.type == "step.started" and event.step_id == "nap" for event in events):
+                    with psycopg.connect(
+                        postgres_url, autocommit=True, options="-c search_path=orchestr8"
+                    ) as connection:
+                        # Another holder (with no live session: dead at once) took it.
+                        connection.execute(
+                            "UPDATE leases SET epoch = epoch + 1, holder = 'thief/h/1/x'"
+                        )
+                    expired = True
+                return False
+            return (await journal.get_execution(record.execution_id)).status.is_terminal
+
+        report = await run_until(postgres_url, ended_after_expiry)
+        assert report.reopened == 1
+        assert report.handed_over == 1
+        events = await journal.events(record.execution_id)
+        started = [event.step_id for event in events if event.type == "step.started"]
+        assert started == ["first", "nap", "nap"]
+        assert str((await journal.get_execution(record.execution_id)).status) == "succeeded"
