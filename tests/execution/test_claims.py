@@ -37,7 +37,7 @@ async def test_a_sqlite_journal_is_claimed_by_its_execution_locks(tmp_path: Path
             assert isinstance(claims, FileLockClaims)
             assert await claims.acquire("e1")
             assert not await other.acquire("e1")
-            assert await held(journal, ["e1", "e2"]) == {"e1"}
+            assert await held(journal, ["e1", "e2"]) == frozenset({"e1"})
             await claims.release("e1")
             assert await other.acquire("e1")
         assert await held(journal, ["e1"]) == frozenset()
@@ -181,7 +181,7 @@ async def test_renewal_survives_a_lost_connection_by_registering_again(postgres_
         await claims.renew()  # a new session, registered again: the lease lives on
         assert not claims.lost.is_set()
         async with open_journal(postgres_url) as journal:
-            assert await held(journal, ["e1"]) == {"e1"}
+            assert await held(journal, ["e1"]) == frozenset({"e1"})
     finally:
         await claims.close()
 
