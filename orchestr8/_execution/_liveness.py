@@ -12,7 +12,9 @@ it is never written to the journal, whose format stays as it is: resuming the ex
 The order of the checks matters. The lock is read after the journal status, and the status of an
 execution found unlocked is read again: a run that ends meanwhile commits its ending before it
 lets go of its lock, so it shows as finished, never as interrupted. A memory journal lives and
-dies with the only process that can run its executions, so they are never interrupted.
+dies with the only process that can run its executions, so they are never interrupted. On a
+PostgreSQL journal the locks are leases (`_claims.held`): an execution is held while some
+runtime's lease on it is live, or while it is queued for the workers (one will run it).
 """
 
 from __future__ import annotations

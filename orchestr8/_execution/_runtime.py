@@ -3,8 +3,9 @@
 `open_runtime` owns a journal, an event bus, the agent registry, the resilience state shared by all
 executions (circuit breakers, bulkheads, rate limiters) and a nursery in which every execution
 runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
-flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
-(`_lock`), so no other process can resume it meanwhile.
+flushes the journal. The runtime claims every execution it runs (`_claims`: an fcntl lock on a
+SQLite file journal, a fenced lease on a PostgreSQL one), so no other process can resume it
+meanwhile; on PostgreSQL, `submit` queues an execution for `orchestr8 worker` processes.
 
 The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
 one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
