@@ -266,6 +266,8 @@ class SharedState:
         self._released: list[int] = []
         self._wake = trio.Event()
         self._scope = trio.CancelScope()
+        self._syncing = trio.Lock()
+        self._running = False
         self._stopped = trio.Event()
         self.refreshed = trio.Event()
         """Set (and replaced) after every round: tests wait for the next refresh with it."""
@@ -337,6 +339,7 @@ class SharedState:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the shared state in step with the database until `stop` (or cancelled)."""
+        self._running = True
         try:
             with self._scope:
                 await self.sync()
@@ -354,10 +357,12 @@ class SharedState:
         The last write takes at most `ttl` seconds; a database that fails it is logged.
         """
         self._scope.cancel()
-        await self._stopped.wait()
+        if self._running:
+            await self._stopped.wait()
         with trio.move_on_after(self.ttl):
             try:
-                await self._write()
+                async with self._syncing:
+                    await self._write()
             except self.store.errors as error:
                 _logger.warning(
                     "the shared resilience state could not be written at shutdown: %s",
@@ -365,17 +370,21 @@ class SharedState:
                 )
 
     async def sync(self) -> None:
-        """One round: write, give back, renew, claim, then read (errors are logged, not raised)."""
-        self._wake = trio.Event()
-        try:
-            await self._write()
-            await self._read()
-        except self.store.errors as error:
-            _logger.warning(
-                "the shared resilience state could not be synchronised: %s", _one_line(error)
-            )
-        refreshed, self.refreshed = self.refreshed, trio.Event()
-        refreshed.set()
+        """One round: write, give back, renew, claim, then read (errors are logged, not raised).
+
+        Rounds take turns: a caller's round (tests force one) never interleaves with `run`'s.
+        """
+        async with self._syncing:
+            self._wake = trio.Event()
+            try:
+                await self._write()
+                await self._read()
+            except self.store.errors as error:
+                _logger.warning(
+                    "the shared resilience state could not be synchronised: %s", _one_line(error)
+                )
+            refreshed, self.refreshed = self.refreshed, trio.Event()
+            refreshed.set()
 
     async def _write(self) -> None:
         """Write own transitions and released slots, renew held slots, claim wanted tokens."""
