@@ -100,7 +100,8 @@ async def test_an_expired_slot_is_taken_over_and_a_renewed_one_is_not(postgres_u
     try:
         dead = await store.acquire_slot("bulk", 2, "dead", 30.0)
         live = await store.acquire_slot("bulk", 2, "live", 30.0)
-        assert dead is not None and live is not None
+        assert dead is not None
+        assert live is not None
         _sql(postgres_url, "UPDATE limit_slots SET expires_at = now() - interval '1 second'")
         await store.renew_slots([live], 30.0)
         assert await store.acquire_slot("bulk", 2, "next", 30.0) is not None

@@ -1,4 +1,4 @@
-"""The shared state's cache and background rounds, and the token-bucket arithmetic every process uses."""
+"""The shared state's cache and rounds, and the token-bucket arithmetic every process uses."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def test_a_take_refused_leaves_the_bucket_refilled_and_names_the_wait(
 def test_negative_elapsed_time_refills_nothing() -> None:
     """A clock that went back (another host's) adds no tokens."""
     take = take_token(0.5, -10.0, rate=1.0, burst=5, max_wait=0.0)
-    assert not take.taken and take.tokens == 0.5
+    assert not take.taken
+    assert take.tokens == 0.5
 
 
 def test_the_ttl_must_be_positive_and_finite() -> None:
@@ -86,7 +87,8 @@ async def test_the_background_task_refreshes_every_ttl(
             mock_clock.jump(SHARED_STATE_TTL)
             await refreshed.wait()
             view = state.open_breakers()["dep"]
-            assert view.state == "open" and not view.mine
+            assert view.state == "open"
+            assert not view.mine
             await state.stop()
     finally:
         await store.aclose()
@@ -123,7 +125,8 @@ async def test_released_slots_are_given_back_and_held_ones_renewed(
     try:
         first = await state.acquire_slot("bulk", 2)
         second = await state.acquire_slot("bulk", 2)
-        assert first is not None and second is not None
+        assert first is not None
+        assert second is not None
         assert await state.acquire_slot("bulk", 2) is None
         with connect(postgres_url, purpose="test") as connection:
             connection.execute("UPDATE limit_slots SET expires_at = now() + interval '1 second'")
