@@ -14,12 +14,14 @@ from orchestr8._agents._contract import AgentContext
 from orchestr8._errors import WorkflowValidationError
 from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import Runtime, open_runtime
+from orchestr8._execution._step_resilience import SharedResilience
 from orchestr8._journal._events import ExecutionStatus
 from orchestr8._journal._journal import Journal
 from orchestr8._journal._memory import MemoryJournal
 from orchestr8._journal._postgres_schema import connect
 from orchestr8._resilience._global_limits import GlobalBulkhead, GlobalRateLimiter
 from orchestr8._resilience._shared_state import SharedState
+from orchestr8._workflow._policy import Policy, RateLimitPolicy
 from orchestr8._workflow._scopes import GLOBAL_SCOPE_FIX
 
 BREAKER = {"failure_threshold": 2, "reset_timeout": 30, "half_open_requests": 1}
@@ -267,3 +269,11 @@ async def test_process_scope_on_postgresql_stays_process_local(postgres_url: str
         assert (await run(first, workflow)).status is ExecutionStatus.SUCCEEDED
         assert type(first.resilience.bulkheads["echo3"]).__name__ == "Bulkhead"
         assert type(first.resilience.rate_limiters["echo3"]).__name__ == "RateLimiter"
+
+
+def test_a_global_limit_built_without_shared_state_is_refused() -> None:
+    """Should a global scope get past load, building its limiter names the fix instead."""
+    resilience = SharedResilience()
+    policy = Policy(rate_limit=RateLimitPolicy(rate=1.0, burst=1, scope="global"))
+    with pytest.raises(WorkflowValidationError, match="key 'api': scope \"global\""):
+        resilience.layers("api", policy)

@@ -188,5 +188,8 @@ async def test_a_connection_killed_by_the_server_is_replaced(postgres_url: str) 
         with pytest.raises(store.errors):
             await store.breakers()
         assert await store.breakers() == []
+        assert store._connection is not None
+        store._connection.close()
+        assert await store.breakers() == []
     finally:
         await store.aclose()
