@@ -1,4 +1,4 @@
-"""Two runtimes on one PostgreSQL database share breakers, global bulkheads and rate limits."""
+"""Two runtimes on one PostgreSQL journal share breakers, global bulkheads and rate limits."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from orchestr8._execution._results import ExecutionResult
 from orchestr8._execution._runtime import Runtime, open_runtime
 from orchestr8._execution._step_resilience import SharedResilience
 from orchestr8._journal._events import ExecutionStatus
-from orchestr8._journal._journal import Journal
-from orchestr8._journal._memory import MemoryJournal
+from orchestr8._journal._journal import Journal, open_journal
 from orchestr8._journal._postgres_schema import connect
 from orchestr8._resilience._global_limits import GlobalBulkhead, GlobalRateLimiter
 from orchestr8._resilience._shared_state import SharedState
@@ -27,28 +26,12 @@ from orchestr8._workflow._scopes import GLOBAL_SCOPE_FIX
 BREAKER = {"failure_threshold": 2, "reset_timeout": 30, "half_open_requests": 1}
 
 
-class _JournalOnDatabase(MemoryJournal):
-    """A journal whose runtime shares resilience state through the database at `url`."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        self._url = url
-
-    @property
-    def database_url(self) -> str:
-        return self._url
-
-
 @asynccontextmanager
 async def journal_on(url: str) -> AsyncIterator[Journal]:
-    """A journal object of its own on the database at `url` (one per runtime)."""
-    journal = _JournalOnDatabase(url)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal._run_writer)
-        try:
-            yield journal
-        finally:
-            await journal._close()
+    """A PostgreSQL journal object of its own on the database at `url` (one per runtime)."""
+    async with open_journal(url) as journal:
+        assert journal.database_url == url
+        yield journal
 
 
 @asynccontextmanager
@@ -153,13 +136,15 @@ async def test_a_global_bulkhead_of_two_never_runs_three_calls_at_once(postgres_
         results.append(await run(runtime, workflow))
 
     async with two_runtimes(postgres_url, slow=slow) as (first, second):
+        # The document is stored once first, so the burst below tests the bulkhead alone.
+        results.append(await run(first, workflow))
         async with trio.open_nursery() as nursery:
             for index in range(8):
                 nursery.start_soon(one, (first, second)[index % 2])
         assert isinstance(first.resilience.bulkheads["db"], GlobalBulkhead)
         assert first.resilience.bulkheads["db"].statistics().in_use == 0
     assert most == 2
-    assert [result.status for result in results] == [ExecutionStatus.SUCCEEDED] * 8
+    assert [result.status for result in results] == [ExecutionStatus.SUCCEEDED] * 9
 
 
 async def test_a_global_rate_limit_grants_burst_tokens_across_both_runtimes(
