@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -74,6 +75,7 @@ class SharedResilience:
     bulkheads: dict[str, Bulkhead] = attrs.Factory(dict)
     rate_limiters: dict[str, RateLimiter] = attrs.Factory(dict)
     across_processes: SharedAcrossProcesses | None = None
+    _scopes_checked: dict[int, weakref.ref[Workflow]] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         """Route breaker transitions to the execution whose call caused them."""
@@ -125,10 +127,18 @@ class SharedResilience:
         Raises:
             WorkflowValidationError: a problem at each place that asks for it, naming the fix.
         """
-        if self.across_processes is None:
-            problems = global_scope_problems(workflow)
-            if problems:
-                raise WorkflowValidationError(problems)
+        if self.across_processes is not None:
+            return
+        key = id(workflow)
+        checked = self._scopes_checked.get(key)
+        if checked is not None and checked() is workflow:
+            return
+        problems = global_scope_problems(workflow)
+        if problems:
+            raise WorkflowValidationError(problems)
+        # Checked once per workflow object: starting it again costs one lookup.
+        self._scopes_checked[key] = weakref.ref(workflow)
+        weakref.finalize(workflow, self._scopes_checked.pop, key, None)
 
 
 async def open_shared_state(

@@ -200,6 +200,9 @@ async def test_global_scope_without_postgresql_is_refused_at_load(
             runtime.load(document("echo", **policy))
         with pytest.raises(WorkflowValidationError):
             await runtime.start(document("echo", **policy))
+        fine = runtime.load(document("echo"))
+        for _ in range(2):
+            assert (await (await runtime.start(fine)).wait()).status is ExecutionStatus.SUCCEEDED
     (problem,) = refused.value.problems
     assert problem.path == path + ".scope"
     assert problem.message == GLOBAL_SCOPE_FIX
