@@ -14,15 +14,17 @@ objects (a policy's `key`, else the agent id; `llm-provider:NAME` for a provider
   `updated_at` on by exactly the time it credited: concurrent takes never credit time twice.
 
 `PostgresResilienceStore` runs them on its own connection, on worker threads under its own
-`trio.CapacityLimiter(1)` (never trio's default limiter, which agents share); a broken connection
-is replaced on the next call. It implements the `_resilience` stage's `SharedStateStore`
-(structurally: the journal never imports the resilience stage).
+`trio.CapacityLimiter(1)` (never trio's default limiter, which agents share). A broken connection
+is replaced on the next call, and no statement runs longer than `STATEMENT_TIMEOUT`, so a hung
+database fails a call instead of holding it (and the runtime's shutdown) forever. It implements
+the `_resilience` stage's `SharedStateStore` (structurally: the journal never imports the
+resilience stage).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -39,6 +41,9 @@ T = TypeVar("T")
 
 #: The name of the store's connection in `pg_stat_activity`.
 PURPOSE = "orchestr8 resilience"
+
+STATEMENT_TIMEOUT: Final = 5.0
+"""Seconds one statement may take (a lock wait included): a hung database fails the call."""
 
 
 @attrs.frozen
@@ -229,6 +234,7 @@ class PostgresResilienceStore:
             if connection is not None:
                 connection.close()
             connection = self._connection = connect(self._url, purpose=PURPOSE)
+            connection.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
         try:
             return operation(connection)
         except BaseException:

@@ -19,6 +19,7 @@ from orchestr8._journal._events import ExecutionStatus
 from orchestr8._journal._journal import Journal, open_journal
 from orchestr8._journal._postgres_schema import connect
 from orchestr8._resilience._global_limits import GlobalBulkhead, GlobalRateLimiter
+from orchestr8._resilience._shared_breaker import SharedCircuitBreaker
 from orchestr8._resilience._shared_state import SharedState
 from orchestr8._workflow._policy import Policy, RateLimitPolicy
 from orchestr8._workflow._scopes import GLOBAL_SCOPE_FIX
@@ -112,6 +113,8 @@ async def test_an_opening_in_one_runtime_stops_the_other_calling(postgres_url: s
         await shared(second).sync()
         for runtime in (first, second):
             assert (await run(runtime, workflow)).status is ExecutionStatus.SUCCEEDED
+            provider = runtime.resilience.breakers.get("llm-provider:local")
+            assert isinstance(provider, SharedCircuitBreaker)
         assert sum(calls.values()) == before + 3
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from postgres_server import PostgresServer
 
 from orchestr8._errors import JournalError
-from orchestr8._journal._postgres_resilience import PostgresResilienceStore
+from orchestr8._journal._postgres_resilience import STATEMENT_TIMEOUT, PostgresResilienceStore
 from orchestr8._journal._postgres_schema import connect
 from orchestr8._resilience._shared_state import TokenTake, take_token
 
@@ -191,5 +191,18 @@ async def test_a_connection_killed_by_the_server_is_replaced(postgres_url: str) 
         assert store._connection is not None
         store._connection.close()
         assert await store.breakers() == []
+    finally:
+        await store.aclose()
+
+
+async def test_the_store_connection_has_a_statement_timeout(postgres_url: str) -> None:
+    """No statement of the store waits longer than STATEMENT_TIMEOUT (a lock wait included)."""
+    store = await PostgresResilienceStore.open(postgres_url)
+    try:
+
+        def timeout(connection: Any) -> str:
+            return str(connection.execute("SHOW statement_timeout").fetchone()[0])
+
+        assert await store._run(timeout) == f"{int(STATEMENT_TIMEOUT)}s"
     finally:
         await store.aclose()
