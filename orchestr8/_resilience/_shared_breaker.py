@@ -10,7 +10,10 @@ The rules of `CircuitBreaker` hold in each process (failures are counted per pro
   with `retry_after` 0; the process that wins it moves its breaker to `half_open` on its next
   call and probes, the others keep rejecting until the winner's probes settle;
 - a breaker open here that the snapshot shows closed was closed by another process's probes:
-  it closes too (reason `closed_elsewhere`).
+  it closes too (reason `closed_elsewhere`);
+- while the database cannot be reached (`connected` is false), a breaker whose open time is over
+  probes on its own, as one process's breaker does: no process is blocked waiting for a token
+  nobody can hand out.
 
 Manual states (`force_open`, `disable`) stay local to the process. The registry builds these
 breakers only when the runtime shares state (a PostgreSQL journal): otherwise nothing here runs.
@@ -88,6 +91,11 @@ class SharedCircuitBreaker(CircuitBreaker):
                 f"circuit {self.name!r} is {_words(view.state)} (shared by every process)",
                 view.until - now,
             )
+        if not self.shared.connected:
+            # The database is away: probe here, as the breaker of one process would.
+            if state is not _HALF_OPEN:
+                self._transition(_HALF_OPEN, now, "reset_timeout")
+            return super().admit()
         self.shared.want_probe(self.name)
         self._reject(
             f"circuit {self.name!r} is open and one process's probe is being arranged", 0.0

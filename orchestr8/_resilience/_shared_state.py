@@ -194,6 +194,9 @@ class SharedResilience(Protocol):
     holder: str
     """This process's name in the database (who opened a breaker, who holds a slot)."""
 
+    connected: bool
+    """Whether the database answered the last round; while not, breakers probe on their own."""
+
     def open_breakers(self) -> Mapping[str, SharedBreaker]:
         """The breakers that are not closed, by key: a snapshot, never a database read."""
         ...
@@ -225,10 +228,10 @@ class SharedResilience(Protocol):
 
 @attrs.define(eq=False)
 class _Publication:
-    """A breaker transition of this process not yet written to the database."""
+    """A breaker transition of this process not yet written; `until`: an opening's trio end."""
 
     opened: bool
-    seconds: float
+    until: float
     reason: str
 
 
@@ -271,6 +274,8 @@ class SharedState:
         self._stopped = trio.Event()
         self.refreshed = trio.Event()
         """Set (and replaced) after every round: tests wait for the next refresh with it."""
+        self.connected = True
+        """Whether the last round reached the database (until the first: assumed so)."""
 
     def open_breakers(self) -> Mapping[str, SharedBreaker]:
         """The breakers that are not closed, by key, as of the last refresh and own transitions."""
@@ -278,8 +283,9 @@ class SharedState:
 
     def breaker_opened(self, key: str, seconds: float, reason: str) -> None:
         """Show breaker `key` open here at once; write it in the background."""
-        self._published[key] = _Publication(True, seconds, reason)
-        self._snapshot = {**self._snapshot, key: SharedBreaker("open", _until(seconds))}
+        until = trio.current_time() + seconds
+        self._published[key] = _Publication(True, until, reason)
+        self._snapshot = {**self._snapshot, key: SharedBreaker("open", until)}
         self._wake.set()
 
     def breaker_closed(self, key: str, reason: str) -> None:
@@ -380,9 +386,12 @@ class SharedState:
                 await self._write()
                 await self._read()
             except self.store.errors as error:
+                self.connected = False
                 _logger.warning(
                     "the shared resilience state could not be synchronised: %s", _one_line(error)
                 )
+            else:
+                self.connected = True
             refreshed, self.refreshed = self.refreshed, trio.Event()
             refreshed.set()
 
@@ -391,9 +400,9 @@ class SharedState:
         while self._published:
             key, publication = next(iter(self._published.items()))
             if publication.opened:
-                await self.store.publish_open(
-                    key, self.holder, publication.seconds, publication.reason
-                )
+                # Written late (the database was away), it ends when it would have.
+                left = max(0.0, publication.until - trio.current_time())
+                await self.store.publish_open(key, self.holder, left, publication.reason)
             else:
                 await self.store.publish_closed(key, self.holder, publication.reason)
             if self._published.get(key) is publication:
@@ -423,15 +432,10 @@ class SharedState:
         }
         for key, publication in self._published.items():
             if publication.opened:
-                snapshot[key] = SharedBreaker("open", now + publication.seconds)
+                snapshot[key] = SharedBreaker("open", publication.until)
             else:
                 snapshot.pop(key, None)
         self._snapshot = snapshot
-
-
-def _until(seconds: float) -> float:
-    """The trio time `seconds` from now."""
-    return trio.current_time() + seconds
 
 
 def _one_line(error: BaseException) -> str:

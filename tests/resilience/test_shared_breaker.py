@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from postgres_server import free_port
 
 from orchestr8._errors import BudgetExhaustedError, CircuitOpenError
 from orchestr8._journal._postgres_resilience import PostgresResilienceStore
@@ -231,3 +232,40 @@ async def test_neutral_errors_change_nothing_shared(
             breaker.record_failure(breaker.admit(), BudgetExhaustedError("no budget"))
         await one.sync()
         assert one.open_breakers() == {}
+
+
+async def test_while_the_database_is_away_an_open_breaker_probes_on_its_own(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """No database to hand out the token: after reset_timeout the breaker probes locally."""
+    store = PostgresResilienceStore(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    state = SharedState(store, "alone")
+    registry = CircuitBreakerRegistry(default_policy=POLICY, shared=state)
+    breaker = registry.get("dep")
+    fail(breaker, 2)
+    await state.sync()
+    assert not state.connected
+    with pytest.raises(CircuitOpenError):
+        breaker.admit()
+    mock_clock.jump(31)
+    breaker.record_success(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED
+    assert state.open_breakers() == {}
+
+
+async def test_an_opening_written_late_ends_when_it_would_have(
+    postgres_url: str, mock_clock: trio.testing.MockClock
+) -> None:
+    """An opening held back (database away) is written with the time it has left, not anew."""
+    async with (
+        process(postgres_url, "p1") as (one, first),
+        process(postgres_url, "p2") as (
+            two,
+            _,
+        ),
+    ):
+        fail(first.get("dep"), 2)
+        mock_clock.jump(25)
+        await one.sync()
+        await two.sync()
+        assert two.open_breakers()["dep"].until - trio.current_time() <= 5.0
