@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,36 @@ from orchestr8._workflow._policy import Policy, RateLimitPolicy
 from orchestr8._workflow._scopes import GLOBAL_SCOPE_FIX
 
 BREAKER = {"failure_threshold": 2, "reset_timeout": 30, "half_open_requests": 1}
+ROOT = Path(__file__).resolve().parents[2]
+
+#: A process that runs `n` executions of a workflow on the PostgreSQL journal at `url`; its agent
+#: appends "enter" and "leave" to the file `log` around each call.
+RUNNER = """
+import json, sys, trio
+from orchestr8._execution._runtime import open_runtime
+from orchestr8._journal._journal import open_journal
+
+url, log, count, workflow = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+
+def note(word):
+    with open(log, "a") as file:
+        file.write(word + "\\n")
+
+async def visit(input, context):
+    note("enter")
+    await trio.sleep(0.02)
+    note("leave")
+    return input
+
+async def main():
+    async with open_journal(url) as journal:
+        async with open_runtime(journal=journal, agents={"visit": visit}) as runtime:
+            handles = [await runtime.start(workflow) for _ in range(count)]
+            for handle in handles:
+                assert (await handle.wait()).status == "succeeded"
+
+trio.run(main)
+"""
 
 
 @asynccontextmanager
@@ -122,12 +156,18 @@ async def test_a_global_bulkhead_of_two_never_runs_three_calls_at_once(postgres_
     """Eight executions over two runtimes: at most two calls of the key run at any moment."""
     running = 0
     most = 0
+    full = trio.Event()
 
     async def slow(input: Any, context: AgentContext) -> Any:
         nonlocal running, most
         running += 1
         most = max(most, running)
-        await trio.sleep(0.02)
+        if running == 2:
+            full.set()
+        with trio.move_on_after(0.5):
+            # Stay until a second call runs too (or a while), so the calls overlap.
+            await full.wait()
+        await trio.sleep(0.01)
         running -= 1
         return input
 
@@ -268,3 +308,39 @@ def test_a_global_limit_built_without_shared_state_is_refused() -> None:
     policy = Policy(rate_limit=RateLimitPolicy(rate=1.0, burst=1, scope="global"))
     with pytest.raises(WorkflowValidationError, match="key 'api': scope \"global\""):
         resilience.layers("api", policy)
+
+
+async def test_two_processes_never_run_more_calls_than_a_global_bulkhead_allows(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two real processes, four executions each, one global bulkhead of 2: never 3 at once."""
+    bulkhead = {"max_concurrent": 2, "max_wait": 60, "scope": "global"}
+    workflow = document("visit", bulkhead=bulkhead, key="db")
+    log = tmp_path / "visits.log"
+
+    async def visit(input: Any, context: AgentContext) -> Any:
+        return input
+
+    async with (
+        journal_on(postgres_url) as journal,
+        open_runtime(journal=journal, agents={"visit": visit}) as runtime,
+    ):
+        # The document is stored once first: the processes then only read it.
+        assert (await run(runtime, workflow)).status is ExecutionStatus.SUCCEEDED
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    command = [sys.executable, "-c", RUNNER, postgres_url, str(log), "4", json.dumps(workflow)]
+
+    async def one_process() -> None:
+        done = await trio.run_process(command, env=environment, capture_stderr=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(one_process)
+    running = most = 0
+    words = log.read_text().split()
+    for word in words:
+        running += 1 if word == "enter" else -1
+        most = max(most, running)
+    assert words.count("enter") == words.count("leave") == 8
+    assert most <= 2
