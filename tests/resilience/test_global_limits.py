@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from orchestr8._errors import BulkheadFullError, RateLimitedError
 from orchestr8._journal._postgres_resilience import PostgresResilienceStore
 from orchestr8._journal._postgres_schema import connect
 from orchestr8._resilience._global_limits import GlobalBulkhead, GlobalRateLimiter
+from orchestr8._resilience._pipeline import call_with_policy
 from orchestr8._resilience._shared_state import SharedState
-from orchestr8._workflow._policy import BulkheadPolicy, RateLimitPolicy
+from orchestr8._workflow._policy import BulkheadPolicy, Policy, RateLimitPolicy, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,3 +155,27 @@ async def test_a_global_rate_limiter_counts_a_database_failure_as_a_refusal() ->
     with pytest.raises(BulkheadFullError, match="could not take a slot"):
         await bulkhead.acquire()
     assert bulkhead.statistics().rejected == 1
+
+
+async def test_a_waiting_caller_gives_up_at_the_steps_deadline(
+    postgres_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """In the pipeline, a full global bulkhead's wait ends at the deadline, not at max_wait."""
+    async with shared_state(postgres_url, "p1") as one:
+        store = PostgresResilienceStore(postgres_url)
+        other = SharedState(store, "p2")
+        assert await other.acquire_slot("bulk", 1) is not None
+        bulkhead = GlobalBulkhead(max_concurrent=1, max_wait=600.0, name="bulk", shared=one)
+        calls = 0
+
+        async def call(attempt: int) -> None:
+            nonlocal calls
+            calls += 1
+
+        policy = Policy(deadline=5.0, retry=RetryPolicy(max_attempts=1), circuit_breaker=None)
+        started = trio.current_time()
+        with pytest.raises(BulkheadFullError):
+            await call_with_policy(call, policy, bulkhead=bulkhead)
+        assert trio.current_time() - started <= 5.0
+        assert calls == 0
+        await store.aclose()
