@@ -161,11 +161,11 @@ async def test_a_waiting_caller_gives_up_at_the_steps_deadline(
     postgres_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     """In the pipeline, a full global bulkhead's wait ends at the deadline, not at max_wait."""
-    async with shared_state(postgres_url, "p1") as one:
-        store = PostgresResilienceStore(postgres_url)
-        other = SharedState(store, "p2")
-        assert await other.acquire_slot("bulk", 1) is not None
-        bulkhead = GlobalBulkhead(max_concurrent=1, max_wait=600.0, name="bulk", shared=one)
+    stores = [await PostgresResilienceStore.open(postgres_url) for _ in range(2)]
+    try:
+        waiting, holding = SharedState(stores[0], "a"), SharedState(stores[1], "b")
+        assert await holding.acquire_slot("bulk", 1) is not None
+        bulkhead = GlobalBulkhead(max_concurrent=1, max_wait=600.0, name="bulk", shared=waiting)
         calls = 0
 
         async def call(attempt: int) -> None:
@@ -176,6 +176,8 @@ async def test_a_waiting_caller_gives_up_at_the_steps_deadline(
         started = trio.current_time()
         with pytest.raises(BulkheadFullError):
             await call_with_policy(call, policy, bulkhead=bulkhead)
-        assert trio.current_time() - started <= 5.0
+        assert trio.current_time() - started == pytest.approx(5.0)
         assert calls == 0
-        await store.aclose()
+    finally:
+        for store in stores:
+            await store.aclose()
