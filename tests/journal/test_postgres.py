@@ -7,7 +7,11 @@ The journal's contract itself (the same as SQLite's) is specified in `test_journ
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +22,7 @@ import trio.testing
 from link_proxy import LinkProxy, link_proxy
 from postgres_server import PostgresServer, free_port
 
+from orchestr8 import open_runtime
 from orchestr8._errors import ExecutionNotFoundError, JournalError
 from orchestr8._journal._events import Event, EventType
 from orchestr8._journal._journal import CreateRequest, ExecutionRecord, Journal, open_journal
@@ -30,6 +35,7 @@ from orchestr8._journal._postgres import (
 from orchestr8._journal._postgres_schema import SCHEMA_VERSION
 from orchestr8._journal._postgres_store import COPY_FROM, ConnectionLost, PostgresStore
 from orchestr8._journal._records import BatchOutcome
+from orchestr8._journal._replay import replay
 
 TS = "2025-01-01T00:00:00.000Z"
 _roles = itertools.count()
@@ -573,3 +579,115 @@ async def test_reopen_refuses_a_database_whose_schema_changed_meanwhile(
 
     with pytest.raises(JournalError, match="did not come back"):
         await scenario()
+
+
+# End to end: real executions on a PostgreSQL journal.
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_hello_and_a_200_step_fan_out_run_on_postgres(postgres_url: str) -> None:
+    """examples/hello.json and a parallel workflow of 200 steps run and read back whole."""
+    hello = json.loads((ROOT / "examples" / "hello.json").read_text())
+    fan_out = {
+        "schema_version": "1.0",
+        "name": "wide",
+        "strategy": "parallel",
+        "steps": [{"id": f"s{index}", "agent": "echo", "input": index} for index in range(200)],
+    }
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        greeted = await runtime.start(hello, {"name": "pg"})
+        assert (await greeted.wait()).output == {"message": "Hello, pg!"}
+        wide = await runtime.start(fan_out, {})
+        assert (await wide.wait()).status == "succeeded"
+        await journal.flush()
+        events = await journal.events(wide.execution_id)
+        state = replay(events)
+        record_read = await journal.get_execution(wide.execution_id)
+    assert [one.seq for one in events] == list(range(1, len(events) + 1))
+    assert sum(one.type == "step.succeeded" for one in events) == 200
+    assert {step.status for step in state.steps.values()} == {"succeeded"}
+    assert record_read.status == "succeeded"
+
+
+_KILLED_RUN = """
+import sys, trio
+from pathlib import Path
+from orchestr8 import open_runtime
+from orchestr8._journal._journal import open_journal
+
+async def mark(input, context):
+    with Path(sys.argv[2]).open("a") as marks:
+        marks.write(context.step_id + "\\n")
+    return input
+
+async def block(input, context):
+    await JOURNAL[0].flush()  # the five successes are durable before the kill
+    print("blocked", flush=True)
+    await trio.sleep_forever()
+
+WORKFLOW = {
+    "schema_version": "1.0",
+    "name": "killed",
+    "strategy": "parallel",
+    "steps": [
+        *({"id": f"m{index}", "agent": "mark", "input": index} for index in range(5)),
+        {"id": "last", "agent": "block", "depends_on": [f"m{index}" for index in range(5)]},
+    ],
+}
+
+JOURNAL = []
+
+async def main(url):
+    async with open_journal(url) as journal:
+        JOURNAL.append(journal)
+        async with open_runtime(journal=journal, agents={"mark": mark, "block": block}) as runtime:
+            handle = await runtime.start(WORKFLOW, {})
+            print(handle.execution_id, flush=True)
+            await handle.wait()
+
+trio.run(main, sys.argv[1])
+"""
+
+
+async def test_an_execution_killed_mid_run_resumes_without_rerunning_its_steps(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while the last step runs: resume reuses the five succeeded steps, runs the last."""
+    marks = tmp_path / "marks.txt"
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", _KILLED_RUN, postgres_url, str(marks)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    output = b""
+    with trio.fail_after(30):
+        while b"blocked" not in output:
+            chunk = await process.stdout.receive_some()
+            assert chunk, "the run exited before its last step"
+            output += chunk
+        process.kill()
+        await process.wait()
+    await process.stdout.aclose()
+    execution_id = output.split()[0].decode()
+
+    async def mark(input: Any, context: Any) -> Any:
+        with marks.open("a") as written:
+            written.write(f"{context.step_id}\n")
+        return input
+
+    async def last(input: Any, context: Any) -> Any:
+        return "done"
+
+    async with (
+        open_journal(postgres_url) as journal,
+        open_runtime(journal=journal, agents={"mark": mark, "block": last}) as runtime,
+    ):
+        handle = await runtime.resume(execution_id)
+        result = await handle.wait()
+        events = await journal.events(execution_id)
+    assert result.status == "succeeded"
+    assert sorted(marks.read_text().split()) == [f"m{index}" for index in range(5)]
+    assert [one.seq for one in events] == list(range(1, len(events) + 1))
+    assert sum(one.type == "execution.resumed" for one in events) == 1
