@@ -24,6 +24,7 @@ from postgres_server import PostgresServer, free_port
 
 from orchestr8 import open_runtime
 from orchestr8._errors import ExecutionNotFoundError, JournalError
+from orchestr8._journal._event_query import EventQuery
 from orchestr8._journal._events import Event, EventType
 from orchestr8._journal._journal import CreateRequest, ExecutionRecord, Journal, open_journal
 from orchestr8._journal._postgres import (
@@ -184,6 +185,18 @@ async def test_a_negative_reconnect_bound_is_refused(postgres_url: str) -> None:
             pass
 
 
+async def test_forks_are_listed_oldest_first(postgres_url: str) -> None:
+    """`forks_of` reads the executions forked from one, by creation time."""
+    async with open_journal(postgres_url) as journal:
+        await journal.create_execution(record("source"))
+        for name, second in (("late", 2), ("early", 1)):
+            stamp = f"2025-01-01T00:00:0{second}.000Z"
+            await journal.create_execution(
+                record(name, forked_from="source", fork_seq=0, created_at=stamp)
+            )
+        assert await journal.forks_of("source") == ["early", "late"]
+
+
 # Text PostgreSQL cannot hold, and the SQL corner cases SQLite words its own way.
 
 
@@ -224,6 +237,8 @@ async def test_ids_holding_nul_are_never_found(postgres_url: str) -> None:
             await journal.submit_request("run-1", "answer", {}, target="g\x00")
         assert await journal.find_by_idempotency_key("k\x00") is None
         assert await journal.forks_of("run\x00") == []
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.matching_events("run\x00", EventQuery())
         assert await journal.requests("run\x00") == []
         assert await journal.pending_requests(["run\x00"]) == []
         assert (await journal.list_executions(workflow="w\x00")).items == ()
