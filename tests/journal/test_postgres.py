@@ -706,3 +706,27 @@ async def test_an_execution_killed_mid_run_resumes_without_rerunning_its_steps(
     assert sorted(marks.read_text().split()) == [f"m{index}" for index in range(5)]
     assert [one.seq for one in events] == list(range(1, len(events) + 1))
     assert sum(one.type == "execution.resumed" for one in events) == 1
+
+
+class _UnreadableItems(dict[str, Any]):
+    """A mapping whose items cannot be read: encoding it raises neither TypeError nor ValueError."""
+
+    def items(self) -> Any:
+        raise RuntimeError("items are gone")
+
+
+async def test_an_unexpected_error_leaves_no_transaction_open(postgres_url: str) -> None:
+    """A batch failing on something no store reports ends its transaction: no locks are kept."""
+
+    async def scenario() -> None:
+        async with open_journal(postgres_url) as journal:
+            assert isinstance(journal, PostgresJournal)
+            await journal.create_execution(record())
+            await journal.append(event(1, nested=_UnreadableItems(a=1)))
+            with pytest.raises(JournalError, match="RuntimeError: items are gone"):
+                await journal.flush()
+            status = journal._store._writer.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.IDLE
+
+    with pytest.raises(JournalError, match="items are gone"):
+        await scenario()
