@@ -424,6 +424,12 @@ class PostgresStore:
             failure = JournalError(f"writing the journal failed: {_storage_message(error)}")
             failure.__cause__ = error
             return BatchOutcome(failure=failure)
+        except BaseException:
+            # Anything else (a data value that raises while encoded) fails the journal: end the
+            # transaction first, so its rows hold no locks while the journal waits to reopen.
+            if not connection.closed and not connection.broken:
+                connection.rollback()
+            raise
         self.finish_batch(batch.seqs, batch.finished)
         outcome.events_written = len(batch.rows)
         outcome.committed = 1
