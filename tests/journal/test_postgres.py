@@ -64,6 +64,19 @@ def proxy(postgres_server: PostgresServer) -> Iterator[LinkProxy]:
         yield opened
 
 
+async def blocked_on_a_lock(url: str) -> None:
+    """Return once some session of the database waits for a row lock another one holds."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while True:
+            if watcher.execute(waiting).fetchone() == (1,):
+                return
+            await trio.sleep(0.01)
+
+
 def through(proxy: LinkProxy, url: str) -> str:
     """The URL of the same database, reached through the proxy."""
     return f"postgresql://postgres@127.0.0.1:{proxy.port}/{database_name(url)}"
@@ -195,6 +208,67 @@ async def test_forks_are_listed_oldest_first(postgres_url: str) -> None:
                 record(name, forked_from="source", fork_seq=0, created_at=stamp)
             )
         assert await journal.forks_of("source") == ["early", "late"]
+
+
+async def test_a_document_another_writer_stores_meanwhile_is_shared_not_refused(
+    postgres_url: str,
+) -> None:
+    """Two writers storing one new workflow document at once both succeed; it is kept once."""
+    document = {"schema_version": "1.0", "name": "shared", "steps": []}
+    async with open_journal(postgres_url) as journal:
+        other = psycopg.connect(postgres_url, options="-c search_path=orchestr8")
+        try:
+            # The other writer's insert is in flight (uncommitted) when this journal stores its own.
+            from orchestr8._journal._rules import document_digest, to_json
+
+            text = to_json(document)
+            assert text is not None
+            other.execute(
+                "INSERT INTO workflow_documents (digest, document, step_hashes)"
+                " VALUES (%s, %s, '{}')",
+                (document_digest(text), text),
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(journal.create_execution, record("mine", workflow=document))
+                await blocked_on_a_lock(postgres_url)
+                await trio.to_thread.run_sync(other.commit)
+        finally:
+            other.close()
+        assert (await journal.get_execution("mine")).workflow == document
+    with psycopg.connect(postgres_url, options="-c search_path=orchestr8") as check:
+        assert check.execute("SELECT count(*) FROM workflow_documents").fetchone() == (1,)
+
+
+async def test_a_key_another_writer_records_meanwhile_answers_with_its_holder(
+    postgres_url: str,
+) -> None:
+    """A create racing another writer's uncommitted one with its idempotency key finds it."""
+    async with open_journal(postgres_url) as journal:
+        other = psycopg.connect(postgres_url, options="-c search_path=orchestr8")
+        try:
+            other.execute(
+                "INSERT INTO executions (execution_id, workflow_name, workflow, inputs, status,"
+                " created_at, idempotency_key) VALUES ('theirs', 'wf', '{}', '{}', 'pending',"
+                " %s, 'order-7')",
+                (TS,),
+            )
+            found: list[tuple[ExecutionRecord, bool]] = []
+
+            async def create_mine() -> None:
+                found.append(
+                    await journal.create_or_find(record("mine", idempotency_key="order-7"))
+                )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create_mine)
+                await blocked_on_a_lock(postgres_url)
+                await trio.to_thread.run_sync(other.commit)
+        finally:
+            other.close()
+        [(stored, created)] = found
+        assert (stored.execution_id, created) == ("theirs", False)
+        assert journal.trouble() is None
+        await journal.create_execution(record("next"))  # the journal still writes
 
 
 # Text PostgreSQL cannot hold, and the SQL corner cases SQLite words its own way.
