@@ -9,8 +9,8 @@ each scheduled as a unit), `_emitter` (events to the
 journal and the bus), `_conclusion`, `_results`, `_handle`, `_lock`, `_claims` and `_liveness`
 (who runs an execution: fcntl locks on SQLite, leases on PostgreSQL), `_worker` (the loop of
 `orchestr8 worker`: claim queued executions, run them, hand them over), `_secrets` (secret
-values an execution holds), `_children` (the child executions of sub-workflow steps), `_planning` (plan steps and replanning: a planner's plan checked and
-run as a child execution), `_gates` (approval gates: the gate board, answers, waiting), `_control`
+values an execution holds), `_children` (the child executions of sub-workflow steps),
+`_planning` (plan steps and replanning: a planner's plan checked and run as a child execution), `_gates` (approval gates: the gate board, answers, waiting), `_control`
 (acting on the cancel requests and answers the journal holds for the executions it runs),
 `_cancelling` (cancelling an execution another process runs, or none), `_fork_plans` (what a fork
 of an execution keeps and runs again), `_forking` (recording and starting that fork),
