@@ -215,3 +215,33 @@ async def test_a_worker_that_loses_a_lease_hands_over_and_claims_anew(postgres_u
         started = [event.step_id for event in events if event.type == "step.started"]
         assert started == ["first", "nap", "nap"]
         assert str((await journal.get_execution(record.execution_id)).status) == "succeeded"
+
+
+async def test_run_claimed_lets_go_of_what_ended_or_runs_elsewhere(postgres_url: str) -> None:
+    """`run_claimed` returns None for an execution that ended, or that another runtime holds."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        handle = await runtime.start(ECHO, {"text": "done"})
+        await handle.wait()
+        assert await runtime.run_claimed(handle.execution_id) is None
+        record = await runtime.submit(ECHO, {"text": "elsewhere"})
+        async with (
+            open_journal(postgres_url) as other_journal,
+            open_runtime(journal=other_journal) as other,
+        ):
+            assert await other.claims.acquire(record.execution_id)
+            assert await runtime.run_claimed(record.execution_id) is None
+            await other.claims.release(record.execution_id)
+
+
+async def test_journal_failures_come_out_of_nursery_groups() -> None:
+    """A journal failure wrapped with cancellations by nurseries is raised as itself; any
+    other group is left as it is."""
+    from orchestr8._execution._worker import _journal_failures
+
+    failure = JournalError("gone")
+    with pytest.raises(JournalError, match="gone"):
+        async with _journal_failures():
+            raise BaseExceptionGroup("nursery", [failure, trio.Cancelled._create()])
+    with pytest.raises(BaseExceptionGroup):
+        async with _journal_failures():
+            raise BaseExceptionGroup("nursery", [failure, ValueError("bug")])
