@@ -298,8 +298,12 @@ class LeaseClaims:
 
         A release the database does not take (it is unreachable) is left to the lease's expiry.
         """
+        await self._give_up(execution_id)
+
+    async def _give_up(self, execution_id: str) -> bool:
+        """Release one lease; False when the database could not be told (it expires instead)."""
         if execution_id not in self._held and execution_id not in self._claimed:
-            return
+            return True
         self._held.discard(execution_id)
         self._claimed.discard(execution_id)
         self.parts.fencing.drop(execution_id)
@@ -312,6 +316,8 @@ class LeaseClaims:
                 _logger.warning(
                     "the lease of execution %s expires instead: %s", execution_id, error
                 )
+                return False
+        return True
 
     async def heartbeat(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -362,10 +368,21 @@ class LeaseClaims:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
-            for execution_id in list(self._held | self._claimed):
-                await self.release(execution_id)
-            with contextlib.suppress(JournalError):
-                await self.link.run(lambda connection: leases.stop_worker(connection, self.holder))
+            reachable = True
+            for execution_id in sorted(self._held | self._claimed):
+                reachable = await self._give_up(execution_id)
+                if not reachable:
+                    # The database is out of reach: the other leases expire too, and are
+                    # not given up one by one (each try could wait for the connect timeout).
+                    self._held.clear()
+                    self._claimed.clear()
+                    self.parts.fencing.epochs.clear()
+                    break
+            if reachable:
+                with contextlib.suppress(JournalError):
+                    await self.link.run(
+                        lambda connection: leases.stop_worker(connection, self.holder)
+                    )
             await self.link.close()
         if self.parts.fencing.holder == self.holder:
             self.parts.fencing.holder = None

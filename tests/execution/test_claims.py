@@ -10,6 +10,8 @@ import psycopg
 import pytest
 import trio
 import trio.testing
+from link_proxy import link_proxy
+from postgres_server import PostgresServer
 
 from orchestr8._errors import JournalError
 from orchestr8._execution._claims import (
@@ -275,3 +277,22 @@ async def test_reclaiming_an_execution_running_here_keeps_or_loses_it(postgres_u
         assert claims.lost.is_set()
     finally:
         await claims.close()
+
+
+async def test_closing_with_the_database_out_of_reach_leaves_the_leases_to_expire(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Closing while the database is away gives up after the first failed release: the leases
+    expire on their own, and closing does not wait a connect timeout per lease."""
+    _record(postgres_url, "e1", "e2")
+    database = postgres_url.rsplit("/", 1)[1]
+    with link_proxy(postgres_server.port) as proxy:
+        proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        claims = LeaseClaims(PostgresParts(proxied, leases.Fencing()), ttl=30)
+        await claims.open()
+        assert await claims.acquire("e1")
+        assert await claims.acquire("e2")
+        proxy.cut()
+        await claims.close()
+    assert claims.parts.fencing.epochs == {}
+    assert _sql(postgres_url, "SELECT count(*) FROM leases WHERE holder IS NOT NULL") == [(2,)]
