@@ -245,3 +245,26 @@ async def test_journal_failures_come_out_of_nursery_groups() -> None:
     with pytest.raises(BaseExceptionGroup):
         async with _journal_failures():
             raise BaseExceptionGroup("nursery", [failure, ValueError("bug")])
+
+
+async def test_a_submission_wakes_listening_workers(postgres_url: str) -> None:
+    """The worker's LISTEN connection hears `NOTIFY orchestr8_work` from a submit."""
+    from orchestr8._execution._worker import _listen
+
+    woken = trio.Event()
+    async with (
+        open_journal(postgres_url) as journal,
+        open_runtime(journal=journal) as runtime,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(_listen, postgres_url, woken.set)
+        with trio.fail_after(30):
+            # Submitted again until heard: the LISTEN may start after the first NOTIFY.
+            for _ in range(600):
+                await runtime.submit(ECHO, {"text": "wake"})
+                with trio.move_on_after(0.05):
+                    await woken.wait()
+                if woken.is_set():
+                    break
+        nursery.cancel_scope.cancel()
+    assert woken.is_set()
