@@ -268,3 +268,44 @@ async def test_a_submission_wakes_listening_workers(postgres_url: str) -> None:
                     break
         nursery.cancel_scope.cancel()
     assert woken.is_set()
+
+
+async def test_a_worker_runs_sub_workflows_under_leases_of_their_own(postgres_url: str) -> None:
+    """A child execution of a queued one is leased too (fenced like its parent), and let go
+    when it ends: nothing stays held or queued."""
+    flow = {
+        "schema_version": "1.1",
+        "name": "parent",
+        "steps": [
+            {"id": "before", "agent": "echo", "input": {"text": "hello"}},
+            {
+                "id": "sub",
+                "depends_on": ["before"],
+                "input": {"text": "${steps.before.output.text}"},
+                "workflow": {
+                    "schema_version": "1.1",
+                    "name": "child",
+                    "inputs": {"type": "object", "properties": {"text": {"type": "string"}}},
+                    "steps": [{"id": "inner", "agent": "echo", "input": "${inputs}"}],
+                    "output": "${steps.inner.output}",
+                },
+            },
+        ],
+        "output": "${steps.sub.output}",
+    }
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        record = await runtime.submit(flow)
+
+        async def ended() -> bool:
+            return (await journal.get_execution(record.execution_id)).status.is_terminal
+
+        await run_until(postgres_url, ended)
+        assert (await runtime.result(record.execution_id)).output == {"text": "hello"}
+    with psycopg.connect(postgres_url, options="-c search_path=orchestr8") as connection:
+        rows = connection.execute(
+            "SELECT l.epoch, l.holder, l.queued FROM leases l JOIN executions e"
+            " USING (execution_id) WHERE e.parent_id = %s",
+            (record.execution_id,),
+        ).fetchall()
+    assert rows == [(1, None, False)]
+    assert queued(postgres_url) == 0
