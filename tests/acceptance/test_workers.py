@@ -299,3 +299,50 @@ def test_random_kills_across_three_workers_lose_and_duplicate_nothing(
             pids = [pid for name, pid in ran if name == step]
             # Each run but the last was cut short by a kill of the worker running it.
             assert all(pid in killed for pid in pids[:-1]), (execution_id, step, pids)
+
+
+def test_a_killed_worker_running_a_child_execution_is_resumed_with_it(
+    directory: Path, postgres_url: str
+) -> None:
+    """SIGKILL while a sub-workflow's child runs: the next worker resumes the parent, which
+    resumes its child; the child's succeeded step is reused, the one running runs again."""
+    log = directory / "runs.log"
+
+    def counted(step_id: str, seconds: float) -> dict[str, object]:
+        return {
+            "id": step_id,
+            "agent": {"id": "python", "config": {"callable": "worker_steps:work"}},
+            "input": {"log": str(log), "seconds": seconds},
+        }
+
+    child = {
+        "schema_version": "1.1",
+        "name": "child",
+        "steps": [counted("c0", 0), {**counted("c1", 3), "depends_on": ["c0"]}],
+        "output": "${steps.c1.output}",
+    }
+    flow = directory / "parent.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "schema_version": "1.1",
+                "name": "parent",
+                "steps": [
+                    counted("p0", 0),
+                    {"id": "sub", "workflow": child, "depends_on": ["p0"]},
+                ],
+                "output": "${steps.sub.output}",
+            }
+        )
+    )
+    with workers(directory, postgres_url, 2, "--lease-ttl", "600") as started:
+        execution_id = submit(directory, postgres_url, flow)
+        wait_until(lambda: any(step == "c1" for _, step, _ in runs(log)), "the child's c1")
+        holder = holder_pid(postgres_url, execution_id)
+        victim = next(worker for worker in started if worker.pid == holder)
+        victim.signal(signal.SIGKILL)
+        victim.wait()
+        wait_until(lambda: status(postgres_url, execution_id) == "succeeded", "the takeover")
+    steps = [step for _, step, _ in runs(log)]
+    assert (steps.count("p0"), steps.count("c0"), steps.count("c1")) == (1, 1, 2)
+    check_events(postgres_url, execution_id)
