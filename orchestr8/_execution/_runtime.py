@@ -534,9 +534,7 @@ async def open_runtime(
     configured = configured_providers(providers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
-            journal = await stack.enter_async_context(
-                open_journal(None if journal is None else Path(journal))
-            )
+            journal = await stack.enter_async_context(open_journal(journal))
         locks = ExecutionLocks(journal.path, journal=journal)
         stack.callback(locks.close)
         async with trio.open_nursery() as nursery:
