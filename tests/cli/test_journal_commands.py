@@ -1,4 +1,4 @@
-"""`orchestr8 journal migrate` and `orchestr8 journal copy`, on SQLite files and a real PostgreSQL."""
+"""`orchestr8 journal migrate` and `journal copy`, on SQLite files and a real PostgreSQL."""
 
 from __future__ import annotations
 
