@@ -73,8 +73,7 @@ def _record_interrupted(journal: Path, workflow: dict[str, Any]) -> str:
 
 @pytest.fixture
 def source(tmp_path: Path) -> dict[str, Any]:
-    """A journal made by real runs: a pipeline, children, a failure and its fork, an answered
-    approval gate, and an interrupted execution."""
+    """Real runs: a pipeline, children, a failure and its fork, an answered gate, a dead run."""
     journal = tmp_path / "source.db"
     for name in ("sub_workflow.json", "sub_workflow_review.json", "fork.json", "approval.json"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
@@ -134,8 +133,7 @@ def _inspected(root: Path, journal: str | Path, execution_id: str) -> Any:
 def test_a_copy_to_postgresql_and_back_keeps_every_row_and_reads_the_same(
     source: dict[str, Any], postgres_server: PostgresServer
 ) -> None:
-    """SQLite → PostgreSQL → SQLite: events, executions, documents byte for byte; inspect,
-    compare, resume and fork on the copy give what they give on the source."""
+    """SQLite → PostgreSQL → SQLite: every row unchanged; inspect, compare, resume, fork agree."""
     root, journal, ids = source["root"], source["journal"], source["ids"]
     url = postgres_server.create_empty_database()
     there = call("journal", "copy", str(journal), url, "--json", cwd=root)
@@ -180,8 +178,7 @@ def test_a_copy_to_postgresql_and_back_keeps_every_row_and_reads_the_same(
 def test_a_second_copy_is_refused_unless_skip_existing(
     source: dict[str, Any], postgres_url: str
 ) -> None:
-    """The destination's ids are named and nothing is written; --skip-existing copies none
-    again and still verifies every execution."""
+    """The ids are named, nothing written; --skip-existing copies none again, verifies all."""
     root, journal = source["root"], source["journal"]
     first = call("journal", "copy", str(journal), postgres_url, cwd=root)
     assert first.code == 0, first.stderr
@@ -259,10 +256,7 @@ def test_migrate_upgrades_an_older_sqlite_file(tmp_path: Path) -> None:
 def test_migrate_refuses_a_newer_schema_and_never_prints_the_password(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """A database a newer orchestr8 migrated: upgrade orchestr8; the URL shows `***`.
-
-    The test server trusts loopback, so any password logs in.
-    """
+    """A newer schema: upgrade orchestr8; the URL shows `***` (the server trusts loopback)."""
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("UPDATE orchestr8.schema_version SET version = 99")
     secret = postgres_url.replace("postgres@", "postgres:sekret@", 1)
