@@ -194,10 +194,6 @@ class _Database:
         """Run a query and return all its rows, as tuples."""
         return [tuple(row) for row in self.connection.execute(self.sql(statement), parameters)]
 
-    def run(self, statement: str, parameters: Sequence[Any] = ()) -> None:
-        """Run a statement that returns nothing."""
-        self.connection.execute(self.sql(statement), parameters)
-
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run a statement once per row."""
         if not rows:

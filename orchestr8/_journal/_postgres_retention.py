@@ -109,6 +109,7 @@ def prune_journal_database(
         note = "not vacuumed: nothing was deleted"
         if not dry_run and (pruned or documents):
             note = _vacuum(connection, psycopg)
+        size_after = None if dry_run else _bytes(connection)
     except psycopg.Error as error:
         raise JournalError(explain(url, error)) from None
     finally:
@@ -125,7 +126,7 @@ def prune_journal_database(
         pruned=tuple(pruned),
         skipped=tuple(skipped),
         bytes_before=before,
-        bytes_after=None if dry_run else _bytes_after(url, before),
+        bytes_after=size_after,
         compacted=False,
         compaction_note=None if dry_run else note,
     )
@@ -140,17 +141,6 @@ def _bytes(connection: Any) -> int:
         (SCHEMA,),
     ).fetchone()
     return int(row[0])
-
-
-def _bytes_after(url: str, before: int) -> int:
-    """The size after the prune, read on a fresh connection (the sizes lag otherwise)."""
-    connection = connect(url, purpose="orchestr8 prune")
-    try:
-        return _bytes(connection)
-    except import_psycopg().Error:
-        return before
-    finally:
-        connection.close()
 
 
 def _prune_batch(

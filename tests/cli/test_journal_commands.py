@@ -264,3 +264,24 @@ def test_migrate_refuses_a_newer_schema_and_never_prints_the_password(
     assert refused.code == 1
     assert "newer than this orchestr8 knows" in refused.stderr
     assert "sekret" not in refused.stderr + refused.stdout
+
+
+def test_migrate_names_what_is_wrong_with_a_path(tmp_path: Path) -> None:
+    """A directory, a text file; --check of a missing file says it needs creating."""
+    directory = call("journal", "migrate", "--journal", str(tmp_path), cwd=tmp_path)
+    assert directory.code == 1
+    assert "is a directory; the journal must be a file" in directory.stderr
+    (tmp_path / "notes.txt").write_text("not a database, only text " * 100)
+    text = call("journal", "migrate", "--journal", str(tmp_path / "notes.txt"), cwd=tmp_path)
+    assert text.code == 1
+    assert "is not a SQLite database" in text.stderr
+    missing = call(
+        "journal", "migrate", "--check", "--journal", str(tmp_path / "n.db"), cwd=tmp_path
+    )
+    assert missing.code == 1
+    assert f"schema none, this orchestr8 needs {SQLITE_VERSION}" in missing.stdout
+    assert not (tmp_path / "n.db").exists()
+    (tmp_path / "file").touch()
+    under = call("journal", "migrate", "--journal", str(tmp_path / "file" / "j.db"), cwd=tmp_path)
+    assert under.code == 1
+    assert "cannot create" in under.stderr

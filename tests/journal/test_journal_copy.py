@@ -151,3 +151,46 @@ def test_a_missing_source_or_an_unusable_destination_is_refused(tmp_path: Path) 
     (tmp_path / "text.db").write_text("not a database, only text " * 100)
     with pytest.raises(JournalError, match="is not a SQLite database"):
         copy_journal(tmp_path / "source.db", tmp_path / "text.db")
+
+
+async def test_unusable_destinations_and_sources_are_refused(
+    tmp_path: Path, postgres_server: Any
+) -> None:
+    """Another SQLite database, a path under a file, a database without a journal: each named."""
+    await _record(tmp_path / "source.db", "one", 1)
+    with closing(sqlite3.connect(tmp_path / "other.db")) as connection:
+        connection.execute("CREATE TABLE mine (x)")
+    with pytest.raises(JournalError, match="is a SQLite database but not an orchestr8 journal"):
+        copy_journal(tmp_path / "source.db", tmp_path / "other.db", held=_nobody)
+    (tmp_path / "file").touch()
+    with pytest.raises(JournalError, match=r"cannot create .*file/j.db"):
+        copy_journal(tmp_path / "source.db", tmp_path / "file" / "j.db", held=_nobody)
+    with pytest.raises(JournalError, match="holds no orchestr8 journal"):
+        copy_journal(postgres_server.create_empty_database(), tmp_path / "copy.db")
+
+
+async def test_a_write_the_destination_refuses_names_the_destination(tmp_path: Path) -> None:
+    """A failing insert (here a trigger) rolls the page back and says where it failed."""
+    await _record(tmp_path / "source.db", "one", 2)
+    await _record(tmp_path / "copy.db", "unrelated", 1)
+    with closing(sqlite3.connect(tmp_path / "copy.db")) as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+            " SELECT RAISE(ABORT, 'the disk says no'); END"
+        )
+    with pytest.raises(
+        JournalError, match=r"copying failed on the destination \(.*copy.db\): the disk says no"
+    ):
+        copy_journal(tmp_path / "source.db", tmp_path / "copy.db", held=_nobody)
+    with closing(sqlite3.connect(tmp_path / "copy.db")) as connection:
+        assert connection.execute("SELECT execution_id FROM executions").fetchall() == [
+            ("unrelated",)
+        ]
+
+
+async def test_a_skipped_execution_that_differs_fails_the_verification(tmp_path: Path) -> None:
+    """--skip-existing leaves it, but a shorter history than the source's is reported."""
+    await _record(tmp_path / "source.db", "run", 3)
+    await _record(tmp_path / "copy.db", "run", 1)
+    with pytest.raises(JournalError, match="3 event\\(s\\) to seq 3 in the source, 1 to seq 1"):
+        copy_journal(tmp_path / "source.db", tmp_path / "copy.db", held=_nobody, skip_existing=True)

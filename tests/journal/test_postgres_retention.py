@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from journal.test_retention import CUTOFF, NEW, add, nobody
 
 from orchestr8._errors import JournalError
-from orchestr8._journal._events import EventType
-from orchestr8._journal._journal import open_journal
+from orchestr8._journal._events import Event, EventType
+from orchestr8._journal._journal import ExecutionRecord, Journal, open_journal
 from orchestr8._journal._journal_copy import copy_journal
 from orchestr8._journal._postgres_retention import VACUUMED_NOTE, prune_journal_database
 from orchestr8._journal._retention import prune_journal_file
+
+OLD = "2026-01-01T00:00:00.000Z"
+NEW = "2026-12-01T00:00:00.000Z"
+CUTOFF = "2026-06-01T00:00:00.000Z"
+
+
+def nobody(ids: Collection[str]) -> Collection[str]:
+    return ()
+
+
+async def add(
+    journal: Journal,
+    execution_id: str,
+    *,
+    ended: str | None = OLD,
+    status: str = EventType.EXECUTION_SUCCEEDED,
+    parent: str | None = None,
+    name: str = "wf",
+    padding: int = 0,
+) -> None:
+    """Record an execution of the workflow `name` that started at OLD and (unless None) ended."""
+    document = {"schema_version": "1.0", "name": name, "steps": [{"id": "a", "agent": "echo"}]}
+    await journal.create_execution(
+        ExecutionRecord(
+            execution_id,
+            name,
+            document,
+            created_at=OLD,
+            parent_id=parent,
+            parent_step=None if parent is None else "step",
+        )
+    )
+    events = [Event(execution_id, 1, OLD, 0.0, EventType.EXECUTION_STARTED)]
+    events += [
+        Event(execution_id, 2 + index, OLD, 0.1, EventType.STEP_PROGRESS, "a", 1, {"x": "y" * 900})
+        for index in range(padding)
+    ]
+    if ended is not None:
+        events.append(Event(execution_id, len(events) + 1, ended, 1.0, status))
+    for one in events:
+        await journal.append(one)
+    await journal.flush()
 
 
 async def _journal(tmp_path: Path, url: str) -> Path:
@@ -118,3 +160,20 @@ async def test_only_finished_statuses_and_a_journal_are_accepted(
     empty = postgres_server.create_empty_database()
     with pytest.raises(JournalError, match="orchestr8 journal migrate"):
         prune_journal_database(empty, cutoff=CUTOFF)
+
+
+async def test_a_dry_run_with_nothing_to_prune_counts_only_orphans_and_a_failed_vacuum_is_a_note(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing cancelled: no documents go; a VACUUM that fails leaves the prune done."""
+    await _journal(tmp_path, postgres_url)
+    dry = prune_journal_database(postgres_url, cutoff=CUTOFF, statuses=["cancelled"], dry_run=True)
+    assert (dry.pruned, dry.documents) == ((), 0)
+    monkeypatch.setattr(
+        "orchestr8._journal._postgres_retention.JOURNAL_TABLES", ("events", "no_such_table")
+    )
+    done = prune_journal_database(postgres_url, cutoff=CUTOFF, statuses=["failed"])
+    assert done.pruned == ("broke",)
+    assert done.compaction_note is not None
+    assert done.compaction_note.startswith("not vacuumed: ")
+    assert "no_such_table" in done.compaction_note
