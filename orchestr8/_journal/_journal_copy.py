@@ -22,19 +22,15 @@ Blocking (sqlite3 and psycopg's sync API): run it on a worker thread from async 
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
 from .._errors import JournalError
+from ._copy_stores import JournalDatabase, same_journal
 from ._postgres_schema import is_postgres_url, redact_url
-from ._sqlite_schema import connect as connect_sqlite
-from ._sqlite_schema import explain as explain_sqlite
-from ._sqlite_schema import migrate as migrate_sqlite
 
 __all__ = [
     "EXECUTION_COLUMNS",
@@ -46,54 +42,25 @@ __all__ = [
     "same_journal",
 ]
 
-EXECUTION_COLUMNS: Final = (
-    "execution_id",
-    "workflow_name",
-    "workflow",
-    "inputs",
-    "status",
-    "created_at",
-    "correlation_id",
-    "idempotency_key",
-    "started_at",
-    "finished_at",
-    "output",
-    "error",
-    "parent_id",
-    "parent_step",
-    "workflow_digest",
-    "forked_from",
-    "fork_seq",
+_EXECUTION_LIST: Final = (
+    "execution_id, workflow_name, workflow, inputs, status, created_at, correlation_id,"
+    " idempotency_key, started_at, finished_at, output, error, parent_id, parent_step,"
+    " workflow_digest, forked_from, fork_seq"
 )
+EXECUTION_COLUMNS: Final = tuple(_EXECUTION_LIST.replace(",", " ").split())
 """Every column of a stored execution, as both stores keep it (the workflow text stays "" when
 its document is stored by digest)."""
 
-_EVENT_COLUMNS: Final = (
-    "execution_id",
-    "seq",
-    "ts",
-    "elapsed",
-    "type",
-    "step_id",
-    "attempt",
-    "data",
-)
-_REQUEST_COLUMNS: Final = (
-    "execution_id",
-    "kind",
-    "target",
-    "body",
-    "created_at",
-    "outcome",
-    "detail",
-    "settled_at",
-)
+_EVENT_LIST: Final = "execution_id, seq, ts, elapsed, type, step_id, attempt, data"
+_EVENT_COLUMNS: Final = tuple(_EVENT_LIST.replace(",", " ").split())
+_REQUEST_LIST: Final = "execution_id, kind, target, body, created_at, outcome, detail, settled_at"
+_REQUEST_COLUMNS: Final = tuple(_REQUEST_LIST.replace(",", " ").split())
 
 PAGE_EXECUTIONS: Final = 200
 """How many executions one page (one destination transaction) holds at most."""
 
 PAGE_EVENTS: Final = 5_000
-"""How many events are read (and held in memory) at once; also closes a page early."""
+"""How many events of an execution are read (and held in memory) at once."""
 
 _UNFINISHED: Final = ("pending", "running", "waiting")
 _NAMED: Final = 5
@@ -125,136 +92,6 @@ class CopyReport:
         return attrs.asdict(self)
 
 
-class _Database:
-    """One connection to a SQLite file or a PostgreSQL database, with each one's SQL dialect."""
-
-    def __init__(self, location: Path | str, *, create: bool) -> None:
-        self.location = location
-        self.postgres = is_postgres_url(location)
-        self.name = redact_url(str(location)) if self.postgres else str(location)
-        self._sqlite_opened: list[sqlite3.Connection] = []
-        self.connection: Any
-        if self.postgres:
-            from ._postgres_schema import check_version, connect
-
-            self.connection = connect(str(location), purpose="orchestr8 copy")
-            try:
-                check_version(self.connection, str(location), create=create)
-            except BaseException:
-                self.connection.close()
-                raise
-            return
-        path = Path(location)
-        if not create and not path.is_file():
-            raise JournalError(f"there is no journal at {path}")
-        try:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = connect_sqlite(path, self._sqlite_opened)
-            self.connection.execute("PRAGMA journal_mode = WAL").fetchone()
-            migrate_sqlite(self.connection, str(path))
-        except OSError as error:
-            self.close()
-            raise JournalError(f"cannot create {path}: {error.strerror or error}") from None
-        except sqlite3.Error as error:
-            self.close()
-            raise JournalError(explain_sqlite(path, error)) from None
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def errors(self) -> tuple[type[Exception], ...]:
-        """The driver's errors."""
-        if self.postgres:
-            from ._postgres_schema import import_psycopg
-
-            return (import_psycopg().Error,)
-        return (sqlite3.Error,)
-
-    def sql(self, statement: str) -> str:
-        """The statement in this driver's parameter style (written with `?`)."""
-        return statement.replace("?", "%s") if self.postgres else statement
-
-    def among(self, column: str) -> str:
-        """A condition: `column` is one of the ids of a list parameter (`ids`)."""
-        if self.postgres:
-            return f"{column} = ANY(%s)"
-        return f"{column} IN (SELECT value FROM json_each(?))"
-
-    def ids(self, values: Sequence[str]) -> Any:
-        """The list parameter `among` takes."""
-        if self.postgres:
-            return list(values)
-        import json
-
-        return json.dumps(list(values))
-
-    def rows(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a query and return all its rows, as tuples."""
-        return [tuple(row) for row in self.connection.execute(self.sql(statement), parameters)]
-
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run a statement once per row."""
-        if not rows:
-            return
-        if self.postgres:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(self.sql(statement), rows)
-        else:
-            self.connection.executemany(statement, rows)
-
-    @contextmanager
-    def transaction(self, *, read_only: bool = False) -> Iterator[None]:
-        """One transaction: a snapshot to read from, or a write committed at the end."""
-        if self.postgres:
-            begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
-        else:
-            begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
-        self.connection.execute(begin)
-        try:
-            if read_only and not self.postgres:
-                # SQLite takes its snapshot at the first read, not at BEGIN.
-                self.connection.execute("SELECT count(*) FROM executions").fetchone()
-            yield
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        self.connection.execute("ROLLBACK" if read_only else "COMMIT")
-
-    def close(self) -> None:
-        """Close the connection."""
-        if self.postgres:
-            self.connection.close()
-        for connection in self._sqlite_opened:
-            connection.close()
-
-
-def same_journal(first: Path | str, second: Path | str) -> bool:
-    """Whether two locations name one journal: the same file, or the same database."""
-    if is_postgres_url(first) != is_postgres_url(second):
-        return False
-    if is_postgres_url(first):
-        from ._postgres_schema import import_psycopg
-
-        conninfo = import_psycopg().conninfo.conninfo_to_dict
-
-        def identity(url: str) -> tuple[str, str, str, str]:
-            parts = conninfo(url)
-            return (
-                str(parts.get("host") or "localhost"),
-                str(parts.get("port") or "5432"),
-                str(parts.get("dbname") or parts.get("user") or ""),
-                str(parts.get("user") or ""),
-            )
-
-        return identity(str(first)) == identity(str(second))
-    one, other = Path(first).expanduser(), Path(second).expanduser()
-    if one.exists() and other.exists():
-        return one.samefile(other)
-    return one.resolve() == other.resolve()
-
-
 def copy_journal(
     source: Path | str,
     destination: Path | str,
@@ -283,9 +120,9 @@ def copy_journal(
             f"the source and the destination are the same journal ({_name(source)}); "
             "copy to another file or database"
         )
-    reader = _Database(source, create=False)
+    reader = JournalDatabase(source, create=False)
     try:
-        writer = _Database(destination, create=True)
+        writer = JournalDatabase(destination, create=True)
         try:
             return _copy(
                 reader,
@@ -321,8 +158,8 @@ class _Tally:
 
 
 def _copy(
-    reader: _Database,
-    writer: _Database,
+    reader: JournalDatabase,
+    writer: JournalDatabase,
     *,
     held: HeldExecutions | None,
     skip_existing: bool,
@@ -365,7 +202,7 @@ def _copy(
     return CopyReport(source=reader.name, destination=writer.name, **attrs.asdict(tally))
 
 
-def _refuse_running(reader: _Database, held: HeldExecutions | None, page: int) -> None:
+def _refuse_running(reader: JournalDatabase, held: HeldExecutions | None, page: int) -> None:
     """Refuse a source with executions a live process runs (their events would go on)."""
     unfinished = [
         row[0]
@@ -399,7 +236,9 @@ def _refuse_running(reader: _Database, held: HeldExecutions | None, page: int) -
         )
 
 
-def _existing(reader: _Database, writer: _Database, page: int, skip_existing: bool) -> set[str]:
+def _existing(
+    reader: JournalDatabase, writer: JournalDatabase, page: int, skip_existing: bool
+) -> set[str]:
     """The source's execution ids the destination holds already; refused unless skipped."""
     found: set[str] = set()
     after = ""
@@ -435,8 +274,8 @@ def _existing(reader: _Database, writer: _Database, page: int, skip_existing: bo
 
 
 def _copy_page(
-    reader: _Database,
-    writer: _Database,
+    reader: JournalDatabase,
+    writer: JournalDatabase,
     page: list[tuple[Any, ...]],
     existing: set[str],
     page_events: int,
@@ -477,7 +316,9 @@ def _copy_page(
     tally.verified += len(page)
 
 
-def _copy_documents(reader: _Database, writer: _Database, rows: list[tuple[Any, ...]]) -> int:
+def _copy_documents(
+    reader: JournalDatabase, writer: JournalDatabase, rows: list[tuple[Any, ...]]
+) -> int:
     """Copy the workflow documents the executions refer to that the destination lacks."""
     column = EXECUTION_COLUMNS.index("workflow_digest")
     digests = sorted({row[column] for row in rows if row[column] is not None})
@@ -499,13 +340,15 @@ def _copy_documents(reader: _Database, writer: _Database, rows: list[tuple[Any, 
         (reader.ids(wanted),),
     )
     writer.run_many(
-        "INSERT INTO workflow_documents (digest, document, step_hashes) VALUES (?, ?, ?)",
+        "INSERT INTO workflow_documents (digest, document, step_hashes) VALUES (?, ?, ?)"
+        # A writer may store the same document meanwhile: the same content, so either will do.
+        " ON CONFLICT (digest) DO NOTHING",
         documents,
     )
     return len(documents)
 
 
-def _refuse_taken_key(writer: _Database, row: tuple[Any, ...]) -> None:
+def _refuse_taken_key(writer: JournalDatabase, row: tuple[Any, ...]) -> None:
     """Refuse an execution whose idempotency key another execution holds in the destination."""
     key = row[EXECUTION_COLUMNS.index("idempotency_key")]
     if key is None:
@@ -519,7 +362,11 @@ def _refuse_taken_key(writer: _Database, row: tuple[Any, ...]) -> None:
 
 
 def _copy_events(
-    reader: _Database, writer: _Database, execution_id: str, page_events: int, tally: _Tally
+    reader: JournalDatabase,
+    writer: JournalDatabase,
+    execution_id: str,
+    page_events: int,
+    tally: _Tally,
 ) -> tuple[int, int]:
     """Copy one execution's events a page at a time; return (how many, last seq)."""
     count = last = 0
@@ -551,7 +398,10 @@ def _copy_events(
 
 
 def _verify(
-    reader: _Database, writer: _Database, ids: list[str], copied: dict[str, tuple[int, int]]
+    reader: JournalDatabase,
+    writer: JournalDatabase,
+    ids: list[str],
+    copied: dict[str, tuple[int, int]],
 ) -> None:
     """Check that the destination holds as many events as the source, to the same last seq."""
     count = "SELECT execution_id, count(*), max(seq) FROM events WHERE {} GROUP BY execution_id"

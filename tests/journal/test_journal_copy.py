@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from orchestr8._errors import JournalError
 from orchestr8._journal._events import Event, EventType
 from orchestr8._journal._journal import ExecutionRecord, open_journal
-from orchestr8._journal._journal_copy import copy_journal, same_journal
+from orchestr8._journal._journal_copy import copy_journal
 
 STAMP = "2026-01-01T00:00:00.000Z"
 DOCUMENT = {"schema_version": "1.0", "name": "wf", "steps": [{"id": "a", "agent": "echo"}]}
@@ -129,18 +129,6 @@ async def test_an_idempotency_key_held_under_another_id_is_refused(tmp_path: Pat
     await _record(tmp_path / "copy.db", "theirs", 1, key="nightly")
     with pytest.raises(JournalError, match="key 'nightly' is held by execution theirs"):
         copy_journal(tmp_path / "source.db", tmp_path / "copy.db", held=_nobody)
-
-
-def test_the_same_journal_is_recognised_under_two_names(tmp_path: Path) -> None:
-    """A file by two paths, a database by two URLs; a file and a database never."""
-    (tmp_path / "j.db").touch()
-    assert same_journal(tmp_path / "j.db", tmp_path / "sub" / ".." / "j.db")
-    assert not same_journal(tmp_path / "j.db", tmp_path / "other.db")
-    assert same_journal(
-        "postgresql://app:one@127.0.0.1:5432/jobs", "postgres://app:two@127.0.0.1/jobs"
-    )
-    assert not same_journal("postgresql://app@127.0.0.1/jobs", "postgresql://app@127.0.0.1/other")
-    assert not same_journal("postgresql://app@127.0.0.1/jobs", tmp_path / "j.db")
 
 
 def test_a_missing_source_or_an_unusable_destination_is_refused(tmp_path: Path) -> None:
