@@ -206,7 +206,7 @@ async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
             if len(matches) > 1 or cursor is None:
                 break
     if not matches:
-        raise CommandError(f"no execution {text!r} in the journal {journal.path}")
+        raise CommandError(f"no execution {text!r} in the journal {journal.location}")
     if len(matches) > 1:
         shown = ", ".join(record.execution_id for record in matches[:2])
         raise CommandError(
