@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 from cli_processes import cli, environment
+from serve_processes import orchestr8_serve
 
 from orchestr8._journal._events import Event
 from orchestr8._journal._journal import ExecutionRecord, open_journal
@@ -129,3 +131,22 @@ def test_an_empty_database_or_a_bad_url_is_one_clear_line(
     assert bad.returncode == 1
     assert "is malformed" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+async def test_serve_on_a_postgresql_journal_lists_what_the_command_line_ran(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`serve --journal URL` shows the URL without its password and serves the journal's runs."""
+    (tmp_path / "pair.json").write_text(json.dumps(PAIR))
+    ran = await trio.to_thread.run_sync(
+        lambda: cli("run", "pair.json", "--journal", postgres_url, "--json", cwd=tmp_path)
+    )
+    execution_id = _ran(ran)
+    secret = postgres_url.replace("postgres@", "postgres:sekret@", 1)
+    async with orchestr8_serve(secret) as server, httpx.AsyncClient() as client:
+        listed = await client.get(f"{server.url}/executions")
+        assert [item["execution_id"] for item in listed.json()["items"]] == [execution_id]
+        assert await server.stop() == 0
+    said = server.stderr.decode()
+    assert f"journal: {postgres_url.replace('postgres@', 'postgres:***@', 1)};" in said
+    assert "sekret" not in said
