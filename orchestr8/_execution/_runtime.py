@@ -504,7 +504,8 @@ async def open_runtime(
     """Open a runtime whose executions live exactly as long as the block.
 
     Args:
-        journal: an open `Journal`, a SQLite file path, or None for an in-memory journal.
+        journal: an open `Journal`, a SQLite file path, a PostgreSQL URL
+            (`postgresql://...`, docs/scale-out.md), or None for an in-memory journal.
         agents: agents of the embedding program by id; they shadow the built-ins.
         bus: the event bus to publish on (views subscribe to it); a new one by default.
         cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
