@@ -215,6 +215,15 @@ class Journal(JournalWriter):
         path = self.path
         return ":memory:" if path is None else str(path)
 
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL of this journal's database, password included; None otherwise.
+
+        The runtime opens connections of its own with it (the resilience state it shares with
+        other processes); never show it: messages and views use the redacted form.
+        """
+        return None
+
     async def create_execution(self, record: ExecutionRecord) -> ExecutionRecord:
         """Record a new execution durably, before any of its events, and return it as stored.
 
