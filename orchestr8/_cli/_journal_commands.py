@@ -203,14 +203,20 @@ async def copy(source: str, destination: str, skip_existing: bool, as_json: bool
             return EXIT_OK
         skipped = f"; {report.skipped:,} already there, left as they were" if report.skipped else ""
         click.echo(
-            f"copied {report.executions:,} executions ({report.children:,} children), "
-            f"{report.events:,} events, {report.requests:,} control requests and "
-            f"{report.documents:,} workflow documents from {report.source} to "
-            f"{report.destination}{skipped}; verified {report.verified:,} executions"
+            f"copied {_count(report.executions, 'execution')} "
+            f"({_count(report.children, 'child', 'children')}), "
+            f"{_count(report.events, 'event')}, {_count(report.requests, 'control request')} "
+            f"and {_count(report.documents, 'workflow document')} from {report.source} to "
+            f"{report.destination}{skipped}; verified {_count(report.verified, 'execution')}"
         )
         return EXIT_OK
 
     return await guard(action)
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """`1 event`, `3 events`, with thousands separated."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _copy_location(name: str, given: str) -> Path | str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ import psycopg
 import pytest
 import trio
 from cli_in_process import call
+from cli_processes import environment
 from postgres_server import PostgresServer
 
 from orchestr8._journal._events import Event
@@ -293,3 +297,38 @@ def test_migrate_names_what_is_wrong_with_a_path(tmp_path: Path) -> None:
     under = call("journal", "migrate", "--journal", str(tmp_path / "file" / "j.db"), cwd=tmp_path)
     assert under.code == 1
     assert "cannot create" in under.stderr
+
+
+def test_copy_refuses_a_journal_a_live_run_writes_then_copies_it_once_killed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """While `orchestr8 run` sleeps in a step the copy names it; once killed, it is copied."""
+    nap = {
+        "schema_version": "1.1",
+        "name": "nap",
+        "steps": [{"id": "nap", "agent": {"id": "sleep", "config": {"seconds": 60}}}],
+    }
+    (tmp_path / "nap.json").write_text(json.dumps(nap))
+    journal = tmp_path / "j.db"
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestr8", "run", "nap.json", "--journal", str(journal)],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            started = re.search(r"execution ([0-9a-f]{32})", process.stderr.readline())
+            assert started, "the run did not name its execution"
+            assert "started (agent sleep)" in process.stderr.readline()
+            refused = call("journal", "copy", str(journal), postgres_url, cwd=tmp_path)
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert refused.code == 1
+    assert f"a live process runs 1 execution(s) of {journal}: {started[1]}" in refused.stderr
+    copied = call("journal", "copy", str(journal), postgres_url, cwd=tmp_path)
+    assert copied.code == 0, copied.stderr
+    assert "copied 1 execution (0 children), 3 events, 0 control requests" in copied.stdout
