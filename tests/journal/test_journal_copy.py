@@ -182,3 +182,17 @@ async def test_a_skipped_execution_that_differs_fails_the_verification(tmp_path:
     await _record(tmp_path / "copy.db", "run", 1)
     with pytest.raises(JournalError, match="3 event\\(s\\) to seq 3 in the source, 1 to seq 1"):
         copy_journal(tmp_path / "source.db", tmp_path / "copy.db", held=_nobody, skip_existing=True)
+
+
+async def test_postgresql_to_postgresql_keeps_the_rows(
+    tmp_path: Path, postgres_server: Any, postgres_url: str
+) -> None:
+    """One database into another (an empty one gets the schema): the same event rows."""
+    await _record(tmp_path / "source.db", "one", 4)
+    copy_journal(tmp_path / "source.db", postgres_url, held=_nobody)
+    other = postgres_server.create_empty_database()
+    report = copy_journal(postgres_url, other)
+    assert (report.executions, report.events, report.documents) == (1, 4, 1)
+    query = "SELECT * FROM orchestr8.events ORDER BY seq"
+    with psycopg.connect(postgres_url) as first, psycopg.connect(other) as second:
+        assert first.execute(query).fetchall() == second.execute(query).fetchall()
