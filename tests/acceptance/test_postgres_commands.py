@@ -50,7 +50,7 @@ async def _record_dead_run(url: str) -> None:
 
 
 def test_every_command_works_on_a_postgresql_journal(tmp_path: Path, postgres_url: str) -> None:
-    """run, inspect (list, one, events), compare, fork, approve, resume, cancel and prune."""
+    """run, inspect (list, one, events), follow, compare, fork, approve, resume, cancel, prune."""
     for name in ("fork.json", "approval.json"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     (tmp_path / "pair.json").write_text(json.dumps(PAIR))
@@ -78,6 +78,9 @@ def test_every_command_works_on_a_postgresql_journal(tmp_path: Path, postgres_ur
     detail = json.loads(cli("inspect", pair, *given, "--json", cwd=tmp_path).stdout)
     assert detail["status"] == "succeeded"
     assert detail["output"] == {"second": {"n": 1}}
+    followed = cli("follow", pair, *given, cwd=tmp_path)
+    assert followed.returncode == 0, followed.stderr
+    assert "execution succeeded in" in followed.stdout
     compared = cli("compare", failed, fork, *given, cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
     assert "check" in compared.stdout
