@@ -265,8 +265,20 @@ def _collect_documents(connection: Any, pruned: Counter[str], dry_run: bool) -> 
             1 for digest, count in pruned.items() if remaining.get(digest) == count
         )
     with connection.transaction():
+        # Two statements: the candidates are locked first (waiting for a writer that holds one
+        # it reuses), then deleted only if, in a snapshot taken after that wait, still nothing
+        # refers to them; a writer that looks a document up after the lock finds it gone.
+        locked = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT digest FROM workflow_documents AS d WHERE {unreferenced} FOR UPDATE"
+            ).fetchall()
+        ]
+        if not locked:
+            return 0
         deleted = connection.execute(
-            f"DELETE FROM workflow_documents AS d WHERE {unreferenced}"
+            f"DELETE FROM workflow_documents AS d WHERE digest = ANY(%s) AND {unreferenced}",
+            (locked,),
         ).rowcount
     return int(deleted)
 
