@@ -34,7 +34,6 @@ from worker_processes import (
     write_agent,
 )
 
-from orchestr8._execution._answers import submit_answer
 from orchestr8._execution._runtime import open_runtime
 from orchestr8._journal._journal import open_journal
 
@@ -192,17 +191,24 @@ def test_cancel_approval_and_timeout_work_on_worker_held_executions(
             "the gate to open",
         )
 
-        async def steer() -> None:
-            async with open_journal(postgres_url) as journal:
-                async with open_runtime(journal=journal) as runtime:
-                    outcome = await runtime.cancel(cancelled, reason="enough")
-                    assert outcome.requested
-                answer = await submit_answer(
-                    journal, signed, "sign", {"approve": True, "input": {"amount": 12}}, by="ada"
-                )
-                assert answer.runner == "elsewhere"
-
-        trio.run(steer)
+        cancel = orchestr8(
+            directory, "cancel", cancelled, "--reason", "enough", "--journal", postgres_url
+        )
+        assert cancel.returncode == 0, cancel.stderr
+        assert "another process runs execution" in cancel.stdout
+        approve = orchestr8(
+            directory,
+            "approve",
+            signed[:8],
+            "sign",
+            "--input",
+            "amount=12",
+            "--by",
+            "ada",
+            "--journal",
+            postgres_url,
+        )
+        assert approve.returncode == 0, approve.stderr
         wait_until(lambda: status(postgres_url, cancelled) == "cancelled", "the cancel")
         wait_until(lambda: status(postgres_url, signed) == "succeeded", "the answer")
         wait_until(lambda: status(postgres_url, timed) == "failed", "the timeout")
