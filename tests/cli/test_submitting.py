@@ -34,6 +34,12 @@ def test_submit_prints_the_id_of_the_queued_execution(tmp_path: Path, postgres_u
     with psycopg.connect(postgres_url, options="-c search_path=orchestr8") as connection:
         rows = connection.execute("SELECT execution_id FROM leases WHERE queued").fetchall()
     assert rows == [(document["execution_id"],)]
+    # Queued for the workers, not interrupted: no `orchestr8 resume` needed.
+    shown = call(
+        "inspect", document["execution_id"], "--json", "--journal", postgres_url, cwd=tmp_path
+    )
+    assert shown.code == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "pending"
 
 
 def test_submit_needs_a_postgresql_journal_and_wait_needs_submit(tmp_path: Path) -> None:
