@@ -421,15 +421,15 @@ class Runtime:
         # A secret not set refuses the fork before anything is recorded.
         self.secrets.resolve(secret_names(prepared.workflow))
         fork_id = uuid.uuid4().hex
+        record = prepared.record(fork_id)
+        factory = EventFactory(fork_id)
+        started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
+        await self.journal.create_or_find(record, first_event=started, step_hashes=step_spec_hashes)
+        # Claimed once recorded (a lease refers to its execution's record); the id is new, so
+        # no other run can hold it.
         if not await self._locks.acquire(fork_id):
             raise ExecutionStateError(f"execution {fork_id} is running in another process")
         try:
-            record = prepared.record(fork_id)
-            factory = EventFactory(fork_id)
-            started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
-            await self.journal.create_or_find(
-                record, first_event=started, step_hashes=step_spec_hashes
-            )
             for event in copied_events(prepared.plan, factory):
                 await self.journal.append(event)
             await self.journal.flush()
