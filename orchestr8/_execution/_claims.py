@@ -149,14 +149,22 @@ def default_holder(name: str | None = None) -> str:
 class LeaseLink:
     """One connection for lease SQL, on its own thread, reconnecting after a failure."""
 
-    def __init__(self, url: str, purpose: str) -> None:
-        """Remember where to connect; the connection opens on the first call."""
+    def __init__(
+        self,
+        url: str,
+        purpose: str,
+        *,
+        on_connect: Callable[[psycopg.Connection[Any]], object] | None = None,
+    ) -> None:
+        """Remember where to connect; the connection opens on the first call.
+
+        `on_connect` runs on every new connection (a new database session) before any call.
+        """
         self.url = url
         self._purpose = purpose
+        self._on_connect = on_connect
         self._limiter = trio.CapacityLimiter(1)
         self._connection: psycopg.Connection[Any] | None = None
-        self.reconnected = False
-        """Set when the last call opened a new connection (a new database session)."""
 
     async def run(self, call: Callable[[psycopg.Connection[Any]], _Result]) -> _Result:
         """Run `call` on the connection, on the link's thread.
@@ -171,10 +179,11 @@ class LeaseLink:
         from .._journal._postgres_schema import connect, explain, import_psycopg
 
         psycopg_module = import_psycopg()
-        self.reconnected = self._connection is None
-        if self._connection is None:
-            self._connection = connect(self.url, purpose=self._purpose)
         try:
+            if self._connection is None:
+                self._connection = connect(self.url, purpose=self._purpose)
+                if self._on_connect is not None:
+                    self._on_connect(self._connection)
             return call(self._connection)
         except psycopg_module.Error as error:
             self._drop()
@@ -211,7 +220,7 @@ class LeaseClaims:
         self.holder = holder or default_holder(self.name)
         self.ttl = float(ttl)
         self.concurrency = concurrency
-        self.link = LeaseLink(parts.url, "orchestr8 leases")
+        self.link = LeaseLink(parts.url, "orchestr8 leases", on_connect=self._register_on)
         self._held: set[str] = set()
         self._claimed: set[str] = set()
         self._closed = False
@@ -236,21 +245,20 @@ class LeaseClaims:
                 f"({fencing.holder}); open another journal for another runtime"
             )
         began = time.monotonic()
-        await self._register()
+        # Connecting registers the holder with the session (again on every new session).
+        await self.link.run(lambda connection: None)
         fencing.holder = self.holder
         fencing.deadline = began + self.ttl
 
-    async def _register(self) -> None:
-        host = socket.gethostname()
-        await self.link.run(
-            lambda connection: leases.register_worker(
-                connection,
-                self.holder,
-                name=self.name,
-                host=host,
-                pid=os.getpid(),
-                concurrency=self.concurrency,
-            )
+    def _register_on(self, connection: psycopg.Connection[Any]) -> None:
+        """Register the holder with this connection's session: its leases live while it does."""
+        leases.register_worker(
+            connection,
+            self.holder,
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.concurrency,
         )
 
     async def acquire(self, execution_id: str) -> bool:
@@ -350,16 +358,6 @@ class LeaseClaims:
         self.lost.set()
 
     def _renew_on(self, connection: psycopg.Connection[Any]) -> frozenset[str]:
-        if self.link.reconnected:
-            # A new session: the old one ended, so re-register before renewing.
-            leases.register_worker(
-                connection,
-                self.holder,
-                name=self.name,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                concurrency=self.concurrency,
-            )
         return leases.renew(connection, self.holder, self.ttl)
 
     async def close(self) -> None:
