@@ -134,7 +134,7 @@ class PostgresJournal(Journal):
         return self._url
 
     def add_batch_hook(self, hook: BatchHook) -> None:
-        """Run `hook` in every batch's transaction before COMMIT (fencing, wake-ups)."""
+        """Run `hook` first in every batch's transaction (fencing, wake-ups)."""
         self._store.add_batch_hook(hook)
 
     def set_append_guard(self, guard: Callable[[str], JournalError | None] | None) -> None:

@@ -14,7 +14,7 @@ holding one is refused the way one holding a lone surrogate is (`cannot be store
 
 A lost connection is not the batch's fault: `write_batch` raises `ConnectionLost` (saying whether
 COMMIT may have reached the server) and the journal (`_postgres`) retries the batch on a fresh
-connection. Hooks (`add_batch_hook`) run in each batch's transaction just before COMMIT: where
+connection. Hooks (`add_batch_hook`) run first in each batch's transaction, before its rows: where
 fencing (refusing a writer that lost its lease) and wake-up notifications plug in.
 """
 
@@ -53,7 +53,7 @@ from ._rules import (
 __all__ = ["COPY_FROM", "BatchHook", "ConnectionLost", "PostgresStore", "lost", "nul_refusal"]
 
 BatchHook = Callable[["psycopg.Connection[Any]", Sequence[str]], JournalError | None]
-"""Called in a batch's transaction before COMMIT with its execution ids; an error refuses it."""
+"""Called first in a batch's transaction with its execution ids; an error refuses it whole."""
 
 _EXECUTION_COLUMNS = ", ".join(EXECUTION_FIELDS)
 _WORKFLOW = EXECUTION_FIELDS.index("workflow")
@@ -197,10 +197,6 @@ class _Batch:
     created: list[str] = attrs.Factory(list)
     """The executions this batch created, in order."""
 
-    def execution_ids(self) -> list[str]:
-        """Every execution the batch writes to (created or with events), first seen first."""
-        return list(dict.fromkeys([*self.created, *(row[0] for row in self.rows)]))
-
     def marker(self) -> tuple[str, int] | None:
         """A row that exists once the batch committed: its first event, else a created run."""
         if self.rows:
@@ -245,7 +241,7 @@ class PostgresStore:
         return cls(url, writer, reader)
 
     def add_batch_hook(self, hook: BatchHook) -> None:
-        """Run `hook` in every batch's transaction before COMMIT (see `BatchHook`)."""
+        """Run `hook` first in every batch's transaction (see `BatchHook`)."""
         self._hooks.append(hook)
 
     def close(self) -> None:
@@ -403,6 +399,12 @@ class PostgresStore:
         connection = self._writer
         commit_sent = False
         try:
+            # The hooks first: a fencing hook locks the batch's lease rows before anything is
+            # written, so a stale writer is refused by its lease, not by whichever row it meets.
+            refused = self._run_hooks(connection, items)
+            if refused is not None:
+                connection.rollback()
+                return BatchOutcome(failure=refused)
             for item in items:
                 if isinstance(item, CreateRequest):
                     outcome.created.append((item, self._create(batch, item)))
@@ -412,10 +414,6 @@ class PostgresStore:
                         break
             if batch.rows:
                 _insert_events(connection, batch.rows)
-            refused = self._run_hooks(connection, batch)
-            if refused is not None:
-                connection.rollback()
-                return BatchOutcome(failure=refused)
             commit_sent = True
             connection.commit()
         except (psycopg.Error, UnicodeEncodeError) as error:
@@ -446,11 +444,18 @@ class PostgresStore:
         outcome.committed = 1
         return outcome
 
-    def _run_hooks(self, connection: psycopg.Connection[Any], batch: _Batch) -> JournalError | None:
-        """Run the batch hooks before COMMIT; the first refusal refuses the whole batch."""
+    def _run_hooks(
+        self, connection: psycopg.Connection[Any], items: Sequence[Event | CreateRequest]
+    ) -> JournalError | None:
+        """Run the batch hooks at its transaction's start; the first refusal refuses it whole."""
         if not self._hooks:
             return None
-        execution_ids = batch.execution_ids()
+        execution_ids = list(
+            dict.fromkeys(
+                item.record.execution_id if isinstance(item, CreateRequest) else item.execution_id
+                for item in items
+            )
+        )
         for hook in self._hooks:
             refused = hook(connection, execution_ids)
             if refused is not None:

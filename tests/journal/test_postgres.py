@@ -346,13 +346,15 @@ def test_a_copied_batch_refuses_a_missing_value_as_sqlite_words_it(postgres_url:
 
 
 async def test_batch_hooks_see_each_batch_and_may_refuse_it_whole(postgres_url: str) -> None:
-    """A hook runs in the batch's transaction with its execution ids; a refusal writes nothing."""
+    """A hook runs first in each batch's transaction, given its ids; a refusal writes nothing."""
     seen: list[list[str]] = []
     refuse: list[JournalError] = []
 
     def hook(connection: psycopg.Connection[Any], execution_ids: Sequence[str]) -> Any:
         seen.append(list(execution_ids))
-        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        # Its statements open the batch's transaction: what it locks stays locked until COMMIT.
+        assert not connection.autocommit
+        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         return refuse[0] if refuse else None
 
     async def scenario() -> None:
