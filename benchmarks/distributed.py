@@ -5,6 +5,9 @@ fsync on and `synchronous_commit` at its default, as a real deployment runs), or
 given with `--database URL`. Prints one JSON object per line, every figure the median over
 `--rounds` rounds (min and max beside it):
 
+- `setup`: the machine's cores and the server's version and durability settings (`fsync`,
+  `synchronous_commit`, `full_page_writes`), so a figure is never quoted without them.
+
 - `throughput`: M executions of K chained steps each, for two step kinds: `instant` (the built-in
   `echo`, so the figure is the orchestration's own cost) and `sleep_50ms` (the built-in `sleep`
   for 0.05 s, so steps wait rather than compute). Variants, in the same run, rounds interleaved:
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -267,6 +271,11 @@ def resumes(url: str, execution_id: str) -> int:
     return int(rows[0][0])
 
 
+def more_resumes(url: str, execution_id: str, before: int) -> bool:
+    """Whether the execution has more than `before` `execution.resumed` events."""
+    return resumes(url, execution_id) > before
+
+
 def step_running(url: str, execution_id: str) -> bool:
     """Whether the execution's last event is its step's start (the step is running)."""
     rows = query(
@@ -296,7 +305,8 @@ def failover(url: str, directory: Path, arguments: argparse.Namespace) -> None:
             before = resumes(url, execution_id)
             killed = time.monotonic()
             pool.kill(pid)
-            wait_until(lambda: resumes(url, execution_id) > before, "the takeover", every=0.005)
+            taken_over = functools.partial(more_resumes, url, execution_id, before)
+            wait_until(taken_over, "the takeover", every=0.005)
             samples.append(time.monotonic() - killed)
             if kill + 1 < arguments.kills:
                 pool.start()
@@ -317,8 +327,20 @@ def failover(url: str, directory: Path, arguments: argparse.Namespace) -> None:
     print(json.dumps(line), flush=True)
 
 
+def setup(url: str) -> None:
+    """Print the setup line: the server's version and durability settings, the machine's cores."""
+    settings = {
+        name: str(query(url, f"SHOW {name}")[0][0])
+        for name in ("server_version", "fsync", "synchronous_commit", "full_page_writes")
+    }
+    line = {"workload": "setup", "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            **settings}  # fmt: skip
+    print(json.dumps(line), flush=True)
+
+
 def benchmark(fresh_database: Callable[[], str], arguments: argparse.Namespace) -> None:
     """Run every workload, printing one JSON line each."""
+    setup(fresh_database())
     with tempfile.TemporaryDirectory(prefix="orchestr8-distributed-") as temporary:
         directory = Path(temporary)
         instant = (20, 3) if arguments.quick else (200, 10)
