@@ -21,10 +21,15 @@ given with `--database URL`. Prints one JSON object per line, every figure the m
     no workers: what the database costs without the queue.
   Figures: `executions_per_s`, `steps_per_s` (M*K over the time) and `seconds`.
 - `failover`: 2 workers, one execution whose step sleeps an hour. `--kills` times: SIGKILL the
-  worker holding its lease (from `leases.holder`), then poll the journal in a tight loop (every
-  5 ms) for the next `execution.resumed` event; the failover time is the local monotonic clock
-  from the kill to that event being committed and visible. A new worker is started after each
-  kill (and waited for), so two always run. Figures: median and max in seconds.
+  worker holding its lease (from `leases.holder`), at a random moment (seeded) of the other
+  worker's once-a-second look for free leases (`POLL_INTERVAL`: a death sends no NOTIFY), then
+  poll the journal in a tight loop (every 5 ms) for the next `execution.resumed` event; the
+  failover time is the local monotonic clock from the kill to that event being committed and
+  visible. A new worker is started after each kill (and waited for), so two always run.
+  Figures: median and max in seconds.
+
+With `--dbos PYTHON` (a Python with DBOS installed), `benchmarks/distributed_dbos.py` runs the
+`instant` workload on DBOS in one process on the same server, its line beside these.
 
 Each throughput round gets a fresh database (copied from a template) with its own server, so no
 round reads another's rows; with `--database` every round shares that database.
@@ -40,6 +45,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -53,6 +59,7 @@ from typing import Any
 import trio
 
 from orchestr8 import open_runtime
+from orchestr8._execution._worker import POLL_INTERVAL
 from orchestr8._journal._postgres_schema import import_psycopg, prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,11 +304,15 @@ def failover(url: str, directory: Path, arguments: argparse.Namespace) -> None:
                 return (await runtime.submit(workflow)).execution_id
 
         execution_id = trio.run(submit)
+        chance = random.Random(18)
         for kill in range(arguments.kills):
             wait_until(lambda: step_running(url, execution_id), "the long step to run")
             pid = holder_pid(url, execution_id)
             if pid is None:
                 raise RuntimeError("the running execution has no live lease")
+            # At a random moment of the survivor's once-a-second look for free leases (else every
+            # kill would come just after the freshly started worker's first look, at one phase).
+            time.sleep(chance.uniform(0.0, POLL_INTERVAL))
             before = resumes(url, execution_id)
             killed = time.monotonic()
             pool.kill(pid)
@@ -346,6 +357,14 @@ def benchmark(fresh_database: Callable[[], str], arguments: argparse.Namespace) 
         instant = (20, 3) if arguments.quick else (200, 10)
         slow = (10, 2) if arguments.quick else (100, 5)
         throughput(fresh_database, directory, arguments, "instant", None, *instant)
+        if arguments.dbos:
+            count, steps = instant
+            subprocess.run(
+                [arguments.dbos, str(ROOT / "benchmarks" / "distributed_dbos.py"),
+                 "--database", fresh_database(), "--executions", str(count),
+                 "--steps", str(steps), "--rounds", str(arguments.rounds)],
+                check=True, timeout=WAIT_LIMIT,
+            )  # fmt: skip
         throughput(fresh_database, directory, arguments, "sleep_50ms", 0.05, *slow)
         failover(fresh_database(), directory, arguments)
 
@@ -359,6 +378,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (median)")
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs for the failover time")
     parser.add_argument("--concurrency", type=int, default=16, help="each worker's --concurrency")
+    parser.add_argument(
+        "--dbos", metavar="PYTHON", help="also run DBOS on the instant workload with this Python"
+    )
     parser.add_argument(
         "--workers", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2, 4],
         help="worker counts, comma-separated (default 1,2,4)",
