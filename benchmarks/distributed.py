@@ -7,7 +7,6 @@ given with `--database URL`. Prints one JSON object per line, every figure the m
 
 - `setup`: the machine's cores and the server's version and durability settings (`fsync`,
   `synchronous_commit`, `full_page_writes`), so a figure is never quoted without them.
-
 - `throughput`: M executions of K chained steps each, for two step kinds: `instant` (the built-in
   `echo`, so the figure is the orchestration's own cost) and `sleep_50ms` (the built-in `sleep`
   for 0.05 s, so steps wait rather than compute). Variants, in the same run, rounds interleaved:
@@ -31,11 +30,11 @@ given with `--database URL`. Prints one JSON object per line, every figure the m
 With `--dbos PYTHON` (a Python with DBOS installed), `benchmarks/distributed_dbos.py` runs the
 `instant` workload on DBOS in one process on the same server, its line beside these.
 
-Each throughput round gets a fresh database (copied from a template) with its own server, so no
+On its own server every PostgreSQL round gets a fresh database (copied from a template), so no
 round reads another's rows; with `--database` every round shares that database.
 
-    python benchmarks/distributed.py            # full size, some minutes on 2 cores
-    python benchmarks/distributed.py --quick    # small sizes, a smoke run of seconds
+    python benchmarks/distributed.py            # full size, about 3 minutes on 2 cores
+    python benchmarks/distributed.py --quick    # small sizes, a smoke run of about 20 s
 """
 
 from __future__ import annotations
