@@ -120,8 +120,12 @@ class PostgresServer:
         return self.url(name)
 
 
-def _initialise(bin_dir: Path, root: Path) -> None:
-    """initdb a data directory under `root`, owned by the server's OS user."""
+def _initialise(bin_dir: Path, root: Path, *, durable: bool = False) -> None:
+    """initdb a data directory under `root`, owned by the server's OS user.
+
+    `durable` keeps PostgreSQL's own durability settings (fsync on, full page writes,
+    `synchronous_commit` default), as a benchmark needs; tests turn fsync off.
+    """
     if os.geteuid() == 0:
         shutil.chown(root, SUPERUSER)
     subprocess.run(
@@ -133,7 +137,7 @@ def _initialise(bin_dir: Path, root: Path) -> None:
                 "-U",
                 SUPERUSER,
                 "--auth=trust",
-                "--no-sync",
+                *(() if durable else ("--no-sync",)),
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -145,8 +149,11 @@ def _initialise(bin_dir: Path, root: Path) -> None:
         timeout=120,
     )
     # Tests are throwaway: durability costs only time here (fsync off, like initdb --no-sync).
+    settings = "max_connections = 300\n"
+    if not durable:
+        settings = "fsync = off\nfull_page_writes = off\n" + settings
     with (root / "data" / "postgresql.conf").open("a") as conf:
-        conf.write("fsync = off\nfull_page_writes = off\nmax_connections = 300\n")
+        conf.write(settings)
 
 
 def _make_template(server: PostgresServer) -> None:
@@ -158,8 +165,11 @@ def _make_template(server: PostgresServer) -> None:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    """Start a throwaway server for the session, and remove it afterwards."""
+def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a throwaway server for the session, and remove it afterwards.
+
+    `durable` runs it with fsync on and `synchronous_commit` at its default (benchmarks).
+    """
     bin_dir = binaries()
     if bin_dir is None:
         raise FileNotFoundError("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
@@ -167,7 +177,7 @@ def running_server() -> Iterator[PostgresServer]:
     root.chmod(0o755)
     server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port(), log=root / "server.log")
     try:
-        _initialise(bin_dir, root)
+        _initialise(bin_dir, root, durable=durable)
         if os.geteuid() == 0:
             shutil.chown(root, SUPERUSER)
         started = time.monotonic()
