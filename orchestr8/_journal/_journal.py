@@ -23,7 +23,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import trio
 
@@ -181,6 +181,31 @@ class Journal(JournalWriter):
     @abc.abstractmethod
     def path(self) -> Path | None:
         """The SQLite file behind this journal, or None for memory."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this journal too (a file or a database; not memory).
+
+        A view that finds an unfinished execution its own runtime does not run follows it
+        through a shared journal (another process may run it); in memory, nobody else can.
+        """
+        return self.path is not None
+
+    event_wakeups: ClassVar[bool] = False
+    """Whether `wait_for_events` returns as soon as events commit (PostgreSQL's NOTIFY).
+
+    False: it just sleeps, so a follower polls; True: a follower may wait longer between the
+    checks it makes anyway (that the execution still runs), since events wake it at once.
+    """
+
+    async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
+        """Return when an event of the execution with `seq > after` may be committed, at the
+        latest after `within` seconds, for a follower that reads the journal again then.
+
+        This journal cannot tell when another process commits, so it sleeps `within` (the
+        follower polls); a PostgreSQL journal returns as soon as such a batch commits.
+        """
+        await trio.sleep(within)
 
     async def create_execution(self, record: ExecutionRecord) -> ExecutionRecord:
         """Record a new execution durably, before any of its events, and return it as stored.
