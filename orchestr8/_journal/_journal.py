@@ -199,11 +199,11 @@ class Journal(JournalWriter):
     """
 
     async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
-        """Return when an event of the execution with `seq > after` may be committed, at the
-        latest after `within` seconds, for a follower that reads the journal again then.
+        """Return once an event with `seq > after` may be committed, or after `within` seconds.
 
-        This journal cannot tell when another process commits, so it sleeps `within` (the
-        follower polls); a PostgreSQL journal returns as soon as such a batch commits.
+        A follower reads the journal again then. This journal cannot tell when another process
+        commits, so it sleeps `within` (the follower polls); a PostgreSQL journal returns as
+        soon as such a batch commits.
         """
         await trio.sleep(within)
 

@@ -92,7 +92,9 @@ def notification_payload(execution_ids: Iterable[str]) -> str:
     return payload
 
 
-def notify_in_transaction(connection: psycopg.Connection[Any], execution_ids: Iterable[str]) -> None:
+def notify_in_transaction(
+    connection: psycopg.Connection[Any], execution_ids: Iterable[str]
+) -> None:
     """Queue the one notification of the current transaction: delivered when it commits.
 
     Call it once per batch, inside the batch's transaction, with the ids of every execution
@@ -127,11 +129,11 @@ class EventNotifications:
     async def wait(
         self, execution_id: str, within: float, *, arrived: Callable[[], Awaitable[bool]]
     ) -> None:
-        """Return once `arrived()` says the events are there, a notification names the
-        execution, everyone is woken, or `within` seconds passed, whichever is first.
+        """Return once the execution's events may be there, or after `within` seconds.
 
-        `arrived` is read after this waiter is registered, so nothing committed in between is
-        missed.
+        That is: `arrived()` says so, a notification names the execution, or everyone is woken,
+        whichever is first. `arrived` is read after this waiter is registered, so nothing
+        committed in between is missed.
         """
         self._wanted.set()
         signal = self._signals.get(execution_id)
@@ -189,7 +191,9 @@ class EventNotifications:
                 self.wake_everyone()
                 await self._listen(connection)
             except import_psycopg().Error as error:
-                self._lost(f"the journal's LISTEN connection was lost: {' '.join(str(error).split())}")
+                self._lost(
+                    f"the journal's LISTEN connection was lost: {' '.join(str(error).split())}"
+                )
             finally:
                 self.listening = False
                 connection.close()
@@ -233,4 +237,3 @@ class EventNotifications:
                 raise driver.OperationalError("the connection is closed")
             while (notification := source.notifies()) is not None:
                 self.deliver(notification.extra.decode("utf-8", "surrogatepass"))
-

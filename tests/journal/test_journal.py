@@ -1118,3 +1118,23 @@ async def test_a_run_records_the_step_hashes_of_its_document() -> None:
         await handle.wait()
         stored = await journal.get_execution(handle.execution_id)
         assert await journal.step_hashes(handle.execution_id) == step_spec_hashes(stored.workflow)
+
+
+async def test_a_file_journal_is_shared_and_a_memory_one_is_not(tmp_path: Path) -> None:
+    """`shared`: other processes may use a SQLite file, never this process's memory."""
+    async with open_journal(tmp_path / "journal.db") as journal:
+        assert journal.shared
+    async with open_journal(None) as journal:
+        assert not journal.shared
+
+
+async def test_waiting_for_events_sleeps_within_where_commits_cannot_be_heard(
+    opener: Opener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """SQLite and memory cannot tell when another process commits: the wait lasts `within`."""
+    async with opener() as journal:
+        assert not journal.event_wakeups
+        await journal.create_execution(record())
+        started = trio.current_time()
+        await journal.wait_for_events("run-1", 0, 3.0)
+        assert trio.current_time() - started == pytest.approx(3.0)
