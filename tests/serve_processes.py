@@ -52,9 +52,10 @@ def environment(**extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def orchestr8_serve(
-    journal: Path, *args: str, env: dict[str, str] | None = None
+    journal: Path | str, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[Server]:
-    """Start `orchestr8 serve --port 0` on `journal`; yield it once it prints its URL."""
+    """Start `orchestr8 serve --port 0` on `journal` (a file or a PostgreSQL URL); yield it
+    once it prints its URL."""
     command = [
         sys.executable,
         "-m",

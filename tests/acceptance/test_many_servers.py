@@ -1,0 +1,122 @@
+"""End to end: two `orchestr8 serve` processes on one PostgreSQL journal, and a third that runs.
+
+A real `orchestr8 run --journal URL` runs a workflow of short naps then a long one; the servers
+never run it, they read it from the database. A WebSocket client on the second server gets every
+event in seq order (its server tails the journal, woken by the writer's NOTIFY), a cancel through
+the first server's REST stops the run, and both servers list it and answer the same document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import trio_websocket
+from cli_processes import environment
+from serve_processes import drain, orchestr8_serve
+
+from orchestr8.testing import open_event_socket
+
+NAPS = 6
+WORKFLOW = {
+    "schema_version": "1.0",
+    "name": "naps-then-long",
+    "strategy": "sequential",
+    "steps": [
+        *(
+            {"id": f"nap{index}", "agent": "sleep", "input": {"seconds": 0.1}}
+            for index in range(NAPS)
+        ),
+        {"id": "long", "agent": "sleep", "input": {"seconds": 600}},
+    ],
+}
+
+
+async def test_a_socket_on_one_server_and_a_cancel_on_another_follow_a_third_process(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Server 2 streams every event of a run a third process runs; server 1's cancel stops it."""
+    workflow = tmp_path / "naps.json"
+    workflow.write_text(json.dumps(WORKFLOW))
+    async with (
+        orchestr8_serve(postgres_url) as first,
+        orchestr8_serve(postgres_url) as second,
+        httpx.AsyncClient(base_url=first.url) as one,
+        httpx.AsyncClient(base_url=second.url) as two,
+    ):
+        run = await trio.lowlevel.open_process(
+            [
+                *(sys.executable, "-m", "orchestr8", "run", str(workflow)),
+                *("--journal", postgres_url, "--cancel-grace", "0.5"),
+            ],
+            cwd=tmp_path,
+            env=environment(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        said = bytearray()
+        async with trio.open_nursery() as nursery:
+            execution_id = await _started(run, said)
+            nursery.start_soon(drain, run.stderr, said)
+            url = f"{second.ws_url}/executions/{execution_id}/events"
+            events: list[dict[str, Any]] = []
+            async with open_event_socket(url) as socket:
+                with trio.fail_after(30):
+                    while not _succeeded(events, f"nap{NAPS - 1}"):
+                        events.append(json.loads(await socket.get_message()))
+                    cancel = await one.post(
+                        f"/executions/{execution_id}/cancel", json={"reason": "enough"}
+                    )
+                    assert cancel.status_code == 202, cancel.text
+                    assert "request_id" in cancel.json()
+                    closed = await _receive_until_closed(socket, events)
+            with trio.fail_after(30):
+                assert await run.wait() == 130, said.decode()
+        assert (closed.code, closed.reason) == (1000, "execution.cancelled")
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        assert events[-1]["type"] == "execution.cancelled"
+        journal = (await two.get(f"/executions/{execution_id}/journal")).json()
+        assert journal["events"] == events
+        documents = [(await client.get(f"/executions/{execution_id}")) for client in (one, two)]
+        assert documents[0].status_code == 200
+        assert documents[0].content == documents[1].content
+        assert documents[0].json()["status"] == "cancelled"
+        for client in (one, two):
+            listed = (await client.get("/executions")).json()["items"]
+            assert [item["execution_id"] for item in listed] == [execution_id]
+
+
+async def _started(run: trio.Process, said: bytearray) -> str:
+    """The execution id `orchestr8 run` prints on stderr once it has started."""
+    assert run.stderr is not None
+    with trio.fail_after(30):
+        while (match := re.search(rb"execution ([0-9a-f]{32}) started", said)) is None:
+            chunk = await run.stderr.receive_some()
+            assert chunk, f"run exited: {said.decode()}"
+            said += chunk
+    return match.group(1).decode()
+
+
+def _succeeded(events: list[dict[str, Any]], step_id: str) -> bool:
+    return any(
+        event["type"] == "step.succeeded" and event.get("step_id") == step_id for event in events
+    )
+
+
+async def _receive_until_closed(
+    socket: trio_websocket.WebSocketConnection, events: list[dict[str, Any]]
+) -> trio_websocket.CloseReason:
+    while True:
+        try:
+            events.append(json.loads(await socket.get_message()))
+        except trio_websocket.ConnectionClosed as closed:
+            reason = closed.reason
+            break
+    assert reason is not None, "the socket closed without a close reason"
+    return reason
