@@ -198,6 +198,15 @@ class Journal(JournalWriter):
     checks it makes anyway (that the execution still runs), since events wake it at once.
     """
 
+    @property
+    def wakeup_trouble(self) -> str | None:
+        """Why followers are not woken as events commit right now (they poll), or None.
+
+        Always None where followers always poll (SQLite, memory); on PostgreSQL, why its
+        LISTEN connection is down while it is being reopened.
+        """
+        return None
+
     async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
         """Return once an event with `seq > after` may be committed, or after `within` seconds.
 

@@ -21,6 +21,9 @@ A waiter registers first and then reads whether its event is already committed
 (`wait(..., arrived=...)`), so a commit between the caller's last read and its wait is never
 missed: either the read sees it or the notification, sent after the read, wakes the waiter.
 `within` bounds every wait, so a lost connection only slows followers down to polling.
+
+`ListeningJournal` is the base of the PostgreSQL journal: it runs the LISTEN connection beside
+the journal's writer and answers `Journal.wait_for_events` with it.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import trio
 
-from .._errors import JournalError
+from .._errors import ExecutionNotFoundError, JournalError
+from ._journal import Journal
 from ._postgres_schema import CONNECT_TIMEOUT, SCHEMA, check_url, explain, import_psycopg
 
 if TYPE_CHECKING:
@@ -43,6 +47,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "PAYLOAD_LIMIT",
     "EventNotifications",
+    "ListeningJournal",
     "notification_payload",
     "notify_in_transaction",
 ]
@@ -237,3 +242,47 @@ class EventNotifications:
                 raise driver.OperationalError("the connection is closed")
             while (notification := source.notifies()) is not None:
                 self.deliver(notification.extra.decode("utf-8", "surrogatepass"))
+
+
+class ListeningJournal(Journal):
+    """A journal whose followers are woken by its writers' NOTIFY (the PostgreSQL journal)."""
+
+    event_wakeups: ClassVar[bool] = True
+
+    def _listen_to(self, url: str) -> None:
+        """Follow the database at `url` (the subclass calls it once, when it is built)."""
+        self._notifications = EventNotifications(url)
+
+    @property
+    def notifications(self) -> EventNotifications:
+        """The LISTEN connection of the journal object, and the tasks waiting on it."""
+        return self._notifications
+
+    @property
+    def wakeup_trouble(self) -> str | None:
+        """Why the LISTEN connection is down while it is reopened (followers poll), or None."""
+        return self._notifications.trouble
+
+    async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
+        """Return once a batch with an event of the execution past `after` may have committed.
+
+        At the latest after `within` seconds; at once when such an event is committed already.
+        """
+
+        async def arrived() -> bool:
+            try:
+                return await self.last_seq(execution_id) > after
+            except ExecutionNotFoundError:
+                # Not for this wait to report: the follower's next read says so.
+                return True
+
+        await self._notifications.wait(execution_id, within, arrived=arrived)
+
+    async def _run_writer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the writer (`JournalWriter._run_writer`) and, beside it, the LISTEN connection."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._notifications.run)
+            await super()._run_writer(task_status=task_status)
+            nursery.cancel_scope.cancel()
