@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr8 import AgentContext, Runtime, open_runtime
+from orchestr8._journal._journal import open_journal
 
 
 async def counted(input: Any, context: AgentContext) -> Any:
@@ -44,9 +45,19 @@ CHAIN: dict[str, Any] = {
 
 @asynccontextmanager
 async def runtime_on(store: str, tmp_path: Path) -> AsyncIterator[Runtime]:
-    """A runtime on the memory journal (`memory`) or a SQLite file in `tmp_path` (`sqlite`)."""
-    journal = None if store == "memory" else tmp_path / "journal.db"
-    async with open_runtime(journal=journal, agents=AGENTS) as runtime:
+    """A runtime on the memory journal, a SQLite file in `tmp_path`, or a PostgreSQL database.
+
+    `store` is `memory`, `sqlite`, or the URL of the PostgreSQL database.
+    """
+    if store.startswith("postgresql://"):
+        async with (
+            open_journal(store) as journal,
+            open_runtime(journal=journal, agents=AGENTS) as runtime,
+        ):
+            yield runtime
+        return
+    path = None if store == "memory" else tmp_path / "journal.db"
+    async with open_runtime(journal=path, agents=AGENTS) as runtime:
         yield runtime
 
 

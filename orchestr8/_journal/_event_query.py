@@ -2,11 +2,11 @@
 
 The dashboard's journal table shows an execution's events newest first, filtered by event type
 and by step, a page at a time (`GET /executions/{id}/journal?order=desc&before=SEQ&type=...&step=
-...`). An `EventQuery` says which events: `Journal.matching_events` answers it, the SQLite store
-with SQL (so a 20,000-event execution is never read whole for one page) and the memory store with
-`EventQuery.matches`. A step filter takes the step's own events and those of its units: map items
-(`ID[3]`) and loop iterations (`ID#2`), nested ones included (`ID#2[3]`), since a person asking
-for a map step wants what happened to it.
+...`). An `EventQuery` says which events: `Journal.matching_events` answers it, the SQLite and
+PostgreSQL stores with SQL (so a 20,000-event execution is never read whole for one page) and the
+memory store with `EventQuery.matches`. A step filter takes the step's own events and those of
+its units: map items (`ID[3]`) and loop iterations (`ID#2`), nested ones included (`ID#2[3]`),
+since a person asking for a map step wants what happened to it.
 """
 
 from __future__ import annotations
@@ -71,8 +71,17 @@ class EventQuery:
             and self.matches_step(event.step_id)
         )
 
-    def sql(self) -> tuple[str, list[Any]]:
-        """The `WHERE` conditions (after `execution_id = ?`), `ORDER BY` and `LIMIT` in SQLite."""
+    def sql(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+        """The `WHERE` conditions (after `execution_id = ?`), `ORDER BY` and `LIMIT`.
+
+        `dialect` is "sqlite" (`?` parameters) or "postgresql" (psycopg's `%s` parameters); the
+        SQL is otherwise the same, as both databases compare text by byte value here.
+        """
+        text, parameters = self._sql()
+        return (text if dialect == "sqlite" else text.replace("?", "%s")), parameters
+
+    def _sql(self) -> tuple[str, list[Any]]:
+        """The SQL of `sql` with `?` parameters."""
         conditions = ["seq > ?"]
         parameters: list[Any] = [self.after]
         if self.before is not None:

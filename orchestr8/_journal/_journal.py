@@ -4,7 +4,8 @@
 group commit and failure state, is `JournalWriter` in `_writer`) and reading them back, as
 functions of a `ReadableStore`. `SQLiteJournal` (`_sqlite`) keeps a file and works on threads;
 `MemoryJournal` (`_memory`) keeps pure-Python rows that obey the same rules (`_rules`), inline on
-the trio thread. Open either with `open_journal`.
+the trio thread; `PostgresJournal` (`_postgres`) keeps them in a PostgreSQL database, on threads
+like SQLite's. Open any of them with `open_journal` (a path, None for memory, or a URL).
 
 Control requests (`_requests`: cancels and gate answers other processes leave for an execution's
 owner) are kept beside the events, each in a transaction of its own: `submit_request`,
@@ -32,6 +33,7 @@ from .._json import has_lone_surrogate
 from ._event_query import EventQuery
 from ._events import Event, ExecutionStatus
 from ._page_filter import PageFilter
+from ._postgres_schema import import_psycopg, is_postgres_url
 
 # Re-exported: the journal's interface hands these out and takes them in.
 from ._records import BatchOutcome as BatchOutcome
@@ -93,17 +95,23 @@ async def open_journal(
     *,
     queue_size: int | None = None,
     close_timeout: float = 5.0,
+    reconnect_within: float | None = None,
 ) -> AsyncIterator[Journal]:
-    """Open a journal (None or ":memory:" for memory, else a SQLite file) and run its writer.
+    """Open a journal (memory, a SQLite file or a PostgreSQL database) and run its writer.
+
+    None or ":memory:" is memory, a `postgresql://` URL a PostgreSQL database
+    (`PostgresJournal`), anything else the path of a SQLite file.
 
     `queue_size` bounds the events waiting for the writer (None: the store's own default,
-    `MEMORY_QUEUE_SIZE` or `FILE_QUEUE_SIZE`).
+    `MEMORY_QUEUE_SIZE` or `FILE_QUEUE_SIZE`). `reconnect_within` is how long a PostgreSQL
+    journal's writer retries after losing its connection (None: `RECONNECT_WITHIN`, 30 s).
 
     Leaving the block flushes every appended event, even while the surrounding scope is being
     cancelled (shielded, for at most `close_timeout` seconds), then closes the storage.
 
     Raises:
-        JournalError: the file cannot be opened or is not a journal, or the journal failed.
+        JournalError: the file cannot be opened or is not a journal, the database cannot be
+            reached or used (or psycopg is not installed), or the journal failed.
     """
     if queue_size is not None and queue_size < 1:
         raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -114,6 +122,10 @@ async def open_journal(
 
         journal = MemoryJournal(
             queue_size=queue_size or MEMORY_QUEUE_SIZE, close_timeout=close_timeout
+        )
+    elif is_postgres_url(path):
+        journal = await _open_postgres(
+            str(path), queue_size or FILE_QUEUE_SIZE, close_timeout, reconnect_within
         )
     else:
         from ._sqlite import SQLiteJournal
@@ -129,6 +141,21 @@ async def open_journal(
         finally:
             await journal._close()
         journal._raise_if_failed()
+
+
+async def _open_postgres(
+    url: str, queue_size: int, close_timeout: float, reconnect_within: float | None
+) -> Journal:
+    """Open a `PostgresJournal`, saying which package to install when psycopg is missing."""
+    import_psycopg()
+    from ._postgres import RECONNECT_WITHIN, PostgresJournal
+
+    return await PostgresJournal.open(
+        url,
+        queue_size=queue_size,
+        close_timeout=close_timeout,
+        reconnect_within=RECONNECT_WITHIN if reconnect_within is None else reconnect_within,
+    )
 
 
 class ReadableStore(Protocol):
@@ -175,12 +202,18 @@ class ReadableStore(Protocol):
 
 
 class Journal(JournalWriter):
-    """The journal interface shared by `SQLiteJournal` and `MemoryJournal`; see the module doc."""
+    """The journal interface of `SQLiteJournal`, `MemoryJournal` and `PostgresJournal`."""
 
     @property
     @abc.abstractmethod
     def path(self) -> Path | None:
-        """The SQLite file behind this journal, or None for memory."""
+        """The SQLite file behind this journal, or None for memory and PostgreSQL."""
+
+    @property
+    def location(self) -> str:
+        """Where the journal is, for messages and views: its file, ":memory:", or redacted URL."""
+        path = self.path
+        return ":memory:" if path is None else str(path)
 
     @property
     def shared(self) -> bool:

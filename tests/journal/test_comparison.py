@@ -156,11 +156,16 @@ def test_the_status_to_show_overrides_the_replayed_one() -> None:
     assert document["same"] is False
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgresql"])
 async def test_two_real_runs_differ_where_their_inputs_made_them(
-    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store: str,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """On both journals: other inputs change the outputs they reach; itself, nothing."""
+    """On every journal: other inputs change the outputs they reach; itself, nothing."""
+    if store == "postgresql":
+        store = request.getfixturevalue("postgres_url")
     changed = copy.deepcopy(CHAIN)
     changed["steps"][2]["input"] = {"item": "${item}"}
     async with runtime_on(store, tmp_path) as runtime:

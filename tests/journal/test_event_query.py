@@ -1,4 +1,4 @@
-"""Specifications of `EventQuery` and `Journal.matching_events`, in SQLite and in memory alike."""
+"""Specifications of `EventQuery` and `Journal.matching_events`, alike in every store."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from postgres_server import PostgresServer
 
 from orchestr8._errors import ExecutionNotFoundError
 from orchestr8._journal._event_query import EventQuery, unknown_event_types
@@ -38,8 +39,15 @@ def expected(appended: list[Event], query: EventQuery) -> list[Event]:
 async def read(
     tmp_path: Path, store: str, appended: list[Event], queries: list[EventQuery]
 ) -> list[list[Event]]:
-    """Append the events to a fresh journal of one kind, then answer each query."""
-    path = tmp_path / f"journal-{next(NUMBERS)}.db" if store == "sqlite" else None
+    """Append the events to a fresh journal of one kind, then answer each query.
+
+    `store` is "sqlite", "memory", or the URL of a fresh PostgreSQL database.
+    """
+    path: Path | str | None = (
+        tmp_path / f"journal-{next(NUMBERS)}.db" if store == "sqlite" else None
+    )
+    if store.startswith("postgresql://"):
+        path = store
     async with open_journal(path) as journal:
         workflow = {"schema_version": "1.0", "name": "wf", "steps": []}
         await journal.create_execution(
@@ -68,15 +76,34 @@ def test_unknown_event_types_are_named_in_order() -> None:
     assert unknown_event_types(["step.failed", "nope", "step.started", "x.y"]) == ["nope", "x.y"]
 
 
+def test_the_postgresql_dialect_differs_only_in_its_parameter_marks() -> None:
+    """The same conditions, order and limit in both dialects: `?` for SQLite, `%s` for psycopg."""
+    query = EventQuery(after=2, before=9, types=frozenset({"a", "b"}), step="s", limit=4)
+    sqlite, parameters = query.sql()
+    assert sqlite == (
+        "seq > ? AND seq < ? AND type IN (?, ?) AND (step_id = ? OR substr(step_id, 1, ?) IN"
+        " (?, ?)) ORDER BY seq LIMIT ?"
+    )
+    assert query.sql("postgresql") == (sqlite.replace("?", "%s"), parameters)
+
+
 def test_a_limit_below_one_is_refused() -> None:
     """A query for no events at all is a mistake, said at once."""
     with pytest.raises(ValueError, match="limit must be at least 1"):
         EventQuery(limit=0)
 
 
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-async def test_newest_first_pages_with_before(tmp_path: Path, store: str) -> None:
+def where(store: str, request: pytest.FixtureRequest) -> str:
+    """The `store` argument of `read`: the kind, or a fresh database's URL for PostgreSQL."""
+    return str(request.getfixturevalue("postgres_url")) if store == "postgresql" else store
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory", "postgresql"])
+async def test_newest_first_pages_with_before(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
     """`descending` with `before` walks back from the newest event, a page at a time."""
+    store = where(store, request)
     appended = events(["a"] * 7)
     first, second, third = await read(
         tmp_path,
@@ -93,9 +120,12 @@ async def test_newest_first_pages_with_before(tmp_path: Path, store: str) -> Non
     assert [event.seq for event in third] == [1]
 
 
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-async def test_types_and_step_filter_in_both_stores(tmp_path: Path, store: str) -> None:
-    """A type set and a step id narrow the events the same way in SQLite and in memory."""
+@pytest.mark.parametrize("store", ["sqlite", "memory", "postgresql"])
+async def test_types_and_step_filter_in_every_store(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """A type set and a step id narrow the events the same way in every store."""
+    store = where(store, request)
     appended = events(STEPS)
     query = EventQuery(types=frozenset({EventType.STEP_STARTED}), step="a")
     [found] = await read(tmp_path, store, appended, [query])
@@ -103,10 +133,14 @@ async def test_types_and_step_filter_in_both_stores(tmp_path: Path, store: str) 
     assert {event.type for event in found} == {EventType.STEP_STARTED}
 
 
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-async def test_an_unknown_execution_is_not_found(tmp_path: Path, store: str) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "memory", "postgresql"])
+async def test_an_unknown_execution_is_not_found(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
     """Asking for the events of no execution raises, as `Journal.events` does."""
-    path = tmp_path / "journal.db" if store == "sqlite" else None
+    path: Path | str | None = tmp_path / "journal.db" if store == "sqlite" else None
+    if store == "postgresql":
+        path = where(store, request)
     async with open_journal(path) as journal:
         with pytest.raises(ExecutionNotFoundError, match="nope"):
             await journal.matching_events("nope", EventQuery())
@@ -132,14 +166,17 @@ queries = st.builds(
 )
 async def test_sql_and_memory_answer_every_query_alike(
     tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
     steps: list[str | None],
     asked: list[EventQuery],
 ) -> None:
-    """Whatever the events and the query, both stores answer what `EventQuery.matches` says."""
+    """Whatever the events and the query, every store answers what `EventQuery.matches` says."""
     appended = events(steps)
     tmp_path = tmp_path_factory.mktemp("query")
     in_sqlite = await read(tmp_path, "sqlite", appended, asked)
     in_memory = await read(tmp_path, "memory", appended, asked)
+    in_postgres = await read(tmp_path, postgres_server.create_database(), appended, asked)
     wanted = [expected(appended, query) for query in asked]
     assert in_sqlite == wanted
     assert in_memory == wanted
+    assert in_postgres == wanted

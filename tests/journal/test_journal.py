@@ -1,4 +1,4 @@
-"""Specifications of the journal, run against both the SQLite and the memory implementation."""
+"""Specifications of the journal, run against the SQLite, the memory and the PostgreSQL journals."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from postgres_server import PostgresServer
 
 from orchestr8._errors import ExecutionNotFoundError, JournalError
 from orchestr8._journal._events import Event, EventType, ExecutionStatus
@@ -33,6 +34,7 @@ from orchestr8._journal._journal import (
 )
 from orchestr8._journal._memory import REQUIRED_FIELDS, MemoryJournal, MemoryStore
 from orchestr8._journal._page_filter import PageFilter
+from orchestr8._journal._postgres_store import PostgresStore
 from orchestr8._journal._replay import replay
 from orchestr8._journal._rules import EXECUTION_FIELDS
 from orchestr8._journal._sqlite import SQLiteJournal, Store
@@ -45,10 +47,12 @@ TS = "2025-01-01T00:00:00.000Z"
 Opener = Callable[..., AbstractAsyncContextManager[Journal]]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """Open journals of one kind: a SQLite file in tmp_path, or memory."""
-    path = tmp_path / "journal.db" if request.param == "sqlite" else None
+    """Open journals of one kind: a SQLite file in tmp_path, memory, or a PostgreSQL database."""
+    path: Path | str | None = tmp_path / "journal.db" if request.param == "sqlite" else None
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_url")
 
     def open_one(**options: Any) -> AbstractAsyncContextManager[Journal]:
         return open_journal(path, **options)
@@ -600,12 +604,15 @@ async def test_a_first_event_must_be_seq_one_of_its_execution(opener: Opener) ->
         assert journal.statistics().items_queued == 0
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+@pytest.mark.parametrize("kind", ["sqlite", "memory", "postgresql"])
 def test_a_rolled_back_batch_leaves_no_execution_without_its_first_event(
-    kind: str, tmp_path: Path
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A batch that fails after a create writes neither the execution nor its first event."""
     store: Any = Store.open_file(tmp_path / "journal.db") if kind == "sqlite" else MemoryStore()
+    if kind == "postgresql":
+        store.close()
+        store = PostgresStore.open(request.getfixturevalue("postgres_url"))
     started = event(1, EventType.EXECUTION_STARTED)
     no_ts: Any = None
     unstorable = attrs.evolve(event(2), ts=no_ts)
@@ -787,7 +794,7 @@ _execution_numbers = itertools.count()
 
 
 async def _write_and_read(
-    path: Path | None, execution_id: str, fields: list[tuple[Any, ...]]
+    path: Path | str | None, execution_id: str, fields: list[tuple[Any, ...]]
 ) -> tuple[list[Event], list[Event], ExecutionRecord]:
     appended = [
         Event(execution_id, seq, TS, elapsed, kind, step_id, attempt, data)
@@ -803,6 +810,19 @@ async def _write_and_read(
             await journal.events(execution_id),
             await journal.get_execution(execution_id),
         )
+
+
+@settings(max_examples=30)
+@given(fields=st.lists(event_fields, max_size=25))
+async def test_the_postgres_journal_reads_back_what_was_appended(
+    shared_database: str, fields: list[tuple[Any, ...]]
+) -> None:
+    """Random sequences read back from PostgreSQL exactly as from memory, replaying alike."""
+    execution_id = f"run-{next(_execution_numbers)}"
+    appended, from_database, row = await _write_and_read(shared_database, execution_id, fields)
+    _, from_memory, memory_row = await _write_and_read(None, execution_id, fields)
+    assert from_database == from_memory == appended
+    assert row == memory_row
 
 
 @given(fields=st.lists(event_fields, max_size=25))
@@ -1012,6 +1032,46 @@ def test_the_memory_store_behaves_like_the_sqlite_store(
             assert _snapshot(memory) == _snapshot(sqlite_store)
     finally:
         sqlite_store.close()
+
+
+@pytest.fixture(scope="module")
+def shared_database(postgres_server: PostgresServer) -> str:
+    """One database for every example of a module's property tests (a fresh one costs more)."""
+    return postgres_server.create_database()
+
+
+def _empty_postgres_store(url: str) -> PostgresStore:
+    """A store on the shared database, emptied of what an earlier example wrote."""
+    store = PostgresStore.open(url)
+    with store._writer.transaction():
+        store._writer.execute("TRUNCATE requests, events, executions, workflow_documents CASCADE")
+    return store
+
+
+@settings(max_examples=40)
+@given(
+    batches=st.lists(
+        st.lists(create_operations | event_operations | event_operations, max_size=8), max_size=6
+    )
+)
+def test_the_postgres_store_behaves_like_the_sqlite_store(
+    shared_database: str, batches: list[list[tuple[Any, ...]]]
+) -> None:
+    """The same batches give the same outcomes, errors and reads from SQLite and PostgreSQL."""
+    sqlite_store = Store.open_memory()
+    postgres_store = _empty_postgres_store(shared_database)
+    numbering = MemoryStore()
+    opening = [("create", execution_id, None, _STAMPS[0], "ok", None) for execution_id in _IDS[:2]]
+    try:
+        for operations in [opening, *batches]:
+            items = _store_items(numbering, operations)
+            expected = _outcome_view(sqlite_store.write_batch(items))
+            numbering.write_batch(items)
+            assert _outcome_view(postgres_store.write_batch(items)) == expected
+            assert _snapshot(postgres_store) == _snapshot(sqlite_store)
+    finally:
+        sqlite_store.close()
+        postgres_store.close()
 
 
 def test_both_stores_offer_the_same_read_side() -> None:

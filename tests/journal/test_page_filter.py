@@ -21,10 +21,12 @@ Opener = Callable[..., AbstractAsyncContextManager[Journal]]
 HEX = "0123456789abcdef"
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """Open journals of one kind: a SQLite file in tmp_path, or memory."""
-    path = tmp_path / "journal.db" if request.param == "sqlite" else None
+    """Open journals of one kind: a SQLite file in tmp_path, memory, or a PostgreSQL database."""
+    path: Path | str | None = tmp_path / "journal.db" if request.param == "sqlite" else None
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_url")
 
     def open_one(**options: Any) -> AbstractAsyncContextManager[Journal]:
         return open_journal(path, **options)

@@ -16,10 +16,12 @@ from orchestr8._journal._journal import ExecutionRecord, Journal, open_journal
 from orchestr8._journal._requests import ControlRequest, RequestKind, RequestOutcome
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
     """A journal of each kind holding executions `a` and `b`."""
-    path = None if request.param == "memory" else tmp_path / "journal.db"
+    path: Path | str | None = None if request.param == "memory" else tmp_path / "journal.db"
+    if request.param == "postgresql":
+        path = request.getfixturevalue("postgres_url")
     async with open_journal(path) as opened:
         await opened.create_execution(ExecutionRecord("a", "w", {}))
         await opened.create_execution(ExecutionRecord("b", "w", {}))

@@ -263,11 +263,16 @@ def test_steps_not_in_the_workflow_come_after_the_declared_ones() -> None:
     assert shown_step_ids(record, replay(script.events), {}) == ["a", "extra"]
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgresql"])
 async def test_every_prefix_of_a_real_run_replays_to_its_state(
-    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store: str,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """On both journals: a retried step, tokens and a map, seen at a few points of their run."""
+    """On every journal: a retried step, tokens and a map, seen at a few points of their run."""
+    if store == "postgresql":
+        store = request.getfixturevalue("postgres_url")
     async with runtime_on(store, tmp_path) as runtime:
         execution_id = await run(runtime, CHAIN, {"n": 7, "items": ["x", "y"]})
         record = await runtime.journal.get_execution(execution_id)

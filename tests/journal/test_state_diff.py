@@ -237,11 +237,16 @@ def test_gates_opened_and_resolved_in_between_are_named() -> None:
     }
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgresql"])
 async def test_the_whole_of_a_real_run_is_one_diff(
-    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store: str,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """On both journals, from the first event to the last every unit appears, tokens counted."""
+    """On every journal, from the first event to the last every unit appears, tokens counted."""
+    if store == "postgresql":
+        store = request.getfixturevalue("postgres_url")
     async with runtime_on(store, tmp_path) as runtime:
         execution_id = await run(runtime, CHAIN, {"n": 1, "items": [1, 2]})
         record = await runtime.journal.get_execution(execution_id)
@@ -260,11 +265,16 @@ async def test_the_whole_of_a_real_run_is_one_diff(
     assert diff.usage == {"input_tokens": 3, "output_tokens": 2}
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgresql"])
 async def test_a_real_gate_is_open_at_its_opening_and_answered_in_the_diff_after(
-    store: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store: str,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    request: pytest.FixtureRequest,
 ) -> None:
     """examples/approval.json answered: open right after gate.opened, approved by the end."""
+    if store == "postgresql":
+        store = request.getfixturevalue("postgres_url")
     workflow = json.loads((Path(__file__).parents[2] / "examples" / "approval.json").read_text())
     # No timeout: the autojump clock would jump past it while SQLite writes in its thread.
     del workflow["steps"][1]["approval"]["timeout"]

@@ -122,10 +122,11 @@ async def test_a_failing_journal_releases_everyone_waiting_to_catch_up() -> None
 
 
 async def test_only_a_journal_with_something_durable_to_lose_makes_steps_wait() -> None:
-    """A file journal caps the lag at `UNWRITTEN_LIMIT`; a memory journal has no cap to wait on."""
+    """A file or database journal caps the lag at `UNWRITTEN_LIMIT`; memory has no cap."""
     from orchestr8._journal._memory import MemoryJournal
+    from orchestr8._journal._postgres import PostgresJournal
     from orchestr8._journal._sqlite import SQLiteJournal
     from orchestr8._journal._writer import UNWRITTEN_LIMIT
 
-    assert SQLiteJournal.lag_limit == UNWRITTEN_LIMIT
+    assert SQLiteJournal.lag_limit == PostgresJournal.lag_limit == UNWRITTEN_LIMIT
     assert MemoryJournal.lag_limit is None
