@@ -103,7 +103,8 @@ def notify_in_transaction(
     """Queue the one notification of the current transaction: delivered when it commits.
 
     Call it once per batch, inside the batch's transaction, with the ids of every execution
-    the batch recorded or appended to. Nothing is sent for an empty batch.
+    the batch recorded or appended to (it is the PostgreSQL journal's batch hook, and never
+    refuses a batch). Nothing is sent for an empty batch.
     """
     payload = notification_payload(execution_ids)
     if payload:
@@ -248,6 +249,11 @@ class ListeningJournal(Journal):
     """A journal whose followers are woken by its writers' NOTIFY (the PostgreSQL journal)."""
 
     event_wakeups: ClassVar[bool] = True
+
+    @property
+    def shared(self) -> bool:
+        """Always True: every process with the URL uses the same database."""
+        return True
 
     def _listen_to(self, url: str) -> None:
         """Follow the database at `url` (the subclass calls it once, when it is built)."""

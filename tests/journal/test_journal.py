@@ -1180,20 +1180,19 @@ async def test_a_run_records_the_step_hashes_of_its_document() -> None:
         assert await journal.step_hashes(handle.execution_id) == step_spec_hashes(stored.workflow)
 
 
-async def test_a_file_journal_is_shared_and_a_memory_one_is_not(tmp_path: Path) -> None:
-    """`shared`: other processes may use a SQLite file, never this process's memory."""
-    async with open_journal(tmp_path / "journal.db") as journal:
-        assert journal.shared
-    async with open_journal(None) as journal:
-        assert not journal.shared
+async def test_only_a_memory_journal_is_not_shared(opener: Opener) -> None:
+    """`shared`: other processes may use a SQLite file or a database, never this one's memory."""
+    async with opener() as journal:
+        assert journal.shared is not isinstance(journal, MemoryJournal)
 
 
-async def test_waiting_for_events_sleeps_within_where_commits_cannot_be_heard(
+async def test_a_wait_for_events_with_nothing_new_lasts_within(
     opener: Opener, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """SQLite and memory cannot tell when another process commits: the wait lasts `within`."""
+    """Nothing committed: the wait lasts `within`; only PostgreSQL can be woken before that."""
     async with opener() as journal:
-        assert not journal.event_wakeups
+        # Woken by NOTIFY: the shared journal without a file, PostgreSQL.
+        assert journal.event_wakeups is (journal.shared and journal.path is None)
         await journal.create_execution(record())
         started = trio.current_time()
         await journal.wait_for_events("run-1", 0, 3.0)

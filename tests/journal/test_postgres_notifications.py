@@ -19,11 +19,14 @@ from hypothesis import strategies as st
 from postgres_server import PostgresServer
 
 from orchestr8._errors import JournalError
+from orchestr8._journal._events import Event
+from orchestr8._journal._journal import ExecutionRecord, open_journal
 from orchestr8._journal._postgres_notifications import (
     EVERYTHING,
     NOTIFY_CHANNEL,
     PAYLOAD_LIMIT,
     EventNotifications,
+    ListeningJournal,
     notification_payload,
     notify_in_transaction,
 )
@@ -263,3 +266,73 @@ async def _listening(url: str) -> AsyncIterator[EventNotifications]:
 
 def _connect(url: str) -> Any:
     return closing(psycopg.connect(url, autocommit=True))
+
+
+async def test_a_commit_by_another_journal_object_wakes_a_follower(
+    postgres_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A batch another journal object (process) commits wakes `wait_for_events` at once."""
+    async with open_journal(postgres_url) as follower, open_journal(postgres_url) as writer:
+        await writer.create_execution(_record("run-1"))
+        await writer.append(_event("run-1", 1))
+        await writer.flush()
+        # Committed already: no wait at all.
+        started = trio.current_time()
+        await follower.wait_for_events("run-1", 0, math.inf)
+        assert trio.current_time() == started
+        # The first wait opened the LISTEN connection; once it listens, only a NOTIFY wakes.
+        await _until(lambda: follower.notifications.listening)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower.wait_for_events, "run-1", 1, math.inf)
+            await trio.testing.wait_all_tasks_blocked()
+            await writer.append(_event("run-1", 2))
+            await writer.flush()
+        assert follower.wakeup_trouble is None
+        assert [event.seq for event in await follower.events("run-1", after=1)] == [2]
+
+
+async def test_each_committed_batch_sends_one_notification(
+    postgres_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """However many events and executions a batch holds, its commit sends one NOTIFY."""
+    with _connect(postgres_url) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        async with open_journal(postgres_url) as journal:
+            for name in ("run-1", "run-2"):
+                await journal.create_execution(_record(name))
+            for seq in range(1, 40):
+                journal.append_nowait(_event("run-1", seq))
+                journal.append_nowait(_event("run-2", seq))
+            await journal.flush()
+            batches = journal.statistics().batches_committed
+        received = [item.payload for item in listener.notifies(timeout=0.5)]
+    assert len(received) == batches
+    assert received[:2] == ["run-1", "run-2"]
+    assert received[2:] == ["run-1 run-2"] * (batches - 2)
+
+
+async def test_a_journal_that_never_follows_opens_no_listen_connection(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """The LISTEN connection is opened by the first follower: a writer alone has none."""
+    async with open_journal(postgres_url) as journal:
+        await journal.create_execution(_record("run-1"))
+        assert isinstance(journal, ListeningJournal)
+        assert journal.notifications.connections == 0
+        with _connect(postgres_url) as probe:
+            listening = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orchestr8 listen'"
+            ).fetchone()
+        assert listening == (0,)
+
+
+def _record(execution_id: str) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=execution_id,
+        workflow_name="wf",
+        workflow={"schema_version": "1.0", "name": "wf", "steps": []},
+    )
+
+
+def _event(execution_id: str, seq: int) -> Event:
+    return Event(execution_id, seq, "2025-01-01T00:00:00.000Z", float(seq), "step.progress", "s")
