@@ -276,6 +276,7 @@ async def test_a_commit_by_another_journal_object_wakes_a_follower(
         await writer.create_execution(_record("run-1"))
         await writer.append(_event("run-1", 1))
         await writer.flush()
+        assert isinstance(follower, ListeningJournal)
         # Committed already: no wait at all.
         started = trio.current_time()
         await follower.wait_for_events("run-1", 0, math.inf)
