@@ -128,6 +128,11 @@ class EventNotifications:
         self.connections = 0
         """How many times the LISTEN connection was opened (1 + the reconnects)."""
 
+    @property
+    def wanted(self) -> bool:
+        """Whether the LISTEN connection is wanted (somebody waited, or `listen_now`)."""
+        return self._wanted.is_set()
+
     def listen_now(self) -> None:
         """Open the LISTEN connection without waiting for the first follower (a server does)."""
         self._wanted.set()
@@ -266,8 +271,14 @@ class ListeningJournal(Journal):
 
     @property
     def wakeup_trouble(self) -> str | None:
-        """Why the LISTEN connection is down while it is reopened (followers poll), or None."""
-        return self._notifications.trouble
+        """Why the LISTEN connection is down while it is (re)opened (followers poll), or None.
+
+        None too while nobody followed an execution yet (the connection is not wanted).
+        """
+        notifications = self._notifications
+        if notifications.listening or not notifications.wanted:
+            return None
+        return notifications.trouble or "the LISTEN connection is being opened"
 
     async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
         """Return once a batch with an event of the execution past `after` may have committed.

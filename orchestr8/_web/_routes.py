@@ -98,6 +98,11 @@ class ServiceRoutes:
         document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
         if trouble is not None:
             document["reason"] = trouble
+        if journal.event_wakeups:
+            # A database several servers share: which one (no password), and whether live
+            # events reach the sockets at once or only by polling.
+            document["journal_location"] = journal.location
+            document["notifications"] = journal.wakeup_trouble or "listening"
         return json_response(document, 200 if status == "ok" else 503)
 
     async def metrics(self) -> Response:
