@@ -189,8 +189,8 @@ class EventNotifications:
         while True:
             try:
                 connection = await trio.to_thread.run_sync(self._connect, limiter=self._limiter)
-            except JournalError as error:
-                self._lost(str(error))
+            except (JournalError, import_psycopg().Error) as error:
+                self._lost(" ".join(str(error).split()))
                 await trio.sleep(pause)
                 pause = min(pause * 2, RECONNECT_MOST)
                 continue
@@ -201,7 +201,7 @@ class EventNotifications:
                 # Whatever was committed while nobody listened: every follower reads again.
                 self.wake_everyone()
                 await self._listen(connection)
-            except import_psycopg().Error as error:
+            except (import_psycopg().Error, OSError) as error:
                 self._lost(
                     f"the journal's LISTEN connection was lost: {' '.join(str(error).split())}"
                 )
@@ -232,9 +232,10 @@ class EventNotifications:
             raise JournalError(explain(self._url, error)) from None
         try:
             connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except driver.Error as error:
+        except BaseException:
+            # Only where no session may listen (a standby in recovery): `run` tries again.
             connection.close()
-            raise JournalError(explain(self._url, error)) from None
+            raise
         return connection
 
     async def _listen(self, connection: psycopg.Connection[Any]) -> None:

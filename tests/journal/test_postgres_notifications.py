@@ -337,3 +337,13 @@ def _record(execution_id: str) -> ExecutionRecord:
 
 def _event(execution_id: str, seq: int) -> Event:
     return Event(execution_id, seq, "2025-01-01T00:00:00.000Z", float(seq), "step.progress", "s")
+
+
+async def test_a_wait_for_an_unknown_execution_returns_at_once(
+    postgres_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Nothing to wait for: the follower's next read reports the missing execution."""
+    async with open_journal(postgres_url) as journal:
+        started = trio.current_time()
+        await journal.wait_for_events("nobody", 0, math.inf)
+        assert trio.current_time() == started
