@@ -51,6 +51,7 @@ from .._json import JSON
 from .._llm._catalog import ProviderCatalog
 from .._llm._provider_config import ProviderSource, configured_providers
 from .._observability._redaction import SecretLease, default_redactor
+from .._resilience._shared_state import SharedResilience as SharedAcrossProcesses
 from .._supervision._bus import EventBus
 from .._workflow._budgets import capped_workflow
 from .._workflow._document import Workflow
@@ -69,7 +70,7 @@ from ._lock import ExecutionLocks
 from ._results import ExecutionResult, replayed_result
 from ._secrets import Secrets, secret_names
 from ._starting import Starter
-from ._step_resilience import SharedResilience
+from ._step_resilience import SharedResilience, open_shared_state
 
 _logger = logging.getLogger("orchestr8.runtime")
 
@@ -97,6 +98,7 @@ class Runtime:
         workflows: WorkflowCatalog | None = None,
         providers: Mapping[str, ProviderSpec] | None = None,
         max_cost_usd: float | None = None,
+        shared_state: SharedAcrossProcesses | None = None,
     ) -> None:
         """Wire the parts together; `open_runtime` builds it and owns their lifetimes."""
         self.journal = journal
@@ -108,7 +110,7 @@ class Runtime:
             default_redactor().add_secret(value)
         self.bus = bus
         self.registry = registry
-        self.resilience = SharedResilience()
+        self.resilience = SharedResilience(across_processes=shared_state)
         self.cancel_grace = cancel_grace
         if sync_limiter is None:
             sync_limiter = sync_worker_limiter(DEFAULT_SYNC_WORKERS)
@@ -160,7 +162,9 @@ class Runtime:
 
         `directory`: where the agents of a workflow with no file are built (`Admitter`).
         """
-        return self._admitted.admit(workflow, directory=directory)
+        admitted = self._admitted.admit(workflow, directory=directory)
+        self.resilience.check_scopes(admitted[0])
+        return admitted
 
     async def start(
         self,
@@ -206,6 +210,7 @@ class Runtime:
             # A path's own directory; a workflow `load` read from a file keeps its file's.
             directory = file_directory(workflow) or self._admitted.directory_of(loaded)
             checked_inputs = validate_inputs(loaded, inputs)
+        self.resilience.check_scopes(loaded)
         return await self._starter.start(
             loaded,
             agents,
@@ -540,6 +545,7 @@ async def open_runtime(
         locks = ExecutionLocks(journal.path, journal=journal)
         stack.callback(locks.close)
         async with trio.open_nursery() as nursery:
+            shared_state = await open_shared_state(journal, stack, nursery)
             runtime = Runtime(
                 nursery,
                 journal,
@@ -553,6 +559,7 @@ async def open_runtime(
                 workflows=WorkflowCatalog(workflows),
                 providers=configured,
                 max_cost_usd=max_cost_usd,
+                shared_state=shared_state,
             )
             stack.push_async_callback(runtime.providers.aclose)
             nursery.start_soon(runtime._control.run)
@@ -568,6 +575,8 @@ async def open_runtime(
                     runtime.cancel_all("the runtime is shutting down")
                     await runtime.wait_all()
                     runtime._control.stop()
+                    if shared_state is not None:
+                        await shared_state.stop()
                     if runtime._live:
                         _logger.warning(
                             "the runtime waits for steps that ignored cancellation, of "

@@ -1,9 +1,11 @@
 """The step's side of resilience: shared breakers and limits, and their events in the journal.
 
 `SharedResilience` is what a runtime shares across executions (circuit breakers, bulkheads, rate
-limiters, keyed by the policy's `key` or the agent id). `StepListener` turns the pipeline's
-callbacks into a step's journal events, metrics and log lines; breaker transitions are recorded in
-the execution whose call caused them, found through `current_step`.
+limiters, keyed by the policy's `key` or the agent id); on a PostgreSQL journal,
+`open_shared_state` adds what it shares with other processes (`_resilience/_shared_state.py`).
+`StepListener` turns the pipeline's callbacks into a step's journal events, metrics and log
+lines; breaker transitions are recorded in the execution whose call caused them, found through
+`current_step`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import os
+import socket
+import uuid
+import weakref
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
 import trio
 
-from .._errors import CallStoppedError, CircuitOpenError
+from .._errors import CallStoppedError, CircuitOpenError, Problem, WorkflowValidationError
 from .._journal._events import EventType, describe_error
+from .._journal._journal import Journal
+from .._journal._postgres_resilience import PostgresResilienceStore
 from .._observability._metrics import engine_metrics
 from .._observability._telemetry import record_breaker_transition, record_rejection
 from .._resilience._breaker import (
@@ -27,9 +36,14 @@ from .._resilience._breaker import (
     CircuitBreaker,
     CircuitBreakerRegistry,
 )
+from .._resilience._global_limits import GlobalBulkhead, GlobalRateLimiter
 from .._resilience._limits import Bulkhead, RateLimiter
 from .._resilience._pipeline import Rejection
-from .._workflow._policy import Policy
+from .._resilience._shared_state import SharedResilience as SharedAcrossProcesses
+from .._resilience._shared_state import SharedState
+from .._workflow._document import Workflow
+from .._workflow._policy import BulkheadPolicy, Policy, RateLimitPolicy
+from .._workflow._scopes import GLOBAL_SCOPE_FIX, global_scope_problems
 from ._emitter import Emitter
 
 _logger = logging.getLogger("orchestr8.engine")
@@ -52,16 +66,22 @@ class SharedResilience:
     """The resilience state a runtime shares across executions: breakers, bulkheads, limiters.
 
     Keyed by the policy's `key` or else the agent id; the first policy seen for a key wins.
-    Breaker transitions are recorded as events of the execution whose call caused them.
+    Breaker transitions are recorded as events of the execution whose call caused them. With
+    `across_processes` state (a PostgreSQL journal), breakers share their transitions with the
+    other processes, and `scope: "global"` bulkheads and rate limits count across them.
     """
 
     breakers: CircuitBreakerRegistry = attrs.Factory(CircuitBreakerRegistry)
     bulkheads: dict[str, Bulkhead] = attrs.Factory(dict)
     rate_limiters: dict[str, RateLimiter] = attrs.Factory(dict)
+    across_processes: SharedAcrossProcesses | None = None
+    _scopes_checked: dict[int, weakref.ref[Workflow]] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         """Route breaker transitions to the execution whose call caused them."""
         self.breakers.add_listener(record_transition)
+        if self.across_processes is not None:
+            self.breakers.shared = self.across_processes
 
     def layers(
         self, key: str, policy: Policy
@@ -74,14 +94,73 @@ class SharedResilience:
         if policy.bulkhead is not None:
             bulkhead = self.bulkheads.get(key)
             if bulkhead is None:
-                bulkhead = self.bulkheads[key] = Bulkhead.from_policy(policy.bulkhead, name=key)
+                bulkhead = self.bulkheads[key] = self._bulkhead(key, policy.bulkhead)
         rate_limiter = None
         if policy.rate_limit is not None:
             rate_limiter = self.rate_limiters.get(key)
             if rate_limiter is None:
-                rate_limiter = RateLimiter.from_policy(policy.rate_limit, name=key)
+                rate_limiter = self._rate_limiter(key, policy.rate_limit)
                 self.rate_limiters[key] = rate_limiter
         return breaker, bulkhead, rate_limiter
+
+    def _bulkhead(self, key: str, policy: BulkheadPolicy) -> Bulkhead:
+        """A new bulkhead for `key`: global when its policy says so (checked at load)."""
+        if policy.scope == "process":
+            return Bulkhead.from_policy(policy, name=key)
+        return GlobalBulkhead.from_shared_policy(policy, shared=self._global(key), name=key)
+
+    def _rate_limiter(self, key: str, policy: RateLimitPolicy) -> RateLimiter:
+        """A new rate limiter for `key`: global when its policy says so (checked at load)."""
+        if policy.scope == "process":
+            return RateLimiter.from_policy(policy, name=key)
+        return GlobalRateLimiter.from_shared_policy(policy, shared=self._global(key), name=key)
+
+    def _global(self, key: str) -> SharedAcrossProcesses:
+        """The state shared across processes, which a `scope: "global"` limit of `key` needs."""
+        if self.across_processes is None:
+            raise WorkflowValidationError([Problem("$", f"key {key!r}: {GLOBAL_SCOPE_FIX}")])
+        return self.across_processes
+
+    def check_scopes(self, workflow: Workflow) -> None:
+        """Refuse a workflow asking for `scope: "global"` when nothing is shared (no PostgreSQL).
+
+        Raises:
+            WorkflowValidationError: a problem at each place that asks for it, naming the fix.
+        """
+        if self.across_processes is not None:
+            return
+        key = id(workflow)
+        checked = self._scopes_checked.get(key)
+        if checked is not None and checked() is workflow:
+            return
+        problems = global_scope_problems(workflow)
+        if problems:
+            raise WorkflowValidationError(problems)
+        # Checked once per workflow object: starting it again costs one lookup.
+        self._scopes_checked[key] = weakref.ref(workflow)
+        weakref.finalize(workflow, self._scopes_checked.pop, key, None)
+
+
+async def open_shared_state(
+    journal: Journal, stack: AsyncExitStack, nursery: trio.Nursery
+) -> SharedState | None:
+    """The state this runtime shares with the other processes on `journal`'s database, running.
+
+    None for a journal with no database (SQLite, memory): nothing is shared and nothing runs.
+    The state's connection is its own; it closes with `stack`.
+
+    Raises:
+        JournalError: the database cannot be reached.
+    """
+    url = journal.database_url
+    if url is None:
+        return None
+    store = await PostgresResilienceStore.open(url)
+    stack.push_async_callback(store.aclose)
+    holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    state = SharedState(store, holder)
+    await nursery.start(state.run)
+    return state
 
 
 def record_transition(transition: BreakerTransition) -> None:

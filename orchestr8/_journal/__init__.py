@@ -4,7 +4,8 @@ Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its
 `_writer` (the write side: writer task, group commit, lag cap, failure and reopening), `_records`,
 `_rules`, `_sqlite` (the SQLite store) on `_sqlite_schema` (its file format), `_memory`,
 `_postgres` (the PostgreSQL journal: `_postgres_store` its SQL and batch rules,
-`_postgres_requests` its control requests, `_postgres_schema` its schema and URL),
+`_postgres_requests` its control requests, `_postgres_schema` its schema and URL;
+`_postgres_resilience` the SQL of the breakers, slots and buckets processes share),
 `_recovery`, `_retention` (pruning old finished executions from a file, and compacting it),
 `_page_filter` (which executions a list page keeps), `_event_query` (the journal's filtered,
 newest-first reads), and the read models built from events: `_replay` (execution and step

@@ -249,6 +249,15 @@ class Journal(JournalWriter):
         """
         await trio.sleep(within)
 
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL of this journal's database, password included; None otherwise.
+
+        The runtime opens connections of its own with it (the resilience state it shares with
+        other processes); never show it: messages and views use the redacted form.
+        """
+        return None
+
     async def create_execution(self, record: ExecutionRecord) -> ExecutionRecord:
         """Record a new execution durably, before any of its events, and return it as stored.
 

@@ -129,6 +129,11 @@ class PostgresJournal(ListeningJournal):
         """The database's URL as given (with its password: never print it; see `location`)."""
         return self._url
 
+    @property
+    def database_url(self) -> str:
+        """The database's URL as given: the runtime shares resilience state through it."""
+        return self._url
+
     def add_batch_hook(self, hook: BatchHook) -> None:
         """Run `hook` in every batch's transaction before COMMIT (fencing, wake-ups)."""
         self._store.add_batch_hook(hook)

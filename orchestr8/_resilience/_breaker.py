@@ -34,6 +34,7 @@ import trio
 
 from .._errors import BreakerNeutral, CircuitOpenError
 from .._workflow._policy import CircuitBreakerPolicy, _at_least_one, _not_negative
+from ._shared_state import SharedResilience
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -301,11 +302,14 @@ class CircuitBreakerRegistry:
     `get(key, policy)` returns the breaker for `key`, creating it from `policy` (or the registry's
     `default_policy`) the first time; later calls return the same breaker whatever policy they
     pass, so the first policy for a key wins. Transitions of every breaker reach the registry's
-    listeners.
+    listeners. With `shared` state, every breaker is a `SharedCircuitBreaker`: its open and close
+    transitions are shared with the other processes on the database.
     """
 
     default_policy: CircuitBreakerPolicy = attrs.field(factory=CircuitBreakerPolicy)
     exclude: tuple[type[BaseException], ...] = attrs.field(default=(), converter=_exception_types)
+    shared: SharedResilience | None = None
+    """The state shared with other processes (a PostgreSQL journal); None: process-local."""
     _breakers: dict[str, CircuitBreaker] = attrs.field(factory=dict, init=False)
     _listeners: list[BreakerListener] = attrs.field(factory=list, init=False)
 
@@ -314,7 +318,10 @@ class CircuitBreakerRegistry:
         breaker = self._breakers.get(key)
         if breaker is None:
             chosen = self.default_policy if policy is None else policy
-            breaker = CircuitBreaker.from_policy(chosen, name=key, exclude=self.exclude)
+            if self.shared is None:
+                breaker = CircuitBreaker.from_policy(chosen, name=key, exclude=self.exclude)
+            else:
+                breaker = _shared_breaker(chosen, key, self.exclude, self.shared)
             breaker.add_listener(self._forward)
             self._breakers[key] = breaker
         return breaker
@@ -350,3 +357,15 @@ class CircuitBreakerRegistry:
     def _forward(self, transition: BreakerTransition) -> None:
         for listener in tuple(self._listeners):
             listener(transition)
+
+
+def _shared_breaker(
+    policy: CircuitBreakerPolicy,
+    key: str,
+    exclude: tuple[type[BaseException], ...],
+    shared: SharedResilience,
+) -> CircuitBreaker:
+    """A breaker sharing its transitions through `shared` (imported here: it builds on this)."""
+    from ._shared_breaker import SharedCircuitBreaker
+
+    return SharedCircuitBreaker.from_shared_policy(policy, shared=shared, name=key, exclude=exclude)

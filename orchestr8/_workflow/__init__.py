@@ -9,6 +9,7 @@ and resolution (`_references`), the AST (`_document`), graph checks (`_graph`), 
 sub-workflows (`_sub_workflows`), plans written by an agent (`_plans`: the plan fields at
 load; `_plan_fragments`: a planner's fragment checked before it runs), the map fields of a
 step (`_map_fields`), approval steps with their answers' checks (`_approvals`), budgets on a
-workflow and a step (`_budgets`), and per-step spec hashes (`_spec_hashes`).
+workflow and a step (`_budgets`), per-step spec hashes (`_spec_hashes`), and where a workflow
+asks for `scope: "global"` (`_scopes`).
 May import: `_observability`, `_json`, `_errors`. Never the journal, the engine or a view.
 """

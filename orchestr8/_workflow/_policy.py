@@ -15,6 +15,9 @@ import attrs
 
 Jitter = Literal["full", "equal", "none"]
 
+#: Where a bulkhead or rate limit counts: in each process, or across every process on the database.
+Scope = Literal["process", "global"]
+
 #: The random source of jittered delays when the caller passes none (tests pass a seeded one).
 _DEFAULT_RANDOM = Random()
 
@@ -102,19 +105,31 @@ class CircuitBreakerPolicy:
 
 @attrs.frozen
 class BulkheadPolicy:
-    """At most `max_concurrent` calls at once; a caller waits up to `max_wait` s for a slot."""
+    """At most `max_concurrent` calls at once; a caller waits up to `max_wait` s for a slot.
+
+    `scope` "global": at most that many across every process sharing a PostgreSQL journal.
+    """
 
     max_concurrent: int = attrs.field(validator=_at_least_one)
     max_wait: float = attrs.field(default=0.0, validator=_not_negative)
+    scope: Scope = attrs.field(
+        default="process", validator=attrs.validators.in_(("process", "global"))
+    )
 
 
 @attrs.frozen
 class RateLimitPolicy:
-    """A token bucket: `rate` tokens a second, at most `burst` stored, waiting up to `max_wait`."""
+    """A token bucket: `rate` tokens a second, at most `burst` stored, waiting up to `max_wait`.
+
+    `scope` "global": one bucket shared by every process sharing a PostgreSQL journal.
+    """
 
     rate: float = attrs.field(validator=_positive)
     burst: int = attrs.field(validator=_at_least_one)
     max_wait: float = attrs.field(default=0.0, validator=_not_negative)
+    scope: Scope = attrs.field(
+        default="process", validator=attrs.validators.in_(("process", "global"))
+    )
 
 
 @attrs.frozen

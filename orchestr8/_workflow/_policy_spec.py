@@ -22,6 +22,7 @@ from ._policy import (
     Policy,
     RateLimitPolicy,
     RetryPolicy,
+    Scope,
 )
 from ._schema import add_schema_checks, schema_metadata
 
@@ -122,6 +123,13 @@ class BulkheadSpec:
         default=INHERIT,
         metadata=_meta("Seconds a call waits for a free slot.", {"minimum": 0}, default=0.0),
     )
+    scope: Scope | Inherit = attrs.field(
+        default=INHERIT,
+        metadata=_meta(
+            "process: per process; global: across every process on a PostgreSQL journal.",
+            default="process",
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True, field_transformer=add_schema_checks)
@@ -144,6 +152,13 @@ class RateLimitSpec:
     max_wait: float | Inherit = attrs.field(
         default=INHERIT,
         metadata=_meta("Seconds a call waits for a token.", {"minimum": 0}, default=0.0),
+    )
+    scope: Scope | Inherit = attrs.field(
+        default=INHERIT,
+        metadata=_meta(
+            "process: a bucket per process; global: one bucket on a PostgreSQL journal.",
+            default="process",
+        ),
     )
 
 
