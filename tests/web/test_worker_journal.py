@@ -101,7 +101,8 @@ async def test_health_says_why_live_events_are_polled_until_the_link_is_back(
             prepare_followers(journal)
             await _until(lambda: journal.notifications.listening)
             proxy.cut()
-            await _until(lambda: journal.notifications.trouble is not None)
+            # First the loss, then each failed attempt to reopen it, is the trouble.
+            await _until(lambda: "cannot reach" in (journal.notifications.trouble or ""))
             health = await (await client.get("/health")).get_json()
             assert health["status"] == "ok"
             assert health["notifications"].startswith("cannot reach the journal database")
