@@ -29,7 +29,7 @@ import trio
 
 from .._errors import JournalError
 from ._events import Event
-from ._journal import BatchOutcome, CreateRequest, ReadableStore
+from ._journal import STALLED_AFTER, BatchOutcome, CreateRequest, ReadableStore
 from ._postgres_notifications import ListeningJournal, notify_in_transaction
 from ._postgres_requests import PostgresRequests
 from ._postgres_schema import redact_url
@@ -81,6 +81,8 @@ class PostgresJournal(ListeningJournal):
         self._read_limiter = trio.CapacityLimiter(1)
         self._control_limiter = trio.CapacityLimiter(1)
         self._requests: PostgresRequests | None = None
+        self._lost: str | None = None
+        """Why the writer is reconnecting (None: it is not)."""
         self._store_closed = False
         # Followers (in any process) are woken by one NOTIFY per committed batch.
         self._listen_to(store.url)
@@ -148,10 +150,22 @@ class PostgresJournal(ListeningJournal):
                     self._store.write_batch, items, limiter=self._write_limiter
                 )
             except ConnectionLost as lost:
-                outcome = await self._recover(lost, deadline, delay)
+                self._lost = str(lost)
+                try:
+                    outcome = await self._recover(lost, deadline, delay)
+                finally:
+                    self._lost = None
             if outcome is not None:
                 return outcome
             delay = min(delay * 2, LONGEST_RETRY_DELAY)
+
+    def trouble(self, *, stalled_after: float = STALLED_AFTER) -> str | None:
+        """Say what keeps the journal from taking work; a stall names the lost connection."""
+        trouble = super().trouble(stalled_after=stalled_after)
+        lost = self._lost
+        if trouble is None or lost is None or self._failure is not None:
+            return trouble
+        return f"{trouble} ({lost}; reconnecting to {self.location})"
 
     async def _recover(
         self, lost: ConnectionLost, deadline: float, delay: float

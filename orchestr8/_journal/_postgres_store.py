@@ -65,13 +65,22 @@ _SELECT_EXECUTIONS = (
     )
     + " FROM executions AS e LEFT JOIN workflow_documents AS d ON d.digest = e.workflow_digest"
 )
+# Another journal object may record the same id or idempotency key at the same moment (two servers
+# given one request): the later insert waits for the earlier commit, then inserts nothing, and the
+# request is answered as the key's holder or a taken id, never by failing the whole batch.
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({_EXECUTION_COLUMNS}, workflow_digest)"
     f" VALUES ({', '.join(['%s'] * (len(EXECUTION_FIELDS) + 1))})"
+    " ON CONFLICT DO NOTHING RETURNING 1"
 )
 _DOCUMENT_HASHES = "SELECT step_hashes FROM workflow_documents WHERE digest = %s"
+# Another journal object (a worker, a server) may store the same new document at the same moment:
+# the later insert waits for the earlier one's commit, then keeps its row (adding step hashes it
+# was stored without), instead of failing the batch on the primary key.
 _INSERT_DOCUMENT = (
     "INSERT INTO workflow_documents (digest, document, step_hashes) VALUES (%s, %s, %s)"
+    " ON CONFLICT (digest) DO UPDATE SET step_hashes = EXCLUDED.step_hashes"
+    " WHERE workflow_documents.step_hashes = '{}' AND EXCLUDED.step_hashes <> '{}'"
 )
 _FILL_HASHES = "UPDATE workflow_documents SET step_hashes = %s WHERE digest = %s"
 _STEP_HASHES = (
@@ -424,6 +433,12 @@ class PostgresStore:
             failure = JournalError(f"writing the journal failed: {_storage_message(error)}")
             failure.__cause__ = error
             return BatchOutcome(failure=failure)
+        except BaseException:
+            # Anything else (a data value that raises while encoded) fails the journal: end the
+            # transaction first, so its rows hold no locks while the journal waits to reopen.
+            if not connection.closed and not connection.broken:
+                connection.rollback()
+            raise
         self.finish_batch(batch.seqs, batch.finished)
         outcome.events_written = len(batch.rows)
         outcome.committed = 1
@@ -488,7 +503,13 @@ class PostgresStore:
         except (TypeError, ValueError) as error:
             return JournalError(f"execution {record.execution_id!r} cannot be stored: {error}")
         stored_row = row if digest is None else (*row[:_WORKFLOW], "", *row[_WORKFLOW + 1 :])
-        self._writer.execute(_INSERT_EXECUTION, (*stored_row, digest))
+        if self._writer.execute(_INSERT_EXECUTION, (*stored_row, digest)).fetchone() is None:
+            holder = None
+            if key is not None:
+                holder = self._one_execution(self._writer, "idempotency_key", key)
+            if holder is not None:
+                return KeyHeld(holder)
+            return JournalError(f"execution {record.execution_id!r} is already in the journal")
         batch.seqs[record.execution_id] = 0
         batch.created.append(record.execution_id)
         stored = decode_execution(row)
