@@ -54,8 +54,7 @@ def environment(**extra: str) -> dict[str, str]:
 async def orchestr8_serve(
     journal: Path | str, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[Server]:
-    """Start `orchestr8 serve --port 0` on `journal` (a file or a PostgreSQL URL); yield it
-    once it prints its URL."""
+    """Start `orchestr8 serve --port 0` on `journal` (a path or a URL); yield it once it is up."""
     command = [
         sys.executable,
         "-m",

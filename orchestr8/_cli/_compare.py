@@ -27,7 +27,7 @@ async def compare(first_id: str, second_id: str, as_json: bool, journal: str | N
     ones (a step of one side only is shown as such). Changed outputs, and the workflow documents
     and inputs when they differ, are shown as unified diffs of their pretty JSON.
     """
-    from ._support import EXIT_OK, find_execution, guard, journal_path
+    from ._support import EXIT_OK, find_execution, guard, journal_location
 
     async def action() -> int:
         from .._execution._liveness import shown_status
@@ -37,9 +37,9 @@ async def compare(first_id: str, second_id: str, as_json: bool, journal: str | N
         from ._time_travel import render_comparison
         from ._views import dump_json, wants_color
 
-        path = journal_path(journal, must_exist=True)
+        location = journal_location(journal, must_exist=True)
         sides = []
-        async with open_journal(path) as store:
+        async with open_journal(location) as store:
             for text in (first_id, second_id):
                 record = await find_execution(store, text)
                 events = await store.events(record.execution_id)

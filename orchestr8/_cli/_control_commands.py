@@ -76,7 +76,7 @@ async def follow(
             server_steps,
             tell_if_waiting,
         )
-        from ._support import declared_steps, find_execution, journal_path
+        from ._support import declared_steps, find_execution, journal_location
 
         if url is not None:
             if journal is not None:
@@ -90,7 +90,7 @@ async def follow(
             return await _until_interrupted(follow_url(url, api_key, follower))
         from .._journal._journal import open_journal
 
-        async with open_journal(journal_path(journal, must_exist=True)) as store:
+        async with open_journal(journal_location(journal, must_exist=True)) as store:
             record = await find_execution(store, execution_id)
             view = progress_view(declared_steps(record), record.started_at)
             follower = Follower(view, record.execution_id, _hint(journal))
@@ -142,9 +142,9 @@ async def cancel(
                 url, api_key, execution_id, reason=told, force=force, by=by, wait=not no_wait
             )
         from .._journal._journal import open_journal
-        from ._support import find_execution, journal_path
+        from ._support import find_execution, journal_location
 
-        async with open_journal(journal_path(journal, must_exist=True)) as store:
+        async with open_journal(journal_location(journal, must_exist=True)) as store:
             record = await find_execution(store, execution_id)
             return await _cancel_in_journal(
                 store, record.execution_id, reason=told, force=force, by=by, wait=not no_wait

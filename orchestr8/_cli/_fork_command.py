@@ -84,7 +84,7 @@ async def fork(
         check_timeout,
         find_execution,
         guard,
-        journal_path,
+        journal_location,
         load_providers,
         load_secrets,
         parse_inputs,
@@ -103,7 +103,7 @@ async def fork(
             # its agents are built in the file's directory and the fork records that one.
             admit_file(workflow_file, providers=providers)
         workflow = Path(workflow_file) if workflow_file is not None else None
-        path = journal_path(journal, must_exist=True)
+        location = journal_location(journal, must_exist=True)
 
         def refused_inputs(error: InputValidationError) -> CommandError:
             redacted = any("redacted" in problem.message for problem in error.problems)
@@ -119,7 +119,9 @@ async def fork(
             from .._execution._runtime import open_runtime
             from ._views import dump_json
 
-            async with open_runtime(journal=path, secrets=secrets, providers=providers) as runtime:
+            async with open_runtime(
+                journal=location, secrets=secrets, providers=providers
+            ) as runtime:
                 record = await find_execution(runtime.journal, execution_id)
                 try:
                     prepared = await runtime.plan_fork(
@@ -151,7 +153,7 @@ async def fork(
 
         return await drive(
             begin,
-            path,
+            location,
             journal,
             cancel_grace,
             as_json,

@@ -243,10 +243,10 @@ async def _answer_in_journal(
     from .._errors import GateAnswerInvalidError
     from .._execution._answers import find_gate, submit_answer
     from .._journal._journal import open_journal
-    from ._support import CommandError, find_execution, journal_path
+    from ._support import CommandError, find_execution, journal_location
 
-    path = journal_path(journal, must_exist=True)
-    async with open_journal(path) as store:
+    location = journal_location(journal, must_exist=True)
+    async with open_journal(location) as store:
         record = await find_execution(store, execution_id)
         if input_pairs:
             spec = await find_gate(store, record.execution_id, gate)

@@ -26,13 +26,14 @@ __all__ = [
 
 
 def journal_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Add `--journal PATH` (default `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`)."""
+    """Add `--journal PATH|URL` (default `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`)."""
     return click.option(
         "--journal",
         "journal",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help="The SQLite journal. [default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
+        help="The journal: a SQLite file, or a PostgreSQL URL (postgresql://...).  "
+        "[default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
     )(function)
 
 

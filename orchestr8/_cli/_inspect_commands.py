@@ -160,7 +160,15 @@ async def inspect(
     the time went; with --at, its state right after one event; with --diff, what changed
     between two events.
     """
-    from ._support import EXIT_OK, CommandError, find_execution, guard, journal_path
+    from ._support import (
+        EXIT_OK,
+        CommandError,
+        describe_journal,
+        find_execution,
+        guard,
+        journal_exists,
+        journal_location,
+    )
 
     async def action() -> int:
         from .._execution._gates import utc_now
@@ -194,12 +202,13 @@ async def inspect(
         if timeline and (execution_id is None or as_json):
             raise CommandError("--timeline needs an execution ID and draws text, not --json")
         _check_time_travel(execution_id, at, diff, timeline)
-        path = journal_path(journal, must_exist=execution_id is not None)
+        location = journal_location(journal, must_exist=execution_id is not None)
         color = wants_color(sys.stdout)
-        if execution_id is None and not path.exists():
-            click.echo("[]" if as_json else f"no executions: there is no journal at {path}")
+        if execution_id is None and not journal_exists(location):
+            where = describe_journal(location)
+            click.echo("[]" if as_json else f"no executions: there is no journal at {where}")
             return EXIT_OK
-        async with open_journal(path) as store:
+        async with open_journal(location) as store:
             if execution_id is None:
                 page = await list_shown_executions(
                     store,

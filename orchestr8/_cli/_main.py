@@ -10,7 +10,8 @@ through the `orchestr8.commands` entry-point group, so this package never import
 This module assembles the command line: the group and its plumbing are in `_group`, `run` and
 `resume` in `_run_commands` (driven by `_run`), `validate`, `schema` and `inspect` in
 `_inspect_commands`, `compare` in `_compare`, `prune` in `_retention_commands`, `fork` in
-`_fork_command`, `eval` in `_eval_command`; their shared helpers live in `_support`.
+`_fork_command`, `eval` in `_eval_command`, `journal migrate` and `journal copy` in
+`_journal_commands`; their shared helpers live in `_support`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._fork_command import fork
 from ._gate_commands import approve, reject
 from ._group import add_logging_options, cli, show_usage_error
 from ._inspect_commands import inspect, schema, validate
+from ._journal_commands import journal_group
 from ._retention_commands import prune
 from ._run_commands import resume, run
 
@@ -38,6 +40,7 @@ for _command in (run, resume, validate, schema, inspect, compare, prune, fork, a
 cli.add_command(follow)
 cli.add_command(cancel)
 cli.add_command(eval_command)
+cli.add_command(journal_group)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

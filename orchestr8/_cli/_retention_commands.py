@@ -49,10 +49,11 @@ async def prune(
 
     Deletes succeeded, failed and cancelled executions (or those of --status) whose end is older
     than DURATION, with their events, control requests and child executions, and the workflow
-    documents nothing refers to any more; then compacts the file. Running, pending, waiting and
-    interrupted executions are never pruned, nor those a live process holds.
+    documents nothing refers to any more; then compacts the file (on PostgreSQL: VACUUM
+    (ANALYZE), never VACUUM FULL). Running, pending, waiting and interrupted executions are never
+    pruned, nor those a live process holds (on PostgreSQL: a live lease).
     """
-    from ._support import EXIT_OK, CommandError, guard, journal_path
+    from ._support import EXIT_OK, CommandError, describe_journal, guard, journal_location
 
     async def action() -> int:
         import datetime
@@ -85,7 +86,8 @@ async def prune(
             if not wanted:
                 raise CommandError(message)
             click.echo(f"note: {message}", err=True)
-        path = journal_path(journal, must_exist=True)
+        location = journal_location(journal, must_exist=True)
+        where = describe_journal(location)
         try:
             moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
         except OverflowError:
@@ -93,15 +95,26 @@ async def prune(
                 f"--older-than: {older_than} reaches back before the year 1; nothing is that old"
             ) from None
         cutoff = utc_timestamp(moment)
-        report = await trio.to_thread.run_sync(
-            lambda: prune_journal_file(
-                path,
-                cutoff=cutoff,
-                statuses=wanted or PRUNABLE_STATUSES,
-                held=lambda ids: held_executions(path, ids),
-                dry_run=dry_run,
+        if isinstance(location, str):
+            from .._journal._postgres_retention import prune_journal_database
+
+            url = location
+            report = await trio.to_thread.run_sync(
+                lambda: prune_journal_database(
+                    url, cutoff=cutoff, statuses=wanted or PRUNABLE_STATUSES, dry_run=dry_run
+                )
             )
-        )
+        else:
+            path = location
+            report = await trio.to_thread.run_sync(
+                lambda: prune_journal_file(
+                    path,
+                    cutoff=cutoff,
+                    statuses=wanted or PRUNABLE_STATUSES,
+                    held=lambda ids: held_executions(path, ids),
+                    dry_run=dry_run,
+                )
+            )
         if as_json:
             click.echo(dump_json({**report.to_json(), "older_than": describe_duration(seconds)}))
             return EXIT_OK
@@ -117,12 +130,14 @@ async def prune(
         for skipped in report.skipped:
             click.echo(f"kept {skipped.execution_id}: {skipped.reason}")
         if dry_run:
-            click.echo(f"journal {path}: {_size(report.bytes_before)}; nothing deleted (--dry-run)")
+            click.echo(
+                f"journal {where}: {_size(report.bytes_before)}; nothing deleted (--dry-run)"
+            )
             return EXIT_OK
         after = report.bytes_after if report.bytes_after is not None else report.bytes_before
         how = "compacted" if report.compacted else report.compaction_note
         click.echo(
-            f"journal {path}: {_size(report.bytes_before)} → {_size(after)} "
+            f"journal {where}: {_size(report.bytes_before)} → {_size(after)} "
             f"({_size(max(report.bytes_before - after, 0))} freed; {how})"
         )
         return EXIT_OK

@@ -8,18 +8,18 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncclick as click
 
-from ._support import EXIT_OK, exit_code
+from ._support import EXIT_OK, describe_journal, exit_code
 
 if TYPE_CHECKING:
     from .._execution._results import ExecutionResult
     from .._execution._runtime import ExecutionHandle, Runtime
     from .._execution._secrets import Secrets
     from .._journal._journal import Journal
+    from .._shell._options import JournalLocation
     from .._workflow._provider_specs import ProviderSpec
     from ._progress import ProgressView
 
@@ -29,7 +29,7 @@ Begin = Callable[["Runtime"], Awaitable[tuple["ExecutionHandle", list[str], str]
 
 async def drive(
     begin: Begin,
-    path: Path,
+    location: JournalLocation,
     journal_given: str | None,
     cancel_grace: float,
     as_json: bool,
@@ -54,7 +54,7 @@ async def drive(
     try:
         return await _drive_runtime(
             begin,
-            path,
+            location,
             journal_given,
             cancel_grace,
             as_json,
@@ -69,7 +69,7 @@ async def drive(
 
 async def _drive_runtime(
     begin: Begin,
-    path: Path,
+    location: JournalLocation,
     journal_given: str | None,
     cancel_grace: float,
     as_json: bool,
@@ -126,7 +126,7 @@ async def _drive_runtime(
         async with trio.open_nursery() as shell:
             async with (
                 open_runtime(
-                    journal=path,
+                    journal=location,
                     cancel_grace=cancel_grace,
                     secrets=secrets,
                     sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
@@ -205,7 +205,7 @@ def waiting_note(execution_id: str, gates: list[str], journal_given: str | None)
     """What `run` says when it stops at approval gates: which wait, how to answer, how to go on."""
     import shlex
 
-    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    option = f" --journal {shlex.quote(describe_journal(journal_given))}" if journal_given else ""
     lines = [f"execution {execution_id} is waiting for approval: {', '.join(gates) or 'gates'}"]
     for gate in gates:
         quoted = shlex.quote(gate)
@@ -262,7 +262,7 @@ def _command(name: str, journal_given: str | None, execution_id: str) -> str:
     """The command line that runs `name` on the execution, with the same `--journal`."""
     import shlex
 
-    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    option = f" --journal {shlex.quote(describe_journal(journal_given))}" if journal_given else ""
     return f"orchestr8 {name}{option} {execution_id}"
 
 

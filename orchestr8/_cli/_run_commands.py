@@ -119,7 +119,7 @@ async def run(
         check_max_cost,
         check_timeout,
         guard,
-        journal_path,
+        journal_location,
         load_providers,
         load_secrets,
         parse_inputs,
@@ -152,7 +152,7 @@ async def run(
 
         return await drive(
             begin,
-            journal_path(journal),
+            journal_location(journal),
             journal,
             cancel_grace,
             as_json,
@@ -211,7 +211,7 @@ async def resume(
         declared_steps,
         find_execution,
         guard,
-        journal_path,
+        journal_location,
         load_providers,
         load_secrets,
         parse_inputs,
@@ -224,7 +224,7 @@ async def resume(
         secrets = load_secrets(secrets_file)
         providers = load_providers(providers_file)
         allow_local_imports()
-        path = journal_path(journal, must_exist=True)
+        location = journal_location(journal, must_exist=True)
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             from .._errors import InputValidationError
@@ -271,7 +271,7 @@ async def resume(
 
         return await drive(
             begin,
-            path,
+            location,
             journal,
             cancel_grace,
             as_json,

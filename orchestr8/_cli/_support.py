@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 import asyncclick as click
 
 from .._shell._options import CommandError as CommandError
-from .._shell._options import journal_path as journal_path
+from .._shell._options import describe_journal as describe_journal
+from .._shell._options import journal_exists as journal_exists
+from .._shell._options import journal_location as journal_location
+from .._shell._options import no_journal_message as no_journal_message
 from .._shell._process import ExitCode, guard_errors
 
 if TYPE_CHECKING:
@@ -203,7 +206,7 @@ async def find_execution(journal: Journal, text: str) -> ExecutionRecord:
             if len(matches) > 1 or cursor is None:
                 break
     if not matches:
-        raise CommandError(f"no execution {text!r} in the journal {journal.path}")
+        raise CommandError(f"no execution {text!r} in the journal {journal.location}")
     if len(matches) > 1:
         shown = ", ".join(record.execution_id for record in matches[:2])
         raise CommandError(

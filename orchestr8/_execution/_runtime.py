@@ -509,7 +509,8 @@ async def open_runtime(
     """Open a runtime whose executions live exactly as long as the block.
 
     Args:
-        journal: an open `Journal`, a SQLite file path, or None for an in-memory journal.
+        journal: an open `Journal`, a SQLite file path, a PostgreSQL URL
+            (`postgresql://...`, docs/scale-out.md), or None for an in-memory journal.
         agents: agents of the embedding program by id; they shadow the built-ins.
         bus: the event bus to publish on (views subscribe to it); a new one by default.
         cancel_grace: seconds a cancelled execution's agents get to finish before being forced.
@@ -539,9 +540,7 @@ async def open_runtime(
     configured = configured_providers(providers)
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
-            journal = await stack.enter_async_context(
-                open_journal(None if journal is None else Path(journal))
-            )
+            journal = await stack.enter_async_context(open_journal(journal))
         locks = ExecutionLocks(journal.path, journal=journal)
         stack.callback(locks.close)
         async with trio.open_nursery() as nursery:

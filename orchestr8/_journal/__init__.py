@@ -6,7 +6,9 @@ Holds `_events` (the envelope and vocabulary), `_journal` (the interface and its
 `_postgres` (the PostgreSQL journal: `_postgres_store` its SQL and batch rules,
 `_postgres_requests` its control requests, `_postgres_schema` its schema and URL;
 `_postgres_resilience` the SQL of the breakers, slots and buckets processes share),
-`_recovery`, `_retention` (pruning old finished executions from a file, and compacting it),
+`_recovery`, `_retention` (pruning old finished executions from a file, and compacting it) and
+`_postgres_retention` (the same on PostgreSQL), `_journal_copy` (a journal copied to another,
+on `_copy_stores`),
 `_page_filter` (which executions a list page keeps), `_event_query` (the journal's filtered,
 newest-first reads), and the read models built from events: `_replay` (execution and step
 state), `_timeline` and its row model `_timeline_rows` (attempts over time), `_map_items` (a

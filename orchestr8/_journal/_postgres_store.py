@@ -73,7 +73,9 @@ _INSERT_EXECUTION = (
     f" VALUES ({', '.join(['%s'] * (len(EXECUTION_FIELDS) + 1))})"
     " ON CONFLICT DO NOTHING RETURNING 1"
 )
-_DOCUMENT_HASHES = "SELECT step_hashes FROM workflow_documents WHERE digest = %s"
+# Locked (key share) until the batch commits: a prune deleting unreferenced documents
+# (`_postgres_retention`) waits for it, then sees the execution that now refers to the document.
+_DOCUMENT_HASHES = "SELECT step_hashes FROM workflow_documents WHERE digest = %s FOR KEY SHARE"
 # Another journal object (a worker, a server) may store the same new document at the same moment:
 # the later insert waits for the earlier one's commit, then keeps its row (adding step hashes it
 # was stored without), instead of failing the batch on the primary key.

@@ -45,6 +45,7 @@ __all__ = [
     "HeldExecutions",
     "PruneReport",
     "SkippedExecution",
+    "check_statuses",
     "describe_duration",
     "parse_duration",
     "prune_journal_file",
@@ -191,6 +192,22 @@ def _file_bytes(path: Path) -> int:
     return total
 
 
+def check_statuses(statuses: Collection[str]) -> tuple[str, ...]:
+    """The statuses a prune deletes, sorted; only finished ones (`PRUNABLE_STATUSES`) may be.
+
+    Raises:
+        ValueError: `statuses` is empty or names a status that is not a finished one.
+    """
+    wanted = tuple(sorted(set(statuses)))
+    refused = [status for status in wanted if status not in PRUNABLE_STATUSES]
+    if refused or not wanted:
+        raise ValueError(
+            f"only finished executions are pruned ({', '.join(PRUNABLE_STATUSES)}), "
+            f"not {', '.join(refused) or 'none'}"
+        )
+    return wanted
+
+
 def prune_journal_file(
     path: Path,
     *,
@@ -210,13 +227,7 @@ def prune_journal_file(
         ValueError: `statuses` names a status that is not a finished one.
         JournalError: the file is not a journal, or reading or writing it failed.
     """
-    wanted = tuple(sorted(set(statuses)))
-    refused = [status for status in wanted if status not in PRUNABLE_STATUSES]
-    if refused or not wanted:
-        raise ValueError(
-            f"only finished executions are pruned ({', '.join(PRUNABLE_STATUSES)}), "
-            f"not {', '.join(refused) or 'none'}"
-        )
+    wanted = check_statuses(statuses)
     if not path.is_file():
         raise JournalError(f"there is no journal at {path}")
     before = _file_bytes(path)

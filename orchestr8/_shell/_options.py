@@ -1,4 +1,4 @@
-"""What the `orchestr8` commands of every view share: option types, the journal path, user errors.
+"""What the `orchestr8` commands of every view share: option types, the journal location, errors.
 
 Both views that offer commands use them (`_cli`'s run and resume, `_web`'s serve), so they live
 below both; only asyncclick is imported, keeping `orchestr8 --help` fast.
@@ -48,15 +48,32 @@ class CommandError(Exception):
     """A problem with what the user asked for; printed as `error: message`, exit code 1."""
 
 
-def journal_path(option: str | None, *, must_exist: bool = False) -> Path:
+JournalLocation = Path | str
+"""Where a journal is: a SQLite file's path, or a PostgreSQL URL (`postgresql://...`)."""
+
+
+def journal_location(option: str | None, *, must_exist: bool = False) -> JournalLocation:
     """The journal to use: `--journal`, else `$ORCHESTR8_JOURNAL`, else `./.orchestr8/journal.db`.
 
+    A value `is_postgres_url` accepts is a PostgreSQL journal and is returned as the URL (a
+    `str`); anything else is a SQLite file's path. `must_exist` asks for a journal that is
+    there already: a file at the path, or a database that holds an orchestr8 journal.
+
     Raises:
-        CommandError: `--journal` is empty, or `must_exist` and there is no file there.
+        CommandError: `--journal` is empty, or `must_exist` and there is no journal there.
+        JournalError: the URL is malformed, the database cannot be reached (with
+            `must_exist`), or psycopg is not installed.
     """
+    from .._journal._postgres_schema import check_url, is_postgres_url
+
     if option is not None and not option.strip():
         raise CommandError("--journal: the path is empty")
     configured = option or os.environ.get("ORCHESTR8_JOURNAL")
+    if configured and is_postgres_url(configured):
+        check_url(configured)
+        if must_exist and not journal_exists(configured):
+            raise CommandError(no_journal_message(configured))
+        return configured
     if configured:
         path = Path(configured).expanduser()
     elif must_exist:
@@ -66,8 +83,48 @@ def journal_path(option: str | None, *, must_exist: bool = False) -> Path:
 
         path = default_journal_path()
     if must_exist and not path.exists():
-        raise CommandError(f"there is no journal at {path}")
+        raise CommandError(no_journal_message(path))
     return path
+
+
+def journal_exists(location: JournalLocation) -> bool:
+    """Whether a journal is there: the file exists, or the database holds the journal's schema.
+
+    Raises:
+        JournalError: the database cannot be reached or logged into (the message says which).
+    """
+    from .._journal._postgres_schema import connect, found_version, is_postgres_url
+
+    if not is_postgres_url(location):
+        return Path(location).exists()
+    assert isinstance(location, str)
+    connection = connect(location, purpose="orchestr8 cli")
+    try:
+        return found_version(connection) is not None
+    finally:
+        connection.close()
+
+
+def no_journal_message(location: JournalLocation) -> str:
+    """Say that there is no journal at `location`, and for a database how to create one."""
+    from .._journal._postgres_schema import is_postgres_url, redact_url
+
+    if not is_postgres_url(location):
+        return f"there is no journal at {location}"
+    where = redact_url(str(location))
+    return (
+        f"the database {where} holds no orchestr8 journal; create one with: "
+        f"orchestr8 journal migrate --journal {where}"
+    )
+
+
+def describe_journal(location: JournalLocation) -> str:
+    """The journal's location for people: the path, or the URL without its password."""
+    from .._journal._postgres_schema import is_postgres_url, redact_url
+
+    if isinstance(location, str) and is_postgres_url(location):
+        return redact_url(location)
+    return str(location)
 
 
 def providers_option(function: Callable[..., Any]) -> Callable[..., Any]:

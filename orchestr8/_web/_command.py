@@ -32,9 +32,10 @@ __all__ = ["main", "register_serve", "serve_command"]
 )
 @click.option(
     "--journal",
-    metavar="PATH",
+    metavar="PATH|URL",
     default=None,
-    help="The SQLite journal. [default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
+    help="The journal: a SQLite file, or a PostgreSQL URL (postgresql://...).  "
+    "[default: $ORCHESTR8_JOURNAL, else ./.orchestr8/journal.db]",
 )
 @click.option(
     "--api-key",

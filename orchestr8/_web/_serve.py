@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
@@ -39,6 +38,7 @@ from ._open_browser import dashboard_url, open_in_browser
 if TYPE_CHECKING:
     from .._execution._runtime import Runtime
     from .._journal._journal import Journal
+    from .._shell._options import JournalLocation
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
@@ -232,10 +232,11 @@ async def _run_service(
     from .._execution._runtime import open_runtime
     from .._execution._secrets import Secrets
     from .._journal._recovery import keep_journal_working
+    from .._shell._options import describe_journal
 
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise ValueError("the API key must be printable ASCII")
-    path = _journal_path(journal)
+    location = _journal_location(journal)
     secrets = None if secrets_file is None else Secrets.from_file(secrets_file)
     _allow_local_imports()
     if not logging.getLogger().handlers:
@@ -261,7 +262,7 @@ async def _run_service(
             try:
                 async with (
                     open_runtime(
-                        journal=path,
+                        journal=location,
                         cancel_grace=cancel_grace,
                         secrets=secrets,
                         sync_workers=sync_workers or DEFAULT_SYNC_WORKERS,
@@ -310,7 +311,7 @@ async def _run_service(
                     if open_browser:
                         open_in_browser(dashboard_url(urls[0]), err)
                     auth = "API key required" if api_key else "no API key (loopback only)"
-                    err.write(f"journal: {path}; {auth}; stop with Ctrl-C\n")
+                    err.write(f"journal: {describe_journal(location)}; {auth}; stop with Ctrl-C\n")
                     err.flush()
             except JournalError as error:
                 if not stop.is_set():
@@ -342,16 +343,17 @@ async def _stop_now(journal: Journal, err: TextIO, signal_name: str) -> None:
     await journal.flush()
 
 
-def _journal_path(journal: str | None) -> Path:
-    """The journal `orchestr8 run` would use (`_shell._options.journal_path`), made if missing.
+def _journal_location(journal: str | None) -> JournalLocation:
+    """The journal `orchestr8 run` would use (`_shell._options.journal_location`), made if missing.
 
     Raises:
         ValueError: `--journal` is empty (or only blanks).
+        JournalError: the PostgreSQL URL is malformed (or psycopg is not installed).
     """
-    from .._shell._options import CommandError, journal_path
+    from .._shell._options import CommandError, journal_location
 
     try:
-        return journal_path(journal)
+        return journal_location(journal)
     except CommandError as error:
         raise ValueError(str(error)) from None
 

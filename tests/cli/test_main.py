@@ -536,6 +536,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             "orchestr8._cli._gate_commands",
             "orchestr8._cli._group",
             "orchestr8._cli._inspect_commands",
+            "orchestr8._cli._journal_commands",
             "orchestr8._cli._main",
             "orchestr8._cli._retention_commands",
             "orchestr8._cli._run_commands",

@@ -185,3 +185,20 @@ def test_prune_beside_a_live_run_leaves_the_run_whole(tmp_path: Path) -> None:
     types = event_types(path, match.group(1))
     assert types.count("step.succeeded") == 40
     assert types[-1] == "execution.succeeded"
+
+
+def test_prune_on_postgresql_deletes_the_same_and_vacuums(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`--journal URL`: the same executions go as from the file; the report says it vacuumed."""
+    from orchestr8._journal._journal_copy import copy_journal
+
+    copy_journal(_journal(tmp_path), postgres_url, held=lambda ids: ())
+    dry = cli("prune", "--older-than", "30d", "--dry-run", "--journal", postgres_url, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "would prune 3 executions (1 child execution)" in dry.stdout
+    assert f"journal {postgres_url}: " in dry.stdout
+    done = cli("prune", "--older-than", "30d", "--journal", postgres_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pruned 3 executions (1 child execution) that ended before" in done.stdout
+    assert "freed; vacuumed (VACUUM (ANALYZE))" in done.stdout

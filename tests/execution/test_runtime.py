@@ -134,6 +134,20 @@ async def test_run_workflow_with_a_journal_path_leaves_a_readable_journal(tmp_pa
     assert_replays_to(result, events)
 
 
+async def test_run_workflow_with_a_postgresql_url_leaves_the_execution_there(
+    postgres_url: str,
+) -> None:
+    """A `postgresql://` URL given as the journal is a PostgreSQL journal, not a file's name."""
+    result = await run_workflow(
+        workflow({"id": "a", "agent": "echo", "input": 7}), journal=postgres_url
+    )
+    async with open_journal(postgres_url) as journal:
+        events = await journal.events(result.execution_id)
+        assert journal.path is None
+    assert events[-1].type == EventType.EXECUTION_SUCCEEDED
+    assert_replays_to(result, events)
+
+
 async def test_workflows_load_from_a_path_json_text_a_dict_or_a_workflow(tmp_path: Path) -> None:
     """The runtime accepts every form of workflow."""
     document = workflow({"id": "a", "agent": "echo", "input": "hi"})
