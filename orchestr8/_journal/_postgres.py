@@ -84,9 +84,8 @@ class PostgresJournal(ListeningJournal):
         self._lost: str | None = None
         """Why the writer is reconnecting (None: it is not)."""
         self._store_closed = False
-        # Followers (in any process) are woken by one NOTIFY per committed batch.
+        # Followers (in any process) are woken by one NOTIFY per committed batch (`open`).
         self._listen_to(store.url)
-        store.add_batch_hook(notify_in_transaction)
 
     @classmethod
     async def open(
@@ -109,6 +108,7 @@ class PostgresJournal(ListeningJournal):
         store = await trio.to_thread.run_sync(
             PostgresStore.open, url, limiter=trio.CapacityLimiter(1)
         )
+        store.add_batch_hook(notify_in_transaction)
         return cls(
             store,
             queue_size=queue_size,
