@@ -1193,6 +1193,8 @@ async def test_a_wait_for_events_with_nothing_new_lasts_within(
     async with opener() as journal:
         # Woken by NOTIFY: the shared journal without a file, PostgreSQL.
         assert journal.event_wakeups is (journal.shared and journal.path is None)
+        # Nothing follows yet: no trouble waking followers (SQLite and memory never have any).
+        assert journal.wakeup_trouble is None
         await journal.create_execution(record())
         started = trio.current_time()
         await journal.wait_for_events("run-1", 0, 3.0)
