@@ -160,11 +160,10 @@ async def _cancel_in_journal(
     import trio
 
     from .._execution._cancelling import cancel_execution
-    from .._execution._lock import ExecutionLocks, held_executions
+    from .._execution._claims import held, open_claims
     from ._support import EXIT_INVALID, EXIT_OK
 
-    locks = ExecutionLocks(store.path, journal=store)
-    try:
+    async with open_claims(store) as locks:
         outcome = await cancel_execution(
             store, locks, execution_id, reason=reason, force=force, by=by
         )
@@ -184,8 +183,8 @@ async def _cancel_in_journal(
                 record = await store.get_execution(execution_id)
                 if record.status.is_terminal:
                     break
-                path = store.path
-                if path is not None and execution_id not in held_executions(path, [execution_id]):
+                holding = await held(store, [execution_id])
+                if holding is not None and execution_id not in holding:
                     # Its process stopped without acting on it (it died, or waits for answers).
                     outcome = await cancel_execution(
                         store, locks, execution_id, reason=reason, force=force, by=by
@@ -195,8 +194,6 @@ async def _cancel_in_journal(
                         report_cancelled(execution_id, reason, recorded)
                         return EXIT_OK
                 await trio.sleep(CANCEL_POLL_INTERVAL)
-    finally:
-        locks.close()
     status = (await store.get_execution(execution_id)).status
     if str(status) == "cancelled":
         report_cancelled(execution_id, reason, await _recorded_reason(store, execution_id))

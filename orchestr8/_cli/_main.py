@@ -32,6 +32,7 @@ from ._inspect_commands import inspect, schema, validate
 from ._journal_commands import journal_group
 from ._retention_commands import prune
 from ._run_commands import resume, run
+from ._worker_command import worker
 
 __all__ = ["cli", "run_command_line"]
 
@@ -41,6 +42,7 @@ cli.add_command(follow)
 cli.add_command(cancel)
 cli.add_command(eval_command)
 cli.add_command(journal_group)
+cli.add_command(worker)
 
 
 def run_command_line(commands: Sequence[click.Command]) -> None:

@@ -91,6 +91,17 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Cap what the execution's model calls may cost, in US dollars (the lower of it and"
     " the workflow's budget.max_cost_usd wins).",
 )
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Queue the execution for `orchestr8 worker` processes (a PostgreSQL journal) and"
+    " print its id, instead of running it here.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="With --submit: follow the execution until it ends, and exit as run does.",
+)
 @run_options
 async def run(
     file: str,
@@ -105,15 +116,21 @@ async def run(
     exit_when_waiting: bool = False,
     providers_file: str | None = None,
     max_cost: float | None = None,
+    submit: bool = False,
+    wait: bool = False,
 ) -> int:
     """Run a workflow file: progress on stderr, the result on stdout.
 
     The exit code tells how it ended: 0 succeeded, 1 invalid workflow, inputs or options, 2 a step
     failed, 3 timed out, 5 stopped with approval gates open (--exit-when-waiting), 130
-    interrupted (Ctrl-C cancels the run; a second Ctrl-C stops at once).
+    interrupted (Ctrl-C cancels the run; a second Ctrl-C stops at once). With --submit (a
+    PostgreSQL journal) a worker runs it: the id is printed, exit 0; --wait follows it to its
+    end and exits as above (Ctrl-C stops following, not the execution).
     """
     from ._run import drive
+    from ._submitting import submit_location, submit_run
     from ._support import (
+        CommandError,
         admit_file,
         allow_local_imports,
         check_max_cost,
@@ -136,8 +153,20 @@ async def run(
         allow_local_imports()
         # Admitted before the journal opens (a bad file or input leaves none behind), once:
         # the runtime starts this admission as it is.
+        if wait and not submit:
+            raise CommandError("--wait follows a submitted execution: give --submit too")
+        location = submit_location(journal) if submit else None
         admission = admit(admit_file(file, providers=providers, max_cost_usd=cost_cap), inputs)
         workflow = admission.workflow
+        if location is not None:
+            return await submit_run(
+                admission,
+                location,
+                journal_given=journal,
+                wait=wait,
+                as_json=as_json,
+                step_ids=[step.id for step in workflow.steps],
+            )
 
         async def begin(runtime: Runtime) -> tuple[ExecutionHandle, list[str], str]:
             from .._observability._redaction import redact

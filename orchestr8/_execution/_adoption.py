@@ -22,7 +22,7 @@ from .._errors import (
     MissingSecretError,
     WorkflowValidationError,
 )
-from ._lock import held_executions
+from ._claims import held
 
 if TYPE_CHECKING:
     from ._handle import ExecutionHandle
@@ -75,8 +75,7 @@ async def adopt(runtime: Runtime, execution_id: str) -> ExecutionHandle | None:
     record = await runtime.journal.get_execution(root)
     if str(record.status) != WAITING or runtime.find(root) is not None:
         return None
-    path = runtime.journal.path
-    if path is not None and held_executions(path, [root]):
+    if await held(runtime.journal, [root]):
         return None
     try:
         handle = await runtime.resume(root)

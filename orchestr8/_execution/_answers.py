@@ -34,9 +34,9 @@ from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._json import append_path
 from .._workflow._approvals import with_defaults
+from ._claims import held
 from ._gates import gate_document as gates_gate_document
 from ._gates import gate_step_id, utc_now
-from ._lock import held_executions
 
 if TYPE_CHECKING:
     from .._journal._journal import ExecutionRecord, Journal
@@ -435,7 +435,7 @@ async def submit_answer(
     problems = answer_problems(body, spec.schema)
     if problems or not isinstance(body, Mapping):
         raise GateAnswerInvalidError(problems)
-    runner = _runner(journal, runtime, execution_id)
+    runner = await _runner(journal, runtime, execution_id)
     if runner == "nobody":
         _refuse_if_expired(spec)
     try:
@@ -507,14 +507,13 @@ def _answered_message(spec: GateSpec, existing: ControlRequest) -> str:
     )
 
 
-def _runner(journal: Journal, runtime: Runtime | None, execution_id: str) -> Runner:
+async def _runner(journal: Journal, runtime: Runtime | None, execution_id: str) -> Runner:
     """Who runs the execution: this runtime, another process (its lock is held), or nobody."""
     if runtime is not None:
         handle = runtime.find(execution_id)
         if handle is not None and not handle.done:
             return "here"
-    path = journal.path
-    if path is not None and held_executions(path, [execution_id]):
+    if await held(journal, [execution_id]):
         return "elsewhere"
     return "nobody"
 

@@ -27,9 +27,9 @@ from .._journal._journal import Journal
 from .._journal._replay import replay
 from .._journal._requests import ControlRequest, RequestKind
 from .._supervision._bus import EventBus
+from ._claims import ExecutionClaims
 from ._emitter import Emitter
 from ._handle import ExecutionHandle
-from ._lock import ExecutionLocks
 
 __all__ = ["CancelOutcome", "cancel_execution", "cancel_unowned"]
 
@@ -56,7 +56,7 @@ class CancelOutcome:
 
 async def cancel_execution(
     journal: Journal,
-    locks: ExecutionLocks,
+    locks: ExecutionClaims,
     execution_id: str,
     *,
     reason: str,
@@ -78,7 +78,7 @@ async def cancel_execution(
         handle.cancel(reason, force=force)
         return CancelOutcome(execution_id, record.status, in_process=True)
     _refuse_finished(execution_id, record.status)
-    if not locks.acquire(execution_id):
+    if not await locks.acquire(execution_id):
         request = await journal.submit_request(
             execution_id, RequestKind.CANCEL, {"reason": reason, "force": force, "by": by}
         )
@@ -86,13 +86,13 @@ async def cancel_execution(
     try:
         status = await cancel_unowned(journal, locks, execution_id, reason, bus=bus)
     finally:
-        locks.release(execution_id)
+        await locks.release(execution_id)
     return CancelOutcome(execution_id, status)
 
 
 async def cancel_unowned(
     journal: Journal,
-    locks: ExecutionLocks,
+    locks: ExecutionClaims,
     execution_id: str,
     reason: str,
     *,
@@ -117,11 +117,11 @@ async def cancel_unowned(
         if step.child is None:
             continue
         child = await journal.get_execution(step.child)
-        if not child.status.is_terminal and locks.acquire(step.child):
+        if not child.status.is_terminal and await locks.acquire(step.child):
             try:
                 await cancel_unowned(journal, locks, step.child, reason, bus=bus)
             finally:
-                locks.release(step.child)
+                await locks.release(step.child)
     offset = state.elapsed + (_seconds_since(events[-1].ts) if events else 0.0)
     factory = EventFactory(execution_id, next_seq=state.last_seq + 1, elapsed_offset=offset)
     emitter = Emitter(factory, journal, bus if bus is not None else EventBus())

@@ -181,7 +181,7 @@ class ChildRunner:
                 parent_budget=parent_budget,
             )
         try:
-            release = self._starter.hold_child(run)
+            release = await self._starter.hold_child(run)
         except BaseException:
             lease.release()
             raise
@@ -199,7 +199,7 @@ class ChildRunner:
             )
             result = await _drive(run, context)
         finally:
-            release()
+            await release()
             lease.release()
         if result.status is ExecutionStatus.SUCCEEDED:
             return result.output

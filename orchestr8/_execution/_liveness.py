@@ -12,7 +12,9 @@ it is never written to the journal, whose format stays as it is: resuming the ex
 The order of the checks matters. The lock is read after the journal status, and the status of an
 execution found unlocked is read again: a run that ends meanwhile commits its ending before it
 lets go of its lock, so it shows as finished, never as interrupted. A memory journal lives and
-dies with the only process that can run its executions, so they are never interrupted.
+dies with the only process that can run its executions, so they are never interrupted. On a
+PostgreSQL journal the locks are leases (`_claims.held`): an execution is held while some
+runtime's lease on it is live, or while it is queued for the workers (one will run it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import attrs
 from .._journal._events import ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._records import encode_cursor
-from ._lock import held_executions
+from ._claims import held
 
 INTERRUPTED: Final = "interrupted"
 """The status shown for an execution that is not finished, but that no process runs."""
@@ -48,11 +50,13 @@ async def interrupted_executions(
     Raises:
         JournalError: the journal or its lock file cannot be read.
     """
-    path = journal.path
     unfinished = {execution_id for execution_id, status in candidates if status in _LIVE}
-    if path is None or not unfinished:
+    if not unfinished:
         return frozenset()
-    unlocked = unfinished - held_executions(path, unfinished)
+    holding = await held(journal, unfinished)
+    if holding is None:
+        return frozenset()
+    unlocked = unfinished - holding
     interrupted = set()
     for execution_id in unlocked:
         if (await journal.get_execution(execution_id)).status in _LIVE:

@@ -3,8 +3,9 @@
 `open_runtime` owns a journal, an event bus, the agent registry, the resilience state shared by all
 executions (circuit breakers, bulkheads, rate limiters) and a nursery in which every execution
 runs. Leaving the block cancels what still runs (cooperatively, recorded as `cancelled`) and
-flushes the journal. With a SQLite file journal, the runtime locks every execution it runs
-(`_lock`), so no other process can resume it meanwhile.
+flushes the journal. The runtime claims every execution it runs (`_claims`: an fcntl lock on a
+SQLite file journal, a fenced lease on a PostgreSQL one), so no other process can resume it
+meanwhile; on PostgreSQL, `submit` queues an execution for `orchestr8 worker` processes.
 
 The runtime is where a request is admitted (`_admission`), once: `load` checks a document in
 one pass and builds each step's agent once, and keeps those agents with the loaded workflow, so
@@ -44,7 +45,7 @@ from .._errors import (
     exception_leaves,
     unwrap_single_error,
 )
-from .._journal._events import EventFactory, EventType
+from .._journal._events import EventFactory, EventType, ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
 from .._json import JSON
@@ -62,11 +63,17 @@ from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows, file_directory
 from ._admission import WorkflowLike as WorkflowLike
 from ._cancelling import CancelOutcome, cancel_execution
+from ._claims import (
+    SUBMIT_NEEDS_POSTGRES,
+    ExecutionClaims,
+    open_claims,
+    postgres_parts,
+    submit_execution,
+)
 from ._control import ControlLoop
 from ._engine import ExecutionRun
 from ._forking import PreparedFork, copied_events, prepare_fork
 from ._handle import ExecutionHandle as ExecutionHandle
-from ._lock import ExecutionLocks
 from ._results import ExecutionResult, replayed_result
 from ._secrets import Secrets, secret_names
 from ._starting import Starter
@@ -92,7 +99,7 @@ class Runtime:
         bus: EventBus,
         cancel_grace: float,
         random_source: random.Random | None,
-        locks: ExecutionLocks,
+        locks: ExecutionClaims,
         sync_limiter: trio.CapacityLimiter | None = None,
         secrets: Secrets | None = None,
         workflows: WorkflowCatalog | None = None,
@@ -143,6 +150,11 @@ class Runtime:
             handle_for=self._handle_for,
             adopt=self._adopt,
         )
+
+    @property
+    def claims(self) -> ExecutionClaims:
+        """How this runtime claims the executions it runs: locks on SQLite, leases on PostgreSQL."""
+        return self._locks
 
     def load(self, workflow: WorkflowLike) -> Workflow:
         """Load a workflow and check its agents exist and accept their config.
@@ -222,6 +234,79 @@ class Runtime:
             directory=directory,
         )
 
+    async def submit(
+        self,
+        workflow: WorkflowLike | Admission,
+        inputs: Mapping[str, JSON] | None = None,
+        *,
+        execution_id: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+        max_cost_usd: float | None = None,
+    ) -> ExecutionRecord:
+        """Admit and record an execution for a worker to run (`orchestr8 worker`); its record.
+
+        Admitted exactly like `start`, then recorded (status `pending`, no events yet) and
+        queued on the journal's leases; the workers are woken and one of them runs it. Follow
+        it through the journal (`result`, `journal.events`). With an `idempotency_key` seen
+        before, returns that execution's record instead of queueing another.
+
+        Raises:
+            JournalError: the journal is not PostgreSQL (only workers run queued executions).
+            WorkflowValidationError: the workflow is invalid.
+            InputValidationError: the inputs do not fit, or an input would reach the worker
+                redacted (a secret-looking key: pass it as `${secrets.NAME}`).
+            IdempotencyKeyReusedError: the key was used with another workflow or other inputs.
+        """
+        if postgres_parts(self.journal) is None:
+            raise JournalError(SUBMIT_NEEDS_POSTGRES)
+        cap = _lower_cap(self.max_cost_usd, max_cost_usd)
+        if isinstance(workflow, Admission):
+            if inputs is not None:
+                raise TypeError("an Admission comes with its inputs; pass no inputs with it")
+            self._admitted.remember(workflow.admitted)
+            loaded, checked_inputs = capped_workflow(workflow.workflow, cap), workflow.inputs
+        else:
+            loaded, _ = self._admitted.admit(workflow, max_cost_usd=cap)
+            checked_inputs = validate_inputs(loaded, inputs)
+        record, created = await self._starter.record_submitted(
+            loaded,
+            checked_inputs,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+        )
+        if created or record.status is ExecutionStatus.PENDING:
+            await submit_execution(self.journal, record.execution_id)
+        return record
+
+    async def run_claimed(
+        self, execution_id: str, *, execution_timeout: float | None = None
+    ) -> ExecutionHandle | None:
+        """Run an execution a worker claimed: start it if it never started, else resume it.
+
+        Succeeded steps of a run another worker left are reused, never run again. Returns None
+        (and lets the claim go) when it has ended already or another runtime holds it.
+
+        Raises:
+            InputValidationError, WorkflowValidationError, MissingSecretError: it cannot run
+                here (the claim is let go).
+        """
+        if not await self._locks.acquire(execution_id):
+            return None
+        try:
+            record = await self.journal.get_execution(execution_id)
+            if record.status.is_terminal or record.parent_id is not None:
+                await self._locks.release(execution_id)
+                return None
+            if await self.journal.last_seq(execution_id) == 0:
+                return await self._starter.start_recorded(record, execution_timeout)
+            run, lease = await self._starter.resumed_run(record, execution_timeout, None)
+        except BaseException:
+            await self._locks.release(execution_id)
+            raise
+        return await self._launch(run, lease)
+
     async def resume(
         self,
         execution_id: str,
@@ -254,7 +339,7 @@ class Runtime:
         self._resuming.add(execution_id)
         try:
             # Locked before the journal is replayed: what another process still runs is not read.
-            if not self._locks.acquire(execution_id):
+            if not await self._locks.acquire(execution_id):
                 raise ExecutionStateError(
                     f"execution {execution_id} is running in another process or runtime; "
                     "it cannot be resumed until that run ends"
@@ -262,7 +347,7 @@ class Runtime:
             try:
                 run, lease = await self._starter.resumed_run(record, execution_timeout, inputs)
             except BaseException:
-                self._locks.release(execution_id)
+                await self._locks.release(execution_id)
                 raise
             return await self._launch(run, lease)
         finally:
@@ -290,12 +375,12 @@ class Runtime:
         if execution_id in self._live or execution_id in self._resuming:
             raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         # Locked while its events are read: what another process still runs is not forked.
-        if not self._locks.acquire(execution_id):
+        if not await self._locks.acquire(execution_id):
             raise ForkSourceRunningError(_STILL_RUNNING.format(execution_id))
         try:
             events = await self.journal.events(execution_id)
         finally:
-            self._locks.release(execution_id)
+            await self._locks.release(execution_id)
         recorded_hashes = None if workflow is None else await self.journal.step_hashes(execution_id)
         return prepare_fork(
             record,
@@ -336,15 +421,15 @@ class Runtime:
         # A secret not set refuses the fork before anything is recorded.
         self.secrets.resolve(secret_names(prepared.workflow))
         fork_id = uuid.uuid4().hex
-        if not self._locks.acquire(fork_id):
+        record = prepared.record(fork_id)
+        factory = EventFactory(fork_id)
+        started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
+        await self.journal.create_or_find(record, first_event=started, step_hashes=step_spec_hashes)
+        # Claimed once recorded (a lease refers to its execution's record); the id is new, so
+        # no other run can hold it.
+        if not await self._locks.acquire(fork_id):
             raise ExecutionStateError(f"execution {fork_id} is running in another process")
         try:
-            record = prepared.record(fork_id)
-            factory = EventFactory(fork_id)
-            started = factory.create(EventType.EXECUTION_STARTED, data=prepared.start_data(fork_id))
-            await self.journal.create_or_find(
-                record, first_event=started, step_hashes=step_spec_hashes
-            )
             for event in copied_events(prepared.plan, factory):
                 await self.journal.append(event)
             await self.journal.flush()
@@ -352,7 +437,7 @@ class Runtime:
                 record, execution_timeout, prepared.supplied(), workflow=prepared.workflow
             )
         except BaseException:
-            self._locks.release(fork_id)
+            await self._locks.release(fork_id)
             raise
         return await self._launch(run, lease)
 
@@ -489,7 +574,8 @@ class Runtime:
             # Its events are all emitted (redacted): its secrets need not be known any more.
             lease.release()
             # `run.run()` flushed the journal: another process may resume what it left.
-            self._locks.release(run.execution_id)
+            with trio.CancelScope(shield=True):
+                await self._locks.release(run.execution_id)
 
 
 @asynccontextmanager
@@ -505,6 +591,7 @@ async def open_runtime(
     workflows: Mapping[str, WorkflowDocumentSource] | None = None,
     providers: ProviderSource | None = None,
     max_cost_usd: float | None = None,
+    claims: ExecutionClaims | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime whose executions live exactly as long as the block.
 
@@ -527,6 +614,8 @@ async def open_runtime(
             `ORCHESTR8_PROVIDERS` names, if any. Their clients are closed with the runtime.
         max_cost_usd: the most the model calls of each execution it starts may cost, in US
             dollars (see `Runtime.start`); None: only the workflows' own budgets.
+        claims: how the runtime claims the executions it runs (a worker passes its leases,
+            `_claims.LeaseClaims`); None: `open_claims(journal)`, closed with the runtime.
 
     Raises:
         ValueError: `cancel_grace` is negative, infinite or NaN, `sync_workers` is below 1, or
@@ -541,8 +630,9 @@ async def open_runtime(
     async with unwrap_single_error(), AsyncExitStack() as stack:
         if not isinstance(journal, Journal):
             journal = await stack.enter_async_context(open_journal(journal))
-        locks = ExecutionLocks(journal.path, journal=journal)
-        stack.callback(locks.close)
+        locks = (
+            claims if claims is not None else await stack.enter_async_context(open_claims(journal))
+        )
         async with trio.open_nursery() as nursery:
             shared_state = await open_shared_state(journal, stack, nursery)
             runtime = Runtime(

@@ -23,7 +23,12 @@ import trio
 
 from .._agents._contract import Agent
 from .._agents._registry import AgentRegistry
-from .._errors import ExecutionStateError, IdempotencyKeyReusedError
+from .._errors import (
+    ExecutionStateError,
+    IdempotencyKeyReusedError,
+    InputValidationError,
+    Problem,
+)
 from .._journal._events import EventFactory
 from .._journal._journal import ExecutionRecord, Journal
 from .._journal._replay import ExecutionState
@@ -39,15 +44,22 @@ from .._observability._redaction import (
 from .._supervision._bus import EventBus
 from .._workflow._codec import journal_document
 from .._workflow._document import Workflow
+from .._workflow._inputs import validate_inputs
 from .._workflow._spec_hashes import step_spec_hashes
 from ._admission import Admitter, WorkflowLike, recorded_directory
 from ._children import ChildRunner
+from ._claims import ExecutionClaims
 from ._emitter import Emitter
 from ._engine import ExecutionRun
 from ._handle import ExecutionHandle
-from ._lock import ExecutionLocks
 from ._resumption import plan_resume
-from ._secrets import Secrets, bind_secrets, secret_names, secret_values_of
+from ._secrets import (
+    Secrets,
+    bind_secrets,
+    redacted_inputs,
+    secret_names,
+    secret_values_of,
+)
 from ._spending import JournalSpend, ParentBudget, journal_spend
 from ._state import RunState
 from ._step_resilience import SharedResilience
@@ -67,7 +79,7 @@ class Starter:
         cancel_grace: float,
         random_source: random.Random | None,
         sync_limiter: trio.CapacityLimiter,
-        locks: ExecutionLocks,
+        locks: ExecutionClaims,
         admit: Admitter,
         providers: ProviderCatalog | None = None,
         launch: Callable[[ExecutionRun, SecretLease], Awaitable[ExecutionHandle]],
@@ -223,11 +235,90 @@ class Starter:
             lease.release()
             return await self._handle_for(stored)
         # The id is new, so no other process can hold its lock unless something is badly wrong.
-        if not self._locks.acquire(record.execution_id):
+        if not await self._locks.acquire(record.execution_id):
             raise ExecutionStateError(
                 f"execution {record.execution_id} is running in another process or runtime; "
                 "it cannot be started"
             )
+        return await self._launch(run, lease)
+
+    async def record_submitted(
+        self,
+        loaded: Workflow,
+        checked_inputs: dict[str, Any],
+        *,
+        execution_id: str | None,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """Record an execution for a worker to run (`Runtime.submit`); whether this recorded it.
+
+        Only the record: the worker's run writes its events. A worker sees the inputs as the
+        journal keeps them, so an input redacted there (a secret-looking key) is refused.
+
+        Raises:
+            InputValidationError: an input would reach the worker redacted (each one named).
+            IdempotencyKeyReusedError: the key was used with another workflow or other inputs.
+        """
+        record = _new_record(
+            loaded,
+            self._journal_workflow(loaded),
+            checked_inputs,
+            execution_id or uuid.uuid4().hex,
+            correlation_id,
+        )
+        hidden = redacted_inputs(record.inputs)
+        if hidden:
+            raise InputValidationError(
+                [
+                    Problem(
+                        f"$.{name}",
+                        "the journal keeps this input redacted, so a worker would never see "
+                        "it: pass secrets to workers as ${secrets.NAME} instead",
+                    )
+                    for name in hidden
+                ]
+            )
+        if idempotency_key is not None:
+            existing = await self._journal.find_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                _check_same_request(existing, loaded, checked_inputs)
+                return existing, False
+            record = attrs.evolve(record, idempotency_key=idempotency_key)
+        stored, created = await self._journal.create_or_find(record, step_hashes=step_spec_hashes)
+        if not created:
+            _check_same_request(stored, loaded, checked_inputs)
+        return stored, created
+
+    async def start_recorded(
+        self, record: ExecutionRecord, execution_timeout: float | None
+    ) -> ExecutionHandle:
+        """Start an execution recorded but never started (a submitted one); launch its run.
+
+        The caller holds the execution's claim. Its workflow and inputs are the journal's; its
+        `execution.started` is the first event written (seq 1).
+        """
+        loaded, agents = self._admit(record.workflow)
+        checked_inputs = validate_inputs(loaded, record.inputs)
+        secrets = self._secrets.resolve(secret_names(loaded))
+        lease = default_redactor().lease(secret_values_of(loaded, checked_inputs, secrets))
+        try:
+            bound = bind_secrets(loaded, secrets)
+            emitter = Emitter(EventFactory(record.execution_id), self._journal, self._bus)
+            run = self._execution(
+                record.execution_id,
+                bound,
+                _reusable_agents(loaded, bound, agents),
+                checked_inputs,
+                emitter,
+                execution_timeout,
+                correlation_id=record.correlation_id,
+            )
+            await self._journal.append(run.start_event())
+            await self._journal.flush()
+        except BaseException:
+            lease.release()
+            raise
         return await self._launch(run, lease)
 
     async def child_run(
@@ -282,7 +373,7 @@ class Starter:
             raise
         return run, lease
 
-    def hold_child(self, run: ExecutionRun) -> Callable[[], None]:
+    async def hold_child(self, run: ExecutionRun) -> Callable[[], Awaitable[None]]:
         """Lock a child execution and keep it live in the runtime while it runs; returns the undo.
 
         Its parent's lock already keeps every other run away: this one makes the child show as
@@ -292,16 +383,16 @@ class Starter:
             ExecutionStateError: another run holds the child's lock (never expected).
         """
         execution_id = run.execution_id
-        if not self._locks.acquire(execution_id):
+        if not await self._locks.acquire(execution_id):
             raise ExecutionStateError(
                 f"execution {execution_id} is running in another process or runtime; "
                 "its parent's step cannot run it"
             )
         forget = self._adopt(run)
 
-        def release() -> None:
+        async def release() -> None:
             forget()
-            self._locks.release(execution_id)
+            await self._locks.release(execution_id)
 
         return release
 

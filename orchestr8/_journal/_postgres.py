@@ -83,6 +83,7 @@ class PostgresJournal(ListeningJournal):
         self._requests: PostgresRequests | None = None
         self._lost: str | None = None
         """Why the writer is reconnecting (None: it is not)."""
+        self._append_guard: Callable[[str], JournalError | None] | None = None
         self._store_closed = False
         # Followers (in any process) are woken by one NOTIFY per committed batch (`open`).
         self._listen_to(store.url)
@@ -139,6 +140,35 @@ class PostgresJournal(ListeningJournal):
     def add_batch_hook(self, hook: BatchHook) -> None:
         """Run `hook` in every batch's transaction before COMMIT (fencing, wake-ups)."""
         self._store.add_batch_hook(hook)
+
+    def set_append_guard(self, guard: Callable[[str], JournalError | None] | None) -> None:
+        """Check every appended event's execution id with `guard` before it is queued.
+
+        A refusal fails the journal at once, before the event is queued: the lease side
+        (`_execution/_claims`) refuses events of a lease that lapsed by this process's clock
+        (it froze, or could not renew), so no step starts after its result could be refused.
+        """
+        self._append_guard = guard
+
+    def append_nowait(self, event: Event) -> None:
+        """Queue an event without waiting, once the append guard lets it (see `JournalWriter`)."""
+        if self._append_guard is not None:
+            self._guard(event)
+        super().append_nowait(event)
+
+    async def append(self, event: Event) -> None:
+        """Queue an event, once the append guard lets it (see `JournalWriter`)."""
+        if self._append_guard is not None:
+            self._guard(event)
+        await super().append(event)
+
+    def _guard(self, event: Event) -> None:
+        """Fail the journal (and raise) if the append guard refuses the event."""
+        assert self._append_guard is not None
+        refusal = self._append_guard(event.execution_id)
+        if refusal is not None:
+            self._fail(refusal)
+            self._raise_if_failed()
 
     async def _write(self, items: list[Event | CreateRequest]) -> BatchOutcome:
         """Write one batch on the writer's thread; ride out a lost connection for a bounded time."""

@@ -540,6 +540,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             "orchestr8._cli._main",
             "orchestr8._cli._retention_commands",
             "orchestr8._cli._run_commands",
+            "orchestr8._cli._worker_command",
             "orchestr8._shell",
             "orchestr8._shell._options",
             "orchestr8._version",

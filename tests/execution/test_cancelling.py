@@ -13,6 +13,7 @@ import trio
 from orchestr8 import Event, ExecutionRecord, ExecutionStatus, Runtime, open_runtime
 from orchestr8._errors import ExecutionNotFoundError, ExecutionStateError
 from orchestr8._execution._cancelling import _seconds_since, cancel_execution, cancel_unowned
+from orchestr8._execution._claims import FileLockClaims
 from orchestr8._execution._lock import ExecutionLocks, held_executions
 from orchestr8._journal._journal import Journal
 from orchestr8._journal._replay import replay
@@ -184,15 +185,15 @@ async def test_writing_the_end_refuses_a_finished_execution(runtime: Runtime) ->
     """`cancel_unowned` reads the status again under the lock: one that ended is refused."""
     journal = runtime.journal
     await record(journal, "done", [("execution.succeeded", None, {"output": 1})])
-    locks = ExecutionLocks(journal.path)
+    locks = FileLockClaims(ExecutionLocks(journal.path))
     try:
-        assert locks.acquire("done")
+        assert await locks.acquire("done")
         with pytest.raises(ExecutionStateError, match="already succeeded"):
             await cancel_unowned(journal, locks, "done", "x")
         with pytest.raises(ExecutionStateError, match="already succeeded"):
             await cancel_execution(journal, locks, "done", reason="x", by="me")
     finally:
-        locks.close()
+        await locks.close()
 
 
 def _moment(timestamp: str) -> datetime.datetime:
