@@ -6,6 +6,9 @@ server:
 
 - opens the journal's LISTEN connection as it starts (`prepare_followers`), so the first event
   socket is woken at once and `/health` says from the start whether live events are pushed;
+- queues what `POST /workflows/execute` admits (`Runtime.submit`: recorded `pending`, a worker
+  picks it up) instead of running it, and refuses a request `timeout` there (`QUEUED_TIMEOUT`:
+  the worker applies the workflow's own `timeout`);
 - never adopts a `waiting` execution (at startup or when an answer arrives for one): a worker
   holds it, or claims it from the queue, and applies the answers recorded for it, so a server
   that resumed it would only compete with the workers for its lease.
@@ -15,9 +18,19 @@ On a SQLite or memory journal nothing changes: the server runs executions itself
 
 from __future__ import annotations
 
+from typing import Final
+
+from .._errors import Problem
 from .._journal._journal import Journal
 
-__all__ = ["prepare_followers", "workers_run"]
+__all__ = ["QUEUED_TIMEOUT", "prepare_followers", "workers_run"]
+
+QUEUED_TIMEOUT: Final = Problem(
+    "$.timeout",
+    "a queued execution takes no request timeout: the worker that runs it applies the "
+    "workflow's own `timeout` (set it in the workflow document)",
+)
+"""The problem of a `POST /workflows/execute` with a `timeout` on a journal workers run."""
 
 
 def workers_run(journal: Journal) -> bool:

@@ -1,9 +1,9 @@
 """End to end: two `orchestr8 serve` processes on one PostgreSQL journal, and a third that runs.
 
-A real `orchestr8 run --journal URL` runs a workflow of short naps; the servers never run it,
-they read it from the database. A WebSocket client on the second server gets every event in seq
-order (its server tails the journal, woken by the writer's NOTIFY), and both servers list it and
-answer the same document.
+A real `orchestr8 run --journal URL` runs a workflow of short naps then a long one; the servers
+never run it, they read it from the database. A WebSocket client on the second server gets every
+event in seq order (its server tails the journal, woken by the writer's NOTIFY), a cancel through
+the first server's REST stops the run, and both servers list it and answer the same document.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import trio
 import trio_websocket
 from cli_processes import environment
 from serve_processes import drain, orchestr8_serve
+from worker_processes import workers
 
 from orchestr8.testing import open_event_socket
 
@@ -74,6 +75,35 @@ async def test_a_socket_on_one_server_streams_what_a_third_process_runs(
         for client in (one, two):
             listed = (await client.get("/executions")).json()["items"]
             assert [item["execution_id"] for item in listed] == [execution_id]
+
+
+async def test_a_cancel_through_one_server_stops_what_a_third_process_runs(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Server 1's cancel is a request the running process applies; server 2's socket sees it."""
+    async with (
+        orchestr8_serve(postgres_url) as first,
+        orchestr8_serve(postgres_url) as second,
+        httpx.AsyncClient(base_url=first.url) as one,
+        _running(tmp_path, postgres_url, WORKFLOW) as (run, said, execution_id),
+    ):
+        url = f"{second.ws_url}/executions/{execution_id}/events"
+        events: list[dict[str, Any]] = []
+        async with open_event_socket(url) as socket:
+            with trio.fail_after(30):
+                while not _succeeded(events, f"nap{NAPS - 1}"):
+                    events.append(json.loads(await socket.get_message()))
+                cancel = await one.post(
+                    f"/executions/{execution_id}/cancel", json={"reason": "enough"}
+                )
+                assert cancel.status_code == 202, cancel.text
+                assert "request_id" in cancel.json()
+                closed = await _receive_until_closed(socket, events)
+        with trio.fail_after(30):
+            assert await run.wait() == 130, said.decode()
+        assert (closed.code, closed.reason) == (1000, "execution.cancelled")
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        assert events[-1]["data"]["reason"] == "enough"
 
 
 @asynccontextmanager
@@ -135,3 +165,32 @@ async def _receive_until_closed(
             break
     assert reason is not None, "the socket closed without a close reason"
     return reason
+
+
+async def test_an_execution_queued_through_one_server_runs_on_a_worker_and_streams_on_another(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """POST on server 1 queues it (202 pending); a worker runs it; server 2 streams every event."""
+    short = {**WORKFLOW, "steps": WORKFLOW["steps"][:NAPS]}
+    async with (
+        orchestr8_serve(postgres_url) as first,
+        orchestr8_serve(postgres_url) as second,
+        httpx.AsyncClient(base_url=first.url) as one,
+        httpx.AsyncClient(base_url=second.url) as two,
+    ):
+        response = await one.post("/workflows/execute", json={"workflow": short})
+        assert response.status_code == 202, response.text
+        queued = response.json()
+        assert queued["status"] == "pending"
+        execution_id = queued["execution_id"]
+        events: list[dict[str, Any]] = []
+        with workers(tmp_path, postgres_url, 1):
+            url = f"{second.ws_url}/executions/{execution_id}/events"
+            async with open_event_socket(url) as socket:
+                with trio.fail_after(30):
+                    closed = await _receive_until_closed(socket, events)
+        assert (closed.code, closed.reason) == (1000, "execution.succeeded")
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        documents = [(await client.get(f"/executions/{execution_id}")) for client in (one, two)]
+        assert documents[0].content == documents[1].content
+        assert documents[0].json()["status"] == "succeeded"

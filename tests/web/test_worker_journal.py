@@ -1,4 +1,4 @@
-"""A server on a PostgreSQL journal: it only serves (workers run), and says so in /health."""
+"""A server on a PostgreSQL journal only serves (it queues for workers); /health says so."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import trio.testing
 from gate_scripts import SIGN_ONLY, append, gate_opened, record_gated
 from link_proxy import link_proxy
 from postgres_server import PostgresServer
+from worker_processes import query
 
 from orchestr8 import Runtime, open_runtime
 from orchestr8._journal._events import EventType
@@ -138,3 +139,47 @@ async def _until(condition: Any) -> None:
             return
         await trio.sleep(0.01)
     raise AssertionError("the condition never held")
+
+
+async def test_an_execute_request_is_queued_for_the_workers(postgres_url: str) -> None:
+    """POST /workflows/execute records it `pending` and queues it; this server does not run it."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        body = {"workflow": SIGN_ONLY, "correlation_id": "order-7"}
+        response = await client.post(
+            "/workflows/execute", json=body, headers={"Idempotency-Key": "k-1"}
+        )
+        assert response.status_code == 202
+        document = await response.get_json()
+        execution_id = document["execution_id"]
+        assert document["status"] == "pending"
+        assert response.headers["Location"] == f"/executions/{execution_id}"
+        assert runtime.find(execution_id) is None
+        record = await journal.get_execution(execution_id)
+        assert (str(record.status), record.correlation_id) == ("pending", "order-7")
+        assert await journal.last_seq(execution_id) == 0
+        again = await client.post(
+            "/workflows/execute", json=body, headers={"Idempotency-Key": "k-1"}
+        )
+        assert (await again.get_json())["execution_id"] == execution_id
+        queued = await trio.to_thread.run_sync(
+            query, postgres_url, "SELECT count(*) FROM leases WHERE queued"
+        )
+        assert queued == [(1,)]
+
+
+async def test_a_queued_execution_takes_no_request_timeout(postgres_url: str) -> None:
+    """A `timeout` on a journal workers run is a 422 naming `$.timeout`; nothing is recorded."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        response = await client.post(
+            "/workflows/execute", json={"workflow": SIGN_ONLY, "timeout": 5}
+        )
+        assert response.status_code == 422
+        problem = await response.get_json()
+        assert [error["path"] for error in problem["errors"]] == ["$.timeout"]
+        assert "workflow's own `timeout`" in problem["errors"][0]["message"]
+        assert not (await journal.list_executions()).items
+        invalid = await client.post("/workflows/execute", json={"workflow": {"steps": []}})
+        assert invalid.status_code == 422
+        assert (await invalid.get_json())["type"] == "urn:orchestr8:problem:invalid-workflow"
