@@ -342,15 +342,19 @@ async def test_a_tail_on_postgresql_is_woken_by_each_commit_not_by_a_timer(
 ) -> None:
     """Another process's commits reach the socket with the trio clock stopped: only the
     writer's NOTIFY (or the LISTEN connection's first wake-up) can wake the tail."""
+    from orchestr8._execution._claims import open_claims
     from orchestr8._journal._journal import open_journal
 
     pytest.importorskip("psycopg")
     async with (
         open_journal(postgres_url) as served,
         open_journal(postgres_url) as other,
+        open_claims(other, ttl=60) as claims,
         open_runtime(journal=served) as runtime,
     ):
         await orphan_in(other, "elsewhere")
+        # Leased by the other "process": it runs the execution, so the socket tails it.
+        assert await claims.acquire("elsewhere")
         socket = Socket()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(relay, socket, runtime, "elsewhere", 16)
