@@ -42,7 +42,7 @@ class DashboardServer:
     """A running `orchestr8 serve`: its URL, journal, process and an HTTP client on it."""
 
     url: str
-    journal: Path
+    journal: Path | str
     process: subprocess.Popen[bytes]
     client: httpx.Client
     api_key: str | None = None
@@ -94,9 +94,12 @@ def _environment(api_key: str | None) -> dict[str, str]:
 
 @contextmanager
 def start_dashboard(
-    journal: Path, *args: str, api_key: str | None = None
+    journal: Path | str, *args: str, api_key: str | None = None, cwd: Path | None = None
 ) -> Iterator[DashboardServer]:
-    """Run `orchestr8 serve --port 0 --journal JOURNAL ARGS` until the block ends (SIGTERM)."""
+    """Run `orchestr8 serve --port 0 --journal JOURNAL ARGS` until the block ends (SIGTERM).
+
+    `journal` is a file (the server runs in its directory) or a PostgreSQL URL (in `cwd`).
+    """
     command = [sys.executable, "-m", "orchestr8", "serve", "--port", "0"]
     command += ["--journal", str(journal), "--cancel-grace", "0.5", *args]
     process = subprocess.Popen(
@@ -104,7 +107,7 @@ def start_dashboard(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_environment(api_key),
-        cwd=journal.parent,
+        cwd=journal.parent if isinstance(journal, Path) else cwd,
     )
     try:
         assert process.stdout is not None

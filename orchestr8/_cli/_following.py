@@ -1,7 +1,9 @@
 """`orchestr8 follow`: an execution's events, live, from the journal or from a server.
 
-From the journal, the events after `--after` are read every `FOLLOW_POLL_INTERVAL` seconds (trio
-clock) and shown with the progress view of `run`, so the lines look the same. From a server
+From the journal, the events after `--after` are read whenever the journal says some may have
+been committed (`Journal.wait_for_events`: at once on PostgreSQL, woken by NOTIFY; every
+`FOLLOW_POLL_INTERVAL` seconds, trio clock, on SQLite) and shown with the progress view of
+`run`, so the lines look the same. From a server
 (`--url`), they come over its events WebSocket; a close with 1001 (the server stops) or 1013 (too
 slow) is followed by a reconnect with `after=` the last seq shown. Either way the command exits
 with the execution's exit code once it ends (0, 2, 3 or 130, as `run`).
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 
 FOLLOW_POLL_INTERVAL: Final = 0.25
 """Seconds between two reads of the journal while nothing new is in it."""
+
+FOLLOW_CHECK_INTERVAL: Final = 1.0
+"""On a journal that wakes followers (PostgreSQL), seconds between two reads while nothing
+arrives: its events wake the follower at once, this only bounds noticing an interrupted run."""
 
 RECONNECT_DELAY: Final = 1.0
 """Seconds before connecting again to a server that closed the socket with 4409."""
@@ -128,7 +134,8 @@ async def follow_journal(journal: Journal, follower: Follower) -> int:
                 follower.tell_waiting(_open_gates(state))
         elif await shown_status(journal, execution_id, record.status) == INTERRUPTED:
             follower.tell_interrupted()
-        await trio.sleep(FOLLOW_POLL_INTERVAL)
+        interval = FOLLOW_CHECK_INTERVAL if journal.event_wakeups else FOLLOW_POLL_INTERVAL
+        await journal.wait_for_events(execution_id, follower.last, interval)
 
 
 def _open_gates(state: ExecutionState) -> list[str]:

@@ -24,7 +24,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import trio
 
@@ -214,6 +214,40 @@ class Journal(JournalWriter):
         """Where the journal is, for messages and views: its file, ":memory:", or redacted URL."""
         path = self.path
         return ":memory:" if path is None else str(path)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this journal too (a file or a database; not memory).
+
+        A view that finds an unfinished execution its own runtime does not run follows it
+        through a shared journal (another process may run it); in memory, nobody else can.
+        """
+        return self.path is not None
+
+    event_wakeups: ClassVar[bool] = False
+    """Whether `wait_for_events` returns as soon as events commit (PostgreSQL's NOTIFY).
+
+    False: it just sleeps, so a follower polls; True: a follower may wait longer between the
+    checks it makes anyway (that the execution still runs), since events wake it at once.
+    """
+
+    @property
+    def wakeup_trouble(self) -> str | None:
+        """Why followers are not woken as events commit right now (they poll), or None.
+
+        Always None where followers always poll (SQLite, memory); on PostgreSQL, why its
+        LISTEN connection is down while it is being reopened.
+        """
+        return None
+
+    async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
+        """Return once an event with `seq > after` may be committed, or after `within` seconds.
+
+        A follower reads the journal again then. This journal cannot tell when another process
+        commits, so it sleeps `within` (the follower polls); a PostgreSQL journal returns as
+        soon as such a batch commits.
+        """
+        await trio.sleep(within)
 
     @property
     def database_url(self) -> str | None:

@@ -29,7 +29,8 @@ import trio
 
 from .._errors import JournalError
 from ._events import Event
-from ._journal import STALLED_AFTER, BatchOutcome, CreateRequest, Journal, ReadableStore
+from ._journal import STALLED_AFTER, BatchOutcome, CreateRequest, ReadableStore
+from ._postgres_notifications import ListeningJournal, notify_in_transaction
 from ._postgres_requests import PostgresRequests
 from ._postgres_schema import redact_url
 from ._postgres_store import BatchHook, ConnectionLost, PostgresStore
@@ -59,7 +60,7 @@ LONGEST_RETRY_DELAY: Final = 2.0
 """The longest wait between two reconnection attempts."""
 
 
-class PostgresJournal(Journal):
+class PostgresJournal(ListeningJournal):
     """The journal in a PostgreSQL database: a writer, a reader and a control connection."""
 
     storage_errors = (psycopg.Error,)
@@ -84,6 +85,8 @@ class PostgresJournal(Journal):
         """Why the writer is reconnecting (None: it is not)."""
         self._append_guard: Callable[[str], JournalError | None] | None = None
         self._store_closed = False
+        # Followers (in any process) are woken by one NOTIFY per committed batch (`open`).
+        self._listen_to(store.url)
 
     @classmethod
     async def open(
@@ -106,6 +109,7 @@ class PostgresJournal(Journal):
         store = await trio.to_thread.run_sync(
             PostgresStore.open, url, limiter=trio.CapacityLimiter(1)
         )
+        store.add_batch_hook(notify_in_transaction)
         return cls(
             store,
             queue_size=queue_size,

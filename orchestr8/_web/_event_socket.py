@@ -6,7 +6,9 @@ again, so that no event falls between the two sources; live events are deduplica
 The terminal event goes out only once the journal has committed it, so a client that saw the end
 reads the same from the REST API. An execution that another process on the same journal runs (or
 that waits for approval with no process running it) is streamed from the journal alone: it is
-read every `TAIL_INTERVAL` seconds until its terminal event, or until it is interrupted. The
+read again whenever the journal says events may have been committed (`Journal.wait_for_events`:
+at once on PostgreSQL, woken by the writer's NOTIFY; every `TAIL_INTERVAL` seconds on SQLite),
+until its terminal event, or until it is interrupted. The
 socket closes with a code that tells the client what to do:
 
 - 1000 after the terminal event (`execution.succeeded`, `.failed` or `.cancelled`);
@@ -51,6 +53,10 @@ _IDLE_CHECK: Final = 0.25
 
 TAIL_INTERVAL: Final = 0.25
 """Seconds between two reads of the journal for an execution another process runs."""
+
+TAIL_CHECK_INTERVAL: Final = 1.0
+"""On a journal that wakes followers (PostgreSQL), seconds between two checks that the
+execution still runs while no event arrives (its events themselves wake the stream at once)."""
 
 _logger = logging.getLogger("orchestr8.web")
 
@@ -191,7 +197,7 @@ class _Relay:
             return CLOSE_FINISHED, f"execution.{status}"
         if await shown_status(journal, self.execution_id, status) == INTERRUPTED:
             return self.interrupted(status)
-        if journal.path is None:
+        if not journal.shared:
             # A memory journal: only a runtime of this process can run its executions.
             return CLOSE_NOT_RUNNING, (
                 f"{status}, but not in this server's runtime: its events reach this socket "
@@ -211,7 +217,7 @@ class _Relay:
         """Whether the execution is unfinished and not interrupted (another process runs it)."""
         journal = self.runtime.journal
         status = (await journal.get_execution(self.execution_id)).status
-        if status.is_terminal or journal.path is None:
+        if status.is_terminal or not journal.shared:
             return False
         return await shown_status(journal, self.execution_id, status) != INTERRUPTED
 
@@ -237,8 +243,9 @@ class _Relay:
             elif not await journal.events(self.execution_id, after=self.last, limit=1):
                 # Finished, and its terminal event came before `after`.
                 return CLOSE_FINISHED, f"execution.{status}"
-            with trio.move_on_after(TAIL_INTERVAL) as self.waiting:
-                await trio.sleep_forever()
+            interval = TAIL_CHECK_INTERVAL if journal.event_wakeups else TAIL_INTERVAL
+            with trio.CancelScope() as self.waiting:
+                await journal.wait_for_events(self.execution_id, self.last, interval)
 
     async def send_queued(self, live: trio.MemoryReceiveChannel[Any]) -> None:
         """Send this execution's events already on the subscription, without waiting for more."""

@@ -6,7 +6,8 @@ answer) and the answers recorded but not yet applied. `POST /executions/{id}/gat
 `submit_answer`: 200 `applied` when this server runs the execution (it applied the answer), 202
 `recorded` when another process runs it (it applies the answer within a second) or none does. A
 `waiting` execution nobody runs is adopted: this server resumes it, so the answer applies at once
-(200) and the rest of the run goes on here. 404 no such execution or gate, 409 answered or
+(200) and the rest of the run goes on here; not on a PostgreSQL journal, where a worker claims
+it and applies the answer (202 `recorded`). 404 no such execution or gate, 409 answered or
 resolved already (saying who answered and when) or the execution ended, 422 the answer does not
 fit (every problem with its JSON path). Gate ids with `[`, `]` or `#` are sent percent-encoded.
 """
@@ -27,6 +28,7 @@ from .._journal._requests import ControlRequest, RequestKind
 from ._documents import execution_links, json_response
 from ._problems import ProblemError
 from ._requests import read_json_body
+from ._worker_journal import workers_run
 
 if TYPE_CHECKING:
     from ._routes import ServiceState
@@ -96,6 +98,8 @@ class GateRoutes:
             raise ProblemError(409, "gate-answered", str(error)) from None
         document: dict[str, Any] = outcome.to_json()
         adoptable = outcome.status == "recorded" and outcome.runner == "nobody"
+        # On a journal workers run, the worker that holds or claims it applies the answer.
+        adoptable = adoptable and not workers_run(self.runtime.journal)
         if adoptable and not self.service.draining:
             document.update(await self._adopt(outcome))
         document["links"] = execution_links(execution_id)

@@ -461,6 +461,15 @@ def component_schemas() -> dict[str, Any]:
                 "version": {"type": "string"},
                 "journal": {"enum": ["ok", "failed", "stalled", "closed"]},
                 "reason": {"type": "string"},
+                "journal_location": {
+                    "type": "string",
+                    "description": "A PostgreSQL journal's URL, its password replaced by ***.",
+                },
+                "notifications": {
+                    "type": "string",
+                    "description": "A PostgreSQL journal: `listening`, or why live events are "
+                    "polled (the LISTEN connection is down and being reopened).",
+                },
             },
         },
         "Problem": {

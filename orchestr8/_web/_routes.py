@@ -50,6 +50,7 @@ from ._requests import (
     CURSOR_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_SEQ,
+    ExecuteRequest,
     parse_execute_request,
     parse_fork_request,
     parse_resume_request,
@@ -57,6 +58,7 @@ from ._requests import (
     read_json_body,
 )
 from ._responses import request_correlation_id
+from ._worker_journal import QUEUED_TIMEOUT, workers_run
 
 __all__ = ["ServiceRoutes", "ServiceState"]
 
@@ -98,6 +100,11 @@ class ServiceRoutes:
         document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
         if trouble is not None:
             document["reason"] = trouble
+        if journal.event_wakeups:
+            # A database several servers share: which one (no password), and whether live
+            # events reach the sockets at once or only by polling.
+            document["journal_location"] = journal.location
+            document["notifications"] = journal.wakeup_trouble or "listening"
         return json_response(document, 200 if status == "ok" else 503)
 
     async def metrics(self) -> Response:
@@ -126,6 +133,8 @@ class ServiceRoutes:
             body = attrs.evolve(body, correlation_id=request_correlation_id())
         g.correlation_id = body.correlation_id
         try:
+            if workers_run(self.runtime.journal):
+                return await self._enqueue(body, key)
             handle = await self.runtime.start(
                 body.workflow,
                 body.inputs,
@@ -157,6 +166,28 @@ class ServiceRoutes:
             status = str((await self.runtime.journal.get_execution(handle.execution_id)).status)
         links = execution_links(handle.execution_id)
         document = {"execution_id": handle.execution_id, "status": status, "links": links}
+        return json_response(document, 202, headers={"Location": links["self"]})
+
+    async def _enqueue(self, body: ExecuteRequest, key: str | None) -> Response:
+        """On a journal workers run: record the execution and queue it for them (202 pending).
+
+        Raises:
+            ProblemError: 422 for a `timeout` (a worker applies the workflow's own).
+        """
+        if body.timeout is not None:
+            raise ProblemError.from_problems("invalid-request", [QUEUED_TIMEOUT])
+        record = await self.runtime.submit(
+            body.workflow,
+            body.inputs,
+            correlation_id=body.correlation_id,
+            idempotency_key=key,
+        )
+        links = execution_links(record.execution_id)
+        document: dict[str, Any] = {
+            "execution_id": record.execution_id,
+            "status": str(record.status),
+            "links": links,
+        }
         return json_response(document, 202, headers={"Location": links["self"]})
 
     async def list_executions(self) -> Response:

@@ -100,7 +100,7 @@ async def serve(
             blocked only on approval gates are suspended (left `waiting`) instead.
         adopt_waiting: once listening, and before reporting it, resume the journal's `waiting`
             executions that no process runs, so their gates' deadlines run and answers apply
-            (`_execution/_adoption.py`).
+            (`_execution/_adoption.py`); never on a journal workers run (`_worker_journal`).
         task_status: `nursery.start` gets the list of URLs the server listens on.
 
     Raises:
@@ -111,6 +111,7 @@ async def serve(
     from .._execution._adoption import leave_executions
     from ._app import create_app
     from ._event_socket import MAX_CLIENT_MESSAGE
+    from ._worker_journal import prepare_followers, workers_run
 
     check_bind(host, api_key)
     app = create_app(runtime, api_key=api_key, max_body=max_body)
@@ -131,9 +132,10 @@ async def serve(
         )
         stopped.set()
 
+    prepare_followers(runtime.journal)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(run_hypercorn)
-        if adopt_waiting:
+        if adopt_waiting and not workers_run(runtime.journal):
             await adopt_waiting_executions(runtime)
         task_status.started(urls)
         if shutdown_trigger is None:

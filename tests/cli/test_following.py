@@ -244,3 +244,34 @@ async def test_a_document_that_is_not_waiting_tells_nothing() -> None:
     for document in ({"status": "running", "last_seq": 3}, {"status": "waiting"}):
         tell_if_waiting(shown, document)
     assert (shown.told, stream.getvalue()) == (None, "")
+
+
+async def test_follow_journal_on_postgresql_is_woken_by_each_commit(
+    postgres_url: str, mock_clock: trio.testing.MockClock
+) -> None:
+    """`follow` on a PostgreSQL journal: the trio clock stopped, each commit still shows."""
+    pytest.importorskip("psycopg")
+    from orchestr8._journal._journal import open_journal
+
+    stamp = "2025-01-01T00:00:00.000Z"
+    async with open_journal(postgres_url) as followed, open_journal(postgres_url) as writer:
+        await writer.create_execution(
+            ExecutionRecord(execution_id="run", workflow_name="naps", workflow=NAPS)
+        )
+        await writer.append(Event("run", 1, stamp, 0.0, "execution.started"))
+        await writer.flush()
+        shown, stream = follower("run")
+        async with trio.open_nursery() as nursery:
+
+            async def follow() -> None:
+                assert await _following.follow_journal(followed, shown) == 0
+
+            nursery.start_soon(follow)
+            await writer.append(Event("run", 2, stamp, 0.1, "step.started", "one"))
+            await writer.append(Event("run", 3, stamp, 0.2, "step.succeeded", "one"))
+            await writer.flush()
+            await writer.append(Event("run", 4, stamp, 0.3, "execution.succeeded"))
+            await writer.flush()
+    assert shown.last == 4
+    assert trio.current_time() == 0
+    assert "one" in stream.getvalue()

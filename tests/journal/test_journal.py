@@ -1178,3 +1178,24 @@ async def test_a_run_records_the_step_hashes_of_its_document() -> None:
         await handle.wait()
         stored = await journal.get_execution(handle.execution_id)
         assert await journal.step_hashes(handle.execution_id) == step_spec_hashes(stored.workflow)
+
+
+async def test_only_a_memory_journal_is_not_shared(opener: Opener) -> None:
+    """`shared`: other processes may use a SQLite file or a database, never this one's memory."""
+    async with opener() as journal:
+        assert journal.shared is not isinstance(journal, MemoryJournal)
+
+
+async def test_a_wait_for_events_with_nothing_new_lasts_within(
+    opener: Opener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Nothing committed: the wait lasts `within`; only PostgreSQL can be woken before that."""
+    async with opener() as journal:
+        # Woken by NOTIFY: the shared journal without a file, PostgreSQL.
+        assert journal.event_wakeups is (journal.shared and journal.path is None)
+        # Nothing follows yet: no trouble waking followers (SQLite and memory never have any).
+        assert journal.wakeup_trouble is None
+        await journal.create_execution(record())
+        started = trio.current_time()
+        await journal.wait_for_events("run-1", 0, 3.0)
+        assert trio.current_time() - started == pytest.approx(3.0)

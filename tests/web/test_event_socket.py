@@ -15,6 +15,7 @@ import trio.testing
 from orchestr8 import Event, ExecutionRecord, Runtime, open_runtime
 from orchestr8._errors import JournalError
 from orchestr8._execution._lock import ExecutionLocks
+from orchestr8._journal._journal import Journal
 from orchestr8._web._event_socket import stream_events
 
 BURST = {
@@ -178,13 +179,7 @@ async def test_an_interrupted_run_closes_4409_saying_interrupted(tmp_path: Path)
 
 async def orphan(runtime: Runtime, execution_id: str) -> None:
     """Record an unfinished execution that no runtime of this test runs."""
-    await runtime.journal.create_execution(
-        ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
-    )
-    await runtime.journal.append(
-        Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
-    )
-    await runtime.journal.flush()
+    await orphan_in(runtime.journal, execution_id)
 
 
 def event(execution_id: str, seq: int, kind: str, step_id: str | None = None) -> Event:
@@ -340,3 +335,47 @@ async def test_a_tail_past_the_end_closes_1000_once_it_has_ended(tmp_path: Path)
             other.close()
     assert socket.sent == []
     assert socket.closed == (1000, "execution.succeeded")
+
+
+async def test_a_tail_on_postgresql_is_woken_by_each_commit_not_by_a_timer(
+    postgres_url: str, mock_clock: trio.testing.MockClock
+) -> None:
+    """Another process's commits reach the socket with the trio clock stopped: only the
+    writer's NOTIFY (or the LISTEN connection's first wake-up) can wake the tail."""
+    from orchestr8._execution._claims import open_claims
+    from orchestr8._journal._journal import open_journal
+
+    pytest.importorskip("psycopg")
+    async with (
+        open_journal(postgres_url) as served,
+        open_journal(postgres_url) as other,
+        open_claims(other, ttl=60) as claims,
+        open_runtime(journal=served) as runtime,
+    ):
+        await orphan_in(other, "elsewhere")
+        # Leased by the other "process": it runs the execution, so the socket tails it.
+        assert await claims.acquire("elsewhere")
+        socket = Socket()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay, socket, runtime, "elsewhere", 16)
+            await socket.wait_for(1)
+            for seq in (2, 3):
+                await other.append(event("elsewhere", seq, "step.started", f"s{seq}"))
+                await other.flush()
+                await socket.wait_for(seq)
+            await other.append(event("elsewhere", 4, "execution.succeeded"))
+            await other.flush()
+    assert [sent["seq"] for sent in socket.sent] == [1, 2, 3, 4]
+    assert socket.closed == (1000, "execution.succeeded")
+    assert trio.current_time() == 0
+
+
+async def orphan_in(journal: Journal, execution_id: str) -> None:
+    """Record an unfinished execution in `journal` (as another process would have)."""
+    await journal.create_execution(
+        ExecutionRecord(execution_id=execution_id, workflow_name="echo", workflow=ECHO)
+    )
+    await journal.append(
+        Event(execution_id, 1, "2025-01-01T00:00:00.000Z", 0.0, "execution.started")
+    )
+    await journal.flush()

@@ -1,0 +1,185 @@
+"""A server on a PostgreSQL journal only serves (it queues for workers); /health says so."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from gate_scripts import SIGN_ONLY, append, gate_opened, record_gated
+from link_proxy import link_proxy
+from postgres_server import PostgresServer
+from worker_processes import query
+
+from orchestr8 import Runtime, open_runtime
+from orchestr8._journal._events import EventType
+from orchestr8._journal._journal import Journal, open_journal
+from orchestr8._journal._postgres_notifications import ListeningJournal
+from orchestr8._web._app import create_app
+from orchestr8._web._serve import serve
+from orchestr8._web._worker_journal import prepare_followers, workers_run
+
+pytest.importorskip("psycopg")
+
+
+@asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """`serve` (as `orchestr8 serve` runs it) on a free loopback port; a client of it."""
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+        [url] = await nursery.start(
+            partial(
+                serve,
+                runtime,
+                port=0,
+                shutdown_trigger=stop.wait,
+                cancel_executions=True,
+                adopt_waiting=True,
+            )
+        )
+        async with httpx.AsyncClient(base_url=url) as client:
+            yield client
+        stop.set()
+
+
+async def record_waiting(journal: Journal, execution_id: str) -> None:
+    """A `waiting` execution of SIGN_ONLY that no process runs, its gate `sign` open."""
+    await record_gated(journal, execution_id, gate_opened("sign"), workflow=SIGN_ONLY)
+    await append(journal, execution_id, (EventType.EXECUTION_WAITING, None, {"gates": ["sign"]}))
+
+
+async def test_only_a_postgresql_journal_is_run_by_workers(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """SQLite and memory journals are run by the server; a PostgreSQL one by workers."""
+    async with open_journal(postgres_url) as database, open_journal(tmp_path / "j.db") as file:
+        assert workers_run(database)
+        assert not workers_run(file)
+    async with open_journal(None) as memory:
+        assert not workers_run(memory)
+        prepare_followers(memory)
+
+
+async def test_health_names_the_database_without_its_password(postgres_url: str) -> None:
+    """/health shows the redacted URL and that live events are pushed (`listening`)."""
+    with_password = postgres_url.replace("postgres@", "postgres:hunter2@")
+    async with (
+        open_journal(with_password) as journal,
+        open_runtime(journal=journal) as runtime,
+        serving(runtime) as client,
+    ):
+        assert isinstance(journal, ListeningJournal)
+        # Opened by the server as it starts, before any event socket.
+        assert journal.notifications.wanted
+        with trio.fail_after(10):
+            await _until(lambda: journal.notifications.listening)
+        response = await client.get("/health")
+    assert response.status_code == 200
+    document = response.json()
+    assert "hunter2" not in response.text
+    assert document["journal_location"] == postgres_url.replace("postgres@", "postgres:***@")
+    assert document["notifications"] == "listening"
+    assert document["status"] == "ok"
+
+
+async def test_health_says_why_live_events_are_polled_until_the_link_is_back(
+    postgres_server: PostgresServer, postgres_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A cut link: `notifications` says why (status stays ok); restored, `listening` again."""
+    database = postgres_url.rsplit("/", 1)[1]
+    with link_proxy(postgres_server.port) as proxy:
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        async with open_journal(url) as journal, open_runtime(journal=journal) as runtime:
+            assert isinstance(journal, ListeningJournal)
+            assert journal.wakeup_trouble is None
+            client = create_app(runtime).test_client()
+            prepare_followers(journal)
+            await _until(lambda: journal.notifications.listening)
+            proxy.cut()
+            # First the loss, then each failed attempt to reopen it, is the trouble.
+            await _until(lambda: "cannot reach" in (journal.notifications.trouble or ""))
+            health = await (await client.get("/health")).get_json()
+            assert health["status"] == "ok"
+            assert health["notifications"].startswith("cannot reach the journal database")
+            proxy.restore()
+            await _until(lambda: journal.notifications.listening)
+            health = await (await client.get("/health")).get_json()
+            assert health["notifications"] == "listening"
+            assert journal.notifications.connections == 2
+
+
+async def test_a_waiting_execution_is_left_to_the_workers(postgres_url: str) -> None:
+    """No adoption on PostgreSQL: at startup, nor when an answer arrives (202 `recorded`)."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        await record_waiting(journal, "waits")
+        async with serving(runtime) as client:
+            assert runtime.find("waits") is None
+            response = await client.post(
+                "/executions/waits/gates/sign", json={"approve": True, "input": {}}
+            )
+            assert response.status_code == 202, response.text
+            document: dict[str, Any] = response.json()
+            assert (document["status"], document["runner"]) == ("recorded", "nobody")
+            assert runtime.find("waits") is None
+        assert str((await journal.get_execution("waits")).status) == "waiting"
+        [pending] = await journal.pending_requests(["waits"])
+        assert pending.target == "sign"
+
+
+async def _until(condition: Any) -> None:
+    """Wait until `condition()` holds (on the autojump clock: as long as a thread needs)."""
+    for _ in range(1_000_000):
+        if condition():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_an_execute_request_is_queued_for_the_workers(postgres_url: str) -> None:
+    """POST /workflows/execute records it `pending` and queues it; this server does not run it."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        body = {"workflow": SIGN_ONLY, "correlation_id": "order-7"}
+        response = await client.post(
+            "/workflows/execute", json=body, headers={"Idempotency-Key": "k-1"}
+        )
+        assert response.status_code == 202
+        document = await response.get_json()
+        execution_id = document["execution_id"]
+        assert document["status"] == "pending"
+        assert response.headers["Location"] == f"/executions/{execution_id}"
+        assert runtime.find(execution_id) is None
+        record = await journal.get_execution(execution_id)
+        assert (str(record.status), record.correlation_id) == ("pending", "order-7")
+        assert await journal.last_seq(execution_id) == 0
+        again = await client.post(
+            "/workflows/execute", json=body, headers={"Idempotency-Key": "k-1"}
+        )
+        assert (await again.get_json())["execution_id"] == execution_id
+        queued = await trio.to_thread.run_sync(
+            query, postgres_url, "SELECT count(*) FROM leases WHERE queued"
+        )
+        assert queued == [(1,)]
+
+
+async def test_a_queued_execution_takes_no_request_timeout(postgres_url: str) -> None:
+    """A `timeout` on a journal workers run is a 422 naming `$.timeout`; nothing is recorded."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        response = await client.post(
+            "/workflows/execute", json={"workflow": SIGN_ONLY, "timeout": 5}
+        )
+        assert response.status_code == 422
+        problem = await response.get_json()
+        assert [error["path"] for error in problem["errors"]] == ["$.timeout"]
+        assert "workflow's own `timeout`" in problem["errors"][0]["message"]
+        assert not (await journal.list_executions()).items
+        invalid = await client.post("/workflows/execute", json={"workflow": {"steps": []}})
+        assert invalid.status_code == 422
+        assert (await invalid.get_json())["type"] == "urn:orchestr8:problem:invalid-workflow"
