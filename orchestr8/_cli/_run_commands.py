@@ -145,6 +145,13 @@ async def run(
     async def action() -> int:
         from .._execution._admission import admit
 
+        if submit:
+            _refuse_with_submit(
+                timeout=timeout_seconds,
+                secrets_file=secrets_file,
+                sync_workers=sync_workers,
+                exit_when_waiting=exit_when_waiting or None,
+            )
         checked_timeout = check_timeout(timeout_seconds)
         cost_cap = check_max_cost(max_cost)
         inputs = parse_inputs(input_pairs, inputs_file)
@@ -311,3 +318,28 @@ async def resume(
         )
 
     return await guard(action)
+
+
+_NOT_WITH_SUBMIT = {
+    "timeout": 'the worker applies the workflow\'s own timeout (set "timeout" in the workflow)',
+    "secrets_file": "a worker resolves ${secrets.NAME} from its own --secrets-file or "
+    "ORCHESTR8_SECRET_* variables",
+    "sync_workers": "the worker's --sync-workers applies",
+    "exit_when_waiting": "add --wait to follow it; its gates wait on the worker for "
+    "`orchestr8 approve`",
+}
+"""The `run` options a submitted execution cannot honour, and what applies instead."""
+
+
+def _refuse_with_submit(**given: object) -> None:
+    """Refuse an option of `run` that a worker, not this command, decides with --submit.
+
+    Raises:
+        CommandError: one was given; the message names it and what applies instead.
+    """
+    from ._support import CommandError
+
+    for name, value in given.items():
+        if value is not None:
+            option = "--" + name.replace("_", "-")
+            raise CommandError(f"{option} does not apply with --submit: {_NOT_WITH_SUBMIT[name]}")

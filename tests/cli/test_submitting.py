@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 from cli_in_process import call
 
 ECHO = {
@@ -51,6 +52,29 @@ def test_submit_needs_a_postgresql_journal_and_wait_needs_submit(tmp_path: Path)
     alone = call("run", str(path), "--wait", cwd=tmp_path)
     assert alone.code == 1
     assert "--wait follows a submitted execution: give --submit too" in alone.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "instead"),
+    [
+        (["--timeout", "5"], "the worker applies the workflow's own timeout"),
+        (["--secrets-file", "secrets.json"], "from its own --secrets-file"),
+        (["--sync-workers", "4"], "the worker's --sync-workers applies"),
+        (["--exit-when-waiting"], "add --wait to follow it"),
+    ],
+)
+def test_submit_refuses_the_options_only_a_worker_decides(
+    tmp_path: Path, postgres_url: str, option: list[str], instead: str
+) -> None:
+    """An option a worker cannot honour is refused with what applies instead; nothing queued."""
+    outcome = call(
+        "run", str(flow(tmp_path)), "--submit", *option, "--journal", postgres_url, cwd=tmp_path
+    )
+    assert outcome.code == 1
+    assert f"{option[0]} does not apply with --submit: " in outcome.stderr
+    assert instead in outcome.stderr
+    with psycopg.connect(postgres_url, options="-c search_path=orchestr8") as connection:
+        assert connection.execute("SELECT count(*) FROM executions").fetchone() == (0,)
 
 
 def test_a_worker_needs_a_postgresql_journal(tmp_path: Path) -> None:
