@@ -46,10 +46,24 @@ WORK_CHANNEL: Final = "orchestr8_work"
 _TERMINAL: Final = tuple(str(status) for status in ExecutionStatus if status.is_terminal)
 """The recorded statuses of an execution that ended: it leaves the queue when released."""
 
-_DEAD_HOLDER: Final = """NOT EXISTS (
-    SELECT 1 FROM workers AS w JOIN pg_stat_activity AS a
-        ON a.pid = w.session_pid AND a.backend_start = w.session_start
-    WHERE w.holder = {table}.holder AND w.stopped_at IS NULL)"""
+_LIVE_SESSION: Final = """EXISTS (
+    SELECT 1 FROM pg_stat_activity AS a
+    WHERE a.pid = {workers}.session_pid
+        AND (a.backend_start = {workers}.session_start OR a.backend_start IS NULL))"""
+"""SQL: the session a `workers` row names is still connected.
+
+`pg_stat_activity` shows a session of another role (one without `pg_read_all_stats`) with its
+pid but a NULL `backend_start`: such a session counts as the holder's when its pid matches, so
+workers logging in as different roles never take each other for dead.
+"""
+
+_DEAD_HOLDER: Final = (
+    """NOT EXISTS (
+    SELECT 1 FROM workers AS w
+    WHERE w.holder = {table}.holder AND w.stopped_at IS NULL AND """
+    + _LIVE_SESSION.format(workers="w")
+    + ")"
+)
 """SQL: the holder of a lease row of `{table}` has no live registered database session."""
 
 _FREE: Final = (
@@ -81,7 +95,13 @@ def register_worker(
     pid: int,
     concurrency: int | None = None,
 ) -> None:
-    """Record (or re-record) the holder with this connection's session, whose end kills it."""
+    """Record (or re-record) the holder with this connection's session, whose end kills it.
+
+    The rows of holders whose sessions ended (killed workers) go first: they hold nothing (a
+    holder without a row is dead, as one with a dead session is), so the table lists the
+    workers that run now, and those killed since the last registration.
+    """
+    connection.execute("DELETE FROM workers AS w WHERE NOT " + _LIVE_SESSION.format(workers="w"))
     connection.execute(
         """INSERT INTO workers AS w
                (holder, name, host, pid, concurrency, session_pid, session_start)
@@ -95,8 +115,8 @@ def register_worker(
 
 
 def stop_worker(connection: psycopg.Connection[Any], holder: str) -> None:
-    """Mark the holder stopped: whatever lease it still has is free at once."""
-    connection.execute("UPDATE workers SET stopped_at = now() WHERE holder = %s", (holder,))
+    """Remove the holder's row: whatever lease it still has is free at once (it is dead)."""
+    connection.execute("DELETE FROM workers WHERE holder = %s", (holder,))
 
 
 def acquire(

@@ -117,6 +117,63 @@ def test_a_stopped_holder_is_dead_and_an_unregistered_one_never_lives(
     assert leases.held(first, ["e1"]) == {"e1"}
 
 
+def test_a_holder_logged_in_as_another_role_is_alive(
+    connections: Callable[[], psycopg.Connection[Any]], postgres_url: str
+) -> None:
+    """A live holder of another role keeps its lease, though its session's start is hidden."""
+    admin = connections()
+    record(admin, "e1")
+    roles = []
+    for role in ("worker_a", "worker_b"):
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT USAGE ON SCHEMA orchestr8 TO {role}")
+        admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA orchestr8 TO {role}")
+        roles.append(connect(postgres_url.replace("postgres@", f"{role}@"), purpose="role test"))
+    first, second = roles
+    try:
+        registered(first, "a")
+        registered(second, "b")
+        assert leases.acquire(first, "e1", "a", TTL) == 1
+        assert leases.acquire(second, "e1", "b", TTL) is None
+        assert leases.held(second, ["e1"]) == {"e1"}
+        first.close()
+        wait_until(lambda: leases.held(second, ["e1"]) == frozenset())
+        assert leases.acquire(second, "e1", "b", TTL) == 2
+    finally:
+        for connection in roles:
+            connection.close()
+
+
+def test_the_workers_table_lists_only_holders_that_may_still_run(
+    connections: Callable[[], psycopg.Connection[Any]],
+) -> None:
+    """A stopped holder's row goes at once; a killed one's goes at the next registration."""
+    watcher = connections()
+    stopped = registered(connections(), "stopped")
+    killed = registered(connections(), "killed")
+    leases.stop_worker(stopped, "stopped")
+    killed_session = killed.info.backend_pid
+    killed.close()
+
+    def holders() -> list[str]:
+        rows = watcher.execute("SELECT holder FROM workers ORDER BY holder").fetchall()
+        return [row[0] for row in rows]
+
+    assert "stopped" not in holders()
+    wait_until(lambda: _gone(watcher, killed_session))
+    registered(connections(), "new")
+    assert holders() == ["new"]
+
+
+def _gone(watcher: psycopg.Connection[Any], session: int) -> bool:
+    """Whether the server no longer lists the session (its connection was closed)."""
+    row = watcher.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (session,)
+    ).fetchone()
+    return row == (0,)
+
+
 def test_workers_claim_queued_executions_oldest_first_without_sharing_one(
     connections: Callable[[], psycopg.Connection[Any]],
 ) -> None:
