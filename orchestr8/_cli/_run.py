@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import asyncclick as click
 
-from ._support import EXIT_OK, describe_journal, exit_code
+from ._support import EXIT_OK, exit_code, journal_hint
 
 if TYPE_CHECKING:
     from .._execution._results import ExecutionResult
@@ -205,7 +205,7 @@ def waiting_note(execution_id: str, gates: list[str], journal_given: str | None)
     """What `run` says when it stops at approval gates: which wait, how to answer, how to go on."""
     import shlex
 
-    option = f" --journal {shlex.quote(describe_journal(journal_given))}" if journal_given else ""
+    option = journal_hint(journal_given)
     lines = [f"execution {execution_id} is waiting for approval: {', '.join(gates) or 'gates'}"]
     for gate in gates:
         quoted = shlex.quote(gate)
@@ -260,9 +260,7 @@ def _fork_hint(result: ExecutionResult, journal_given: str | None) -> str:
 
 def _command(name: str, journal_given: str | None, execution_id: str) -> str:
     """The command line that runs `name` on the execution, with the same `--journal`."""
-    import shlex
-
-    option = f" --journal {shlex.quote(describe_journal(journal_given))}" if journal_given else ""
+    option = journal_hint(journal_given)
     return f"orchestr8 {name}{option} {execution_id}"
 
 

@@ -14,7 +14,6 @@ Imported by `run` when `--submit` is given.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from typing import TYPE_CHECKING
 
@@ -134,7 +133,7 @@ async def _follow(
 
 
 def _journal_option(journal_given: str | None) -> str:
-    """` --journal VALUE` as the user gave it, its password hidden (hints repeat it), or nothing."""
-    from .._journal._postgres_schema import redact_url
+    """` --journal VALUE` as the user gave it, its password a placeholder, or nothing."""
+    from .._shell._options import journal_hint
 
-    return f" --journal {shlex.quote(redact_url(journal_given))}" if journal_given else ""
+    return journal_hint(journal_given)

@@ -18,6 +18,7 @@ import asyncclick as click
 from .._shell._options import CommandError as CommandError
 from .._shell._options import describe_journal as describe_journal
 from .._shell._options import journal_exists as journal_exists
+from .._shell._options import journal_hint as journal_hint
 from .._shell._options import journal_location as journal_location
 from .._shell._options import no_journal_message as no_journal_message
 from .._shell._process import ExitCode, guard_errors

@@ -48,6 +48,7 @@ from .._errors import (
 from .._journal._events import EventFactory, EventType, ExecutionStatus
 from .._journal._journal import ExecutionRecord, Journal, open_journal
 from .._journal._replay import replay
+from .._journal._requests import RequestKind
 from .._json import JSON
 from .._llm._catalog import ProviderCatalog
 from .._llm._provider_config import ProviderSource, configured_providers
@@ -62,7 +63,7 @@ from .._workflow._spec_hashes import step_spec_hashes
 from .._workflow._sub_workflows import WorkflowCatalog, WorkflowDocumentSource
 from ._admission import Admission, AdmittedWorkflows, file_directory
 from ._admission import WorkflowLike as WorkflowLike
-from ._cancelling import CancelOutcome, cancel_execution
+from ._cancelling import CancelOutcome, cancel_execution, cancel_unowned
 from ._claims import (
     SUBMIT_NEEDS_POSTGRES,
     ExecutionClaims,
@@ -70,7 +71,7 @@ from ._claims import (
     postgres_parts,
     submit_execution,
 )
-from ._control import ControlLoop
+from ._control import DEFAULT_CANCEL_REASON, ControlLoop
 from ._engine import ExecutionRun
 from ._forking import PreparedFork, copied_events, prepare_fork
 from ._handle import ExecutionHandle as ExecutionHandle
@@ -299,6 +300,9 @@ class Runtime:
             if record.status.is_terminal or record.parent_id is not None:
                 await self._locks.release(execution_id)
                 return None
+            if await self._cancelled_meanwhile(execution_id):
+                await self._locks.release(execution_id)
+                return None
             if await self.journal.last_seq(execution_id) == 0:
                 return await self._starter.start_recorded(record, execution_timeout)
             run, lease = await self._starter.resumed_run(record, execution_timeout, None)
@@ -306,6 +310,28 @@ class Runtime:
             await self._locks.release(execution_id)
             raise
         return await self._launch(run, lease)
+
+    async def _cancelled_meanwhile(self, execution_id: str) -> bool:
+        """Apply a cancel asked of a claimed execution's previous holder; True if there was one.
+
+        A cancel recorded while another worker held the execution (it froze, or died, before
+        its control loop read it) is still meant for the execution: the worker that takes it
+        over ends it cancelled instead of running it on. (An operator's `resume` is another
+        matter: it refuses cancels made before it, see `_control`.)
+        """
+        pending = await self.journal.pending_requests([execution_id])
+        cancels = [request for request in pending if request.kind == RequestKind.CANCEL]
+        if not cancels:
+            return False
+        reason = cancels[0].body.get("reason")
+        await cancel_unowned(
+            self.journal,
+            self._locks,
+            execution_id,
+            reason if isinstance(reason, str) and reason else DEFAULT_CANCEL_REASON,
+            bus=self.bus,
+        )
+        return True
 
     async def resume(
         self,

@@ -174,8 +174,12 @@ def is_postgres_url(location: object) -> bool:
     return bool(separator) and scheme.lower() in URL_SCHEMES
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages and views."""
+def redact_url(url: str, mask: str = "***") -> str:
+    """The URL with its password replaced by `mask`, for messages, views and hints.
+
+    Hints a person copies use a placeholder (`mask="PASSWORD"`): a command holding `***`
+    would send it as the password.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -186,7 +190,7 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _has_port(parts) else "")
+    netloc = f"{user}:{mask}@{host}" + (f":{parts.port}" if _has_port(parts) else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

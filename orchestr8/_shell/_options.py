@@ -127,6 +127,24 @@ def describe_journal(location: JournalLocation) -> str:
     return str(location)
 
 
+def journal_hint(journal_given: str | None) -> str:
+    """` --journal VALUE` for a command a hint tells people to run, or "" without `--journal`.
+
+    A URL's password becomes the placeholder `PASSWORD`, to be typed in: never printed, and
+    never `***`, which the command would send as the password.
+    """
+    import shlex
+
+    from .._journal._postgres_schema import is_postgres_url, redact_url
+
+    if not journal_given:
+        return ""
+    shown = journal_given
+    if is_postgres_url(journal_given):
+        shown = redact_url(journal_given, mask="PASSWORD")
+    return f" --journal {shlex.quote(shown)}"
+
+
 def providers_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--providers FILE`: the provider config file (`providers_file`; `open_runtime`)."""
     return click.option(

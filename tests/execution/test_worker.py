@@ -233,6 +233,27 @@ async def test_run_claimed_lets_go_of_what_ended_or_runs_elsewhere(postgres_url:
             await other.claims.release(record.execution_id)
 
 
+async def test_a_cancel_asked_of_the_previous_holder_ends_the_execution_on_takeover(
+    postgres_url: str,
+) -> None:
+    """A cancel still pending when a worker claims the execution cancels it: it never runs on."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        record = await runtime.submit(ECHO, {"text": "stop me"})
+        # Recorded while another holder had it (as `orchestr8 cancel` does for a held one).
+        request = await journal.submit_request(
+            record.execution_id, "cancel", {"reason": "operator said stop", "by": "cli"}
+        )
+        assert await runtime.run_claimed(record.execution_id) is None
+        ended = await journal.get_execution(record.execution_id)
+        assert str(ended.status) == "cancelled"
+        events = await journal.events(record.execution_id)
+        assert [event.type for event in events] == ["execution.cancelled"]
+        assert events[-1].data["reason"] == "operator said stop"
+        [settled] = await journal.requests(record.execution_id)
+        assert (settled.request_id, str(settled.outcome)) == (request.request_id, "applied")
+        assert queued(postgres_url) == 0
+
+
 async def test_journal_failures_come_out_of_nursery_groups() -> None:
     """A journal failure wrapped with cancellations by nurseries is raised as itself; any
     other group is left as it is."""

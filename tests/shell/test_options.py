@@ -62,3 +62,14 @@ def test_a_location_is_shown_without_its_password() -> None:
         describe_journal("postgresql://app:secret@db.internal:5433/jobs")
         == "postgresql://app:***@db.internal:5433/jobs"
     )
+
+
+def test_a_hint_repeats_the_journal_with_a_password_placeholder() -> None:
+    """A hint's `--journal` keeps the URL but not its password; without one it adds nothing."""
+    from orchestr8._shell._options import journal_hint
+
+    url = "postgresql://ada:s3cret@db.internal:5432/jobs"
+    assert journal_hint(url) == " --journal postgresql://ada:PASSWORD@db.internal:5432/jobs"
+    assert journal_hint("postgresql://ada@db/jobs") == " --journal postgresql://ada@db/jobs"
+    assert journal_hint("my journal.db") == " --journal 'my journal.db'"
+    assert journal_hint(None) == ""
