@@ -450,12 +450,15 @@ class PostgresStore:
         """Run the batch hooks at its transaction's start; the first refusal refuses it whole."""
         if not self._hooks:
             return None
-        execution_ids = list(
-            dict.fromkeys(
+        # An id holding NUL names no execution (the batch refuses its event): hooks never see it.
+        execution_ids = [
+            execution_id
+            for execution_id in dict.fromkeys(
                 item.record.execution_id if isinstance(item, CreateRequest) else item.execution_id
                 for item in items
             )
-        )
+            if _NUL not in execution_id
+        ]
         for hook in self._hooks:
             refused = hook(connection, execution_ids)
             if refused is not None:
