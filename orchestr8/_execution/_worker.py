@@ -309,11 +309,12 @@ async def _hand_over(
 ) -> None:
     """Let other workers resume what still runs: free every lease, write nothing more."""
     report.handed.update(running)
-    _logger.warning(
-        "handing %d execution(s) over to other workers: %s",
-        len(running),
-        ", ".join(sorted(running)),
-    )
+    if running:
+        _logger.warning(
+            "handing %d execution(s) over to other workers: %s",
+            len(running),
+            ", ".join(sorted(running)),
+        )
     # Refused from now on, at append and at commit: the runs stop without another event, and
     # at once (no grace: nothing a step does now could be recorded).
     claims.parts.fencing.deadline = -math.inf
