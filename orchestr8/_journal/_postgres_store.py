@@ -32,6 +32,7 @@ from .._json import make_encoder
 from ._event_query import EventQuery
 from ._events import Event
 from ._page_filter import PageFilter
+from ._postgres_leases import queue
 from ._postgres_schema import check_version, connect
 from ._records import BatchOutcome, CreateRequest, ExecutionRecord, KeyHeld
 from ._rules import (
@@ -520,6 +521,8 @@ class PostgresStore:
             if holder is not None:
                 return KeyHeld(holder)
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
+        if request.queue:
+            queue(self._writer, record.execution_id)
         batch.seqs[record.execution_id] = 0
         batch.created.append(record.execution_id)
         stored = decode_execution(row)
