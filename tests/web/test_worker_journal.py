@@ -183,3 +183,27 @@ async def test_a_queued_execution_takes_no_request_timeout(postgres_url: str) ->
         invalid = await client.post("/workflows/execute", json={"workflow": {"steps": []}})
         assert invalid.status_code == 422
         assert (await invalid.get_json())["type"] == "urn:orchestr8:problem:invalid-workflow"
+
+
+async def test_the_first_requests_after_a_database_restart_succeed(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """An idle server's sessions end with the database: its next reads reconnect, never a 503."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        body = {"workflow": SIGN_ONLY}
+        first = await client.post("/workflows/execute", json=body)
+        assert first.status_code == 202
+        execution_id = (await first.get_json())["execution_id"]
+        assert (await client.get("/executions")).status_code == 200
+        assert (await client.get(f"/executions/{execution_id}")).status_code == 200
+        postgres_server.stop("fast")
+        postgres_server.start()
+        listed = await client.get("/executions")
+        assert listed.status_code == 200, await listed.get_data(as_text=True)
+        shown = await client.get(f"/executions/{execution_id}")
+        assert shown.status_code == 200, await shown.get_data(as_text=True)
+        cancelled = await client.post(f"/executions/{execution_id}/cancel", json={})
+        assert cancelled.status_code < 500, await cancelled.get_data(as_text=True)
+        again = await client.post("/workflows/execute", json=body)
+        assert again.status_code == 202, await again.get_data(as_text=True)
