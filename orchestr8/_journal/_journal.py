@@ -240,6 +240,14 @@ class Journal(JournalWriter):
         """
         return None
 
+    async def unreachable(self, within: float) -> str | None:
+        """Why the journal's database does not answer a trivial query within `within` s, or None.
+
+        For `/health` of a journal on a database server (a process writing nothing meanwhile
+        would not notice it is gone). A local journal (SQLite, memory) is always reachable.
+        """
+        return None
+
     async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
         """Return once an event with `seq > after` may be committed, or after `within` seconds.
 

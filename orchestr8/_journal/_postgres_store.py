@@ -293,6 +293,10 @@ class PostgresStore:
         self._reader = connect(self.url, purpose="orchestr8 reader")
         return query(self)
 
+    def ping(self) -> None:
+        """Run `SELECT 1` on the reader: the database answers (`Journal.unreachable`)."""
+        self._reader.execute("SELECT 1").fetchone()
+
     def load_execution(self, execution_id: str) -> ExecutionRecord | None:
         """Return the execution, or None."""
         return self._one_execution(self._reader, "execution_id", execution_id)

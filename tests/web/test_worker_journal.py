@@ -21,6 +21,7 @@ from orchestr8 import Runtime, open_runtime
 from orchestr8._journal._events import EventType
 from orchestr8._journal._journal import Journal, open_journal
 from orchestr8._journal._postgres_notifications import ListeningJournal
+from orchestr8._web import _journal_health
 from orchestr8._web._app import create_app
 from orchestr8._web._serve import serve
 from orchestr8._web._worker_journal import prepare_followers, workers_run
@@ -91,7 +92,8 @@ async def test_health_names_the_database_without_its_password(postgres_url: str)
 async def test_health_says_why_live_events_are_polled_until_the_link_is_back(
     postgres_server: PostgresServer, postgres_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A cut link: `notifications` says why (status stays ok); restored, `listening` again."""
+    """A cut link: `notifications` says why (and the database is unreachable); restored,
+    `listening` again."""
     database = postgres_url.rsplit("/", 1)[1]
     with link_proxy(postgres_server.port) as proxy:
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
@@ -105,7 +107,8 @@ async def test_health_says_why_live_events_are_polled_until_the_link_is_back(
             # First the loss, then each failed attempt to reopen it, is the trouble.
             await _until(lambda: "cannot reach" in (journal.notifications.trouble or ""))
             health = await (await client.get("/health")).get_json()
-            assert health["status"] == "ok"
+            assert health["status"] == "degraded"
+            assert health["journal"].startswith("unreachable: ")
             assert health["notifications"].startswith("cannot reach the journal database")
             proxy.restore()
             await _until(lambda: journal.notifications.listening)
@@ -207,3 +210,52 @@ async def test_the_first_requests_after_a_database_restart_succeed(
         assert cancelled.status_code < 500, await cancelled.get_data(as_text=True)
         again = await client.post("/workflows/execute", json=body)
         assert again.status_code == 202, await again.get_data(as_text=True)
+
+
+async def test_health_asks_the_database_and_says_when_it_is_unreachable(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Database down: 503, `journal: "unreachable: ..."` without the password; back: ok again."""
+    monkeypatch.setattr(_journal_health, "CHECK_EVERY", 0.0)
+    with_password = postgres_url.replace("postgres@", "postgres:hunter2@")
+    async with open_journal(with_password) as journal, open_runtime(journal=journal) as runtime:
+        client = create_app(runtime).test_client()
+        healthy = await client.get("/health")
+        assert healthy.status_code == 200
+        assert (await healthy.get_json())["journal"] == "ok"
+        postgres_server.stop("fast")
+        try:
+            down = await client.get("/health")
+            document = await down.get_json()
+        finally:
+            postgres_server.start()
+        assert down.status_code == 503
+        assert document["status"] == "degraded"
+        assert document["journal"].startswith("unreachable: cannot reach the journal database")
+        assert document["reason"] in document["journal"]
+        assert "hunter2" not in await down.get_data(as_text=True)
+        back = await client.get("/health")
+        assert back.status_code == 200
+        assert (await back.get_json())["journal"] == "ok"
+
+
+async def test_health_asks_the_database_at_most_once_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Load balancers may poll `/health` often: the database is asked once per second."""
+    health = _journal_health.JournalHealth()
+    async with open_journal(None) as journal:
+        asked: list[float] = []
+
+        async def counted(within: float) -> str | None:
+            asked.append(within)
+            return None if len(asked) == 1 else "down"
+
+        assert await journal.unreachable(1.0) is None  # a local journal is always reachable
+        journal.unreachable = counted  # type: ignore[method-assign]
+        for _ in range(3):
+            assert await health.unreachable(journal) is None
+        assert asked == [_journal_health.CHECK_WITHIN]
+        await trio.sleep(_journal_health.CHECK_EVERY)
+        assert await health.unreachable(journal) == "down"
+        assert len(asked) == 2
