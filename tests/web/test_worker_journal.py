@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import trio
 import trio.testing
+import trio_websocket
 from gate_scripts import SIGN_ONLY, append, gate_opened, record_gated
 from link_proxy import link_proxy
 from postgres_server import PostgresServer
 from worker_processes import query
 
-from orchestr8 import Runtime, open_runtime
+from orchestr8 import Event, Runtime, open_runtime
 from orchestr8._journal._events import EventType
 from orchestr8._journal._journal import Journal, open_journal
 from orchestr8._journal._postgres_notifications import ListeningJournal
@@ -259,3 +263,68 @@ async def test_health_asks_the_database_at_most_once_a_second(
         await trio.sleep(_journal_health.CHECK_EVERY)
         assert await health.unreachable(journal) == "down"
         assert len(asked) == 2
+
+
+EXAMPLE_CLIENT = Path(__file__).resolve().parents[2] / "examples" / "websocket_client.py"
+
+
+async def test_a_database_restart_closes_event_sockets_1013_and_the_example_retries_503(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Down: open sockets close 1013 (try again later), handshakes get 503, which
+    examples/websocket_client.py retries with back-off; back up, it follows to the end."""
+    async with (
+        open_journal(postgres_url) as journal,
+        open_runtime(journal=journal) as runtime,
+        open_journal(postgres_url) as other,
+        serving(runtime) as client,
+    ):
+        # Queued for the workers (none here): the socket tails it from the journal.
+        execution_id = (await runtime.submit(SIGN_ONLY)).execution_id
+        base = str(client.base_url).rstrip("/")
+        events_url = f"{base.replace('http', 'ws', 1)}/executions/{execution_id}/events"
+        parts = urlsplit(events_url)
+        stream = await trio.open_tcp_stream("127.0.0.1", parts.port or 80)
+        # Our own stream, closed here: trio-websocket leaves it open when the server closes.
+        async with stream, trio.open_nursery() as nursery:
+            socket = await trio_websocket.wrap_client_stream(
+                nursery, stream, parts.netloc, parts.path
+            )
+            await trio.to_thread.run_sync(postgres_server.stop, "fast")
+            try:
+                with trio.fail_after(20), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    await socket.get_message()
+            except BaseException:
+                await trio.to_thread.run_sync(postgres_server.start)
+                raise
+            finally:
+                await socket.aclose()
+        try:
+            reason = closed.value.reason
+            assert (reason.code, reason.reason) == (
+                1013,
+                "the journal is unavailable; reconnect with after=0",
+            )
+            process = await trio.lowlevel.open_process(
+                [sys.executable, str(EXAMPLE_CLIENT), base, "--follow", execution_id],
+                stdout=subprocess.PIPE,
+            )
+            assert process.stdout is not None
+            printed = b""
+            with trio.fail_after(20):
+                while b"refused with 503; trying again" not in printed:
+                    printed += await process.stdout.receive_some()
+        finally:
+            await trio.to_thread.run_sync(postgres_server.start)
+        started = "2025-01-01T00:00:00.000Z"
+        await other.append(Event(execution_id, 1, started, 0.0, "execution.started"))
+        await other.append(
+            Event(execution_id, 2, started, 0.1, "execution.succeeded", data={"output": 7})
+        )
+        await other.flush()
+        with trio.fail_after(30):
+            while chunk := await process.stdout.receive_some():
+                printed += chunk
+            assert await process.wait() == 0, printed.decode()
+    lines = printed.decode().splitlines()
+    assert lines[-2:] == ["closed: 1000 execution.succeeded", "output: 7"]
