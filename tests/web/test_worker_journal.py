@@ -301,6 +301,7 @@ async def test_a_database_restart_closes_event_sockets_1013_and_the_example_retr
                 await socket.aclose()
         try:
             reason = closed.value.reason
+            assert reason is not None
             assert (reason.code, reason.reason) == (
                 1013,
                 "the journal is unavailable; reconnect with after=0",
