@@ -383,6 +383,7 @@ class LeaseClaims:
                     self._held.clear()
                     self._claimed.clear()
                     self.parts.fencing.epochs.clear()
+                    self.parts.fencing.claimed_until.clear()
                     break
             if reachable:
                 with contextlib.suppress(JournalError):

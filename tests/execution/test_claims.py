@@ -304,6 +304,7 @@ async def test_closing_with_the_database_out_of_reach_leaves_the_leases_to_expir
         proxy.cut()
         await claims.close()
     assert claims.parts.fencing.epochs == {}
+    assert claims.parts.fencing.claimed_until == {}
     assert _sql(postgres_url, "SELECT count(*) FROM leases WHERE holder IS NOT NULL") == [(2,)]
 
 
