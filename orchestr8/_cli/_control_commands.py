@@ -267,9 +267,9 @@ async def _until_interrupted(following: Awaitable[int]) -> int:
 
 def _hint(journal: str | None) -> Callable[[str], str]:
     """`orchestr8 NAME` with the same `--journal`, for the hints `follow` prints."""
-    import shlex
+    from .._shell._options import journal_hint
 
-    option = f" --journal {shlex.quote(journal)}" if journal else ""
+    option = journal_hint(journal)
 
     def command(name: str) -> str:
         return f"orchestr8 {name}{option}"

@@ -117,7 +117,9 @@ class ThreadedLines:
 
 def answer_commands(execution_id: str, gate_id: str, journal_given: str | None) -> str:
     """The commands that answer a gate from another terminal, with the same `--journal`."""
-    option = f" --journal {shlex.quote(journal_given)}" if journal_given else ""
+    from .._shell._options import journal_hint
+
+    option = journal_hint(journal_given)
     target = f"{shlex.quote(execution_id)} {shlex.quote(gate_id)}"
     return (
         f"orchestr8 approve{option} {target} [--input KEY=VALUE ...]  or  "

@@ -40,7 +40,7 @@ async def migrate(check: bool, journal: str | None) -> int:
     M` or `already at M`. Safe to run again, and from several processes at once. Run it before
     starting workers and servers of a new orchestr8 version: they refuse an older schema.
     """
-    from ._support import EXIT_OK, guard, journal_location
+    from ._support import EXIT_OK, guard, journal_hint, journal_location
 
     async def action() -> int:
         import trio
@@ -57,7 +57,7 @@ async def migrate(check: bool, journal: str | None) -> int:
         if check:
             click.echo(
                 f"journal {where}: schema {shown}, this orchestr8 needs {after}; run: "
-                f"orchestr8 journal migrate --journal {where}"
+                f"orchestr8 journal migrate{journal_hint(str(location))}"
             )
             return 1
         click.echo(f"journal {where}: schema {shown} → {after}")

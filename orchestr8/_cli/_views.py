@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -24,6 +23,7 @@ from .._journal._iterations import LoopProgress, is_iteration_of, loop_progress
 from .._journal._journal import ExecutionRecord
 from .._journal._map_items import describe_items, item_counts, split_item_id
 from .._journal._replay import replay
+from .._shell._options import journal_hint
 
 _COLORS: Mapping[str, str] = {
     "red": "31",
@@ -515,7 +515,7 @@ def render_execution_detail(
     30,000), with a line saying how many were left out; None shows them all. `journal` is the
     `--journal` the command was given: the commands it suggests repeat it.
     """
-    option = f" --journal {shlex.quote(journal)}" if journal else ""
+    option = journal_hint(journal)
     status = detail["status"]
     fields: list[tuple[str, str]] = [
         ("execution", detail["execution_id"]),

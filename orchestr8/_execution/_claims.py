@@ -295,17 +295,25 @@ class LeaseClaims:
             return True
         if execution_id in self._held:
             return False
+        began = time.monotonic()
         epoch = await self.link.run(
             lambda connection: leases.acquire(connection, execution_id, self.holder, self.ttl)
         )
         if epoch is None:
             return False
-        self.parts.fencing.hold(execution_id, epoch)
+        # The claim set `expires_at = now() + ttl`: it lives a TTL from before it was asked,
+        # whenever the last renewal was (a claim after a database outage is fresh).
+        self.parts.fencing.hold(execution_id, epoch, began + self.ttl)
         self._held.add(execution_id)
         return True
 
     async def claim_queued(self, limit: int) -> list[leases.Claim]:
-        """Claim up to `limit` queued executions for this runtime (the worker's loop)."""
+        """Claim up to `limit` queued executions for this runtime (the worker's loop).
+
+        Each claim lives a TTL from before it was asked (see `acquire`), also for an execution
+        running here that goes on at the new epoch.
+        """
+        began = time.monotonic()
         claimed = await self.link.run(
             lambda connection: leases.claim_queued(connection, self.holder, self.ttl, limit)
         )
@@ -316,11 +324,11 @@ class LeaseClaims:
                 # Its lease lapsed while it runs here and nobody else claimed it: it goes on at
                 # the new epoch. Another claim in between would leave it lost (refused writes).
                 if claim.epoch == known + 1:
-                    self.parts.fencing.hold(claim.execution_id, claim.epoch)
+                    self.parts.fencing.hold(claim.execution_id, claim.epoch, began + self.ttl)
                 else:
                     self._lose(claim.execution_id)
                 continue
-            self.parts.fencing.hold(claim.execution_id, claim.epoch)
+            self.parts.fencing.hold(claim.execution_id, claim.epoch, began + self.ttl)
             self._claimed.add(claim.execution_id)
             fresh.append(claim)
         return fresh
@@ -399,6 +407,7 @@ class LeaseClaims:
                     self._held.clear()
                     self._claimed.clear()
                     self.parts.fencing.epochs.clear()
+                    self.parts.fencing.claimed_until.clear()
                     break
             if reachable:
                 with contextlib.suppress(JournalError):

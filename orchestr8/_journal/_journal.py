@@ -33,7 +33,7 @@ from .._json import has_lone_surrogate
 from ._event_query import EventQuery
 from ._events import Event, ExecutionStatus
 from ._page_filter import PageFilter
-from ._postgres_schema import import_psycopg, is_postgres_url
+from ._postgres_schema import import_psycopg, is_postgres_url, refuse_mistyped_url
 
 # Re-exported: the journal's interface hands these out and takes them in.
 from ._records import BatchOutcome as BatchOutcome
@@ -75,9 +75,12 @@ def default_journal_path() -> Path:
     """Return `$ORCHESTR8_JOURNAL` or `./.orchestr8/journal.db`, creating its directory.
 
     Raises:
-        JournalError: the directory cannot be created.
+        JournalError: the directory cannot be created, or the variable looks like a URL but
+            is not a PostgreSQL one.
     """
     configured = os.environ.get("ORCHESTR8_JOURNAL")
+    if configured:
+        refuse_mistyped_url(configured)
     path = Path(configured).expanduser() if configured else Path.cwd() / ".orchestr8" / "journal.db"
     if str(path) != ":memory:":
         try:
@@ -130,6 +133,7 @@ async def open_journal(
     else:
         from ._sqlite import SQLiteJournal
 
+        refuse_mistyped_url(os.fspath(path))
         journal = await SQLiteJournal.open(
             Path(path), queue_size=queue_size or FILE_QUEUE_SIZE, close_timeout=close_timeout
         )

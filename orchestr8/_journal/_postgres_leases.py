@@ -284,15 +284,24 @@ class Fencing:
     epochs: dict[str, int] = attrs.Factory(dict)
     deadline: float = math.inf
     """Until when (`time.monotonic`, real time like the database's) the leases surely live: the
-    last renewal's start plus the TTL. Not the trio clock, which tests may mock."""
+    last renewal's start plus the TTL. Not the trio clock, which tests may mock. `-inf` refuses
+    every held execution, whatever its claim (the worker hands its runs over)."""
+    claimed_until: dict[str, float] = attrs.Factory(dict)
+    """Per execution, until when its last claim surely lives: the claim's start plus the TTL.
 
-    def hold(self, execution_id: str, epoch: int) -> None:
-        """Write the execution's events at `epoch` from now on."""
+    A claim sets `expires_at = now() + ttl` as a renewal does, so a lease claimed after the
+    last renewal (claimed after a database outage, whose renewals failed) is judged by its
+    claim, not by the stale renewal time."""
+
+    def hold(self, execution_id: str, epoch: int, until: float = -math.inf) -> None:
+        """Write the execution's events at `epoch` from now on; its claim lives until `until`."""
         self.epochs[execution_id] = epoch
+        self.claimed_until[execution_id] = until
 
     def drop(self, execution_id: str) -> None:
         """The execution's lease is given up: its events are refused if it has a lease row."""
         self.epochs.pop(execution_id, None)
+        self.claimed_until.pop(execution_id, None)
 
     def refusal(
         self, connection: psycopg.Connection[Any], execution_ids: Collection[str]
@@ -311,13 +320,20 @@ class Fencing:
         renew in time fails its journal before it queues another event, so no step starts on
         a lease another worker may hold by now. Cheap: one lookup and one clock read.
         """
-        if execution_id in self.epochs and time.monotonic() > self.deadline:
+        if execution_id in self.epochs and self._expired(execution_id):
             return JournalError(
                 f"refused to write execution {execution_id}: its lease (epoch "
                 f"{self.epochs[execution_id]}) was not renewed in time and may have expired; "
                 "another worker may run it"
             )
         return None
+
+    def _expired(self, execution_id: str) -> bool:
+        """Whether the held execution's lease may have expired by this process's clock."""
+        now = time.monotonic()
+        if now <= self.deadline:
+            return False
+        return self.deadline == -math.inf or now > self.claimed_until.get(execution_id, -math.inf)
 
     def check(self, connection: psycopg.Connection[Any], execution_ids: Collection[str]) -> None:
         """Refuse the batch unless every leased execution in it is held here, live, at its epoch.

@@ -19,6 +19,7 @@ psycopg (3) is imported only here and in the stores on it, so orchestr8 without 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,7 +43,7 @@ _ADVISORY_LOCK: Final = 0x6F72386A
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # The journal: the same tables, columns and rules as the SQLite journal (`_sqlite_schema`).
-        """CREATE TABLE executions (
+        """CREATE TABLE IF NOT EXISTS executions (
             execution_id TEXT COLLATE "C" PRIMARY KEY,
             workflow_name TEXT COLLATE "C" NOT NULL,
             workflow TEXT NOT NULL,
@@ -61,7 +62,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             forked_from TEXT COLLATE "C",
             fork_seq BIGINT
         )""",
-        """CREATE TABLE events (
+        """CREATE TABLE IF NOT EXISTS events (
             execution_id TEXT COLLATE "C" NOT NULL REFERENCES executions (execution_id),
             seq BIGINT NOT NULL,
             ts TEXT NOT NULL,
@@ -72,16 +73,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data TEXT NOT NULL,
             PRIMARY KEY (execution_id, seq)
         )""",
-        "CREATE INDEX executions_by_time ON executions (created_at, execution_id)",
-        "CREATE INDEX executions_by_status ON executions (status, created_at, execution_id)",
-        "CREATE UNIQUE INDEX executions_by_idempotency_key ON executions (idempotency_key)"
-        " WHERE idempotency_key IS NOT NULL",
-        "CREATE INDEX executions_by_fork ON executions (forked_from, created_at, execution_id)"
-        " WHERE forked_from IS NOT NULL",
-        "CREATE INDEX executions_by_workflow"
+        "CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, execution_id)",
+        "CREATE INDEX IF NOT EXISTS executions_by_status"
+        " ON executions (status, created_at, execution_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS executions_by_idempotency_key"
+        " ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS executions_by_fork"
+        " ON executions (forked_from, created_at, execution_id) WHERE forked_from IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS executions_by_workflow"
         " ON executions (workflow_name, created_at, execution_id)",
-        "CREATE INDEX executions_by_parent ON executions (parent_id) WHERE parent_id IS NOT NULL",
-        """CREATE TABLE requests (
+        "CREATE INDEX IF NOT EXISTS executions_by_parent"
+        " ON executions (parent_id) WHERE parent_id IS NOT NULL",
+        """CREATE TABLE IF NOT EXISTS requests (
             request_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             execution_id TEXT COLLATE "C" NOT NULL REFERENCES executions (execution_id),
             kind TEXT NOT NULL,
@@ -92,11 +95,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             detail TEXT,
             settled_at TEXT
         )""",
-        "CREATE UNIQUE INDEX one_answer_per_gate ON requests (execution_id, target)"
+        "CREATE UNIQUE INDEX IF NOT EXISTS one_answer_per_gate ON requests (execution_id, target)"
         " WHERE kind = 'answer' AND (outcome IS NULL OR outcome = 'applied')",
-        "CREATE INDEX pending_requests ON requests (execution_id, request_id)"
+        "CREATE INDEX IF NOT EXISTS pending_requests ON requests (execution_id, request_id)"
         " WHERE outcome IS NULL",
-        """CREATE TABLE workflow_documents (
+        """CREATE TABLE IF NOT EXISTS workflow_documents (
             digest TEXT COLLATE "C" PRIMARY KEY,
             document TEXT NOT NULL,
             step_hashes TEXT NOT NULL
@@ -106,7 +109,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Workers (docs/scale-out.md): the processes that run executions, and their leases.
         # `session_pid`/`session_start` name the worker's database session, so a worker whose
         # session died (its process was killed) loses its leases at once, not at their expiry.
-        """CREATE TABLE workers (
+        """CREATE TABLE IF NOT EXISTS workers (
             holder TEXT COLLATE "C" PRIMARY KEY,
             name TEXT NOT NULL,
             host TEXT NOT NULL,
@@ -121,7 +124,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # One row per execution some runtime ran or a submitter queued. `epoch` grows by one at
         # every claim; appends carry the epoch their writer claimed, and the database refuses
         # those of an older one (fencing). `queued`: workers run it until it ends.
-        """CREATE TABLE leases (
+        """CREATE TABLE IF NOT EXISTS leases (
             execution_id TEXT COLLATE "C" PRIMARY KEY
                 REFERENCES executions (execution_id) ON DELETE CASCADE,
             epoch BIGINT NOT NULL DEFAULT 0,
@@ -132,13 +135,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             claims INTEGER NOT NULL DEFAULT 0,
             claimed_at TIMESTAMPTZ
         )""",
-        "CREATE INDEX leases_queued ON leases (submitted_at, execution_id) WHERE queued",
-        "CREATE INDEX leases_by_holder ON leases (holder) WHERE holder IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS leases_queued"
+        " ON leases (submitted_at, execution_id) WHERE queued",
+        "CREATE INDEX IF NOT EXISTS leases_by_holder ON leases (holder) WHERE holder IS NOT NULL",
     ),
     (
         # Shared resilience state (docs/scale-out.md): breakers' open/close transitions, global
         # bulkhead slots and global rate-limit buckets, each keyed like the process-local ones.
-        """CREATE TABLE breakers (
+        """CREATE TABLE IF NOT EXISTS breakers (
             key TEXT COLLATE "C" PRIMARY KEY,
             state TEXT NOT NULL,
             opened_by TEXT,
@@ -146,21 +150,26 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             open_until TIMESTAMPTZ,
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )""",
-        """CREATE TABLE limit_slots (
+        """CREATE TABLE IF NOT EXISTS limit_slots (
             key TEXT COLLATE "C" NOT NULL,
             slot BIGINT GENERATED ALWAYS AS IDENTITY,
             holder TEXT COLLATE "C" NOT NULL,
             expires_at TIMESTAMPTZ NOT NULL,
             PRIMARY KEY (key, slot)
         )""",
-        """CREATE TABLE rate_buckets (
+        """CREATE TABLE IF NOT EXISTS rate_buckets (
             key TEXT COLLATE "C" PRIMARY KEY,
             tokens DOUBLE PRECISION NOT NULL,
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )""",
     ),
 )
-"""Migration N (0-based) takes a database from schema version N to N + 1."""
+"""Migration N (0-based) takes a database from schema version N to N + 1.
+
+Every statement may run again (`IF NOT EXISTS`): a database whose recorded version is behind
+the tables it holds (a migration interrupted by hand, a version row edited) is brought up
+to date instead of refused.
+"""
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The PostgreSQL journal schema version this code writes."""
@@ -172,6 +181,47 @@ def is_postgres_url(location: object) -> bool:
         return False
     scheme, separator, _ = location.partition("://")
     return bool(separator) and scheme.lower() in URL_SCHEMES
+
+
+_URL_LIKE: Final = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|postgres(?:ql)?[:/])", re.I)
+"""A value meant as a URL (a scheme and `://`, or `postgres` with a colon or slash after it)."""
+
+_USER_INFO: Final = re.compile(r"(?<=[^:/@\s]):[^/\s]*@")
+"""`:PASSWORD@` after a user name, up to the LAST `@` before the host (a password may hold `@`)."""
+
+
+def refuse_mistyped_url(location: str) -> None:
+    """Refuse a journal value meant as a URL that is not a PostgreSQL one (a typo's victim).
+
+    `postgresql//host/db`, `postgresq://...` or `postgresql+psycopg://...` would otherwise name
+    a SQLite file in folders named after the URL, password included.
+
+    Raises:
+        JournalError: the value looks like a URL but is not `postgresql://` or `postgres://`.
+    """
+    if not is_postgres_url(location) and _URL_LIKE.match(location):
+        raise JournalError(
+            f"the journal {scrub_password(location)!r} looks like a URL but is not a PostgreSQL "
+            "one: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or a file path "
+            "for a SQLite journal)"
+        )
+
+
+def scrub_password(text: str) -> str:
+    """`text` with every `user:PASSWORD@` password replaced by `***`, however malformed."""
+    return _USER_INFO.sub(":***@", text)
+
+
+def _password_fragments(url: str) -> list[str]:
+    """The pieces of the URL's password a driver's message may quote (split at each `@`)."""
+    _, separator, rest = url.partition("://")
+    authority = rest.split("/", 1)[0] if separator else ""
+    user_info = authority.rpartition("@")[0]
+    password = user_info.partition(":")[2]
+    if not password:
+        return []
+    pieces = {password, *password.split("@")}
+    return sorted((piece for piece in pieces if len(piece) >= 2), key=len, reverse=True)
 
 
 def redact_url(url: str, mask: str = "***") -> str:
@@ -266,6 +316,10 @@ def explain(url: str, error: Exception) -> str:
     """Say in words why the database at `url` could not be used, and what to do about it."""
     where = redact_url(url)
     message = " ".join(str(error).split())
+    for piece in _password_fragments(url):
+        message = message.replace(piece, "***")
+    if len(_password_fragments(url)) > 1:
+        message += " (a password holding @ must be written %40 in the URL)"
     lowered = message.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return f"cannot log into the journal database {where}: {message} (check the user/password)"
@@ -315,7 +369,7 @@ def check_version(connection: psycopg.Connection[Any], url: str, *, create: bool
     if version is None:
         raise JournalError(
             f"{where} holds no orchestr8 journal; create it with: orchestr8 journal migrate "
-            f"--journal {where}"
+            f"--journal {redact_url(url, mask='PASSWORD')}"
         )
     if version > SCHEMA_VERSION:
         raise JournalError(
@@ -324,7 +378,8 @@ def check_version(connection: psycopg.Connection[Any], url: str, *, create: bool
         )
     raise JournalError(
         f"{where} has journal schema version {version}, older than this orchestr8's "
-        f"({SCHEMA_VERSION}); upgrade it with: orchestr8 journal migrate --journal {where}"
+        f"({SCHEMA_VERSION}); upgrade it with: orchestr8 journal migrate --journal "
+        f"{redact_url(url, mask='PASSWORD')}"
     )
 
 

@@ -61,14 +61,17 @@ def journal_location(option: str | None, *, must_exist: bool = False) -> Journal
 
     Raises:
         CommandError: `--journal` is empty, or `must_exist` and there is no journal there.
-        JournalError: the URL is malformed, the database cannot be reached (with
+        JournalError: the value looks like a URL but is not a PostgreSQL one, the URL is
+            malformed, the database cannot be reached (with
             `must_exist`), or psycopg is not installed.
     """
-    from .._journal._postgres_schema import check_url, is_postgres_url
+    from .._journal._postgres_schema import check_url, is_postgres_url, refuse_mistyped_url
 
     if option is not None and not option.strip():
         raise CommandError("--journal: the path is empty")
     configured = option or os.environ.get("ORCHESTR8_JOURNAL")
+    if configured:
+        refuse_mistyped_url(configured)
     if configured and is_postgres_url(configured):
         check_url(configured)
         if must_exist and not journal_exists(configured):

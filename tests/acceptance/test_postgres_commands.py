@@ -153,3 +153,15 @@ async def test_serve_on_a_postgresql_journal_lists_what_the_command_line_ran(
     said = server.stderr.decode()
     assert f"journal: {postgres_url.replace('postgres@', 'postgres:***@', 1)};" in said
     assert "sekret" not in said
+
+
+def test_hints_name_a_password_placeholder_never_the_password(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`inspect`'s resume hint repeats the URL with PASSWORD where its password was."""
+    trio.run(_record_dead_run, postgres_url)
+    with_password = postgres_url.replace("postgres@", "postgres:S3cretPW@")
+    shown = cli("inspect", "dead-run", "--journal", with_password, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "S3cretPW" not in shown.stdout + shown.stderr
+    assert "orchestr8 resume --journal postgresql://postgres:PASSWORD@" in shown.stdout

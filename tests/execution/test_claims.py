@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,9 @@ async def test_a_lease_lapsed_by_this_process_clock_fails_the_journal_at_append(
                 assert await claims.acquire("e1")
                 await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
                 await journal.flush()
+                # Frozen past the TTL of its last renewal and of its claim.
                 claims.parts.fencing.deadline = time.monotonic() - 1
+                claims.parts.fencing.claimed_until["e1"] = time.monotonic() - 1
                 with pytest.raises(JournalError, match="not renewed in time"):
                     journal.append_nowait(Event("e1", 2, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
                 assert journal.statistics().failed
@@ -298,4 +301,122 @@ async def test_closing_with_the_database_out_of_reach_leaves_the_leases_to_expir
         proxy.cut()
         await claims.close()
     assert claims.parts.fencing.epochs == {}
+    assert claims.parts.fencing.claimed_until == {}
     assert _sql(postgres_url, "SELECT count(*) FROM leases WHERE holder IS NOT NULL") == [(2,)]
+
+
+def _hand_over_elsewhere(url: str, execution_id: str) -> None:
+    """The lease as another worker left it at the outage: epoch 1, expired, still queued."""
+    _sql(
+        url,
+        "INSERT INTO leases (execution_id, epoch, holder, expires_at, queued, submitted_at)"
+        " VALUES (%s, 1, 'w2/h/1/x', now() - interval '1 second', true, now())",
+        execution_id,
+    )
+
+
+async def _claimed_after_an_outage(url: str, claim: Any) -> None:
+    """Renewals fail through an outage longer than the TTL; the claim made once the database
+    is back (`claim(claims)`) holds the execution at epoch 2, and its events are written."""
+    async with open_journal(url) as journal:
+        await journal.create_execution(
+            ExecutionRecord(execution_id="e1", workflow_name="w", workflow=WORKFLOW)
+        )
+        _hand_over_elsewhere(url, "e1")
+        async with open_claims(journal, ttl=30) as claims:
+            assert isinstance(claims, LeaseClaims)
+            # The last renewal was before the outage, longer ago than the TTL.
+            claims.parts.fencing.deadline = time.monotonic() - 1
+            await claim(claims)
+            assert claims.parts.fencing.epochs == {"e1": 2}
+            await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+            await journal.flush()
+            assert not journal.statistics().failed
+            assert await journal.last_seq("e1") == 1
+            assert not claims.lost.is_set()
+
+
+async def test_a_lease_claimed_after_an_outage_is_judged_by_its_claim(postgres_url: str) -> None:
+    """A queued execution claimed once the database is back is written at its new epoch: the
+    claim set a fresh expiry, the stale renewal time does not refuse it (no second handover)."""
+
+    async def claim(claims: LeaseClaims) -> None:
+        assert [claimed.epoch for claimed in await claims.claim_queued(5)] == [2]
+
+    await _claimed_after_an_outage(postgres_url, claim)
+
+
+async def test_a_lease_acquired_after_an_outage_is_judged_by_its_acquire(postgres_url: str) -> None:
+    """A resume, fork or cancel acquiring an expired lease once the database is back writes at
+    its new epoch, whenever the last renewal was."""
+
+    async def claim(claims: LeaseClaims) -> None:
+        assert await claims.acquire("e1")
+
+    await _claimed_after_an_outage(postgres_url, claim)
+
+
+async def test_an_execution_reclaimed_here_after_an_outage_goes_on_at_the_new_epoch(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Renewals fail while the database is out of reach and the lease expires; claimed again
+    here at the next epoch, the execution keeps writing. Another lease held here and not
+    claimed again since is still refused by the stale renewal time."""
+    database = postgres_url.rsplit("/", 1)[1]
+    with link_proxy(postgres_server.port) as proxy:
+        proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        async with open_journal(postgres_url) as writer:
+            for execution_id in ("e1", "e2"):
+                await writer.create_execution(
+                    ExecutionRecord(execution_id=execution_id, workflow_name="w", workflow=WORKFLOW)
+                )
+        with pytest.raises(JournalError, match="e2: its lease"):
+            await _reclaim_after_an_outage(postgres_url, proxied, proxy)
+
+
+async def _reclaim_after_an_outage(url: str, proxied: str, proxy: Any) -> None:
+    """The outage and reclaim of the test above; e2's refusal fails the journal at the end."""
+    async with open_journal(proxied) as journal, open_claims(journal, ttl=30) as claims:
+        assert isinstance(claims, LeaseClaims)
+        fencing = claims.parts.fencing
+        assert await claims.acquire("e1")
+        assert await claims.acquire("e2")
+        _sql(url, "UPDATE leases SET queued = true, submitted_at = now()")
+        proxy.cut()
+        await claims.renew()  # fails: the database is out of reach (logged)
+        _sql(url, "UPDATE leases SET expires_at = now() - interval '1 second'")
+        _sql(url, "UPDATE leases SET queued = false WHERE execution_id = 'e2'")
+        fencing.deadline = time.monotonic() - 1
+        fencing.claimed_until["e2"] = time.monotonic() - 1
+        proxy.restore()
+        assert await claims.claim_queued(5) == []
+        assert fencing.epochs == {"e1": 2, "e2": 1}
+        assert not claims.lost.is_set()
+        await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+        await journal.flush()
+        assert await journal.last_seq("e1") == 1
+        with pytest.raises(JournalError, match=r"lease \(epoch 1\) was not renewed"):
+            journal.append_nowait(Event("e2", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+        with pytest.raises(JournalError, match="not renewed in time"):
+            await journal.flush()
+
+
+async def test_a_handed_over_worker_writes_nothing_even_under_a_fresh_claim(
+    postgres_url: str,
+) -> None:
+    """Once the worker hands its runs over (`deadline = -inf`), a fresh claim is refused too."""
+
+    async def scenario() -> None:
+        async with open_journal(postgres_url) as journal:
+            await journal.create_execution(
+                ExecutionRecord(execution_id="e1", workflow_name="w", workflow=WORKFLOW)
+            )
+            async with open_claims(journal, ttl=30) as claims:
+                assert isinstance(claims, LeaseClaims)
+                assert await claims.acquire("e1")
+                claims.parts.fencing.deadline = -math.inf
+                with pytest.raises(JournalError, match="not renewed in time"):
+                    await journal.append(Event("e1", 1, "2026-01-01T00:00:00.000Z", 0.0, "x.y"))
+
+    with pytest.raises(JournalError, match="not renewed in time"):
+        await scenario()

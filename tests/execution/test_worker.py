@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+from link_proxy import link_proxy
+from postgres_server import PostgresServer
 
 from orchestr8._errors import (
     IdempotencyKeyReusedError,
@@ -369,3 +371,125 @@ async def test_a_worker_runs_sub_workflows_under_leases_of_their_own(postgres_ur
         ).fetchall()
     assert rows == [(1, None, False)]
     assert queued(postgres_url) == 0
+
+
+async def test_a_worker_that_claims_once_the_database_is_back_keeps_writing(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """The database out of reach for longer than the lease TTL (the worker's renewals fail):
+    what the worker claims once it is back runs to its end under the fresh claim, with no
+    handover and each step started once."""
+    database = postgres_url.rsplit("/", 1)[1]
+    registered = trio.Event()
+    stop = trio.Event()
+    report: WorkerReport | None = None
+    with link_proxy(postgres_server.port) as proxy:
+        proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+
+        def journal_behind_the_link() -> AbstractAsyncContextManager[Journal]:
+            return open_journal(proxied)
+
+        async def work() -> None:
+            nonlocal report
+            report = await run_worker(
+                journal_behind_the_link,
+                worker_runtime(Secrets(environ={})),
+                WorkerSettings(name="w1b", concurrency=2, poll_interval=0.05, lease_ttl=2.0),
+                stop,
+                ready=lambda _holder: registered.set(),
+            )
+
+        async with (
+            open_journal(postgres_url) as journal,
+            open_runtime(journal=journal) as runtime,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(work)
+            with trio.fail_after(30):
+                await registered.wait()
+            proxy.cut()
+            # Longer than the TTL: every renewal meanwhile fails, the last one grows stale.
+            await trio.sleep(2.5)
+            proxy.restore()
+            # Claimed on the wake-up or the next poll, before the next renewal (every 0.4 s).
+            record = await runtime.submit(ECHO, {"text": "after the outage"})
+            with trio.fail_after(30):
+                for _ in range(100_000):
+                    if (await journal.get_execution(record.execution_id)).status.is_terminal:
+                        break
+                    await trio.sleep(0.05)
+            stop.set()
+            assert str((await journal.get_execution(record.execution_id)).status) == "succeeded"
+            events = await journal.events(record.execution_id)
+            started = [event.step_id for event in events if event.type == "step.started"]
+            assert started == ["a", "b"]
+    assert report is not None
+    assert (report.handed_over, report.reopened) == (0, 0)
+
+
+async def test_after_an_outage_longer_than_the_ttl_a_run_is_handed_over_once(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Two workers, the database out of reach for longer than the TTL while one runs a step:
+    that worker hands the run over once; whichever claims it when the database is back
+    finishes it (no second handover), the step in flight started at most twice."""
+    flow = {
+        "schema_version": "1.0",
+        "name": "slow",
+        "steps": [
+            {"id": "first", "agent": "echo", "input": {"text": "once"}},
+            {"id": "nap", "agent": "sleep", "input": {"seconds": 2}, "depends_on": ["first"]},
+        ],
+    }
+    database = postgres_url.rsplit("/", 1)[1]
+    stop = trio.Event()
+    reports: dict[str, WorkerReport] = {}
+    registered = {"w2": trio.Event(), "w1b": trio.Event()}
+    with link_proxy(postgres_server.port) as first, link_proxy(postgres_server.port) as second:
+
+        async def work(name: str, port: int) -> None:
+            def journal() -> AbstractAsyncContextManager[Journal]:
+                return open_journal(f"postgresql://postgres@127.0.0.1:{port}/{database}")
+
+            reports[name] = await run_worker(
+                journal,
+                worker_runtime(Secrets(environ={})),
+                WorkerSettings(name=name, concurrency=2, poll_interval=0.05, lease_ttl=2.0),
+                stop,
+                ready=lambda _holder: registered[name].set(),
+            )
+
+        async with (
+            open_journal(postgres_url) as journal,
+            open_runtime(journal=journal) as runtime,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(work, "w2", first.port)
+            record = await runtime.submit(flow)
+            with trio.fail_after(30):
+                for _ in range(100_000):
+                    events = await journal.events(record.execution_id)
+                    if any(event.step_id == "nap" for event in events):
+                        break
+                    await trio.sleep(0.05)
+                nursery.start_soon(work, "w1b", second.port)
+                await registered["w1b"].wait()
+            first.cut()
+            second.cut()
+            # Longer than the TTL, and the nap ends meanwhile: w2 cannot record it.
+            await trio.sleep(2.5)
+            first.restore()
+            second.restore()
+            with trio.fail_after(30):
+                for _ in range(100_000):
+                    if (await journal.get_execution(record.execution_id)).status.is_terminal:
+                        break
+                    await trio.sleep(0.05)
+            stop.set()
+            assert str((await journal.get_execution(record.execution_id)).status) == "succeeded"
+            events = await journal.events(record.execution_id)
+    started = [event.step_id for event in events if event.type == "step.started"]
+    assert started[0] == "first"
+    assert started.count("first") == 1
+    assert 1 <= started.count("nap") <= 2
+    assert sum(report.handed_over for report in reports.values()) == 1

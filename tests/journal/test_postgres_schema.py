@@ -24,6 +24,8 @@ from orchestr8._journal._postgres_schema import (
     migrate,
     prepare_database,
     redact_url,
+    refuse_mistyped_url,
+    scrub_password,
 )
 
 TABLES = {
@@ -207,3 +209,51 @@ def test_versions_are_checked_before_use(postgres_server: PostgresServer) -> Non
             check_version(connection, url, create=False)
         with pytest.raises(JournalError, match="upgrade orchestr8"):
             migrate(connection, url)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "postgresql//app:S3cretPW@127.0.0.1/x",
+        "postgresq://app:S3cretPW@127.0.0.1/x",
+        "postgresql+psycopg://app:S3cretPW@127.0.0.1:5432/jobs",
+        "postgresql:/jobs",
+        "mysql://app:S3cretPW@127.0.0.1/jobs",
+    ],
+)
+def test_a_value_meant_as_a_url_but_not_a_postgresql_one_is_refused(location: str) -> None:
+    """A typo never becomes a SQLite file in folders named after it; its password is hidden."""
+    with pytest.raises(JournalError, match="looks like a URL but is not a PostgreSQL one") as error:
+        refuse_mistyped_url(location)
+    assert "S3cretPW" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "location", ["postgres.db", "journals/postgresql.db", "./j.db", ":memory:"]
+)
+def test_file_paths_and_postgresql_urls_are_not_taken_for_typos(location: str) -> None:
+    """Paths, even ones starting with `postgres`, and real URLs pass."""
+    refuse_mistyped_url(location)
+    refuse_mistyped_url("postgresql://app@127.0.0.1/jobs")
+
+
+def test_a_password_holding_an_at_sign_is_hidden_whole() -> None:
+    """Up to the last `@` before the host is password, in redaction and in a driver's message."""
+    url = "postgresql://app:S3c@ret@127.0.0.1:1/jobs"
+    assert redact_url(url) == "postgresql://app:***@127.0.0.1:1/jobs"
+    assert scrub_password("see postgresql//app:S3c@ret@h/x") == "see postgresql//app:***@h/x"
+    message = explain(url, OSError("failed to resolve host 'ret@127.0.0.1'"))
+    assert "ret@" not in message
+    assert "S3c" not in message
+    assert "%40" in message
+
+
+def test_migrate_runs_again_over_tables_its_version_row_does_not_count(
+    postgres_url: str,
+) -> None:
+    """A version row behind the tables (edited, or an interrupted migration) is brought level."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"UPDATE {SCHEMA}.schema_version SET version = 1")
+    assert prepare_database(postgres_url) == (1, SCHEMA_VERSION)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert found_version(connection) == SCHEMA_VERSION
