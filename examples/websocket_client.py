@@ -5,9 +5,12 @@
     python examples/websocket_client.py http://127.0.0.1:8080 --follow EXECUTION_ID
 
 It prints one line per event. When the server closes the socket with 1001 (shutting down) or 1013
-(this client fell behind), it reconnects with `after=<last seq>`, so no event is missed or shown
-twice. It exits 0 when the execution succeeded, 1 otherwise. With `ORCHESTR8_API_KEY` set, it sends
-the key as `Authorization: Bearer <key>`, on the WebSocket handshake too.
+(this client fell behind, or the server's journal cannot be read right now), it reconnects with
+`after=<last seq>`, so no event is missed or shown twice. A handshake refused with 503 (the journal
+is unavailable, e.g. its database restarts) is tried again after 0.5 s, then twice as long each
+time up to 5 s, at most 10 times in a row. It exits 0 when the execution succeeded, 1 otherwise.
+With `ORCHESTR8_API_KEY` set, it sends the key as `Authorization: Bearer <key>`, on the WebSocket
+handshake too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import trio
 import trio_websocket
 
 RECONNECT_CODES = {1001, 1013}
+RETRY_STATUS = 503
+FIRST_DELAY, LONGEST_DELAY, MOST_TRIES = 0.5, 5.0, 10
 
 
 def auth_headers() -> list[tuple[str, str]]:
@@ -73,25 +78,44 @@ async def event_socket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnec
             await socket.aclose()
 
 
+def rejection(error: BaseException) -> trio_websocket.ConnectionRejected | None:
+    """The refused handshake inside `error` (alone or in exception groups), or None."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error if isinstance(error, trio_websocket.ConnectionRejected) else None
+
+
 async def follow(base_url: str, execution_id: str) -> dict[str, Any]:
     """Print the execution's events until it ends; return the last event."""
     ws_url = base_url.replace("http", "ws", 1) + f"/executions/{execution_id}/events"
     last_seq = 0
     last: dict[str, Any] = {}
+    delay, tries = FIRST_DELAY, 0
     while True:
-        async with event_socket(f"{ws_url}?after={last_seq}") as socket:
-            try:
-                while True:
-                    event = json.loads(await socket.get_message())
-                    last_seq, last = event["seq"], event
-                    step = f" {event['step_id']}" if "step_id" in event else ""
-                    print(f"{event['seq']:>4} {event['elapsed']:8.3f}s {event['type']}{step}")
-            except trio_websocket.ConnectionClosed as closed:
-                reason = closed.reason
+        try:
+            async with event_socket(f"{ws_url}?after={last_seq}") as socket:
+                delay, tries = FIRST_DELAY, 0
+                try:
+                    while True:
+                        event = json.loads(await socket.get_message())
+                        last_seq, last = event["seq"], event
+                        step = f" {event['step_id']}" if "step_id" in event else ""
+                        print(f"{event['seq']:>4} {event['elapsed']:8.3f}s {event['type']}{step}")
+                except trio_websocket.ConnectionClosed as closed:
+                    reason = closed.reason
+        except BaseException as error:
+            refused = rejection(error)
+            if refused is None or refused.status_code != RETRY_STATUS or tries >= MOST_TRIES:
+                raise
+            tries += 1
+            print(f"refused with {RETRY_STATUS}; trying again in {delay:g} s", flush=True)
+            await trio.sleep(delay)
+            delay = min(delay * 2, LONGEST_DELAY)
+            continue
         if reason.code not in RECONNECT_CODES:
             print(f"closed: {reason.code} {reason.reason or ''}".rstrip())
             return last
-        print(f"reconnecting after seq {last_seq} ({reason.reason})")
+        print(f"reconnecting after seq {last_seq} ({reason.reason})", flush=True)
 
 
 async def main(argv: list[str]) -> int:
@@ -107,15 +131,11 @@ async def main(argv: list[str]) -> int:
         print(f"execution {execution_id} started")
     try:
         last = await follow(base_url, execution_id)
-    except BaseExceptionGroup as group:
-        refused, _ = group.split(trio_websocket.ConnectionRejected)
+    except BaseException as error:
+        refused = rejection(error)
         if refused is None:
             raise
-        error = refused.exceptions[0]
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        assert isinstance(error, trio_websocket.ConnectionRejected)
-        print(f"refused: {error.status_code} {(error.body or b'').decode()}")
+        print(f"refused: {refused.status_code} {(refused.body or b'').decode()}")
         return 1
     if last.get("type") == "execution.succeeded":
         print("output:", json.dumps(last["data"].get("output")))

@@ -155,14 +155,19 @@ class LeaseLink:
         purpose: str,
         *,
         on_connect: Callable[[psycopg.Connection[Any]], object] | None = None,
+        retry_lost: bool = False,
     ) -> None:
         """Remember where to connect; the connection opens on the first call.
 
         `on_connect` runs on every new connection (a new database session) before any call.
+        A call that meets a session the server ended while the link was idle (a database
+        restart) is asked once more on a fresh connection. `retry_lost` does so after any lost
+        connection: only for a link whose calls are safe to repeat (reads, idempotent upserts).
         """
         self.url = url
         self._purpose = purpose
         self._on_connect = on_connect
+        self._retry_lost = retry_lost
         self._limiter = trio.CapacityLimiter(1)
         self._connection: psycopg.Connection[Any] | None = None
 
@@ -176,18 +181,37 @@ class LeaseLink:
         return await trio.to_thread.run_sync(self._call, call, limiter=self._limiter)
 
     def _call(self, call: Callable[[psycopg.Connection[Any]], _Result]) -> _Result:
-        from .._journal._postgres_schema import connect, explain, import_psycopg
+        from .._journal._postgres_schema import explain, import_psycopg
 
         psycopg_module = import_psycopg()
         try:
-            if self._connection is None:
-                self._connection = connect(self.url, purpose=self._purpose)
-                if self._on_connect is not None:
-                    self._on_connect(self._connection)
-            return call(self._connection)
+            fresh = self._connection is None
+            connection = self._open()
+            try:
+                return call(connection)
+            except psycopg_module.OperationalError as error:
+                # A session the server ended and said so (SQLSTATE 57P..: a restart, a crash)
+                # did not run the statement that got this answer: asking again is safe for any
+                # call. Another loss leaves it unknown: asked again only where repeating is safe.
+                ended = (error.sqlstate or "").startswith("57P")
+                lost = connection.broken or connection.closed
+                if fresh or not lost or not (ended or self._retry_lost):
+                    raise
+            self._drop()
+            return call(self._open())
         except psycopg_module.Error as error:
             self._drop()
             raise JournalError(explain(self.url, error)) from None
+
+    def _open(self) -> psycopg.Connection[Any]:
+        """The link's connection, opened (and set up by `on_connect`) if it has none."""
+        from .._journal._postgres_schema import connect
+
+        if self._connection is None:
+            self._connection = connect(self.url, purpose=self._purpose)
+            if self._on_connect is not None:
+                self._on_connect(self._connection)
+        return self._connection
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -437,7 +461,7 @@ _readers: weakref.WeakKeyDictionary[leases.Fencing, LeaseLink] = weakref.WeakKey
 def _reader(parts: PostgresParts) -> LeaseLink:
     link = _readers.get(parts.fencing)
     if link is None:
-        link = _readers[parts.fencing] = LeaseLink(parts.url, "orchestr8 liveness")
+        link = _readers[parts.fencing] = LeaseLink(parts.url, "orchestr8 liveness", retry_lost=True)
         weakref.finalize(parts.fencing, link._drop)
     return link
 

@@ -277,7 +277,9 @@ class Runtime:
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
         )
-        if created or record.status is ExecutionStatus.PENDING:
+        if not created and record.status is ExecutionStatus.PENDING:
+            # Recorded and queued in one transaction when created; an execution recorded under
+            # the key before and still pending is queued again (idempotent), in case it never was.
             await submit_execution(self.journal, record.execution_id)
         return record
 

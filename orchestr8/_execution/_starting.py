@@ -253,8 +253,9 @@ class Starter:
     ) -> tuple[ExecutionRecord, bool]:
         """Record an execution for a worker to run (`Runtime.submit`); whether this recorded it.
 
-        Only the record: the worker's run writes its events. A worker sees the inputs as the
-        journal keeps them, so an input redacted there (a secret-looking key) is refused.
+        Only the record, queued for the workers in the same transaction: the worker's run writes
+        its events. A worker sees the inputs as the journal keeps them, so an input redacted
+        there (a secret-looking key) is refused.
 
         Raises:
             InputValidationError: an input would reach the worker redacted (each one named).
@@ -285,7 +286,9 @@ class Starter:
                 _check_same_request(existing, loaded, checked_inputs)
                 return existing, False
             record = attrs.evolve(record, idempotency_key=idempotency_key)
-        stored, created = await self._journal.create_or_find(record, step_hashes=step_spec_hashes)
+        stored, created = await self._journal.create_or_find(
+            record, step_hashes=step_spec_hashes, queue=True
+        )
         if not created:
             _check_same_request(stored, loaded, checked_inputs)
         return stored, created

@@ -244,6 +244,14 @@ class Journal(JournalWriter):
         """
         return None
 
+    async def unreachable(self, within: float) -> str | None:
+        """Why the journal's database does not answer a trivial query within `within` s, or None.
+
+        For `/health` of a journal on a database server (a process writing nothing meanwhile
+        would not notice it is gone). A local journal (SQLite, memory) is always reachable.
+        """
+        return None
+
     async def wait_for_events(self, execution_id: str, after: int, within: float) -> None:
         """Return once an event with `seq > after` may be committed, or after `within` seconds.
 
@@ -280,6 +288,7 @@ class Journal(JournalWriter):
         *,
         first_event: Event | None = None,
         step_hashes: StepHasher | None = None,
+        queue: bool = False,
     ) -> tuple[ExecutionRecord, bool]:
         """Like `create_execution`, also saying whether this call recorded it (True) or not.
 
@@ -291,11 +300,14 @@ class Journal(JournalWriter):
         The workflow document is stored once per content (`workflow_documents`, by its digest):
         an execution of a document stored before refers to that copy. `step_hashes` makes the
         document's step hashes when it is stored for the first time (`Journal.step_hashes`).
+        `queue` queues a newly recorded execution for the workers in the same transaction
+        (PostgreSQL only).
 
         Raises:
             ValueError: `first_event` is not seq 1 of this execution.
-            JournalError: an execution with that id exists, `first_event` cannot be stored, or
-                the journal failed or is closed.
+            JournalError: an execution with that id exists, `first_event` cannot be stored,
+                `queue` is asked of a journal that is not PostgreSQL, or the journal failed or
+                is closed.
         """
         if first_event is not None and (
             first_event.execution_id != record.execution_id or first_event.seq != 1
@@ -304,7 +316,9 @@ class Journal(JournalWriter):
                 f"the first event must be seq 1 of execution {record.execution_id!r}, got seq "
                 f"{first_event.seq} of {first_event.execution_id!r}"
             )
-        request = CreateRequest(record, first_event=first_event, step_hashes=step_hashes)
+        request = CreateRequest(
+            record, first_event=first_event, step_hashes=step_hashes, queue=queue
+        )
         await self._enqueue(request)
         await request.done.wait()
         if request.error is not None:

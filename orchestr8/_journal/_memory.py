@@ -37,6 +37,7 @@ from ._journal import (
     ReadableStore,
 )
 from ._page_filter import PageFilter
+from ._records import QUEUE_NEEDS_POSTGRES
 from ._requests import MemoryRequests, RequestStore
 from ._rules import (
     EXECUTION_FIELDS,
@@ -276,6 +277,8 @@ class MemoryStore:
         Raises:
             _ConstraintError: a field SQLite keeps `NOT NULL` is None.
         """
+        if request.queue:
+            return JournalError(QUEUE_NEEDS_POSTGRES)
         record = request.record
         key = record.idempotency_key
         if key is not None:

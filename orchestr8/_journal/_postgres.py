@@ -32,7 +32,7 @@ from ._events import Event
 from ._journal import STALLED_AFTER, BatchOutcome, CreateRequest, ReadableStore
 from ._postgres_notifications import ListeningJournal, notify_in_transaction
 from ._postgres_requests import PostgresRequests
-from ._postgres_schema import redact_url
+from ._postgres_schema import explain, redact_url
 from ._postgres_store import BatchHook, ConnectionLost, PostgresStore
 from ._requests import RequestStore
 
@@ -247,6 +247,29 @@ class PostgresJournal(ListeningJournal):
             return result
 
         return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def unreachable(self, within: float) -> str | None:
+        """Why `SELECT 1` on the reader fails or takes over `within` s, or None (see `Journal`).
+
+        The reason never holds the URL's password (`explain` redacts it).
+        """
+
+        def ping() -> None:
+            if self._store_closed:
+                raise JournalError("the journal is closed")
+            self._store.read(lambda store: store.ping())
+
+        with trio.move_on_after(within):
+            try:
+                await trio.to_thread.run_sync(
+                    ping, limiter=self._read_limiter, abandon_on_cancel=True
+                )
+            except JournalError as error:
+                return str(error)
+            except psycopg.Error as error:
+                return explain(self._url, error)
+            return None
+        return f"the journal database {self.location} did not answer within {within:g} s"
 
     async def _control(self, call: Callable[[RequestStore], _Result]) -> _Result:
         """Run a control-request call on its own connection and thread, one at a time."""

@@ -186,14 +186,23 @@ def finish(connection: psycopg.Connection[Any], execution_id: str) -> None:
 def submit(connection: psycopg.Connection[Any], execution_id: str) -> None:
     """Queue a recorded execution for the workers and wake them (`orchestr8 run --submit`)."""
     with connection.transaction():
-        connection.execute(
-            """INSERT INTO leases AS l (execution_id, queued, submitted_at)
-               VALUES (%s, true, now())
-               ON CONFLICT (execution_id) DO UPDATE SET
-                   queued = true, submitted_at = coalesce(l.submitted_at, now())""",
-            (execution_id,),
-        )
-        connection.execute(f"NOTIFY {WORK_CHANNEL}")
+        queue(connection, execution_id)
+
+
+def queue(connection: psycopg.Connection[Any], execution_id: str) -> None:
+    """Queue an execution and wake the workers, in the caller's transaction (no commit here).
+
+    The journal's writer calls it in the batch that records a submitted execution, so the
+    record and its queue entry commit together or not at all; the NOTIFY is sent at commit.
+    """
+    connection.execute(
+        """INSERT INTO leases AS l (execution_id, queued, submitted_at)
+           VALUES (%s, true, now())
+           ON CONFLICT (execution_id) DO UPDATE SET
+               queued = true, submitted_at = coalesce(l.submitted_at, now())""",
+        (execution_id,),
+    )
+    connection.execute(f"NOTIFY {WORK_CHANNEL}")
 
 
 @attrs.frozen

@@ -32,6 +32,7 @@ from .._json import make_encoder
 from ._event_query import EventQuery
 from ._events import Event
 from ._page_filter import PageFilter
+from ._postgres_leases import queue
 from ._postgres_schema import check_version, connect
 from ._records import BatchOutcome, CreateRequest, ExecutionRecord, KeyHeld
 from ._rules import (
@@ -292,6 +293,10 @@ class PostgresStore:
         self._reader = connect(self.url, purpose="orchestr8 reader")
         return query(self)
 
+    def ping(self) -> None:
+        """Run `SELECT 1` on the reader: the database answers (`Journal.unreachable`)."""
+        self._reader.execute("SELECT 1").fetchone()
+
     def load_execution(self, execution_id: str) -> ExecutionRecord | None:
         """Return the execution, or None."""
         return self._one_execution(self._reader, "execution_id", execution_id)
@@ -520,6 +525,8 @@ class PostgresStore:
             if holder is not None:
                 return KeyHeld(holder)
             return JournalError(f"execution {record.execution_id!r} is already in the journal")
+        if request.queue:
+            queue(self._writer, record.execution_id)
         batch.seqs[record.execution_id] = 0
         batch.created.append(record.execution_id)
         stored = decode_execution(row)

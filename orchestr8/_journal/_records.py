@@ -92,16 +92,26 @@ class CreateRequest:
     (then `result` is the execution recorded under it). `first_event` (seq 1, usually
     `execution.started`) is written in the same transaction as the record, or not at all.
     `step_hashes` makes the step hashes of a workflow document the journal stores for the first
-    time (None: none are kept, `{}`).
+    time (None: none are kept, `{}`). `queue` also queues a newly recorded execution for the
+    workers in the same transaction (only a PostgreSQL store queues; the others refuse it with
+    `QUEUE_NEEDS_POSTGRES`), so no crash can leave it recorded but never run.
     """
 
     record: ExecutionRecord
     first_event: Event | None = None
     step_hashes: StepHasher | None = None
+    queue: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
     result: ExecutionRecord | None = None
     error: JournalError | None = None
     existed: bool = False
+
+
+QUEUE_NEEDS_POSTGRES = (
+    "only a PostgreSQL journal queues executions for workers: submit to a journal whose location "
+    "is a postgresql:// URL"
+)
+"""A SQLite or memory store's refusal of a `CreateRequest` that asks to queue."""
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ from ._journal import (
     ReadableStore,
 )
 from ._page_filter import PageFilter
+from ._records import QUEUE_NEEDS_POSTGRES
 from ._requests import RequestStore, SQLiteRequests
 from ._rules import (
     EXECUTION_FIELDS,
@@ -317,6 +318,8 @@ class Store:
         Both rows go into the batch's transaction or neither: the event is encoded before the
         execution is inserted, so nothing can refuse it afterwards.
         """
+        if request.queue:
+            return JournalError(QUEUE_NEEDS_POSTGRES)
         record = request.record
         key = record.idempotency_key
         if key is not None:

@@ -19,7 +19,10 @@ socket closes with a code that tells the client what to do:
 - 4409 when the execution is not finished and no process runs it: the reason starts with
   `interrupted` (the process that ran it died; reconnecting will not help until it is resumed,
   the status REST shows too); on a memory journal, also when this server does not run it;
-- 1011 when the server failed (logged).
+- 1013 also when the journal cannot be read right now (a `JournalError`: its database restarts,
+  its disk failed), with the reason `the journal is unavailable; reconnect with after=N`: the
+  client tries again later (a handshake meanwhile gets `503 journal-unavailable`, retry that too);
+- 1011 when the server failed otherwise (logged).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from .._errors import Orchestr8Error
+from .._errors import JournalError, Orchestr8Error
 from .._execution._liveness import INTERRUPTED, shown_status
 from .._execution._runtime import Runtime
 from .._journal._events import Event, ExecutionStatus
@@ -39,6 +42,8 @@ CLOSE_FINISHED: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_SERVER_ERROR: Final = 1011
 CLOSE_TOO_SLOW: Final = 1013
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+"""The journal cannot be read right now (e.g. its database restarts): reconnect later."""
 CLOSE_NOT_RUNNING: Final = 4409
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 """Sent by the WebSocket layer when a client's message is over `MAX_CLIENT_MESSAGE`."""
@@ -100,14 +105,19 @@ async def stream_events(
         nursery.start_soon(relay.watch_closing)
         try:
             code, reason = await relay.run(buffer)
-        except Orchestr8Error as error:
-            # The journal failed or closed: a condition to report, not a bug to trace.
+        except JournalError as error:
+            # The journal cannot be read now (a database restart, a failed disk): the client
+            # tries again later and resumes after the last seq it got, as after 1001.
             _logger.error("event stream of execution %s stopped: %s", execution_id, error)
-            code, reason = CLOSE_SERVER_ERROR, "server error: the journal is unavailable"
+            code, reason = CLOSE_TRY_AGAIN_LATER, "the journal is unavailable"
+        except Orchestr8Error as error:
+            # A condition to report, not a bug to trace.
+            _logger.error("event stream of execution %s stopped: %s", execution_id, error)
+            code, reason = CLOSE_SERVER_ERROR, "server error"
         except Exception:
             _logger.exception("event stream of execution %s failed", execution_id)
             code, reason = CLOSE_SERVER_ERROR, "server error"
-        if code in (CLOSE_GOING_AWAY, CLOSE_TOO_SLOW):
+        if code in (CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, CLOSE_TRY_AGAIN_LATER):
             reason = f"{reason}; reconnect with after={relay.last}"
         with trio.move_on_after(5):
             await socket.close(code, reason)

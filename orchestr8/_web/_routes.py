@@ -44,6 +44,7 @@ from ._documents import (
     json_response,
 )
 from ._event_socket import stream_events
+from ._journal_health import JournalHealth
 from ._openapi import openapi_document
 from ._problems import ProblemError, current_path, problem_response
 from ._requests import (
@@ -72,6 +73,7 @@ class ServiceState:
     events_buffer: int
     draining: bool = False
     closing: trio.Event = attrs.Factory(trio.Event)
+    journal_health: JournalHealth = attrs.Factory(JournalHealth)
 
 
 class ServiceRoutes:
@@ -96,6 +98,11 @@ class ServiceRoutes:
             if journal.closed
             else "stalled"
         )
+        if trouble is None and journal.event_wakeups:
+            # A shared database an idle server writes nothing to: ask it whether it answers.
+            unreachable = await self.service.journal_health.unreachable(journal)
+            if unreachable is not None:
+                trouble, state = unreachable, f"unreachable: {unreachable}"
         status = "degraded" if trouble else "draining" if self.service.draining else "ok"
         document: dict[str, Any] = {"status": status, "version": __version__, "journal": state}
         if trouble is not None:

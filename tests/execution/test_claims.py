@@ -169,8 +169,8 @@ async def test_a_lease_not_renewed_in_time_is_lost_and_unfenced(postgres_url: st
 
 
 async def test_renewal_survives_a_lost_connection_by_registering_again(postgres_url: str) -> None:
-    """A lease connection the database dropped is reopened, by whichever call comes next, and
-    its new session registered at once: the holder's leases live on."""
+    """A lease connection the database ended is reopened by whichever call comes next, which
+    is asked again there (not failed), its new session registered at once: the leases live on."""
     _record(postgres_url, "e1", "e2")
     claims = LeaseClaims(PostgresParts(postgres_url, leases.Fencing()), ttl=30)
     await claims.open()
@@ -181,14 +181,11 @@ async def test_renewal_survives_a_lost_connection_by_registering_again(postgres_
     try:
         assert await claims.acquire("e1")
         _sql(postgres_url, terminate)
-        await claims.renew()  # fails: the connection is gone (logged, nothing lost yet)
         await claims.renew()  # a new session, registered again: the lease lives on
         assert not claims.lost.is_set()
         async with open_journal(postgres_url) as journal:
             assert await held(journal, ["e1"]) == frozenset({"e1"})
             _sql(postgres_url, terminate)
-            with pytest.raises(JournalError):
-                await claims.acquire("e2")
             assert await claims.acquire("e2")  # reconnected by an acquire, not a renewal
             assert await held(journal, ["e1", "e2"]) == frozenset({"e1", "e2"})
     finally:

@@ -83,6 +83,45 @@ async def test_a_submitted_execution_is_recorded_pending_and_queued_once(postgre
     assert queued(postgres_url) == 2
 
 
+def executions(url: str) -> int:
+    """How many executions the journal database records."""
+    with psycopg.connect(url, autocommit=True, options="-c search_path=orchestr8") as connection:
+        row = connection.execute("SELECT count(*) FROM executions").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_submit_whose_queue_entry_fails_records_nothing(postgres_url: str) -> None:
+    """Record and queue entry commit in one transaction: no pending orphan no worker runs."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE FUNCTION orchestr8.refuse_queue() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'the queue is refused'; END $$"
+        )
+        connection.execute(
+            "CREATE TRIGGER refuse_queue BEFORE INSERT ON orchestr8.leases"
+            " FOR EACH ROW EXECUTE FUNCTION orchestr8.refuse_queue()"
+        )
+    with pytest.raises(JournalError, match="the queue is refused"):
+        async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+            await runtime.submit(ECHO, {"text": "x"})
+    assert executions(postgres_url) == 0
+
+
+async def test_a_pending_execution_never_queued_is_queued_by_its_retried_submit(
+    postgres_url: str,
+) -> None:
+    """An old orphan (recorded, no queue entry) is queued when its idempotency key comes again."""
+    async with open_journal(postgres_url) as journal, open_runtime(journal=journal) as runtime:
+        first = await runtime.submit(ECHO, {"text": "x"}, idempotency_key="k1")
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute("DELETE FROM orchestr8.leases")
+        assert queued(postgres_url) == 0
+        again = await runtime.submit(ECHO, {"text": "x"}, idempotency_key="k1")
+        assert again.execution_id == first.execution_id
+    assert queued(postgres_url) == 1
+
+
 def runtime_admission(runtime: Runtime) -> Any:
     """An `Admission` of the echo workflow, as the CLI makes one before the journal opens."""
     from orchestr8._execution._admission import admit, admit_workflow

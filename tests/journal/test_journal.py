@@ -94,6 +94,22 @@ async def test_events_round_trip(opener: Opener) -> None:
     assert (stored.inputs, stored.correlation_id) == ({"q": "ü"}, "c-1")
 
 
+async def test_only_postgresql_queues_an_execution_with_its_record(opener: Opener) -> None:
+    """`queue=True` records and queues in one transaction on PostgreSQL; other stores refuse it."""
+    async with opener() as journal:
+        if journal.location.startswith("postgresql"):
+            stored, created = await journal.create_or_find(record(), queue=True)
+            assert created
+            assert stored.execution_id == "run-1"
+            assert await journal.get_execution("run-1") == stored
+            return
+        with pytest.raises(JournalError, match="only a PostgreSQL journal queues"):
+            await journal.create_or_find(record(), queue=True)
+        with pytest.raises(ExecutionNotFoundError):
+            await journal.get_execution("run-1")
+        await journal.create_execution(record())
+
+
 async def test_events_are_ordered_and_gap_free_per_execution(opener: Opener) -> None:
     """Interleaved appends of two executions read back 1..n in order for each."""
     async with opener() as journal:

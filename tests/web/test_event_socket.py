@@ -93,10 +93,11 @@ async def relay(socket: Socket, runtime: Runtime, execution_id: str, buffer: int
     await stream_events(socket, runtime, execution_id, after=0, buffer=buffer, closing=trio.Event())
 
 
-async def test_a_journal_failure_closes_1011_without_details(
+async def test_a_journal_failure_closes_1013_try_again_later_without_details(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the journal fails mid-stream, the socket closes 1011 and says so, nothing more."""
+    """When the journal fails mid-stream, the socket closes 1013 (try again later), says so and
+    where to resume, nothing more."""
     handle = await runtime.start(ECHO)
     await handle.wait()
 
@@ -107,7 +108,7 @@ async def test_a_journal_failure_closes_1011_without_details(
     socket = Socket()
     with trio.fail_after(5):
         await relay(socket, runtime, handle.execution_id, 16)
-    assert socket.closed == (1011, "server error: the journal is unavailable")
+    assert socket.closed == (1013, "the journal is unavailable; reconnect with after=0")
 
 
 async def test_closing_sends_what_is_queued_then_closes_1001(runtime: Runtime) -> None:
