@@ -107,13 +107,13 @@ class SharedResilience:
         """A new bulkhead for `key`: global when its policy says so (checked at load)."""
         if policy.scope == "process":
             return Bulkhead.from_policy(policy, name=key)
-        return GlobalBulkhead.from_shared_policy(policy, shared=self._global(key), name=key)
+        return GlobalBulkhead.from_policy(policy, shared=self._global(key), name=key)
 
     def _rate_limiter(self, key: str, policy: RateLimitPolicy) -> RateLimiter:
         """A new rate limiter for `key`: global when its policy says so (checked at load)."""
         if policy.scope == "process":
             return RateLimiter.from_policy(policy, name=key)
-        return GlobalRateLimiter.from_shared_policy(policy, shared=self._global(key), name=key)
+        return GlobalRateLimiter.from_policy(policy, shared=self._global(key), name=key)
 
     def _global(self, key: str) -> SharedAcrossProcesses:
         """The state shared across processes, which a `scope: "global"` limit of `key` needs."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Final, NoReturn, TypeVar, TypeVarTuple
+from typing import Any, Final, NoReturn, Self, TypeVar, TypeVarTuple
 
 import attrs
 import trio
@@ -133,14 +133,16 @@ class CircuitBreaker:
         *,
         name: str = "",
         exclude: tuple[type[BaseException], ...] = (),
-    ) -> CircuitBreaker:
-        """Build a breaker from the `circuit_breaker` part of a step policy."""
+        **fields: Any,
+    ) -> Self:
+        """Build a breaker from a step policy's `circuit_breaker` (`fields`: a subclass's own)."""
         return cls(
             failure_threshold=policy.failure_threshold,
             reset_timeout=policy.reset_timeout,
             half_open_requests=policy.half_open_requests,
             exclude=exclude,
             name=name,
+            **fields,
         )
 
     @property
@@ -368,4 +370,4 @@ def _shared_breaker(
     """A breaker sharing its transitions through `shared` (imported here: it builds on this)."""
     from ._shared_breaker import SharedCircuitBreaker
 
-    return SharedCircuitBreaker.from_shared_policy(policy, shared=shared, name=key, exclude=exclude)
+    return SharedCircuitBreaker.from_policy(policy, shared=shared, name=key, exclude=exclude)

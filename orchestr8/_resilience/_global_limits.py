@@ -25,7 +25,6 @@ import attrs
 import trio
 
 from .._errors import BulkheadFullError, RateLimitedError
-from .._workflow._policy import BulkheadPolicy, RateLimitPolicy
 from ._limits import Bulkhead, BulkheadStatistics, RateLimiter
 from ._shared_state import SharedResilience
 
@@ -46,18 +45,6 @@ class GlobalBulkhead(Bulkhead):
     _slots: list[int] = attrs.field(factory=list, init=False)
     _freed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _polling: int = attrs.field(default=0, init=False)
-
-    @classmethod
-    def from_shared_policy(
-        cls, policy: BulkheadPolicy, *, shared: SharedResilience, name: str = ""
-    ) -> GlobalBulkhead:
-        """Build a global bulkhead from the `bulkhead` part of a step policy."""
-        return cls(
-            max_concurrent=policy.max_concurrent,
-            max_wait=policy.max_wait,
-            name=name,
-            shared=shared,
-        )
 
     async def acquire(self, max_wait: float | None = None) -> None:
         """Take a global slot, waiting up to `max_wait` seconds (default: the bulkhead's own).
@@ -119,15 +106,6 @@ class GlobalRateLimiter(RateLimiter):
     """A rate limiter whose bucket is shared by every process on the database."""
 
     shared: SharedResilience = attrs.field(kw_only=True)
-
-    @classmethod
-    def from_shared_policy(
-        cls, policy: RateLimitPolicy, *, shared: SharedResilience, name: str = ""
-    ) -> GlobalRateLimiter:
-        """Build a global rate limiter from the `rate_limit` part of a step policy."""
-        return cls(
-            rate=policy.rate, burst=policy.burst, max_wait=policy.max_wait, name=name, shared=shared
-        )
 
     async def acquire(self, max_wait: float | None = None) -> None:
         """Take a token from the shared bucket, waiting up to `max_wait` s for it to be due.

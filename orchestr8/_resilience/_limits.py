@@ -14,7 +14,7 @@ every agent call, and the call they admit is where the task yields.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, TypeVarTuple
+from typing import Any, Self, TypeVar, TypeVarTuple
 
 import attrs
 import trio
@@ -64,9 +64,11 @@ class Bulkhead:
     _rejected: int = attrs.field(default=0, init=False)
 
     @classmethod
-    def from_policy(cls, policy: BulkheadPolicy, *, name: str = "") -> Bulkhead:
-        """Build a bulkhead from the `bulkhead` part of a step policy."""
-        return cls(max_concurrent=policy.max_concurrent, max_wait=policy.max_wait, name=name)
+    def from_policy(cls, policy: BulkheadPolicy, *, name: str = "", **fields: Any) -> Self:
+        """Build a bulkhead from the `bulkhead` part of a step policy (`fields`: a subclass's)."""
+        return cls(
+            max_concurrent=policy.max_concurrent, max_wait=policy.max_wait, name=name, **fields
+        )
 
     async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         """Call `await fn(*args)` in a slot of the bulkhead, waiting up to `max_wait` for one.
@@ -163,9 +165,11 @@ class RateLimiter:
         return float(self.burst)
 
     @classmethod
-    def from_policy(cls, policy: RateLimitPolicy, *, name: str = "") -> RateLimiter:
-        """Build a rate limiter from the `rate_limit` part of a step policy."""
-        return cls(rate=policy.rate, burst=policy.burst, max_wait=policy.max_wait, name=name)
+    def from_policy(cls, policy: RateLimitPolicy, *, name: str = "", **fields: Any) -> Self:
+        """Build a rate limiter from a step policy's `rate_limit` (`fields`: a subclass's own)."""
+        return cls(
+            rate=policy.rate, burst=policy.burst, max_wait=policy.max_wait, name=name, **fields
+        )
 
     async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         """Call `await fn(*args)` once a token is available, waiting up to `max_wait` for it.

@@ -26,7 +26,6 @@ from typing import Final
 import attrs
 import trio
 
-from .._workflow._policy import CircuitBreakerPolicy
 from ._breaker import BreakerState, CircuitBreaker
 from ._shared_state import SharedResilience
 
@@ -46,25 +45,6 @@ class SharedCircuitBreaker(CircuitBreaker):
     """A `CircuitBreaker` that also obeys, and publishes to, the state shared across processes."""
 
     shared: SharedResilience = attrs.field(kw_only=True)
-
-    @classmethod
-    def from_shared_policy(
-        cls,
-        policy: CircuitBreakerPolicy,
-        *,
-        shared: SharedResilience,
-        name: str = "",
-        exclude: tuple[type[BaseException], ...] = (),
-    ) -> SharedCircuitBreaker:
-        """Build a shared breaker from the `circuit_breaker` part of a step policy."""
-        return cls(
-            failure_threshold=policy.failure_threshold,
-            reset_timeout=policy.reset_timeout,
-            half_open_requests=policy.half_open_requests,
-            exclude=exclude,
-            name=name,
-            shared=shared,
-        )
 
     def admit(self) -> int:
         """Admit one call as `CircuitBreaker.admit` does, unless the shared state says otherwise.

@@ -65,8 +65,8 @@ async def test_a_full_global_bulkhead_refuses_at_once_without_max_wait(postgres_
     """Every slot taken by another process: a caller with no max_wait is refused, naming it."""
     async with shared_state(postgres_url, "p1") as one, shared_state(postgres_url, "p2") as two:
         policy = BulkheadPolicy(max_concurrent=1, scope="global")
-        first = GlobalBulkhead.from_shared_policy(policy, shared=one, name="bulk")
-        second = GlobalBulkhead.from_shared_policy(policy, shared=two, name="bulk")
+        first = GlobalBulkhead.from_policy(policy, shared=one, name="bulk")
+        second = GlobalBulkhead.from_policy(policy, shared=two, name="bulk")
         await first.acquire()
         with pytest.raises(BulkheadFullError, match=r"'bulk' \(global\) is full"):
             await second.acquire()
@@ -133,8 +133,8 @@ async def test_a_global_rate_limiter_shares_one_bucket(postgres_url: str) -> Non
     """Two processes' limiters of one key take from one bucket of `burst` tokens."""
     async with shared_state(postgres_url, "p1") as one, shared_state(postgres_url, "p2") as two:
         policy = RateLimitPolicy(rate=0.0001, burst=2, scope="global")
-        first = GlobalRateLimiter.from_shared_policy(policy, shared=one, name="api")
-        second = GlobalRateLimiter.from_shared_policy(policy, shared=two, name="api")
+        first = GlobalRateLimiter.from_policy(policy, shared=one, name="api")
+        second = GlobalRateLimiter.from_policy(policy, shared=two, name="api")
         await first.acquire()
         await second.acquire()
         with pytest.raises(RateLimitedError, match=r"'api' \(global\) has no token") as refused:
